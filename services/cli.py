@@ -1,0 +1,195 @@
+"""The ``healthwatch`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services import runtime
+from services.simulate import Simulator
+from shared.auth import Scope, create_key
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+
+app = typer.Typer(help="healthwatch: customer-health monitoring and early warning.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main`` until it returns or SIGINT/SIGTERM asks it to stop gracefully."""
+
+    async def wrapper() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(wrapper())
+
+
+def _serve(runner: runtime.ServiceRunner, settings: Settings) -> None:
+    async def main(stop: asyncio.Event) -> None:
+        async with runtime.open_runtime(settings) as rt:
+            await runner(rt, stop)
+
+    _run(main)
+
+
+@app.command()
+def dev(
+    simulate: Annotated[int, typer.Option(help="Simulated customer accounts to start (0: none)")] = 0,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default HEALTHWATCH_INGEST_PORT)")] = None,
+) -> None:
+    """Every service in one process with the embedded bus and a SQLite file."""
+    settings = Settings()
+    if port is not None:
+        settings = settings.model_copy(update={"ingest_port": port})
+    if not settings.embedded:
+        console.print("[yellow]HEALTHWATCH_KAFKA_BOOTSTRAP is set: dev mode uses Kafka too.[/]")
+    _setup_logging(settings)
+    log = logging.getLogger("healthwatch.dev")
+
+    async def main(stop: asyncio.Event) -> None:
+        async with runtime.open_runtime(settings) as rt:
+            url = f"http://{settings.host}:{settings.ingest_port}"
+            log.info("healthwatch dev: API on %s (docs at %s/docs), database %s", url, url, settings.database_url)
+            tasks = [runtime.run_dev(rt, stop)]
+            if simulate:
+                key = await create_key(rt.engine, "dev-simulator", [Scope.ingest])
+                sim = Simulator(url, key, simulate, progress=_log_progress(log))
+                tasks.append(_simulate_when_up(sim, stop, log))
+            await runtime.together(*tasks)
+
+    _run(main)
+
+
+def _log_progress(log: logging.Logger) -> Callable[[str, int, int], None]:
+    def report(stage: str, done: int, total: int) -> None:
+        if stage == "history" and (done == total or done % max(1, total // 10) == 0):
+            log.info("simulator: history %d/%d accounts", done, total)
+
+    return report
+
+
+async def _simulate_when_up(sim: Simulator, stop: asyncio.Event, log: logging.Logger) -> None:
+    await asyncio.sleep(0.5)  # let the HTTP server bind
+    log.info("simulator: %d accounts", len(sim.accounts))
+    await sim.run(stop)
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingest API alone (production mode)."""
+    settings = Settings()
+    _setup_logging(settings)
+    _serve(runtime.run_ingest, settings)
+
+
+@app.command()
+def scoring() -> None:
+    """Run one scoring consumer (add more processes to scale; they share the group)."""
+    settings = Settings()
+    _setup_logging(settings)
+    _serve(runtime.run_scoring_service, settings)
+
+
+@app.command()
+def alerts() -> None:
+    """Run the alerts service: intake from the alerts topic and delivery."""
+    settings = Settings()
+    _setup_logging(settings)
+    _serve(runtime.run_alerts_service, settings)
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Create or upgrade the database schema (Alembic)."""
+    settings = Settings()
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    console.print("schema is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[Scope], typer.Option(help="Scope(s): ingest, read, admin, metrics")],
+    name: Annotated[str, typer.Option(help="What the key is for")] = "unnamed",
+    csm_email: Annotated[str | None, typer.Option(help="Limit a read key to this CSM's portfolio")] = None,
+) -> None:
+    """Create an API key and print it (it is stored hashed: this is the only copy)."""
+    settings = Settings()
+
+    async def main() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            if settings.embedded:
+                await migrate(engine)
+            return await create_key(engine, name, scope, csm_email)
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(main())
+    print(key)
+    console.print(f"[green]created[/] key {name!r} with scopes {', '.join(s.value for s in scope)}")
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
+    key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="Ingest API key")] = "",
+    accounts: Annotated[int, typer.Option(help="Number of simulated accounts")] = 50,
+    live: Annotated[bool, typer.Option(help="Keep sending live traffic after the history")] = True,
+    seed: int = 7,
+) -> None:
+    """Send realistic traffic for N accounts to an ingest URL."""
+    if not key:
+        console.print("[red]an ingest key is needed:[/] healthwatch keys create --scope ingest")
+        raise typer.Exit(2)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", stream=sys.stderr)
+    from rich.progress import Progress
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("history", total=accounts)
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage == "history":
+                progress.update(task, completed=done)
+            else:
+                progress.update(task, description=f"live: {done} events sent")
+
+        sim = Simulator(url, key, accounts, seed=seed, progress=report)
+        _run(lambda stop: sim.run(stop, live=live))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The ingest HTTP application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware.base import RequestResponseEndpoint
+
+from services.ingest.deps import IngestContext
+from services.ingest.metrics import IngestMetrics
+from services.ingest.publisher import EventPublisher
+from services.ingest.routes import router
+from shared.auth import KeyStore
+from shared.bus.base import Producer
+from shared.clock import Clock, utcnow
+from shared.config import Settings
+from shared.web import Readiness, base_app, ops_router
+
+
+def create_app(
+    settings: Settings,
+    engine: AsyncEngine,
+    producer: Producer,
+    *,
+    registry: CollectorRegistry,
+    ready: Readiness,
+    clock: Clock = utcnow,
+) -> FastAPI:
+    metrics = IngestMetrics(registry)
+    app = base_app("healthwatch ingest", KeyStore(engine))
+    app.state.ingest = IngestContext(
+        settings=settings,
+        engine=engine,
+        publisher=EventPublisher(producer, settings, metrics),
+        metrics=metrics,
+        clock=clock,
+    )
+    app.include_router(router)
+    app.include_router(ops_router(registry, ready))
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        try:
+            response = await call_next(request)
+        except Exception:
+            metrics.requests.labels(request.url.path, "500").inc()
+            raise
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"error": "not_found", "message": f"No route {request.url.path}: see /docs."},
+            status_code=404,
+        )
+
+    return app

@@ -1,0 +1,61 @@
+"""Reading request bodies within limits: size, gzip, JSON."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from shared.web import ClientError
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The decoded JSON body; 413 past ``max_bytes`` (also after gunzip), 400 if malformed."""
+    return parse_json(await read_body(request, max_bytes))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, gunzipped when so encoded; 413 past ``max_bytes``."""
+    too_large = ClientError(
+        413, "payload_too_large", f"The body exceeds {max_bytes} bytes: split it into batches."
+    )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        raw = _gunzip(raw, max_bytes, too_large)
+    elif encoding not in ("identity", ""):
+        raise ClientError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use gzip.")
+    return raw
+
+
+def _gunzip(raw: bytes, max_bytes: int, too_large: ClientError) -> bytes:
+    # Decompress at most max_bytes + 1, so a gzip bomb costs no more than a big body.
+    decoder = zlib.decompressobj(wbits=31)
+    try:
+        data = decoder.decompress(raw, max_bytes + 1)
+    except zlib.error as exc:
+        raise ClientError(400, "bad_gzip", f"The body is not valid gzip: {exc}.") from exc
+    if len(data) > max_bytes or decoder.unconsumed_tail:
+        raise too_large
+    return data
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise ClientError(400, "empty_body", "The body is empty: send a JSON document.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ClientError(400, "malformed_json", f"The body is not valid JSON: {exc}.") from exc

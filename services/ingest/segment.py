@@ -1,0 +1,183 @@
+"""Segment HTTP Tracking API → healthwatch events.
+
+``track`` / ``page`` / ``screen`` become usage events; ``group`` ties a user to an account
+(and carries account traits); ``identify`` with ``context.groupId`` ties one too. The
+account of a call is ``context.groupId``, else ``properties.groupId`` / ``accountId``,
+else the account a previous ``group`` call tied the user to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
+
+from services.ingest.validation import Rejection
+
+_TIME = TypeAdapter(AwareDatetime)
+SCORED_TYPES = {"track", "page", "screen"}
+LINK_TYPES = {"group", "identify"}
+_MOBILE_OS = {"ios", "android", "ipados"}
+_ACCOUNT_TRAITS = {
+    "name": "name",
+    "plan": "plan",
+    "seats": "seats_purchased",
+    "seats_purchased": "seats_purchased",
+    "tier": "tier",
+    "industry": "industry",
+    "region": "region",
+    "mrr": "mrr",
+    "arr": "arr",
+}
+
+
+@dataclass
+class Translated:
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+    acknowledged: int = 0  # identify calls with nothing to score
+
+
+def user_of(msg: Mapping[str, Any]) -> str | None:
+    user = msg.get("userId") or msg.get("anonymousId")
+    return str(user) if user not in (None, "") else None
+
+
+def explicit_account(msg: Mapping[str, Any]) -> str | None:
+    context = msg.get("context") if isinstance(msg.get("context"), dict) else {}
+    props = msg.get("properties") if isinstance(msg.get("properties"), dict) else {}
+    for value in (
+        context.get("groupId"),
+        msg.get("groupId") if msg.get("type") != "group" else None,
+        props.get("groupId"),
+        props.get("accountId"),
+    ):
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def users_needing_lookup(messages: list[Any]) -> set[str]:
+    users = set()
+    for msg in messages:
+        if isinstance(msg, dict) and msg.get("type") in SCORED_TYPES and not explicit_account(msg):
+            user = user_of(msg)
+            if user:
+                users.add(user)
+    return users
+
+
+def event_time(msg: Mapping[str, Any], received_at: datetime, batch_sent_at: Any) -> datetime:
+    """Segment's rule: ``timestamp``, else ``originalTimestamp`` corrected for the clock
+    skew between ``sentAt`` and our receipt, else the receipt time."""
+    if msg.get("timestamp") is not None:
+        return _TIME.validate_python(msg["timestamp"])
+    if msg.get("originalTimestamp") is not None:
+        original = _TIME.validate_python(msg["originalTimestamp"])
+        sent_raw = msg.get("sentAt", batch_sent_at)
+        if sent_raw is None:
+            return original
+        return received_at - (_TIME.validate_python(sent_raw) - original)
+    return received_at
+
+
+def translate(
+    messages: list[Any],
+    known_links: Mapping[str, str],
+    received_at: datetime,
+    batch_sent_at: Any = None,
+) -> Translated:
+    out = Translated()
+    # Links from this batch count for the tracks that follow them in it.
+    links = dict(known_links)
+    for index, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            out.rejected.append(Rejection(index, None, [_err("(message)", "must be an object")]))
+            continue
+        message_id = msg.get("messageId")
+        kind = msg.get("type")
+        errors = []
+        if not isinstance(message_id, str) or not message_id:
+            errors.append(_err("messageId", "is required: it is the idempotency key"))
+        if kind not in SCORED_TYPES | LINK_TYPES:
+            errors.append(_err("type", f"{kind!r} is not one of track, page, screen, identify, group"))
+        try:
+            occurred_at = event_time(msg, received_at, batch_sent_at)
+        except ValidationError as exc:
+            errors.append(_err("timestamp", exc.errors(include_url=False)[0]["msg"]))
+        user = user_of(msg)
+        if errors:
+            out.rejected.append(Rejection(index, _str(message_id), errors))
+            continue
+        common = {"event_id": message_id, "occurred_at": occurred_at.isoformat()}
+        if kind == "group":
+            group = msg.get("groupId")
+            if group in (None, ""):
+                out.rejected.append(Rejection(index, message_id, [_err("groupId", "is required")]))
+                continue
+            if user:
+                links[user] = out.links[user] = str(group)
+            traits = msg.get("traits") if isinstance(msg.get("traits"), dict) else {}
+            facts = {_ACCOUNT_TRAITS[k]: v for k, v in traits.items() if k in _ACCOUNT_TRAITS}
+            out.events.append((index, {"kind": "account", "account_id": str(group), **common, **facts}))
+        elif kind == "identify":
+            account = explicit_account(msg)
+            if user and account:
+                links[user] = out.links[user] = account
+            out.acknowledged += 1
+        else:
+            account = explicit_account(msg) or (links.get(user) if user else None)
+            if not user or not account:
+                out.rejected.append(Rejection(index, message_id, [_no_account(user)]))
+                continue
+            out.events.append((index, {"kind": "usage", "account_id": account, "user_id": user, **common, **_usage(msg)}))
+    return out
+
+
+def _usage(msg: Mapping[str, Any]) -> dict[str, Any]:
+    props = msg.get("properties") if isinstance(msg.get("properties"), dict) else {}
+    kind = msg["type"]
+    name = msg.get("event") if kind == "track" else kind
+    feature = props.get("feature") if kind == "track" else (msg.get("name") or props.get("name"))
+    usage: dict[str, Any] = {
+        "event": name,
+        "module": props.get("module"),
+        "feature": feature,
+        "platform": _platform(msg, props),
+        "properties": props,
+    }
+    if isinstance(props.get("duration"), int | float):
+        usage["duration_s"] = props["duration"]
+    return usage
+
+
+def _platform(msg: Mapping[str, Any], props: Mapping[str, Any]) -> str:
+    if props.get("platform") in ("pc", "app", "api"):
+        return str(props["platform"])
+    context = msg.get("context") if isinstance(msg.get("context"), dict) else {}
+    os_name = (context.get("os") or {}).get("name", "") if isinstance(context.get("os"), dict) else ""
+    library = (context.get("library") or {}).get("name", "") if isinstance(context.get("library"), dict) else ""
+    if str(os_name).lower() in _MOBILE_OS or "ios" in library or "android" in library:
+        return "app"
+    return "pc"
+
+
+def _no_account(user: str | None) -> dict[str, str]:
+    if not user:
+        return _err("userId", "is required (or anonymousId)")
+    return _err(
+        "context.groupId",
+        f"no account for user {user!r}: set context.groupId or send a group call first",
+    )
+
+
+def _err(fieldname: str, message: str) -> dict[str, str]:
+    return {"field": fieldname, "message": message}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

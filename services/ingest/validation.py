@@ -1,0 +1,108 @@
+"""Per-event validation with field-level messages.
+
+Batches are accepted per event: valid events are stored, invalid ones are reported
+by index and field. Event ids make re-sending a whole batch harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.web import ClientError
+from shared.contracts.events import EVENT_ADAPTER, Event
+
+
+@dataclass
+class Rejection:
+    index: int
+    event_id: str | None
+    errors: list[dict[str, str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "event_id": self.event_id, "errors": self.errors}
+
+
+@dataclass
+class Checked:
+    valid: list[Event] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def reject(self, index: int, raw: Any, errors: list[dict[str, str]]) -> None:
+        event_id = raw.get("event_id") if isinstance(raw, dict) else None
+        self.rejected.append(
+            Rejection(index, event_id if isinstance(event_id, str) else None, errors)
+        )
+
+
+def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        # Drop the union tag pydantic puts first on discriminated unions ("usage.…").
+        if len(loc) > 1 and loc[0] in _KIND_TAGS:
+            loc = loc[1:]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = ["kind"]
+        out.append({"field": ".".join(loc) or "(event)", "message": err["msg"]})
+    return out
+
+
+_KIND_TAGS = {"usage", "ticket", "account", "touchpoint", "nps", "payment"}
+
+
+def check_events(
+    items: Sequence[Any],
+    *,
+    now: datetime,
+    max_future_skew: timedelta,
+    prepare: Callable[[Any], Any] | None = None,
+) -> Checked:
+    """Validate each item; ``prepare`` may fill defaults (for example a missing event_id)."""
+    checked = Checked()
+    for index, raw in enumerate(items):
+        if not isinstance(raw, dict):
+            checked.reject(index, raw, [{"field": "(event)", "message": "must be a JSON object"}])
+            continue
+        try:
+            event = EVENT_ADAPTER.validate_python(prepare(raw) if prepare else raw)
+        except ValidationError as exc:
+            checked.reject(index, raw, pydantic_errors(exc))
+            continue
+        if event.occurred_at - now > max_future_skew:
+            checked.reject(
+                index,
+                raw,
+                [
+                    {
+                        "field": "occurred_at",
+                        "message": f"is more than {max_future_skew} in the future; "
+                        "check the sender's clock",
+                    }
+                ],
+            )
+            continue
+        checked.valid.append(event)
+    return checked
+
+
+def require_list(body: Any, key: str, max_items: int) -> list[Any]:
+    """``body[key]`` as a list, within the batch limit."""
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        raise ClientError(
+            400, "bad_envelope", f'Send a JSON object {{"{key}": [ ... ]}} with a list of events.'
+        )
+    items: list[Any] = body[key]
+    if len(items) > max_items:
+        raise ClientError(
+            413,
+            "too_many_events",
+            f"{len(items)} events in one request; the limit is {max_items}: split the batch.",
+        )
+    if not items:
+        raise ClientError(400, "empty_batch", f'"{key}" is empty: send at least one event.')
+    return items

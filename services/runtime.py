@@ -1,0 +1,165 @@
+"""Wiring: build each service from the settings and run it until a stop event.
+
+``run_dev`` runs all three in one process (the embedded default); the CLI's
+``ingest`` / ``scoring`` / ``alerts`` commands run one each (production).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.alerts.channels import configured_channels
+from services.alerts.metrics import AlertsMetrics
+from services.alerts.outbox import AlertIntake, OutboxSender
+from services.ingest.app import create_app
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.processor import ScoringProcessor
+from shared.auth import KeyStore
+from shared.bus.factory import ALERTS_TOPIC, Bus, create_bus, event_topics
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from shared.storage.offsets import offset_loader
+from shared.web import base_app, ops_router
+from shared.worker import consume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    bus: Bus
+    registry: CollectorRegistry
+
+    async def ready(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None = None):  # type: ignore[no-untyped-def]
+    engine = create_engine(settings.database_url)
+    if settings.embedded:
+        # One process owns the embedded database: keep its schema current on start.
+        await migrate(engine)
+    bus = create_bus(settings, engine)
+    await bus.prepare()
+    await bus.producer.start()
+    try:
+        yield Runtime(settings, engine, bus, registry or CollectorRegistry())
+    finally:
+        await bus.producer.stop()
+        await engine.dispose()
+
+
+async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
+    s = rt.settings
+    processor = ScoringProcessor(rt.engine, rt.bus.producer, s, ScoringMetrics(rt.registry))
+    consumer = rt.bus.consumer(
+        event_topics(s),
+        group_id=s.consumer_group_scoring,
+        load_offsets=offset_loader(rt.engine, s.consumer_group_scoring),
+    )
+    await consume(consumer, processor.handle, stop, name="scoring", max_records=s.scoring_batch_max)
+
+
+async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
+    s = rt.settings
+    metrics = AlertsMetrics(rt.registry)
+    channels = configured_channels(s)
+    if not channels:
+        log.warning(
+            "no alert channel configured: alerts are stored and logged only "
+            "(set HEALTHWATCH_SLACK_WEBHOOK_URL or HEALTHWATCH_SMTP_HOST)"
+        )
+    intake = AlertIntake(rt.engine, channels, s, metrics)
+    consumer = rt.bus.consumer(
+        [s.topic(ALERTS_TOPIC)],
+        group_id=s.consumer_group_alerts,
+        load_offsets=offset_loader(rt.engine, s.consumer_group_alerts),
+    )
+    sender = OutboxSender(rt.engine, channels, s, metrics)
+    await together(
+        consume(consumer, intake.handle, stop, name="alerts", max_records=200),
+        sender.run(stop),
+    )
+
+
+async def together(*aws: Awaitable[None]) -> None:
+    """Run side by side; if one fails, cancel the rest and raise."""
+    async with asyncio.TaskGroup() as group:
+        for aw in aws:
+            group.create_task(aw)  # type: ignore[arg-type]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller's stop event rules."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+    stopper.cancel()
+    if not stop.is_set():
+        raise RuntimeError(f"HTTP server on {host}:{port} stopped unexpectedly (port in use?)")
+
+
+def ingest_app(rt: Runtime) -> FastAPI:
+    return create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=rt.ready)
+
+
+def ops_app(rt: Runtime, title: str) -> FastAPI:
+    app = base_app(title, KeyStore(rt.engine))
+    app.include_router(ops_router(rt.registry, rt.ready))
+    return app
+
+
+ServiceRunner = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+
+
+async def run_ingest(rt: Runtime, stop: asyncio.Event) -> None:
+    s = rt.settings
+    log.info("ingest API on http://%s:%d", s.host, s.ingest_port)
+    await serve_http(ingest_app(rt), s.host, s.ingest_port, stop)
+
+
+async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
+    s = rt.settings
+    await together(
+        run_scoring(rt, stop), serve_http(ops_app(rt, "healthwatch scoring"), s.host, s.scoring_port, stop)
+    )
+
+
+async def run_alerts_service(rt: Runtime, stop: asyncio.Event) -> None:
+    s = rt.settings
+    await together(
+        run_alerts(rt, stop), serve_http(ops_app(rt, "healthwatch alerts"), s.host, s.alerts_port, stop)
+    )
+
+
+async def run_dev(rt: Runtime, stop: asyncio.Event) -> None:
+    """Every service in this process, sharing one registry and one ingest/ops port."""
+    await together(run_ingest(rt, stop), run_scoring(rt, stop), run_alerts(rt, stop))

@@ -1,0 +1,227 @@
+"""One batch of records → one database transaction (state + offsets + outgoing messages)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.scoring import score as provisional
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.state import apply_events, load_measures
+from shared.bus.base import OutMessage, Producer, Record
+from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
+from shared.clock import Clock, utcnow
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.events import Event, Owner
+from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
+from shared.storage.db import insert_ignore, upsert
+from shared.storage.offsets import next_offsets, save_offsets
+from shared.storage.tables import account_health, accounts, processed_events, rule_state
+
+log = logging.getLogger(__name__)
+
+
+class ScoringProcessor:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: Producer,
+        settings: Settings,
+        metrics: ScoringMetrics,
+        *,
+        clock: Clock = utcnow,
+    ):
+        self._engine = engine
+        self._producer = producer
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._kind_of_topic = {settings.topic(k): k for k in ("usage", "ticket", "account", "touchpoint", "nps", "payment")}
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Apply ``records`` exactly once: state, offsets and outgoing alerts and
+        dead letters commit together, or not at all (the caller then rewinds)."""
+        if not records:
+            return
+        started = time.perf_counter()
+        events, dead = self._decode(records)
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            fresh = await self._drop_duplicates(conn, events, now)
+            applied = await apply_events(
+                conn, fresh, window_days=self._settings.window_days, now=now
+            )
+            alerts = await self._rescore(conn, applied.accounts, now)
+            outgoing = dead + [
+                OutMessage(self._settings.topic(ALERTS_TOPIC), a.account_id.encode(), encode_event(a))
+                for a in alerts
+            ]
+            if outgoing:
+                # Before the commit: if the bus fails, the whole batch is retried, and
+                # a replayed alert carries the same id, so the alerts service stores it once.
+                await self._producer.send_many(outgoing, conn)
+            await save_offsets(conn, self._settings.consumer_group_scoring, next_offsets(records))
+        m = self._metrics
+        m.batch_seconds.observe(time.perf_counter() - started)
+        for e in fresh:
+            m.events.labels(e.kind, "scored").inc()
+        m.events.labels("any", "duplicate").inc(len(events) - len(fresh))
+        m.late_events.inc(applied.late_events)
+        m.dead_letters.inc(len(dead))
+        for a in alerts:
+            m.alerts.labels(a.rule).inc()
+            log.info("alert %s: %s", a.alert_id, a.title)
+        if fresh:
+            log.debug("scored %d events (%d duplicates) for %d accounts",
+                      len(fresh), len(events) - len(fresh), len(applied.accounts))
+
+    def _decode(self, records: Sequence[Record]) -> tuple[list[Event], list[OutMessage]]:
+        events: list[Event] = []
+        dead: list[OutMessage] = []
+        for r in records:
+            try:
+                events.append(decode_event(r.value, self._kind_of_topic.get(r.topic)))
+            except UndecodableRecord as exc:
+                log.warning("dead-lettering %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc)
+                dead.append(
+                    OutMessage(
+                        self._settings.topic(DEADLETTER_TOPIC),
+                        r.key,
+                        r.value or b"",
+                        {
+                            "reason": str(exc)[:1000],
+                            "source_topic": r.topic,
+                            "source_partition": str(r.partition),
+                            "source_offset": str(r.offset),
+                        },
+                    )
+                )
+        return events, dead
+
+    async def _drop_duplicates(
+        self, conn: AsyncConnection, events: list[Event], now: Any
+    ) -> list[Event]:
+        unique: dict[str, Event] = {}
+        for e in events:
+            unique.setdefault(e.event_id, e)
+        if not unique:
+            return []
+        stmt = (
+            insert_ignore(conn, processed_events)
+            .on_conflict_do_nothing()
+            .returning(processed_events.c.event_id)
+        )
+        inserted = set(
+            (
+                await conn.execute(
+                    stmt,
+                    [
+                        {"event_id": e.event_id, "kind": e.kind, "account_id": e.account_id, "processed_at": now}
+                        for e in unique.values()
+                    ],
+                )
+            ).scalars()
+        )
+        return [e for e in unique.values() if e.event_id in inserted]
+
+    async def _rescore(self, conn: AsyncConnection, ids: set[str], now: Any) -> list[AlertEvent]:
+        measures = await load_measures(conn, ids)
+        if not measures:
+            return []
+        facts = {
+            r.account_id: r
+            for r in await conn.execute(select(accounts).where(accounts.c.account_id.in_(ids)))
+        }
+        states = {
+            r.account_id: r
+            for r in await conn.execute(
+                select(rule_state).where(
+                    rule_state.c.account_id.in_(ids), rule_state.c.rule == provisional.LOW_ACTIVITY_RULE
+                )
+            )
+        }
+        previous_band = {
+            r.account_id: (r.score, r.band)
+            for r in await conn.execute(
+                select(account_health.c.account_id, account_health.c.score, account_health.c.band)
+                .where(account_health.c.account_id.in_(ids))
+            )
+        }
+        health_rows, state_rows, alerts = [], [], []
+        for m in measures:
+            s = provisional.score(m)
+            old_score, old_band = previous_band.get(m.account_id, (None, None))
+            if old_band is not None and old_band != s.band:
+                log.info("%s: health %s → %s (%s → %s)", m.account_id, old_score, s.value, old_band, s.band)
+            health_rows.append(
+                {
+                    "account_id": m.account_id,
+                    "active_users_7d": m.active_users_7d,
+                    "active_users_30d": m.active_users_30d,
+                    "events_7d": m.events_7d,
+                    "open_tickets": m.open_tickets,
+                    "score": s.value,
+                    "band": s.band,
+                    "components": s.components,
+                }
+            )
+            firing = provisional.low_activity(m, self._settings.low_activity_ratio)
+            previous = states.get(m.account_id)
+            if previous is not None and previous.firing == firing:
+                continue
+            count = (previous.fire_count if previous else 0) + (1 if firing else 0)
+            state_rows.append(
+                {"account_id": m.account_id, "rule": provisional.LOW_ACTIVITY_RULE, "firing": firing, "fire_count": count, "changed_at": now}
+            )
+            if firing:
+                alerts.append(self._low_activity_alert(m, s, count, facts.get(m.account_id)))
+        for row in health_rows:
+            await conn.execute(
+                account_health.update()
+                .where(account_health.c.account_id == row["account_id"])
+                .values({k: v for k, v in row.items() if k != "account_id"})
+            )
+        await upsert(conn, rule_state, state_rows, keys=["account_id", "rule"], update=["firing", "fire_count", "changed_at"])
+        return alerts
+
+    def _low_activity_alert(
+        self, m: provisional.Measures, s: provisional.Score, count: int, facts: Any
+    ) -> AlertEvent:
+        seats = m.seats_purchased or 0
+        share = m.active_users_7d / seats if seats else 0.0
+        name = (facts.name if facts is not None else None) or m.account_id
+        owner = None
+        if facts is not None and (facts.owner_email or facts.owner_slack_id):
+            owner = Owner(email=facts.owner_email, slack_id=facts.owner_slack_id)
+        threshold = self._settings.low_activity_ratio
+        return AlertEvent(
+            alert_id=f"{m.account_id}:{provisional.LOW_ACTIVITY_RULE}:{count}",
+            account_id=m.account_id,
+            account_name=name,
+            rule=provisional.LOW_ACTIVITY_RULE,
+            severity=Severity.critical,
+            title=f"{name}: only {share:.0%} of seats active this week — edge of churn",
+            summary=(
+                f"{m.active_users_7d} of {seats} purchased seats were active in the 7 days "
+                f"to {m.as_of.isoformat()} ({share:.0%}, threshold {threshold:.0%}). "
+                f"Health score {s.value} ({s.band})."
+            ),
+            score=s.value,
+            band=s.band,
+            owner=owner,
+            fired_at=self._clock(),
+            details={
+                "active_users_7d": m.active_users_7d,
+                "seats_purchased": seats,
+                "active_share_7d": round(share, 4),
+                "threshold": threshold,
+                "as_of": m.as_of.isoformat(),
+                "components": s.components,
+            },
+        )

@@ -1,0 +1,349 @@
+"""Applies a batch of new events to the per-account state, inside the caller's transaction.
+
+Everything here is order-independent (sums, sets, maxima and per-field
+last-writer-wins by event time), so a replay or a shuffled log gives the same state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, delete, distinct, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.score import Measures
+from shared.contracts.events import (
+    AccountFacts,
+    Event,
+    NpsResponse,
+    PaymentEvent,
+    PaymentStatus,
+    TicketEvent,
+    Touchpoint,
+    UsageEvent,
+)
+from shared.storage.db import insert_ignore, upsert
+from shared.storage.tables import (
+    account_health,
+    accounts,
+    activity_daily,
+    activity_daily_users,
+    tickets,
+)
+
+OPEN_STATUSES = ("open", "pending")
+_FACT_FIELDS = tuple(f for f in AccountFacts.model_fields if f not in {
+    "schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"
+})
+
+
+@dataclass
+class Applied:
+    """What a batch changed: the accounts to rescore and the events that came too late."""
+
+    accounts: set[str] = field(default_factory=set)
+    late_events: int = 0
+
+
+async def apply_events(
+    conn: AsyncConnection, events: Sequence[Event], *, window_days: int, now: datetime
+) -> Applied:
+    applied = Applied(accounts={e.account_id for e in events})
+    if not events:
+        return applied
+    health = await _load_health(conn, applied.accounts, now)
+    for e in events:
+        h = health[e.account_id]
+        h["as_of"] = max(h["as_of"], e.occurred_at) if h["as_of"] else e.occurred_at
+
+    usage = [e for e in events if isinstance(e, UsageEvent)]
+    applied.late_events = await _apply_usage(conn, usage, health, window_days)
+    await _apply_tickets(conn, [e for e in events if isinstance(e, TicketEvent)])
+    await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
+    for e in events:
+        h = health[e.account_id]
+        if isinstance(e, Touchpoint):
+            h["last_touchpoint_at"] = _latest(h["last_touchpoint_at"], e.occurred_at)
+        elif isinstance(e, NpsResponse) and _newer(e, h.get("_nps_at")):
+            h["nps_latest"], h["_nps_at"] = e.score, e.occurred_at
+        elif isinstance(e, PaymentEvent) and e.status is PaymentStatus.failed:
+            h["last_payment_failed_at"] = _latest(h["last_payment_failed_at"], e.occurred_at)
+    for h in health.values():
+        h.pop("_nps_at", None)
+        h["updated_at"] = now
+    await upsert(
+        conn,
+        account_health,
+        list(health.values()),
+        keys=["account_id"],
+        update=[c for c in health[next(iter(health))] if c != "account_id"],
+    )
+    await _prune(conn, health, window_days)
+    return applied
+
+
+async def _load_health(
+    conn: AsyncConnection, ids: set[str], now: datetime
+) -> dict[str, dict[str, Any]]:
+    rows = await conn.execute(
+        select(
+            account_health.c.account_id,
+            account_health.c.as_of,
+            account_health.c.first_seen_at,
+            account_health.c.last_seen_at,
+            account_health.c.last_touchpoint_at,
+            account_health.c.nps_latest,
+            account_health.c.last_payment_failed_at,
+        ).where(account_health.c.account_id.in_(ids))
+    )
+    health = {r.account_id: dict(r._mapping) for r in rows}
+    for account_id in ids:
+        health.setdefault(
+            account_id,
+            {
+                "account_id": account_id,
+                "as_of": None,
+                "first_seen_at": None,
+                "last_seen_at": None,
+                "last_touchpoint_at": None,
+                "nps_latest": None,
+                "last_payment_failed_at": None,
+            },
+        )
+    return health
+
+
+def window_start(as_of: datetime, window_days: int) -> date:
+    return as_of.astimezone(UTC).date() - timedelta(days=window_days - 1)
+
+
+async def _apply_usage(
+    conn: AsyncConnection,
+    usage: Sequence[UsageEvent],
+    health: dict[str, dict[str, Any]],
+    window_days: int,
+) -> int:
+    daily: dict[tuple[str, date], list[float]] = defaultdict(lambda: [0, 0.0])
+    users: set[tuple[str, date, str]] = set()
+    late = 0
+    for e in usage:
+        h = health[e.account_id]
+        # Days are UTC days until accounts carry their own time zone.
+        day = e.occurred_at.astimezone(UTC).date()
+        if day < window_start(h["as_of"], window_days):
+            late += 1
+            continue
+        bucket = daily[(e.account_id, day)]
+        bucket[0] += 1
+        bucket[1] += e.duration_s or 0.0
+        users.add((e.account_id, day, e.user_id))
+        h["first_seen_at"] = _earliest(h["first_seen_at"], e.occurred_at)
+        h["last_seen_at"] = _latest(h["last_seen_at"], e.occurred_at)
+    if daily:
+        stmt = insert_ignore(conn, activity_daily)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "day"],
+            set_={
+                "events": activity_daily.c.events + stmt.excluded.events,
+                "duration_s": activity_daily.c.duration_s + stmt.excluded.duration_s,
+            },
+        )
+        await conn.execute(
+            stmt,
+            [
+                {"account_id": a, "day": d, "events": int(v[0]), "duration_s": v[1]}
+                for (a, d), v in sorted(daily.items())
+            ],
+        )
+    if users:
+        await conn.execute(
+            insert_ignore(conn, activity_daily_users).on_conflict_do_nothing(),
+            [{"account_id": a, "day": d, "user_id": u} for a, d, u in sorted(users)],
+        )
+    return late
+
+
+async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -> None:
+    latest: dict[str, TicketEvent] = {}
+    for e in events:
+        if _newer(e, latest.get(e.ticket_id)):
+            latest[e.ticket_id] = e
+    if not latest:
+        return
+    stmt = insert_ignore(conn, tickets)
+    columns = ["account_id", "status", "priority", "created_at", "solved_at", "occurred_at"]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["ticket_id"],
+        set_={c: stmt.excluded[c] for c in columns},
+        # A late, older update of the same ticket must not overwrite a newer one.
+        where=tickets.c.occurred_at <= stmt.excluded.occurred_at,
+    )
+    await conn.execute(
+        stmt,
+        [
+            {
+                "ticket_id": e.ticket_id,
+                "account_id": e.account_id,
+                "status": e.status.value,
+                "priority": e.priority.value,
+                "created_at": e.created_at,
+                "solved_at": e.solved_at,
+                "occurred_at": e.occurred_at,
+            }
+            for e in sorted(latest.values(), key=lambda e: e.ticket_id)
+        ],
+    )
+
+
+async def _apply_facts(conn: AsyncConnection, events: Sequence[AccountFacts], now: datetime) -> None:
+    """Merge facts field by field; each field keeps the value with the newest event time
+    (ties broken by event id), whatever order the events arrive in."""
+    if not events:
+        return
+    ids = {e.account_id for e in events}
+    rows = await conn.execute(
+        select(accounts.c.account_id, accounts.c.facts).where(accounts.c.account_id.in_(ids))
+    )
+    stored = {r.account_id: r.facts for r in rows}
+    merged: dict[str, dict[str, Any]] = {
+        a: stored.get(a) or {"fields": {}, "stamps": {}} for a in ids
+    }
+    for e in events:
+        facts = merged[e.account_id]
+        stamp = [e.occurred_at.isoformat(), e.event_id]
+        for name, value in e.model_dump(mode="json", include=set(_FACT_FIELDS)).items():
+            if value is None:
+                continue
+            if name not in facts["stamps"] or facts["stamps"][name] <= stamp:
+                facts["fields"][name] = value
+                facts["stamps"][name] = stamp
+    await upsert(
+        conn,
+        accounts,
+        [_account_row(a, f, now) for a, f in sorted(merged.items())],
+        keys=["account_id"],
+        update=[
+            "name", "seats_purchased", "tier", "owner_email", "owner_slack_id",
+            "facts", "facts_occurred_at", "updated_at",
+        ],
+    )
+
+
+def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[str, Any]:
+    f = facts["fields"]
+    owner = f.get("owner") or {}
+    newest = max(s[0] for s in facts["stamps"].values()) if facts["stamps"] else now.isoformat()
+    return {
+        "account_id": account_id,
+        "name": f.get("name"),
+        "seats_purchased": f.get("seats_purchased"),
+        "tier": f.get("tier"),
+        "owner_email": owner.get("email"),
+        "owner_slack_id": owner.get("slack_id"),
+        "facts": facts,
+        "facts_occurred_at": datetime.fromisoformat(newest),
+        "updated_at": now,
+    }
+
+
+async def _prune(
+    conn: AsyncConnection, health: dict[str, dict[str, Any]], window_days: int
+) -> None:
+    """Drop daily rows that fell out of each account's window (state stays bounded)."""
+    by_cutoff: dict[date, list[str]] = defaultdict(list)
+    for account_id, h in health.items():
+        by_cutoff[window_start(h["as_of"], window_days)].append(account_id)
+    for cutoff, ids in by_cutoff.items():
+        for table in (activity_daily, activity_daily_users):
+            await conn.execute(
+                delete(table).where(table.c.account_id.in_(ids), table.c.day < cutoff)
+            )
+
+
+async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
+    """The measures the provisional score reads, as of each account's newest event."""
+    if not ids:
+        return []
+    rows = await conn.execute(
+        select(
+            account_health.c.account_id,
+            account_health.c.as_of,
+            account_health.c.first_seen_at,
+            accounts.c.seats_purchased,
+        )
+        .select_from(account_health.outerjoin(accounts, accounts.c.account_id == account_health.c.account_id))
+        .where(account_health.c.account_id.in_(ids))
+    )
+    base = {r.account_id: r for r in rows}
+    by_day: dict[date, list[str]] = defaultdict(list)
+    for r in base.values():
+        by_day[r.as_of.date()].append(r.account_id)
+    users: dict[str, tuple[int, int]] = {}
+    events: dict[str, int] = {}
+    for as_of, group in by_day.items():
+        d7 = as_of - timedelta(days=6)
+        d30 = as_of - timedelta(days=29)
+        u = activity_daily_users
+        for r in await conn.execute(
+            select(
+                u.c.account_id,
+                func.count(distinct(_when(u.c.day >= d7, u.c.user_id))),
+                func.count(distinct(u.c.user_id)),
+            )
+            .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= as_of)
+            .group_by(u.c.account_id)
+        ):
+            users[r[0]] = (r[1], r[2])
+        d = activity_daily
+        for r in await conn.execute(
+            select(d.c.account_id, func.sum(d.c.events))
+            .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= as_of)
+            .group_by(d.c.account_id)
+        ):
+            events[r[0]] = int(r[1] or 0)
+    open_counts = {
+        r[0]: r[1]
+        for r in await conn.execute(
+            select(tickets.c.account_id, func.count())
+            .where(tickets.c.account_id.in_(ids), tickets.c.status.in_(OPEN_STATUSES))
+            .group_by(tickets.c.account_id)
+        )
+    }
+    return [
+        Measures(
+            account_id=a,
+            as_of=r.as_of.date(),
+            first_seen=r.first_seen_at.date() if r.first_seen_at else None,
+            active_users_7d=users.get(a, (0, 0))[0],
+            active_users_30d=users.get(a, (0, 0))[1],
+            events_7d=events.get(a, 0),
+            open_tickets=int(open_counts.get(a, 0)),
+            seats_purchased=r.seats_purchased,
+        )
+        for a, r in sorted(base.items())
+    ]
+
+
+def _when(condition: Any, value: Any) -> Any:
+    return case((condition, value), else_=None)
+
+
+def _newer(event: Event, other: Event | datetime | None) -> bool:
+    if other is None:
+        return True
+    if isinstance(other, datetime):
+        return event.occurred_at >= other
+    return (event.occurred_at, event.event_id) >= (other.occurred_at, other.event_id)
+
+
+def _latest(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+def _earliest(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b < a else a
+

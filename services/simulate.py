@@ -1,0 +1,215 @@
+"""Simulated customers: account facts, a week of history, then live usage and tickets,
+sent over HTTP to an ingest URL like any product would.
+
+Profiles follow the handbook: most accounts are healthy, some decline, some sit at
+the edge of churn (few of their seats active), a few grow fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+MODULES = ["contacts", "opportunities", "quotes", "workflow", "reports", "api", "custom_objects"]
+CORE_EVENTS = [("login", None), ("view", "contacts"), ("create", "opportunities"), ("run", "reports")]
+# (profile, share of accounts, share of seats active on a given day)
+PROFILES = [("healthy", 0.6, (0.45, 0.8)), ("declining", 0.15, (0.2, 0.35)),
+            ("churning", 0.15, (0.02, 0.12)), ("growing", 0.1, (0.7, 0.95))]
+TIERS = ["strategic", "enterprise", "non-focus"]
+# Enough history for the weekly rules (they need 7 days) without a long warm-up.
+HISTORY_DAYS = 8
+BATCH = 500
+
+
+@dataclass
+class SimAccount:
+    account_id: str
+    name: str
+    seats: int
+    profile: str
+    active_share: tuple[float, float]
+    csm: int
+
+    def users(self) -> list[str]:
+        """The account's regular users: the same people come back day after day."""
+        regulars = max(1, round(self.seats * self.active_share[1]))
+        return [f"{self.account_id}-u{i}" for i in range(regulars)]
+
+
+def make_accounts(n: int, rng: random.Random) -> list[SimAccount]:
+    accounts = []
+    weights = [p[1] for p in PROFILES]
+    for i in range(n):
+        profile, _, share = rng.choices(PROFILES, weights)[0]
+        accounts.append(
+            SimAccount(
+                account_id=f"acct-{i:04d}",
+                name=f"Customer {i:04d} Ltd",
+                seats=rng.choice([10, 20, 25, 40, 50]),
+                profile=profile,
+                active_share=share,
+                csm=i % 5,
+            )
+        )
+    return accounts
+
+
+def facts(a: SimAccount, now: datetime, rng: random.Random) -> dict[str, Any]:
+    start = (now - timedelta(days=rng.randint(30, 700))).date()
+    return {
+        "account_id": a.account_id,
+        "event_id": f"sim-facts-{a.account_id}",
+        "occurred_at": (now - timedelta(days=HISTORY_DAYS + 1)).isoformat(),
+        "name": a.name,
+        "seats_purchased": a.seats,
+        "plan": "pro",
+        "arr": a.seats * 1200.0,
+        "tier": rng.choice(TIERS),
+        "industry": rng.choice(["manufacturing", "retail", "software", "finance"]),
+        "region": rng.choice(["north", "east", "south", "west"]),
+        "owner": {"email": f"csm{a.csm}@example.com", "slack_id": f"U0CSM{a.csm}", "name": f"CSM {a.csm}"},
+        "contract_start": start.isoformat(),
+        "contract_end": (start + timedelta(days=365 * 2)).isoformat(),
+        "lifecycle_stage": "stable",
+    }
+
+
+def usage_event(a: SimAccount, user: str, at: datetime, rng: random.Random) -> dict[str, Any]:
+    name, module = rng.choice(CORE_EVENTS)
+    if rng.random() < 0.3:
+        name, module = "use", rng.choice(MODULES)
+    return {
+        "kind": "usage",
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "account_id": a.account_id,
+        "user_id": user,
+        "event": name,
+        "module": module,
+        "platform": rng.choices(["pc", "app", "api"], [0.7, 0.2, 0.1])[0],
+        "duration_s": round(rng.uniform(5, 900), 1),
+        "occurred_at": at.isoformat(),
+    }
+
+
+def day_of_usage(a: SimAccount, day_start: datetime, rng: random.Random, until: datetime) -> list[dict[str, Any]]:
+    users = a.users()
+    share = rng.uniform(*a.active_share) / a.active_share[1]
+    active = rng.sample(users, max(1, round(len(users) * share)))
+    events = []
+    for user in active:
+        for _ in range(rng.randint(1, 2)):
+            at = day_start + timedelta(seconds=rng.randint(8 * 3600, 19 * 3600))
+            if at < until:
+                events.append(usage_event(a, user, at, rng))
+    return events
+
+
+def ticket_event(a: SimAccount, at: datetime, rng: random.Random) -> dict[str, Any]:
+    ticket = f"{a.account_id}-t{rng.randint(1, 40)}"
+    status = rng.choices(["open", "pending", "solved"], [0.5, 0.2, 0.3])[0]
+    return {
+        "kind": "ticket",
+        "event_id": f"{ticket}:{status}:{at.isoformat()}",
+        "account_id": a.account_id,
+        "ticket_id": ticket,
+        "status": status,
+        "priority": rng.choice(["low", "normal", "high"]),
+        "created_at": (at - timedelta(hours=rng.randint(0, 48))).isoformat(),
+        "occurred_at": at.isoformat(),
+    }
+
+
+class Simulator:
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        accounts: int,
+        *,
+        seed: int = 7,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        progress: Callable[[str, int, int], None] | None = None,
+    ):
+        self._url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {key}"}
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self.accounts = make_accounts(accounts, self._rng)
+        self._progress = progress or (lambda stage, done, total: None)
+        self.sent = 0
+
+    async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+        """POST with retries on 503 (the bus is down) and connection errors."""
+        for attempt in range(30):
+            try:
+                response = await client.post(self._url + path, json=body, headers=self._headers)
+            except httpx.TransportError as exc:
+                log.warning("ingest unreachable (%s); retrying", exc)
+                await asyncio.sleep(min(5, 0.5 * (attempt + 1)))
+                continue
+            if response.status_code == 503:
+                await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                continue
+            if response.status_code >= 300:
+                raise RuntimeError(f"ingest answered {response.status_code}: {response.text[:500]}")
+            return
+        raise RuntimeError("ingest stayed unavailable; giving up")
+
+    async def send_history(self, client: httpx.AsyncClient) -> None:
+        now = self._clock()
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        total = len(self.accounts)
+        for i in range(0, total, BATCH):
+            chunk = self.accounts[i : i + BATCH]
+            await self._post(client, "/v1/accounts", {"accounts": [facts(a, now, self._rng) for a in chunk]})
+        pending: list[dict[str, Any]] = []
+        for done, a in enumerate(self.accounts, 1):
+            for back in range(HISTORY_DAYS - 1, -1, -1):
+                pending += day_of_usage(a, today - timedelta(days=back), self._rng, now)
+            if self._rng.random() < 0.3:
+                pending.append(ticket_event(a, now - timedelta(hours=self._rng.randint(1, 100)), self._rng))
+            while len(pending) >= BATCH:
+                await self._send(client, pending[:BATCH])
+                pending = pending[BATCH:]
+            self._progress("history", done, total)
+        if pending:
+            await self._send(client, pending)
+
+    async def _send(self, client: httpx.AsyncClient, events: list[dict[str, Any]]) -> None:
+        await self._post(client, "/v1/events", {"events": events})
+        self.sent += len(events)
+
+    async def live(self, client: httpx.AsyncClient, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Every ``interval_s``: a few users of a few accounts do something."""
+        while not stop.is_set():
+            now = self._clock()
+            events = []
+            for a in self._rng.sample(self.accounts, min(len(self.accounts), 20)):
+                users = a.users()
+                for user in self._rng.sample(users, max(1, len(users) // 10)):
+                    events.append(usage_event(a, user, now, self._rng))
+                if self._rng.random() < 0.05:
+                    events.append(ticket_event(a, now, self._rng))
+            await self._send(client, events)
+            self._progress("live", self.sent, 0)
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+
+    async def run(self, stop: asyncio.Event, *, live: bool = True) -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await self.send_history(client)
+            log.info("simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent)
+            if live:
+                await self.live(client, stop)

@@ -1,0 +1,113 @@
+"""Scoped API keys, stored as SHA-256 hashes.
+
+A key reads ``hwk_<key_id>_<secret>``. The secret has 256 bits of entropy, so one
+SHA-256 is enough (as for GitHub tokens); slow password hashes guard guessable secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.clock import utcnow
+from shared.storage.tables import api_keys
+
+PREFIX = "hwk"
+
+
+class Scope(StrEnum):
+    ingest = "ingest"  # send events; reads nothing
+    read = "read"  # read accounts, scores and alerts (own portfolio for a CSM key)
+    admin = "admin"  # everything, including key and model management
+    metrics = "metrics"  # scrape /metrics
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    name: str
+    scopes: frozenset[Scope]
+    csm_email: str | None = None
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes or Scope.admin in self.scopes
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_key(raw: str) -> tuple[str, str] | None:
+    parts = raw.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+async def create_key(
+    engine: AsyncEngine, name: str, scopes: Iterable[Scope], csm_email: str | None = None
+) -> str:
+    """Store a new key and return it in clear text: the only time it is ever shown."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    async with engine.begin() as conn:
+        await conn.execute(
+            api_keys.insert().values(
+                key_id=key_id,
+                name=name,
+                secret_hash=hash_secret(secret),
+                scopes=",".join(sorted(Scope(s).value for s in scopes)),
+                csm_email=csm_email,
+                created_at=utcnow(),
+            )
+        )
+    return f"{PREFIX}_{key_id}_{secret}"
+
+
+class KeyStore:
+    """Verifies keys, caching hits briefly so a request costs no database round trip."""
+
+    # A revoked key keeps working for at most this long; a minute bounds the
+    # exposure while sparing the database one query per request.
+    CACHE_TTL_S = 60.0
+
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+        self._cache: dict[str, tuple[float, ApiKey]] = {}
+
+    async def verify(self, raw: str) -> ApiKey | None:
+        parsed = split_key(raw)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        cache_key = hash_secret(raw)
+        hit = self._cache.get(cache_key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(api_keys).where(
+                        api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        key: ApiKey | None = None
+        if row is not None and hmac.compare_digest(row.secret_hash, hash_secret(secret)):
+            key = ApiKey(
+                key_id=row.key_id,
+                name=row.name,
+                scopes=frozenset(Scope(s) for s in row.scopes.split(",") if s),
+                csm_email=row.csm_email,
+            )
+            self._cache[cache_key] = (now + self.CACHE_TTL_S, key)
+        return key

@@ -1,0 +1,170 @@
+"""The production bus: Apache Kafka through aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record
+
+log = logging.getLogger(__name__)
+
+
+class KafkaProducer:
+    """Idempotent producer with acks=all; ``send_many`` returns once the broker acked."""
+
+    def __init__(self, bootstrap: str, *, ack_timeout_s: float, client_id: str = "healthwatch"):
+        self._bootstrap = bootstrap
+        self._ack_timeout_s = ack_timeout_s
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        try:
+            await self._ensure_started()
+        except BusUnavailable:
+            log.warning("Kafka at %s is not reachable yet; will retry on demand", self._bootstrap)
+
+    async def _ensure_started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is not None:
+                return self._producer
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=True,
+                # A few ms of lingering batches the events of one request together.
+                linger_ms=5,
+                request_timeout_ms=int(self._ack_timeout_s * 1000),
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self._ack_timeout_s)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                await producer.stop()
+                raise BusUnavailable(f"cannot connect to Kafka at {self._bootstrap}: {exc}") from exc
+            self._producer = producer
+            return producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send_many(
+        self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
+    ) -> None:
+        producer = await self._ensure_started()
+        try:
+            async with asyncio.timeout(self._ack_timeout_s):
+                futures = [
+                    await producer.send(
+                        m.topic,
+                        m.value,
+                        key=m.key,
+                        headers=[(k, v.encode()) for k, v in m.headers.items()],
+                    )
+                    for m in messages
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            raise BusUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: KafkaConsumer):
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Nothing to flush: every batch commits its offsets with its state.
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._consumer.seek_to_stored(assigned)
+
+
+class KafkaConsumer:
+    """Group consumer that never commits to Kafka: offsets live in the database."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        load_offsets: OffsetLoader,
+        client_id: str = "healthwatch",
+    ):
+        self._topics = list(topics)
+        self._load_offsets = load_offsets
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # Only read what the producers' transactions committed.
+            isolation_level="read_committed",
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe(self._topics, listener=_SeekToStoredOffsets(self))
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
+        stored = await self._load_offsets([(tp.topic, tp.partition) for tp in partitions])
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+
+    async def rewind(self) -> None:
+        await self.seek_to_stored(set(self._consumer.assignment()))
+
+    async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
+        batches = await self._consumer.getmany(
+            timeout_ms=int(timeout_s * 1000), max_records=max_records
+        )
+        return [
+            Record(
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value,
+                headers={k: v.decode(errors="replace") for k, v in msg.headers or ()},
+            )
+            for messages in batches.values()
+            for msg in messages
+        ]
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Sequence[str], *, partitions: int, replication: int
+) -> None:
+    """Create the topics that do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()

@@ -1,0 +1,110 @@
+"""All configuration, in one place: every field maps to a ``HEALTHWATCH_*`` variable."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings for every service. Embedded mode when ``kafka_bootstrap`` is empty."""
+
+    model_config = SettingsConfigDict(env_prefix="HEALTHWATCH_", env_file=".env", extra="ignore")
+
+    # --- storage and bus -------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./healthwatch.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///file.db or postgresql+asyncpg://…",
+    )
+    kafka_bootstrap: str = Field(
+        "", description="Kafka bootstrap servers; empty means the embedded in-process bus"
+    )
+    topic_prefix: str = Field("hw", description="Prefix of every Kafka topic name")
+    kafka_partitions: int = Field(
+        6, description="Partitions of each topic created at start; caps scoring consumers"
+    )
+    kafka_replication: int = Field(1, description="Replication factor of created topics")
+    consumer_group_scoring: str = "healthwatch-scoring"
+    consumer_group_alerts: str = "healthwatch-alerts"
+
+    # --- HTTP ------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the HTTP servers bind to")
+    ingest_port: int = Field(8000, description="Ingest API port (also the dev-mode port)")
+    scoring_port: int = Field(8001, description="Scoring service /metrics and /healthz port")
+    alerts_port: int = Field(8002, description="Alerts service /metrics and /healthz port")
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL used in links inside notifications"
+    )
+
+    # --- ingest limits ---------------------------------------------------------------
+    max_batch_events: int = Field(1000, description="Most events accepted in one request")
+    max_body_bytes: int = Field(
+        1_048_576, description="Largest request body (after gzip decoding), bytes"
+    )
+    # Clients' clocks drift; an hour absorbs drift and time-zone bugs of honest
+    # clients while still rejecting events stamped days ahead, which would poison
+    # the event-time windows.
+    max_future_skew: timedelta = Field(
+        timedelta(hours=1), description="How far in the future occurred_at may be"
+    )
+    # The broker normally acks in milliseconds; past this the client gets a 503 and
+    # retries (event ids make the retry safe), instead of holding the request open.
+    produce_timeout_s: float = Field(
+        10.0, description="Seconds to wait for the broker's ack before answering 503"
+    )
+    retry_after_s: int = Field(5, description="Retry-After sent with a 503")
+    ticket_webhook_secret: SecretStr = Field(
+        SecretStr(""), description="HMAC-SHA256 secret of the helpdesk ticket webhook"
+    )
+
+    # --- scoring ---------------------------------------------------------------------
+    window_days: int = Field(30, description="Days of daily activity kept per account")
+    low_activity_ratio: float = Field(
+        0.2, description="Provisional rule: 7-day active users below this share of seats"
+    )
+    # Poll interval of the embedded bus consumer when no producer wakes it up
+    # (another process may write the same SQLite file).
+    bus_poll_interval_s: float = 0.5
+    scoring_batch_max: int = Field(500, description="Most records applied in one transaction")
+
+    # --- alert delivery --------------------------------------------------------------
+    slack_webhook_url: str = Field("", description="Slack incoming-webhook URL")
+    slack_bot_token: SecretStr = Field(
+        SecretStr(""), description="Slack bot token (Web API chat.postMessage to the CSM)"
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (for tests/proxies)"
+    )
+    slack_fallback_channel: str = Field(
+        "", description="Slack channel for accounts without an owner (Web API)"
+    )
+    smtp_host: str = Field("", description="SMTP server host; empty disables email")
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_from: str = "healthwatch@localhost"
+    fallback_email: str = Field("", description="Team address for accounts without an owner")
+    delivery_max_attempts: int = Field(
+        12, description="Attempts per alert and channel before it is dead-lettered"
+    )
+    # 2 s doubling to a 5 min cap: twelve attempts span roughly half an hour, long
+    # enough to ride out a Slack or SMTP incident without hammering it.
+    delivery_backoff_base_s: float = 2.0
+    delivery_backoff_cap_s: float = 300.0
+    # Slack allows about one message per second per webhook or channel.
+    slack_min_interval_s: float = 1.0
+    delivery_poll_interval_s: float = 0.5
+
+    # --- misc ------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.kafka_bootstrap
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"

@@ -1,0 +1,51 @@
+"""Encoding of events on the bus (JSON via orjson) and decoding with a reason on failure."""
+
+from __future__ import annotations
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from shared.contracts.alerts import AlertEvent
+from shared.contracts.events import EVENT_ADAPTER, Event
+
+
+class UndecodableRecord(Exception):
+    """The record cannot become an event; the message is the dead-letter reason."""
+
+
+def encode_event(event: BaseModel) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
+def decode_event(value: bytes | None, expected_kind: str | None = None) -> Event:
+    data = _load(value)
+    try:
+        event = EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise UndecodableRecord(f"schema: {_first_errors(exc)}") from exc
+    if expected_kind is not None and event.kind != expected_kind:
+        raise UndecodableRecord(f"kind {event.kind!r} on the topic for {expected_kind!r}")
+    return event
+
+
+def decode_alert(value: bytes | None) -> AlertEvent:
+    try:
+        return AlertEvent.model_validate(_load(value))
+    except ValidationError as exc:
+        raise UndecodableRecord(f"schema: {_first_errors(exc)}") from exc
+
+
+def _load(value: bytes | None) -> object:
+    if value is None:
+        raise UndecodableRecord("empty record value")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableRecord(f"not JSON: {exc}") from exc
+
+
+def _first_errors(exc: ValidationError, limit: int = 5) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in exc.errors(include_url=False)[:limit]
+    )

@@ -1,0 +1,219 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations mirror it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BigInteger primary keys autoincrement on PostgreSQL; SQLite only autoincrements INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", String(200), nullable=False),
+    Column("csm_email", String(320)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+# Segment `group` / `identify` calls tie a user to an account for later `track` calls.
+user_accounts = Table(
+    "user_accounts",
+    metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("account_id", String(200), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("name", String(500)),
+    Column("seats_purchased", Integer),
+    Column("tier", String(20)),
+    Column("owner_email", String(320)),
+    Column("owner_slack_id", String(100)),
+    Column("facts", JSON, nullable=False),
+    Column("facts_occurred_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Idempotency: an event id is applied once, in the transaction that applies it.
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("processed_at", UTCDateTime, nullable=False),
+)
+
+activity_daily = Table(
+    "activity_daily",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("events", Integer, nullable=False),
+    Column("duration_s", Float, nullable=False),
+)
+
+activity_daily_users = Table(
+    "activity_daily_users",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("user_id", String(200), primary_key=True),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("ticket_id", String(200), primary_key=True),
+    Column("account_id", String(200), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("solved_at", UTCDateTime),
+    Column("occurred_at", UTCDateTime, nullable=False),
+)
+
+account_health = Table(
+    "account_health",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    # Event time the state is as of: the newest event of any kind for the account.
+    Column("as_of", UTCDateTime, nullable=False),
+    Column("first_seen_at", UTCDateTime),
+    Column("last_seen_at", UTCDateTime),
+    Column("active_users_7d", Integer, nullable=False, default=0),
+    Column("active_users_30d", Integer, nullable=False, default=0),
+    Column("events_7d", Integer, nullable=False, default=0),
+    Column("open_tickets", Integer, nullable=False, default=0),
+    Column("last_touchpoint_at", UTCDateTime),
+    Column("nps_latest", Integer),
+    Column("last_payment_failed_at", UTCDateTime),
+    Column("score", Integer),
+    Column("band", String(10)),
+    Column("components", JSON),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per (account, rule): whether the rule is firing and how often it fired,
+# which makes alert ids deterministic across replays.
+rule_state = Table(
+    "rule_state",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("rule", String(100), primary_key=True),
+    Column("firing", Boolean, nullable=False),
+    Column("fire_count", Integer, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
+
+# Consumed offsets, written in the same transaction as the state they produced.
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("group_id", String(200), primary_key=True),
+    Column("topic", String(200), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", String(300), primary_key=True),
+    Column("account_id", String(200), nullable=False, index=True),
+    Column("rule", String(100), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=False),
+    Column("stored_at", UTCDateTime, nullable=False),
+)
+
+# The outbox: one row per alert and channel, delivered at most once by a claim.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", String(300), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("destination", String(500), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_until", UTCDateTime),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+    UniqueConstraint("alert_id", "channel", name="uq_deliveries_alert_channel"),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+)
+
+# The embedded bus: an append-only log in the same database file (one partition per
+# topic, offset = row id). A row committed here is durable before ingest answers 2xx.
+bus_log = Table(
+    "bus_log",
+    metadata,
+    Column("offset", BigId, primary_key=True, autoincrement=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", LargeBinary),
+    Column("value", LargeBinary),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_bus_log_topic_offset", "topic", "offset"),
+)

@@ -1,0 +1,114 @@
+"""HTTP pieces every service shares: client errors, API-key auth, ops endpoints."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from shared.auth import ApiKey, KeyStore, Scope
+
+
+class ClientError(Exception):
+    """A 4xx (or 503) answer with a machine-readable code and a message saying what to do."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra or {}
+        self.headers = headers
+
+
+async def client_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ClientError)
+    return JSONResponse(
+        {"error": exc.code, "message": exc.message, **exc.extra},
+        status_code=exc.status,
+        headers=exc.headers,
+    )
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer …`` or Basic auth's username (Segment)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            username, _, _ = base64.b64decode(value).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return username or None
+    return None
+
+
+def require_scope(scope: Scope) -> Callable[[Request], Awaitable[ApiKey]]:
+    """A dependency that admits keys holding ``scope`` (the app has ``state.keys``)."""
+
+    async def check(request: Request) -> ApiKey:
+        keys: KeyStore = request.app.state.keys
+        raw = presented_key(request)
+        key = await keys.verify(raw) if raw else None
+        if key is None:
+            raise ClientError(
+                401,
+                "unauthorized",
+                "Missing or unknown API key: send 'Authorization: Bearer hwk_…' "
+                "(or the key as the Basic-auth username); create one with "
+                f"'healthwatch keys create --scope {scope.value}'.",
+                headers={"WWW-Authenticate": 'Bearer, Basic realm="healthwatch"'},
+            )
+        if not key.allows(scope):
+            raise ClientError(
+                403, "forbidden", f"This key lacks the '{scope.value}' scope needed here."
+            )
+        return key
+
+    return check
+
+
+MetricsKey = Annotated[ApiKey, Depends(require_scope(Scope.metrics))]
+Readiness = Callable[[], Awaitable[bool]]
+
+
+def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
+    """``/healthz`` (process alive), ``/readyz`` (dependencies reachable), ``/metrics``."""
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ok = await ready()
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @router.get("/metrics")
+    async def metrics(_key: MetricsKey) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def base_app(title: str, keys: KeyStore) -> FastAPI:
+    """A FastAPI app with the key store and the JSON client-error handler installed."""
+    app = FastAPI(title=title)
+    app.state.keys = keys
+    app.add_exception_handler(ClientError, client_error_handler)
+    return app

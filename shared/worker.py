@@ -1,0 +1,47 @@
+"""The run loop every consumer service uses: read a batch, handle it, repeat; stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from shared.bus.base import Consumer, Record
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+async def consume(
+    consumer: Consumer,
+    handle: Handler,
+    stop: asyncio.Event,
+    *,
+    name: str,
+    max_records: int,
+    poll_timeout_s: float = 1.0,
+    retry_backoff_s: float = 1.0,
+) -> None:
+    """Until ``stop`` is set: hand each batch to ``handle``. A failed batch is read again
+    from the stored offsets after a pause, so nothing is skipped. A batch in flight
+    when ``stop`` is set completes (its transaction commits) before the loop ends."""
+    await consumer.start()
+    log.info("%s consumer started", name)
+    try:
+        while not stop.is_set():
+            records = await consumer.getmany(poll_timeout_s, max_records)
+            if not records:
+                continue
+            try:
+                await handle(records)
+            except Exception:
+                log.exception("%s: batch of %d records failed; retrying", name, len(records))
+                await consumer.rewind()
+                try:
+                    await asyncio.wait_for(stop.wait(), retry_backoff_s)
+                except TimeoutError:
+                    pass
+    finally:
+        await consumer.stop()
+        log.info("%s consumer stopped", name)

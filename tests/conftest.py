@@ -1,0 +1,100 @@
+"""Session-wide real services (Kafka, PostgreSQL) and per-test isolation.
+
+Kafka and PostgreSQL start once per session, only if a test needs them, or are
+taken from HEALTHWATCH_TEST_KAFKA / HEALTHWATCH_TEST_DATABASE_URL when set.
+Each test gets its own database and its own topic prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+
+import localservices  # noqa: E402
+
+from shared.config import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("HEALTHWATCH_TEST_KAFKA")
+    if given:
+        yield given
+        return
+    broker = localservices.KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on the session's PostgreSQL server."""
+    given = os.environ.get("HEALTHWATCH_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    cluster = localservices.PostgresCluster(tmp_path_factory.mktemp("pg"))
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def database_url(postgres_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database for this test."""
+    name = f"hw_{uuid.uuid4().hex[:12]}"
+    plain = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, database_url: str) -> Settings:
+    """Production-shaped settings: real Kafka (own topics and groups) and PostgreSQL."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"t{tag}",
+        kafka_partitions=3,
+        consumer_group_scoring=f"scoring-{tag}",
+        consumer_group_alerts=f"alerts-{tag}",
+        produce_timeout_s=5,
+        delivery_backoff_base_s=0.2,
+        delivery_backoff_cap_s=1.0,
+        slack_min_interval_s=0.0,
+    )
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}",
+        kafka_bootstrap="",
+        bus_poll_interval_s=0.1,
+    )

@@ -1,0 +1,79 @@
+"""HTTP in → Kafka → scoring → PostgreSQL → alerts → SMTP and Slack, all real."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Settings
+from tests.support.harness import facts, low_activity_history, running, usage, wait_for
+from tests.support.standins import SlackStandIn, smtp_server
+
+pytestmark = pytest.mark.integration
+
+
+async def test_low_activity_alert_reaches_email_and_slack(kafka_settings: Settings) -> None:
+    slack = SlackStandIn()
+    # Slack is rate limiting, then failing, before it accepts: delivered once anyway.
+    slack.script.extend([(429, {"Retry-After": "1"}), (500, {})])
+    with smtp_server() as (inbox, smtp_port):
+        inbox.fail_next = 1  # a transient SMTP failure first
+        settings = kafka_settings.model_copy(
+            update={
+                "slack_webhook_url": slack.webhook_url,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp_port,
+            }
+        )
+        async with slack.running(), running(settings) as hw, hw.client() as client:
+            r = await client.post(
+                "/v1/accounts", json=facts("acme", seats=50, email="csm.anna@example.com", slack="U0ANNA")
+            )
+            assert r.status_code == 202, r.text
+            # 4 of 50 seats active all week: 8%, under the 20% line.
+            r = await client.post("/v1/events", json={"events": low_activity_history("acme", active_users=4)})
+            assert r.status_code == 202, r.text
+            assert r.json()["accepted"] == 32
+
+            await wait_for(lambda: _async(len(inbox.messages) >= 1), timeout=30, what="the alert email")
+            await wait_for(lambda: _async(len(slack.delivered()) >= 1), timeout=30, what="the Slack post")
+
+            health = await hw.health("acme")
+            assert health.active_users_7d == 4
+            assert health.band == "red"
+
+            mail = inbox.messages[0]
+            assert mail["To"] == "csm.anna@example.com"
+            assert "acme Inc" in mail["Subject"]
+            assert mail.get_body(("plain",)).get_content().count("4 of 50 purchased seats") == 1
+            assert "<html" in mail.get_body(("html",)).get_content()
+
+            post = slack.delivered()[0].body
+            assert "<@U0ANNA>" in post["text"]
+            assert any(b["type"] == "actions" for b in post["blocks"])
+            # 429 + 500 + 200: three requests, exactly one delivered post.
+            assert len(slack.requests) == 3
+
+            # More low activity: the alert is already open, nothing new is sent.
+            r = await client.post("/v1/events", json={"events": [usage("acme", "acme-u0")]})
+            assert r.status_code == 202
+            await wait_for(
+                lambda: _health_events(hw, "acme", 8 * 4 + 1), timeout=20, what="the extra event scored"
+            )
+    assert len(inbox.messages) == 1
+    assert len(slack.delivered()) == 1
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _health_events(hw, account: str, expected: int) -> bool:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from shared.storage.tables import activity_daily
+
+    async with hw.rt.engine.connect() as conn:
+        total = (
+            await conn.execute(select(func.sum(activity_daily.c.events)).where(activity_daily.c.account_id == account))
+        ).scalar()
+    return total == expected

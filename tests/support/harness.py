@@ -1,0 +1,127 @@
+"""Run real services in the test's event loop and talk to them like a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+from localservices import free_port
+from sqlalchemy import select
+
+from services import runtime
+from shared.auth import Scope, create_key
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import account_health
+
+T = TypeVar("T")
+
+
+@dataclass
+class Harness:
+    rt: runtime.Runtime
+    url: str
+    key: str
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
+
+    async def health(self, account_id: str) -> Any:
+        async with self.rt.engine.connect() as conn:
+            return (
+                await conn.execute(select(account_health).where(account_health.c.account_id == account_id))
+            ).first()
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, *, ingest: bool = True, scoring: bool = True, alerts: bool = True
+) -> AsyncIterator[Harness]:
+    """Migrate, then run the chosen services until the block ends (graceful stop)."""
+    settings = settings.model_copy(update={"ingest_port": free_port()})
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    await engine.dispose()
+    async with runtime.open_runtime(settings) as rt:
+        stop = asyncio.Event()
+        tasks = []
+        if ingest:
+            tasks.append(asyncio.create_task(runtime.run_ingest(rt, stop)))
+        if scoring:
+            tasks.append(asyncio.create_task(runtime.run_scoring(rt, stop)))
+        if alerts:
+            tasks.append(asyncio.create_task(runtime.run_alerts(rt, stop)))
+        key = await create_key(rt.engine, "test", [Scope.ingest, Scope.read])
+        url = f"http://127.0.0.1:{settings.ingest_port}"
+        if ingest:
+            await wait_for(lambda: _up(url), timeout=10, what="ingest to listen")
+        try:
+            yield Harness(rt, url, key)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+
+
+async def _up(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient() as c:
+            return (await c.get(url + "/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[T]], *, timeout: float, what: str, interval: float = 0.1
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def at(days_ago: float = 0, *, base: datetime | None = None) -> str:
+    moment = (base or datetime.now(UTC)) - timedelta(days=days_ago)
+    return moment.isoformat()
+
+
+def usage(account: str, user: str, *, days_ago: float = 0, event_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "usage",
+        "event_id": event_id or uuid.uuid4().hex,
+        "account_id": account,
+        "user_id": user,
+        "event": "login",
+        "occurred_at": at(days_ago),
+        **extra,
+    }
+
+
+def facts(account: str, *, seats: int, email: str | None = None, slack: str | None = None, **extra: Any) -> dict[str, Any]:
+    owner = {"email": email, "slack_id": slack} if email or slack else None
+    body: dict[str, Any] = {"account_id": account, "name": f"{account} Inc", "seats_purchased": seats, "occurred_at": at(30)}
+    if owner:
+        body["owner"] = {k: v for k, v in owner.items() if v}
+    return {**body, **extra}
+
+
+def low_activity_history(account: str, *, active_users: int, days: int = 8) -> list[dict[str, Any]]:
+    """``active_users`` users active every day for ``days`` days (ending now)."""
+    return [
+        usage(account, f"{account}-u{u}", days_ago=d + 0.01)
+        for d in range(days)
+        for u in range(active_users)
+    ]

@@ -1,0 +1,116 @@
+"""Real servers standing in for Slack and an SMTP relay, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import orjson
+import uvicorn
+from aiosmtpd.controller import Controller
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from localservices import free_port
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class SlackStandIn:
+    """Records every request; answers from a script of (status, headers), then 200."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
+    port: int = field(default_factory=free_port)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/services/T000/B000/XXXX"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    async def _handle(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = dict((await request.form()).items())
+        self.requests.append(Recorded(request.url.path, dict(request.headers), body))
+        status, headers = self.script.popleft() if self.script else (200, {})
+        if request.url.path.startswith("/api/"):
+            ok = status == 200
+            payload = {"ok": ok} if ok else {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
+            return JSONResponse(payload, status_code=status, headers=headers)
+        return Response("ok" if status == 200 else "error", status_code=status, headers=headers)
+
+    def delivered(self) -> list[Recorded]:
+        """Requests that were answered 200 (the ones Slack would have posted)."""
+        return self._ok
+
+    @contextlib.asynccontextmanager
+    async def running(self):  # type: ignore[no-untyped-def]
+        self._ok: list[Recorded] = []
+        original = self._handle
+
+        async def handle(request: Request) -> Response:
+            response = await original(request)
+            if response.status_code == 200:
+                self._ok.append(self.requests[-1])
+            return response
+
+        app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            yield self
+        finally:
+            server.should_exit = True
+            await task
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.fail_next = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return "451 4.3.0 try again later"
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[_Inbox, int]]:
+    """An aiosmtpd server on loopback; yields its inbox and port."""
+    inbox = _Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
