@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, distinct, func, select
+from sqlalchemy import and_, case, delete, distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.score import Measures
@@ -62,7 +62,8 @@ async def apply_events(
 
     usage = [e for e in events if isinstance(e, UsageEvent)]
     applied.late_events = await _apply_usage(conn, usage, health, window_days)
-    await _apply_tickets(conn, [e for e in events if isinstance(e, TicketEvent)])
+    # A ticket re-filed under another account changes the old account's backlog too.
+    applied.accounts |= await _apply_tickets(conn, [e for e in events if isinstance(e, TicketEvent)])
     await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
     for e in events:
         h = health[e.account_id]
@@ -167,20 +168,32 @@ async def _apply_usage(
     return late
 
 
-async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -> None:
+async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -> set[str]:
+    """Upsert the newest state of each ticket; return the accounts tickets belonged to."""
     latest: dict[str, TicketEvent] = {}
     for e in events:
         if _newer(e, latest.get(e.ticket_id)):
             latest[e.ticket_id] = e
     if not latest:
-        return
+        return set()
+    previous = set(
+        (
+            await conn.execute(
+                select(tickets.c.account_id).where(tickets.c.ticket_id.in_(latest)).distinct()
+            )
+        ).scalars()
+    )
     stmt = insert_ignore(conn, tickets)
-    columns = ["account_id", "status", "priority", "created_at", "solved_at", "occurred_at"]
+    columns = ["account_id", "status", "priority", "created_at", "solved_at", "occurred_at", "event_id"]
+    new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id"],
-        set_={c: stmt.excluded[c] for c in columns},
+        set_={c: new[c] for c in columns},
         # A late, older update of the same ticket must not overwrite a newer one.
-        where=tickets.c.occurred_at <= stmt.excluded.occurred_at,
+        where=or_(
+            tickets.c.occurred_at < new.occurred_at,
+            and_(tickets.c.occurred_at == new.occurred_at, tickets.c.event_id <= new.event_id),
+        ),
     )
     await conn.execute(
         stmt,
@@ -193,10 +206,12 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
                 "created_at": e.created_at,
                 "solved_at": e.solved_at,
                 "occurred_at": e.occurred_at,
+                "event_id": e.event_id,
             }
             for e in sorted(latest.values(), key=lambda e: e.ticket_id)
         ],
     )
+    return previous
 
 
 async def _apply_facts(conn: AsyncConnection, events: Sequence[AccountFacts], now: datetime) -> None:

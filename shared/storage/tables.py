@@ -126,7 +126,9 @@ tickets = Table(
     Column("priority", String(20), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("solved_at", UTCDateTime),
+    # The newest update wins; (occurred_at, event_id) orders ties the same on every replay.
     Column("occurred_at", UTCDateTime, nullable=False),
+    Column("event_id", String(200), nullable=False),
 )
 
 account_health = Table(

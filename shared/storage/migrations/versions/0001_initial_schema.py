@@ -182,6 +182,7 @@ def upgrade() -> None:
         sa.Column("created_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("solved_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("occurred_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("ticket_id", name=op.f("pk_tickets")),
     )
     with op.batch_alter_table("tickets", schema=None) as batch_op:

@@ -1,0 +1,949 @@
+#!/usr/bin/env python3
+"""Ingest-path throughput: HTTP ``POST /v1/events`` against a bare aiokafka producer.
+
+Both sides write the same events, serialized to the same bytes, to the same real Kafka
+broker in the same run, with the same producer settings (acks=all, idempotence on,
+linger 5 ms) and the same topic layout (``<prefix>.usage``, same partition count,
+keyed by account id). The figure of merit is events/s acknowledged by the broker;
+the report is their ratio ``http_rate / bare_rate``.
+
+* **http**: ``healthwatch ingest`` in its own process (stock asyncio loop, uvicorn with
+  httptools), driven from this process by ``--concurrency`` httpx clients, each with
+  one keep-alive connection, posting pre-serialized batches of ``--batch`` events and
+  waiting for each 202 (which the server sends only once Kafka acked the batch).
+* **bare**: one ``AIOKafkaProducer`` in this process, streaming every message
+  (``await send()`` for each, then waiting for all acks): the producer's ceiling.
+* **bare, request-shaped** (supplementary): the same producer, but ``--concurrency``
+  tasks each sending a ``--batch`` of messages and waiting for their acks before the
+  next, i.e. exactly what the server does per request, without HTTP and validation.
+
+The database only serves API-key lookups (cached in-process by ``KeyStore``), so a
+SQLite file in the temp dir stands in for PostgreSQL.
+
+Run: ``python bench/ingest_bench.py`` (see ``bench/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from shared.auth import Scope, create_key
+from shared.bus.kafka import ensure_topics
+from shared.config import Settings
+from shared.contracts.events import EVENT_ADAPTER
+from shared.contracts.wire import encode_event
+from shared.storage.db import create_engine, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DATABASE_NOTE = (
+    "SQLite file in the temp dir: it only serves API-key lookups, "
+    "which KeyStore caches in-process (no database round trip per request)"
+)
+EVENT_NAMES = ("login", "view_report", "export", "search", "create_invoice", "comment")
+MODULES = ("reports", "billing", "projects", "admin")
+KIND = "usage"
+SIDES = ("http", "bare", "bare_batched")
+
+err = Console(stderr=True)
+out = Console()
+
+
+# --------------------------------------------------------------------------- local services
+
+
+class Broker(Protocol):
+    """What the benchmark uses of ``localservices.KafkaBroker``."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def start(self, timeout: float = ...) -> None: ...
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+def _localservices() -> ModuleType:
+    """``deploy/local/localservices.py`` (stdlib-only, not an installed package)."""
+    path = str(ROOT / "deploy" / "local")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module("localservices")
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU seconds of a process so far (Linux ``/proc``), else None."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After "pid (comm) ": state is field 3, so utime/stime (14/15) are at 11/12.
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by this process, the ingest server and the broker during a phase."""
+
+    pids: dict[str, int | None]
+    _start: dict[str, float | None] = field(default_factory=dict)
+
+    def _now(self) -> dict[str, float | None]:
+        now: dict[str, float | None] = {"bench": time.process_time()}
+        for name, pid in self.pids.items():
+            now[name] = cpu_seconds(pid)
+        return now
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def cores(self, wall_s: float) -> dict[str, float | None]:
+        """Average CPU cores busy per process over ``wall_s`` (1.0 = one core flat out)."""
+        end = self._now()
+        busy: dict[str, float | None] = {}
+        for name, stop in end.items():
+            begin = self._start.get(name)
+            busy[name] = None if stop is None or begin is None else (stop - begin) / wall_s
+        return busy
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Phase:
+    """One measured run of one side."""
+
+    side: str
+    events: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    cpu_cores: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "events": self.events,
+            "seconds": round(self.seconds, 4),
+            "events_per_s": round(self.rate, 1),
+            "cpu_cores": {k: None if v is None else round(v, 3) for k, v in self.cpu_cores.items()},
+        }
+        if self.latencies_ms:
+            data["batch_latency_ms"] = {
+                f"p{q}": round(percentile(self.latencies_ms, q), 2) for q in (50, 95, 99)
+            }
+        data.update({k: round(v, 4) for k, v in self.extra.items()})
+        return data
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:>9,.0f} ev/s" if speed else "        … ev/s", style="cyan")
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        refresh_per_second=4,
+    )
+
+
+# --------------------------------------------------------------------------- workload
+
+
+@dataclass
+class Workload:
+    """The same events as HTTP bodies and as the bytes the server puts on Kafka."""
+
+    raw: list[dict[str, Any]]
+    bodies: list[bytes]  # one JSON body per batch: {"events": [...]}
+    batch_sizes: list[int]
+    messages: list[tuple[bytes, bytes]]  # (key, value) exactly as the ingest publisher makes them
+
+    @property
+    def events(self) -> int:
+        return len(self.raw)
+
+    def message_batches(self) -> list[list[tuple[bytes, bytes]]]:
+        batches: list[list[tuple[bytes, bytes]]] = []
+        start = 0
+        for size in self.batch_sizes:
+            batches.append(self.messages[start : start + size])
+            start += size
+        return batches
+
+
+def make_workload(n: int, batch: int, rng: random.Random, tag: str, accounts: int) -> Workload:
+    now = datetime.now(UTC)
+    raw: list[dict[str, Any]] = []
+    for i in range(n):
+        account = rng.randrange(accounts)
+        event: dict[str, Any] = {
+            "kind": KIND,
+            "event_id": f"{tag}-{i:07d}-{rng.getrandbits(40):010x}",
+            "account_id": f"acct-{account:05d}",
+            "user_id": f"acct-{account:05d}-u{rng.randrange(40):02d}",
+            "event": rng.choice(EVENT_NAMES),
+            "occurred_at": (now - timedelta(seconds=rng.uniform(0, 3 * 86400))).isoformat(),
+        }
+        if rng.random() < 0.5:
+            event["module"] = rng.choice(MODULES)
+        raw.append(event)
+    chunks = [raw[i : i + batch] for i in range(0, n, batch)]
+    # The server stamps received_at and encodes with the same function (see
+    # services/ingest/publisher.py), so the bare side sends byte-identical records
+    # apart from the received_at instant.
+    received_at = datetime.now(UTC)
+    messages = []
+    for item in raw:
+        model = EVENT_ADAPTER.validate_python(item)
+        value = encode_event(model.model_copy(update={"received_at": received_at}))
+        messages.append((model.account_id.encode(), value))
+    return Workload(
+        raw=raw,
+        bodies=[orjson.dumps({"events": c}) for c in chunks],
+        batch_sizes=[len(c) for c in chunks],
+        messages=messages,
+    )
+
+
+# --------------------------------------------------------------------------- the two sides
+
+
+def new_producer(bootstrap: str, settings: Settings) -> AIOKafkaProducer:
+    """Configured like ``shared.bus.kafka.KafkaProducer`` (the ingest server's producer)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id="healthwatch-bench",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=int(settings.produce_timeout_s * 1000),
+    )
+
+
+async def http_side(
+    clients: Sequence[httpx.AsyncClient],
+    work: Workload,
+    progress: Progress,
+    label: str,
+) -> Phase:
+    task = progress.add_task(label, total=work.events)
+    jobs: Iterator[tuple[bytes, int]] = iter(zip(work.bodies, work.batch_sizes, strict=True))
+    latencies: list[float] = []
+    accepted = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        for body, size in jobs:  # shared iterator: each batch goes to exactly one client
+            sent = time.perf_counter()
+            response = await client.post(
+                "/v1/events", content=body, headers={"Content-Type": "application/json"}
+            )
+            latencies.append((time.perf_counter() - sent) * 1000)
+            if response.status_code != 202:
+                raise RuntimeError(
+                    f"POST /v1/events answered {response.status_code}: {response.text[:500]}"
+                )
+            got = int(response.json()["accepted"])
+            if got != size:
+                raise RuntimeError(f"server accepted {got} of {size} events")
+            accepted += got
+            progress.advance(task, size)
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for client in clients:
+            group.create_task(worker(client))
+    seconds = time.perf_counter() - started
+    return Phase("http", accepted, seconds, latencies)
+
+
+async def bare_stream_side(
+    producer: AIOKafkaProducer, topic: str, work: Workload, progress: Progress, label: str
+) -> Phase:
+    task = progress.add_task(label, total=work.events)
+    started = time.perf_counter()
+    futures = []
+    for i, (key, value) in enumerate(work.messages, 1):
+        futures.append(await producer.send(topic, value, key=key))
+        if i % 1000 == 0:
+            progress.update(task, completed=i)
+    await asyncio.gather(*futures)
+    seconds = time.perf_counter() - started
+    progress.update(task, completed=work.events)
+    return Phase("bare", work.events, seconds)
+
+
+async def bare_batched_side(
+    producer: AIOKafkaProducer,
+    topic: str,
+    work: Workload,
+    concurrency: int,
+    progress: Progress,
+    label: str,
+) -> Phase:
+    task = progress.add_task(label, total=work.events)
+    batches = iter(work.message_batches())
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        for batch in batches:
+            sent = time.perf_counter()
+            # What shared.bus.kafka.KafkaProducer.send_many does for one request.
+            futures = [await producer.send(topic, value, key=key) for key, value in batch]
+            await asyncio.gather(*futures)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            progress.advance(task, len(batch))
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(worker())
+    seconds = time.perf_counter() - started
+    return Phase("bare_batched", work.events, seconds, latencies)
+
+
+# --------------------------------------------------------------------------- ingest server
+
+
+def ingest_command() -> list[str]:
+    script = Path(sys.executable).parent / "healthwatch"
+    if script.is_file():
+        return [str(script), "ingest"]
+    found = shutil.which("healthwatch")
+    if found:
+        return [found, "ingest"]
+    return [sys.executable, "-m", "services.cli", "ingest"]
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWATCH_")}
+    for name in (
+        "kafka_bootstrap",
+        "database_url",
+        "topic_prefix",
+        "ingest_port",
+        "host",
+        "kafka_partitions",
+        "kafka_replication",
+        "log_level",
+    ):
+        env[f"HEALTHWATCH_{name.upper()}"] = str(getattr(settings, name))
+    return env
+
+
+def spawn_server(settings: Settings, workdir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``healthwatch ingest`` in its own process (and session), logging to ``log``."""
+    with log.open("wb") as log_fh:
+        return subprocess.Popen(
+            ingest_command(),
+            cwd=workdir,  # no stray .env from the caller's directory
+            env=server_env(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ingest server exited with {proc.returncode}:\n{tail(log)}")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ingest server not ready after 60 s:\n{tail(log)}")
+            await asyncio.sleep(0.2)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # graceful: the CLI stops on SIGTERM
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def produce_seconds(client: httpx.AsyncClient) -> tuple[float, float]:
+    """(sum, count) of the server's ``healthwatch_ingest_produce_seconds`` histogram."""
+    text = (await client.get("/metrics")).raise_for_status().text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r"healthwatch_ingest_produce_seconds_(sum|count) (\S+)", line)
+        if match:
+            values[match.group(1)] = float(match.group(2))
+    return values.get("sum", 0.0), values.get("count", 0.0)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        offsets: dict[Any, int] = await consumer.end_offsets(tps)
+        return sum(offsets.values())
+    finally:
+        await consumer.stop()
+
+
+async def compare_payloads(
+    bootstrap: str, topic: str, expected: dict[str, bytes], sample: int = 300
+) -> dict[str, Any]:
+    """Read records the server wrote; compare with the bare bytes of the same event."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        records: list[Any] = []
+        deadline = time.monotonic() + 10
+        while len(records) < sample and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=sample - len(records))
+            for messages in batches.values():
+                records.extend(messages)
+    finally:
+        await consumer.stop()
+    same = 0
+    http_sizes: list[int] = []
+    bare_sizes: list[int] = []
+    for record in records:
+        server = orjson.loads(record.value)
+        bare_value = expected.get(server.get("event_id"))
+        if bare_value is None:
+            continue
+        bare = orjson.loads(bare_value)
+        http_sizes.append(len(record.value))
+        bare_sizes.append(len(bare_value))
+        server.pop("received_at", None)
+        bare.pop("received_at", None)
+        same += server == bare
+    compared = len(http_sizes)
+    return {
+        "records_compared": compared,
+        "identical_apart_from_received_at": same,
+        "mean_value_bytes_http": round(sum(http_sizes) / compared, 1) if compared else None,
+        "mean_value_bytes_bare": round(sum(bare_sizes) / compared, 1) if compared else None,
+    }
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def machine_info(kafka_version: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "kafka": kafka_version,
+    }
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["ram_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    java = shutil.which("java")
+    if java:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            proc = subprocess.run(
+                [java, "-version"], capture_output=True, text=True, timeout=20, check=False
+            )
+            first = (proc.stderr or proc.stdout).strip().splitlines()
+            info["java"] = first[0] if first else None
+    libs = ("aiokafka", "httpx", "uvicorn", "fastapi", "pydantic", "orjson", "httptools")
+    versions = {}
+    for lib in libs:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[lib] = importlib.metadata.version(lib)
+    info["libraries"] = versions
+    return info
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass
+class Options:
+    events: int
+    batch: int
+    concurrency: int
+    warmup: int
+    rounds: int
+    accounts: int
+    bootstrap: str | None
+    out: Path
+    plot: Path
+    seed: int
+    keep: bool
+
+
+@dataclass
+class Outcome:
+    phases: list[Phase]
+    checks: dict[str, Any]
+    settings: Settings
+    kafka_version: str
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version: str) -> Outcome:
+    bootstrap = opts.bootstrap or (broker.bootstrap if broker else "")
+    free_port: Callable[[], int] = _localservices().free_port
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        database_url=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        topic_prefix=f"bench-{run_id}-http",
+        ingest_port=free_port(),
+        host="127.0.0.1",
+        log_level="WARNING",
+    )
+    http_topic = settings.topic(KIND)
+    bare_topic = f"bench-{run_id}-bare.{KIND}"
+    partitions = settings.kafka_partitions
+
+    # Migrate and create the keys here; the server process only reads them.
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        key = await create_key(engine, "bench-ingest", [Scope.ingest])
+        metrics_key = await create_key(engine, "bench-metrics", [Scope.metrics])
+    finally:
+        await engine.dispose()
+    # Same layout as the topics the server creates on start (bus.prepare()).
+    await ensure_topics(
+        bootstrap, [bare_topic], partitions=partitions, replication=settings.kafka_replication
+    )
+
+    rng = random.Random(opts.seed)
+    err.print("[bold]preparing events[/] (validated and encoded outside the timed region)")
+    warm = make_workload(opts.warmup, opts.batch, rng, "warm", opts.accounts)
+    per_round = [opts.events // opts.rounds] * opts.rounds
+    per_round[-1] += opts.events - sum(per_round)
+    rounds = [
+        make_workload(n, opts.batch, rng, f"r{i}", opts.accounts) for i, n in enumerate(per_round)
+    ]
+
+    log = workdir / "ingest.log"
+    url = f"http://{settings.host}:{settings.ingest_port}"
+    err.print(f"[bold]starting ingest server[/] {shlex.join(ingest_command())} on {url}")
+    proc = spawn_server(settings, workdir, log)
+    producer = new_producer(bootstrap, settings)
+    phases: list[Phase] = []
+    try:
+        await wait_until_up(url, proc, log)
+        meter_pids = {"server": proc.pid, "broker": broker.pid if broker else None}
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30)
+                )
+                for _ in range(opts.concurrency)
+            ]
+            ops = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=url, headers={"Authorization": f"Bearer {metrics_key}"}, timeout=10
+                )
+            )
+            await producer.start()
+            with make_progress() as progress:
+                # Warm-up: connections, key cache, producer metadata, broker JIT.
+                await http_side(clients, warm, progress, "warm-up http")
+                await bare_batched_side(
+                    producer, bare_topic, warm, opts.concurrency, progress, "warm-up bare"
+                )
+                for index, work in enumerate(rounds, 1):
+                    tag = f"round {index}/{opts.rounds}"
+
+                    async def measure(side: str, work: Workload = work, tag: str = tag) -> Phase:
+                        if side == "http":
+                            return await http_side(clients, work, progress, f"{tag} http")
+                        if side == "bare":
+                            return await bare_stream_side(
+                                producer, bare_topic, work, progress, f"{tag} bare (stream)"
+                            )
+                        return await bare_batched_side(
+                            producer,
+                            bare_topic,
+                            work,
+                            opts.concurrency,
+                            progress,
+                            f"{tag} bare (request-shaped)",
+                        )
+
+                    # Rotate the order between rounds so no side always goes first.
+                    shift = (index - 1) % len(SIDES)
+                    for side in SIDES[shift:] + SIDES[:shift]:
+                        meter = CpuMeter(meter_pids)
+                        before = await produce_seconds(ops) if side == "http" else None
+                        meter.start()
+                        phase = await measure(side)
+                        phase.cpu_cores = meter.cores(phase.seconds)
+                        if before is not None:
+                            after = await produce_seconds(ops)
+                            count = after[1] - before[1]
+                            if count:
+                                phase.extra["server_ack_wait_ms_mean"] = (
+                                    (after[0] - before[0]) / count * 1000
+                                )
+                        phases.append(phase)
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        await asyncio.to_thread(stop_process, proc)
+    if proc.returncode not in (0, -signal.SIGTERM):
+        err.print(f"[yellow]ingest server exit code {proc.returncode}[/]; log:\n{tail(log)}")
+
+    err.print("[bold]checking what reached Kafka[/]")
+    expected_http = opts.warmup + opts.events
+    expected_bare = opts.warmup + 2 * opts.events
+    got_http = await end_offsets(bootstrap, http_topic, partitions)
+    got_bare = await end_offsets(bootstrap, bare_topic, partitions)
+    bare_bytes = {
+        str(item["event_id"]): value
+        for work in (warm, *rounds)
+        for item, (_, value) in zip(work.raw, work.messages, strict=True)
+    }
+    checks: dict[str, Any] = {
+        "http_topic": http_topic,
+        "bare_topic": bare_topic,
+        "partitions": partitions,
+        "http_records_in_kafka": got_http,
+        "http_records_expected": expected_http,
+        "bare_records_in_kafka": got_bare,
+        "bare_records_expected": expected_bare,
+        "payloads": await compare_payloads(bootstrap, http_topic, bare_bytes),
+    }
+    for side, got, want in (("http", got_http, expected_http), ("bare", got_bare, expected_bare)):
+        if got != want:
+            err.print(f"[red]{side}: {got} records in Kafka, expected {want}[/]")
+    return Outcome(phases, checks, settings, kafka_version)
+
+
+def aggregate(phases: Sequence[Phase], side: str) -> dict[str, Any]:
+    mine = [p for p in phases if p.side == side]
+    latencies = [x for p in mine for x in p.latencies_ms]
+    rate = median([p.rate for p in mine])
+    data: dict[str, Any] = {
+        "events": sum(p.events for p in mine),
+        "seconds": round(sum(p.seconds for p in mine), 4),
+        "events_per_s": round(rate, 1),
+        "rounds": [p.summary() for p in mine],
+    }
+    if latencies:
+        data["batch_latency_ms"] = {
+            f"p{q}": round(percentile(latencies, q), 2) for q in (50, 95, 99)
+        }
+    cpu: dict[str, float | None] = {}
+    for name in ("bench", "server", "broker"):
+        seen = [v for p in mine if (v := p.cpu_cores.get(name)) is not None]
+        cpu[name] = round(sum(seen) / len(seen), 3) if seen else None
+    data["cpu_cores_mean"] = cpu
+    for name in sorted({k for p in mine for k in p.extra}):
+        seen_extra = [p.extra[name] for p in mine if name in p.extra]
+        data[name] = round(sum(seen_extra) / len(seen_extra), 3)
+    return data
+
+
+def report(opts: Options, outcome: Outcome, argv: Sequence[str]) -> dict[str, Any]:
+    sides = {s: aggregate(outcome.phases, s) for s in SIDES}
+    http_rate = sides["http"]["events_per_s"]
+    bare_rate = sides["bare"]["events_per_s"]
+    return {
+        "benchmark": "ingest: POST /v1/events vs bare aiokafka producer",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(["python", *argv]),
+        "git": git_state(),
+        "machine": machine_info(outcome.kafka_version),
+        "config": {
+            "events_per_side": opts.events,
+            "batch_events": opts.batch,
+            "concurrency": opts.concurrency,
+            "warmup_events": opts.warmup,
+            "rounds": opts.rounds,
+            "accounts": opts.accounts,
+            "seed": opts.seed,
+            "partitions": outcome.settings.kafka_partitions,
+            "producer": {"acks": "all", "enable_idempotence": True, "linger_ms": 5},
+            "broker": f"external {opts.bootstrap}" if opts.bootstrap else "local single-node KRaft",
+            "database": DATABASE_NOTE,
+        },
+        "results": sides,
+        "ratio": round(http_rate / bare_rate, 4),
+        "ratio_vs_request_shaped_bare": round(http_rate / sides["bare_batched"]["events_per_s"], 4),
+        "checks": outcome.checks,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    table = Table(title="healthwatch ingest throughput (events/s acknowledged by Kafka)")
+    for header, justify in (
+        ("path", "left"),
+        ("events", "right"),
+        ("seconds", "right"),
+        ("events/s", "right"),
+        ("batch p50/p99 ms", "right"),
+        ("CPU cores bench/server/broker", "right"),
+    ):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    labels = {
+        "http": "HTTP POST /v1/events (ingest process)",
+        "bare": "bare aiokafka producer (stream)",
+        "bare_batched": "bare, request-shaped (supplementary)",
+    }
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    for side, label in labels.items():
+        data = result["results"][side]
+        lat = data.get("batch_latency_ms")
+        cpu = [data["cpu_cores_mean"][k] for k in ("bench", "server", "broker")]
+        if side != "http":
+            cpu[1] = None  # the server is idle then
+        table.add_row(
+            label,
+            f"{data['events']:,}",
+            f"{data['seconds']:.2f}",
+            f"{data['events_per_s']:,.0f}",
+            f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat else "-",
+            " / ".join(fmt(v) for v in cpu),
+        )
+    out.print(table)
+    out.print(f"ratio http_rate / bare_rate = [bold]{result['ratio']:.3f}[/]")
+    out.print(
+        f"ratio http_rate / request-shaped bare rate = {result['ratio_vs_request_shaped_bare']:.3f}"
+    )
+    ack = result["results"]["http"].get("server_ack_wait_ms_mean")
+    if ack is not None:
+        out.print(f"server-side mean wait for Kafka ack per request: {ack:.1f} ms")
+    checks = result["checks"]
+    pay = checks["payloads"]
+    out.print(
+        f"records in Kafka: http {checks['http_records_in_kafka']:,} "
+        f"(expected {checks['http_records_expected']:,}), bare {checks['bare_records_in_kafka']:,} "
+        f"(expected {checks['bare_records_expected']:,}); payload check: "
+        f"{pay['identical_apart_from_received_at']}/{pay['records_compared']} server records "
+        "identical to the bare bytes apart from received_at "
+        f"(mean {pay['mean_value_bytes_http']} vs {pay['mean_value_bytes_bare']} bytes)"
+    )
+    out.print(f"database: {DATABASE_NOTE}")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    http_rate = float(result["results"]["http"]["events_per_s"])
+    bare_rate = float(result["results"]["bare"]["events_per_s"])
+    cfg = result["config"]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    labels = ["HTTP POST /v1/events\n(healthwatch ingest)", "bare aiokafka producer"]
+    bars = ax.bar(labels, [http_rate, bare_rate], color=["#4c72b0", "#8c8c8c"], width=0.5)
+    for bar, value in zip(bars, (http_rate, bare_rate), strict=True):
+        ax.annotate(
+            f"{value:,.0f} ev/s",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            xytext=(0, 3),
+            textcoords="offset points",
+        )
+    ax.set_ylabel("events/s acknowledged by Kafka")
+    ax.set_ylim(0, max(http_rate, bare_rate) * 1.15)
+    ax.set_title(f"Ingest throughput: http / bare = {result['ratio']:.2f}")
+    ax.text(
+        0.99,
+        0.97,
+        f"{cfg['events_per_side']:,} events/side, batches of {cfg['batch_events']}, "
+        f"{cfg['concurrency']} clients\nacks=all, idempotent, Kafka {result['machine']['kafka']}, "
+        f"{result['machine']['nproc']} CPUs",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=8,
+        color="#555555",
+    )
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(
+        description="Ingest throughput: HTTP POST /v1/events vs a bare aiokafka producer."
+    )
+    parser.add_argument("--events", type=int, default=50_000, help="measured events per side")
+    parser.add_argument("--batch", type=int, default=100, help="events per HTTP request")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP clients")
+    parser.add_argument("--warmup", type=int, default=5_000, help="warm-up events per side")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="split --events over rounds; report the median"
+    )
+    parser.add_argument("--accounts", type=int, default=2_000, help="distinct account ids (keys)")
+    parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json", help="JSON results")
+    parser.add_argument("--plot", type=Path, default=RESULTS / "ingest.png", help="PNG plot")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    args = parser.parse_args(argv)
+    if args.events < args.rounds or args.batch < 1 or args.concurrency < 1 or args.warmup < 1:
+        parser.error("--events >= --rounds, and --batch, --concurrency, --warmup >= 1")
+    return Options(
+        events=args.events,
+        batch=args.batch,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        accounts=args.accounts,
+        bootstrap=args.bootstrap,
+        out=args.out,
+        plot=args.plot,
+        seed=args.seed,
+        keep=args.keep,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="healthwatch-bench-"))
+    broker: Broker | None = None
+    kafka_version = "unknown (external broker)"
+    started = time.monotonic()
+    try:
+        if opts.bootstrap is None:
+            services = _localservices()
+            kafka_version = str(services.KAFKA_VERSION)
+            broker = services.KafkaBroker(workdir / "kafka")
+            assert broker is not None
+            err.print(f"[bold]starting Kafka {kafka_version}[/] in {workdir / 'kafka'}")
+            broker.start()
+        outcome = asyncio.run(run(opts, workdir, broker, kafka_version))
+    finally:
+        if broker is not None:
+            broker.stop()
+        if opts.keep:
+            err.print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result = report(opts, outcome, [os.path.relpath(__file__), *argv])
+    result["wall_seconds_total"] = round(time.monotonic() - started, 1)
+    print_table(result)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, opts.plot)
+    out.print(f"wrote {opts.out} and {opts.plot} (total {result['wall_seconds_total']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The ingest API's contract with clients, on the embedded bus (a real SQLite file)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from services.ingest.app import create_app
+from shared.auth import Scope, create_key
+from shared.bus.embedded import EmbeddedBus
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import bus_log
+from tests.support.harness import usage
+
+SECRET = "whsec-test"
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, engine: Any, keys: dict[str, str]):
+        self.client = client
+        self.engine = engine
+        self.keys = keys
+
+    def auth(self, scope: str = "ingest") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[scope]}"}
+
+    async def stored(self, topic: str | None = None) -> int:
+        query = select(func.count()).select_from(bus_log)
+        if topic:
+            query = query.where(bus_log.c.topic == topic)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+
+@pytest.fixture
+async def api(embedded_settings: Settings) -> AsyncIterator[Api]:
+    settings = embedded_settings.model_copy(update={"ticket_webhook_secret": SecretStr(SECRET), "max_body_bytes": 200_000})
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    keys = {
+        "ingest": await create_key(engine, "ingest", [Scope.ingest]),
+        "read": await create_key(engine, "read", [Scope.read]),
+        "metrics": await create_key(engine, "metrics", [Scope.metrics]),
+    }
+
+    async def ready() -> bool:
+        return True
+
+    app = create_app(settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        yield Api(client, engine, keys)
+    await engine.dispose()
+
+
+async def test_valid_batch_is_stored_before_202(api: Api) -> None:
+    events = [usage("acme", f"u{i}") for i in range(3)]
+    r = await api.client.post("/v1/events", json={"events": events}, headers=api.auth())
+    assert r.status_code == 202
+    assert r.json() == {"accepted": 3, "rejected": []}
+    assert await api.stored("hw.usage") == 3
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer hwk_nope_nope"}, {"Authorization": "Bearer garbage"}],
+)
+async def test_missing_or_unknown_key_is_401(api: Api, headers: dict[str, str]) -> None:
+    r = await api.client.post("/v1/events", json={"events": [usage("a", "u")]}, headers=headers)
+    assert r.status_code == 401
+    assert "keys create" in r.json()["message"]
+    assert await api.stored() == 0
+
+
+async def test_scopes_are_enforced(api: Api) -> None:
+    r = await api.client.post("/v1/events", json={"events": [usage("a", "u")]}, headers=api.auth("read"))
+    assert r.status_code == 403
+    # An ingest key reads nothing, not even metrics.
+    assert (await api.client.get("/metrics", headers=api.auth("ingest"))).status_code == 403
+    metrics = await api.client.get("/metrics", headers=api.auth("metrics"))
+    assert metrics.status_code == 200
+    assert "healthwatch_ingest_requests_total" in metrics.text
+
+
+async def test_malformed_json_is_400(api: Api) -> None:
+    r = await api.client.post("/v1/events", content=b'{"events": [', headers=api.auth())
+    assert r.status_code == 400
+    assert r.json()["error"] == "malformed_json"
+
+
+async def test_wrong_envelope_is_400(api: Api) -> None:
+    r = await api.client.post("/v1/events", json=[usage("a", "u")], headers=api.auth())
+    assert r.status_code == 400
+    assert r.json()["error"] == "bad_envelope"
+
+
+async def test_too_many_events_is_413(api: Api) -> None:
+    r = await api.client.post(
+        "/v1/events", json={"events": [{"kind": "usage"}] * 1001}, headers=api.auth()
+    )
+    assert r.status_code == 413
+    assert "1000" in r.json()["message"]
+
+
+async def test_oversize_body_is_413(api: Api) -> None:
+    big = usage("a", "u", properties={"blob": "x" * 300_000})
+    r = await api.client.post("/v1/events", json={"events": [big]}, headers=api.auth())
+    assert r.status_code == 413
+
+
+async def test_gzip_is_accepted_and_gzip_bombs_are_413(api: Api) -> None:
+    body = orjson.dumps({"events": [usage("a", "u1"), usage("a", "u2")]})
+    headers = {**api.auth(), "Content-Encoding": "gzip"}
+    r = await api.client.post("/v1/events", content=gzip.compress(body), headers=headers)
+    assert r.status_code == 202, r.text
+    bomb = gzip.compress(b'{"events": [' + b" " * 5_000_000 + b"]}")
+    assert len(bomb) < 200_000
+    r = await api.client.post("/v1/events", content=bomb, headers=headers)
+    assert r.status_code == 413
+
+
+async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> None:
+    naive = usage("a", "u")
+    naive["occurred_at"] = "2026-01-01T10:00:00"
+    future = usage("a", "u")
+    future["occurred_at"] = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    no_id = usage("a", "u")
+    del no_id["event_id"]
+    wrong_type = usage("a", "u", duration_s="long")
+    events = [
+        usage("a", "ok1"),
+        naive,
+        {"kind": "telepathy", "event_id": "x"},
+        future,
+        no_id,
+        wrong_type,
+        "not an object",
+        usage("a", "ok2"),
+    ]
+    r = await api.client.post("/v1/events", json={"events": events}, headers=api.auth())
+    assert r.status_code == 422
+    body = r.json()
+    assert body["accepted"] == 2
+    by_index = {rej["index"]: rej for rej in body["rejected"]}
+    assert sorted(by_index) == [1, 2, 3, 4, 5, 6]
+    assert by_index[1]["errors"][0]["field"] == "occurred_at"
+    assert "timezone" in by_index[1]["errors"][0]["message"]
+    assert by_index[2]["errors"][0]["field"] == "kind"
+    assert by_index[3]["errors"][0]["field"] == "occurred_at"
+    assert "future" in by_index[3]["errors"][0]["message"]
+    assert by_index[4]["errors"][0]["field"] == "event_id"
+    assert by_index[5]["errors"][0]["field"] == "duration_s"
+    assert by_index[5]["event_id"] == wrong_type["event_id"]
+    assert await api.stored("hw.usage") == 2
+
+
+def _sign(body: bytes) -> str:
+    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
+    ticket = {
+        "ticket_id": "T-1",
+        "account_id": "acme",
+        "status": "open",
+        "priority": "high",
+        "created_at": "2026-11-20T09:00:00+00:00",
+        "updated_at": "2026-11-20T09:00:00+00:00",
+    }
+    body = orjson.dumps(ticket)
+    r = await api.client.post("/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": _sign(body)})
+    assert r.status_code == 202, r.text
+    assert await api.stored("hw.ticket") == 1
+    bad = await api.client.post(
+        "/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": _sign(body + b" ")}
+    )
+    assert bad.status_code == 401
+    assert (await api.client.post("/v1/tickets/webhook", content=body)).status_code == 401
+    assert await api.stored("hw.ticket") == 1
+
+
+async def test_account_upsert_defaults_ids(api: Api) -> None:
+    r = await api.client.post(
+        "/v1/accounts", json={"account_id": "acme", "seats_purchased": 10, "tier": "strategic"}, headers=api.auth()
+    )
+    assert r.status_code == 202, r.text
+    bad = await api.client.post(
+        "/v1/accounts", json={"accounts": [{"account_id": "x", "tier": "gold"}]}, headers=api.auth()
+    )
+    assert bad.status_code == 422
+    assert bad.json()["rejected"][0]["errors"][0]["field"] == "tier"
+
+
+async def test_unknown_route_is_a_json_404(api: Api) -> None:
+    r = await api.client.get("/v1/nothing", headers=api.auth())
+    assert r.status_code == 404
+    assert r.json()["error"] == "not_found"
