@@ -85,7 +85,7 @@ KIND = "usage"
 SIDES = ("http", "bare", "bare_batched")
 
 err = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 
 # --------------------------------------------------------------------------- local services
@@ -132,9 +132,20 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def system_busy_seconds() -> float | None:
+    """CPU seconds spent busy by the whole machine so far, all cores (``/proc/stat``)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK
+
+
 @dataclass
 class CpuMeter:
-    """CPU used by this process, the ingest server and the broker during a phase."""
+    """CPU used during a phase by this process, the ingest server, the broker, and
+    everything else on the machine ("other": a shared machine is a noisy one)."""
 
     pids: dict[str, int | None]
     _start: dict[str, float | None] = field(default_factory=dict)
@@ -143,6 +154,7 @@ class CpuMeter:
         now: dict[str, float | None] = {"bench": time.process_time()}
         for name, pid in self.pids.items():
             now[name] = cpu_seconds(pid)
+        now["machine"] = system_busy_seconds()
         return now
 
     def start(self) -> None:
@@ -155,6 +167,11 @@ class CpuMeter:
         for name, stop in end.items():
             begin = self._start.get(name)
             busy[name] = None if stop is None or begin is None else (stop - begin) / wall_s
+        machine = busy.pop("machine")
+        ours = [busy.get(k) for k in ("bench", "server", "broker")]
+        busy["other"] = (
+            None if machine is None else max(0.0, machine - sum(v for v in ours if v is not None))
+        )
         return busy
 
 
@@ -187,6 +204,11 @@ class Phase:
             "seconds": round(self.seconds, 4),
             "events_per_s": round(self.rate, 1),
             "cpu_cores": {k: None if v is None else round(v, 3) for k, v in self.cpu_cores.items()},
+            "cpu_us_per_event": {
+                k: None if v is None else round(v * self.seconds / self.events * 1e6, 1)
+                for k, v in self.cpu_cores.items()
+                if k != "other"
+            },
         }
         if self.latencies_ms:
             data["batch_latency_ms"] = {
@@ -197,15 +219,19 @@ class Phase:
 
 
 class RateColumn(ProgressColumn):
+    """Events so far / time so far (rich's own speed is a sliding estimate)."""
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:>9,.0f} ev/s" if speed else "        … ev/s", style="cyan")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed:
+            return Text("      … ev/s", style="cyan")
+        return Text(f"{task.completed / elapsed:>7,.0f} ev/s", style="cyan")
 
 
 def make_progress() -> Progress:
     return Progress(
-        TextColumn("{task.description:<34}"),
-        BarColumn(),
+        TextColumn("{task.description:<24}"),
+        BarColumn(bar_width=20),
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
@@ -225,6 +251,7 @@ class Workload:
     bodies: list[bytes]  # one JSON body per batch: {"events": [...]}
     batch_sizes: list[int]
     messages: list[tuple[bytes, bytes]]  # (key, value) exactly as the ingest publisher makes them
+    validate_encode_us: float  # per event: pydantic validation + model_copy + encode_event
 
     @property
     def events(self) -> int:
@@ -261,15 +288,18 @@ def make_workload(n: int, batch: int, rng: random.Random, tag: str, accounts: in
     # apart from the received_at instant.
     received_at = datetime.now(UTC)
     messages = []
+    started = time.perf_counter()
     for item in raw:
         model = EVENT_ADAPTER.validate_python(item)
         value = encode_event(model.model_copy(update={"received_at": received_at}))
         messages.append((model.account_id.encode(), value))
+    validate_encode_us = (time.perf_counter() - started) / n * 1e6
     return Workload(
         raw=raw,
         bodies=[orjson.dumps({"events": c}) for c in chunks],
         batch_sizes=[len(c) for c in chunks],
         messages=messages,
+        validate_encode_us=validate_encode_us,
     )
 
 
@@ -326,19 +356,36 @@ async def http_side(
 
 
 async def bare_stream_side(
-    producer: AIOKafkaProducer, topic: str, work: Workload, progress: Progress, label: str
+    producer: AIOKafkaProducer,
+    topic: str,
+    work: Workload,
+    concurrency: int,
+    progress: Progress,
+    label: str,
 ) -> Phase:
+    """Send everything without waiting for acks in between; wait for all at the end.
+
+    ``concurrency`` coroutines share the message list: aiokafka's ``send()`` blocks
+    while the batch of the message's partition is full, so a single sender would
+    stall on one partition while the others have room."""
     task = progress.add_task(label, total=work.events)
+    messages = iter(work.messages)
+    futures: list[asyncio.Future[Any]] = []
+
+    async def sender() -> None:
+        for count, (key, value) in enumerate(messages, 1):
+            futures.append(await producer.send(topic, value, key=key))
+            if count % 100 == 0:
+                progress.advance(task, 100)
+
     started = time.perf_counter()
-    futures = []
-    for i, (key, value) in enumerate(work.messages, 1):
-        futures.append(await producer.send(topic, value, key=key))
-        if i % 1000 == 0:
-            progress.update(task, completed=i)
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(sender())
     await asyncio.gather(*futures)
     seconds = time.perf_counter() - started
     progress.update(task, completed=work.events)
-    return Phase("bare", work.events, seconds)
+    return Phase("bare", len(futures), seconds)
 
 
 async def bare_batched_side(
@@ -580,6 +627,7 @@ class Outcome:
     checks: dict[str, Any]
     settings: Settings
     kafka_version: str
+    validate_encode_us: float
 
 
 def median(values: Sequence[float]) -> float:
@@ -657,14 +705,19 @@ async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version
                     producer, bare_topic, warm, opts.concurrency, progress, "warm-up bare"
                 )
                 for index, work in enumerate(rounds, 1):
-                    tag = f"round {index}/{opts.rounds}"
+                    tag = f"r{index}/{opts.rounds}"
 
                     async def measure(side: str, work: Workload = work, tag: str = tag) -> Phase:
                         if side == "http":
                             return await http_side(clients, work, progress, f"{tag} http")
                         if side == "bare":
                             return await bare_stream_side(
-                                producer, bare_topic, work, progress, f"{tag} bare (stream)"
+                                producer,
+                                bare_topic,
+                                work,
+                                opts.concurrency,
+                                progress,
+                                f"{tag} bare (stream)",
                             )
                         return await bare_batched_side(
                             producer,
@@ -672,7 +725,7 @@ async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version
                             work,
                             opts.concurrency,
                             progress,
-                            f"{tag} bare (request-shaped)",
+                            f"{tag} bare (req-shaped)",
                         )
 
                     # Rotate the order between rounds so no side always goes first.
@@ -721,17 +774,21 @@ async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version
     for side, got, want in (("http", got_http, expected_http), ("bare", got_bare, expected_bare)):
         if got != want:
             err.print(f"[red]{side}: {got} records in Kafka, expected {want}[/]")
-    return Outcome(phases, checks, settings, kafka_version)
+    validate_encode_us = median([w.validate_encode_us for w in rounds])
+    return Outcome(phases, checks, settings, kafka_version, validate_encode_us)
 
 
 def aggregate(phases: Sequence[Phase], side: str) -> dict[str, Any]:
     mine = [p for p in phases if p.side == side]
     latencies = [x for p in mine for x in p.latencies_ms]
-    rate = median([p.rate for p in mine])
+    events = sum(p.events for p in mine)
+    seconds = sum(p.seconds for p in mine)
     data: dict[str, Any] = {
-        "events": sum(p.events for p in mine),
-        "seconds": round(sum(p.seconds for p in mine), 4),
-        "events_per_s": round(rate, 1),
+        "events": events,
+        "seconds": round(seconds, 4),
+        # Headline: all measured events over all measured time (rounds summed).
+        "events_per_s": round(events / seconds, 1),
+        "events_per_s_median_round": round(median([p.rate for p in mine]), 1),
         "rounds": [p.summary() for p in mine],
     }
     if latencies:
@@ -739,14 +796,38 @@ def aggregate(phases: Sequence[Phase], side: str) -> dict[str, Any]:
             f"p{q}": round(percentile(latencies, q), 2) for q in (50, 95, 99)
         }
     cpu: dict[str, float | None] = {}
-    for name in ("bench", "server", "broker"):
+    for name in ("bench", "server", "broker", "other"):
         seen = [v for p in mine if (v := p.cpu_cores.get(name)) is not None]
         cpu[name] = round(sum(seen) / len(seen), 3) if seen else None
     data["cpu_cores_mean"] = cpu
+    per_event: dict[str, float | None] = {}
+    for name in ("bench", "server", "broker"):
+        used = [(v, p) for p in mine if (v := p.cpu_cores.get(name)) is not None]
+        per_event[name] = (
+            round(sum(v * p.seconds for v, p in used) / sum(p.events for _, p in used) * 1e6, 1)
+            if used
+            else None
+        )
+    data["cpu_us_per_event"] = per_event
     for name in sorted({k for p in mine for k in p.extra}):
         seen_extra = [p.extra[name] for p in mine if name in p.extra]
         data[name] = round(sum(seen_extra) / len(seen_extra), 3)
     return data
+
+
+BUSY_OTHER_CORES = 0.25
+
+
+def busy_warnings(phases: Sequence[Phase]) -> list[str]:
+    """Phases during which other processes took noticeable CPU (a shared machine)."""
+    warnings = []
+    for p in phases:
+        other = p.cpu_cores.get("other")
+        if other is not None and other > BUSY_OTHER_CORES:
+            warnings.append(
+                f"{p.side} ({p.events:,} events): other processes used {other:.2f} cores"
+            )
+    return warnings
 
 
 def report(opts: Options, outcome: Outcome, argv: Sequence[str]) -> dict[str, Any]:
@@ -775,26 +856,19 @@ def report(opts: Options, outcome: Outcome, argv: Sequence[str]) -> dict[str, An
         "results": sides,
         "ratio": round(http_rate / bare_rate, 4),
         "ratio_vs_request_shaped_bare": round(http_rate / sides["bare_batched"]["events_per_s"], 4),
+        "validate_encode_us_per_event": round(outcome.validate_encode_us, 1),
+        "busy_machine_warnings": busy_warnings(outcome.phases),
         "checks": outcome.checks,
     }
 
 
 def print_table(result: dict[str, Any]) -> None:
-    table = Table(title="healthwatch ingest throughput (events/s acknowledged by Kafka)")
-    for header, justify in (
-        ("path", "left"),
-        ("events", "right"),
-        ("seconds", "right"),
-        ("events/s", "right"),
-        ("batch p50/p99 ms", "right"),
-        ("CPU cores bench/server/broker", "right"),
-    ):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    labels = {
-        "http": "HTTP POST /v1/events (ingest process)",
-        "bare": "bare aiokafka producer (stream)",
-        "bare_batched": "bare, request-shaped (supplementary)",
-    }
+    table = Table(title="ingest throughput, events/s acknowledged by Kafka (acks=all)")
+    table.add_column("path")
+    for header in ("events", "seconds", "events/s", "per round", "p50 ms", "p99 ms"):
+        table.add_column(header, justify="right")
+    table.add_column("CPU cores bench/srv/kafka/other", justify="right")
+    labels = {"http": "http", "bare": "bare (stream)", "bare_batched": "bare (req-shaped)*"}
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
@@ -802,36 +876,58 @@ def print_table(result: dict[str, Any]) -> None:
     for side, label in labels.items():
         data = result["results"][side]
         lat = data.get("batch_latency_ms")
-        cpu = [data["cpu_cores_mean"][k] for k in ("bench", "server", "broker")]
-        if side != "http":
-            cpu[1] = None  # the server is idle then
+        cpu = [data["cpu_cores_mean"][k] for k in ("bench", "server", "broker", "other")]
         table.add_row(
             label,
             f"{data['events']:,}",
             f"{data['seconds']:.2f}",
             f"{data['events_per_s']:,.0f}",
-            f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat else "-",
-            " / ".join(fmt(v) for v in cpu),
+            " ".join(f"{r['events_per_s'] / 1000:.1f}k" for r in data["rounds"]),
+            f"{lat['p50']:.1f}" if lat else "-",
+            f"{lat['p99']:.1f}" if lat else "-",
+            "/".join(fmt(v) for v in cpu),
         )
     out.print(table)
-    out.print(f"ratio http_rate / bare_rate = [bold]{result['ratio']:.3f}[/]")
+    cfg = result["config"]
     out.print(
-        f"ratio http_rate / request-shaped bare rate = {result['ratio_vs_request_shaped_bare']:.3f}"
+        f"http: {cfg['concurrency']} httpx clients -> `healthwatch ingest` process, "
+        f"{cfg['batch_events']} events per POST; p50/p99 = request latency\n"
+        f"bare (stream): one AIOKafkaProducer, {cfg['concurrency']} coroutines send() every "
+        "event without waiting, then wait for all acks\n"
+        f"* supplementary: the same producer, {cfg['concurrency']} tasks each sending "
+        f"{cfg['batch_events']} events and awaiting their acks (what the server does per request)"
+    )
+    out.print(f"[bold]ratio http_rate / bare_rate = {result['ratio']:.3f}[/]")
+    out.print(
+        f"ratio http_rate / req-shaped bare rate = {result['ratio_vs_request_shaped_bare']:.3f}"
     )
     ack = result["results"]["http"].get("server_ack_wait_ms_mean")
     if ack is not None:
-        out.print(f"server-side mean wait for Kafka ack per request: {ack:.1f} ms")
+        out.print(f"server-side mean wait for the Kafka ack per request: {ack:.1f} ms")
     checks = result["checks"]
     pay = checks["payloads"]
     out.print(
         f"records in Kafka: http {checks['http_records_in_kafka']:,} "
         f"(expected {checks['http_records_expected']:,}), bare {checks['bare_records_in_kafka']:,} "
-        f"(expected {checks['bare_records_expected']:,}); payload check: "
+        f"(expected {checks['bare_records_expected']:,})\npayload check: "
         f"{pay['identical_apart_from_received_at']}/{pay['records_compared']} server records "
-        "identical to the bare bytes apart from received_at "
+        "equal the bare bytes' JSON apart from received_at "
         f"(mean {pay['mean_value_bytes_http']} vs {pay['mean_value_bytes_bare']} bytes)"
     )
+    out.print(
+        "pydantic validate + model_copy + encode_event, measured in this process: "
+        f"{result['validate_encode_us_per_event']:.1f} µs/event"
+    )
+    server_us = result["results"]["http"]["cpu_us_per_event"]["server"]
+    bare_us = result["results"]["bare"]["cpu_us_per_event"]["bench"]
+    if server_us is not None:
+        out.print(
+            f"CPU per event: ingest server {server_us:.1f} µs (http), "
+            f"bare producer process {bare_us:.1f} µs (stream)"
+        )
     out.print(f"database: {DATABASE_NOTE}")
+    for warning in result["busy_machine_warnings"]:
+        out.print(f"[yellow]warning: busy machine: {warning}[/]")
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -839,16 +935,20 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import StrMethodFormatter
 
     http_rate = float(result["results"]["http"]["events_per_s"])
     bare_rate = float(result["results"]["bare"]["events_per_s"])
     cfg = result["config"]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    labels = ["HTTP POST /v1/events\n(healthwatch ingest)", "bare aiokafka producer"]
+    labels = [
+        f"HTTP POST /v1/events\n(healthwatch ingest, {cfg['concurrency']} clients)",
+        "bare aiokafka producer\n(same bytes and topic layout)",
+    ]
     bars = ax.bar(labels, [http_rate, bare_rate], color=["#4c72b0", "#8c8c8c"], width=0.5)
     for bar, value in zip(bars, (http_rate, bare_rate), strict=True):
         ax.annotate(
-            f"{value:,.0f} ev/s",
+            f"{value:,.0f} events/s",
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
@@ -856,21 +956,24 @@ def plot(result: dict[str, Any], path: Path) -> None:
             textcoords="offset points",
         )
     ax.set_ylabel("events/s acknowledged by Kafka")
-    ax.set_ylim(0, max(http_rate, bare_rate) * 1.15)
-    ax.set_title(f"Ingest throughput: http / bare = {result['ratio']:.2f}")
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.set_ylim(0, max(http_rate, bare_rate) * 1.3)
+    ax.set_title(f"healthwatch ingest throughput: http / bare = {result['ratio']:.2f}")
+    machine = result["machine"]
     ax.text(
-        0.99,
-        0.97,
-        f"{cfg['events_per_side']:,} events/side, batches of {cfg['batch_events']}, "
-        f"{cfg['concurrency']} clients\nacks=all, idempotent, Kafka {result['machine']['kafka']}, "
-        f"{result['machine']['nproc']} CPUs",
+        0.01,
+        0.98,
+        f"{cfg['events_per_side']:,} events per side, batches of {cfg['batch_events']}; "
+        f"acks=all, idempotent\nKafka {machine['kafka']}, {machine['nproc']} CPUs, "
+        f"Python {machine['python']}, {result['date'][:10]}",
         transform=ax.transAxes,
-        ha="right",
+        ha="left",
         va="top",
         fontsize=8,
         color="#555555",
     )
     ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -886,7 +989,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--warmup", type=int, default=5_000, help="warm-up events per side")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="split --events over rounds; report the median"
+        "--rounds", type=int, default=3, help="split --events over rounds; report the median"
     )
     parser.add_argument("--accounts", type=int, default=2_000, help="distinct account ids (keys)")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")

@@ -18,7 +18,9 @@ from shared.auth import Scope, create_key
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 
-app = typer.Typer(help="healthwatch: customer-health monitoring and early warning.", no_args_is_help=True)
+app = typer.Typer(
+    help="healthwatch: customer-health monitoring and early warning.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
@@ -56,8 +58,12 @@ def _serve(runner: runtime.ServiceRunner, settings: Settings) -> None:
 
 @app.command()
 def dev(
-    simulate: Annotated[int, typer.Option(help="Simulated customer accounts to start (0: none)")] = 0,
-    port: Annotated[int | None, typer.Option(help="HTTP port (default HEALTHWATCH_INGEST_PORT)")] = None,
+    simulate: Annotated[
+        int, typer.Option(help="Simulated customer accounts to start (0: none)")
+    ] = 0,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default HEALTHWATCH_INGEST_PORT)")
+    ] = None,
 ) -> None:
     """Every service in one process with the embedded bus and a SQLite file."""
     settings = Settings()
@@ -71,7 +77,12 @@ def dev(
     async def main(stop: asyncio.Event) -> None:
         async with runtime.open_runtime(settings) as rt:
             url = f"http://{settings.host}:{settings.ingest_port}"
-            log.info("healthwatch dev: API on %s (docs at %s/docs), database %s", url, url, settings.database_url)
+            log.info(
+                "healthwatch dev: API on %s (docs at %s/docs), database %s",
+                url,
+                url,
+                settings.database_url,
+            )
             tasks = [runtime.run_dev(rt, stop)]
             if simulate:
                 key = await create_key(rt.engine, "dev-simulator", [Scope.ingest])
@@ -140,7 +151,9 @@ def migrate_cmd() -> None:
 def keys_create(
     scope: Annotated[list[Scope], typer.Option(help="Scope(s): ingest, read, admin, metrics")],
     name: Annotated[str, typer.Option(help="What the key is for")] = "unnamed",
-    csm_email: Annotated[str | None, typer.Option(help="Limit a read key to this CSM's portfolio")] = None,
+    csm_email: Annotated[
+        str | None, typer.Option(help="Limit a read key to this CSM's portfolio")
+    ] = None,
 ) -> None:
     """Create an API key and print it (it is stored hashed: this is the only copy)."""
     settings = Settings()

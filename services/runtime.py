@@ -116,7 +116,9 @@ class _Server(uvicorn.Server):
 
 
 async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
     task = asyncio.create_task(server.serve())
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -149,14 +151,16 @@ async def run_ingest(rt: Runtime, stop: asyncio.Event) -> None:
 async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     await together(
-        run_scoring(rt, stop), serve_http(ops_app(rt, "healthwatch scoring"), s.host, s.scoring_port, stop)
+        run_scoring(rt, stop),
+        serve_http(ops_app(rt, "healthwatch scoring"), s.host, s.scoring_port, stop),
     )
 
 
 async def run_alerts_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     await together(
-        run_alerts(rt, stop), serve_http(ops_app(rt, "healthwatch alerts"), s.host, s.alerts_port, stop)
+        run_alerts(rt, stop),
+        serve_http(ops_app(rt, "healthwatch alerts"), s.host, s.alerts_port, stop),
     )
 
 

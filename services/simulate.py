@@ -18,13 +18,24 @@ from typing import Any
 
 import httpx
 
+from shared.worker import pause
+
 log = logging.getLogger(__name__)
 
 MODULES = ["contacts", "opportunities", "quotes", "workflow", "reports", "api", "custom_objects"]
-CORE_EVENTS = [("login", None), ("view", "contacts"), ("create", "opportunities"), ("run", "reports")]
+CORE_EVENTS = [
+    ("login", None),
+    ("view", "contacts"),
+    ("create", "opportunities"),
+    ("run", "reports"),
+]
 # (profile, share of accounts, share of seats active on a given day)
-PROFILES = [("healthy", 0.6, (0.45, 0.8)), ("declining", 0.15, (0.2, 0.35)),
-            ("churning", 0.15, (0.02, 0.12)), ("growing", 0.1, (0.7, 0.95))]
+PROFILES = [
+    ("healthy", 0.6, (0.45, 0.8)),
+    ("declining", 0.15, (0.2, 0.35)),
+    ("churning", 0.15, (0.02, 0.12)),
+    ("growing", 0.1, (0.7, 0.95)),
+]
 TIERS = ["strategic", "enterprise", "non-focus"]
 # Enough history for the weekly rules (they need 7 days) without a long warm-up.
 HISTORY_DAYS = 8
@@ -77,7 +88,11 @@ def facts(a: SimAccount, now: datetime, rng: random.Random) -> dict[str, Any]:
         "tier": rng.choice(TIERS),
         "industry": rng.choice(["manufacturing", "retail", "software", "finance"]),
         "region": rng.choice(["north", "east", "south", "west"]),
-        "owner": {"email": f"csm{a.csm}@example.com", "slack_id": f"U0CSM{a.csm}", "name": f"CSM {a.csm}"},
+        "owner": {
+            "email": f"csm{a.csm}@example.com",
+            "slack_id": f"U0CSM{a.csm}",
+            "name": f"CSM {a.csm}",
+        },
         "contract_start": start.isoformat(),
         "contract_end": (start + timedelta(days=365 * 2)).isoformat(),
         "lifecycle_stage": "stable",
@@ -101,7 +116,9 @@ def usage_event(a: SimAccount, user: str, at: datetime, rng: random.Random) -> d
     }
 
 
-def day_of_usage(a: SimAccount, day_start: datetime, rng: random.Random, until: datetime) -> list[dict[str, Any]]:
+def day_of_usage(
+    a: SimAccount, day_start: datetime, rng: random.Random, until: datetime
+) -> list[dict[str, Any]]:
     users = a.users()
     share = rng.uniform(*a.active_share) / a.active_share[1]
     active = rng.sample(users, max(1, round(len(users) * share)))
@@ -171,13 +188,17 @@ class Simulator:
         total = len(self.accounts)
         for i in range(0, total, BATCH):
             chunk = self.accounts[i : i + BATCH]
-            await self._post(client, "/v1/accounts", {"accounts": [facts(a, now, self._rng) for a in chunk]})
+            await self._post(
+                client, "/v1/accounts", {"accounts": [facts(a, now, self._rng) for a in chunk]}
+            )
         pending: list[dict[str, Any]] = []
         for done, a in enumerate(self.accounts, 1):
             for back in range(HISTORY_DAYS - 1, -1, -1):
                 pending += day_of_usage(a, today - timedelta(days=back), self._rng, now)
             if self._rng.random() < 0.3:
-                pending.append(ticket_event(a, now - timedelta(hours=self._rng.randint(1, 100)), self._rng))
+                pending.append(
+                    ticket_event(a, now - timedelta(hours=self._rng.randint(1, 100)), self._rng)
+                )
             while len(pending) >= BATCH:
                 await self._send(client, pending[:BATCH])
                 pending = pending[BATCH:]
@@ -189,7 +210,9 @@ class Simulator:
         await self._post(client, "/v1/events", {"events": events})
         self.sent += len(events)
 
-    async def live(self, client: httpx.AsyncClient, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+    async def live(
+        self, client: httpx.AsyncClient, stop: asyncio.Event, interval_s: float = 1.0
+    ) -> None:
         """Every ``interval_s``: a few users of a few accounts do something."""
         while not stop.is_set():
             now = self._clock()
@@ -202,14 +225,21 @@ class Simulator:
                     events.append(ticket_event(a, now, self._rng))
             await self._send(client, events)
             self._progress("live", self.sent, 0)
-            try:
-                await asyncio.wait_for(stop.wait(), interval_s)
-            except TimeoutError:
-                pass
+            await pause(stop, interval_s)
 
     async def run(self, stop: asyncio.Event, *, live: bool = True) -> None:
+        """History, then live traffic until ``stop``; a stop during the history ends it too."""
         async with httpx.AsyncClient(timeout=30) as client:
-            await self.send_history(client)
-            log.info("simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent)
+            history = asyncio.create_task(self.send_history(client))
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({history, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not history.done():
+                history.cancel()
+                return
+            await history
+            log.info(
+                "simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent
+            )
             if live:
                 await self.live(client, stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -11,6 +12,12 @@ from shared.bus.base import Consumer, Record
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+async def pause(event: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``event`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
 
 
 async def consume(
@@ -38,10 +45,7 @@ async def consume(
             except Exception:
                 log.exception("%s: batch of %d records failed; retrying", name, len(records))
                 await consumer.rewind()
-                try:
-                    await asyncio.wait_for(stop.wait(), retry_backoff_s)
-                except TimeoutError:
-                    pass
+                await pause(stop, retry_backoff_s)
     finally:
         await consumer.stop()
         log.info("%s consumer stopped", name)

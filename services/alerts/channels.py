@@ -18,7 +18,9 @@ WEBHOOK_DESTINATION = "webhook"
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, retry_after_s: float | None = None, permanent: bool = False):
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, permanent: bool = False
+    ):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.permanent = permanent
@@ -82,7 +84,8 @@ class SlackChannel:
                 raise DeliveryError(
                     f"Slack API {status}: {exc.response.get('error')}",
                     retry_after_s=_retry_after(exc.response.headers.get("Retry-After")),
-                    permanent=exc.response.get("error") in ("channel_not_found", "not_in_channel", "invalid_auth"),
+                    permanent=exc.response.get("error")
+                    in ("channel_not_found", "not_in_channel", "invalid_auth"),
                 ) from exc
             except Exception as exc:  # network errors surface as aiohttp/OS errors
                 raise DeliveryError(f"Slack API unreachable: {exc!r}") from exc
@@ -91,7 +94,8 @@ class SlackChannel:
         mention = alert.owner.slack_id if alert.owner else None
         try:
             response = await self._webhook.send(
-                text=render.slack_text(alert, mention), blocks=render.slack_blocks(alert, public, mention)
+                text=render.slack_text(alert, mention),
+                blocks=render.slack_blocks(alert, public, mention),
             )
         except Exception as exc:
             raise DeliveryError(f"Slack webhook unreachable: {exc!r}") from exc
@@ -137,7 +141,8 @@ class EmailChannel:
             )
         except aiosmtplib.SMTPResponseException as exc:
             raise DeliveryError(
-                f"SMTP {exc.code}: {exc.message}", permanent=500 <= exc.code < 600 and exc.code != 552
+                f"SMTP {exc.code}: {exc.message}",
+                permanent=500 <= exc.code < 600 and exc.code != 552,
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP unreachable: {exc!r}") from exc

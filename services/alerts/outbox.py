@@ -28,6 +28,7 @@ from shared.contracts.wire import UndecodableRecord, decode_alert
 from shared.storage.db import insert_ignore
 from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import alerts, deliveries
+from shared.worker import pause
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,13 @@ class AlertIntake:
                 decoded.append(decode_alert(r.value))
             except UndecodableRecord as exc:
                 # Alerts come from our own scoring service: a bad one is a bug, logged loudly.
-                log.error("skipping undecodable alert at %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc)
+                log.error(
+                    "skipping undecodable alert at %s[%d]@%d: %s",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    exc,
+                )
         async with self._engine.begin() as conn:
             for alert in decoded:
                 stored = await conn.execute(
@@ -89,7 +96,9 @@ class AlertIntake:
                 log.info("alert stored: %s — %s", alert.alert_id, alert.title)
                 rows = self._delivery_rows(alert, now)
                 if rows:
-                    await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)
+                    await conn.execute(
+                        insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows
+                    )
             await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
 
     def _delivery_rows(self, alert: AlertEvent, now: datetime) -> list[dict[str, Any]]:
@@ -97,7 +106,11 @@ class AlertIntake:
         for channel in self._channels:
             destination = channel.destination(alert)
             if destination is None:
-                log.warning("alert %s has no %s destination (no owner, no fallback)", alert.alert_id, channel.name)
+                log.warning(
+                    "alert %s has no %s destination (no owner, no fallback)",
+                    alert.alert_id,
+                    channel.name,
+                )
                 self._metrics.deliveries.labels(channel.name, "unroutable").inc()
                 continue
             rows.append(
@@ -146,10 +159,7 @@ class OutboxSender:
                 log.exception("outbox pass failed; retrying")
                 sent = 0
             if not sent:
-                try:
-                    await asyncio.wait_for(stop.wait(), self._settings.delivery_poll_interval_s)
-                except TimeoutError:
-                    pass
+                await pause(stop, self._settings.delivery_poll_interval_s)
 
     async def send_due(self) -> int:
         claimed = await self._claim()
@@ -166,16 +176,22 @@ class OutboxSender:
         )
         async with self._engine.begin() as conn:
             self._metrics.outbox_depth.set(
-                (await conn.execute(select(func.count()).where(deliveries.c.status == "pending"))).scalar_one()
+                (
+                    await conn.execute(select(func.count()).where(deliveries.c.status == "pending"))
+                ).scalar_one()
             )
             candidates = (
-                await conn.execute(
-                    select(deliveries.c.delivery_id)
-                    .where(due)
-                    .order_by(deliveries.c.next_attempt_at)
-                    .limit(CLAIM_BATCH)
+                (
+                    await conn.execute(
+                        select(deliveries.c.delivery_id)
+                        .where(due)
+                        .order_by(deliveries.c.next_attempt_at)
+                        .limit(CLAIM_BATCH)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             claimed = []
             for delivery_id in candidates:
                 # Conditional update: only one sender (process) wins each row.
@@ -201,7 +217,9 @@ class OutboxSender:
         alert = AlertEvent.model_validate(row.payload)
         try:
             if channel is None:
-                raise DeliveryError(f"channel {row.channel!r} is not configured any more", permanent=True)
+                raise DeliveryError(
+                    f"channel {row.channel!r} is not configured any more", permanent=True
+                )
             await self._pace(row.channel, row.destination)
             await channel.send(alert, row.destination)
         except DeliveryError as exc:
@@ -212,10 +230,18 @@ class OutboxSender:
             await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.delivery_id == row.delivery_id)
-                .values(status="delivered", attempts=row.attempts + 1, delivered_at=now, claimed_until=None, last_error=None)
+                .values(
+                    status="delivered",
+                    attempts=row.attempts + 1,
+                    delivered_at=now,
+                    claimed_until=None,
+                    last_error=None,
+                )
             )
         self._metrics.deliveries.labels(row.channel, "delivered").inc()
-        self._metrics.delivery_seconds.labels(row.channel).observe((now - row.stored_at).total_seconds())
+        self._metrics.delivery_seconds.labels(row.channel).observe(
+            (now - row.stored_at).total_seconds()
+        )
         log.info("delivered alert %s by %s to %s", row.alert_id, row.channel, row.destination)
 
     async def _failed(self, row: Any, exc: DeliveryError) -> None:
@@ -241,7 +267,11 @@ class OutboxSender:
         self._metrics.deliveries.labels(row.channel, outcome).inc()
         log.warning(
             "alert %s by %s failed (attempt %d, %s): %s",
-            row.alert_id, row.channel, attempts, "giving up" if dead else f"retry in {delay:.1f}s", exc,
+            row.alert_id,
+            row.channel,
+            attempts,
+            "giving up" if dead else f"retry in {delay:.1f}s",
+            exc,
         )
 
     async def _pace(self, channel: str, destination: str) -> None:

@@ -7,8 +7,16 @@ from typing import Any
 
 from shared.contracts.alerts import AlertEvent
 
-_BAND_EMOJI = {"red": ":red_circle:", "yellow": ":large_yellow_circle:", "green": ":large_green_circle:"}
-_SEVERITY_EMOJI = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+_BAND_EMOJI = {
+    "red": ":red_circle:",
+    "yellow": ":large_yellow_circle:",
+    "green": ":large_green_circle:",
+}
+_SEVERITY_EMOJI = {
+    "critical": ":rotating_light:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+}
 
 
 def account_url(public_url: str, account_id: str) -> str:
@@ -21,9 +29,15 @@ def slack_text(alert: AlertEvent, mention: str | None = None) -> str:
     return f"{prefix}[{alert.severity.value}] {alert.title}"
 
 
-def slack_blocks(alert: AlertEvent, public_url: str, mention: str | None = None) -> list[dict[str, Any]]:
+def slack_blocks(
+    alert: AlertEvent, public_url: str, mention: str | None = None
+) -> list[dict[str, Any]]:
     url = account_url(public_url, alert.account_id)
-    band = f"{_BAND_EMOJI.get(alert.band or '', '')} {alert.score} ({alert.band})" if alert.score is not None else "n/a"
+    band = (
+        f"{_BAND_EMOJI.get(alert.band or '', '')} {alert.score} ({alert.band})"
+        if alert.score is not None
+        else "n/a"
+    )
     head = f"{_SEVERITY_EMOJI.get(alert.severity.value, '')} *{alert.title}*"
     if mention:
         head = f"<@{mention}> {head}"
@@ -33,7 +47,10 @@ def slack_blocks(alert: AlertEvent, public_url: str, mention: str | None = None)
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*Account*\n<{url}|{alert.account_name or alert.account_id}>"},
+                {
+                    "type": "mrkdwn",
+                    "text": f"*Account*\n<{url}|{alert.account_name or alert.account_id}>",
+                },
                 {"type": "mrkdwn", "text": f"*Health*\n{band}"},
                 {"type": "mrkdwn", "text": f"*Rule*\n`{alert.rule}`"},
                 {"type": "mrkdwn", "text": f"*Severity*\n{alert.severity.value}"},
@@ -42,7 +59,12 @@ def slack_blocks(alert: AlertEvent, public_url: str, mention: str | None = None)
         {
             "type": "actions",
             "elements": [
-                {"type": "button", "text": {"type": "plain_text", "text": "Open account"}, "url": url, "action_id": "open_account"},
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Open account"},
+                    "url": url,
+                    "action_id": "open_account",
+                },
             ],
         },
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert `{alert.alert_id}`"}]},
@@ -71,7 +93,9 @@ def email_text(alert: AlertEvent, public_url: str) -> str:
 
 def email_html(alert: AlertEvent, public_url: str) -> str:
     e = html.escape
-    colour = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32"}.get(alert.band or "", "#555")
+    colour = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32"}.get(
+        alert.band or "", "#555"
+    )
     health = f"{alert.score} ({e(alert.band or '')})" if alert.score is not None else "n/a"
     return f"""<!doctype html>
 <html><body style="font-family:system-ui,sans-serif;color:#222">

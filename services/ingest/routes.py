@@ -14,11 +14,11 @@ from sqlalchemy import select
 from services.ingest import segment
 from services.ingest.body import parse_json, read_body, read_json
 from services.ingest.deps import Context, IngestKey
-from shared.web import ClientError
 from services.ingest.validation import Checked, check_events, require_list
 from shared.bus.base import BusUnavailable
 from shared.storage.db import upsert
 from shared.storage.tables import user_accounts
+from shared.web import ClientError
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -45,7 +45,9 @@ async def post_accounts(request: Request, ctx: Context, _key: IngestKey) -> JSON
     def prepare(raw: dict[str, Any]) -> dict[str, Any]:
         raw = {"kind": "account", "occurred_at": now.isoformat(), **raw}
         # Facts merge idempotently, so a content hash is a safe default idempotency key.
-        raw.setdefault("event_id", "account:" + hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest())
+        raw.setdefault(
+            "event_id", "account:" + hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest()
+        )
         return raw
 
     checked = check_events(
@@ -61,15 +63,19 @@ async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
     secret = ctx.settings.ticket_webhook_secret.get_secret_value()
     if not secret:
         raise ClientError(
-            403, "webhook_disabled", "The ticket webhook is off: the server has no "
-            "HEALTHWATCH_TICKET_WEBHOOK_SECRET configured."
+            403,
+            "webhook_disabled",
+            "The ticket webhook is off: the server has no "
+            "HEALTHWATCH_TICKET_WEBHOOK_SECRET configured.",
         )
     raw = await read_body(request, ctx.settings.max_body_bytes)
     expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
         raise ClientError(
-            401, "bad_signature", "X-Healthwatch-Signature does not match the body: sign the "
-            "raw body with HMAC-SHA256 and the shared secret, as 'sha256=<hex>'."
+            401,
+            "bad_signature",
+            "X-Healthwatch-Signature does not match the body: sign the "
+            "raw body with HMAC-SHA256 and the shared secret, as 'sha256=<hex>'.",
         )
     items = _one_or_many(parse_json(raw), "tickets", ctx.settings.max_batch_events)
     now = ctx.clock()
@@ -98,7 +104,7 @@ async def segment_batch(request: Request, ctx: Context, _key: IngestKey) -> JSON
     """Segment ``batch``: ``{"batch": [...], "sentAt": …, "context": {...}}``."""
     body = await read_json(request, ctx.settings.max_body_bytes)
     messages = require_list(body, "batch", ctx.settings.max_batch_events)
-    shared_context = body.get("context") if isinstance(body.get("context"), dict) else {}
+    shared_context = segment.object_field(body, "context")
     if shared_context:
         messages = [_with_context(m, shared_context) for m in messages]
     return await _segment(ctx, messages, body.get("sentAt"))
@@ -155,7 +161,10 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
             await upsert(
                 conn,
                 user_accounts,
-                [{"user_id": u, "account_id": a, "updated_at": now} for u, a in translated.links.items()],
+                [
+                    {"user_id": u, "account_id": a, "updated_at": now}
+                    for u, a in translated.links.items()
+                ],
                 keys=["user_id"],
                 update=["account_id", "updated_at"],
             )
@@ -174,7 +183,7 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
 def _with_context(message: Any, shared: dict[str, Any]) -> Any:
     if not isinstance(message, dict):
         return message
-    own = message.get("context") if isinstance(message.get("context"), dict) else {}
+    own = segment.object_field(message, "context")
     return {**message, "context": {**shared, **own}}
 
 

@@ -42,14 +42,20 @@ class Translated:
     acknowledged: int = 0  # identify calls with nothing to score
 
 
+def object_field(msg: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``msg[key]`` when it is an object, else an empty one (Segment fields are optional)."""
+    value = msg.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def user_of(msg: Mapping[str, Any]) -> str | None:
     user = msg.get("userId") or msg.get("anonymousId")
     return str(user) if user not in (None, "") else None
 
 
 def explicit_account(msg: Mapping[str, Any]) -> str | None:
-    context = msg.get("context") if isinstance(msg.get("context"), dict) else {}
-    props = msg.get("properties") if isinstance(msg.get("properties"), dict) else {}
+    context = object_field(msg, "context")
+    props = object_field(msg, "properties")
     for value in (
         context.get("groupId"),
         msg.get("groupId") if msg.get("type") != "group" else None,
@@ -104,7 +110,9 @@ def translate(
         if not isinstance(message_id, str) or not message_id:
             errors.append(_err("messageId", "is required: it is the idempotency key"))
         if kind not in SCORED_TYPES | LINK_TYPES:
-            errors.append(_err("type", f"{kind!r} is not one of track, page, screen, identify, group"))
+            errors.append(
+                _err("type", f"{kind!r} is not one of track, page, screen, identify, group")
+            )
         try:
             occurred_at = event_time(msg, received_at, batch_sent_at)
         except ValidationError as exc:
@@ -121,9 +129,11 @@ def translate(
                 continue
             if user:
                 links[user] = out.links[user] = str(group)
-            traits = msg.get("traits") if isinstance(msg.get("traits"), dict) else {}
+            traits = object_field(msg, "traits")
             facts = {_ACCOUNT_TRAITS[k]: v for k, v in traits.items() if k in _ACCOUNT_TRAITS}
-            out.events.append((index, {"kind": "account", "account_id": str(group), **common, **facts}))
+            out.events.append(
+                (index, {"kind": "account", "account_id": str(group), **common, **facts})
+            )
         elif kind == "identify":
             account = explicit_account(msg)
             if user and account:
@@ -134,12 +144,23 @@ def translate(
             if not user or not account:
                 out.rejected.append(Rejection(index, message_id, [_no_account(user)]))
                 continue
-            out.events.append((index, {"kind": "usage", "account_id": account, "user_id": user, **common, **_usage(msg)}))
+            out.events.append(
+                (
+                    index,
+                    {
+                        "kind": "usage",
+                        "account_id": account,
+                        "user_id": user,
+                        **common,
+                        **_usage(msg),
+                    },
+                )
+            )
     return out
 
 
 def _usage(msg: Mapping[str, Any]) -> dict[str, Any]:
-    props = msg.get("properties") if isinstance(msg.get("properties"), dict) else {}
+    props = object_field(msg, "properties")
     kind = msg["type"]
     name = msg.get("event") if kind == "track" else kind
     feature = props.get("feature") if kind == "track" else (msg.get("name") or props.get("name"))
@@ -158,9 +179,9 @@ def _usage(msg: Mapping[str, Any]) -> dict[str, Any]:
 def _platform(msg: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     if props.get("platform") in ("pc", "app", "api"):
         return str(props["platform"])
-    context = msg.get("context") if isinstance(msg.get("context"), dict) else {}
-    os_name = (context.get("os") or {}).get("name", "") if isinstance(context.get("os"), dict) else ""
-    library = (context.get("library") or {}).get("name", "") if isinstance(context.get("library"), dict) else ""
+    context = object_field(msg, "context")
+    os_name = str(object_field(context, "os").get("name", ""))
+    library = str(object_field(context, "library").get("name", ""))
     if str(os_name).lower() in _MOBILE_OS or "ios" in library or "android" in library:
         return "app"
     return "pc"

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.web import ClientError
 from shared.contracts.events import EVENT_ADAPTER, Event
+from shared.web import ClientError
 
 
 @dataclass

@@ -42,7 +42,10 @@ class ScoringProcessor:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._kind_of_topic = {settings.topic(k): k for k in ("usage", "ticket", "account", "touchpoint", "nps", "payment")}
+        self._kind_of_topic = {
+            settings.topic(k): k
+            for k in ("usage", "ticket", "account", "touchpoint", "nps", "payment")
+        }
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
@@ -59,7 +62,9 @@ class ScoringProcessor:
             )
             alerts = await self._rescore(conn, applied.accounts, now)
             outgoing = dead + [
-                OutMessage(self._settings.topic(ALERTS_TOPIC), a.account_id.encode(), encode_event(a))
+                OutMessage(
+                    self._settings.topic(ALERTS_TOPIC), a.account_id.encode(), encode_event(a)
+                )
                 for a in alerts
             ]
             if outgoing:
@@ -78,8 +83,12 @@ class ScoringProcessor:
             m.alerts.labels(a.rule).inc()
             log.info("alert %s: %s", a.alert_id, a.title)
         if fresh:
-            log.debug("scored %d events (%d duplicates) for %d accounts",
-                      len(fresh), len(events) - len(fresh), len(applied.accounts))
+            log.debug(
+                "scored %d events (%d duplicates) for %d accounts",
+                len(fresh),
+                len(events) - len(fresh),
+                len(applied.accounts),
+            )
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[Event], list[OutMessage]]:
         events: list[Event] = []
@@ -122,7 +131,12 @@ class ScoringProcessor:
                 await conn.execute(
                     stmt,
                     [
-                        {"event_id": e.event_id, "kind": e.kind, "account_id": e.account_id, "processed_at": now}
+                        {
+                            "event_id": e.event_id,
+                            "kind": e.kind,
+                            "account_id": e.account_id,
+                            "processed_at": now,
+                        }
                         for e in unique.values()
                     ],
                 )
@@ -142,15 +156,17 @@ class ScoringProcessor:
             r.account_id: r
             for r in await conn.execute(
                 select(rule_state).where(
-                    rule_state.c.account_id.in_(ids), rule_state.c.rule == provisional.LOW_ACTIVITY_RULE
+                    rule_state.c.account_id.in_(ids),
+                    rule_state.c.rule == provisional.LOW_ACTIVITY_RULE,
                 )
             )
         }
         previous_band = {
             r.account_id: (r.score, r.band)
             for r in await conn.execute(
-                select(account_health.c.account_id, account_health.c.score, account_health.c.band)
-                .where(account_health.c.account_id.in_(ids))
+                select(
+                    account_health.c.account_id, account_health.c.score, account_health.c.band
+                ).where(account_health.c.account_id.in_(ids))
             )
         }
         health_rows, state_rows, alerts = [], [], []
@@ -158,7 +174,14 @@ class ScoringProcessor:
             s = provisional.score(m)
             old_score, old_band = previous_band.get(m.account_id, (None, None))
             if old_band is not None and old_band != s.band:
-                log.info("%s: health %s → %s (%s → %s)", m.account_id, old_score, s.value, old_band, s.band)
+                log.info(
+                    "%s: health %s → %s (%s → %s)",
+                    m.account_id,
+                    old_score,
+                    s.value,
+                    old_band,
+                    s.band,
+                )
             health_rows.append(
                 {
                     "account_id": m.account_id,
@@ -177,7 +200,13 @@ class ScoringProcessor:
                 continue
             count = (previous.fire_count if previous else 0) + (1 if firing else 0)
             state_rows.append(
-                {"account_id": m.account_id, "rule": provisional.LOW_ACTIVITY_RULE, "firing": firing, "fire_count": count, "changed_at": now}
+                {
+                    "account_id": m.account_id,
+                    "rule": provisional.LOW_ACTIVITY_RULE,
+                    "firing": firing,
+                    "fire_count": count,
+                    "changed_at": now,
+                }
             )
             if firing:
                 alerts.append(self._low_activity_alert(m, s, count, facts.get(m.account_id)))
@@ -187,7 +216,13 @@ class ScoringProcessor:
                 .where(account_health.c.account_id == row["account_id"])
                 .values({k: v for k, v in row.items() if k != "account_id"})
             )
-        await upsert(conn, rule_state, state_rows, keys=["account_id", "rule"], update=["firing", "fire_count", "changed_at"])
+        await upsert(
+            conn,
+            rule_state,
+            state_rows,
+            keys=["account_id", "rule"],
+            update=["firing", "fire_count", "changed_at"],
+        )
         return alerts
 
     def _low_activity_alert(

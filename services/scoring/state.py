@@ -36,9 +36,11 @@ from shared.storage.tables import (
 )
 
 OPEN_STATUSES = ("open", "pending")
-_FACT_FIELDS = tuple(f for f in AccountFacts.model_fields if f not in {
-    "schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"
-})
+_FACT_FIELDS = tuple(
+    f
+    for f in AccountFacts.model_fields
+    if f not in {"schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"}
+)
 
 
 @dataclass
@@ -63,7 +65,9 @@ async def apply_events(
     usage = [e for e in events if isinstance(e, UsageEvent)]
     applied.late_events = await _apply_usage(conn, usage, health, window_days)
     # A ticket re-filed under another account changes the old account's backlog too.
-    applied.accounts |= await _apply_tickets(conn, [e for e in events if isinstance(e, TicketEvent)])
+    applied.accounts |= await _apply_tickets(
+        conn, [e for e in events if isinstance(e, TicketEvent)]
+    )
     await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
     for e in events:
         h = health[e.account_id]
@@ -184,7 +188,15 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
         ).scalars()
     )
     stmt = insert_ignore(conn, tickets)
-    columns = ["account_id", "status", "priority", "created_at", "solved_at", "occurred_at", "event_id"]
+    columns = [
+        "account_id",
+        "status",
+        "priority",
+        "created_at",
+        "solved_at",
+        "occurred_at",
+        "event_id",
+    ]
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id"],
@@ -214,7 +226,9 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
     return previous
 
 
-async def _apply_facts(conn: AsyncConnection, events: Sequence[AccountFacts], now: datetime) -> None:
+async def _apply_facts(
+    conn: AsyncConnection, events: Sequence[AccountFacts], now: datetime
+) -> None:
     """Merge facts field by field; each field keeps the value with the newest event time
     (ties broken by event id), whatever order the events arrive in."""
     if not events:
@@ -242,8 +256,14 @@ async def _apply_facts(conn: AsyncConnection, events: Sequence[AccountFacts], no
         [_account_row(a, f, now) for a, f in sorted(merged.items())],
         keys=["account_id"],
         update=[
-            "name", "seats_purchased", "tier", "owner_email", "owner_slack_id",
-            "facts", "facts_occurred_at", "updated_at",
+            "name",
+            "seats_purchased",
+            "tier",
+            "owner_email",
+            "owner_slack_id",
+            "facts",
+            "facts_occurred_at",
+            "updated_at",
         ],
     )
 
@@ -290,7 +310,9 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
             account_health.c.first_seen_at,
             accounts.c.seats_purchased,
         )
-        .select_from(account_health.outerjoin(accounts, accounts.c.account_id == account_health.c.account_id))
+        .select_from(
+            account_health.outerjoin(accounts, accounts.c.account_id == account_health.c.account_id)
+        )
         .where(account_health.c.account_id.in_(ids))
     )
     base = {r.account_id: r for r in rows}
@@ -303,7 +325,7 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
         d7 = as_of - timedelta(days=6)
         d30 = as_of - timedelta(days=29)
         u = activity_daily_users
-        for r in await conn.execute(
+        for row in await conn.execute(
             select(
                 u.c.account_id,
                 func.count(distinct(_when(u.c.day >= d7, u.c.user_id))),
@@ -312,14 +334,14 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
             .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= as_of)
             .group_by(u.c.account_id)
         ):
-            users[r[0]] = (r[1], r[2])
+            users[row[0]] = (row[1], row[2])
         d = activity_daily
-        for r in await conn.execute(
+        for total in await conn.execute(
             select(d.c.account_id, func.sum(d.c.events))
             .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= as_of)
             .group_by(d.c.account_id)
         ):
-            events[r[0]] = int(r[1] or 0)
+            events[total[0]] = int(total[1] or 0)
     open_counts = {
         r[0]: r[1]
         for r in await conn.execute(
@@ -361,4 +383,3 @@ def _latest(a: datetime | None, b: datetime) -> datetime:
 
 def _earliest(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b < a else a
-

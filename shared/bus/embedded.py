@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record
 from shared.clock import utcnow
 from shared.storage.tables import bus_log
+from shared.worker import pause
 
 PARTITION = 0
 
@@ -90,10 +91,7 @@ class EmbeddedConsumer:
         records = await self._read(max_records)
         if not records:
             # Woken by a producer in this process; the timeout catches other processes.
-            try:
-                await asyncio.wait_for(self._appended.wait(), timeout_s)
-            except TimeoutError:
-                pass
+            await pause(self._appended, timeout_s)
             self._appended.clear()
             records = await self._read(max_records)
         return records

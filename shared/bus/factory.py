@@ -31,7 +31,9 @@ class Bus:
     producer: Producer
     embedded: EmbeddedBus | None
 
-    def consumer(self, topics: Sequence[str], *, group_id: str, load_offsets: OffsetLoader) -> Consumer:
+    def consumer(
+        self, topics: Sequence[str], *, group_id: str, load_offsets: OffsetLoader
+    ) -> Consumer:
         if self.embedded is not None:
             return self.embedded.consumer(topics, load_offsets)
         return KafkaConsumer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -50,7 +51,9 @@ class KafkaProducer:
                 await asyncio.wait_for(producer.start(), self._ack_timeout_s)
             except (KafkaError, OSError, TimeoutError) as exc:
                 await producer.stop()
-                raise BusUnavailable(f"cannot connect to Kafka at {self._bootstrap}: {exc}") from exc
+                raise BusUnavailable(
+                    f"cannot connect to Kafka at {self._bootstrap}: {exc}"
+                ) from exc
             self._producer = producer
             return producer
 
@@ -162,9 +165,7 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

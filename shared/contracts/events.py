@@ -23,7 +23,7 @@ class Model(BaseModel):
 
 
 class EventBase(Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_id: Id
     account_id: Id
     occurred_at: AwareDatetime

@@ -32,7 +32,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _entry: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see below).
-        dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
+        dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         # WAL lets readers run beside the writer; synchronous=FULL fsyncs each commit,
         # so an event acknowledged by embedded ingest survives kill -9 and power loss.

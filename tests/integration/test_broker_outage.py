@@ -30,8 +30,12 @@ def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
         broker.stop()
 
 
-async def test_outage_answers_503_and_loses_nothing(kafka_settings: Settings, own_broker: KafkaBroker) -> None:
-    settings = kafka_settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap, "produce_timeout_s": 3.0})
+async def test_outage_answers_503_and_loses_nothing(
+    kafka_settings: Settings, own_broker: KafkaBroker
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={"kafka_bootstrap": own_broker.bootstrap, "produce_timeout_s": 3.0}
+    )
     acknowledged: set[str] = set()
     statuses: list[int] = []
 
@@ -68,6 +72,8 @@ async def test_outage_answers_503_and_loses_nothing(kafka_settings: Settings, ow
                 ids = set((await conn.execute(select(processed_events.c.event_id))).scalars())
             return acknowledged <= ids
 
-        await wait_for(all_scored, timeout=90, what="every acknowledged event to be scored", interval=0.5)
+        await wait_for(
+            all_scored, timeout=90, what="every acknowledged event to be scored", interval=0.5
+        )
     assert statuses.count(503) >= 3
     assert len(acknowledged) >= 7 * 5

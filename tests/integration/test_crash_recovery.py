@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime import open_runtime, run_scoring
 from shared.bus.base import OutMessage
-from shared.bus.kafka import KafkaProducer, ensure_topics
 from shared.bus.factory import all_topics
+from shared.bus.kafka import KafkaProducer, ensure_topics
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
@@ -44,16 +44,33 @@ USAGE_EVENTS = 12_000
 def make_stream(rng: random.Random) -> list[dict[str, Any]]:
     stream: list[dict[str, Any]] = []
     for a in range(ACCOUNTS):
-        stream.append({"kind": "account", "event_id": f"f{a}", **facts(f"acct{a}", seats=rng.choice([5, 20, 50]))})
+        stream.append(
+            {
+                "kind": "account",
+                "event_id": f"f{a}",
+                **facts(f"acct{a}", seats=rng.choice([5, 20, 50])),
+            }
+        )
     for _ in range(USAGE_EVENTS):
         a = rng.randrange(ACCOUNTS)
-        stream.append(usage(f"acct{a}", f"u{rng.randrange(30)}", days_ago=rng.uniform(0, 12), event_id=uuid.UUID(int=rng.getrandbits(128)).hex))
+        stream.append(
+            usage(
+                f"acct{a}",
+                f"u{rng.randrange(30)}",
+                days_ago=rng.uniform(0, 12),
+                event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
+            )
+        )
     for t in range(200):
         a = rng.randrange(ACCOUNTS)
         stream.append(
             {
-                "kind": "ticket", "event_id": f"t{t}", "account_id": f"acct{a}", "ticket_id": f"T{t % 80}",
-                "status": rng.choice(["open", "pending", "solved"]), "created_at": "2026-11-01T00:00:00+00:00",
+                "kind": "ticket",
+                "event_id": f"t{t}",
+                "account_id": f"acct{a}",
+                "ticket_id": f"T{t % 80}",
+                "status": rng.choice(["open", "pending", "solved"]),
+                "created_at": "2026-11-01T00:00:00+00:00",
                 "occurred_at": f"2026-11-{1 + t % 20:02d}T10:00:00+00:00",
             }
         )
@@ -69,7 +86,11 @@ async def produce(settings: Settings, stream: list[dict[str, Any]]) -> None:
         messages = []
         for raw in stream:
             event = EVENT_ADAPTER.validate_python(raw)
-            messages.append(OutMessage(settings.topic(event.kind), event.account_id.encode(), encode_event(event)))
+            messages.append(
+                OutMessage(
+                    settings.topic(event.kind), event.account_id.encode(), encode_event(event)
+                )
+            )
         for i in range(0, len(messages), 2000):
             await producer.send_many(messages[i : i + 2000])
     finally:
@@ -79,12 +100,20 @@ async def produce(settings: Settings, stream: list[dict[str, Any]]) -> None:
 async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
     """Every piece of scoring state, in a comparable form."""
     queries = {
-        "activity_daily": select(activity_daily).order_by(activity_daily.c.account_id, activity_daily.c.day),
+        "activity_daily": select(activity_daily).order_by(
+            activity_daily.c.account_id, activity_daily.c.day
+        ),
         "activity_daily_users": select(activity_daily_users).order_by(*activity_daily_users.c),
         "tickets": select(tickets).order_by(tickets.c.ticket_id),
-        "accounts": select(accounts.c.account_id, accounts.c.seats_purchased, accounts.c.facts).order_by(accounts.c.account_id),
-        "processed_events": select(processed_events.c.event_id).order_by(processed_events.c.event_id),
-        "account_health": select(*[c for c in account_health.c if c.name != "updated_at"]).order_by(account_health.c.account_id),
+        "accounts": select(
+            accounts.c.account_id, accounts.c.seats_purchased, accounts.c.facts
+        ).order_by(accounts.c.account_id),
+        "processed_events": select(processed_events.c.event_id).order_by(
+            processed_events.c.event_id
+        ),
+        "account_health": select(*[c for c in account_health.c if c.name != "updated_at"]).order_by(
+            account_health.c.account_id
+        ),
     }
     out = {}
     async with engine.connect() as conn:
@@ -95,7 +124,9 @@ async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
 
 async def count_processed(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(processed_events))).scalar_one())
+        return int(
+            (await conn.execute(select(func.count()).select_from(processed_events))).scalar_one()
+        )
 
 
 def start_scoring(settings: Settings) -> subprocess.Popen[bytes]:
@@ -129,14 +160,22 @@ async def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
         proc = start_scoring(crashed)
         try:
             await wait_for(
-                lambda: _between(engine, distinct // 5, distinct), timeout=120, what="scoring to be mid-stream", interval=0.05
+                lambda: _between(engine, distinct // 5, distinct),
+                timeout=120,
+                what="scoring to be mid-stream",
+                interval=0.05,
             )
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             killed_at = await count_processed(engine)
             assert 0 < killed_at < distinct, "the kill must land mid-stream"
             proc = start_scoring(crashed)
-            await wait_for(lambda: _equals(engine, distinct), timeout=180, what="the restarted run to finish", interval=0.2)
+            await wait_for(
+                lambda: _equals(engine, distinct),
+                timeout=180,
+                what="the restarted run to finish",
+                interval=0.2,
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
@@ -151,14 +190,24 @@ async def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
     admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
     await admin.execute(f'CREATE DATABASE "{reference_url.rsplit("/", 1)[1]}"')
     await admin.close()
-    reference = crashed.model_copy(update={"database_url": reference_url, "consumer_group_scoring": crashed.consumer_group_scoring + "-ref"})
+    reference = crashed.model_copy(
+        update={
+            "database_url": reference_url,
+            "consumer_group_scoring": crashed.consumer_group_scoring + "-ref",
+        }
+    )
     ref_engine = create_engine(reference_url)
     await migrate(ref_engine)
     await ref_engine.dispose()
     async with open_runtime(reference) as rt:
         stop = asyncio.Event()
         task = asyncio.create_task(run_scoring(rt, stop))
-        await wait_for(lambda: _equals(rt.engine, distinct), timeout=180, what="the reference run", interval=0.2)
+        await wait_for(
+            lambda: _equals(rt.engine, distinct),
+            timeout=180,
+            what="the reference run",
+            interval=0.2,
+        )
         stop.set()
         await task
         uninterrupted = await snapshot(rt.engine)

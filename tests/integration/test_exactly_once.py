@@ -22,14 +22,20 @@ pytestmark = pytest.mark.integration
 async def _events_of(hw: Harness, account: str) -> int:
     async with hw.rt.engine.connect() as conn:
         total = (
-            await conn.execute(select(func.sum(activity_daily.c.events)).where(activity_daily.c.account_id == account))
+            await conn.execute(
+                select(func.sum(activity_daily.c.events)).where(
+                    activity_daily.c.account_id == account
+                )
+            )
         ).scalar()
     return int(total or 0)
 
 
 async def _processed(hw: Harness) -> int:
     async with hw.rt.engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(processed_events))).scalar_one())
+        return int(
+            (await conn.execute(select(func.count()).select_from(processed_events))).scalar_one()
+        )
 
 
 async def test_same_events_sent_twice_count_once(kafka_settings: Settings) -> None:
@@ -38,7 +44,9 @@ async def test_same_events_sent_twice_count_once(kafka_settings: Settings) -> No
         for _ in range(2):
             assert (await client.post("/v1/events", json={"events": events})).status_code == 202
         # Also a duplicate inside one batch.
-        assert (await client.post("/v1/events", json={"events": [events[0], events[0]]})).status_code == 202
+        assert (
+            await client.post("/v1/events", json={"events": [events[0], events[0]]})
+        ).status_code == 202
         marker = usage("dup", "u9")
         assert (await client.post("/v1/events", json={"events": [marker]})).status_code == 202
         await wait_for(lambda: _processed_is(hw, 11), timeout=30, what="11 distinct events")
@@ -55,7 +63,9 @@ async def _processed_is(hw: Harness, n: int) -> bool:
     return await _processed(hw) == n
 
 
-async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka_settings: Settings) -> None:
+async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(
+    kafka_settings: Settings,
+) -> None:
     s = kafka_settings
     async with running(s, alerts=False) as hw:
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap)
@@ -64,16 +74,24 @@ async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka_settin
             good_before = orjson.dumps(usage("dlq", "u1"))
             await producer.send_and_wait(s.topic("usage"), good_before, key=b"dlq")
             await producer.send_and_wait(s.topic("usage"), b"\x00\xff garbage \xfe", key=b"dlq")
-            await producer.send_and_wait(s.topic("usage"), orjson.dumps({"kind": "usage", "event_id": "x"}), key=b"dlq")
-            await producer.send_and_wait(s.topic("ticket"), orjson.dumps(usage("dlq", "u2")), key=b"dlq")
-            await producer.send_and_wait(s.topic("usage"), orjson.dumps(usage("dlq", "u3")), key=b"dlq")
+            await producer.send_and_wait(
+                s.topic("usage"), orjson.dumps({"kind": "usage", "event_id": "x"}), key=b"dlq"
+            )
+            await producer.send_and_wait(
+                s.topic("ticket"), orjson.dumps(usage("dlq", "u2")), key=b"dlq"
+            )
+            await producer.send_and_wait(
+                s.topic("usage"), orjson.dumps(usage("dlq", "u3")), key=b"dlq"
+            )
         finally:
             await producer.stop()
         await wait_for(lambda: _processed_is(hw, 2), timeout=30, what="the two valid events")
         assert await _events_of(hw, "dlq") == 2
 
     consumer = AIOKafkaConsumer(
-        s.topic(DEADLETTER_TOPIC), bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
+        s.topic(DEADLETTER_TOPIC),
+        bootstrap_servers=s.kafka_bootstrap,
+        auto_offset_reset="earliest",
         group_id=f"check-{uuid.uuid4().hex[:6]}",
     )
     await consumer.start()
@@ -87,7 +105,10 @@ async def test_bad_records_are_dead_lettered_and_the_stream_goes_on(kafka_settin
     assert any(r.startswith("not JSON") for r in reasons)
     assert any("occurred_at" in r for r in reasons)
     assert any("kind 'usage' on the topic for 'ticket'" in r for r in reasons)
-    assert {dict(m.headers)["source_topic"].decode() for m in records} == {s.topic("usage"), s.topic("ticket")}
+    assert {dict(m.headers)["source_topic"].decode() for m in records} == {
+        s.topic("usage"),
+        s.topic("ticket"),
+    }
     assert any(m.value == b"\x00\xff garbage \xfe" for m in records)
 
 
@@ -96,20 +117,57 @@ async def test_segment_tracking_api_scores_the_right_account(kafka_settings: Set
         basic = base64.b64encode(f"{hw.key}:".encode()).decode()
         import httpx
 
-        async with httpx.AsyncClient(base_url=hw.url, headers={"Authorization": f"Basic {basic}"}) as client:
+        async with httpx.AsyncClient(
+            base_url=hw.url, headers={"Authorization": f"Basic {basic}"}
+        ) as client:
             ts = "2026-11-20T10:00:00.000Z"
             batch = {
                 "batch": [
-                    {"type": "identify", "messageId": "m1", "userId": "ann", "traits": {"email": "ann@x.io"}, "timestamp": ts},
-                    {"type": "group", "messageId": "m2", "userId": "ann", "groupId": "globex", "traits": {"name": "Globex", "seats": 12}, "timestamp": ts},
-                    {"type": "track", "messageId": "m3", "userId": "ann", "event": "Report Run", "properties": {"module": "reports"}, "timestamp": ts},
-                    {"type": "track", "messageId": "m4", "userId": "bob", "event": "Login", "context": {"groupId": "initech"}, "originalTimestamp": ts},
-                    {"type": "track", "messageId": "m5", "userId": "stranger", "event": "Login", "timestamp": ts},
+                    {
+                        "type": "identify",
+                        "messageId": "m1",
+                        "userId": "ann",
+                        "traits": {"email": "ann@x.io"},
+                        "timestamp": ts,
+                    },
+                    {
+                        "type": "group",
+                        "messageId": "m2",
+                        "userId": "ann",
+                        "groupId": "globex",
+                        "traits": {"name": "Globex", "seats": 12},
+                        "timestamp": ts,
+                    },
+                    {
+                        "type": "track",
+                        "messageId": "m3",
+                        "userId": "ann",
+                        "event": "Report Run",
+                        "properties": {"module": "reports"},
+                        "timestamp": ts,
+                    },
+                    {
+                        "type": "track",
+                        "messageId": "m4",
+                        "userId": "bob",
+                        "event": "Login",
+                        "context": {"groupId": "initech"},
+                        "originalTimestamp": ts,
+                    },
+                    {
+                        "type": "track",
+                        "messageId": "m5",
+                        "userId": "stranger",
+                        "event": "Login",
+                        "timestamp": ts,
+                    },
                 ],
                 "sentAt": ts,
             }
             r = await client.post(
-                "/v1/batch", content=gzip.compress(orjson.dumps(batch)), headers={"Content-Encoding": "gzip"}
+                "/v1/batch",
+                content=gzip.compress(orjson.dumps(batch)),
+                headers={"Content-Encoding": "gzip"},
             )
             assert r.status_code == 400  # the stranger has no account
             body = r.json()
@@ -118,10 +176,16 @@ async def test_segment_tracking_api_scores_the_right_account(kafka_settings: Set
             assert body["rejected"][0]["errors"][0]["field"] == "context.groupId"
 
             # A later single track call resolves ann's account from the stored group call.
-            r = await client.post("/v1/track", json={"messageId": "m6", "userId": "ann", "event": "Login", "timestamp": ts})
+            r = await client.post(
+                "/v1/track",
+                json={"messageId": "m6", "userId": "ann", "event": "Login", "timestamp": ts},
+            )
             assert r.status_code == 200 and r.json()["success"] is True
             # A retried message is counted once.
-            r = await client.post("/v1/track", json={"messageId": "m6", "userId": "ann", "event": "Login", "timestamp": ts})
+            r = await client.post(
+                "/v1/track",
+                json={"messageId": "m6", "userId": "ann", "event": "Login", "timestamp": ts},
+            )
             assert r.status_code == 200
         await wait_for(lambda: _events_is(hw, "globex", 2), timeout=30, what="globex's two tracks")
         await wait_for(lambda: _events_is(hw, "initech", 1), timeout=30, what="initech's track")
@@ -130,10 +194,11 @@ async def test_segment_tracking_api_scores_the_right_account(kafka_settings: Set
         async with hw.rt.engine.connect() as conn:
             from shared.storage.tables import accounts
 
-            row = (await conn.execute(select(accounts).where(accounts.c.account_id == "globex"))).first()
+            row = (
+                await conn.execute(select(accounts).where(accounts.c.account_id == "globex"))
+            ).first()
         assert row is not None and row.seats_purchased == 12 and row.name == "Globex"
 
 
 async def _events_is(hw: Harness, account: str, n: int) -> bool:
     return await _events_of(hw, account) == n
-

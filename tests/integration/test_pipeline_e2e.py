@@ -26,16 +26,23 @@ async def test_low_activity_alert_reaches_email_and_slack(kafka_settings: Settin
         )
         async with slack.running(), running(settings) as hw, hw.client() as client:
             r = await client.post(
-                "/v1/accounts", json=facts("acme", seats=50, email="csm.anna@example.com", slack="U0ANNA")
+                "/v1/accounts",
+                json=facts("acme", seats=50, email="csm.anna@example.com", slack="U0ANNA"),
             )
             assert r.status_code == 202, r.text
             # 4 of 50 seats active all week: 8%, under the 20% line.
-            r = await client.post("/v1/events", json={"events": low_activity_history("acme", active_users=4)})
+            r = await client.post(
+                "/v1/events", json={"events": low_activity_history("acme", active_users=4)}
+            )
             assert r.status_code == 202, r.text
             assert r.json()["accepted"] == 32
 
-            await wait_for(lambda: _async(len(inbox.messages) >= 1), timeout=30, what="the alert email")
-            await wait_for(lambda: _async(len(slack.delivered()) >= 1), timeout=30, what="the Slack post")
+            await wait_for(
+                lambda: _async(len(inbox.messages) >= 1), timeout=30, what="the alert email"
+            )
+            await wait_for(
+                lambda: _async(len(slack.delivered()) >= 1), timeout=30, what="the Slack post"
+            )
 
             health = await hw.health("acme")
             assert health.active_users_7d == 4
@@ -57,7 +64,9 @@ async def test_low_activity_alert_reaches_email_and_slack(kafka_settings: Settin
             r = await client.post("/v1/events", json={"events": [usage("acme", "acme-u0")]})
             assert r.status_code == 202
             await wait_for(
-                lambda: _health_events(hw, "acme", 8 * 4 + 1), timeout=20, what="the extra event scored"
+                lambda: _health_events(hw, "acme", 8 * 4 + 1),
+                timeout=20,
+                what="the extra event scored",
             )
     assert len(inbox.messages) == 1
     assert len(slack.delivered()) == 1
@@ -74,6 +83,10 @@ async def _health_events(hw, account: str, expected: int) -> bool:  # type: igno
 
     async with hw.rt.engine.connect() as conn:
         total = (
-            await conn.execute(select(func.sum(activity_daily.c.events)).where(activity_daily.c.account_id == account))
+            await conn.execute(
+                select(func.sum(activity_daily.c.events)).where(
+                    activity_daily.c.account_id == account
+                )
+            )
         ).scalar()
     return total == expected

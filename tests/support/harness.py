@@ -38,7 +38,9 @@ class Harness:
     async def health(self, account_id: str) -> Any:
         async with self.rt.engine.connect() as conn:
             return (
-                await conn.execute(select(account_health).where(account_health.c.account_id == account_id))
+                await conn.execute(
+                    select(account_health).where(account_health.c.account_id == account_id)
+                )
             ).first()
 
 
@@ -98,7 +100,9 @@ def at(days_ago: float = 0, *, base: datetime | None = None) -> str:
     return moment.isoformat()
 
 
-def usage(account: str, user: str, *, days_ago: float = 0, event_id: str | None = None, **extra: Any) -> dict[str, Any]:
+def usage(
+    account: str, user: str, *, days_ago: float = 0, event_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     return {
         "kind": "usage",
         "event_id": event_id or uuid.uuid4().hex,
@@ -110,9 +114,16 @@ def usage(account: str, user: str, *, days_ago: float = 0, event_id: str | None 
     }
 
 
-def facts(account: str, *, seats: int, email: str | None = None, slack: str | None = None, **extra: Any) -> dict[str, Any]:
+def facts(
+    account: str, *, seats: int, email: str | None = None, slack: str | None = None, **extra: Any
+) -> dict[str, Any]:
     owner = {"email": email, "slack_id": slack} if email or slack else None
-    body: dict[str, Any] = {"account_id": account, "name": f"{account} Inc", "seats_purchased": seats, "occurred_at": at(30)}
+    body: dict[str, Any] = {
+        "account_id": account,
+        "name": f"{account} Inc",
+        "seats_purchased": seats,
+        "occurred_at": at(30),
+    }
     if owner:
         body["owner"] = {k: v for k, v in owner.items() if v}
     return {**body, **extra}

@@ -15,12 +15,11 @@ from typing import Any
 import orjson
 import uvicorn
 from aiosmtpd.controller import Controller
+from localservices import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from localservices import free_port
 
 
 @dataclass
@@ -56,7 +55,11 @@ class SlackStandIn:
         status, headers = self.script.popleft() if self.script else (200, {})
         if request.url.path.startswith("/api/"):
             ok = status == 200
-            payload = {"ok": ok} if ok else {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
+            payload = (
+                {"ok": ok}
+                if ok
+                else {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
+            )
             return JSONResponse(payload, status_code=status, headers=headers)
         return Response("ok" if status == 200 else "error", status_code=status, headers=headers)
 
@@ -76,7 +79,9 @@ class SlackStandIn:
             return response
 
         app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         task = asyncio.create_task(server.serve())
         while not server.started:

@@ -46,7 +46,9 @@ class Api:
 
 @pytest.fixture
 async def api(embedded_settings: Settings) -> AsyncIterator[Api]:
-    settings = embedded_settings.model_copy(update={"ticket_webhook_secret": SecretStr(SECRET), "max_body_bytes": 200_000})
+    settings = embedded_settings.model_copy(
+        update={"ticket_webhook_secret": SecretStr(SECRET), "max_body_bytes": 200_000}
+    )
     engine = create_engine(settings.database_url)
     await migrate(engine)
     keys = {
@@ -58,8 +60,12 @@ async def api(embedded_settings: Settings) -> AsyncIterator[Api]:
     async def ready() -> bool:
         return True
 
-    app = create_app(settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    app = create_app(
+        settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
         yield Api(client, engine, keys)
     await engine.dispose()
 
@@ -84,7 +90,9 @@ async def test_missing_or_unknown_key_is_401(api: Api, headers: dict[str, str]) 
 
 
 async def test_scopes_are_enforced(api: Api) -> None:
-    r = await api.client.post("/v1/events", json={"events": [usage("a", "u")]}, headers=api.auth("read"))
+    r = await api.client.post(
+        "/v1/events", json={"events": [usage("a", "u")]}, headers=api.auth("read")
+    )
     assert r.status_code == 403
     # An ingest key reads nothing, not even metrics.
     assert (await api.client.get("/metrics", headers=api.auth("ingest"))).status_code == 403
@@ -179,7 +187,9 @@ async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
         "updated_at": "2026-11-20T09:00:00+00:00",
     }
     body = orjson.dumps(ticket)
-    r = await api.client.post("/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": _sign(body)})
+    r = await api.client.post(
+        "/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": _sign(body)}
+    )
     assert r.status_code == 202, r.text
     assert await api.stored("hw.ticket") == 1
     bad = await api.client.post(
@@ -192,7 +202,9 @@ async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
 
 async def test_account_upsert_defaults_ids(api: Api) -> None:
     r = await api.client.post(
-        "/v1/accounts", json={"account_id": "acme", "seats_purchased": 10, "tier": "strategic"}, headers=api.auth()
+        "/v1/accounts",
+        json={"account_id": "acme", "seats_purchased": 10, "tier": "strategic"},
+        headers=api.auth(),
     )
     assert r.status_code == 202, r.text
     bad = await api.client.post(

@@ -1,0 +1,163 @@
+"""The embedded default as a new user runs it: `healthwatch dev` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from localservices import free_port
+
+from tests.support.harness import usage
+
+pytestmark = pytest.mark.integration
+
+
+class DevProcess:
+    def __init__(self, workdir: Path, *args: str):
+        self.port = free_port()
+        self.workdir = workdir
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHWATCH_")},
+            "HEALTHWATCH_INGEST_PORT": str(self.port),
+            "HEALTHWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'healthwatch.db'}",
+        }
+        self.env = env
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "dev", *args],
+            cwd=workdir,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_until(self, check, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if check():
+                return time.monotonic() - start
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"dev exited ({self.proc.returncode}):\n{''.join(self.lines[-40:])}"
+                )
+            time.sleep(0.2)
+        raise AssertionError(f"no {what} within {timeout}s:\n{''.join(self.lines[-40:])}")
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        db = self.workdir / "healthwatch.db"
+        if not db.exists():
+            return []
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []  # schema not there yet
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def dev_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_dev_with_200_simulated_accounts_scores_and_alerts_within_a_minute(dev_dir: Path) -> None:
+    dev = DevProcess(dev_dir, "--simulate", "200")
+    try:
+        alerted = dev.wait_until(
+            lambda: any("alert stored" in line for line in dev.lines), 60, "alert in the log"
+        )
+        scored = dev.query("SELECT count(*) FROM account_health WHERE score IS NOT NULL")[0][0]
+        bands = dict(dev.query("SELECT band, count(*) FROM account_health GROUP BY band"))
+        alerts = dev.query("SELECT count(*) FROM alerts")[0][0]
+    finally:
+        dev.stop()
+    assert dev.proc.returncode == 0, "dev must stop cleanly on SIGTERM"
+    assert alerted < 60
+    assert scored >= 100
+    assert bands.get("red", 0) >= 1 and bands.get("green", 0) >= 1
+    assert alerts >= 1
+
+
+def _key(dev: DevProcess) -> str:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "keys",
+            "create",
+            "--scope",
+            "ingest",
+            "--name",
+            "t",
+        ],
+        cwd=dev.workdir,
+        env=dev.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_events_acknowledged_in_embedded_mode_survive_kill_9(dev_dir: Path) -> None:
+    first = DevProcess(dev_dir)
+    try:
+        first.wait_until(lambda: _up(first.url), 30, "the API")
+        key = _key(first)
+        events = [usage("durable", f"u{i}") for i in range(200)]
+        with httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {key}"}) as client:
+            responses = [
+                client.post("/v1/events", json={"events": events[i : i + 50]})
+                for i in range(0, 200, 50)
+            ]
+        assert [r.status_code for r in responses] == [202] * 4
+    finally:
+        # No warning, no flush: the process dies right after the last 202.
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+
+    second = DevProcess(dev_dir)
+    try:
+        second.wait_until(
+            lambda: (
+                second.query("SELECT sum(events) FROM activity_daily WHERE account_id='durable'")
+                == [(200,)]
+            ),
+            60,
+            "all 200 acknowledged events scored after the restart",
+        )
+        assert second.query("SELECT count(*) FROM processed_events") == [(200,)]
+    finally:
+        second.stop()
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz").status_code == 200
+    except httpx.TransportError:
+        return False

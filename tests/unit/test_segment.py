@@ -1,0 +1,116 @@
+"""Segment → healthwatch translation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.ingest.segment import event_time, translate, users_needing_lookup
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def test_group_links_user_for_later_tracks_in_the_same_batch() -> None:
+    out = translate(
+        [
+            {
+                "type": "group",
+                "messageId": "g",
+                "userId": "ann",
+                "groupId": "acme",
+                "traits": {"seats": 9, "name": "Acme", "unknown": 1},
+            },
+            {"type": "track", "messageId": "t", "userId": "ann", "event": "Login"},
+        ],
+        {},
+        NOW,
+    )
+    assert out.links == {"ann": "acme"}
+    assert out.rejected == []
+    kinds = [(i, e["kind"], e["account_id"]) for i, e in out.events]
+    assert kinds == [(0, "account", "acme"), (1, "usage", "acme")]
+    assert out.events[0][1]["seats_purchased"] == 9
+    assert "unknown" not in out.events[0][1]
+
+
+def test_track_uses_context_group_then_known_links() -> None:
+    msgs = [
+        {
+            "type": "track",
+            "messageId": "a",
+            "userId": "u1",
+            "event": "x",
+            "context": {"groupId": "g1"},
+        },
+        {"type": "track", "messageId": "b", "userId": "u2", "event": "x"},
+        {
+            "type": "page",
+            "messageId": "c",
+            "anonymousId": "anon",
+            "name": "Home",
+            "properties": {"accountId": "g3"},
+        },
+    ]
+    assert users_needing_lookup(msgs) == {"u2"}
+    out = translate(msgs, {"u2": "g2"}, NOW)
+    assert [e["account_id"] for _, e in out.events] == ["g1", "g2", "g3"]
+    page = out.events[2][1]
+    assert page["event"] == "page" and page["feature"] == "Home" and page["user_id"] == "anon"
+
+
+def test_rejections_name_the_message_and_field() -> None:
+    out = translate(
+        [
+            {"type": "track", "userId": "u", "event": "x", "context": {"groupId": "g"}},
+            {"type": "alias", "messageId": "m"},
+            {"type": "track", "messageId": "n", "userId": "nobody", "event": "x"},
+            {
+                "type": "track",
+                "messageId": "o",
+                "userId": "u",
+                "event": "x",
+                "context": {"groupId": "g"},
+                "timestamp": "2026-01-01T00:00:00",
+            },
+        ],
+        {},
+        NOW,
+    )
+    fields = {r.index: r.errors[0]["field"] for r in out.rejected}
+    assert fields == {0: "messageId", 1: "type", 2: "context.groupId", 3: "timestamp"}
+
+
+def test_identify_with_group_context_links_and_is_acknowledged() -> None:
+    out = translate(
+        [{"type": "identify", "messageId": "i", "userId": "u", "context": {"groupId": "g"}}],
+        {},
+        NOW,
+    )
+    assert out.links == {"u": "g"} and out.acknowledged == 1 and out.events == []
+
+
+def test_original_timestamp_is_corrected_for_device_clock_skew() -> None:
+    # The device clock runs 10 minutes fast: sentAt and originalTimestamp share the skew.
+    msg = {"originalTimestamp": "2026-11-23T12:05:00Z", "sentAt": "2026-11-23T12:10:00Z"}
+    assert event_time(msg, NOW, None) == datetime(2026, 11, 23, 11, 55, tzinfo=UTC)
+    assert (
+        event_time({"timestamp": "2026-11-20T00:00:00+08:00"}, NOW, None).isoformat()
+        == "2026-11-20T00:00:00+08:00"
+    )
+    assert event_time({}, NOW, None) == NOW
+
+
+def test_platform_from_device() -> None:
+    out = translate(
+        [
+            {
+                "type": "track",
+                "messageId": "m",
+                "userId": "u",
+                "event": "x",
+                "context": {"groupId": "g", "os": {"name": "iOS"}},
+            }
+        ],
+        {},
+        NOW,
+    )
+    assert out.events[0][1]["platform"] == "app"
