@@ -965,7 +965,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         0.98,
         f"{cfg['events_per_side']:,} events per side, batches of {cfg['batch_events']}; "
         f"acks=all, idempotent\nKafka {machine['kafka']}, {machine['nproc']} CPUs, "
-        f"Python {machine['python']}, {result['date'][:10]}",
+        f"Python {machine['python']}, {result['date'][:10]}\n"
+        "http / request-shaped bare (supplementary): "
+        f"{result['ratio_vs_request_shaped_bare']:.2f}",
         transform=ax.transAxes,
         ha="left",
         va="top",

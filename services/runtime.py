@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
@@ -25,6 +26,7 @@ from services.ingest.app import create_app
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.auth import KeyStore
+from shared.bus.embedded import prune_consumed
 from shared.bus.factory import ALERTS_TOPIC, Bus, create_bus, event_topics
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
@@ -164,6 +166,23 @@ async def run_alerts_service(rt: Runtime, stop: asyncio.Event) -> None:
     )
 
 
+# Consumed records of the embedded bus are deleted this often; an hour keeps the
+# SQLite file small without adding write load while the services are busy.
+BUS_PRUNE_INTERVAL_S = 3600
+
+
 async def run_dev(rt: Runtime, stop: asyncio.Event) -> None:
     """Every service in this process, sharing one registry and one ingest/ops port."""
-    await together(run_ingest(rt, stop), run_scoring(rt, stop), run_alerts(rt, stop))
+    s = rt.settings
+    scheduler = AsyncIOScheduler()
+    if rt.bus.embedded is not None:
+        readers = {t: s.consumer_group_scoring for t in event_topics(s)}
+        readers[s.topic(ALERTS_TOPIC)] = s.consumer_group_alerts
+        scheduler.add_job(
+            prune_consumed, "interval", args=[rt.engine, readers], seconds=BUS_PRUNE_INTERVAL_S
+        )
+    scheduler.start()
+    try:
+        await together(run_ingest(rt, stop), run_scoring(rt, stop), run_alerts(rt, stop))
+    finally:
+        scheduler.shutdown(wait=False)

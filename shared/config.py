@@ -27,8 +27,12 @@ class Settings(BaseSettings):
         6, description="Partitions of each topic created at start; caps scoring consumers"
     )
     kafka_replication: int = Field(1, description="Replication factor of created topics")
-    consumer_group_scoring: str = "healthwatch-scoring"
-    consumer_group_alerts: str = "healthwatch-alerts"
+    consumer_group_scoring: str = Field(
+        "healthwatch-scoring", description="Kafka consumer group (and offset key) of scoring"
+    )
+    consumer_group_alerts: str = Field(
+        "healthwatch-alerts", description="Kafka consumer group (and offset key) of alerts"
+    )
 
     # --- HTTP ------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the HTTP servers bind to")
@@ -67,7 +71,9 @@ class Settings(BaseSettings):
     )
     # Poll interval of the embedded bus consumer when no producer wakes it up
     # (another process may write the same SQLite file).
-    bus_poll_interval_s: float = 0.5
+    bus_poll_interval_s: float = Field(
+        0.5, description="Embedded bus: how often consumers look for records from other processes"
+    )
     scoring_batch_max: int = Field(500, description="Most records applied in one transaction")
 
     # --- alert delivery --------------------------------------------------------------
@@ -82,25 +88,31 @@ class Settings(BaseSettings):
         "", description="Slack channel for accounts without an owner (Web API)"
     )
     smtp_host: str = Field("", description="SMTP server host; empty disables email")
-    smtp_port: int = 25
-    smtp_username: str = ""
-    smtp_password: SecretStr = SecretStr("")
-    smtp_starttls: bool = False
-    smtp_from: str = "healthwatch@localhost"
+    smtp_port: int = Field(25, description="SMTP server port")
+    smtp_username: str = Field("", description="SMTP login (empty: no AUTH)")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
+    smtp_from: str = Field("healthwatch@localhost", description="From address of alert emails")
     fallback_email: str = Field("", description="Team address for accounts without an owner")
     delivery_max_attempts: int = Field(
         12, description="Attempts per alert and channel before it is dead-lettered"
     )
     # 2 s doubling to a 5 min cap: twelve attempts span roughly half an hour, long
     # enough to ride out a Slack or SMTP incident without hammering it.
-    delivery_backoff_base_s: float = 2.0
-    delivery_backoff_cap_s: float = 300.0
+    delivery_backoff_base_s: float = Field(2.0, description="First retry delay, seconds")
+    delivery_backoff_cap_s: float = Field(300.0, description="Longest retry delay, seconds")
     # Slack allows about one message per second per webhook or channel.
-    slack_min_interval_s: float = 1.0
-    delivery_poll_interval_s: float = 0.5
+    slack_min_interval_s: float = Field(
+        1.0, description="Least time between two Slack posts to one destination"
+    )
+    delivery_poll_interval_s: float = Field(
+        0.5, description="How often the outbox looks for due deliveries, seconds"
+    )
 
     # --- misc ------------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of every service"
+    )
 
     @property
     def embedded(self) -> bool:

@@ -9,15 +9,15 @@ like Kafka consumers do, so the scoring and alerts code is the same in both mode
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record
 from shared.clock import utcnow
-from shared.storage.tables import bus_log
+from shared.storage.tables import bus_log, consumer_offsets
 from shared.worker import pause
 
 PARTITION = 0
@@ -114,3 +114,26 @@ class EmbeddedConsumer:
                 if len(records) >= max_records:
                     break
         return records
+
+
+async def prune_consumed(engine: AsyncEngine, readers: Mapping[str, str]) -> int:
+    """Delete records every reader has consumed; ``readers`` maps topic → consumer group.
+    Topics with no reader (the dead-letter topic) are kept for inspection."""
+    deleted = 0
+    async with engine.begin() as conn:
+        for topic, group in readers.items():
+            next_offset = (
+                await conn.execute(
+                    select(consumer_offsets.c.next_offset).where(
+                        consumer_offsets.c.group_id == group,
+                        consumer_offsets.c.topic == topic,
+                        consumer_offsets.c.partition == PARTITION,
+                    )
+                )
+            ).scalar()
+            if next_offset:
+                result = await conn.execute(
+                    delete(bus_log).where(bus_log.c.topic == topic, bus_log.c.offset < next_offset)
+                )
+                deleted += result.rowcount
+    return deleted

@@ -1,0 +1,26 @@
+# The two commands of the README, and what they stand on.
+PYTHON ?= python3
+SIMULATE ?= 200
+
+.PHONY: demo test install setup lint pytest
+
+## Install and run the product: every service in one process, 200 simulated customers.
+demo: install
+	healthwatch dev --simulate $(SIMULATE)
+
+## Install everything (Python packages, PostgreSQL, Java, Kafka jars), lint, run every test.
+test: setup lint pytest
+
+install:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+setup: install
+	bash scripts/setup-test-services.sh
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy services shared
+
+pytest:
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# What the test suite needs beyond Python packages: a PostgreSQL server, Java 17+ and
+# Maven (to fetch the Apache Kafka broker jars from Maven Central, cached after the
+# first run). Installs with apt when missing and running as root.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+
+need_apt=()
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+if ! python3 - <<'PY'
+import sys
+sys.path.insert(0, "deploy/local")
+from localservices import find_postgres_bindir
+sys.exit(0 if find_postgres_bindir() else 1)
+PY
+then
+  need_apt+=(postgresql)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need_apt[*]} — run: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+  echo "installing ${need_apt[*]} with apt" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+cd "$here"
+python3 deploy/local/localservices.py fetch-kafka
