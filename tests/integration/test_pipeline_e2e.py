@@ -64,7 +64,7 @@ async def test_low_activity_alert_reaches_email_and_slack(kafka_settings: Settin
             r = await client.post("/v1/events", json={"events": [usage("acme", "acme-u0")]})
             assert r.status_code == 202
             await wait_for(
-                lambda: _health_events(hw, "acme", 8 * 4 + 1),
+                lambda: hw.has_usage_events("acme", 8 * 4 + 1),
                 timeout=20,
                 what="the extra event scored",
             )
@@ -74,19 +74,3 @@ async def test_low_activity_alert_reaches_email_and_slack(kafka_settings: Settin
 
 async def _async(value: bool) -> bool:
     return value
-
-
-async def _health_events(hw, account: str, expected: int) -> bool:  # type: ignore[no-untyped-def]
-    from sqlalchemy import func, select
-
-    from shared.storage.tables import activity_daily
-
-    async with hw.rt.engine.connect() as conn:
-        total = (
-            await conn.execute(
-                select(func.sum(activity_daily.c.events)).where(
-                    activity_daily.c.account_id == account
-                )
-            )
-        ).scalar()
-    return total == expected

@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 
 import httpx
 from localservices import free_port
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services import runtime
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import account_health
+from shared.storage.tables import account_health, activity_daily
 
 T = TypeVar("T")
 
@@ -34,6 +34,21 @@ class Harness:
         return httpx.AsyncClient(
             base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
         )
+
+    async def usage_events(self, account_id: str) -> int:
+        """Usage events counted in the account's daily activity."""
+        async with self.rt.engine.connect() as conn:
+            total = (
+                await conn.execute(
+                    select(func.sum(activity_daily.c.events)).where(
+                        activity_daily.c.account_id == account_id
+                    )
+                )
+            ).scalar()
+        return int(total or 0)
+
+    async def has_usage_events(self, account_id: str, expected: int) -> bool:
+        return await self.usage_events(account_id) == expected
 
     async def health(self, account_id: str) -> Any:
         async with self.rt.engine.connect() as conn:

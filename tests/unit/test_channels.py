@@ -32,7 +32,9 @@ async def test_slack_web_api_posts_to_the_owner_and_surfaces_rate_limits() -> No
     slack = SlackStandIn()
     slack.script.append((429, {"Retry-After": "7"}))
     async with slack.running():
-        settings = Settings(_env_file=None, slack_bot_token=SecretStr("xoxb-test"), slack_api_url=slack.api_url)  # type: ignore[call-arg]
+        settings = Settings(
+            _env_file=None, slack_bot_token=SecretStr("xoxb-test"), slack_api_url=slack.api_url
+        )  # type: ignore[call-arg]
         channel = SlackChannel(settings)
         destination = channel.destination(ALERT)
         assert destination == "U0ANNA"
