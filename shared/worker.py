@@ -37,11 +37,17 @@ async def consume(
     log.info("%s consumer started", name)
     try:
         while not stop.is_set():
+            generation = consumer.generation
             records = await consumer.getmany(poll_timeout_s, max_records)
             if not records:
                 continue
             try:
-                await handle(records)
+                async with consumer.handling:
+                    if consumer.generation != generation:
+                        # A rebalance reset positions after this read: these records
+                        # come again from the stored offsets.
+                        continue
+                    await handle(records)
             except Exception:
                 log.exception("%s: batch of %d records failed; retrying", name, len(records))
                 await consumer.rewind()

@@ -3,6 +3,7 @@ that the consumer stores itself (in the database, beside the state they produced
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -53,6 +54,12 @@ class Producer(Protocol):
 
 
 class Consumer(Protocol):
+    # Bumped whenever positions are reset by a partition (re)assignment; a batch read
+    # under an older generation is stale and must not be handled.
+    generation: int
+    # Held while a batch is handled; a rebalance waits for it before moving partitions.
+    handling: asyncio.Lock
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...

@@ -75,6 +75,8 @@ class EmbeddedConsumer:
         self._load_offsets = load_offsets
         self._next: dict[str, int] = {}
         self._appended = asyncio.Event()
+        self.generation = 0  # one consumer per topic: never reassigned
+        self.handling = asyncio.Lock()
 
     async def start(self) -> None:
         self._bus._wakeups.add(self._appended)

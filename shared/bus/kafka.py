@@ -87,11 +87,13 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Nothing to flush: every batch commits its offsets with its state.
-        pass
+        # Every batch commits its offsets with its state: just let the one in flight finish.
+        async with self._consumer.handling:
+            pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._consumer.seek_to_stored(assigned)
+        async with self._consumer.handling:
+            await self._consumer.seek_to_stored(assigned)
 
 
 class KafkaConsumer:
@@ -108,6 +110,8 @@ class KafkaConsumer:
     ):
         self._topics = list(topics)
         self._load_offsets = load_offsets
+        self.generation = 0
+        self.handling = asyncio.Lock()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -133,6 +137,7 @@ class KafkaConsumer:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, offset)
+        self.generation += 1
 
     async def rewind(self) -> None:
         await self.seek_to_stored(set(self._consumer.assignment()))
