@@ -44,8 +44,10 @@ async def consume(
             try:
                 async with consumer.handling:
                     if consumer.generation != generation:
-                        # A rebalance reset positions after this read: these records
-                        # come again from the stored offsets.
+                        # Partitions were (re)assigned while we read: the records may
+                        # predate the seek. Drop them and read again from the offsets
+                        # stored with the state, so nothing is skipped or applied twice.
+                        await consumer.rewind()
                         continue
                     await handle(records)
             except Exception:
