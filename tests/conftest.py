@@ -22,35 +22,38 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 import localservices  # noqa: E402
 
 from shared.config import Settings  # noqa: E402
+from tests.support.workdirs import service_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kafka_bootstrap() -> Iterator[str]:
     given = os.environ.get("HEALTHWATCH_TEST_KAFKA")
     if given:
         yield given
         return
-    broker = localservices.KafkaBroker(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+    with service_dir("kafka") as workdir:
+        broker = localservices.KafkaBroker(workdir)
+        broker.start()
+        try:
+            yield broker.bootstrap
+        finally:
+            broker.stop()
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """URL of a maintenance database on the session's PostgreSQL server."""
     given = os.environ.get("HEALTHWATCH_TEST_DATABASE_URL")
     if given:
         yield given
         return
-    cluster = localservices.PostgresCluster(tmp_path_factory.mktemp("pg"))
-    cluster.start()
-    try:
-        yield cluster.url
-    finally:
-        cluster.stop()
+    with service_dir("pg") as workdir:
+        cluster = localservices.PostgresCluster(workdir)
+        cluster.start()
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture

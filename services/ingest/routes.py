@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -43,12 +44,14 @@ async def post_accounts(request: Request, ctx: Context, _key: IngestKey) -> JSON
     now = ctx.clock()
 
     def prepare(raw: dict[str, Any]) -> dict[str, Any]:
-        raw = {"kind": "account", "occurred_at": now.isoformat(), **raw}
-        # Facts merge idempotently, so a content hash is a safe default idempotency key.
-        raw.setdefault(
-            "event_id", "account:" + hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest()
-        )
-        return raw
+        # No event id: a fresh one. Not a content hash, which would drop a change back
+        # to an earlier value as a "duplicate"; resent facts merge to the same state anyway.
+        return {
+            "kind": "account",
+            "occurred_at": now.isoformat(),
+            "event_id": f"account:{uuid.uuid4().hex}",
+            **raw,
+        }
 
     checked = check_events(
         items, now=now, max_future_skew=ctx.settings.max_future_skew, prepare=prepare

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts.events import EVENT_ADAPTER, Event
+from shared.contracts.events import EVENT_ADAPTER, KINDS, Event
 from shared.web import ClientError
 
 
@@ -44,15 +44,12 @@ def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
         # Drop the union tag pydantic puts first on discriminated unions ("usage.…").
-        if len(loc) > 1 and loc[0] in _KIND_TAGS:
+        if len(loc) > 1 and loc[0] in KINDS:
             loc = loc[1:]
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = ["kind"]
         out.append({"field": ".".join(loc) or "(event)", "message": err["msg"]})
     return out
-
-
-_KIND_TAGS = {"usage", "ticket", "account", "touchpoint", "nps", "payment"}
 
 
 def check_events(

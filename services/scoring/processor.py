@@ -18,7 +18,7 @@ from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
-from shared.contracts.events import Event, Owner
+from shared.contracts.events import KINDS, Event, Owner
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
 from shared.storage.db import insert_ignore, upsert
 from shared.storage.offsets import next_offsets, save_offsets
@@ -42,10 +42,7 @@ class ScoringProcessor:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._kind_of_topic = {
-            settings.topic(k): k
-            for k in ("usage", "ticket", "account", "touchpoint", "nps", "payment")
-        }
+        self._kind_of_topic = {settings.topic(k): k for k in KINDS}
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and

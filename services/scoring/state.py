@@ -73,12 +73,14 @@ async def apply_events(
         h = health[e.account_id]
         if isinstance(e, Touchpoint):
             h["last_touchpoint_at"] = _latest(h["last_touchpoint_at"], e.occurred_at)
-        elif isinstance(e, NpsResponse) and _newer(e, h.get("_nps_at")):
-            h["nps_latest"], h["_nps_at"] = e.score, e.occurred_at
+        elif isinstance(e, NpsResponse) and (
+            # The newest answer; equal times resolved by score, the same on every replay.
+            h["nps_at"] is None or (e.occurred_at, e.score) > (h["nps_at"], h["nps_latest"])
+        ):
+            h["nps_latest"], h["nps_at"] = e.score, e.occurred_at
         elif isinstance(e, PaymentEvent) and e.status is PaymentStatus.failed:
             h["last_payment_failed_at"] = _latest(h["last_payment_failed_at"], e.occurred_at)
     for h in health.values():
-        h.pop("_nps_at", None)
         h["updated_at"] = now
     await upsert(
         conn,
@@ -102,6 +104,7 @@ async def _load_health(
             account_health.c.last_seen_at,
             account_health.c.last_touchpoint_at,
             account_health.c.nps_latest,
+            account_health.c.nps_at,
             account_health.c.last_payment_failed_at,
         ).where(account_health.c.account_id.in_(ids))
     )
@@ -116,6 +119,7 @@ async def _load_health(
                 "last_seen_at": None,
                 "last_touchpoint_at": None,
                 "nps_latest": None,
+                "nps_at": None,
                 "last_payment_failed_at": None,
             },
         )
@@ -369,11 +373,9 @@ def _when(condition: Any, value: Any) -> Any:
     return case((condition, value), else_=None)
 
 
-def _newer(event: Event, other: Event | datetime | None) -> bool:
+def _newer(event: TicketEvent, other: TicketEvent | None) -> bool:
     if other is None:
         return True
-    if isinstance(other, datetime):
-        return event.occurred_at >= other
     return (event.occurred_at, event.event_id) >= (other.occurred_at, other.event_id)
 
 

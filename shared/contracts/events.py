@@ -7,7 +7,7 @@ model and the Kafka topic.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -171,7 +171,3 @@ Event = Annotated[
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 KINDS: tuple[str, ...] = ("usage", "ticket", "account", "touchpoint", "nps", "payment")
-
-
-def is_far_future(moment: datetime, now: datetime, skew_s: float) -> bool:
-    return (moment - now).total_seconds() > skew_s

@@ -146,6 +146,7 @@ account_health = Table(
     Column("open_tickets", Integer, nullable=False, default=0),
     Column("last_touchpoint_at", UTCDateTime),
     Column("nps_latest", Integer),
+    Column("nps_at", UTCDateTime),
     Column("last_payment_failed_at", UTCDateTime),
     Column("score", Integer),
     Column("band", String(10)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,19 +14,21 @@ from sqlalchemy import select
 from shared.config import Settings
 from shared.storage.tables import processed_events
 from tests.support.harness import running, usage, wait_for
+from tests.support.workdirs import service_dir
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+def own_broker() -> Iterator[KafkaBroker]:
     """A broker of this test's own, since the test stops it."""
-    broker = KafkaBroker(tmp_path / "kafka")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    with service_dir("kafka-outage") as workdir:
+        broker = KafkaBroker(workdir)
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
 
 
 async def test_outage_answers_503_and_loses_nothing(

@@ -34,6 +34,7 @@ def upgrade() -> None:
             "last_touchpoint_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("nps_latest", sa.Integer(), nullable=True),
+        sa.Column("nps_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column(
             "last_payment_failed_at",
             shared.storage.tables.UTCDateTime(timezone=True),

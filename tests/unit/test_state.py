@@ -1,0 +1,141 @@
+"""Applying events to state: order-independent, bounded by the window, exact."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scoring.state import apply_events, load_measures
+from shared.config import Settings
+from shared.contracts.events import EVENT_ADAPTER, Event
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import account_health, accounts, activity_daily, tickets
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def ev(**raw: Any) -> Event:
+    raw.setdefault("account_id", "acme")
+    raw["occurred_at"] = raw["occurred_at"].isoformat()
+    return EVENT_ADAPTER.validate_python(raw)
+
+
+@pytest.fixture
+async def engine(embedded_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def apply(engine: AsyncEngine, events: list[Event], window_days: int = 30) -> int:
+    async with engine.begin() as conn:
+        applied = await apply_events(conn, events, window_days=window_days, now=NOW)
+    return applied.late_events
+
+
+async def test_window_counts_and_late_events(engine: AsyncEngine) -> None:
+    day = timedelta(days=1)
+    events = [
+        ev(kind="usage", event_id="a", user_id="u1", event="login", occurred_at=NOW),
+        ev(kind="usage", event_id="b", user_id="u1", event="login", occurred_at=NOW - 2 * day),
+        ev(kind="usage", event_id="c", user_id="u2", event="login", occurred_at=NOW - 6 * day),
+        ev(
+            kind="usage", event_id="d", user_id="u3", event="login", occurred_at=NOW - 7 * day
+        ),  # outside 7d
+        ev(
+            kind="usage", event_id="e", user_id="u4", event="login", occurred_at=NOW - 9 * day
+        ),  # outside window
+    ]
+    assert await apply(engine, events, window_days=8) == 1
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"})
+        days = (
+            (await conn.execute(select(activity_daily.c.day).order_by(activity_daily.c.day)))
+            .scalars()
+            .all()
+        )
+    assert (m.active_users_7d, m.active_users_30d, m.events_7d) == (2, 3, 3)
+    assert len(days) == 4
+    # A later event moves the window: the day 7 back is pruned.
+    await apply(
+        engine,
+        [ev(kind="usage", event_id="f", user_id="u1", event="x", occurred_at=NOW + day)],
+        window_days=8,
+    )
+    async with engine.connect() as conn:
+        oldest = (
+            (await conn.execute(select(activity_daily.c.day).order_by(activity_daily.c.day)))
+            .scalars()
+            .first()
+        )
+    assert oldest == (NOW - 6 * day).date()
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+async def test_facts_tickets_and_nps_do_not_depend_on_arrival_order(
+    engine: AsyncEngine, order: tuple[int, ...]
+) -> None:
+    t0 = NOW - timedelta(days=3)
+    created = t0.isoformat()
+    batches = [
+        [
+            ev(
+                kind="account", event_id="f1", seats_purchased=10, tier="enterprise", occurred_at=t0
+            ),
+            ev(
+                kind="ticket",
+                event_id="t1",
+                ticket_id="T",
+                status="open",
+                created_at=created,
+                occurred_at=t0,
+            ),
+            ev(kind="nps", event_id="n1", score=9, occurred_at=t0),
+        ],
+        [
+            ev(
+                kind="account",
+                event_id="f2",
+                seats_purchased=50,
+                occurred_at=t0 + timedelta(days=1),
+            ),
+            ev(
+                kind="ticket",
+                event_id="t2",
+                ticket_id="T",
+                status="solved",
+                created_at=created,
+                occurred_at=t0 + timedelta(days=1),
+            ),
+            ev(kind="nps", event_id="n2", score=3, occurred_at=t0 + timedelta(days=1)),
+        ],
+        [
+            ev(kind="account", event_id="f3", name="Acme", occurred_at=t0 - timedelta(days=1)),
+            ev(
+                kind="ticket",
+                event_id="t3",
+                ticket_id="T",
+                status="pending",
+                created_at=created,
+                occurred_at=t0 - timedelta(days=1),
+            ),
+            ev(kind="payment", event_id="p1", status="failed", occurred_at=t0),
+        ],
+    ]
+    for i in order:
+        await apply(engine, batches[i])
+    async with engine.connect() as conn:
+        acct = (await conn.execute(select(accounts))).one()
+        ticket = (await conn.execute(select(tickets))).one()
+        health = (await conn.execute(select(account_health))).one()
+    assert (acct.seats_purchased, acct.tier, acct.name) == (50, "enterprise", "Acme")
+    assert ticket.status == "solved"
+    assert health.nps_latest == 3
+    assert health.last_payment_failed_at == t0
