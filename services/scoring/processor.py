@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import score as provisional
+from services.scoring import score as inputs
 from services.scoring.metrics import ScoringMetrics
+from services.scoring.model.evaluate import Evaluation, evaluate
+from services.scoring.model.schema import HealthModel, load_default_model
 from services.scoring.state import apply_events, load_measures
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
@@ -35,8 +37,10 @@ class ScoringProcessor:
         settings: Settings,
         metrics: ScoringMetrics,
         *,
+        model: HealthModel | None = None,
         clock: Clock = utcnow,
     ):
+        self.model = model or load_default_model()
         self._engine = engine
         self._producer = producer
         self._settings = settings
@@ -154,7 +158,7 @@ class ScoringProcessor:
             for r in await conn.execute(
                 select(rule_state).where(
                     rule_state.c.account_id.in_(ids),
-                    rule_state.c.rule == provisional.LOW_ACTIVITY_RULE,
+                    rule_state.c.rule == inputs.LOW_ACTIVITY_RULE,
                 )
             )
         }
@@ -168,7 +172,7 @@ class ScoringProcessor:
         }
         health_rows, state_rows, alerts = [], [], []
         for m in measures:
-            s = provisional.score(m)
+            s = evaluate(self.model, inputs.model_inputs(m), inputs.segment_of(m))
             old_score, old_band = previous_band.get(m.account_id, (None, None))
             if old_band is not None and old_band != s.band:
                 log.info(
@@ -188,10 +192,10 @@ class ScoringProcessor:
                     "open_tickets": m.open_tickets,
                     "score": s.value,
                     "band": s.band,
-                    "components": s.components,
+                    "components": explanation(s),
                 }
             )
-            firing = provisional.low_activity(m, self._settings.low_activity_ratio)
+            firing = inputs.low_activity(m, self._settings.low_activity_ratio)
             previous = states.get(m.account_id)
             if previous is not None and previous.firing == firing:
                 continue
@@ -199,7 +203,7 @@ class ScoringProcessor:
             state_rows.append(
                 {
                     "account_id": m.account_id,
-                    "rule": provisional.LOW_ACTIVITY_RULE,
+                    "rule": inputs.LOW_ACTIVITY_RULE,
                     "firing": firing,
                     "fire_count": count,
                     "changed_at": now,
@@ -223,7 +227,7 @@ class ScoringProcessor:
         return alerts
 
     def _low_activity_alert(
-        self, m: provisional.Measures, s: provisional.Score, count: int, facts: Any
+        self, m: inputs.Measures, s: Evaluation, count: int, facts: Any
     ) -> AlertEvent:
         seats = m.seats_purchased or 0
         share = m.active_users_7d / seats if seats else 0.0
@@ -233,10 +237,10 @@ class ScoringProcessor:
             owner = Owner(email=facts.owner_email, slack_id=facts.owner_slack_id)
         threshold = self._settings.low_activity_ratio
         return AlertEvent(
-            alert_id=f"{m.account_id}:{provisional.LOW_ACTIVITY_RULE}:{count}",
+            alert_id=f"{m.account_id}:{inputs.LOW_ACTIVITY_RULE}:{count}",
             account_id=m.account_id,
             account_name=name,
-            rule=provisional.LOW_ACTIVITY_RULE,
+            rule=inputs.LOW_ACTIVITY_RULE,
             severity=Severity.critical,
             title=f"{name}: only {share:.0%} of seats active this week — edge of churn",
             summary=(
@@ -254,6 +258,18 @@ class ScoringProcessor:
                 "active_share_7d": round(share, 4),
                 "threshold": threshold,
                 "as_of": m.as_of.isoformat(),
-                "components": s.components,
+                "health": explanation(s),
             },
         )
+
+
+def explanation(s: Evaluation) -> dict[str, Any]:
+    """What the score is made of, stored with it and sent with alerts."""
+    return {
+        "model_version": s.model_version,
+        "profile": s.profile,
+        "groups": {g: round(v, 1) for g, v in s.groups.items()},
+        "capped_by": s.capped_by,
+        "missing": s.missing,
+        "components": [c.as_dict() for c in s.components],
+    }

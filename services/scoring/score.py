@@ -1,28 +1,22 @@
-"""The provisional health score and rule: pure functions of an account's measures.
+"""From an account's stored measures to the health model's inputs, and the rule.
 
-The full, configurable health model replaces this; until then the score is two
-explainable components and one rule from the handbook ("activity below 20% is the
-edge of churn").
+The score itself comes from the declarative health model (``services/scoring/model``);
+the rule is the handbook's "activity below 20% is the edge of churn" until the rules
+engine arrives.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 
-# 60% of purchased seats active in a week earns full marks for activity: a healthy
-# seat-based SaaS account rarely has every seat active every week.
-FULL_ACTIVITY_SHARE = 0.6
-# Each open ticket costs 20 support points: five open tickets zero the component.
-POINTS_PER_OPEN_TICKET = 20
-WEIGHTS = {"active_user_share_7d": 0.7, "open_tickets": 0.3}
-# Band edges (red < 40 <= yellow < 70 <= green), as the handbook's three colours.
-RED_BELOW = 40
-GREEN_FROM = 70
+from services.scoring.model.schema import Segment
+
 LOW_ACTIVITY_RULE = "low_activity"
 # The rule needs a full week of history: a new account has not had time to activate.
 MIN_HISTORY_DAYS = 7
+# A payment failure counts against health for a month (EW-08).
+PAYMENT_FAILURE_MEMORY = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -32,51 +26,40 @@ class Measures:
     first_seen: date | None
     active_users_7d: int
     active_users_30d: int
+    active_days_7d: int
     events_7d: int
     open_tickets: int
     seats_purchased: int | None
+    last_touchpoint_at: datetime | None = None
+    nps_latest: int | None = None
+    last_payment_failed_at: datetime | None = None
+    tier: str | None = None
+    lifecycle_stage: str | None = None
+    contract_start: date | None = None
 
 
-@dataclass(frozen=True)
-class Score:
-    value: int
-    band: str
-    components: list[dict[str, Any]]
+def model_inputs(m: Measures) -> dict[str, float | None]:
+    """The raw values the health model reads; None where there is no data."""
+    seats = m.seats_purchased or None
+    failed = m.last_payment_failed_at
+    return {
+        "active_user_share_7d": m.active_users_7d / seats if seats else None,
+        "active_user_share_30d": m.active_users_30d / seats if seats else None,
+        "active_days_7d": m.active_days_7d if m.first_seen else None,
+        "open_tickets": m.open_tickets,
+        "days_since_touchpoint": (
+            (m.as_of - m.last_touchpoint_at.date()).days if m.last_touchpoint_at else None
+        ),
+        "nps_latest": m.nps_latest,
+        "payment_failed_30d": (
+            1.0 if failed and m.as_of - failed.date() <= PAYMENT_FAILURE_MEMORY else 0.0
+        ),
+    }
 
 
-def band_of(value: int) -> str:
-    if value < RED_BELOW:
-        return "red"
-    return "green" if value >= GREEN_FROM else "yellow"
-
-
-def score(m: Measures) -> Score:
-    """Weighted components; a component without data is dropped and its weight spread
-    over the others (Catalyst's missing-data rule)."""
-    parts: list[tuple[str, float | None, float]] = []
-    if m.seats_purchased:
-        share = m.active_users_7d / m.seats_purchased
-        parts.append(("active_user_share_7d", share, min(1.0, share / FULL_ACTIVITY_SHARE) * 100))
-    parts.append(
-        ("open_tickets", m.open_tickets, max(0, 100 - POINTS_PER_OPEN_TICKET * m.open_tickets))
-    )
-    total_weight = sum(WEIGHTS[name] for name, _, _ in parts)
-    components = []
-    value = 0.0
-    for name, raw, points in parts:
-        weight = WEIGHTS[name] / total_weight
-        value += weight * points
-        components.append(
-            {
-                "name": name,
-                "raw": raw,
-                "score": round(points, 1),
-                "weight": round(weight, 3),
-                "contribution": round(weight * points, 1),
-            }
-        )
-    rounded = round(value)
-    return Score(rounded, band_of(rounded), components)
+def segment_of(m: Measures) -> Segment:
+    tenure = (m.as_of - m.contract_start).days if m.contract_start else None
+    return Segment(tier=m.tier, lifecycle_stage=m.lifecycle_stage, tenure_days=tenure)
 
 
 def low_activity(m: Measures, threshold: float) -> bool:

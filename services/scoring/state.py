@@ -304,7 +304,7 @@ async def _prune(
 
 
 async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
-    """The measures the provisional score reads, as of each account's newest event."""
+    """The measures the health model reads, as of each account's newest event."""
     if not ids:
         return []
     rows = await conn.execute(
@@ -312,7 +312,12 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
             account_health.c.account_id,
             account_health.c.as_of,
             account_health.c.first_seen_at,
+            account_health.c.last_touchpoint_at,
+            account_health.c.nps_latest,
+            account_health.c.last_payment_failed_at,
             accounts.c.seats_purchased,
+            accounts.c.tier,
+            accounts.c.facts,
         )
         .select_from(
             account_health.outerjoin(accounts, accounts.c.account_id == account_health.c.account_id)
@@ -324,7 +329,7 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
     for r in base.values():
         by_day[r.as_of.date()].append(r.account_id)
     users: dict[str, tuple[int, int]] = {}
-    events: dict[str, int] = {}
+    events: dict[str, tuple[int, int]] = {}
     for as_of, group in by_day.items():
         d7 = as_of - timedelta(days=6)
         d30 = as_of - timedelta(days=29)
@@ -341,11 +346,11 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
             users[row[0]] = (row[1], row[2])
         d = activity_daily
         for total in await conn.execute(
-            select(d.c.account_id, func.sum(d.c.events))
+            select(d.c.account_id, func.sum(d.c.events), func.count())
             .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= as_of)
             .group_by(d.c.account_id)
         ):
-            events[total[0]] = int(total[1] or 0)
+            events[total[0]] = (int(total[1] or 0), int(total[2]))
     open_counts = {
         r[0]: r[1]
         for r in await conn.execute(
@@ -361,12 +366,28 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
             first_seen=r.first_seen_at.date() if r.first_seen_at else None,
             active_users_7d=users.get(a, (0, 0))[0],
             active_users_30d=users.get(a, (0, 0))[1],
-            events_7d=events.get(a, 0),
+            active_days_7d=events.get(a, (0, 0))[1],
+            events_7d=events.get(a, (0, 0))[0],
             open_tickets=int(open_counts.get(a, 0)),
             seats_purchased=r.seats_purchased,
+            last_touchpoint_at=r.last_touchpoint_at,
+            nps_latest=r.nps_latest,
+            last_payment_failed_at=r.last_payment_failed_at,
+            tier=r.tier,
+            lifecycle_stage=_fact(r.facts, "lifecycle_stage"),
+            contract_start=_date_fact(r.facts, "contract_start"),
         )
         for a, r in sorted(base.items())
     ]
+
+
+def _fact(facts: dict[str, Any] | None, name: str) -> Any:
+    return (facts or {}).get("fields", {}).get(name)
+
+
+def _date_fact(facts: dict[str, Any] | None, name: str) -> date | None:
+    value = _fact(facts, name)
+    return date.fromisoformat(value) if value else None
 
 
 def _when(condition: Any, value: Any) -> Any:

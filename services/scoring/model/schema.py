@@ -1,0 +1,178 @@
+"""The health model file: measures normalised to 0–100, weighted within groups, groups
+weighted into the score, per-segment profiles, bands. Written in TOML, validated here."""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_MODEL = Path(__file__).with_name("default_model.toml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Curve(Strict):
+    """Piecewise-linear map from a raw value to 0–100 through ``points`` (value, score),
+    flat beyond the ends. Rising points reward more; falling points reward less."""
+
+    points: Annotated[list[tuple[float, float]], Field(min_length=2)]
+
+    @field_validator("points")
+    @classmethod
+    def _ordered(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        xs = [x for x, _ in points]
+        if xs != sorted(xs) or len(set(xs)) != len(xs):
+            raise ValueError("point values must be strictly increasing")
+        if any(not 0 <= y <= 100 for _, y in points):
+            raise ValueError("point scores must be within 0..100")
+        return points
+
+    def score(self, value: float) -> float:
+        pts = self.points
+        if value <= pts[0][0]:
+            return pts[0][1]
+        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+            if value <= x1:
+                return y0 + (y1 - y0) * (value - x0) / (x1 - x0)
+        return pts[-1][1]
+
+
+class Measure(Strict):
+    weight: Annotated[float, Field(gt=0)]
+    curve: Curve
+    label: str = ""
+    unit: str = ""
+
+
+class Group(Strict):
+    weight: Annotated[float, Field(gt=0)]
+    label: str = ""
+    measures: Annotated[dict[str, Measure], Field(min_length=1)]
+
+
+class Bands(Strict):
+    red_below: Annotated[float, Field(ge=0, le=100)] = 40
+    green_from: Annotated[float, Field(ge=0, le=100)] = 70
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bands:
+        if self.red_below > self.green_from:
+            raise ValueError("red_below must not exceed green_from")
+        return self
+
+    def band(self, score: float) -> str:
+        if score < self.red_below:
+            return "red"
+        return "green" if score >= self.green_from else "yellow"
+
+
+class Cap(Strict):
+    """If ``group`` scores below ``below``, the whole score is capped at ``cap``."""
+
+    group: str
+    below: Annotated[float, Field(ge=0, le=100)]
+    cap: Annotated[float, Field(ge=0, le=100)]
+    reason: str
+
+
+class Match(Strict):
+    tier: str | None = None
+    lifecycle_stage: str | None = None
+    # Tenure bands: days since the contract started, [min, max).
+    tenure_min_days: int | None = None
+    tenure_max_days: int | None = None
+
+    def specificity(self) -> int:
+        return sum(v is not None for v in self.model_dump().values())
+
+    def matches(self, segment: Segment) -> bool:
+        if self.tier is not None and self.tier != segment.tier:
+            return False
+        if self.lifecycle_stage is not None and self.lifecycle_stage != segment.lifecycle_stage:
+            return False
+        if self.tenure_min_days is not None or self.tenure_max_days is not None:
+            if segment.tenure_days is None:
+                return False
+            if self.tenure_min_days is not None and segment.tenure_days < self.tenure_min_days:
+                return False
+            if self.tenure_max_days is not None and segment.tenure_days >= self.tenure_max_days:
+                return False
+        return True
+
+
+class Profile(Strict):
+    """Overrides for a segment. Precedence: the most specific match wins (most fields
+    set); among equally specific ones, the one listed first."""
+
+    name: str
+    match: Match
+    group_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    measure_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    curves: dict[str, Curve] = Field(default_factory=dict)
+
+
+class Segment(Strict):
+    tier: str | None = None
+    lifecycle_stage: str | None = None
+    tenure_days: int | None = None
+
+
+class HealthModel(Strict):
+    version: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    bands: Bands = Bands()
+    groups: Annotated[dict[str, Group], Field(min_length=1)]
+    caps: list[Cap] = Field(default_factory=list)
+    profiles: list[Profile] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> HealthModel:
+        measures = {m for g in self.groups.values() for m in g.measures}
+        for cap in self.caps:
+            if cap.group not in self.groups:
+                raise ValueError(f"cap names unknown group {cap.group!r}")
+        for p in self.profiles:
+            unknown = (set(p.measure_weights) | set(p.curves)) - measures
+            unknown_groups = set(p.group_weights) - set(self.groups)
+            if unknown or unknown_groups:
+                names = ", ".join(sorted(unknown | unknown_groups))
+                raise ValueError(f"profile {p.name!r} names unknown measures or groups: {names}")
+        return self
+
+    def profile_for(self, segment: Segment) -> Profile | None:
+        best: Profile | None = None
+        for p in self.profiles:
+            if p.match.matches(segment) and (
+                best is None or p.match.specificity() > best.match.specificity()
+            ):
+                best = p
+        return best
+
+
+class ModelError(ValueError):
+    """The model file is invalid; the message lists each problem with its location."""
+
+
+def parse_model(text: str) -> HealthModel:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelError(f"not valid TOML: {exc}") from exc
+    try:
+        return HealthModel.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(model)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ModelError(f"invalid health model: {problems}") from exc
+
+
+def load_default_model() -> HealthModel:
+    return parse_model(DEFAULT_MODEL.read_text(encoding="utf-8"))
