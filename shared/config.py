@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     )
 
     # --- scoring ---------------------------------------------------------------------
-    window_days: int = Field(30, description="Days of daily activity kept per account")
+    window_days: int = Field(
+        90, description="Days of daily activity kept per account (older events are late)"
+    )
     low_activity_ratio: float = Field(
         0.2, description="Provisional rule: 7-day active users below this share of seats"
     )

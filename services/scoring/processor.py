@@ -11,10 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import score as inputs
+from services.scoring.measures import Measures, load_measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.evaluate import Evaluation, evaluate
 from services.scoring.model.schema import HealthModel, load_default_model
-from services.scoring.state import apply_events, load_measures
+from services.scoring.state import apply_events
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.clock import Clock, utcnow
@@ -172,7 +173,7 @@ class ScoringProcessor:
         }
         health_rows, state_rows, alerts = [], [], []
         for m in measures:
-            s = evaluate(self.model, inputs.model_inputs(m), inputs.segment_of(m))
+            s = evaluate(self.model, inputs.model_inputs(m, self.model.depth), inputs.segment_of(m))
             old_score, old_band = previous_band.get(m.account_id, (None, None))
             if old_band is not None and old_band != s.band:
                 log.info(
@@ -226,9 +227,7 @@ class ScoringProcessor:
         )
         return alerts
 
-    def _low_activity_alert(
-        self, m: inputs.Measures, s: Evaluation, count: int, facts: Any
-    ) -> AlertEvent:
+    def _low_activity_alert(self, m: Measures, s: Evaluation, count: int, facts: Any) -> AlertEvent:
         seats = m.seats_purchased or 0
         share = m.active_users_7d / seats if seats else 0.0
         name = (facts.name if facts is not None else None) or m.account_id

@@ -7,10 +7,10 @@ engine arrives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 
-from services.scoring.model.schema import Segment
+from services.scoring.measures import Measures
+from services.scoring.model.schema import Depth, DepthLevel, Segment
 
 LOW_ACTIVITY_RULE = "low_activity"
 # The rule needs a full week of history: a new account has not had time to activate.
@@ -19,30 +19,42 @@ MIN_HISTORY_DAYS = 7
 PAYMENT_FAILURE_MEMORY = timedelta(days=30)
 
 
-@dataclass(frozen=True)
-class Measures:
-    account_id: str
-    as_of: date
-    first_seen: date | None
-    active_users_7d: int
-    active_users_30d: int
-    active_days_7d: int
-    events_7d: int
-    open_tickets: int
-    seats_purchased: int | None
-    last_touchpoint_at: datetime | None = None
-    nps_latest: int | None = None
-    last_payment_failed_at: datetime | None = None
-    tier: str | None = None
-    lifecycle_stage: str | None = None
-    contract_start: date | None = None
+DEPTH_LEVELS = (("workflow", 2), ("integrated", 3), ("customised", 4))
 
 
-def model_inputs(m: Measures) -> dict[str, float | None]:
+def depth_level(m: Measures, depth: Depth) -> int | None:
+    """The highest of HL-03's levels the last 28 days of use show; None without use."""
+    modules, events, platforms = (m.used_28d(d) for d in ("module", "event", "platform"))
+    if not events:
+        return None
+    level = 1
+    for name, number in DEPTH_LEVELS:
+        rule: DepthLevel = getattr(depth, name)
+        uses = (
+            sum(modules.get(x, 0) for x in rule.modules)
+            + sum(events.get(x, 0) for x in rule.events)
+            + sum(platforms.get(x, 0) for x in rule.platforms)
+        )
+        if uses >= rule.min_uses and (rule.modules or rule.events or rule.platforms):
+            level = number
+    return level
+
+
+def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | None]:
     """The raw values the health model reads; None where there is no data."""
+    depth = depth or Depth()
     seats = m.seats_purchased or None
     failed = m.last_payment_failed_at
+    modules = m.used_28d("module")
+    used_any = bool(m.used_28d("event"))
+    core = depth.core_modules
     return {
+        "module_breadth_28d": len(modules) if used_any else None,
+        "core_module_use_28d": (
+            sum(1 for x in core if x in modules) / len(core) if core and used_any else None
+        ),
+        "api_calls_28d": m.used_28d("platform").get("api", 0) if used_any else None,
+        "depth_level": depth_level(m, depth),
         "active_user_share_7d": m.active_users_7d / seats if seats else None,
         "active_user_share_30d": m.active_users_30d / seats if seats else None,
         "active_days_7d": m.active_days_7d if m.first_seen else None,

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, distinct, func, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.score import Measures
 from shared.contracts.events import (
     AccountFacts,
     Event,
@@ -31,6 +30,7 @@ from shared.storage.tables import (
     account_health,
     accounts,
     activity_daily,
+    activity_daily_names,
     activity_daily_users,
     tickets,
 )
@@ -138,6 +138,7 @@ async def _apply_usage(
 ) -> int:
     daily: dict[tuple[str, date], list[float]] = defaultdict(lambda: [0, 0.0])
     users: set[tuple[str, date, str]] = set()
+    names: dict[tuple[str, date, str, str], int] = defaultdict(int)
     late = 0
     for e in usage:
         h = health[e.account_id]
@@ -150,6 +151,10 @@ async def _apply_usage(
         bucket[0] += 1
         bucket[1] += e.duration_s or 0.0
         users.add((e.account_id, day, e.user_id))
+        names[(e.account_id, day, "event", e.event)] += 1
+        names[(e.account_id, day, "platform", e.platform.value)] += 1
+        if e.module:
+            names[(e.account_id, day, "module", e.module)] += 1
         h["first_seen_at"] = _earliest(h["first_seen_at"], e.occurred_at)
         h["last_seen_at"] = _latest(h["last_seen_at"], e.occurred_at)
     if daily:
@@ -172,6 +177,19 @@ async def _apply_usage(
         await conn.execute(
             insert_ignore(conn, activity_daily_users).on_conflict_do_nothing(),
             [{"account_id": a, "day": d, "user_id": u} for a, d, u in sorted(users)],
+        )
+    if names:
+        stmt = insert_ignore(conn, activity_daily_names)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "day", "dimension", "name"],
+            set_={"count": activity_daily_names.c.count + stmt.excluded.count},
+        )
+        await conn.execute(
+            stmt,
+            [
+                {"account_id": a, "day": d, "dimension": dim, "name": n, "count": c}
+                for (a, d, dim, n), c in sorted(names.items())
+            ],
         )
     return late
 
@@ -297,101 +315,10 @@ async def _prune(
     for account_id, h in health.items():
         by_cutoff[window_start(h["as_of"], window_days)].append(account_id)
     for cutoff, ids in by_cutoff.items():
-        for table in (activity_daily, activity_daily_users):
+        for table in (activity_daily, activity_daily_users, activity_daily_names):
             await conn.execute(
                 delete(table).where(table.c.account_id.in_(ids), table.c.day < cutoff)
             )
-
-
-async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
-    """The measures the health model reads, as of each account's newest event."""
-    if not ids:
-        return []
-    rows = await conn.execute(
-        select(
-            account_health.c.account_id,
-            account_health.c.as_of,
-            account_health.c.first_seen_at,
-            account_health.c.last_touchpoint_at,
-            account_health.c.nps_latest,
-            account_health.c.last_payment_failed_at,
-            accounts.c.seats_purchased,
-            accounts.c.tier,
-            accounts.c.facts,
-        )
-        .select_from(
-            account_health.outerjoin(accounts, accounts.c.account_id == account_health.c.account_id)
-        )
-        .where(account_health.c.account_id.in_(ids))
-    )
-    base = {r.account_id: r for r in rows}
-    by_day: dict[date, list[str]] = defaultdict(list)
-    for r in base.values():
-        by_day[r.as_of.date()].append(r.account_id)
-    users: dict[str, tuple[int, int]] = {}
-    events: dict[str, tuple[int, int]] = {}
-    for as_of, group in by_day.items():
-        d7 = as_of - timedelta(days=6)
-        d30 = as_of - timedelta(days=29)
-        u = activity_daily_users
-        for row in await conn.execute(
-            select(
-                u.c.account_id,
-                func.count(distinct(_when(u.c.day >= d7, u.c.user_id))),
-                func.count(distinct(u.c.user_id)),
-            )
-            .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= as_of)
-            .group_by(u.c.account_id)
-        ):
-            users[row[0]] = (row[1], row[2])
-        d = activity_daily
-        for total in await conn.execute(
-            select(d.c.account_id, func.sum(d.c.events), func.count())
-            .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= as_of)
-            .group_by(d.c.account_id)
-        ):
-            events[total[0]] = (int(total[1] or 0), int(total[2]))
-    open_counts = {
-        r[0]: r[1]
-        for r in await conn.execute(
-            select(tickets.c.account_id, func.count())
-            .where(tickets.c.account_id.in_(ids), tickets.c.status.in_(OPEN_STATUSES))
-            .group_by(tickets.c.account_id)
-        )
-    }
-    return [
-        Measures(
-            account_id=a,
-            as_of=r.as_of.date(),
-            first_seen=r.first_seen_at.date() if r.first_seen_at else None,
-            active_users_7d=users.get(a, (0, 0))[0],
-            active_users_30d=users.get(a, (0, 0))[1],
-            active_days_7d=events.get(a, (0, 0))[1],
-            events_7d=events.get(a, (0, 0))[0],
-            open_tickets=int(open_counts.get(a, 0)),
-            seats_purchased=r.seats_purchased,
-            last_touchpoint_at=r.last_touchpoint_at,
-            nps_latest=r.nps_latest,
-            last_payment_failed_at=r.last_payment_failed_at,
-            tier=r.tier,
-            lifecycle_stage=_fact(r.facts, "lifecycle_stage"),
-            contract_start=_date_fact(r.facts, "contract_start"),
-        )
-        for a, r in sorted(base.items())
-    ]
-
-
-def _fact(facts: dict[str, Any] | None, name: str) -> Any:
-    return (facts or {}).get("fields", {}).get(name)
-
-
-def _date_fact(facts: dict[str, Any] | None, name: str) -> date | None:
-    value = _fact(facts, name)
-    return date.fromisoformat(value) if value else None
-
-
-def _when(condition: Any, value: Any) -> Any:
-    return case((condition, value), else_=None)
 
 
 def _newer(event: TicketEvent, other: TicketEvent | None) -> bool:

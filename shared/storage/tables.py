@@ -118,6 +118,18 @@ activity_daily_users = Table(
     Column("user_id", String(200), primary_key=True),
 )
 
+# Per-day counts by event name, module and platform: depth of use and per-name counts.
+# Rows grow with active days and distinct names, not with the number of events.
+activity_daily_names = Table(
+    "activity_daily_names",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("dimension", String(10), primary_key=True),  # event / module / platform
+    Column("name", String(200), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
 tickets = Table(
     "tickets",
     metadata,

@@ -6,7 +6,8 @@ import random
 from datetime import UTC, date, datetime
 
 from services.alerts.outbox import backoff_s
-from services.scoring.score import Measures, low_activity, model_inputs, segment_of
+from services.scoring.measures import Measures
+from services.scoring.score import low_activity, model_inputs, segment_of
 
 AS_OF = date(2026, 11, 23)
 
@@ -67,3 +68,32 @@ def test_backoff_grows_within_cap() -> None:
     assert all(backoff_s(1, 2, 300, rng) == 2 for _ in range(10))
     assert all(2 <= backoff_s(5, 2, 300, rng) <= 32 for _ in range(50))
     assert all(backoff_s(30, 2, 300, rng) <= 300 for _ in range(50))
+
+
+def test_depth_measures_from_28_day_name_counts() -> None:
+    from services.scoring.model.schema import Depth, DepthLevel
+    from services.scoring.score import depth_level
+
+    depth = Depth(
+        core_modules=["quotes", "workflow"],
+        workflow=DepthLevel(modules=["workflow"], min_uses=5),
+        integrated=DepthLevel(platforms=["api"], min_uses=20),
+        customised=DepthLevel(modules=["custom_objects"], min_uses=3),
+    )
+    names = {
+        ("event", "login"): (10, 40),
+        ("module", "contacts"): (5, 30),
+        ("module", "workflow"): (1, 6),
+        ("platform", "pc"): (10, 30),
+        ("platform", "api"): (10, 19),
+        ("module", "custom_objects"): (0, 0),
+    }
+    record = m(names=names)
+    assert depth_level(record, depth) == 2  # workflow 6 >= 5; api 19 < 20
+    raw = model_inputs(record, depth)
+    assert raw["module_breadth_28d"] == 2
+    assert raw["core_module_use_28d"] == 0.5
+    assert raw["api_calls_28d"] == 19
+    deep = m(names={**names, ("module", "custom_objects"): (3, 3)})
+    assert depth_level(deep, depth) == 4
+    assert depth_level(m(names={}), depth) is None

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scoring.state import apply_events, load_measures
+from services.scoring.measures import load_measures
+from services.scoring.state import apply_events
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.storage.db import create_engine, migrate
@@ -61,7 +62,9 @@ async def test_window_counts_and_late_events(engine: AsyncEngine) -> None:
             .scalars()
             .all()
         )
-    assert (m.active_users_7d, m.active_users_30d, m.events_7d) == (2, 3, 3)
+    assert (m.active_users_7d, m.active_users_30d, m.events_7d, m.active_days_7d) == (2, 3, 3, 3)
+    assert m.names[("event", "login")] == (3, 4)
+    assert m.names[("platform", "pc")] == (3, 4)
     assert len(days) == 4
     # A later event moves the window: the day 7 back is pruned.
     await apply(

@@ -81,6 +81,26 @@ class Cap(Strict):
     reason: str
 
 
+class DepthLevel(Strict):
+    """What shows a depth level: any use (within 28 days) of these modules, events or
+    platforms, at least ``min_uses`` times."""
+
+    modules: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list)
+    platforms: list[str] = Field(default_factory=list)
+    min_uses: Annotated[int, Field(ge=1)] = 1
+
+
+class Depth(Strict):
+    """HL-03's four levels: 1 record-keeping (any use), 2 workflow, 3 integrated,
+    4 customised; an account's level is the highest one its use shows."""
+
+    core_modules: list[str] = Field(default_factory=list)
+    workflow: DepthLevel = DepthLevel()
+    integrated: DepthLevel = DepthLevel()
+    customised: DepthLevel = DepthLevel()
+
+
 class Match(Strict):
     tier: str | None = None
     lifecycle_stage: str | None = None
@@ -130,6 +150,7 @@ class HealthModel(Strict):
     groups: Annotated[dict[str, Group], Field(min_length=1)]
     caps: list[Cap] = Field(default_factory=list)
     profiles: list[Profile] = Field(default_factory=list)
+    depth: Depth = Depth()
 
     @model_validator(mode="after")
     def _references(self) -> HealthModel:

@@ -70,6 +70,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id", "day", name=op.f("pk_activity_daily")),
     )
     op.create_table(
+        "activity_daily_names",
+        sa.Column("account_id", sa.String(length=200), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("dimension", sa.String(length=10), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "account_id", "day", "dimension", "name", name=op.f("pk_activity_daily_names")
+        ),
+    )
+    op.create_table(
         "activity_daily_users",
         sa.Column("account_id", sa.String(length=200), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
@@ -222,6 +233,7 @@ def downgrade() -> None:
 
     op.drop_table("alerts")
     op.drop_table("activity_daily_users")
+    op.drop_table("activity_daily_names")
     op.drop_table("activity_daily")
     op.drop_table("accounts")
     op.drop_table("account_health")

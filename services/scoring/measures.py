@@ -1,0 +1,153 @@
+"""Reading an account's measures back from the rolling state, as of its newest event."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, distinct, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.state import OPEN_STATUSES
+from shared.storage.tables import (
+    account_health,
+    accounts,
+    activity_daily,
+    activity_daily_names,
+    activity_daily_users,
+    tickets,
+)
+
+
+@dataclass(frozen=True)
+class Measures:
+    account_id: str
+    as_of: date
+    first_seen: date | None
+    active_users_7d: int
+    active_users_30d: int
+    active_days_7d: int
+    events_7d: int
+    open_tickets: int
+    seats_purchased: int | None
+    last_touchpoint_at: datetime | None = None
+    nps_latest: int | None = None
+    last_payment_failed_at: datetime | None = None
+    tier: str | None = None
+    lifecycle_stage: str | None = None
+    contract_start: date | None = None
+    # (dimension, name) → (count over 7 days, count over 28 days); dimensions: event,
+    # module, platform.
+    names: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+    def used_28d(self, dimension: str) -> dict[str, int]:
+        return {n: c28 for (d, n), (_, c28) in self.names.items() if d == dimension and c28}
+
+
+async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
+    """The measures the health model reads, as of each account's newest event."""
+    if not ids:
+        return []
+    rows = await conn.execute(
+        select(
+            account_health.c.account_id,
+            account_health.c.as_of,
+            account_health.c.first_seen_at,
+            account_health.c.last_touchpoint_at,
+            account_health.c.nps_latest,
+            account_health.c.last_payment_failed_at,
+            accounts.c.seats_purchased,
+            accounts.c.tier,
+            accounts.c.facts,
+        )
+        .select_from(
+            account_health.outerjoin(accounts, accounts.c.account_id == account_health.c.account_id)
+        )
+        .where(account_health.c.account_id.in_(ids))
+    )
+    base = {r.account_id: r for r in rows}
+    by_day: dict[date, list[str]] = defaultdict(list)
+    for r in base.values():
+        by_day[r.as_of.date()].append(r.account_id)
+    users: dict[str, tuple[int, int]] = {}
+    events: dict[str, tuple[int, int]] = {}
+    names: dict[str, dict[tuple[str, str], tuple[int, int]]] = defaultdict(dict)
+    for as_of, group in by_day.items():
+        d7 = as_of - timedelta(days=6)
+        d28 = as_of - timedelta(days=27)
+        d30 = as_of - timedelta(days=29)
+        n = activity_daily_names
+        for row in await conn.execute(
+            select(
+                n.c.account_id,
+                n.c.dimension,
+                n.c.name,
+                func.sum(_when(n.c.day >= d7, n.c.count)),
+                func.sum(n.c.count),
+            )
+            .where(n.c.account_id.in_(group), n.c.day >= d28, n.c.day <= as_of)
+            .group_by(n.c.account_id, n.c.dimension, n.c.name)
+        ):
+            names[row[0]][(row[1], row[2])] = (int(row[3] or 0), int(row[4] or 0))
+        u = activity_daily_users
+        for row in await conn.execute(
+            select(
+                u.c.account_id,
+                func.count(distinct(_when(u.c.day >= d7, u.c.user_id))),
+                func.count(distinct(u.c.user_id)),
+            )
+            .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= as_of)
+            .group_by(u.c.account_id)
+        ):
+            users[row[0]] = (row[1], row[2])
+        d = activity_daily
+        for total in await conn.execute(
+            select(d.c.account_id, func.sum(d.c.events), func.count())
+            .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= as_of)
+            .group_by(d.c.account_id)
+        ):
+            events[total[0]] = (int(total[1] or 0), int(total[2]))
+    open_counts = {
+        r[0]: r[1]
+        for r in await conn.execute(
+            select(tickets.c.account_id, func.count())
+            .where(tickets.c.account_id.in_(ids), tickets.c.status.in_(OPEN_STATUSES))
+            .group_by(tickets.c.account_id)
+        )
+    }
+    return [
+        Measures(
+            account_id=a,
+            as_of=r.as_of.date(),
+            first_seen=r.first_seen_at.date() if r.first_seen_at else None,
+            active_users_7d=users.get(a, (0, 0))[0],
+            active_users_30d=users.get(a, (0, 0))[1],
+            active_days_7d=events.get(a, (0, 0))[1],
+            events_7d=events.get(a, (0, 0))[0],
+            open_tickets=int(open_counts.get(a, 0)),
+            seats_purchased=r.seats_purchased,
+            last_touchpoint_at=r.last_touchpoint_at,
+            nps_latest=r.nps_latest,
+            last_payment_failed_at=r.last_payment_failed_at,
+            tier=r.tier,
+            lifecycle_stage=_fact(r.facts, "lifecycle_stage"),
+            contract_start=_date_fact(r.facts, "contract_start"),
+            names=names.get(a, {}),
+        )
+        for a, r in sorted(base.items())
+    ]
+
+
+def _when(condition: Any, value: Any) -> Any:
+    return case((condition, value), else_=None)
+
+
+def _fact(facts: dict[str, Any] | None, name: str) -> Any:
+    return (facts or {}).get("fields", {}).get(name)
+
+
+def _date_fact(facts: dict[str, Any] | None, name: str) -> date | None:
+    value = _fact(facts, name)
+    return date.fromisoformat(value) if value else None
