@@ -25,6 +25,7 @@ from shared.storage.tables import (
 class Measures:
     account_id: str
     as_of: date
+    as_of_time: datetime
     first_seen: date | None
     active_users_7d: int
     active_users_30d: int
@@ -121,6 +122,7 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
         Measures(
             account_id=a,
             as_of=r.as_of.date(),
+            as_of_time=r.as_of,
             first_seen=r.first_seen_at.date() if r.first_seen_at else None,
             active_users_7d=users.get(a, (0, 0))[0],
             active_users_30d=users.get(a, (0, 0))[1],

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.scoring import explain, history
 from services.scoring import score as inputs
 from services.scoring.measures import Measures, load_measures
 from services.scoring.metrics import ScoringMetrics
@@ -163,27 +164,41 @@ class ScoringProcessor:
                 )
             )
         }
-        previous_band = {
-            r.account_id: (r.score, r.band)
-            for r in await conn.execute(
-                select(
-                    account_health.c.account_id, account_health.c.score, account_health.c.band
-                ).where(account_health.c.account_id.in_(ids))
-            )
-        }
-        health_rows, state_rows, alerts = [], [], []
+        earlier = await history.load_previous(conn, ids)
+        as_of = {m.account_id: m.as_of for m in measures}
+        past = await history.load_past_inputs(conn, as_of)
+        names = explain.labels(self.model)
+        health_rows, daily_rows, band_rows, state_rows, alerts = [], [], [], [], []
         for m in measures:
-            s = evaluate(self.model, inputs.model_inputs(m, self.model.depth), inputs.segment_of(m))
-            old_score, old_band = previous_band.get(m.account_id, (None, None))
-            if old_band is not None and old_band != s.band:
-                log.info(
-                    "%s: health %s → %s (%s → %s)",
-                    m.account_id,
-                    old_score,
-                    s.value,
-                    old_band,
-                    s.band,
-                )
+            raw = inputs.model_inputs(m, self.model.depth)
+            s = evaluate(self.model, raw, inputs.segment_of(m))
+            shown = {
+                "score": s.value,
+                "active_users_7d": m.active_users_7d,
+                "events_7d": m.events_7d,
+                **raw,
+            }
+            before = earlier.get(m.account_id)
+            why = explanation(s)
+            why["changes"] = {
+                "since_previous": explain.changes(shown, before.inputs if before else None, names),
+                **{
+                    f"since_{back}d": explain.changes(shown, past.get((m.account_id, back)), names)
+                    for back in history.LOOKBACK_DAYS
+                },
+            }
+            change = history.band_change(m.account_id, m.as_of_time, before, s.band, s.value)
+            if change is not None:
+                band_rows.append(change)
+                if before is not None:
+                    log.info(
+                        "%s: health %s → %s (%s → %s)",
+                        m.account_id,
+                        before.score,
+                        s.value,
+                        before.band,
+                        s.band,
+                    )
             health_rows.append(
                 {
                     "account_id": m.account_id,
@@ -193,7 +208,18 @@ class ScoringProcessor:
                     "open_tickets": m.open_tickets,
                     "score": s.value,
                     "band": s.band,
-                    "components": explanation(s),
+                    "inputs": shown,
+                    "components": why,
+                }
+            )
+            daily_rows.append(
+                {
+                    "account_id": m.account_id,
+                    "day": m.as_of,
+                    "score": s.value,
+                    "band": s.band,
+                    "inputs": shown,
+                    "explanation": why,
                 }
             )
             firing = inputs.low_activity(m, self._settings.low_activity_ratio)
@@ -218,6 +244,7 @@ class ScoringProcessor:
                 .where(account_health.c.account_id == row["account_id"])
                 .values({k: v for k, v in row.items() if k != "account_id"})
             )
+        await history.record(conn, daily_rows, band_rows)
         await upsert(
             conn,
             rule_state,

@@ -162,8 +162,42 @@ account_health = Table(
     Column("last_payment_failed_at", UTCDateTime),
     Column("score", Integer),
     Column("band", String(10)),
+    Column("inputs", JSON),
     Column("components", JSON),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The health score per account per day (the latest of that event-time day), with the
+# model inputs and the explanation, so any past day can be read back and compared.
+health_daily = Table(
+    "health_daily",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("score", Integer),
+    Column("band", String(10), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("explanation", JSON, nullable=False),
+)
+
+band_changes = Table(
+    "band_changes",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("changed_at", UTCDateTime, primary_key=True),  # event time of the change
+    Column("from_band", String(10)),
+    Column("to_band", String(10), nullable=False),
+    Column("score", Integer),
+)
+
+# The health model in force (the newest row); PUT /v1/health-model adds a row.
+health_models = Table(
+    "health_models",
+    metadata,
+    Column("version", String(100), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
 )
 
 # One row per (account, rule): whether the rule is firing and how often it fired,

@@ -16,6 +16,7 @@ def m(**kw: object) -> Measures:
     base: dict[str, object] = dict(
         account_id="a",
         as_of=AS_OF,
+        as_of_time=datetime(2026, 11, 23, 12, tzinfo=UTC),
         first_seen=date(2026, 11, 1),
         active_users_7d=10,
         active_users_30d=12,

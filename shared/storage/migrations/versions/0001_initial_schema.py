@@ -42,6 +42,7 @@ def upgrade() -> None:
         ),
         sa.Column("score", sa.Integer(), nullable=True),
         sa.Column("band", sa.String(length=10), nullable=True),
+        sa.Column("inputs", sa.JSON(), nullable=True),
         sa.Column("components", sa.JSON(), nullable=True),
         sa.Column("updated_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_health")),
@@ -117,6 +118,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key_id", name=op.f("pk_api_keys")),
     )
     op.create_table(
+        "band_changes",
+        sa.Column("account_id", sa.String(length=200), nullable=False),
+        sa.Column("changed_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("from_band", sa.String(length=10), nullable=True),
+        sa.Column("to_band", sa.String(length=10), nullable=False),
+        sa.Column("score", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("account_id", "changed_at", name=op.f("pk_band_changes")),
+    )
+    op.create_table(
         "bus_log",
         sa.Column(
             "offset",
@@ -168,6 +178,24 @@ def upgrade() -> None:
         batch_op.create_index("ix_deliveries_due", ["status", "next_attempt_at"], unique=False)
 
     op.create_table(
+        "health_daily",
+        sa.Column("account_id", sa.String(length=200), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("score", sa.Integer(), nullable=True),
+        sa.Column("band", sa.String(length=10), nullable=False),
+        sa.Column("inputs", sa.JSON(), nullable=False),
+        sa.Column("explanation", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "day", name=op.f("pk_health_daily")),
+    )
+    op.create_table(
+        "health_models",
+        sa.Column("version", sa.String(length=100), nullable=False),
+        sa.Column("source", sa.Text(), nullable=False),
+        sa.Column("created_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("version", name=op.f("pk_health_models")),
+    )
+    op.create_table(
         "processed_events",
         sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=20), nullable=False),
@@ -218,6 +246,8 @@ def downgrade() -> None:
     op.drop_table("tickets")
     op.drop_table("rule_state")
     op.drop_table("processed_events")
+    op.drop_table("health_models")
+    op.drop_table("health_daily")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_due")
 
@@ -227,6 +257,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_bus_log_topic_offset")
 
     op.drop_table("bus_log")
+    op.drop_table("band_changes")
     op.drop_table("api_keys")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alerts_account_id"))

@@ -1,0 +1,26 @@
+"""Explanations say what moved, with the numbers."""
+
+from __future__ import annotations
+
+from services.scoring.explain import changes, labels
+from services.scoring.model.schema import load_default_model
+
+
+def test_changes_in_plain_words_largest_first() -> None:
+    names = labels(load_default_model())
+    moved = changes(
+        {"active_users_7d": 9, "score": 35, "open_tickets": 3, "nps_latest": 8, "new": 1},
+        {"active_users_7d": 42, "score": 71, "open_tickets": 0, "nps_latest": 8},
+        names,
+    )
+    assert [c["measure"] for c in moved] == ["open_tickets", "active_users_7d", "score"]
+    assert moved[1]["text"] == "active users over 7 days fell from 42 to 9, −79%"
+    assert moved[1]["relative"] == -0.7857
+    assert moved[0]["text"] == "Open tickets rose from 0 to 3"
+    assert moved[2]["text"] == "health score fell from 71 to 35, −51%"
+    assert changes({"x": 1}, None, names) == []
+
+
+def test_shares_are_shown_as_percentages() -> None:
+    [c] = changes({"active_user_share_7d": 0.1}, {"active_user_share_7d": 0.5}, {})
+    assert c["text"] == "active_user_share_7d fell from 50% to 10%, −80%"
