@@ -23,7 +23,10 @@ from services.alerts.channels import configured_channels
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import AlertIntake, OutboxSender
 from services.ingest.app import create_app
+from services.scoring.api import HealthApiContext
+from services.scoring.api import router as health_router
 from services.scoring.metrics import ScoringMetrics
+from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from shared.auth import KeyStore
 from shared.bus.embedded import prune_consumed
@@ -131,8 +134,16 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) ->
         raise RuntimeError(f"HTTP server on {host}:{port} stopped unexpectedly (port in use?)")
 
 
-def ingest_app(rt: Runtime) -> FastAPI:
-    return create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=rt.ready)
+def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
+    app = create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=rt.ready)
+    if with_health_api:
+        mount_health_api(app, rt)
+    return app
+
+
+def mount_health_api(app: FastAPI, rt: Runtime) -> None:
+    app.state.health_api = HealthApiContext(rt.engine, ModelStore())
+    app.include_router(health_router)
 
 
 def ops_app(rt: Runtime, title: str) -> FastAPI:
@@ -144,18 +155,18 @@ def ops_app(rt: Runtime, title: str) -> FastAPI:
 ServiceRunner = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 
 
-async def run_ingest(rt: Runtime, stop: asyncio.Event) -> None:
+async def run_ingest(rt: Runtime, stop: asyncio.Event, *, with_health_api: bool = False) -> None:
     s = rt.settings
     log.info("ingest API on http://%s:%d", s.host, s.ingest_port)
-    await serve_http(ingest_app(rt), s.host, s.ingest_port, stop)
+    await serve_http(ingest_app(rt, with_health_api=with_health_api), s.host, s.ingest_port, stop)
 
 
 async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
+    """The consumer, plus the health read API and ops endpoints on the scoring port."""
     s = rt.settings
-    await together(
-        run_scoring(rt, stop),
-        serve_http(ops_app(rt, "healthwatch scoring"), s.host, s.scoring_port, stop),
-    )
+    app = ops_app(rt, "healthwatch scoring")
+    mount_health_api(app, rt)
+    await together(run_scoring(rt, stop), serve_http(app, s.host, s.scoring_port, stop))
 
 
 async def run_alerts_service(rt: Runtime, stop: asyncio.Event) -> None:
@@ -183,6 +194,8 @@ async def run_dev(rt: Runtime, stop: asyncio.Event) -> None:
         )
     scheduler.start()
     try:
-        await together(run_ingest(rt, stop), run_scoring(rt, stop), run_alerts(rt, stop))
+        await together(
+            run_ingest(rt, stop, with_health_api=True), run_scoring(rt, stop), run_alerts(rt, stop)
+        )
     finally:
         scheduler.shutdown(wait=False)

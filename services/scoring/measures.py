@@ -47,8 +47,11 @@ class Measures:
         return {n: c28 for (d, n), (_, c28) in self.names.items() if d == dimension and c28}
 
 
-async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
-    """The measures the health model reads, as of each account's newest event."""
+async def load_measures(
+    conn: AsyncConnection, ids: set[str], as_of: date | None = None
+) -> list[Measures]:
+    """The measures the health model reads, as of each account's newest event (or as of
+    ``as_of``, within the kept window; open tickets are always the current ones)."""
     if not ids:
         return []
     rows = await conn.execute(
@@ -71,14 +74,14 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
     base = {r.account_id: r for r in rows}
     by_day: dict[date, list[str]] = defaultdict(list)
     for r in base.values():
-        by_day[r.as_of.date()].append(r.account_id)
+        by_day[as_of or r.as_of.date()].append(r.account_id)
     users: dict[str, tuple[int, int]] = {}
     events: dict[str, tuple[int, int]] = {}
     names: dict[str, dict[tuple[str, str], tuple[int, int]]] = defaultdict(dict)
-    for as_of, group in by_day.items():
-        d7 = as_of - timedelta(days=6)
-        d28 = as_of - timedelta(days=27)
-        d30 = as_of - timedelta(days=29)
+    for day, group in by_day.items():
+        d7 = day - timedelta(days=6)
+        d28 = day - timedelta(days=27)
+        d30 = day - timedelta(days=29)
         n = activity_daily_names
         for row in await conn.execute(
             select(
@@ -88,7 +91,7 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
                 func.sum(_when(n.c.day >= d7, n.c.count)),
                 func.sum(n.c.count),
             )
-            .where(n.c.account_id.in_(group), n.c.day >= d28, n.c.day <= as_of)
+            .where(n.c.account_id.in_(group), n.c.day >= d28, n.c.day <= day)
             .group_by(n.c.account_id, n.c.dimension, n.c.name)
         ):
             names[row[0]][(row[1], row[2])] = (int(row[3] or 0), int(row[4] or 0))
@@ -99,14 +102,14 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
                 func.count(distinct(_when(u.c.day >= d7, u.c.user_id))),
                 func.count(distinct(u.c.user_id)),
             )
-            .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= as_of)
+            .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= day)
             .group_by(u.c.account_id)
         ):
             users[row[0]] = (row[1], row[2])
         d = activity_daily
         for total in await conn.execute(
             select(d.c.account_id, func.sum(d.c.events), func.count())
-            .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= as_of)
+            .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= day)
             .group_by(d.c.account_id)
         ):
             events[total[0]] = (int(total[1] or 0), int(total[2]))
@@ -121,7 +124,7 @@ async def load_measures(conn: AsyncConnection, ids: set[str]) -> list[Measures]:
     return [
         Measures(
             account_id=a,
-            as_of=r.as_of.date(),
+            as_of=as_of or r.as_of.date(),
             as_of_time=r.as_of,
             first_seen=r.first_seen_at.date() if r.first_seen_at else None,
             active_users_7d=users.get(a, (0, 0))[0],

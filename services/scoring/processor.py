@@ -15,7 +15,7 @@ from services.scoring import score as inputs
 from services.scoring.measures import Measures, load_measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.evaluate import Evaluation, evaluate
-from services.scoring.model.schema import HealthModel, load_default_model
+from services.scoring.model.store import ModelStore
 from services.scoring.state import apply_events
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
@@ -39,10 +39,10 @@ class ScoringProcessor:
         settings: Settings,
         metrics: ScoringMetrics,
         *,
-        model: HealthModel | None = None,
+        models: ModelStore | None = None,
         clock: Clock = utcnow,
     ):
-        self.model = model or load_default_model()
+        self._models = models or ModelStore()
         self._engine = engine
         self._producer = producer
         self._settings = settings
@@ -167,11 +167,12 @@ class ScoringProcessor:
         earlier = await history.load_previous(conn, ids)
         as_of = {m.account_id: m.as_of for m in measures}
         past = await history.load_past_inputs(conn, as_of)
-        names = explain.labels(self.model)
+        model, _ = await self._models.current(conn)
+        names = explain.labels(model)
         health_rows, daily_rows, band_rows, state_rows, alerts = [], [], [], [], []
         for m in measures:
-            raw = inputs.model_inputs(m, self.model.depth)
-            s = evaluate(self.model, raw, inputs.segment_of(m))
+            raw = inputs.model_inputs(m, model.depth)
+            s = evaluate(model, raw, inputs.segment_of(m))
             shown = {
                 "score": s.value,
                 "active_users_7d": m.active_users_7d,

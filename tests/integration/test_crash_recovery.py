@@ -111,9 +111,11 @@ async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
         "processed_events": select(processed_events.c.event_id).order_by(
             processed_events.c.event_id
         ),
-        "account_health": select(*[c for c in account_health.c if c.name != "updated_at"]).order_by(
-            account_health.c.account_id
-        ),
+        # The explanation says what moved since the previous score, which depends on
+        # where batches began and ended; the state and the score do not.
+        "account_health": select(
+            *[c for c in account_health.c if c.name not in ("updated_at", "components")]
+        ).order_by(account_health.c.account_id),
     }
     out = {}
     async with engine.connect() as conn:

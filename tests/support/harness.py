@@ -72,7 +72,7 @@ async def running(
         stop = asyncio.Event()
         tasks = []
         if ingest:
-            tasks.append(asyncio.create_task(runtime.run_ingest(rt, stop)))
+            tasks.append(asyncio.create_task(runtime.run_ingest(rt, stop, with_health_api=True)))
         if scoring:
             tasks.append(asyncio.create_task(runtime.run_scoring(rt, stop)))
         if alerts:

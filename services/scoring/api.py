@@ -1,0 +1,208 @@
+"""Read API for account health, history and measures, and the health model itself.
+
+A read key tied to a CSM (``keys create --csm-email``) sees only accounts that CSM
+owns; others answer 404, as if they did not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.scoring.measures import load_measures
+from services.scoring.model.schema import ModelError
+from services.scoring.model.store import ModelStore, save_model
+from services.scoring.score import depth_level
+from shared.auth import ApiKey, Scope
+from shared.storage.tables import account_health, accounts, band_changes, health_daily
+from shared.web import ClientError, require_scope
+
+# History without a range covers this many days back from the newest day.
+DEFAULT_HISTORY_DAYS = 90
+MAX_MODEL_BYTES = 200_000
+
+
+@dataclass
+class HealthApiContext:
+    engine: AsyncEngine
+    models: ModelStore
+
+
+def get_context(request: Request) -> HealthApiContext:
+    ctx: HealthApiContext = request.app.state.health_api
+    return ctx
+
+
+Context = Annotated[HealthApiContext, Depends(get_context)]
+ReadKey = Annotated[ApiKey, Depends(require_scope(Scope.read))]
+AdminKey = Annotated[ApiKey, Depends(require_scope(Scope.admin))]
+
+router = APIRouter(prefix="/v1", tags=["health"])
+
+
+async def _account(conn: AsyncConnection, account_id: str, key: ApiKey) -> Any:
+    """The account's facts row, or 404 when it is unknown or not the key's to see."""
+    row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).first()
+    known = (
+        row is not None
+        or (
+            await conn.execute(
+                select(account_health.c.account_id).where(account_health.c.account_id == account_id)
+            )
+        ).first()
+        is not None
+    )
+    owner = row.owner_email if row is not None else None
+    if not known or (
+        key.csm_email is not None and not key.allows(Scope.admin) and owner != key.csm_email
+    ):
+        raise ClientError(404, "not_found", f"No account {account_id!r} visible to this key.")
+    return row
+
+
+@router.get("/accounts/{account_id}/health")
+async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> dict[str, Any]:
+    """Score, band, depth level and the explanation of the newest score."""
+    async with ctx.engine.connect() as conn:
+        facts = await _account(conn, account_id, key)
+        h = (
+            await conn.execute(
+                select(account_health).where(account_health.c.account_id == account_id)
+            )
+        ).first()
+    if h is None or (h.score is None and h.band is None):
+        raise ClientError(404, "not_scored", f"Account {account_id!r} has no score yet.")
+    inputs = h.inputs or {}
+    return {
+        "account_id": account_id,
+        "name": facts.name if facts is not None else None,
+        "tier": facts.tier if facts is not None else None,
+        "as_of": h.as_of.isoformat(),
+        "score": h.score,
+        "band": h.band,
+        "depth_level": inputs.get("depth_level"),
+        "explanation": h.components,
+    }
+
+
+@router.get("/accounts/{account_id}/health/history")
+async def account_health_history(
+    account_id: str,
+    ctx: Context,
+    key: ReadKey,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+) -> dict[str, Any]:
+    """The daily score (event-time days) and band changes between ``from`` and ``to``."""
+    async with ctx.engine.connect() as conn:
+        await _account(conn, account_id, key)
+        if to is None:
+            to = (
+                await conn.execute(
+                    select(health_daily.c.day)
+                    .where(health_daily.c.account_id == account_id)
+                    .order_by(health_daily.c.day.desc())
+                    .limit(1)
+                )
+            ).scalar() or date.today()
+        start = from_ or to - timedelta(days=DEFAULT_HISTORY_DAYS - 1)
+        if start > to:
+            raise ClientError(422, "bad_range", "'from' is after 'to': swap them.")
+        days = await conn.execute(
+            select(health_daily.c.day, health_daily.c.score, health_daily.c.band)
+            .where(
+                health_daily.c.account_id == account_id,
+                health_daily.c.day >= start,
+                health_daily.c.day <= to,
+            )
+            .order_by(health_daily.c.day)
+        )
+        changes = await conn.execute(
+            select(band_changes)
+            .where(band_changes.c.account_id == account_id)
+            .order_by(band_changes.c.changed_at)
+        )
+        return {
+            "account_id": account_id,
+            "from": start.isoformat(),
+            "to": to.isoformat(),
+            "days": [{"day": d.day.isoformat(), "score": d.score, "band": d.band} for d in days],
+            "band_changes": [
+                {
+                    "at": c.changed_at.isoformat(),
+                    "from": c.from_band,
+                    "to": c.to_band,
+                    "score": c.score,
+                }
+                for c in changes
+                if start <= c.changed_at.date() <= to
+            ],
+        }
+
+
+@router.get("/accounts/{account_id}/metrics")
+async def account_metrics(
+    account_id: str, ctx: Context, key: ReadKey, as_of: date | None = None
+) -> dict[str, Any]:
+    """The raw rolling measures as of a day (default: the newest event's day), with
+    per-event-name, module and platform counts over the last 7 and 28 days."""
+    async with ctx.engine.connect() as conn:
+        await _account(conn, account_id, key)
+        measures = await load_measures(conn, {account_id}, as_of)
+        model, _ = await ctx.models.current(conn)
+    if not measures:
+        raise ClientError(404, "no_activity", f"Account {account_id!r} has no activity yet.")
+    m = measures[0]
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for (dimension, name), (c7, c28) in sorted(m.names.items()):
+        counts.setdefault(dimension, {})[name] = {"last_7d": c7, "last_28d": c28}
+    return {
+        "account_id": account_id,
+        "as_of": m.as_of.isoformat(),
+        "seats_purchased": m.seats_purchased,
+        "active_users_7d": m.active_users_7d,
+        "active_users_30d": m.active_users_30d,
+        "active_days_7d": m.active_days_7d,
+        "events_7d": m.events_7d,
+        "open_tickets": m.open_tickets,
+        "depth_level": depth_level(m, model.depth),
+        "counts": counts,
+    }
+
+
+@router.get("/health-model", response_class=PlainTextResponse)
+async def get_health_model(ctx: Context, _key: ReadKey) -> PlainTextResponse:
+    """The model in force, as TOML (its version is in the ``X-Model-Version`` header)."""
+    async with ctx.engine.connect() as conn:
+        model, source = await ctx.models.current(conn)
+    return PlainTextResponse(
+        source, media_type="application/toml", headers={"X-Model-Version": model.version}
+    )
+
+
+@router.put("/health-model")
+async def put_health_model(request: Request, ctx: Context, key: AdminKey) -> JSONResponse:
+    """Replace the model (TOML body, with a new ``version``); applies from the next batch."""
+    raw = await request.body()
+    if len(raw) > MAX_MODEL_BYTES:
+        raise ClientError(
+            413, "payload_too_large", f"A model file is at most {MAX_MODEL_BYTES} bytes."
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClientError(400, "bad_encoding", "Send the model as UTF-8 TOML.") from exc
+    try:
+        async with ctx.engine.begin() as conn:
+            model = await save_model(conn, text, key.name)
+    except ModelError as exc:
+        raise ClientError(422, "invalid_model", str(exc)) from exc
+    except ValueError as exc:
+        raise ClientError(409, "version_exists", str(exc)) from exc
+    return JSONResponse({"version": model.version, "status": "in force"}, status_code=200)

@@ -1,0 +1,105 @@
+"""The health read API and the health model API, against the real pipeline."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.auth import Scope, create_key
+from shared.config import Settings
+from tests.support.harness import Harness, facts, running, usage, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _client(hw: Harness, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=hw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+async def test_health_history_metrics_and_portfolio_scoping(kafka_settings: Settings) -> None:
+    async with running(kafka_settings, alerts=False) as hw, hw.client() as ingest:
+        anna = await create_key(hw.rt.engine, "anna", [Scope.read], csm_email="anna@example.com")
+        bob = await create_key(hw.rt.engine, "bob", [Scope.read], csm_email="bob@example.com")
+        lead = await create_key(hw.rt.engine, "lead", [Scope.read])
+        await ingest.post("/v1/accounts", json=facts("acme", seats=10, email="anna@example.com"))
+        events = [
+            usage("acme", f"u{u}", days_ago=d + 0.01, module="workflow")
+            for d in range(10)
+            for u in range(6)
+        ]
+        events += [usage("acme", "u0", days_ago=0.01, event="approve") for _ in range(3)]
+        assert (await ingest.post("/v1/events", json={"events": events})).status_code == 202
+        await wait_for(lambda: hw.has_usage_events("acme", 63), timeout=30, what="acme scored")
+
+        async with _client(hw, anna) as c:
+
+            async def visible() -> httpx.Response | None:
+                # The facts (owner) arrive on their own topic, maybe after the usage.
+                r = await c.get("/v1/accounts/acme/health")
+                return r if r.status_code == 200 else None
+
+            r = await wait_for(visible, timeout=30, what="acme visible to its CSM")
+            body = r.json()
+            assert body["band"] in ("yellow", "green") and 0 <= body["score"] <= 100
+            assert body["depth_level"] == 2  # workflow module used >= 5 times
+            explanation = body["explanation"]
+            assert explanation["model_version"]
+            assert {c["group"] for c in explanation["components"]} >= {
+                "activity",
+                "depth",
+                "support",
+            }
+            assert "payment_failed_30d" not in explanation["missing"]
+
+            hist = (await c.get("/v1/accounts/acme/health/history")).json()
+            assert len(hist["days"]) >= 1 and hist["band_changes"][0]["from"] is None
+
+            metrics = (await c.get("/v1/accounts/acme/metrics")).json()
+            assert metrics["active_users_7d"] == 6
+            assert metrics["counts"]["event"]["approve"] == {"last_7d": 3, "last_28d": 3}
+            assert metrics["counts"]["module"]["workflow"]["last_28d"] == 60
+            older = (
+                await c.get("/v1/accounts/acme/metrics", params={"as_of": hist["days"][0]["day"]})
+            ).json()
+            assert older["as_of"] == hist["days"][0]["day"]
+
+        async with _client(hw, bob) as c:
+            for path in ("/health", "/health/history", "/metrics"):
+                assert (await c.get(f"/v1/accounts/acme{path}")).status_code == 404
+        async with _client(hw, lead) as c:
+            assert (await c.get("/v1/accounts/acme/health")).status_code == 200
+            assert (await c.get("/v1/accounts/nobody/health")).status_code == 404
+        # An ingest key reads nothing.
+        async with _client(hw, await create_key(hw.rt.engine, "in", [Scope.ingest])) as c:
+            assert (await c.get("/v1/accounts/acme/health")).status_code == 403
+
+
+async def test_health_model_can_be_read_and_replaced_without_restart(
+    kafka_settings: Settings,
+) -> None:
+    async with running(kafka_settings, alerts=False) as hw, hw.client() as ingest:
+        admin = await create_key(hw.rt.engine, "admin", [Scope.admin])
+        reader = await create_key(hw.rt.engine, "reader", [Scope.read])
+        async with _client(hw, admin) as c:
+            current = await c.get("/v1/health-model")
+            assert current.status_code == 200 and "[groups.activity]" in current.text
+            bad = await c.put("/v1/health-model", content=b'version = "x"\n[groups.a]\nweight = -1')
+            assert bad.status_code == 422 and "groups.a" in bad.json()["message"]
+            # A one-measure model: open tickets only.
+            model = 'version = "tickets-only"\n[groups.support]\nweight = 1\n[groups.support.measures.open_tickets]\nweight = 1\ncurve.points = [[0, 100], [4, 0]]\n'
+            r = await c.put("/v1/health-model", content=model.encode())
+            assert r.status_code == 200 and r.json()["version"] == "tickets-only"
+            assert (await c.put("/v1/health-model", content=model.encode())).status_code == 409
+        async with _client(hw, reader) as c:
+            assert (await c.put("/v1/health-model", content=model.encode())).status_code == 403
+            got = await c.get("/v1/health-model")
+            assert got.headers["X-Model-Version"] == "tickets-only"
+
+        await ingest.post("/v1/events", json={"events": [usage("solo", "u1")]})
+        await wait_for(lambda: hw.has_usage_events("solo", 1), timeout=30, what="solo scored")
+        async with _client(hw, reader) as c:
+            body = (await c.get("/v1/accounts/solo/health")).json()
+        assert body["explanation"]["model_version"] == "tickets-only"
+        assert body["score"] == 100
