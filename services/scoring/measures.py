@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, distinct, func, select
@@ -19,6 +19,8 @@ from shared.storage.tables import (
     activity_daily_users,
     tickets,
 )
+
+HIGH_PRIORITIES = ("high", "urgent")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,11 @@ class Measures:
     tier: str | None = None
     lifecycle_stage: str | None = None
     contract_start: date | None = None
+    contract_end: date | None = None
+    go_live: date | None = None
+    open_high_priority_tickets: int = 0
+    oldest_open_ticket_at: datetime | None = None
+    last_ticket_at: datetime | None = None
     # (dimension, name) → (count over 7 days, count over 28 days); dimensions: event,
     # module, platform.
     names: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
@@ -113,11 +120,20 @@ async def load_measures(
             .group_by(d.c.account_id)
         ):
             events[total[0]] = (int(total[1] or 0), int(total[2]))
-    open_counts = {
-        r[0]: r[1]
+    is_open = tickets.c.status.in_(OPEN_STATUSES)
+    support = {
+        r.account_id: r
         for r in await conn.execute(
-            select(tickets.c.account_id, func.count())
-            .where(tickets.c.account_id.in_(ids), tickets.c.status.in_(OPEN_STATUSES))
+            select(
+                tickets.c.account_id,
+                func.count(_when(is_open, 1)).label("open"),
+                func.count(_when(is_open & tickets.c.priority.in_(HIGH_PRIORITIES), 1)).label(
+                    "open_high"
+                ),
+                func.min(_when(is_open, tickets.c.created_at)).label("oldest_open"),
+                func.max(tickets.c.created_at).label("last_created"),
+            )
+            .where(tickets.c.account_id.in_(ids))
             .group_by(tickets.c.account_id)
         )
     }
@@ -131,7 +147,10 @@ async def load_measures(
             active_users_30d=users.get(a, (0, 0))[1],
             active_days_7d=events.get(a, (0, 0))[1],
             events_7d=events.get(a, (0, 0))[0],
-            open_tickets=int(open_counts.get(a, 0)),
+            open_tickets=int(support[a].open) if a in support else 0,
+            open_high_priority_tickets=int(support[a].open_high) if a in support else 0,
+            oldest_open_ticket_at=_aware(support[a].oldest_open) if a in support else None,
+            last_ticket_at=_aware(support[a].last_created) if a in support else None,
             seats_purchased=r.seats_purchased,
             last_touchpoint_at=r.last_touchpoint_at,
             nps_latest=r.nps_latest,
@@ -139,6 +158,8 @@ async def load_measures(
             tier=r.tier,
             lifecycle_stage=_fact(r.facts, "lifecycle_stage"),
             contract_start=_date_fact(r.facts, "contract_start"),
+            contract_end=_date_fact(r.facts, "contract_end"),
+            go_live=_date_fact(r.facts, "go_live"),
             names=names.get(a, {}),
         )
         for a, r in sorted(base.items())
@@ -147,6 +168,15 @@ async def load_measures(
 
 def _when(condition: Any, value: Any) -> Any:
     return case((condition, value), else_=None)
+
+
+def _aware(value: Any) -> datetime | None:
+    """Aggregates bypass the column type on SQLite: normalise to aware UTC."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _fact(facts: dict[str, Any] | None, name: str) -> Any:

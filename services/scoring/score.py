@@ -7,7 +7,7 @@ engine arrives.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from services.scoring.measures import Measures
 from services.scoring.model.schema import Depth, DepthLevel, Segment
@@ -63,10 +63,35 @@ def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | N
             (m.as_of - m.last_touchpoint_at.date()).days if m.last_touchpoint_at else None
         ),
         "nps_latest": m.nps_latest,
+        "open_high_priority_tickets": m.open_high_priority_tickets,
+        "oldest_open_ticket_days": _days_since(m.oldest_open_ticket_at, m.as_of, default=0),
+        # Ticket silence (DG-03): shown, not scored by default; rules watch it.
+        "days_since_last_ticket": _days_since(m.last_ticket_at, m.as_of),
+        "days_to_contract_end": (m.contract_end - m.as_of).days if m.contract_end else None,
+        "days_since_purchase": (m.as_of - m.contract_start).days if m.contract_start else None,
+        "not_live_after_90d": _not_live(m),
         "payment_failed_30d": (
             1.0 if failed and m.as_of - failed.date() <= PAYMENT_FAILURE_MEMORY else 0.0
         ),
     }
+
+
+# DG-06: not live 3 months after purchase is a normal-danger sign.
+GO_LIVE_EXPECTED_DAYS = 90
+
+
+def _days_since(moment: datetime | None, as_of: date, default: float | None = None) -> float | None:
+    return max(0, (as_of - moment.date()).days) if moment else default
+
+
+def _not_live(m: Measures) -> float | None:
+    """1 when the purchase is over 90 days old and the account is not live; 0 when live
+    or still within the 90 days; None without a contract start."""
+    if m.contract_start is None:
+        return None
+    deadline = m.contract_start + timedelta(days=GO_LIVE_EXPECTED_DAYS)
+    live_by_deadline = m.go_live is not None and m.go_live <= max(deadline, m.as_of)
+    return 1.0 if m.as_of > deadline and not live_by_deadline else 0.0
 
 
 def segment_of(m: Measures) -> Segment:

@@ -98,3 +98,28 @@ def test_depth_measures_from_28_day_name_counts() -> None:
     deep = m(names={**names, ("module", "custom_objects"): (3, 3)})
     assert depth_level(deep, depth) == 4
     assert depth_level(m(names={}), depth) is None
+
+
+def test_support_and_commercial_inputs() -> None:
+    raw = model_inputs(
+        m(
+            oldest_open_ticket_at=datetime(2026, 11, 3, tzinfo=UTC),
+            last_ticket_at=datetime(2026, 11, 20, tzinfo=UTC),
+            open_tickets=2,
+            open_high_priority_tickets=1,
+            contract_start=date(2026, 6, 1),
+            contract_end=date(2027, 5, 31),
+        )
+    )
+    assert raw["oldest_open_ticket_days"] == 20
+    assert raw["days_since_last_ticket"] == 3
+    assert raw["open_high_priority_tickets"] == 1
+    assert raw["days_to_contract_end"] == 189
+    assert raw["days_since_purchase"] == 175
+    assert raw["not_live_after_90d"] == 1.0  # no go-live date, 175 days in
+    live = model_inputs(m(contract_start=date(2026, 6, 1), go_live=date(2026, 8, 1)))
+    assert live["not_live_after_90d"] == 0.0
+    early = model_inputs(m(contract_start=date(2026, 10, 1)))
+    assert early["not_live_after_90d"] == 0.0  # 53 days: still within the 90
+    assert model_inputs(m())["not_live_after_90d"] is None
+    assert model_inputs(m())["oldest_open_ticket_days"] == 0

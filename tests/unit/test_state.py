@@ -142,3 +142,31 @@ async def test_facts_tickets_and_nps_do_not_depend_on_arrival_order(
     assert ticket.status == "solved"
     assert health.nps_latest == 3
     assert health.last_payment_failed_at == t0
+
+
+async def test_support_measures(engine: AsyncEngine) -> None:
+    def ticket(tid: str, status: str, priority: str, days_ago: int) -> Event:
+        created = NOW - timedelta(days=days_ago)
+        return ev(
+            kind="ticket",
+            event_id=f"{tid}-{status}",
+            ticket_id=tid,
+            status=status,
+            priority=priority,
+            created_at=created.isoformat(),
+            occurred_at=created,
+        )
+
+    await apply(
+        engine,
+        [
+            ticket("A", "open", "high", 10),
+            ticket("B", "pending", "normal", 3),
+            ticket("C", "solved", "urgent", 1),
+        ],
+    )
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"})
+    assert (m.open_tickets, m.open_high_priority_tickets) == (2, 1)
+    assert m.oldest_open_ticket_at == NOW - timedelta(days=10)
+    assert m.last_ticket_at == NOW - timedelta(days=1)
