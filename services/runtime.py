@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,6 +29,7 @@ from services.scoring.api import router as health_router
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
+from services.scoring.sweep import QuietAccountSweep
 from shared.auth import KeyStore
 from shared.bus.embedded import prune_consumed
 from shared.bus.factory import ALERTS_TOPIC, Bus, create_bus, event_topics
@@ -73,6 +75,7 @@ async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None
 
 
 async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
+    """The consumer, and the hourly sweep that re-scores quiet accounts."""
     s = rt.settings
     processor = ScoringProcessor(rt.engine, rt.bus.producer, s, ScoringMetrics(rt.registry))
     consumer = rt.bus.consumer(
@@ -80,7 +83,23 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
         group_id=s.consumer_group_scoring,
         load_offsets=offset_loader(rt.engine, s.consumer_group_scoring),
     )
-    await consume(consumer, processor.handle, stop, name="scoring", max_records=s.scoring_batch_max)
+    sweep = QuietAccountSweep(rt.engine, rt.bus.producer, processor)
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(
+        sweep.run_once,
+        "interval",
+        seconds=s.sweep_interval_s,
+        next_run_time=datetime.now(UTC),
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    try:
+        await consume(
+            consumer, processor.handle, stop, name="scoring", max_records=s.scoring_batch_max
+        )
+    finally:
+        scheduler.shutdown(wait=False)
 
 
 async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     bus_poll_interval_s: float = Field(
         0.5, description="Embedded bus: how often consumers look for records from other processes"
     )
+    # Time-based measures move by the day; hourly passes catch a new day within an hour.
+    sweep_interval_s: float = Field(
+        3600, description="How often the quiet-account sweep looks for accounts to re-score"
+    )
     scoring_batch_max: int = Field(500, description="Most records applied in one transaction")
 
     # --- alert delivery --------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -63,13 +64,8 @@ class ScoringProcessor:
             applied = await apply_events(
                 conn, fresh, window_days=self._settings.window_days, now=now
             )
-            alerts = await self._rescore(conn, applied.accounts, now)
-            outgoing = dead + [
-                OutMessage(
-                    self._settings.topic(ALERTS_TOPIC), a.account_id.encode(), encode_event(a)
-                )
-                for a in alerts
-            ]
+            alerts = await self.rescore(conn, applied.accounts, now)
+            outgoing = dead + self.alert_messages(alerts)
             if outgoing:
                 # Before the commit: if the bus fails, the whole batch is retried, and
                 # a replayed alert carries the same id, so the alerts service stores it once.
@@ -147,8 +143,16 @@ class ScoringProcessor:
         )
         return [e for e in unique.values() if e.event_id in inserted]
 
-    async def _rescore(self, conn: AsyncConnection, ids: set[str], now: Any) -> list[AlertEvent]:
-        measures = await load_measures(conn, ids)
+    def alert_messages(self, alerts: Sequence[AlertEvent]) -> list[OutMessage]:
+        topic = self._settings.topic(ALERTS_TOPIC)
+        return [OutMessage(topic, a.account_id.encode(), encode_event(a)) for a in alerts]
+
+    async def rescore(
+        self, conn: AsyncConnection, ids: set[str], now: Any, as_of: date | None = None
+    ) -> list[AlertEvent]:
+        """Score ``ids`` as of their newest event (or ``as_of``); record what changed and
+        return the alerts that fired. An unchanged score writes nothing."""
+        measures = await load_measures(conn, ids, as_of)
         if not measures:
             return []
         facts = {
@@ -165,8 +169,8 @@ class ScoringProcessor:
             )
         }
         earlier = await history.load_previous(conn, ids)
-        as_of = {m.account_id: m.as_of for m in measures}
-        past = await history.load_past_inputs(conn, as_of)
+        days = {m.account_id: m.as_of for m in measures}
+        past = await history.load_past_inputs(conn, days)
         model, _ = await self._models.current(conn)
         names = explain.labels(model)
         health_rows, daily_rows, band_rows, state_rows, alerts = [], [], [], [], []
@@ -188,7 +192,12 @@ class ScoringProcessor:
                     for back in history.LOOKBACK_DAYS
                 },
             }
-            change = history.band_change(m.account_id, m.as_of_time, before, s.band, s.value)
+            unchanged = before is not None and before.inputs == shown and before.score == s.value
+            change = (
+                None
+                if unchanged
+                else history.band_change(m.account_id, m.as_of_time, before, s.band, s.value)
+            )
             if change is not None:
                 band_rows.append(change)
                 if before is not None:
@@ -200,29 +209,30 @@ class ScoringProcessor:
                         before.band,
                         s.band,
                     )
-            health_rows.append(
-                {
-                    "account_id": m.account_id,
-                    "active_users_7d": m.active_users_7d,
-                    "active_users_30d": m.active_users_30d,
-                    "events_7d": m.events_7d,
-                    "open_tickets": m.open_tickets,
-                    "score": s.value,
-                    "band": s.band,
-                    "inputs": shown,
-                    "components": why,
-                }
-            )
-            daily_rows.append(
-                {
-                    "account_id": m.account_id,
-                    "day": m.as_of,
-                    "score": s.value,
-                    "band": s.band,
-                    "inputs": shown,
-                    "explanation": why,
-                }
-            )
+            if not unchanged:
+                health_rows.append(
+                    {
+                        "account_id": m.account_id,
+                        "active_users_7d": m.active_users_7d,
+                        "active_users_30d": m.active_users_30d,
+                        "events_7d": m.events_7d,
+                        "open_tickets": m.open_tickets,
+                        "score": s.value,
+                        "band": s.band,
+                        "inputs": shown,
+                        "components": why,
+                    }
+                )
+                daily_rows.append(
+                    {
+                        "account_id": m.account_id,
+                        "day": m.as_of,
+                        "score": s.value,
+                        "band": s.band,
+                        "inputs": shown,
+                        "explanation": why,
+                    }
+                )
             firing = inputs.low_activity(m, self._settings.low_activity_ratio)
             previous = states.get(m.account_id)
             if previous is not None and previous.firing == firing:

@@ -164,6 +164,8 @@ account_health = Table(
     Column("band", String(10)),
     Column("inputs", JSON),
     Column("components", JSON),
+    # The wall-clock day the quiet-account sweep last scored the account.
+    Column("swept_on", Date),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

@@ -112,9 +112,10 @@ async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
             processed_events.c.event_id
         ),
         # The explanation says what moved since the previous score, which depends on
-        # where batches began and ended; the state and the score do not.
+        # where batches began and ended, and the sweep's bookkeeping depends on when
+        # processes started; the state and the score do not.
         "account_health": select(
-            *[c for c in account_health.c if c.name not in ("updated_at", "components")]
+            *[c for c in account_health.c if c.name not in ("updated_at", "components", "swept_on")]
         ).order_by(account_health.c.account_id),
     }
     out = {}

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("band", sa.String(length=10), nullable=True),
         sa.Column("inputs", sa.JSON(), nullable=True),
         sa.Column("components", sa.JSON(), nullable=True),
+        sa.Column("swept_on", sa.Date(), nullable=True),
         sa.Column("updated_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_health")),
     )

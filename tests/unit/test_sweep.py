@@ -1,0 +1,100 @@
+"""The quiet-account sweep: an account that stops sending events is still caught."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select, update
+
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.processor import ScoringProcessor
+from services.scoring.sweep import QuietAccountSweep
+from shared.bus.base import Record
+from shared.bus.embedded import EmbeddedBus
+from shared.config import Settings
+from shared.contracts.events import EVENT_ADAPTER
+from shared.contracts.wire import encode_event
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import account_health, bus_log, health_daily
+
+NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+
+def record(settings: Settings, offset: int, raw: dict[str, object]) -> Record:
+    event = EVENT_ADAPTER.validate_python(raw)
+    return Record(settings.topic(event.kind), 0, offset, b"quiet", encode_event(event))
+
+
+async def test_quiet_account_is_rescored_once_a_day_and_its_rule_fires(
+    embedded_settings: Settings,
+) -> None:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    bus = EmbeddedBus(engine)
+    processor = ScoringProcessor(
+        engine, bus, embedded_settings, ScoringMetrics(CollectorRegistry()), clock=lambda: NOW
+    )
+    raws: list[dict[str, object]] = [
+        {
+            "kind": "account",
+            "event_id": "f",
+            "account_id": "quiet",
+            "seats_purchased": 10,
+            "occurred_at": (NOW - timedelta(days=30)).isoformat(),
+        }
+    ]
+    for back in range(10, 21):  # six users a day, from 20 to 10 days ago
+        for u in range(6):
+            raws.append(
+                {
+                    "kind": "usage",
+                    "event_id": f"{back}-{u}",
+                    "account_id": "quiet",
+                    "user_id": f"u{u}",
+                    "event": "login",
+                    "occurred_at": (NOW - timedelta(days=back)).isoformat(),
+                }
+            )
+    await processor.handle([record(embedded_settings, i, r) for i, r in enumerate(raws)])
+
+    async def health() -> tuple[object, ...]:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(account_health.c.score, account_health.c.band, account_health.c.inputs)
+                )
+            ).one()
+        return tuple(row)
+
+    async def alerts() -> int:
+        async with engine.connect() as conn:
+            q = (
+                select(func.count())
+                .select_from(bus_log)
+                .where(bus_log.c.topic == embedded_settings.topic("alerts"))
+            )
+            return int((await conn.execute(q)).scalar_one())
+
+    _score, band, inputs = await health()
+    assert inputs["active_users_7d"] == 6 and band != "red"  # as of its last event
+    assert await alerts() == 0
+
+    sweep = QuietAccountSweep(engine, bus, processor, clock=lambda: NOW)
+    assert await sweep.run_once() == 1
+    _score, band, inputs = await health()
+    assert inputs["active_users_7d"] == 0 and band == "red"
+    assert await alerts() == 1  # low activity: 0 of 10 seats this week
+    async with engine.connect() as conn:
+        days = set((await conn.execute(select(health_daily.c.day))).scalars())
+    assert NOW.date() in days
+
+    # Again the same day: nothing to do. Forced anyway: nothing changes.
+    assert await sweep.run_once() == 0
+    before = await health()
+    async with engine.begin() as conn:
+        await conn.execute(update(account_health).values(swept_on=None))
+    assert await sweep.run_once() == 1
+    assert await health() == before
+    assert await alerts() == 1
+    await engine.dispose()
