@@ -87,6 +87,8 @@ async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> di
         "score": h.score,
         "band": h.band,
         "depth_level": inputs.get("depth_level"),
+        "danger_level": h.danger_level,
+        "danger_causes": (h.components or {}).get("danger", {}).get("causes", []),
         "explanation": h.components,
     }
 

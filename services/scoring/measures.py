@@ -46,6 +46,10 @@ class Measures:
     open_high_priority_tickets: int = 0
     oldest_open_ticket_at: datetime | None = None
     last_ticket_at: datetime | None = None
+    oldest_open_request_at: datetime | None = None
+    decision_maker_changed_at: datetime | None = None
+    champion_changed_at: datetime | None = None
+    icp_fit: bool | None = None
     # (dimension, name) → (count over 7 days, count over 28 days); dimensions: event,
     # module, platform.
     names: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
@@ -131,6 +135,9 @@ async def load_measures(
                     "open_high"
                 ),
                 func.min(_when(is_open, tickets.c.created_at)).label("oldest_open"),
+                func.min(
+                    _when(is_open & (tickets.c.type == "feature_request"), tickets.c.created_at)
+                ).label("oldest_open_request"),
                 func.max(tickets.c.created_at).label("last_created"),
             )
             .where(tickets.c.account_id.in_(ids))
@@ -151,6 +158,12 @@ async def load_measures(
             open_high_priority_tickets=int(support[a].open_high) if a in support else 0,
             oldest_open_ticket_at=_aware(support[a].oldest_open) if a in support else None,
             last_ticket_at=_aware(support[a].last_created) if a in support else None,
+            oldest_open_request_at=(
+                _aware(support[a].oldest_open_request) if a in support else None
+            ),
+            decision_maker_changed_at=_people_change(r.facts, "decision_maker"),
+            champion_changed_at=_people_change(r.facts, "champion"),
+            icp_fit=_fact(r.facts, "icp_fit"),
             seats_purchased=r.seats_purchased,
             last_touchpoint_at=r.last_touchpoint_at,
             nps_latest=r.nps_latest,
@@ -177,6 +190,11 @@ def _aware(value: Any) -> datetime | None:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     assert isinstance(moment, datetime)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _people_change(facts: dict[str, Any] | None, role: str) -> datetime | None:
+    when = (facts or {}).get("people_changes", {}).get(role)
+    return datetime.fromisoformat(when) if when else None
 
 
 def _fact(facts: dict[str, Any] | None, name: str) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import explain, history
+from services.scoring import danger, explain, history
 from services.scoring import score as inputs
 from services.scoring.measures import Measures, load_measures
 from services.scoring.metrics import ScoringMetrics
@@ -177,14 +177,17 @@ class ScoringProcessor:
         for m in measures:
             raw = inputs.model_inputs(m, model.depth)
             s = evaluate(model, raw, inputs.segment_of(m))
+            risk = danger.assess(m, raw, model.danger)
             shown = {
                 "score": s.value,
                 "active_users_7d": m.active_users_7d,
                 "events_7d": m.events_7d,
                 **raw,
+                "danger": [c["code"] for c in risk["causes"]],
             }
             before = earlier.get(m.account_id)
             why = explanation(s)
+            why["danger"] = risk
             why["changes"] = {
                 "since_previous": explain.changes(shown, before.inputs if before else None, names),
                 **{
@@ -219,6 +222,7 @@ class ScoringProcessor:
                         "open_tickets": m.open_tickets,
                         "score": s.value,
                         "band": s.band,
+                        "danger_level": risk["level"],
                         "inputs": shown,
                         "components": why,
                     }

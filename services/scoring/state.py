@@ -214,6 +214,7 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
         "account_id",
         "status",
         "priority",
+        "type",
         "created_at",
         "solved_at",
         "occurred_at",
@@ -237,6 +238,7 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
                 "account_id": e.account_id,
                 "status": e.status.value,
                 "priority": e.priority.value,
+                "type": e.type.value,
                 "created_at": e.created_at,
                 "solved_at": e.solved_at,
                 "occurred_at": e.occurred_at,
@@ -270,6 +272,8 @@ async def _apply_facts(
             if value is None:
                 continue
             if name not in facts["stamps"] or facts["stamps"][name] <= stamp:
+                if name == "contacts":
+                    _note_people_changes(facts, facts["fields"].get(name), value, stamp[0])
                 facts["fields"][name] = value
                 facts["stamps"][name] = stamp
     await upsert(
@@ -288,6 +292,28 @@ async def _apply_facts(
             "updated_at",
         ],
     )
+
+
+PEOPLE_ROLES = ("decision_maker", "champion")
+
+
+def _note_people_changes(
+    facts: dict[str, Any], before: list[dict[str, Any]] | None, after: list[dict[str, Any]], at: str
+) -> None:
+    """EW-12: a different decision maker or champion than before is a change (the first
+    contacts ever recorded are not)."""
+    if not before:
+        return
+    changes = facts.setdefault("people_changes", {})
+    for role in PEOPLE_ROLES:
+        old = {_who(c) for c in before if c.get("role") == role}
+        new = {_who(c) for c in after if c.get("role") == role}
+        if old and new != old:
+            changes[role] = max(changes.get(role, at), at)
+
+
+def _who(contact: dict[str, Any]) -> str:
+    return str(contact.get("email") or contact.get("name") or "").lower()
 
 
 def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -61,11 +61,19 @@ class TicketPriority(StrEnum):
     urgent = "urgent"
 
 
+class TicketType(StrEnum):
+    question = "question"
+    bug = "bug"
+    feature_request = "feature_request"
+    other = "other"
+
+
 class TicketEvent(EventBase):
     kind: Literal["ticket"] = "ticket"
     ticket_id: Id
     status: TicketStatus
     priority: TicketPriority = TicketPriority.normal
+    type: TicketType = TicketType.other
     created_at: AwareDatetime
     first_reply_at: AwareDatetime | None = None
     solved_at: AwareDatetime | None = None
@@ -125,6 +133,8 @@ class AccountFacts(EventBase):
     go_live: date | None = None
     lifecycle_stage: LifecycleStage | None = None
     contacts: list[Contact] | None = None
+    # False: sold outside the ideal customer profile (a high-danger cause, DG-05).
+    icp_fit: bool | None = None
 
 
 class TouchpointKind(StrEnum):

@@ -137,6 +137,7 @@ tickets = Table(
     Column("account_id", String(200), nullable=False, index=True),
     Column("status", String(20), nullable=False),
     Column("priority", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("solved_at", UTCDateTime),
     # The newest update wins; (occurred_at, event_id) orders ties the same on every replay.
@@ -161,6 +162,7 @@ account_health = Table(
     Column("nps_at", UTCDateTime),
     Column("last_payment_failed_at", UTCDateTime),
     Column("score", Integer),
+    Column("danger_level", String(10)),
     Column("band", String(10)),
     Column("inputs", JSON),
     Column("components", JSON),

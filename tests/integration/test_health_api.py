@@ -44,6 +44,7 @@ async def test_health_history_metrics_and_portfolio_scoping(kafka_settings: Sett
             body = r.json()
             assert body["band"] in ("yellow", "green") and 0 <= body["score"] <= 100
             assert body["depth_level"] == 2  # workflow module used >= 5 times
+            assert body["danger_level"] is None and body["danger_causes"] == []
             explanation = body["explanation"]
             assert explanation["model_version"]
             assert {c["group"] for c in explanation["components"]} >= {

@@ -170,3 +170,25 @@ async def test_support_measures(engine: AsyncEngine) -> None:
     assert (m.open_tickets, m.open_high_priority_tickets) == (2, 1)
     assert m.oldest_open_ticket_at == NOW - timedelta(days=10)
     assert m.last_ticket_at == NOW - timedelta(days=1)
+
+
+async def test_decision_maker_change_is_noted_but_first_contacts_are_not(
+    engine: AsyncEngine,
+) -> None:
+    def facts(eid: str, days_ago: int, dm: str) -> Event:
+        return ev(
+            kind="account",
+            event_id=eid,
+            occurred_at=NOW - timedelta(days=days_ago),
+            contacts=[{"name": dm, "role": "decision_maker"}, {"name": "Chen", "role": "champion"}],
+        )
+
+    await apply(engine, [facts("a", 20, "Wang")])
+    async with engine.connect() as conn:
+        [first] = await load_measures(conn, {"acme"})
+    assert first.decision_maker_changed_at is None
+    await apply(engine, [facts("b", 5, "Li")])
+    async with engine.connect() as conn:
+        [after] = await load_measures(conn, {"acme"})
+    assert after.decision_maker_changed_at == NOW - timedelta(days=5)
+    assert after.champion_changed_at is None

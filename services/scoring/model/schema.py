@@ -101,6 +101,21 @@ class Depth(Strict):
     customised: DepthLevel = DepthLevel()
 
 
+class DangerRules(Strict):
+    """Thresholds of the handbook's danger causes (DG-05…DG-07)."""
+
+    # Decision-maker and champion changes count for this long (EW-12).
+    people_change_days: Annotated[int, Field(ge=1)] = 90
+    # "Unclear value": busy (this share of seats active in 7 days) but shallow (at most
+    # this depth level) use (DG-05, DG-15).
+    busy_active_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    shallow_depth_level: Annotated[int, Field(ge=1, le=4)] = 1
+    # "Long-unresolved tickets": the oldest open ticket is older than this (DG-06).
+    unresolved_ticket_days: Annotated[int, Field(ge=1)] = 30
+    # "Unmet requests": an open feature request older than this (DG-07).
+    unmet_request_days: Annotated[int, Field(ge=1)] = 30
+
+
 class Match(Strict):
     tier: str | None = None
     lifecycle_stage: str | None = None
@@ -151,6 +166,7 @@ class HealthModel(Strict):
     caps: list[Cap] = Field(default_factory=list)
     profiles: list[Profile] = Field(default_factory=list)
     depth: Depth = Depth()
+    danger: DangerRules = DangerRules()
 
     @model_validator(mode="after")
     def _references(self) -> HealthModel:

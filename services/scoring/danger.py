@@ -1,0 +1,61 @@
+"""The handbook's danger level (high / normal / mild) with cause codes (DG-05…DG-07)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from services.scoring.measures import Measures
+from services.scoring.model.schema import DangerRules
+
+LEVELS = ("high", "normal", "mild")
+
+
+def _within(moment: datetime | None, as_of: date, days: int) -> bool:
+    return moment is not None and 0 <= (as_of - moment.date()).days <= days
+
+
+def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> dict[str, Any]:
+    """``{"level": worst level or None, "causes": [{code, level, text}]}``."""
+    causes: list[tuple[str, str, str]] = []
+    if m.icp_fit is False:
+        causes.append(("wrong_fit", "high", "sold outside the ideal customer profile"))
+    if _within(m.decision_maker_changed_at, m.as_of, rules.people_change_days):
+        causes.append(("decision_maker_change", "high", "the customer's decision maker changed"))
+    share, depth = inputs.get("active_user_share_7d"), inputs.get("depth_level")
+    if (
+        share is not None
+        and depth is not None
+        and share >= rules.busy_active_share
+        and depth <= rules.shallow_depth_level
+    ):
+        causes.append(
+            (
+                "unclear_value",
+                "high",
+                f"busy but shallow: {share:.0%} of seats active, depth level {depth:g}",
+            )
+        )
+    if inputs.get("not_live_after_90d") == 1:
+        causes.append(("slow_go_live", "normal", "not live 3 months after purchase"))
+    oldest = inputs.get("oldest_open_ticket_days")
+    if oldest is not None and oldest > rules.unresolved_ticket_days:
+        causes.append(
+            ("long_unresolved_tickets", "normal", f"a ticket has been open {oldest:g} days")
+        )
+    if _within(m.champion_changed_at, m.as_of, rules.people_change_days):
+        causes.append(("champion_change", "mild", "the customer's champion changed"))
+    request = m.oldest_open_request_at
+    if request is not None and (m.as_of - request.date()).days > rules.unmet_request_days:
+        causes.append(
+            (
+                "unmet_requests",
+                "mild",
+                f"a feature request has been open over {rules.unmet_request_days} days",
+            )
+        )
+    level = next((lv for lv in LEVELS if any(c[1] == lv for c in causes)), None)
+    return {
+        "level": level,
+        "causes": [{"code": c, "level": lv, "text": t} for c, lv, t in causes],
+    }
