@@ -143,6 +143,15 @@ class ScoringProcessor:
         )
         return [e for e in unique.values() if e.event_id in inserted]
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group whose offsets this processor commits."""
+        return self._settings.consumer_group_scoring
+
     def alert_messages(self, alerts: Sequence[AlertEvent]) -> list[OutMessage]:
         topic = self._settings.topic(ALERTS_TOPIC)
         return [OutMessage(topic, a.account_id.encode(), encode_event(a)) for a in alerts]

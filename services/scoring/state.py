@@ -6,6 +6,7 @@ last-writer-wins by event time), so a replay or a shuffled log gives the same st
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -271,9 +272,9 @@ async def _apply_facts(
         for name, value in e.model_dump(mode="json", include=set(_FACT_FIELDS)).items():
             if value is None:
                 continue
+            if name == "contacts":
+                _observe_people(facts, value, stamp)
             if name not in facts["stamps"] or facts["stamps"][name] <= stamp:
-                if name == "contacts":
-                    _note_people_changes(facts, facts["fields"].get(name), value, stamp[0])
                 facts["fields"][name] = value
                 facts["stamps"][name] = stamp
     await upsert(
@@ -297,19 +298,31 @@ async def _apply_facts(
 PEOPLE_ROLES = ("decision_maker", "champion")
 
 
-def _note_people_changes(
-    facts: dict[str, Any], before: list[dict[str, Any]] | None, after: list[dict[str, Any]], at: str
+# Contact observations kept per account: enough to see any recent change.
+PEOPLE_OBSERVATIONS = 50
+
+
+def _observe_people(
+    facts: dict[str, Any], contacts: list[dict[str, Any]], stamp: list[str]
 ) -> None:
-    """EW-12: a different decision maker or champion than before is a change (the first
-    contacts ever recorded are not)."""
-    if not before:
-        return
-    changes = facts.setdefault("people_changes", {})
-    for role in PEOPLE_ROLES:
-        old = {_who(c) for c in before if c.get("role") == role}
-        new = {_who(c) for c in after if c.get("role") == role}
-        if old and new != old:
-            changes[role] = max(changes.get(role, at), at)
+    """EW-12: note who holds each role as of ``stamp``; a change is a stamp whose holders
+    differ from the observation before it (the first ever is not a change). Derived from
+    all observations in time order, so arrival order does not matter."""
+    seen = facts.setdefault("people_seen", [])
+    entry = [
+        stamp,
+        {r: sorted(_who(c) for c in contacts if c.get("role") == r) for r in PEOPLE_ROLES},
+    ]
+    if entry not in seen:
+        seen.append(entry)
+        seen.sort(key=lambda e: e[0])
+        del seen[:-PEOPLE_OBSERVATIONS]
+    changes: dict[str, str] = {}
+    for (_, before), (at, after) in itertools.pairwise(seen):
+        for role in PEOPLE_ROLES:
+            if before[role] and after[role] != before[role]:
+                changes[role] = at[0]
+    facts["people_changes"] = changes
 
 
 def _who(contact: dict[str, Any]) -> str:

@@ -26,14 +26,9 @@ from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import (
-    account_health,
-    accounts,
-    activity_daily,
-    activity_daily_users,
     processed_events,
-    tickets,
 )
-from tests.support.harness import facts, usage, wait_for
+from tests.support.harness import facts, state_snapshot, usage, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,34 +92,6 @@ async def produce(settings: Settings, stream: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
-async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every piece of scoring state, in a comparable form."""
-    queries = {
-        "activity_daily": select(activity_daily).order_by(
-            activity_daily.c.account_id, activity_daily.c.day
-        ),
-        "activity_daily_users": select(activity_daily_users).order_by(*activity_daily_users.c),
-        "tickets": select(tickets).order_by(tickets.c.ticket_id),
-        "accounts": select(
-            accounts.c.account_id, accounts.c.seats_purchased, accounts.c.facts
-        ).order_by(accounts.c.account_id),
-        "processed_events": select(processed_events.c.event_id).order_by(
-            processed_events.c.event_id
-        ),
-        # The explanation says what moved since the previous score, which depends on
-        # where batches began and ended, and the sweep's bookkeeping depends on when
-        # processes started; the state and the score do not.
-        "account_health": select(
-            *[c for c in account_health.c if c.name not in ("updated_at", "components", "swept_on")]
-        ).order_by(account_health.c.account_id),
-    }
-    out = {}
-    async with engine.connect() as conn:
-        for name, q in queries.items():
-            out[name] = [tuple(r) for r in await conn.execute(q)]
-    return out
-
-
 async def count_processed(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(
@@ -182,7 +149,7 @@ async def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-        after_crash = await snapshot(engine)
+        after_crash = await state_snapshot(engine)
     finally:
         await engine.dispose()
 
@@ -213,7 +180,7 @@ async def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
         )
         stop.set()
         await task
-        uninterrupted = await snapshot(rt.engine)
+        uninterrupted = await state_snapshot(rt.engine)
 
     assert len(after_crash["processed_events"]) == distinct
     for table in uninterrupted:

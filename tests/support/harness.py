@@ -14,12 +14,21 @@ from typing import Any, TypeVar
 import httpx
 from localservices import free_port
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import runtime
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import account_health, activity_daily
+from shared.storage.tables import (
+    account_health,
+    accounts,
+    activity_daily,
+    activity_daily_names,
+    activity_daily_users,
+    processed_events,
+    tickets,
+)
 
 T = TypeVar("T")
 
@@ -151,3 +160,32 @@ def low_activity_history(account: str, *, active_users: int, days: int = 8) -> l
         for d in range(days)
         for u in range(active_users)
     ]
+
+
+async def state_snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every piece of scoring state, in a comparable form."""
+    queries = {
+        "activity_daily": select(activity_daily).order_by(
+            activity_daily.c.account_id, activity_daily.c.day
+        ),
+        "activity_daily_users": select(activity_daily_users).order_by(*activity_daily_users.c),
+        "activity_daily_names": select(activity_daily_names).order_by(*activity_daily_names.c),
+        "tickets": select(tickets).order_by(tickets.c.ticket_id),
+        "accounts": select(
+            accounts.c.account_id, accounts.c.seats_purchased, accounts.c.facts
+        ).order_by(accounts.c.account_id),
+        "processed_events": select(processed_events.c.event_id).order_by(
+            processed_events.c.event_id
+        ),
+        # The explanation says what moved since the previous score, which depends on
+        # where batches began and ended, and the sweep's bookkeeping depends on when
+        # processes started; the state and the score do not.
+        "account_health": select(
+            *[c for c in account_health.c if c.name not in ("updated_at", "components", "swept_on")]
+        ).order_by(account_health.c.account_id),
+    }
+    out = {}
+    async with engine.connect() as conn:
+        for name, q in queries.items():
+            out[name] = [tuple(r) for r in await conn.execute(q)]
+    return out

@@ -192,3 +192,24 @@ async def test_decision_maker_change_is_noted_but_first_contacts_are_not(
         [after] = await load_measures(conn, {"acme"})
     assert after.decision_maker_changed_at == NOW - timedelta(days=5)
     assert after.champion_changed_at is None
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+async def test_people_changes_do_not_depend_on_arrival_order(
+    engine: AsyncEngine, order: tuple[int, ...]
+) -> None:
+    holders = ["Wang", "Wang", "Li"]  # 20, 10 and 5 days ago: the change is 5 days ago
+    events = [
+        ev(
+            kind="account",
+            event_id=f"f{i}",
+            occurred_at=NOW - timedelta(days=d),
+            contacts=[{"name": holders[i], "role": "decision_maker"}],
+        )
+        for i, d in enumerate((20, 10, 5))
+    ]
+    for i in order:
+        await apply(engine, [events[i]])
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"})
+    assert m.decision_maker_changed_at == NOW - timedelta(days=5)

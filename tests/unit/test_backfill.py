@@ -1,0 +1,95 @@
+"""`healthwatch import`: NDJSON, CSV, gzip, rejected lines with numbers, resuming."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+from services.scoring.backfill import import_files
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.processor import ScoringProcessor
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import activity_daily, tickets
+
+
+def write_inputs(tmp_path: Path) -> list[Path]:
+    usage = [
+        {
+            "kind": "usage",
+            "event_id": f"e{i}",
+            "account_id": "acme",
+            "user_id": f"u{i % 3}",
+            "event": "login",
+            "occurred_at": f"2026-11-{1 + i % 20:02d}T10:00:00+00:00",
+        }
+        for i in range(40)
+    ]
+    lines = [orjson.dumps(e) for e in usage]
+    lines.insert(10, b"{not json")
+    lines.insert(20, b"")
+    ndjson = tmp_path / "usage.ndjson.gz"
+    ndjson.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    csv = tmp_path / "tickets.csv"
+    csv.write_text(
+        "kind,event_id,account_id,ticket_id,status,priority,created_at,occurred_at\n"
+        "ticket,t1,acme,T1,open,high,2026-11-02T09:00:00+00:00,2026-11-02T09:00:00+00:00\n"
+        "ticket,t2,acme,T1,solved,high,2026-11-02T09:00:00+00:00,2026-11-03T09:00:00+00:00\n"
+        "ticket,t3,acme,T2,open,bogus,2026-11-02T09:00:00+00:00,2026-11-03T09:00:00+00:00\n"
+    )
+    return [ndjson, csv]
+
+
+async def test_import_reports_rejects_and_resumes(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    metrics = ScoringMetrics(CollectorRegistry())
+    files = write_inputs(tmp_path)
+
+    def processor(sink: object) -> ScoringProcessor:
+        return ScoringProcessor(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
+
+    first = await import_files(files, processor, sweep=False)
+    assert first.imported == 42 and first.lines == 45
+    assert [(f, n) for f, n, _ in first.rejected] == [("usage.ndjson.gz", 11), ("tickets.csv", 3)]
+    assert "priority" in first.rejected[1][2]
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
+        assert (
+            await conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == "T1"))
+        ).scalar() == "solved"
+
+    again = await import_files(files, processor, sweep=False)
+    assert again.imported == 0 and again.skipped_already_imported == 45
+    restarted = await import_files(files, processor, sweep=False, restart=True)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
+    assert len(restarted.rejected) == 2
+    await engine.dispose()
+
+
+def test_import_command_exits_non_zero_with_line_numbers(tmp_path: Path) -> None:
+    files = write_inputs(tmp_path)
+    env = {
+        "HEALTHWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "PATH": "/usr/bin:/bin",
+        "HEALTHWATCH_LOG_LEVEL": "ERROR",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "import", *map(str, files)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 1
+    assert "imported 42 events" in done.stderr
+    assert "usage.ndjson.gz:11" in done.stderr and "--restart" in done.stderr
