@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -237,14 +238,88 @@ def import_cmd(
 
 
 @app.command()
+def backtest(
+    files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
+    churn: Annotated[
+        Path | None, typer.Option(help="CSV of account_id,churn_date (besides churn events)")
+    ] = None,
+    horizons: Annotated[
+        str, typer.Option(help="Days ahead to predict, comma-separated")
+    ] = "30,60,90",
+    step_days: Annotated[int, typer.Option(help="Score every account every N days")] = 7,
+    model: Annotated[
+        Path | None, typer.Option(help="A model TOML file (default: built in)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for report.json and report.html")] = Path(
+        "backtest-report"
+    ),
+) -> None:
+    """Replay history through the scoring code and report how well the score predicted churn."""
+    from rich.progress import Progress
+
+    from services.scoring.backtest import report as rpt
+    from services.scoring.backtest.replay import read_churn_csv, replay
+    from services.scoring.model.schema import DEFAULT_MODEL, parse_model
+
+    source = (model or DEFAULT_MODEL).read_text(encoding="utf-8")
+    health_model = parse_model(source)
+    wanted = [int(h) for h in horizons.split(",") if h.strip()]
+    outcomes = read_churn_csv(churn) if churn else {}
+    logging.basicConfig(level="WARNING")
+    with Progress(console=console) as progress:
+        task = progress.add_task("replaying history", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = asyncio.run(
+            replay(files, churn=outcomes, model_source=source, step_days=step_days, progress=report)
+        )
+    if not result.churn:
+        console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
+        raise typer.Exit(2)
+    built = rpt.build(result, wanted, health_model)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_bytes(orjson.dumps(rpt.public(built), option=orjson.OPT_INDENT_2))
+    (out / "report.html").write_text(rpt.html_report(built), encoding="utf-8")
+    print(rpt.text(built))
+    console.print(f"written {out / 'report.json'} and {out / 'report.html'}")
+
+
+@app.command()
 def simulate(
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="Ingest API key")] = "",
     accounts: Annotated[int, typer.Option(help="Number of simulated accounts")] = 50,
     live: Annotated[bool, typer.Option(help="Keep sending live traffic after the history")] = True,
     seed: int = 7,
+    history_out: Annotated[
+        Path | None, typer.Option(help="Instead: write months of history to this NDJSON(.gz)")
+    ] = None,
+    churn_out: Annotated[Path, typer.Option(help="With --history-out: churn CSV")] = Path(
+        "churn.csv"
+    ),
+    months: Annotated[int, typer.Option(help="With --history-out: months of history")] = 12,
 ) -> None:
-    """Send realistic traffic for N accounts to an ingest URL."""
+    """Send realistic traffic for N accounts to an ingest URL, or write a history file."""
+    if history_out is not None:
+        from datetime import UTC, datetime
+
+        from services.simulate_history import write_history
+
+        written, churned = write_history(
+            history_out,
+            churn_out,
+            accounts=accounts,
+            days=months * 30,
+            end=datetime.now(UTC).date(),
+            seed=seed,
+            progress=lambda n: console.print(f"{n} events written…"),
+        )
+        console.print(
+            f"wrote {written} events to {history_out}; {churned} accounts churned ({churn_out})"
+        )
+        return
     if not key:
         console.print("[red]an ingest key is needed:[/] healthwatch keys create --scope ingest")
         raise typer.Exit(2)

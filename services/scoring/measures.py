@@ -35,6 +35,7 @@ class Measures:
     events_7d: int
     open_tickets: int
     seats_purchased: int | None
+    last_seen_at: datetime | None = None
     last_touchpoint_at: datetime | None = None
     nps_latest: int | None = None
     last_payment_failed_at: datetime | None = None
@@ -70,6 +71,7 @@ async def load_measures(
             account_health.c.account_id,
             account_health.c.as_of,
             account_health.c.first_seen_at,
+            account_health.c.last_seen_at,
             account_health.c.last_touchpoint_at,
             account_health.c.nps_latest,
             account_health.c.last_payment_failed_at,
@@ -150,6 +152,7 @@ async def load_measures(
             as_of=as_of or r.as_of.date(),
             as_of_time=r.as_of,
             first_seen=r.first_seen_at.date() if r.first_seen_at else None,
+            last_seen_at=r.last_seen_at,
             active_users_7d=users.get(a, (0, 0))[0],
             active_users_30d=users.get(a, (0, 0))[1],
             active_days_7d=events.get(a, (0, 0))[1],

@@ -63,6 +63,8 @@ def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | N
             (m.as_of - m.last_touchpoint_at.date()).days if m.last_touchpoint_at else None
         ),
         "nps_latest": m.nps_latest,
+        # The naive baseline the backtest compares the model with; shown, not scored.
+        "days_since_last_use": _days_since(m.last_seen_at, m.as_of),
         "open_high_priority_tickets": m.open_high_priority_tickets,
         "oldest_open_ticket_days": _days_since(m.oldest_open_ticket_at, m.as_of, default=0),
         # Ticket silence (DG-03): shown, not scored by default; rules watch it.
