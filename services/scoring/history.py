@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.storage.db import insert_ignore, upsert
@@ -46,12 +46,19 @@ async def load_past_inputs(
     }
     if not wanted:
         return {}
+    # Accounts × days, filtered to the wanted pairs here: an OR per pair would make a
+    # query too deep for SQLite at a few hundred accounts.
     rows = await conn.execute(
         select(health_daily.c.account_id, health_daily.c.day, health_daily.c.inputs).where(
-            or_(*(and_(health_daily.c.account_id == a, health_daily.c.day == d) for a, d in wanted))
+            health_daily.c.account_id.in_({a for a, _ in wanted}),
+            health_daily.c.day.in_({d for _, d in wanted}),
         )
     )
-    return {(r.account_id, wanted[(r.account_id, r.day)]): r.inputs for r in rows}
+    return {
+        (r.account_id, wanted[(r.account_id, r.day)]): r.inputs
+        for r in rows
+        if (r.account_id, r.day) in wanted
+    }
 
 
 async def record(
