@@ -161,7 +161,7 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
 
 
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
-    app.state.health_api = HealthApiContext(rt.engine, ModelStore())
+    app.state.health_api = HealthApiContext(rt.engine, ModelStore(), rt.settings.zone)
     app.include_router(health_router)
 
 

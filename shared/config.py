@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     )
 
     # --- scoring ---------------------------------------------------------------------
+    timezone: str = Field(
+        "UTC", description="IANA time zone whose calendar days bucket activity (e.g. Asia/Shanghai)"
+    )
     window_days: int = Field(
         90, description="Days of daily activity kept per account (older events are late)"
     )
@@ -119,6 +123,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every service"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
+            ) from exc
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def embedded(self) -> bool:

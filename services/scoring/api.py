@@ -7,7 +7,7 @@ owns; others answer 404, as if they did not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -32,6 +32,7 @@ MAX_MODEL_BYTES = 200_000
 class HealthApiContext:
     engine: AsyncEngine
     models: ModelStore
+    zone: tzinfo = UTC
 
 
 def get_context(request: Request) -> HealthApiContext:
@@ -156,7 +157,7 @@ async def account_metrics(
     per-event-name, module and platform counts over the last 7 and 28 days."""
     async with ctx.engine.connect() as conn:
         await _account(conn, account_id, key)
-        measures = await load_measures(conn, {account_id}, as_of)
+        measures = await load_measures(conn, {account_id}, as_of, ctx.zone)
         model, _ = await ctx.models.current(conn)
     if not measures:
         raise ClientError(404, "no_activity", f"Account {account_id!r} has no activity yet.")

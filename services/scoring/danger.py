@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from services.scoring.measures import Measures
@@ -11,8 +11,8 @@ from services.scoring.model.schema import DangerRules
 LEVELS = ("high", "normal", "mild")
 
 
-def _within(moment: datetime | None, as_of: date, days: int) -> bool:
-    return moment is not None and 0 <= (as_of - moment.date()).days <= days
+def _within(m: Measures, moment: datetime | None, days: int) -> bool:
+    return moment is not None and 0 <= (m.as_of - m.day_of(moment)).days <= days
 
 
 def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> 
     causes: list[tuple[str, str, str]] = []
     if m.icp_fit is False:
         causes.append(("wrong_fit", "high", "sold outside the ideal customer profile"))
-    if _within(m.decision_maker_changed_at, m.as_of, rules.people_change_days):
+    if _within(m, m.decision_maker_changed_at, rules.people_change_days):
         causes.append(("decision_maker_change", "high", "the customer's decision maker changed"))
     share, depth = inputs.get("active_user_share_7d"), inputs.get("depth_level")
     if (
@@ -43,10 +43,10 @@ def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> 
         causes.append(
             ("long_unresolved_tickets", "normal", f"a ticket has been open {oldest:g} days")
         )
-    if _within(m.champion_changed_at, m.as_of, rules.people_change_days):
+    if _within(m, m.champion_changed_at, rules.people_change_days):
         causes.append(("champion_change", "mild", "the customer's champion changed"))
     request = m.oldest_open_request_at
-    if request is not None and (m.as_of - request.date()).days > rules.unmet_request_days:
+    if request is not None and (m.as_of - m.day_of(request)).days > rules.unmet_request_days:
         causes.append(
             (
                 "unmet_requests",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import case, distinct, func, select
@@ -54,13 +54,18 @@ class Measures:
     # (dimension, name) → (count over 7 days, count over 28 days); dimensions: event,
     # module, platform.
     names: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    # The zone whose calendar days the measures count in.
+    tz: tzinfo = UTC
+
+    def day_of(self, moment: datetime) -> date:
+        return moment.astimezone(self.tz).date()
 
     def used_28d(self, dimension: str) -> dict[str, int]:
         return {n: c28 for (d, n), (_, c28) in self.names.items() if d == dimension and c28}
 
 
 async def load_measures(
-    conn: AsyncConnection, ids: set[str], as_of: date | None = None
+    conn: AsyncConnection, ids: set[str], as_of: date | None = None, tz: tzinfo = UTC
 ) -> list[Measures]:
     """The measures the health model reads, as of each account's newest event (or as of
     ``as_of``, within the kept window; open tickets are always the current ones)."""
@@ -87,7 +92,7 @@ async def load_measures(
     base = {r.account_id: r for r in rows}
     by_day: dict[date, list[str]] = defaultdict(list)
     for r in base.values():
-        by_day[as_of or r.as_of.date()].append(r.account_id)
+        by_day[as_of or r.as_of.astimezone(tz).date()].append(r.account_id)
     users: dict[str, tuple[int, int]] = {}
     events: dict[str, tuple[int, int]] = {}
     names: dict[str, dict[tuple[str, str], tuple[int, int]]] = defaultdict(dict)
@@ -149,9 +154,9 @@ async def load_measures(
     return [
         Measures(
             account_id=a,
-            as_of=as_of or r.as_of.date(),
+            as_of=as_of or r.as_of.astimezone(tz).date(),
             as_of_time=r.as_of,
-            first_seen=r.first_seen_at.date() if r.first_seen_at else None,
+            first_seen=r.first_seen_at.astimezone(tz).date() if r.first_seen_at else None,
             last_seen_at=r.last_seen_at,
             active_users_7d=users.get(a, (0, 0))[0],
             active_users_30d=users.get(a, (0, 0))[1],
@@ -177,6 +182,7 @@ async def load_measures(
             contract_end=_date_fact(r.facts, "contract_end"),
             go_live=_date_fact(r.facts, "go_live"),
             names=names.get(a, {}),
+            tz=tz,
         )
         for a, r in sorted(base.items())
     ]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -62,7 +63,7 @@ class ScoringProcessor:
         async with self._engine.begin() as conn:
             fresh = await self._drop_duplicates(conn, events, now)
             applied = await apply_events(
-                conn, fresh, window_days=self._settings.window_days, now=now
+                conn, fresh, window_days=self._settings.window_days, now=now, tz=self.zone
             )
             alerts = await self.rescore(conn, applied.accounts, now)
             outgoing = dead + self.alert_messages(alerts)
@@ -148,6 +149,11 @@ class ScoringProcessor:
         return self._engine
 
     @property
+    def zone(self) -> ZoneInfo:
+        """The zone whose calendar days activity is counted in."""
+        return self._settings.zone
+
+    @property
     def group_id(self) -> str:
         """The consumer group whose offsets this processor commits."""
         return self._settings.consumer_group_scoring
@@ -161,7 +167,7 @@ class ScoringProcessor:
     ) -> list[AlertEvent]:
         """Score ``ids`` as of their newest event (or ``as_of``); record what changed and
         return the alerts that fired. An unchanged score writes nothing."""
-        measures = await load_measures(conn, ids, as_of)
+        measures = await load_measures(conn, ids, as_of, self.zone)
         if not measures:
             return []
         facts = {

@@ -7,7 +7,7 @@ engine arrives.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from services.scoring.measures import Measures
 from services.scoring.model.schema import Depth, DepthLevel, Segment
@@ -60,20 +60,20 @@ def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | N
         "active_days_7d": m.active_days_7d if m.first_seen else None,
         "open_tickets": m.open_tickets,
         "days_since_touchpoint": (
-            (m.as_of - m.last_touchpoint_at.date()).days if m.last_touchpoint_at else None
+            (m.as_of - m.day_of(m.last_touchpoint_at)).days if m.last_touchpoint_at else None
         ),
         "nps_latest": m.nps_latest,
         # The naive baseline the backtest compares the model with; shown, not scored.
-        "days_since_last_use": _days_since(m.last_seen_at, m.as_of),
+        "days_since_last_use": _days_since(m, m.last_seen_at),
         "open_high_priority_tickets": m.open_high_priority_tickets,
-        "oldest_open_ticket_days": _days_since(m.oldest_open_ticket_at, m.as_of, default=0),
+        "oldest_open_ticket_days": _days_since(m, m.oldest_open_ticket_at, default=0),
         # Ticket silence (DG-03): shown, not scored by default; rules watch it.
-        "days_since_last_ticket": _days_since(m.last_ticket_at, m.as_of),
+        "days_since_last_ticket": _days_since(m, m.last_ticket_at),
         "days_to_contract_end": (m.contract_end - m.as_of).days if m.contract_end else None,
         "days_since_purchase": (m.as_of - m.contract_start).days if m.contract_start else None,
         "not_live_after_90d": _not_live(m),
         "payment_failed_30d": (
-            1.0 if failed and m.as_of - failed.date() <= PAYMENT_FAILURE_MEMORY else 0.0
+            1.0 if failed and m.as_of - m.day_of(failed) <= PAYMENT_FAILURE_MEMORY else 0.0
         ),
     }
 
@@ -82,8 +82,8 @@ def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | N
 GO_LIVE_EXPECTED_DAYS = 90
 
 
-def _days_since(moment: datetime | None, as_of: date, default: float | None = None) -> float | None:
-    return max(0, (as_of - moment.date()).days) if moment else default
+def _days_since(m: Measures, moment: datetime | None, default: float | None = None) -> float | None:
+    return max(0, (m.as_of - m.day_of(moment)).days) if moment else default
 
 
 def _not_live(m: Measures) -> float | None:

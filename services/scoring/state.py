@@ -10,7 +10,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select
@@ -53,7 +53,12 @@ class Applied:
 
 
 async def apply_events(
-    conn: AsyncConnection, events: Sequence[Event], *, window_days: int, now: datetime
+    conn: AsyncConnection,
+    events: Sequence[Event],
+    *,
+    window_days: int,
+    now: datetime,
+    tz: tzinfo = UTC,
 ) -> Applied:
     applied = Applied(accounts={e.account_id for e in events})
     if not events:
@@ -64,7 +69,7 @@ async def apply_events(
         h["as_of"] = max(h["as_of"], e.occurred_at) if h["as_of"] else e.occurred_at
 
     usage = [e for e in events if isinstance(e, UsageEvent)]
-    applied.late_events = await _apply_usage(conn, usage, health, window_days)
+    applied.late_events = await _apply_usage(conn, usage, health, window_days, tz)
     # A ticket re-filed under another account changes the old account's backlog too.
     applied.accounts |= await _apply_tickets(
         conn, [e for e in events if isinstance(e, TicketEvent)]
@@ -90,7 +95,7 @@ async def apply_events(
         keys=["account_id"],
         update=[c for c in health[next(iter(health))] if c != "account_id"],
     )
-    await _prune(conn, health, window_days)
+    await _prune(conn, health, window_days, tz)
     return applied
 
 
@@ -127,8 +132,8 @@ async def _load_health(
     return health
 
 
-def window_start(as_of: datetime, window_days: int) -> date:
-    return as_of.astimezone(UTC).date() - timedelta(days=window_days - 1)
+def window_start(as_of: datetime, window_days: int, tz: tzinfo) -> date:
+    return as_of.astimezone(tz).date() - timedelta(days=window_days - 1)
 
 
 async def _apply_usage(
@@ -136,6 +141,7 @@ async def _apply_usage(
     usage: Sequence[UsageEvent],
     health: dict[str, dict[str, Any]],
     window_days: int,
+    tz: tzinfo,
 ) -> int:
     daily: dict[tuple[str, date], list[float]] = defaultdict(lambda: [0, 0.0])
     users: set[tuple[str, date, str]] = set()
@@ -143,9 +149,9 @@ async def _apply_usage(
     late = 0
     for e in usage:
         h = health[e.account_id]
-        # Days are UTC days until accounts carry their own time zone.
-        day = e.occurred_at.astimezone(UTC).date()
-        if day < window_start(h["as_of"], window_days):
+        # Calendar days of the configured zone (zoneinfo handles daylight saving).
+        day = e.occurred_at.astimezone(tz).date()
+        if day < window_start(h["as_of"], window_days, tz):
             late += 1
             continue
         bucket = daily[(e.account_id, day)]
@@ -347,12 +353,12 @@ def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[
 
 
 async def _prune(
-    conn: AsyncConnection, health: dict[str, dict[str, Any]], window_days: int
+    conn: AsyncConnection, health: dict[str, dict[str, Any]], window_days: int, tz: tzinfo
 ) -> None:
     """Drop daily rows that fell out of each account's window (state stays bounded)."""
     by_cutoff: dict[date, list[str]] = defaultdict(list)
     for account_id, h in health.items():
-        by_cutoff[window_start(h["as_of"], window_days)].append(account_id)
+        by_cutoff[window_start(h["as_of"], window_days, tz)].append(account_id)
     for cutoff, ids in by_cutoff.items():
         for table in (activity_daily, activity_daily_users, activity_daily_names):
             await conn.execute(

@@ -9,7 +9,7 @@ their rules fire. Running it again the same day changes nothing.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,8 +42,9 @@ class QuietAccountSweep:
     async def run_once(self) -> int:
         """Re-score today's not yet swept quiet accounts; returns how many."""
         now = self._clock()
-        today = now.astimezone(UTC).date()
-        midnight = datetime.combine(today, time(), UTC)
+        zone = self._processor.zone
+        today = now.astimezone(zone).date()
+        midnight = datetime.combine(today, time(), zone)
         h = account_health
         due = (
             select(h.c.account_id)

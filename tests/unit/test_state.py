@@ -213,3 +213,53 @@ async def test_people_changes_do_not_depend_on_arrival_order(
     async with engine.connect() as conn:
         [m] = await load_measures(conn, {"acme"})
     assert m.decision_maker_changed_at == NOW - timedelta(days=5)
+
+
+async def _days_of(engine: AsyncEngine, instants: list[str], zone: str) -> list[Any]:
+    from zoneinfo import ZoneInfo
+
+    events = [
+        ev(
+            kind="usage",
+            event_id=f"z{i}",
+            user_id="u",
+            event="x",
+            occurred_at=datetime.fromisoformat(t),
+        )
+        for i, t in enumerate(instants)
+    ]
+    async with engine.begin() as conn:
+        await apply_events(conn, events, window_days=400, now=NOW, tz=ZoneInfo(zone))
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(activity_daily.c.day, activity_daily.c.events).order_by(activity_daily.c.day)
+        )
+        return [(r.day.isoformat(), r.events) for r in rows]
+
+
+async def test_days_are_calendar_days_of_the_configured_zone(engine: AsyncEngine) -> None:
+    # 17:30 UTC is already the next day in Shanghai (UTC+8), whatever offset the client sent.
+    days = await _days_of(
+        engine,
+        ["2026-11-22T17:30:00+00:00", "2026-11-22T15:00:00+00:00", "2026-11-23T01:30:00+09:00"],
+        "Asia/Shanghai",
+    )
+    assert days == [("2026-11-22", 1), ("2026-11-23", 1 + 1)]
+
+
+async def test_daylight_saving_days_have_their_real_length(engine: AsyncEngine) -> None:
+    # New York springs forward on 2026-03-08 (a 23-hour day) and falls back on 2026-11-01
+    # (a 25-hour day): events at the first and last local hour stay on their own day.
+    days = await _days_of(
+        engine,
+        [
+            "2026-03-08T00:30:00-05:00",  # EST, just after midnight
+            "2026-03-08T23:30:00-04:00",  # EDT, just before midnight
+            "2026-03-09T04:30:00+00:00",  # 00:30 EDT on the 9th
+            "2026-11-01T00:30:00-04:00",  # EDT
+            "2026-11-01T23:30:00-05:00",  # EST, 25 hours after midnight
+            "2026-11-02T04:30:00+00:00",  # 23:30 EST on the 1st
+        ],
+        "America/New_York",
+    )
+    assert days == [("2026-03-08", 2), ("2026-03-09", 1), ("2026-11-01", 3)]
