@@ -172,6 +172,12 @@ async def account_metrics(
         "active_users_7d": m.active_users_7d,
         "active_users_30d": m.active_users_30d,
         "active_days_7d": m.active_days_7d,
+        "active_users_today": m.active_users_today,
+        "users_ever_active": m.users_ever_active,
+        "activation_rate": (
+            round(m.users_ever_active / m.seats_purchased, 4) if m.seats_purchased else None
+        ),
+        "usage_minutes_7d": m.usage_minutes_7d,
         "events_7d": m.events_7d,
         "open_tickets": m.open_tickets,
         "depth_level": depth_level(m, model.depth),

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.state import OPEN_STATUSES
 from shared.storage.tables import (
     account_health,
+    account_users,
     accounts,
     activity_daily,
     activity_daily_names,
@@ -35,6 +36,9 @@ class Measures:
     events_7d: int
     open_tickets: int
     seats_purchased: int | None
+    active_users_today: int = 0
+    users_ever_active: int = 0
+    usage_minutes_7d: float = 0.0
     last_seen_at: datetime | None = None
     last_touchpoint_at: datetime | None = None
     nps_latest: int | None = None
@@ -93,7 +97,9 @@ async def load_measures(
     by_day: dict[date, list[str]] = defaultdict(list)
     for r in base.values():
         by_day[as_of or r.as_of.astimezone(tz).date()].append(r.account_id)
-    users: dict[str, tuple[int, int]] = {}
+    users: dict[str, tuple[int, int, int]] = {}
+    ever: dict[str, int] = {}
+    minutes: dict[str, float] = {}
     events: dict[str, tuple[int, int]] = {}
     names: dict[str, dict[tuple[str, str], tuple[int, int]]] = defaultdict(dict)
     for day, group in by_day.items():
@@ -119,18 +125,27 @@ async def load_measures(
                 u.c.account_id,
                 func.count(distinct(_when(u.c.day >= d7, u.c.user_id))),
                 func.count(distinct(u.c.user_id)),
+                func.count(distinct(_when(u.c.day == day, u.c.user_id))),
             )
             .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= day)
             .group_by(u.c.account_id)
         ):
-            users[row[0]] = (row[1], row[2])
+            users[row[0]] = (row[1], row[2], row[3])
+        au = account_users
+        for row in await conn.execute(
+            select(au.c.account_id, func.count())
+            .where(au.c.account_id.in_(group), au.c.first_active_on <= day)
+            .group_by(au.c.account_id)
+        ):
+            ever[row[0]] = int(row[1])
         d = activity_daily
         for total in await conn.execute(
-            select(d.c.account_id, func.sum(d.c.events), func.count())
+            select(d.c.account_id, func.sum(d.c.events), func.count(), func.sum(d.c.duration_s))
             .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= day)
             .group_by(d.c.account_id)
         ):
             events[total[0]] = (int(total[1] or 0), int(total[2]))
+            minutes[total[0]] = float(total[3] or 0) / 60
     is_open = tickets.c.status.in_(OPEN_STATUSES)
     support = {
         r.account_id: r
@@ -158,8 +173,11 @@ async def load_measures(
             as_of_time=r.as_of,
             first_seen=r.first_seen_at.astimezone(tz).date() if r.first_seen_at else None,
             last_seen_at=r.last_seen_at,
-            active_users_7d=users.get(a, (0, 0))[0],
-            active_users_30d=users.get(a, (0, 0))[1],
+            active_users_7d=users.get(a, (0, 0, 0))[0],
+            active_users_30d=users.get(a, (0, 0, 0))[1],
+            active_users_today=users.get(a, (0, 0, 0))[2],
+            users_ever_active=ever.get(a, 0),
+            usage_minutes_7d=round(minutes.get(a, 0.0), 2),
             active_days_7d=events.get(a, (0, 0))[1],
             events_7d=events.get(a, (0, 0))[0],
             open_tickets=int(support[a].open) if a in support else 0,

@@ -48,7 +48,22 @@ def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | N
     modules = m.used_28d("module")
     used_any = bool(m.used_28d("event"))
     core = depth.core_modules
+    platforms = m.used_28d("platform")
+    all_uses = sum(platforms.values())
     return {
+        # Shown and backtested, not scored by the default model (ACT-02…ACT-07).
+        "dau": m.active_users_today,
+        "activation_rate": m.users_ever_active / seats if seats else None,
+        "daily_login_ratio": (
+            m.active_users_today / m.users_ever_active if m.users_ever_active else None
+        ),
+        "usage_minutes_per_active_user_7d": (
+            round(m.usage_minutes_7d / m.active_users_7d, 2) if m.active_users_7d else None
+        ),
+        **{
+            f"{p}_share_28d": (platforms.get(p, 0) / all_uses if all_uses else None)
+            for p in ("pc", "app", "api")
+        },
         "module_breadth_28d": len(modules) if used_any else None,
         "core_module_use_28d": (
             sum(1 for x in core if x in modules) / len(core) if core and used_any else None

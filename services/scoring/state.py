@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, case, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.events import (
@@ -29,6 +29,7 @@ from shared.contracts.events import (
 from shared.storage.db import insert_ignore, upsert
 from shared.storage.tables import (
     account_health,
+    account_users,
     accounts,
     activity_daily,
     activity_daily_names,
@@ -184,6 +185,30 @@ async def _apply_usage(
         await conn.execute(
             insert_ignore(conn, activity_daily_users).on_conflict_do_nothing(),
             [{"account_id": a, "day": d, "user_id": u} for a, d, u in sorted(users)],
+        )
+        first: dict[tuple[str, str], date] = {}
+        for a, d, u in users:
+            first[(a, u)] = min(d, first.get((a, u), d))
+        stmt = insert_ignore(conn, account_users)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "user_id"],
+            # The earlier day wins, whatever order the events came in (LEAST, portably).
+            set_={
+                "first_active_on": case(
+                    (
+                        stmt.excluded.first_active_on < account_users.c.first_active_on,
+                        stmt.excluded.first_active_on,
+                    ),
+                    else_=account_users.c.first_active_on,
+                )
+            },
+        )
+        await conn.execute(
+            stmt,
+            [
+                {"account_id": a, "user_id": u, "first_active_on": d}
+                for (a, u), d in sorted(first.items())
+            ],
         )
     if names:
         stmt = insert_ignore(conn, activity_daily_names)

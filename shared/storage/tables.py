@@ -130,6 +130,16 @@ activity_daily_names = Table(
     Column("count", Integer, nullable=False),
 )
 
+# Users ever active per account, for the activation rate (ACT-04): grows with distinct
+# users, never pruned.
+account_users = Table(
+    "account_users",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("user_id", String(200), primary_key=True),
+    Column("first_active_on", Date, nullable=False),
+)
+
 tickets = Table(
     "tickets",
     metadata,

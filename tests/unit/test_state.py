@@ -44,7 +44,9 @@ async def apply(engine: AsyncEngine, events: list[Event], window_days: int = 30)
 async def test_window_counts_and_late_events(engine: AsyncEngine) -> None:
     day = timedelta(days=1)
     events = [
-        ev(kind="usage", event_id="a", user_id="u1", event="login", occurred_at=NOW),
+        ev(
+            kind="usage", event_id="a", user_id="u1", event="login", occurred_at=NOW, duration_s=600
+        ),
         ev(kind="usage", event_id="b", user_id="u1", event="login", occurred_at=NOW - 2 * day),
         ev(kind="usage", event_id="c", user_id="u2", event="login", occurred_at=NOW - 6 * day),
         ev(
@@ -64,6 +66,8 @@ async def test_window_counts_and_late_events(engine: AsyncEngine) -> None:
         )
     assert (m.active_users_7d, m.active_users_30d, m.events_7d, m.active_days_7d) == (2, 3, 3, 3)
     assert m.names[("event", "login")] == (3, 4)
+    # u1 today; u1..u3 ever active (u4's only event came too late to count at all).
+    assert (m.active_users_today, m.users_ever_active, m.usage_minutes_7d) == (1, 3, 10.0)
     assert m.names[("platform", "pc")] == (3, 4)
     assert len(days) == 4
     # A later event moves the window: the day 7 back is pruned.

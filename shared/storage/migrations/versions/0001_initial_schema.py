@@ -50,6 +50,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_health")),
     )
     op.create_table(
+        "account_users",
+        sa.Column("account_id", sa.String(length=200), nullable=False),
+        sa.Column("user_id", sa.String(length=200), nullable=False),
+        sa.Column("first_active_on", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "user_id", name=op.f("pk_account_users")),
+    )
+    op.create_table(
         "accounts",
         sa.Column("account_id", sa.String(length=200), nullable=False),
         sa.Column("name", sa.String(length=500), nullable=True),
@@ -270,5 +277,6 @@ def downgrade() -> None:
     op.drop_table("activity_daily_names")
     op.drop_table("activity_daily")
     op.drop_table("accounts")
+    op.drop_table("account_users")
     op.drop_table("account_health")
     # ### end Alembic commands ###
