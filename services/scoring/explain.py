@@ -12,6 +12,7 @@ EXTRA_LABELS = {
     "score": "health score",
     "active_users_7d": "active users over 7 days",
     "events_7d": "events over 7 days",
+    "seats_purchased": "seats purchased",
 }
 
 

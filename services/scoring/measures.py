@@ -42,6 +42,8 @@ class Measures:
     last_seen_at: datetime | None = None
     last_touchpoint_at: datetime | None = None
     nps_latest: int | None = None
+    nps_previous: int | None = None
+    last_decision_maker_contact_at: datetime | None = None
     last_payment_failed_at: datetime | None = None
     tier: str | None = None
     lifecycle_stage: str | None = None
@@ -83,6 +85,8 @@ async def load_measures(
             account_health.c.last_seen_at,
             account_health.c.last_touchpoint_at,
             account_health.c.nps_latest,
+            account_health.c.nps_previous,
+            account_health.c.last_decision_maker_contact_at,
             account_health.c.last_payment_failed_at,
             accounts.c.seats_purchased,
             accounts.c.tier,
@@ -193,6 +197,8 @@ async def load_measures(
             seats_purchased=r.seats_purchased,
             last_touchpoint_at=r.last_touchpoint_at,
             nps_latest=r.nps_latest,
+            nps_previous=r.nps_previous,
+            last_decision_maker_contact_at=r.last_decision_maker_contact_at,
             last_payment_failed_at=r.last_payment_failed_at,
             tier=r.tier,
             lifecycle_stage=_fact(r.facts, "lifecycle_stage"),

@@ -78,6 +78,14 @@ def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | N
             (m.as_of - m.day_of(m.last_touchpoint_at)).days if m.last_touchpoint_at else None
         ),
         "nps_latest": m.nps_latest,
+        "nps_trend": (
+            m.nps_latest - m.nps_previous
+            if m.nps_latest is not None and m.nps_previous is not None
+            else None
+        ),
+        # EW-14/DG-04: contact with the decision maker, not just the day-to-day contact.
+        "days_since_decision_maker_contact": _days_since(m, m.last_decision_maker_contact_at),
+        "seats_purchased": m.seats_purchased,
         # The naive baseline the backtest compares the model with; shown, not scored.
         "days_since_last_use": _days_since(m, m.last_seen_at),
         "open_high_priority_tickets": m.open_high_priority_tickets,

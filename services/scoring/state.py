@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.events import (
     AccountFacts,
+    ContactRole,
     Event,
     NpsResponse,
     PaymentEvent,
@@ -80,11 +81,12 @@ async def apply_events(
         h = health[e.account_id]
         if isinstance(e, Touchpoint):
             h["last_touchpoint_at"] = _latest(h["last_touchpoint_at"], e.occurred_at)
-        elif isinstance(e, NpsResponse) and (
-            # The newest answer; equal times resolved by score, the same on every replay.
-            h["nps_at"] is None or (e.occurred_at, e.score) > (h["nps_at"], h["nps_latest"])
-        ):
-            h["nps_latest"], h["nps_at"] = e.score, e.occurred_at
+            if e.contact_role is ContactRole.decision_maker:
+                h["last_decision_maker_contact_at"] = _latest(
+                    h["last_decision_maker_contact_at"], e.occurred_at
+                )
+        elif isinstance(e, NpsResponse):
+            _keep_two_newest_nps(h, e)
         elif isinstance(e, PaymentEvent) and e.status is PaymentStatus.failed:
             h["last_payment_failed_at"] = _latest(h["last_payment_failed_at"], e.occurred_at)
     for h in health.values():
@@ -112,6 +114,9 @@ async def _load_health(
             account_health.c.last_touchpoint_at,
             account_health.c.nps_latest,
             account_health.c.nps_at,
+            account_health.c.nps_previous,
+            account_health.c.nps_previous_at,
+            account_health.c.last_decision_maker_contact_at,
             account_health.c.last_payment_failed_at,
         ).where(account_health.c.account_id.in_(ids))
     )
@@ -127,6 +132,9 @@ async def _load_health(
                 "last_touchpoint_at": None,
                 "nps_latest": None,
                 "nps_at": None,
+                "nps_previous": None,
+                "nps_previous_at": None,
+                "last_decision_maker_contact_at": None,
                 "last_payment_failed_at": None,
             },
         )
@@ -395,6 +403,17 @@ def _newer(event: TicketEvent, other: TicketEvent | None) -> bool:
     if other is None:
         return True
     return (event.occurred_at, event.event_id) >= (other.occurred_at, other.event_id)
+
+
+def _keep_two_newest_nps(h: dict[str, Any], e: NpsResponse) -> None:
+    """The two newest answers, ordered by (time, score): the same on every replay."""
+    answers = [(e.occurred_at, e.score)]
+    for at, score in ((h["nps_at"], h["nps_latest"]), (h["nps_previous_at"], h["nps_previous"])):
+        if at is not None and (at, score) not in answers:
+            answers.append((at, score))
+    answers.sort(reverse=True)
+    (h["nps_at"], h["nps_latest"]), previous = answers[0], answers[1:2]
+    h["nps_previous_at"], h["nps_previous"] = previous[0] if previous else (None, None)
 
 
 def _latest(a: datetime | None, b: datetime) -> datetime:

@@ -168,8 +168,12 @@ account_health = Table(
     Column("events_7d", Integer, nullable=False, default=0),
     Column("open_tickets", Integer, nullable=False, default=0),
     Column("last_touchpoint_at", UTCDateTime),
+    Column("last_decision_maker_contact_at", UTCDateTime),
     Column("nps_latest", Integer),
     Column("nps_at", UTCDateTime),
+    # The answer before the latest, for the trend.
+    Column("nps_previous", Integer),
+    Column("nps_previous_at", UTCDateTime),
     Column("last_payment_failed_at", UTCDateTime),
     Column("score", Integer),
     Column("danger_level", String(10)),

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.measures import load_measures
+from services.scoring.score import model_inputs
 from services.scoring.state import apply_events
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
@@ -267,3 +268,41 @@ async def test_daylight_saving_days_have_their_real_length(engine: AsyncEngine) 
         "America/New_York",
     )
     assert days == [("2026-03-08", 2), ("2026-03-09", 1), ("2026-11-01", 3)]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1), (1, 2, 0)])
+async def test_nps_trend_and_decision_maker_contact(
+    engine: AsyncEngine, order: tuple[int, ...]
+) -> None:
+    answers = [
+        ev(kind="nps", event_id=f"n{i}", score=score, occurred_at=NOW - timedelta(days=d))
+        for i, (score, d) in enumerate(((9, 60), (7, 30), (4, 2)))
+    ]
+    for i in order:
+        await apply(engine, [answers[i]])
+    await apply(
+        engine,
+        [
+            ev(
+                kind="touchpoint",
+                event_id="t1",
+                touchpoint_kind="visit",
+                contact_role="decision_maker",
+                occurred_at=NOW - timedelta(days=40),
+            ),
+            ev(
+                kind="touchpoint",
+                event_id="t2",
+                touchpoint_kind="call",
+                contact_role="champion",
+                occurred_at=NOW - timedelta(days=3),
+            ),
+        ],
+    )
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"})
+    raw = model_inputs(m)
+    assert (m.nps_latest, m.nps_previous, raw["nps_trend"]) == (4, 7, -3)
+    # As of the newest event (the NPS answer 2 days ago).
+    assert raw["days_since_touchpoint"] == 1
+    assert raw["days_since_decision_maker_contact"] == 38

@@ -33,8 +33,17 @@ def upgrade() -> None:
         sa.Column(
             "last_touchpoint_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True
         ),
+        sa.Column(
+            "last_decision_maker_contact_at",
+            shared.storage.tables.UTCDateTime(timezone=True),
+            nullable=True,
+        ),
         sa.Column("nps_latest", sa.Integer(), nullable=True),
         sa.Column("nps_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("nps_previous", sa.Integer(), nullable=True),
+        sa.Column(
+            "nps_previous_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column(
             "last_payment_failed_at",
             shared.storage.tables.UTCDateTime(timezone=True),
