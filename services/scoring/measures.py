@@ -60,6 +60,8 @@ class Measures:
     # (dimension, name) → (count over 7 days, count over 28 days); dimensions: event,
     # module, platform.
     names: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    # (created, first reply) of tickets created in the last 28 days, for SLA checks.
+    ticket_replies: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     # The zone whose calendar days the measures count in.
     tz: tzinfo = UTC
 
@@ -150,6 +152,16 @@ async def load_measures(
         ):
             events[total[0]] = (int(total[1] or 0), int(total[2]))
             minutes[total[0]] = float(total[3] or 0) / 60
+    replies: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+    oldest_day = min(by_day) - timedelta(days=27) if by_day else None
+    if oldest_day is not None:
+        for t in await conn.execute(
+            select(tickets.c.account_id, tickets.c.created_at, tickets.c.first_reply_at).where(
+                tickets.c.account_id.in_(ids),
+                tickets.c.created_at >= datetime.combine(oldest_day, datetime.min.time(), tz),
+            )
+        ):
+            replies[t.account_id].append((t.created_at, t.first_reply_at))
     is_open = tickets.c.status.in_(OPEN_STATUSES)
     support = {
         r.account_id: r
@@ -206,6 +218,7 @@ async def load_measures(
             contract_end=_date_fact(r.facts, "contract_end"),
             go_live=_date_fact(r.facts, "go_live"),
             names=names.get(a, {}),
+            ticket_replies=replies.get(a, []),
             tz=tz,
         )
         for a, r in sorted(base.items())

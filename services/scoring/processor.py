@@ -190,7 +190,7 @@ class ScoringProcessor:
         names = explain.labels(model)
         health_rows, daily_rows, band_rows, state_rows, alerts = [], [], [], [], []
         for m in measures:
-            raw = inputs.model_inputs(m, model.depth)
+            raw = inputs.model_inputs(m, model.depth, model.sla)
             s = evaluate(model, raw, inputs.segment_of(m))
             risk = danger.assess(m, raw, model.danger)
             shown = {

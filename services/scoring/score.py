@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from services.scoring.measures import Measures
-from services.scoring.model.schema import Depth, DepthLevel, Segment
+from services.scoring.model.schema import Depth, DepthLevel, Segment, Sla
 
 LOW_ACTIVITY_RULE = "low_activity"
 # The rule needs a full week of history: a new account has not had time to activate.
@@ -40,7 +40,21 @@ def depth_level(m: Measures, depth: Depth) -> int | None:
     return level
 
 
-def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | None]:
+def sla_breaches_28d(m: Measures, sla: Sla) -> int:
+    """Tickets of the last 28 days answered later than the tier's first-reply target, or
+    still unanswered past it as of the measures' day (CAD-15)."""
+    target = timedelta(minutes=sla.target(m.tier))
+    start = m.as_of - timedelta(days=27)
+    return sum(
+        1
+        for created, replied in m.ticket_replies
+        if start <= m.day_of(created) <= m.as_of and ((replied or m.as_of_time) - created) > target
+    )
+
+
+def model_inputs(
+    m: Measures, depth: Depth | None = None, sla: Sla | None = None
+) -> dict[str, float | None]:
     """The raw values the health model reads; None where there is no data."""
     depth = depth or Depth()
     seats = m.seats_purchased or None
@@ -89,6 +103,7 @@ def model_inputs(m: Measures, depth: Depth | None = None) -> dict[str, float | N
         # The naive baseline the backtest compares the model with; shown, not scored.
         "days_since_last_use": _days_since(m, m.last_seen_at),
         "open_high_priority_tickets": m.open_high_priority_tickets,
+        "sla_breaches_28d": sla_breaches_28d(m, sla or Sla()),
         "oldest_open_ticket_days": _days_since(m, m.oldest_open_ticket_at, default=0),
         # Ticket silence (DG-03): shown, not scored by default; rules watch it.
         "days_since_last_ticket": _days_since(m, m.last_ticket_at),

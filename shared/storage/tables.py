@@ -149,6 +149,7 @@ tickets = Table(
     Column("priority", String(20), nullable=False),
     Column("type", String(20), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("first_reply_at", UTCDateTime),
     Column("solved_at", UTCDateTime),
     # The newest update wins; (occurred_at, event_id) orders ties the same on every replay.
     Column("occurred_at", UTCDateTime, nullable=False),

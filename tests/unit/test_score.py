@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from services.alerts.outbox import backoff_s
 from services.scoring.measures import Measures
@@ -123,3 +123,19 @@ def test_support_and_commercial_inputs() -> None:
     assert early["not_live_after_90d"] == 0.0  # 53 days: still within the 90
     assert model_inputs(m())["not_live_after_90d"] is None
     assert model_inputs(m())["oldest_open_ticket_days"] == 0
+
+
+def test_sla_breaches_by_tier() -> None:
+    from services.scoring.model.schema import Sla
+    from services.scoring.score import sla_breaches_28d
+
+    t0 = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    replies = [
+        (t0, t0 + timedelta(minutes=20)),  # within 30 minutes
+        (t0, t0 + timedelta(minutes=45)),  # strategic breach, fine for enterprise
+        (t0, None),  # still unanswered 3 days later: a breach for every tier
+        (datetime(2026, 10, 1, tzinfo=UTC), None),  # older than 28 days: not counted
+    ]
+    assert sla_breaches_28d(m(tier="strategic", ticket_replies=replies), Sla()) == 2
+    assert sla_breaches_28d(m(tier="enterprise", ticket_replies=replies), Sla()) == 1
+    assert model_inputs(m(ticket_replies=replies))["sla_breaches_28d"] == 1  # default 8 hours

@@ -116,6 +116,19 @@ class DangerRules(Strict):
     unmet_request_days: Annotated[int, Field(ge=1)] = 30
 
 
+class Sla(Strict):
+    """First-reply targets in minutes by tier (CAD-15: VIP 30 minutes, small customers one
+    working day, counted here as 24 hours; enterprise 4 hours is our default)."""
+
+    first_reply_minutes: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: {"strategic": 30, "enterprise": 240, "non-focus": 1440}
+    )
+    default_minutes: Annotated[int, Field(gt=0)] = 480
+
+    def target(self, tier: str | None) -> int:
+        return self.first_reply_minutes.get(tier or "", self.default_minutes)
+
+
 class Match(Strict):
     tier: str | None = None
     lifecycle_stage: str | None = None
@@ -167,6 +180,7 @@ class HealthModel(Strict):
     profiles: list[Profile] = Field(default_factory=list)
     depth: Depth = Depth()
     danger: DangerRules = DangerRules()
+    sla: Sla = Sla()
 
     @model_validator(mode="after")
     def _references(self) -> HealthModel:

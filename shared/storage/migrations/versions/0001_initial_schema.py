@@ -238,6 +238,9 @@ def upgrade() -> None:
         sa.Column("priority", sa.String(length=20), nullable=False),
         sa.Column("type", sa.String(length=20), nullable=False),
         sa.Column("created_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "first_reply_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("solved_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("occurred_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("event_id", sa.String(length=200), nullable=False),
