@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     )
 
     # --- scoring ---------------------------------------------------------------------
+    # A late event still counts on its own day if it is at most this old relative to the
+    # account's newest event; older ones are counted in a metric and ignored. Capped by
+    # the window, since older days are no longer kept.
+    late_grace_days: int = Field(
+        90, ge=1, description="How late (days) an event may arrive and still be counted"
+    )
     timezone: str = Field(
         "UTC", description="IANA time zone whose calendar days bucket activity (e.g. Asia/Shanghai)"
     )

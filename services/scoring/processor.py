@@ -63,7 +63,12 @@ class ScoringProcessor:
         async with self._engine.begin() as conn:
             fresh = await self._drop_duplicates(conn, events, now)
             applied = await apply_events(
-                conn, fresh, window_days=self._settings.window_days, now=now, tz=self.zone
+                conn,
+                fresh,
+                window_days=self._settings.window_days,
+                grace_days=self._settings.late_grace_days,
+                now=now,
+                tz=self.zone,
             )
             alerts = await self.rescore(conn, applied.accounts, now)
             outgoing = dead + self.alert_messages(alerts)

@@ -109,6 +109,12 @@ def model_inputs(
         "days_since_last_ticket": _days_since(m, m.last_ticket_at),
         "days_to_contract_end": (m.contract_end - m.as_of).days if m.contract_end else None,
         "days_since_purchase": (m.as_of - m.contract_start).days if m.contract_start else None,
+        # LC-08: time to first value, here the first day of use after the purchase.
+        "time_to_first_value_days": (
+            max(0, (m.first_seen - m.contract_start).days)
+            if m.first_seen and m.contract_start
+            else None
+        ),
         "not_live_after_90d": _not_live(m),
         "payment_failed_30d": (
             1.0 if failed and m.as_of - m.day_of(failed) <= PAYMENT_FAILURE_MEMORY else 0.0

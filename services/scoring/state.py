@@ -61,6 +61,7 @@ async def apply_events(
     window_days: int,
     now: datetime,
     tz: tzinfo = UTC,
+    grace_days: int | None = None,
 ) -> Applied:
     applied = Applied(accounts={e.account_id for e in events})
     if not events:
@@ -71,7 +72,8 @@ async def apply_events(
         h["as_of"] = max(h["as_of"], e.occurred_at) if h["as_of"] else e.occurred_at
 
     usage = [e for e in events if isinstance(e, UsageEvent)]
-    applied.late_events = await _apply_usage(conn, usage, health, window_days, tz)
+    grace = min(grace_days or window_days, window_days)
+    applied.late_events = await _apply_usage(conn, usage, health, grace, tz)
     # A ticket re-filed under another account changes the old account's backlog too.
     applied.accounts |= await _apply_tickets(
         conn, [e for e in events if isinstance(e, TicketEvent)]
@@ -149,7 +151,7 @@ async def _apply_usage(
     conn: AsyncConnection,
     usage: Sequence[UsageEvent],
     health: dict[str, dict[str, Any]],
-    window_days: int,
+    grace_days: int,
     tz: tzinfo,
 ) -> int:
     daily: dict[tuple[str, date], list[float]] = defaultdict(lambda: [0, 0.0])
@@ -160,7 +162,7 @@ async def _apply_usage(
         h = health[e.account_id]
         # Calendar days of the configured zone (zoneinfo handles daylight saving).
         day = e.occurred_at.astimezone(tz).date()
-        if day < window_start(h["as_of"], window_days, tz):
+        if day < window_start(h["as_of"], grace_days, tz):
             late += 1
             continue
         bucket = daily[(e.account_id, day)]

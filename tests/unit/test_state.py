@@ -306,3 +306,36 @@ async def test_nps_trend_and_decision_maker_contact(
     # As of the newest event (the NPS answer 2 days ago).
     assert raw["days_since_touchpoint"] == 1
     assert raw["days_since_decision_maker_contact"] == 38
+
+
+async def test_grace_period_and_users_who_stop(engine: AsyncEngine) -> None:
+    day = timedelta(days=1)
+    first = [
+        ev(kind="usage", event_id=f"s{u}", user_id=f"u{u}", event="x", occurred_at=NOW - 10 * day)
+        for u in range(5)
+    ] + [ev(kind="usage", event_id="now", user_id="u0", event="x", occurred_at=NOW)]
+    async with engine.begin() as conn:
+        applied = await apply_events(conn, first, window_days=90, grace_days=5, now=NOW)
+    # Arriving together with a newer event, the 10-day-old ones are past the 5-day grace.
+    assert applied.late_events == 5
+    await apply(
+        engine,
+        [
+            ev(
+                kind="usage",
+                event_id=f"w{u}",
+                user_id=f"u{u}",
+                event="x",
+                occurred_at=NOW - 3 * day,
+            )
+            for u in range(5)
+        ],
+    )
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"})
+    # Five users 3 days ago, only u0 since: all five in 7 days, one today.
+    assert (m.active_users_7d, m.active_users_today) == (5, 1)
+    async with engine.connect() as conn:
+        [later] = await load_measures(conn, {"acme"}, as_of=(NOW + 5 * day).date())
+    # Five days on, the four who stopped have left the 7-day window.
+    assert later.active_users_7d == 1
