@@ -66,7 +66,7 @@ async def apply_events(
     applied = Applied(accounts={e.account_id for e in events})
     if not events:
         return applied
-    health = await _load_health(conn, applied.accounts, now)
+    health = await _load_health(conn, applied.accounts)
     for e in events:
         h = health[e.account_id]
         h["as_of"] = max(h["as_of"], e.occurred_at) if h["as_of"] else e.occurred_at
@@ -104,9 +104,7 @@ async def apply_events(
     return applied
 
 
-async def _load_health(
-    conn: AsyncConnection, ids: set[str], now: datetime
-) -> dict[str, dict[str, Any]]:
+async def _load_health(conn: AsyncConnection, ids: set[str]) -> dict[str, dict[str, Any]]:
     rows = await conn.execute(
         select(
             account_health.c.account_id,

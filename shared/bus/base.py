@@ -70,3 +70,18 @@ class Consumer(Protocol):
     async def rewind(self) -> None:
         """Forget in-memory positions and reload them through the offset loader
         (after a failed transaction, so its records are read again)."""
+
+
+class DiscardingProducer:
+    """A producer whose messages go nowhere: for replays whose alerts must not be sent."""
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send_many(
+        self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
+    ) -> None:
+        pass

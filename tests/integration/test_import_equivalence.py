@@ -23,6 +23,7 @@ from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
+from shared.bus.base import DiscardingProducer
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import account_health
@@ -123,18 +124,12 @@ async def _as_of_today(settings_: Settings) -> dict[str, list[tuple[Any, ...]]]:
         async with engine.begin() as conn:
             await conn.execute(update(account_health).values(swept_on=None))
         processor = ScoringProcessor(
-            engine, _NoBus(), settings_, ScoringMetrics(CollectorRegistry())
+            engine, DiscardingProducer(), settings_, ScoringMetrics(CollectorRegistry())
         )
-        await QuietAccountSweep(engine, _NoBus(), processor).run_once()
+        await QuietAccountSweep(engine, DiscardingProducer(), processor).run_once()
         return await state_snapshot(engine)
     finally:
         await engine.dispose()
-
-
-class _NoBus:
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def send_many(self, messages: Any, conn: Any = None) -> None: ...
 
 
 async def check(log: list[dict[str, Any]], kafka: str, postgres_url: str, workdir: Path) -> None:

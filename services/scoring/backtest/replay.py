@@ -24,7 +24,7 @@ from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
-from shared.bus.base import OutMessage, Record
+from shared.bus.base import DiscardingProducer, Record
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event, LifecycleStage
 from shared.contracts.wire import encode_event
@@ -53,14 +53,6 @@ class Replay:
     rejected: int = 0
     first_day: date | None = None
     last_day: date | None = None
-
-
-class _NoBus:
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def send_many(self, messages: Sequence[OutMessage], conn: Any = None) -> None: ...
 
 
 def read_churn_csv(path: Path) -> dict[str, date]:
@@ -119,9 +111,16 @@ async def replay(
         models = ModelStore(model_source) if model_source else ModelStore()
         metrics = ScoringMetrics(CollectorRegistry())
         processor = ScoringProcessor(
-            engine, _NoBus(), settings, metrics, models=models, clock=lambda: clock_now[0]
+            engine,
+            DiscardingProducer(),
+            settings,
+            metrics,
+            models=models,
+            clock=lambda: clock_now[0],
         )
-        sweep = QuietAccountSweep(engine, _NoBus(), processor, clock=lambda: clock_now[0])
+        sweep = QuietAccountSweep(
+            engine, DiscardingProducer(), processor, clock=lambda: clock_now[0]
+        )
         fed = 0
         try:
             for n, day in enumerate(days, 1):
