@@ -95,6 +95,7 @@ def facts(a: SimAccount, now: datetime, rng: random.Random) -> dict[str, Any]:
         },
         "contract_start": start.isoformat(),
         "contract_end": (start + timedelta(days=365 * 2)).isoformat(),
+        "go_live": (start + timedelta(days=rng.randint(20, 80))).isoformat(),
         "lifecycle_stage": "stable",
     }
 

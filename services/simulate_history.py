@@ -89,7 +89,10 @@ def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[
                 "name": f"History {a.account_id}",
                 "seats_purchased": a.seats,
                 "tier": "enterprise",
-                "contract_start": (start - timedelta(days=rng.randrange(100, 400))).isoformat(),
+                "contract_start": (
+                    contract := start - timedelta(days=rng.randrange(100, 400))
+                ).isoformat(),
+                "go_live": (contract + timedelta(days=rng.randrange(20, 80))).isoformat(),
                 "lifecycle_stage": "stable",
                 "contacts": [{"name": "Old Boss", "role": "decision_maker"}],
                 "occurred_at": _ts(start, 0),
