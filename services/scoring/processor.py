@@ -140,6 +140,7 @@ class ScoringProcessor:
                             "event_id": e.event_id,
                             "kind": e.kind,
                             "account_id": e.account_id,
+                            "occurred_at": e.occurred_at,
                             "processed_at": now,
                         }
                         for e in unique.values()

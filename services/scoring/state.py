@@ -10,7 +10,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import and_, case, delete, or_, select
@@ -35,6 +35,7 @@ from shared.storage.tables import (
     activity_daily,
     activity_daily_names,
     activity_daily_users,
+    processed_events,
     tickets,
 )
 
@@ -100,7 +101,7 @@ async def apply_events(
         keys=["account_id"],
         update=[c for c in health[next(iter(health))] if c != "account_id"],
     )
-    await _prune(conn, health, window_days, tz)
+    await _prune(conn, health, window_days, grace, tz)
     return applied
 
 
@@ -388,17 +389,32 @@ def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[
 
 
 async def _prune(
-    conn: AsyncConnection, health: dict[str, dict[str, Any]], window_days: int, tz: tzinfo
+    conn: AsyncConnection,
+    health: dict[str, dict[str, Any]],
+    window_days: int,
+    grace_days: int,
+    tz: tzinfo,
 ) -> None:
-    """Drop daily rows that fell out of each account's window (state stays bounded)."""
-    by_cutoff: dict[date, list[str]] = defaultdict(list)
+    """Drop daily rows that fell out of each account's window, and event ids past the
+    grace period: state grows with active days and names, not with events."""
+    by_cutoff: dict[tuple[date, date], list[str]] = defaultdict(list)
     for account_id, h in health.items():
-        by_cutoff[window_start(h["as_of"], window_days, tz)].append(account_id)
-    for cutoff, ids in by_cutoff.items():
+        cutoffs = (
+            window_start(h["as_of"], window_days, tz),
+            window_start(h["as_of"], grace_days, tz),
+        )
+        by_cutoff[cutoffs].append(account_id)
+    for (cutoff, late_before), ids in by_cutoff.items():
         for table in (activity_daily, activity_daily_users, activity_daily_names):
             await conn.execute(
                 delete(table).where(table.c.account_id.in_(ids), table.c.day < cutoff)
             )
+        await conn.execute(
+            delete(processed_events).where(
+                processed_events.c.account_id.in_(ids),
+                processed_events.c.occurred_at < datetime.combine(late_before, time(), tz),
+            )
+        )
 
 
 def _newer(event: TicketEvent, other: TicketEvent | None) -> bool:

@@ -91,14 +91,18 @@ accounts = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-# Idempotency: an event id is applied once, in the transaction that applies it.
+# Idempotency: an event id is applied once, in the transaction that applies it. Ids of
+# events older than the late-event grace period are pruned: a replay of such a usage
+# event is late and ignored anyway, and every other kind applies idempotently.
 processed_events = Table(
     "processed_events",
     metadata,
     Column("event_id", String(200), primary_key=True),
     Column("kind", String(20), nullable=False),
     Column("account_id", String(200), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
     Column("processed_at", UTCDateTime, nullable=False),
+    Index("ix_processed_events_account_time", "account_id", "occurred_at"),
 )
 
 activity_daily = Table(

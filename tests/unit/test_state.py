@@ -339,3 +339,35 @@ async def test_grace_period_and_users_who_stop(engine: AsyncEngine) -> None:
         [later] = await load_measures(conn, {"acme"}, as_of=(NOW + 5 * day).date())
     # Five days on, the four who stopped have left the 7-day window.
     assert later.active_users_7d == 1
+
+
+async def test_event_ids_past_the_grace_period_are_pruned(engine: AsyncEngine) -> None:
+    from shared.storage.tables import processed_events
+
+    day = timedelta(days=1)
+    async with engine.begin() as conn:
+        for i, back in enumerate((20, 8, 0)):
+            e = ev(
+                kind="usage", event_id=f"p{i}", user_id="u", event="x", occurred_at=NOW - back * day
+            )
+            await conn.execute(
+                processed_events.insert().values(
+                    event_id=e.event_id,
+                    kind="usage",
+                    account_id="acme",
+                    occurred_at=e.occurred_at,
+                    processed_at=NOW,
+                )
+            )
+            await apply_events(conn, [e], window_days=90, grace_days=10, now=NOW)
+    async with engine.connect() as conn:
+        kept = (
+            (
+                await conn.execute(
+                    select(processed_events.c.event_id).order_by(processed_events.c.event_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert kept == ["p1", "p2"]  # p0 is 20 days older than the newest event: pruned

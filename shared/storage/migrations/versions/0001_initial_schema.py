@@ -218,9 +218,15 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("account_id", sa.String(length=200), nullable=False),
+        sa.Column("occurred_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("processed_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_processed_events")),
     )
+    with op.batch_alter_table("processed_events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_processed_events_account_time", ["account_id", "occurred_at"], unique=False
+        )
+
     op.create_table(
         "rule_state",
         sa.Column("account_id", sa.String(length=200), nullable=False),
@@ -267,6 +273,9 @@ def downgrade() -> None:
 
     op.drop_table("tickets")
     op.drop_table("rule_state")
+    with op.batch_alter_table("processed_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_processed_events_account_time")
+
     op.drop_table("processed_events")
     op.drop_table("health_models")
     op.drop_table("health_daily")
