@@ -62,6 +62,8 @@ class Measures:
     names: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     # (created, first reply) of tickets created in the last 28 days, for SLA checks.
     ticket_replies: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    # When tickets were solved, for those solved in the last 28 days or so.
+    tickets_solved: list[datetime] = field(default_factory=list)
     # The zone whose calendar days the measures count in.
     tz: tzinfo = UTC
 
@@ -153,15 +155,25 @@ async def load_measures(
             events[total[0]] = (int(total[1] or 0), int(total[2]))
             minutes[total[0]] = float(total[3] or 0) / 60
     replies: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+    solved: dict[str, list[datetime]] = defaultdict(list)
     oldest_day = min(by_day) - timedelta(days=27) if by_day else None
     if oldest_day is not None:
+        since = datetime.combine(oldest_day, datetime.min.time(), tz)
         for t in await conn.execute(
-            select(tickets.c.account_id, tickets.c.created_at, tickets.c.first_reply_at).where(
+            select(
+                tickets.c.account_id,
+                tickets.c.created_at,
+                tickets.c.first_reply_at,
+                tickets.c.solved_at,
+            ).where(
                 tickets.c.account_id.in_(ids),
-                tickets.c.created_at >= datetime.combine(oldest_day, datetime.min.time(), tz),
+                (tickets.c.created_at >= since) | (tickets.c.solved_at >= since),
             )
         ):
-            replies[t.account_id].append((t.created_at, t.first_reply_at))
+            if t.created_at >= since:
+                replies[t.account_id].append((t.created_at, t.first_reply_at))
+            if t.solved_at is not None and t.solved_at >= since:
+                solved[t.account_id].append(t.solved_at)
     is_open = tickets.c.status.in_(OPEN_STATUSES)
     support = {
         r.account_id: r
@@ -219,6 +231,7 @@ async def load_measures(
             go_live=_date_fact(r.facts, "go_live"),
             names=names.get(a, {}),
             ticket_replies=replies.get(a, []),
+            tickets_solved=solved.get(a, []),
             tz=tz,
         )
         for a, r in sorted(base.items())

@@ -7,6 +7,7 @@ engine arrives.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from services.scoring.measures import Measures
@@ -104,6 +105,9 @@ def model_inputs(
         "days_since_last_use": _days_since(m, m.last_seen_at),
         "open_high_priority_tickets": m.open_high_priority_tickets,
         "sla_breaches_28d": sla_breaches_28d(m, sla or Sla()),
+        # TK-01: volume alone is not a problem signal; shown beside the backlog.
+        "tickets_opened_28d": _in_28d(m, (created for created, _ in m.ticket_replies)),
+        "tickets_solved_28d": _in_28d(m, m.tickets_solved),
         "oldest_open_ticket_days": _days_since(m, m.oldest_open_ticket_at, default=0),
         # Ticket silence (DG-03): shown, not scored by default; rules watch it.
         "days_since_last_ticket": _days_since(m, m.last_ticket_at),
@@ -128,6 +132,11 @@ GO_LIVE_EXPECTED_DAYS = 90
 
 def _days_since(m: Measures, moment: datetime | None, default: float | None = None) -> float | None:
     return max(0, (m.as_of - m.day_of(moment)).days) if moment else default
+
+
+def _in_28d(m: Measures, moments: Iterable[datetime]) -> int:
+    start = m.as_of - timedelta(days=27)
+    return sum(1 for t in moments if start <= m.day_of(t) <= m.as_of)
 
 
 def _not_live(m: Measures) -> float | None:

@@ -175,6 +175,8 @@ async def test_support_measures(engine: AsyncEngine) -> None:
     assert (m.open_tickets, m.open_high_priority_tickets) == (2, 1)
     assert m.oldest_open_ticket_at == NOW - timedelta(days=10)
     assert m.last_ticket_at == NOW - timedelta(days=1)
+    raw = model_inputs(m)
+    assert (raw["tickets_opened_28d"], raw["tickets_solved_28d"]) == (3, 0)  # C has no solved_at
 
 
 async def test_decision_maker_change_is_noted_but_first_contacts_are_not(
