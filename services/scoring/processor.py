@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import danger, explain, history
@@ -274,11 +274,14 @@ class ScoringProcessor:
             )
             if firing:
                 alerts.append(self._low_activity_alert(m, s, count, facts.get(m.account_id)))
-        for row in health_rows:
+        if health_rows:
+            # One executemany (pipelined by the driver), not a statement per account.
+            columns = [k for k in health_rows[0] if k != "account_id"]
             await conn.execute(
                 account_health.update()
-                .where(account_health.c.account_id == row["account_id"])
-                .values({k: v for k, v in row.items() if k != "account_id"})
+                .where(account_health.c.account_id == bindparam("p_account_id"))
+                .values({c: bindparam(f"p_{c}") for c in columns}),
+                [{f"p_{k}": v for k, v in r.items()} for r in health_rows],
             )
         await history.record(conn, daily_rows, band_rows)
         await upsert(
