@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
-from shared.bus.base import OutMessage, Record
+from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.storage.offsets import offset_loader
 
 # Records per transaction: large batches amortise the rescoring of each account.
@@ -45,18 +45,12 @@ class ImportReport:
     swept: int = 0
 
 
-class _Sink:
+class _Sink(DiscardingProducer):
     """Stands in for the bus: keeps dead letters as rejections, counts alerts."""
 
     def __init__(self, report: ImportReport, source: str):
         self._report = report
         self._source = source
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
     async def send_many(
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
