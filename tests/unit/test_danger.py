@@ -8,26 +8,21 @@ from typing import Any
 from services.scoring.danger import assess
 from services.scoring.measures import Measures
 from services.scoring.model.schema import DangerRules
+from tests.support.measures import measures
 
-AS_OF = date(2026, 11, 23)
 RULES = DangerRules()
 
 
 def m(**kw: Any) -> Measures:
-    base: dict[str, Any] = dict(
-        account_id="a",
-        as_of=AS_OF,
+    fields: dict[str, Any] = dict(
         as_of_time=datetime(2026, 11, 23, tzinfo=UTC),
         first_seen=date(2026, 1, 1),
         active_users_7d=5,
         active_users_30d=5,
-        active_days_7d=5,
         events_7d=50,
-        open_tickets=0,
         seats_purchased=10,
     )
-    base.update(kw)
-    return Measures(**base)
+    return measures(**{**fields, **kw})
 
 
 def codes(result: dict[str, Any]) -> list[str]:

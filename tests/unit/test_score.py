@@ -6,27 +6,10 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 from services.alerts.outbox import backoff_s
-from services.scoring.measures import Measures
 from services.scoring.score import low_activity, model_inputs, segment_of
+from tests.support.measures import measures
 
-AS_OF = date(2026, 11, 23)
-
-
-def m(**kw: object) -> Measures:
-    base: dict[str, object] = dict(
-        account_id="a",
-        as_of=AS_OF,
-        as_of_time=datetime(2026, 11, 23, 12, tzinfo=UTC),
-        first_seen=date(2026, 11, 1),
-        active_users_7d=10,
-        active_users_30d=12,
-        active_days_7d=5,
-        events_7d=100,
-        open_tickets=0,
-        seats_purchased=50,
-    )
-    base.update(kw)
-    return Measures(**base)  # type: ignore[arg-type]
+m = measures
 
 
 def test_model_inputs() -> None:
