@@ -78,8 +78,10 @@ class Settings(BaseSettings):
     window_days: int = Field(
         90, description="Days of daily activity kept per account (older events are late)"
     )
-    low_activity_ratio: float = Field(
-        0.2, description="Provisional rule: 7-day active users below this share of seats"
+    alerting_file: str = Field(
+        "",
+        description="Alerting file (TOML: rules, routing, notify) used until one is stored "
+        "through PUT /v1/alert-rules; empty: the shipped default",
     )
     # Poll interval of the embedded bus consumer when no producer wakes it up
     # (another process may write the same SQLite file).

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.measures import load_measures
 from services.scoring.model.schema import ModelError
-from services.scoring.model.store import ModelStore, save_model
+from services.scoring.model.store import ModelStore
 from services.scoring.score import depth_level
 from shared.auth import ApiKey, Scope
 from shared.storage.tables import account_health, accounts, band_changes, health_daily
@@ -209,7 +209,7 @@ async def put_health_model(request: Request, ctx: Context, key: AdminKey) -> JSO
         raise ClientError(400, "bad_encoding", "Send the model as UTF-8 TOML.") from exc
     try:
         async with ctx.engine.begin() as conn:
-            model = await save_model(conn, text, key.name)
+            model = await ctx.models.save(conn, text, key.name)
     except ModelError as exc:
         raise ClientError(422, "invalid_model", str(exc)) from exc
     except ValueError as exc:

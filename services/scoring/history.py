@@ -3,12 +3,13 @@ of earlier days that explanations compare against."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.storage.db import insert_ignore, upsert
@@ -16,6 +17,10 @@ from shared.storage.tables import account_health, band_changes, health_daily
 
 # Explanations compare with the score before this one, and with these days back.
 LOOKBACK_DAYS = (7, 30)
+# A day's row exists only if the score or its inputs changed that day: an older row,
+# up to this many days, stands for it. A week covers a quiet weekend and holidays
+# without comparing with a month-old state.
+PAST_SLACK_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -38,27 +43,35 @@ async def load_previous(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, 
 
 
 async def load_past_inputs(
-    conn: AsyncConnection, as_of: dict[str, date]
+    conn: AsyncConnection, as_of: dict[str, date], backs: Iterable[int] = LOOKBACK_DAYS
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    """(account, days back) → that day's stored inputs, for each of LOOKBACK_DAYS."""
-    wanted = {
-        (a, d - timedelta(days=back)): back for a, d in as_of.items() for back in LOOKBACK_DAYS
-    }
-    if not wanted:
-        return {}
-    # Accounts × days, filtered to the wanted pairs here: an OR per pair would make a
-    # query too deep for SQLite at a few hundred accounts.
-    rows = await conn.execute(
-        select(health_daily.c.account_id, health_daily.c.day, health_daily.c.inputs).where(
-            health_daily.c.account_id.in_({a for a, _ in wanted}),
-            health_daily.c.day.in_({d for _, d in wanted}),
+    """(account, days back) → the inputs stored for that day, or for the latest day
+    within PAST_SLACK_DAYS before it (a row is written only when something changed)."""
+    targets: dict[tuple[date, int], list[str]] = defaultdict(list)
+    for account, day in as_of.items():
+        for back in set(backs):
+            targets[(day - timedelta(days=back), back)].append(account)
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    h = health_daily
+    for (target, back), ids in targets.items():
+        latest = (
+            select(h.c.account_id, func.max(h.c.day).label("day"))
+            .where(
+                h.c.account_id.in_(ids),
+                h.c.day <= target,
+                h.c.day >= target - timedelta(days=PAST_SLACK_DAYS),
+            )
+            .group_by(h.c.account_id)
+            .subquery()
         )
-    )
-    return {
-        (r.account_id, wanted[(r.account_id, r.day)]): r.inputs
-        for r in rows
-        if (r.account_id, r.day) in wanted
-    }
+        rows = await conn.execute(
+            select(h.c.account_id, h.c.inputs).join(
+                latest, (h.c.account_id == latest.c.account_id) & (h.c.day == latest.c.day)
+            )
+        )
+        for r in rows:
+            out[(r.account_id, back)] = r.inputs
+    return out
 
 
 async def record(

@@ -6,24 +6,28 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import danger, explain, history
+from services.scoring import danger, explain, history, rules
 from services.scoring import score as inputs
 from services.scoring.measures import Measures, load_measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.evaluate import Evaluation, evaluate
 from services.scoring.model.store import ModelStore
+from services.scoring.rules import RuleState, Transition
 from services.scoring.state import apply_events
+from shared.alerting.config import Rule
+from shared.alerting.store import AlertingStore
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.clock import Clock, utcnow
 from shared.config import Settings
-from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import KINDS, Event, Owner
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
 from shared.storage.db import insert_ignore, upsert
@@ -42,9 +46,11 @@ class ScoringProcessor:
         metrics: ScoringMetrics,
         *,
         models: ModelStore | None = None,
+        alerting: AlertingStore | None = None,
         clock: Clock = utcnow,
     ):
         self._models = models or ModelStore()
+        self._alerting = alerting or AlertingStore(_alerting_source(settings))
         self._engine = engine
         self._producer = producer
         self._settings = settings
@@ -180,18 +186,17 @@ class ScoringProcessor:
             r.account_id: r
             for r in await conn.execute(select(accounts).where(accounts.c.account_id.in_(ids)))
         }
+        alerting, _ = await self._alerting.current(conn)
         states = {
-            r.account_id: r
-            for r in await conn.execute(
-                select(rule_state).where(
-                    rule_state.c.account_id.in_(ids),
-                    rule_state.c.rule == inputs.LOW_ACTIVITY_RULE,
-                )
+            (r.account_id, r.rule): RuleState(
+                r.status, r.since, r.cleared_at, r.severity, r.fire_count, r.revision
             )
+            for r in await conn.execute(select(rule_state).where(rule_state.c.account_id.in_(ids)))
         }
         earlier = await history.load_previous(conn, ids)
         days = {m.account_id: m.as_of for m in measures}
-        past = await history.load_past_inputs(conn, days)
+        backs = {c.over_days for r in alerting.rules for c in r.when if c.change is not None}
+        past = await history.load_past_inputs(conn, days, {*history.LOOKBACK_DAYS, *backs})
         model, _ = await self._models.current(conn)
         names = explain.labels(model)
         health_rows, daily_rows, band_rows, state_rows, alerts = [], [], [], [], []
@@ -258,22 +263,21 @@ class ScoringProcessor:
                         "explanation": why,
                     }
                 )
-            firing = inputs.low_activity(m, self._settings.low_activity_ratio)
-            previous = states.get(m.account_id)
-            if previous is not None and previous.firing == firing:
-                continue
-            count = (previous.fire_count if previous else 0) + (1 if firing else 0)
-            state_rows.append(
-                {
-                    "account_id": m.account_id,
-                    "rule": inputs.LOW_ACTIVITY_RULE,
-                    "firing": firing,
-                    "fire_count": count,
-                    "changed_at": now,
-                }
-            )
-            if firing:
-                alerts.append(self._low_activity_alert(m, s, count, facts.get(m.account_id)))
+            values = rules.rule_values(m, shown, s.band, risk["level"])
+            values["danger_text"] = ", ".join(c["text"] for c in risk["causes"]) or "no cause"
+            then = {
+                back: past[(m.account_id, back)] for back in backs if (m.account_id, back) in past
+            }
+            for rule in alerting.rules:
+                before_state = states.get((m.account_id, rule.id), RuleState())
+                after_state, told = rules.step(rule, before_state, values, then, m.as_of_time)
+                if after_state != before_state:
+                    state_rows.append(_state_row(m.account_id, rule.id, after_state, now))
+                if told is not None:
+                    count = after_state.fire_count
+                    alerts.append(
+                        self._alert(m, rule, told, count, values, then, s, facts.get(m.account_id))
+                    )
         if health_rows:
             # One executemany (pipelined by the driver), not a statement per account.
             columns = [k for k in health_rows[0] if k != "account_id"]
@@ -289,43 +293,84 @@ class ScoringProcessor:
             rule_state,
             state_rows,
             keys=["account_id", "rule"],
-            update=["firing", "fire_count", "changed_at"],
+            update=[
+                "status",
+                "since",
+                "cleared_at",
+                "severity",
+                "revision",
+                "fire_count",
+                "changed_at",
+            ],
         )
         return alerts
 
-    def _low_activity_alert(self, m: Measures, s: Evaluation, count: int, facts: Any) -> AlertEvent:
-        seats = m.seats_purchased or 0
-        share = m.active_users_7d / seats if seats else 0.0
+    def _alert(
+        self,
+        m: Measures,
+        rule: Rule,
+        told: Transition,
+        count: int,
+        values: dict[str, Any],
+        past: dict[int, Any],
+        s: Evaluation,
+        facts: Any,
+    ) -> AlertEvent:
         name = (facts.name if facts is not None else None) or m.account_id
+        fields = (facts.facts or {}).get("fields", {}) if facts is not None else {}
         owner = None
         if facts is not None and (facts.owner_email or facts.owner_slack_id):
             owner = Owner(email=facts.owner_email, slack_id=facts.owner_slack_id)
-        threshold = self._settings.low_activity_ratio
+        sales = fields.get("sales_owner")
+        context = {**values, "name": name, "change_text": rules.change_text(rule, values, past)}
+        title = rules.render(rule.title or "{name}: " + (rule.description or rule.id), context)
+        summary = rules.render(rule.summary or rule.description, context)
+        if told.status == "resolved":
+            title = f"Resolved: {title}"
         return AlertEvent(
-            alert_id=f"{m.account_id}:{inputs.LOW_ACTIVITY_RULE}:{count}",
+            alert_id=rules.alert_id(m.account_id, rule.id, count),
+            revision=told.revision,
             account_id=m.account_id,
             account_name=name,
-            rule=inputs.LOW_ACTIVITY_RULE,
-            severity=Severity.critical,
-            title=f"{name}: only {share:.0%} of seats active this week — edge of churn",
-            summary=(
-                f"{m.active_users_7d} of {seats} purchased seats were active in the 7 days "
-                f"to {m.as_of.isoformat()} ({share:.0%}, threshold {threshold:.0%}). "
-                f"Health score {s.value} ({s.band})."
-            ),
+            rule=rule.id,
+            severity=told.severity,
+            status="resolved" if told.status == "resolved" else "firing",
+            title=title,
+            summary=summary,
             score=s.value,
             band=s.band,
             owner=owner,
-            fired_at=self._clock(),
+            tier=m.tier,
+            sales_owner=Owner.model_validate(sales) if isinstance(sales, dict) else None,
+            fired_at=m.as_of_time,
             details={
-                "active_users_7d": m.active_users_7d,
-                "seats_purchased": seats,
-                "active_share_7d": round(share, 4),
-                "threshold": threshold,
+                "rule_type": rule.type.value,
                 "as_of": m.as_of.isoformat(),
+                "values": {k: values.get(k) for k in sorted(rule.measures())},
                 "health": explanation(s),
             },
         )
+
+
+def _state_row(account_id: str, rule_id: str, st: RuleState, now: Any) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "rule": rule_id,
+        "status": st.status,
+        "since": st.since,
+        "cleared_at": st.cleared_at,
+        "severity": st.severity,
+        "revision": st.revision,
+        "fire_count": st.fire_count,
+        "changed_at": now,
+    }
+
+
+def _alerting_source(settings: Settings) -> str | None:
+    """The configured alerting file's text, or None for the shipped default."""
+    if not settings.alerting_file:
+        return None
+    return Path(settings.alerting_file).read_text(encoding="utf-8")
 
 
 def explanation(s: Evaluation) -> dict[str, Any]:

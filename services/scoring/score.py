@@ -1,8 +1,7 @@
-"""From an account's stored measures to the health model's inputs, and the rule.
+"""From an account's stored measures to the health model's inputs.
 
 The score itself comes from the declarative health model (``services/scoring/model``);
-the rule is the handbook's "activity below 20% is the edge of churn" until the rules
-engine arrives.
+alert rules read the same inputs (``services/scoring/rules.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +12,6 @@ from datetime import datetime, timedelta
 from services.scoring.measures import Measures
 from services.scoring.model.schema import Depth, DepthLevel, Segment, Sla
 
-LOW_ACTIVITY_RULE = "low_activity"
-# The rule needs a full week of history: a new account has not had time to activate.
-MIN_HISTORY_DAYS = 7
 # A payment failure counts against health for a month (EW-08).
 PAYMENT_FAILURE_MEMORY = timedelta(days=30)
 
@@ -152,12 +148,3 @@ def _not_live(m: Measures) -> float | None:
 def segment_of(m: Measures) -> Segment:
     tenure = (m.as_of - m.contract_start).days if m.contract_start else None
     return Segment(tier=m.tier, lifecycle_stage=m.lifecycle_stage, tenure_days=tenure)
-
-
-def low_activity(m: Measures, threshold: float) -> bool:
-    """7-day active users below ``threshold`` of purchased seats, after a week of history."""
-    if not m.seats_purchased or m.first_seen is None:
-        return False
-    if m.first_seen > m.as_of - timedelta(days=MIN_HISTORY_DAYS - 1):
-        return False
-    return m.active_users_7d / m.seats_purchased < threshold

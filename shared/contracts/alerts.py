@@ -22,6 +22,9 @@ class AlertEvent(BaseModel):
     schema_version: Literal[1] = 1
     # Deterministic (account, rule, n-th firing): a replay produces the same id.
     alert_id: str
+    # 0 when the alert fires; each later message about it (a severity change, its end)
+    # counts up, so (alert_id, revision) identifies a message and orders them.
+    revision: int = 0
     account_id: str
     account_name: str | None = None
     rule: str
@@ -32,5 +35,8 @@ class AlertEvent(BaseModel):
     score: int | None = None
     band: str | None = None
     owner: Owner | None = None
+    # The account's tier and sales owner, for routing (strategic: more people).
+    tier: str | None = None
+    sales_owner: Owner | None = None
     fired_at: AwareDatetime
     details: dict[str, Any] = Field(default_factory=dict)

@@ -128,6 +128,8 @@ class AccountFacts(EventBase):
     industry: str | None = None
     region: str | None = None
     owner: Owner | None = None
+    # The account's sales manager (CAD-08), told about a strategic account's alerts.
+    sales_owner: Owner | None = None
     contract_start: date | None = None
     contract_end: date | None = None
     go_live: date | None = None

@@ -223,16 +223,31 @@ health_models = Table(
     Column("created_by", String(200), nullable=False),
 )
 
-# One row per (account, rule): whether the rule is firing and how often it fired,
-# which makes alert ids deterministic across replays.
+# One row per (account, rule): where the rule's event-time lifecycle stands (ok /
+# pending / firing) and how often it fired, which makes alert ids deterministic
+# across replays.
 rule_state = Table(
     "rule_state",
     metadata,
     Column("account_id", String(200), primary_key=True),
     Column("rule", String(100), primary_key=True),
-    Column("firing", Boolean, nullable=False),
+    Column("status", String(10), nullable=False, server_default="ok"),
+    Column("since", UTCDateTime),
+    Column("cleared_at", UTCDateTime),
+    Column("severity", String(20)),
+    Column("revision", Integer, nullable=False, server_default="0"),
     Column("fire_count", Integer, nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
+)
+
+# The alerting file in force (the newest row); PUT /v1/alert-rules adds a row.
+alerting_configs = Table(
+    "alerting_configs",
+    metadata,
+    Column("version", String(100), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
 )
 
 # Consumed offsets, written in the same transaction as the state they produced.
@@ -245,6 +260,9 @@ consumer_offsets = Table(
     Column("next_offset", BigInteger, nullable=False),
 )
 
+# One row per alert (account, rule, n-th firing), with its human lifecycle: firing →
+# acknowledged → resolved, snoozed until a time, muted while a critical alert of the
+# same account is open.
 alerts = Table(
     "alerts",
     metadata,
@@ -252,29 +270,64 @@ alerts = Table(
     Column("account_id", String(200), nullable=False, index=True),
     Column("rule", String(100), nullable=False),
     Column("severity", String(20), nullable=False),
-    Column("status", String(20), nullable=False),
+    Column("status", String(20), nullable=False),  # firing / acknowledged / resolved
     Column("title", Text, nullable=False),
-    Column("payload", JSON, nullable=False),
+    Column("payload", JSON, nullable=False),  # the latest AlertEvent
+    Column("revision", Integer, nullable=False, server_default="0"),
+    Column("owner_email", String(320), index=True),
+    Column("tier", String(20)),
     Column("fired_at", UTCDateTime, nullable=False),
     Column("stored_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime),
+    Column("acknowledged_at", UTCDateTime),
+    Column("acknowledged_by", String(320)),
+    Column("resolved_at", UTCDateTime),
+    Column("snoozed_until", UTCDateTime),
+    Column("snooze_reason", Text),
+    Column("muted", Boolean, nullable=False, server_default="0"),
+    Column("not_useful", Boolean, nullable=False, server_default="0"),
+    Column("last_notified_at", UTCDateTime),
+    Column("repeats", Integer, nullable=False, server_default="0"),
+    Column("escalated_at", UTCDateTime),
 )
 
-# The outbox: one row per alert and channel, delivered at most once by a claim.
+# Who did what to an alert: acknowledge, snooze, resolve, comment, not useful.
+alert_activity = Table(
+    "alert_activity",
+    metadata,
+    Column("activity_id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", String(300), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("text", Text),
+)
+
+# The outbox: one row per notification (an alert's firing, update, reminder,
+# escalation or end, or a digest), channel and destination, delivered at most once
+# by a claim. ``payload`` is what to send; older rows without one send the alert.
 deliveries = Table(
     "deliveries",
     metadata,
     Column("delivery_id", BigId, primary_key=True, autoincrement=True),
     Column("alert_id", String(300), nullable=False),
+    Column("notification", String(60), nullable=False, server_default="fire"),
+    Column("account_id", String(200)),
     Column("channel", String(20), nullable=False),
     Column("destination", String(500), nullable=False),
+    Column("payload", JSON),
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("claimed_until", UTCDateTime),
     Column("last_error", Text),
+    Column("created_at", UTCDateTime),
     Column("delivered_at", UTCDateTime),
-    UniqueConstraint("alert_id", "channel", name="uq_deliveries_alert_channel"),
+    UniqueConstraint(
+        "alert_id", "notification", "channel", "destination", name="uq_deliveries_notification"
+    ),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_destination", "channel", "destination", "status"),
 )
 
 # The embedded bus: an append-only log in the same database file (one partition per

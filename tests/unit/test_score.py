@@ -6,7 +6,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 from services.alerts.outbox import backoff_s
-from services.scoring.score import low_activity, model_inputs, segment_of
+from services.scoring.score import model_inputs, segment_of
 from tests.support.measures import measures
 
 m = measures
@@ -37,14 +37,6 @@ def test_segment_tenure() -> None:
         m(tier="strategic", lifecycle_stage="stable", contract_start=date(2026, 11, 1))
     )
     assert (seg.tier, seg.lifecycle_stage, seg.tenure_days) == ("strategic", "stable", 22)
-
-
-def test_low_activity_rule_needs_a_week_and_seats() -> None:
-    assert low_activity(m(active_users_7d=9), 0.2)  # 18%
-    assert not low_activity(m(active_users_7d=10), 0.2)  # exactly 20%
-    assert not low_activity(m(active_users_7d=1, first_seen=date(2026, 11, 18)), 0.2)  # 6 days
-    assert low_activity(m(active_users_7d=1, first_seen=date(2026, 11, 17)), 0.2)  # 7 days
-    assert not low_activity(m(active_users_7d=0, seats_purchased=None), 0.2)
 
 
 def test_backoff_grows_within_cap() -> None:

@@ -1,0 +1,209 @@
+"""Alert rules in event time: conditions over an account's measures, and each
+(account, rule) key's state: ok → pending → firing → (cooldown) → ok.
+
+Pure functions; the processor loads the values and stored states, calls ``step`` per
+account and rule, and writes back what it returns. Alert ids are deterministic
+(``account:rule:n`` for the n-th firing), so a replay publishes the same ids.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from services.scoring.measures import Measures
+from shared.alerting.config import Condition, Rule
+from shared.contracts.alerts import Severity
+
+# Values the rules read besides the model's inputs.
+Values = Mapping[str, Any]
+# over_days → that day's stored inputs (the latest on or within a week before it).
+Past = Mapping[int, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class RuleState:
+    status: str = "ok"  # ok / pending / firing
+    since: datetime | None = None  # pending since, or firing since
+    cleared_at: datetime | None = None  # firing, but recovered since (cooldown runs)
+    severity: str | None = None  # while firing
+    fire_count: int = 0
+    revision: int = 0  # severity changes of the current firing
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a step publishes: a new alert, an update of the open one, or its end."""
+
+    status: str  # firing / resolved
+    revision: int  # 0 for the first notice; severity changes count up
+    severity: Severity
+
+
+def rule_values(
+    m: Measures, shown: Mapping[str, Any], band: str, danger_level: str | None
+) -> dict[str, Any]:
+    """The model's inputs plus the facts rules filter and template on."""
+    return {
+        **shown,
+        "band": band,
+        "danger_level": danger_level,
+        "tier": m.tier,
+        "lifecycle_stage": m.lifecycle_stage,
+        "history_days": (m.as_of - m.first_seen).days + 1 if m.first_seen else None,
+        "days_since_decision_maker_change": _days(m, m.decision_maker_changed_at),
+        "days_since_champion_change": _days(m, m.champion_changed_at),
+        "as_of": m.as_of.isoformat(),
+    }
+
+
+def _days(m: Measures, moment: datetime | None) -> int | None:
+    return max(0, (m.as_of - m.day_of(moment)).days) if moment else None
+
+
+def holds(c: Condition, values: Values, past: Past) -> bool:
+    """Whether the condition holds; a missing value never holds."""
+    now = values.get(c.measure)
+    if c.change is not None:
+        before = _num((past.get(c.over_days) or {}).get(c.measure))
+        current = _num(now)
+        if current is None or before is None or before < c.min_base:
+            return False
+        delta = current - before
+        if c.change == "fall":
+            delta = -delta
+        elif c.change == "either":
+            delta = abs(delta)
+        if c.points is not None:
+            return bool(delta >= c.points)
+        return bool(before > 0 and delta / before * 100 >= (c.percent or 0))
+    target = c.value
+    if c.value_by_tier is not None and values.get("tier") in c.value_by_tier:
+        target = c.value_by_tier[values["tier"]]
+    if now is None or target is None:
+        return False
+    match c.op:
+        case "in":
+            return now in target  # type: ignore[operator]
+        case "not in":
+            return now not in target  # type: ignore[operator]
+        case "==":
+            return bool(now == target)
+        case "!=":
+            return bool(now != target)
+    if not _number(now) or not _number(target):
+        return False
+    match c.op:
+        case "<":
+            return bool(now < target)
+        case "<=":
+            return bool(now <= target)
+        case ">":
+            return bool(now > target)
+        case _:
+            return bool(now >= target)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if _number(v) else None
+
+
+def applies(rule: Rule, values: Values) -> bool:
+    if rule.tiers and values.get("tier") not in rule.tiers:
+        return False
+    return not (
+        rule.lifecycle_stages and values.get("lifecycle_stage") not in rule.lifecycle_stages
+    )
+
+
+def severity_now(rule: Rule, values: Values, past: Past) -> Severity:
+    e = rule.escalate
+    if e is not None and all(holds(c, values, past) for c in e.when):
+        return e.severity
+    return rule.severity
+
+
+def step(
+    rule: Rule, state: RuleState, values: Values, past: Past, at: datetime
+) -> tuple[RuleState, Transition | None]:
+    """Advance one (account, rule) key to event time ``at``."""
+    inside = applies(rule, values)
+    firing_now = inside and all(holds(c, values, past) for c in rule.when)
+    if state.status != "firing":
+        if not firing_now:
+            return (RuleState(fire_count=state.fire_count), None)
+        since = state.since if state.status == "pending" and state.since else at
+        if at - since < rule.pending:
+            return (RuleState("pending", since, fire_count=state.fire_count), None)
+        severity = severity_now(rule, values, past)
+        fired = RuleState("firing", at, None, severity.value, state.fire_count + 1)
+        return fired, Transition("firing", 0, severity)
+    # Firing: hysteresis decides recovery, the cooldown when it ends.
+    if rule.recover is not None:
+        recovered = not inside or all(holds(c, values, past) for c in rule.recover)
+    else:
+        recovered = not firing_now
+    if not recovered:
+        severity = severity_now(rule, values, past)
+        kept = replace(state, cleared_at=None)
+        if severity.value != state.severity:
+            revised = replace(kept, severity=severity.value, revision=state.revision + 1)
+            return revised, Transition("firing", revised.revision, severity)
+        return kept, None
+    cleared = state.cleared_at or at
+    if at - cleared < rule.cooldown:
+        return replace(state, cleared_at=cleared), None
+    ended = Transition("resolved", state.revision + 1, Severity(state.severity or rule.severity))
+    return RuleState(fire_count=state.fire_count), ended
+
+
+def alert_id(account_id: str, rule_id: str, fire_count: int) -> str:
+    return f"{account_id}:{rule_id}:{fire_count}"
+
+
+class _Lenient(string.Formatter):
+    """Formats a template; a missing or None value shows as "n/a" instead of failing."""
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        value = kwargs.get(key) if isinstance(key, str) else None
+        return _Missing() if value is None else value
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, _Missing):
+            return "n/a"
+        try:
+            return str(super().format_field(value, format_spec))
+        except (ValueError, TypeError):
+            return str(value)
+
+
+class _Missing:
+    pass
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    try:
+        return str(_Lenient().vformat(template, (), dict(values)))
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return template
+
+
+def change_text(rule: Rule, values: Values, past: Past) -> str:
+    """ "from 42 seven days before (−79%)" for the rule's change conditions."""
+    parts = []
+    for c in rule.when:
+        if c.change is None:
+            continue
+        before = (past.get(c.over_days) or {}).get(c.measure)
+        now = values.get(c.measure)
+        if _number(before) and _number(now):
+            rel = f", {(now - before) / before:+.0%}".replace("-", "−") if before else ""
+            parts.append(f"from {before:g} {c.over_days} days before{rel}")
+    return "; ".join(parts) or "no earlier value"

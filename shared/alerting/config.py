@@ -1,0 +1,228 @@
+"""The alerting file: rules (what fires, evaluated by scoring in event time) and
+notification policy (who hears about it and how often, applied by the alerts service
+on the wall clock). Written in TOML, validated here with an error per problem.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from shared.contracts.alerts import Severity
+
+DEFAULT_ALERTING = Path(__file__).with_name("default_alerting.toml")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(value: Any) -> Any:
+    """``"30s"``, ``"15m"``, ``"4h"``, ``"2d"``, ``"1w"`` or a number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w'")
+        return timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuleType(StrEnum):
+    """What a rule watches; documents intent and groups rules in reports. Every type
+    is evaluated the same way, from its conditions."""
+
+    threshold = "threshold"
+    change = "change"
+    band = "band"
+    danger = "danger"
+    silence = "silence"
+    milestone = "milestone"
+    renewal = "renewal"
+    expansion = "expansion"
+    people = "people"
+    money = "money"
+    support = "support"
+
+
+Op = Literal["<", "<=", ">", ">=", "==", "!=", "in", "not in"]
+
+
+class Condition(Strict):
+    """``measure op value``, or a change of ``measure`` over ``over_days``.
+
+    ``value_by_tier`` overrides ``value`` for an account's tier (a tier missing from
+    it, and not covered by ``value``, makes the condition false: the rule does not
+    apply). A change condition compares with the stored inputs of ``over_days`` ago:
+    ``change = "fall"`` / ``"rise"`` / ``"either"`` by at least ``percent`` % or
+    ``points`` (absolute), and only from a base of at least ``min_base``."""
+
+    measure: str
+    op: Op | None = None
+    value: float | str | list[str] | None = None
+    value_by_tier: dict[str, float] | None = None
+    change: Literal["fall", "rise", "either"] | None = None
+    over_days: Annotated[int, Field(ge=1, le=90)] = 7
+    percent: Annotated[float, Field(gt=0)] | None = None
+    points: Annotated[float, Field(gt=0)] | None = None
+    min_base: float = 0
+
+    @model_validator(mode="after")
+    def _complete(self) -> Condition:
+        if self.change is not None:
+            if self.op is not None:
+                raise ValueError("a change condition takes percent or points, not op")
+            if (self.percent is None) == (self.points is None):
+                raise ValueError("a change condition needs exactly one of percent, points")
+            return self
+        if self.op is None:
+            raise ValueError("a condition needs op and value (or change)")
+        if self.value is None and self.value_by_tier is None:
+            raise ValueError("a condition needs value or value_by_tier")
+        if self.op in ("in", "not in") and not isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} needs a list value")
+        return self
+
+
+class Escalate(Strict):
+    """Raise the rule's severity while all of ``when`` hold (e.g. renewal, not green)."""
+
+    when: Annotated[list[Condition], Field(min_length=1)]
+    severity: Severity
+
+
+class Rule(Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,62}$")]
+    type: RuleType
+    severity: Severity
+    description: str = ""
+    # Fires when all hold ...
+    when: Annotated[list[Condition], Field(min_length=1)]
+    # ... and resolves when all of these hold (hysteresis); default: ``when`` fails.
+    recover: list[Condition] | None = None
+    # Segments the rule applies to; empty means all.
+    tiers: list[str] = Field(default_factory=list)
+    lifecycle_stages: list[str] = Field(default_factory=list)
+    # Event time the condition must hold before the alert fires (Prometheus ``for``).
+    pending: Duration = timedelta(0)
+    # Event time the alert stays open after recovery; a relapse inside it is the same
+    # alert (Prometheus ``keep_firing_for``).
+    cooldown: Duration = timedelta(0)
+    escalate: Escalate | None = None
+    # Overrides ``notify.repeat_interval`` (renewals: monthly, CAD-10).
+    repeat_interval: Duration | None = None
+    # Title and summary templates; ``{name}`` and any measure can be used, as can
+    # ``{value}`` (the first condition's measure).
+    title: str = ""
+    summary: str = ""
+
+    def measures(self) -> set[str]:
+        conditions = [
+            *self.when,
+            *(self.recover or []),
+            *(self.escalate.when if self.escalate else []),
+        ]
+        return {c.measure for c in conditions}
+
+
+class Recipient(Strict):
+    email: str | None = None
+    slack: str | None = None
+    name: str | None = None
+
+
+class Routing(Strict):
+    """Who hears about an alert: the account's owner CSM, plus ``tiers.<tier>`` extra
+    roles (``cs_lead``, ``sales_manager``: the account's ``sales_owner`` if the CRM
+    sends one, else ``people.sales_manager``), else ``team`` when there is no owner."""
+
+    team: Recipient = Recipient()
+    people: dict[str, Recipient] = Field(default_factory=dict)
+    tiers: dict[str, list[str]] = Field(default_factory=dict)
+    escalate_to: list[str] = Field(default_factory=lambda: ["cs_lead"])
+
+
+class Notify(Strict):
+    # Re-notify an unchanged open, unacknowledged alert this often (Alertmanager
+    # ``repeat_interval``; a day suits CSM work better than its 4 h default).
+    repeat_interval: Duration = timedelta(days=1)
+    # A firing alert nobody acknowledged within this, per severity, goes to
+    # ``routing.escalate_to``.
+    escalate_after: dict[Severity, Duration] = Field(
+        default_factory=lambda: {
+            Severity.critical: timedelta(hours=4),
+            Severity.warning: timedelta(days=2),
+        }
+    )
+    # Slack messages to one destination within this window are sent as one message
+    # (Alertmanager ``group_wait``); 0 sends each alert at once.
+    group_wait: Duration = timedelta(seconds=30)
+    # Hour (in the service's time zone) of the daily per-CSM digest email; -1 is off.
+    digest_hour: Annotated[int, Field(ge=-1, le=23)] = 8
+    # Send a notification when an alert resolves.
+    send_resolved: bool = True
+
+
+class Alerting(Strict):
+    version: Annotated[str, Field(min_length=1, max_length=100)]
+    description: str = ""
+    rules: Annotated[list[Rule], Field(alias="rule")] = Field(default_factory=list)
+    routing: Routing = Routing()
+    notify: Notify = Notify()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Alerting:
+        seen: set[str] = set()
+        for r in self.rules:
+            if r.id in seen:
+                raise ValueError(f"rule id {r.id!r} is used twice")
+            seen.add(r.id)
+        return self
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+
+class AlertingError(ValueError):
+    """The alerting file is invalid; the message lists each problem with its location."""
+
+
+def parse_alerting(text: str) -> Alerting:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AlertingError(f"not valid TOML: {exc}") from exc
+    try:
+        return Alerting.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise AlertingError(f"invalid alerting file: {problems}") from exc
+
+
+def default_alerting_source() -> str:
+    return DEFAULT_ALERTING.read_text(encoding="utf-8")

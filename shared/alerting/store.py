@@ -1,0 +1,14 @@
+"""The alerting file in force: the newest one stored, else the shipped default."""
+
+from __future__ import annotations
+
+from shared.alerting.config import Alerting, default_alerting_source, parse_alerting
+from shared.storage.documents import DocumentStore
+from shared.storage.tables import alerting_configs
+
+
+class AlertingStore(DocumentStore[Alerting]):
+    def __init__(self, default_source: str | None = None):
+        super().__init__(
+            alerting_configs, parse_alerting, default_source or default_alerting_source()
+        )

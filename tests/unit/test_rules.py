@@ -1,0 +1,149 @@
+"""Alert rules in event time: conditions, hysteresis, pending, cooldown, escalation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.scoring.rules import RuleState, holds, render, step
+from shared.alerting.config import (
+    AlertingError,
+    Condition,
+    default_alerting_source,
+    parse_alerting,
+)
+from shared.contracts.alerts import Severity
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+DEFAULT = parse_alerting(default_alerting_source())
+
+
+def rule(rule_id: str) -> Any:
+    found = DEFAULT.rule(rule_id)
+    assert found is not None
+    return found
+
+
+def run(r: Any, series: list[dict[str, Any]], past: dict[int, Any] | None = None) -> list[str]:
+    """Feed one value set per day; return what was published, as "day status"."""
+    state, told = RuleState(), []
+    for day, values in enumerate(series):
+        state, t = step(r, state, values, past or {}, T0 + timedelta(days=day))
+        if t is not None:
+            told.append(f"{day} {t.status} {t.severity.value}")
+    return told
+
+
+def share(v: float, history: int = 30) -> dict[str, Any]:
+    return {"active_user_share_7d": v, "history_days": history}
+
+
+def test_a_share_flapping_around_20_percent_fires_once() -> None:
+    # Below 20% fires; it resolves only at 25% and after a 2-day cooldown.
+    flapping = [share(v) for v in (0.30, 0.19, 0.21, 0.18, 0.22, 0.19, 0.21)]
+    assert run(rule("low_activity"), flapping) == ["1 firing critical"]
+
+
+def test_recovery_needs_the_recovery_threshold_for_the_whole_cooldown() -> None:
+    series = [share(v) for v in (0.1, 0.3, 0.1, 0.3, 0.3, 0.3, 0.3)]
+    # Recovered on day 3; the 2-day cooldown ends on day 5.
+    assert run(rule("low_activity"), series) == ["0 firing critical", "5 resolved critical"]
+
+
+def test_a_new_account_is_not_on_the_edge_of_churn() -> None:
+    assert run(rule("low_activity"), [share(0.0, history=3)]) == []
+    assert run(rule("low_activity"), [share(0.0, history=7)]) == ["0 firing critical"]
+
+
+def test_pending_period_must_pass_in_event_time() -> None:
+    r = rule("few_active_days")  # pending 7d, stable or rollout accounts only
+    quiet = {"active_days_7d": 1, "history_days": 60, "lifecycle_stage": "stable"}
+    assert run(r, [quiet] * 7) == []
+    assert run(r, [quiet] * 8) == ["7 firing info"]
+    # A good day in between restarts the wait.
+    busy = {**quiet, "active_days_7d": 5}
+    assert run(r, [quiet] * 4 + [busy] + [quiet] * 6) == []
+    # Outside its segment the rule does not apply.
+    assert run(r, [{**quiet, "lifecycle_stage": "implementation"}] * 9) == []
+
+
+def test_renewal_escalates_when_health_is_not_green_and_resolves_after() -> None:
+    r = rule("renewal_approaching")
+    base = {"tier": "non_focus", "band": "green"}
+    series = [
+        {**base, "days_to_contract_end": 40},  # not yet: 30 days for non-focus
+        {**base, "days_to_contract_end": 30},
+        {**base, "days_to_contract_end": 29, "band": "yellow"},
+        {**base, "days_to_contract_end": -1},
+    ]
+    assert run(r, series) == ["1 firing info", "2 firing warning", "3 resolved warning"]
+    strategic = {"tier": "strategic", "band": "green", "days_to_contract_end": 90}
+    assert run(r, [strategic]) == ["0 firing info"]
+
+
+def test_change_rules_warn_on_falls_and_on_rises() -> None:
+    falling = rule("active_users_falling")
+    assert run(falling, [{"active_users_7d": 9}], {7: {"active_users_7d": 42}}) == [
+        "0 firing warning"
+    ]
+    assert run(falling, [{"active_users_7d": 30}], {7: {"active_users_7d": 42}}) == []
+    # Too small a base to mean anything.
+    assert run(falling, [{"active_users_7d": 0}], {7: {"active_users_7d": 3}}) == []
+    # EW-03: 10 seats growing to 50 is news.
+    growing = rule("seats_growing")
+    assert run(growing, [{"seats_purchased": 50}], {30: {"seats_purchased": 10}}) == [
+        "0 firing info"
+    ]
+    assert run(growing, [{"seats_purchased": 50}], {}) == []  # no history: no change
+
+
+def test_conditions_by_tier_and_missing_values() -> None:
+    c = Condition(measure="days_since_touchpoint", op=">", value_by_tier={"strategic": 31})
+    assert holds(c, {"tier": "strategic", "days_since_touchpoint": 40}, {})
+    assert not holds(c, {"tier": "strategic", "days_since_touchpoint": 20}, {})
+    assert not holds(c, {"tier": "non_focus", "days_since_touchpoint": 400}, {})
+    assert not holds(c, {"tier": "strategic", "days_since_touchpoint": None}, {})
+    band = Condition(measure="band", op="in", value=["yellow", "red"])
+    assert holds(band, {"band": "red"}, {}) and not holds(band, {"band": "green"}, {})
+
+
+def test_templates_format_values_and_survive_missing_ones() -> None:
+    text = render("{name}: {share:.0%} of {seats}", {"name": "Acme", "share": 0.08, "seats": None})
+    assert text == "Acme: 8% of n/a"
+
+
+def test_invalid_files_name_every_problem() -> None:
+    bad = """
+version = "x"
+[[rule]]
+id = "Bad Id"
+type = "threshold"
+severity = "loud"
+when = [{ measure = "score" }]
+cooldown = "soon"
+"""
+    with pytest.raises(AlertingError) as exc:
+        parse_alerting(bad)
+    message = str(exc.value)
+    for where in ("rule.0.id", "rule.0.severity", "rule.0.when.0", "rule.0.cooldown"):
+        assert where in message, message
+
+
+def test_the_default_file_covers_every_rule_type() -> None:
+    assert {r.type.value for r in DEFAULT.rules} == {
+        "threshold",
+        "change",
+        "band",
+        "danger",
+        "silence",
+        "milestone",
+        "renewal",
+        "expansion",
+        "people",
+        "money",
+        "support",
+    }
+    assert rule("decision_maker_changed").severity == Severity.critical
+    assert rule("champion_changed").severity == Severity.info
