@@ -155,7 +155,9 @@ def migrate_cmd() -> None:
 
 @keys_app.command("create")
 def keys_create(
-    scope: Annotated[list[Scope], typer.Option(help="Scope(s): ingest, read, admin, metrics")],
+    scope: Annotated[
+        list[Scope], typer.Option(help="Scope(s): ingest, read, respond, admin, metrics")
+    ],
     name: Annotated[str, typer.Option(help="What the key is for")] = "unnamed",
     csm_email: Annotated[
         str | None, typer.Option(help="Limit a read key to this CSM's portfolio")

@@ -20,9 +20,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.alerts.api import AlertsApiContext
+from services.alerts.api import router as alerts_router
 from services.alerts.channels import configured_channels
+from services.alerts.lifecycle import AlertIntake, Outbox
 from services.alerts.metrics import AlertsMetrics
-from services.alerts.outbox import AlertIntake, OutboxSender
+from services.alerts.outbox import OutboxSender
+from services.alerts.timers import AlertTimers
 from services.ingest.app import create_app
 from services.scoring.api import HealthApiContext
 from services.scoring.api import router as health_router
@@ -30,6 +34,7 @@ from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
+from shared.alerting.store import alerting_store
 from shared.auth import KeyStore
 from shared.bus.embedded import prune_consumed
 from shared.bus.factory import ALERTS_TOPIC, Bus, create_bus, event_topics
@@ -109,18 +114,22 @@ async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
     if not channels:
         log.warning(
             "no alert channel configured: alerts are stored and logged only "
-            "(set HEALTHWATCH_SLACK_WEBHOOK_URL or HEALTHWATCH_SMTP_HOST)"
+            "(set HEALTHWATCH_SLACK_WEBHOOK_URL, HEALTHWATCH_SMTP_HOST or HEALTHWATCH_WEBHOOK_URL)"
         )
-    intake = AlertIntake(rt.engine, channels, s, metrics)
+    config = alerting_store(s)
+    outbox = Outbox(channels, s, metrics)
+    intake = AlertIntake(rt.engine, outbox, s, metrics, config=config)
     consumer = rt.bus.consumer(
         [s.topic(ALERTS_TOPIC)],
         group_id=s.consumer_group_alerts,
         load_offsets=offset_loader(rt.engine, s.consumer_group_alerts),
     )
-    sender = OutboxSender(rt.engine, channels, s, metrics)
+    sender = OutboxSender(rt.engine, channels, s, metrics, config=config)
+    timers = AlertTimers(rt.engine, outbox, s, metrics, config=config)
     await together(
         consume(consumer, intake.handle, stop, name="alerts", max_records=200),
         sender.run(stop),
+        timers.run(stop),
     )
 
 
@@ -157,12 +166,18 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
     app = create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=rt.ready)
     if with_health_api:
         mount_health_api(app, rt)
+        mount_alerts_api(app, rt)
     return app
 
 
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.health_api = HealthApiContext(rt.engine, ModelStore(), rt.settings.zone)
     app.include_router(health_router)
+
+
+def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
+    app.state.alerts_api = AlertsApiContext(rt.engine, alerting_store(rt.settings), rt.settings)
+    app.include_router(alerts_router)
 
 
 def ops_app(rt: Runtime, title: str) -> FastAPI:
@@ -190,10 +205,9 @@ async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
 
 async def run_alerts_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
-    await together(
-        run_alerts(rt, stop),
-        serve_http(ops_app(rt, "healthwatch alerts"), s.host, s.alerts_port, stop),
-    )
+    app = ops_app(rt, "healthwatch alerts")
+    mount_alerts_api(app, rt)
+    await together(run_alerts(rt, stop), serve_http(app, s.host, s.alerts_port, stop))
 
 
 # Consumed records of the embedded bus are deleted this often; an hour keeps the

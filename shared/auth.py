@@ -26,6 +26,7 @@ PREFIX = "hwk"
 class Scope(StrEnum):
     ingest = "ingest"  # send events; reads nothing
     read = "read"  # read accounts, scores and alerts (own portfolio for a CSM key)
+    respond = "respond"  # acknowledge, snooze, resolve, comment on alerts (same scoping)
     admin = "admin"  # everything, including key and model management
     metrics = "metrics"  # scrape /metrics
 

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the HTTP servers bind to")
     ingest_port: int = Field(8000, description="Ingest API port (also the dev-mode port)")
     scoring_port: int = Field(8001, description="Scoring service /metrics and /healthz port")
-    alerts_port: int = Field(8002, description="Alerts service /metrics and /healthz port")
+    alerts_port: int = Field(8002, description="Alerts API, /metrics and /healthz port")
     public_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL used in links inside notifications"
     )
@@ -111,7 +111,19 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
     smtp_from: str = Field("healthwatch@localhost", description="From address of alert emails")
-    fallback_email: str = Field("", description="Team address for accounts without an owner")
+    fallback_email: str = Field(
+        "", description="Team address for accounts without an owner (overrides routing.team)"
+    )
+    webhook_url: str = Field("", description="Generic webhook: every notice as signed JSON")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="HMAC-SHA256 secret signing generic-webhook notices"
+    )
+    alert_timer_interval_s: float = Field(
+        30.0, description="How often reminders, snooze ends, escalations and digests are checked"
+    )
+    slack_signing_secret: SecretStr = Field(
+        SecretStr(""), description="Slack app signing secret (verifies button clicks)"
+    )
     delivery_max_attempts: int = Field(
         12, description="Attempts per alert and channel before it is dead-lettered"
     )
@@ -122,6 +134,11 @@ class Settings(BaseSettings):
     # Slack allows about one message per second per webhook or channel.
     slack_min_interval_s: float = Field(
         1.0, description="Least time between two Slack posts to one destination"
+    )
+    # A claimed delivery is the claiming sender's for this long; a sender that dies
+    # mid-send releases it when the lease runs out. Longer than any send's timeout (30 s).
+    delivery_claim_lease_s: float = Field(
+        60.0, description="Seconds a sender holds a claimed delivery before others may retry it"
     )
     delivery_poll_interval_s: float = Field(
         0.5, description="How often the outbox looks for due deliveries, seconds"

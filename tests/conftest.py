@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 import localservices  # noqa: E402
 
 from shared.config import Settings  # noqa: E402
+from tests.support.alerting import alerting_toml, write_alerting  # noqa: E402
 from tests.support.workdirs import service_dir  # noqa: E402
 
 
@@ -75,7 +76,13 @@ async def database_url(postgres_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def kafka_settings(kafka_bootstrap: str, database_url: str) -> Settings:
+def alerting_file(tmp_path: Path) -> str:
+    """Every shipped rule, with test timings (no grouping wait, no digest)."""
+    return write_alerting(tmp_path / "alerting.toml", alerting_toml())
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, database_url: str, alerting_file: str) -> Settings:
     """Production-shaped settings: real Kafka (own topics and groups) and PostgreSQL."""
     tag = uuid.uuid4().hex[:8]
     return Settings(
@@ -90,14 +97,18 @@ def kafka_settings(kafka_bootstrap: str, database_url: str) -> Settings:
         delivery_backoff_base_s=0.2,
         delivery_backoff_cap_s=1.0,
         slack_min_interval_s=0.0,
+        alerting_file=alerting_file,
+        alert_timer_interval_s=0.2,
     )
 
 
 @pytest.fixture
-def embedded_settings(tmp_path: Path) -> Settings:
+def embedded_settings(tmp_path: Path, alerting_file: str) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}",
         kafka_bootstrap="",
         bus_poll_interval_s=0.1,
+        alerting_file=alerting_file,
+        alert_timer_interval_s=0.2,
     )

@@ -1,20 +1,60 @@
-"""Delivery channels. Each ``send`` either delivers or raises ``DeliveryError``."""
+"""Delivery channels. Each ``send`` either delivers or raises ``DeliveryError``.
+
+A channel turns a recipient into its own address (``address``) and sends a notice
+there. Every notice carries a stable key (the alert and which notification of it), sent
+as the email Message-ID and the webhook's Idempotency-Key, so a receiver can fold the
+rare duplicate a crash between sending and recording causes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
+import httpx
+import orjson
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from services.alerts import render
+from shared.alerting.config import Recipient
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 
 WEBHOOK_DESTINATION = "webhook"
+# Bounded so a hung receiver releases the sender long before its claim lease (60 s) ends.
+SEND_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message: ``kind`` is fire / update / repeat / escalate / resolve / digest."""
+
+    kind: str
+    alerts: list[AlertEvent]
+    key: str
+
+    @property
+    def first(self) -> AlertEvent:
+        return self.alerts[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "alerts": [a.model_dump(mode="json") for a in self.alerts],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Notice:
+        alerts = [AlertEvent.model_validate(a) for a in data["alerts"]]
+        return cls(data["kind"], alerts, data["key"])
 
 
 class DeliveryError(Exception):
@@ -28,11 +68,16 @@ class DeliveryError(Exception):
 
 class Channel(Protocol):
     name: str
+    # True: one delivery per notice, whoever the recipients are (the webhook).
+    broadcast: bool
 
-    def destination(self, alert: AlertEvent) -> str | None:
-        """Where this alert goes on this channel; None when it cannot be routed."""
+    def address(self, recipient: Recipient) -> str | None:
+        """Where this recipient is reached on this channel; None if not at all."""
 
-    async def send(self, alert: AlertEvent, destination: str) -> None: ...
+    def pace_key(self, destination: str) -> str | None:
+        """Deliveries sharing a key are paced (Slack: 1 message per second)."""
+
+    async def send(self, notice: Notice, destination: str) -> None: ...
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -43,9 +88,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class SlackChannel:
-    """Slack via the Web API (a DM or channel per CSM) or one incoming webhook."""
+    """Slack via the Web API (a DM or channel per recipient) or one incoming webhook
+    that mentions the recipient."""
 
     name = "slack"
+    broadcast = False
 
     def __init__(self, settings: Settings):
         self._settings = settings
@@ -62,22 +109,22 @@ class SlackChannel:
             else None
         )
 
-    def destination(self, alert: AlertEvent) -> str | None:
-        slack_id = alert.owner.slack_id if alert.owner else None
-        if self._web is not None:
-            return slack_id or self._settings.slack_fallback_channel or None
-        if self._webhook is not None:
-            return WEBHOOK_DESTINATION
-        return None
+    def address(self, recipient: Recipient) -> str | None:
+        return recipient.slack or None
 
-    async def send(self, alert: AlertEvent, destination: str) -> None:
+    def pace_key(self, destination: str) -> str:
+        # One incoming webhook is one Slack channel: pace all of it together.
+        return WEBHOOK_DESTINATION if self._webhook is not None else destination
+
+    async def send(self, notice: Notice, destination: str) -> None:
         public = self._settings.public_url
+        interactive = self._web is not None
         if self._web is not None:
             try:
                 await self._web.chat_postMessage(
                     channel=destination,
-                    text=render.slack_text(alert),
-                    blocks=render.slack_blocks(alert, public),
+                    text=render.slack_text(notice),
+                    blocks=render.slack_blocks(notice, public, interactive=interactive),
                 )
             except SlackApiError as exc:
                 status = exc.response.status_code
@@ -91,11 +138,11 @@ class SlackChannel:
                 raise DeliveryError(f"Slack API unreachable: {exc!r}") from exc
             return
         assert self._webhook is not None
-        mention = alert.owner.slack_id if alert.owner else None
+        mention = destination if destination != WEBHOOK_DESTINATION else None
         try:
             response = await self._webhook.send(
-                text=render.slack_text(alert, mention),
-                blocks=render.slack_blocks(alert, public, mention),
+                text=render.slack_text(notice, mention),
+                blocks=render.slack_blocks(notice, public, mention, interactive=False),
             )
         except Exception as exc:
             raise DeliveryError(f"Slack webhook unreachable: {exc!r}") from exc
@@ -111,24 +158,27 @@ class SlackChannel:
 
 class EmailChannel:
     name = "email"
+    broadcast = False
 
     def __init__(self, settings: Settings):
         self._settings = settings
 
-    def destination(self, alert: AlertEvent) -> str | None:
-        owner_email = alert.owner.email if alert.owner else None
-        return owner_email or self._settings.fallback_email or None
+    def address(self, recipient: Recipient) -> str | None:
+        return recipient.email or None
 
-    async def send(self, alert: AlertEvent, destination: str) -> None:
+    def pace_key(self, destination: str) -> None:
+        return None
+
+    async def send(self, notice: Notice, destination: str) -> None:
         s = self._settings
         msg = EmailMessage()
         msg["From"] = s.smtp_from
         msg["To"] = destination
-        msg["Subject"] = render.email_subject(alert)
+        msg["Subject"] = render.email_subject(notice)
         # A stable Message-ID lets mail clients fold the rare duplicate send.
-        msg["Message-ID"] = f"<{alert.alert_id.replace(':', '.')}@healthwatch>"
-        msg.set_content(render.email_text(alert, s.public_url))
-        msg.add_alternative(render.email_html(alert, s.public_url), subtype="html")
+        msg["Message-ID"] = f"<{render.safe_key(notice.key)}@healthwatch>"
+        msg.set_content(render.email_text(notice, s.public_url))
+        msg.add_alternative(render.email_html(notice, s.public_url), subtype="html")
         try:
             await aiosmtplib.send(
                 msg,
@@ -137,7 +187,7 @@ class EmailChannel:
                 username=s.smtp_username or None,
                 password=s.smtp_password.get_secret_value() or None,
                 start_tls=s.smtp_starttls,
-                timeout=30,
+                timeout=SEND_TIMEOUT_S,
             )
         except aiosmtplib.SMTPResponseException as exc:
             raise DeliveryError(
@@ -148,10 +198,66 @@ class EmailChannel:
             raise DeliveryError(f"SMTP unreachable: {exc!r}") from exc
 
 
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 over ``timestamp.body``; receivers recompute it
+    and reject stale timestamps, which stops replays."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class WebhookChannel:
+    """Every notice as JSON to one URL, HMAC-signed (``X-Healthwatch-Signature``)."""
+
+    name = "webhook"
+    broadcast = True
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None):
+        self._settings = settings
+        self._client = client
+
+    def address(self, recipient: Recipient) -> str:
+        return WEBHOOK_DESTINATION
+
+    def pace_key(self, destination: str) -> None:
+        return None
+
+    async def send(self, notice: Notice, destination: str) -> None:
+        body = orjson.dumps(notice.to_json())
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": notice.key,
+            "X-Healthwatch-Timestamp": timestamp,
+        }
+        secret = self._settings.webhook_secret.get_secret_value()
+        if secret:
+            headers["X-Healthwatch-Signature"] = webhook_signature(secret, timestamp, body)
+        try:
+            if self._client is not None:
+                response = await self._client.post(
+                    self._settings.webhook_url, content=body, headers=headers
+                )
+            else:
+                async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S) as client:
+                    response = await client.post(
+                        self._settings.webhook_url, content=body, headers=headers
+                    )
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"webhook unreachable: {exc!r}") from exc
+        if response.status_code >= 300:
+            raise DeliveryError(
+                f"webhook answered {response.status_code}: {response.text[:200]}",
+                retry_after_s=_retry_after(response.headers.get("Retry-After")),
+                permanent=response.status_code in (400, 401, 403, 404, 410, 422),
+            )
+
+
 def configured_channels(settings: Settings) -> list[Channel]:
     channels: list[Channel] = []
     if settings.slack_bot_token.get_secret_value() or settings.slack_webhook_url:
         channels.append(SlackChannel(settings))
     if settings.smtp_host:
         channels.append(EmailChannel(settings))
+    if settings.webhook_url:
+        channels.append(WebhookChannel(settings))
     return channels

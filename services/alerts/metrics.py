@@ -9,7 +9,7 @@ class AlertsMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.received = Counter(
             "healthwatch_alerts_received_total",
-            "Alert events consumed by rule and outcome (stored, duplicate)",
+            "Alert messages consumed by rule and outcome (firing, resolved, duplicate)",
             ["rule", "outcome"],
             registry=registry,
         )
@@ -25,6 +25,12 @@ class AlertsMetrics:
             ["channel"],
             registry=registry,
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+        )
+        self.escalated = Counter(
+            "healthwatch_alerts_escalated_total",
+            "Firing alerts escalated because nobody acknowledged them in time, by rule",
+            ["rule"],
+            registry=registry,
         )
         self.outbox_depth = Gauge(
             "healthwatch_alert_outbox_depth",

@@ -1,9 +1,10 @@
-"""Alert intake (bus → alerts table + outbox) and the outbox sender.
+"""The outbox sender: claims due deliveries with a lease, sends, records the outcome.
 
-Intake stores each alert once (by its deterministic id) and one delivery row per
-channel, with the consumed offsets, in one transaction. The sender claims due rows
-with a lease, sends, and records the outcome; a crash between sending and recording
-causes at most one duplicate, never a loss.
+A crash between sending and recording causes at most one duplicate, never a loss.
+Deliveries to one destination go strictly in order (the oldest pending one first,
+even while it waits for a retry), so an account's alerts arrive in the order they
+happened. With grouping on, the Slack deliveries waiting for one destination go as
+one message.
 """
 
 from __future__ import annotations
@@ -12,118 +13,25 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.alerts.channels import Channel, DeliveryError
+from services.alerts import render
+from services.alerts.channels import Channel, DeliveryError, Notice
 from services.alerts.metrics import AlertsMetrics
-from shared.bus.base import Record
+from shared.alerting.store import AlertingStore
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
-from shared.contracts.wire import UndecodableRecord, decode_alert
-from shared.storage.db import insert_ignore
-from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import alerts, deliveries
 from shared.worker import pause
 
 log = logging.getLogger(__name__)
 
-# A claimed delivery is ours for this long; a sender that dies mid-send releases it
-# when the lease runs out. Longer than any single send's timeout (30 s).
-CLAIM_LEASE = timedelta(seconds=60)
 CLAIM_BATCH = 20
-
-
-class AlertIntake:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        channels: Sequence[Channel],
-        settings: Settings,
-        metrics: AlertsMetrics,
-        *,
-        clock: Clock = utcnow,
-    ):
-        self._engine = engine
-        self._channels = channels
-        self._settings = settings
-        self._metrics = metrics
-        self._clock = clock
-
-    async def handle(self, records: Sequence[Record]) -> None:
-        now = self._clock()
-        decoded: list[AlertEvent] = []
-        for r in records:
-            try:
-                decoded.append(decode_alert(r.value))
-            except UndecodableRecord as exc:
-                # Alerts come from our own scoring service: a bad one is a bug, logged loudly.
-                log.error(
-                    "skipping undecodable alert at %s[%d]@%d: %s",
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    exc,
-                )
-        async with self._engine.begin() as conn:
-            for alert in decoded:
-                stored = await conn.execute(
-                    insert_ignore(conn, alerts)
-                    .on_conflict_do_nothing()
-                    .returning(alerts.c.alert_id),
-                    [
-                        {
-                            "alert_id": alert.alert_id,
-                            "account_id": alert.account_id,
-                            "rule": alert.rule,
-                            "severity": alert.severity.value,
-                            "status": alert.status,
-                            "title": alert.title,
-                            "payload": alert.model_dump(mode="json"),
-                            "fired_at": alert.fired_at,
-                            "stored_at": now,
-                        }
-                    ],
-                )
-                if stored.first() is None:
-                    self._metrics.received.labels(alert.rule, "duplicate").inc()
-                    continue
-                self._metrics.received.labels(alert.rule, "stored").inc()
-                log.info("alert stored: %s — %s", alert.alert_id, alert.title)
-                rows = self._delivery_rows(alert, now)
-                if rows:
-                    await conn.execute(
-                        insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows
-                    )
-            await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
-
-    def _delivery_rows(self, alert: AlertEvent, now: datetime) -> list[dict[str, Any]]:
-        rows = []
-        for channel in self._channels:
-            destination = channel.destination(alert)
-            if destination is None:
-                log.warning(
-                    "alert %s has no %s destination (no owner, no fallback)",
-                    alert.alert_id,
-                    channel.name,
-                )
-                self._metrics.deliveries.labels(channel.name, "unroutable").inc()
-                continue
-            rows.append(
-                {
-                    "alert_id": alert.alert_id,
-                    "channel": channel.name,
-                    "destination": destination,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                }
-            )
-        return rows
 
 
 def backoff_s(attempts: int, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -141,6 +49,7 @@ class OutboxSender:
         *,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
+        config: AlertingStore | None = None,
     ):
         self._engine = engine
         self._channels = {c.name: c for c in channels}
@@ -149,6 +58,7 @@ class OutboxSender:
         self._clock = clock
         self._rng = rng or random.Random()
         self._last_send: dict[tuple[str, str], float] = {}
+        self._config = config or AlertingStore()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send due deliveries until ``stop`` is set; a send in flight completes first."""
@@ -163,86 +73,120 @@ class OutboxSender:
 
     async def send_due(self) -> int:
         claimed = await self._claim()
-        for row in claimed:
-            await self._deliver(row)
-        return len(claimed)
+        for group in claimed:
+            await self._deliver(group)
+        return sum(len(g) for g in claimed)
 
-    async def _claim(self) -> list[Any]:
+    async def _claim(self) -> list[list[Any]]:
+        """Groups of rows to send: per (channel, destination) the oldest pending row if
+        it is due, plus, for grouped Slack, the rest waiting for that destination."""
         now = self._clock()
-        due = and_(
-            deliveries.c.status == "pending",
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
-        )
+        lease = timedelta(seconds=self._settings.delivery_claim_lease_s)
+        d = deliveries
+        free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
         async with self._engine.begin() as conn:
-            self._metrics.outbox_depth.set(
-                (
-                    await conn.execute(select(func.count()).where(deliveries.c.status == "pending"))
-                ).scalar_one()
+            pending = select(func.count()).where(d.c.status == "pending")
+            self._metrics.outbox_depth.set((await conn.execute(pending)).scalar_one())
+            config, _ = await self._config.current(conn)
+            grouping = config.notify.group_wait > timedelta(0)
+            heads = (
+                select(func.min(d.c.delivery_id))
+                .where(d.c.status == "pending")
+                .group_by(d.c.channel, d.c.destination)
             )
-            candidates = (
-                (
-                    await conn.execute(
-                        select(deliveries.c.delivery_id)
-                        .where(due)
-                        .order_by(deliveries.c.next_attempt_at)
-                        .limit(CLAIM_BATCH)
-                    )
+            due = (
+                await conn.execute(
+                    select(d.c.delivery_id, d.c.channel, d.c.destination)
+                    .where(d.c.delivery_id.in_(heads), d.c.next_attempt_at <= now, free)
+                    .order_by(d.c.next_attempt_at)
+                    .limit(CLAIM_BATCH)
                 )
-                .scalars()
-                .all()
-            )
-            claimed = []
-            for delivery_id in candidates:
+            ).all()
+            groups: list[list[Any]] = []
+            for head in due:
+                ids = [head.delivery_id]
+                if head.channel == "slack" and grouping:
+                    ids += (
+                        (
+                            await conn.execute(
+                                select(d.c.delivery_id)
+                                .where(
+                                    d.c.channel == "slack",
+                                    d.c.destination == head.destination,
+                                    d.c.status == "pending",
+                                    d.c.delivery_id > head.delivery_id,
+                                    d.c.attempts == 0,
+                                    free,
+                                )
+                                .order_by(d.c.delivery_id)
+                                .limit(render.MAX_GROUPED * 5)
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
                 # Conditional update: only one sender (process) wins each row.
                 won = await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.delivery_id == delivery_id, due)
-                    .values(claimed_until=now + CLAIM_LEASE)
+                    update(d)
+                    .where(d.c.delivery_id.in_(ids), d.c.status == "pending", free)
+                    .values(claimed_until=now + lease)
                 )
-                if won.rowcount == 1:
-                    claimed.append(delivery_id)
-            if not claimed:
-                return []
-            rows = await conn.execute(
-                select(deliveries, alerts.c.payload, alerts.c.stored_at)
-                .join(alerts, alerts.c.alert_id == deliveries.c.alert_id)
-                .where(deliveries.c.delivery_id.in_(claimed))
-                .order_by(deliveries.c.next_attempt_at)
-            )
-            return list(rows)
+                if won.rowcount != len(ids):
+                    continue  # another sender got there; its transaction decides
+                rows = await conn.execute(
+                    select(d, alerts.c.payload.label("alert_payload"))
+                    .outerjoin(alerts, alerts.c.alert_id == d.c.alert_id)
+                    .where(d.c.delivery_id.in_(ids))
+                    .order_by(d.c.delivery_id)
+                )
+                groups.append(list(rows))
+            return groups
 
-    async def _deliver(self, row: Any) -> None:
-        channel = self._channels.get(row.channel)
-        alert = AlertEvent.model_validate(row.payload)
+    async def _deliver(self, group: list[Any]) -> None:
+        head = group[0]
+        channel = self._channels.get(head.channel)
+        notices = [_notice(r) for r in group]
+        notice = notices[0]
+        if len(notices) > 1:
+            alerts_ = [a for n in notices for a in n.alerts]
+            notice = Notice("group", alerts_, "+".join(n.key for n in notices))
         try:
             if channel is None:
                 raise DeliveryError(
-                    f"channel {row.channel!r} is not configured any more", permanent=True
+                    f"channel {head.channel!r} is not configured any more", permanent=True
                 )
-            await self._pace(row.channel, row.destination)
-            await channel.send(alert, row.destination)
+            await self._pace(channel, head.destination)
+            await channel.send(notice, head.destination)
         except DeliveryError as exc:
-            await self._failed(row, exc)
+            for r in group:
+                await self._failed(r, exc)
             return
         now = self._clock()
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.delivery_id == row.delivery_id)
-                .values(
-                    status="delivered",
-                    attempts=row.attempts + 1,
-                    delivered_at=now,
-                    claimed_until=None,
-                    last_error=None,
+            for r in group:
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.delivery_id == r.delivery_id)
+                    .values(
+                        status="delivered",
+                        attempts=r.attempts + 1,
+                        delivered_at=now,
+                        claimed_until=None,
+                        last_error=None,
+                    )
                 )
-            )
-        self._metrics.deliveries.labels(row.channel, "delivered").inc()
-        self._metrics.delivery_seconds.labels(row.channel).observe(
-            (now - row.stored_at).total_seconds()
+        for r in group:
+            self._metrics.deliveries.labels(r.channel, "delivered").inc()
+            if r.created_at is not None:
+                self._metrics.delivery_seconds.labels(r.channel).observe(
+                    (now - r.created_at).total_seconds()
+                )
+        log.info(
+            "delivered %s by %s to %s",
+            ", ".join(r.alert_id for r in group),
+            head.channel,
+            head.destination,
         )
-        log.info("delivered alert %s by %s to %s", row.alert_id, row.channel, row.destination)
 
     async def _failed(self, row: Any, exc: DeliveryError) -> None:
         s = self._settings
@@ -274,13 +218,22 @@ class OutboxSender:
             exc,
         )
 
-    async def _pace(self, channel: str, destination: str) -> None:
+    async def _pace(self, channel: Channel, destination: str) -> None:
         """At most one Slack message per second per destination (Slack's own limit)."""
-        if channel != "slack":
+        pace_key = channel.pace_key(destination)
+        if pace_key is None:
             return
         loop = asyncio.get_running_loop()
-        key = (channel, destination)
+        key = (channel.name, pace_key)
         wait = self._last_send.get(key, 0.0) + self._settings.slack_min_interval_s - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_send[key] = loop.time()
+
+
+def _notice(row: Any) -> Notice:
+    if row.payload is not None:
+        return Notice.from_json(row.payload)
+    # Rows queued before notices had payloads: the alert's own firing.
+    alert = AlertEvent.model_validate(row.alert_payload)
+    return Notice("fire", [alert], row.alert_id)

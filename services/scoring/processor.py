@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import date
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +21,7 @@ from services.scoring.model.store import ModelStore
 from services.scoring.rules import RuleState, Transition
 from services.scoring.state import apply_events
 from shared.alerting.config import Rule
-from shared.alerting.store import AlertingStore
+from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.clock import Clock, utcnow
@@ -50,7 +49,7 @@ class ScoringProcessor:
         clock: Clock = utcnow,
     ):
         self._models = models or ModelStore()
-        self._alerting = alerting or AlertingStore(_alerting_source(settings))
+        self._alerting = alerting or alerting_store(settings)
         self._engine = engine
         self._producer = producer
         self._settings = settings
@@ -364,13 +363,6 @@ def _state_row(account_id: str, rule_id: str, st: RuleState, now: Any) -> dict[s
         "fire_count": st.fire_count,
         "changed_at": now,
     }
-
-
-def _alerting_source(settings: Settings) -> str | None:
-    """The configured alerting file's text, or None for the shipped default."""
-    if not settings.alerting_file:
-        return None
-    return Path(settings.alerting_file).read_text(encoding="utf-8")
 
 
 def explanation(s: Evaluation) -> dict[str, Any]:

@@ -18,10 +18,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from shared.contracts.alerts import Severity
+from shared.contracts.events import LifecycleStage, Tier
 
 DEFAULT_ALERTING = Path(__file__).with_name("default_alerting.toml")
 
@@ -46,6 +48,17 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_TIERS = {t.value for t in Tier}
+_STAGES = {s.value for s in LifecycleStage}
+
+
+def _known(names: Any, allowed: set[str], what: str) -> Any:
+    unknown = sorted(set(names or []) - allowed)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; use {sorted(allowed)}")
+    return names
 
 
 class RuleType(StrEnum):
@@ -86,6 +99,11 @@ class Condition(Strict):
     percent: Annotated[float, Field(gt=0)] | None = None
     points: Annotated[float, Field(gt=0)] | None = None
     min_base: float = 0
+
+    @field_validator("value_by_tier")
+    @classmethod
+    def _tiers(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        return _known(v, _TIERS, "tier")  # type: ignore[no-any-return]
 
     @model_validator(mode="after")
     def _complete(self) -> Condition:
@@ -136,6 +154,16 @@ class Rule(Strict):
     title: str = ""
     summary: str = ""
 
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, v: list[str]) -> list[str]:
+        return _known(v, _TIERS, "tier")  # type: ignore[no-any-return]
+
+    @field_validator("lifecycle_stages")
+    @classmethod
+    def _stages(cls, v: list[str]) -> list[str]:
+        return _known(v, _STAGES, "lifecycle stage")  # type: ignore[no-any-return]
+
     def measures(self) -> set[str]:
         conditions = [
             *self.when,
@@ -160,6 +188,11 @@ class Routing(Strict):
     people: dict[str, Recipient] = Field(default_factory=dict)
     tiers: dict[str, list[str]] = Field(default_factory=dict)
     escalate_to: list[str] = Field(default_factory=lambda: ["cs_lead"])
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _known(v, _TIERS, "tier")  # type: ignore[no-any-return]
 
 
 class Notify(Strict):

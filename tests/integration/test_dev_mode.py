@@ -88,9 +88,12 @@ def test_dev_with_200_simulated_accounts_scores_and_alerts_within_a_minute(dev_d
     dev = DevProcess(dev_dir, "--simulate", "200")
     try:
         alerted = dev.wait_until(
-            lambda: any("alert stored" in line for line in dev.lines), 60, "alert in the log"
+            lambda: any("services.alerts.lifecycle: alert" in line for line in dev.lines),
+            60,
+            "alert in the log",
         )
-        scored = dev.query("SELECT count(*) FROM account_health WHERE score IS NOT NULL")[0][0]
+        dev.wait_until(lambda: _scored(dev) >= 100, 60 - alerted, "100 accounts scored")
+        scored = _scored(dev)
         bands = dict(dev.query("SELECT band, count(*) FROM account_health GROUP BY band"))
         alerts = dev.query("SELECT count(*) FROM alerts")[0][0]
     finally:
@@ -100,6 +103,11 @@ def test_dev_with_200_simulated_accounts_scores_and_alerts_within_a_minute(dev_d
     assert scored >= 100
     assert bands.get("red", 0) >= 1 and bands.get("green", 0) >= 1
     assert alerts >= 1
+
+
+def _scored(dev: DevProcess) -> int:
+    rows = dev.query("SELECT count(*) FROM account_health WHERE score IS NOT NULL")
+    return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
 
 
 def _key(dev: DevProcess) -> str:

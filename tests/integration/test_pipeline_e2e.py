@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from shared.config import Settings
+from tests.support.alerting import alerting_toml, write_alerting
 from tests.support.harness import facts, low_activity_history, running, usage, wait_for
 from tests.support.standins import SlackStandIn, smtp_server
 
 pytestmark = pytest.mark.integration
 
 
-async def test_low_activity_alert_reaches_email_and_slack(kafka_settings: Settings) -> None:
+async def test_low_activity_alert_reaches_email_and_slack(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
     slack = SlackStandIn()
     # Slack is rate limiting, then failing, before it accepts: delivered once anyway.
     slack.script.extend([(429, {"Retry-After": "1"}), (500, {})])
@@ -22,6 +27,9 @@ async def test_low_activity_alert_reaches_email_and_slack(kafka_settings: Settin
                 "slack_webhook_url": slack.webhook_url,
                 "smtp_host": "127.0.0.1",
                 "smtp_port": smtp_port,
+                "alerting_file": write_alerting(
+                    tmp_path / "low.toml", alerting_toml(["low_activity"])
+                ),
             }
         )
         async with slack.running(), running(settings) as hw, hw.client() as client:

@@ -86,7 +86,7 @@ async def running(
             tasks.append(asyncio.create_task(runtime.run_scoring(rt, stop)))
         if alerts:
             tasks.append(asyncio.create_task(runtime.run_alerts(rt, stop)))
-        key = await create_key(rt.engine, "test", [Scope.ingest, Scope.read])
+        key = await create_key(rt.engine, "test", [Scope.ingest, Scope.read, Scope.respond])
         url = f"http://127.0.0.1:{settings.ingest_port}"
         if ingest:
             await wait_for(lambda: _up(url), timeout=10, what="ingest to listen")

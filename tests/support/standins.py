@@ -27,6 +27,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes = b""
 
 
 @dataclass
@@ -36,6 +37,8 @@ class SlackStandIn:
     requests: list[Recorded] = field(default_factory=list)
     script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     port: int = field(default_factory=free_port)
+    # Seconds to hold each answer after recording the request (a slow Slack).
+    delay_s: float = 0.0
 
     @property
     def webhook_url(self) -> str:
@@ -51,7 +54,9 @@ class SlackStandIn:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = dict((await request.form()).items())
-        self.requests.append(Recorded(request.url.path, dict(request.headers), body))
+        self.requests.append(Recorded(request.url.path, dict(request.headers), body, raw))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         status, headers = self.script.popleft() if self.script else (200, {})
         if request.url.path.startswith("/api/"):
             ok = status == 200
@@ -93,7 +98,7 @@ class SlackStandIn:
             await task
 
 
-class _Inbox:
+class Inbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.fail_next = 0
@@ -109,10 +114,10 @@ class _Inbox:
 
 
 @contextlib.contextmanager
-def smtp_server() -> Iterator[tuple[_Inbox, int]]:
+def smtp_server(port: int | None = None, inbox: Inbox | None = None) -> Iterator[tuple[Inbox, int]]:
     """An aiosmtpd server on loopback; yields its inbox and port."""
-    inbox = _Inbox()
-    port = free_port()
+    inbox = inbox or Inbox()
+    port = port or free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from pydantic import SecretStr
 
-from services.alerts.channels import DeliveryError, EmailChannel, SlackChannel
+from services.alerts.channels import (
+    DeliveryError,
+    EmailChannel,
+    Notice,
+    SlackChannel,
+    WebhookChannel,
+    webhook_signature,
+)
+from services.alerts.routing import addresses, recipients
+from shared.alerting.config import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner
@@ -24,46 +35,120 @@ ALERT = AlertEvent(
     score=21,
     band="red",
     owner=Owner(email="anna@example.com", slack_id="U0ANNA"),
+    tier="strategic",
+    sales_owner=Owner(email="bob@example.com"),
     fired_at=datetime(2026, 11, 23, tzinfo=UTC),
 )
+FIRE = Notice("fire", [ALERT], "acme:low_activity:1/fire")
+ANNA = Recipient(email="anna@example.com", slack="U0ANNA")
 
 
-async def test_slack_web_api_posts_to_the_owner_and_surfaces_rate_limits() -> None:
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+
+async def test_slack_web_api_posts_to_the_owner_with_buttons_and_surfaces_rate_limits() -> None:
     slack = SlackStandIn()
     slack.script.append((429, {"Retry-After": "7"}))
     async with slack.running():
-        settings = Settings(
-            _env_file=None, slack_bot_token=SecretStr("xoxb-test"), slack_api_url=slack.api_url
-        )  # type: ignore[call-arg]
-        channel = SlackChannel(settings)
-        destination = channel.destination(ALERT)
+        channel = SlackChannel(
+            settings(slack_bot_token=SecretStr("xoxb-test"), slack_api_url=slack.api_url)
+        )
+        destination = channel.address(ANNA)
         assert destination == "U0ANNA"
         with pytest.raises(DeliveryError) as err:
-            await channel.send(ALERT, destination)
+            await channel.send(FIRE, destination)
         assert err.value.retry_after_s == 7
-        await channel.send(ALERT, destination)
+        await channel.send(FIRE, destination)
     assert [r.path for r in slack.requests] == ["/api/chat.postMessage"] * 2
     posted = slack.requests[1]
     assert posted.body["channel"] == "U0ANNA"
     assert posted.headers["authorization"] == "Bearer xoxb-test"
     assert posted.body["text"].startswith("[critical]")
+    blocks = posted.body["blocks"]
+    if isinstance(blocks, str):  # form-encoded by the SDK
+        blocks = orjson.loads(blocks)
+    buttons = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == ["open_account", "ack", "snooze_1d", "not_useful"]
 
 
-async def test_email_is_multipart_with_escaped_html() -> None:
+async def test_slack_groups_several_alerts_into_one_message() -> None:
+    other = ALERT.model_copy(update={"alert_id": "acme:nps_detractor:1", "title": "Acme: NPS 3"})
+    grouped = Notice("group", [ALERT, other], "a+b")
+    slack = SlackStandIn()
+    async with slack.running():
+        channel = SlackChannel(settings(slack_webhook_url=slack.webhook_url))
+        await channel.send(grouped, "U0ANNA")
+    (post,) = slack.requests
+    assert post.body["text"].startswith("<@U0ANNA> 2 alerts:")
+    assert "NPS 3" in post.body["text"] and "8% of seats" in post.body["text"]
+
+
+async def test_email_is_multipart_with_escaped_html_and_a_stable_message_id() -> None:
     with smtp_server() as (inbox, port):
-        channel = EmailChannel(Settings(_env_file=None, smtp_host="127.0.0.1", smtp_port=port))  # type: ignore[call-arg]
-        assert channel.destination(ALERT) == "anna@example.com"
-        await channel.send(ALERT, "anna@example.com")
-    msg = inbox.messages[0]
-    assert msg["Message-ID"] == "<acme.low_activity.1@healthwatch>"
-    assert "Acme &lt;Corp&gt;" in msg.get_body(("html",)).get_content()
-    assert "Acme <Corp>" in msg.get_body(("plain",)).get_content()
+        channel = EmailChannel(settings(smtp_host="127.0.0.1", smtp_port=port))
+        assert channel.address(ANNA) == "anna@example.com"
+        await channel.send(FIRE, "anna@example.com")
+        reminder = Notice("repeat", [ALERT], "acme:low_activity:1/repeat:1")
+        await channel.send(reminder, "anna@example.com")
+    first, second = inbox.messages
+    assert first["Message-ID"] == "<acme.low_activity.1.fire@healthwatch>"
+    assert "Acme &lt;Corp&gt;" in first.get_body(("html",)).get_content()
+    assert "Acme <Corp>" in first.get_body(("plain",)).get_content()
+    assert second["Subject"].startswith("[healthwatch critical] Reminder: ")
+    assert second["Message-ID"] != first["Message-ID"]
 
 
 async def test_unreachable_smtp_is_a_retryable_error() -> None:
     from localservices import free_port
 
-    channel = EmailChannel(Settings(_env_file=None, smtp_host="127.0.0.1", smtp_port=free_port()))  # type: ignore[call-arg]
+    channel = EmailChannel(settings(smtp_host="127.0.0.1", smtp_port=free_port()))
     with pytest.raises(DeliveryError) as err:
-        await channel.send(ALERT, "anna@example.com")
+        await channel.send(FIRE, "anna@example.com")
     assert not err.value.permanent
+
+
+async def test_webhook_posts_signed_json_with_an_idempotency_key() -> None:
+    hook = SlackStandIn()  # any recording HTTP server will do
+    hook.script.append((503, {"Retry-After": "2"}))
+    async with hook.running():
+        channel = WebhookChannel(
+            settings(webhook_url=hook.webhook_url, webhook_secret=SecretStr("s3cret"))
+        )
+        with pytest.raises(DeliveryError) as err:
+            await channel.send(FIRE, "webhook")
+        assert err.value.retry_after_s == 2 and not err.value.permanent
+        await channel.send(FIRE, "webhook")
+    request = hook.requests[1]
+    stamp = request.headers["x-healthwatch-timestamp"]
+    assert abs(int(stamp) - time.time()) < 60
+    assert request.headers["x-healthwatch-signature"] == webhook_signature(
+        "s3cret", stamp, request.raw
+    )
+    assert request.headers["idempotency-key"] == "acme:low_activity:1/fire"
+    assert request.body["kind"] == "fire"
+    assert request.body["alerts"][0]["alert_id"] == "acme:low_activity:1"
+
+
+def test_strategic_routing_adds_the_lead_and_the_accounts_sales_owner() -> None:
+    routing = Routing(
+        tiers={"strategic": ["cs_lead", "sales_manager"]},
+        people={
+            "cs_lead": Recipient(email="lead@example.com", slack="U0LEAD"),
+            "sales_manager": Recipient(email="sales@example.com"),
+        },
+    )
+    s = settings(fallback_email="team@example.com")
+    people = recipients(ALERT, routing, s)
+    assert [p.email for p in people] == ["anna@example.com", "lead@example.com", "bob@example.com"]
+    email = EmailChannel(s)
+    webhook = WebhookChannel(s)
+    assert addresses([email, webhook], people) == [
+        ("email", "anna@example.com"),
+        ("email", "lead@example.com"),
+        ("email", "bob@example.com"),
+        ("webhook", "webhook"),
+    ]
+    # No owner: the team hears about it; other tiers add nobody.
+    orphan = ALERT.model_copy(update={"owner": None, "tier": "non-focus"})
+    assert [p.email for p in recipients(orphan, routing, s)] == ["team@example.com"]

@@ -71,7 +71,7 @@ def test_pending_period_must_pass_in_event_time() -> None:
 
 def test_renewal_escalates_when_health_is_not_green_and_resolves_after() -> None:
     r = rule("renewal_approaching")
-    base = {"tier": "non_focus", "band": "green"}
+    base = {"tier": "non-focus", "band": "green"}
     series = [
         {**base, "days_to_contract_end": 40},  # not yet: 30 days for non-focus
         {**base, "days_to_contract_end": 30},
@@ -103,7 +103,7 @@ def test_conditions_by_tier_and_missing_values() -> None:
     c = Condition(measure="days_since_touchpoint", op=">", value_by_tier={"strategic": 31})
     assert holds(c, {"tier": "strategic", "days_since_touchpoint": 40}, {})
     assert not holds(c, {"tier": "strategic", "days_since_touchpoint": 20}, {})
-    assert not holds(c, {"tier": "non_focus", "days_since_touchpoint": 400}, {})
+    assert not holds(c, {"tier": "non-focus", "days_since_touchpoint": 400}, {})
     assert not holds(c, {"tier": "strategic", "days_since_touchpoint": None}, {})
     band = Condition(measure="band", op="in", value=["yellow", "red"])
     assert holds(band, {"band": "red"}, {}) and not holds(band, {"band": "green"}, {})

@@ -1,0 +1,77 @@
+"""What people do to an alert: acknowledge, snooze, resolve, comment, mark not useful.
+
+Used by the HTTP API and by Slack's buttons; every action is recorded in
+``alert_activity`` with who did it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.storage.tables import alert_activity, alerts
+
+
+class ActionError(ValueError):
+    """The action does not fit the alert's state; the message says why."""
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # acknowledge / snooze / unsnooze / resolve / comment / not_useful
+    actor: str
+    text: str | None = None
+    until: datetime | None = None
+
+
+async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: datetime) -> None:
+    """Change ``row`` (an ``alerts`` row, read in this transaction) and log the action."""
+    values: dict[str, Any] = {}
+    match action.name:
+        case "acknowledge":
+            if row.status != "firing":
+                raise ActionError(
+                    f"the alert is {row.status}: only a firing alert can be acknowledged"
+                )
+            values = {
+                "status": "acknowledged",
+                "acknowledged_at": now,
+                "acknowledged_by": action.actor,
+            }
+        case "snooze":
+            if row.status == "resolved":
+                raise ActionError("the alert is resolved: there is nothing to snooze")
+            if action.until is None or action.until <= now:
+                raise ActionError("snooze needs an 'until' in the future")
+            values = {"snoozed_until": action.until, "snooze_reason": action.text}
+        case "unsnooze":
+            values = {"snoozed_until": None, "snooze_reason": None}
+        case "resolve":
+            if row.status == "resolved":
+                raise ActionError("the alert is resolved already")
+            values = {"status": "resolved", "resolved_at": now}
+        case "not_useful":
+            values = {"not_useful": True}
+        case "comment":
+            if not (action.text or "").strip():
+                raise ActionError("a comment needs text")
+        case _:
+            raise ActionError(f"unknown action {action.name!r}")
+    if values:
+        values["updated_at"] = now
+        await conn.execute(update(alerts).where(alerts.c.alert_id == row.alert_id).values(**values))
+    await conn.execute(
+        alert_activity.insert().values(
+            alert_id=row.alert_id,
+            at=now,
+            actor=action.actor,
+            action=action.name,
+            text=action.text
+            if action.name != "snooze"
+            else f"until {action.until}: {action.text or ''}",
+        )
+    )

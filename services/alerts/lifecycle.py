@@ -1,0 +1,263 @@
+"""Alert intake: each message from scoring opens, updates or resolves one alert, and
+what people should hear about goes into the outbox, in the same transaction as the
+consumed offsets.
+
+Alertmanager's semantics, per (account, rule) alert: a new trigger of an open alert
+updates it; a critical alert of an account mutes (inhibits) its other alerts until it
+resolves; a resolved notice goes to whoever heard about the alert.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.alerts import routing
+from services.alerts.channels import Channel, Notice
+from services.alerts.metrics import AlertsMetrics
+from shared.alerting.config import Alerting, Recipient
+from shared.alerting.store import AlertingStore
+from shared.bus.base import Record
+from shared.clock import Clock, utcnow
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.wire import UndecodableRecord, decode_alert
+from shared.storage.db import insert_ignore
+from shared.storage.offsets import next_offsets, save_offsets
+from shared.storage.tables import alerts, deliveries
+
+log = logging.getLogger(__name__)
+
+OPEN = ("firing", "acknowledged")
+
+
+class Outbox:
+    """Puts notices into the outbox for the channels and people that should get them."""
+
+    def __init__(self, channels: Sequence[Channel], settings: Settings, metrics: AlertsMetrics):
+        self.channels = list(channels)
+        self._settings = settings
+        self._metrics = metrics
+
+    async def put(
+        self,
+        conn: AsyncConnection,
+        notice: Notice,
+        people: Sequence[Recipient],
+        *,
+        notification: str,
+        now: datetime,
+        group_wait: timedelta = timedelta(0),
+        only: str | None = None,
+    ) -> int:
+        """One row per (channel, destination); a replay of the same notification adds
+        nothing. Slack rows wait ``group_wait`` so alerts close together go as one."""
+        rows = []
+        for channel, destination in routing.addresses(self.channels, people):
+            if only is not None and channel != only:
+                continue
+            wait = group_wait if channel == "slack" else timedelta(0)
+            rows.append(
+                {
+                    "alert_id": notice.first.alert_id if notice.kind != "digest" else notice.key,
+                    "notification": notification,
+                    "account_id": notice.first.account_id if notice.kind != "digest" else None,
+                    "channel": channel,
+                    "destination": destination,
+                    "payload": notice.to_json(),
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now + wait,
+                    "created_at": now,
+                }
+            )
+        if not rows:
+            log.warning("%s has nobody to tell (no owner, no team fallback)", notice.key)
+            self._metrics.deliveries.labels("none", "unroutable").inc()
+            return 0
+        await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)
+        return len(rows)
+
+
+class AlertIntake:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        settings: Settings,
+        metrics: AlertsMetrics,
+        *,
+        config: AlertingStore | None = None,
+        clock: Clock = utcnow,
+    ):
+        self._engine = engine
+        self._outbox = outbox
+        self._settings = settings
+        self._metrics = metrics
+        self._config = config or AlertingStore()
+        self._clock = clock
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        now = self._clock()
+        decoded: list[AlertEvent] = []
+        for r in records:
+            try:
+                decoded.append(decode_alert(r.value))
+            except UndecodableRecord as exc:
+                # Alerts come from our own scoring service: a bad one is a bug, logged loudly.
+                log.error(
+                    "skipping undecodable alert at %s[%d]@%d: %s",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    exc,
+                )
+        async with self._engine.begin() as conn:
+            config, _ = await self._config.current(conn)
+            for alert in decoded:
+                await self._apply(conn, alert, config, now)
+            await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
+
+    async def _apply(
+        self, conn: AsyncConnection, alert: AlertEvent, config: Alerting, now: datetime
+    ) -> None:
+        row = (
+            await conn.execute(select(alerts).where(alerts.c.alert_id == alert.alert_id))
+        ).first()
+        if row is not None and alert.revision <= row.revision:
+            self._metrics.received.labels(alert.rule, "duplicate").inc()
+            return
+        self._metrics.received.labels(alert.rule, alert.status).inc()
+        people = routing.recipients(alert, config.routing, self._settings)
+        wait = config.notify.group_wait
+        if row is None:
+            muted = alert.status == "firing" and await self._inhibited(conn, alert)
+            await conn.execute(
+                alerts.insert().values(
+                    **_fields(alert, now),
+                    stored_at=now,
+                    muted=muted,
+                    last_notified_at=None if muted else now,
+                    resolved_at=now if alert.status == "resolved" else None,
+                )
+            )
+            log.info("alert %s %s: %s", alert.alert_id, alert.status, alert.title)
+            if alert.status == "resolved":
+                return  # its firing predates this database: nobody heard about it
+            if alert.severity == Severity.critical:
+                await self._inhibit_others(conn, alert)
+            if not muted:
+                notice = Notice("fire", [alert], f"{alert.alert_id}/fire")
+                await self._outbox.put(
+                    conn, notice, people, notification="fire", now=now, group_wait=wait
+                )
+            return
+        values = _fields(alert, now)
+        if alert.status == "resolved":
+            values.update(status="resolved", resolved_at=now)
+        else:
+            values.pop("status")  # an update keeps it acknowledged if it was
+        await conn.execute(
+            update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
+        )
+        log.info("alert %s %s (revision %d)", alert.alert_id, alert.status, alert.revision)
+        told = row.last_notified_at is not None and not row.muted
+        if alert.status == "resolved":
+            if config.notify.send_resolved and told:
+                notice = Notice("resolve", [alert], f"{alert.alert_id}/resolve")
+                await self._outbox.put(
+                    conn, notice, people, notification="resolve", now=now, group_wait=wait
+                )
+            if row.severity == Severity.critical.value:
+                await self._release(conn, alert.account_id, config, now)
+            return
+        if alert.severity == Severity.critical:
+            await self._inhibit_others(conn, alert)
+        snoozed = row.snoozed_until is not None and row.snoozed_until > now
+        if told and not snoozed and row.status == "firing":
+            kind = f"update:{alert.revision}"
+            notice = Notice("update", [alert], f"{alert.alert_id}/{kind}")
+            await self._outbox.put(
+                conn, notice, people, notification=kind, now=now, group_wait=wait
+            )
+
+    async def _inhibited(self, conn: AsyncConnection, alert: AlertEvent) -> bool:
+        if alert.severity == Severity.critical:
+            return False
+        found = await conn.execute(
+            select(alerts.c.alert_id).where(
+                alerts.c.account_id == alert.account_id,
+                alerts.c.severity == Severity.critical.value,
+                alerts.c.status.in_(OPEN),
+                alerts.c.alert_id != alert.alert_id,
+            )
+        )
+        return found.first() is not None
+
+    async def _inhibit_others(self, conn: AsyncConnection, alert: AlertEvent) -> None:
+        await conn.execute(
+            update(alerts)
+            .where(
+                alerts.c.account_id == alert.account_id,
+                alerts.c.severity != Severity.critical.value,
+                alerts.c.status.in_(OPEN),
+            )
+            .values(muted=True)
+        )
+
+    async def _release(
+        self, conn: AsyncConnection, account_id: str, config: Alerting, now: datetime
+    ) -> None:
+        """The account's last critical alert ended: its muted alerts speak again, and
+        those nobody heard about are notified now."""
+        still = await conn.execute(
+            select(alerts.c.alert_id).where(
+                alerts.c.account_id == account_id,
+                alerts.c.severity == Severity.critical.value,
+                alerts.c.status.in_(OPEN),
+            )
+        )
+        if still.first() is not None:
+            return
+        muted = and_(alerts.c.account_id == account_id, alerts.c.muted, alerts.c.status.in_(OPEN))
+        rows = (await conn.execute(select(alerts).where(muted))).all()
+        await conn.execute(update(alerts).where(muted).values(muted=False))
+        for r in rows:
+            if r.last_notified_at is not None:
+                continue
+            alert = AlertEvent.model_validate(r.payload)
+            await conn.execute(
+                update(alerts).where(alerts.c.alert_id == r.alert_id).values(last_notified_at=now)
+            )
+            people = routing.recipients(alert, config.routing, self._settings)
+            notice = Notice("fire", [alert], f"{alert.alert_id}/fire")
+            await self._outbox.put(
+                conn,
+                notice,
+                people,
+                notification="fire",
+                now=now,
+                group_wait=config.notify.group_wait,
+            )
+
+
+def _fields(alert: AlertEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id,
+        "account_id": alert.account_id,
+        "rule": alert.rule,
+        "severity": alert.severity.value,
+        "status": alert.status,
+        "title": alert.title,
+        "payload": alert.model_dump(mode="json"),
+        "revision": alert.revision,
+        "owner_email": alert.owner.email if alert.owner else None,
+        "tier": alert.tier,
+        "fired_at": alert.fired_at,
+        "updated_at": now,
+    }

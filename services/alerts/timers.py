@@ -1,0 +1,200 @@
+"""Wall-clock work on open alerts: reminders, snooze expiry, escalation, digests.
+
+One pass every ``alert_timer_interval_s``. Each notice it queues has a deterministic
+key (``repeat:3``, ``escalate``, ``digest`` of a day), so two alerts services running
+the same pass queue it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.alerts import routing
+from services.alerts.channels import Notice
+from services.alerts.lifecycle import OPEN, Outbox
+from services.alerts.metrics import AlertsMetrics
+from shared.alerting.config import Alerting, Recipient
+from shared.alerting.store import AlertingStore
+from shared.clock import Clock, utcnow
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent
+from shared.storage.tables import alerts
+from shared.worker import pause
+
+log = logging.getLogger(__name__)
+
+
+class AlertTimers:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        settings: Settings,
+        metrics: AlertsMetrics,
+        *,
+        config: AlertingStore | None = None,
+        clock: Clock = utcnow,
+    ):
+        self._engine = engine
+        self._outbox = outbox
+        self._settings = settings
+        self._metrics = metrics
+        self._config = config or AlertingStore()
+        self._clock = clock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("alert timer pass failed; retrying")
+            await pause(stop, self._settings.alert_timer_interval_s)
+
+    async def run_once(self) -> int:
+        """One pass; returns how many notices it queued."""
+        now = self._clock()
+        queued = 0
+        async with self._engine.begin() as conn:
+            config, _ = await self._config.current(conn)
+            queued += await self._wake_snoozed(conn, config, now)
+            queued += await self._repeat(conn, config, now)
+            queued += await self._escalate(conn, config, now)
+            queued += await self._digest(conn, config, now)
+        return queued
+
+    async def _notify(
+        self,
+        conn: AsyncConnection,
+        row: Any,
+        kind: str,
+        notification: str,
+        people: list[Recipient],
+        config: Alerting,
+        now: datetime,
+    ) -> int:
+        alert = AlertEvent.model_validate(row.payload)
+        notice = Notice(kind, [alert], f"{alert.alert_id}/{notification}")
+        return await self._outbox.put(
+            conn,
+            notice,
+            people,
+            notification=notification,
+            now=now,
+            group_wait=config.notify.group_wait,
+        )
+
+    def _owners(self, row: Any, config: Alerting) -> list[Recipient]:
+        alert = AlertEvent.model_validate(row.payload)
+        return routing.recipients(alert, config.routing, self._settings)
+
+    async def _wake_snoozed(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+        """A snooze that ran out on a still-firing alert: tell its people again."""
+        rows = await conn.execute(
+            select(alerts).where(
+                alerts.c.status == "firing", alerts.c.snoozed_until <= now, ~alerts.c.muted
+            )
+        )
+        queued = 0
+        for r in rows.all():
+            n = r.repeats + 1
+            await conn.execute(
+                update(alerts)
+                .where(alerts.c.alert_id == r.alert_id)
+                .values(snoozed_until=None, repeats=n, last_notified_at=now)
+            )
+            queued += await self._notify(
+                conn, r, "repeat", f"repeat:{n}", self._owners(r, config), config, now
+            )
+        return queued
+
+    async def _repeat(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+        """Open, unacknowledged, unchanged alerts are told again after their interval."""
+        shortest = min(
+            [config.notify.repeat_interval]
+            + [r.repeat_interval for r in config.rules if r.repeat_interval]
+        )
+        rows = await conn.execute(
+            select(alerts).where(
+                alerts.c.status == "firing",
+                alerts.c.snoozed_until.is_(None),
+                ~alerts.c.muted,
+                alerts.c.last_notified_at <= now - shortest,
+            )
+        )
+        queued = 0
+        for r in rows.all():
+            rule = config.rule(r.rule)
+            interval = (rule.repeat_interval if rule else None) or config.notify.repeat_interval
+            if r.last_notified_at > now - interval:
+                continue
+            n = r.repeats + 1
+            await conn.execute(
+                update(alerts)
+                .where(alerts.c.alert_id == r.alert_id)
+                .values(repeats=n, last_notified_at=now)
+            )
+            queued += await self._notify(
+                conn, r, "repeat", f"repeat:{n}", self._owners(r, config), config, now
+            )
+        return queued
+
+    async def _escalate(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+        """Firing past its severity's deadline and nobody acknowledged: the lead hears."""
+        queued = 0
+        for severity, after in config.notify.escalate_after.items():
+            rows = await conn.execute(
+                select(alerts).where(
+                    alerts.c.status == "firing",
+                    alerts.c.severity == severity.value,
+                    alerts.c.escalated_at.is_(None),
+                    ~alerts.c.muted,
+                    or_(alerts.c.snoozed_until.is_(None), alerts.c.snoozed_until <= now),
+                    alerts.c.stored_at <= now - after,
+                )
+            )
+            for r in rows.all():
+                await conn.execute(
+                    update(alerts).where(alerts.c.alert_id == r.alert_id).values(escalated_at=now)
+                )
+                alert = AlertEvent.model_validate(r.payload)
+                people = routing.escalation_recipients(alert, config.routing)
+                self._metrics.escalated.labels(r.rule).inc()
+                log.info("escalating %s: unacknowledged for %s", r.alert_id, after)
+                queued += await self._notify(conn, r, "escalate", "escalate", people, config, now)
+        return queued
+
+    async def _digest(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+        """Once a day, from ``digest_hour`` on, each CSM's open alerts in one email."""
+        hour = config.notify.digest_hour
+        local = now.astimezone(ZoneInfo(self._settings.timezone))
+        if hour < 0 or local.hour < hour:
+            return 0
+        rows = await conn.execute(
+            select(alerts)
+            .where(alerts.c.status.in_(OPEN), alerts.c.owner_email.is_not(None))
+            .order_by(alerts.c.owner_email, alerts.c.fired_at)
+        )
+        by_owner: dict[str, list[AlertEvent]] = {}
+        for r in rows.all():
+            by_owner.setdefault(r.owner_email, []).append(AlertEvent.model_validate(r.payload))
+        queued = 0
+        day = local.date().isoformat()
+        for email, open_alerts in by_owner.items():
+            key = f"digest:{email}:{day}"
+            notice = Notice("digest", open_alerts, key)
+            queued += await self._outbox.put(
+                conn,
+                notice,
+                [Recipient(email=email)],
+                notification="digest",
+                now=now,
+                only="email",
+            )
+        return queued

@@ -1,0 +1,289 @@
+"""Alerting on the real stack (Kafka, PostgreSQL, a Slack stand-in, aiosmtpd): flapping,
+snooze, escalation, strategic routing, and delivery through Slack and SMTP failures."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.config import Settings
+from shared.storage.tables import accounts, alerts, deliveries, processed_events
+from tests.support.alerting import alerting_toml, write_alerting
+from tests.support.harness import Harness, facts, low_activity_history, running, wait_for
+from tests.support.standins import Inbox, SlackStandIn, smtp_server
+
+pytestmark = pytest.mark.integration
+
+START = datetime.now(UTC) - timedelta(hours=2)
+
+
+def ticket(account: str, n: int, status: str, step: int) -> dict[str, Any]:
+    """Ticket ``T<n>`` of ``account`` in ``status``; ``step`` orders updates in event time."""
+    return {
+        "kind": "ticket",
+        "event_id": f"{account}-T{n}-{status}-{step}",
+        "account_id": account,
+        "ticket_id": f"{account}-T{n}",
+        "status": status,
+        "created_at": START.isoformat(),
+        "occurred_at": (START + timedelta(minutes=step)).isoformat(),
+    }
+
+
+async def processed(hw: Harness) -> int:
+    async with hw.rt.engine.connect() as conn:
+        q = select(func.count()).select_from(processed_events)
+        return int((await conn.execute(q)).scalar_one())
+
+
+async def send(hw: Harness, events: list[dict[str, Any]]) -> None:
+    """Send and wait until scoring has applied them (so each step is scored alone)."""
+    before = await processed(hw)
+    async with hw.client() as client:
+        r = await client.post("/v1/events", json={"events": events})
+        assert r.status_code == 202, r.text
+
+    async def done() -> bool:
+        return await processed(hw) >= before + len(events)
+
+    await wait_for(done, timeout=20, what=f"{len(events)} events scored")
+
+
+async def add_account(hw: Harness, account: str, **extra: Any) -> None:
+    async with hw.client() as client:
+        r = await client.post("/v1/accounts", json=facts(account, **extra))
+        assert r.status_code == 202, r.text
+
+    async def known() -> bool:
+        async with hw.rt.engine.connect() as conn:
+            q = select(accounts.c.account_id).where(accounts.c.account_id == account)
+            return (await conn.execute(q)).first() is not None
+
+    await wait_for(known, timeout=20, what=f"account {account} stored")
+
+
+def with_alerting(settings: Settings, tmp_path: Path, text: str, **extra: Any) -> Settings:
+    file = write_alerting(tmp_path / "alerting.toml", text)
+    return settings.model_copy(update={"alerting_file": file, **extra})
+
+
+def posts_about(slack: SlackStandIn, name: str) -> list[str]:
+    return [r.body["text"] for r in slack.delivered() if name in r.body["text"]]
+
+
+async def test_a_backlog_flapping_around_its_threshold_alerts_once(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    slack = SlackStandIn()
+    settings = with_alerting(
+        kafka_settings,
+        tmp_path,
+        alerting_toml(["ticket_backlog"]),
+        slack_webhook_url=slack.webhook_url,
+    )
+    async with slack.running(), running(settings) as hw:
+        await add_account(hw, "flap", seats=10, slack="U0ANNA")
+        step = 0
+        for n in range(1, 6):  # 5 open tickets: fires at >= 5
+            step += 1
+            await send(hw, [ticket("flap", n, "open", step)])
+        # Flapping 4, 5, 4, 5, 4: a naive threshold would fire three times more.
+        for n in (5, 6, 7):
+            step += 1
+            await send(hw, [ticket("flap", n, "solved", step)])
+            if n < 7:
+                step += 1
+                await send(hw, [ticket("flap", n + 1, "open", step)])
+        await wait_for(
+            lambda: _true(len(slack.delivered()) >= 1), timeout=20, what="the first post"
+        )
+        await asyncio.sleep(1.0)  # time for any (wrong) extra post to arrive
+        assert len(posts_about(slack, "flap Inc")) == 1
+        # Down to 2 open (recovery is at 3 or fewer): resolved, and told once.
+        for n in (1, 2):
+            step += 1
+            await send(hw, [ticket("flap", n, "solved", step)])
+        await wait_for(
+            lambda: _true(len(slack.delivered()) >= 2), timeout=20, what="the resolved post"
+        )
+        async with hw.rt.engine.connect() as conn:
+            rows = (await conn.execute(select(alerts.c.alert_id, alerts.c.status))).all()
+    texts = posts_about(slack, "flap Inc")
+    assert len(texts) == 2 and "Resolved" in texts[1] and "Resolved" not in texts[0]
+    assert [tuple(r) for r in rows] == [("flap:ticket_backlog:1", "resolved")]
+
+
+async def test_snooze_keeps_an_alert_quiet_until_its_time_and_ack_ends_reminders(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    slack = SlackStandIn()
+    settings = with_alerting(
+        kafka_settings,
+        tmp_path,
+        alerting_toml(["ticket_backlog"], repeat_interval='"1s"'),
+        slack_webhook_url=slack.webhook_url,
+    )
+    async with slack.running(), running(settings) as hw, hw.client() as client:
+        await add_account(hw, "snz", seats=10, slack="U0SNZ")
+        await send(hw, [ticket("snz", n, "open", n) for n in range(1, 6)])
+        await wait_for(lambda: _true(len(slack.delivered()) >= 2), timeout=20, what="a reminder")
+        assert "Reminder" in slack.delivered()[1].body["text"]
+
+        r = await client.post(
+            "/v1/alerts/snz:ticket_backlog:1/snooze", json={"for": "3s", "reason": "on leave"}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["snooze_reason"] == "on leave"
+        quiet_from = len(slack.delivered())
+        await asyncio.sleep(2.0)
+        # A reminder already being sent when the snooze began may land; nothing after.
+        assert len(slack.delivered()) <= quiet_from + 1
+        during = len(slack.delivered())
+        await wait_for(
+            lambda: _true(len(slack.delivered()) > during), timeout=10, what="the post-snooze ping"
+        )
+        assert "Reminder" in slack.delivered()[-1].body["text"]
+
+        r = await client.post("/v1/alerts/snz:ticket_backlog:1/acknowledge")
+        assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+        acked = len(slack.delivered())
+        await asyncio.sleep(2.5)
+        assert len(slack.delivered()) <= acked + 1  # at most one already in flight
+        r = await client.get("/v1/alerts/snz:ticket_backlog:1")
+        actions = [a["action"] for a in r.json()["activity"]]
+        assert actions == ["snooze", "acknowledge"]
+
+
+async def test_strategic_alerts_reach_csm_lead_and_sales_and_escalate_unacknowledged(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    routing = """[routing]
+tiers = { strategic = ["cs_lead", "sales_manager"] }
+escalate_to = ["cs_lead"]
+[routing.people.cs_lead]
+email = "lead@example.com"
+[routing.people.sales_manager]
+email = "sales-team@example.com"
+"""
+    with smtp_server() as (inbox, smtp_port):
+        settings = with_alerting(
+            kafka_settings,
+            tmp_path,
+            alerting_toml(
+                ["low_activity"],
+                routing=routing,
+                escalate_after='{ critical = "2s", warning = "1d" }',
+            ),
+            smtp_host="127.0.0.1",
+            smtp_port=smtp_port,
+        )
+        async with running(settings) as hw, hw.client() as client:
+            await add_account(
+                hw,
+                "big",
+                seats=50,
+                email="anna@example.com",
+                tier="strategic",
+                sales_owner={"email": "bob@example.com"},
+            )
+            await add_account(hw, "calm", seats=50, email="carl@example.com", tier="enterprise")
+            await send(hw, low_activity_history("calm", active_users=4))
+            await wait_for(lambda: _true(_to(inbox, "carl@example.com")), timeout=20, what="carl")
+            r = await client.post("/v1/alerts/calm:low_activity:1/acknowledge")
+            assert r.status_code == 200, r.text
+            await send(hw, low_activity_history("big", active_users=4))
+            await wait_for(
+                lambda: _true(_escalations(inbox)), timeout=20, what="the escalation email"
+            )
+            await asyncio.sleep(2.5)  # calm's 2 s deadline has passed too
+            r = await client.get("/v1/alerts/big:low_activity:1")
+            escalated_at = r.json()["escalated_at"]
+    fired = {m["To"] for m in inbox.messages if "big Inc" in m["Subject"]}
+    assert fired == {"anna@example.com", "lead@example.com", "bob@example.com"}
+    escalations = _escalations(inbox)
+    assert [(m["To"], "big Inc" in m["Subject"]) for m in escalations] == [
+        ("lead@example.com", True)
+    ]
+    assert escalated_at is not None
+    assert {m["To"] for m in inbox.messages if "calm Inc" in m["Subject"]} == {"carl@example.com"}
+
+
+def _to(inbox: Inbox, address: str) -> list[Any]:
+    return [m for m in inbox.messages if m["To"] == address]
+
+
+def _escalations(inbox: Inbox) -> list[Any]:
+    return [m for m in inbox.messages if "Escalated" in m["Subject"]]
+
+
+async def test_slack_failing_then_limiting_delivers_each_notice_once_in_order(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    slack = SlackStandIn()
+    slack.script.extend([(500, {})] * 4 + [(429, {"Retry-After": "1"})] + [(500, {})] * 2)
+    settings = with_alerting(
+        kafka_settings,
+        tmp_path,
+        alerting_toml(["ticket_backlog"]),
+        slack_webhook_url=slack.webhook_url,
+    )
+    names = ("ord1", "ord2", "ord3")
+    async with slack.running(), running(settings) as hw:
+        for name in names:
+            await add_account(hw, name, seats=10, slack=f"U0{name.upper()}")
+        for name in names:  # fire ...
+            await send(hw, [ticket(name, n, "open", n) for n in range(1, 6)])
+        for name in names:  # ... and resolve, while Slack is still failing
+            await send(hw, [ticket(name, n, "solved", 10 + n) for n in range(1, 4)])
+        await wait_for(
+            lambda: _true(len(slack.delivered()) >= 6), timeout=40, what="six Slack posts"
+        )
+        await asyncio.sleep(1.0)
+        async with hw.rt.engine.connect() as conn:
+            states = set((await conn.execute(select(deliveries.c.status))).scalars())
+    assert len(slack.delivered()) == 6
+    assert len(slack.requests) == 6 + 7  # every scripted failure was retried
+    for name in names:
+        texts = posts_about(slack, f"{name} Inc")
+        assert len(texts) == 2, texts
+        assert "Resolved" not in texts[0] and "Resolved" in texts[1]
+    assert states == {"delivered"}
+
+
+async def test_smtp_down_for_a_while_then_every_email_arrives_once(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    from localservices import free_port
+
+    smtp_port = free_port()  # nothing listens here yet
+    settings = with_alerting(
+        kafka_settings,
+        tmp_path,
+        alerting_toml(["ticket_backlog"]),
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+    )
+    async with running(settings) as hw:
+        for name in ("m1", "m2"):
+            await add_account(hw, name, seats=10, email=f"{name}@example.com")
+            await send(hw, [ticket(name, n, "open", n) for n in range(1, 6)])
+
+        async def retried() -> bool:
+            async with hw.rt.engine.connect() as conn:
+                q = select(func.min(deliveries.c.attempts)).where(deliveries.c.channel == "email")
+                return ((await conn.execute(q)).scalar() or 0) >= 2
+
+        await wait_for(retried, timeout=20, what="failed attempts while SMTP is down")
+        with smtp_server(port=smtp_port) as (inbox, _):
+            await wait_for(lambda: _true(len(inbox.messages) >= 2), timeout=20, what="emails")
+            await asyncio.sleep(1.5)
+    assert sorted(m["To"] for m in inbox.messages) == ["m1@example.com", "m2@example.com"]
+
+
+async def _true(value: bool) -> bool:
+    return value
