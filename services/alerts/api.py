@@ -8,6 +8,7 @@ only; others answer 404, as if they did not exist.
 from __future__ import annotations
 
 import statistics
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -347,9 +348,9 @@ async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
         request.headers.get("X-Slack-Signature", ""),
     ):
         raise ClientError(401, "bad_signature", "Slack request signature missing or invalid.")
-    form = await request.form()
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     try:
-        payload = orjson.loads(str(form.get("payload", "")))
+        payload = orjson.loads(form["payload"][0])
         user = str(payload["user"]["id"])
         clicked = payload["actions"][0]
         name = SLACK_ACTIONS[clicked["action_id"]]

@@ -4,7 +4,6 @@ snooze, escalation, strategic routing, and delivery through Slack and SMTP failu
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,59 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.config import Settings
-from shared.storage.tables import accounts, alerts, deliveries, processed_events
+from shared.storage.tables import alerts, deliveries
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import Harness, facts, low_activity_history, running, wait_for
+from tests.support.harness import add_account, low_activity_history, running, send, ticket, wait_for
 from tests.support.standins import Inbox, SlackStandIn, smtp_server
 
 pytestmark = pytest.mark.integration
-
-START = datetime.now(UTC) - timedelta(hours=2)
-
-
-def ticket(account: str, n: int, status: str, step: int) -> dict[str, Any]:
-    """Ticket ``T<n>`` of ``account`` in ``status``; ``step`` orders updates in event time."""
-    return {
-        "kind": "ticket",
-        "event_id": f"{account}-T{n}-{status}-{step}",
-        "account_id": account,
-        "ticket_id": f"{account}-T{n}",
-        "status": status,
-        "created_at": START.isoformat(),
-        "occurred_at": (START + timedelta(minutes=step)).isoformat(),
-    }
-
-
-async def processed(hw: Harness) -> int:
-    async with hw.rt.engine.connect() as conn:
-        q = select(func.count()).select_from(processed_events)
-        return int((await conn.execute(q)).scalar_one())
-
-
-async def send(hw: Harness, events: list[dict[str, Any]]) -> None:
-    """Send and wait until scoring has applied them (so each step is scored alone)."""
-    before = await processed(hw)
-    async with hw.client() as client:
-        r = await client.post("/v1/events", json={"events": events})
-        assert r.status_code == 202, r.text
-
-    async def done() -> bool:
-        return await processed(hw) >= before + len(events)
-
-    await wait_for(done, timeout=20, what=f"{len(events)} events scored")
-
-
-async def add_account(hw: Harness, account: str, **extra: Any) -> None:
-    async with hw.client() as client:
-        r = await client.post("/v1/accounts", json=facts(account, **extra))
-        assert r.status_code == 202, r.text
-
-    async def known() -> bool:
-        async with hw.rt.engine.connect() as conn:
-            q = select(accounts.c.account_id).where(accounts.c.account_id == account)
-            return (await conn.execute(q)).first() is not None
-
-    await wait_for(known, timeout=20, what=f"account {account} stored")
 
 
 def with_alerting(settings: Settings, tmp_path: Path, text: str, **extra: Any) -> Settings:

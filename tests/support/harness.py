@@ -189,3 +189,53 @@ async def state_snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]
         for name, q in queries.items():
             out[name] = [tuple(r) for r in await conn.execute(q)]
     return out
+
+
+# Tickets of test accounts were created two hours ago; their updates follow in minutes.
+START = datetime.now(UTC) - timedelta(hours=2)
+
+
+def ticket(account: str, n: int, status: str, step: int) -> dict[str, Any]:
+    """Ticket ``T<n>`` of ``account`` in ``status``; ``step`` orders updates in event time."""
+    return {
+        "kind": "ticket",
+        "event_id": f"{account}-T{n}-{status}-{step}",
+        "account_id": account,
+        "ticket_id": f"{account}-T{n}",
+        "status": status,
+        "created_at": START.isoformat(),
+        "occurred_at": (START + timedelta(minutes=step)).isoformat(),
+    }
+
+
+async def processed(hw: Harness) -> int:
+    """Events scoring has applied so far."""
+    async with hw.rt.engine.connect() as conn:
+        q = select(func.count()).select_from(processed_events)
+        return int((await conn.execute(q)).scalar_one())
+
+
+async def send(hw: Harness, events: list[dict[str, Any]]) -> None:
+    """Send and wait until scoring has applied them (so each step is scored alone)."""
+    before = await processed(hw)
+    async with hw.client() as client:
+        r = await client.post("/v1/events", json={"events": events})
+        assert r.status_code == 202, r.text
+
+    async def done() -> bool:
+        return await processed(hw) >= before + len(events)
+
+    await wait_for(done, timeout=20, what=f"{len(events)} events scored")
+
+
+async def add_account(hw: Harness, account: str, **extra: Any) -> None:
+    async with hw.client() as client:
+        r = await client.post("/v1/accounts", json=facts(account, **extra))
+        assert r.status_code == 202, r.text
+
+    async def known() -> bool:
+        async with hw.rt.engine.connect() as conn:
+            q = select(accounts.c.account_id).where(accounts.c.account_id == account)
+            return (await conn.execute(q)).first() is not None
+
+    await wait_for(known, timeout=20, what=f"account {account} stored")

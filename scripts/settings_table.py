@@ -1,0 +1,29 @@
+"""Print the README's configuration table from ``Settings`` (run after adding a setting).
+
+python scripts/settings_table.py > /tmp/table.md
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import SecretStr
+
+from shared.config import Settings
+
+
+def main() -> None:
+    print("| setting | environment variable | default | meaning |")
+    print("|---|---|---|---|")
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        shown = "(empty)" if default in ("", None) else f"`{default}`"
+        if isinstance(default, timedelta):  # as the environment variable takes it
+            shown = f"`PT{int(default.total_seconds() // 3600)}H`"
+        print(f"| `{name}` | `HEALTHWATCH_{name.upper()}` | {shown} | {field.description or ''} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The alerts API on a running embedded stack: scoping, actions, rules, quality, and
+Slack's signed button clicks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from shared.auth import Scope, create_key
+from shared.config import Settings
+from tests.support.alerting import alerting_toml, write_alerting
+from tests.support.harness import Harness, add_account, running, send, ticket
+
+pytestmark = pytest.mark.integration
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def signed(body: bytes, secret: str = SIGNING_SECRET, age_s: int = 0) -> dict[str, str]:
+    stamp = str(int(time.time()) - age_s)
+    mac = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    return {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": "v0=" + mac.hexdigest(),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def click(action: str, alert_id: str, user: str) -> bytes:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "actions": [{"action_id": action, "value": alert_id}],
+    }
+    return urllib.parse.urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+
+
+async def fire_backlog(hw: Harness, account: str, **owner: Any) -> str:
+    await add_account(hw, account, seats=10, **owner)
+    await send(hw, [ticket(account, n, "open", n) for n in range(1, 6)])
+    return f"{account}:ticket_backlog:1"
+
+
+async def test_csm_keys_see_and_act_on_their_own_alerts_only(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    settings = embedded_settings.model_copy(
+        update={
+            "alerting_file": write_alerting(tmp_path / "a.toml", alerting_toml(["ticket_backlog"])),
+            "slack_signing_secret": SecretStr(SIGNING_SECRET),
+        }
+    )
+    async with running(settings) as hw:
+        anna_alert = await fire_backlog(hw, "annas", email="anna@example.com", slack="U0ANNA")
+        carl_alert = await fire_backlog(hw, "carls", email="carl@example.com")
+        anna = await create_key(
+            hw.rt.engine, "anna", [Scope.read, Scope.respond], "anna@example.com"
+        )
+        reader = await create_key(hw.rt.engine, "reader", [Scope.read], "anna@example.com")
+        admin = await create_key(hw.rt.engine, "admin", [Scope.admin])
+
+        def as_(key: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                base_url=hw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            )
+
+        async with as_(anna) as c:
+            listed = (await c.get("/v1/alerts")).json()["alerts"]
+            assert [a["alert_id"] for a in listed] == [anna_alert]
+            assert (await c.get(f"/v1/alerts/{carl_alert}")).status_code == 404
+            assert (await c.post(f"/v1/alerts/{carl_alert}/acknowledge")).status_code == 404
+            r = await c.post(f"/v1/alerts/{anna_alert}/comments", json={"text": "called them"})
+            assert r.status_code == 200, r.text
+            r = await c.post(f"/v1/alerts/{anna_alert}/snooze", json={"reason": "no time"})
+            assert r.status_code == 422 and "until" in r.json()["message"]
+            r = await c.post(f"/v1/alerts/{anna_alert}/resolve", json={"reason": "fixed"})
+            assert r.json()["status"] == "resolved"
+            r = await c.post(f"/v1/alerts/{anna_alert}/acknowledge")
+            assert r.status_code == 409  # resolved alerts are not acknowledged
+            assert (await c.get("/v1/deliveries")).status_code == 403  # admin only
+            rules = await c.put("/v1/alert-rules", content=b'version = "x"')
+            assert rules.status_code == 403
+        async with as_(reader) as c:
+            assert (await c.post(f"/v1/alerts/{anna_alert}/not-useful", json={})).status_code == 403
+        async with as_(admin) as c:
+            everything = (await c.get("/v1/alerts", params={"status": "any"})).json()["alerts"]
+            assert {a["alert_id"] for a in everything} == {anna_alert, carl_alert}
+            detail = (await c.get(f"/v1/alerts/{anna_alert}")).json()
+            assert [a["action"] for a in detail["activity"]] == ["comment", "resolve"]
+            assert detail["activity"][0]["actor"] == "anna@example.com"
+
+            bad = await c.put("/v1/alert-rules", content=b'version = "v2"\n[[rule]]\nid = "x"\n')
+            assert bad.status_code == 422 and "rule.0" in bad.json()["message"]
+            new = alerting_toml(["ticket_backlog", "nps_detractor"]).replace(
+                'version = "handbook-2026-11"', 'version = "team-v2"'
+            )
+            r = await c.put("/v1/alert-rules", content=new.encode())
+            assert r.status_code == 200 and r.json()["rules"] == 2
+            r = await c.get("/v1/alert-rules")
+            assert r.headers["X-Alerting-Version"] == "team-v2"
+            again = await c.put("/v1/alert-rules", content=new.encode())
+            assert again.status_code == 409
+
+            quality = (await c.get("/v1/alert-rules/quality")).json()["rules"]
+            assert quality == [
+                {
+                    "rule": "ticket_backlog",
+                    "fired": 2,
+                    "acknowledged": 0,
+                    "median_minutes_to_acknowledge": None,
+                    "not_useful": 0,
+                    "escalated": 0,
+                    "accounts": 2,
+                    "accounts_churned_since": 0,
+                }
+            ]
+
+        # Slack buttons: signed by Slack, clicked by someone the alert went to.
+        async with httpx.AsyncClient(base_url=hw.url) as slack:
+            body = click("ack", carl_alert, "U0ANNA")
+            r = await slack.post("/v1/slack/interactions", content=body, headers=signed(body))
+            assert "not yours" in r.json()["text"]  # Anna does not own Carl's account
+            third = await fire_backlog(hw, "third", email="anna@example.com", slack="U0ANNA")
+            body = click("ack", third, "U0ANNA")
+            r = await slack.post(
+                "/v1/slack/interactions", content=body, headers=signed(body, "wrong")
+            )
+            assert r.status_code == 401
+            r = await slack.post(
+                "/v1/slack/interactions", content=body, headers=signed(body, age_s=600)
+            )
+            assert r.status_code == 401  # a replay of an old request
+            r = await slack.post("/v1/slack/interactions", content=body, headers=signed(body))
+            assert r.status_code == 200 and r.json()["text"] == "Done: acknowledge."
+        async with as_(anna) as c:
+            detail = (await c.get(f"/v1/alerts/{third}")).json()
+            assert detail["status"] == "acknowledged"
+            assert detail["acknowledged_by"] == "slack:U0ANNA"

@@ -1,0 +1,178 @@
+"""The alerts service's bookkeeping on a real SQLite database with a moving clock:
+updates, duplicates, inhibition, reminders, escalation and digests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.alerts.channels import EmailChannel, SlackChannel
+from services.alerts.lifecycle import AlertIntake, Outbox
+from services.alerts.metrics import AlertsMetrics
+from services.alerts.timers import AlertTimers
+from shared.alerting.store import AlertingStore
+from shared.bus.base import Record
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.events import Owner
+from shared.contracts.wire import encode_event
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import alerts, deliveries
+from tests.support.alerting import alerting_toml
+
+T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class World:
+    engine: AsyncEngine
+    intake: AlertIntake
+    timers: AlertTimers
+    clock: Clock
+    offset: int = 0
+
+    async def receive(self, *events: AlertEvent) -> None:
+        records = []
+        for e in events:
+            records.append(Record("alerts", 0, self.offset, b"k", encode_event(e)))
+            self.offset += 1
+        await self.intake.handle(records)
+
+    async def notices(self) -> list[tuple[str, str, str]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(deliveries.c.alert_id, deliveries.c.notification, deliveries.c.destination)
+                .where(deliveries.c.channel == "email")
+                .order_by(deliveries.c.delivery_id)
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def alert(self, alert_id: str) -> object:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
+
+
+@pytest.fixture
+async def world(embedded_settings: Settings) -> AsyncIterator[World]:
+    settings = embedded_settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "slack_webhook_url": "http://127.0.0.1:9/hook",
+            "timezone": "Europe/Berlin",
+        }
+    )
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    routing = """[routing]
+escalate_to = ["cs_lead"]
+[routing.people.cs_lead]
+email = "lead@example.com"
+"""
+    text = alerting_toml(
+        None,
+        routing=routing,
+        escalate_after='{ critical = "1h" }',
+        digest_hour="9",
+        group_wait='"30s"',
+    )
+    store = AlertingStore(text)
+    metrics = AlertsMetrics(CollectorRegistry())
+    outbox = Outbox([SlackChannel(settings), EmailChannel(settings)], settings, metrics)
+    clock = Clock()
+    intake = AlertIntake(engine, outbox, settings, metrics, config=store, clock=clock)
+    timers = AlertTimers(engine, outbox, settings, metrics, config=store, clock=clock)
+    yield World(engine, intake, timers, clock)
+    await engine.dispose()
+
+
+def alert(rule: str, severity: Severity, revision: int = 0, status: str = "firing") -> AlertEvent:
+    return AlertEvent(
+        alert_id=f"acme:{rule}:1",
+        revision=revision,
+        account_id="acme",
+        rule=rule,
+        severity=severity,
+        status=status,  # type: ignore[arg-type]
+        title=f"acme: {rule}",
+        summary="",
+        owner=Owner(email="anna@example.com", slack_id="U0ANNA"),
+        fired_at=T0,
+    )
+
+
+async def test_updates_duplicates_and_the_resolved_notice(world: World) -> None:
+    nps = alert("nps_detractor", Severity.warning)
+    await world.receive(nps, nps)  # a replayed message changes nothing
+    await world.receive(alert("nps_detractor", Severity.critical, revision=1))
+    await world.receive(alert("nps_detractor", Severity.critical, revision=1))
+    await world.receive(alert("nps_detractor", Severity.critical, revision=2, status="resolved"))
+    assert await world.notices() == [
+        ("acme:nps_detractor:1", "fire", "anna@example.com"),
+        ("acme:nps_detractor:1", "update:1", "anna@example.com"),
+        ("acme:nps_detractor:1", "resolve", "anna@example.com"),
+    ]
+    row = await world.alert("acme:nps_detractor:1")
+    assert row.status == "resolved" and row.severity == "critical"  # type: ignore[attr-defined]
+
+
+async def test_a_critical_alert_mutes_the_accounts_warnings_until_it_resolves(
+    world: World,
+) -> None:
+    await world.receive(alert("low_activity", Severity.critical))
+    await world.receive(alert("nps_detractor", Severity.warning))  # muted: not told
+    assert [n[1] for n in await world.notices()] == ["fire"]
+    world.clock.now += timedelta(minutes=5)
+    await world.receive(alert("low_activity", Severity.critical, revision=1, status="resolved"))
+    # The critical one ends; the muted warning is told now, once.
+    assert [(a.split(":")[1], n) for a, n, _ in await world.notices()] == [
+        ("low_activity", "fire"),
+        ("low_activity", "resolve"),
+        ("nps_detractor", "fire"),
+    ]
+
+
+async def test_reminders_escalation_and_the_daily_digest(world: World) -> None:
+    await world.receive(alert("low_activity", Severity.critical))
+    await world.receive(alert("renewal_approaching", Severity.info))
+    assert await world.timers.run_once() == 0  # 07:00 in Berlin: nothing due
+    # 1 h later: the unacknowledged critical alert escalates to the lead, once.
+    world.clock.now += timedelta(hours=1, minutes=1)
+    await world.timers.run_once()
+    await world.timers.run_once()
+    escalations = [n for n in await world.notices() if n[1] == "escalate"]
+    assert escalations == [("acme:low_activity:1", "escalate", "lead@example.com")]
+    # 09:00 Berlin: one digest for Anna with both alerts, however often the pass runs.
+    world.clock.now = T0 + timedelta(hours=2)
+    await world.timers.run_once()
+    await world.timers.run_once()
+    digests = [n for n in await world.notices() if n[1] == "digest"]
+    assert digests == [("digest:anna@example.com:2026-11-23", "digest", "anna@example.com")]
+    # A day later: low_activity is reminded (1 day); the renewal waits for its 30 days.
+    world.clock.now = T0 + timedelta(days=1, minutes=1)
+    await world.timers.run_once()
+    reminders = [n[:2] for n in await world.notices() if n[1].startswith("repeat")]
+    assert reminders == [("acme:low_activity:1", "repeat:1")]
+
+
+async def test_slack_notices_wait_for_the_group_window(world: World) -> None:
+    await world.receive(alert("low_activity", Severity.critical))
+    async with world.engine.connect() as conn:
+        rows = (
+            await conn.execute(select(deliveries.c.channel, deliveries.c.next_attempt_at))
+        ).all()
+    due = {channel: at for channel, at in rows}
+    assert due["email"] == T0 and due["slack"] == T0 + timedelta(seconds=30)
