@@ -59,6 +59,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from ingest_bench import (
     Broker,
     _localservices,
@@ -83,6 +84,7 @@ from scoring_bench import create_database, plain_dsn, postmaster_pid, tree_cpu_s
 
 import shared.config as config_module
 from shared.auth import Scope, create_key
+from shared.bus.factory import ALERTS_TOPIC
 from shared.config import Settings
 from shared.storage.db import create_engine
 
@@ -496,6 +498,7 @@ class Options:
     slack_min_interval: float
     slack_mode: str
     scoring_batch_max: int | None
+    service_env: dict[str, str]
     drain_timeout: float
     bootstrap: str | None
     postgres_url: str | None
@@ -590,6 +593,37 @@ async def stage_times(url: str, accounts: Sequence[str]) -> dict[str, dict[str, 
     return found
 
 
+async def published_times(
+    bootstrap: str, topic: str, partitions: int, accounts: set[str]
+) -> dict[str, float]:
+    """Per trigger account: the Kafka timestamp (CreateTime, set by the scoring
+    service's producer when it sent the record) of its first record on the alerts topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, float] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[Any, int] = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 30
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while time.monotonic() < deadline and await behind():
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    account = (record.key or b"").decode(errors="replace")
+                    if account in accounts:
+                        moment = record.timestamp / 1000
+                        found[account] = min(found.get(account, moment), moment)
+    finally:
+        await consumer.stop()
+    return found
+
+
 def timeline_rows(samples: Sequence[dict[str, Any]], setup: int) -> list[dict[str, Any]]:
     """Per sample: events accepted and scored so far (setup excluded), the scoring lag,
     Slack requests so far, and the CPU cores the machine and "other" processes used
@@ -664,6 +698,7 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
         "HEALTHWATCH_ALERTING_FILE": str(alerting),
         "HEALTHWATCH_SLACK_MIN_INTERVAL_S": str(opts.slack_min_interval),
         "HEALTHWATCH_PUBLIC_URL": "http://127.0.0.1:8000",
+        **opts.service_env,
     }
     if opts.slack_mode == "webhook":
         extra["HEALTHWATCH_SLACK_WEBHOOK_URL"] = (
@@ -899,8 +934,19 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
                     "healthwatch_scoring_batch_seconds_count",
                 ],
             )
-            with contextlib.suppress(Exception):
+            try:
                 result["stages"] = await stage_times(url, [t.account_id for t in triggers])
+            except Exception as exc:  # the schema may have moved on: the split is optional
+                err.print(f"[yellow]no stored_at split: {exc!r}[/]")
+            try:
+                result["published"] = await published_times(
+                    services.bootstrap,
+                    settings.topic(ALERTS_TOPIC),
+                    settings.kafka_partitions,
+                    {t.account_id for t in triggers},
+                )
+            except Exception as exc:
+                err.print(f"[yellow]no publish-time split: {exc!r}[/]")
     finally:
         for name in (*SERVICES, "slack"):
             if name in procs:
@@ -926,6 +972,7 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
         for a in r["accounts"]:
             by_account.setdefault(a, []).append(r["t"])
     stages = result.pop("stages", {})
+    published = result.pop("published", {})
     rows = []
     for t in triggers:
         times = sorted(by_account.get(t.account_id, []))
@@ -940,6 +987,8 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
         if times and t.answered:
             row["latency_from_202_s"] = round(times[0] - t.answered, 4)
             row["latency_from_send_s"] = round(times[0] - t.sent, 4)
+        if t.account_id in published and t.answered:
+            row["published_after_202_s"] = round(published[t.account_id] - t.answered, 4)
         stage = stages.get(t.account_id)
         if stage and t.answered:
             row["stored_after_202_s"] = round(stage["stored"] - t.answered, 4)
@@ -958,6 +1007,16 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
             "latency_s": {
                 "from_202": summarize(lat),
                 "from_request_start": summarize(lat_send),
+                "published_by_scoring_after_202": summarize(
+                    [r["published_after_202_s"] for r in measured if "published_after_202_s" in r]
+                ),
+                "published_to_stored": summarize(
+                    [
+                        r["stored_after_202_s"] - r["published_after_202_s"]
+                        for r in measured
+                        if "stored_after_202_s" in r and "published_after_202_s" in r
+                    ]
+                ),
                 "stored_by_alerts_service_after_202": summarize(stored),
                 "stored_to_slack": summarize(
                     [
@@ -1086,6 +1145,7 @@ def report(
             "slack_mode": opts.slack_mode,
             "slack_min_interval_s": opts.slack_min_interval,
             "grouping": "off (notify.group_wait = 0s)",
+            "service_env": opts.service_env,
             "scoring_batch_max": opts.scoring_batch_max
             or Settings(_env_file=None).scoring_batch_max,
             "seed": opts.seed,
@@ -1114,8 +1174,10 @@ def print_table(result: dict[str, Any]) -> None:
     labels = {
         "from_202": "trigger answered 202 → Slack",
         "from_request_start": "trigger sent → Slack",
-        "stored_by_alerts_service_after_202": "  of which 202 → alert stored",
-        "stored_to_slack": "  and alert stored → Slack",
+        "published_by_scoring_after_202": "  202 → alert on Kafka (scoring)",
+        "published_to_stored": "  alert on Kafka → stored (alerts)",
+        "stored_by_alerts_service_after_202": "  202 → alert stored",
+        "stored_to_slack": "  alert stored → Slack (outbox)",
     }
     for key, label in labels.items():
         s = result["latency_s"][key]
@@ -1284,6 +1346,14 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="incoming webhook (one destination) or Web API with one owner per trigger",
     )
     parser.add_argument("--scoring-batch-max", type=int, help="settings default if not given")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="HEALTHWATCH_NAME=VALUE",
+        help="extra setting for the three services (repeatable), e.g. "
+        "HEALTHWATCH_DELIVERY_POLL_INTERVAL_S=0.1",
+    )
     parser.add_argument("--drain-timeout", type=float, default=60, help="wait for late alerts")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     parser.add_argument("--postgres-url", help="postgresql+asyncpg://user@host:port/postgres")
@@ -1292,6 +1362,12 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     a = parser.parse_args(argv)
+    service_env = {}
+    for item in a.service_env:
+        name, eq, value = item.partition("=")
+        if not eq or not name.startswith("HEALTHWATCH_"):
+            parser.error(f"--service-env {item!r}: expected HEALTHWATCH_NAME=VALUE")
+        service_env[name] = value
     if a.rate <= 0 or a.batch < 1 or a.trigger_interval <= 0 or a.duration <= 0:
         parser.error("--rate, --batch, --trigger-interval and --duration must be positive")
     return Options(
@@ -1306,6 +1382,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         slack_min_interval=a.slack_min_interval,
         slack_mode=a.slack_mode,
         scoring_batch_max=a.scoring_batch_max,
+        service_env=service_env,
         drain_timeout=a.drain_timeout,
         bootstrap=a.bootstrap,
         postgres_url=a.postgres_url,

@@ -211,15 +211,6 @@ class ScoringProcessor:
                 "danger": [c["code"] for c in risk["causes"]],
             }
             before = earlier.get(m.account_id)
-            why = explanation(s)
-            why["danger"] = risk
-            why["changes"] = {
-                "since_previous": explain.changes(shown, before.inputs if before else None, names),
-                **{
-                    f"since_{back}d": explain.changes(shown, past.get((m.account_id, back)), names)
-                    for back in history.LOOKBACK_DAYS
-                },
-            }
             unchanged = before is not None and before.inputs == shown and before.score == s.value
             change = (
                 None
@@ -238,6 +229,20 @@ class ScoringProcessor:
                         s.band,
                     )
             if not unchanged:
+                # The explanation is built only for a score that will be written.
+                why = explanation(s)
+                why["danger"] = risk
+                why["changes"] = {
+                    "since_previous": explain.changes(
+                        shown, before.inputs if before else None, names
+                    ),
+                    **{
+                        f"since_{back}d": explain.changes(
+                            shown, past.get((m.account_id, back)), names
+                        )
+                        for back in history.LOOKBACK_DAYS
+                    },
+                }
                 health_rows.append(
                     {
                         "account_id": m.account_id,

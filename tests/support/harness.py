@@ -225,7 +225,7 @@ async def send(hw: Harness, events: list[dict[str, Any]]) -> None:
     async def done() -> bool:
         return await processed(hw) >= before + len(events)
 
-    await wait_for(done, timeout=20, what=f"{len(events)} events scored")
+    await wait_for(done, timeout=60, what=f"{len(events)} events scored")
 
 
 async def add_account(hw: Harness, account: str, **extra: Any) -> None:
@@ -238,4 +238,4 @@ async def add_account(hw: Harness, account: str, **extra: Any) -> None:
             q = select(accounts.c.account_id).where(accounts.c.account_id == account)
             return (await conn.execute(q)).first() is not None
 
-    await wait_for(known, timeout=20, what=f"account {account} stored")
+    await wait_for(known, timeout=60, what=f"account {account} stored")
