@@ -1258,6 +1258,23 @@ def plot(result: dict[str, Any], path: Path) -> None:
         fontsize=8,
         color="#c44e52",
     )
+    parts = result["latency_s"]
+    split = [
+        ("202 → alert on Kafka", parts.get("published_by_scoring_after_202", {})),
+        ("Kafka → stored", parts.get("published_to_stored", {})),
+        ("stored → Slack", parts.get("stored_to_slack", {})),
+    ]
+    if all(p.get("n") for _, p in split):
+        left.text(
+            0.98,
+            0.35,
+            "stage medians:\n" + "\n".join(f"{name} {p['p50']:.3f} s" for name, p in split),
+            transform=left.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="#555555",
+        )
     left.set_xlabel("latency, trigger answered 202 → Slack stand-in received (s)")
     left.set_ylabel("share of alerts")
     left.set_ylim(0, 1.02)

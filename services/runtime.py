@@ -30,7 +30,7 @@ from services.alerts.timers import AlertTimers
 from services.ingest.app import create_app
 from services.scoring.api import HealthApiContext
 from services.scoring.api import router as health_router
-from services.scoring.metrics import ScoringMetrics
+from services.scoring.metrics import ScoringMetrics, count_accounts
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
@@ -42,7 +42,7 @@ from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import offset_loader
 from shared.web import base_app, ops_router
-from shared.worker import consume
+from shared.worker import ConsumerMetrics, consume
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Runtime:
     engine: AsyncEngine
     bus: Bus
     registry: CollectorRegistry
+    consumers: ConsumerMetrics
 
     async def ready(self) -> bool:
         try:
@@ -72,17 +73,24 @@ async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None
     bus = create_bus(settings, engine)
     await bus.prepare()
     await bus.producer.start()
+    registry = registry or CollectorRegistry()
     try:
-        yield Runtime(settings, engine, bus, registry or CollectorRegistry())
+        yield Runtime(settings, engine, bus, registry, ConsumerMetrics(registry))
     finally:
         await bus.producer.stop()
         await engine.dispose()
 
 
+# Accounts by band and danger level change with scores, but a gauge scraped every 15 s
+# needs no fresher count than once a minute (one GROUP BY over account_health).
+ACCOUNTS_GAUGE_INTERVAL_S = 60
+
+
 async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
     """The consumer, and the hourly sweep that re-scores quiet accounts."""
     s = rt.settings
-    processor = ScoringProcessor(rt.engine, rt.bus.producer, s, ScoringMetrics(rt.registry))
+    metrics = ScoringMetrics(rt.registry)
+    processor = ScoringProcessor(rt.engine, rt.bus.producer, s, metrics)
     consumer = rt.bus.consumer(
         event_topics(s),
         group_id=s.consumer_group_scoring,
@@ -98,10 +106,25 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        count_accounts,
+        "interval",
+        args=[rt.engine, metrics],
+        seconds=ACCOUNTS_GAUGE_INTERVAL_S,
+        next_run_time=datetime.now(UTC),
+        max_instances=1,
+        coalesce=True,
+    )
     scheduler.start()
     try:
         await consume(
-            consumer, processor.handle, stop, name="scoring", max_records=s.scoring_batch_max
+            consumer,
+            processor.handle,
+            stop,
+            name="scoring",
+            max_records=s.scoring_batch_max,
+            metrics=rt.consumers,
+            group=s.consumer_group_scoring,
         )
     finally:
         scheduler.shutdown(wait=False)
@@ -127,7 +150,15 @@ async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
     sender = OutboxSender(rt.engine, channels, s, metrics, config=config)
     timers = AlertTimers(rt.engine, outbox, s, metrics, config=config)
     await together(
-        consume(consumer, intake.handle, stop, name="alerts", max_records=200),
+        consume(
+            consumer,
+            intake.handle,
+            stop,
+            name="alerts",
+            max_records=200,
+            metrics=rt.consumers,
+            group=s.consumer_group_alerts,
+        ),
         sender.run(stop),
         timers.run(stop),
     )

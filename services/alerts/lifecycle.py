@@ -78,7 +78,7 @@ class Outbox:
             )
         if not rows and self.channels:
             log.warning("%s has nobody to tell (no owner, no team fallback)", notice.key)
-            self._metrics.deliveries.labels("none", "unroutable").inc()
+            self._metrics.deliveries.labels(notice.first.rule, "none", "unroutable").inc()
         if not rows:
             return 0
         await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)

@@ -15,8 +15,8 @@ class AlertsMetrics:
         )
         self.deliveries = Counter(
             "healthwatch_alert_deliveries_total",
-            "Delivery attempts by channel and outcome (delivered, retry, dead, unroutable)",
-            ["channel", "outcome"],
+            "Delivery attempts by rule, channel and outcome (delivered, retry, dead, unroutable)",
+            ["rule", "channel", "outcome"],
             registry=registry,
         )
         self.delivery_seconds = Histogram(

@@ -176,7 +176,7 @@ class OutboxSender:
                     )
                 )
         for r in group:
-            self._metrics.deliveries.labels(r.channel, "delivered").inc()
+            self._metrics.deliveries.labels(_rule(r), r.channel, "delivered").inc()
             if r.created_at is not None:
                 self._metrics.delivery_seconds.labels(r.channel).observe(
                     (now - r.created_at).total_seconds()
@@ -208,7 +208,7 @@ class OutboxSender:
                 )
             )
         outcome = "dead" if dead else "retry"
-        self._metrics.deliveries.labels(row.channel, outcome).inc()
+        self._metrics.deliveries.labels(_rule(row), row.channel, outcome).inc()
         log.warning(
             "alert %s by %s failed (attempt %d, %s): %s",
             row.alert_id,
@@ -237,3 +237,11 @@ def _notice(row: Any) -> Notice:
     # Rows queued before notices had payloads: the alert's own firing.
     alert = AlertEvent.model_validate(row.alert_payload)
     return Notice("fire", [alert], row.alert_id)
+
+
+def _rule(row: Any) -> str:
+    """The rule a delivery is about ("digest" for digests), for metric labels."""
+    if row.notification == "digest":
+        return "digest"
+    parts = str(row.alert_id).rsplit(":", 2)  # account:rule:n; accounts may hold ":"
+    return parts[1] if len(parts) == 3 else "unknown"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.storage.tables import account_health
 
 
 class ScoringMetrics:
@@ -29,8 +33,29 @@ class ScoringMetrics:
             ["rule"],
             registry=registry,
         )
+        self.accounts = Gauge(
+            "healthwatch_accounts",
+            "Scored accounts by band and danger level (every replica reports all accounts)",
+            ["band", "danger_level"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "healthwatch_scoring_batch_seconds",
             "Time to apply one batch of records in one transaction",
             registry=registry,
         )
+
+
+async def count_accounts(engine: AsyncEngine, metrics: ScoringMetrics) -> None:
+    """Refresh the accounts-by-band gauge from the database."""
+    h = account_health
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(h.c.band, h.c.danger_level, func.count())
+            .where(h.c.band.is_not(None))
+            .group_by(h.c.band, h.c.danger_level)
+        )
+        counts = {(band, danger or "none"): n for band, danger, n in rows}
+    metrics.accounts.clear()
+    for (band, danger), n in counts.items():
+        metrics.accounts.labels(band, danger).set(n)

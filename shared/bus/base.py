@@ -71,6 +71,9 @@ class Consumer(Protocol):
         """Forget in-memory positions and reload them through the offset loader
         (after a failed transaction, so its records are read again)."""
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records not yet read, per assigned (topic, partition)."""
+
 
 class DiscardingProducer:
     """A producer whose messages go nowhere: for replays whose alerts must not be sent."""

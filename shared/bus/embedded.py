@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -88,6 +88,17 @@ class EmbeddedConsumer:
     async def rewind(self) -> None:
         stored = await self._load_offsets([(t, PARTITION) for t in self._topics])
         self._next = {t: stored.get((t, PARTITION), 0) for t in self._topics}
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        # Offsets are row ids shared by all topics: count the rows, not the id gap.
+        out = {}
+        async with self._bus.engine.connect() as conn:
+            for t in self._topics:
+                q = select(func.count()).where(
+                    bus_log.c.topic == t, bus_log.c.offset >= self._next.get(t, 0)
+                )
+                out[(t, PARTITION)] = int((await conn.execute(q)).scalar_one())
+        return out
 
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
         records = await self._read(max_records)

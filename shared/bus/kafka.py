@@ -142,6 +142,15 @@ class KafkaConsumer:
     async def rewind(self) -> None:
         await self.seek_to_stored(set(self._consumer.assignment()))
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        out = {}
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue  # nothing fetched yet: unknown
+            out[(tp.topic, tp.partition)] = max(0, end - await self._consumer.position(tp))
+        return out
+
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
         batches = await self._consumer.getmany(
             timeout_ms=int(timeout_s * 1000), max_records=max_records

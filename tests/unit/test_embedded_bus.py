@@ -29,8 +29,10 @@ async def test_consumer_resumes_from_stored_offsets_and_pruning_keeps_unread(
 
     consumer = bus.consumer(["a"], load)
     await consumer.start()
+    assert await consumer.lag() == {("a", 0): 5}
     first = await consumer.getmany(0.1, 3)
     assert [r.value for r in first] == [b"v0", b"v1", b"v2"]
+    assert await consumer.lag() == {("a", 0): 2}
     async with engine.begin() as conn:
         await save_offsets(conn, "g", next_offsets(first))
     stored.update(next_offsets(first))
