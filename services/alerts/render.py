@@ -127,6 +127,10 @@ def _alert_blocks(
     ]
     if alert.summary:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": alert.summary}})
+    moved = changes(alert)
+    if moved:
+        text = "*What changed in 7 days*\n" + "\n".join(f"• {c}" for c in moved)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     blocks += [
         {
             "type": "section",
@@ -146,6 +150,12 @@ def _alert_blocks(
     return blocks
 
 
+def changes(alert: AlertEvent) -> list[str]:
+    """The sentences of what moved over the week before the alert ("active users over 7
+    days fell from 42 to 9, −79%")."""
+    return [str(c["text"]) for c in alert.details.get("changes", []) if "text" in c]
+
+
 def email_subject(notice: Notice) -> str:
     if notice.kind == "digest":
         return f"[healthwatch] {headline(notice)}"
@@ -162,6 +172,11 @@ def email_text(notice: Notice, public_url: str) -> str:
                     "",
                     a.summary,
                     "",
+                    *(
+                        ["What changed in 7 days:", *(f"  - {c}" for c in changes(a)), ""]
+                        if changes(a)
+                        else []
+                    ),
                     f"Account: {a.account_name or a.account_id} ({a.account_id})",
                     f"Health: {a.score} ({a.band})" if a.score is not None else "Health: n/a",
                     f"Rule: {a.rule}   Severity: {a.severity.value}",
@@ -185,7 +200,7 @@ def email_html(notice: Notice, public_url: str) -> str:
         title = headline(notice, a) if notice.kind != "digest" else a.title
         rows.append(f"""<h2 style="margin:16px 0 8px">{e(title)}</h2>
 <p>{e(a.summary)}</p>
-<table cellpadding="4" style="border-collapse:collapse">
+{_changes_html(a)}<table cellpadding="4" style="border-collapse:collapse">
 <tr><th align="left">Account</th><td>{e(a.account_name or a.account_id)}</td></tr>
 <tr><th align="left">Health</th><td style="color:{colour};font-weight:bold">{health}</td></tr>
 <tr><th align="left">Rule</th><td><code>{e(a.rule)}</code> ({e(a.severity.value)})</td></tr>
@@ -198,3 +213,11 @@ def email_html(notice: Notice, public_url: str) -> str:
 {head}{"<hr>".join(rows)}
 </body></html>
 """
+
+
+def _changes_html(alert: AlertEvent) -> str:
+    moved = changes(alert)
+    if not moved:
+        return ""
+    items = "".join(f"<li>{html.escape(c)}</li>" for c in moved)
+    return f"<p><b>What changed in 7 days</b></p><ul>{items}</ul>\n"

@@ -279,9 +279,13 @@ class ScoringProcessor:
                     state_rows.append(_state_row(m.account_id, rule.id, after_state, now))
                 if told is not None:
                     count = after_state.fire_count
-                    alerts.append(
-                        self._alert(m, rule, told, count, values, then, s, facts.get(m.account_id))
+                    alert = self._alert(
+                        m, rule, told, count, values, then, s, facts.get(m.account_id)
                     )
+                    # What moved over the week, in words, for the notice (top 5).
+                    week = past.get((m.account_id, 7))
+                    alert.details["changes"] = explain.changes(shown, week, names)[:5]
+                    alerts.append(alert)
         if health_rows:
             # One executemany (pipelined by the driver), not a statement per account.
             columns = [k for k in health_rows[0] if k != "account_id"]

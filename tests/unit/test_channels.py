@@ -38,6 +38,7 @@ ALERT = AlertEvent(
     tier="strategic",
     sales_owner=Owner(email="bob@example.com"),
     fired_at=datetime(2026, 11, 23, tzinfo=UTC),
+    details={"changes": [{"text": "active users over 7 days fell from 42 to 4, −90%"}]},
 )
 FIRE = Notice("fire", [ALERT], "acme:low_activity:1/fire")
 ANNA = Recipient(email="anna@example.com", slack="U0ANNA")
@@ -70,6 +71,8 @@ async def test_slack_web_api_posts_to_the_owner_with_buttons_and_surfaces_rate_l
         blocks = orjson.loads(blocks)
     buttons = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert buttons == ["open_account", "ack", "snooze_1d", "not_useful"]
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+    assert any("fell from 42 to 4, −90%" in t for t in texts)
 
 
 async def test_slack_groups_several_alerts_into_one_message() -> None:
@@ -94,7 +97,8 @@ async def test_email_is_multipart_with_escaped_html_and_a_stable_message_id() ->
     first, second = inbox.messages
     assert first["Message-ID"] == "<acme.low_activity.1.fire@healthwatch>"
     assert "Acme &lt;Corp&gt;" in first.get_body(("html",)).get_content()
-    assert "Acme <Corp>" in first.get_body(("plain",)).get_content()
+    plain = first.get_body(("plain",)).get_content()
+    assert "Acme <Corp>" in plain and "fell from 42 to 4, −90%" in plain
     assert second["Subject"].startswith("[healthwatch critical] Reminder: ")
     assert second["Message-ID"] != first["Message-ID"]
 
