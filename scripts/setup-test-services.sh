@@ -8,6 +8,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+# A real Prometheus server and promtool (tests/integration/test_prometheus.py).
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need_apt+=(prometheus)
 if ! python3 - <<'PY'
 import sys
 sys.path.insert(0, "deploy/local")

@@ -20,7 +20,7 @@ from services.scoring.backfill import ImportReport, import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from services.simulate import Simulator
-from shared.auth import Scope, create_key
+from shared.auth import Role, Scope, create_key, role_scopes
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 
@@ -155,29 +155,41 @@ def migrate_cmd() -> None:
 
 @keys_app.command("create")
 def keys_create(
+    role: Annotated[
+        Role | None,
+        typer.Option(help="admin, cs_lead, csm (with --csm-email), ops or ingest"),
+    ] = None,
     scope: Annotated[
-        list[Scope], typer.Option(help="Scope(s): ingest, read, respond, admin, metrics")
-    ],
+        list[Scope] | None,
+        typer.Option(help="Or raw scope(s): ingest, read, respond, admin, metrics"),
+    ] = None,
     name: Annotated[str, typer.Option(help="What the key is for")] = "unnamed",
     csm_email: Annotated[
-        str | None, typer.Option(help="Limit a read key to this CSM's portfolio")
+        str | None, typer.Option(help="Limit the key to this CSM's portfolio")
     ] = None,
 ) -> None:
     """Create an API key and print it (it is stored hashed: this is the only copy)."""
     settings = Settings()
+    if (role is None) == (not scope):
+        raise typer.BadParameter("give a --role (or, for special cases, --scope …), not both")
+    try:
+        scopes = role_scopes(role, csm_email) if role is not None else frozenset(scope or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
     async def main() -> str:
         engine = create_engine(settings.database_url)
         try:
             if settings.embedded:
                 await migrate(engine)
-            return await create_key(engine, name, scope, csm_email)
+            return await create_key(engine, name, scopes, csm_email)
         finally:
             await engine.dispose()
 
     key = asyncio.run(main())
     print(key)
-    console.print(f"[green]created[/] key {name!r} with scopes {', '.join(s.value for s in scope)}")
+    what = f"role {role.value}" if role else "scopes " + ", ".join(sorted(s.value for s in scopes))
+    console.print(f"[green]created[/] key {name!r} with {what}")
 
 
 @app.command("import")

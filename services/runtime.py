@@ -32,6 +32,7 @@ from services.scoring.api import HealthApiContext
 from services.scoring.api import router as health_router
 from services.scoring.metrics import ScoringMetrics, count_accounts
 from services.scoring.model.store import ModelStore
+from services.scoring.portfolio import router as portfolio_router
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.alerting.store import alerting_store
@@ -204,6 +205,7 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.health_api = HealthApiContext(rt.engine, ModelStore(), rt.settings.zone)
     app.include_router(health_router)
+    app.include_router(portfolio_router)
 
 
 def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:

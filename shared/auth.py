@@ -31,6 +31,35 @@ class Scope(StrEnum):
     metrics = "metrics"  # scrape /metrics
 
 
+class Role(StrEnum):
+    """Who a key is for; each role is a fixed set of scopes."""
+
+    admin = "admin"  # everything, keys and configuration included
+    cs_lead = "cs_lead"  # every account: read and act on alerts
+    csm = "csm"  # their own portfolio (--csm-email): read and act on alerts
+    ops = "ops"  # /metrics (and the open /healthz, /readyz)
+    ingest = "ingest"  # send events; reads nothing
+
+
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.admin: frozenset({Scope.admin}),
+    Role.cs_lead: frozenset({Scope.read, Scope.respond}),
+    Role.csm: frozenset({Scope.read, Scope.respond}),
+    Role.ops: frozenset({Scope.metrics}),
+    Role.ingest: frozenset({Scope.ingest}),
+}
+
+
+def role_scopes(role: Role, csm_email: str | None) -> frozenset[Scope]:
+    """The scopes of ``role``; a CSM key must name its CSM, and only a CSM key may."""
+    if (role == Role.csm) != (csm_email is not None):
+        raise ValueError(
+            "a csm key needs --csm-email (the CSM whose portfolio it sees), "
+            "and only a csm key takes one"
+        )
+    return ROLE_SCOPES[role]
+
+
 @dataclass(frozen=True)
 class ApiKey:
     key_id: str

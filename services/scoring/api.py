@@ -47,7 +47,7 @@ AdminKey = Annotated[ApiKey, Depends(require_scope(Scope.admin))]
 router = APIRouter(prefix="/v1", tags=["health"])
 
 
-async def _account(conn: AsyncConnection, account_id: str, key: ApiKey) -> Any:
+async def visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -> Any:
     """The account's facts row, or 404 when it is unknown or not the key's to see."""
     row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).first()
     known = (
@@ -71,7 +71,7 @@ async def _account(conn: AsyncConnection, account_id: str, key: ApiKey) -> Any:
 async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> dict[str, Any]:
     """Score, band, depth level and the explanation of the newest score."""
     async with ctx.engine.connect() as conn:
-        facts = await _account(conn, account_id, key)
+        facts = await visible_account(conn, account_id, key)
         h = (
             await conn.execute(
                 select(account_health).where(account_health.c.account_id == account_id)
@@ -104,7 +104,7 @@ async def account_health_history(
 ) -> dict[str, Any]:
     """The daily score (event-time days) and band changes between ``from`` and ``to``."""
     async with ctx.engine.connect() as conn:
-        await _account(conn, account_id, key)
+        await visible_account(conn, account_id, key)
         if to is None:
             to = (
                 await conn.execute(
@@ -156,7 +156,7 @@ async def account_metrics(
     """The raw rolling measures as of a day (default: the newest event's day), with
     per-event-name, module and platform counts over the last 7 and 28 days."""
     async with ctx.engine.connect() as conn:
-        await _account(conn, account_id, key)
+        await visible_account(conn, account_id, key)
         measures = await load_measures(conn, {account_id}, as_of, ctx.zone)
         model, _ = await ctx.models.current(conn)
     if not measures:

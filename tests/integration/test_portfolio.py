@@ -1,0 +1,108 @@
+"""The portfolio read API on a running embedded stack: filters, risk × value sorting,
+aggregates, account detail and the timeline."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.config import Settings
+from tests.support.alerting import alerting_toml, write_alerting
+from tests.support.harness import add_account, low_activity_history, running, send, ticket
+
+pytestmark = pytest.mark.integration
+
+
+async def test_portfolio_filters_sorts_and_explains_an_account(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    settings = embedded_settings.model_copy(
+        update={
+            "alerting_file": write_alerting(
+                tmp_path / "a.toml", alerting_toml(["low_activity", "ticket_backlog"])
+            )
+        }
+    )
+    soon = (date.today() + timedelta(days=20)).isoformat()
+    later = (date.today() + timedelta(days=300)).isoformat()
+    async with running(settings) as hw, hw.client() as client:
+        await add_account(
+            hw,
+            "big",
+            seats=50,
+            tier="strategic",
+            arr=500_000.0,
+            contract_end=soon,
+            lifecycle_stage="stable",
+            email="anna@example.com",
+        )
+        await add_account(
+            hw,
+            "small",
+            seats=50,
+            tier="non-focus",
+            arr=5_000.0,
+            contract_end=later,
+            lifecycle_stage="stable",
+            email="anna@example.com",
+        )
+        await add_account(
+            hw,
+            "healthy",
+            seats=4,
+            tier="enterprise",
+            arr=50_000.0,
+            contract_end=later,
+            email="carl@example.com",
+        )
+        # big and small: 4 of 50 seats active (red); healthy: 4 of 4.
+        for name in ("big", "small", "healthy"):
+            await send(hw, low_activity_history(name, active_users=4))
+        await send(hw, [ticket("big", n, "open", n) for n in range(1, 6)])
+
+        r = await client.get("/v1/accounts")
+        assert r.status_code == 200, r.text
+        rows = r.json()["accounts"]
+        assert rows[0]["account_id"] == "big" and len(rows) == 3
+        values = [a["risk_value"] for a in rows]
+        assert values == sorted(values, reverse=True)
+        assert rows[0]["risk_value"] == round((100 - rows[0]["score"]) * 500_000.0, 2)
+
+        strategic = (await client.get("/v1/accounts?tier=strategic")).json()["accounts"]
+        assert [a["account_id"] for a in strategic] == ["big"]
+        renewing = (await client.get("/v1/accounts?renewal_within_days=30")).json()
+        assert [a["account_id"] for a in renewing["accounts"]] == ["big"]
+        assert renewing["accounts"][0]["days_to_renewal"] == 20
+        carls = (await client.get("/v1/accounts?csm=carl@example.com")).json()["accounts"]
+        assert [a["account_id"] for a in carls] == ["healthy"]
+        by_name = (await client.get("/v1/accounts?sort=name&limit=2")).json()
+        assert by_name["total"] == 3
+        assert [a["account_id"] for a in by_name["accounts"]] == ["big", "healthy"]
+        bad = await client.get("/v1/accounts?band=purple")
+        assert bad.status_code == 422
+
+        totals = (await client.get("/v1/aggregates")).json()
+        assert totals["accounts"] == 3
+        assert totals["by_band"].get("red") == 2
+        assert totals["arr_total"] == 555_000.0
+        assert totals["arr_at_risk"] == 505_000.0
+        assert totals["stably_active_share"] == round(1 / 3, 4)
+        assert totals["open_alerts_by_rule"] == {"low_activity": 2, "ticket_backlog": 1}
+
+        detail = (await client.get("/v1/accounts/big")).json()
+        assert detail["facts"]["tier"] == "strategic"
+        assert detail["health"]["band"] == "red"
+        assert {a["rule"] for a in detail["open_alerts"]} == {"low_activity", "ticket_backlog"}
+
+        timeline = (await client.get("/v1/accounts/big/timeline")).json()
+        days = {d["day"]: d for d in timeline["days"]}
+        assert sum(d.get("events", 0) for d in days.values()) == 32
+        opened = [t for d in days.values() for t in d.get("tickets_opened", [])]
+        assert len(opened) == 5
+        fired = [a["rule"] for d in days.values() for a in d.get("alerts", [])]
+        assert sorted(fired) == ["low_activity", "ticket_backlog"]
+        assert any("score" in d for d in days.values())
+        r = await client.get("/v1/accounts/big/timeline?from=2026-12-01&to=2026-11-01")
+        assert r.status_code == 422

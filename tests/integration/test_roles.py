@@ -1,0 +1,182 @@
+"""Roles, endpoint by endpoint: each role gets exactly what it should, and a CSM cannot
+reach another CSM's account or alerts by any route. Every route of the app must be in
+the table, so a new endpoint cannot ship without deciding who may call it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from services.alerts.api import router as alerts_routes
+from services.ingest.routes import router as ingest_routes
+from services.scoring.api import router as health_routes
+from services.scoring.portfolio import router as portfolio_routes
+from shared.auth import Role, create_key, role_scopes
+from shared.config import Settings
+from tests.support.alerting import alerting_toml, write_alerting
+from tests.support.harness import add_account, running, send, ticket, usage
+
+pytestmark = pytest.mark.integration
+
+ALL = frozenset(Role)
+READERS = frozenset({Role.admin, Role.cs_lead, Role.csm})
+ADMIN = frozenset({Role.admin})
+INGEST = frozenset({Role.admin, Role.ingest})
+OPS = frozenset({Role.admin, Role.ops})
+NOBODY: frozenset[Role] = frozenset()
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str  # {account} and {alert} are filled with Anna's or Carl's
+    allowed: frozenset[Role]
+    body: Any = None
+    # Per account: a CSM key on Carl's account must get 404.
+    scoped: bool = False
+    # No key needed (probes) or a signature instead of a key (webhooks).
+    open_: bool = False
+
+
+CASES = [
+    Case("POST", "/v1/events", INGEST, {"events": [usage("anna-co", "u9")]}),
+    Case("POST", "/v1/accounts", INGEST, {"account_id": "anna-co", "seats_purchased": 10}),
+    Case("POST", "/v1/batch", INGEST, {"batch": []}),
+    Case("POST", "/v1/track", INGEST, {"userId": "u1", "event": "x", "messageId": "m"}),
+    Case("POST", "/v1/identify", INGEST, {"userId": "u1", "messageId": "m2"}),
+    Case("POST", "/v1/group", INGEST, {"userId": "u1", "groupId": "g", "messageId": "m3"}),
+    Case("POST", "/v1/page", INGEST, {"userId": "u1", "messageId": "m4"}),
+    Case("POST", "/v1/screen", INGEST, {"userId": "u1", "messageId": "m5"}),
+    Case("POST", "/v1/tickets/webhook", NOBODY, {}, open_=True),
+    Case("GET", "/v1/accounts", READERS),
+    Case("GET", "/v1/aggregates", READERS),
+    Case("GET", "/v1/accounts/{account}", READERS, scoped=True),
+    Case("GET", "/v1/accounts/{account}/health", READERS, scoped=True),
+    Case("GET", "/v1/accounts/{account}/health/history", READERS, scoped=True),
+    Case("GET", "/v1/accounts/{account}/metrics", READERS, scoped=True),
+    Case("GET", "/v1/accounts/{account}/timeline", READERS, scoped=True),
+    Case("GET", "/v1/health-model", READERS),
+    Case("PUT", "/v1/health-model", ADMIN, b"not toml ["),
+    Case("GET", "/v1/alerts", READERS),
+    Case("GET", "/v1/alerts/{alert}", READERS, scoped=True),
+    Case("POST", "/v1/alerts/{alert}/comments", READERS, {"text": "hi"}, scoped=True),
+    Case("POST", "/v1/alerts/{alert}/snooze", READERS, {"for": "1h"}, scoped=True),
+    Case("POST", "/v1/alerts/{alert}/unsnooze", READERS, scoped=True),
+    Case("POST", "/v1/alerts/{alert}/not-useful", READERS, {}, scoped=True),
+    Case("POST", "/v1/alerts/{alert}/acknowledge", READERS, scoped=True),
+    Case("POST", "/v1/alerts/{alert}/resolve", READERS, {}, scoped=True),
+    Case("GET", "/v1/deliveries", ADMIN),
+    Case("POST", "/v1/deliveries/999999/retry", ADMIN),
+    Case("GET", "/v1/alert-rules", READERS),
+    Case("PUT", "/v1/alert-rules", ADMIN, b"not toml ["),
+    Case("GET", "/v1/alert-rules/quality", READERS),
+    Case("POST", "/v1/slack/interactions", NOBODY, b"payload=%7B%7D", open_=True),
+    Case("GET", "/metrics", OPS),
+    Case("GET", "/healthz", ALL, open_=True),
+    Case("GET", "/readyz", ALL, open_=True),
+]
+# Routes whose answer for an allowed caller may be 404 for reasons other than scoping.
+MAY_BE_ABSENT = {"/v1/deliveries/999999/retry"}
+TEMPLATE = {
+    "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
+}
+
+
+def test_every_route_is_in_the_table() -> None:
+    routes = {
+        (method, route.path)
+        for router in (ingest_routes, health_routes, portfolio_routes, alerts_routes)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    routes |= {("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz")}
+    table = {
+        (
+            c.method,
+            TEMPLATE.get(c.path, c.path)
+            .replace("{account}", "{account_id}")
+            .replace("{alert}", "{alert_id}"),
+        )
+        for c in CASES
+    }
+    assert routes - table == set(), "routes without a decision on who may call them"
+
+
+async def test_each_role_gets_exactly_what_it_should(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    settings = embedded_settings.model_copy(
+        update={
+            "alerting_file": write_alerting(tmp_path / "a.toml", alerting_toml(["ticket_backlog"]))
+        }
+    )
+    async with running(settings) as hw:
+        for account, owner in (("anna-co", "anna@example.com"), ("carl-co", "carl@example.com")):
+            await add_account(hw, account, seats=10, email=owner)
+            await send(hw, [ticket(account, n, "open", n) for n in range(1, 6)])
+        keys = {}
+        for role in Role:
+            email = "anna@example.com" if role == Role.csm else None
+            keys[role] = await create_key(hw.rt.engine, role.value, role_scopes(role, email), email)
+        failures = []
+        async with httpx.AsyncClient(base_url=hw.url, timeout=30) as client:
+            for case in CASES:
+                for role in Role:
+                    for whose in ("anna", "carl") if case.scoped else ("anna",):
+                        path = case.path.format(
+                            account=f"{whose}-co", alert=f"{whose}-co:ticket_backlog:1"
+                        )
+                        status = await _call(client, case, path, keys[role])
+                        expected = _expected(case, role, whose, path)
+                        if not expected(status):
+                            failures.append(f"{role.value} {case.method} {path} → {status}")
+                if not case.open_:
+                    status = await _call(
+                        client,
+                        case,
+                        case.path.format(account="anna-co", alert="anna-co:ticket_backlog:1"),
+                        None,
+                    )
+                    if status != 401:
+                        failures.append(f"no key {case.method} {case.path} → {status}")
+            # Lists are scoped too: Anna's CSM key sees Anna's account and alert only.
+            anna = {"Authorization": f"Bearer {keys[Role.csm]}"}
+            listed = (await client.get("/v1/accounts", headers=anna)).json()["accounts"]
+            alerts = (await client.get("/v1/alerts?status=any", headers=anna)).json()["alerts"]
+            totals = (await client.get("/v1/aggregates", headers=anna)).json()
+            lead = {"Authorization": f"Bearer {keys[Role.cs_lead]}"}
+            everyone = (await client.get("/v1/accounts", headers=lead)).json()["accounts"]
+    assert failures == []
+    assert [a["account_id"] for a in listed] == ["anna-co"]
+    assert {a["account_id"] for a in alerts} == {"anna-co"}
+    assert totals["accounts"] == 1
+    assert {"anna-co", "carl-co"} <= {a["account_id"] for a in everyone}
+
+
+async def _call(client: httpx.AsyncClient, case: Case, path: str, key: str | None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if isinstance(case.body, bytes):
+        r = await client.request(case.method, path, content=case.body, headers=headers)
+    elif case.body is not None:
+        r = await client.request(case.method, path, json=case.body, headers=headers)
+    else:
+        r = await client.request(case.method, path, headers=headers)
+    return r.status_code
+
+
+def _expected(case: Case, role: Role, whose: str, path: str) -> Any:
+    if case.open_ and not case.allowed:
+        return lambda s: s in (401, 403)  # a signature, not a key, is what counts
+    if role not in case.allowed:
+        return lambda s: s == 403
+    if case.scoped and role == Role.csm and whose == "carl":
+        return lambda s: s == 404
+    if path in MAY_BE_ABSENT:
+        return lambda s: s not in (401, 403)
+    return lambda s: s not in (401, 403, 404)
