@@ -27,6 +27,7 @@ from services.alerts.lifecycle import AlertIntake, Outbox
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import OutboxSender
 from services.alerts.timers import AlertTimers
+from services.dashboard.app import mount_dashboard
 from services.ingest.app import create_app
 from services.scoring.api import HealthApiContext
 from services.scoring.api import router as health_router
@@ -199,6 +200,7 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
     if with_health_api:
         mount_health_api(app, rt)
         mount_alerts_api(app, rt)
+        mount_dashboard(app, rt.engine, rt.settings)
     return app
 
 
