@@ -231,10 +231,12 @@ async def run_ingest(rt: Runtime, stop: asyncio.Event, *, with_health_api: bool 
 
 
 async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
-    """The consumer, plus the health read API and ops endpoints on the scoring port."""
+    """The consumer, plus the read API, the dashboard and ops endpoints on the scoring
+    port (the alerts API is on the alerts service's port)."""
     s = rt.settings
     app = ops_app(rt, "healthwatch scoring")
     mount_health_api(app, rt)
+    mount_dashboard(app, rt.engine, rt.settings)
     await together(run_scoring(rt, stop), serve_http(app, s.host, s.scoring_port, stop))
 
 
