@@ -301,6 +301,39 @@ def backtest(
 
 
 @app.command()
+def report(
+    account: Annotated[str, typer.Argument(help="Account id")],
+    kind: Annotated[str, typer.Option(help="usage (30 days), bimonthly or qbr")] = "usage",
+    end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default today)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file (default: <account>-<kind>.html)")
+    ] = None,
+) -> None:
+    """Write an account's report as print-ready HTML (print it to PDF from a browser)."""
+    from datetime import date
+
+    from services.reports.data import PERIOD_DAYS, build_report
+    from services.reports.render import render_html
+
+    if kind not in PERIOD_DAYS:
+        raise typer.BadParameter(f"--kind must be one of {', '.join(PERIOD_DAYS)}")
+    settings = Settings()
+    last = date.fromisoformat(end) if end else date.today()
+
+    async def main() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                return render_html(await build_report(conn, account, kind, last))  # type: ignore[arg-type]
+        finally:
+            await engine.dispose()
+
+    target = out or Path(f"{account}-{kind}.html")
+    target.write_text(asyncio.run(main()), encoding="utf-8")
+    console.print(f"[green]wrote[/] {target}")
+
+
+@app.command()
 def simulate(
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="Ingest API key")] = "",

@@ -29,6 +29,7 @@ from services.alerts.outbox import OutboxSender
 from services.alerts.timers import AlertTimers
 from services.dashboard.app import mount_dashboard
 from services.ingest.app import create_app
+from services.reports.api import router as reports_router
 from services.scoring.api import HealthApiContext
 from services.scoring.api import router as health_router
 from services.scoring.metrics import ScoringMetrics, count_accounts
@@ -208,6 +209,7 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.health_api = HealthApiContext(rt.engine, ModelStore(), rt.settings.zone)
     app.include_router(health_router)
     app.include_router(portfolio_router)
+    app.include_router(reports_router)
 
 
 def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:

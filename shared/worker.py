@@ -57,11 +57,12 @@ async def consume(
     log.info("%s consumer started", name)
     loop = asyncio.get_running_loop()
     lag_due = 0.0
+    reported: set[tuple[str, int]] = set()
     try:
         while not stop.is_set():
             if metrics is not None and loop.time() >= lag_due:
                 lag_due = loop.time() + LAG_INTERVAL_S
-                await _report_lag(consumer, metrics, group or name)
+                reported = await _report_lag(consumer, metrics, group or name, reported)
             generation = consumer.generation
             records = await consumer.getmany(poll_timeout_s, max_records)
             if not records:
@@ -84,11 +85,18 @@ async def consume(
         log.info("%s consumer stopped", name)
 
 
-async def _report_lag(consumer: Consumer, metrics: ConsumerMetrics, group: str) -> None:
+async def _report_lag(
+    consumer: Consumer, metrics: ConsumerMetrics, group: str, reported: set[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Set the lag of the partitions this consumer owns; drop the series of partitions
+    it gave away in a rebalance (their new owner reports them). Returns what it set."""
     try:
         lag = await consumer.lag()
     except Exception:  # a metric must never stop the loop
         log.debug("could not read consumer lag", exc_info=True)
-        return
+        return reported
+    for topic, partition in reported - lag.keys():
+        metrics.lag.remove(group, topic, str(partition))
     for (topic, partition), records in lag.items():
         metrics.lag.labels(group, topic, str(partition)).set(records)
+    return set(lag)

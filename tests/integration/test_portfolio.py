@@ -106,3 +106,32 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         assert any("score" in d for d in days.values())
         r = await client.get("/v1/accounts/big/timeline?from=2026-12-01&to=2026-11-01")
         assert r.status_code == 422
+
+
+async def test_reports_compare_with_the_tier_and_print(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    async with running(embedded_settings) as hw, hw.client() as client:
+        for name, users in (("alpha", 8), ("beta", 2)):
+            await add_account(hw, name, seats=10, tier="enterprise")
+            await send(
+                hw,
+                [
+                    {**e, "module": "crm" if i % 2 else "reports", "duration_s": 60}
+                    for i, e in enumerate(low_activity_history(name, active_users=users))
+                ],
+            )
+        await send(hw, [ticket("alpha", 1, "open", 1)])
+        r = await client.get("/v1/accounts/alpha/reports/qbr")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/html")
+        page = r.text
+        assert "Quarterly business review: alpha Inc" in page
+        # alpha: 8 users, 64 actions, 64 minutes; tier average of alpha and beta: 5 users.
+        assert "<td>Active users in the period</td><td class=n>8</td><td class=n>5</td>" in page
+        assert "160% of average" in page
+        assert "<td>Online time (hours)</td><td class=n>1.1</td>" in page
+        assert "<td>crm</td><td class=n>32</td>" in page and "<td>reports</td>" in page
+        assert "1 open now" in page and "alpha-T1" in page
+        assert page.count("<svg") == 2 and "@page" in page
+        assert (await client.get("/v1/accounts/alpha/reports/yearly")).status_code == 422

@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 
 from services.alerts.api import router as alerts_routes
 from services.ingest.routes import router as ingest_routes
+from services.reports.api import router as report_routes
 from services.scoring.api import router as health_routes
 from services.scoring.portfolio import router as portfolio_routes
 from shared.auth import Role, create_key, role_scopes
@@ -60,6 +61,7 @@ CASES = [
     Case("GET", "/v1/accounts/{account}/health/history", READERS, scoped=True),
     Case("GET", "/v1/accounts/{account}/metrics", READERS, scoped=True),
     Case("GET", "/v1/accounts/{account}/timeline", READERS, scoped=True),
+    Case("GET", "/v1/accounts/{account}/reports/qbr", READERS, scoped=True),
     Case("GET", "/v1/health-model", READERS),
     Case("PUT", "/v1/health-model", ADMIN, b"not toml ["),
     Case("GET", "/v1/alerts", READERS),
@@ -84,13 +86,14 @@ CASES = [
 MAY_BE_ABSENT = {"/v1/deliveries/999999/retry"}
 TEMPLATE = {
     "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
+    "/v1/accounts/{account}/reports/qbr": "/v1/accounts/{account}/reports/{kind}",
 }
 
 
 def test_every_route_is_in_the_table() -> None:
     routes = {
         (method, route.path)
-        for router in (ingest_routes, health_routes, portfolio_routes, alerts_routes)
+        for router in (ingest_routes, health_routes, portfolio_routes, alerts_routes, report_routes)
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods

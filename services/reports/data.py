@@ -1,0 +1,234 @@
+"""What a customer report says, read from the rolling state: the handbook's usage
+report (CAD-09: every two months for enterprise accounts) and quarterly business review
+(CAD-03/05), or a usage report over any period.
+
+Every figure is for the period and, where it makes sense, beside the average of the
+account's tier over the same period ("position against the average of its tier").
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.state import OPEN_STATUSES
+from shared.storage.tables import (
+    account_health,
+    account_users,
+    accounts,
+    activity_daily,
+    activity_daily_names,
+    activity_daily_users,
+    health_daily,
+    tickets,
+)
+
+Kind = Literal["usage", "bimonthly", "qbr"]
+# Days each kind covers, ending on the report day: a month, two months (CAD-09), a
+# quarter (CAD-05). Activity older than the 90-day window is gone, so a QBR is 90 days.
+PERIOD_DAYS: dict[str, int] = {"usage": 30, "bimonthly": 61, "qbr": 90}
+TITLES = {
+    "usage": "Usage report",
+    "bimonthly": "Bi-monthly usage report",
+    "qbr": "Quarterly business review",
+}
+
+
+@dataclass
+class Figures:
+    """One account's (or a tier's average) figures over the period."""
+
+    active_users: float = 0.0  # distinct users active in the period
+    activated: float = 0.0  # users ever active, as of the period's end
+    seats: float | None = None
+    events: float = 0.0
+    active_days: float = 0.0
+    usage_hours: float = 0.0
+    modules_used: float = 0.0
+
+
+@dataclass
+class Report:
+    kind: str
+    account_id: str
+    name: str
+    tier: str | None
+    start: date
+    end: date
+    figures: Figures
+    tier_average: Figures | None
+    tier_accounts: int
+    modules: list[tuple[str, int]]  # module → uses in the period, most used first
+    weekly_active_users: list[tuple[date, int]]
+    scores: list[tuple[date, int | None, str]]  # day, score, band
+    open_tickets: list[dict[str, Any]]
+    tickets_opened: int
+    tickets_solved: int
+    current: dict[str, Any] = field(default_factory=dict)  # score, band, danger level
+
+
+async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: date) -> Report:
+    start = end - timedelta(days=PERIOD_DAYS[kind] - 1)
+    facts = (
+        await conn.execute(select(accounts).where(accounts.c.account_id == account_id))
+    ).first()
+    tier = facts.tier if facts is not None else None
+    peers = [account_id]
+    if tier is not None:
+        peers = list(
+            (await conn.execute(select(accounts.c.account_id).where(accounts.c.tier == tier)))
+            .scalars()
+            .all()
+        )
+    by_account = await _figures(conn, peers, start, end)
+    mine = by_account.get(account_id, Figures(seats=facts.seats_purchased if facts else None))
+    others = [f for a, f in by_account.items()]
+    average = _average(others) if tier is not None and others else None
+    n = activity_daily_names
+    modules = [
+        (name, int(total))
+        for name, total in await conn.execute(
+            select(n.c.name, func.sum(n.c.count))
+            .where(
+                n.c.account_id == account_id,
+                n.c.dimension == "module",
+                n.c.day.between(start, end),
+            )
+            .group_by(n.c.name)
+            .order_by(func.sum(n.c.count).desc())
+        )
+    ]
+    weekly = await _weekly_users(conn, account_id, start, end)
+    scores = [
+        (day, score, band)
+        for day, score, band in await conn.execute(
+            select(health_daily.c.day, health_daily.c.score, health_daily.c.band)
+            .where(health_daily.c.account_id == account_id, health_daily.c.day.between(start, end))
+            .order_by(health_daily.c.day)
+        )
+    ]
+    opened = solved = 0
+    open_now = []
+    for t in await conn.execute(select(tickets).where(tickets.c.account_id == account_id)):
+        opened += start <= t.created_at.date() <= end
+        solved += t.solved_at is not None and start <= t.solved_at.date() <= end
+        if t.status in OPEN_STATUSES:
+            open_now.append(
+                {
+                    "ticket_id": t.ticket_id,
+                    "priority": t.priority,
+                    "type": t.type,
+                    "opened": t.created_at.date().isoformat(),
+                    "age_days": (end - t.created_at.date()).days,
+                }
+            )
+    health = (
+        await conn.execute(select(account_health).where(account_health.c.account_id == account_id))
+    ).first()
+    return Report(
+        kind=kind,
+        account_id=account_id,
+        name=(facts.name if facts is not None else None) or account_id,
+        tier=tier,
+        start=start,
+        end=end,
+        figures=mine,
+        tier_average=average,
+        tier_accounts=len(others),
+        modules=modules,
+        weekly_active_users=weekly,
+        scores=scores,
+        open_tickets=sorted(open_now, key=lambda t: -int(t["age_days"])),
+        tickets_opened=int(opened),
+        tickets_solved=int(solved),
+        current=(
+            {"score": health.score, "band": health.band, "danger_level": health.danger_level}
+            if health is not None
+            else {}
+        ),
+    )
+
+
+async def _figures(
+    conn: AsyncConnection, ids: list[str], start: date, end: date
+) -> dict[str, Figures]:
+    out: dict[str, Figures] = defaultdict(Figures)
+    d = activity_daily
+    for a, events, days, seconds in await conn.execute(
+        select(d.c.account_id, func.sum(d.c.events), func.count(), func.sum(d.c.duration_s))
+        .where(d.c.account_id.in_(ids), d.c.day.between(start, end))
+        .group_by(d.c.account_id)
+    ):
+        f = out[a]
+        f.events, f.active_days, f.usage_hours = float(events), float(days), float(seconds) / 3600
+    u = activity_daily_users
+    for a, users in await conn.execute(
+        select(u.c.account_id, func.count(distinct(u.c.user_id)))
+        .where(u.c.account_id.in_(ids), u.c.day.between(start, end))
+        .group_by(u.c.account_id)
+    ):
+        out[a].active_users = float(users)
+    au = account_users
+    for a, users in await conn.execute(
+        select(au.c.account_id, func.count())
+        .where(au.c.account_id.in_(ids), au.c.first_active_on <= end)
+        .group_by(au.c.account_id)
+    ):
+        out[a].activated = float(users)
+    n = activity_daily_names
+    for a, names in await conn.execute(
+        select(n.c.account_id, func.count(distinct(n.c.name)))
+        .where(n.c.account_id.in_(ids), n.c.dimension == "module", n.c.day.between(start, end))
+        .group_by(n.c.account_id)
+    ):
+        out[a].modules_used = float(names)
+    for a, seats in await conn.execute(
+        select(accounts.c.account_id, accounts.c.seats_purchased).where(
+            accounts.c.account_id.in_(ids)
+        )
+    ):
+        out[a].seats = float(seats) if seats is not None else None
+    return dict(out)
+
+
+def _average(figures: list[Figures]) -> Figures:
+    n = len(figures)
+    seats = [f.seats for f in figures if f.seats is not None]
+    return Figures(
+        active_users=sum(f.active_users for f in figures) / n,
+        activated=sum(f.activated for f in figures) / n,
+        seats=sum(seats) / len(seats) if seats else None,
+        events=sum(f.events for f in figures) / n,
+        active_days=sum(f.active_days for f in figures) / n,
+        usage_hours=sum(f.usage_hours for f in figures) / n,
+        modules_used=sum(f.modules_used for f in figures) / n,
+    )
+
+
+async def _weekly_users(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> list[tuple[date, int]]:
+    """Distinct active users per week (weeks end on the report's end day)."""
+    u = activity_daily_users
+    rows = await conn.execute(
+        select(u.c.day, u.c.user_id).where(
+            u.c.account_id == account_id, u.c.day.between(start, end)
+        )
+    )
+    weeks: dict[date, set[str]] = defaultdict(set)
+    for day, user in rows:
+        weeks[end - timedelta(days=((end - day).days // 7) * 7)].add(user)
+    first = end
+    while first - timedelta(days=7) >= start:
+        first -= timedelta(days=7)
+    out = []
+    week = first
+    while week <= end:
+        out.append((week, len(weeks.get(week, set()))))
+        week += timedelta(days=7)
+    return out
