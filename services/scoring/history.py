@@ -74,6 +74,30 @@ async def load_past_inputs(
     return out
 
 
+def compact(why: dict[str, Any]) -> dict[str, Any]:
+    """A day's explanation as history keeps it: what each measure scored and weighed,
+    without what the day's inputs, the model's labels and the other days' rows already
+    say (the full explanation of the newest score is in ``account_health``). Keeps the
+    history row near a third of its full size."""
+    danger = why.get("danger") or {}
+    return {
+        "model_version": why.get("model_version"),
+        "profile": why.get("profile"),
+        "groups": why.get("groups"),
+        "capped_by": why.get("capped_by"),
+        "missing": why.get("missing"),
+        # measure → [score, weight, contribution]
+        "components": {
+            c["name"]: [c["score"], c["weight"], c["contribution"]]
+            for c in why.get("components", [])
+        },
+        "danger": {
+            "level": danger.get("level"),
+            "causes": [c.get("code") for c in danger.get("causes", [])],
+        },
+    }
+
+
 async def record(
     conn: AsyncConnection,
     daily: list[dict[str, Any]],

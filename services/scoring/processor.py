@@ -264,7 +264,7 @@ class ScoringProcessor:
                         "score": s.value,
                         "band": s.band,
                         "inputs": shown,
-                        "explanation": why,
+                        "explanation": history.compact(why),
                     }
                 )
             values = rules.rule_values(m, shown, s.band, risk["level"])
