@@ -24,3 +24,37 @@ def test_changes_in_plain_words_largest_first() -> None:
 def test_shares_are_shown_as_percentages() -> None:
     [c] = changes({"active_user_share_7d": 0.1}, {"active_user_share_7d": 0.5}, {})
     assert c["text"] == "active_user_share_7d fell from 50% to 10%, −80%"
+
+
+def test_history_keeps_a_compact_explanation() -> None:
+    from services.scoring.history import compact
+
+    why = {
+        "model_version": "v1",
+        "profile": "default",
+        "groups": {"activity": 40.0},
+        "capped_by": None,
+        "missing": ["depth_level"],
+        "components": [
+            {
+                "group": "activity",
+                "name": "active_user_share_7d",
+                "label": "Active users over 7 days ÷ seats purchased",
+                "raw": 0.08,
+                "score": 16.0,
+                "weight": 0.35,
+                "contribution": 5.6,
+            }
+        ],
+        "danger": {"level": "high", "causes": [{"code": "unclear_value", "text": "…"}]},
+        "changes": {"since_previous": [{"text": "active users fell"}]},
+    }
+    assert compact(why) == {
+        "model_version": "v1",
+        "profile": "default",
+        "groups": {"activity": 40.0},
+        "capped_by": None,
+        "missing": ["depth_level"],
+        "components": {"active_user_share_7d": [16.0, 0.35, 5.6]},
+        "danger": {"level": "high", "causes": ["unclear_value"]},
+    }
