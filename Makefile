@@ -22,5 +22,6 @@ lint:
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy services shared
 
+# The browser tests skip without Chromium on a laptop; here they must run.
 pytest:
-	$(PYTHON) -m pytest -q
+	HEALTHWATCH_REQUIRE_BROWSER=1 $(PYTHON) -m pytest -q

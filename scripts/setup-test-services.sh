@@ -10,6 +10,8 @@ command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 # A real Prometheus server and promtool (tests/integration/test_prometheus.py).
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need_apt+=(prometheus)
+# Headless Chromium and its driver for the dashboard's browser tests (tests/browser/).
+{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 if ! python3 - <<'PY'
 import sys
 sys.path.insert(0, "deploy/local")

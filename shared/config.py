@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     alert_timer_interval_s: float = Field(
         30.0, description="How often reminders, snooze ends, escalations and digests are checked"
     )
+    dashboard_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Signs the dashboard's form tokens; set the same on every replica "
+        "(empty: a random one per process)",
+    )
     slack_signing_secret: SecretStr = Field(
         SecretStr(""), description="Slack app signing secret (verifies button clicks)"
     )

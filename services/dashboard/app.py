@@ -1,12 +1,60 @@
-"""The web dashboard (server-rendered pages under /ui), mounted on the API app."""
+"""The web dashboard (server-rendered pages under /ui), mounted on the API app.
+
+Pages are Jinja2 templates; charts are drawn by Chart.js (vendored in ``static/``,
+MIT-licensed) from JSON the page embeds. Sign-in is with an API key (see ``auth.py``).
+"""
 
 from __future__ import annotations
 
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.dashboard import routes
+from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
 from shared.config import Settings
+
+HERE = Path(__file__).resolve().parent
+DASH = "—"
 
 
 def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> None:
     """Add the dashboard's routes to ``app`` (which has ``state.keys``)."""
+    templates = Jinja2Templates(directory=HERE / "templates")
+    _add_filters(templates, settings.zone)
+    shared_secret = settings.dashboard_secret.get_secret_value()
+    app.state.dashboard = DashboardContext(engine, settings, templates)
+    if shared_secret:
+        # Replicas behind one load balancer must agree on the forms' CSRF tokens.
+        app.state.dashboard.secret = shared_secret.encode()
+    app.include_router(routes.router)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    app.add_exception_handler(LoginRequired, routes.login_required)
+    app.add_exception_handler(Forbidden, routes.forbidden)
+    app.add_exception_handler(NotFound, routes.not_found)
+
+
+def _add_filters(templates: Jinja2Templates, zone: tzinfo) -> None:
+    def money(value: float | None) -> str:
+        return DASH if value is None else f"{value:,.0f}"
+
+    def pct(value: float | None, digits: int = 0) -> str:
+        return DASH if value is None else f"{value * 100:.{digits}f}%"
+
+    def num(value: float | None, digits: int = 1) -> str:
+        if value is None:
+            return DASH
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.{digits}f}"
+
+    def when(value: datetime | date | None) -> str:
+        if value is None:
+            return DASH
+        if isinstance(value, datetime):
+            return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        return value.isoformat()
+
+    templates.env.filters.update(money=money, pct=pct, num=num, when=when)

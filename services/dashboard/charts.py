@@ -1,0 +1,146 @@
+"""Chart.js configurations (type, data, options) built from page data.
+
+The page embeds them as JSON; ``static/dashboard.js`` hands each to Chart.js for the
+canvas naming it (``<canvas data-chart="score">``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLOURS = {
+    "red": "#d64545",
+    "yellow": "#d9a21b",
+    "green": "#3c9d5d",
+    "unscored": "#9aa3ad",
+    "blue": "#3b6fd4",
+    "purple": "#8a55c9",
+    "grey": "#6b7480",
+}
+# Bands: red < 40 ≤ yellow < 70 ≤ green (the default model's thresholds).
+BAND_LINES = ((40, "red | yellow (40)", COLOURS["red"]), (70, "yellow | green (70)", "#2e7d4a"))
+
+Chart = dict[str, Any]
+X_TICKS = {"maxTicksLimit": 8, "maxRotation": 0, "autoSkipPadding": 16}
+
+
+def _line(labels: list[str], series: list[dict[str, Any]], y: dict[str, Any]) -> Chart:
+    return {
+        "type": "line",
+        "data": {"labels": labels, "datasets": series},
+        "options": {
+            "scales": {"y": y, "x": {"ticks": X_TICKS}},
+            "plugins": {"legend": {"display": len(series) > 1}},
+            "spanGaps": True,
+        },
+    }
+
+
+def _series(label: str, values: list[Any], colour: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "label": label,
+        "data": values,
+        "borderColor": colour,
+        "backgroundColor": colour,
+        "pointRadius": 2,
+        "borderWidth": 2,
+        "tension": 0.2,
+        **extra,
+    }
+
+
+def _pct(values: list[float | None]) -> list[float | None]:
+    return [round(v * 100, 1) if v is not None else None for v in values]
+
+
+def _bars(labels: list[str], values: list[Any], colours: list[str] | str, label: str) -> Chart:
+    return {
+        "type": "bar",
+        "data": {
+            "labels": labels,
+            "datasets": [
+                {"label": label, "data": values, "backgroundColor": colours, "maxBarThickness": 28}
+            ],
+        },
+        "options": {
+            "indexAxis": "y",
+            "plugins": {"legend": {"display": False}},
+            "scales": {"x": {"beginAtZero": True, "ticks": {"precision": 0}}},
+        },
+    }
+
+
+COUNT_AXIS = {"beginAtZero": True, "ticks": {"precision": 0}}
+PERCENT_AXIS = {"min": 0, "max": 100, "title": {"display": True, "text": "%"}}
+
+
+def lead_charts(d: dict[str, Any]) -> dict[str, Chart]:
+    days = d["days"]
+    bands = list(d["bands"])
+    rules = list(d["alerts_by_rule"])
+    return {
+        "customers": _line(
+            days, [_series("Customers", d["customers"], COLOURS["blue"])], COUNT_AXIS
+        ),
+        "active_users": _line(
+            days,
+            [_series("Active users", d["active_users"], COLOURS["purple"])],
+            COUNT_AXIS,
+        ),
+        "shares": _line(
+            days,
+            [
+                _series("Stably active (≥50% of seats)", _pct(d["stable_share"]), "#2e7d4a"),
+                _series("Churned", _pct(d["churned_share"]), COLOURS["red"]),
+            ],
+            PERCENT_AXIS,
+        ),
+        "bands": {
+            "type": "doughnut",
+            "data": {
+                "labels": bands,
+                "datasets": [
+                    {
+                        "label": "Accounts",
+                        "data": [d["bands"][b] for b in bands],
+                        "backgroundColor": [COLOURS.get(b, COLOURS["grey"]) for b in bands],
+                    }
+                ],
+            },
+            "options": {"plugins": {"legend": {"position": "right"}}},
+        },
+        "alerts_by_rule": _bars(
+            rules, [d["alerts_by_rule"][r] for r in rules], COLOURS["red"], "Open alerts"
+        ),
+    }
+
+
+def account_charts(a: dict[str, Any]) -> dict[str, Chart]:
+    h = a["history"]
+    days = h["days"]
+    lines = [
+        _series(label, [value] * len(days), colour, borderDash=[6, 4], pointRadius=0, borderWidth=1)
+        for value, label, colour in BAND_LINES
+    ]
+    score = _series(
+        "Health score",
+        h["scores"],
+        COLOURS["blue"],
+        pointBackgroundColor=[COLOURS.get(b, COLOURS["grey"]) for b in h["bands"]],
+        pointRadius=3,
+    )
+    modules = a["modules"]
+    return {
+        "score": _line(days, [score, *lines], {"min": 0, "max": 100}),
+        "active_share": _line(
+            days,
+            [_series("Active users over 7 days ÷ seats", h["active_share"], COLOURS["purple"])],
+            PERCENT_AXIS,
+        ),
+        "modules": _bars(
+            [m["module"] for m in modules],
+            [m["count_28d"] for m in modules],
+            COLOURS["blue"],
+            "Uses over 28 days",
+        ),
+    }

@@ -1,0 +1,208 @@
+"""The dashboard's pages and forms under /ui."""
+
+from __future__ import annotations
+
+import hmac
+import urllib.parse
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
+from starlette.responses import Response
+
+from services.alerts.actions import Action, ActionError, apply_action
+from services.dashboard.account import account_page
+from services.dashboard.auth import (
+    COOKIE,
+    Forbidden,
+    LoginRequired,
+    NotFound,
+    Viewer,
+    checked_form,
+    clear_key_cookie,
+    context,
+    csrf_token,
+    forbidden_message,
+    read_form,
+    safe_next,
+    set_key_cookie,
+    viewer,
+)
+from services.dashboard.charts import account_charts, lead_charts
+from services.dashboard.home import home, visible_alerts
+from services.dashboard.lead import lead
+from shared.auth import KeyStore, Scope
+from shared.clock import utcnow
+from shared.storage.tables import alerts
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+# Pages run only the vendored scripts; nothing is framed, cached or sent elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+SNOOZE = timedelta(days=1)
+# What an action's redirect may say: fixed texts, never text from the request.
+NOTICES = {
+    "acknowledged": "Alert acknowledged: no reminders and no escalation for it.",
+    "snoozed": "Alert snoozed for a day.",
+    "conflict": "That alert changed meanwhile; the list below is current.",
+    "gone": "That alert is not visible to you.",
+}
+
+
+def page(
+    request: Request, name: str, values: dict[str, Any], who: Viewer | None, status: int = 200
+) -> HTMLResponse:
+    ctx = context(request)
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    response = ctx.templates.TemplateResponse(
+        request,
+        name,
+        {
+            "who": who,
+            "notice": notice,
+            "path": request.url.path,
+            "zone": ctx.settings.zone,
+            **values,
+        },
+        status_code=status,
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _now_and_today(request: Request) -> tuple[datetime, date]:
+    now = utcnow()
+    return now, now.astimezone(context(request).settings.zone).date()
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    return page(request, "login.html", {"next": safe_next(next), "error": None}, None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    form = await read_form(request)
+    target = safe_next(form.get("next"))
+    raw = form.get("key", "").strip()
+    keys: KeyStore = request.app.state.keys
+    key = await keys.verify(raw) if raw else None
+    if key is None:
+        error = "Unknown or revoked key. Paste the whole key, starting with hwk_."
+        return page(request, "login.html", {"next": target, "error": error}, None, 401)
+    if not key.allows(Scope.read):
+        message = forbidden_message(key, Scope.read)
+        return page(request, "error.html", _forbidden(message), None, 403)
+    response = RedirectResponse(target, status_code=303)
+    set_key_cookie(request, response, raw)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    raw = request.cookies.get(COOKIE, "")
+    form = await read_form(request)
+    if raw and not hmac.compare_digest(form.get("csrf", ""), csrf_token(context(request), raw)):
+        raise Forbidden("This form's security token does not match your session.")
+    response = RedirectResponse("/ui/login", status_code=303)
+    clear_key_cookie(response)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+async def csm_view(request: Request) -> Response:
+    who = await viewer(request)
+    now, today = _now_and_today(request)
+    async with context(request).engine.connect() as conn:
+        values = await home(conn, who, today, now)
+    return page(request, "home.html", values, who)
+
+
+@router.get("/lead", response_class=HTMLResponse)
+async def lead_view(request: Request) -> Response:
+    who = await viewer(request)
+    ctx = context(request)
+    _, today = _now_and_today(request)
+    async with ctx.engine.connect() as conn:
+        values = await lead(conn, who, today, ctx.settings.zone)
+    return page(request, "lead.html", {"data": values, "charts": lead_charts(values)}, who)
+
+
+@router.get("/accounts/{account_id:path}", response_class=HTMLResponse)
+async def account_view(request: Request, account_id: str) -> Response:
+    who = await viewer(request)
+    ctx = context(request)
+    now, _ = _now_and_today(request)
+    async with ctx.engine.connect() as conn:
+        values = await account_page(conn, who, account_id, now, ctx.settings.zone)
+    return page(request, "account.html", {"a": values, "charts": account_charts(values)}, who)
+
+
+@router.post("/alerts/{alert_id:path}/{action}")
+async def alert_action(request: Request, alert_id: str, action: str) -> Response:
+    """Acknowledge, or snooze for a day; then back to the page the button was on."""
+    if action not in ("acknowledge", "snooze"):
+        raise NotFound(action)
+    who, form = await checked_form(request, Scope.respond)
+    now = utcnow()
+    done = "acknowledged" if action == "acknowledge" else "snoozed"
+    async with context(request).engine.begin() as conn:
+        q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), who)
+        row = (await conn.execute(q)).first()
+        if row is None:
+            done = "gone"
+        else:
+            act = Action(
+                action,
+                who.key.csm_email or f"key:{who.key.name}",
+                text="snoozed from the dashboard" if action == "snooze" else None,
+                until=now + SNOOZE if action == "snooze" else None,
+            )
+            try:
+                await apply_action(conn, row, act, now)
+            except ActionError:
+                done = "conflict"
+    return RedirectResponse(_with_notice(safe_next(form.get("next")), done), status_code=303)
+
+
+def _with_notice(path: str, done: str) -> str:
+    parts = urllib.parse.urlsplit(path)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "done"]
+    query.append(("done", done))
+    return urllib.parse.urlunsplit(("", "", parts.path, urllib.parse.urlencode(query), ""))
+
+
+def _forbidden(message: str) -> dict[str, Any]:
+    return {"title": "Not allowed here", "status": 403, "message": message}
+
+
+async def login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    query = urllib.parse.urlencode({"next": exc.next_path})
+    return RedirectResponse(f"/ui/login?{query}", status_code=303)
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Forbidden)
+    return page(request, "error.html", _forbidden(exc.message), None, 403)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    values = {
+        "title": "Not found",
+        "status": 404,
+        "message": "There is no such account or alert, or it is not in your portfolio.",
+    }
+    return page(request, "error.html", values, None, 404)
