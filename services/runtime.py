@@ -150,7 +150,7 @@ async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
         group_id=s.consumer_group_alerts,
         load_offsets=offset_loader(rt.engine, s.consumer_group_alerts),
     )
-    sender = OutboxSender(rt.engine, channels, s, metrics, config=config)
+    sender = OutboxSender(rt.engine, channels, s, metrics, config=config, wake=outbox.queued)
     timers = AlertTimers(rt.engine, outbox, s, metrics, config=config)
     await together(
         consume(

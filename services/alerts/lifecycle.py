@@ -9,6 +9,7 @@ resolves; a resolved notice goes to whoever heard about the alert.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -43,6 +44,16 @@ class Outbox:
         self.channels = list(channels)
         self._settings = settings
         self._metrics = metrics
+        # Set once rows put by a committed transaction are visible: the sender in this
+        # process starts at once instead of at its next poll (other processes poll).
+        self.queued = asyncio.Event()
+        self._pending = False
+
+    def committed(self) -> None:
+        """Call after the transaction that put rows has committed."""
+        if self._pending:
+            self._pending = False
+            self.queued.set()
 
     async def put(
         self,
@@ -82,6 +93,7 @@ class Outbox:
         if not rows:
             return 0
         await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)
+        self._pending = True
         return len(rows)
 
 
@@ -123,6 +135,7 @@ class AlertIntake:
             for alert in decoded:
                 await self._apply(conn, alert, config, now)
             await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
+        self._outbox.committed()
 
     async def _apply(
         self, conn: AsyncConnection, alert: AlertEvent, config: Alerting, now: datetime

@@ -50,6 +50,7 @@ class OutboxSender:
         clock: Clock = utcnow,
         rng: random.Random | None = None,
         config: AlertingStore | None = None,
+        wake: asyncio.Event | None = None,
     ):
         self._engine = engine
         self._channels = {c.name: c for c in channels}
@@ -59,6 +60,7 @@ class OutboxSender:
         self._rng = rng or random.Random()
         self._last_send: dict[tuple[str, str], float] = {}
         self._config = config or AlertingStore()
+        self._wake = wake
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send due deliveries until ``stop`` is set; a send in flight completes first."""
@@ -69,7 +71,21 @@ class OutboxSender:
                 log.exception("outbox pass failed; retrying")
                 sent = 0
             if not sent:
-                await pause(stop, self._settings.delivery_poll_interval_s)
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until the next poll, or sooner when this process queued deliveries."""
+        interval = self._settings.delivery_poll_interval_s
+        if self._wake is None:
+            await pause(stop, interval)
+            return
+        waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+        try:
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        self._wake.clear()
 
     async def send_due(self) -> int:
         claimed = await self._claim()

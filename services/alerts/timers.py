@@ -67,6 +67,7 @@ class AlertTimers:
             queued += await self._repeat(conn, config, now)
             queued += await self._escalate(conn, config, now)
             queued += await self._digest(conn, config, now)
+        self._outbox.committed()
         return queued
 
     async def _notify(
