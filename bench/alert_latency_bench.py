@@ -1266,11 +1266,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ]
     if all(p.get("n") for _, p in split):
         left.text(
-            0.98,
-            0.35,
+            0.02,
+            0.97,
             "stage medians:\n" + "\n".join(f"{name} {p['p50']:.3f} s" for name, p in split),
             transform=left.transAxes,
-            ha="right",
+            ha="left",
             va="top",
             fontsize=8,
             color="#555555",
