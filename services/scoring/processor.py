@@ -272,9 +272,12 @@ class ScoringProcessor:
             then = {
                 back: past[(m.account_id, back)] for back in backs if (m.account_id, back) in past
             }
+            # Rules run in event time; a sweep scores a quiet account as of today, so its
+            # clock is now (pending periods and cooldowns go on while nothing arrives).
+            at = m.as_of_time if as_of is None else max(m.as_of_time, now)
             for rule in alerting.rules:
                 before_state = states.get((m.account_id, rule.id), RuleState())
-                after_state, told = rules.step(rule, before_state, values, then, m.as_of_time)
+                after_state, told = rules.step(rule, before_state, values, then, at)
                 if after_state != before_state:
                     state_rows.append(_state_row(m.account_id, rule.id, after_state, now))
                 if told is not None:

@@ -92,7 +92,13 @@ def test_dev_with_200_simulated_accounts_scores_and_alerts_within_a_minute(dev_d
             60,
             "alert in the log",
         )
-        dev.wait_until(lambda: _scored(dev) >= 100, 60 - alerted, "100 accounts scored")
+        # Facts arrive first (every account red until its use is scored): wait for both
+        # ends of the scale, within the same minute.
+        dev.wait_until(
+            lambda: _scored(dev) >= 100 and {"red", "green"} <= set(_bands(dev)),
+            60 - alerted,
+            "100 accounts scored, red and green among them",
+        )
         scored = _scored(dev)
         bands = dict(dev.query("SELECT band, count(*) FROM account_health GROUP BY band"))
         alerts = dev.query("SELECT count(*) FROM alerts")[0][0]
@@ -108,6 +114,13 @@ def test_dev_with_200_simulated_accounts_scores_and_alerts_within_a_minute(dev_d
 def _scored(dev: DevProcess) -> int:
     rows = dev.query("SELECT count(*) FROM account_health WHERE score IS NOT NULL")
     return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+
+def _bands(dev: DevProcess) -> dict[str, int]:
+    return {
+        str(b): int(n)
+        for b, n in dev.query("SELECT band, count(*) FROM account_health GROUP BY band")
+    }  # type: ignore[call-overload]
 
 
 def _key(dev: DevProcess) -> str:
