@@ -37,6 +37,7 @@ from tests.support.harness import (
     send,
     ticket,
     usage,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -106,6 +107,22 @@ async def _seed(hw: Harness) -> None:
         "occurred_at": at(0.005),
     }
     await send(hw, [*backlog, touch])
+
+    async def alerts_stored() -> bool:
+        # The alerts service stores what scoring published a moment after the batch.
+        async with hw.rt.engine.connect() as conn:
+            q = select(alerts.c.account_id, alerts.c.rule).where(
+                alerts.c.status.in_(("firing", "acknowledged"))
+            )
+            found = {tuple(r) for r in await conn.execute(q)}
+        wanted = {
+            ("anna-big", "low_activity"),
+            ("anna-big", "ticket_backlog"),
+            ("carl-co", "ticket_backlog"),
+        }
+        return wanted <= found
+
+    await wait_for(alerts_stored, timeout=30, what="the seeded alerts stored")
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

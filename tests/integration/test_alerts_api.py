@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import Harness, add_account, running, send, ticket
+from tests.support.harness import Harness, add_account, alert_stored, running, send, ticket
 
 pytestmark = pytest.mark.integration
 
@@ -45,9 +45,12 @@ def click(action: str, alert_id: str, user: str) -> bytes:
 
 
 async def fire_backlog(hw: Harness, account: str, **owner: Any) -> str:
+    """Open 5 tickets; return the alert's id once the alerts service has stored it."""
     await add_account(hw, account, seats=10, **owner)
     await send(hw, [ticket(account, n, "open", n) for n in range(1, 6)])
-    return f"{account}:ticket_backlog:1"
+    alert_id = f"{account}:ticket_backlog:1"
+    await alert_stored(hw, alert_id)
+    return alert_id
 
 
 async def test_csm_keys_see_and_act_on_their_own_alerts_only(

@@ -10,7 +10,14 @@ import pytest
 
 from shared.config import Settings
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import add_account, low_activity_history, running, send, ticket
+from tests.support.harness import (
+    add_account,
+    alert_stored,
+    low_activity_history,
+    running,
+    send,
+    ticket,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +68,8 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         for name in ("big", "small", "healthy"):
             await send(hw, low_activity_history(name, active_users=4))
         await send(hw, [ticket("big", n, "open", n) for n in range(1, 6)])
+        for alert_id in ("big:low_activity:1", "small:low_activity:1", "big:ticket_backlog:1"):
+            await alert_stored(hw, alert_id)
 
         r = await client.get("/v1/accounts")
         assert r.status_code == 200, r.text

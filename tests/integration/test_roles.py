@@ -20,7 +20,7 @@ from services.scoring.portfolio import router as portfolio_routes
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import add_account, running, send, ticket, usage
+from tests.support.harness import add_account, alert_stored, running, send, ticket, usage
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +123,7 @@ async def test_each_role_gets_exactly_what_it_should(
         for account, owner in (("anna-co", "anna@example.com"), ("carl-co", "carl@example.com")):
             await add_account(hw, account, seats=10, email=owner)
             await send(hw, [ticket(account, n, "open", n) for n in range(1, 6)])
+            await alert_stored(hw, f"{account}:ticket_backlog:1")
         keys = {}
         for role in Role:
             email = "anna@example.com" if role == Role.csm else None

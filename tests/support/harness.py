@@ -26,6 +26,7 @@ from shared.storage.tables import (
     activity_daily,
     activity_daily_names,
     activity_daily_users,
+    alerts,
     processed_events,
     tickets,
 )
@@ -239,3 +240,15 @@ async def add_account(hw: Harness, account: str, **extra: Any) -> None:
             return (await conn.execute(q)).first() is not None
 
     await wait_for(known, timeout=60, what=f"account {account} stored")
+
+
+async def alert_stored(hw: Harness, alert_id: str) -> None:
+    """Wait until the alerts service has stored ``alert_id`` (scoring publishes it in the
+    batch's transaction; the alerts consumer stores it a moment later)."""
+
+    async def stored() -> bool:
+        async with hw.rt.engine.connect() as conn:
+            q = select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id)
+            return (await conn.execute(q)).first() is not None
+
+    await wait_for(stored, timeout=30, what=f"alert {alert_id} stored")
