@@ -70,6 +70,11 @@ class ApiKey:
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.admin in self.scopes
 
+    @property
+    def portfolio_of(self) -> str | None:
+        """The CSM whose accounts alone this key sees; None: every account."""
+        return None if Scope.admin in self.scopes else self.csm_email
+
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()

@@ -27,6 +27,7 @@ from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey, Scope
 from shared.clock import Clock, utcnow
 from shared.config import Settings
+from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import accounts, alert_activity, alerts, deliveries
 from shared.web import ClientError, require_scope
 
@@ -57,8 +58,8 @@ router = APIRouter(prefix="/v1", tags=["alerts"])
 
 
 def _visible(q: Select[Any], key: ApiKey) -> Select[Any]:
-    if key.csm_email is not None and not key.allows(Scope.admin):
-        return q.where(alerts.c.owner_email == key.csm_email)
+    if key.portfolio_of is not None:
+        return q.where(alerts.c.owner_email == key.portfolio_of)
     return q
 
 
@@ -98,7 +99,7 @@ async def list_alerts(
     """Alerts, newest first; ``status=open`` means firing or acknowledged."""
     q = select(alerts).order_by(alerts.c.stored_at.desc()).limit(limit)
     if status == "open":
-        q = q.where(alerts.c.status.in_(("firing", "acknowledged")))
+        q = q.where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
     elif status != "any":
         q = q.where(alerts.c.status == status)
     for column, value in (

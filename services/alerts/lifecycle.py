@@ -26,15 +26,13 @@ from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.clock import Clock, utcnow
 from shared.config import Settings
-from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.wire import UndecodableRecord, decode_alert
 from shared.storage.db import insert_ignore
 from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import alerts, deliveries
 
 log = logging.getLogger(__name__)
-
-OPEN = ("firing", "acknowledged")
 
 
 class Outbox:
@@ -207,7 +205,7 @@ class AlertIntake:
             select(alerts.c.alert_id).where(
                 alerts.c.account_id == alert.account_id,
                 alerts.c.severity == Severity.critical.value,
-                alerts.c.status.in_(OPEN),
+                alerts.c.status.in_(OPEN_ALERT_STATUSES),
                 alerts.c.alert_id != alert.alert_id,
             )
         )
@@ -219,7 +217,7 @@ class AlertIntake:
             .where(
                 alerts.c.account_id == alert.account_id,
                 alerts.c.severity != Severity.critical.value,
-                alerts.c.status.in_(OPEN),
+                alerts.c.status.in_(OPEN_ALERT_STATUSES),
             )
             .values(muted=True)
         )
@@ -233,12 +231,16 @@ class AlertIntake:
             select(alerts.c.alert_id).where(
                 alerts.c.account_id == account_id,
                 alerts.c.severity == Severity.critical.value,
-                alerts.c.status.in_(OPEN),
+                alerts.c.status.in_(OPEN_ALERT_STATUSES),
             )
         )
         if still.first() is not None:
             return
-        muted = and_(alerts.c.account_id == account_id, alerts.c.muted, alerts.c.status.in_(OPEN))
+        muted = and_(
+            alerts.c.account_id == account_id,
+            alerts.c.muted,
+            alerts.c.status.in_(OPEN_ALERT_STATUSES),
+        )
         rows = (await conn.execute(select(alerts).where(muted))).all()
         await conn.execute(update(alerts).where(muted).values(muted=False))
         for r in rows:

@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
 from services.alerts.channels import Notice
-from services.alerts.lifecycle import OPEN, Outbox
+from services.alerts.lifecycle import Outbox
 from services.alerts.metrics import AlertsMetrics
 from shared.alerting.config import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, utcnow
 from shared.config import Settings
-from shared.contracts.alerts import AlertEvent
+from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent
 from shared.storage.tables import alerts
 from shared.worker import pause
 
@@ -179,7 +179,7 @@ class AlertTimers:
             return 0
         rows = await conn.execute(
             select(alerts)
-            .where(alerts.c.status.in_(OPEN), alerts.c.owner_email.is_not(None))
+            .where(alerts.c.status.in_(OPEN_ALERT_STATUSES), alerts.c.owner_email.is_not(None))
             .order_by(alerts.c.owner_email, alerts.c.fired_at)
         )
         by_owner: dict[str, list[AlertEvent]] = {}

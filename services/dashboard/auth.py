@@ -55,9 +55,7 @@ class Viewer:
     @property
     def scoped_to(self) -> str | None:
         """The CSM whose portfolio is all this key may see, or None for everything."""
-        if self.key.csm_email is not None and not self.key.allows(Scope.admin):
-            return self.key.csm_email
-        return None
+        return self.key.portfolio_of
 
     @property
     def can_respond(self) -> bool:

@@ -13,7 +13,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dashboard.auth import Viewer
-from services.scoring.portfolio import OPEN, SORTS, Filters, _rows
+from services.scoring.portfolio import SORTS, Filters, _rows
+from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import accounts, alerts
 
 # Renewals within this many days are "coming up" (the handbook's longest notice).
@@ -67,7 +68,7 @@ async def open_alerts(
             accounts.c.name,
         )
         .select_from(alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id))
-        .where(alerts.c.status.in_(OPEN))
+        .where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
         .order_by(alerts.c.fired_at.desc())
         .limit(MAX_ALERTS)
     )

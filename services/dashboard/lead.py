@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.dashboard.auth import Viewer
 from services.dashboard.home import portfolio, visible_alerts
-from services.scoring.portfolio import OPEN, STABLE_ACTIVE_SHARE
+from services.scoring.portfolio import STABLE_ACTIVE_SHARE
+from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
     account_health,
     accounts,
@@ -166,7 +167,7 @@ async def alerts_by_rule(
     conn: AsyncConnection, who: Viewer, ids: set[str] | None
 ) -> dict[str, int]:
     """Open alerts per rule, most frequent first."""
-    q = select(alerts.c.rule, func.count()).where(alerts.c.status.in_(OPEN))
+    q = select(alerts.c.rule, func.count()).where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
     if ids is not None:
         q = q.where(alerts.c.account_id.in_(ids))
     q = visible_alerts(q, who).group_by(alerts.c.rule)

@@ -60,9 +60,7 @@ async def visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -
         is not None
     )
     owner = row.owner_email if row is not None else None
-    if not known or (
-        key.csm_email is not None and not key.allows(Scope.admin) and owner != key.csm_email
-    ):
+    if not known or key.portfolio_of not in (None, owner):
         raise ClientError(404, "not_found", f"No account {account_id!r} visible to this key.")
     return row
 

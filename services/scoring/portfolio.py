@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.api import Context, ReadKey, visible_account
-from shared.auth import ApiKey, Scope
+from shared.auth import ApiKey
+from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
     account_health,
     accounts,
@@ -34,7 +35,6 @@ router = APIRouter(prefix="/v1", tags=["portfolio"])
 DEFAULT_TIMELINE_DAYS = 30
 # "Stably active" in the lead's view: at least half of the seats active over 7 days.
 STABLE_ACTIVE_SHARE = 0.5
-OPEN = ("firing", "acknowledged")
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ async def _rows(
         accounts.c.seats_purchased,
         accounts.c.facts,
     ).select_from(h.outerjoin(accounts, accounts.c.account_id == h.c.account_id))
-    if key.csm_email is not None and not key.allows(Scope.admin):
-        q = q.where(accounts.c.owner_email == key.csm_email)
+    if key.portfolio_of is not None:
+        q = q.where(accounts.c.owner_email == key.portfolio_of)
     if f.band:
         q = q.where(h.c.band == f.band)
     if f.danger_level:
@@ -167,7 +167,7 @@ async def aggregates(ctx: Context, key: ReadKey, f: FilterArgs) -> dict[str, Any
         ids = [r["account_id"] for r in rows]
         open_alerts = await conn.execute(
             select(alerts.c.rule, func.count())
-            .where(alerts.c.account_id.in_(ids), alerts.c.status.in_(OPEN))
+            .where(alerts.c.account_id.in_(ids), alerts.c.status.in_(OPEN_ALERT_STATUSES))
             .group_by(alerts.c.rule)
         )
         by_rule = {rule: n for rule, n in open_alerts}
@@ -210,7 +210,7 @@ async def account_detail(account_id: str, ctx: Context, key: ReadKey) -> dict[st
             select(
                 alerts.c.alert_id, alerts.c.rule, alerts.c.severity, alerts.c.status, alerts.c.title
             )
-            .where(alerts.c.account_id == account_id, alerts.c.status.in_(OPEN))
+            .where(alerts.c.account_id == account_id, alerts.c.status.in_(OPEN_ALERT_STATUSES))
             .order_by(alerts.c.stored_at.desc())
         )
         return {

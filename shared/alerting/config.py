@@ -6,7 +6,6 @@ on the wall clock). Written in TOML, validated here with an error per problem.
 from __future__ import annotations
 
 import re
-import tomllib
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -17,13 +16,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from shared.contracts.alerts import Severity
 from shared.contracts.events import LifecycleStage, Tier
+from shared.storage.documents import parse_toml
 
 DEFAULT_ALERTING = Path(__file__).with_name("default_alerting.toml")
 
@@ -243,18 +242,7 @@ class AlertingError(ValueError):
 
 
 def parse_alerting(text: str) -> Alerting:
-    try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AlertingError(f"not valid TOML: {exc}") from exc
-    try:
-        return Alerting.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise AlertingError(f"invalid alerting file: {problems}") from exc
+    return parse_toml(text, Alerting, AlertingError, "alerting file")
 
 
 def default_alerting_source() -> str:

@@ -16,6 +16,11 @@ class Severity(StrEnum):
     critical = "critical"
 
 
+# An alert people still have to deal with, in the alerts service's lifecycle
+# (firing → acknowledged → resolved).
+OPEN_ALERT_STATUSES = ("firing", "acknowledged")
+
+
 class AlertEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -7,9 +7,11 @@ through the API applies everywhere within one batch, without a restart.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +24,24 @@ class Versioned(Protocol):
 
 
 T = TypeVar("T", bound=Versioned)
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_toml(text: str, schema: type[M], error: type[ValueError], what: str) -> M:
+    """``text`` as TOML validated against ``schema``; ``error`` lists every problem with
+    its location (``rule.3.when.0: …``)."""
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"not valid TOML: {exc}") from exc
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise error(f"invalid {what}: {problems}") from exc
 
 
 class DocumentStore(Generic[T]):

@@ -4,11 +4,12 @@ weighted into the score, per-segment profiles, bands. Written in TOML, validated
 from __future__ import annotations
 
 import itertools
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.storage.documents import parse_toml
 
 DEFAULT_MODEL = Path(__file__).with_name("default_model.toml")
 
@@ -211,18 +212,7 @@ class ModelError(ValueError):
 
 
 def parse_model(text: str) -> HealthModel:
-    try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ModelError(f"not valid TOML: {exc}") from exc
-    try:
-        return HealthModel.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(model)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise ModelError(f"invalid health model: {problems}") from exc
+    return parse_toml(text, HealthModel, ModelError, "health model")
 
 
 def load_default_model() -> HealthModel:
