@@ -8,13 +8,15 @@ account and rule, and writes back what it returns. Alert ids are deterministic
 
 from __future__ import annotations
 
+import operator
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from services.scoring.measures import Measures
+from services.scoring.score import days_since
 from shared.alerting.config import Condition, Rule
 from shared.contracts.alerts import Severity
 
@@ -54,14 +56,10 @@ def rule_values(
         "tier": m.tier,
         "lifecycle_stage": m.lifecycle_stage,
         "history_days": (m.as_of - m.first_seen).days + 1 if m.first_seen else None,
-        "days_since_decision_maker_change": _days(m, m.decision_maker_changed_at),
-        "days_since_champion_change": _days(m, m.champion_changed_at),
+        "days_since_decision_maker_change": days_since(m, m.decision_maker_changed_at),
+        "days_since_champion_change": days_since(m, m.champion_changed_at),
         "as_of": m.as_of.isoformat(),
     }
-
-
-def _days(m: Measures, moment: datetime | None) -> int | None:
-    return max(0, (m.as_of - m.day_of(moment)).days) if moment else None
 
 
 def holds(c: Condition, values: Values, past: Past) -> bool:
@@ -85,26 +83,22 @@ def holds(c: Condition, values: Values, past: Past) -> bool:
         target = c.value_by_tier[values["tier"]]
     if now is None or target is None:
         return False
-    match c.op:
-        case "in":
-            return now in target  # type: ignore[operator]
-        case "not in":
-            return now not in target  # type: ignore[operator]
-        case "==":
-            return bool(now == target)
-        case "!=":
-            return bool(now != target)
-    if not _number(now) or not _number(target):
-        return False
-    match c.op:
-        case "<":
-            return bool(now < target)
-        case "<=":
-            return bool(now <= target)
-        case ">":
-            return bool(now > target)
-        case _:
-            return bool(now >= target)
+    if c.op in ("in", "not in"):
+        return (now in target) == (c.op == "in")  # type: ignore[operator]
+    if c.op not in ("==", "!=") and not (_number(now) and _number(target)):
+        return False  # orders compare numbers only
+    return bool(_COMPARE[c.op](now, target))
+
+
+# Keyed by Condition.op (None only for change conditions, handled before).
+_COMPARE: dict[str | None, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def _number(v: Any) -> bool:

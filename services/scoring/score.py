@@ -95,18 +95,18 @@ def model_inputs(
             else None
         ),
         # EW-14/DG-04: contact with the decision maker, not just the day-to-day contact.
-        "days_since_decision_maker_contact": _days_since(m, m.last_decision_maker_contact_at),
+        "days_since_decision_maker_contact": days_since(m, m.last_decision_maker_contact_at),
         "seats_purchased": m.seats_purchased,
         # The naive baseline the backtest compares the model with; shown, not scored.
-        "days_since_last_use": _days_since(m, m.last_seen_at),
+        "days_since_last_use": days_since(m, m.last_seen_at),
         "open_high_priority_tickets": m.open_high_priority_tickets,
         "sla_breaches_28d": sla_breaches_28d(m, sla or Sla()),
         # TK-01: volume alone is not a problem signal; shown beside the backlog.
         "tickets_opened_28d": _in_28d(m, (created for created, _ in m.ticket_replies)),
         "tickets_solved_28d": _in_28d(m, m.tickets_solved),
-        "oldest_open_ticket_days": _days_since(m, m.oldest_open_ticket_at, default=0),
+        "oldest_open_ticket_days": days_since(m, m.oldest_open_ticket_at, default=0),
         # Ticket silence (DG-03): shown, not scored by default; rules watch it.
-        "days_since_last_ticket": _days_since(m, m.last_ticket_at),
+        "days_since_last_ticket": days_since(m, m.last_ticket_at),
         "days_to_contract_end": (m.contract_end - m.as_of).days if m.contract_end else None,
         "days_since_purchase": (m.as_of - m.contract_start).days if m.contract_start else None,
         # LC-08: time to first value, here the first day of use after the purchase.
@@ -126,7 +126,7 @@ def model_inputs(
 GO_LIVE_EXPECTED_DAYS = 90
 
 
-def _days_since(m: Measures, moment: datetime | None, default: float | None = None) -> float | None:
+def days_since(m: Measures, moment: datetime | None, default: float | None = None) -> float | None:
     return max(0, (m.as_of - m.day_of(moment)).days) if moment else default
 
 
