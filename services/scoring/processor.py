@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -181,10 +182,6 @@ class ScoringProcessor:
         measures = await load_measures(conn, ids, as_of, self.zone)
         if not measures:
             return []
-        facts = {
-            r.account_id: r
-            for r in await conn.execute(select(accounts).where(accounts.c.account_id.in_(ids)))
-        }
         alerting, _ = await self._alerting.current(conn)
         states = {
             (r.account_id, r.rule): RuleState(
@@ -198,7 +195,8 @@ class ScoringProcessor:
         past = await history.load_past_inputs(conn, days, {*history.LOOKBACK_DAYS, *backs})
         model, _ = await self._models.current(conn)
         names = explain.labels(model)
-        health_rows, daily_rows, band_rows, state_rows, alerts = [], [], [], [], []
+        health_rows, daily_rows, band_rows, state_rows = [], [], [], []
+        fired: list[_Fired] = []
         for m in measures:
             raw = inputs.model_inputs(m, model.depth, model.sla)
             s = evaluate(model, raw, inputs.segment_of(m))
@@ -281,14 +279,24 @@ class ScoringProcessor:
                 if after_state != before_state:
                     state_rows.append(_state_row(m.account_id, rule.id, after_state, now))
                 if told is not None:
-                    count = after_state.fire_count
-                    alert = self._alert(
-                        m, rule, told, count, values, then, s, facts.get(m.account_id)
-                    )
-                    # What moved over the week, in words, for the notice (top 5).
-                    week = past.get((m.account_id, 7))
-                    alert.details["changes"] = explain.changes(shown, week, names)[:5]
-                    alerts.append(alert)
+                    fired.append(_Fired(m, rule, told, values, then, shown, s))
+        # Alerts are rare: the account facts they name (owner, sales owner) are read
+        # only for the accounts that have one.
+        alerts: list[AlertEvent] = []
+        if fired:
+            owners = {f.measures.account_id for f in fired}
+            facts = {
+                r.account_id: r
+                for r in await conn.execute(
+                    select(accounts).where(accounts.c.account_id.in_(owners))
+                )
+            }
+            for f in fired:
+                alert = self._alert(f, facts.get(f.measures.account_id))
+                # What moved over the week, in words, for the notice (top 5).
+                week = past.get((f.measures.account_id, 7))
+                alert.details["changes"] = explain.changes(f.shown, week, names)[:5]
+                alerts.append(alert)
         if health_rows:
             # One executemany (pipelined by the driver), not a statement per account.
             columns = [k for k in health_rows[0] if k != "account_id"]
@@ -316,17 +324,8 @@ class ScoringProcessor:
         )
         return alerts
 
-    def _alert(
-        self,
-        m: Measures,
-        rule: Rule,
-        told: Transition,
-        count: int,
-        values: dict[str, Any],
-        past: dict[int, Any],
-        s: Evaluation,
-        facts: Any,
-    ) -> AlertEvent:
+    def _alert(self, f: _Fired, facts: Any) -> AlertEvent:
+        m, rule, told, values, past, s = f.measures, f.rule, f.told, f.values, f.past, f.score
         name = (facts.name if facts is not None else None) or m.account_id
         fields = (facts.facts or {}).get("fields", {}) if facts is not None else {}
         owner = None
@@ -339,7 +338,7 @@ class ScoringProcessor:
         if told.status == "resolved":
             title = f"Resolved: {title}"
         return AlertEvent(
-            alert_id=rules.alert_id(m.account_id, rule.id, count),
+            alert_id=rules.alert_id(m.account_id, rule.id, told.fire_count),
             revision=told.revision,
             account_id=m.account_id,
             account_name=name,
@@ -361,6 +360,19 @@ class ScoringProcessor:
                 "health": explanation(s),
             },
         )
+
+
+@dataclass(frozen=True)
+class _Fired:
+    """A rule that told something in this batch, with what its notice needs."""
+
+    measures: Measures
+    rule: Rule
+    told: Transition
+    values: dict[str, Any]
+    past: dict[int, Any]  # over_days → inputs then
+    shown: dict[str, Any]  # the score's inputs, for "what changed"
+    score: Evaluation
 
 
 def _state_row(account_id: str, rule_id: str, st: RuleState, now: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Transition:
     status: str  # firing / resolved
     revision: int  # 0 for the first notice; severity changes count up
     severity: Severity
+    fire_count: int  # which firing of the key this is about: the alert id's n
 
 
 def rule_values(
@@ -138,7 +139,7 @@ def step(
             return (RuleState("pending", since, fire_count=state.fire_count), None)
         severity = severity_now(rule, values, past)
         fired = RuleState("firing", at, None, severity.value, state.fire_count + 1)
-        return fired, Transition("firing", 0, severity)
+        return fired, Transition("firing", 0, severity, fired.fire_count)
     # Firing: hysteresis decides recovery, the cooldown when it ends.
     if rule.recover is not None:
         recovered = not inside or all(holds(c, values, past) for c in rule.recover)
@@ -149,12 +150,13 @@ def step(
         kept = replace(state, cleared_at=None)
         if severity.value != state.severity:
             revised = replace(kept, severity=severity.value, revision=state.revision + 1)
-            return revised, Transition("firing", revised.revision, severity)
+            return revised, Transition("firing", revised.revision, severity, state.fire_count)
         return kept, None
     cleared = state.cleared_at or at
     if at - cleared < rule.cooldown:
         return replace(state, cleared_at=cleared), None
-    ended = Transition("resolved", state.revision + 1, Severity(state.severity or rule.severity))
+    severity = Severity(state.severity or rule.severity)
+    ended = Transition("resolved", state.revision + 1, severity, state.fire_count)
     return RuleState(fire_count=state.fire_count), ended
 
 
