@@ -57,7 +57,8 @@ AdminKey = Annotated[ApiKey, Depends(require_scope(Scope.admin))]
 router = APIRouter(prefix="/v1", tags=["alerts"])
 
 
-def _visible(q: Select[Any], key: ApiKey) -> Select[Any]:
+def visible_alerts(q: Select[Any], key: ApiKey) -> Select[Any]:
+    """Alerts ``key`` may see: a CSM key only those of its own accounts."""
     if key.portfolio_of is not None:
         return q.where(alerts.c.owner_email == key.portfolio_of)
     return q
@@ -111,12 +112,12 @@ async def list_alerts(
         if value is not None:
             q = q.where(column == value)
     async with ctx.engine.connect() as conn:
-        rows = (await conn.execute(_visible(q, key))).all()
+        rows = (await conn.execute(visible_alerts(q, key))).all()
     return {"alerts": [_summary(r) for r in rows]}
 
 
 async def _alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
-    q = _visible(select(alerts).where(alerts.c.alert_id == alert_id), key)
+    q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), key)
     row = (await conn.execute(q)).first()
     if row is None:
         raise ClientError(404, "not_found", f"No alert {alert_id!r} visible to this key.")
@@ -302,7 +303,7 @@ async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
     """Per rule: fired, acknowledged, median minutes to acknowledge, marked not useful,
     and how many of the alerted accounts have churned since (lifecycle stage)."""
     async with ctx.engine.connect() as conn:
-        rows = (await conn.execute(_visible(select(alerts), key))).all()
+        rows = (await conn.execute(visible_alerts(select(alerts), key))).all()
         churned = {
             r.account_id
             for r in await conn.execute(select(accounts.c.account_id, accounts.c.facts))

@@ -162,6 +162,7 @@ class OutboxSender:
         head = group[0]
         channel = self._channels.get(head.channel)
         notices = [_notice(r) for r in group]
+        rules = [_rule(n) for n in notices]
         notice = notices[0]
         if len(notices) > 1:
             alerts_ = [a for n in notices for a in n.alerts]
@@ -174,25 +175,24 @@ class OutboxSender:
             await self._pace(channel, head.destination)
             await channel.send(notice, head.destination)
         except DeliveryError as exc:
-            for r in group:
-                await self._failed(r, exc)
+            for r, rule in zip(group, rules, strict=True):
+                await self._failed(r, rule, exc)
             return
         now = self._clock()
         async with self._engine.begin() as conn:
-            for r in group:
-                await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.delivery_id == r.delivery_id)
-                    .values(
-                        status="delivered",
-                        attempts=r.attempts + 1,
-                        delivered_at=now,
-                        claimed_until=None,
-                        last_error=None,
-                    )
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.delivery_id.in_([r.delivery_id for r in group]))
+                .values(
+                    status="delivered",
+                    attempts=deliveries.c.attempts + 1,
+                    delivered_at=now,
+                    claimed_until=None,
+                    last_error=None,
                 )
-        for r in group:
-            self._metrics.deliveries.labels(_rule(r), r.channel, "delivered").inc()
+            )
+        for r, rule in zip(group, rules, strict=True):
+            self._metrics.deliveries.labels(rule, r.channel, "delivered").inc()
             if r.created_at is not None:
                 self._metrics.delivery_seconds.labels(r.channel).observe(
                     (now - r.created_at).total_seconds()
@@ -204,7 +204,7 @@ class OutboxSender:
             head.destination,
         )
 
-    async def _failed(self, row: Any, exc: DeliveryError) -> None:
+    async def _failed(self, row: Any, rule: str, exc: DeliveryError) -> None:
         s = self._settings
         attempts = row.attempts + 1
         dead = exc.permanent or attempts >= s.delivery_max_attempts
@@ -224,7 +224,7 @@ class OutboxSender:
                 )
             )
         outcome = "dead" if dead else "retry"
-        self._metrics.deliveries.labels(_rule(row), row.channel, outcome).inc()
+        self._metrics.deliveries.labels(rule, row.channel, outcome).inc()
         log.warning(
             "alert %s by %s failed (attempt %d, %s): %s",
             row.alert_id,
@@ -255,9 +255,6 @@ def _notice(row: Any) -> Notice:
     return Notice("fire", [alert], row.alert_id)
 
 
-def _rule(row: Any) -> str:
+def _rule(notice: Notice) -> str:
     """The rule a delivery is about ("digest" for digests), for metric labels."""
-    if row.notification == "digest":
-        return "digest"
-    parts = str(row.alert_id).rsplit(":", 2)  # account:rule:n; accounts may hold ":"
-    return parts[1] if len(parts) == 3 else "unknown"
+    return "digest" if notice.kind == "digest" else notice.first.rule

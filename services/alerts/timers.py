@@ -91,9 +91,20 @@ class AlertTimers:
             group_wait=config.notify.group_wait,
         )
 
-    def _owners(self, row: Any, config: Alerting) -> list[Recipient]:
-        alert = AlertEvent.model_validate(row.payload)
-        return routing.recipients(alert, config.routing, self._settings)
+    async def _remind(
+        self, conn: AsyncConnection, row: Any, config: Alerting, now: datetime, **also: Any
+    ) -> int:
+        """Tell the alert's people again (the n-th reminder), recording it on the alert."""
+        n = row.repeats + 1
+        await conn.execute(
+            update(alerts)
+            .where(alerts.c.alert_id == row.alert_id)
+            .values(repeats=n, last_notified_at=now, **also)
+        )
+        people = routing.recipients(
+            AlertEvent.model_validate(row.payload), config.routing, self._settings
+        )
+        return await self._notify(conn, row, "repeat", f"repeat:{n}", people, config, now)
 
     async def _wake_snoozed(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
         """A snooze that ran out on a still-firing alert: tell its people again."""
@@ -104,15 +115,7 @@ class AlertTimers:
         )
         queued = 0
         for r in rows.all():
-            n = r.repeats + 1
-            await conn.execute(
-                update(alerts)
-                .where(alerts.c.alert_id == r.alert_id)
-                .values(snoozed_until=None, repeats=n, last_notified_at=now)
-            )
-            queued += await self._notify(
-                conn, r, "repeat", f"repeat:{n}", self._owners(r, config), config, now
-            )
+            queued += await self._remind(conn, r, config, now, snoozed_until=None)
         return queued
 
     async def _repeat(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
@@ -133,17 +136,8 @@ class AlertTimers:
         for r in rows.all():
             rule = config.rule(r.rule)
             interval = (rule.repeat_interval if rule else None) or config.notify.repeat_interval
-            if r.last_notified_at > now - interval:
-                continue
-            n = r.repeats + 1
-            await conn.execute(
-                update(alerts)
-                .where(alerts.c.alert_id == r.alert_id)
-                .values(repeats=n, last_notified_at=now)
-            )
-            queued += await self._notify(
-                conn, r, "repeat", f"repeat:{n}", self._owners(r, config), config, now
-            )
+            if r.last_notified_at <= now - interval:
+                queued += await self._remind(conn, r, config, now)
         return queued
 
     async def _escalate(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.api import visible_alerts
 from services.dashboard.auth import NotFound, Viewer
-from services.dashboard.home import open_alerts, visible_alerts
+from services.dashboard.home import open_alerts
 from services.scoring.api import visible_account
 from services.scoring.measures import load_measures
 from services.scoring.state import OPEN_STATUSES
@@ -176,4 +177,4 @@ async def _past_alerts(conn: AsyncConnection, who: Viewer, account_id: str) -> l
         .order_by(alerts.c.fired_at.desc())
         .limit(RECENT)
     )
-    return list(await conn.execute(visible_alerts(q, who)))
+    return list(await conn.execute(visible_alerts(q, who.key)))

@@ -53,11 +53,6 @@ class Viewer:
         return self.key.csm_email or self.key.name
 
     @property
-    def scoped_to(self) -> str | None:
-        """The CSM whose portfolio is all this key may see, or None for everything."""
-        return self.key.portfolio_of
-
-    @property
     def can_respond(self) -> bool:
         return self.key.allows(Scope.respond)
 

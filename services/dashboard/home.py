@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.api import visible_alerts
 from services.dashboard.auth import Viewer
-from services.scoring.portfolio import SORTS, Filters, _rows
+from services.scoring.portfolio import SORTS, Filters, portfolio_rows
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import accounts, alerts
 
@@ -26,7 +27,7 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 async def portfolio(conn: AsyncConnection, who: Viewer, today: date) -> list[dict[str, Any]]:
     """The accounts the viewer may see, riskiest and most valuable first."""
-    rows = await _rows(conn, who.key, Filters(), today)
+    rows = await portfolio_rows(conn, who.key, Filters(), today)
     by, reverse = SORTS["risk_value"]
     rows.sort(key=by, reverse=reverse)
     return rows
@@ -40,13 +41,6 @@ def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r["days_to_renewal"] is not None and 0 <= r["days_to_renewal"] <= RENEWAL_HORIZON_DAYS
     ]
     return sorted(due, key=lambda r: (r["days_to_renewal"], -(r["arr"] or 0)))
-
-
-def visible_alerts(q: Select[Any], who: Viewer) -> Select[Any]:
-    """A CSM sees the alerts addressed to them only, as in the alerts API."""
-    if who.scoped_to is not None:
-        return q.where(alerts.c.owner_email == who.scoped_to)
-    return q
 
 
 async def open_alerts(
@@ -75,7 +69,7 @@ async def open_alerts(
     if account_id is not None:
         q = q.where(alerts.c.account_id == account_id)
     out = []
-    for r in await conn.execute(visible_alerts(q, who)):
+    for r in await conn.execute(visible_alerts(q, who.key)):
         snoozed = r.snoozed_until is not None and r.snoozed_until > now
         out.append(
             {

@@ -29,8 +29,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.api import visible_alerts
 from services.dashboard.auth import Viewer
-from services.dashboard.home import portfolio, visible_alerts
+from services.dashboard.home import portfolio
 from services.scoring.portfolio import STABLE_ACTIVE_SHARE
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
@@ -53,7 +54,7 @@ def _day(moment: Any, zone: tzinfo) -> date | None:
 
 async def lead(conn: AsyncConnection, who: Viewer, today: date, zone: tzinfo) -> dict[str, Any]:
     rows = await portfolio(conn, who, today)
-    ids = {r["account_id"] for r in rows} if who.scoped_to is not None else None
+    ids = {r["account_id"] for r in rows} if who.key.portfolio_of is not None else None
     days = [today - timedelta(days=TREND_DAYS - 1 - i) for i in range(TREND_DAYS)]
     customers = await _customers(conn, ids, days, zone)
     churned = await _churned(conn, who, {r["account_id"] for r in rows}, days, customers, zone)
@@ -144,8 +145,8 @@ async def _churned(
     zone: tzinfo,
 ) -> list[float | None]:
     q = select(accounts.c.account_id, accounts.c.facts)
-    if who.scoped_to is not None:
-        q = q.where(accounts.c.owner_email == who.scoped_to)
+    if who.key.portfolio_of is not None:
+        q = q.where(accounts.c.owner_email == who.key.portfolio_of)
     churn_days = []
     for account_id, facts in await conn.execute(q):
         fields = (facts or {}).get("fields", {})
@@ -170,6 +171,6 @@ async def alerts_by_rule(
     q = select(alerts.c.rule, func.count()).where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
     if ids is not None:
         q = q.where(alerts.c.account_id.in_(ids))
-    q = visible_alerts(q, who).group_by(alerts.c.rule)
+    q = visible_alerts(q, who.key).group_by(alerts.c.rule)
     counts = {rule: int(n) for rule, n in await conn.execute(q)}
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

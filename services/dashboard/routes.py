@@ -13,6 +13,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from services.alerts.actions import Action, ActionError, apply_action
+from services.alerts.api import visible_alerts
 from services.dashboard.account import account_page
 from services.dashboard.auth import (
     COOKIE,
@@ -31,7 +32,7 @@ from services.dashboard.auth import (
     viewer,
 )
 from services.dashboard.charts import account_charts, lead_charts
-from services.dashboard.home import home, visible_alerts
+from services.dashboard.home import home
 from services.dashboard.lead import lead
 from shared.auth import KeyStore, Scope
 from shared.clock import utcnow
@@ -159,7 +160,7 @@ async def alert_action(request: Request, alert_id: str, action: str) -> Response
     now = utcnow()
     done = "acknowledged" if action == "acknowledge" else "snoozed"
     async with context(request).engine.begin() as conn:
-        q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), who)
+        q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), who.key)
         row = (await conn.execute(q)).first()
         if row is None:
             done = "gone"

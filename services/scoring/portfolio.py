@@ -67,7 +67,7 @@ def _arr(fields: dict[str, Any]) -> float | None:
     return float(fields["mrr"]) * 12 if fields.get("mrr") is not None else None
 
 
-async def _rows(
+async def portfolio_rows(
     conn: AsyncConnection, key: ApiKey, f: Filters, today: date
 ) -> list[dict[str, Any]]:
     h = account_health
@@ -152,7 +152,7 @@ async def portfolio(
 ) -> dict[str, Any]:
     """Accounts matching the filters, riskiest and most valuable first by default."""
     async with ctx.engine.connect() as conn:
-        rows = await _rows(conn, key, f, date.today())
+        rows = await portfolio_rows(conn, key, f, date.today())
     by, reverse = SORTS[sort]
     rows.sort(key=by, reverse=reverse)
     return {"total": len(rows), "accounts": rows[offset : offset + limit]}
@@ -163,7 +163,7 @@ async def aggregates(ctx: Context, key: ReadKey, f: FilterArgs) -> dict[str, Any
     """Totals over the filtered accounts: bands, danger levels, ARR at risk, active
     users and the share of stably active accounts (the handbook's view for the boss)."""
     async with ctx.engine.connect() as conn:
-        rows = await _rows(conn, key, f, date.today())
+        rows = await portfolio_rows(conn, key, f, date.today())
         ids = [r["account_id"] for r in rows]
         open_alerts = await conn.execute(
             select(alerts.c.rule, func.count())
