@@ -35,17 +35,14 @@ import asyncio
 import contextlib
 import http.server
 import itertools
-import json
 import logging
 import os
 import random
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -69,6 +66,8 @@ from ingest_bench import (
     machine_info,
     out,
     percentile,
+    save_results,
+    scratch_dir,
     system_busy_seconds,
     tail,
 )
@@ -1418,25 +1417,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    workdir = Path(tempfile.mkdtemp(prefix="healthwatch-alert-latency-"))
-    os.chmod(workdir, 0o755)  # PostgreSQL runs as its own user when we are root
     started = time.monotonic()
-    try:
-        with contextlib.ExitStack() as stack:
-            services = start_services(opts, workdir, stack)
-            results = asyncio.run(run(opts, workdir, services))
-    finally:
-        if opts.keep:
-            err.print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with (
+        scratch_dir("healthwatch-alert-latency-", opts.keep) as workdir,
+        contextlib.ExitStack() as stack,
+    ):
+        services = start_services(opts, workdir, stack)
+        results = asyncio.run(run(opts, workdir, services))
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
     result["wall_seconds_total"] = round(time.monotonic() - started, 1)
     print_table(result)
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, opts.plot)
-    out.print(f"wrote {opts.out} and {opts.plot} (total {result['wall_seconds_total']} s)")
+    save_results(result, opts.out, opts.plot, plot)
     return 0
 
 

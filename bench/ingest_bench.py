@@ -1020,36 +1020,51 @@ def parse_args(argv: Sequence[str]) -> Options:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    opts = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="healthwatch-bench-"))
-    broker: Broker | None = None
-    kafka_version = "unknown (external broker)"
-    started = time.monotonic()
+@contextlib.contextmanager
+def scratch_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temp dir for the broker's and cluster's data, removed afterwards unless ``keep``."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(workdir, 0o755)  # PostgreSQL runs as its own user when we are root
     try:
-        if opts.bootstrap is None:
-            services = _localservices()
-            kafka_version = str(services.KAFKA_VERSION)
-            broker = services.KafkaBroker(workdir / "kafka")
-            assert broker is not None
-            err.print(f"[bold]starting Kafka {kafka_version}[/] in {workdir / 'kafka'}")
-            broker.start()
-        outcome = asyncio.run(run(opts, workdir, broker, kafka_version))
+        yield workdir
     finally:
-        if broker is not None:
-            broker.stop()
-        if opts.keep:
+        if keep:
             err.print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def save_results(result: dict[str, Any], path: Path, plot_path: Path, draw: Any) -> None:
+    """Write the JSON, draw the plot and say where both went."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    draw(result, plot_path)
+    out.print(f"wrote {path} and {plot_path} (total {result['wall_seconds_total']} s)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts = parse_args(argv)
+    broker: Broker | None = None
+    kafka_version = "unknown (external broker)"
+    started = time.monotonic()
+    with scratch_dir("healthwatch-bench-", opts.keep) as workdir:
+        try:
+            if opts.bootstrap is None:
+                services = _localservices()
+                kafka_version = str(services.KAFKA_VERSION)
+                broker = services.KafkaBroker(workdir / "kafka")
+                assert broker is not None
+                err.print(f"[bold]starting Kafka {kafka_version}[/] in {workdir / 'kafka'}")
+                broker.start()
+            outcome = asyncio.run(run(opts, workdir, broker, kafka_version))
+        finally:
+            if broker is not None:
+                broker.stop()
     result = report(opts, outcome, [os.path.relpath(__file__), *argv])
     result["wall_seconds_total"] = round(time.monotonic() - started, 1)
     print_table(result)
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, opts.plot)
-    out.print(f"wrote {opts.out} and {opts.plot} (total {result['wall_seconds_total']} s)")
+    save_results(result, opts.out, opts.plot, plot)
     return 0
 
 

@@ -41,16 +41,13 @@ import contextlib
 import functools
 import importlib.metadata
 import inspect
-import json
 import logging
 import os
 import random
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -73,6 +70,8 @@ from ingest_bench import (
     machine_info,
     make_progress,
     out,
+    save_results,
+    scratch_dir,
     system_busy_seconds,
 )
 from prometheus_client import CollectorRegistry
@@ -1575,26 +1574,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # warnings (coordinator not ready yet on a fresh broker) would only clutter progress.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    workdir = Path(tempfile.mkdtemp(prefix="healthwatch-scoring-bench-"))
-    os.chmod(workdir, 0o755)  # PostgreSQL runs as its own user when we are root
     started = time.monotonic()
-    try:
-        with contextlib.ExitStack() as stack:
-            services = start_services(opts, workdir, stack)
-            results = asyncio.run(run(opts, workdir, services))
-    finally:
-        if opts.keep:
-            err.print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with (
+        scratch_dir("healthwatch-scoring-bench-", opts.keep) as workdir,
+        contextlib.ExitStack() as stack,
+    ):
+        services = start_services(opts, workdir, stack)
+        results = asyncio.run(run(opts, workdir, services))
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
     result["warnings"] = warnings_for(result)
     result["wall_seconds_total"] = round(time.monotonic() - started, 1)
     print_tables(result)
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, opts.plot)
-    out.print(f"wrote {opts.out} and {opts.plot} (total {result['wall_seconds_total']} s)")
+    save_results(result, opts.out, opts.plot, plot)
     return 0
 
 
