@@ -47,7 +47,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,7 +57,6 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from ingest_bench import (
-    Broker,
     _localservices,
     cpu_seconds,
     err,
@@ -79,7 +77,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
-from scoring_bench import create_database, plain_dsn, postmaster_pid, tree_cpu_seconds
+from scoring_bench import (
+    Services,
+    create_database,
+    plain_dsn,
+    start_services,
+    tree_cpu_seconds,
+)
 
 import shared.config as config_module
 from shared.auth import Scope, create_key
@@ -505,46 +509,6 @@ class Options:
     plot: Path
     seed: int
     keep: bool
-
-
-@dataclass
-class Services:
-    bootstrap: str
-    postgres_url: str
-    broker_pid: int | None
-    postgres_pid: int | None
-    kafka_version: str
-
-
-def start_services(opts: Options, workdir: Path, stack: contextlib.ExitStack) -> Services:
-    """Kafka and PostgreSQL, in parallel, as ``scoring_bench.py`` starts them."""
-    local = _localservices()
-    broker: Broker | None = None
-    cluster: Any = None
-    kafka_version = "unknown (external broker)"
-    jobs: list[Callable[[], None]] = []
-    if opts.bootstrap is None:
-        kafka_version = str(local.KAFKA_VERSION)
-        broker = local.KafkaBroker(workdir / "kafka")
-        assert broker is not None
-        stack.callback(broker.stop)
-        jobs.append(broker.start)
-        err.print(f"[bold]starting Kafka {kafka_version}[/] in {workdir / 'kafka'}")
-    if opts.postgres_url is None:
-        cluster = local.PostgresCluster(workdir / "pg")
-        stack.callback(cluster.stop)
-        jobs.append(cluster.start)
-        err.print(f"[bold]starting PostgreSQL[/] in {workdir / 'pg'}")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(job) for job in jobs]:
-            future.result()
-    return Services(
-        bootstrap=opts.bootstrap or (broker.bootstrap if broker else ""),
-        postgres_url=opts.postgres_url or str(cluster.url),
-        broker_pid=broker.pid if broker else None,
-        postgres_pid=postmaster_pid(cluster.data_dir) if cluster is not None else None,
-        kafka_version=kafka_version,
-    )
 
 
 async def post_json(client: httpx.AsyncClient, path: str, body: Any) -> int:
@@ -1422,7 +1386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scratch_dir("healthwatch-alert-latency-", opts.keep) as workdir,
         contextlib.ExitStack() as stack,
     ):
-        services = start_services(opts, workdir, stack)
+        services = start_services(opts.bootstrap, opts.postgres_url, workdir, stack)
         results = asyncio.run(run(opts, workdir, services))
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
     result["wall_seconds_total"] = round(time.monotonic() - started, 1)

@@ -1535,16 +1535,18 @@ def parse_args(argv: Sequence[str]) -> Options:
     )
 
 
-def start_services(opts: Options, workdir: Path, stack: contextlib.ExitStack) -> Services:
-    """Start what was not given, in parallel; ``stack`` stops them again."""
+def start_services(
+    bootstrap: str | None, postgres_url: str | None, workdir: Path, stack: contextlib.ExitStack
+) -> Services:
+    """Kafka and PostgreSQL unless given, started in parallel; ``stack`` stops them."""
     local = _localservices()
     broker: Broker | None = None
     cluster: Any = None
     kafka_version = "unknown (external broker)"
-    if opts.bootstrap is None:
+    if bootstrap is None:
         kafka_version = str(local.KAFKA_VERSION)
         broker = local.KafkaBroker(workdir / "kafka")
-    if opts.postgres_url is None:
+    if postgres_url is None:
         cluster = local.PostgresCluster(workdir / "pg")
     jobs: list[Callable[[], None]] = []
     if broker is not None:
@@ -1559,8 +1561,8 @@ def start_services(opts: Options, workdir: Path, stack: contextlib.ExitStack) ->
         for future in [pool.submit(job) for job in jobs]:
             future.result()
     return Services(
-        bootstrap=opts.bootstrap or (broker.bootstrap if broker else ""),
-        postgres_url=opts.postgres_url or str(cluster.url),
+        bootstrap=bootstrap or (broker.bootstrap if broker else ""),
+        postgres_url=postgres_url or str(cluster.url),
         broker_pid=broker.pid if broker else None,
         postgres_pid=postmaster_pid(cluster.data_dir) if cluster is not None else None,
         kafka_version=kafka_version,
@@ -1579,7 +1581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scratch_dir("healthwatch-scoring-bench-", opts.keep) as workdir,
         contextlib.ExitStack() as stack,
     ):
-        services = start_services(opts, workdir, stack)
+        services = start_services(opts.bootstrap, opts.postgres_url, workdir, stack)
         results = asyncio.run(run(opts, workdir, services))
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
     result["warnings"] = warnings_for(result)
