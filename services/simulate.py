@@ -97,6 +97,8 @@ def facts(a: SimAccount, now: datetime, rng: random.Random) -> dict[str, Any]:
         "contract_end": (start + timedelta(days=365 * 2)).isoformat(),
         "go_live": (start + timedelta(days=rng.randint(20, 80))).isoformat(),
         "lifecycle_stage": "stable",
+        # A metered API allowance, so the add-on signal (EX-02) has something to watch.
+        "usage_quotas": [{"dimension": "platform", "name": "api", "limit": a.seats * 30}],
     }
 
 

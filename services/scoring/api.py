@@ -180,6 +180,15 @@ async def account_metrics(
         "open_tickets": m.open_tickets,
         "depth_level": depth_level(m, model.depth),
         "counts": counts,
+        "usage_quotas": [
+            {
+                "dimension": d,
+                "name": n,
+                "limit": limit,
+                "used_28d": m.names.get((d, n), (0, 0))[1],
+            }
+            for d, n, limit in m.usage_quotas
+        ],
     }
 
 

@@ -64,6 +64,8 @@ class Measures:
     ticket_replies: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     # When tickets were solved, for those solved in the last 28 days or so.
     tickets_solved: list[datetime] = field(default_factory=list)
+    # Contracted allowances over 28 days: (dimension, name, limit), from the CRM.
+    usage_quotas: tuple[tuple[str, str, int], ...] = ()
     # The zone whose calendar days the measures count in.
     tz: tzinfo = UTC
 
@@ -72,6 +74,15 @@ class Measures:
 
     def used_28d(self, dimension: str) -> dict[str, int]:
         return {n: c28 for (d, n), (_, c28) in self.names.items() if d == dimension and c28}
+
+    def quota_use(self) -> tuple[str, float] | None:
+        """The most used allowance, as ("platform api", share of its limit used over the
+        last 28 days), or None without any."""
+        shares = [
+            (f"{d} {n}", self.names.get((d, n), (0, 0))[1] / limit)
+            for d, n, limit in self.usage_quotas
+        ]
+        return max(shares, key=lambda s: s[1]) if shares else None
 
 
 async def load_measures(
@@ -232,6 +243,10 @@ async def load_measures(
             names=names.get(a, {}),
             ticket_replies=replies.get(a, []),
             tickets_solved=solved.get(a, []),
+            usage_quotas=tuple(
+                (q["dimension"], q["name"], int(q["limit"]))
+                for q in _fact(r.facts, "usage_quotas") or ()
+            ),
             tz=tz,
         )
         for a, r in sorted(base.items())

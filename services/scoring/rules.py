@@ -50,6 +50,7 @@ def rule_values(
     m: Measures, shown: Mapping[str, Any], band: str, danger_level: str | None
 ) -> dict[str, Any]:
     """The model's inputs plus the facts rules filter and template on."""
+    quota = m.quota_use()
     return {
         **shown,
         "band": band,
@@ -59,6 +60,8 @@ def rule_values(
         "history_days": (m.as_of - m.first_seen).days + 1 if m.first_seen else None,
         "days_since_decision_maker_change": days_since(m, m.decision_maker_changed_at),
         "days_since_champion_change": days_since(m, m.champion_changed_at),
+        "quota_name": quota[0] if quota else None,
+        "quota_used_share": round(quota[1], 3) if quota else None,
         "as_of": m.as_of.isoformat(),
     }
 

@@ -115,6 +115,16 @@ class Owner(Model):
     name: str | None = None
 
 
+class UsageQuota(Model):
+    """A contracted allowance: at most ``limit`` uses of ``name`` (an event, module or
+    platform, as in usage events) over a rolling 28 days, the window per-name counts
+    are kept for. Nearly used up, it is an add-on conversation (EX-02)."""
+
+    dimension: Literal["event", "module", "platform"] = "event"
+    name: str = Field(min_length=1, max_length=200)
+    limit: int = Field(gt=0)
+
+
 class AccountFacts(EventBase):
     """Account facts from the CRM. Fields left out keep their stored value (merge upsert)."""
 
@@ -137,6 +147,8 @@ class AccountFacts(EventBase):
     contacts: list[Contact] | None = None
     # False: sold outside the ideal customer profile (a high-danger cause, DG-05).
     icp_fit: bool | None = None
+    # Contracted usage allowances (API calls, reports, …); replaced as a whole.
+    usage_quotas: list[UsageQuota] | None = None
 
 
 class TouchpointKind(StrEnum):

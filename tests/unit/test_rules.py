@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from services.scoring.rules import RuleState, holds, render, step
+from services.scoring.measures import Measures
+from services.scoring.rules import RuleState, holds, render, rule_values, step
 from shared.alerting.config import (
     AlertingError,
     Condition,
@@ -129,6 +131,33 @@ cooldown = "soon"
     message = str(exc.value)
     for where in ("rule.0.id", "rule.0.severity", "rule.0.when.0", "rule.0.cooldown"):
         assert where in message, message
+
+
+def test_a_nearly_used_quota_is_an_add_on_signal_only_in_stable_green_use() -> None:
+    m = Measures(
+        account_id="a",
+        as_of=T0.date(),
+        as_of_time=T0,
+        first_seen=None,
+        active_users_7d=5,
+        active_users_30d=5,
+        active_days_7d=5,
+        events_7d=50,
+        open_tickets=0,
+        seats_purchased=10,
+        lifecycle_stage="stable",
+        names={("module", "sms"): (40, 920)},
+        usage_quotas=(("module", "sms", 1000),),
+    )
+    values = rule_values(m, {}, "green", None)
+    assert (values["quota_name"], values["quota_used_share"]) == ("module sms", 0.92)
+    quota = rule("quota_nearly_used")
+    assert run(quota, [values]) == ["0 firing info"]
+    assert run(quota, [{**values, "band": "yellow"}]) == []
+    assert run(quota, [{**values, "lifecycle_stage": "rollout"}]) == []
+    assert rule_values(replace(m, usage_quotas=()), {}, "green", None)["quota_used_share"] is None
+    title = render(quota.title, {**values, "name": "Acme"})
+    assert title.startswith("Acme: 92% of the module sms allowance used in 28 days")
 
 
 def test_the_default_file_covers_every_rule_type() -> None:

@@ -201,6 +201,33 @@ async def test_decision_maker_change_is_noted_but_first_contacts_are_not(
     assert after.champion_changed_at is None
 
 
+async def test_usage_quotas_are_measured_over_28_days(engine: AsyncEngine) -> None:
+    day = timedelta(days=1)
+    quotas = [
+        {"dimension": "platform", "name": "api", "limit": 10},
+        {"dimension": "event", "name": "sms_sent", "limit": 4},
+    ]
+    calls = [
+        ev(
+            kind="usage",
+            event_id=f"c{i}",
+            user_id="u",
+            event="sync",
+            platform="api",
+            occurred_at=NOW - i * 3 * day,
+        )
+        for i in range(12)  # days 0, 3, …, 33 ago: 10 of them within 28 days
+    ]
+    sms = [ev(kind="usage", event_id="s1", user_id="u", event="sms_sent", occurred_at=NOW)]
+    facts = ev(kind="account", event_id="f", occurred_at=NOW - 40 * day, usage_quotas=quotas)
+    await apply(engine, [facts, *calls, *sms], window_days=90)
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"})
+    assert m.usage_quotas == (("platform", "api", 10), ("event", "sms_sent", 4))
+    # 10 API calls of 10 allowed beat 1 SMS of 4: the most used allowance is named.
+    assert m.quota_use() == ("platform api", 1.0)
+
+
 @pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
 async def test_people_changes_do_not_depend_on_arrival_order(
     engine: AsyncEngine, order: tuple[int, ...]
