@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import utcnow
@@ -108,7 +109,8 @@ async def create_key(
 
 
 class KeyStore:
-    """Verifies keys, caching hits briefly so a request costs no database round trip."""
+    """Verifies keys and finds them by id, caching hits briefly so a request costs no
+    database round trip."""
 
     # A revoked key keeps working for at most this long; a minute bounds the
     # exposure while sparing the database one query per request.
@@ -117,6 +119,7 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine):
         self._engine = engine
         self._cache: dict[str, tuple[float, ApiKey]] = {}
+        self._by_id: dict[str, tuple[float, ApiKey]] = {}
 
     async def verify(self, raw: str) -> ApiKey | None:
         parsed = split_key(raw)
@@ -128,21 +131,40 @@ class KeyStore:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(api_keys).where(
-                        api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
-                    )
-                )
-            ).first()
+        row = await self._unrevoked(key_id)
         key: ApiKey | None = None
         if row is not None and hmac.compare_digest(row.secret_hash, hash_secret(secret)):
-            key = ApiKey(
-                key_id=row.key_id,
-                name=row.name,
-                scopes=frozenset(Scope(s) for s in row.scopes.split(",") if s),
-                csm_email=row.csm_email,
-            )
+            key = _api_key(row)
             self._cache[cache_key] = (now + self.CACHE_TTL_S, key)
         return key
+
+    async def lookup(self, key_id: str) -> ApiKey | None:
+        """The unrevoked key with this id, for a caller that proved it earlier (a signed
+        dashboard session); cached like ``verify``, so a revocation applies within
+        ``CACHE_TTL_S``."""
+        hit = self._by_id.get(key_id)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await self._unrevoked(key_id)
+        if row is None:
+            return None
+        key = _api_key(row)
+        self._by_id[key_id] = (now + self.CACHE_TTL_S, key)
+        return key
+
+    async def _unrevoked(self, key_id: str) -> Row[Any] | None:
+        async with self._engine.connect() as conn:
+            query = select(api_keys).where(
+                api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
+            )
+            return (await conn.execute(query)).first()
+
+
+def _api_key(row: Row[Any]) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        name=row.name,
+        scopes=frozenset(Scope(s) for s in row.scopes.split(",") if s),
+        csm_email=row.csm_email,
+    )

@@ -123,8 +123,8 @@ class Settings(BaseSettings):
     )
     dashboard_secret: SecretStr = Field(
         SecretStr(""),
-        description="Signs the dashboard's form tokens; set the same on every replica "
-        "(empty: a random one per process)",
+        description="Signs dashboard sessions and form tokens; set the same on every "
+        "replica (empty: a random one per process, and a restart signs everyone out)",
     )
     slack_signing_secret: SecretStr = Field(
         SecretStr(""), description="Slack app signing secret (verifies button clicks)"

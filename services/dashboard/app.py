@@ -29,7 +29,8 @@ def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     shared_secret = settings.dashboard_secret.get_secret_value()
     app.state.dashboard = DashboardContext(engine, settings, templates)
     if shared_secret:
-        # Replicas behind one load balancer must agree on the forms' CSRF tokens.
+        # Replicas behind one load balancer must agree on the session cookies and the
+        # forms' CSRF tokens (and sessions then outlive a restart).
         app.state.dashboard.secret = shared_secret.encode()
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -1,18 +1,27 @@
-"""Who is looking: the API key in an HttpOnly cookie, and CSRF tokens for the forms.
+"""Who is looking: a signed session in an HttpOnly cookie, and CSRF tokens for forms.
 
-The login form takes an API key and stores it in a cookie (HttpOnly, SameSite=Strict,
-Secure behind HTTPS, scoped to /ui); every page verifies it with the app's key store,
-so a revoked key stops working within the store's cache time. State-changing forms
-carry a CSRF token: an HMAC of the cookie's value with a secret of this process, which
-a page of another site can neither read nor compute. The key is never logged, echoed
-or rendered.
+Signing in takes an API key, verified with the app's key store; the cookie then holds
+``<key_id>.<expires>.<hmac>``, an HMAC-SHA256 with the dashboard's secret, never the
+key. Every page checks the signature and the expiry, then looks the key id up in the
+key store, so a revoked key's sessions stop working within the store's cache time. The
+cookie is HttpOnly, SameSite=Strict, Secure behind HTTPS and scoped to /ui. The secret
+is ``dashboard_secret`` (the same on every replica), else random per process, and then
+a restart signs everyone out.
+
+State-changing forms carry a CSRF token: an HMAC of the session cookie's value, which
+a page of another site can neither read nor compute. The sign-in form is bound the
+same way to a random pre-session cookie its page sets, so another site cannot sign a
+browser in with a key of its choosing (login CSRF). Keys, cookies and tokens are never
+logged, and the key is never echoed or rendered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -26,8 +35,14 @@ from shared.config import Settings
 
 COOKIE = "hw_dashboard"
 COOKIE_PATH = "/ui"
-# A browser session of a working day; the key itself stays valid until revoked.
+# A browser session of a working day; then the key is asked for again, and the key
+# itself stays valid until revoked.
 COOKIE_MAX_AGE_S = 12 * 3600
+LOGIN_COOKIE = "hw_dashboard_login"
+# Only binds the sign-in form to this browser: an hour covers a sign-in page left open
+# a while, and the cookie does not linger after that.
+LOGIN_COOKIE_MAX_AGE_S = 3600
+LOGIN_NONCE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 MAX_FORM_BYTES = 16_384
 
 
@@ -43,7 +58,7 @@ class DashboardContext:
 
 @dataclass(frozen=True)
 class Viewer:
-    """A verified key and its cookie, for one request."""
+    """A verified key and its session's CSRF token, for one request."""
 
     key: ApiKey
     csrf: str
@@ -58,7 +73,8 @@ class Viewer:
 
 
 class LoginRequired(Exception):
-    """No cookie, or one whose key is unknown or revoked: go to the login form."""
+    """No session, or a tampered or expired one, or its key revoked: go to the login
+    form."""
 
     def __init__(self, next_path: str):
         super().__init__(next_path)
@@ -82,8 +98,51 @@ def context(request: Request) -> DashboardContext:
     return ctx
 
 
+def _mac(ctx: DashboardContext, message: str) -> str:
+    return hmac.new(ctx.secret, message.encode(), hashlib.sha256).hexdigest()
+
+
+def same_token(given: str, expected: str) -> bool:
+    """Constant-time equality that also takes non-ASCII input (a forged form's)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def csrf_token(ctx: DashboardContext, cookie: str) -> str:
-    return hmac.new(ctx.secret, cookie.encode(), hashlib.sha256).hexdigest()
+    """The forms' token for a session cookie's value."""
+    return _mac(ctx, cookie)
+
+
+def session_token(ctx: DashboardContext, key_id: str, expires: int) -> str:
+    """The cookie's value: ``<key_id>.<expires unix time>.<hmac>``."""
+    return f"{key_id}.{expires}.{_mac(ctx, f'session|{key_id}|{expires}')}"
+
+
+def session_key_id(ctx: DashboardContext, token: str, now: float) -> str | None:
+    """The key id of a session token signed by ``ctx`` and unexpired at ``now``."""
+    parts = token.rsplit(".", 2)
+    if len(parts) != 3:
+        return None
+    key_id, expires, signature = parts
+    if not (key_id and expires.isascii() and expires.isdigit()):
+        return None
+    if not same_token(signature, _mac(ctx, f"session|{key_id}|{expires}")):
+        return None
+    return key_id if int(expires) > now else None
+
+
+def login_nonce(request: Request) -> str | None:
+    """The request's pre-session cookie, if it is one this app could have set."""
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    return nonce if LOGIN_NONCE.fullmatch(nonce) else None
+
+
+def new_login_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def login_token(ctx: DashboardContext, nonce: str) -> str:
+    """The sign-in form's CSRF token for a pre-session cookie."""
+    return _mac(ctx, f"login|{nonce}")
 
 
 def safe_next(path: str | None) -> str:
@@ -100,15 +159,16 @@ def safe_next(path: str | None) -> str:
 async def viewer(request: Request, scope: Scope = Scope.read) -> Viewer:
     """The request's verified key holding ``scope``, else LoginRequired / Forbidden."""
     ctx = context(request)
-    raw = request.cookies.get(COOKIE)
+    token = request.cookies.get(COOKIE, "")
+    key_id = session_key_id(ctx, token, time.time()) if token else None
     keys: KeyStore = request.app.state.keys
-    key = await keys.verify(raw) if raw else None
-    if raw is None or key is None:
+    key = await keys.lookup(key_id) if key_id else None
+    if key is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(safe_next(target))
     if not key.allows(scope):
         raise Forbidden(forbidden_message(key, scope))
-    return Viewer(key, csrf_token(ctx, raw))
+    return Viewer(key, csrf_token(ctx, token))
 
 
 def forbidden_message(key: ApiKey, scope: Scope) -> str:
@@ -133,7 +193,7 @@ async def checked_form(request: Request, scope: Scope) -> tuple[Viewer, dict[str
     """The viewer and form of a state-changing POST whose CSRF token matches."""
     who = await viewer(request, scope)
     form = await read_form(request)
-    if not hmac.compare_digest(form.get("csrf", ""), who.csrf):
+    if not same_token(form.get("csrf", ""), who.csrf):
         raise Forbidden(
             "This form's security token does not match your session (it may be from an "
             "old page or another site). Reload the page and try again."
@@ -141,17 +201,32 @@ async def checked_form(request: Request, scope: Scope) -> tuple[Viewer, dict[str
     return who, form
 
 
-def set_key_cookie(request: Request, response: Response, raw: str) -> None:
+def set_session_cookie(request: Request, response: Response, key: ApiKey) -> None:
+    """Sign ``key`` in for COOKIE_MAX_AGE_S: a signed token, never the key itself."""
+    expires = int(time.time()) + COOKIE_MAX_AGE_S
+    token = session_token(context(request), key.key_id, expires)
+    _set_cookie(request, response, COOKIE, token, COOKIE_MAX_AGE_S)
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+
+def set_login_cookie(request: Request, response: Response, nonce: str) -> None:
+    _set_cookie(request, response, LOGIN_COOKIE, nonce, LOGIN_COOKIE_MAX_AGE_S)
+
+
+def clear_login_cookie(response: Response) -> None:
+    response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
     response.set_cookie(
-        COOKIE,
-        raw,
-        max_age=COOKIE_MAX_AGE_S,
+        name,
+        value,
+        max_age=age,
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-
-
-def clear_key_cookie(response: Response) -> None:
-    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")

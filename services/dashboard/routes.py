@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import urllib.parse
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -17,18 +16,25 @@ from services.alerts.api import visible_alerts
 from services.dashboard.account import account_page
 from services.dashboard.auth import (
     COOKIE,
+    COOKIE_MAX_AGE_S,
     Forbidden,
     LoginRequired,
     NotFound,
     Viewer,
     checked_form,
-    clear_key_cookie,
+    clear_login_cookie,
+    clear_session_cookie,
     context,
     csrf_token,
     forbidden_message,
+    login_nonce,
+    login_token,
+    new_login_nonce,
     read_form,
     safe_next,
-    set_key_cookie,
+    same_token,
+    set_login_cookie,
+    set_session_cookie,
     viewer,
 )
 from services.dashboard.charts import account_charts, lead_charts
@@ -53,6 +59,11 @@ SECURITY_HEADERS = {
 }
 
 SNOOZE = timedelta(days=1)
+LOGIN_CSRF = (
+    "This sign-in form's security token is missing or does not match this browser (the "
+    "page may be old, cookies may be blocked, or the form came from another site), so "
+    "you were not signed in. Reload the sign-in page and try again."
+)
 # What an action's redirect may say: fixed texts, never text from the request.
 NOTICES = {
     "acknowledged": "Alert acknowledged: no reminders and no escalation for it.",
@@ -90,35 +101,57 @@ def _now_and_today(request: Request) -> tuple[datetime, date]:
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, next: str | None = None) -> Response:
-    return page(request, "login.html", {"next": safe_next(next), "error": None}, None)
+    """The sign-in form, bound to this browser by a pre-session cookie (login CSRF)."""
+    nonce = login_nonce(request) or new_login_nonce()  # keep it: other tabs' forms too
+    response = _login_page(request, safe_next(next), None, login_token(context(request), nonce))
+    set_login_cookie(request, response, nonce)
+    return response
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     form = await read_form(request)
     target = safe_next(form.get("next"))
+    nonce = login_nonce(request)
+    token = login_token(context(request), nonce) if nonce else ""
+    if not token or not same_token(form.get("csrf", ""), token):
+        values = {"title": "Sign-in form not accepted", "status": 403, "message": LOGIN_CSRF}
+        return page(request, "error.html", values, None, 403)
     raw = form.get("key", "").strip()
     keys: KeyStore = request.app.state.keys
     key = await keys.verify(raw) if raw else None
     if key is None:
         error = "Unknown or revoked key. Paste the whole key, starting with hwk_."
-        return page(request, "login.html", {"next": target, "error": error}, None, 401)
+        return _login_page(request, target, error, token, 401)
     if not key.allows(Scope.read):
         message = forbidden_message(key, Scope.read)
         return page(request, "error.html", _forbidden(message), None, 403)
     response = RedirectResponse(target, status_code=303)
-    set_key_cookie(request, response, raw)
+    set_session_cookie(request, response, key)
+    clear_login_cookie(response)
     return response
+
+
+def _login_page(
+    request: Request, target: str, error: str | None, csrf: str, status: int = 200
+) -> HTMLResponse:
+    values = {
+        "next": target,
+        "error": error,
+        "csrf": csrf,
+        "session_hours": COOKIE_MAX_AGE_S // 3600,
+    }
+    return page(request, "login.html", values, None, status)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     raw = request.cookies.get(COOKIE, "")
     form = await read_form(request)
-    if raw and not hmac.compare_digest(form.get("csrf", ""), csrf_token(context(request), raw)):
+    if raw and not same_token(form.get("csrf", ""), csrf_token(context(request), raw)):
         raise Forbidden("This form's security token does not match your session.")
     response = RedirectResponse("/ui/login", status_code=303)
-    clear_key_cookie(response)
+    clear_session_cookie(response)
     return response
 
 

@@ -4,12 +4,14 @@ One stack per module: two CSMs' accounts with three weeks of daily usage (so the
 score has a history to draw), tickets, a touchpoint and the alerts they raise. Then,
 through the browser: pages load, every chart is drawn from real data, Acknowledge and
 Snooze change the alert, a CSM sees only their own accounts, and sign-in admits the
-roles it should. Screenshots are kept as test artefacts (see ``conftest.py``).
+roles it should, keeps a signed session (never the key) and refuses forged forms.
+Screenshots are kept as test artefacts (see ``conftest.py``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import urllib.parse
 import uuid
@@ -311,6 +313,17 @@ async def test_acknowledge_and_snooze_buttons_change_the_alert(
     assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(days=1)
 
 
+async def _session(stack: Stack, key: str) -> str:
+    """A dashboard session cookie's value for ``key``, signed in as a browser would."""
+    async with httpx.AsyncClient(base_url=stack.hw.url) as c:
+        page = await c.get("/ui/login")
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert token is not None
+        r = await c.post("/ui/login", data={"csrf": token.group(1), "key": key})
+        assert r.status_code == 303
+        return str(c.cookies["hw_dashboard"])
+
+
 async def test_sign_in_roles_cookie_and_csrf(browser: Browser, stack: Stack) -> None:
     await browser._run(browser.driver.delete_all_cookies)
     await browser.get("/ui/accounts/anna-big")
@@ -318,6 +331,17 @@ async def test_sign_in_roles_cookie_and_csrf(browser: Browser, stack: Stack) -> 
     await browser.fill("input[name=key]", "hwk_nope_nope")
     await browser.submit("form[action='/ui/login'] button[type=submit]")
     assert any("Unknown or revoked key" in e for e in await browser.texts(".error"))
+
+    # Login CSRF: a sign-in form without its pre-session cookie (as when another site's
+    # page posts it: the cookie is SameSite=Strict) signs nobody in.
+    await browser._run(browser.driver.delete_cookie, "hw_dashboard_login")
+    await browser.fill("input[name=key]", stack.keys["admin"])
+    await browser.submit("form[action='/ui/login'] button[type=submit]")
+    assert "403" in await browser.status_of_page()
+    body = await browser.js("return document.body.innerText")
+    assert "Reload the sign-in page and try again" in body and stack.keys["admin"] not in body
+    assert await browser._run(browser.driver.get_cookie, "hw_dashboard") is None
+    await browser.screenshot("login-csrf-403", full_page=False)
 
     for role in ("ingest", "ops"):
         await browser.sign_in(stack.keys[role])
@@ -331,15 +355,17 @@ async def test_sign_in_roles_cookie_and_csrf(browser: Browser, stack: Stack) -> 
     assert "Portfolio" in await browser.status_of_page()
     assert await browser.js("return document.cookie") == ""  # HttpOnly: scripts never see it
     cookie = await browser._run(browser.driver.get_cookie, "hw_dashboard")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    # A signed session, not the key: neither the key nor its secret part is in it.
+    assert stack.keys["admin"].rsplit("_", 1)[1] not in cookie["value"]
+    assert await browser._run(browser.driver.get_cookie, "hw_dashboard_login") is None
     assert stack.keys["admin"] not in await browser.js("return document.documentElement.outerHTML")
 
     # A forged form (another site's page, which cannot know the token) changes nothing.
     target = "carl-co:ticket_backlog:1"
     path = f"/ui/alerts/{urllib.parse.quote(target)}/acknowledge"
-    async with httpx.AsyncClient(
-        base_url=stack.hw.url, cookies={"hw_dashboard": stack.keys["lead"]}
-    ) as c:
+    lead = await _session(stack, stack.keys["lead"])
+    async with httpx.AsyncClient(base_url=stack.hw.url, cookies={"hw_dashboard": lead}) as c:
         forged = await c.post(path, data={"csrf": "0" * 64, "next": "/ui/"})
         assert forged.status_code == 403
         assert (await c.post(path, data={"next": "/ui/"})).status_code == 403
@@ -347,9 +373,8 @@ async def test_sign_in_roles_cookie_and_csrf(browser: Browser, stack: Stack) -> 
     # Carl's alert is not Anna's to act on, even with a valid token.
     await browser.sign_in(stack.keys["anna"])
     token = await browser.js("return document.querySelector('input[name=csrf]').value")
-    async with httpx.AsyncClient(
-        base_url=stack.hw.url, cookies={"hw_dashboard": stack.keys["anna"]}
-    ) as c:
+    anna = (await browser._run(browser.driver.get_cookie, "hw_dashboard"))["value"]
+    async with httpx.AsyncClient(base_url=stack.hw.url, cookies={"hw_dashboard": anna}) as c:
         r = await c.post(path, data={"csrf": token, "next": "/ui/"})
         assert r.status_code == 303 and r.headers["location"] == "/ui/?done=gone"
     assert (await stack.alert(target)).status == "firing"
