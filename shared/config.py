@@ -92,7 +92,12 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(
         3600, description="How often the quiet-account sweep looks for accounts to re-score"
     )
-    scoring_batch_max: int = Field(500, description="Most records applied in one transaction")
+    # Each account a batch touches is rescored once: under a backlog, larger batches
+    # score several of its events per rescoring, which is where scoring spends its time
+    # (docs/benchmarks.md, batch sizes side by side). When traffic is light a batch is
+    # whatever has arrived, so this cap adds no latency; on SQLite it bounds how long
+    # one batch holds the write lock.
+    scoring_batch_max: int = Field(5000, description="Most records applied in one transaction")
 
     # --- alert delivery --------------------------------------------------------------
     slack_webhook_url: str = Field("", description="Slack incoming-webhook URL")
