@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from services.scoring.measures import Measures
 from services.scoring.rules import RuleState, holds, render, rule_values, step
 from shared.alerting.config import (
     AlertingError,
@@ -17,6 +16,7 @@ from shared.alerting.config import (
     parse_alerting,
 )
 from shared.contracts.alerts import Severity
+from tests.support.measures import measures
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DEFAULT = parse_alerting(default_alerting_source())
@@ -134,17 +134,7 @@ cooldown = "soon"
 
 
 def test_a_nearly_used_quota_is_an_add_on_signal_only_in_stable_green_use() -> None:
-    m = Measures(
-        account_id="a",
-        as_of=T0.date(),
-        as_of_time=T0,
-        first_seen=None,
-        active_users_7d=5,
-        active_users_30d=5,
-        active_days_7d=5,
-        events_7d=50,
-        open_tickets=0,
-        seats_purchased=10,
+    m = measures(
         lifecycle_stage="stable",
         names={("module", "sms"): (40, 920)},
         usage_quotas=(("module", "sms", 1000),),
