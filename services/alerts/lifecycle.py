@@ -128,15 +128,23 @@ class AlertIntake:
                     r.offset,
                     exc,
                 )
+        stored: list[str] = []  # log lines, written once the batch has committed
         async with self._engine.begin() as conn:
             config, _ = await self._config.current(conn)
             for alert in decoded:
-                await self._apply(conn, alert, config, now)
+                await self._apply(conn, alert, config, now, stored)
             await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
         self._outbox.committed()
+        for line in stored:
+            log.info("%s", line)
 
     async def _apply(
-        self, conn: AsyncConnection, alert: AlertEvent, config: Alerting, now: datetime
+        self,
+        conn: AsyncConnection,
+        alert: AlertEvent,
+        config: Alerting,
+        now: datetime,
+        stored: list[str],
     ) -> None:
         row = (
             await conn.execute(select(alerts).where(alerts.c.alert_id == alert.alert_id))
@@ -158,7 +166,7 @@ class AlertIntake:
                     resolved_at=now if alert.status == "resolved" else None,
                 )
             )
-            log.info("alert %s %s: %s", alert.alert_id, alert.status, alert.title)
+            stored.append(f"alert {alert.alert_id} {alert.status}: {alert.title}")
             if alert.status == "resolved":
                 return  # its firing predates this database: nobody heard about it
             if alert.severity == Severity.critical:
@@ -177,7 +185,7 @@ class AlertIntake:
         await conn.execute(
             update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
         )
-        log.info("alert %s %s (revision %d)", alert.alert_id, alert.status, alert.revision)
+        stored.append(f"alert {alert.alert_id} {alert.status} (revision {alert.revision})")
         told = row.last_notified_at is not None and not row.muted
         if alert.status == "resolved":
             if config.notify.send_resolved and told:

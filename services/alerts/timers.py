@@ -61,13 +61,18 @@ class AlertTimers:
         """One pass; returns how many notices it queued."""
         now = self._clock()
         queued = 0
+        escalated: list[tuple[str, str]] = []  # (alert id, rule)
         async with self._engine.begin() as conn:
             config, _ = await self._config.current(conn)
             queued += await self._wake_snoozed(conn, config, now)
             queued += await self._repeat(conn, config, now)
-            queued += await self._escalate(conn, config, now)
+            queued += await self._escalate(conn, config, now, escalated)
             queued += await self._digest(conn, config, now)
         self._outbox.committed()
+        # Told only once committed: a pass that failed and is retried counts nothing twice.
+        for alert_id, rule in escalated:
+            self._metrics.escalated.labels(rule).inc()
+            log.info("escalated %s: unacknowledged past its deadline", alert_id)
         return queued
 
     async def _notify(
@@ -140,7 +145,13 @@ class AlertTimers:
                 queued += await self._remind(conn, r, config, now)
         return queued
 
-    async def _escalate(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+    async def _escalate(
+        self,
+        conn: AsyncConnection,
+        config: Alerting,
+        now: datetime,
+        escalated: list[tuple[str, str]],
+    ) -> int:
         """Firing past its severity's deadline and nobody acknowledged: the lead hears."""
         queued = 0
         for severity, after in config.notify.escalate_after.items():
@@ -160,8 +171,7 @@ class AlertTimers:
                 )
                 alert = AlertEvent.model_validate(r.payload)
                 people = routing.escalation_recipients(alert, config.routing)
-                self._metrics.escalated.labels(r.rule).inc()
-                log.info("escalating %s: unacknowledged for %s", r.alert_id, after)
+                escalated.append((r.alert_id, r.rule))
                 queued += await self._notify(conn, r, "escalate", "escalate", people, config, now)
         return queued
 

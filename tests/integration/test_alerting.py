@@ -3,7 +3,7 @@ snooze, escalation, strategic routing, and delivery through Slack and SMTP failu
 
 from __future__ import annotations
 
-import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,18 @@ from sqlalchemy import func, select
 from shared.config import Settings
 from shared.storage.tables import alerts, deliveries
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import add_account, low_activity_history, running, send, ticket, wait_for
-from tests.support.standins import Inbox, SlackStandIn, smtp_server
+from tests.support.harness import (
+    Harness,
+    add_account,
+    alert_stored,
+    alerts_settled,
+    low_activity_history,
+    running,
+    send,
+    ticket,
+    wait_for,
+)
+from tests.support.standins import Inbox, Recorded, SlackStandIn, smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +34,12 @@ def with_alerting(settings: Settings, tmp_path: Path, text: str, **extra: Any) -
     return settings.model_copy(update={"alerting_file": file, **extra})
 
 
+def posts(slack: SlackStandIn, name: str) -> list[Recorded]:
+    return [r for r in slack.delivered() if name in r.body["text"]]
+
+
 def posts_about(slack: SlackStandIn, name: str) -> list[str]:
-    return [r.body["text"] for r in slack.delivered() if name in r.body["text"]]
+    return [r.body["text"] for r in posts(slack, name)]
 
 
 async def test_a_backlog_flapping_around_its_threshold_alerts_once(
@@ -52,17 +66,20 @@ async def test_a_backlog_flapping_around_its_threshold_alerts_once(
                 step += 1
                 await send(hw, [ticket("flap", n + 1, "open", step)])
         await wait_for(
-            lambda: _true(len(slack.delivered()) >= 1), timeout=20, what="the first post"
+            lambda: _true(len(slack.delivered()) >= 1), timeout=60, what="the first post"
         )
-        await asyncio.sleep(1.0)  # time for any (wrong) extra post to arrive
+        # Every alert the flapping produced is taken in and every notice it queued sent:
+        # any (wrong) extra post has arrived by now.
+        await alerts_settled(hw)
         assert len(posts_about(slack, "flap Inc")) == 1
         # Down to 2 open (recovery is at 3 or fewer): resolved, and told once.
         for n in (1, 2):
             step += 1
             await send(hw, [ticket("flap", n, "solved", step)])
         await wait_for(
-            lambda: _true(len(slack.delivered()) >= 2), timeout=20, what="the resolved post"
+            lambda: _true(len(slack.delivered()) >= 2), timeout=60, what="the resolved post"
         )
+        await alerts_settled(hw)
         async with hw.rt.engine.connect() as conn:
             rows = (await conn.execute(select(alerts.c.alert_id, alerts.c.status))).all()
     texts = posts_about(slack, "flap Inc")
@@ -81,34 +98,86 @@ async def test_snooze_keeps_an_alert_quiet_until_its_time_and_ack_ends_reminders
         slack_webhook_url=slack.webhook_url,
     )
     async with slack.running(), running(settings) as hw, hw.client() as client:
-        await add_account(hw, "snz", seats=10, slack="U0SNZ")
-        await send(hw, [ticket("snz", n, "open", n) for n in range(1, 6)])
-        await wait_for(lambda: _true(len(slack.delivered()) >= 2), timeout=20, what="a reminder")
-        assert "Reminder" in slack.delivered()[1].body["text"]
+        # snz is snoozed, then acknowledged; ctl, left alone, is reminded every second
+        # all along: its reminders show that the timers' passes went on meanwhile.
+        for name in ("snz", "ctl"):
+            await add_account(hw, name, seats=10, slack=f"U0{name.upper()}")
+            await send(hw, [ticket(name, n, "open", n) for n in range(1, 6)])
+        await wait_for(
+            lambda: _true(len(posts_about(slack, "snz Inc")) >= 2), timeout=60, what="a reminder"
+        )
+        assert "Reminder" in posts_about(slack, "snz Inc")[1]
 
         r = await client.post(
             "/v1/alerts/snz:ticket_backlog:1/snooze", json={"for": "3s", "reason": "on leave"}
         )
         assert r.status_code == 200, r.text
         assert r.json()["snooze_reason"] == "on leave"
-        quiet_from = len(slack.delivered())
-        await asyncio.sleep(2.0)
-        # A reminder already being sent when the snooze began may land; nothing after.
-        assert len(slack.delivered()) <= quiet_from + 1
-        during = len(slack.delivered())
+        snoozed = datetime.now(UTC)  # committed: every timer pass that starts now sees it
+        until = datetime.fromisoformat(r.json()["snoozed_until"])
+        # The post-snooze ping, queued once the snooze ran out: the timers went past it.
         await wait_for(
-            lambda: _true(len(slack.delivered()) > during), timeout=10, what="the post-snooze ping"
+            lambda: _notices(hw, "snz", queued_from=until, delivered=True),
+            timeout=60,
+            what="the post-snooze ping",
         )
-        assert "Reminder" in slack.delivered()[-1].body["text"]
+        notices = await _notices(hw, "snz")
+        assert [n.notification for n in notices if snoozed <= n.created_at < until] == []
+        # A reminder already queued or being sent when the snooze began may land; nothing else.
+        landed = [p for p in posts(slack, "snz Inc") if snoozed <= p.at < until]
+        assert len(landed) <= len(_in_flight(notices, snoozed))
+        after = [p for p in posts(slack, "snz Inc") if p.at >= until]
+        assert after and "Reminder" in after[0].body["text"]
 
         r = await client.post("/v1/alerts/snz:ticket_backlog:1/acknowledge")
         assert r.status_code == 200 and r.json()["status"] == "acknowledged"
-        acked = len(slack.delivered())
-        await asyncio.sleep(2.5)
-        assert len(slack.delivered()) <= acked + 1  # at most one already in flight
+        acked = datetime.now(UTC)
+        # A pass a full repeat interval after the ack reminds ctl; unless the ack ended
+        # snz's reminders, the same pass reminds snz too (last told before the ack).
+        await wait_for(
+            lambda: _notices(hw, "ctl", queued_from=acked + REPEAT, delivered=True),
+            timeout=60,
+            what="ctl reminded a repeat interval after the ack",
+        )
+        notices = await _notices(hw, "snz")
+        assert [n.notification for n in notices if n.created_at >= acked] == []
+        # At most what was already on its way when the ack came.
+        landed = [p for p in posts(slack, "snz Inc") if p.at >= acked]
+        assert len(landed) <= len(_in_flight(notices, acked))
         r = await client.get("/v1/alerts/snz:ticket_backlog:1")
         actions = [a["action"] for a in r.json()["activity"]]
         assert actions == ["snooze", "acknowledge"]
+
+
+REPEAT = timedelta(seconds=1)  # the repeat_interval above
+
+
+async def _notices(
+    hw: Harness, account: str, *, queued_from: datetime | None = None, delivered: bool = False
+) -> list[Any]:
+    """The account's Slack notices as queued in the outbox, oldest first: all, or those
+    queued at or after ``queued_from`` (and, with ``delivered``, sent already)."""
+    d = deliveries
+    q = (
+        select(d.c.notification, d.c.created_at, d.c.delivered_at)
+        .where(d.c.account_id == account, d.c.channel == "slack")
+        .order_by(d.c.delivery_id)
+    )
+    if queued_from is not None:
+        q = q.where(d.c.created_at >= queued_from)
+    if delivered:
+        q = q.where(d.c.status == "delivered")
+    async with hw.rt.engine.connect() as conn:
+        return list(await conn.execute(q))
+
+
+def _in_flight(notices: list[Any], moment: datetime) -> list[Any]:
+    """Notices queued before ``moment`` and not sent by then."""
+    return [
+        n
+        for n in notices
+        if n.created_at < moment and (n.delivered_at is None or n.delivered_at >= moment)
+    ]
 
 
 async def test_strategic_alerts_reach_csm_lead_and_sales_and_escalate_unacknowledged(
@@ -129,7 +198,8 @@ email = "sales-team@example.com"
             alerting_toml(
                 ["low_activity"],
                 routing=routing,
-                escalate_after='{ critical = "2s", warning = "1d" }',
+                # Long enough to acknowledge calm's alert in time on a loaded machine.
+                escalate_after='{ critical = "10s", warning = "1d" }',
             ),
             smtp_host="127.0.0.1",
             smtp_port=smtp_port,
@@ -145,16 +215,25 @@ email = "sales-team@example.com"
             )
             await add_account(hw, "calm", seats=50, email="carl@example.com", tier="enterprise")
             await send(hw, low_activity_history("calm", active_users=4))
-            await wait_for(lambda: _true(_to(inbox, "carl@example.com")), timeout=20, what="carl")
+            # Acknowledged as soon as it is stored, before its deadline.
+            await alert_stored(hw, "calm:low_activity:1")
             r = await client.post("/v1/alerts/calm:low_activity:1/acknowledge")
             assert r.status_code == 200, r.text
+            assert r.json()["escalated_at"] is None, "calm was acknowledged after its deadline"
+            await wait_for(
+                lambda: _true(bool(_to(inbox, "carl@example.com"))), timeout=60, what="carl"
+            )
             await send(hw, low_activity_history("big", active_users=4))
             await wait_for(
-                lambda: _true(_escalations(inbox)), timeout=20, what="the escalation email"
+                lambda: _true(bool(_escalations(inbox))), timeout=60, what="the escalation email"
             )
-            await asyncio.sleep(2.5)  # calm's 2 s deadline has passed too
+            # calm's deadline came before big's, so the pass that escalated big would have
+            # escalated calm too, had its acknowledgement not counted. Once every queued
+            # notice is sent, such an email would be in the inbox.
+            await alerts_settled(hw)
             r = await client.get("/v1/alerts/big:low_activity:1")
             escalated_at = r.json()["escalated_at"]
+            calm = (await client.get("/v1/alerts/calm:low_activity:1")).json()
     fired = {m["To"] for m in inbox.messages if "big Inc" in m["Subject"]}
     assert fired == {"anna@example.com", "lead@example.com", "bob@example.com"}
     escalations = _escalations(inbox)
@@ -162,6 +241,7 @@ email = "sales-team@example.com"
         ("lead@example.com", True)
     ]
     assert escalated_at is not None
+    assert calm["status"] == "acknowledged" and calm["escalated_at"] is None
     assert {m["To"] for m in inbox.messages if "calm Inc" in m["Subject"]} == {"carl@example.com"}
 
 
@@ -193,9 +273,10 @@ async def test_slack_failing_then_limiting_delivers_each_notice_once_in_order(
         for name in names:  # ... and resolve, while Slack is still failing
             await send(hw, [ticket(name, n, "solved", 10 + n) for n in range(1, 4)])
         await wait_for(
-            lambda: _true(len(slack.delivered()) >= 6), timeout=40, what="six Slack posts"
+            lambda: _true(len(slack.delivered()) >= 6), timeout=60, what="six Slack posts"
         )
-        await asyncio.sleep(1.0)
+        # Every notice recorded as sent (or given up on): no post or retry is on its way.
+        await alerts_settled(hw)
         async with hw.rt.engine.connect() as conn:
             states = set((await conn.execute(select(deliveries.c.status))).scalars())
     assert len(slack.delivered()) == 6
@@ -219,6 +300,9 @@ async def test_smtp_down_for_a_while_then_every_email_arrives_once(
         alerting_toml(["ticket_backlog"]),
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
+        # Retrying as long as the outage lasts here, however slow the machine: giving up
+        # is not what this test is about.
+        delivery_max_attempts=1000,
     )
     async with running(settings) as hw:
         for name in ("m1", "m2"):
@@ -227,13 +311,17 @@ async def test_smtp_down_for_a_while_then_every_email_arrives_once(
 
         async def retried() -> bool:
             async with hw.rt.engine.connect() as conn:
-                q = select(func.min(deliveries.c.attempts)).where(deliveries.c.channel == "email")
-                return ((await conn.execute(q)).scalar() or 0) >= 2
+                q = select(func.count(), func.min(deliveries.c.attempts)).where(
+                    deliveries.c.channel == "email"
+                )
+                queued, least = (await conn.execute(q)).one()
+            return bool(queued == 2 and (least or 0) >= 2)
 
-        await wait_for(retried, timeout=20, what="failed attempts while SMTP is down")
+        await wait_for(retried, timeout=60, what="failed attempts while SMTP is down")
         with smtp_server(port=smtp_port) as (inbox, _):
-            await wait_for(lambda: _true(len(inbox.messages) >= 2), timeout=20, what="emails")
-            await asyncio.sleep(1.5)
+            await wait_for(lambda: _true(len(inbox.messages) >= 2), timeout=60, what="emails")
+            # Both recorded as sent: no retry (a duplicate) is on its way.
+            await alerts_settled(hw)
     assert sorted(m["To"] for m in inbox.messages) == ["m1@example.com", "m2@example.com"]
 
 

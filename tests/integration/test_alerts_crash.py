@@ -3,6 +3,7 @@ after a restart nothing is lost, and the message is sent at most once more."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -44,7 +45,10 @@ def start_alerts(settings: Settings) -> subprocess.Popen[bytes]:
 async def test_alerts_killed_between_send_and_record_lose_nothing(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    slack = SlackStandIn(delay_s=5)  # holds the answer: the kill lands mid-send
+    # Holds its answers until released: the kill lands mid-send, however slow the test is
+    # to get there (within the alerts service's own 10 s Slack timeout).
+    release = asyncio.Event()
+    slack = SlackStandIn(hold=release)
     settings = kafka_settings.model_copy(
         update={
             "alerting_file": write_alerting(
@@ -59,12 +63,13 @@ async def test_alerts_killed_between_send_and_record_lose_nothing(
             await add_account(hw, "kill1", seats=10, slack="U0KILL1")
             await add_account(hw, "kill2", seats=10, slack="U0KILL2")
             await send(hw, [ticket("kill1", n, "open", n) for n in range(1, 6)])
+            # A subprocess starting and joining the consumer group: give it time.
             await wait_for(
-                lambda: _true(len(slack.requests) == 1), timeout=30, what="the first send"
+                lambda: _true(len(slack.requests) == 1), timeout=120, what="the first send"
             )
             alerts.send_signal(signal.SIGKILL)
             alerts.wait(10)
-            slack.delay_s = 0
+            release.set()
             # An alert raised while the alerts service is down waits in Kafka.
             await send(hw, [ticket("kill2", n, "open", n) for n in range(1, 6)])
             alerts = start_alerts(settings)
@@ -74,7 +79,9 @@ async def test_alerts_killed_between_send_and_record_lose_nothing(
                     rows = (await conn.execute(select(deliveries.c.status))).scalars().all()
                 return len(rows) == 2 and set(rows) == {"delivered"}
 
-            await wait_for(all_delivered, timeout=40, what="both deliveries recorded")
+            # The new process joins once the killed member's session has expired, and
+            # retries kill1 once the killed process's lease has run out.
+            await wait_for(all_delivered, timeout=120, what="both deliveries recorded")
         finally:
             alerts.send_signal(signal.SIGTERM)
             alerts.wait(30)

@@ -31,7 +31,7 @@ async def test_health_history_metrics_and_portfolio_scoping(kafka_settings: Sett
         ]
         events += [usage("acme", "u0", days_ago=0.01, event="approve") for _ in range(3)]
         assert (await ingest.post("/v1/events", json={"events": events})).status_code == 202
-        await wait_for(lambda: hw.has_usage_events("acme", 63), timeout=30, what="acme scored")
+        await wait_for(lambda: hw.has_usage_events("acme", 63), timeout=60, what="acme scored")
 
         async with _client(hw, anna) as c:
 
@@ -40,7 +40,7 @@ async def test_health_history_metrics_and_portfolio_scoping(kafka_settings: Sett
                 r = await c.get("/v1/accounts/acme/health")
                 return r if r.status_code == 200 else None
 
-            r = await wait_for(visible, timeout=30, what="acme visible to its CSM")
+            r = await wait_for(visible, timeout=60, what="acme visible to its CSM")
             body = r.json()
             assert body["band"] in ("yellow", "green") and 0 <= body["score"] <= 100
             assert body["depth_level"] == 2  # workflow module used >= 5 times
@@ -99,7 +99,7 @@ async def test_health_model_can_be_read_and_replaced_without_restart(
             assert got.headers["X-Model-Version"] == "tickets-only"
 
         await ingest.post("/v1/events", json={"events": [usage("solo", "u1")]})
-        await wait_for(lambda: hw.has_usage_events("solo", 1), timeout=30, what="solo scored")
+        await wait_for(lambda: hw.has_usage_events("solo", 1), timeout=60, what="solo scored")
         async with _client(hw, reader) as c:
             body = (await c.get("/v1/accounts/solo/health")).json()
         assert body["explanation"]["model_version"] == "tickets-only"

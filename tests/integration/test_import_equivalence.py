@@ -151,7 +151,9 @@ async def check(log: list[dict[str, Any]], kafka: str, postgres_url: str, workdi
         await produce(streamed, log)
         stop = asyncio.Event()
         task = asyncio.create_task(run_scoring(rt, stop))
-        await wait_for(lambda: _processed(rt.engine, distinct), timeout=60, what="the streamed log")
+        await wait_for(
+            lambda: _processed(rt.engine, distinct), timeout=120, what="the streamed log"
+        )
         stop.set()
         await task
 

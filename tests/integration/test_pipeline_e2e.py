@@ -8,7 +8,15 @@ import pytest
 
 from shared.config import Settings
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import facts, low_activity_history, running, usage, wait_for
+from tests.support.harness import (
+    alerts_settled,
+    facts,
+    low_activity_history,
+    processed,
+    running,
+    usage,
+    wait_for,
+)
 from tests.support.standins import SlackStandIn, smtp_server
 
 pytestmark = pytest.mark.integration
@@ -46,12 +54,19 @@ async def test_low_activity_alert_reaches_email_and_slack(
             assert r.json()["accepted"] == 32
 
             await wait_for(
-                lambda: _async(len(inbox.messages) >= 1), timeout=30, what="the alert email"
+                lambda: _async(len(inbox.messages) >= 1), timeout=60, what="the alert email"
             )
             await wait_for(
-                lambda: _async(len(slack.delivered()) >= 1), timeout=30, what="the Slack post"
+                lambda: _async(len(slack.delivered()) >= 1), timeout=60, what="the Slack post"
             )
 
+            # Scoring publishes the alert before its transaction commits: the alert can be
+            # delivered before the score is visible. Wait for every event (the facts and
+            # the week's use) to be scored.
+            async def all_scored() -> bool:
+                return await processed(hw) == 1 + 8 * 4
+
+            await wait_for(all_scored, timeout=60, what="the facts and the week scored")
             health = await hw.health("acme")
             assert health.active_users_7d == 4
             assert health.band == "red"
@@ -73,9 +88,12 @@ async def test_low_activity_alert_reaches_email_and_slack(
             assert r.status_code == 202
             await wait_for(
                 lambda: hw.has_usage_events("acme", 8 * 4 + 1),
-                timeout=20,
+                timeout=60,
                 what="the extra event scored",
             )
+            # Whatever scoring published about it is taken in and sent: a (wrong) second
+            # email or post would have arrived by now.
+            await alerts_settled(hw)
     assert len(inbox.messages) == 1
     assert len(slack.delivered()) == 1
 

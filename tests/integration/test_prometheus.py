@@ -108,7 +108,7 @@ async def prometheus_server(config: Path, workdir: Path) -> AsyncIterator[str]:
             except httpx.TransportError:
                 return False
 
-        await wait_for(ready, timeout=30, what="prometheus to be ready", interval=0.2)
+        await wait_for(ready, timeout=60, what="prometheus to be ready", interval=0.2)
         yield url
     finally:
         if proc.returncode is None:
@@ -143,7 +143,7 @@ async def test_real_prometheus_scrapes_the_services(
             assert (await client.get("/metrics")).status_code == 403
             r = await client.post("/v1/events", json={"events": [usage("prom-acme", "u1")]})
             assert r.status_code == 202, r.text
-        await wait_for(lambda: processed(hw), timeout=30, what="the event scored")
+        await wait_for(lambda: processed(hw), timeout=60, what="the event scored")
 
         # The exposition passes promtool's lint.
         async with httpx.AsyncClient(
@@ -181,7 +181,7 @@ async def test_real_prometheus_scrapes_the_services(
                 up = [t for t in targets if t["health"] == "up"]
                 return up[0] if up else None
 
-            target = await wait_for(target_up, timeout=30, what="the ingest target up")
+            target = await wait_for(target_up, timeout=60, what="the ingest target up")
             assert target["labels"]["job"] == "ingest"
 
             async def series(promql: str) -> list[dict[str, Any]]:
@@ -199,7 +199,7 @@ async def test_real_prometheus_scrapes_the_services(
                 ("healthwatch_alert_outbox_depth", None),
             ):
                 result = await wait_for(
-                    lambda q=promql: series(q), timeout=20, what=f"series {promql}"
+                    lambda q=promql: series(q), timeout=60, what=f"series {promql}"
                 )
                 if least is not None:
                     assert float(result[0]["value"][1]) >= least, (promql, result)
@@ -215,7 +215,7 @@ async def test_real_prometheus_scrapes_the_services(
                 found = [r for g in groups for r in g["rules"]]
                 return found if found and all(r["health"] != "unknown" for r in found) else None
 
-            loaded = await wait_for(evaluated, timeout=15, what="the rules evaluated")
+            loaded = await wait_for(evaluated, timeout=60, what="the rules evaluated")
             shipped = yaml.safe_load((PROM / "alerts.yml").read_text())["groups"]
             assert len(loaded) == sum(len(g["rules"]) for g in shipped)
             assert [(r["name"], r.get("lastError")) for r in loaded if r["health"] != "ok"] == []

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from localservices import free_port
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import runtime
 from shared.auth import Scope, create_key
+from shared.bus.embedded import PARTITION
+from shared.bus.factory import ALERTS_TOPIC
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import (
@@ -27,6 +30,9 @@ from shared.storage.tables import (
     activity_daily_names,
     activity_daily_users,
     alerts,
+    bus_log,
+    consumer_offsets,
+    deliveries,
     processed_events,
     tickets,
 )
@@ -90,7 +96,7 @@ async def running(
         key = await create_key(rt.engine, "test", [Scope.ingest, Scope.read, Scope.respond])
         url = f"http://127.0.0.1:{settings.ingest_port}"
         if ingest:
-            await wait_for(lambda: _up(url), timeout=10, what="ingest to listen")
+            await wait_for(lambda: _up(url), timeout=30, what="ingest to listen")
         try:
             yield Harness(rt, url, key)
         finally:
@@ -251,4 +257,63 @@ async def alert_stored(hw: Harness, alert_id: str) -> None:
             q = select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id)
             return (await conn.execute(q)).first() is not None
 
-    await wait_for(stored, timeout=30, what=f"alert {alert_id} stored")
+    await wait_for(stored, timeout=60, what=f"alert {alert_id} stored")
+
+
+async def end_offsets(hw: Harness, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """Where each non-empty partition of ``topics`` ends now: the offset its next record
+    will get (Kafka's end offsets, or the embedded log's last row id + 1)."""
+    s = hw.rt.settings
+    if s.embedded:
+        async with hw.rt.engine.connect() as conn:
+            q = (
+                select(bus_log.c.topic, func.max(bus_log.c.offset))
+                .where(bus_log.c.topic.in_(topics))
+                .group_by(bus_log.c.topic)
+            )
+            return {(t, PARTITION): int(last) + 1 for t, last in await conn.execute(q)}
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fresh metadata: every partition of every topic
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): end for tp, end in ends.items() if end > 0}
+
+
+async def caught_up(hw: Harness, group: str, topics: Sequence[str], *, timeout: float = 60) -> None:
+    """Wait until consumer group ``group`` has applied every record published to
+    ``topics`` before this call. Its offsets commit with the state (and the outgoing
+    messages) they produced, so afterwards all of that is visible."""
+    target = await end_offsets(hw, topics)
+
+    async def done() -> bool:
+        async with hw.rt.engine.connect() as conn:
+            q = select(
+                consumer_offsets.c.topic,
+                consumer_offsets.c.partition,
+                consumer_offsets.c.next_offset,
+            ).where(consumer_offsets.c.group_id == group)
+            stored = {(r.topic, r.partition): r.next_offset for r in await conn.execute(q)}
+        return all(stored.get(tp, 0) >= end for tp, end in target.items())
+
+    await wait_for(done, timeout=timeout, what=f"group {group} to consume {sorted(target)}")
+
+
+async def outbox_empty(hw: Harness) -> bool:
+    """No delivery is pending: each was sent (or given up on), none is on its way."""
+    async with hw.rt.engine.connect() as conn:
+        q = select(func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
+        return int((await conn.execute(q)).scalar_one()) == 0
+
+
+async def alerts_settled(hw: Harness, *, timeout: float = 60) -> None:
+    """Wait until the alerts service has taken in every alert published so far and has
+    sent (or given up on) every notice that queued. Afterwards whatever the system was
+    going to send about them, rightly or wrongly, has arrived: a test can assert that
+    nothing more did. (Not for alerts with reminders due: those keep queueing.)"""
+    s = hw.rt.settings
+    await caught_up(hw, s.consumer_group_alerts, [s.topic(ALERTS_TOPIC)], timeout=timeout)
+    await wait_for(lambda: outbox_empty(hw), timeout=timeout, what="every queued notice sent")

@@ -9,6 +9,7 @@ import email.policy
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -28,6 +29,8 @@ class Recorded:
     headers: dict[str, str]
     body: dict[str, Any]
     raw: bytes = b""
+    # When the request arrived (the wall clock the services' timestamps use).
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -39,6 +42,9 @@ class SlackStandIn:
     port: int = field(default_factory=free_port)
     # Seconds to hold each answer after recording the request (a slow Slack).
     delay_s: float = 0.0
+    # If given, each answer waits until this event is set (a Slack that hangs until the
+    # test lets it answer, however long the test takes to get there).
+    hold: asyncio.Event | None = None
 
     @property
     def webhook_url(self) -> str:
@@ -57,6 +63,8 @@ class SlackStandIn:
         self.requests.append(Recorded(request.url.path, dict(request.headers), body, raw))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.hold is not None:
+            await self.hold.wait()
         status, headers = self.script.popleft() if self.script else (200, {})
         if request.url.path.startswith("/api/"):
             ok = status == 200
@@ -94,6 +102,8 @@ class SlackStandIn:
         try:
             yield self
         finally:
+            if self.hold is not None:
+                self.hold.set()  # a held answer must not keep the server from stopping
             server.should_exit = True
             await task
 
