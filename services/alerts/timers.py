@@ -101,11 +101,13 @@ class AlertTimers:
     ) -> int:
         """Tell the alert's people again (the n-th reminder), recording it on the alert."""
         n = row.repeats + 1
-        await conn.execute(
+        changed = await conn.execute(
             update(alerts)
-            .where(alerts.c.alert_id == row.alert_id)
+            .where(*_unchanged_since_read(row))
             .values(repeats=n, last_notified_at=now, **also)
         )
+        if changed.rowcount == 0:
+            return 0  # acknowledged, snoozed or resolved meanwhile: nobody is reminded
         people = routing.recipients(
             AlertEvent.model_validate(row.payload), config.routing, self._settings
         )
@@ -166,9 +168,13 @@ class AlertTimers:
                 )
             )
             for r in rows.all():
-                await conn.execute(
-                    update(alerts).where(alerts.c.alert_id == r.alert_id).values(escalated_at=now)
+                changed = await conn.execute(
+                    update(alerts)
+                    .where(*_unchanged_since_read(r), alerts.c.escalated_at.is_(None))
+                    .values(escalated_at=now)
                 )
+                if changed.rowcount == 0:
+                    continue  # acknowledged, snoozed or resolved meanwhile
                 alert = AlertEvent.model_validate(r.payload)
                 people = routing.escalation_recipients(alert, config.routing)
                 escalated.append((r.alert_id, r.rule))
@@ -203,3 +209,16 @@ class AlertTimers:
                 only="email",
             )
         return queued
+
+
+def _unchanged_since_read(row: Any) -> list[Any]:
+    """The alert as a pass read it: still firing, unmuted, its snooze as it was. An
+    acknowledgement or snooze committed after the read makes the pass's UPDATE match no
+    row (PostgreSQL re-checks the condition on the newest row version), so the pass
+    tells nobody about an alert somebody has just acted on."""
+    return [
+        alerts.c.alert_id == row.alert_id,
+        alerts.c.status == "firing",
+        ~alerts.c.muted,
+        alerts.c.snoozed_until.is_not_distinct_from(row.snoozed_until),
+    ]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts.channels import EmailChannel, SlackChannel
@@ -43,6 +43,7 @@ class World:
     intake: AlertIntake
     timers: AlertTimers
     clock: Clock
+    config: AlertingStore
     offset: int = 0
 
     async def receive(self, *events: AlertEvent) -> None:
@@ -95,7 +96,7 @@ email = "lead@example.com"
     clock = Clock()
     intake = AlertIntake(engine, outbox, settings, metrics, config=store, clock=clock)
     timers = AlertTimers(engine, outbox, settings, metrics, config=store, clock=clock)
-    yield World(engine, intake, timers, clock)
+    yield World(engine, intake, timers, clock, store)
     await engine.dispose()
 
 
@@ -166,6 +167,27 @@ async def test_reminders_escalation_and_the_daily_digest(world: World) -> None:
     await world.timers.run_once()
     reminders = [n[:2] for n in await world.notices() if n[1].startswith("repeat")]
     assert reminders == [("acme:low_activity:1", "repeat:1")]
+
+
+async def test_a_pass_tells_nobody_about_an_alert_acted_on_after_it_read_it(
+    world: World,
+) -> None:
+    await world.receive(alert("low_activity", Severity.critical))
+    stale = await world.alert("acme:low_activity:1")  # what a timer pass read
+    async with world.engine.begin() as conn:  # then somebody acknowledged it
+        await conn.execute(
+            update(alerts)
+            .where(alerts.c.alert_id == "acme:low_activity:1")
+            .values(status="acknowledged")
+        )
+    world.clock.now += timedelta(days=2)
+    async with world.engine.begin() as conn:
+        config, _ = await world.config.current(conn)
+        told = await world.timers._remind(conn, stale, config, world.clock.now)
+        escalated: list[tuple[str, str]] = []
+        told += await world.timers._escalate(conn, config, world.clock.now, escalated)
+    assert told == 0 and escalated == []
+    assert [n[1] for n in await world.notices()] == ["fire"]
 
 
 async def test_slack_notices_wait_for_the_group_window(world: World) -> None:
