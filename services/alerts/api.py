@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -301,13 +301,14 @@ async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSON
 @router.get("/alert-rules/quality")
 async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
     """Per rule: fired, acknowledged, median minutes to acknowledge, marked not useful,
-    and how many of the alerted accounts have churned since (lifecycle stage)."""
+    and how many of the alerted accounts churned after the rule first fired for them (the
+    CRM's lifecycle stage; ``healthwatch backtest`` gives the same figure for history)."""
     async with ctx.engine.connect() as conn:
         rows = (await conn.execute(visible_alerts(select(alerts), key))).all()
         churned = {
-            r.account_id
+            r.account_id: churned_at
             for r in await conn.execute(select(accounts.c.account_id, accounts.c.facts))
-            if ((r.facts or {}).get("fields") or {}).get("lifecycle_stage") == "churned"
+            if (churned_at := _churned_at(r.facts)) is not None
         }
     by_rule: dict[str, list[Any]] = {}
     for r in rows:
@@ -316,7 +317,9 @@ async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
     for rule, items in sorted(by_rule.items()):
         acked = [r for r in items if r.acknowledged_at is not None]
         minutes = [(r.acknowledged_at - r.stored_at).total_seconds() / 60 for r in acked]
-        accounts_hit = {r.account_id for r in items}
+        first_fired: dict[str, datetime] = {}
+        for r in items:
+            first_fired[r.account_id] = min(r.fired_at, first_fired.get(r.account_id, r.fired_at))
         out.append(
             {
                 "rule": rule,
@@ -327,11 +330,22 @@ async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
                 else None,
                 "not_useful": sum(1 for r in items if r.not_useful),
                 "escalated": sum(1 for r in items if r.escalated_at is not None),
-                "accounts": len(accounts_hit),
-                "accounts_churned_since": len(accounts_hit & churned),
+                "accounts": len(first_fired),
+                "accounts_churned_since": sum(
+                    1 for a, at in first_fired.items() if a in churned and churned[a] > at
+                ),
             }
         )
     return {"rules": out}
+
+
+def _churned_at(facts: dict[str, Any] | None) -> datetime | None:
+    """When the CRM said the account churned (the event time of that fact), if it did."""
+    facts = facts or {}
+    if (facts.get("fields") or {}).get("lifecycle_stage") != "churned":
+        return None
+    stamp = (facts.get("stamps") or {}).get("lifecycle_stage")
+    return datetime.fromisoformat(stamp[0]) if stamp else None
 
 
 SLACK_ACTIONS = {"ack": "acknowledge", "snooze_1d": "snooze", "not_useful": "not_useful"}

@@ -18,7 +18,17 @@ from pydantic import SecretStr
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import Harness, add_account, alert_stored, running, send, ticket
+from tests.support.harness import (
+    Harness,
+    add_account,
+    alert_stored,
+    at,
+    caught_up,
+    running,
+    send,
+    ticket,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +136,19 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
                     "accounts_churned_since": 0,
                 }
             ]
+            # The CRM says carls churned after its alert (counted), annas before (not).
+            await add_account(hw, "carls", seats=10, lifecycle_stage="churned", occurred_at=at())
+            await add_account(hw, "annas", seats=10, lifecycle_stage="churned")  # 30 days ago
+
+            async def churn_counted() -> bool:
+                rules = (await c.get("/v1/alert-rules/quality")).json()["rules"]
+                return bool(rules[0]["accounts_churned_since"] == 1)
+
+            await wait_for(churn_counted, timeout=60, what="the churn counted for the rule")
+            await caught_up(
+                hw, hw.rt.settings.consumer_group_scoring, [hw.rt.settings.topic("account")]
+            )
+            assert await churn_counted()  # annas's earlier churn, applied by now, is not
 
         # Slack buttons: signed by Slack, clicked by someone the alert went to.
         async with httpx.AsyncClient(base_url=hw.url) as slack:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from services.scoring.backtest import report as rpt
 from services.scoring.backtest.metrics import by_band, roc_auc, roc_curve, top_decile_lift
-from services.scoring.backtest.replay import read_churn_csv, replay
+from services.scoring.backtest.replay import Firing, Replay, Snapshot, read_churn_csv, replay
 from services.scoring.model.schema import load_default_model
 from services.simulate_history import write_history
 
@@ -38,6 +38,47 @@ def test_bands_and_lift() -> None:
     assert top_decile_lift(risks, labels) == pytest.approx(10.0)
 
 
+def test_rule_quality_by_hand() -> None:
+    d = date(2026, 1, 1)
+    result = Replay(
+        # Four scored account-days; one (b, day 0) is followed by churn within 30 days.
+        snapshots=[
+            Snapshot(a, d + timedelta(days=k), 50, "yellow", {}, {})
+            for a in ("a", "b")
+            for k in (0, 40)
+            if (a, k) != ("b", 40)
+        ]
+        + [Snapshot("c", d, 80, "green", {}, {})],
+        firings=[
+            Firing("b", "low_activity", d),  # b churns 25 days later
+            Firing("a", "low_activity", d),  # a never churns
+            Firing("b", "champion_changed", d + timedelta(days=20)),  # 5 days before
+            Firing("b", "nps_detractor", d + timedelta(days=30)),  # after b left: ignored
+        ],
+        churn={"b": d + timedelta(days=25)},
+    )
+    q = rpt.rule_quality(result, [30])
+    assert q["base_churn_rate"] == {"30": 0.25}  # 1 of 4 scored account-days
+    assert q["rules"] == [
+        {
+            "rule": "low_activity",
+            "fired": 2,
+            "accounts": 2,
+            "churned_within": {"30": 0.5},
+            "lift": {"30": 2.0},
+            "median_days_to_churn": 25.0,
+        },
+        {
+            "rule": "champion_changed",
+            "fired": 1,
+            "accounts": 1,
+            "churned_within": {"30": 1.0},
+            "lift": {"30": 4.0},
+            "median_days_to_churn": 5.0,
+        },
+    ]
+
+
 def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path) -> None:
     events, churn_csv = tmp_path / "h.ndjson.gz", tmp_path / "churn.csv"
     written, churned = write_history(
@@ -56,3 +97,8 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     assert h["roc_auc"] > h["baseline_roc_auc"]
     assert set(h["weights"]["suggested"]) == set(h["weights"]["current"])
     assert "AUC" in rpt.text(report) and "<img" in rpt.html_report(report)
+    # The rules fired during the replay, each with its churn figures.
+    rules = report["alert_rules"]["rules"]
+    assert result.firings and rules
+    assert sum(r["fired"] for r in rules) <= len(result.firings)
+    assert "Alert rules in the replay" in rpt.text(report)

@@ -18,16 +18,17 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.backfill import read_lines
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
-from shared.bus.base import DiscardingProducer, Record
+from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event, LifecycleStage
-from shared.contracts.wire import encode_event
+from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import health_daily
 
@@ -45,14 +46,42 @@ class Snapshot:
     groups: dict[str, float]
 
 
+@dataclass(frozen=True)
+class Firing:
+    """An alert rule that fired for an account on a day of the replay."""
+
+    account_id: str
+    rule: str
+    day: date
+
+
 @dataclass
 class Replay:
     snapshots: list[Snapshot] = field(default_factory=list)
+    firings: list[Firing] = field(default_factory=list)
     churn: dict[str, date] = field(default_factory=dict)
     events: int = 0
     rejected: int = 0
     first_day: date | None = None
     last_day: date | None = None
+
+
+class _FiringRecorder(DiscardingProducer):
+    """Sends nothing; keeps each alert's first firing, for the rules' churn figures."""
+
+    def __init__(self, firings: list[Firing]):
+        self._firings = firings
+
+    async def send_many(
+        self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
+    ) -> None:
+        for m in messages:
+            if "reason" in m.headers:
+                continue  # a dead letter, not an alert
+            alert = decode_alert(m.value)
+            if alert.status == "firing" and alert.revision == 0:
+                day = alert.fired_at.astimezone(UTC).date()
+                self._firings.append(Firing(alert.account_id, alert.rule, day))
 
 
 def read_churn_csv(path: Path) -> dict[str, date]:
@@ -110,17 +139,16 @@ async def replay(
         clock_now = [datetime.combine(first, time(), UTC)]
         models = ModelStore(model_source) if model_source else ModelStore()
         metrics = ScoringMetrics(CollectorRegistry())
+        recorder = _FiringRecorder(result.firings)
         processor = ScoringProcessor(
             engine,
-            DiscardingProducer(),
+            recorder,
             settings,
             metrics,
             models=models,
             clock=lambda: clock_now[0],
         )
-        sweep = QuietAccountSweep(
-            engine, DiscardingProducer(), processor, clock=lambda: clock_now[0]
-        )
+        sweep = QuietAccountSweep(engine, recorder, processor, clock=lambda: clock_now[0])
         fed = 0
         try:
             for n, day in enumerate(days, 1):

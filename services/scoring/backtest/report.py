@@ -16,7 +16,7 @@ from services.scoring.backtest.metrics import (
     roc_curve,
     top_decile_lift,
 )
-from services.scoring.backtest.replay import Replay, Snapshot
+from services.scoring.backtest.replay import Firing, Replay, Snapshot
 from services.scoring.model.schema import HealthModel
 
 BANDS = ("red", "yellow", "green")
@@ -114,6 +114,52 @@ def evaluate_horizon(result: Replay, horizon: int, model: HealthModel) -> dict[s
     }
 
 
+def rule_quality(result: Replay, horizons: Sequence[int]) -> dict[str, Any]:
+    """Per alert rule: how often the account churned within each horizon after the rule
+    fired, beside the rate for any scored account-day (the lift is their ratio)."""
+    snaps = [s for s in result.snapshots if s.score is not None]
+    base: dict[int, float | None] = {}
+    for h in horizons:
+        labels = _labels(snaps, result.churn, h)
+        base[h] = sum(labels) / len(labels) if labels else None
+    by_rule: dict[str, list[Firing]] = {}
+    for f in result.firings:
+        gone = result.churn.get(f.account_id)
+        if gone is None or f.day < gone:  # firings after the account left say nothing
+            by_rule.setdefault(f.rule, []).append(f)
+    rules = []
+    for rule, fired in sorted(by_rule.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        churned: dict[str, float] = {}
+        lift: dict[str, float | None] = {}
+        for h in horizons:
+            share = sum(_churns_within(result, f, h) for f in fired) / len(fired)
+            churned[str(h)] = round(share, 4)
+            rate = base[h]
+            lift[str(h)] = round(share / rate, 2) if rate else None
+        longest = max(horizons)
+        leads = [
+            float((result.churn[f.account_id] - f.day).days)
+            for f in fired
+            if _churns_within(result, f, longest)
+        ]
+        rules.append(
+            {
+                "rule": rule,
+                "fired": len(fired),
+                "accounts": len({f.account_id for f in fired}),
+                "churned_within": churned,
+                "lift": lift,
+                "median_days_to_churn": median_or_none(leads),
+            }
+        )
+    return {"base_churn_rate": {str(h): _r(b) for h, b in base.items()}, "rules": rules}
+
+
+def _churns_within(result: Replay, f: Firing, horizon: int) -> bool:
+    gone = result.churn.get(f.account_id)
+    return gone is not None and f.day < gone <= f.day + timedelta(days=horizon)
+
+
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
@@ -129,6 +175,7 @@ def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[s
         "from": result.first_day.isoformat() if result.first_day else None,
         "to": result.last_day.isoformat() if result.last_day else None,
         "horizons": [evaluate_horizon(result, h, model) for h in horizons],
+        "alert_rules": rule_quality(result, horizons),
     }
 
 
@@ -171,7 +218,35 @@ def text(report: dict[str, Any]) -> str:
             f"Suggested group weights (not applied): {w['suggested']} — AUC "
             f"{_f(w['current_roc_auc'])} → {_f(w['suggested_roc_auc'])}",
         ]
+    lines += _rules_text(report.get("alert_rules"))
     return "\n".join(lines) + "\n"
+
+
+def _rules_text(quality: dict[str, Any] | None) -> list[str]:
+    if not quality or not quality["rules"]:
+        return []
+    horizons = list(quality["base_churn_rate"])
+    first = horizons[0]
+    head = "".join(f"{'≤' + h + 'd':>8}" for h in horizons)
+    base = ", ".join(_pct(quality["base_churn_rate"][h]) for h in horizons)
+    lines = [
+        "",
+        "Alert rules in the replay: share of firings followed by churn within N days "
+        f"(any scored account-day: {base})",
+        f"  {'rule':<28} {'fired':>6} {'accts':>6}{head} {'lift@' + first + 'd':>9} {'days':>5}",
+    ]
+    for r in quality["rules"]:
+        shares = "".join(f"{_pct(r['churned_within'][h]):>8}" for h in horizons)
+        lines.append(
+            f"  {r['rule']:<28} {r['fired']:>6} {r['accounts']:>6}{shares} "
+            f"{_f(r['lift'][first], '.2f'):>9} {_f(r['median_days_to_churn'], '.0f'):>5}"
+        )
+    lines.append("  (days: median from firing to churn, among firings followed by churn)")
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _f(value: float | None, spec: str = ".3f") -> str:
@@ -219,6 +294,18 @@ def html_report(report: dict[str, Any]) -> str:
     ax.legend()
     images.append(("Churn rate by band", _png(fig)))
     plt.close(fig)
+    quality = report.get("alert_rules") or {}
+    if quality.get("rules"):
+        first = next(iter(quality["base_churn_rate"]))
+        rules = list(reversed(quality["rules"]))
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(rules) + 1.2))
+        ax.barh([r["rule"] for r in rules], [r["churned_within"][first] for r in rules])
+        base = quality["base_churn_rate"][first] or 0
+        ax.axvline(base, color="k", linestyle=":", label=f"any account-day ({base:.0%})")
+        ax.set_xlabel(f"share of firings followed by churn within {first} days")
+        ax.legend(loc="lower right", fontsize=8)
+        images.append(("Alert rules: churn after firing", _png(fig)))
+        plt.close(fig)
     body = "".join(
         f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{d}'>"
         for t, d in images
