@@ -7,7 +7,7 @@ alert rules read the same inputs (``services/scoring/rules.py``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from services.scoring.measures import Measures
 from services.scoring.model.schema import Depth, DepthLevel, Segment, Sla
@@ -41,12 +41,33 @@ def sla_breaches_28d(m: Measures, sla: Sla) -> int:
     """Tickets of the last 28 days answered later than the tier's first-reply target, or
     still unanswered past it as of the measures' day (CAD-15)."""
     target = timedelta(minutes=sla.target(m.tier))
+    days = set(sla.working_days) if m.tier in sla.working_days_tiers else None
     start = m.as_of - timedelta(days=27)
     return sum(
         1
         for created, replied in m.ticket_replies
-        if start <= m.day_of(created) <= m.as_of and ((replied or m.as_of_time) - created) > target
+        if start <= m.day_of(created) <= m.as_of
+        and working_time(created, replied or m.as_of_time, m.tz, days) > target
     )
+
+
+def working_time(start: datetime, end: datetime, tz: tzinfo, days: set[int] | None) -> timedelta:
+    """Time from ``start`` to ``end`` on the ISO weekdays ``days`` of zone ``tz`` (every
+    day when None); days are measured in real time, 23 or 25 hours across a DST change."""
+    # In UTC: aware datetimes of one zone subtract as wall-clock times.
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if days is None or end <= start:
+        return end - start
+    total = timedelta(0)
+    day = start.astimezone(tz).date()
+    while True:
+        begins = datetime.combine(day, time(), tz).astimezone(UTC)
+        ends = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
+        if day.isoweekday() in days and min(end, ends) > max(start, begins):
+            total += min(end, ends) - max(start, begins)
+        if ends >= end:
+            return total
+        day += timedelta(days=1)
 
 
 def model_inputs(

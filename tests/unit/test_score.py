@@ -114,3 +114,26 @@ def test_sla_breaches_by_tier() -> None:
     assert sla_breaches_28d(m(tier="strategic", ticket_replies=replies), Sla()) == 2
     assert sla_breaches_28d(m(tier="enterprise", ticket_replies=replies), Sla()) == 1
     assert model_inputs(m(ticket_replies=replies))["sla_breaches_28d"] == 1  # default 8 hours
+
+
+def test_one_working_day_skips_the_weekend_and_days_have_their_real_length() -> None:
+    from zoneinfo import ZoneInfo
+
+    from services.scoring.model.schema import Sla
+    from services.scoring.score import sla_breaches_28d, working_time
+
+    berlin = ZoneInfo("Europe/Berlin")
+    friday = datetime(2026, 10, 23, 12, tzinfo=berlin)  # DST ends on Sunday the 25th
+    monday = datetime(2026, 10, 26, 12, tzinfo=berlin)
+    weekdays = {1, 2, 3, 4, 5}
+    assert working_time(friday, monday, berlin, weekdays) == timedelta(hours=24)
+    assert working_time(friday, monday, berlin, weekdays | {6, 7}) == timedelta(hours=73)
+    assert working_time(friday, monday, berlin, None) == timedelta(hours=73)
+    # A non-focus ticket opened on Friday noon, answered on Monday at 11:00: 23 working
+    # hours, within one working day; the same for a strategic account breaches 30 minutes.
+    reply = [(friday, monday - timedelta(hours=1))]
+    late = [(friday, monday + timedelta(hours=1))]
+    at = {"as_of": date(2026, 10, 26), "as_of_time": monday, "tz": berlin}
+    assert sla_breaches_28d(m(tier="non-focus", ticket_replies=reply, **at), Sla()) == 0
+    assert sla_breaches_28d(m(tier="non-focus", ticket_replies=late, **at), Sla()) == 1
+    assert sla_breaches_28d(m(tier="strategic", ticket_replies=reply, **at), Sla()) == 1

@@ -119,12 +119,19 @@ class DangerRules(Strict):
 
 class Sla(Strict):
     """First-reply targets in minutes by tier (CAD-15: VIP 30 minutes, small customers one
-    working day, counted here as 24 hours; enterprise 4 hours is our default)."""
+    working day; enterprise 4 hours is our default). For the ``working_days_tiers`` the
+    clock runs only on ``working_days`` (ISO weekdays, Monday 1, in the service's zone), so
+    one working day is 1440 minutes of working days; strategic accounts get round-the-clock
+    service (EX-04 sells 7×24 as an upgrade), so their clock never stops."""
 
     first_reply_minutes: dict[str, Annotated[int, Field(gt=0)]] = Field(
         default_factory=lambda: {"strategic": 30, "enterprise": 240, "non-focus": 1440}
     )
     default_minutes: Annotated[int, Field(gt=0)] = 480
+    working_days_tiers: list[str] = Field(default_factory=lambda: ["enterprise", "non-focus"])
+    working_days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5]
+    )
 
     def target(self, tier: str | None) -> int:
         return self.first_reply_minutes.get(tier or "", self.default_minutes)
