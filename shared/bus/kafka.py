@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -118,6 +119,12 @@ class KafkaConsumer:
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Co-partitioning: an account's events of every kind carry its id as key,
+            # so they sit in the same partition number of each topic; the range
+            # assignor gives that number of every topic to one consumer, so one
+            # process owns an account's state. Round robin (aiokafka's default) splits
+            # them whenever partitions per topic are not a multiple of the consumers.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             # No producer here is transactional, so this changes nothing today; exactly
             # once comes from offsets stored with the state in the database, and alerts
             # (published before scoring commits) from their ids and revisions.
