@@ -72,7 +72,9 @@ from ingest_bench import (
     out,
     save_results,
     scratch_dir,
+    stop_process,
     system_busy_seconds,
+    tail,
 )
 from prometheus_client import CollectorRegistry
 from rich.progress import Progress
@@ -880,6 +882,92 @@ async def scoring_run(
     return result
 
 
+def spawn_scoring(env: dict[str, str], workdir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``healthwatch scoring`` in its own process (and session), logging to ``log``."""
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "scoring"],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def processes_run(
+    settings: Settings,
+    total: int,
+    processes: int,
+    workdir: Path,
+    meter: Meter,
+    progress: Progress,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """``processes`` × ``healthwatch scoring``, one consumer group, as production scales;
+    timed from their start until ``processed_events`` has ``total`` rows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWATCH_")}
+    for name in (
+        "kafka_bootstrap",
+        "database_url",
+        "topic_prefix",
+        "kafka_partitions",
+        "kafka_replication",
+        "consumer_group_scoring",
+        "scoring_batch_max",
+    ):
+        env[f"HEALTHWATCH_{name.upper()}"] = str(getattr(settings, name))
+    env["HEALTHWATCH_LOG_LEVEL"] = "WARNING"
+    engine = create_engine(settings.database_url)
+    await migrate(engine)  # as `healthwatch migrate` does before production services start
+    task = progress.add_task(f"scoring, {processes} process(es)", total=total)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = [workdir / f"scoring-{processes}-{i}.log" for i in range(processes)]
+    first: tuple[float, int] | None = None
+    count = consumed = 0
+    meter.start()
+    started = time.perf_counter()
+    try:
+        for log_path in logs:
+            port = {"HEALTHWATCH_SCORING_PORT": str(_localservices().free_port())}
+            procs.append(spawn_scoring({**env, **port}, workdir, log_path))
+        while True:
+            await asyncio.sleep(POLL_S)
+            count, consumed = await scoring_progress(engine, settings)
+            now = time.perf_counter()
+            if count and first is None:
+                first = (now, count)
+            progress.update(task, completed=count)
+            if count >= total or consumed >= total:
+                break
+            for proc, log_path in zip(procs, logs, strict=True):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a scoring process exited:\n{tail(log_path)}")
+            if now - started > timeout_s:
+                raise TimeoutError(f"{processes} scoring processes: {count:,} of {total:,}")
+        done = time.perf_counter()
+        cores = meter.cores()
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        await engine.dispose()
+    handled = max(count, consumed)
+    return {
+        "processes": processes,
+        "scoring_batch_max": settings.scoring_batch_max,
+        "seconds": round(done - started, 3),
+        "events_per_s": rate(handled, done - started),
+        "seconds_to_first_processed": round(first[0] - started, 3) if first else None,
+        # Start-up (interpreter, imports, the group join) is not scoring: the rate after
+        # the first rows appeared is the one to compare between process counts.
+        "events_per_s_after_first_poll": (
+            rate(handled - first[1], done - first[0]) if first and done > first[0] else None
+        ),
+        "cpu_cores": cores,
+    }
+
+
 async def import_run(
     url: str,
     path: Path,
@@ -967,6 +1055,7 @@ class Options:
     partitions: int | None
     scoring_timeout: float
     bare_rounds: int
+    processes: list[int]
     vacuum: bool
     bootstrap: str | None
     postgres_url: str | None
@@ -1088,6 +1177,19 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
                 "events_per_account": round(opts.events / opts.accounts, 1),
                 **await state_size(url, opts.vacuum),
             }
+
+        # ------------------------------------------------- 1b. scoring in N processes
+        for n in opts.processes:
+            url = await create_database(services.postgres_url, f"bench_{run_id}_procs_{n}")
+            settings = base.model_copy(
+                update={
+                    "database_url": url,
+                    "consumer_group_scoring": f"bench-{run_id}-procs-{n}",
+                }
+            )
+            results.setdefault("processes", {})[str(n)] = await processes_run(
+                settings, total, n, workdir, meter, progress, opts.scoring_timeout
+            )
 
         # ---------------------------------------------------------------- 3. import
         ndjson = workdir / "events.ndjson"
@@ -1256,6 +1358,21 @@ def print_tables(result: dict[str, Any]) -> None:
         "ratio = scoring events/s ÷ bare consumer events/s, both from start to last record; "
         "target ≥ 0.5. SQL share = time inside SQL statements ÷ scoring wall time."
     )
+    if result.get("processes"):
+        table = Table(title="scoring in N `healthwatch scoring` processes, one consumer group")
+        for header in ("processes", "batch max", "s", "events/s", "events/s after first", "CPU"):
+            table.add_column(header, justify="right")
+        for data in result["processes"].values():
+            table.add_row(
+                str(data["processes"]),
+                str(data["scoring_batch_max"]),
+                f"{data['seconds']:.1f}",
+                _n(data["events_per_s"]),
+                _n(data["events_per_s_after_first_poll"]),
+                _cores(data["cpu_cores"]),
+            )
+        out.print(table)
+        out.print("'after first' leaves out start-up: imports, the group join, the first fetch.")
 
     table = Table(title="state size per account (PostgreSQL, pg_total_relation_size)")
     for header in (
@@ -1498,6 +1615,13 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument(
         "--bare-rounds", type=int, default=3, help="bare reads per batch size (median used)"
     )
+    parser.add_argument(
+        "--processes",
+        type=_int_list,
+        default=[],
+        help="also score with this many `healthwatch scoring` processes in one group, "
+        "comma-separated (e.g. 1,2); default none",
+    )
     parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM FULL sizes")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a broker")
     parser.add_argument(
@@ -1525,6 +1649,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         partitions=args.partitions,
         scoring_timeout=args.scoring_timeout,
         bare_rounds=args.bare_rounds,
+        processes=args.processes,
         vacuum=not args.no_vacuum,
         bootstrap=args.bootstrap,
         postgres_url=args.postgres_url,

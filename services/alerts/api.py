@@ -340,12 +340,13 @@ async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
 
 
 def _churned_at(facts: dict[str, Any] | None) -> datetime | None:
-    """When the CRM said the account churned (the event time of that fact), if it did."""
+    """When the CRM first said the account churned (that fact's event time), if it is
+    churned now."""
     facts = facts or {}
     if (facts.get("fields") or {}).get("lifecycle_stage") != "churned":
         return None
-    stamp = (facts.get("stamps") or {}).get("lifecycle_stage")
-    return datetime.fromisoformat(stamp[0]) if stamp else None
+    first = facts.get("churned_at")
+    return datetime.fromisoformat(first) if first else None
 
 
 SLACK_ACTIONS = {"ack": "acknowledge", "snooze_1d": "snooze", "not_useful": "not_useful"}

@@ -6,6 +6,7 @@ MIT-licensed) from JSON the page embeds. Sign-in is with an API key (see ``auth.
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from services.dashboard import routes
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
 from shared.config import Settings
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 DASH = "—"
 
@@ -32,6 +34,11 @@ def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
         # Replicas behind one load balancer must agree on the session cookies and the
         # forms' CSRF tokens (and sessions then outlive a restart).
         app.state.dashboard.secret = shared_secret.encode()
+    elif not settings.embedded:
+        log.warning(
+            "HEALTHWATCH_DASHBOARD_SECRET is not set: dashboard sign-ins hold on this "
+            "process only and end when it restarts; set the same value on every replica"
+        )
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(LoginRequired, routes.login_required)

@@ -61,7 +61,7 @@ def rule_values(
         "days_since_decision_maker_change": days_since(m, m.decision_maker_changed_at),
         "days_since_champion_change": days_since(m, m.champion_changed_at),
         "quota_name": quota[0] if quota else None,
-        "quota_used_share": round(quota[1], 3) if quota else None,
+        "quota_used_share": quota[1] if quota else None,
         "as_of": m.as_of.isoformat(),
     }
 
@@ -143,9 +143,12 @@ def step(
         severity = severity_now(rule, values, past)
         fired = RuleState("firing", at, None, severity.value, state.fire_count + 1)
         return fired, Transition("firing", 0, severity, fired.fire_count)
-    # Firing: hysteresis decides recovery, the cooldown when it ends.
+    # Firing: hysteresis decides recovery, the cooldown when it ends. A measure the rule
+    # fires on that is gone (quotas removed, seats unknown) can no longer hold: recovered,
+    # rather than open for ever.
+    gone = any(values.get(c.measure) is None for c in rule.when)
     if rule.recover is not None:
-        recovered = not inside or all(holds(c, values, past) for c in rule.recover)
+        recovered = not inside or gone or all(holds(c, values, past) for c in rule.recover)
     else:
         recovered = not firing_now
     if not recovered:

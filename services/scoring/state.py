@@ -319,6 +319,11 @@ async def _apply_facts(
             if name not in facts["stamps"] or facts["stamps"][name] <= stamp:
                 facts["fields"][name] = value
                 facts["stamps"][name] = stamp
+            if name == "lifecycle_stage" and value == "churned":
+                # When it churned: the earliest such fact (a CRM re-sending the same
+                # stage every night moves the field's stamp, not this).
+                first = facts.get("churned_at")
+                facts["churned_at"] = min(first, stamp[0]) if first else stamp[0]
     await upsert(
         conn,
         accounts,

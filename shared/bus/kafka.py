@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -124,7 +125,10 @@ class KafkaConsumer:
             # assignor gives that number of every topic to one consumer, so one
             # process owns an account's state. Round robin (aiokafka's default) splits
             # them whenever partitions per topic are not a multiple of the consumers.
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            # Round robin is still offered second, so members of an older release
+            # (round robin only) and this one can share the group during a rolling
+            # upgrade; once all offer range, the group uses range.
+            partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
             # No producer here is transactional, so this changes nothing today; exactly
             # once comes from offsets stored with the state in the database, and alerts
             # (published before scoring commits) from their ids and revisions.

@@ -70,6 +70,13 @@ async def test_two_consumers_split_partitions_by_account_and_match_one(
                     what="the two consumers to score the stream",
                     interval=0.2,
                 )
+                # The gauges follow the assignment within LAG_INTERVAL_S: after any later
+                # rebalance, wait until they again split every partition between the two.
+                await wait_for(
+                    lambda: _split(registries, s.consumer_group_scoring, topics),
+                    timeout=60,
+                    what="the consumers' partitions to settle",
+                )
                 shares = [owned(r, s.consumer_group_scoring) for r in registries]
             finally:
                 stop.set()

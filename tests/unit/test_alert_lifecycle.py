@@ -190,6 +190,25 @@ async def test_a_pass_tells_nobody_about_an_alert_acted_on_after_it_read_it(
     assert [n[1] for n in await world.notices()] == ["fire"]
 
 
+async def test_a_pass_does_not_remind_of_an_alert_snoozed_after_it_read_it(
+    world: World,
+) -> None:
+    await world.receive(alert("low_activity", Severity.critical))
+    stale = await world.alert("acme:low_activity:1")  # read by a pass: not snoozed
+    world.clock.now += timedelta(days=2)
+    async with world.engine.begin() as conn:  # then somebody snoozed it for a week
+        await conn.execute(
+            update(alerts)
+            .where(alerts.c.alert_id == "acme:low_activity:1")
+            .values(snoozed_until=world.clock.now + timedelta(days=7))
+        )
+    async with world.engine.begin() as conn:
+        config, _ = await world.config.current(conn)
+        told = await world.timers._remind(conn, stale, config, world.clock.now)
+    assert told == 0
+    assert [n[1] for n in await world.notices()] == ["fire"]
+
+
 async def test_slack_notices_wait_for_the_group_window(world: World) -> None:
     await world.receive(alert("low_activity", Severity.critical))
     async with world.engine.connect() as conn:

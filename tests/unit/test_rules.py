@@ -143,6 +143,10 @@ def test_a_nearly_used_quota_is_an_add_on_signal_only_in_stable_green_use() -> N
     assert (values["quota_name"], values["quota_used_share"]) == ("module sms", 0.92)
     quota = rule("quota_nearly_used")
     assert run(quota, [values]) == ["0 firing info"]
+    # 89.96 % is not 90 %; and quotas taken off the contract end the alert.
+    assert run(quota, [{**values, "quota_used_share": 0.8996}]) == []
+    gone = {**values, "quota_used_share": None, "quota_name": None}
+    assert run(quota, [values, gone]) == ["0 firing info", "1 resolved info"]
     assert run(quota, [{**values, "band": "yellow"}]) == []
     assert run(quota, [{**values, "lifecycle_stage": "rollout"}]) == []
     assert rule_values(replace(m, usage_quotas=()), {}, "green", None)["quota_used_share"] is None

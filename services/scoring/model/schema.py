@@ -128,7 +128,8 @@ class Sla(Strict):
         default_factory=lambda: {"strategic": 30, "enterprise": 240, "non-focus": 1440}
     )
     default_minutes: Annotated[int, Field(gt=0)] = 480
-    working_days_tiers: list[str] = Field(default_factory=lambda: ["enterprise", "non-focus"])
+    # Empty unless a model names them: a stored model keeps the meaning it was saved with.
+    working_days_tiers: list[str] = Field(default_factory=list)
     working_days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
         default_factory=lambda: [1, 2, 3, 4, 5]
     )
