@@ -1,9 +1,10 @@
 """Who is looking: a signed session in an HttpOnly cookie, and CSRF tokens for forms.
 
 Signing in takes an API key, verified with the app's key store; the cookie then holds
-``<key_id>.<expires>.<hmac>``, an HMAC-SHA256 with the dashboard's secret, never the
+``<key_id>.<expires>.<nonce>.<hmac>``, an HMAC-SHA256 with the dashboard's secret, never the
 key. Every page checks the signature and the expiry, then looks the key id up in the
-key store, so a revoked key's sessions stop working within the store's cache time. The
+key store, so a revoked key's sessions stop working within the store's cache time, and
+that the session was not ended by signing out (``dashboard_signouts``). The
 cookie is HttpOnly, SameSite=Strict, Secure behind HTTPS and scoped to /ui. The secret
 is ``dashboard_secret`` (the same on every replica), else random per process, and then
 a restart signs everyone out.
@@ -24,14 +25,19 @@ import secrets
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from shared.auth import ApiKey, KeyStore, Scope
+from shared.clock import utcnow
 from shared.config import Settings
+from shared.storage.db import insert_ignore
+from shared.storage.tables import dashboard_signouts
 
 COOKIE = "hw_dashboard"
 COOKIE_PATH = "/ui"
@@ -112,22 +118,52 @@ def csrf_token(ctx: DashboardContext, cookie: str) -> str:
     return _mac(ctx, cookie)
 
 
-def session_token(ctx: DashboardContext, key_id: str, expires: int) -> str:
-    """The cookie's value: ``<key_id>.<expires unix time>.<hmac>``."""
-    return f"{key_id}.{expires}.{_mac(ctx, f'session|{key_id}|{expires}')}"
+def session_token(
+    ctx: DashboardContext, key_id: str, expires: int, nonce: str | None = None
+) -> str:
+    """The cookie's value: ``<key_id>.<expires unix time>.<nonce>.<hmac>``; the random
+    nonce makes every sign-in its own session, which signing out ends alone."""
+    nonce = nonce or secrets.token_urlsafe(12)
+    return f"{key_id}.{expires}.{nonce}.{_mac(ctx, f'session|{key_id}|{expires}|{nonce}')}"
 
 
 def session_key_id(ctx: DashboardContext, token: str, now: float) -> str | None:
     """The key id of a session token signed by ``ctx`` and unexpired at ``now``."""
-    parts = token.rsplit(".", 2)
-    if len(parts) != 3:
+    parts = token.rsplit(".", 3)
+    if len(parts) != 4:
         return None
-    key_id, expires, signature = parts
+    key_id, expires, nonce, signature = parts
     if not (key_id and expires.isascii() and expires.isdigit()):
         return None
-    if not same_token(signature, _mac(ctx, f"session|{key_id}|{expires}")):
+    if not same_token(signature, _mac(ctx, f"session|{key_id}|{expires}|{nonce}")):
         return None
     return key_id if int(expires) > now else None
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def signed_out(engine: AsyncEngine, token: str) -> bool:
+    """Whether this session was ended by signing out."""
+    q = select(dashboard_signouts.c.token_hash).where(
+        dashboard_signouts.c.token_hash == _token_hash(token)
+    )
+    async with engine.connect() as conn:
+        return (await conn.execute(q)).first() is not None
+
+
+async def sign_out(ctx: DashboardContext, token: str) -> None:
+    """End a valid session for good: its cookie, should it be kept or copied, signs
+    nobody in again. Rows of sessions that have expired anyway are dropped."""
+    expires = datetime.fromtimestamp(int(token.rsplit(".", 3)[1]), UTC)
+    now = utcnow()
+    async with ctx.engine.begin() as conn:
+        await conn.execute(delete(dashboard_signouts).where(dashboard_signouts.c.expires_at < now))
+        await conn.execute(
+            insert_ignore(conn, dashboard_signouts).on_conflict_do_nothing(),
+            [{"token_hash": _token_hash(token), "expires_at": expires}],
+        )
 
 
 def login_nonce(request: Request) -> str | None:
@@ -161,6 +197,8 @@ async def viewer(request: Request, scope: Scope = Scope.read) -> Viewer:
     ctx = context(request)
     token = request.cookies.get(COOKIE, "")
     key_id = session_key_id(ctx, token, time.time()) if token else None
+    if key_id is not None and await signed_out(ctx.engine, token):
+        key_id = None
     keys: KeyStore = request.app.state.keys
     key = await keys.lookup(key_id) if key_id else None
     if key is None:

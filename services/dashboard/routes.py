@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -33,8 +34,10 @@ from services.dashboard.auth import (
     read_form,
     safe_next,
     same_token,
+    session_key_id,
     set_login_cookie,
     set_session_cookie,
+    sign_out,
     viewer,
 )
 from services.dashboard.charts import account_charts, lead_charts
@@ -148,8 +151,11 @@ def _login_page(
 async def logout(request: Request) -> Response:
     raw = request.cookies.get(COOKIE, "")
     form = await read_form(request)
-    if raw and not same_token(form.get("csrf", ""), csrf_token(context(request), raw)):
+    ctx = context(request)
+    if raw and not same_token(form.get("csrf", ""), csrf_token(ctx, raw)):
         raise Forbidden("This form's security token does not match your session.")
+    if raw and session_key_id(ctx, raw, time.time()) is not None:
+        await sign_out(ctx, raw)
     response = RedirectResponse("/ui/login", status_code=303)
     clear_session_cookie(response)
     return response

@@ -68,6 +68,15 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime),
 )
 
+# Dashboard sessions ended by signing out before they expired: their cookies no longer
+# sign anyone in. A row is useless once its session would have expired anyway.
+dashboard_signouts = Table(
+    "dashboard_signouts",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie's value
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
 # Segment `group` / `identify` calls tie a user to an account for later `track` calls.
 user_accounts = Table(
     "user_accounts",

@@ -125,8 +125,9 @@ async def test_sign_in_stores_a_signed_session_never_the_key(dash: Dash) -> None
     value = dash.client.cookies[COOKIE]
     key_id, secret = split_key(dash.lead) or ("", "")
     assert dash.lead not in session and secret not in session and secret not in value
-    cookie_key_id, expires, signature = value.split(".")
+    cookie_key_id, expires, nonce, signature = value.split(".")
     assert cookie_key_id == key_id and re.fullmatch(r"[0-9a-f]{64}", signature)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{16}", nonce)  # every sign-in its own session
     assert before + COOKIE_MAX_AGE_S <= int(expires) <= int(time.time()) + COOKIE_MAX_AGE_S
     assert LOGIN_COOKIE in cookies and "max-age=0" in cookies[LOGIN_COOKIE].lower()  # spent
 
@@ -137,18 +138,20 @@ async def test_sign_in_stores_a_signed_session_never_the_key(dash: Dash) -> None
 
 
 def _tampered(dash: Dash, value: str) -> list[str]:
-    key_id, expires, signature = value.split(".")
+    key_id, expires, nonce, signature = value.split(".")
     flipped = ("0" if signature[0] != "0" else "1") + signature[1:]
     ingest_id = (split_key(dash.ingest) or ("",))[0]
     return [
         dash.lead,  # the old cookie: the raw key
-        f"{key_id}.{expires}.{flipped}",
-        f"{key_id}.{int(expires) + 3600}.{signature}",  # a longer session
-        f"{ingest_id}.{expires}.{signature}",  # another key's id
-        f"{key_id}.{expires}.",
+        f"{key_id}.{expires}.{nonce}.{flipped}",
+        f"{key_id}.{int(expires) + 3600}.{nonce}.{signature}",  # a longer session
+        f"{ingest_id}.{expires}.{nonce}.{signature}",  # another key's id
+        f"{key_id}.{expires}.x{nonce}.{signature}",  # another session's nonce
+        f"{key_id}.{expires}.{signature}",  # the nonce left out
+        f"{key_id}.{expires}.{nonce}.",
         f"{key_id}.{expires}",
-        f"{key_id}.{expires}.{signature}é",
-        f"{key_id}.-{expires}.{signature}",
+        f"{key_id}.{expires}.{nonce}.{signature}é",
+        f"{key_id}.-{expires}.{nonce}.{signature}",
         session_token(dash.ctx, key_id, int(time.time()) - 1),  # signed, but expired
         session_token(  # another process's secret
             DashboardContext(dash.ctx.engine, dash.ctx.settings, dash.ctx.templates),
@@ -247,10 +250,24 @@ async def test_forms_need_the_sessions_token(dash: Dash) -> None:
     r = await dash.client.post(ACK, data={"csrf": token, "next": "/ui/"})
     assert r.status_code == 303 and r.headers["location"] == "/ui/?done=gone"
 
+    session = dash.client.cookies[COOKIE]
+    key_id, expires, _, _ = session.split(".")
+    elsewhere = session_token(dash.ctx, key_id, int(expires))  # the same key, another browser
     r = await dash.client.post("/ui/logout", data={"csrf": token})
     assert r.status_code == 303 and r.headers["location"] == "/ui/login"
     assert COOKIE not in dash.client.cookies
     assert (await dash.home()).status_code == 303
+    # A copy of the cookie kept from before signing out signs nobody in either.
+    dash.use_session(session)
+    assert (await dash.home()).status_code == 303
+    # The key's other session goes on.
+    dash.use_session(elsewhere)
+    assert (await dash.home()).status_code == 200
+    # A new sign-in, even within the same second, is a session of its own.
+    dash.client.cookies.clear()
+    assert (await dash.sign_in(dash.lead)).status_code == 303
+    assert dash.client.cookies[COOKIE] != session
+    assert (await dash.home()).status_code == 200
 
 
 async def test_replicas_sharing_the_secret_accept_each_others_sessions(
