@@ -123,7 +123,7 @@ class KafkaConsumer:
             # Co-partitioning: an account's events of every kind carry its id as key,
             # so they sit in the same partition number of each topic; the range
             # assignor gives that number of every topic to one consumer, so one
-            # process owns an account's state. Round robin (aiokafka's default) splits
+            # process applies all of an account's events. Round robin (aiokafka's default) splits
             # them whenever partitions per topic are not a multiple of the consumers.
             # Round robin is still offered second, so members of an older release
             # (round robin only) and this one can share the group during a rolling
