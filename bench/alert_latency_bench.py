@@ -66,6 +66,10 @@ from ingest_bench import (
     percentile,
     save_results,
     scratch_dir,
+    service_command,
+    service_env,
+    spawn,
+    stop_process,
     system_busy_seconds,
     tail,
 )
@@ -176,59 +180,6 @@ def read_slack_log(path: Path) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def service_command(name: str) -> list[str]:
-    """``python -m services.cli <name>``: imports ``services`` from ``sys.path``, so a
-    snapshot given with ``PYTHONPATH`` is what runs (an installed entry point could
-    resolve to the working tree)."""
-    return [sys.executable, "-m", "services.cli", name]
-
-
-def service_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWATCH_")}
-    for name in (
-        "kafka_bootstrap",
-        "database_url",
-        "topic_prefix",
-        "ingest_port",
-        "scoring_port",
-        "alerts_port",
-        "host",
-        "kafka_partitions",
-        "kafka_replication",
-        "consumer_group_scoring",
-        "consumer_group_alerts",
-        "scoring_batch_max",
-        "log_level",
-    ):
-        env[f"HEALTHWATCH_{name.upper()}"] = str(getattr(settings, name))
-    env.update(extra)
-    return env
-
-
-def spawn(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as fh:
-        return subprocess.Popen(
-            cmd,
-            cwd=cwd,  # no stray .env from the caller's directory
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 async def wait_ready(

@@ -432,34 +432,51 @@ def ingest_command() -> list[str]:
     return [sys.executable, "-m", "services.cli", "ingest"]
 
 
-def server_env(settings: Settings) -> dict[str, str]:
+def service_command(name: str) -> list[str]:
+    """``python -m services.cli <name>``: imports ``services`` from ``sys.path``, so a
+    snapshot given with ``PYTHONPATH`` is what runs (an installed entry point could
+    resolve to the working tree)."""
+    return [sys.executable, "-m", "services.cli", name]
+
+
+def service_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWATCH_")}
     for name in (
         "kafka_bootstrap",
         "database_url",
         "topic_prefix",
         "ingest_port",
+        "scoring_port",
+        "alerts_port",
         "host",
         "kafka_partitions",
         "kafka_replication",
+        "consumer_group_scoring",
+        "consumer_group_alerts",
+        "scoring_batch_max",
         "log_level",
     ):
         env[f"HEALTHWATCH_{name.upper()}"] = str(getattr(settings, name))
+    env.update(extra)
     return env
+
+
+def spawn(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,  # no stray .env from the caller's directory
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def spawn_server(settings: Settings, workdir: Path, log: Path) -> subprocess.Popen[bytes]:
     """``healthwatch ingest`` in its own process (and session), logging to ``log``."""
-    with log.open("wb") as log_fh:
-        return subprocess.Popen(
-            ingest_command(),
-            cwd=workdir,  # no stray .env from the caller's directory
-            env=server_env(settings),
-            stdin=subprocess.DEVNULL,
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn(ingest_command(), service_env(settings, {}), workdir, log)
 
 
 async def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -72,6 +72,9 @@ from ingest_bench import (
     out,
     save_results,
     scratch_dir,
+    service_command,
+    service_env,
+    spawn,
     stop_process,
     system_busy_seconds,
     tail,
@@ -882,20 +885,6 @@ async def scoring_run(
     return result
 
 
-def spawn_scoring(env: dict[str, str], workdir: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``healthwatch scoring`` in its own process (and session), logging to ``log``."""
-    with log.open("wb") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "scoring"],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 async def processes_run(
     settings: Settings,
     total: int,
@@ -907,18 +896,7 @@ async def processes_run(
 ) -> dict[str, Any]:
     """``processes`` × ``healthwatch scoring``, one consumer group, as production scales;
     timed from their start until ``processed_events`` has ``total`` rows."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWATCH_")}
-    for name in (
-        "kafka_bootstrap",
-        "database_url",
-        "topic_prefix",
-        "kafka_partitions",
-        "kafka_replication",
-        "consumer_group_scoring",
-        "scoring_batch_max",
-    ):
-        env[f"HEALTHWATCH_{name.upper()}"] = str(getattr(settings, name))
-    env["HEALTHWATCH_LOG_LEVEL"] = "WARNING"
+    env = service_env(settings, {"HEALTHWATCH_LOG_LEVEL": "WARNING"})
     engine = create_engine(settings.database_url)
     await migrate(engine)  # as `healthwatch migrate` does before production services start
     task = progress.add_task(f"scoring, {processes} process(es)", total=total)
@@ -931,7 +909,7 @@ async def processes_run(
     try:
         for log_path in logs:
             port = {"HEALTHWATCH_SCORING_PORT": str(_localservices().free_port())}
-            procs.append(spawn_scoring({**env, **port}, workdir, log_path))
+            procs.append(spawn(service_command("scoring"), {**env, **port}, workdir, log_path))
         while True:
             await asyncio.sleep(POLL_S)
             count, consumed = await scoring_progress(engine, settings)

@@ -144,17 +144,13 @@ class KafkaConsumer:
 
     async def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
         stored = await self._load_offsets([(tp.topic, tp.partition) for tp in partitions])
-        unseen = []
         for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                unseen.append(tp)
-            else:
-                self._consumer.seek(tp, offset)
-        if unseen:
-            # One offset lookup for all of them, not one awaited per partition in turn:
-            # the rebalance listener must finish well within the session timeout.
-            await self._consumer.seek_to_beginning(*unseen)
+            # Nothing stored yet: the start of the log, as offset 0, which needs no
+            # lookup; if retention has deleted it, the fetch is out of range and
+            # auto_offset_reset="earliest" moves to the log's start. An awaited lookup
+            # (seek_to_beginning) here, under the handling lock, could wait for a
+            # rebalance that itself waits for that lock, and the group would hang.
+            self._consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
         self.generation += 1
 
     async def rewind(self) -> None:

@@ -1,0 +1,53 @@
+"""The Kafka consumer of the bus on a real broker: where it starts without stored offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+from shared.bus.base import OutMessage, Record
+from shared.bus.kafka import KafkaConsumer, KafkaProducer, ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+async def _no_offsets(_: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    return {}
+
+
+async def test_without_stored_offsets_it_reads_from_the_logs_start_even_after_deletion(
+    kafka_bootstrap: str,
+) -> None:
+    topic = f"start-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [topic], partitions=1, replication=1)
+    producer = KafkaProducer(kafka_bootstrap, ack_timeout_s=30)
+    await producer.start()
+    try:
+        await producer.send_many([OutMessage(topic, b"k", str(i).encode()) for i in range(10)])
+    finally:
+        await producer.stop()
+    # Retention, or an operator, removed the first 4 records: the log starts at 4.
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=4)})
+    finally:
+        await admin.close()
+
+    consumer = KafkaConsumer(
+        kafka_bootstrap, [topic], group_id=f"g-{uuid.uuid4().hex[:8]}", load_offsets=_no_offsets
+    )
+    await consumer.start()
+    got: list[Record] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(got) < 6:
+                got += await consumer.getmany(1.0, 100)
+    finally:
+        await consumer.stop()
+    assert [r.offset for r in got] == list(range(4, 10))
+    assert [r.value for r in got] == [str(i).encode() for i in range(4, 10)]
