@@ -179,6 +179,18 @@ class ScoringProcessor:
     ) -> list[AlertEvent]:
         """Score ``ids`` as of their newest event (or ``as_of``); record what changed and
         return the alerts that fired. An unchanged score writes nothing."""
+        if conn.dialect.name == "postgresql" and ids:
+            # Another consumer may rescore one of these accounts at the same time (the old
+            # owner of a ticket moved between accounts, a sweep): lock the rows, in one
+            # order everywhere, so the measures below are read after its commit and
+            # neither transaction writes a score computed from stale state. (SQLite
+            # transactions are serialized already.)
+            await conn.execute(
+                select(account_health.c.account_id)
+                .where(account_health.c.account_id.in_(ids))
+                .order_by(account_health.c.account_id)
+                .with_for_update()
+            )
         measures = await load_measures(conn, ids, as_of, self.zone)
         if not measures:
             return []

@@ -58,11 +58,7 @@ async def test_two_consumers_split_partitions_by_account_and_match_one(
             tasks = [asyncio.create_task(run_scoring(rt, stop)) for rt in runtimes]
             try:
                 # Both members joined and split every partition between them.
-                await wait_for(
-                    lambda: _split(registries, s.consumer_group_scoring, topics),
-                    timeout=60,
-                    what="both consumers to own partitions",
-                )
+                await _wait_split(registries, s.consumer_group_scoring, topics)
                 await produce(s, stream)
                 await wait_for(
                     lambda: processed_all(engine, distinct),
@@ -72,11 +68,7 @@ async def test_two_consumers_split_partitions_by_account_and_match_one(
                 )
                 # The gauges follow the assignment within LAG_INTERVAL_S: after any later
                 # rebalance, wait until they again split every partition between the two.
-                await wait_for(
-                    lambda: _split(registries, s.consumer_group_scoring, topics),
-                    timeout=60,
-                    what="the consumers' partitions to settle",
-                )
+                await _wait_split(registries, s.consumer_group_scoring, topics)
                 shares = [owned(r, s.consumer_group_scoring) for r in registries]
             finally:
                 stop.set()
@@ -103,3 +95,11 @@ async def _split(registries: list[CollectorRegistry], group: str, topics: list[s
     shares = [owned(r, group) for r in registries]
     every = {(t, p) for t in topics for p in range(PARTITIONS)}
     return all(shares) and shares[0] | shares[1] == every and not shares[0] & shares[1]
+
+
+async def _wait_split(registries: list[CollectorRegistry], group: str, topics: list[str]) -> None:
+    try:
+        await wait_for(lambda: _split(registries, group, topics), timeout=90, what="a split")
+    except AssertionError as exc:
+        shares = [sorted(owned(r, group)) for r in registries]
+        raise AssertionError(f"the two consumers never split the partitions: {shares}") from exc
