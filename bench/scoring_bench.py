@@ -80,7 +80,7 @@ from ingest_bench import (
     tail,
 )
 from prometheus_client import CollectorRegistry
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 from rich.table import Table
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -788,6 +788,38 @@ async def bare_consume(
     }
 
 
+@dataclass
+class ScoringWatch:
+    """Polls a scoring run's progress every POLL_S from its own engine: rows in the dedup
+    log and records consumed per the committed offsets, and when the first rows came."""
+
+    engine: AsyncEngine
+    settings: Settings
+    total: int
+    progress: Progress
+    task: TaskID
+    count: int = 0
+    consumed: int = 0
+    first: tuple[float, int] | None = None  # (when, count) of the first rows seen
+    now: float = 0.0
+
+    async def poll(self) -> bool:
+        """Wait POLL_S and look; True once every record is in."""
+        await asyncio.sleep(POLL_S)
+        self.count, self.consumed = await scoring_progress(self.engine, self.settings)
+        self.now = time.perf_counter()
+        if self.count and self.first is None:
+            self.first = (self.now, self.count)
+        self.progress.update(self.task, completed=self.count)
+        # The committed offsets are the fallback should the dedup log ever be pruned
+        # within the run (late_grace_days shorter than --days).
+        return self.count >= self.total or self.consumed >= self.total
+
+    @property
+    def handled(self) -> int:
+        return max(self.count, self.consumed)
+
+
 async def scoring_run(
     settings: Settings,
     total: int,
@@ -799,11 +831,9 @@ async def scoring_run(
 ) -> dict[str, Any]:
     """``open_runtime`` + ``run_scoring``; timed until ``processed_events`` has ``total``
     rows (counted every POLL_S from another engine), then stopped gracefully."""
-    task = progress.add_task(label, total=total)
     counter = create_engine(settings.database_url)
+    watch = ScoringWatch(counter, settings, total, progress, progress.add_task(label, total=total))
     registry = CollectorRegistry()
-    count = consumed = 0
-    first: tuple[float, int] | None = None
     done: float | None = None
     meter.start()
     started = time.perf_counter()
@@ -817,17 +847,10 @@ async def scoring_run(
             last = (time.perf_counter(), 0)  # (when, count) of the last progress seen
             try:
                 while True:
-                    await asyncio.sleep(POLL_S)
-                    count, consumed = await scoring_progress(counter, settings)
-                    now = time.perf_counter()
-                    if count and first is None:
-                        first = (now, count)
-                    progress.update(task, completed=count)
-                    # The committed offsets are the fallback should the dedup log ever
-                    # be pruned within the run (late_grace_days shorter than --days).
-                    if count >= total or consumed >= total:
-                        done = now
+                    if await watch.poll():
+                        done = watch.now
                         break
+                    now, count = watch.now, watch.count  # for the stall check below
                     if consumer.done():
                         await consumer  # raises what stopped it
                         raise RuntimeError("the scoring consumer stopped before the end")
@@ -852,11 +875,11 @@ async def scoring_run(
     seconds = done - started
     batches = metric_sum(registry, "healthwatch_scoring_batch_seconds_count")
     in_batches = metric_sum(registry, "healthwatch_scoring_batch_seconds_sum")
-    handled = max(count, consumed)
+    handled, first = watch.handled, watch.first
     result: dict[str, Any] = {
-        "processed": count,
-        "records_consumed_per_offsets": consumed,
-        "complete": count >= total or consumed >= total,
+        "processed": watch.count,
+        "records_consumed_per_offsets": watch.consumed,
+        "complete": handled >= total,
         "seconds": round(seconds, 3),
         "events_per_s": rate(handled, seconds),
         "seconds_to_ready": round(ready - started, 3),
@@ -900,37 +923,28 @@ async def processes_run(
     engine = create_engine(settings.database_url)
     await migrate(engine)  # as `healthwatch migrate` does before production services start
     task = progress.add_task(f"scoring, {processes} process(es)", total=total)
+    watch = ScoringWatch(engine, settings, total, progress, task)
     procs: list[subprocess.Popen[bytes]] = []
     logs = [workdir / f"scoring-{processes}-{i}.log" for i in range(processes)]
-    first: tuple[float, int] | None = None
-    count = consumed = 0
     meter.start()
     started = time.perf_counter()
     try:
         for log_path in logs:
             port = {"HEALTHWATCH_SCORING_PORT": str(_localservices().free_port())}
             procs.append(spawn(service_command("scoring"), {**env, **port}, workdir, log_path))
-        while True:
-            await asyncio.sleep(POLL_S)
-            count, consumed = await scoring_progress(engine, settings)
-            now = time.perf_counter()
-            if count and first is None:
-                first = (now, count)
-            progress.update(task, completed=count)
-            if count >= total or consumed >= total:
-                break
+        while not await watch.poll():
             for proc, log_path in zip(procs, logs, strict=True):
                 if proc.poll() is not None:
                     raise RuntimeError(f"a scoring process exited:\n{tail(log_path)}")
-            if now - started > timeout_s:
-                raise TimeoutError(f"{processes} scoring processes: {count:,} of {total:,}")
-        done = time.perf_counter()
+            if watch.now - started > timeout_s:
+                raise TimeoutError(f"{processes} processes: {watch.count:,} of {total:,}")
+        done = watch.now
         cores = meter.cores()
     finally:
         for proc in procs:
             stop_process(proc)
         await engine.dispose()
-    handled = max(count, consumed)
+    handled, first = watch.handled, watch.first
     return {
         "processes": processes,
         "scoring_batch_max": settings.scoring_batch_max,
