@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, case, delete, or_, select
+from sqlalchemy import and_, case, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.events import (
@@ -40,6 +40,9 @@ from shared.storage.tables import (
 )
 
 OPEN_STATUSES = ("open", "pending")
+# The first key of the PostgreSQL advisory locks taken per ticket id (the second is the
+# id's hash): any constant no other lock of this database uses.
+TICKET_LOCK_SPACE = 0x7469636B  # "tick"
 _FACT_FIELDS = tuple(
     f
     for f in AccountFacts.model_fields
@@ -243,6 +246,21 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
             latest[e.ticket_id] = e
     if not latest:
         return set()
+    if conn.dialect.name == "postgresql":
+        # Another consumer may be moving one of these tickets right now (its old and
+        # new accounts sit in different partitions). Its uncommitted move is invisible
+        # to the owner read below, and our upsert would then overwrite it after its
+        # commit without rescoring the account it left: wait for it first. A lock per
+        # ticket id, in one order everywhere, held to commit; a new ticket has no row
+        # to lock, hence an advisory lock rather than SELECT … FOR UPDATE. (SQLite
+        # transactions are serialized already.)
+        await conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(:space, hashtext(t))"
+                " FROM (SELECT t FROM unnest(CAST(:ids AS text[])) AS t ORDER BY t) AS ids"
+            ),
+            {"space": TICKET_LOCK_SPACE, "ids": sorted(latest)},
+        )
     previous = set(
         (
             await conn.execute(

@@ -11,7 +11,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -123,12 +122,13 @@ class KafkaConsumer:
             # Co-partitioning: an account's events of every kind carry its id as key,
             # so they sit in the same partition number of each topic; the range
             # assignor gives that number of every topic to one consumer, so one
-            # process applies all of an account's events. Round robin (aiokafka's default) splits
-            # them whenever partitions per topic are not a multiple of the consumers.
-            # Round robin is still offered second, so members of an older release
-            # (round robin only) and this one can share the group during a rolling
-            # upgrade; once all offer range, the group uses range.
-            partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
+            # process applies all of an account's events. Round robin (aiokafka's
+            # default) splits them whenever partitions per topic are not a multiple of
+            # the consumers. Only one assignor is offered: aiokafka (0.14) sends one
+            # JoinGroup per configured assignor in every rebalance, and each extra
+            # JoinGroup starts another rebalance, which can keep a group from ever
+            # settling (aio-libs/aiokafka PR #1168).
+            partition_assignment_strategy=(RangePartitionAssignor,),
             # No producer here is transactional, so this changes nothing today; exactly
             # once comes from offsets stored with the state in the database, and alerts
             # (published before scoring commits) from their ids and revisions.

@@ -17,7 +17,7 @@ from shared.bus.factory import all_topics
 from shared.bus.kafka import ensure_topics
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from tests.support.harness import state_snapshot, wait_for
+from tests.support.harness import assert_same_state, state_snapshot, wait_for
 from tests.support.stream import (
     count_processed,
     make_stream,
@@ -86,8 +86,7 @@ async def test_sigkill_mid_stream_then_restart_equals_uninterrupted_run(
     uninterrupted = await reference_state(crashed, postgres_url, distinct)
 
     assert len(after_crash["processed_events"]) == distinct
-    for table in uninterrupted:
-        assert after_crash[table] == uninterrupted[table], f"{table} differs after the crash"
+    assert_same_state(after_crash, uninterrupted, "differs after the crash")
 
 
 async def _between(engine: AsyncEngine, low: int, high: int) -> bool:

@@ -28,7 +28,7 @@ from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import account_health
 from tests.integration.test_crash_recovery import count_processed, produce
-from tests.support.harness import state_snapshot, wait_for
+from tests.support.harness import Snapshot, assert_same_state, state_snapshot, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ async def _fresh_database(postgres_url: str) -> str:
     return url
 
 
-async def _as_of_today(settings_: Settings) -> dict[str, list[tuple[Any, ...]]]:
+async def _as_of_today(settings_: Settings) -> Snapshot:
     """Sweep every account to today (as the service does daily), then snapshot."""
     engine = create_engine(settings_.database_url)
     try:
@@ -170,8 +170,7 @@ async def check(log: list[dict[str, Any]], kafka: str, postgres_url: str, workdi
     assert report.rejected == []
 
     a, b = await _as_of_today(streamed), await _as_of_today(imported)
-    for table in a:
-        assert a[table] == b[table], f"{table} differs between streaming and import"
+    assert_same_state(a, b, "differs between streaming and import")
 
 
 async def _processed(engine: Any, n: int) -> bool:

@@ -17,7 +17,7 @@ from shared.bus.factory import event_topics
 from shared.bus.kafka import ensure_topics
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from tests.support.harness import state_snapshot, wait_for
+from tests.support.harness import assert_same_state, state_snapshot, wait_for
 from tests.support.stream import make_stream, processed_all, produce, reference_state
 
 pytestmark = pytest.mark.integration
@@ -83,8 +83,7 @@ async def test_two_consumers_split_partitions_by_account_and_match_one(
         assert share == {(t, p) for t in topics for p in numbers}, share
     alone = await reference_state(s, postgres_url, distinct)
     assert len(together["processed_events"]) == distinct
-    for table in alone:
-        assert together[table] == alone[table], f"{table} differs with two consumers"
+    assert_same_state(together, alone, "differs with two consumers")
 
 
 def _runtime(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Runtime]:

@@ -169,8 +169,11 @@ def low_activity_history(account: str, *, active_users: int, days: int = 8) -> l
     ]
 
 
-async def state_snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every piece of scoring state, in a comparable form."""
+Snapshot = dict[str, list[dict[str, Any]]]
+
+
+async def state_snapshot(engine: AsyncEngine) -> Snapshot:
+    """Every piece of scoring state, in a comparable form (rows as column → value)."""
     queries = {
         "activity_daily": select(activity_daily).order_by(
             activity_daily.c.account_id, activity_daily.c.day
@@ -194,8 +197,21 @@ async def state_snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]
     out = {}
     async with engine.connect() as conn:
         for name, q in queries.items():
-            out[name] = [tuple(r) for r in await conn.execute(q)]
+            out[name] = [dict(r._mapping) for r in await conn.execute(q)]
     return out
+
+
+def assert_same_state(got: Snapshot, expected: Snapshot, how: str) -> None:
+    """Fail naming the first row and the columns that differ, table by table."""
+    for table, rows in expected.items():
+        if got[table] == rows:
+            continue
+        if len(got[table]) != len(rows):
+            raise AssertionError(f"{table} {how}: {len(got[table])} rows, expected {len(rows)}")
+        mine, theirs = next((a, b) for a, b in zip(got[table], rows, strict=True) if a != b)
+        moved = {c: (mine[c], theirs[c]) for c in theirs if mine[c] != theirs[c]}
+        key = next(iter(theirs.values()))
+        raise AssertionError(f"{table} {how}, first at {key!r}: (got, expected) {moved}")
 
 
 # Tickets of test accounts were created two hours ago; their updates follow in minutes.

@@ -20,7 +20,7 @@ from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import processed_events
-from tests.support.harness import facts, state_snapshot, usage, wait_for
+from tests.support.harness import Snapshot, facts, state_snapshot, usage, wait_for
 
 ACCOUNTS = 40
 USAGE_EVENTS = 12_000
@@ -93,9 +93,7 @@ async def processed_all(engine: AsyncEngine, n: int) -> bool:
     return await count_processed(engine) == n
 
 
-async def reference_state(
-    settings: Settings, postgres_url: str, distinct: int
-) -> dict[str, list[tuple[Any, ...]]]:
+async def reference_state(settings: Settings, postgres_url: str, distinct: int) -> Snapshot:
     """The same topics read uninterrupted by one consumer of another group, into another
     database: the state every other way of consuming them must end with."""
     name = f"ref_{uuid.uuid4().hex[:8]}"
