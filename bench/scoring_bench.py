@@ -1171,15 +1171,17 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
             }
 
         # ------------------------------------------------- 1b. scoring in N processes
-        for n in opts.processes:
-            url = await create_database(services.postgres_url, f"bench_{run_id}_procs_{n}")
+        # A count may repeat (e.g. 2,2,2: three cold starts of a two-member group).
+        for i, n in enumerate(opts.processes):
+            url = await create_database(services.postgres_url, f"bench_{run_id}_procs_{i}_{n}")
             settings = base.model_copy(
                 update={
                     "database_url": url,
-                    "consumer_group_scoring": f"bench-{run_id}-procs-{n}",
+                    "consumer_group_scoring": f"bench-{run_id}-procs-{i}-{n}",
                 }
             )
-            results.setdefault("processes", {})[str(n)] = await processes_run(
+            key = str(n) if opts.processes.index(n) == i else f"{n} (start {i + 1})"
+            results.setdefault("processes", {})[key] = await processes_run(
                 settings, total, n, workdir, meter, progress, opts.scoring_timeout
             )
 
@@ -1612,7 +1614,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         type=_int_list,
         default=[],
         help="also score with this many `healthwatch scoring` processes in one group, "
-        "comma-separated (e.g. 1,2); default none",
+        "comma-separated (e.g. 1,2; a repeated count starts a new group again); default none",
     )
     parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM FULL sizes")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a broker")
