@@ -51,6 +51,11 @@ class QuietAccountSweep:
             .where(h.c.as_of < midnight, or_(h.c.swept_on.is_(None), h.c.swept_on < today))
             .order_by(h.c.account_id)
             .limit(CHUNK)
+            # Every scoring replica runs the sweep. Each takes the due rows no other
+            # transaction holds (another replica's chunk, a batch rescoring them) and
+            # locks them, so replicas split the work instead of each doing all of it;
+            # a skipped row is still due at the next pass. (SQLite: no-op, one writer.)
+            .with_for_update(skip_locked=True)
         )
         total = 0
         while True:
