@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,12 +48,25 @@ class Outbox:
         # Set once rows put by a committed transaction are visible: the sender in this
         # process starts at once instead of at its next poll (other processes poll).
         self.queued = asyncio.Event()
-        self._pending = False
+        # What the current transaction put, per task (intake and timers run side by
+        # side): acted on only once it commits, so a retried one counts nothing twice.
+        self._tx: ContextVar[_Queued | None] = ContextVar("outbox_tx", default=None)
 
-    def committed(self) -> None:
-        """Call after the transaction that put rows has committed."""
-        if self._pending:
-            self._pending = False
+    @asynccontextmanager
+    async def transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        """``engine.begin()`` for work that puts notices; once it has committed, wake the
+        sender and count the notices that had nobody to go to."""
+        queued = _Queued()
+        token = self._tx.set(queued)
+        try:
+            async with engine.begin() as conn:
+                yield conn
+        finally:
+            self._tx.reset(token)
+        for rule, key in queued.unroutable:
+            log.warning("%s has nobody to tell (no owner, no team fallback)", key)
+            self._metrics.deliveries.labels(rule, "none", "unroutable").inc()
+        if queued.rows:
             self.queued.set()
 
     async def put(
@@ -85,14 +101,24 @@ class Outbox:
                     "created_at": now,
                 }
             )
+        queued = self._tx.get()
+        if queued is None:
+            raise RuntimeError("Outbox.put outside Outbox.transaction()")
         if not rows and self.channels:
-            log.warning("%s has nobody to tell (no owner, no team fallback)", notice.key)
-            self._metrics.deliveries.labels(notice.first.rule, "none", "unroutable").inc()
+            queued.unroutable.append((notice.first.rule, notice.key))
         if not rows:
             return 0
         await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)
-        self._pending = True
+        queued.rows += len(rows)
         return len(rows)
+
+
+@dataclass
+class _Queued:
+    """What one outbox transaction put."""
+
+    rows: int = 0
+    unroutable: list[tuple[str, str]] = field(default_factory=list)  # (rule, notice key)
 
 
 class AlertIntake:
@@ -129,12 +155,11 @@ class AlertIntake:
                     exc,
                 )
         stored: list[str] = []  # log lines, written once the batch has committed
-        async with self._engine.begin() as conn:
+        async with self._outbox.transaction(self._engine) as conn:
             config, _ = await self._config.current(conn)
             for alert in decoded:
                 await self._apply(conn, alert, config, now, stored)
             await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
-        self._outbox.committed()
         for line in stored:
             log.info("%s", line)
 

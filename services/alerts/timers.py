@@ -62,13 +62,12 @@ class AlertTimers:
         now = self._clock()
         queued = 0
         escalated: list[tuple[str, str]] = []  # (alert id, rule)
-        async with self._engine.begin() as conn:
+        async with self._outbox.transaction(self._engine) as conn:
             config, _ = await self._config.current(conn)
             queued += await self._wake_snoozed(conn, config, now)
             queued += await self._repeat(conn, config, now)
             queued += await self._escalate(conn, config, now, escalated)
             queued += await self._digest(conn, config, now)
-        self._outbox.committed()
         # Told only once committed: a pass that failed and is retried counts nothing twice.
         for alert_id, rule in escalated:
             self._metrics.escalated.labels(rule).inc()

@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.alerts.channels import EmailChannel, SlackChannel
+from services.alerts.channels import EmailChannel, Notice, SlackChannel
 from services.alerts.lifecycle import AlertIntake, Outbox
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.timers import AlertTimers
+from shared.alerting.config import Recipient
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.config import Settings
@@ -217,3 +218,41 @@ async def test_slack_notices_wait_for_the_group_window(world: World) -> None:
         ).all()
     due = {channel: at for channel, at in rows}
     assert due["email"] == T0 and due["slack"] == T0 + timedelta(seconds=30)
+
+
+async def test_notices_are_acted_on_only_once_their_transaction_commits(
+    embedded_settings: Settings,
+) -> None:
+    settings = embedded_settings.model_copy(update={"smtp_host": "127.0.0.1"})
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    registry = CollectorRegistry()
+    outbox = Outbox([EmailChannel(settings)], settings, AlertsMetrics(registry))
+    fire = Notice("fire", [alert("nps_detractor", Severity.warning)], "acme:nps_detractor:1/fire")
+    anna = [Recipient(email="anna@example.com")]
+
+    def unroutable() -> float:
+        labels = {"rule": "nps_detractor", "channel": "none", "outcome": "unroutable"}
+        return registry.get_sample_value("healthwatch_alert_deliveries_total", labels) or 0.0
+
+    try:
+        # A transaction that fails (and will be retried) counts and wakes nothing.
+        with pytest.raises(RuntimeError, match="rolled back"):
+            async with outbox.transaction(engine) as conn:
+                await outbox.put(conn, fire, [], notification="fire", now=T0)
+                assert await outbox.put(conn, fire, anna, notification="fire", now=T0) == 1
+                raise RuntimeError("rolled back")
+        assert unroutable() == 0 and not outbox.queued.is_set()
+
+        async with outbox.transaction(engine) as conn:
+            await outbox.put(conn, fire, [], notification="fire", now=T0)
+        assert unroutable() == 1 and not outbox.queued.is_set()  # nothing was queued
+
+        async with outbox.transaction(engine) as conn:
+            assert await outbox.put(conn, fire, anna, notification="fire", now=T0) == 1
+        assert outbox.queued.is_set()
+        with pytest.raises(RuntimeError, match="outside"):
+            async with engine.begin() as conn:
+                await outbox.put(conn, fire, anna, notification="fire", now=T0)
+    finally:
+        await engine.dispose()
