@@ -229,7 +229,9 @@ class ScoringProcessor:
             )
             if change is not None:
                 band_rows.append(change)
-                if before is not None:
+                if before is None or before.band is None:
+                    log.info("%s: first health score %s (%s)", m.account_id, s.value, s.band)
+                else:
                     log.info(
                         "%s: health %s → %s (%s → %s)",
                         m.account_id,
