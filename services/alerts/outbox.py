@@ -58,7 +58,9 @@ class OutboxSender:
         self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
+        # Per pace key (loop time): the last send, and the end of a Retry-After.
         self._last_send: dict[tuple[str, str], float] = {}
+        self._held_until: dict[tuple[str, str], float] = {}
         self._config = config or AlertingStore()
         self._wake = wake
 
@@ -167,14 +169,25 @@ class OutboxSender:
         if len(notices) > 1:
             alerts_ = [a for n in notices for a in n.alerts]
             notice = Notice("group", alerts_, "+".join(n.key for n in notices))
+        pace = _pace_key(channel, head.destination)
         try:
             if channel is None:
                 raise DeliveryError(
                     f"channel {head.channel!r} is not configured any more", permanent=True
                 )
-            await self._pace(channel, head.destination)
+            if pace is not None:
+                held_s = self._held_until.get(pace, 0.0) - asyncio.get_running_loop().time()
+                if held_s > 0:
+                    await self._defer(group, held_s)
+                    return
+                await self._pace(pace)
             await channel.send(notice, head.destination)
         except DeliveryError as exc:
+            if pace is not None and exc.retry_after_s is not None:
+                # A 429 limits the whole Slack channel, not this message: every delivery
+                # sharing the pace key waits it out, or Slack keeps refusing (and may
+                # disable the webhook).
+                self._held_until[pace] = asyncio.get_running_loop().time() + exc.retry_after_s
             for r, rule in zip(group, rules, strict=True):
                 await self._failed(r, rule, exc)
             return
@@ -234,17 +247,33 @@ class OutboxSender:
             exc,
         )
 
-    async def _pace(self, channel: Channel, destination: str) -> None:
+    async def _defer(self, group: list[Any], seconds: float) -> None:
+        """Back in the queue untried (no attempt counted), due when the hold ends."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.delivery_id.in_([r.delivery_id for r in group]))
+                .values(
+                    next_attempt_at=self._clock() + timedelta(seconds=seconds),
+                    claimed_until=None,
+                )
+            )
+
+    async def _pace(self, key: tuple[str, str]) -> None:
         """At most one Slack message per second per destination (Slack's own limit)."""
-        pace_key = channel.pace_key(destination)
-        if pace_key is None:
-            return
         loop = asyncio.get_running_loop()
-        key = (channel.name, pace_key)
         wait = self._last_send.get(key, 0.0) + self._settings.slack_min_interval_s - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_send[key] = loop.time()
+
+
+def _pace_key(channel: Channel | None, destination: str) -> tuple[str, str] | None:
+    """Deliveries that share Slack's rate limit (one webhook, or one channel)."""
+    if channel is None:
+        return None
+    key = channel.pace_key(destination)
+    return None if key is None else (channel.name, key)
 
 
 def _notice(row: Any) -> Notice:

@@ -3,13 +3,17 @@ snooze, escalation, strategic routing, and delivery through Slack and SMTP failu
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from shared.auth import Scope, create_key
 from shared.config import Settings
 from shared.storage.tables import alerts, deliveries
 from tests.support.alerting import alerting_toml, write_alerting
@@ -27,6 +31,12 @@ from tests.support.harness import (
 from tests.support.standins import Inbox, Recorded, SlackStandIn, smtp_server
 
 pytestmark = pytest.mark.integration
+
+# The Slack pace set where a test checks it: seconds between requests to one destination.
+PACE_S = 0.4
+# Request arrivals are stamped by the stand-in after the request has crossed loopback; a
+# later request may cross faster than the one before it by this much.
+CLOCK_SLACK_S = 0.05
 
 
 def with_alerting(settings: Settings, tmp_path: Path, text: str, **extra: Any) -> Settings:
@@ -257,12 +267,15 @@ async def test_slack_failing_then_limiting_delivers_each_notice_once_in_order(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     slack = SlackStandIn()
-    slack.script.extend([(500, {})] * 4 + [(429, {"Retry-After": "1"})] + [(500, {})] * 2)
+    # Retry-After longer than any backoff (capped at 1 s here), so only honouring it
+    # explains the wait after the 429.
+    slack.script.extend([(500, {})] * 4 + [(429, {"Retry-After": "2"})] + [(500, {})] * 2)
     settings = with_alerting(
         kafka_settings,
         tmp_path,
         alerting_toml(["ticket_backlog"]),
         slack_webhook_url=slack.webhook_url,
+        slack_min_interval_s=PACE_S,
     )
     names = ("ord1", "ord2", "ord3")
     async with slack.running(), running(settings) as hw:
@@ -286,6 +299,65 @@ async def test_slack_failing_then_limiting_delivers_each_notice_once_in_order(
         assert len(texts) == 2, texts
         assert "Resolved" not in texts[0] and "Resolved" in texts[1]
     assert states == {"delivered"}
+    # One webhook is one Slack channel: never two requests within the pace, and nothing
+    # at all until Retry-After has passed since the 429.
+    arrivals = [r.at for r in slack.requests]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= PACE_S - CLOCK_SLACK_S, gaps
+    assert gaps[4] >= 2 - CLOCK_SLACK_S, gaps  # request 5 was answered 429, Retry-After: 2
+
+
+async def test_a_notice_slack_keeps_refusing_goes_dead_shows_in_api_and_metrics_and_can_be_retried(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    slack = SlackStandIn()
+    slack.script.extend([(500, {})] * 3)  # then 200: Slack is back when the admin retries
+    settings = with_alerting(
+        kafka_settings,
+        tmp_path,
+        alerting_toml(["ticket_backlog"]),
+        slack_webhook_url=slack.webhook_url,
+        delivery_max_attempts=3,
+    )
+    async with slack.running(), running(settings) as hw:
+        admin = await create_key(hw.rt.engine, "admin", [Scope.admin])
+        scraper = await create_key(hw.rt.engine, "prometheus", [Scope.metrics])
+        await add_account(hw, "dead1", seats=10, slack="U0DEAD1")
+        await send(hw, [ticket("dead1", n, "open", n) for n in range(1, 6)])
+        async with httpx.AsyncClient(base_url=hw.url, headers=bearer(admin), timeout=30) as api:
+
+            async def dead() -> list[dict[str, Any]]:
+                r = await api.get("/v1/deliveries", params={"status": "dead"})
+                assert r.status_code == 200, r.text
+                return r.json()["deliveries"]  # type: ignore[no-any-return]
+
+            (gave_up,) = await wait_for(dead, timeout=60, what="the delivery to give up")
+            assert gave_up["channel"] == "slack" and gave_up["attempts"] == 3
+            assert "500" in gave_up["last_error"], gave_up
+            assert len(slack.requests) == 3 and slack.delivered() == []
+
+            exposition = await api.get("/metrics", headers=bearer(scraper))
+            assert exposition.status_code == 200
+            counted = {
+                s.labels["outcome"]: s.value
+                for family in text_string_to_metric_families(exposition.text)
+                for s in family.samples
+                if s.name == "healthwatch_alert_deliveries_total" and s.labels["channel"] == "slack"
+            }
+            assert counted == {"retry": 2.0, "dead": 1.0}, counted
+
+            r = await api.post(f"/v1/deliveries/{gave_up['delivery_id']}/retry")
+            assert r.status_code == 200, r.text
+            await wait_for(lambda: _true(len(slack.delivered()) == 1), timeout=60, what="post")
+            await alerts_settled(hw)
+            assert await dead() == []
+            again = await api.post(f"/v1/deliveries/{gave_up['delivery_id']}/retry")
+            assert again.status_code == 404  # only a dead delivery can be retried
+    assert len(slack.requests) == 4 and "dead1" in slack.delivered()[0].body["text"]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 async def test_smtp_down_for_a_while_then_every_email_arrives_once(
