@@ -22,7 +22,7 @@ from localservices import free_port
 
 from shared.auth import Scope, create_key
 from shared.config import Settings
-from tests.support.harness import processed, running, usage, wait_for
+from tests.support.harness import processed, running_apart, usage, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -131,8 +131,13 @@ async def query(prom: httpx.AsyncClient, promql: str) -> list[dict[str, Any]]:
 async def test_real_prometheus_scrapes_the_services(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    async with running(kafka_settings) as hw:
+    async with running_apart(kafka_settings) as (hw, ports):
         metrics_key = await create_key(hw.rt.engine, "prom", [Scope.metrics])
+        targets = {
+            "ingest": ports.ingest_port,
+            "scoring": ports.scoring_port,
+            "alerts": ports.alerts_port,
+        }
 
         # Probes need no key; /metrics needs one with the `metrics` scope.
         async with httpx.AsyncClient(base_url=hw.url, timeout=30) as anonymous:
@@ -145,29 +150,31 @@ async def test_real_prometheus_scrapes_the_services(
             assert r.status_code == 202, r.text
         await wait_for(lambda: processed(hw), timeout=60, what="the event scored")
 
-        # The exposition passes promtool's lint.
-        async with httpx.AsyncClient(
-            base_url=hw.url, headers={"Authorization": f"Bearer {metrics_key}"}, timeout=30
-        ) as scraper:
-            exposition = await scraper.get("/metrics")
-        assert exposition.status_code == 200
-        lint = await promtool("check", "metrics", stdin=exposition.content)
-        assert lint.strip() == "", lint
+        # Each service's exposition passes promtool's lint.
+        for job, port in targets.items():
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {metrics_key}"},
+                timeout=30,
+            ) as scraper:
+                exposition = await scraper.get("/metrics")
+            assert exposition.status_code == 200, job
+            lint = await promtool("check", "metrics", stdin=exposition.content)
+            assert lint.strip() == "", (job, lint)
 
-        # Prometheus with the shipped rules and the key in a file, as in deploy/prometheus.
+        # The shipped configuration (its jobs, key file and rules), pointed at this test's
+        # ports and scraping every second; DNS discovery of scoring replicas becomes a
+        # static target (no DNS here).
         shutil.copy(PROM / "alerts.yml", tmp_path / "alerts.yml")
         (tmp_path / "healthwatch.key").write_text(metrics_key + "\n")
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": ["alerts.yml"],
-            "scrape_configs": [
-                {
-                    "job_name": "ingest",
-                    "authorization": {"type": "Bearer", "credentials_file": "healthwatch.key"},
-                    "static_configs": [{"targets": [hw.url.removeprefix("http://")]}],
-                }
-            ],
-        }
+        config = yaml.safe_load((PROM / "prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+        jobs = [j for j in config["scrape_configs"] if j["job_name"] in targets]
+        assert sorted(j["job_name"] for j in jobs) == sorted(targets)
+        for job in jobs:
+            job.pop("dns_sd_configs", None)
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
+        config["scrape_configs"] = jobs
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
 
         async with (
@@ -175,28 +182,40 @@ async def test_real_prometheus_scrapes_the_services(
             httpx.AsyncClient(base_url=url, timeout=30) as prom,
         ):
 
-            async def target_up() -> dict[str, Any] | None:
+            async def all_up() -> list[dict[str, Any]] | None:
                 r = await prom.get("/api/v1/targets")
-                targets = r.json()["data"]["activeTargets"]
-                up = [t for t in targets if t["health"] == "up"]
-                return up[0] if up else None
+                active = r.json()["data"]["activeTargets"]
+                up = [t for t in active if t["health"] == "up"]
+                return up if len(up) == len(targets) else None
 
-            target = await wait_for(target_up, timeout=60, what="the ingest target up")
-            assert target["labels"]["job"] == "ingest"
+            up = await wait_for(all_up, timeout=60, what="the three targets up")
+            assert sorted(t["labels"]["job"] for t in up) == sorted(targets)
 
             async def series(promql: str) -> list[dict[str, Any]]:
                 return await query(prom, promql)
 
-            assert [s["value"][1] for s in await series('up{job="ingest"}')] == ["1"]
-            # The key series, and how far they must have counted (None: just present).
+            for job in targets:
+                assert [s["value"][1] for s in await series(f'up{{job="{job}"}}')] == ["1"]
+            # Each service's key series, from its own target, and how far they must have
+            # counted (None: just present).
             for promql, least in (
-                ('healthwatch_ingest_requests_total{route="/v1/events", status="202"}', 1),
-                ('healthwatch_ingest_events_total{kind="usage", outcome="accepted"}', 1),
-                ("healthwatch_ingest_produce_seconds_count", 1),
-                ('healthwatch_scoring_events_total{kind="usage", outcome="scored"}', 1),
-                ("healthwatch_scoring_batch_seconds_count", 1),
-                ("healthwatch_consumer_lag_records", None),
-                ("healthwatch_alert_outbox_depth", None),
+                (
+                    'healthwatch_ingest_requests_total{job="ingest", route="/v1/events", status="202"}',
+                    1,
+                ),
+                (
+                    'healthwatch_ingest_events_total{job="ingest", kind="usage", outcome="accepted"}',
+                    1,
+                ),
+                ('healthwatch_ingest_produce_seconds_count{job="ingest"}', 1),
+                (
+                    'healthwatch_scoring_events_total{job="scoring", kind="usage", outcome="scored"}',
+                    1,
+                ),
+                ('healthwatch_scoring_batch_seconds_count{job="scoring"}', 1),
+                ('healthwatch_consumer_lag_records{job="scoring"}', None),
+                ('healthwatch_consumer_lag_records{job="alerts"}', None),
+                ('healthwatch_alert_outbox_depth{job="alerts"}', None),
             ):
                 result = await wait_for(
                     lambda q=promql: series(q), timeout=60, what=f"series {promql}"

@@ -104,6 +104,39 @@ async def running(
             await asyncio.gather(*tasks)
 
 
+@asynccontextmanager
+async def running_apart(settings: Settings) -> AsyncIterator[tuple[Harness, Settings]]:
+    """Ingest, scoring and alerts as in production: each with its own runtime (database
+    pool, Kafka clients, metrics registry) and port, as separate processes have them.
+    Yields a harness on the ingest service and the settings naming the three ports."""
+    settings = settings.model_copy(
+        update={"ingest_port": free_port(), "scoring_port": free_port(), "alerts_port": free_port()}
+    )
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    await engine.dispose()
+    async with (
+        runtime.open_runtime(settings) as ingest_rt,
+        runtime.open_runtime(settings) as scoring_rt,
+        runtime.open_runtime(settings) as alerts_rt,
+    ):
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(runtime.run_ingest(ingest_rt, stop)),
+            asyncio.create_task(runtime.run_scoring_service(scoring_rt, stop)),
+            asyncio.create_task(runtime.run_alerts_service(alerts_rt, stop)),
+        ]
+        key = await create_key(ingest_rt.engine, "test", [Scope.ingest, Scope.read, Scope.respond])
+        try:
+            for port in (settings.ingest_port, settings.scoring_port, settings.alerts_port):
+                url = f"http://127.0.0.1:{port}"
+                await wait_for(lambda u=url: _up(u), timeout=30, what=f"{url} to listen")
+            yield Harness(ingest_rt, f"http://127.0.0.1:{settings.ingest_port}", key), settings
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+
+
 async def _up(url: str) -> bool:
     try:
         async with httpx.AsyncClient() as c:
