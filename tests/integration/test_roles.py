@@ -4,6 +4,10 @@ the table, so a new endpoint cannot ship without deciding who may call it."""
 
 from __future__ import annotations
 
+import re
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,16 +15,27 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from sqlalchemy import select
 
 from services.alerts.api import router as alerts_routes
+from services.dashboard.routes import router as dashboard_routes
 from services.ingest.routes import router as ingest_routes
 from services.reports.api import router as report_routes
 from services.scoring.api import router as health_routes
 from services.scoring.portfolio import router as portfolio_routes
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
+from shared.storage.tables import alerts
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import add_account, alert_stored, running, send, ticket, usage
+from tests.support.harness import (
+    Harness,
+    add_account,
+    alert_stored,
+    running,
+    send,
+    ticket,
+    usage,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -82,18 +97,38 @@ CASES = [
     Case("GET", "/healthz", ALL, open_=True),
     Case("GET", "/readyz", ALL, open_=True),
 ]
+# The dashboard: a key signs in once (readers only), then a session cookie is the
+# credential. Each route with the roles whose session may use it; sign-in itself is open.
+UI_CASES = [
+    Case("GET", "/ui/", READERS),
+    Case("GET", "/ui/lead", READERS),
+    Case("GET", "/ui/accounts/{account}", READERS, scoped=True),
+    Case("POST", "/ui/alerts/{alert}/acknowledge", READERS, scoped=True),
+    Case("GET", "/ui/login", ALL, open_=True),
+    Case("POST", "/ui/login", READERS, open_=True),
+    Case("POST", "/ui/logout", ALL, open_=True),
+]
 # Routes whose answer for an allowed caller may be 404 for reasons other than scoping.
 MAY_BE_ABSENT = {"/v1/deliveries/999999/retry"}
 TEMPLATE = {
     "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
     "/v1/accounts/{account}/reports/qbr": "/v1/accounts/{account}/reports/{kind}",
+    "/ui/accounts/{account}": "/ui/accounts/{account_id:path}",
+    "/ui/alerts/{alert}/acknowledge": "/ui/alerts/{alert_id:path}/{action}",
 }
 
 
 def test_every_route_is_in_the_table() -> None:
     routes = {
         (method, route.path)
-        for router in (ingest_routes, health_routes, portfolio_routes, alerts_routes, report_routes)
+        for router in (
+            ingest_routes,
+            health_routes,
+            portfolio_routes,
+            alerts_routes,
+            report_routes,
+            dashboard_routes,
+        )
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods
@@ -106,15 +141,18 @@ def test_every_route_is_in_the_table() -> None:
             .replace("{account}", "{account_id}")
             .replace("{alert}", "{alert_id}"),
         )
-        for c in CASES
+        for c in CASES + UI_CASES
     }
     assert routes - table == set(), "routes without a decision on who may call them"
 
 
-async def test_each_role_gets_exactly_what_it_should(
-    embedded_settings: Settings, tmp_path: Path
-) -> None:
-    settings = embedded_settings.model_copy(
+@asynccontextmanager
+async def two_portfolios(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[Harness, dict[Role, str]]]:
+    """Anna's and Carl's accounts, each with a firing alert, and a key per role (the CSM
+    key is Anna's)."""
+    settings = settings.model_copy(
         update={
             "alerting_file": write_alerting(tmp_path / "a.toml", alerting_toml(["ticket_backlog"]))
         }
@@ -128,6 +166,13 @@ async def test_each_role_gets_exactly_what_it_should(
         for role in Role:
             email = "anna@example.com" if role == Role.csm else None
             keys[role] = await create_key(hw.rt.engine, role.value, role_scopes(role, email), email)
+        yield hw, keys
+
+
+async def test_each_role_gets_exactly_what_it_should(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    async with two_portfolios(embedded_settings, tmp_path) as (hw, keys):
         failures = []
         async with httpx.AsyncClient(base_url=hw.url, timeout=30) as client:
             for case in CASES:
@@ -181,6 +226,57 @@ def _expected(case: Case, role: Role, whose: str, path: str) -> Any:
         return lambda s: s == 403
     if case.scoped and role == Role.csm and whose == "carl":
         return lambda s: s == 404
+    # Allowed: an answer about the request itself (2xx, or 4xx for the table's
+    # deliberately invalid bodies), never a refusal and never a server error.
     if path in MAY_BE_ABSENT:
-        return lambda s: s not in (401, 403)
-    return lambda s: s not in (401, 403, 404)
+        return lambda s: s < 500 and s not in (401, 403)
+    return lambda s: s < 500 and s not in (401, 403, 404)
+
+
+async def test_the_dashboard_gives_each_role_exactly_what_it_should(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    anna_alert, carl_alert = "anna-co:ticket_backlog:1", "carl-co:ticket_backlog:1"
+    pages = [c.path for c in UI_CASES if c.method == "GET" and not c.open_]
+    async with two_portfolios(embedded_settings, tmp_path) as (hw, keys):
+        for role in Role:
+            async with httpx.AsyncClient(base_url=hw.url, timeout=30) as browser:
+                form = await browser.get("/ui/login")
+                signed = await browser.post(
+                    "/ui/login",
+                    data={"csrf": _field(form.text, "csrf"), "key": keys[role], "next": "/ui/"},
+                )
+                if role not in READERS:
+                    assert signed.status_code == 403, (role, signed.status_code)
+                    for path in pages:  # no session: back to the sign-in page
+                        r = await browser.get(path.format(account="anna-co"))
+                        assert r.status_code == 303, (role, path, r.status_code)
+                        assert r.headers["location"].startswith("/ui/login?"), (role, path)
+                    continue
+                assert signed.status_code == 303, (role, signed.status_code)
+                for path in pages:
+                    for whose in ("anna", "carl") if "{account}" in path else ("anna",):
+                        r = await browser.get(path.format(account=f"{whose}-co"))
+                        hidden = role == Role.csm and whose == "carl"
+                        assert r.status_code == (404 if hidden else 200), (role, path, whose)
+                        if role == Role.csm:  # Carl's account appears on none of Anna's pages
+                            assert "carl-co" not in r.text, (role, path)
+                if role == Role.csm:
+                    csrf = _field((await browser.get("/ui/")).text, "csrf")
+                    for alert, done in ((carl_alert, "gone"), (anna_alert, "acknowledged")):
+                        r = await browser.post(
+                            f"/ui/alerts/{urllib.parse.quote(alert)}/acknowledge",
+                            data={"csrf": csrf, "next": "/ui/"},
+                        )
+                        assert r.status_code == 303, (alert, r.status_code)
+                        assert f"done={done}" in r.headers["location"], (alert, r.headers)
+        async with hw.rt.engine.connect() as conn:
+            status = dict((await conn.execute(select(alerts.c.alert_id, alerts.c.status))).all())
+    # Anna's CSM acknowledged her own alert; Carl's was out of reach and is untouched.
+    assert status[anna_alert] == "acknowledged" and status[carl_alert] == "firing", status
+
+
+def _field(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no hidden field {name!r}"
+    return found.group(1)
