@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.measures import load_measures
@@ -25,6 +25,8 @@ from shared.web import ClientError, require_scope
 
 # History without a range covers this many days back from the newest day.
 DEFAULT_HISTORY_DAYS = 90
+# One answer holds a day per entry: three years, a few hundred KB of JSON at most.
+MAX_HISTORY_DAYS = 3 * 366
 MAX_MODEL_BYTES = 200_000
 
 
@@ -100,30 +102,59 @@ async def account_health_history(
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
 ) -> dict[str, Any]:
-    """The daily score (event-time days) and band changes between ``from`` and ``to``."""
+    """The score as of each day (event-time days) from ``from`` to ``to``, and the band
+    changes between. A day's row is stored only when the score or its inputs changed, so
+    a day without one carries the latest earlier score (``recorded`` says which days
+    have their own row); ``from`` = ``to`` is the score as of that date."""
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
+        h = health_daily
         if to is None:
             to = (
                 await conn.execute(
-                    select(health_daily.c.day)
-                    .where(health_daily.c.account_id == account_id)
-                    .order_by(health_daily.c.day.desc())
+                    select(h.c.day)
+                    .where(h.c.account_id == account_id)
+                    .order_by(h.c.day.desc())
                     .limit(1)
                 )
             ).scalar() or date.today()
         start = from_ or to - timedelta(days=DEFAULT_HISTORY_DAYS - 1)
         if start > to:
             raise ClientError(422, "bad_range", "'from' is after 'to': swap them.")
-        days = await conn.execute(
-            select(health_daily.c.day, health_daily.c.score, health_daily.c.band)
-            .where(
-                health_daily.c.account_id == account_id,
-                health_daily.c.day >= start,
-                health_daily.c.day <= to,
+        if (to - start).days >= MAX_HISTORY_DAYS:
+            raise ClientError(
+                422,
+                "range_too_long",
+                f"Ask for at most {MAX_HISTORY_DAYS} days at a time (split the range).",
             )
-            .order_by(health_daily.c.day)
+        # The newest row on or before ``from`` stands for the first days of the range.
+        first = (
+            select(func.max(h.c.day))
+            .where(h.c.account_id == account_id, h.c.day <= start)
+            .scalar_subquery()
         )
+        rows = await conn.execute(
+            select(h.c.day, h.c.score, h.c.band)
+            .where(h.c.account_id == account_id, h.c.day >= func.coalesce(first, start))
+            .where(h.c.day <= to)
+            .order_by(h.c.day)
+        )
+        stored = {r.day: r for r in rows}
+        earlier = [r for day, r in stored.items() if day < start]
+        days, current = [], earlier[-1] if earlier else None
+        for offset in range((to - start).days + 1):
+            day = start + timedelta(days=offset)
+            current = stored.get(day, current)
+            if current is None:  # before the first score
+                continue
+            days.append(
+                {
+                    "day": day.isoformat(),
+                    "score": current.score,
+                    "band": current.band,
+                    "recorded": day in stored,
+                }
+            )
         changes = await conn.execute(
             select(band_changes)
             .where(band_changes.c.account_id == account_id)
@@ -133,7 +164,7 @@ async def account_health_history(
             "account_id": account_id,
             "from": start.isoformat(),
             "to": to.isoformat(),
-            "days": [{"day": d.day.isoformat(), "score": d.score, "band": d.band} for d in days],
+            "days": days,
             "band_changes": [
                 {
                     "at": c.changed_at.isoformat(),

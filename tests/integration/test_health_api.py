@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import httpx
 import pytest
 
@@ -75,6 +77,69 @@ async def test_health_history_metrics_and_portfolio_scoping(kafka_settings: Sett
         # An ingest key reads nothing.
         async with _client(hw, await create_key(hw.rt.engine, "in", [Scope.ingest])) as c:
             assert (await c.get("/v1/accounts/acme/health")).status_code == 403
+
+
+async def test_history_answers_the_score_as_of_any_day(kafka_settings: Settings) -> None:
+    async with running(kafka_settings, alerts=False) as hw, hw.client() as ingest:
+        lead = await create_key(hw.rt.engine, "lead", [Scope.read])
+        sent = 0
+        # Three scoring days: rows are stored only on days the score was computed.
+        for days_ago, users in ((10, 6), (5, 2), (0.01, 4)):
+            events = [usage("hist", f"u{u}", days_ago=days_ago) for u in range(users)]
+            assert (await ingest.post("/v1/events", json={"events": events})).status_code == 202
+            sent += users
+            await wait_for(
+                lambda n=sent: hw.has_usage_events("hist", n), timeout=60, what="hist scored"
+            )
+        async with _client(hw, lead) as c:
+            r = await c.get("/v1/accounts/hist/health/history")
+            assert r.status_code == 200, r.text
+            days = r.json()["days"]
+            recorded = [d for d in days if d["recorded"]]
+            assert len(recorded) == 3, days
+            # Every day from the first score to the newest, each carrying the latest
+            # score on or before it.
+            first, newest = date.fromisoformat(days[0]["day"]), date.fromisoformat(days[-1]["day"])
+            assert days[0]["recorded"] and days[-1]["recorded"]
+            assert [d["day"] for d in days] == [
+                (first + timedelta(days=n)).isoformat() for n in range((newest - first).days + 1)
+            ]
+            latest = None
+            for d in days:
+                latest = d if d["recorded"] else latest
+                assert latest is not None and (d["score"], d["band"]) == (
+                    latest["score"],
+                    latest["band"],
+                ), d
+            # As of one unrecorded day: the first score still stands.
+            between = (first + timedelta(days=2)).isoformat()
+            one = (
+                await c.get(
+                    "/v1/accounts/hist/health/history", params={"from": between, "to": between}
+                )
+            ).json()
+            assert one["days"] == [
+                {
+                    "day": between,
+                    "score": recorded[0]["score"],
+                    "band": recorded[0]["band"],
+                    "recorded": False,
+                }
+            ]
+            # Before the first score there is nothing to answer.
+            before = (first - timedelta(days=1)).isoformat()
+            none = (
+                await c.get(
+                    "/v1/accounts/hist/health/history", params={"from": before, "to": before}
+                )
+            ).json()
+            assert none["days"] == []
+            swapped = await c.get(
+                "/v1/accounts/hist/health/history", params={"from": between, "to": before}
+            )
+            assert swapped.status_code == 422 and swapped.json()["error"] == "bad_range"
+            huge = await c.get("/v1/accounts/hist/health/history", params={"from": "2000-01-01"})
+            assert huge.status_code == 422 and "at most" in huge.json()["message"]
 
 
 async def test_health_model_can_be_read_and_replaced_without_restart(
