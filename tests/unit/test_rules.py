@@ -170,3 +170,135 @@ def test_the_default_file_covers_every_rule_type() -> None:
     }
     assert rule("decision_maker_changed").severity == Severity.critical
     assert rule("champion_changed").severity == Severity.info
+
+
+# Every default rule at the edge of its number: the values that fire it (after its pending
+# period) with the severity it fires at, and the nearest values that do not. Rules with a
+# dedicated test above pin their history, here only their edge.
+STRATEGIC = {"tier": "strategic"}
+STABLE_GREEN = {"lifecycle_stage": "stable", "band": "green"}
+EDGES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+    ("low_activity", share(0.19), share(0.20), "critical"),
+    ("usage_silence", {"days_since_last_use": 14}, {"days_since_last_use": 13}, "warning"),
+    (
+        "health_not_green",
+        {"band": "yellow", "history_days": 7},
+        {"band": "yellow", "history_days": 6},
+        "warning",
+    ),
+    (
+        "health_red",
+        {"band": "red", "history_days": 7},
+        {"band": "yellow", "history_days": 7},
+        "critical",
+    ),
+    ("danger_high", {"danger_level": "high"}, {"danger_level": "normal"}, "critical"),
+    ("danger_normal", {"danger_level": "normal"}, {"danger_level": "mild"}, "warning"),
+    # Cadence (CAD): strategic monthly, enterprise every two months; not for non-focus.
+    (
+        "touchpoint_overdue",
+        {**STRATEGIC, "days_since_touchpoint": 32},
+        {**STRATEGIC, "days_since_touchpoint": 31},
+        "warning",
+    ),
+    (
+        "touchpoint_overdue",
+        {"tier": "enterprise", "days_since_touchpoint": 63},
+        {"tier": "non-focus", "days_since_touchpoint": 400},
+        "warning",
+    ),
+    (
+        "decision_maker_unreachable",
+        {**STRATEGIC, "days_since_decision_maker_contact": 63},
+        {**STRATEGIC, "days_since_decision_maker_contact": 62},
+        "warning",
+    ),
+    (
+        "ticket_silence",
+        {"days_since_last_ticket": 60, "history_days": 60},
+        {"days_since_last_ticket": 59, "history_days": 60},
+        "info",
+    ),
+    (
+        "not_activated_90d",
+        {"days_since_purchase": 90, "history_days": 30, "activation_rate": 0.49},
+        {"days_since_purchase": 89, "history_days": 30, "activation_rate": 0.49},
+        "warning",
+    ),
+    ("not_live_90d", {"not_live_after_90d": 1}, {"not_live_after_90d": 0}, "warning"),
+    (
+        "few_active_days",
+        {"active_days_7d": 2, "history_days": 30, "lifecycle_stage": "rollout"},
+        {"active_days_7d": 3, "history_days": 30, "lifecycle_stage": "rollout"},
+        "info",
+    ),
+    # Renewal lead times: strategic and enterprise 90 days, non-focus 30.
+    (
+        "renewal_approaching",
+        {**STRATEGIC, "band": "green", "days_to_contract_end": 90},
+        {**STRATEGIC, "band": "green", "days_to_contract_end": 91},
+        "info",
+    ),
+    (
+        "renewal_approaching",
+        {"tier": "enterprise", "band": "red", "days_to_contract_end": 90},
+        {"tier": "enterprise", "band": "red", "days_to_contract_end": -1},
+        "warning",
+    ),
+    (
+        "seats_nearly_used",
+        {**STABLE_GREEN, "activation_rate": 0.9},
+        {**STABLE_GREEN, "activation_rate": 0.89},
+        "info",
+    ),
+    (
+        "quota_nearly_used",
+        {**STABLE_GREEN, "quota_used_share": 0.9},
+        {**STABLE_GREEN, "band": "yellow", "quota_used_share": 0.95},
+        "info",
+    ),
+    (
+        "tier_review",
+        {"tier": "non-focus", "seats_purchased": 50},
+        {"tier": "non-focus", "seats_purchased": 49},
+        "info",
+    ),
+    (
+        "decision_maker_changed",
+        {"days_since_decision_maker_change": 30},
+        {"days_since_decision_maker_change": 31},
+        "critical",
+    ),
+    (
+        "champion_changed",
+        {"days_since_champion_change": 0},
+        {"days_since_champion_change": 31},
+        "info",
+    ),
+    ("nps_detractor", {"nps_latest": 6}, {"nps_latest": 7}, "warning"),
+    ("payment_failed", {"payment_failed_30d": 1}, {"payment_failed_30d": 0}, "critical"),
+    ("ticket_backlog", {"open_tickets": 5}, {"open_tickets": 4}, "warning"),
+    (
+        "ticket_unresolved_long",
+        {"oldest_open_ticket_days": 15},
+        {"oldest_open_ticket_days": 14},
+        "warning",
+    ),
+    ("sla_breach", {"sla_breaches_28d": 1}, {"sla_breaches_28d": 0}, "warning"),
+]
+# Change rules need the values of days before: pinned in test_change_rules_warn_on_falls_and_on_rises.
+CHANGE_RULES = {"active_users_falling", "active_users_rising", "seats_growing"}
+
+
+@pytest.mark.parametrize(("rule_id", "fires", "quiet", "severity"), EDGES)
+def test_each_default_rule_fires_at_its_edge_and_not_short_of_it(
+    rule_id: str, fires: dict[str, Any], quiet: dict[str, Any], severity: str
+) -> None:
+    r = rule(rule_id)
+    days = 1 + int(r.pending.total_seconds() // 86400)  # the pending period in daily steps
+    assert run(r, [fires] * days) == [f"{days - 1} firing {severity}"]
+    assert run(r, [quiet] * days) == []
+
+
+def test_the_edge_table_covers_every_default_rule() -> None:
+    assert {r.id for r in DEFAULT.rules} == {e[0] for e in EDGES} | CHANGE_RULES
