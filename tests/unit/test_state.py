@@ -179,6 +179,69 @@ async def test_support_measures(engine: AsyncEngine) -> None:
     assert (raw["tickets_opened_28d"], raw["tickets_solved_28d"]) == (3, 0)  # C has no solved_at
 
 
+async def test_activity_ratios_platform_shares_and_first_value_by_hand(
+    engine: AsyncEngine,
+) -> None:
+    day = timedelta(days=1)
+
+    def use(eid: str, user: str, ago: timedelta, platform: str, seconds: float = 0) -> Event:
+        return ev(
+            kind="usage",
+            event_id=eid,
+            user_id=user,
+            event="open",
+            platform=platform,
+            occurred_at=NOW - ago,
+            duration_s=seconds,
+        )
+
+    def solved(tid: str, ago: timedelta) -> Event:
+        at = NOW - ago
+        return ev(
+            kind="ticket",
+            event_id=f"{tid}-solved",
+            ticket_id=tid,
+            status="solved",
+            created_at=(at - day).isoformat(),
+            solved_at=at.isoformat(),
+            occurred_at=at,
+        )
+
+    start = (NOW - 40 * day).date()
+    await apply(
+        engine,
+        [
+            ev(
+                kind="account",
+                event_id="f",
+                occurred_at=NOW - 41 * day,
+                seats_purchased=10,
+                contract_start=start.isoformat(),
+            ),
+            use("a", "u1", timedelta(0), "pc", 1200),
+            use("b", "u1", 3 * day, "app"),
+            use("c", "u2", timedelta(0), "app", 600),
+            use("d", "u3", 20 * day, "api"),  # the first use of all
+            use("e", "u4", 10 * day, "api"),
+            solved("T1", 2 * day),
+            solved("T2", 29 * day),  # outside the 28 days
+        ],
+    )
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"})
+    raw = model_inputs(m)
+    assert raw["activation_rate"] == 4 / 10  # u1..u4 ever active of 10 seats
+    assert raw["daily_login_ratio"] == 2 / 4  # u1, u2 today of the 4 ever active
+    assert raw["dau"] == 2
+    # (1,200 s + 600 s) / 60 over the 2 users active in 7 days.
+    assert raw["usage_minutes_per_active_user_7d"] == 15.0
+    assert (raw["pc_share_28d"], raw["app_share_28d"], raw["api_share_28d"]) == (0.2, 0.4, 0.4)
+    assert raw["api_calls_28d"] == 2
+    assert raw["time_to_first_value_days"] == 20  # first use 20 days after the purchase
+    assert raw["days_since_purchase"] == 40
+    assert raw["tickets_solved_28d"] == 1
+
+
 async def test_decision_maker_change_is_noted_but_first_contacts_are_not(
     engine: AsyncEngine,
 ) -> None:
