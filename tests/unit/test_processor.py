@@ -1,9 +1,11 @@
-"""The batch processor on the embedded bus: duplicates count once, garbage is dead-lettered."""
+"""The batch processor on the embedded bus: duplicates count once, garbage is dead-lettered,
+explanations compare with earlier scores."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import orjson
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
@@ -14,7 +16,7 @@ from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import offset_loader
-from shared.storage.tables import activity_daily, bus_log
+from shared.storage.tables import account_health, activity_daily, bus_log
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 
@@ -67,3 +69,48 @@ async def test_duplicates_count_once_and_garbage_is_dead_lettered(
     stored = await offset_loader(engine, s.consumer_group_scoring)([(s.topic("usage"), 0)])
     assert stored == {(s.topic("usage"), 0): 6}
     await engine.dispose()
+
+
+async def test_explanations_say_what_moved_since_the_last_score_and_7_and_30_days_ago(
+    embedded_settings: Settings,
+) -> None:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    s = embedded_settings
+    processor = ScoringProcessor(
+        engine, EmbeddedBus(engine), s, ScoringMetrics(CollectorRegistry()), clock=lambda: NOW
+    )
+    offset = 0
+    # Scored on three days: 10 users 30 days ago, 6 users 7 days ago, 2 users today.
+    for days_ago, users in ((30, 10), (7, 6), (0, 2)):
+        at = (NOW - timedelta(days=days_ago)).isoformat()
+        batch = []
+        for u in range(users):
+            body = orjson.dumps(
+                {
+                    "kind": "usage",
+                    "event_id": f"d{days_ago}-u{u}",
+                    "account_id": "a",
+                    "user_id": f"u{u}",
+                    "event": "x",
+                    "occurred_at": at,
+                }
+            )
+            batch.append(Record(s.topic("usage"), 0, offset, b"a", body))
+            offset += 1
+        await processor.handle(batch)
+    async with engine.connect() as conn:
+        why = (
+            await conn.execute(
+                select(account_health.c.components).where(account_health.c.account_id == "a")
+            )
+        ).scalar_one()
+    await engine.dispose()
+
+    def users_change(key: str) -> str:
+        (moved,) = [c for c in why["changes"][key] if c["measure"] == "active_users_7d"]
+        return str(moved["text"])
+
+    assert users_change("since_previous") == "active users over 7 days fell from 6 to 2, −67%"
+    assert users_change("since_7d") == "active users over 7 days fell from 6 to 2, −67%"
+    assert users_change("since_30d") == "active users over 7 days fell from 10 to 2, −80%"
