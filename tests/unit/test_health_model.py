@@ -167,3 +167,23 @@ def test_default_model_is_valid_and_separates_activity_from_depth() -> None:
         Segment(),
     )
     assert edge.band == "red" and edge.capped_by is not None
+
+
+def test_default_model_expects_more_activity_a_week_a_month_a_year_in() -> None:
+    # LC-10: the same share of active seats means less the longer the customer has had
+    # the product.
+    model = load_default_model()
+    inputs = {"active_user_share_7d": 0.2, "active_user_share_30d": 0.3, "active_days_7d": 3}
+    by_tenure = {
+        days: evaluate(model, inputs, Segment(tenure_days=days)) for days in (3, 20, 200, 400)
+    }
+    assert [e.profile for e in by_tenure.values()] == [
+        "first-week",
+        "first-month",
+        "first-year",
+        None,
+    ]
+    activity = [e.groups["activity"] for e in by_tenure.values()]
+    assert activity == sorted(activity, reverse=True) and len(set(activity)) == 4, activity
+    # A non-focus account keeps its own profile whatever its tenure.
+    assert evaluate(model, inputs, Segment(tier="non-focus", tenure_days=3)).profile == "non-focus"
