@@ -89,6 +89,15 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         by_name = (await client.get("/v1/accounts?sort=name&limit=2")).json()
         assert by_name["total"] == 3
         assert [a["account_id"] for a in by_name["accounts"]] == ["big", "healthy"]
+        red = (await client.get("/v1/accounts?band=red")).json()["accounts"]
+        assert [a["account_id"] for a in red] == ["big", "small"]  # riskiest × value first
+        stable = (await client.get("/v1/accounts?lifecycle_stage=stable")).json()["accounts"]
+        assert {a["account_id"] for a in stable} == {"big", "small"}
+        for level in {a["danger_level"] for a in rows} - {None}:
+            same = (await client.get(f"/v1/accounts?danger_level={level}")).json()["accounts"]
+            assert {a["account_id"] for a in same} == {
+                a["account_id"] for a in rows if a["danger_level"] == level
+            }
         bad = await client.get("/v1/accounts?band=purple")
         assert bad.status_code == 422
 
@@ -99,6 +108,13 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         assert totals["arr_at_risk"] == 505_000.0
         assert totals["stably_active_share"] == round(1 / 3, 4)
         assert totals["open_alerts_by_rule"] == {"low_activity": 2, "ticket_backlog": 1}
+        # Aggregates take the list's filters.
+        anna = (await client.get("/v1/aggregates?csm=anna@example.com")).json()
+        assert (anna["accounts"], anna["arr_total"]) == (2, 505_000.0)
+        assert anna["by_band"] == {"red": 2}
+        strategic_totals = (await client.get("/v1/aggregates?tier=strategic")).json()
+        assert strategic_totals["accounts"] == 1 and strategic_totals["arr_at_risk"] == 500_000.0
+        assert strategic_totals["open_alerts_by_rule"] == {"low_activity": 1, "ticket_backlog": 1}
 
         detail = (await client.get("/v1/accounts/big")).json()
         assert detail["facts"]["tier"] == "strategic"
@@ -144,3 +160,23 @@ async def test_reports_compare_with_the_tier_and_print(
         assert "1 open now" in page and "alpha-T1" in page
         assert page.count("<svg") == 2 and "@page" in page
         assert (await client.get("/v1/accounts/alpha/reports/yearly")).status_code == 422
+        # The usage (30 days) and bi-monthly (61 days) reports: the same figures over
+        # their own periods; a period that ended before the history shows no activity.
+        for kind, title, days in (
+            ("usage", "Usage report", 30),
+            ("bimonthly", "Bi-monthly usage report", 61),
+        ):
+            r = await client.get(f"/v1/accounts/alpha/reports/{kind}")
+            assert r.status_code == 200, r.text
+            today = date.today()
+            assert f"{title}: alpha Inc" in r.text
+            assert (
+                f"{(today - timedelta(days=days - 1)).isoformat()} – {today.isoformat()}" in r.text
+            )
+            assert (
+                "<td>Active users in the period</td><td class=n>8</td><td class=n>5</td>" in r.text
+            )
+        before = (today - timedelta(days=20)).isoformat()
+        old = await client.get(f"/v1/accounts/alpha/reports/usage?end={before}")
+        assert old.status_code == 200
+        assert "<td>Active users in the period</td><td class=n>0</td>" in old.text
