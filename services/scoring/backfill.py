@@ -108,9 +108,11 @@ async def import_files(
     progress: Callable[[str, int], None] = lambda name, lines: None,
     sweep: bool = True,
     restart: bool = False,
+    batch_size: int = BATCH,
 ) -> ImportReport:
-    """Import ``paths`` in order; ``restart`` reads files from the top again (after fixing
-    rejected lines: events already imported are recognised by id)."""
+    """Import ``paths`` in order, ``batch_size`` lines per transaction; ``restart`` reads
+    files from the top again (after fixing rejected lines: events already imported are
+    recognised by id)."""
     report = ImportReport()
     for path in paths:
         report.files += 1
@@ -129,7 +131,7 @@ async def import_files(
             if not line.strip():
                 continue  # blank lines keep their number, so resuming stays aligned
             batch.append(Record(topic, 0, number, None, line))
-            if len(batch) >= BATCH:
+            if len(batch) >= batch_size:
                 await _flush(processor, batch, report)
                 progress(path.name, number + 1)
         await _flush(processor, batch, report)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
+from shared.bus.base import Record
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import activity_daily, tickets
@@ -73,6 +76,44 @@ async def test_import_reports_rejects_and_resumes(
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
     assert len(restarted.rejected) == 2
+    await engine.dispose()
+
+
+async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    metrics = ScoringMetrics(CollectorRegistry())
+    files = write_inputs(tmp_path)[:1]  # 42 lines: 40 events, a bad line, a blank one
+    calls = 0
+
+    class Crashing(ScoringProcessor):
+        """Dies in its third batch, as a killed import would: that batch never commits."""
+
+        async def handle(self, records: Sequence[Record]) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise RuntimeError("killed")
+            await super().handle(records)
+
+    def crashing(sink: object) -> ScoringProcessor:
+        return Crashing(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
+
+    def processor(sink: object) -> ScoringProcessor:
+        return ScoringProcessor(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
+
+    with pytest.raises(RuntimeError, match="killed"):
+        await import_files(files, crashing, sweep=False, batch_size=10)
+    async with engine.connect() as conn:
+        # Two batches of 10 lines committed (one of them held the bad line).
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 19
+    resumed = await import_files(files, processor, sweep=False, batch_size=10)
+    assert resumed.skipped_already_imported == 20 and resumed.imported == 21
+    assert resumed.rejected == []  # the bad line was reported by the first run
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
     await engine.dispose()
 
 
