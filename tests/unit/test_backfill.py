@@ -5,13 +5,14 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
@@ -49,17 +50,31 @@ def write_inputs(tmp_path: Path) -> list[Path]:
     return [ndjson, csv]
 
 
-async def test_import_reports_rejects_and_resumes(
-    embedded_settings: Settings, tmp_path: Path
-) -> None:
+# (sink, processor class = ScoringProcessor) → a processor on the test database.
+ProcessorFor = Callable[..., ScoringProcessor]
+
+
+@pytest.fixture
+async def db(embedded_settings: Settings) -> AsyncIterator[tuple[AsyncEngine, ProcessorFor]]:
+    """A migrated database, and the processor factory ``import_files`` takes."""
     engine = create_engine(embedded_settings.database_url)
     await migrate(engine)
     metrics = ScoringMetrics(CollectorRegistry())
+
+    def processor(
+        sink: object, kind: type[ScoringProcessor] = ScoringProcessor
+    ) -> ScoringProcessor:
+        return kind(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
+
+    yield engine, processor
+    await engine.dispose()
+
+
+async def test_import_reports_rejects_and_resumes(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    engine, processor = db
     files = write_inputs(tmp_path)
-
-    def processor(sink: object) -> ScoringProcessor:
-        return ScoringProcessor(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
-
     first = await import_files(files, processor, sweep=False)
     assert first.imported == 42 and first.lines == 45
     assert [(f, n) for f, n, _ in first.rejected] == [("usage.ndjson.gz", 11), ("tickets.csv", 3)]
@@ -76,15 +91,12 @@ async def test_import_reports_rejects_and_resumes(
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
     assert len(restarted.rejected) == 2
-    await engine.dispose()
 
 
 async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
-    embedded_settings: Settings, tmp_path: Path
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
 ) -> None:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
-    metrics = ScoringMetrics(CollectorRegistry())
+    engine, processor = db
     files = write_inputs(tmp_path)[:1]  # 42 lines: 40 events, a bad line, a blank one
     calls = 0
 
@@ -98,14 +110,10 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
                 raise RuntimeError("killed")
             await super().handle(records)
 
-    def crashing(sink: object) -> ScoringProcessor:
-        return Crashing(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
-
-    def processor(sink: object) -> ScoringProcessor:
-        return ScoringProcessor(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
-
     with pytest.raises(RuntimeError, match="killed"):
-        await import_files(files, crashing, sweep=False, batch_size=10)
+        await import_files(
+            files, lambda sink: processor(sink, Crashing), sweep=False, batch_size=10
+        )
     async with engine.connect() as conn:
         # Two batches of 10 lines committed (one of them held the bad line).
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 19
@@ -114,7 +122,6 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     assert resumed.rejected == []  # the bad line was reported by the first run
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
-    await engine.dispose()
 
 
 def test_import_command_exits_non_zero_with_line_numbers(tmp_path: Path) -> None:
