@@ -13,6 +13,7 @@ EXTRA_LABELS = {
     "active_users_7d": "active users over 7 days",
     "events_7d": "events over 7 days",
     "seats_purchased": "seats purchased",
+    "customisation_uses_28d": "customisation uses over 28 days",
 }
 
 

@@ -21,20 +21,24 @@ DEPTH_LEVELS = (("workflow", 2), ("integrated", 3), ("customised", 4))
 
 def depth_level(m: Measures, depth: Depth) -> int | None:
     """The highest of HL-03's levels the last 28 days of use show; None without use."""
-    modules, events, platforms = (m.used_28d(d) for d in ("module", "event", "platform"))
-    if not events:
+    if not m.used_28d("event"):
         return None
     level = 1
     for name, number in DEPTH_LEVELS:
         rule: DepthLevel = getattr(depth, name)
-        uses = (
-            sum(modules.get(x, 0) for x in rule.modules)
-            + sum(events.get(x, 0) for x in rule.events)
-            + sum(platforms.get(x, 0) for x in rule.platforms)
-        )
-        if uses >= rule.min_uses and (rule.modules or rule.events or rule.platforms):
+        if uses_28d(m, rule) >= rule.min_uses and (rule.modules or rule.events or rule.platforms):
             level = number
     return level
+
+
+def uses_28d(m: Measures, rule: DepthLevel) -> int:
+    """Uses over the last 28 days of the modules, events and platforms ``rule`` names."""
+    named = (
+        [("module", x) for x in rule.modules]
+        + [("event", x) for x in rule.events]
+        + [("platform", x) for x in rule.platforms]
+    )
+    return sum(m.names.get(key, (0, 0))[1] for key in named)
 
 
 def sla_breaches_28d(m: Measures, sla: Sla) -> int:
@@ -101,6 +105,8 @@ def model_inputs(
             sum(1 for x in core if x in modules) / len(core) if core and used_any else None
         ),
         "api_calls_28d": m.used_28d("platform").get("api", 0) if used_any else None,
+        # HL-03's 定制型: uses of what the model counts as customisation (depth.customised).
+        "customisation_uses_28d": uses_28d(m, depth.customised) if used_any else None,
         "depth_level": depth_level(m, depth),
         "active_user_share_7d": m.active_users_7d / seats if seats else None,
         "active_user_share_30d": m.active_users_30d / seats if seats else None,

@@ -70,8 +70,10 @@ def test_depth_measures_from_28_day_name_counts() -> None:
     assert raw["module_breadth_28d"] == 2
     assert raw["core_module_use_28d"] == 0.5
     assert raw["api_calls_28d"] == 19
+    assert raw["customisation_uses_28d"] == 0
     deep = m(names={**names, ("module", "custom_objects"): (3, 3)})
     assert depth_level(deep, depth) == 4
+    assert model_inputs(deep, depth)["customisation_uses_28d"] == 3
     assert depth_level(m(names={}), depth) is None
 
 
