@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +31,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import KINDS, Event, Owner
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
-from shared.storage.db import insert_ignore, upsert
+from shared.storage.db import bulk_insert, upsert
 from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import account_health, accounts, processed_events, rule_state
 
@@ -85,8 +86,8 @@ class ScoringProcessor:
             await save_offsets(conn, self._settings.consumer_group_scoring, next_offsets(records))
         m = self._metrics
         m.batch_seconds.observe(time.perf_counter() - started)
-        for e in fresh:
-            m.events.labels(e.kind, "scored").inc()
+        for kind, count in Counter(e.kind for e in fresh).items():
+            m.events.labels(kind, "scored").inc(count)
         m.events.labels("any", "duplicate").inc(len(events) - len(fresh))
         m.late_events.inc(applied.late_events)
         m.dead_letters.inc(len(dead))
@@ -132,28 +133,22 @@ class ScoringProcessor:
             unique.setdefault(e.event_id, e)
         if not unique:
             return []
-        stmt = (
-            insert_ignore(conn, processed_events)
-            .on_conflict_do_nothing()
-            .returning(processed_events.c.event_id)
+        stmt, params = bulk_insert(
+            conn,
+            processed_events,
+            [
+                {
+                    "event_id": e.event_id,
+                    "kind": e.kind,
+                    "account_id": e.account_id,
+                    "occurred_at": e.occurred_at,
+                    "processed_at": now,
+                }
+                for e in unique.values()
+            ],
         )
-        inserted = set(
-            (
-                await conn.execute(
-                    stmt,
-                    [
-                        {
-                            "event_id": e.event_id,
-                            "kind": e.kind,
-                            "account_id": e.account_id,
-                            "occurred_at": e.occurred_at,
-                            "processed_at": now,
-                        }
-                        for e in unique.values()
-                    ],
-                )
-            ).scalars()
-        )
+        stmt = stmt.on_conflict_do_nothing().returning(processed_events.c.event_id)
+        inserted = set((await conn.execute(stmt, params)).scalars())
         return [e for e in unique.values() if e.event_id in inserted]
 
     @property

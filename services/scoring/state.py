@@ -27,7 +27,7 @@ from shared.contracts.events import (
     Touchpoint,
     UsageEvent,
 )
-from shared.storage.db import insert_ignore, upsert
+from shared.storage.db import bulk_insert, insert_ignore, upsert
 from shared.storage.tables import (
     account_health,
     account_users,
@@ -160,11 +160,13 @@ async def _apply_usage(
     users: set[tuple[str, date, str]] = set()
     names: dict[tuple[str, date, str, str], int] = defaultdict(int)
     late = 0
+    # The first day still open to late events, per account (its newest event is known).
+    earliest = {a: window_start(h["as_of"], grace_days, tz) for a, h in health.items()}
     for e in usage:
         h = health[e.account_id]
         # Calendar days of the configured zone (zoneinfo handles daylight saving).
         day = e.occurred_at.astimezone(tz).date()
-        if day < window_start(h["as_of"], grace_days, tz):
+        if day < earliest[e.account_id]:
             late += 1
             continue
         bucket = daily[(e.account_id, day)]
@@ -178,7 +180,14 @@ async def _apply_usage(
         h["first_seen_at"] = _earliest(h["first_seen_at"], e.occurred_at)
         h["last_seen_at"] = _latest(h["last_seen_at"], e.occurred_at)
     if daily:
-        stmt = insert_ignore(conn, activity_daily)
+        stmt, params = bulk_insert(
+            conn,
+            activity_daily,
+            [
+                {"account_id": a, "day": d, "events": int(v[0]), "duration_s": v[1]}
+                for (a, d), v in sorted(daily.items())
+            ],
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=["account_id", "day"],
             set_={
@@ -186,22 +195,25 @@ async def _apply_usage(
                 "duration_s": activity_daily.c.duration_s + stmt.excluded.duration_s,
             },
         )
-        await conn.execute(
-            stmt,
-            [
-                {"account_id": a, "day": d, "events": int(v[0]), "duration_s": v[1]}
-                for (a, d), v in sorted(daily.items())
-            ],
-        )
+        await conn.execute(stmt, params)
     if users:
-        await conn.execute(
-            insert_ignore(conn, activity_daily_users).on_conflict_do_nothing(),
+        stmt, params = bulk_insert(
+            conn,
+            activity_daily_users,
             [{"account_id": a, "day": d, "user_id": u} for a, d, u in sorted(users)],
         )
+        await conn.execute(stmt.on_conflict_do_nothing(), params)
         first: dict[tuple[str, str], date] = {}
         for a, d, u in users:
             first[(a, u)] = min(d, first.get((a, u), d))
-        stmt = insert_ignore(conn, account_users)
+        stmt, params = bulk_insert(
+            conn,
+            account_users,
+            [
+                {"account_id": a, "user_id": u, "first_active_on": d}
+                for (a, u), d in sorted(first.items())
+            ],
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=["account_id", "user_id"],
             # The earlier day wins, whatever order the events came in (LEAST, portably).
@@ -215,26 +227,21 @@ async def _apply_usage(
                 )
             },
         )
-        await conn.execute(
-            stmt,
-            [
-                {"account_id": a, "user_id": u, "first_active_on": d}
-                for (a, u), d in sorted(first.items())
-            ],
-        )
+        await conn.execute(stmt, params)
     if names:
-        stmt = insert_ignore(conn, activity_daily_names)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "day", "dimension", "name"],
-            set_={"count": activity_daily_names.c.count + stmt.excluded.count},
-        )
-        await conn.execute(
-            stmt,
+        stmt, params = bulk_insert(
+            conn,
+            activity_daily_names,
             [
                 {"account_id": a, "day": d, "dimension": dim, "name": n, "count": c}
                 for (a, d, dim, n), c in sorted(names.items())
             ],
         )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "day", "dimension", "name"],
+            set_={"count": activity_daily_names.c.count + stmt.excluded.count},
+        )
+        await conn.execute(stmt, params)
     return late
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Table, event
+from sqlalchemy import Connection, Table, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -61,6 +61,26 @@ def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` builder for the connection's backend."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+def bulk_insert(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
+) -> tuple[Any, Any]:
+    """An ``INSERT`` of many ``rows`` (each with the same keys) for the connection's
+    backend, and the parameters to execute it with; add ``ON CONFLICT`` or ``RETURNING``
+    to the statement as to ``insert_ignore``'s.
+
+    On PostgreSQL the rows travel as one array per column, unnested by the server: one
+    statement with one parameter set. Row by row, SQLAlchemy's parameter processing was
+    a fifth of the scoring path's CPU time on the per-event tables."""
+    stmt = insert_ignore(conn, table)
+    if conn.dialect.name != "postgresql" or not rows:
+        return stmt, list(rows)
+    names = list(rows[0])
+    columns = select(
+        *(func.unnest(bindparam(n, type_=postgresql.ARRAY(table.c[n].type))) for n in names)
+    )
+    return stmt.from_select(names, columns), {n: [r[n] for r in rows] for n in names}
 
 
 async def upsert(
