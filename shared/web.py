@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.exc import DataError
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from shared.auth import ApiKey, KeyStore, Scope
+
+log = logging.getLogger(__name__)
 
 
 class ClientError(Exception):
@@ -106,9 +112,55 @@ def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
     return router
 
 
+async def unstorable_value_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot hold (out of a column's range, a NUL byte in text)
+    came from the request: the client can fix it, the server cannot."""
+    log.warning("request refused, a value cannot be stored: %s", type(exc.__cause__ or exc))
+    return JSONResponse(
+        {
+            "error": "unstorable_value",
+            "code": "unstorable_value",
+            "message": "A value in the request cannot be stored (out of range, too long, "
+            "or text with a NUL byte): check the values you sent.",
+        },
+        status_code=422,
+    )
+
+
+class RejectNulBytes:
+    """Refuse a path or query string with a NUL byte (400): no store accepts one in
+    text, and PostgreSQL would fail the query with a server error."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_nul(scope):
+            response = JSONResponse(
+                {
+                    "error": "bad_request",
+                    "code": "bad_request",
+                    "message": "The path or query string holds a NUL byte (%00): remove it.",
+                },
+                status_code=400,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_nul(scope: AsgiScope) -> bool:
+    raw_path = scope.get("raw_path") or b""
+    query = scope.get("query_string") or b""
+    path = scope.get("path") or ""
+    return b"%00" in raw_path or b"%00" in query or b"\x00" in query or "\x00" in path
+
+
 def base_app(title: str, keys: KeyStore) -> FastAPI:
     """A FastAPI app with the key store and the JSON client-error handler installed."""
     app = FastAPI(title=title)
     app.state.keys = keys
     app.add_exception_handler(ClientError, client_error_handler)
+    app.add_exception_handler(DataError, unstorable_value_handler)
+    app.add_middleware(RejectNulBytes)
     return app
