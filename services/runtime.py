@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import uvicorn
@@ -39,13 +39,15 @@ from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.alerting.store import alerting_store
 from shared.auth import KeyStore
+from shared.bus.base import DeadLetter
+from shared.bus.deadletter import dead_letterer
 from shared.bus.embedded import prune_consumed
-from shared.bus.factory import ALERTS_TOPIC, Bus, create_bus, event_topics
+from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC, Bus, create_bus, event_topics
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import offset_loader
 from shared.web import base_app, ops_router
-from shared.worker import ConsumerMetrics, consume
+from shared.worker import ConsumerMetrics, Progress, consume, describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,22 @@ class Runtime:
     bus: Bus
     registry: CollectorRegistry
     consumers: ConsumerMetrics
+    progress: Progress = field(default_factory=Progress)
 
     async def ready(self) -> bool:
+        """The database and the bus answer, and no consume loop has stalled."""
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
             return False
-        return True
+        stalled = self.progress.stalled(self.settings.consumer_stall_s)
+        if stalled:
+            log.warning(
+                "not ready: no progress for %ss in %s", self.settings.consumer_stall_s, stalled
+            )
+            return False
+        return await self.bus.reachable()
 
 
 @contextlib.asynccontextmanager
@@ -74,7 +84,8 @@ async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None
         # One process owns the embedded database: keep its schema current on start.
         await migrate(engine)
     bus = create_bus(settings, engine)
-    await bus.prepare()
+    # Creates the topics and connects, or, while the broker is unreachable, says so and
+    # leaves it to the first produce or consume: services start without a broker.
     await bus.producer.start()
     registry = registry or CollectorRegistry()
     try:
@@ -82,6 +93,25 @@ async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None
     finally:
         await bus.producer.stop()
         await engine.dispose()
+
+
+def dead_letters_for(rt: Runtime, group_id: str) -> DeadLetter:
+    """Records group ``group_id`` cannot handle go to the dead-letter topic."""
+    topic = rt.settings.topic(DEADLETTER_TOPIC)
+    return dead_letterer(rt.engine, rt.bus.producer, topic=topic, group_id=group_id)
+
+
+async def quietly(job: Callable[..., Awaitable[object]], *args: object) -> None:
+    """Run a scheduled job; a failure (the database down) is a warning, and the next
+    run retries it."""
+    try:
+        await job(*args)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise  # a bug: APScheduler logs it with its traceback
+        log.warning(
+            "%s failed (%s); next run retries", getattr(job, "__qualname__", job), describe(exc)
+        )
 
 
 # Accounts by band and danger level change with scores, but a gauge scraped every 15 s
@@ -102,17 +132,18 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
     sweep = QuietAccountSweep(rt.engine, rt.bus.producer, processor)
     scheduler = AsyncIOScheduler()
     scheduler.add_job(
-        sweep.run_once,
+        quietly,
         "interval",
+        args=[sweep.run_once],
         seconds=s.sweep_interval_s,
         next_run_time=datetime.now(UTC),
         max_instances=1,
         coalesce=True,
     )
     scheduler.add_job(
-        count_accounts,
+        quietly,
         "interval",
-        args=[rt.engine, metrics],
+        args=[count_accounts, rt.engine, metrics],
         seconds=ACCOUNTS_GAUGE_INTERVAL_S,
         next_run_time=datetime.now(UTC),
         max_instances=1,
@@ -126,7 +157,9 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
             stop,
             name="scoring",
             max_records=s.scoring_batch_max,
+            dead_letter=dead_letters_for(rt, s.consumer_group_scoring),
             metrics=rt.consumers,
+            progress=rt.progress,
             group=s.consumer_group_scoring,
         )
     finally:
@@ -159,7 +192,9 @@ async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
             stop,
             name="alerts",
             max_records=200,
+            dead_letter=dead_letters_for(rt, s.consumer_group_alerts),
             metrics=rt.consumers,
+            progress=rt.progress,
             group=s.consumer_group_alerts,
         ),
         sender.run(stop),
@@ -262,7 +297,10 @@ async def run_dev(rt: Runtime, stop: asyncio.Event) -> None:
         readers = {t: s.consumer_group_scoring for t in event_topics(s)}
         readers[s.topic(ALERTS_TOPIC)] = s.consumer_group_alerts
         scheduler.add_job(
-            prune_consumed, "interval", args=[rt.engine, readers], seconds=BUS_PRUNE_INTERVAL_S
+            quietly,
+            "interval",
+            args=[prune_consumed, rt.engine, readers],
+            seconds=BUS_PRUNE_INTERVAL_S,
         )
     scheduler.start()
     try:

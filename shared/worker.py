@@ -1,23 +1,40 @@
-"""The run loop every consumer service uses: read a batch, handle it, repeat; stop cleanly."""
+"""The run loop every consumer service uses: read a batch, handle it, repeat; stop cleanly.
+
+It never gives up: a consumer that cannot start, a database or broker outage, and a
+record that can never be handled each have their answer below, and ``Progress`` tells
+readiness when a loop has stopped moving anyway.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Gauge
+import asyncpg  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import exc as sa
 
-from shared.bus.base import Consumer, Record
+from shared.bus.base import BusUnavailable, Consumer, DeadLetter, MessageTooLarge, Record
+from shared.storage.offsets import next_offsets
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
 
-# Lag is read from the consumer's positions and the log ends it already knows; once
-# every few seconds is plenty for a gauge scraped every 15 s.
+# Lag is read from the offsets stored with the state and the log ends; once every few
+# seconds is plenty for a gauge scraped every 15 s.
 LAG_INTERVAL_S = 5.0
+# Retries after a failure wait base * 2^(n-1) seconds, jittered (so the members of a
+# group do not all hit a database that just came back at once), at most the cap: an
+# outage of any length costs one attempt per member every 15 s, and the loop resumes
+# at most 15 s after the database or broker is back.
+RETRY_BASE_S = 1.0
+RETRY_CAP_S = 15.0
 
 
 class ConsumerMetrics:
@@ -26,16 +43,117 @@ class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.lag = Gauge(
             "healthwatch_consumer_lag_records",
-            "Records in the bus not yet read by the consumer group, per topic partition",
+            "Records in the bus not yet applied by the consumer group (log end minus "
+            "the offset stored with the state), per topic partition",
             ["group", "topic", "partition"],
             registry=registry,
         )
+        self.dead_letters = Counter(
+            "healthwatch_consumer_dead_letters_total",
+            "Records set aside because handling them failed on their own",
+            ["group"],
+            registry=registry,
+        )
+
+
+class Progress:
+    """When each consume loop of a process last moved (a batch applied or set aside,
+    or a poll that found nothing to do); readiness asks which ones have stalled."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._moved: dict[str, float] = {}
+
+    def moved(self, name: str) -> None:
+        self._moved[name] = self._clock()
+
+    def forget(self, name: str) -> None:
+        self._moved.pop(name, None)
+
+    def stalled(self, threshold_s: float) -> list[str]:
+        """Loops that have not moved for longer than ``threshold_s``."""
+        now = self._clock()
+        return sorted(n for n, t in self._moved.items() if now - t > threshold_s)
+
+
+def retry_delay_s(failures: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter after ``failures`` consecutive failures."""
+    ceiling = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, failures - 1))
+    return rng.uniform(ceiling / 2, ceiling)
 
 
 async def pause(event: asyncio.Event, seconds: float) -> None:
     """Sleep ``seconds``, or less if ``event`` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+# A failure carrying one of these is the records' fault: the same records fail again
+# however often they are retried (a date out of range, a number too large for its
+# column, a constraint, a message the bus can never take). The batch is bisected.
+_RECORD_FAULTS: tuple[type[BaseException], ...] = (
+    ArithmeticError,
+    ValueError,  # also asyncpg's client-side DataError (a value it cannot encode)
+    MessageTooLarge,
+    MessageSizeTooLargeError,
+    sa.DataError,
+    sa.IntegrityError,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+# A failure carrying one of these (and no record fault) blames no record: the database
+# or the bus is down, slow, restarting or out of connections, a transaction lost a
+# lock conflict, or the schema is not migrated yet (ProgrammingError: dead-lettering
+# every record because a table is missing would empty the topics). Retried as is.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    BusUnavailable,
+    KafkaError,
+    OSError,
+    TimeoutError,
+    sa.OperationalError,
+    sa.InterfaceError,
+    sa.DisconnectionError,
+    sa.TimeoutError,
+    sa.ProgrammingError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the same records may succeed and none is to blame; False
+    when the records are (or may be) at fault, so the batch is bisected. An unknown
+    exception counts as the records' fault: a member must never be stuck on a record."""
+    chain = list(_causes(exc))
+    if any(isinstance(e, _RECORD_FAULTS) for e in chain):
+        return False
+    return any(
+        isinstance(e, _TRANSIENT) or getattr(e, "connection_invalidated", False) for e in chain
+    )
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, what it wraps (SQLAlchemy's ``orig``) and what caused it, transitively."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        orig = getattr(e, "orig", None)
+        todo += [e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None]
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason: the driver's error rather than SQLAlchemy's statement dump."""
+    inner = getattr(exc, "orig", None)
+    shown = inner if isinstance(inner, BaseException) else exc
+    return f"{type(shown).__name__}: {shown}"
 
 
 async def consume(
@@ -45,58 +163,211 @@ async def consume(
     *,
     name: str,
     max_records: int,
+    dead_letter: DeadLetter | None = None,
     poll_timeout_s: float = 1.0,
-    retry_backoff_s: float = 1.0,
     metrics: ConsumerMetrics | None = None,
+    progress: Progress | None = None,
     group: str = "",
+    rng: random.Random | None = None,
 ) -> None:
-    """Until ``stop`` is set: hand each batch to ``handle``. A failed batch is read again
-    from the stored offsets after a pause, so nothing is skipped. A batch in flight
-    when ``stop`` is set completes (its transaction commits) before the loop ends."""
-    await consumer.start()
-    log.info("%s consumer started", name)
-    loop = asyncio.get_running_loop()
-    lag_due = 0.0
-    reported: set[tuple[str, int]] = set()
-    try:
-        while not stop.is_set():
-            if metrics is not None and loop.time() >= lag_due:
-                lag_due = loop.time() + LAG_INTERVAL_S
-                reported = await _report_lag(consumer, metrics, group or name, reported)
-            generation = consumer.generation
-            records = await consumer.getmany(poll_timeout_s, max_records)
-            if not records:
-                continue
+    """Until ``stop`` is set: hand each batch to ``handle``, which commits the state
+    and the offsets after the batch in one transaction.
+
+    - The consumer cannot start (broker or database down): retried with backoff.
+    - A batch fails for a transient reason (``is_transient``): it is read again from
+      the stored offsets after a backoff, however long the outage lasts.
+    - A batch fails for its records' fault: it is bisected, each half handled in its
+      own transaction, until the failing record is alone; that one goes to
+      ``dead_letter`` with the reason (without one, the batch is retried as above).
+
+    A batch in flight when ``stop`` is set completes (its transaction commits) before
+    the loop ends."""
+    loop = _ConsumeLoop(
+        consumer,
+        handle,
+        stop,
+        name=name,
+        max_records=max_records,
+        dead_letter=dead_letter,
+        poll_timeout_s=poll_timeout_s,
+        metrics=metrics,
+        progress=progress or Progress(),
+        group=group or name,
+        rng=rng or random.Random(),
+    )
+    await loop.run()
+
+
+class _ConsumeLoop:
+    def __init__(
+        self,
+        consumer: Consumer,
+        handle: Handler,
+        stop: asyncio.Event,
+        *,
+        name: str,
+        max_records: int,
+        dead_letter: DeadLetter | None,
+        poll_timeout_s: float,
+        metrics: ConsumerMetrics | None,
+        progress: Progress,
+        group: str,
+        rng: random.Random,
+    ):
+        self.consumer = consumer
+        self.handle = handle
+        self.stop = stop
+        self.name = name
+        self.max_records = max_records
+        self.dead_letter = dead_letter
+        self.poll_timeout_s = poll_timeout_s
+        self.metrics = metrics
+        self.progress = progress
+        self.group = group
+        self.rng = rng
+        self.lag_due = 0.0
+        self.reported: set[tuple[str, int]] = set()
+
+    async def run(self) -> None:
+        self.progress.moved(self.name)  # the stall clock starts now, even if start fails
+        try:
+            if not await self._start():
+                return
+            failures = 0
+            while not self.stop.is_set():
+                try:
+                    await self._step()
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    await self._recover(exc, failures)
+        finally:
+            with contextlib.suppress(Exception):  # stopping must not mask the reason
+                await self.consumer.stop()
+            self.progress.forget(self.name)
+            log.info("%s consumer stopped", self.name)
+
+    async def _start(self) -> bool:
+        """Start the consumer, retrying until it starts (True) or ``stop`` is set."""
+        failures = 0
+        while not self.stop.is_set():
             try:
-                async with consumer.handling:
-                    if consumer.generation != generation:
-                        # Partitions were (re)assigned while we read: the records may
-                        # predate the seek. Drop them and read again from the offsets
-                        # stored with the state, so nothing is skipped or applied twice.
-                        await consumer.rewind()
-                        continue
-                    await handle(records)
-            except Exception:
-                log.exception("%s: batch of %d records failed; retrying", name, len(records))
-                await consumer.rewind()
-                await pause(stop, retry_backoff_s)
-    finally:
-        await consumer.stop()
-        log.info("%s consumer stopped", name)
+                await self.consumer.start()
+            except Exception as exc:
+                failures += 1
+                delay = retry_delay_s(failures, self.rng)
+                log.warning(
+                    "%s consumer cannot start (%s); retrying in %.1f s",
+                    self.name,
+                    describe(exc),
+                    delay,
+                )
+                await pause(self.stop, delay)
+                continue
+            log.info("%s consumer started", self.name)
+            return True
+        return False
 
+    async def _recover(self, exc: Exception, failures: int) -> None:
+        """After a failed step: back off, and reload positions from the stored offsets
+        (if the database is still down, the next read reloads them first)."""
+        delay = retry_delay_s(failures, self.rng)
+        if failures == 1:
+            log.exception("%s: batch failed; retrying in %.1f s", self.name, delay)
+        else:
+            log.warning(
+                "%s: still failing (%d times: %s); retrying in %.1f s",
+                self.name,
+                failures,
+                describe(exc),
+                delay,
+            )
+        with contextlib.suppress(Exception):
+            await self.consumer.rewind()
+        await pause(self.stop, delay)
 
-async def _report_lag(
-    consumer: Consumer, metrics: ConsumerMetrics, group: str, reported: set[tuple[str, int]]
-) -> set[tuple[str, int]]:
-    """Set the lag of the partitions this consumer owns; drop the series of partitions
-    it gave away in a rebalance (their new owner reports them). Returns what it set."""
-    try:
-        lag = await consumer.lag()
-    except Exception:  # a metric must never stop the loop
-        log.debug("could not read consumer lag", exc_info=True)
-        return reported
-    for topic, partition in reported - lag.keys():
-        metrics.lag.remove(group, topic, str(partition))
-    for (topic, partition), records in lag.items():
-        metrics.lag.labels(group, topic, str(partition)).set(records)
-    return set(lag)
+    async def _step(self) -> None:
+        """One iteration: read a batch and settle it."""
+        loop = asyncio.get_running_loop()
+        if self.metrics is not None and loop.time() >= self.lag_due:
+            self.lag_due = loop.time() + LAG_INTERVAL_S
+            await self._report_lag(self.metrics)
+        generation = self.consumer.generation
+        records = await self.consumer.getmany(self.poll_timeout_s, self.max_records)
+        if not records:
+            self.progress.moved(self.name)
+            return
+        if not await self._settle(records, generation):
+            # Partitions were (re)assigned while we read: the records may predate the
+            # seek. Drop them and read again from the offsets stored with the state,
+            # so nothing is skipped or applied twice.
+            await self.consumer.rewind()
+
+    async def _settle(self, records: Sequence[Record], generation: int) -> bool:
+        """Apply ``records``; if that fails for their fault, apply each half apart, down
+        to the single record, which is set aside. False: stale (reassigned meanwhile)."""
+        try:
+            return await self._apply(records, generation)
+        except Exception as exc:
+            if self.dead_letter is None or is_transient(exc):
+                raise
+            if len(records) == 1:
+                return await self._set_aside(records[0], generation, exc)
+            log.warning(
+                "%s: batch of %d records failed (%s); applying its halves apart",
+                self.name,
+                len(records),
+                describe(exc)[:200],
+            )
+            # In order, so each partition's offsets only move forward.
+            mid = len(records) // 2
+            return await self._settle(records[:mid], generation) and await self._settle(
+                records[mid:], generation
+            )
+
+    async def _apply(self, records: Sequence[Record], generation: int) -> bool:
+        async with self.consumer.handling:
+            if self.consumer.generation != generation:
+                return False
+            await self.handle(records)
+        await self._moved(records)
+        return True
+
+    async def _set_aside(self, record: Record, generation: int, exc: Exception) -> bool:
+        assert self.dead_letter is not None
+        reason = describe(exc)
+        async with self.consumer.handling:
+            if self.consumer.generation != generation:
+                return False
+            await self.dead_letter(record, reason)
+        # repr: a reason may quote the record, whose CR/LF must not forge log lines.
+        log.error(
+            "%s: dead-lettered %s[%d]@%d: %r",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason[:500],
+        )
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(self.group).inc()
+        await self._moved([record])
+        return True
+
+    async def _moved(self, records: Sequence[Record]) -> None:
+        self.progress.moved(self.name)
+        await self.consumer.committed(next_offsets(records))
+
+    async def _report_lag(self, metrics: ConsumerMetrics) -> None:
+        """Set the lag of the partitions this consumer owns; drop the series of
+        partitions it gave away in a rebalance (their new owner reports them)."""
+        try:
+            lag = await self.consumer.lag()
+        except Exception:  # a metric must never stop the loop
+            log.debug("could not read consumer lag", exc_info=True)
+            return
+        for topic, partition in self.reported - lag.keys():
+            metrics.lag.remove(self.group, topic, str(partition))
+        for (topic, partition), records in lag.items():
+            metrics.lag.labels(self.group, topic, str(partition)).set(records)
+        self.reported = set(lag)

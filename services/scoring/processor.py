@@ -25,6 +25,7 @@ from services.scoring.state import apply_events
 from shared.alerting.config import Rule
 from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
+from shared.bus.deadletter import dead_letter_message
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.clock import Clock, utcnow
 from shared.config import Settings
@@ -109,19 +110,9 @@ class ScoringProcessor:
             try:
                 events.append(decode_event(r.value, self._kind_of_topic.get(r.topic)))
             except UndecodableRecord as exc:
-                log.warning("dead-lettering %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc)
+                log.warning("dead-lettering %s[%d]@%d: %r", r.topic, r.partition, r.offset, exc)
                 dead.append(
-                    OutMessage(
-                        self._settings.topic(DEADLETTER_TOPIC),
-                        r.key,
-                        r.value or b"",
-                        {
-                            "reason": str(exc)[:1000],
-                            "source_topic": r.topic,
-                            "source_partition": str(r.partition),
-                            "source_offset": str(r.offset),
-                        },
-                    )
+                    dead_letter_message(r, str(exc), self._settings.topic(DEADLETTER_TOPIC))
                 )
         return events, dead
 

@@ -15,6 +15,11 @@ class BusUnavailable(Exception):
     """The bus did not acknowledge in time: nothing may be reported as stored."""
 
 
+class MessageTooLarge(BusUnavailable):
+    """The bus refused a message for its size: nothing was stored, and retrying the
+    same message can never succeed (a client's 413, a consumer's dead letter)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutMessage:
     topic: str
@@ -37,6 +42,10 @@ TopicPartition = tuple[str, int]
 # Given the partitions just assigned, return the next offset to read for each one
 # known (from the database); partitions left out start from the earliest record.
 OffsetLoader = Callable[[Sequence[TopicPartition]], Awaitable[Mapping[TopicPartition, int]]]
+# Set a record aside with the reason it cannot be handled, and store the offset after
+# it, atomically: once it returns, the record is in the dead-letter topic and will not
+# be read again. Raises (and stores nothing) when the database or the bus is down.
+DeadLetter = Callable[[Record, str], Awaitable[None]]
 
 
 class Producer(Protocol):
@@ -69,10 +78,17 @@ class Consumer(Protocol):
 
     async def rewind(self) -> None:
         """Forget in-memory positions and reload them through the offset loader
-        (after a failed transaction, so its records are read again)."""
+        (after a failed transaction, so its records are read again). If the offsets
+        cannot be loaded it raises, and the next ``getmany`` loads them first (raising
+        until it can): no record is read from a position not loaded."""
 
     async def lag(self) -> dict[tuple[str, int], int]:
-        """Records not yet read, per assigned (topic, partition)."""
+        """Records not yet applied, per assigned (topic, partition): the log's end
+        minus the offsets stored with the state."""
+
+    async def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Told after the state and ``offsets`` committed to the database. Kafka
+        records them in the group too, for standard lag tools; best effort."""
 
 
 class DiscardingProducer:

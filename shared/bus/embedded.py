@@ -74,6 +74,7 @@ class EmbeddedConsumer:
         self._topics = list(topics)
         self._load_offsets = load_offsets
         self._next: dict[str, int] = {}
+        self._loaded = False  # whether _next holds the stored offsets
         self._appended = asyncio.Event()
         self.generation = 0  # one consumer per topic: never reassigned
         self.handling = asyncio.Lock()
@@ -86,21 +87,29 @@ class EmbeddedConsumer:
         self._bus._wakeups.discard(self._appended)
 
     async def rewind(self) -> None:
+        self._loaded = False  # if loading fails, getmany loads them first
         stored = await self._load_offsets([(t, PARTITION) for t in self._topics])
         self._next = {t: stored.get((t, PARTITION), 0) for t in self._topics}
+        self._loaded = True
 
     async def lag(self) -> dict[tuple[str, int], int]:
         # Offsets are row ids shared by all topics: count the rows, not the id gap.
+        stored = await self._load_offsets([(t, PARTITION) for t in self._topics])
         out = {}
         async with self._bus.engine.connect() as conn:
             for t in self._topics:
                 q = select(func.count()).where(
-                    bus_log.c.topic == t, bus_log.c.offset >= self._next.get(t, 0)
+                    bus_log.c.topic == t, bus_log.c.offset >= stored.get((t, PARTITION), 0)
                 )
                 out[(t, PARTITION)] = int((await conn.execute(q)).scalar_one())
         return out
 
+    async def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        pass  # the offsets in the database are the only ones
+
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
+        if not self._loaded:
+            await self.rewind()
         records = await self._read(max_records)
         if not records:
             # Woken by a producer in this process; the timeout catches other processes.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,11 +25,26 @@ def all_topics(settings: Settings) -> list[str]:
     return [*event_topics(settings), settings.topic(ALERTS_TOPIC), settings.topic(DEADLETTER_TOPIC)]
 
 
-@dataclass
 class Bus:
-    settings: Settings
-    producer: Producer
-    embedded: EmbeddedBus | None
+    """The bus of the settings: its producer, and consumers on demand. In Kafka mode
+    the topics are created before the first produce or consume (whenever the broker is
+    first reachable), so a service starts, and reports not ready, without a broker."""
+
+    def __init__(self, settings: Settings, embedded: EmbeddedBus | None):
+        self.settings = settings
+        self.embedded = embedded
+        self._prepared = embedded is not None
+        self._lock = asyncio.Lock()
+        self.kafka = (
+            None
+            if embedded is not None
+            else KafkaProducer(
+                settings.kafka_bootstrap,
+                ack_timeout_s=settings.produce_timeout_s,
+                prepare=self.prepare,
+            )
+        )
+        self.producer: Producer = embedded or self.kafka  # type: ignore[assignment]
 
     def consumer(
         self, topics: Sequence[str], *, group_id: str, load_offsets: OffsetLoader
@@ -37,23 +52,34 @@ class Bus:
         if self.embedded is not None:
             return self.embedded.consumer(topics, load_offsets)
         return KafkaConsumer(
-            self.settings.kafka_bootstrap, topics, group_id=group_id, load_offsets=load_offsets
+            self.settings.kafka_bootstrap,
+            topics,
+            group_id=group_id,
+            load_offsets=load_offsets,
+            prepare=self.prepare,
         )
 
     async def prepare(self) -> None:
-        """Create the Kafka topics (a no-op when embedded)."""
-        if self.embedded is None:
+        """Create the Kafka topics once (a no-op when embedded); raises BusUnavailable
+        while the broker is unreachable (callers retry)."""
+        async with self._lock:
+            if self._prepared:
+                return
             await ensure_topics(
                 self.settings.kafka_bootstrap,
                 all_topics(self.settings),
                 partitions=self.settings.kafka_partitions,
                 replication=self.settings.kafka_replication,
             )
+            self._prepared = True
+
+    async def reachable(self) -> bool:
+        """Whether producing can succeed now: the broker answers and the topics exist
+        (embedded: the bus is the database, which readiness checks anyway)."""
+        if self.kafka is None:
+            return True
+        return await self.kafka.reachable()
 
 
 def create_bus(settings: Settings, engine: AsyncEngine) -> Bus:
-    if settings.embedded:
-        embedded = EmbeddedBus(engine)
-        return Bus(settings, embedded, embedded)
-    producer = KafkaProducer(settings.kafka_bootstrap, ack_timeout_s=settings.produce_timeout_s)
-    return Bus(settings, producer, None)
+    return Bus(settings, EmbeddedBus(engine) if settings.embedded else None)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record
+from shared.bus.base import BusUnavailable, MessageTooLarge, OffsetLoader, OutMessage, Record
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +27,19 @@ log = logging.getLogger(__name__)
 class KafkaProducer:
     """Idempotent producer with acks=all; ``send_many`` returns once the broker acked."""
 
-    def __init__(self, bootstrap: str, *, ack_timeout_s: float, client_id: str = "healthwatch"):
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        ack_timeout_s: float,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        client_id: str = "healthwatch",
+    ):
         self._bootstrap = bootstrap
         self._ack_timeout_s = ack_timeout_s
+        # Creates our topics; run before the first send, since a broker that
+        # auto-creates topics would otherwise create them with its default partitions.
+        self._prepare = prepare
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -39,6 +54,8 @@ class KafkaProducer:
         async with self._lock:
             if self._producer is not None:
                 return self._producer
+            if self._prepare is not None:
+                await self._prepare()
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap,
                 client_id=self._client_id,
@@ -63,6 +80,17 @@ class KafkaProducer:
             await self._producer.stop()
             self._producer = None
 
+    async def reachable(self) -> bool:
+        """Whether the broker answers now (a metadata request, bounded in time)."""
+        try:
+            producer = await self._ensure_started()
+            # The probe is a readiness check: a few seconds is an answer either way.
+            async with asyncio.timeout(min(self._ack_timeout_s, 3.0)):
+                await producer.client.fetch_all_metadata()
+        except (BusUnavailable, KafkaError, OSError, TimeoutError):
+            return False
+        return True
+
     async def send_many(
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
     ) -> None:
@@ -79,6 +107,8 @@ class KafkaProducer:
                     for m in messages
                 ]
                 await asyncio.gather(*futures)
+        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+            raise MessageTooLarge(f"Kafka refused a message for its size: {exc!r}") from exc
         except (KafkaError, TimeoutError) as exc:
             raise BusUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
 
@@ -90,15 +120,22 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Every batch commits its offsets with its state: just let the one in flight finish.
         async with self._consumer.handling:
-            pass
+            self._consumer.unseeked -= revoked
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._consumer.handling:
-            await self._consumer.seek_to_stored(assigned)
+            try:
+                await self._consumer.seek_to_stored(assigned)
+            except Exception as exc:
+                # The database is down. Raising here would only be logged by aiokafka,
+                # which would then read from the log's start; the partitions stay
+                # paused instead, and getmany seeks them once the offsets can be read.
+                log.warning("cannot load stored offsets (%r); partitions held until it can", exc)
 
 
 class KafkaConsumer:
-    """Group consumer that never commits to Kafka: offsets live in the database."""
+    """Group consumer whose positions come from the offsets stored in the database;
+    it records them in the group too, after the database, for standard lag tools."""
 
     def __init__(
         self,
@@ -107,16 +144,26 @@ class KafkaConsumer:
         *,
         group_id: str,
         load_offsets: OffsetLoader,
+        prepare: Callable[[], Awaitable[None]] | None = None,
         client_id: str = "healthwatch",
     ):
+        self._bootstrap = bootstrap
         self._topics = list(topics)
+        self._group_id = group_id
+        self._client_id = client_id
         self._load_offsets = load_offsets
+        self._prepare = prepare
         self.generation = 0
         self.handling = asyncio.Lock()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            client_id=client_id,
+        # Assigned partitions whose stored offsets could not be loaded yet (paused).
+        self.unseeked: set[TopicPartition] = set()
+        self._client: AIOKafkaConsumer | None = None
+
+    def _new_client(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            client_id=self._client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # Co-partitioning: an account's events of every kind carry its id as key,
@@ -135,40 +182,81 @@ class KafkaConsumer:
             isolation_level="read_committed",
         )
 
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self._client is None:
+            raise BusUnavailable("the Kafka consumer is not started")
+        return self._client
+
     async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.subscribe(self._topics, listener=_SeekToStoredOffsets(self))
+        """Connect and subscribe; raises BusUnavailable while the broker is unreachable
+        (the caller retries: a failed client cannot be started again, so each attempt
+        builds a new one)."""
+        if self._prepare is not None:
+            await self._prepare()  # our topics, with our partition count, first
+        client = self._new_client()
+        try:
+            await client.start()
+        except Exception as exc:
+            await client.stop()
+            raise BusUnavailable(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") from exc
+        client.subscribe(self._topics, listener=_SeekToStoredOffsets(self))
+        self._client = client
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        if self._client is not None:
+            await self._client.stop()
+            self._client = None
 
     async def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
-        stored = await self._load_offsets([(tp.topic, tp.partition) for tp in partitions])
+        """Move ``partitions`` to their stored offsets. If those cannot be loaded, the
+        partitions are paused and remembered, and this raises."""
+        consumer = self._consumer
+        try:
+            stored = await self._load_offsets([(tp.topic, tp.partition) for tp in partitions])
+        except Exception:
+            consumer.pause(*partitions)
+            self.unseeked |= partitions
+            self.generation += 1  # a batch read before this failure is stale
+            raise
         for tp in partitions:
             # Nothing stored yet: the start of the log, as offset 0, which needs no
             # lookup; if retention has deleted it, the fetch is out of range and
             # auto_offset_reset="earliest" moves to the log's start. An awaited lookup
             # (seek_to_beginning) here, under the handling lock, could wait for a
             # rebalance that itself waits for that lock, and the group would hang.
-            self._consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+            consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+        consumer.resume(*(partitions & self.unseeked))
+        self.unseeked -= partitions
         self.generation += 1
 
     async def rewind(self) -> None:
         await self.seek_to_stored(set(self._consumer.assignment()))
 
     async def lag(self) -> dict[tuple[str, int], int]:
+        consumer = self._consumer
+        assigned = list(consumer.assignment())
+        stored = await self._load_offsets([(tp.topic, tp.partition) for tp in assigned])
         out = {}
-        for tp in self._consumer.assignment():
-            end = self._consumer.highwater(tp)
+        for tp in assigned:
+            end = consumer.highwater(tp)
             if end is None:
                 continue  # nothing fetched yet: unknown
-            out[(tp.topic, tp.partition)] = max(0, end - await self._consumer.position(tp))
+            out[(tp.topic, tp.partition)] = max(0, end - stored.get((tp.topic, tp.partition), 0))
         return out
 
+    async def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        try:
+            await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except Exception as exc:  # a rebalance or an outage: the next batch commits again
+            log.debug("could not record offsets in the Kafka group: %r", exc)
+
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
-        batches = await self._consumer.getmany(
-            timeout_ms=int(timeout_s * 1000), max_records=max_records
-        )
+        consumer = self._consumer
+        if self.unseeked:
+            async with self.handling:
+                await self.seek_to_stored(self.unseeked & consumer.assignment())
+        batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         return [
             Record(
                 topic=msg.topic,
@@ -183,17 +271,26 @@ class KafkaConsumer:
         ]
 
 
+# How long creating the topics may take before the broker counts as unreachable:
+# listing and creating a few topics takes well under a second on a live broker.
+ENSURE_TOPICS_TIMEOUT_S = 10.0
+
+
 async def ensure_topics(
     bootstrap: str, topics: Sequence[str], *, partitions: int, replication: int
 ) -> None:
-    """Create the topics that do not exist yet."""
+    """Create the topics that do not exist yet; BusUnavailable if the broker is not there."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
-                await admin.create_topics(missing)
+        async with asyncio.timeout(ENSURE_TOPICS_TIMEOUT_S):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
+                    await admin.create_topics(missing)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise BusUnavailable(f"cannot create topics on Kafka at {bootstrap}: {exc!r}") from exc
     finally:
-        await admin.close()
+        with contextlib.suppress(Exception):  # closing a client that never connected
+            await admin.close()
