@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     # whatever has arrived, so this cap adds no latency; on SQLite it bounds how long
     # one batch holds the write lock.
     scoring_batch_max: int = Field(5000, description="Most records applied in one transaction")
+    # Longer than the slowest legitimate batch (5,000 records take seconds) plus the
+    # longest retry pause (15 s), so only a loop that truly stopped moving trips it.
+    consumer_stall_s: float = Field(
+        120, description="Seconds a consumer may make no progress before /readyz reports it"
+    )
 
     # --- alert delivery --------------------------------------------------------------
     slack_webhook_url: str = Field("", description="Slack incoming-webhook URL")
