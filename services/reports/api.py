@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from services.reports.data import build_report
 from services.reports.render import render_html
-from services.scoring.api import Context, ReadKey, visible_account
+from services.scoring.api import Context, Day, ReadKey, visible_account
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
@@ -21,7 +21,7 @@ async def account_report(
     kind: Literal["usage", "bimonthly", "qbr"],
     ctx: Context,
     key: ReadKey,
-    end: date | None = None,
+    end: Day | None = None,
 ) -> HTMLResponse:
     """The usage report (30 days), the bi-monthly report (CAD-09) or the quarterly
     business review (CAD-05) ending on ``end`` (default today), as print-ready HTML."""

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import AfterValidator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,6 +29,22 @@ DEFAULT_HISTORY_DAYS = 90
 # One answer holds a day per entry: three years, a few hundred KB of JSON at most.
 MAX_HISTORY_DAYS = 3 * 366
 MAX_MODEL_BYTES = 200_000
+# Days a query may name. Nothing stored lies outside them (ingest refuses such events),
+# so a day beyond could only answer empty; and they keep every range computed from a
+# day (a report's months, a default window) far from the calendar's ends, where date
+# arithmetic overflows (year 1 and 9999).
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+
+
+def _within_calendar(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"give a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+# A day parameter: 422 naming the parameter when it lies outside FIRST_DAY..LAST_DAY.
+Day = Annotated[date, AfterValidator(_within_calendar)]
 
 
 @dataclass
@@ -45,6 +62,7 @@ def get_context(request: Request) -> HealthApiContext:
 Context = Annotated[HealthApiContext, Depends(get_context)]
 ReadKey = Annotated[ApiKey, Depends(require_scope(Scope.read))]
 AdminKey = Annotated[ApiKey, Depends(require_scope(Scope.admin))]
+
 
 router = APIRouter(prefix="/v1", tags=["health"])
 
@@ -65,6 +83,23 @@ async def visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -
     if not known or key.portfolio_of not in (None, owner):
         raise ClientError(404, "not_found", f"No account {account_id!r} visible to this key.")
     return row
+
+
+def day_range(start: date | None, end: date, default_days: int) -> tuple[date, date]:
+    """``start``..``end`` (``start`` defaulting to ``default_days`` back): 422 when the
+    days are swapped or more than one answer holds. ``end`` may come from stored data,
+    so it is brought within the calendar first."""
+    end = min(max(end, FIRST_DAY), LAST_DAY)
+    start = start or max(FIRST_DAY, end - timedelta(days=default_days - 1))
+    if start > end:
+        raise ClientError(422, "bad_range", "'from' is after 'to': swap them.")
+    if (end - start).days >= MAX_HISTORY_DAYS:
+        raise ClientError(
+            422,
+            "range_too_long",
+            f"Ask for at most {MAX_HISTORY_DAYS} days at a time (split the range).",
+        )
+    return start, end
 
 
 @router.get("/accounts/{account_id}/health")
@@ -99,8 +134,8 @@ async def account_health_history(
     account_id: str,
     ctx: Context,
     key: ReadKey,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
+    from_: Annotated[Day | None, Query(alias="from")] = None,
+    to: Day | None = None,
 ) -> dict[str, Any]:
     """The score as of each day (event-time days) from ``from`` to ``to``, and the band
     changes between. A day's row is stored only when the score or its inputs changed, so
@@ -118,15 +153,7 @@ async def account_health_history(
                     .limit(1)
                 )
             ).scalar() or date.today()
-        start = from_ or to - timedelta(days=DEFAULT_HISTORY_DAYS - 1)
-        if start > to:
-            raise ClientError(422, "bad_range", "'from' is after 'to': swap them.")
-        if (to - start).days >= MAX_HISTORY_DAYS:
-            raise ClientError(
-                422,
-                "range_too_long",
-                f"Ask for at most {MAX_HISTORY_DAYS} days at a time (split the range).",
-            )
+        start, to = day_range(from_, to, DEFAULT_HISTORY_DAYS)
         # The newest row on or before ``from`` stands for the first days of the range.
         first = (
             select(func.max(h.c.day))
@@ -180,7 +207,7 @@ async def account_health_history(
 
 @router.get("/accounts/{account_id}/metrics")
 async def account_metrics(
-    account_id: str, ctx: Context, key: ReadKey, as_of: date | None = None
+    account_id: str, ctx: Context, key: ReadKey, as_of: Day | None = None
 ) -> dict[str, Any]:
     """The raw rolling measures as of a day (default: the newest event's day), with
     per-event-name, module and platform counts over the last 7 and 28 days."""

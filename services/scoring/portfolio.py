@@ -7,14 +7,20 @@ CSM keys see their own portfolio only: the filters are applied on top of that.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.api import Context, ReadKey, visible_account
+from services.scoring.api import (
+    Context,
+    Day,
+    ReadKey,
+    day_range,
+    visible_account,
+)
 from shared.auth import ApiKey
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
@@ -27,7 +33,6 @@ from shared.storage.tables import (
     processed_events,
     tickets,
 )
-from shared.web import ClientError
 
 router = APIRouter(prefix="/v1", tags=["portfolio"])
 
@@ -237,15 +242,12 @@ async def account_timeline(
     account_id: str,
     ctx: Context,
     key: ReadKey,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
+    from_: Annotated[Day | None, Query(alias="from")] = None,
+    to: Day | None = None,
 ) -> dict[str, Any]:
     """Day by day: usage (events, duration), tickets opened and solved, touchpoints,
     the day's score, band changes and alerts."""
-    to = to or date.today()
-    start = from_ or to - timedelta(days=DEFAULT_TIMELINE_DAYS - 1)
-    if start > to:
-        raise ClientError(422, "bad_range", "'from' is after 'to': swap them.")
+    start, to = day_range(from_, to or date.today(), DEFAULT_TIMELINE_DAYS)
     days: dict[str, dict[str, Any]] = {}
 
     def day(d: date) -> dict[str, Any]:

@@ -27,13 +27,27 @@ T = TypeVar("T", bound=Versioned)
 M = TypeVar("M", bound=BaseModel)
 
 
+# The deepest nesting a configuration document may have: twice the shipped health
+# model's 8 levels. The parser and the validators recurse once per level, so a bound far
+# below Python's recursion limit keeps a hostile document from exhausting the stack.
+MAX_DEPTH = 16
+
+
 def parse_toml(text: str, schema: type[M], error: type[ValueError], what: str) -> M:
     """``text`` as TOML validated against ``schema``; ``error`` lists every problem with
     its location (``rule.3.when.0: …``)."""
+    too_deep = error(
+        f"not a valid {what}: values nest more than {MAX_DEPTH} levels deep "
+        "(tables, arrays and dotted keys count): flatten the document"
+    )
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"not valid TOML: {exc}") from exc
+    except RecursionError:  # the parser recurses per nested array or inline table
+        raise too_deep from None
+    if _depth(data) > MAX_DEPTH:
+        raise too_deep
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
@@ -42,6 +56,22 @@ def parse_toml(text: str, schema: type[M], error: type[ValueError], what: str) -
             for e in exc.errors(include_url=False)
         )
         raise error(f"invalid {what}: {problems}") from exc
+
+
+def _depth(value: Any) -> int:
+    """How deep tables and arrays nest in ``value``, without recursion (stops counting
+    past MAX_DEPTH)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class DocumentStore(Generic[T]):
