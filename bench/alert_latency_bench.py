@@ -597,7 +597,7 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
     )
     engine = create_engine(url)
     try:
-        key = await create_key(engine, "bench-ingest", [Scope.ingest])
+        key = await create_key(engine, "bench-ingest", [Scope.ingest, Scope.crm])
         metrics_key = await create_key(engine, "bench-metrics", [Scope.metrics])
     finally:
         await engine.dispose()

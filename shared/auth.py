@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row, select
+from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import utcnow
 from shared.storage.tables import api_keys
 
 PREFIX = "hwk"
+log = logging.getLogger(__name__)
 
 
 class Scope(StrEnum):
@@ -30,6 +34,7 @@ class Scope(StrEnum):
     respond = "respond"  # acknowledge, snooze, resolve, comment on alerts (same scoping)
     admin = "admin"  # everything, including key and model management
     metrics = "metrics"  # scrape /metrics
+    crm = "crm"  # account facts and ownership (/v1/accounts, kind=account)
 
 
 class Role(StrEnum):
@@ -40,6 +45,7 @@ class Role(StrEnum):
     csm = "csm"  # their own portfolio (--csm-email): read and act on alerts
     ops = "ops"  # /metrics (and the open /healthz, /readyz)
     ingest = "ingest"  # send events; reads nothing
+    crm = "crm"  # send account facts and owners (the CRM sync); reads nothing
 
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
@@ -48,6 +54,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.csm: frozenset({Scope.read, Scope.respond}),
     Role.ops: frozenset({Scope.metrics}),
     Role.ingest: frozenset({Scope.ingest}),
+    Role.crm: frozenset({Scope.crm}),
 }
 
 
@@ -108,49 +115,89 @@ async def create_key(
     return f"{PREFIX}_{key_id}_{secret}"
 
 
+class KeysUnavailable(Exception):
+    """The key table cannot be read and the key was not verified recently enough."""
+
+
+# Errors meaning the database is down, restarting or unreachable (not a bad key).
+DB_DOWN: tuple[type[BaseException], ...] = (
+    sa.DBAPIError,
+    sa.DisconnectionError,
+    sa.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+_Cache = OrderedDict[str, tuple[float, ApiKey]]
+
+
 class KeyStore:
     """Verifies keys and finds them by id, caching hits briefly so a request costs no
-    database round trip."""
+    database round trip, and riding out a database outage on recent verifications."""
 
     # A revoked key keeps working for at most this long; a minute bounds the
     # exposure while sparing the database one query per request.
     CACHE_TTL_S = 60.0
+    # While the database is down, a key verified within the last hour still works:
+    # revoking needs the database too, so the only exposure is a revocation made in the
+    # TTL before the outage; an hour rides out a failover or a maintenance window.
+    STALE_GRACE_S = 3600.0
+    # Bounded memory whatever callers send (only verified keys are cached): far more
+    # keys than any deployment has, at a few hundred bytes each.
+    CACHE_SIZE = 10_000
 
     def __init__(self, engine: AsyncEngine):
         self._engine = engine
-        self._cache: dict[str, tuple[float, ApiKey]] = {}
-        self._by_id: dict[str, tuple[float, ApiKey]] = {}
+        self._cache: _Cache = OrderedDict()
+        self._by_id: _Cache = OrderedDict()
 
     async def verify(self, raw: str) -> ApiKey | None:
+        """The key, None if unknown or revoked; raises KeysUnavailable when the database
+        is down and the key was not verified within ``STALE_GRACE_S``."""
         parsed = split_key(raw)
         if parsed is None:
             return None
         key_id, secret = parsed
-        cache_key = hash_secret(raw)
-        hit = self._cache.get(cache_key)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        row = await self._unrevoked(key_id)
-        key: ApiKey | None = None
-        if row is not None and hmac.compare_digest(row.secret_hash, hash_secret(secret)):
-            key = _api_key(row)
-            self._cache[cache_key] = (now + self.CACHE_TTL_S, key)
-        return key
+
+        async def load() -> ApiKey | None:
+            row = await self._unrevoked(key_id)
+            if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
+                return None
+            return _api_key(row)
+
+        return await self._cached(self._cache, hash_secret(raw), load)
 
     async def lookup(self, key_id: str) -> ApiKey | None:
         """The unrevoked key with this id, for a caller that proved it earlier (a signed
         dashboard session); cached like ``verify``, so a revocation applies within
         ``CACHE_TTL_S``."""
-        hit = self._by_id.get(key_id)
+
+        async def load() -> ApiKey | None:
+            row = await self._unrevoked(key_id)
+            return None if row is None else _api_key(row)
+
+        return await self._cached(self._by_id, key_id, load)
+
+    async def _cached(
+        self, cache: _Cache, name: str, load: Callable[[], Awaitable[ApiKey | None]]
+    ) -> ApiKey | None:
         now = time.monotonic()
-        if hit is not None and hit[0] > now:
+        hit = cache.get(name)
+        if hit is not None and now - hit[0] < self.CACHE_TTL_S:
             return hit[1]
-        row = await self._unrevoked(key_id)
-        if row is None:
+        try:
+            key = await load()
+        except DB_DOWN as exc:
+            if hit is not None and now - hit[0] < self.STALE_GRACE_S:
+                return hit[1]
+            log.warning("cannot verify an API key, the database is unavailable: %r", exc)
+            raise KeysUnavailable(f"the key store is unavailable ({type(exc).__name__})") from exc
+        if key is None:
+            cache.pop(name, None)
             return None
-        key = _api_key(row)
-        self._by_id[key_id] = (now + self.CACHE_TTL_S, key)
+        cache[name] = (now, key)
+        cache.move_to_end(name)
+        while len(cache) > self.CACHE_SIZE:
+            cache.popitem(last=False)
         return key
 
     async def _unrevoked(self, key_id: str) -> Row[Any] | None:

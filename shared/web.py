@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from shared.auth import ApiKey, KeyStore, Scope
+from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ class ClientError(Exception):
 async def client_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClientError)
     return JSONResponse(
-        {"error": exc.code, "message": exc.message, **exc.extra},
+        # "code" too: Segment's SDKs log an error body's code; "error" kept for clients.
+        {"error": exc.code, "code": exc.code, "message": exc.message, **exc.extra},
         status_code=exc.status,
         headers=exc.headers,
     )
@@ -63,13 +64,22 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def require_scope(scope: Scope) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A dependency that admits keys holding ``scope`` (the app has ``state.keys``)."""
+def require_scope(scope: Scope, *alternatives: Scope) -> Callable[[Request], Awaitable[ApiKey]]:
+    """A dependency that admits keys holding ``scope`` or one of ``alternatives`` (the
+    app has ``state.keys``)."""
 
     async def check(request: Request) -> ApiKey:
         keys: KeyStore = request.app.state.keys
         raw = presented_key(request)
-        key = await keys.verify(raw) if raw else None
+        try:
+            key = await keys.verify(raw) if raw else None
+        except KeysUnavailable as exc:
+            raise ClientError(
+                503,
+                "unavailable",
+                f"The key cannot be checked now ({exc}): nothing was done; retry later.",
+                headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
+            ) from exc
         if key is None:
             raise ClientError(
                 401,
@@ -79,15 +89,16 @@ def require_scope(scope: Scope) -> Callable[[Request], Awaitable[ApiKey]]:
                 f"'healthwatch keys create --scope {scope.value}'.",
                 headers={"WWW-Authenticate": 'Bearer, Basic realm="healthwatch"'},
             )
-        if not key.allows(scope):
-            raise ClientError(
-                403, "forbidden", f"This key lacks the '{scope.value}' scope needed here."
-            )
+        if not any(key.allows(s) for s in (scope, *alternatives)):
+            needed = "' or '".join(s.value for s in (scope, *alternatives))
+            raise ClientError(403, "forbidden", f"This key lacks the '{needed}' scope needed here.")
         return key
 
     return check
 
 
+# A database failover takes seconds; clients retrying every 5 s find it back soon after.
+KEYS_RETRY_AFTER_S = 5
 MetricsKey = Annotated[ApiKey, Depends(require_scope(Scope.metrics))]
 Readiness = Callable[[], Awaitable[bool]]
 

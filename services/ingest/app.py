@@ -55,7 +55,11 @@ def create_app(
     @app.exception_handler(404)
     async def not_found(request: Request, _exc: Exception) -> JSONResponse:
         return JSONResponse(
-            {"error": "not_found", "message": f"No route {request.url.path}: see /docs."},
+            {
+                "error": "not_found",
+                "code": "not_found",
+                "message": f"No route {request.url.path}: see /docs.",
+            },
             status_code=404,
         )
 

@@ -13,7 +13,7 @@ from services.ingest.publisher import EventPublisher
 from shared.auth import ApiKey, Scope
 from shared.clock import Clock
 from shared.config import Settings
-from shared.web import require_scope
+from shared.web import ClientError, require_scope
 
 
 @dataclass
@@ -32,3 +32,23 @@ def get_context(request: Request) -> IngestContext:
 
 Context = Annotated[IngestContext, Depends(get_context)]
 IngestKey = Annotated[ApiKey, Depends(require_scope(Scope.ingest))]
+CrmKey = Annotated[ApiKey, Depends(require_scope(Scope.crm))]
+
+# /v1/events takes an ingest key, or a crm key for account facts alone: the route checks
+# each event's kind against the key (require_kinds).
+EventsKey = Annotated[ApiKey, Depends(require_scope(Scope.ingest, Scope.crm))]
+
+
+def require_kinds(key: ApiKey, kinds: set[str]) -> None:
+    """403 unless ``key`` may send every kind in ``kinds``: account facts (owners and
+    tiers route alerts) need a crm key, everything else an ingest key."""
+    if "account" in kinds and not key.allows(Scope.crm):
+        raise ClientError(
+            403,
+            "forbidden",
+            "Account facts set owners and tiers, so they need a crm key, not an ingest "
+            "key (which ships in browsers and apps): send them with a key made by "
+            "'healthwatch keys create --role crm'.",
+        )
+    if kinds - {"account"} and not key.allows(Scope.ingest):
+        raise ClientError(403, "forbidden", "This key lacks the 'ingest' scope needed here.")

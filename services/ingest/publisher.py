@@ -19,9 +19,9 @@ class EventPublisher:
         self._settings = settings
         self._metrics = metrics
 
-    async def publish(self, events: Sequence[Event], received_at: datetime) -> None:
-        """Return once the bus durably stored every event; raises BusUnavailable."""
-        messages = [
+    def encode(self, events: Sequence[Event], received_at: datetime) -> list[OutMessage]:
+        """One bus message per event, stamped with the time ingest received it."""
+        return [
             OutMessage(
                 topic=self._settings.topic(e.kind),
                 key=e.account_id.encode(),
@@ -29,6 +29,10 @@ class EventPublisher:
             )
             for e in events
         ]
+
+    async def publish(self, messages: Sequence[OutMessage]) -> None:
+        """Return once the bus durably stored every message; raises BusUnavailable
+        (MessageTooLarge when the bus refuses one for its size)."""
         started = time.perf_counter()
         await self._producer.send_many(messages)
         self._metrics.produce_seconds.observe(time.perf_counter() - started)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -14,9 +15,11 @@ from sqlalchemy import select
 
 from services.ingest import segment
 from services.ingest.body import parse_json, read_body, read_json
-from services.ingest.deps import Context, IngestKey
+from services.ingest.deps import Context, CrmKey, EventsKey, IngestKey, require_kinds
 from services.ingest.validation import Checked, check_events, require_list
-from shared.bus.base import BusUnavailable
+from shared.auth import DB_DOWN
+from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
+from shared.contracts.events import MAX_EVENT_BYTES
 from shared.storage.db import upsert
 from shared.storage.tables import user_accounts
 from shared.web import ClientError
@@ -24,20 +27,27 @@ from shared.web import ClientError
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 SIGNATURE_HEADER = "x-healthwatch-signature"
+TIMESTAMP_HEADER = "x-healthwatch-timestamp"
+# A signed webhook older (or further ahead) than this is refused: Slack's window, wide
+# enough for clock drift and a helpdesk's retry queue, short enough to stop replays.
+WEBHOOK_TOLERANCE_S = 300
+T = TypeVar("T")
 
 
 @router.post("/events", status_code=202)
-async def post_events(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
-    """A batch of mixed events: ``{"events": [...]}``; each is accepted or rejected alone."""
+async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONResponse:
+    """A batch of mixed events: ``{"events": [...]}``; each is accepted or rejected alone.
+    Account facts need a crm key, the other kinds an ingest key."""
     body = await read_json(request, ctx.settings.max_body_bytes)
     items = require_list(body, "events", ctx.settings.max_batch_events)
     now = ctx.clock()
     checked = check_events(items, now=now, max_future_skew=ctx.settings.max_future_skew)
+    require_kinds(key, {e.kind for e in checked.valid})
     return await _store(ctx, checked, now)
 
 
 @router.post("/accounts", status_code=202)
-async def post_accounts(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
+async def post_accounts(request: Request, ctx: Context, _key: CrmKey) -> JSONResponse:
     """Upsert account facts: one object or ``{"accounts": [...]}``. Omitted fields are kept."""
     body = await read_json(request, ctx.settings.max_body_bytes)
     items = _one_or_many(body, "accounts", ctx.settings.max_batch_events)
@@ -61,8 +71,8 @@ async def post_accounts(request: Request, ctx: Context, _key: IngestKey) -> JSON
 
 @router.post("/tickets/webhook", status_code=202)
 async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
-    """Ticket events from a helpdesk, signed ``X-Healthwatch-Signature: sha256=<hex>``
-    (HMAC-SHA256 of the raw body with the shared secret)."""
+    """Ticket events from a helpdesk, signed ``X-Healthwatch-Signature: sha256=<hex>``:
+    HMAC-SHA256 with the shared secret of ``<X-Healthwatch-Timestamp>.<raw body>``."""
     secret = ctx.settings.ticket_webhook_secret.get_secret_value()
     if not secret:
         raise ClientError(
@@ -72,31 +82,53 @@ async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
             "HEALTHWATCH_TICKET_WEBHOOK_SECRET configured.",
         )
     raw = await read_body(request, ctx.settings.max_body_bytes)
-    expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
-        raise ClientError(
-            401,
-            "bad_signature",
-            "X-Healthwatch-Signature does not match the body: sign the "
-            "raw body with HMAC-SHA256 and the shared secret, as 'sha256=<hex>'.",
-        )
-    items = _one_or_many(parse_json(raw), "tickets", ctx.settings.max_batch_events)
     now = ctx.clock()
+    _check_webhook_signature(request, secret, raw, now)
+    items = _one_or_many(parse_json(raw), "tickets", ctx.settings.max_batch_events)
 
     def prepare(item: dict[str, Any]) -> dict[str, Any]:
         item = {"kind": "ticket", **item}
-        item.setdefault("occurred_at", item.get("updated_at") or now.isoformat())
-        item.pop("updated_at", None)
-        # A ticket id plus its status and time identifies one helpdesk update.
+        # The update time identifies the update: required, so that a replayed or resent
+        # body gets the same event id and counts once.
+        updated_at = item.pop("updated_at", None)
+        if updated_at is not None:
+            item.setdefault("occurred_at", updated_at)
         item.setdefault(
-            "event_id", f"ticket:{item.get('ticket_id')}:{item.get('status')}:{item['occurred_at']}"
+            "event_id",
+            f"ticket:{item.get('ticket_id')}:{item.get('status')}:{item.get('occurred_at')}",
         )
         return item
 
     checked = check_events(
-        items, now=now, max_future_skew=ctx.settings.max_future_skew, prepare=prepare
+        items,
+        now=now,
+        max_future_skew=ctx.settings.max_future_skew,
+        prepare=prepare,
+        kinds=("ticket",),
     )
     return await _store(ctx, checked, now)
+
+
+def _check_webhook_signature(request: Request, secret: str, raw: bytes, now: datetime) -> None:
+    """401 unless the body is signed with a timestamp within WEBHOOK_TOLERANCE_S of now
+    (the scheme of healthwatch's own outgoing webhooks and of Slack's requests)."""
+    stamp = request.headers.get(TIMESTAMP_HEADER, "")
+    if not stamp.isdigit() or abs(now.timestamp() - int(stamp)) > WEBHOOK_TOLERANCE_S:
+        raise ClientError(
+            401,
+            "stale_timestamp",
+            f"X-Healthwatch-Timestamp must be the current Unix time in seconds (within "
+            f"{WEBHOOK_TOLERANCE_S} s of the server's clock); sign each delivery afresh.",
+        )
+    signed = stamp.encode() + b"." + raw
+    expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
+        raise ClientError(
+            401,
+            "bad_signature",
+            "X-Healthwatch-Signature does not match: sign '<X-Healthwatch-Timestamp>.<raw "
+            "body>' with HMAC-SHA256 and the shared secret, as 'sha256=<hex>'.",
+        )
 
 
 # --- Segment HTTP Tracking API ------------------------------------------------------------
@@ -151,26 +183,10 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
     lookup = segment.users_needing_lookup(messages)
     known: dict[str, str] = {}
     if lookup:
-        async with ctx.engine.connect() as conn:
-            rows = await conn.execute(
-                select(user_accounts.c.user_id, user_accounts.c.account_id).where(
-                    user_accounts.c.user_id.in_(lookup)
-                )
-            )
-            known = {r.user_id: r.account_id for r in rows}
+        known = await _database(ctx, lambda: _accounts_of(ctx, lookup))
     translated = segment.translate(messages, known, now, sent_at)
     if translated.links:
-        async with ctx.engine.begin() as conn:
-            await upsert(
-                conn,
-                user_accounts,
-                [
-                    {"user_id": u, "account_id": a, "updated_at": now}
-                    for u, a in translated.links.items()
-                ],
-                keys=["user_id"],
-                update=["account_id", "updated_at"],
-            )
+        await _database(ctx, lambda: _link(ctx, translated.links, now))
     checked = check_events(
         [raw for _, raw in translated.events],
         now=now,
@@ -181,6 +197,41 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
         rejection.index = translated.events[rejection.index][0]
     checked.rejected = sorted([*translated.rejected, *checked.rejected], key=lambda r: r.index)
     return await _store(ctx, checked, now, acknowledged=translated.acknowledged, segment_style=True)
+
+
+async def _accounts_of(ctx: Context, users: set[str]) -> dict[str, str]:
+    async with ctx.engine.connect() as conn:
+        rows = await conn.execute(
+            select(user_accounts.c.user_id, user_accounts.c.account_id).where(
+                user_accounts.c.user_id.in_(users)
+            )
+        )
+        return {r.user_id: r.account_id for r in rows}
+
+
+async def _link(ctx: Context, links: dict[str, str], now: datetime) -> None:
+    async with ctx.engine.begin() as conn:
+        await upsert(
+            conn,
+            user_accounts,
+            [{"user_id": u, "account_id": a, "updated_at": now} for u, a in links.items()],
+            keys=["user_id"],
+            update=["account_id", "updated_at"],
+        )
+
+
+async def _database(ctx: Context, work: Callable[[], Awaitable[T]]) -> T:
+    """``work`` on the database; 503 with Retry-After while it is down (nothing stored:
+    the user links are written before any event is published)."""
+    try:
+        return await work()
+    except DB_DOWN as exc:
+        raise ClientError(
+            503,
+            "unavailable",
+            f"The database is unavailable ({type(exc).__name__}); nothing was stored: retry later.",
+            headers={"Retry-After": str(ctx.settings.retry_after_s)},
+        ) from exc
 
 
 def _with_context(message: Any, shared: dict[str, Any]) -> Any:
@@ -211,17 +262,7 @@ async def _store(
 ) -> JSONResponse:
     """Publish the valid events, then answer: 2xx only once the bus has them all."""
     if checked.valid:
-        try:
-            await ctx.publisher.publish(checked.valid, received_at)
-        except BusUnavailable as exc:
-            for event in checked.valid:
-                ctx.metrics.events.labels(event.kind, "unavailable").inc()
-            raise ClientError(
-                503,
-                "unavailable",
-                f"The event bus is unavailable ({exc}); nothing was stored: retry later.",
-                headers={"Retry-After": str(ctx.settings.retry_after_s)},
-            ) from exc
+        await _publish(ctx, checked, ctx.publisher.encode(checked.valid, received_at))
     for event in checked.valid:
         ctx.metrics.events.labels(event.kind, "accepted").inc()
     if checked.rejected:
@@ -229,6 +270,7 @@ async def _store(
         return JSONResponse(
             {
                 "error": "invalid_events",
+                "code": "invalid_events",
                 "message": f"{len(checked.rejected)} event(s) rejected, "
                 f"{len(checked.valid)} accepted and stored: fix the rejected ones and "
                 "resend them (resending accepted ones is harmless).",
@@ -241,3 +283,37 @@ async def _store(
     if segment_style:
         return JSONResponse({"success": True, "accepted": accepted}, status_code=200)
     return JSONResponse({"accepted": accepted, "rejected": []}, status_code=202)
+
+
+async def _publish(ctx: Context, checked: Checked, messages: list[OutMessage]) -> None:
+    """Send, or raise: 413 for an event that can never fit on the bus (nothing stored),
+    503 while the bus is down."""
+    too_large = [i for i, m in enumerate(messages) if len(m.value) > MAX_EVENT_BYTES]
+    if too_large:
+        raise _too_large(checked, too_large[0], len(messages[too_large[0]].value))
+    try:
+        await ctx.publisher.publish(messages)
+    except MessageTooLarge as exc:
+        # The bus's own limit is below ours (a topic created elsewhere): retrying the
+        # same request never helps, so the client must hear it as too large.
+        raise _too_large(checked, None, max(len(m.value) for m in messages)) from exc
+    except BusUnavailable as exc:
+        for event in checked.valid:
+            ctx.metrics.events.labels(event.kind, "unavailable").inc()
+        raise ClientError(
+            503,
+            "unavailable",
+            f"The event bus is unavailable ({exc}); nothing was stored: retry later.",
+            headers={"Retry-After": str(ctx.settings.retry_after_s)},
+        ) from exc
+
+
+def _too_large(checked: Checked, index: int | None, size: int) -> ClientError:
+    which = f"event {checked.valid[index].event_id!r}" if index is not None else "an event"
+    return ClientError(
+        413,
+        "event_too_large",
+        f"{which} encodes to {size} bytes, more than the {MAX_EVENT_BYTES} bytes the event "
+        "bus carries per event; nothing was stored: send smaller properties.",
+        extra={"event_id": checked.valid[index].event_id if index is not None else None},
+    )

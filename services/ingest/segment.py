@@ -13,24 +13,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from services.ingest.validation import Rejection
+from shared.contracts.events import Time
 
-_TIME = TypeAdapter(AwareDatetime)
+_TIME = TypeAdapter(Time)
 SCORED_TYPES = {"track", "page", "screen"}
 LINK_TYPES = {"group", "identify"}
 _MOBILE_OS = {"ios", "android", "ipados"}
+# A group call may set descriptive traits only. The write key is shipped in browsers and
+# apps, so anyone can send group calls: owner and sales owner route alerts, tier decides
+# who else is told, seats and mrr/arr move scores and revenue at risk. Those are CRM
+# facts, sent with a crm key to /v1/accounts.
 _ACCOUNT_TRAITS = {
     "name": "name",
     "plan": "plan",
-    "seats": "seats_purchased",
-    "seats_purchased": "seats_purchased",
-    "tier": "tier",
     "industry": "industry",
     "region": "region",
-    "mrr": "mrr",
-    "arr": "arr",
 }
 
 
@@ -77,17 +77,31 @@ def users_needing_lookup(messages: list[Any]) -> set[str]:
     return users
 
 
+class BadTime(ValueError):
+    def __init__(self, fieldname: str, exc: ValidationError):
+        super().__init__(exc.errors(include_url=False)[0]["msg"])
+        self.field = fieldname
+
+
+def _time(value: Any, fieldname: str) -> datetime:
+    """A time within the contract's range, so the skew arithmetic below cannot overflow."""
+    try:
+        return _TIME.validate_python(value)
+    except ValidationError as exc:
+        raise BadTime(fieldname, exc) from exc
+
+
 def event_time(msg: Mapping[str, Any], received_at: datetime, batch_sent_at: Any) -> datetime:
     """Segment's rule: ``timestamp``, else ``originalTimestamp`` corrected for the clock
-    skew between ``sentAt`` and our receipt, else the receipt time."""
+    skew between ``sentAt`` and our receipt, else the receipt time. Raises BadTime."""
     if msg.get("timestamp") is not None:
-        return _TIME.validate_python(msg["timestamp"])
+        return _time(msg["timestamp"], "timestamp")
     if msg.get("originalTimestamp") is not None:
-        original = _TIME.validate_python(msg["originalTimestamp"])
+        original = _time(msg["originalTimestamp"], "originalTimestamp")
         sent_raw = msg.get("sentAt", batch_sent_at)
         if sent_raw is None:
             return original
-        return received_at - (_TIME.validate_python(sent_raw) - original)
+        return received_at - (_time(sent_raw, "sentAt") - original)
     return received_at
 
 
@@ -115,8 +129,8 @@ def translate(
             )
         try:
             occurred_at = event_time(msg, received_at, batch_sent_at)
-        except ValidationError as exc:
-            errors.append(_err("timestamp", exc.errors(include_url=False)[0]["msg"]))
+        except BadTime as exc:
+            errors.append(_err(exc.field, str(exc)))
         user = user_of(msg)
         if errors:
             out.rejected.append(Rejection(index, _str(message_id), errors))

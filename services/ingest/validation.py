@@ -6,7 +6,7 @@ by index and field. Event ids make re-sending a whole batch harmless.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,14 +52,20 @@ def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+# Times that are events of the sender's world: none may lie past now + max_future_skew.
+_EVENT_TIMES = ("occurred_at", "created_at", "first_reply_at", "solved_at")
+
+
 def check_events(
     items: Sequence[Any],
     *,
     now: datetime,
     max_future_skew: timedelta,
     prepare: Callable[[Any], Any] | None = None,
+    kinds: Collection[str] = KINDS,
 ) -> Checked:
-    """Validate each item; ``prepare`` may fill defaults (for example a missing event_id)."""
+    """Validate each item; ``prepare`` may fill defaults (for example a missing event_id);
+    events of a kind outside ``kinds`` are refused (an endpoint for one kind)."""
     checked = Checked()
     for index, raw in enumerate(items):
         if not isinstance(raw, dict):
@@ -70,21 +76,27 @@ def check_events(
         except ValidationError as exc:
             checked.reject(index, raw, pydantic_errors(exc))
             continue
-        if event.occurred_at - now > max_future_skew:
-            checked.reject(
-                index,
-                raw,
-                [
-                    {
-                        "field": "occurred_at",
-                        "message": f"is more than {max_future_skew} in the future; "
-                        "check the sender's clock",
-                    }
-                ],
+        errors = _future_times(event, now + max_future_skew, max_future_skew)
+        if event.kind not in kinds:
+            errors.append(
+                {"field": "kind", "message": f"must be {' or '.join(kinds)} on this endpoint"}
             )
+        if errors:
+            checked.reject(index, raw, errors)
             continue
         checked.valid.append(event)
     return checked
+
+
+def _future_times(event: Event, latest: datetime, skew: timedelta) -> list[dict[str, str]]:
+    return [
+        {
+            "field": name,
+            "message": f"is more than {skew} in the future; check the sender's clock",
+        }
+        for name in _EVENT_TIMES
+        if isinstance(value := getattr(event, name, None), datetime) and value > latest
+    ]
 
 
 def require_list(body: Any, key: str, max_items: int) -> list[Any]:

@@ -7,15 +7,109 @@ model and the Kafka topic.
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    TypeAdapter,
+)
 
 SCHEMA_VERSION = 1
 
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+# --- ranges: what the stores and the arithmetic on a value can hold -------------------
+# Event times: no product event predates 2000, and a zero date (0001-01-01, or an unset
+# epoch) is a sender's bug that would overflow on the way to UTC or a day window; the
+# top bound keeps every time ± any window inside datetime's range. Ingest also refuses
+# event times past now + max_future_skew (a live check; this one holds on replay too).
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+# Contract dates: business dates since 1970; 2200 leaves room for long contracts while
+# "9999-12-31" (a CRM's "never ends") is refused: leave contract_end out instead.
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(2200, 1, 1)
+# seats_purchased and quota limits land in INTEGER columns (32-bit on PostgreSQL).
+INT32_MAX = 2**31 - 1
+# Money: a trillion a month is beyond any account, and keeps sums far from float overflow.
+MAX_MONEY = 1e12
+# One usage event lasting over 30 days is a clock or unit bug (milliseconds as seconds).
+MAX_DURATION_S = 30 * 86400.0
+# properties are free JSON: 32 levels is far more than any analytics payload uses, and
+# far below the recursion limits of the JSON encoders that carry it on.
+MAX_DEPTH = 32
+# The largest encoded event ingest publishes. The API takes bodies up to 1 MiB
+# (max_body_bytes) and encoding may grow one (1e5 comes back as 100000.0): 2 MiB keeps
+# every sane event. The bus allows more (shared/bus/kafka.py MAX_MESSAGE_BYTES, the
+# broker's message.max.bytes) for the key, headers and a dead-letter copy's reason.
+MAX_EVENT_BYTES = 2 * 1024 * 1024
+# Control characters (C0, DEL, C1) and Unicode line breaks in an id or a name would end
+# up in Kafka keys, mail headers and log lines; free text may hold newlines, never NUL
+# (PostgreSQL text cannot store it).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _in_time_range(value: datetime) -> datetime:
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValueError(f"must be between {EARLIEST_TIME.year} and {LATEST_TIME.year}")
+    return value
+
+
+def _in_date_range(value: date) -> date:
+    if not EARLIEST_DATE <= value < LATEST_DATE:
+        raise ValueError(f"must be between {EARLIEST_DATE.year} and {LATEST_DATE.year}")
+    return value
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not hold control characters or line breaks")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not hold a NUL character")
+    return value
+
+
+def _bounded_tree(value: dict[str, Any]) -> dict[str, Any]:
+    """Free JSON at most MAX_DEPTH deep and without NUL in keys or strings (iterative:
+    a hostile depth must not exhaust Python's own recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"is nested deeper than {MAX_DEPTH} levels: flatten it")
+        children = list(node.items()) if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(node, dict):
+                _no_nul(child[0])
+                child = child[1]
+            if isinstance(child, str):
+                _no_nul(child)
+            elif isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
+Time = Annotated[AwareDatetime, AfterValidator(_in_time_range)]
+Day = Annotated[date, AfterValidator(_in_date_range)]
+# Names and short labels: bounded like their columns (accounts.name is 500 long).
+Name = Annotated[str, Field(max_length=500), AfterValidator(_no_control)]
+Label = Annotated[str, Field(max_length=200), AfterValidator(_no_control)]
+SlackId = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]  # its column
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_no_control)]
+Subject = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
+Text = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 
 
 class Model(BaseModel):
@@ -26,8 +120,8 @@ class EventBase(Model):
     schema_version: Literal[1] = 1
     event_id: Id
     account_id: Id
-    occurred_at: AwareDatetime
-    received_at: AwareDatetime | None = None
+    occurred_at: Time
+    received_at: Time | None = None
 
 
 class Platform(StrEnum):
@@ -39,12 +133,14 @@ class Platform(StrEnum):
 class UsageEvent(EventBase):
     kind: Literal["usage"] = "usage"
     user_id: Id
-    event: Annotated[str, Field(min_length=1, max_length=200)]
-    module: str | None = Field(None, max_length=200)
-    feature: str | None = Field(None, max_length=200)
+    event: Id
+    module: Label | None = None
+    feature: Label | None = None
     platform: Platform = Platform.pc
-    duration_s: float | None = Field(None, ge=0)
-    properties: dict[str, Any] = Field(default_factory=dict)
+    duration_s: float | None = Field(None, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    properties: Annotated[dict[str, Any], AfterValidator(_bounded_tree)] = Field(
+        default_factory=dict
+    )
 
 
 class TicketStatus(StrEnum):
@@ -74,11 +170,11 @@ class TicketEvent(EventBase):
     status: TicketStatus
     priority: TicketPriority = TicketPriority.normal
     type: TicketType = TicketType.other
-    created_at: AwareDatetime
-    first_reply_at: AwareDatetime | None = None
-    solved_at: AwareDatetime | None = None
-    requester: str | None = None
-    subject: str | None = Field(None, max_length=500)
+    created_at: Time
+    first_reply_at: Time | None = None
+    solved_at: Time | None = None
+    requester: Label | None = None
+    subject: Subject | None = None
 
 
 class Tier(StrEnum):
@@ -104,15 +200,15 @@ class ContactRole(StrEnum):
 
 
 class Contact(Model):
-    name: str
+    name: Name
     email: EmailStr | None = None
     role: ContactRole = ContactRole.other
 
 
 class Owner(Model):
     email: EmailStr | None = None
-    slack_id: str | None = None
-    name: str | None = None
+    slack_id: SlackId | None = None
+    name: Name | None = None
 
 
 class UsageQuota(Model):
@@ -121,34 +217,34 @@ class UsageQuota(Model):
     are kept for. Nearly used up, it is an add-on conversation (EX-02)."""
 
     dimension: Literal["event", "module", "platform"] = "event"
-    name: str = Field(min_length=1, max_length=200)
-    limit: int = Field(gt=0)
+    name: Id
+    limit: int = Field(gt=0, le=INT32_MAX)
 
 
 class AccountFacts(EventBase):
     """Account facts from the CRM. Fields left out keep their stored value (merge upsert)."""
 
     kind: Literal["account"] = "account"
-    name: str | None = None
-    seats_purchased: int | None = Field(None, ge=0)
-    plan: str | None = None
-    mrr: float | None = Field(None, ge=0)
-    arr: float | None = Field(None, ge=0)
+    name: Name | None = None
+    seats_purchased: int | None = Field(None, ge=0, le=INT32_MAX)
+    plan: Label | None = None
+    mrr: Money | None = None
+    arr: Money | None = None
     tier: Tier | None = None
-    industry: str | None = None
-    region: str | None = None
+    industry: Label | None = None
+    region: Label | None = None
     owner: Owner | None = None
     # The account's sales manager (CAD-08), told about a strategic account's alerts.
     sales_owner: Owner | None = None
-    contract_start: date | None = None
-    contract_end: date | None = None
-    go_live: date | None = None
+    contract_start: Day | None = None
+    contract_end: Day | None = None
+    go_live: Day | None = None
     lifecycle_stage: LifecycleStage | None = None
-    contacts: list[Contact] | None = None
+    contacts: list[Contact] | None = Field(None, max_length=1000)
     # False: sold outside the ideal customer profile (a high-danger cause, DG-05).
     icp_fit: bool | None = None
     # Contracted usage allowances (API calls, reports, …); replaced as a whole.
-    usage_quotas: list[UsageQuota] | None = None
+    usage_quotas: list[UsageQuota] | None = Field(None, max_length=1000)
 
 
 class TouchpointKind(StrEnum):
@@ -163,16 +259,16 @@ class Touchpoint(EventBase):
     kind: Literal["touchpoint"] = "touchpoint"
     touchpoint_kind: TouchpointKind
     csm_email: EmailStr | None = None
-    contact_name: str | None = None
+    contact_name: Name | None = None
     contact_role: ContactRole | None = None
-    notes: str | None = Field(None, max_length=5000)
+    notes: Text | None = None
 
 
 class NpsResponse(EventBase):
     kind: Literal["nps"] = "nps"
     user_id: Id | None = None
     score: int = Field(ge=0, le=10)
-    comment: str | None = Field(None, max_length=5000)
+    comment: Text | None = None
 
 
 class PaymentStatus(StrEnum):
@@ -183,9 +279,9 @@ class PaymentStatus(StrEnum):
 class PaymentEvent(EventBase):
     kind: Literal["payment"] = "payment"
     status: PaymentStatus
-    amount: float | None = Field(None, ge=0)
-    currency: str | None = Field(None, min_length=3, max_length=3)
-    reason: str | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
+    reason: Text | None = None
 
 
 Event = Annotated[

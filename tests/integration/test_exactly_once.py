@@ -203,4 +203,5 @@ async def test_segment_tracking_api_scores_the_right_account(kafka_settings: Set
                 return (await conn.execute(q)).first()
 
         row = await wait_for(globex_facts, timeout=60, what="globex's facts")
-        assert row.seats_purchased == 12 and row.name == "Globex"
+        # A group call sets descriptive traits only (the write key ships in browsers).
+        assert row.name == "Globex" and row.seats_purchased is None

@@ -43,8 +43,18 @@ ALL = frozenset(Role)
 READERS = frozenset({Role.admin, Role.cs_lead, Role.csm})
 ADMIN = frozenset({Role.admin})
 INGEST = frozenset({Role.admin, Role.ingest})
+# Account facts set owners and tiers: a crm key, never the ingest key browsers carry.
+CRM = frozenset({Role.admin, Role.crm})
 OPS = frozenset({Role.admin, Role.ops})
 NOBODY: frozenset[Role] = frozenset()
+
+
+ANNA_FACTS = {
+    "event_id": "anna-facts",
+    "account_id": "anna-co",
+    "seats_purchased": 10,
+    "occurred_at": "2026-01-01T00:00:00+00:00",
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,8 @@ class Case:
 
 CASES = [
     Case("POST", "/v1/events", INGEST, {"events": [usage("anna-co", "u9")]}),
-    Case("POST", "/v1/accounts", INGEST, {"account_id": "anna-co", "seats_purchased": 10}),
+    Case("POST", "/v1/events", CRM, {"events": [{"kind": "account", **ANNA_FACTS}]}),
+    Case("POST", "/v1/accounts", CRM, ANNA_FACTS),
     Case("POST", "/v1/batch", INGEST, {"batch": []}),
     Case("POST", "/v1/track", INGEST, {"userId": "u1", "event": "x", "messageId": "m"}),
     Case("POST", "/v1/identify", INGEST, {"userId": "u1", "messageId": "m2"}),

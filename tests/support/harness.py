@@ -93,7 +93,9 @@ async def running(
             tasks.append(asyncio.create_task(runtime.run_scoring(rt, stop)))
         if alerts:
             tasks.append(asyncio.create_task(runtime.run_alerts(rt, stop)))
-        key = await create_key(rt.engine, "test", [Scope.ingest, Scope.read, Scope.respond])
+        key = await create_key(
+            rt.engine, "test", [Scope.ingest, Scope.crm, Scope.read, Scope.respond]
+        )
         url = f"http://127.0.0.1:{settings.ingest_port}"
         if ingest:
             await wait_for(lambda: _up(url), timeout=30, what="ingest to listen")
@@ -126,7 +128,9 @@ async def running_apart(settings: Settings) -> AsyncIterator[tuple[Harness, Sett
             asyncio.create_task(runtime.run_scoring_service(scoring_rt, stop)),
             asyncio.create_task(runtime.run_alerts_service(alerts_rt, stop)),
         ]
-        key = await create_key(ingest_rt.engine, "test", [Scope.ingest, Scope.read, Scope.respond])
+        key = await create_key(
+            ingest_rt.engine, "test", [Scope.ingest, Scope.crm, Scope.read, Scope.respond]
+        )
         try:
             for port in (settings.ingest_port, settings.scoring_port, settings.alerts_port):
                 url = f"http://127.0.0.1:{port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,7 @@ async def api(embedded_settings: Settings) -> AsyncIterator[Api]:
     await migrate(engine)
     keys = {
         "ingest": await create_key(engine, "ingest", [Scope.ingest]),
+        "crm": await create_key(engine, "crm", [Scope.crm]),
         "read": await create_key(engine, "read", [Scope.read]),
         "metrics": await create_key(engine, "metrics", [Scope.metrics]),
     }
@@ -86,6 +88,8 @@ async def test_missing_or_unknown_key_is_401(api: Api, headers: dict[str, str]) 
     r = await api.client.post("/v1/events", json={"events": [usage("a", "u")]}, headers=headers)
     assert r.status_code == 401
     assert "keys create" in r.json()["message"]
+    # Segment's SDKs log an error body's "code".
+    assert r.json()["code"] == r.json()["error"] == "unauthorized"
     assert await api.stored() == 0
 
 
@@ -173,8 +177,13 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     assert await api.stored("hw.usage") == 2
 
 
-def _sign(body: bytes) -> str:
-    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+def _signed(body: bytes, stamp: int | None = None) -> dict[str, str]:
+    timestamp = str(int(time.time()) if stamp is None else stamp)
+    mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return {
+        "X-Healthwatch-Timestamp": timestamp,
+        "X-Healthwatch-Signature": "sha256=" + mac.hexdigest(),
+    }
 
 
 async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
@@ -187,28 +196,47 @@ async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
         "updated_at": "2026-11-20T09:00:00+00:00",
     }
     body = orjson.dumps(ticket)
-    r = await api.client.post(
-        "/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": _sign(body)}
-    )
+    r = await api.client.post("/v1/tickets/webhook", content=body, headers=_signed(body))
     assert r.status_code == 202, r.text
     assert await api.stored("hw.ticket") == 1
-    bad = await api.client.post(
-        "/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": _sign(body + b" ")}
-    )
+    other_body = {
+        **_signed(body + b" "),
+        "X-Healthwatch-Signature": _signed(body)["X-Healthwatch-Signature"],
+    }
+    bad = await api.client.post("/v1/tickets/webhook", content=body + b" ", headers=other_body)
     assert bad.status_code == 401
+    assert bad.json()["code"] == "bad_signature"
     assert (await api.client.post("/v1/tickets/webhook", content=body)).status_code == 401
     assert await api.stored("hw.ticket") == 1
+
+
+async def test_ticket_webhook_refuses_stale_or_unstamped_signatures(api: Api) -> None:
+    """A captured delivery replayed after 5 minutes, or signed without a timestamp as
+    before, is refused: the timestamp is part of what is signed."""
+    body = orjson.dumps({"ticket_id": "T-1", "account_id": "acme", "status": "open"})
+    for stamp in (int(time.time()) - 301, int(time.time()) + 301):
+        r = await api.client.post("/v1/tickets/webhook", content=body, headers=_signed(body, stamp))
+        assert r.status_code == 401
+        assert r.json()["code"] == "stale_timestamp"
+    unstamped = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    r = await api.client.post(
+        "/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": unstamped}
+    )
+    assert r.status_code == 401
+    assert await api.stored() == 0
 
 
 async def test_account_upsert_defaults_ids(api: Api) -> None:
     r = await api.client.post(
         "/v1/accounts",
         json={"account_id": "acme", "seats_purchased": 10, "tier": "strategic"},
-        headers=api.auth(),
+        headers=api.auth("crm"),
     )
     assert r.status_code == 202, r.text
     bad = await api.client.post(
-        "/v1/accounts", json={"accounts": [{"account_id": "x", "tier": "gold"}]}, headers=api.auth()
+        "/v1/accounts",
+        json={"accounts": [{"account_id": "x", "tier": "gold"}]},
+        headers=api.auth("crm"),
     )
     assert bad.status_code == 422
     assert bad.json()["rejected"][0]["errors"][0]["field"] == "tier"
@@ -217,4 +245,4 @@ async def test_account_upsert_defaults_ids(api: Api) -> None:
 async def test_unknown_route_is_a_json_404(api: Api) -> None:
     r = await api.client.get("/v1/nothing", headers=api.auth())
     assert r.status_code == 404
-    assert r.json()["error"] == "not_found"
+    assert r.json()["error"] == r.json()["code"] == "not_found"

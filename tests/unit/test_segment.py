@@ -28,8 +28,57 @@ def test_group_links_user_for_later_tracks_in_the_same_batch() -> None:
     assert out.rejected == []
     kinds = [(i, e["kind"], e["account_id"]) for i, e in out.events]
     assert kinds == [(0, "account", "acme"), (1, "usage", "acme")]
-    assert out.events[0][1]["seats_purchased"] == 9
+    assert out.events[0][1]["name"] == "Acme"
     assert "unknown" not in out.events[0][1]
+
+
+def test_group_sets_descriptive_traits_only() -> None:
+    """The write key ships in browsers: a group call must not move owners or scores."""
+    traits = {
+        "name": "Acme",
+        "plan": "pro",
+        "industry": "retail",
+        "region": "EU",
+        "owner": {"email": "mallory@example.com"},
+        "sales_owner": {"email": "mallory@example.com"},
+        "tier": "strategic",
+        "seats": 1,
+        "seats_purchased": 1,
+        "mrr": 0,
+        "arr": 0,
+    }
+    message = {"type": "group", "messageId": "g", "groupId": "acme", "traits": traits}
+    facts = translate([message], {}, NOW).events[0][1]
+    kept = {k: v for k, v in facts.items() if k not in ("kind", "account_id", "event_id")}
+    kept.pop("occurred_at")
+    assert kept == {"name": "Acme", "plan": "pro", "industry": "retail", "region": "EU"}
+
+
+def test_times_out_of_range_are_rejected_by_field() -> None:
+    """Year 1 with a +14:00 offset overflows on the way to UTC; a skew correction between
+    far-apart sentAt and originalTimestamp would overflow too."""
+    base = {"type": "track", "userId": "u", "event": "x", "context": {"groupId": "g"}}
+    out = translate(
+        [
+            {**base, "messageId": "a", "timestamp": "0001-01-01T00:00:00+14:00"},
+            {
+                **base,
+                "messageId": "b",
+                "originalTimestamp": "0001-01-01T00:00:00Z",
+                "sentAt": "9999-12-31T23:59:59Z",
+            },
+            {
+                **base,
+                "messageId": "c",
+                "originalTimestamp": "2026-11-23T11:00:00Z",
+                "sentAt": "9999-12-31T23:59:59Z",
+            },
+        ],
+        {},
+        NOW,
+    )
+    fields = {r.index: r.errors[0]["field"] for r in out.rejected}
+    assert fields == {0: "timestamp", 1: "originalTimestamp", 2: "sentAt"}
 
 
 def test_track_uses_context_group_then_known_links() -> None:
