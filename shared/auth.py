@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -215,3 +216,56 @@ def _api_key(row: Row[Any]) -> ApiKey:
         scopes=frozenset(Scope(s) for s in row.scopes.split(",") if s),
         csm_email=row.csm_email,
     )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a key: everything but its secret (and its hash)."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[Scope]
+    csm_email: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def role(self) -> Role | None:
+        """The role whose scopes the key holds (None: a key made of raw scopes)."""
+        for role, scopes in ROLE_SCOPES.items():
+            if scopes == self.scopes and (role == Role.csm) == (self.csm_email is not None):
+                return role
+        return None
+
+
+async def list_keys(engine: AsyncEngine) -> list[KeyInfo]:
+    """Every key, revoked ones included, oldest first."""
+    query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        KeyInfo(
+            key_id=r.key_id,
+            name=r.name,
+            scopes=_api_key(r).scopes,
+            csm_email=r.csm_email,
+            created_at=r.created_at,
+            revoked_at=r.revoked_at,
+        )
+        for r in rows
+    ]
+
+
+async def revoke_key(engine: AsyncEngine, key_id: str) -> datetime | None:
+    """Revoke the key (idempotent) and return when it was revoked; None if there is no
+    such key. Processes that verified it recently still accept it for up to
+    ``KeyStore.CACHE_TTL_S``."""
+    t = api_keys
+    async with engine.begin() as conn:
+        await conn.execute(
+            t.update()
+            .where(t.c.key_id == key_id, t.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        row = (await conn.execute(select(t.c.revoked_at).where(t.c.key_id == key_id))).first()
+    return None if row is None else row.revoked_at
