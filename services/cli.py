@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
 from prometheus_client import CollectorRegistry
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import runtime
 from services.scoring.backfill import ImportReport, import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from services.simulate import Simulator
-from shared.auth import Role, Scope, create_key, role_scopes
+from shared.auth import KeyInfo, Role, Scope, create_key, list_keys, revoke_key, role_scopes
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 
@@ -30,15 +38,67 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Libraries whose INFO (and DEBUG) records name the URLs they call, and an outgoing
+# webhook's URL is its credential: httpx logs "HTTP Request: POST <url>" at INFO,
+# slack_sdk logs the webhook URL when it retries. Their warnings still show.
+QUIET_LOGGERS = ("aiokafka", "httpx", "httpcore", "slack_sdk", "aiohttp", "aiosmtplib")
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    setup_logging(settings.log_level)
+
+
+def setup_logging(level: str | int, fmt: str = LOG_FORMAT) -> None:
+    """Log to stderr one line per record, control characters escaped and passwords in
+    URLs hidden (see OneLineFormatter); chatty libraries at WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a database URL: hide whatever userinfo it has
+        return _USERINFO.sub(r"\1***@", url)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every record one line, whatever its text holds: C0 control characters but tab
+    (and DEL, NEL, U+2028/9) in the message and its arguments are escaped, so a CR/LF in
+    an account name cannot forge a record; passwords in URLs become ***. A traceback
+    follows on lines of its own, each indented, so no line at column 0 is anything but
+    a record's start."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(_USERINFO.sub(r"\1***@", super().formatMessage(record)))
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+# scheme://user:password@ → scheme://user:***@ (the password is the URL's secret part).
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, 0x85) if c != 0x09}
+_ESCAPES |= {0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def escape_controls(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + escape_controls(line) for line in text.splitlines())
 
 
 def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -79,6 +139,7 @@ def dev(
         console.print("[yellow]HEALTHWATCH_KAFKA_BOOTSTRAP is set: dev mode uses Kafka too.[/]")
     _setup_logging(settings)
     log = logging.getLogger("healthwatch.dev")
+    warn_about_settings(settings, log)
 
     async def main(stop: asyncio.Event) -> None:
         async with runtime.open_runtime(settings) as rt:
@@ -87,7 +148,7 @@ def dev(
                 "healthwatch dev: API on %s (docs at %s/docs), database %s",
                 url,
                 url,
-                settings.database_url,
+                redacted_url(settings.database_url),
             )
             tasks = [runtime.run_dev(rt, stop)]
             if simulate:
@@ -113,6 +174,20 @@ async def _simulate_when_up(sim: Simulator, stop: asyncio.Event, log: logging.Lo
     await sim.run(stop)
 
 
+def warn_about_settings(settings: Settings, log: logging.Logger) -> None:
+    """Warn at start about settings that are unsafe in production."""
+    if settings.webhook_url and not settings.webhook_secret.get_secret_value():
+        log.warning(
+            "HEALTHWATCH_WEBHOOK_URL is set but HEALTHWATCH_WEBHOOK_SECRET is not: notices "
+            "go out unsigned, so the receiver cannot tell them from forgeries; set a secret"
+        )
+    if settings.smtp_host and not settings.smtp_starttls:
+        log.warning(
+            "HEALTHWATCH_SMTP_STARTTLS is off: alert emails (and the SMTP password) cross "
+            "the network in clear text"
+        )
+
+
 @app.command()
 def ingest() -> None:
     """Run the ingest API alone (production mode)."""
@@ -134,6 +209,7 @@ def alerts() -> None:
     """Run the alerts service: intake from the alerts topic and delivery."""
     settings = Settings()
     _setup_logging(settings)
+    warn_about_settings(settings, logging.getLogger("healthwatch.alerts"))
     _serve(runtime.run_alerts_service, settings)
 
 
@@ -177,19 +253,71 @@ def keys_create(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
-    async def main() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            if settings.embedded:
-                await migrate(engine)
-            return await create_key(engine, name, scopes, csm_email)
-        finally:
-            await engine.dispose()
+    async def create(engine: AsyncEngine) -> str:
+        return await create_key(engine, name, scopes, csm_email)
 
-    key = asyncio.run(main())
+    key = asyncio.run(_on_database(settings, create))
     print(key)
     what = f"role {role.value}" if role else "scopes " + ", ".join(sorted(s.value for s in scopes))
-    console.print(f"[green]created[/] key {name!r} with {what}")
+    console.print(f"[green]created[/] key {escape(repr(name))} with {what}")
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key")] = False,
+) -> None:
+    """List every key (revoked ones too): id, name, role or scopes, CSM, dates. Never the
+    secret, which is not stored."""
+    keys = asyncio.run(_on_database(Settings(), list_keys))
+    if as_json:
+        for k in keys:
+            print(orjson.dumps(_key_row(k)).decode())
+        return
+    table = Table("id", "name", "role / scopes", "csm", "created", "revoked", box=None)
+    for k in keys:
+        row = _key_row(k)
+        table.add_row(*(Text(escape_controls(str(row[c] or ""))) for c in row if c != "scopes"))
+    # Piped output has no terminal width to fit: keep every column whole.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    console.print(f"{len(keys)} key(s); revoke one with 'healthwatch keys revoke KEY_ID'")
+
+
+def _key_row(k: KeyInfo) -> dict[str, str | None]:
+    scopes = ",".join(sorted(s.value for s in k.scopes))
+    return {
+        "key_id": k.key_id,
+        "name": k.name,
+        "role": k.role.value if k.role else f"scopes: {scopes}",
+        "csm_email": k.csm_email,
+        "created_at": k.created_at.isoformat(timespec="seconds"),
+        "revoked_at": k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else None,
+        "scopes": scopes,
+    }
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (keys list)")]) -> None:
+    """Revoke a key: every service refuses it within a minute (their key caches)."""
+
+    async def revoke(engine: AsyncEngine) -> datetime | None:
+        return await revoke_key(engine, key_id)
+
+    when = asyncio.run(_on_database(Settings(), revoke))
+    if when is None:
+        console.print(f"[red]no key {key_id!r}[/]: 'healthwatch keys list' shows the ids")
+        raise typer.Exit(1)
+    console.print(f"[green]revoked[/] key {key_id} at {when.isoformat(timespec='seconds')}")
+
+
+async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """``work`` on a fresh engine (the embedded database migrated first), disposed after."""
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.embedded:
+            await migrate(engine)
+        return await work(engine)
+    finally:
+        await engine.dispose()
 
 
 @app.command("import")
@@ -279,7 +407,7 @@ def backtest(
     health_model = parse_model(source)
     wanted = [int(h) for h in horizons.split(",") if h.strip()]
     outcomes = read_churn_csv(churn) if churn else {}
-    logging.basicConfig(level="WARNING")
+    setup_logging("WARNING")
     with Progress(console=console) as progress:
         task = progress.add_task("replaying history", total=None)
 
@@ -317,8 +445,15 @@ def report(
 
     if kind not in PERIOD_DAYS:
         raise typer.BadParameter(f"--kind must be one of {', '.join(PERIOD_DAYS)}")
+    from services.scoring.api import FIRST_DAY, LAST_DAY
+
     settings = Settings()
-    last = date.fromisoformat(end) if end else date.today()
+    try:
+        last = date.fromisoformat(end) if end else date.today()
+    except ValueError as exc:
+        raise typer.BadParameter(f"--end {end!r}: give a day as YYYY-MM-DD") from exc
+    if not FIRST_DAY <= last <= LAST_DAY:
+        raise typer.BadParameter(f"--end: give a day from {FIRST_DAY} to {LAST_DAY}")
 
     async def main() -> str:
         engine = create_engine(settings.database_url)
@@ -373,7 +508,7 @@ def simulate(
             "healthwatch keys create --scope ingest --scope crm"
         )
         raise typer.Exit(2)
-    logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", stream=sys.stderr)
+    setup_logging("INFO", "%(asctime)s %(message)s")
     from rich.progress import Progress
 
     with Progress(console=console) as progress:

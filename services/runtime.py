@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.admin_keys import router as keys_router
 from services.alerts.api import AlertsApiContext
 from services.alerts.api import router as alerts_router
 from services.alerts.channels import configured_channels
@@ -245,6 +246,7 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(health_router)
     app.include_router(portfolio_router)
     app.include_router(reports_router)
+    app.include_router(keys_router)
 
 
 def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:

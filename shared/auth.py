@@ -238,9 +238,11 @@ class KeyInfo:
         return None
 
 
-async def list_keys(engine: AsyncEngine) -> list[KeyInfo]:
-    """Every key, revoked ones included, oldest first."""
+async def list_keys(engine: AsyncEngine, key_id: str | None = None) -> list[KeyInfo]:
+    """Every key (or the one with ``key_id``), revoked ones included, oldest first."""
     query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
+    if key_id is not None:
+        query = query.where(api_keys.c.key_id == key_id)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [

@@ -17,6 +17,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from services.admin_keys import router as keys_routes
 from services.alerts.api import router as alerts_routes
 from services.dashboard.routes import router as dashboard_routes
 from services.ingest.routes import router as ingest_routes
@@ -104,6 +105,9 @@ CASES = [
     Case("PUT", "/v1/alert-rules", ADMIN, b"not toml ["),
     Case("GET", "/v1/alert-rules/quality", READERS),
     Case("POST", "/v1/slack/interactions", NOBODY, b"payload=%7B%7D", open_=True),
+    Case("GET", "/v1/keys", ADMIN),
+    Case("POST", "/v1/keys", ADMIN, {"name": "made-by-test", "role": "ingest"}),
+    Case("DELETE", "/v1/keys/000000000000", ADMIN),
     Case("GET", "/metrics", OPS),
     Case("GET", "/healthz", ALL, open_=True),
     Case("GET", "/readyz", ALL, open_=True),
@@ -120,9 +124,10 @@ UI_CASES = [
     Case("POST", "/ui/logout", ALL, open_=True),
 ]
 # Routes whose answer for an allowed caller may be 404 for reasons other than scoping.
-MAY_BE_ABSENT = {"/v1/deliveries/999999/retry"}
+MAY_BE_ABSENT = {"/v1/deliveries/999999/retry", "/v1/keys/000000000000"}
 TEMPLATE = {
     "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
+    "/v1/keys/000000000000": "/v1/keys/{key_id}",
     "/v1/accounts/{account}/reports/qbr": "/v1/accounts/{account}/reports/{kind}",
     "/ui/accounts/{account}": "/ui/accounts/{account_id:path}",
     "/ui/alerts/{alert}/acknowledge": "/ui/alerts/{alert_id:path}/{action}",
@@ -138,6 +143,7 @@ def test_every_route_is_in_the_table() -> None:
             portfolio_routes,
             alerts_routes,
             report_routes,
+            keys_routes,
             dashboard_routes,
         )
         for route in router.routes

@@ -1,0 +1,102 @@
+"""Admin API for API keys: list them, create one (its secret is shown once), revoke one.
+
+Admin keys only. A revoked key stops working everywhere within
+``KeyStore.CACHE_TTL_S`` (processes cache a verified key that long).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from services.scoring.api import AdminKey, Context
+from shared.auth import KeyInfo, Role, Scope, create_key, list_keys, revoke_key, role_scopes
+from shared.web import ClientError
+
+router = APIRouter(prefix="/v1", tags=["keys"])
+
+
+def _printable(value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("no control characters (tabs, line breaks…) allowed")
+    return value
+
+
+class KeyCreate(BaseModel):
+    """A role (with ``csm_email`` for a CSM), or raw scopes for special cases."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+    role: Role | None = None
+    scopes: list[Scope] | None = None
+    csm_email: Annotated[str | None, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] = None
+
+    @model_validator(mode="after")
+    def _role_or_scopes(self) -> KeyCreate:
+        if (self.role is None) == (not self.scopes):
+            raise ValueError("give a role, or (for special cases) scopes, not both")
+        if self.role is not None:
+            role_scopes(self.role, self.csm_email)  # a csm key needs csm_email, others none
+        return self
+
+    def granted(self) -> frozenset[Scope]:
+        if self.role is not None:
+            return role_scopes(self.role, self.csm_email)
+        return frozenset(self.scopes or [])
+
+
+class KeyPublic(BaseModel):
+    """A key as listed: never its secret."""
+
+    key_id: str
+    name: str
+    role: Role | None
+    scopes: list[Scope]
+    csm_email: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, info: KeyInfo) -> KeyPublic:
+        return cls(
+            key_id=info.key_id,
+            name=info.name,
+            role=info.role,
+            scopes=sorted(info.scopes),
+            csm_email=info.csm_email,
+            created_at=info.created_at,
+            revoked_at=info.revoked_at,
+        )
+
+
+class KeysPublic(BaseModel):
+    keys: list[KeyPublic]
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The whole key: shown this once, stored only hashed")
+
+
+@router.get("/keys", response_model=KeysPublic)
+async def keys(ctx: Context, _admin: AdminKey) -> KeysPublic:
+    """Every key, revoked ones included, oldest first."""
+    return KeysPublic(keys=[KeyPublic.of(k) for k in await list_keys(ctx.engine)])
+
+
+@router.post("/keys", response_model=KeyCreated, status_code=201)
+async def new_key(body: KeyCreate, ctx: Context, _admin: AdminKey) -> KeyCreated:
+    """Create a key; the answer holds its secret, which is never shown again."""
+    raw = await create_key(ctx.engine, body.name, body.granted(), body.csm_email)
+    (info,) = await list_keys(ctx.engine, raw.split("_", 2)[1])
+    return KeyCreated(**KeyPublic.of(info).model_dump(), key=raw)
+
+
+@router.delete("/keys/{key_id}", response_model=KeyPublic)
+async def revoke(key_id: str, ctx: Context, _admin: AdminKey) -> KeyPublic:
+    """Revoke a key (again: no change). It stops working within a minute everywhere."""
+    if await revoke_key(ctx.engine, key_id) is None:
+        raise ClientError(404, "not_found", f"No key {key_id!r}: GET /v1/keys lists them.")
+    (info,) = await list_keys(ctx.engine, key_id)
+    return KeyPublic.of(info)
