@@ -7,6 +7,7 @@ only; others answer 404, as if they did not exist.
 
 from __future__ import annotations
 
+import math
 import statistics
 import urllib.parse
 from dataclasses import dataclass, field
@@ -14,9 +15,16 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    Field,
+    field_validator,
+    model_validator,
+)
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,6 +42,13 @@ from shared.web import ClientError, require_scope
 MAX_FILE_BYTES = 200_000
 # Slack signs each request with a timestamp; older ones are replays (Slack's own limit).
 SLACK_MAX_AGE_S = 300
+# A snooze is a pause, not a dismissal: beyond a quarter (one QBR cycle) the account's
+# situation has changed and the alert should be resolved or marked not useful instead.
+# Bounding it also keeps every 'until' a storable time.
+MAX_SNOOZE = timedelta(days=90)
+ALERT_ID_CHARS = 300  # the alerts.alert_id column
+# deliveries.delivery_id is a 64-bit integer: larger numbers name no delivery.
+MAX_DELIVERY_ID = 2**63 - 1
 
 
 @dataclass
@@ -58,10 +73,15 @@ router = APIRouter(prefix="/v1", tags=["alerts"])
 
 
 def visible_alerts(q: Select[Any], key: ApiKey) -> Select[Any]:
-    """Alerts ``key`` may see: a CSM key only those of its own accounts."""
+    """Alerts ``key`` may see: a CSM key only those of the accounts it owns now (the
+    accounts table), whoever owned them when the alert fired."""
     if key.portfolio_of is not None:
-        return q.where(alerts.c.owner_email == key.portfolio_of)
+        return q.where(alerts.c.account_id.in_(_accounts_of(key.portfolio_of)))
     return q
+
+
+def _accounts_of(owner_email: str) -> Select[Any]:
+    return select(accounts.c.account_id).where(accounts.c.owner_email == owner_email)
 
 
 def _summary(r: Any) -> dict[str, Any]:
@@ -92,9 +112,9 @@ async def list_alerts(
     key: ReadKey,
     status: Literal["open", "firing", "acknowledged", "resolved", "any"] = "open",
     severity: Literal["critical", "warning", "info"] | None = None,
-    rule: str | None = None,
-    account_id: str | None = None,
-    owner: str | None = None,
+    rule: Annotated[str | None, Query(max_length=200)] = None,
+    account_id: Annotated[str | None, Query(max_length=200)] = None,
+    owner: Annotated[str | None, Query(max_length=320, description="the account's owner")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Alerts, newest first; ``status=open`` means firing or acknowledged."""
@@ -107,21 +127,30 @@ async def list_alerts(
         (alerts.c.severity, severity),
         (alerts.c.rule, rule),
         (alerts.c.account_id, account_id),
-        (alerts.c.owner_email, owner),
     ):
         if value is not None:
             q = q.where(column == value)
+    if owner is not None:  # the account's owner now, as for a CSM key
+        q = q.where(alerts.c.account_id.in_(_accounts_of(owner)))
     async with ctx.engine.connect() as conn:
         rows = (await conn.execute(visible_alerts(q, key))).all()
     return {"alerts": [_summary(r) for r in rows]}
 
 
 async def _alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
-    q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), key)
-    row = (await conn.execute(q)).first()
+    row = None
+    if _storable_id(alert_id):
+        q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), key)
+        row = (await conn.execute(q)).first()
     if row is None:
-        raise ClientError(404, "not_found", f"No alert {alert_id!r} visible to this key.")
+        raise ClientError(404, "not_found", f"No alert {alert_id[:300]!r} visible to this key.")
     return row
+
+
+def _storable_id(alert_id: str) -> bool:
+    """Could be an alert id at all: ids fit their column and hold no NUL (which
+    PostgreSQL refuses in text), so anything else is simply not found."""
+    return len(alert_id) <= ALERT_ID_CHARS and "\x00" not in alert_id
 
 
 @router.get("/alerts/{alert_id}")
@@ -165,18 +194,60 @@ def _delivery(d: Any) -> dict[str, Any]:
     }
 
 
-class SnoozeBody(BaseModel):
-    until: AwareDatetime | None = None
-    for_: Duration | None = Field(None, alias="for", description="e.g. '4h', '2d'")
-    reason: str | None = Field(None, max_length=2000)
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
 
 
-class TextBody(BaseModel):
-    text: str = Field(min_length=1, max_length=10_000)
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
-class ReasonBody(BaseModel):
-    reason: str | None = Field(None, max_length=2000)
+class _Body(BaseModel):
+    """A JSON body. NaN and ±Infinity (which Python's JSON parser accepts) become
+    strings before validation: the 422 quotes the refused value back, and FastAPI's
+    error answer cannot encode a non-finite float (it would be a 500)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data: Any) -> Any:
+        return _json_safe(data)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class SnoozeBody(_Body):
+    until: AwareDatetime | None = Field(None, description="a time with zone, at most 90 days ahead")
+    for_: Duration | None = Field(
+        None, alias="for", description="e.g. '4h', '2d' (or seconds), at most 90 days"
+    )
+    reason: Text | None = Field(None, max_length=2000)
+
+    @field_validator("for_")
+    @classmethod
+    def _bounded(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not timedelta(0) < value <= MAX_SNOOZE:
+            raise ValueError(
+                "a snooze lasts more than 0 and at most 90 days; for longer, resolve the "
+                "alert or mark it not useful"
+            )
+        return value
+
+
+class TextBody(_Body):
+    text: Text = Field(min_length=1, max_length=10_000)
+
+
+class ReasonBody(_Body):
+    reason: Text | None = Field(None, max_length=2000)
 
 
 async def _act(ctx: AlertsApiContext, alert_id: str, key: ApiKey, action: Action) -> Any:
@@ -204,10 +275,20 @@ async def acknowledge(alert_id: str, ctx: Context, key: RespondKey) -> Any:
 
 @router.post("/alerts/{alert_id}/snooze")
 async def snooze(alert_id: str, body: SnoozeBody, ctx: Context, key: RespondKey) -> Any:
-    """Quiet until ``until`` (or ``for`` a duration); told again then if still firing."""
-    until = body.until or (ctx.clock() + body.for_ if body.for_ else None)
+    """Quiet until ``until`` (or ``for`` a duration, at most 90 days); told again then if
+    still firing."""
+    now = ctx.clock()
+    until = body.until or (now + body.for_ if body.for_ else None)
     if until is None:
         raise ClientError(422, "invalid", "Send 'until' (a time with zone) or 'for' (e.g. '4h').")
+    if not now < until <= now + MAX_SNOOZE:
+        raise ClientError(
+            422,
+            "invalid",
+            "'until' must be in the future and at most 90 days ahead; for longer, resolve "
+            "the alert or mark it not useful.",
+            extra={"field": "until"},
+        )
     return await _act(ctx, alert_id, key, Action("snooze", _actor(key), body.reason, until))
 
 
@@ -252,7 +333,9 @@ async def list_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/retry")
-async def retry_delivery(delivery_id: int, ctx: Context, _key: AdminKey) -> dict[str, Any]:
+async def retry_delivery(
+    delivery_id: Annotated[int, Path(ge=1, le=MAX_DELIVERY_ID)], ctx: Context, _key: AdminKey
+) -> dict[str, Any]:
     """Give a dead delivery a fresh set of attempts (after fixing the destination)."""
     async with ctx.engine.begin() as conn:
         done = await conn.execute(
@@ -346,7 +429,11 @@ def _churned_at(facts: dict[str, Any] | None) -> datetime | None:
     if (facts.get("fields") or {}).get("lifecycle_stage") != "churned":
         return None
     first = facts.get("churned_at")
-    return datetime.fromisoformat(first) if first else None
+    try:
+        at = datetime.fromisoformat(first) if isinstance(first, str) else None
+    except ValueError:
+        return None  # not a time we wrote: this account's churn is not counted
+    return at if at is not None and at.tzinfo is not None else None
 
 
 SLACK_ACTIONS = {"ack": "acknowledge", "snooze_1d": "snooze", "not_useful": "not_useful"}
@@ -355,37 +442,18 @@ SLACK_ACTIONS = {"ack": "acknowledge", "snooze_1d": "snooze", "not_useful": "not
 @router.post("/slack/interactions", include_in_schema=False)
 async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
     """Slack's button clicks (Acknowledge, Snooze 1 day, Not useful), verified by Slack's
-    request signature; the clicking user must be one the alert was routed to."""
-    secret = ctx.settings.slack_signing_secret.get_secret_value()
+    request signature; the clicking user must be one the account's alerts go to now."""
     body = await request.body()
-    verifier = SignatureVerifier(secret) if secret else None
-    if verifier is None or not verifier.is_valid(
-        body,
-        request.headers.get("X-Slack-Request-Timestamp", ""),
-        request.headers.get("X-Slack-Signature", ""),
-    ):
+    if not _signed_by_slack(ctx, request, body):
         raise ClientError(401, "bad_signature", "Slack request signature missing or invalid.")
-    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-    try:
-        payload = orjson.loads(form["payload"][0])
-        user = str(payload["user"]["id"])
-        clicked = payload["actions"][0]
-        name = SLACK_ACTIONS[clicked["action_id"]]
-        alert_id = str(clicked["value"])
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise ClientError(
-            400, "bad_payload", "Not a block_actions payload from our buttons."
-        ) from exc
+    user, name, alert_id = _clicked(body)
     now = ctx.clock()
     async with ctx.engine.begin() as conn:
-        row = (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).first()
-        config, _ = await ctx.config.current(conn)
-        allowed: set[str | None] = {p.slack for p in config.routing.people.values() if p.slack}
-        if row is not None:
-            owner = (row.payload.get("owner") or {}).get("slack_id")
-            sales = (row.payload.get("sales_owner") or {}).get("slack_id")
-            allowed |= {owner, sales}
-        if row is None or user not in allowed:
+        row = None
+        if _storable_id(alert_id):
+            q = select(alerts).where(alerts.c.alert_id == alert_id)
+            row = (await conn.execute(q)).first()
+        if row is None or user not in await _slack_users_of(conn, ctx, row.account_id):
             return JSONResponse(
                 {"response_type": "ephemeral", "text": "This alert is not yours to act on."}
             )
@@ -395,3 +463,53 @@ async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
         except ActionError as exc:
             return JSONResponse({"response_type": "ephemeral", "text": f"Not done: {exc}."})
     return JSONResponse({"response_type": "ephemeral", "text": f"Done: {name.replace('_', ' ')}."})
+
+
+def _signed_by_slack(ctx: AlertsApiContext, request: Request, body: bytes) -> bool:
+    """Slack's v0 signature over a timestamp no older than five minutes. Malformed
+    headers (a non-numeric timestamp, non-ASCII signature) are as good as none."""
+    secret = ctx.settings.slack_signing_secret.get_secret_value()
+    timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+    signature = request.headers.get("X-Slack-Signature", "")
+    # Unix seconds have 10 digits until 2286; a longer number would overflow the
+    # verifier's float arithmetic.
+    if not secret or not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
+    if not signature.isascii():
+        return False  # hmac.compare_digest refuses non-ASCII strings (TypeError)
+    return SignatureVerifier(secret).is_valid(body, timestamp, signature)
+
+
+def _clicked(body: bytes) -> tuple[str, str, str]:
+    """(Slack user, our action, alert id) of a block_actions payload from our buttons."""
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    try:
+        payload = orjson.loads(form["payload"][0])
+        clicked = payload["actions"][0]
+        return (
+            str(payload["user"]["id"]),
+            SLACK_ACTIONS[clicked["action_id"]],
+            str(clicked["value"]),
+        )
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+        raise ClientError(
+            400, "bad_payload", "Not a block_actions payload from our buttons."
+        ) from exc
+
+
+async def _slack_users_of(
+    conn: AsyncConnection, ctx: AlertsApiContext, account_id: str
+) -> set[str]:
+    """Who may act on the account's alerts from Slack: the people of the routing file,
+    and the account's owner and sales owner now (not when the alert fired)."""
+    config, _ = await ctx.config.current(conn)
+    allowed = {p.slack for p in config.routing.people.values() if p.slack}
+    q = select(accounts.c.owner_slack_id, accounts.c.facts).where(
+        accounts.c.account_id == account_id
+    )
+    account = (await conn.execute(q)).first()
+    if account is None:
+        return allowed
+    sales = ((account.facts or {}).get("fields") or {}).get("sales_owner")
+    sales_slack = sales.get("slack_id") if isinstance(sales, dict) else None
+    return allowed | {str(u) for u in (account.owner_slack_id, sales_slack) if u}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -28,6 +29,9 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 
 WEBHOOK_DESTINATION = "webhook"
+# One plain address: no spaces, control characters, lists or display names (a CR/LF or
+# a comma would add recipients).
+_ADDRESS = re.compile(r"[^\s\x00-\x1f\x7f@<>,;:\"()\[\]\\]+@[^\s\x00-\x1f\x7f@<>,;:\"()\[\]\\]+")
 # Bounded so a hung receiver releases the sender long before its claim lease (60 s) ends.
 SEND_TIMEOUT_S = 30
 
@@ -171,8 +175,10 @@ class EmailChannel:
 
     async def send(self, notice: Notice, destination: str) -> None:
         s = self._settings
+        if _ADDRESS.fullmatch(destination) is None:
+            raise DeliveryError(f"{destination!r} is not one email address", permanent=True)
         msg = EmailMessage()
-        msg["From"] = s.smtp_from
+        msg["From"] = render.one_line(s.smtp_from)
         msg["To"] = destination
         msg["Subject"] = render.email_subject(notice)
         # A stable Message-ID lets mail clients fold the rare duplicate send.
@@ -182,6 +188,9 @@ class EmailChannel:
         try:
             await aiosmtplib.send(
                 msg,
+                # The envelope, not addresses parsed back out of the headers.
+                sender=render.one_line(s.smtp_from),
+                recipients=[destination],
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 username=s.smtp_username or None,
@@ -206,7 +215,8 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class WebhookChannel:
-    """Every notice as JSON to one URL, HMAC-signed (``X-Healthwatch-Signature``)."""
+    """Every notice as JSON to one URL, HMAC-signed (``X-Healthwatch-Signature``), with
+    each account's dashboard page (``account_urls``: account id → URL)."""
 
     name = "webhook"
     broadcast = True
@@ -222,11 +232,13 @@ class WebhookChannel:
         return None
 
     async def send(self, notice: Notice, destination: str) -> None:
-        body = orjson.dumps(notice.to_json())
+        public = self._settings.public_url
+        links = {a.account_id: render.account_url(public, a.account_id) for a in notice.alerts}
+        body = orjson.dumps({**notice.to_json(), "account_urls": links})
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
-            "Idempotency-Key": notice.key,
+            "Idempotency-Key": render.header_token(notice.key),
             "X-Healthwatch-Timestamp": timestamp,
         }
         secret = self._settings.webhook_secret.get_secret_value()

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.alerts import routing
+from services.alerts import render, routing
 from services.alerts.channels import Channel, Notice
 from services.alerts.metrics import AlertsMetrics
 from shared.alerting.config import Alerting, Recipient
@@ -64,7 +64,7 @@ class Outbox:
         finally:
             self._tx.reset(token)
         for rule, key in queued.unroutable:
-            log.warning("%s has nobody to tell (no owner, no team fallback)", key)
+            log.warning("%s has nobody to tell (no owner, no team fallback)", render.one_line(key))
             self._metrics.deliveries.labels(rule, "none", "unroutable").inc()
         if queued.rows:
             self.queued.set()
@@ -161,7 +161,7 @@ class AlertIntake:
                 await self._apply(conn, alert, config, now, stored)
             await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
         for line in stored:
-            log.info("%s", line)
+            log.info("%s", render.one_line(line))  # data on one line: no forged log lines
 
     async def _apply(
         self,

@@ -90,9 +90,16 @@ class OutboxSender:
         self._wake.clear()
 
     async def send_due(self) -> int:
+        """One pass. A delivery that cannot be sent fails alone (``_deliver`` records it
+        as its failed attempt); the pass goes on with the others."""
         claimed = await self._claim()
         for group in claimed:
-            await self._deliver(group)
+            try:
+                await self._deliver(group)
+            except Exception:
+                # Recording the outcome failed (the database is away): the claim lease
+                # runs out and the delivery is tried again, at most one duplicate.
+                log.exception("recording delivery %s failed", group[0].delivery_id)
         return sum(len(g) for g in claimed)
 
     async def _claim(self) -> list[list[Any]]:
@@ -163,34 +170,46 @@ class OutboxSender:
     async def _deliver(self, group: list[Any]) -> None:
         head = group[0]
         channel = self._channels.get(head.channel)
-        notices = [_notice(r) for r in group]
-        rules = [_rule(n) for n in notices]
-        notice = notices[0]
-        if len(notices) > 1:
-            alerts_ = [a for n in notices for a in n.alerts]
-            notice = Notice("group", alerts_, "+".join(n.key for n in notices))
         pace = _pace_key(channel, head.destination)
+        if pace is not None:
+            held_s = self._held_until.get(pace, 0.0) - asyncio.get_running_loop().time()
+            if held_s > 0:
+                await self._defer(group, held_s)
+                return
+        rules = ["unknown"] * len(group)
         try:
+            notices = [_notice(r) for r in group]
+            rules = [_rule(n) for n in notices]
             if channel is None:
                 raise DeliveryError(
                     f"channel {head.channel!r} is not configured any more", permanent=True
                 )
             if pace is not None:
-                held_s = self._held_until.get(pace, 0.0) - asyncio.get_running_loop().time()
-                if held_s > 0:
-                    await self._defer(group, held_s)
-                    return
                 await self._pace(pace)
-            await channel.send(notice, head.destination)
+            await channel.send(_one_notice(notices), head.destination)
         except DeliveryError as exc:
             if pace is not None and exc.retry_after_s is not None:
                 # A 429 limits the whole Slack channel, not this message: every delivery
                 # sharing the pace key waits it out, or Slack keeps refusing (and may
                 # disable the webhook).
                 self._held_until[pace] = asyncio.get_running_loop().time() + exc.retry_after_s
-            for r, rule in zip(group, rules, strict=True):
-                await self._failed(r, rule, exc)
+            await self._failed_all(group, rules, exc)
             return
+        except Exception as exc:
+            # Data the renderer or a client library chokes on, or a bug: a failed attempt
+            # of this delivery (retried with backoff, dead after the last attempt),
+            # never a failed pass that would hold up every other delivery.
+            log.exception("delivery %s could not be sent", head.delivery_id)
+            await self._failed_all(group, rules, DeliveryError(f"{type(exc).__name__}: {exc}"))
+            return
+        await self._delivered(group, rules)
+
+    async def _failed_all(self, group: list[Any], rules: list[str], exc: DeliveryError) -> None:
+        for r, rule in zip(group, rules, strict=True):
+            await self._failed(r, rule, exc)
+
+    async def _delivered(self, group: list[Any], rules: list[str]) -> None:
+        head = group[0]
         now = self._clock()
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -210,11 +229,14 @@ class OutboxSender:
                 self._metrics.delivery_seconds.labels(r.channel).observe(
                     (now - r.created_at).total_seconds()
                 )
+        # The destination is an address or channel id, never a URL (the webhook's is
+        # "webhook"): nothing secret is logged. Data is logged on one line, so a CR/LF
+        # in it cannot forge log lines.
         log.info(
             "delivered %s by %s to %s",
-            ", ".join(r.alert_id for r in group),
+            render.one_line(", ".join(r.alert_id for r in group)),
             head.channel,
-            head.destination,
+            render.one_line(head.destination),
         )
 
     async def _failed(self, row: Any, rule: str, exc: DeliveryError) -> None:
@@ -233,18 +255,20 @@ class OutboxSender:
                     attempts=attempts,
                     next_attempt_at=self._clock() + timedelta(seconds=delay),
                     claimed_until=None,
-                    last_error=str(exc)[:2000],
+                    # One line, no NUL (PostgreSQL text refuses it), whatever the
+                    # receiver answered or the data held.
+                    last_error=render.one_line(str(exc))[:2000],
                 )
             )
         outcome = "dead" if dead else "retry"
         self._metrics.deliveries.labels(rule, row.channel, outcome).inc()
         log.warning(
             "alert %s by %s failed (attempt %d, %s): %s",
-            row.alert_id,
+            render.one_line(row.alert_id),
             row.channel,
             attempts,
             "giving up" if dead else f"retry in {delay:.1f}s",
-            exc,
+            render.one_line(str(exc)),
         )
 
     async def _defer(self, group: list[Any], seconds: float) -> None:
@@ -282,6 +306,14 @@ def _notice(row: Any) -> Notice:
     # Rows queued before notices had payloads: the alert's own firing.
     alert = AlertEvent.model_validate(row.alert_payload)
     return Notice("fire", [alert], row.alert_id)
+
+
+def _one_notice(notices: list[Notice]) -> Notice:
+    """A group's notices as one message (grouped Slack); a single one as it is."""
+    if len(notices) == 1:
+        return notices[0]
+    alerts_ = [a for n in notices for a in n.alerts]
+    return Notice("group", alerts_, "+".join(n.key for n in notices))
 
 
 def _rule(notice: Notice) -> str:

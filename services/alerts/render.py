@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from shared.contracts.alerts import AlertEvent
@@ -31,10 +32,52 @@ _PREFIX = {
 }
 # Slack allows 50 blocks a message; a group shows this many alerts and counts the rest.
 MAX_GROUPED = 10
+# Slack refuses a whole message (invalid_blocks) whose section text exceeds 3,000
+# characters or whose field exceeds 2,000; longer data is cut to fit.
+SLACK_SECTION_CHARS = 3000
+SLACK_FIELD_CHARS = 2000
+# Control characters (C0, DEL, C1) and Unicode line/paragraph separators: a CR/LF in
+# a header value starts a new header (or a forged log line).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def account_url(public_url: str, account_id: str) -> str:
-    return f"{public_url.rstrip('/')}/accounts/{account_id}"
+    """The dashboard's page of the account (``/ui/accounts/{id}``), the id escaped so
+    any character (``/``, ``?``, ``#``, spaces) stays inside the path segment."""
+    quoted = urllib.parse.quote(account_id, safe="")
+    if quoted in (".", ".."):  # a client would resolve these segments away
+        quoted = quoted.replace(".", "%2E")
+    return f"{public_url.rstrip('/')}/ui/accounts/{quoted}"
+
+
+def one_line(value: str) -> str:
+    """``value`` fit for a header (email Subject/To, an HTTP header): control characters
+    and line breaks become spaces, and lone surrogates (unencodable) become ``?``."""
+    return _CONTROL.sub(" ", _encodable(value)).strip()
+
+
+# Printable ASCII but ``%``: what an HTTP header value may carry as is.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def header_token(value: str) -> str:
+    """``value`` as one HTTP header token: anything but printable ASCII (control
+    characters, spaces, non-ASCII) percent-encoded, so our keys pass unchanged."""
+    return urllib.parse.quote(value, safe=_HEADER_SAFE)
+
+
+def _encodable(value: str) -> str:
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def slack_escape(text: str, limit: int | None = None) -> str:
+    """Data for a Slack text or mrkdwn field: ``&``, ``<``, ``>`` escaped as Slack
+    documents, so a name cannot mention ``<!channel>`` or forge a ``<link|label>``;
+    cut to ``limit`` characters without splitting an escape."""
+    out = _encodable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if limit is not None and len(out) > limit:
+        out = re.sub(r"&[a-z]*$", "", out[: limit - 1]) + "…"
+    return out
 
 
 def safe_key(key: str) -> str:
@@ -49,13 +92,14 @@ def headline(notice: Notice, alert: AlertEvent | None = None) -> str:
 
 
 def slack_text(notice: Notice, mention: str | None = None) -> str:
-    """The plain-text fallback Slack shows in notifications and to screen readers."""
-    prefix = f"<@{mention}> " if mention else ""
+    """The plain-text fallback Slack shows in notifications and to screen readers (Slack
+    parses it as mrkdwn too: the data in it is escaped)."""
+    prefix = f"<@{slack_escape(mention)}> " if mention else ""
     if len(notice.alerts) > 1:
-        return f"{prefix}{len(notice.alerts)} alerts: " + "; ".join(
-            a.title for a in notice.alerts[:MAX_GROUPED]
-        )
-    return f"{prefix}[{notice.first.severity.value}] {headline(notice)}"
+        titles = "; ".join(a.title for a in notice.alerts[:MAX_GROUPED])
+        return f"{prefix}{len(notice.alerts)} alerts: " + slack_escape(titles, SLACK_SECTION_CHARS)
+    line = f"[{notice.first.severity.value}] {headline(notice)}"
+    return prefix + slack_escape(line, SLACK_SECTION_CHARS)
 
 
 def slack_blocks(
@@ -64,12 +108,9 @@ def slack_blocks(
     blocks: list[dict[str, Any]] = []
     if len(notice.alerts) > 1:
         intro = f"*{len(notice.alerts)} alerts*"
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": f"<@{mention}> {intro}" if mention else intro},
-            }
-        )
+        if mention:
+            intro = f"<@{slack_escape(mention)}> {intro}"
+        blocks.append(_section(intro))
         mention = None
     for a in notice.alerts[:MAX_GROUPED]:
         blocks.extend(_alert_blocks(notice, a, public_url, mention, interactive))
@@ -79,18 +120,58 @@ def slack_blocks(
     return blocks
 
 
+def _section(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
+
+
+def _field(label: str, mrkdwn: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": f"*{label}*\n{mrkdwn}"}
+
+
 def _alert_blocks(
     notice: Notice, alert: AlertEvent, public_url: str, mention: str | None, interactive: bool
 ) -> list[dict[str, Any]]:
+    """One alert's blocks. Every piece of data is escaped (``slack_escape``); only the
+    markup around it is ours."""
     url = account_url(public_url, alert.account_id)
     band = (
-        f"{_BAND_EMOJI.get(alert.band or '', '')} {alert.score} ({alert.band})"
+        f"{_BAND_EMOJI.get(alert.band or '', '')} {alert.score} ({slack_escape(alert.band or '')})"
         if alert.score is not None
         else "n/a"
     )
-    head = f"{_SEVERITY_EMOJI.get(alert.severity.value, '')} *{headline(notice, alert)}*"
+    head = slack_escape(headline(notice, alert), SLACK_SECTION_CHARS - 100)
+    head = f"{_SEVERITY_EMOJI.get(alert.severity.value, '')} *{head}*"
     if mention:
-        head = f"<@{mention}> {head}"
+        head = f"<@{slack_escape(mention)}> {head}"
+    blocks: list[dict[str, Any]] = [_section(head)]
+    if alert.summary:
+        blocks.append(_section(slack_escape(alert.summary, SLACK_SECTION_CHARS)))
+    moved = changes(alert)
+    if moved:
+        text = "\n".join(f"• {c}" for c in moved)
+        text = "*What changed in 7 days*\n" + slack_escape(text, SLACK_SECTION_CHARS - 50)
+        blocks.append(_section(text))
+    name = slack_escape(alert.account_name or alert.account_id, SLACK_FIELD_CHARS - 500)
+    blocks += [
+        {
+            "type": "section",
+            "fields": [
+                _field("Account", f"<{url}|{name}>"),
+                _field("Health", band),
+                _field("Rule", f"`{slack_escape(alert.rule, 200)}`"),
+                _field("Severity", alert.severity.value),
+            ],
+        },
+        {"type": "actions", "elements": _buttons(alert, url, interactive)},
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"alert `{slack_escape(alert.alert_id)}`"}],
+        },
+    ]
+    return blocks
+
+
+def _buttons(alert: AlertEvent, url: str, interactive: bool) -> list[dict[str, Any]]:
     buttons: list[dict[str, Any]] = [
         {
             "type": "button",
@@ -101,53 +182,21 @@ def _alert_blocks(
     ]
     if interactive and alert.status == "firing":
         # Handled by POST /v1/slack/interactions (signature-verified).
-        buttons += [
-            {
+        for action_id, label, style in (
+            ("ack", "Acknowledge", "primary"),
+            ("snooze_1d", "Snooze 1 day", None),
+            ("not_useful", "Not useful", None),
+        ):
+            button: dict[str, Any] = {
                 "type": "button",
-                "text": {"type": "plain_text", "text": "Acknowledge"},
-                "action_id": "ack",
+                "text": {"type": "plain_text", "text": label},
+                "action_id": action_id,
                 "value": alert.alert_id,
-                "style": "primary",
-            },
-            {
-                "type": "button",
-                "text": {"type": "plain_text", "text": "Snooze 1 day"},
-                "action_id": "snooze_1d",
-                "value": alert.alert_id,
-            },
-            {
-                "type": "button",
-                "text": {"type": "plain_text", "text": "Not useful"},
-                "action_id": "not_useful",
-                "value": alert.alert_id,
-            },
-        ]
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": head}},
-    ]
-    if alert.summary:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": alert.summary}})
-    moved = changes(alert)
-    if moved:
-        text = "*What changed in 7 days*\n" + "\n".join(f"• {c}" for c in moved)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    blocks += [
-        {
-            "type": "section",
-            "fields": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"*Account*\n<{url}|{alert.account_name or alert.account_id}>",
-                },
-                {"type": "mrkdwn", "text": f"*Health*\n{band}"},
-                {"type": "mrkdwn", "text": f"*Rule*\n`{alert.rule}`"},
-                {"type": "mrkdwn", "text": f"*Severity*\n{alert.severity.value}"},
-            ],
-        },
-        {"type": "actions", "elements": buttons},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"alert `{alert.alert_id}`"}]},
-    ]
-    return blocks
+            }
+            if style:
+                button["style"] = style
+            buttons.append(button)
+    return buttons
 
 
 def changes(alert: AlertEvent) -> list[str]:
@@ -157,9 +206,10 @@ def changes(alert: AlertEvent) -> list[str]:
 
 
 def email_subject(notice: Notice) -> str:
+    """One line whatever the data holds (a CR/LF in a name would start a new header)."""
     if notice.kind == "digest":
-        return f"[healthwatch] {headline(notice)}"
-    return f"[healthwatch {notice.first.severity.value}] {headline(notice)}"
+        return one_line(f"[healthwatch] {headline(notice)}")
+    return one_line(f"[healthwatch {notice.first.severity.value}] {headline(notice)}")
 
 
 def email_text(notice: Notice, public_url: str) -> str:
@@ -186,7 +236,7 @@ def email_text(notice: Notice, public_url: str) -> str:
             )
         )
     head = headline(notice) + "\n\n" if notice.kind == "digest" else ""
-    return head + "\n\n----\n\n".join(parts) + "\n"
+    return _encodable(head + "\n\n----\n\n".join(parts) + "\n")
 
 
 def email_html(notice: Notice, public_url: str) -> str:
@@ -208,11 +258,11 @@ def email_html(notice: Notice, public_url: str) -> str:
 <p><a href="{e(account_url(public_url, a.account_id))}">Open the account</a></p>
 <p style="color:#888;font-size:12px">alert {e(a.alert_id)}</p>""")
     head = f"<h1>{e(headline(notice))}</h1>\n" if notice.kind == "digest" else ""
-    return f"""<!doctype html>
+    return _encodable(f"""<!doctype html>
 <html><body style="font-family:system-ui,sans-serif;color:#222">
 {head}{"<hr>".join(rows)}
 </body></html>
-"""
+""")
 
 
 def _changes_html(alert: AlertEvent) -> str:

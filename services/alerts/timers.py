@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.alerts import routing
+from services.alerts import render, routing
 from services.alerts.channels import Notice
 from services.alerts.lifecycle import Outbox
 from services.alerts.metrics import AlertsMetrics
@@ -71,7 +71,7 @@ class AlertTimers:
         # Told only once committed: a pass that failed and is retried counts nothing twice.
         for alert_id, rule in escalated:
             self._metrics.escalated.labels(rule).inc()
-            log.info("escalated %s: unacknowledged past its deadline", alert_id)
+            log.info("escalated %s: unacknowledged past its deadline", render.one_line(alert_id))
         return queued
 
     async def _notify(

@@ -1,0 +1,113 @@
+"""What a notice says when the data is hostile (issue 11, items 9, 10 and 19): Slack
+markup shows as text, headers stay one line, links point at the dashboard's page.
+Pure rendering, no servers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from services.alerts import render
+from services.alerts.channels import Notice
+from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.events import Owner
+
+PUBLIC = "https://hw.example.com/"
+HOSTILE = "<!channel> <http://evil.example|click> & <@U0BOSS>\r\nBcc: evil@x\u2028\x00\ud800"
+
+
+def alert(**changes: Any) -> AlertEvent:
+    base = AlertEvent(
+        alert_id="acme:low_activity:1",
+        account_id="acme",
+        account_name=HOSTILE,
+        rule="low_activity",
+        severity=Severity.critical,
+        title=f"{HOSTILE}: only 8% of seats active",
+        summary=f"summary {HOSTILE}",
+        score=21,
+        band="red",
+        owner=Owner(email="anna@example.com", slack_id="U0ANNA"),
+        fired_at=datetime(2026, 11, 23, tzinfo=UTC),
+        details={"changes": [{"text": f"change {HOSTILE}"}]},
+    )
+    return base.model_copy(update=changes)
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+@pytest.mark.parametrize("mention", [None, "U0ANNA"])
+@pytest.mark.parametrize("count", [1, 2, 12])
+def test_slack_shows_markup_in_data_as_text(mention: str | None, count: int) -> None:
+    alerts = [alert(alert_id=f"acme:r:{n}") for n in range(count)]
+    notice = Notice("fire" if count == 1 else "group", alerts, "k")
+    blocks = render.slack_blocks(notice, PUBLIC, mention)
+    texts = [render.slack_text(notice, mention), *strings(blocks)]
+    for text in texts:
+        # Slack's <...> syntax only where we put it: the mention and the account link.
+        for inner in re.findall(r"<([^>]*)>", text):
+            assert inner == f"@{mention}" or inner.startswith(PUBLIC + "ui/accounts/acme|")
+    joined = "\n".join(texts)
+    assert "&lt;!channel&gt; &lt;http://evil.example|click&gt; &amp; &lt;@U0BOSS&gt;" in joined
+    assert "<!channel>" not in joined and "<@U0BOSS>" not in joined
+
+
+def test_slack_escapes_every_field_and_keeps_within_slacks_limits() -> None:
+    long = alert(summary="&" * 5000, account_name="<" * 3000, title="x" * 4000)
+    blocks = render.slack_blocks(Notice("fire", [long], "k"), PUBLIC)
+    for block in blocks:
+        if "text" in block:
+            assert len(block["text"]["text"]) <= render.SLACK_SECTION_CHARS
+        for field in block.get("fields", []):
+            assert len(field["text"]) <= render.SLACK_FIELD_CHARS
+    summary = blocks[1]["text"]["text"]
+    assert summary.endswith("&amp;…") and "&am…" not in summary  # no escape cut in half
+    mention = render.slack_text(Notice("fire", [alert()], "k"), "U0ANNA> <!here")
+    assert mention.startswith("<@U0ANNA&gt; &lt;!here> ")
+
+
+def test_email_headers_are_one_line_whatever_the_name() -> None:
+    notice = Notice("fire", [alert()], "acme:low_activity:1/fire")
+    subject = render.email_subject(notice)
+    assert not re.search(r"[\x00-\x1f\x7f\u2028\u2029]", subject), subject
+    msg = EmailMessage()
+    msg["Subject"] = subject  # raised ValueError on the CR/LF before
+    msg.set_content(render.email_text(notice, PUBLIC))
+    msg.add_alternative(render.email_html(notice, PUBLIC), subtype="html")
+    head = msg.as_bytes().split(b"\n\n", 1)[0].lower()
+    assert not re.search(rb"^bcc:", head, re.M), head
+    assert render.header_token("acme:low_activity:1/fire") == "acme:low_activity:1/fire"
+    assert render.header_token("a b\r\nX-Evil: 1") == "a%20b%0D%0AX-Evil:%201"
+
+
+@pytest.mark.parametrize(
+    ("account_id", "path"),
+    [
+        ("acme", "/ui/accounts/acme"),
+        ("calm/1 #x?y", "/ui/accounts/calm%2F1%20%23x%3Fy"),
+        ("..", "/ui/accounts/%2E%2E"),
+        ("é|<>", "/ui/accounts/%C3%A9%7C%3C%3E"),
+    ],
+)
+def test_links_point_at_the_dashboards_account_page(account_id: str, path: str) -> None:
+    assert render.account_url(PUBLIC, account_id) == "https://hw.example.com" + path
+    notice = Notice("fire", [alert(account_id=account_id)], "k")
+    url = render.account_url(PUBLIC, account_id)
+    assert url in render.email_text(notice, PUBLIC)
+    assert f'href="{url}"' in render.email_html(notice, PUBLIC)
+    buttons = [b for b in render.slack_blocks(notice, PUBLIC) if b["type"] == "actions"]
+    assert buttons[0]["elements"][0]["url"] == url
