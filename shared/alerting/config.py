@@ -32,13 +32,16 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def _duration(value: Any) -> Any:
     """``"30s"``, ``"15m"``, ``"4h"``, ``"2d"``, ``"1w"`` or a number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w'")
-        return timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if match is None:
+                raise ValueError(f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w'")
+            return timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+    except OverflowError as exc:  # 1e20 seconds, infinity: a client error, not a crash
+        raise ValueError(f"{value!r} is longer than any duration can be") from exc
     return value
 
 
