@@ -76,6 +76,9 @@ rootLogger.appenderRef.console.ref = STDOUT
 """
 
 _HOST = "127.0.0.1"
+# The broker's message.max.bytes: at least healthwatch's MAX_MESSAGE_BYTES (4 MiB), so
+# the largest message a producer may send fits however its topic was created.
+BROKER_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _PG_USER = "postgres"
 _PG_BINARIES = ("initdb", "pg_ctl", "postgres")
 
@@ -392,6 +395,10 @@ class KafkaBroker:
             # wait (defaults 9000/2000 ms) so a crash-and-restart test is quick.
             "broker.session.timeout.ms": "4000",
             "broker.heartbeat.interval.ms": "1000",
+            # healthwatch's producers send messages up to 4 MiB (shared/bus/kafka.py
+            # MAX_MESSAGE_BYTES; the topics it creates say so too): allow them on topics
+            # created any other way (auto-creation), above the 1 MB default.
+            "message.max.bytes": str(BROKER_MAX_MESSAGE_BYTES),
         }
         text = "# written by deploy/local/localservices.py\n" + "".join(
             f"{k}={v}\n" for k, v in props.items()

@@ -22,6 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.bus.base import BusUnavailable, MessageTooLarge, OffsetLoader, OutMessage, Record
 
 log = logging.getLogger(__name__)
+# The largest message our producers send and our topics take (as the topic's
+# max.message.bytes, so it holds on a broker left at its 1 MB default): above ingest's
+# largest event (shared/contracts/events.py MAX_EVENT_BYTES, 2 MiB) plus key, headers
+# and batch overhead, so no event ingest accepts is refused by the bus.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class KafkaProducer:
@@ -64,6 +69,7 @@ class KafkaProducer:
                 # A few ms of lingering batches the events of one request together.
                 linger_ms=5,
                 request_timeout_ms=int(self._ack_timeout_s * 1000),
+                max_request_size=MAX_MESSAGE_BYTES,
             )
             try:
                 await asyncio.wait_for(producer.start(), self._ack_timeout_s)
@@ -285,7 +291,12 @@ async def ensure_topics(
         async with asyncio.timeout(ENSURE_TOPICS_TIMEOUT_S):
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+            limit = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+            missing = [
+                NewTopic(t, partitions, replication, topic_configs=limit)
+                for t in topics
+                if t not in existing
+            ]
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                     await admin.create_topics(missing)
