@@ -1,0 +1,135 @@
+"""PostgreSQL down, Kafka healthy (issue 11, item 4): ingest keeps taking events from
+keys it verified recently (a bounded cache), answers a JSON 503 with Retry-After for
+what needs the database (a key never seen, a Segment user lookup), never a plain 500,
+and takes every key again once the database is back. A revoked key still stops within
+the cache's TTL while the database is up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import asyncpg
+import httpx
+import pytest
+from localservices import PostgresCluster
+from sqlalchemy import update
+
+from shared.auth import KeyStore, Scope, create_key, split_key
+from shared.clock import utcnow
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import api_keys
+from tests.support.harness import Harness, running, usage, wait_for
+from tests.support.workdirs import service_dir
+
+pytestmark = pytest.mark.integration
+
+# The key cache's TTL in this test: the outage must outlast it, as a real one outlasts
+# a minute, without the test waiting a minute.
+TTL_S = 0.5
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server of this test's own, since the test stops it."""
+    with service_dir("pg-ingest-outage") as workdir:
+        cluster = PostgresCluster(workdir)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+def _client(hw: Harness, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=hw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+async def _events(c: httpx.AsyncClient) -> httpx.Response:
+    return await c.post("/v1/events", json={"events": [usage("acme", "u")]})
+
+
+def _track(group: str | None) -> dict[str, object]:
+    message: dict[str, object] = {"userId": "u1", "event": "Login", "messageId": "m"}
+    if group:
+        message["context"] = {"groupId": group}
+    return message
+
+
+def _assert_unavailable(r: httpx.Response) -> None:
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "unavailable"
+    assert int(r.headers["Retry-After"]) > 0
+
+
+async def test_ingest_rides_out_a_database_outage(
+    kafka_settings: Settings, own_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(KeyStore, "CACHE_TTL_S", TTL_S)
+    conn = await asyncpg.connect(own_cluster.url.replace("+asyncpg", ""))
+    try:
+        await conn.execute("CREATE DATABASE hw")
+    finally:
+        await conn.close()
+    settings = kafka_settings.model_copy(update={"database_url": own_cluster.dsn("hw")})
+    async with running(settings, scoring=False, alerts=False) as hw:
+        unseen = await create_key(hw.rt.engine, "unseen", [Scope.ingest])
+        revoked = await create_key(hw.rt.engine, "revoked", [Scope.ingest])
+        async with _client(hw, hw.key) as c:
+            assert (await _events(c)).status_code == 202
+        async with _client(hw, revoked) as c:
+            assert (await _events(c)).status_code == 202
+            parsed = split_key(revoked)
+            assert parsed is not None
+            async with hw.rt.engine.begin() as db:
+                await db.execute(
+                    update(api_keys)
+                    .where(api_keys.c.key_id == parsed[0])
+                    .values(revoked_at=utcnow())
+                )
+            await asyncio.sleep(TTL_S * 2)
+            assert (await _events(c)).status_code == 401
+
+        await asyncio.to_thread(own_cluster.stop)
+        await asyncio.sleep(TTL_S * 2)  # past the TTL: the cache alone cannot answer
+        async with _client(hw, hw.key) as c:
+            for _ in range(3):
+                assert (await _events(c)).status_code == 202
+        async with httpx.AsyncClient(base_url=hw.url, auth=(hw.key, ""), timeout=30) as c:
+            assert (await c.post("/v1/track", json=_track("acme"))).status_code == 200
+            # Which account a bare user belongs to is in the database.
+            _assert_unavailable(await c.post("/v1/track", json=_track(None)))
+        for key in (unseen, revoked):
+            async with _client(hw, key) as c:
+                _assert_unavailable(await _events(c))
+
+        await asyncio.to_thread(own_cluster.start)
+
+        async def unseen_accepted() -> bool:
+            async with _client(hw, unseen) as c:
+                return (await _events(c)).status_code == 202
+
+        await wait_for(unseen_accepted, timeout=60, what="a new key to work again", interval=0.5)
+        async with _client(hw, revoked) as c:
+            assert (await _events(c)).status_code == 401
+
+
+async def test_the_key_cache_is_bounded(
+    embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only verified keys are cached, and only the CACHE_SIZE most recently used."""
+    monkeypatch.setattr(KeyStore, "CACHE_SIZE", 2)
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    try:
+        store = KeyStore(engine)
+        keys = [await create_key(engine, f"k{i}", [Scope.ingest]) for i in range(3)]
+        for key in keys:
+            assert await store.verify(key) is not None
+        assert await store.verify("hwk_nobody_secret") is None
+        assert len(store._cache) == 2  # the oldest key was evicted, the unknown not kept
+    finally:
+        await engine.dispose()
