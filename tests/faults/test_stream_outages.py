@@ -1,0 +1,248 @@
+"""Every service rides out a database or broker outage (issue 11, items 3 and 6).
+
+PostgreSQL, then (separately) Kafka, go away in the middle of a stream and come back:
+no service exits, each reports not ready meanwhile and ready again afterwards, and
+the state ends as an uninterrupted run leaves it. A service started while the broker
+is away starts anyway, answers 503, and serves once the broker is there. Each test
+runs its own server of the kind it stops; the shared ones are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from localservices import KafkaBroker, PostgresCluster
+
+from services import runtime
+from shared.bus.factory import ALERTS_TOPIC, all_topics
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from tests.support.harness import (
+    Harness,
+    assert_same_state,
+    caught_up,
+    facts,
+    running,
+    running_apart,
+    state_snapshot,
+    usage,
+    wait_for,
+)
+from tests.support.stream import processed_all, produce, reference_state
+from tests.support.workdirs import service_dir
+
+pytestmark = pytest.mark.integration
+
+# How long a server stays away: the reported 3 s restart, and then some.
+OUTAGE_S = 5.0
+# Bounds on "recovers by itself": the services back off at most 15 s between attempts
+# (shared/worker.py RETRY_CAP_S), a Kafka group rejoins in seconds; far below "never".
+RECOVERY_TIMEOUT_S = 60
+ACCOUNTS = 12
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PostgresCluster]:
+    with service_dir("pg-outage") as workdir:
+        cluster = PostgresCluster(workdir)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture
+def own_broker() -> Iterator[KafkaBroker]:
+    with service_dir("kafka-restart") as workdir:
+        broker = KafkaBroker(workdir)
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+def stream_part(rng: random.Random, part: int, n: int = 600) -> list[dict[str, Any]]:
+    """Part ``part`` of a stream: account facts first, then usage (some accounts busy,
+    some nearly idle, so rules fire and the alerts service has work) and ticket events."""
+    out: list[dict[str, Any]] = []
+    if part == 0:
+        out += [
+            {"kind": "account", "event_id": f"f{a}", **facts(f"acct{a}", seats=20)}
+            for a in range(ACCOUNTS)
+        ]
+    for _ in range(n):
+        a = rng.randrange(ACCOUNTS)
+        users = 2 if a % 3 == 0 else 15
+        out.append(
+            usage(
+                f"acct{a}",
+                f"u{rng.randrange(users)}",
+                days_ago=rng.uniform(0, 10),
+                event_id=uuid.UUID(int=rng.getrandbits(128)).hex,
+            )
+        )
+    return out
+
+
+async def readiness(settings: Settings) -> dict[int, int]:
+    """/readyz status of each service's port."""
+    ports = (settings.ingest_port, settings.scoring_port, settings.alerts_port)
+    out = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for port in ports:
+            try:
+                out[port] = (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code
+            except httpx.TransportError:
+                out[port] = 0  # not listening: the service exited
+    return out
+
+
+async def all_ready(settings: Settings, *, want: bool) -> bool:
+    states = (await readiness(settings)).values()
+    assert 0 not in states, "a service stopped listening"
+    return all((s == 200) is want for s in states)
+
+
+@asynccontextmanager
+async def second_member(settings: Settings) -> AsyncIterator[runtime.Runtime]:
+    """Another scoring process of the same group."""
+    async with runtime.open_runtime(settings) as rt:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run_scoring(rt, stop))
+        try:
+            yield rt
+            assert not task.done(), "the second scoring member exited"
+        finally:
+            stop.set()
+            await task
+
+
+async def settle_and_compare(
+    hw: Harness, settings: Settings, stream: list[dict[str, Any]], postgres_url: str
+) -> None:
+    """Everything scored and every alert taken in; the state equals an uninterrupted run."""
+    distinct = len({e["event_id"] for e in stream})
+    await wait_for(
+        lambda: processed_all(hw.rt.engine, distinct),
+        timeout=RECOVERY_TIMEOUT_S,
+        what="every event scored",
+        interval=0.5,
+    )
+    await caught_up(hw, settings.consumer_group_alerts, [settings.topic(ALERTS_TOPIC)])
+    got = await state_snapshot(hw.rt.engine)
+    expected = await reference_state(settings, postgres_url, distinct)
+    assert_same_state(got, expected, "after the outage")
+
+
+async def own_database(cluster: PostgresCluster) -> str:
+    name = f"hw_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(cluster.url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return cluster.dsn(name)
+
+
+async def test_a_postgres_restart_mid_stream_is_ridden_out(
+    kafka_settings: Settings, own_cluster: PostgresCluster
+) -> None:
+    settings = kafka_settings.model_copy(update={"database_url": await own_database(own_cluster)})
+    rng = random.Random(11)
+    parts = [stream_part(rng, p) for p in range(3)]
+    async with running_apart(settings) as (hw, ports), second_member(settings) as member:
+        await produce(settings, parts[0])
+        await asyncio.to_thread(own_cluster.stop)
+        await produce(settings, parts[1])  # the broker takes them; scoring cannot
+        await wait_for(
+            lambda: all_ready(ports, want=False), timeout=30, what="every service not ready"
+        )
+        assert not await member.ready()
+        await asyncio.sleep(OUTAGE_S)
+        await asyncio.to_thread(own_cluster.start)
+        await produce(settings, parts[2])
+        await wait_for(
+            lambda: all_ready(ports, want=True),
+            timeout=RECOVERY_TIMEOUT_S,
+            what="every service ready again",
+        )
+        await settle_and_compare(hw, settings, [e for p in parts for e in p], own_cluster.url)
+        assert await member.ready()
+
+
+async def test_a_kafka_restart_mid_stream_is_ridden_out(
+    kafka_settings: Settings, own_broker: KafkaBroker, postgres_url: str
+) -> None:
+    settings = kafka_settings.model_copy(update={"kafka_bootstrap": own_broker.bootstrap})
+    rng = random.Random(12)
+    parts = [stream_part(rng, p) for p in range(3)]
+    async with running_apart(settings) as (hw, ports), second_member(settings) as member:
+        await produce(settings, parts[0])
+        await asyncio.to_thread(own_broker.stop)
+        await wait_for(
+            lambda: all_ready(ports, want=False), timeout=30, what="every service not ready"
+        )
+        assert not await member.ready()
+        await asyncio.sleep(OUTAGE_S)
+        await asyncio.to_thread(own_broker.start)
+        await produce(settings, parts[1])
+        await produce(settings, parts[2])
+        await wait_for(
+            lambda: all_ready(ports, want=True),
+            timeout=RECOVERY_TIMEOUT_S,
+            what="every service ready again",
+        )
+        await settle_and_compare(hw, settings, [e for p in parts for e in p], postgres_url)
+        assert await member.ready()
+
+
+async def test_services_start_without_a_broker_and_serve_once_it_is_there(
+    kafka_settings: Settings, own_broker: KafkaBroker
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={"kafka_bootstrap": own_broker.bootstrap, "produce_timeout_s": 3.0}
+    )
+    await asyncio.to_thread(own_broker.stop)
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    await engine.dispose()
+    event = usage("late-broker", "u1")
+    async with running(settings) as hw, hw.client() as client:
+        assert (await client.get("/readyz")).status_code == 503
+        r = await client.post("/v1/events", json={"events": [event]})
+        assert r.status_code == 503, r.text
+        await asyncio.to_thread(own_broker.start)
+
+        async def accepted() -> bool:
+            r = await client.post("/v1/events", json={"events": [event]})
+            return r.status_code == 202
+
+        await wait_for(accepted, timeout=RECOVERY_TIMEOUT_S, what="ingest to accept", interval=1)
+        await wait_for(
+            lambda: processed_all(hw.rt.engine, 1), timeout=RECOVERY_TIMEOUT_S, what="scored"
+        )
+        assert (await client.get("/readyz")).status_code == 200
+        topics = await _partitions(settings)
+    # Created by healthwatch, with its partition count, not auto-created with one.
+    assert topics == {t: settings.kafka_partitions for t in all_topics(settings)}
+
+
+async def _partitions(settings: Settings) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
