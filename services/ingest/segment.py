@@ -48,29 +48,62 @@ def object_field(msg: Mapping[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _identifier(value: Any) -> str | None:
+    """A Segment id as text: SDKs send strings or numbers; anything else (an object, a
+    list, which may nest as deep as the parser allows) counts as absent here and is
+    refused by ``_bad_ids``."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _type(msg: Mapping[str, Any]) -> str | None:
+    """The call's type when it is text (a list or an object cannot be looked up in a set)."""
+    kind = msg.get("type")
+    return kind if isinstance(kind, str) else None
+
+
+def _id_fields(msg: Mapping[str, Any]) -> dict[str, Any]:
+    context = object_field(msg, "context")
+    props = object_field(msg, "properties")
+    return {
+        "userId": msg.get("userId"),
+        "anonymousId": msg.get("anonymousId"),
+        "groupId": msg.get("groupId"),
+        "context.groupId": context.get("groupId"),
+        "properties.groupId": props.get("groupId"),
+        "properties.accountId": props.get("accountId"),
+    }
+
+
+def _bad_ids(msg: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [
+        _err(name, "must be a string (or a number)")
+        for name, value in _id_fields(msg).items()
+        if value not in (None, "") and _identifier(value) is None
+    ]
+
+
 def user_of(msg: Mapping[str, Any]) -> str | None:
-    user = msg.get("userId") or msg.get("anonymousId")
-    return str(user) if user not in (None, "") else None
+    return _identifier(msg.get("userId")) or _identifier(msg.get("anonymousId"))
 
 
 def explicit_account(msg: Mapping[str, Any]) -> str | None:
-    context = object_field(msg, "context")
-    props = object_field(msg, "properties")
-    for value in (
-        context.get("groupId"),
-        msg.get("groupId") if msg.get("type") != "group" else None,
-        props.get("groupId"),
-        props.get("accountId"),
-    ):
-        if value not in (None, ""):
-            return str(value)
+    ids = _id_fields(msg)
+    for name in ("context.groupId", "groupId", "properties.groupId", "properties.accountId"):
+        if name == "groupId" and msg.get("type") == "group":
+            continue
+        if (account := _identifier(ids[name])) is not None:
+            return account
     return None
 
 
 def users_needing_lookup(messages: list[Any]) -> set[str]:
     users = set()
     for msg in messages:
-        if isinstance(msg, dict) and msg.get("type") in SCORED_TYPES and not explicit_account(msg):
+        if isinstance(msg, dict) and _type(msg) in SCORED_TYPES and not explicit_account(msg):
             user = user_of(msg)
             if user:
                 users.add(user)
@@ -119,13 +152,14 @@ def translate(
             out.rejected.append(Rejection(index, None, [_err("(message)", "must be an object")]))
             continue
         message_id = msg.get("messageId")
-        kind = msg.get("type")
-        errors = []
+        kind = _type(msg)
+        errors = _bad_ids(msg)
         if not isinstance(message_id, str) or not message_id:
             errors.append(_err("messageId", "is required: it is the idempotency key"))
         if kind not in SCORED_TYPES | LINK_TYPES:
+            what = repr(kind[:50]) if kind is not None else "this"
             errors.append(
-                _err("type", f"{kind!r} is not one of track, page, screen, identify, group")
+                _err("type", f"{what} is not one of track, page, screen, identify, group")
             )
         try:
             occurred_at = event_time(msg, received_at, batch_sent_at)
@@ -137,8 +171,8 @@ def translate(
             continue
         common = {"event_id": message_id, "occurred_at": occurred_at.isoformat()}
         if kind == "group":
-            group = msg.get("groupId")
-            if group in (None, ""):
+            group = _identifier(msg.get("groupId"))
+            if group is None:
                 out.rejected.append(Rejection(index, message_id, [_err("groupId", "is required")]))
                 continue
             if user:

@@ -71,8 +71,14 @@ def check_events(
         if not isinstance(raw, dict):
             checked.reject(index, raw, [{"field": "(event)", "message": "must be a JSON object"}])
             continue
+        prepared = prepare(raw) if prepare else raw
+        if not isinstance(prepared.get("kind", ""), str):
+            # Refused before pydantic, which would try to print a deeply nested tag.
+            message = f"must be one of {', '.join(KINDS)}"
+            checked.reject(index, raw, [{"field": "kind", "message": message}])
+            continue
         try:
-            event = EVENT_ADAPTER.validate_python(prepare(raw) if prepare else raw)
+            event = EVENT_ADAPTER.validate_python(prepared)
         except ValidationError as exc:
             checked.reject(index, raw, pydantic_errors(exc))
             continue

@@ -72,6 +72,7 @@ POISON = [
     (usage("acme", "u", duration_s=1e300), "duration_s"),
     (usage("acme", "u\u2028x"), "user_id"),
     (usage("acme", "u", properties=DEEP), "properties"),
+    ({**usage("acme", "u"), "kind": DEEP}, "kind"),
     (usage("acme", "u", properties={"k": "nul\x00"}), "properties"),
     ({**usage("acme", "u"), "event_id": "id\x00"}, "event_id"),
     ({"kind": "payment", "event_id": "p", "account_id": "acme", "occurred_at": at(1),
@@ -119,6 +120,11 @@ async def test_segment_times_out_of_range_are_400_by_field(kafka_settings: Setti
             "sentAt",
         ),
         ({**track, "messageId": "c", "properties": DEEP}, "properties"),
+        # Ids and types that are no text: refused, not printed (which overflowed).
+        ({**track, "messageId": "d", "userId": DEEP}, "userId"),
+        ({**track, "messageId": "e", "type": DEEP}, "type"),
+        ({**track, "messageId": "f", "context": {"groupId": DEEP}}, "context.groupId"),
+        ({"type": "group", "messageId": "g", "userId": "u", "groupId": DEEP}, "groupId"),
     ]
     async with (
         running(kafka_settings, scoring=False, alerts=False) as hw,
