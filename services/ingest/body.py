@@ -22,7 +22,8 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         413, "payload_too_large", f"The body exceeds {max_bytes} bytes: split it into batches."
     )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    # A length of more digits than any int64 is too large; int() of it would be refused.
+    if declared and declared.isdigit() and (len(declared) > 18 or int(declared) > max_bytes):
         raise too_large
     chunks: list[bytes] = []
     size = 0

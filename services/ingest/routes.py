@@ -93,10 +93,8 @@ async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
         updated_at = item.pop("updated_at", None)
         if updated_at is not None:
             item.setdefault("occurred_at", updated_at)
-        item.setdefault(
-            "event_id",
-            f"ticket:{item.get('ticket_id')}:{item.get('status')}:{item.get('occurred_at')}",
-        )
+        parts = [_scalar(item.get(k)) for k in ("ticket_id", "status", "occurred_at")]
+        item.setdefault("event_id", "ticket:" + ":".join(parts))
         return item
 
     checked = check_events(
@@ -109,11 +107,19 @@ async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
     return await _store(ctx, checked, now)
 
 
+def _scalar(value: Any) -> str:
+    """Text for an event id: a value that is no text (an object, a list) is refused by
+    validation anyway, and printing a deeply nested one would overflow."""
+    return str(value) if isinstance(value, str | int | float) else "?"
+
+
 def _check_webhook_signature(request: Request, secret: str, raw: bytes, now: datetime) -> None:
     """401 unless the body is signed with a timestamp within WEBHOOK_TOLERANCE_S of now
     (the scheme of healthwatch's own outgoing webhooks and of Slack's requests)."""
     stamp = request.headers.get(TIMESTAMP_HEADER, "")
-    if not stamp.isdigit() or abs(now.timestamp() - int(stamp)) > WEBHOOK_TOLERANCE_S:
+    # At most 12 digits: int() of thousands of digits is slow, and refused past 4,300.
+    well_formed = stamp.isascii() and stamp.isdigit() and len(stamp) <= 12
+    if not well_formed or abs(now.timestamp() - int(stamp)) > WEBHOOK_TOLERANCE_S:
         raise ClientError(
             401,
             "stale_timestamp",

@@ -223,6 +223,22 @@ async def test_ticket_webhook_refuses_stale_or_unstamped_signatures(api: Api) ->
         "/v1/tickets/webhook", content=body, headers={"X-Healthwatch-Signature": unstamped}
     )
     assert r.status_code == 401
+    huge = {**_signed(body), "X-Healthwatch-Timestamp": "9" * 5000}
+    assert (
+        await api.client.post("/v1/tickets/webhook", content=body, headers=huge)
+    ).status_code == 401
+    assert await api.stored() == 0
+
+
+async def test_ticket_webhook_takes_tickets_only(api: Api) -> None:
+    """The helpdesk secret must not let its holder send account facts (new owners)."""
+    facts = {"kind": "account", "account_id": "acme", "owner": {"email": "m@example.com"}}
+    deep = b'{"ticket_id": ' + b"[" * 1000 + b"]" * 1000 + b', "status": "open"}'
+    for body in (orjson.dumps(facts), deep):
+        r = await api.client.post("/v1/tickets/webhook", content=body, headers=_signed(body))
+        assert r.status_code == 422, r.text[:300]
+    fields = [e["field"] for e in r.json()["rejected"][0]["errors"]]
+    assert "ticket_id" in fields
     assert await api.stored() == 0
 
 
