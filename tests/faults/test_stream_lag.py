@@ -1,0 +1,106 @@
+"""Lag is what is not applied yet, and Kafka's own tools see it (issue 11, item 18).
+
+The lag gauge counts from the offsets committed with the state, not from how far the
+consumer has read; after the database commits, the offsets are also committed to the
+Kafka group, so ``kafka-consumer-groups.sh --describe`` and lag exporters work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus.base import Record
+from shared.bus.kafka import KafkaConsumer, ensure_topics
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from shared.storage.offsets import next_offsets, offset_loader, save_offsets
+from shared.storage.tables import consumer_offsets
+from tests.support.harness import running, usage, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def group_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """The offsets the Kafka group holds (what standard lag tools read)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+
+async def test_lag_counts_from_the_stored_offsets(kafka_settings: Settings) -> None:
+    s = kafka_settings
+    topic = s.topic("usage")
+    await ensure_topics(s.kafka_bootstrap, [topic], partitions=1, replication=1)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+    await producer.start()
+    try:
+        for i in range(10):
+            await producer.send_and_wait(topic, f"v{i}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    engine = create_engine(s.database_url)
+    await migrate(engine)
+    group = s.consumer_group_scoring
+    consumer = KafkaConsumer(
+        s.kafka_bootstrap, [topic], group_id=group, load_offsets=offset_loader(engine, group)
+    )
+    await consumer.start()
+    read: list[Record] = []
+    try:
+
+        async def all_read() -> bool:
+            read.extend(await consumer.getmany(0.5, 100))
+            return len(read) == 10
+
+        await wait_for(all_read, timeout=60, what="ten records read")
+        # Read is not applied: all ten still count.
+        assert await consumer.lag() == {(topic, 0): 10}
+        await store(engine, group, read[:4])
+        await consumer.committed(next_offsets(read[:4]))
+        assert await consumer.lag() == {(topic, 0): 6}
+        assert await group_offsets(s, group) == {(topic, 0): 4}
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+
+
+async def store(engine: AsyncEngine, group: str, records: Sequence[Record]) -> None:
+    async with engine.begin() as conn:
+        await save_offsets(conn, group, next_offsets(records))
+
+
+async def test_kafka_group_holds_the_offsets_committed_with_the_state(
+    kafka_settings: Settings,
+) -> None:
+    s = kafka_settings
+    async with running(s, alerts=False) as hw, hw.client() as client:
+        events = [usage(f"acct{i % 5}", f"u{i}") for i in range(40)]
+        assert (await client.post("/v1/events", json={"events": events})).status_code == 202
+        stored: dict[tuple[str, int], int] = {}
+
+        async def all_applied() -> bool:
+            async with hw.rt.engine.connect() as conn:
+                q = select(consumer_offsets).where(
+                    consumer_offsets.c.group_id == s.consumer_group_scoring
+                )
+                stored.update(
+                    {(r.topic, r.partition): r.next_offset for r in await conn.execute(q)}
+                )
+            return sum(stored.values()) == len(events)
+
+        await wait_for(all_applied, timeout=60, what="every event applied")
+
+        async def kafka_agrees() -> bool:
+            return await group_offsets(s, s.consumer_group_scoring) == stored
+
+        await wait_for(kafka_agrees, timeout=30, what="the Kafka group to hold the offsets")
