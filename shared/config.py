@@ -119,7 +119,9 @@ class Settings(BaseSettings):
     smtp_port: int = Field(25, description="SMTP server port")
     smtp_username: str = Field("", description="SMTP login (empty: no AUTH)")
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
-    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
+    # On by default: alert emails and the SMTP password must not cross networks in clear
+    # text; a relay without TLS (a local test server) needs an explicit false.
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS")
     smtp_from: str = Field("healthwatch@localhost", description="From address of alert emails")
     fallback_email: str = Field(
         "", description="Team address for accounts without an owner (overrides routing.team)"
@@ -135,6 +137,14 @@ class Settings(BaseSettings):
         SecretStr(""),
         description="Signs dashboard sessions and form tokens; set the same on every "
         "replica (empty: a random one per process, and a restart signs everyone out)",
+    )
+    # Auto (unset): Secure unless the page is served over plain http on a loopback host,
+    # the one case where a browser sends Secure cookies back only inconsistently; behind
+    # a TLS-terminating proxy the app sees http on a public name, and stays Secure.
+    cookie_secure: bool | None = Field(
+        None,
+        description="Secure flag of the dashboard's cookies: true, false, or auto (unset): "
+        "Secure except on plain http://localhost (set false to serve plain http elsewhere)",
     )
     slack_signing_secret: SecretStr = Field(
         SecretStr(""), description="Slack app signing secret (verifies button clicks)"
@@ -163,6 +173,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every service"
     )
+
+    @field_validator("cookie_secure", mode="before")
+    @classmethod
+    def _auto(cls, value: object) -> object:
+        """Empty or "auto" (an unset compose variable, a ConfigMap value) is auto."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "auto") else value
 
     @field_validator("timezone")
     @classmethod

@@ -99,6 +99,7 @@ def kafka_settings(kafka_bootstrap: str, database_url: str, alerting_file: str) 
         slack_min_interval_s=0.0,
         alerting_file=alerting_file,
         alert_timer_interval_s=0.2,
+        smtp_starttls=False,  # the stand-in SMTP server speaks plain SMTP
     )
 
 
@@ -111,4 +112,5 @@ def embedded_settings(tmp_path: Path, alerting_file: str) -> Settings:
         bus_poll_interval_s=0.1,
         alerting_file=alerting_file,
         alert_timer_interval_s=0.2,
+        smtp_starttls=False,  # the stand-in SMTP server speaks plain SMTP
     )

@@ -5,7 +5,7 @@ Signing in takes an API key, verified with the app's key store; the cookie then 
 key. Every page checks the signature and the expiry, then looks the key id up in the
 key store, so a revoked key's sessions stop working within the store's cache time, and
 that the session was not ended by signing out (``dashboard_signouts``). The
-cookie is HttpOnly, SameSite=Strict, Secure behind HTTPS and scoped to /ui. The secret
+cookie is HttpOnly, SameSite=Strict, Secure (see ``secure_cookies``) and scoped to /ui. The secret
 is ``dashboard_secret`` (the same on every replica), else random per process, and then
 a restart signs everyone out.
 
@@ -266,5 +266,21 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, age
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure_cookies(context(request).settings, request),
     )
+
+
+# Names a browser resolves to this machine: the one place a dashboard may be served
+# over plain http (development), where Secure cookies are not reliably sent back.
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def secure_cookies(settings: Settings, request: Request) -> bool:
+    """``cookie_secure`` if set; else Secure unless the page came over plain http to a
+    loopback name. Behind a TLS-terminating proxy the app sees http on a public name,
+    and the cookie stays Secure: it never travels in clear text."""
+    if settings.cookie_secure is not None:
+        return settings.cookie_secure
+    host = (request.url.hostname or "").lower()
+    local = host in LOOPBACK_HOSTS or host.endswith(".localhost")
+    return request.url.scheme == "https" or not local

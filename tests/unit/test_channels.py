@@ -45,6 +45,8 @@ ANNA = Recipient(email="anna@example.com", slack="U0ANNA")
 
 
 def settings(**values: object) -> Settings:
+    # The stand-in SMTP server speaks plain SMTP (production defaults to STARTTLS).
+    values = {"smtp_starttls": False, **values}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 

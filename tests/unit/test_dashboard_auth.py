@@ -100,8 +100,9 @@ async def dash(embedded_settings: Settings) -> AsyncIterator[Dash]:
     lead = await create_key(engine, "lead", role_scopes(Role.cs_lead, None))
     ingest = await create_key(engine, "ingest", role_scopes(Role.ingest, None))
     app = await _app(embedded_settings, engine)
+    # Plain http on localhost: the one origin whose cookies are not Secure by default.
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as client:
         yield Dash(client, engine, app.state.dashboard, app.state.keys, lead, ingest)
     await engine.dispose()
@@ -280,7 +281,7 @@ async def test_replicas_sharing_the_secret_accept_each_others_sessions(
     apps = [await _app(shared, engine), await _app(shared, engine)]
     apps.append(await _app(embedded_settings, engine))  # a random secret of its own
     clients = [
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://test")
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://localhost")
         for a in apps
     ]
     try:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml  # PyYAML: installed with uvicorn[standard]
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from shared.config import Settings
 
@@ -276,6 +277,41 @@ def test_k8s_settings_are_real_settings() -> None:
     Settings(
         _env_file=None, **{k.removeprefix("HEALTHWATCH_").lower(): v for k, v in config.items()}
     )  # type: ignore[arg-type]
+
+
+# Settings that are credentials besides the SecretStr ones: a webhook URL is its token.
+CREDENTIAL_URLS = {"database_url", "slack_webhook_url", "webhook_url"}
+
+
+def credentials() -> set[str]:
+    return CREDENTIAL_URLS | {
+        name for name, f in Settings.model_fields.items() if f.annotation is SecretStr
+    }
+
+
+def test_every_credential_is_in_the_secret_never_in_the_config_map() -> None:
+    config = find("ConfigMap", "healthwatch-config")["data"]
+    secret_lines = (K8S / "secrets.env.example").read_text().splitlines()
+    secrets = {ln.split("=", 1)[0] for ln in secret_lines if ln and not ln.startswith("#")}
+    wanted = {f"HEALTHWATCH_{name.upper()}" for name in credentials()}
+    assert "HEALTHWATCH_SMTP_PASSWORD" in wanted  # the discovery works
+    assert wanted - secrets == set(), "credentials missing from secrets.env.example"
+    assert wanted & set(config) == set(), "credentials in the ConfigMap"
+
+
+def test_compose_has_no_default_passwords() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    # ${VAR:-default} / ${VAR-default} of anything secret must default to nothing, and
+    # the two passwords Compose itself needs are required (${VAR:?message}).
+    for name, default in re.findall(r"\$\{(\w+):?-([^}]*)\}", compose):
+        if re.search(r"PASSWORD|SECRET|TOKEN", name):
+            assert default == "", f"{name} defaults to {default!r}"
+    for name in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        uses = re.findall(rf"\$\{{{name}(:?[?-])", compose)
+        assert uses and set(uses) == {":?"}, (name, uses)
+    env = load(ROOT / "docker-compose.yml")["x-healthwatch-env"]
+    assert env["HEALTHWATCH_SMTP_STARTTLS"] == "${HEALTHWATCH_SMTP_STARTTLS:-true}"
+    assert Settings.model_fields["smtp_starttls"].default is True
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
