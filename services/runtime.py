@@ -219,9 +219,12 @@ class _Server(uvicorn.Server):
 
 
 async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
-    server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    # log_config=None: uvicorn's records go to the root logger and its one-line format
+    # (services/cli.py), not to a handler and format of uvicorn's own.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, log_config=None
     )
+    server = _Server(config)
     task = asyncio.create_task(server.serve())
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

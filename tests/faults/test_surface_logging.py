@@ -87,6 +87,7 @@ async def test_dev_logs_one_line_per_record_and_no_secret(
     for secret in (PASSWORD, WEBHOOK_TOKEN, slack.webhook_url.rsplit("/", 3)[1]):
         assert secret not in log
     assert "HTTP Request" not in log
+    assert "Invalid HTTP request received" in log
     lines = log.splitlines()
     strays = [ln for ln in lines if not RECORD_START.match(ln) and not ln.startswith("    ")]
     assert strays == [], strays[:5]
@@ -121,6 +122,13 @@ async def _raise_an_alert(base: str, key: str, engine: AsyncEngine, slack: Slack
         await wait_for(stored, timeout=60, what="the account stored")
         events = [ticket("evil-co", n, "open", n) for n in range(1, 6)]
         assert (await c.post("/v1/events", json={"events": events})).status_code == 202
+
+    # Garbage instead of HTTP: the server's own warning goes through the same formatter.
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    writer.write(b"NOT HTTP\r\nforged: line\r\n\r\n")
+    await writer.drain()
+    await reader.read()
+    writer.close()
 
     async def delivered() -> bool:
         return "/hook" in {r.path for r in slack.delivered()}
