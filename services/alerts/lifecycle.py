@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,10 +31,11 @@ from shared.bus.base import Record
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
+from shared.contracts.events import Owner
 from shared.contracts.wire import UndecodableRecord, decode_alert
 from shared.storage.db import insert_ignore
 from shared.storage.offsets import next_offsets, save_offsets
-from shared.storage.tables import alerts, deliveries
+from shared.storage.tables import accounts, alerts, deliveries
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +180,8 @@ class AlertIntake:
             self._metrics.received.labels(alert.rule, "duplicate").inc()
             return
         self._metrics.received.labels(alert.rule, alert.status).inc()
-        people = routing.recipients(alert, config.routing, self._settings)
+        addressed = await with_current_owners(conn, alert)
+        people = routing.recipients(addressed, config.routing, self._settings)
         wait = config.notify.group_wait
         if row is None:
             muted = alert.status == "firing" and await self._inhibited(conn, alert)
@@ -279,7 +282,7 @@ class AlertIntake:
         for r in rows:
             if r.last_notified_at is not None:
                 continue
-            alert = AlertEvent.model_validate(r.payload)
+            alert = await with_current_owners(conn, AlertEvent.model_validate(r.payload))
             await conn.execute(
                 update(alerts).where(alerts.c.alert_id == r.alert_id).values(last_notified_at=now)
             )
@@ -293,6 +296,27 @@ class AlertIntake:
                 now=now,
                 group_wait=config.notify.group_wait,
             )
+
+
+async def with_current_owners(conn: AsyncConnection, alert: AlertEvent) -> AlertEvent:
+    """``alert`` addressed to the account's owner and sales owner now (the accounts
+    table), not those stamped on it when it fired: after a hand-over, reminders and
+    escalations go to the new owner. Unchanged if the account is unknown."""
+    q = select(accounts.c.owner_email, accounts.c.owner_slack_id, accounts.c.facts).where(
+        accounts.c.account_id == alert.account_id
+    )
+    row = (await conn.execute(q)).first()
+    if row is None:
+        return alert
+    owner = None
+    if row.owner_email or row.owner_slack_id:
+        owner = Owner.model_construct(email=row.owner_email, slack_id=row.owner_slack_id)
+    sales = ((row.facts or {}).get("fields") or {}).get("sales_owner")
+    try:
+        sales_owner = Owner.model_validate(sales) if isinstance(sales, dict) else None
+    except ValidationError:
+        sales_owner = alert.sales_owner  # not a usable owner: keep the one it fired with
+    return alert.model_copy(update={"owner": owner, "sales_owner": sales_owner})
 
 
 def _fields(alert: AlertEvent, now: datetime) -> dict[str, Any]:

@@ -198,9 +198,16 @@ class OutboxSender:
         except Exception as exc:
             # Data the renderer or a client library chokes on, or a bug: a failed attempt
             # of this delivery (retried with backoff, dead after the last attempt),
-            # never a failed pass that would hold up every other delivery.
-            log.exception("delivery %s could not be sent", head.delivery_id)
-            await self._failed_all(group, rules, DeliveryError(f"{type(exc).__name__}: {exc}"))
+            # never a failed pass that would hold up every other delivery. The trace
+            # only at DEBUG: a client library's may quote the webhook URL.
+            failure = DeliveryError(f"{type(exc).__name__}: {exc}")
+            log.error(
+                "delivery %s could not be sent: %s",
+                head.delivery_id,
+                _loggable(failure),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            await self._failed_all(group, rules, failure)
             return
         await self._delivered(group, rules)
 
@@ -255,9 +262,7 @@ class OutboxSender:
                     attempts=attempts,
                     next_attempt_at=self._clock() + timedelta(seconds=delay),
                     claimed_until=None,
-                    # One line, no NUL (PostgreSQL text refuses it), whatever the
-                    # receiver answered or the data held.
-                    last_error=render.one_line(str(exc))[:2000],
+                    last_error=_loggable(exc)[:2000],
                 )
             )
         outcome = "dead" if dead else "retry"
@@ -268,7 +273,7 @@ class OutboxSender:
             row.channel,
             attempts,
             "giving up" if dead else f"retry in {delay:.1f}s",
-            render.one_line(str(exc)),
+            _loggable(exc),
         )
 
     async def _defer(self, group: list[Any], seconds: float) -> None:
@@ -306,6 +311,12 @@ def _notice(row: Any) -> Notice:
     # Rows queued before notices had payloads: the alert's own firing.
     alert = AlertEvent.model_validate(row.alert_payload)
     return Notice("fire", [alert], row.alert_id)
+
+
+def _loggable(exc: Exception) -> str:
+    """An error fit for logs and ``last_error``: one line, no NUL (PostgreSQL text
+    refuses it), and no URL path or query (a webhook URL's token)."""
+    return render.redact_urls(render.one_line(str(exc)))
 
 
 def _one_notice(notices: list[Notice]) -> Notice:

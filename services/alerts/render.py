@@ -66,6 +66,16 @@ def header_token(value: str) -> str:
     return urllib.parse.quote(value, safe=_HEADER_SAFE)
 
 
+# A URL's user, path and query, where webhook tokens live (Slack's /services/T/B/token).
+_URL_SECRETS = re.compile(r"(https?://)(?:[^@/\s'\"]*@)?([^/\s'\"?#]+)[^\s'\")]*")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL cut to its scheme and host: error messages of HTTP
+    clients may quote the webhook URL, whose path is a credential."""
+    return _URL_SECRETS.sub(r"\1\2/…", text)
+
+
 def _encodable(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 

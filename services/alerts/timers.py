@@ -13,19 +13,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import render, routing
 from services.alerts.channels import Notice
-from services.alerts.lifecycle import Outbox
+from services.alerts.lifecycle import Outbox, with_current_owners
 from services.alerts.metrics import AlertsMetrics
 from shared.alerting.config import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent
-from shared.storage.tables import alerts
+from shared.storage.tables import accounts, alerts
 from shared.worker import pause
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,8 @@ class AlertTimers:
         )
         if changed.rowcount == 0:
             return 0  # acknowledged, snoozed or resolved meanwhile: nobody is reminded
-        people = routing.recipients(
-            AlertEvent.model_validate(row.payload), config.routing, self._settings
-        )
+        alert = await with_current_owners(conn, AlertEvent.model_validate(row.payload))
+        people = routing.recipients(alert, config.routing, self._settings)
         return await self._notify(conn, row, "repeat", f"repeat:{n}", people, config, now)
 
     async def _wake_snoozed(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
@@ -174,7 +173,7 @@ class AlertTimers:
                 )
                 if changed.rowcount == 0:
                     continue  # acknowledged, snoozed or resolved meanwhile
-                alert = AlertEvent.model_validate(r.payload)
+                alert = await with_current_owners(conn, AlertEvent.model_validate(r.payload))
                 people = routing.escalation_recipients(alert, config.routing)
                 escalated.append((r.alert_id, r.rule))
                 queued += await self._notify(conn, r, "escalate", "escalate", people, config, now)
@@ -186,14 +185,20 @@ class AlertTimers:
         local = now.astimezone(ZoneInfo(self._settings.timezone))
         if hour < 0 or local.hour < hour:
             return 0
+        # Each open alert in the digest of its account's owner now (the one it fired
+        # with if the account is unknown).
+        owner = case(
+            (accounts.c.account_id.is_(None), alerts.c.owner_email), else_=accounts.c.owner_email
+        )
         rows = await conn.execute(
-            select(alerts)
-            .where(alerts.c.status.in_(OPEN_ALERT_STATUSES), alerts.c.owner_email.is_not(None))
-            .order_by(alerts.c.owner_email, alerts.c.fired_at)
+            select(alerts.c.payload, owner.label("owner"))
+            .outerjoin(accounts, accounts.c.account_id == alerts.c.account_id)
+            .where(alerts.c.status.in_(OPEN_ALERT_STATUSES), owner.is_not(None))
+            .order_by(owner, alerts.c.fired_at)
         )
         by_owner: dict[str, list[AlertEvent]] = {}
         for r in rows.all():
-            by_owner.setdefault(r.owner_email, []).append(AlertEvent.model_validate(r.payload))
+            by_owner.setdefault(r.owner, []).append(AlertEvent.model_validate(r.payload))
         queued = 0
         day = local.date().isoformat()
         for email, open_alerts in by_owner.items():

@@ -9,6 +9,7 @@ Web API and a webhook receiver, the dashboard served by the ingest process."""
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -76,9 +77,11 @@ def alert(account: str) -> dict[str, Any]:
 
 
 async def test_hostile_names_and_a_poison_delivery_stop_no_other_delivery(
-    kafka_settings: Settings, tmp_path: Path
+    kafka_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     slack, hook = SlackStandIn(), SlackStandIn()
+    hook.script.append((500, {}))  # one failed webhook attempt: its error is logged
     with smtp_server(inbox=Envelopes()) as (inbox, smtp_port):
         assert isinstance(inbox, Envelopes)
         settings = kafka_settings.model_copy(
@@ -132,15 +135,22 @@ async def test_hostile_names_and_a_poison_delivery_stop_no_other_delivery(
     assert "Acme" in crlf["Subject"] and "Bcc: evil@x" in crlf["Subject"]  # shown, harmless
     # Slack: the markup in names and text shows as text, never as a mention or link.
     _assert_escaped(slack.delivered())
+    # Our logs never hold the webhook's URL (its path is the credential), nor a CR/LF
+    # from the data.
+    ours = [r for r in caplog.records if r.name.startswith(("services.", "shared."))]
+    assert any("webhook answered 500" in r.getMessage() for r in ours)
+    for record in ours:
+        assert hook.webhook_url.split("/", 3)[3] not in record.getMessage(), record.getMessage()
+        assert "\r" not in record.getMessage() and "\n" not in record.getMessage()
     # Webhook: every notice, signed, with a one-line Idempotency-Key.
     keys = sorted(r.headers["idempotency-key"] for r in hook.delivered())
     assert keys == sorted(f"{a}:low_activity:1/fire".replace(" ", "%20") for a in ACCOUNTS)
 
 
-async def _known_account(hw: Harness, admin: str, account: str) -> None:
+async def _known_account(hw: Harness, admin: str, account: str, **extra: Any) -> None:
     """The account in the accounts table (sent as the CRM would, with an admin key)."""
-    name, email, slack = ACCOUNTS[account]
-    body = {**facts(account, seats=50, email=email, slack=slack), "name": name}
+    name, email, slack = ACCOUNTS.get(account, (f"{account} Inc", None, None))
+    body = {**facts(account, seats=50, email=email, slack=slack), "name": name, **extra}
     async with httpx.AsyncClient(base_url=hw.url, timeout=30) as c:
         r = await c.post("/v1/accounts", json=body, headers={"Authorization": f"Bearer {admin}"})
         assert r.status_code == 202, r.text
@@ -264,3 +274,57 @@ async def _every_link_opens_the_dashboard(hw: Harness, admin: str, links: list[s
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_reminders_escalations_and_digests_go_to_the_accounts_owner_now(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """An alert that fired for Anna (and sales owner Sam) on an account the CRM has
+    since handed to Carl (and Sue): whatever is queued about it from now on goes to
+    Carl and Sue, never to Anna or Sam."""
+    routing = """[routing]
+escalate_to = ["cs_lead", "sales_manager"]
+[routing.people.cs_lead]
+email = "lead@example.com"
+"""
+    toml = alerting_toml(
+        ["low_activity"],
+        routing=routing,
+        repeat_interval='"1s"',
+        escalate_after='{ critical = "1s", warning = "1d" }',
+        digest_hour="0",
+    )
+    with smtp_server() as (inbox, smtp_port):
+        settings = kafka_settings.model_copy(
+            update={
+                "alerting_file": write_alerting(tmp_path / "a.toml", toml),
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp_port,
+            }
+        )
+        async with running(settings) as hw:
+            admin = await create_key(hw.rt.engine, "admin", [Scope.admin])
+            owner = {"owner": {"email": "carl@example.com"}}
+            sales = {"sales_owner": {"email": "sue@example.com"}}
+            await _known_account(hw, admin, "handed", **owner, **sales)
+            fired = {
+                **alert("crlf"),
+                "alert_id": "handed:low_activity:1",
+                "account_id": "handed",
+                "account_name": "Handed Inc",
+                "owner": {"email": "anna@example.com"},
+                "sales_owner": {"email": "sam@example.com"},
+            }
+            await _publish(hw, [fired])
+
+            async def told() -> set[str]:
+                async with hw.rt.engine.connect() as conn:
+                    q = select(deliveries.c.notification).where(deliveries.c.status == "delivered")
+                    kinds = {n.split(":")[0] for n in (await conn.execute(q)).scalars()}
+                return kinds if {"fire", "repeat", "escalate", "digest"} <= kinds else set()
+
+            await wait_for(told, timeout=90, what="fire, reminder, escalation and digest sent")
+            async with hw.rt.engine.connect() as conn:
+                sent = (await conn.execute(select(deliveries.c.destination))).scalars().all()
+    assert set(sent) == {"carl@example.com", "sue@example.com", "lead@example.com"}, sent
+    assert {m["To"] for m in inbox.messages} <= set(sent)
