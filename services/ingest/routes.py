@@ -104,7 +104,20 @@ async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
         prepare=prepare,
         kinds=("ticket",),
     )
+    _ask_for_update_time(checked)
     return await _store(ctx, checked, now)
+
+
+def _ask_for_update_time(checked: Checked) -> None:
+    """A helpdesk sends ``updated_at`` (our occurred_at): name it when it is missing."""
+    for rejection in checked.rejected:
+        for error in rejection.errors:
+            if error["field"] == "occurred_at" and error["message"] == "Field required":
+                error["field"] = "updated_at"
+                error["message"] = (
+                    "is required: the ticket's update time identifies the update, so a "
+                    "resent or replayed delivery counts once"
+                )
 
 
 def _scalar(value: Any) -> str:

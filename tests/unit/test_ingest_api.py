@@ -239,6 +239,11 @@ async def test_ticket_webhook_takes_tickets_only(api: Api) -> None:
         assert r.status_code == 422, r.text[:300]
     fields = [e["field"] for e in r.json()["rejected"][0]["errors"]]
     assert "ticket_id" in fields
+    # Without its update time a delivery could not be told from a replay.
+    body = orjson.dumps({"ticket_id": "T-2", "account_id": "acme", "status": "open"})
+    r = await api.client.post("/v1/tickets/webhook", content=body, headers=_signed(body))
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["rejected"][0]["errors"]] == ["updated_at", "created_at"]
     assert await api.stored() == 0
 
 
