@@ -71,15 +71,7 @@ def require_scope(scope: Scope, *alternatives: Scope) -> Callable[[Request], Awa
     async def check(request: Request) -> ApiKey:
         keys: KeyStore = request.app.state.keys
         raw = presented_key(request)
-        try:
-            key = await keys.verify(raw) if raw else None
-        except KeysUnavailable as exc:
-            raise ClientError(
-                503,
-                "unavailable",
-                f"The key cannot be checked now ({exc}): nothing was done; retry later.",
-                headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
-            ) from exc
+        key = await keys.verify(raw) if raw else None  # KeysUnavailable: a 503, see below
         if key is None:
             raise ClientError(
                 401,
@@ -99,6 +91,22 @@ def require_scope(scope: Scope, *alternatives: Scope) -> Callable[[Request], Awa
 
 # A database failover takes seconds; clients retrying every 5 s find it back soon after.
 KEYS_RETRY_AFTER_S = 5
+
+
+async def keys_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """The key store is down and the key was not verified recently (an API call or a
+    dashboard session): 503 and retry, never a 500."""
+    return await client_error_handler(
+        _request,
+        ClientError(
+            503,
+            "unavailable",
+            f"The key cannot be checked now ({exc}): nothing was done; retry later.",
+            headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
+        ),
+    )
+
+
 MetricsKey = Annotated[ApiKey, Depends(require_scope(Scope.metrics))]
 Readiness = Callable[[], Awaitable[bool]]
 
@@ -172,6 +180,7 @@ def base_app(title: str, keys: KeyStore) -> FastAPI:
     app = FastAPI(title=title)
     app.state.keys = keys
     app.add_exception_handler(ClientError, client_error_handler)
+    app.add_exception_handler(KeysUnavailable, keys_unavailable_handler)
     app.add_exception_handler(DataError, unstorable_value_handler)
     app.add_middleware(RejectNulBytes)
     return app
