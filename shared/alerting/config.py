@@ -30,26 +30,39 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+# The longest duration anything waits: a time this far ahead is still a date (a
+# reminder "in 10^9 days" would overflow the calendar when added to now).
+MAX_DURATION = timedelta(days=3650)
+
+
 def _duration(value: Any) -> Any:
-    """``"30s"``, ``"15m"``, ``"4h"``, ``"2d"``, ``"1w"`` or a number of seconds."""
+    """``"30s"``, ``"15m"``, ``"4h"``, ``"2d"``, ``"1w"`` or a number of seconds, from 0
+    to MAX_DURATION."""
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return timedelta(seconds=value)
+            return _bounded(timedelta(seconds=value), value)
         if isinstance(value, str):
             match = _DURATION.match(value)
             if match is None:
                 raise ValueError(f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w'")
-            return timedelta(seconds=float(match[1]) * _UNIT_S[match[2]])
+            return _bounded(timedelta(seconds=float(match[1]) * _UNIT_S[match[2]]), value)
     except OverflowError as exc:  # 1e20 seconds, infinity: a client error, not a crash
         raise ValueError(f"{value!r} is longer than any duration can be") from exc
     return value
+
+
+def _bounded(duration: timedelta, value: Any) -> timedelta:
+    if not timedelta(0) <= duration <= MAX_DURATION:
+        raise ValueError(f"{value!r}: give a duration from 0 to {MAX_DURATION.days} days")
+    return duration
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinity or NaN: a threshold of either never or always fires.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 _TIERS = {t.value for t in Tier}

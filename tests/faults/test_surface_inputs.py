@@ -7,6 +7,7 @@ characters, out-of-range dates), so the holes show only there.
 from __future__ import annotations
 
 import itertools
+import re
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from services.scoring.model.schema import DEFAULT_MODEL
+from shared.alerting.config import default_alerting_source
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from tests.support.harness import Harness, facts, running, usage, wait_for
@@ -201,4 +204,53 @@ async def test_deeply_nested_toml_is_refused(kafka_settings: Settings, route: st
                     failures.append(f"{shape} x{depth} → {r.status_code} {r.text[:200]}")
         # The document in force is untouched and still served.
         assert (await c.get(route)).status_code == 200
+    assert failures == []
+
+
+def _hostile_models() -> dict[str, str]:
+    """The shipped model with one value a validator must refuse: it would parse, and
+    then fail the scoring of every event (NaN scores, dates beyond the calendar)."""
+    source = DEFAULT_MODEL.read_text(encoding="utf-8").replace(
+        'version = "', 'version = "hostile-', 1
+    )
+    weight = re.search(r"(?m)^weight = .*$", source)
+    assert weight is not None and "people_change_days = 90" in source
+    return {
+        "infinite weight": source.replace(weight[0], "weight = inf", 1),
+        "huge weight": source.replace(weight[0], "weight = 1e308", 1),
+        "days beyond the calendar": source.replace(
+            "people_change_days = 90", "people_change_days = 1000000000000", 1
+        ),
+        "integer beyond int64": source.replace(
+            "people_change_days = 90", f"people_change_days = {2**64}", 1
+        ),
+    }
+
+
+def _hostile_alerting() -> dict[str, str]:
+    source = default_alerting_source().replace('version = "', 'version = "hostile-', 1)
+    assert "group_wait = " in source
+    return {
+        f"group_wait = {bad}": source.replace("group_wait = ", f"group_wait = {bad} #", 1)
+        for bad in ('"99999999d"', "-5", "inf", "nan", "1e300", str(2**64))
+    }
+
+
+async def test_values_that_would_break_scoring_or_delivery_are_refused(
+    kafka_settings: Settings,
+) -> None:
+    async with scored_account(kafka_settings) as (hw, admin), _client(hw, admin) as c:
+        failures = []
+        for route, documents in (
+            ("/v1/health-model", _hostile_models()),
+            ("/v1/alert-rules", _hostile_alerting()),
+        ):
+            for what, body in documents.items():
+                r = await c.put(route, content=body.encode())
+                if r.status_code != 422:
+                    failures.append(f"{route} {what} → {r.status_code} {r.text[:200]}")
+        # Scoring goes on with the model in force.
+        events = [usage(ACCOUNT, "late-user", days_ago=0.01)]
+        assert (await c.post("/v1/events", json={"events": events})).status_code == 202
+        await wait_for(lambda: hw.has_usage_events(ACCOUNT, 10), timeout=60, what="scored")
     assert failures == []

@@ -15,7 +15,18 @@ DEFAULT_MODEL = Path(__file__).with_name("default_model.toml")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinity or NaN anywhere: either would turn every score it touches into NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Bounds that keep a model that validates from failing the scoring of every event:
+# durations within date arithmetic's range, weights and curve values within what
+# floats add and divide exactly enough.
+MAX_WEIGHT = 1e6  # relative weights: a million to one is beyond any sensible ratio
+MAX_CURVE_VALUE = 1e12  # measures are counts, minutes, ratios: far below a trillion
+MAX_DAYS = 3650  # ten years
+MAX_MINUTES = 366 * 24 * 60  # a year
+Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT)]
 
 
 class Curve(Strict):
@@ -32,6 +43,8 @@ class Curve(Strict):
             raise ValueError("point values must be strictly increasing")
         if any(not 0 <= y <= 100 for _, y in points):
             raise ValueError("point scores must be within 0..100")
+        if any(abs(x) > MAX_CURVE_VALUE for x in xs):
+            raise ValueError(f"point values must be within ±{MAX_CURVE_VALUE:g}")
         return points
 
     def score(self, value: float) -> float:
@@ -45,14 +58,14 @@ class Curve(Strict):
 
 
 class Measure(Strict):
-    weight: Annotated[float, Field(gt=0)]
+    weight: Weight
     curve: Curve
     label: str = ""
     unit: str = ""
 
 
 class Group(Strict):
-    weight: Annotated[float, Field(gt=0)]
+    weight: Weight
     label: str = ""
     measures: Annotated[dict[str, Measure], Field(min_length=1)]
 
@@ -89,7 +102,7 @@ class DepthLevel(Strict):
     modules: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=list)
     platforms: list[str] = Field(default_factory=list)
-    min_uses: Annotated[int, Field(ge=1)] = 1
+    min_uses: Annotated[int, Field(ge=1, le=10**9)] = 1
 
 
 class Depth(Strict):
@@ -106,15 +119,15 @@ class DangerRules(Strict):
     """Thresholds of the handbook's danger causes (DG-05…DG-07)."""
 
     # Decision-maker and champion changes count for this long (EW-12).
-    people_change_days: Annotated[int, Field(ge=1)] = 90
+    people_change_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 90
     # "Unclear value": busy (this share of seats active in 7 days) but shallow (at most
     # this depth level) use (DG-05, DG-15).
     busy_active_share: Annotated[float, Field(ge=0, le=1)] = 0.5
     shallow_depth_level: Annotated[int, Field(ge=1, le=4)] = 1
     # "Long-unresolved tickets": the oldest open ticket is older than this (DG-06).
-    unresolved_ticket_days: Annotated[int, Field(ge=1)] = 30
+    unresolved_ticket_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 30
     # "Unmet requests": an open feature request older than this (DG-07).
-    unmet_request_days: Annotated[int, Field(ge=1)] = 30
+    unmet_request_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 30
 
 
 class Sla(Strict):
@@ -124,10 +137,10 @@ class Sla(Strict):
     one working day is 1440 minutes of working days; strategic accounts get round-the-clock
     service (EX-04 sells 7×24 as an upgrade), so their clock never stops."""
 
-    first_reply_minutes: dict[str, Annotated[int, Field(gt=0)]] = Field(
+    first_reply_minutes: dict[str, Annotated[int, Field(gt=0, le=MAX_MINUTES)]] = Field(
         default_factory=lambda: {"strategic": 30, "enterprise": 240, "non-focus": 1440}
     )
-    default_minutes: Annotated[int, Field(gt=0)] = 480
+    default_minutes: Annotated[int, Field(gt=0, le=MAX_MINUTES)] = 480
     # Empty unless a model names them: a stored model keeps the meaning it was saved with.
     working_days_tiers: list[str] = Field(default_factory=list)
     working_days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
@@ -142,8 +155,8 @@ class Match(Strict):
     tier: str | None = None
     lifecycle_stage: str | None = None
     # Tenure bands: days since the contract started, [min, max).
-    tenure_min_days: int | None = None
-    tenure_max_days: int | None = None
+    tenure_min_days: Annotated[int, Field(ge=-MAX_DAYS, le=MAX_DAYS)] | None = None
+    tenure_max_days: Annotated[int, Field(ge=-MAX_DAYS, le=MAX_DAYS)] | None = None
 
     def specificity(self) -> int:
         return sum(v is not None for v in self.model_dump().values())
@@ -169,8 +182,12 @@ class Profile(Strict):
 
     name: str
     match: Match
-    group_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    measure_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    group_weights: dict[str, Annotated[float, Field(ge=0, le=MAX_WEIGHT)]] = Field(
+        default_factory=dict
+    )
+    measure_weights: dict[str, Annotated[float, Field(ge=0, le=MAX_WEIGHT)]] = Field(
+        default_factory=dict
+    )
     curves: dict[str, Curve] = Field(default_factory=dict)
 
 
