@@ -103,8 +103,10 @@ _RECORD_FAULTS: tuple[type[BaseException], ...] = (
 )
 # A failure carrying one of these (and no record fault) blames no record: the database
 # or the bus is down, slow, restarting or out of connections, a transaction lost a
-# lock conflict, or the schema is not migrated yet (ProgrammingError: dead-lettering
-# every record because a table is missing would empty the topics). Retried as is.
+# lock conflict, the driver lost track of a connection cut mid-query (InternalError,
+# seen on a PostgreSQL restart), or the schema is not migrated yet (ProgrammingError:
+# dead-lettering every record because a table is missing would empty the topics).
+# Retried as is.
 _TRANSIENT: tuple[type[BaseException], ...] = (
     BusUnavailable,
     KafkaError,
@@ -112,10 +114,12 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     TimeoutError,
     sa.OperationalError,
     sa.InterfaceError,
+    sa.InternalError,
     sa.DisconnectionError,
     sa.TimeoutError,
     sa.ProgrammingError,
     asyncpg.PostgresConnectionError,
+    asyncpg.InternalClientError,
     asyncpg.InterfaceError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,

@@ -237,6 +237,7 @@ async def test_a_member_that_stops_moving_turns_readiness_red(
         (sa.OperationalError("stmt", {}, ConnectionRefusedError("refused")), True),
         (sa.InterfaceError("stmt", {}, Exception("connection is closed")), True),
         (sa.ProgrammingError("stmt", {}, Exception('relation "x" does not exist')), True),
+        (sa.InternalError("stmt", {}, Exception("cannot switch to state 11")), True),
         (ConnectionResetError("reset"), True),
         (TimeoutError(), True),
     ],
