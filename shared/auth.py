@@ -6,6 +6,7 @@ SHA-256 is enough (as for GitHub tokens); slow password hashes guard guessable s
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -145,6 +146,9 @@ class KeyStore:
     # Bounded memory whatever callers send (only verified keys are cached): far more
     # keys than any deployment has, at a few hundred bytes each.
     CACHE_SIZE = 10_000
+    # A database that hangs (paused, partitioned) rather than refusing: a key check waits
+    # at most this long, then answers from the cache or with a 503, not a hung request.
+    LOOKUP_TIMEOUT_S = 5.0
 
     def __init__(self, engine: AsyncEngine):
         self._engine = engine
@@ -186,7 +190,8 @@ class KeyStore:
         if hit is not None and now - hit[0] < self.CACHE_TTL_S:
             return hit[1]
         try:
-            key = await load()
+            async with asyncio.timeout(self.LOOKUP_TIMEOUT_S):
+                key = await load()
         except DB_DOWN as exc:
             if hit is not None and now - hit[0] < self.STALE_GRACE_S:
                 return hit[1]

@@ -7,7 +7,11 @@ the cache's TTL while the database is up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -115,6 +119,55 @@ async def test_ingest_rides_out_a_database_outage(
         await wait_for(unseen_accepted, timeout=60, what="a new key to work again", interval=0.5)
         async with _client(hw, revoked) as c:
             assert (await _events(c)).status_code == 401
+
+
+def _cluster_pids(cluster: PostgresCluster) -> list[int]:
+    """The postmaster of this test's own cluster and its children (backends, workers)."""
+    postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The parent pid is the second field after the parenthesised command name.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+async def test_a_hung_database_is_a_503_not_a_hung_request(
+    kafka_settings: Settings, own_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL paused (SIGSTOP), as a network partition looks: connections hang
+    instead of being refused. Key checks give up after LOOKUP_TIMEOUT_S."""
+    monkeypatch.setattr(KeyStore, "CACHE_TTL_S", TTL_S)
+    monkeypatch.setattr(KeyStore, "LOOKUP_TIMEOUT_S", 1.0)
+    conn = await asyncpg.connect(own_cluster.url.replace("+asyncpg", ""))
+    try:
+        await conn.execute("CREATE DATABASE hw")
+    finally:
+        await conn.close()
+    settings = kafka_settings.model_copy(update={"database_url": own_cluster.dsn("hw")})
+    async with running(settings, scoring=False, alerts=False) as hw:
+        unseen = await create_key(hw.rt.engine, "unseen", [Scope.ingest])
+        async with _client(hw, hw.key) as c:
+            assert (await _events(c)).status_code == 202
+        pids = _cluster_pids(own_cluster)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(TTL_S * 2)
+            async with _client(hw, hw.key) as c:
+                assert (await _events(c)).status_code == 202
+            async with _client(hw, unseen) as c:
+                _assert_unavailable(await _events(c))
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+        async def unseen_accepted() -> bool:
+            async with _client(hw, unseen) as c:
+                return (await _events(c)).status_code == 202
+
+        await wait_for(unseen_accepted, timeout=60, what="a new key to work again", interval=0.5)
 
 
 async def test_the_key_cache_is_bounded(
