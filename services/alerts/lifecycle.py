@@ -282,7 +282,10 @@ class AlertIntake:
         for r in rows:
             if r.last_notified_at is not None:
                 continue
-            alert = await with_current_owners(conn, AlertEvent.model_validate(r.payload))
+            stored = stored_alert(r)
+            if stored is None:
+                continue
+            alert = await with_current_owners(conn, stored)
             await conn.execute(
                 update(alerts).where(alerts.c.alert_id == r.alert_id).values(last_notified_at=now)
             )
@@ -296,6 +299,17 @@ class AlertIntake:
                 now=now,
                 group_wait=config.notify.group_wait,
             )
+
+
+def stored_alert(row: Any) -> AlertEvent | None:
+    """The AlertEvent an ``alerts`` row holds; None (logged) if it no longer reads as
+    one (stored under an older contract): that alert is left out, the pass goes on."""
+    try:
+        return AlertEvent.model_validate(row.payload)
+    except ValidationError as exc:
+        why = render.one_line(str(exc))
+        log.error("alert %s unreadable: %s", render.one_line(row.alert_id), why)
+        return None
 
 
 async def with_current_owners(conn: AsyncConnection, alert: AlertEvent) -> AlertEvent:

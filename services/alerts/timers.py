@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import render, routing
 from services.alerts.channels import Notice
-from services.alerts.lifecycle import Outbox, with_current_owners
+from services.alerts.lifecycle import Outbox, stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
 from shared.alerting.config import Alerting, Recipient
 from shared.alerting.store import AlertingStore
@@ -77,14 +77,13 @@ class AlertTimers:
     async def _notify(
         self,
         conn: AsyncConnection,
-        row: Any,
+        alert: AlertEvent,
         kind: str,
         notification: str,
         people: list[Recipient],
         config: Alerting,
         now: datetime,
     ) -> int:
-        alert = AlertEvent.model_validate(row.payload)
         notice = Notice(kind, [alert], f"{alert.alert_id}/{notification}")
         return await self._outbox.put(
             conn,
@@ -99,6 +98,9 @@ class AlertTimers:
         self, conn: AsyncConnection, row: Any, config: Alerting, now: datetime, **also: Any
     ) -> int:
         """Tell the alert's people again (the n-th reminder), recording it on the alert."""
+        stored = stored_alert(row)
+        if stored is None:
+            return 0
         n = row.repeats + 1
         changed = await conn.execute(
             update(alerts)
@@ -107,9 +109,9 @@ class AlertTimers:
         )
         if changed.rowcount == 0:
             return 0  # acknowledged, snoozed or resolved meanwhile: nobody is reminded
-        alert = await with_current_owners(conn, AlertEvent.model_validate(row.payload))
+        alert = await with_current_owners(conn, stored)
         people = routing.recipients(alert, config.routing, self._settings)
-        return await self._notify(conn, row, "repeat", f"repeat:{n}", people, config, now)
+        return await self._notify(conn, stored, "repeat", f"repeat:{n}", people, config, now)
 
     async def _wake_snoozed(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
         """A snooze that ran out on a still-firing alert: tell its people again."""
@@ -166,6 +168,9 @@ class AlertTimers:
                 )
             )
             for r in rows.all():
+                stored = stored_alert(r)
+                if stored is None:
+                    continue
                 changed = await conn.execute(
                     update(alerts)
                     .where(*_unchanged_since_read(r), alerts.c.escalated_at.is_(None))
@@ -173,10 +178,12 @@ class AlertTimers:
                 )
                 if changed.rowcount == 0:
                     continue  # acknowledged, snoozed or resolved meanwhile
-                alert = await with_current_owners(conn, AlertEvent.model_validate(r.payload))
+                alert = await with_current_owners(conn, stored)
                 people = routing.escalation_recipients(alert, config.routing)
                 escalated.append((r.alert_id, r.rule))
-                queued += await self._notify(conn, r, "escalate", "escalate", people, config, now)
+                queued += await self._notify(
+                    conn, stored, "escalate", "escalate", people, config, now
+                )
         return queued
 
     async def _digest(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
@@ -198,7 +205,8 @@ class AlertTimers:
         )
         by_owner: dict[str, list[AlertEvent]] = {}
         for r in rows.all():
-            by_owner.setdefault(r.owner, []).append(AlertEvent.model_validate(r.payload))
+            if (stored := stored_alert(r)) is not None:
+                by_owner.setdefault(r.owner, []).append(stored)
         queued = 0
         day = local.date().isoformat()
         for email, open_alerts in by_owner.items():

@@ -9,6 +9,7 @@ Web API and a webhook receiver, the dashboard served by the ingest process."""
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from shared.auth import Scope, create_key
 from shared.bus.factory import ALERTS_TOPIC
 from shared.config import Settings
-from shared.storage.tables import accounts, deliveries
+from shared.storage.tables import accounts, alerts, deliveries
 from tests.support.alerting import alerting_toml, write_alerting
 from tests.support.harness import Harness, alerts_settled, facts, running, wait_for
 from tests.support.standins import Inbox, Recorded, SlackStandIn, smtp_server
@@ -194,7 +195,7 @@ async def _publish(hw: Harness, alerts_: list[dict[str, Any]]) -> None:
     await producer.start()
     try:
         for a in alerts_:
-            value = orjson.dumps(a)
+            value = json.dumps(a).encode()  # as a stranger may write it: any int, any depth
             await producer.send_and_wait(s.topic(ALERTS_TOPIC), value, key=a["account_id"].encode())
     finally:
         await producer.stop()
@@ -328,3 +329,52 @@ email = "lead@example.com"
                 sent = (await conn.execute(select(deliveries.c.destination))).scalars().all()
     assert set(sent) == {"carl@example.com", "sue@example.com", "lead@example.com"}, sent
     assert {m["To"] for m in inbox.messages} <= set(sent)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+UNSTORABLE: list[dict[str, Any]] = [
+    {"alert_id": "x" * 5000},
+    {"revision": 2**63},
+    {"title": "nul \u0000 in the title"},
+    {"account_id": "a\u0000b"},
+    {"fired_at": "0001-01-01T00:00:00+14:00"},
+    {"fired_at": "9999-12-31T23:59:59-14:00"},
+    {"details": {"deep": _nested(300)}},  # beyond orjson's 254 levels
+    {"score": 10**30},
+    {"tier": "t" * 100},
+    {"rule": "r" * 1000},
+]
+
+
+async def test_alerts_the_store_cannot_hold_are_skipped_and_delivery_goes_on(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """Alerts on the topic that no column could hold (as a bug or a stranger could put
+    there) are skipped at intake: the ones after them are stored and delivered."""
+    slack = SlackStandIn()
+    settings = kafka_settings.model_copy(
+        update={
+            "alerting_file": write_alerting(tmp_path / "a.toml", alerting_toml(["low_activity"])),
+            "slack_webhook_url": slack.webhook_url,
+        }
+    )
+    async with slack.running(), running(settings, scoring=False) as hw:
+        good = {**alert("calm/1 #x"), "account_name": "After Inc", "title": "After Inc: quiet"}
+        bad = [{**alert("markup"), "alert_id": f"bad:{n}", **u} for n, u in enumerate(UNSTORABLE)]
+        await _publish(hw, [*bad, good])
+        await wait_for(
+            lambda: _true(any("After Inc" in r.body["text"] for r in slack.delivered())),
+            timeout=60,
+            what="the alert after the unstorable ones delivered",
+        )
+        await alerts_settled(hw)
+        async with hw.rt.engine.connect() as conn:
+            stored = (await conn.execute(select(alerts.c.alert_id))).scalars().all()
+    assert stored == [good["alert_id"]]
+    assert len(slack.delivered()) == 1

@@ -18,7 +18,7 @@ from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner
 
 PUBLIC = "https://hw.example.com/"
-HOSTILE = "<!channel> <http://evil.example|click> & <@U0BOSS>\r\nBcc: evil@x\u2028\x00\ud800"
+HOSTILE = "<!channel> <http://evil.example|click> & <@U0BOSS>\r\nBcc: evil@x\u2028\x07"
 
 
 def alert(**changes: Any) -> AlertEvent:
