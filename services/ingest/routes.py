@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
@@ -17,7 +18,7 @@ from services.ingest import segment
 from services.ingest.body import parse_json, read_body, read_json
 from services.ingest.deps import Context, CrmKey, EventsKey, IngestKey, require_kinds
 from services.ingest.validation import Checked, check_events, require_list
-from shared.auth import DB_DOWN
+from shared.auth import DB_DOWN, KeyStore
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
 from shared.contracts.events import MAX_EVENT_BYTES
 from shared.storage.db import upsert
@@ -240,10 +241,12 @@ async def _link(ctx: Context, links: dict[str, str], now: datetime) -> None:
 
 
 async def _database(ctx: Context, work: Callable[[], Awaitable[T]]) -> T:
-    """``work`` on the database; 503 with Retry-After while it is down (nothing stored:
-    the user links are written before any event is published)."""
+    """``work`` on the database; 503 with Retry-After while it is down or hangs (as long
+    as a key check waits: KeyStore.LOOKUP_TIMEOUT_S). Nothing is stored then: the user
+    links are written before any event is published."""
     try:
-        return await work()
+        async with asyncio.timeout(KeyStore.LOOKUP_TIMEOUT_S):
+            return await work()
     except DB_DOWN as exc:
         raise ClientError(
             503,

@@ -159,6 +159,8 @@ async def test_a_hung_database_is_a_503_not_a_hung_request(
                 assert (await _events(c)).status_code == 202
             async with _client(hw, unseen) as c:
                 _assert_unavailable(await _events(c))
+            async with httpx.AsyncClient(base_url=hw.url, auth=(hw.key, ""), timeout=30) as c:
+                _assert_unavailable(await c.post("/v1/track", json=_track(None)))
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
