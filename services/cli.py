@@ -404,8 +404,11 @@ def backtest(
     from services.scoring.model.schema import DEFAULT_MODEL, parse_model
 
     source = (model or DEFAULT_MODEL).read_text(encoding="utf-8")
-    health_model = parse_model(source)
-    wanted = [int(h) for h in horizons.split(",") if h.strip()]
+    try:
+        health_model = parse_model(source)
+        wanted = [int(h) for h in horizons.split(",") if h.strip()]
+    except ValueError as exc:  # ModelError lists every problem with its location
+        raise typer.BadParameter(str(exc)) from exc
     outcomes = read_churn_csv(churn) if churn else {}
     setup_logging("WARNING")
     with Progress(console=console) as progress:
