@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import RequestResponseEndpoint
 
 from services.ingest.deps import IngestContext
@@ -51,6 +54,17 @@ def create_app(
         path = getattr(route, "path", "unmatched")
         metrics.requests.labels(path, str(response.status_code)).inc()
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        """Framework errors (405, …) in the shape of ours, with a code."""
+        assert isinstance(exc, StarletteHTTPException)
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        return JSONResponse(
+            {"error": code, "code": code, "message": f"{exc.detail}: see /docs."},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(404)
     async def not_found(request: Request, _exc: Exception) -> JSONResponse:

@@ -267,3 +267,6 @@ async def test_unknown_route_is_a_json_404(api: Api) -> None:
     r = await api.client.get("/v1/nothing", headers=api.auth())
     assert r.status_code == 404
     assert r.json()["error"] == r.json()["code"] == "not_found"
+    r = await api.client.get("/v1/events", headers=api.auth())
+    assert r.status_code == 405
+    assert r.json()["code"] == "method_not_allowed"
