@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,7 +40,7 @@ from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.alerting.store import alerting_store
 from shared.auth import KeyStore
-from shared.bus.base import DeadLetter
+from shared.bus.base import DeadLetter, Record
 from shared.bus.deadletter import dead_letterer
 from shared.bus.embedded import prune_consumed
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC, Bus, create_bus, event_topics
@@ -96,10 +96,19 @@ async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None
         await engine.dispose()
 
 
-def dead_letters_for(rt: Runtime, group_id: str) -> DeadLetter:
-    """Records group ``group_id`` cannot handle go to the dead-letter topic."""
+def dead_letters_for(rt: Runtime, group_id: str, counter: Counter | None = None) -> DeadLetter:
+    """Records group ``group_id`` cannot handle go to the dead-letter topic (and are
+    counted in ``counter`` too, when given)."""
     topic = rt.settings.topic(DEADLETTER_TOPIC)
-    return dead_letterer(rt.engine, rt.bus.producer, topic=topic, group_id=group_id)
+    dead_letter = dead_letterer(rt.engine, rt.bus.producer, topic=topic, group_id=group_id)
+    if counter is None:
+        return dead_letter
+
+    async def counted(record: Record, reason: str) -> None:
+        await dead_letter(record, reason)
+        counter.inc()
+
+    return counted
 
 
 async def quietly(job: Callable[..., Awaitable[object]], *args: object) -> None:
@@ -158,7 +167,8 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
             stop,
             name="scoring",
             max_records=s.scoring_batch_max,
-            dead_letter=dead_letters_for(rt, s.consumer_group_scoring),
+            # Counted with the undecodable ones: one dead-letter series for alerting.
+            dead_letter=dead_letters_for(rt, s.consumer_group_scoring, metrics.dead_letters),
             metrics=rt.consumers,
             progress=rt.progress,
             group=s.consumer_group_scoring,

@@ -194,6 +194,10 @@ async def test_poison_on_the_embedded_bus_is_dead_lettered_and_scoring_goes_on(
                 bus_log.c.topic == settings.topic(DEADLETTER_TOPIC)
             )
             letters = [(r.value, r.headers) for r in await conn.execute(q)]
+        sample = hw.rt.registry.get_sample_value
+        assert sample("healthwatch_scoring_dead_letters_total") == len(poison)
+        bisected = {"group": settings.consumer_group_scoring}
+        assert sample("healthwatch_consumer_dead_letters_total", bisected) == 1
     check_dead_letters(letters, poison)
 
 
