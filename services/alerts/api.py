@@ -30,6 +30,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts.actions import Action, ActionError, apply_action
+from services.ingest.body import read_body
 from shared.alerting.config import AlertingError, Duration
 from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey, Scope
@@ -42,6 +43,9 @@ from shared.web import ClientError, require_scope
 MAX_FILE_BYTES = 200_000
 # Slack signs each request with a timestamp; older ones are replays (Slack's own limit).
 SLACK_MAX_AGE_S = 300
+# A button click's payload carries the message it was on: at most 50 blocks of a few
+# thousand characters, well under 1 MiB.
+SLACK_MAX_BODY_BYTES = 1_048_576
 # A snooze is a pause, not a dismissal: beyond a quarter (one QBR cycle) the account's
 # situation has changed and the alert should be resolved or marked not useful instead.
 # Bounding it also keeps every 'until' a storable time.
@@ -362,9 +366,7 @@ async def get_alert_rules(ctx: Context, _key: ReadKey) -> PlainTextResponse:
 async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSONResponse:
     """Replace the alerting file (TOML body, with a new ``version``); scoring applies its
     rules from the next batch, the alerts service its routing from the next message."""
-    raw = await request.body()
-    if len(raw) > MAX_FILE_BYTES:
-        raise ClientError(413, "payload_too_large", f"The file is at most {MAX_FILE_BYTES} bytes.")
+    raw = await read_body(request, MAX_FILE_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -443,7 +445,8 @@ SLACK_ACTIONS = {"ack": "acknowledge", "snooze_1d": "snooze", "not_useful": "not
 async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
     """Slack's button clicks (Acknowledge, Snooze 1 day, Not useful), verified by Slack's
     request signature; the clicking user must be one the account's alerts go to now."""
-    body = await request.body()
+    # Open to anyone until the signature is checked: read no more than Slack sends.
+    body = await read_body(request, SLACK_MAX_BODY_BYTES)
     if not _signed_by_slack(ctx, request, body):
         raise ClientError(401, "bad_signature", "Slack request signature missing or invalid.")
     user, name, alert_id = _clicked(body)

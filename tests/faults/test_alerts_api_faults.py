@@ -164,6 +164,9 @@ async def test_slack_interactions_refuse_malformed_signature_headers_with_401(
             encoded = {k: v.encode("utf-8") for k, v in headers.items()}
             r = await c.post("/v1/slack/interactions", content=body, headers=encoded)
             answers.append((headers, r.status_code, r.json().get("error")))
+        # Open to anyone before the signature check: nothing larger than Slack sends.
+        r = await c.post("/v1/slack/interactions", content=b"x" * 2_000_000)
+        assert r.status_code == 413, r.text
         # Signed, but a payload that is not ours, or an alert id no alert can have.
         for payload in (b"payload=%5B%5D", b"payload=nope", click("ack", "a\x00b", "U0ANNA")):
             r = await c.post("/v1/slack/interactions", content=payload, headers=signed(payload))
