@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from localservices import KafkaBroker, PostgresCluster
+from localservices import KafkaBroker, PostgresCluster, free_port
 from sqlalchemy import func, select
 
 from services import runtime
@@ -280,3 +280,52 @@ async def _partitions(settings: Settings) -> dict[str, int]:
         return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
     finally:
         await admin.close()
+
+
+async def test_services_start_without_the_database_and_serve_once_it_is_there(
+    kafka_settings: Settings, own_cluster: PostgresCluster
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={
+            "database_url": await own_database(own_cluster),
+            "ingest_port": free_port(),
+            "scoring_port": free_port(),
+            "alerts_port": free_port(),
+        }
+    )
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    await engine.dispose()
+    await asyncio.to_thread(own_cluster.stop)
+    stop = asyncio.Event()
+    async with (
+        runtime.open_runtime(settings) as ingest_rt,
+        runtime.open_runtime(settings) as scoring_rt,
+        runtime.open_runtime(settings) as alerts_rt,
+    ):
+        tasks = [
+            asyncio.create_task(runtime.run_ingest(ingest_rt, stop)),
+            asyncio.create_task(runtime.run_scoring_service(scoring_rt, stop)),
+            asyncio.create_task(runtime.run_alerts_service(alerts_rt, stop)),
+        ]
+        try:
+            await produce(settings, stream_part(random.Random(13), 0, n=200))
+            await wait_for(
+                lambda: all_ready(settings, want=False), timeout=30, what="up and not ready"
+            )
+            await asyncio.sleep(OUTAGE_S)
+            assert not any(t.done() for t in tasks), "a service exited"
+            await asyncio.to_thread(own_cluster.start)
+            await wait_for(
+                lambda: all_ready(settings, want=True),
+                timeout=RECOVERY_TIMEOUT_S,
+                what="every service ready",
+            )
+            await wait_for(
+                lambda: processed_all(scoring_rt.engine, ACCOUNTS + 200),
+                timeout=RECOVERY_TIMEOUT_S,
+                what="every event scored",
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
