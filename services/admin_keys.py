@@ -20,18 +20,25 @@ router = APIRouter(prefix="/v1", tags=["keys"])
 
 
 def _printable(value: str) -> str:
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValueError("no control characters (tabs, line breaks…) allowed")
+    """Text fit for logs, terminals and the database: no control character, no lone
+    surrogate (which JSON's \\ud800 escape can carry)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError("no control characters (tabs, line breaks…) or lone surrogates")
     return value
+
+
+Printable = AfterValidator(_printable)
 
 
 class KeyCreate(BaseModel):
     """A role (with ``csm_email`` for a CSM), or raw scopes for special cases."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+    name: Annotated[str, Field(min_length=1, max_length=200), Printable]
     role: Role | None = None
     scopes: list[Scope] | None = None
-    csm_email: Annotated[str | None, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] = None
+    csm_email: Annotated[
+        str | None, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), Printable
+    ] = None
 
     @model_validator(mode="after")
     def _role_or_scopes(self) -> KeyCreate:

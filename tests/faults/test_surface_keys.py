@@ -70,7 +70,18 @@ async def test_admin_api_lists_creates_and_revokes_keys(
             assert rows[key_id]["revoked_at"] == gone.json()["revoked_at"]
             assert (await c.delete("/v1/keys/nosuchkey")).status_code == 404
 
+            for raw in (
+                b'{"name": "\\ud800", "role": "admin"}',  # a lone surrogate
+                b'{"name": "x", "role": "csm", "csm_email": "a\\u0000@example.com"}',
+                b'{"name": "x", "role": "admin"',
+                b"[]",
+            ):
+                r = await c.post("/v1/keys", content=raw)
+                assert r.status_code == 422, (raw, r.status_code, r.text)
             for bad in (
+                {"name": "x" * 201, "role": "admin"},
+                {"name": "x", "scopes": ["nope"]},
+                {"name": "x", "role": "csm", "csm_email": "not an email"},
                 {"name": "x"},  # neither role nor scopes
                 {"name": "x", "role": "admin", "scopes": ["read"]},
                 {"name": "x", "role": "csm"},  # a CSM key names its CSM
