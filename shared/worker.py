@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import asyncpg  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
@@ -202,35 +203,23 @@ async def consume(
     await loop.run()
 
 
+@dataclass
 class _ConsumeLoop:
-    def __init__(
-        self,
-        consumer: Consumer,
-        handle: Handler,
-        stop: asyncio.Event,
-        *,
-        name: str,
-        max_records: int,
-        dead_letter: DeadLetter | None,
-        poll_timeout_s: float,
-        metrics: ConsumerMetrics | None,
-        progress: Progress,
-        group: str,
-        rng: random.Random,
-    ):
-        self.consumer = consumer
-        self.handle = handle
-        self.stop = stop
-        self.name = name
-        self.max_records = max_records
-        self.dead_letter = dead_letter
-        self.poll_timeout_s = poll_timeout_s
-        self.metrics = metrics
-        self.progress = progress
-        self.group = group
-        self.rng = rng
-        self.lag_due = 0.0
-        self.reported: set[tuple[str, int]] = set()
+    """The state of one ``consume`` call (parameters as documented there)."""
+
+    consumer: Consumer
+    handle: Handler
+    stop: asyncio.Event
+    name: str
+    max_records: int
+    dead_letter: DeadLetter | None
+    poll_timeout_s: float
+    metrics: ConsumerMetrics | None
+    progress: Progress
+    group: str
+    rng: random.Random
+    lag_due: float = 0.0  # loop time of the next lag report
+    reported: set[tuple[str, int]] = field(default_factory=set)  # partitions with a lag series
 
     async def run(self) -> None:
         self.progress.moved(self.name)  # the stall clock starts now, even if start fails
