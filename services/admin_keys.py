@@ -19,7 +19,7 @@ from shared.web import ClientError
 router = APIRouter(prefix="/v1", tags=["keys"])
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
     """Text fit for logs, terminals and the database: no control character, no lone
     surrogate (which JSON's \\ud800 escape can carry)."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
@@ -27,7 +27,7 @@ def _printable(value: str) -> str:
     return value
 
 
-Printable = AfterValidator(_printable)
+Printable = AfterValidator(printable)
 
 
 class KeyCreate(BaseModel):

@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import runtime
+from services.admin_keys import printable
 from services.scoring.backfill import ImportReport, import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
@@ -250,6 +251,7 @@ def keys_create(
         raise typer.BadParameter("give a --role (or, for special cases, --scope …), not both")
     try:
         scopes = role_scopes(role, csm_email) if role is not None else frozenset(scope or [])
+        printable(name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
