@@ -27,6 +27,7 @@ from shared.bus.base import MessageTooLarge, OutMessage, Record, TopicPartition
 from shared.bus.deadletter import MAX_COPY_BYTES, dead_letter_message, dead_letterer
 from shared.bus.embedded import EmbeddedBus
 from shared.bus.factory import DEADLETTER_TOPIC
+from shared.bus.kafka import MAX_MESSAGE_BYTES
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import next_offsets, save_offsets
@@ -37,9 +38,10 @@ from tests.support.harness import Harness, facts, running, usage, wait_for
 # Valid events sent after the poison must be scored within this: generous for a loaded
 # two-core machine, far below "stuck forever".
 PROGRESS_TIMEOUT_S = 60
-# A value just under Kafka's default 1 MB message limit (1,048,588 bytes with overhead):
-# its dead-letter copy, whole and with headers, would not fit.
-NEAR_LIMIT_BYTES = 1_048_000
+# A value just under the largest message our topics take (key, headers and batch
+# overhead fit in the 512 bytes left): its dead-letter copy, whole and with the
+# dead-letter headers, would not fit.
+NEAR_LIMIT_BYTES = MAX_MESSAGE_BYTES - 512
 
 
 def poison_usage() -> dict[str, Any]:
@@ -125,7 +127,7 @@ async def test_poison_on_kafka_is_dead_lettered_and_scoring_goes_on(
     valid = valid_after()
     async with running(settings) as hw:
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, max_request_size=2 * 1024 * 1024
+            bootstrap_servers=settings.kafka_bootstrap, max_request_size=MAX_MESSAGE_BYTES
         )
         await producer.start()
         try:
