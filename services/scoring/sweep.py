@@ -9,15 +9,17 @@ their rules fire. Running it again the same day changes nothing.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time
+from datetime import date, datetime, time
+from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Select, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Producer
 from shared.clock import Clock, utcnow
 from shared.storage.tables import account_health
+from shared.worker import describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -40,36 +42,81 @@ class QuietAccountSweep:
         self._clock = clock
 
     async def run_once(self) -> int:
-        """Re-score today's not yet swept quiet accounts; returns how many."""
+        """Re-score today's not yet swept quiet accounts; returns how many. A chunk
+        that fails for an account's own fault is swept account by account, and an
+        account that fails alone is marked swept and logged: one account must not keep
+        the sweep from every account after it."""
         now = self._clock()
-        zone = self._processor.zone
-        today = now.astimezone(zone).date()
-        midnight = datetime.combine(today, time(), zone)
+        today = now.astimezone(self._processor.zone).date()
+        total = 0
+        while True:
+            try:
+                ids = await self._sweep_chunk(now, today)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the database is down: the next run retries
+                log.warning("sweep: a chunk failed (%s); one account at a time", describe(exc))
+                ids = await self._sweep_alone(now, today)
+            if not ids:
+                break
+            total += len(ids)
+        if total:
+            log.info("sweep: %d quiet accounts re-scored as of %s", total, today)
+        return total
+
+    def _due(self, today: date, *, lock: bool = True) -> Select[Any]:
         h = account_health
+        midnight = datetime.combine(today, time(), self._processor.zone)
         due = (
             select(h.c.account_id)
             .where(h.c.as_of < midnight, or_(h.c.swept_on.is_(None), h.c.swept_on < today))
             .order_by(h.c.account_id)
             .limit(CHUNK)
-            # Every scoring replica runs the sweep. Each takes the due rows no other
-            # transaction holds (another replica's chunk, a batch rescoring them) and
-            # locks them, so replicas split the work instead of each doing all of it;
-            # a skipped row is still due at the next pass. (SQLite: no-op, one writer.)
-            .with_for_update(skip_locked=True)
         )
-        total = 0
-        while True:
-            async with self._engine.begin() as conn:
-                ids = set((await conn.execute(due)).scalars())
-                if not ids:
-                    break
-                alerts = await self._processor.rescore(conn, ids, now, as_of=today)
-                if alerts:
-                    await self._producer.send_many(self._processor.alert_messages(alerts), conn)
-                await conn.execute(update(h).where(h.c.account_id.in_(ids)).values(swept_on=today))
-            total += len(ids)
-            for alert in alerts:
-                log.info("sweep alert %s: %s", alert.alert_id, alert.title)
-        if total:
-            log.info("sweep: %d quiet accounts re-scored as of %s", total, today)
-        return total
+        # Every scoring replica runs the sweep. Each takes the due rows no other
+        # transaction holds (another replica's chunk, a batch rescoring them) and
+        # locks them, so replicas split the work instead of each doing all of it;
+        # a skipped row is still due at the next pass. (SQLite: no-op, one writer.)
+        return due.with_for_update(skip_locked=True) if lock else due
+
+    async def _sweep_chunk(self, now: datetime, today: date, only: str | None = None) -> set[str]:
+        """Re-score one chunk of due accounts (or due account ``only``) in one
+        transaction; returns their ids (none: nothing left)."""
+        due = self._due(today)
+        if only is not None:
+            due = due.where(account_health.c.account_id == only)
+        async with self._engine.begin() as conn:
+            ids = set((await conn.execute(due)).scalars())
+            if not ids:
+                return ids
+            alerts = await self._processor.rescore(conn, ids, now, as_of=today)
+            if alerts:
+                await self._producer.send_many(self._processor.alert_messages(alerts), conn)
+            await self._mark_swept(conn, ids, today)
+        for alert in alerts:
+            log.info("sweep alert %s: %s", alert.alert_id, alert.title)
+        return ids
+
+    async def _sweep_alone(self, now: datetime, today: date) -> set[str]:
+        """The next chunk, one account per transaction; an account that fails on its
+        own is marked swept (its next event rescores it) and logged."""
+        async with self._engine.connect() as conn:
+            q = self._due(today, lock=False)
+            candidates: list[str] = list((await conn.execute(q)).scalars())
+        done: set[str] = set()
+        for account_id in candidates:
+            try:
+                done |= await self._sweep_chunk(now, today, only=account_id)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.error("sweep: skipping account %r today: %s", account_id, describe(exc))
+                async with self._engine.begin() as conn:
+                    await self._mark_swept(conn, {account_id}, today)
+                done.add(account_id)
+        return done
+
+    @staticmethod
+    async def _mark_swept(conn: AsyncConnection, ids: set[str], today: date) -> None:
+        h = account_health
+        await conn.execute(update(h).where(h.c.account_id.in_(ids)).values(swept_on=today))

@@ -13,16 +13,21 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa
 from sqlalchemy import select
 
 import services.scoring.processor as processor_module
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.processor import ScoringProcessor
+from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import MessageTooLarge, OutMessage, Record, TopicPartition
 from shared.bus.deadletter import MAX_COPY_BYTES, dead_letter_message, dead_letterer
 from shared.bus.embedded import EmbeddedBus
@@ -31,7 +36,7 @@ from shared.bus.kafka import MAX_MESSAGE_BYTES
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import next_offsets, save_offsets
-from shared.storage.tables import bus_log, processed_events
+from shared.storage.tables import account_health, bus_log, processed_events
 from shared.worker import Progress, consume, is_transient
 from tests.support.harness import Harness, facts, running, usage, wait_for
 
@@ -378,3 +383,46 @@ def _offset_columns() -> list[Any]:
 
 async def _equal(got: list[bytes], want: list[bytes]) -> bool:
     return got == want
+
+
+async def test_the_sweep_goes_past_an_account_that_fails_alone(
+    embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    bus = EmbeddedBus(engine)
+    processor = ScoringProcessor(
+        engine, bus, embedded_settings, ScoringMetrics(CollectorRegistry()), clock=lambda: now
+    )
+    accounts = ["a-good", "b-bad", "c-good"]
+    events = [
+        usage(a, "u1", event_id=f"{a}-1", occurred_at=(now - timedelta(days=10)).isoformat())
+        for a in accounts
+    ]
+    await processor.handle(
+        [
+            Record(embedded_settings.topic("usage"), 0, i, a.encode(), orjson.dumps(e))
+            for i, (a, e) in enumerate(zip(accounts, events, strict=True))
+        ]
+    )
+    rescore = processor.rescore
+
+    rescored: set[str] = set()
+
+    async def failing(conn: Any, ids: set[str], *args: Any, **kw: Any) -> Any:
+        if "b-bad" in ids:
+            raise OverflowError("date value out of range")
+        rescored.update(ids)
+        return await rescore(conn, ids, *args, **kw)
+
+    monkeypatch.setattr(processor, "rescore", failing)
+    sweep = QuietAccountSweep(engine, bus, processor, clock=lambda: now)
+    assert await sweep.run_once() == 3
+    async with engine.connect() as conn:
+        q = select(account_health.c.account_id, account_health.c.swept_on)
+        rows = {r.account_id: r for r in await conn.execute(q)}
+    assert {a: rows[a].swept_on for a in accounts} == dict.fromkeys(accounts, now.date())
+    assert rescored == {"a-good", "c-good"}
+    assert await sweep.run_once() == 0  # nothing left for today, the failing one included
+    await engine.dispose()
