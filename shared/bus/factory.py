@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus.base import Consumer, OffsetLoader, Producer
+from shared.bus.base import BusUnavailable, Consumer, OffsetLoader, Producer
 from shared.bus.embedded import EmbeddedBus
 from shared.bus.kafka import KafkaConsumer, KafkaProducer, ensure_topics
 from shared.config import Settings
@@ -15,6 +16,10 @@ from shared.contracts.events import KINDS
 
 ALERTS_TOPIC = "alerts"
 DEADLETTER_TOPIC = "deadletter"
+# After a failed attempt to reach the broker, callers within this many seconds are
+# told it is unavailable at once: a burst of requests to a broker that drops packets
+# would otherwise queue behind one another's connection timeouts before each 503.
+PREPARE_RETRY_S = 2.0
 
 
 def event_topics(settings: Settings) -> list[str]:
@@ -34,6 +39,7 @@ class Bus:
         self.settings = settings
         self.embedded = embedded
         self._prepared = embedded is not None
+        self._failed_at = -PREPARE_RETRY_S  # when creating the topics last failed
         self._lock = asyncio.Lock()
         self.kafka = (
             None
@@ -65,12 +71,19 @@ class Bus:
         async with self._lock:
             if self._prepared:
                 return
-            await ensure_topics(
-                self.settings.kafka_bootstrap,
-                all_topics(self.settings),
-                partitions=self.settings.kafka_partitions,
-                replication=self.settings.kafka_replication,
-            )
+            since = time.monotonic() - self._failed_at
+            if since < PREPARE_RETRY_S:
+                raise BusUnavailable(f"Kafka was unreachable {since:.1f} s ago")
+            try:
+                await ensure_topics(
+                    self.settings.kafka_bootstrap,
+                    all_topics(self.settings),
+                    partitions=self.settings.kafka_partitions,
+                    replication=self.settings.kafka_replication,
+                )
+            except BusUnavailable:
+                self._failed_at = time.monotonic()
+                raise
             self._prepared = True
 
     async def reachable(self) -> bool:
