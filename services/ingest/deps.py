@@ -32,10 +32,9 @@ def get_context(request: Request) -> IngestContext:
 
 Context = Annotated[IngestContext, Depends(get_context)]
 IngestKey = Annotated[ApiKey, Depends(require_scope(Scope.ingest))]
-CrmKey = Annotated[ApiKey, Depends(require_scope(Scope.crm))]
 
-# /v1/events takes an ingest key, or a crm key for account facts alone: the route checks
-# each event's kind against the key (require_kinds).
+# /v1/events and /v1/accounts take an ingest or a crm key: the route checks each event's
+# kind against the key (require_kinds), so an ingest key hears it needs a crm key.
 EventsKey = Annotated[ApiKey, Depends(require_scope(Scope.ingest, Scope.crm))]
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from services.ingest import segment
 from services.ingest.body import parse_json, read_body, read_json
-from services.ingest.deps import Context, CrmKey, EventsKey, IngestKey, require_kinds
+from services.ingest.deps import Context, EventsKey, IngestKey, require_kinds
 from services.ingest.validation import Checked, check_events, require_list
 from shared.auth import DB_DOWN, KeyStore
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
@@ -48,8 +48,10 @@ async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONRes
 
 
 @router.post("/accounts", status_code=202)
-async def post_accounts(request: Request, ctx: Context, _key: CrmKey) -> JSONResponse:
-    """Upsert account facts: one object or ``{"accounts": [...]}``. Omitted fields are kept."""
+async def post_accounts(request: Request, ctx: Context, key: EventsKey) -> JSONResponse:
+    """Upsert account facts: one object or ``{"accounts": [...]}``. Omitted fields are kept.
+    A crm key (an ingest key gets a 403 saying so)."""
+    require_kinds(key, {"account"})
     body = await read_json(request, ctx.settings.max_body_bytes)
     items = _one_or_many(body, "accounts", ctx.settings.max_batch_events)
     now = ctx.clock()
@@ -64,8 +66,13 @@ async def post_accounts(request: Request, ctx: Context, _key: CrmKey) -> JSONRes
             **raw,
         }
 
+    # Account facts only: a crm key sends no usage (and kind in the body cannot change it).
     checked = check_events(
-        items, now=now, max_future_skew=ctx.settings.max_future_skew, prepare=prepare
+        items,
+        now=now,
+        max_future_skew=ctx.settings.max_future_skew,
+        prepare=prepare,
+        kinds=("account",),
     )
     return await _store(ctx, checked, now)
 

@@ -261,6 +261,15 @@ async def test_account_upsert_defaults_ids(api: Api) -> None:
     )
     assert bad.status_code == 422
     assert bad.json()["rejected"][0]["errors"][0]["field"] == "tier"
+    # Facts only: a kind in the body does not turn the endpoint into /v1/events.
+    other = await api.client.post(
+        "/v1/accounts", json={**usage("acme", "u"), "kind": "usage"}, headers=api.auth("crm")
+    )
+    assert other.status_code == 422
+    assert other.json()["rejected"][0]["errors"][0]["field"] == "kind"
+    refused = await api.client.post("/v1/accounts", json={"account_id": "a"}, headers=api.auth())
+    assert refused.status_code == 403 and "crm" in refused.json()["message"]
+    assert await api.stored("hw.usage") == 0
 
 
 async def test_unknown_route_is_a_json_404(api: Api) -> None:
