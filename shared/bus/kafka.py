@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+# The group's copy of the offsets is for lag tools only; a commit not done in this
+# long is dropped (the next batch commits newer offsets anyway).
+COMMIT_TIMEOUT_S = 5.0
+
+
 class KafkaProducer:
     """Idempotent producer with acks=all; ``send_many`` returns once the broker acked."""
 
@@ -253,7 +258,12 @@ class KafkaConsumer:
 
     async def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:
         try:
-            await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+            # aiokafka retries a commit until the coordinator answers: bounded, so a
+            # broker outage cannot hold up the loop (or its stop) for this copy.
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                await self._consumer.commit(
+                    {TopicPartition(t, p): o for (t, p), o in offsets.items()}
+                )
         except Exception as exc:  # a rebalance or an outage: the next batch commits again
             log.debug("could not record offsets in the Kafka group: %r", exc)
 
@@ -261,7 +271,9 @@ class KafkaConsumer:
         consumer = self._consumer
         if self.unseeked:
             async with self.handling:
-                await self.seek_to_stored(self.unseeked & consumer.assignment())
+                self.unseeked &= consumer.assignment()
+                if self.unseeked:
+                    await self.seek_to_stored(set(self.unseeked))
         batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         return [
             Record(
