@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,13 +22,19 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from localservices import KafkaBroker, PostgresCluster, free_port
+from sqlalchemy import exc as sa
 from sqlalchemy import func, select
 
 from services import runtime
+from shared.bus.base import OutMessage, Record
+from shared.bus.base import TopicPartition as Partition
+from shared.bus.embedded import EmbeddedBus
 from shared.bus.factory import ALERTS_TOPIC, all_topics
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
+from shared.storage.offsets import next_offsets
 from shared.storage.tables import alerts, consumer_offsets
+from shared.worker import consume
 from tests.support.harness import (
     Harness,
     assert_same_state,
@@ -329,3 +335,38 @@ async def test_services_start_without_the_database_and_serve_once_it_is_there(
         finally:
             stop.set()
             await asyncio.gather(*tasks)
+
+
+async def test_the_embedded_consumer_waits_for_its_offsets(embedded_settings: Settings) -> None:
+    """The embedded bus's consumer cannot read its offsets at first (the database is
+    locked): it starts once it can, and reads every record once, in order."""
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    bus = EmbeddedBus(engine)
+    await bus.send_many([OutMessage("t", None, f"v{i}".encode()) for i in range(6)])
+    failures = [3]  # loads that fail before the database answers
+    applied: list[bytes] = []
+    stored: dict[Partition, int] = {}
+
+    async def load(tps: Sequence[Partition]) -> Mapping[Partition, int]:
+        if failures[0]:
+            failures[0] -= 1
+            raise sa.OperationalError("SELECT", {}, Exception("database is locked"))
+        return dict(stored)
+
+    async def handle(records: Sequence[Record]) -> None:
+        applied.extend(r.value or b"" for r in records)
+        stored.update(next_offsets(records))
+
+    async def all_applied() -> bool:
+        return len(applied) == 6
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        consume(bus.consumer(["t"], load), handle, stop, name="t", max_records=4)
+    )
+    await wait_for(all_applied, timeout=60, what="every record applied")
+    stop.set()
+    await task
+    assert applied == [f"v{i}".encode() for i in range(6)]
+    await engine.dispose()
