@@ -269,7 +269,7 @@ class _ConsumeLoop:
             log.exception("%s: batch failed; retrying in %.1f s", self.name, delay)
         else:
             log.warning(
-                "%s: still failing (%d times: %s); retrying in %.1f s",
+                "%s: still failing (%d times: %r); retrying in %.1f s",
                 self.name,
                 failures,
                 describe(exc),
@@ -307,7 +307,7 @@ class _ConsumeLoop:
             if len(records) == 1:
                 return await self._set_aside(records[0], generation, exc)
             log.warning(
-                "%s: batch of %d records failed (%s); applying its halves apart",
+                "%s: batch of %d records failed (%r); applying its halves apart",
                 self.name,
                 len(records),
                 describe(exc)[:200],
