@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -80,23 +81,38 @@ def _no_nul(value: str) -> str:
 
 
 def _bounded_tree(value: dict[str, Any]) -> dict[str, Any]:
-    """Free JSON at most MAX_DEPTH deep and without NUL in keys or strings (iterative:
-    a hostile depth must not exhaust Python's own recursion limit)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ValueError(f"is nested deeper than {MAX_DEPTH} levels: flatten it")
-        children = list(node.items()) if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(node, dict):
-                _no_nul(child[0])
-                child = child[1]
-            if isinstance(child, str):
-                _no_nul(child)
-            elif isinstance(child, dict | list):
-                stack.append((child, depth + 1))
+    """Free JSON at most MAX_DEPTH deep and without NUL in keys or strings."""
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # deeper than orjson's own limit
+        encoded = b"{" * (MAX_DEPTH + 1)
+    # Fast path (this runs on every usage event): no more brackets than levels allowed,
+    # and no NUL escape, then nothing is too deep or holds a NUL.
+    if encoded.count(b"{") + encoded.count(b"[") <= MAX_DEPTH and b"\\u0000" not in encoded:
+        return value
+    _walk(value)
     return value
+
+
+def _walk(value: dict[str, Any]) -> None:
+    """Level by level, not recursively: a hostile depth must not exhaust Python's stack."""
+    level: list[Any] = [value]
+    for _ in range(MAX_DEPTH):
+        below = []
+        for node in level:
+            children = node
+            if isinstance(node, dict):
+                _no_nul("".join(node))
+                children = node.values()
+            for child in children:
+                if isinstance(child, str):
+                    _no_nul(child)
+                elif isinstance(child, dict | list):
+                    below.append(child)
+        if not below:
+            return
+        level = below
+    raise ValueError(f"is nested deeper than {MAX_DEPTH} levels: flatten it")
 
 
 Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
