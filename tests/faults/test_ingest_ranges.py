@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from shared.config import Settings
+from shared.contracts.events import EVENT_ADAPTER, MAX_DEPTH
 from shared.storage.tables import processed_events
 from tests.support.harness import at, running, usage, wait_for
 
@@ -151,3 +153,17 @@ async def test_deeply_nested_bodies_are_4xx_never_500(kafka_settings: Settings) 
             )
             assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
             assert r.json()["code"]
+
+
+@pytest.mark.parametrize("filler", ["", "[{" * 40])  # brackets in text force the slow walk
+def test_properties_may_nest_32_levels_not_33(filler: str) -> None:
+    def levels(n: int) -> dict[str, Any]:
+        tree: dict[str, Any] = {"text": filler}
+        for _ in range(n - 1):
+            tree = {"a": tree}
+        return tree
+
+    ok = usage("acme", "u", properties=levels(MAX_DEPTH))
+    assert EVENT_ADAPTER.validate_python(ok).kind == "usage"
+    with pytest.raises(ValidationError, match="nested deeper than 32"):
+        EVENT_ADAPTER.validate_python(usage("acme", "u", properties=levels(MAX_DEPTH + 1)))
