@@ -148,14 +148,18 @@ class AlertIntake:
             try:
                 decoded.append(decode_alert(r.value))
             except UndecodableRecord as exc:
-                # Alerts come from our own scoring service: a bad one is a bug, logged loudly.
+                # Alerts come from our own scoring service: a bad one is a bug, logged
+                # loudly. The batch fails; the consume loop narrows it down to this
+                # record and dead-letters it with the reason (kept, not dropped), and the
+                # other alerts of the batch go on.
                 log.error(
-                    "skipping undecodable alert at %s[%d]@%d: %s",
+                    "undecodable alert at %s[%d]@%d: %s",
                     r.topic,
                     r.partition,
                     r.offset,
-                    exc,
+                    render.one_line(str(exc)),
                 )
+                raise
         stored: list[str] = []  # log lines, written once the batch has committed
         async with self._outbox.transaction(self._engine) as conn:
             config, _ = await self._config.current(conn)

@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from shared.auth import Scope, create_key
-from shared.bus.factory import ALERTS_TOPIC
+from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.config import Settings
 from shared.storage.tables import accounts, alerts, deliveries
 from tests.support.alerting import alerting_toml, write_alerting
@@ -356,7 +356,8 @@ async def test_alerts_the_store_cannot_hold_are_skipped_and_delivery_goes_on(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     """Alerts on the topic that no column could hold (as a bug or a stranger could put
-    there) are skipped at intake: the ones after them are stored and delivered."""
+    there) are dead-lettered with the reason: the ones after them are stored and
+    delivered."""
     slack = SlackStandIn()
     settings = kafka_settings.model_copy(
         update={
@@ -376,5 +377,32 @@ async def test_alerts_the_store_cannot_hold_are_skipped_and_delivery_goes_on(
         await alerts_settled(hw)
         async with hw.rt.engine.connect() as conn:
             stored = (await conn.execute(select(alerts.c.alert_id))).scalars().all()
+        letters = await _dead_letters(hw, len(UNSTORABLE))
     assert stored == [good["alert_id"]]
     assert len(slack.delivered()) == 1
+    reasons = {orjson.loads(value)["alert_id"][:10]: reason for value, reason in letters}
+    assert sorted(reasons) == sorted(b["alert_id"][:10] for b in bad), reasons
+    assert all("UndecodableRecord" in r for r in reasons.values()), reasons
+    assert "NUL" in reasons["bad:2"] and "2000 and 2200" in reasons["bad:4"], reasons
+
+
+async def _dead_letters(hw: Harness, count: int) -> list[tuple[bytes, str]]:
+    """(value, reason) of the first ``count`` records on the dead-letter topic."""
+    s = hw.rt.settings
+    consumer = AIOKafkaConsumer(
+        s.topic(DEADLETTER_TOPIC), bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: list[tuple[bytes, str]] = []
+    try:
+
+        async def read() -> bool:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in batch:
+                    found.append((m.value or b"", dict(m.headers or ())["reason"].decode()))
+            return len(found) >= count
+
+        await wait_for(read, timeout=60, what=f"{count} dead letters")
+    finally:
+        await consumer.stop()
+    return found
