@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from localservices import free_port
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -325,11 +326,19 @@ async def end_offsets(hw: Harness, topics: Sequence[str]) -> dict[tuple[str, int
                 .group_by(bus_log.c.topic)
             )
             return {(t, PARTITION): int(last) + 1 for t, last in await conn.execute(q)}
+    # Partitions from the admin API: a plain consumer's metadata covers only topics it
+    # subscribed to, and would find none here (and so wait for nothing).
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    assert len({tp.topic for tp in tps}) == len(set(topics)), f"topics missing: {described}"
     consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()  # fresh metadata: every partition of every topic
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
         ends = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
