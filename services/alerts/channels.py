@@ -14,6 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import formataddr, parseaddr
 from typing import Any, Protocol
 
 import aiosmtplib
@@ -29,8 +30,8 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 
 WEBHOOK_DESTINATION = "webhook"
-# One plain address: no spaces, control characters, lists or display names (a CR/LF or
-# a comma would add recipients).
+# One plain address: no spaces, control characters or lists (a CR/LF or a comma would
+# add recipients).
 _ADDRESS = re.compile(r"[^\s\x00-\x1f\x7f@<>,;:\"()\[\]\\]+@[^\s\x00-\x1f\x7f@<>,;:\"()\[\]\\]+")
 # Bounded so a hung receiver releases the sender long before its claim lease (60 s) ends.
 SEND_TIMEOUT_S = 30
@@ -175,11 +176,10 @@ class EmailChannel:
 
     async def send(self, notice: Notice, destination: str) -> None:
         s = self._settings
-        if _ADDRESS.fullmatch(destination) is None:
-            raise DeliveryError(f"{destination!r} is not one email address", permanent=True)
+        name, address = _mailbox(destination)
         msg = EmailMessage()
         msg["From"] = render.one_line(s.smtp_from)
-        msg["To"] = destination
+        msg["To"] = formataddr((name, address)) if name else address
         msg["Subject"] = render.email_subject(notice)
         # A stable Message-ID lets mail clients fold the rare duplicate send.
         msg["Message-ID"] = f"<{render.safe_key(notice.key)}@healthwatch>"
@@ -190,7 +190,7 @@ class EmailChannel:
                 msg,
                 # The envelope, not addresses parsed back out of the headers.
                 sender=render.one_line(s.smtp_from),
-                recipients=[destination],
+                recipients=[address],
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 username=s.smtp_username or None,
@@ -205,6 +205,18 @@ class EmailChannel:
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP unreachable: {exc!r}") from exc
+
+
+def _mailbox(destination: str) -> tuple[str, str]:
+    """(display name, address) of ``destination`` ("CS Team <cs@example.com>" or a bare
+    address), read as one line: the address alone is the envelope recipient."""
+    line = render.one_line(destination)
+    name, address = parseaddr(line)
+    # parseaddr guesses at what it cannot parse ("a@x Bcc: b@y" gives "a@xBcc"): the
+    # address must be there as written.
+    if _ADDRESS.fullmatch(address) is None or address not in line:
+        raise DeliveryError(f"{destination!r} is not an email address", permanent=True)
+    return name, address
 
 
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:

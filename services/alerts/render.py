@@ -36,6 +36,8 @@ MAX_GROUPED = 10
 # characters or whose field exceeds 2,000; longer data is cut to fit.
 SLACK_SECTION_CHARS = 3000
 SLACK_FIELD_CHARS = 2000
+# Mail clients show well under this; the rest of a title is in the body anyway.
+SUBJECT_CHARS = 250
 # Control characters (C0, DEL, C1) and Unicode line/paragraph separators: a CR/LF in
 # a header value starts a new header (or a forged log line).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -216,10 +218,13 @@ def changes(alert: AlertEvent) -> list[str]:
 
 
 def email_subject(notice: Notice) -> str:
-    """One line whatever the data holds (a CR/LF in a name would start a new header)."""
+    """One line whatever the data holds (a CR/LF in a name would start a new header),
+    of a length mail clients show."""
     if notice.kind == "digest":
-        return one_line(f"[healthwatch] {headline(notice)}")
-    return one_line(f"[healthwatch {notice.first.severity.value}] {headline(notice)}")
+        subject = one_line(f"[healthwatch] {headline(notice)}")
+    else:
+        subject = one_line(f"[healthwatch {notice.first.severity.value}] {headline(notice)}")
+    return subject if len(subject) <= SUBJECT_CHARS else subject[: SUBJECT_CHARS - 1] + "…"
 
 
 def email_text(notice: Notice, public_url: str) -> str:

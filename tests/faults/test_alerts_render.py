@@ -1,6 +1,6 @@
 """What a notice says when the data is hostile (issue 11, items 9, 10 and 19): Slack
-markup shows as text, headers stay one line, links point at the dashboard's page.
-Pure rendering, no servers."""
+markup shows as text, headers stay one line, links point at the dashboard's page, mail
+goes to the one address given. Rendering, and one aiosmtpd server on loopback."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from services.alerts import render
-from services.alerts.channels import Notice
+from services.alerts.channels import DeliveryError, EmailChannel, Notice
+from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner
+from tests.support.standins import Inbox, smtp_server
 
 PUBLIC = "https://hw.example.com/"
 HOSTILE = "<!channel> <http://evil.example|click> & <@U0BOSS>\r\nBcc: evil@x\u2028\x07"
@@ -111,3 +113,27 @@ def test_links_point_at_the_dashboards_account_page(account_id: str, path: str) 
     assert f'href="{url}"' in render.email_html(notice, PUBLIC)
     buttons = [b for b in render.slack_blocks(notice, PUBLIC) if b["type"] == "actions"]
     assert buttons[0]["elements"][0]["url"] == url
+
+
+async def test_email_goes_to_the_one_address_given_never_to_one_injected() -> None:
+    notice = Notice("fire", [alert()], "acme:low_activity:1/fire")
+    rcpt: list[str] = []
+
+    class Envelopes(Inbox):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            rcpt.extend(envelope.rcpt_tos)
+            return await super().handle_DATA(server, session, envelope)
+
+    with smtp_server(inbox=Envelopes()) as (inbox, port):
+        channel = EmailChannel(
+            Settings(_env_file=None, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)  # type: ignore[call-arg]
+        )
+        await channel.send(notice, "CS Team <cs@example.com>")
+        for hostile in ("a@x.example\r\nBcc: evil@x.example", "a@x.example, evil@x.example"):
+            try:
+                await channel.send(notice, hostile)
+            except DeliveryError as exc:
+                assert exc.permanent
+    assert set(rcpt) <= {"cs@example.com", "a@x.example"} and "cs@example.com" in rcpt
+    assert inbox.messages[0]["To"] == "CS Team <cs@example.com>"
+    assert all(m["Bcc"] is None for m in inbox.messages)
