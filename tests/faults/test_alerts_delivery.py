@@ -134,7 +134,9 @@ async def test_hostile_names_and_a_poison_delivery_stop_no_other_delivery(
     crlf = next(m for m in inbox.messages if m["To"] == "anna@example.com")
     assert "\r" not in crlf["Subject"] and "\n" not in crlf["Subject"]
     assert "Acme" in crlf["Subject"] and "Bcc: evil@x" in crlf["Subject"]  # shown, harmless
-    # Slack: the markup in names and text shows as text, never as a mention or link.
+    # Slack: one post per owner, the markup in names and text shown as text, never as a
+    # mention or link.
+    assert sorted(r.body["channel"] for r in slack.delivered()) == ["U0ANNA", "U0BOB", "U0CARL"]
     _assert_escaped(slack.delivered())
     # Our logs never hold the webhook's URL (its path is the credential), nor a CR/LF
     # from the data.
