@@ -1,8 +1,9 @@
 """The alerts API: list and read alerts, act on them, see failed deliveries, read and
 replace the alerting file, per-rule quality, and Slack's button clicks.
 
-A key tied to a CSM (``keys create --csm-email``) sees and acts on that CSM's alerts
-only; others answer 404, as if they did not exist.
+A key tied to a CSM (``keys create --csm-email``) sees and acts on the alerts of the
+accounts that CSM owns now (whoever owned them when they fired); others answer 404, as
+if they did not exist.
 """
 
 from __future__ import annotations
@@ -366,7 +367,14 @@ async def get_alert_rules(ctx: Context, _key: ReadKey) -> PlainTextResponse:
 async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSONResponse:
     """Replace the alerting file (TOML body, with a new ``version``); scoring applies its
     rules from the next batch, the alerts service its routing from the next message."""
-    raw = await read_body(request, MAX_FILE_BYTES)
+    try:
+        raw = await read_body(request, MAX_FILE_BYTES)
+    except ClientError as exc:
+        if exc.status != 413:
+            raise
+        raise ClientError(
+            413, "payload_too_large", f"The file is at most {MAX_FILE_BYTES} bytes."
+        ) from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

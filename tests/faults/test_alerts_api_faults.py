@@ -257,6 +257,9 @@ async def test_out_of_range_values_are_a_4xx_naming_the_field(
                 r = await c.put("/v1/alert-rules", content=toml.encode())
                 if not 400 <= r.status_code < 500:
                     wrong.append((toml[-40:], r.status_code, r.text))
+            r = await c.put("/v1/alert-rules", content=b"#" * 300_000)
+            if r.status_code != 413 or "at most" not in r.json()["message"]:
+                wrong.append(("300 kB alerting file", r.status_code, r.text))
             # Within the bounds, all is well.
             r = await c.post(f"/v1/alerts/{alert}/snooze", json={"for": "90d", "reason": "q"})
             assert r.status_code == 200, r.text
