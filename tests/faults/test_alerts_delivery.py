@@ -354,7 +354,7 @@ UNSTORABLE: list[dict[str, Any]] = [
 ]
 
 
-async def test_alerts_the_store_cannot_hold_are_skipped_and_delivery_goes_on(
+async def test_alerts_the_store_cannot_hold_are_dead_lettered_and_delivery_goes_on(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     """Alerts on the topic that no column could hold (as a bug or a stranger could put
