@@ -206,6 +206,13 @@ class KeyStore:
             cache.popitem(last=False)
         return key
 
+    def forget(self, key_id: str) -> None:
+        """Drop a key from this process's caches (it was just revoked here): the process
+        that revokes refuses the key at once; others within ``CACHE_TTL_S``."""
+        self._by_id.pop(key_id, None)
+        for name in [n for n, (_, key) in self._cache.items() if key.key_id == key_id]:
+            del self._cache[name]
+
     async def _unrevoked(self, key_id: str) -> Row[Any] | None:
         async with self._engine.connect() as conn:
             query = select(api_keys).where(

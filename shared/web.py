@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import DataError
@@ -146,6 +147,27 @@ async def unstorable_value_handler(_request: Request, exc: Exception) -> JSONRes
     )
 
 
+async def invalid_request_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, with a ``code`` like every other error, and without echoing the
+    input: a NaN or an infinity quoted back cannot be written as JSON (a 500), and a
+    huge or hostile value need not travel twice."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    fields = ", ".join(".".join(str(p) for p in d["loc"]) for d in detail)
+    return JSONResponse(
+        {
+            "error": "invalid_request",
+            "code": "invalid_request",
+            "message": f"Invalid values in: {fields}; see 'detail' for each field.",
+            "detail": detail,
+        },
+        status_code=422,
+    )
+
+
 class RejectNulBytes:
     """Refuse a path or query string with a NUL byte (400): no store accepts one in
     text, and PostgreSQL would fail the query with a server error."""
@@ -182,5 +204,6 @@ def base_app(title: str, keys: KeyStore) -> FastAPI:
     app.add_exception_handler(ClientError, client_error_handler)
     app.add_exception_handler(KeysUnavailable, keys_unavailable_handler)
     app.add_exception_handler(DataError, unstorable_value_handler)
+    app.add_exception_handler(RequestValidationError, invalid_request_handler)
     app.add_middleware(RejectNulBytes)
     return app

@@ -249,6 +249,8 @@ async def test_hostile_events_never_stop_ingest_scoring_or_delivery(
                 "alert_id": marker,
                 "account_id": "after-hostile",
                 "account_name": "After Hostile",
+                # An owner to route to: the test's routing has no team fallback.
+                "owner": {"slack_id": "U0AFTER"},
                 "rule": "low_activity",
                 "severity": "warning",
                 "title": f"{marker}: activity fell",
