@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 # Examples per property: enough to meet every kind of hostile value several times,
 # few enough that the whole file stays near a minute on two cores.
-EXAMPLES = 60
+EXAMPLES = 150
 # A valid event sent after the hostile ones must be scored within this: generous for a
 # loaded CI machine, far below "stuck forever".
 PROGRESS_TIMEOUT_S = 90
