@@ -58,6 +58,31 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def own_broker() -> Iterator[localservices.KafkaBroker]:
+    """A Kafka broker of this test's own, for a test that stops or restarts it (the
+    session's broker is shared by every other test)."""
+    with service_dir("kafka-own") as workdir:
+        broker = localservices.KafkaBroker(workdir)
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[localservices.PostgresCluster]:
+    """A PostgreSQL server of this test's own, for a test that stops or restarts it."""
+    with service_dir("pg-own") as workdir:
+        cluster = localservices.PostgresCluster(workdir)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture
 async def database_url(postgres_url: str) -> AsyncIterator[str]:
     """A fresh, empty database for this test."""
     name = f"hw_{uuid.uuid4().hex[:12]}"

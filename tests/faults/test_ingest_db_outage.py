@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -25,25 +24,12 @@ from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import api_keys
 from tests.support.harness import Harness, running, usage, wait_for
-from tests.support.workdirs import service_dir
 
 pytestmark = pytest.mark.integration
 
 # The key cache's TTL in this test: the outage must outlast it, as a real one outlasts
 # a minute, without the test waiting a minute.
 TTL_S = 0.5
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[PostgresCluster]:
-    """A PostgreSQL server of this test's own, since the test stops it."""
-    with service_dir("pg-ingest-outage") as workdir:
-        cluster = PostgresCluster(workdir)
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
 
 
 def _client(hw: Harness, key: str) -> httpx.AsyncClient:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from localservices import KafkaBroker, PostgresCluster, free_port
 from sqlalchemy import exc as sa
@@ -33,11 +32,12 @@ from shared.bus.factory import ALERTS_TOPIC, all_topics
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import next_offsets
-from shared.storage.tables import alerts, consumer_offsets
+from shared.storage.tables import alerts
 from shared.worker import consume
 from tests.support.harness import (
     Harness,
     assert_same_state,
+    caught_up,
     facts,
     running,
     running_apart,
@@ -46,7 +46,6 @@ from tests.support.harness import (
     wait_for,
 )
 from tests.support.stream import processed_all, produce, reference_state
-from tests.support.workdirs import service_dir
 
 pytestmark = pytest.mark.integration
 
@@ -56,28 +55,6 @@ OUTAGE_S = 5.0
 # (shared/worker.py RETRY_CAP_S), a Kafka group rejoins in seconds; far below "never".
 RECOVERY_TIMEOUT_S = 60
 ACCOUNTS = 12
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[PostgresCluster]:
-    with service_dir("pg-outage") as workdir:
-        cluster = PostgresCluster(workdir)
-        cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
-
-
-@pytest.fixture
-def own_broker() -> Iterator[KafkaBroker]:
-    with service_dir("kafka-restart") as workdir:
-        broker = KafkaBroker(workdir)
-        broker.start()
-        try:
-            yield broker
-        finally:
-            broker.stop()
 
 
 def stream_part(rng: random.Random, part: int, n: int = 600) -> list[dict[str, Any]]:
@@ -147,42 +124,18 @@ async def settle_and_compare(
         what="every event scored",
         interval=0.5,
     )
-    await alerts_caught_up(hw, settings)
+    await caught_up(
+        hw,
+        settings.consumer_group_alerts,
+        [settings.topic(ALERTS_TOPIC)],
+        timeout=RECOVERY_TIMEOUT_S,
+    )
     async with hw.rt.engine.connect() as conn:
         stored = (await conn.execute(select(func.count()).select_from(alerts))).scalar_one()
     assert stored > 0, "no alert fired: the alerts service was not exercised"
     got = await state_snapshot(hw.rt.engine)
     expected = await reference_state(settings, postgres_url, distinct)
     assert_same_state(got, expected, "after the outage")
-
-
-async def alerts_caught_up(hw: Harness, settings: Settings) -> None:
-    """The alerts service has taken in every alert published so far. (Partitions from
-    the admin API: a consumer's metadata only covers the topics it subscribed to.)"""
-    topic = settings.topic(ALERTS_TOPIC)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    assert len(ends) == settings.kafka_partitions
-    group = settings.consumer_group_alerts
-
-    async def done() -> bool:
-        async with hw.rt.engine.connect() as conn:
-            q = select(consumer_offsets).where(consumer_offsets.c.group_id == group)
-            stored = {(r.topic, r.partition): r.next_offset for r in await conn.execute(q)}
-        return all(stored.get((tp.topic, tp.partition), 0) >= end for tp, end in ends.items())
-
-    await wait_for(done, timeout=RECOVERY_TIMEOUT_S, what="alerts caught up", interval=0.5)
 
 
 async def own_database(cluster: PostgresCluster) -> str:

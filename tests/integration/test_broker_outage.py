@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,21 +13,8 @@ from sqlalchemy import select
 from shared.config import Settings
 from shared.storage.tables import processed_events
 from tests.support.harness import running, usage, wait_for
-from tests.support.workdirs import service_dir
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_broker() -> Iterator[KafkaBroker]:
-    """A broker of this test's own, since the test stops it."""
-    with service_dir("kafka-outage") as workdir:
-        broker = KafkaBroker(workdir)
-        broker.start()
-        try:
-            yield broker
-        finally:
-            broker.stop()
 
 
 async def test_outage_answers_503_and_loses_nothing(
