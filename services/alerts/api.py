@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts.actions import Action, ActionError, apply_action
 from services.ingest.body import read_body
-from shared.alerting.config import AlertingError, Duration
+from shared.alerting.schema import AlertingError, Duration
 from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey, Scope
 from shared.clock import Clock, utcnow

@@ -25,7 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from services.alerts import render
-from shared.alerting.config import Recipient
+from shared.alerting.schema import Recipient
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.alerts import render, routing
 from services.alerts.channels import Channel, Notice
 from services.alerts.metrics import AlertsMetrics
-from shared.alerting.config import Alerting, Recipient
+from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.clock import Clock, utcnow

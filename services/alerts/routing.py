@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from services.alerts.channels import Channel
-from shared.alerting.config import Recipient, Routing
+from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import Owner

@@ -20,7 +20,7 @@ from services.alerts import render, routing
 from services.alerts.channels import Notice
 from services.alerts.lifecycle import Outbox, stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
-from shared.alerting.config import Alerting, Recipient
+from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, utcnow
 from shared.config import Settings

@@ -22,7 +22,7 @@ from services.scoring.model.evaluate import Evaluation, evaluate
 from services.scoring.model.store import ModelStore
 from services.scoring.rules import RuleState, Transition
 from services.scoring.state import apply_events
-from shared.alerting.config import Rule
+from shared.alerting.schema import Rule
 from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.deadletter import dead_letter_message

@@ -17,7 +17,7 @@ from typing import Any
 
 from services.scoring.measures import Measures
 from services.scoring.score import days_since
-from shared.alerting.config import Condition, Rule
+from shared.alerting.schema import Condition, Rule
 from shared.contracts.alerts import Severity
 
 # Values the rules read besides the model's inputs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.alerting.config import Alerting, default_alerting_source, parse_alerting
+from shared.alerting.schema import Alerting, default_alerting_source, parse_alerting
 from shared.config import Settings
 from shared.storage.documents import DocumentStore
 from shared.storage.tables import alerting_configs

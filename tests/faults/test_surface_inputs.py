@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from services.scoring.model.schema import DEFAULT_MODEL
-from shared.alerting.config import default_alerting_source
+from shared.alerting.schema import default_alerting_source
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from tests.support.harness import Harness, facts, running, usage, wait_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.alerting.config import default_alerting_source, parse_alerting
+from shared.alerting.schema import default_alerting_source, parse_alerting
 
 # Immediate, quiet defaults: no grouping wait, no digest, reminders far off.
 TEST_NOTIFY = {

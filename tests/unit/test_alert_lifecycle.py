@@ -16,7 +16,7 @@ from services.alerts.channels import EmailChannel, Notice, SlackChannel
 from services.alerts.lifecycle import AlertIntake, Outbox
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.timers import AlertTimers
-from shared.alerting.config import Recipient
+from shared.alerting.schema import Recipient
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.config import Settings

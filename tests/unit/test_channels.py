@@ -18,7 +18,7 @@ from services.alerts.channels import (
     webhook_signature,
 )
 from services.alerts.routing import addresses, recipients
-from shared.alerting.config import Recipient, Routing
+from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner

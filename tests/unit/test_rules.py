@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.scoring.rules import RuleState, holds, render, rule_values, step
-from shared.alerting.config import (
+from shared.alerting.schema import (
     AlertingError,
     Condition,
     default_alerting_source,
