@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import Result, Row, case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.state import OPEN_STATUSES
@@ -73,16 +73,20 @@ class Measures:
         return moment.astimezone(self.tz).date()
 
     def used_28d(self, dimension: str) -> dict[str, int]:
-        return {n: c28 for (d, n), (_, c28) in self.names.items() if d == dimension and c28}
+        return {
+            name: uses_28d
+            for (used_dimension, name), (_, uses_28d) in self.names.items()
+            if used_dimension == dimension and uses_28d
+        }
 
     def quota_use(self) -> tuple[str, float] | None:
         """The most used allowance, as ("platform api", share of its limit used over the
         last 28 days), or None without any."""
         shares = [
-            (f"{d} {n}", self.names.get((d, n), (0, 0))[1] / limit)
-            for d, n, limit in self.usage_quotas
+            (f"{dimension} {name}", self.names.get((dimension, name), (0, 0))[1] / limit)
+            for dimension, name, limit in self.usage_quotas
         ]
-        return max(shares, key=lambda s: s[1]) if shares else None
+        return max(shares, key=lambda share: share[1]) if shares else None
 
 
 async def load_measures(
@@ -90,167 +94,296 @@ async def load_measures(
 ) -> list[Measures]:
     """The measures the health model reads, as of each account's newest event (or as of
     ``as_of``, within the kept window; open tickets are always the current ones)."""
-    if not ids:
+    stored = await _load_accounts(conn, ids) if ids else {}
+    if not stored:
         return []
-    rows = await conn.execute(
+    day_of = {
+        account_id: as_of or row.as_of.astimezone(tz).date() for account_id, row in stored.items()
+    }
+    by_day: dict[date, list[str]] = defaultdict(list)
+    for account_id, day in day_of.items():
+        by_day[day].append(account_id)
+    activity: dict[str, _Activity] = {}
+    names: dict[str, Names] = {}
+    for day, group in by_day.items():
+        activity |= await _load_activity(conn, day, group)
+        names |= await _load_depth(conn, day, group)
+    # Tickets created or solved since the earliest 28-day window of the batch.
+    since = datetime.combine(min(by_day) - timedelta(days=27), datetime.min.time(), tz)
+    support = await _load_support(conn, ids, since)
+    return [
+        Measures(
+            account_id=account_id,
+            as_of=day_of[account_id],
+            as_of_time=row.as_of,
+            first_seen=row.first_seen_at.astimezone(tz).date() if row.first_seen_at else None,
+            last_seen_at=row.last_seen_at,
+            **activity[account_id],
+            names=names.get(account_id, {}),
+            **support[account_id],
+            **_relationship(row),
+            **_commercial(row),
+            tz=tz,
+        )
+        for account_id, row in sorted(stored.items())
+    ]
+
+
+async def _load_accounts(conn: AsyncConnection, ids: set[str]) -> dict[str, Row[Any]]:
+    """Each account's stored health state joined with its CRM facts, by account id."""
+    health = account_health.c
+    rows: Result[Any] = await conn.execute(
         select(
-            account_health.c.account_id,
-            account_health.c.as_of,
-            account_health.c.first_seen_at,
-            account_health.c.last_seen_at,
-            account_health.c.last_touchpoint_at,
-            account_health.c.nps_latest,
-            account_health.c.nps_previous,
-            account_health.c.last_decision_maker_contact_at,
-            account_health.c.last_payment_failed_at,
+            health.account_id,
+            health.as_of,
+            health.first_seen_at,
+            health.last_seen_at,
+            health.last_touchpoint_at,
+            health.nps_latest,
+            health.nps_previous,
+            health.last_decision_maker_contact_at,
+            health.last_payment_failed_at,
             accounts.c.seats_purchased,
             accounts.c.tier,
             accounts.c.facts,
         )
-        .select_from(
-            account_health.outerjoin(accounts, accounts.c.account_id == account_health.c.account_id)
-        )
-        .where(account_health.c.account_id.in_(ids))
+        .select_from(account_health.outerjoin(accounts, accounts.c.account_id == health.account_id))
+        .where(health.account_id.in_(ids))
     )
-    base = {r.account_id: r for r in rows}
-    by_day: dict[date, list[str]] = defaultdict(list)
-    for r in base.values():
-        by_day[as_of or r.as_of.astimezone(tz).date()].append(r.account_id)
-    users: dict[str, tuple[int, int, int]] = {}
-    ever: dict[str, int] = {}
-    minutes: dict[str, float] = {}
-    events: dict[str, tuple[int, int]] = {}
-    names: dict[str, dict[tuple[str, str], tuple[int, int]]] = defaultdict(dict)
-    for day, group in by_day.items():
-        d7 = day - timedelta(days=6)
-        d28 = day - timedelta(days=27)
-        d30 = day - timedelta(days=29)
-        n = activity_daily_names
+    return {row.account_id: row for row in rows}
+
+
+class _Activity(TypedDict):
+    active_users_7d: int
+    active_users_30d: int
+    active_users_today: int
+    users_ever_active: int
+    usage_minutes_7d: float
+    active_days_7d: int
+    events_7d: int
+
+
+async def _load_activity(
+    conn: AsyncConnection, day: date, group: list[str]
+) -> dict[str, _Activity]:
+    """Active users, events, active days and minutes of use, as of ``day``."""
+    users = await _load_users(conn, day, group)
+    totals = await _load_usage_totals(conn, day, group)
+    activity: dict[str, _Activity] = {}
+    for account_id in group:
+        week_users, month_users, today_users, ever_users = users.get(account_id, (0, 0, 0, 0))
+        events, active_days, minutes = totals.get(account_id, (0, 0, 0.0))
+        activity[account_id] = _Activity(
+            active_users_7d=week_users,
+            active_users_30d=month_users,
+            active_users_today=today_users,
+            users_ever_active=ever_users,
+            usage_minutes_7d=round(minutes, 2),
+            active_days_7d=active_days,
+            events_7d=events,
+        )
+    return activity
+
+
+async def _load_users(
+    conn: AsyncConnection, day: date, group: list[str]
+) -> dict[str, tuple[int, int, int, int]]:
+    """account → users active over 7 days, over 30 days, on ``day``, and ever by then."""
+    daily_users = activity_daily_users.c
+    week_start, month_start = day - timedelta(days=6), day - timedelta(days=29)
+    active = {
+        row[0]: (row[1], row[2], row[3])
         for row in await conn.execute(
             select(
-                n.c.account_id,
-                n.c.dimension,
-                n.c.name,
-                func.sum(_when(n.c.day >= d7, n.c.count)),
-                func.sum(n.c.count),
+                daily_users.account_id,
+                func.count(distinct(_when(daily_users.day >= week_start, daily_users.user_id))),
+                func.count(distinct(daily_users.user_id)),
+                func.count(distinct(_when(daily_users.day == day, daily_users.user_id))),
             )
-            .where(n.c.account_id.in_(group), n.c.day >= d28, n.c.day <= day)
-            .group_by(n.c.account_id, n.c.dimension, n.c.name)
-        ):
-            names[row[0]][(row[1], row[2])] = (int(row[3] or 0), int(row[4] or 0))
-        u = activity_daily_users
-        for row in await conn.execute(
-            select(
-                u.c.account_id,
-                func.count(distinct(_when(u.c.day >= d7, u.c.user_id))),
-                func.count(distinct(u.c.user_id)),
-                func.count(distinct(_when(u.c.day == day, u.c.user_id))),
+            .where(
+                daily_users.account_id.in_(group),
+                daily_users.day >= month_start,
+                daily_users.day <= day,
             )
-            .where(u.c.account_id.in_(group), u.c.day >= d30, u.c.day <= day)
-            .group_by(u.c.account_id)
-        ):
-            users[row[0]] = (row[1], row[2], row[3])
-        au = account_users
-        for row in await conn.execute(
-            select(au.c.account_id, func.count())
-            .where(au.c.account_id.in_(group), au.c.first_active_on <= day)
-            .group_by(au.c.account_id)
-        ):
-            ever[row[0]] = int(row[1])
-        d = activity_daily
-        for total in await conn.execute(
-            select(d.c.account_id, func.sum(d.c.events), func.count(), func.sum(d.c.duration_s))
-            .where(d.c.account_id.in_(group), d.c.day >= d7, d.c.day <= day)
-            .group_by(d.c.account_id)
-        ):
-            events[total[0]] = (int(total[1] or 0), int(total[2]))
-            minutes[total[0]] = float(total[3] or 0) / 60
-    replies: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
-    solved: dict[str, list[datetime]] = defaultdict(list)
-    oldest_day = min(by_day) - timedelta(days=27) if by_day else None
-    if oldest_day is not None:
-        since = datetime.combine(oldest_day, datetime.min.time(), tz)
-        for t in await conn.execute(
-            select(
-                tickets.c.account_id,
-                tickets.c.created_at,
-                tickets.c.first_reply_at,
-                tickets.c.solved_at,
-            ).where(
-                tickets.c.account_id.in_(ids),
-                (tickets.c.created_at >= since) | (tickets.c.solved_at >= since),
-            )
-        ):
-            if t.created_at >= since:
-                replies[t.account_id].append((t.created_at, t.first_reply_at))
-            if t.solved_at is not None and t.solved_at >= since:
-                solved[t.account_id].append(t.solved_at)
-    is_open = tickets.c.status.in_(OPEN_STATUSES)
-    support = {
-        r.account_id: r
-        for r in await conn.execute(
-            select(
-                tickets.c.account_id,
-                func.count(_when(is_open, 1)).label("open"),
-                func.count(_when(is_open & tickets.c.priority.in_(HIGH_PRIORITIES), 1)).label(
-                    "open_high"
-                ),
-                func.min(_when(is_open, tickets.c.created_at)).label("oldest_open"),
-                func.min(
-                    _when(is_open & (tickets.c.type == "feature_request"), tickets.c.created_at)
-                ).label("oldest_open_request"),
-                func.max(tickets.c.created_at).label("last_created"),
-            )
-            .where(tickets.c.account_id.in_(ids))
-            .group_by(tickets.c.account_id)
+            .group_by(daily_users.account_id)
         )
     }
-    return [
-        Measures(
-            account_id=a,
-            as_of=as_of or r.as_of.astimezone(tz).date(),
-            as_of_time=r.as_of,
-            first_seen=r.first_seen_at.astimezone(tz).date() if r.first_seen_at else None,
-            last_seen_at=r.last_seen_at,
-            active_users_7d=users.get(a, (0, 0, 0))[0],
-            active_users_30d=users.get(a, (0, 0, 0))[1],
-            active_users_today=users.get(a, (0, 0, 0))[2],
-            users_ever_active=ever.get(a, 0),
-            usage_minutes_7d=round(minutes.get(a, 0.0), 2),
-            active_days_7d=events.get(a, (0, 0))[1],
-            events_7d=events.get(a, (0, 0))[0],
-            open_tickets=int(support[a].open) if a in support else 0,
-            open_high_priority_tickets=int(support[a].open_high) if a in support else 0,
-            oldest_open_ticket_at=_aware(support[a].oldest_open) if a in support else None,
-            last_ticket_at=_aware(support[a].last_created) if a in support else None,
-            oldest_open_request_at=(
-                _aware(support[a].oldest_open_request) if a in support else None
-            ),
-            decision_maker_changed_at=_people_change(r.facts, "decision_maker"),
-            champion_changed_at=_people_change(r.facts, "champion"),
-            icp_fit=_fact(r.facts, "icp_fit"),
-            seats_purchased=r.seats_purchased,
-            last_touchpoint_at=r.last_touchpoint_at,
-            nps_latest=r.nps_latest,
-            nps_previous=r.nps_previous,
-            last_decision_maker_contact_at=r.last_decision_maker_contact_at,
-            last_payment_failed_at=r.last_payment_failed_at,
-            tier=r.tier,
-            lifecycle_stage=_fact(r.facts, "lifecycle_stage"),
-            contract_start=_date_fact(r.facts, "contract_start"),
-            contract_end=_date_fact(r.facts, "contract_end"),
-            go_live=_date_fact(r.facts, "go_live"),
-            names=names.get(a, {}),
-            ticket_replies=replies.get(a, []),
-            tickets_solved=solved.get(a, []),
-            usage_quotas=tuple(
-                (q["dimension"], q["name"], int(q["limit"]))
-                for q in _fact(r.facts, "usage_quotas") or ()
-            ),
-            tz=tz,
+    ever = {
+        row[0]: int(row[1])
+        for row in await conn.execute(
+            select(account_users.c.account_id, func.count())
+            .where(account_users.c.account_id.in_(group), account_users.c.first_active_on <= day)
+            .group_by(account_users.c.account_id)
         )
-        for a, r in sorted(base.items())
-    ]
+    }
+    return {
+        account_id: (*active.get(account_id, (0, 0, 0)), ever.get(account_id, 0))
+        for account_id in group
+    }
+
+
+async def _load_usage_totals(
+    conn: AsyncConnection, day: date, group: list[str]
+) -> dict[str, tuple[int, int, float]]:
+    """account → (events, active days, minutes of use) over the 7 days to ``day``."""
+    daily = activity_daily.c
+    return {
+        row[0]: (int(row[1] or 0), int(row[2]), float(row[3] or 0) / 60)
+        for row in await conn.execute(
+            select(
+                daily.account_id, func.sum(daily.events), func.count(), func.sum(daily.duration_s)
+            )
+            .where(
+                daily.account_id.in_(group), daily.day >= day - timedelta(days=6), daily.day <= day
+            )
+            .group_by(daily.account_id)
+        )
+    }
+
+
+# (dimension, name) → (count over 7 days, count over 28 days); see Measures.names.
+Names = dict[tuple[str, str], tuple[int, int]]
+
+
+async def _load_depth(conn: AsyncConnection, day: date, group: list[str]) -> dict[str, Names]:
+    """What was used (events, modules, platforms) over the 7 and 28 days to ``day``."""
+    daily_names = activity_daily_names.c
+    names: dict[str, Names] = defaultdict(dict)
+    for row in await conn.execute(
+        select(
+            daily_names.account_id,
+            daily_names.dimension,
+            daily_names.name,
+            func.sum(_when(daily_names.day >= day - timedelta(days=6), daily_names.count)),
+            func.sum(daily_names.count),
+        )
+        .where(
+            daily_names.account_id.in_(group),
+            daily_names.day >= day - timedelta(days=27),
+            daily_names.day <= day,
+        )
+        .group_by(daily_names.account_id, daily_names.dimension, daily_names.name)
+    ):
+        names[row[0]][(row[1], row[2])] = (int(row[3] or 0), int(row[4] or 0))
+    return names
+
+
+class _Support(TypedDict):
+    open_tickets: int
+    open_high_priority_tickets: int
+    oldest_open_ticket_at: datetime | None
+    last_ticket_at: datetime | None
+    oldest_open_request_at: datetime | None
+    ticket_replies: list[tuple[datetime, datetime | None]]
+    tickets_solved: list[datetime]
+
+
+async def _load_support(
+    conn: AsyncConnection, ids: set[str], since: datetime
+) -> dict[str, _Support]:
+    """The current backlog, and the replies and solutions of tickets since ``since``."""
+    replies: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+    solved: dict[str, list[datetime]] = defaultdict(list)
+    for ticket in await conn.execute(
+        select(
+            tickets.c.account_id,
+            tickets.c.created_at,
+            tickets.c.first_reply_at,
+            tickets.c.solved_at,
+        ).where(
+            tickets.c.account_id.in_(ids),
+            (tickets.c.created_at >= since) | (tickets.c.solved_at >= since),
+        )
+    ):
+        if ticket.created_at >= since:
+            replies[ticket.account_id].append((ticket.created_at, ticket.first_reply_at))
+        if ticket.solved_at is not None and ticket.solved_at >= since:
+            solved[ticket.account_id].append(ticket.solved_at)
+    backlog = await _load_backlog(conn, ids)
+    out: dict[str, _Support] = {}
+    for account_id in ids:
+        open_now = backlog.get(account_id)
+        out[account_id] = _Support(
+            open_tickets=int(open_now.open) if open_now else 0,
+            open_high_priority_tickets=int(open_now.open_high) if open_now else 0,
+            oldest_open_ticket_at=_aware(open_now.oldest_open) if open_now else None,
+            last_ticket_at=_aware(open_now.last_created) if open_now else None,
+            oldest_open_request_at=_aware(open_now.oldest_open_request) if open_now else None,
+            ticket_replies=replies.get(account_id, []),
+            tickets_solved=solved.get(account_id, []),
+        )
+    return out
+
+
+async def _load_backlog(conn: AsyncConnection, ids: set[str]) -> dict[str, Row[Any]]:
+    """Open tickets per account: how many, how many urgent, the oldest, the newest."""
+    is_open = tickets.c.status.in_(OPEN_STATUSES)
+    is_open_high = is_open & tickets.c.priority.in_(HIGH_PRIORITIES)
+    is_open_request = is_open & (tickets.c.type == "feature_request")
+    rows = await conn.execute(
+        select(
+            tickets.c.account_id,
+            func.count(_when(is_open, 1)).label("open"),
+            func.count(_when(is_open_high, 1)).label("open_high"),
+            func.min(_when(is_open, tickets.c.created_at)).label("oldest_open"),
+            func.min(_when(is_open_request, tickets.c.created_at)).label("oldest_open_request"),
+            func.max(tickets.c.created_at).label("last_created"),
+        )
+        .where(tickets.c.account_id.in_(ids))
+        .group_by(tickets.c.account_id)
+    )
+    return {row.account_id: row for row in rows}
+
+
+class _Relationship(TypedDict):
+    last_touchpoint_at: datetime | None
+    nps_latest: int | None
+    nps_previous: int | None
+    last_decision_maker_contact_at: datetime | None
+    decision_maker_changed_at: datetime | None
+    champion_changed_at: datetime | None
+
+
+def _relationship(stored: Row[Any]) -> _Relationship:
+    """Contact, NPS and people changes, from the stored state and CRM facts."""
+    return _Relationship(
+        last_touchpoint_at=stored.last_touchpoint_at,
+        nps_latest=stored.nps_latest,
+        nps_previous=stored.nps_previous,
+        last_decision_maker_contact_at=stored.last_decision_maker_contact_at,
+        decision_maker_changed_at=_people_change(stored.facts, "decision_maker"),
+        champion_changed_at=_people_change(stored.facts, "champion"),
+    )
+
+
+class _Commercial(TypedDict):
+    seats_purchased: int | None
+    tier: str | None
+    lifecycle_stage: str | None
+    contract_start: date | None
+    contract_end: date | None
+    go_live: date | None
+    icp_fit: bool | None
+    usage_quotas: tuple[tuple[str, str, int], ...]
+    last_payment_failed_at: datetime | None
+
+
+def _commercial(stored: Row[Any]) -> _Commercial:
+    """Seats, tier, contract dates, allowances and payments, from the CRM facts."""
+    return _Commercial(
+        seats_purchased=stored.seats_purchased,
+        tier=stored.tier,
+        lifecycle_stage=_fact(stored.facts, "lifecycle_stage"),
+        contract_start=_date_fact(stored.facts, "contract_start"),
+        contract_end=_date_fact(stored.facts, "contract_end"),
+        go_live=_date_fact(stored.facts, "go_live"),
+        icp_fit=_fact(stored.facts, "icp_fit"),
+        usage_quotas=tuple(
+            (quota["dimension"], quota["name"], int(quota["limit"]))
+            for quota in _fact(stored.facts, "usage_quotas") or ()
+        ),
+        last_payment_failed_at=stored.last_payment_failed_at,
+    )
 
 
 def _when(condition: Any, value: Any) -> Any:
