@@ -149,6 +149,20 @@ def window_start(as_of: datetime, window_days: int, tz: tzinfo) -> date:
     return as_of.astimezone(tz).date() - timedelta(days=window_days - 1)
 
 
+@dataclass
+class _UsageTally:
+    """A batch's usage events summed per account and day, ready to add to the tables."""
+
+    # (account, day) → [events, seconds of use]
+    daily: dict[tuple[str, date], list[float]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0.0])
+    )
+    users: set[tuple[str, date, str]] = field(default_factory=set)  # (account, day, user)
+    # (account, day, dimension, name) → uses; dimensions: event, platform, module
+    names: dict[tuple[str, date, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    late: int = 0  # events before their account's first day still open
+
+
 async def _apply_usage(
     conn: AsyncConnection,
     usage: Sequence[UsageEvent],
@@ -156,93 +170,119 @@ async def _apply_usage(
     grace_days: int,
     tz: tzinfo,
 ) -> int:
-    daily: dict[tuple[str, date], list[float]] = defaultdict(lambda: [0, 0.0])
-    users: set[tuple[str, date, str]] = set()
-    names: dict[tuple[str, date, str, str], int] = defaultdict(int)
-    late = 0
+    """Add the usage events to the daily tables; return how many came too late."""
+    tally = _tally_usage(usage, health, grace_days, tz)
+    await _add_daily_activity(conn, tally.daily)
+    await _add_daily_users(conn, tally.users)
+    await _add_daily_names(conn, tally.names)
+    return tally.late
+
+
+def _tally_usage(
+    usage: Sequence[UsageEvent], health: dict[str, dict[str, Any]], grace_days: int, tz: tzinfo
+) -> _UsageTally:
+    """Sum the events per account and day, and move each account's first and last use."""
+    tally = _UsageTally()
     # The first day still open to late events, per account (its newest event is known).
     earliest = {a: window_start(h["as_of"], grace_days, tz) for a, h in health.items()}
-    for e in usage:
-        h = health[e.account_id]
+    for event in usage:
+        account = health[event.account_id]
         # Calendar days of the configured zone (zoneinfo handles daylight saving).
-        day = e.occurred_at.astimezone(tz).date()
-        if day < earliest[e.account_id]:
-            late += 1
+        day = event.occurred_at.astimezone(tz).date()
+        if day < earliest[event.account_id]:
+            tally.late += 1
             continue
-        bucket = daily[(e.account_id, day)]
+        bucket = tally.daily[(event.account_id, day)]
         bucket[0] += 1
-        bucket[1] += e.duration_s or 0.0
-        users.add((e.account_id, day, e.user_id))
-        names[(e.account_id, day, "event", e.event)] += 1
-        names[(e.account_id, day, "platform", e.platform.value)] += 1
-        if e.module:
-            names[(e.account_id, day, "module", e.module)] += 1
-        h["first_seen_at"] = _earliest(h["first_seen_at"], e.occurred_at)
-        h["last_seen_at"] = _latest(h["last_seen_at"], e.occurred_at)
-    if daily:
-        stmt, params = bulk_insert(
-            conn,
-            activity_daily,
-            [
-                {"account_id": a, "day": d, "events": int(v[0]), "duration_s": v[1]}
-                for (a, d), v in sorted(daily.items())
-            ],
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "day"],
-            set_={
-                "events": activity_daily.c.events + stmt.excluded.events,
-                "duration_s": activity_daily.c.duration_s + stmt.excluded.duration_s,
-            },
-        )
-        await conn.execute(stmt, params)
-    if users:
-        stmt, params = bulk_insert(
-            conn,
-            activity_daily_users,
-            [{"account_id": a, "day": d, "user_id": u} for a, d, u in sorted(users)],
-        )
-        await conn.execute(stmt.on_conflict_do_nothing(), params)
-        first: dict[tuple[str, str], date] = {}
-        for a, d, u in users:
-            first[(a, u)] = min(d, first.get((a, u), d))
-        stmt, params = bulk_insert(
-            conn,
-            account_users,
-            [
-                {"account_id": a, "user_id": u, "first_active_on": d}
-                for (a, u), d in sorted(first.items())
-            ],
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "user_id"],
-            # The earlier day wins, whatever order the events came in (LEAST, portably).
-            set_={
-                "first_active_on": case(
-                    (
-                        stmt.excluded.first_active_on < account_users.c.first_active_on,
-                        stmt.excluded.first_active_on,
-                    ),
-                    else_=account_users.c.first_active_on,
-                )
-            },
-        )
-        await conn.execute(stmt, params)
-    if names:
-        stmt, params = bulk_insert(
-            conn,
-            activity_daily_names,
-            [
-                {"account_id": a, "day": d, "dimension": dim, "name": n, "count": c}
-                for (a, d, dim, n), c in sorted(names.items())
-            ],
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "day", "dimension", "name"],
-            set_={"count": activity_daily_names.c.count + stmt.excluded.count},
-        )
-        await conn.execute(stmt, params)
-    return late
+        bucket[1] += event.duration_s or 0.0
+        tally.users.add((event.account_id, day, event.user_id))
+        tally.names[(event.account_id, day, "event", event.event)] += 1
+        tally.names[(event.account_id, day, "platform", event.platform.value)] += 1
+        if event.module:
+            tally.names[(event.account_id, day, "module", event.module)] += 1
+        account["first_seen_at"] = _earliest(account["first_seen_at"], event.occurred_at)
+        account["last_seen_at"] = _latest(account["last_seen_at"], event.occurred_at)
+    return tally
+
+
+async def _add_daily_activity(
+    conn: AsyncConnection, daily: dict[tuple[str, date], list[float]]
+) -> None:
+    if not daily:
+        return
+    stmt, params = bulk_insert(
+        conn,
+        activity_daily,
+        [
+            {"account_id": account_id, "day": day, "events": int(total[0]), "duration_s": total[1]}
+            for (account_id, day), total in sorted(daily.items())
+        ],
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "day"],
+        set_={
+            "events": activity_daily.c.events + stmt.excluded.events,
+            "duration_s": activity_daily.c.duration_s + stmt.excluded.duration_s,
+        },
+    )
+    await conn.execute(stmt, params)
+
+
+async def _add_daily_users(conn: AsyncConnection, users: set[tuple[str, date, str]]) -> None:
+    """Note who was active on which day, and the first day each user was ever active."""
+    if not users:
+        return
+    stmt, params = bulk_insert(
+        conn,
+        activity_daily_users,
+        [{"account_id": a, "day": day, "user_id": user} for a, day, user in sorted(users)],
+    )
+    await conn.execute(stmt.on_conflict_do_nothing(), params)
+    first: dict[tuple[str, str], date] = {}
+    for account_id, day, user in users:
+        first[(account_id, user)] = min(day, first.get((account_id, user), day))
+    stmt, params = bulk_insert(
+        conn,
+        account_users,
+        [
+            {"account_id": account_id, "user_id": user, "first_active_on": day}
+            for (account_id, user), day in sorted(first.items())
+        ],
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "user_id"],
+        # The earlier day wins, whatever order the events came in (LEAST, portably).
+        set_={
+            "first_active_on": case(
+                (
+                    stmt.excluded.first_active_on < account_users.c.first_active_on,
+                    stmt.excluded.first_active_on,
+                ),
+                else_=account_users.c.first_active_on,
+            )
+        },
+    )
+    await conn.execute(stmt, params)
+
+
+async def _add_daily_names(
+    conn: AsyncConnection, names: dict[tuple[str, date, str, str], int]
+) -> None:
+    if not names:
+        return
+    stmt, params = bulk_insert(
+        conn,
+        activity_daily_names,
+        [
+            {"account_id": a, "day": day, "dimension": dimension, "name": name, "count": count}
+            for (a, day, dimension, name), count in sorted(names.items())
+        ],
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "day", "dimension", "name"],
+        set_={"count": activity_daily_names.c.count + stmt.excluded.count},
+    )
+    await conn.execute(stmt, params)
 
 
 async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -> set[str]:
