@@ -16,10 +16,10 @@ from pydantic import AfterValidator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.scoring.inputs import depth_level
 from services.scoring.measures import load_measures
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
-from services.scoring.score import depth_level
 from shared.auth import ApiKey, Scope
 from shared.storage.tables import account_health, accounts, band_changes, health_daily
 from shared.web import ClientError, require_scope

@@ -14,8 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import danger, explain, history, rules
-from services.scoring import score as inputs
+from services.scoring import danger, explain, history, inputs, rules
 from services.scoring.measures import Measures, load_measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.evaluate import Evaluation, evaluate

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from services.scoring.inputs import days_since
 from services.scoring.measures import Measures
-from services.scoring.score import days_since
 from shared.alerting.schema import Condition, Rule
 from shared.contracts.alerts import Severity
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring.inputs import model_inputs
 from services.scoring.measures import load_measures
-from services.scoring.score import model_inputs
 from services.scoring.state import apply_events
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event

@@ -6,7 +6,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 from services.alerts.outbox import backoff_s
-from services.scoring.score import model_inputs, segment_of
+from services.scoring.inputs import model_inputs, segment_of
 from tests.support.measures import measures
 
 m = measures
@@ -47,8 +47,8 @@ def test_backoff_grows_within_cap() -> None:
 
 
 def test_depth_measures_from_28_day_name_counts() -> None:
+    from services.scoring.inputs import depth_level
     from services.scoring.model.schema import Depth, DepthLevel
-    from services.scoring.score import depth_level
 
     depth = Depth(
         core_modules=["quotes", "workflow"],
@@ -103,8 +103,8 @@ def test_support_and_commercial_inputs() -> None:
 
 
 def test_sla_breaches_by_tier() -> None:
+    from services.scoring.inputs import sla_breaches_28d
     from services.scoring.model.schema import Sla
-    from services.scoring.score import sla_breaches_28d
 
     t0 = datetime(2026, 11, 20, 9, tzinfo=UTC)
     replies = [
@@ -121,8 +121,8 @@ def test_sla_breaches_by_tier() -> None:
 def test_one_working_day_skips_the_weekend_and_days_have_their_real_length() -> None:
     from zoneinfo import ZoneInfo
 
+    from services.scoring.inputs import sla_breaches_28d, working_time
     from services.scoring.model.schema import Sla, load_default_model
-    from services.scoring.score import sla_breaches_28d, working_time
 
     berlin = ZoneInfo("Europe/Berlin")
     friday = datetime(2026, 10, 23, 12, tzinfo=berlin)  # DST ends on Sunday the 25th
