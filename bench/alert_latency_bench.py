@@ -4,7 +4,7 @@
 The production topology, every service in its own process (``healthwatch ingest``,
 ``healthwatch scoring``, ``healthwatch alerts``, configured by ``HEALTHWATCH_*``
 variables), a real Kafka broker and a real PostgreSQL server (started by the script
-with ``deploy/local/localservices.py``, as ``scoring_bench.py`` does), and a Slack
+with ``devservices``, as ``scoring_bench.py`` does), and a Slack
 stand-in: a small HTTP server in its own process that notes ``time.time()`` when each
 request arrives and which trigger accounts the posted message names.
 
@@ -56,22 +56,22 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from ingest_bench import (
-    _localservices,
+from lib.console import err, out
+from lib.measure import (
     cpu_seconds,
-    err,
     git_state,
     machine_info,
-    out,
     percentile,
-    save_results,
-    scratch_dir,
-    service_command,
-    service_env,
-    spawn,
-    stop_process,
     system_busy_seconds,
-    tail,
+    tree_cpu_seconds,
+)
+from lib.processes import scratch_dir, service_command, service_env, spawn, stop_process, tail
+from lib.results import save_results
+from lib.services import (
+    Services,
+    create_database,
+    plain_dsn,
+    start_services,
 )
 from rich.progress import (
     BarColumn,
@@ -81,14 +81,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
-from scoring_bench import (
-    Services,
-    create_database,
-    plain_dsn,
-    start_services,
-    tree_cpu_seconds,
-)
 
+import devservices
 import shared.config as config_module
 from shared.auth import Scope, create_key
 from shared.bus.factory import ALERTS_TOPIC
@@ -576,7 +570,7 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:6]
-    free_port: Callable[[], int] = _localservices().free_port
+    free_port: Callable[[], int] = devservices.free_port
     url = await create_database(services.postgres_url, f"bench_{run_id}_alert_latency")
     values: dict[str, Any] = {}
     if opts.scoring_batch_max:
@@ -1065,7 +1059,7 @@ def report(
             "seed": opts.seed,
             "alerting_file": ALERTING_TOML,
             "broker": f"external {opts.bootstrap}" if opts.bootstrap else "local single-node KRaft",
-            "postgresql": "external" if opts.postgres_url else "local cluster (localservices)",
+            "postgresql": "external" if opts.postgres_url else "local cluster (devservices)",
         },
         "target_p99_s": TARGET_P99_S,
         **results,

@@ -30,11 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.metadata
-import json
 import os
-import platform
 import random
 import re
 import shlex
@@ -42,32 +38,36 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from rich.console import Console
+from lib.console import err, make_progress, out
+from lib.measure import (
+    cpu_seconds,
+    git_state,
+    machine_info,
+    percentile,
+    system_busy_seconds,
+)
+from lib.processes import scratch_dir, service_env, spawn, stop_process, tail
+from lib.results import save_results
+from lib.services import (
+    Broker,
+)
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
 )
 from rich.table import Table
-from rich.text import Text
 
+import devservices
 from shared.auth import Scope, create_key
 from shared.bus.kafka import ensure_topics
 from shared.config import Settings
@@ -86,62 +86,11 @@ MODULES = ("reports", "billing", "projects", "admin")
 KIND = "usage"
 SIDES = ("http", "bare", "bare_stream")
 
-err = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 120)
-
 
 # --------------------------------------------------------------------------- local services
 
 
-class Broker(Protocol):
-    """What the benchmark uses of ``localservices.KafkaBroker``."""
-
-    @property
-    def bootstrap(self) -> str: ...
-
-    @property
-    def pid(self) -> int | None: ...
-
-    def start(self, timeout: float = ...) -> None: ...
-
-    def stop(self, timeout: float = ...) -> None: ...
-
-
-def _localservices() -> ModuleType:
-    """``deploy/local/localservices.py`` (stdlib-only, not an installed package)."""
-    path = str(ROOT / "deploy" / "local")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    return importlib.import_module("localservices")
-
-
 # --------------------------------------------------------------------------- measurements
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User+system CPU seconds of a process so far (Linux ``/proc``), else None."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # After "pid (comm) ": state is field 3, so utime/stime (14/15) are at 11/12.
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def system_busy_seconds() -> float | None:
-    """CPU seconds spent busy by the whole machine so far, all cores (``/proc/stat``)."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return None
-    ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK
 
 
 @dataclass
@@ -177,14 +126,6 @@ class CpuMeter:
         return busy
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 @dataclass
 class Phase:
     """One measured run of one side."""
@@ -218,28 +159,6 @@ class Phase:
             }
         data.update({k: round(v, 4) for k, v in self.extra.items()})
         return data
-
-
-class RateColumn(ProgressColumn):
-    """Events so far / time so far (rich's own speed is a sliding estimate)."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.finished_time if task.finished else task.elapsed
-        if not elapsed:
-            return Text("      … ev/s", style="cyan")
-        return Text(f"{task.completed / elapsed:>7,.0f} ev/s", style="cyan")
-
-
-def make_progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<24}"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        refresh_per_second=4,
-    )
 
 
 # --------------------------------------------------------------------------- workload
@@ -432,48 +351,6 @@ def ingest_command() -> list[str]:
     return [sys.executable, "-m", "services.cli", "ingest"]
 
 
-def service_command(name: str) -> list[str]:
-    """``python -m services.cli <name>``: imports ``services`` from ``sys.path``, so a
-    snapshot given with ``PYTHONPATH`` is what runs (an installed entry point could
-    resolve to the working tree)."""
-    return [sys.executable, "-m", "services.cli", name]
-
-
-def service_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWATCH_")}
-    for name in (
-        "kafka_bootstrap",
-        "database_url",
-        "topic_prefix",
-        "ingest_port",
-        "scoring_port",
-        "alerts_port",
-        "host",
-        "kafka_partitions",
-        "kafka_replication",
-        "consumer_group_scoring",
-        "consumer_group_alerts",
-        "scoring_batch_max",
-        "log_level",
-    ):
-        env[f"HEALTHWATCH_{name.upper()}"] = str(getattr(settings, name))
-    env.update(extra)
-    return env
-
-
-def spawn(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as fh:
-        return subprocess.Popen(
-            cmd,
-            cwd=cwd,  # no stray .env from the caller's directory
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def spawn_server(settings: Settings, workdir: Path, log: Path) -> subprocess.Popen[bytes]:
     """``healthwatch ingest`` in its own process (and session), logging to ``log``."""
     return spawn(ingest_command(), service_env(settings, {}), workdir, log)
@@ -491,24 +368,6 @@ async def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> N
             if time.monotonic() > deadline:
                 raise TimeoutError(f"ingest server not ready after 60 s:\n{tail(log)}")
             await asyncio.sleep(0.2)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # graceful: the CLI stops on SIGTERM
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 async def produce_seconds(client: httpx.AsyncClient) -> tuple[float, float]:
@@ -580,48 +439,6 @@ async def compare_payloads(
 # --------------------------------------------------------------------------- environment
 
 
-def machine_info(kafka_version: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "kafka": kafka_version,
-    }
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["ram_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    java = shutil.which("java")
-    if java:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            proc = subprocess.run(
-                [java, "-version"], capture_output=True, text=True, timeout=20, check=False
-            )
-            first = (proc.stderr or proc.stdout).strip().splitlines()
-            info["java"] = first[0] if first else None
-    libs = ("aiokafka", "httpx", "uvicorn", "fastapi", "pydantic", "orjson", "httptools")
-    versions = {}
-    for lib in libs:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[lib] = importlib.metadata.version(lib)
-    info["libraries"] = versions
-    return info
-
-
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
-
-
 # --------------------------------------------------------------------------- run
 
 
@@ -657,7 +474,7 @@ def median(values: Sequence[float]) -> float:
 
 async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version: str) -> Outcome:
     bootstrap = opts.bootstrap or (broker.bootstrap if broker else "")
-    free_port: Callable[[], int] = _localservices().free_port
+    free_port: Callable[[], int] = devservices.free_port
     run_id = uuid.uuid4().hex[:8]
     settings = Settings(
         kafka_bootstrap=bootstrap,
@@ -1037,28 +854,6 @@ def parse_args(argv: Sequence[str]) -> Options:
     )
 
 
-@contextlib.contextmanager
-def scratch_dir(prefix: str, keep: bool) -> Iterator[Path]:
-    """A temp dir for the broker's and cluster's data, removed afterwards unless ``keep``."""
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(workdir, 0o755)  # PostgreSQL runs as its own user when we are root
-    try:
-        yield workdir
-    finally:
-        if keep:
-            err.print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def save_results(result: dict[str, Any], path: Path, plot_path: Path, draw: Any) -> None:
-    """Write the JSON, draw the plot and say where both went."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    draw(result, plot_path)
-    out.print(f"wrote {path} and {plot_path} (total {result['wall_seconds_total']} s)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = parse_args(argv)
@@ -1068,7 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with scratch_dir("healthwatch-bench-", opts.keep) as workdir:
         try:
             if opts.bootstrap is None:
-                services = _localservices()
+                services = devservices
                 kafka_version = str(services.KAFKA_VERSION)
                 broker = services.KafkaBroker(workdir / "kafka")
                 assert broker is not None

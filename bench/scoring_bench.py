@@ -2,7 +2,7 @@
 """Scoring throughput, state size per account and ``healthwatch import`` speed, in one run.
 
 Real services: a Kafka broker and a PostgreSQL server, started by the script with
-``deploy/local/localservices.py`` (or given with ``--bootstrap`` / ``--postgres-url``).
+``devservices`` (or given with ``--bootstrap`` / ``--postgres-url``).
 
 The workload: ``--accounts`` accounts (about ``--users`` users each) with one account
 facts event each, then ``--events`` usage events spread over the last ``--days`` days,
@@ -51,7 +51,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,23 +60,21 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from ingest_bench import (
-    Broker,
-    _localservices,
+from lib.console import err, make_progress, out
+from lib.measure import (
     cpu_seconds,
-    err,
     git_state,
     machine_info,
-    make_progress,
-    out,
-    save_results,
-    scratch_dir,
-    service_command,
-    service_env,
-    spawn,
-    stop_process,
     system_busy_seconds,
-    tail,
+    tree_cpu_seconds,
+)
+from lib.processes import scratch_dir, service_command, service_env, spawn, stop_process, tail
+from lib.results import save_results
+from lib.services import (
+    Services,
+    create_database,
+    plain_dsn,
+    start_services,
 )
 from prometheus_client import CollectorRegistry
 from rich.progress import Progress, TaskID
@@ -85,6 +82,7 @@ from rich.table import Table
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import devservices
 import services.scoring.processor as processor_module
 from services.runtime import open_runtime, run_scoring
 from services.scoring.backfill import import_files
@@ -275,42 +273,6 @@ def write_ndjson(
 
 
 # --------------------------------------------------------------------------- measurement
-
-
-def _proc_stat(pid: int) -> tuple[int, float, float] | None:
-    """(ppid, own CPU s, reaped children's CPU s) of a process, from ``/proc``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    tck = os.sysconf("SC_CLK_TCK")
-    own = (int(fields[11]) + int(fields[12])) / tck
-    children = (int(fields[13]) + int(fields[14])) / tck
-    return int(fields[1]), own, children
-
-
-def tree_cpu_seconds(root: int | None) -> float | None:
-    """CPU seconds of a process and all its descendants, live or already reaped
-    (PostgreSQL: the postmaster, one backend per connection, its workers)."""
-    if root is None:
-        return None
-    stats: dict[int, tuple[int, float, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (s := _proc_stat(int(entry.name))) is not None:
-            stats[int(entry.name)] = s
-    if root not in stats:
-        return None
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    total = stats[root][2]  # children the root reaped (exited backends)
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        total += stats[pid][1]
-        todo.extend(children.get(pid, ()))
-    return total
 
 
 @dataclass
@@ -549,32 +511,6 @@ def rate(events: int, seconds: float | None) -> float | None:
 # --------------------------------------------------------------------------- databases
 
 
-def plain_dsn(url: str) -> str:
-    """asyncpg's form of a SQLAlchemy ``postgresql+asyncpg://`` URL."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def database_url(server_url: str, name: str) -> str:
-    return server_url.rsplit("/", 1)[0] + "/" + name
-
-
-async def create_database(server_url: str, name: str) -> str:
-    """A fresh, migrated database on the server; returns its SQLAlchemy URL."""
-    conn = await asyncpg.connect(plain_dsn(server_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = database_url(server_url, name)
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
-    return url
-
-
 async def count_rows(engine: AsyncEngine, table: Any) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
@@ -667,12 +603,6 @@ async def state_size(url: str, vacuum: bool) -> dict[str, Any]:
                 compacted.get(DEDUP_TABLE, {}).get("bytes", 0) / dedup_rows, 1
             )
     return result
-
-
-def postmaster_pid(data_dir: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-    return None
 
 
 # --------------------------------------------------------------------------- phases
@@ -930,7 +860,7 @@ async def processes_run(
     started = time.perf_counter()
     try:
         for log_path in logs:
-            port = {"HEALTHWATCH_SCORING_PORT": str(_localservices().free_port())}
+            port = {"HEALTHWATCH_SCORING_PORT": str(devservices.free_port())}
             procs.append(spawn(service_command("scoring"), {**env, **port}, workdir, log_path))
         while not await watch.poll():
             for proc, log_path in zip(procs, logs, strict=True):
@@ -1055,15 +985,6 @@ class Options:
     plot: Path
     seed: int
     keep: bool
-
-
-@dataclass
-class Services:
-    bootstrap: str
-    postgres_url: str  # SQLAlchemy URL of a maintenance database ("postgres")
-    broker_pid: int | None
-    postgres_pid: int | None
-    kafka_version: str
 
 
 async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any]:
@@ -1284,7 +1205,7 @@ def report(
             "vacuum_full": opts.vacuum,
             "seed": opts.seed,
             "broker": f"external {opts.bootstrap}" if opts.bootstrap else "local single-node KRaft",
-            "postgresql": "external" if opts.postgres_url else "local cluster (localservices)",
+            "postgresql": "external" if opts.postgres_url else "local cluster (devservices)",
         },
         **{k: v for k, v in results.items() if k != "partitions"},
     }
@@ -1651,40 +1572,6 @@ def parse_args(argv: Sequence[str]) -> Options:
         plot=args.plot,
         seed=args.seed,
         keep=args.keep,
-    )
-
-
-def start_services(
-    bootstrap: str | None, postgres_url: str | None, workdir: Path, stack: contextlib.ExitStack
-) -> Services:
-    """Kafka and PostgreSQL unless given, started in parallel; ``stack`` stops them."""
-    local = _localservices()
-    broker: Broker | None = None
-    cluster: Any = None
-    kafka_version = "unknown (external broker)"
-    if bootstrap is None:
-        kafka_version = str(local.KAFKA_VERSION)
-        broker = local.KafkaBroker(workdir / "kafka")
-    if postgres_url is None:
-        cluster = local.PostgresCluster(workdir / "pg")
-    jobs: list[Callable[[], None]] = []
-    if broker is not None:
-        stack.callback(broker.stop)
-        jobs.append(broker.start)
-        err.print(f"[bold]starting Kafka {kafka_version}[/] in {workdir / 'kafka'}")
-    if cluster is not None:
-        stack.callback(cluster.stop)
-        jobs.append(cluster.start)
-        err.print(f"[bold]starting PostgreSQL[/] in {workdir / 'pg'}")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(job) for job in jobs]:
-            future.result()
-    return Services(
-        bootstrap=bootstrap or (broker.bootstrap if broker else ""),
-        postgres_url=postgres_url or str(cluster.url),
-        broker_pid=broker.pid if broker else None,
-        postgres_pid=postmaster_pid(cluster.data_dir) if cluster is not None else None,
-        kafka_version=kafka_version,
     )
 
 

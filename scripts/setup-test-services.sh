@@ -12,12 +12,8 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need_apt+=(prometheus)
 # Headless Chromium and its driver for the dashboard's browser tests (tests/browser/).
 { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
-if ! python3 - <<'PY'
-import sys
-sys.path.insert(0, "deploy/local")
-from localservices import find_postgres_bindir
-sys.exit(0 if find_postgres_bindir() else 1)
-PY
+# devservices is installed by `pip install -e '.[dev]'`, which `make setup` runs first.
+if ! python3 -c 'import sys, devservices; sys.exit(0 if devservices.find_postgres_bindir() else 1)'
 then
   need_apt+=(postgresql)
 fi
@@ -31,4 +27,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 cd "$here"
-python3 deploy/local/localservices.py fetch-kafka
+python3 -m devservices fetch-kafka

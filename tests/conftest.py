@@ -8,7 +8,6 @@ Each test gets its own database and its own topic prefix.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,14 +15,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "deploy" / "local"))
-
-import localservices  # noqa: E402
-
-from shared.config import Settings  # noqa: E402
-from tests.support.alerting import alerting_toml, write_alerting  # noqa: E402
-from tests.support.workdirs import service_dir  # noqa: E402
+import devservices
+from shared.config import Settings
+from tests.support.alerting import alerting_toml, write_alerting
+from tests.support.workdirs import service_dir
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +28,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield given
         return
     with service_dir("kafka") as workdir:
-        broker = localservices.KafkaBroker(workdir)
+        broker = devservices.KafkaBroker(workdir)
         broker.start()
         try:
             yield broker.bootstrap
@@ -49,7 +44,7 @@ def postgres_url() -> Iterator[str]:
         yield given
         return
     with service_dir("pg") as workdir:
-        cluster = localservices.PostgresCluster(workdir)
+        cluster = devservices.PostgresCluster(workdir)
         cluster.start()
         try:
             yield cluster.url
@@ -58,11 +53,11 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def own_broker() -> Iterator[localservices.KafkaBroker]:
+def own_broker() -> Iterator[devservices.KafkaBroker]:
     """A Kafka broker of this test's own, for a test that stops or restarts it (the
     session's broker is shared by every other test)."""
     with service_dir("kafka-own") as workdir:
-        broker = localservices.KafkaBroker(workdir)
+        broker = devservices.KafkaBroker(workdir)
         broker.start()
         try:
             yield broker
@@ -71,10 +66,10 @@ def own_broker() -> Iterator[localservices.KafkaBroker]:
 
 
 @pytest.fixture
-def own_cluster() -> Iterator[localservices.PostgresCluster]:
+def own_cluster() -> Iterator[devservices.PostgresCluster]:
     """A PostgreSQL server of this test's own, for a test that stops or restarts it."""
     with service_dir("pg-own") as workdir:
-        cluster = localservices.PostgresCluster(workdir)
+        cluster = devservices.PostgresCluster(workdir)
         cluster.start()
         try:
             yield cluster

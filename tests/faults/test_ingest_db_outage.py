@@ -15,9 +15,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from localservices import PostgresCluster
 from sqlalchemy import update
 
+from devservices import PostgresCluster
 from shared.auth import KeyStore, Scope, create_key, split_key
 from shared.clock import utcnow
 from shared.config import Settings

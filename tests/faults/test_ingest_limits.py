@@ -12,9 +12,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from localservices import BROKER_MAX_MESSAGE_BYTES, KafkaBroker
 from sqlalchemy import select
 
+from devservices import BROKER_MAX_MESSAGE_BYTES, KafkaBroker
 from shared.bus.kafka import MAX_MESSAGE_BYTES
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, MAX_EVENT_BYTES

@@ -20,10 +20,10 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from localservices import KafkaBroker, PostgresCluster, free_port
 from sqlalchemy import exc as sa
 from sqlalchemy import func, select
 
+from devservices import KafkaBroker, PostgresCluster, free_port
 from services import runtime
 from shared.bus.base import OutMessage, Record
 from shared.bus.base import TopicPartition as Partition

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import httpx
-from localservices import free_port
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devservices import free_port
 from services.cli import OneLineFormatter, redacted_url
 from shared.auth import Scope, create_key
 from shared.storage.db import create_engine, migrate

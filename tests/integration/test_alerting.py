@@ -364,7 +364,7 @@ def bearer(key: str) -> dict[str, str]:
 async def test_smtp_down_for_a_while_then_every_email_arrives_once(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    from localservices import free_port
+    from devservices import free_port
 
     smtp_port = free_port()  # nothing listens here yet
     settings = with_alerting(

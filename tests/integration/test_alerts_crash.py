@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from localservices import free_port
 from sqlalchemy import select
 
+from devservices import free_port
 from shared.config import Settings
 from shared.storage.tables import deliveries
 from tests.support.alerting import alerting_toml, write_alerting

@@ -7,9 +7,9 @@ import uuid
 
 import httpx
 import pytest
-from localservices import KafkaBroker
 from sqlalchemy import select
 
+from devservices import KafkaBroker
 from shared.config import Settings
 from shared.storage.tables import processed_events
 from tests.support.harness import running, usage, wait_for

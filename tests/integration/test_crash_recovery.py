@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from localservices import free_port
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devservices import free_port
 from shared.bus.factory import all_topics
 from shared.bus.kafka import ensure_topics
 from shared.config import Settings

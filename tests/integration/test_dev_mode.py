@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from localservices import free_port
 
+from devservices import free_port
 from tests.support.harness import usage
 
 pytestmark = pytest.mark.integration

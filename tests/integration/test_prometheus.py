@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml  # PyYAML: installed with uvicorn[standard]
-from localservices import free_port
 
+from devservices import free_port
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from tests.support.harness import processed, running_apart, usage, wait_for

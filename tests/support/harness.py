@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from localservices import free_port
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devservices import free_port
 from services import runtime
 from shared.auth import Scope, create_key
 from shared.bus.embedded import PARTITION

@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 import uvicorn
 from aiosmtpd.controller import Controller
-from localservices import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from devservices import free_port
 
 
 @dataclass

@@ -106,7 +106,7 @@ async def test_email_is_multipart_with_escaped_html_and_a_stable_message_id() ->
 
 
 async def test_unreachable_smtp_is_a_retryable_error() -> None:
-    from localservices import free_port
+    from devservices import free_port
 
     channel = EmailChannel(settings(smtp_host="127.0.0.1", smtp_port=free_port()))
     with pytest.raises(DeliveryError) as err:

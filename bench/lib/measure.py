@@ -1,0 +1,127 @@
+"""What a bench measures besides its own figure: CPU of processes and of the
+machine, percentiles, and the machine and commit a result was taken on."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU seconds of a process so far (Linux ``/proc``), else None."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After "pid (comm) ": state is field 3, so utime/stime (14/15) are at 11/12.
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def system_busy_seconds() -> float | None:
+    """CPU seconds spent busy by the whole machine so far, all cores (``/proc/stat``)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def machine_info(kafka_version: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "kafka": kafka_version,
+    }
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["ram_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    java = shutil.which("java")
+    if java:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            proc = subprocess.run(
+                [java, "-version"], capture_output=True, text=True, timeout=20, check=False
+            )
+            first = (proc.stderr or proc.stdout).strip().splitlines()
+            info["java"] = first[0] if first else None
+    libs = ("aiokafka", "httpx", "uvicorn", "fastapi", "pydantic", "orjson", "httptools")
+    versions = {}
+    for lib in libs:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[lib] = importlib.metadata.version(lib)
+    info["libraries"] = versions
+    return info
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def _proc_stat(pid: int) -> tuple[int, float, float] | None:
+    """(ppid, own CPU s, reaped children's CPU s) of a process, from ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / tck
+    children = (int(fields[13]) + int(fields[14])) / tck
+    return int(fields[1]), own, children
+
+
+def tree_cpu_seconds(root: int | None) -> float | None:
+    """CPU seconds of a process and all its descendants, live or already reaped
+    (PostgreSQL: the postmaster, one backend per connection, its workers)."""
+    if root is None:
+        return None
+    stats: dict[int, tuple[int, float, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (s := _proc_stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = s
+    if root not in stats:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total = stats[root][2]  # children the root reaped (exited backends)
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo.extend(children.get(pid, ()))
+    return total

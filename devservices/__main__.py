@@ -1,0 +1,7 @@
+"""``python -m devservices ...``: see ``devservices.cli``."""
+
+import sys
+
+from devservices.cli import main
+
+sys.exit(main())
