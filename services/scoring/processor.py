@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import danger, explain, history, inputs, rules
-from services.scoring.measures import Measures, load_measures
+from services.scoring import history
+from services.scoring.measures import load_measures
 from services.scoring.metrics import ScoringMetrics
-from services.scoring.model.evaluate import Evaluation, evaluate
 from services.scoring.model.store import ModelStore
-from services.scoring.rules import RuleState, Transition
+from services.scoring.rules import RuleState
 from services.scoring.state import apply_events
-from shared.alerting.schema import Rule
+from services.scoring.step import (
+    AccountContacts,
+    AccountHistory,
+    Fired,
+    ModelAndRules,
+    ScoredAccount,
+    alert_event,
+    score_account,
+)
 from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.deadletter import dead_letter_message
@@ -57,7 +63,7 @@ class ScoringProcessor:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._kind_of_topic = {settings.topic(k): k for k in KINDS}
+        self._kind_of_topic = {settings.topic(kind): kind for kind in KINDS}
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
@@ -84,16 +90,16 @@ class ScoringProcessor:
                 # a replayed alert carries the same id, so the alerts service stores it once.
                 await self._producer.send_many(outgoing, conn)
             await save_offsets(conn, self._settings.consumer_group_scoring, next_offsets(records))
-        m = self._metrics
-        m.batch_seconds.observe(time.perf_counter() - started)
-        for kind, count in Counter(e.kind for e in fresh).items():
-            m.events.labels(kind, "scored").inc(count)
-        m.events.labels("any", "duplicate").inc(len(events) - len(fresh))
-        m.late_events.inc(applied.late_events)
-        m.dead_letters.inc(len(dead))
-        for a in alerts:
-            m.alerts.labels(a.rule).inc()
-            log.info("alert %s: %s", a.alert_id, a.title)
+        metrics = self._metrics
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        for kind, count in Counter(event.kind for event in fresh).items():
+            metrics.events.labels(kind, "scored").inc(count)
+        metrics.events.labels("any", "duplicate").inc(len(events) - len(fresh))
+        metrics.late_events.inc(applied.late_events)
+        metrics.dead_letters.inc(len(dead))
+        for alert in alerts:
+            metrics.alerts.labels(alert.rule).inc()
+            log.info("alert %s: %s", alert.alert_id, alert.title)
         if fresh:
             log.debug(
                 "scored %d events (%d duplicates) for %d accounts",
@@ -105,13 +111,19 @@ class ScoringProcessor:
     def _decode(self, records: Sequence[Record]) -> tuple[list[Event], list[OutMessage]]:
         events: list[Event] = []
         dead: list[OutMessage] = []
-        for r in records:
+        for record in records:
             try:
-                events.append(decode_event(r.value, self._kind_of_topic.get(r.topic)))
+                events.append(decode_event(record.value, self._kind_of_topic.get(record.topic)))
             except UndecodableRecord as exc:
-                log.warning("dead-lettering %s[%d]@%d: %r", r.topic, r.partition, r.offset, exc)
+                log.warning(
+                    "dead-lettering %s[%d]@%d: %r",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                )
                 dead.append(
-                    dead_letter_message(r, str(exc), self._settings.topic(DEADLETTER_TOPIC))
+                    dead_letter_message(record, str(exc), self._settings.topic(DEADLETTER_TOPIC))
                 )
         return events, dead
 
@@ -119,8 +131,8 @@ class ScoringProcessor:
         self, conn: AsyncConnection, events: list[Event], now: Any
     ) -> list[Event]:
         unique: dict[str, Event] = {}
-        for e in events:
-            unique.setdefault(e.event_id, e)
+        for event in events:
+            unique.setdefault(event.event_id, event)
         if not unique:
             return []
         stmt, params = bulk_insert(
@@ -128,18 +140,18 @@ class ScoringProcessor:
             processed_events,
             [
                 {
-                    "event_id": e.event_id,
-                    "kind": e.kind,
-                    "account_id": e.account_id,
-                    "occurred_at": e.occurred_at,
+                    "event_id": event.event_id,
+                    "kind": event.kind,
+                    "account_id": event.account_id,
+                    "occurred_at": event.occurred_at,
                     "processed_at": now,
                 }
-                for e in unique.values()
+                for event in unique.values()
             ],
         )
         stmt = stmt.on_conflict_do_nothing().returning(processed_events.c.event_id)
         inserted = set((await conn.execute(stmt, params)).scalars())
-        return [e for e in unique.values() if e.event_id in inserted]
+        return [event for event in unique.values() if event.event_id in inserted]
 
     @property
     def engine(self) -> AsyncEngine:
@@ -157,244 +169,177 @@ class ScoringProcessor:
 
     def alert_messages(self, alerts: Sequence[AlertEvent]) -> list[OutMessage]:
         topic = self._settings.topic(ALERTS_TOPIC)
-        return [OutMessage(topic, a.account_id.encode(), encode_event(a)) for a in alerts]
+        return [
+            OutMessage(topic, alert.account_id.encode(), encode_event(alert)) for alert in alerts
+        ]
 
     async def rescore(
         self, conn: AsyncConnection, ids: set[str], now: Any, as_of: date | None = None
     ) -> list[AlertEvent]:
         """Score ``ids`` as of their newest event (or ``as_of``); record what changed and
-        return the alerts that fired. An unchanged score writes nothing."""
-        if conn.dialect.name == "postgresql" and ids:
-            # Another consumer may rescore one of these accounts at the same time (the old
-            # owner of a ticket moved between accounts, a sweep): lock the rows, in one
-            # order everywhere, so the measures below are read after its commit and
-            # neither transaction writes a score computed from stale state. (SQLite
-            # transactions are serialized already.)
-            await conn.execute(
-                select(account_health.c.account_id)
-                .where(account_health.c.account_id.in_(ids))
-                .order_by(account_health.c.account_id)
-                .with_for_update()
-            )
+        return the alerts that fired. An unchanged score writes nothing.
+
+        The reading and writing are here; what a score is and which rules fire is the pure
+        per-account ``score_account``."""
+        await _lock_accounts(conn, ids)
         measures = await load_measures(conn, ids, as_of, self.zone)
         if not measures:
             return []
         alerting, _ = await self._alerting.current(conn)
-        states = {
-            (r.account_id, r.rule): RuleState(
-                r.status, r.since, r.cleared_at, r.severity, r.fire_count, r.revision
-            )
-            for r in await conn.execute(select(rule_state).where(rule_state.c.account_id.in_(ids)))
-        }
-        earlier = await history.load_previous(conn, ids)
-        days = {m.account_id: m.as_of for m in measures}
-        backs = {c.over_days for r in alerting.rules for c in r.when if c.change is not None}
-        past = await history.load_past_inputs(conn, days, {*history.LOOKBACK_DAYS, *backs})
         model, _ = await self._models.current(conn)
-        names = explain.labels(model)
-        health_rows, daily_rows, band_rows, state_rows = [], [], [], []
-        fired: list[_Fired] = []
-        for m in measures:
-            raw = inputs.model_inputs(m, model.depth, model.sla)
-            s = evaluate(model, raw, inputs.segment_of(m))
-            risk = danger.assess(m, raw, model.danger)
-            shown = {
-                "score": s.value,
-                "active_users_7d": m.active_users_7d,
-                "events_7d": m.events_7d,
-                **raw,
-                "danger": [c["code"] for c in risk["causes"]],
-            }
-            before = earlier.get(m.account_id)
-            unchanged = before is not None and before.inputs == shown and before.score == s.value
-            change = (
-                None
-                if unchanged
-                else history.band_change(m.account_id, m.as_of_time, before, s.band, s.value)
+        using = ModelAndRules(model=model, rules=alerting.rules)
+        rule_states = await _load_rule_states(conn, ids)
+        previous = await history.load_previous(conn, ids)
+        days = {account.account_id: account.as_of for account in measures}
+        past = _by_account(await history.load_past_inputs(conn, days, using.lookbacks))
+        results = [
+            score_account(
+                account,
+                using,
+                AccountHistory(
+                    previous.get(account.account_id),
+                    past.get(account.account_id, {}),
+                    rule_states.get(account.account_id, {}),
+                ),
+                now=now,
+                swept=as_of is not None,
             )
-            if change is not None:
-                band_rows.append(change)
-                if before is None or before.band is None:
-                    log.info("%s: first health score %s (%s)", m.account_id, s.value, s.band)
-                else:
-                    log.info(
-                        "%s: health %s → %s (%s → %s)",
-                        m.account_id,
-                        before.score,
-                        s.value,
-                        before.band,
-                        s.band,
-                    )
-            if not unchanged:
-                # The explanation is built only for a score that will be written.
-                why = explanation(s)
-                why["danger"] = risk
-                why["changes"] = {
-                    "since_previous": explain.changes(
-                        shown, before.inputs if before else None, names
-                    ),
-                    **{
-                        f"since_{back}d": explain.changes(
-                            shown, past.get((m.account_id, back)), names
-                        )
-                        for back in history.LOOKBACK_DAYS
-                    },
-                }
-                health_rows.append(
-                    {
-                        "account_id": m.account_id,
-                        "active_users_7d": m.active_users_7d,
-                        "active_users_30d": m.active_users_30d,
-                        "events_7d": m.events_7d,
-                        "open_tickets": m.open_tickets,
-                        "score": s.value,
-                        "band": s.band,
-                        "danger_level": risk["level"],
-                        "inputs": shown,
-                        "components": why,
-                    }
-                )
-                daily_rows.append(
-                    {
-                        "account_id": m.account_id,
-                        "day": m.as_of,
-                        "score": s.value,
-                        "band": s.band,
-                        "inputs": shown,
-                        "explanation": history.compact(why),
-                    }
-                )
-            values = rules.rule_values(m, shown, s.band, risk["level"])
-            values["danger_text"] = ", ".join(c["text"] for c in risk["causes"]) or "no cause"
-            then = {
-                back: past[(m.account_id, back)] for back in backs if (m.account_id, back) in past
-            }
-            # Rules run in event time; a sweep scores a quiet account as of today, so its
-            # clock is now (pending periods and cooldowns go on while nothing arrives).
-            at = m.as_of_time if as_of is None else max(m.as_of_time, now)
-            for rule in alerting.rules:
-                before_state = states.get((m.account_id, rule.id), RuleState())
-                after_state, told = rules.step(rule, before_state, values, then, at)
-                if after_state != before_state:
-                    state_rows.append(_state_row(m.account_id, rule.id, after_state, now))
-                if told is not None:
-                    fired.append(_Fired(m, rule, told, values, then, shown, s))
-        # Alerts are rare: the account facts they name (owner, sales owner) are read
-        # only for the accounts that have one.
-        alerts: list[AlertEvent] = []
-        if fired:
-            owners = {f.measures.account_id for f in fired}
-            facts = {
-                r.account_id: r
-                for r in await conn.execute(
-                    select(accounts).where(accounts.c.account_id.in_(owners))
-                )
-            }
-            for f in fired:
-                alert = self._alert(f, facts.get(f.measures.account_id))
-                # What moved over the week, in words, for the notice (top 5).
-                week = past.get((f.measures.account_id, 7))
-                alert.details["changes"] = explain.changes(f.shown, week, names)[:5]
-                alerts.append(alert)
-        if health_rows:
-            # One executemany (pipelined by the driver), not a statement per account.
-            columns = [k for k in health_rows[0] if k != "account_id"]
-            await conn.execute(
-                account_health.update()
-                .where(account_health.c.account_id == bindparam("p_account_id"))
-                .values({c: bindparam(f"p_{c}") for c in columns}),
-                [{f"p_{k}": v for k, v in r.items()} for r in health_rows],
-            )
-        await history.record(conn, daily_rows, band_rows)
-        await upsert(
-            conn,
-            rule_state,
-            state_rows,
-            keys=["account_id", "rule"],
-            update=[
-                "status",
-                "since",
-                "cleared_at",
-                "severity",
-                "revision",
-                "fire_count",
-                "changed_at",
-            ],
-        )
+            for account in measures
+        ]
+        for result in results:
+            _log_band_change(result)
+        alerts = await _alerts(conn, [fired for result in results for fired in result.fired])
+        await _record(conn, results, now)
         return alerts
 
-    def _alert(self, f: _Fired, facts: Any) -> AlertEvent:
-        m, rule, told, values, past, s = f.measures, f.rule, f.told, f.values, f.past, f.score
-        name = (facts.name if facts is not None else None) or m.account_id
-        fields = (facts.facts or {}).get("fields", {}) if facts is not None else {}
-        owner = None
-        if facts is not None and (facts.owner_email or facts.owner_slack_id):
-            owner = Owner(email=facts.owner_email, slack_id=facts.owner_slack_id)
-        sales = fields.get("sales_owner")
-        context = {**values, "name": name, "change_text": rules.change_text(rule, values, past)}
-        title = rules.render(rule.title or "{name}: " + (rule.description or rule.id), context)
-        summary = rules.render(rule.summary or rule.description, context)
-        if told.status == "resolved":
-            title = f"Resolved: {title}"
-        return AlertEvent(
-            alert_id=rules.alert_id(m.account_id, rule.id, told.fire_count),
-            revision=told.revision,
-            account_id=m.account_id,
-            account_name=name,
-            rule=rule.id,
-            severity=told.severity,
-            status="resolved" if told.status == "resolved" else "firing",
-            title=title,
-            summary=summary,
-            score=s.value,
-            band=s.band,
-            owner=owner,
-            tier=m.tier,
-            sales_owner=Owner.model_validate(sales) if isinstance(sales, dict) else None,
-            fired_at=m.as_of_time,
-            details={
-                "rule_type": rule.type.value,
-                "as_of": m.as_of.isoformat(),
-                "values": {k: values.get(k) for k in sorted(rule.measures())},
-                "health": explanation(s),
-            },
+
+def _log_band_change(result: ScoredAccount) -> None:
+    if result.band_change is None:
+        return
+    before, score = result.previous, result.score
+    if before is None or before.band is None:
+        log.info("%s: first health score %s (%s)", result.account_id, score.value, score.band)
+    else:
+        log.info(
+            "%s: health %s → %s (%s → %s)",
+            result.account_id,
+            before.score,
+            score.value,
+            before.band,
+            score.band,
         )
 
 
-@dataclass(frozen=True)
-class _Fired:
-    """A rule that told something in this batch, with what its notice needs."""
+async def _lock_accounts(conn: AsyncConnection, ids: set[str]) -> None:
+    """Another consumer may rescore one of these accounts at the same time (the old owner
+    of a ticket moved between accounts, a sweep): lock the rows, in one order everywhere,
+    so the measures are read after its commit and neither transaction writes a score
+    computed from stale state. (SQLite transactions are serialized already.)"""
+    if conn.dialect.name == "postgresql" and ids:
+        await conn.execute(
+            select(account_health.c.account_id)
+            .where(account_health.c.account_id.in_(ids))
+            .order_by(account_health.c.account_id)
+            .with_for_update()
+        )
 
-    measures: Measures
-    rule: Rule
-    told: Transition
-    values: dict[str, Any]
-    past: dict[int, Any]  # over_days → inputs then
-    shown: dict[str, Any]  # the score's inputs, for "what changed"
-    score: Evaluation
+
+async def _load_rule_states(
+    conn: AsyncConnection, ids: set[str]
+) -> dict[str, dict[str, RuleState]]:
+    """account → rule id → the rule's stored state."""
+    states: dict[str, dict[str, RuleState]] = defaultdict(dict)
+    for row in await conn.execute(select(rule_state).where(rule_state.c.account_id.in_(ids))):
+        states[row.account_id][row.rule] = RuleState(
+            row.status, row.since, row.cleared_at, row.severity, row.fire_count, row.revision
+        )
+    return states
 
 
-def _state_row(account_id: str, rule_id: str, st: RuleState, now: Any) -> dict[str, Any]:
+def _by_account(
+    past: dict[tuple[str, int], dict[str, Any]],
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """(account, days back) → inputs, regrouped as account → days back → inputs."""
+    grouped: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for (account_id, back), inputs_then in past.items():
+        grouped[account_id][back] = inputs_then
+    return grouped
+
+
+async def _alerts(conn: AsyncConnection, fired: list[Fired]) -> list[AlertEvent]:
+    """The alerts of the rules that told something. Alerts are rare: the account facts
+    they name (owner, sales owner) are read only for the accounts that have one."""
+    if not fired:
+        return []
+    owners = {told.measures.account_id for told in fired}
+    contacts = {
+        row.account_id: _contacts(row)
+        for row in await conn.execute(select(accounts).where(accounts.c.account_id.in_(owners)))
+    }
+    return [alert_event(told, contacts.get(told.measures.account_id)) for told in fired]
+
+
+def _contacts(row: Row[Any]) -> AccountContacts:
+    """What an alert names, from the account's row: its name, owner and sales owner."""
+    fields = (row.facts or {}).get("fields", {})
+    owner = None
+    if row.owner_email or row.owner_slack_id:
+        owner = Owner(email=row.owner_email, slack_id=row.owner_slack_id)
+    sales = fields.get("sales_owner")
+    return AccountContacts(
+        name=row.name,
+        owner=owner,
+        sales_owner=Owner.model_validate(sales) if isinstance(sales, dict) else None,
+    )
+
+
+async def _record(conn: AsyncConnection, results: list[ScoredAccount], now: Any) -> None:
+    """Write what the steps decided: health rows, daily history, band changes, rule states."""
+    health_rows = [result.health for result in results if result.health is not None]
+    if health_rows:
+        # One executemany (pipelined by the driver), not a statement per account.
+        columns = [name for name in health_rows[0] if name != "account_id"]
+        await conn.execute(
+            account_health.update()
+            .where(account_health.c.account_id == bindparam("p_account_id"))
+            .values({column: bindparam(f"p_{column}") for column in columns}),
+            [{f"p_{name}": value for name, value in row.items()} for row in health_rows],
+        )
+    await history.record(
+        conn,
+        [result.daily for result in results if result.daily is not None],
+        [result.band_change for result in results if result.band_change is not None],
+    )
+    await upsert(
+        conn,
+        rule_state,
+        [
+            _state_row(result.account_id, rule_id, state, now)
+            for result in results
+            for rule_id, state in result.rule_states.items()
+        ],
+        keys=["account_id", "rule"],
+        update=[
+            "status",
+            "since",
+            "cleared_at",
+            "severity",
+            "revision",
+            "fire_count",
+            "changed_at",
+        ],
+    )
+
+
+def _state_row(account_id: str, rule_id: str, state: RuleState, now: Any) -> dict[str, Any]:
     return {
         "account_id": account_id,
         "rule": rule_id,
-        "status": st.status,
-        "since": st.since,
-        "cleared_at": st.cleared_at,
-        "severity": st.severity,
-        "revision": st.revision,
-        "fire_count": st.fire_count,
+        "status": state.status,
+        "since": state.since,
+        "cleared_at": state.cleared_at,
+        "severity": state.severity,
+        "revision": state.revision,
+        "fire_count": state.fire_count,
         "changed_at": now,
-    }
-
-
-def explanation(s: Evaluation) -> dict[str, Any]:
-    """What the score is made of, stored with it and sent with alerts."""
-    return {
-        "model_version": s.model_version,
-        "profile": s.profile,
-        "groups": {g: round(v, 1) for g, v in s.groups.items()},
-        "capped_by": s.capped_by,
-        "missing": s.missing,
-        "components": [c.as_dict() for c in s.components],
     }

@@ -1,0 +1,268 @@
+"""The pure per-account step: an account's measures and what its earlier scoring left in,
+what to record and what to tell out. No database, no logging: the processor reads the
+inputs, writes the result and logs it, so the same step can run over state kept anywhere.
+
+``score_account`` scores one account and steps its alert rules; ``alert_event`` turns a
+rule that told something into the alert published, once the account's owners are known
+(they are read only for the rare accounts with one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from services.scoring import danger, explain, history, inputs, rules
+from services.scoring.history import Previous
+from services.scoring.measures import Measures
+from services.scoring.model.evaluate import Evaluation, evaluate
+from services.scoring.model.schema import HealthModel
+from services.scoring.rules import RuleState, Transition
+from shared.alerting.schema import Rule
+from shared.contracts.alerts import AlertEvent
+from shared.contracts.events import Owner
+
+# What moved over the week, in words, for an alert's notice: the largest few.
+ALERT_CHANGES_DAYS = 7
+ALERT_CHANGES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class ModelAndRules:
+    """What every account of a batch is scored with: the health model and the alert rules."""
+
+    model: HealthModel
+    rules: Sequence[Rule]
+
+    @cached_property
+    def labels(self) -> dict[str, str]:
+        """The inputs' names in words, for "what changed" (built once per batch)."""
+        return explain.labels(self.model)
+
+    @cached_property
+    def rule_lookbacks(self) -> set[int]:
+        """Days back whose stored inputs the rules' change conditions compare with."""
+        return {c.over_days for rule in self.rules for c in rule.when if c.change is not None}
+
+    @property
+    def lookbacks(self) -> set[int]:
+        """Every day back whose stored inputs a step reads: explanations' and rules'."""
+        return {*history.LOOKBACK_DAYS, *self.rule_lookbacks}
+
+
+@dataclass(frozen=True)
+class AccountHistory:
+    """What the account's earlier scoring left behind."""
+
+    previous: Previous | None = None  # the score stored now; None before the first
+    # days back → the inputs stored for that day (or the latest within a week before it)
+    past_inputs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # rule id → its stored state; a rule without one is RuleState() (ok, never fired)
+    rule_states: Mapping[str, RuleState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A rule that told something, with what its alert needs."""
+
+    measures: Measures
+    rule: Rule
+    told: Transition
+    values: dict[str, Any]  # what the rule read, for its templates
+    past: dict[int, Any]  # over_days → inputs then, for "fell 40% over 7 days"
+    score: Evaluation
+    week_changes: list[dict[str, Any]]  # what moved over the week, largest first
+
+
+@dataclass(frozen=True)
+class ScoredAccount:
+    """What one step decided. An unchanged score writes no health or daily row."""
+
+    account_id: str
+    score: Evaluation
+    previous: Previous | None
+    health: dict[str, Any] | None  # account_health's new values; None when unchanged
+    daily: dict[str, Any] | None  # the day's health_daily row; None when unchanged
+    band_change: dict[str, Any] | None  # a band_changes row; None when the band held
+    rule_states: dict[str, RuleState]  # rule id → new state, for the rules whose state moved
+    fired: list[Fired]
+
+
+@dataclass(frozen=True)
+class AccountContacts:
+    """The account facts an alert names: what to call the account and whom to tell."""
+
+    name: str | None = None
+    owner: Owner | None = None
+    sales_owner: Owner | None = None
+
+
+def score_account(
+    measures: Measures,
+    using: ModelAndRules,
+    earlier: AccountHistory,
+    *,
+    now: datetime,
+    swept: bool = False,
+) -> ScoredAccount:
+    """Score ``measures`` with the model, compare with what was stored, and step every
+    rule. ``swept``: scored by the quiet-account sweep as of ``now``'s day rather than as
+    of the account's newest event."""
+    raw = inputs.model_inputs(measures, using.model.depth, using.model.sla)
+    score = evaluate(using.model, raw, inputs.segment_of(measures))
+    risk = danger.assess(measures, raw, using.model.danger)
+    shown = {
+        "score": score.value,
+        "active_users_7d": measures.active_users_7d,
+        "events_7d": measures.events_7d,
+        **raw,
+        "danger": [cause["code"] for cause in risk["causes"]],
+    }
+    before = earlier.previous
+    unchanged = before is not None and before.inputs == shown and before.score == score.value
+    health = daily = None
+    if not unchanged:
+        health, daily = _rows(measures, score, risk, shown, earlier, using.labels)
+    band_change = (
+        None
+        if unchanged
+        else history.band_change(
+            measures.account_id, measures.as_of_time, before, score.band, score.value
+        )
+    )
+    values = rules.rule_values(measures, shown, score.band, risk["level"])
+    values["danger_text"] = ", ".join(cause["text"] for cause in risk["causes"]) or "no cause"
+    # Rules run in event time; a sweep scores a quiet account as of today, so its clock
+    # is now (pending periods and cooldowns go on while nothing arrives).
+    at = max(measures.as_of_time, now) if swept else measures.as_of_time
+    states, fired = _step_rules(measures, using, earlier, values, shown, score, at)
+    return ScoredAccount(
+        measures.account_id, score, before, health, daily, band_change, states, fired
+    )
+
+
+def _rows(
+    measures: Measures,
+    score: Evaluation,
+    risk: dict[str, Any],
+    shown: dict[str, Any],
+    earlier: AccountHistory,
+    labels: Mapping[str, str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The account_health values and the health_daily row of a score that changed (the
+    explanation is built only for a score that will be written)."""
+    why = breakdown(score)
+    why["danger"] = risk
+    before = earlier.previous
+    why["changes"] = {
+        "since_previous": explain.changes(shown, before.inputs if before else None, labels),
+        **{
+            f"since_{back}d": explain.changes(shown, earlier.past_inputs.get(back), labels)
+            for back in history.LOOKBACK_DAYS
+        },
+    }
+    health = {
+        "account_id": measures.account_id,
+        "active_users_7d": measures.active_users_7d,
+        "active_users_30d": measures.active_users_30d,
+        "events_7d": measures.events_7d,
+        "open_tickets": measures.open_tickets,
+        "score": score.value,
+        "band": score.band,
+        "danger_level": risk["level"],
+        "inputs": shown,
+        "components": why,
+    }
+    daily = {
+        "account_id": measures.account_id,
+        "day": measures.as_of,
+        "score": score.value,
+        "band": score.band,
+        "inputs": shown,
+        "explanation": history.compact(why),
+    }
+    return health, daily
+
+
+def _step_rules(
+    measures: Measures,
+    using: ModelAndRules,
+    earlier: AccountHistory,
+    values: dict[str, Any],
+    shown: dict[str, Any],
+    score: Evaluation,
+    at: datetime,
+) -> tuple[dict[str, RuleState], list[Fired]]:
+    """Step every rule at ``at``: the states that moved, and the rules that told something."""
+    past = earlier.past_inputs
+    then = {back: past[back] for back in using.rule_lookbacks if back in past}
+    moved: dict[str, RuleState] = {}
+    fired: list[Fired] = []
+    for rule in using.rules:
+        before = earlier.rule_states.get(rule.id, RuleState())
+        after, told = rules.step(rule, before, values, then, at)
+        if after != before:
+            moved[rule.id] = after
+        if told is not None:
+            week = explain.changes(shown, past.get(ALERT_CHANGES_DAYS), using.labels)
+            fired.append(
+                Fired(measures, rule, told, values, then, score, week[:ALERT_CHANGES_SHOWN])
+            )
+    return moved, fired
+
+
+def alert_event(fired: Fired, contacts: AccountContacts | None) -> AlertEvent:
+    """The alert a fired rule publishes; ``contacts`` None when the account has no facts."""
+    measures, rule, told, values, score = (
+        fired.measures,
+        fired.rule,
+        fired.told,
+        fired.values,
+        fired.score,
+    )
+    contacts = contacts or AccountContacts()
+    name = contacts.name or measures.account_id
+    context = {**values, "name": name, "change_text": rules.change_text(rule, values, fired.past)}
+    title = rules.render(rule.title or "{name}: " + (rule.description or rule.id), context)
+    summary = rules.render(rule.summary or rule.description, context)
+    if told.status == "resolved":
+        title = f"Resolved: {title}"
+    return AlertEvent(
+        alert_id=rules.alert_id(measures.account_id, rule.id, told.fire_count),
+        revision=told.revision,
+        account_id=measures.account_id,
+        account_name=name,
+        rule=rule.id,
+        severity=told.severity,
+        status="resolved" if told.status == "resolved" else "firing",
+        title=title,
+        summary=summary,
+        score=score.value,
+        band=score.band,
+        owner=contacts.owner,
+        tier=measures.tier,
+        sales_owner=contacts.sales_owner,
+        fired_at=measures.as_of_time,
+        details={
+            "rule_type": rule.type.value,
+            "as_of": measures.as_of.isoformat(),
+            "values": {measure: values.get(measure) for measure in sorted(rule.measures())},
+            "health": breakdown(score),
+            "changes": fired.week_changes,
+        },
+    )
+
+
+def breakdown(score: Evaluation) -> dict[str, Any]:
+    """What the score is made of, stored with it and sent with alerts."""
+    return {
+        "model_version": score.model_version,
+        "profile": score.profile,
+        "groups": {group: round(value, 1) for group, value in score.groups.items()},
+        "capped_by": score.capped_by,
+        "missing": score.missing,
+        "components": [component.as_dict() for component in score.components],
+    }

@@ -1,0 +1,95 @@
+"""The pure per-account step: measures and earlier scoring in, what to write and tell out."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from services.scoring.history import Previous
+from services.scoring.model.schema import load_default_model
+from services.scoring.rules import RuleState
+from services.scoring.step import (
+    AccountContacts,
+    AccountHistory,
+    ModelAndRules,
+    ScoredAccount,
+    alert_event,
+    score_account,
+)
+from shared.alerting.schema import default_alerting_source, parse_alerting
+from shared.contracts.events import Owner
+from tests.support.measures import measures
+
+NOW = datetime(2026, 11, 23, 13, tzinfo=UTC)
+USING = ModelAndRules(load_default_model(), parse_alerting(default_alerting_source()).rules)
+# Two of fifty seats active over the week, in use for a month: far below low_activity's 20%.
+QUIET = measures(active_users_7d=2, active_users_30d=3, first_seen=date(2026, 10, 20))
+
+
+def stored(result: ScoredAccount) -> Previous:
+    """What the processor leaves in account_health after writing ``result``."""
+    assert result.health is not None
+    return Previous(result.score.value, result.score.band, result.health["inputs"])
+
+
+def test_a_first_score_writes_its_rows_and_a_band_change_from_none() -> None:
+    result = score_account(measures(), USING, AccountHistory(), now=NOW)
+    assert result.health is not None and result.daily is not None
+    assert result.health["score"] == result.score.value == result.daily["score"]
+    assert result.daily["day"] == measures().as_of
+    assert result.band_change is not None
+    assert result.band_change["from_band"] is None
+    assert result.band_change["to_band"] == result.score.band
+
+
+def test_an_unchanged_score_writes_nothing() -> None:
+    first = score_account(measures(), USING, AccountHistory(), now=NOW)
+    earlier = AccountHistory(previous=stored(first), rule_states=first.rule_states)
+    again = score_account(measures(), USING, earlier, now=NOW)
+    assert again.score.value == first.score.value
+    assert (again.health, again.daily, again.band_change) == (None, None, None)
+    assert again.rule_states == {} and again.fired == []
+
+
+def test_a_falling_score_changes_band_and_explains_what_moved() -> None:
+    healthy = score_account(measures(), USING, AccountHistory(), now=NOW)
+    quiet = score_account(QUIET, USING, AccountHistory(previous=stored(healthy)), now=NOW)
+    assert quiet.score.band != healthy.score.band
+    assert quiet.band_change is not None
+    assert (quiet.band_change["from_band"], quiet.band_change["to_band"]) == (
+        healthy.score.band,
+        quiet.score.band,
+    )
+    assert quiet.health is not None
+    moved = {c["measure"] for c in quiet.health["components"]["changes"]["since_previous"]}
+    assert "active_users_7d" in moved
+
+
+def test_a_rule_fires_once_and_its_alert_names_the_owner() -> None:
+    result = score_account(QUIET, USING, AccountHistory(), now=NOW)
+    assert result.rule_states["low_activity"].status == "firing"
+    fired = {f.rule.id: f for f in result.fired}
+    assert "low_activity" in fired
+    owner = Owner(email="anna@example.com")
+    alert = alert_event(fired["low_activity"], AccountContacts(name="Anna Co", owner=owner))
+    assert alert.alert_id == "a:low_activity:1"
+    assert (alert.account_name, alert.owner, alert.status) == ("Anna Co", owner, "firing")
+    assert alert.title.startswith("Anna Co")
+    # Without the account's facts, the alert is named by the account id.
+    assert alert_event(fired["low_activity"], None).account_name == "a"
+    # The next step, from the stored state, tells nothing new.
+    states = {**result.rule_states}
+    again = score_account(QUIET, USING, AccountHistory(rule_states=states), now=NOW)
+    assert "low_activity" not in {f.rule.id for f in again.fired}
+    assert "low_activity" not in again.rule_states
+
+
+def test_a_sweep_steps_rules_at_now_not_at_the_last_event() -> None:
+    pending = RuleState(status="pending", since=QUIET.as_of_time - timedelta(days=1))
+    earlier = AccountHistory(rule_states={"few_active_days": pending})
+    # few_active_days waits 7 days: as of the last event it is still pending…
+    quiet_days = measures(active_days_7d=1, first_seen=date(2026, 9, 1), lifecycle_stage="stable")
+    by_event = score_account(quiet_days, USING, earlier, now=NOW + timedelta(days=10))
+    assert "few_active_days" not in {f.rule.id for f in by_event.fired}
+    # …while a sweep ten days later steps it at its own clock, and it fires.
+    swept = score_account(quiet_days, USING, earlier, now=NOW + timedelta(days=10), swept=True)
+    assert "few_active_days" in {f.rule.id for f in swept.fired}
