@@ -24,9 +24,9 @@ from services.admin_keys import router as keys_router
 from services.alerts.api import AlertsApiContext
 from services.alerts.api import router as alerts_router
 from services.alerts.channels import configured_channels
-from services.alerts.lifecycle import AlertIntake, Outbox
+from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
-from services.alerts.outbox import OutboxSender
+from services.alerts.outbox import Outbox, OutboxSender
 from services.alerts.timers import AlertTimers
 from services.dashboard.app import mount_dashboard
 from services.ingest.app import create_app
@@ -186,16 +186,18 @@ async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
             "no alert channel configured: alerts are stored and logged only "
             "(set HEALTHWATCH_SLACK_WEBHOOK_URL, HEALTHWATCH_SMTP_HOST or HEALTHWATCH_WEBHOOK_URL)"
         )
-    config = alerting_store(s)
+    # One store of the alerting file (HEALTHWATCH_ALERTING_FILE as its default) for
+    # the intake, the sender and the timers.
+    alerting = alerting_store(s)
     outbox = Outbox(channels, s, metrics)
-    intake = AlertIntake(rt.engine, outbox, s, metrics, config=config)
+    intake = AlertIntake(rt.engine, outbox, s, metrics, alerting=alerting)
     consumer = rt.bus.consumer(
         [s.topic(ALERTS_TOPIC)],
         group_id=s.consumer_group_alerts,
         load_offsets=offset_loader(rt.engine, s.consumer_group_alerts),
     )
-    sender = OutboxSender(rt.engine, channels, s, metrics, config=config, wake=outbox.queued)
-    timers = AlertTimers(rt.engine, outbox, s, metrics, config=config)
+    sender = OutboxSender(rt.engine, channels, s, metrics, alerting=alerting, wake=outbox.queued)
+    timers = AlertTimers(rt.engine, outbox, s, metrics, alerting=alerting)
     await together(
         consume(
             consumer,
@@ -256,6 +258,7 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
 
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.health_api = HealthApiContext(rt.engine, ModelStore(), rt.settings.zone)
+    app.state.engine = rt.engine  # shared.web.EngineDep: the reports and the keys API
     app.include_router(health_router)
     app.include_router(portfolio_router)
     app.include_router(reports_router)

@@ -1,6 +1,6 @@
-"""Alert intake: each message from scoring opens, updates or resolves one alert, and
-what people should hear about goes into the outbox, in the same transaction as the
-consumed offsets.
+"""The alert lifecycle: what one message from scoring does to its alert. It opens,
+updates or resolves the alert, and what people should hear about goes into the outbox,
+in the caller's transaction (the intake's, with the consumed offsets).
 
 Alertmanager's semantics, per (account, rule) alert: a new trigger of an open alert
 updates it; a critical alert of an account mutes (inhibits) its other alerts until it
@@ -9,206 +9,92 @@ resolves; a resolved notice goes to whoever heard about the alert.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import and_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts import render, routing
-from services.alerts.channels import Channel, Notice
+from services.alerts import routing
+from services.alerts.channels.text import one_line
 from services.alerts.metrics import AlertsMetrics
+from services.alerts.outbox import Outbox
 from shared.alerting.schema import Alerting, Recipient
-from shared.alerting.store import AlertingStore
-from shared.bus.base import Record
-from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.events import Owner
-from shared.contracts.wire import UndecodableRecord, decode_alert
-from shared.storage.db import insert_ignore
-from shared.storage.offsets import next_offsets, save_offsets
-from shared.storage.tables import accounts, alerts, deliveries
+from shared.contracts.notices import NoticeKind
+from shared.storage.tables import accounts, alerts
 
 log = logging.getLogger(__name__)
 
 
-class Outbox:
-    """Puts notices into the outbox for the channels and people that should get them."""
-
-    def __init__(self, channels: Sequence[Channel], settings: Settings, metrics: AlertsMetrics):
-        self.channels = list(channels)
-        self._settings = settings
-        self._metrics = metrics
-        # Set once rows put by a committed transaction are visible: the sender in this
-        # process starts at once instead of at its next poll (other processes poll).
-        self.queued = asyncio.Event()
-        # What the current transaction put, per task (intake and timers run side by
-        # side): acted on only once it commits, so a retried one counts nothing twice.
-        self._tx: ContextVar[_Queued | None] = ContextVar("outbox_tx", default=None)
-
-    @asynccontextmanager
-    async def transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-        """``engine.begin()`` for work that puts notices; once it has committed, wake the
-        sender and count the notices that had nobody to go to."""
-        queued = _Queued()
-        token = self._tx.set(queued)
-        try:
-            async with engine.begin() as conn:
-                yield conn
-        finally:
-            self._tx.reset(token)
-        for rule, key in queued.unroutable:
-            log.warning("%s has nobody to tell (no owner, no team fallback)", render.one_line(key))
-            self._metrics.deliveries.labels(rule, "none", "unroutable").inc()
-        if queued.rows:
-            self.queued.set()
-
-    async def put(
-        self,
-        conn: AsyncConnection,
-        notice: Notice,
-        people: Sequence[Recipient],
-        *,
-        notification: str,
-        now: datetime,
-        group_wait: timedelta = timedelta(0),
-        only: str | None = None,
-    ) -> int:
-        """One row per (channel, destination); a replay of the same notification adds
-        nothing. Slack rows wait ``group_wait`` so alerts close together go as one."""
-        rows = []
-        for channel, destination in routing.addresses(self.channels, people):
-            if only is not None and channel != only:
-                continue
-            wait = group_wait if channel == "slack" else timedelta(0)
-            rows.append(
-                {
-                    "alert_id": notice.first.alert_id if notice.kind != "digest" else notice.key,
-                    "notification": notification,
-                    "account_id": notice.first.account_id if notice.kind != "digest" else None,
-                    "channel": channel,
-                    "destination": destination,
-                    "payload": notice.to_json(),
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now + wait,
-                    "created_at": now,
-                }
-            )
-        queued = self._tx.get()
-        if queued is None:
-            raise RuntimeError("Outbox.put outside Outbox.transaction()")
-        if not rows and self.channels:
-            queued.unroutable.append((notice.first.rule, notice.key))
-        if not rows:
-            return 0
-        await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)
-        queued.rows += len(rows)
-        return len(rows)
-
-
-@dataclass
-class _Queued:
-    """What one outbox transaction put."""
-
-    rows: int = 0
-    unroutable: list[tuple[str, str]] = field(default_factory=list)  # (rule, notice key)
-
-
-class AlertIntake:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        outbox: Outbox,
-        settings: Settings,
-        metrics: AlertsMetrics,
-        *,
-        config: AlertingStore | None = None,
-        clock: Clock = utcnow,
-    ):
-        self._engine = engine
+class AlertLifecycle:
+    def __init__(self, outbox: Outbox, settings: Settings, metrics: AlertsMetrics):
         self._outbox = outbox
         self._settings = settings
         self._metrics = metrics
-        self._config = config or AlertingStore()
-        self._clock = clock
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        now = self._clock()
-        decoded: list[AlertEvent] = []
-        for r in records:
-            try:
-                decoded.append(decode_alert(r.value))
-            except UndecodableRecord as exc:
-                # Alerts come from our own scoring service: a bad one is a bug, logged
-                # loudly. The batch fails; the consume loop narrows it down to this
-                # record and dead-letters it with the reason (kept, not dropped), and the
-                # other alerts of the batch go on.
-                log.error(
-                    "undecodable alert at %s[%d]@%d: %s",
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    render.one_line(str(exc)),
-                )
-                raise
-        stored: list[str] = []  # log lines, written once the batch has committed
-        async with self._outbox.transaction(self._engine) as conn:
-            config, _ = await self._config.current(conn)
-            for alert in decoded:
-                await self._apply(conn, alert, config, now, stored)
-            await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
-        for line in stored:
-            log.info("%s", render.one_line(line))  # data on one line: no forged log lines
-
-    async def _apply(
-        self,
-        conn: AsyncConnection,
-        alert: AlertEvent,
-        config: Alerting,
-        now: datetime,
-        stored: list[str],
-    ) -> None:
+    async def apply(
+        self, conn: AsyncConnection, alert: AlertEvent, alerting: Alerting, now: datetime
+    ) -> str | None:
+        """Store ``alert`` (a new one, or a newer revision) and queue its notices; the
+        line to log once committed, None for a revision already stored."""
         row = (
             await conn.execute(select(alerts).where(alerts.c.alert_id == alert.alert_id))
         ).first()
         if row is not None and alert.revision <= row.revision:
             self._metrics.received.labels(alert.rule, "duplicate").inc()
-            return
+            return None
         self._metrics.received.labels(alert.rule, alert.status).inc()
         addressed = await with_current_owners(conn, alert)
-        people = routing.recipients(addressed, config.routing, self._settings)
-        wait = config.notify.group_wait
+        people = routing.recipients(addressed, alerting.routing, self._settings)
         if row is None:
-            muted = alert.status == "firing" and await self._inhibited(conn, alert)
-            await conn.execute(
-                alerts.insert().values(
-                    **_fields(alert, now),
-                    stored_at=now,
-                    muted=muted,
-                    last_notified_at=None if muted else now,
-                    resolved_at=now if alert.status == "resolved" else None,
-                )
+            await self._open(conn, alert, people, alerting, now)
+            return f"alert {alert.alert_id} {alert.status}: {alert.title}"
+        await self._change(conn, alert, row, people, alerting, now)
+        return f"alert {alert.alert_id} {alert.status} (revision {alert.revision})"
+
+    async def _open(
+        self,
+        conn: AsyncConnection,
+        alert: AlertEvent,
+        people: list[Recipient],
+        alerting: Alerting,
+        now: datetime,
+    ) -> None:
+        """A new alert: stored, and told unless a critical alert of its account mutes it."""
+        muted = alert.status == "firing" and await self._inhibited(conn, alert)
+        await conn.execute(
+            alerts.insert().values(
+                **_fields(alert, now),
+                stored_at=now,
+                muted=muted,
+                last_notified_at=None if muted else now,
+                resolved_at=now if alert.status == "resolved" else None,
             )
-            stored.append(f"alert {alert.alert_id} {alert.status}: {alert.title}")
-            if alert.status == "resolved":
-                return  # its firing predates this database: nobody heard about it
-            if alert.severity == Severity.critical:
-                await self._inhibit_others(conn, alert)
-            if not muted:
-                notice = Notice("fire", [alert], f"{alert.alert_id}/fire")
-                await self._outbox.put(
-                    conn, notice, people, notification="fire", now=now, group_wait=wait
-                )
-            return
+        )
+        if alert.status == "resolved":
+            return  # its firing predates this database: nobody heard about it
+        if alert.severity == Severity.critical:
+            await self._inhibit_others(conn, alert)
+        if not muted:
+            await self._tell(conn, alert, NoticeKind.fire, people, alerting, now)
+
+    async def _change(
+        self,
+        conn: AsyncConnection,
+        alert: AlertEvent,
+        row: Any,
+        people: list[Recipient],
+        alerting: Alerting,
+        now: datetime,
+    ) -> None:
+        """A newer revision of stored alert ``row``: an update (told to whoever heard of
+        the alert, unless snoozed or acknowledged) or its end."""
         values = _fields(alert, now)
         if alert.status == "resolved":
             values.update(status="resolved", resolved_at=now)
@@ -217,26 +103,34 @@ class AlertIntake:
         await conn.execute(
             update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
         )
-        stored.append(f"alert {alert.alert_id} {alert.status} (revision {alert.revision})")
         told = row.last_notified_at is not None and not row.muted
         if alert.status == "resolved":
-            if config.notify.send_resolved and told:
-                notice = Notice("resolve", [alert], f"{alert.alert_id}/resolve")
-                await self._outbox.put(
-                    conn, notice, people, notification="resolve", now=now, group_wait=wait
-                )
+            if alerting.notify.send_resolved and told:
+                await self._tell(conn, alert, NoticeKind.resolve, people, alerting, now)
             if row.severity == Severity.critical.value:
-                await self._release(conn, alert.account_id, config, now)
+                await self._release(conn, alert.account_id, alerting, now)
             return
         if alert.severity == Severity.critical:
             await self._inhibit_others(conn, alert)
         snoozed = row.snoozed_until is not None and row.snoozed_until > now
         if told and not snoozed and row.status == "firing":
-            kind = f"update:{alert.revision}"
-            notice = Notice("update", [alert], f"{alert.alert_id}/{kind}")
-            await self._outbox.put(
-                conn, notice, people, notification=kind, now=now, group_wait=wait
-            )
+            update_n = f"update:{alert.revision}"
+            await self._tell(conn, alert, NoticeKind.update, people, alerting, now, update_n)
+
+    async def _tell(
+        self,
+        conn: AsyncConnection,
+        alert: AlertEvent,
+        kind: NoticeKind,
+        people: list[Recipient],
+        alerting: Alerting,
+        now: datetime,
+        notification: str | None = None,
+    ) -> None:
+        group_wait = alerting.notify.group_wait
+        await self._outbox.notify(
+            conn, alert, kind, people, now=now, group_wait=group_wait, notification=notification
+        )
 
     async def _inhibited(self, conn: AsyncConnection, alert: AlertEvent) -> bool:
         if alert.severity == Severity.critical:
@@ -263,7 +157,7 @@ class AlertIntake:
         )
 
     async def _release(
-        self, conn: AsyncConnection, account_id: str, config: Alerting, now: datetime
+        self, conn: AsyncConnection, account_id: str, alerting: Alerting, now: datetime
     ) -> None:
         """The account's last critical alert ended: its muted alerts speak again, and
         those nobody heard about are notified now."""
@@ -293,16 +187,14 @@ class AlertIntake:
             await conn.execute(
                 update(alerts).where(alerts.c.alert_id == r.alert_id).values(last_notified_at=now)
             )
-            people = routing.recipients(alert, config.routing, self._settings)
-            notice = Notice("fire", [alert], f"{alert.alert_id}/fire")
-            await self._outbox.put(
-                conn,
-                notice,
-                people,
-                notification="fire",
-                now=now,
-                group_wait=config.notify.group_wait,
-            )
+            people = routing.recipients(alert, alerting.routing, self._settings)
+            await self._tell(conn, alert, NoticeKind.fire, people, alerting, now)
+
+
+def log_stored(lines: Sequence[str]) -> None:
+    """What a committed batch stored, a line per alert."""
+    for line in lines:
+        log.info("%s", one_line(line))  # data on one line: no forged log lines
 
 
 def stored_alert(row: Any) -> AlertEvent | None:
@@ -311,8 +203,8 @@ def stored_alert(row: Any) -> AlertEvent | None:
     try:
         return AlertEvent.model_validate(row.payload)
     except ValidationError as exc:
-        why = render.one_line(str(exc))
-        log.error("alert %s unreadable: %s", render.one_line(row.alert_id), why)
+        why = one_line(str(exc))
+        log.error("alert %s unreadable: %s", one_line(row.alert_id), why)
         return None
 
 

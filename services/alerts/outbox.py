@@ -1,10 +1,13 @@
-"""The outbox sender: claims due deliveries with a lease, sends, records the outcome.
+"""The outbox: the writer puts notices in, the sender sends them.
 
-A crash between sending and recording causes at most one duplicate, never a loss.
-Deliveries to one destination go strictly in order (the oldest pending one first,
-even while it waits for a retry), so an account's alerts arrive in the order they
-happened. With grouping on, the Slack deliveries waiting for one destination go as
-one message.
+The writer (``Outbox``) puts one delivery row per (channel, destination) in the same
+transaction that decided the notice, so a notice is queued if and only if its cause
+committed. The sender (``OutboxSender``) claims due deliveries with a lease, sends and
+records the outcome: a crash between sending and recording causes at most one
+duplicate, never a loss. Deliveries to one destination go strictly in order (the
+oldest pending one first, even while it waits for a retry), so an account's alerts
+arrive in the order they happened. With grouping on, the Slack deliveries waiting for
+one destination go as one message.
 """
 
 from __future__ import annotations
@@ -12,20 +15,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.alerts import render
-from services.alerts.channels import Channel, DeliveryError, Notice
+from services.alerts import routing
+from services.alerts.channels import Channel, DeliveryError
+from services.alerts.channels.slack import MAX_GROUPED
+from services.alerts.channels.text import one_line, redact_urls
 from services.alerts.metrics import AlertsMetrics
+from shared.alerting.schema import Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
+from shared.contracts.notices import Notice, NoticeKind
+from shared.storage.db import insert_ignore
 from shared.storage.tables import alerts, deliveries
 from shared.worker import pause
 
@@ -39,7 +50,112 @@ def backoff_s(attempts: int, base_s: float, cap_s: float, rng: random.Random) ->
     return rng.uniform(base_s, min(cap_s, base_s * 2 ** max(0, attempts - 1)))
 
 
+class Outbox:
+    """The writer: puts notices into the outbox for the channels and people that
+    should get them."""
+
+    def __init__(self, channels: Sequence[Channel], settings: Settings, metrics: AlertsMetrics):
+        self.channels = list(channels)
+        self._settings = settings
+        self._metrics = metrics
+        # Set once rows put by a committed transaction are visible: the sender in this
+        # process starts at once instead of at its next poll (other processes poll).
+        self.queued = asyncio.Event()
+        # What the current transaction put, per task (intake and timers run side by
+        # side): acted on only once it commits, so a retried one counts nothing twice.
+        self._tx: ContextVar[_Queued | None] = ContextVar("outbox_tx", default=None)
+
+    @asynccontextmanager
+    async def transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        """``engine.begin()`` for work that puts notices; once it has committed, wake the
+        sender and count the notices that had nobody to go to."""
+        queued = _Queued()
+        token = self._tx.set(queued)
+        try:
+            async with engine.begin() as conn:
+                yield conn
+        finally:
+            self._tx.reset(token)
+        for rule, key in queued.unroutable:
+            log.warning("%s has nobody to tell (no owner, no team fallback)", one_line(key))
+            self._metrics.deliveries.labels(rule, "none", "unroutable").inc()
+        if queued.rows:
+            self.queued.set()
+
+    async def notify(
+        self,
+        conn: AsyncConnection,
+        alert: AlertEvent,
+        kind: NoticeKind,
+        people: Sequence[Recipient],
+        *,
+        now: datetime,
+        group_wait: timedelta,
+        notification: str | None = None,
+    ) -> int:
+        """Put a notice about one alert, keyed by the alert and ``notification`` (which
+        notification of it: ``repeat:3``; the kind if None)."""
+        notification = notification or kind.value
+        notice = Notice(kind, [alert], f"{alert.alert_id}/{notification}")
+        return await self.put(
+            conn, notice, people, notification=notification, now=now, group_wait=group_wait
+        )
+
+    async def put(
+        self,
+        conn: AsyncConnection,
+        notice: Notice,
+        people: Sequence[Recipient],
+        *,
+        notification: str,
+        now: datetime,
+        group_wait: timedelta = timedelta(0),
+        only: str | None = None,
+    ) -> int:
+        """One row per (channel, destination); a replay of the same notification adds
+        nothing. Slack rows wait ``group_wait`` so alerts close together go as one."""
+        queued = self._tx.get()
+        if queued is None:
+            raise RuntimeError("Outbox.put outside Outbox.transaction()")
+        digest = notice.kind == NoticeKind.digest
+        rows = [
+            {
+                "alert_id": notice.key if digest else notice.first.alert_id,
+                "notification": notification,
+                "account_id": None if digest else notice.first.account_id,
+                "channel": channel,
+                "destination": destination,
+                "payload": notice.to_json(),
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now + (group_wait if channel == "slack" else timedelta(0)),
+                "created_at": now,
+            }
+            for channel, destination in routing.addresses(self.channels, people)
+            if only is None or channel == only
+        ]
+        if not rows and self.channels:
+            queued.unroutable.append((notice.first.rule, notice.key))
+        if not rows:
+            return 0
+        await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)
+        queued.rows += len(rows)
+        return len(rows)
+
+
+@dataclass
+class _Queued:
+    """What one outbox transaction put."""
+
+    rows: int = 0
+    unroutable: list[tuple[str, str]] = field(default_factory=list)  # (rule, notice key)
+
+
 class OutboxSender:
+    """The sender. ``alerting`` is the store of the alerting file in force (whether
+    Slack notices are grouped); ``wake`` is the writer's ``queued``, set when this
+    process put deliveries."""
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -47,9 +163,9 @@ class OutboxSender:
         settings: Settings,
         metrics: AlertsMetrics,
         *,
+        alerting: AlertingStore,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
-        config: AlertingStore | None = None,
         wake: asyncio.Event | None = None,
     ):
         self._engine = engine
@@ -61,7 +177,7 @@ class OutboxSender:
         # Per pace key (loop time): the last send, and the end of a Retry-After.
         self._last_send: dict[tuple[str, str], float] = {}
         self._held_until: dict[tuple[str, str], float] = {}
-        self._config = config or AlertingStore()
+        self._alerting = alerting
         self._wake = wake
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -106,14 +222,13 @@ class OutboxSender:
         """Groups of rows to send: per (channel, destination) the oldest pending row if
         it is due, plus, for grouped Slack, the rest waiting for that destination."""
         now = self._clock()
-        lease = timedelta(seconds=self._settings.delivery_claim_lease_s)
         d = deliveries
         free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
         async with self._engine.begin() as conn:
             pending = select(func.count()).where(d.c.status == "pending")
             self._metrics.outbox_depth.set((await conn.execute(pending)).scalar_one())
-            config, _ = await self._config.current(conn)
-            grouping = config.notify.group_wait > timedelta(0)
+            alerting, _ = await self._alerting.current(conn)
+            grouping = alerting.notify.group_wait > timedelta(0)
             heads = (
                 select(func.min(d.c.delivery_id))
                 .where(d.c.status == "pending")
@@ -131,41 +246,34 @@ class OutboxSender:
             for head in due:
                 ids = [head.delivery_id]
                 if head.channel == "slack" and grouping:
-                    ids += (
-                        (
-                            await conn.execute(
-                                select(d.c.delivery_id)
-                                .where(
-                                    d.c.channel == "slack",
-                                    d.c.destination == head.destination,
-                                    d.c.status == "pending",
-                                    d.c.delivery_id > head.delivery_id,
-                                    d.c.attempts == 0,
-                                    free,
-                                )
-                                .order_by(d.c.delivery_id)
-                                .limit(render.MAX_GROUPED * 5)
-                            )
-                        )
-                        .scalars()
-                        .all()
-                    )
-                # Conditional update: only one sender (process) wins each row.
-                won = await conn.execute(
-                    update(d)
-                    .where(d.c.delivery_id.in_(ids), d.c.status == "pending", free)
-                    .values(claimed_until=now + lease)
-                )
-                if won.rowcount != len(ids):
-                    continue  # another sender got there; its transaction decides
-                rows = await conn.execute(
-                    select(d, alerts.c.payload.label("alert_payload"))
-                    .outerjoin(alerts, alerts.c.alert_id == d.c.alert_id)
-                    .where(d.c.delivery_id.in_(ids))
-                    .order_by(d.c.delivery_id)
-                )
-                groups.append(list(rows))
+                    ids += await _waiting_behind(conn, head, free)
+                group = await self._take(conn, ids, free, now)
+                if group is not None:
+                    groups.append(group)
             return groups
+
+    async def _take(
+        self, conn: AsyncConnection, ids: list[int], free: ColumnElement[bool], now: datetime
+    ) -> list[Any] | None:
+        """Claim rows ``ids`` for the lease and read them with their alerts; None if
+        another sender (process) got any of them first: its transaction decides."""
+        lease = timedelta(seconds=self._settings.delivery_claim_lease_s)
+        d = deliveries
+        # Conditional update: only one sender wins each row.
+        won = await conn.execute(
+            update(d)
+            .where(d.c.delivery_id.in_(ids), d.c.status == "pending", free)
+            .values(claimed_until=now + lease)
+        )
+        if won.rowcount != len(ids):
+            return None
+        rows = await conn.execute(
+            select(d, alerts.c.payload.label("alert_payload"))
+            .outerjoin(alerts, alerts.c.alert_id == d.c.alert_id)
+            .where(d.c.delivery_id.in_(ids))
+            .order_by(d.c.delivery_id)
+        )
+        return list(rows)
 
     async def _deliver(self, group: list[Any]) -> None:
         head = group[0]
@@ -241,9 +349,9 @@ class OutboxSender:
         # in it cannot forge log lines.
         log.info(
             "delivered %s by %s to %s",
-            render.one_line(", ".join(r.alert_id for r in group)),
+            one_line(", ".join(r.alert_id for r in group)),
             head.channel,
-            render.one_line(head.destination),
+            one_line(head.destination),
         )
 
     async def _failed(self, row: Any, rule: str, exc: DeliveryError) -> None:
@@ -269,7 +377,7 @@ class OutboxSender:
         self._metrics.deliveries.labels(rule, row.channel, outcome).inc()
         log.warning(
             "alert %s by %s failed (attempt %d, %s): %s",
-            render.one_line(row.alert_id),
+            one_line(row.alert_id),
             row.channel,
             attempts,
             "giving up" if dead else f"retry in {delay:.1f}s",
@@ -297,6 +405,26 @@ class OutboxSender:
         self._last_send[key] = loop.time()
 
 
+async def _waiting_behind(conn: AsyncConnection, head: Any, free: ColumnElement[bool]) -> list[int]:
+    """The untried Slack deliveries queued for ``head``'s destination after it: sent
+    with it as one message (a group shows MAX_GROUPED alerts and counts the rest)."""
+    d = deliveries
+    found = await conn.execute(
+        select(d.c.delivery_id)
+        .where(
+            d.c.channel == "slack",
+            d.c.destination == head.destination,
+            d.c.status == "pending",
+            d.c.delivery_id > head.delivery_id,
+            d.c.attempts == 0,
+            free,
+        )
+        .order_by(d.c.delivery_id)
+        .limit(MAX_GROUPED * 5)
+    )
+    return list(found.scalars().all())
+
+
 def _pace_key(channel: Channel | None, destination: str) -> tuple[str, str] | None:
     """Deliveries that share Slack's rate limit (one webhook, or one channel)."""
     if channel is None:
@@ -310,13 +438,13 @@ def _notice(row: Any) -> Notice:
         return Notice.from_json(row.payload)
     # Rows queued before notices had payloads: the alert's own firing.
     alert = AlertEvent.model_validate(row.alert_payload)
-    return Notice("fire", [alert], row.alert_id)
+    return Notice(NoticeKind.fire, [alert], row.alert_id)
 
 
 def _loggable(exc: Exception) -> str:
     """An error fit for logs and ``last_error``: one line, no NUL (PostgreSQL text
     refuses it), and no URL path or query (a webhook URL's token)."""
-    return render.redact_urls(render.one_line(str(exc)))
+    return redact_urls(one_line(str(exc)))
 
 
 def _one_notice(notices: list[Notice]) -> Notice:
@@ -324,9 +452,9 @@ def _one_notice(notices: list[Notice]) -> Notice:
     if len(notices) == 1:
         return notices[0]
     alerts_ = [a for n in notices for a in n.alerts]
-    return Notice("group", alerts_, "+".join(n.key for n in notices))
+    return Notice(NoticeKind.group, alerts_, "+".join(n.key for n in notices))
 
 
 def _rule(notice: Notice) -> str:
     """The rule a delivery is about ("digest" for digests), for metric labels."""
-    return "digest" if notice.kind == "digest" else notice.first.rule
+    return "digest" if notice.kind == NoticeKind.digest else notice.first.rule

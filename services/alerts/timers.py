@@ -16,15 +16,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.alerts import render, routing
-from services.alerts.channels import Notice
-from services.alerts.lifecycle import Outbox, stored_alert, with_current_owners
+from services.alerts import routing
+from services.alerts.channels.text import one_line
+from services.alerts.lifecycle import stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
+from services.alerts.outbox import Outbox
 from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent
+from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.tables import accounts, alerts
 from shared.worker import pause
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 
 class AlertTimers:
+    """The timer pass. ``alerting`` is the store of the alerting file in force."""
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -39,14 +43,14 @@ class AlertTimers:
         settings: Settings,
         metrics: AlertsMetrics,
         *,
-        config: AlertingStore | None = None,
+        alerting: AlertingStore,
         clock: Clock = utcnow,
     ):
         self._engine = engine
         self._outbox = outbox
         self._settings = settings
         self._metrics = metrics
-        self._config = config or AlertingStore()
+        self._alerting = alerting
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -63,39 +67,19 @@ class AlertTimers:
         queued = 0
         escalated: list[tuple[str, str]] = []  # (alert id, rule)
         async with self._outbox.transaction(self._engine) as conn:
-            config, _ = await self._config.current(conn)
-            queued += await self._wake_snoozed(conn, config, now)
-            queued += await self._repeat(conn, config, now)
-            queued += await self._escalate(conn, config, now, escalated)
-            queued += await self._digest(conn, config, now)
+            alerting, _ = await self._alerting.current(conn)
+            queued += await self._wake_snoozed(conn, alerting, now)
+            queued += await self._repeat(conn, alerting, now)
+            queued += await self._escalate(conn, alerting, now, escalated)
+            queued += await self._digest(conn, alerting, now)
         # Told only once committed: a pass that failed and is retried counts nothing twice.
         for alert_id, rule in escalated:
             self._metrics.escalated.labels(rule).inc()
-            log.info("escalated %s: unacknowledged past its deadline", render.one_line(alert_id))
+            log.info("escalated %s: unacknowledged past its deadline", one_line(alert_id))
         return queued
 
-    async def _notify(
-        self,
-        conn: AsyncConnection,
-        alert: AlertEvent,
-        kind: str,
-        notification: str,
-        people: list[Recipient],
-        config: Alerting,
-        now: datetime,
-    ) -> int:
-        notice = Notice(kind, [alert], f"{alert.alert_id}/{notification}")
-        return await self._outbox.put(
-            conn,
-            notice,
-            people,
-            notification=notification,
-            now=now,
-            group_wait=config.notify.group_wait,
-        )
-
     async def _remind(
-        self, conn: AsyncConnection, row: Any, config: Alerting, now: datetime, **also: Any
+        self, conn: AsyncConnection, row: Any, alerting: Alerting, now: datetime, **also: Any
     ) -> int:
         """Tell the alert's people again (the n-th reminder), recording it on the alert."""
         stored = stored_alert(row)
@@ -110,10 +94,18 @@ class AlertTimers:
         if changed.rowcount == 0:
             return 0  # acknowledged, snoozed or resolved meanwhile: nobody is reminded
         alert = await with_current_owners(conn, stored)
-        people = routing.recipients(alert, config.routing, self._settings)
-        return await self._notify(conn, stored, "repeat", f"repeat:{n}", people, config, now)
+        people = routing.recipients(alert, alerting.routing, self._settings)
+        return await self._outbox.notify(
+            conn,
+            stored,
+            NoticeKind.repeat,
+            people,
+            now=now,
+            group_wait=alerting.notify.group_wait,
+            notification=f"repeat:{n}",
+        )
 
-    async def _wake_snoozed(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+    async def _wake_snoozed(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
         """A snooze that ran out on a still-firing alert: tell its people again."""
         rows = await conn.execute(
             select(alerts).where(
@@ -122,14 +114,14 @@ class AlertTimers:
         )
         queued = 0
         for r in rows.all():
-            queued += await self._remind(conn, r, config, now, snoozed_until=None)
+            queued += await self._remind(conn, r, alerting, now, snoozed_until=None)
         return queued
 
-    async def _repeat(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+    async def _repeat(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
         """Open, unacknowledged, unchanged alerts are told again after their interval."""
         shortest = min(
-            [config.notify.repeat_interval]
-            + [r.repeat_interval for r in config.rules if r.repeat_interval]
+            [alerting.notify.repeat_interval]
+            + [r.repeat_interval for r in alerting.rules if r.repeat_interval]
         )
         rows = await conn.execute(
             select(alerts).where(
@@ -141,22 +133,22 @@ class AlertTimers:
         )
         queued = 0
         for r in rows.all():
-            rule = config.rule(r.rule)
-            interval = (rule.repeat_interval if rule else None) or config.notify.repeat_interval
+            rule = alerting.rule(r.rule)
+            interval = (rule.repeat_interval if rule else None) or alerting.notify.repeat_interval
             if r.last_notified_at <= now - interval:
-                queued += await self._remind(conn, r, config, now)
+                queued += await self._remind(conn, r, alerting, now)
         return queued
 
     async def _escalate(
         self,
         conn: AsyncConnection,
-        config: Alerting,
+        alerting: Alerting,
         now: datetime,
         escalated: list[tuple[str, str]],
     ) -> int:
         """Firing past its severity's deadline and nobody acknowledged: the lead hears."""
         queued = 0
-        for severity, after in config.notify.escalate_after.items():
+        for severity, after in alerting.notify.escalate_after.items():
             rows = await conn.execute(
                 select(alerts).where(
                     alerts.c.status == "firing",
@@ -179,16 +171,21 @@ class AlertTimers:
                 if changed.rowcount == 0:
                     continue  # acknowledged, snoozed or resolved meanwhile
                 alert = await with_current_owners(conn, stored)
-                people = routing.escalation_recipients(alert, config.routing)
+                people = routing.escalation_recipients(alert, alerting.routing)
                 escalated.append((r.alert_id, r.rule))
-                queued += await self._notify(
-                    conn, stored, "escalate", "escalate", people, config, now
+                queued += await self._outbox.notify(
+                    conn,
+                    stored,
+                    NoticeKind.escalate,
+                    people,
+                    now=now,
+                    group_wait=alerting.notify.group_wait,
                 )
         return queued
 
-    async def _digest(self, conn: AsyncConnection, config: Alerting, now: datetime) -> int:
+    async def _digest(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
         """Once a day, from ``digest_hour`` on, each CSM's open alerts in one email."""
-        hour = config.notify.digest_hour
+        hour = alerting.notify.digest_hour
         local = now.astimezone(ZoneInfo(self._settings.timezone))
         if hour < 0 or local.hour < hour:
             return 0
@@ -211,7 +208,7 @@ class AlertTimers:
         day = local.date().isoformat()
         for email, open_alerts in by_owner.items():
             key = f"digest:{email}:{day}"
-            notice = Notice("digest", open_alerts, key)
+            notice = Notice(NoticeKind.digest, open_alerts, key)
             queued += await self._outbox.put(
                 conn,
                 notice,

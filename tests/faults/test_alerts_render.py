@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 
-from services.alerts import render
-from services.alerts.channels import DeliveryError, EmailChannel, Notice
+from services.alerts.channels import DeliveryError, slack
+from services.alerts.channels import email as mail
+from services.alerts.channels.email import EmailChannel
+from services.alerts.channels.text import account_url, header_token
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner
+from shared.contracts.notices import Notice
 from tests.support.standins import Inbox, smtp_server
 
 PUBLIC = "https://hw.example.com/"
@@ -57,8 +60,8 @@ def strings(value: Any) -> Iterator[str]:
 def test_slack_shows_markup_in_data_as_text(mention: str | None, count: int) -> None:
     alerts = [alert(alert_id=f"acme:r:{n}") for n in range(count)]
     notice = Notice("fire" if count == 1 else "group", alerts, "k")
-    blocks = render.slack_blocks(notice, PUBLIC, mention)
-    texts = [render.slack_text(notice, mention), *strings(blocks)]
+    blocks = slack.message_blocks(notice, PUBLIC, mention)
+    texts = [slack.fallback_text(notice, mention), *strings(blocks)]
     for text in texts:
         # Slack's <...> syntax only where we put it: the mention and the account link.
         for inner in re.findall(r"<([^>]*)>", text):
@@ -70,30 +73,30 @@ def test_slack_shows_markup_in_data_as_text(mention: str | None, count: int) -> 
 
 def test_slack_escapes_every_field_and_keeps_within_slacks_limits() -> None:
     long = alert(summary="&" * 5000, account_name="<" * 3000, title="x" * 4000)
-    blocks = render.slack_blocks(Notice("fire", [long], "k"), PUBLIC)
+    blocks = slack.message_blocks(Notice("fire", [long], "k"), PUBLIC)
     for block in blocks:
         if "text" in block:
-            assert len(block["text"]["text"]) <= render.SLACK_SECTION_CHARS
+            assert len(block["text"]["text"]) <= slack.SECTION_CHARS
         for field in block.get("fields", []):
-            assert len(field["text"]) <= render.SLACK_FIELD_CHARS
+            assert len(field["text"]) <= slack.FIELD_CHARS
     summary = blocks[1]["text"]["text"]
     assert summary.endswith("&amp;…") and "&am…" not in summary  # no escape cut in half
-    mention = render.slack_text(Notice("fire", [alert()], "k"), "U0ANNA> <!here")
+    mention = slack.fallback_text(Notice("fire", [alert()], "k"), "U0ANNA> <!here")
     assert mention.startswith("<@U0ANNA&gt; &lt;!here> ")
 
 
 def test_email_headers_are_one_line_whatever_the_name() -> None:
     notice = Notice("fire", [alert()], "acme:low_activity:1/fire")
-    subject = render.email_subject(notice)
+    subject = mail.subject(notice)
     assert not re.search(r"[\x00-\x1f\x7f\u2028\u2029]", subject), subject
     msg = EmailMessage()
     msg["Subject"] = subject  # raised ValueError on the CR/LF before
-    msg.set_content(render.email_text(notice, PUBLIC))
-    msg.add_alternative(render.email_html(notice, PUBLIC), subtype="html")
+    msg.set_content(mail.text_body(notice, PUBLIC))
+    msg.add_alternative(mail.html_body(notice, PUBLIC), subtype="html")
     head = msg.as_bytes().split(b"\n\n", 1)[0].lower()
     assert not re.search(rb"^bcc:", head, re.M), head
-    assert render.header_token("acme:low_activity:1/fire") == "acme:low_activity:1/fire"
-    assert render.header_token("a b\r\nX-Evil: 1") == "a%20b%0D%0AX-Evil:%201"
+    assert header_token("acme:low_activity:1/fire") == "acme:low_activity:1/fire"
+    assert header_token("a b\r\nX-Evil: 1") == "a%20b%0D%0AX-Evil:%201"
 
 
 @pytest.mark.parametrize(
@@ -106,12 +109,12 @@ def test_email_headers_are_one_line_whatever_the_name() -> None:
     ],
 )
 def test_links_point_at_the_dashboards_account_page(account_id: str, path: str) -> None:
-    assert render.account_url(PUBLIC, account_id) == "https://hw.example.com" + path
+    assert account_url(PUBLIC, account_id) == "https://hw.example.com" + path
     notice = Notice("fire", [alert(account_id=account_id)], "k")
-    url = render.account_url(PUBLIC, account_id)
-    assert url in render.email_text(notice, PUBLIC)
-    assert f'href="{url}"' in render.email_html(notice, PUBLIC)
-    buttons = [b for b in render.slack_blocks(notice, PUBLIC) if b["type"] == "actions"]
+    url = account_url(PUBLIC, account_id)
+    assert url in mail.text_body(notice, PUBLIC)
+    assert f'href="{url}"' in mail.html_body(notice, PUBLIC)
+    buttons = [b for b in slack.message_blocks(notice, PUBLIC) if b["type"] == "actions"]
     assert buttons[0]["elements"][0]["url"] == url
 
 

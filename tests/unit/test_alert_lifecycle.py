@@ -12,9 +12,11 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.alerts.channels import EmailChannel, Notice, SlackChannel
-from services.alerts.lifecycle import AlertIntake, Outbox
+from services.alerts.channels.email import EmailChannel
+from services.alerts.channels.slack import SlackChannel
+from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
+from services.alerts.outbox import Outbox
 from services.alerts.timers import AlertTimers
 from shared.alerting.schema import Recipient
 from shared.alerting.store import AlertingStore
@@ -22,10 +24,12 @@ from shared.bus.base import Record
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner
+from shared.contracts.notices import Notice
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import alerts, deliveries
 from tests.support.alerting import alerting_toml
+from tests.support.alerts import alerts_parts
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
@@ -92,12 +96,10 @@ email = "lead@example.com"
         group_wait='"30s"',
     )
     store = AlertingStore(text)
-    metrics = AlertsMetrics(CollectorRegistry())
-    outbox = Outbox([SlackChannel(settings), EmailChannel(settings)], settings, metrics)
+    channels = [SlackChannel(settings), EmailChannel(settings)]
     clock = Clock()
-    intake = AlertIntake(engine, outbox, settings, metrics, config=store, clock=clock)
-    timers = AlertTimers(engine, outbox, settings, metrics, config=store, clock=clock)
-    yield World(engine, intake, timers, clock, store)
+    parts = alerts_parts(engine, settings, channels, store, clock=clock)
+    yield World(engine, parts.intake, parts.timers, clock, store)
     await engine.dispose()
 
 

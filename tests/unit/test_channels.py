@@ -9,19 +9,16 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from services.alerts.channels import (
-    DeliveryError,
-    EmailChannel,
-    Notice,
-    SlackChannel,
-    WebhookChannel,
-    webhook_signature,
-)
+from services.alerts.channels import DeliveryError
+from services.alerts.channels.email import EmailChannel
+from services.alerts.channels.slack import SlackChannel
+from services.alerts.channels.webhook import WebhookChannel, webhook_signature
 from services.alerts.routing import addresses, recipients
 from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner
+from shared.contracts.notices import Notice
 from tests.support.standins import SlackStandIn, smtp_server
 
 ALERT = AlertEvent(

@@ -1,0 +1,46 @@
+"""What every channel is: a way to reach a recipient, and a ``send`` that either
+delivers or raises ``DeliveryError`` (retryable unless ``permanent``)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from shared.alerting.schema import Recipient
+from shared.contracts.notices import Notice
+
+# The one destination of a broadcast channel (the webhook's URL, or Slack's single
+# incoming webhook): never the URL itself, which is a credential.
+WEBHOOK_DESTINATION = "webhook"
+# Bounded so a hung receiver releases the sender long before its claim lease (60 s) ends.
+SEND_TIMEOUT_S = 30
+
+
+class DeliveryError(Exception):
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, permanent: bool = False
+    ):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.permanent = permanent
+
+
+class Channel(Protocol):
+    name: str
+    # True: one delivery per notice, whoever the recipients are (the webhook).
+    broadcast: bool
+
+    def address(self, recipient: Recipient) -> str | None:
+        """Where this recipient is reached on this channel; None if not at all."""
+
+    def pace_key(self, destination: str) -> str | None:
+        """Deliveries sharing a key are paced (Slack: 1 message per second)."""
+
+    async def send(self, notice: Notice, destination: str) -> None: ...
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds; None if absent or not a number."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

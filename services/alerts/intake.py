@@ -1,0 +1,78 @@
+"""Alert intake: each batch of messages from scoring goes through the alert lifecycle
+(``lifecycle``) in one transaction with the consumed offsets, so an alert is stored,
+and its notices queued, exactly once however often a message is redelivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.alerts.channels.text import one_line
+from services.alerts.lifecycle import AlertLifecycle, log_stored
+from services.alerts.metrics import AlertsMetrics
+from services.alerts.outbox import Outbox
+from shared.alerting.store import AlertingStore
+from shared.bus.base import Record
+from shared.clock import Clock, utcnow
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent
+from shared.contracts.wire import UndecodableRecord, decode_alert
+from shared.storage.offsets import next_offsets, save_offsets
+
+log = logging.getLogger(__name__)
+
+
+class AlertIntake:
+    """The alerts consumer's handler. ``alerting`` is the store of the alerting file in
+    force (routing and notification policy)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        settings: Settings,
+        metrics: AlertsMetrics,
+        *,
+        alerting: AlertingStore,
+        clock: Clock = utcnow,
+    ):
+        self._engine = engine
+        self._outbox = outbox
+        self._settings = settings
+        self._alerting = alerting
+        self._clock = clock
+        self._lifecycle = AlertLifecycle(outbox, settings, metrics)
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        now = self._clock()
+        decoded = [_decode(r) for r in records]
+        stored: list[str] = []  # log lines, written once the batch has committed
+        async with self._outbox.transaction(self._engine) as conn:
+            alerting, _ = await self._alerting.current(conn)
+            for alert in decoded:
+                line = await self._lifecycle.apply(conn, alert, alerting, now)
+                if line is not None:
+                    stored.append(line)
+            await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
+        log_stored(stored)
+
+
+def _decode(record: Record) -> AlertEvent:
+    try:
+        return decode_alert(record.value)
+    except UndecodableRecord as exc:
+        # Alerts come from our own scoring service: a bad one is a bug, logged loudly.
+        # The batch fails; the consume loop narrows it down to this record and
+        # dead-letters it with the reason (kept, not dropped), and the other alerts of
+        # the batch go on.
+        log.error(
+            "undecodable alert at %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            one_line(str(exc)),
+        )
+        raise
