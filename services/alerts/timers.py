@@ -121,7 +121,7 @@ class AlertTimers:
         """Open, unacknowledged, unchanged alerts are told again after their interval."""
         shortest = min(
             [alerting.notify.repeat_interval]
-            + [r.repeat_interval for r in alerting.rules if r.repeat_interval]
+            + [rule.repeat_interval for rule in alerting.rules if rule.repeat_interval]
         )
         rows = await conn.execute(
             select(alerts).where(

@@ -18,7 +18,7 @@ _PREFIX = {
 # a header value starts a new header (or a forged log line).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # Printable ASCII but ``%``: what an HTTP header value may carry as is.
-_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+_HEADER_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) != "%")
 # A URL's user, path and query, where webhook tokens live (Slack's /services/T/B/token).
 _URL_SECRETS = re.compile(r"(https?://)(?:[^@/\s'\"]*@)?([^/\s'\"?#]+)[^\s'\")]*")
 
@@ -33,7 +33,7 @@ def headline(notice: Notice, alert: AlertEvent | None = None) -> str:
 def changes(alert: AlertEvent) -> list[str]:
     """The sentences of what moved over the week before the alert ("active users over 7
     days fell from 42 to 9, −79%")."""
-    return [str(c["text"]) for c in alert.details.get("changes", []) if "text" in c]
+    return [str(change["text"]) for change in alert.details.get("changes", []) if "text" in change]
 
 
 def account_url(public_url: str, account_id: str) -> str:
