@@ -20,6 +20,9 @@ from shared.config import Settings
 from tests.support.alerting import alerting_toml, write_alerting
 from tests.support.workdirs import service_dir
 
+# Factory fixtures (engine_factory, processor_factory) for every test.
+pytest_plugins = ["tests.support.factories"]
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:

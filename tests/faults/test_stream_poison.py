@@ -20,13 +20,10 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa
 from sqlalchemy import select
 
 import services.scoring.processor as processor_module
-from services.scoring.metrics import ScoringMetrics
-from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import MessageTooLarge, OutMessage, Record, TopicPartition
 from shared.bus.deadletter import MAX_COPY_BYTES, dead_letter_message, dead_letterer
@@ -34,10 +31,10 @@ from shared.bus.embedded import EmbeddedBus
 from shared.bus.factory import DEADLETTER_TOPIC
 from shared.bus.kafka import MAX_MESSAGE_BYTES
 from shared.config import Settings
-from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import account_health, bus_log, processed_events
 from shared.worker import Progress, consume, is_transient
+from tests.support.factories import EngineFactory, ProcessorFactory
 from tests.support.harness import Harness, facts, running, usage, wait_for
 
 # Valid events sent after the poison must be scored within this: generous for a loaded
@@ -272,10 +269,9 @@ def test_dead_letter_copy_is_bounded_and_names_its_original() -> None:
 
 
 async def test_bisecting_sets_aside_exactly_the_failing_records(
-    embedded_settings: Settings,
+    engine_factory: EngineFactory,
 ) -> None:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
+    engine = await engine_factory()
     bus = EmbeddedBus(engine)
     values = [b"poison" if i in (3, 15, 16) else f"ok{i}".encode() for i in range(40)]
     await bus.send_many([OutMessage("t", None, v) for v in values])
@@ -311,14 +307,12 @@ async def test_bisecting_sets_aside_exactly_the_failing_records(
     assert all(r.headers["reason"] == "OverflowError: date value out of range" for r in rows)
     assert stored == {("t", 0): 41}  # past everything: nothing is read again
     assert batches[0] == 40 and len(batches) < 40  # bisected, not record by record
-    await engine.dispose()
 
 
 async def test_a_transient_failure_is_retried_and_nothing_is_set_aside(
-    embedded_settings: Settings,
+    engine_factory: EngineFactory,
 ) -> None:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
+    engine = await engine_factory()
     bus = EmbeddedBus(engine)
     await bus.send_many([OutMessage("t", None, f"v{i}".encode()) for i in range(5)])
     attempts: list[int] = []
@@ -359,7 +353,6 @@ async def test_a_transient_failure_is_retried_and_nothing_is_set_aside(
     assert attempts == [5, 5, 5]  # whole, every time: an outage is no record's fault
     async with engine.connect() as conn:
         assert (await conn.execute(select(bus_log).where(bus_log.c.topic == "dl"))).all() == []
-    await engine.dispose()
 
 
 def test_progress_reports_loops_that_stopped_moving() -> None:
@@ -386,15 +379,15 @@ async def _equal(got: list[bytes], want: list[bytes]) -> bool:
 
 
 async def test_the_sweep_goes_past_an_account_that_fails_alone(
-    embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = datetime(2026, 11, 23, 9, tzinfo=UTC)
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
+    engine = await engine_factory()
     bus = EmbeddedBus(engine)
-    processor = ScoringProcessor(
-        engine, bus, embedded_settings, ScoringMetrics(CollectorRegistry()), clock=lambda: now
-    )
+    processor = processor_factory(engine, producer=bus, clock=lambda: now)
     accounts = ["a-good", "b-bad", "c-good"]
     events = [
         usage(a, "u1", event_id=f"{a}-1", occurred_at=(now - timedelta(days=10)).isoformat())
@@ -425,4 +418,3 @@ async def test_the_sweep_goes_past_an_account_that_fails_alone(
     assert {a: rows[a].swept_on for a in accounts} == dict.fromkeys(accounts, now.date())
     assert rescored == {"a-good", "c-good"}
     assert await sweep.run_once() == 0  # nothing left for today, the failing one included
-    await engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -18,9 +18,8 @@ from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Record
-from shared.config import Settings
-from shared.storage.db import create_engine, migrate
 from shared.storage.tables import activity_daily, tickets
+from tests.support.factories import EngineFactory, ProcessorFactory
 
 
 def write_inputs(tmp_path: Path) -> list[Path]:
@@ -55,19 +54,19 @@ ProcessorFor = Callable[..., ScoringProcessor]
 
 
 @pytest.fixture
-async def db(embedded_settings: Settings) -> AsyncIterator[tuple[AsyncEngine, ProcessorFor]]:
+async def db(
+    engine_factory: EngineFactory, processor_factory: ProcessorFactory
+) -> tuple[AsyncEngine, ProcessorFor]:
     """A migrated database, and the processor factory ``import_files`` takes."""
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
+    engine = await engine_factory()
     metrics = ScoringMetrics(CollectorRegistry())
 
     def processor(
         sink: object, kind: type[ScoringProcessor] = ScoringProcessor
     ) -> ScoringProcessor:
-        return kind(engine, sink, embedded_settings, metrics)  # type: ignore[arg-type]
+        return processor_factory(engine, producer=sink, metrics=metrics, kind=kind)  # type: ignore[arg-type]
 
-    yield engine, processor
-    await engine.dispose()
+    return engine, processor
 
 
 async def test_import_reports_rejects_and_resumes(

@@ -10,13 +10,11 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from services.scoring.metrics import ScoringMetrics
-from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Record
-from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
-from shared.storage.db import create_engine, migrate
 from shared.storage.offsets import offset_loader
 from shared.storage.tables import account_health, activity_daily, bus_log
+from tests.support.factories import EngineFactory, ProcessorFactory
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 
@@ -31,13 +29,12 @@ def usage(settings: Settings, offset: int, event_id: str) -> Record:
 
 async def test_duplicates_count_once_and_garbage_is_dead_lettered(
     embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
 ) -> None:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
+    engine = await engine_factory()
     registry = CollectorRegistry()
-    processor = ScoringProcessor(
-        engine, EmbeddedBus(engine), embedded_settings, ScoringMetrics(registry), clock=lambda: NOW
-    )
+    processor = processor_factory(engine, metrics=ScoringMetrics(registry), clock=lambda: NOW)
     s = embedded_settings
     await processor.handle([usage(s, 0, "e1"), usage(s, 1, "e1"), usage(s, 2, "e2")])
     await processor.handle(
@@ -68,18 +65,16 @@ async def test_duplicates_count_once_and_garbage_is_dead_lettered(
     )
     stored = await offset_loader(engine, s.consumer_group_scoring)([(s.topic("usage"), 0)])
     assert stored == {(s.topic("usage"), 0): 6}
-    await engine.dispose()
 
 
 async def test_explanations_say_what_moved_since_the_last_score_and_7_and_30_days_ago(
     embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
 ) -> None:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
+    engine = await engine_factory()
     s = embedded_settings
-    processor = ScoringProcessor(
-        engine, EmbeddedBus(engine), s, ScoringMetrics(CollectorRegistry()), clock=lambda: NOW
-    )
+    processor = processor_factory(engine, clock=lambda: NOW)
     offset = 0
     # Scored on three days: 10 users 30 days ago, 6 users 7 days ago, 2 users today.
     for days_ago, users in ((30, 10), (7, 6), (0, 2)):
@@ -105,7 +100,6 @@ async def test_explanations_say_what_moved_since_the_last_score_and_7_and_30_day
                 select(account_health.c.components).where(account_health.c.account_id == "a")
             )
         ).scalar_one()
-    await engine.dispose()
 
     def users_change(key: str) -> str:
         (moved,) = [c for c in why["changes"][key] if c["measure"] == "active_users_7d"]

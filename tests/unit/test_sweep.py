@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
-from services.scoring.metrics import ScoringMetrics
-from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import Record
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import decode_alert, encode_event
-from shared.storage.db import create_engine, migrate
 from shared.storage.tables import account_health, bus_log, health_daily
+from tests.support.factories import EngineFactory, ProcessorFactory
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 
@@ -28,13 +25,12 @@ def record(settings: Settings, offset: int, raw: dict[str, object]) -> Record:
 
 async def test_quiet_account_is_rescored_once_a_day_and_its_rule_fires(
     embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
 ) -> None:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
+    engine = await engine_factory()
     bus = EmbeddedBus(engine)
-    processor = ScoringProcessor(
-        engine, bus, embedded_settings, ScoringMetrics(CollectorRegistry()), clock=lambda: NOW
-    )
+    processor = processor_factory(engine, producer=bus, clock=lambda: NOW)
     raws: list[dict[str, object]] = [
         {
             "kind": "account",
@@ -97,4 +93,3 @@ async def test_quiet_account_is_rescored_once_a_day_and_its_rule_fires(
     assert await sweep.run_once() == 1
     assert await health() == before
     assert await alerts() == fired
-    await engine.dispose()
