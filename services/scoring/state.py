@@ -44,9 +44,10 @@ OPEN_STATUSES = ("open", "pending")
 # id's hash): any constant no other lock of this database uses.
 TICKET_LOCK_SPACE = 0x7469636B  # "tick"
 _FACT_FIELDS = tuple(
-    f
-    for f in AccountFacts.model_fields
-    if f not in {"schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"}
+    name
+    for name in AccountFacts.model_fields
+    if name
+    not in {"schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"}
 )
 
 
@@ -102,7 +103,7 @@ async def apply_events(
         account_health,
         list(health.values()),
         keys=["account_id"],
-        update=[c for c in health[next(iter(health))] if c != "account_id"],
+        update=[column for column in health[next(iter(health))] if column != "account_id"],
     )
     await _prune(conn, health, window_days, grace, tz)
     return applied
@@ -124,7 +125,7 @@ async def _load_health(conn: AsyncConnection, ids: set[str]) -> dict[str, dict[s
             account_health.c.last_payment_failed_at,
         ).where(account_health.c.account_id.in_(ids))
     )
-    health = {r.account_id: dict(r._mapping) for r in rows}
+    health = {row.account_id: dict(row._mapping) for row in rows}
     for account_id in ids:
         health.setdefault(
             account_id,
@@ -184,7 +185,9 @@ def _tally_usage(
     """Sum the events per account and day, and move each account's first and last use."""
     tally = _UsageTally()
     # The first day still open to late events, per account (its newest event is known).
-    earliest = {a: window_start(h["as_of"], grace_days, tz) for a, h in health.items()}
+    earliest = {
+        account_id: window_start(h["as_of"], grace_days, tz) for account_id, h in health.items()
+    }
     for event in usage:
         account = health[event.account_id]
         # Calendar days of the configured zone (zoneinfo handles daylight saving).
@@ -235,7 +238,10 @@ async def _add_daily_users(conn: AsyncConnection, users: set[tuple[str, date, st
     stmt, params = bulk_insert(
         conn,
         activity_daily_users,
-        [{"account_id": a, "day": day, "user_id": user} for a, day, user in sorted(users)],
+        [
+            {"account_id": account_id, "day": day, "user_id": user}
+            for account_id, day, user in sorted(users)
+        ],
     )
     await conn.execute(stmt.on_conflict_do_nothing(), params)
     first: dict[tuple[str, str], date] = {}
@@ -274,8 +280,14 @@ async def _add_daily_names(
         conn,
         activity_daily_names,
         [
-            {"account_id": a, "day": day, "dimension": dimension, "name": name, "count": count}
-            for (a, day, dimension, name), count in sorted(names.items())
+            {
+                "account_id": account_id,
+                "day": day,
+                "dimension": dimension,
+                "name": name,
+                "count": count,
+            }
+            for (account_id, day, dimension, name), count in sorted(names.items())
         ],
     )
     stmt = stmt.on_conflict_do_update(
@@ -330,7 +342,7 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id"],
-        set_={c: new[c] for c in columns},
+        set_={column: new[column] for column in columns},
         # A late, older update of the same ticket must not overwrite a newer one.
         where=or_(
             tickets.c.occurred_at < new.occurred_at,
@@ -369,9 +381,9 @@ async def _apply_facts(
     rows = await conn.execute(
         select(accounts.c.account_id, accounts.c.facts).where(accounts.c.account_id.in_(ids))
     )
-    stored = {r.account_id: r.facts for r in rows}
+    stored = {row.account_id: row.facts for row in rows}
     merged: dict[str, dict[str, Any]] = {
-        a: stored.get(a) or {"fields": {}, "stamps": {}} for a in ids
+        account_id: stored.get(account_id) or {"fields": {}, "stamps": {}} for account_id in ids
     }
     for e in events:
         facts = merged[e.account_id]
@@ -392,7 +404,7 @@ async def _apply_facts(
     await upsert(
         conn,
         accounts,
-        [_account_row(a, f, now) for a, f in sorted(merged.items())],
+        [_account_row(account_id, facts, now) for account_id, facts in sorted(merged.items())],
         keys=["account_id"],
         update=[
             "name",
@@ -423,11 +435,14 @@ def _observe_people(
     seen = facts.setdefault("people_seen", [])
     entry = [
         stamp,
-        {r: sorted(_who(c) for c in contacts if c.get("role") == r) for r in PEOPLE_ROLES},
+        {
+            role: sorted(_who(contact) for contact in contacts if contact.get("role") == role)
+            for role in PEOPLE_ROLES
+        },
     ]
     if entry not in seen:
         seen.append(entry)
-        seen.sort(key=lambda e: e[0])
+        seen.sort(key=lambda observation: observation[0])
         del seen[:-PEOPLE_OBSERVATIONS]
     changes: dict[str, str] = {}
     for (_, before), (at, after) in itertools.pairwise(seen):
@@ -442,14 +457,15 @@ def _who(contact: dict[str, Any]) -> str:
 
 
 def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[str, Any]:
-    f = facts["fields"]
-    owner = f.get("owner") or {}
-    newest = max(s[0] for s in facts["stamps"].values()) if facts["stamps"] else now.isoformat()
+    fields = facts["fields"]
+    owner = fields.get("owner") or {}
+    stamps = facts["stamps"]
+    newest = max(stamp[0] for stamp in stamps.values()) if stamps else now.isoformat()
     return {
         "account_id": account_id,
-        "name": f.get("name"),
-        "seats_purchased": f.get("seats_purchased"),
-        "tier": f.get("tier"),
+        "name": fields.get("name"),
+        "seats_purchased": fields.get("seats_purchased"),
+        "tier": fields.get("tier"),
         "owner_email": owner.get("email"),
         "owner_slack_id": owner.get("slack_id"),
         "facts": facts,
@@ -504,9 +520,9 @@ def _keep_two_newest_nps(h: dict[str, Any], e: NpsResponse) -> None:
     h["nps_previous_at"], h["nps_previous"] = previous[0] if previous else (None, None)
 
 
-def _latest(a: datetime | None, b: datetime) -> datetime:
-    return b if a is None or b > a else a
+def _latest(current: datetime | None, moment: datetime) -> datetime:
+    return moment if current is None or moment > current else current
 
 
-def _earliest(a: datetime | None, b: datetime) -> datetime:
-    return b if a is None or b < a else a
+def _earliest(current: datetime | None, moment: datetime) -> datetime:
+    return moment if current is None or moment < current else current
