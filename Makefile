@@ -21,6 +21,7 @@ lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy services shared
+	lint-imports --no-cache
 
 # The browser tests skip without Chromium on a laptop; here they must run.
 pytest:

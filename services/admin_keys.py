@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from services.scoring.api import AdminKey, Context
 from shared.auth import (
     KeyInfo,
     KeyStore,
@@ -23,7 +22,7 @@ from shared.auth import (
     revoke_key,
     role_scopes,
 )
-from shared.web import ClientError
+from shared.web import AdminKey, ClientError, EngineDep
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
@@ -98,26 +97,26 @@ class KeyCreated(KeyPublic):
 
 
 @router.get("/keys", response_model=KeysPublic)
-async def keys(ctx: Context, _admin: AdminKey) -> KeysPublic:
+async def keys(engine: EngineDep, _admin: AdminKey) -> KeysPublic:
     """Every key, revoked ones included, oldest first."""
-    return KeysPublic(keys=[KeyPublic.of(k) for k in await list_keys(ctx.engine)])
+    return KeysPublic(keys=[KeyPublic.of(k) for k in await list_keys(engine)])
 
 
 @router.post("/keys", response_model=KeyCreated, status_code=201)
-async def new_key(body: KeyCreate, ctx: Context, _admin: AdminKey) -> KeyCreated:
+async def new_key(body: KeyCreate, engine: EngineDep, _admin: AdminKey) -> KeyCreated:
     """Create a key; the answer holds its secret, which is never shown again."""
-    raw = await create_key(ctx.engine, body.name, body.granted(), body.csm_email)
-    (info,) = await list_keys(ctx.engine, raw.split("_", 2)[1])
+    raw = await create_key(engine, body.name, body.granted(), body.csm_email)
+    (info,) = await list_keys(engine, raw.split("_", 2)[1])
     return KeyCreated(**KeyPublic.of(info).model_dump(), key=raw)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic)
-async def revoke(key_id: str, request: Request, ctx: Context, _admin: AdminKey) -> KeyPublic:
+async def revoke(key_id: str, request: Request, engine: EngineDep, _admin: AdminKey) -> KeyPublic:
     """Revoke a key (again: no change). It stops working at once on this process and
     within a minute on every other."""
-    if await revoke_key(ctx.engine, key_id) is None:
+    if await revoke_key(engine, key_id) is None:
         raise ClientError(404, "not_found", f"No key {key_id!r}: GET /v1/keys lists them.")
     keys: KeyStore = request.app.state.keys
     keys.forget(key_id)
-    (info,) = await list_keys(ctx.engine, key_id)
+    (info,) = await list_keys(engine, key_id)
     return KeyPublic.of(info)

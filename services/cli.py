@@ -450,7 +450,7 @@ def report(
 
     if kind not in PERIOD_DAYS:
         raise typer.BadParameter(f"--kind must be one of {', '.join(PERIOD_DAYS)}")
-    from services.scoring.api import FIRST_DAY, LAST_DAY
+    from services.scoring.queries import FIRST_DAY, LAST_DAY
 
     settings = Settings()
     try:

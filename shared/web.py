@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import DataError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
@@ -108,7 +109,21 @@ async def keys_unavailable_handler(_request: Request, exc: Exception) -> JSONRes
     )
 
 
+# The key of a route, declared once for every service (the role table is shared.auth's).
+ReadKey = Annotated[ApiKey, Depends(require_scope(Scope.read))]
+RespondKey = Annotated[ApiKey, Depends(require_scope(Scope.respond))]
+AdminKey = Annotated[ApiKey, Depends(require_scope(Scope.admin))]
 MetricsKey = Annotated[ApiKey, Depends(require_scope(Scope.metrics))]
+
+
+def app_engine(request: Request) -> AsyncEngine:
+    """The database of an app's read and admin routes (``state.engine``, set where the
+    app is assembled: ``services.runtime``)."""
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[AsyncEngine, Depends(app_engine)]
 Readiness = Callable[[], Awaitable[bool]]
 
 

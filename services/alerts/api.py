@@ -27,19 +27,20 @@ from pydantic import (
     model_validator,
 )
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts.actions import Action, ActionError, apply_action
-from services.ingest.body import read_body
+from services.alerts.queries import accounts_of, storable_alert_id, visible_alert, visible_alerts
 from shared.alerting.schema import AlertingError, Duration
 from shared.alerting.store import AlertingStore
-from shared.auth import ApiKey, Scope
+from shared.auth import ApiKey
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
+from shared.request_body import read_body
 from shared.storage.tables import accounts, alert_activity, alerts, deliveries
-from shared.web import ClientError, require_scope
+from shared.web import AdminKey, ClientError, ReadKey, RespondKey
 
 MAX_FILE_BYTES = 200_000
 # Slack signs each request with a timestamp; older ones are replays (Slack's own limit).
@@ -51,7 +52,6 @@ SLACK_MAX_BODY_BYTES = 1_048_576
 # situation has changed and the alert should be resolved or marked not useful instead.
 # Bounding it also keeps every 'until' a storable time.
 MAX_SNOOZE = timedelta(days=90)
-ALERT_ID_CHARS = 300  # the alerts.alert_id column
 # deliveries.delivery_id is a 64-bit integer: larger numbers name no delivery.
 MAX_DELIVERY_ID = 2**63 - 1
 
@@ -70,23 +70,8 @@ def get_context(request: Request) -> AlertsApiContext:
 
 
 Context = Annotated[AlertsApiContext, Depends(get_context)]
-ReadKey = Annotated[ApiKey, Depends(require_scope(Scope.read))]
-RespondKey = Annotated[ApiKey, Depends(require_scope(Scope.respond))]
-AdminKey = Annotated[ApiKey, Depends(require_scope(Scope.admin))]
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
-
-
-def visible_alerts(q: Select[Any], key: ApiKey) -> Select[Any]:
-    """Alerts ``key`` may see: a CSM key only those of the accounts it owns now (the
-    accounts table), whoever owned them when the alert fired."""
-    if key.portfolio_of is not None:
-        return q.where(alerts.c.account_id.in_(_accounts_of(key.portfolio_of)))
-    return q
-
-
-def _accounts_of(owner_email: str) -> Select[Any]:
-    return select(accounts.c.account_id).where(accounts.c.owner_email == owner_email)
 
 
 def _summary(r: Any) -> dict[str, Any]:
@@ -136,26 +121,17 @@ async def list_alerts(
         if value is not None:
             q = q.where(column == value)
     if owner is not None:  # the account's owner now, as for a CSM key
-        q = q.where(alerts.c.account_id.in_(_accounts_of(owner)))
+        q = q.where(alerts.c.account_id.in_(accounts_of(owner)))
     async with ctx.engine.connect() as conn:
         rows = (await conn.execute(visible_alerts(q, key))).all()
     return {"alerts": [_summary(r) for r in rows]}
 
 
 async def _alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
-    row = None
-    if _storable_id(alert_id):
-        q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), key)
-        row = (await conn.execute(q)).first()
+    row = await visible_alert(conn, alert_id, key)
     if row is None:
         raise ClientError(404, "not_found", f"No alert {alert_id[:300]!r} visible to this key.")
     return row
-
-
-def _storable_id(alert_id: str) -> bool:
-    """Could be an alert id at all: ids fit their column and hold no NUL (which
-    PostgreSQL refuses in text), so anything else is simply not found."""
-    return len(alert_id) <= ALERT_ID_CHARS and "\x00" not in alert_id
 
 
 @router.get("/alerts/{alert_id}")
@@ -461,7 +437,7 @@ async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
     now = ctx.clock()
     async with ctx.engine.begin() as conn:
         row = None
-        if _storable_id(alert_id):
+        if storable_alert_id(alert_id):
             q = select(alerts).where(alerts.c.alert_id == alert_id)
             row = (await conn.execute(q)).first()
         if row is None or user not in await _slack_users_of(conn, ctx, row.account_id):

@@ -9,12 +9,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.api import visible_alerts
+from services.alerts.queries import visible_alerts
 from services.dashboard.auth import NotFound, Viewer
 from services.dashboard.home import open_alerts
-from services.scoring.api import visible_account
-from services.scoring.measures import load_measures
-from services.scoring.state import OPEN_STATUSES
+from services.scoring.queries import OPEN_TICKET_STATUSES, account_measures, visible_account
 from shared.storage.tables import (
     account_health,
     alerts,
@@ -55,8 +53,7 @@ async def account_page(
     ).first()
     explanation = (h.components if h is not None else None) or {}
     inputs = (h.inputs if h is not None else None) or {}
-    measures = await load_measures(conn, {account_id}, None, zone)
-    m = measures[0] if measures else None
+    m = await account_measures(conn, account_id, None, zone)
     seats = facts.get("seats_purchased") or (m.seats_purchased if m else None)
     ever = m.users_ever_active if m else 0
     level = inputs.get("depth_level")
@@ -143,7 +140,7 @@ def _modules(names: dict[tuple[str, str], tuple[int, int]]) -> list[dict[str, An
 async def _open_tickets(conn: AsyncConnection, account_id: str) -> list[Any]:
     q = (
         select(tickets)
-        .where(tickets.c.account_id == account_id, tickets.c.status.in_(OPEN_STATUSES))
+        .where(tickets.c.account_id == account_id, tickets.c.status.in_(OPEN_TICKET_STATUSES))
         .order_by(tickets.c.created_at)
         .limit(RECENT * 5)
     )

@@ -1,6 +1,6 @@
 """The CSM's home page: my portfolio by risk × value, my open alerts, renewals coming up.
 
-The portfolio rows are the read API's (``services.scoring.portfolio``), so the page
+The portfolio rows are the read API's (``services.scoring.queries``), so the page
 and ``GET /v1/accounts`` always agree on scores, ARR and the order.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.api import visible_alerts
+from services.alerts.queries import visible_alerts
 from services.dashboard.auth import Viewer
-from services.scoring.portfolio import SORTS, Filters, portfolio_rows
+from services.scoring.queries import SORTS, Filters, portfolio_rows
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import accounts, alerts
 

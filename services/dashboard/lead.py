@@ -29,10 +29,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.api import visible_alerts
+from services.alerts.queries import visible_alerts
 from services.dashboard.auth import Viewer
 from services.dashboard.home import portfolio
-from services.scoring.portfolio import STABLE_ACTIVE_SHARE
+from services.scoring.queries import STABLE_ACTIVE_SHARE
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
     account_health,

@@ -9,11 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import select
 from starlette.responses import Response
 
 from services.alerts.actions import Action, ActionError, apply_action
-from services.alerts.api import visible_alerts
+from services.alerts.queries import visible_alert
 from services.dashboard.account import account_page
 from services.dashboard.auth import (
     COOKIE,
@@ -45,7 +44,6 @@ from services.dashboard.home import home
 from services.dashboard.lead import lead
 from shared.auth import KeyStore, Scope
 from shared.clock import utcnow
-from shared.storage.tables import alerts
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -199,8 +197,7 @@ async def alert_action(request: Request, alert_id: str, action: str) -> Response
     now = utcnow()
     done = "acknowledged" if action == "acknowledge" else "snoozed"
     async with context(request).engine.begin() as conn:
-        q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), who.key)
-        row = (await conn.execute(q)).first()
+        row = await visible_alert(conn, alert_id, who.key)
         if row is None:
             done = "gone"
         else:

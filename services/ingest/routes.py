@@ -15,12 +15,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.ingest import segment
-from services.ingest.body import parse_json, read_body, read_json
 from services.ingest.deps import Context, EventsKey, IngestKey, require_kinds
 from services.ingest.validation import Checked, check_events, require_list
 from shared.auth import DB_DOWN, KeyStore
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
 from shared.contracts.events import MAX_EVENT_BYTES
+from shared.request_body import parse_json, read_body, read_json
 from shared.storage.db import upsert
 from shared.storage.tables import user_accounts
 from shared.web import ClientError

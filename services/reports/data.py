@@ -16,7 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.state import OPEN_STATUSES
+from services.scoring.queries import OPEN_TICKET_STATUSES
 from shared.storage.tables import (
     account_health,
     account_users,
@@ -117,7 +117,7 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
     for t in await conn.execute(select(tickets).where(tickets.c.account_id == account_id)):
         opened += start <= t.created_at.date() <= end
         solved += t.solved_at is not None and start <= t.solved_at.date() <= end
-        if t.status in OPEN_STATUSES:
+        if t.status in OPEN_TICKET_STATUSES:
             open_now.append(
                 {
                     "ticket_id": t.ticket_id,

@@ -12,39 +12,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import AfterValidator
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.inputs import depth_level
-from services.scoring.measures import load_measures
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
-from shared.auth import ApiKey, Scope
-from shared.storage.tables import account_health, accounts, band_changes, health_daily
-from shared.web import ClientError, require_scope
+from services.scoring.queries import Day, account_measures, day_range, visible_account
+from shared.storage.tables import account_health, band_changes, health_daily
+from shared.web import AdminKey, ClientError, ReadKey
 
 # History without a range covers this many days back from the newest day.
 DEFAULT_HISTORY_DAYS = 90
-# One answer holds a day per entry: three years, a few hundred KB of JSON at most.
-MAX_HISTORY_DAYS = 3 * 366
 MAX_MODEL_BYTES = 200_000
-# Days a query may name. Nothing stored lies outside them (ingest refuses such events),
-# so a day beyond could only answer empty; and they keep every range computed from a
-# day (a report's months, a default window) far from the calendar's ends, where date
-# arithmetic overflows (year 1 and 9999).
-FIRST_DAY = date(1970, 1, 1)
-LAST_DAY = date(2100, 12, 31)
-
-
-def _within_calendar(day: date) -> date:
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise ValueError(f"give a day from {FIRST_DAY} to {LAST_DAY}")
-    return day
-
-
-# A day parameter: 422 naming the parameter when it lies outside FIRST_DAY..LAST_DAY.
-Day = Annotated[date, AfterValidator(_within_calendar)]
 
 
 @dataclass
@@ -60,46 +40,8 @@ def get_context(request: Request) -> HealthApiContext:
 
 
 Context = Annotated[HealthApiContext, Depends(get_context)]
-ReadKey = Annotated[ApiKey, Depends(require_scope(Scope.read))]
-AdminKey = Annotated[ApiKey, Depends(require_scope(Scope.admin))]
-
 
 router = APIRouter(prefix="/v1", tags=["health"])
-
-
-async def visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -> Any:
-    """The account's facts row, or 404 when it is unknown or not the key's to see."""
-    row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).first()
-    known = (
-        row is not None
-        or (
-            await conn.execute(
-                select(account_health.c.account_id).where(account_health.c.account_id == account_id)
-            )
-        ).first()
-        is not None
-    )
-    owner = row.owner_email if row is not None else None
-    if not known or key.portfolio_of not in (None, owner):
-        raise ClientError(404, "not_found", f"No account {account_id!r} visible to this key.")
-    return row
-
-
-def day_range(start: date | None, end: date, default_days: int) -> tuple[date, date]:
-    """``start``..``end`` (``start`` defaulting to ``default_days`` back): 422 when the
-    days are swapped or more than one answer holds. ``end`` may come from stored data,
-    so it is brought within the calendar first."""
-    end = min(max(end, FIRST_DAY), LAST_DAY)
-    start = start or max(FIRST_DAY, end - timedelta(days=default_days - 1))
-    if start > end:
-        raise ClientError(422, "bad_range", "'from' is after 'to': swap them.")
-    if (end - start).days >= MAX_HISTORY_DAYS:
-        raise ClientError(
-            422,
-            "range_too_long",
-            f"Ask for at most {MAX_HISTORY_DAYS} days at a time (split the range).",
-        )
-    return start, end
 
 
 @router.get("/accounts/{account_id}/health")
@@ -213,11 +155,10 @@ async def account_metrics(
     per-event-name, module and platform counts over the last 7 and 28 days."""
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
-        measures = await load_measures(conn, {account_id}, as_of, ctx.zone)
+        m = await account_measures(conn, account_id, as_of, ctx.zone)
         model, _ = await ctx.models.current(conn)
-    if not measures:
+    if m is None:
         raise ClientError(404, "no_activity", f"Account {account_id!r} has no activity yet.")
-    m = measures[0]
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for (dimension, name), (c7, c28) in sorted(m.names.items()):
         counts.setdefault(dimension, {})[name] = {"last_7d": c7, "last_28d": c28}

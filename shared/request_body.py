@@ -1,4 +1,4 @@
-"""Reading request bodies within limits: size, gzip, JSON."""
+"""Reading HTTP request bodies within limits: size, gzip, JSON."""
 
 from __future__ import annotations
 

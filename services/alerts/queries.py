@@ -1,0 +1,46 @@
+"""What other packages may read of alerts: the one import they are allowed besides the
+commands of ``actions.py`` (the import rules in ``pyproject.toml``, explained in
+``docs/architecture.md``).
+
+A key tied to a CSM (``ApiKey.portfolio_of``) sees the alerts of the accounts that CSM
+owns now, whoever owned them when the alert fired; the alerts API and the dashboard
+both filter through ``visible_alerts``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.auth import ApiKey
+from shared.storage.tables import accounts, alerts
+
+ALERT_ID_CHARS = 300  # the alerts.alert_id column
+
+
+def visible_alerts(q: Select[Any], key: ApiKey) -> Select[Any]:
+    """``q`` (over the alerts table) narrowed to the alerts ``key`` may see."""
+    if key.portfolio_of is not None:
+        return q.where(alerts.c.account_id.in_(accounts_of(key.portfolio_of)))
+    return q
+
+
+def accounts_of(owner_email: str) -> Select[Any]:
+    """The ids of the accounts ``owner_email`` owns now (the accounts table)."""
+    return select(accounts.c.account_id).where(accounts.c.owner_email == owner_email)
+
+
+def storable_alert_id(alert_id: str) -> bool:
+    """Could be an alert id at all: ids fit their column and hold no NUL (which
+    PostgreSQL refuses in text), so anything else is simply not found."""
+    return len(alert_id) <= ALERT_ID_CHARS and "\x00" not in alert_id
+
+
+async def visible_alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
+    """The alert's row if ``key`` may see it, else None."""
+    if not storable_alert_id(alert_id):
+        return None
+    q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), key)
+    return (await conn.execute(q)).first()

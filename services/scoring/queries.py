@@ -1,0 +1,285 @@
+"""What other packages may read of scoring: the one import they are allowed (the import
+rules in ``pyproject.toml``, explained in ``docs/architecture.md``).
+
+The read API's routes (``api.py``, ``portfolio.py``), the dashboard and the reports all
+read through these functions, so a page and ``GET /v1/accounts`` agree on who sees
+what, on scores, ARR and the order. A CSM key (``ApiKey.portfolio_of``) sees only the
+accounts its CSM owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta, tzinfo
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.measures import Measures, load_measures
+from services.scoring.state import OPEN_STATUSES
+from shared.auth import ApiKey
+from shared.storage.tables import (
+    account_health,
+    accounts,
+    activity_daily,
+    alerts,
+    band_changes,
+    health_daily,
+    processed_events,
+    tickets,
+)
+from shared.web import ClientError
+
+# Ticket statuses that count as open: the same the health model's measures count.
+OPEN_TICKET_STATUSES: tuple[str, ...] = OPEN_STATUSES
+# One answer holds a day per entry: three years, a few hundred KB of JSON at most.
+MAX_HISTORY_DAYS = 3 * 366
+# Days a query may name. Nothing stored lies outside them (ingest refuses such events),
+# so a day beyond could only answer empty; and they keep every range computed from a
+# day (a report's months, a default window) far from the calendar's ends, where date
+# arithmetic overflows (year 1 and 9999).
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+# "Stably active" in the lead's view: at least half of the seats active over 7 days.
+STABLE_ACTIVE_SHARE = 0.5
+
+
+def _within_calendar(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"give a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+# A day parameter: 422 naming the parameter when it lies outside FIRST_DAY..LAST_DAY.
+Day = Annotated[date, AfterValidator(_within_calendar)]
+
+
+def day_range(start: date | None, end: date, default_days: int) -> tuple[date, date]:
+    """``start``..``end`` (``start`` defaulting to ``default_days`` back): 422 when the
+    days are swapped or more than one answer holds. ``end`` may come from stored data,
+    so it is brought within the calendar first."""
+    end = min(max(end, FIRST_DAY), LAST_DAY)
+    start = start or max(FIRST_DAY, end - timedelta(days=default_days - 1))
+    if start > end:
+        raise ClientError(422, "bad_range", "'from' is after 'to': swap them.")
+    if (end - start).days >= MAX_HISTORY_DAYS:
+        raise ClientError(
+            422,
+            "range_too_long",
+            f"Ask for at most {MAX_HISTORY_DAYS} days at a time (split the range).",
+        )
+    return start, end
+
+
+async def visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -> Any:
+    """The account's facts row (None when only scores are known), or 404 when it is
+    unknown or not the key's to see."""
+    row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).first()
+    known = (
+        row is not None
+        or (
+            await conn.execute(
+                select(account_health.c.account_id).where(account_health.c.account_id == account_id)
+            )
+        ).first()
+        is not None
+    )
+    owner = row.owner_email if row is not None else None
+    if not known or key.portfolio_of not in (None, owner):
+        raise ClientError(404, "not_found", f"No account {account_id!r} visible to this key.")
+    return row
+
+
+async def account_measures(
+    conn: AsyncConnection, account_id: str, as_of: date | None, zone: tzinfo
+) -> Measures | None:
+    """The account's rolling measures as of ``as_of`` (default: its newest event's day),
+    None without activity."""
+    measures = await load_measures(conn, {account_id}, as_of, zone)
+    return measures[0] if measures else None
+
+
+@dataclass(frozen=True)
+class Filters:
+    band: str | None = None
+    danger_level: str | None = None
+    tier: str | None = None
+    csm: str | None = None
+    lifecycle_stage: str | None = None
+    renewal_within_days: int | None = None
+
+
+def _arr(fields: dict[str, Any]) -> float | None:
+    if fields.get("arr") is not None:
+        return float(fields["arr"])
+    return float(fields["mrr"]) * 12 if fields.get("mrr") is not None else None
+
+
+async def portfolio_rows(
+    conn: AsyncConnection, key: ApiKey, filters: Filters, today: date
+) -> list[dict[str, Any]]:
+    """The scored accounts ``key`` may see that match ``filters``, with their facts,
+    renewal and risk × value (unsorted: see ``SORTS``)."""
+    h = account_health
+    q = select(
+        h.c.account_id,
+        h.c.score,
+        h.c.band,
+        h.c.danger_level,
+        h.c.as_of,
+        h.c.active_users_7d,
+        h.c.open_tickets,
+        accounts.c.name,
+        accounts.c.tier,
+        accounts.c.owner_email,
+        accounts.c.seats_purchased,
+        accounts.c.facts,
+    ).select_from(h.outerjoin(accounts, accounts.c.account_id == h.c.account_id))
+    if key.portfolio_of is not None:
+        q = q.where(accounts.c.owner_email == key.portfolio_of)
+    for column, wanted in (
+        (h.c.band, filters.band),
+        (h.c.danger_level, filters.danger_level),
+        (accounts.c.tier, filters.tier),
+        (accounts.c.owner_email, filters.csm),
+    ):
+        if wanted:
+            q = q.where(column == wanted)
+    rows = (_portfolio_row(r, today) for r in await conn.execute(q))
+    return [row for row in rows if _matches(row, filters)]
+
+
+def _portfolio_row(r: Any, today: date) -> dict[str, Any]:
+    fields = (r.facts or {}).get("fields", {})
+    end = date.fromisoformat(fields["contract_end"]) if fields.get("contract_end") else None
+    arr = _arr(fields)
+    risk = (100 - r.score) if r.score is not None else None
+    return {
+        "account_id": r.account_id,
+        "name": r.name,
+        "tier": r.tier,
+        "owner_email": r.owner_email,
+        "lifecycle_stage": fields.get("lifecycle_stage"),
+        "score": r.score,
+        "band": r.band,
+        "danger_level": r.danger_level,
+        "as_of": r.as_of.isoformat(),
+        "seats_purchased": r.seats_purchased,
+        "active_users_7d": r.active_users_7d,
+        "open_tickets": r.open_tickets,
+        "arr": arr,
+        "contract_end": end.isoformat() if end else None,
+        "days_to_renewal": (end - today).days if end else None,
+        # Risk (100 − score) times value (ARR): where attention pays most.
+        "risk_value": round(risk * arr, 2) if risk is not None and arr else None,
+    }
+
+
+def _matches(row: dict[str, Any], filters: Filters) -> bool:
+    """The filters kept in the facts document, which SQL does not see."""
+    if filters.lifecycle_stage and row["lifecycle_stage"] != filters.lifecycle_stage:
+        return False
+    to_renewal = row["days_to_renewal"]
+    return filters.renewal_within_days is None or (
+        to_renewal is not None and 0 <= to_renewal <= filters.renewal_within_days
+    )
+
+
+# Sort key and direction of each order the portfolio can be listed in.
+SORTS = {
+    "risk_value": (lambda a: a["risk_value"] if a["risk_value"] is not None else -1.0, True),
+    "score": (lambda a: a["score"] if a["score"] is not None else 101, False),
+    "renewal": (lambda a: a["days_to_renewal"] if a["days_to_renewal"] is not None else 1e9, False),
+    "name": (lambda a: (a["name"] or a["account_id"]).lower(), False),
+}
+
+# The entry of one day of a timeline, created on first use.
+DayEntry = Callable[[date], dict[str, Any]]
+
+
+async def timeline(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """Day by day from ``start`` to ``end``, the days with something to show: usage
+    (events, duration), the day's score, tickets opened and solved, touchpoints, band
+    changes and alerts."""
+    days: dict[str, dict[str, Any]] = {}
+
+    def entry(on: date) -> dict[str, Any]:
+        return days.setdefault(on.isoformat(), {"day": on.isoformat()})
+
+    for add in (_usage, _scores, _tickets, _touchpoints, _band_changes, _alerts):
+        await add(conn, account_id, start, end, entry)
+    return [days[day] for day in sorted(days)]
+
+
+async def _usage(
+    conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
+) -> None:
+    t = activity_daily
+    q = select(t.c.day, t.c.events, t.c.duration_s).where(
+        t.c.account_id == account_id, t.c.day.between(start, end)
+    )
+    for on, events, seconds in await conn.execute(q):
+        entry(on).update(events=events, usage_minutes=round(seconds / 60, 1))
+
+
+async def _scores(
+    conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
+) -> None:
+    t = health_daily
+    q = select(t.c.day, t.c.score, t.c.band).where(
+        t.c.account_id == account_id, t.c.day.between(start, end)
+    )
+    for on, score, band in await conn.execute(q):
+        entry(on).update(score=score, band=band)
+
+
+async def _tickets(
+    conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
+) -> None:
+    for t in await conn.execute(select(tickets).where(tickets.c.account_id == account_id)):
+        if start <= t.created_at.date() <= end:
+            entry(t.created_at.date()).setdefault("tickets_opened", []).append(t.ticket_id)
+        if t.solved_at and start <= t.solved_at.date() <= end:
+            entry(t.solved_at.date()).setdefault("tickets_solved", []).append(t.ticket_id)
+
+
+async def _touchpoints(
+    conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
+) -> None:
+    q = select(processed_events.c.occurred_at).where(
+        processed_events.c.account_id == account_id, processed_events.c.kind == "touchpoint"
+    )
+    for (at,) in await conn.execute(q):
+        if start <= at.date() <= end:
+            day = entry(at.date())
+            day["touchpoints"] = day.get("touchpoints", 0) + 1
+
+
+async def _band_changes(
+    conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
+) -> None:
+    q = select(band_changes).where(band_changes.c.account_id == account_id)
+    for c in await conn.execute(q):
+        if start <= c.changed_at.date() <= end:
+            entry(c.changed_at.date()).setdefault("band_changes", []).append(
+                {"from": c.from_band, "to": c.to_band, "score": c.score}
+            )
+
+
+async def _alerts(
+    conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
+) -> None:
+    a = alerts.c
+    q = select(a.alert_id, a.rule, a.severity, a.status, a.fired_at).where(
+        a.account_id == account_id
+    )
+    for r in await conn.execute(q):
+        if start <= r.fired_at.date() <= end:
+            entry(r.fired_at.date()).setdefault("alerts", []).append(
+                {"alert_id": r.alert_id, "rule": r.rule, "severity": r.severity, "status": r.status}
+            )
