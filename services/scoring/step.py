@@ -45,7 +45,12 @@ class ModelAndRules:
     @cached_property
     def rule_lookbacks(self) -> set[int]:
         """Days back whose stored inputs the rules' change conditions compare with."""
-        return {c.over_days for rule in self.rules for c in rule.when if c.change is not None}
+        return {
+            condition.over_days
+            for rule in self.rules
+            for condition in rule.when
+            if condition.change is not None
+        }
 
     @property
     def lookbacks(self) -> set[int]:
