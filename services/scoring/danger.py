@@ -54,8 +54,8 @@ def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> 
                 f"a feature request has been open over {rules.unmet_request_days} days",
             )
         )
-    level = next((lv for lv in LEVELS if any(c[1] == lv for c in causes)), None)
+    level = next((lv for lv in LEVELS if any(cause[1] == lv for cause in causes)), None)
     return {
         "level": level,
-        "causes": [{"code": c, "level": lv, "text": t} for c, lv, t in causes],
+        "causes": [{"code": code, "level": lv, "text": text} for code, lv, text in causes],
     }

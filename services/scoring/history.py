@@ -88,12 +88,12 @@ def compact(why: dict[str, Any]) -> dict[str, Any]:
         "missing": why.get("missing"),
         # measure → [score, weight, contribution]
         "components": {
-            c["name"]: [c["score"], c["weight"], c["contribution"]]
-            for c in why.get("components", [])
+            component["name"]: [component["score"], component["weight"], component["contribution"]]
+            for component in why.get("components", [])
         },
         "danger": {
             "level": danger.get("level"),
-            "causes": [c.get("code") for c in danger.get("causes", [])],
+            "causes": [cause.get("code") for cause in danger.get("causes", [])],
         },
     }
 

@@ -122,9 +122,9 @@ def applies(rule: Rule, values: Values) -> bool:
 
 
 def severity_now(rule: Rule, values: Values, past: Past) -> Severity:
-    e = rule.escalate
-    if e is not None and all(holds(c, values, past) for c in e.when):
-        return e.severity
+    escalation = rule.escalate
+    if escalation is not None and all(holds(c, values, past) for c in escalation.when):
+        return escalation.severity
     return rule.severity
 
 
