@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -568,7 +568,35 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any]:
+@dataclass
+class Stack:
+    """The processes of one run and how to reach them."""
+
+    run_id: str
+    settings: Settings
+    url: str  # the run's database (SQLAlchemy URL)
+    key: str  # ingest + CRM key for the load and the triggers
+    metrics_key: str  # for the services' /metrics
+    extra: dict[str, str]  # HEALTHWATCH_* the services get beyond the settings
+    logs: dict[str, Path]  # per process (the services and the Slack stand-in)
+    slack_log: Path  # one JSON line per request the Slack stand-in received
+    slack_port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def base(self, port: int) -> str:
+        return f"http://{self.settings.host}:{port}"
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}:\n{tail(self.logs[name])}"
+                )
+
+
+async def prepare(opts: Options, workdir: Path, services: Services) -> Stack:
+    """A fresh database with two keys, the settings of the services and their extra
+    environment (alerting file, Slack stand-in); nothing started yet."""
     run_id = uuid.uuid4().hex[:6]
     free_port: Callable[[], int] = devservices.free_port
     url = await create_database(services.postgres_url, f"bench_{run_id}_alert_latency")
@@ -595,277 +623,66 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
         metrics_key = await create_key(engine, "bench-metrics", [Scope.metrics])
     finally:
         await engine.dispose()
-
     alerting = workdir / "alerting.toml"
     alerting.write_text(ALERTING_TOML)
-    slack_port = free_port()
-    slack_log = workdir / "slack.jsonl"
-    slack_log.touch()
-    trigger_pattern = rf"trig-{run_id}-\d{{5}}"
     extra = {
         "HEALTHWATCH_ALERTING_FILE": str(alerting),
         "HEALTHWATCH_SLACK_MIN_INTERVAL_S": str(opts.slack_min_interval),
         "HEALTHWATCH_PUBLIC_URL": "http://127.0.0.1:8000",
         **opts.service_env,
     }
+    slack_port = free_port()
+    slack = f"http://127.0.0.1:{slack_port}"
     if opts.slack_mode == "webhook":
-        extra["HEALTHWATCH_SLACK_WEBHOOK_URL"] = (
-            f"http://127.0.0.1:{slack_port}/services/T000/B000/XXXX"
-        )
+        extra["HEALTHWATCH_SLACK_WEBHOOK_URL"] = f"{slack}/services/T000/B000/XXXX"
     else:
         extra["HEALTHWATCH_SLACK_BOT_TOKEN"] = "xoxb-bench"
-        extra["HEALTHWATCH_SLACK_API_URL"] = f"http://127.0.0.1:{slack_port}/api/"
-    env = service_env(settings, extra)
-
+        extra["HEALTHWATCH_SLACK_API_URL"] = f"{slack}/api/"
+    slack_log = workdir / "slack.jsonl"
+    slack_log.touch()
     logs = {name: workdir / f"{name}.log" for name in (*SERVICES, "slack")}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    procs["slack"] = spawn(
+    return Stack(run_id, settings, url, key, metrics_key, extra, logs, slack_log, slack_port)
+
+
+def start(stack: Stack, workdir: Path) -> None:
+    """The Slack stand-in (this script, in its own process) and the three services."""
+    trigger_pattern = rf"trig-{stack.run_id}-\d{{5}}"
+    stack.procs["slack"] = spawn(
         [
             sys.executable,
             str(SCRIPT),
             "_slack_standin",
-            str(slack_port),
-            str(slack_log),
+            str(stack.slack_port),
+            str(stack.slack_log),
             trigger_pattern,
         ],
         dict(os.environ),
         workdir,
-        logs["slack"],
+        stack.logs["slack"],
     )
     err.print(f"[bold]starting[/] {', '.join(shlex.join(service_command(s)) for s in SERVICES)}")
+    env = service_env(stack.settings, stack.extra)
     for name in SERVICES:
-        procs[name] = spawn(service_command(name), env, workdir, logs[name])
+        stack.procs[name] = spawn(service_command(name), env, workdir, stack.logs[name])
 
-    rng = random.Random(opts.seed)
-    bg = background_accounts(opts.background_accounts, opts.users, run_id)
-    n_measured = max(1, int(opts.duration / opts.trigger_interval))
-    n_warm = max(1, int(opts.warmup / opts.trigger_interval)) if opts.warmup > 0 else 0
-    triggers = [
-        Trigger(f"trig-{run_id}-{i:05d}", "warmup" if i < n_warm else "measured", b"")
-        for i in range(n_warm + n_measured)
-    ]
-    result: dict[str, Any] = {"run_id": run_id, "settings_env": {**extra}}
-    meter = Meter(
-        {
-            "ingest": procs["ingest"].pid,
-            "scoring": procs["scoring"].pid,
-            "alerts": procs["alerts"].pid,
-            "slack": procs["slack"].pid,
-            "broker": services.broker_pid,
-        },
-        services.postgres_pid,
-    )
-    base = f"http://{settings.host}"
-    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    ops_auth = {"Authorization": f"Bearer {metrics_key}"}
-    try:
-        await wait_ready(f"{base}:{settings.ingest_port}", "/readyz", procs, logs)
-        await wait_ready(f"{base}:{settings.scoring_port}", "/healthz", procs, logs)
-        await wait_ready(f"{base}:{settings.alerts_port}", "/healthz", procs, logs)
-        async with (
-            httpx.AsyncClient(
-                base_url=f"{base}:{settings.ingest_port}", headers=auth, timeout=30
-            ) as ingest,
-            httpx.AsyncClient(
-                base_url=f"{base}:{settings.scoring_port}", headers=ops_auth, timeout=10
-            ) as scoring_ops,
-            httpx.AsyncClient(
-                base_url=f"{base}:{settings.alerts_port}", headers=ops_auth, timeout=10
-            ) as alerts_ops,
-        ):
-            # ---------------------------------------------------------- setup
-            err.print(
-                f"[bold]setup[/]: facts of {len(bg)} background and {len(triggers)} trigger "
-                "accounts, one day of background activity; waiting until scored"
-            )
-            facts = [facts_body(a, len(users), i) for i, (a, users) in enumerate(bg)]
-            facts += [
-                facts_body(t.account_id, TRIGGER_SEATS, len(bg) + i) for i, t in enumerate(triggers)
-            ]
-            sent = 0
-            for i in range(0, len(facts), 500):
-                sent += await post_json(ingest, "/v1/accounts", {"accounts": facts[i : i + 500]})
-            # Every background user active once, so the accounts start out healthy.
-            first = orjson.loads(background_body(bg, len(bg) * opts.users, 0, rng))["events"]
-            for i in range(0, len(first), 500):
-                sent += await post_json(ingest, "/v1/events", {"events": first[i : i + 500]})
-            setup_s = await wait_scored(scoring_ops, sent, 300, "setup")
-            result["setup"] = {"records": sent, "scored_in_s": round(setup_s, 2)}
-            early = read_slack_log(slack_log)
-            if early:
-                err.print(f"[yellow]{len(early)} Slack messages during setup (none expected)[/]")
-            result["setup"]["slack_messages"] = len(early)
 
-            for trig in triggers:
-                trig.body = trigger_body(trig.account_id)
-            # Poisson arrivals (exponential gaps, mean --trigger-interval): a fixed period
-            # would beat against the services' own periodic polls (the outbox looks for
-            # due deliveries every delivery_poll_interval_s) and sample one phase of them.
-            offsets = list(
-                itertools.accumulate(
-                    rng.expovariate(1 / opts.trigger_interval) for _ in range(len(triggers))
-                )
-            )
+async def stop(stack: Stack) -> None:
+    for name in (*SERVICES, "slack"):
+        if name in stack.procs:
+            await asyncio.to_thread(stop_process, stack.procs[name])
 
-            # ---------------------------------------------------------- load
-            load = Load()
-            stop_bg = asyncio.Event()
-            abort = threading.Event()
-            timeline: list[dict[str, Any]] = []
-            total_time = 2.0 + offsets[-1]
-            with Progress(
-                TextColumn("{task.description:<22}"),
-                BarColumn(bar_width=20),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=err,
-                refresh_per_second=4,
-            ) as progress:
-                bg_task = progress.add_task(
-                    "background events",
-                    total=int(opts.rate * (total_time + 5)),
-                    info="",
-                )
-                sent_task = progress.add_task("triggers sent", total=len(triggers), info="")
-                got_task = progress.add_task("alerts on Slack", total=len(triggers), info="")
-                loop = asyncio.get_running_loop()
-                load_job = asyncio.create_task(
-                    background(
-                        f"{base}:{settings.ingest_port}",
-                        key,
-                        bg,
-                        opts,
-                        stop_bg,
-                        load,
-                        progress,
-                        bg_task,
-                    )
-                )
-                await asyncio.sleep(2.0)  # the load settles before the first trigger
-                wall0 = time.time()
-                cpu0 = meter.now()
-                thread = threading.Thread(
-                    target=send_triggers,
-                    args=(
-                        f"{base}:{settings.ingest_port}",
-                        key,
-                        triggers,
-                        offsets,
-                        abort,
-                        lambda: loop.call_soon_threadsafe(progress.advance, sent_task, 1),
-                    ),
-                    daemon=True,
-                )
-                thread.start()
-                drain_deadline: float | None = None
-                scored = 0.0
-                measured_start = wall0
-                measured_cpu: dict[str, float | None] = {}
-                measured_window: tuple[float, float] | None = None
-                cpu_m0: dict[str, float | None] | None = None
-                while True:
-                    await asyncio.sleep(SAMPLE_S)
-                    now = time.time()
-                    received = read_slack_log(slack_log)
-                    got = {a for r in received for a in r["accounts"]}
-                    with contextlib.suppress(httpx.HTTPError):
-                        scored = await scored_total(scoring_ops)
-                    accepted = load.accepted + sum(
-                        TRIGGER_USERS * TRIGGER_DAYS for t in triggers if t.status == 202
-                    )
-                    sample = {
-                        "t": round(now - wall0, 2),
-                        "accepted": accepted,
-                        "scored": scored,
-                        "slack": len(received),
-                        "cpu": meter.now(),
-                    }
-                    timeline.append(sample)
-                    lag = accepted + sent - scored
-                    progress.update(got_task, completed=len(got))
-                    lat = sorted(
-                        r["t"] - t.answered
-                        for t in triggers
-                        if t.answered and t.phase == "measured"
-                        for r in received[-200:]
-                        if t.account_id in r["accounts"]
-                    )
-                    progress.update(bg_task, info=f"scoring lag {max(0, lag):,.0f} events")
-                    if lat:
-                        progress.update(
-                            got_task,
-                            info=f"p50 {percentile(lat, 50):.3f} s (last 200)",
-                        )
-                    first_measured = next(
-                        (t for t in triggers if t.phase == "measured" and t.sent), None
-                    )
-                    if cpu_m0 is None and first_measured is not None:
-                        cpu_m0 = meter.now()
-                        measured_start = time.time()
-                    if not thread.is_alive():
-                        if measured_window is None and cpu_m0 is not None:
-                            measured_window = (measured_start, time.time())
-                            measured_cpu = Meter.cores(
-                                cpu_m0, meter.now(), measured_window[1] - measured_window[0]
-                            )
-                        if drain_deadline is None:
-                            drain_deadline = time.monotonic() + opts.drain_timeout
-                        if {t.account_id for t in triggers if t.status == 202} <= got:
-                            break
-                        if time.monotonic() > drain_deadline:
-                            err.print("[yellow]drain timeout: some alerts did not arrive[/]")
-                            break
-                    for name, proc in procs.items():
-                        if proc.poll() is not None:
-                            abort.set()
-                            raise RuntimeError(
-                                f"{name} exited with {proc.returncode}:\n{tail(logs[name])}"
-                            )
-                # A little longer: a doubled message would arrive late.
-                await asyncio.sleep(2.0)
-                stop_bg.set()
-                await load_job
-                thread.join(5)
-            cpu_total = Meter.cores(cpu0, meter.now(), time.time() - wall0)
-            metrics_end = await scrape(
-                alerts_ops,
-                [
-                    "healthwatch_alert_delivery_latency_seconds_sum",
-                    "healthwatch_alert_delivery_latency_seconds_count",
-                ],
-            )
-            scoring_batches = await scrape(
-                scoring_ops,
-                [
-                    "healthwatch_scoring_batch_seconds_sum",
-                    "healthwatch_scoring_batch_seconds_count",
-                ],
-            )
-            try:
-                result["stages"] = await stage_times(url, [t.account_id for t in triggers])
-            except Exception as exc:  # the schema may have moved on: the split is optional
-                err.print(f"[yellow]no stored_at split: {exc!r}[/]")
-            try:
-                result["published"] = await published_times(
-                    services.bootstrap,
-                    settings.topic(ALERTS_TOPIC),
-                    settings.kafka_partitions,
-                    {t.account_id for t in triggers},
-                )
-            except Exception as exc:
-                err.print(f"[yellow]no publish-time split: {exc!r}[/]")
-    finally:
-        for name in (*SERVICES, "slack"):
-            if name in procs:
-                await asyncio.to_thread(stop_process, procs[name])
+
+def logged_errors(stack: Stack) -> dict[str, list[str]]:
+    """The ERROR lines and tracebacks each stopped service logged (and its exit code, if
+    it did not stop cleanly)."""
     for name in SERVICES:
-        if procs[name].returncode not in (0, -signal.SIGTERM):
-            err.print(f"[yellow]{name} exit code {procs[name].returncode}[/]:\n{tail(logs[name])}")
-    errors = {
+        if stack.procs[name].returncode not in (0, -signal.SIGTERM):
+            code = stack.procs[name].returncode
+            err.print(f"[yellow]{name} exit code {code}[/]:\n{tail(stack.logs[name])}")
+    return {
         name: [
             line
-            for line in logs[name].read_text(errors="replace").splitlines()
+            for line in stack.logs[name].read_text(errors="replace").splitlines()
             if ("ERROR" in line or "Traceback" in line)
             # A fresh broker elects the group coordinator a moment after the services start.
             and "GroupCoordinatorNotAvailableError" not in line
@@ -873,14 +690,275 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
         for name in SERVICES
     }
 
-    # ---------------------------------------------------------------- results
-    received = read_slack_log(slack_log)
+
+def make_triggers(opts: Options, run_id: str) -> list[Trigger]:
+    n_measured = max(1, int(opts.duration / opts.trigger_interval))
+    n_warm = max(1, int(opts.warmup / opts.trigger_interval)) if opts.warmup > 0 else 0
+    return [
+        Trigger(f"trig-{run_id}-{i:05d}", "warmup" if i < n_warm else "measured", b"")
+        for i in range(n_warm + n_measured)
+    ]
+
+
+async def set_up_accounts(
+    stack: Stack,
+    clients: Clients,
+    bg: Sequence[tuple[str, list[str]]],
+    triggers: Sequence[Trigger],
+    opts: Options,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """Facts of every account and one day of background activity, scored before the
+    load starts; what was sent and how long scoring took."""
+    err.print(
+        f"[bold]setup[/]: facts of {len(bg)} background and {len(triggers)} trigger "
+        "accounts, one day of background activity; waiting until scored"
+    )
+    facts = [facts_body(a, len(users), i) for i, (a, users) in enumerate(bg)]
+    facts += [facts_body(t.account_id, TRIGGER_SEATS, len(bg) + i) for i, t in enumerate(triggers)]
+    sent = 0
+    for i in range(0, len(facts), 500):
+        sent += await post_json(clients.ingest, "/v1/accounts", {"accounts": facts[i : i + 500]})
+    # Every background user active once, so the accounts start out healthy.
+    first = orjson.loads(background_body(bg, len(bg) * opts.users, 0, rng))["events"]
+    for i in range(0, len(first), 500):
+        sent += await post_json(clients.ingest, "/v1/events", {"events": first[i : i + 500]})
+    setup_s = await wait_scored(clients.scoring_ops, sent, 300, "setup")
+    early = read_slack_log(stack.slack_log)
+    if early:
+        err.print(f"[yellow]{len(early)} Slack messages during setup (none expected)[/]")
+    return {"records": sent, "scored_in_s": round(setup_s, 2), "slack_messages": len(early)}
+
+
+@dataclass
+class Clients:
+    ingest: httpx.AsyncClient  # with the ingest key
+    scoring_ops: httpx.AsyncClient  # /metrics of scoring, with the metrics key
+    alerts_ops: httpx.AsyncClient  # /metrics of alerts, with the metrics key
+
+
+@contextlib.asynccontextmanager
+async def clients_of(stack: Stack) -> AsyncIterator[Clients]:
+    s = stack.settings
+    auth = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    ops_auth = {"Authorization": f"Bearer {stack.metrics_key}"}
+    async with (
+        httpx.AsyncClient(base_url=stack.base(s.ingest_port), headers=auth, timeout=30) as ingest,
+        httpx.AsyncClient(
+            base_url=stack.base(s.scoring_port), headers=ops_auth, timeout=10
+        ) as scoring_ops,
+        httpx.AsyncClient(
+            base_url=stack.base(s.alerts_port), headers=ops_auth, timeout=10
+        ) as alerts_ops,
+    ):
+        yield Clients(ingest, scoring_ops, alerts_ops)
+
+
+@dataclass
+class Watch:
+    """What the load phase observed, sample by sample (every ``SAMPLE_S``)."""
+
+    wall0: float  # time.time() when the triggers started
+    cpu0: dict[str, float | None]
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    scored: float = 0.0
+    measured_start: float = 0.0
+    cpu_m0: dict[str, float | None] | None = None  # CPU at the first measured trigger
+    measured_window: tuple[float, float] | None = None  # first measured trigger → last sent
+    measured_cpu: dict[str, float | None] = field(default_factory=dict)
+    drain_deadline: float | None = None
+
+    def measured_phase(self, triggers: Sequence[Trigger], meter: Meter, sending: bool) -> None:
+        """Note when the measured triggers started and, once all are sent, their CPU."""
+        if self.cpu_m0 is None and any(t.phase == "measured" and t.sent for t in triggers):
+            self.cpu_m0 = meter.now()
+            self.measured_start = time.time()
+        if not sending and self.measured_window is None and self.cpu_m0 is not None:
+            self.measured_window = (self.measured_start, time.time())
+            self.measured_cpu = Meter.cores(
+                self.cpu_m0, meter.now(), self.measured_window[1] - self.measured_window[0]
+            )
+
+    def drained(self, triggers: Sequence[Trigger], got: set[str], drain_timeout: float) -> bool:
+        """Every accepted trigger's alert arrived, or the drain timed out."""
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + drain_timeout
+        if {t.account_id for t in triggers if t.status == 202} <= got:
+            return True
+        if time.monotonic() > self.drain_deadline:
+            err.print("[yellow]drain timeout: some alerts did not arrive[/]")
+            return True
+        return False
+
+
+def load_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err,
+        refresh_per_second=4,
+    )
+
+
+async def take_sample(
+    stack: Stack,
+    clients: Clients,
+    watch: Watch,
+    meter: Meter,
+    load: Load,
+    triggers: Sequence[Trigger],
+    setup_records: int,
+) -> tuple[set[str], int, list[float]]:
+    """One timeline sample; the trigger accounts alerted so far, the scoring lag and the
+    latest measured latencies (for the progress bars)."""
+    now = time.time()
+    received = read_slack_log(stack.slack_log)
+    got = {a for r in received for a in r["accounts"]}
+    with contextlib.suppress(httpx.HTTPError):
+        watch.scored = await scored_total(clients.scoring_ops)
+    accepted = load.accepted + sum(
+        TRIGGER_USERS * TRIGGER_DAYS for t in triggers if t.status == 202
+    )
+    watch.timeline.append(
+        {
+            "t": round(now - watch.wall0, 2),
+            "accepted": accepted,
+            "scored": watch.scored,
+            "slack": len(received),
+            "cpu": meter.now(),
+        }
+    )
+    lat = sorted(
+        r["t"] - t.answered
+        for t in triggers
+        if t.answered and t.phase == "measured"
+        for r in received[-200:]
+        if t.account_id in r["accounts"]
+    )
+    return got, int(accepted + setup_records - watch.scored), lat
+
+
+async def drive_load(
+    stack: Stack,
+    clients: Clients,
+    opts: Options,
+    bg: Sequence[tuple[str, list[str]]],
+    triggers: list[Trigger],
+    offsets: Sequence[float],
+    meter: Meter,
+    load: Load,
+    setup_records: int,
+) -> Watch:
+    """Background load plus the triggers (sent from a thread at their offsets) until
+    every accepted trigger's alert reached Slack or the drain timed out."""
+    ingest_url = stack.base(stack.settings.ingest_port)
+    stop_bg = asyncio.Event()
+    abort = threading.Event()
+    total_time = 2.0 + offsets[-1]
+    with load_progress() as progress:
+        bg_task = progress.add_task(
+            "background events", total=int(opts.rate * (total_time + 5)), info=""
+        )
+        sent_task = progress.add_task("triggers sent", total=len(triggers), info="")
+        got_task = progress.add_task("alerts on Slack", total=len(triggers), info="")
+        loop = asyncio.get_running_loop()
+        load_job = asyncio.create_task(
+            background(ingest_url, stack.key, bg, opts, stop_bg, load, progress, bg_task)
+        )
+        await asyncio.sleep(2.0)  # the load settles before the first trigger
+        watch = Watch(wall0=time.time(), cpu0=meter.now())
+        thread = threading.Thread(
+            target=send_triggers,
+            args=(
+                ingest_url,
+                stack.key,
+                triggers,
+                offsets,
+                abort,
+                lambda: loop.call_soon_threadsafe(progress.advance, sent_task, 1),
+            ),
+            daemon=True,
+        )
+        thread.start()
+        while True:
+            await asyncio.sleep(SAMPLE_S)
+            got, lag, lat = await take_sample(
+                stack, clients, watch, meter, load, triggers, setup_records
+            )
+            progress.update(got_task, completed=len(got))
+            progress.update(bg_task, info=f"scoring lag {max(0, lag):,.0f} events")
+            if lat:
+                progress.update(got_task, info=f"p50 {percentile(lat, 50):.3f} s (last 200)")
+            sending = thread.is_alive()
+            watch.measured_phase(triggers, meter, sending)
+            if not sending and watch.drained(triggers, got, opts.drain_timeout):
+                break
+            try:
+                stack.check_alive()
+            except RuntimeError:
+                abort.set()
+                raise
+        # A little longer: a doubled message would arrive late.
+        await asyncio.sleep(2.0)
+        stop_bg.set()
+        await load_job
+        thread.join(5)
+    return watch
+
+
+async def service_figures(
+    stack: Stack, clients: Clients, services: Services, triggers: Sequence[Trigger]
+) -> dict[str, Any]:
+    """What the services say after the load: their latency and batch metrics, the
+    stored_at of each alert, and when scoring published each trigger's alert."""
+    figures: dict[str, Any] = {
+        "delivery": await scrape(
+            clients.alerts_ops,
+            [
+                "healthwatch_alert_delivery_latency_seconds_sum",
+                "healthwatch_alert_delivery_latency_seconds_count",
+            ],
+        ),
+        "batches": await scrape(
+            clients.scoring_ops,
+            ["healthwatch_scoring_batch_seconds_sum", "healthwatch_scoring_batch_seconds_count"],
+        ),
+        "stages": {},
+        "published": {},
+    }
+    accounts = [t.account_id for t in triggers]
+    try:
+        figures["stages"] = await stage_times(stack.url, accounts)
+    except Exception as exc:  # the schema may have moved on: the split is optional
+        err.print(f"[yellow]no stored_at split: {exc!r}[/]")
+    try:
+        figures["published"] = await published_times(
+            services.bootstrap,
+            stack.settings.topic(ALERTS_TOPIC),
+            stack.settings.kafka_partitions,
+            set(accounts),
+        )
+    except Exception as exc:
+        err.print(f"[yellow]no publish-time split: {exc!r}[/]")
+    return figures
+
+
+def trigger_rows(
+    triggers: Sequence[Trigger],
+    received: Sequence[dict[str, Any]],
+    figures: dict[str, Any],
+    wall0: float,
+) -> list[dict[str, Any]]:
+    """One row per trigger: when it was sent and answered, and how long after its 202
+    its alert was published, stored and on Slack."""
     by_account: dict[str, list[float]] = {}
     for r in received:
         for a in r["accounts"]:
             by_account.setdefault(a, []).append(r["t"])
-    stages = result.pop("stages", {})
-    published = result.pop("published", {})
+    stages, published = figures["stages"], figures["published"]
     rows = []
     for t in triggers:
         times = sorted(by_account.get(t.account_id, []))
@@ -903,87 +981,126 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
             if "delivered" in stage and times:
                 row["delivered_mark_after_202_s"] = round(stage["delivered"] - t.answered, 4)
         rows.append(row)
-    measured = [r for r in rows if r["phase"] == "measured" and r["status"] == 202]
-    lat = [r["latency_from_202_s"] for r in measured if "latency_from_202_s" in r]
-    lat_send = [r["latency_from_send_s"] for r in measured if "latency_from_send_s" in r]
-    stored = [r["stored_after_202_s"] for r in measured if "stored_after_202_s" in r]
-    trigger_ids = {t.account_id for t in triggers}
-    window = measured_window or (wall0, time.time())
+    return rows
+
+
+def latency_summary(measured: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Latency from the trigger's 202 to Slack, and per stage in between."""
+
+    def of(key: str) -> list[float]:
+        return [r[key] for r in measured if key in r]
+
+    def between(first: str, then: str) -> list[float]:
+        return [r[then] - r[first] for r in measured if first in r and then in r]
+
+    return {
+        "from_202": summarize(of("latency_from_202_s")),
+        "from_request_start": summarize(of("latency_from_send_s")),
+        "published_by_scoring_after_202": summarize(of("published_after_202_s")),
+        "published_to_stored": summarize(between("published_after_202_s", "stored_after_202_s")),
+        "stored_by_alerts_service_after_202": summarize(of("stored_after_202_s")),
+        "stored_to_slack": summarize(between("stored_after_202_s", "latency_from_202_s")),
+    }
+
+
+def trigger_counts(
+    triggers: Sequence[Trigger], rows: Sequence[dict[str, Any]], measured: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "sent_measured": sum(1 for t in triggers if t.phase == "measured" and t.sent),
+        "accepted_measured": len(measured),
+        "alerts_received_measured": sum(1 for r in measured if r["slack_messages"]),
+        "lost": sum(1 for r in measured if not r["slack_messages"]),
+        "doubled": sum(1 for r in rows if r["slack_messages"] > 1),
+        "warmup_sent": sum(1 for t in triggers if t.phase == "warmup" and t.sent),
+        "warmup_received": sum(1 for r in rows if r["phase"] == "warmup" and r["slack_messages"]),
+        "trigger_request_ms": summarize(
+            [r["request_s"] * 1000 for r in measured if r["request_s"] is not None]
+        ),
+    }
+
+
+def background_figures(opts: Options, load: Load, window: tuple[float, float]) -> dict[str, Any]:
     in_window = sum(n for at, n in load.accepted_at if window[0] <= at <= window[1])
+    return {
+        "target_events_per_s": opts.rate,
+        "measured_window_s": round(window[1] - window[0], 2),
+        "events_accepted_in_window": in_window,
+        "events_per_s": round(in_window / max(1e-9, window[1] - window[0]), 1),
+        "events_accepted_total": load.accepted,
+        "requests": load.requests,
+        "failed_requests": load.failures,
+        "late_starts": load.late_starts,
+        "last_error": load.last_error,
+        "request_ms": summarize(load.latencies_ms),
+    }
+
+
+def mean_of(metrics: dict[str, float], name: str) -> dict[str, float]:
+    """Count and mean of a Prometheus summary or histogram ``name`` (``_sum``/``_count``)."""
+    count = metrics[f"{name}_count"]
+    return {"count": count, "mean_s": round(metrics[f"{name}_sum"] / max(1.0, count), 4)}
+
+
+async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any]:
+    stack = await prepare(opts, workdir, services)
+    start(stack, workdir)
+    rng = random.Random(opts.seed)
+    bg = background_accounts(opts.background_accounts, opts.users, stack.run_id)
+    triggers = make_triggers(opts, stack.run_id)
+    result: dict[str, Any] = {"run_id": stack.run_id, "settings_env": {**stack.extra}}
+    pids: dict[str, int | None] = {name: stack.procs[name].pid for name in (*SERVICES, "slack")}
+    meter = Meter({**pids, "broker": services.broker_pid}, services.postgres_pid)
+    load = Load()
+    s = stack.settings
+    try:
+        await wait_ready(stack.base(s.ingest_port), "/readyz", stack.procs, stack.logs)
+        await wait_ready(stack.base(s.scoring_port), "/healthz", stack.procs, stack.logs)
+        await wait_ready(stack.base(s.alerts_port), "/healthz", stack.procs, stack.logs)
+        async with clients_of(stack) as clients:
+            result["setup"] = await set_up_accounts(stack, clients, bg, triggers, opts, rng)
+            for trig in triggers:
+                trig.body = trigger_body(trig.account_id)
+            # Poisson arrivals (exponential gaps, mean --trigger-interval): a fixed period
+            # would beat against the services' own periodic polls (the outbox looks for
+            # due deliveries every delivery_poll_interval_s) and sample one phase of them.
+            offsets = list(
+                itertools.accumulate(
+                    rng.expovariate(1 / opts.trigger_interval) for _ in range(len(triggers))
+                )
+            )
+            watch = await drive_load(
+                stack, clients, opts, bg, triggers, offsets, meter, load, result["setup"]["records"]
+            )
+            cpu_total = Meter.cores(watch.cpu0, meter.now(), time.time() - watch.wall0)
+            figures = await service_figures(stack, clients, services, triggers)
+    finally:
+        await stop(stack)
+    errors = logged_errors(stack)
+
+    received = read_slack_log(stack.slack_log)
+    rows = trigger_rows(triggers, received, figures, watch.wall0)
+    measured = [r for r in rows if r["phase"] == "measured" and r["status"] == 202]
+    trigger_ids = {t.account_id for t in triggers}
     result.update(
         {
-            "latency_s": {
-                "from_202": summarize(lat),
-                "from_request_start": summarize(lat_send),
-                "published_by_scoring_after_202": summarize(
-                    [r["published_after_202_s"] for r in measured if "published_after_202_s" in r]
-                ),
-                "published_to_stored": summarize(
-                    [
-                        r["stored_after_202_s"] - r["published_after_202_s"]
-                        for r in measured
-                        if "stored_after_202_s" in r and "published_after_202_s" in r
-                    ]
-                ),
-                "stored_by_alerts_service_after_202": summarize(stored),
-                "stored_to_slack": summarize(
-                    [
-                        r["latency_from_202_s"] - r["stored_after_202_s"]
-                        for r in measured
-                        if "latency_from_202_s" in r and "stored_after_202_s" in r
-                    ]
-                ),
-            },
-            "triggers": {
-                "sent_measured": sum(1 for t in triggers if t.phase == "measured" and t.sent),
-                "accepted_measured": len(measured),
-                "alerts_received_measured": sum(1 for r in measured if r["slack_messages"]),
-                "lost": sum(1 for r in measured if not r["slack_messages"]),
-                "doubled": sum(1 for r in rows if r["slack_messages"] > 1),
-                "warmup_sent": sum(1 for t in triggers if t.phase == "warmup" and t.sent),
-                "warmup_received": sum(
-                    1 for r in rows if r["phase"] == "warmup" and r["slack_messages"]
-                ),
-                "trigger_request_ms": summarize(
-                    [r["request_s"] * 1000 for r in measured if r["request_s"] is not None]
-                ),
-            },
+            "latency_s": latency_summary(measured),
+            "triggers": trigger_counts(triggers, rows, measured),
             "slack": {
                 "requests": len(received),
                 "unexpected": sum(1 for r in received if not set(r["accounts"]) & trigger_ids),
                 "multi_account_messages": sum(1 for r in received if len(r["accounts"]) > 1),
             },
-            "background": {
-                "target_events_per_s": opts.rate,
-                "measured_window_s": round(window[1] - window[0], 2),
-                "events_accepted_in_window": in_window,
-                "events_per_s": round(in_window / max(1e-9, window[1] - window[0]), 1),
-                "events_accepted_total": load.accepted,
-                "requests": load.requests,
-                "failed_requests": load.failures,
-                "late_starts": load.late_starts,
-                "last_error": load.last_error,
-                "request_ms": summarize(load.latencies_ms),
-            },
-            "cpu_cores_measured": measured_cpu,
+            "background": background_figures(
+                opts, load, watch.measured_window or (watch.wall0, time.time())
+            ),
+            "cpu_cores_measured": watch.measured_cpu,
             "cpu_cores_whole_load": cpu_total,
-            "scoring_batches": {
-                "count": scoring_batches["healthwatch_scoring_batch_seconds_count"],
-                "mean_s": round(
-                    scoring_batches["healthwatch_scoring_batch_seconds_sum"]
-                    / max(1.0, scoring_batches["healthwatch_scoring_batch_seconds_count"]),
-                    4,
-                ),
-            },
-            "alerts_delivery_latency_metric": {
-                "count": metrics_end["healthwatch_alert_delivery_latency_seconds_count"],
-                "mean_s": round(
-                    metrics_end["healthwatch_alert_delivery_latency_seconds_sum"]
-                    / max(1.0, metrics_end["healthwatch_alert_delivery_latency_seconds_count"]),
-                    4,
-                ),
-            },
-            "timeline": timeline_rows(timeline, sent),
+            "scoring_batches": mean_of(figures["batches"], "healthwatch_scoring_batch_seconds"),
+            "alerts_delivery_latency_metric": mean_of(
+                figures["delivery"], "healthwatch_alert_delivery_latency_seconds"
+            ),
+            "timeline": timeline_rows(watch.timeline, result["setup"]["records"]),
             "per_trigger": rows,
             "service_log_errors": {k: v for k, v in errors.items() if v},
         }
