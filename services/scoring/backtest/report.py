@@ -26,67 +26,41 @@ LEAD_WINDOW_DAYS = 180
 
 
 def _labels(snapshots: Sequence[Snapshot], churn: dict[str, Any], horizon: int) -> list[bool]:
+    """Per snapshot: whether its account churned within ``horizon`` days after it."""
     out = []
-    for s in snapshots:
-        gone = churn.get(s.account_id)
-        out.append(gone is not None and s.day < gone <= s.day + timedelta(days=horizon))
+    for snapshot in snapshots:
+        gone = churn.get(snapshot.account_id)
+        out.append(
+            gone is not None and snapshot.day < gone <= snapshot.day + timedelta(days=horizon)
+        )
     return out
 
 
-def _risk(s: Snapshot) -> float:
-    return 100.0 - (s.score if s.score is not None else 50.0)
+def _risk(snapshot: Snapshot) -> float:
+    return 100.0 - (snapshot.score if snapshot.score is not None else 50.0)
 
 
-def _weighted(s: Snapshot, weights: dict[str, float]) -> float:
-    present = {g: v for g, v in s.groups.items() if weights.get(g, 0) > 0}
-    total = sum(weights[g] for g in present)
-    return 100.0 - (sum(weights[g] * v for g, v in present.items()) / total if total else 50.0)
+def _weighted(snapshot: Snapshot, weights: dict[str, float]) -> float:
+    """The risk the snapshot's group scores give under other group weights."""
+    present = {
+        group: value for group, value in snapshot.groups.items() if weights.get(group, 0) > 0
+    }
+    total = sum(weights[group] for group in present)
+    weighted = sum(weights[group] * value for group, value in present.items())
+    return 100.0 - (weighted / total if total else 50.0)
 
 
 def evaluate_horizon(result: Replay, horizon: int, model: HealthModel) -> dict[str, Any]:
-    snaps = [s for s in result.snapshots if s.score is not None]
+    """How well the score, each measure and each group ranked the accounts that churned
+    within ``horizon`` days, beside the naive baseline (days since last use)."""
+    snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
     labels = _labels(snaps, result.churn, horizon)
-    risks = [_risk(s) for s in snaps]
-    baseline = [float(s.inputs.get(BASELINE) or 0) for s in snaps]
+    risks = [_risk(snapshot) for snapshot in snaps]
+    baseline = [float(snapshot.inputs.get(BASELINE) or 0) for snapshot in snaps]
     model_auc = roc_auc(risks, labels)
     baseline_auc = roc_auc(baseline, labels)
-    measures = {}
-    names = sorted({k for s in snaps for k, v in s.inputs.items() if isinstance(v, int | float)})
-    for name in names:
-        rows = [
-            (float(s.inputs[name]), y)
-            for s, y in zip(snaps, labels, strict=True)
-            if isinstance(s.inputs.get(name), int | float)
-        ]
-        auc = roc_auc([r[0] for r in rows], [r[1] for r in rows]) if rows else None
-        if auc is not None:
-            # Direction-free power: 0.5 is none; "higher means riskier" says which way.
-            measures[name] = {
-                "auc": round(max(auc, 1 - auc), 4),
-                "higher_is_riskier": auc >= 0.5,
-                "snapshots": len(rows),
-            }
-    current = {g: grp.weight for g, grp in model.groups.items()}
-    group_power = {}
-    for g in current:
-        rows = [(100 - s.groups[g], y) for s, y in zip(snaps, labels, strict=True) if g in s.groups]
-        auc = roc_auc([r[0] for r in rows], [r[1] for r in rows]) if rows else None
-        group_power[g] = auc
-    # Suggested: weight each group by how much better than chance it ranked churners.
-    total = sum(current.values())
-    edges = {g: max((a or 0.5) - 0.5, 0.01) for g, a in group_power.items()}
-    suggested = {g: round(total * e / sum(edges.values()), 1) for g, e in edges.items()}
-    lead_times = []
-    for account, gone in result.churn.items():
-        reds = [
-            s.day
-            for s in snaps
-            if s.account_id == account
-            and s.band == "red"
-            and gone - timedelta(days=LEAD_WINDOW_DAYS) <= s.day < gone
-        ]
-        if reds:
-            lead_times.append((gone - min(reds)).days)
+    lead_times = _lead_times(result, snaps)
+    group_power = _group_power(model, snaps, labels)
     return {
         "horizon_days": horizon,
         "snapshots": len(snaps),
@@ -96,68 +70,148 @@ def evaluate_horizon(result: Replay, horizon: int, model: HealthModel) -> dict[s
         "auc_gain_over_baseline": _r(
             None if model_auc is None or baseline_auc is None else model_auc - baseline_auc
         ),
-        "bands": [b.__dict__ for b in by_band([s.band for s in snaps], labels, BANDS)],
+        "bands": [
+            band.__dict__ for band in by_band([snapshot.band for snapshot in snaps], labels, BANDS)
+        ],
         "top_decile_lift": _r(top_decile_lift(risks, labels)),
         "median_lead_time_days": median_or_none(lead_times),
         "churners_flagged_red": len(lead_times),
-        "measures": dict(sorted(measures.items(), key=lambda kv: -kv[1]["auc"])),
-        "group_auc": {g: _r(a) for g, a in group_power.items()},
-        "weights": {
-            "current": current,
-            "suggested": suggested,
-            "current_roc_auc": _r(roc_auc([_weighted(s, current) for s in snaps], labels)),
-            "suggested_roc_auc": _r(roc_auc([_weighted(s, suggested) for s in snaps], labels)),
-            "note": "suggested only, never applied: PUT /v1/health-model to adopt them "
-            "(both AUCs re-weigh the stored group scores, without caps or profiles)",
-        },
+        "measures": _measure_power(snaps, labels),
+        "group_auc": {group: _r(auc) for group, auc in group_power.items()},
+        "weights": _weights(model, group_power, snaps, labels),
         "_roc": {"model": roc_curve(risks, labels), "baseline": roc_curve(baseline, labels)},
     }
+
+
+def _measure_power(snaps: list[Snapshot], labels: list[bool]) -> dict[str, dict[str, Any]]:
+    """Each numeric input's power to rank churners, the most powerful first."""
+    measures = {}
+    names = sorted(
+        {
+            name
+            for snapshot in snaps
+            for name, value in snapshot.inputs.items()
+            if isinstance(value, int | float)
+        }
+    )
+    for name in names:
+        rows = [
+            (float(snapshot.inputs[name]), churned)
+            for snapshot, churned in zip(snaps, labels, strict=True)
+            if isinstance(snapshot.inputs.get(name), int | float)
+        ]
+        auc = roc_auc([row[0] for row in rows], [row[1] for row in rows]) if rows else None
+        if auc is not None:
+            # Direction-free power: 0.5 is none; "higher means riskier" says which way.
+            measures[name] = {
+                "auc": round(max(auc, 1 - auc), 4),
+                "higher_is_riskier": auc >= 0.5,
+                "snapshots": len(rows),
+            }
+    return dict(sorted(measures.items(), key=lambda item: -item[1]["auc"]))
+
+
+def _group_power(
+    model: HealthModel, snaps: list[Snapshot], labels: list[bool]
+) -> dict[str, float | None]:
+    """group → the AUC of its own score (lower score, higher risk); None without data."""
+    power: dict[str, float | None] = {}
+    for group in model.groups:
+        rows = [
+            (100 - snapshot.groups[group], churned)
+            for snapshot, churned in zip(snaps, labels, strict=True)
+            if group in snapshot.groups
+        ]
+        power[group] = roc_auc([row[0] for row in rows], [row[1] for row in rows]) if rows else None
+    return power
+
+
+def _weights(
+    model: HealthModel,
+    group_power: dict[str, float | None],
+    snaps: list[Snapshot],
+    labels: list[bool],
+) -> dict[str, Any]:
+    """The model's group weights beside suggested ones: each group weighted by how much
+    better than chance it ranked churners."""
+    current = {name: group.weight for name, group in model.groups.items()}
+    total = sum(current.values())
+    edges = {group: max((auc or 0.5) - 0.5, 0.01) for group, auc in group_power.items()}
+    suggested = {
+        group: round(total * edge / sum(edges.values()), 1) for group, edge in edges.items()
+    }
+    return {
+        "current": current,
+        "suggested": suggested,
+        "current_roc_auc": _r(roc_auc([_weighted(snap, current) for snap in snaps], labels)),
+        "suggested_roc_auc": _r(roc_auc([_weighted(snap, suggested) for snap in snaps], labels)),
+        "note": "suggested only, never applied: PUT /v1/health-model to adopt them "
+        "(both AUCs re-weigh the stored group scores, without caps or profiles)",
+    }
+
+
+def _lead_times(result: Replay, snaps: list[Snapshot]) -> list[int]:
+    """Per churned account flagged red in the months before: days from its first red
+    score (within LEAD_WINDOW_DAYS) to churn."""
+    lead_times = []
+    for account, gone in result.churn.items():
+        reds = [
+            snapshot.day
+            for snapshot in snaps
+            if snapshot.account_id == account
+            and snapshot.band == "red"
+            and gone - timedelta(days=LEAD_WINDOW_DAYS) <= snapshot.day < gone
+        ]
+        if reds:
+            lead_times.append((gone - min(reds)).days)
+    return lead_times
 
 
 def rule_quality(result: Replay, horizons: Sequence[int]) -> dict[str, Any]:
     """Per alert rule: how often the account churned within each horizon after the rule
     fired, beside the rate for any scored account-day (the lift is their ratio)."""
-    snaps = [s for s in result.snapshots if s.score is not None]
+    snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
     base: dict[int, float | None] = {}
-    for h in horizons:
-        labels = _labels(snaps, result.churn, h)
-        base[h] = sum(labels) / len(labels) if labels else None
+    for horizon in horizons:
+        labels = _labels(snaps, result.churn, horizon)
+        base[horizon] = sum(labels) / len(labels) if labels else None
     by_rule: dict[str, list[Firing]] = {}
-    for f in result.firings:
-        gone = result.churn.get(f.account_id)
-        if gone is None or f.day < gone:  # firings after the account left say nothing
-            by_rule.setdefault(f.rule, []).append(f)
+    for firing in result.firings:
+        gone = result.churn.get(firing.account_id)
+        if gone is None or firing.day < gone:  # firings after the account left say nothing
+            by_rule.setdefault(firing.rule, []).append(firing)
     rules = []
-    for rule, fired in sorted(by_rule.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    for rule, fired in sorted(by_rule.items(), key=lambda item: (-len(item[1]), item[0])):
         churned: dict[str, float] = {}
         lift: dict[str, float | None] = {}
-        for h in horizons:
-            share = sum(_churns_within(result, f, h) for f in fired) / len(fired)
-            churned[str(h)] = round(share, 4)
-            rate = base[h]
-            lift[str(h)] = round(share / rate, 2) if rate else None
+        for horizon in horizons:
+            share = sum(_churns_within(result, firing, horizon) for firing in fired) / len(fired)
+            churned[str(horizon)] = round(share, 4)
+            rate = base[horizon]
+            lift[str(horizon)] = round(share / rate, 2) if rate else None
         longest = max(horizons)
         leads = [
-            float((result.churn[f.account_id] - f.day).days)
-            for f in fired
-            if _churns_within(result, f, longest)
+            float((result.churn[firing.account_id] - firing.day).days)
+            for firing in fired
+            if _churns_within(result, firing, longest)
         ]
         rules.append(
             {
                 "rule": rule,
                 "fired": len(fired),
-                "accounts": len({f.account_id for f in fired}),
+                "accounts": len({firing.account_id for firing in fired}),
                 "churned_within": churned,
                 "lift": lift,
                 "median_days_to_churn": median_or_none(leads),
             }
         )
-    return {"base_churn_rate": {str(h): _r(b) for h, b in base.items()}, "rules": rules}
+    base_rate = {str(horizon): _r(rate) for horizon, rate in base.items()}
+    return {"base_churn_rate": base_rate, "rules": rules}
 
 
-def _churns_within(result: Replay, f: Firing, horizon: int) -> bool:
-    gone = result.churn.get(f.account_id)
-    return gone is not None and f.day < gone <= f.day + timedelta(days=horizon)
+def _churns_within(result: Replay, firing: Firing, horizon: int) -> bool:
+    gone = result.churn.get(firing.account_id)
+    return gone is not None and firing.day < gone <= firing.day + timedelta(days=horizon)
 
 
 def _r(value: float | None) -> float | None:
@@ -165,7 +219,7 @@ def _r(value: float | None) -> float | None:
 
 
 def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[str, Any]:
-    accounts = {s.account_id for s in result.snapshots}
+    accounts = {snapshot.account_id for snapshot in result.snapshots}
     return {
         "model_version": model.version,
         "events": result.events,
@@ -174,7 +228,7 @@ def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[s
         "churned_accounts": len(set(result.churn) & accounts),
         "from": result.first_day.isoformat() if result.first_day else None,
         "to": result.last_day.isoformat() if result.last_day else None,
-        "horizons": [evaluate_horizon(result, h, model) for h in horizons],
+        "horizons": [evaluate_horizon(result, horizon, model) for horizon in horizons],
         "alert_rules": rule_quality(result, horizons),
     }
 
@@ -184,7 +238,8 @@ def public(report: dict[str, Any]) -> dict[str, Any]:
     return {
         **report,
         "horizons": [
-            {k: v for k, v in h.items() if not k.startswith("_")} for h in report["horizons"]
+            {key: value for key, value in horizon.items() if not key.startswith("_")}
+            for horizon in report["horizons"]
         ],
     }
 
@@ -198,25 +253,27 @@ def text(report: dict[str, Any]) -> str:
         f"{'horizon':>8} {'AUC':>6} {'baseline':>9} {'gain':>6} {'lift@10%':>9} "
         f"{'P(red)':>7} {'R(red)':>7} {'lead days':>10}",
     ]
-    for h in report["horizons"]:
-        red = next(b for b in h["bands"] if b["band"] == "red")
+    for horizon in report["horizons"]:
+        red = next(band for band in horizon["bands"] if band["band"] == "red")
         lines.append(
-            f"{h['horizon_days']:>7}d {_f(h['roc_auc']):>6} {_f(h['baseline_roc_auc']):>9} "
-            f"{_f(h['auc_gain_over_baseline'], '+.3f'):>6} {_f(h['top_decile_lift'], '.2f'):>9} "
+            f"{horizon['horizon_days']:>7}d {_f(horizon['roc_auc']):>6} "
+            f"{_f(horizon['baseline_roc_auc']):>9} "
+            f"{_f(horizon['auc_gain_over_baseline'], '+.3f'):>6} "
+            f"{_f(horizon['top_decile_lift'], '.2f'):>9} "
             f"{_f(red['precision']):>7} {_f(red['recall']):>7} "
-            f"{_f(h['median_lead_time_days'], '.0f'):>10}"
+            f"{_f(horizon['median_lead_time_days'], '.0f'):>10}"
         )
     first = report["horizons"][0] if report["horizons"] else None
     if first:
         lines += ["", f"Measures by predictive power ({first['horizon_days']}-day horizon, AUC):"]
-        for name, m in list(first["measures"].items())[:12]:
-            arrow = "↑ riskier" if m["higher_is_riskier"] else "↓ riskier"
-            lines.append(f"  {name:<32} {m['auc']:.3f}  {arrow}")
-        w = first["weights"]
+        for name, power in list(first["measures"].items())[:12]:
+            arrow = "↑ riskier" if power["higher_is_riskier"] else "↓ riskier"
+            lines.append(f"  {name:<32} {power['auc']:.3f}  {arrow}")
+        weights = first["weights"]
         lines += [
             "",
-            f"Suggested group weights (not applied): {w['suggested']} — AUC "
-            f"{_f(w['current_roc_auc'])} → {_f(w['suggested_roc_auc'])}",
+            f"Suggested group weights (not applied): {weights['suggested']} — AUC "
+            f"{_f(weights['current_roc_auc'])} → {_f(weights['suggested_roc_auc'])}",
         ]
     lines += _rules_text(report.get("alert_rules"))
     return "\n".join(lines) + "\n"
@@ -227,19 +284,19 @@ def _rules_text(quality: dict[str, Any] | None) -> list[str]:
         return []
     horizons = list(quality["base_churn_rate"])
     first = horizons[0]
-    head = "".join(f"{'≤' + h + 'd':>8}" for h in horizons)
-    base = ", ".join(_pct(quality["base_churn_rate"][h]) for h in horizons)
+    head = "".join(f"{'≤' + horizon + 'd':>8}" for horizon in horizons)
+    base = ", ".join(_pct(quality["base_churn_rate"][horizon]) for horizon in horizons)
     lines = [
         "",
         "Alert rules in the replay: share of firings followed by churn within N days "
         f"(any scored account-day: {base})",
         f"  {'rule':<28} {'fired':>6} {'accts':>6}{head} {'lift@' + first + 'd':>9} {'days':>5}",
     ]
-    for r in quality["rules"]:
-        shares = "".join(f"{_pct(r['churned_within'][h]):>8}" for h in horizons)
+    for rule in quality["rules"]:
+        shares = "".join(f"{_pct(rule['churned_within'][horizon]):>8}" for horizon in horizons)
         lines.append(
-            f"  {r['rule']:<28} {r['fired']:>6} {r['accounts']:>6}{shares} "
-            f"{_f(r['lift'][first], '.2f'):>9} {_f(r['median_days_to_churn'], '.0f'):>5}"
+            f"  {rule['rule']:<28} {rule['fired']:>6} {rule['accounts']:>6}{shares} "
+            f"{_f(rule['lift'][first], '.2f'):>9} {_f(rule['median_days_to_churn'], '.0f'):>5}"
         )
     lines.append("  (days: median from firing to churn, among firings followed by churn)")
     return lines
@@ -253,9 +310,11 @@ def _f(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _png(figure: Any) -> str:
+def _png(plt: Any, figure: Any) -> str:
+    """The figure as base64 PNG; the figure is closed (pyplot keeps open ones alive)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -265,50 +324,17 @@ def html_report(report: dict[str, Any]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images = []
-    fig, axes = plt.subplots(1, len(report["horizons"]), figsize=(4.2 * len(report["horizons"]), 4))
-    axes = axes if len(report["horizons"]) > 1 else [axes]
-    for ax, h in zip(axes, report["horizons"], strict=True):
-        for key, label in (
-            ("model", f"model (AUC {_f(h['roc_auc'])})"),
-            ("baseline", f"days since last use ({_f(h['baseline_roc_auc'])})"),
-        ):
-            xs, ys = zip(*h["_roc"][key], strict=True)
-            ax.plot(xs, ys, label=label)
-        ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-        ax.set_title(f"churn within {h['horizon_days']} days")
-        ax.set_xlabel("false-positive rate")
-        ax.set_ylabel("true-positive rate")
-        ax.legend(loc="lower right", fontsize=8)
-    images.append(("ROC curves", _png(fig)))
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    width = 0.8 / len(report["horizons"])
-    for i, h in enumerate(report["horizons"]):
-        rates = [b["precision"] or 0 for b in h["bands"]]
-        ax.bar(
-            [x + i * width for x in range(len(BANDS))], rates, width, label=f"{h['horizon_days']}d"
-        )
-    ax.set_xticks([x + width * (len(report["horizons"]) - 1) / 2 for x in range(len(BANDS))], BANDS)
-    ax.set_ylabel("share of snapshots followed by churn")
-    ax.legend()
-    images.append(("Churn rate by band", _png(fig)))
-    plt.close(fig)
+    images = [
+        ("ROC curves", _roc_figure(plt, report["horizons"])),
+        ("Churn rate by band", _band_figure(plt, report["horizons"])),
+    ]
     quality = report.get("alert_rules") or {}
     if quality.get("rules"):
-        first = next(iter(quality["base_churn_rate"]))
-        rules = list(reversed(quality["rules"]))
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(rules) + 1.2))
-        ax.barh([r["rule"] for r in rules], [r["churned_within"][first] for r in rules])
-        base = quality["base_churn_rate"][first] or 0
-        ax.axvline(base, color="k", linestyle=":", label=f"any account-day ({base:.0%})")
-        ax.set_xlabel(f"share of firings followed by churn within {first} days")
-        ax.legend(loc="lower right", fontsize=8)
-        images.append(("Alert rules: churn after firing", _png(fig)))
-        plt.close(fig)
+        images.append(("Alert rules: churn after firing", _rules_figure(plt, quality)))
     body = "".join(
-        f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{d}'>"
-        for t, d in images
+        f"<h2>{html.escape(title)}</h2>"
+        f"<img alt='{html.escape(title)}' src='data:image/png;base64,{image}'>"
+        for title, image in images
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>healthwatch backtest</title>"
@@ -316,3 +342,53 @@ def html_report(report: dict[str, Any]) -> str:
         "pre{background:#f6f6f6;padding:1em}</style></head><body>"
         f"<h1>healthwatch backtest</h1><pre>{html.escape(text(report))}</pre>{body}</body></html>"
     )
+
+
+def _roc_figure(plt: Any, horizons: list[dict[str, Any]]) -> str:
+    """The model's and the baseline's ROC curves, one panel per horizon, as a PNG."""
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.2 * len(horizons), 4))
+    axes = axes if len(horizons) > 1 else [axes]
+    for ax, horizon in zip(axes, horizons, strict=True):
+        for key, label in (
+            ("model", f"model (AUC {_f(horizon['roc_auc'])})"),
+            ("baseline", f"days since last use ({_f(horizon['baseline_roc_auc'])})"),
+        ):
+            xs, ys = zip(*horizon["_roc"][key], strict=True)
+            ax.plot(xs, ys, label=label)
+        ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+        ax.set_title(f"churn within {horizon['horizon_days']} days")
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("true-positive rate")
+        ax.legend(loc="lower right", fontsize=8)
+    return _png(plt, fig)
+
+
+def _band_figure(plt: Any, horizons: list[dict[str, Any]]) -> str:
+    """The share of each band's snapshots followed by churn, per horizon, as a PNG."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / len(horizons)
+    for position, horizon in enumerate(horizons):
+        rates = [band["precision"] or 0 for band in horizon["bands"]]
+        ax.bar(
+            [x + position * width for x in range(len(BANDS))],
+            rates,
+            width,
+            label=f"{horizon['horizon_days']}d",
+        )
+    ax.set_xticks([x + width * (len(horizons) - 1) / 2 for x in range(len(BANDS))], BANDS)
+    ax.set_ylabel("share of snapshots followed by churn")
+    ax.legend()
+    return _png(plt, fig)
+
+
+def _rules_figure(plt: Any, quality: dict[str, Any]) -> str:
+    """Each rule's share of firings followed by churn beside the base rate, as a PNG."""
+    first = next(iter(quality["base_churn_rate"]))
+    rules = list(reversed(quality["rules"]))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rules) + 1.2))
+    ax.barh([rule["rule"] for rule in rules], [rule["churned_within"][first] for rule in rules])
+    base = quality["base_churn_rate"][first] or 0
+    ax.axvline(base, color="k", linestyle=":", label=f"any account-day ({base:.0%})")
+    ax.set_xlabel(f"share of firings followed by churn within {first} days")
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(plt, fig)
