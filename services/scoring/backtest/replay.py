@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.backfill import read_lines
 from services.scoring.metrics import ScoringMetrics
@@ -75,10 +75,10 @@ class _FiringRecorder(DiscardingProducer):
     async def send_many(
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
     ) -> None:
-        for m in messages:
-            if "reason" in m.headers:
+        for message in messages:
+            if "reason" in message.headers:
                 continue  # a dead letter, not an alert
-            alert = decode_alert(m.value)
+            alert = decode_alert(message.value)
             if alert.status == "firing" and alert.revision == 0:
                 day = alert.fired_at.astimezone(UTC).date()
                 self._firings.append(Firing(alert.account_id, alert.rule, day))
@@ -86,10 +86,10 @@ class _FiringRecorder(DiscardingProducer):
 
 def read_churn_csv(path: Path) -> dict[str, date]:
     """``account_id,churn_date`` rows (a header line is expected)."""
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8") as file:
         return {
             row["account_id"]: date.fromisoformat(row["churn_date"][:10])
-            for row in csv.DictReader(f)
+            for row in csv.DictReader(file)
             if row.get("account_id") and row.get("churn_date")
         }
 
@@ -105,7 +105,7 @@ def load_events(paths: Iterable[Path]) -> tuple[list[Event], int]:
                 events.append(EVENT_ADAPTER.validate_json(line))
             except ValidationError:
                 rejected += 1
-    events.sort(key=lambda e: (e.occurred_at, e.event_id))
+    events.sort(key=lambda event: (event.occurred_at, event.event_id))
     return events, rejected
 
 
@@ -119,64 +119,89 @@ async def replay(
 ) -> Replay:
     events, rejected = load_events(paths)
     result = Replay(rejected=rejected, events=len(events), churn=dict(churn or {}))
-    for e in events:  # a facts update to stage "churned" is a churn outcome too
-        if isinstance(e, AccountFacts) and e.lifecycle_stage is LifecycleStage.churned:
-            result.churn.setdefault(e.account_id, e.occurred_at.astimezone(UTC).date())
+    for event in events:  # a facts update to stage "churned" is a churn outcome too
+        if isinstance(event, AccountFacts) and event.lifecycle_stage is LifecycleStage.churned:
+            result.churn.setdefault(event.account_id, event.occurred_at.astimezone(UTC).date())
     if not events:
         return result
     first = events[0].occurred_at.astimezone(UTC).date()
     last = events[-1].occurred_at.astimezone(UTC).date()
     result.first_day, result.last_day = first, last
     span = (last - first).days + 1
-    days = [first + timedelta(days=d) for d in range(WARM_UP_DAYS, span, step_days)]
+    days = [first + timedelta(days=offset) for offset in range(WARM_UP_DAYS, span, step_days)]
     with tempfile.TemporaryDirectory(prefix="healthwatch-backtest-") as tmp:
         settings = Settings(
             _env_file=None,
             database_url=f"sqlite+aiosqlite:///{tmp}/bt.db",
         )
         engine = create_engine(settings.database_url)
-        await migrate(engine)
-        clock_now = [datetime.combine(first, time(), UTC)]
-        models = ModelStore(model_source) if model_source else ModelStore()
-        metrics = ScoringMetrics(CollectorRegistry())
-        recorder = _FiringRecorder(result.firings)
-        processor = ScoringProcessor(
-            engine,
-            recorder,
-            settings,
-            metrics,
-            models=models,
-            clock=lambda: clock_now[0],
-        )
-        sweep = QuietAccountSweep(engine, recorder, processor, clock=lambda: clock_now[0])
-        fed = 0
         try:
-            for n, day in enumerate(days, 1):
-                end = datetime.combine(day + timedelta(days=1), time(), UTC)
-                clock_now[0] = end - timedelta(seconds=1)
-                upto = fed
-                while upto < len(events) and events[upto].occurred_at < end:
-                    upto += 1
-                for i in range(fed, upto, 2000):
-                    chunk = events[i : min(upto, i + 2000)]
-                    records = [
-                        Record("backtest", 0, i + k, None, encode_event(e))
-                        for k, e in enumerate(chunk)
-                    ]
-                    await processor.handle(records)
-                fed = upto
-                await sweep.run_once()
-                async with engine.connect() as conn:
-                    rows = await conn.execute(select(health_daily).where(health_daily.c.day == day))
-                    for r in rows:
-                        gone = result.churn.get(r.account_id)
-                        if gone is not None and gone <= day:
-                            continue
-                        groups = r.explanation.get("groups", {})
-                        result.snapshots.append(
-                            Snapshot(r.account_id, day, r.score, r.band, r.inputs, groups)
-                        )
-                progress(n, len(days))
+            await migrate(engine)
+            await _score_days(engine, settings, events, days, result, model_source, progress)
         finally:
             await engine.dispose()
     return result
+
+
+async def _score_days(
+    engine: AsyncEngine,
+    settings: Settings,
+    events: list[Event],
+    days: list[date],
+    result: Replay,
+    model_source: str | None,
+    progress: Callable[[int, int], None],
+) -> None:
+    """Feed the events up to the end of each day, sweep, and keep the day's scores."""
+    clock_now = [datetime.combine(result.first_day or days[0], time(), UTC)]
+    recorder = _FiringRecorder(result.firings)
+    processor = ScoringProcessor(
+        engine,
+        recorder,
+        settings,
+        ScoringMetrics(CollectorRegistry()),
+        models=ModelStore(model_source) if model_source else ModelStore(),
+        clock=lambda: clock_now[0],
+    )
+    sweep = QuietAccountSweep(engine, recorder, processor, clock=lambda: clock_now[0])
+    fed = 0
+    for number, day in enumerate(days, 1):
+        end = datetime.combine(day + timedelta(days=1), time(), UTC)
+        clock_now[0] = end - timedelta(seconds=1)
+        fed = await _feed(processor, events, fed, end)
+        await sweep.run_once()
+        result.snapshots += await _snapshots(engine, day, result.churn)
+        progress(number, len(days))
+
+
+# Events handed to the processor at once, as one batch of records.
+FEED_BATCH = 2000
+
+
+async def _feed(processor: ScoringProcessor, events: list[Event], fed: int, end: datetime) -> int:
+    """Hand the processor the events before ``end`` after the first ``fed``; return how
+    many are fed now."""
+    upto = fed
+    while upto < len(events) and events[upto].occurred_at < end:
+        upto += 1
+    for start in range(fed, upto, FEED_BATCH):
+        chunk = events[start : min(upto, start + FEED_BATCH)]
+        records = [
+            Record("backtest", 0, start + position, None, encode_event(event))
+            for position, event in enumerate(chunk)
+        ]
+        await processor.handle(records)
+    return upto
+
+
+async def _snapshots(engine: AsyncEngine, day: date, churn: dict[str, date]) -> list[Snapshot]:
+    """The scores of ``day``, of the accounts that had not churned by then."""
+    snapshots = []
+    async with engine.connect() as conn:
+        for row in await conn.execute(select(health_daily).where(health_daily.c.day == day)):
+            gone = churn.get(row.account_id)
+            if gone is not None and gone <= day:
+                continue
+            groups = row.explanation.get("groups", {})
+            snapshots.append(Snapshot(row.account_id, day, row.score, row.band, row.inputs, groups))
+    return snapshots
