@@ -38,6 +38,7 @@ from shared.auth import ApiKey
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
+from shared.document_routes import current_document, replace_document
 from shared.request_body import read_body
 from shared.storage.tables import accounts, alert_activity, alerts, deliveries
 from shared.web import AdminKey, ClientError, ReadKey, RespondKey
@@ -332,38 +333,25 @@ async def retry_delivery(
 @router.get("/alert-rules", response_class=PlainTextResponse)
 async def get_alert_rules(ctx: Context, _key: ReadKey) -> PlainTextResponse:
     """The alerting file in force (TOML)."""
-    async with ctx.engine.connect() as conn:
-        config, source = await ctx.config.current(conn)
-    return PlainTextResponse(
-        source, media_type="application/toml", headers={"X-Alerting-Version": config.version}
-    )
+    return await current_document(ctx.engine, ctx.config, "X-Alerting-Version")
 
 
 @router.put("/alert-rules")
 async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSONResponse:
     """Replace the alerting file (TOML body, with a new ``version``); scoring applies its
     rules from the next batch, the alerts service its routing from the next message."""
-    try:
-        raw = await read_body(request, MAX_FILE_BYTES)
-    except ClientError as exc:
-        if exc.status != 413:
-            raise
-        raise ClientError(
-            413, "payload_too_large", f"The file is at most {MAX_FILE_BYTES} bytes."
-        ) from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ClientError(400, "bad_encoding", "Send the file as UTF-8 TOML.") from exc
-    try:
-        async with ctx.engine.begin() as conn:
-            config = await ctx.config.save(conn, text, key.name)
-    except AlertingError as exc:
-        raise ClientError(422, "invalid_alerting", str(exc)) from exc
-    except ValueError as exc:
-        raise ClientError(409, "version_exists", str(exc)) from exc
+    alerting = await replace_document(
+        request,
+        ctx.engine,
+        ctx.config,
+        author=key.name,
+        max_bytes=MAX_FILE_BYTES,
+        what="the file",
+        invalid=AlertingError,
+        invalid_code="invalid_alerting",
+    )
     return JSONResponse(
-        {"version": config.version, "rules": len(config.rules), "status": "in force"}
+        {"version": alerting.version, "rules": len(alerting.rules), "status": "in force"}
     )
 
 

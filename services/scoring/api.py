@@ -19,6 +19,7 @@ from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
 from services.scoring.queries import Day, account_measures, day_range, visible_account
+from shared.document_routes import current_document, replace_document
 from shared.storage.tables import account_health, band_changes, health_daily
 from shared.web import AdminKey, ClientError, ReadKey
 
@@ -194,30 +195,20 @@ async def account_metrics(
 @router.get("/health-model", response_class=PlainTextResponse)
 async def get_health_model(ctx: Context, _key: ReadKey) -> PlainTextResponse:
     """The model in force, as TOML (its version is in the ``X-Model-Version`` header)."""
-    async with ctx.engine.connect() as conn:
-        model, source = await ctx.models.current(conn)
-    return PlainTextResponse(
-        source, media_type="application/toml", headers={"X-Model-Version": model.version}
-    )
+    return await current_document(ctx.engine, ctx.models, "X-Model-Version")
 
 
 @router.put("/health-model")
 async def put_health_model(request: Request, ctx: Context, key: AdminKey) -> JSONResponse:
     """Replace the model (TOML body, with a new ``version``); applies from the next batch."""
-    raw = await request.body()
-    if len(raw) > MAX_MODEL_BYTES:
-        raise ClientError(
-            413, "payload_too_large", f"A model file is at most {MAX_MODEL_BYTES} bytes."
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ClientError(400, "bad_encoding", "Send the model as UTF-8 TOML.") from exc
-    try:
-        async with ctx.engine.begin() as conn:
-            model = await ctx.models.save(conn, text, key.name)
-    except ModelError as exc:
-        raise ClientError(422, "invalid_model", str(exc)) from exc
-    except ValueError as exc:
-        raise ClientError(409, "version_exists", str(exc)) from exc
+    model = await replace_document(
+        request,
+        ctx.engine,
+        ctx.models,
+        author=key.name,
+        max_bytes=MAX_MODEL_BYTES,
+        what="the model",
+        invalid=ModelError,
+        invalid_code="invalid_model",
+    )
     return JSONResponse({"version": model.version, "status": "in force"}, status_code=200)

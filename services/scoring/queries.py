@@ -15,7 +15,7 @@ from datetime import date, timedelta, tzinfo
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
-from sqlalchemy import select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.measures import Measures, load_measures
@@ -216,13 +216,18 @@ async def timeline(
     return [days[day] for day in sorted(days)]
 
 
+def _per_day(table: Table, account_id: str, start: date, end: date, *columns: Any) -> Select[Any]:
+    """``columns`` of a table with a row per account and day, from ``start`` to ``end``."""
+    return select(table.c.day, *columns).where(
+        table.c.account_id == account_id, table.c.day.between(start, end)
+    )
+
+
 async def _usage(
     conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
 ) -> None:
-    t = activity_daily
-    q = select(t.c.day, t.c.events, t.c.duration_s).where(
-        t.c.account_id == account_id, t.c.day.between(start, end)
-    )
+    t = activity_daily.c
+    q = _per_day(activity_daily, account_id, start, end, t.events, t.duration_s)
     for on, events, seconds in await conn.execute(q):
         entry(on).update(events=events, usage_minutes=round(seconds / 60, 1))
 
@@ -230,11 +235,10 @@ async def _usage(
 async def _scores(
     conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
 ) -> None:
-    t = health_daily
-    q = select(t.c.day, t.c.score, t.c.band).where(
-        t.c.account_id == account_id, t.c.day.between(start, end)
-    )
-    for on, score, band in await conn.execute(q):
+    t = health_daily.c
+    for on, score, band in await conn.execute(
+        _per_day(health_daily, account_id, start, end, t.score, t.band)
+    ):
         entry(on).update(score=score, band=band)
 
 

@@ -1,0 +1,67 @@
+"""The HTTP side of a versioned document (the health model, the alerting file): served
+as TOML with its version in a header, replaced by an admin's PUT of a new version.
+Storage and validation are ``shared.storage.documents.DocumentStore``'s."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from fastapi import Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.request_body import read_body
+from shared.storage.documents import DocumentStore, Versioned
+from shared.web import ClientError
+
+T = TypeVar("T", bound=Versioned)
+
+
+async def current_document(
+    engine: AsyncEngine, store: DocumentStore[T], version_header: str
+) -> PlainTextResponse:
+    """The document in force as TOML, its version in ``version_header``."""
+    async with engine.connect() as conn:
+        document, source = await store.current(conn)
+    return PlainTextResponse(
+        source, media_type="application/toml", headers={version_header: document.version}
+    )
+
+
+async def replace_document(
+    request: Request,
+    engine: AsyncEngine,
+    store: DocumentStore[T],
+    *,
+    author: str,
+    max_bytes: int,
+    what: str,
+    invalid: type[ValueError],
+    invalid_code: str,
+) -> T:
+    """Store the TOML body as the new version (by ``author``): 413 past ``max_bytes``,
+    400 unless UTF-8, 422 (``invalid_code``) when ``store`` refuses it with ``invalid``,
+    409 when its version exists. ``what`` names the document in the messages."""
+    text = await _read_text(request, max_bytes, what)
+    try:
+        async with engine.begin() as conn:
+            return await store.save(conn, text, author)
+    except invalid as exc:
+        raise ClientError(422, invalid_code, str(exc)) from exc
+    except ValueError as exc:
+        raise ClientError(409, "version_exists", str(exc)) from exc
+
+
+async def _read_text(request: Request, max_bytes: int, what: str) -> str:
+    try:
+        raw = await read_body(request, max_bytes)
+    except ClientError as exc:
+        if exc.status != 413:
+            raise
+        # The generic 413 says to split a batch: a document cannot be split.
+        message = f"{what.capitalize()} is at most {max_bytes} bytes."
+        raise ClientError(413, "payload_too_large", message) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClientError(400, "bad_encoding", f"Send {what} as UTF-8 TOML.") from exc
