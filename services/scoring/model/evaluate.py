@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.scoring.model.schema import HealthModel, Segment
+from services.scoring.model.schema import HealthModel, Profile, Segment
 
 
 @dataclass(frozen=True)
@@ -48,42 +48,14 @@ def evaluate(model: HealthModel, raw: Mapping[str, float | None], segment: Segme
     spread over the rest of its group; a group without any is dropped and its weight
     spread across the other groups."""
     profile = model.profile_for(segment)
-    present: list[tuple[str, float, list[tuple[str, str, float, float, float]]]] = []
-    missing: list[str] = []
-    for gname, group in model.groups.items():
-        gweight = profile.group_weights.get(gname, group.weight) if profile else group.weight
-        if gweight == 0:
-            continue
-        rows = []
-        for mname, measure in group.measures.items():
-            mweight = (
-                profile.measure_weights.get(mname, measure.weight) if profile else measure.weight
-            )
-            if mweight == 0:
-                continue
-            value = raw.get(mname)
-            if value is None:
-                missing.append(mname)
-                continue
-            curve = profile.curves.get(mname, measure.curve) if profile else measure.curve
-            rows.append((mname, measure.label or mname, float(value), curve.score(value), mweight))
-        if rows:
-            present.append((gname, gweight, rows))
-    total_gweight = sum(g for _, g, _ in present)
-    components: list[Component] = []
-    groups: dict[str, float] = {}
-    for gname, gweight, rows in present:
-        total_mweight = sum(r[4] for r in rows)
-        groups[gname] = sum(r[3] * r[4] for r in rows) / total_mweight
-        for mname, label, value, score, mweight in rows:
-            weight = (gweight / total_gweight) * (mweight / total_mweight)
-            components.append(Component(gname, mname, label, value, score, weight, weight * score))
+    present, missing = _scored_groups(model, profile, raw)
+    components, groups = _weigh(present)
     name = profile.name if profile else None
     if not components:
         return Evaluation(
             None, "unknown", [], {}, missing, profile=name, model_version=model.version
         )
-    total = sum(c.contribution for c in components)
+    total = sum(component.contribution for component in components)
     capped_by = None
     for cap in model.caps:
         if cap.group in groups and groups[cap.group] < cap.below and total > cap.cap:
@@ -92,3 +64,75 @@ def evaluate(model: HealthModel, raw: Mapping[str, float | None], segment: Segme
     return Evaluation(
         value, model.bands.band(value), components, groups, missing, capped_by, name, model.version
     )
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A measure with data, scored on its curve, with its weight within its group."""
+
+    measure: str
+    label: str
+    raw: float
+    score: float
+    weight: float
+
+
+def _scored_groups(
+    model: HealthModel, profile: Profile | None, raw: Mapping[str, float | None]
+) -> tuple[list[tuple[str, float, list[_Scored]]], list[str]]:
+    """(group, group weight, its scored measures) for each group with data, and the
+    measures without data; the segment's profile overrides weights and curves."""
+    present: list[tuple[str, float, list[_Scored]]] = []
+    missing: list[str] = []
+    for group_name, group in model.groups.items():
+        group_weight = group.weight
+        if profile:
+            group_weight = profile.group_weights.get(group_name, group.weight)
+        if group_weight == 0:
+            continue
+        scored = []
+        for name, measure in group.measures.items():
+            weight = (
+                profile.measure_weights.get(name, measure.weight) if profile else measure.weight
+            )
+            if weight == 0:
+                continue
+            value = raw.get(name)
+            if value is None:
+                missing.append(name)
+                continue
+            curve = profile.curves.get(name, measure.curve) if profile else measure.curve
+            scored.append(
+                _Scored(name, measure.label or name, float(value), curve.score(value), weight)
+            )
+        if scored:
+            present.append((group_name, group_weight, scored))
+    return present, missing
+
+
+def _weigh(
+    present: list[tuple[str, float, list[_Scored]]],
+) -> tuple[list[Component], dict[str, float]]:
+    """Each measure's share of the total score, and each group's own score."""
+    total_group_weight = sum(group_weight for _, group_weight, _ in present)
+    components: list[Component] = []
+    groups: dict[str, float] = {}
+    for group_name, group_weight, scored in present:
+        total_weight = sum(measure.weight for measure in scored)
+        groups[group_name] = (
+            sum(measure.score * measure.weight for measure in scored) / total_weight
+        )
+        for measure in scored:
+            weight = (group_weight / total_group_weight) * (measure.weight / total_weight)
+            components.append(
+                Component(
+                    group_name,
+                    measure.measure,
+                    measure.label,
+                    measure.raw,
+                    measure.score,
+                    weight,
+                    weight * measure.score,
+                )
+            )
+    return components, groups
