@@ -33,9 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import http.server
 import itertools
-import logging
 import os
 import random
 import re
@@ -58,6 +58,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from lib.console import err, out
 from lib.measure import (
+    cores_between,
     cpu_seconds,
     git_state,
     machine_info,
@@ -65,13 +66,14 @@ from lib.measure import (
     system_busy_seconds,
     tree_cpu_seconds,
 )
-from lib.processes import scratch_dir, service_command, service_env, spawn, stop_process, tail
-from lib.results import save_results
+from lib.processes import service_command, service_env, spawn, stop_process, tail
+from lib.results import pyplot, save_figure, save_results
 from lib.services import (
     Services,
     create_database,
     plain_dsn,
-    start_services,
+    quiet_logging,
+    run_with_services,
 )
 from rich.progress import (
     BarColumn,
@@ -227,18 +229,7 @@ class Meter:
         values["machine"] = system_busy_seconds()
         return values
 
-    @staticmethod
-    def cores(
-        begin: dict[str, float | None], end: dict[str, float | None], wall: float
-    ) -> dict[str, float | None]:
-        used: dict[str, float | None] = {}
-        for name, stop in end.items():
-            start = begin.get(name)
-            used[name] = None if stop is None or start is None else (stop - start) / wall
-        machine = used.pop("machine")
-        ours = sum(v for v in used.values() if v is not None)
-        used["other"] = None if machine is None else max(0.0, machine - ours)
-        return {k: None if v is None else round(v, 3) for k, v in used.items()}
+    cores = staticmethod(cores_between)
 
 
 @dataclass
@@ -1252,10 +1243,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [
         r for r in result["per_trigger"] if r["phase"] == "measured" and "latency_from_202_s" in r
@@ -1357,10 +1345,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         f"{result['machine']['nproc']} CPUs, commit {str(result['git']['commit'])[:7]}",
         fontsize=9,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -1441,15 +1426,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_slack_standin(int(argv[1]), Path(argv[2]), argv[3])
         return 0
     opts = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    quiet_logging()
     started = time.monotonic()
-    with (
-        scratch_dir("healthwatch-alert-latency-", opts.keep) as workdir,
-        contextlib.ExitStack() as stack,
-    ):
-        services = start_services(opts.bootstrap, opts.postgres_url, workdir, stack)
-        results = asyncio.run(run(opts, workdir, services))
+    services, results = run_with_services(
+        opts.bootstrap,
+        opts.postgres_url,
+        prefix="healthwatch-alert-latency-",
+        keep=opts.keep,
+        body=functools.partial(run, opts),
+    )
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
     result["wall_seconds_total"] = round(time.monotonic() - started, 1)
     print_table(result)

@@ -51,6 +51,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from lib.console import err, make_progress, out
 from lib.measure import (
+    cores_between,
     cpu_seconds,
     git_state,
     machine_info,
@@ -58,7 +59,7 @@ from lib.measure import (
     system_busy_seconds,
 )
 from lib.processes import scratch_dir, service_env, spawn, stop_process, tail
-from lib.results import save_results
+from lib.results import pyplot, save_figure, save_results
 from lib.services import (
     Broker,
 )
@@ -113,17 +114,7 @@ class CpuMeter:
 
     def cores(self, wall_s: float) -> dict[str, float | None]:
         """Average CPU cores busy per process over ``wall_s`` (1.0 = one core flat out)."""
-        end = self._now()
-        busy: dict[str, float | None] = {}
-        for name, stop in end.items():
-            begin = self._start.get(name)
-            busy[name] = None if stop is None or begin is None else (stop - begin) / wall_s
-        machine = busy.pop("machine")
-        ours = [busy.get(k) for k in ("bench", "server", "broker")]
-        busy["other"] = (
-            None if machine is None else max(0.0, machine - sum(v for v in ours if v is not None))
-        )
-        return busy
+        return cores_between(self._start, self._now(), wall_s, digits=None)
 
 
 @dataclass
@@ -768,10 +759,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import StrMethodFormatter
 
     http_rate = float(result["results"]["http"]["events_per_s"])
@@ -813,10 +801,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     )
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: Sequence[str]) -> Options:

@@ -41,7 +41,6 @@ import contextlib
 import functools
 import importlib.metadata
 import inspect
-import logging
 import os
 import random
 import re
@@ -51,7 +50,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,24 +59,26 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from lib.baseline import bare_consume
 from lib.console import err, make_progress, out
 from lib.measure import (
-    cpu_seconds,
+    PhaseMeter,
     git_state,
     machine_info,
-    system_busy_seconds,
-    tree_cpu_seconds,
+    rate,
 )
-from lib.processes import scratch_dir, service_command, service_env, spawn, stop_process, tail
-from lib.results import save_results
+from lib.processes import service_command, service_env, spawn, stop_process, tail
+from lib.results import pyplot, save_figure, save_results
 from lib.services import (
     Services,
     create_database,
     plain_dsn,
-    start_services,
+    quiet_logging,
+    run_with_services,
 )
+from lib.watch import ScoringWatch
 from prometheus_client import CollectorRegistry
-from rich.progress import Progress, TaskID
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -96,7 +97,7 @@ from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import activity_daily, consumer_offsets, processed_events
+from shared.storage.tables import activity_daily, processed_events
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -129,7 +130,6 @@ NOT_STATE = {
     "deliveries",
     "bus_log",
 }
-POLL_S = 0.25  # how often the scoring phase counts processed_events
 STALL_S = 60.0  # give up a scoring phase that made no progress for this long
 SEND_CHUNK = 2000  # messages per KafkaProducer.send_many, as tests/integration does
 
@@ -273,41 +273,6 @@ def write_ndjson(
 
 
 # --------------------------------------------------------------------------- measurement
-
-
-@dataclass
-class Meter:
-    """CPU cores used during a phase: this process, the broker, PostgreSQL (all its
-    processes) and everything else on the machine ("other")."""
-
-    broker_pid: int | None
-    postgres_pid: int | None
-    _start: dict[str, float | None] = field(default_factory=dict)
-    _wall: float = 0.0
-
-    def _now(self) -> dict[str, float | None]:
-        return {
-            "bench": time.process_time(),
-            "broker": cpu_seconds(self.broker_pid),
-            "postgres": tree_cpu_seconds(self.postgres_pid),
-            "machine": system_busy_seconds(),
-        }
-
-    def start(self) -> None:
-        self._start = self._now()
-        self._wall = time.perf_counter()
-
-    def cores(self) -> dict[str, float | None]:
-        end = self._now()
-        wall = time.perf_counter() - self._wall
-        used: dict[str, float | None] = {}
-        for name, stop in end.items():
-            begin = self._start.get(name)
-            used[name] = None if stop is None or begin is None else (stop - begin) / wall
-        machine = used.pop("machine")
-        ours = sum(v for v in used.values() if v is not None)
-        used["other"] = None if machine is None else max(0.0, machine - ours)
-        return {k: None if v is None else round(v, 3) for k, v in used.items()}
 
 
 _KIND_PATTERNS = (
@@ -504,32 +469,12 @@ def metric_sum(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return total
 
 
-def rate(events: int, seconds: float | None) -> float | None:
-    return round(events / seconds, 1) if seconds else None
-
-
 # --------------------------------------------------------------------------- databases
 
 
 async def count_rows(engine: AsyncEngine, table: Any) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
-
-
-async def scoring_progress(engine: AsyncEngine, settings: Settings) -> tuple[int, int]:
-    """(rows in processed_events, records consumed per the offsets committed with them)."""
-    async with engine.connect() as conn:
-        processed = (
-            await conn.execute(select(func.count()).select_from(processed_events))
-        ).scalar_one()
-        consumed = (
-            await conn.execute(
-                select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
-                    consumer_offsets.c.group_id == settings.consumer_group_scoring
-                )
-            )
-        ).scalar_one()
-    return int(processed), int(consumed)
 
 
 async def usage_in_state(engine: AsyncEngine) -> int:
@@ -664,97 +609,11 @@ async def records_in_topics(bootstrap: str, topics: Sequence[str], partitions: i
         await consumer.stop()
 
 
-async def bare_consume(
-    bootstrap: str,
-    topics: Sequence[str],
-    total: int,
-    max_records: int,
-    meter: Meter,
-    progress: Progress,
-    label: str,
-    timeout_s: float,
-) -> dict[str, Any]:
-    """Read every record of ``topics`` with a fresh group; count them, nothing else."""
-    task = progress.add_task(label, total=total)
-    meter.start()
-    started = time.perf_counter()
-    # The scoring consumer's settings (shared.bus.kafka.KafkaConsumer), its own group.
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
-        client_id="healthwatch-bench",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
-    count = 0
-    first: float | None = None
-    done: float | None = None
-    await consumer.start()
-    try:
-        while count < total:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
-            got = sum(len(messages) for messages in batches.values())
-            if got and first is None:
-                first = time.perf_counter()
-            count += got
-            progress.update(task, completed=count)
-            if time.perf_counter() - started > timeout_s:
-                break
-        done = time.perf_counter()
-    finally:
-        cores = meter.cores()
-        await consumer.stop()
-    seconds = done - started
-    return {
-        "records": count,
-        "complete": count >= total,
-        "seconds": round(seconds, 3),
-        "events_per_s": rate(count, seconds),
-        "seconds_to_first_record": round(first - started, 3) if first else None,
-        "events_per_s_from_first_record": rate(count, done - first if first else None),
-        "cpu_cores": cores,
-    }
-
-
-@dataclass
-class ScoringWatch:
-    """Polls a scoring run's progress every POLL_S from its own engine: rows in the dedup
-    log and records consumed per the committed offsets, and when the first rows came."""
-
-    engine: AsyncEngine
-    settings: Settings
-    total: int
-    progress: Progress
-    task: TaskID
-    count: int = 0
-    consumed: int = 0
-    first: tuple[float, int] | None = None  # (when, count) of the first rows seen
-    now: float = 0.0
-
-    async def poll(self) -> bool:
-        """Wait POLL_S and look; True once every record is in."""
-        await asyncio.sleep(POLL_S)
-        self.count, self.consumed = await scoring_progress(self.engine, self.settings)
-        self.now = time.perf_counter()
-        if self.count and self.first is None:
-            self.first = (self.now, self.count)
-        self.progress.update(self.task, completed=self.count)
-        # The committed offsets are the fallback should the dedup log ever be pruned
-        # within the run (late_grace_days shorter than --days).
-        return self.count >= self.total or self.consumed >= self.total
-
-    @property
-    def handled(self) -> int:
-        return max(self.count, self.consumed)
-
-
 async def scoring_run(
     settings: Settings,
     total: int,
     usage_events: int,
-    meter: Meter,
+    meter: PhaseMeter,
     progress: Progress,
     label: str,
     timeout_s: float,
@@ -843,7 +702,7 @@ async def processes_run(
     total: int,
     processes: int,
     workdir: Path,
-    meter: Meter,
+    meter: PhaseMeter,
     progress: Progress,
     timeout_s: float,
 ) -> dict[str, Any]:
@@ -895,7 +754,7 @@ async def import_run(
     path: Path,
     lines: int,
     usage_events: int,
-    meter: Meter,
+    meter: PhaseMeter,
     progress: Progress,
     label: str,
 ) -> dict[str, Any]:
@@ -991,7 +850,7 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
     rng = random.Random(opts.seed)
     run_id = uuid.uuid4().hex[:8]
     now = datetime.now(UTC)
-    meter = Meter(services.broker_pid, services.postgres_pid)
+    meter = PhaseMeter(services.broker_pid, services.postgres_pid)
     base = bench_settings(kafka_bootstrap=services.bootstrap, topic_prefix=f"bench-{run_id}")
     partitions = opts.partitions or base.kafka_partitions
     base = base.model_copy(update={"kafka_partitions": partitions})
@@ -1403,10 +1262,7 @@ def warnings_for(result: dict[str, Any]) -> list[str]:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import StrMethodFormatter
 
     fig, (left, right) = plt.subplots(
@@ -1482,10 +1338,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         f"PostgreSQL {pg}, {result['date'][:10]}",
         fontsize=9,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- main
@@ -1578,17 +1431,15 @@ def parse_args(argv: Sequence[str]) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = parse_args(argv)
-    # Warnings and errors of the services still reach stderr; aiokafka's transient
-    # warnings (coordinator not ready yet on a fresh broker) would only clutter progress.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    quiet_logging()
     started = time.monotonic()
-    with (
-        scratch_dir("healthwatch-scoring-bench-", opts.keep) as workdir,
-        contextlib.ExitStack() as stack,
-    ):
-        services = start_services(opts.bootstrap, opts.postgres_url, workdir, stack)
-        results = asyncio.run(run(opts, workdir, services))
+    services, results = run_with_services(
+        opts.bootstrap,
+        opts.postgres_url,
+        prefix="healthwatch-scoring-bench-",
+        keep=opts.keep,
+        body=functools.partial(run, opts),
+    )
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
     result["warnings"] = warnings_for(result)
     result["wall_seconds_total"] = round(time.monotonic() - started, 1)

@@ -9,7 +9,9 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,56 @@ def tree_cpu_seconds(root: int | None) -> float | None:
         total += stats[pid][1]
         todo.extend(children.get(pid, ()))
     return total
+
+
+def cores_between(
+    begin: dict[str, float | None],
+    end: dict[str, float | None],
+    wall_s: float,
+    *,
+    digits: int | None = 3,
+) -> dict[str, float | None]:
+    """Average CPU cores each name used over ``wall_s`` (1.0 = one core flat out), from
+    two readings of CPU seconds. The reading ``machine`` (the whole machine's busy time)
+    becomes ``other``: what everything but the named processes used, since a shared
+    machine is a noisy one."""
+    used: dict[str, float | None] = {}
+    for name, stop in end.items():
+        start = begin.get(name)
+        used[name] = None if stop is None or start is None else (stop - start) / wall_s
+    machine = used.pop("machine")
+    ours = sum(v for v in used.values() if v is not None)
+    used["other"] = None if machine is None else max(0.0, machine - ours)
+    if digits is None:
+        return used
+    return {k: None if v is None else round(v, digits) for k, v in used.items()}
+
+
+def rate(events: int, seconds: float | None) -> float | None:
+    return round(events / seconds, 1) if seconds else None
+
+
+@dataclass
+class PhaseMeter:
+    """CPU cores used during a phase: this process, the broker, PostgreSQL (all its
+    processes) and everything else on the machine ("other")."""
+
+    broker_pid: int | None
+    postgres_pid: int | None
+    _start: dict[str, float | None] = field(default_factory=dict)
+    _wall: float = 0.0
+
+    def _now(self) -> dict[str, float | None]:
+        return {
+            "bench": time.process_time(),
+            "broker": cpu_seconds(self.broker_pid),
+            "postgres": tree_cpu_seconds(self.postgres_pid),
+            "machine": system_busy_seconds(),
+        }
+
+    def start(self) -> None:
+        self._start = self._now()
+        self._wall = time.perf_counter()
+
+    def cores(self) -> dict[str, float | None]:
+        return cores_between(self._start, self._now(), time.perf_counter() - self._wall)

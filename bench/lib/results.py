@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from lib.console import out
@@ -15,3 +16,22 @@ def save_results(result: dict[str, Any], path: Path, plot_path: Path, draw: Any)
     path.write_text(json.dumps(result, indent=2) + "\n")
     draw(result, plot_path)
     out.print(f"wrote {path} and {plot_path} (total {result['wall_seconds_total']} s)")
+
+
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display), imported only
+    when a bench draws: importing it costs a second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Lay the figure out, write it as a PNG at 100 dpi and free it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)

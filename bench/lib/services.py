@@ -3,17 +3,20 @@ started locally with ``devservices``, and a fresh migrated database per run."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
 import devservices
 from lib.console import err
+from lib.processes import scratch_dir
 from shared.storage.db import create_engine, migrate
 
 
@@ -104,3 +107,28 @@ def start_services(
         postgres_pid=postmaster_pid(cluster.data_dir) if cluster is not None else None,
         kafka_version=kafka_version,
     )
+
+
+T = TypeVar("T")
+
+
+def quiet_logging() -> None:
+    """Warnings and errors of the services still reach stderr; aiokafka's transient
+    warnings (coordinator not ready yet on a fresh broker) would only clutter progress."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+
+def run_with_services(
+    bootstrap: str | None,
+    postgres_url: str | None,
+    *,
+    prefix: str,
+    keep: bool,
+    body: Callable[[Path, Services], Coroutine[Any, Any, T]],
+) -> tuple[Services, T]:
+    """``body(workdir, services)`` in a scratch dir with Kafka and PostgreSQL (given or
+    started here, stopped afterwards)."""
+    with scratch_dir(prefix, keep) as workdir, contextlib.ExitStack() as stack:
+        services = start_services(bootstrap, postgres_url, workdir, stack)
+        return services, asyncio.run(body(workdir, services))
