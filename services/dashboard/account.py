@@ -12,9 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.queries import visible_alerts
 from services.dashboard.auth import NotFound, Viewer
 from services.dashboard.home import open_alerts
-from services.scoring.queries import OPEN_TICKET_STATUSES, account_measures, visible_account
+from services.scoring.queries import (
+    OPEN_TICKET_STATUSES,
+    account_health_row,
+    account_measures,
+    visible_account,
+)
 from shared.storage.tables import (
-    account_health,
     alerts,
     health_daily,
     processed_events,
@@ -48,9 +52,7 @@ async def account_page(
     except ClientError as exc:
         raise NotFound(account_id) from exc
     facts = (facts_row.facts or {}).get("fields", {}) if facts_row is not None else {}
-    h = (
-        await conn.execute(select(account_health).where(account_health.c.account_id == account_id))
-    ).first()
+    h = await account_health_row(conn, account_id)
     explanation = (h.components if h is not None else None) or {}
     inputs = (h.inputs if h is not None else None) or {}
     m = await account_measures(conn, account_id, None, zone)

@@ -18,9 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
-from services.scoring.queries import Day, account_measures, day_range, visible_account
+from services.scoring.queries import (
+    Day,
+    account_health_row,
+    account_measures,
+    day_range,
+    visible_account,
+)
 from shared.document_routes import current_document, replace_document
-from shared.storage.tables import account_health, band_changes, health_daily
+from shared.storage.tables import band_changes, health_daily
 from shared.web import AdminKey, ClientError, ReadKey
 
 # History without a range covers this many days back from the newest day.
@@ -50,11 +56,7 @@ async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> di
     """Score, band, depth level and the explanation of the newest score."""
     async with ctx.engine.connect() as conn:
         facts = await visible_account(conn, account_id, key)
-        h = (
-            await conn.execute(
-                select(account_health).where(account_health.c.account_id == account_id)
-            )
-        ).first()
+        h = await account_health_row(conn, account_id)
     if h is None or (h.score is None and h.band is None):
         raise ClientError(404, "not_scored", f"Account {account_id!r} has no score yet.")
     inputs = h.inputs or {}

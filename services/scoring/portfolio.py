@@ -18,13 +18,14 @@ from services.scoring.queries import (
     STABLE_ACTIVE_SHARE,
     Day,
     Filters,
+    account_health_row,
     day_range,
     portfolio_rows,
     timeline,
     visible_account,
 )
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.storage.tables import account_health, alerts
+from shared.storage.tables import alerts
 from shared.web import ReadKey
 
 router = APIRouter(prefix="/v1", tags=["portfolio"])
@@ -107,11 +108,7 @@ async def account_detail(account_id: str, ctx: Context, key: ReadKey) -> dict[st
     """The account's facts, its current health and its open alerts."""
     async with ctx.engine.connect() as conn:
         facts = await visible_account(conn, account_id, key)
-        h = (
-            await conn.execute(
-                select(account_health).where(account_health.c.account_id == account_id)
-            )
-        ).first()
+        h = await account_health_row(conn, account_id)
         open_alerts = await conn.execute(
             select(
                 alerts.c.alert_id, alerts.c.rule, alerts.c.severity, alerts.c.status, alerts.c.title

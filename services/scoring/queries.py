@@ -93,6 +93,13 @@ async def visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -
     return row
 
 
+async def account_health_row(conn: AsyncConnection, account_id: str) -> Any:
+    """The account's current health row (score, band, inputs, explanation), None before
+    its first event."""
+    q = select(account_health).where(account_health.c.account_id == account_id)
+    return (await conn.execute(q)).first()
+
+
 async def account_measures(
     conn: AsyncConnection, account_id: str, as_of: date | None, zone: tzinfo
 ) -> Measures | None:
