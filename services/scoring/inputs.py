@@ -74,20 +74,32 @@ def working_time(start: datetime, end: datetime, tz: tzinfo, days: set[int] | No
         day += timedelta(days=1)
 
 
-def model_inputs(
-    m: Measures, depth: Depth | None = None, sla: Sla | None = None
-) -> dict[str, float | None]:
-    """The raw values the health model reads; None where there is no data."""
-    depth = depth or Depth()
+Inputs = dict[str, float | None]
+
+
+def model_inputs(m: Measures, depth: Depth | None = None, sla: Sla | None = None) -> Inputs:
+    """The raw values the health model reads; None where there is no data. (The order of
+    the keys is the order the stored inputs and explanations list them in.)"""
+    return {
+        **_adoption(m),
+        **_depth(m, depth or Depth()),
+        **_activity(m),
+        "open_tickets": m.open_tickets,
+        **_relationship(m),
+        "seats_purchased": m.seats_purchased,
+        # The naive baseline the backtest compares the model with; shown, not scored.
+        "days_since_last_use": days_since(m, m.last_seen_at),
+        **_support(m, sla or Sla()),
+        **_commercial(m),
+    }
+
+
+def _adoption(m: Measures) -> Inputs:
+    """Shown and backtested, not scored by the default model (ACT-02…ACT-07)."""
     seats = m.seats_purchased or None
-    failed = m.last_payment_failed_at
-    modules = m.used_28d("module")
-    used_any = bool(m.used_28d("event"))
-    core = depth.core_modules
     platforms = m.used_28d("platform")
     all_uses = sum(platforms.values())
     return {
-        # Shown and backtested, not scored by the default model (ACT-02…ACT-07).
         "dau": m.active_users_today,
         "activation_rate": m.users_ever_active / seats if seats else None,
         "daily_login_ratio": (
@@ -97,21 +109,42 @@ def model_inputs(
             round(m.usage_minutes_7d / m.active_users_7d, 2) if m.active_users_7d else None
         ),
         **{
-            f"{p}_share_28d": (platforms.get(p, 0) / all_uses if all_uses else None)
-            for p in ("pc", "app", "api")
+            f"{platform}_share_28d": (platforms.get(platform, 0) / all_uses if all_uses else None)
+            for platform in ("pc", "app", "api")
         },
+    }
+
+
+def _depth(m: Measures, depth: Depth) -> Inputs:
+    """How deep the last 28 days of use went (HL-03)."""
+    modules = m.used_28d("module")
+    used_any = bool(m.used_28d("event"))
+    core = depth.core_modules
+    return {
         "module_breadth_28d": len(modules) if used_any else None,
         "core_module_use_28d": (
-            sum(1 for x in core if x in modules) / len(core) if core and used_any else None
+            sum(1 for module in core if module in modules) / len(core)
+            if core and used_any
+            else None
         ),
         "api_calls_28d": m.used_28d("platform").get("api", 0) if used_any else None,
         # HL-03's 定制型: uses of what the model counts as customisation (depth.customised).
         "customisation_uses_28d": uses_28d(m, depth.customised) if used_any else None,
         "depth_level": depth_level(m, depth),
+    }
+
+
+def _activity(m: Measures) -> Inputs:
+    seats = m.seats_purchased or None
+    return {
         "active_user_share_7d": m.active_users_7d / seats if seats else None,
         "active_user_share_30d": m.active_users_30d / seats if seats else None,
         "active_days_7d": m.active_days_7d if m.first_seen else None,
-        "open_tickets": m.open_tickets,
+    }
+
+
+def _relationship(m: Measures) -> Inputs:
+    return {
         "days_since_touchpoint": (
             (m.as_of - m.day_of(m.last_touchpoint_at)).days if m.last_touchpoint_at else None
         ),
@@ -123,17 +156,25 @@ def model_inputs(
         ),
         # EW-14/DG-04: contact with the decision maker, not just the day-to-day contact.
         "days_since_decision_maker_contact": days_since(m, m.last_decision_maker_contact_at),
-        "seats_purchased": m.seats_purchased,
-        # The naive baseline the backtest compares the model with; shown, not scored.
-        "days_since_last_use": days_since(m, m.last_seen_at),
+    }
+
+
+def _support(m: Measures, sla: Sla) -> Inputs:
+    return {
         "open_high_priority_tickets": m.open_high_priority_tickets,
-        "sla_breaches_28d": sla_breaches_28d(m, sla or Sla()),
+        "sla_breaches_28d": sla_breaches_28d(m, sla),
         # TK-01: volume alone is not a problem signal; shown beside the backlog.
         "tickets_opened_28d": _in_28d(m, (created for created, _ in m.ticket_replies)),
         "tickets_solved_28d": _in_28d(m, m.tickets_solved),
         "oldest_open_ticket_days": days_since(m, m.oldest_open_ticket_at, default=0),
         # Ticket silence (DG-03): shown, not scored by default; rules watch it.
         "days_since_last_ticket": days_since(m, m.last_ticket_at),
+    }
+
+
+def _commercial(m: Measures) -> Inputs:
+    failed = m.last_payment_failed_at
+    return {
         "days_to_contract_end": (m.contract_end - m.as_of).days if m.contract_end else None,
         "days_since_purchase": (m.as_of - m.contract_start).days if m.contract_start else None,
         # LC-08: time to first value, here the first day of use after the purchase.
