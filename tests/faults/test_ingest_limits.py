@@ -109,7 +109,7 @@ async def test_a_topic_with_a_smaller_limit_gives_413_not_503(kafka_settings: Se
 
 
 async def test_the_local_broker_takes_the_largest_message_on_any_topic() -> None:
-    """deploy/local's broker config (as compose's) takes a message of MAX_MESSAGE_BYTES
+    """devservices' broker config (as compose's) takes a message of MAX_MESSAGE_BYTES
     minus framing even on a topic auto-created with the broker's defaults."""
     with service_dir("kafka-limits") as workdir:
         broker = KafkaBroker(workdir)
