@@ -85,17 +85,7 @@ async def apply_events(
     )
     await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
     for e in events:
-        h = health[e.account_id]
-        if isinstance(e, Touchpoint):
-            h["last_touchpoint_at"] = _latest(h["last_touchpoint_at"], e.occurred_at)
-            if e.contact_role is ContactRole.decision_maker:
-                h["last_decision_maker_contact_at"] = _latest(
-                    h["last_decision_maker_contact_at"], e.occurred_at
-                )
-        elif isinstance(e, NpsResponse):
-            _keep_two_newest_nps(h, e)
-        elif isinstance(e, PaymentEvent) and e.status is PaymentStatus.failed:
-            h["last_payment_failed_at"] = _latest(h["last_payment_failed_at"], e.occurred_at)
+        _apply_relationship(health[e.account_id], e)
     for h in health.values():
         h["updated_at"] = now
     await upsert(
@@ -107,6 +97,20 @@ async def apply_events(
     )
     await _prune(conn, health, window_days, grace, tz)
     return applied
+
+
+def _apply_relationship(h: dict[str, Any], e: Event) -> None:
+    """Touchpoints, NPS answers and failed payments move the account's own state row."""
+    if isinstance(e, Touchpoint):
+        h["last_touchpoint_at"] = _latest(h["last_touchpoint_at"], e.occurred_at)
+        if e.contact_role is ContactRole.decision_maker:
+            h["last_decision_maker_contact_at"] = _latest(
+                h["last_decision_maker_contact_at"], e.occurred_at
+            )
+    elif isinstance(e, NpsResponse):
+        _keep_two_newest_nps(h, e)
+    elif isinstance(e, PaymentEvent) and e.status is PaymentStatus.failed:
+        h["last_payment_failed_at"] = _latest(h["last_payment_failed_at"], e.occurred_at)
 
 
 async def _load_health(conn: AsyncConnection, ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -305,21 +309,7 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
             latest[e.ticket_id] = e
     if not latest:
         return set()
-    if conn.dialect.name == "postgresql":
-        # Another consumer may be moving one of these tickets right now (its old and
-        # new accounts sit in different partitions). Its uncommitted move is invisible
-        # to the owner read below, and our upsert would then overwrite it after its
-        # commit without rescoring the account it left: wait for it first. A lock per
-        # ticket id, in one order everywhere, held to commit; a new ticket has no row
-        # to lock, hence an advisory lock rather than SELECT … FOR UPDATE. (SQLite
-        # transactions are serialized already.)
-        await conn.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(:space, hashtext(t))"
-                " FROM (SELECT t FROM unnest(CAST(:ids AS text[])) AS t ORDER BY t) AS ids"
-            ),
-            {"space": TICKET_LOCK_SPACE, "ids": sorted(latest)},
-        )
+    await _lock_tickets(conn, sorted(latest))
     previous = set(
         (
             await conn.execute(
@@ -327,22 +317,48 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
             )
         ).scalars()
     )
+    await _upsert_tickets(conn, sorted(latest.values(), key=lambda e: e.ticket_id))
+    return previous
+
+
+async def _lock_tickets(conn: AsyncConnection, ticket_ids: list[str]) -> None:
+    """Another consumer may be moving one of these tickets right now (its old and new
+    accounts sit in different partitions). Its uncommitted move is invisible to the owner
+    read that follows, and our upsert would then overwrite it after its commit without
+    rescoring the account it left: wait for it first. A lock per ticket id, in one order
+    everywhere, held to commit; a new ticket has no row to lock, hence an advisory lock
+    rather than SELECT … FOR UPDATE. (SQLite transactions are serialized already.)"""
+    if conn.dialect.name != "postgresql":
+        return
+    await conn.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:space, hashtext(t))"
+            " FROM (SELECT t FROM unnest(CAST(:ids AS text[])) AS t ORDER BY t) AS ids"
+        ),
+        {"space": TICKET_LOCK_SPACE, "ids": ticket_ids},
+    )
+
+
+# What a ticket event sets on the ticket's row (besides its id).
+TICKET_COLUMNS = (
+    "account_id",
+    "status",
+    "priority",
+    "type",
+    "created_at",
+    "first_reply_at",
+    "solved_at",
+    "occurred_at",
+    "event_id",
+)
+
+
+async def _upsert_tickets(conn: AsyncConnection, events: list[TicketEvent]) -> None:
     stmt = insert_ignore(conn, tickets)
-    columns = [
-        "account_id",
-        "status",
-        "priority",
-        "type",
-        "created_at",
-        "first_reply_at",
-        "solved_at",
-        "occurred_at",
-        "event_id",
-    ]
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id"],
-        set_={column: new[column] for column in columns},
+        set_={column: new[column] for column in TICKET_COLUMNS},
         # A late, older update of the same ticket must not overwrite a newer one.
         where=or_(
             tickets.c.occurred_at < new.occurred_at,
@@ -364,10 +380,9 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
                 "occurred_at": e.occurred_at,
                 "event_id": e.event_id,
             }
-            for e in sorted(latest.values(), key=lambda e: e.ticket_id)
+            for e in events
         ],
     )
-    return previous
 
 
 async def _apply_facts(
