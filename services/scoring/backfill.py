@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Record
-from shared.storage.offsets import offset_loader
+from shared.bus.offsets import offset_loader
 
 # Records per transaction: large batches amortise the rescoring of each account.
 BATCH = 5000
@@ -55,10 +55,10 @@ class _Sink(DiscardingProducer):
     async def send_many(
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
     ) -> None:
-        for m in messages:
-            if "reason" in m.headers:
-                line = int(m.headers.get("source_offset", "0")) + 1
-                self._report.rejected.append((self._source, line, m.headers["reason"]))
+        for message in messages:
+            if "reason" in message.headers:
+                line = int(message.headers.get("source_offset", "0")) + 1
+                self._report.rejected.append((self._source, line, message.headers["reason"]))
             else:
                 self._report.alerts_not_sent += 1
 
