@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -463,23 +463,49 @@ def median(values: Sequence[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version: str) -> Outcome:
-    bootstrap = opts.bootstrap or (broker.bootstrap if broker else "")
-    free_port: Callable[[], int] = devservices.free_port
-    run_id = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap=bootstrap,
-        database_url=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-        topic_prefix=f"bench-{run_id}-http",
-        ingest_port=free_port(),
-        host="127.0.0.1",
-        log_level="WARNING",
-    )
-    http_topic = settings.topic(KIND)
-    bare_topic = f"bench-{run_id}-bare.{KIND}"
-    partitions = settings.kafka_partitions
+@dataclass
+class Sides:
+    """The two paths of a round and what measures them."""
 
-    # Migrate and create the keys here; the server process only reads them.
+    opts: Options
+    clients: list[httpx.AsyncClient]  # one keep-alive connection each, with the ingest key
+    ops: httpx.AsyncClient  # the server's /metrics, with the metrics key
+    producer: AIOKafkaProducer  # the bare side's, in this process
+    bare_topic: str
+    progress: Progress
+    meter_pids: dict[str, int | None]  # the server's and the broker's
+
+    async def run(self, side: str, work: Workload, label: str) -> Phase:
+        if side == "http":
+            return await http_side(self.clients, work, self.progress, label)
+        concurrency = self.opts.concurrency
+        if side == "bare_stream":
+            return await bare_stream_side(
+                self.producer, self.bare_topic, work, concurrency, self.progress, label
+            )
+        return await bare_batched_side(
+            self.producer, self.bare_topic, work, concurrency, self.progress, label
+        )
+
+    async def measure(self, side: str, work: Workload, tag: str) -> Phase:
+        """One side of a round with its CPU use and, for http, the server's mean wait
+        for Kafka's acks (from its /metrics)."""
+        meter = CpuMeter(self.meter_pids)
+        before = await produce_seconds(self.ops) if side == "http" else None
+        meter.start()
+        label = {"http": "http", "bare_stream": "bare (stream)"}.get(side, "bare")
+        phase = await self.run(side, work, f"{tag} {label}")
+        phase.cpu_cores = meter.cores(phase.seconds)
+        if before is not None:
+            after = await produce_seconds(self.ops)
+            count = after[1] - before[1]
+            if count:
+                phase.extra["server_ack_wait_ms_mean"] = (after[0] - before[0]) / count * 1000
+        return phase
+
+
+async def prepare_database(settings: Settings) -> tuple[str, str]:
+    """Migrate and create the keys here; the server process only reads them."""
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
@@ -487,11 +513,11 @@ async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version
         metrics_key = await create_key(engine, "bench-metrics", [Scope.metrics])
     finally:
         await engine.dispose()
-    # Same layout as the topics the server creates on start (bus.prepare()).
-    await ensure_topics(
-        bootstrap, [bare_topic], partitions=partitions, replication=settings.kafka_replication
-    )
+    return key, metrics_key
 
+
+def make_rounds(opts: Options) -> tuple[Workload, list[Workload]]:
+    """The warm-up and ``--rounds`` workloads, validated and encoded before any timing."""
     rng = random.Random(opts.seed)
     err.print("[bold]preparing events[/] (validated and encoded outside the timed region)")
     warm = make_workload(opts.warmup, opts.batch, rng, "warm", opts.accounts)
@@ -500,16 +526,81 @@ async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version
     rounds = [
         make_workload(n, opts.batch, rng, f"r{i}", opts.accounts) for i, n in enumerate(per_round)
     ]
+    return warm, rounds
 
+
+async def measure_rounds(sides: Sides, warm: Workload, rounds: Sequence[Workload]) -> list[Phase]:
+    """The warm-up (connections, key cache, producer metadata, broker JIT), then every
+    round, each side once, the order rotated so that no side always goes first."""
+    await sides.run("http", warm, "warm-up http")
+    await sides.run("bare", warm, "warm-up bare")
+    phases: list[Phase] = []
+    for index, work in enumerate(rounds, 1):
+        shift = (index - 1) % len(SIDES)
+        for side in SIDES[shift:] + SIDES[:shift]:
+            phases.append(await sides.measure(side, work, f"r{index}/{sides.opts.rounds}"))
+    return phases
+
+
+async def check_kafka(
+    opts: Options, settings: Settings, bare_topic: str, works: Sequence[Workload]
+) -> dict[str, Any]:
+    """Records in each topic against what was sent, and the payloads compared."""
+    err.print("[bold]checking what reached Kafka[/]")
+    bootstrap, http_topic = settings.kafka_bootstrap, settings.topic(KIND)
+    partitions = settings.kafka_partitions
+    expected_http = opts.warmup + opts.events
+    expected_bare = opts.warmup + 2 * opts.events
+    got_http = await end_offsets(bootstrap, http_topic, partitions)
+    got_bare = await end_offsets(bootstrap, bare_topic, partitions)
+    bare_bytes = {
+        str(item["event_id"]): value
+        for work in works
+        for item, (_, value) in zip(work.raw, work.messages, strict=True)
+    }
+    for side, got, want in (("http", got_http, expected_http), ("bare", got_bare, expected_bare)):
+        if got != want:
+            err.print(f"[red]{side}: {got} records in Kafka, expected {want}[/]")
+    return {
+        "http_topic": http_topic,
+        "bare_topic": bare_topic,
+        "partitions": partitions,
+        "http_records_in_kafka": got_http,
+        "http_records_expected": expected_http,
+        "bare_records_in_kafka": got_bare,
+        "bare_records_expected": expected_bare,
+        "payloads": await compare_payloads(bootstrap, http_topic, bare_bytes),
+    }
+
+
+async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version: str) -> Outcome:
+    bootstrap = opts.bootstrap or (broker.bootstrap if broker else "")
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        database_url=f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        topic_prefix=f"bench-{run_id}-http",
+        ingest_port=devservices.free_port(),
+        host="127.0.0.1",
+        log_level="WARNING",
+    )
+    bare_topic = f"bench-{run_id}-bare.{KIND}"
+    key, metrics_key = await prepare_database(settings)
+    # Same layout as the topics the server creates on start (bus.prepare()).
+    await ensure_topics(
+        bootstrap,
+        [bare_topic],
+        partitions=settings.kafka_partitions,
+        replication=settings.kafka_replication,
+    )
+    warm, rounds = make_rounds(opts)
     log = workdir / "ingest.log"
     url = f"http://{settings.host}:{settings.ingest_port}"
     err.print(f"[bold]starting ingest server[/] {shlex.join(ingest_command())} on {url}")
     proc = spawn_server(settings, workdir, log)
     producer = new_producer(bootstrap, settings)
-    phases: list[Phase] = []
     try:
         await wait_until_up(url, proc, log)
-        meter_pids = {"server": proc.pid, "broker": broker.pid if broker else None}
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         headers = {"Authorization": f"Bearer {key}"}
         async with contextlib.AsyncExitStack() as stack:
@@ -526,81 +617,16 @@ async def run(opts: Options, workdir: Path, broker: Broker | None, kafka_version
             )
             await producer.start()
             with make_progress() as progress:
-                # Warm-up: connections, key cache, producer metadata, broker JIT.
-                await http_side(clients, warm, progress, "warm-up http")
-                await bare_batched_side(
-                    producer, bare_topic, warm, opts.concurrency, progress, "warm-up bare"
-                )
-                for index, work in enumerate(rounds, 1):
-                    tag = f"r{index}/{opts.rounds}"
-
-                    async def measure(side: str, work: Workload = work, tag: str = tag) -> Phase:
-                        if side == "http":
-                            return await http_side(clients, work, progress, f"{tag} http")
-                        if side == "bare_stream":
-                            return await bare_stream_side(
-                                producer,
-                                bare_topic,
-                                work,
-                                opts.concurrency,
-                                progress,
-                                f"{tag} bare (stream)",
-                            )
-                        return await bare_batched_side(
-                            producer,
-                            bare_topic,
-                            work,
-                            opts.concurrency,
-                            progress,
-                            f"{tag} bare",
-                        )
-
-                    # Rotate the order between rounds so no side always goes first.
-                    shift = (index - 1) % len(SIDES)
-                    for side in SIDES[shift:] + SIDES[:shift]:
-                        meter = CpuMeter(meter_pids)
-                        before = await produce_seconds(ops) if side == "http" else None
-                        meter.start()
-                        phase = await measure(side)
-                        phase.cpu_cores = meter.cores(phase.seconds)
-                        if before is not None:
-                            after = await produce_seconds(ops)
-                            count = after[1] - before[1]
-                            if count:
-                                phase.extra["server_ack_wait_ms_mean"] = (
-                                    (after[0] - before[0]) / count * 1000
-                                )
-                        phases.append(phase)
+                pids = {"server": proc.pid, "broker": broker.pid if broker else None}
+                sides = Sides(opts, clients, ops, producer, bare_topic, progress, pids)
+                phases = await measure_rounds(sides, warm, rounds)
     finally:
         with contextlib.suppress(Exception):
             await producer.stop()
         await asyncio.to_thread(stop_process, proc)
     if proc.returncode not in (0, -signal.SIGTERM):
         err.print(f"[yellow]ingest server exit code {proc.returncode}[/]; log:\n{tail(log)}")
-
-    err.print("[bold]checking what reached Kafka[/]")
-    expected_http = opts.warmup + opts.events
-    expected_bare = opts.warmup + 2 * opts.events
-    got_http = await end_offsets(bootstrap, http_topic, partitions)
-    got_bare = await end_offsets(bootstrap, bare_topic, partitions)
-    bare_bytes = {
-        str(item["event_id"]): value
-        for work in (warm, *rounds)
-        for item, (_, value) in zip(work.raw, work.messages, strict=True)
-    }
-    checks: dict[str, Any] = {
-        "http_topic": http_topic,
-        "bare_topic": bare_topic,
-        "partitions": partitions,
-        "http_records_in_kafka": got_http,
-        "http_records_expected": expected_http,
-        "bare_records_in_kafka": got_bare,
-        "bare_records_expected": expected_bare,
-        "payloads": await compare_payloads(bootstrap, http_topic, bare_bytes),
-    }
-    for side, got, want in (("http", got_http, expected_http), ("bare", got_bare, expected_bare)):
-        if got != want:
-            err.print(f"[red]{side}: {got} records in Kafka, expected {want}[/]")
+    checks = await check_kafka(opts, settings, bare_topic, [warm, *rounds])
     validate_encode_us = median([w.validate_encode_us for w in rounds])
     return Outcome(phases, checks, settings, kafka_version, validate_encode_us)
 
