@@ -44,9 +44,9 @@ from shared.bus.base import DeadLetter, Record
 from shared.bus.deadletter import dead_letterer
 from shared.bus.embedded import prune_consumed
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC, Bus, create_bus, event_topics
+from shared.bus.offsets import offset_loader
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.offsets import offset_loader
 from shared.web import base_app, ops_router
 from shared.worker import ConsumerMetrics, Progress, consume, describe, is_transient
 

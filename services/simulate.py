@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from shared.worker import pause
+from shared.clock import pause
 
 log = logging.getLogger(__name__)
 

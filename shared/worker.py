@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import exc as sa
 
 from shared.bus.base import BusUnavailable, Consumer, DeadLetter, MessageTooLarge, Record
-from shared.storage.offsets import next_offsets
+from shared.bus.offsets import next_offsets
+from shared.clock import pause
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,6 @@ def retry_delay_s(failures: int, rng: random.Random) -> float:
     """Exponential backoff with jitter after ``failures`` consecutive failures."""
     ceiling = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, failures - 1))
     return rng.uniform(ceiling / 2, ceiling)
-
-
-async def pause(event: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds``, or less if ``event`` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
 
 
 # A failure carrying one of these is the records' fault: the same records fail again

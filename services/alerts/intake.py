@@ -16,11 +16,11 @@ from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
+from shared.bus.offsets import next_offsets, save_offsets
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.wire import UndecodableRecord, decode_alert
-from shared.storage.offsets import next_offsets, save_offsets
 
 log = logging.getLogger(__name__)
 

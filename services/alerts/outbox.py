@@ -32,13 +32,12 @@ from services.alerts.channels.text import one_line, redact_urls
 from services.alerts.metrics import AlertsMetrics
 from shared.alerting.schema import Recipient
 from shared.alerting.store import AlertingStore
-from shared.clock import Clock, utcnow
+from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.db import insert_ignore
 from shared.storage.tables import alerts, deliveries
-from shared.worker import pause
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,11 @@ from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
 from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
-from shared.clock import Clock, utcnow
+from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.tables import accounts, alerts
-from shared.worker import pause
 
 log = logging.getLogger(__name__)
 

@@ -32,13 +32,13 @@ from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.deadletter import dead_letter_message
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
+from shared.bus.offsets import next_offsets, save_offsets
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import KINDS, Event, Owner
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
 from shared.storage.db import bulk_insert, upsert
-from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import account_health, accounts, processed_events, rule_state
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus.base import DeadLetter, OutMessage, Producer, Record
-from shared.storage.offsets import save_offsets
+from shared.bus.offsets import save_offsets
 
 # The copy kept of a record's value. Kafka refuses messages over its limit (1 MB by
 # default): a record near it, plus our headers, would never fit, and its dead letter

@@ -16,9 +16,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record
-from shared.clock import utcnow
+from shared.clock import pause, utcnow
 from shared.storage.tables import bus_log, consumer_offsets
-from shared.worker import pause
 
 PARTITION = 0
 

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus.base import Record
 from shared.bus.kafka import KafkaConsumer, ensure_topics
+from shared.bus.offsets import next_offsets, offset_loader, save_offsets
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.offsets import next_offsets, offset_loader, save_offsets
 from shared.storage.tables import consumer_offsets
 from tests.support.harness import running, usage, wait_for
 

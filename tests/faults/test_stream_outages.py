@@ -29,9 +29,9 @@ from shared.bus.base import OutMessage, Record
 from shared.bus.base import TopicPartition as Partition
 from shared.bus.embedded import EmbeddedBus
 from shared.bus.factory import ALERTS_TOPIC, all_topics
+from shared.bus.offsets import next_offsets
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.offsets import next_offsets
 from shared.storage.tables import alerts
 from shared.worker import consume
 from tests.support.harness import (

@@ -30,8 +30,8 @@ from shared.bus.deadletter import MAX_COPY_BYTES, dead_letter_message, dead_lett
 from shared.bus.embedded import EmbeddedBus
 from shared.bus.factory import DEADLETTER_TOPIC
 from shared.bus.kafka import MAX_MESSAGE_BYTES
+from shared.bus.offsets import next_offsets, save_offsets
 from shared.config import Settings
-from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import account_health, bus_log, processed_events
 from shared.worker import Progress, consume, is_transient
 from tests.support.factories import EngineFactory, ProcessorFactory

@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 
 from shared.bus.base import OutMessage, TopicPartition
 from shared.bus.embedded import EmbeddedBus, prune_consumed
+from shared.bus.offsets import next_offsets, save_offsets
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.offsets import next_offsets, save_offsets
 from shared.storage.tables import bus_log
 
 

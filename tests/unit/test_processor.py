@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from services.scoring.metrics import ScoringMetrics
 from shared.bus.base import Record
+from shared.bus.offsets import offset_loader
 from shared.config import Settings
-from shared.storage.offsets import offset_loader
 from shared.storage.tables import account_health, activity_daily, bus_log
 from tests.support.factories import EngineFactory, ProcessorFactory
 
