@@ -67,9 +67,10 @@ from lib.measure import (
     tree_cpu_seconds,
 )
 from lib.processes import service_command, service_env, spawn, stop_process, tail
-from lib.results import pyplot, save_figure, save_results
+from lib.results import add_output_options, pyplot, save_figure, save_results
 from lib.services import (
     Services,
+    add_service_options,
     create_database,
     plain_dsn,
     quiet_logging,
@@ -93,7 +94,6 @@ from shared.storage.db import create_engine
 
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parent.parent
-RESULTS = ROOT / "bench" / "results"
 SERVICES = ("ingest", "scoring", "alerts")
 TARGET_P99_S = 1.0  # the target, grouping off
 TRIGGER_SEATS = 50
@@ -1382,12 +1382,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         "HEALTHWATCH_DELIVERY_POLL_INTERVAL_S=0.1",
     )
     parser.add_argument("--drain-timeout", type=float, default=60, help="wait for late alerts")
-    parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
-    parser.add_argument("--postgres-url", help="postgresql+asyncpg://user@host:port/postgres")
-    parser.add_argument("--out", type=Path, default=RESULTS / "alert_latency.json")
-    parser.add_argument("--plot", type=Path, default=RESULTS / "alert_latency.png")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    add_service_options(parser)
+    add_output_options(parser, "alert_latency")
     a = parser.parse_args(argv)
     service_env = {}
     for item in a.service_env:

@@ -59,9 +59,10 @@ from lib.measure import (
     system_busy_seconds,
 )
 from lib.processes import scratch_dir, service_env, spawn, stop_process, tail
-from lib.results import pyplot, save_figure, save_results
+from lib.results import add_output_options, pyplot, save_figure, save_results
 from lib.services import (
     Broker,
+    add_service_options,
 )
 from rich.progress import (
     Progress,
@@ -76,8 +77,6 @@ from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 DATABASE_NOTE = (
     "SQLite file in the temp dir: it only serves API-key lookups, "
     "which KeyStore caches in-process (no database round trip per request)"
@@ -842,11 +841,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         "--rounds", type=int, default=3, help="split --events over rounds; report the median"
     )
     parser.add_argument("--accounts", type=int, default=2_000, help="distinct account ids (keys)")
-    parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
-    parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json", help="JSON results")
-    parser.add_argument("--plot", type=Path, default=RESULTS / "ingest.png", help="PNG plot")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    add_service_options(parser, postgres=False)
+    add_output_options(parser, "ingest")
     args = parser.parse_args(argv)
     if args.events < args.rounds or args.batch < 1 or args.concurrency < 1 or args.warmup < 1:
         parser.error("--events >= --rounds, and --batch, --concurrency, --warmup >= 1")

@@ -68,9 +68,10 @@ from lib.measure import (
     rate,
 )
 from lib.processes import service_command, service_env, spawn, stop_process, tail
-from lib.results import pyplot, save_figure, save_results
+from lib.results import add_output_options, pyplot, save_figure, save_results
 from lib.services import (
     Services,
+    add_service_options,
     create_database,
     plain_dsn,
     quiet_logging,
@@ -100,7 +101,6 @@ from shared.storage.db import create_engine, migrate
 from shared.storage.tables import activity_daily, processed_events
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 
 EVENT_NAMES = ("login", "view", "create", "run", "use", "export", "search", "comment")
 PLATFORMS = ("pc", "app", "api")
@@ -1449,16 +1449,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         "comma-separated (e.g. 1,2; a repeated count starts a new group again); default none",
     )
     parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM FULL sizes")
-    parser.add_argument("--bootstrap", help="use this Kafka instead of starting a broker")
-    parser.add_argument(
-        "--postgres-url",
-        help="use this PostgreSQL (postgresql+asyncpg://user@host:port/postgres; databases "
-        "are created on it) instead of starting a cluster",
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS / "scoring.json", help="JSON results")
-    parser.add_argument("--plot", type=Path, default=RESULTS / "scoring.png", help="PNG plot")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    add_service_options(parser)
+    add_output_options(parser, "scoring")
     args = parser.parse_args(argv)
     if args.events < args.days or args.accounts < 1 or args.days < 1 or not args.batches:
         parser.error("need --events >= --days >= 1, --accounts >= 1 and at least one batch")

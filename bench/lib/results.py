@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from types import ModuleType
@@ -35,3 +36,14 @@ def save_figure(fig: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     pyplot().close(fig)
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out``/``--plot`` (``bench/results/<name>.json`` and ``.png``), ``--seed``, ``--keep``."""
+    parser.add_argument("--out", type=Path, default=RESULTS / f"{name}.json", help="JSON results")
+    parser.add_argument("--plot", type=Path, default=RESULTS / f"{name}.png", help="PNG plot")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")

@@ -3,6 +3,7 @@ started locally with ``devservices``, and a fresh migrated database per run."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -132,3 +133,14 @@ def run_with_services(
     with scratch_dir(prefix, keep) as workdir, contextlib.ExitStack() as stack:
         services = start_services(bootstrap, postgres_url, workdir, stack)
         return services, asyncio.run(body(workdir, services))
+
+
+def add_service_options(parser: argparse.ArgumentParser, *, postgres: bool = True) -> None:
+    """``--bootstrap`` and (unless the bench needs no PostgreSQL) ``--postgres-url``."""
+    parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
+    if postgres:
+        parser.add_argument(
+            "--postgres-url",
+            help="use this PostgreSQL (postgresql+asyncpg://user@host:port/postgres; databases "
+            "are created on it) instead of starting a cluster",
+        )
