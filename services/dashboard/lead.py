@@ -22,7 +22,6 @@ How each trend is derived from what the service stores:
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -32,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.queries import visible_alerts
 from services.dashboard.auth import Viewer
 from services.dashboard.home import portfolio
-from services.scoring.queries import STABLE_ACTIVE_SHARE
+from services.scoring.queries import STABLE_ACTIVE_SHARE, portfolio_totals
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
     account_health,
@@ -58,8 +57,8 @@ async def lead(conn: AsyncConnection, who: Viewer, today: date, zone: tzinfo) ->
     days = [today - timedelta(days=TREND_DAYS - 1 - i) for i in range(TREND_DAYS)]
     customers = await _customers(conn, ids, days, zone)
     churned = await _churned(conn, who, {r["account_id"] for r in rows}, days, customers, zone)
-    bands = Counter(r["band"] or "unscored" for r in rows)
-    stable_now = [r["active_users_7d"] / r["seats_purchased"] for r in rows if r["seats_purchased"]]
+    totals = portfolio_totals(rows)
+    bands = totals["by_band"]
     trends: dict[str, list[Any]] = {
         "customers": customers,
         "active_users": await _active_users(conn, ids, days),
@@ -72,14 +71,9 @@ async def lead(conn: AsyncConnection, who: Viewer, today: date, zone: tzinfo) ->
         "days": [d.isoformat() for d in days[first:]],
         **{name: series[first:] for name, series in trends.items()},
         "bands": {b: bands.get(b, 0) for b in (*BANDS, "unscored") if bands.get(b) or b in BANDS},
-        "accounts": len(rows),
-        "arr_total": round(sum(r["arr"] or 0 for r in rows), 2),
-        "arr_at_risk": round(sum(r["arr"] or 0 for r in rows if r["band"] == "red"), 2),
-        "active_users_7d": sum(r["active_users_7d"] or 0 for r in rows),
-        "stable_share_now": (
-            sum(1 for s in stable_now if s >= STABLE_ACTIVE_SHARE) / len(rows) if rows else None
-        ),
-        "churned_now": sum(1 for r in rows if r["lifecycle_stage"] == "churned"),
+        **{k: totals[k] for k in ("accounts", "arr_total", "arr_at_risk", "active_users_7d")},
+        "stable_share_now": totals["stably_active_share"],
+        "churned_now": totals["churned"],
         "alerts_by_rule": await alerts_by_rule(conn, who, ids),
     }
 

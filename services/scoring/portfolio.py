@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from services.scoring.api import Context
 from services.scoring.queries import (
     SORTS,
-    STABLE_ACTIVE_SHARE,
     Day,
     Filters,
     account_health_row,
     day_range,
     portfolio_rows,
+    portfolio_totals,
     timeline,
     visible_account,
 )
@@ -78,27 +78,8 @@ async def aggregates(ctx: Context, key: ReadKey, f: FilterArgs) -> dict[str, Any
             .group_by(alerts.c.rule)
         )
         by_rule = {rule: n for rule, n in open_alerts}
-    bands: dict[str, int] = {}
-    danger: dict[str, int] = {}
-    for r in rows:
-        bands[r["band"] or "unscored"] = bands.get(r["band"] or "unscored", 0) + 1
-        level = r["danger_level"] or "none"
-        danger[level] = danger.get(level, 0) + 1
-    stable = sum(
-        1
-        for r in rows
-        if r["seats_purchased"]
-        and r["active_users_7d"] / r["seats_purchased"] >= STABLE_ACTIVE_SHARE
-    )
     return {
-        "accounts": len(rows),
-        "by_band": bands,
-        "by_danger_level": danger,
-        "arr_total": round(sum(r["arr"] or 0 for r in rows), 2),
-        "arr_at_risk": round(sum(r["arr"] or 0 for r in rows if r["band"] == "red"), 2),
-        "active_users_7d": sum(r["active_users_7d"] or 0 for r in rows),
-        "stably_active_share": round(stable / len(rows), 4) if rows else None,
-        "churned": sum(1 for r in rows if r["lifecycle_stage"] == "churned"),
+        **portfolio_totals(rows),
         "open_alerts_by_rule": by_rule,
     }
 

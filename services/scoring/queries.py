@@ -9,6 +9,7 @@ accounts its CSM owns.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta, tzinfo
@@ -202,6 +203,29 @@ SORTS = {
     "renewal": (lambda a: a["days_to_renewal"] if a["days_to_renewal"] is not None else 1e9, False),
     "name": (lambda a: (a["name"] or a["account_id"]).lower(), False),
 }
+
+
+def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over portfolio rows, for ``GET /v1/aggregates`` and the lead's page alike:
+    accounts by band and danger level, ARR and ARR at risk (red band), active users, the
+    share of stably active accounts, churned accounts."""
+    stable = sum(
+        1
+        for r in rows
+        if r["seats_purchased"]
+        and r["active_users_7d"] / r["seats_purchased"] >= STABLE_ACTIVE_SHARE
+    )
+    return {
+        "accounts": len(rows),
+        "by_band": dict(Counter(r["band"] or "unscored" for r in rows)),
+        "by_danger_level": dict(Counter(r["danger_level"] or "none" for r in rows)),
+        "arr_total": round(sum(r["arr"] or 0 for r in rows), 2),
+        "arr_at_risk": round(sum(r["arr"] or 0 for r in rows if r["band"] == "red"), 2),
+        "active_users_7d": sum(r["active_users_7d"] or 0 for r in rows),
+        "stably_active_share": round(stable / len(rows), 4) if rows else None,
+        "churned": sum(1 for r in rows if r["lifecycle_stage"] == "churned"),
+    }
+
 
 # The entry of one day of a timeline, created on first use.
 DayEntry = Callable[[date], dict[str, Any]]
