@@ -60,7 +60,7 @@ MAX_DELIVERY_ID = 2**63 - 1
 @dataclass
 class AlertsApiContext:
     engine: AsyncEngine
-    config: AlertingStore
+    alerting: AlertingStore  # the alerting file: /v1/alert-rules, who may click in Slack
     settings: Settings
     clock: Clock = field(default=utcnow)
 
@@ -333,7 +333,7 @@ async def retry_delivery(
 @router.get("/alert-rules", response_class=PlainTextResponse)
 async def get_alert_rules(ctx: Context, _key: ReadKey) -> PlainTextResponse:
     """The alerting file in force (TOML)."""
-    return await current_document(ctx.engine, ctx.config, "X-Alerting-Version")
+    return await current_document(ctx.engine, ctx.alerting, "X-Alerting-Version")
 
 
 @router.put("/alert-rules")
@@ -343,7 +343,7 @@ async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSON
     alerting = await replace_document(
         request,
         ctx.engine,
-        ctx.config,
+        ctx.alerting,
         author=key.name,
         max_bytes=MAX_FILE_BYTES,
         what="the file",
@@ -477,8 +477,8 @@ async def _slack_users_of(
 ) -> set[str]:
     """Who may act on the account's alerts from Slack: the people of the routing file,
     and the account's owner and sales owner now (not when the alert fired)."""
-    config, _ = await ctx.config.current(conn)
-    allowed = {p.slack for p in config.routing.people.values() if p.slack}
+    alerting, _ = await ctx.alerting.current(conn)
+    allowed = {p.slack for p in alerting.routing.people.values() if p.slack}
     q = select(accounts.c.owner_slack_id, accounts.c.facts).where(
         accounts.c.account_id == account_id
     )
