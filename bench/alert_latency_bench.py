@@ -56,7 +56,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from lib.console import err, out
+from lib.console import err, make_progress, out
 from lib.measure import (
     cores_between,
     cpu_seconds,
@@ -77,11 +77,7 @@ from lib.services import (
     run_with_services,
 )
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
-    TextColumn,
-    TimeElapsedColumn,
 )
 from rich.table import Table
 
@@ -782,18 +778,6 @@ class Watch:
         return False
 
 
-def load_progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<22}"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=err,
-        refresh_per_second=4,
-    )
-
-
 async def take_sample(
     stack: Stack,
     clients: Clients,
@@ -849,7 +833,7 @@ async def drive_load(
     stop_bg = asyncio.Event()
     abort = threading.Event()
     total_time = 2.0 + offsets[-1]
-    with load_progress() as progress:
+    with make_progress(rate=False, info=True) as progress:
         bg_task = progress.add_task(
             "background events", total=int(opts.rate * (total_time + 5)), info=""
         )

@@ -32,13 +32,17 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.completed / elapsed:>7,.0f} ev/s", style="cyan")
 
 
-def make_progress() -> Progress:
-    return Progress(
+def make_progress(*, rate: bool = True, info: bool = False) -> Progress:
+    """Progress bars on stderr: description, bar, done/total, events/s (``rate``), time,
+    and a free text field ``info`` a bench updates (``progress.update(task, info=...)``)."""
+    columns: list[ProgressColumn] = [
         TextColumn("{task.description:<24}"),
         BarColumn(bar_width=20),
         MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        refresh_per_second=4,
-    )
+    ]
+    if rate:
+        columns.append(RateColumn())
+    columns.append(TimeElapsedColumn())
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    return Progress(*columns, console=err, refresh_per_second=4)
