@@ -7,12 +7,11 @@ owns; others answer 404, as if they did not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta, tzinfo
+from datetime import UTC, date, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.inputs import depth_level
@@ -22,11 +21,13 @@ from services.scoring.queries import (
     Day,
     account_health_row,
     account_measures,
+    band_changes_between,
+    daily_scores,
     day_range,
+    newest_score_day,
     visible_account,
 )
 from shared.document_routes import current_document, replace_document
-from shared.storage.tables import band_changes, health_daily
 from shared.web import AdminKey, ClientError, ReadKey
 
 # History without a range covers this many days back from the newest day.
@@ -88,65 +89,15 @@ async def account_health_history(
     have their own row); ``from`` = ``to`` is the score as of that date."""
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
-        h = health_daily
         if to is None:
-            to = (
-                await conn.execute(
-                    select(h.c.day)
-                    .where(h.c.account_id == account_id)
-                    .order_by(h.c.day.desc())
-                    .limit(1)
-                )
-            ).scalar() or date.today()
+            to = await newest_score_day(conn, account_id) or date.today()
         start, to = day_range(from_, to, DEFAULT_HISTORY_DAYS)
-        # The newest row on or before ``from`` stands for the first days of the range.
-        first = (
-            select(func.max(h.c.day))
-            .where(h.c.account_id == account_id, h.c.day <= start)
-            .scalar_subquery()
-        )
-        rows = await conn.execute(
-            select(h.c.day, h.c.score, h.c.band)
-            .where(h.c.account_id == account_id, h.c.day >= func.coalesce(first, start))
-            .where(h.c.day <= to)
-            .order_by(h.c.day)
-        )
-        stored = {r.day: r for r in rows}
-        earlier = [r for day, r in stored.items() if day < start]
-        days, current = [], earlier[-1] if earlier else None
-        for offset in range((to - start).days + 1):
-            day = start + timedelta(days=offset)
-            current = stored.get(day, current)
-            if current is None:  # before the first score
-                continue
-            days.append(
-                {
-                    "day": day.isoformat(),
-                    "score": current.score,
-                    "band": current.band,
-                    "recorded": day in stored,
-                }
-            )
-        changes = await conn.execute(
-            select(band_changes)
-            .where(band_changes.c.account_id == account_id)
-            .order_by(band_changes.c.changed_at)
-        )
         return {
             "account_id": account_id,
             "from": start.isoformat(),
             "to": to.isoformat(),
-            "days": days,
-            "band_changes": [
-                {
-                    "at": c.changed_at.isoformat(),
-                    "from": c.from_band,
-                    "to": c.to_band,
-                    "score": c.score,
-                }
-                for c in changes
-                if start <= c.changed_at.date() <= to
-            ],
+            "days": await daily_scores(conn, account_id, start, to),
+            "band_changes": await band_changes_between(conn, account_id, start, to),
         }
 
 

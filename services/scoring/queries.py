@@ -16,7 +16,7 @@ from datetime import date, timedelta, tzinfo
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.measures import Measures, load_measures
@@ -203,6 +203,67 @@ SORTS = {
     "renewal": (lambda a: a["days_to_renewal"] if a["days_to_renewal"] is not None else 1e9, False),
     "name": (lambda a: (a["name"] or a["account_id"]).lower(), False),
 }
+
+
+async def newest_score_day(conn: AsyncConnection, account_id: str) -> date | None:
+    """The newest day the account's score was recorded (None before its first score)."""
+    h = health_daily.c
+    q = select(h.day).where(h.account_id == account_id).order_by(h.day.desc()).limit(1)
+    day: date | None = (await conn.execute(q)).scalar()
+    return day
+
+
+async def daily_scores(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """The score and band as of each day from ``start`` to ``end`` (none before the first
+    score). A day's row is stored only when the score or its inputs changed, so a day
+    without one carries the latest earlier score; ``recorded`` says which days have
+    their own row."""
+    h = health_daily.c
+    # The newest row on or before ``start`` stands for the first days of the range.
+    first = (
+        select(func.max(h.day)).where(h.account_id == account_id, h.day <= start).scalar_subquery()
+    )
+    rows = await conn.execute(
+        select(h.day, h.score, h.band)
+        .where(h.account_id == account_id, h.day >= func.coalesce(first, start))
+        .where(h.day <= end)
+        .order_by(h.day)
+    )
+    stored = {r.day: r for r in rows}
+    earlier = [r for day, r in stored.items() if day < start]
+    days, current = [], earlier[-1] if earlier else None
+    for offset in range((end - start).days + 1):
+        day = start + timedelta(days=offset)
+        current = stored.get(day, current)
+        if current is None:  # before the first score
+            continue
+        days.append(
+            {
+                "day": day.isoformat(),
+                "score": current.score,
+                "band": current.band,
+                "recorded": day in stored,
+            }
+        )
+    return days
+
+
+async def band_changes_between(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """The account's band changes on the days from ``start`` to ``end``, oldest first."""
+    q = (
+        select(band_changes)
+        .where(band_changes.c.account_id == account_id)
+        .order_by(band_changes.c.changed_at)
+    )
+    return [
+        {"at": c.changed_at.isoformat(), "from": c.from_band, "to": c.to_band, "score": c.score}
+        for c in await conn.execute(q)
+        if start <= c.changed_at.date() <= end
+    ]
 
 
 def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
