@@ -16,9 +16,8 @@ from typing import Any, Literal
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.queries import OPEN_TICKET_STATUSES
+from services.scoring.queries import OPEN_TICKET_STATUSES, account_health_row
 from shared.storage.tables import (
-    account_health,
     account_users,
     accounts,
     activity_daily,
@@ -89,29 +88,64 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
     mine = by_account.get(account_id, Figures(seats=facts.seats_purchased if facts else None))
     others = [f for a, f in by_account.items()]
     average = _average(others) if tier is not None and others else None
+    opened, solved, open_now = await _tickets(conn, account_id, start, end)
+    health = await account_health_row(conn, account_id)
+    return Report(
+        kind=kind,
+        account_id=account_id,
+        name=(facts.name if facts is not None else None) or account_id,
+        tier=tier,
+        start=start,
+        end=end,
+        figures=mine,
+        tier_average=average,
+        tier_accounts=len(others),
+        modules=await _modules(conn, account_id, start, end),
+        weekly_active_users=await _weekly_users(conn, account_id, start, end),
+        scores=await _scores(conn, account_id, start, end),
+        open_tickets=open_now,
+        tickets_opened=opened,
+        tickets_solved=solved,
+        current=(
+            {"score": health.score, "band": health.band, "danger_level": health.danger_level}
+            if health is not None
+            else {}
+        ),
+    )
+
+
+async def _modules(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> list[tuple[str, int]]:
+    """Modules used in the period with their event counts, most used first."""
     n = activity_daily_names
-    modules = [
-        (name, int(total))
-        for name, total in await conn.execute(
-            select(n.c.name, func.sum(n.c.count))
-            .where(
-                n.c.account_id == account_id,
-                n.c.dimension == "module",
-                n.c.day.between(start, end),
-            )
-            .group_by(n.c.name)
-            .order_by(func.sum(n.c.count).desc())
-        )
-    ]
-    weekly = await _weekly_users(conn, account_id, start, end)
-    scores = [
-        (day, score, band)
-        for day, score, band in await conn.execute(
-            select(health_daily.c.day, health_daily.c.score, health_daily.c.band)
-            .where(health_daily.c.account_id == account_id, health_daily.c.day.between(start, end))
-            .order_by(health_daily.c.day)
-        )
-    ]
+    q = (
+        select(n.c.name, func.sum(n.c.count))
+        .where(n.c.account_id == account_id, n.c.dimension == "module")
+        .where(n.c.day.between(start, end))
+        .group_by(n.c.name)
+        .order_by(func.sum(n.c.count).desc())
+    )
+    return [(name, int(total)) for name, total in await conn.execute(q)]
+
+
+async def _scores(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> list[tuple[date, int | None, str]]:
+    """(day, score, band) of each day with a stored score in the period."""
+    h = health_daily.c
+    q = (
+        select(h.day, h.score, h.band)
+        .where(h.account_id == account_id, h.day.between(start, end))
+        .order_by(h.day)
+    )
+    return [(day, score, band) for day, score, band in await conn.execute(q)]
+
+
+async def _tickets(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """Tickets opened and solved in the period, and those open now, oldest first."""
     opened = solved = 0
     open_now = []
     for t in await conn.execute(select(tickets).where(tickets.c.account_id == account_id)):
@@ -127,31 +161,7 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
                     "age_days": (end - t.created_at.date()).days,
                 }
             )
-    health = (
-        await conn.execute(select(account_health).where(account_health.c.account_id == account_id))
-    ).first()
-    return Report(
-        kind=kind,
-        account_id=account_id,
-        name=(facts.name if facts is not None else None) or account_id,
-        tier=tier,
-        start=start,
-        end=end,
-        figures=mine,
-        tier_average=average,
-        tier_accounts=len(others),
-        modules=modules,
-        weekly_active_users=weekly,
-        scores=scores,
-        open_tickets=sorted(open_now, key=lambda t: -int(t["age_days"])),
-        tickets_opened=int(opened),
-        tickets_solved=int(solved),
-        current=(
-            {"score": health.score, "band": health.band, "danger_level": health.danger_level}
-            if health is not None
-            else {}
-        ),
-    )
+    return int(opened), int(solved), sorted(open_now, key=lambda t: -int(t["age_days"]))
 
 
 async def _figures(
