@@ -255,12 +255,7 @@ async def _database(ctx: Context, work: Callable[[], Awaitable[T]]) -> T:
         async with asyncio.timeout(KeyStore.LOOKUP_TIMEOUT_S):
             return await work()
     except DB_DOWN as exc:
-        raise ClientError(
-            503,
-            "unavailable",
-            f"The database is unavailable ({type(exc).__name__}); nothing was stored: retry later.",
-            headers={"Retry-After": str(ctx.settings.retry_after_s)},
-        ) from exc
+        raise _unavailable(ctx, f"The database is unavailable ({type(exc).__name__})") from exc
 
 
 def _with_context(message: Any, shared: dict[str, Any]) -> Any:
@@ -329,12 +324,7 @@ async def _publish(ctx: Context, checked: Checked, messages: list[OutMessage]) -
     except BusUnavailable as exc:
         for event in checked.valid:
             ctx.metrics.events.labels(event.kind, "unavailable").inc()
-        raise ClientError(
-            503,
-            "unavailable",
-            f"The event bus is unavailable ({exc}); nothing was stored: retry later.",
-            headers={"Retry-After": str(ctx.settings.retry_after_s)},
-        ) from exc
+        raise _unavailable(ctx, f"The event bus is unavailable ({exc})") from exc
 
 
 def _too_large(checked: Checked, index: int | None, size: int) -> ClientError:
@@ -345,4 +335,14 @@ def _too_large(checked: Checked, index: int | None, size: int) -> ClientError:
         f"{which} encodes to {size} bytes, more than the {MAX_EVENT_BYTES} bytes the event "
         "bus carries per event; nothing was stored: send smaller properties.",
         extra={"event_id": checked.valid[index].event_id if index is not None else None},
+    )
+
+
+def _unavailable(ctx: Context, what: str) -> ClientError:
+    """A 503 the client retries after ``retry_after_s``: nothing of the request was stored."""
+    return ClientError(
+        503,
+        "unavailable",
+        f"{what}; nothing was stored: retry later.",
+        headers={"Retry-After": str(ctx.settings.retry_after_s)},
     )
