@@ -363,20 +363,21 @@ async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
     async with ctx.engine.connect() as conn:
         rows = (await conn.execute(visible_alerts(select(alerts), key))).all()
         churned = {
-            r.account_id: churned_at
-            for r in await conn.execute(select(accounts.c.account_id, accounts.c.facts))
-            if (churned_at := _churned_at(r.facts)) is not None
+            account.account_id: churned_at
+            for account in await conn.execute(select(accounts.c.account_id, accounts.c.facts))
+            if (churned_at := _churned_at(account.facts)) is not None
         }
     by_rule: dict[str, list[Any]] = {}
-    for r in rows:
-        by_rule.setdefault(r.rule, []).append(r)
+    for alert in rows:
+        by_rule.setdefault(alert.rule, []).append(alert)
     out = []
     for rule, items in sorted(by_rule.items()):
-        acked = [r for r in items if r.acknowledged_at is not None]
-        minutes = [(r.acknowledged_at - r.stored_at).total_seconds() / 60 for r in acked]
+        acked = [alert for alert in items if alert.acknowledged_at is not None]
+        minutes = [(a.acknowledged_at - a.stored_at).total_seconds() / 60 for a in acked]
         first_fired: dict[str, datetime] = {}
-        for r in items:
-            first_fired[r.account_id] = min(r.fired_at, first_fired.get(r.account_id, r.fired_at))
+        for alert in items:
+            earliest = first_fired.get(alert.account_id, alert.fired_at)
+            first_fired[alert.account_id] = min(alert.fired_at, earliest)
         out.append(
             {
                 "rule": rule,
@@ -385,11 +386,13 @@ async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
                 "median_minutes_to_acknowledge": round(statistics.median(minutes), 1)
                 if minutes
                 else None,
-                "not_useful": sum(1 for r in items if r.not_useful),
-                "escalated": sum(1 for r in items if r.escalated_at is not None),
+                "not_useful": sum(1 for alert in items if alert.not_useful),
+                "escalated": sum(1 for alert in items if alert.escalated_at is not None),
                 "accounts": len(first_fired),
                 "accounts_churned_since": sum(
-                    1 for a, at in first_fired.items() if a in churned and churned[a] > at
+                    1
+                    for account_id, fired in first_fired.items()
+                    if account_id in churned and churned[account_id] > fired
                 ),
             }
         )
