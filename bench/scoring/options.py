@@ -1,0 +1,28 @@
+"""The scoring bench's options, as parsed from its command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Options:
+    events: int
+    accounts: int
+    users: float
+    days: int
+    batches: list[int]
+    state_accounts: list[int]
+    state_events_per_account: float | None
+    partitions: int | None
+    scoring_timeout: float
+    bare_rounds: int
+    processes: list[int]
+    vacuum: bool
+    bootstrap: str | None
+    postgres_url: str | None
+    out: Path
+    plot: Path
+    seed: int
+    keep: bool

@@ -1,0 +1,88 @@
+"""The scoring bench's PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lib.results import pyplot, save_figure
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    from matplotlib.ticker import StrMethodFormatter
+
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(8, 4.5), dpi=100, gridspec_kw={"width_ratios": [3, 2]}
+    )
+    labels, values, colors = [], [], []
+    for data in result["scoring"].values():
+        b = data["scoring_batch_max"]
+        labels += [f"bare\nconsumer\n({b})", f"scoring\nbatch {b}"]
+        values += [data["bare"]["events_per_s"] or 0, data["scoring"]["events_per_s"] or 0]
+        colors += ["#8c8c8c", "#4c72b0"]
+    for name, label in (("postgresql", "import\nPostgreSQL"), ("sqlite", "import\nSQLite")):
+        if name in result["import"]:
+            labels.append(label)
+            values.append(result["import"][name]["events_per_s"] or 0)
+            colors.append("#55a868")
+    bars = left.bar(range(len(values)), values, color=colors)
+    left.set_xticks(range(len(values)), labels, fontsize=7)
+    left.set_yscale("log")
+    left.set_ylim(min(v for v in values if v > 0) / 3, max(values) * 4)
+    left.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    for bar, value in zip(bars, values, strict=True):
+        left.annotate(
+            f"{value:,.0f}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
+    ratios = ", ".join(
+        f"{d['scoring_batch_max']}: {d['ratio']:.3f}"
+        for d in result["scoring"].values()
+        if d["ratio"] is not None
+    )
+    left.axhline(100_000, color="#55a868", linestyle="--", linewidth=0.8)
+    left.annotate(
+        "import target 100k/s",
+        (len(values) - 0.5, 100_000),
+        ha="right",
+        va="bottom",
+        fontsize=7,
+        color="#55a868",
+    )
+    left.set_ylim(top=max(max(values), 100_000) * 4)
+    left.set_title(f"events/s (log scale); scoring/bare {ratios}", fontsize=9)
+    left.grid(axis="y", alpha=0.3)
+    left.set_axisbelow(True)
+
+    names, state, dedup = [], [], []
+    for key, s in result["state"].items():
+        vac = s.get("vacuum_full", s["as_run"])
+        how = key.replace("kafka_", "Kafka ") if key.startswith("kafka_") else "import"
+        names.append(f"{s['accounts']:,}\n{how}")
+        state.append((vac["state_bytes_per_account"] or 0) / 1024)
+        dedup.append((vac["dedup_bytes_per_account"] or 0) / 1024)
+    xs = range(len(names))
+    right.bar(xs, state, color="#4c72b0", label="state tables")
+    right.bar(xs, dedup, bottom=state, color="#dd8452", label="processed_events")
+    right.set_xticks(xs, names, fontsize=7)
+    right.set_ylabel("KiB per account", fontsize=8)
+    right.set_title("state size per account (VACUUM FULL)", fontsize=9)
+    right.set_ylim(0, max(a + b for a, b in zip(state, dedup, strict=True)) * 1.3 or 1)
+    right.legend(fontsize=7, loc="upper center", ncol=2)
+    right.grid(axis="y", alpha=0.3)
+    right.set_axisbelow(True)
+    m = result["machine"]
+    pg = str(m.get("postgresql") or "?").split()[0]
+    fig.suptitle(
+        f"healthwatch scoring: {result['workload']['records_total']:,} records, "
+        f"{result['workload']['accounts']:,} accounts; {m['nproc']} CPUs, Kafka {m['kafka']}, "
+        f"PostgreSQL {pg}, {result['date'][:10]}",
+        fontsize=9,
+    )
+    save_figure(fig, path)
