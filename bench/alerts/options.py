@@ -1,0 +1,29 @@
+"""The alert latency bench's options, as parsed from its command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Options:
+    rate: float
+    batch: int
+    concurrency: int
+    background_accounts: int
+    users: int
+    duration: float
+    warmup: float
+    trigger_interval: float
+    slack_min_interval: float
+    slack_mode: str
+    scoring_batch_max: int | None
+    service_env: dict[str, str]
+    drain_timeout: float
+    bootstrap: str | None
+    postgres_url: str | None
+    out: Path
+    plot: Path
+    seed: int
+    keep: bool
