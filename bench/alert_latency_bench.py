@@ -31,7 +31,6 @@ Run: ``python bench/alert_latency_bench.py`` (see ``bench/README.md``).
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
@@ -43,8 +42,8 @@ from alerts.phases import run
 from alerts.plots import plot
 from alerts.report import print_table, report
 from alerts.slack import serve_slack_standin
-from lib.results import add_output_options, save_results
-from lib.services import add_service_options, quiet_logging, run_with_services
+from lib.results import add_output_options, finish
+from lib.services import add_service_options, quiet_logging, run_bench, service_options
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -106,12 +105,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         scoring_batch_max=a.scoring_batch_max,
         service_env=service_env,
         drain_timeout=a.drain_timeout,
-        bootstrap=a.bootstrap,
-        postgres_url=a.postgres_url,
-        out=a.out,
-        plot=a.plot,
-        seed=a.seed,
-        keep=a.keep,
+        **service_options(a),
     )
 
 
@@ -123,18 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     quiet_logging()
     started = time.monotonic()
-    services, results = run_with_services(
-        opts.bootstrap,
-        opts.postgres_url,
-        prefix="healthwatch-alert-latency-",
-        keep=opts.keep,
-        body=functools.partial(run, opts),
-    )
+    services, results = run_bench(opts, "healthwatch-alert-latency-", run)
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
-    result["wall_seconds_total"] = round(time.monotonic() - started, 1)
-    print_table(result)
-    save_results(result, opts.out, opts.plot, plot)
-    return 0
+    return finish(result, started, opts, print_table, plot)
 
 
 if __name__ == "__main__":

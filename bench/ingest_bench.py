@@ -40,7 +40,7 @@ from ingest.plots import plot
 from ingest.report import print_table, report
 from lib.console import err
 from lib.processes import scratch_dir
-from lib.results import add_output_options, save_results
+from lib.results import add_output_options, finish, output_options
 from lib.services import Broker, add_service_options
 
 import devservices
@@ -71,10 +71,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         rounds=args.rounds,
         accounts=args.accounts,
         bootstrap=args.bootstrap,
-        out=args.out,
-        plot=args.plot,
-        seed=args.seed,
-        keep=args.keep,
+        **output_options(args),
     )
 
 
@@ -98,10 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if broker is not None:
                 broker.stop()
     result = report(opts, outcome, [os.path.relpath(__file__), *argv])
-    result["wall_seconds_total"] = round(time.monotonic() - started, 1)
-    print_table(result)
-    save_results(result, opts.out, opts.plot, plot)
-    return 0
+    return finish(result, started, opts, print_table, plot)
 
 
 if __name__ == "__main__":

@@ -36,14 +36,13 @@ Run: ``python bench/scoring_bench.py`` (see ``bench/README.md``).
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
 from collections.abc import Sequence
 
-from lib.results import add_output_options, save_results
-from lib.services import add_service_options, quiet_logging, run_with_services
+from lib.results import add_output_options, finish
+from lib.services import add_service_options, quiet_logging, run_bench, service_options
 from scoring.options import Options
 from scoring.phases import run
 from scoring.plots import plot
@@ -118,12 +117,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         bare_rounds=args.bare_rounds,
         processes=args.processes,
         vacuum=not args.no_vacuum,
-        bootstrap=args.bootstrap,
-        postgres_url=args.postgres_url,
-        out=args.out,
-        plot=args.plot,
-        seed=args.seed,
-        keep=args.keep,
+        **service_options(args),
     )
 
 
@@ -132,19 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     quiet_logging()
     started = time.monotonic()
-    services, results = run_with_services(
-        opts.bootstrap,
-        opts.postgres_url,
-        prefix="healthwatch-scoring-bench-",
-        keep=opts.keep,
-        body=functools.partial(run, opts),
-    )
+    services, results = run_bench(opts, "healthwatch-scoring-bench-", run)
     result = report(opts, results, services, [os.path.relpath(__file__), *argv])
     result["warnings"] = warnings_for(result)
-    result["wall_seconds_total"] = round(time.monotonic() - started, 1)
-    print_tables(result)
-    save_results(result, opts.out, opts.plot, plot)
-    return 0
+    return finish(result, started, opts, print_tables, plot)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from lib.services import ServiceOptions
 
 
 @dataclass
-class Options:
+class Options(ServiceOptions):
     rate: float
     batch: int
     concurrency: int
@@ -21,9 +22,3 @@ class Options:
     scoring_batch_max: int | None
     service_env: dict[str, str]
     drain_timeout: float
-    bootstrap: str | None
-    postgres_url: str | None
-    out: Path
-    plot: Path
-    seed: int
-    keep: bool

@@ -11,14 +11,9 @@ from lib.results import pyplot, save_figure
 from alerts.figures import TARGET_P99_S
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    plt = pyplot()
-
-    rows = [
-        r for r in result["per_trigger"] if r["phase"] == "measured" and "latency_from_202_s" in r
-    ]
-    lat = sorted(r["latency_from_202_s"] for r in rows)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+def _latency_cdf(left: Any, lat: list[float], result: dict[str, Any]) -> None:
+    """Left panel: the CDF of the alert latencies, their quantiles, the target and the
+    stage medians."""
     if lat:
         left.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], color="#4c72b0")
         stats = result["latency_s"]["from_202"]
@@ -64,6 +59,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     left.grid(alpha=0.3)
     left.set_title(f"CDF, {len(lat)} alerts")
 
+
+def _latency_over_time(right: Any, rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """Right panel: each alert's latency over time, with the background load and the
+    scoring lag."""
     right.scatter(
         [r["sent"] for r in rows],
         [r["latency_from_202_s"] for r in rows],
@@ -105,6 +104,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
         handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=8, loc="upper left"
     )
     right.set_title("latency over time, with the background load")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+
+    rows = [
+        r for r in result["per_trigger"] if r["phase"] == "measured" and "latency_from_202_s" in r
+    ]
+    lat = sorted(r["latency_from_202_s"] for r in rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    _latency_cdf(left, lat, result)
+    _latency_over_time(right, rows, result)
     cfg = result["config"]
     fig.suptitle(
         f"healthwatch alert latency, grouping off, slack_min_interval_s="

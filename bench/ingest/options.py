@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from lib.results import OutputOptions
 
 
 @dataclass
-class Options:
+class Options(OutputOptions):
     events: int
     batch: int
     concurrency: int
@@ -15,7 +16,3 @@ class Options:
     rounds: int
     accounts: int
     bootstrap: str | None
-    out: Path
-    plot: Path
-    seed: int
-    keep: bool

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,3 +50,33 @@ def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--plot", type=Path, default=RESULTS / f"{name}.png", help="PNG plot")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+
+
+@dataclass
+class OutputOptions:
+    """What ``add_output_options`` parses: the options every bench's own extend."""
+
+    out: Path
+    plot: Path
+    seed: int
+    keep: bool
+
+
+def output_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed ``--out``, ``--plot``, ``--seed`` and ``--keep``, as ``Options`` keywords."""
+    return {"out": args.out, "plot": args.plot, "seed": args.seed, "keep": args.keep}
+
+
+def finish(
+    result: dict[str, Any],
+    started: float,
+    opts: OutputOptions,
+    show: Callable[[dict[str, Any]], None],
+    draw: Any,
+) -> int:
+    """The bench's last steps: its total wall time (since the ``time.monotonic()``
+    ``started``) into the result, the result shown, then saved as JSON and plot."""
+    result["wall_seconds_total"] = round(time.monotonic() - started, 1)
+    show(result)
+    save_results(result, opts.out, opts.plot, draw)
+    return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ import asyncpg  # type: ignore[import-untyped]
 import devservices
 from lib.console import err
 from lib.processes import scratch_dir
+from lib.results import OutputOptions, output_options
 from shared.storage.db import create_engine, migrate
 
 
@@ -133,6 +135,34 @@ def run_with_services(
     with scratch_dir(prefix, keep) as workdir, contextlib.ExitStack() as stack:
         services = start_services(bootstrap, postgres_url, workdir, stack)
         return services, asyncio.run(body(workdir, services))
+
+
+@dataclass
+class ServiceOptions(OutputOptions):
+    """The options of a bench that needs Kafka and PostgreSQL (given or started here)."""
+
+    bootstrap: str | None
+    postgres_url: str | None
+
+
+def service_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed ``--bootstrap``, ``--postgres-url`` and output options, as keywords."""
+    return {"bootstrap": args.bootstrap, "postgres_url": args.postgres_url, **output_options(args)}
+
+
+def run_bench(
+    opts: ServiceOptions,
+    prefix: str,
+    run: Callable[[Any, Path, Services], Coroutine[Any, Any, T]],
+) -> tuple[Services, T]:
+    """``run(opts, workdir, services)`` through ``run_with_services``."""
+    return run_with_services(
+        opts.bootstrap,
+        opts.postgres_url,
+        prefix=prefix,
+        keep=opts.keep,
+        body=functools.partial(run, opts),
+    )
 
 
 def add_service_options(parser: argparse.ArgumentParser, *, postgres: bool = True) -> None:

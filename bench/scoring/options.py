@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from lib.services import ServiceOptions
 
 
 @dataclass
-class Options:
+class Options(ServiceOptions):
     events: int
     accounts: int
     users: float
@@ -20,9 +21,3 @@ class Options:
     bare_rounds: int
     processes: list[int]
     vacuum: bool
-    bootstrap: str | None
-    postgres_url: str | None
-    out: Path
-    plot: Path
-    seed: int
-    keep: bool

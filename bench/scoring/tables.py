@@ -20,7 +20,8 @@ def _cores(c: dict[str, float | None]) -> str:
     )
 
 
-def print_tables(result: dict[str, Any]) -> None:
+def _print_workload(result: dict[str, Any]) -> None:
+    """The workload's one-line summary."""
     wl = result["workload"]
     out.print(
         f"workload: {wl['accounts']:,} accounts (~{wl['users_per_account_mean']} users), "
@@ -29,6 +30,10 @@ def print_tables(result: dict[str, Any]) -> None:
         f"(mean {wl['mean_record_bytes']} bytes on Kafka); produced at "
         f"{_n(wl['produce_events_per_s'])} events/s"
     )
+
+
+def _print_scoring(result: dict[str, Any]) -> None:
+    """Scoring against the bare consumer, per batch size, and the bare rounds."""
     table = Table(title="scoring through the consumer path vs a bare consumer (events/s)")
     for header in (
         "batch max",
@@ -69,6 +74,10 @@ def print_tables(result: dict[str, Any]) -> None:
         "ratio = scoring events/s ÷ bare consumer events/s, both from start to last record; "
         "target ≥ 0.5. SQL share = time inside SQL statements ÷ scoring wall time."
     )
+
+
+def _print_processes(result: dict[str, Any]) -> None:
+    """Scoring in service processes (when measured)."""
     if result.get("processes"):
         table = Table(title="scoring in N `healthwatch scoring` processes, one consumer group")
         for header in ("processes", "batch max", "s", "events/s", "events/s after first", "CPU"):
@@ -85,6 +94,9 @@ def print_tables(result: dict[str, Any]) -> None:
         out.print(table)
         out.print("'after first' leaves out start-up: imports, the group join, the first fetch.")
 
+
+def _print_state(result: dict[str, Any]) -> None:
+    """The state's size per account."""
     table = Table(title="state size per account (PostgreSQL, pg_total_relation_size)")
     for header in (
         "state",
@@ -113,6 +125,9 @@ def print_tables(result: dict[str, Any]) -> None:
         "processed_events, the dedup log (one row per event ever processed)."
     )
 
+
+def _print_import(result: dict[str, Any]) -> None:
+    """The file import, per target database."""
     table = Table(title="healthwatch import (import_files), events/s")
     for header in (
         "target",
@@ -138,6 +153,10 @@ def print_tables(result: dict[str, Any]) -> None:
         )
     out.print(table)
     out.print("target ≥ 100k events/s. 'lines only' excludes the closing sweep of quiet accounts.")
+
+
+def _print_steps(result: dict[str, Any]) -> None:
+    """Where a batch's time goes, step by step, for every run."""
     table = Table(title="where a batch's time goes: ms per batch (of it in SQL statements)")
     table.add_column("run")
     table.add_column("records/batch", justify="right")
@@ -163,5 +182,14 @@ def print_tables(result: dict[str, Any]) -> None:
         "transaction begin/commit, metrics. The sweep's rescoring (outside batches) is not "
         "included."
     )
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    _print_workload(result)
+    _print_scoring(result)
+    _print_processes(result)
+    _print_state(result)
+    _print_import(result)
+    _print_steps(result)
     for warning in result.get("warnings", []):
         out.print(f"[yellow]warning: {warning}[/]")
