@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lib.console import out
-from lib.measure import git_state, machine_info
+from lib.measure import BUSY_OTHER_CORES, changed_files, git_state, machine_info
 from lib.services import Services
 from rich.table import Table
 
@@ -22,24 +21,10 @@ from alerts.stack import ALERTING_TOML
 from alerts.workload import TRIGGER_DAYS, TRIGGER_USERS
 from shared.config import Settings
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: bench/alerts/report.py
 
-
-BUSY_OTHER_CORES = 0.25
-
-
-def report(
-    opts: Options, results: dict[str, Any], services: Services, argv: Sequence[str]
-) -> dict[str, Any]:
-    machine = machine_info(services.kafka_version)
-    for lib in ("asyncpg", "sqlalchemy", "slack_sdk", "aiohttp"):
-        with contextlib.suppress(Exception):
-            import importlib.metadata
-
-            machine["libraries"][lib] = importlib.metadata.version(lib)
-    proc = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+def warnings_for(opts: Options, results: dict[str, Any]) -> list[str]:
+    """What makes this run's figures doubtful: a busy machine, a load short of its
+    rate, lost or doubled triggers, stray Slack messages, scoring falling behind."""
     warnings = []
     other = (results.get("cpu_cores_measured") or {}).get("other")
     if other is not None and other > BUSY_OTHER_CORES:
@@ -63,11 +48,24 @@ def report(
     lag_end = max((row["lag"] for row in results["timeline"][-5:]), default=0)
     if lag_end > 5 * opts.rate:
         warnings.append(f"scoring lag {lag_end:,} events near the end: scoring fell behind")
+    return warnings
+
+
+def report(
+    opts: Options, results: dict[str, Any], services: Services, argv: Sequence[str]
+) -> dict[str, Any]:
+    machine = machine_info(services.kafka_version)
+    for lib in ("asyncpg", "sqlalchemy", "slack_sdk", "aiohttp"):
+        with contextlib.suppress(Exception):
+            import importlib.metadata
+
+            machine["libraries"][lib] = importlib.metadata.version(lib)
+    warnings = warnings_for(opts, results)
     return {
         "benchmark": "alert latency: HTTP ingest to Slack stand-in, under background load",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(["python", *argv]),
-        "git": {**git_state(), "changed_files": [ln[3:] for ln in proc.stdout.splitlines()]},
+        "git": {**git_state(), "changed_files": changed_files()},
         # Where services/ and shared/ were imported from (a snapshot via PYTHONPATH, or ROOT).
         "code_root": str(Path(config_module.__file__).resolve().parents[1]),
         "machine": machine,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lib.console import out
-from lib.measure import git_state, machine_info, percentile
+from lib.measure import BUSY_OTHER_CORES, git_state, machine_info, percentile
 from rich.table import Table
 
 from ingest.meter import Phase, median
@@ -57,9 +57,6 @@ def aggregate(phases: Sequence[Phase], side: str) -> dict[str, Any]:
         seen_extra = [p.extra[name] for p in mine if name in p.extra]
         data[name] = round(sum(seen_extra) / len(seen_extra), 3)
     return data
-
-
-BUSY_OTHER_CORES = 0.25
 
 
 def busy_warnings(phases: Sequence[Phase]) -> list[str]:

@@ -93,6 +93,19 @@ def git_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
 
 
+def changed_files() -> list[str]:
+    """What ``git status`` lists as changed in the working tree (untracked files too)."""
+    proc = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
+
+
+# Cores the other processes of the machine may use during a measured phase before a bench
+# warns that the machine was busy (and its figures noisy).
+BUSY_OTHER_CORES = 0.25
+
+
 def _proc_stat(pid: int) -> tuple[int, float, float] | None:
     """(ppid, own CPU s, reaped children's CPU s) of a process, from ``/proc``."""
     try:

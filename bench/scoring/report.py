@@ -5,19 +5,16 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import shlex
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lib.measure import git_state, machine_info
+from lib.measure import changed_files, git_state, machine_info
 from lib.services import Services
 
 import services.scoring.processor as processor_module
 from scoring.options import Options
-
-ROOT = Path(__file__).resolve().parents[2]  # the repository: bench/scoring/report.py
 
 
 def versions() -> dict[str, str]:
@@ -26,13 +23,6 @@ def versions() -> dict[str, str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[lib] = importlib.metadata.version(lib)
     return found
-
-
-def changed_files() -> list[str]:
-    proc = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
 
 
 def report(

@@ -95,6 +95,33 @@ async def records_in_topics(bootstrap: str, topics: Sequence[str], partitions: i
         await consumer.stop()
 
 
+async def _wait_until_scored(
+    watch: ScoringWatch,
+    consumer: asyncio.Task[None],
+    started: float,
+    label: str,
+    timeout_s: float,
+) -> float:
+    """When ``watch`` saw every record processed, or gave up: timed out, or no progress for
+    STALL_S. Raises what stopped the consumer if it stopped first."""
+    total = watch.total
+    last = (time.perf_counter(), 0)  # (when, count) of the last progress seen
+    while True:
+        if await watch.poll():
+            return watch.now
+        now, count = watch.now, watch.count  # for the stall check below
+        if consumer.done():
+            await consumer  # raises what stopped it
+            raise RuntimeError("the scoring consumer stopped before the end")
+        if count != last[1]:
+            last = (now, count)
+        stalled = now - last[0] > STALL_S
+        if now - started > timeout_s or stalled:
+            why = f"no progress for {STALL_S:.0f} s" if stalled else "timed out"
+            err.print(f"[red]{label}: {why} at {count:,} of {total:,}[/]")
+            return now
+
+
 async def scoring_run(
     settings: Settings,
     total: int,
@@ -119,24 +146,8 @@ async def scoring_run(
             sql = SqlTimer(rt.engine, steps)
             stop = asyncio.Event()
             consumer = asyncio.create_task(run_scoring(rt, stop))
-            last = (time.perf_counter(), 0)  # (when, count) of the last progress seen
             try:
-                while True:
-                    if await watch.poll():
-                        done = watch.now
-                        break
-                    now, count = watch.now, watch.count  # for the stall check below
-                    if consumer.done():
-                        await consumer  # raises what stopped it
-                        raise RuntimeError("the scoring consumer stopped before the end")
-                    if count != last[1]:
-                        last = (now, count)
-                    stalled = now - last[0] > STALL_S
-                    if now - started > timeout_s or stalled:
-                        why = f"no progress for {STALL_S:.0f} s" if stalled else "timed out"
-                        err.print(f"[red]{label}: {why} at {count:,} of {total:,}[/]")
-                        done = now
-                        break
+                done = await _wait_until_scored(watch, consumer, started, label, timeout_s)
                 cores = meter.cores()
             finally:
                 stop.set()
