@@ -8,13 +8,10 @@ from typing import Any
 from lib.results import pyplot, save_figure
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    plt = pyplot()
+def _throughput_bars(left: Any, result: dict[str, Any]) -> None:
+    """Left panel: events/s of the bare consumer, scoring per batch size and the import."""
     from matplotlib.ticker import StrMethodFormatter
 
-    fig, (left, right) = plt.subplots(
-        1, 2, figsize=(8, 4.5), dpi=100, gridspec_kw={"width_ratios": [3, 2]}
-    )
     labels, values, colors = [], [], []
     for data in result["scoring"].values():
         b = data["scoring_batch_max"]
@@ -60,6 +57,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     left.grid(axis="y", alpha=0.3)
     left.set_axisbelow(True)
 
+
+def _state_bars(right: Any, result: dict[str, Any]) -> None:
+    """Right panel: the state and the dedup log per account, after VACUUM FULL."""
     names, state, dedup = [], [], []
     for key, s in result["state"].items():
         vac = s.get("vacuum_full", s["as_run"])
@@ -77,6 +77,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
     right.legend(fontsize=7, loc="upper center", ncol=2)
     right.grid(axis="y", alpha=0.3)
     right.set_axisbelow(True)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(8, 4.5), dpi=100, gridspec_kw={"width_ratios": [3, 2]}
+    )
+    _throughput_bars(left, result)
+    _state_bars(right, result)
     m = result["machine"]
     pg = str(m.get("postgresql") or "?").split()[0]
     fig.suptitle(
