@@ -4,17 +4,40 @@ Storage and validation are ``shared.storage.documents.DocumentStore``'s."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.request_body import read_body
 from shared.storage.documents import DocumentStore, Versioned
-from shared.web import ClientError
+from shared.web import ClientError, error_responses
 
 T = TypeVar("T", bound=Versioned)
+
+
+def toml_body(what: str) -> dict[str, Any]:
+    """``openapi_extra`` for a PUT of ``what`` as TOML (read raw: limits, UTF-8)."""
+    schema = {"type": "string", "description": f"{what} as UTF-8 TOML, with a new version"}
+    content = {"application/toml": {"schema": schema, "example": 'version = "2026-12-03"\n'}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+class DocumentSaved(BaseModel):
+    """The version now in force (the alerting file adds its rule count)."""
+
+    model_config = ConfigDict(extra="allow")
+    version: str
+    status: str
+
+
+# A PUT's answers besides the key's: too large, not UTF-8, refused, version taken.
+DOCUMENT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": DocumentSaved, "description": "In force from the next batch"},
+    **error_responses(400, 409, 413, 422),
+}
 
 
 async def current_document(

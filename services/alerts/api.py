@@ -38,7 +38,12 @@ from shared.auth import ApiKey
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.document_routes import current_document, replace_document
+from shared.document_routes import (
+    DOCUMENT_ANSWERS,
+    current_document,
+    replace_document,
+    toml_body,
+)
 from shared.request_body import read_body
 from shared.storage.tables import accounts, alert_activity, alerts, deliveries
 from shared.web import AdminKey, ClientError, ReadKey, RespondKey
@@ -336,7 +341,9 @@ async def get_alert_rules(ctx: Context, _key: ReadKey) -> PlainTextResponse:
     return await current_document(ctx.engine, ctx.alerting, "X-Alerting-Version")
 
 
-@router.put("/alert-rules")
+@router.put(
+    "/alert-rules", openapi_extra=toml_body("the alerting file"), responses=DOCUMENT_ANSWERS
+)
 async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSONResponse:
     """Replace the alerting file (TOML body, with a new ``version``); scoring applies its
     rules from the next batch, the alerts service its routing from the next message."""

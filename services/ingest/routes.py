@@ -16,6 +16,15 @@ from sqlalchemy import select
 
 from services.ingest import segment
 from services.ingest.deps import Context, EventsKey, IngestKey, require_kinds
+from services.ingest.schemas import (
+    ACCOUNTS_BODY,
+    BATCH_ANSWERS,
+    EVENTS_BODY,
+    SEGMENT_ANSWERS,
+    SEGMENT_BATCH_BODY,
+    TICKETS_BODY,
+    segment_body,
+)
 from services.ingest.validation import Checked, check_events, require_list
 from shared.auth import DB_DOWN, KeyStore
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
@@ -23,7 +32,7 @@ from shared.contracts.events import MAX_EVENT_BYTES
 from shared.request_body import parse_json, read_body, read_json
 from shared.storage.db import upsert
 from shared.storage.tables import user_accounts
-from shared.web import ClientError
+from shared.web import ClientError, error_responses
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -35,7 +44,7 @@ WEBHOOK_TOLERANCE_S = 300
 T = TypeVar("T")
 
 
-@router.post("/events", status_code=202)
+@router.post("/events", status_code=202, openapi_extra=EVENTS_BODY, responses=BATCH_ANSWERS)
 async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONResponse:
     """A batch of mixed events: ``{"events": [...]}``; each is accepted or rejected alone.
     Account facts need a crm key, the other kinds an ingest key."""
@@ -47,7 +56,7 @@ async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONRes
     return await _store(ctx, checked, now)
 
 
-@router.post("/accounts", status_code=202)
+@router.post("/accounts", status_code=202, openapi_extra=ACCOUNTS_BODY, responses=BATCH_ANSWERS)
 async def post_accounts(request: Request, ctx: Context, key: EventsKey) -> JSONResponse:
     """Upsert account facts: one object or ``{"accounts": [...]}``. Omitted fields are kept.
     A crm key (an ingest key gets a 403 saying so)."""
@@ -77,7 +86,12 @@ async def post_accounts(request: Request, ctx: Context, key: EventsKey) -> JSONR
     return await _store(ctx, checked, now)
 
 
-@router.post("/tickets/webhook", status_code=202)
+@router.post(
+    "/tickets/webhook",
+    status_code=202,
+    openapi_extra=TICKETS_BODY,
+    responses={**BATCH_ANSWERS, **error_responses(401, 403)},
+)
 async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
     """Ticket events from a helpdesk, signed ``X-Healthwatch-Signature: sha256=<hex>``:
     HMAC-SHA256 with the shared secret of ``<X-Healthwatch-Timestamp>.<raw body>``."""
@@ -161,7 +175,9 @@ def _check_webhook_signature(request: Request, secret: str, raw: bytes, now: dat
 # --- Segment HTTP Tracking API ------------------------------------------------------------
 
 
-@router.post("/batch", tags=["segment"])
+@router.post(
+    "/batch", tags=["segment"], openapi_extra=SEGMENT_BATCH_BODY, responses=SEGMENT_ANSWERS
+)
 async def segment_batch(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
     """Segment ``batch``: ``{"batch": [...], "sentAt": …, "context": {...}}``."""
     body = await read_json(request, ctx.settings.max_body_bytes)
@@ -180,27 +196,37 @@ async def _segment_single(request: Request, ctx: Context, kind: str) -> JSONResp
     return await _segment(ctx, [body], body.get("sentAt"))
 
 
-@router.post("/track", tags=["segment"])
+@router.post(
+    "/track", tags=["segment"], openapi_extra=segment_body("track"), responses=SEGMENT_ANSWERS
+)
 async def segment_track(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
     return await _segment_single(request, ctx, "track")
 
 
-@router.post("/identify", tags=["segment"])
+@router.post(
+    "/identify", tags=["segment"], openapi_extra=segment_body("identify"), responses=SEGMENT_ANSWERS
+)
 async def segment_identify(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
     return await _segment_single(request, ctx, "identify")
 
 
-@router.post("/group", tags=["segment"])
+@router.post(
+    "/group", tags=["segment"], openapi_extra=segment_body("group"), responses=SEGMENT_ANSWERS
+)
 async def segment_group(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
     return await _segment_single(request, ctx, "group")
 
 
-@router.post("/page", tags=["segment"])
+@router.post(
+    "/page", tags=["segment"], openapi_extra=segment_body("page"), responses=SEGMENT_ANSWERS
+)
 async def segment_page(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
     return await _segment_single(request, ctx, "page")
 
 
-@router.post("/screen", tags=["segment"])
+@router.post(
+    "/screen", tags=["segment"], openapi_extra=segment_body("screen"), responses=SEGMENT_ANSWERS
+)
 async def segment_screen(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
     return await _segment_single(request, ctx, "screen")
 

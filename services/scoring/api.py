@@ -27,7 +27,12 @@ from services.scoring.queries import (
     newest_score_day,
     visible_account,
 )
-from shared.document_routes import current_document, replace_document
+from shared.document_routes import (
+    DOCUMENT_ANSWERS,
+    current_document,
+    replace_document,
+    toml_body,
+)
 from shared.web import AdminKey, ClientError, ReadKey
 
 # History without a range covers this many days back from the newest day.
@@ -151,7 +156,9 @@ async def get_health_model(ctx: Context, _key: ReadKey) -> PlainTextResponse:
     return await current_document(ctx.engine, ctx.models, "X-Model-Version")
 
 
-@router.put("/health-model")
+@router.put(
+    "/health-model", openapi_extra=toml_body("the health model"), responses=DOCUMENT_ANSWERS
+)
 async def put_health_model(request: Request, ctx: Context, key: AdminKey) -> JSONResponse:
     """Replace the model (TOML body, with a new ``version``); applies from the next batch."""
     model = await replace_document(
