@@ -15,6 +15,8 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -27,11 +29,15 @@ from services import runtime
 from services.admin_keys import printable
 from services.scoring.backfill import ImportReport, import_files
 from services.scoring.metrics import ScoringMetrics
+from services.scoring.model.schema import ModelError
 from services.scoring.processor import ScoringProcessor
 from services.simulate import Simulator
+from shared.alerting.schema import AlertingError
+from shared.alerting.store import alerting_store
 from shared.auth import KeyInfo, Role, Scope, create_key, list_keys, revoke_key, role_scopes
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
+from shared.worker import describe, is_transient
 
 app = typer.Typer(
     help="healthwatch: customer-health monitoring and early warning.", no_args_is_help=True
@@ -115,12 +121,20 @@ def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     asyncio.run(wrapper())
 
 
-def _serve(runner: runtime.ServiceRunner, settings: Settings) -> None:
+def _serve(runner: runtime.ServiceRunner, settings: Settings, port: int) -> None:
+    _port_free(settings.host, port)
+
     async def main(stop: asyncio.Event) -> None:
         async with runtime.open_runtime(settings) as rt:
             await runner(rt, stop)
 
     _run(main)
+
+
+def _port_free(host: str, port: int) -> None:
+    """Fail at once on a busy port, before the services start only to be torn down
+    (serve_http's own bind still catches a port taken in between)."""
+    runtime.bind(host, port).close()
 
 
 @app.command()
@@ -138,6 +152,8 @@ def dev(
         settings = settings.model_copy(update={"ingest_port": port})
     if not settings.embedded:
         console.print("[yellow]HEALTHWATCH_KAFKA_BOOTSTRAP is set: dev mode uses Kafka too.[/]")
+    _port_free(settings.host, settings.ingest_port)
+    alerting_store(settings)  # an unreadable alerting file: one line now, not at its first use
     _setup_logging(settings)
     log = logging.getLogger("healthwatch.dev")
     warn_about_settings(settings, log)
@@ -146,12 +162,13 @@ def dev(
         async with runtime.open_runtime(settings) as rt:
             url = f"http://{settings.host}:{settings.ingest_port}"
             log.info(
-                "healthwatch dev: API on %s (docs at %s/docs), database %s",
+                "healthwatch dev: API on %s (dashboard %s/ui/, docs %s/docs), database %s",
+                url,
                 url,
                 url,
                 redacted_url(settings.database_url),
             )
-            tasks = [runtime.run_dev(rt, stop)]
+            tasks = [runtime.run_dev(rt, stop), _welcome(rt.engine, url, log)]
             if simulate:
                 key = await create_key(rt.engine, "dev-simulator", [Scope.ingest, Scope.crm])
                 sim = Simulator(url, key, simulate, progress=_log_progress(log))
@@ -159,6 +176,30 @@ def dev(
             await runtime.together(*tasks)
 
     _run(main)
+
+
+# Roles whose keys the dashboard lets in (it needs the read scope).
+SIGN_IN_ROLES = (Role.admin, Role.cs_lead, Role.csm)
+
+
+async def _welcome(engine: AsyncEngine, url: str, log: logging.Logger) -> None:
+    """Once the server is up: where the dashboard and the docs are, and a key to sign in
+    with, made on the first start of a database without one (later starts say how to
+    make another rather than piling up keys)."""
+    await asyncio.sleep(0.5)  # let the HTTP server bind: a busy port ends dev first
+    log.info("Dashboard: %s/ui/   API docs: %s/docs", url, url)
+    if any(k.role in SIGN_IN_ROLES and k.revoked_at is None for k in await list_keys(engine)):
+        log.info(
+            "Sign in at %s/ui/ with a dashboard key; make one with "
+            "'healthwatch keys create --role cs_lead --name NAME'",
+            url,
+        )
+        return
+    key = await create_key(engine, "demo sign-in", role_scopes(Role.cs_lead, None))
+    # Printed to the terminal, once, and never through logging: log records end up in
+    # files and collectors, and the key is a credential. Only `dev` does this, the
+    # one-process demo whose user sits at this terminal; production commands never do.
+    console.print(f"Sign in at {url}/ui/ with key {key}", highlight=False)
 
 
 def _log_progress(log: logging.Logger) -> Callable[[str, int, int], None]:
@@ -194,7 +235,7 @@ def ingest() -> None:
     """Run the ingest API alone (production mode)."""
     settings = Settings()
     _setup_logging(settings)
-    _serve(runtime.run_ingest, settings)
+    _serve(runtime.run_ingest, settings, settings.ingest_port)
 
 
 @app.command()
@@ -202,16 +243,17 @@ def scoring() -> None:
     """Run one scoring consumer (add more processes to scale; they share the group)."""
     settings = Settings()
     _setup_logging(settings)
-    _serve(runtime.run_scoring_service, settings)
+    _serve(runtime.run_scoring_service, settings, settings.scoring_port)
 
 
 @app.command()
 def alerts() -> None:
     """Run the alerts service: intake from the alerts topic and delivery."""
     settings = Settings()
+    alerting_store(settings)  # an unreadable alerting file: one line now, not at its first use
     _setup_logging(settings)
     warn_about_settings(settings, logging.getLogger("healthwatch.alerts"))
-    _serve(runtime.run_alerts_service, settings)
+    _serve(runtime.run_alerts_service, settings, settings.alerts_port)
 
 
 @app.command("migrate")
@@ -311,15 +353,44 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (keys l
     console.print(f"[green]revoked[/] key {key_id} at {when.isoformat(timespec='seconds')}")
 
 
+class MissingDatabase(Exception):
+    """The SQLite file a command would open does not exist: most likely the command runs
+    from another folder than the one `healthwatch dev` made it in."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite database file (None: another backend, or memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).resolve()
+
+
+def database_shown(url: str) -> str:
+    """The URL without its password, and a SQLite file's absolute path."""
+    file = sqlite_file(url)
+    return redacted_url(url) + (f" ({file})" if file else "")
+
+
 async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    """``work`` on a fresh engine (the embedded database migrated first), disposed after."""
+    """``work`` on a fresh engine (the embedded database migrated first), disposed after.
+    Refuses a SQLite file that does not exist: creating an empty one would hand out a
+    key no running service knows."""
+    file = sqlite_file(settings.database_url)
+    if file is not None and not file.exists():
+        raise MissingDatabase(
+            f"no database at {file}: run from the project folder (where `healthwatch dev` "
+            "made it) or set HEALTHWATCH_DATABASE_URL"
+        )
     engine = create_engine(settings.database_url)
     try:
         if settings.embedded:
             await migrate(engine)
-        return await work(engine)
+        done = await work(engine)
     finally:
         await engine.dispose()
+    console.print(f"database {escape(database_shown(settings.database_url))}")
+    return done
 
 
 @app.command("import")
@@ -530,7 +601,49 @@ def simulate(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # only the mapped mistakes: anything else is a bug, re-raised
+        message = startup_mistake(exc)
+        if message is None:
+            raise
+        console.print(Text(escape_controls(f"healthwatch: {message}")))
+        sys.exit(2)
+
+
+def startup_mistake(exc: BaseException) -> str | None:
+    """One line naming the fix, when ``exc`` is a mistake in the settings or the
+    surroundings (not a bug): a setting, a busy port, a file, the database."""
+    if isinstance(exc, BaseExceptionGroup):  # a service of `dev` failed to start
+        lines = [startup_mistake(e) for e in exc.exceptions]
+        return None if None in lines else "; ".join(dict.fromkeys(str(m) for m in lines))
+    if isinstance(exc, ValidationError):
+        return "; ".join(_setting_error(e) for e in exc.errors())
+    if isinstance(exc, runtime.PortInUse | MissingDatabase):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot read {exc.filename} ({exc.strerror}): fix the path or its permissions"
+    if isinstance(exc, AlertingError | ModelError):
+        return " ".join(f"invalid file: {exc}".split())
+    if is_transient(exc):
+        return (
+            f"the database {_database_shown()} is unreachable ({describe(exc)}): start it, "
+            "or set HEALTHWATCH_DATABASE_URL"
+        )
+    return None
+
+
+def _setting_error(error: ErrorDetails) -> str:
+    # Only the location and message: pydantic's input_value would show a password.
+    name = "HEALTHWATCH_" + "_".join(str(part) for part in error["loc"]).upper()
+    return f"{name}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def _database_shown() -> str:
+    try:
+        return database_shown(Settings().database_url)
+    except ValidationError:  # cannot happen after a start that got this far
+        return "(HEALTHWATCH_DATABASE_URL)"
 
 
 if __name__ == "__main__":

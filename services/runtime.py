@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -230,6 +231,33 @@ class _Server(uvicorn.Server):
         yield
 
 
+class PortInUse(Exception):
+    """The HTTP port cannot be bound: a mistake in the surroundings, not a bug."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``, bound here rather than by uvicorn, which
+    answers a busy port with sys.exit from inside its task (a long traceback)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise PortInUse(f"cannot listen on {host}:{port} ({exc}): set HEALTHWATCH_HOST") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(
+            f"cannot listen on {host}:{port} ({exc.strerror}): stop the program using it, "
+            "or choose another port (HEALTHWATCH_INGEST_PORT / --port, "
+            "HEALTHWATCH_SCORING_PORT, HEALTHWATCH_ALERTS_PORT)"
+        ) from exc
+    return sock
+
+
 async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
     # log_config=None: uvicorn's records go to the root logger and its one-line format
     # (services/cli.py), not to a handler and format of uvicorn's own.
@@ -237,7 +265,8 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) ->
         app, host=host, port=port, log_level="warning", access_log=False, log_config=None
     )
     server = _Server(config)
-    task = asyncio.create_task(server.serve())
+    sock = bind(host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True

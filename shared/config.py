@@ -8,6 +8,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The async drivers the storage code is written (and tested) for.
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 
 class Settings(BaseSettings):
@@ -190,6 +195,23 @@ class Settings(BaseSettings):
                 f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
             ) from exc
         return name
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        """One of the two drivers the storage code is written for; the message names the
+        scheme only, never the URL, which may hold a password."""
+        try:
+            driver = make_url(url).drivername
+        except ArgumentError:
+            driver = ""
+        if driver not in DATABASE_DRIVERS:
+            shown = f"scheme {driver!r}" if driver else "a value that is not a URL"
+            raise ValueError(
+                f"{shown}: use sqlite+aiosqlite:///healthwatch.db or "
+                "postgresql+asyncpg://user:password@host:5432/database"
+            )
+        return url
 
     @property
     def zone(self) -> ZoneInfo:
