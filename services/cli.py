@@ -625,11 +625,37 @@ def startup_mistake(exc: BaseException) -> str | None:
         return f"cannot read {exc.filename} ({exc.strerror}): fix the path or its permissions"
     if isinstance(exc, AlertingError | ModelError):
         return " ".join(f"invalid file: {exc}".split())
+    refusal = _refusal(exc)
+    if refusal is not None:
+        return (
+            f"the database {_database_shown()} refused the connection "
+            f"({refusal}): fix HEALTHWATCH_DATABASE_URL "
+            "(user, password, database name) or create what it names"
+        )
     if is_transient(exc):
         return (
             f"the database {_database_shown()} is unreachable ({describe(exc)}): start it, "
             "or set HEALTHWATCH_DATABASE_URL"
         )
+    return None
+
+
+# SQLSTATE classes of a server refusing a connection: 28 (the user or the password),
+# 3D (no such database).
+REFUSED = ("28", "3D")
+
+
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The driver's error in ``exc``'s chain (SQLAlchemy's ``orig``, then the cause) when
+    the database server refused the connection."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if str(getattr(current, "sqlstate", "") or "")[:2] in REFUSED:
+            return current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
     return None
 
 

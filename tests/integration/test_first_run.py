@@ -9,7 +9,7 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,6 +82,21 @@ def test_an_unreadable_model_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "h.ndjson").write_text("")
     line = _one_line(_cli(tmp_path, "backtest", "h.ndjson", "--model", "nope.toml"))
     assert "cannot read nope.toml (No such file or directory)" in line
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda url: url.rsplit("/", 1)[0] + "/no_such_db", 'database "no_such_db" does not exist'),
+        (lambda url: re.sub("://[^@/]*@", "://no_such_user:pw@", url), '"no_such_user" does'),
+    ],
+)
+def test_a_database_refusing_the_connection_is_one_line(
+    tmp_path: Path, postgres_url: str, change: Callable[[str], str], expected: str
+) -> None:
+    line = _one_line(_cli(tmp_path, "keys", "list", HEALTHWATCH_DATABASE_URL=change(postgres_url)))
+    assert "refused the connection" in line and expected in line
+    assert "fix HEALTHWATCH_DATABASE_URL" in line and ":pw@" not in line
 
 
 @pytest.mark.parametrize("command", ["dev", "ingest", "scoring", "alerts"])
