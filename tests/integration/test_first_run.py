@@ -4,6 +4,7 @@ the keys commands say which database they use and refuse a SQLite file that is n
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from devservices import free_port
+from shared.auth import KeyStore, Scope
+from shared.storage.db import create_engine
 from tests.integration.test_dev_mode import DevProcess
 
 pytestmark = pytest.mark.integration
@@ -127,13 +130,28 @@ def test_keys_refuse_a_missing_sqlite_file_and_name_the_one_used(tmp_path: Path)
     assert shown in _cli(tmp_path, "keys", "list").stderr
 
 
-def test_dev_prints_the_dashboard_and_a_sign_in_key_once(tmp_path: Path) -> None:
-    first = DevProcess(tmp_path)
+def _dev_until_sign_in(workdir: Path) -> DevProcess:
+    """`healthwatch dev` started in ``workdir`` and stopped once it said how to sign in."""
+    dev = DevProcess(workdir)
     try:
-        first.wait_until(lambda: "Sign in at" in "".join(first.lines), 60, "sign-in line")
+        dev.wait_until(lambda: "Sign in at" in "".join(dev.lines), 60, "sign-in line")
     finally:
-        first.proc.terminate()
-        first.proc.wait(30)
+        dev.proc.terminate()
+        dev.proc.wait(30)
+    return dev
+
+
+async def _can_read(database: Path, key: str) -> bool:
+    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        found = await KeyStore(engine).verify(key)
+        return found is not None and found.allows(Scope.read)
+    finally:
+        await engine.dispose()
+
+
+def test_dev_prints_the_dashboard_and_a_sign_in_key_once(tmp_path: Path) -> None:
+    first = _dev_until_sign_in(tmp_path)
     out = "".join(first.lines)
     assert f"Dashboard: {first.url}/ui/" in out and f"API docs: {first.url}/docs" in out
     (key,) = re.findall(rf"Sign in at {first.url}/ui/ with key (hwk_\S+)", out)
@@ -142,12 +160,8 @@ def test_dev_prints_the_dashboard_and_a_sign_in_key_once(tmp_path: Path) -> None
         f"Sign in at {first.url}/ui/ with key {key}\n"
     ]
     assert first.query("SELECT name FROM api_keys") == [("demo sign-in",)]
+    assert asyncio.run(_can_read(tmp_path / "healthwatch.db", key))
 
-    again = DevProcess(tmp_path)
-    try:
-        again.wait_until(lambda: "Sign in at" in "".join(again.lines), 60, "sign-in hint")
-    finally:
-        again.proc.terminate()
-        again.proc.wait(30)
+    again = _dev_until_sign_in(tmp_path)
     assert "healthwatch keys create --role cs_lead" in "".join(again.lines)
     assert again.query("SELECT count(*) FROM api_keys") == [(1,)]
