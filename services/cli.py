@@ -622,7 +622,7 @@ def startup_mistake(exc: BaseException) -> str | None:
     if isinstance(exc, runtime.PortInUse | MissingDatabase):
         return str(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
-        return f"cannot read {exc.filename} ({exc.strerror}): fix the path or its permissions"
+        return f"cannot open {exc.filename} ({exc.strerror}): fix the path or its permissions"
     if isinstance(exc, AlertingError | ModelError):
         return " ".join(f"invalid file: {exc}".split())
     refusal = _refusal(exc)

@@ -70,8 +70,8 @@ def busy_port() -> Iterator[int]:
             {"HEALTHWATCH_DATABASE_URL": "postgresql+asyncpg://u:secret@127.0.0.1:1/db"},
             "start it, or set HEALTHWATCH_DATABASE_URL",
         ),
-        (["dev"], {"HEALTHWATCH_ALERTING_FILE": "/no/such.toml"}, "cannot read /no/such.toml"),
-        (["alerts"], {"HEALTHWATCH_ALERTING_FILE": "/no/such.toml"}, "cannot read /no/such.toml"),
+        (["dev"], {"HEALTHWATCH_ALERTING_FILE": "/no/such.toml"}, "cannot open /no/such.toml"),
+        (["alerts"], {"HEALTHWATCH_ALERTING_FILE": "/no/such.toml"}, "cannot open /no/such.toml"),
     ],
 )
 def test_a_setting_mistake_is_one_line(
@@ -84,7 +84,14 @@ def test_a_setting_mistake_is_one_line(
 def test_an_unreadable_model_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "h.ndjson").write_text("")
     line = _one_line(_cli(tmp_path, "backtest", "h.ndjson", "--model", "nope.toml"))
-    assert "cannot read nope.toml (No such file or directory)" in line
+    assert "cannot open nope.toml (No such file or directory)" in line
+
+
+def test_import_into_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "h.ndjson").write_text("")
+    url = "postgresql+asyncpg://u:secret@127.0.0.1:1/db"
+    line = _one_line(_cli(tmp_path, "import", "h.ndjson", HEALTHWATCH_DATABASE_URL=url))
+    assert "database postgresql+asyncpg://u:***@127.0.0.1:1/db is unreachable" in line
 
 
 @pytest.mark.parametrize(
