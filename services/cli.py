@@ -7,13 +7,14 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -35,6 +36,7 @@ from services.simulate import Simulator
 from shared.alerting.schema import AlertingError
 from shared.alerting.store import alerting_store
 from shared.auth import KeyInfo, Role, Scope, create_key, list_keys, revoke_key, role_scopes
+from shared.bus.base import BusUnavailable
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.worker import describe, is_transient
@@ -625,14 +627,17 @@ def startup_mistake(exc: BaseException) -> str | None:
         return f"cannot open {exc.filename} ({exc.strerror}): fix the path or its permissions"
     if isinstance(exc, AlertingError | ModelError):
         return " ".join(f"invalid file: {exc}".split())
-    refusal = _refusal(exc)
+    chain = list(_chain(exc))
+    refusal = next((e for e in chain if str(getattr(e, "sqlstate", ""))[:2] in REFUSED), None)
     if refusal is not None:
         return (
             f"the database {_database_shown()} refused the connection "
             f"({refusal}): fix HEALTHWATCH_DATABASE_URL "
             "(user, password, database name) or create what it names"
         )
-    if is_transient(exc):
+    # The broker is no start-up condition (services start without it): a bus error
+    # reaching this edge is no database outage, and is not dressed up as one.
+    if is_transient(exc) and not any(isinstance(e, KafkaError | BusUnavailable) for e in chain):
         return (
             f"the database {_database_shown()} is unreachable ({describe(exc)}): start it, "
             "or set HEALTHWATCH_DATABASE_URL"
@@ -645,18 +650,15 @@ def startup_mistake(exc: BaseException) -> str | None:
 REFUSED = ("28", "3D")
 
 
-def _refusal(exc: BaseException) -> BaseException | None:
-    """The driver's error in ``exc``'s chain (SQLAlchemy's ``orig``, then the cause) when
-    the database server refused the connection."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: SQLAlchemy's ``orig`` (the driver's error), else the cause."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if str(getattr(current, "sqlstate", "") or "")[:2] in REFUSED:
-            return current
+        yield current
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else current.__cause__
-    return None
 
 
 def _setting_error(error: ErrorDetails) -> str:
