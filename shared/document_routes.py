@@ -19,9 +19,11 @@ T = TypeVar("T", bound=Versioned)
 
 
 def toml_body(what: str) -> dict[str, Any]:
-    """``openapi_extra`` for a PUT of ``what`` as TOML (read raw: limits, UTF-8)."""
+    """``openapi_extra`` for a PUT of ``what`` as TOML (read raw: limits, UTF-8; any
+    content type is taken). Shown as text/plain, which clients and fuzzers know how to
+    send, unlike application/toml."""
     schema = {"type": "string", "description": f"{what} as UTF-8 TOML, with a new version"}
-    content = {"application/toml": {"schema": schema, "example": 'version = "2026-12-03"\n'}}
+    content = {"text/plain": {"schema": schema, "example": 'version = "2026-12-03"\n'}}
     return {"requestBody": {"required": True, "content": content}}
 
 

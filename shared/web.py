@@ -207,20 +207,36 @@ EngineDep = Annotated[AsyncEngine, Depends(app_engine)]
 Readiness = Callable[[], Awaitable[bool]]
 
 
+class Alive(BaseModel):
+    status: str = "ok"
+
+
+class Ready(BaseModel):
+    """``ready`` false (a 503): the database or the bus does not answer, or a consumer
+    stalled."""
+
+    ready: bool
+
+
+_PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}
+}
+
+
 def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
     """``/healthz`` (process alive), ``/readyz`` (dependencies reachable), ``/metrics``."""
     router = APIRouter(tags=["ops"])
 
-    @router.get("/healthz")
+    @router.get("/healthz", response_model=Alive)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
     async def readyz() -> JSONResponse:
         ok = await ready()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=Response, responses=_PROMETHEUS_TEXT)
     async def metrics(_key: MetricsKey) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

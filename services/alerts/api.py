@@ -32,6 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts.actions import Action, ActionError, apply_action
 from services.alerts.queries import accounts_of, storable_alert_id, visible_alert, visible_alerts
+from services.alerts.schemas import (
+    AlertDetail,
+    AlertList,
+    AlertSummary,
+    DeliveryList,
+    RetryAnswer,
+    RuleQualityList,
+)
 from shared.alerting.schema import AlertingError, Duration
 from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey
@@ -46,7 +54,7 @@ from shared.document_routes import (
 )
 from shared.request_body import read_body
 from shared.storage.tables import accounts, alert_activity, alerts, deliveries
-from shared.web import AdminKey, ClientError, ReadKey, RespondKey
+from shared.web import AdminKey, ClientError, ReadKey, RespondKey, error_responses
 
 MAX_FILE_BYTES = 200_000
 # Slack signs each request with a timestamp; older ones are replays (Slack's own limit).
@@ -77,6 +85,11 @@ def get_context(request: Request) -> AlertsApiContext:
 
 Context = Annotated[AlertsApiContext, Depends(get_context)]
 
+# The answers of a route on one alert or delivery besides the key's: not there (or not
+# this key's), and for an action one the alert's state refuses.
+NOT_FOUND = error_responses(404)
+ACTED = error_responses(404, 409)
+
 router = APIRouter(prefix="/v1", tags=["alerts"])
 
 
@@ -102,7 +115,7 @@ def _summary(r: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/alerts")
+@router.get("/alerts", response_model=AlertList)
 async def list_alerts(
     ctx: Context,
     key: ReadKey,
@@ -140,7 +153,7 @@ async def _alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
     return row
 
 
-@router.get("/alerts/{alert_id}")
+@router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=NOT_FOUND)
 async def read_alert(alert_id: str, ctx: Context, key: ReadKey) -> dict[str, Any]:
     """The alert with what it says, who did what to it, and its deliveries."""
     async with ctx.engine.connect() as conn:
@@ -254,13 +267,13 @@ def _actor(key: ApiKey) -> str:
     return key.csm_email or f"key:{key.name}"
 
 
-@router.post("/alerts/{alert_id}/acknowledge")
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertSummary, responses=ACTED)
 async def acknowledge(alert_id: str, ctx: Context, key: RespondKey) -> Any:
     """Someone is on it: no reminders, no escalation."""
     return await _act(ctx, alert_id, key, Action("acknowledge", _actor(key)))
 
 
-@router.post("/alerts/{alert_id}/snooze")
+@router.post("/alerts/{alert_id}/snooze", response_model=AlertSummary, responses=ACTED)
 async def snooze(alert_id: str, body: SnoozeBody, ctx: Context, key: RespondKey) -> Any:
     """Quiet until ``until`` (or ``for`` a duration, at most 90 days); told again then if
     still firing."""
@@ -279,29 +292,29 @@ async def snooze(alert_id: str, body: SnoozeBody, ctx: Context, key: RespondKey)
     return await _act(ctx, alert_id, key, Action("snooze", _actor(key), body.reason, until))
 
 
-@router.post("/alerts/{alert_id}/unsnooze")
+@router.post("/alerts/{alert_id}/unsnooze", response_model=AlertSummary, responses=ACTED)
 async def unsnooze(alert_id: str, ctx: Context, key: RespondKey) -> Any:
     return await _act(ctx, alert_id, key, Action("unsnooze", _actor(key)))
 
 
-@router.post("/alerts/{alert_id}/resolve")
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertSummary, responses=ACTED)
 async def resolve(alert_id: str, body: ReasonBody, ctx: Context, key: RespondKey) -> Any:
     """Close it by hand (the condition may still hold: it fires again only after clearing)."""
     return await _act(ctx, alert_id, key, Action("resolve", _actor(key), body.reason))
 
 
-@router.post("/alerts/{alert_id}/comments")
+@router.post("/alerts/{alert_id}/comments", response_model=AlertSummary, responses=ACTED)
 async def comment(alert_id: str, body: TextBody, ctx: Context, key: RespondKey) -> Any:
     return await _act(ctx, alert_id, key, Action("comment", _actor(key), body.text))
 
 
-@router.post("/alerts/{alert_id}/not-useful")
+@router.post("/alerts/{alert_id}/not-useful", response_model=AlertSummary, responses=ACTED)
 async def not_useful(alert_id: str, body: ReasonBody, ctx: Context, key: RespondKey) -> Any:
     """Feedback for the rule's quality figures."""
     return await _act(ctx, alert_id, key, Action("not_useful", _actor(key), body.reason))
 
 
-@router.get("/deliveries")
+@router.get("/deliveries", response_model=DeliveryList)
 async def list_deliveries(
     ctx: Context,
     _key: AdminKey,
@@ -319,7 +332,7 @@ async def list_deliveries(
         return {"deliveries": [_delivery(d) for d in rows]}
 
 
-@router.post("/deliveries/{delivery_id}/retry")
+@router.post("/deliveries/{delivery_id}/retry", response_model=RetryAnswer, responses=NOT_FOUND)
 async def retry_delivery(
     delivery_id: Annotated[int, Path(ge=1, le=MAX_DELIVERY_ID)], ctx: Context, _key: AdminKey
 ) -> dict[str, Any]:
@@ -362,7 +375,7 @@ async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSON
     )
 
 
-@router.get("/alert-rules/quality")
+@router.get("/alert-rules/quality", response_model=RuleQualityList)
 async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
     """Per rule: fired, acknowledged, median minutes to acknowledge, marked not useful,
     and how many of the alerted accounts churned after the rule first fired for them (the

@@ -27,13 +27,14 @@ from services.scoring.queries import (
     newest_score_day,
     visible_account,
 )
+from services.scoring.schemas import AccountHealth, AccountMetrics, HealthHistory
 from shared.document_routes import (
     DOCUMENT_ANSWERS,
     current_document,
     replace_document,
     toml_body,
 )
-from shared.web import AdminKey, ClientError, ReadKey
+from shared.web import AdminKey, ClientError, ReadKey, error_responses
 
 # History without a range covers this many days back from the newest day.
 DEFAULT_HISTORY_DAYS = 90
@@ -54,10 +55,12 @@ def get_context(request: Request) -> HealthApiContext:
 
 Context = Annotated[HealthApiContext, Depends(get_context)]
 
+# Not there, not scored yet, or not this key's account.
+NOT_FOUND = error_responses(404)
 router = APIRouter(prefix="/v1", tags=["health"])
 
 
-@router.get("/accounts/{account_id}/health")
+@router.get("/accounts/{account_id}/health", response_model=AccountHealth, responses=NOT_FOUND)
 async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> dict[str, Any]:
     """Score, band, depth level and the explanation of the newest score."""
     async with ctx.engine.connect() as conn:
@@ -80,7 +83,9 @@ async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> di
     }
 
 
-@router.get("/accounts/{account_id}/health/history")
+@router.get(
+    "/accounts/{account_id}/health/history", response_model=HealthHistory, responses=NOT_FOUND
+)
 async def account_health_history(
     account_id: str,
     ctx: Context,
@@ -106,7 +111,7 @@ async def account_health_history(
         }
 
 
-@router.get("/accounts/{account_id}/metrics")
+@router.get("/accounts/{account_id}/metrics", response_model=AccountMetrics, responses=NOT_FOUND)
 async def account_metrics(
     account_id: str, ctx: Context, key: ReadKey, as_of: Day | None = None
 ) -> dict[str, Any]:

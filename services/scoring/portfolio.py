@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
-from services.scoring.api import Context
+from services.scoring.api import NOT_FOUND, Context
 from services.scoring.queries import (
     SORTS,
     Day,
@@ -24,6 +24,7 @@ from services.scoring.queries import (
     timeline,
     visible_account,
 )
+from services.scoring.schemas import AccountDetail, Aggregates, Portfolio, Timeline
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import alerts
 from shared.web import ReadKey
@@ -48,7 +49,7 @@ def _filters(
 FilterArgs = Annotated[Filters, Depends(_filters)]
 
 
-@router.get("/accounts")
+@router.get("/accounts", response_model=Portfolio)
 async def portfolio(
     ctx: Context,
     key: ReadKey,
@@ -65,7 +66,7 @@ async def portfolio(
     return {"total": len(rows), "accounts": rows[offset : offset + limit]}
 
 
-@router.get("/aggregates")
+@router.get("/aggregates", response_model=Aggregates)
 async def aggregates(ctx: Context, key: ReadKey, f: FilterArgs) -> dict[str, Any]:
     """Totals over the filtered accounts: bands, danger levels, ARR at risk, active
     users and the share of stably active accounts (the handbook's view for the boss)."""
@@ -84,7 +85,7 @@ async def aggregates(ctx: Context, key: ReadKey, f: FilterArgs) -> dict[str, Any
     }
 
 
-@router.get("/accounts/{account_id}")
+@router.get("/accounts/{account_id}", response_model=AccountDetail, responses=NOT_FOUND)
 async def account_detail(account_id: str, ctx: Context, key: ReadKey) -> dict[str, Any]:
     """The account's facts, its current health and its open alerts."""
     async with ctx.engine.connect() as conn:
@@ -116,7 +117,7 @@ async def account_detail(account_id: str, ctx: Context, key: ReadKey) -> dict[st
         }
 
 
-@router.get("/accounts/{account_id}/timeline")
+@router.get("/accounts/{account_id}/timeline", response_model=Timeline, responses=NOT_FOUND)
 async def account_timeline(
     account_id: str,
     ctx: Context,

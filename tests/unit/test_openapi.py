@@ -139,3 +139,16 @@ async def test_the_examples_are_accepted(embedded_settings: Settings) -> None:
                         headers={"Authorization": f"Bearer {key}"},
                     )
                     assert answer.is_success, (path, name, answer.text)
+
+
+async def test_every_json_answer_has_a_model(apps: dict[str, FastAPI]) -> None:
+    """A client reads the shape of each success from the document, not from trying."""
+    for name, app in apps.items():
+        for method, path, op in operations(app):
+            for status, answer in op["responses"].items():
+                media = answer.get("content", {}).get("application/json")
+                if status.startswith("2") and media is not None:
+                    schema = str(media.get("schema", {}))
+                    assert "$ref" in schema or "properties" in schema, (name, method, path)
+            if path == "/metrics":
+                assert "application/json" not in op["responses"]["200"]["content"]

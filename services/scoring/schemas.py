@@ -1,0 +1,75 @@
+"""What the health and portfolio read API answers (its ``response_model``s). Times and
+days are ISO 8601 text, as the routes write them; nested rows stay open objects (their
+fields follow the health model in force), and no answer drops a field it carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A score or a measure: an integer stays one in the answer (no 68 -> 68.0).
+Number = int | float
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class AccountHealth(Answer):
+    account_id: str
+    name: str | None
+    tier: str | None
+    as_of: str
+    score: Number | None
+    band: str | None = Field(description="green, yellow or red")
+    depth_level: Any = Field(None, description="How deeply the product is used")
+    danger_level: str | None
+    danger_causes: list[Any]
+    explanation: dict[str, Any] | None = Field(description="The score's components")
+
+
+class HealthHistory(Answer):
+    account_id: str
+    from_: str = Field(alias="from")
+    to: str
+    days: list[dict[str, Any]] = Field(description="The score as of each day")
+    band_changes: list[dict[str, Any]]
+
+
+class AccountMetrics(Answer):
+    account_id: str
+    as_of: str
+    seats_purchased: int | None
+    active_users_7d: int
+    active_users_30d: int
+    activation_rate: Number | None
+    counts: dict[str, dict[str, dict[str, int]]] = Field(
+        description="dimension -> name -> {last_7d, last_28d}"
+    )
+    usage_quotas: list[dict[str, Any]]
+
+
+class Portfolio(Answer):
+    total: int = Field(description="Accounts matching the filters (before limit/offset)")
+    accounts: list[dict[str, Any]]
+
+
+class Aggregates(Answer):
+    open_alerts_by_rule: dict[str, int]
+
+
+class AccountDetail(Answer):
+    account_id: str
+    facts: dict[str, Any] = Field(description="The account facts from the CRM")
+    health: dict[str, Any] | None = Field(description="The newest score, or null")
+    open_alerts: list[dict[str, Any]]
+
+
+class Timeline(Answer):
+    account_id: str
+    from_: str = Field(alias="from")
+    to: str
+    days: list[dict[str, Any]] = Field(
+        description="Per day: usage, tickets, touchpoints, score, band changes, alerts"
+    )
