@@ -11,9 +11,10 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.openapi import error_responses
 from shared.request_body import read_body
 from shared.storage.documents import DocumentStore, Versioned
-from shared.web import ClientError, error_responses
+from shared.web import ClientError
 
 T = TypeVar("T", bound=Versioned)
 

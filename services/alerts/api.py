@@ -52,9 +52,10 @@ from shared.document_routes import (
     replace_document,
     toml_body,
 )
+from shared.openapi import error_responses
 from shared.request_body import read_body
 from shared.storage.tables import accounts, alert_activity, alerts, deliveries
-from shared.web import AdminKey, ClientError, ReadKey, RespondKey, error_responses
+from shared.web import AdminKey, ClientError, ReadKey, RespondKey
 
 MAX_FILE_BYTES = 200_000
 # Slack signs each request with a timestamp; older ones are replays (Slack's own limit).

@@ -29,10 +29,11 @@ from services.ingest.validation import Checked, check_events, require_list
 from shared.auth import DB_DOWN, KeyStore
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
 from shared.contracts.events import MAX_EVENT_BYTES
+from shared.openapi import error_responses
 from shared.request_body import parse_json, read_body, read_json
 from shared.storage.db import upsert
 from shared.storage.tables import user_accounts
-from shared.web import ClientError, error_responses
+from shared.web import ClientError
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 

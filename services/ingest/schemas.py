@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.events import AccountFacts, Event, TicketEvent
-from shared.web import documented_body, error_responses
+from shared.openapi import documented_body, error_responses
 
 
 class EventBatch(BaseModel):

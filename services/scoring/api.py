@@ -34,7 +34,8 @@ from shared.document_routes import (
     replace_document,
     toml_body,
 )
-from shared.web import AdminKey, ClientError, ReadKey, error_responses
+from shared.openapi import error_responses
+from shared.web import AdminKey, ClientError, ReadKey
 
 # History without a range covers this many days back from the newest day.
 DEFAULT_HISTORY_DAYS = 90
