@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.auth import (
     KeyInfo,
@@ -43,6 +43,14 @@ Printable = AfterValidator(printable)
 class KeyCreate(BaseModel):
     """A role (with ``csm_email`` for a CSM), or raw scopes for special cases."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "Li Na", "role": "csm", "csm_email": "li.na@example.com"},
+                {"name": "crm-sync", "role": "crm"},
+            ]
+        }
+    )
     name: Annotated[str, Field(min_length=1, max_length=200), Printable]
     role: Role | None = None
     scopes: list[Scope] | None = None

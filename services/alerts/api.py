@@ -22,6 +22,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    ConfigDict,
     Field,
     field_validator,
     model_validator,
@@ -226,6 +227,9 @@ def _json_safe(value: Any) -> Any:
 
 
 class SnoozeBody(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"for": "2d", "reason": "Customer away until Monday"}]}
+    )
     until: AwareDatetime | None = Field(None, description="a time with zone, at most 90 days ahead")
     for_: Duration | None = Field(
         None, alias="for", description="e.g. '4h', '2d' (or seconds), at most 90 days"
@@ -244,10 +248,16 @@ class SnoozeBody(_Body):
 
 
 class TextBody(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "Called Li Na: the export fix ships Friday."}]}
+    )
     text: Text = Field(min_length=1, max_length=10_000)
 
 
 class ReasonBody(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "Renewal signed last week"}]}
+    )
     reason: Text | None = Field(None, max_length=2000)
 
 

@@ -167,3 +167,14 @@ async def test_every_json_answer_has_a_model(apps: dict[str, FastAPI]) -> None:
                     assert "$ref" in schema or "properties" in schema, (name, method, path)
             if path == "/metrics":
                 assert "application/json" not in op["responses"]["200"]["content"]
+
+
+async def test_every_request_body_shows_an_example(apps: dict[str, FastAPI]) -> None:
+    for name, app in apps.items():
+        schema = app.openapi()
+        models = schema["components"]["schemas"]
+        for method, path, op in operations(app):
+            for media in op.get("requestBody", {}).get("content", {}).values():
+                ref = media["schema"].get("$ref", "").rpartition("/")[2]
+                shown = media.get("examples") or media.get("example") or models[ref]["examples"]
+                assert shown, (name, method, path)
