@@ -55,6 +55,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # webhook's URL is its credential: httpx logs "HTTP Request: POST <url>" at INFO,
 # slack_sdk logs the webhook URL when it retries. Their warnings still show.
 QUIET_LOGGERS = ("aiokafka", "httpx", "httpcore", "slack_sdk", "aiohttp", "aiosmtplib")
+# APScheduler logs every run of every job at INFO (the accounts gauge each minute): noise
+# that buries the health changes and alerts; a failed job is still an error.
+CHATTY_LOGGERS = ("apscheduler",)
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -67,7 +70,7 @@ def setup_logging(level: str | int, fmt: str = LOG_FORMAT) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    for name in QUIET_LOGGERS:
+    for name in (*QUIET_LOGGERS, *CHATTY_LOGGERS):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -146,6 +146,7 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
         quietly,
         "interval",
         args=[sweep.run_once],
+        name="sweep of quiet accounts",
         seconds=s.sweep_interval_s,
         next_run_time=datetime.now(UTC),
         max_instances=1,
@@ -155,6 +156,7 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
         quietly,
         "interval",
         args=[count_accounts, rt.engine, metrics],
+        name="accounts gauge",
         seconds=ACCOUNTS_GAUGE_INTERVAL_S,
         next_run_time=datetime.now(UTC),
         max_instances=1,
@@ -347,6 +349,7 @@ async def run_dev(rt: Runtime, stop: asyncio.Event) -> None:
             quietly,
             "interval",
             args=[prune_consumed, rt.engine, readers],
+            name="embedded bus clean-up",
             seconds=BUS_PRUNE_INTERVAL_S,
         )
     scheduler.start()
