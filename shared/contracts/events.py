@@ -84,8 +84,11 @@ def _bounded_tree(value: dict[str, Any]) -> dict[str, Any]:
     """Free JSON at most MAX_DEPTH deep and without NUL in keys or strings."""
     try:
         encoded = orjson.dumps(value)
-    except orjson.JSONEncodeError:  # deeper than orjson's own limit
-        encoded = b"{" * (MAX_DEPTH + 1)
+    except orjson.JSONEncodeError as exc:
+        # Too deep for orjson, or a value it cannot carry on to the bus (an integer
+        # beyond 64 bits): the walk names the first, and the second is refused here.
+        _walk(value)
+        raise ValueError(f"holds a value that cannot be sent on ({exc})") from None
     # Fast path (this runs on every usage event): no more brackets than levels allowed,
     # and no NUL escape, then nothing is too deep or holds a NUL.
     if encoded.count(b"{") + encoded.count(b"[") <= MAX_DEPTH and b"\\u0000" not in encoded:

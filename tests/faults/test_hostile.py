@@ -84,6 +84,7 @@ hostile_value = st.one_of(
     st.sampled_from(EXTREME_NUMBERS),
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=30, max_value=1000).map(nested),
+    st.sampled_from(EXTREME_NUMBERS).map(lambda n: {"deep": [{"n": n}]}),
     st.none(),
     st.lists(st.integers(), max_size=3),
 )

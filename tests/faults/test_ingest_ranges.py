@@ -167,3 +167,11 @@ def test_properties_may_nest_32_levels_not_33(filler: str) -> None:
     assert EVENT_ADAPTER.validate_python(ok).kind == "usage"
     with pytest.raises(ValidationError, match="nested deeper than 32"):
         EVENT_ADAPTER.validate_python(usage("acme", "u", properties=levels(MAX_DEPTH + 1)))
+
+
+def test_properties_that_cannot_be_sent_on_are_refused() -> None:
+    """Over HTTP a JSON integer beyond 64 bits arrives as a float (orjson reads it so);
+    a caller building events in Python (an import) must get a field error, not a
+    TypeError when the event is encoded for the bus."""
+    with pytest.raises(ValidationError, match="cannot be sent on"):
+        EVENT_ADAPTER.validate_python(usage("acme", "u", properties={"n": [2**70]}))
