@@ -15,7 +15,7 @@ install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
 setup: install
-	bash scripts/setup-test-services.sh
+	PYTHON=$(PYTHON) bash scripts/setup-test-services.sh
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -12,8 +12,14 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need_apt+=(prometheus)
 # Headless Chromium and its driver for the dashboard's browser tests (tests/browser/).
 { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
-# devservices is installed by `pip install -e '.[dev]'`, which `make setup` runs first.
-if ! python3 -c 'import sys, devservices; sys.exit(0 if devservices.find_postgres_bindir() else 1)'
+# devservices is installed by `pip install -e '.[dev]'`, which `make setup` runs first,
+# with the same interpreter (the Makefile passes PYTHON).
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import devservices' 2>/dev/null; then
+  echo "devservices is not importable by $python: run '$python -m pip install -e .[dev]' first" >&2
+  exit 1
+fi
+if ! "$python" -c 'import sys, devservices; sys.exit(0 if devservices.find_postgres_bindir() else 1)'
 then
   need_apt+=(postgresql)
 fi
@@ -27,4 +33,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 cd "$here"
-python3 -m devservices fetch-kafka
+"$python" -m devservices fetch-kafka
