@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "UTC", description="IANA time zone whose calendar days bucket activity (e.g. Asia/Shanghai)"
     )
+    language: Literal["en", "zh-CN"] = Field(
+        "en",
+        description="Language of the dashboard, reports and notices for people who have not "
+        "chosen one (a browser's Accept-Language comes first on the dashboard)",
+    )
     window_days: int = Field(
         90, description="Days of daily activity kept per account (older events are late)"
     )

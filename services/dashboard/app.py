@@ -13,11 +13,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dashboard import routes
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
 from shared.config import Settings
+from shared.i18n import DEFAULT_LANGUAGE, translate
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -28,6 +31,7 @@ def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     """Add the dashboard's routes to ``app`` (which has ``state.keys``)."""
     templates = Jinja2Templates(directory=HERE / "templates")
     _add_filters(templates, settings.zone)
+    templates.env.globals["_"] = _gettext
     shared_secret = settings.dashboard_secret.get_secret_value()
     app.state.dashboard = DashboardContext(engine, settings, templates)
     if shared_secret:
@@ -44,6 +48,12 @@ def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.add_exception_handler(LoginRequired, routes.login_required)
     app.add_exception_handler(Forbidden, routes.forbidden)
     app.add_exception_handler(NotFound, routes.not_found)
+
+
+@pass_context
+def _gettext(context: Context, text: str, **values: object) -> str:
+    """``_("…")`` in a template: ``text`` in the page's language (``lang``)."""
+    return translate(context.get("lang", DEFAULT_LANGUAGE), text, **values)
 
 
 def _add_filters(templates: Jinja2Templates, zone: tzinfo) -> None:

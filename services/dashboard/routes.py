@@ -44,6 +44,7 @@ from services.dashboard.home import home
 from services.dashboard.lead import lead
 from shared.auth import KeyStore, Scope
 from shared.clock import utcnow
+from shared.i18n import negotiate
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -60,6 +61,8 @@ SECURITY_HEADERS = {
 }
 
 SNOOZE = timedelta(days=1)
+# The language a person picked on the dashboard; a browser setting, not a secret.
+LANGUAGE_COOKIE = "hw_lang"
 LOGIN_CSRF = (
     "This sign-in form's security token is missing or does not match this browser (the "
     "page may be old, cookies may be blocked, or the form came from another site), so "
@@ -87,12 +90,23 @@ def page(
             "notice": notice,
             "path": request.url.path,
             "zone": ctx.settings.zone,
+            "lang": language(request),
             **values,
         },
         status_code=status,
     )
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def language(request: Request) -> str:
+    """The viewer's language: the one they chose (cookie), else their browser's, else
+    the service's default."""
+    return negotiate(
+        request.cookies.get(LANGUAGE_COOKIE),
+        request.headers.get("accept-language"),
+        context(request).settings.language,
+    )
 
 
 def _now_and_today(request: Request) -> tuple[datetime, date]:
