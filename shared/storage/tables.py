@@ -77,6 +77,32 @@ dashboard_signouts = Table(
     Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
 
+# Portfolio views a dashboard user saved under a name: the page's query string (its
+# filters and order), per person (a CSM's email, else the key's id).
+saved_views = Table(
+    "saved_views",
+    metadata,
+    Column("owner", String(320), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("query", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Notes written on the dashboard about an account: free text, or the notes of a
+# touchpoint logged there (``touchpoint_kind``, ``event_id``: the event sent on the bus,
+# which is what scoring counts; this row only keeps the words for people to read).
+account_notes = Table(
+    "account_notes",
+    metadata,
+    Column("note_id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(200), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("author", String(320), nullable=False),
+    Column("touchpoint_kind", String(20)),
+    Column("event_id", String(200)),
+    Column("text", Text, nullable=False),
+)
+
 # Segment `group` / `identify` calls tie a user to an account for later `track` calls.
 user_accounts = Table(
     "user_accounts",
