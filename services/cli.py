@@ -196,8 +196,9 @@ async def _welcome(engine: AsyncEngine, url: str, log: logging.Logger) -> None:
     if any(k.role in SIGN_IN_ROLES and k.revoked_at is None for k in await list_keys(engine)):
         log.info(
             "Sign in at %s/ui/ with a dashboard key; make one with "
-            "'healthwatch keys create --role cs_lead --name NAME'",
+            "'%s keys create --role cs_lead --name NAME'",
             url,
+            _own_command(),
         )
         return
     key = await create_key(engine, "demo sign-in", role_scopes(Role.cs_lead, None))
@@ -205,6 +206,18 @@ async def _welcome(engine: AsyncEngine, url: str, log: logging.Logger) -> None:
     # files and collectors, and the key is a credential. Only `dev` does this, the
     # one-process demo whose user sits at this terminal; production commands never do.
     console.print(f"Sign in at {url}/ui/ with key {key}", highlight=False)
+
+
+def _own_command() -> str:
+    """How to run this healthwatch from the folder it was started in: `make demo` runs it
+    from .venv without activating that, so the bare name would not be found there."""
+    script = Path(sys.argv[0]).absolute()
+    if script.name != "healthwatch":  # python -m services.cli, a test harness
+        return "healthwatch"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return "healthwatch"
 
 
 def _log_progress(log: logging.Logger) -> Callable[[str, int, int], None]:
