@@ -576,13 +576,22 @@ def simulate(
         "churn.csv"
     ),
     months: Annotated[int, typer.Option(help="With --history-out: months of history")] = 12,
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="With --history-out: product shape — crm (B2B seats, the handbook's), "
+            "subscription (single-user app, 8 event types) or transactional (purchases)"
+        ),
+    ] = "crm",
 ) -> None:
     """Send realistic traffic for N accounts to an ingest URL, or write a history file."""
     if history_out is not None:
         from datetime import UTC, datetime
 
-        from services.simulate_history import write_history
+        from services.simulate_history import SHAPES, write_history
 
+        if shape not in SHAPES:
+            raise typer.BadParameter(f"--shape must be one of {', '.join(SHAPES)}")
         written, churned = write_history(
             history_out,
             churn_out,
@@ -590,6 +599,7 @@ def simulate(
             days=months * 30,
             end=datetime.now(UTC).date(),
             seed=seed,
+            shape=shape,
             progress=lambda n: console.print(f"{n} events written…"),
         )
         console.print(

@@ -1,4 +1,5 @@
-"""Simulated history for backtests: months of events for many accounts, in which churn
+"""Simulated history for backtests: months of events for many accounts. The default shape,
+the handbook's B2B CRM, is built here; ``SHAPES`` names the others. In the CRM, churn
 depends on behaviour the handbook names — shallow use, falling activity, unresolved
 tickets, a changed decision maker — and not on a clean stop of activity (churning
 customers keep logging in a little until their subscription ends).
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from services.simulator import subscription, transactional
 
 DEPTH_MODULES = {
     1: ["contacts"],
@@ -186,6 +189,15 @@ def _ts(day: date, hour: int) -> str:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC).isoformat()
 
 
+# Product shapes (``--shape``): the handbook's B2B CRM above, and the shapes of
+# services/simulator, so that a backtest does not flatter one kind of product.
+SHAPES: dict[str, Callable[..., Iterator[tuple[str, Any]]]] = {
+    "crm": generate,
+    "subscription": subscription.generate,
+    "transactional": transactional.generate,
+}
+
+
 def write_history(
     events_path: Path,
     churn_path: Path,
@@ -194,6 +206,7 @@ def write_history(
     days: int,
     end: date,
     seed: int = 7,
+    shape: str = "crm",
     progress: Callable[[int], None] = lambda n: None,
 ) -> tuple[int, int]:
     """Write the files; returns (events, churned accounts)."""
@@ -201,7 +214,7 @@ def write_history(
     written = churned = 0
     with opener(events_path, "wb") as out, churn_path.open("w", encoding="utf-8") as churn:
         churn.write("account_id,churn_date\n")
-        for kind, item in generate(accounts, days, end=end, seed=seed):
+        for kind, item in SHAPES[shape](accounts, days, end=end, seed=seed):
             if kind == "event":
                 out.write(orjson.dumps(item) + b"\n")
                 written += 1

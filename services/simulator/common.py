@@ -1,0 +1,71 @@
+"""What every simulated shape needs: timestamps, ids, Poisson draws, signup days."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+# An item a shape yields: ("event", event dict) or ("churn", (account_id, day)).
+Item = tuple[str, Any]
+
+
+def ts(day: date, hour: int, minute: int = 0) -> str:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC).isoformat()
+
+
+def event_ids(prefix: str) -> Iterator[str]:
+    """Ids in the order events are made (p1, p2, …): the same seed, the same ids."""
+    return (f"{prefix}{n}" for n in itertools.count(1))
+
+
+def poisson(rng: random.Random, rate: float) -> int:
+    """A Poisson draw (Knuth's method: the rates here are a few a day at most)."""
+    limit, product, count = math.exp(-min(rate, 30.0)), rng.random(), 0
+    while product > limit:
+        product *= rng.random()
+        count += 1
+    return count
+
+
+def signup_day(rng: random.Random, start: date, days: int) -> date:
+    """A first cohort in the first two weeks, the rest joining until a month before the
+    end, so tenure varies from days to the whole span."""
+    if rng.random() < 0.4:
+        return start + timedelta(days=rng.randrange(14))
+    return start + timedelta(days=rng.randrange(max(1, days - 30)))
+
+
+def sigmoid(log_odds: float) -> float:
+    return 1 / (1 + math.exp(-log_odds))
+
+
+def usage(
+    account_id: str, event_id: str, name: str, day: date, rng: random.Random, **extra: Any
+) -> dict[str, Any]:
+    """A single-user product's usage event: the account is its one user."""
+    return {
+        "kind": "usage",
+        "event_id": event_id,
+        "account_id": account_id,
+        "user_id": account_id,
+        "event": name,
+        "platform": "app",
+        "occurred_at": ts(day, rng.randrange(7, 23), rng.randrange(60)),
+        **extra,
+    }
+
+
+def churned(account_id: str, event_id: str, day: date) -> list[Item]:
+    """The facts update that says the account left, and the churn outcome."""
+    facts = {
+        "kind": "account",
+        "event_id": event_id,
+        "account_id": account_id,
+        "lifecycle_stage": "churned",
+        "occurred_at": ts(day, 23, 30),
+    }
+    return [("event", facts), ("churn", (account_id, day))]
