@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, TypedDict
 
 from sqlalchemy import Result, Row, case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.state import OPEN_STATUSES
+from services.scoring.zones import zone_of
 from shared.storage.tables import (
     account_health,
     account_users,
@@ -97,8 +98,11 @@ async def load_measures(
     stored = await _load_accounts(conn, ids) if ids else {}
     if not stored:
         return []
+    # Each account counts in its own zone (services/scoring/zones.py).
+    zones = {account_id: zone_of(row.facts, tz) for account_id, row in stored.items()}
     day_of = {
-        account_id: as_of or row.as_of.astimezone(tz).date() for account_id, row in stored.items()
+        account_id: as_of or row.as_of.astimezone(zones[account_id]).date()
+        for account_id, row in stored.items()
     }
     by_day: dict[date, list[str]] = defaultdict(list)
     for account_id, day in day_of.items():
@@ -109,21 +113,28 @@ async def load_measures(
         activity |= await _load_activity(conn, day, group)
         names |= await _load_depth(conn, day, group)
     # Tickets created or solved since the earliest 28-day window of the batch.
-    since = datetime.combine(min(by_day) - timedelta(days=27), datetime.min.time(), tz)
+    since = min(
+        datetime.combine(day_of[account_id] - timedelta(days=27), time(), zones[account_id])
+        for account_id in stored
+    )
     support = await _load_support(conn, ids, since)
     return [
         Measures(
             account_id=account_id,
             as_of=day_of[account_id],
             as_of_time=row.as_of,
-            first_seen=row.first_seen_at.astimezone(tz).date() if row.first_seen_at else None,
+            first_seen=(
+                row.first_seen_at.astimezone(zones[account_id]).date()
+                if row.first_seen_at
+                else None
+            ),
             last_seen_at=row.last_seen_at,
             **activity[account_id],
             names=names.get(account_id, {}),
             **support[account_id],
             **_relationship(row),
             **_commercial(row),
-            tz=tz,
+            tz=zones[account_id],
         )
         for account_id, row in sorted(stored.items())
     ]

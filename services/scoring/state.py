@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.zones import account_zones
 from shared.contracts.events import (
     AccountFacts,
     ContactRole,
@@ -76,14 +77,16 @@ async def apply_events(
         h = health[e.account_id]
         h["as_of"] = max(h["as_of"], e.occurred_at) if h["as_of"] else e.occurred_at
 
+    # Facts first: an account's zone (a fact) decides the days its usage counts on.
+    await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
+    zones = await account_zones(conn, applied.accounts, tz)
     usage = [e for e in events if isinstance(e, UsageEvent)]
     grace = min(grace_days or window_days, window_days)
-    applied.late_events = await _apply_usage(conn, usage, health, grace, tz)
+    applied.late_events = await _apply_usage(conn, usage, health, grace, zones)
     # A ticket re-filed under another account changes the old account's backlog too.
     applied.accounts |= await _apply_tickets(
         conn, [e for e in events if isinstance(e, TicketEvent)]
     )
-    await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
     for e in events:
         _apply_relationship(health[e.account_id], e)
     for h in health.values():
@@ -95,7 +98,7 @@ async def apply_events(
         keys=["account_id"],
         update=[column for column in health[next(iter(health))] if column != "account_id"],
     )
-    await _prune(conn, health, window_days, grace, tz)
+    await _prune(conn, health, window_days, grace, zones)
     return applied
 
 
@@ -173,10 +176,10 @@ async def _apply_usage(
     usage: Sequence[UsageEvent],
     health: dict[str, dict[str, Any]],
     grace_days: int,
-    tz: tzinfo,
+    zones: Mapping[str, tzinfo],
 ) -> int:
     """Add the usage events to the daily tables; return how many came too late."""
-    tally = _tally_usage(usage, health, grace_days, tz)
+    tally = _tally_usage(usage, health, grace_days, zones)
     await _add_daily_activity(conn, tally.daily)
     await _add_daily_users(conn, tally.users)
     await _add_daily_names(conn, tally.names)
@@ -184,18 +187,22 @@ async def _apply_usage(
 
 
 def _tally_usage(
-    usage: Sequence[UsageEvent], health: dict[str, dict[str, Any]], grace_days: int, tz: tzinfo
+    usage: Sequence[UsageEvent],
+    health: dict[str, dict[str, Any]],
+    grace_days: int,
+    zones: Mapping[str, tzinfo],
 ) -> _UsageTally:
     """Sum the events per account and day, and move each account's first and last use."""
     tally = _UsageTally()
     # The first day still open to late events, per account (its newest event is known).
     earliest = {
-        account_id: window_start(h["as_of"], grace_days, tz) for account_id, h in health.items()
+        account_id: window_start(h["as_of"], grace_days, zones[account_id])
+        for account_id, h in health.items()
     }
     for event in usage:
         account = health[event.account_id]
-        # Calendar days of the configured zone (zoneinfo handles daylight saving).
-        day = event.occurred_at.astimezone(tz).date()
+        # Calendar days of the account's zone (zoneinfo handles daylight saving).
+        day = event.occurred_at.astimezone(zones[event.account_id]).date()
         if day < earliest[event.account_id]:
             tally.late += 1
             continue
@@ -494,18 +501,20 @@ async def _prune(
     health: dict[str, dict[str, Any]],
     window_days: int,
     grace_days: int,
-    tz: tzinfo,
+    zones: Mapping[str, tzinfo],
 ) -> None:
     """Drop daily rows that fell out of each account's window, and event ids past the
     grace period: state grows with active days and names, not with events."""
-    by_cutoff: dict[tuple[date, date], list[str]] = defaultdict(list)
+    by_cutoff: dict[tuple[date, date, tzinfo], list[str]] = defaultdict(list)
     for account_id, h in health.items():
+        tz = zones[account_id]
         cutoffs = (
             window_start(h["as_of"], window_days, tz),
             window_start(h["as_of"], grace_days, tz),
+            tz,
         )
         by_cutoff[cutoffs].append(account_id)
-    for (cutoff, late_before), ids in by_cutoff.items():
+    for (cutoff, late_before, tz), ids in by_cutoff.items():
         for table in (activity_daily, activity_daily_users, activity_daily_names):
             await conn.execute(
                 delete(table).where(table.c.account_id.in_(ids), table.c.day < cutoff)

@@ -2,29 +2,46 @@
 
 Event time only moves when an account sends events; one that went quiet never does.
 Once per wall-clock day, the sweep re-scores every account whose newest event is older
-than today, as of today, so inactivity, ticket silence and renewal windows move and
-their rules fire. Running it again the same day changes nothing.
+than today, as of today (the account's own day, in its zone), so inactivity, ticket
+silence and renewal windows move and their rules fire.
+Running it again the same day changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time
+from dataclasses import dataclass
+from datetime import date, datetime, time, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.processor import ScoringProcessor
+from services.scoring.zones import zone_name, zones_in_use
 from shared.bus.base import Producer
 from shared.clock import Clock, utcnow
-from shared.storage.tables import account_health
+from shared.storage.tables import account_health, accounts
 from shared.worker import describe, is_transient
 
 log = logging.getLogger(__name__)
 
 # Accounts re-scored per transaction: small enough to keep locks short.
 CHUNK = 200
+
+
+@dataclass(frozen=True)
+class _ZoneDay:
+    """Today in one zone, and which accounts count their days in it (SQL)."""
+
+    today: date
+    zone: tzinfo
+    accounts: ColumnElement[bool]
+
+
+def _accounts_in(names: list[str]) -> Select[Any]:
+    return select(accounts.c.account_id).where(zone_name().in_(names))
 
 
 class QuietAccountSweep:
@@ -45,31 +62,56 @@ class QuietAccountSweep:
         """Re-score today's not yet swept quiet accounts; returns how many. A chunk
         that fails for an account's own fault is swept account by account, and an
         account that fails alone is marked swept and logged: one account must not keep
-        the sweep from every account after it."""
+        the sweep from every account after it. "Today" is each account's own: the
+        accounts of each zone are swept once their day has begun."""
         now = self._clock()
-        today = now.astimezone(self._processor.zone).date()
+        total = 0
+        for day in await self._zone_days(now):
+            total += await self._sweep_zone(now, day)
+        return total
+
+    async def _zone_days(self, now: datetime) -> list[_ZoneDay]:
+        """Today in the service's zone (accounts without a zone of their own) and in
+        each zone accounts name (services/scoring/zones.py)."""
+        async with self._engine.connect() as conn:
+            names = await zones_in_use(conn)
+        default = self._processor.zone
+        others = sorted(names - {default.key})
+        ids = account_health.c.account_id
+        rest = ids.not_in(_accounts_in(others)) if others else true()
+        days = [_ZoneDay(now.astimezone(default).date(), default, rest)]
+        for name in others:
+            zone = ZoneInfo(name)
+            days.append(_ZoneDay(now.astimezone(zone).date(), zone, ids.in_(_accounts_in([name]))))
+        return days
+
+    async def _sweep_zone(self, now: datetime, day: _ZoneDay) -> int:
         total = 0
         while True:
             try:
-                ids = await self._sweep_chunk(now, today)
+                ids = await self._sweep_chunk(now, day)
             except Exception as exc:
                 if is_transient(exc):
                     raise  # the database is down: the next run retries
                 log.warning("sweep: a chunk failed (%s); one account at a time", describe(exc))
-                ids = await self._sweep_alone(now, today)
+                ids = await self._sweep_alone(now, day)
             if not ids:
                 break
             total += len(ids)
         if total:
-            log.info("sweep: %d quiet accounts re-scored as of %s", total, today)
+            log.info("sweep: %d quiet accounts re-scored as of %s (%s)", total, day.today, day.zone)
         return total
 
-    def _due(self, today: date, *, lock: bool = True) -> Select[Any]:
+    def _due(self, day: _ZoneDay, *, lock: bool = True) -> Select[Any]:
         h = account_health
-        midnight = datetime.combine(today, time(), self._processor.zone)
+        midnight = datetime.combine(day.today, time(), day.zone)
         due = (
             select(h.c.account_id)
-            .where(h.c.as_of < midnight, or_(h.c.swept_on.is_(None), h.c.swept_on < today))
+            .where(
+                day.accounts,
+                h.c.as_of < midnight,
+                or_(h.c.swept_on.is_(None), h.c.swept_on < day.today),
+            )
             .order_by(h.c.account_id)
             .limit(CHUNK)
         )
@@ -79,10 +121,11 @@ class QuietAccountSweep:
         # a skipped row is still due at the next pass. (SQLite: no-op, one writer.)
         return due.with_for_update(skip_locked=True) if lock else due
 
-    async def _sweep_chunk(self, now: datetime, today: date, only: str | None = None) -> set[str]:
+    async def _sweep_chunk(self, now: datetime, day: _ZoneDay, only: str | None = None) -> set[str]:
         """Re-score one chunk of due accounts (or due account ``only``) in one
         transaction; returns their ids (none: nothing left)."""
-        due = self._due(today)
+        today = day.today
+        due = self._due(day)
         if only is not None:
             due = due.where(account_health.c.account_id == only)
         async with self._engine.begin() as conn:
@@ -97,16 +140,17 @@ class QuietAccountSweep:
             log.info("sweep alert %s: %s", alert.alert_id, alert.title)
         return ids
 
-    async def _sweep_alone(self, now: datetime, today: date) -> set[str]:
+    async def _sweep_alone(self, now: datetime, day: _ZoneDay) -> set[str]:
         """The next chunk, one account per transaction; an account that fails on its
         own is marked swept (its next event rescores it) and logged."""
+        today = day.today
         async with self._engine.connect() as conn:
-            q = self._due(today, lock=False)
+            q = self._due(day, lock=False)
             candidates: list[str] = list((await conn.execute(q)).scalars())
         done: set[str] = set()
         for account_id in candidates:
             try:
-                done |= await self._sweep_chunk(now, today, only=account_id)
+                done |= await self._sweep_chunk(now, day, only=account_id)
             except Exception as exc:
                 if is_transient(exc):
                     raise

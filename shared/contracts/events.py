@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
 import orjson
 from pydantic import (
@@ -80,6 +82,19 @@ def _no_nul(value: str) -> str:
     return value
 
 
+@cache
+def _zone_names() -> frozenset[str]:
+    # The IANA names (tzdata's, else the system's), without the host's own "localtime"
+    # and tzdata's placeholder "Factory", whose days would differ from machine to machine.
+    return frozenset(available_timezones() - {"localtime", "Factory"})
+
+
+def _known_zone(value: str) -> str:
+    if value not in _zone_names():
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai")
+    return value
+
+
 def _bounded_tree(value: dict[str, Any]) -> dict[str, Any]:
     """Free JSON at most MAX_DEPTH deep and without NUL in keys or strings."""
     try:
@@ -129,6 +144,9 @@ Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_no_
 Subject = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
 Text = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
+# An IANA time-zone name ("Asia/Shanghai"), checked against the zone database: a typo
+# would otherwise bucket the account's days in the wrong zone without a word.
+ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_known_zone)]
 
 
 class Model(BaseModel):
@@ -264,6 +282,11 @@ class AccountFacts(EventBase):
     icp_fit: bool | None = None
     # Contracted usage allowances (API calls, reports, …); replaced as a whole.
     usage_quotas: list[UsageQuota] | None = Field(None, max_length=1000)
+    # Where the customer works: the calendar days its activity counts on (left out, the
+    # service's HEALTHWATCH_TIMEZONE). See services/scoring/zones.py for a change.
+    timezone: ZoneName | None = None
+    # ISO 4217 code of mrr and arr (left out, the service's HEALTHWATCH_CURRENCY).
+    currency: Currency | None = None
 
 
 class TouchpointKind(StrEnum):
