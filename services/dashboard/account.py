@@ -10,12 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import visible_alerts
+from services.dashboard import changes
 from services.dashboard.auth import NotFound, Viewer
 from services.dashboard.home import open_alerts
 from services.scoring.queries import (
     OPEN_TICKET_STATUSES,
     account_health_row,
     account_measures,
+    daily_scores,
+    newest_score_day,
     visible_account,
 )
 from shared.storage.tables import (
@@ -36,11 +39,22 @@ DEPTH_LEVELS = {
     3: "integrated 整合型",
     4: "customised 定制型",
 }
-CHANGE_PERIODS = (
-    ("since_previous", "Since the previous score"),
-    ("since_7d", "Over 7 days"),
-    ("since_30d", "Over 30 days"),
-)
+# The reports of an account (their pages are the reports' own, under this page's path).
+REPORT_KINDS = (("usage", "Usage report"), ("bimonthly", "Bi-monthly review"), ("qbr", "QBR"))
+# A period's stored day may be up to this many days older than asked (a row is written
+# only when something changed), as the scoring's own comparisons allow.
+PAST_SLACK_DAYS = 7
+# The handbook's danger causes (danger.py's codes) in words without numbers, so the
+# page can say them in every language; the numbers stay in the cause's own text.
+DANGER_CAUSES = {
+    "wrong_fit": "Sold outside the ideal customer profile",
+    "decision_maker_change": "The customer's decision maker changed",
+    "unclear_value": "Busy but shallow: many seats active, only record-keeping use",
+    "slow_go_live": "Not live 3 months after purchase",
+    "long_unresolved_tickets": "A ticket has been open a long time",
+    "champion_change": "The customer's champion changed",
+    "unmet_requests": "A feature request has waited over a month",
+}
 
 
 async def account_page(
@@ -51,7 +65,8 @@ async def account_page(
         facts_row = await visible_account(conn, account_id, who.key)
     except ClientError as exc:
         raise NotFound(account_id) from exc
-    facts = (facts_row.facts or {}).get("fields", {}) if facts_row is not None else {}
+    stored = (facts_row.facts or {}) if facts_row is not None else {}
+    facts = stored.get("fields", {})
     h = await account_health_row(conn, account_id)
     explanation = (h.components if h is not None else None) or {}
     inputs = (h.inputs if h is not None else None) or {}
@@ -59,35 +74,62 @@ async def account_page(
     seats = facts.get("seats_purchased") or (m.seats_purchased if m else None)
     ever = m.users_ever_active if m else 0
     level = inputs.get("depth_level")
+    components = _components(explanation)
+    newest = await newest_score_day(conn, account_id)
     return {
         "account_id": account_id,
         "name": facts.get("name") or account_id,
         "facts": facts,
+        "arr": _arr(facts),
+        "churned_at": _churned_at(stored) if facts.get("lifecycle_stage") == "churned" else None,
         "owner": (facts.get("owner") or {}).get("email"),
         "health": h,
         "depth_level": (level, DEPTH_LEVELS.get(level, "")) if level is not None else None,
-        "danger": explanation.get("danger") or {"level": None, "causes": []},
-        "components": _components(explanation),
+        "danger": _danger(explanation.get("danger")),
+        "weakest": changes.weakest(components),
+        "components": components,
         "groups": explanation.get("groups") or {},
         "capped_by": explanation.get("capped_by"),
         "missing": explanation.get("missing") or [],
-        "changes": [
-            (title, [c.get("text", "") for c in (explanation.get("changes") or {}).get(k, [])])
-            for k, title in CHANGE_PERIODS
-        ],
+        "changes": await _changes(conn, account_id, h, newest, components),
         "seats": seats,
         "users_ever_active": ever,
         "activation": round(ever / seats, 4) if seats else None,
         "active_users_7d": h.active_users_7d if h is not None else None,
         "active_share_7d": inputs.get("active_user_share_7d"),
-        "history": await _history(conn, account_id, h.as_of.astimezone(zone).date() if h else None),
+        "history": await _history(conn, account_id, newest, now.astimezone(zone).date()),
         "modules": _modules(m.names if m else {}),
         "tickets": await _open_tickets(conn, account_id),
         "touchpoints": await _touchpoints(conn, account_id),
         "last_touchpoint_at": h.last_touchpoint_at if h is not None else None,
         "open_alerts": await open_alerts(conn, who, now, account_id),
         "past_alerts": await _past_alerts(conn, who, account_id),
+        "reports": [(kind, title) for kind, title in REPORT_KINDS],
     }
+
+
+def _arr(facts: dict[str, Any]) -> float | None:
+    """ARR as the portfolio counts it: the CRM's ARR, else twelve times its MRR; None
+    (shown as unknown, never as 0) when the CRM sent neither."""
+    if facts.get("arr") is not None:
+        return float(facts["arr"])
+    return float(facts["mrr"]) * 12 if facts.get("mrr") is not None else None
+
+
+def _churned_at(stored: dict[str, Any]) -> date | None:
+    """The day the CRM first said the account churned (kept with its facts)."""
+    first = stored.get("churned_at")
+    return datetime.fromisoformat(first).date() if isinstance(first, str) else None
+
+
+def _danger(risk: dict[str, Any] | None) -> dict[str, Any]:
+    """The danger level and its causes, each with the handbook's words for its code."""
+    risk = risk or {}
+    causes = [
+        {**cause, "title": DANGER_CAUSES.get(cause.get("code", ""), cause.get("text", ""))}
+        for cause in risk.get("causes") or []
+    ]
+    return {"level": risk.get("level"), "causes": causes}
 
 
 def _components(explanation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -98,34 +140,90 @@ def _components(explanation: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(comps, key=lambda c: -(c.get("contribution") or 0))
 
 
+async def _changes(
+    conn: AsyncConnection,
+    account_id: str,
+    h: Any,
+    newest: date | None,
+    components: list[dict[str, Any]],
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """Per period, the score's move and the measures that pulled it (see changes.py)."""
+    if h is None or newest is None:
+        return []
+    now = changes.now_state(newest, h)
+    labels = {str(c.get("name")): c["label"] for c in components}
+    out = []
+    for _key, back, title in changes.PERIODS:
+        row = await _stored_before(conn, account_id, newest, back)
+        then = changes.stored_state(row) if row is not None else None
+        out.append((title, changes.compare(now, then, labels)))
+    return out
+
+
+async def _stored_before(
+    conn: AsyncConnection, account_id: str, newest: date, back: int | None
+) -> Any:
+    """The stored day ``back`` days before ``newest`` (or the latest within a week
+    before it); with ``back`` None, the stored day before ``newest``."""
+    h = health_daily.c
+    q = select(health_daily).where(h.account_id == account_id)
+    if back is None:
+        q = q.where(h.day < newest)
+    else:
+        target = newest - timedelta(days=back)
+        q = q.where(h.day <= target, h.day >= target - timedelta(days=PAST_SLACK_DAYS))
+    return (await conn.execute(q.order_by(h.day.desc()).limit(1))).first()
+
+
 async def _history(
-    conn: AsyncConnection, account_id: str, newest: date | None
-) -> dict[str, list[Any]]:
-    """Daily score and 7-day active-user share (as %) up to the newest score, one entry
-    per calendar day (None on days without a snapshot, so gaps show to scale)."""
-    end = newest or date.today()
-    share = health_daily.c.inputs["active_user_share_7d"].as_float()
-    rows = await conn.execute(
-        select(health_daily.c.day, health_daily.c.score, health_daily.c.band, share)
-        .where(
-            health_daily.c.account_id == account_id,
-            health_daily.c.day >= end - timedelta(days=HISTORY_DAYS - 1),
-            health_daily.c.day <= end,
-        )
-        .order_by(health_daily.c.day)
-    )
-    by_day = {day: (score, band, value) for day, score, band, value in rows}
-    out: dict[str, list[Any]] = {"days": [], "scores": [], "bands": [], "active_share": []}
-    if not by_day:
+    conn: AsyncConnection, account_id: str, newest: date | None, today: date
+) -> dict[str, Any]:
+    """The score, band and 7-day active-user share (as %) of each day up to the newest
+    score, read as the history API reads them (``daily_scores``: a day without its own
+    row carries the latest earlier one), so the chart, the card and
+    ``GET …/health/history`` say the same. ``recorded`` marks days scored on their own;
+    ``partial`` says the last day is today, still under way."""
+    out: dict[str, Any] = {
+        "days": [],
+        "scores": [],
+        "bands": [],
+        "recorded": [],
+        "active_share": [],
+        "partial": False,
+    }
+    if newest is None:
         return out
-    first = min(by_day)
-    for i in range((end - first).days + 1):
-        day = first + timedelta(days=i)
-        score, band, value = by_day.get(day, (None, None, None))
-        out["days"].append(day.isoformat())
-        out["scores"].append(score)
-        out["bands"].append(band)
-        out["active_share"].append(round(float(value) * 100, 1) if value is not None else None)
+    start = newest - timedelta(days=HISTORY_DAYS - 1)
+    days = await daily_scores(conn, account_id, start, newest)
+    shares = await _shares(conn, account_id, start, newest)
+    share = shares.pop(None, None)
+    for entry in days:
+        share = shares.get(entry["day"], share)
+        out["days"].append(entry["day"])
+        out["scores"].append(entry["score"])
+        out["bands"].append(entry["band"])
+        out["recorded"].append(entry["recorded"])
+        out["active_share"].append(round(share * 100, 1) if share is not None else None)
+    out["partial"] = newest == today
+    return out
+
+
+async def _shares(
+    conn: AsyncConnection, account_id: str, start: date, end: date
+) -> dict[str | None, float | None]:
+    """The stored 7-day active-user share per day from ``start`` to ``end`` (ISO day →
+    share), and under None the latest stored before ``start``, carried in as scores are."""
+    h = health_daily.c
+    share = h.inputs["active_user_share_7d"].as_float()
+    rows = await conn.execute(
+        select(h.day, share)
+        .where(h.account_id == account_id, h.day <= end)
+        .where(h.day >= start - timedelta(days=HISTORY_DAYS))
+        .order_by(h.day)
+    )
+    out: dict[str | None, float | None] = {}
+    for day, value in rows:
+        out[None if day < start else day.isoformat()] = value
     return out
 
 

@@ -17,7 +17,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.dashboard import routes
+from services.dashboard import admin_pages, routes
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
 from shared.config import Settings
 from shared.i18n import DEFAULT_LANGUAGE, translate
@@ -43,6 +43,7 @@ def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
             "HEALTHWATCH_DASHBOARD_SECRET is not set: dashboard sign-ins hold on this "
             "process only and end when it restarts; set the same value on every replica"
         )
+    app.include_router(admin_pages.router)
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(LoginRequired, routes.login_required)

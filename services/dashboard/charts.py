@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.i18n import DEFAULT_LANGUAGE, translate
+
 COLOURS = {
     "red": "#d64545",
     "yellow": "#d9a21b",
@@ -115,32 +117,56 @@ def lead_charts(d: dict[str, Any]) -> dict[str, Chart]:
     }
 
 
-def account_charts(a: dict[str, Any]) -> dict[str, Chart]:
+def account_charts(a: dict[str, Any], lang: str = DEFAULT_LANGUAGE) -> dict[str, Chart]:
+    """The account page's charts. Days scored on their own show a point; days carrying
+    the latest earlier score (as the history API answers them) are drawn without one;
+    today, still under way, is labelled as partial with a hollow point, so a half-day's
+    use does not read as a drop."""
     h = a["history"]
-    days = h["days"]
+    days = list(h["days"])
+    if h["partial"] and days:
+        days[-1] = translate(lang, "{day} (today, so far)", day=days[-1])
     lines = [
-        _series(label, [value] * len(days), colour, borderDash=[6, 4], pointRadius=0, borderWidth=1)
+        _series(
+            translate(lang, label),
+            [value] * len(days),
+            colour,
+            borderDash=[6, 4],
+            pointRadius=0,
+            borderWidth=1,
+        )
         for value, label, colour in BAND_LINES
     ]
+    colours = [COLOURS.get(b, COLOURS["grey"]) for b in h["bands"]]
+    fills = list(colours)
+    if h["partial"] and fills:
+        fills[-1] = "#ffffff"
     score = _series(
-        "Health score",
+        translate(lang, "Health score"),
         h["scores"],
         COLOURS["blue"],
-        pointBackgroundColor=[COLOURS.get(b, COLOURS["grey"]) for b in h["bands"]],
-        pointRadius=3,
+        pointBackgroundColor=fills,
+        pointBorderColor=colours,
+        pointRadius=[3 if recorded else 0 for recorded in h["recorded"]],
     )
     modules = a["modules"]
     return {
         "score": _line(days, [score, *lines], {"min": 0, "max": 100}),
         "active_share": _line(
             days,
-            [_series("Active users over 7 days ÷ seats", h["active_share"], COLOURS["purple"])],
+            [
+                _series(
+                    translate(lang, "Active users over 7 days ÷ seats"),
+                    h["active_share"],
+                    COLOURS["purple"],
+                )
+            ],
             PERCENT_AXIS,
         ),
         "modules": _bars(
             [m["module"] for m in modules],
             [m["count_28d"] for m in modules],
             COLOURS["blue"],
-            "Uses over 28 days",
+            translate(lang, "Uses over 28 days"),
         ),
     }

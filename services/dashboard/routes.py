@@ -199,7 +199,8 @@ async def account_view(request: Request, account_id: str) -> Response:
     now, _ = _now_and_today(request)
     async with ctx.engine.connect() as conn:
         values = await account_page(conn, who, account_id, now, ctx.settings.zone)
-    return page(request, "account.html", {"a": values, "charts": account_charts(values)}, who)
+    charts = account_charts(values, language(request))
+    return page(request, "account.html", {"a": values, "charts": charts}, who)
 
 
 @router.post("/alerts/{alert_id:path}/{action}")

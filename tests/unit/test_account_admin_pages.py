@@ -1,0 +1,378 @@
+"""The account page's logic (what changed, danger, one history for card, chart and
+history API, churn, partial days, ARR) and the admin pages' role checks and actions,
+against the API app with the dashboard mounted on a real SQLite file."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.dashboard import changes
+from services.dashboard.account import account_page
+from services.dashboard.admin_pages import problems_of
+from services.dashboard.app import mount_dashboard
+from services.dashboard.auth import Viewer
+from services.dashboard.charts import account_charts
+from services.ingest.app import create_app
+from services.scoring.api import HealthApiContext
+from services.scoring.model.store import ModelStore
+from services.scoring.queries import daily_scores, newest_score_day
+from services.scoring.sweep import QuietAccountSweep
+from shared.auth import ApiKey, Role, Scope, create_key, list_keys, role_scopes
+from shared.bus.base import Record
+from shared.bus.embedded import EmbeddedBus
+from shared.config import Settings
+from shared.contracts.events import EVENT_ADAPTER
+from shared.contracts.wire import encode_event
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import deliveries, health_models
+from tests.support.factories import EngineFactory, ProcessorFactory
+
+NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
+LEAD = Viewer(ApiKey("k", "lead", frozenset({Scope.read})), "csrf")
+
+
+# --- what changed ---------------------------------------------------------------------
+
+
+def _state(day: int, score: int, inputs: dict[str, Any], points: dict[str, float]) -> Any:
+    return changes.Scored(date(2026, 11, day), score, inputs, points)
+
+
+def test_what_changed_lists_scored_measures_by_pull_with_labels_and_no_trivia() -> None:
+    then = _state(
+        1,
+        68,
+        {"active_user_share_7d": 0.6, "open_tickets": 1, "dau": 9, "days_since_touchpoint": 3},
+        {"active_user_share_7d": 20.0, "open_tickets": 6.0, "days_since_touchpoint": 3.0},
+    )
+    now = _state(
+        20,
+        39,
+        {"active_user_share_7d": 0.1, "open_tickets": 4, "dau": 1, "days_since_touchpoint": 4},
+        {"active_user_share_7d": 3.0, "open_tickets": 2.0, "days_since_touchpoint": 2.8},
+    )
+    labels = {"active_user_share_7d": "Active users over 7 days ÷ seats purchased"}
+    c = changes.compare(now, then, labels)
+    assert c is not None and (c["score_before"], c["score_after"], c["delta"]) == (68, 39, -29)
+    moves = [(m["measure"], m["pull"], m["before"], m["after"]) for m in c["moves"]]
+    # Biggest pull first; ``dau`` is not scored and a 0.2-point move is not news.
+    assert moves == [("active_user_share_7d", -17, "60%", "10%"), ("open_tickets", -4, "1", "4")]
+    assert c["moves"][0]["label"] == labels["active_user_share_7d"]
+    assert c["moves"][1]["label"] == "open tickets"  # no label: words, never the id
+
+
+def test_what_changed_never_says_nine_to_nine_percent() -> None:
+    then = _state(1, 50, {"app_share_28d": 0.0912, "core_module_use_28d": 0.094}, {})
+    then.points.update({"app_share_28d": 0.0, "core_module_use_28d": 9.0})
+    now = _state(2, 49, {"app_share_28d": 0.0894, "core_module_use_28d": 0.086}, {})
+    now.points.update({"app_share_28d": 0.3, "core_module_use_28d": 8.0})
+    c = changes.compare(now, then, {})
+    assert c is not None
+    # 9.4% → 8.6% reads "9% → 9%" rounded: one more digit; app share moved < 0.5 points.
+    assert [(m["before"], m["after"]) for m in c["moves"]] == [("9.4%", "8.6%")]
+    same = _state(3, 49, {"core_module_use_28d": 0.0861}, {"core_module_use_28d": 9.0})
+    back = _state(2, 49, {"core_module_use_28d": 0.0859}, {"core_module_use_28d": 8.0})
+    assert changes.compare(same, back, {})["moves"] == []  # type: ignore[index]
+    assert changes.compare(now, None, {}) is None
+
+
+def test_weakest_measures_cost_the_most_points() -> None:
+    comps = [
+        {"name": "a", "weight": 0.3, "score": 10},
+        {"name": "b", "weight": 0.05, "score": 0},
+        {"name": "c", "weight": 0.4, "score": 100},
+    ]
+    assert [(c["name"], c["lost"]) for c in changes.weakest(comps)] == [("a", 27), ("b", 5)]
+
+
+def test_validation_message_becomes_one_problem_per_line() -> None:
+    assert problems_of("invalid the model: bands.red_below: too big; version: missing") == [
+        "bands.red_below: too big",
+        "version: missing",
+    ]
+    assert problems_of("not valid TOML: line 3") == ["not valid TOML: line 3"]
+
+
+# --- one history: card, chart and history API ------------------------------------------
+
+
+def _record(settings: Settings, offset: int, raw: dict[str, Any]) -> Record:
+    event = EVENT_ADAPTER.validate_python(raw)
+    return Record(settings.topic(event.kind), 0, offset, b"c", encode_event(event))
+
+
+def _churned_history() -> list[dict[str, Any]]:
+    """Six of ten seats active daily from 34 to 12 days ago, then the CRM says churned and
+    nothing more arrives; MRR but no ARR."""
+    raws: list[dict[str, Any]] = [
+        {
+            "kind": "account",
+            "event_id": "f",
+            "account_id": "gone",
+            "name": "Gone Ltd",
+            "seats_purchased": 10,
+            "mrr": 500.0,
+            "occurred_at": (NOW - timedelta(days=40)).isoformat(),
+        }
+    ]
+    for back in range(12, 35):
+        for u in range(6):
+            at = NOW - timedelta(days=back, hours=-1)
+            raws.append(
+                {
+                    "kind": "usage",
+                    "event_id": f"{back}-{u}",
+                    "account_id": "gone",
+                    "user_id": f"u{u}",
+                    "event": "login",
+                    "occurred_at": at.isoformat(),
+                }
+            )
+    churn = NOW - timedelta(days=12, hours=-3)
+    raws.append(
+        {
+            "kind": "account",
+            "event_id": "churn",
+            "account_id": "gone",
+            "lifecycle_stage": "churned",
+            "occurred_at": churn.isoformat(),
+        }
+    )
+    return raws
+
+
+async def test_churned_account_card_chart_and_history_api_agree(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    engine = await engine_factory()
+    bus = EmbeddedBus(engine)
+    processor = processor_factory(engine, producer=bus, clock=lambda: NOW)
+    raws = _churned_history()
+    for i in range(0, len(raws), 30):  # batches, so several days are stored
+        batch = [_record(embedded_settings, j, r) for j, r in enumerate(raws) if i <= j < i + 30]
+        await processor.handle(batch)
+    # The sweep scores the quiet account as of today: its card drops to the red its
+    # empty weeks earn, while its newest *event* is 12 days old.
+    await QuietAccountSweep(engine, bus, processor, clock=lambda: NOW).run_once()
+
+    async with engine.connect() as conn:
+        a = await account_page(conn, LEAD, "gone", NOW, UTC)
+        end = await newest_score_day(conn, "gone")
+        assert end is not None
+        api = await daily_scores(conn, "gone", end - timedelta(days=89), end)
+    card = (a["health"].score, a["health"].band)
+    history = a["history"]
+    assert card[1] == "red"
+    assert (history["scores"][-1], history["bands"][-1]) == card  # the chart ends at the card
+    assert [d["day"] for d in api] == history["days"]  # the chart is the history API's
+    assert [d["score"] for d in api] == history["scores"]
+    assert [d["recorded"] for d in api] == history["recorded"]
+    assert history["days"][-1] == NOW.date().isoformat() and history["partial"]
+    assert max(s for s in history["scores"] if s is not None) >= 40  # it was not always red
+
+    assert a["churned_at"] == (NOW - timedelta(days=12)).date()
+    assert a["arr"] == 6000.0  # MRR × 12, as the portfolio counts it; never 0 for unknown
+    previous = a["changes"][0][1]
+    assert previous is not None and previous["score_after"] == card[0]
+    assert previous["moves"] and previous["moves"][0]["pull"] < 0
+    assert all(m["measure"] != "dau" for _, c in a["changes"] if c for m in c["moves"])
+
+    charts = account_charts(a, "zh-CN")
+    score = charts["score"]
+    assert score["data"]["labels"][-1].startswith(NOW.date().isoformat())
+    assert score["data"]["labels"][-1] != NOW.date().isoformat()  # marked as partial
+    assert score["data"]["datasets"][0]["label"] == "健康分"
+    assert score["data"]["datasets"][0]["data"] == history["scores"]
+
+    async with _site(embedded_settings, engine) as site:
+        await site.sign_in("lead")
+        en = (await site.client.get("/ui/accounts/gone")).text
+        zh = (await site.client.get("/ui/accounts/gone", headers={"accept-language": "zh-CN"})).text
+    assert 'id="churned"' in en and "no longer a customer" in en and "已流失" in zh
+    assert f'<span class="v score-big" id="score">{card[0]}</span>' in en
+    assert "/ui/accounts/gone/reports/qbr?format=pdf" in en and "季度业务回顾" in zh
+    # Viewed later than NOW (the route's real clock): its last day is no longer partial.
+    assert "(today, so far)" not in en and "健康分构成" in zh
+    assert "拉低健康分的因素" in zh or "无手册所列原因" in zh
+
+
+# --- admin pages ------------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    client: httpx.AsyncClient
+    engine: AsyncEngine
+    keys: dict[str, str]
+
+    async def sign_in(self, who: str) -> None:
+        self.client.cookies.clear()
+        r = await self.client.get("/ui/login")
+        token = _field(r.text, "csrf")
+        r = await self.client.post(
+            "/ui/login", data={"csrf": token, "key": self.keys[who], "next": "/ui/"}
+        )
+        assert r.status_code == 303, r.text
+
+    async def form(self, path: str, data: dict[str, str], page: str) -> httpx.Response:
+        """POST a form with the CSRF token of ``page``."""
+        token = _field((await self.client.get(page)).text, "csrf")
+        return await self.client.post(path, data={"csrf": token, **data})
+
+
+def _field(text: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', text)
+    assert found, f"no field {name!r}"
+    return found.group(1)
+
+
+@asynccontextmanager
+async def _site(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Site]:
+    """The API app with the health API and the dashboard, and three keys."""
+
+    async def ready() -> bool:
+        return True
+
+    app = create_app(
+        settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready
+    )
+    app.state.health_api = HealthApiContext(engine, ModelStore(), UTC)
+    mount_dashboard(app, engine, settings)
+    keys = {
+        "admin": await create_key(engine, "root", role_scopes(Role.admin, None)),
+        "csm": await create_key(
+            engine, "anna", role_scopes(Role.csm, "a@example.com"), "a@example.com"
+        ),
+        "lead": await create_key(engine, "lead", role_scopes(Role.cs_lead, None)),
+    }
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        yield Site(client, engine, keys)
+
+
+@pytest.fixture
+async def site(embedded_settings: Settings) -> AsyncIterator[Site]:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    async with _site(embedded_settings, engine) as s:
+        yield s
+    await engine.dispose()
+
+
+ADMIN_PAGES = ("/ui/admin/keys", "/ui/admin/model", "/ui/admin/rules", "/ui/admin/deliveries")
+
+
+async def test_only_admin_keys_reach_the_admin_pages(site: Site) -> None:
+    for who in ("csm", "lead"):
+        await site.sign_in(who)
+        home = await site.client.get("/ui/")
+        assert 'id="nav-admin"' not in home.text
+        for path in ADMIN_PAGES:
+            assert (await site.client.get(path)).status_code == 403, (who, path)
+        token = _field(home.text, "csrf")
+        for path in ("/ui/admin/keys", "/ui/admin/model", "/ui/admin/deliveries/1/retry"):
+            r = await site.client.post(path, data={"csrf": token, "name": "x", "role": "admin"})
+            assert r.status_code == 403, (who, path)
+    assert len(await list_keys(site.engine)) == 3  # nothing was created
+    await site.sign_in("admin")
+    assert 'id="nav-admin"' in (await site.client.get("/ui/")).text
+    for path in ADMIN_PAGES:
+        assert (await site.client.get(path)).status_code == 200, path
+
+
+async def test_admin_creates_and_revokes_a_key_seeing_its_secret_once(site: Site) -> None:
+    await site.sign_in("admin")
+    bad = await site.form("/ui/admin/keys", {"name": "li", "role": "csm"}, "/ui/admin/keys")
+    assert bad.status_code == 422 and "csm key needs --csm-email" in bad.text
+    r = await site.form(
+        "/ui/admin/keys",
+        {"name": "Li Na", "role": "csm", "csm_email": "li.na@example.com"},
+        "/ui/admin/keys",
+    )
+    assert r.status_code == 200
+    secret = re.search(r'id="new-secret">(hwk_[^<]+)<', r.text)
+    assert secret, r.text
+    listed = await site.client.get("/ui/admin/keys")
+    assert secret.group(1) not in listed.text  # shown once
+    (info,) = [k for k in await list_keys(site.engine) if k.name == "Li Na"]
+    assert info.csm_email == "li.na@example.com" and info.scopes == {Scope.read, Scope.respond}
+    r = await site.form(f"/ui/admin/keys/{info.key_id}/revoke", {}, "/ui/admin/keys")
+    assert r.status_code == 303 and r.headers["location"] == "/ui/admin/keys?done=revoked"
+    (info,) = await list_keys(site.engine, info.key_id)
+    assert info.revoked_at is not None
+    zh = await site.client.get("/ui/admin/keys?done=revoked", headers={"accept-language": "zh-CN"})
+    assert "已吊销" in zh.text
+
+
+async def test_admin_applies_a_model_and_sees_its_problems(site: Site) -> None:
+    await site.sign_in("admin")
+    page = await site.client.get("/ui/admin/model")
+    source = html_unescape(re.search(r'id="toml-text"[^>]*>([^<]*)</textarea>', page.text, re.S))
+    assert 'version = "' in source
+    broken = source.replace("red_below = 40", "red_below = 'forty'")
+    broken = re.sub(r'^version = ".*"$', 'version = "test-2"', broken, count=1, flags=re.M)
+    r = await site.form("/ui/admin/model", {"toml": broken}, "/ui/admin/model")
+    assert r.status_code == 422 and 'id="problems"' in r.text and "bands.red_below" in r.text
+    async with site.engine.connect() as conn:
+        assert (await conn.execute(select(health_models))).first() is None  # nothing stored
+    fixed = broken.replace("red_below = 'forty'", "red_below = 40")
+    r = await site.form("/ui/admin/model", {"toml": fixed}, "/ui/admin/model")
+    assert r.status_code == 200 and 'id="saved"' in r.text
+    assert 'data-version="test-2"' in r.text
+    again = await site.form("/ui/admin/model", {"toml": fixed}, "/ui/admin/model")
+    assert again.status_code == 422 and "exists already" in again.text
+    rules = await site.client.get("/ui/admin/rules")
+    assert rules.status_code == 200 and "[[rule]]" in html_unescape_text(rules.text)
+
+
+async def test_admin_retries_a_dead_delivery(site: Site) -> None:
+    async with site.engine.begin() as conn:
+        for status in ("dead", "delivered"):
+            await conn.execute(
+                deliveries.insert().values(
+                    alert_id=f"acme:low_activity:{status}",
+                    channel="webhook",
+                    destination="https://hooks.example.com/x",
+                    status=status,
+                    attempts=8,
+                    next_attempt_at=NOW,
+                    last_error="HTTP 500",
+                )
+            )
+    await site.sign_in("admin")
+    page = await site.client.get("/ui/admin/deliveries")
+    dead = re.findall(r'data-delivery-id="(\d+)"', page.text)
+    assert len(dead) == 1 and "HTTP 500" in page.text
+    r = await site.form(f"/ui/admin/deliveries/{dead[0]}/retry", {}, "/ui/admin/deliveries")
+    assert r.headers["location"] == "/ui/admin/deliveries?done=retried"
+    async with site.engine.connect() as conn:
+        row = (
+            await conn.execute(select(deliveries).where(deliveries.c.delivery_id == int(dead[0])))
+        ).one()
+    assert (row.status, row.attempts) == ("pending", 0)
+    again = await site.form(f"/ui/admin/deliveries/{dead[0]}/retry", {}, "/ui/admin/deliveries")
+    assert again.headers["location"] == "/ui/admin/deliveries?done=not_dead"
+
+
+def html_unescape(found: re.Match[str] | None) -> str:
+    assert found
+    return html_unescape_text(found.group(1))
+
+
+def html_unescape_text(text: str) -> str:
+    return html.unescape(text)
