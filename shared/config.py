@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="Language of the dashboard, reports and notices for people who have not "
         "chosen one (a browser's Accept-Language comes first on the dashboard)",
     )
+    # Amounts (ARR, MRR) of accounts whose facts name no currency of their own. CNY: the
+    # handbook's first users are Chinese and their CRM holds yuan.
+    currency: str = Field(
+        "CNY",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the money amounts the CRM sends (ARR, MRR), e.g. CNY, USD",
+    )
     window_days: int = Field(
         90, description="Days of daily activity kept per account (older events are late)"
     )

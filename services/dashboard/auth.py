@@ -36,6 +36,7 @@ from starlette.responses import Response
 from shared.auth import ApiKey, KeyStore, Scope
 from shared.clock import utcnow
 from shared.config import Settings
+from shared.i18n import N_
 from shared.storage.db import insert_ignore
 from shared.storage.tables import dashboard_signouts
 
@@ -88,11 +89,14 @@ class LoginRequired(Exception):
 
 
 class Forbidden(Exception):
-    """A known key without the scope a page needs: a 403 page saying so."""
+    """A known key without the scope a page needs: a 403 page saying so. ``text`` is
+    English with ``{fields}`` filled from ``values``, translated where it is shown."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, text: str, **values: object):
+        self.text = text
+        self.values = values
+        self.message = text.format(**values) if values else text
+        super().__init__(self.message)
 
 
 class NotFound(Exception):
@@ -205,17 +209,20 @@ async def viewer(request: Request, scope: Scope = Scope.read) -> Viewer:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(safe_next(target))
     if not key.allows(scope):
-        raise Forbidden(forbidden_message(key, scope))
+        raise forbidden_scope(key, scope)
     return Viewer(key, csrf_token(ctx, token))
 
 
-def forbidden_message(key: ApiKey, scope: Scope) -> str:
+FORBIDDEN_SCOPE = N_(
+    "This key ({name}, scopes: {scopes}) lacks the '{scope}' scope the dashboard needs "
+    "here. Ingest keys only send data and ops keys only read /metrics; sign in with a "
+    "cs_lead, csm or admin key."
+)
+
+
+def forbidden_scope(key: ApiKey, scope: Scope) -> Forbidden:
     have = ", ".join(sorted(s.value for s in key.scopes)) or "none"
-    return (
-        f"This key ({key.name!r}, scopes: {have}) lacks the '{scope.value}' scope the "
-        "dashboard needs here. Ingest keys only send data and ops keys only read "
-        "/metrics; sign in with a cs_lead, csm or admin key."
-    )
+    return Forbidden(FORBIDDEN_SCOPE, name=repr(key.name), scopes=have, scope=scope.value)
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -233,8 +240,10 @@ async def checked_form(request: Request, scope: Scope) -> tuple[Viewer, dict[str
     form = await read_form(request)
     if not same_token(form.get("csrf", ""), who.csrf):
         raise Forbidden(
-            "This form's security token does not match your session (it may be from an "
-            "old page or another site). Reload the page and try again."
+            N_(
+                "This form's security token does not match your session (it may be from an "
+                "old page or another site). Reload the page and try again."
+            )
         )
     return who, form
 

@@ -83,14 +83,14 @@ def _no_nul(value: str) -> str:
 
 
 @cache
-def _zone_names() -> frozenset[str]:
+def zone_names() -> frozenset[str]:
     # The IANA names (tzdata's, else the system's), without the host's own "localtime"
     # and tzdata's placeholder "Factory", whose days would differ from machine to machine.
     return frozenset(available_timezones() - {"localtime", "Factory"})
 
 
 def _known_zone(value: str) -> str:
-    if value not in _zone_names():
+    if value not in zone_names():
         raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai")
     return value
 

@@ -1,0 +1,110 @@
+"""The dashboard in the viewer's language and time zone: the language links, the zone
+cookie, and the sign-in and error texts in Chinese. Against the API app with the
+dashboard mounted, on a real SQLite file."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.dashboard.app import mount_dashboard
+from services.ingest.app import create_app
+from shared.auth import Role, create_key, role_scopes
+from shared.bus.embedded import EmbeddedBus
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+
+
+@pytest.fixture
+async def client(embedded_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+
+    async def ready() -> bool:
+        return True
+
+    app = create_app(
+        embedded_settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready
+    )
+    mount_dashboard(app, engine, embedded_settings)
+    app.state.test_keys = {
+        role: await create_key(engine, role.value, role_scopes(role, None))
+        for role in (Role.cs_lead, Role.ingest)
+    }
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as http:
+        http.app = app  # type: ignore[attr-defined]
+        yield http
+    await engine.dispose()
+
+
+async def sign_in(client: httpx.AsyncClient, role: Role) -> httpx.Response:
+    page = await client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]*)"', page.text)
+    assert csrf
+    key = client.app.state.test_keys[role]  # type: ignore[attr-defined]
+    return await client.post("/ui/login", data={"csrf": csrf.group(1), "key": key, "next": "/ui/"})
+
+
+async def test_the_language_link_sets_a_cookie_and_goes_back(client: httpx.AsyncClient) -> None:
+    page = await client.get("/ui/login", params={"next": "/ui/lead"})
+    assert '<html lang="en"' in page.text and "Sign in" in page.text
+    # The link comes back to this very page, query and all.
+    link = re.search(r'href="(/ui/language/zh-CN\?next=[^"]*)"', page.text)
+    assert link and link.group(1).endswith("=/ui/login%3Fnext%3D%252Fui%252Flead")
+    r = await client.get(link.group(1))
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login?next=%2Fui%2Flead"
+    cookie = r.headers["set-cookie"].lower()
+    assert cookie.startswith("hw_lang=zh-cn;")
+    assert all(part in cookie for part in ("path=/ui", "samesite=lax", "httponly", "max-age="))
+    page = await client.get("/ui/login")
+    assert '<html lang="zh-CN"' in page.text and "<h1>登录</h1>" in page.text
+    # Never an open redirect; an unknown language is a 404, in the chosen language.
+    away = await client.get("/ui/language/en", params={"next": "https://evil.example/"})
+    assert away.headers["location"] == "/ui/"
+    client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    unknown = await client.get("/ui/language/klingon")
+    assert unknown.status_code == 404 and "未找到" in unknown.text
+
+
+async def test_the_browsers_language_then_the_setting(client: httpx.AsyncClient) -> None:
+    zh = await client.get("/ui/login", headers={"accept-language": "zh-TW,zh;q=0.9"})
+    assert '<html lang="zh-CN"' in zh.text and "API 密钥" in zh.text
+    en = await client.get("/ui/login", headers={"accept-language": "de-DE"})
+    assert '<html lang="en"' in en.text
+
+
+async def test_times_in_the_viewers_zone(client: httpx.AsyncClient) -> None:
+    assert (await sign_in(client, Role.cs_lead)).status_code == 303
+    home = await client.get("/ui/")
+    assert 'data-zone="UTC"' in home.text and "Times in UTC" in home.text
+    assert '<script src="/ui/static/tz.js"></script>' in home.text
+    client.cookies.set("hw_tz", "Asia/Shanghai", path="/ui")
+    client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    home = await client.get("/ui/")
+    assert 'data-zone="Asia/Shanghai"' in home.text
+    assert "所有时间均为 Asia/Shanghai 时间" in home.text
+    # A forged or unknown zone falls back to the service's, without an error.
+    for forged in ("../../etc/passwd", "Mars/Olympus", "localtime"):
+        client.cookies.set("hw_tz", forged, path="/ui")
+        page = await client.get("/ui/")
+        assert page.status_code == 200 and 'data-zone="UTC"' in page.text
+
+
+async def test_sign_in_errors_in_chinese(client: httpx.AsyncClient) -> None:
+    client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    page = await client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]*)"', page.text)
+    assert csrf
+    bad = await client.post("/ui/login", data={"csrf": csrf.group(1), "key": "hwk_nope"})
+    assert bad.status_code == 401 and "密钥无效或已被吊销" in bad.text
+    forged = await client.post("/ui/login", data={"csrf": "forged", "key": "hwk_nope"})
+    assert forged.status_code == 403 and "登录表单未被接受" in forged.text
+    ingest = await sign_in(client, Role.ingest)
+    assert ingest.status_code == 403
+    assert "无权访问" in ingest.text and "缺少此处所需的“read”权限" in ingest.text
