@@ -121,11 +121,10 @@ def _depth(m: Measures, depth: Depth) -> Inputs:
     used_any = bool(m.used_28d("event"))
     core = depth.core_modules
     return {
-        "module_breadth_28d": len(modules) if used_any else None,
+        # None, not 0, when no use named a module: the product may have none.
+        "module_breadth_28d": len(modules) if modules else None,
         "core_module_use_28d": (
-            sum(1 for module in core if module in modules) / len(core)
-            if core and used_any
-            else None
+            sum(1 for module in core if module in modules) / len(core) if core and modules else None
         ),
         "api_calls_28d": m.used_28d("platform").get("api", 0) if used_any else None,
         # HL-03's 定制型: uses of what the model counts as customisation (depth.customised).
@@ -205,8 +204,9 @@ def _in_28d(m: Measures, moments: Iterable[datetime]) -> int:
 
 def _not_live(m: Measures) -> float | None:
     """1 when the purchase is over 90 days old and the account is not live; 0 when live
-    or still within the 90 days; None without a contract start."""
-    if m.contract_start is None:
+    or still within the 90 days; None without a contract start, or when the account is
+    in use but never sent a go-live date (no data: many products have no go-live)."""
+    if m.contract_start is None or (m.go_live is None and m.first_seen is not None):
         return None
     deadline = m.contract_start + timedelta(days=GO_LIVE_EXPECTED_DAYS)
     live_by_deadline = m.go_live is not None and m.go_live <= max(deadline, m.as_of)

@@ -163,6 +163,8 @@ def test_default_model_is_valid_and_separates_activity_from_depth() -> None:
             "active_user_share_30d": 0.1,
             "active_days_7d": 7,
             "open_tickets": 0,
+            # A ticket long ago: support has data (issue 13: without any, it has none).
+            "days_since_last_ticket": 200,
         },
         Segment(),
     )
@@ -187,3 +189,43 @@ def test_default_model_expects_more_activity_a_week_a_month_a_year_in() -> None:
     assert activity == sorted(activity, reverse=True) and len(set(activity)) == 4, activity
     # A non-focus account keeps its own profile whatever its tenure.
     assert evaluate(model, inputs, Segment(tier="non-focus", tenure_days=3)).profile == "non-focus"
+
+
+def test_a_measure_or_cap_without_the_data_it_needs_is_missing_not_a_penalty() -> None:
+    needy = MODEL.replace("[groups.b.measures.z]\n", '[groups.b.measures.z]\nneeds = ["w"]\n')
+    needy += '\n[[caps]]\ngroup = "a"\nbelow = 100\ncap = 1\nreason = "r"\nneeds = ["w"]\n'
+    model = parse_model(needy)
+    without = evaluate(model, {"x": 5, "y": 1, "z": 1}, Segment())
+    # z needs w, which has no value: group b is dropped, a carries the score, uncapped.
+    assert "z" in without.missing and "b" not in without.groups
+    assert without.value == 69 and without.capped_by is None
+    with_w = evaluate(model, {"x": 5, "y": 1, "z": 1, "w": 0}, Segment())
+    assert "z" not in with_w.missing and with_w.capped_by == "r"
+
+
+def test_default_model_treats_what_a_product_never_sends_as_no_data() -> None:
+    """A single-user app: no tickets, no modules, no go-live date, no CSM. Its score comes
+    from what it has, and a shop without seats is not capped at 39 for a quiet week."""
+    model = load_default_model()
+    app = {
+        "active_user_share_7d": 1.0,
+        "active_user_share_30d": 1.0,
+        "active_days_7d": 6,
+        "module_breadth_28d": None,
+        "depth_level": 1,
+        "open_tickets": 0,
+        "oldest_open_ticket_days": 0,
+        "open_high_priority_tickets": 0,
+        "days_since_last_ticket": None,
+        "not_live_after_90d": None,
+        "payment_failed_30d": 0,
+    }
+    e = evaluate(model, app, Segment(tenure_days=400))
+    assert set(e.groups) == {"activity", "commercial"}
+    assert {"depth_level", "open_tickets", "not_live_after_90d"} <= set(e.missing)
+    assert e.value is not None and e.value >= 90 and e.band == "green"
+    shop = {"active_days_7d": 1, "payment_failed_30d": 0, "open_tickets": 0}
+    quiet = evaluate(model, shop, Segment(tenure_days=400))
+    quieter = evaluate(model, {**shop, "active_days_7d": 0}, Segment(tenure_days=400))
+    assert quiet.capped_by is None and quiet.value is not None and quieter.value is not None
+    assert quiet.value > quieter.value  # ranked by activity, not tied at the cap

@@ -75,6 +75,10 @@ def test_depth_measures_from_28_day_name_counts() -> None:
     assert depth_level(deep, depth) == 4
     assert model_inputs(deep, depth)["customisation_uses_28d"] == 3
     assert depth_level(m(names={}), depth) is None
+    # Use without any module (a product that has none): module measures have no data.
+    no_modules = model_inputs(m(names={("event", "like"): (3, 9)}), depth)
+    assert no_modules["module_breadth_28d"] is None
+    assert no_modules["core_module_use_28d"] is None
 
 
 def test_support_and_commercial_inputs() -> None:
@@ -93,10 +97,14 @@ def test_support_and_commercial_inputs() -> None:
     assert raw["open_high_priority_tickets"] == 1
     assert raw["days_to_contract_end"] == 189
     assert raw["days_since_purchase"] == 175
-    assert raw["not_live_after_90d"] == 1.0  # no go-live date, 175 days in
+    # No go-live date but in use, 175 days in: no data, not "not live" (issue 13: many
+    # products never send a go-live date; the old 1 penalised every one of them).
+    assert raw["not_live_after_90d"] is None
+    dormant = model_inputs(m(contract_start=date(2026, 6, 1), first_seen=None))
+    assert dormant["not_live_after_90d"] == 1.0  # no go-live and never used: not live
     live = model_inputs(m(contract_start=date(2026, 6, 1), go_live=date(2026, 8, 1)))
     assert live["not_live_after_90d"] == 0.0
-    early = model_inputs(m(contract_start=date(2026, 10, 1)))
+    early = model_inputs(m(contract_start=date(2026, 10, 1), first_seen=None))
     assert early["not_live_after_90d"] == 0.0  # 53 days: still within the 90
     assert model_inputs(m())["not_live_after_90d"] is None
     assert model_inputs(m())["oldest_open_ticket_days"] == 0

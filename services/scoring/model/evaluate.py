@@ -44,9 +44,10 @@ class Evaluation:
 
 
 def evaluate(model: HealthModel, raw: Mapping[str, float | None], segment: Segment) -> Evaluation:
-    """Missing data (Catalyst's rule): a measure without a value is dropped and its weight
-    spread over the rest of its group; a group without any is dropped and its weight
-    spread across the other groups."""
+    """Missing data (Catalyst's rule): a measure without a value — or without the data it
+    ``needs`` — is dropped and its weight spread over the rest of its group; a group
+    without any is dropped and its weight spread across the other groups. Missing data
+    is missing, never a penalty."""
     profile = model.profile_for(segment)
     present, missing = _scored_groups(model, profile, raw)
     components, groups = _weigh(present)
@@ -58,12 +59,19 @@ def evaluate(model: HealthModel, raw: Mapping[str, float | None], segment: Segme
     total = sum(component.contribution for component in components)
     capped_by = None
     for cap in model.caps:
-        if cap.group in groups and groups[cap.group] < cap.below and total > cap.cap:
+        if cap.group not in groups or not has_data(raw, cap.needs):
+            continue
+        if groups[cap.group] < cap.below and total > cap.cap:
             total, capped_by = cap.cap, cap.reason
     value = round(total)
     return Evaluation(
         value, model.bands.band(value), components, groups, missing, capped_by, name, model.version
     )
+
+
+def has_data(raw: Mapping[str, float | None], needs: list[str]) -> bool:
+    """Whether every input in ``needs`` has a value for this account."""
+    return all(raw.get(name) is not None for name in needs)
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ def _scored_groups(
             if weight == 0:
                 continue
             value = raw.get(name)
-            if value is None:
+            if value is None or not has_data(raw, measure.needs):
                 missing.append(name)
                 continue
             curve = profile.curves.get(name, measure.curve) if profile else measure.curve

@@ -57,11 +57,19 @@ class Curve(Strict):
         return pts[-1][1]
 
 
+# Inputs whose data another measure or cap needs; see ``Measure.needs``.
+Needs = Annotated[list[str], Field(max_length=50)]
+
+
 class Measure(Strict):
     weight: Weight
     curve: Curve
     label: str = ""
     unit: str = ""
+    # The measure counts only for an account where each of these inputs has data: a
+    # product that never sends tickets or modules has "no data" there, not a zero to
+    # be penalised (its weight is spread over the measures that have data).
+    needs: Needs = Field(default_factory=list)
 
 
 class Group(Strict):
@@ -93,6 +101,8 @@ class Cap(Strict):
     below: Annotated[float, Field(ge=0, le=100)]
     cap: Annotated[float, Field(ge=0, le=100)]
     reason: str
+    # The cap applies only where these inputs have data (as ``Measure.needs``).
+    needs: Needs = Field(default_factory=list)
 
 
 class DepthLevel(Strict):
