@@ -17,6 +17,7 @@ from services.alerts.channels.text import (
     changes,
     encodable,
     headline,
+    health,
     one_line,
     safe_key,
 )
@@ -24,6 +25,7 @@ from shared.alerting.schema import Recipient
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
+from shared.i18n import DEFAULT_LANGUAGE, translate
 
 # One plain address: no spaces, control characters or lists (a CR/LF or a comma would
 # add recipients).
@@ -52,11 +54,12 @@ class EmailChannel:
         msg = EmailMessage()
         msg["From"] = one_line(s.smtp_from)
         msg["To"] = formataddr((name, address)) if name else address
-        msg["Subject"] = subject(notice)
+        # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
+        msg["Subject"] = subject(notice, s.language)
         # A stable Message-ID lets mail clients fold the rare duplicate send.
         msg["Message-ID"] = f"<{safe_key(notice.key)}@healthwatch>"
-        msg.set_content(text_body(notice, s.public_url))
-        msg.add_alternative(html_body(notice, s.public_url), subtype="html")
+        msg.set_content(text_body(notice, s.public_url, s.language))
+        msg.add_alternative(html_body(notice, s.public_url, s.language), subtype="html")
         try:
             await aiosmtplib.send(
                 msg,
@@ -91,66 +94,81 @@ def _mailbox(destination: str) -> tuple[str, str]:
     return name, address
 
 
-def subject(notice: Notice) -> str:
+def subject(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
     """One line whatever the data holds (a CR/LF in a name would start a new header),
     of a length mail clients show."""
     if notice.kind == NoticeKind.digest:
-        line = one_line(f"[healthwatch] {headline(notice)}")
+        line = one_line(f"[healthwatch] {headline(notice, lang=lang)}")
     else:
-        line = one_line(f"[healthwatch {notice.first.severity.value}] {headline(notice)}")
+        severity = translate(lang, notice.first.severity.value)
+        line = one_line(f"[healthwatch {severity}] {headline(notice, lang=lang)}")
     return line if len(line) <= SUBJECT_CHARS else line[: SUBJECT_CHARS - 1] + "…"
 
 
-def _title(notice: Notice, alert: AlertEvent) -> str:
+def _title(notice: Notice, alert: AlertEvent, lang: str) -> str:
     """An alert's heading in the body: a digest lists alerts by their own titles."""
-    return alert.title if notice.kind == NoticeKind.digest else headline(notice, alert)
+    return alert.title if notice.kind == NoticeKind.digest else headline(notice, alert, lang)
 
 
-def text_body(notice: Notice, public_url: str) -> str:
+def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> str:
     parts = []
     for a in notice.alerts:
         moved = changes(a)
-        lines = [_title(notice, a), "", a.summary, ""]
+        lines = [_title(notice, a, lang), "", a.summary, ""]
         if moved:
-            lines += ["What changed in 7 days:", *(f"  - {c}" for c in moved), ""]
+            lines += [translate(lang, "What changed in 7 days:"), *(f"  - {c}" for c in moved), ""]
         lines += [
-            f"Account: {a.account_name or a.account_id} ({a.account_id})",
-            f"Health: {a.score} ({a.band})" if a.score is not None else "Health: n/a",
-            f"Rule: {a.rule}   Severity: {a.severity.value}",
-            f"Open the account: {account_url(public_url, a.account_id)}",
-            f"Alert id: {a.alert_id}",
+            translate(
+                lang, "Account: {name} ({id})", name=a.account_name or a.account_id, id=a.account_id
+            ),
+            translate(lang, "Health: {health}", health=health(a, lang)),
+            translate(
+                lang,
+                "Rule: {rule}   Severity: {severity}",
+                rule=a.rule,
+                severity=translate(lang, a.severity.value),
+            ),
+            translate(lang, "Open the account: {url}", url=account_url(public_url, a.account_id)),
+            translate(lang, "Alert id: {id}", id=a.alert_id),
         ]
         parts.append("\n".join(lines))
-    head = headline(notice) + "\n\n" if notice.kind == NoticeKind.digest else ""
+    head = headline(notice, lang=lang) + "\n\n" if notice.kind == NoticeKind.digest else ""
     return encodable(head + "\n\n----\n\n".join(parts) + "\n")
 
 
-def html_body(notice: Notice, public_url: str) -> str:
+def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> str:
     e = html.escape
+
+    def t(text: str, **values: object) -> str:
+        return e(translate(lang, text, **values))
+
     rows = []
     for a in notice.alerts:
         colour = _BAND_COLOUR.get(a.band or "", "#555")
-        health = f"{a.score} ({e(a.band or '')})" if a.score is not None else "n/a"
-        rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a))}</h2>
+        style = f"color:{colour};font-weight:bold"
+        rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, lang))}</h2>
 <p>{e(a.summary)}</p>
-{_changes_html(a)}<table cellpadding="4" style="border-collapse:collapse">
-<tr><th align="left">Account</th><td>{e(a.account_name or a.account_id)}</td></tr>
-<tr><th align="left">Health</th><td style="color:{colour};font-weight:bold">{health}</td></tr>
-<tr><th align="left">Rule</th><td><code>{e(a.rule)}</code> ({e(a.severity.value)})</td></tr>
+{_changes_html(a, lang)}<table cellpadding="4" style="border-collapse:collapse">
+<tr><th align="left">{t("Account")}</th><td>{e(a.account_name or a.account_id)}</td></tr>
+<tr><th align="left">{t("Health")}</th><td style="{style}">{e(health(a, lang))}</td></tr>
+<tr><th align="left">{t("Rule")}</th><td><code>{e(a.rule)}</code> ({t(a.severity.value)})</td></tr>
 </table>
-<p><a href="{e(account_url(public_url, a.account_id))}">Open the account</a></p>
-<p style="color:#888;font-size:12px">alert {e(a.alert_id)}</p>""")
-    head = f"<h1>{e(headline(notice))}</h1>\n" if notice.kind == NoticeKind.digest else ""
+<p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a></p>
+<p style="color:#888;font-size:12px">{t("alert {id}", id=a.alert_id)}</p>""")
+    head = (
+        f"<h1>{e(headline(notice, lang=lang))}</h1>\n" if notice.kind == NoticeKind.digest else ""
+    )
     return encodable(f"""<!doctype html>
-<html><body style="font-family:system-ui,sans-serif;color:#222">
+<html lang="{e(lang)}"><body style="font-family:system-ui,sans-serif;color:#222">
 {head}{"<hr>".join(rows)}
 </body></html>
 """)
 
 
-def _changes_html(alert: AlertEvent) -> str:
+def _changes_html(alert: AlertEvent, lang: str) -> str:
     moved = changes(alert)
     if not moved:
         return ""
     items = "".join(f"<li>{html.escape(c)}</li>" for c in moved)
-    return f"<p><b>What changed in 7 days</b></p><ul>{items}</ul>\n"
+    heading = html.escape(translate(lang, "What changed in 7 days"))
+    return f"<p><b>{heading}</b></p><ul>{items}</ul>\n"

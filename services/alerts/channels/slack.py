@@ -15,11 +15,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from services.alerts.channels.base import WEBHOOK_DESTINATION, DeliveryError, retry_after
-from services.alerts.channels.text import account_url, changes, encodable, headline
+from services.alerts.channels.text import account_url, changes, encodable, headline, health
 from shared.alerting.schema import Recipient
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice
+from shared.i18n import DEFAULT_LANGUAGE, N_, translate
 
 _BAND_EMOJI = {
     "red": ":red_circle:",
@@ -79,10 +80,14 @@ class SlackChannel:
     async def _post(self, web: AsyncWebClient, notice: Notice, destination: str) -> None:
         """By the Web API: buttons work (their clicks come back signed)."""
         try:
+            # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
+            lang = self._settings.language
             await web.chat_postMessage(
                 channel=destination,
-                text=fallback_text(notice),
-                blocks=message_blocks(notice, self._settings.public_url, interactive=True),
+                text=fallback_text(notice, lang=lang),
+                blocks=message_blocks(
+                    notice, self._settings.public_url, interactive=True, lang=lang
+                ),
             )
         except SlackApiError as exc:
             status = exc.response.status_code
@@ -98,11 +103,11 @@ class SlackChannel:
         """By the incoming webhook: one channel, the recipient mentioned, no buttons."""
         assert self._webhook is not None
         mention = destination if destination != WEBHOOK_DESTINATION else None
-        public = self._settings.public_url
+        public, lang = self._settings.public_url, self._settings.language
         try:
             response = await self._webhook.send(
-                text=fallback_text(notice, mention),
-                blocks=message_blocks(notice, public, mention, interactive=False),
+                text=fallback_text(notice, mention, lang=lang),
+                blocks=message_blocks(notice, public, mention, interactive=False, lang=lang),
             )
         except Exception as exc:
             raise DeliveryError(f"Slack webhook unreachable: {exc!r}") from exc
@@ -126,31 +131,40 @@ def escape(text: str, limit: int | None = None) -> str:
     return out
 
 
-def fallback_text(notice: Notice, mention: str | None = None) -> str:
+def fallback_text(
+    notice: Notice, mention: str | None = None, *, lang: str = DEFAULT_LANGUAGE
+) -> str:
     """The plain-text fallback Slack shows in notifications and to screen readers (Slack
     parses it as mrkdwn too: the data in it is escaped)."""
     prefix = f"<@{escape(mention)}> " if mention else ""
     if len(notice.alerts) > 1:
         titles = "; ".join(a.title for a in notice.alerts[:MAX_GROUPED])
-        return f"{prefix}{len(notice.alerts)} alerts: " + escape(titles, SECTION_CHARS)
-    line = f"[{notice.first.severity.value}] {headline(notice)}"
+        line = translate(lang, "{n} alerts: {titles}", n=len(notice.alerts), titles=titles)
+        return prefix + escape(line, SECTION_CHARS)
+    severity = translate(lang, notice.first.severity.value)
+    line = f"[{severity}] {headline(notice, lang=lang)}"
     return prefix + escape(line, SECTION_CHARS)
 
 
 def message_blocks(
-    notice: Notice, public_url: str, mention: str | None = None, *, interactive: bool = True
+    notice: Notice,
+    public_url: str,
+    mention: str | None = None,
+    *,
+    interactive: bool = True,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if len(notice.alerts) > 1:
-        intro = f"*{len(notice.alerts)} alerts*"
+        intro = f"*{escape(translate(lang, '{n} alerts', n=len(notice.alerts)))}*"
         if mention:
             intro = f"<@{escape(mention)}> {intro}"
         blocks.append(_section(intro))
         mention = None
     for a in notice.alerts[:MAX_GROUPED]:
-        blocks.extend(_alert_blocks(notice, a, public_url, mention, interactive))
+        blocks.extend(_alert_blocks(notice, a, public_url, mention, interactive, lang))
     if len(notice.alerts) > MAX_GROUPED:
-        more = f"…and {len(notice.alerts) - MAX_GROUPED} more"
+        more = escape(translate(lang, "…and {n} more", n=len(notice.alerts) - MAX_GROUPED))
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
     return blocks
 
@@ -164,11 +178,16 @@ def _field(label: str, mrkdwn: str) -> dict[str, str]:
 
 
 def _alert_blocks(
-    notice: Notice, alert: AlertEvent, public_url: str, mention: str | None, interactive: bool
+    notice: Notice,
+    alert: AlertEvent,
+    public_url: str,
+    mention: str | None,
+    interactive: bool,
+    lang: str,
 ) -> list[dict[str, Any]]:
     """One alert's blocks: its headline, summary, what changed, facts and buttons."""
     url = account_url(public_url, alert.account_id)
-    head = escape(headline(notice, alert), SECTION_CHARS - 100)
+    head = escape(headline(notice, alert, lang), SECTION_CHARS - 100)
     head = f"{_SEVERITY_EMOJI.get(alert.severity.value, '')} *{head}*"
     if mention:
         head = f"<@{escape(mention)}> {head}"
@@ -178,38 +197,35 @@ def _alert_blocks(
     moved = changes(alert)
     if moved:
         text = "\n".join(f"• {c}" for c in moved)
-        blocks.append(_section("*What changed in 7 days*\n" + escape(text, SECTION_CHARS - 50)))
+        heading = escape(translate(lang, "What changed in 7 days"))
+        blocks.append(_section(f"*{heading}*\n" + escape(text, SECTION_CHARS - 50)))
+    alert_id = escape(translate(lang, "alert {id}", id=f"`{alert.alert_id}`"))
     return [
         *blocks,
-        {"type": "section", "fields": _facts(alert, url)},
-        {"type": "actions", "elements": _buttons(alert, url, interactive)},
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"alert `{escape(alert.alert_id)}`"}],
-        },
+        {"type": "section", "fields": _facts(alert, url, lang)},
+        {"type": "actions", "elements": _buttons(alert, url, interactive, lang)},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": alert_id}]},
     ]
 
 
-def _facts(alert: AlertEvent, url: str) -> list[dict[str, str]]:
-    band = (
-        f"{_BAND_EMOJI.get(alert.band or '', '')} {alert.score} ({escape(alert.band or '')})"
-        if alert.score is not None
-        else "n/a"
-    )
+def _facts(alert: AlertEvent, url: str, lang: str) -> list[dict[str, str]]:
+    band = escape(health(alert, lang))
+    if alert.score is not None:
+        band = f"{_BAND_EMOJI.get(alert.band or '', '')} {band}"
     name = escape(alert.account_name or alert.account_id, FIELD_CHARS - 500)
     return [
-        _field("Account", f"<{url}|{name}>"),
-        _field("Health", band),
-        _field("Rule", f"`{escape(alert.rule, 200)}`"),
-        _field("Severity", alert.severity.value),
+        _field(translate(lang, "Account"), f"<{url}|{name}>"),
+        _field(translate(lang, "Health"), band),
+        _field(translate(lang, "Rule"), f"`{escape(alert.rule, 200)}`"),
+        _field(translate(lang, "Severity"), escape(translate(lang, alert.severity.value))),
     ]
 
 
-def _buttons(alert: AlertEvent, url: str, interactive: bool) -> list[dict[str, Any]]:
+def _buttons(alert: AlertEvent, url: str, interactive: bool, lang: str) -> list[dict[str, Any]]:
     buttons: list[dict[str, Any]] = [
         {
             "type": "button",
-            "text": {"type": "plain_text", "text": "Open account"},
+            "text": {"type": "plain_text", "text": translate(lang, "Open account")},
             "url": url,
             "action_id": "open_account",
         }
@@ -217,13 +233,13 @@ def _buttons(alert: AlertEvent, url: str, interactive: bool) -> list[dict[str, A
     if interactive and alert.status == "firing":
         # Handled by POST /v1/slack/interactions (signature-verified).
         for action_id, label, style in (
-            ("ack", "Acknowledge", "primary"),
-            ("snooze_1d", "Snooze 1 day", None),
-            ("not_useful", "Not useful", None),
+            ("ack", N_("Acknowledge"), "primary"),
+            ("snooze_1d", N_("Snooze 1 day"), None),
+            ("not_useful", N_("Not useful"), None),
         ):
             button: dict[str, Any] = {
                 "type": "button",
-                "text": {"type": "plain_text", "text": label},
+                "text": {"type": "plain_text", "text": translate(lang, label)},
                 "action_id": action_id,
                 "value": alert.alert_id,
             }

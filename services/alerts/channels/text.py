@@ -8,12 +8,15 @@ import urllib.parse
 
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
+from shared.i18n import DEFAULT_LANGUAGE, N_, translate
 
 _PREFIX = {
-    NoticeKind.update: "Updated: ",
-    NoticeKind.repeat: "Reminder: ",
-    NoticeKind.escalate: "Escalated, not acknowledged: ",
+    NoticeKind.update: N_("Updated: {title}"),
+    NoticeKind.repeat: N_("Reminder: {title}"),
+    NoticeKind.escalate: N_("Escalated, not acknowledged: {title}"),
 }
+# Severities and health bands as notices show them, translated where shown.
+LABELS = (N_("critical"), N_("warning"), N_("info"), N_("red"), N_("yellow"), N_("green"))
 # Control characters (C0, DEL, C1) and Unicode line/paragraph separators: a CR/LF in
 # a header value starts a new header (or a forged log line).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -23,11 +26,23 @@ _HEADER_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) != "
 _URL_SECRETS = re.compile(r"(https?://)(?:[^@/\s'\"]*@)?([^/\s'\"?#]+)[^\s'\")]*")
 
 
-def headline(notice: Notice, alert: AlertEvent | None = None) -> str:
+def headline(notice: Notice, alert: AlertEvent | None = None, lang: str = DEFAULT_LANGUAGE) -> str:
+    """What a notice is headed, in the recipient's language ``lang`` (the alert's own
+    title is the rule's, as the alerting file words it)."""
     a = alert or notice.first
     if notice.kind == NoticeKind.digest:
-        return f"{len(notice.alerts)} open alerts: your daily digest"
-    return _PREFIX.get(notice.kind, "") + a.title
+        return translate(lang, "{n} open alerts: your daily digest", n=len(notice.alerts))
+    prefix = _PREFIX.get(notice.kind)
+    return translate(lang, prefix, title=a.title) if prefix else a.title
+
+
+def health(alert: AlertEvent, lang: str) -> str:
+    """The alert's health as "42 (red)", in ``lang``; "n/a" without a score."""
+    if alert.score is None:
+        return translate(lang, "n/a")
+    if not alert.band:
+        return str(alert.score)
+    return translate(lang, "{score} ({band})", score=alert.score, band=translate(lang, alert.band))
 
 
 def changes(alert: AlertEvent) -> list[str]:
