@@ -32,7 +32,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts.actions import Action, ActionError, apply_action
-from services.alerts.queries import accounts_of, storable_alert_id, visible_alert, visible_alerts
+from services.alerts.queries import (
+    accounts_of,
+    storable_alert_id,
+    total_of,
+    visible_alert,
+    visible_alerts,
+)
 from services.alerts.schemas import (
     AlertDetail,
     AlertList,
@@ -47,6 +53,7 @@ from shared.auth import ApiKey
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
+from shared.contracts.events import INT32_MAX
 from shared.document_routes import (
     DOCUMENT_ANSWERS,
     current_document,
@@ -114,6 +121,26 @@ def _summary(r: Any) -> dict[str, Any]:
         "muted": r.muted,
         "not_useful": r.not_useful,
         "escalated_at": r.escalated_at.isoformat() if r.escalated_at else None,
+        **_grouping((r.payload or {}).get("details") or {}),
+    }
+
+
+def _grouping(details: dict[str, Any]) -> dict[str, Any]:
+    """The alert's family and symptoms (a rule alone is its own single symptom)."""
+    symptoms = details.get("symptoms")
+    if not isinstance(symptoms, list):
+        return {"family": None, "symptoms": []}
+    rules = [s["rule"] for s in symptoms if isinstance(s, dict) and isinstance(s.get("rule"), str)]
+    family = details.get("family")
+    return {"family": family if isinstance(family, str) else None, "symptoms": rules}
+
+
+def _page(total: int, limit: int, offset: int, shown: int) -> dict[str, Any]:
+    return {
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "truncated": offset + shown < total,
     }
 
 
@@ -127,9 +154,11 @@ async def list_alerts(
     account_id: Annotated[str | None, Query(max_length=200)] = None,
     owner: Annotated[str | None, Query(max_length=320, description="the account's owner")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> dict[str, Any]:
-    """Alerts, newest first; ``status=open`` means firing or acknowledged."""
-    q = select(alerts).order_by(alerts.c.stored_at.desc()).limit(limit)
+    """Alerts, newest first; ``status=open`` means firing or acknowledged. ``total``
+    counts every match and ``truncated`` says when the page does not hold them all."""
+    q = select(alerts).order_by(alerts.c.stored_at.desc(), alerts.c.alert_id)
     if status == "open":
         q = q.where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
     elif status != "any":
@@ -143,9 +172,11 @@ async def list_alerts(
             q = q.where(column == value)
     if owner is not None:  # the account's owner now, as for a CSM key
         q = q.where(alerts.c.account_id.in_(accounts_of(owner)))
+    q = visible_alerts(q, key)
     async with ctx.engine.connect() as conn:
-        rows = (await conn.execute(visible_alerts(q, key))).all()
-    return {"alerts": [_summary(r) for r in rows]}
+        rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+        total = await total_of(conn, q)
+    return {"alerts": [_summary(r) for r in rows], **_page(total, limit, offset, len(rows))}
 
 
 async def _alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
@@ -331,16 +362,20 @@ async def list_deliveries(
     _key: AdminKey,
     status: Literal["pending", "delivered", "dead"] = "dead",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> dict[str, Any]:
-    """Deliveries by status; ``dead`` ones gave up after their attempts."""
+    """Deliveries by status, newest first; ``dead`` ones gave up after their attempts.
+    ``total`` counts every match and ``truncated`` says when the page does not hold them
+    all."""
+    q = (
+        select(deliveries)
+        .where(deliveries.c.status == status)
+        .order_by(deliveries.c.delivery_id.desc())
+    )
     async with ctx.engine.connect() as conn:
-        rows = await conn.execute(
-            select(deliveries)
-            .where(deliveries.c.status == status)
-            .order_by(deliveries.c.delivery_id.desc())
-            .limit(limit)
-        )
-        return {"deliveries": [_delivery(d) for d in rows]}
+        rows = (await conn.execute(q.limit(limit).offset(offset))).all()
+        total = await total_of(conn, q)
+    return {"deliveries": [_delivery(d) for d in rows], **_page(total, limit, offset, len(rows))}
 
 
 @router.post("/deliveries/{delivery_id}/retry", response_model=RetryAnswer, responses=NOT_FOUND)

@@ -2,9 +2,11 @@
 updates or resolves the alert, and what people should hear about goes into the outbox,
 in the caller's transaction (the intake's, with the consumed offsets).
 
-Alertmanager's semantics, per (account, rule) alert: a new trigger of an open alert
-updates it; a critical alert of an account mutes (inhibits) its other alerts until it
-resolves; a resolved notice goes to whoever heard about the alert.
+Alertmanager's semantics, per (account, family) alert (scoring groups the symptoms of
+one account problem into one alert): a new trigger of an open alert updates it, and is
+told only when its severity rises; a critical alert of an account mutes (inhibits) its
+other alerts until it resolves or falls below critical; a resolved notice goes to
+whoever heard about the alert.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from services.alerts import routing
 from services.alerts.channels.text import one_line
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
-from shared.alerting.schema import Alerting, Recipient
+from shared.alerting.schema import Alerting, Recipient, worse
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.events import Owner
@@ -112,8 +114,13 @@ class AlertLifecycle:
             return
         if alert.severity == Severity.critical:
             await self._inhibit_others(conn, alert)
+        elif row.severity == Severity.critical.value:
+            await self._release(conn, alert.account_id, alerting, now)
+        # A symptom attached to the alert, or a severity that fell, is stored and shown,
+        # not sent: people hear again only when it gets worse.
+        rose = worse(alert.severity, Severity(row.severity))
         snoozed = row.snoozed_until is not None and row.snoozed_until > now
-        if told and not snoozed and row.status == "firing":
+        if rose and told and not snoozed and row.status == "firing":
             update_n = f"update:{alert.revision}"
             await self._tell(conn, alert, NoticeKind.update, people, alerting, now, update_n)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.auth import ApiKey
@@ -44,3 +44,10 @@ async def visible_alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> An
         return None
     q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), key)
     return (await conn.execute(q)).first()
+
+
+async def total_of(conn: AsyncConnection, q: Select[Any]) -> int:
+    """How many rows ``q`` selects without its limit and offset: a list that shows a page
+    says how many there are (issue 15: no count capped silently)."""
+    whole = q.limit(None).offset(None).order_by(None).subquery()
+    return int((await conn.execute(select(func.count()).select_from(whole))).scalar_one())

@@ -28,9 +28,26 @@ class AlertSummary(BaseModel):
     muted: bool
     not_useful: bool
     escalated_at: str | None
+    family: str | None = Field(
+        None, description="The account problem the alert is about (health, support, …)"
+    )
+    symptoms: list[str] = Field(
+        default_factory=list,
+        description="The rules firing in it, the lead (``rule``) first; later symptoms "
+        "attach to the open alert instead of opening another",
+    )
 
 
-class AlertList(BaseModel):
+class Page(BaseModel):
+    """What a list leaves out: it is never cut short silently."""
+
+    total: int = Field(description="How many match, whatever the limit")
+    limit: int
+    offset: int
+    truncated: bool = Field(description="Whether more match than this answer lists")
+
+
+class AlertList(Page):
     alerts: list[AlertSummary]
 
 
@@ -60,7 +77,7 @@ class AlertDetail(AlertSummary):
     deliveries: list[Delivery]
 
 
-class DeliveryList(BaseModel):
+class DeliveryList(Page):
     deliveries: list[Delivery]
 
 

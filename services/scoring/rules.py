@@ -1,23 +1,29 @@
 """Alert rules in event time: conditions over an account's measures, and each
 (account, rule) key's state: ok → pending → firing → (cooldown) → ok.
 
+A rule fires only once the account has the usage history the rule needs (its
+warm-up). The rules of a family are the symptoms of one account problem: ``group_step``
+keeps one alert per (account, family) open while any of them fires, at the worst
+symptom's severity (Gainsight's one open CTA per account and reason).
+
 Pure functions; the processor loads the values and stored states, calls ``step`` per
-account and rule, and writes back what it returns. Alert ids are deterministic
-(``account:rule:n`` for the n-th firing), so a replay publishes the same ids.
+account and rule (and ``group_step`` per family), and writes back what they return.
+Alert ids are deterministic (``account:family:n`` for the n-th firing, the family being
+the rule itself for a rule alone), so a replay publishes the same ids.
 """
 
 from __future__ import annotations
 
 import operator
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.scoring.inputs import days_since
 from services.scoring.measures import Measures
-from shared.alerting.schema import Condition, Rule
+from shared.alerting.schema import Condition, Rule, worse
 from shared.contracts.alerts import Severity
 
 # Values the rules read besides the model's inputs.
@@ -121,9 +127,22 @@ def applies(rule: Rule, values: Values) -> bool:
     )
 
 
+def warmed_up(warm_up: timedelta, values: Values) -> bool:
+    """Whether the account has ``warm_up`` of usage history (``history_days`` counts the
+    days since its first usage event, that day included); none is needed for a 0 warm-up."""
+    if not warm_up:
+        return True
+    days = values.get("history_days")
+    return days is not None and days >= warm_up.days
+
+
 def severity_now(rule: Rule, values: Values, past: Past) -> Severity:
     escalation = rule.escalate
-    if escalation is not None and all(holds(c, values, past) for c in escalation.when):
+    if (
+        escalation is not None
+        and warmed_up(escalation.warm_up, values)
+        and all(holds(c, values, past) for c in escalation.when)
+    ):
         return escalation.severity
     return rule.severity
 
@@ -135,7 +154,7 @@ def step(
     inside = applies(rule, values)
     firing_now = inside and all(holds(c, values, past) for c in rule.when)
     if state.status != "firing":
-        if not firing_now:
+        if not firing_now or not warmed_up(rule.warm_up, values):
             return (RuleState(fire_count=state.fire_count), None)
         since = state.since if state.status == "pending" and state.since else at
         if at - since < rule.pending:
@@ -164,6 +183,50 @@ def step(
     severity = Severity(state.severity or rule.severity)
     ended = Transition("resolved", state.revision + 1, severity, state.fire_count)
     return RuleState(fire_count=state.fire_count), ended
+
+
+def lead(symptoms: Sequence[tuple[Rule, RuleState]]) -> tuple[Rule, RuleState]:
+    """The symptom an alert is titled after: the most severe, the file's first on a tie."""
+    best = symptoms[0]
+    for symptom in symptoms[1:]:
+        if worse(_severity(symptom), _severity(best)):
+            best = symptom
+    return best
+
+
+def _severity(symptom: tuple[Rule, RuleState]) -> Severity:
+    rule, state = symptom
+    return Severity(state.severity or rule.severity)
+
+
+def group_step(
+    group: RuleState,
+    before: Sequence[tuple[Rule, RuleState]],
+    after: Sequence[tuple[Rule, RuleState]],
+    at: datetime,
+) -> tuple[RuleState, Transition | None]:
+    """Advance a family's alert, given its rules' states before and after this step.
+
+    Open while any rule of the family fires, at the worst symptom's severity; a symptom
+    that joins or leaves, or a severity change, is a new revision of the same alert
+    (the alerts service tells people only when the severity rises)."""
+    now = [s for s in after if s[1].status == "firing"]
+    if group.status != "firing":
+        if not now:
+            return group, None
+        severity = _severity(lead(now))
+        opened = RuleState("firing", at, None, severity.value, group.fire_count + 1)
+        return opened, Transition("firing", 0, severity, opened.fire_count)
+    if not now:
+        severity = Severity(group.severity or Severity.info)
+        ended = Transition("resolved", group.revision + 1, severity, group.fire_count)
+        return RuleState(fire_count=group.fire_count), ended
+    severity = _severity(lead(now))
+    was = [rule.id for rule, state in before if state.status == "firing"]
+    if severity.value == group.severity and was == [rule.id for rule, _ in now]:
+        return group, None
+    revised = replace(group, severity=severity.value, revision=group.revision + 1)
+    return revised, Transition("firing", revised.revision, severity, group.fire_count)
 
 
 def alert_id(account_id: str, rule_id: str, fire_count: int) -> str:

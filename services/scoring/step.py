@@ -21,7 +21,7 @@ from services.scoring.measures import Measures
 from services.scoring.model.evaluate import Evaluation, evaluate
 from services.scoring.model.schema import HealthModel
 from services.scoring.rules import RuleState, Transition
-from shared.alerting.schema import Rule
+from shared.alerting.schema import Rule, families
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import Owner
 
@@ -41,6 +41,11 @@ class ModelAndRules:
     def labels(self) -> dict[str, str]:
         """The inputs' names in words, for "what changed" (built once per batch)."""
         return explain.labels(self.model)
+
+    @cached_property
+    def families(self) -> list[list[Rule]]:
+        """The rules grouped by family, in the file's order (see ``_step_family``)."""
+        return list(families(self.rules).values())
 
     @cached_property
     def rule_lookbacks(self) -> set[int]:
@@ -80,6 +85,10 @@ class Fired:
     past: dict[int, Any]  # over_days → inputs then, for "fell 40% over 7 days"
     score: Evaluation
     week_changes: list[dict[str, Any]]  # what moved over the week, largest first
+    # A family's alert: its name and the rules firing in it (worst first); None and ()
+    # for a rule alone, whose alert is its own.
+    family: str | None = None
+    symptoms: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -201,22 +210,58 @@ def _step_rules(
     score: Evaluation,
     at: datetime,
 ) -> tuple[dict[str, RuleState], list[Fired]]:
-    """Step every rule at ``at``: the states that moved, and the rules that told something."""
+    """Step every rule at ``at``, then each family of rules: the states that moved, and
+    the alerts that tell something."""
     past = earlier.past_inputs
     then = {back: past[back] for back in using.rule_lookbacks if back in past}
     moved: dict[str, RuleState] = {}
-    fired: list[Fired] = []
+    told: dict[str, Transition] = {}
     for rule in using.rules:
         before = earlier.rule_states.get(rule.id, RuleState())
-        after, told = rules.step(rule, before, values, then, at)
+        after, transition = rules.step(rule, before, values, then, at)
         if after != before:
             moved[rule.id] = after
-        if told is not None:
-            week = explain.changes(shown, past.get(ALERT_CHANGES_DAYS), using.labels)
+        if transition is not None:
+            told[rule.id] = transition
+    fired: list[Fired] = []
+    week = [] if not told else explain.changes(shown, past.get(ALERT_CHANGES_DAYS), using.labels)
+
+    def alert(rule: Rule, transition: Transition, **family: Any) -> Fired:
+        return Fired(
+            measures, rule, transition, values, then, score, week[:ALERT_CHANGES_SHOWN], **family
+        )
+
+    for members in using.families:
+        if len(members) == 1:  # a rule alone alerts as itself
+            if members[0].id in told:
+                fired.append(alert(members[0], told[members[0].id]))
+            continue
+        key = GROUP_STATE_PREFIX + members[0].group
+        states_before = [(r, earlier.rule_states.get(r.id, RuleState())) for r in members]
+        states_after = [(r, moved.get(r.id, state)) for r, state in states_before]
+        group_before = earlier.rule_states.get(key, RuleState())
+        group_after, transition = rules.group_step(group_before, states_before, states_after, at)
+        if group_after != group_before:
+            moved[key] = group_after
+        if transition is not None:
+            firing = [s for s in states_after if s[1].status == "firing"] or [
+                s for s in states_before if s[1].status == "firing"
+            ]
+            ranked = _worst_first(firing)
             fired.append(
-                Fired(measures, rule, told, values, then, score, week[:ALERT_CHANGES_SHOWN])
+                alert(ranked[0], transition, family=members[0].group, symptoms=tuple(ranked))
             )
     return moved, fired
+
+
+# A family's own state is kept beside its rules' (rule ids cannot start with "@").
+GROUP_STATE_PREFIX = "@"
+
+
+def _worst_first(symptoms: Sequence[tuple[Rule, RuleState]]) -> list[Rule]:
+    """The symptoms' rules, the lead first, then the others in the file's order."""
+    first, _ = rules.lead(symptoms)
+    return [first, *(rule for rule, _ in symptoms if rule is not first)]
 
 
 def alert_event(fired: Fired, contacts: AccountContacts | None) -> AlertEvent:
@@ -231,12 +276,25 @@ def alert_event(fired: Fired, contacts: AccountContacts | None) -> AlertEvent:
     contacts = contacts or AccountContacts()
     name = contacts.name or measures.account_id
     context = {**values, "name": name, "change_text": rules.change_text(rule, values, fired.past)}
-    title = rules.render(rule.title or "{name}: " + (rule.description or rule.id), context)
+    title = _title(rule, context)
     summary = rules.render(rule.summary or rule.description, context)
+    # The other symptoms, each once (nested rules, red within not green, read alike).
+    others = list(dict.fromkeys(_title(symptom, context) for symptom in fired.symptoms[1:]))
+    others = [other for other in others if other != title]
+    if others:
+        also = "; ".join(other.removeprefix(f"{name}: ") for other in others)
+        summary = f"{summary}\nAlso: {also}." if summary else f"Also: {also}."
     if told.status == "resolved":
         title = f"Resolved: {title}"
+    details: dict[str, Any] = {}
+    read = set().union(*(symptom.measures() for symptom in fired.symptoms or (rule,)))
+    if fired.family is not None:
+        details["family"] = fired.family
+        details["symptoms"] = [
+            {"rule": symptom.id, "title": _title(symptom, context)} for symptom in fired.symptoms
+        ]
     return AlertEvent(
-        alert_id=rules.alert_id(measures.account_id, rule.id, told.fire_count),
+        alert_id=rules.alert_id(measures.account_id, fired.family or rule.id, told.fire_count),
         revision=told.revision,
         account_id=measures.account_id,
         account_name=name,
@@ -254,11 +312,16 @@ def alert_event(fired: Fired, contacts: AccountContacts | None) -> AlertEvent:
         details={
             "rule_type": rule.type.value,
             "as_of": measures.as_of.isoformat(),
-            "values": {measure: values.get(measure) for measure in sorted(rule.measures())},
+            "values": {measure: values.get(measure) for measure in sorted(read)},
             "health": breakdown(score),
             "changes": fired.week_changes,
+            **details,
         },
     )
+
+
+def _title(rule: Rule, context: Mapping[str, Any]) -> str:
+    return rules.render(rule.title or "{name}: " + (rule.description or rule.id), context)
 
 
 def breakdown(score: Evaluation) -> dict[str, Any]:

@@ -6,12 +6,14 @@ on the wall clock). Written in TOML, validated here with an error per problem.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -137,18 +139,41 @@ class Condition(Strict):
         return self
 
 
+def _whole_days(value: timedelta) -> timedelta:
+    if value % timedelta(days=1):
+        raise ValueError("a warm-up counts days of usage history: give it in days, e.g. '7d'")
+    return value
+
+
+# Days of usage history (since the account's first usage event) a rule needs before it
+# may fire: the 7-day shares, the score and its band mean little on an account's first
+# days. "0d" for rules that read facts (contract dates, seats, payments, tickets).
+WarmUp = Annotated[Duration, AfterValidator(_whole_days)]
+
+_ID = r"^[a-z][a-z0-9_]{1,62}$"
+
+
 class Escalate(Strict):
     """Raise the rule's severity while all of ``when`` hold (e.g. renewal, not green)."""
 
     when: Annotated[list[Condition], Field(min_length=1)]
     severity: Severity
+    # The escalation's own warm-up (default: ``defaults.warm_up``): a renewal alert may
+    # fire from the contract's dates alone, but "health not green" needs a score first.
+    warm_up: WarmUp = timedelta(0)
 
 
 class Rule(Strict):
-    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,62}$")]
+    id: Annotated[str, Field(pattern=_ID)]
     type: RuleType
     severity: Severity
     description: str = ""
+    # The account problem the rule is a symptom of: the rules of one family open one
+    # alert per account (its severity the worst symptom's; later symptoms attach to
+    # it). Default: the rule alone.
+    family: Annotated[str, Field(pattern=_ID)] | None = None
+    # See WarmUp; default ``defaults.warm_up``.
+    warm_up: WarmUp = timedelta(0)
     # Fires when all hold ...
     when: Annotated[list[Condition], Field(min_length=1)]
     # ... and resolves when all of these hold (hysteresis); default: ``when`` fails.
@@ -179,6 +204,11 @@ class Rule(Strict):
     def _stages(cls, v: list[str]) -> list[str]:
         return _known(v, _STAGES, "lifecycle stage")  # type: ignore[no-any-return]
 
+    @property
+    def group(self) -> str:
+        """The family the rule alerts in (its own id when it has none)."""
+        return self.family or self.id
+
     def measures(self) -> set[str]:
         conditions = [
             *self.when,
@@ -186,6 +216,14 @@ class Rule(Strict):
             *(self.escalate.when if self.escalate else []),
         ]
         return {c.measure for c in conditions}
+
+
+_RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}
+
+
+def worse(a: Severity, b: Severity) -> bool:
+    """Whether ``a`` is more severe than ``b``."""
+    return _RANK[a] > _RANK[b]
 
 
 class Recipient(Strict):
@@ -231,14 +269,41 @@ class Notify(Strict):
     send_resolved: bool = True
 
 
+class Defaults(Strict):
+    """What a rule (and its escalation) has unless it says otherwise."""
+
+    # None: no warm-up (a file without ``[defaults]`` behaves as before warm-ups).
+    warm_up: WarmUp | None = None
+
+
 class Alerting(Strict):
     version: Annotated[str, Field(min_length=1, max_length=100)]
     description: str = ""
+    defaults: Defaults = Defaults()
     rules: Annotated[list[Rule], Field(alias="rule")] = Field(default_factory=list)
     routing: Routing = Routing()
     notify: Notify = Notify()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_warm_up(cls, data: Any) -> Any:
+        """``defaults.warm_up`` into every rule and escalation that gives none."""
+        if not isinstance(data, dict) or not isinstance(data.get("defaults"), dict):
+            return data
+        warm_up = data["defaults"].get("warm_up")
+        key = "rule" if "rule" in data else "rules"
+        if warm_up is None or not isinstance(data.get(key), list):
+            return data
+        rules = []
+        for rule in data[key]:
+            if isinstance(rule, dict):
+                rule = {"warm_up": warm_up, **rule}
+                if isinstance(rule.get("escalate"), dict):
+                    rule["escalate"] = {"warm_up": warm_up, **rule["escalate"]}
+            rules.append(rule)
+        return {**data, key: rules}
 
     @model_validator(mode="after")
     def _unique(self) -> Alerting:
@@ -247,10 +312,28 @@ class Alerting(Strict):
             if r.id in seen:
                 raise ValueError(f"rule id {r.id!r} is used twice")
             seen.add(r.id)
+        for r in self.rules:
+            # An alert id is account:family:n, so a family named like a rule would
+            # share that rule's alert ids.
+            if r.family is not None and r.family != r.id and r.family in seen:
+                raise ValueError(
+                    f"rule {r.id!r}: family {r.family!r} is another rule's id; name it apart"
+                )
         return self
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+    def families(self) -> dict[str, list[Rule]]:
+        return families(self.rules)
+
+
+def families(rules: Sequence[Rule]) -> dict[str, list[Rule]]:
+    """Family → its rules, in the file's order."""
+    found: dict[str, list[Rule]] = {}
+    for r in rules:
+        found.setdefault(r.group, []).append(r)
+    return found
 
 
 class AlertingError(ValueError):

@@ -19,6 +19,7 @@ from shared.contracts.alerts import Severity
 from tests.support.measures import measures
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+WARM = 365  # days of usage history: past every default warm-up
 DEFAULT = parse_alerting(default_alerting_source())
 
 
@@ -29,9 +30,11 @@ def rule(rule_id: str) -> Any:
 
 
 def run(r: Any, series: list[dict[str, Any]], past: dict[int, Any] | None = None) -> list[str]:
-    """Feed one value set per day; return what was published, as "day status"."""
+    """Feed one value set per day; return what was published, as "day status". The
+    account is past every warm-up unless a value set gives its ``history_days``."""
     state, told = RuleState(), []
     for day, values in enumerate(series):
+        values = {"history_days": WARM, **values}
         state, t = step(r, state, values, past or {}, T0 + timedelta(days=day))
         if t is not None:
             told.append(f"{day} {t.status} {t.severity.value}")
@@ -284,7 +287,19 @@ EDGES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         {"oldest_open_ticket_days": 14},
         "warning",
     ),
-    ("sla_breach", {"sla_breaches_28d": 1}, {"sla_breaches_28d": 0}, "warning"),
+    # Tuned (issue 15): a pattern of late replies on an account with a VIP SLA.
+    (
+        "sla_breach",
+        {**STRATEGIC, "sla_breaches_28d": 3},
+        {**STRATEGIC, "sla_breaches_28d": 2},
+        "warning",
+    ),
+    (
+        "sla_breach",
+        {"tier": "enterprise", "sla_breaches_28d": 3},
+        {"sla_breaches_28d": 9},
+        "warning",
+    ),
 ]
 # Change rules need the values of days before: pinned in test_change_rules_warn_on_falls_and_on_rises.
 CHANGE_RULES = {"active_users_falling", "active_users_rising", "seats_growing"}

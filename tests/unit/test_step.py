@@ -71,7 +71,13 @@ def test_a_rule_fires_once_and_its_alert_names_the_owner() -> None:
     assert "low_activity" in fired
     owner = Owner(email="anna@example.com")
     alert = alert_event(fired["low_activity"], AccountContacts(name="Anna Co", owner=owner))
-    assert alert.alert_id == "a:low_activity:1"
+    # One alert for the account's health problem (issue 15): low activity leads it, the
+    # red score and the rest are its symptoms, not alerts of their own.
+    assert alert.alert_id == "a:health:1"
+    assert [f.family for f in result.fired].count("health") == 1
+    symptoms = [s["rule"] for s in alert.details["symptoms"]]
+    assert symptoms[0] == "low_activity" and "health_red" in symptoms
+    assert alert.summary.endswith("Also: health 31 is red.")  # said once, not per rule
     assert (alert.account_name, alert.owner, alert.status) == ("Anna Co", owner, "firing")
     assert alert.title.startswith("Anna Co")
     # Without the account's facts, the alert is named by the account id.
@@ -89,7 +95,12 @@ def test_a_sweep_steps_rules_at_now_not_at_the_last_event() -> None:
     # few_active_days waits 7 days: as of the last event it is still pending…
     quiet_days = measures(active_days_7d=1, first_seen=date(2026, 9, 1), lifecycle_stage="stable")
     by_event = score_account(quiet_days, USING, earlier, now=NOW + timedelta(days=10))
-    assert "few_active_days" not in {f.rule.id for f in by_event.fired}
-    # …while a sweep ten days later steps it at its own clock, and it fires.
+    assert "few_active_days" not in symptoms(by_event)
+    # …while a sweep ten days later steps it at its own clock, and it fires (a symptom
+    # of the account's health alert, issue 15).
     swept = score_account(quiet_days, USING, earlier, now=NOW + timedelta(days=10), swept=True)
-    assert "few_active_days" in {f.rule.id for f in swept.fired}
+    assert "few_active_days" in symptoms(swept)
+
+
+def symptoms(result: ScoredAccount) -> set[str]:
+    return {rule.id for f in result.fired for rule in (f.symptoms or (f.rule,))}
