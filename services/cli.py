@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -527,39 +527,64 @@ def report(
     account: Annotated[str, typer.Argument(help="Account id")],
     kind: Annotated[str, typer.Option(help="usage (30 days), bimonthly or qbr")] = "usage",
     end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default today)")] = None,
+    lang: Annotated[
+        str | None, typer.Option(help="en or zh-CN (default: HEALTHWATCH_LANGUAGE)")
+    ] = None,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="A PDF (also when --out ends in .pdf)")
+    ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="HTML file (default: <account>-<kind>.html)")
+        Path | None, typer.Option(help="File (default: <account>-<kind>.html, or .pdf)")
     ] = None,
 ) -> None:
-    """Write an account's report as print-ready HTML (print it to PDF from a browser)."""
-    from datetime import date
+    """Write an account's report as print-ready HTML, or as a PDF."""
+    from services.reports.data import KINDS, UnknownAccount
+    from services.reports.document import document
+    from services.reports.fmt import Fmt
+    from services.reports.pdf import PdfUnavailable
+    from shared.i18n import LANGUAGES
 
-    from services.reports.data import PERIOD_DAYS, build_report
-    from services.reports.render import render_html
+    if kind not in KINDS:
+        raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
+    if lang is not None and lang not in LANGUAGES:
+        raise typer.BadParameter(f"--lang must be one of {', '.join(LANGUAGES)}")
+    settings = Settings()
+    last = _report_day(end)
+    pdf = pdf or (out is not None and out.suffix.lower() == ".pdf")
+    fmt = Fmt(lang or settings.language, settings.currency)
 
-    if kind not in PERIOD_DAYS:
-        raise typer.BadParameter(f"--kind must be one of {', '.join(PERIOD_DAYS)}")
+    async def write(engine: AsyncEngine) -> bytes:
+        async with engine.connect() as conn:
+            return await document(conn, account, kind, last, fmt, pdf=pdf)
+
+    try:
+        body = asyncio.run(_on_database(settings, write))
+    except UnknownAccount:
+        where = escape(database_shown(settings.database_url))
+        console.print(
+            f"[red]no account {escape(repr(account))}[/] in {where}: check the id "
+            "(GET /v1/accounts lists them) or the database (HEALTHWATCH_DATABASE_URL)"
+        )
+        raise typer.Exit(1) from None
+    except PdfUnavailable as exc:
+        console.print(f"[red]no PDF[/]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    target = out or Path(f"{account}-{kind}.{'pdf' if pdf else 'html'}")
+    target.write_bytes(body)
+    console.print(f"[green]wrote[/] {target}")
+
+
+def _report_day(end: str | None) -> date:
+    """``--end`` as a day within the calendar the queries take (default today)."""
     from services.scoring.queries import FIRST_DAY, LAST_DAY
 
-    settings = Settings()
     try:
         last = date.fromisoformat(end) if end else date.today()
     except ValueError as exc:
         raise typer.BadParameter(f"--end {end!r}: give a day as YYYY-MM-DD") from exc
     if not FIRST_DAY <= last <= LAST_DAY:
         raise typer.BadParameter(f"--end: give a day from {FIRST_DAY} to {LAST_DAY}")
-
-    async def main() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            async with engine.connect() as conn:
-                return render_html(await build_report(conn, account, kind, last))  # type: ignore[arg-type]
-        finally:
-            await engine.dispose()
-
-    target = out or Path(f"{account}-{kind}.html")
-    target.write_text(asyncio.run(main()), encoding="utf-8")
-    console.print(f"[green]wrote[/] {target}")
+    return last
 
 
 @app.command()

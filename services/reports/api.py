@@ -1,32 +1,120 @@
-"""Reports over HTTP: print-ready HTML for one account."""
+"""Reports over HTTP: one account's report as print-ready HTML or as a PDF."""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import Response
 
-from services.reports.data import build_report
-from services.reports.render import render_html
+from services.reports.data import Kind
+from services.reports.document import document
+from services.reports.fmt import Fmt
+from services.reports.pdf import PdfUnavailable
 from services.scoring.queries import Day, visible_account
-from shared.web import EngineDep, ReadKey
+from shared.auth import ApiKey
+from shared.openapi import error_responses
+from shared.web import ClientError, EngineDep, ReadKey
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
+# shared.i18n.LANGUAGES, spelled out for the OpenAPI.
+Language = Literal["en", "zh-CN"]
+Format = Literal["html", "pdf"]
+PDF = "application/pdf"
+# Both answers in the OpenAPI: the HTML (response_class) and the PDF.
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report: print-ready HTML, or a PDF with format=pdf or "
+        "Accept: application/pdf",
+        "content": {PDF: {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **error_responses(404, 503),
+}
 
-@router.get("/accounts/{account_id}/reports/{kind}", response_class=HTMLResponse)
+
+def defaults(request: Request) -> Fmt:
+    """The service's report language and currency (``state.report_fmt``, set by the
+    composition root from the settings), English and CNY where it set none."""
+    fmt = getattr(request.app.state, "report_fmt", None)
+    return fmt if isinstance(fmt, Fmt) else Fmt()
+
+
+def wants_pdf(format: str | None, accept: str | None) -> bool:
+    """``format`` decides; without it, an Accept header naming the PDF before HTML."""
+    if format is not None:
+        return format == "pdf"
+    accept = accept or ""
+    return PDF in accept and (
+        "text/html" not in accept or accept.index(PDF) < accept.index("text/html")
+    )
+
+
+async def report_document(
+    conn: AsyncConnection,
+    key: ApiKey,
+    account_id: str,
+    kind: Kind,
+    end: date,
+    fmt: Fmt,
+    *,
+    pdf: bool,
+    pdf_href: str | None = None,
+) -> Response:
+    """The answer for one report (404 when the key may not see the account), shared by
+    the API and the dashboard's print route."""
+    await visible_account(conn, account_id, key)
+    try:
+        body = await document(conn, account_id, kind, end, fmt, pdf=pdf, pdf_href=pdf_href)
+    except PdfUnavailable as exc:
+        raise ClientError(503, "pdf_unavailable", str(exc)) from exc
+    if not pdf:
+        return HTMLResponse(body)
+    name = f"{_safe(account_id)}-{kind}-{end.isoformat()}.pdf"
+    return Response(
+        body, media_type=PDF, headers={"Content-Disposition": f'inline; filename="{name}"'}
+    )
+
+
+def pdf_link(request: Request) -> str:
+    """The page's own address asking for the PDF (relative: the same host and path)."""
+    return "?" + request.url.include_query_params(format="pdf").query
+
+
+def _safe(text: str) -> str:
+    """A file name part from an account id: letters, digits, - and _ only."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in text)[:80]
+
+
+@router.get("/accounts/{account_id}/reports/{kind}", response_class=HTMLResponse, responses=ANSWERS)
 async def account_report(
     account_id: str,
-    kind: Literal["usage", "bimonthly", "qbr"],
+    kind: Kind,
+    request: Request,
     engine: EngineDep,
     key: ReadKey,
     end: Day | None = None,
-) -> HTMLResponse:
-    """The usage report (30 days), the bi-monthly report (CAD-09) or the quarterly
-    business review (CAD-05) ending on ``end`` (default today), as print-ready HTML."""
+    lang: Language | None = None,
+    format: Format | None = None,
+    accept: str | None = Header(None, include_in_schema=False),
+) -> Response:
+    """The monthly usage report (30 days), the enterprise tier's usage report every two
+    months (CAD-09) or the quarterly business review (CAD-05) ending on ``end`` (default
+    today), in ``lang`` (default: the service's language), as HTML or PDF."""
+    base = defaults(request)
+    fmt = Fmt(lang or base.lang, base.currency)
+    pdf = wants_pdf(format, accept)
     async with engine.connect() as conn:
-        await visible_account(conn, account_id, key)
-        report = await build_report(conn, account_id, kind, end or date.today())
-    return HTMLResponse(render_html(report))
+        return await report_document(
+            conn,
+            key,
+            account_id,
+            kind,
+            end or date.today(),
+            fmt,
+            pdf=pdf,
+            pdf_href=None if pdf else pdf_link(request),
+        )

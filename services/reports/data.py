@@ -1,19 +1,20 @@
-"""What a customer report says, read from the rolling state: the handbook's usage
-report (CAD-09: every two months for enterprise accounts) and quarterly business review
-(CAD-03/05), or a usage report over any period.
+"""What a customer report says, read from the rolling state: the handbook's monthly
+usage report, the enterprise tier's usage report every two months (CAD-09, RP-05) and
+the strategic tier's quarterly business review (CAD-05, RP-04).
 
 Every figure is for the period and, where it makes sense, beside the average of the
-account's tier over the same period ("position against the average of its tier").
+account's tier over the same period ("position against the average", RP-04). The
+customer reads the comparison as "comparable customers": the tier is our label.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.queries import OPEN_TICKET_STATUSES, account_health_row
@@ -28,14 +29,14 @@ from shared.storage.tables import (
 )
 
 Kind = Literal["usage", "bimonthly", "qbr"]
+KINDS: tuple[Kind, ...] = ("usage", "bimonthly", "qbr")
 # Days each kind covers, ending on the report day: a month, two months (CAD-09), a
 # quarter (CAD-05). Activity older than the 90-day window is gone, so a QBR is 90 days.
 PERIOD_DAYS: dict[str, int] = {"usage": 30, "bimonthly": 61, "qbr": 90}
-TITLES = {
-    "usage": "Usage report",
-    "bimonthly": "Bi-monthly usage report",
-    "qbr": "Quarterly business review",
-}
+
+
+class UnknownAccount(LookupError):
+    """No facts and no activity stored for the account id: a typo, or another database."""
 
 
 @dataclass
@@ -51,9 +52,16 @@ class Figures:
     modules_used: float = 0.0
 
 
+@dataclass(frozen=True)
+class ModuleUse:
+    name: str
+    uses: int
+    days: int  # days of the period it was used on
+
+
 @dataclass
 class Report:
-    kind: str
+    kind: Kind
     account_id: str
     name: str
     tier: str | None
@@ -62,20 +70,31 @@ class Report:
     figures: Figures
     tier_average: Figures | None
     tier_accounts: int
-    modules: list[tuple[str, int]]  # module → uses in the period, most used first
+    modules: list[ModuleUse]  # most used first
     weekly_active_users: list[tuple[date, int]]
     scores: list[tuple[date, int | None, str]]  # day, score, band
-    open_tickets: list[dict[str, Any]]
+    tickets: list[dict[str, Any]]  # opened in the period or open now, newest first
     tickets_opened: int
     tickets_solved: int
-    current: dict[str, Any] = field(default_factory=dict)  # score, band, danger level
+    # The CRM's fields (plan, arr, contract_end, lifecycle_stage, …), as stored.
+    facts: dict[str, Any] = field(default_factory=dict)
+    # Today's score, band, the model's inputs and the danger causes' codes.
+    current: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def open_tickets(self) -> list[dict[str, Any]]:
+        return [t for t in self.tickets if t["open"]]
 
 
 async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: date) -> Report:
+    """The report's figures; UnknownAccount when nothing is stored for ``account_id``."""
     start = end - timedelta(days=PERIOD_DAYS[kind] - 1)
     facts = (
         await conn.execute(select(accounts).where(accounts.c.account_id == account_id))
     ).first()
+    health = await account_health_row(conn, account_id)
+    if facts is None and health is None:
+        raise UnknownAccount(account_id)
     tier = facts.tier if facts is not None else None
     peers = [account_id]
     if tier is not None:
@@ -86,10 +105,8 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
         )
     by_account = await _figures(conn, peers, start, end)
     mine = by_account.get(account_id, Figures(seats=facts.seats_purchased if facts else None))
-    others = [f for a, f in by_account.items()]
-    average = _average(others) if tier is not None and others else None
-    opened, solved, open_now = await _tickets(conn, account_id, start, end)
-    health = await account_health_row(conn, account_id)
+    others = list(by_account.values())
+    opened, solved, listed = await _tickets(conn, account_id, start, end)
     return Report(
         kind=kind,
         account_id=account_id,
@@ -98,35 +115,44 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
         start=start,
         end=end,
         figures=mine,
-        tier_average=average,
+        tier_average=_average(others) if tier is not None and others else None,
         tier_accounts=len(others),
         modules=await _modules(conn, account_id, start, end),
         weekly_active_users=await _weekly_users(conn, account_id, start, end),
         scores=await _scores(conn, account_id, start, end),
-        open_tickets=open_now,
+        tickets=listed,
         tickets_opened=opened,
         tickets_solved=solved,
-        current=(
-            {"score": health.score, "band": health.band, "danger_level": health.danger_level}
-            if health is not None
-            else {}
-        ),
+        facts=dict((facts.facts or {}).get("fields", {})) if facts is not None else {},
+        current=_current(health),
     )
+
+
+def _current(health: Any) -> dict[str, Any]:
+    if health is None:
+        return {}
+    danger = (health.components or {}).get("danger") or {}
+    return {
+        "score": health.score,
+        "band": health.band,
+        "inputs": dict(health.inputs or {}),
+        "danger_causes": [c.get("code") for c in danger.get("causes", [])],
+    }
 
 
 async def _modules(
     conn: AsyncConnection, account_id: str, start: date, end: date
-) -> list[tuple[str, int]]:
-    """Modules used in the period with their event counts, most used first."""
+) -> list[ModuleUse]:
+    """Modules used in the period with their uses and days of use, most used first."""
     n = activity_daily_names
     q = (
-        select(n.c.name, func.sum(n.c.count))
+        select(n.c.name, func.sum(n.c.count), func.count(distinct(n.c.day)))
         .where(n.c.account_id == account_id, n.c.dimension == "module")
         .where(n.c.day.between(start, end))
         .group_by(n.c.name)
-        .order_by(func.sum(n.c.count).desc())
+        .order_by(func.sum(n.c.count).desc(), n.c.name)
     )
-    return [(name, int(total)) for name, total in await conn.execute(q)]
+    return [ModuleUse(name, int(uses), int(days)) for name, uses, days in await conn.execute(q)]
 
 
 async def _scores(
@@ -145,23 +171,46 @@ async def _scores(
 async def _tickets(
     conn: AsyncConnection, account_id: str, start: date, end: date
 ) -> tuple[int, int, list[dict[str, Any]]]:
-    """Tickets opened and solved in the period, and those open now, oldest first."""
+    """Tickets opened and solved in the period, and every ticket opened or solved in it
+    or open now, with its status and progress (RP-05: all requests and issues), newest
+    first."""
+    t = tickets.c
+    rows = await conn.execute(
+        select(tickets).where(
+            t.account_id == account_id,
+            or_(
+                t.status.in_(OPEN_TICKET_STATUSES),
+                t.created_at >= _midnight(start),
+                t.solved_at >= _midnight(start),
+            ),
+        )
+    )
     opened = solved = 0
-    open_now = []
-    for t in await conn.execute(select(tickets).where(tickets.c.account_id == account_id)):
-        opened += start <= t.created_at.date() <= end
-        solved += t.solved_at is not None and start <= t.solved_at.date() <= end
-        if t.status in OPEN_TICKET_STATUSES:
-            open_now.append(
-                {
-                    "ticket_id": t.ticket_id,
-                    "priority": t.priority,
-                    "type": t.type,
-                    "opened": t.created_at.date().isoformat(),
-                    "age_days": (end - t.created_at.date()).days,
-                }
-            )
-    return int(opened), int(solved), sorted(open_now, key=lambda t: -int(t["age_days"]))
+    listed = []
+    for row in rows:
+        created, solved_on = row.created_at.date(), row.solved_at and row.solved_at.date()
+        if created > end:
+            continue
+        opened += start <= created
+        solved += solved_on is not None and start <= solved_on <= end
+        listed.append(
+            {
+                "ticket_id": row.ticket_id,
+                "priority": row.priority,
+                "type": row.type,
+                "status": row.status,
+                "open": row.status in OPEN_TICKET_STATUSES,
+                "opened": created,
+                "solved": solved_on,
+                "age_days": ((solved_on or end) - created).days,
+            }
+        )
+    listed.sort(key=lambda x: (x["opened"], x["ticket_id"]), reverse=True)
+    return opened, solved, listed
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
 
 
 async def _figures(

@@ -1,115 +1,162 @@
-"""A report as one print-ready HTML page (A4, charts as inline SVG): open it in a
-browser and print to PDF, or mail it as it is."""
+"""A report as one print-ready HTML document (A4, charts as inline SVG), from the
+kind's own template under ``templates/``: the monthly usage report, the enterprise
+tier's usage report every two months (RP-05) and the quarterly business review (RP-04).
+
+Charts hold numbers and digits only (their captions are HTML, translated), so no font
+with Chinese glyphs is needed to draw them.
+"""
 
 from __future__ import annotations
 
-import html
 import io
-from datetime import date
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from services.reports.data import TITLES, Figures, Report
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
-_ROWS = (
-    ("active_users", "Active users in the period", "{:.0f}"),
-    ("activated", "Users activated (ever active)", "{:.0f}"),
-    ("seats", "Seats purchased", "{:.0f}"),
-    ("active_days", "Days with use", "{:.0f}"),
-    ("usage_hours", "Online time (hours)", "{:.1f}"),
-    ("events", "Actions recorded", "{:.0f}"),
-    ("modules_used", "Modules used", "{:.0f}"),
+from services.reports import content
+from services.reports.data import Figures, Report
+from services.reports.fmt import Fmt
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TITLES = {
+    "usage": "Usage report",
+    "bimonthly": "Bi-monthly usage report",
+    "qbr": "Quarterly business review",
+}
+# The usage figures beside the average of comparable customers: label, attribute, digits.
+USAGE_ROWS = (
+    ("Active users in the period", "active_users", 0),
+    ("Users activated so far", "activated", 0),
+    ("Days with use", "active_days", 0),
+    ("Online time (hours)", "usage_hours", 1),
+    ("Actions recorded", "events", 0),
+    ("Modules used", "modules_used", 0),
 )
+STATUS = {"open": "In progress", "pending": "Waiting for your reply", "solved": "Resolved"}
+STATUS_DEFAULT = "Closed"
+TYPES = {"question": "Question", "bug": "Fault", "feature_request": "Feature request"}
+PRIORITIES = {"low": "Low", "normal": "Normal", "high": "High", "urgent": "Urgent"}
 
 
-def render_html(report: Report) -> str:
-    e = html.escape
-    title = f"{TITLES[report.kind]}: {report.name}"
-    period = f"{report.start.isoformat()} – {report.end.isoformat()}"
-    current = report.current
-    health = (
-        f"{current.get('score')} ({e(str(current.get('band')))}), danger level "
-        f"{e(str(current.get('danger_level') or 'none'))}"
-        if current
-        else "not scored yet"
+@cache
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(("html",)),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>
-@page {{ size: A4; margin: 16mm; }}
-body {{ font-family: system-ui, sans-serif; color: #222; max-width: 180mm; margin: auto; }}
-h1 {{ font-size: 20pt; margin-bottom: 0; }} h2 {{ font-size: 13pt; margin-top: 18pt; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ text-align: left; padding: 3pt 6pt; border-bottom: 1px solid #ddd; }}
-td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.muted {{ color: #777; }} .up {{ color: #2e7d32; }} .down {{ color: #c62828; }}
-figure {{ margin: 8pt 0; page-break-inside: avoid; }} svg {{ max-width: 100%; height: auto; }}
-</style></head><body>
-<h1>{e(title)}</h1>
-<p class="muted">{e(report.account_id)} · tier {e(report.tier or "n/a")} · {period}</p>
-<p>Health today: <b>{health}</b>.</p>
-<h2>Usage against the average of the {e(report.tier or "")} tier</h2>
-{_figures_table(report.figures, report.tier_average, report.tier_accounts)}
-<h2>Active users per week</h2>
-<figure>{_weekly_svg(report)}</figure>
-<h2>Health score</h2>
-<figure>{_score_svg(report)}</figure>
-<h2>Modules used</h2>
-{_modules(report)}
-<h2>Issues</h2>
-<p>{report.tickets_opened} tickets opened and {report.tickets_solved} solved in the period;
-{len(report.open_tickets)} open now.</p>
-{_tickets(report)}
-<p class="muted">Made by healthwatch from event data; figures count distinct users and
-calendar days in the service's time zone.</p>
-</body></html>
-"""
 
 
-def _fmt(fmt: str, value: float | None) -> str:
-    return "n/a" if value is None else fmt.format(value)
+def render_html(report: Report, fmt: Fmt | None = None, pdf_href: str | None = None) -> str:
+    """The report in ``fmt``'s language; ``pdf_href``: a link to its PDF (on screen only)."""
+    f = fmt or Fmt()
+    template = _environment().get_template(f"{report.kind}.html")
+    return template.render(_values(report, f), _=f.t, pdf_href=pdf_href)
 
 
-def _figures_table(mine: Figures, average: Figures | None, peers: int) -> str:
+def _values(r: Report, f: Fmt) -> dict[str, Any]:
+    goals = content.goals(r, f)
+    return {
+        "r": r,
+        "f": f,
+        "lang": f.lang,
+        "title": f.t(TITLES[r.kind]),
+        "period": f.t("{start} to {end}", start=f.day(r.start), end=f.day(r.end)),
+        "usage_rows": _usage_rows(r.figures, r.tier_average, f),
+        "plan_rows": _plan_rows(r, f),
+        "modules": _modules(r, f),
+        "tickets": [_ticket(t, f) for t in r.tickets],
+        "goals": goals,
+        "summary": content.summary(r, f, goals),
+        "recommendations": content.recommendations(r, f),
+        "renewal": content.renewal(r, f),
+        "subscription": _subscription(r, f),
+        "weekly_chart": Markup(_weekly_svg(r, f)),
+        "score_chart": Markup(_score_svg(r, f)),
+    }
+
+
+def _usage_rows(mine: Figures, average: Figures | None, f: Fmt) -> list[dict[str, Any]]:
+    """Each figure, the comparable customers' average and the position against it."""
     rows = []
-    for attr, label, fmt in _ROWS:
+    for label, attr, digits in USAGE_ROWS:
         value = getattr(mine, attr)
         avg = getattr(average, attr) if average is not None else None
-        position = ""
-        if value is not None and avg:
-            ratio = value / avg
-            cls = "up" if ratio >= 1 else "down"
-            position = f'<span class="{cls}">{ratio:.0%} of average</span>'
+        ratio = value / avg if avg else None
         rows.append(
-            f"<tr><td>{label}</td><td class=n>{_fmt(fmt, value)}</td>"
-            f"<td class=n>{_fmt(fmt, avg)}</td><td>{position}</td></tr>"
+            {
+                "label": f.t(label),
+                "value": f.num(value, digits),
+                "average": f.num(avg, digits),
+                "position": f.t("{share} of average", share=f.pct(ratio)) if ratio else "",
+                "above": ratio is not None and ratio >= 1,
+            }
         )
-    head = (
-        f"<tr><th></th><th>this account</th><th>tier average ({peers} accounts)</th><th></th></tr>"
-    )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return rows
 
 
-def _modules(report: Report) -> str:
-    if not report.modules:
-        return "<p class=muted>No module use recorded in the period.</p>"
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td class=n>{uses}</td></tr>"
-        for name, uses in report.modules
-    )
-    return f"<table><tr><th>module</th><th>uses</th></tr>{rows}</table>"
+def _plan_rows(r: Report, f: Fmt) -> list[tuple[str, str]]:
+    """Seats purchased beside the seats used: facts, no judgement in colour."""
+    fig, inputs = r.figures, r.current.get("inputs") or {}
+    seats = fig.seats
+    weekly = inputs.get("active_user_share_7d")
+    return [
+        (f.t("Seats purchased"), f.num(seats)),
+        (f.t("Users activated so far"), f.num(fig.activated)),
+        (f.t("Active users in the period"), f.num(fig.active_users)),
+        (f.t("Share of seats activated"), f.pct(fig.activated / seats) if seats else f.num(None)),
+        (f.t("Share of seats in use last week"), f.pct(weekly)),
+    ]
 
 
-def _tickets(report: Report) -> str:
-    if not report.open_tickets:
-        return ""
-    rows = "".join(
-        f"<tr><td>{html.escape(str(t['ticket_id']))}</td><td>{html.escape(str(t['priority']))}</td>"
-        f"<td>{html.escape(str(t['type']))}</td><td>{t['opened']}</td>"
-        f"<td class=n>{t['age_days']}</td></tr>"
-        for t in report.open_tickets
-    )
-    head = "<tr><th>ticket</th><th>priority</th><th>type</th><th>opened</th><th>days open</th></tr>"
-    return f"<table>{head}{rows}</table>"
+def _subscription(r: Report, f: Fmt) -> list[tuple[str, str]]:
+    facts, out = r.facts, []
+    if facts.get("plan"):
+        out.append((f.t("Plan"), str(facts["plan"])))
+    arr = facts.get("arr") or (facts["mrr"] * 12 if facts.get("mrr") is not None else None)
+    if arr is not None:
+        out.append((f.t("Annual subscription"), f.money(float(arr), facts.get("currency"))))
+    if facts.get("contract_start"):
+        out.append((f.t("Contract start"), f.day(content.parse_day(facts["contract_start"]))))
+    return out
+
+
+def _modules(r: Report, f: Fmt) -> list[dict[str, str]]:
+    """The modules used, most used first, with their share of all actions and of days."""
+    total = sum(m.uses for m in r.modules) or 1
+    days = (r.end - r.start).days + 1
+    return [
+        {
+            "name": readable(m.name),
+            "uses": f.num(m.uses),
+            "share": f.pct(m.uses / total),
+            "days": f.t("{n} of {days}", n=f.num(m.days), days=f.num(days)),
+        }
+        for m in r.modules
+    ]
+
+
+def readable(name: str) -> str:
+    """A module's id in words ("custom_objects" → "custom objects"); its case is the
+    product's own ("CRM", "crm")."""
+    return " ".join(name.replace("_", " ").replace("-", " ").split()) or name
+
+
+def _ticket(t: dict[str, Any], f: Fmt) -> dict[str, Any]:
+    return {
+        "id": str(t["ticket_id"]),
+        "open": t["open"],
+        "type": f.t(TYPES.get(t["type"], "Other")),
+        "priority": f.t(PRIORITIES.get(t["priority"], "Normal")),
+        "status": f.t(STATUS.get(t["status"], STATUS_DEFAULT)),
+        "opened": f.day(t["opened"]),
+        "solved": f.day(t["solved"]) if t["solved"] else "",
+        "days": f.num(t["age_days"]),
+    }
 
 
 def _svg(fig: object) -> str:
@@ -122,33 +169,32 @@ def _svg(fig: object) -> str:
     return text[text.index("<svg") :]
 
 
-def _weekly_svg(report: Report) -> str:
+def _weekly_svg(r: Report, f: Fmt) -> str:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 2.4))
-    weeks = report.weekly_active_users
-    ax.bar([w.isoformat() for w, _ in weeks], [n for _, n in weeks], color="#1565c0")
-    if report.figures.seats:
-        ax.axhline(report.figures.seats, color="#999", linestyle="--", linewidth=1)
-        ax.text(0, report.figures.seats, " seats", va="bottom", color="#777", fontsize=8)
-    ax.set_ylabel("users")
+    fig, ax = plt.subplots(figsize=(7, 2.2))
+    weeks = r.weekly_active_users
+    ax.bar([f.tick(w) for w, _ in weeks], [n for _, n in weeks], color="#1565c0")
+    if r.figures.seats:
+        ax.axhline(r.figures.seats, color="#777", linestyle="--", linewidth=1)
     ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
 
 
-def _score_svg(report: Report) -> str:
+def _score_svg(r: Report, f: Fmt) -> str:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 2.4))
-    points: list[tuple[date, int]] = [(d, s) for d, s, _ in report.scores if s is not None]
-    ax.axhspan(0, 40, color="#ffebee")
-    ax.axhspan(40, 70, color="#fffde7")
-    ax.axhspan(70, 100, color="#e8f5e9")
+    fig, ax = plt.subplots(figsize=(7, 2.2))
+    points = [(d, s) for d, s, _ in r.scores if s is not None]
+    ax.axhspan(0, 40, color="#fdecea")
+    ax.axhspan(40, 70, color="#fff8e1")
+    ax.axhspan(70, 100, color="#edf7ee")
     if points:
         ax.plot([d for d, _ in points], [s for _, s in points], marker="o", color="#222")
     ax.set_ylim(0, 100)
-    ax.set_xlim(report.start, report.end)
-    ax.set_ylabel("score")
-    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    ax.set_xlim(r.start, r.end)
+    ticks = [r.start + (r.end - r.start) * k / 6 for k in range(7)]
+    ax.set_xticks(ticks, [f.tick(d) for d in ticks])
+    ax.tick_params(axis="x", labelsize=7)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
 
@@ -160,4 +206,5 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, selectable
+    plt.rcParams["svg.hashsalt"] = "healthwatch"  # the same ids on every run
     return plt

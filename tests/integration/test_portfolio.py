@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.reports.fmt import Fmt
 from shared.config import Settings
 from tests.support.alerting import alerting_toml, write_alerting
 from tests.support.harness import (
@@ -170,9 +171,8 @@ async def test_reports_compare_with_the_tier_and_print(
             assert r.status_code == 200, r.text
             today = date.today()
             assert f"{title}: alpha Inc" in r.text
-            assert (
-                f"{(today - timedelta(days=days - 1)).isoformat()} – {today.isoformat()}" in r.text
-            )
+            first = Fmt().day(today - timedelta(days=days - 1))
+            assert f"{first} to {Fmt().day(today)}" in r.text  # the period, as people write it
             assert (
                 "<td>Active users in the period</td><td class=n>8</td><td class=n>5</td>" in r.text
             )

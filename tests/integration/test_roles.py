@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from services.admin_keys import router as keys_routes
 from services.alerts.api import router as alerts_routes
+from services.dashboard.reports_page import router as report_page_routes
 from services.dashboard.routes import router as dashboard_routes
 from services.ingest.routes import router as ingest_routes
 from services.reports.api import router as report_routes
@@ -118,6 +119,7 @@ UI_CASES = [
     Case("GET", "/ui/", READERS),
     Case("GET", "/ui/lead", READERS),
     Case("GET", "/ui/accounts/{account}", READERS, scoped=True),
+    Case("GET", "/ui/accounts/{account}/reports/qbr", READERS, scoped=True),
     Case("POST", "/ui/alerts/{alert}/acknowledge", READERS, scoped=True),
     Case("GET", "/ui/login", ALL, open_=True),
     Case("POST", "/ui/login", READERS, open_=True),
@@ -130,6 +132,7 @@ TEMPLATE = {
     "/v1/keys/000000000000": "/v1/keys/{key_id}",
     "/v1/accounts/{account}/reports/qbr": "/v1/accounts/{account}/reports/{kind}",
     "/ui/accounts/{account}": "/ui/accounts/{account_id:path}",
+    "/ui/accounts/{account}/reports/qbr": "/ui/accounts/{account_id:path}/reports/{kind}",
     "/ui/alerts/{alert}/acknowledge": "/ui/alerts/{alert_id:path}/{action}",
 }
 
@@ -145,6 +148,7 @@ def test_every_route_is_in_the_table() -> None:
             report_routes,
             keys_routes,
             dashboard_routes,
+            report_page_routes,
         )
         for route in router.routes
         if isinstance(route, APIRoute)

@@ -1,0 +1,72 @@
+"""The print and PDF buttons' target: an account's report for a signed-in viewer.
+
+``/ui/accounts/{account_id}/reports/{kind}`` (``kind``: usage, bimonthly, qbr) answers
+the report's HTML, or its PDF with ``?format=pdf``; ``?lang=en|zh-CN`` picks the
+language (default: the viewer's dashboard language) and ``?end=YYYY-MM-DD`` the last
+day. The viewer's key decides what they may see, as on every page: a CSM only their
+own portfolio (404 otherwise, the same as an unknown account).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from services.dashboard.auth import NotFound, context, viewer
+from services.dashboard.routes import SECURITY_HEADERS, language
+from services.reports.api import defaults, pdf_link, report_document
+from services.reports.data import KINDS
+from services.reports.fmt import Fmt
+from services.scoring.queries import Day
+from shared.i18n import LANGUAGES
+from shared.web import ClientError
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+# The report is a standalone document with inline styles and no script at all: the
+# dashboard's policy, but styles from the document itself and nothing else.
+REPORT_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+@router.get("/accounts/{account_id:path}/reports/{kind}")
+async def account_report_page(
+    request: Request,
+    account_id: str,
+    kind: str,
+    format: str | None = None,
+    lang: str | None = None,
+    end: Day | None = None,
+) -> Response:
+    who = await viewer(request)
+    if kind not in KINDS:
+        raise NotFound(kind)
+    ctx = context(request)
+    fmt = Fmt(lang if lang in LANGUAGES else language(request), defaults(request).currency)
+    last = end or date.today()
+    pdf = format == "pdf"
+    async with ctx.engine.connect() as conn:
+        try:
+            answer = await report_document(
+                conn,
+                who.key,
+                account_id,
+                kind,
+                last,
+                fmt,
+                pdf=pdf,
+                pdf_href=None if pdf else pdf_link(request),
+            )
+        except ClientError as exc:
+            if exc.status != 404:
+                raise
+            raise NotFound(account_id) from exc
+    answer.headers.update(REPORT_HEADERS)
+    return answer

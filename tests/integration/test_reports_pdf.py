@@ -1,0 +1,90 @@
+"""Reports as real PDFs (WeasyPrint) from the API, in English and Chinese, and from the
+command line, which refuses an unknown account with one line and a failing exit."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from services.cli import app as cli
+from shared.config import Settings
+from tests.support.harness import add_account, low_activity_history, running, send, ticket
+
+pytestmark = pytest.mark.integration
+
+
+def pdf_text(body: bytes) -> tuple[int, str]:
+    """The page count and the text of a PDF, read back with pypdf."""
+    assert body.startswith(b"%PDF-"), body[:40]
+    reader = PdfReader(io.BytesIO(body))
+    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+
+
+async def test_the_api_and_the_command_line_write_real_pdfs(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    renewal = date.today() + timedelta(days=45)
+    async with running(embedded_settings) as hw, hw.client() as client:
+        await add_account(
+            hw,
+            "gamma",
+            seats=20,
+            tier="strategic",
+            plan="Enterprise",
+            arr=360000,
+            contract_end=renewal.isoformat(),
+        )
+        await send(
+            hw, [*low_activity_history("gamma", active_users=6), ticket("gamma", 1, "open", 1)]
+        )
+
+        r = await client.get("/v1/accounts/gamma/reports/qbr?format=pdf")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/pdf"
+        assert 'filename="gamma-qbr-' in r.headers["content-disposition"]
+        pages, text = pdf_text(r.content)
+        assert pages >= 1
+        assert "Quarterly business review: gamma Inc" in text
+        for section in ("Goals and outcomes", "Recommendations for the next quarter", "Renewal"):
+            assert section in text
+        assert "CN¥360,000" in text and "strategic" not in text
+
+        # Accept: application/pdf asks for it too; lang=zh-CN writes Chinese.
+        r = await client.get(
+            "/v1/accounts/gamma/reports/usage?lang=zh-CN", headers={"Accept": "application/pdf"}
+        )
+        assert r.headers["content-type"] == "application/pdf"
+        pages, text = pdf_text(r.content)
+        assert pages >= 1 and "使用报告" in text and "gamma Inc" in text
+
+        # The HTML links to its PDF; the OpenAPI shows both answers.
+        page = (await client.get("/v1/accounts/gamma/reports/bimonthly?lang=en")).text
+        assert 'href="?lang=en&amp;format=pdf"' in page
+        answer = (await client.get("/openapi.json")).json()["paths"][
+            "/v1/accounts/{account_id}/reports/{kind}"
+        ]["get"]["responses"]["200"]["content"]
+        assert {"text/html", "application/pdf"} <= set(answer)
+
+        env = {"HEALTHWATCH_DATABASE_URL": embedded_settings.database_url}
+        out = tmp_path / "gamma.pdf"
+        wrote = await asyncio.to_thread(
+            CliRunner().invoke,
+            cli,
+            ["report", "gamma", "--kind", "qbr", "--out", str(out)],
+            env=env,
+        )
+        assert wrote.exit_code == 0, wrote.output
+        assert "gamma Inc" in pdf_text(out.read_bytes())[1]
+
+        unknown = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["report", "gama", "--pdf"], env=env
+        )
+        assert unknown.exit_code == 1
+        (line,) = unknown.output.strip().splitlines()
+        assert line.startswith("no account 'gama' in ") and "check the id" in line

@@ -1,0 +1,252 @@
+"""The reports' words: what the customer reads, in English and Chinese, without our
+internal labels, with every section of each kind, and a print layout that keeps each
+heading with its chart."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from services.reports import content, render
+from services.reports.data import Figures, ModuleUse, Report
+from services.reports.fmt import Fmt
+from shared.i18n import catalog
+
+END = date(2026, 12, 3)
+ALL_CAUSES = [
+    "wrong_fit",
+    "decision_maker_change",
+    "unclear_value",
+    "slow_go_live",
+    "long_unresolved_tickets",
+    "champion_change",
+    "unmet_requests",
+]
+WEAK = {
+    "active_user_share_7d": 0.3,
+    "active_days_7d": 2,
+    "core_module_use_28d": 0.67,
+    "oldest_open_ticket_days": 40,
+    "nps_latest": 5,
+    "payment_failed_30d": 1,
+    "days_since_touchpoint": 60,
+    "depth_level": 1,
+    "app_share_28d": 0.1,
+}
+STRONG = {
+    "active_user_share_7d": 0.9,
+    "active_days_7d": 5,
+    "core_module_use_28d": 1.0,
+    "oldest_open_ticket_days": 0,
+    "nps_latest": 9,
+    "payment_failed_30d": 0,
+    "days_since_touchpoint": 10,
+}
+
+
+FULL = Figures(18, 19, 20, 900, 80, 90, 5)
+
+
+def ticket(n: int, status: str, days_ago: int, solved_ago: int | None = None) -> dict[str, Any]:
+    opened = END - timedelta(days=days_ago)
+    solved = END - timedelta(days=solved_ago) if solved_ago is not None else None
+    return {
+        "ticket_id": f"T{n}",
+        "priority": "high",
+        "type": "bug",
+        "status": status,
+        "open": status in ("open", "pending"),
+        "opened": opened,
+        "solved": solved,
+        "age_days": ((solved or END) - opened).days,
+    }
+
+
+VARIED = [
+    {**ticket(n, status, 10), "type": kind, "priority": priority}
+    for n, (status, kind, priority) in enumerate(
+        [
+            ("closed", "question", "low"),
+            ("open", "feature_request", "normal"),
+            ("open", "other", "urgent"),
+        ]
+    )
+]
+
+
+def report(kind: str = "qbr", **changes: Any) -> Report:
+    base = Report(
+        kind=kind,  # type: ignore[arg-type]
+        account_id="acme-01",
+        name="Acme <Trading> Co",
+        tier="non-focus",
+        start=END - timedelta(days=89),
+        end=END,
+        figures=Figures(8, 9, 20, 640, 50, 33.5, 3),
+        tier_average=Figures(5, 7, 15, 400, 40, 20, 2),
+        tier_accounts=12,
+        modules=[ModuleUse("custom_objects", 300, 40), ModuleUse("reports", 200, 30)],
+        weekly_active_users=[(END - timedelta(days=7 * k), 5 + k) for k in range(12, -1, -1)],
+        scores=[(END - timedelta(days=k), 40 + k % 30, "yellow") for k in range(0, 90, 3)],
+        tickets=[ticket(1, "open", 40), ticket(2, "solved", 20, 3), ticket(3, "pending", 5)],
+        tickets_opened=3,
+        tickets_solved=1,
+        facts={
+            "plan": "Pro",
+            "arr": 1_200_000,
+            "contract_start": "2025-12-01",
+            "contract_end": (END + timedelta(days=60)).isoformat(),
+        },
+        current={
+            "score": 35,
+            "band": "red",
+            "inputs": dict(WEAK),
+            "danger_causes": list(ALL_CAUSES),
+        },
+    )
+    return replace(base, **changes)
+
+
+@pytest.fixture(autouse=True)
+def stub_charts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Words only: matplotlib's half second per chart is spent once, in the layout test."""
+    if "layout" not in request.node.name:
+        for chart in ("_weekly_svg", "_score_svg"):
+            monkeypatch.setattr(render, chart, lambda r, f: "<svg></svg>")
+
+
+def text_of(page: str) -> str:
+    """What a reader sees: the page without tags, styles and charts."""
+    page = re.sub(r"<(style|svg)\b.*?</\1>", " ", page, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
+# What must never reach a customer: our segment and risk labels and raw measure ids.
+INTERNAL = re.compile(
+    r"non-focus|strategic|enterprise tier|danger|\bband\b|\bred\b|\byellow\b|"
+    r"[a-z]+_[a-z_0-9]+|churn|tier",
+    re.I,
+)
+INTERNAL_ZH = ("危险", "流失", "红", "黄", "层级", "非重点")
+
+
+@pytest.mark.parametrize("kind", ["usage", "bimonthly", "qbr"])
+def test_no_internal_label_reaches_the_customer(kind: str) -> None:
+    for r in (report(kind), report(kind, current={"inputs": STRONG, "danger_causes": []})):
+        english = text_of(render.render_html(r, Fmt("en")))
+        assert not INTERNAL.findall(english), INTERNAL.findall(english)
+        chinese = text_of(render.render_html(r, Fmt("zh-CN")))
+        assert not [w for w in INTERNAL_ZH if w in chinese]
+        assert "Acme &lt;Trading&gt; Co" in render.render_html(r, Fmt("en"))  # escaped
+
+
+def test_the_kinds_are_distinct_with_their_sections() -> None:
+    headings = {
+        kind: re.findall(r"<h2>(.*?)</h2>", render.render_html(report(kind), Fmt("en")))
+        for kind in ("usage", "bimonthly", "qbr")
+    }
+    assert headings["qbr"][:2] == ["Summary", "Goals and outcomes"]
+    for section in (
+        "Usage against your plan",
+        "Requests and issues",
+        "Recommendations for the next quarter",
+        "Renewal",
+    ):
+        assert section in headings["qbr"]
+    assert "Best practices for your team" in headings["bimonthly"]
+    assert "Goals and outcomes" not in headings["usage"] + headings["bimonthly"]
+    assert "Renewal" not in headings["usage"] + headings["bimonthly"]
+    assert len({tuple(h) for h in headings.values()}) == 3
+    # The bi-monthly report lists every request and issue with its status (RP-05); the
+    # others the open ones.
+    bimonthly = render.render_html(report("bimonthly"), Fmt("en"))
+    assert "<td>T2</td>" in bimonthly and "Resolved" in bimonthly
+    assert "<td>T2</td>" not in render.render_html(report("usage"), Fmt("en"))
+
+
+def test_the_qbr_speaks_of_the_account_itself() -> None:
+    f = Fmt("en")
+    r = report(current={"inputs": WEAK, "danger_causes": ["decision_maker_change"]})
+    recs = content.recommendations(r, f)
+    assert len(recs) == content.MAX_RECOMMENDATIONS  # the strongest few (RP-13)
+    assert recs[0].startswith("Your renewal is on February 1, 2027")
+    assert recs[1].startswith("We would like to meet your new leadership")
+    assert recs[2].startswith("11 of your 20 purchased seats have never been used")
+    goals = {g.name: g for g in content.goals(r, f)}
+    assert goals["Purchased seats activated"].actual == "9 of 20 (45%)"
+    assert goals["Purchased seats activated"].met is False
+    assert goals["Days with use in the last week"].met is False
+    renewal = content.renewal(r, f)
+    assert (renewal.date, renewal.status) == (
+        "February 1, 2027",
+        "Due in 60 days: we will be in touch every month until then.",
+    )
+    page = render.render_html(r, f)
+    assert "CN¥1,200,000" in page and "<td>Plan</td><td>Pro</td>" in page
+    # A healthy account is told so, with a next step; no renewal date is said plainly.
+    well = report(current={"inputs": STRONG, "danger_causes": []}, facts={}, figures=FULL)
+    (only,) = content.recommendations(well, f)
+    assert "full use" in only
+    assert content.renewal(well, f).status.startswith("No renewal date on record")
+    assert all(g.met for g in content.goals(well, f))
+    ended = report(facts={"contract_end": "2026-11-01", "lifecycle_stage": "churned"})
+    assert content.renewal(ended, f).status == "The contract ended on November 1, 2026."
+
+
+def test_seats_purchased_is_a_fact_not_a_judgement() -> None:
+    page = render.render_html(report(), Fmt("en"))
+    plan = page[page.index("Usage against your plan") :]
+    plan = plan[: plan.index("</section>")]
+    assert "<td>Seats purchased</td><td class=n>20</td>" in plan
+    assert "above" not in plan and "below" not in plan and 'class="met' not in plan
+    comparison = page[page.index("Your usage against comparable customers") :]
+    assert "Seats purchased" not in comparison[: comparison.index("</section>")]
+
+
+def test_chinese_report_formats_with_babel() -> None:
+    r = report()
+    page = render.render_html(r, Fmt("zh-CN"))
+    assert '<html lang="zh-CN">' in page
+    assert "季度业务回顾" in page and "续约" in page
+    assert "¥1,200,000" in page and "2027年2月1日" in page
+    assert "2026年9月5日" in page  # the period's first day
+
+
+def test_every_text_has_its_chinese(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every text a report asks for, over all kinds and branches, is in the catalog."""
+    asked: set[str] = set()
+    real = Fmt.t
+
+    def recording(self: Fmt, text: str, **values: object) -> str:
+        asked.add(text)
+        return real(self, text, **values)
+
+    monkeypatch.setattr(Fmt, "t", recording)
+    well = {"inputs": STRONG, "danger_causes": []}
+    for kind in ("usage", "bimonthly", "qbr"):
+        for r in (
+            report(kind),
+            report(kind, current=well, facts={}, modules=[], tickets=[], figures=FULL),
+            report(kind, figures=Figures(), tickets=VARIED, current={}),
+            report(kind, facts={"contract_end": "2026-01-01"}),
+            report(kind, facts={"contract_end": "2028-01-01", "mrr": 10}),
+        ):
+            render.render_html(r, Fmt("zh-CN"), pdf_href="?format=pdf")
+    missing = sorted(asked - set(catalog("zh-CN")))
+    assert not missing, missing
+
+
+def test_print_layout_keeps_headings_with_their_charts() -> None:
+    page = render.render_html(report(), Fmt("en"))
+    assert "size: A4" in page
+    assert re.search(r"h1, h2, h3 \{ break-after: avoid; page-break-after: avoid; \}", page)
+    # Each chart sits in one unbreakable section with its heading.
+    for heading in ("Active users per week", "Health score"):
+        section = page[page.rindex('<section class="keep">', 0, page.index(heading)) :]
+        assert section.index("<svg") < section.index("</section>")
+    assert "break-inside: avoid" in page
+    assert page.count("<svg") == 2
