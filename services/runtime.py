@@ -32,6 +32,7 @@ from services.alerts.timers import AlertTimers
 from services.dashboard.app import mount_dashboard
 from services.ingest.app import create_app
 from services.reports.api import router as reports_router
+from services.reports.fmt import Fmt
 from services.scoring.api import HealthApiContext
 from services.scoring.api import router as health_router
 from services.scoring.metrics import ScoringMetrics, count_accounts
@@ -290,6 +291,7 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.health_api = HealthApiContext(rt.engine, ModelStore(), rt.settings.zone)
     app.state.engine = rt.engine  # shared.web.EngineDep: the reports and the keys API
+    app.state.report_fmt = Fmt(rt.settings.language, rt.settings.currency)
     app.include_router(health_router)
     app.include_router(portfolio_router)
     app.include_router(reports_router)
