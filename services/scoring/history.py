@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.storage.db import insert_ignore, upsert
@@ -104,6 +104,7 @@ async def record(
     changes: list[dict[str, Any]],
 ) -> None:
     """Upsert each account's row for its day; add band changes (replays add nothing)."""
+    await _drop_outdated_sweeps(conn, daily)
     await upsert(
         conn,
         health_daily,
@@ -127,3 +128,32 @@ def band_change(
         "to_band": band,
         "score": score,
     }
+
+
+async def _drop_outdated_sweeps(conn: AsyncConnection, daily: list[dict[str, Any]]) -> None:
+    """Rows on days after the one being written are the quiet-account sweep's: it scored
+    the account as of later days from what it knew then. An account scored again as of
+    an earlier day has had events since (a late one, a CRM fact), so those rows are
+    outdated: left, the card (this score) and the history's newest day (the sweep's)
+    would disagree. They are dropped, and the account made due to the sweep again, which
+    scores it as of today from everything it now knows."""
+    if not daily:
+        return
+    h = health_daily.c
+    day_of = {row["account_id"]: row["day"] for row in daily}
+    newest = await conn.execute(
+        select(h.account_id, func.max(h.day))
+        .where(h.account_id.in_(list(day_of)))
+        .group_by(h.account_id)
+    )
+    outdated = [account for account, day in newest if day > day_of[account]]
+    for account in outdated:
+        await conn.execute(
+            delete(health_daily).where(h.account_id == account, h.day > day_of[account])
+        )
+    if outdated:
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id.in_(outdated))
+            .values(swept_on=None)
+        )

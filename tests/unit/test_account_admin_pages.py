@@ -210,6 +210,46 @@ async def test_churned_account_card_chart_and_history_api_agree(
     assert "拉低健康分的因素" in zh or "无手册所列原因" in zh
 
 
+async def _card_and_chart(engine: AsyncEngine) -> tuple[Any, Any, Any]:
+    """The card's score, the chart's last point and the history API's last day."""
+    async with engine.connect() as conn:
+        a = await account_page(conn, LEAD, "gone", NOW, UTC)
+        end = await newest_score_day(conn, "gone")
+        assert end is not None
+        api = await daily_scores(conn, "gone", end, end)
+    history = a["history"]
+    return (
+        (a["health"].score, a["health"].as_of.date()),
+        (history["scores"][-1], history["days"][-1]),
+        (api[-1]["score"], api[-1]["day"]),
+    )
+
+
+async def test_an_event_after_a_sweep_leaves_no_outdated_later_day(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    """The sweep scored the quiet account as of today; then an event stamped earlier
+    arrives (here the CRM's churn) and scoring goes back to the account's newest event.
+    Today's swept row, computed without that event, must not outlive it: the card,
+    chart and history API would disagree (the card 79, the chart's today 29)."""
+    engine = await engine_factory()
+    bus = EmbeddedBus(engine)
+    processor = processor_factory(engine, producer=bus, clock=lambda: NOW)
+    *usage, churn = _churned_history()
+    await processor.handle([_record(embedded_settings, j, r) for j, r in enumerate(usage)])
+    sweep = QuietAccountSweep(engine, bus, processor, clock=lambda: NOW)
+    assert await sweep.run_once() == 1
+    await processor.handle([_record(embedded_settings, len(usage), churn)])
+    card, chart, api = await _card_and_chart(engine)
+    assert card[0] == chart[0] == api[0] and chart[1] == api[1] < NOW.date().isoformat()
+    # Due to the sweep again: scored as of today from everything it knows now.
+    assert await sweep.run_once() == 1
+    card, chart, api = await _card_and_chart(engine)
+    assert card[0] == chart[0] == api[0] and chart[1] == api[1] == NOW.date().isoformat()
+
+
 # --- admin pages ------------------------------------------------------------------------
 
 
