@@ -12,6 +12,9 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need_apt+=(prometheus)
 # Headless Chromium and its driver for the dashboard's browser tests (tests/browser/).
 { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+# A CJK font, so the Chinese pages' screenshots show Han characters, not boxes
+# (tests/browser/test_languages.py checks the glyphs).
+[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_apt+=(fonts-noto-cjk)
 # devservices is installed by `pip install -e '.[dev]'`, which `make setup` runs first,
 # with the same interpreter (the Makefile passes PYTHON).
 python="${PYTHON:-python3}"

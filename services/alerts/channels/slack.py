@@ -39,7 +39,7 @@ MAX_GROUPED = 10
 SECTION_CHARS = 3000
 FIELD_CHARS = 2000
 # Errors that no retry mends.
-_PERMANENT_ERRORS = ("channel_not_found", "not_in_channel", "invalid_auth")
+_PERMANENT_CODES = ("channel_not_found", "not_in_channel", "invalid_auth")
 
 
 class SlackChannel:
@@ -94,7 +94,7 @@ class SlackChannel:
             raise DeliveryError(
                 f"Slack API {status}: {exc.response.get('error')}",
                 retry_after_s=retry_after(exc.response.headers.get("Retry-After")),
-                permanent=exc.response.get("error") in _PERMANENT_ERRORS,
+                permanent=exc.response.get("error") in _PERMANENT_CODES,
             ) from exc
         except Exception as exc:  # network errors surface as aiohttp/OS errors
             raise DeliveryError(f"Slack API unreachable: {exc!r}") from exc
