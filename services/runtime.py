@@ -284,7 +284,7 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
     if with_health_api:
         mount_health_api(app, rt)
         mount_alerts_api(app, rt)
-        mount_dashboard(app, rt.engine, rt.settings)
+        mount_dashboard(app, rt.engine, rt.settings, rt.bus.producer)
     return app
 
 
@@ -324,7 +324,7 @@ async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     app = ops_app(rt, "healthwatch scoring")
     mount_health_api(app, rt)
-    mount_dashboard(app, rt.engine, rt.settings)
+    mount_dashboard(app, rt.engine, rt.settings, rt.bus.producer)
     await together(run_scoring(rt, stop), serve_http(app, s.host, s.scoring_port, stop))
 
 

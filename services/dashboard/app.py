@@ -17,8 +17,9 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.dashboard import admin_pages, routes
+from services.dashboard import activity_page, admin_pages, alerts_page, routes, saved_views
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
+from shared.bus.base import Producer
 from shared.config import Settings
 from shared.i18n import DEFAULT_LANGUAGE, translate
 
@@ -27,8 +28,11 @@ HERE = Path(__file__).resolve().parent
 DASH = "—"
 
 
-def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> None:
-    """Add the dashboard's routes to ``app`` (which has ``state.keys``)."""
+def mount_dashboard(
+    app: FastAPI, engine: AsyncEngine, settings: Settings, producer: Producer | None = None
+) -> None:
+    """Add the dashboard's routes to ``app`` (which has ``state.keys``); ``producer``
+    publishes the touchpoints people log (none: logging them is refused)."""
     templates = Jinja2Templates(directory=HERE / "templates")
     _add_filters(templates, settings.zone)
     templates.env.globals["_"] = _gettext
@@ -43,7 +47,10 @@ def mount_dashboard(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
             "HEALTHWATCH_DASHBOARD_SECRET is not set: dashboard sign-ins hold on this "
             "process only and end when it restarts; set the same value on every replica"
         )
-    app.include_router(admin_pages.router)
+    app.state.dashboard_bus = producer
+    # Before ``routes``: its /ui/accounts/{id:path} would take /ui/accounts/{id}/log.
+    for pages in (activity_page, alerts_page, saved_views, admin_pages):
+        app.include_router(pages.router)
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(LoginRequired, routes.login_required)

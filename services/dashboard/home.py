@@ -1,36 +1,230 @@
-"""The CSM's home page: my portfolio by risk × value, my open alerts, renewals coming up.
+"""The portfolio page: accounts searched, filtered, sorted and paged; open alerts and
+renewals coming up, each with its true total.
 
-The portfolio rows are the read API's (``services.scoring.queries``), so the page
-and ``GET /v1/accounts`` always agree on scores, ARR and the order.
+The filters are the read API's (``services.scoring.queries.Filters`` and
+``portfolio_rows``), so the page and ``GET /v1/accounts`` agree on who sees what, on
+scores, ARR and the filters' meaning. The page's state is its query string (``q``,
+the filters, ``sort``, ``dir``, ``page``): a view can be bookmarked, shared or saved.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import visible_alerts
 from services.dashboard.auth import Viewer
-from services.scoring.queries import SORTS, Filters, portfolio_rows
+from services.dashboard.saved_views import saved_views
+from services.scoring.queries import SORTS, Filters, portfolio_rows, portfolio_totals
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.storage.tables import accounts, alerts
+from shared.contracts.events import LifecycleStage, Tier
+from shared.storage.tables import accounts, alerts, health_daily
 
 # Renewals within this many days are "coming up" (the handbook's longest notice).
 RENEWAL_HORIZON_DAYS = 90
-# The most open alerts one page lists (a lead sees every CSM's).
-MAX_ALERTS = 200
+# Rows per portfolio page: a screen or two, not the 12,000-pixel page of every account.
+PAGE_SIZE = 25
+# The home page previews this many open alerts and renewals; their totals link on.
+PREVIEW = 10
+# "change" is the score's move over this many days.
+CHANGE_DAYS = 7
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+BANDS = ("red", "yellow", "green")
+DANGER_LEVELS = ("high", "normal", "mild", "none")
+LIFECYCLE_STAGES = tuple(s.value for s in LifecycleStage)
+TIERS = tuple(t.value for t in Tier)
+# The order of the longest renewal filter the API takes.
+MAX_RENEWAL_DAYS = 3650
+
+
+def _value(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda r: r[key]
+
+
+# What each order sorts by (None: unknown, listed last either way) and whether it runs
+# descending by default: the read API's direction for its orders (``SORTS``).
+SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "risk_value": _value("risk_value"),
+    "score": _value("score"),
+    "change": _value("change"),
+    "arr": _value("arr"),
+    "renewal": _value("days_to_renewal"),
+    "name": lambda r: (r["name"] or r["account_id"]).lower(),
+}
+DESCENDING = {name: SORTS[name][1] for name in SORTS} | {"arr": True, "change": False}
+
+
+@dataclass(frozen=True)
+class PortfolioQuery:
+    """What the portfolio page shows, read from and written to its query string."""
+
+    q: str = ""
+    filters: Filters = field(default_factory=Filters)
+    sort: str = "risk_value"
+    desc: bool = True
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], may_pick_csm: bool) -> PortfolioQuery:
+        """The query ``params`` ask for; a value the page does not offer is ignored (a
+        hand-edited link shows the unfiltered portfolio rather than an error)."""
+        sort = params.get("sort", "")
+        sort = sort if sort in SORT_KEYS else "risk_value"
+        direction = params.get("dir", "")
+        return cls(
+            q=text_param(params.get("q"), 200),
+            filters=Filters(
+                band=_one_of(params.get("band"), BANDS),
+                danger_level=_one_of(params.get("danger_level"), DANGER_LEVELS),
+                tier=_one_of(params.get("tier"), TIERS),
+                csm=text_param(params.get("csm"), 320) or None if may_pick_csm else None,
+                lifecycle_stage=_one_of(params.get("lifecycle_stage"), LIFECYCLE_STAGES),
+                renewal_within_days=_whole(params.get("renewal_within_days"), MAX_RENEWAL_DAYS),
+            ),
+            sort=sort,
+            desc=direction == "desc" if direction in ("asc", "desc") else DESCENDING[sort],
+            page=_whole(params.get("page"), 10**6) or 1,
+        )
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The query string's fields, defaults left out (short, stable links)."""
+        out = [("q", self.q)] if self.q else []
+        for f in fields(self.filters):
+            value = getattr(self.filters, f.name)
+            if value is not None:
+                out.append((f.name, str(value)))
+        if self.sort != "risk_value" or self.desc != DESCENDING["risk_value"]:
+            out += [("sort", self.sort), ("dir", "desc" if self.desc else "asc")]
+        if self.page > 1:
+            out.append(("page", str(self.page)))
+        return out
+
+    def link(self, **changes: Any) -> str:
+        """The page's URL with ``changes`` (a new filter or order goes back to page 1)."""
+        if "page" not in changes:
+            changes["page"] = 1
+        query = urllib.parse.urlencode(replace(self, **changes).pairs())
+        return "/ui/" + (f"?{query}" if query else "")
+
+    def cleared(self) -> str:
+        """The link without search and filters (the order kept)."""
+        return self.link(q="", filters=Filters())
+
+    def sorted_by(self, sort: str) -> str:
+        """The link of a column heading: sort by it, or flip the direction if it is the
+        order already."""
+        desc = not self.desc if sort == self.sort else DESCENDING[sort]
+        return self.link(sort=sort, desc=desc)
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.q) or self.filters != Filters()
+
+
+def text_param(value: str | None, chars: int) -> str:
+    """A free-text parameter, trimmed to ``chars``; empty when it holds a control
+    character (PostgreSQL refuses NUL in text, and no name or id holds one)."""
+    value = (value or "").strip()[:chars]
+    return "" if any(ord(c) < 32 or ord(c) == 127 for c in value) else value
+
+
+def _one_of(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    return value if value in allowed else None
+
+
+def _whole(value: str | None, most: int) -> int | None:
+    if value is None or not value.strip().isdigit() or len(value.strip()) > 7:
+        return None
+    return min(int(value), most)
+
+
+def search(rows: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """Rows whose name or id holds ``text`` (case-insensitive)."""
+    needle = text.casefold()
+    if not needle:
+        return rows
+    return [r for r in rows if needle in f"{r['account_id']}\n{r['name'] or ''}".casefold()]
+
+
+def order(rows: list[dict[str, Any]], sort: str, desc: bool) -> list[dict[str, Any]]:
+    """Rows in the order asked; those without a value (no score, no contract end) last
+    in either direction, and ties by name, so pages never shuffle."""
+    key = SORT_KEYS[sort]
+    by_name = sorted(rows, key=SORT_KEYS["name"])
+    known = [r for r in by_name if key(r) is not None]
+    unknown = [r for r in by_name if key(r) is None]
+    return sorted(known, key=key, reverse=desc) + unknown
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a longer list and where it stands in it."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    number: int
+    size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first(self) -> int:
+        return (self.number - 1) * self.size + 1 if self.total else 0
+
+    @property
+    def last(self) -> int:
+        return min(self.total, self.number * self.size)
+
+
+def paginate(rows: list[dict[str, Any]], number: int, size: int = PAGE_SIZE) -> Page:
+    """Page ``number`` of ``rows`` (a page past the end shows the last one)."""
+    number = max(1, min(number, max(1, -(-len(rows) // size))))
+    start = (number - 1) * size
+    return Page(rows[start : start + size], len(rows), number, size)
+
+
+async def score_changes(
+    conn: AsyncConnection, ids: list[str], today: date, days: int = CHANGE_DAYS
+) -> dict[str, int]:
+    """Each account's score now minus its score ``days`` ago (the newest daily score on
+    or before that day), for accounts scored then and now."""
+    h = health_daily.c
+    then = today - timedelta(days=days)
+    newest = (
+        select(h.account_id, func.max(h.day).label("day"))
+        .where(h.day <= then, h.account_id.in_(ids))
+        .group_by(h.account_id)
+        .subquery()
+    )
+    q = select(h.account_id, h.score).join(
+        newest, (newest.c.account_id == h.account_id) & (newest.c.day == h.day)
+    )
+    return {account_id: score for account_id, score in await conn.execute(q) if score is not None}
 
 
 async def portfolio(conn: AsyncConnection, who: Viewer, today: date) -> list[dict[str, Any]]:
-    """The accounts the viewer may see, riskiest and most valuable first."""
-    rows = await portfolio_rows(conn, who.key, Filters(), today)
-    by, reverse = SORTS["risk_value"]
-    rows.sort(key=by, reverse=reverse)
-    return rows
+    """Every account the viewer may see, riskiest and most valuable first."""
+    return order(await portfolio_rows(conn, who.key, Filters(), today), "risk_value", True)
+
+
+async def portfolio_page(
+    conn: AsyncConnection, who: Viewer, query: PortfolioQuery, today: date
+) -> tuple[Page, dict[str, Any]]:
+    """The page of accounts ``query`` asks for, and totals over every matching one."""
+    rows = search(await portfolio_rows(conn, who.key, query.filters, today), query.q)
+    changes = await score_changes(conn, [r["account_id"] for r in rows], today)
+    for r in rows:
+        before = changes.get(r["account_id"])
+        r["change"] = r["score"] - before if before is not None and r["score"] is not None else None
+    return paginate(order(rows, query.sort, query.desc), query.page), portfolio_totals(rows)
 
 
 def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,10 +237,18 @@ def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(due, key=lambda r: (r["days_to_renewal"], -(r["arr"] or 0)))
 
 
-async def open_alerts(
-    conn: AsyncConnection, who: Viewer, now: datetime, account_id: str | None = None
-) -> list[dict[str, Any]]:
-    """Open (firing or acknowledged) alerts, most severe and newest first."""
+@dataclass(frozen=True)
+class AlertFilters:
+    """Which alerts a list shows: open ones by default."""
+
+    states: tuple[str, ...] = OPEN_ALERT_STATUSES
+    rule: str | None = None
+    severity: str | None = None
+    account_id: str | None = None
+    alert_id: str | None = None
+
+
+def _alert_query(who: Viewer, f: AlertFilters) -> Any:
     q = (
         select(
             alerts.c.alert_id,
@@ -59,44 +261,129 @@ async def open_alerts(
             alerts.c.acknowledged_by,
             alerts.c.snoozed_until,
             alerts.c.muted,
+            alerts.c.not_useful,
+            alerts.c.resolved_at,
             accounts.c.name,
         )
         .select_from(alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id))
-        .where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
-        .order_by(alerts.c.fired_at.desc())
-        .limit(MAX_ALERTS)
+        .where(alerts.c.status.in_(f.states))
     )
-    if account_id is not None:
-        q = q.where(alerts.c.account_id == account_id)
+    for column, wanted in (
+        (alerts.c.rule, f.rule),
+        (alerts.c.severity, f.severity),
+        (alerts.c.account_id, f.account_id),
+        (alerts.c.alert_id, f.alert_id),
+    ):
+        if wanted:
+            q = q.where(column == wanted)
+    return visible_alerts(q, who.key)
+
+
+async def list_alerts(
+    conn: AsyncConnection,
+    who: Viewer,
+    now: datetime,
+    f: AlertFilters,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """The total of the alerts matching ``f`` and the ``limit`` of them from ``offset``:
+    open ones first, then the most severe, then the newest."""
+    q = _alert_query(who, f)
+    total = (await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+    severity = _severity_rank()
+    q = q.order_by(
+        (alerts.c.status == "resolved"), severity, alerts.c.fired_at.desc(), alerts.c.alert_id
+    )
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
+    return int(total), [_alert_row(r, who, now) for r in await conn.execute(q)]
+
+
+def _severity_rank() -> Any:
+    return case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER))
+
+
+def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
+    snoozed = r.snoozed_until is not None and r.snoozed_until > now
+    is_open = r.status != "resolved"
+    return {
+        "alert_id": r.alert_id,
+        "account_id": r.account_id,
+        "account_name": r.name or r.account_id,
+        "rule": r.rule,
+        "severity": r.severity,
+        "status": r.status,
+        "title": r.title,
+        "fired_at": r.fired_at,
+        "resolved_at": r.resolved_at,
+        "acknowledged_by": r.acknowledged_by,
+        "snoozed_until": r.snoozed_until if snoozed else None,
+        "muted": r.muted,
+        "not_useful": r.not_useful,
+        "can_acknowledge": who.can_respond and r.status == "firing",
+        "can_snooze": who.can_respond and is_open and not snoozed,
+        "can_resolve": who.can_respond and is_open,
+    }
+
+
+async def open_alerts(
+    conn: AsyncConnection, who: Viewer, now: datetime, account_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every open (firing or acknowledged) alert, of one account if given, most severe
+    and newest first."""
+    _, rows = await list_alerts(conn, who, now, AlertFilters(account_id=account_id))
+    return rows
+
+
+async def home(
+    conn: AsyncConnection, who: Viewer, query: PortfolioQuery, today: date, now: datetime
+) -> dict[str, Any]:
+    listing, totals = await portfolio_page(conn, who, query, today)
+    alerts_total, alert_rows = await list_alerts(conn, who, now, AlertFilters(), PREVIEW)
+    due = renewals(await portfolio(conn, who, today))
+    return {
+        "query": query,
+        "listing": listing,
+        "totals": totals,
+        "alerts": alert_rows,
+        "alerts_total": alerts_total,
+        "renewals": due[:PREVIEW],
+        "renewals_total": len(due),
+        "renewals_link": query.link(
+            q="",
+            filters=Filters(renewal_within_days=RENEWAL_HORIZON_DAYS),
+            sort="renewal",
+            desc=False,
+        ),
+        "horizon": RENEWAL_HORIZON_DAYS,
+        "options": await _options(conn, who),
+        "views": await _views(conn, who, query),
+        "current_query": urllib.parse.urlencode(replace(query, page=1).pairs()),
+    }
+
+
+async def _views(conn: AsyncConnection, who: Viewer, query: PortfolioQuery) -> list[dict[str, Any]]:
+    """The viewer's saved views as links (parsed like any URL), the one shown marked."""
+    may_pick_csm = who.key.portfolio_of is None
     out = []
-    for r in await conn.execute(visible_alerts(q, who.key)):
-        snoozed = r.snoozed_until is not None and r.snoozed_until > now
-        out.append(
-            {
-                "alert_id": r.alert_id,
-                "account_id": r.account_id,
-                "account_name": r.name or r.account_id,
-                "rule": r.rule,
-                "severity": r.severity,
-                "status": r.status,
-                "title": r.title,
-                "fired_at": r.fired_at,
-                "acknowledged_by": r.acknowledged_by,
-                "snoozed_until": r.snoozed_until if snoozed else None,
-                "muted": r.muted,
-                "can_acknowledge": who.can_respond and r.status == "firing",
-                "can_snooze": who.can_respond and not snoozed,
-            }
-        )
-    out.sort(key=lambda a: SEVERITY_ORDER.get(a["severity"], 9))
+    for view in await saved_views(conn, who):
+        saved = PortfolioQuery.parse(dict(urllib.parse.parse_qsl(view["query"])), may_pick_csm)
+        current = saved == replace(query, page=1)
+        out.append({"name": view["name"], "link": saved.link(), "current": current})
     return out
 
 
-async def home(conn: AsyncConnection, who: Viewer, today: date, now: datetime) -> dict[str, Any]:
-    rows = await portfolio(conn, who, today)
+async def _options(conn: AsyncConnection, who: Viewer) -> dict[str, tuple[str, ...]]:
+    """The values the filter menus offer; the CSMs only to a key that sees them all."""
+    csms: tuple[str, ...] = ()
+    if who.key.portfolio_of is None:
+        q = select(accounts.c.owner_email).where(accounts.c.owner_email.is_not(None)).distinct()
+        csms = tuple(sorted(e for (e,) in await conn.execute(q)))
     return {
-        "accounts": rows,
-        "alerts": await open_alerts(conn, who, now),
-        "renewals": renewals(rows),
-        "horizon": RENEWAL_HORIZON_DAYS,
+        "band": BANDS,
+        "danger_level": DANGER_LEVELS,
+        "lifecycle_stage": LIFECYCLE_STAGES,
+        "tier": TIERS,
+        "csm": csms,
     }

@@ -1,11 +1,13 @@
-"""The lead's view (the handbook's "boss view"): 90-day trends and today's totals.
+"""The lead's view (the handbook's "boss view"): trends over a chosen time range,
+today's totals and a breakdown per CSM.
 
 A CSM key gets the same page over their own portfolio only.
 
-How each trend is derived from what the service stores:
+How each figure is derived from what the service stores:
 
 - **customers**: accounts seen so far on each day, from ``account_health.first_seen_at``
-  (the first event of any kind), counted cumulatively.
+  (the first event of any kind), counted cumulatively, minus the accounts churned by
+  that day: a churned account is counted as churned, not as a customer.
 - **active users**: distinct users active per day summed over accounts, from
   ``activity_daily_users`` (kept for the activity window, 90 days by default).
 - **stably active share**: the handbook's "stably active customer" has at least half of
@@ -15,13 +17,19 @@ How each trend is derived from what the service stores:
   forward), and the share is over accounts with a known value. Accounts without seats
   purchased have no ratio and are left out.
 - **churned share**: accounts whose CRM facts say ``lifecycle_stage = "churned"``,
-  dated by when the CRM set that field (the facts' per-field stamp), over the customers
-  of that day. Facts keep no older stages, so an account that churned and came back is
-  counted as it stands now.
+  dated by when the CRM set that field (the facts' per-field stamp), over the accounts
+  seen by that day. Facts keep no older stages, so an account that churned and came
+  back is counted as it stands now.
+- **today's totals and the per-CSM breakdown**: the portfolio rows of the read API
+  (``portfolio_rows``); ARR, ARR at risk, bands and active users over the customers
+  (churned accounts apart), open alerts by the account's current CSM.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -41,8 +49,39 @@ from shared.storage.tables import (
     health_daily,
 )
 
-TREND_DAYS = 90
+# The ranges offered as buttons, in days; any other comes as from/to.
+RANGES = (7, 30, 90, 365)
+DEFAULT_DAYS = 90
+MAX_DAYS = 366
 BANDS = ("red", "yellow", "green")
+CHURNED = "churned"
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The days the trends cover, ``start`` to ``end`` inclusive."""
+
+    start: date
+    end: date
+    preset: int | None  # one of RANGES, else None (a from/to range)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], today: date) -> TimeRange:
+        """``days`` (one of RANGES) or ``from``/``to`` (ISO days, at most MAX_DAYS
+        apart, none after today); anything else gives the default range."""
+        try:
+            start = date.fromisoformat(params.get("from", ""))
+            end = min(date.fromisoformat(params.get("to") or today.isoformat()), today)
+        except ValueError:
+            days = params.get("days", "")
+            n = int(days) if days.isdigit() and int(days) in RANGES else DEFAULT_DAYS
+            return cls(today - timedelta(days=n - 1), today, n)
+        start = max(min(start, end), end - timedelta(days=MAX_DAYS - 1))
+        return cls(start, end, None)
 
 
 def _day(moment: Any, zone: tzinfo) -> date | None:
@@ -51,48 +90,99 @@ def _day(moment: Any, zone: tzinfo) -> date | None:
     return moment if isinstance(moment, date) else None
 
 
-async def lead(conn: AsyncConnection, who: Viewer, today: date, zone: tzinfo) -> dict[str, Any]:
+async def lead(
+    conn: AsyncConnection, who: Viewer, span: TimeRange, today: date, zone: tzinfo
+) -> dict[str, Any]:
     rows = await portfolio(conn, who, today)
     ids = {r["account_id"] for r in rows} if who.key.portfolio_of is not None else None
-    days = [today - timedelta(days=TREND_DAYS - 1 - i) for i in range(TREND_DAYS)]
-    customers = await _customers(conn, ids, days, zone)
-    churned = await _churned(conn, who, {r["account_id"] for r in rows}, days, customers, zone)
-    totals = portfolio_totals(rows)
+    days = span.days
+    churn_days = await _churn_days(conn, who, {r["account_id"] for r in rows}, zone)
+    first_seen = await _first_seen(conn, ids, zone)
+    seen = counted_by_day(first_seen.values(), days)
+    # An account churns no earlier than it was first seen (a CRM stamp may be older).
+    churned = counted_by_day((max(on, first_seen.get(a, on)) for a, on in churn_days.items()), days)
+    customers = [n - gone for n, gone in zip(seen, churned, strict=True)]
+    live = [r for r in rows if r["lifecycle_stage"] != CHURNED]
+    totals = portfolio_totals(live)
     bands = totals["by_band"]
+    open_by_account = await open_alerts_by_account(conn, who, ids)
     trends: dict[str, list[Any]] = {
         "customers": customers,
         "active_users": await _active_users(conn, ids, days),
         "stable_share": await _stable_share(conn, ids, days),
-        "churned_share": churned,
+        "churned_share": [
+            round(min(1.0, gone / n), 4) if n else None
+            for gone, n in zip(churned, seen, strict=True)
+        ],
     }
     # Days before the first customer was seen are left out (but a week is always shown).
-    first = min(next((i for i, n in enumerate(customers) if n), len(days)), len(days) - 7)
+    first = min(next((i for i, n in enumerate(seen) if n), len(days)), max(0, len(days) - 7))
     return {
+        "range": span,
+        "ranges": RANGES,
         "days": [d.isoformat() for d in days[first:]],
         **{name: series[first:] for name, series in trends.items()},
         "bands": {b: bands.get(b, 0) for b in (*BANDS, "unscored") if bands.get(b) or b in BANDS},
         **{k: totals[k] for k in ("accounts", "arr_total", "arr_at_risk", "active_users_7d")},
         "stable_share_now": totals["stably_active_share"],
-        "churned_now": totals["churned"],
+        "churned_now": len(rows) - len(live),
+        "churned_in_range": sum(1 for c in churn_days.values() if span.start <= c <= span.end),
         "alerts_by_rule": await alerts_by_rule(conn, who, ids),
+        "alerts_fired": await alerts_fired(conn, who, ids, span, zone),
+        "per_csm": per_csm(rows, open_by_account, churn_days, span),
+        "open_alerts": sum(open_by_account.values()),
     }
 
 
-async def _customers(
-    conn: AsyncConnection, ids: set[str] | None, days: list[date], zone: tzinfo
-) -> list[int]:
-    q = select(account_health.c.first_seen_at, account_health.c.as_of)
-    if ids is not None:
-        q = q.where(account_health.c.account_id.in_(ids))
-    firsts = sorted(
-        d for first, as_of in await conn.execute(q) if (d := _day(first or as_of, zone))
-    )
-    out, i = [], 0
-    for day in days:
-        while i < len(firsts) and firsts[i] <= day:
-            i += 1
-        out.append(i)
+def per_csm(
+    rows: list[dict[str, Any]],
+    open_by_account: Mapping[str, int],
+    churn_days: Mapping[str, date],
+    span: TimeRange,
+) -> list[dict[str, Any]]:
+    """One line per owner CSM (accounts without one together, last): customers, ARR,
+    bands, open alerts and ARR at risk over the customers; churned accounts (all, and
+    within the range) apart. Most ARR at risk first."""
+    by_owner: dict[str | None, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_owner.setdefault(r["owner_email"], []).append(r)
+    out = []
+    for owner, mine in by_owner.items():
+        live = [r for r in mine if r["lifecycle_stage"] != CHURNED]
+        totals = portfolio_totals(live)
+        gone = [r["account_id"] for r in mine if r["lifecycle_stage"] == CHURNED]
+        out.append(
+            {
+                "csm": owner,
+                "customers": len(live),
+                "arr": totals["arr_total"],
+                "arr_at_risk": totals["arr_at_risk"],
+                "bands": {b: totals["by_band"].get(b, 0) for b in BANDS},
+                "open_alerts": sum(open_by_account.get(r["account_id"], 0) for r in mine),
+                "churned": len(gone),
+                "churned_in_range": sum(
+                    1 for a in gone if a in churn_days and span.start <= churn_days[a] <= span.end
+                ),
+            }
+        )
+    out.sort(key=lambda c: (c["csm"] is None, -c["arr_at_risk"], -c["arr"], c["csm"] or ""))
     return out
+
+
+async def _first_seen(conn: AsyncConnection, ids: set[str] | None, zone: tzinfo) -> dict[str, date]:
+    """The day each account was first seen (its first event of any kind)."""
+    h = account_health.c
+    q = select(h.account_id, h.first_seen_at, h.as_of)
+    if ids is not None:
+        q = q.where(h.account_id.in_(ids))
+    rows = await conn.execute(q)
+    return {a: d for a, first, as_of in rows if (d := _day(first or as_of, zone)) is not None}
+
+
+def counted_by_day(starts: Iterable[date], days: list[date]) -> list[int]:
+    """For each of ``days``, how many of ``starts`` fall on or before it."""
+    ordered = sorted(starts)
+    return [bisect_right(ordered, day) for day in days]
 
 
 async def _active_users(conn: AsyncConnection, ids: set[str] | None, days: list[date]) -> list[int]:
@@ -130,32 +220,26 @@ async def _stable_share(
     return out
 
 
-async def _churned(
-    conn: AsyncConnection,
-    who: Viewer,
-    visible: set[str],
-    days: list[date],
-    customers: list[int],
-    zone: tzinfo,
-) -> list[float | None]:
+async def _churn_days(
+    conn: AsyncConnection, who: Viewer, visible: set[str], zone: tzinfo
+) -> dict[str, date]:
+    """The churned accounts among ``visible`` and the day each churned: the CRM's stamp
+    on the field, else ``date.min`` (churned before any day shown, in no range)."""
     q = select(accounts.c.account_id, accounts.c.facts)
     if who.key.portfolio_of is not None:
         q = q.where(accounts.c.owner_email == who.key.portfolio_of)
-    churn_days = []
+    out = {}
     for account_id, facts in await conn.execute(q):
         fields = (facts or {}).get("fields", {})
-        if account_id not in visible or fields.get("lifecycle_stage") != "churned":
+        if account_id not in visible or fields.get("lifecycle_stage") != CHURNED:
             continue
         stamp = (facts.get("stamps") or {}).get("lifecycle_stage") or [None]
         try:
-            on = _day(datetime.fromisoformat(stamp[0]), zone) if stamp[0] else days[0]
+            on = _day(datetime.fromisoformat(stamp[0]), zone) if stamp[0] else None
         except (TypeError, ValueError):
-            on = days[0]
-        churn_days.append(on or days[0])
-    return [
-        round(min(1.0, sum(1 for c in churn_days if c <= day) / n), 4) if n else None
-        for day, n in zip(days, customers, strict=True)
-    ]
+            on = None
+        out[account_id] = on or date.min
+    return out
 
 
 async def alerts_by_rule(
@@ -168,3 +252,28 @@ async def alerts_by_rule(
     q = visible_alerts(q, who.key).group_by(alerts.c.rule)
     counts = {rule: int(n) for rule, n in await conn.execute(q)}
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+async def open_alerts_by_account(
+    conn: AsyncConnection, who: Viewer, ids: set[str] | None
+) -> dict[str, int]:
+    """Open alerts per account."""
+    q = select(alerts.c.account_id, func.count()).where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
+    if ids is not None:
+        q = q.where(alerts.c.account_id.in_(ids))
+    q = visible_alerts(q, who.key).group_by(alerts.c.account_id)
+    return {account_id: int(n) for account_id, n in await conn.execute(q)}
+
+
+async def alerts_fired(
+    conn: AsyncConnection, who: Viewer, ids: set[str] | None, span: TimeRange, zone: tzinfo
+) -> int:
+    """Alerts that fired within the range (whatever became of them)."""
+    q = select(alerts.c.fired_at).where(
+        alerts.c.fired_at
+        >= datetime.combine(span.start, datetime.min.time(), zone) - timedelta(days=1)
+    )
+    if ids is not None:
+        q = q.where(alerts.c.account_id.in_(ids))
+    fired = [_day(at, zone) for (at,) in await conn.execute(visible_alerts(q, who.key))]
+    return sum(1 for d in fired if d is not None and span.start <= d <= span.end)

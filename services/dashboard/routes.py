@@ -40,8 +40,8 @@ from services.dashboard.auth import (
     viewer,
 )
 from services.dashboard.charts import account_charts, lead_charts
-from services.dashboard.home import home
-from services.dashboard.lead import lead
+from services.dashboard.home import PortfolioQuery, home
+from services.dashboard.lead import TimeRange, lead
 from shared.auth import KeyStore, Scope
 from shared.clock import utcnow
 from shared.i18n import negotiate
@@ -177,8 +177,9 @@ async def logout(request: Request) -> Response:
 async def csm_view(request: Request) -> Response:
     who = await viewer(request)
     now, today = _now_and_today(request)
+    query = PortfolioQuery.parse(request.query_params, who.key.portfolio_of is None)
     async with context(request).engine.connect() as conn:
-        values = await home(conn, who, today, now)
+        values = await home(conn, who, query, today, now)
     return page(request, "home.html", values, who)
 
 
@@ -187,8 +188,9 @@ async def lead_view(request: Request) -> Response:
     who = await viewer(request)
     ctx = context(request)
     _, today = _now_and_today(request)
+    span = TimeRange.parse(request.query_params, today)
     async with ctx.engine.connect() as conn:
-        values = await lead(conn, who, today, ctx.settings.zone)
+        values = await lead(conn, who, span, today, ctx.settings.zone)
     return page(request, "lead.html", {"data": values, "charts": lead_charts(values)}, who)
 
 

@@ -1,0 +1,467 @@
+"""The portfolio, boss view, alerts and logging pages over a seeded SQLite database:
+search, filters, sorting, paging and true totals; saved views; the time range, the
+per-CSM breakdown and churn counting; every alert action; a logged touchpoint reaching
+the bus as the API's would. Fast: the rows are written directly, no services run."""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.dashboard.activity_page import parse_when
+from services.dashboard.alerts_page import AlertQuery, action_from_form
+from services.dashboard.app import mount_dashboard
+from services.dashboard.home import PortfolioQuery, order, paginate, search
+from services.dashboard.lead import TimeRange, per_csm
+from services.dashboard.saved_views import _clean_query
+from services.ingest.app import create_app
+from shared.auth import Role, create_key, role_scopes
+from shared.bus.embedded import EmbeddedBus
+from shared.config import Settings
+from shared.contracts.wire import decode_event
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import (
+    account_health,
+    account_notes,
+    accounts,
+    alert_activity,
+    alerts,
+    bus_log,
+    health_daily,
+)
+
+ANNA, CARL = "anna@example.com", "carl@example.com"
+NOW = datetime.now(UTC)
+TODAY = NOW.date()
+N_ANNA, N_CARL = 22, 8  # 30 accounts: two pages of 25
+N_ALERTS = 14  # more than the home page previews
+
+
+def _account(i: int) -> dict[str, Any]:
+    owner = ANNA if i < N_ANNA else CARL
+    churned = i in (3, 25)  # one of each CSM's
+    fields: dict[str, Any] = {
+        "arr": 10_000.0 * (i + 1),
+        "lifecycle_stage": "churned" if churned else "stable",
+        "contract_end": (TODAY + timedelta(days=10 * i)).isoformat(),
+    }
+    stamps = {"lifecycle_stage": [(NOW - timedelta(days=5 if i == 3 else 60)).isoformat()]}
+    return {
+        "account_id": f"acct-{i:02d}",
+        "name": f"Company {i:02d}" if i != 7 else "Acme Seven",
+        "seats_purchased": 10,
+        "tier": "strategic" if i % 3 == 0 else "enterprise",
+        "owner_email": owner,
+        "facts": {"fields": fields, "stamps": stamps},
+        "facts_occurred_at": NOW,
+        "updated_at": NOW,
+    }
+
+
+def _health(i: int) -> dict[str, Any]:
+    score = (i * 37) % 100
+    band = "red" if score < 40 else "yellow" if score < 70 else "green"
+    return {
+        "account_id": f"acct-{i:02d}",
+        "as_of": NOW,
+        "first_seen_at": NOW - timedelta(days=40),
+        "active_users_7d": i % 10,
+        "score": score,
+        "band": band,
+        "danger_level": "high" if i % 4 == 0 else "none",
+        "updated_at": NOW,
+    }
+
+
+async def _seed(engine: AsyncEngine) -> None:
+    ids = range(N_ANNA + N_CARL)
+    async with engine.begin() as conn:
+        await conn.execute(insert(accounts), [_account(i) for i in ids])
+        await conn.execute(insert(account_health), [_health(i) for i in ids])
+        # A week ago each account scored 10 points more, except acct-05 (20 less).
+        week_ago = [
+            {
+                "account_id": f"acct-{i:02d}",
+                "day": TODAY - timedelta(days=8),
+                "score": _health(i)["score"] + (-20 if i == 5 else 10),
+                "band": "yellow",
+                "inputs": {},
+                "explanation": {},
+            }
+            for i in ids
+        ]
+        await conn.execute(insert(health_daily), week_ago)
+        await conn.execute(insert(alerts), [_alert(i) for i in range(N_ALERTS)])
+
+
+def _alert(i: int) -> dict[str, Any]:
+    account = f"acct-{i:02d}" if i < 12 else f"acct-{N_ANNA + i - 12:02d}"
+    rule = "ticket_backlog" if i % 2 else "low_activity"
+    return {
+        "alert_id": f"{account}:{rule}:1",
+        "account_id": account,
+        "rule": rule,
+        "severity": "critical" if i == 13 else "warning",
+        "status": "resolved" if i == 0 else "firing",
+        "title": f"{rule} on {account}",
+        "payload": {},
+        "fired_at": NOW - timedelta(hours=i),
+        "stored_at": NOW,
+        "resolved_at": NOW if i == 0 else None,
+    }
+
+
+@dataclass
+class Pages:
+    client: httpx.AsyncClient
+    engine: AsyncEngine
+    settings: Settings
+    keys: dict[str, str]
+
+    async def sign_in(self, who: str) -> None:
+        self.client.cookies.clear()
+        page = await self.client.get("/ui/login")
+        token = _field(page.text, "csrf")
+        r = await self.client.post("/ui/login", data={"csrf": token, "key": self.keys[who]})
+        assert r.status_code == 303, r.text
+
+    async def get(self, path: str, **params: Any) -> str:
+        r = await self.client.get(path, params=params or None)
+        assert r.status_code == 200, (path, r.status_code, r.text[:2000])
+        return r.text
+
+    async def post(self, path: str, page: str, **data: str) -> httpx.Response:
+        return await self.client.post(path, data={"csrf": _field(page, "csrf"), **data})
+
+
+def _field(text: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', text)
+    assert found, f"no field {name!r}"
+    return html.unescape(found.group(1))
+
+
+def _rows(text: str, attribute: str = "data-account-id", section: str = "portfolio") -> list[str]:
+    part = text.split(f'id="{section}"', 1)[1]
+    part = part.split("</section>", 1)[0]
+    return re.findall(rf'<tr {attribute}="([^"]+)"', part)
+
+
+@pytest.fixture
+async def pages(embedded_settings: Settings) -> AsyncIterator[Pages]:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    await _seed(engine)
+    keys = {
+        "lead": await create_key(engine, "lead", role_scopes(Role.cs_lead, None)),
+        "anna": await create_key(engine, "anna", role_scopes(Role.csm, ANNA), ANNA),
+    }
+
+    async def ready() -> bool:
+        return True
+
+    bus = EmbeddedBus(engine)
+    app = create_app(embedded_settings, engine, bus, registry=CollectorRegistry(), ready=ready)
+    mount_dashboard(app, engine, embedded_settings, bus)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        yield Pages(client, engine, embedded_settings, keys)
+    await engine.dispose()
+
+
+# --- pure parts ------------------------------------------------------------------------
+
+
+def test_portfolio_query_reads_and_writes_its_query_string() -> None:
+    params = {"q": " acme ", "band": "red", "tier": "bogus", "renewal_within_days": "30"}
+    q = PortfolioQuery.parse({**params, "sort": "arr", "dir": "asc", "page": "2"}, True)
+    assert q.q == "acme" and q.filters.band == "red" and q.filters.tier is None
+    assert (q.sort, q.desc, q.page) == ("arr", False, 2)
+    link = q.link()
+    assert link == "/ui/?q=acme&band=red&renewal_within_days=30&sort=arr&dir=asc"
+    again = PortfolioQuery.parse(dict(urllib.parse.parse_qsl(link.split("?")[1])), True)
+    assert again == PortfolioQuery(q.q, q.filters, "arr", False, 1)
+    assert "dir=desc" in q.sorted_by("arr") and "sort=score&dir=asc" in q.sorted_by("score")
+    # A CSM key cannot widen its view by naming another CSM (the filter is dropped).
+    assert PortfolioQuery.parse({"csm": CARL}, False).filters.csm is None
+    assert PortfolioQuery.parse({"sort": "nope", "page": "-1"}, True) == PortfolioQuery()
+    # Text PostgreSQL would refuse (NUL) never reaches a query.
+    assert PortfolioQuery.parse({"q": "a\x00", "csm": "\x00"}, True) == PortfolioQuery()
+    assert AlertQuery.parse({"rule": "x\x00", "account": "\x00"}) == AlertQuery()
+
+
+def test_search_order_and_paging() -> None:
+    rows: list[dict[str, Any]] = [
+        {"account_id": "b-1", "name": "Beta", "score": None, "arr": 5.0},
+        {"account_id": "a-2", "name": "Alpha", "score": 50, "arr": None},
+        {"account_id": "c-3", "name": None, "score": 20, "arr": 7.0},
+    ]
+    assert [r["account_id"] for r in search(rows, "ALP")] == ["a-2"]
+    assert [r["account_id"] for r in search(rows, "c-3")] == ["c-3"]
+    # Unknown values last in either direction.
+    assert [r["account_id"] for r in order(rows, "score", False)] == ["c-3", "a-2", "b-1"]
+    assert [r["account_id"] for r in order(rows, "score", True)] == ["a-2", "c-3", "b-1"]
+    assert [r["account_id"] for r in order(rows, "arr", True)] == ["c-3", "b-1", "a-2"]
+    sixty = [{"n": n} for n in range(60)]
+    page = paginate(sixty, 3, 25)
+    assert [r["n"] for r in page.rows] == list(range(50, 60))
+    assert (page.total, page.pages, page.first, page.last) == (60, 3, 51, 60)
+    assert paginate(sixty, 9, 25).number == 3  # past the end: the last page
+    assert paginate([], 1).pages == 1
+
+
+def test_per_csm_counts_churned_accounts_apart() -> None:
+    def row(i: str, owner: str | None, stage: str, band: str, arr: float) -> dict[str, Any]:
+        return {
+            "account_id": i,
+            "owner_email": owner,
+            "lifecycle_stage": stage,
+            "band": band,
+            "arr": arr,
+            "seats_purchased": None,
+            "active_users_7d": 0,
+            "danger_level": None,
+        }
+
+    rows = [
+        row("a1", ANNA, "stable", "red", 100.0),
+        row("a2", ANNA, "churned", "red", 50.0),
+        row("c1", CARL, "stable", "green", 1000.0),
+        row("x1", None, "stable", "red", 10.0),
+    ]
+    span = TimeRange(TODAY - timedelta(days=6), TODAY, 7)
+    lines = per_csm(rows, {"a1": 2, "a2": 1}, {"a2": TODAY - timedelta(days=2)}, span)
+    assert [c["csm"] for c in lines] == [ANNA, CARL, None]  # most ARR at risk first
+    anna = lines[0]
+    assert (anna["customers"], anna["churned"], anna["churned_in_range"]) == (1, 1, 1)
+    assert (anna["arr"], anna["arr_at_risk"], anna["open_alerts"]) == (100.0, 100.0, 3)
+    assert anna["bands"] == {"red": 1, "yellow": 0, "green": 0}
+
+
+def test_time_range_presets_and_from_to() -> None:
+    assert TimeRange.parse({}, TODAY) == TimeRange(TODAY - timedelta(days=89), TODAY, 90)
+    assert TimeRange.parse({"days": "7"}, TODAY).start == TODAY - timedelta(days=6)
+    assert TimeRange.parse({"days": "8"}, TODAY).preset == 90  # not offered: the default
+    custom = TimeRange.parse({"from": "2026-01-01", "to": "2026-01-31"}, date(2026, 6, 1))
+    assert (custom.start, custom.end, custom.preset, len(custom.days)) == (
+        date(2026, 1, 1),
+        date(2026, 1, 31),
+        None,
+        31,
+    )
+    # Swapped, far too long or in the future: brought within bounds, never an error.
+    odd = TimeRange.parse({"from": "2020-01-01", "to": "2099-01-01"}, date(2026, 6, 1))
+    assert odd.end == date(2026, 6, 1) and len(odd.days) == 366
+
+
+def test_alert_actions_from_forms() -> None:
+    snooze = action_from_form({"action": "snooze", "hours": "4"}, "me", NOW)
+    assert snooze is not None and snooze.until == NOW + timedelta(hours=4)
+    assert action_from_form({"action": "snooze", "hours": "5"}, "me", NOW) is None
+    assert action_from_form({"action": "comment", "text": "  "}, "me", NOW) is None
+    assert action_from_form({"action": "delete"}, "me", NOW) is None
+    note = action_from_form({"action": "comment", "text": " called "}, "me", NOW)
+    assert note is not None and note.text == "called"
+    assert AlertQuery.parse({"state": "all", "page": "2"}).link(page=3) == (
+        "/ui/alerts?state=all&page=3"
+    )
+    assert AlertQuery.parse({"state": "x", "severity": "loud"}) == AlertQuery()
+
+
+def test_touchpoint_times_and_saved_queries() -> None:
+    skew = timedelta(minutes=5)
+    assert parse_when("", UTC, NOW, skew) == NOW
+    assert parse_when("2026-01-02T10:30", UTC, NOW, skew) == datetime(
+        2026, 1, 2, 10, 30, tzinfo=UTC
+    )
+    assert parse_when((NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"), UTC, NOW, skew) is None
+    assert parse_when("yesterday", UTC, NOW, skew) is None
+    assert _clean_query("?band=red&page=3&done=view_saved") == "band=red"
+
+
+# --- the pages ---------------------------------------------------------------------------
+
+
+async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> None:
+    await pages.sign_in("lead")
+    text = await pages.get("/ui/")
+    assert len(_rows(text)) == 25 and "30 accounts" in text
+    assert "Page 1 of 2" in text and 'rel="next"' in text
+    second = await pages.get("/ui/", page="2")
+    assert len(_rows(second)) == 5
+    assert set(_rows(text)).isdisjoint(_rows(second))
+    # True totals: 13 open alerts (one of 14 is resolved), 10 previewed, said so.
+    assert re.search(r'id="alerts-total">13<', text)
+    assert "Showing the 10 most urgent of 13 open alerts" in text
+    assert len(_rows(text, "data-alert-id", "alerts")) == 10
+
+    assert _rows(await pages.get("/ui/", q="acme")) == ["acct-07"]
+    carl = await pages.get("/ui/", csm=CARL, sort="name", dir="asc")
+    assert _rows(carl) == [f"acct-{i:02d}" for i in range(N_ANNA, N_ANNA + N_CARL)]
+    red = _rows(await pages.get("/ui/", band="red", tier="strategic"))
+    expected = [i for i in range(30) if _health(i)["band"] == "red" and i % 3 == 0]
+    assert sorted(red) == [f"acct-{i:02d}" for i in expected]
+    assert _rows(await pages.get("/ui/", lifecycle_stage="churned")) == ["acct-25", "acct-03"]
+    soon = _rows(await pages.get("/ui/", renewal_within_days="30", sort="renewal", dir="asc"))
+    assert soon == ["acct-00", "acct-01", "acct-02", "acct-03"]
+    by_arr = _rows(await pages.get("/ui/", sort="arr", dir="desc"))
+    assert by_arr[:2] == ["acct-29", "acct-28"]
+    # Change over 7 days: acct-05 rose 20, every other account fell 10.
+    by_change = _rows(await pages.get("/ui/", sort="change", dir="desc"))
+    assert by_change[0] == "acct-05"
+
+
+async def test_saved_views_are_per_person_and_reopen_the_query(pages: Pages) -> None:
+    await pages.sign_in("lead")
+    text = await pages.get("/ui/", band="red", sort="name", dir="asc", page="2")
+    r = await pages.post("/ui/views", text, name="Red by name", query=_field(text, "query"))
+    assert r.status_code == 303
+    assert r.headers["location"] == "/ui/?band=red&sort=name&dir=asc&done=view_saved"
+    back = await pages.get(r.headers["location"])
+    assert "View saved" in back
+    link = re.search(r'<a href="([^"]+)" class="here" data-view="Red by name"', back)
+    assert link and html.unescape(link.group(1)) == "/ui/?band=red&sort=name&dir=asc"
+
+    await pages.sign_in("anna")  # another person: none of the lead's views
+    assert "Red by name" not in await pages.get("/ui/")
+    await pages.sign_in("lead")
+    home = await pages.get("/ui/")
+    r = await pages.post("/ui/views", home, name="Red by name", delete="1")
+    assert r.headers["location"].endswith("done=view_deleted")
+    assert "Red by name" not in await pages.get("/ui/")
+
+
+async def test_csm_sees_their_own_portfolio_only(pages: Pages) -> None:
+    await pages.sign_in("anna")
+    text = await pages.get("/ui/", csm=CARL)  # the CSM filter is not theirs to set
+    assert "22 accounts" in text and 'name="csm"' not in text
+    assert all(int(a[-2:]) < N_ANNA for a in _rows(text))
+
+
+async def test_lead_view_counts_churn_and_breaks_down_per_csm(pages: Pages) -> None:
+    await pages.sign_in("lead")
+    text = await pages.get("/ui/lead", days="30")
+    assert re.search(r'id="kpi-accounts">28<', text)  # 30 accounts, 2 churned
+    assert re.search(r'id="kpi-churned">2<', text)
+    assert "churned; 1 in this range" in text  # acct-03 five days ago, acct-25 long before
+    csms = re.findall(r'<tr data-csm="([^"]*)"', text)
+    assert sorted(csms) == [ANNA, CARL]
+    assert f'href="/ui/?csm={urllib.parse.quote(CARL)}"' in text.replace("%40", "%40")
+    charts = orjson.loads(html.unescape(text.split('id="chart-data">')[1].split("</script>")[0]))
+    customers = charts["customers"]["data"]["datasets"][0]["data"]
+    assert len(charts["customers"]["data"]["labels"]) == 30
+    assert customers[-1] == 28 and customers[0] == 29  # acct-03 churned within the range
+    week = await pages.get("/ui/lead", **{"from": (TODAY - timedelta(days=2)).isoformat()})
+    assert "churned; 0 in this range" in week
+    # acct-25's CRM stamp (60 days ago) predates its first event (40 days ago): it is not
+    # counted as churned before it was a customer (no negative customers).
+    start, end = TODAY - timedelta(days=60), TODAY - timedelta(days=50)
+    early = await pages.get("/ui/lead", **{"from": start.isoformat(), "to": end.isoformat()})
+    data = orjson.loads(html.unescape(early.split('id="chart-data">')[1].split("</script>")[0]))
+    assert data["customers"]["data"]["datasets"][0]["data"] == [0] * 7
+
+
+async def test_every_alert_action_from_the_alert_page(pages: Pages) -> None:
+    await pages.sign_in("lead")
+    text = await pages.get("/ui/alerts")
+    assert "13 match" in text and len(_rows(text, "data-alert-id", "alert-list")) == 13
+    backlog = await pages.get("/ui/alerts", rule="ticket_backlog", state="all")
+    assert len(_rows(backlog, "data-alert-id", "alert-list")) == 7
+    critical = await pages.get("/ui/alerts", severity="critical")
+    assert _rows(critical, "data-alert-id", "alert-list") == ["acct-23:ticket_backlog:1"]
+
+    alert_id = "acct-02:low_activity:1"
+    path = f"/ui/alerts/{urllib.parse.quote(alert_id)}"
+    page = await pages.get(path)
+    for action, extra in (
+        ("acknowledge", {}),
+        ("snooze", {"hours": "4"}),
+        ("unsnooze", {}),
+        ("comment", {"text": "Called Li Na: fix ships Friday"}),
+        ("not_useful", {}),
+        ("resolve", {}),
+    ):
+        r = await pages.post(
+            "/ui/alerts", page, alert_id=alert_id, action=action, next=path, **extra
+        )
+        assert r.status_code == 303 and r.headers["location"] == f"{path}?done={action}"
+    async with pages.engine.connect() as conn:
+        row = (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
+        done = [
+            a
+            for (a,) in await conn.execute(
+                select(alert_activity.c.action).order_by(alert_activity.c.activity_id)
+            )
+        ]
+    assert row.status == "resolved" and row.not_useful and row.acknowledged_by == "key:lead"
+    assert done == ["acknowledge", "snooze", "unsnooze", "comment", "not_useful", "resolve"]
+    final = await pages.get(path + "?done=resolve")
+    assert "Alert resolved." in final and "Called Li Na: fix ships Friday" in final
+    # Acting again on a resolved alert is a conflict, said so; a forged form changes nothing.
+    r = await pages.post("/ui/alerts", page, alert_id=alert_id, action="resolve", next=path)
+    assert r.headers["location"].endswith("done=conflict")
+    forged = await pages.client.post(
+        "/ui/alerts", data={"csrf": "0" * 64, "alert_id": "acct-04:low_activity:1"}
+    )
+    assert forged.status_code == 403
+
+
+async def test_csm_cannot_act_on_or_see_another_csms_alert(pages: Pages) -> None:
+    await pages.sign_in("anna")
+    carls = "acct-22:low_activity:1"
+    r = await pages.client.get(f"/ui/alerts/{urllib.parse.quote(carls)}")
+    assert r.status_code == 404
+    page = await pages.get("/ui/alerts")
+    r = await pages.post("/ui/alerts", page, alert_id=carls, action="resolve", next="/ui/alerts")
+    assert r.headers["location"] == "/ui/alerts?done=gone"
+
+
+async def test_logged_touchpoint_goes_on_the_bus_and_a_note_is_kept(pages: Pages) -> None:
+    await pages.sign_in("anna")
+    path = "/ui/accounts/acct-01/log"
+    page = await pages.get(path)
+    r = await pages.post(
+        path,
+        page,
+        kind="visit",
+        when="2026-11-30T15:00",
+        contact_name="Li Na",
+        contact_role="decision_maker",
+        text="QBR prep",
+        next=path,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"{path}?done=touchpoint_logged"
+    r = await pages.post(path, page, kind="note", text="Budget freeze until March", next=path)
+    assert r.headers["location"] == f"{path}?done=note_saved"
+    async with pages.engine.connect() as conn:
+        (value,) = (await conn.execute(select(bus_log.c.value))).one()
+        notes = list(await conn.execute(select(account_notes).order_by(account_notes.c.note_id)))
+    event = decode_event(value, "touchpoint")
+    assert event.model_dump(include={"account_id", "touchpoint_kind", "contact_role"}) == {
+        "account_id": "acct-01",
+        "touchpoint_kind": "visit",
+        "contact_role": "decision_maker",
+    }
+    assert event.occurred_at == datetime(2026, 11, 30, 15, tzinfo=pages.settings.zone)
+    assert [(n.touchpoint_kind, n.text, n.author) for n in notes] == [
+        ("visit", "QBR prep", ANNA),
+        (None, "Budget freeze until March", ANNA),
+    ]
+    shown = await pages.get(path + "?done=note_saved")
+    assert "Note saved." in shown and "Budget freeze until March" in shown
+
+    refused = await pages.post(path, page, kind="note", text=" ", next=path)
+    assert refused.status_code == 422 and "A note needs text." in refused.text
+    assert (await pages.client.get("/ui/accounts/acct-25/log")).status_code == 404  # Carl's
