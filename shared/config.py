@@ -78,7 +78,10 @@ class Settings(BaseSettings):
         90, ge=1, description="How late (days) an event may arrive and still be counted"
     )
     timezone: str = Field(
-        "UTC", description="IANA time zone whose calendar days bucket activity (e.g. Asia/Shanghai)"
+        "UTC",
+        description="IANA time zone whose calendar days bucket the activity of accounts "
+        "without a timezone fact of their own, and the dashboard's times for browsers that "
+        "send none (e.g. Asia/Shanghai)",
     )
     language: Literal["en", "zh-CN"] = Field(
         "en",
@@ -90,7 +93,8 @@ class Settings(BaseSettings):
     currency: str = Field(
         "CNY",
         pattern=r"^[A-Z]{3}$",
-        description="ISO 4217 code of the money amounts the CRM sends (ARR, MRR), e.g. CNY, USD",
+        description="ISO 4217 code of the money amounts (ARR, MRR) of accounts whose facts "
+        "name no currency, e.g. CNY, USD",
     )
     window_days: int = Field(
         90, description="Days of daily activity kept per account (older events are late)"
