@@ -33,12 +33,7 @@ HISTORY_DAYS = 90
 TOP_MODULES = 8
 RECENT = 20
 # The handbook's four depth levels (HL-03): number and name.
-DEPTH_LEVELS = {
-    1: "record-keeping 记录型",
-    2: "workflow 流程型",
-    3: "integrated 整合型",
-    4: "customised 定制型",
-}
+DEPTH_LEVELS = {1: "record-keeping", 2: "workflow", 3: "integrated", 4: "customised"}
 # The reports of an account (their pages are the reports' own, under this page's path).
 REPORT_KINDS = (("usage", "Usage report"), ("bimonthly", "Bi-monthly review"), ("qbr", "QBR"))
 # A period's stored day may be up to this many days older than asked (a row is written
@@ -90,7 +85,9 @@ async def account_page(
         "components": components,
         "groups": explanation.get("groups") or {},
         "capped_by": explanation.get("capped_by"),
-        "missing": explanation.get("missing") or [],
+        # Measures without data, in words (their labels are the model's, which only
+        # scored measures carry in the explanation).
+        "missing": [str(n).replace("_", " ") for n in explanation.get("missing") or []],
         "changes": await _changes(conn, account_id, h, newest, components),
         "seats": seats,
         "users_ever_active": ever,

@@ -45,6 +45,7 @@ DONE = {
     "revoked": "Key revoked: it stops working within a minute everywhere.",
     "retried": "Delivery queued again with a fresh set of attempts.",
     "not_dead": "That delivery is not dead (any more); the list below is current.",
+    "own_key": "That is the key you are signed in with: revoke it with another admin key.",
 }
 # The two TOML documents: their store, table and the page's texts.
 DOCUMENTS = {
@@ -137,7 +138,9 @@ def _new_key_scopes(name: str, role: str, email: str | None) -> frozenset[Scope]
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key_form(request: Request, key_id: str) -> Response:
-    await checked_form(request, Scope.admin)
+    who, _form = await checked_form(request, Scope.admin)
+    if key_id == who.key.key_id:  # no admin locks themselves out by a stray click
+        return RedirectResponse("/ui/admin/keys?done=own_key", status_code=303)
     if await revoke_key(context(request).engine, key_id) is None:
         raise NotFound(key_id)
     keys: KeyStore = request.app.state.keys

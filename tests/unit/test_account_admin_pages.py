@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,13 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dashboard import changes
-from services.dashboard.account import account_page
-from services.dashboard.admin_pages import problems_of
+from services.dashboard.account import DANGER_CAUSES, REPORT_KINDS, account_page
+from services.dashboard.admin_pages import DOCUMENTS, DONE, problems_of
 from services.dashboard.app import mount_dashboard
 from services.dashboard.auth import Viewer
 from services.dashboard.charts import account_charts
 from services.ingest.app import create_app
 from services.scoring.api import HealthApiContext
+from services.scoring.model.schema import DEFAULT_MODEL, parse_model
 from services.scoring.model.store import ModelStore
 from services.scoring.queries import daily_scores, newest_score_day
 from services.scoring.sweep import QuietAccountSweep
@@ -35,6 +37,7 @@ from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
+from shared.i18n import translate
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import deliveries, health_models
 from tests.support.factories import EngineFactory, ProcessorFactory
@@ -103,6 +106,28 @@ def test_validation_message_becomes_one_problem_per_line() -> None:
         "version: missing",
     ]
     assert problems_of("not valid TOML: line 3") == ["not valid TOML: line 3"]
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "services/dashboard/templates"
+MINE = ("account.html", "_admin_nav.html", "admin_keys.html", "admin_document.html")
+
+
+def test_every_text_of_these_pages_has_its_chinese() -> None:
+    """Each literal ``_("…")`` of the account and admin templates, the texts the code
+    hands them (periods, danger causes, notices, documents) and the model's labels."""
+    texts = set()
+    for name in (*MINE, "admin_deliveries.html"):
+        source = (TEMPLATES / name).read_text(encoding="utf-8")
+        texts |= {m[1] for m in re.findall(r"_\((['\"])(.+?)\1", source)}
+    texts |= {title for _, _, title in changes.PERIODS}
+    texts |= set(DANGER_CAUSES.values()) | {title for _, title in REPORT_KINDS}
+    texts |= set(DONE.values()) | {d["title"] for d in DOCUMENTS.values()}
+    texts |= {str(d["lead"]) for d in DOCUMENTS.values()}
+    model = parse_model(DEFAULT_MODEL.read_text(encoding="utf-8"))
+    texts |= {g.label for g in model.groups.values() if g.label}
+    texts |= {m.label for g in model.groups.values() for m in g.measures.values() if m.label}
+    missing = sorted(t for t in texts if translate("zh-CN", t) == t)
+    assert missing == []
 
 
 # --- one history: card, chart and history API ------------------------------------------
@@ -355,6 +380,10 @@ async def test_admin_creates_and_revokes_a_key_seeing_its_secret_once(site: Site
     assert r.status_code == 303 and r.headers["location"] == "/ui/admin/keys?done=revoked"
     (info,) = await list_keys(site.engine, info.key_id)
     assert info.revoked_at is not None
+    (root,) = [k for k in await list_keys(site.engine) if k.name == "root"]
+    own = await site.form(f"/ui/admin/keys/{root.key_id}/revoke", {}, "/ui/admin/keys")
+    assert own.headers["location"] == "/ui/admin/keys?done=own_key"
+    assert (await list_keys(site.engine, root.key_id))[0].revoked_at is None
     zh = await site.client.get("/ui/admin/keys?done=revoked", headers={"accept-language": "zh-CN"})
     assert "已吊销" in zh.text
 
