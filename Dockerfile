@@ -46,6 +46,11 @@ LABEL org.opencontainers.image.title="healthwatch" \
       org.opencontainers.image.description="Event-driven customer-health monitoring and early warning" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# Pango for the reports' PDFs (WeasyPrint) and a font with Chinese glyphs for them.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 healthwatch \
     && useradd --system --uid 10001 --gid healthwatch --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin healthwatch \

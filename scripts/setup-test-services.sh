@@ -12,6 +12,8 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need_apt+=(prometheus)
 # Headless Chromium and its driver for the dashboard's browser tests (tests/browser/).
 { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+# Pango for the reports' PDFs (WeasyPrint; the CJK font below serves their Chinese too).
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0' || need_apt+=(libpango-1.0-0 libpangoft2-1.0-0)
 # A CJK font, so the Chinese pages' screenshots show Han characters, not boxes
 # (tests/browser/test_languages.py checks the glyphs).
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_apt+=(fonts-noto-cjk)

@@ -60,11 +60,12 @@ def render_html(report: Report, fmt: Fmt | None = None, pdf_href: str | None = N
 
 def _values(r: Report, f: Fmt) -> dict[str, Any]:
     goals = content.goals(r, f)
+    title = f.t(TITLES[r.kind])
     return {
         "r": r,
         "f": f,
         "lang": f.lang,
-        "title": f.t(TITLES[r.kind]),
+        "heading": f.t("{title}: {name}", title=title, name=r.name),
         "period": f.t("{start} to {end}", start=f.day(r.start), end=f.day(r.end)),
         "usage_rows": _usage_rows(r.figures, r.tier_average, f),
         "plan_rows": _plan_rows(r, f),

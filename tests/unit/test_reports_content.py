@@ -180,6 +180,10 @@ def test_the_qbr_speaks_of_the_account_itself() -> None:
     assert goals["Purchased seats activated"].actual == "9 of 20 (45%)"
     assert goals["Purchased seats activated"].met is False
     assert goals["Days with use in the last week"].met is False
+    # An issue opened today is open all the same.
+    young = report(current={"inputs": {**WEAK, "oldest_open_ticket_days": 0}})
+    oldest = {g.name: g for g in content.goals(young, f)}["Oldest open issue"]
+    assert (oldest.actual, oldest.met) == ("0 days", True)
     renewal = content.renewal(r, f)
     assert (renewal.date, renewal.status) == (
         "February 1, 2027",
