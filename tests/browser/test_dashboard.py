@@ -248,7 +248,8 @@ async def test_account_page_draws_its_charts_from_real_data(browser: Browser, st
     components = await browser.texts("#components tbody tr")
     assert len(components) >= 5
     changes = await browser.texts(".card li")
-    assert any("active users" in c for c in changes), changes
+    # What changed names the model's measures (issue 15: labels, not ids).
+    assert any("Active users over 7 days" in c for c in changes), changes
     assert len(await browser.texts("#tickets tbody tr")) == 5
     assert len(await browser.texts("#touchpoints li")) == 1
     open_alerts = await browser.js(
