@@ -17,7 +17,14 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.dashboard import activity_page, admin_pages, alerts_page, routes, saved_views
+from services.dashboard import (
+    activity_page,
+    admin_pages,
+    alerts_page,
+    reports_page,
+    routes,
+    saved_views,
+)
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
 from shared.bus.base import Producer
 from shared.config import Settings
@@ -49,7 +56,7 @@ def mount_dashboard(
         )
     app.state.dashboard_bus = producer
     # Before ``routes``: its /ui/accounts/{id:path} would take /ui/accounts/{id}/log.
-    for pages in (activity_page, alerts_page, saved_views, admin_pages):
+    for pages in (activity_page, alerts_page, saved_views, reports_page, admin_pages):
         app.include_router(pages.router)
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
