@@ -23,6 +23,8 @@ from typing import Any
 from alerts_volume.demo import run_demo
 from alerts_volume.steady import run_steady
 
+from shared.alerting.schema import default_alerting_source, parse_alerting
+
 RESULTS = Path(__file__).resolve().parent / "results"
 DEMO_START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 HISTORY_END = date(2026, 12, 1)
@@ -42,6 +44,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--out", type=Path, help="JSON results (default bench/results/alerts_volume-<label>.json)"
     )
     parser.add_argument("--demo-only", action="store_true")
+    parser.add_argument(
+        "--alerting",
+        type=Path,
+        help="the alerting file to measure (default: the shipped one); the README's "
+        "'before' is the file of commit f3e6266",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,11 +59,19 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "label": args.label,
         "options": {k: str(v) for k, v in vars(args).items()},
     }
-    result["demo"] = await run_demo(args.accounts, args.seed, DEMO_START, args.live_seconds)
+    alerting = args.alerting.read_text("utf-8") if args.alerting else default_alerting_source()
+    parse_alerting(alerting)  # a bad file fails here, not in the middle of a replay
+    demo = await run_demo(args.accounts, args.seed, DEMO_START, args.live_seconds, alerting)
+    result["demo"] = demo
     print_demo(result["demo"])
     if not args.demo_only:
         result["history"] = await run_steady(
-            args.history_accounts, args.history_days, args.history_seed, HISTORY_END, args.skip_days
+            args.history_accounts,
+            args.history_days,
+            args.history_seed,
+            HISTORY_END,
+            args.skip_days,
+            alerting,
         )
         print_history(result["history"])
     result["wall_seconds_total"] = round(time.perf_counter() - started, 1)

@@ -14,7 +14,8 @@ import httpx
 
 from alerts_volume.harness import scoring
 from services.simulate import Simulator
-from shared.contracts.alerts import AlertEvent
+from shared.alerting.schema import worse
+from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import EVENT_ADAPTER, Event
 
 Batch = tuple[datetime, list[Event]]
@@ -49,10 +50,12 @@ async def capture(
     return sim, batches
 
 
-async def run_demo(accounts: int, seed: int, start: datetime, live_seconds: int) -> dict[str, Any]:
+async def run_demo(
+    accounts: int, seed: int, start: datetime, live_seconds: int, alerting: str
+) -> dict[str, Any]:
     sim, batches = await capture(accounts, seed, start, live_seconds)
     first_use: dict[str, datetime] = {}
-    async with scoring(start) as run:
+    async with scoring(start, alerting) as run:
         for at, events in batches:
             await run.feed(events, at)
             for e in events:
@@ -82,6 +85,7 @@ def figures(
         "alerts_opened": len(opened),
         "alert_messages": len(alerts),
         "updates": sum(1 for a in alerts if a.status == "firing" and a.revision > 0),
+        "updates_told": rises(alerts),
         "open_at_end": len(open_now),
         "accounts_with_open_alert": len(per_account),
         "accounts_with_2_or_more_open": sum(1 for n in per_account.values() if n >= 2),
@@ -95,3 +99,15 @@ def figures(
         ),
         "opened_by_rule": dict(Counter(a.rule for a in opened).most_common()),
     }
+
+
+def rises(alerts: list[AlertEvent]) -> int:
+    """Updates the alerts service tells people about: a rise in severity (before issue
+    15 every update was told; the JSON's ``updates`` counts those)."""
+    last: dict[str, Severity] = {}
+    told = 0
+    for a in alerts:
+        if a.status == "firing" and a.alert_id in last and worse(a.severity, last[a.alert_id]):
+            told += 1
+        last[a.alert_id] = a.severity
+    return told

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
+from shared.alerting.store import AlertingStore
 from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
@@ -58,7 +59,8 @@ class Scoring:
 
 
 @asynccontextmanager
-async def scoring(start: datetime) -> AsyncIterator[Scoring]:
+async def scoring(start: datetime, alerting: str) -> AsyncIterator[Scoring]:
+    """Scoring with the alerting file ``alerting`` (its text)."""
     with tempfile.TemporaryDirectory(prefix="healthwatch-alerts-volume-") as tmp:
         settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp}/v.db")
         engine = create_engine(settings.database_url)
@@ -67,7 +69,14 @@ async def scoring(start: datetime) -> AsyncIterator[Scoring]:
             now = [start]
             keeper = AlertKeeper()
             metrics = ScoringMetrics(CollectorRegistry())
-            processor = ScoringProcessor(engine, keeper, settings, metrics, clock=lambda: now[0])
+            processor = ScoringProcessor(
+                engine,
+                keeper,
+                settings,
+                metrics,
+                alerting=AlertingStore(alerting),
+                clock=lambda: now[0],
+            )
             sweep = QuietAccountSweep(engine, keeper, processor, clock=lambda: now[0])
             yield Scoring(processor, sweep, keeper, now)
         finally:

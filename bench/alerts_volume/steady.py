@@ -25,7 +25,6 @@ from typing import Any
 from services.scoring.backtest.replay import read_churn_csv, replay
 from services.scoring.backtest.report import rule_quality
 from services.simulate_history import write_history
-from shared.alerting.schema import default_alerting_source
 
 HORIZONS = (30, 60, 90)
 
@@ -51,15 +50,17 @@ def alerting_file(path: Path) -> Iterator[None]:
 
 
 async def run_steady(
-    accounts: int, days: int, seed: int, end: date, skip_days: int
+    accounts: int, days: int, seed: int, end: date, skip_days: int, alerting: str
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="healthwatch-alerts-volume-") as tmp:
         events, churn_csv = Path(tmp) / "h.ndjson.gz", Path(tmp) / "churn.csv"
         write_history(events, churn_csv, accounts=accounts, days=days, end=end, seed=seed)
         churn = read_churn_csv(churn_csv)
-        result = await replay([events], churn=churn)
-        alone = Path(tmp) / "ungrouped.toml"
-        alone.write_text(ungrouped(default_alerting_source()), encoding="utf-8")
+        grouped, alone = Path(tmp) / "grouped.toml", Path(tmp) / "ungrouped.toml"
+        grouped.write_text(alerting, encoding="utf-8")
+        alone.write_text(ungrouped(alerting), encoding="utf-8")
+        with alerting_file(grouped):
+            result = await replay([events], churn=churn)
         with alerting_file(alone):
             quality = rule_quality(await replay([events], churn=churn), HORIZONS)
     start = end - timedelta(days=days - 1) + timedelta(days=skip_days)
