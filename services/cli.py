@@ -539,7 +539,7 @@ def report(
 ) -> None:
     """Write an account's report as print-ready HTML, or as a PDF."""
     from services.reports.data import KINDS, UnknownAccount
-    from services.reports.document import document
+    from services.reports.document import Ask, document
     from services.reports.fmt import Fmt
     from services.reports.pdf import PdfUnavailable
     from shared.i18n import LANGUAGES
@@ -555,7 +555,7 @@ def report(
 
     async def write(engine: AsyncEngine) -> bytes:
         async with engine.connect() as conn:
-            return await document(conn, account, kind, last, fmt, pdf=pdf)
+            return await document(conn, Ask(account, kind, last, fmt, pdf=pdf))
 
     try:
         body = asyncio.run(_on_database(settings, write))

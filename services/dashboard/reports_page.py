@@ -18,6 +18,7 @@ from services.dashboard.auth import NotFound, context, viewer
 from services.dashboard.routes import SECURITY_HEADERS, language
 from services.reports.api import defaults, pdf_link, report_document
 from services.reports.data import KINDS
+from services.reports.document import Ask
 from services.reports.fmt import Fmt
 from services.scoring.queries import Day
 from shared.i18n import LANGUAGES
@@ -45,25 +46,22 @@ async def account_report_page(
     lang: str | None = None,
     end: Day | None = None,
 ) -> Response:
+    """The report as HTML (with its PDF button) or PDF; 404 as for an unknown account."""
     who = await viewer(request)
     if kind not in KINDS:
         raise NotFound(kind)
-    ctx = context(request)
-    fmt = Fmt(lang if lang in LANGUAGES else language(request), defaults(request).currency)
-    last = end or date.today()
     pdf = format == "pdf"
-    async with ctx.engine.connect() as conn:
+    ask = Ask(
+        account_id,
+        kind,
+        end or date.today(),
+        Fmt(lang if lang in LANGUAGES else language(request), defaults(request).currency),
+        pdf=pdf,
+        pdf_href=None if pdf else pdf_link(request),
+    )
+    async with context(request).engine.connect() as conn:
         try:
-            answer = await report_document(
-                conn,
-                who.key,
-                account_id,
-                kind,
-                last,
-                fmt,
-                pdf=pdf,
-                pdf_href=None if pdf else pdf_link(request),
-            )
+            answer = await report_document(conn, who.key, ask)
         except ClientError as exc:
             if exc.status != 404:
                 raise

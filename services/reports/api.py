@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.reports.data import Kind
-from services.reports.document import document
+from services.reports.document import Ask, document
 from services.reports.fmt import Fmt
 from services.reports.pdf import PdfUnavailable
 from services.scoring.queries import Day, visible_account
@@ -53,27 +53,17 @@ def wants_pdf(format: str | None, accept: str | None) -> bool:
     )
 
 
-async def report_document(
-    conn: AsyncConnection,
-    key: ApiKey,
-    account_id: str,
-    kind: Kind,
-    end: date,
-    fmt: Fmt,
-    *,
-    pdf: bool,
-    pdf_href: str | None = None,
-) -> Response:
+async def report_document(conn: AsyncConnection, key: ApiKey, ask: Ask) -> Response:
     """The answer for one report (404 when the key may not see the account), shared by
     the API and the dashboard's print route."""
-    await visible_account(conn, account_id, key)
+    await visible_account(conn, ask.account_id, key)
     try:
-        body = await document(conn, account_id, kind, end, fmt, pdf=pdf, pdf_href=pdf_href)
+        body = await document(conn, ask)
     except PdfUnavailable as exc:
         raise ClientError(503, "pdf_unavailable", str(exc)) from exc
-    if not pdf:
+    if not ask.pdf:
         return HTMLResponse(body)
-    name = f"{_safe(account_id)}-{kind}-{end.isoformat()}.pdf"
+    name = f"{_safe(ask.account_id)}-{ask.kind}-{ask.end.isoformat()}.pdf"
     return Response(
         body, media_type=PDF, headers={"Content-Disposition": f'inline; filename="{name}"'}
     )
@@ -105,16 +95,14 @@ async def account_report(
     months (CAD-09) or the quarterly business review (CAD-05) ending on ``end`` (default
     today), in ``lang`` (default: the service's language), as HTML or PDF."""
     base = defaults(request)
-    fmt = Fmt(lang or base.lang, base.currency)
     pdf = wants_pdf(format, accept)
+    ask = Ask(
+        account_id,
+        kind,
+        end or date.today(),
+        Fmt(lang or base.lang, base.currency),
+        pdf=pdf,
+        pdf_href=None if pdf else pdf_link(request),
+    )
     async with engine.connect() as conn:
-        return await report_document(
-            conn,
-            key,
-            account_id,
-            kind,
-            end or date.today(),
-            fmt,
-            pdf=pdf,
-            pdf_href=None if pdf else pdf_link(request),
-        )
+        return await report_document(conn, key, ask)

@@ -3,6 +3,7 @@ print route and the command line all go through here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,19 +14,23 @@ from services.reports.pdf import render_pdf_async
 from services.reports.render import render_html
 
 
-async def document(
-    conn: AsyncConnection,
-    account_id: str,
-    kind: Kind,
-    end: date,
-    fmt: Fmt,
-    *,
-    pdf: bool,
-    pdf_href: str | None = None,
-) -> bytes:
-    """The report's HTML (UTF-8, with a link to ``pdf_href``) or its PDF; UnknownAccount
-    when nothing is stored for ``account_id``, PdfUnavailable without the renderer."""
-    report = await build_report(conn, account_id, kind, end)
-    if pdf:
-        return await render_pdf_async(render_html(report, fmt))
-    return render_html(report, fmt, pdf_href=pdf_href).encode()
+@dataclass(frozen=True)
+class Ask:
+    """Which report, in which language and form: ``pdf_href`` is the HTML's link to
+    its own PDF (none in a file or a PDF)."""
+
+    account_id: str
+    kind: Kind
+    end: date
+    fmt: Fmt
+    pdf: bool = False
+    pdf_href: str | None = None
+
+
+async def document(conn: AsyncConnection, ask: Ask) -> bytes:
+    """The report's HTML (UTF-8) or its PDF; UnknownAccount when nothing is stored for
+    the account, PdfUnavailable without the renderer."""
+    report = await build_report(conn, ask.account_id, ask.kind, ask.end)
+    if ask.pdf:
+        return await render_pdf_async(render_html(report, ask.fmt))
+    return render_html(report, ask.fmt, pdf_href=ask.pdf_href).encode()
