@@ -94,7 +94,9 @@ async def account_page(
         "activation": round(ever / seats, 4) if seats else None,
         "active_users_7d": h.active_users_7d if h is not None else None,
         "active_share_7d": inputs.get("active_user_share_7d"),
-        "history": await _history(conn, account_id, newest, now.astimezone(zone).date()),
+        "history": await _history(
+            conn, account_id, _card_day(h, newest, zone), now.astimezone(zone).date()
+        ),
         "modules": _modules(m.names if m else {}),
         "tickets": await _open_tickets(conn, account_id),
         "touchpoints": await _touchpoints(conn, account_id),
@@ -103,6 +105,19 @@ async def account_page(
         "past_alerts": await _past_alerts(conn, who, account_id),
         "reports": [(kind, title) for kind, title in REPORT_KINDS],
     }
+
+
+def _card_day(h: Any, newest: date | None, zone: tzinfo) -> date | None:
+    """The day the card's score is as of: its newest stored day, or later when scoring
+    since changed nothing (no row is written then: the score held), as of its newest
+    event or the sweep's day. The chart runs to it, carrying the score as the history
+    API does for a day without its own row."""
+    if h is None or newest is None:
+        return newest
+    days: list[date] = [newest, h.as_of.astimezone(zone).date()]
+    if h.swept_on is not None:
+        days.append(h.swept_on)
+    return max(days)
 
 
 def _arr(facts: dict[str, Any]) -> float | None:

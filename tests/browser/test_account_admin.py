@@ -34,7 +34,7 @@ from tests.support.harness import Harness, add_account, at, running, send, usage
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 ANNA = "anna@example.com"
-DAYS = 10
+DAYS = 16
 
 
 @dataclass
@@ -47,10 +47,10 @@ class Stack:
 async def _seed(hw: Harness) -> int:
     await add_account(hw, "fall-co", seats=20, email=ANNA, tier="enterprise", arr=120_000.0)
     await add_account(hw, "gone-co", seats=10, email=ANNA, mrr=1_000.0)
-    # fall-co: 14 of 20 seats a day, down to 3 over the last days; gone-co: steady, then
-    # the CRM says it churned.
+    # fall-co: 14 of 20 seats a day, then 3 for the last 8 days (its score falls);
+    # gone-co: steady, then the CRM says it churned.
     for d in range(DAYS - 1, -1, -1):
-        busy = 14 if d >= 5 else 3
+        busy = 14 if d >= 8 else 3
         day = [usage("fall-co", f"f{u}", days_ago=d + 0.01, module="reports") for u in range(busy)]
         day += [usage("gone-co", f"g{u}", days_ago=d + 0.01) for u in range(5)] if d >= 4 else []
         await send(hw, day)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dashboard import changes
-from services.dashboard.account import DANGER_CAUSES, REPORT_KINDS, account_page
+from services.dashboard.account import DANGER_CAUSES, REPORT_KINDS, _card_day, account_page
 from services.dashboard.admin_pages import DOCUMENTS, DONE, problems_of
 from services.dashboard.app import mount_dashboard
 from services.dashboard.auth import Viewer
@@ -233,6 +234,17 @@ async def test_churned_account_card_chart_and_history_api_agree(
     # Viewed later than NOW (the route's real clock): its last day is no longer partial.
     assert "(today, so far)" not in en and "健康分构成" in zh
     assert "拉低健康分的因素" in zh or "无手册所列原因" in zh
+
+
+def test_the_chart_runs_to_the_day_of_the_card() -> None:
+    """A score that held writes no row: the chart still runs to the card's day (its
+    newest event's, or the sweep's), carrying the score as the history API does."""
+    h = SimpleNamespace(as_of=datetime(2026, 11, 23, 8, tzinfo=UTC), swept_on=None)
+    assert _card_day(h, date(2026, 11, 20), UTC) == date(2026, 11, 23)
+    h.swept_on = date(2026, 11, 25)
+    assert _card_day(h, date(2026, 11, 20), UTC) == date(2026, 11, 25)
+    assert _card_day(None, date(2026, 11, 20), UTC) == date(2026, 11, 20)
+    assert _card_day(h, None, UTC) is None
 
 
 async def _card_and_chart(engine: AsyncEngine) -> tuple[Any, Any, Any]:
