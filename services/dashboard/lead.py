@@ -242,15 +242,22 @@ async def _churn_days(
     return out
 
 
+async def _open_alert_counts(
+    conn: AsyncConnection, who: Viewer, ids: set[str] | None, by: Any
+) -> dict[str, int]:
+    """Open alerts the viewer may see, counted per value of the column ``by``."""
+    q = select(by, func.count()).where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
+    if ids is not None:
+        q = q.where(alerts.c.account_id.in_(ids))
+    q = visible_alerts(q, who.key).group_by(by)
+    return {value: int(n) for value, n in await conn.execute(q)}
+
+
 async def alerts_by_rule(
     conn: AsyncConnection, who: Viewer, ids: set[str] | None
 ) -> dict[str, int]:
     """Open alerts per rule, most frequent first."""
-    q = select(alerts.c.rule, func.count()).where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
-    if ids is not None:
-        q = q.where(alerts.c.account_id.in_(ids))
-    q = visible_alerts(q, who.key).group_by(alerts.c.rule)
-    counts = {rule: int(n) for rule, n in await conn.execute(q)}
+    counts = await _open_alert_counts(conn, who, ids, alerts.c.rule)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -258,11 +265,7 @@ async def open_alerts_by_account(
     conn: AsyncConnection, who: Viewer, ids: set[str] | None
 ) -> dict[str, int]:
     """Open alerts per account."""
-    q = select(alerts.c.account_id, func.count()).where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
-    if ids is not None:
-        q = q.where(alerts.c.account_id.in_(ids))
-    q = visible_alerts(q, who.key).group_by(alerts.c.account_id)
-    return {account_id: int(n) for account_id, n in await conn.execute(q)}
+    return await _open_alert_counts(conn, who, ids, alerts.c.account_id)
 
 
 async def alerts_fired(

@@ -10,10 +10,13 @@ rules' business (tested with them); these pages list and act on whatever is stor
 
 from __future__ import annotations
 
+import os
+import shutil
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,11 +34,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 ANNA, CARL = "anna@example.com", "carl@example.com"
 ACCOUNTS = 28  # more than a page of 25
 CHURNED = "acct-27"
-LANGUAGES = ("en", "zh-CN")
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _id(i: int) -> str:
     return f"acct-{i:02d}"
+
+
+def _for_readme(shot: Path) -> None:
+    """Copy a screenshot the README shows into docs/ (HEALTHWATCH_UPDATE_DOCS_SCREENSHOT)."""
+    if os.environ.get("HEALTHWATCH_UPDATE_DOCS_SCREENSHOT"):
+        shutil.copyfile(shot, DOCS / shot.name)
 
 
 @dataclass
@@ -180,6 +189,7 @@ async def test_portfolio_search_filter_sort_pages_and_saved_view(
     await browser.js("document.querySelector('#saved-views').open = true")
     await browser.submit("#saved-views a[data-view='Carl strategic']")
     assert await _ids(browser, "#portfolio tr[data-account-id]") == by_arr
+    _for_readme(await browser.screenshot("portfolio-saved-view-en"))
 
     await _in(browser, "zh-CN", "/ui/")
     assert "客户组合" in await browser.status_of_page()
@@ -207,7 +217,7 @@ async def test_boss_view_range_per_csm_and_churn(browser: Browser, stack: Stack)
     await _in(browser, "zh-CN", "/ui/lead?days=30")
     assert "主管视图" in await browser.status_of_page()
     assert any("按客户成功经理" in t for t in await browser.texts("#per-csm h2"))
-    await browser.screenshot("boss-view-zh-CN")
+    _for_readme(await browser.screenshot("boss-view-zh-CN"))
 
 
 async def test_alerts_page_every_action(browser: Browser, stack: Stack) -> None:
@@ -239,7 +249,7 @@ async def test_alerts_page_every_action(browser: Browser, stack: Stack) -> None:
         done = [a for (a,) in await conn.execute(q.order_by(alert_activity.c.activity_id))]
     assert done == ["acknowledge", "snooze", "comment", "not_useful", "resolve"]
     assert await _ids(browser, "#activity tr[data-action]", "action") == done
-    await browser.screenshot("alert-en")
+    _for_readme(await browser.screenshot("alert-en"))
 
     await _in(browser, "zh-CN", f"/ui/alerts/{urllib.parse.quote(alert_id)}")
     assert any("历史记录" in t for t in await browser.texts("#activity h2"))
