@@ -425,7 +425,9 @@ async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSON
 async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
     """Per rule: fired, acknowledged, median minutes to acknowledge, marked not useful,
     and how many of the alerted accounts churned after the rule first fired for them (the
-    CRM's lifecycle stage; ``healthwatch backtest`` gives the same figure for history)."""
+    CRM's lifecycle stage; ``healthwatch backtest`` gives the same figure for history).
+    A family's alert counts for each rule among its symptoms (as last stored), not only
+    for the one it is titled after."""
     async with ctx.engine.connect() as conn:
         rows = (await conn.execute(visible_alerts(select(alerts), key))).all()
         churned = {
@@ -435,7 +437,9 @@ async def rule_quality(ctx: Context, key: ReadKey) -> dict[str, Any]:
         }
     by_rule: dict[str, list[Any]] = {}
     for alert in rows:
-        by_rule.setdefault(alert.rule, []).append(alert)
+        symptoms = _grouping((alert.payload or {}).get("details") or {})["symptoms"]
+        for rule in symptoms or [alert.rule]:
+            by_rule.setdefault(rule, []).append(alert)
     out = []
     for rule, items in sorted(by_rule.items()):
         acked = [alert for alert in items if alert.acknowledged_at is not None]

@@ -1,6 +1,7 @@
 """One alert per account problem, on the real stack (issue 15): the symptoms of a red
 account (too few seats active, health red, health not green) are one alert with one
-post, listed once with its symptoms; acknowledging it still works."""
+post, listed once with its symptoms, each rule counted in the rules' quality;
+acknowledging it still works."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ async def test_a_red_account_is_one_alert_with_its_symptoms(
         await wait_for(lambda: _true(bool(slack.delivered())), timeout=60, what="the post")
         await alerts_settled(hw)
         listed = (await client.get("/v1/alerts")).json()
+        quality = (await client.get("/v1/alert-rules/quality")).json()["rules"]
         acked = await client.post("/v1/alerts/red:health:1/acknowledge")
         async with hw.rt.engine.connect() as conn:
             ids = (await conn.execute(select(alerts.c.alert_id))).scalars().all()
@@ -53,6 +55,8 @@ async def test_a_red_account_is_one_alert_with_its_symptoms(
     assert (listed["total"], listed["truncated"]) == (1, False)
     assert alert["family"] == "health" and alert["severity"] == "critical"
     assert alert["rule"] == "low_activity" and set(alert["symptoms"]) == set(HEALTH)
+    # Each symptom's rule is counted as having fired, not only the lead's.
+    assert {(q["rule"], q["fired"]) for q in quality} == {(rule, 1) for rule in HEALTH}
     assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
 
 
