@@ -7,7 +7,7 @@ MIT-licensed) from JSON the page embeds. Sign-in is with an API key (see ``auth.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -28,11 +28,17 @@ from services.dashboard import (
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
 from shared.bus.base import Producer
 from shared.config import Settings
-from shared.i18n import DEFAULT_LANGUAGE, translate
+from shared.i18n import (
+    DEFAULT_LANGUAGE,
+    format_money,
+    format_num,
+    format_pct,
+    format_when,
+    translate,
+)
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
-DASH = "—"
 
 
 def mount_dashboard(
@@ -41,7 +47,7 @@ def mount_dashboard(
     """Add the dashboard's routes to ``app`` (which has ``state.keys``); ``producer``
     publishes the touchpoints people log (none: logging them is refused)."""
     templates = Jinja2Templates(directory=HERE / "templates")
-    _add_filters(templates, settings.zone)
+    _add_filters(templates, settings)
     templates.env.globals["_"] = _gettext
     shared_secret = settings.dashboard_secret.get_secret_value()
     app.state.dashboard = DashboardContext(engine, settings, templates)
@@ -71,23 +77,35 @@ def _gettext(context: Context, text: str, **values: object) -> str:
     return translate(context.get("lang", DEFAULT_LANGUAGE), text, **values)
 
 
-def _add_filters(templates: Jinja2Templates, zone: tzinfo) -> None:
-    def money(value: float | None) -> str:
-        return DASH if value is None else f"{value:,.0f}"
+def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
+    """Numbers, money and moments as the page's reader writes them (``lang``), on the
+    viewer's clock (``zone``, set by ``routes.page``); the service's zone and currency
+    where a page names none."""
+    templates.env.globals.update(zone=settings.zone, currency=settings.currency)
+    templates.env.filters.update(money=_money, pct=_pct, num=_num, when=_when)
 
-    def pct(value: float | None, digits: int = 0) -> str:
-        return DASH if value is None else f"{value * 100:.{digits}f}%"
 
-    def num(value: float | None, digits: int = 1) -> str:
-        if value is None:
-            return DASH
-        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.{digits}f}"
+def _lang(context: Context) -> str:
+    return str(context.get("lang", DEFAULT_LANGUAGE))
 
-    def when(value: datetime | date | None) -> str:
-        if value is None:
-            return DASH
-        if isinstance(value, datetime):
-            return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        return value.isoformat()
 
-    templates.env.filters.update(money=money, pct=pct, num=num, when=when)
+@pass_context
+def _money(context: Context, value: float | None, currency: str | None = None) -> str:
+    """``{{ arr|money }}`` in the service's currency, ``{{ arr|money(facts.currency) }}``
+    in an account's own."""
+    return format_money(_lang(context), value, currency or context["currency"])
+
+
+@pass_context
+def _pct(context: Context, value: float | None, digits: int = 0) -> str:
+    return format_pct(_lang(context), value, digits)
+
+
+@pass_context
+def _num(context: Context, value: float | None, digits: int = 1) -> str:
+    return format_num(_lang(context), value, digits)
+
+
+@pass_context
+def _when(context: Context, value: datetime | date | None) -> str:
+    return format_when(_lang(context), value, context["zone"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,13 +26,14 @@ from services.dashboard.auth import (
     clear_session_cookie,
     context,
     csrf_token,
-    forbidden_message,
+    forbidden_scope,
     login_nonce,
     login_token,
     new_login_nonce,
     read_form,
     safe_next,
     same_token,
+    secure_cookies,
     session_key_id,
     set_login_cookie,
     set_session_cookie,
@@ -44,7 +45,7 @@ from services.dashboard.home import PortfolioQuery, home
 from services.dashboard.lead import TimeRange, lead
 from shared.auth import KeyStore, Scope
 from shared.clock import utcnow
-from shared.i18n import negotiate
+from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -61,19 +62,26 @@ SECURITY_HEADERS = {
 }
 
 SNOOZE = timedelta(days=1)
-# The language a person picked on the dashboard; a browser setting, not a secret.
+# The language a person picked on the dashboard (a link on every page sets it) and
+# their browser's time zone (static/tz.js sets it): preferences of a browser, kept a
+# year, not secrets. Per browser rather than per key: a preference row per key would
+# be a migration and a write per switch, for what Accept-Language and the browser's
+# zone already answer on a new machine, and one click then fixes.
 LANGUAGE_COOKIE = "hw_lang"
-LOGIN_CSRF = (
+ZONE_COOKIE = "hw_tz"
+PREFERENCE_MAX_AGE_S = 365 * 86400
+LANGUAGE_NAMES = {"en": "English", "zh-CN": "中文"}
+LOGIN_CSRF = N_(
     "This sign-in form's security token is missing or does not match this browser (the "
     "page may be old, cookies may be blocked, or the form came from another site), so "
     "you were not signed in. Reload the sign-in page and try again."
 )
 # What an action's redirect may say: fixed texts, never text from the request.
 NOTICES = {
-    "acknowledged": "Alert acknowledged: no reminders and no escalation for it.",
-    "snoozed": "Alert snoozed for a day.",
-    "conflict": "That alert changed meanwhile; the list below is current.",
-    "gone": "That alert is not visible to you.",
+    "acknowledged": N_("Alert acknowledged: no reminders and no escalation for it."),
+    "snoozed": N_("Alert snoozed for a day."),
+    "conflict": N_("That alert changed meanwhile; the list below is current."),
+    "gone": N_("That alert is not visible to you."),
 }
 
 
@@ -81,16 +89,20 @@ def page(
     request: Request, name: str, values: dict[str, Any], who: Viewer | None, status: int = 200
 ) -> HTMLResponse:
     ctx = context(request)
+    lang = language(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
     response = ctx.templates.TemplateResponse(
         request,
         name,
         {
             "who": who,
-            "notice": notice,
+            "notice": notice and translate(lang, notice),
             "path": request.url.path,
-            "zone": ctx.settings.zone,
-            "lang": language(request),
+            # This page's address, for the language links to come back to.
+            "here": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+            "zone": viewer_zone(request),
+            "lang": lang,
+            "languages": LANGUAGE_NAMES,
             **values,
         },
         status_code=status,
@@ -107,6 +119,33 @@ def language(request: Request) -> str:
         request.headers.get("accept-language"),
         context(request).settings.language,
     )
+
+
+def viewer_zone(request: Request) -> tzinfo:
+    """The zone the viewer reads times in: their browser's (``hw_tz``, when it names an
+    IANA zone), else the service's."""
+    return known_zone(request.cookies.get(ZONE_COOKIE)) or context(request).settings.zone
+
+
+@router.get("/language/{choice}")
+async def choose_language(request: Request, choice: str, next: str | None = None) -> Response:
+    """Remember the viewer's language in this browser and go back to the page. A GET
+    link that only sets a preference: another site could switch a reader's language,
+    never act for them; and back only to a dashboard path (``safe_next``)."""
+    if choice not in LANGUAGES:
+        raise NotFound(choice)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    # SameSite=Lax: a link from an alert email into the dashboard keeps the language.
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        choice,
+        max_age=PREFERENCE_MAX_AGE_S,
+        path="/ui",
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(context(request).settings, request),
+    )
+    return response
 
 
 def _now_and_today(request: Request) -> tuple[datetime, date]:
@@ -130,17 +169,18 @@ async def login(request: Request) -> Response:
     nonce = login_nonce(request)
     token = login_token(context(request), nonce) if nonce else ""
     if not token or not same_token(form.get("csrf", ""), token):
-        values = {"title": "Sign-in form not accepted", "status": 403, "message": LOGIN_CSRF}
+        values = _error(request, N_("Sign-in form not accepted"), 403, LOGIN_CSRF)
         return page(request, "error.html", values, None, 403)
     raw = form.get("key", "").strip()
     keys: KeyStore = request.app.state.keys
     key = await keys.verify(raw) if raw else None
     if key is None:
-        error = "Unknown or revoked key. Paste the whole key, starting with hwk_."
+        error = translate(
+            language(request), "Unknown or revoked key. Paste the whole key, starting with hwk_."
+        )
         return _login_page(request, target, error, token, 401)
     if not key.allows(Scope.read):
-        message = forbidden_message(key, Scope.read)
-        return page(request, "error.html", _forbidden(message), None, 403)
+        return await forbidden(request, forbidden_scope(key, Scope.read))
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(request, response, key)
     clear_login_cookie(response)
@@ -165,7 +205,7 @@ async def logout(request: Request) -> Response:
     form = await read_form(request)
     ctx = context(request)
     if raw and not same_token(form.get("csrf", ""), csrf_token(ctx, raw)):
-        raise Forbidden("This form's security token does not match your session.")
+        raise Forbidden(N_("This form's security token does not match your session."))
     if raw and session_key_id(ctx, raw, time.time()) is not None:
         await sign_out(ctx, raw)
     response = RedirectResponse("/ui/login", status_code=303)
@@ -238,8 +278,16 @@ def _with_notice(path: str, done: str) -> str:
     return urllib.parse.urlunsplit(("", "", parts.path, urllib.parse.urlencode(query), ""))
 
 
-def _forbidden(message: str) -> dict[str, Any]:
-    return {"title": "Not allowed here", "status": 403, "message": message}
+def _error(
+    request: Request, title: str, status: int, message: str, **values: object
+) -> dict[str, Any]:
+    """error.html's values, in the viewer's language."""
+    lang = language(request)
+    return {
+        "title": translate(lang, title),
+        "status": status,
+        "message": translate(lang, message, **values),
+    }
 
 
 async def login_required(request: Request, exc: Exception) -> Response:
@@ -250,13 +298,10 @@ async def login_required(request: Request, exc: Exception) -> Response:
 
 async def forbidden(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Forbidden)
-    return page(request, "error.html", _forbidden(exc.message), None, 403)
+    values = _error(request, N_("Not allowed here"), 403, exc.text, **exc.values)
+    return page(request, "error.html", values, None, 403)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    values = {
-        "title": "Not found",
-        "status": 404,
-        "message": "There is no such account or alert, or it is not in your portfolio.",
-    }
-    return page(request, "error.html", values, None, 404)
+    message = N_("There is no such account or alert, or it is not in your portfolio.")
+    return page(request, "error.html", _error(request, N_("Not found"), 404, message), None, 404)
