@@ -9,10 +9,20 @@ from services.scoring.measures import Measures
 from services.scoring.model.schema import DangerRules
 
 LEVELS = ("high", "normal", "mild")
+# The depth level counts uses over 28 days against fixed thresholds (HL-03): an account
+# with less use than that cannot have shown its depth yet, so "busy but shallow" (DG-15,
+# judged months into a contract) waits until the window is full. Before, a busy account
+# a week into its use read as level 1 and its green score came with a "high" danger.
+DEPTH_WINDOW_DAYS = 28
 
 
 def _within(m: Measures, moment: datetime | None, days: int) -> bool:
     return moment is not None and 0 <= (m.as_of - m.day_of(moment)).days <= days
+
+
+def _used_for(m: Measures, days: int) -> bool:
+    """The account's first use is at least ``days`` days back (the day itself counts)."""
+    return m.first_seen is not None and (m.as_of - m.first_seen).days >= days - 1
 
 
 def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> dict[str, Any]:
@@ -28,6 +38,7 @@ def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> 
         and depth is not None
         and share >= rules.busy_active_share
         and depth <= rules.shallow_depth_level
+        and _used_for(m, DEPTH_WINDOW_DAYS)
     ):
         causes.append(
             (

@@ -28,7 +28,8 @@ from services.dashboard.auth import Viewer
 from services.dashboard.charts import account_charts
 from services.ingest.app import create_app
 from services.scoring.api import HealthApiContext
-from services.scoring.model.schema import DEFAULT_MODEL, parse_model
+from services.scoring.danger import assess
+from services.scoring.model.schema import DEFAULT_MODEL, DangerRules, parse_model
 from services.scoring.model.store import ModelStore
 from services.scoring.queries import daily_scores, newest_score_day
 from services.scoring.sweep import QuietAccountSweep
@@ -42,6 +43,7 @@ from shared.i18n import translate
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import deliveries, health_models
 from tests.support.factories import EngineFactory, ProcessorFactory
+from tests.support.measures import measures
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 LEAD = Viewer(ApiKey("k", "lead", frozenset({Scope.read})), "csrf")
@@ -107,6 +109,21 @@ def test_validation_message_becomes_one_problem_per_line() -> None:
         "version: missing",
     ]
     assert problems_of("not valid TOML: line 3") == ["not valid TOML: line 3"]
+
+
+def test_busy_but_shallow_waits_for_a_full_depth_window() -> None:
+    """The demo's busy accounts, a week into their use, read as depth level 1 (28-day
+    thresholds out of reach) and showed "high" danger beside a green score of 87-90."""
+    busy = {"active_user_share_7d": 0.9, "depth_level": 1}
+    as_of = datetime(2026, 11, 23, tzinfo=UTC)
+
+    def causes(days_of_use: int) -> list[str]:
+        first = as_of.date() - timedelta(days=days_of_use - 1)
+        m = measures(as_of_time=as_of, first_seen=first, active_users_7d=9, seats_purchased=10)
+        return [c["code"] for c in assess(m, busy, DangerRules())["causes"]]
+
+    assert causes(8) == [] and causes(27) == []
+    assert causes(28) == ["unclear_value"]
 
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "services/dashboard/templates"
