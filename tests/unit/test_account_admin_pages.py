@@ -248,6 +248,7 @@ async def test_churned_account_card_chart_and_history_api_agree(
     assert 'id="churned"' in en and "no longer a customer" in en and "已流失" in zh
     assert f'<span class="v score-big" id="score">{card[0]}</span>' in en
     assert "/ui/accounts/gone/reports/qbr?format=pdf" in en and "季度业务回顾" in zh
+    assert 'action="/ui/accounts/gone/log"' in en  # the touchpoint form, for this account
     # Viewed later than NOW (the route's real clock): its last day is no longer partial.
     assert "(today, so far)" not in en and "健康分构成" in zh
     assert "拉低健康分的因素" in zh or "无手册所列原因" in zh
