@@ -479,7 +479,10 @@ def backtest(
     horizons: Annotated[
         str, typer.Option(help="Days ahead to predict, comma-separated")
     ] = "30,60,90",
-    step_days: Annotated[int, typer.Option(help="Score every account every N days")] = 7,
+    step_days: Annotated[
+        int,
+        typer.Option(help="Score every account, quiet ones included, every N days (1: daily)"),
+    ] = 7,
     model: Annotated[
         Path | None, typer.Option(help="A model TOML file (default: built in)")
     ] = None,

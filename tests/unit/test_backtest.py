@@ -97,6 +97,18 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     assert h["roc_auc"] > h["baseline_roc_auc"]
     assert set(h["weights"]["suggested"]) == set(h["weights"]["current"])
     assert "AUC" in rpt.text(report) and "<img" in rpt.html_report(report)
+    # Out of sample: the score beside every baseline and the reference, with intervals,
+    # and the plain-language summary before the statistics.
+    oos = h["out_of_sample"]
+    assert set(oos["auc"]) >= {
+        "handbook default",
+        "days since last event",
+        "events over 28 days",
+        "tenure alone",
+    }
+    assert all(v["low"] <= v["auc"] <= v["high"] for v in oos["auc"].values() if v["auc"])
+    assert rpt.text(report).startswith("The riskiest 10% of account-days by the score held")
+    assert all(s.history for s in result.snapshots)
     # The rules fired during the replay, each with its churn figures.
     rules = report["alert_rules"]["rules"]
     assert result.firings and rules

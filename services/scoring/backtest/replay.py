@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.backfill import read_lines
+from services.scoring.backtest.baselines import history_baselines
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
@@ -44,6 +45,8 @@ class Snapshot:
     band: str
     inputs: dict[str, Any]
     groups: dict[str, float]
+    # Naive baselines from the raw history (baselines.py), beside the scoring's inputs.
+    history: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Replay:
     rejected: int = 0
     first_day: date | None = None
     last_day: date | None = None
+    # Accounts whose facts ever named a go-live date (the checks warn when none did).
+    go_live_accounts: int = 0
 
 
 class _FiringRecorder(DiscardingProducer):
@@ -119,9 +124,13 @@ async def replay(
 ) -> Replay:
     events, rejected = load_events(paths)
     result = Replay(rejected=rejected, events=len(events), churn=dict(churn or {}))
+    live: set[str] = set()
     for event in events:  # a facts update to stage "churned" is a churn outcome too
         if isinstance(event, AccountFacts) and event.lifecycle_stage is LifecycleStage.churned:
             result.churn.setdefault(event.account_id, event.occurred_at.astimezone(UTC).date())
+        if isinstance(event, AccountFacts) and event.go_live is not None:
+            live.add(event.account_id)
+    result.go_live_accounts = len(live)
     if not events:
         return result
     first = events[0].occurred_at.astimezone(UTC).date()
@@ -140,6 +149,13 @@ async def replay(
             await _score_days(engine, settings, events, days, result, model_source, progress)
         finally:
             await engine.dispose()
+    scored = [(snapshot.account_id, snapshot.day) for snapshot in result.snapshots]
+    result.snapshots = [
+        replace(snapshot, history=baselines)
+        for snapshot, baselines in zip(
+            result.snapshots, history_baselines(events, scored), strict=True
+        )
+    ]
     return result
 
 

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from services.scoring.backtest.checks import warnings
+from services.scoring.backtest.directions import rate_measures
 from services.scoring.backtest.metrics import (
     by_band,
     median_or_none,
@@ -16,6 +18,7 @@ from services.scoring.backtest.metrics import (
     roc_curve,
     top_decile_lift,
 )
+from services.scoring.backtest.outofsample import evaluate as out_of_sample
 from services.scoring.backtest.replay import Firing, Replay, Snapshot
 from services.scoring.model.schema import HealthModel
 
@@ -76,39 +79,12 @@ def evaluate_horizon(result: Replay, horizon: int, model: HealthModel) -> dict[s
         "top_decile_lift": _r(top_decile_lift(risks, labels)),
         "median_lead_time_days": median_or_none(lead_times),
         "churners_flagged_red": len(lead_times),
-        "measures": _measure_power(snaps, labels),
+        "measures": rate_measures(snaps, labels, model),
+        "out_of_sample": out_of_sample(snaps, labels, horizon),
         "group_auc": {group: _r(auc) for group, auc in group_power.items()},
         "weights": _weights(model, group_power, snaps, labels),
         "_roc": {"model": roc_curve(risks, labels), "baseline": roc_curve(baseline, labels)},
     }
-
-
-def _measure_power(snaps: list[Snapshot], labels: list[bool]) -> dict[str, dict[str, Any]]:
-    """Each numeric input's power to rank churners, the most powerful first."""
-    measures = {}
-    names = sorted(
-        {
-            name
-            for snapshot in snaps
-            for name, value in snapshot.inputs.items()
-            if isinstance(value, int | float)
-        }
-    )
-    for name in names:
-        rows = [
-            (float(snapshot.inputs[name]), churned)
-            for snapshot, churned in zip(snaps, labels, strict=True)
-            if isinstance(snapshot.inputs.get(name), int | float)
-        ]
-        auc = roc_auc([row[0] for row in rows], [row[1] for row in rows]) if rows else None
-        if auc is not None:
-            # Direction-free power: 0.5 is none; "higher means riskier" says which way.
-            measures[name] = {
-                "auc": round(max(auc, 1 - auc), 4),
-                "higher_is_riskier": auc >= 0.5,
-                "snapshots": len(rows),
-            }
-    return dict(sorted(measures.items(), key=lambda item: -item[1]["auc"]))
 
 
 def _group_power(
@@ -136,11 +112,20 @@ def _weights(
     better than chance it ranked churners."""
     current = {name: group.weight for name, group in model.groups.items()}
     total = sum(current.values())
-    edges = {group: max((auc or 0.5) - 0.5, 0.01) for group, auc in group_power.items()}
+    # A group without data earns no weight; one that ranks churners backwards earns none
+    # either (a weight cannot flip it: its curves need fixing, and the note says so).
+    edges = {
+        group: 0.0 if auc is None else max(auc - 0.5, 0.0) for group, auc in group_power.items()
+    }
+    backwards = sorted(group for group, auc in group_power.items() if auc is not None and auc < 0.5)
+    spread = sum(edges.values())
     suggested = {
-        group: round(total * edge / sum(edges.values()), 1) for group, edge in edges.items()
+        group: round(total * edge / spread, 1) if spread else current[group]
+        for group, edge in edges.items()
     }
     return {
+        "no_data": sorted(group for group, auc in group_power.items() if auc is None),
+        "backwards": backwards,
         "current": current,
         "suggested": suggested,
         "current_roc_auc": _r(roc_auc([_weighted(snap, current) for snap in snaps], labels)),
@@ -220,7 +205,16 @@ def _r(value: float | None) -> float | None:
 
 def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[str, Any]:
     accounts = {snapshot.account_id for snapshot in result.snapshots}
+    evaluated = [evaluate_horizon(result, horizon, model) for horizon in horizons]
+    shares = {
+        h["horizon_days"]: h["churn_snapshots"] / h["snapshots"]
+        for h in evaluated
+        if h["snapshots"]
+    }
+    scored = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
     return {
+        "summary": summary(evaluated),
+        "warnings": warnings(result, scored, model, horizons, shares),
         "model_version": model.version,
         "events": result.events,
         "rejected_lines": result.rejected,
@@ -228,9 +222,38 @@ def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[s
         "churned_accounts": len(set(result.churn) & accounts),
         "from": result.first_day.isoformat() if result.first_day else None,
         "to": result.last_day.isoformat() if result.last_day else None,
-        "horizons": [evaluate_horizon(result, horizon, model) for horizon in horizons],
+        "horizons": evaluated,
         "alert_rules": rule_quality(result, horizons),
     }
+
+
+REFERENCE = "gradient boosting (reference)"
+DEFAULT = "handbook default"
+
+
+def summary(horizons: Sequence[dict[str, Any]]) -> list[str]:
+    """Plain sentences before the statistics: how much churn the riskiest tenth held."""
+    lines = []
+    for horizon in horizons:
+        oos = horizon["out_of_sample"]
+        days, held = horizon["horizon_days"], oos["riskiest_10pct_share"]
+        if held.get(DEFAULT) is None:
+            lines.append(f"No churn within {days} days in the test period: nothing to judge.")
+            continue
+        line = (
+            f"The riskiest 10% of account-days by the score held {held[DEFAULT]:.0%} of the "
+            f"churn in the next {days} days (chance: 10%)"
+        )
+        if held.get(REFERENCE) is not None:
+            line += f"; by the gradient-boosting reference, {held[REFERENCE]:.0%}"
+        model = oos["auc"][DEFAULT]
+        red = oos["red"]
+        lines.append(
+            f"{line}. Out of sample (from {oos['cut']}) the score's AUC is "
+            f"{_f(model['auc'])} (95% {_f(model['low'])}–{_f(model['high'])}); its red band "
+            f"caught {_pct(red['recall'])} of churn, {_pct(red['precision'])} of red were right."
+        )
+    return lines
 
 
 def public(report: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +268,10 @@ def public(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def text(report: dict[str, Any]) -> str:
-    lines = [
+    lines = [*report.get("summary", []), ""]
+    if report.get("warnings"):
+        lines += ["Before trusting this:", *(f"  ! {w['message']}" for w in report["warnings"]), ""]
+    lines += [
         f"Backtest of model {report['model_version']}: {report['accounts']} accounts, "
         f"{report['churned_accounts']} churned, {report['events']} events, "
         f"{report['from']} → {report['to']}",
@@ -263,20 +289,63 @@ def text(report: dict[str, Any]) -> str:
             f"{_f(red['precision']):>7} {_f(red['recall']):>7} "
             f"{_f(horizon['median_lead_time_days'], '.0f'):>10}"
         )
+    for horizon in report["horizons"]:
+        lines += _out_of_sample_text(horizon)
     first = report["horizons"][0] if report["horizons"] else None
     if first:
-        lines += ["", f"Measures by predictive power ({first['horizon_days']}-day horizon, AUC):"]
-        for name, power in list(first["measures"].items())[:12]:
-            arrow = "↑ riskier" if power["higher_is_riskier"] else "↓ riskier"
-            lines.append(f"  {name:<32} {power['auc']:.3f}  {arrow}")
-        weights = first["weights"]
-        lines += [
-            "",
-            f"Suggested group weights (not applied): {weights['suggested']} — AUC "
-            f"{_f(weights['current_roc_auc'])} → {_f(weights['suggested_roc_auc'])}",
-        ]
+        lines += _measures_text(first)
     lines += _rules_text(report.get("alert_rules"))
     return "\n".join(lines) + "\n"
+
+
+def _out_of_sample_text(horizon: dict[str, Any]) -> list[str]:
+    oos = horizon["out_of_sample"]
+    lines = [
+        "",
+        f"Out of sample, churn within {horizon['horizon_days']} days: trained before "
+        f"{oos['cut']} less a {oos['embargo_days']}-day embargo ({oos['train_observations']} "
+        f"observations), tested from it ({oos['test_observations']}, "
+        f"{oos['test_churn_observations']} followed by churn)",
+        f"  {'':<32} {'AUC':>6} {'95% interval':>14} {'top 10% held':>13}",
+    ]
+    for name, value in oos["auc"].items():
+        interval = f"{_f(value['low'])}–{_f(value['high'])}"
+        held = _pct(oos["riskiest_10pct_share"].get(name))
+        lines.append(f"  {name:<32} {_f(value['auc']):>6} {interval:>14} {held:>13}")
+    return lines
+
+
+def _measures_text(first: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"Measures in their declared direction ({first['horizon_days']}-day horizon, AUC "
+        "and 95% interval; 0.5 is chance):",
+    ]
+    for name, power in list(first["measures"].items())[:15]:
+        arrow = "↑ riskier" if power["higher_is_riskier"] else "↓ riskier"
+        flag = "  RANKS BACKWARDS" if power["backwards"] else ""
+        if not power["declared"]:
+            flag += "  (direction not declared)"
+        lines.append(
+            f"  {name:<32} {power['auc']:.3f} ({_f(power['low'])}–{_f(power['high'])})  "
+            f"{arrow}{flag}"
+        )
+    backwards = [name for name, power in first["measures"].items() if power["backwards"]]
+    if backwards:
+        lines.append(f"  Ranking backwards: {', '.join(backwards)}")
+    weights = first["weights"]
+    lines += [
+        "",
+        f"Suggested group weights (not applied): {weights['suggested']} — AUC "
+        f"{_f(weights['current_roc_auc'])} → {_f(weights['suggested_roc_auc'])}",
+    ]
+    if weights["no_data"] or weights["backwards"]:
+        lines.append(
+            f"  no weight to groups without data ({', '.join(weights['no_data']) or 'none'}) "
+            f"or ranking backwards ({', '.join(weights['backwards']) or 'none'}: fix their "
+            "curves, a weight cannot flip them)"
+        )
+    return lines
 
 
 def _rules_text(quality: dict[str, Any] | None) -> list[str]:

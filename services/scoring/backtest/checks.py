@@ -1,0 +1,106 @@
+"""Checks before trusting a model: what in the history makes a backtest (or a score)
+say less than it seems to. Each warning names what to fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from services.scoring.backtest.replay import WARM_UP_DAYS, Replay, Snapshot
+from services.scoring.model.evaluate import has_data
+from services.scoring.model.schema import HealthModel
+
+# Fewer churned accounts than this, or a smaller share of observations followed by
+# churn, and neither a fitted model nor an AUC interval means much.
+MIN_CHURNED_ACCOUNTS = 20
+MIN_CHURN_SHARE = 0.01
+
+
+def warnings(
+    result: Replay,
+    snaps: Sequence[Snapshot],
+    model: HealthModel,
+    horizons: Sequence[int],
+    churn_shares: dict[int, float],
+) -> list[dict[str, str]]:
+    """Every check's warnings, in the order a reader should fix them."""
+    found = _history_checks(result, snaps, horizons, churn_shares)
+    found += _measure_checks(snaps, model)
+    if result.go_live_accounts == 0 and snaps:
+        found.append(
+            _warn(
+                "no_go_live",
+                "no account ever sent a go-live date: 'not live 90 days after purchase' "
+                "has no data (send go_live in the account facts if the product has one)",
+            )
+        )
+    return found
+
+
+def _history_checks(
+    result: Replay, snaps: Sequence[Snapshot], horizons: Sequence[int], shares: dict[int, float]
+) -> list[dict[str, str]]:
+    found = []
+    span = (
+        (result.last_day - result.first_day).days + 1 if result.first_day and result.last_day else 0
+    )
+    for horizon in horizons:
+        if span < WARM_UP_DAYS + 2 * horizon:
+            found.append(
+                _warn(
+                    "short_history",
+                    f"the history spans {span} days: a {horizon}-day horizon needs at least "
+                    f"{WARM_UP_DAYS + 2 * horizon} ({WARM_UP_DAYS} warm-up, then {horizon} to "
+                    "train and as many to test after the embargo)",
+                )
+            )
+    churned = len(set(result.churn) & {snapshot.account_id for snapshot in snaps})
+    low = [h for h, share in shares.items() if share < MIN_CHURN_SHARE]
+    if churned < MIN_CHURNED_ACCOUNTS or low:
+        found.append(
+            _warn(
+                "low_churn",
+                f"{churned} scored accounts churned"
+                + (
+                    f"; under {MIN_CHURN_SHARE:.0%} of observations within {low[0]} days"
+                    if low
+                    else ""
+                )
+                + ": too little churn to learn from or to judge a model by (wide intervals)",
+            )
+        )
+    return found
+
+
+def _measure_checks(snaps: Sequence[Snapshot], model: HealthModel) -> list[dict[str, str]]:
+    """Scored measures with no data anywhere, and those the same for every account."""
+    found = []
+    for group in model.groups.values():
+        for name, measure in group.measures.items():
+            values = {
+                snapshot.inputs[name]
+                for snapshot in snaps
+                if snapshot.inputs.get(name) is not None
+                and has_data(snapshot.inputs, measure.needs)
+            }
+            if not values:
+                found.append(
+                    _warn("no_data", f"{name} has no data in any scored account-day: unscored")
+                )
+            elif len(values) == 1 and len(snaps) > 1:
+                found.append(
+                    _warn(
+                        "constant",
+                        f"{name} is {_show(values.pop())} for every account: it ranks nobody "
+                        "and only shifts every score",
+                    )
+                )
+    return found
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _warn(check: str, message: str) -> dict[str, str]:
+    return {"check": check, "message": message}

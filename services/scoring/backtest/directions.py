@@ -1,0 +1,104 @@
+"""Each measure rated in its declared direction — the direction the model (or the
+handbook) says it points — and flagged when it ranks churners backwards. Rating each
+measure in whichever direction looks best would hide a model that reads it wrongly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from services.scoring.backtest.outofsample import auc_interval
+from services.scoring.backtest.replay import Snapshot
+from services.scoring.model.schema import HealthModel
+
+# Inputs the model shows but does not score, and the history baselines: True when a
+# higher value is declared riskier (the handbook's reading, or plain sense).
+DECLARED: dict[str, bool] = {
+    "days_since_last_use": True,
+    "days_since_last_event": True,
+    "days_since_last_ticket": True,  # ticket silence (DG-03)
+    "days_since_decision_maker_contact": True,  # EW-14
+    "days_to_contract_end": False,  # near the renewal is riskier
+    "days_since_purchase": False,  # newcomers leave more often (LC-10)
+    "tenure_days": False,
+    "time_to_first_value_days": True,  # LC-08
+    "events_7d": False,
+    "events_28d": False,
+    "dau": False,
+    "active_users_7d": False,
+    "activation_rate": False,
+    "daily_login_ratio": False,
+    "usage_minutes_per_active_user_7d": False,
+    "api_calls_28d": False,
+    "customisation_uses_28d": False,
+    "tickets_opened_28d": True,
+    "sla_breaches_28d": True,
+    "nps_trend": False,
+}
+MEASURE_RESAMPLES = 100
+
+
+def declared_direction(name: str, model: HealthModel) -> bool | None:
+    """True when higher is riskier, False when lower is, None when nobody declared it.
+    A scored measure's direction is its curve's: a curve that falls rewards less."""
+    for group in model.groups.values():
+        if name in group.measures:
+            points = group.measures[name].curve.points
+            return points[-1][1] < points[0][1]
+    return DECLARED.get(name)
+
+
+def rate_measures(
+    snaps: Sequence[Snapshot], labels: Sequence[bool], model: HealthModel
+) -> dict[str, dict[str, Any]]:
+    """Per numeric input and baseline: its AUC in the declared direction (higher is
+    riskier when undeclared) with an interval; ``backwards`` when the whole interval
+    is below chance. Ordered from the most to the least predictive."""
+    rated: dict[str, dict[str, Any]] = {}
+    for name in _numeric_names(snaps):
+        rows = [
+            (float(value), churned, snapshot.account_id)
+            for snapshot, churned in zip(snaps, labels, strict=True)
+            if isinstance(value := _values(snapshot).get(name), int | float)
+            and not isinstance(value, bool)
+        ]
+        declared = declared_direction(name, model)
+        values = np.array([row[0] for row in rows])
+        risk = -values if declared is False else values
+        interval = auc_interval(
+            risk,
+            np.array([row[1] for row in rows], dtype=bool),
+            [row[2] for row in rows],
+            resamples=MEASURE_RESAMPLES,
+        )
+        if interval["auc"] is None:
+            continue
+        rated[name] = {
+            **interval,
+            "higher_is_riskier": declared is not False,
+            "declared": declared is not None,
+            "backwards": interval["high"] is not None and interval["high"] < 0.5,
+            "snapshots": len(rows),
+        }
+    return dict(sorted(rated.items(), key=lambda item: -item[1]["auc"]))
+
+
+def _values(snapshot: Snapshot) -> dict[str, Any]:
+    return {**snapshot.inputs, **snapshot.history}
+
+
+def _numeric_names(snaps: Sequence[Snapshot]) -> list[str]:
+    return sorted(
+        {
+            name
+            for snapshot in snaps
+            for name, value in _values(snapshot).items()
+            if _is_number(value) and name != "score"
+        }
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
