@@ -108,6 +108,8 @@ FACTS = {
     "tier": "strategic",
     "owner": {"email": "li.na@example.com", "name": "Li Na"},
     "contract_end": "2027-06-30",
+    "timezone": "Asia/Shanghai",
+    "currency": "CNY",
 }
 TRACK = {
     "type": "track",
