@@ -155,6 +155,8 @@ def _problem(kind: str, text: str, at: datetime | None, bus: Producer | None) ->
         return "kind"
     if kind == NOTE and not text:
         return "text"
+    if "\x00" in text:  # PostgreSQL refuses NUL in text (the contract does too)
+        return "invalid"
     if at is None:
         return "time"
     return "no_bus" if kind != NOTE and bus is None else None

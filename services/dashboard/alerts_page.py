@@ -168,8 +168,8 @@ def action_from_form(form: Mapping[str, str], actor: str, now: datetime) -> Acti
     snooze without an offered length, a comment without text)."""
     name = form.get("action", "")
     text = form.get("text", "").strip()[:TEXT_CHARS] or None
-    if name not in ACTIONS or (name == "comment" and not text):
-        return None
+    if name not in ACTIONS or (name == "comment" and not text) or "\x00" in (text or ""):
+        return None  # (PostgreSQL refuses NUL in text)
     until = None
     if name == "snooze":
         hours = form.get("hours", "")

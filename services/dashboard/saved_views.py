@@ -57,7 +57,9 @@ async def save_view(request: Request) -> Response:
     """Save (or replace) the view named ``name`` as ``query``, or delete it when
     ``delete`` is set; then back to the portfolio showing that view."""
     who, form = await checked_form(request, Scope.read)
-    name = " ".join(form.get("name", "").split())[:NAME_CHARS]
+    # Printable characters only: no NUL (PostgreSQL refuses it) nor control characters.
+    name = " ".join("".join(c for c in form.get("name", "") if c.isprintable()).split())
+    name = name[:NAME_CHARS]
     query = _clean_query(form.get("query", "")[:QUERY_CHARS])
     mine = owner(who)
     async with context(request).engine.begin() as conn:

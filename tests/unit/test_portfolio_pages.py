@@ -272,6 +272,7 @@ def test_alert_actions_from_forms() -> None:
     assert action_from_form({"action": "snooze", "hours": "5"}, "me", NOW) is None
     assert action_from_form({"action": "comment", "text": "  "}, "me", NOW) is None
     assert action_from_form({"action": "delete"}, "me", NOW) is None
+    assert action_from_form({"action": "comment", "text": "a\x00b"}, "me", NOW) is None
     note = action_from_form({"action": "comment", "text": " called "}, "me", NOW)
     assert note is not None and note.text == "called"
     assert AlertQuery.parse({"state": "all", "page": "2"}).link(page=3) == (
@@ -464,4 +465,6 @@ async def test_logged_touchpoint_goes_on_the_bus_and_a_note_is_kept(pages: Pages
 
     refused = await pages.post(path, page, kind="note", text=" ", next=path)
     assert refused.status_code == 422 and "A note needs text." in refused.text
+    refused = await pages.post(path, page, kind="note", text="a\x00b", next=path)
+    assert refused.status_code == 422
     assert (await pages.client.get("/ui/accounts/acct-25/log")).status_code == 404  # Carl's
