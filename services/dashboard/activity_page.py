@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
-from services.dashboard.routes import _with_notice, language, page
+from services.dashboard.routes import _with_notice, language, page, viewer_zone
 from services.scoring.queries import visible_account
 from shared.auth import Scope
 from shared.bus.base import BusUnavailable, OutMessage, Producer
@@ -170,7 +170,8 @@ async def log(request: Request, account_id: str) -> Response:
     now = utcnow()
     kind = form.get("kind", "")
     text = form.get("text", "").strip()[:TEXT_CHARS]
-    at = parse_when(form.get("when", ""), ctx.settings.zone, now, ctx.settings.max_future_skew)
+    # The form's time is on the viewer's clock, the one the page shows times in.
+    at = parse_when(form.get("when", ""), viewer_zone(request), now, ctx.settings.max_future_skew)
     bus = producer_of(request)
     error = _problem(kind, text, at, bus)
     event = None
