@@ -158,8 +158,14 @@ def _rows(text: str, attribute: str = "data-account-id", section: str = "portfol
     return re.findall(rf'<tr {attribute}="([^"]+)"', part)
 
 
-@pytest.fixture
-async def pages(embedded_settings: Settings) -> AsyncIterator[Pages]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def pages(
+    request: pytest.FixtureRequest, embedded_settings: Settings, database_url: str
+) -> AsyncIterator[Pages]:
+    """The pages over SQLite and over PostgreSQL (whose ordering, JSON and text rules
+    differ), with the embedded bus on the same database."""
+    if request.param == "postgresql":
+        embedded_settings = embedded_settings.model_copy(update={"database_url": database_url})
     engine = create_engine(embedded_settings.database_url)
     await migrate(engine)
     await _seed(engine)
