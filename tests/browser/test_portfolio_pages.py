@@ -90,7 +90,7 @@ async def _seed(hw: Harness) -> None:
     ]
     await _send_and_wait(hw, "/v1/events", {"events": events}, len(events))
     now = datetime.now(UTC)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "alert_id": f"{_id(i)}:{rule}:1",
             "account_id": _id(i),
@@ -196,6 +196,12 @@ async def test_portfolio_search_filter_sort_pages_and_saved_view(
     assert any("未处理预警" in t for t in await browser.texts("#alerts h2"))
     assert "确认" in await browser.texts("#alerts button.primary")  # the macros' texts too
     assert "下一页" in " ".join(await browser.texts("nav.pager a"))
+    await _pick(browser, "select[name=band]", "red")
+    await browser.submit("#portfolio-filters button[type=submit]")
+    await browser.fill("#save-view input[name=name]", "红色客户")
+    await browser.submit("#save-view button:not([name])")
+    assert any("已保存视图" in n for n in await browser.texts(".notice"))
+    assert "红色客户" in await browser.texts("#saved-views a")
     await browser.screenshot("portfolio-zh-CN")
 
 
@@ -216,6 +222,7 @@ async def test_boss_view_range_per_csm_and_churn(browser: Browser, stack: Stack)
     assert len(await _ids(browser, "#portfolio tr[data-account-id]")) == 8
     await _in(browser, "zh-CN", "/ui/lead?days=30")
     assert "主管视图" in await browser.status_of_page()
+    assert await browser.texts("a[data-days].here") == ["30 天"]
     assert any("按客户成功经理" in t for t in await browser.texts("#per-csm h2"))
     _for_readme(await browser.screenshot("boss-view-zh-CN"))
 
@@ -256,6 +263,11 @@ async def test_alerts_page_every_action(browser: Browser, stack: Stack) -> None:
     await browser.screenshot("alert-zh-CN")
     await browser.get("/ui/alerts?state=all")
     assert "预警" in await browser.status_of_page()
+    row = "tr[data-alert-id='acct-02:low_activity:1']"
+    await _pick(browser, f"{row} form[data-action=snooze] select", "1")
+    await browser.submit(f"{row} form[data-action=snooze] button")
+    assert any("预警已暂停" in n for n in await browser.texts(".notice"))
+    assert "暂停提醒至" in " ".join(await browser.texts(f"{row} td.status"))
     await browser.screenshot("alerts-zh-CN")
 
 
