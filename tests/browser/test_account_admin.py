@@ -199,7 +199,7 @@ async def test_admin_pages_and_actions_in_both_languages(
 
     await browser.get("/ui/admin/model")
     source = await browser.js("return document.getElementById('toml-text').value")
-    broken = re.sub(r'^version = ".*"$', 'version = "browser-1"', source, count=1, flags=re.M)
+    broken = re.sub(r'^version = "[^"]*"', 'version = "browser-1"', source, count=1, flags=re.M)
     upload = tmp_path / "model.toml"
     upload.write_text(broken.replace("red_below = 40", "red_below = 'forty'"), encoding="utf-8")
     chooser = await browser._run(
