@@ -1,7 +1,10 @@
 """Applies a batch of new events to the per-account state, inside the caller's transaction.
 
 Everything here is order-independent (sums, sets, maxima and per-field
-last-writer-wins by event time), so a replay or a shuffled log gives the same state.
+last-writer-wins by event time), so a replay or a shuffled log gives the same state;
+one exception: a usage event counts on a day of its account's zone as the zone is when
+the event is applied, so one applied before a change of zone keeps its day (see
+``zones.py``).
 """
 
 from __future__ import annotations
