@@ -114,3 +114,26 @@ def test_an_unknown_zone_is_a_field_error() -> None:
     for name in ("localtime", "../etc/passwd", "utc", ""):
         with pytest.raises(ValidationError):
             EVENT_ADAPTER.validate_python(facts("x", timezone=name))
+
+
+async def test_a_change_of_zone_applies_from_then_on(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    engine = await engine_factory()
+    processor = processor_factory(engine)
+    first = [facts("acme"), usage("acme", SHANGHAI_MORNING)]
+    await processor.handle(records(embedded_settings, first))
+    moved = facts("acme", timezone="Asia/Shanghai") | {
+        "event_id": "moved",
+        "occurred_at": "2026-11-20T00:00:00+00:00",
+    }
+    # An older fact sent late does not move it back (the newest fact wins).
+    stale = facts("acme", timezone="Europe/London") | {"event_id": "stale"}
+    later = usage("acme", "2026-12-03T00:30:00+08:00") | {"event_id": "later"}
+    await processor.handle(records(embedded_settings, [moved, stale, later]))
+    async with engine.connect() as conn:
+        days = sorted((await conn.execute(select(activity_daily.c.day))).scalars())
+    # The first use keeps its UTC day (Dec 1); the one after the change is Shanghai's Dec 3.
+    assert days == [date(2026, 12, 1), date(2026, 12, 3)]
