@@ -526,6 +526,45 @@ def backtest(
 
 
 @app.command()
+def calibrate(
+    files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
+    churn: Annotated[
+        Path | None, typer.Option(help="CSV of account_id,churn_date (besides churn events)")
+    ] = None,
+    horizon: Annotated[int, typer.Option(help="Days ahead to predict churn")] = 30,
+    step_days: Annotated[int, typer.Option(help="Score every account every N days")] = 7,
+    out: Annotated[Path, typer.Option(help="The calibrated model's TOML file")] = Path(
+        "calibrated-model.toml"
+    ),
+    version: Annotated[str, typer.Option(help="The new model's version")] = "calibrated",
+) -> None:
+    """Learn an explainable health model (a curve and a weight per measure) from the
+    history, judged out of sample beside the handbook default and the baselines."""
+    from services.scoring.backtest.calibration import calibrate as fit_model
+    from services.scoring.backtest.calibration import text as calibration_text
+    from services.scoring.backtest.replay import read_churn_csv, replay
+    from services.scoring.model.schema import load_default_model
+
+    outcomes = read_churn_csv(churn) if churn else {}
+    setup_logging("WARNING")
+    result = asyncio.run(replay(files, churn=outcomes, step_days=step_days))
+    if not result.churn:
+        console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
+        raise typer.Exit(2)
+    try:
+        _, toml_text, report = fit_model(result, horizon, load_default_model(), version)
+    except ValueError as exc:
+        console.print(f"[red]cannot calibrate:[/] {exc}")
+        raise typer.Exit(1) from exc
+    out.write_text(toml_text, encoding="utf-8")
+    print(calibration_text(report, horizon))
+    console.print(
+        f"written {out}: review it (diff it against GET /v1/health-model), then apply it "
+        "with PUT /v1/health-model"
+    )
+
+
+@app.command()
 def report(
     account: Annotated[str, typer.Argument(help="Account id")],
     kind: Annotated[str, typer.Option(help="usage (30 days), bimonthly or qbr")] = "usage",

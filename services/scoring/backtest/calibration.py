@@ -1,0 +1,68 @@
+"""`healthwatch calibrate`: replay the history, fit the additive model on the earlier
+part of a time split, and judge it on the later part beside the handbook default, the
+naive baselines and the gradient-boosting reference — the same split the backtest uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from services.scoring.backtest.checks import warnings
+from services.scoring.backtest.outofsample import auc_interval, riskiest_share, time_split
+from services.scoring.backtest.outofsample import evaluate as out_of_sample
+from services.scoring.backtest.replay import Replay, Snapshot
+from services.scoring.backtest.report import _labels
+from services.scoring.model.calibrate import fit
+from services.scoring.model.evaluate import evaluate
+from services.scoring.model.schema import HealthModel, Segment
+
+CALIBRATED = "calibrated"
+
+
+def calibrate(
+    result: Replay, horizon: int, base: HealthModel, version: str
+) -> tuple[HealthModel, str, dict[str, Any]]:
+    """The calibrated model, its TOML, and its out-of-sample report."""
+    snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
+    labels = _labels(snaps, result.churn, horizon)
+    split = time_split([snapshot.day for snapshot in snaps], horizon)
+    train = [snaps[k].inputs for k in split.train]
+    model, text = fit(train, [labels[k] for k in split.train], base, version)
+    report = out_of_sample(snaps, labels, horizon)
+    test = [snaps[k] for k in split.test]
+    y = np.array([labels[k] for k in split.test], dtype=bool)
+    risk = calibrated_risk(model, test)
+    report["auc"] = {
+        CALIBRATED: auc_interval(risk, y, [s.account_id for s in test]),
+        **report["auc"],
+    }
+    held = riskiest_share(risk, y)
+    report["riskiest_10pct_share"][CALIBRATED] = None if held is None else round(held, 4)
+    shares = {horizon: sum(labels) / len(labels)} if labels else {}
+    report["warnings"] = warnings(result, snaps, base, [horizon], shares)
+    return model, text, report
+
+
+def calibrated_risk(model: HealthModel, snaps: Sequence[Snapshot]) -> Any:
+    """100 minus the score the calibrated model gives each snapshot's inputs (through
+    the same ``evaluate`` the service scores with)."""
+    values = [evaluate(model, snapshot.inputs, Segment()).value for snapshot in snaps]
+    return np.array([100.0 - (v if v is not None else 50.0) for v in values])
+
+
+def text(report: dict[str, Any], horizon: int) -> str:
+    lines = [f"Out of sample, churn within {horizon} days (tested from {report['cut']}):"]
+    lines += [f"  ! {w['message']}" for w in report.get("warnings", [])]
+    lines.append(f"  {'':<32} {'AUC':>6} {'95% interval':>14} {'top 10% held':>13}")
+    for name, value in report["auc"].items():
+        interval = f"{_f(value['low'])}–{_f(value['high'])}"
+        held = report["riskiest_10pct_share"].get(name)
+        shown = "n/a" if held is None else f"{held:.0%}"
+        lines.append(f"  {name:<32} {_f(value['auc']):>6} {interval:>14} {shown:>13}")
+    return "\n".join(lines) + "\n"
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
