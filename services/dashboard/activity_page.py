@@ -28,14 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
-from services.dashboard.routes import _with_notice, language, page, viewer_zone
+from services.dashboard.routes import _with_notice, page, viewer_zone
 from services.scoring.queries import visible_account
 from shared.auth import Scope
 from shared.bus.base import BusUnavailable, OutMessage, Producer
 from shared.clock import utcnow
 from shared.contracts.events import ContactRole, Touchpoint, TouchpointKind
 from shared.contracts.wire import encode_event
-from shared.i18n import translate
 from shared.storage.tables import account_notes
 from shared.web import ClientError
 
@@ -55,12 +54,6 @@ ERRORS = {
     "bus": "The event bus is not reachable, so nothing was logged. Try again in a moment.",
     "no_bus": "This server runs the dashboard without the event bus: log touchpoints through "
     "POST /v1/events instead.",
-}
-
-
-NOTICES = {
-    "touchpoint_logged": "Touchpoint logged: the health score counts it within moments.",
-    "note_saved": "Note saved.",
 }
 
 
@@ -112,9 +105,7 @@ async def _log_page(
         "can_log": who.can_respond and producer_of(request) is not None,
     }
     status = {None: 200, "bus": 503, "no_bus": 503}.get(error, 422)
-    done = NOTICES.get(request.query_params.get("done", ""))
-    if done and error is None:
-        values["notice"] = translate(language(request), done)
+    # The notice after a redirect (``done``) is routes.NOTICES', as on the account page.
     return page(request, "activity.html", values, who, status)
 
 

@@ -82,6 +82,9 @@ NOTICES = {
     "snoozed": N_("Alert snoozed for a day."),
     "conflict": N_("That alert changed meanwhile; the list below is current."),
     "gone": N_("That alert is not visible to you."),
+    # After logging on an account's page (activity_page.py), wherever the form was.
+    "touchpoint_logged": N_("Touchpoint logged: the health score counts it within moments."),
+    "note_saved": N_("Note saved."),
 }
 
 
