@@ -19,11 +19,16 @@ from tests.support.harness import add_account, low_activity_history, running, se
 pytestmark = pytest.mark.integration
 
 
-def pdf_text(body: bytes) -> tuple[int, str]:
-    """The page count and the text of a PDF, read back with pypdf."""
+def pdf_pages(body: bytes) -> list[str]:
+    """The text of each page of a PDF, read back with pypdf."""
     assert body.startswith(b"%PDF-"), body[:40]
-    reader = PdfReader(io.BytesIO(body))
-    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+    return [page.extract_text() for page in PdfReader(io.BytesIO(body)).pages]
+
+
+def pdf_text(body: bytes) -> tuple[int, str]:
+    """The page count and the text of a PDF."""
+    pages = pdf_pages(body)
+    return len(pages), "\n".join(pages)
 
 
 async def test_the_api_and_the_command_line_write_real_pdfs(
@@ -54,6 +59,12 @@ async def test_the_api_and_the_command_line_write_real_pdfs(
         for section in ("Goals and outcomes", "Recommendations for the next quarter", "Renewal"):
             assert section in text
         assert "CN¥360,000" in text and "strategic" not in text
+        # Each chart's heading is on the page of the chart's caption (never cut apart).
+        for heading, caption in (
+            ("Active users per week", "Bars: people"),
+            ("Health score", "0 to 100"),
+        ):
+            assert any(heading in p and caption in p for p in pdf_pages(r.content)), heading
 
         # Accept: application/pdf asks for it too; lang=zh-CN writes Chinese.
         r = await client.get(

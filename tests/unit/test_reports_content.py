@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from services.reports import content, render
+from services.reports.api import wants_pdf
 from services.reports.data import Figures, ModuleUse, Report
 from services.reports.fmt import Fmt
 from shared.i18n import catalog
@@ -254,3 +255,10 @@ def test_print_layout_keeps_headings_with_their_charts() -> None:
         assert section.index("<svg") < section.index("</section>")
     assert "break-inside: avoid" in page
     assert page.count("<svg") == 2
+
+
+def test_pdf_is_asked_for_by_format_or_accept() -> None:
+    assert wants_pdf("pdf", None) and not wants_pdf("html", "application/pdf")
+    assert wants_pdf(None, "application/pdf") and not wants_pdf(None, None)
+    assert wants_pdf(None, "application/pdf, text/html;q=0.9")
+    assert not wants_pdf(None, "text/html,application/xhtml+xml,*/*;q=0.8")  # a browser
