@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 # An item a shape yields: ("event", event dict) or ("churn", (account_id, day)).
 Item = tuple[str, Any]
@@ -69,3 +69,39 @@ def churned(account_id: str, event_id: str, day: date) -> list[Item]:
         "occurred_at": ts(day, 23, 30),
     }
     return [("event", facts), ("churn", (account_id, day))]
+
+
+class Member(Protocol):
+    """An account of a shape: its id and the day it signed up."""
+
+    account_id: str
+    signup: date
+
+
+M = TypeVar("M", bound=Member)
+
+
+def day_by_day(
+    pool: list[M],
+    start: date,
+    days: int,
+    ids: Iterator[str],
+    *,
+    signed_up: Callable[[M, str], dict[str, Any]],
+    day_of: Callable[[M, date], Iterator[Item]],
+    leaves: Callable[[M, date], bool],
+) -> Iterator[Item]:
+    """The loop every shape runs: each day, the day's sign-ups, then each member's day,
+    and a churn for each member that ``leaves`` that day (it sends nothing after)."""
+    alive: list[M] = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        for member in pool:
+            if member.signup == day:
+                alive.append(member)
+                yield "event", signed_up(member, next(ids))
+        for member in list(alive):
+            yield from day_of(member, day)
+            if leaves(member, day):
+                alive.remove(member)
+                yield from churned(member.account_id, next(ids), day)

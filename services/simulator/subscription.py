@@ -19,7 +19,7 @@ from typing import Any
 
 from services.simulator.common import (
     Item,
-    churned,
+    day_by_day,
     event_ids,
     poisson,
     sigmoid,
@@ -99,19 +99,20 @@ def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[
     start = end - timedelta(days=days - 1)
     users = [_draw_user(rng, number, start, days) for number in range(accounts)]
     ids = event_ids("s")
-    alive: list[_User] = []
-    for offset in range(days):
-        day = start + timedelta(days=offset)
-        for user in users:
-            if user.signup == day:
-                alive.append(user)
-                yield "event", _signed_up(user, next(ids))
-        for user in list(alive):
-            yield from _day_of(user, day, rng, ids)
-            tenure = (day - user.signup).days
-            if tenure and tenure % RENEWAL_DAYS == 0 and _leaves(user, tenure, rng):
-                alive.remove(user)
-                yield from churned(user.account_id, next(ids), day)
+
+    def renewal(user: _User, day: date) -> bool:
+        tenure = (day - user.signup).days
+        return bool(tenure) and tenure % RENEWAL_DAYS == 0 and _leaves(user, tenure, rng)
+
+    return day_by_day(
+        users,
+        start,
+        days,
+        ids,
+        signed_up=_signed_up,
+        day_of=lambda user, day: _day_of(user, day, rng, ids),
+        leaves=renewal,
+    )
 
 
 def _day_of(user: _User, day: date, rng: random.Random, ids: Iterator[str]) -> Iterator[Item]:

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from services.simulator.common import Item, churned, event_ids, poisson, sigmoid, signup_day, ts
+from services.simulator.common import (
+    Item,
+    day_by_day,
+    event_ids,
+    poisson,
+    sigmoid,
+    signup_day,
+    ts,
+)
 from services.simulator.common import usage as usage_event
 
 CHURN_AFTER_DAYS = 90
@@ -57,19 +65,19 @@ def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[
     start = end - timedelta(days=days - 1)
     customers = [_draw(rng, number, start, days) for number in range(accounts)]
     ids = event_ids("t")
-    alive: list[_Customer] = []
-    for offset in range(days):
-        day = start + timedelta(days=offset)
-        for customer in customers:
-            if customer.signup == day:
-                alive.append(customer)
-                yield "event", _signed_up(customer, next(ids))
-        for customer in list(alive):
-            yield from _day_of(customer, day, rng, ids)
-            last = customer.last_purchase or customer.signup
-            if (day - last).days >= CHURN_AFTER_DAYS:
-                alive.remove(customer)
-                yield from churned(customer.account_id, next(ids), day)
+
+    def silent(customer: _Customer, day: date) -> bool:
+        return (day - (customer.last_purchase or customer.signup)).days >= CHURN_AFTER_DAYS
+
+    return day_by_day(
+        customers,
+        start,
+        days,
+        ids,
+        signed_up=_signed_up,
+        day_of=lambda customer, day: _day_of(customer, day, rng, ids),
+        leaves=silent,
+    )
 
 
 def _signed_up(customer: _Customer, event_id: str) -> dict[str, Any]:
