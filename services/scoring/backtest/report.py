@@ -394,6 +394,7 @@ def html_report(report: dict[str, Any]) -> str:
     import matplotlib.pyplot as plt
 
     images = [
+        ("Out of sample: AUC and 95% interval", oos_figure(plt, report["horizons"])),
         ("ROC curves", _roc_figure(plt, report["horizons"])),
         ("Churn rate by band", _band_figure(plt, report["horizons"])),
     ]
@@ -429,6 +430,28 @@ def _roc_figure(plt: Any, horizons: list[dict[str, Any]]) -> str:
         ax.set_xlabel("false-positive rate")
         ax.set_ylabel("true-positive rate")
         ax.legend(loc="lower right", fontsize=8)
+    return _png(plt, fig)
+
+
+def oos_figure(plt: Any, horizons: list[dict[str, Any]]) -> str:
+    """Each scorer's out-of-sample AUC with its interval, one panel per horizon."""
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.6 * len(horizons), 3.2), sharey=True)
+    axes = axes if len(horizons) > 1 else [axes]
+    for ax, horizon in zip(axes, horizons, strict=True):
+        scored = [(n, v) for n, v in horizon["out_of_sample"]["auc"].items() if v["auc"]]
+        names = [name for name, _ in reversed(scored)]
+        values = [value for _, value in reversed(scored)]
+        points = [v["auc"] for v in values]
+        errors = [
+            [p - v["low"] for p, v in zip(points, values, strict=True)],
+            [v["high"] - p for p, v in zip(points, values, strict=True)],
+        ]
+        ax.errorbar(points, range(len(names)), xerr=errors, fmt="o", capsize=3)
+        ax.axvline(0.5, color="k", linestyle=":", linewidth=0.8)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlim(0.3, 1.0)
+        ax.set_title(f"churn within {horizon['horizon_days']} days")
+        ax.set_xlabel("AUC (0.5 = chance)")
     return _png(plt, fig)
 
 
