@@ -236,26 +236,39 @@ def _step_rules(
             if members[0].id in told:
                 fired.append(alert(members[0], told[members[0].id]))
             continue
-        key = GROUP_STATE_PREFIX + members[0].group
-        states_before = [(r, earlier.rule_states.get(r.id, RuleState())) for r in members]
-        states_after = [(r, moved.get(r.id, state)) for r, state in states_before]
-        group_before = earlier.rule_states.get(key, RuleState())
-        group_after, transition = rules.group_step(group_before, states_before, states_after, at)
-        if group_after != group_before:
-            moved[key] = group_after
-        if transition is not None:
-            firing = [s for s in states_after if s[1].status == "firing"] or [
-                s for s in states_before if s[1].status == "firing"
-            ]
-            ranked = _worst_first(firing)
-            fired.append(
-                alert(ranked[0], transition, family=members[0].group, symptoms=tuple(ranked))
-            )
+        family = _step_family(members, earlier.rule_states, moved, at)
+        if family is not None:
+            transition, symptoms = family
+            fired.append(alert(symptoms[0], transition, family=members[0].group, symptoms=symptoms))
     return moved, fired
 
 
 # A family's own state is kept beside its rules' (rule ids cannot start with "@").
 GROUP_STATE_PREFIX = "@"
+
+
+def _step_family(
+    members: Sequence[Rule],
+    stored: Mapping[str, RuleState],
+    moved: dict[str, RuleState],
+    at: datetime,
+) -> tuple[Transition, tuple[Rule, ...]] | None:
+    """Step a family's alert once its rules have stepped (their new states in ``moved``,
+    where the family's goes too): what it tells and its symptoms, the lead first."""
+    key = GROUP_STATE_PREFIX + members[0].group
+    before = [(rule, stored.get(rule.id, RuleState())) for rule in members]
+    after = [(rule, moved.get(rule.id, state)) for rule, state in before]
+    group_before = stored.get(key, RuleState())
+    group_after, transition = rules.group_step(group_before, before, after, at)
+    if group_after != group_before:
+        moved[key] = group_after
+    if transition is None:
+        return None
+    # Resolved: named after the symptoms it had.
+    firing = [s for s in after if s[1].status == "firing"] or [
+        s for s in before if s[1].status == "firing"
+    ]
+    return transition, tuple(_worst_first(firing))
 
 
 def _worst_first(symptoms: Sequence[tuple[Rule, RuleState]]) -> list[Rule]:
