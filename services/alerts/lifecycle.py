@@ -29,7 +29,7 @@ from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.events import Owner
 from shared.contracts.notices import NoticeKind
-from shared.storage.tables import accounts, alerts
+from shared.storage.tables import accounts, alert_activity, alerts
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class AlertLifecycle:
         now: datetime,
     ) -> None:
         """A new alert: stored, and told unless a critical alert of its account mutes it."""
+        if alert.status == "firing" and await _supersede(conn, alert, now):
+            await self._release(conn, alert.account_id, alerting, now)
         muted = alert.status == "firing" and await self._inhibited(conn, alert)
         await conn.execute(
             alerts.insert().values(
@@ -196,6 +198,45 @@ class AlertLifecycle:
             )
             people = routing.recipients(alert, alerting.routing, self._settings)
             await self._tell(conn, alert, NoticeKind.fire, people, alerting, now)
+
+
+async def _supersede(conn: AsyncConnection, alert: AlertEvent, now: datetime) -> bool:
+    """A family's alert takes over the open alerts its symptoms had of their own (rules
+    that alerted alone before the alerting file grouped them, issue 15): those would
+    never hear of their end again. Closed quietly, with a note naming the new alert;
+    the problem is not over, so nobody is told it resolved. True if a critical one
+    was closed (its muting ends)."""
+    family, symptoms = alert.details.get("family"), alert.details.get("symptoms")
+    if not isinstance(family, str) or not isinstance(symptoms, list):
+        return False
+    rules = [s.get("rule") for s in symptoms if isinstance(s, dict)]
+    open_of_rules = select(alerts.c.alert_id, alerts.c.severity).where(
+        alerts.c.account_id == alert.account_id,
+        alerts.c.rule.in_([r for r in rules if isinstance(r, str)]),
+        alerts.c.status.in_(OPEN_ALERT_STATUSES),
+    )
+    ours = f"{alert.account_id}:{family}:"  # the family's own alerts are not superseded
+    found = [r for r in await conn.execute(open_of_rules) if not r.alert_id.startswith(ours)]
+    ids = [r.alert_id for r in found]
+    if not ids:
+        return False
+    await conn.execute(
+        update(alerts).where(alerts.c.alert_id.in_(ids)).values(status="resolved", resolved_at=now)
+    )
+    await conn.execute(
+        alert_activity.insert(),
+        [
+            {
+                "alert_id": old,
+                "at": now,
+                "actor": "healthwatch",
+                "action": "resolve",
+                "text": f"superseded by {alert.alert_id}",
+            }
+            for old in ids
+        ],
+    )
+    return any(r.severity == Severity.critical.value for r in found)
 
 
 def log_stored(lines: Sequence[str]) -> None:

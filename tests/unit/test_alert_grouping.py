@@ -106,3 +106,20 @@ async def test_an_acknowledged_alert_stays_acknowledged_as_symptoms_attach(
     row = await world.alert("acme:health:1")
     assert (row.status, row.revision) == ("acknowledged", 1)  # type: ignore[attr-defined]
     assert [n[1] for n in await world.notices()] == ["fire"]
+
+
+async def test_a_family_alert_takes_over_its_symptoms_own_open_alerts(world: World) -> None:
+    # Open before the alerting file grouped the rule: it would never hear of its end.
+    alone = family_alert(0, Severity.critical).model_copy(
+        update={"alert_id": "acme:yellow:3", "details": {}}
+    )
+    await world.receive(alone)
+    world.clock.now += timedelta(minutes=5)
+    await world.receive(family_alert(0, Severity.warning))
+    old = await world.alert("acme:yellow:3")
+    assert (old.status, old.resolved_at) == ("resolved", world.clock.now)  # type: ignore[attr-defined]
+    # Closed quietly (the problem goes on, in the family's alert), which is told.
+    assert [n[:2] for n in await world.notices()] == [
+        ("acme:yellow:3", "fire"),
+        ("acme:health:1", "fire"),
+    ]
