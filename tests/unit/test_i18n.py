@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import re
+import string
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import jinja2
+import jinja2.nodes
+from babel.messages.pofile import read_po
 
 from shared.i18n import (
     DASH,
     LANGUAGES,
+    LOCALE_DIR,
     catalog,
     format_money,
     format_num,
@@ -65,3 +75,122 @@ def test_only_known_zone_names() -> None:
     assert known_zone("Asia/Shanghai") == ZoneInfo("Asia/Shanghai")
     for name in (None, "", "localtime", "../../etc/passwd", "/etc/localtime", "Mars/Base"):
         assert known_zone(name) is None
+
+
+# --- every text a person reads has its Chinese ------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_DIRS = sorted(ROOT.glob("services/*/templates"))
+PYTHON_DIRS = (ROOT / "services", ROOT / "shared")
+# Constants holding texts that are translated where they are shown (a notice picked by
+# a query parameter, a report's title by its kind): their string values are texts too.
+TEXT_CONSTANTS = re.compile(r"[A-Z_]*(NOTICES|ERRORS|TITLES|LABELS|HEADINGS)")
+
+
+def template_texts() -> dict[str, str]:
+    """text → where: the literal first argument of every ``_()`` in a template."""
+    env = jinja2.Environment()
+    found: dict[str, str] = {}
+    for folder in TEMPLATE_DIRS:
+        for path in sorted(folder.rglob("*.html")):
+            tree = env.parse(path.read_text(encoding="utf-8"))
+            for call in tree.find_all(jinja2.nodes.Call):
+                named = isinstance(call.node, jinja2.nodes.Name) and call.node.name == "_"
+                if named and call.args and isinstance(call.args[0], jinja2.nodes.Const):
+                    found.setdefault(call.args[0].value, str(path.relative_to(ROOT)))
+    return found
+
+
+def python_texts() -> dict[str, str]:
+    """text → where: ``translate(lang, "…")``, ``N_("…")``, a report's ``f.t("…")``, and
+    the strings of text constants (TEXT_CONSTANTS)."""
+    found: dict[str, str] = {}
+    for folder in PYTHON_DIRS:
+        for path in sorted(folder.rglob("*.py")):
+            where = str(path.relative_to(ROOT))
+            for text in _texts_of(ast.parse(path.read_text(encoding="utf-8"))):
+                found.setdefault(text, where)
+    return found
+
+
+def _texts_of(tree: ast.Module) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield from _call_text(node)
+    for statement in tree.body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else []
+        if isinstance(statement, ast.AnnAssign):
+            targets = [statement.target]
+        value = getattr(statement, "value", None)
+        if any(isinstance(t, ast.Name) and TEXT_CONSTANTS.fullmatch(t.id) for t in targets):
+            yield from _constant_strings(value)
+
+
+def _call_text(call: ast.Call) -> Iterator[str]:
+    func = call.func
+    name = (
+        func.id
+        if isinstance(func, ast.Name)
+        else func.attr
+        if isinstance(func, ast.Attribute)
+        else ""
+    )
+    position = {"translate": 1, "N_": 0, "t": 0}.get(name)
+    if position is not None and len(call.args) > position:
+        arg = call.args[position]
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            yield arg.value
+
+
+def _constant_strings(value: ast.expr | None) -> Iterator[str]:
+    """The string values of a dict, or the strings of a tuple or list (nested)."""
+    if isinstance(value, ast.Dict):
+        items: list[ast.expr | None] = list(value.values)
+    elif isinstance(value, ast.Tuple | ast.List):
+        items = list(value.elts)
+    elif isinstance(value, ast.Call) and value.args:  # N_("…") is found as a call
+        return
+    else:
+        items = [value]
+    for item in items:
+        if isinstance(item, ast.Constant) and isinstance(item.value, str):
+            yield item.value
+        elif isinstance(item, ast.Dict | ast.Tuple | ast.List):
+            yield from _constant_strings(item)
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def test_every_text_has_a_chinese_translation() -> None:
+    texts = {**python_texts(), **template_texts()}
+    assert len(texts) > 50  # the extraction itself works
+    chinese = catalog("zh-CN")
+    missing = sorted(f"{where}: {text!r}" for text, where in texts.items() if text not in chinese)
+    assert missing == [], "no zh_CN translation (add it to your area's .po):\n" + "\n".join(missing)
+
+
+def test_translations_keep_their_placeholders() -> None:
+    wrong = [
+        f"{msgid!r} -> {msgstr!r}"
+        for msgid, msgstr in catalog("zh-CN").items()
+        if _fields(msgid) != _fields(msgstr)
+    ]
+    assert wrong == []
+
+
+def test_one_text_one_translation_across_areas() -> None:
+    """Catalogs merge into one: a text two areas translate differently would show one
+    area the other's wording (whichever file sorts last)."""
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for path in sorted((LOCALE_DIR / "zh_CN").glob("*.po")):
+        with path.open("rb") as handle:
+            for message in read_po(handle):
+                if not (message.id and message.string and isinstance(message.id, str)):
+                    continue
+                first = seen.setdefault(message.id, (path.name, str(message.string)))
+                if first[1] != message.string:
+                    clashes.append(f"{message.id!r}: {first} vs {path.name} {message.string!r}")
+    assert clashes == []
