@@ -61,7 +61,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple
         ticket = {"kind": "ticket", "event_id": "t1", "account_id": "sh-co", "ticket_id": "T1"}
         ticket |= {"status": "open", "created_at": opened, "occurred_at": opened}
         await send(hw, [ticket])
-        key = await create_key(hw.rt.engine, "lead", role_scopes(Role.cs_lead, None))
+        key = await create_key(hw.rt.engine, "admin", role_scopes(Role.admin, None))
         yield hw, key
 
 
@@ -130,14 +130,17 @@ async def test_every_page_shown_in_chinese_is_translated(
     browser: Browser, stack: tuple[Harness, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The texts a page picks at run time (a band, a stage, a filter's options, a
-    measure's label) are beyond the catalog test's reach: each page is drawn in Chinese
-    and every text asked for must have its translation."""
+    measure's label) are beyond the catalog test's reach: each page (the admin pages and
+    the reports too) is drawn in Chinese and every text asked for must be translated."""
     _, key = stack
     recording = _Recording(dict(catalog("zh-CN")))
     monkeypatch.setattr(shared.i18n, "catalog", lambda language: recording)
     await browser.sign_in(key)
     await browser.get("/ui/language/zh-CN?next=/ui/")
-    for path in ("/ui/", "/ui/lead", "/ui/alerts", "/ui/accounts/sh-co"):
+    pages = ("/ui/", "/ui/lead", "/ui/alerts", "/ui/accounts/sh-co", "/ui/accounts/sh-co/log")
+    admin = ("/ui/admin/keys", "/ui/admin/model", "/ui/admin/rules", "/ui/admin/deliveries")
+    reports = ("usage", "bimonthly", "qbr")
+    for path in (*pages, *admin, *(f"/ui/accounts/sh-co/reports/{kind}" for kind in reports)):
         await browser.get(path)
         assert await browser.js("return document.documentElement.lang") == "zh-CN", path
     assert sorted(recording.missing) == []
