@@ -72,6 +72,8 @@ def test_measures_are_rated_in_their_declared_direction_and_flagged_when_backwar
     assert rated["active_days_7d"]["auc"] == 0.0 and rated["active_days_7d"]["backwards"]
     assert rated["active_days_7d"]["higher_is_riskier"] is False
     assert not rated["pc_share_28d"]["declared"]
+    quick = rate_measures(snaps, labels, model, resamples=0)  # later horizons: no interval
+    assert quick["active_days_7d"]["low"] is None and quick["active_days_7d"]["backwards"]
 
 
 def test_suggested_weights_never_reward_no_data_or_a_backwards_group() -> None:

@@ -51,11 +51,16 @@ def declared_direction(name: str, model: HealthModel) -> bool | None:
 
 
 def rate_measures(
-    snaps: Sequence[Snapshot], labels: Sequence[bool], model: HealthModel
+    snaps: Sequence[Snapshot],
+    labels: Sequence[bool],
+    model: HealthModel,
+    resamples: int = MEASURE_RESAMPLES,
 ) -> dict[str, dict[str, Any]]:
     """Per numeric input and baseline: its AUC in the declared direction (higher is
-    riskier when undeclared) with an interval; ``backwards`` when the whole interval
-    is below chance. Ordered from the most to the least predictive."""
+    riskier when undeclared) with an interval (none with ``resamples`` 0: the bootstrap
+    of every measure is the slow part of a large backtest); ``backwards`` when the
+    whole interval (or, without one, the AUC) is below chance. Ordered from the most
+    to the least predictive."""
     rated: dict[str, dict[str, Any]] = {}
     for name in _numeric_names(snaps):
         rows = [
@@ -71,7 +76,7 @@ def rate_measures(
             risk,
             np.array([row[1] for row in rows], dtype=bool),
             [row[2] for row in rows],
-            resamples=MEASURE_RESAMPLES,
+            resamples=resamples,
         )
         if interval["auc"] is None:
             continue
@@ -79,7 +84,8 @@ def rate_measures(
             **interval,
             "higher_is_riskier": declared is not False,
             "declared": declared is not None,
-            "backwards": interval["high"] is not None and interval["high"] < 0.5,
+            "backwards": (interval["high"] if interval["high"] is not None else interval["auc"])
+            < 0.5,
             "snapshots": len(rows),
         }
     return dict(sorted(rated.items(), key=lambda item: -item[1]["auc"]))

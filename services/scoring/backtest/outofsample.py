@@ -89,7 +89,9 @@ def auc_interval(
         value = auc(risk[rows], labels[rows])
         if value is not None:
             draws.append(value)
-    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (math.nan, math.nan)
+    if not draws:  # no resamples asked for, or none with both classes
+        return {"auc": round(point, 4), "low": None, "high": None}
+    low, high = np.percentile(draws, [2.5, 97.5])
     return {"auc": round(point, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.scoring.backtest.checks import warnings
-from services.scoring.backtest.directions import rate_measures
+from services.scoring.backtest.directions import MEASURE_RESAMPLES, rate_measures
 from services.scoring.backtest.metrics import (
     by_band,
     median_or_none,
@@ -53,7 +53,9 @@ def _weighted(snapshot: Snapshot, weights: dict[str, float]) -> float:
     return 100.0 - (weighted / total if total else 50.0)
 
 
-def evaluate_horizon(result: Replay, horizon: int, model: HealthModel) -> dict[str, Any]:
+def evaluate_horizon(
+    result: Replay, horizon: int, model: HealthModel, *, intervals: bool = True
+) -> dict[str, Any]:
     """How well the score, each measure and each group ranked the accounts that churned
     within ``horizon`` days, beside the naive baseline (days since last use)."""
     snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
@@ -79,7 +81,9 @@ def evaluate_horizon(result: Replay, horizon: int, model: HealthModel) -> dict[s
         "top_decile_lift": _r(top_decile_lift(risks, labels)),
         "median_lead_time_days": median_or_none(lead_times),
         "churners_flagged_red": len(lead_times),
-        "measures": rate_measures(snaps, labels, model),
+        "measures": rate_measures(
+            snaps, labels, model, resamples=MEASURE_RESAMPLES if intervals else 0
+        ),
         "out_of_sample": out_of_sample(snaps, labels, horizon),
         "group_auc": {group: _r(auc) for group, auc in group_power.items()},
         "weights": _weights(model, group_power, snaps, labels),
@@ -205,7 +209,11 @@ def _r(value: float | None) -> float | None:
 
 def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[str, Any]:
     accounts = {snapshot.account_id for snapshot in result.snapshots}
-    evaluated = [evaluate_horizon(result, horizon, model) for horizon in horizons]
+    # Measures' intervals for the first horizon only: the text shows that one.
+    evaluated = [
+        evaluate_horizon(result, horizon, model, intervals=k == 0)
+        for k, horizon in enumerate(horizons)
+    ]
     shares = {
         h["horizon_days"]: h["churn_snapshots"] / h["snapshots"]
         for h in evaluated
