@@ -108,6 +108,8 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     }
     assert all(v["low"] <= v["auc"] <= v["high"] for v in oos["auc"].values() if v["auc"])
     assert rpt.text(report).startswith("The riskiest 10% of account-days by the score held")
+    bins = oos["calibration"]["handbook default"]
+    assert sum(b["observations"] for b in bins) == oos["test_observations"]
     assert all(s.history for s in result.snapshots)
     # The rules fired during the replay, each with its churn figures.
     rules = report["alert_rules"]["rules"]

@@ -13,7 +13,13 @@ from services.scoring.backtest import report as rpt
 from services.scoring.backtest.baselines import history_baselines
 from services.scoring.backtest.checks import warnings
 from services.scoring.backtest.directions import declared_direction, rate_measures
-from services.scoring.backtest.outofsample import auc, auc_interval, riskiest_share, time_split
+from services.scoring.backtest.outofsample import (
+    auc,
+    auc_interval,
+    calibration,
+    riskiest_share,
+    time_split,
+)
 from services.scoring.backtest.replay import Replay, Snapshot
 from services.scoring.model.schema import load_default_model
 from shared.contracts.events import AccountFacts, UsageEvent
@@ -152,3 +158,14 @@ def test_checks_warn_before_a_model_is_trusted() -> None:
         "no_data",
         "constant",
     }
+
+
+def test_calibration_bins_run_from_the_safest_to_the_riskiest() -> None:
+    risk = np.arange(100, dtype=float)  # risk 0..99: scores 100..1
+    labels = risk >= 80  # the riskiest fifth churns
+    bins = calibration(risk, labels)
+    assert [b["observations"] for b in bins] == [10] * 10
+    assert [b["churn_rate"] for b in bins] == [0.0] * 8 + [1.0, 1.0]
+    assert bins[0]["score"] > bins[-1]["score"]
+    probabilities = calibration(risk / 100, labels, probabilities=True)
+    assert probabilities[-1]["predicted"] == 0.945 and "score" not in probabilities[0]

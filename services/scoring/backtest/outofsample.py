@@ -159,7 +159,7 @@ def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) ->
         risks[label] = np.nan_to_num(values if riskier else -values, nan=0.0)
     reference = gradient_boosting(matrix, y, split)
     if reference is not None:
-        risks["gradient boosting (reference)"] = reference
+        risks[REFERENCE] = reference
     return {
         "cut": split.cut.isoformat(),
         "embargo_days": split.embargo_days,
@@ -171,8 +171,44 @@ def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) ->
             name: _r(riskiest_share(risk, y_test)) for name, risk in risks.items()
         },
         "red": _red_band(test, y_test),
+        "calibration": {
+            "handbook default": calibration(risks["handbook default"], y_test),
+            **(
+                {REFERENCE: calibration(reference, y_test, probabilities=True)}
+                if reference is not None
+                else {}
+            ),
+        },
         "features": len(names),
     }
+
+
+REFERENCE = "gradient boosting (reference)"
+BINS = 10
+
+
+def calibration(
+    risk: Floats, labels: NDArray[np.bool_], *, probabilities: bool = False
+) -> list[dict[str, float]]:
+    """Per tenth of the test observations, from the safest to the riskiest: the mean
+    predicted churn probability (reference) or score (the score's risk is 100 − score),
+    and the churn rate seen. A calibrated score's churn rate rises bin by bin."""
+    if not len(risk):
+        return []
+    order = np.argsort(risk, kind="stable")
+    out = []
+    for rows in np.array_split(order, min(BINS, len(order))):
+        mean = float(risk[rows].mean())
+        out.append(
+            {
+                "predicted" if probabilities else "score": round(
+                    mean if probabilities else 100 - mean, 4
+                ),
+                "churn_rate": round(float(labels[rows].mean()), 4),
+                "observations": len(rows),
+            }
+        )
+    return out
 
 
 def _model_risk(snaps: Sequence[Snapshot]) -> Floats:

@@ -404,6 +404,10 @@ def html_report(report: dict[str, Any]) -> str:
     images = [
         ("Out of sample: AUC and 95% interval", oos_figure(plt, report["horizons"])),
         ("ROC curves", _roc_figure(plt, report["horizons"])),
+        (
+            "Calibration: churn seen per tenth of the test observations",
+            _calibration_figure(plt, report["horizons"]),
+        ),
         ("Churn rate by band", _band_figure(plt, report["horizons"])),
     ]
     quality = report.get("alert_rules") or {}
@@ -460,6 +464,35 @@ def oos_figure(plt: Any, horizons: list[dict[str, Any]]) -> str:
         ax.set_xlim(0.3, 1.0)
         ax.set_title(f"churn within {horizon['horizon_days']} days")
         ax.set_xlabel("AUC (0.5 = chance)")
+    return _png(plt, fig)
+
+
+def _calibration_figure(plt: Any, horizons: list[dict[str, Any]]) -> str:
+    """Per horizon: the churn rate seen in each tenth of the test observations, from the
+    safest to the riskiest by the score and by the reference (its mean predicted
+    probability beside it: on the diagonal when calibrated)."""
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.2 * len(horizons), 3.4))
+    axes = axes if len(horizons) > 1 else [axes]
+    for ax, horizon in zip(axes, horizons, strict=True):
+        curves = horizon["out_of_sample"]["calibration"]
+        for name, bins in curves.items():
+            ax.plot(
+                range(1, len(bins) + 1),
+                [b["churn_rate"] for b in bins],
+                "o-",
+                label=f"{name}: seen",
+            )
+            if bins and "predicted" in bins[0]:
+                ax.plot(
+                    range(1, len(bins) + 1),
+                    [b["predicted"] for b in bins],
+                    "k:",
+                    label=f"{name}: predicted",
+                )
+        ax.set_title(f"churn within {horizon['horizon_days']} days")
+        ax.set_xlabel("tenth of observations, safest → riskiest")
+        ax.set_ylabel("churn rate")
+        ax.legend(fontsize=7)
     return _png(plt, fig)
 
 
