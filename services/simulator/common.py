@@ -105,3 +105,18 @@ def day_by_day(
             if leaves(member, day):
                 alive.remove(member)
                 yield from churned(member.account_id, next(ids), day)
+
+
+def signed_up(member: Member, event_id: str, name: str, **fields: Any) -> dict[str, Any]:
+    """The facts a shape sends when an account signs up: no go-live date, no modules,
+    no contacts — only what such a product knows."""
+    return {
+        "kind": "account",
+        "event_id": event_id,
+        "account_id": member.account_id,
+        "name": name,
+        **fields,
+        "contract_start": member.signup.isoformat(),
+        "lifecycle_stage": "stable",
+        "occurred_at": ts(member.signup, 6),
+    }

@@ -23,8 +23,8 @@ from services.simulator.common import (
     event_ids,
     poisson,
     sigmoid,
+    signed_up,
     signup_day,
-    ts,
     usage,
 )
 
@@ -79,18 +79,8 @@ def _draw_user(rng: random.Random, number: int, start: date, days: int) -> _User
 
 
 def _signed_up(user: _User, event_id: str) -> dict[str, Any]:
-    return {
-        "kind": "account",
-        "event_id": event_id,
-        "account_id": user.account_id,
-        "name": f"Subscriber {user.account_id}",
-        "seats_purchased": 1,
-        "plan": "monthly",
-        "mrr": PRICE,
-        "contract_start": user.signup.isoformat(),
-        "lifecycle_stage": "stable",
-        "occurred_at": ts(user.signup, 6),
-    }
+    name = f"Subscriber {user.account_id}"
+    return signed_up(user, event_id, name, seats_purchased=1, plan="monthly", mrr=PRICE)
 
 
 def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[Item]:

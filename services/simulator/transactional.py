@@ -23,6 +23,7 @@ from services.simulator.common import (
     event_ids,
     poisson,
     sigmoid,
+    signed_up,
     signup_day,
     ts,
 )
@@ -81,16 +82,7 @@ def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[
 
 
 def _signed_up(customer: _Customer, event_id: str) -> dict[str, Any]:
-    return {
-        "kind": "account",
-        "event_id": event_id,
-        "account_id": customer.account_id,
-        "name": f"Customer {customer.account_id}",
-        "plan": "retail",
-        "contract_start": customer.signup.isoformat(),
-        "lifecycle_stage": "stable",
-        "occurred_at": ts(customer.signup, 6),
-    }
+    return signed_up(customer, event_id, f"Customer {customer.account_id}", plan="retail")
 
 
 def _day_of(
