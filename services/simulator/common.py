@@ -81,18 +81,25 @@ class Member(Protocol):
 M = TypeVar("M", bound=Member)
 
 
-def day_by_day(
-    pool: list[M],
-    start: date,
+def run(
+    accounts: int,
     days: int,
-    ids: Iterator[str],
+    end: date,
+    seed: int,
+    prefix: str,
     *,
+    draw: Callable[[random.Random, int, date, int], M],
     signed_up: Callable[[M, str], dict[str, Any]],
-    day_of: Callable[[M, date], Iterator[Item]],
-    leaves: Callable[[M, date], bool],
+    day_of: Callable[[M, date, random.Random, Iterator[str]], Iterator[Item]],
+    leaves: Callable[[M, date, random.Random], bool],
 ) -> Iterator[Item]:
-    """The loop every shape runs: each day, the day's sign-ups, then each member's day,
-    and a churn for each member that ``leaves`` that day (it sends nothing after)."""
+    """The loop every shape runs, deterministic by ``seed``: draw the accounts, then each
+    day the day's sign-ups, each member's day, and a churn for each member that
+    ``leaves`` that day (it sends nothing after)."""
+    rng = random.Random(seed)
+    start = end - timedelta(days=days - 1)
+    pool = [draw(rng, number, start, days) for number in range(accounts)]
+    ids = event_ids(prefix)
     alive: list[M] = []
     for offset in range(days):
         day = start + timedelta(days=offset)
@@ -101,8 +108,8 @@ def day_by_day(
                 alive.append(member)
                 yield "event", signed_up(member, next(ids))
         for member in list(alive):
-            yield from day_of(member, day)
-            if leaves(member, day):
+            yield from day_of(member, day, rng, ids)
+            if leaves(member, day, rng):
                 alive.remove(member)
                 yield from churned(member.account_id, next(ids), day)
 

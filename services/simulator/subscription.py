@@ -14,14 +14,13 @@ import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from services.simulator.common import (
     Item,
-    day_by_day,
-    event_ids,
     poisson,
+    run,
     sigmoid,
     signed_up,
     signup_day,
@@ -85,24 +84,22 @@ def _signed_up(user: _User, event_id: str) -> dict[str, Any]:
 
 def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[Item]:
     """Day by day: sign-ups, each user's events, and churn at monthly renewals."""
-    rng = random.Random(seed)
-    start = end - timedelta(days=days - 1)
-    users = [_draw_user(rng, number, start, days) for number in range(accounts)]
-    ids = event_ids("s")
-
-    def renewal(user: _User, day: date) -> bool:
-        tenure = (day - user.signup).days
-        return bool(tenure) and tenure % RENEWAL_DAYS == 0 and _leaves(user, tenure, rng)
-
-    return day_by_day(
-        users,
-        start,
+    return run(
+        accounts,
         days,
-        ids,
+        end,
+        seed,
+        "s",
+        draw=_draw_user,
         signed_up=_signed_up,
-        day_of=lambda user, day: _day_of(user, day, rng, ids),
-        leaves=renewal,
+        day_of=_day_of,
+        leaves=_renewal,
     )
+
+
+def _renewal(user: _User, day: date, rng: random.Random) -> bool:
+    tenure = (day - user.signup).days
+    return bool(tenure) and tenure % RENEWAL_DAYS == 0 and _leaves(user, tenure, rng)
 
 
 def _day_of(user: _User, day: date, rng: random.Random, ids: Iterator[str]) -> Iterator[Item]:

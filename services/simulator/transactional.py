@@ -14,14 +14,13 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from services.simulator.common import (
     Item,
-    day_by_day,
-    event_ids,
     poisson,
+    run,
     sigmoid,
     signed_up,
     signup_day,
@@ -62,23 +61,21 @@ def _draw(rng: random.Random, number: int, start: date, days: int) -> _Customer:
 
 def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[Item]:
     """Day by day: first purchases, browsing, orders, returns and churn."""
-    rng = random.Random(seed)
-    start = end - timedelta(days=days - 1)
-    customers = [_draw(rng, number, start, days) for number in range(accounts)]
-    ids = event_ids("t")
-
-    def silent(customer: _Customer, day: date) -> bool:
-        return (day - (customer.last_purchase or customer.signup)).days >= CHURN_AFTER_DAYS
-
-    return day_by_day(
-        customers,
-        start,
+    return run(
+        accounts,
         days,
-        ids,
+        end,
+        seed,
+        "t",
+        draw=_draw,
         signed_up=_signed_up,
-        day_of=lambda customer, day: _day_of(customer, day, rng, ids),
-        leaves=silent,
+        day_of=_day_of,
+        leaves=_silent,
     )
+
+
+def _silent(customer: _Customer, day: date, rng: random.Random) -> bool:
+    return (day - (customer.last_purchase or customer.signup)).days >= CHURN_AFTER_DAYS
 
 
 def _signed_up(customer: _Customer, event_id: str) -> dict[str, Any]:
