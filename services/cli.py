@@ -537,22 +537,31 @@ def calibrate(
         "calibrated-model.toml"
     ),
     version: Annotated[str, typer.Option(help="The new model's version")] = "calibrated",
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Base model TOML (default: the handbook's): its groups, settings and "
+            "declared [behaviour] ratios (e.g. dislikes per like) carry over"
+        ),
+    ] = None,
 ) -> None:
     """Learn an explainable health model (a curve and a weight per measure) from the
     history, judged out of sample beside the handbook default and the baselines."""
     from services.scoring.backtest.calibration import calibrate as fit_model
     from services.scoring.backtest.calibration import text as calibration_text
     from services.scoring.backtest.replay import read_churn_csv, replay
-    from services.scoring.model.schema import load_default_model
+    from services.scoring.model.schema import load_default_model, parse_model
 
     outcomes = read_churn_csv(churn) if churn else {}
+    source = model.read_text(encoding="utf-8") if model else None
+    base = parse_model(source) if source else load_default_model()
     setup_logging("WARNING")
-    result = asyncio.run(replay(files, churn=outcomes, step_days=step_days))
+    result = asyncio.run(replay(files, churn=outcomes, step_days=step_days, model_source=source))
     if not result.churn:
         console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
         raise typer.Exit(2)
     try:
-        _, toml_text, report = fit_model(result, horizon, load_default_model(), version)
+        _, toml_text, report = fit_model(result, horizon, base, version)
     except ValueError as exc:
         console.print(f"[red]cannot calibrate:[/] {exc}")
         raise typer.Exit(1) from exc

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from services.scoring.measures import Measures
-from services.scoring.model.schema import Depth, DepthLevel, Segment, Sla
+from services.scoring.measures import Measures, NameUse
+from services.scoring.model.schema import Behaviour, Depth, DepthLevel, Segment, Sla
 
 # A payment failure counts against health for a month (EW-08).
 PAYMENT_FAILURE_MEMORY = timedelta(days=30)
@@ -77,7 +77,12 @@ def working_time(start: datetime, end: datetime, tz: tzinfo, days: set[int] | No
 Inputs = dict[str, float | None]
 
 
-def model_inputs(m: Measures, depth: Depth | None = None, sla: Sla | None = None) -> Inputs:
+def model_inputs(
+    m: Measures,
+    depth: Depth | None = None,
+    sla: Sla | None = None,
+    behaviour: Behaviour | None = None,
+) -> Inputs:
     """The raw values the health model reads; None where there is no data. (The order of
     the keys is the order the stored inputs and explanations list them in.)"""
     return {
@@ -91,6 +96,7 @@ def model_inputs(m: Measures, depth: Depth | None = None, sla: Sla | None = None
         "days_since_last_use": days_since(m, m.last_seen_at),
         **_support(m, sla or Sla()),
         **_commercial(m),
+        **generic_inputs(m, behaviour or Behaviour()),
     }
 
 
@@ -186,6 +192,89 @@ def _commercial(m: Measures) -> Inputs:
         "payment_failed_30d": (
             1.0 if failed and m.as_of - m.day_of(failed) <= PAYMENT_FAILURE_MEMORY else 0.0
         ),
+    }
+
+
+# Per-name measures for at most this many names per account (the most used over 90
+# days, besides the names the model declares): the stored inputs stay small.
+MAX_NAMES = 12
+NO_USE = NameUse(0, 0, 0, 0, (0, 0, 0, 0), None)
+
+
+def generic_inputs(m: Measures, behaviour: Behaviour) -> Inputs:
+    """Product-agnostic measures (issue 13): computed for any product from the daily
+    counts per event name the state keeps, without configuration. Per-name measures are
+    named ``measure[name]``, e.g. ``events_28d[like]``."""
+    if m.first_seen is None:
+        return {}
+    events = {n: use for (d, n), use in m.name_use.items() if d == "event"}
+    total = _sum(list(events.values()))
+    tenure = (m.as_of - m.first_seen).days
+    out: Inputs = {
+        "days_since_first_use": float(tenure),
+        "active_days_28d": m.active_days_28d,
+        "distinct_events_28d": sum(1 for u in events.values() if u.days_28),
+        **_counts("usage_events", total, m, tenure, suffix=""),
+    }
+    top = sorted(events, key=lambda n: (-events[n].days_90, n))[:MAX_NAMES]
+    for name in dict.fromkeys([*behaviour.events, *top]):
+        use = events.get(name, NO_USE)
+        out |= _counts("events", use, m, tenure, suffix=f"[{name}]")
+        out[f"days_since_event[{name}]"] = _silence(m, use, tenure)
+        if (value := m.name_use.get(("value", name))) is not None:
+            out |= _values(name, value, events.get(name, NO_USE))
+    for ratio in behaviour.ratios:
+        below = events.get(ratio.denominator, NO_USE).days_28
+        above = events.get(ratio.numerator, NO_USE).days_28
+        out[ratio.name] = round(above / below, 4) if below else None
+    return out
+
+
+def _sum(uses: list[NameUse]) -> NameUse:
+    weeks = [sum(u.weeks[k] for u in uses) for k in range(4)]
+    return NameUse(
+        days_7=sum(u.days_7 for u in uses),
+        days_28=sum(u.days_28 for u in uses),
+        previous_28=sum(u.previous_28 for u in uses),
+        days_90=sum(u.days_90 for u in uses),
+        weeks=(weeks[0], weeks[1], weeks[2], weeks[3]),
+        last_day=max((u.last_day for u in uses if u.last_day), default=None),
+    )
+
+
+def _counts(prefix: str, use: NameUse, m: Measures, tenure: int, suffix: str) -> Inputs:
+    """Counts over 7 / 28 / 90 days, per active user, the trend and slope, the silence."""
+    users = m.active_users_30d
+    # The trend needs both 28-day windows inside the account's life.
+    trend = round((use.days_28 + 1) / (use.previous_28 + 1), 4) if tenure >= 55 else None
+    # Least-squares slope of the last four weekly counts, in events per week.
+    w = use.weeks
+    return {
+        f"{prefix}_7d{suffix}": use.days_7,
+        f"{prefix}_28d{suffix}": use.days_28,
+        f"{prefix}_90d{suffix}": use.days_90,
+        f"{prefix}_28d_per_user{suffix}": round(use.days_28 / users, 4) if users else None,
+        f"{prefix}_trend{suffix}": trend,
+        f"{prefix}_slope{suffix}": (3 * (w[3] - w[0]) + w[2] - w[1]) / 10 if tenure >= 27 else None,
+    }
+
+
+def _silence(m: Measures, use: NameUse, tenure: int) -> float:
+    """Days since the name was last used; unused over the whole kept window: at least
+    that long (the state keeps no more), or the account's age if younger."""
+    return float((m.as_of - use.last_day).days if use.last_day else min(tenure, NO_USE_DAYS))
+
+
+NO_USE_DAYS = 90
+
+
+def _values(name: str, value: NameUse, count: NameUse) -> Inputs:
+    """Monetary (RFM) of a name whose events carry a "value" (e.g. an order's)."""
+    return {
+        f"value_90d[{name}]": value.days_90,
+        f"value_per_event_90d[{name}]": round(value.days_90 / count.days_90, 2)
+        if count.days_90
+        else None,
     }
 
 

@@ -61,6 +61,9 @@ class Measures:
     # (dimension, name) → (count over 7 days, count over 28 days); dimensions: event,
     # module, platform.
     names: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    # (dimension, name) → its counts over 7, 28 and 90 days, by week, last day (NameUse).
+    name_use: dict[tuple[str, str], NameUse] = field(default_factory=dict)
+    active_days_28d: int = 0
     # (created, first reply) of tickets created in the last 28 days, for SLA checks.
     ticket_replies: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     # When tickets were solved, for those solved in the last 28 days or so.
@@ -108,7 +111,7 @@ async def load_measures(
     for account_id, day in day_of.items():
         by_day[day].append(account_id)
     activity: dict[str, _Activity] = {}
-    names: dict[str, Names] = {}
+    names: dict[str, dict[tuple[str, str], NameUse]] = {}
     for day, group in by_day.items():
         activity |= await _load_activity(conn, day, group)
         names |= await _load_depth(conn, day, group)
@@ -130,7 +133,12 @@ async def load_measures(
             ),
             last_seen_at=row.last_seen_at,
             **activity[account_id],
-            names=names.get(account_id, {}),
+            names={
+                key: (use.days_7, use.days_28)
+                for key, use in names.get(account_id, {}).items()
+                if use.days_28
+            },
+            name_use=names.get(account_id, {}),
             **support[account_id],
             **_relationship(row),
             **_commercial(row),
@@ -171,6 +179,7 @@ class _Activity(TypedDict):
     users_ever_active: int
     usage_minutes_7d: float
     active_days_7d: int
+    active_days_28d: int
     events_7d: int
 
 
@@ -183,7 +192,7 @@ async def _load_activity(
     activity: dict[str, _Activity] = {}
     for account_id in group:
         week_users, month_users, today_users, ever_users = users.get(account_id, (0, 0, 0, 0))
-        events, active_days, minutes = totals.get(account_id, (0, 0, 0.0))
+        events, active_days, minutes, active_days_28d = totals.get(account_id, (0, 0, 0.0, 0))
         activity[account_id] = _Activity(
             active_users_7d=week_users,
             active_users_30d=month_users,
@@ -191,6 +200,7 @@ async def _load_activity(
             users_ever_active=ever_users,
             usage_minutes_7d=round(minutes, 2),
             active_days_7d=active_days,
+            active_days_28d=active_days_28d,
             events_7d=events,
         )
     return activity
@@ -235,17 +245,25 @@ async def _load_users(
 
 async def _load_usage_totals(
     conn: AsyncConnection, day: date, group: list[str]
-) -> dict[str, tuple[int, int, float]]:
-    """account → (events, active days, minutes of use) over the 7 days to ``day``."""
+) -> dict[str, tuple[int, int, float, int]]:
+    """account → (events, active days, minutes of use) over the 7 days to ``day``, and
+    active days over the 28."""
     daily = activity_daily.c
+    week = daily.day >= day - timedelta(days=6)
     return {
-        row[0]: (int(row[1] or 0), int(row[2]), float(row[3] or 0) / 60)
+        row[0]: (int(row[1] or 0), int(row[2]), float(row[3] or 0) / 60, int(row[4]))
         for row in await conn.execute(
             select(
-                daily.account_id, func.sum(daily.events), func.count(), func.sum(daily.duration_s)
+                daily.account_id,
+                func.sum(_when(week, daily.events)),
+                func.count(_when(week, 1)),
+                func.sum(_when(week, daily.duration_s)),
+                func.count(),
             )
             .where(
-                daily.account_id.in_(group), daily.day >= day - timedelta(days=6), daily.day <= day
+                daily.account_id.in_(group),
+                daily.day >= day - timedelta(days=27),
+                daily.day <= day,
             )
             .group_by(daily.account_id)
         )
@@ -256,27 +274,69 @@ async def _load_usage_totals(
 Names = dict[tuple[str, str], tuple[int, int]]
 
 
-async def _load_depth(conn: AsyncConnection, day: date, group: list[str]) -> dict[str, Names]:
-    """What was used (events, modules, platforms) over the 7 and 28 days to ``day``."""
-    daily_names = activity_daily_names.c
-    names: dict[str, Names] = defaultdict(dict)
+@dataclass(frozen=True)
+class NameUse:
+    """One name's daily counts over the kept window (90 days by default), for the
+    product-agnostic measures (inputs.py): the newest day first in ``weeks``."""
+
+    days_7: int
+    days_28: int
+    previous_28: int  # the 28 days before the last 28
+    days_90: int
+    weeks: tuple[int, int, int, int]  # the last four weeks, oldest first
+    last_day: date | None
+
+
+NAME_WINDOW_DAYS = 90
+
+
+async def _load_depth(
+    conn: AsyncConnection, day: date, group: list[str]
+) -> dict[str, dict[tuple[str, str], NameUse]]:
+    """What was used (events, modules, platforms, values) over the 90 days to ``day``:
+    one query over the daily names the state already keeps, so no per-event cost."""
+    c = activity_daily_names.c
+    weeks = [_when(c.day >= day - timedelta(days=6 + 7 * k), c.count) for k in range(4)]
+    recent = c.day >= day - timedelta(days=27)
+    previous = (c.day >= day - timedelta(days=55)) & ~recent
+    names: dict[str, dict[tuple[str, str], NameUse]] = defaultdict(dict)
     for row in await conn.execute(
         select(
-            daily_names.account_id,
-            daily_names.dimension,
-            daily_names.name,
-            func.sum(_when(daily_names.day >= day - timedelta(days=6), daily_names.count)),
-            func.sum(daily_names.count),
+            c.account_id,
+            c.dimension,
+            c.name,
+            *(func.sum(week) for week in weeks),
+            func.sum(_when(previous, c.count)),
+            func.sum(c.count),
+            func.max(c.day),
         )
         .where(
-            daily_names.account_id.in_(group),
-            daily_names.day >= day - timedelta(days=27),
-            daily_names.day <= day,
+            c.account_id.in_(group),
+            c.day >= day - timedelta(days=NAME_WINDOW_DAYS - 1),
+            c.day <= day,
         )
-        .group_by(daily_names.account_id, daily_names.dimension, daily_names.name)
+        .group_by(c.account_id, c.dimension, c.name)
     ):
-        names[row[0]][(row[1], row[2])] = (int(row[3] or 0), int(row[4] or 0))
+        cumulative = [int(value or 0) for value in row[3:7]]  # 7, 14, 21, 28 days
+        names[row[0]][(row[1], row[2])] = NameUse(
+            days_7=cumulative[0],
+            days_28=cumulative[3],
+            previous_28=int(row[7] or 0),
+            days_90=int(row[8] or 0),
+            weeks=(
+                cumulative[3] - cumulative[2],
+                cumulative[2] - cumulative[1],
+                cumulative[1] - cumulative[0],
+                cumulative[0],
+            ),
+            last_day=_day(row[9]),
+        )
     return names
+
+
+def _day(value: Any) -> date | None:
+    """MAX(day) bypasses the column type on SQLite."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 class _Support(TypedDict):

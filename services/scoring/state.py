@@ -217,6 +217,10 @@ def _tally_usage(
         tally.names[(event.account_id, day, "platform", event.platform.value)] += 1
         if event.module:
             tally.names[(event.account_id, day, "module", event.module)] += 1
+        # An order's value (a numeric "value" property), in whole units: monetary (RFM).
+        value = event.properties.get("value")
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e9:
+            tally.names[(event.account_id, day, "value", event.event)] += round(value)
         account["first_seen_at"] = _earliest(account["first_seen_at"], event.occurred_at)
         account["last_seen_at"] = _latest(account["last_seen_at"], event.occurred_at)
     return tally

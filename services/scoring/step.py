@@ -125,7 +125,7 @@ def score_account(
     """Score ``measures`` with the model, compare with what was stored, and step every
     rule. ``swept``: scored by the quiet-account sweep as of ``now``'s day rather than as
     of the account's newest event."""
-    raw = inputs.model_inputs(measures, using.model.depth, using.model.sla)
+    raw = inputs.model_inputs(measures, using.model.depth, using.model.sla, using.model.behaviour)
     score = evaluate(using.model, raw, inputs.segment_of(measures))
     risk = danger.assess(measures, raw, using.model.danger)
     shown = {

@@ -133,8 +133,11 @@ def gradient_boosting(
         l2_regularization=1.0,
         random_state=seed,
     )
-    model.fit(matrix[split.train], y)
-    return np.asarray(model.predict_proba(matrix[split.test])[:, 1], dtype=np.float64)
+    # A measure with no data in the training part (e.g. a per-name measure of a name
+    # first used later) has nothing to learn from, and breaks scikit-learn's binning.
+    known = ~np.isnan(matrix[split.train]).all(axis=0)
+    model.fit(matrix[split.train][:, known], y)
+    return np.asarray(model.predict_proba(matrix[split.test][:, known])[:, 1], dtype=np.float64)
 
 
 def riskiest_share(risk: Floats, labels: NDArray[np.bool_], share: float = 0.1) -> float | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from services.scoring.model.labels import generic_label
 from services.scoring.model.schema import HealthModel, parse_model
 
 KNOTS = 8
@@ -94,8 +95,36 @@ def fit(
     return parse_model(text), text
 
 
+# Per-name measures (``events_28d[like]``) of the most used event names only: a name
+# few accounts use makes a noisy curve, and each kept name adds measures to the model.
+TOP_NAMES = 10
+
+
+def top_names(rows: Sequence[Row], limit: int = TOP_NAMES) -> list[str]:
+    """The event names with the most events over 90 days across ``rows``, most first."""
+    volume: dict[str, float] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("events_90d[") and _number(value):
+                name = key[len("events_90d[") : -1]
+                volume[name] = volume.get(name, 0.0) + float(value)
+    return sorted(volume, key=lambda n: (-volume[n], n))[:limit]
+
+
+def name_of(measure: str) -> str | None:
+    """The event name of a per-name measure (``events_28d[like]`` → like), else None."""
+    return (
+        measure[measure.index("[") + 1 : -1] if measure.endswith("]") and "[" in measure else None
+    )
+
+
 def _curves(rows: Sequence[Row], labels: Sequence[bool]) -> dict[str, list[list[float]]]:
-    names = sorted({n for row in rows for n, v in row.items() if _number(v)} - {"score"})
+    keep = set(top_names(rows))
+    names = sorted(
+        n
+        for n in {n for row in rows for n, v in row.items() if _number(v)} - {"score"}
+        if name_of(n) is None or name_of(n) in keep
+    )
     curves = {}
     for name in names:
         pairs = [
@@ -193,14 +222,27 @@ def to_toml(
             measure = base.groups[group].measures.get(name) if group in base.groups else None
             lines += [
                 "",
-                f"[groups.{group}.measures.{name}]",
-                f"label = {_value(measure.label if measure else name)}",
+                f"[groups.{group}.measures.{_key(name)}]",
+                f"label = {_value(measure.label if measure else generic_label(name))}",
                 f"weight = {weights[name]}",
                 f"curve.points = {_value(curves[name])}",
             ]
     for section in ("depth", "sla", "danger"):
         lines += ["", *_table(section, getattr(base, section).model_dump())]
+    # The names the curves read are measured for every account (0 when unused).
+    used = sorted({n for name in weights if (n := name_of(name)) is not None})
+    behaviour = base.behaviour.model_copy(update={"events": used})
+    lines += ["", *_table("behaviour", behaviour.model_dump())]
     return "\n".join(lines) + "\n"
+
+
+def _key(name: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise (``"events_28d[like]"``)."""
+    return (
+        name
+        if name.replace("_", "").replace("-", "").isalnum() and name.isascii()
+        else _value(name)
+    )
 
 
 def _table(name: str, values: dict[str, Any]) -> list[str]:

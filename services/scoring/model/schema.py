@@ -207,6 +207,26 @@ class Segment(Strict):
     tenure_days: int | None = None
 
 
+class Ratio(Strict):
+    """A declared ratio between two event names over 28 days, e.g. dislikes per like
+    (*Fighting Churn With Data*): shown and backtested as ``name``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_]+$")]
+    numerator: Annotated[str, Field(min_length=1, max_length=200)]
+    denominator: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Behaviour(Strict):
+    """The product-agnostic measures' settings (inputs.py): event names whose per-name
+    measures are computed for every account (0 when unused, rather than missing), and
+    ratios between names. Any other name an account used is measured too."""
+
+    events: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=50)
+    ] = Field(default_factory=list)
+    ratios: Annotated[list[Ratio], Field(max_length=50)] = Field(default_factory=list)
+
+
 class HealthModel(Strict):
     version: Annotated[str, Field(min_length=1)]
     description: str = ""
@@ -217,6 +237,7 @@ class HealthModel(Strict):
     depth: Depth = Depth()
     danger: DangerRules = DangerRules()
     sla: Sla = Sla()
+    behaviour: Behaviour = Behaviour()
 
     @model_validator(mode="after")
     def _references(self) -> HealthModel:

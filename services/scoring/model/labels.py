@@ -1,0 +1,34 @@
+"""Labels of the product-agnostic measures (services/scoring/inputs.py), for the models
+`healthwatch calibrate` writes; zh-CN in shared/i18n/locale/zh_CN/measures.po."""
+
+from __future__ import annotations
+
+# The product-agnostic measures' labels; a per-name measure adds its event name.
+GENERIC_LABELS = {
+    "days_since_first_use": "days since first use",
+    "active_days_28d": "active days over 28 days",
+    "distinct_events_28d": "distinct events used over 28 days",
+    "usage_events_7d": "events over 7 days",
+    "usage_events_28d": "events over 28 days",
+    "usage_events_90d": "events over 90 days",
+    "usage_events_28d_per_user": "events per active user over 28 days",
+    "usage_events_trend": "events trend (last 28 days ÷ the 28 before)",
+    "usage_events_slope": "events slope (change per week over 4 weeks)",
+    "events_7d": "uses over 7 days",
+    "events_28d": "uses over 28 days",
+    "events_90d": "uses over 90 days",
+    "events_28d_per_user": "uses per active user over 28 days",
+    "events_trend": "uses trend (last 28 days ÷ the 28 before)",
+    "events_slope": "uses slope (change per week over 4 weeks)",
+    "days_since_event": "days since last use",
+    "value_90d": "value over 90 days",
+    "value_per_event_90d": "average value over 90 days",
+}
+
+
+def generic_label(measure: str) -> str:
+    """``events_28d[like]`` → "uses over 28 days: like"; a declared ratio's name reads
+    as words."""
+    base, _, name = measure.partition("[")
+    label = GENERIC_LABELS.get(base, base.replace("_", " "))
+    return f"{label}: {name[:-1]}" if name else label
