@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring.backtest.directions import declared_direction
 from services.scoring.inputs import MAX_NAMES, generic_inputs, model_inputs
 from services.scoring.measures import NameUse, load_measures
 from services.scoring.model.calibrate import fit, name_of, top_names
@@ -157,3 +158,11 @@ async def test_windows_and_order_values_from_the_kept_daily_counts(engine: Async
     raw = model_inputs(m)
     assert raw["days_since_event[purchase]"] == 10 and raw["events_90d[purchase]"] == 3
     assert raw["value_90d[purchase]"] == 100 and raw["value_per_event_90d[purchase]"] == 33.33
+
+
+def test_per_name_measures_are_rated_in_their_kind_s_declared_direction() -> None:
+    model = load_default_model()
+    assert declared_direction("events_28d[like]", model) is False  # more use: healthier
+    assert declared_direction("days_since_event[like]", model) is True  # silence: riskier
+    assert declared_direction("usage_events_trend", model) is False
+    assert declared_direction("dislikes_per_like", model) is None  # a ratio: undeclared

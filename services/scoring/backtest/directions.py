@@ -36,6 +36,20 @@ DECLARED: dict[str, bool] = {
     "tickets_opened_28d": True,
     "sla_breaches_28d": True,
     "nps_trend": False,
+    # The product-agnostic measures (inputs.generic_inputs); a per-name measure
+    # (``events_28d[like]``) is declared by its kind: more use healthier, a longer
+    # silence riskier — a name whose use signals trouble (dislikes) shows as backwards.
+    "days_since_first_use": False,
+    "active_days_28d": False,
+    "distinct_events_28d": False,
+    **{
+        f"{prefix}_{kind}": False
+        for prefix in ("usage_events", "events")
+        for kind in ("7d", "28d", "90d", "28d_per_user", "trend", "slope")
+    },
+    "days_since_event": True,
+    "value_90d": False,
+    "value_per_event_90d": False,
 }
 MEASURE_RESAMPLES = 100
 
@@ -47,7 +61,7 @@ def declared_direction(name: str, model: HealthModel) -> bool | None:
         if name in group.measures:
             points = group.measures[name].curve.points
             return points[-1][1] < points[0][1]
-    return DECLARED.get(name)
+    return DECLARED.get(name, DECLARED.get(name.partition("[")[0]))
 
 
 def rate_measures(
