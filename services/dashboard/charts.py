@@ -76,34 +76,40 @@ COUNT_AXIS = {"beginAtZero": True, "ticks": {"precision": 0}}
 PERCENT_AXIS = {"min": 0, "max": 100, "title": {"display": True, "text": "%"}}
 
 
-def lead_charts(d: dict[str, Any]) -> dict[str, Chart]:
+def lead_charts(d: dict[str, Any], lang: str = DEFAULT_LANGUAGE) -> dict[str, Chart]:
     days = d["days"]
     bands = list(d["bands"])
     rules = list(d["alerts_by_rule"])
     return {
         "customers": _line(
-            days, [_series("Customers", d["customers"], COLOURS["blue"])], COUNT_AXIS
+            days,
+            [_series(translate(lang, "Customers"), d["customers"], COLOURS["blue"])],
+            COUNT_AXIS,
         ),
         "active_users": _line(
             days,
-            [_series("Active users", d["active_users"], COLOURS["purple"])],
+            [_series(translate(lang, "Active users"), d["active_users"], COLOURS["purple"])],
             COUNT_AXIS,
         ),
         "shares": _line(
             days,
             [
-                _series("Stably active (≥50% of seats)", _pct(d["stable_share"]), "#2e7d4a"),
-                _series("Churned", _pct(d["churned_share"]), COLOURS["red"]),
+                _series(
+                    translate(lang, "Stably active (≥50% of seats)"),
+                    _pct(d["stable_share"]),
+                    "#2e7d4a",
+                ),
+                _series(translate(lang, "Churned share"), _pct(d["churned_share"]), COLOURS["red"]),
             ],
             PERCENT_AXIS,
         ),
         "bands": {
             "type": "doughnut",
             "data": {
-                "labels": bands,
+                "labels": [translate(lang, b) for b in bands],
                 "datasets": [
                     {
-                        "label": "Accounts",
+                        "label": translate(lang, "Accounts in the band"),
                         "data": [d["bands"][b] for b in bands],
                         "backgroundColor": [COLOURS.get(b, COLOURS["grey"]) for b in bands],
                     }
@@ -112,7 +118,10 @@ def lead_charts(d: dict[str, Any]) -> dict[str, Chart]:
             "options": {"plugins": {"legend": {"position": "right"}}},
         },
         "alerts_by_rule": _bars(
-            rules, [d["alerts_by_rule"][r] for r in rules], COLOURS["red"], "Open alerts"
+            rules,
+            [d["alerts_by_rule"][r] for r in rules],
+            COLOURS["red"],
+            translate(lang, "Open alerts"),
         ),
     }
 

@@ -234,7 +234,12 @@ async def lead_view(request: Request) -> Response:
     span = TimeRange.parse(request.query_params, today)
     async with ctx.engine.connect() as conn:
         values = await lead(conn, who, span, today, ctx.settings.zone)
-    return page(request, "lead.html", {"data": values, "charts": lead_charts(values)}, who)
+    return page(
+        request,
+        "lead.html",
+        {"data": values, "charts": lead_charts(values, language(request))},
+        who,
+    )
 
 
 @router.get("/accounts/{account_id:path}", response_class=HTMLResponse)
