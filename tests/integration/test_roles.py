@@ -19,15 +19,19 @@ from sqlalchemy import select
 
 from services.admin_keys import router as keys_routes
 from services.alerts.api import router as alerts_routes
+from services.dashboard.activity_page import router as activity_page_routes
+from services.dashboard.admin_pages import router as admin_page_routes
+from services.dashboard.alerts_page import router as alerts_page_routes
 from services.dashboard.reports_page import router as report_page_routes
 from services.dashboard.routes import router as dashboard_routes
+from services.dashboard.saved_views import router as saved_view_routes
 from services.ingest.routes import router as ingest_routes
 from services.reports.api import router as report_routes
 from services.scoring.api import router as health_routes
 from services.scoring.portfolio import router as portfolio_routes
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
-from shared.storage.tables import alerts
+from shared.storage.tables import account_notes, alerts, api_keys
 from tests.support.alerting import alerting_toml, write_alerting
 from tests.support.harness import (
     Harness,
@@ -121,6 +125,23 @@ UI_CASES = [
     Case("GET", "/ui/accounts/{account}", READERS, scoped=True),
     Case("GET", "/ui/accounts/{account}/reports/qbr", READERS, scoped=True),
     Case("POST", "/ui/alerts/{alert}/acknowledge", READERS, scoped=True),
+    Case("GET", "/ui/alerts", READERS),
+    Case("GET", "/ui/alerts/{alert}", READERS, scoped=True),
+    Case("POST", "/ui/alerts", READERS, scoped=True),  # the alert is a form field
+    Case("GET", "/ui/accounts/{account}/log", READERS, scoped=True),
+    Case("POST", "/ui/accounts/{account}/log", READERS, scoped=True),
+    Case("POST", "/ui/views", READERS),  # the viewer's own views only
+    Case("GET", "/ui/admin", ADMIN),
+    Case("GET", "/ui/admin/keys", ADMIN),
+    Case("POST", "/ui/admin/keys", ADMIN),
+    Case("POST", "/ui/admin/keys/000000000000/revoke", ADMIN),
+    Case("GET", "/ui/admin/model", ADMIN),
+    Case("GET", "/ui/admin/rules", ADMIN),
+    Case("POST", "/ui/admin/rules", ADMIN),
+    Case("GET", "/ui/admin/deliveries", ADMIN),
+    Case("POST", "/ui/admin/deliveries/999999/retry", ADMIN),
+    # Sets a language cookie and redirects to a dashboard path: nothing to protect.
+    Case("GET", "/ui/language/zh-CN", ALL, open_=True),
     Case("GET", "/ui/login", ALL, open_=True),
     Case("POST", "/ui/login", READERS, open_=True),
     Case("POST", "/ui/logout", ALL, open_=True),
@@ -134,6 +155,12 @@ TEMPLATE = {
     "/ui/accounts/{account}": "/ui/accounts/{account_id:path}",
     "/ui/accounts/{account}/reports/qbr": "/ui/accounts/{account_id:path}/reports/{kind}",
     "/ui/alerts/{alert}/acknowledge": "/ui/alerts/{alert_id:path}/{action}",
+    "/ui/alerts/{alert}": "/ui/alerts/{alert_id:path}",
+    "/ui/accounts/{account}/log": "/ui/accounts/{account_id:path}/log",
+    "/ui/admin/keys/000000000000/revoke": "/ui/admin/keys/{key_id}/revoke",
+    "POST /ui/admin/rules": "/ui/admin/{kind}",
+    "/ui/admin/deliveries/999999/retry": "/ui/admin/deliveries/{delivery_id}/retry",
+    "/ui/language/zh-CN": "/ui/language/{choice}",
 }
 
 
@@ -149,6 +176,10 @@ def test_every_route_is_in_the_table() -> None:
             keys_routes,
             dashboard_routes,
             report_page_routes,
+            alerts_page_routes,
+            activity_page_routes,
+            admin_page_routes,
+            saved_view_routes,
         )
         for route in router.routes
         if isinstance(route, APIRoute)
@@ -158,7 +189,7 @@ def test_every_route_is_in_the_table() -> None:
     table = {
         (
             c.method,
-            TEMPLATE.get(c.path, c.path)
+            TEMPLATE.get(f"{c.method} {c.path}", TEMPLATE.get(c.path, c.path))
             .replace("{account}", "{account_id}")
             .replace("{alert}", "{alert_id}"),
         )
@@ -258,7 +289,7 @@ async def test_the_dashboard_gives_each_role_exactly_what_it_should(
     embedded_settings: Settings, tmp_path: Path
 ) -> None:
     anna_alert, carl_alert = "anna-co:ticket_backlog:1", "carl-co:ticket_backlog:1"
-    pages = [c.path for c in UI_CASES if c.method == "GET" and not c.open_]
+    pages = [c for c in UI_CASES if c.method == "GET" and not c.open_]
     async with two_portfolios(embedded_settings, tmp_path) as (hw, keys):
         for role in Role:
             async with httpx.AsyncClient(base_url=hw.url, timeout=30) as browser:
@@ -269,32 +300,88 @@ async def test_the_dashboard_gives_each_role_exactly_what_it_should(
                 )
                 if role not in READERS:
                     assert signed.status_code == 403, (role, signed.status_code)
-                    for path in pages:  # no session: back to the sign-in page
-                        r = await browser.get(path.format(account="anna-co"))
-                        assert r.status_code == 303, (role, path, r.status_code)
-                        assert r.headers["location"].startswith("/ui/login?"), (role, path)
+                    for case in pages:  # no session: back to the sign-in page
+                        r = await browser.get(_ui_path(case.path, "anna"))
+                        assert r.status_code == 303, (role, case.path, r.status_code)
+                        assert r.headers["location"].startswith("/ui/login?"), (role, case.path)
                     continue
                 assert signed.status_code == 303, (role, signed.status_code)
-                for path in pages:
-                    for whose in ("anna", "carl") if "{account}" in path else ("anna",):
-                        r = await browser.get(path.format(account=f"{whose}-co"))
-                        hidden = role == Role.csm and whose == "carl"
-                        assert r.status_code == (404 if hidden else 200), (role, path, whose)
-                        if role == Role.csm:  # Carl's account appears on none of Anna's pages
-                            assert "carl-co" not in r.text, (role, path)
+                for case in pages:
+                    await _page_as(browser, case, role)
+                if role != Role.admin:
+                    await _admin_actions_refused(browser, role)
                 if role == Role.csm:
-                    csrf = _field((await browser.get("/ui/")).text, "csrf")
-                    for alert, done in ((carl_alert, "gone"), (anna_alert, "acknowledged")):
-                        r = await browser.post(
-                            f"/ui/alerts/{urllib.parse.quote(alert)}/acknowledge",
-                            data={"csrf": csrf, "next": "/ui/"},
-                        )
-                        assert r.status_code == 303, (alert, r.status_code)
-                        assert f"done={done}" in r.headers["location"], (alert, r.headers)
+                    await _csm_actions(browser, anna_alert, carl_alert)
         async with hw.rt.engine.connect() as conn:
             status = dict((await conn.execute(select(alerts.c.alert_id, alerts.c.status))).all())
-    # Anna's CSM acknowledged her own alert; Carl's was out of reach and is untouched.
+            noted = {a for (a,) in await conn.execute(select(account_notes.c.account_id))}
+            key_names = {n for (n,) in await conn.execute(select(api_keys.c.name))}
+    # Anna's CSM acknowledged her own alert and noted her own account; Carl's alert and
+    # account were out of reach and are untouched; no reader made a key.
     assert status[anna_alert] == "acknowledged" and status[carl_alert] == "firing", status
+    assert noted == {"anna-co"}, noted
+    assert "made-by-a-reader" not in key_names
+
+
+def _ui_path(path: str, whose: str) -> str:
+    return path.format(
+        account=f"{whose}-co", alert=urllib.parse.quote(f"{whose}-co:ticket_backlog:1")
+    )
+
+
+async def _page_as(browser: httpx.AsyncClient, case: Case, role: Role) -> None:
+    """Each page as a signed-in reader: 403 outside its roles, 404 for a CSM on another
+    CSM's account or alert, and no page of a CSM's names another CSM's account."""
+    scoped = "{account}" in case.path or "{alert}" in case.path
+    for whose in ("anna", "carl") if scoped else ("anna",):
+        r = await browser.get(_ui_path(case.path, whose))
+        if role not in case.allowed:
+            expected = {403}
+        elif role == Role.csm and whose == "carl":
+            expected = {404}
+        else:  # /ui/admin redirects to its first page
+            expected = {200, 303}
+        assert r.status_code in expected, (role, case.path, whose, r.status_code)
+        if role == Role.csm and whose == "anna":  # (a 404 page links its own path)
+            assert "carl-co" not in r.text, (role, case.path)
+
+
+async def _admin_actions_refused(browser: httpx.AsyncClient, role: Role) -> None:
+    """A reader's session with a valid CSRF token still cannot act as an admin."""
+    csrf = _field((await browser.get("/ui/")).text, "csrf")
+    forms = {
+        "/ui/admin/keys": {"name": "made-by-a-reader", "role": "admin"},
+        "/ui/admin/rules": {"toml": "not toml ["},
+        "/ui/admin/keys/000000000000/revoke": {},
+        "/ui/admin/deliveries/999999/retry": {},
+    }
+    for path, data in forms.items():
+        r = await browser.post(path, data={"csrf": csrf, **data})
+        assert r.status_code == 403, (role, path, r.status_code)
+
+
+async def _csm_actions(browser: httpx.AsyncClient, anna_alert: str, carl_alert: str) -> None:
+    """Anna's CSM acts on her own alert and account; on Carl's nothing happens."""
+    csrf = _field((await browser.get("/ui/")).text, "csrf")
+    for alert, done in ((carl_alert, "gone"), (anna_alert, "acknowledged")):
+        r = await browser.post(
+            f"/ui/alerts/{urllib.parse.quote(alert)}/acknowledge",
+            data={"csrf": csrf, "next": "/ui/"},
+        )
+        assert r.status_code == 303, (alert, r.status_code)
+        assert f"done={done}" in r.headers["location"], (alert, r.headers)
+    # The alert page's form names the alert in its body: Carl's is gone, not touched.
+    for action in ("comment", "resolve"):
+        r = await browser.post(
+            "/ui/alerts",
+            data={"csrf": csrf, "alert_id": carl_alert, "action": action, "text": "x"},
+        )
+        assert r.status_code == 303 and "done=gone" in r.headers["location"], (action, r)
+    for whose, status in (("carl", 404), ("anna", 303)):
+        r = await browser.post(
+            f"/ui/accounts/{whose}-co/log", data={"csrf": csrf, "kind": "note", "text": "hi"}
+        )
+        assert r.status_code == status, (whose, r.status_code)
 
 
 def _field(html: str, name: str) -> str:
