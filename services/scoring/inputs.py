@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from services.scoring.measures import Measures, NameUse
+from services.scoring.measures import NAME_WINDOW_DAYS, Measures, NameUse
 from services.scoring.model.schema import Behaviour, Depth, DepthLevel, Segment, Sla
 
 # A payment failure counts against health for a month (EW-08).
@@ -243,9 +243,11 @@ def _sum(uses: list[NameUse]) -> NameUse:
 
 
 def _counts(prefix: str, use: NameUse, m: Measures, tenure: int, suffix: str) -> Inputs:
-    """Counts over 7 / 28 / 90 days, per active user, the trend and slope, the silence."""
+    """Counts over 7 / 28 / 90 days, per active user (of the last 30 days: the users the
+    state counts), the trend and the slope."""
     users = m.active_users_30d
-    # The trend needs both 28-day windows inside the account's life.
+    # The trend needs both 28-day windows inside the account's life; +1 on each side so
+    # a name unused in both reads 1 (no change) rather than 0 ÷ 0.
     trend = round((use.days_28 + 1) / (use.previous_28 + 1), 4) if tenure >= 55 else None
     # Least-squares slope of the last four weekly counts, in events per week.
     w = use.weeks
@@ -262,10 +264,7 @@ def _counts(prefix: str, use: NameUse, m: Measures, tenure: int, suffix: str) ->
 def _silence(m: Measures, use: NameUse, tenure: int) -> float:
     """Days since the name was last used; unused over the whole kept window: at least
     that long (the state keeps no more), or the account's age if younger."""
-    return float((m.as_of - use.last_day).days if use.last_day else min(tenure, NO_USE_DAYS))
-
-
-NO_USE_DAYS = 90
+    return float((m.as_of - use.last_day).days if use.last_day else min(tenure, NAME_WINDOW_DAYS))
 
 
 def _values(name: str, value: NameUse, count: NameUse) -> Inputs:
