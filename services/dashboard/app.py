@@ -36,6 +36,7 @@ from shared.i18n import (
     format_when,
     translate,
 )
+from shared.i18n.alert_text import alert_text
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -49,6 +50,7 @@ def mount_dashboard(
     templates = Jinja2Templates(directory=HERE / "templates")
     _add_filters(templates, settings)
     templates.env.globals["_"] = _gettext
+    templates.env.globals["alert_text"] = _alert_text
     shared_secret = settings.dashboard_secret.get_secret_value()
     app.state.dashboard = DashboardContext(engine, settings, templates)
     if shared_secret:
@@ -75,6 +77,12 @@ def mount_dashboard(
 def _gettext(context: Context, text: str, **values: object) -> str:
     """``_("…")`` in a template: ``text`` in the page's language (``lang``)."""
     return translate(context.get("lang", DEFAULT_LANGUAGE), text, **values)
+
+
+@pass_context
+def _alert_text(context: Context, text: str | None) -> str:
+    """An alert's title or summary in the page's language (stored in English)."""
+    return alert_text(context.get("lang", DEFAULT_LANGUAGE), text)
 
 
 def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import string
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from shared.i18n import (
     negotiate,
     translate,
 )
+from shared.i18n.alert_text import alert_text
 
 
 def test_translates_to_chinese_and_keeps_english() -> None:
@@ -194,3 +196,21 @@ def test_one_text_one_translation_across_areas() -> None:
                 if first[1] != message.string:
                     clashes.append(f"{message.id!r}: {first} vs {path.name} {message.string!r}")
     assert clashes == []
+
+
+def test_default_alert_texts_have_chinese() -> None:
+    """Every title and summary of the default alerting file (a rule without a summary
+    shows its description) is in alerts.po, and a title as scoring renders it shows in
+    Chinese, resolved or listed in a family's "Also: …" line."""
+    rules = tomllib.loads((LOCALE_DIR.parents[1] / "alerting/default_alerting.toml").read_text())
+    wanted = {r["title"] for r in rules["rule"]} | {
+        r.get("summary") or r["description"] for r in rules["rule"]
+    }
+    with (LOCALE_DIR / "zh_CN" / "alerts.po").open("rb") as handle:
+        have = {m.id for m in read_po(handle) if m.id and m.string}
+    assert sorted(wanted - have) == []
+    assert alert_text("zh-CN", "Resolved: Acme: 6 tickets open") == "已解除：Acme：6 个工单未解决"
+    also = "Also: health 30 is red; nobody has used the product for 15 days."
+    assert alert_text("zh-CN", also) == "另有：健康分 30，红色；已 15 天无人使用产品。"
+    assert alert_text("zh-CN", "Acme: a rule a team wrote") == "Acme: a rule a team wrote"
+    assert alert_text("en", "Acme: health 30 is red") == "Acme: health 30 is red"

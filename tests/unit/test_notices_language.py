@@ -70,3 +70,23 @@ def test_slack_in_chinese() -> None:
     assert slack.fallback_text(many, lang="zh-CN").startswith("12 条预警：")
     shown = texts(slack.message_blocks(many, PUBLIC, lang="zh-CN"))
     assert "*12 条预警*" in shown and "……另有 2 条" in shown
+
+
+def test_alert_title_and_summary_in_chinese() -> None:
+    """The rule's English title and summary (a family's "Also: …" line too) reach a
+    zh-CN notice in Chinese; English readers get them as stored."""
+    a = alert(
+        title="Acme: health 31 is red",
+        summary="HL-05: health is red. Resolves at 45 (default).\n"
+        "Also: only 8% of seats active this week — edge of churn; 6 tickets open.",
+    )
+    notice = Notice(NoticeKind.fire, [a], "k")
+    assert mail.subject(notice, "zh-CN") == "[healthwatch 严重] Acme：健康分 31，红色"
+    body = mail.text_body(notice, PUBLIC, "zh-CN")
+    assert "HL-05：健康度为红色。回到 45 分（默认）才解除。" in body
+    assert "另有：本周仅 8% 的席位活跃——已到流失边缘；6 个工单未解决。" in body
+    blocks = " ".join(texts(slack.message_blocks(notice, PUBLIC, lang="zh-CN")))
+    assert "Acme：健康分 31，红色" in blocks and "另有：" in blocks
+    assert "Acme：健康分 31，红色" in slack.fallback_text(notice, lang="zh-CN")
+    assert mail.subject(notice) == "[healthwatch critical] Acme: health 31 is red"
+    assert "Also: only 8% of seats" in mail.text_body(notice, PUBLIC)

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dashboard.activity_page import parse_when
@@ -423,6 +423,25 @@ async def test_every_alert_action_from_the_alert_page(pages: Pages) -> None:
         "/ui/alerts", data={"csrf": "0" * 64, "alert_id": "acct-04:low_activity:1"}
     )
     assert forged.status_code == 403
+
+
+async def test_alert_titles_in_the_pages_language(pages: Pages) -> None:
+    """The stored English title of a default rule shows in Chinese on a zh-CN page."""
+    alert_id = "acct-02:low_activity:1"
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(alerts)
+            .where(alerts.c.alert_id == alert_id)
+            .values(title="Acct 2: health 31 is red")
+        )
+    await pages.sign_in("lead")
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    assert "Acct 2：健康分 31，红色" in await pages.get("/ui/alerts")
+    assert "Acct 2：健康分 31，红色" in await pages.get(
+        f"/ui/alerts/{urllib.parse.quote(alert_id)}"
+    )
+    pages.client.cookies.set("hw_lang", "en", path="/ui")
+    assert "Acct 2: health 31 is red" in await pages.get("/ui/alerts")
 
 
 async def test_csm_cannot_act_on_or_see_another_csms_alert(pages: Pages) -> None:

@@ -26,6 +26,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.i18n import DEFAULT_LANGUAGE, translate
+from shared.i18n.alert_text import alert_text
 
 # One plain address: no spaces, control characters or lists (a CR/LF or a comma would
 # add recipients).
@@ -107,14 +108,16 @@ def subject(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
 
 def _title(notice: Notice, alert: AlertEvent, lang: str) -> str:
     """An alert's heading in the body: a digest lists alerts by their own titles."""
-    return alert.title if notice.kind == NoticeKind.digest else headline(notice, alert, lang)
+    if notice.kind == NoticeKind.digest:
+        return alert_text(lang, alert.title)
+    return headline(notice, alert, lang)
 
 
 def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> str:
     parts = []
     for a in notice.alerts:
         moved = changes(a)
-        lines = [_title(notice, a, lang), "", a.summary, ""]
+        lines = [_title(notice, a, lang), "", alert_text(lang, a.summary), ""]
         if moved:
             lines += [translate(lang, "What changed in 7 days:"), *(f"  - {c}" for c in moved), ""]
         lines += [
@@ -147,7 +150,7 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
         colour = _BAND_COLOUR.get(a.band or "", "#555")
         style = f"color:{colour};font-weight:bold"
         rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, lang))}</h2>
-<p>{e(a.summary)}</p>
+<p>{e(alert_text(lang, a.summary))}</p>
 {_changes_html(a, lang)}<table cellpadding="4" style="border-collapse:collapse">
 <tr><th align="left">{t("Account")}</th><td>{e(a.account_name or a.account_id)}</td></tr>
 <tr><th align="left">{t("Health")}</th><td style="{style}">{e(health(a, lang))}</td></tr>

@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice
 from shared.i18n import DEFAULT_LANGUAGE, N_, translate
+from shared.i18n.alert_text import alert_text
 
 _BAND_EMOJI = {
     "red": ":red_circle:",
@@ -138,7 +139,7 @@ def fallback_text(
     parses it as mrkdwn too: the data in it is escaped)."""
     prefix = f"<@{escape(mention)}> " if mention else ""
     if len(notice.alerts) > 1:
-        titles = "; ".join(a.title for a in notice.alerts[:MAX_GROUPED])
+        titles = "; ".join(alert_text(lang, a.title) for a in notice.alerts[:MAX_GROUPED])
         line = translate(lang, "{n} alerts: {titles}", n=len(notice.alerts), titles=titles)
         return prefix + escape(line, SECTION_CHARS)
     severity = translate(lang, notice.first.severity.value)
@@ -193,7 +194,7 @@ def _alert_blocks(
         head = f"<@{escape(mention)}> {head}"
     blocks: list[dict[str, Any]] = [_section(head)]
     if alert.summary:
-        blocks.append(_section(escape(alert.summary, SECTION_CHARS)))
+        blocks.append(_section(escape(alert_text(lang, alert.summary), SECTION_CHARS)))
     moved = changes(alert)
     if moved:
         text = "\n".join(f"• {c}" for c in moved)

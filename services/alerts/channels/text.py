@@ -9,6 +9,7 @@ import urllib.parse
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.i18n import DEFAULT_LANGUAGE, N_, translate
+from shared.i18n.alert_text import alert_text
 
 _PREFIX = {
     NoticeKind.update: N_("Updated: {title}"),
@@ -28,12 +29,13 @@ _URL_SECRETS = re.compile(r"(https?://)(?:[^@/\s'\"]*@)?([^/\s'\"?#]+)[^\s'\")]*
 
 def headline(notice: Notice, alert: AlertEvent | None = None, lang: str = DEFAULT_LANGUAGE) -> str:
     """What a notice is headed, in the recipient's language ``lang`` (the alert's own
-    title is the rule's, as the alerting file words it)."""
+    title too, where alerts.po translates its rule's template)."""
     a = alert or notice.first
     if notice.kind == NoticeKind.digest:
         return translate(lang, "{n} open alerts: your daily digest", n=len(notice.alerts))
     prefix = _PREFIX.get(notice.kind)
-    return translate(lang, prefix, title=a.title) if prefix else a.title
+    title = alert_text(lang, a.title)
+    return translate(lang, prefix, title=title) if prefix else title
 
 
 def health(alert: AlertEvent, lang: str) -> str:

@@ -1,0 +1,96 @@
+"""An alert's title and summary in the reader's language, at the time they are shown.
+
+Scoring renders a rule's title and summary from the alerting file's English templates
+and stores that text on the alert (the API, the log and every stored alert keep it as
+it was). To show one in Chinese, the text is matched against the templates that
+alerts.po translates: each ``{field}`` of a template captures what was filled in, the
+translated template is filled with the same captures (each translated in turn when it
+is a text of its own: a band, the change since last week, the danger's causes). A text
+no template matches, such as a rule a team wrote and did not translate, stays as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from functools import cache
+
+from babel.messages.pofile import read_po
+
+from shared.i18n import DEFAULT_LANGUAGE, LOCALE_DIR, babel_locale, translate
+
+CATALOG = "alerts.po"
+# A template field in a translation: {name}, {share:.0%}, {x!r}.
+FIELD = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
+# Fields that hold a list ("a; b"): any other field's capture holds no ";", so a list's
+# first item is never taken for a whole title.
+LIST_FIELDS = frozenset({"title", "also", "change_text", "danger_text"})
+# Captures deeper than this stay as they are (a title inside "Resolved: …" inside …).
+DEPTH = 3
+
+
+@cache
+def _templates(language: str) -> list[tuple[re.Pattern[str], list[str], str]]:
+    """(pattern, its fields, the translation) per template of alerts.po; a title's
+    "{name}: " prefix is optional (a family's "Also: …" lists titles without it).
+    Templates that begin with fixed text first ("Resolved: {title}" is no title of an
+    account named "Resolved"), then the most fixed text first ("health {score} is red"
+    before "health {score} is {band}")."""
+    path = LOCALE_DIR / babel_locale(language) / CATALOG
+    if not path.exists():
+        return []
+    with path.open("rb") as handle:
+        messages = [
+            (str(m.id), str(m.string))
+            for m in read_po(handle, locale=babel_locale(language))
+            if m.id and isinstance(m.id, str) and m.string and "{" in m.id
+        ]
+    found = []
+    for msgid, msgstr in messages:
+        found.append((*_pattern(msgid), msgstr))
+        if msgid.startswith("{name}: "):
+            short = msgstr.removeprefix("{name}：").removeprefix("{name}: ")
+            found.append((*_pattern(msgid.removeprefix("{name}: ")), short))
+    found.sort(key=lambda t: (t[0].pattern.startswith("("), -len(FIELD.sub("", t[0].pattern))))
+    return found
+
+
+def _pattern(template: str) -> tuple[re.Pattern[str], list[str]]:
+    parts, fields = [], []
+    for literal, field, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append("(.*?)" if field in LIST_FIELDS else "([^;\n]*?)")
+            fields.append(field)
+    return re.compile("".join(parts), re.DOTALL), fields
+
+
+def alert_text(language: str, text: str | None) -> str:
+    """``text`` (an alert's title or summary, lines apart) in ``language``."""
+    if not text or language == DEFAULT_LANGUAGE:
+        return text or ""
+    return "\n".join(_translated(language, line, 0) for line in text.split("\n"))
+
+
+def _translated(language: str, text: str, depth: int) -> str:
+    if depth > DEPTH or not text.strip():
+        return text
+    for pattern, fields, msgstr in _templates(language):
+        found = pattern.fullmatch(text)
+        if found is None:
+            continue
+        values = dict(zip(fields, found.groups(), strict=True))
+        filled = {
+            field: value if field == "name" else _translated(language, value, depth + 1)
+            for field, value in values.items()
+        }
+        return _fill(msgstr, filled)
+    if "; " in text:  # the parts of a list: causes, changes, a family's other symptoms
+        return "；".join(_translated(language, part, depth + 1) for part in text.split("; "))
+    return translate(language, text)
+
+
+def _fill(translation: str, values: dict[str, str]) -> str:
+    """The translation's fields replaced by the texts captured for them (already
+    formatted: a field's format spec is not applied again)."""
+    return FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), translation)
