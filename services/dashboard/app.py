@@ -7,6 +7,7 @@ MIT-licensed) from JSON the page embeds. Sign-in is with an API key (see ``auth.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
     viewer's clock (``zone``, set by ``routes.page``); the service's zone and currency
     where a page names none."""
     templates.env.globals.update(zone=settings.zone, currency=settings.currency)
-    templates.env.filters.update(money=_money, pct=_pct, num=_num, when=_when)
+    templates.env.filters.update(money=_money, moneys=_moneys, pct=_pct, num=_num, when=_when)
 
 
 def _lang(context: Context) -> str:
@@ -102,6 +103,18 @@ def _money(context: Context, value: float | None, currency: str | None = None) -
     """``{{ arr|money }}`` in the service's currency, ``{{ arr|money(facts.currency) }}``
     in an account's own."""
     return format_money(_lang(context), value, currency or context["currency"])
+
+
+@pass_context
+def _moneys(context: Context, amounts: Mapping[str | None, float]) -> str:
+    """``{{ totals.money.arr|moneys }}``: one amount per currency, the service's first
+    (None is the service's), side by side and never added together."""
+    service = str(context["currency"])
+    merged: dict[str, float] = {}
+    for currency, amount in amounts.items():
+        merged[currency or service] = merged.get(currency or service, 0.0) + amount
+    shown = sorted(merged, key=lambda c: (c != service, c)) or [service]
+    return " · ".join(format_money(_lang(context), round(merged.get(c, 0.0), 2), c) for c in shown)
 
 
 @pass_context

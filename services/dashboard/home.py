@@ -224,7 +224,23 @@ async def portfolio_page(
     for r in rows:
         before = changes.get(r["account_id"])
         r["change"] = r["score"] - before if before is not None and r["score"] is not None else None
-    return paginate(order(rows, query.sort, query.desc), query.page), portfolio_totals(rows)
+    totals = {**portfolio_totals(rows), "money": arr_totals(rows)}
+    return paginate(order(rows, query.sort, query.desc), query.page), totals
+
+
+def arr_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """ARR and ARR at risk (red health) per currency (None: the service's), never added
+    across currencies, over the accounts whose ARR is known; ``known`` of ``count``
+    says how many that is (an unknown ARR is not 0)."""
+    arr: dict[str | None, float] = {}
+    at_risk: dict[str | None, float] = {}
+    known = [r for r in rows if r["arr"] is not None]
+    for r in known:
+        currency = r.get("currency")
+        arr[currency] = arr.get(currency, 0.0) + r["arr"]
+        if r["band"] == "red":
+            at_risk[currency] = at_risk.get(currency, 0.0) + r["arr"]
+    return {"arr": arr, "at_risk": at_risk, "known": len(known), "count": len(rows)}
 
 
 def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

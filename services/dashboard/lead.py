@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import visible_alerts
 from services.dashboard.auth import Viewer
-from services.dashboard.home import portfolio
+from services.dashboard.home import arr_totals, portfolio
 from services.scoring.queries import STABLE_ACTIVE_SHARE, portfolio_totals
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
@@ -124,6 +124,7 @@ async def lead(
         **{name: series[first:] for name, series in trends.items()},
         "bands": {b: bands.get(b, 0) for b in (*BANDS, "unscored") if bands.get(b) or b in BANDS},
         **{k: totals[k] for k in ("accounts", "arr_total", "arr_at_risk", "active_users_7d")},
+        "money": arr_totals(live),
         "stable_share_now": totals["stably_active_share"],
         "churned_now": len(rows) - len(live),
         "churned_in_range": sum(1 for c in churn_days.values() if span.start <= c <= span.end),
@@ -157,6 +158,7 @@ def per_csm(
                 "customers": len(live),
                 "arr": totals["arr_total"],
                 "arr_at_risk": totals["arr_at_risk"],
+                "money": arr_totals(live),
                 "bands": {b: totals["by_band"].get(b, 0) for b in BANDS},
                 "open_alerts": sum(open_by_account.get(r["account_id"], 0) for r in mine),
                 "churned": len(gone),

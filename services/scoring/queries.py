@@ -179,6 +179,8 @@ def _portfolio_row(r: Any, today: date) -> dict[str, Any]:
         "active_users_7d": r.active_users_7d,
         "open_tickets": r.open_tickets,
         "arr": arr,
+        # The ARR's currency (None: the service's); totals never add two currencies.
+        "currency": fields.get("currency"),
         "contract_end": end.isoformat() if end else None,
         "days_to_renewal": (end - today).days if end else None,
         # Risk (100 − score) times value (ARR): where attention pays most.

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.dashboard.activity_page import parse_when
 from services.dashboard.alerts_page import AlertQuery, action_from_form
 from services.dashboard.app import mount_dashboard
-from services.dashboard.home import PortfolioQuery, order, paginate, search
+from services.dashboard.home import PortfolioQuery, arr_totals, order, paginate, search
 from services.dashboard.lead import TimeRange, per_csm
 from services.dashboard.saved_views import _clean_query
 from services.ingest.app import create_app
@@ -31,6 +31,7 @@ from shared.auth import Role, create_key, role_scopes
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.contracts.wire import decode_event
+from shared.i18n import format_money
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import (
     account_health,
@@ -328,6 +329,45 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
     # Change over 7 days: acct-05 rose 20, every other account fell 10.
     by_change = _rows(await pages.get("/ui/", sort="change", dir="desc"))
     assert by_change[0] == "acct-05"
+
+
+def test_arr_totals_per_currency_and_unknown_apart() -> None:
+    rows = [
+        {"arr": 100.0, "band": "red", "currency": None},
+        {"arr": 50.0, "band": "green", "currency": "CNY"},
+        {"arr": 30.0, "band": "red", "currency": "USD"},
+        {"arr": None, "band": "red", "currency": None},
+    ]
+    totals = arr_totals(rows)
+    assert totals == {
+        "arr": {None: 100.0, "CNY": 50.0, "USD": 30.0},
+        "at_risk": {None: 100.0, "USD": 30.0},
+        "known": 3,
+        "count": 4,
+    }
+
+
+async def test_money_totals_never_add_currencies_nor_count_unknown_as_zero(pages: Pages) -> None:
+    """One account's ARR in dollars, another's unknown: the totals show the service's
+    currency and the dollars apart, and how many accounts have an ARR."""
+    dollars, unknown = _account(1), _account(2)
+    dollars["facts"]["fields"]["currency"] = "USD"
+    del unknown["facts"]["fields"]["arr"]
+    async with pages.engine.begin() as conn:
+        for row in (dollars, unknown):
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.account_id == row["account_id"])
+                .values(facts=row["facts"])
+            )
+    live = [i for i in range(30) if i not in (3, 25)]  # the churned are no customers
+    yuan = sum(10_000.0 * (i + 1) for i in live if i not in (1, 2))
+    await pages.sign_in("lead")
+    lead = await pages.get("/ui/lead")
+    assert f"{format_money('en', yuan, 'CNY')} · $20,000" in lead
+    assert "ARR of 27 of 28 accounts" in lead
+    home = await pages.get("/ui/")
+    assert "ARR of 29 of 30 accounts" in home and "$20,000" in home
 
 
 async def test_saved_views_are_per_person_and_reopen_the_query(pages: Pages) -> None:
