@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -600,7 +600,7 @@ def report(
     if lang is not None and lang not in LANGUAGES:
         raise typer.BadParameter(f"--lang must be one of {', '.join(LANGUAGES)}")
     settings = Settings()
-    last = _report_day(end)
+    last = _report_day(end, settings.zone)
     pdf = pdf or (out is not None and out.suffix.lower() == ".pdf")
     fmt = Fmt(lang or settings.language, settings.currency)
 
@@ -625,12 +625,14 @@ def report(
     console.print(f"[green]wrote[/] {target}")
 
 
-def _report_day(end: str | None) -> date:
-    """``--end`` as a day within the calendar the queries take (default today)."""
+def _report_day(end: str | None, zone: tzinfo) -> date:
+    """``--end`` as a day within the calendar the queries take (default today in the
+    service's zone)."""
+    from services.reports.api import today_in
     from services.scoring.queries import FIRST_DAY, LAST_DAY
 
     try:
-        last = date.fromisoformat(end) if end else date.today()
+        last = date.fromisoformat(end) if end else today_in(zone)
     except ValueError as exc:
         raise typer.BadParameter(f"--end {end!r}: give a day as YYYY-MM-DD") from exc
     if not FIRST_DAY <= last <= LAST_DAY:

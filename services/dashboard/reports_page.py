@@ -9,14 +9,12 @@ own portfolio (404 otherwise, the same as an unknown account).
 
 from __future__ import annotations
 
-from datetime import date
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from services.dashboard.auth import NotFound, context, viewer
 from services.dashboard.routes import SECURITY_HEADERS, language
-from services.reports.api import defaults, pdf_link, report_document
+from services.reports.api import defaults, pdf_link, report_document, today_in
 from services.reports.data import KINDS
 from services.reports.document import Ask
 from services.reports.fmt import Fmt
@@ -54,7 +52,7 @@ async def account_report_page(
     ask = Ask(
         account_id,
         kind,
-        end or date.today(),
+        end or today_in(context(request).settings.zone),
         Fmt(lang if lang in LANGUAGES else language(request), defaults(request).currency),
         pdf=pdf,
         pdf_href=None if pdf else pdf_link(request),

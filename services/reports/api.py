@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, tzinfo
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Request
@@ -16,6 +16,7 @@ from services.reports.fmt import Fmt
 from services.reports.pdf import PdfUnavailable
 from services.scoring.queries import Day, visible_account
 from shared.auth import ApiKey
+from shared.clock import utcnow
 from shared.openapi import error_responses
 from shared.web import ClientError, EngineDep, ReadKey
 
@@ -41,6 +42,18 @@ def defaults(request: Request) -> Fmt:
     composition root from the settings), English and CNY where it set none."""
     fmt = getattr(request.app.state, "report_fmt", None)
     return fmt if isinstance(fmt, Fmt) else Fmt()
+
+
+def today_in(zone: tzinfo) -> date:
+    """A report's default last day: today in ``zone`` (the service's), not the server's
+    calendar (a Shanghai team's Dec 2 starts while a UTC server is on Dec 1)."""
+    return utcnow().astimezone(zone).date()
+
+
+def service_zone(request: Request) -> tzinfo:
+    """The service's zone (the health API's, set from the settings), UTC without one."""
+    zone = getattr(getattr(request.app.state, "health_api", None), "zone", UTC)
+    return zone if isinstance(zone, tzinfo) else UTC
 
 
 def wants_pdf(format: str | None, accept: str | None) -> bool:
@@ -99,7 +112,7 @@ async def account_report(
     ask = Ask(
         account_id,
         kind,
-        end or date.today(),
+        end or today_in(service_zone(request)),
         Fmt(lang or base.lang, base.currency),
         pdf=pdf,
         pdf_href=None if pdf else pdf_link(request),

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.reports import content, render
+from services.reports import api, content, render
 from services.reports.api import wants_pdf
 from services.reports.data import Figures, ModuleUse, Report
 from services.reports.fmt import Fmt
@@ -262,3 +263,11 @@ def test_pdf_is_asked_for_by_format_or_accept() -> None:
     assert wants_pdf(None, "application/pdf") and not wants_pdf(None, None)
     assert wants_pdf(None, "application/pdf, text/html;q=0.9")
     assert not wants_pdf(None, "text/html,application/xhtml+xml,*/*;q=0.8")  # a browser
+
+
+def test_default_last_day_is_today_in_the_service_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 17:00 UTC on Dec 1 it is already Dec 2 in Shanghai: a Shanghai team's report
+    ends on Dec 2, whatever the server's own calendar says."""
+    monkeypatch.setattr(api, "utcnow", lambda: datetime(2026, 12, 1, 17, tzinfo=UTC))
+    assert api.today_in(ZoneInfo("Asia/Shanghai")) == date(2026, 12, 2)
+    assert api.today_in(UTC) == date(2026, 12, 1)
