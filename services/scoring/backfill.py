@@ -12,6 +12,7 @@ Invalid lines are reported with their line number and reason, never dropped sile
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import io
@@ -45,26 +46,50 @@ class ImportReport:
     swept: int = 0
 
 
+class LineNumbers:
+    """Where a record (its number in the file's order, the import's offset) is in the
+    file, as ``sed -n Np`` counts: a JSON-lines record is line number + 1; a CSV record
+    comes after its header, and a quoted field with line breaks or a blank line moves
+    every record after it down. Kept as the few points where that shift changes."""
+
+    def __init__(self) -> None:
+        self._from: list[int] = []  # record numbers where the shift changes
+        self._shift: list[int] = []
+
+    def note(self, number: int, line: int) -> None:
+        """Record ``number`` starts on ``line``."""
+        shift = line - (number + 1)
+        if shift != (self._shift[-1] if self._shift else 0):
+            self._from.append(number)
+            self._shift.append(shift)
+
+    def line(self, number: int) -> int:
+        at = bisect.bisect_right(self._from, number) - 1
+        return number + 1 + (self._shift[at] if at >= 0 else 0)
+
+
 class _Sink(DiscardingProducer):
     """Stands in for the bus: keeps dead letters as rejections, counts alerts."""
 
-    def __init__(self, report: ImportReport, source: str):
+    def __init__(self, report: ImportReport, source: str, lines: LineNumbers | None = None):
         self._report = report
         self._source = source
+        self._lines = lines or LineNumbers()
 
     async def send_many(
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
     ) -> None:
         for message in messages:
             if "reason" in message.headers:
-                line = int(message.headers.get("source_offset", "0")) + 1
+                line = self._lines.line(int(message.headers.get("source_offset", "0")))
                 self._report.rejected.append((self._source, line, message.headers["reason"]))
             else:
                 self._report.alerts_not_sent += 1
 
 
-def read_lines(path: Path) -> Iterator[bytes]:
-    """Each line of the file as one JSON document (CSV rows converted)."""
+def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
+    """Each line of the file as one JSON document (CSV rows converted); ``lines``
+    learns where each CSV row starts."""
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
     opener: Callable[[Path], IO[bytes]] = _gzip_open if gzipped else _plain_open
@@ -72,7 +97,11 @@ def read_lines(path: Path) -> Iterator[bytes]:
     with opener(path) as stream:
         if name.endswith(".csv"):
             text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-            for row in csv.DictReader(text):
+            reader = csv.DictReader(text)
+            for number, row in enumerate(reader):
+                if lines is not None:  # line_num is the row's last line
+                    breaks = sum(v.count("\n") for v in row.values() if isinstance(v, str))
+                    lines.note(number, reader.line_num - breaks)
                 yield orjson.dumps(_csv_row(row))
         else:
             yield from (line.rstrip(b"\r\n") for line in stream)
@@ -117,13 +146,14 @@ async def import_files(
     for path in paths:
         report.files += 1
         topic = f"import:{path.name}"
-        sink = _Sink(report, path.name)
+        lines = LineNumbers()
+        sink = _Sink(report, path.name, lines)
         processor = processor_for(sink)
         stored = await offset_loader(processor.engine, processor.group_id)([(topic, 0)])
         start = 0 if restart else stored.get((topic, 0), 0)
         batch: list[Record] = []
         number = -1
-        for number, line in enumerate(read_lines(path)):
+        for number, line in enumerate(read_lines(path, lines)):
             report.lines += 1
             if number < start:
                 report.skipped_already_imported += 1

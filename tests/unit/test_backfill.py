@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scoring.backfill import import_files
+from services.scoring.backfill import LineNumbers, import_files, read_lines
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Record
@@ -76,7 +76,8 @@ async def test_import_reports_rejects_and_resumes(
     files = write_inputs(tmp_path)
     first = await import_files(files, processor, sweep=False)
     assert first.imported == 42 and first.lines == 45
-    assert [(f, n) for f, n, _ in first.rejected] == [("usage.ndjson.gz", 11), ("tickets.csv", 3)]
+    # The lines as ``sed -n Np`` shows them: the CSV's bad row is line 4, after its header.
+    assert [(f, n) for f, n, _ in first.rejected] == [("usage.ndjson.gz", 11), ("tickets.csv", 4)]
     assert "priority" in first.rejected[1][2]
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
@@ -121,6 +122,29 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     assert resumed.rejected == []  # the bad line was reported by the first run
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
+
+
+def test_csv_rows_are_numbered_by_their_line_in_the_file(tmp_path: Path) -> None:
+    """A row's number is the file line it starts on (``sed -n Np``), after the header,
+    a quoted cell with line breaks and blank lines."""
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "kind,event_id,notes\n"
+        "ticket,r0,plain\n"
+        'ticket,r1,"two\nlines"\n'
+        "\n"
+        "ticket,r2,plain\n"
+        'ticket,r3,"three\r\nline\nnote"\n'
+        "ticket,r4,plain\n"
+    )
+    lines = LineNumbers()
+    records = [orjson.loads(r) for r in read_lines(path, lines)]
+    file_lines = path.read_text().split("\n")
+    for number, record in enumerate(records):
+        assert f",{record['event_id']}," in file_lines[lines.line(number) - 1], number
+    assert [lines.line(n) for n in range(5)] == [2, 3, 6, 7, 10]
+    json_lines = LineNumbers()  # NDJSON: nothing noted, a record is its line
+    assert json_lines.line(0) == 1 and json_lines.line(9) == 10
 
 
 def test_import_command_exits_non_zero_with_line_numbers(tmp_path: Path) -> None:
