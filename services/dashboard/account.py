@@ -20,6 +20,7 @@ from services.scoring.queries import (
     daily_scores,
     newest_score_day,
     visible_account,
+    zone_of,
 )
 from shared.storage.tables import (
     alerts,
@@ -61,6 +62,8 @@ async def account_page(
     except ClientError as exc:
         raise NotFound(account_id) from exc
     stored = (facts_row.facts or {}) if facts_row is not None else {}
+    # The account's days (its history, its today) are its own zone's, as scoring counts.
+    zone = zone_of(stored, zone)
     facts = stored.get("fields", {})
     h = await account_health_row(conn, account_id)
     explanation = (h.components if h is not None else None) or {}

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.measures import Measures, load_measures
 from services.scoring.state import OPEN_STATUSES
+from services.scoring.zones import zone_of as zone_of  # for other packages (import rules)
 from shared.auth import ApiKey
 from shared.storage.tables import (
     account_health,

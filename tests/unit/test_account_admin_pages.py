@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dashboard import changes
@@ -41,7 +41,7 @@ from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
 from shared.i18n import translate
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import deliveries, health_models
+from shared.storage.tables import accounts, deliveries, health_models
 from tests.support.factories import EngineFactory, ProcessorFactory
 from tests.support.measures import measures
 
@@ -252,6 +252,16 @@ async def test_churned_account_card_chart_and_history_api_agree(
     # Viewed later than NOW (the route's real clock): its last day is no longer partial.
     assert "(today, so far)" not in en and "健康分构成" in zh
     assert "拉低健康分的因素" in zh or "无手册所列原因" in zh
+    # In the account's own zone (Honolulu: still Nov 22 at NOW) that day is not today.
+    async with engine.begin() as conn:
+        stored = (
+            await conn.execute(select(accounts.c.facts).where(accounts.c.account_id == "gone"))
+        ).scalar_one()
+        stored["fields"]["timezone"] = "Pacific/Honolulu"
+        await conn.execute(
+            update(accounts).where(accounts.c.account_id == "gone").values(facts=stored)
+        )
+        assert not (await account_page(conn, LEAD, "gone", NOW, UTC))["history"]["partial"]
 
 
 def test_the_chart_runs_to_the_day_of_the_card() -> None:
