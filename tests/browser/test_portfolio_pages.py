@@ -97,7 +97,7 @@ async def _seed(hw: Harness) -> None:
             "rule": rule,
             "severity": "critical" if i == 1 else "warning",
             "status": "firing",
-            "title": f"{rule.replace('_', ' ')} at {_id(i)}",
+            "title": TITLES[rule].format(name=_id(i)),
             "payload": {},
             "owner_email": ANNA if i < 20 else CARL,
             "fired_at": now - timedelta(minutes=i),
@@ -227,6 +227,13 @@ async def test_boss_view_range_per_csm_and_churn(browser: Browser, stack: Stack)
     _for_readme(await browser.screenshot("boss-view-zh-CN"))
 
 
+# Titles as scoring renders the default rules' templates (stored in English).
+TITLES = {
+    "low_activity": "{name}: only 12% of seats active this week — edge of churn",
+    "ticket_backlog": "{name}: 6 tickets open",
+}
+
+
 async def test_alerts_page_every_action(browser: Browser, stack: Stack) -> None:
     await browser.sign_in(stack.keys["lead"], "/ui/alerts")
     assert len(await _ids(browser, "#alert-list tr[data-alert-id]", "alertId")) == 16
@@ -260,6 +267,8 @@ async def test_alerts_page_every_action(browser: Browser, stack: Stack) -> None:
 
     await _in(browser, "zh-CN", f"/ui/alerts/{urllib.parse.quote(alert_id)}")
     assert any("历史记录" in t for t in await browser.texts("#activity h2"))
+    # The rule's English title (as scoring stores it) is shown in Chinese.
+    assert any("acct-00：6 个工单未解决" in t for t in await browser.texts("h1"))
     await browser.screenshot("alert-zh-CN")
     await browser.get("/ui/alerts?state=all")
     assert "预警" in await browser.status_of_page()
