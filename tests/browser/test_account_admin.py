@@ -218,6 +218,7 @@ async def test_admin_pages_and_actions_in_both_languages(
 
     await browser.get("/ui/admin/rules")
     assert "[[rule]]" in await browser.js("return document.getElementById('toml-text').value")
+    await browser.screenshot("admin-rules-en")
     await browser.get("/ui/admin/deliveries")
     assert "HTTP 502" in " ".join(await browser.texts("#deliveries td"))
     await browser.screenshot("admin-deliveries-en")

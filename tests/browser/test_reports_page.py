@@ -127,6 +127,13 @@ async def test_reports_from_the_account_page_in_both_languages(
     await browser.get("/ui/accounts/qbr-co/reports/bimonthly?lang=zh-CN")
     assert "双月使用报告" in await browser.status_of_page()
     await browser.screenshot("report-bimonthly-zh")
+    await browser.get("/ui/accounts/qbr-co/reports/bimonthly?lang=en")
+    assert "Bi-monthly usage report" in await browser.status_of_page()
+    await browser.screenshot("report-bimonthly-en")
+    for lang, title in (("en", "Usage report"), ("zh-CN", "使用报告")):
+        await browser.get(f"/ui/accounts/qbr-co/reports/usage?lang={lang}")
+        assert title in await browser.status_of_page(), lang
+        await browser.screenshot(f"report-usage-{lang}")
 
     # Carl's account is not Anna's to see, in any form.
     for path in ("/ui/accounts/carl-co/reports/qbr", "/ui/accounts/carl-co/reports/qbr?format=pdf"):
