@@ -273,7 +273,7 @@ async def test_lead_view_trends_and_totals(browser: Browser, stack: Stack) -> No
     active = await _chart(browser, "chart-active-users", PURPLE)
     assert active[0][2][-1] == 2 + 4 + 2
     shares = await _chart(browser, "chart-shares", (46, 125, 74))
-    assert shares[0][1] > 0 and shares[1][0] == "Churned"
+    assert shares[0][1] > 0 and shares[1][0] == "Churned share"
     bands = await _chart(browser, "chart-bands", RED)
     assert sum(bands[0][2]) == 3
     by_rule = await _chart(browser, "chart-alerts", RED)
