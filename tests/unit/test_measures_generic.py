@@ -16,7 +16,7 @@ from services.scoring.backtest.directions import declared_direction
 from services.scoring.backtest.replay import read_churn_csv, replay
 from services.scoring.inputs import MAX_NAMES, generic_inputs, model_inputs
 from services.scoring.measures import NameUse, load_measures
-from services.scoring.model.calibrate import fit, name_of, top_names
+from services.scoring.model.calibrate import fit, name_of, shape_function, top_names
 from services.scoring.model.evaluate import evaluate
 from services.scoring.model.labels import GENERIC_LABELS, generic_label
 from services.scoring.model.schema import (
@@ -187,3 +187,13 @@ async def test_the_service_scores_with_a_calibrated_per_name_model(tmp_path: Pat
     # "export" is a name this app never sends: declared, so measured as none everywhere.
     assert scored and all(s.inputs["events_28d[export]"] == 0 for s in scored)
     assert all(set(s.groups) == {"behaviour"} for s in scored)
+
+
+def test_curves_are_monotone_in_the_direction_the_training_data_shows() -> None:
+    rng = random.Random(9)
+    values = [float(v) for v in range(400)]
+    labels = [rng.random() < 0.5 - v / 1000 for v in range(400)]  # noisy, falling churn
+    curve = shape_function(values, labels)
+    assert curve is not None
+    scores = [point[1] for point in curve]
+    assert scores == sorted(scores) and scores[-1] == 100  # never dips on a noisy bin
