@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.queries import visible_alerts
 from services.dashboard.auth import Viewer
 from services.dashboard.saved_views import saved_views
-from services.scoring.queries import SORTS, Filters, portfolio_rows, portfolio_totals
+from services.scoring.queries import (
+    DEFAULT_CURRENCY,
+    SORTS,
+    Filters,
+    portfolio_rows,
+    portfolio_totals,
+)
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.contracts.events import LifecycleStage, Tier
 from shared.storage.tables import accounts, alerts, health_daily
@@ -224,23 +230,25 @@ async def portfolio_page(
     for r in rows:
         before = changes.get(r["account_id"])
         r["change"] = r["score"] - before if before is not None and r["score"] is not None else None
-    totals = {**portfolio_totals(rows), "money": arr_totals(rows)}
+    totals = portfolio_totals(rows)
+    totals["money"] = arr_totals(totals)
     return paginate(order(rows, query.sort, query.desc), query.page), totals
 
 
-def arr_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """ARR and ARR at risk (red health) per currency (None: the service's), never added
-    across currencies, over the accounts whose ARR is known; ``known`` of ``count``
-    says how many that is (an unknown ARR is not 0)."""
-    arr: dict[str | None, float] = {}
-    at_risk: dict[str | None, float] = {}
-    known = [r for r in rows if r["arr"] is not None]
-    for r in known:
-        currency = r.get("currency")
-        arr[currency] = arr.get(currency, 0.0) + r["arr"]
-        if r["band"] == "red":
-            at_risk[currency] = at_risk.get(currency, 0.0) + r["arr"]
-    return {"arr": arr, "at_risk": at_risk, "known": len(known), "count": len(rows)}
+def arr_totals(totals: dict[str, Any]) -> dict[str, Any]:
+    """From ``portfolio_totals``: ARR and ARR at risk (red health) per currency (None:
+    the service's), never added across currencies, over the accounts whose ARR is
+    known; ``known`` of ``count`` says how many that is (an unknown ARR is not 0)."""
+    by = {
+        None if currency == DEFAULT_CURRENCY else currency: sums
+        for currency, sums in totals["arr_by_currency"].items()
+    }
+    return {
+        "arr": {c: sums["arr"] for c, sums in by.items()},
+        "at_risk": {c: sums["arr_at_risk"] for c, sums in by.items() if sums["arr_at_risk"]},
+        "known": totals["arr_accounts_known"],
+        "count": totals["accounts"],
+    }
 
 
 def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -272,7 +272,10 @@ async def band_changes_between(
 def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals over portfolio rows, for ``GET /v1/aggregates`` and the lead's page alike:
     accounts by band and danger level, ARR and ARR at risk (red band), active users, the
-    share of stably active accounts, churned accounts."""
+    share of stably active accounts, churned accounts. ``arr_by_currency`` keeps each
+    currency's ARR apart (``default``: accounts without one, in the service's) and
+    ``arr_accounts_known`` says how many accounts have an ARR at all; ``arr_total`` is
+    kept for old callers and adds whatever amounts there are."""
     stable = sum(
         1
         for r in rows
@@ -285,10 +288,32 @@ def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "by_danger_level": dict(Counter(r["danger_level"] or "none" for r in rows)),
         "arr_total": round(sum(r["arr"] or 0 for r in rows), 2),
         "arr_at_risk": round(sum(r["arr"] or 0 for r in rows if r["band"] == "red"), 2),
+        "arr_accounts_known": sum(1 for r in rows if r["arr"] is not None),
+        "arr_by_currency": _arr_by_currency(rows),
         "active_users_7d": sum(r["active_users_7d"] or 0 for r in rows),
         "stably_active_share": round(stable / len(rows), 4) if rows else None,
         "churned": sum(1 for r in rows if r["lifecycle_stage"] == "churned"),
     }
+
+
+# The currency key of accounts whose facts name none (the service's currency).
+DEFAULT_CURRENCY = "default"
+
+
+def _arr_by_currency(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """currency → ARR and ARR at risk (red band) over the accounts with a known ARR;
+    amounts in different currencies are never added."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["arr"] is None:
+            continue
+        sums = out.setdefault(
+            r.get("currency") or DEFAULT_CURRENCY, {"arr": 0.0, "arr_at_risk": 0.0}
+        )
+        sums["arr"] = round(sums["arr"] + r["arr"], 2)
+        if r["band"] == "red":
+            sums["arr_at_risk"] = round(sums["arr_at_risk"] + r["arr"], 2)
+    return out
 
 
 # The entry of one day of a timeline, created on first use.

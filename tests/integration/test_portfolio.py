@@ -107,6 +107,11 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         assert totals["by_band"].get("red") == 2
         assert totals["arr_total"] == 555_000.0
         assert totals["arr_at_risk"] == 505_000.0
+        # Per currency, never added across; how many accounts have an ARR at all.
+        assert totals["arr_by_currency"] == {
+            "default": {"arr": 555_000.0, "arr_at_risk": 505_000.0}
+        }
+        assert totals["arr_accounts_known"] == 3
         assert totals["stably_active_share"] == round(1 / 3, 4)
         assert totals["open_alerts_by_rule"] == {"low_activity": 2, "ticket_backlog": 1}
         # Aggregates take the list's filters.

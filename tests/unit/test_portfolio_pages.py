@@ -27,6 +27,7 @@ from services.dashboard.home import PortfolioQuery, arr_totals, order, paginate,
 from services.dashboard.lead import TimeRange, per_csm
 from services.dashboard.saved_views import _clean_query
 from services.ingest.app import create_app
+from services.scoring.queries import portfolio_totals
 from shared.auth import Role, create_key, role_scopes
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
@@ -338,7 +339,14 @@ def test_arr_totals_per_currency_and_unknown_apart() -> None:
         {"arr": 30.0, "band": "red", "currency": "USD"},
         {"arr": None, "band": "red", "currency": None},
     ]
-    totals = arr_totals(rows)
+    common = {"seats_purchased": None, "active_users_7d": 0, "danger_level": None}
+    api = portfolio_totals([{**r, **common, "lifecycle_stage": None} for r in rows])
+    assert api["arr_accounts_known"] == 3 and api["arr_by_currency"] == {
+        "default": {"arr": 100.0, "arr_at_risk": 100.0},
+        "CNY": {"arr": 50.0, "arr_at_risk": 0.0},
+        "USD": {"arr": 30.0, "arr_at_risk": 30.0},
+    }
+    totals = arr_totals(api)
     assert totals == {
         "arr": {None: 100.0, "CNY": 50.0, "USD": 30.0},
         "at_risk": {None: 100.0, "USD": 30.0},
