@@ -69,6 +69,8 @@ def _monotone(points: list[tuple[float, float]], x: Any, y: Any) -> list[tuple[f
     becomes a steady one, which held up better out of sample (docs/model-evaluation.md)."""
     from scipy.stats import spearmanr
 
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return points  # no correlation to follow (and scipy would warn)
     rho = float(spearmanr(x, y).statistic)
     if not math.isfinite(rho) or rho == 0:
         return points
