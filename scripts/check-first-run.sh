@@ -39,15 +39,22 @@ fail() {
   exit 1
 }
 url="http://127.0.0.1:$port"
+# GET with an optional bearer key; fails on anything but a 2xx. Python, not curl: the
+# README asks a newcomer for make, git and Python only, and a fresh Debian has no curl.
+get() {
+  python3 -c 'import sys, urllib.request as u
+r = u.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]} if sys.argv[2] else {})
+u.urlopen(r, timeout=10).read()' "$1" "${2:-}" 2>/dev/null
+}
 start=$SECONDS
-until grep -q "Sign in at $url/ui/ with key hwk_" "$log" && curl -fsS -o /dev/null "$url/readyz"; do
+until grep -q "Sign in at $url/ui/ with key hwk_" "$log" && get "$url/readyz"; do
   kill -0 "$demo_pid" 2>/dev/null || fail "make demo ended by itself"
   [ $((SECONDS - start)) -lt "$deadline_s" ] || fail "not ready after ${deadline_s}s"
   sleep 2
 done
 key="$(grep -o 'hwk_[A-Za-z0-9_-]*' "$log" | head -n 1)"
-curl -fsS -o /dev/null "$url/ui/login" || fail "the dashboard's sign-in page did not answer"
-curl -fsS -o /dev/null -H "Authorization: Bearer $key" "$url/v1/accounts" ||
+get "$url/ui/login" || fail "the dashboard's sign-in page did not answer"
+get "$url/v1/accounts" "$key" ||
   fail "the printed sign-in key was refused by GET /v1/accounts"
 grep -q "venv\|virtual environment" "$log" || fail "make demo did not say it uses a virtual environment"
 echo "first run: ready after $((SECONDS - start))s; stopping it as Ctrl-C does"
