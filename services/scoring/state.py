@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, case, delete, or_, select, text
+from sqlalchemy import BigInteger, and_, case, cast, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.zones import account_zones
@@ -289,6 +289,20 @@ async def _add_daily_users(conn: AsyncConnection, users: set[tuple[str, date, st
     await conn.execute(stmt, params)
 
 
+# activity_daily_names.count is a 32-bit INTEGER. Order values summed per day (the
+# "value" dimension) can pass it; the upsert would then fail, and every later event of
+# that name and day would go to the dead-letter topic. Saturating keeps the stream going
+# (a day's sum beyond ±2^31 means nothing to a recency/frequency/monetary measure).
+COUNT_MAX = 2**31 - 1
+
+
+def _saturated(count: Any) -> Any:
+    """``count`` (a number or a SQL expression) held within ±COUNT_MAX."""
+    if isinstance(count, int):
+        return max(-COUNT_MAX, min(COUNT_MAX, count))
+    return case((count > COUNT_MAX, COUNT_MAX), (count < -COUNT_MAX, -COUNT_MAX), else_=count)
+
+
 async def _add_daily_names(
     conn: AsyncConnection, names: dict[tuple[str, date, str, str], int]
 ) -> None:
@@ -303,14 +317,19 @@ async def _add_daily_names(
                 "day": day,
                 "dimension": dimension,
                 "name": name,
-                "count": count,
+                "count": _saturated(count),
             }
             for (account_id, day, dimension, name), count in sorted(names.items())
         ],
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["account_id", "day", "dimension", "name"],
-        set_={"count": activity_daily_names.c.count + stmt.excluded.count},
+        # Added as BIGINT, or the sum itself overflows before it can be held in range.
+        set_={
+            "count": _saturated(
+                cast(activity_daily_names.c.count, BigInteger) + stmt.excluded.count
+            )
+        },
     )
     await conn.execute(stmt, params)
 

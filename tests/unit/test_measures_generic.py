@@ -197,3 +197,28 @@ def test_curves_are_monotone_in_the_direction_the_training_data_shows() -> None:
     assert curve is not None
     scores = [point[1] for point in curve]
     assert scores == sorted(scores) and scores[-1] == 100  # never dips on a noisy bin
+
+
+@pytest.fixture
+async def pg_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def test_order_values_past_the_counters_range_saturate_not_fail(
+    pg_engine: AsyncEngine,
+) -> None:
+    """A day's order values beyond 32 bits (PostgreSQL's INTEGER) neither fail the batch
+    (which would dead-letter every later order of that day) nor wrap around."""
+    big = [_use(n, "purchase", 1, value=999_999_999) for n in range(3)]
+    for batch in (big[:1], big[1:]):  # within one batch, then across batches (the upsert)
+        async with pg_engine.begin() as conn:
+            await apply_events(conn, batch, window_days=90, now=NOW)
+    async with pg_engine.begin() as conn:
+        await apply_events(conn, [_use(9, "purchase", 1, value=5)], window_days=90, now=NOW)
+    async with pg_engine.connect() as conn:
+        [m] = await load_measures(conn, {"shop"})
+    assert m.name_use[("value", "purchase")].days_90 == 2**31 - 1
+    assert m.name_use[("event", "purchase")].days_90 == 4
