@@ -115,7 +115,9 @@ async def migrate(engine: AsyncEngine) -> None:
     def _upgrade(sync_conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "head")
+        # "heads", not "head": features developed side by side add migrations that
+        # branch from one parent until a merge revision joins them; every branch applies.
+        command.upgrade(cfg, "heads")
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
