@@ -19,6 +19,7 @@ from pydantic import AfterValidator
 from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.facts_history import facts_as_of as facts_as_of  # for other packages
 from services.scoring.measures import Measures, load_measures
 from services.scoring.state import OPEN_STATUSES
 from services.scoring.zones import zone_of as zone_of  # for other packages (import rules)

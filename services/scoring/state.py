@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import BigInteger, and_, case, cast, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.facts_history import fold_fields, given_facts, record_facts, stamp_of
 from services.scoring.zones import account_zones
 from shared.contracts.events import (
     AccountFacts,
@@ -47,12 +48,6 @@ OPEN_STATUSES = ("open", "pending")
 # The first key of the PostgreSQL advisory locks taken per ticket id (the second is the
 # id's hash): any constant no other lock of this database uses.
 TICKET_LOCK_SPACE = 0x7469636B  # "tick"
-_FACT_FIELDS = tuple(
-    name
-    for name in AccountFacts.model_fields
-    if name
-    not in {"schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"}
-)
 
 
 @dataclass
@@ -435,20 +430,17 @@ async def _apply_facts(
     }
     for e in events:
         facts = merged[e.account_id]
-        stamp = [e.occurred_at.isoformat(), e.event_id]
-        for name, value in e.model_dump(mode="json", include=set(_FACT_FIELDS)).items():
-            if value is None:
-                continue
-            if name == "contacts":
-                _observe_people(facts, value, stamp)
-            if name not in facts["stamps"] or facts["stamps"][name] <= stamp:
-                facts["fields"][name] = value
-                facts["stamps"][name] = stamp
-            if name == "lifecycle_stage" and value == "churned":
-                # When it churned: the earliest such fact (a CRM re-sending the same
-                # stage every night moves the field's stamp, not this).
-                first = facts.get("churned_at")
-                facts["churned_at"] = min(first, stamp[0]) if first else stamp[0]
+        stamp = stamp_of(e)
+        given = given_facts(e)
+        if "contacts" in given:
+            _observe_people(facts, given["contacts"], stamp)
+        fold_fields(facts, e)
+        if given.get("lifecycle_stage") == "churned":
+            # When it churned: the earliest such fact (a CRM re-sending the same
+            # stage every night moves the field's stamp, not this).
+            first = facts.get("churned_at")
+            facts["churned_at"] = min(first, stamp[0]) if first else stamp[0]
+    await record_facts(conn, events)
     await upsert(
         conn,
         accounts,

@@ -126,6 +126,17 @@ accounts = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Account facts history (issue 12, services/scoring/facts_history.py): the merged facts
+# in force from each moment a fact event of the account occurred at, for as-of reads.
+# ``facts`` holds the fields and each field's [occurred_at, event_id] stamp.
+account_facts_history = Table(
+    "account_facts_history",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("occurred_at", UTCDateTime, primary_key=True),
+    Column("facts", JSON, nullable=False),
+)
+
 # Idempotency: an event id is applied once, in the transaction that applies it. Ids of
 # events older than the late-event grace period are pruned: a replay of such a usage
 # event is late and ignored anyway, and every other kind applies idempotently.

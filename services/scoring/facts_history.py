@@ -1,0 +1,153 @@
+"""Account facts as they were at any moment: one merged snapshot per fact event time.
+
+``accounts.facts`` holds the facts in force now. ``account_facts_history`` keeps, for
+every moment a fact event of the account occurred at, the facts in force from then
+on: the fold of every fact event with ``occurred_at`` at or before it, each field
+keeping the value of its newest event (ties broken by event id), as ``state.py`` merges
+the current facts. A snapshot stores the fields and, per field, the stamp
+``[occurred_at, event_id]`` of the event that set it, so a fact that arrives late (out
+of event-time order) is folded into its own moment's snapshot and into every later one
+for the fields no newer event set; folding an event again changes nothing (a replay).
+
+As-of reads (``facts_as_of``) take the newest snapshot at or before the moment.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts.events import AccountFacts
+from shared.storage.db import upsert
+from shared.storage.tables import account_facts_history
+
+# The fields of a fact event that are facts (the rest identifies the event).
+FACT_FIELDS = tuple(
+    name
+    for name in AccountFacts.model_fields
+    if name
+    not in {"schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"}
+)
+
+# A snapshot: {"fields": name → value, "stamps": name → [occurred_at ISO, event_id]}.
+Snapshot = dict[str, Any]
+
+
+def stamp_of(event: AccountFacts) -> list[str]:
+    """The order facts merge in: event time, then event id (so ties merge the same way
+    on every replay)."""
+    return [event.occurred_at.isoformat(), event.event_id]
+
+
+def given_facts(event: AccountFacts) -> dict[str, Any]:
+    """The fields ``event`` gives (unset fields, None, are not facts), JSON-ready."""
+    return {
+        name: value
+        for name, value in event.model_dump(mode="json", include=set(FACT_FIELDS)).items()
+        if value is not None
+    }
+
+
+def fold_fields(facts: Snapshot, event: AccountFacts) -> bool:
+    """Set in ``facts`` each field ``event`` gives whose stamp is not older than the one
+    stored; whether anything changed."""
+    stamp = stamp_of(event)
+    changed = False
+    for name, value in given_facts(event).items():
+        if name not in facts["stamps"] or facts["stamps"][name] <= stamp:
+            if facts["stamps"].get(name) != stamp or facts["fields"].get(name) != value:
+                changed = True
+            facts["fields"][name] = value
+            facts["stamps"][name] = stamp
+    return changed
+
+
+async def record_facts(conn: AsyncConnection, events: Sequence[AccountFacts]) -> None:
+    """Fold ``events`` into the history: a snapshot at each event's moment (starting
+    from the snapshot before it) and into every later snapshot of its account."""
+    if not events:
+        return
+    snapshots = await _load_from(conn, {e.account_id for e in events}, min(_at(e) for e in events))
+    changed: set[tuple[str, datetime]] = set()
+    for event in events:
+        history = snapshots[event.account_id]
+        at = _at(event)
+        if at not in history:
+            before = [moment for moment in history if moment < at]
+            history[at] = (
+                copy.deepcopy(history[max(before)]) if before else {"fields": {}, "stamps": {}}
+            )
+            changed.add((event.account_id, at))
+        for moment, facts in history.items():
+            if moment >= at and fold_fields(facts, event):
+                changed.add((event.account_id, moment))
+    await upsert(
+        conn,
+        account_facts_history,
+        [
+            {"account_id": account_id, "occurred_at": at, "facts": snapshots[account_id][at]}
+            for account_id, at in sorted(changed)
+        ],
+        keys=["account_id", "occurred_at"],
+        update=["facts"],
+    )
+
+
+def _at(event: AccountFacts) -> datetime:
+    return event.occurred_at.astimezone(UTC)
+
+
+async def _load_from(
+    conn: AsyncConnection, ids: set[str], since: datetime
+) -> dict[str, dict[datetime, Snapshot]]:
+    """Each account's snapshots from the newest one at or before ``since`` on: all a
+    batch whose events are not older than ``since`` can start from or change."""
+    h = account_facts_history.c
+    start = (
+        select(h.account_id, func.max(h.occurred_at).label("at"))
+        .where(h.account_id.in_(ids), h.occurred_at <= since)
+        .group_by(h.account_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(h.account_id, h.occurred_at, h.facts)
+        .select_from(account_facts_history.outerjoin(start, start.c.account_id == h.account_id))
+        .where(h.account_id.in_(ids), h.occurred_at >= func.coalesce(start.c.at, since))
+    )
+    out: dict[str, dict[datetime, Snapshot]] = defaultdict(dict)
+    for row in rows:
+        out[row.account_id][row.occurred_at.astimezone(UTC)] = row.facts
+    return out
+
+
+def end_of(day: date) -> datetime:
+    """The last moment of ``day`` (UTC): a day's as-of read counts its every fact."""
+    return datetime.combine(day + timedelta(days=1), time(), UTC) - timedelta(microseconds=1)
+
+
+async def facts_as_of(
+    conn: AsyncConnection, at: datetime | date, account_ids: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """account id → the facts fields in force at ``at`` (a date: at its end, UTC), for
+    ``account_ids`` (default: every account). An account none of whose facts had
+    occurred by then is left out: nothing was known of it."""
+    moment = at if isinstance(at, datetime) else end_of(at)
+    h = account_facts_history.c
+    newest = select(h.account_id, func.max(h.occurred_at).label("at")).where(
+        h.occurred_at <= moment
+    )
+    if account_ids is not None:
+        newest = newest.where(h.account_id.in_(list(account_ids)))
+    latest = newest.group_by(h.account_id).subquery()
+    rows = await conn.execute(
+        select(h.account_id, h.facts).join(
+            latest, and_(latest.c.account_id == h.account_id, latest.c.at == h.occurred_at)
+        )
+    )
+    return {row.account_id: dict(row.facts["fields"]) for row in rows}
