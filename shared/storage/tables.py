@@ -376,6 +376,66 @@ deliveries = Table(
     Index("ix_deliveries_destination", "channel", "destination", "status"),
 )
 
+# Risk cases and tasks (issue 16): the handbook's endangered-customer review (DG-10..DG-14).
+# A case is one account's problem, opened from an alert or by hand, reviewed on a cadence
+# by its danger level until closed with an outcome and a lesson. Its owner is the
+# account's owner now (the accounts table), never stamped on the case.
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(200), nullable=False, index=True),
+    # The account's id while the case is open, NULL once closed: unique, so an account
+    # has one open case at most, whatever opens it twice (a replayed or re-sent alert, two
+    # clicks). NULLs are distinct on SQLite and PostgreSQL: closed cases do not collide.
+    Column("open_key", String(200), unique=True),
+    Column("state", String(10), nullable=False),  # open / closed
+    Column("danger_level", String(10), nullable=False),  # high / normal / mild
+    Column("causes", JSON, nullable=False),  # cause codes (services/alerts/cases/model.py)
+    Column("alert_id", String(300)),  # the alert it was opened from, if any
+    Column("summary", Text, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("opened_by", String(320), nullable=False),
+    Column("next_review_at", UTCDateTime),
+    Column("closed_at", UTCDateTime),
+    Column("closed_by", String(320)),
+    Column("outcome", String(20)),  # saved / churned / downgraded
+    Column("lesson", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A case's reviews: who met when, what they found, and the danger level after it.
+case_reviews = Table(
+    "case_reviews",
+    metadata,
+    Column("review_id", BigId, primary_key=True, autoincrement=True),
+    Column("case_id", BigId, nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reviewer", String(320), nullable=False),
+    Column("notes", Text, nullable=False),
+    Column("danger_after", String(10), nullable=False),
+)
+
+# Things people must do for an account by a date: a case's action plan (DG-13), or a task
+# of its own (an NPS detractor's follow-up, SV-04). ``owner_email`` NULL: the account's
+# owner now. ``source_key`` makes a task opened automatically (by an alert) once.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", String(200), nullable=False, index=True),
+    Column("case_id", BigId, index=True),
+    Column("kind", String(30), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("owner_email", String(320)),
+    Column("due", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    Column("done_by", String(320)),
+    Column("source", String(320), nullable=False),  # who made it: an email, or alert:<id>
+    Column("source_key", String(400), unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # The embedded bus: an append-only log in the same database file (one partition per
 # topic, offset = row id). A row committed here is durable before ingest answers 2xx.
 bus_log = Table(

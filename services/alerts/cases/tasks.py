@@ -1,0 +1,156 @@
+"""Tasks: what someone must do for an account by a date, in a case's action plan or on
+their own (an NPS detractor's follow-up). The module API other packages use: create,
+list, complete.
+
+A task's owner is ``owner_email`` if one was named, else the account's owner now (the
+accounts table), read when listed: a reassigned account's tasks move with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
+from services.alerts.queries import accounts_of, total_of
+from shared.auth import ApiKey
+from shared.storage.db import insert_ignore
+from shared.storage.tables import accounts, tasks
+
+
+def owner_now() -> ColumnElement[str]:
+    """Who does a task: the one named on it, else the account's owner now."""
+    return func.coalesce(tasks.c.owner_email, accounts.c.owner_email)
+
+
+class TaskError(ValueError):
+    """The task cannot be created or changed so; the message says why."""
+
+
+@dataclass(frozen=True)
+class NewTask:
+    account_id: str
+    kind: str
+    title: str
+    due: datetime
+    source: str  # who made it: an email, or ``alert:<id>``
+    case_id: int | None = None
+    owner_email: str | None = None  # None: the account's owner, whoever it is then
+    # Given for a task opened automatically: a second create with it adds nothing.
+    source_key: str | None = None
+
+
+async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> int:
+    """Add ``task``; its id. With a ``source_key`` already used, the existing task's id
+    (a replayed alert opens its follow-up once)."""
+    if task.kind not in TASK_KINDS:
+        raise TaskError(f"unknown task kind {task.kind!r}")
+    title = task.title.strip()
+    if not title or len(title) > TITLE_CHARS:
+        raise TaskError(f"a task needs a title of 1 to {TITLE_CHARS} characters")
+    values = {
+        "account_id": task.account_id,
+        "case_id": task.case_id,
+        "kind": task.kind,
+        "title": title,
+        "owner_email": task.owner_email or None,
+        "due": task.due,
+        "source": task.source,
+        "source_key": task.source_key,
+        "created_at": now,
+    }
+    if task.source_key is None:
+        done = await conn.execute(tasks.insert().values(**values).returning(tasks.c.task_id))
+        return int(done.scalar_one())
+    await conn.execute(insert_ignore(conn, tasks).values(**values).on_conflict_do_nothing())
+    found = select(tasks.c.task_id).where(tasks.c.source_key == task.source_key)
+    return int((await conn.execute(found)).scalar_one())
+
+
+def task_query(key: ApiKey | None = None) -> Select[Any]:
+    """Every task with its owner now (``owner``) and its account's name, narrowed to the
+    accounts ``key`` may see (a CSM's portfolio)."""
+    q = select(tasks, owner_now().label("owner"), accounts.c.name.label("account_name")).outerjoin(
+        accounts, accounts.c.account_id == tasks.c.account_id
+    )
+    if key is not None and key.portfolio_of is not None:
+        q = q.where(tasks.c.account_id.in_(accounts_of(key.portfolio_of)))
+    return q
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    owner: str | None = None  # the owner now (named, else the account's)
+    account_id: str | None = None
+    case_id: int | None = None
+    kind: str | None = None
+    open_only: bool = True
+    overdue_at: datetime | None = None  # open and due before this time
+
+
+async def list_tasks(
+    conn: AsyncConnection,
+    key: ApiKey | None,
+    where: TaskFilter,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """The tasks ``key`` may see that match ``where``, soonest due first; and how many
+    match in all."""
+    q = task_query(key)
+    if where.owner is not None:
+        q = q.where(owner_now() == where.owner)
+    if where.account_id is not None:
+        q = q.where(tasks.c.account_id == where.account_id)
+    if where.case_id is not None:
+        q = q.where(tasks.c.case_id == where.case_id)
+    if where.kind is not None:
+        q = q.where(tasks.c.kind == where.kind)
+    if where.open_only or where.overdue_at is not None:
+        q = q.where(tasks.c.done_at.is_(None))
+    if where.overdue_at is not None:
+        q = q.where(tasks.c.due < where.overdue_at)
+    total = await total_of(conn, q)
+    q = q.order_by(tasks.c.done_at.is_not(None), tasks.c.due, tasks.c.task_id)
+    rows = await conn.execute(q.limit(limit).offset(offset))
+    return [task_row(r) for r in rows], total
+
+
+async def visible_task(conn: AsyncConnection, task_id: int, key: ApiKey | None) -> Any:
+    """The task's row (with ``owner`` and ``account_name``) if ``key`` may see it."""
+    q = task_query(key).where(tasks.c.task_id == task_id)
+    return (await conn.execute(q)).first()
+
+
+async def complete_task(conn: AsyncConnection, task_id: int, actor: str, now: datetime) -> None:
+    """Mark the task done by ``actor``; TaskError if it is done already or gone."""
+    done = await conn.execute(
+        update(tasks)
+        .where(tasks.c.task_id == task_id, tasks.c.done_at.is_(None))
+        .values(done_at=now, done_by=actor)
+    )
+    if done.rowcount == 0:
+        raise TaskError("the task is done already")
+
+
+def task_row(r: Any) -> dict[str, Any]:
+    """A task as the API and the dashboard show it."""
+    return {
+        "task_id": r.task_id,
+        "account_id": r.account_id,
+        "account_name": r.account_name,
+        "case_id": r.case_id,
+        "kind": r.kind,
+        "title": r.title,
+        "owner_email": r.owner,
+        "due": r.due,
+        "done_at": r.done_at,
+        "done_by": r.done_by,
+        "source": r.source,
+        "created_at": r.created_at,
+    }

@@ -1,0 +1,100 @@
+"""Tasks on a real SQLite database: created once per source key, owned by the account's
+owner now unless named, listed by owner and overdue, completed once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.alerts.cases.tasks import (
+    NewTask,
+    TaskError,
+    TaskFilter,
+    complete_task,
+    create_task,
+    list_tasks,
+    visible_task,
+)
+from shared.auth import ApiKey, Scope
+from shared.config import Settings
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import accounts
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def engine(embedded_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    async with engine.begin() as conn:
+        for account_id, owner in (("acme", "anna@example.com"), ("beta", "bob@example.com")):
+            await conn.execute(
+                accounts.insert().values(
+                    account_id=account_id,
+                    name=account_id.title(),
+                    owner_email=owner,
+                    facts={},
+                    facts_occurred_at=T0,
+                    updated_at=T0,
+                )
+            )
+    yield engine
+    await engine.dispose()
+
+
+def csm(email: str) -> ApiKey:
+    return ApiKey(key_id="k", name="k", scopes=frozenset({Scope.read}), csm_email=email)
+
+
+async def test_create_list_complete(engine: AsyncEngine) -> None:
+    follow_up = NewTask(
+        "acme",
+        "nps_followup",
+        "Call the detractor",
+        T0 + timedelta(days=7),
+        "alert:a1",
+        source_key="nps:a1",
+    )
+    async with engine.begin() as conn:
+        first = await create_task(conn, follow_up, T0)
+        assert await create_task(conn, follow_up, T0) == first  # a replay adds nothing
+        named = NewTask(
+            "beta",
+            "case_action",
+            "Meet the boss",
+            T0 + timedelta(days=1),
+            "lead@x",
+            owner_email="carl@example.com",
+        )
+        await create_task(conn, named, T0)
+        with pytest.raises(TaskError):
+            await create_task(conn, NewTask("acme", "case_action", " ", T0, "x"), T0)
+    async with engine.begin() as conn:
+        mine, total = await list_tasks(conn, csm("anna@example.com"), TaskFilter())
+        assert total == 1 and mine[0]["owner_email"] == "anna@example.com"
+        assert mine[0]["account_name"] == "Acme"
+        # Another CSM's key sees neither the task nor its account's.
+        assert await visible_task(conn, first, csm("bob@example.com")) is None
+        carl, _ = await list_tasks(conn, None, TaskFilter(owner="carl@example.com"))
+        assert [t["title"] for t in carl] == ["Meet the boss"]
+        late, _ = await list_tasks(conn, None, TaskFilter(overdue_at=T0 + timedelta(days=2)))
+        assert [t["title"] for t in late] == ["Meet the boss"]
+        # The account handed over: its task follows the owner now.
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.account_id == "acme")
+            .values(owner_email="bob@example.com")
+        )
+        moved, _ = await list_tasks(conn, None, TaskFilter(owner="bob@example.com"))
+        assert [t["task_id"] for t in moved] == [first]
+        await complete_task(conn, first, "bob@example.com", T0 + timedelta(days=1))
+        with pytest.raises(TaskError):
+            await complete_task(conn, first, "bob@example.com", T0 + timedelta(days=1))
+        done, total = await list_tasks(conn, None, TaskFilter(open_only=False, account_id="acme"))
+        assert total == 1 and done[0]["done_by"] == "bob@example.com"
+        assert (await list_tasks(conn, None, TaskFilter(account_id="acme")))[1] == 0
