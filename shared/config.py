@@ -154,6 +154,22 @@ class Settings(BaseSettings):
     alert_timer_interval_s: float = Field(
         30.0, description="How often reminders, snooze ends, escalations and digests are checked"
     )
+    # Risk cases (issue 16). The handbook gives no interval, only "re-review until the
+    # danger is lifted" (DG-14) and "high: act at once, mild: keep watching" (DG-11): ours
+    # follow that order, a high-danger case weekly (one working week to act), a normal one
+    # every two weeks, a mild one monthly (a CSM's monthly visit cadence, CAD-03).
+    case_review_days_high: int = Field(
+        7, ge=1, description="Days between reviews of a high-danger case"
+    )
+    case_review_days_normal: int = Field(
+        14, ge=1, description="Days between reviews of a normal-danger case"
+    )
+    case_review_days_mild: int = Field(
+        30, ge=1, description="Days between reviews of a mild-danger case"
+    )
+    # SV-04 asks for a follow-up of every detractor but gives no deadline: a week lets the
+    # CSM reach the customer (calls often fail, EW-14) while the answer is still fresh.
+    nps_followup_days: int = Field(7, ge=1, description="Days to follow up an NPS detractor")
     dashboard_secret: SecretStr = Field(
         SecretStr(""),
         description="Signs dashboard sessions and form tokens; set the same on every "
@@ -188,22 +204,6 @@ class Settings(BaseSettings):
     )
     delivery_poll_interval_s: float = Field(
         0.5, description="How often the outbox looks for due deliveries, seconds"
-    # Risk cases (issue 16). The handbook gives no interval, only "re-review until the
-    # danger is lifted" (DG-14) and "high: act at once, mild: keep watching" (DG-11): ours
-    # follow that order, a high-danger case weekly (one working week to act), a normal one
-    # every two weeks, a mild one monthly (a CSM's monthly visit cadence, CAD-03).
-    case_review_days_high: int = Field(
-        7, ge=1, description="Days between reviews of a high-danger case"
-    )
-    case_review_days_normal: int = Field(
-        14, ge=1, description="Days between reviews of a normal-danger case"
-    )
-    case_review_days_mild: int = Field(
-        30, ge=1, description="Days between reviews of a mild-danger case"
-    )
-    # SV-04 asks for a follow-up of every detractor but gives no deadline: a week lets the
-    # CSM reach the customer (calls often fail, EW-14) while the answer is still fresh.
-    nps_followup_days: int = Field(7, ge=1, description="Days to follow up an NPS detractor")
     )
 
     # --- misc ------------------------------------------------------------------------
