@@ -40,6 +40,8 @@ from services.scoring.model.store import ModelStore
 from services.scoring.portfolio import router as portfolio_router
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
+from services.scoring.workload.api import WorkloadApiContext
+from services.scoring.workload.api import router as workload_router
 from shared.alerting.store import alerting_store
 from shared.auth import KeyStore
 from shared.bus.base import DeadLetter, Record
@@ -296,6 +298,8 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(portfolio_router)
     app.include_router(reports_router)
     app.include_router(keys_router)
+    app.state.workload_api = WorkloadApiContext(rt.engine, rt.settings, rt.bus.producer)
+    app.include_router(workload_router)
 
 
 def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:

@@ -206,6 +206,37 @@ class Settings(BaseSettings):
         0.5, description="How often the outbox looks for due deliveries, seconds"
     )
 
+    # --- CSM workload (services/scoring/workload/) ------------------------------------
+    # SEG-10: ~30 visits a month per CSM; strategic accounts take 2 a month → 15, enterprise
+    # 1 a month → 30, non-focus are served in batches → 200–300 (250, the middle).
+    capacity_strategic: int = Field(
+        15, ge=1, description="Strategic accounts one CSM can serve (SEG-10)"
+    )
+    capacity_enterprise: int = Field(
+        30, ge=1, description="Enterprise accounts one CSM can serve (SEG-10)"
+    )
+    capacity_non_focus: int = Field(
+        250, ge=1, description="Non-focus accounts one CSM can serve (SEG-10: 200–300)"
+    )
+    # CAD-03: strategic accounts weekly in the first month after go-live, then a monthly
+    # visit and a quarterly business review; CAD-08: enterprise about every two months.
+    # Non-focus accounts get no visits (CAD-12: a monthly mass mailing), so none is due.
+    cadence_strategic_first_month_days: int = Field(
+        7,
+        ge=1,
+        description="Days between calls or visits in a strategic account's first month "
+        "after go-live (CAD-03)",
+    )
+    cadence_strategic_visit_days: int = Field(
+        30, ge=1, description="Days between visits to a strategic account (CAD-03)"
+    )
+    cadence_strategic_qbr_days: int = Field(
+        91, ge=1, description="Days between business reviews of a strategic account (CAD-03)"
+    )
+    cadence_enterprise_days: int = Field(
+        61, ge=1, description="Days between calls or visits to an enterprise account (CAD-08)"
+    )
+
     # --- misc ------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every service"

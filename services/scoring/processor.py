@@ -28,6 +28,7 @@ from services.scoring.step import (
     alert_event,
     score_account,
 )
+from services.scoring.workload.records import record_relationship
 from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.deadletter import dead_letter_message
@@ -83,6 +84,7 @@ class ScoringProcessor:
                 now=now,
                 tz=self.zone,
             )
+            await record_relationship(conn, fresh)
             alerts = await self.rescore(conn, applied.accounts, now)
             outgoing = dead + self.alert_messages(alerts)
             if outgoing:

@@ -1,0 +1,90 @@
+"""Reassigning accounts to another CSM, as an account-facts change.
+
+The owner lives in the accounts table, which scoring alone writes when account facts
+apply. A reassignment is therefore an ``account`` event carrying the new owner,
+published on the bus as ingest would publish a CRM's (and as the dashboard publishes a
+touchpoint): scoring stays the one writer, a replay of the bus gives the same owner,
+and alerts, cases and due touchpoints follow, since they read the account's current
+owner. A later CRM sync that sends ``owner`` overrides it, as any newer fact does.
+
+Only a key that sees every account (a lead's or an admin's) with the ``respond`` scope
+may reassign.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.queries import visible_account
+from shared.auth import ApiKey, Scope
+from shared.bus.base import OutMessage
+from shared.config import Settings
+from shared.contracts.events import AccountFacts, Owner
+from shared.contracts.wire import encode_event
+from shared.storage.tables import accounts
+from shared.web import ClientError
+
+# One request's accounts: a whole portfolio moves in a few requests, and one answer
+# stays small.
+MAX_ACCOUNTS = 500
+
+
+def may_reassign(key: ApiKey) -> bool:
+    return key.portfolio_of is None and key.allows(Scope.respond)
+
+
+async def reassignment(
+    conn: AsyncConnection, key: ApiKey, account_ids: Sequence[str], to_owner: str, now: datetime
+) -> tuple[list[AccountFacts], list[str]]:
+    """The events that move ``account_ids`` to ``to_owner``, and the accounts left out
+    because they are the owner's already. 403 for a CSM's key, 404 for an unknown id."""
+    if not may_reassign(key):
+        raise ClientError(
+            403, "lead_only", "Only a lead or an admin key may reassign accounts between CSMs."
+        )
+    unchanged, moving = [], []
+    for account_id in dict.fromkeys(account_ids):
+        row = await visible_account(conn, account_id, key)
+        if row is not None and row.owner_email == to_owner:
+            unchanged.append(account_id)
+        else:
+            moving.append(account_id)
+    owner = await _owner(conn, to_owner)
+    events = [
+        AccountFacts(
+            event_id=f"reassign:{uuid.uuid4().hex}",
+            account_id=account_id,
+            occurred_at=now,
+            received_at=now,
+            owner=owner,
+        )
+        for account_id in moving
+    ]
+    return events, unchanged
+
+
+async def _owner(conn: AsyncConnection, email: str) -> Owner:
+    """The owner as the CRM already knows them (Slack id, name) from an account they
+    own, so their alerts reach their Slack; else the email alone."""
+    a = accounts.c
+    q = select(a.owner_slack_id, a.facts).where(a.owner_email == email).limit(1)
+    row = (await conn.execute(q)).first()
+    known = (((row.facts or {}).get("fields") or {}).get("owner") or {}) if row else {}
+    return Owner(
+        email=email,
+        slack_id=row.owner_slack_id if row else None,
+        name=known.get("name") if isinstance(known, dict) else None,
+    )
+
+
+def messages(events: Sequence[AccountFacts], settings: Settings) -> list[OutMessage]:
+    """The bus messages ingest would publish for ``events``: the account topic, keyed by
+    the account (so they land on its partition, in order with its other events)."""
+    return [
+        OutMessage(settings.topic(e.kind), e.account_id.encode(), encode_event(e)) for e in events
+    ]
