@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 import orjson
+from babel.numbers import list_currencies
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -95,6 +96,19 @@ def _known_zone(value: str) -> str:
     return value
 
 
+@cache
+def currency_codes() -> frozenset[str]:
+    # ISO 4217 as Babel's CLDR data knows it: the codes its money formatting can name.
+    return frozenset(list_currencies())
+
+
+def _known_currency(value: str) -> str:
+    code = value.upper()
+    if code not in currency_codes():
+        raise ValueError(f"unknown currency {value!r}: use an ISO 4217 code such as CNY or USD")
+    return code
+
+
 def _bounded_tree(value: dict[str, Any]) -> dict[str, Any]:
     """Free JSON at most MAX_DEPTH deep and without NUL in keys or strings."""
     try:
@@ -140,7 +154,7 @@ Day = Annotated[date, AfterValidator(_in_date_range)]
 Name = Annotated[str, Field(max_length=500), AfterValidator(_no_control)]
 Label = Annotated[str, Field(max_length=200), AfterValidator(_no_control)]
 SlackId = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]  # its column
-Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_no_control)]
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_known_currency)]
 Subject = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
 Text = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]

@@ -116,6 +116,16 @@ def test_an_unknown_zone_is_a_field_error() -> None:
             EVENT_ADAPTER.validate_python(facts("x", timezone=name))
 
 
+def test_a_currency_is_an_iso_4217_code() -> None:
+    # Money is formatted and summed per currency: a made-up code would be a total of its own.
+    assert EVENT_ADAPTER.validate_python(facts("x", currency="usd")).currency == "USD"
+    for code in ("ZZZ", "US$", "AB\x01"):
+        with pytest.raises(ValidationError) as caught:
+            EVENT_ADAPTER.validate_python(facts("x", currency=code))
+        [error] = caught.value.errors()
+        assert error["loc"][-1] == "currency"
+
+
 async def test_a_change_of_zone_applies_from_then_on(
     embedded_settings: Settings,
     engine_factory: EngineFactory,
