@@ -21,6 +21,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts import routing
+from services.alerts.cases import hooks as cases_hooks
 from services.alerts.channels.text import one_line
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
@@ -83,6 +84,7 @@ class AlertLifecycle:
         )
         if alert.status == "resolved":
             return  # its firing predates this database: nobody heard about it
+        await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=True)
         if alert.severity == Severity.critical:
             await self._inhibit_others(conn, alert)
         if not muted:
@@ -121,6 +123,7 @@ class AlertLifecycle:
         # A symptom attached to the alert, or a severity that fell, is stored and shown,
         # not sent: people hear again only when it gets worse.
         rose = worse(alert.severity, Severity(row.severity))
+        await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=rose)
         snoozed = row.snoozed_until is not None and row.snoozed_until > now
         if rose and told and not snoozed and row.status == "firing":
             update_n = f"update:{alert.revision}"

@@ -42,6 +42,9 @@ from shared.storage.tables import alerts, deliveries
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 20
+# Case and task notices' ``notification`` names start so (``case.opened``): never
+# grouped with alert notices into one Slack message.
+CASE_NOTIFICATION = "case."
 
 
 def backoff_s(attempts: int, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -93,7 +96,11 @@ class Outbox:
         notification: str | None = None,
     ) -> int:
         """Put a notice about one alert, keyed by the alert and ``notification`` (which
-        notification of it: ``repeat:3``; the kind if None)."""
+        notification of it: ``repeat:3``; the kind if None). An alert opened by an import
+        (still true when the history ended) gets no first notice: see
+        ``services/scoring/backfill.py``."""
+        if alert.imported and kind == NoticeKind.fire:
+            return 0
         notification = notification or kind.value
         notice = Notice(kind, [alert], f"{alert.alert_id}/{notification}")
         return await self.put(
@@ -117,11 +124,18 @@ class Outbox:
         if queued is None:
             raise RuntimeError("Outbox.put outside Outbox.transaction()")
         digest = notice.kind == NoticeKind.digest
+        about = notice.case  # a case or task notice: keyed by it, not by an alert
+        account_id: str | None
+        if about is not None:
+            subject, account_id = about.ref, about.account_id
+        else:
+            subject = notice.key if digest else notice.first.alert_id
+            account_id = None if digest else notice.first.account_id
         rows = [
             {
-                "alert_id": notice.key if digest else notice.first.alert_id,
+                "alert_id": subject,
                 "notification": notification,
-                "account_id": None if digest else notice.first.account_id,
+                "account_id": account_id,
                 "channel": channel,
                 "destination": destination,
                 "payload": notice.to_json(),
@@ -134,7 +148,7 @@ class Outbox:
             if only is None or channel == only
         ]
         if not rows and self.channels:
-            queued.unroutable.append((notice.first.rule, notice.key))
+            queued.unroutable.append((_rule(notice), notice.key))
         if not rows:
             return 0
         await conn.execute(insert_ignore(conn, deliveries).on_conflict_do_nothing(), rows)
@@ -235,7 +249,7 @@ class OutboxSender:
             )
             due = (
                 await conn.execute(
-                    select(d.c.delivery_id, d.c.channel, d.c.destination)
+                    select(d.c.delivery_id, d.c.channel, d.c.destination, d.c.notification)
                     .where(d.c.delivery_id.in_(heads), d.c.next_attempt_at <= now, free)
                     .order_by(d.c.next_attempt_at)
                     .limit(CLAIM_BATCH)
@@ -244,7 +258,7 @@ class OutboxSender:
             groups: list[list[Any]] = []
             for head in due:
                 ids = [head.delivery_id]
-                if head.channel == "slack" and grouping:
+                if head.channel == "slack" and grouping and not _case_notice(head):
                     ids += await _waiting_behind(conn, head, free)
                 group = await self._take(conn, ids, free, now)
                 if group is not None:
@@ -416,6 +430,7 @@ async def _waiting_behind(conn: AsyncConnection, head: Any, free: ColumnElement[
             d.c.status == "pending",
             d.c.delivery_id > head.delivery_id,
             d.c.attempts == 0,
+            ~d.c.notification.startswith(CASE_NOTIFICATION),
             free,
         )
         .order_by(d.c.delivery_id)
@@ -455,5 +470,13 @@ def _one_notice(notices: list[Notice]) -> Notice:
 
 
 def _rule(notice: Notice) -> str:
-    """The rule a delivery is about ("digest" for digests), for metric labels."""
+    """The rule a delivery is about ("digest" for digests, "case" for case and task
+    notices), for metric labels."""
+    if notice.case is not None:
+        return "case"
     return "digest" if notice.kind == NoticeKind.digest else notice.first.rule
+
+
+def _case_notice(row: Any) -> bool:
+    """A case or task notice goes alone: a grouped Slack message lists alerts."""
+    return str(row.notification).startswith(CASE_NOTIFICATION)

@@ -27,8 +27,14 @@ def team(routing: Routing, settings: Settings) -> Recipient:
 
 
 def role(alert: AlertEvent, name: str, routing: Routing) -> Recipient | None:
+    return person(name, alert.sales_owner, routing)
+
+
+def person(name: str, sales_owner: Owner | None, routing: Routing) -> Recipient | None:
+    """The person a role names: the account's sales owner for ``sales_manager`` when
+    the CRM sent one, else the alerting file's."""
     if name == "sales_manager":
-        own = _recipient(alert.sales_owner)
+        own = _recipient(sales_owner)
         if own is not None:
             return own
     return routing.people.get(name)
@@ -36,16 +42,35 @@ def role(alert: AlertEvent, name: str, routing: Routing) -> Recipient | None:
 
 def recipients(alert: AlertEvent, routing: Routing, settings: Settings) -> list[Recipient]:
     """The owner CSM (else the team), plus the roles the account's tier adds."""
-    found = [_recipient(alert.owner) or team(routing, settings)]
-    for name in routing.tiers.get(alert.tier or "", []):
-        r = role(alert, name, routing)
+    return account_people(alert.owner, alert.tier, alert.sales_owner, routing, settings)
+
+
+def account_people(
+    owner: Owner | None,
+    tier: str | None,
+    sales_owner: Owner | None,
+    routing: Routing,
+    settings: Settings,
+) -> list[Recipient]:
+    """Who hears about an account: its owner CSM (else the team), plus the roles its tier
+    adds (strategic: the lead and the sales owner, CAD-01/DG-10). Alerts and risk cases."""
+    found = [_recipient(owner) or team(routing, settings)]
+    for name in routing.tiers.get(tier or "", []):
+        r = person(name, sales_owner, routing)
         if r is not None:
             found.append(r)
     return found
 
 
 def escalation_recipients(alert: AlertEvent, routing: Routing) -> list[Recipient]:
-    return [r for name in routing.escalate_to if (r := role(alert, name, routing)) is not None]
+    return escalation_people(alert.sales_owner, routing)
+
+
+def escalation_people(sales_owner: Owner | None, routing: Routing) -> list[Recipient]:
+    """Who hears when nobody acted in time: ``routing.escalate_to`` (the lead)."""
+    return [
+        r for name in routing.escalate_to if (r := person(name, sales_owner, routing)) is not None
+    ]
 
 
 def addresses(channels: Sequence[Channel], people: Iterable[Recipient]) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
+from services.alerts.cases.timers import CaseTimers
 from services.alerts.channels.text import one_line
 from services.alerts.lifecycle import stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
@@ -51,6 +52,7 @@ class AlertTimers:
         self._metrics = metrics
         self._alerting = alerting
         self._clock = clock
+        self._cases = CaseTimers(outbox, settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -71,6 +73,7 @@ class AlertTimers:
             queued += await self._repeat(conn, alerting, now)
             queued += await self._escalate(conn, alerting, now, escalated)
             queued += await self._digest(conn, alerting, now)
+            queued += await self._cases.run(conn, alerting.routing, now)
         # Told only once committed: a pass that failed and is retried counts nothing twice.
         for alert_id, rule in escalated:
             self._metrics.escalated.labels(rule).inc()

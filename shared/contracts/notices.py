@@ -8,8 +8,11 @@ duplicate a crash between sending and recording causes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.alerts import AlertEvent
 
@@ -24,6 +27,36 @@ class NoticeKind(StrEnum):
     resolve = "resolve"  # the alert ended
     digest = "digest"  # a CSM's open alerts of the day, in one email
     group = "group"  # several notices to one Slack destination sent as one message
+    # Risk cases and tasks (issue 16): ``Notice.case`` says which; ``alerts`` is empty.
+    case_opened = "case_opened"  # a case was opened for an account
+    review_due = "review_due"  # a case's review is due (its cadence by danger level)
+    review_overdue = "review_overdue"  # a review is past due: the lead hears
+    task_due = "task_due"  # a task is due: its owner hears
+    task_overdue = "task_overdue"  # a task is past due: the lead hears
+    case_closed = "case_closed"  # a case was closed with an outcome
+
+
+class CaseNote(BaseModel):
+    """What a case or task notice is about, as the channels render it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: int | None = None
+    task_id: int | None = None
+    account_id: str
+    account_name: str | None = None
+    danger_level: str | None = None
+    causes: list[str] = Field(default_factory=list)
+    title: str  # the case's summary, or the task's title
+    due: datetime | None = None  # the task's due date, or the review's
+    owner_email: str | None = None
+    outcome: str | None = None
+    lesson: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """Its key in the outbox (``deliveries.alert_id``): ``task:7`` or ``case:3``."""
+        return f"task:{self.task_id}" if self.task_id is not None else f"case:{self.case_id}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +64,7 @@ class Notice:
     kind: NoticeKind
     alerts: list[AlertEvent]
     key: str
+    case: CaseNote | None = None
 
     def __post_init__(self) -> None:
         # Stored payloads and callers give the kind as its string value.
@@ -45,9 +79,11 @@ class Notice:
             "kind": self.kind.value,
             "key": self.key,
             "alerts": [a.model_dump(mode="json") for a in self.alerts],
+            **({"case": self.case.model_dump(mode="json")} if self.case else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Notice:
         alerts = [AlertEvent.model_validate(a) for a in data["alerts"]]
-        return cls(NoticeKind(data["kind"]), alerts, data["key"])
+        case = CaseNote.model_validate(data["case"]) if data.get("case") else None
+        return cls(NoticeKind(data["kind"]), alerts, data["key"], case)

@@ -28,6 +28,8 @@ BODYLESS = {
     "/v1/alerts/{alert_id}/acknowledge",
     "/v1/alerts/{alert_id}/unsnooze",
     "/v1/deliveries/{delivery_id}/retry",
+    "/v1/cases/{case_id}/tasks/{task_id}/complete",
+    "/v1/tasks/{task_id}/complete",
 }
 ERROR_REF = "#/components/schemas/ErrorBody"
 SECRET = "helpdesk-secret"

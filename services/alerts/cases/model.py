@@ -40,7 +40,11 @@ CAUSES = {
 
 # How a case ends (issue 16); DG-08: only acquisition or bankruptcy is unavoidable churn,
 # which the lesson says.
-OUTCOMES = {"saved": N_("Saved"), "churned": N_("Churned"), "downgraded": N_("Downgraded")}
+OUTCOMES = {
+    "saved": N_("Customer saved"),
+    "churned": N_("Customer churned"),
+    "downgraded": N_("Customer downgraded"),
+}
 STATES = {"open": N_("Open"), "closed": N_("Closed")}
 
 # Task kinds: a step of a case's action plan (DG-13), an NPS detractor's follow-up (SV-04).

@@ -89,6 +89,7 @@ class TaskFilter:
     case_id: int | None = None
     kind: str | None = None
     open_only: bool = True
+    done_only: bool = False
     overdue_at: datetime | None = None  # open and due before this time
 
 
@@ -115,6 +116,8 @@ async def list_tasks(
         q = q.where(tasks.c.done_at.is_(None))
     if where.overdue_at is not None:
         q = q.where(tasks.c.due < where.overdue_at)
+    if where.done_only:
+        q = q.where(tasks.c.done_at.is_not(None))
     total = await total_of(conn, q)
     q = q.order_by(tasks.c.done_at.is_not(None), tasks.c.due, tasks.c.task_id)
     rows = await conn.execute(q.limit(limit).offset(offset))

@@ -12,6 +12,7 @@ from email.utils import formataddr, parseaddr
 import aiosmtplib
 
 from services.alerts.channels.base import SEND_TIMEOUT_S, DeliveryError
+from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
 from services.alerts.channels.text import (
     account_url,
     changes,
@@ -98,7 +99,9 @@ def _mailbox(destination: str) -> tuple[str, str]:
 def subject(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
     """One line whatever the data holds (a CR/LF in a name would start a new header),
     of a length mail clients show."""
-    if notice.kind == NoticeKind.digest:
+    if notice.case is not None:
+        line = one_line(f"[healthwatch] {case_headline(notice, lang)}")
+    elif notice.kind == NoticeKind.digest:
         line = one_line(f"[healthwatch] {headline(notice, lang=lang)}")
     else:
         severity = translate(lang, notice.first.severity.value)
@@ -114,6 +117,10 @@ def _title(notice: Notice, alert: AlertEvent, lang: str) -> str:
 
 
 def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    if notice.case is not None:
+        lines = [f"{label}: {value}" for label, value in case_lines(notice, lang)]
+        link = translate(lang, "Open the case: {url}", url=case_url(public_url, note_of(notice)))
+        return encodable("\n".join([case_headline(notice, lang), "", *lines, "", link]) + "\n")
     parts = []
     for a in notice.alerts:
         moved = changes(a)
@@ -141,6 +148,8 @@ def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
 
 def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> str:
     e = html.escape
+    if notice.case is not None:
+        return _case_html(notice, public_url, lang)
 
     def t(text: str, **values: object) -> str:
         return e(translate(lang, text, **values))
@@ -164,6 +173,22 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
     return encodable(f"""<!doctype html>
 <html lang="{e(lang)}"><body style="font-family:system-ui,sans-serif;color:#222">
 {head}{"<hr>".join(rows)}
+</body></html>
+""")
+
+
+def _case_html(notice: Notice, public_url: str, lang: str) -> str:
+    """A risk case or task notice: its headline, facts and a link to the case."""
+    e = html.escape
+    rows = "".join(
+        f'<tr><th align="left">{e(k)}</th><td>{e(v)}</td></tr>' for k, v in case_lines(notice, lang)
+    )
+    url = e(case_url(public_url, note_of(notice)))
+    return encodable(f"""<!doctype html>
+<html lang="{e(lang)}"><body style="font-family:system-ui,sans-serif;color:#222">
+<h2>{e(case_headline(notice, lang))}</h2>
+<table cellpadding="4" style="border-collapse:collapse">{rows}</table>
+<p><a href="{url}">{e(translate(lang, "Open the case"))}</a></p>
 </body></html>
 """)
 

@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from services.alerts.channels.base import WEBHOOK_DESTINATION, DeliveryError, retry_after
+from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
 from services.alerts.channels.text import account_url, changes, encodable, headline, health
 from shared.alerting.schema import Recipient
 from shared.config import Settings
@@ -138,6 +139,8 @@ def fallback_text(
     """The plain-text fallback Slack shows in notifications and to screen readers (Slack
     parses it as mrkdwn too: the data in it is escaped)."""
     prefix = f"<@{escape(mention)}> " if mention else ""
+    if notice.case is not None:
+        return prefix + escape(case_headline(notice, lang), SECTION_CHARS)
     if len(notice.alerts) > 1:
         titles = "; ".join(alert_text(lang, a.title) for a in notice.alerts[:MAX_GROUPED])
         line = translate(lang, "{n} alerts: {titles}", n=len(notice.alerts), titles=titles)
@@ -156,6 +159,8 @@ def message_blocks(
     lang: str = DEFAULT_LANGUAGE,
 ) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
+    if notice.case is not None:
+        return _case_blocks(notice, public_url, mention, lang)
     if len(notice.alerts) > 1:
         intro = f"*{escape(translate(lang, '{n} alerts', n=len(notice.alerts)))}*"
         if mention:
@@ -168,6 +173,27 @@ def message_blocks(
         more = escape(translate(lang, "…and {n} more", n=len(notice.alerts) - MAX_GROUPED))
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
     return blocks
+
+
+def _case_blocks(
+    notice: Notice, public_url: str, mention: str | None, lang: str
+) -> list[dict[str, Any]]:
+    """A risk case or task notice: its headline, facts and a link to the case."""
+    head = f":clipboard: *{escape(case_headline(notice, lang), SECTION_CHARS - 100)}*"
+    if mention:
+        head = f"<@{escape(mention)}> {head}"
+    facts = [_field(escape(k), escape(v, FIELD_CHARS - 100)) for k, v in case_lines(notice, lang)]
+    button = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": translate(lang, "Open the case")},
+        "url": case_url(public_url, note_of(notice)),
+        "action_id": "open_case",
+    }
+    return [
+        _section(head),
+        {"type": "section", "fields": facts[:10]},  # Slack shows at most 10 fields
+        {"type": "actions", "elements": [button]},
+    ]
 
 
 def _section(mrkdwn: str) -> dict[str, Any]:

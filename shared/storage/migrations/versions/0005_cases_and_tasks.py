@@ -45,6 +45,10 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=20), nullable=True),
         sa.Column("lesson", sa.Text(), nullable=True),
         sa.Column("updated_at", _time(), nullable=False),
+        sa.Column("opened_told_at", _time(), nullable=True),
+        sa.Column("closed_told_at", _time(), nullable=True),
+        sa.Column("review_told_for", _time(), nullable=True),
+        sa.Column("review_escalated_for", _time(), nullable=True),
         sa.PrimaryKeyConstraint("case_id", name=op.f("pk_cases")),
         sa.UniqueConstraint("open_key", name=op.f("uq_cases_open_key")),
     )
@@ -74,6 +78,8 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=320), nullable=False),
         sa.Column("source_key", sa.String(length=400), nullable=True),
         sa.Column("created_at", _time(), nullable=False),
+        sa.Column("due_told_for", _time(), nullable=True),
+        sa.Column("overdue_told_for", _time(), nullable=True),
         sa.PrimaryKeyConstraint("task_id", name=op.f("pk_tasks")),
         sa.UniqueConstraint("source_key", name=op.f("uq_tasks_source_key")),
     )

@@ -1,0 +1,82 @@
+"""What an alert opening does to cases and tasks, in the intake's transaction (the one
+that stores the alert with the consumed offsets): a high-danger alert opens the account's
+case (DG-11: high danger, act at once), a detractor's alert its follow-up task (SV-04).
+Both are idempotent: a replayed or re-sent alert finds the open case and the task's
+source key, and adds nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.alerts.cases.actions import NewCase, open_case
+from services.alerts.cases.model import CAUSES, NPS_DETRACTOR_RULE, NPS_FOLLOWUP, SEVERITY_LEVEL
+from services.alerts.cases.tasks import NewTask, create_task
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent, Severity
+from shared.i18n import N_
+from shared.storage.tables import account_health
+
+AUTOMATIC = "healthwatch"  # the actor of what the service opens itself
+NPS_FOLLOWUP_TITLE = N_("Call the detractor: ask what went wrong and agree on a fix")
+
+
+async def alert_stored(
+    conn: AsyncConnection, alert: AlertEvent, settings: Settings, now: datetime, *, rose: bool
+) -> None:
+    """``alert`` was stored firing: opened (``rose``: True), or a newer revision (``rose``:
+    its severity rose). A case opens when it opens or turns critical, not on every
+    revision (a case someone closed stays closed while the alert goes on); the
+    follow-up once per alert, when the detractor's rule is among its symptoms."""
+    if alert.status != "firing":
+        return
+    if rose and alert.severity == Severity.critical:
+        await _open_case(conn, alert, settings, now)
+    if NPS_DETRACTOR_RULE in _rules(alert):
+        days = timedelta(days=settings.nps_followup_days)
+        task = NewTask(
+            alert.account_id,
+            NPS_FOLLOWUP,
+            NPS_FOLLOWUP_TITLE,
+            now + days,
+            f"alert:{alert.alert_id}",
+            source_key=f"{NPS_FOLLOWUP}:{alert.alert_id}",
+        )
+        await create_task(conn, task, now)
+
+
+async def _open_case(
+    conn: AsyncConnection, alert: AlertEvent, settings: Settings, now: datetime
+) -> None:
+    """The account's case, opened at the alert's danger with the causes scoring measured."""
+    new = NewCase(
+        alert.account_id,
+        SEVERITY_LEVEL[alert.severity.value],
+        alert.title[:500],
+        AUTOMATIC,
+        await measured_causes(conn, alert.account_id),
+        alert.alert_id,
+    )
+    await open_case(conn, new, settings, now)
+
+
+async def measured_causes(conn: AsyncConnection, account_id: str) -> list[str]:
+    """The danger causes scoring found for the account (``inputs.danger``), if any."""
+    q = select(account_health.c.inputs).where(account_health.c.account_id == account_id)
+    inputs = (await conn.execute(q)).scalar_one_or_none() or {}
+    codes = inputs.get("danger") if isinstance(inputs, dict) else None
+    return [c for c in codes if c in CAUSES] if isinstance(codes, list) else []
+
+
+def _rules(alert: AlertEvent) -> set[str]:
+    """The rules firing in the alert: its own and its family's symptoms."""
+    symptoms = alert.details.get("symptoms")
+    found = {alert.rule}
+    if isinstance(symptoms, list):
+        found |= {
+            s["rule"] for s in symptoms if isinstance(s, dict) and isinstance(s.get("rule"), str)
+        }
+    return found
