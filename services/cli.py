@@ -31,6 +31,7 @@ from services.admin_keys import printable
 from services.scoring.backfill import ImportReport, import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.schema import ModelError
+from services.scoring.plans.templates import PlanTemplateError
 from services.scoring.processor import ScoringProcessor
 from services.simulate import Simulator
 from shared.alerting.schema import AlertingError
@@ -640,6 +641,101 @@ def _report_day(end: str | None, zone: tzinfo) -> date:
     return last
 
 
+accounts_app = typer.Typer(help="Account facts from CRM exports.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+
+
+@accounts_app.command("import")
+def accounts_import(
+    file: Annotated[Path, typer.Argument(help="CSV export (UTF-8)")],
+    format: Annotated[
+        str, typer.Option(help="hubspot (companies), salesforce (accounts) or csv (ours)")
+    ] = "csv",
+    url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
+    key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="A crm key")] = "",
+    check: Annotated[bool, typer.Option("--check", help="Only read and map; send nothing")] = False,
+) -> None:
+    """Send a CRM export's account facts to POST /v1/accounts (docs/connectors.md)."""
+    from datetime import UTC
+
+    from rich.progress import Progress, TextColumn
+
+    from services.ingest.connectors.accounts_csv import CsvError
+    from services.ingest.connectors.importer import ImportRefused, http_sender, import_accounts
+    from services.ingest.connectors.mapping import FORMATS, load_mapping
+
+    if format not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    if not file.is_file():
+        console.print(f"[red]no such file:[/] {escape(str(file))}")
+        raise typer.Exit(2)
+    if not key and not check:
+        console.print("[red]a crm key is needed:[/] healthwatch keys create --role crm")
+        raise typer.Exit(2)
+    mapping = load_mapping(Settings().connectors_file)
+    send = None if check else http_sender(url, key)
+    with Progress(TextColumn("{task.description}: {task.completed} rows"), console=console) as bar:
+        task = bar.add_task(file.name, total=None)
+        try:
+            done = import_accounts(
+                file,
+                format,
+                mapping,
+                datetime.now(UTC),
+                send=send,
+                progress=lambda rows: bar.update(task, completed=rows),
+            )
+        except (CsvError, ImportRefused) as exc:
+            console.print(f"[red]not imported[/]: {escape(str(exc))}")
+            raise typer.Exit(1) from None
+    verb = "would import" if check else "imported"
+    console.print(f"[green]{verb}[/] {done.imported} of {done.rows} rows from {escape(file.name)}")
+    if done.errors:
+        console.print(f"[yellow]{len(done.errors)} problem(s)[/]; those rows were not imported:")
+        for e in done.errors[:50]:
+            console.print(f"  row {e.row}, {escape(e.column)}: {escape(e.message)}")
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    kind: Annotated[str, typer.Argument(help="accounts, scores or history")],
+    out: Annotated[Path, typer.Option(help="File to write")],
+    format: Annotated[str, typer.Option(help="csv or parquet")] = "csv",
+    start: Annotated[
+        str | None, typer.Option("--from", help="history: first day, YYYY-MM-DD")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="history: last day (default today)")
+    ] = None,
+) -> None:
+    """Write every account's facts, current scores or daily history as CSV or Parquet."""
+    from services.scoring.export import FORMATS, KINDS, Ask, export_chunks, history_days
+    from shared.web import ClientError
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"KIND must be one of {', '.join(KINDS)}")
+    if format not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    settings = Settings()
+    try:
+        first = date.fromisoformat(start) if start else None
+        last = _report_day(end, settings.zone)
+        first, last = history_days(first, last, lambda: last)
+    except (ValueError, ClientError) as exc:
+        raise typer.BadParameter(f"--from/--to: {exc}") from exc
+
+    async def write(engine: AsyncEngine) -> int:
+        size = 0
+        with out.open("wb") as f:
+            async for chunk in export_chunks(engine, Ask(kind, None, first, last), format):
+                size += f.write(chunk)
+        return size
+
+    size = asyncio.run(_on_database(settings, write))
+    console.print(f"[green]wrote[/] {out} ({size} bytes)")
+
+
 @app.command()
 def simulate(
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
@@ -729,7 +825,7 @@ def startup_mistake(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"cannot open {exc.filename} ({exc.strerror}): fix the path or its permissions"
-    if isinstance(exc, AlertingError | ModelError):
+    if isinstance(exc, AlertingError | ModelError | PlanTemplateError):
         return " ".join(f"invalid file: {exc}".split())
     chain = list(_chain(exc))
     refusal = next((e for e in chain if str(getattr(e, "sqlstate", ""))[:2] in REFUSED), None)

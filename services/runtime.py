@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.admin_keys import router as keys_router
 from services.alerts.api import AlertsApiContext
 from services.alerts.api import router as alerts_router
-from services.alerts.cases.api import router as cases_router
 from services.alerts.channels import configured_channels
 from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
@@ -36,10 +35,14 @@ from services.reports.api import router as reports_router
 from services.reports.fmt import Fmt
 from services.scoring.api import HealthApiContext
 from services.scoring.api import router as health_router
+from services.scoring.export import router as export_router
 from services.scoring.metrics import ScoringMetrics, count_accounts
 from services.scoring.model.store import ModelStore
 from services.scoring.portfolio import router as portfolio_router
 from services.scoring.processor import ScoringProcessor
+from services.scoring.plans.api import PlansApiContext
+from services.scoring.plans.api import router as plans_router
+from services.scoring.plans.templates import plan_templates
 from services.scoring.sweep import QuietAccountSweep
 from services.scoring.workload.api import WorkloadApiContext
 from services.scoring.workload.api import router as workload_router
@@ -297,6 +300,7 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.report_fmt = Fmt(rt.settings.language, rt.settings.currency)
     app.include_router(health_router)
     app.include_router(portfolio_router)
+    app.include_router(export_router)
     app.include_router(reports_router)
     app.include_router(keys_router)
     app.state.workload_api = WorkloadApiContext(rt.engine, rt.settings, rt.bus.producer)
@@ -304,9 +308,12 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
 
 
 def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
+    app.state.retention = RetentionContext(ForecastRule.of(rt.settings))
+    app.include_router(retention_router)
+    app.state.plans_api = PlansApiContext(rt.engine, plan_templates(rt.settings), rt.settings.zone)
+    app.include_router(plans_router)
     app.state.alerts_api = AlertsApiContext(rt.engine, alerting_store(rt.settings), rt.settings)
     app.include_router(alerts_router)
-    app.include_router(cases_router)
 
 
 def ops_app(rt: Runtime, title: str) -> FastAPI:

@@ -69,6 +69,26 @@ class Settings(BaseSettings):
     ticket_webhook_secret: SecretStr = Field(
         SecretStr(""), description="HMAC-SHA256 secret of the helpdesk ticket webhook"
     )
+    # The vendors' connectors (docs/connectors.md): each is off while its secret is empty.
+    zendesk_webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Zendesk webhook signing secret (POST /v1/connectors/zendesk/webhook)",
+    )
+    freshdesk_webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Shared secret Freshdesk's webhook sends in X-Healthwatch-Token or as the "
+        "basic-auth password (POST /v1/connectors/freshdesk/webhook)",
+    )
+    hubspot_client_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HubSpot app's client secret, verifying X-HubSpot-Signature-v3 "
+        "(POST /v1/connectors/hubspot/webhook)",
+    )
+    connectors_file: str = Field(
+        "",
+        description="Connectors' mapping file (TOML: Zendesk organizations, HubSpot properties "
+        "and owners, CSV columns); empty: the shipped defaults",
+    )
 
     # --- scoring ---------------------------------------------------------------------
     # A late event still counts on its own day if it is at most this old relative to the
@@ -118,6 +138,11 @@ class Settings(BaseSettings):
     # (docs/benchmarks.md, batch sizes side by side). When traffic is light a batch is
     # whatever has arrived, so this cap adds no latency; on SQLite it bounds how long
     # one batch holds the write lock.
+    plan_templates_file: str = Field(
+        "",
+        description="Success-plan templates (TOML: milestones per tier and lifecycle stage) "
+        "applied to new accounts; empty: the shipped handbook defaults",
+    )
     scoring_batch_max: int = Field(5000, description="Most records applied in one transaction")
     # Longer than the slowest legitimate batch (5,000 records take seconds) plus the
     # longest retry pause (15 s), so only a loop that truly stopped moving trips it.

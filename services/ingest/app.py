@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import RequestResponseEndpoint
 
+from services.ingest.connectors.mapping import cached_mapping
+from services.ingest.connectors.routes import router as connectors_router
 from services.ingest.deps import IngestContext
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import EventPublisher
@@ -41,6 +43,9 @@ def create_app(
         clock=clock,
     )
     app.include_router(router)
+    # Read the connectors' mapping now: a broken file stops the start, not a webhook.
+    cached_mapping(settings.connectors_file)
+    app.include_router(connectors_router)
     app.include_router(ops_router(registry, ready))
 
     @app.middleware("http")

@@ -19,7 +19,8 @@ from babel.messages.pofile import read_po
 
 from shared.i18n import DEFAULT_LANGUAGE, LOCALE_DIR, babel_locale, translate
 
-CATALOG = "alerts.po"
+# The catalogs whose templates are alert texts: the rules' and the success plans'.
+CATALOGS = ("alerts.po", "plans.po")
 # A template field in a translation: {name}, {share:.0%}, {x!r}.
 FIELD = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
 # Fields that hold a list ("a; b"): any other field's capture holds no ";", so a list's
@@ -31,20 +32,22 @@ DEPTH = 3
 
 @cache
 def _templates(language: str) -> list[tuple[re.Pattern[str], list[str], str]]:
-    """(pattern, its fields, the translation) per template of alerts.po; a title's
+    """(pattern, its fields, the translation) per template of CATALOGS; a title's
     "{name}: " prefix is optional (a family's "Also: …" lists titles without it).
     Templates that begin with fixed text first ("Resolved: {title}" is no title of an
     account named "Resolved"), then the most fixed text first ("health {score} is red"
     before "health {score} is {band}")."""
-    path = LOCALE_DIR / babel_locale(language) / CATALOG
-    if not path.exists():
-        return []
-    with path.open("rb") as handle:
-        messages = [
-            (str(m.id), str(m.string))
-            for m in read_po(handle, locale=babel_locale(language))
-            if m.id and isinstance(m.id, str) and m.string and "{" in m.id
-        ]
+    messages: list[tuple[str, str]] = []
+    for catalog in CATALOGS:
+        path = LOCALE_DIR / babel_locale(language) / catalog
+        if not path.exists():
+            continue
+        with path.open("rb") as handle:
+            messages += [
+                (str(m.id), str(m.string))
+                for m in read_po(handle, locale=babel_locale(language))
+                if m.id and isinstance(m.id, str) and m.string and "{" in m.id
+            ]
     found = []
     for msgid, msgstr in messages:
         found.append((*_pattern(msgid), msgstr))

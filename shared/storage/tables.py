@@ -402,13 +402,6 @@ cases = Table(
     Column("outcome", String(20)),  # saved / churned / downgraded
     Column("lesson", Text),
     Column("updated_at", UTCDateTime, nullable=False),
-    # When the alerts service's timer pass told people (the outbox keys each notice too,
-    # so two passes tell once): the opening, the closing, and which review date was told
-    # due and which told overdue.
-    Column("opened_told_at", UTCDateTime),
-    Column("closed_told_at", UTCDateTime),
-    Column("review_told_for", UTCDateTime),
-    Column("review_escalated_for", UTCDateTime),
 )
 
 # A case's reviews: who met when, what they found, and the danger level after it.
@@ -441,10 +434,6 @@ tasks = Table(
     Column("source", String(320), nullable=False),  # who made it: an email, or alert:<id>
     Column("source_key", String(400), unique=True),
     Column("created_at", UTCDateTime, nullable=False),
-    # The due date its owner was told of, and the one the lead was told overdue: a moved
-    # due date is told again.
-    Column("due_told_for", UTCDateTime),
-    Column("overdue_told_for", UTCDateTime),
 )
 
 # The embedded bus: an append-only log in the same database file (one partition per
@@ -472,6 +461,45 @@ touchpoint_log = Table(
     Column("event_id", String(200), primary_key=True),
     Column("account_id", String(200), nullable=False),
     Column("occurred_at", UTCDateTime, nullable=False),
+# Success plans (issue 16): per account, milestones with a due day and a measure to reach
+# (services/scoring/plans/). The plan row says where it came from; its milestones are the
+# account's own once made. ``alert_status``, ``fire_count`` and ``revision`` are the
+# milestone's deviation alert, written by scoring like rule_state, so a replay publishes
+# the same alert ids; they stay with the milestone's key when a plan is made anew.
+success_plans = Table(
+    "success_plans",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("template", String(60)),  # the template it was made from; NULL: by hand
+    Column("start_on", Date, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(320), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+plan_milestones = Table(
+    "plan_milestones",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("key", String(60), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("measure", String(300)),  # NULL: checked by hand
+    Column("op", String(2), nullable=False),
+    Column("target", Float),
+    Column("baseline", Float),
+    Column("start_on", Date, nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("achieved_on", Date),
+    Column("checked_by", String(320)),
+    Column("alert_status", String(10), nullable=False, server_default="ok"),
+    Column("fire_count", Integer, nullable=False, server_default="0"),
+    Column("revision", Integer, nullable=False, server_default="0"),
+    # Removed while its alert was open: kept until scoring has published the alert's end.
+    Column("removed", Boolean, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
     Column("touchpoint_kind", String(20), nullable=False),
     Column("csm_email", String(320)),
     Index("ix_touchpoint_log_account_time", "account_id", "occurred_at"),

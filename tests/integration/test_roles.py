@@ -25,9 +25,11 @@ from services.dashboard.alerts_page import router as alerts_page_routes
 from services.dashboard.reports_page import router as report_page_routes
 from services.dashboard.routes import router as dashboard_routes
 from services.dashboard.saved_views import router as saved_view_routes
+from services.ingest.connectors.routes import router as connector_routes
 from services.ingest.routes import router as ingest_routes
 from services.reports.api import router as report_routes
 from services.scoring.api import router as health_routes
+from services.scoring.export import router as export_routes
 from services.scoring.portfolio import router as portfolio_routes
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
@@ -86,6 +88,10 @@ CASES = [
     Case("POST", "/v1/page", INGEST, {"userId": "u1", "messageId": "m4"}),
     Case("POST", "/v1/screen", INGEST, {"userId": "u1", "messageId": "m5"}),
     Case("POST", "/v1/tickets/webhook", NOBODY, {}, open_=True),
+    Case("POST", "/v1/connectors/zendesk/webhook", NOBODY, {}, open_=True),
+    Case("POST", "/v1/connectors/freshdesk/webhook", NOBODY, {}, open_=True),
+    Case("POST", "/v1/connectors/hubspot/webhook", NOBODY, [], open_=True),
+    Case("GET", "/v1/export/scores", READERS),
     Case("GET", "/v1/accounts", READERS),
     Case("GET", "/v1/aggregates", READERS),
     Case("GET", "/v1/accounts/{account}", READERS, scoped=True),
@@ -151,6 +157,7 @@ MAY_BE_ABSENT = {"/v1/deliveries/999999/retry", "/v1/keys/000000000000"}
 TEMPLATE = {
     "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
     "/v1/keys/000000000000": "/v1/keys/{key_id}",
+    "/v1/export/scores": "/v1/export/{kind}",
     "/v1/accounts/{account}/reports/qbr": "/v1/accounts/{account}/reports/{kind}",
     "/ui/accounts/{account}": "/ui/accounts/{account_id:path}",
     "/ui/accounts/{account}/reports/qbr": "/ui/accounts/{account_id:path}/reports/{kind}",
@@ -169,6 +176,8 @@ def test_every_route_is_in_the_table() -> None:
         (method, route.path)
         for router in (
             ingest_routes,
+            connector_routes,
+            export_routes,
             health_routes,
             portfolio_routes,
             alerts_routes,

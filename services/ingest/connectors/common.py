@@ -1,0 +1,61 @@
+"""What the connectors share: a translation's events and refusals, and the checks that
+follow it (the event contracts, as for every ingest route)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.ingest.validation import Checked, Rejection, check_events
+from shared.web import ClientError
+
+
+@dataclass
+class Translated:
+    """Our raw events, each with the index of the vendor item it came from, the items
+    refused before validation, and the items that are nothing for us (a property no
+    fact maps, a HubSpot subscription we do not read): acknowledged, not stored."""
+
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    ignored: int = 0
+
+    def refuse(self, index: int, fieldname: str, message: str) -> None:
+        self.rejected.append(Rejection(index, None, [{"field": fieldname, "message": message}]))
+
+
+def validated(out: Translated, *, now: datetime, max_future_skew: timedelta, kind: str) -> Checked:
+    """The translated events through the contracts; refusals report the vendor item's
+    index, in order."""
+    checked = check_events(
+        [raw for _, raw in out.events], now=now, max_future_skew=max_future_skew, kinds=(kind,)
+    )
+    for rejection in checked.rejected:
+        rejection.index = out.events[rejection.index][0]
+    checked.rejected = sorted([*out.rejected, *checked.rejected], key=lambda r: r.index)
+    return checked
+
+
+def text(value: Any) -> str:
+    """A vendor's scalar as text ('' for none); objects and lists are no scalar."""
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return str(value).strip()
+
+
+def unknown_payload(vendor: str, expected: str) -> ClientError:
+    return ClientError(
+        400,
+        "unknown_payload",
+        f"This is not a {vendor} payload healthwatch reads: expected {expected} "
+        "(docs/connectors.md has the webhook's JSON body to configure).",
+    )
+
+
+def disabled(vendor: str, setting: str) -> ClientError:
+    return ClientError(
+        403,
+        "webhook_disabled",
+        f"The {vendor} connector is off: the server has no HEALTHWATCH_{setting} configured.",
+    )

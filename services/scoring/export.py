@@ -1,0 +1,246 @@
+"""Data export: accounts, current scores and daily history as CSV or Parquet, streamed.
+
+``GET /v1/export/{accounts|scores|history}?format=csv|parquet`` and ``healthwatch
+export`` share ``export_chunks``: rows are read from the database a partition at a time
+(``conn.stream``) and written out as they come, so a large portfolio is never held
+whole in memory. A CSM key exports its own portfolio, a lead's or an admin's every
+account (as ``queries.visible_account`` decides for one).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Select, and_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scoring.api import Context
+from services.scoring.queries import Day, day_range
+from shared.clock import utcnow
+from shared.openapi import error_responses
+from shared.storage.tables import account_health, accounts, health_daily
+from shared.web import ReadKey
+
+Kind = Literal["accounts", "scores", "history"]
+Format = Literal["csv", "parquet"]
+KINDS: tuple[str, ...] = ("accounts", "scores", "history")
+FORMATS: tuple[str, ...] = ("csv", "parquet")
+# Rows fetched and written at a time: one Parquet row group, a few hundred KB of CSV.
+PARTITION_ROWS = 5000
+# History without a range: the last 90 days, as GET /v1/accounts/{id}/health/history.
+DEFAULT_HISTORY_DAYS = 90
+MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+# The facts kept in the JSON column that the export names as columns of their own.
+FACT_COLUMNS = (
+    "plan",
+    "arr",
+    "mrr",
+    "currency",
+    "industry",
+    "region",
+    "lifecycle_stage",
+    "contract_start",
+    "contract_end",
+    "go_live",
+    "timezone",
+)
+STRING, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
+DAY, MOMENT = pa.date32(), pa.timestamp("us", tz="UTC")
+SCHEMAS: dict[str, pa.Schema] = {
+    "accounts": pa.schema(
+        [("account_id", STRING), ("name", STRING), ("tier", STRING), ("owner_email", STRING)]
+        + [("seats_purchased", INT)]
+        + [(c, FLOAT if c in ("arr", "mrr") else STRING) for c in FACT_COLUMNS]
+        + [("updated_at", MOMENT)]
+    ),
+    "scores": pa.schema(
+        [
+            ("account_id", STRING),
+            ("name", STRING),
+            ("owner_email", STRING),
+            ("as_of", MOMENT),
+            ("score", INT),
+            ("band", STRING),
+            ("danger_level", STRING),
+            ("active_users_7d", INT),
+            ("active_users_30d", INT),
+            ("events_7d", INT),
+            ("open_tickets", INT),
+            ("nps_latest", INT),
+            ("last_seen_at", MOMENT),
+        ]
+    ),
+    "history": pa.schema([("account_id", STRING), ("day", DAY), ("score", INT), ("band", STRING)]),
+}
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What to export: ``kind``, for whom (``portfolio_of``: a CSM's email, None for
+    everyone) and, for history, which days."""
+
+    kind: str
+    portfolio_of: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+def _query(ask: Ask) -> Select[Any]:
+    a, h = accounts.c, account_health.c
+    if ask.kind == "accounts":
+        q = select(
+            a.account_id, a.name, a.tier, a.owner_email, a.seats_purchased, a.facts, a.updated_at
+        ).order_by(a.account_id)
+    elif ask.kind == "scores":
+        q = (
+            select(
+                h.account_id,
+                a.name,
+                a.owner_email,
+                h.as_of,
+                h.score,
+                h.band,
+                h.danger_level,
+                h.active_users_7d,
+                h.active_users_30d,
+                h.events_7d,
+                h.open_tickets,
+                h.nps_latest,
+                h.last_seen_at,
+            )
+            .select_from(account_health.outerjoin(accounts, a.account_id == h.account_id))
+            .order_by(h.account_id)
+        )
+    else:
+        d = health_daily.c
+        q = (
+            select(d.account_id, d.day, d.score, d.band)
+            .select_from(health_daily.outerjoin(accounts, a.account_id == d.account_id))
+            .where(and_(d.day >= ask.start, d.day <= ask.end))
+            .order_by(d.account_id, d.day)
+        )
+    return q if ask.portfolio_of is None else q.where(a.owner_email == ask.portfolio_of)
+
+
+def _record(kind: str, row: Any) -> dict[str, Any]:
+    values = dict(row._mapping)
+    if kind == "accounts":
+        # The stored facts: {"fields": {name: value}, "stamps": {name: [time, event]}}.
+        facts = (values.pop("facts") or {}).get("fields", {})
+        values.update({c: facts.get(c) for c in FACT_COLUMNS})
+        for c in ("arr", "mrr"):
+            values[c] = float(values[c]) if values[c] is not None else None
+    return values
+
+
+class _Drain(io.RawIOBase):
+    """A write-only file whose bytes are taken out as they come (Parquet's sink)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self.chunks.append(chunk)
+        self.written += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self.written
+
+    def take(self) -> bytes:
+        out, self.chunks = b"".join(self.chunks), []
+        return out
+
+
+async def export_chunks(engine: AsyncEngine, ask: Ask, fmt: str) -> AsyncIterator[bytes]:
+    """The export as bytes, a partition of rows at a time."""
+    schema = SCHEMAS[ask.kind]
+    async with engine.connect() as conn:
+        result = await conn.stream(_query(ask))
+        if fmt == "csv":
+            async for chunk in _csv(result.partitions(PARTITION_ROWS), ask.kind, schema):
+                yield chunk
+            return
+        sink = _Drain()
+        with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+            async for rows in result.partitions(PARTITION_ROWS):
+                records = [_record(ask.kind, r) for r in rows]
+                writer.write_table(pa.Table.from_pylist(records, schema=schema))
+                yield sink.take()
+        yield sink.take()
+
+
+async def _csv(partitions: Any, kind: str, schema: pa.Schema) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=schema.names, lineterminator="\n")
+    writer.writeheader()
+    async for rows in partitions:
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in _record(kind, row).items()})
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return "" if value is None else value
+
+
+def history_days(
+    start: date | None, end: date | None, today: Callable[[], date]
+) -> tuple[date, date]:
+    """The history's days (default: the last DEFAULT_HISTORY_DAYS up to today)."""
+    return day_range(start, end or today(), DEFAULT_HISTORY_DAYS)
+
+
+router = APIRouter(prefix="/v1", tags=["export"])
+
+
+@router.get(
+    "/export/{kind}",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file, streamed",
+            "content": {MEDIA["csv"]: {}, MEDIA["parquet"]: {}},
+        },
+        **error_responses(422),
+    },
+)
+async def export(
+    ctx: Context,
+    kind: Kind,
+    key: ReadKey,
+    format: Format = "csv",
+    start: Annotated[Day | None, Query(alias="from")] = None,
+    end: Annotated[Day | None, Query(alias="to")] = None,
+) -> StreamingResponse:
+    """Every account the key may see: ``accounts`` (facts), ``scores`` (current health)
+    or ``history`` (daily health, ``from``..``to``, default the last 90 days), as CSV or
+    Parquet. Streamed: a large portfolio is never held whole."""
+    first, last = history_days(start, end, lambda: utcnow().astimezone(ctx.zone).date())
+    ask = Ask(kind, key.portfolio_of, first, last)
+    name = f"healthwatch-{kind}.{format}"
+    return StreamingResponse(
+        export_chunks(ctx.engine, ask, format),
+        media_type=MEDIA[format],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -1,0 +1,359 @@
+"""What the API and the dashboard read and change of success plans: the one module of
+the package other packages may import (``pyproject.toml``'s import rules).
+
+Progress is computed here from the same stored values the health score used (its
+inputs as of the account's newest data), on the account's own today, so a page and
+``GET /v1/accounts/{id}/plan`` show what scoring's next step will decide. A CSM key
+sees and changes only its own portfolio's plans (404 otherwise, as everywhere).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.plans import store
+from services.scoring.plans.hook import plan_values
+from services.scoring.plans.progress import PROBLEMS, Progress, State, evaluate
+from services.scoring.plans.templates import (
+    GO_LIVE,
+    NewMilestone,
+    PlanTemplates,
+    check_measure,
+    check_target,
+    from_template,
+)
+from services.scoring.queries import visible_account, zone_of
+from shared.auth import ApiKey
+from shared.storage.tables import account_health, accounts, success_plans
+from shared.web import ClientError
+
+# The order of the states in a list, worst first.
+STATES = (State.missed, State.at_risk, State.on_track, State.achieved)
+
+
+@dataclass(frozen=True)
+class Today:
+    """When a request is answered: the instant, and the service's zone (each account's
+    today is in its own zone)."""
+
+    now: datetime
+    zone: tzinfo
+
+    def of(self, facts: Any) -> date:
+        return self.now.astimezone(zone_of(facts, self.zone)).date()
+
+
+async def _values(
+    conn: AsyncConnection, facts: dict[str, Any], when: Today
+) -> dict[str, tuple[date, dict[str, Any]]]:
+    """account → its today and the values its milestones read (``facts``: account →
+    its facts row's facts)."""
+    h = account_health.c
+    stored = {
+        r.account_id: r.inputs
+        for r in await conn.execute(
+            select(h.account_id, h.inputs).where(h.account_id.in_(list(facts)))
+        )
+    }
+    found = {}
+    for account_id, known in facts.items():
+        today = when.of(known)
+        live = ((known or {}).get("fields") or {}).get(GO_LIVE)
+        go_live = date.fromisoformat(live) if live else None
+        found[account_id] = (today, plan_values(stored.get(account_id) or {}, go_live, today))
+    return found
+
+
+def _milestone_view(stored: store.StoredMilestone, p: Progress) -> dict[str, Any]:
+    m = stored.milestone
+    return {
+        "key": m.key,
+        "title": m.title,
+        "measure": m.measure,
+        "op": m.op,
+        "target": m.target,
+        "baseline": m.baseline,
+        "start_on": m.start_on.isoformat(),
+        "due_on": m.due_on.isoformat(),
+        "checked_by": stored.checked_by,
+        "alert_open": stored.alert.status != "ok",
+        **p.as_dict(),
+    }
+
+
+def _counts(states: list[str]) -> dict[str, int]:
+    found = Counter(states)
+    return {state.value: found.get(state.value, 0) for state in STATES}
+
+
+async def account_plan(
+    conn: AsyncConnection, key: ApiKey, account_id: str, when: Today
+) -> dict[str, Any]:
+    """The account's plan with each milestone's progress (``planned`` False and no
+    milestones when it has none; 404 when the account is not the key's to see)."""
+    row = await visible_account(conn, account_id, key)
+    plan = (await store.load_plans(conn, [account_id])).get(account_id)
+    facts = row.facts if row is not None else None
+    today, values = (await _values(conn, {account_id: facts}, when))[account_id]
+    milestones = [
+        _milestone_view(s, evaluate(s.milestone, values, today))
+        for s in (plan.milestones if plan else [])
+    ]
+    return {
+        "account_id": account_id,
+        "name": (row.name if row is not None else None) or account_id,
+        "owner_email": row.owner_email if row is not None else None,
+        "planned": plan is not None,
+        "template": plan.template if plan else None,
+        "start_on": plan.start_on.isoformat() if plan else None,
+        "created_by": plan.created_by if plan else None,
+        "as_of": today.isoformat(),
+        "counts": _counts([m["state"] for m in milestones]),
+        "milestones": milestones,
+    }
+
+
+async def plan_rows(
+    conn: AsyncConnection,
+    key: ApiKey,
+    when: Today,
+    *,
+    at_risk: bool | None = None,
+    csm: str | None = None,
+) -> list[dict[str, Any]]:
+    """The plans ``key`` may see, one row per account, worst first (missed, then at
+    risk, then the nearest due day); ``at_risk``: only those with a milestone at risk or
+    missed (False: only those without)."""
+    q = select(success_plans.c.account_id, accounts.c.facts, accounts.c.owner_email).select_from(
+        success_plans.outerjoin(accounts, accounts.c.account_id == success_plans.c.account_id)
+    )
+    owner = key.portfolio_of or csm
+    if owner is not None:
+        q = q.where(accounts.c.owner_email == owner)
+    found = list(await conn.execute(q))
+    plans = await store.load_plans(conn, [r.account_id for r in found])
+    values = await _values(conn, {r.account_id: r.facts for r in found}, when)
+    rows = [
+        _plan_row(r, plans[r.account_id], *values[r.account_id])
+        for r in found
+        if r.account_id in plans
+    ]
+    if at_risk is not None:
+        rows = [row for row in rows if bool(row["problems"]) == at_risk]
+    rows.sort(key=_worst_first)
+    return rows
+
+
+def _worst_first(row: dict[str, Any]) -> tuple[int, int, str, str]:
+    counts = row["counts"]
+    return (-counts["missed"], -counts["at_risk"], row["next_due_on"] or "9", row["account_id"])
+
+
+def _plan_row(r: Any, plan: store.Plan, today: date, values: dict[str, Any]) -> dict[str, Any]:
+    progress = [(s.milestone, evaluate(s.milestone, values, today)) for s in plan.milestones]
+    problems = [
+        {"key": m.key, "title": m.title, "state": p.state.value, "due_on": m.due_on.isoformat()}
+        for m, p in progress
+        if p.state in PROBLEMS
+    ]
+    open_due = [m.due_on for m, p in progress if p.state != State.achieved]
+    fields = (r.facts or {}).get("fields", {})
+    return {
+        "account_id": r.account_id,
+        "name": fields.get("name") or r.account_id,
+        "owner_email": r.owner_email,
+        "tier": fields.get("tier"),
+        "template": plan.template,
+        "counts": _counts([p.state.value for _, p in progress]),
+        "problems": problems,
+        "next_due_on": min(open_due).isoformat() if open_due else None,
+    }
+
+
+# Changing plans: the API's routes and the dashboard's forms apply the same commands.
+
+
+def _slug(title: str, taken: set[str]) -> str:
+    """A milestone key from its title (``go-live-by-march``), unique in its plan."""
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:50] or "milestone"
+    key, n = base, 1
+    while key in taken:
+        n += 1
+        key = f"{base}-{n}"
+    return key
+
+
+async def create_plan(
+    conn: AsyncConnection,
+    key: ApiKey,
+    account_id: str,
+    templates: PlanTemplates,
+    *,
+    template_id: str | None,
+    start_on: date | None,
+    author: str,
+    when: Today,
+) -> None:
+    """Make the account's plan from a template (default: its tier's and stage's),
+    starting on ``start_on`` (default: the account's today); replaces a plan it has."""
+    row = await visible_account(conn, account_id, key)
+    facts = row.facts if row is not None else None
+    fields = (facts or {}).get("fields", {})
+    if template_id is not None:
+        template = templates.get(template_id)
+        if template is None:
+            ids = [t.id for t in templates.template]
+            raise ClientError(
+                422, "unknown_template", f"No template {template_id!r}: use one of {ids}."
+            )
+    else:
+        template = templates.matching(fields.get("tier"), fields.get("lifecycle_stage"))
+        if template is None:
+            raise ClientError(
+                422,
+                "no_template",
+                "No template matches this account's tier and lifecycle stage: name one.",
+            )
+    today, values = (await _values(conn, {account_id: facts}, when))[account_id]
+    start = start_on or today
+    await store.replace_plan(
+        conn,
+        account_id,
+        template=template.id,
+        start_on=start,
+        milestones=from_template(template, start),
+        values=values,
+        author=author,
+        now=when.now,
+    )
+
+
+@dataclass(frozen=True)
+class MilestoneSpec:
+    """A milestone as a person writes it (checked here: 422 with what to fix)."""
+
+    title: str
+    due_on: date
+    measure: str | None = None
+    op: str = ">="
+    target: float | None = None
+
+    def checked(self) -> MilestoneSpec:
+        try:
+            check_measure(self.measure)
+            check_target(self.measure, self.target)
+        except ValueError as exc:
+            raise ClientError(422, "invalid_milestone", str(exc)) from None
+        if self.op not in (">=", "<="):
+            raise ClientError(422, "invalid_milestone", "op is '>=' or '<='.")
+        return self
+
+
+async def _own_plan(
+    conn: AsyncConnection, key: ApiKey, account_id: str, when: Today, *, author: str = ""
+) -> tuple[store.Plan, date, dict[str, Any]]:
+    """The account's plan, today and its values; ``author``: an account without a plan
+    gets an empty one of theirs, starting today (else: 404)."""
+    row = await visible_account(conn, account_id, key)
+    plan = (await store.load_plans(conn, [account_id])).get(account_id)
+    facts = row.facts if row is not None else None
+    today, values = (await _values(conn, {account_id: facts}, when))[account_id]
+    if plan is None:
+        if not author:
+            raise ClientError(404, "no_plan", f"Account {account_id!r} has no success plan.")
+        await store.replace_plan(
+            conn,
+            account_id,
+            template=None,
+            start_on=today,
+            milestones=[],
+            values=values,
+            author=author,
+            now=when.now,
+        )
+        plan = store.Plan(account_id, None, today, author)
+    return plan, today, values
+
+
+async def add_milestone(
+    conn: AsyncConnection,
+    key: ApiKey,
+    account_id: str,
+    spec: MilestoneSpec,
+    when: Today,
+    *,
+    author: str,
+) -> str:
+    """Add a milestone starting today (to a new plan of ``author``'s if there is none);
+    its key."""
+    spec = spec.checked()
+    plan, today, values = await _own_plan(conn, key, account_id, when, author=author)
+    taken = {m.milestone.key for m in plan.milestones}
+    new = NewMilestone(
+        _slug(spec.title, taken), spec.title, spec.measure, spec.op, spec.target, spec.due_on
+    )
+    await store.add_milestone(conn, account_id, new, today, values, when.now)
+    return new.key
+
+
+async def edit_milestone(
+    conn: AsyncConnection,
+    key: ApiKey,
+    account_id: str,
+    milestone_key: str,
+    when: Today,
+    **changes: Any,
+) -> None:
+    """Change a milestone's title, due day, measure, op or target, or tick a
+    hand-checked one (``achieved``: True / False, by ``checked_by``)."""
+    plan, today, values = await _own_plan(conn, key, account_id, when)
+    stored = next((m for m in plan.milestones if m.milestone.key == milestone_key), None)
+    if stored is None:
+        raise ClientError(404, "no_milestone", f"The plan has no milestone {milestone_key!r}.")
+    m = stored.milestone
+    achieved = changes.pop("achieved", None)
+    author = changes.pop("checked_by", None)
+    merged = MilestoneSpec(
+        changes.get("title", m.title),
+        changes.get("due_on", m.due_on),
+        changes.get("measure", m.measure),
+        changes.get("op", m.op),
+        changes.get("target", m.target),
+    ).checked()
+    if achieved is not None:
+        if merged.measure is not None:
+            raise ClientError(
+                422, "measured_milestone", "Only a milestone without a measure is ticked by hand."
+            )
+        changes["achieved_on"] = today if achieved else None
+        changes["checked_by"] = author if achieved else None
+    if changes.get("measure", m.measure) != m.measure or changes.get("op", m.op) != m.op:
+        # Another measure: its pace is judged from today's value, from today.
+        changes |= store.restart(merged.measure, merged.op, merged.target, today, values)
+    await store.change_milestone(conn, account_id, milestone_key, when.now, **changes)
+
+
+async def remove_milestone(
+    conn: AsyncConnection, key: ApiKey, account_id: str, milestone_key: str, when: Today
+) -> None:
+    await _own_plan(conn, key, account_id, when)
+    if not await store.remove_milestone(conn, account_id, milestone_key):
+        raise ClientError(404, "no_milestone", f"The plan has no milestone {milestone_key!r}.")
+
+
+async def remove_plan(conn: AsyncConnection, key: ApiKey, account_id: str) -> None:
+    """Remove the account's plan (none: nothing to do)."""
+    await visible_account(conn, account_id, key)
+    plan = (await store.load_plans(conn, [account_id])).get(account_id)
+    if plan is None:
+        return
+    for stored in plan.milestones:
+        await store.remove_milestone(conn, account_id, stored.milestone.key)
+    await store.drop_plan(conn, account_id)

@@ -1,0 +1,163 @@
+"""The plan templates (``default_plans.toml``): milestones per tier and lifecycle stage,
+validated like the alerting file (every problem named with its place)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.config import Settings
+from shared.contracts.events import LifecycleStage, Tier
+from shared.storage.documents import parse_toml
+
+DEFAULT_PLANS = Path(__file__).with_name("default_plans.toml")
+# The go-live date the CRM sends: reached once there is one (not a number to compare).
+GO_LIVE = "go_live"
+# A measure the health score computes (``inputs.py``), or a per-name one
+# (``events_28d[report_run]``): any product's event names work.
+MEASURE = re.compile(r"^[a-z][a-z0-9_]{0,80}(\[[^\[\]\x00-\x1f]{1,200}\])?$")
+KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
+# Far enough for a multi-year rollout (LC-12: ERP implementations take up to 3 years).
+MAX_DUE_DAYS = 5 * 366
+
+Op = Literal[">=", "<="]
+
+
+class PlanTemplateError(ValueError):
+    """The templates file is invalid; the message lists each problem with its place."""
+
+
+def check_measure(measure: str | None) -> str | None:
+    if measure is not None and not MEASURE.match(measure):
+        raise ValueError(
+            "a measure is a name the health score computes, such as activation_rate, "
+            "active_days_7d or events_28d[report_run]"
+        )
+    return measure
+
+
+def check_target(measure: str | None, target: float | None) -> None:
+    """A measured milestone needs a target, except go-live; others take none."""
+    if measure not in (None, GO_LIVE) and target is None:
+        raise ValueError(f"give a target for {measure!r} (the value to reach)")
+    if measure in (None, GO_LIVE) and target is not None:
+        raise ValueError("a go-live or hand-checked milestone takes no target")
+
+
+class MilestoneTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    key: Annotated[str, Field(pattern=KEY.pattern)]
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    measure: str | None = None  # None: checked by hand
+    op: Op = ">="
+    target: float | None = None
+    due_days: Annotated[int, Field(ge=1, le=MAX_DUE_DAYS)]
+
+    @field_validator("measure")
+    @classmethod
+    def _measure(cls, v: str | None) -> str | None:
+        return check_measure(v)
+
+    @model_validator(mode="after")
+    def _target(self) -> MilestoneTemplate:
+        check_target(self.measure, self.target)
+        return self
+
+
+class PlanTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(pattern=KEY.pattern)]
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    tiers: list[Tier] = Field(default_factory=list)  # empty: every tier
+    lifecycle_stages: list[LifecycleStage] = Field(default_factory=list)  # empty: every stage
+    # Applied to new accounts of its tiers and stages by itself (else by a click only).
+    auto: bool = True
+    milestone: Annotated[list[MilestoneTemplate], Field(min_length=1)]
+
+    @field_validator("milestone")
+    @classmethod
+    def _unique_keys(cls, v: list[MilestoneTemplate]) -> list[MilestoneTemplate]:
+        keys = [m.key for m in v]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"milestone keys repeat: {sorted(keys)}")
+        return v
+
+    def matches(self, tier: str | None, stage: str | None) -> bool:
+        return (not self.tiers or tier in self.tiers) and (
+            not self.lifecycle_stages or stage in self.lifecycle_stages
+        )
+
+    @property
+    def days(self) -> int:
+        """How long the whole plan runs: its last milestone's due day."""
+        return max(m.due_days for m in self.milestone)
+
+
+class PlanTemplates(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Annotated[str, Field(min_length=1, max_length=100)]
+    template: list[PlanTemplate] = Field(default_factory=list)
+
+    @field_validator("template")
+    @classmethod
+    def _unique_ids(cls, v: list[PlanTemplate]) -> list[PlanTemplate]:
+        ids = [t.id for t in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"template ids repeat: {sorted(ids)}")
+        return v
+
+    def get(self, template_id: str) -> PlanTemplate | None:
+        return next((t for t in self.template if t.id == template_id), None)
+
+    def matching(
+        self, tier: str | None, stage: str | None, *, auto: bool = False
+    ) -> PlanTemplate | None:
+        """The first template for this tier and lifecycle stage (``auto``: of those
+        applied by themselves), None without one."""
+        found = (t for t in self.template if t.matches(tier, stage) and (t.auto or not auto))
+        return next(found, None)
+
+
+def parse_templates(text: str) -> PlanTemplates:
+    return parse_toml(text, PlanTemplates, PlanTemplateError, "plan templates file")
+
+
+@cache
+def default_templates() -> PlanTemplates:
+    return parse_templates(DEFAULT_PLANS.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class NewMilestone:
+    """A milestone to store: a template's, or one a person adds."""
+
+    key: str
+    title: str
+    measure: str | None
+    op: str
+    target: float | None
+    due_on: date
+
+
+def from_template(template: PlanTemplate, start: date) -> list[NewMilestone]:
+    """The template's milestones for a plan starting on ``start``."""
+    return [
+        NewMilestone(m.key, m.title, m.measure, m.op, m.target, start + timedelta(days=m.due_days))
+        for m in template.milestone
+    ]
+
+
+def plan_templates(settings: Settings) -> PlanTemplates:
+    """The configured templates file (``plan_templates_file``), else the shipped one."""
+    if not settings.plan_templates_file:
+        return default_templates()
+    return parse_templates(Path(settings.plan_templates_file).read_text(encoding="utf-8"))

@@ -1,0 +1,178 @@
+"""The connectors on the real stack: Zendesk, Freshdesk and HubSpot webhooks in the
+vendors' own shapes and signatures, and a CRM export imported with the CLI, all reaching
+scoring through Kafka; wrong signatures, stale timestamps and unknown shapes refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from services.cli import app as cli
+from services.ingest.connectors.schemas import FRESHDESK, HUBSPOT, ZENDESK_EVENT, ZENDESK_TRIGGER
+from shared.auth import Role, create_key, role_scopes
+from shared.config import Settings
+from shared.storage.tables import accounts, tickets
+from tests.support.harness import Harness, running, wait_for
+
+pytestmark = pytest.mark.integration
+SECRET = "vendor-secret"
+
+
+def _mac(message: bytes) -> str:
+    return base64.b64encode(hmac.new(SECRET.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+async def _rows(hw: Harness, table: Any, account: str) -> list[Any]:
+    async with hw.rt.engine.connect() as conn:
+        return list(await conn.execute(select(table).where(table.c.account_id == account)))
+
+
+async def _zendesk(hw: Harness, body: dict[str, Any], *, stamp: str | None = None) -> Any:
+    raw = orjson.dumps(body)
+    stamp = stamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    headers = {
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+        "X-Zendesk-Webhook-Signature": _mac(stamp.encode() + raw),
+        "Content-Type": "application/json",
+    }
+    async with hw.client() as c:
+        return await c.post("/v1/connectors/zendesk/webhook", content=raw, headers=headers)
+
+
+async def _hubspot(hw: Harness, body: list[dict[str, Any]], *, tamper: bool = False) -> Any:
+    raw = orjson.dumps(body)
+    stamp = str(int(time.time() * 1000))
+    uri = hw.url + "/v1/connectors/hubspot/webhook"
+    signature = _mac(b"POST" + uri.encode() + raw + stamp.encode())
+    headers = {
+        "X-HubSpot-Request-Timestamp": stamp,
+        "X-HubSpot-Signature-v3": signature,
+        "Content-Type": "application/json",
+    }
+    async with hw.client() as c:
+        return await c.post(
+            "/v1/connectors/hubspot/webhook",
+            content=raw + (b" " if tamper else b""),
+            headers=headers,
+        )
+
+
+def _mapping(tmp_path: Path) -> str:
+    path = tmp_path / "connectors.toml"
+    path.write_text(
+        '[owners]\n"Anna Li" = "anna@example.com"\n'
+        '[zendesk.organizations]\n"509974" = "acme"\n'
+        '[freshdesk.companies]\n"Acme Trading" = "acme"\n'
+        '[hubspot]\naccount_prefix = "hs-"\n'
+    )
+    return str(path)
+
+
+async def test_vendor_webhooks_and_a_crm_export_reach_scoring(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={
+            "zendesk_webhook_secret": SecretStr(SECRET),
+            "freshdesk_webhook_secret": SecretStr(SECRET),
+            "hubspot_client_secret": SecretStr(SECRET),
+            "connectors_file": _mapping(tmp_path),
+        }
+    )
+    async with running(settings, alerts=False) as hw:
+        # public_url names the ingest port only now: HubSpot signs the URL it calls.
+        hw.rt.settings.public_url = hw.url
+        trigger = {"ticket": {**ZENDESK_TRIGGER["ticket"], "updated_at": _now_iso()}}
+        assert (await _zendesk(hw, trigger)).status_code == 202
+        assert (await _zendesk(hw, trigger)).status_code == 202  # a retry: counted once
+        event = {
+            **ZENDESK_EVENT,
+            "detail": {**ZENDESK_EVENT["detail"], "id": "9", "updated_at": _now_iso()},
+        }
+        assert (await _zendesk(hw, event)).status_code == 202
+        async with hw.client() as c:
+            fresh = await c.post(
+                "/v1/connectors/freshdesk/webhook",
+                json=FRESHDESK,
+                auth=("freshdesk", SECRET),
+            )
+            assert fresh.status_code == 202, fresh.text
+        hub = [{**HUBSPOT[0], "occurredAt": int(time.time() * 1000)}]
+        answer = await _hubspot(hw, [*hub, {**hub[0], "propertyName": "favourite_colour"}])
+        assert answer.json() == {"accepted": 2, "rejected": []}
+
+        async def three_tickets() -> bool:
+            return len(await _rows(hw, tickets, "acme")) == 3
+
+        await wait_for(three_tickets, timeout=30, what="the three vendors' tickets")
+        found = {(r.ticket_id, r.status) for r in await _rows(hw, tickets, "acme")}
+        assert found == {
+            ("zendesk:35436", "open"),
+            ("zendesk:9", "solved"),
+            ("freshdesk:4821", "open"),
+        }
+
+        async def hubspot_fact() -> bool:
+            rows = await _rows(hw, accounts, "hs-1246965")
+            return bool(rows) and rows[0].facts["fields"].get("arr") == 86000.0
+
+        await wait_for(hubspot_fact, timeout=30, what="HubSpot's annual revenue")
+        await _refusals(hw, trigger)
+        await _cli_import(hw, tmp_path)
+
+
+async def _refusals(hw: Harness, trigger: dict[str, Any]) -> None:
+    bad_stamp = await _zendesk(hw, trigger, stamp="2020-01-01T00:00:00Z")
+    assert (bad_stamp.status_code, bad_stamp.json()["code"]) == (401, "stale_timestamp")
+    unknown = await _zendesk(hw, {"ticket": "no"})
+    assert (unknown.status_code, unknown.json()["code"]) == (400, "unknown_payload")
+    tampered = await _hubspot(hw, HUBSPOT, tamper=True)
+    assert (tampered.status_code, tampered.json()["code"]) == (401, "bad_signature")
+    async with hw.client() as c:
+        no_secret = await c.post("/v1/connectors/freshdesk/webhook", json=FRESHDESK)
+    assert (no_secret.status_code, no_secret.json()["code"]) == (401, "bad_token")
+
+
+async def _cli_import(hw: Harness, tmp_path: Path) -> None:
+    export = tmp_path / "hubspot-companies.csv"
+    export.write_text(
+        "Record ID,Company name,Company owner,Annual Revenue\n"
+        "hs-1,Delta Ltd,Anna Li,50000\n"
+        "hs-2,Echo Ltd,Nobody Known,x\n"
+    )
+    crm = await create_key(hw.rt.engine, "crm", role_scopes(Role.crm, None))
+    argv = ["accounts", "import", str(export), "--format", "hubspot", "--url", hw.url]
+    env = {"HEALTHWATCH_CONNECTORS_FILE": str(tmp_path / "connectors.toml")}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, argv, env={**env, "HEALTHWATCH_KEY": crm}
+    )
+    assert result.exit_code == 1, result.output  # one row refused, said by row and column
+    assert "imported 1 of 2 rows" in result.output
+    assert "row 3, Company owner" in result.output and "row 3, Annual Revenue" in result.output
+
+    async def delta() -> bool:
+        rows = await _rows(hw, accounts, "hs-1")
+        return bool(rows) and rows[0].owner_email == "anna@example.com"
+
+    await wait_for(delta, timeout=30, what="the imported company")
+    ingest = await create_key(hw.rt.engine, "ingest", role_scopes(Role.ingest, None))
+    refused = await asyncio.to_thread(
+        CliRunner().invoke, cli, argv, env={**env, "HEALTHWATCH_KEY": ingest}
+    )
+    assert refused.exit_code == 1 and "crm key" in refused.output

@@ -1,0 +1,101 @@
+"""Success plans on a running embedded stack: a new account's plan from its template,
+progress from the live measures, the portfolio's plans at risk, editing, a CSM kept to
+their portfolio, and the deviation alert stored by the alerts service (in Chinese for a
+Chinese reader)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.auth import Role, create_key, role_scopes
+from shared.config import Settings
+from shared.i18n.alert_text import alert_text
+from shared.storage.tables import alerts
+from tests.support.harness import add_account, alert_stored, running, send, usage
+
+pytestmark = pytest.mark.integration
+
+
+async def test_plans_from_templates_progress_alerts_and_edits(embedded_settings: Settings) -> None:
+    today = datetime.now(UTC).date()
+    bought = (today - timedelta(days=60)).isoformat()
+    async with running(embedded_settings) as hw, hw.client() as client:
+        for account, owner in (("late", "anna@example.com"), ("other", "carl@example.com")):
+            await add_account(
+                hw,
+                account,
+                seats=10,
+                tier="strategic",
+                lifecycle_stage="implementation",
+                contract_start=bought,
+                email=owner,
+            )
+        # One user of ten, every day for three weeks: 10% of the seats by day 60 of 90.
+        await send(hw, [usage("late", "u0", days_ago=d) for d in range(21)])
+        await alert_stored(hw, "late:plan.seat_activation:1")
+
+        r = await client.get("/v1/accounts/late/plan")
+        assert r.status_code == 200, r.text
+        plan = r.json()
+        assert plan["template"] == "strategic-onboarding" and plan["start_on"] == bought
+        by_key = {m["key"]: m for m in plan["milestones"]}
+        seats = by_key["seat_activation"]
+        assert seats["state"] == "at_risk" and seats["value"] == pytest.approx(0.1)
+        assert seats["alert_open"] and 0.6 < seats["time_share"] < 0.7
+        assert by_key["weekly_active_days"]["state"] == "achieved"
+        assert by_key["kickoff"]["state"] == "missed"  # hand-checked, due on day 30
+
+        listed = (await client.get("/v1/plans", params={"at_risk": "true"})).json()
+        # Worst first: "other" has not begun (no use at all), "late" is behind.
+        assert [p["account_id"] for p in listed["plans"]] == ["other", "late"]
+        assert listed["total"] == 2
+        problems = {p["key"] for p in listed["plans"][1]["problems"]}
+        assert problems == {"kickoff", "seat_activation"}
+
+        # Tick the hand-checked one; add a measured one for any product; bad input is a 422.
+        r = await client.patch("/v1/accounts/late/plan/milestones/kickoff", json={"achieved": True})
+        assert r.status_code == 200, r.text
+        kickoff = next(m for m in r.json()["milestones"] if m["key"] == "kickoff")
+        assert kickoff["state"] == "achieved" and kickoff["achieved_on"] == today.isoformat()
+        due = (today + timedelta(days=30)).isoformat()
+        body = {
+            "title": "Reports weekly",
+            "measure": "events_28d[login]",
+            "target": 4,
+            "due_on": due,
+        }
+        r = await client.post("/v1/accounts/late/plan/milestones", json=body)
+        assert r.status_code == 201, r.text
+        assert any(
+            m["key"] == "reports-weekly" and m["state"] == "achieved"
+            for m in r.json()["milestones"]
+        )
+        bad = await client.post(
+            "/v1/accounts/late/plan/milestones", json={**body, "measure": "no such!"}
+        )
+        assert bad.status_code == 422 and bad.json()["code"] == "invalid_milestone"
+        r = await client.post("/v1/accounts/late/plan", json={"template": "nope"})
+        assert r.status_code == 422 and r.json()["code"] == "unknown_template"
+
+        # Anna's key sees her plan only.
+        anna = await create_key(
+            hw.rt.engine, "anna", role_scopes(Role.csm, "anna@example.com"), "anna@example.com"
+        )
+        headers = {"Authorization": f"Bearer {anna}"}
+        assert (await client.get("/v1/accounts/other/plan", headers=headers)).status_code == 404
+        mine = (await client.get("/v1/plans", headers=headers)).json()
+        assert [p["account_id"] for p in mine["plans"]] == ["late"]
+
+        # The alert went through the alerts service like a rule's, readable in Chinese.
+        async with hw.rt.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    alerts.select().where(alerts.c.alert_id == "late:plan.seat_activation:1")
+                )
+            ).one()
+    assert row.status == "firing" and row.owner_email == "anna@example.com"
+    assert (
+        alert_text("zh-CN", row.title) == "late Inc：里程碑「第 90 天前激活 60% 的席位」有延误风险"
+    )

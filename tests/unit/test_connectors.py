@@ -1,0 +1,207 @@
+"""The connectors' pure parts: each vendor's signature, payload translation and the CSV
+exports' mapping, with the refusals a sender or a user gets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.ingest.connectors import freshdesk, hubspot, signing, zendesk
+from services.ingest.connectors.accounts_csv import CsvError, read_all
+from services.ingest.connectors.common import validated
+from services.ingest.connectors.mapping import MappingError, load_mapping
+from services.ingest.connectors.schemas import FRESHDESK, HUBSPOT, ZENDESK_EVENT, ZENDESK_TRIGGER
+from shared.web import ClientError
+
+NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+SECRET = "s3cret"
+
+
+def _b64mac(message: bytes) -> str:
+    return base64.b64encode(hmac.new(SECRET.encode(), message, hashlib.sha256).digest()).decode()
+
+
+@pytest.fixture
+def mapping(tmp_path: Path):  # type: ignore[no-untyped-def]
+    own = tmp_path / "connectors.toml"
+    own.write_text(
+        '[owners]\n"Anna Li" = "anna@example.com"\n"777" = "carl@example.com"\n'
+        '[zendesk.organizations]\n"509974" = "acme"\n'
+        '[freshdesk.companies]\n"Acme Trading" = "acme"\n'
+    )
+    return load_mapping(str(own))
+
+
+def test_zendesk_signature_timestamp_and_body() -> None:
+    stamp, body = "2026-12-03T09:59:00Z", b'{"ticket": {}}'
+    good = {
+        signing.ZENDESK_TIMESTAMP: stamp,
+        signing.ZENDESK_SIGNATURE: _b64mac(stamp.encode() + body),
+    }
+    signing.check_zendesk(good, SECRET, body, NOW)
+    with pytest.raises(ClientError) as bad:
+        signing.check_zendesk(good, SECRET, body + b" ", NOW)
+    assert (bad.value.status, bad.value.code) == (401, "bad_signature")
+    with pytest.raises(ClientError) as stale:
+        signing.check_zendesk(good, SECRET, body, NOW + timedelta(minutes=10))
+    assert stale.value.code == "stale_timestamp"
+    with pytest.raises(ClientError) as garbage:
+        signing.check_zendesk({signing.ZENDESK_TIMESTAMP: "x" * 5000}, SECRET, body, NOW)
+    assert garbage.value.code == "stale_timestamp"
+
+
+def test_hubspot_v3_signature_over_method_url_body_and_milliseconds() -> None:
+    uri, body = "https://hw.example.com/v1/connectors/hubspot/webhook", b"[]"
+    stamp = str(int(NOW.timestamp() * 1000) - 60_000)
+    headers = {
+        signing.HUBSPOT_TIMESTAMP: stamp,
+        signing.HUBSPOT_SIGNATURE: _b64mac(b"POST" + uri.encode() + body + stamp.encode()),
+    }
+    signing.check_hubspot(headers, SECRET, "POST", ["http://internal/x", uri], body, NOW)
+    with pytest.raises(ClientError, match="X-HubSpot-Signature-v3"):
+        signing.check_hubspot(headers, SECRET, "POST", ["http://internal/x"], body, NOW)
+    with pytest.raises(ClientError) as stale:
+        signing.check_hubspot(headers, SECRET, "POST", [uri], body, NOW + timedelta(minutes=6))
+    assert stale.value.code == "stale_timestamp"
+
+
+def test_freshdesk_shared_secret_as_header_or_basic_password() -> None:
+    signing.check_shared_secret({signing.FRESHDESK_TOKEN: SECRET}, SECRET)
+    basic = base64.b64encode(f"freshdesk:{SECRET}".encode()).decode()
+    signing.check_shared_secret({"authorization": f"Basic {basic}"}, SECRET)
+    for headers in ({}, {signing.FRESHDESK_TOKEN: "wrong"}, {"authorization": "Basic %%%"}):
+        with pytest.raises(ClientError) as refused:
+            signing.check_shared_secret(headers, SECRET)
+        assert (refused.value.status, refused.value.code) == (401, "bad_token")
+
+
+def _one(out):  # type: ignore[no-untyped-def]
+    checked = validated(out, now=NOW, max_future_skew=timedelta(hours=1), kind=out_kind(out))
+    assert checked.rejected == []
+    return checked.valid[0]
+
+
+def out_kind(out) -> str:  # type: ignore[no-untyped-def]
+    return out.events[0][1]["kind"]
+
+
+def test_zendesk_trigger_and_event_become_ticket_events(mapping) -> None:  # type: ignore[no-untyped-def]
+    t = _one(zendesk.translate(ZENDESK_TRIGGER, mapping))
+    assert (t.account_id, t.ticket_id, t.status, t.priority, t.type) == (
+        "acme",
+        "zendesk:35436",
+        "open",
+        "high",
+        "bug",
+    )
+    assert t.event_id == "zendesk:35436:open:2026-12-03T08:40:00Z"  # once per update
+    e = _one(zendesk.translate(ZENDESK_EVENT, mapping))
+    assert (e.account_id, e.status, e.solved_at) == ("acme", "solved", e.occurred_at)
+    unmapped = {**ZENDESK_EVENT, "detail": {**ZENDESK_EVENT["detail"], "organization_id": "1"}}
+    refused = zendesk.translate(unmapped, mapping).rejected[0]
+    assert refused.errors[0]["field"] == "organization"
+    with pytest.raises(ClientError) as unknown:
+        zendesk.translate({"hello": 1}, mapping)
+    assert (unknown.value.status, unknown.value.code) == (400, "unknown_payload")
+
+
+def test_freshdesk_webhook_maps_company_status_and_priority(mapping) -> None:  # type: ignore[no-untyped-def]
+    t = _one(freshdesk.translate(FRESHDESK, mapping, NOW))
+    assert (t.account_id, t.status, t.priority, t.type) == ("acme", "open", "urgent", "bug")
+    resolved = {**FRESHDESK["freshdesk_webhook"], "ticket_status": "Resolved", "account_id": "beta"}
+    r = _one(freshdesk.translate(resolved, mapping, NOW))
+    assert (r.account_id, r.status) == ("beta", "solved")
+    stranger = {**FRESHDESK["freshdesk_webhook"], "ticket_company_name": "Nobody"}
+    assert freshdesk.translate(stranger, mapping, NOW).rejected[0].errors[0]["field"] == (
+        "ticket_company_name"
+    )
+    with pytest.raises(ClientError, match="Freshdesk"):
+        freshdesk.translate([1, 2], mapping, NOW)
+
+
+def test_hubspot_changes_become_facts_and_the_rest_is_left(mapping) -> None:  # type: ignore[no-untyped-def]
+    base = HUBSPOT[0]
+    body = [
+        base,
+        {**base, "propertyName": "hubspot_owner_id", "propertyValue": "777"},
+        {**base, "propertyName": "lifecyclestage", "propertyValue": "lead"},  # funnel: left
+        {**base, "propertyName": "favourite_colour", "propertyValue": "red"},  # unmapped
+        {**base, "subscriptionType": "contact.propertyChange"},
+        {**base, "propertyName": "annualrevenue", "propertyValue": "lots"},
+    ]
+    out = hubspot.translate(body, mapping)
+    assert out.ignored == 3
+    assert [r.index for r in out.rejected] == [5]
+    checked = validated(out, now=NOW, max_future_skew=timedelta(hours=1), kind="account")
+    arr, owner = checked.valid
+    assert (arr.account_id, arr.arr) == ("1246965", 86000.0)
+    assert owner.owner is not None and owner.owner.email == "carl@example.com"
+    with pytest.raises(ClientError):
+        hubspot.translate({"not": "a list"}, mapping)
+
+
+HUBSPOT_CSV = (
+    "Record ID,Company name,Annual Revenue,Company owner,Lifecycle Stage,Contract end date,Notes\n"
+    '101,Acme,"1,200,000",Anna Li,customer,2027-06-30,x\n'
+    "102,Beta,abc,Nobody,customer,2027-13-01,\n"
+    ",Gamma,5,,,,\n"
+)
+
+
+def test_hubspot_csv_rows_and_their_errors(mapping) -> None:  # type: ignore[no-untyped-def]
+    header, rows = read_all(HUBSPOT_CSV.encode(), "hubspot", mapping, NOW)
+    assert header.ignored == ["Notes"]
+    acme = rows[0].fact
+    assert acme is not None and (acme.account_id, acme.arr, acme.lifecycle_stage) == (
+        "101",
+        1_200_000.0,
+        "stable",
+    )
+    assert acme.owner is not None and acme.owner.email == "anna@example.com"
+    assert str(acme.contract_end) == "2027-06-30"
+    problems = {(e.row, e.column) for r in rows[1:] for e in r.errors}
+    assert problems == {
+        (3, "Annual Revenue"),
+        (3, "Company owner"),
+        (3, "Contract end date"),
+        (4, "Record ID"),
+    }
+
+
+def test_salesforce_and_own_csv(mapping) -> None:  # type: ignore[no-untyped-def]
+    sf = "Account ID,Account Name,Type,Account Owner,Contract_End__c\n001A,Acme,Customer - Direct,anna@example.com,6/30/2027\n"
+    (_, [row]) = read_all(sf.encode(), "salesforce", mapping, NOW)
+    assert row.fact is not None and str(row.fact.contract_end) == "2027-06-30"
+    ours = "account_id,tier,seats_purchased,timezone\nacme,strategic,12,Asia/Shanghai\nbeta,gold,1.5,Mars/Base\n"
+    _, (good, bad) = read_all(ours.encode(), "csv", mapping, NOW)
+    assert good.fact is not None and good.fact.seats_purchased == 12
+    assert {e.column for e in bad.errors} == {"seats_purchased"}
+    _, [bad_values] = read_all(
+        b"account_id,tier,timezone\nbeta,gold,Mars/Base\n", "csv", mapping, NOW
+    )
+    assert {e.column for e in bad_values.errors} == {"tier", "timezone"}
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"", "empty"),
+        (b"name,tier\nAcme,strategic\n", "account_id"),
+        ("account_id\n\u00e9".encode("latin-1"), "UTF-8"),
+    ],
+)
+def test_a_file_that_is_no_such_csv(mapping, data: bytes, says: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CsvError, match=says):
+        read_all(data, "csv", mapping, NOW)
+
+
+def test_a_mapping_file_naming_unknown_facts_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[hubspot.properties]\nname = "nickname"\n')
+    with pytest.raises(MappingError, match="nickname"):
+        load_mapping(str(bad))

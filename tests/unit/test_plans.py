@@ -1,0 +1,233 @@
+"""Success plans: a milestone's state from its measure and the day (pure), the template
+file's checks, and scoring's plan step (templates for new accounts, deviation alerts
+fired, updated and resolved with deterministic ids)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from services.scoring.plans.progress import (
+    AlertState,
+    Milestone,
+    State,
+    alert_step,
+    evaluate,
+)
+from services.scoring.plans.templates import (
+    PlanTemplateError,
+    default_templates,
+    parse_templates,
+)
+from shared.bus.base import Record
+from shared.bus.embedded import EmbeddedBus
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent
+from shared.contracts.events import EVENT_ADAPTER
+from shared.contracts.wire import decode_alert, encode_event
+from shared.storage.tables import bus_log, plan_milestones, success_plans
+from tests.support.factories import EngineFactory, ProcessorFactory
+
+START = date(2026, 1, 1)
+DUE = START + timedelta(days=100)
+
+
+def milestone(measure: str | None = "activation_rate", **extra: Any) -> Milestone:
+    fields: dict[str, Any] = {
+        "key": "k",
+        "title": "t",
+        "measure": measure,
+        "op": ">=",
+        "target": 0.6 if measure not in (None, "go_live") else None,
+        "baseline": 0.0,
+        "start_on": START,
+        "due_on": DUE,
+    }
+    return Milestone(**(fields | extra))
+
+
+@pytest.mark.parametrize(
+    ("m", "values", "day", "state"),
+    [
+        # Linear: half the time gone, half the way done (0.3 of 0.6): on track.
+        (milestone(), {"activation_rate": 0.3}, START + timedelta(days=50), State.on_track),
+        # Half the time gone, a third of the way: at risk (more than the slack behind).
+        (milestone(), {"activation_rate": 0.2}, START + timedelta(days=50), State.at_risk),
+        # The first two weeks are not judged.
+        (milestone(), {"activation_rate": 0.0}, START + timedelta(days=13), State.on_track),
+        (milestone(), {"activation_rate": 0.6}, START + timedelta(days=5), State.achieved),
+        (milestone(), {"activation_rate": 0.5}, DUE + timedelta(days=1), State.missed),
+        (milestone(), {}, START + timedelta(days=50), State.at_risk),  # no data: no way done
+        # Down to a value: days since the last touchpoint from 60 to 14 or less.
+        (
+            milestone("days_since_touchpoint", op="<=", target=14, baseline=60),
+            {"days_since_touchpoint": 40},
+            START + timedelta(days=50),
+            State.on_track,
+        ),
+        # Yes/no milestones: at risk in their last quarter.
+        (milestone("go_live"), {"go_live": None}, START + timedelta(days=74), State.on_track),
+        (milestone("go_live"), {"go_live": None}, START + timedelta(days=75), State.at_risk),
+        (
+            milestone("go_live"),
+            {"go_live": "2026-02-01", "as_of": "2026-03-01"},
+            START + timedelta(days=80),
+            State.achieved,
+        ),
+        (milestone(None), {}, DUE + timedelta(days=1), State.missed),
+        (milestone(None, achieved_on=DUE), {}, DUE + timedelta(days=9), State.achieved),
+        (
+            milestone("events_28d[report_run]", target=100),
+            {"events_28d[report_run]": 100},
+            START + timedelta(days=30),
+            State.achieved,
+        ),
+    ],
+)
+def test_a_milestone_state_follows_its_measure_and_the_day(
+    m: Milestone, values: dict[str, Any], day: date, state: State
+) -> None:
+    assert evaluate(m, values, day).state == state
+
+
+def test_progress_projects_linearly_and_dates_an_achievement() -> None:
+    p = evaluate(milestone(), {"activation_rate": 0.2}, START + timedelta(days=50))
+    assert p.done_share == pytest.approx(1 / 3) and p.time_share == 0.5
+    assert p.projected == pytest.approx(0.4)  # at this pace, 0.4 by the due day
+    day = START + timedelta(days=70)
+    assert evaluate(milestone(), {"activation_rate": 0.7}, day).achieved_on == day
+
+
+def test_one_alert_per_milestone_problem_updated_then_resolved() -> None:
+    s0 = AlertState()
+    s1, told = alert_step(s0, State.at_risk)
+    assert told is not None and (told.status, told.fire_count, told.revision) == ("firing", 1, 0)
+    assert alert_step(s1, State.at_risk) == (s1, None)  # no news
+    s2, told = alert_step(s1, State.missed)
+    assert told is not None and (told.status, told.revision, told.severity) == (
+        "firing",
+        1,
+        "warning",
+    )
+    s3, told = alert_step(s2, State.achieved)
+    assert told is not None and (told.status, told.revision, told.was) == (
+        "resolved",
+        2,
+        State.missed,
+    )
+    assert s3.status == "ok"
+    _, told = alert_step(s3, State.at_risk)
+    assert told is not None and (told.fire_count, told.revision) == (2, 0)  # a new alert
+
+
+def test_default_templates_follow_the_handbook() -> None:
+    templates = default_templates()
+    strategic = templates.matching("strategic", "implementation")
+    assert strategic is not None and strategic.id == "strategic-onboarding"
+    by_key = {m.key: m for m in strategic.milestone}
+    assert by_key["go_live"].due_days == 90
+    assert (by_key["seat_activation"].target, by_key["seat_activation"].due_days) == (0.6, 90)
+    assert by_key["weekly_active_days"].target == 3
+    assert templates.matching("non-focus", "implementation").id == "onboarding"  # type: ignore[union-attr]
+    assert templates.matching("enterprise", "churned") is None
+
+
+def test_a_bad_template_file_is_refused_naming_each_problem() -> None:
+    bad = """
+version = "x"
+[[template]]
+id = "t"
+title = "T"
+tiers = ["gold"]
+  [[template.milestone]]
+  key = "a"
+  title = "A"
+  measure = "activation_rate"
+  due_days = 0
+"""
+    with pytest.raises(PlanTemplateError) as err:
+        parse_templates(bad)
+    text = str(err.value)
+    assert "template.0.tiers.0" in text and "milestone.0.due_days" in text
+    with pytest.raises(PlanTemplateError, match="give a target for 'activation_rate'"):
+        parse_templates(bad.replace('"gold"', '"strategic"').replace("= 0", "= 9"))
+
+
+NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+
+def record(settings: Settings, offset: int, raw: dict[str, object]) -> Record:
+    event = EVENT_ADAPTER.validate_python(raw)
+    return Record(settings.topic(event.kind), 0, offset, b"p", encode_event(event))
+
+
+def use(user: str, days_ago: int) -> dict[str, object]:
+    return {
+        "kind": "usage",
+        "event_id": f"{user}-{days_ago}",
+        "account_id": "p",
+        "user_id": user,
+        "event": "login",
+        "occurred_at": (NOW - timedelta(days=days_ago)).isoformat(),
+    }
+
+
+async def test_scoring_plans_a_new_account_and_alerts_on_its_milestones(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    engine = await engine_factory()
+    bus = EmbeddedBus(engine)
+    processor = processor_factory(engine, producer=bus, clock=lambda: NOW)
+    bought = (NOW - timedelta(days=60)).date()
+    raws: list[dict[str, object]] = [
+        {
+            "kind": "account",
+            "event_id": "f",
+            "account_id": "p",
+            "name": "Plan Co",
+            "seats_purchased": 10,
+            "tier": "strategic",
+            "lifecycle_stage": "implementation",
+            "contract_start": bought.isoformat(),
+            "owner": {"email": "anna@example.com"},
+            "occurred_at": (NOW - timedelta(days=61)).isoformat(),
+        },
+        *(use("u0", back) for back in range(10, 21)),
+    ]
+    await processor.handle([record(embedded_settings, i, r) for i, r in enumerate(raws)])
+
+    async def published() -> dict[str, AlertEvent]:
+        async with engine.connect() as conn:
+            q = select(bus_log.c.value).where(bus_log.c.topic == embedded_settings.topic("alerts"))
+            found = [decode_alert(v) for v in (await conn.execute(q)).scalars()]
+        return {f"{a.alert_id}@{a.revision}": a for a in found if a.rule == "plan_milestone"}
+
+    async with engine.connect() as conn:
+        plan = (await conn.execute(select(success_plans))).one()
+        rows = {r.key: r for r in await conn.execute(select(plan_milestones))}
+    assert (plan.template, plan.start_on) == ("strategic-onboarding", bought)
+    assert rows["go_live"].due_on == bought + timedelta(days=90)
+    # As of its newest event (50 days in): 1 of 10 seats activated, a third of the way
+    # to 60% with over half the time gone; the hand-checked kickoff was due on day 30.
+    assert rows["weekly_active_days"].achieved_on == (NOW - timedelta(days=10)).date()
+    alerts = await published()
+    assert set(alerts) == {"p:plan.seat_activation:1@0", "p:plan.kickoff:1@0"}
+    fired = alerts["p:plan.seat_activation:1@0"]
+    assert fired.title == "Plan Co: milestone 60% of seats activated by day 90 is at risk"
+    assert fired.owner is not None and fired.owner.email == "anna@example.com"
+    assert fired.details["milestone"]["state"] == "at_risk"
+    assert alerts["p:plan.kickoff:1@0"].title.endswith("was missed")
+
+    # Seven more users: 80% of the seats activated, the alert resolves.
+    more = [use(f"u{n}", 1) for n in range(1, 8)]
+    await processor.handle(
+        [record(embedded_settings, len(raws) + i, r) for i, r in enumerate(more)]
+    )
+    resolved = (await published())["p:plan.seat_activation:1@1"]
+    assert resolved.status == "resolved" and resolved.summary.startswith("Achieved on")
+    assert len(await published()) == 3  # nothing else told
