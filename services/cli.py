@@ -38,6 +38,7 @@ from shared.alerting.schema import AlertingError
 from shared.alerting.store import alerting_store
 from shared.auth import KeyInfo, Role, Scope, create_key, list_keys, revoke_key, role_scopes
 from shared.bus.base import BusUnavailable
+from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.worker import describe, is_transient
@@ -430,9 +431,12 @@ def import_cmd(
 
     async def main() -> ImportReport:
         engine = create_engine(settings.database_url)
+        # The alerts still open at the end go to the alerts topic (opened, not notified).
+        bus = create_bus(settings, engine)
         try:
             if settings.embedded:
                 await migrate(engine)
+            await bus.producer.start()
             metrics = ScoringMetrics(CollectorRegistry())
             with Progress(
                 TextColumn("{task.description}"),
@@ -450,8 +454,10 @@ def import_cmd(
                     lambda sink: ScoringProcessor(engine, sink, settings, metrics),
                     progress=report,
                     restart=restart,
+                    alerts_to=bus.producer,
                 )
         finally:
+            await bus.producer.stop()
             await engine.dispose()
 
     result = asyncio.run(main())
@@ -459,7 +465,9 @@ def import_cmd(
         f"[green]imported[/] {result.imported} events from {result.files} file(s) "
         f"({result.skipped_already_imported} lines already imported earlier); "
         f"{result.swept} accounts brought up to today; "
-        f"{result.alerts_not_sent} alerts raised by history were not sent"
+        f"{result.days_scored} daily scores recorded; "
+        f"{result.alerts_not_sent} alert messages of the past were not sent; "
+        f"{result.alerts_opened} alerts still true were opened without notices"
     )
     if result.rejected:
         console.print(

@@ -295,7 +295,9 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
 
 
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
-    app.state.health_api = HealthApiContext(rt.engine, ModelStore(), rt.settings.zone)
+    app.state.health_api = HealthApiContext(
+        rt.engine, ModelStore(), rt.settings.zone, rt.settings.window_days
+    )
     app.state.engine = rt.engine  # shared.web.EngineDep: the reports and the keys API
     app.state.report_fmt = Fmt(rt.settings.language, rt.settings.currency)
     app.include_router(health_router)

@@ -6,28 +6,40 @@ owns; others answer 404, as if they did not exist.
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
-from datetime import UTC, date, tzinfo
-from typing import Annotated, Any
+from datetime import UTC, date, datetime, tzinfo
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy.ext.asyncio import AsyncEngine
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
 from services.scoring.queries import (
+    HEALTH_AS_OF_COLUMNS,
     Day,
     account_health_row,
     account_measures,
     band_changes_between,
     daily_scores,
     day_range,
+    end_of,
+    facts_as_of,
     newest_score_day,
+    portfolio_health_as_of,
+    scores_as_of,
     visible_account,
 )
-from services.scoring.schemas import AccountHealth, AccountMetrics, HealthHistory
+from services.scoring.schemas import (
+    AccountHealth,
+    AccountMetrics,
+    HealthHistory,
+    PortfolioHealth,
+)
 from shared.document_routes import (
     DOCUMENT_ANSWERS,
     current_document,
@@ -37,6 +49,10 @@ from shared.document_routes import (
 from shared.openapi import error_responses
 from shared.web import AdminKey, ClientError, ReadKey
 
+# Accounts per answer of GET /v1/health: a page of a few hundred KB of JSON by default,
+# and a large portfolio (the handbook's 2,000 accounts) in one page at most.
+DEFAULT_BULK_ROWS = 1000
+MAX_BULK_ROWS = 10_000
 # History without a range covers this many days back from the newest day.
 DEFAULT_HISTORY_DAYS = 90
 MAX_MODEL_BYTES = 200_000
@@ -47,6 +63,8 @@ class HealthApiContext:
     engine: AsyncEngine
     models: ModelStore
     zone: tzinfo = UTC
+    # Days of daily counts kept before each account's newest event (HEALTHWATCH_WINDOW_DAYS).
+    window_days: int = 90
 
 
 def get_context(request: Request) -> HealthApiContext:
@@ -58,14 +76,22 @@ Context = Annotated[HealthApiContext, Depends(get_context)]
 
 # Not there, not scored yet, or not this key's account.
 NOT_FOUND = error_responses(404)
+# Also: an as-of day older than the daily counts kept.
+NOT_FOUND_OR_GONE = error_responses(404, 422)
 router = APIRouter(prefix="/v1", tags=["health"])
 
 
 @router.get("/accounts/{account_id}/health", response_model=AccountHealth, responses=NOT_FOUND)
-async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> dict[str, Any]:
-    """Score, band, depth level and the explanation of the newest score."""
+async def account_health_view(
+    account_id: str, ctx: Context, key: ReadKey, as_of: Day | None = None
+) -> dict[str, Any]:
+    """Score, band, depth level and the explanation of the newest score; with ``as_of``,
+    the score recorded as of that day (``scored_on``: the day of its row) with the
+    account's name and tier as they were then."""
     async with ctx.engine.connect() as conn:
         facts = await visible_account(conn, account_id, key)
+        if as_of is not None:
+            return await _health_as_of(conn, account_id, as_of, ctx.zone)
         h = await account_health_row(conn, account_id)
     if h is None or (h.score is None and h.band is None):
         raise ClientError(404, "not_scored", f"Account {account_id!r} has no score yet.")
@@ -81,6 +107,31 @@ async def account_health_view(account_id: str, ctx: Context, key: ReadKey) -> di
         "danger_level": h.danger_level,
         "danger_causes": (h.components or {}).get("danger", {}).get("causes", []),
         "explanation": h.components,
+    }
+
+
+async def _health_as_of(
+    conn: AsyncConnection, account_id: str, day: date, zone: tzinfo
+) -> dict[str, Any]:
+    row = (await scores_as_of(conn, day, [account_id])).get(account_id)
+    if row is None:
+        raise ClientError(
+            404, "not_scored", f"Account {account_id!r} had no score as of {day.isoformat()}."
+        )
+    then = (await facts_as_of(conn, end_of(day, zone), [account_id])).get(account_id, {})
+    danger = (row.explanation or {}).get("danger") or {}
+    return {
+        "account_id": account_id,
+        "name": then.get("name"),
+        "tier": then.get("tier"),
+        "as_of": day.isoformat(),
+        "scored_on": row.day.isoformat(),
+        "score": row.score,
+        "band": row.band,
+        "depth_level": (row.inputs or {}).get("depth_level"),
+        "danger_level": danger.get("level"),
+        "danger_causes": danger.get("causes", []),
+        "explanation": row.explanation,
     }
 
 
@@ -112,15 +163,20 @@ async def account_health_history(
         }
 
 
-@router.get("/accounts/{account_id}/metrics", response_model=AccountMetrics, responses=NOT_FOUND)
+@router.get(
+    "/accounts/{account_id}/metrics", response_model=AccountMetrics, responses=NOT_FOUND_OR_GONE
+)
 async def account_metrics(
     account_id: str, ctx: Context, key: ReadKey, as_of: Day | None = None
 ) -> dict[str, Any]:
     """The raw rolling measures as of a day (default: the newest event's day), with
-    per-event-name, module and platform counts over the last 7 and 28 days."""
+    per-event-name, module and platform counts over the last 7 and 28 days. As of a past
+    day, seats and allowances are the facts in force then and open tickets those open
+    then; a day older than the kept daily counts answers 422 ``as_of_beyond_retention``
+    (``oldest_as_of`` says the oldest day answered)."""
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
-        m = await account_measures(conn, account_id, as_of, ctx.zone)
+        m = await account_measures(conn, account_id, as_of, ctx.zone, ctx.window_days)
         model, _ = await ctx.models.current(conn)
     if m is None:
         raise ClientError(404, "no_activity", f"Account {account_id!r} has no activity yet.")
@@ -153,6 +209,49 @@ async def account_metrics(
             }
             for d, n, limit in m.usage_quotas
         ],
+    }
+
+
+@router.get(
+    "/health",
+    response_model=PortfolioHealth,
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with ?format=csv"}},
+)
+async def portfolio_health(
+    ctx: Context,
+    key: ReadKey,
+    as_of: Annotated[Day | None, Query(description="The day (default: today)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_BULK_ROWS)] = DEFAULT_BULK_ROWS,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    format: Annotated[Literal["json", "csv"], Query(description="csv for a spreadsheet")] = "json",
+) -> Any:
+    """Every account this key sees (a CSM key: its own portfolio) scored by ``as_of``:
+    the score in force that day (``scored_on``: its row's day), with the name, tier,
+    owner, seats, contract end and lifecycle stage as they were then and the tickets
+    open then; ordered by account id, ``total`` before ``limit``/``offset``."""
+    day = as_of or datetime.now(ctx.zone).date()
+    async with ctx.engine.connect() as conn:
+        rows = await portfolio_health_as_of(conn, key, day, ctx.zone)
+    page = rows[offset : offset + limit]
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=HEALTH_AS_OF_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(page)
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "X-Total-Count": str(len(rows)),
+                "Content-Disposition": f'attachment; filename="health-{day.isoformat()}.csv"',
+            },
+        )
+    return {
+        "as_of": day.isoformat(),
+        "total": len(rows),
+        "limit": limit,
+        "offset": offset,
+        "accounts": page,
     }
 
 

@@ -6,7 +6,19 @@ whose offset is the line number. The offsets commit with the state, so an interr
 import resumes where it stopped and a finished one imports nothing twice; event ids
 make even a re-import of another copy of the file harmless.
 
-Backfilled history does not notify anyone: alerts it raises are counted, not sent.
+The score history gets a row per account per day, from the account's first day in the
+import to the last day of the history, quiet days included (``ImportCalendar``): after
+each batch, the days every event of which has been read (those before the newest day
+seen, the history being in time order) are scored day by day as of that day, as the
+daily sweep scores a live service's quiet accounts; a day whose score did not change
+gets the previous day's row (the score as of that day). The last days are scored at the
+end, then every account is brought to today.
+
+Backfilled history notifies nobody: what it raised and resolved in the past is counted,
+not sent. The alerts still open when the import ends (true now) go to the alerts topic
+marked ``imported``: the alerts service opens them, shown and followed like any other,
+without a first notice for a past it would tell all at once; later changes (worse,
+resolved, reminders) are told as usual.
 Invalid lines are reported with their line number and reason, never dropped silently.
 """
 
@@ -24,10 +36,13 @@ from typing import IO
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.import_days import ImportCalendar
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
-from shared.bus.base import DiscardingProducer, OutMessage, Record
+from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
 from shared.bus.offsets import offset_loader
+from shared.contracts.alerts import AlertEvent
+from shared.contracts.wire import decode_alert
 
 # Records per transaction: large batches amortise the rescoring of each account.
 BATCH = 5000
@@ -44,6 +59,10 @@ class ImportReport:
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # file, line, reason
     alerts_not_sent: int = 0
     swept: int = 0
+    days_scored: int = 0  # score history rows written for the days of the history
+    alerts_opened: int = 0  # alerts still true at the end, opened without a notice
+    # alert id → its newest message: what is still firing at the end is opened.
+    alerts: dict[str, AlertEvent] = field(default_factory=dict, repr=False)
 
 
 class LineNumbers:
@@ -85,6 +104,12 @@ class _Sink(DiscardingProducer):
                 self._report.rejected.append((self._source, line, message.headers["reason"]))
             else:
                 self._report.alerts_not_sent += 1
+                self._keep(decode_alert(message.value))
+
+    def _keep(self, alert: AlertEvent) -> None:
+        known = self._report.alerts.get(alert.alert_id)
+        if known is None or known.revision <= alert.revision:
+            self._report.alerts[alert.alert_id] = alert
 
 
 def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
@@ -138,17 +163,22 @@ async def import_files(
     sweep: bool = True,
     restart: bool = False,
     batch_size: int = BATCH,
+    alerts_to: Producer | None = None,
 ) -> ImportReport:
     """Import ``paths`` in order, ``batch_size`` lines per transaction; ``restart`` reads
     files from the top again (after fixing rejected lines: events already imported are
-    recognised by id)."""
+    recognised by id). The alerts open at the end go to ``alerts_to`` (the bus), marked
+    imported; without it they are counted only."""
     report = ImportReport()
+    calendar: ImportCalendar | None = None
     for path in paths:
         report.files += 1
         topic = f"import:{path.name}"
         lines = LineNumbers()
         sink = _Sink(report, path.name, lines)
         processor = processor_for(sink)
+        if calendar is None:
+            calendar = await ImportCalendar.load(processor, _Sink(report, "history"))
         stored = await offset_loader(processor.engine, processor.group_id)([(topic, 0)])
         start = 0 if restart else stored.get((topic, 0), 0)
         batch: list[Record] = []
@@ -162,22 +192,46 @@ async def import_files(
                 continue  # blank lines keep their number, so resuming stays aligned
             batch.append(Record(topic, 0, number, None, line))
             if len(batch) >= batch_size:
-                await _flush(processor, batch, report)
+                await _flush(processor, batch, report, calendar)
                 progress(path.name, number + 1)
-        await _flush(processor, batch, report)
+        await _flush(processor, batch, report, calendar)
         progress(path.name, number + 1)
+    if calendar is not None:
+        report.days_scored += await calendar.close_all()
     if sweep and paths:
         # History ends in the past: bring every account to today, as the service would.
         report.swept = await QuietAccountSweep(
             processor.engine, _Sink(report, "sweep"), processor
         ).run_once()
+    if alerts_to is not None and paths:
+        report.alerts_opened = await open_alerts(report, processor, alerts_to)
     return report
 
 
-async def _flush(processor: ScoringProcessor, batch: list[Record], report: ImportReport) -> None:
+async def open_alerts(report: ImportReport, processor: ScoringProcessor, bus: Producer) -> int:
+    """Publish the alerts still firing at the end of the import, marked imported (the
+    alerts service opens them without notices); returns how many."""
+    still = [
+        alert.model_copy(update={"imported": True})
+        for _, alert in sorted(report.alerts.items())
+        if alert.status == "firing"
+    ]
+    if still:
+        await bus.send_many(processor.alert_messages(still))
+    return len(still)
+
+
+async def _flush(
+    processor: ScoringProcessor,
+    batch: list[Record],
+    report: ImportReport,
+    calendar: ImportCalendar,
+) -> None:
     if not batch:
         return
+    calendar.note(batch)
     before = len(report.rejected)
     await processor.handle(batch)
     report.imported += len(batch) - (len(report.rejected) - before)
     batch.clear()
+    report.days_scored += await calendar.close_read_days()

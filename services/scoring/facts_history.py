@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -126,9 +126,9 @@ async def _load_from(
     return out
 
 
-def end_of(day: date) -> datetime:
-    """The last moment of ``day`` (UTC): a day's as-of read counts its every fact."""
-    return datetime.combine(day + timedelta(days=1), time(), UTC) - timedelta(microseconds=1)
+def end_of(day: date, zone: tzinfo = UTC) -> datetime:
+    """The last moment of ``day`` in ``zone``: a day's as-of read counts its every fact."""
+    return datetime.combine(day + timedelta(days=1), time(), zone) - timedelta(microseconds=1)
 
 
 async def facts_as_of(

@@ -14,6 +14,7 @@ from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import history
+from services.scoring.as_of import measures_as_of
 from services.scoring.measures import load_measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
@@ -179,15 +180,26 @@ class ScoringProcessor:
         ]
 
     async def rescore(
-        self, conn: AsyncConnection, ids: set[str], now: Any, as_of: date | None = None
+        self,
+        conn: AsyncConnection,
+        ids: set[str],
+        now: Any,
+        as_of: date | None = None,
+        *,
+        past_day: bool = False,
     ) -> list[AlertEvent]:
         """Score ``ids`` as of their newest event (or ``as_of``); record what changed and
-        return the alerts that fired. An unchanged score writes nothing.
+        return the alerts that fired. An unchanged score writes nothing. ``past_day``: the day
+        lies in the past (an import scoring its days), so facts and tickets are read as
+        they were then, not now.
 
         The reading and writing are here; what a score is and which rules fire is the pure
         per-account ``score_account``."""
         await _lock_accounts(conn, ids)
-        measures = await load_measures(conn, ids, as_of, self.zone)
+        if past_day and as_of is not None:
+            measures = await measures_as_of(conn, ids, as_of, self.zone)
+        else:
+            measures = await load_measures(conn, ids, as_of, self.zone)
         if not measures:
             return []
         alerting, _ = await self._alerting.current(conn)

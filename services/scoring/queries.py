@@ -19,6 +19,16 @@ from pydantic import AfterValidator
 from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.as_of import HEALTH_AS_OF_COLUMNS as HEALTH_AS_OF_COLUMNS
+from services.scoring.as_of import (
+    check_retention,
+    measures_as_of,
+    oldest_as_of,
+)
+from services.scoring.as_of import portfolio_health_as_of as portfolio_health_as_of
+from services.scoring.as_of import scores_as_of as scores_as_of  # for other packages
+from services.scoring.as_of import tickets_as_of as tickets_as_of  # for other packages
+from services.scoring.facts_history import end_of as end_of  # for other packages
 from services.scoring.facts_history import facts_as_of as facts_as_of  # for other packages
 from services.scoring.measures import Measures, load_measures
 from services.scoring.state import OPEN_STATUSES
@@ -104,11 +114,23 @@ async def account_health_row(conn: AsyncConnection, account_id: str) -> Any:
 
 
 async def account_measures(
-    conn: AsyncConnection, account_id: str, as_of: date | None, zone: tzinfo
+    conn: AsyncConnection,
+    account_id: str,
+    as_of: date | None,
+    zone: tzinfo,
+    window_days: int | None = None,
 ) -> Measures | None:
     """The account's rolling measures as of ``as_of`` (default: its newest event's day),
-    None without activity."""
-    measures = await load_measures(conn, {account_id}, as_of, zone)
+    None without activity. As of a given day: with the facts and the open tickets of
+    that day, and (given the kept ``window_days``) 422 ``as_of_beyond_retention`` for a
+    day older than the kept daily counts answer."""
+    if as_of is None:
+        measures = await load_measures(conn, {account_id}, None, zone)
+    else:
+        if window_days is not None:
+            oldest = await oldest_as_of(conn, account_id, window_days, zone)
+            check_retention(account_id, as_of, oldest, window_days)
+        measures = await measures_as_of(conn, {account_id}, as_of, zone)
     return measures[0] if measures else None
 
 

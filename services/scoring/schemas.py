@@ -55,6 +55,18 @@ class Portfolio(Answer):
     accounts: list[dict[str, Any]]
 
 
+class PortfolioHealth(Answer):
+    as_of: str
+    total: int = Field(description="Accounts scored by that day (before limit/offset)")
+    limit: int
+    offset: int
+    accounts: list[dict[str, Any]] = Field(
+        description="Per account: the score in force that day (scored_on: its row's day), "
+        "the facts then (name, tier, owner_email, seats, contract_end, lifecycle_stage) "
+        "and the tickets open then"
+    )
+
+
 class Aggregates(Answer):
     open_alerts_by_rule: dict[str, int]
 

@@ -82,3 +82,6 @@ class AlertEvent(BaseModel):
     sales_owner: Owner | None = None
     fired_at: Time
     details: Annotated[dict[str, Any], AfterValidator(_storable_tree)] = Field(default_factory=dict)
+    # Still true at the end of ``healthwatch import``: opened without a first notice (the
+    # past is not news told all at once); later changes are told as usual.
+    imported: bool = False

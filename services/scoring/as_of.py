@@ -1,0 +1,258 @@
+"""Reads as of a past day: the facts and the tickets as they were then, the score
+recorded then, and how far back the daily counts still reach.
+
+The daily counts (``activity_daily*``) are kept for ``HEALTHWATCH_WINDOW_DAYS`` days
+before each account's newest event (``state.py`` prunes older days), so measures as of
+an older day cannot be computed: such a read answers 422 ``as_of_beyond_retention``
+rather than zeros. Facts come from ``account_facts_history`` and tickets from their
+stored opening and closing times, both kept whole; the score history (``health_daily``)
+is kept whole too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import date, datetime, timedelta, tzinfo
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.facts_history import end_of, facts_as_of
+from services.scoring.measures import HIGH_PRIORITIES, Measures, _commercial, load_measures
+from services.scoring.state import OPEN_STATUSES, window_start
+from services.scoring.zones import zone_of
+from shared.auth import ApiKey
+from shared.storage.tables import account_health, accounts, health_daily, tickets
+from shared.web import ClientError
+
+# An as-of day is answered when its longest window the metrics show (active users
+# over 30 days; the per-name counts over 28) lies within the kept days: a window
+# reaching before them would count days already deleted as days without use.
+FULL_WINDOW_DAYS = 30
+
+
+async def oldest_as_of(
+    conn: AsyncConnection, account_id: str, window_days: int, zone: tzinfo
+) -> date | None:
+    """The oldest day whose measures the kept daily counts still cover (None before the
+    account's first event)."""
+    row = (
+        await conn.execute(
+            select(account_health.c.as_of, accounts.c.facts)
+            .select_from(
+                account_health.outerjoin(
+                    accounts, accounts.c.account_id == account_health.c.account_id
+                )
+            )
+            .where(account_health.c.account_id == account_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    kept_from = window_start(row.as_of, window_days, zone_of(row.facts, zone))
+    return kept_from + timedelta(days=FULL_WINDOW_DAYS - 1)
+
+
+def check_retention(account_id: str, day: date, oldest: date | None, window_days: int) -> None:
+    """422 when ``day`` lies before what the kept daily counts can answer."""
+    if oldest is None or day >= oldest:
+        return
+    raise ClientError(
+        422,
+        "as_of_beyond_retention",
+        f"Daily counts of {account_id!r} are kept for {window_days} days before its newest "
+        f"event, so measures are answered as of {oldest.isoformat()} or later. To keep "
+        "more, raise HEALTHWATCH_WINDOW_DAYS (it applies to the days still kept); the "
+        "score history (/health/history, /health?as_of=) reaches further back.",
+        extra={"oldest_as_of": oldest.isoformat(), "retention_days": window_days},
+    )
+
+
+async def measures_as_of(
+    conn: AsyncConnection, ids: set[str], day: date, zone: tzinfo
+) -> list[Measures]:
+    """The measures as of ``day`` with the facts (seats, tier, contract, lifecycle,
+    allowances) in force and the tickets open at the end of that day in each account's
+    zone; without facts by then, those measures are unknown (None)."""
+    measures = await load_measures(conn, ids, day, zone)
+    ends = {m.account_id: end_of(day, m.tz) for m in measures}
+    facts = await _facts_at(conn, ends)
+    support = await tickets_as_of(conn, ends)
+    return [
+        replace(
+            m,
+            **_commercial_then(m, facts.get(m.account_id, {})),
+            **support.get(m.account_id, {}),
+            **_known_by(m, ends[m.account_id]),
+        )
+        for m in measures
+    ]
+
+
+def _known_by(m: Measures, end: datetime) -> dict[str, Any]:
+    """The replies and solutions of recent tickets as they stood at ``end``."""
+    return {
+        "ticket_replies": [
+            (created, replied if replied is not None and replied <= end else None)
+            for created, replied in m.ticket_replies
+            if created <= end
+        ],
+        "tickets_solved": [solved for solved in m.tickets_solved if solved <= end],
+    }
+
+
+async def _facts_at(
+    conn: AsyncConnection, ends: Mapping[str, datetime]
+) -> dict[str, dict[str, Any]]:
+    """account → the facts fields in force at ``ends[account]`` (one read per moment:
+    accounts of one zone share it)."""
+    by_end: dict[datetime, list[str]] = defaultdict(list)
+    for account_id, end in ends.items():
+        by_end[end].append(account_id)
+    facts: dict[str, dict[str, Any]] = {}
+    for end, group in by_end.items():
+        facts |= await facts_as_of(conn, end, group)
+    return facts
+
+
+def _commercial_then(m: Measures, fields: dict[str, Any]) -> dict[str, Any]:
+    """Measures' commercial part from the facts fields in force then."""
+    stored = SimpleNamespace(
+        seats_purchased=fields.get("seats_purchased"),
+        tier=fields.get("tier"),
+        facts={"fields": fields},
+        last_payment_failed_at=m.last_payment_failed_at,
+    )
+    return dict(_commercial(stored))  # type: ignore[arg-type]  # read by attribute only
+
+
+def _open_at(ticket: Any, end: datetime) -> bool:
+    """Open at ``end``: created by then and not yet solved. A ticket closed without a
+    solved time closed at its last update (the newest event about it)."""
+    if ticket.created_at > end:
+        return False
+    closed = ticket.solved_at
+    if closed is None and ticket.status not in OPEN_STATUSES:
+        closed = ticket.occurred_at
+    return closed is None or closed > end
+
+
+async def tickets_as_of(
+    conn: AsyncConnection, ends: Mapping[str, datetime]
+) -> dict[str, dict[str, Any]]:
+    """account → the ticket measures at ``ends[account]``: the backlog open then (how
+    many, how many urgent, the oldest), the newest ticket by then, and the replies and
+    solutions known by then."""
+    rows = defaultdict(list)
+    if ends:
+        for t in await conn.execute(
+            select(tickets).where(
+                tickets.c.account_id.in_(list(ends)), tickets.c.created_at <= max(ends.values())
+            )
+        ):
+            if t.created_at <= ends[t.account_id]:
+                rows[t.account_id].append(t)
+    out: dict[str, dict[str, Any]] = {}
+    for account_id, end in ends.items():
+        known = rows.get(account_id, [])
+        backlog = [t for t in known if _open_at(t, end)]
+        requests = [t.created_at for t in backlog if t.type == "feature_request"]
+        out[account_id] = {
+            "open_tickets": len(backlog),
+            "open_high_priority_tickets": sum(t.priority in HIGH_PRIORITIES for t in backlog),
+            "oldest_open_ticket_at": min((t.created_at for t in backlog), default=None),
+            "oldest_open_request_at": min(requests, default=None),
+            "last_ticket_at": max((t.created_at for t in known), default=None),
+        }
+    return out
+
+
+async def scores_as_of(
+    conn: AsyncConnection, day: date, ids: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """account → its score history row in force on ``day`` (the newest on or before it:
+    a day's row is written only when the score or its inputs changed)."""
+    h = health_daily.c
+    newest = select(h.account_id, func.max(h.day).label("day")).where(h.day <= day)
+    if ids is not None:
+        newest = newest.where(h.account_id.in_(list(ids)))
+    latest = newest.group_by(h.account_id).subquery()
+    rows = await conn.execute(
+        select(health_daily).join(
+            latest, and_(latest.c.account_id == h.account_id, latest.c.day == h.day)
+        )
+    )
+    return {row.account_id: row for row in rows}
+
+
+async def portfolio_health_as_of(
+    conn: AsyncConnection, key: ApiKey, day: date, zone: tzinfo
+) -> list[dict[str, Any]]:
+    """Every account ``key`` may see (a CSM: the accounts it owns now) with a score by
+    ``day``: that score, and the facts and open tickets as they were at the end of the
+    day in the account's zone; ordered by account id."""
+    scores = await scores_as_of(conn, day)
+    now = {
+        row.account_id: row
+        for row in await conn.execute(
+            select(accounts.c.account_id, accounts.c.owner_email, accounts.c.facts).where(
+                accounts.c.account_id.in_(list(scores))
+            )
+        )
+    }
+    visible = sorted(
+        account_id
+        for account_id in scores
+        if key.portfolio_of is None
+        or (account_id in now and now[account_id].owner_email == key.portfolio_of)
+    )
+    ends = {
+        account_id: end_of(day, zone_of(now[account_id].facts if account_id in now else None, zone))
+        for account_id in visible
+    }
+    facts = await _facts_at(conn, ends)
+    support = await tickets_as_of(conn, ends)
+    return [
+        _health_row(scores[a], facts.get(a, {}), support[a]["open_tickets"], day) for a in visible
+    ]
+
+
+# The columns of a portfolio's health as of a day (JSON keys and CSV header alike).
+HEALTH_AS_OF_COLUMNS = (
+    "account_id",
+    "name",
+    "tier",
+    "owner_email",
+    "lifecycle_stage",
+    "seats_purchased",
+    "contract_end",
+    "as_of",
+    "scored_on",
+    "score",
+    "band",
+    "danger_level",
+    "open_tickets",
+)
+
+
+def _health_row(score: Any, fields: dict[str, Any], open_tickets: int, day: date) -> dict[str, Any]:
+    danger = (score.explanation or {}).get("danger") or {}
+    return {
+        "account_id": score.account_id,
+        "name": fields.get("name"),
+        "tier": fields.get("tier"),
+        "owner_email": (fields.get("owner") or {}).get("email"),
+        "lifecycle_stage": fields.get("lifecycle_stage"),
+        "seats_purchased": fields.get("seats_purchased"),
+        "contract_end": fields.get("contract_end"),
+        "as_of": day.isoformat(),
+        "scored_on": score.day.isoformat(),
+        "score": score.score,
+        "band": score.band,
+        "danger_level": danger.get("level"),
+        "open_tickets": open_tickets,
+    }

@@ -1,0 +1,122 @@
+"""The days of an imported history, scored one by one (``healthwatch import``).
+
+A live service writes an account's score when its events arrive and once a day when it
+is quiet (the sweep). An import reads months in minutes, so it scores the days itself:
+each account, every day from its first day in the import to the history's last day, as
+of that day (its daily counts, and its facts and tickets as they were then), in day
+order so the alert rules step forward in time. A day whose score and inputs did not
+change writes no row of its own in the scoring step; the import then copies the
+previous day's row, so the history holds one row per account per day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.as_of import scores_as_of
+from services.scoring.measures import _day
+from services.scoring.processor import ScoringProcessor
+from services.scoring.sweep import CHUNK
+from shared.bus.base import Producer, Record
+from shared.storage.db import insert_ignore
+from shared.storage.tables import health_daily
+
+# The rule clock of a day scored after the fact: its noon in UTC, the same calendar day
+# in every zone within ±12 hours of UTC (where nearly every account's zone lies).
+NOON = time(12)
+
+
+class ImportCalendar:
+    """Each account's first day, the newest day read, and the days already scored."""
+
+    def __init__(self, processor: ScoringProcessor, sink: Producer, first: dict[str, date]):
+        self._processor = processor
+        self._sink = sink
+        self.first = first  # account → its first day
+        self.newest: date | None = None
+        self.closed: date | None = None  # every account is scored through this day
+
+    @classmethod
+    async def load(cls, processor: ScoringProcessor, sink: Producer) -> ImportCalendar:
+        """Accounts scored by an earlier, interrupted run start from their first row."""
+        h = health_daily.c
+        async with processor.engine.connect() as conn:
+            rows = await conn.execute(select(h.account_id, func.min(h.day)).group_by(h.account_id))
+            first = {account_id: day for account_id, raw in rows if (day := _day(raw))}
+        return cls(processor, sink, first)
+
+    def note(self, batch: Sequence[Record]) -> None:
+        """Learn each account's first day and the newest day from a batch's lines (a line
+        the scoring step rejects is skipped here as well)."""
+        zone = self._processor.zone
+        for record in batch:
+            try:
+                event = orjson.loads(record.value or b"")
+                account_id = event["account_id"]
+                day = datetime.fromisoformat(event["occurred_at"]).astimezone(zone).date()
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if not isinstance(account_id, str):
+                continue
+            known = self.first.get(account_id)
+            self.first[account_id] = day if known is None else min(known, day)
+            self.newest = day if self.newest is None else max(self.newest, day)
+
+    async def close_read_days(self) -> int:
+        """Score the days before the newest one read: a time-ordered history has no more
+        events for them. Returns the rows written."""
+        if self.newest is None:
+            return 0
+        return await self._close(self.newest - timedelta(days=1))
+
+    async def close_all(self) -> int:
+        """Score every day through the history's last."""
+        return 0 if self.newest is None else await self._close(self.newest)
+
+    async def _close(self, until: date) -> int:
+        if not self.first:
+            return 0
+        day = self.closed + timedelta(days=1) if self.closed else min(self.first.values())
+        written = 0
+        while day <= until:
+            ids = sorted(a for a, first in self.first.items() if first <= day)
+            for at in range(0, len(ids), CHUNK):
+                written += await self._score_day(ids[at : at + CHUNK], day)
+            self.closed = day
+            day += timedelta(days=1)
+        return written
+
+    async def _score_day(self, ids: list[str], day: date) -> int:
+        processor = self._processor
+        async with processor.engine.begin() as conn:
+            noon = datetime.combine(day, NOON, UTC)
+            alerts = await processor.rescore(conn, set(ids), noon, as_of=day, past_day=True)
+            if alerts:
+                await self._sink.send_many(processor.alert_messages(alerts), conn)
+            return await _carry_forward(conn, ids, day)
+
+
+async def _carry_forward(conn: AsyncConnection, ids: list[str], day: date) -> int:
+    """Give ``day`` a row for each of ``ids`` scored before it: the newest earlier one
+    (the score did not change). Returns how many accounts have a row for the day."""
+    rows = await scores_as_of(conn, day, ids)
+    copies = [
+        {
+            "account_id": row.account_id,
+            "day": day,
+            "score": row.score,
+            "band": row.band,
+            "inputs": row.inputs,
+            "explanation": row.explanation,
+        }
+        for row in rows.values()
+        if row.day < day
+    ]
+    if copies:
+        await conn.execute(insert_ignore(conn, health_daily).on_conflict_do_nothing(), copies)
+    return len(rows)

@@ -1,0 +1,100 @@
+"""As-of reads after an imported history: the facts and tickets as they were that day,
+422 beyond the kept daily counts, and the whole portfolio's health on a date in one
+request (paged, CSV, a CSM sees its own accounts). PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.scoring.backfill import import_files
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.processor import ScoringProcessor
+from shared.auth import Scope, create_key
+from shared.config import Settings
+from tests.integration.test_import_history import ANNA, LAST, day, write_history
+from tests.support.harness import running
+
+pytestmark = pytest.mark.integration
+
+
+async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
+    async with running(kafka_settings, scoring=False, alerts=False) as hw:
+        metrics = ScoringMetrics(CollectorRegistry())
+        await import_files(
+            [write_history(tmp_path)],
+            lambda sink: ScoringProcessor(hw.rt.engine, sink, kafka_settings, metrics),
+        )
+        anna = await create_key(hw.rt.engine, "anna", [Scope.read], csm_email=ANNA)
+        then = day(10).isoformat()  # fine: 3 seats, non-focus, ticket T1 open
+        async with hw.client() as c:
+            now = (await c.get("/v1/accounts/fine/metrics")).json()
+            assert (now["seats_purchased"], now["open_tickets"]) == (4, 0)
+            past = (await c.get("/v1/accounts/fine/metrics", params={"as_of": then})).json()
+            assert (past["seats_purchased"], past["open_tickets"]) == (3, 1)
+            assert past["active_users_7d"] == 3
+
+            health = (await c.get("/v1/accounts/fine/health", params={"as_of": then})).json()
+            assert (health["as_of"], health["scored_on"], health["tier"]) == (
+                then,
+                then,
+                "non-focus",
+            )
+            assert (await c.get("/v1/accounts/fine/health")).json()["tier"] == "enterprise"
+            before = {"as_of": (day(0) - timedelta(days=1)).isoformat()}
+            assert (await c.get("/v1/accounts/fine/health", params=before)).status_code == 404
+
+            # The daily counts reach back HEALTHWATCH_WINDOW_DAYS (90) before the newest
+            # event; measures over 30 days are answered from 60 days back, not older.
+            oldest = LAST - timedelta(days=60)
+            ok = await c.get("/v1/accounts/fine/metrics", params={"as_of": oldest.isoformat()})
+            assert ok.status_code == 200
+            gone = await c.get(
+                "/v1/accounts/fine/metrics",
+                params={"as_of": (oldest - timedelta(days=1)).isoformat()},
+            )
+            assert gone.status_code == 422
+            assert gone.json()["code"] == "as_of_beyond_retention"
+            assert gone.json()["oldest_as_of"] == oldest.isoformat()
+            assert "HEALTHWATCH_WINDOW_DAYS" in gone.json()["message"]
+
+            bulk = (await c.get("/v1/health", params={"as_of": then})).json()
+            assert bulk["total"] == 3 and [r["account_id"] for r in bulk["accounts"]] == [
+                "fine",
+                "low",
+                "was",
+            ]
+            fine = bulk["accounts"][0]
+            assert (fine["seats_purchased"], fine["tier"], fine["open_tickets"]) == (
+                3,
+                "non-focus",
+                1,
+            )
+            assert fine["scored_on"] == then and fine["band"] in ("green", "yellow", "red")
+            page = (
+                await c.get("/v1/health", params={"as_of": then, "limit": 2, "offset": 2})
+            ).json()
+            assert page["total"] == 3 and [r["account_id"] for r in page["accounts"]] == ["was"]
+            today = (await c.get("/v1/health")).json()
+            assert today["total"] == 3 and today["accounts"][0]["seats_purchased"] == 4
+            sheet = await c.get("/v1/health", params={"as_of": then, "format": "csv"})
+            assert sheet.headers["content-type"].startswith("text/csv")
+            rows = list(csv.DictReader(io.StringIO(sheet.text)))
+            assert [r["account_id"] for r in rows] == ["fine", "low", "was"]
+            assert rows[0]["open_tickets"] == "1" and sheet.headers["x-total-count"] == "3"
+            assert (await c.get("/v1/health", params={"as_of": "1900-01-01"})).status_code == 422
+
+        async with httpx.AsyncClient(
+            base_url=hw.url, headers={"Authorization": f"Bearer {anna}"}, timeout=30
+        ) as c:
+            mine = (await c.get("/v1/health", params={"as_of": then})).json()
+            assert [r["account_id"] for r in mine["accounts"]] == ["low", "was"]
+            assert (
+                await c.get("/v1/accounts/fine/metrics", params={"as_of": then})
+            ).status_code == 404
