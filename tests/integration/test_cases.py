@@ -1,0 +1,174 @@
+"""Risk cases on the real stack (Kafka, PostgreSQL, the Slack stand-in, aiosmtpd): a
+high-danger alert opens the account's case, its CSM plans, reviews and closes it over the
+API, a detractor's answer opens a follow-up task, and every notice reaches Slack and
+email once: the owner when due, the lead when overdue, a strategic account's lead and
+sales owner all along (DG-10)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.auth import Scope, create_key
+from shared.config import Settings
+from tests.support.alerting import alerting_toml, write_alerting
+from tests.support.harness import (
+    Harness,
+    add_account,
+    alerts_settled,
+    at,
+    low_activity_history,
+    running,
+    send,
+    wait_for,
+)
+from tests.support.standins import Inbox, SlackStandIn, smtp_server
+
+pytestmark = pytest.mark.integration
+
+ROUTING = """[routing]
+tiers = { strategic = ["cs_lead", "sales_manager"] }
+escalate_to = ["cs_lead"]
+[routing.people.cs_lead]
+email = "lead@example.com"
+"""
+EVERYONE = {"anna@example.com", "lead@example.com", "bob@example.com"}
+
+
+async def _client(hw: Harness, csm: str) -> httpx.AsyncClient:
+    key = await create_key(hw.rt.engine, csm, [Scope.read, Scope.respond], csm_email=csm)
+    return httpx.AsyncClient(
+        base_url=hw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def _subjects(inbox: Inbox, words: str) -> set[str]:
+    return {str(m["To"]) for m in inbox.messages if words in str(m["Subject"])}
+
+
+async def _open_case(client: httpx.AsyncClient) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def opened() -> bool:
+        r = await client.get("/v1/cases", params={"owner": "anna@example.com"})
+        found.update(r.json())
+        return bool(r.json()["cases"])
+
+    await wait_for(opened, timeout=60, what="the case the critical alert opens")
+    return dict(found["cases"][0])
+
+
+async def test_a_case_from_alert_to_close_and_a_detractors_follow_up(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    slack = SlackStandIn()
+    with smtp_server() as (inbox, smtp_port):
+        file = write_alerting(
+            tmp_path / "alerting.toml",
+            alerting_toml(["low_activity", "nps_detractor"], routing=ROUTING),
+        )
+        settings = kafka_settings.model_copy(
+            update={
+                "alerting_file": file,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp_port,
+                "slack_webhook_url": slack.webhook_url,
+                "alert_timer_interval_s": 0.5,
+            }
+        )
+        async with slack.running(), running(settings) as hw, hw.client() as lead:
+            await add_account(
+                hw,
+                "big",
+                seats=50,
+                email="anna@example.com",
+                slack="U0ANNA",
+                tier="strategic",
+                sales_owner={"email": "bob@example.com"},
+            )
+            await add_account(hw, "calm", seats=50, email="carl@example.com")
+            await send(hw, low_activity_history("big", active_users=4))
+            case = await _open_case(lead)
+            assert case["danger_level"] == "high" and case["alert_id"] == "big:low_activity:1"
+            anna, carl = (
+                await _client(hw, "anna@example.com"),
+                await _client(hw, "carl@example.com"),
+            )
+            path = f"/v1/cases/{case['case_id']}"
+            # Carl cannot see or touch Anna's case.
+            assert (await carl.get(path)).status_code == 404
+            r = await carl.post(f"{path}/reviews", json={"notes": "x", "danger_after": "mild"})
+            assert r.status_code == 404
+            assert (await carl.get("/v1/cases")).json()["total"] == 0
+            # Opening it again (a click on the alert) finds the same case.
+            r = await anna.post("/v1/alerts/big:low_activity:1/case", json={})
+            assert r.status_code == 200 and r.json()["case_id"] == case["case_id"], r.text
+            assert r.json()["opened"] is False
+            assert set(r.json()["watchers"]) == EVERYONE
+            # A plan step already two days late: due to Anna, overdue to the lead.
+            due = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+            r = await anna.post(f"{path}/tasks", json={"title": "Meet the boss", "due": due})
+            assert r.status_code == 200, r.text
+            r = await anna.post(f"{path}/tasks", json={"title": "", "due": due})
+            assert r.status_code == 422 and r.json()["code"]
+            r = await anna.post(
+                f"{path}/reviews",
+                json={"notes": "Boss met, re-implementation agreed", "danger_after": "normal"},
+            )
+            assert r.status_code == 200 and r.json()["danger_level"] == "normal", r.text
+            assert r.json()["reviews"][0]["reviewer"] == "anna@example.com"
+            await wait_for(
+                lambda: _has(inbox, "Task overdue, not done: Meet the boss"),
+                timeout=60,
+                what="the overdue task's escalation",
+            )
+            r = await anna.post(
+                f"{path}/close", json={"outcome": "saved", "lesson": "Meet the boss"}
+            )
+            assert r.status_code == 200 and r.json()["state"] == "closed", r.text
+            assert (
+                await anna.post(f"{path}/close", json={"outcome": "saved", "lesson": "x"})
+            ).status_code == 409
+            # A detractor's answer: Carl's follow-up task.
+            nps = {
+                "kind": "nps",
+                "event_id": uuid.uuid4().hex,
+                "account_id": "calm",
+                "score": 3,
+                "occurred_at": at(0),
+            }
+            await send(hw, [nps])
+            await wait_for(lambda: _follow_up(carl), timeout=60, what="the detractor's follow-up")
+            (task,) = (await carl.get("/v1/tasks", params={"mine": "true"})).json()["tasks"]
+            assert task["kind"] == "nps_followup" and task["owner_email"] == "carl@example.com"
+            r = await carl.post(f"/v1/tasks/{task['task_id']}/complete")
+            assert r.status_code == 200 and r.json()["done_by"] == "carl@example.com", r.text
+            await wait_for(
+                lambda: _has(inbox, "Case closed (saved)", 3), timeout=60, what="the closing"
+            )
+            await alerts_settled(hw)
+            await anna.aclose()
+            await carl.aclose()
+    assert _subjects(inbox, "Risk case opened") == EVERYONE
+    assert _subjects(inbox, "Task due: Meet the boss") == {"anna@example.com"}
+    assert _subjects(inbox, "Task overdue, not done: Meet the boss") == {"lead@example.com"}
+    assert _subjects(inbox, "Case closed (saved)") == EVERYONE
+    # Each notice once to each person (its Message-ID is the notice's key).
+    keys = [(str(m["Message-ID"]), str(m["To"])) for m in inbox.messages]
+    assert len(keys) == len(set(keys)), keys
+    posts = [r.body["text"] for r in slack.delivered()]
+    assert any("U0ANNA" in p and "Risk case opened" in p for p in posts), posts
+
+
+async def _has(inbox: Inbox, words: str, n: int = 1) -> bool:
+    return sum(words in str(m["Subject"]) for m in inbox.messages) >= n
+
+
+async def _follow_up(client: httpx.AsyncClient) -> bool:
+    r = await client.get("/v1/tasks", params={"mine": "true", "kind": "nps_followup"})
+    return bool(r.json()["tasks"])
