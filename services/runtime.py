@@ -27,6 +27,7 @@ from services.alerts.api import router as alerts_router
 from services.alerts.channels import configured_channels
 from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
+from services.alerts.opportunities import router as opportunities_router
 from services.alerts.outbox import Outbox, OutboxSender
 from services.alerts.timers import AlertTimers
 from services.dashboard.app import mount_dashboard
@@ -38,11 +39,14 @@ from services.scoring.api import router as health_router
 from services.scoring.export import router as export_router
 from services.scoring.metrics import ScoringMetrics, count_accounts
 from services.scoring.model.store import ModelStore
-from services.scoring.portfolio import router as portfolio_router
-from services.scoring.processor import ScoringProcessor
 from services.scoring.plans.api import PlansApiContext
 from services.scoring.plans.api import router as plans_router
 from services.scoring.plans.templates import plan_templates
+from services.scoring.portfolio import router as portfolio_router
+from services.scoring.processor import ScoringProcessor
+from services.scoring.retention.api import RetentionContext
+from services.scoring.retention.api import router as retention_router
+from services.scoring.retention.pipeline import ForecastRule
 from services.scoring.sweep import QuietAccountSweep
 from services.scoring.workload.api import WorkloadApiContext
 from services.scoring.workload.api import router as workload_router
@@ -303,6 +307,8 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(health_router)
     app.include_router(portfolio_router)
     app.include_router(export_router)
+    app.state.retention = RetentionContext(ForecastRule.of(rt.settings))
+    app.include_router(retention_router)
     app.include_router(reports_router)
     app.include_router(keys_router)
     app.state.workload_api = WorkloadApiContext(rt.engine, rt.settings, rt.bus.producer)
@@ -310,12 +316,11 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
 
 
 def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
-    app.state.retention = RetentionContext(ForecastRule.of(rt.settings))
-    app.include_router(retention_router)
     app.state.plans_api = PlansApiContext(rt.engine, plan_templates(rt.settings), rt.settings.zone)
     app.include_router(plans_router)
     app.state.alerts_api = AlertsApiContext(rt.engine, alerting_store(rt.settings), rt.settings)
     app.include_router(alerts_router)
+    app.include_router(opportunities_router)
 
 
 def ops_app(rt: Runtime, title: str) -> FastAPI:

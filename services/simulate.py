@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from services.simulator.contracts import FORMER_SHARE, contract_history, former_customers
 from shared.clock import pause
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,8 @@ class Simulator:
         self._url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {key}"}
         self._rng = random.Random(seed)
+        # Its own stream: the contract histories leave every other draw as it was.
+        self._contracts = random.Random(seed + 1)
         self._clock = clock
         self.accounts = make_accounts(accounts, self._rng)
         self._progress = progress or (lambda stage, done, total: None)
@@ -191,9 +194,9 @@ class Simulator:
         total = len(self.accounts)
         for i in range(0, total, BATCH):
             chunk = self.accounts[i : i + BATCH]
-            await self._post(
-                client, "/v1/accounts", {"accounts": [facts(a, now, self._rng) for a in chunk]}
-            )
+            sent = [facts(a, now, self._rng) for a in chunk]
+            await self._post(client, "/v1/accounts", {"accounts": sent})
+            await self._send_contracts(client, chunk, sent, now)
         pending: list[dict[str, Any]] = []
         for done, a in enumerate(self.accounts, 1):
             for back in range(HISTORY_DAYS - 1, -1, -1):
@@ -208,6 +211,29 @@ class Simulator:
             self._progress("history", done, total)
         if pending:
             await self._send(client, pending)
+
+    async def _send_contracts(
+        self,
+        client: httpx.AsyncClient,
+        chunk: list[SimAccount],
+        sent: list[dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """The accounts' earlier contract facts and a tenth as many former customers, so
+        the renewals and retention pages have history (services/simulator/contracts.py)."""
+        before = now - timedelta(days=HISTORY_DAYS + 1)
+        events = [
+            e
+            for a, current in zip(chunk, sent, strict=True)
+            for e in contract_history(current, a.profile, before, self._contracts)
+        ]
+        owners = [current["owner"] for current in sent]
+        first = int(chunk[0].account_id.removeprefix("acct-"))  # ids apart per chunk
+        events += former_customers(
+            first, round(len(chunk) * FORMER_SHARE), owners, now, self._contracts
+        )
+        for i in range(0, len(events), BATCH):
+            await self._post(client, "/v1/accounts", {"accounts": events[i : i + BATCH]})
 
     async def _send(self, client: httpx.AsyncClient, events: list[dict[str, Any]]) -> None:
         await self._post(client, "/v1/events", {"events": events})

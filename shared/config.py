@@ -119,6 +119,20 @@ class Settings(BaseSettings):
     window_days: int = Field(
         90, description="Days of daily activity kept per account (older events are late)"
     )
+    # Renewal forecast (services/scoring/retention/pipeline.py): DG-05's high danger
+    # means "very likely to churn"; NPS 0–6 is a detractor by NPS's own definition.
+    renewal_at_risk_danger: Literal["high", "normal", "mild"] = Field(
+        "high",
+        description="Renewal forecast: the danger level from which (and above) a renewal "
+        "is at risk whatever its health",
+    )
+    renewal_detractor_max_nps: int = Field(
+        6,
+        ge=-1,
+        le=10,
+        description="Renewal forecast: a latest NPS answer up to this is a detractor's and "
+        "puts the renewal at risk (-1: never)",
+    )
     alerting_file: str = Field(
         "",
         description="Alerting file (TOML: rules, routing, notify) used until one is stored "

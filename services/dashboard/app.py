@@ -22,9 +22,11 @@ from services.dashboard import (
     activity_page,
     admin_pages,
     alerts_page,
+    nps_page,
     reports_page,
     routes,
     saved_views,
+    workload_page,
 )
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
 from shared.bus.base import Producer
@@ -67,6 +69,9 @@ def mount_dashboard(
     # Before ``routes``: its /ui/accounts/{id:path} would take /ui/accounts/{id}/log.
     for pages in (activity_page, alerts_page, saved_views, reports_page, admin_pages):
         app.include_router(pages.router)
+    # The workload view and the NPS page (CSM capacity and the NPS loop).
+    app.include_router(workload_page.router)
+    app.include_router(nps_page.router)
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(LoginRequired, routes.login_required)

@@ -43,6 +43,7 @@ from services.dashboard.auth import (
 from services.dashboard.charts import account_charts, lead_charts
 from services.dashboard.home import PortfolioQuery, home
 from services.dashboard.lead import TimeRange, lead
+from services.scoring.workload.reads import due_soon
 from shared.auth import KeyStore, Scope
 from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
@@ -85,6 +86,8 @@ NOTICES = {
     # After logging on an account's page (activity_page.py), wherever the form was.
     "touchpoint_logged": N_("Touchpoint logged: the health score counts it within moments."),
     "note_saved": N_("Note saved."),
+    # After reassigning accounts on the workload view (workload_page.py).
+    "reassigned": N_("Reassigned: the accounts move to the new CSM within moments."),
 }
 
 
@@ -223,6 +226,8 @@ async def csm_view(request: Request) -> Response:
     query = PortfolioQuery.parse(request.query_params, who.key.portfolio_of is None)
     async with context(request).engine.connect() as conn:
         values = await home(conn, who, query, today, now)
+        if who.key.portfolio_of is not None:  # a CSM's home: their touchpoints due
+            values |= await due_soon(conn, who.key, context(request).settings, today)
     return page(request, "home.html", values, who)
 
 

@@ -19,9 +19,11 @@ from sqlalchemy import select
 
 from services.admin_keys import router as keys_routes
 from services.alerts.api import router as alerts_routes
+from services.alerts.opportunities import router as opportunity_routes
 from services.dashboard.activity_page import router as activity_page_routes
 from services.dashboard.admin_pages import router as admin_page_routes
 from services.dashboard.alerts_page import router as alerts_page_routes
+from services.dashboard.renewals_page import router as renewal_page_routes
 from services.dashboard.reports_page import router as report_page_routes
 from services.dashboard.routes import router as dashboard_routes
 from services.dashboard.saved_views import router as saved_view_routes
@@ -31,6 +33,7 @@ from services.reports.api import router as report_routes
 from services.scoring.api import router as health_routes
 from services.scoring.export import router as export_routes
 from services.scoring.portfolio import router as portfolio_routes
+from services.scoring.retention.api import router as retention_routes
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
 from shared.storage.tables import account_notes, alerts, api_keys
@@ -94,6 +97,10 @@ CASES = [
     Case("GET", "/v1/export/scores", READERS),
     Case("GET", "/v1/accounts", READERS),
     Case("GET", "/v1/aggregates", READERS),
+    # Renewals and retention: a CSM's answer holds their own portfolio only.
+    Case("GET", "/v1/renewals", READERS),
+    Case("GET", "/v1/retention?from=2026-01-01&to=2026-04-01", READERS),
+    Case("GET", "/v1/opportunities", READERS),
     Case("GET", "/v1/accounts/{account}", READERS, scoped=True),
     Case("GET", "/v1/accounts/{account}/health", READERS, scoped=True),
     Case("GET", "/v1/accounts/{account}/health/history", READERS, scoped=True),
@@ -128,6 +135,9 @@ CASES = [
 UI_CASES = [
     Case("GET", "/ui/", READERS),
     Case("GET", "/ui/lead", READERS),
+    Case("GET", "/ui/renewals", READERS),
+    Case("GET", "/ui/retention", READERS),
+    Case("GET", "/ui/opportunities", READERS),
     Case("GET", "/ui/accounts/{account}", READERS, scoped=True),
     Case("GET", "/ui/accounts/{account}/reports/qbr", READERS, scoped=True),
     Case("POST", "/ui/alerts/{alert}/acknowledge", READERS, scoped=True),
@@ -157,6 +167,7 @@ MAY_BE_ABSENT = {"/v1/deliveries/999999/retry", "/v1/keys/000000000000"}
 TEMPLATE = {
     "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
     "/v1/keys/000000000000": "/v1/keys/{key_id}",
+    "/v1/retention?from=2026-01-01&to=2026-04-01": "/v1/retention",
     "/v1/export/scores": "/v1/export/{kind}",
     "/v1/accounts/{account}/reports/qbr": "/v1/accounts/{account}/reports/{kind}",
     "/ui/accounts/{account}": "/ui/accounts/{account_id:path}",
@@ -181,6 +192,9 @@ def test_every_route_is_in_the_table() -> None:
             health_routes,
             portfolio_routes,
             alerts_routes,
+            opportunity_routes,
+            retention_routes,
+            renewal_page_routes,
             report_routes,
             keys_routes,
             dashboard_routes,

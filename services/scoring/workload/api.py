@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.queries import Day, day_range, visible_account
 from services.scoring.workload import nps, reads
-from services.scoring.workload.cadence import Cadences
 from services.scoring.workload.capacity import capacity_of
 from services.scoring.workload.reassign import MAX_ACCOUNTS, messages, reassignment
 from shared.bus.base import BusUnavailable, Producer
@@ -139,11 +138,8 @@ async def touchpoints_due(
 ) -> dict[str, Any]:
     """Strategic and enterprise accounts by the day their next touchpoint is due (CAD-03,
     CAD-08; non-focus accounts get mass mailings, no visits: CAD-12), soonest first."""
-    cadences = Cadences.from_settings(ctx.settings)
     async with ctx.engine.connect() as conn:
-        rows = await reads.touchpoints_due(
-            conn, key, cadences, _today(ctx), ctx.settings.zone, owner
-        )
+        rows = await reads.touchpoints_due(conn, key, ctx.settings, _today(ctx), owner)
     if overdue:
         rows = [r for r in rows if r["overdue"]]
     return {"total": len(rows), "limit": limit, "offset": offset, "accounts": rows[offset:][:limit]}

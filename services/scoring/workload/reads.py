@@ -56,7 +56,7 @@ async def capacity(
     """Per CSM (busiest first): accounts by tier, load against capacity, ARR managed per
     currency, touchpoints overdue and open alerts."""
     rows = served(await portfolio_rows(conn, key, Filters(), today))
-    dues = await touchpoints_due(conn, key, Cadences.from_settings(settings), today, settings.zone)
+    dues = await touchpoints_due(conn, key, settings, today)
     overdue = Counter(d["owner_email"] for d in dues if d["overdue"])
     open_alerts = await open_alerts_by_owner(conn, key)
     per_tier = capacity_of(settings)
@@ -90,15 +90,12 @@ async def open_alerts_by_owner(conn: AsyncConnection, key: ApiKey) -> dict[str |
 
 
 async def touchpoints_due(
-    conn: AsyncConnection,
-    key: ApiKey,
-    cadences: Cadences,
-    today: date,
-    zone: tzinfo,
-    owner: str | None = None,
+    conn: AsyncConnection, key: ApiKey, settings: Settings, today: date, owner: str | None = None
 ) -> list[dict[str, Any]]:
     """The accounts with a cadence (strategic, enterprise; not churned), soonest due
-    first: the cadence due next, its day and whether it is overdue, and every cadence."""
+    first: the cadence due next, its day and whether it is overdue, and every cadence.
+    Days are on each account's calendar (its zone, else the service's)."""
+    cadences = Cadences.from_settings(settings)
     a = accounts.c
     q = _scoped(select(a.account_id, a.name, a.tier, a.owner_email, a.facts), key, owner)
     rows = [r for r in await conn.execute(q) if r.tier in ("strategic", "enterprise")]
@@ -115,7 +112,7 @@ async def touchpoints_due(
             last.get(r.account_id, {}),
             start,
             today,
-            zone_of(r.facts, zone),
+            zone_of(r.facts, settings.zone),
         )
         first = next_due(dues)
         if first is None:
@@ -290,3 +287,20 @@ def _contact(facts: Mapping[str, Any] | None, user_id: str | None) -> dict[str, 
         if user_id and isinstance(c, dict) and c.get("email") == user_id:
             return {"name": c.get("name"), "email": c.get("email"), "role": c.get("role")}
     return None
+
+
+# A CSM's home lists what is overdue and what falls due within two weeks: enough to plan
+# the coming visits (CAD-18: book the next visit at the end of each).
+SOON_DAYS = 14
+
+
+async def due_soon(
+    conn: AsyncConnection, key: ApiKey, settings: Settings, today: date
+) -> dict[str, Any]:
+    """For a CSM's home: ``due`` (overdue or due within SOON_DAYS) and ``due_overdue``."""
+    rows = await touchpoints_due(conn, key, settings, today)
+    horizon = (today + timedelta(days=SOON_DAYS)).isoformat()
+    return {
+        "due": [r for r in rows if r["due_on"] <= horizon],
+        "due_overdue": sum(1 for r in rows if r["overdue"]),
+    }

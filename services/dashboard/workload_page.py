@@ -1,0 +1,131 @@
+"""The lead's workload view: every CSM's load against the handbook's capacity (SEG-10),
+touchpoints overdue by cadence (CAD-03/08), open alerts, a chart, and the
+form that reassigns accounts between CSMs.
+
+A CSM's key sees their own line only and no form; reassigning takes a lead's or an
+admin's key with the ``respond`` scope (``reassign.may_reassign``). A reassignment is
+published on the bus as account facts carrying the new owner, exactly as the API's
+``POST /v1/accounts/reassign`` and as a logged touchpoint is (``activity_page``): scoring
+applies it within moments, and alerts and cases follow the owner.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from pydantic import EmailStr as Email
+from pydantic import TypeAdapter, ValidationError
+from starlette.responses import Response
+
+from services.dashboard.activity_page import producer_of
+from services.dashboard.auth import Forbidden, Viewer, checked_form, context, viewer
+from services.dashboard.charts import COLOURS, Chart, _bars
+from services.dashboard.routes import _with_notice, language, page
+from services.scoring.workload import reads
+from services.scoring.workload.reassign import (
+    MAX_ACCOUNTS,
+    may_reassign,
+    messages,
+    reassignment,
+)
+from shared.auth import Scope
+from shared.bus.base import BusUnavailable
+from shared.clock import utcnow
+from shared.i18n import N_, translate
+from shared.web import ClientError
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+# Overdue touchpoints listed on the page (the API pages through them all).
+SHOWN_OVERDUE = 50
+EMAIL: TypeAdapter[str] = TypeAdapter(Email)
+# Why nothing was reassigned (shown above the form, which keeps what was typed).
+ERRORS = {
+    "ids": N_("Give one to {n} account ids, separated by commas, spaces or lines."),
+    "owner": N_("Give the email of the CSM who takes the accounts."),
+    "unknown": N_("No account {id} is known."),
+    "bus": N_("The event bus is not reachable, so nothing was reassigned. Try again in a moment."),
+}
+
+
+def _today(request: Request) -> date:
+    return utcnow().astimezone(context(request).settings.zone).date()
+
+
+@router.get("/workload")
+async def workload_view(request: Request) -> Response:
+    who = await viewer(request)
+    return await _page(request, who, {}, None)
+
+
+async def _page(
+    request: Request, who: Viewer, form: Mapping[str, str], error: str | None, **values: object
+) -> Response:
+    ctx = context(request)
+    today = _today(request)
+    async with ctx.engine.connect() as conn:
+        csms = await reads.capacity(conn, who.key, ctx.settings, today)
+        due = await reads.touchpoints_due(conn, who.key, ctx.settings, today)
+    overdue = [d for d in due if d["overdue"]]
+    lang = language(request)
+    data = {
+        "csms": csms,
+        "overdue": overdue[:SHOWN_OVERDUE],
+        "overdue_total": len(overdue),
+        "capacity": ctx.settings,
+        "can_reassign": may_reassign(who.key) and producer_of(request) is not None,
+        "form": form,
+        "error": error and translate(lang, ERRORS[error], **values),
+        "max_accounts": MAX_ACCOUNTS,
+    }
+    status = {None: 200, "bus": 503, "unknown": 404}.get(error, 422)
+    return page(request, "workload.html", {"w": data, "charts": _charts(csms, lang)}, who, status)
+
+
+def _charts(csms: list[dict[str, Any]], lang: str) -> dict[str, Chart]:
+    """Each CSM's load as a share of one CSM's capacity (100% = full), red above it."""
+    loads = [round(c["load"] * 100, 1) for c in csms]
+    colours = [COLOURS["red"] if v > 100 else COLOURS["blue"] for v in loads]
+    names = [c["owner_email"] or translate(lang, "no CSM") for c in csms]
+    return {"load": _bars(names, loads, colours, translate(lang, "Load, % of one CSM's capacity"))}
+
+
+def account_ids(text: str) -> list[str]:
+    """The ids in the form's field: separated by commas, spaces or lines."""
+    return [i for i in re.split(r"[\s,]+", text.strip()) if i]
+
+
+@router.post("/workload/reassign")
+async def reassign(request: Request) -> Response:
+    """Move the form's accounts to the named CSM, then back to the workload view."""
+    who, form = await checked_form(request, Scope.respond)
+    if not may_reassign(who.key):
+        raise Forbidden(N_("Only a lead or an admin may reassign accounts between CSMs."))
+    ids = account_ids(form.get("account_ids", ""))
+    if not 0 < len(ids) <= MAX_ACCOUNTS or any(len(i) > 200 for i in ids):
+        return await _page(request, who, form, "ids", n=MAX_ACCOUNTS)
+    try:
+        to_owner = EMAIL.validate_python(form.get("to_owner", "").strip())
+    except ValidationError:
+        return await _page(request, who, form, "owner")
+    ctx = context(request)
+    bus = producer_of(request)
+    if bus is None:
+        return await _page(request, who, form, "bus")
+    async with ctx.engine.connect() as conn:
+        try:
+            events, _ = await reassignment(conn, who.key, ids, to_owner, utcnow())
+        except ClientError as exc:
+            unknown = next((i for i in ids if repr(i) in exc.message), ids[0])
+            return await _page(request, who, form, "unknown", id=unknown)
+    try:
+        if events:
+            await bus.send_many(messages(events, ctx.settings))
+    except BusUnavailable:
+        return await _page(request, who, form, "bus")
+    return RedirectResponse(_with_notice("/ui/workload", "reassigned"), status_code=303)
