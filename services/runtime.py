@@ -31,7 +31,10 @@ from services.alerts.opportunities import router as opportunities_router
 from services.alerts.outbox import Outbox, OutboxSender
 from services.alerts.timers import AlertTimers
 from services.dashboard.app import mount_dashboard
+from services.dashboard.import_page import AccountsReader
 from services.ingest.app import create_app
+from services.ingest.connectors.accounts_csv import read_all
+from services.ingest.connectors.mapping import cached_mapping
 from services.reports.api import router as reports_router
 from services.reports.fmt import Fmt
 from services.scoring.api import HealthApiContext
@@ -294,8 +297,22 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
     if with_health_api:
         mount_health_api(app, rt)
         mount_alerts_api(app, rt)
-        mount_dashboard(app, rt.engine, rt.settings, rt.bus.producer)
+        mount_dashboard(
+            app,
+            rt.engine,
+            rt.settings,
+            rt.bus.producer,
+            accounts_reader=accounts_reader(rt.settings),
+        )
     return app
+    return app
+
+
+def accounts_reader(settings: Settings) -> AccountsReader:
+    """The dashboard's CSV import reads an export as ``healthwatch accounts import`` does
+    (the ingest connectors, which the dashboard may not import itself)."""
+    mapping = cached_mapping(settings.connectors_file)
+    return lambda data, fmt: read_all(data, fmt, mapping, datetime.now(UTC))
 
 
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
@@ -344,7 +361,9 @@ async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     app = ops_app(rt, "healthwatch scoring")
     mount_health_api(app, rt)
-    mount_dashboard(app, rt.engine, rt.settings, rt.bus.producer)
+    mount_dashboard(
+        app, rt.engine, rt.settings, rt.bus.producer, accounts_reader=accounts_reader(rt.settings)
+    )
     await together(run_scoring(rt, stop), serve_http(app, s.host, s.scoring_port, stop))
 
 

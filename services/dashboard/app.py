@@ -22,6 +22,7 @@ from services.dashboard import (
     activity_page,
     admin_pages,
     alerts_page,
+    import_page,
     nps_page,
     reports_page,
     routes,
@@ -29,6 +30,7 @@ from services.dashboard import (
     workload_page,
 )
 from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
+from services.dashboard.import_page import AccountsReader
 from shared.bus.base import Producer
 from shared.config import Settings
 from shared.i18n import (
@@ -46,7 +48,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def mount_dashboard(
-    app: FastAPI, engine: AsyncEngine, settings: Settings, producer: Producer | None = None
+    app: FastAPI,
+    engine: AsyncEngine,
+    settings: Settings,
+    producer: Producer | None = None,
+    *,
+    accounts_reader: AccountsReader | None = None,
 ) -> None:
     """Add the dashboard's routes to ``app`` (which has ``state.keys``); ``producer``
     publishes the touchpoints people log (none: logging them is refused)."""
@@ -66,12 +73,15 @@ def mount_dashboard(
             "process only and end when it restarts; set the same value on every replica"
         )
     app.state.dashboard_bus = producer
+    # The CSV import's reader (the ingest connectors', handed in by the composition root).
+    app.state.accounts_reader = accounts_reader
     # Before ``routes``: its /ui/accounts/{id:path} would take /ui/accounts/{id}/log.
     for pages in (activity_page, alerts_page, saved_views, reports_page, admin_pages):
         app.include_router(pages.router)
     # The workload view and the NPS page (CSM capacity and the NPS loop).
     app.include_router(workload_page.router)
     app.include_router(nps_page.router)
+    app.include_router(import_page.router)  # account facts from a CRM export
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(LoginRequired, routes.login_required)

@@ -8,11 +8,13 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
@@ -135,6 +137,7 @@ async def test_vendor_webhooks_and_a_crm_export_reach_scoring(
         await wait_for(hubspot_fact, timeout=30, what="HubSpot's annual revenue")
         await _refusals(hw, trigger)
         await _cli_import(hw, tmp_path)
+        await _dashboard_import(hw)
 
 
 async def _refusals(hw: Harness, trigger: dict[str, Any]) -> None:
@@ -176,3 +179,52 @@ async def _cli_import(hw: Harness, tmp_path: Path) -> None:
         CliRunner().invoke, cli, argv, env={**env, "HEALTHWATCH_KEY": ingest}
     )
     assert refused.exit_code == 1 and "crm key" in refused.output
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]*)"', html)
+    assert found, "no CSRF field"
+    return found.group(1)
+
+
+async def _signed_in(hw: Harness, browser: httpx.AsyncClient, key: str) -> None:
+    form = await browser.get("/ui/login")
+    signed = await browser.post(
+        "/ui/login", data={"csrf": _csrf(form.text), "key": key, "next": "/ui/"}
+    )
+    assert signed.status_code == 303
+
+
+async def _dashboard_import(hw: Harness) -> None:
+    """A lead uploads a CSV of our own columns: the preview names the row and column of
+    each error, the import publishes the good rows, and a CSM may not import."""
+    lead = await create_key(hw.rt.engine, "lead", role_scopes(Role.cs_lead, None))
+    upload = b"account_id,name,tier,owner_email\nui-1,Foxtrot,strategic,anna@example.com\nui-2,Golf,gold,\n"
+    async with httpx.AsyncClient(base_url=hw.url, timeout=30) as browser:
+        await _signed_in(hw, browser, lead)
+        csrf = _csrf((await browser.get("/ui/import")).text)
+        fields = {"csrf": csrf, "step": "preview", "format": "csv"}
+        preview = await browser.post("/ui/import", data=fields, files={"file": ("a.csv", upload)})
+        assert preview.status_code == 200
+        assert (
+            "1 of 2 rows can be imported" in preview.text
+            and "<td>3</td><td>tier</td>" in preview.text
+        )
+        done = await browser.post(
+            "/ui/import", data={**fields, "step": "import"}, files={"csv": (None, upload)}
+        )
+        assert done.status_code == 200 and 'id="import-done"' in done.text
+        bad = await browser.post("/ui/import", data=fields, files={"file": ("b.csv", b"name\nx\n")})
+        assert bad.status_code == 422 and "account_id" in bad.text
+
+    async def foxtrot() -> bool:
+        rows = await _rows(hw, accounts, "ui-1")
+        return bool(rows) and rows[0].tier == "strategic"
+
+    await wait_for(foxtrot, timeout=30, what="the account imported on the dashboard")
+    assert await _rows(hw, accounts, "ui-2") == []
+    email = "anna@example.com"
+    csm = await create_key(hw.rt.engine, "anna", role_scopes(Role.csm, email), email)
+    async with httpx.AsyncClient(base_url=hw.url, timeout=30) as browser:
+        await _signed_in(hw, browser, csm)
+        assert (await browser.get("/ui/import")).status_code == 403

@@ -23,6 +23,7 @@ from services.alerts.opportunities import router as opportunity_routes
 from services.dashboard.activity_page import router as activity_page_routes
 from services.dashboard.admin_pages import router as admin_page_routes
 from services.dashboard.alerts_page import router as alerts_page_routes
+from services.dashboard.import_page import router as import_page_routes
 from services.dashboard.renewals_page import router as renewal_page_routes
 from services.dashboard.reports_page import router as report_page_routes
 from services.dashboard.routes import router as dashboard_routes
@@ -147,6 +148,9 @@ UI_CASES = [
     Case("GET", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/views", READERS),  # the viewer's own views only
+    # Account facts from a CRM export: owners and tiers for everyone, so an admin or a lead.
+    Case("GET", "/ui/import", frozenset({Role.admin, Role.cs_lead})),
+    Case("POST", "/ui/import", frozenset({Role.admin, Role.cs_lead})),
     Case("GET", "/ui/admin", ADMIN),
     Case("GET", "/ui/admin/keys", ADMIN),
     Case("POST", "/ui/admin/keys", ADMIN),
@@ -201,6 +205,7 @@ def test_every_route_is_in_the_table() -> None:
             report_page_routes,
             alerts_page_routes,
             activity_page_routes,
+            import_page_routes,
             admin_page_routes,
             saved_view_routes,
         )
