@@ -116,8 +116,14 @@ class Settings(BaseSettings):
         description="ISO 4217 code of the money amounts (ARR, MRR) of accounts whose facts "
         "name no currency, e.g. CNY, USD",
     )
+    # The measures read 90 days back (services/scoring/measures.py: NAME_WINDOW_DAYS), so
+    # fewer kept days would score missing days as days without use. As-of measures need
+    # their 30-day window within the kept days (services/scoring/as_of.py).
     window_days: int = Field(
-        90, description="Days of daily activity kept per account (older events are late)"
+        90,
+        ge=90,
+        description="Days of daily activity kept per account before its newest event (older "
+        "events are late; as-of measures reach back this far less 30 days)",
     )
     # Renewal forecast (services/scoring/retention/pipeline.py): DG-05's high danger
     # means "very likely to churn"; NPS 0–6 is a detractor by NPS's own definition.

@@ -98,6 +98,8 @@ CASES = [
     Case("GET", "/v1/export/scores", READERS),
     Case("GET", "/v1/accounts", READERS),
     Case("GET", "/v1/aggregates", READERS),
+    # Every account's health on a date: a CSM's answer holds their own portfolio only.
+    Case("GET", "/v1/health", READERS),
     # Renewals and retention: a CSM's answer holds their own portfolio only.
     Case("GET", "/v1/renewals", READERS),
     Case("GET", "/v1/retention?from=2026-01-01&to=2026-04-01", READERS),
