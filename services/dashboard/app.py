@@ -22,6 +22,7 @@ from services.dashboard import (
     activity_page,
     admin_pages,
     alerts_page,
+    cases_page,
     import_page,
     nps_page,
     reports_page,
@@ -81,6 +82,8 @@ def mount_dashboard(
     # The workload view and the NPS page (CSM capacity and the NPS loop).
     app.include_router(workload_page.router)
     app.include_router(nps_page.router)
+    # Risk cases and tasks (issue 16).
+    app.include_router(cases_page.router)
     app.include_router(import_page.router)  # account facts from a CRM export
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -12,13 +12,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import CompoundSelect, Select, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.api import AlertsApiContext, Context
 from services.alerts.cases import actions, people, queries
 from services.alerts.cases.actions import CaseError, NewCase
-from services.alerts.cases.hooks import measured_causes
 from services.alerts.cases.model import SEVERITY_LEVEL
 from services.alerts.cases.schemas import (
     CaseDetail,
@@ -39,11 +37,10 @@ from services.alerts.cases.tasks import (
     task_row,
     visible_task,
 )
-from services.alerts.queries import accounts_of, visible_alert
+from services.alerts.queries import visible_alert
 from shared.auth import ApiKey
 from shared.contracts.events import INT32_MAX
 from shared.openapi import error_responses
-from shared.storage.tables import account_health, accounts
 from shared.web import ClientError, ReadKey, RespondKey
 
 router = APIRouter(prefix="/v1", tags=["cases"])
@@ -116,16 +113,7 @@ async def read_case(case_id: CaseId, ctx: Context, key: ReadKey) -> dict[str, An
 
 
 async def _visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -> None:
-    """404 unless the account is known (its facts or a score) and ``key`` may see it."""
-    q: Select[Any] | CompoundSelect[Any]
-    if key.portfolio_of is not None:
-        q = accounts_of(key.portfolio_of).where(accounts.c.account_id == account_id)
-    else:
-        q = union(
-            select(accounts.c.account_id).where(accounts.c.account_id == account_id),
-            select(account_health.c.account_id).where(account_health.c.account_id == account_id),
-        )
-    if (await conn.execute(q)).first() is None:
+    if not await queries.account_visible(conn, account_id, key):
         raise ClientError(404, "not_found", f"No account {account_id[:200]!r} visible to this key.")
 
 
@@ -159,7 +147,9 @@ async def open_from_alert(
         if row is None:
             raise ClientError(404, "not_found", f"No alert {alert_id[:300]!r} visible to this key.")
         causes = (
-            body.causes if body.causes is not None else await measured_causes(conn, row.account_id)
+            body.causes
+            if body.causes is not None
+            else await queries.measured_causes(conn, row.account_id)
         )
     level = body.danger_level or SEVERITY_LEVEL.get(row.severity, "normal")
     new = NewCase(row.account_id, level, row.title[:500], actor(key), causes, row.alert_id)

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.cases.actions import NewCase, open_case
-from services.alerts.cases.model import CAUSES, NPS_DETRACTOR_RULE, NPS_FOLLOWUP, SEVERITY_LEVEL
+from services.alerts.cases.model import NPS_DETRACTOR_RULE, NPS_FOLLOWUP, SEVERITY_LEVEL
+from services.alerts.cases.queries import measured_causes
 from services.alerts.cases.tasks import NewTask, create_task
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.i18n import N_
-from shared.storage.tables import account_health
 
 AUTOMATIC = "healthwatch"  # the actor of what the service opens itself
 NPS_FOLLOWUP_TITLE = N_("Call the detractor: ask what went wrong and agree on a fix")
@@ -61,14 +60,6 @@ async def _open_case(
         alert.alert_id,
     )
     await open_case(conn, new, settings, now)
-
-
-async def measured_causes(conn: AsyncConnection, account_id: str) -> list[str]:
-    """The danger causes scoring found for the account (``inputs.danger``), if any."""
-    q = select(account_health.c.inputs).where(account_health.c.account_id == account_id)
-    inputs = (await conn.execute(q)).scalar_one_or_none() or {}
-    codes = inputs.get("danger") if isinstance(inputs, dict) else None
-    return [c for c in codes if c in CAUSES] if isinstance(codes, list) else []
 
 
 def _rules(alert: AlertEvent) -> set[str]:

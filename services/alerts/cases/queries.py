@@ -11,15 +11,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import CompoundSelect, Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.cases.model import (
+    CAUSES,
+    LEVEL_LABELS,
+    LEVELS,
+    OUTCOMES,
+    SEVERITY_LEVEL,
+    STATES,
+    TASK_KINDS,
+)
 from services.alerts.cases.tasks import TaskFilter, list_tasks
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
-from shared.storage.tables import accounts, case_reviews, cases
+from shared.storage.tables import account_health, accounts, case_reviews, cases
 
 MAX_CASE_ID = 2**63 - 1  # cases.case_id is a 64-bit integer
+# The case vocabulary, lent to the dashboard (which may import this module, not model).
+VOCABULARY = (CAUSES, LEVEL_LABELS, LEVELS, OUTCOMES, STATES, TASK_KINDS)
+__all__ = ["SEVERITY_LEVEL", "VOCABULARY"]
 
 
 def case_query(key: ApiKey | None = None) -> Select[Any]:
@@ -142,3 +154,24 @@ async def open_cases_by_owner(conn: AsyncConnection) -> dict[str | None, int]:
         .group_by(accounts.c.owner_email)
     )
     return {owner: int(n) for owner, n in await conn.execute(q)}
+
+
+async def account_visible(conn: AsyncConnection, account_id: str, key: ApiKey | None) -> bool:
+    """The account is known (its facts or a score) and ``key`` may see it."""
+    q: Select[Any] | CompoundSelect[Any]
+    if key is not None and key.portfolio_of is not None:
+        q = accounts_of(key.portfolio_of).where(accounts.c.account_id == account_id)
+    else:
+        q = union(
+            select(accounts.c.account_id).where(accounts.c.account_id == account_id),
+            select(account_health.c.account_id).where(account_health.c.account_id == account_id),
+        )
+    return (await conn.execute(q)).first() is not None
+
+
+async def measured_causes(conn: AsyncConnection, account_id: str) -> list[str]:
+    """The danger causes scoring found for the account (``inputs.danger``), if any."""
+    q = select(account_health.c.inputs).where(account_health.c.account_id == account_id)
+    inputs = (await conn.execute(q)).scalar_one_or_none() or {}
+    codes = inputs.get("danger") if isinstance(inputs, dict) else None
+    return [c for c in codes if c in CAUSES] if isinstance(codes, list) else []
