@@ -18,9 +18,9 @@ from services.scoring.as_of import measures_as_of
 from services.scoring.measures import load_measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
-from services.scoring.rules import RuleState
 from services.scoring.plans.hook import step_plans
 from services.scoring.plans.templates import PlanTemplates, plan_templates
+from services.scoring.rules import RuleState
 from services.scoring.state import apply_events
 from services.scoring.step import (
     AccountContacts,
@@ -68,8 +68,8 @@ class ScoringProcessor:
         self._metrics = metrics
         self._clock = clock
         self._kind_of_topic = {settings.topic(kind): kind for kind in KINDS}
-
         self._plans: PlanTemplates = plan_templates(settings)
+
     async def handle(self, records: Sequence[Record]) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
         dead letters commit together, or not at all (the caller then rewinds)."""
@@ -226,6 +226,8 @@ class ScoringProcessor:
         for result in results:
             _log_band_change(result)
         alerts = await _alerts(conn, [fired for result in results for fired in result.fired])
+        # Success plans: templates for new accounts, milestones' progress and alerts.
+        alerts += await step_plans(conn, measures, results, self._plans, _contacts, now)
         await _record(conn, results, now)
         return alerts
 
@@ -238,8 +240,6 @@ def _log_band_change(result: ScoredAccount) -> None:
         log.info("%s: first health score %s (%s)", result.account_id, score.value, score.band)
     else:
         log.info(
-        # Success plans: templates for new accounts, milestones' progress and alerts.
-        alerts += await step_plans(conn, measures, results, self._plans, _contacts, now)
             "%s: health %s → %s (%s → %s)",
             result.account_id,
             before.score,

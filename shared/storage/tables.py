@@ -450,17 +450,6 @@ bus_log = Table(
     Index("ix_bus_log_topic_offset", "topic", "offset"),
 )
 
-# --- CSM workload and NPS (services/scoring/workload/) -------------------------------
-# Every touchpoint and NPS answer scoring applied, one row per event (the event id
-# keeps a replay from adding one twice): the cadences' last visit or QBR (CAD-03/08)
-# and the NPS trend (SV-05: an answer about every six months) need more than the newest
-# one account_health keeps, and longer than processed_events' grace period.
-touchpoint_log = Table(
-    "touchpoint_log",
-    metadata,
-    Column("event_id", String(200), primary_key=True),
-    Column("account_id", String(200), nullable=False),
-    Column("occurred_at", UTCDateTime, nullable=False),
 # Success plans (issue 16): per account, milestones with a due day and a measure to reach
 # (services/scoring/plans/). The plan row says where it came from; its milestones are the
 # account's own once made. ``alert_status``, ``fire_count`` and ``revision`` are the
@@ -500,6 +489,17 @@ plan_milestones = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# --- CSM workload and NPS (services/scoring/workload/) -------------------------------
+# Every touchpoint and NPS answer scoring applied, one row per event (the event id
+# keeps a replay from adding one twice): the cadences' last visit or QBR (CAD-03/08)
+# and the NPS trend (SV-05: an answer about every six months) need more than the newest
+# one account_health keeps, and longer than processed_events' grace period.
+touchpoint_log = Table(
+    "touchpoint_log",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("account_id", String(200), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
     Column("touchpoint_kind", String(20), nullable=False),
     Column("csm_email", String(320)),
     Index("ix_touchpoint_log_account_time", "account_id", "occurred_at"),
