@@ -9,6 +9,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,13 @@ from sqlalchemy import select
 
 from services.admin_keys import router as keys_routes
 from services.alerts.api import router as alerts_routes
+from services.alerts.cases.actions import NewCase, open_case
+from services.alerts.cases.api import router as case_routes
 from services.alerts.opportunities import router as opportunity_routes
 from services.dashboard.activity_page import router as activity_page_routes
 from services.dashboard.admin_pages import router as admin_page_routes
 from services.dashboard.alerts_page import router as alerts_page_routes
+from services.dashboard.cases_page import router as case_page_routes
 from services.dashboard.import_page import router as import_page_routes
 from services.dashboard.renewals_page import router as renewal_page_routes
 from services.dashboard.reports_page import router as report_page_routes
@@ -98,6 +102,24 @@ CASES = [
     Case("GET", "/v1/export/scores", READERS),
     Case("GET", "/v1/accounts", READERS),
     Case("GET", "/v1/aggregates", READERS),
+    # Risk cases and tasks: read with a read key, changed with a respond key, a CSM's own
+    # only. Case 1 is Anna's (two_portfolios opens it); 999999 is nobody's.
+    Case("GET", "/v1/cases", READERS),
+    Case("GET", "/v1/cases/1", READERS),
+    Case("GET", "/v1/cases/999999", READERS),
+    Case(
+        "POST",
+        "/v1/cases",
+        READERS,
+        {"account_id": "anna-co", "danger_level": "mild", "summary": "s"},
+    ),
+    Case("POST", "/v1/alerts/{alert}/case", READERS, {}, scoped=True),
+    Case("POST", "/v1/cases/1/tasks", READERS, {"title": "t", "due": "2027-01-01T00:00:00Z"}),
+    Case("POST", "/v1/cases/1/tasks/999999/complete", READERS),
+    Case("POST", "/v1/cases/1/reviews", READERS, {"notes": "n", "danger_after": "mild"}),
+    Case("POST", "/v1/cases/1/close", READERS, {"outcome": "saved", "lesson": "l"}),
+    Case("GET", "/v1/tasks", READERS),
+    Case("POST", "/v1/tasks/999999/complete", READERS),
     # Every account's health on a date: a CSM's answer holds their own portfolio only.
     Case("GET", "/v1/health", READERS),
     # Renewals and retention: a CSM's answer holds their own portfolio only.
@@ -150,6 +172,12 @@ UI_CASES = [
     Case("GET", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/views", READERS),  # the viewer's own views only
+    Case("GET", "/ui/cases", READERS),  # the viewer's portfolio's cases only
+    Case("GET", "/ui/cases/1", READERS),  # Anna's
+    Case("POST", "/ui/cases", READERS),  # the alert or account is a form field
+    Case("POST", "/ui/cases/1", READERS),
+    Case("GET", "/ui/tasks", READERS),
+    Case("POST", "/ui/tasks", READERS),  # the task is a form field
     # Account facts from a CRM export: owners and tiers for everyone, so an admin or a lead.
     Case("GET", "/ui/import", frozenset({Role.admin, Role.cs_lead})),
     Case("POST", "/ui/import", frozenset({Role.admin, Role.cs_lead})),
@@ -187,6 +215,24 @@ TEMPLATE = {
     "/ui/language/zh-CN": "/ui/language/{choice}",
 }
 
+# Risk cases: ids nobody has, and the templates of the paths with ids.
+MAY_BE_ABSENT |= {
+    "/v1/cases/999999",
+    "/v1/cases/1/tasks/999999/complete",
+    "/v1/tasks/999999/complete",
+}
+TEMPLATE |= {
+    "/v1/cases/1": "/v1/cases/{case_id}",
+    "/v1/cases/999999": "/v1/cases/{case_id}",
+    "/v1/cases/1/tasks": "/v1/cases/{case_id}/tasks",
+    "/v1/cases/1/tasks/999999/complete": "/v1/cases/{case_id}/tasks/{task_id}/complete",
+    "/v1/cases/1/reviews": "/v1/cases/{case_id}/reviews",
+    "/v1/cases/1/close": "/v1/cases/{case_id}/close",
+    "/v1/tasks/999999/complete": "/v1/tasks/{task_id}/complete",
+    "/ui/cases/1": "/ui/cases/{case_id}",
+    "/v1/alerts/{alert}/case": "/v1/alerts/{alert_id}/case",
+}
+
 
 def test_every_route_is_in_the_table() -> None:
     routes = {
@@ -198,6 +244,7 @@ def test_every_route_is_in_the_table() -> None:
             health_routes,
             portfolio_routes,
             alerts_routes,
+            case_routes,
             opportunity_routes,
             retention_routes,
             renewal_page_routes,
@@ -206,6 +253,7 @@ def test_every_route_is_in_the_table() -> None:
             dashboard_routes,
             report_page_routes,
             alerts_page_routes,
+            case_page_routes,
             activity_page_routes,
             import_page_routes,
             admin_page_routes,
@@ -248,6 +296,9 @@ async def two_portfolios(
         for role in Role:
             email = "anna@example.com" if role == Role.csm else None
             keys[role] = await create_key(hw.rt.engine, role.value, role_scopes(role, email), email)
+        async with hw.rt.engine.begin() as conn:  # case 1: Anna's account's
+            new = NewCase("anna-co", "normal", "Backlog", "test")
+            await open_case(conn, new, hw.rt.settings, datetime.now(UTC))
         yield hw, keys
 
 
