@@ -107,8 +107,6 @@ def _row(
     column_of = {target: column for column, target in header.mapped.items()}
     if not facts.get("account_id"):
         errors.append(RowError(line, column_of["account_id"], "is empty: every row needs an id"))
-    if errors:
-        return Row(line, None, errors)
     raw: dict[str, Any] = {
         "kind": "account",
         # A fresh id, as POST /v1/accounts gives one: an import back to an earlier value
@@ -117,17 +115,17 @@ def _row(
         "occurred_at": now.isoformat(),
         **facts,
     }
+    # Validated even when a value could not be read, so the row's every error shows.
     try:
-        return Row(line, AccountFacts.model_validate(raw))
+        fact = AccountFacts.model_validate(raw)
     except ValidationError as exc:
-        return Row(
-            line,
-            None,
-            [
-                RowError(line, column_of.get(e["field"].split(".")[0], e["field"]), e["message"])
-                for e in pydantic_errors(exc)
-            ],
-        )
+        fact = None
+        reported = {e.column for e in errors}
+        for e in pydantic_errors(exc):
+            column = column_of.get(e["field"].split(".")[0], e["field"])
+            if column not in reported:
+                errors.append(RowError(line, column, e["message"]))
+    return Row(line, None if errors else fact, errors)
 
 
 def decode(data: bytes) -> str:
