@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from services.alerts.cases.demo import work_cases
 from services.simulator.contracts import FORMER_SHARE, contract_history, former_customers
+from services.simulator.helpdesk import ZENDESK_PATH, zendesk_delivery
 from shared.clock import pause
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class Simulator:
         seed: int = 7,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[str, int, int], None] | None = None,
+        zendesk_secret: str = "",
     ):
         self._url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {key}"}
@@ -171,6 +172,8 @@ class Simulator:
         self.accounts = make_accounts(accounts, self._rng)
         self._progress = progress or (lambda stage, done, total: None)
         self.sent = 0
+        # Set: live tickets go through the Zendesk connector, as Zendesk would send them.
+        self._zendesk_secret = zendesk_secret
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
         """POST with retries on 503 (the bus is down) and connection errors."""
@@ -253,9 +256,26 @@ class Simulator:
                     events.append(usage_event(a, user, now, self._rng))
                 if self._rng.random() < 0.05:
                     events.append(ticket_event(a, now, self._rng))
+            if self._zendesk_secret:
+                events = await self._tickets_via_zendesk(client, events, now)
             await self._send(client, events)
             self._progress("live", self.sent, 0)
             await pause(stop, interval_s)
+
+    async def _tickets_via_zendesk(
+        self, client: httpx.AsyncClient, events: list[dict[str, Any]], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Deliver the tickets among ``events`` to the Zendesk webhook; the rest back."""
+        for ticket in (e for e in events if e["kind"] == "ticket"):
+            raw, headers = zendesk_delivery(ticket, self._zendesk_secret, now)
+            answer = await client.post(
+                self._url + ZENDESK_PATH, content=raw, headers={**self._headers, **headers}
+            )
+            if answer.status_code != 202:
+                log.warning(
+                    "zendesk webhook answered %s: %s", answer.status_code, answer.text[:200]
+                )
+        return [e for e in events if e["kind"] != "ticket"]
 
     async def run(self, stop: asyncio.Event, *, live: bool = True) -> None:
         """History, then live traffic until ``stop``; a stop during the history ends it too."""
@@ -272,10 +292,4 @@ class Simulator:
                 "simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent
             )
             if live:
-                # Plans and reviews for the risk cases the alerts open, so the demo's case
-                # board has them (a Random of its own: the traffic draws stay as they were).
-                at = self._clock()
-                work = work_cases(client, self._url, self._headers, random.Random(0), at, stop)
-                cases = asyncio.create_task(work)
                 await self.live(client, stop)
-                await cases
