@@ -184,7 +184,9 @@ def dev(
             )
             tasks = [runtime.run_dev(rt, stop), _welcome(rt.engine, url, log)]
             if simulate:
-                key = await create_key(rt.engine, "dev-simulator", [Scope.ingest, Scope.crm])
+                # read and respond too: the simulator works the demo's risk cases.
+                scopes = [Scope.ingest, Scope.crm, Scope.read, Scope.respond]
+                key = await create_key(rt.engine, "dev-simulator", scopes)
                 zendesk = settings.zendesk_webhook_secret.get_secret_value()
                 sim = Simulator(
                     url, key, simulate, progress=_log_progress(log), zendesk_secret=zendesk

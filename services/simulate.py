@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from services.alerts.cases.demo import work_cases
 from services.simulator.contracts import FORMER_SHARE, contract_history, former_customers
 from services.simulator.helpdesk import ZENDESK_PATH, zendesk_delivery
 from shared.clock import pause
@@ -292,4 +293,10 @@ class Simulator:
                 "simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent
             )
             if live:
+                # Plans and reviews for the risk cases the alerts open, so the demo's case
+                # board has them (a Random of its own: the traffic draws stay as they were).
+                at = self._clock()
+                work = work_cases(client, self._url, self._headers, random.Random(0), at, stop)
+                cases = asyncio.create_task(work)
                 await self.live(client, stop)
+                await cases
