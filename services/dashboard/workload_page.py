@@ -1,5 +1,5 @@
 """The lead's workload view: every CSM's load against the handbook's capacity (SEG-10),
-touchpoints overdue by cadence (CAD-03/08), open alerts, a chart, and the
+touchpoints overdue by cadence (CAD-03/08), open alerts and open risk cases, a chart, and the
 form that reassigns accounts between CSMs.
 
 A CSM's key sees their own line only and no form; reassigning takes a lead's or an
@@ -20,8 +20,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from pydantic import EmailStr as Email
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
+from services.alerts.cases.queries import case_query
 from services.dashboard.activity_page import producer_of
 from services.dashboard.auth import Forbidden, Viewer, checked_form, context, viewer
 from services.dashboard.charts import COLOURS, Chart, _bars
@@ -33,10 +36,11 @@ from services.scoring.workload.reassign import (
     messages,
     reassignment,
 )
-from shared.auth import Scope
+from shared.auth import ApiKey, Scope
 from shared.bus.base import BusUnavailable
 from shared.clock import utcnow
 from shared.i18n import N_, translate
+from shared.storage.tables import cases
 from shared.web import ClientError
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -71,6 +75,9 @@ async def _page(
     async with ctx.engine.connect() as conn:
         csms = await reads.capacity(conn, who.key, ctx.settings, today)
         due = await reads.touchpoints_due(conn, who.key, ctx.settings, today)
+        cases = await _open_cases(conn, who.key)
+    for c in csms:
+        c["open_cases"] = cases.get(c["owner_email"], 0)
     overdue = [d for d in due if d["overdue"]]
     lang = language(request)
     data = {
@@ -85,6 +92,13 @@ async def _page(
     }
     status = {None: 200, "bus": 503, "unknown": 404}.get(error, 422)
     return page(request, "workload.html", {"w": data, "charts": _charts(csms, lang)}, who, status)
+
+
+async def _open_cases(conn: AsyncConnection, key: ApiKey) -> dict[str | None, int]:
+    """Open risk cases per their account's owner now (the cases' own read interface)."""
+    q = case_query(key).where(cases.c.state == "open").subquery()
+    counted = select(q.c.owner, func.count()).group_by(q.c.owner)
+    return {owner: n for owner, n in await conn.execute(counted)}
 
 
 def _charts(csms: list[dict[str, Any]], lang: str) -> dict[str, Chart]:

@@ -110,6 +110,10 @@ async def test_due_workload_reassign_and_nps(chromium: Any, tmp_path: Path) -> N
         carl = await create_key(hw.rt.engine, "carl", role_scopes(Role.csm, CARL), CARL)
         lead = await create_key(hw.rt.engine, "lead", role_scopes(Role.cs_lead, None))
         browser = Browser(chromium, hw.url)
+        async with hw.client() as client:  # a risk case on Anna's strategic account
+            case = {"account_id": "big", "danger_level": "high", "summary": "Low use"}
+            r = await client.post("/v1/cases", json=case)
+            assert r.status_code in (200, 201), r.text
 
         # A CSM's home: the overdue visit, logged from the list's link, is no longer due.
         await browser.sign_in(anna)
@@ -138,6 +142,7 @@ async def test_due_workload_reassign_and_nps(chromium: Any, tmp_path: Path) -> N
         assert await _rows(browser, "#csms tr[data-csm]", "csm") == [ANNA, CARL]  # busiest first
         load = await browser.texts(f"#csms tr[data-csm='{ANNA}'] td.load")
         assert load == [f"{round((1 / 15 + 1 / 30) * 100, 1)}%"]
+        assert await browser.texts(f"#csms tr[data-csm='{ANNA}'] td.open-cases") == ["1"]
         assert await _rows(browser, "#overdue tr[data-account-id]") == ["far"]
         assert await browser.js("return Chart.getChart('chart-load').data.labels") == [ANNA, CARL]
         await browser.fill("#reassign-form textarea", "big")
@@ -153,6 +158,9 @@ async def test_due_workload_reassign_and_nps(chromium: Any, tmp_path: Path) -> N
         await wait_for(moved, timeout=30, what="scoring to apply the reassignment")
         await browser.get("/ui/workload")
         assert await _rows(browser, "#csms tr[data-csm]", "csm") == [CARL, ANNA]
+        assert await browser.texts(f"#csms tr[data-csm='{CARL}'] td.open-cases") == [
+            "1"
+        ]  # followed
         await browser.screenshot("workload-en")
         await _in(browser, "zh-CN", "/ui/workload")
         assert "工作量" in await browser.status_of_page()
