@@ -37,6 +37,34 @@ def validated(out: Translated, *, now: datetime, max_future_skew: timedelta, kin
     return checked
 
 
+def ticket_event(
+    vendor: str, ticket: dict[str, str], account: str, updated_at: str
+) -> dict[str, Any]:
+    """Our raw ticket event from a vendor's ticket in our terms (``ticket``: id, status,
+    priority, type, created_at, requester, subject; empty text for none). The update
+    time identifies the update: a resent delivery gets the same event id, counted once."""
+    ticket_id, status = ticket["id"], ticket["status"]
+    raw: dict[str, Any] = {
+        "kind": "ticket",
+        "event_id": f"{vendor}:{ticket_id}:{status}:{updated_at}",
+        "account_id": account,
+        "ticket_id": f"{vendor}:{ticket_id}" if ticket_id else "",
+        "status": status,
+        "priority": ticket["priority"],
+        "type": ticket["type"],
+        "created_at": ticket["created_at"] or updated_at,
+        "occurred_at": updated_at,
+    }
+    if status in ("solved", "closed"):
+        raw["solved_at"] = updated_at
+    # Bounded like their fields (Label, Subject): a long text is cut, not refused.
+    if ticket["requester"]:
+        raw["requester"] = ticket["requester"][:200]
+    if ticket["subject"]:
+        raw["subject"] = ticket["subject"][:500]
+    return raw
+
+
 def text(value: Any) -> str:
     """A vendor's scalar as text ('' for none); objects and lists are no scalar."""
     if value is None or isinstance(value, dict | list):

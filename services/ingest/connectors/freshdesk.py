@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.ingest.connectors.common import Translated, text, unknown_payload
+from services.ingest.connectors.common import Translated, text, ticket_event, unknown_payload
 from services.ingest.connectors.mapping import ConnectorMap
 
 STATUSES = {
@@ -61,27 +61,16 @@ def translate(body: Any, mapping: ConnectorMap, now: datetime) -> Translated:
     # Without an update time the delivery stands for an update as it arrives: a retried
     # delivery then counts again (the ticket's state is the same either way).
     updated_at = text(body.get("ticket_updated_at")) or now.isoformat()
-    ticket_id = text(body.get("ticket_id"))
-    raw: dict[str, Any] = {
-        "kind": "ticket",
-        "event_id": f"freshdesk:{ticket_id}:{status}:{updated_at}",
-        "account_id": account,
-        "ticket_id": f"freshdesk:{ticket_id}",
+    ours = {
+        "id": text(body.get("ticket_id")),
         "status": status,
         "priority": PRIORITIES.get(text(body.get("ticket_priority")).lower(), "normal"),
         "type": TYPES.get(text(body.get("ticket_type")).lower(), "other"),
-        "created_at": text(body.get("ticket_created_at")) or updated_at,
-        "occurred_at": updated_at,
+        "created_at": text(body.get("ticket_created_at")),
+        "requester": text(body.get("ticket_requester_email")),
+        "subject": text(body.get("ticket_subject")),
     }
-    if status in ("solved", "closed"):
-        raw["solved_at"] = updated_at
-    requester = text(body.get("ticket_requester_email"))
-    if requester:
-        raw["requester"] = requester[:200]
-    subject = text(body.get("ticket_subject"))
-    if subject:
-        raw["subject"] = subject[:500]
-    out.events.append((0, raw))
+    out.events.append((0, ticket_event("freshdesk", ours, account, updated_at)))
     return out
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 
 from services.ingest.connectors import freshdesk, hubspot, signing, zendesk
 from services.ingest.connectors.common import Translated, disabled, validated
@@ -29,6 +30,13 @@ from shared.request_body import parse_json, read_body
 router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
 
 
+def _secret(value: SecretStr, vendor: str, setting: str) -> str:
+    """The connector's secret; 403 while it is unset (the connector is off)."""
+    if not value.get_secret_value():
+        raise disabled(vendor, setting)
+    return value.get_secret_value()
+
+
 def _mapping(ctx: Context) -> ConnectorMap:
     return cached_mapping(ctx.settings.connectors_file)
 
@@ -43,9 +51,7 @@ async def _accept(ctx: Context, out: Translated, now: datetime, kind: str) -> JS
 )
 async def zendesk_webhook(request: Request, ctx: Context) -> JSONResponse:
     """A Zendesk ticket webhook (trigger body or ticket event), signed by Zendesk."""
-    secret = ctx.settings.zendesk_webhook_secret.get_secret_value()
-    if not secret:
-        raise disabled("Zendesk", "ZENDESK_WEBHOOK_SECRET")
+    secret = _secret(ctx.settings.zendesk_webhook_secret, "Zendesk", "ZENDESK_WEBHOOK_SECRET")
     raw = await read_body(request, ctx.settings.max_body_bytes)
     now = ctx.clock()
     signing.check_zendesk(request.headers, secret, raw, now)
@@ -57,9 +63,7 @@ async def zendesk_webhook(request: Request, ctx: Context) -> JSONResponse:
 )
 async def freshdesk_webhook(request: Request, ctx: Context) -> JSONResponse:
     """A Freshdesk automation rule's ticket webhook, with the shared secret."""
-    secret = ctx.settings.freshdesk_webhook_secret.get_secret_value()
-    if not secret:
-        raise disabled("Freshdesk", "FRESHDESK_WEBHOOK_SECRET")
+    secret = _secret(ctx.settings.freshdesk_webhook_secret, "Freshdesk", "FRESHDESK_WEBHOOK_SECRET")
     signing.check_shared_secret(request.headers, secret)
     raw = await read_body(request, ctx.settings.max_body_bytes)
     now = ctx.clock()
@@ -72,9 +76,7 @@ async def freshdesk_webhook(request: Request, ctx: Context) -> JSONResponse:
 )
 async def hubspot_webhook(request: Request, ctx: Context) -> JSONResponse:
     """HubSpot company property changes (v3-signed) as account facts."""
-    secret = ctx.settings.hubspot_client_secret.get_secret_value()
-    if not secret:
-        raise disabled("HubSpot", "HUBSPOT_CLIENT_SECRET")
+    secret = _secret(ctx.settings.hubspot_client_secret, "HubSpot", "HUBSPOT_CLIENT_SECRET")
     raw = await read_body(request, ctx.settings.max_body_bytes)
     now = ctx.clock()
     signing.check_hubspot(

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.ingest.connectors.common import Translated, text, unknown_payload
+from services.ingest.connectors.common import Translated, text, ticket_event, unknown_payload
 from services.ingest.connectors.mapping import ConnectorMap
 
 # Zendesk's statuses (placeholders give them capitalised, events in capitals) -> ours:
@@ -86,22 +86,13 @@ def _ticket(out: Translated, ticket: Mapping[str, Any], account: str, requester:
         out.refuse(0, "updated_at", "is required: the update time identifies the update")
         return
     priority = text(ticket.get("priority")).lower()
-    raw: dict[str, Any] = {
-        "kind": "ticket",
-        "event_id": f"zendesk:{ticket_id}:{status}:{updated_at}",
-        "account_id": account,
-        "ticket_id": f"zendesk:{ticket_id}" if ticket_id else "",
+    ours = {
+        "id": ticket_id,
         "status": status,
         "priority": priority if priority in PRIORITIES else "normal",
         "type": TYPES.get(text(ticket.get("type")).lower(), "other"),
-        "created_at": text(ticket.get("created_at")) or updated_at,
-        "occurred_at": updated_at,
+        "created_at": text(ticket.get("created_at")),
+        "requester": requester,
+        "subject": text(ticket.get("subject")),
     }
-    if status in ("solved", "closed"):
-        raw["solved_at"] = updated_at
-    if requester:
-        raw["requester"] = requester[:200]
-    subject = text(ticket.get("subject"))
-    if subject:
-        raw["subject"] = subject[:500]
-    out.events.append((0, raw))
+    out.events.append((0, ticket_event("zendesk", ours, account, updated_at)))
