@@ -21,6 +21,7 @@ import httpx
 from services.alerts.cases.demo import work_cases
 from services.simulator.contracts import FORMER_SHARE, contract_history, former_customers
 from services.simulator.helpdesk import ZENDESK_PATH, zendesk_delivery
+from services.simulator.relationship import relationship_events
 from shared.clock import pause
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,10 @@ class Simulator:
             sent = [facts(a, now, self._rng) for a in chunk]
             await self._post(client, "/v1/accounts", {"accounts": sent})
             await self._send_contracts(client, chunk, sent, now)
+            # Touchpoints and NPS answers: the workload and NPS pages (simulator/relationship.py).
+            relationship = relationship_events(sent, [a.profile for a in chunk], now)
+            for j in range(0, len(relationship), BATCH):
+                await self._send(client, relationship[j : j + BATCH])
         pending: list[dict[str, Any]] = []
         for done, a in enumerate(self.accounts, 1):
             for back in range(HISTORY_DAYS - 1, -1, -1):
