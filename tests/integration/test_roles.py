@@ -28,10 +28,12 @@ from services.dashboard.admin_pages import router as admin_page_routes
 from services.dashboard.alerts_page import router as alerts_page_routes
 from services.dashboard.cases_page import router as case_page_routes
 from services.dashboard.import_page import router as import_page_routes
+from services.dashboard.nps_page import router as nps_page_routes
 from services.dashboard.renewals_page import router as renewal_page_routes
 from services.dashboard.reports_page import router as report_page_routes
 from services.dashboard.routes import router as dashboard_routes
 from services.dashboard.saved_views import router as saved_view_routes
+from services.dashboard.workload_page import router as workload_page_routes
 from services.ingest.connectors.routes import router as connector_routes
 from services.ingest.routes import router as ingest_routes
 from services.reports.api import router as report_routes
@@ -39,6 +41,7 @@ from services.scoring.api import router as health_routes
 from services.scoring.export import router as export_routes
 from services.scoring.portfolio import router as portfolio_routes
 from services.scoring.retention.api import router as retention_routes
+from services.scoring.workload.api import router as workload_routes
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
 from shared.storage.tables import account_notes, alerts, api_keys
@@ -62,6 +65,7 @@ INGEST = frozenset({Role.admin, Role.ingest})
 # Account facts set owners and tiers: a crm key, never the ingest key browsers carry.
 CRM = frozenset({Role.admin, Role.crm})
 OPS = frozenset({Role.admin, Role.ops})
+LEADS = frozenset({Role.admin, Role.cs_lead})
 NOBODY: frozenset[Role] = frozenset()
 
 
@@ -126,6 +130,19 @@ CASES = [
     Case("GET", "/v1/renewals", READERS),
     Case("GET", "/v1/retention?from=2026-01-01&to=2026-04-01", READERS),
     Case("GET", "/v1/opportunities", READERS),
+    # CSM workload and NPS: a CSM's answer holds their own portfolio; reassigning takes a
+    # lead's or an admin's key (here Anna's account to Anna: nothing changes).
+    Case("GET", "/v1/capacity", READERS),
+    Case("GET", "/v1/touchpoints/due", READERS),
+    Case(
+        "POST",
+        "/v1/accounts/reassign",
+        LEADS,
+        {"account_ids": ["anna-co"], "to_owner": "anna@example.com"},
+    ),
+    Case("GET", "/v1/nps", READERS),
+    Case("GET", "/v1/accounts/{account}/nps", READERS, scoped=True),
+    Case("GET", "/v1/advocates", READERS),
     Case("GET", "/v1/accounts/{account}", READERS, scoped=True),
     Case("GET", "/v1/accounts/{account}/health", READERS, scoped=True),
     Case("GET", "/v1/accounts/{account}/health/history", READERS, scoped=True),
@@ -163,6 +180,9 @@ UI_CASES = [
     Case("GET", "/ui/renewals", READERS),
     Case("GET", "/ui/retention", READERS),
     Case("GET", "/ui/opportunities", READERS),
+    Case("GET", "/ui/workload", READERS),  # a CSM sees their own line, no reassign form
+    Case("POST", "/ui/workload/reassign", LEADS),
+    Case("GET", "/ui/nps", READERS),
     Case("GET", "/ui/accounts/{account}", READERS, scoped=True),
     Case("GET", "/ui/accounts/{account}/reports/qbr", READERS, scoped=True),
     Case("POST", "/ui/alerts/{alert}/acknowledge", READERS, scoped=True),
@@ -258,6 +278,9 @@ def test_every_route_is_in_the_table() -> None:
             import_page_routes,
             admin_page_routes,
             saved_view_routes,
+            workload_routes,
+            workload_page_routes,
+            nps_page_routes,
         )
         for route in router.routes
         if isinstance(route, APIRoute)
