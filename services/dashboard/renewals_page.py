@@ -24,6 +24,7 @@ from services.dashboard.auth import context, viewer
 from services.dashboard.charts import COLOURS, PERCENT_AXIS, Chart, _line, _pct, _series
 from services.dashboard.routes import language, page
 from services.scoring.retention import (
+    DEFAULT_CURRENCY,
     FORECASTS,
     GROUPS,
     ForecastRule,
@@ -107,7 +108,12 @@ async def renewals_view(request: Request) -> Response:
 
 def _moneys(sums: Mapping[str, Any]) -> dict[str | None, float]:
     """Per-currency amounts for the ``moneys`` filter (None: the service's currency)."""
-    return {None if c == "default" else c: v for c, v in sums["arr_by_currency"].items()}
+    return _per_currency(sums["arr_by_currency"])
+
+
+def _per_currency(amounts: Mapping[str, Any]) -> dict[str | None, Any]:
+    """Keyed for the ``moneys`` filter: None for the service's currency."""
+    return {None if c == DEFAULT_CURRENCY else c: v for c, v in amounts.items()}
 
 
 def _period(params: Mapping[str, str], today: date) -> tuple[date, date]:
@@ -144,7 +150,7 @@ async def retention_view(request: Request) -> Response:
         "by": by,
         "groups": GROUP_LABELS,
         "quarters": [_shown(q["quarter"], q) for q in series],
-        "charts": retention_charts(series, language(request)),
+        "charts": retention_charts(series, language(request), ctx.settings.currency),
     }
     return page(request, "retention.html", values, who)
 
@@ -156,7 +162,7 @@ MONEY_FIELDS = ("start_arr", "churned_arr", "contraction", "expansion")
 def _shown(label: str, g: dict[str, Any]) -> dict[str, Any]:
     """A retention as a table row: its counts, each money field per currency (for the
     ``moneys`` filter) and each rate per currency (one currency: just the rate)."""
-    by_currency = {None if c == "default" else c: v for c, v in g["by_currency"].items()}
+    by_currency = _per_currency(g["by_currency"])
     return {
         **g,
         "label": label,
@@ -165,19 +171,29 @@ def _shown(label: str, g: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def retention_charts(series: list[dict[str, Any]], lang: str) -> dict[str, Chart]:
-    """GRR, NRR and logo retention per quarter, in percent (NRR may pass 100)."""
+def retention_charts(series: list[dict[str, Any]], lang: str, currency: str) -> dict[str, Chart]:
+    """GRR, NRR and logo retention per quarter, in percent (NRR may pass 100). Revenue
+    rates never mix currencies: with several in play, the lines are the service's
+    currency's (``currency``), and their labels say so."""
     labels = [q["quarter"] for q in series]
+    mixed = any(len(q["by_currency"]) > 1 for q in series)
+
+    def rate(q: dict[str, Any], name: str) -> float | None:
+        value: float | None = (q["by_currency"].get(DEFAULT_CURRENCY, {}) if mixed else q).get(name)
+        return value
+
+    def label(text: str) -> str:
+        shown = translate(lang, text)
+        return f"{shown} ({currency})" if mixed else shown
+
     lines = [
         _series(
-            translate(lang, "Gross revenue retention"),
-            _pct([q["grr"] for q in series]),
+            label("Gross revenue retention"),
+            _pct([rate(q, "grr") for q in series]),
             COLOURS["blue"],
         ),
         _series(
-            translate(lang, "Net revenue retention"),
-            _pct([q["nrr"] for q in series]),
-            COLOURS["green"],
+            label("Net revenue retention"), _pct([rate(q, "nrr") for q in series]), COLOURS["green"]
         ),
         _series(
             translate(lang, "Logo retention"),

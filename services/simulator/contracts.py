@@ -76,7 +76,10 @@ def former_customers(
                 "tier": rng.choice(["strategic", "enterprise", "non-focus"]),
                 "owner": owners[i % len(owners)],
                 "contract_start": signed.isoformat(),
-                "contract_end": (signed + timedelta(days=730)).isoformat(),
+                # Left when the contract ended, having gone live: no renewal or go-live
+                # alert is due for them.
+                "contract_end": churned.isoformat(),
+                "go_live": (signed + timedelta(days=30)).isoformat(),
                 "lifecycle_stage": "stable",
             },
             {

@@ -6,12 +6,13 @@ expansion over any period, by tier, CSM and cohort.
 ``queries`` reads the database for the API (``api``) and the dashboard.
 """
 
-from services.scoring.retention.metrics import GROUPS, retention
+from services.scoring.retention.metrics import DEFAULT_CURRENCY, GROUPS, retention
 from services.scoring.retention.periods import Quarter, check_period, quarters_before
 from services.scoring.retention.pipeline import FORECASTS, ForecastRule, forecast
 from services.scoring.retention.queries import renewals, retention_between, retention_by_quarter
 
 __all__ = [
+    "DEFAULT_CURRENCY",
     "FORECASTS",
     "GROUPS",
     "ForecastRule",

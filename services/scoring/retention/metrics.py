@@ -125,7 +125,9 @@ class Retention:
             flow.expansion += after.arr - before.arr
 
     def answer(self) -> dict[str, Any]:
-        by_currency = {c: flow.answer() for c, flow in sorted(self.flows.items())}
+        # The service's currency first, then the others by code.
+        order = sorted(self.flows, key=lambda c: (c != DEFAULT_CURRENCY, c))
+        by_currency = {c: self.flows[c].answer() for c in order}
         only = next(iter(by_currency.values())) if len(by_currency) == 1 else {}
         return {
             "accounts_start": self.accounts_start,

@@ -1,0 +1,94 @@
+"""The renewals, retention and opportunities pages in real headless Chromium against a
+running embedded stack, in English and Chinese: the quarter's pipeline with its
+forecast, retention charts per quarter and the breakdown by tier for a period, the
+opportunities list; a CSM sees their own portfolio. Screenshots are kept as artefacts
+(the retention view's are the README's docs/retention-*.png)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.auth import Role, create_key, role_scopes
+from shared.config import Settings
+from tests.browser.chromium import Browser
+from tests.integration.test_retention import ANNA, RENEWING, seed
+from tests.support.alerting import alerting_toml, write_alerting
+from tests.support.harness import running
+
+pytestmark = pytest.mark.integration
+
+PERIOD = "/ui/retention?from=2026-04-01&to=2026-07-01&by=tier"
+
+
+async def _rows(browser: Browser, css: str, attribute: str) -> list[str]:
+    script = "return [...document.querySelectorAll(arguments[0])].map(r => r.dataset[arguments[1]])"
+    return list(await browser.js(script, css, attribute))
+
+
+async def _in(browser: Browser, lang: str, path: str) -> None:
+    await browser.get(f"/ui/language/{lang}?next={urllib.parse.quote(path)}")
+    assert await browser.js("return document.documentElement.lang") == lang
+
+
+async def test_renewals_retention_and_opportunities_pages(chromium: Any, tmp_path: Path) -> None:
+    settings = Settings(
+        _env_file=None,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}",
+        kafka_bootstrap="",
+        bus_poll_interval_s=0.1,
+        alerting_file=write_alerting(tmp_path / "a.toml", alerting_toml(["tier_review"])),
+    )
+    async with running(settings) as hw:
+        await seed(hw)
+        lead = await create_key(hw.rt.engine, "lead", role_scopes(Role.cs_lead, None))
+        anna = await create_key(hw.rt.engine, "anna", role_scopes(Role.csm, ANNA), ANNA)
+        browser = Browser(chromium, hw.url)
+
+        # The lead's pipeline of the renewing quarter, and the picker's next quarter.
+        await browser.sign_in(lead, f"/ui/renewals?quarter={RENEWING}")
+        rows = await _rows(browser, "#renewals-table tr[data-account-id]", "accountId")
+        assert sorted(rows) == ["keep", "new", "shrink", "usd"]
+        forecasts = await _rows(browser, "#renewals-table tr[data-forecast]", "forecast")
+        totals = {f: forecasts.count(f) for f in ("commit", "likely", "at_risk")}
+        for forecast, count in totals.items():
+            assert (await browser.texts(f"#forecast-{forecast} .v")) == [str(count)]
+        await browser.screenshot("renewals-en")
+        await browser.submit("#quarter-next")
+        assert (await browser.url()).endswith(f"quarter={RENEWING.next()}")
+        assert (await browser.texts("#renewals-table p.muted"))[:1] == [
+            "No contract ends in this quarter."
+        ]
+
+        # Retention: the charts per quarter and the period's breakdown by tier.
+        await browser.get(PERIOD)
+        groups = await _rows(browser, "#breakdown tr[data-group]", "group")
+        assert groups == ["all", "enterprise", "non-focus", "strategic"]
+        assert await browser.texts("#breakdown tr[data-group=all] td:nth-child(4)") == ["75.0%"]
+        chart = "return Chart.getChart('chart-retention').data"
+        assert await browser.js(chart + ".datasets.length") == 3
+        assert len(await browser.js(chart + ".labels")) == 8
+        await browser.screenshot("retention-en")
+        await _in(browser, "zh-CN", PERIOD)
+        assert any("各季度留存" in t for t in await browser.texts("h2"))
+        await browser.screenshot("retention-zh-CN")
+
+        # Opportunities: the expansion alert with its account's ARR and seats.
+        await browser.get("/ui/opportunities")
+        assert await _rows(browser, "#opportunities tr[data-alert-id]", "alertId") == [
+            "shrink:tier_review:1"
+        ]
+        assert any("¥40,000" in t for t in await browser.texts("#opportunities td"))
+        await browser.screenshot("opportunities-zh-CN")
+        await _in(browser, "en", "/ui/opportunities")
+
+        # A CSM: their own renewals only, and no opportunity of Carl's.
+        await browser.sign_in(anna, f"/ui/renewals?quarter={RENEWING}")
+        rows = await _rows(browser, "#renewals-table tr[data-account-id]", "accountId")
+        assert sorted(rows) == ["keep", "new"]
+        await browser.get("/ui/opportunities")
+        assert await browser.texts("#opportunities-total") == ["0"]
+        assert await browser.console_errors() == []
