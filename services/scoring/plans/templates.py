@@ -160,4 +160,10 @@ def plan_templates(settings: Settings) -> PlanTemplates:
     """The configured templates file (``plan_templates_file``), else the shipped one."""
     if not settings.plan_templates_file:
         return default_templates()
-    return parse_templates(Path(settings.plan_templates_file).read_text(encoding="utf-8"))
+    return _file_templates(settings.plan_templates_file)
+
+
+@cache
+def _file_templates(path: str) -> PlanTemplates:
+    # Read once per process: the file is configuration, changed with a restart.
+    return parse_templates(Path(path).read_text(encoding="utf-8"))
