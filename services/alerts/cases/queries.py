@@ -26,7 +26,7 @@ from services.alerts.cases.model import (
 from services.alerts.cases.tasks import TaskFilter, list_tasks
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
-from shared.storage.tables import account_health, accounts, case_reviews, cases
+from shared.storage.tables import account_health, accounts, case_reviews, cases, tasks
 
 MAX_CASE_ID = 2**63 - 1  # cases.case_id is a 64-bit integer
 # The case vocabulary, lent to the dashboard (which may import this module, not model).
@@ -37,11 +37,17 @@ __all__ = ["SEVERITY_LEVEL", "VOCABULARY"]
 def case_query(key: ApiKey | None = None) -> Select[Any]:
     """Every case with its account's name, tier and owner now (``owner``), narrowed to
     the accounts ``key`` may see."""
+    open_tasks = (
+        select(func.count())
+        .where(tasks.c.case_id == cases.c.case_id, tasks.c.done_at.is_(None))
+        .scalar_subquery()
+    )
     q = select(
         cases,
         accounts.c.name.label("account_name"),
         accounts.c.tier.label("tier"),
         accounts.c.owner_email.label("owner"),
+        open_tasks.label("open_tasks"),
     ).outerjoin(accounts, accounts.c.account_id == cases.c.account_id)
     if key is not None and key.portfolio_of is not None:
         q = q.where(cases.c.account_id.in_(accounts_of(key.portfolio_of)))
@@ -96,7 +102,7 @@ async def open_case_of(conn: AsyncConnection, account_id: str, key: ApiKey | Non
 
 async def case_detail(conn: AsyncConnection, row: Any, now: datetime) -> dict[str, Any]:
     """The case with its plan (every task, open ones first) and its reviews."""
-    tasks, _ = await list_tasks(
+    plan, _ = await list_tasks(
         conn, None, TaskFilter(case_id=row.case_id, open_only=False), limit=1000
     )
     reviews = await conn.execute(
@@ -106,7 +112,7 @@ async def case_detail(conn: AsyncConnection, row: Any, now: datetime) -> dict[st
     )
     return {
         **case_row(row, now),
-        "tasks": tasks,
+        "tasks": plan,
         "reviews": [
             {
                 "review_id": r.review_id,
@@ -133,6 +139,7 @@ def case_row(r: Any, now: datetime | None = None) -> dict[str, Any]:
         "danger_level": r.danger_level,
         "causes": list(r.causes or []),
         "summary": r.summary,
+        "open_tasks": r.open_tasks,
         "alert_id": r.alert_id,
         "opened_at": r.opened_at,
         "opened_by": r.opened_by,

@@ -149,6 +149,7 @@ class CaseOut(BaseModel):
     danger_level: str = Field(description="high, normal or mild")
     causes: list[str]
     summary: str
+    open_tasks: int = Field(description="Tasks of its plan not done yet")
     alert_id: str | None
     opened_at: datetime
     opened_by: str
