@@ -7,7 +7,7 @@ Center):
 
 - **at risk**: red health, a high danger level (DG-05: "very likely to churn"), or a
   detractor's latest NPS (0–6, the standard NPS definition: the handbook's CEO
-  satisfaction "may decide the renewal", SV-07) — any one of them;
+  satisfaction "may decide the renewal") — any one of them;
 - **commit**: green health and none of the above — the handbook's healthy customers
   renew (RN-05);
 - **likely**: everything else: yellow health, or not scored yet.
