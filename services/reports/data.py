@@ -17,7 +17,13 @@ from typing import Any, Literal
 from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.queries import OPEN_TICKET_STATUSES, account_health_row
+from services.scoring.queries import (
+    OPEN_TICKET_STATUSES,
+    account_health_row,
+    end_of,
+    facts_as_of,
+    open_at,
+)
 from shared.storage.tables import (
     account_users,
     accounts,
@@ -95,7 +101,14 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
     health = await account_health_row(conn, account_id)
     if facts is None and health is None:
         raise UnknownAccount(account_id)
-    tier = facts.tier if facts is not None else None
+    # The facts in force on the report's last day (its seats, tier, contract then); the
+    # stored row for an account whose facts history holds nothing by then.
+    then = (await facts_as_of(conn, end_of(end), [account_id])).get(account_id)
+    if then is not None:
+        fields, tier = then, then.get("tier")
+    else:
+        fields = (facts.facts or {}).get("fields", {}) if facts is not None else {}
+        tier = facts.tier if facts is not None else None
     peers = [account_id]
     if tier is not None:
         peers = list(
@@ -105,12 +118,14 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
         )
     by_account = await _figures(conn, peers, start, end)
     mine = by_account.get(account_id, Figures(seats=facts.seats_purchased if facts else None))
+    if then is not None:
+        mine.seats = then.get("seats_purchased")
     others = list(by_account.values())
     opened, solved, listed = await _tickets(conn, account_id, start, end)
     return Report(
         kind=kind,
         account_id=account_id,
-        name=(facts.name if facts is not None else None) or account_id,
+        name=fields.get("name") or (facts.name if facts is not None else None) or account_id,
         tier=tier,
         start=start,
         end=end,
@@ -123,7 +138,7 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
         tickets=listed,
         tickets_opened=opened,
         tickets_solved=solved,
-        facts=dict((facts.facts or {}).get("fields", {})) if facts is not None else {},
+        facts=dict(fields),
         current=_current(health),
     )
 
@@ -173,7 +188,7 @@ async def _tickets(
 ) -> tuple[int, int, list[dict[str, Any]]]:
     """Tickets opened and solved in the period, and every ticket opened or solved in it
     or open now, with its status and progress (RP-05: all requests and issues), newest
-    first."""
+    first; ``open``: still open at the end of the period."""
     t = tickets.c
     rows = await conn.execute(
         select(tickets).where(
@@ -199,7 +214,7 @@ async def _tickets(
                 "priority": row.priority,
                 "type": row.type,
                 "status": row.status,
-                "open": row.status in OPEN_TICKET_STATUSES,
+                "open": open_at(row, end_of(end)),
                 "opened": created,
                 "solved": solved_on,
                 "age_days": ((solved_on or end) - created).days,

@@ -130,7 +130,7 @@ def _commercial_then(m: Measures, fields: dict[str, Any]) -> dict[str, Any]:
     return dict(_commercial(stored))  # type: ignore[arg-type]  # read by attribute only
 
 
-def _open_at(ticket: Any, end: datetime) -> bool:
+def open_at(ticket: Any, end: datetime) -> bool:
     """Open at ``end``: created by then and not yet solved. A ticket closed without a
     solved time closed at its last update (the newest event about it)."""
     if ticket.created_at > end:
@@ -159,7 +159,7 @@ async def tickets_as_of(
     out: dict[str, dict[str, Any]] = {}
     for account_id, end in ends.items():
         known = rows.get(account_id, [])
-        backlog = [t for t in known if _open_at(t, end)]
+        backlog = [t for t in known if open_at(t, end)]
         requests = [t.created_at for t in backlog if t.type == "feature_request"]
         out[account_id] = {
             "open_tickets": len(backlog),

@@ -25,6 +25,7 @@ from services.scoring.as_of import (
     measures_as_of,
     oldest_as_of,
 )
+from services.scoring.as_of import open_at as open_at  # for other packages
 from services.scoring.as_of import portfolio_health_as_of as portfolio_health_as_of
 from services.scoring.as_of import scores_as_of as scores_as_of  # for other packages
 from services.scoring.as_of import tickets_as_of as tickets_as_of  # for other packages

@@ -1,6 +1,7 @@
-"""As-of reads after an imported history: the facts and tickets as they were that day,
-422 beyond the kept daily counts, and the whole portfolio's health on a date in one
-request (paged, CSV, a CSM sees its own accounts). PostgreSQL."""
+"""As-of reads after an imported history: the facts and tickets as they were that day
+(the health and metrics API, a report ending that day), 422 beyond the kept daily
+counts, and the whole portfolio's health on a date in one request (paged, CSV, a CSM
+sees its own accounts). PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.reports.data import build_report
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
@@ -89,6 +91,17 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
             assert [r["account_id"] for r in rows] == ["fine", "low", "was"]
             assert rows[0]["open_tickets"] == "1" and sheet.headers["x-total-count"] == "3"
             assert (await c.get("/v1/health", params={"as_of": "1900-01-01"})).status_code == 422
+
+        # A report ending on a past day: the facts and the tickets open at its end.
+        async with hw.rt.engine.connect() as conn:
+            old = await build_report(conn, "fine", "usage", day(10))
+            new = await build_report(conn, "fine", "usage", LAST)
+        assert (old.figures.seats, old.tier, [t["ticket_id"] for t in old.open_tickets]) == (
+            3,
+            "non-focus",
+            ["T1"],
+        )
+        assert (new.figures.seats, new.tier, new.open_tickets) == (4, "enterprise", [])
 
         async with httpx.AsyncClient(
             base_url=hw.url, headers={"Authorization": f"Bearer {anna}"}, timeout=30
