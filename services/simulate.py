@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from services.alerts.cases.demo import work_cases
+from services.scoring.plans.demo import make_plans
 from services.simulator.contracts import FORMER_SHARE, contract_history, former_customers
 from services.simulator.helpdesk import ZENDESK_PATH, zendesk_delivery
 from services.simulator.relationship import relationship_events
@@ -297,6 +298,10 @@ class Simulator:
             log.info(
                 "simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent
             )
+            # Success plans for some accounts, from the templates (scoring/plans/demo.py).
+            ids = [a.account_id for a in self.accounts]
+            today = self._clock().date()
+            await make_plans(client, self._url, self._headers, ids, today, random.Random(1))
             if live:
                 # Plans and reviews for the risk cases the alerts open, so the demo's case
                 # board has them (a Random of its own: the traffic draws stay as they were).

@@ -25,6 +25,7 @@ from services.dashboard import (
     cases_page,
     import_page,
     nps_page,
+    plans_page,
     reports_page,
     routes,
     saved_views,
@@ -84,6 +85,7 @@ def mount_dashboard(
     app.include_router(nps_page.router)
     # Risk cases and tasks (issue 16).
     app.include_router(cases_page.router)
+    app.include_router(plans_page.router)  # success plans: the list and the plan forms
     app.include_router(import_page.router)  # account facts from a CRM export
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -43,6 +43,7 @@ from services.dashboard.auth import (
 from services.dashboard.charts import account_charts, lead_charts
 from services.dashboard.home import PortfolioQuery, home
 from services.dashboard.lead import TimeRange, lead
+from services.scoring.plans.queries import Today, account_plan, plan_templates, template_choices
 from services.scoring.workload.reads import due_soon
 from shared.auth import KeyStore, Scope
 from shared.clock import utcnow
@@ -254,8 +255,11 @@ async def account_view(request: Request, account_id: str) -> Response:
     now, _ = _now_and_today(request)
     async with ctx.engine.connect() as conn:
         values = await account_page(conn, who, account_id, now, ctx.settings.zone)
+        plan = await account_plan(conn, who.key, account_id, Today(now, ctx.settings.zone))
     charts = account_charts(values, language(request))
-    return page(request, "account.html", {"a": values, "charts": charts}, who)
+    templates = template_choices(plan_templates(ctx.settings))
+    values = {"a": values, "charts": charts, "plan": plan, "plan_templates": templates}
+    return page(request, "account.html", values, who)
 
 
 @router.post("/alerts/{alert_id:path}/{action}")

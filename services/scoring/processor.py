@@ -227,7 +227,7 @@ class ScoringProcessor:
             _log_band_change(result)
         alerts = await _alerts(conn, [fired for result in results for fired in result.fired])
         # Success plans: templates for new accounts, milestones' progress and alerts.
-        alerts += await step_plans(conn, measures, results, self._plans, _contacts, now)
+        alerts += await step_plans(conn, measures, results, self._plans, account_contacts, now)
         await _record(conn, results, now)
         return alerts
 
@@ -290,12 +290,16 @@ async def _alerts(conn: AsyncConnection, fired: list[Fired]) -> list[AlertEvent]
     they name (owner, sales owner) are read only for the accounts that have one."""
     if not fired:
         return []
-    owners = {told.measures.account_id for told in fired}
-    contacts = {
-        row.account_id: _contacts(row)
-        for row in await conn.execute(select(accounts).where(accounts.c.account_id.in_(owners)))
-    }
+    contacts = await account_contacts(conn, {told.measures.account_id for told in fired})
     return [alert_event(told, contacts.get(told.measures.account_id)) for told in fired]
+
+
+async def account_contacts(conn: AsyncConnection, ids: set[str]) -> dict[str, AccountContacts]:
+    """account → what its alerts name (the accounts with facts only)."""
+    return {
+        row.account_id: _contacts(row)
+        for row in await conn.execute(select(accounts).where(accounts.c.account_id.in_(ids)))
+    }
 
 
 def _contacts(row: Row[Any]) -> AccountContacts:

@@ -29,6 +29,7 @@ from services.dashboard.alerts_page import router as alerts_page_routes
 from services.dashboard.cases_page import router as case_page_routes
 from services.dashboard.import_page import router as import_page_routes
 from services.dashboard.nps_page import router as nps_page_routes
+from services.dashboard.plans_page import router as plan_page_routes
 from services.dashboard.renewals_page import router as renewal_page_routes
 from services.dashboard.reports_page import router as report_page_routes
 from services.dashboard.routes import router as dashboard_routes
@@ -39,6 +40,7 @@ from services.ingest.routes import router as ingest_routes
 from services.reports.api import router as report_routes
 from services.scoring.api import router as health_routes
 from services.scoring.export import router as export_routes
+from services.scoring.plans.api import router as plan_routes
 from services.scoring.portfolio import router as portfolio_routes
 from services.scoring.retention.api import router as retention_routes
 from services.scoring.workload.api import router as workload_routes
@@ -106,6 +108,21 @@ CASES = [
     Case("GET", "/v1/export/scores", READERS),
     Case("GET", "/v1/accounts", READERS),
     Case("GET", "/v1/aggregates", READERS),
+    # Success plans: read with a read key, changed with a respond key, a CSM's own only.
+    Case("GET", "/v1/accounts/{account}/plan", READERS, scoped=True),
+    Case("POST", "/v1/accounts/{account}/plan", READERS, {"template": "onboarding"}, scoped=True),
+    Case(
+        "POST",
+        "/v1/accounts/{account}/plan/milestones",
+        READERS,
+        {"title": "t", "due_on": "2027-01-01"},
+        scoped=True,
+    ),
+    Case("PATCH", "/v1/accounts/{account}/plan/milestones/t", READERS, {"title": "u"}, scoped=True),
+    Case("DELETE", "/v1/accounts/{account}/plan/milestones/t", READERS, scoped=True),
+    Case("DELETE", "/v1/accounts/{account}/plan", READERS, scoped=True),
+    Case("GET", "/v1/plans", READERS),
+    Case("GET", "/v1/plan-templates", READERS),
     # Risk cases and tasks: read with a read key, changed with a respond key, a CSM's own
     # only. Case 1 is Anna's (two_portfolios opens it); 999999 is nobody's.
     Case("GET", "/v1/cases", READERS),
@@ -192,6 +209,10 @@ UI_CASES = [
     Case("GET", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/views", READERS),  # the viewer's own views only
+    Case("GET", "/ui/plans", READERS),  # the viewer's portfolio's plans only
+    Case("POST", "/ui/plans/create", READERS, scoped=True),  # the account is a form field
+    Case("POST", "/ui/plans/milestones", READERS, scoped=True),
+    Case("POST", "/ui/plans/milestone", READERS, scoped=True),
     Case("GET", "/ui/cases", READERS),  # the viewer's portfolio's cases only
     Case("GET", "/ui/cases/1", READERS),  # Anna's
     Case("POST", "/ui/cases", READERS),  # the alert or account is a form field
@@ -217,10 +238,19 @@ UI_CASES = [
     Case("POST", "/ui/logout", ALL, open_=True),
 ]
 # Routes whose answer for an allowed caller may be 404 for reasons other than scoping.
-MAY_BE_ABSENT = {"/v1/deliveries/999999/retry", "/v1/keys/000000000000"}
+MAY_BE_ABSENT = {
+    "/v1/deliveries/999999/retry",
+    "/v1/keys/000000000000",
+    # The first allowed role removed it (on Carl's account: admin did, before the lead).
+    "/v1/accounts/anna-co/plan/milestones/t",
+    "/v1/accounts/carl-co/plan/milestones/t",
+}
 TEMPLATE = {
     "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
     "/v1/keys/000000000000": "/v1/keys/{key_id}",
+    "/v1/accounts/{account}/plan/milestones/t": (
+        "/v1/accounts/{account}/plan/milestones/{milestone_key}"
+    ),
     "/v1/retention?from=2026-01-01&to=2026-04-01": "/v1/retention",
     "/v1/export/scores": "/v1/export/{kind}",
     "/v1/accounts/{account}/reports/qbr": "/v1/accounts/{account}/reports/{kind}",
@@ -278,6 +308,8 @@ def test_every_route_is_in_the_table() -> None:
             import_page_routes,
             admin_page_routes,
             saved_view_routes,
+            plan_routes,
+            plan_page_routes,
             workload_routes,
             workload_page_routes,
             nps_page_routes,

@@ -11,12 +11,11 @@ publishes the same ids and revisions, which the alerts service stores once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.measures import Measures
@@ -34,13 +33,13 @@ from services.scoring.plans.templates import GO_LIVE, PlanTemplates, from_templa
 from services.scoring.step import AccountContacts, ScoredAccount
 from shared.contracts.alerts import AlertEvent
 from shared.i18n import N_
-from shared.storage.tables import accounts
 
 RULE = "plan_milestone"
 # Who made a plan applied automatically, as the plan's author.
 AUTHOR = "template"
 
-Contacts = Callable[[Row[Any]], AccountContacts]
+# The processor's reader of what alerts name (name, owner, sales owner) per account.
+Contacts = Callable[[AsyncConnection, set[str]], Awaitable[dict[str, AccountContacts]]]
 
 
 def plan_values(inputs: Mapping[str, Any], go_live: date | None, today: date) -> dict[str, Any]:
@@ -151,11 +150,7 @@ class _Told:
 async def _alerts(conn: AsyncConnection, told: list[_Told], contacts: Contacts) -> list[AlertEvent]:
     if not told:
         return []
-    ids = {t.measures.account_id for t in told}
-    found = {
-        row.account_id: contacts(row)
-        for row in await conn.execute(select(accounts).where(accounts.c.account_id.in_(ids)))
-    }
+    found = await contacts(conn, {t.measures.account_id for t in told})
     return [milestone_alert(t, found.get(t.measures.account_id)) for t in told]
 
 

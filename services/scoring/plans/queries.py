@@ -24,11 +24,13 @@ from services.scoring.plans.progress import PROBLEMS, Progress, State, evaluate
 from services.scoring.plans.templates import (
     GO_LIVE,
     NewMilestone,
+    PlanTemplate,
     PlanTemplates,
     check_measure,
     check_target,
     from_template,
 )
+from services.scoring.plans.templates import plan_templates as plan_templates  # the dashboard's
 from services.scoring.queries import visible_account, zone_of
 from shared.auth import ApiKey
 from shared.storage.tables import account_health, accounts, success_plans
@@ -357,3 +359,8 @@ async def remove_plan(conn: AsyncConnection, key: ApiKey, account_id: str) -> No
     for stored in plan.milestones:
         await store.remove_milestone(conn, account_id, stored.milestone.key)
     await store.drop_plan(conn, account_id)
+
+
+def template_choices(templates: PlanTemplates) -> list[PlanTemplate]:
+    """The templates a person may pick, in the file's order."""
+    return list(templates.template)

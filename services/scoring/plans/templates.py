@@ -50,6 +50,11 @@ def check_target(measure: str | None, target: float | None) -> None:
         raise ValueError("a go-live or hand-checked milestone takes no target")
 
 
+def _unique(names: list[str], what: str) -> None:
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} repeat: {sorted(names)}")
+
+
 class MilestoneTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -85,9 +90,7 @@ class PlanTemplate(BaseModel):
     @field_validator("milestone")
     @classmethod
     def _unique_keys(cls, v: list[MilestoneTemplate]) -> list[MilestoneTemplate]:
-        keys = [m.key for m in v]
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"milestone keys repeat: {sorted(keys)}")
+        _unique([m.key for m in v], "milestone keys")
         return v
 
     def matches(self, tier: str | None, stage: str | None) -> bool:
@@ -110,9 +113,7 @@ class PlanTemplates(BaseModel):
     @field_validator("template")
     @classmethod
     def _unique_ids(cls, v: list[PlanTemplate]) -> list[PlanTemplate]:
-        ids = [t.id for t in v]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"template ids repeat: {sorted(ids)}")
+        _unique([t.id for t in v], "template ids")
         return v
 
     def get(self, template_id: str) -> PlanTemplate | None:
@@ -160,4 +161,10 @@ def plan_templates(settings: Settings) -> PlanTemplates:
     """The configured templates file (``plan_templates_file``), else the shipped one."""
     if not settings.plan_templates_file:
         return default_templates()
-    return parse_templates(Path(settings.plan_templates_file).read_text(encoding="utf-8"))
+    return _file_templates(settings.plan_templates_file)
+
+
+@cache
+def _file_templates(path: str) -> PlanTemplates:
+    # Read once per process: the file is configuration, changed with a restart.
+    return parse_templates(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,160 @@
+"""Success plans on the dashboard: the plan section of an account's page (its forms post
+here) and the plans at risk of a CSM's portfolio, or of every CSM's for the lead.
+
+Changing a plan takes the ``respond`` scope and an account the key may see, as the
+API's routes do; both apply the same commands (``services.scoring.plans.queries``).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.responses import Response
+
+from services.dashboard.auth import NotFound, checked_form, context, safe_next, viewer
+from services.dashboard.routes import page
+from services.scoring.plans.queries import (
+    MilestoneSpec,
+    Today,
+    add_milestone,
+    create_plan,
+    edit_milestone,
+    plan_rows,
+    plan_templates,
+    remove_milestone,
+)
+from shared.auth import Scope
+from shared.clock import utcnow
+from shared.web import ClientError
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+# What a milestone form's action does to it.
+ACTIONS = ("save", "remove", "tick", "untick")
+
+
+def _back(form: dict[str, str], account_id: str, error: str | None = None) -> Response:
+    """To the account's plan section (``next``, else the account's page), with the
+    refusal's code for the section to say (``plan_error``)."""
+    target = safe_next(form.get("next") or f"/ui/accounts/{urllib.parse.quote(account_id)}")
+    parts = urllib.parse.urlsplit(target)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "plan_error"]
+    if error:
+        query.append(("plan_error", error))
+    path = urllib.parse.urlunsplit(("", "", parts.path, urllib.parse.urlencode(query), "plan"))
+    return RedirectResponse(path, status_code=303)
+
+
+def _number(raw: str) -> float | None:
+    try:
+        return float(raw) if raw.strip() else None
+    except ValueError:
+        raise ClientError(422, "invalid_milestone", "not a number") from None
+
+
+def _day(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise ClientError(422, "invalid_milestone", "not a day") from None
+
+
+async def _apply(request: Request, command: str) -> Response:
+    """Run a plan form's ``command`` in one transaction; a refusal goes back with its
+    code, an account the viewer may not see is a 404 page."""
+    who, form = await checked_form(request, Scope.respond)
+    account_id = form.get("account_id", "")
+    ctx = context(request)
+    when = Today(utcnow(), ctx.settings.zone)
+    author = who.key.csm_email or f"key:{who.key.name}"
+    try:
+        async with ctx.engine.begin() as conn:
+            if command == "create":
+                start = form.get("start_on", "").strip()
+                await create_plan(
+                    conn,
+                    who.key,
+                    account_id,
+                    plan_templates(ctx.settings),
+                    template_id=form.get("template") or None,
+                    start_on=_day(start) if start else None,
+                    author=author,
+                    when=when,
+                )
+            elif command == "add":
+                await add_milestone(conn, who.key, account_id, _spec(form), when, author=author)
+            else:
+                await _change(conn, who.key, account_id, form, when, author)
+    except ClientError as exc:
+        if exc.status == 404 and exc.code == "not_found":
+            raise NotFound(account_id) from exc
+        return _back(form, account_id, exc.code)
+    return _back(form, account_id)
+
+
+def _spec(form: dict[str, str]) -> MilestoneSpec:
+    return MilestoneSpec(
+        title=form.get("title", "").strip()[:200],
+        due_on=_day(form.get("due_on", "")),
+        measure=form.get("measure", "").strip() or None,
+        op=form.get("op", ">="),
+        target=_number(form.get("target", "")),
+    )
+
+
+async def _change(
+    conn: Any, key: Any, account_id: str, form: dict[str, str], when: Today, author: str
+) -> None:
+    action = form.get("action", "save")
+    milestone = form.get("key", "")
+    if action not in ACTIONS:
+        raise ClientError(422, "invalid_milestone", "unknown action")
+    if action == "remove":
+        await remove_milestone(conn, key, account_id, milestone, when)
+        return
+    changes: dict[str, Any] = {}
+    if action in ("tick", "untick"):
+        changes = {"achieved": action == "tick", "checked_by": author}
+    else:
+        if form.get("title", "").strip():
+            changes["title"] = form["title"].strip()[:200]
+        if form.get("due_on", "").strip():
+            changes["due_on"] = _day(form["due_on"])
+        if "target" in form and form["target"].strip():
+            changes["target"] = _number(form["target"])
+    await edit_milestone(conn, key, account_id, milestone, when, **changes)
+
+
+@router.post("/plans/create")
+async def create_form(request: Request) -> Response:
+    """Make the account's plan from a template (a click on its page)."""
+    return await _apply(request, "create")
+
+
+@router.post("/plans/milestones")
+async def add_form(request: Request) -> Response:
+    return await _apply(request, "add")
+
+
+@router.post("/plans/milestone")
+async def change_form(request: Request) -> Response:
+    """Save, tick, untick or remove one milestone (``action``)."""
+    return await _apply(request, "change")
+
+
+@router.get("/plans", response_class=HTMLResponse)
+async def plans_view(request: Request) -> Response:
+    """The plans at risk (a milestone at risk or missed), worst first; ``show=all``:
+    every plan. A CSM sees their portfolio's, the lead everyone's."""
+    who = await viewer(request)
+    ctx = context(request)
+    show_all = request.query_params.get("show") == "all"
+    async with ctx.engine.connect() as conn:
+        rows = await plan_rows(
+            conn, who.key, Today(utcnow(), ctx.settings.zone), at_risk=None if show_all else True
+        )
+    return page(request, "plans.html", {"rows": rows, "show_all": show_all}, who)
