@@ -116,7 +116,9 @@ def test_freshdesk_webhook_maps_company_status_and_priority(mapping) -> None:  #
     resolved = {**FRESHDESK["freshdesk_webhook"], "ticket_status": "Resolved", "account_id": "beta"}
     r = _one(freshdesk.translate(resolved, mapping, NOW))
     assert (r.account_id, r.status) == ("beta", "solved")
-    stranger = {**FRESHDESK["freshdesk_webhook"], "ticket_company_name": "Nobody"}
+    mapped = {k: v for k, v in FRESHDESK["freshdesk_webhook"].items() if k != "account_id"}
+    assert _one(freshdesk.translate(mapped, mapping, NOW)).account_id == "acme"
+    stranger = {**mapped, "ticket_company_name": "Nobody"}
     assert freshdesk.translate(stranger, mapping, NOW).rejected[0].errors[0]["field"] == (
         "ticket_company_name"
     )

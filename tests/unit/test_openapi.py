@@ -4,6 +4,7 @@ for every JSON answer, and the error shape on the error answers."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -22,7 +23,13 @@ from shared.auth import Scope, create_key
 from shared.config import Settings
 
 # Routes under /v1 that take no key, and why: the helpdesk signs its deliveries instead.
-UNKEYED = {"/v1/tickets/webhook"}
+# Signed by the sender instead (the vendors' connectors: tests/unit/test_connectors.py).
+UNKEYED = {
+    "/v1/tickets/webhook",
+    "/v1/connectors/zendesk/webhook",
+    "/v1/connectors/freshdesk/webhook",
+    "/v1/connectors/hubspot/webhook",
+}
 # Write routes whose action is the whole request: nothing to send in a body.
 BODYLESS = {
     "/v1/alerts/{alert_id}/acknowledge",
@@ -129,7 +136,10 @@ async def test_refused_values_are_documented_in_our_error_shape(apps: dict[str, 
 async def test_the_examples_are_accepted(embedded_settings: Settings) -> None:
     """Each example of a request body is one the route takes: a reader who copies it
     from /docs gets a 2xx (the ticket webhook's signed as a helpdesk signs it)."""
-    settings = embedded_settings.model_copy(update={"ticket_webhook_secret": SecretStr(SECRET)})
+    secrets = ("ticket_webhook_secret", "zendesk_webhook_secret", "freshdesk_webhook_secret")
+    settings = embedded_settings.model_copy(
+        update={name: SecretStr(SECRET) for name in (*secrets, "hubspot_client_secret")}
+    )
     async with open_runtime(settings) as rt:
         key = await create_key(rt.engine, "docs-reader", [Scope.ingest, Scope.crm])
         app = ingest_app(rt)
@@ -142,11 +152,33 @@ async def test_the_examples_are_accepted(embedded_settings: Settings) -> None:
                     body = json.dumps(example["value"]).encode()
                     headers = {"Content-Type": "application/json"}
                     if path in UNKEYED:
-                        headers |= _signed(body)
+                        headers |= _vendor_signed(path, body)
                     else:
                         headers["Authorization"] = f"Bearer {key}"
                     answer = await client.request(method, path, content=body, headers=headers)
                     assert answer.is_success, (path, name, answer.text)
+
+
+def _vendor_signed(path: str, body: bytes) -> dict[str, str]:
+    """Signed as each sender signs (docs/connectors.md)."""
+    if "zendesk" in path:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        mac = hmac.new(SECRET.encode(), stamp.encode() + body, hashlib.sha256)
+        return {
+            "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+            "X-Zendesk-Webhook-Signature": base64.b64encode(mac.digest()).decode(),
+        }
+    if "freshdesk" in path:
+        return {"X-Healthwatch-Token": SECRET}
+    if "hubspot" in path:
+        stamp = str(int(time.time() * 1000))
+        signed = b"POST" + f"http://test{path}".encode() + body + stamp.encode()
+        mac = hmac.new(SECRET.encode(), signed, hashlib.sha256)
+        return {
+            "X-HubSpot-Request-Timestamp": stamp,
+            "X-HubSpot-Signature-v3": base64.b64encode(mac.digest()).decode(),
+        }
+    return _signed(body)
 
 
 def _signed(body: bytes) -> dict[str, str]:

@@ -108,6 +108,8 @@ FRESHDESK = {
         "ticket_subject": "Export to Excel times out",
         "ticket_requester_email": "wang.lei@acme.example",
         "ticket_company_name": "Acme Trading",
+        # A company field holding the account id (else [freshdesk.companies] maps the name).
+        "account_id": "acme",
     }
 }
 HUBSPOT = [
@@ -127,7 +129,9 @@ HUBSPOT = [
 
 ZENDESK_BODY = documented_body(
     ZendeskTrigger | ZendeskEvent,
-    {"trigger webhook": ZENDESK_TRIGGER, "ticket event": ZENDESK_EVENT},
+    # The ticket event's organization must be mapped first ([zendesk.organizations]):
+    # only the trigger body works as it stands.
+    {"trigger webhook": ZENDESK_TRIGGER},
     description="Signed by Zendesk: X-Zendesk-Webhook-Signature and "
     "X-Zendesk-Webhook-Signature-Timestamp.",
 )
