@@ -176,16 +176,17 @@ async def act(request: Request, case_id: str) -> Response:
     """The case page's forms: add a task, complete one, record a review, close."""
     who, form = await checked_form(request, Scope.respond)
     now = utcnow()
-    done = form.get("action", "")
-    async with context(request).engine.begin() as conn:
-        row = await _visible(conn, case_id, who)
-        if row is None:
-            raise NotFound(case_id)
-        try:
+    try:  # a refused form changes nothing: the transaction rolls back
+        async with context(request).engine.begin() as conn:
+            row = await _visible(conn, case_id, who)
+            if row is None:
+                raise NotFound(case_id)
             done = await _apply(request, conn, row, form, who, now)
-        except (actions.CaseError, tasks.TaskError, ValueError):
-            done = "conflict" if row.state != "open" or done == "done" else "invalid"
-    return RedirectResponse(_with_notice(f"/ui/cases/{row.case_id}", done), status_code=303)
+    except (actions.CaseClosed, tasks.TaskDone):
+        done = "conflict"
+    except ValueError:  # CaseError, TaskError: the form's values
+        done = "invalid"
+    return RedirectResponse(_with_notice(f"/ui/cases/{case_id}", done), status_code=303)
 
 
 async def _apply(

@@ -151,6 +151,14 @@ async def test_an_alert_opens_one_case_and_a_detractor_one_follow_up(world: Worl
         follow_ups, total = await list_tasks(conn, None, TaskFilter(kind="nps_followup"))
     assert total == 1 and follow_ups[0]["owner_email"] == "anna@example.com"
     assert follow_ups[0]["due"] == T0 + timedelta(days=7)
+    # A rule without a title still opens its case (named by the rule), never fails intake.
+    untitled = alert("payment", Severity.critical, 0, "payment_failed").model_copy(
+        update={"title": "", "rule": "payment_failed"}
+    )
+    await world.receive(untitled)
+    async with world.engine.connect() as conn:
+        (opened,), _ = await list_cases(conn, None, CaseFilter())
+    assert opened["summary"] == "payment_failed"
 
 
 async def test_the_timer_pass_tells_each_notice_once(world: World) -> None:

@@ -31,6 +31,10 @@ class CaseError(ValueError):
     """The command does not fit the case or its input; the message says why."""
 
 
+class CaseClosed(CaseError):
+    """The case is closed: nothing more is done to it."""
+
+
 @dataclass(frozen=True)
 class NewCase:
     account_id: str
@@ -88,7 +92,7 @@ async def open_case(
 
 def _open(row: Any) -> None:
     if row.state != "open":
-        raise CaseError("the case is closed")
+        raise CaseClosed("the case is closed")
 
 
 async def add_task(

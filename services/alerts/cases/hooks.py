@@ -54,7 +54,8 @@ async def _open_case(
     new = NewCase(
         alert.account_id,
         SEVERITY_LEVEL[alert.severity.value],
-        alert.title[:500],
+        # An alert's title may be empty (a team's rule without one): the rule names it.
+        alert.title.strip()[:500] or alert.rule,
         AUTOMATIC,
         await measured_causes(conn, alert.account_id),
         alert.alert_id,

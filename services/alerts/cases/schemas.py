@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from services.alerts.cases.model import CAUSES, TEXT_CHARS, TITLE_CHARS
 from services.alerts.schemas import Page
@@ -31,8 +38,10 @@ def _known_causes(codes: list[str]) -> list[str]:
 Title = Annotated[str, Field(min_length=1, max_length=TITLE_CHARS), AfterValidator(_no_nul)]
 LongText = Annotated[str, Field(min_length=1, max_length=TEXT_CHARS), AfterValidator(_no_nul)]
 Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^\s@]+@[^\s@]+$")]
+# A cause code, shown in the OpenAPI as the enum it is (checked by _known_causes).
+Cause = Annotated[str, WithJsonSchema({"type": "string", "enum": list(CAUSES)})]
 Causes = Annotated[
-    list[str],
+    list[Cause],
     Field(max_length=len(CAUSES), description=_CAUSES_TEXT),
     AfterValidator(_known_causes),
 ]

@@ -31,6 +31,10 @@ class TaskError(ValueError):
     """The task cannot be created or changed so; the message says why."""
 
 
+class TaskDone(TaskError):
+    """The task is done already."""
+
+
 @dataclass(frozen=True)
 class NewTask:
     account_id: str
@@ -138,7 +142,7 @@ async def complete_task(conn: AsyncConnection, task_id: int, actor: str, now: da
         .values(done_at=now, done_by=actor)
     )
     if done.rowcount == 0:
-        raise TaskError("the task is done already")
+        raise TaskDone("the task is done already")
 
 
 def task_row(r: Any) -> dict[str, Any]:
