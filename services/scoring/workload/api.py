@@ -95,7 +95,12 @@ class AdvocatesPage(Page):
 
 
 class Reassign(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"account_ids": ["acme", "globex"], "to_owner": "li.na@example.com"}]
+        },
+    )
     account_ids: list[Id] = Field(min_length=1, max_length=MAX_ACCOUNTS)
     to_owner: EmailStr = Field(description="The email of the CSM who takes the accounts")
 
