@@ -63,6 +63,13 @@ class Strict(BaseModel):
 
 
 class PlanCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{}, {"template": "strategic-onboarding", "start_on": "2026-12-01"}]
+        },
+    )
+
     template: str | None = Field(
         None, description="Template id; default: the one for the account's tier and stage"
     )
@@ -70,6 +77,21 @@ class PlanCreate(Strict):
 
 
 class MilestoneCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Reports run weekly",
+                    "measure": "events_28d[report_run]",
+                    "target": 20,
+                    "due_on": "2027-03-01",
+                },
+                {"title": "Kick-off workshop held", "due_on": "2027-01-15"},
+            ]
+        },
+    )
+
     title: Title
     due_on: date
     measure: Measure = None
@@ -78,6 +100,11 @@ class MilestoneCreate(Strict):
 
 
 class MilestoneEdit(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"achieved": True}, {"due_on": "2027-04-01"}]},
+    )
+
     title: Title | None = None
     due_on: date | None = None
     measure: Measure = None
