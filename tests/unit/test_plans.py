@@ -17,11 +17,14 @@ from services.scoring.plans.progress import (
     alert_step,
     evaluate,
 )
+from services.scoring.plans.queries import Today, edit_milestone
 from services.scoring.plans.templates import (
     PlanTemplateError,
     default_templates,
     parse_templates,
 )
+from services.scoring.sweep import QuietAccountSweep
+from shared.auth import ApiKey, Scope
 from shared.bus.base import Record
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
@@ -231,3 +234,13 @@ async def test_scoring_plans_a_new_account_and_alerts_on_its_milestones(
     resolved = (await published())["p:plan.seat_activation:1@1"]
     assert resolved.status == "resolved" and resolved.summary.startswith("Achieved on")
     assert len(await published()) == 3  # nothing else told
+
+    # The kickoff ticked by hand the next day: the sweep's next pass ends its alert.
+    lead = ApiKey("k", "lead", frozenset({Scope.read, Scope.respond}))
+    tomorrow = Today(NOW + timedelta(days=1), UTC)
+    async with engine.begin() as conn:
+        await edit_milestone(conn, lead, "p", "kickoff", tomorrow, achieved=True, checked_by="lead")
+    sweep = QuietAccountSweep(engine, bus, processor, clock=lambda: tomorrow.now)
+    assert await sweep.run_once() == 1
+    kickoff = (await published())["p:plan.kickoff:1@1"]
+    assert kickoff.status == "resolved" and kickoff.summary == "Achieved on 2026-11-24."

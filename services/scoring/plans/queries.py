@@ -235,6 +235,7 @@ async def create_plan(
         author=author,
         now=when.now,
     )
+    await store.rescore_soon(conn, account_id)
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ async def add_milestone(
         _slug(spec.title, taken), spec.title, spec.measure, spec.op, spec.target, spec.due_on
     )
     await store.add_milestone(conn, account_id, new, today, values, when.now)
+    await store.rescore_soon(conn, account_id)
     return new.key
 
 
@@ -340,6 +342,7 @@ async def edit_milestone(
         # Another measure: its pace is judged from today's value, from today.
         changes |= store.restart(merged.measure, merged.op, merged.target, today, values)
     await store.change_milestone(conn, account_id, milestone_key, when.now, **changes)
+    await store.rescore_soon(conn, account_id)
 
 
 async def remove_milestone(
@@ -348,6 +351,7 @@ async def remove_milestone(
     await _own_plan(conn, key, account_id, when)
     if not await store.remove_milestone(conn, account_id, milestone_key):
         raise ClientError(404, "no_milestone", f"The plan has no milestone {milestone_key!r}.")
+    await store.rescore_soon(conn, account_id)
 
 
 async def remove_plan(conn: AsyncConnection, key: ApiKey, account_id: str) -> None:
@@ -359,6 +363,7 @@ async def remove_plan(conn: AsyncConnection, key: ApiKey, account_id: str) -> No
     for stored in plan.milestones:
         await store.remove_milestone(conn, account_id, stored.milestone.key)
     await store.drop_plan(conn, account_id)
+    await store.rescore_soon(conn, account_id)
 
 
 def template_choices(templates: PlanTemplates) -> list[PlanTemplate]:

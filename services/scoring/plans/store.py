@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.plans.progress import AlertState, Milestone, value_of
 from services.scoring.plans.templates import NewMilestone
 from shared.storage.db import upsert
-from shared.storage.tables import plan_milestones, success_plans
+from shared.storage.tables import account_health, plan_milestones, success_plans
 
 
 @dataclass(frozen=True)
@@ -233,3 +233,14 @@ async def save_steps(
 async def drop_plan(conn: AsyncConnection, account_id: str) -> None:
     """The plan row (its milestones removed first: an open alert's stays until ended)."""
     await conn.execute(delete(success_plans).where(success_plans.c.account_id == account_id))
+
+
+async def rescore_soon(conn: AsyncConnection, account_id: str) -> None:
+    """Have scoring's next sweep pass (``sweep_interval_s``) step the account's plan
+    again, so a milestone ticked, changed or removed by hand ends or opens its alert
+    without waiting for the account's next event. (The sweep rescoring an account twice
+    in a day changes nothing else.)"""
+    h = account_health.c
+    await conn.execute(
+        update(account_health).where(h.account_id == account_id).values(swept_on=None)
+    )
