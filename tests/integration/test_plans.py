@@ -1,4 +1,4 @@
-"""Success plans on a running embedded stack: a new account's plan from its template,
+"""Success plans on the real stack (Kafka and PostgreSQL): a new account's plan from its template,
 progress from the live measures, the portfolio's plans at risk, editing, a CSM kept to
 their portfolio, and the deviation alert stored by the alerts service (in Chinese for a
 Chinese reader)."""
@@ -18,10 +18,10 @@ from tests.support.harness import add_account, alert_stored, running, send, usag
 pytestmark = pytest.mark.integration
 
 
-async def test_plans_from_templates_progress_alerts_and_edits(embedded_settings: Settings) -> None:
+async def test_plans_from_templates_progress_alerts_and_edits(kafka_settings: Settings) -> None:
     today = datetime.now(UTC).date()
     bought = (today - timedelta(days=60)).isoformat()
-    async with running(embedded_settings) as hw, hw.client() as client:
+    async with running(kafka_settings) as hw, hw.client() as client:
         for account, owner in (("late", "anna@example.com"), ("other", "carl@example.com")):
             await add_account(
                 hw,
