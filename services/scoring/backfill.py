@@ -9,7 +9,8 @@ make even a re-import of another copy of the file harmless.
 The score history gets a row per account per day, from the account's first day in the
 import to the last day of the history, quiet days included (``ImportCalendar``): after
 each batch, the days every event of which has been read (those before the newest day
-seen, the history being in time order) are scored day by day as of that day, as the
+seen in the file, each file being in time order; a later file's older events open their
+days again) are scored day by day as of that day, as the
 daily sweep scores a live service's quiet accounts; a day whose score did not change
 gets the previous day's row (the score as of that day). The last days are scored at the
 end, then every account is brought to today.
@@ -59,7 +60,9 @@ class ImportReport:
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # file, line, reason
     alerts_not_sent: int = 0
     swept: int = 0
-    days_scored: int = 0  # score history rows written for the days of the history
+    # Score history rows written for the days of the history (a day scored again, for a
+    # later file's events on it, counts again).
+    days_scored: int = 0
     alerts_opened: int = 0  # alerts still true at the end, opened without a notice
     # alert id → its newest message: what is still firing at the end is opened.
     alerts: dict[str, AlertEvent] = field(default_factory=dict, repr=False)
@@ -179,6 +182,7 @@ async def import_files(
         processor = processor_for(sink)
         if calendar is None:
             calendar = await ImportCalendar.load(processor, _Sink(report, "history"))
+        calendar.start_file()
         stored = await offset_loader(processor.engine, processor.group_id)([(topic, 0)])
         start = 0 if restart else stored.get((topic, 0), 0)
         batch: list[Record] = []

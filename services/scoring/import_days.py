@@ -40,6 +40,11 @@ class ImportCalendar:
         self.first = first  # account → its first day
         self.newest: date | None = None
         self.closed: date | None = None  # every account is scored through this day
+        self._file_newest: date | None = None  # the newest day of the file being read
+
+    def start_file(self) -> None:
+        """Another file: its days are read from its own start (tickets after usage)."""
+        self._file_newest = None
 
     @classmethod
     async def load(cls, processor: ScoringProcessor, sink: Producer) -> ImportCalendar:
@@ -52,8 +57,10 @@ class ImportCalendar:
 
     def note(self, batch: Sequence[Record]) -> None:
         """Learn each account's first day and the newest day from a batch's lines (a line
-        the scoring step rejects is skipped here as well)."""
+        the scoring step rejects is skipped here as well). Events on days already scored
+        (a second file, or lines out of time order) open those days again."""
         zone = self._processor.zone
+        earliest: date | None = None
         for record in batch:
             try:
                 event = orjson.loads(record.value or b"")
@@ -66,13 +73,17 @@ class ImportCalendar:
             known = self.first.get(account_id)
             self.first[account_id] = day if known is None else min(known, day)
             self.newest = day if self.newest is None else max(self.newest, day)
+            self._file_newest = max(self._file_newest or day, day)
+            earliest = min(earliest or day, day)
+        if earliest is not None and self.closed is not None and earliest <= self.closed:
+            self.closed = earliest - timedelta(days=1)
 
     async def close_read_days(self) -> int:
-        """Score the days before the newest one read: a time-ordered history has no more
-        events for them. Returns the rows written."""
-        if self.newest is None:
+        """Score the days before the newest one read in this file: a time-ordered file
+        has no more events for them. Returns the rows written."""
+        if self._file_newest is None:
             return 0
-        return await self._close(self.newest - timedelta(days=1))
+        return await self._close(self._file_newest - timedelta(days=1))
 
     async def close_all(self) -> int:
         """Score every day through the history's last."""

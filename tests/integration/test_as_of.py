@@ -18,6 +18,7 @@ from services.reports.data import build_report
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
+from services.scoring.queries import scores_as_of
 from shared.auth import Scope, create_key
 from shared.config import Settings
 from tests.integration.test_import_history import ANNA, LAST, day, write_history
@@ -29,12 +30,18 @@ pytestmark = pytest.mark.integration
 async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
     async with running(kafka_settings, scoring=False, alerts=False) as hw:
         metrics = ScoringMetrics(CollectorRegistry())
+        # Usage first, then the CRM's facts and the tickets: the days the second file
+        # touches are scored again, with its facts and tickets.
         await import_files(
-            [write_history(tmp_path)],
+            write_history(tmp_path, split=True),
             lambda sink: ScoringProcessor(hw.rt.engine, sink, kafka_settings, metrics),
+            batch_size=100,
         )
         anna = await create_key(hw.rt.engine, "anna", [Scope.read], csm_email=ANNA)
         then = day(10).isoformat()  # fine: 3 seats, non-focus, ticket T1 open
+        async with hw.rt.engine.connect() as conn:
+            rows = await scores_as_of(conn, day(10), ["fine"])
+            assert rows["fine"].day == day(10) and rows["fine"].inputs["open_tickets"] == 1
         async with hw.client() as c:
             now = (await c.get("/v1/accounts/fine/metrics")).json()
             assert (now["seats_purchased"], now["open_tickets"]) == (4, 0)

@@ -98,10 +98,22 @@ def _ticket(account: str, ticket_id: str, status: str, n: int, **extra: Any) -> 
     }
 
 
-def write_history(tmp_path: Path) -> Path:
-    path = tmp_path / "history.ndjson"
-    path.write_bytes(b"\n".join(orjson.dumps(e) for e in history()) + b"\n")
-    return path
+def write_history(tmp_path: Path, *, split: bool = False) -> list[Path]:
+    """The history as one file, or (``split``) as a usage file and a CRM and tickets
+    file, each in time order, as exports from two systems come."""
+    events = history()
+    parts = {"history": events}
+    if split:
+        parts = {
+            "usage": [e for e in events if e["kind"] == "usage"],
+            "crm": [e for e in events if e["kind"] != "usage"],
+        }
+    paths = []
+    for name, part in parts.items():
+        path = tmp_path / f"{name}.ndjson"
+        path.write_bytes(b"\n".join(orjson.dumps(e) for e in part) + b"\n")
+        paths.append(path)
+    return paths
 
 
 async def test_import_scores_every_day_and_opens_what_is_still_true(
@@ -110,7 +122,7 @@ async def test_import_scores_every_day_and_opens_what_is_still_true(
     async with running(kafka_settings, ingest=False, scoring=False) as hw:
         metrics = ScoringMetrics(CollectorRegistry())
         report = await import_files(
-            [write_history(tmp_path)],
+            write_history(tmp_path),
             lambda sink: ScoringProcessor(hw.rt.engine, sink, kafka_settings, metrics),
             batch_size=40,  # several batches: days are scored as the history is read
             alerts_to=hw.rt.bus.producer,
