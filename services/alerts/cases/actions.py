@@ -43,6 +43,10 @@ class NewCase:
     opened_by: str  # an email, a key's name, or "healthwatch" for an alert's
     causes: list[str] = field(default_factory=list)
     alert_id: str | None = None
+    # Its people heard already: a case the intake opens with its alert goes to the same
+    # people as the alert's own notice, at the same moment; a second message saying the
+    # case opened would only double the alert (issue 15: one message per problem).
+    told: bool = False
 
 
 def _text(value: str, what: str, limit: int) -> str:
@@ -83,6 +87,7 @@ async def open_case(
         "opened_by": new.opened_by,
         "next_review_at": now + review_every(settings, level),
         "updated_at": now,
+        "opened_told_at": now if new.told else None,
     }
     added = await conn.execute(insert_ignore(conn, cases).values(**values).on_conflict_do_nothing())
     found = select(cases.c.case_id).where(cases.c.open_key == new.account_id)

@@ -59,6 +59,7 @@ async def _open_case(
         AUTOMATIC,
         await measured_causes(conn, alert.account_id),
         alert.alert_id,
+        told=True,  # the alert's own notice is going to the same people now
     )
     await open_case(conn, new, settings, now)
 
