@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.admin_keys import router as keys_router
 from services.alerts.api import AlertsApiContext
 from services.alerts.api import router as alerts_router
+from services.alerts.cases.api import router as cases_router
 from services.alerts.channels import configured_channels
 from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
@@ -337,6 +338,7 @@ def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(plans_router)
     app.state.alerts_api = AlertsApiContext(rt.engine, alerting_store(rt.settings), rt.settings)
     app.include_router(alerts_router)
+    app.include_router(cases_router)
     app.include_router(opportunities_router)
 
 

@@ -402,6 +402,13 @@ cases = Table(
     Column("outcome", String(20)),  # saved / churned / downgraded
     Column("lesson", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+    # When the alerts service's timer pass told people (the outbox keys each notice too,
+    # so two passes tell once): the opening, the closing, and which review date was told
+    # due and which told overdue.
+    Column("opened_told_at", UTCDateTime),
+    Column("closed_told_at", UTCDateTime),
+    Column("review_told_for", UTCDateTime),
+    Column("review_escalated_for", UTCDateTime),
 )
 
 # A case's reviews: who met when, what they found, and the danger level after it.
@@ -434,6 +441,10 @@ tasks = Table(
     Column("source", String(320), nullable=False),  # who made it: an email, or alert:<id>
     Column("source_key", String(400), unique=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # The due date its owner was told of, and the one the lead was told overdue: a moved
+    # due date is told again.
+    Column("due_told_for", UTCDateTime),
+    Column("overdue_told_for", UTCDateTime),
 )
 
 # The embedded bus: an append-only log in the same database file (one partition per
