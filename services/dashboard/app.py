@@ -26,6 +26,7 @@ from services.dashboard import (
     import_page,
     nps_page,
     plans_page,
+    renewals_page,
     reports_page,
     routes,
     saved_views,
@@ -87,6 +88,7 @@ def mount_dashboard(
     app.include_router(cases_page.router)
     app.include_router(plans_page.router)  # success plans: the list and the plan forms
     app.include_router(import_page.router)  # account facts from a CRM export
+    app.include_router(renewals_page.router)  # renewals, retention, opportunities
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(LoginRequired, routes.login_required)
