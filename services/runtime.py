@@ -306,7 +306,6 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
             accounts_reader=accounts_reader(rt.settings),
         )
     return app
-    return app
 
 
 def accounts_reader(settings: Settings) -> AccountsReader:
@@ -327,6 +326,8 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(export_router)
     app.state.retention = RetentionContext(ForecastRule.of(rt.settings))
     app.include_router(retention_router)
+    app.state.plans_api = PlansApiContext(rt.engine, plan_templates(rt.settings), rt.settings.zone)
+    app.include_router(plans_router)
     app.include_router(reports_router)
     app.include_router(keys_router)
     app.state.workload_api = WorkloadApiContext(rt.engine, rt.settings, rt.bus.producer)
@@ -334,8 +335,6 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
 
 
 def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
-    app.state.plans_api = PlansApiContext(rt.engine, plan_templates(rt.settings), rt.settings.zone)
-    app.include_router(plans_router)
     app.state.alerts_api = AlertsApiContext(rt.engine, alerting_store(rt.settings), rt.settings)
     app.include_router(alerts_router)
     app.include_router(cases_router)

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         description="Alerting file (TOML: rules, routing, notify) used until one is stored "
         "through PUT /v1/alert-rules; empty: the shipped default",
     )
+    plan_templates_file: str = Field(
+        "",
+        description="Success-plan templates (TOML: milestones per tier and lifecycle stage) "
+        "applied to new accounts; empty: the shipped handbook defaults",
+    )
     # Poll interval of the embedded bus consumer when no producer wakes it up
     # (another process may write the same SQLite file).
     bus_poll_interval_s: float = Field(
@@ -158,11 +163,6 @@ class Settings(BaseSettings):
     # (docs/benchmarks.md, batch sizes side by side). When traffic is light a batch is
     # whatever has arrived, so this cap adds no latency; on SQLite it bounds how long
     # one batch holds the write lock.
-    plan_templates_file: str = Field(
-        "",
-        description="Success-plan templates (TOML: milestones per tier and lifecycle stage) "
-        "applied to new accounts; empty: the shipped handbook defaults",
-    )
     scoring_batch_max: int = Field(5000, description="Most records applied in one transaction")
     # Longer than the slowest legitimate batch (5,000 records take seconds) plus the
     # longest retry pause (15 s), so only a loop that truly stopped moving trips it.

@@ -108,21 +108,6 @@ CASES = [
     Case("GET", "/v1/export/scores", READERS),
     Case("GET", "/v1/accounts", READERS),
     Case("GET", "/v1/aggregates", READERS),
-    # Success plans: read with a read key, changed with a respond key, a CSM's own only.
-    Case("GET", "/v1/accounts/{account}/plan", READERS, scoped=True),
-    Case("POST", "/v1/accounts/{account}/plan", READERS, {"template": "onboarding"}, scoped=True),
-    Case(
-        "POST",
-        "/v1/accounts/{account}/plan/milestones",
-        READERS,
-        {"title": "t", "due_on": "2027-01-01"},
-        scoped=True,
-    ),
-    Case("PATCH", "/v1/accounts/{account}/plan/milestones/t", READERS, {"title": "u"}, scoped=True),
-    Case("DELETE", "/v1/accounts/{account}/plan/milestones/t", READERS, scoped=True),
-    Case("DELETE", "/v1/accounts/{account}/plan", READERS, scoped=True),
-    Case("GET", "/v1/plans", READERS),
-    Case("GET", "/v1/plan-templates", READERS),
     # Risk cases and tasks: read with a read key, changed with a respond key, a CSM's own
     # only. Case 1 is Anna's (two_portfolios opens it); 999999 is nobody's.
     Case("GET", "/v1/cases", READERS),
@@ -141,6 +126,21 @@ CASES = [
     Case("POST", "/v1/cases/1/close", READERS, {"outcome": "saved", "lesson": "l"}),
     Case("GET", "/v1/tasks", READERS),
     Case("POST", "/v1/tasks/999999/complete", READERS),
+    # Success plans: read with a read key, changed with a respond key, a CSM's own only.
+    Case("GET", "/v1/accounts/{account}/plan", READERS, scoped=True),
+    Case("POST", "/v1/accounts/{account}/plan", READERS, {"template": "onboarding"}, scoped=True),
+    Case(
+        "POST",
+        "/v1/accounts/{account}/plan/milestones",
+        READERS,
+        {"title": "t", "due_on": "2027-01-01"},
+        scoped=True,
+    ),
+    Case("PATCH", "/v1/accounts/{account}/plan/milestones/t", READERS, {"title": "u"}, scoped=True),
+    Case("DELETE", "/v1/accounts/{account}/plan/milestones/t", READERS, scoped=True),
+    Case("DELETE", "/v1/accounts/{account}/plan", READERS, scoped=True),
+    Case("GET", "/v1/plans", READERS),
+    Case("GET", "/v1/plan-templates", READERS),
     # Every account's health on a date: a CSM's answer holds their own portfolio only.
     Case("GET", "/v1/health", READERS),
     # Renewals and retention: a CSM's answer holds their own portfolio only.
@@ -209,16 +209,16 @@ UI_CASES = [
     Case("GET", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/views", READERS),  # the viewer's own views only
-    Case("GET", "/ui/plans", READERS),  # the viewer's portfolio's plans only
-    Case("POST", "/ui/plans/create", READERS, scoped=True),  # the account is a form field
-    Case("POST", "/ui/plans/milestones", READERS, scoped=True),
-    Case("POST", "/ui/plans/milestone", READERS, scoped=True),
     Case("GET", "/ui/cases", READERS),  # the viewer's portfolio's cases only
     Case("GET", "/ui/cases/1", READERS),  # Anna's
     Case("POST", "/ui/cases", READERS),  # the alert or account is a form field
     Case("POST", "/ui/cases/1", READERS),
     Case("GET", "/ui/tasks", READERS),
     Case("POST", "/ui/tasks", READERS),  # the task is a form field
+    Case("GET", "/ui/plans", READERS),  # the viewer's portfolio's plans only
+    Case("POST", "/ui/plans/create", READERS, scoped=True),  # the account is a form field
+    Case("POST", "/ui/plans/milestones", READERS, scoped=True),
+    Case("POST", "/ui/plans/milestone", READERS, scoped=True),
     # Account facts from a CRM export: owners and tiers for everyone, so an admin or a lead.
     Case("GET", "/ui/import", frozenset({Role.admin, Role.cs_lead})),
     Case("POST", "/ui/import", frozenset({Role.admin, Role.cs_lead})),
