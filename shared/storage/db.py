@@ -115,8 +115,8 @@ async def migrate(engine: AsyncEngine) -> None:
     def _upgrade(sync_conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn
-        # "heads", not "head": features developed side by side add migrations that
-        # branch from one parent until a merge revision joins them; every branch applies.
+        # "heads", not "head": features developed side by side may add migrations that
+        # branch from one parent until they are put in one line; every branch applies.
         command.upgrade(cfg, "heads")
 
     async with engine.begin() as conn:

@@ -134,6 +134,6 @@ async def test_migration_keeps_current_facts_as_the_first_snapshot(
                 account_id="acme", facts=stamped, facts_occurred_at=T0, updated_at=T0
             )
         )
-        await conn.run_sync(upgrade("0010"))
+        await conn.run_sync(upgrade("0008"))
     async with engine.connect() as conn:
         assert await facts_as_of(conn, date(2026, 6, 1)) == {"acme": {"seats_purchased": 7}}

@@ -1,7 +1,7 @@
 """account facts history, for as-of reads of seats, tier, owner and contract
 
-Revision ID: 0010
-Revises: 0004
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import shared.storage.tables
 
-revision = "0010"
-down_revision = "0004"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

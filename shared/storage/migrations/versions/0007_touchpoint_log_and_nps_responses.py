@@ -1,7 +1,7 @@
 """touchpoint log and NPS responses (CSM workload and the NPS trend)
 
-Revision ID: 0008
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import shared.storage.tables
 
-revision = "0008"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
