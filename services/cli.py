@@ -429,7 +429,8 @@ async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitab
 def import_cmd(
     files: Annotated[list[Path], typer.Argument(help="NDJSON or CSV files (.gz accepted)")],
     restart: Annotated[
-        bool, typer.Option(help="Read the files from the top again (after fixing lines)")
+        bool,
+        typer.Option(help="Read the lines rejected before again (after fixing them in place)"),
     ] = False,
 ) -> None:
     """Load historical events through the scoring code (resumable; sends no alerts)."""
@@ -484,7 +485,8 @@ def import_cmd(
     if result.rejected:
         console.print(
             f"[yellow]{len(result.rejected)} line(s) rejected[/]: fix them and run again with "
-            "--restart (events already imported are recognised by id, not counted twice):"
+            "--restart (only the rejected lines are read again; fix them in place, so that "
+            "every line keeps its number):"
         )
         for name, line, reason in result.rejected[:20]:
             console.print(f"  {name}:{line}: {reason}")

@@ -22,12 +22,7 @@ from services.scoring.queries import (
     visible_account,
     zone_of,
 )
-from shared.storage.tables import (
-    alerts,
-    health_daily,
-    processed_events,
-    tickets,
-)
+from shared.storage.tables import alerts, health_daily, tickets, touchpoint_log
 from shared.web import ClientError
 
 HISTORY_DAYS = 90
@@ -264,12 +259,9 @@ async def _open_tickets(conn: AsyncConnection, account_id: str) -> list[Any]:
 
 async def _touchpoints(conn: AsyncConnection, account_id: str) -> list[datetime]:
     q = (
-        select(processed_events.c.occurred_at)
-        .where(
-            processed_events.c.account_id == account_id,
-            processed_events.c.kind == "touchpoint",
-        )
-        .order_by(processed_events.c.occurred_at.desc())
+        select(touchpoint_log.c.occurred_at)
+        .where(touchpoint_log.c.account_id == account_id)
+        .order_by(touchpoint_log.c.occurred_at.desc())
         .limit(RECENT)
     )
     return [at for (at,) in await conn.execute(q)]

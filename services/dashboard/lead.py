@@ -9,7 +9,7 @@ How each figure is derived from what the service stores:
   (the first event of any kind), counted cumulatively, minus the accounts churned by
   that day: a churned account is counted as churned, not as a customer.
 - **active users**: distinct users active per day summed over accounts, from
-  ``activity_daily_users`` (kept for the activity window, 90 days by default).
+  ``activity_daily.active_users`` (kept for the activity window, 90 days by default).
 - **stably active share**: the handbook's "stably active customer" has at least half of
   its seats active over 7 days. The daily health snapshot stores that ratio as the model
   input ``active_user_share_7d``; an account has a snapshot only on days it was scored,
@@ -44,7 +44,7 @@ from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import (
     account_health,
     accounts,
-    activity_daily_users,
+    activity_daily,
     alerts,
     health_daily,
 )
@@ -188,8 +188,9 @@ def counted_by_day(starts: Iterable[date], days: list[date]) -> list[int]:
 
 
 async def _active_users(conn: AsyncConnection, ids: set[str] | None, days: list[date]) -> list[int]:
-    t = activity_daily_users
-    q = select(t.c.day, func.count()).where(t.c.day >= days[0]).group_by(t.c.day)
+    """Users active per day, summed over the accounts (a user belongs to one account)."""
+    t = activity_daily
+    q = select(t.c.day, func.sum(t.c.active_users)).where(t.c.day >= days[0]).group_by(t.c.day)
     if ids is not None:
         q = q.where(t.c.account_id.in_(ids))
     per_day = {day: n for day, n in await conn.execute(q)}

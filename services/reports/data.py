@@ -14,25 +14,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import distinct, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.queries import (
+    MODULE_KEY,
     OPEN_TICKET_STATUSES,
+    AccountUsage,
+    DayUse,
     account_health_row,
     end_of,
     facts_as_of,
     open_at,
+    usage_states,
 )
-from shared.storage.tables import (
-    account_users,
-    accounts,
-    activity_daily,
-    activity_daily_names,
-    activity_daily_users,
-    health_daily,
-    tickets,
-)
+from shared.storage.tables import accounts, activity_daily, health_daily, tickets
 
 Kind = Literal["usage", "bimonthly", "qbr"]
 KINDS: tuple[Kind, ...] = ("usage", "bimonthly", "qbr")
@@ -159,15 +155,21 @@ async def _modules(
     conn: AsyncConnection, account_id: str, start: date, end: date
 ) -> list[ModuleUse]:
     """Modules used in the period with their uses and days of use, most used first."""
-    n = activity_daily_names
-    q = (
-        select(n.c.name, func.sum(n.c.count), func.count(distinct(n.c.day)))
-        .where(n.c.account_id == account_id, n.c.dimension == "module")
-        .where(n.c.day.between(start, end))
-        .group_by(n.c.name)
-        .order_by(func.sum(n.c.count).desc(), n.c.name)
-    )
-    return [ModuleUse(name, int(uses), int(days)) for name, uses, days in await conn.execute(q)]
+    state = (await usage_states(conn, [account_id]))[account_id]
+    uses: dict[str, int] = defaultdict(int)
+    days: dict[str, int] = defaultdict(int)
+    for use in _period(state, start, end):
+        for key, count in use.names.items():
+            if key.startswith(MODULE_KEY):
+                uses[key[len(MODULE_KEY) :]] += count
+                days[key[len(MODULE_KEY) :]] += 1
+    ranked = sorted(uses, key=lambda name: (-uses[name], name))
+    return [ModuleUse(name, uses[name], days[name]) for name in ranked]
+
+
+def _period(state: AccountUsage, start: date, end: date) -> list[DayUse]:
+    """The days with use from ``start`` to ``end``."""
+    return state.span(end, (end - start).days + 1)
 
 
 async def _scores(
@@ -240,27 +242,13 @@ async def _figures(
     ):
         f = out[a]
         f.events, f.active_days, f.usage_hours = float(events), float(days), float(seconds) / 3600
-    u = activity_daily_users
-    for a, users in await conn.execute(
-        select(u.c.account_id, func.count(distinct(u.c.user_id)))
-        .where(u.c.account_id.in_(ids), u.c.day.between(start, end))
-        .group_by(u.c.account_id)
-    ):
-        out[a].active_users = float(users)
-    au = account_users
-    for a, users in await conn.execute(
-        select(au.c.account_id, func.count())
-        .where(au.c.account_id.in_(ids), au.c.first_active_on <= end)
-        .group_by(au.c.account_id)
-    ):
-        out[a].activated = float(users)
-    n = activity_daily_names
-    for a, names in await conn.execute(
-        select(n.c.account_id, func.count(distinct(n.c.name)))
-        .where(n.c.account_id.in_(ids), n.c.dimension == "module", n.c.day.between(start, end))
-        .group_by(n.c.account_id)
-    ):
-        out[a].modules_used = float(names)
+    for a, state in (await usage_states(conn, ids)).items():
+        if ever := state.users_ever(end):
+            out[a].activated = float(ever)
+        if used := _period(state, start, end):
+            out[a].active_users = float(len(set().union(*(use.users for use in used))))
+            modules = {key for use in used for key in use.names if key.startswith(MODULE_KEY)}
+            out[a].modules_used = float(len(modules))
     for a, seats in await conn.execute(
         select(accounts.c.account_id, accounts.c.seats_purchased).where(
             accounts.c.account_id.in_(ids)
@@ -288,15 +276,11 @@ async def _weekly_users(
     conn: AsyncConnection, account_id: str, start: date, end: date
 ) -> list[tuple[date, int]]:
     """Distinct active users per week (weeks end on the report's end day)."""
-    u = activity_daily_users
-    rows = await conn.execute(
-        select(u.c.day, u.c.user_id).where(
-            u.c.account_id == account_id, u.c.day.between(start, end)
-        )
-    )
-    weeks: dict[date, set[str]] = defaultdict(set)
-    for day, user in rows:
-        weeks[end - timedelta(days=((end - day).days // 7) * 7)].add(user)
+    state = (await usage_states(conn, [account_id]))[account_id]
+    weeks: dict[date, set[int]] = defaultdict(set)
+    for day, use in state.day_items():
+        if start <= day <= end:
+            weeks[end - timedelta(days=((end - day).days // 7) * 7)] |= use.users
     first = end
     while first - timedelta(days=7) >= start:
         first -= timedelta(days=7)

@@ -3,8 +3,10 @@
 Each file is read as NDJSON or CSV (gzip recognised by its magic bytes), in batches
 handed to ``ScoringProcessor.handle`` as records of a pseudo-topic ``import:<name>``
 whose offset is the line number. The offsets commit with the state, so an interrupted
-import resumes where it stopped and a finished one imports nothing twice; event ids
-make even a re-import of another copy of the file harmless.
+import resumes where it stopped and a finished one imports nothing twice. Files are
+known by name: a copy under another name is imported again, and the dedup window
+(event ids for 48 hours, ``usage.py``) recognises only its most recent events.
+``--restart`` reads again just the records rejected before (``import_rejects``).
 
 The score history gets a row per account per day, from the account's first day in the
 import to the last day of the history, quiet days included (``ImportCalendar``): after
@@ -35,7 +37,8 @@ from pathlib import Path
 from typing import IO
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.import_days import ImportCalendar
 from services.scoring.processor import ScoringProcessor
@@ -44,9 +47,13 @@ from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
 from shared.bus.offsets import offset_loader
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.wire import decode_alert
+from shared.storage.db import insert_ignore
+from shared.storage.tables import import_rejects
 
 # Records per transaction: large batches amortise the rescoring of each account.
 BATCH = 5000
+# The pseudo-topic of the records an import reads again (import --restart).
+RETRY_TOPIC = "{}#retry"
 # CSV cells holding JSON (objects and lists in the public schema).
 JSON_COLUMNS = {"properties", "owner", "contacts"}
 
@@ -93,21 +100,37 @@ class LineNumbers:
 class _Sink(DiscardingProducer):
     """Stands in for the bus: keeps dead letters as rejections, counts alerts."""
 
-    def __init__(self, report: ImportReport, source: str, lines: LineNumbers | None = None):
+    def __init__(
+        self,
+        report: ImportReport,
+        source: str,
+        lines: LineNumbers | None = None,
+        topic: str | None = None,
+    ):
         self._report = report
         self._source = source
         self._lines = lines or LineNumbers()
+        self._topic = topic
 
     async def send_many(
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
     ) -> None:
+        rejected: list[int] = []
         for message in messages:
             if "reason" in message.headers:
-                line = self._lines.line(int(message.headers.get("source_offset", "0")))
+                record = int(message.headers.get("source_offset", "0"))
+                rejected.append(record)
+                line = self._lines.line(record)
                 self._report.rejected.append((self._source, line, message.headers["reason"]))
             else:
                 self._report.alerts_not_sent += 1
                 self._keep(decode_alert(message.value))
+        if rejected and conn is not None and self._topic is not None:
+            # In the batch's transaction: remembered exactly when the batch is applied.
+            await conn.execute(
+                insert_ignore(conn, import_rejects).on_conflict_do_nothing(),
+                [{"source": self._topic, "record": record} for record in rejected],
+            )
 
     def _keep(self, alert: AlertEvent) -> None:
         known = self._report.alerts.get(alert.alert_id)
@@ -168,9 +191,11 @@ async def import_files(
     batch_size: int = BATCH,
     alerts_to: Producer | None = None,
 ) -> ImportReport:
-    """Import ``paths`` in order, ``batch_size`` lines per transaction; ``restart`` reads
-    files from the top again (after fixing rejected lines: events already imported are
-    recognised by id). The alerts open at the end go to ``alerts_to`` (the bus), marked
+    """Import ``paths`` in order, ``batch_size`` lines per transaction, each from where an
+    earlier import of it stopped; ``restart`` also reads again the records rejected
+    before (fixed in place: a file's records keep their numbers, a blank line too). Records
+    already applied are never read again: the dedup window (48 hours) would not know
+    them. The alerts open at the end go to ``alerts_to`` (the bus), marked
     imported; without it they are counted only."""
     report = ImportReport()
     calendar: ImportCalendar | None = None
@@ -178,23 +203,30 @@ async def import_files(
         report.files += 1
         topic = f"import:{path.name}"
         lines = LineNumbers()
-        sink = _Sink(report, path.name, lines)
+        sink = _Sink(report, path.name, lines, topic)
         processor = processor_for(sink)
         if calendar is None:
             calendar = await ImportCalendar.load(processor, _Sink(report, "history"))
         calendar.start_file()
         stored = await offset_loader(processor.engine, processor.group_id)([(topic, 0)])
-        start = 0 if restart else stored.get((topic, 0), 0)
+        start = stored.get((topic, 0), 0)
+        retry = await _take_rejects(processor.engine, topic) if restart else set()
         batch: list[Record] = []
         number = -1
         for number, line in enumerate(read_lines(path, lines)):
             report.lines += 1
-            if number < start:
+            if number < start and number not in retry:
                 report.skipped_already_imported += 1
                 continue
             if not line.strip():
                 continue  # blank lines keep their number, so resuming stays aligned
-            batch.append(Record(topic, 0, number, None, line))
+            # A record read again goes under a topic of its own: its offset, behind the
+            # file's, must not move the file's back.
+            batch.append(
+                Record(
+                    topic if number >= start else RETRY_TOPIC.format(topic), 0, number, None, line
+                )
+            )
             if len(batch) >= batch_size:
                 await _flush(processor, batch, report, calendar)
                 progress(path.name, number + 1)
@@ -210,6 +242,18 @@ async def import_files(
     if alerts_to is not None and paths:
         report.alerts_opened = await open_alerts(report, processor, alerts_to)
     return report
+
+
+async def _take_rejects(engine: AsyncEngine, topic: str) -> set[int]:
+    """The records of ``topic`` rejected before, forgotten as they are read again (one
+    rejected again is remembered again, in its batch's transaction)."""
+    async with engine.begin() as conn:
+        table = import_rejects.c
+        numbers = set(
+            (await conn.execute(select(table.record).where(table.source == topic))).scalars()
+        )
+        await conn.execute(delete(import_rejects).where(table.source == topic))
+    return numbers
 
 
 async def open_alerts(report: ImportReport, processor: ScoringProcessor, bus: Producer) -> int:

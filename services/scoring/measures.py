@@ -7,20 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, TypedDict
 
-from sqlalchemy import Result, Row, case, distinct, func, select
+from sqlalchemy import Result, Row, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring import usage_store
 from services.scoring.state import OPEN_STATUSES
+from services.scoring.usage import AccountUsage, name_key
+from services.scoring.usage_store import Usage
 from services.scoring.zones import zone_of
-from shared.storage.tables import (
-    account_health,
-    account_users,
-    accounts,
-    activity_daily,
-    activity_daily_names,
-    activity_daily_users,
-    tickets,
-)
+from shared.storage.tables import account_health, accounts, tickets
 
 HIGH_PRIORITIES = ("high", "urgent")
 
@@ -94,27 +89,28 @@ class Measures:
 
 
 async def load_measures(
-    conn: AsyncConnection, ids: set[str], as_of: date | None = None, tz: tzinfo = UTC
+    conn: AsyncConnection,
+    ids: set[str],
+    as_of: date | None = None,
+    tz: tzinfo = UTC,
+    *,
+    usage: Usage | None = None,
 ) -> list[Measures]:
     """The measures the health model reads, as of each account's newest event (or as of
-    ``as_of``, within the kept window; open tickets are always the current ones)."""
+    ``as_of``, within the kept window; open tickets are always the current ones).
+    ``usage``: usage states already loaded (the others are read here)."""
     stored = await _load_accounts(conn, ids) if ids else {}
     if not stored:
         return []
+    states = await usage_store.complete(conn, dict(usage or {}), stored)
     # Each account counts in its own zone (services/scoring/zones.py).
     zones = {account_id: zone_of(row.facts, tz) for account_id, row in stored.items()}
     day_of = {
         account_id: as_of or row.as_of.astimezone(zones[account_id]).date()
         for account_id, row in stored.items()
     }
-    by_day: dict[date, list[str]] = defaultdict(list)
-    for account_id, day in day_of.items():
-        by_day[day].append(account_id)
-    activity: dict[str, _Activity] = {}
-    names: dict[str, dict[tuple[str, str], NameUse]] = {}
-    for day, group in by_day.items():
-        activity |= await _load_activity(conn, day, group)
-        names |= await _load_depth(conn, day, group)
+    activity = {a: activity_of(states[a], day) for a, day in day_of.items()}
+    names = {a: name_use_of(states[a], day) for a, day in day_of.items()}
     # Tickets created or solved since the earliest 28-day window of the batch.
     since = min(
         datetime.combine(day_of[account_id] - timedelta(days=27), time(), zones[account_id])
@@ -183,91 +179,19 @@ class _Activity(TypedDict):
     events_7d: int
 
 
-async def _load_activity(
-    conn: AsyncConnection, day: date, group: list[str]
-) -> dict[str, _Activity]:
+def activity_of(state: AccountUsage, day: date) -> _Activity:
     """Active users, events, active days and minutes of use, as of ``day``."""
-    users = await _load_users(conn, day, group)
-    totals = await _load_usage_totals(conn, day, group)
-    activity: dict[str, _Activity] = {}
-    for account_id in group:
-        week_users, month_users, today_users, ever_users = users.get(account_id, (0, 0, 0, 0))
-        events, active_days, minutes, active_days_28d = totals.get(account_id, (0, 0, 0.0, 0))
-        activity[account_id] = _Activity(
-            active_users_7d=week_users,
-            active_users_30d=month_users,
-            active_users_today=today_users,
-            users_ever_active=ever_users,
-            usage_minutes_7d=round(minutes, 2),
-            active_days_7d=active_days,
-            active_days_28d=active_days_28d,
-            events_7d=events,
-        )
-    return activity
-
-
-async def _load_users(
-    conn: AsyncConnection, day: date, group: list[str]
-) -> dict[str, tuple[int, int, int, int]]:
-    """account → users active over 7 days, over 30 days, on ``day``, and ever by then."""
-    daily_users = activity_daily_users.c
-    week_start, month_start = day - timedelta(days=6), day - timedelta(days=29)
-    active = {
-        row[0]: (row[1], row[2], row[3])
-        for row in await conn.execute(
-            select(
-                daily_users.account_id,
-                func.count(distinct(_when(daily_users.day >= week_start, daily_users.user_id))),
-                func.count(distinct(daily_users.user_id)),
-                func.count(distinct(_when(daily_users.day == day, daily_users.user_id))),
-            )
-            .where(
-                daily_users.account_id.in_(group),
-                daily_users.day >= month_start,
-                daily_users.day <= day,
-            )
-            .group_by(daily_users.account_id)
-        )
-    }
-    ever = {
-        row[0]: int(row[1])
-        for row in await conn.execute(
-            select(account_users.c.account_id, func.count())
-            .where(account_users.c.account_id.in_(group), account_users.c.first_active_on <= day)
-            .group_by(account_users.c.account_id)
-        )
-    }
-    return {
-        account_id: (*active.get(account_id, (0, 0, 0)), ever.get(account_id, 0))
-        for account_id in group
-    }
-
-
-async def _load_usage_totals(
-    conn: AsyncConnection, day: date, group: list[str]
-) -> dict[str, tuple[int, int, float, int]]:
-    """account → (events, active days, minutes of use) over the 7 days to ``day``, and
-    active days over the 28."""
-    daily = activity_daily.c
-    week = daily.day >= day - timedelta(days=6)
-    return {
-        row[0]: (int(row[1] or 0), int(row[2]), float(row[3] or 0) / 60, int(row[4]))
-        for row in await conn.execute(
-            select(
-                daily.account_id,
-                func.sum(_when(week, daily.events)),
-                func.count(_when(week, 1)),
-                func.sum(_when(week, daily.duration_s)),
-                func.count(),
-            )
-            .where(
-                daily.account_id.in_(group),
-                daily.day >= day - timedelta(days=27),
-                daily.day <= day,
-            )
-            .group_by(daily.account_id)
-        )
-    }
+    week = state.span(day, 7)
+    return _Activity(
+        active_users_7d=state.active_users(day, 7),
+        active_users_30d=state.active_users(day, 30),
+        active_users_today=state.active_users(day, 1),
+        users_ever_active=state.users_ever(day),
+        usage_minutes_7d=round(sum(use.seconds for use in week) / 60, 2),
+        active_days_7d=len(week),
+        active_days_28d=len(state.span(day, 28)),
+        events_7d=sum(use.events for use in week),
+    )
 
 
 # (dimension, name) → (count over 7 days, count over 28 days); see Measures.names.
@@ -290,48 +214,37 @@ class NameUse:
 NAME_WINDOW_DAYS = 90
 
 
-async def _load_depth(
-    conn: AsyncConnection, day: date, group: list[str]
-) -> dict[str, dict[tuple[str, str], NameUse]]:
-    """What was used (events, modules, platforms, values) over the 90 days to ``day``:
-    one query over the daily names the state already keeps, so no per-event cost."""
-    c = activity_daily_names.c
-    weeks = [_when(c.day >= day - timedelta(days=6 + 7 * k), c.count) for k in range(4)]
-    recent = c.day >= day - timedelta(days=27)
-    previous = (c.day >= day - timedelta(days=55)) & ~recent
-    names: dict[str, dict[tuple[str, str], NameUse]] = defaultdict(dict)
-    for row in await conn.execute(
-        select(
-            c.account_id,
-            c.dimension,
-            c.name,
-            *(func.sum(week) for week in weeks),
-            func.sum(_when(previous, c.count)),
-            func.sum(c.count),
-            func.max(c.day),
-        )
-        .where(
-            c.account_id.in_(group),
-            c.day >= day - timedelta(days=NAME_WINDOW_DAYS - 1),
-            c.day <= day,
-        )
-        .group_by(c.account_id, c.dimension, c.name)
-    ):
-        cumulative = [int(value or 0) for value in row[3:7]]  # 7, 14, 21, 28 days
-        names[row[0]][(row[1], row[2])] = NameUse(
+def name_use_of(state: AccountUsage, day: date) -> dict[tuple[str, str], NameUse]:
+    """What was used (events, modules, platforms, values) over the 90 days to ``day``,
+    from the daily counts the usage state keeps."""
+    last = day.toordinal()
+    # name key → uses per days back (0 = ``day``), and the newest day used
+    uses: dict[str, list[int]] = defaultdict(lambda: [0] * NAME_WINDOW_DAYS)
+    newest: dict[str, int] = {}
+    for ordinal, use in state.days.items():
+        back = last - ordinal
+        if not 0 <= back < NAME_WINDOW_DAYS:
+            continue
+        for key, count in use.names.items():
+            uses[key][back] += count
+            newest[key] = max(newest.get(key, ordinal), ordinal)
+    out: dict[tuple[str, str], NameUse] = {}
+    for key, per_day in uses.items():
+        cumulative = [sum(per_day[: 7 * (k + 1)]) for k in range(4)]  # 7, 14, 21, 28 days
+        out[name_key(key)] = NameUse(
             days_7=cumulative[0],
             days_28=cumulative[3],
-            previous_28=int(row[7] or 0),
-            days_90=int(row[8] or 0),
+            previous_28=sum(per_day[28:56]),
+            days_90=sum(per_day),
             weeks=(
                 cumulative[3] - cumulative[2],
                 cumulative[2] - cumulative[1],
                 cumulative[1] - cumulative[0],
                 cumulative[0],
             ),
-            last_day=_day(row[9]),
+            last_day=date.fromordinal(newest[key]),
         )
-    return names
+    return out
 
 
 def _day(value: Any) -> date | None:

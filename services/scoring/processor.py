@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import history
+from services.scoring import history, usage_store
 from services.scoring.as_of import measures_as_of
 from services.scoring.measures import load_measures
 from services.scoring.metrics import ScoringMetrics
@@ -21,7 +21,7 @@ from services.scoring.model.store import ModelStore
 from services.scoring.plans.hook import step_plans
 from services.scoring.plans.templates import PlanTemplates, plan_templates
 from services.scoring.rules import RuleState
-from services.scoring.state import apply_events
+from services.scoring.state import apply_events, drop_duplicates
 from services.scoring.step import (
     AccountContacts,
     AccountHistory,
@@ -31,6 +31,7 @@ from services.scoring.step import (
     alert_event,
     score_account,
 )
+from services.scoring.usage_store import Usage
 from services.scoring.workload.records import record_relationship
 from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
@@ -42,8 +43,8 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import KINDS, Event, Owner
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
-from shared.storage.db import bulk_insert, upsert
-from shared.storage.tables import account_health, accounts, processed_events, rule_state
+from shared.storage.db import upsert
+from shared.storage.tables import account_health, accounts, rule_state
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,10 @@ class ScoringProcessor:
         events, dead = self._decode(records)
         now = self._clock()
         async with self._engine.begin() as conn:
-            fresh = await self._drop_duplicates(conn, events, now)
+            usage = await usage_store.load(
+                conn, {event.account_id for event in events}, for_update=True
+            )
+            fresh = drop_duplicates(usage, events)
             applied = await apply_events(
                 conn,
                 fresh,
@@ -87,9 +91,11 @@ class ScoringProcessor:
                 grace_days=self._settings.late_grace_days,
                 now=now,
                 tz=self.zone,
+                usage=usage,
             )
             await record_relationship(conn, fresh)
-            alerts = await self.rescore(conn, applied.accounts, now)
+            alerts = await self.rescore(conn, applied.accounts, now, usage=usage)
+            await usage_store.save(conn, usage, now)
             outgoing = dead + self.alert_messages(alerts)
             if outgoing:
                 # Before the commit: if the bus fails, the whole batch is retried, and
@@ -133,32 +139,6 @@ class ScoringProcessor:
                 )
         return events, dead
 
-    async def _drop_duplicates(
-        self, conn: AsyncConnection, events: list[Event], now: Any
-    ) -> list[Event]:
-        unique: dict[str, Event] = {}
-        for event in events:
-            unique.setdefault(event.event_id, event)
-        if not unique:
-            return []
-        stmt, params = bulk_insert(
-            conn,
-            processed_events,
-            [
-                {
-                    "event_id": event.event_id,
-                    "kind": event.kind,
-                    "account_id": event.account_id,
-                    "occurred_at": event.occurred_at,
-                    "processed_at": now,
-                }
-                for event in unique.values()
-            ],
-        )
-        stmt = stmt.on_conflict_do_nothing().returning(processed_events.c.event_id)
-        inserted = set((await conn.execute(stmt, params)).scalars())
-        return [event for event in unique.values() if event.event_id in inserted]
-
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
@@ -187,11 +167,12 @@ class ScoringProcessor:
         as_of: date | None = None,
         *,
         past_day: bool = False,
+        usage: Usage | None = None,
     ) -> list[AlertEvent]:
         """Score ``ids`` as of their newest event (or ``as_of``); record what changed and
         return the alerts that fired. An unchanged score writes nothing. ``past_day``: the day
         lies in the past (an import scoring its days), so facts and tickets are read as
-        they were then, not now.
+        they were then, not now. ``usage``: the usage states the caller holds.
 
         The reading and writing are here; what a score is and which rules fire is the pure
         per-account ``score_account``."""
@@ -199,7 +180,7 @@ class ScoringProcessor:
         if past_day and as_of is not None:
             measures = await measures_as_of(conn, ids, as_of, self.zone)
         else:
-            measures = await load_measures(conn, ids, as_of, self.zone)
+            measures = await load_measures(conn, ids, as_of, self.zone, usage=usage)
         if not measures:
             return []
         alerting, _ = await self._alerting.current(conn)

@@ -10,7 +10,7 @@ accounts its CSM owns.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta, tzinfo
 from typing import Annotated, Any
@@ -19,6 +19,7 @@ from pydantic import AfterValidator
 from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring import usage_store
 from services.scoring.as_of import HEALTH_AS_OF_COLUMNS as HEALTH_AS_OF_COLUMNS
 from services.scoring.as_of import (
     check_retention,
@@ -33,6 +34,9 @@ from services.scoring.facts_history import end_of as end_of  # for other package
 from services.scoring.facts_history import facts_as_of as facts_as_of  # for other packages
 from services.scoring.measures import Measures, load_measures
 from services.scoring.state import OPEN_STATUSES
+from services.scoring.usage import MODULE_KEY as MODULE_KEY  # for other packages
+from services.scoring.usage import AccountUsage as AccountUsage  # for other packages
+from services.scoring.usage import DayUse as DayUse  # for other packages
 from services.scoring.zones import zone_of as zone_of  # for other packages (import rules)
 from shared.auth import ApiKey
 from shared.storage.tables import (
@@ -42,8 +46,8 @@ from shared.storage.tables import (
     alerts,
     band_changes,
     health_daily,
-    processed_events,
     tickets,
+    touchpoint_log,
 )
 from shared.web import ClientError
 
@@ -399,9 +403,7 @@ async def _tickets(
 async def _touchpoints(
     conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
 ) -> None:
-    q = select(processed_events.c.occurred_at).where(
-        processed_events.c.account_id == account_id, processed_events.c.kind == "touchpoint"
-    )
+    q = select(touchpoint_log.c.occurred_at).where(touchpoint_log.c.account_id == account_id)
     for (at,) in await conn.execute(q):
         if start <= at.date() <= end:
             day = entry(at.date())
@@ -431,3 +433,9 @@ async def _alerts(
             entry(r.fired_at.date()).setdefault("alerts", []).append(
                 {"alert_id": r.alert_id, "rule": r.rule, "severity": r.severity, "status": r.status}
             )
+
+
+async def usage_states(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, AccountUsage]:
+    """The accounts' usage states (``usage.py``: daily counters of the kept window), for
+    per-account reads other packages make (reports)."""
+    return await usage_store.load(conn, ids)

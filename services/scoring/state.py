@@ -13,13 +13,15 @@ import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, case, cast, delete, or_, select, text
+from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring import usage_store
 from services.scoring.facts_history import fold_fields, given_facts, record_facts, stamp_of
+from services.scoring.usage_store import Usage
 from services.scoring.zones import account_zones
 from shared.contracts.events import (
     AccountFacts,
@@ -32,17 +34,8 @@ from shared.contracts.events import (
     Touchpoint,
     UsageEvent,
 )
-from shared.storage.db import bulk_insert, insert_ignore, upsert
-from shared.storage.tables import (
-    account_health,
-    account_users,
-    accounts,
-    activity_daily,
-    activity_daily_names,
-    activity_daily_users,
-    processed_events,
-    tickets,
-)
+from shared.storage.db import insert_ignore, upsert
+from shared.storage.tables import account_health, accounts, activity_daily, tickets
 
 OPEN_STATUSES = ("open", "pending")
 # The first key of the PostgreSQL advisory locks taken per ticket id (the second is the
@@ -66,10 +59,15 @@ async def apply_events(
     now: datetime,
     tz: tzinfo = UTC,
     grace_days: int | None = None,
+    usage: Usage | None = None,
 ) -> Applied:
+    """Apply ``events`` (already deduplicated, see ``drop_duplicates``). ``usage``: the
+    accounts' usage states the caller loaded and will save; without, they are loaded
+    and saved here."""
     applied = Applied(accounts={e.account_id for e in events})
     if not events:
         return applied
+    states = await usage_store.complete(conn, {} if usage is None else usage, applied.accounts)
     health = await _load_health(conn, applied.accounts)
     for e in events:
         h = health[e.account_id]
@@ -78,9 +76,9 @@ async def apply_events(
     # Facts first: an account's zone (a fact) decides the days its usage counts on.
     await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
     zones = await account_zones(conn, applied.accounts, tz)
-    usage = [e for e in events if isinstance(e, UsageEvent)]
+    used = [e for e in events if isinstance(e, UsageEvent)]
     grace = min(grace_days or window_days, window_days)
-    applied.late_events = await _apply_usage(conn, usage, health, grace, zones)
+    applied.late_events = _apply_usage(states, used, health, grace, zones)
     # A ticket re-filed under another account changes the old account's backlog too.
     applied.accounts |= await _apply_tickets(
         conn, [e for e in events if isinstance(e, TicketEvent)]
@@ -96,8 +94,30 @@ async def apply_events(
         keys=["account_id"],
         update=[column for column in health[next(iter(health))] if column != "account_id"],
     )
-    await _prune(conn, health, window_days, grace, zones)
+    await _prune(conn, states, health, window_days, zones)
+    if usage is None:
+        await usage_store.save(conn, states, now)
     return applied
+
+
+def drop_duplicates(states: Usage, events: Sequence[Event]) -> list[Event]:
+    """The events whose id was not received within ``usage.DEDUP_HOURS`` before (each id
+    once within the batch too); remembers their ids. An event without a receipt time
+    (an import) counts its event time as received."""
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    fresh: list[Event] = []
+    newest: dict[str, datetime] = {}
+    for event in unique.values():
+        received = event.received_at or event.occurred_at
+        if states[event.account_id].first_sight(event.event_id, received):
+            fresh.append(event)
+        latest = newest.get(event.account_id)
+        newest[event.account_id] = received if latest is None else max(latest, received)
+    for account_id, received in newest.items():
+        states[account_id].forget_before(received)
+    return fresh
 
 
 def _apply_relationship(h: dict[str, Any], e: Event) -> None:
@@ -155,43 +175,16 @@ def window_start(as_of: datetime, window_days: int, tz: tzinfo) -> date:
     return as_of.astimezone(tz).date() - timedelta(days=window_days - 1)
 
 
-@dataclass
-class _UsageTally:
-    """A batch's usage events summed per account and day, ready to add to the tables."""
-
-    # (account, day) → [events, seconds of use]
-    daily: dict[tuple[str, date], list[float]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0.0])
-    )
-    users: set[tuple[str, date, str]] = field(default_factory=set)  # (account, day, user)
-    # (account, day, dimension, name) → uses; dimensions: event, platform, module
-    names: dict[tuple[str, date, str, str], int] = field(default_factory=lambda: defaultdict(int))
-    late: int = 0  # events before their account's first day still open
-
-
-async def _apply_usage(
-    conn: AsyncConnection,
+def _apply_usage(
+    states: Usage,
     usage: Sequence[UsageEvent],
     health: dict[str, dict[str, Any]],
     grace_days: int,
     zones: Mapping[str, tzinfo],
 ) -> int:
-    """Add the usage events to the daily tables; return how many came too late."""
-    tally = _tally_usage(usage, health, grace_days, zones)
-    await _add_daily_activity(conn, tally.daily)
-    await _add_daily_users(conn, tally.users)
-    await _add_daily_names(conn, tally.names)
-    return tally.late
-
-
-def _tally_usage(
-    usage: Sequence[UsageEvent],
-    health: dict[str, dict[str, Any]],
-    grace_days: int,
-    zones: Mapping[str, tzinfo],
-) -> _UsageTally:
-    """Sum the events per account and day, and move each account's first and last use."""
-    tally = _UsageTally()
+    """Count the usage events in their accounts' states, and move each account's first
+    and last use; return how many came too late (before the first day still open)."""
+    late = 0
     # The first day still open to late events, per account (its newest event is known).
     earliest = {
         account_id: window_start(h["as_of"], grace_days, zones[account_id])
@@ -202,131 +195,24 @@ def _tally_usage(
         # Calendar days of the account's zone (zoneinfo handles daylight saving).
         day = event.occurred_at.astimezone(zones[event.account_id]).date()
         if day < earliest[event.account_id]:
-            tally.late += 1
+            late += 1
             continue
-        bucket = tally.daily[(event.account_id, day)]
-        bucket[0] += 1
-        bucket[1] += event.duration_s or 0.0
-        tally.users.add((event.account_id, day, event.user_id))
-        tally.names[(event.account_id, day, "event", event.event)] += 1
-        tally.names[(event.account_id, day, "platform", event.platform.value)] += 1
-        if event.module:
-            tally.names[(event.account_id, day, "module", event.module)] += 1
-        # An order's value (a numeric "value" property), in whole units: monetary (RFM).
-        value = event.properties.get("value")
-        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e9:
-            tally.names[(event.account_id, day, "value", event.event)] += round(value)
+        states[event.account_id].add(day, event.user_id, event.duration_s or 0.0, _names(event))
         account["first_seen_at"] = _earliest(account["first_seen_at"], event.occurred_at)
         account["last_seen_at"] = _latest(account["last_seen_at"], event.occurred_at)
-    return tally
+    return late
 
 
-async def _add_daily_activity(
-    conn: AsyncConnection, daily: dict[tuple[str, date], list[float]]
-) -> None:
-    if not daily:
-        return
-    stmt, params = bulk_insert(
-        conn,
-        activity_daily,
-        [
-            {"account_id": account_id, "day": day, "events": int(total[0]), "duration_s": total[1]}
-            for (account_id, day), total in sorted(daily.items())
-        ],
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["account_id", "day"],
-        set_={
-            "events": activity_daily.c.events + stmt.excluded.events,
-            "duration_s": activity_daily.c.duration_s + stmt.excluded.duration_s,
-        },
-    )
-    await conn.execute(stmt, params)
-
-
-async def _add_daily_users(conn: AsyncConnection, users: set[tuple[str, date, str]]) -> None:
-    """Note who was active on which day, and the first day each user was ever active."""
-    if not users:
-        return
-    stmt, params = bulk_insert(
-        conn,
-        activity_daily_users,
-        [
-            {"account_id": account_id, "day": day, "user_id": user}
-            for account_id, day, user in sorted(users)
-        ],
-    )
-    await conn.execute(stmt.on_conflict_do_nothing(), params)
-    first: dict[tuple[str, str], date] = {}
-    for account_id, day, user in users:
-        first[(account_id, user)] = min(day, first.get((account_id, user), day))
-    stmt, params = bulk_insert(
-        conn,
-        account_users,
-        [
-            {"account_id": account_id, "user_id": user, "first_active_on": day}
-            for (account_id, user), day in sorted(first.items())
-        ],
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["account_id", "user_id"],
-        # The earlier day wins, whatever order the events came in (LEAST, portably).
-        set_={
-            "first_active_on": case(
-                (
-                    stmt.excluded.first_active_on < account_users.c.first_active_on,
-                    stmt.excluded.first_active_on,
-                ),
-                else_=account_users.c.first_active_on,
-            )
-        },
-    )
-    await conn.execute(stmt, params)
-
-
-# activity_daily_names.count is a 32-bit INTEGER. Order values summed per day (the
-# "value" dimension) can pass it; the upsert would then fail, and every later event of
-# that name and day would go to the dead-letter topic. Saturating keeps the stream going
-# (a day's sum beyond ±2^31 means nothing to a recency/frequency/monetary measure).
-COUNT_MAX = 2**31 - 1
-
-
-def _saturated(count: Any) -> Any:
-    """``count`` (a number or a SQL expression) held within ±COUNT_MAX."""
-    if isinstance(count, int):
-        return max(-COUNT_MAX, min(COUNT_MAX, count))
-    return case((count > COUNT_MAX, COUNT_MAX), (count < -COUNT_MAX, -COUNT_MAX), else_=count)
-
-
-async def _add_daily_names(
-    conn: AsyncConnection, names: dict[tuple[str, date, str, str], int]
-) -> None:
-    if not names:
-        return
-    stmt, params = bulk_insert(
-        conn,
-        activity_daily_names,
-        [
-            {
-                "account_id": account_id,
-                "day": day,
-                "dimension": dimension,
-                "name": name,
-                "count": _saturated(count),
-            }
-            for (account_id, day, dimension, name), count in sorted(names.items())
-        ],
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["account_id", "day", "dimension", "name"],
-        # Added as BIGINT, or the sum itself overflows before it can be held in range.
-        set_={
-            "count": _saturated(
-                cast(activity_daily_names.c.count, BigInteger) + stmt.excluded.count
-            )
-        },
-    )
-    await conn.execute(stmt, params)
+def _names(event: UsageEvent) -> list[tuple[str, str, int]]:
+    """(dimension, name, uses) an event counts in: its event name, platform, module, and
+    an order's value (a numeric "value" property, in whole units: monetary, RFM)."""
+    names = [("event", event.event, 1), ("platform", event.platform.value, 1)]
+    if event.module:
+        names.append(("module", event.module, 1))
+    value = event.properties.get("value")
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e9:
+        names.append(("value", event.event, round(value)))
+    return names
 
 
 async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -> set[str]:
@@ -516,31 +402,22 @@ def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[
 
 async def _prune(
     conn: AsyncConnection,
+    states: Usage,
     health: dict[str, dict[str, Any]],
     window_days: int,
-    grace_days: int,
     zones: Mapping[str, tzinfo],
 ) -> None:
-    """Drop daily rows that fell out of each account's window, and event ids past the
-    grace period: state grows with active days and names, not with events."""
-    by_cutoff: dict[tuple[date, date, tzinfo], list[str]] = defaultdict(list)
+    """Drop the days that fell out of each account's window, from its usage state and
+    its daily history: state grows with active days and names, not with events."""
+    by_cutoff: dict[date, list[str]] = defaultdict(list)
     for account_id, h in health.items():
-        tz = zones[account_id]
-        cutoffs = (
-            window_start(h["as_of"], window_days, tz),
-            window_start(h["as_of"], grace_days, tz),
-            tz,
-        )
-        by_cutoff[cutoffs].append(account_id)
-    for (cutoff, late_before, tz), ids in by_cutoff.items():
-        for table in (activity_daily, activity_daily_users, activity_daily_names):
-            await conn.execute(
-                delete(table).where(table.c.account_id.in_(ids), table.c.day < cutoff)
-            )
+        cutoff = window_start(h["as_of"], window_days, zones[account_id])
+        states[account_id].prune_before(cutoff)
+        by_cutoff[cutoff].append(account_id)
+    for cutoff, ids in by_cutoff.items():
         await conn.execute(
-            delete(processed_events).where(
-                processed_events.c.account_id.in_(ids),
-                processed_events.c.occurred_at < datetime.combine(late_before, time(), tz),
+            delete(activity_daily).where(
+                activity_daily.c.account_id.in_(ids), activity_daily.c.day < cutoff
             )
         )
 

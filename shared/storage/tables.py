@@ -137,20 +137,32 @@ account_facts_history = Table(
     Column("facts", JSON, nullable=False),
 )
 
-# Idempotency: an event id is applied once, in the transaction that applies it. Ids of
-# events older than the late-event grace period are pruned: a replay of such a usage
-# event is late and ignored anyway, and every other kind applies idempotently.
-processed_events = Table(
-    "processed_events",
+# An account's usage in one compact value (services/scoring/usage.py): the per-day
+# counters of its kept window (events, seconds, active users as account-local indices,
+# counts per name), its users with their first active day, and the ids of the events
+# received in the last 48 hours (dedup). Written once per batch for each account the
+# batch changed, with the consumed offsets.
+account_usage = Table(
+    "account_usage",
     metadata,
-    Column("event_id", String(200), primary_key=True),
-    Column("kind", String(20), nullable=False),
-    Column("account_id", String(200), nullable=False),
-    Column("occurred_at", UTCDateTime, nullable=False),
-    Column("processed_at", UTCDateTime, nullable=False),
-    Index("ix_processed_events_account_time", "account_id", "occurred_at"),
+    Column("account_id", String(200), primary_key=True),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The records of an import rejected so far (pseudo-topic "import:<file>", record
+# number): ``healthwatch import --restart`` reads these again, and not the records
+# already applied (whose ids the dedup window no longer holds).
+import_rejects = Table(
+    "import_rejects",
+    metadata,
+    Column("source", String(300), primary_key=True),
+    Column("record", Integer, primary_key=True),
+)
+
+# The long daily history: one row per account and active day, rewritten from the usage
+# state for the days a batch changed. Portfolio-wide reads (the lead's trends, reports)
+# sum it without decoding any account's state.
 activity_daily = Table(
     "activity_daily",
     metadata,
@@ -158,36 +170,7 @@ activity_daily = Table(
     Column("day", Date, primary_key=True),
     Column("events", Integer, nullable=False),
     Column("duration_s", Float, nullable=False),
-)
-
-activity_daily_users = Table(
-    "activity_daily_users",
-    metadata,
-    Column("account_id", String(200), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("user_id", String(200), primary_key=True),
-)
-
-# Per-day counts by event name, module and platform: depth of use and per-name counts.
-# Rows grow with active days and distinct names, not with the number of events.
-activity_daily_names = Table(
-    "activity_daily_names",
-    metadata,
-    Column("account_id", String(200), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("dimension", String(10), primary_key=True),  # event / module / platform
-    Column("name", String(200), primary_key=True),
-    Column("count", Integer, nullable=False),
-)
-
-# Users ever active per account, for the activation rate (ACT-04): grows with distinct
-# users, never pruned.
-account_users = Table(
-    "account_users",
-    metadata,
-    Column("account_id", String(200), primary_key=True),
-    Column("user_id", String(200), primary_key=True),
-    Column("first_active_on", Date, nullable=False),
+    Column("active_users", Integer, nullable=False, server_default="0"),
 )
 
 tickets = Table(
@@ -504,7 +487,7 @@ plan_milestones = Table(
 # Every touchpoint and NPS answer scoring applied, one row per event (the event id
 # keeps a replay from adding one twice): the cadences' last visit or QBR (CAD-03/08)
 # and the NPS trend (SV-05: an answer about every six months) need more than the newest
-# one account_health keeps, and longer than processed_events' grace period.
+# one account_health keeps, and longer than the 48 hours the dedup keeps an event id.
 touchpoint_log = Table(
     "touchpoint_log",
     metadata,

@@ -20,14 +20,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
 
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.config import Settings
 from shared.contracts.events import KINDS
-from shared.storage.tables import processed_events
 from tests.support.harness import Harness, running, usage, wait_for
 from tests.support.standins import SlackStandIn
+from tests.support.usage import seen_ids
 
 pytestmark = pytest.mark.integration
 
@@ -163,9 +162,7 @@ def hostile_alerts(draw: st.DrawFn) -> dict[str, Any]:
 
 
 async def scored(hw: Harness, event_id: str) -> bool:
-    async with hw.rt.engine.connect() as conn:
-        q = select(func.count()).where(processed_events.c.event_id == event_id)
-        return int((await conn.execute(q)).scalar_one()) == 1
+    return bool(await seen_ids(hw.rt.engine, [event_id]))
 
 
 # The services share this process and use `random` (retry jitter) while hypothesis draws

@@ -12,15 +12,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from sqlalchemy import select
 
 from devservices import BROKER_MAX_MESSAGE_BYTES, KafkaBroker
 from shared.bus.kafka import MAX_MESSAGE_BYTES
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, MAX_EVENT_BYTES
 from shared.contracts.wire import encode_event
-from shared.storage.tables import processed_events
 from tests.support.harness import running, usage, wait_for
+from tests.support.usage import seen_ids
 from tests.support.workdirs import service_dir
 
 pytestmark = pytest.mark.integration
@@ -66,9 +65,7 @@ async def test_a_body_near_the_limit_is_stored_and_scored(kafka_settings: Settin
         assert r.status_code == 202, r.text[:300]
 
         async def scored() -> bool:
-            async with hw.rt.engine.connect() as conn:
-                ids = set((await conn.execute(select(processed_events.c.event_id))).scalars())
-            return event_id in ids
+            return bool(await seen_ids(hw.rt.engine, [event_id]))
 
         await wait_for(scored, timeout=60, what="the 1 MB event to be scored")
 

@@ -12,12 +12,11 @@ import httpx
 import orjson
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, MAX_DEPTH
-from shared.storage.tables import processed_events
 from tests.support.harness import at, running, usage, wait_for
+from tests.support.usage import count_processed, seen_ids
 
 pytestmark = pytest.mark.integration
 
@@ -97,15 +96,13 @@ async def test_poison_values_are_refused_by_field_and_valid_events_still_scored(
         r = await client.post("/v1/events", json={"events": good})
         assert r.status_code == 202, r.text
 
+        ids = {e["event_id"] for e in good}
+
         async def scored() -> bool:
-            async with hw.rt.engine.connect() as conn:
-                ids = set((await conn.execute(select(processed_events.c.event_id))).scalars())
-            return {e["event_id"] for e in good} <= ids
+            return await seen_ids(hw.rt.engine, ids) == ids
 
         await wait_for(scored, timeout=60, what="the valid events to be scored")
-        async with hw.rt.engine.connect() as conn:
-            stored = set((await conn.execute(select(processed_events.c.event_id))).scalars())
-        assert stored == {e["event_id"] for e in good}
+        assert await count_processed(hw.rt.engine) == len(good)  # and nothing else
 
 
 async def test_segment_times_out_of_range_are_400_by_field(kafka_settings: Settings) -> None:

@@ -32,10 +32,11 @@ from shared.bus.factory import DEADLETTER_TOPIC
 from shared.bus.kafka import MAX_MESSAGE_BYTES
 from shared.bus.offsets import next_offsets, save_offsets
 from shared.config import Settings
-from shared.storage.tables import account_health, bus_log, processed_events
+from shared.storage.tables import account_health, bus_log
 from shared.worker import Progress, consume, is_transient
 from tests.support.factories import EngineFactory, ProcessorFactory
 from tests.support.harness import Harness, facts, running, usage, wait_for
+from tests.support.usage import seen_ids
 
 # Valid events sent after the poison must be scored within this: generous for a loaded
 # two-core machine, far below "stuck forever".
@@ -76,9 +77,7 @@ def failing_application(monkeypatch: pytest.MonkeyPatch) -> dict[str, type[Excep
 
 
 async def scored(hw: Harness, ids: set[str]) -> bool:
-    async with hw.rt.engine.connect() as conn:
-        q = select(processed_events.c.event_id).where(processed_events.c.event_id.in_(ids))
-        return set((await conn.execute(q)).scalars()) == ids
+    return await seen_ids(hw.rt.engine, ids) == ids
 
 
 def poison_messages(settings: Settings) -> list[OutMessage]:

@@ -7,12 +7,11 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from devservices import KafkaBroker
 from shared.config import Settings
-from shared.storage.tables import processed_events
 from tests.support.harness import running, usage, wait_for
+from tests.support.usage import seen_ids
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +54,7 @@ async def test_outage_answers_503_and_loses_nothing(
             assert (await send(client)).status_code == 202
 
         async def all_scored() -> bool:
-            async with hw.rt.engine.connect() as conn:
-                ids = set((await conn.execute(select(processed_events.c.event_id))).scalars())
-            return acknowledged <= ids
+            return await seen_ids(hw.rt.engine, acknowledged) == acknowledged
 
         await wait_for(
             all_scored, timeout=90, what="every acknowledged event to be scored", interval=0.5

@@ -114,7 +114,7 @@ async def test_capacity_due_nps_and_reassignment(kafka_settings: Settings, tmp_p
                 answer("tiny", 7, 30, "x@tiny.example"),
             ],
         )
-        # Past the grace period, its id is not kept in processed_events: wait for its row.
+        # Older than the grace period (a late event): it still counts once; wait for its row.
         old = answer("big", 9, 300, "old@big.example")
         assert (await client.post("/v1/events", json={"events": [old]})).status_code == 202
         await wait_for(lambda: answers(hw, 5), timeout=60, what="the old NPS answer kept")

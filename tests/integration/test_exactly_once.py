@@ -10,21 +10,19 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from shared.bus.factory import DEADLETTER_TOPIC, event_topics
 from shared.config import Settings
-from shared.storage.tables import accounts, activity_daily_users, processed_events
+from shared.storage.tables import accounts
 from tests.support.harness import Harness, caught_up, running, usage, wait_for
+from tests.support.usage import count_processed, usage_states
 
 pytestmark = pytest.mark.integration
 
 
 async def _processed(hw: Harness) -> int:
-    async with hw.rt.engine.connect() as conn:
-        return int(
-            (await conn.execute(select(func.count()).select_from(processed_events))).scalar_one()
-        )
+    return await count_processed(hw.rt.engine)
 
 
 async def test_same_events_sent_twice_count_once(kafka_settings: Settings) -> None:
@@ -40,10 +38,8 @@ async def test_same_events_sent_twice_count_once(kafka_settings: Settings) -> No
         assert (await client.post("/v1/events", json={"events": [marker]})).status_code == 202
         await wait_for(lambda: _processed_is(hw, 11), timeout=60, what="11 distinct events")
         assert await hw.usage_events("dup") == 11
-        async with hw.rt.engine.connect() as conn:
-            users = (
-                await conn.execute(select(func.count()).select_from(activity_daily_users))
-            ).scalar_one()
+        [state] = (await usage_states(hw.rt.engine)).values()
+        users = sum(len(use.users) for _, use in state.day_items())
         # u0..u2 on both days (i % 3 and i % 2 cover all six pairs), u9 today.
         assert users == 7
 

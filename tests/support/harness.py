@@ -28,15 +28,13 @@ from shared.storage.tables import (
     account_health,
     accounts,
     activity_daily,
-    activity_daily_names,
-    activity_daily_users,
     alerts,
     bus_log,
     consumer_offsets,
     deliveries,
-    processed_events,
     tickets,
 )
+from tests.support.usage import count_processed, usage_rows
 
 T = TypeVar("T")
 
@@ -216,15 +214,10 @@ async def state_snapshot(engine: AsyncEngine) -> Snapshot:
         "activity_daily": select(activity_daily).order_by(
             activity_daily.c.account_id, activity_daily.c.day
         ),
-        "activity_daily_users": select(activity_daily_users).order_by(*activity_daily_users.c),
-        "activity_daily_names": select(activity_daily_names).order_by(*activity_daily_names.c),
         "tickets": select(tickets).order_by(tickets.c.ticket_id),
         "accounts": select(
             accounts.c.account_id, accounts.c.seats_purchased, accounts.c.facts
         ).order_by(accounts.c.account_id),
-        "processed_events": select(processed_events.c.event_id).order_by(
-            processed_events.c.event_id
-        ),
         # The explanation says what moved since the previous score, which depends on
         # where batches began and ended, and the sweep's bookkeeping depends on when
         # processes started; the state and the score do not.
@@ -236,6 +229,7 @@ async def state_snapshot(engine: AsyncEngine) -> Snapshot:
     async with engine.connect() as conn:
         for name, q in queries.items():
             out[name] = [dict(r._mapping) for r in await conn.execute(q)]
+    out["account_usage"] = await usage_rows(engine)
     return out
 
 
@@ -271,9 +265,7 @@ def ticket(account: str, n: int, status: str, step: int) -> dict[str, Any]:
 
 async def processed(hw: Harness) -> int:
     """Events scoring has applied so far."""
-    async with hw.rt.engine.connect() as conn:
-        q = select(func.count()).select_from(processed_events)
-        return int((await conn.execute(q)).scalar_one())
+    return await count_processed(hw.rt.engine)
 
 
 async def send(hw: Harness, events: list[dict[str, Any]]) -> None:

@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime import open_runtime, run_scoring
@@ -19,8 +18,8 @@ from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import processed_events
 from tests.support.harness import Snapshot, facts, state_snapshot, usage, wait_for
+from tests.support.usage import count_processed
 
 ACCOUNTS = 40
 USAGE_EVENTS = 12_000
@@ -80,13 +79,6 @@ async def produce(settings: Settings, stream: list[dict[str, Any]]) -> None:
             await producer.send_many(messages[i : i + 2000])
     finally:
         await producer.stop()
-
-
-async def count_processed(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int(
-            (await conn.execute(select(func.count()).select_from(processed_events))).scalar_one()
-        )
 
 
 async def processed_all(engine: AsyncEngine, n: int) -> bool:

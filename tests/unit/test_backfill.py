@@ -87,10 +87,19 @@ async def test_import_reports_rejects_and_resumes(
 
     again = await import_files(files, processor, sweep=False)
     assert again.imported == 0 and again.skipped_already_imported == 45
+    # Restarted unfixed: the two bad records alone are read again, and rejected again.
     restarted = await import_files(files, processor, sweep=False, restart=True)
+    assert restarted.imported == 0 and len(restarted.rejected) == 2
+    # The CSV's bad row fixed in place: it alone is imported; nothing counts twice.
+    csv = files[1]
+    csv.write_text(csv.read_text().replace("bogus", "low"))
+    fixed = await import_files(files, processor, sweep=False, restart=True)
+    assert fixed.imported == 1 and [r[:2] for r in fixed.rejected] == [("usage.ndjson.gz", 11)]
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
-    assert len(restarted.rejected) == 2
+        assert (
+            await conn.execute(select(tickets.c.priority).where(tickets.c.ticket_id == "T2"))
+        ).scalar() == "low"
 
 
 async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(

@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import usage_store
 from services.scoring.inputs import model_inputs
 from services.scoring.measures import load_measures
-from services.scoring.state import apply_events
+from services.scoring.state import apply_events, drop_duplicates
+from services.scoring.usage import DEDUP_HOURS, AccountUsage, decode, encode
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.storage.db import create_engine, migrate
@@ -433,33 +435,43 @@ async def test_grace_period_and_users_who_stop(engine: AsyncEngine) -> None:
     assert later.active_users_7d == 1
 
 
-async def test_event_ids_past_the_grace_period_are_pruned(engine: AsyncEngine) -> None:
-    from shared.storage.tables import processed_events
+def test_a_resent_event_counts_once_within_the_dedup_window() -> None:
+    """An id is remembered for DEDUP_HOURS after it was received: a resend within them
+    is dropped, one after them counts (the documented limit), and the ids received
+    before the window are forgotten, so the state does not grow with events."""
+    states = {"acme": AccountUsage()}
+    hour = timedelta(hours=1)
 
-    day = timedelta(days=1)
+    def sent(event_id: str, received: datetime) -> Event:
+        e = ev(kind="usage", event_id=event_id, user_id="u", event="x", occurred_at=NOW)
+        return e.model_copy(update={"received_at": received})
+
+    assert len(drop_duplicates(states, [sent("a", NOW), sent("a", NOW)])) == 1
+    assert drop_duplicates(states, [sent("a", NOW + (DEDUP_HOURS - 1) * hour)]) == []
+    later = NOW + (DEDUP_HOURS + 2) * hour
+    assert len(drop_duplicates(states, [sent("b", later)])) == 1
+    assert len(drop_duplicates(states, [sent("a", later)])) == 1  # forgotten: counts again
+    assert sum(len(ids) for ids in states["acme"].seen.values()) == 2  # b and the new a
+    decoded = decode(encode(states["acme"]))
+    assert decoded.seen == states["acme"].seen
+
+
+async def test_usage_state_survives_encoding(engine: AsyncEngine) -> None:
+    """What is stored decodes to the same measures (the codec is the state)."""
+    events = [usage_at(NOW - timedelta(days=d), f"u{d % 3}", f"e{d % 4}") for d in range(40)]
     async with engine.begin() as conn:
-        for i, back in enumerate((20, 8, 0)):
-            e = ev(
-                kind="usage", event_id=f"p{i}", user_id="u", event="x", occurred_at=NOW - back * day
-            )
-            await conn.execute(
-                processed_events.insert().values(
-                    event_id=e.event_id,
-                    kind="usage",
-                    account_id="acme",
-                    occurred_at=e.occurred_at,
-                    processed_at=NOW,
-                )
-            )
-            await apply_events(conn, [e], window_days=90, grace_days=10, now=NOW)
+        await apply_events(conn, events, window_days=90, now=NOW)
     async with engine.connect() as conn:
-        kept = (
-            (
-                await conn.execute(
-                    select(processed_events.c.event_id).order_by(processed_events.c.event_id)
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert kept == ["p1", "p2"]  # p0 is 20 days older than the newest event: pruned
+        [state] = (await usage_store.load(conn, {"acme"})).values()
+        [m] = await load_measures(conn, {"acme"})
+    again = decode(encode(state))
+    assert again.days == state.days and again.users == state.users
+    assert again.index == state.index
+    assert m.users_ever_active == 3 and m.active_days_28d == 28
+    assert len(encode(state)) < 1000
+
+
+def usage_at(at: datetime, user: str, name: str) -> Event:
+    return ev(
+        kind="usage", event_id=f"{user}-{name}-{at}", user_id=user, event=name, occurred_at=at
+    )

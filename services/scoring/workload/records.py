@@ -1,7 +1,7 @@
 """Every touchpoint and NPS answer scoring applies, kept one row per event.
 
 ``account_health`` keeps only the newest touchpoint and the two newest answers, and
-``processed_events`` forgets ids after the grace period; the cadences need the last
+Dedup (``usage.DEDUP_HOURS``) forgets event ids after 48 hours; the cadences need the last
 visit and QBR (CAD-03: up to a quarter back) and the NPS trend answers over years
 (SV-05: one about every six months). Written in the scoring batch's transaction, so a
 row exists exactly when its event was applied; the event id keeps a replay from adding
