@@ -1,5 +1,6 @@
-"""Watching a scoring run from the outside: rows in the dedup log and records consumed
-per the committed offsets, polled from an engine of the bench's own."""
+"""Watching a scoring run from the outside: records consumed per the offsets committed with
+the state, polled from an engine of the bench's own; and, at the end, the distinct events
+the accounts' usage states say were applied."""
 
 from __future__ import annotations
 
@@ -11,18 +12,19 @@ from rich.progress import Progress, TaskID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring.usage import decode
 from shared.config import Settings
-from shared.storage.tables import consumer_offsets, processed_events
+from shared.storage.tables import account_usage, consumer_offsets
 
-POLL_S = 0.25  # how often the scoring phase counts processed_events
+# How often the scoring phase reads the committed offsets: the end is resolved to this,
+# and one cheap aggregate query per poll keeps the watcher's share of the CPU negligible.
+POLL_S = 0.25
 
 
-async def scoring_progress(engine: AsyncEngine, settings: Settings) -> tuple[int, int]:
-    """(rows in processed_events, records consumed per the offsets committed with them)."""
+async def records_consumed(engine: AsyncEngine, settings: Settings) -> int:
+    """Records consumed per the offsets the scoring group committed (in the transaction
+    that wrote their state, so a record counted here is applied)."""
     async with engine.connect() as conn:
-        processed = (
-            await conn.execute(select(func.count()).select_from(processed_events))
-        ).scalar_one()
         consumed = (
             await conn.execute(
                 select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
@@ -30,13 +32,22 @@ async def scoring_progress(engine: AsyncEngine, settings: Settings) -> tuple[int
                 )
             )
         ).scalar_one()
-    return int(processed), int(consumed)
+    return int(consumed)
+
+
+async def events_seen(engine: AsyncEngine) -> int:
+    """Distinct events applied, over all accounts (``AccountUsage.events_seen``: every
+    kind, late ones included): a check after a run, too costly to poll (every state is
+    decoded)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(account_usage.c.state))
+        return sum(decode(row.state).events_seen for row in rows)
 
 
 @dataclass
 class ScoringWatch:
-    """Polls a scoring run's progress every POLL_S from its own engine: rows in the dedup
-    log and records consumed per the committed offsets, and when the first rows came."""
+    """Polls a scoring run's progress every POLL_S from its own engine (records consumed
+    per the committed offsets), and when the first ones came."""
 
     engine: AsyncEngine
     settings: Settings
@@ -44,22 +55,19 @@ class ScoringWatch:
     progress: Progress
     task: TaskID
     count: int = 0
-    consumed: int = 0
-    first: tuple[float, int] | None = None  # (when, count) of the first rows seen
+    first: tuple[float, int] | None = None  # (when, count) of the first records seen
     now: float = 0.0
 
     async def poll(self) -> bool:
         """Wait POLL_S and look; True once every record is in."""
         await asyncio.sleep(POLL_S)
-        self.count, self.consumed = await scoring_progress(self.engine, self.settings)
+        self.count = await records_consumed(self.engine, self.settings)
         self.now = time.perf_counter()
         if self.count and self.first is None:
             self.first = (self.now, self.count)
         self.progress.update(self.task, completed=self.count)
-        # The committed offsets are the fallback should the dedup log ever be pruned
-        # within the run (late_grace_days shorter than --days).
-        return self.count >= self.total or self.consumed >= self.total
+        return self.count >= self.total
 
     @property
     def handled(self) -> int:
-        return max(self.count, self.consumed)
+        return self.count

@@ -16,12 +16,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from lib.console import err
 from lib.measure import PhaseMeter, rate
 from lib.processes import service_command, service_env, spawn, stop_process, tail
-from lib.watch import ScoringWatch
+from lib.watch import ScoringWatch, events_seen
 from prometheus_client import CollectorRegistry
 from rich.progress import Progress
 
 import devservices
-from scoring.state import count_rows, usage_in_state
+from scoring.state import usage_in_state
 from scoring.timers import SqlTimer, StepTimer, metric_sum
 from services.runtime import open_runtime, run_scoring
 from services.scoring.backfill import import_files
@@ -31,7 +31,6 @@ from shared.bus.base import OutMessage
 from shared.bus.kafka import KafkaProducer
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import processed_events
 
 STALL_S = 60.0  # give up a scoring phase that made no progress for this long
 
@@ -131,8 +130,9 @@ async def scoring_run(
     label: str,
     timeout_s: float,
 ) -> dict[str, Any]:
-    """``open_runtime`` + ``run_scoring``; timed until ``processed_events`` has ``total``
-    rows (counted every POLL_S from another engine), then stopped gracefully."""
+    """``open_runtime`` + ``run_scoring``; timed until the offsets committed with the
+    state say ``total`` records were consumed (read every POLL_S from another engine),
+    then stopped gracefully."""
     counter = create_engine(settings.database_url)
     watch = ScoringWatch(counter, settings, total, progress, progress.add_task(label, total=total))
     registry = CollectorRegistry()
@@ -155,6 +155,7 @@ async def scoring_run(
                 sql.detach()
                 steps.detach()
         applied = await usage_in_state(counter)
+        seen = await events_seen(counter)
     finally:
         await counter.dispose()
     assert done is not None
@@ -163,8 +164,8 @@ async def scoring_run(
     in_batches = metric_sum(registry, "healthwatch_scoring_batch_seconds_sum")
     handled, first = watch.handled, watch.first
     result: dict[str, Any] = {
-        "processed": watch.count,
-        "records_consumed_per_offsets": watch.consumed,
+        "records_consumed_per_offsets": watch.count,
+        "events_seen": seen,
         "complete": handled >= total,
         "seconds": round(seconds, 3),
         "events_per_s": rate(handled, seconds),
@@ -188,7 +189,7 @@ async def scoring_run(
         "usage_events_in_activity_daily": applied,
         "usage_events_expected": usage_events,
         "sql": sql.summary(seconds, batches),
-        "steps": steps.summary(),
+        "steps": steps.summary(handled),
         "cpu_cores": cores,
     }
     return result
@@ -204,7 +205,7 @@ async def processes_run(
     timeout_s: float,
 ) -> dict[str, Any]:
     """``processes`` × ``healthwatch scoring``, one consumer group, as production scales;
-    timed from their start until ``processed_events`` has ``total`` rows."""
+    timed from their start until the committed offsets say ``total`` records."""
     env = service_env(settings, {"HEALTHWATCH_LOG_LEVEL": "WARNING"})
     engine = create_engine(settings.database_url)
     await migrate(engine)  # as `healthwatch migrate` does before production services start
@@ -229,6 +230,9 @@ async def processes_run(
     finally:
         for proc in procs:
             stop_process(proc)
+    try:
+        seen = await events_seen(engine)
+    finally:
         await engine.dispose()
     handled, first = watch.handled, watch.first
     return {
@@ -242,6 +246,8 @@ async def processes_run(
         "events_per_s_after_first_poll": (
             rate(handled - first[1], done - first[0]) if first and done > first[0] else None
         ),
+        "records_consumed_per_offsets": watch.count,
+        "events_seen": seen,
         "cpu_cores": cores,
     }
 
@@ -287,7 +293,7 @@ async def import_run(
             sql.detach()
             steps.detach()
         applied = await usage_in_state(engine)
-        processed_rows = await count_rows(engine, processed_events)
+        seen = await events_seen(engine)
     finally:
         await engine.dispose()
     lines_s = (lines_done - started) if lines_done else None
@@ -305,9 +311,9 @@ async def import_run(
         "transactions_of_lines": -(-lines // 5000),
         "usage_events_in_activity_daily": applied,
         "usage_events_expected": usage_events,
-        "processed_events_rows": processed_rows,
+        "events_seen": seen,
         "sql": sql.summary(seconds, steps.calls["handle"]),
-        "steps": steps.summary(),
+        "steps": steps.summary(result.imported),
         "cpu_cores": cores,
     }
     if url.startswith("sqlite"):

@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from lib.measure import percentile
 from lib.services import plain_dsn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import usage
 from shared.storage.tables import activity_daily
 
-# The state tables the brief names; any other table not listed in NOT_STATE that the
-# schema has (it grows) is counted as state too, and named in the results.
+# The per-account tables of the scoring state: ``account_usage`` (the hot usage state:
+# counters of the kept window, users, the dedup window; one value per account) and the
+# rest; any other table not listed in NOT_STATE that the schema has (it grows) is counted
+# as state too, and named in the results.
 STATE_TABLES = (
+    "account_usage",
+    "activity_daily",
     "account_health",
     "accounts",
-    "activity_daily",
-    "activity_daily_users",
-    "activity_daily_names",
     "tickets",
     "health_daily",
     "band_changes",
     "rule_state",
 )
-
-
-DEDUP_TABLE = "processed_events"
-
+HOT_TABLE = "account_usage"
 
 NOT_STATE = {
-    DEDUP_TABLE,
     "consumer_offsets",
     "api_keys",
     "health_models",
@@ -38,12 +38,9 @@ NOT_STATE = {
     "alerts",
     "deliveries",
     "bus_log",
+    "outbox",
+    "import_rejects",
 }
-
-
-async def count_rows(engine: AsyncEngine, table: Any) -> int:
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
 async def usage_in_state(engine: AsyncEngine) -> int:
@@ -55,7 +52,8 @@ async def usage_in_state(engine: AsyncEngine) -> int:
 
 async def state_size(url: str, vacuum: bool) -> dict[str, Any]:
     """Bytes of each table (``pg_total_relation_size``: heap, TOAST and indexes) and
-    rows, as left by the run and, with ``vacuum``, after ``VACUUM FULL``."""
+    rows, as left by the run and, with ``vacuum``, after ``VACUUM FULL``; and the hot
+    usage state's values, one per account (``hot_state``)."""
     conn = await asyncpg.connect(plain_dsn(url))
     try:
 
@@ -72,6 +70,7 @@ async def state_size(url: str, vacuum: bool) -> dict[str, Any]:
         for name in as_run:
             as_run[name]["rows"] = int(await conn.fetchval(f'SELECT count(*) FROM "{name}"'))
         accounts = as_run.get("account_health", {}).get("rows", 0)
+        blobs = [bytes(r["state"]) for r in await conn.fetch(f"SELECT state FROM {HOT_TABLE}")]
         compacted = None
         if vacuum:
             await conn.execute("VACUUM (FULL, ANALYZE)")
@@ -86,34 +85,86 @@ async def state_size(url: str, vacuum: bool) -> dict[str, Any]:
 
     def per_account(tables: dict[str, dict[str, int]]) -> dict[str, Any]:
         state = sum(tables[n]["bytes"] for n in state_names)
-        dedup = tables.get(DEDUP_TABLE, {}).get("bytes", 0)
+        hot = tables.get(HOT_TABLE, {}).get("bytes", 0)
         return {
             "state_bytes": state,
-            "dedup_bytes": dedup,
             "state_bytes_per_account": round(state / accounts, 1) if accounts else None,
-            "dedup_bytes_per_account": round(dedup / accounts, 1) if accounts else None,
+            "hot_table_bytes_per_account": round(hot / accounts, 1) if accounts else None,
             "tables_bytes_per_account": {
                 n: round(tables[n]["bytes"] / accounts, 1) if accounts else None
-                for n in [*state_names, DEDUP_TABLE]
+                for n in state_names
                 if n in tables
             },
         }
 
-    dedup_rows = as_run.get(DEDUP_TABLE, {}).get("rows", 0)
     result: dict[str, Any] = {
         "accounts": accounts,
-        "dedup_rows": dedup_rows,
         "state_tables": state_names,
         "extra_state_tables": [n for n in state_names if n not in STATE_TABLES],
         "server_version": version,
+        "hot_state": hot_state(blobs),
         "as_run": per_account(as_run),
         "tables_as_run": as_run,
     }
     if compacted is not None:
         result["vacuum_full"] = per_account(compacted)
         result["tables_vacuum_full"] = compacted
-        if dedup_rows:
-            result["dedup_bytes_per_event_vacuum_full"] = round(
-                compacted.get(DEDUP_TABLE, {}).get("bytes", 0) / dedup_rows, 1
-            )
     return result
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "mean": None, "p90": None, "max": None}
+    return {
+        "median": round(percentile(values, 50), 2),
+        "mean": round(sum(values) / len(values), 2),
+        "p90": round(percentile(values, 90), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def hot_state(blobs: list[bytes]) -> dict[str, Any]:
+    """The accounts' stored usage values (``account_usage.state``, msgspec + zstd): their
+    length in bytes, and the shape of the accounts they hold (users, kept days, events
+    per kept day, distinct names per dimension, ids in the dedup window). Also each
+    value encoded again without its dedup ids: a backlog replayed or imported at once
+    was all received within the 48-hour window, so its states hold every event's id,
+    while a live account holds only its last 48 hours' (``usage.DEDUP_HOURS``)."""
+    if not blobs:
+        return {"accounts": 0}
+    shapes: dict[str, list[float]] = {
+        key: []
+        for key in (
+            "bytes",
+            "bytes_without_dedup_ids",
+            "users",
+            "days",
+            "events_per_day",
+            "names",
+            "event_names",
+            "modules",
+            "platforms",
+            "dedup_ids",
+            "events_seen",
+        )
+    }
+    for blob in blobs:
+        state = usage.decode(blob)
+        events = sum(day.events for day in state.days.values())
+        keys = {key for day in state.days.values() for key in day.names}
+        found = {
+            "bytes": len(blob),
+            "bytes_without_dedup_ids": len(usage.encode(replace(state, seen={}))),
+            "users": len(state.users),
+            "days": len(state.days),
+            "events_per_day": events / len(state.days) if state.days else 0,
+            "names": len(keys),
+            "event_names": sum(1 for k in keys if k.startswith(usage.DIMENSIONS["event"])),
+            "modules": sum(1 for k in keys if k.startswith(usage.DIMENSIONS["module"])),
+            "platforms": sum(1 for k in keys if k.startswith(usage.DIMENSIONS["platform"])),
+            "dedup_ids": sum(len(ids) for ids in state.seen.values()),
+            "events_seen": state.events_seen,
+        }
+        for key, value in found.items():
+            shapes[key].append(value)
+    return {"accounts": len(blobs), **{key: _spread(values) for key, values in shapes.items()}}

@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import services.scoring.history as history_module
 import services.scoring.processor as processor_module
+from services.scoring import usage_store
 from services.scoring.processor import ScoringProcessor
 
 _KIND_PATTERNS = (
@@ -96,16 +98,63 @@ class SqlTimer:
         return data
 
 
-STEPS = ("decode", "dedup", "apply", "rescore", "publish", "offsets")
+# The top-level steps of ``ScoringProcessor.handle``, in the order it runs them.
+STEPS = (
+    "decode",
+    "load",
+    "dedup",
+    "apply",
+    "relationship",
+    "rescore",
+    "save",
+    "publish",
+    "offsets",
+)
+# The parts of ``rescore`` (timed whether it runs inside a batch or apart: the import's
+# daily scoring and the sweep call it outside ``handle``).
+RESCORE_PARTS = ("lock", "measures", "history", "score", "alerts", "plans", "record")
+
+
+def _targets(publisher: Any) -> list[tuple[Any, str, str]]:
+    """(owner, attribute, step) of every function wrapped: the functions as the processor
+    module looks them up at call time, so wrapping the attribute times the call."""
+    targets: list[tuple[Any, str, str]] = [
+        (ScoringProcessor, "handle", "handle"),
+        (ScoringProcessor, "_decode", "decode"),
+        (usage_store, "load", "load"),
+        (processor_module, "drop_duplicates", "dedup"),
+        (processor_module, "apply_events", "apply"),
+        (processor_module, "record_relationship", "relationship"),
+        (ScoringProcessor, "rescore", "rescore"),
+        (usage_store, "save", "save"),
+        (processor_module, "save_offsets", "offsets"),
+        (processor_module, "_lock_accounts", "lock"),
+        (processor_module, "load_measures", "measures"),
+        (processor_module, "measures_as_of", "measures"),
+        (processor_module, "_load_rule_states", "history"),
+        (history_module, "load_previous", "history"),
+        (history_module, "load_past_inputs", "history"),
+        (processor_module, "score_account", "score"),
+        (processor_module, "_alerts", "alerts"),
+        (processor_module, "step_plans", "plans"),
+        (processor_module, "_record", "record"),
+    ]
+    if publisher is not None:
+        targets.append((publisher, "send_many", "publish"))
+    return targets
 
 
 class StepTimer:
     """Splits ``ScoringProcessor.handle`` into its steps by wrapping them while a phase
-    runs (the service code is not changed, only looked up through): ``decode``,
-    ``dedup`` (the processed_events insert), ``apply`` (``apply_events``: the state
-    tables), ``rescore`` (measures, model, history), ``publish`` (alerts to Kafka),
-    ``offsets``; the rest of ``handle`` (transaction begin/commit, metrics) is "other".
-    A step missing from the code (renamed) is skipped and reported as absent."""
+    runs (the service code is not changed, only looked up through): ``decode``, ``load``
+    (the batch's usage states, one SELECT), ``dedup`` (``drop_duplicates``: the 48-hour
+    id window in the states), ``apply`` (``apply_events``), ``relationship``,
+    ``rescore`` (measures, history, the pure scoring step, writes), ``save`` (changed
+    states and ``activity_daily``), ``publish`` (alerts to Kafka), ``offsets``; the rest
+    of ``handle`` (transaction begin/commit, metrics) is "other". A step's time counts
+    once, at the outermost wrapped call (``usage_store.load`` called from within
+    ``rescore`` is rescore's); ``rescore``'s own parts are kept apart, inside and outside
+    batches. A function missing from the code (renamed) is reported as absent."""
 
     def __init__(self, publisher: Any = None) -> None:
         self.current: list[str] = []
@@ -113,25 +162,16 @@ class StepTimer:
         self.calls: dict[str, int] = dict.fromkeys(("handle", *STEPS), 0)
         self.sql: dict[str, float] = {}
         self.outside: dict[str, float] = {}
+        self.parts: dict[str, dict[str, float]] = {"in_batches": {}, "outside_batches": {}}
         self.absent: list[str] = []
         self._undo: list[Callable[[], None]] = []
-        targets: list[tuple[Any, str, str]] = [
-            (ScoringProcessor, "handle", "handle"),
-            (ScoringProcessor, "_decode", "decode"),
-            (ScoringProcessor, "_drop_duplicates", "dedup"),
-            (processor_module, "apply_events", "apply"),
-            (ScoringProcessor, "rescore", "rescore"),
-            (processor_module, "save_offsets", "offsets"),
-        ]
-        if publisher is not None:
-            targets.append((publisher, "send_many", "publish"))
-        for owner, name, step in targets:
+        for owner, name, step in _targets(publisher):
             self._wrap(owner, name, step)
 
     def _wrap(self, owner: Any, name: str, step: str) -> None:
         original = getattr(owner, name, None)
         if original is None:
-            self.absent.append(step)
+            self.absent.append(f"{step} ({name})")
             return
         timer = self
         wrapper: Callable[..., Any]
@@ -163,22 +203,39 @@ class StepTimer:
         self._undo.append(lambda: setattr(owner, name, original))
 
     def record(self, step: str, took: float) -> None:
-        if step == "handle" or "handle" in self.current:
-            self.seconds[step] += took
-            self.calls[step] += 1
-        else:  # e.g. the sweep's rescore, outside any batch
+        """Called after a wrapped call returned (``current`` holds its callers)."""
+        inside = "handle" in self.current
+        if self.current and self.current[-1] == "rescore":
+            slot = self.parts["in_batches" if inside else "outside_batches"]
+            slot[step] = slot.get(step, 0.0) + took
+        elif len(self.current) > (1 if inside else 0):
+            return  # inside another step, which counts it
+        elif step == "handle" or inside:
+            self.seconds[step] = self.seconds.get(step, 0.0) + took
+            self.calls[step] = self.calls.get(step, 0) + 1
+        else:  # e.g. the import's daily scoring or the sweep, outside any batch
             self.outside[step] = self.outside.get(step, 0.0) + took
 
     def add_sql(self, took: float) -> None:
-        inside = "handle" in self.current
-        step = self.current[-1] if inside else "outside handle"
+        """A statement's time, to the top-level step running it (and to rescore's part)."""
+        stack = self.current
+        if "handle" in stack:
+            step = stack[1] if len(stack) > 1 else "handle"
+        else:
+            step = f"outside handle: {stack[0]}" if stack else "outside handle"
         self.sql[step] = self.sql.get(step, 0.0) + took
+        if "rescore" in stack and stack[-1] != "rescore":
+            where = "in_batches" if "handle" in stack else "outside_batches"
+            key = f"{where}.{stack[stack.index('rescore') + 1]}"
+            self.sql[key] = self.sql.get(key, 0.0) + took
 
     def detach(self) -> None:
         while self._undo:
             self._undo.pop()()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, events: int | None = None) -> dict[str, Any]:
+        """Seconds, share, ms per batch and µs per event (``events``: those the batches
+        carried) of each step, and of it inside SQL statements."""
         handle = self.seconds["handle"]
         batches = self.calls["handle"]
         inner = sum(self.seconds[s] for s in STEPS)
@@ -190,16 +247,39 @@ class StepTimer:
                 "seconds": round(took, 3),
                 "share_of_handle": round(took / handle, 3) if handle else None,
                 "ms_per_batch": round(took / batches * 1e3, 2) if batches else None,
+                "us_per_event": round(took / events * 1e6, 2) if events else None,
                 "sql_seconds": round(sql, 3),
+                "sql_us_per_event": round(sql / events * 1e6, 2) if events else None,
             }
+        sql_in_handle = sum(v for k, v in self.sql.items() if "." not in k and "outside" not in k)
         return {
             "handle_calls": batches,
             "handle_seconds": round(handle, 3),
+            "events": events,
+            "handle_us_per_event": round(handle / events * 1e6, 2) if events else None,
+            "sql_in_handle_us_per_event": round(sql_in_handle / events * 1e6, 2)
+            if events
+            else None,
             "steps": steps,
+            "rescore_parts": {
+                where: {
+                    part: {
+                        "seconds": round(took, 3),
+                        "sql_seconds": round(self._part_sql(where, part), 3),
+                    }
+                    for part, took in sorted(found.items(), key=lambda kv: -kv[1])
+                }
+                for where, found in self.parts.items()
+            },
             "outside_handle_seconds": {k: round(v, 3) for k, v in self.outside.items()},
-            "sql_outside_handle_seconds": round(self.sql.get("outside handle", 0.0), 3),
+            "sql_outside_handle_seconds": {
+                k: round(v, 3) for k, v in self.sql.items() if k.startswith("outside")
+            },
             "absent_steps": self.absent,
         }
+
+    def _part_sql(self, where: str, part: str) -> float:
+        return self.sql.get(f"{where}.{part}", 0.0)
 
 
 def metric_sum(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -38,6 +38,7 @@ from shared.bus.base import OutMessage, Producer, Record
 from shared.bus.deadletter import dead_letter_message
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.bus.offsets import next_offsets, save_offsets
+from shared.bus.outbox import MessageOutbox
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
@@ -45,6 +46,7 @@ from shared.contracts.events import KINDS, Event, Owner
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
 from shared.storage.db import upsert
 from shared.storage.tables import account_health, accounts, rule_state
+from shared.worker import describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,12 @@ class ScoringProcessor:
             await usage_store.save(conn, usage, now)
             outgoing = dead + self.alert_messages(alerts)
             if outgoing:
-                # Before the commit: if the bus fails, the whole batch is retried, and
-                # a replayed alert carries the same id, so the alerts service stores it once.
+                # In the transaction: into the outbox (Kafka) or the bus's own table
+                # (embedded), so the messages commit with the state and the offsets.
                 await self._producer.send_many(outgoing, conn)
             await save_offsets(conn, self._settings.consumer_group_scoring, next_offsets(records))
+        if outgoing:
+            await self.relay()
         metrics = self._metrics
         metrics.batch_seconds.observe(time.perf_counter() - started)
         for kind, count in Counter(event.kind for event in fresh).items():
@@ -138,6 +142,18 @@ class ScoringProcessor:
                     dead_letter_message(record, str(exc), self._settings.topic(DEADLETTER_TOPIC))
                 )
         return events, dead
+
+    async def relay(self) -> None:
+        """Publish what the outbox holds, right after a commit that added to it. The bus
+        down is no failure of the batch (it committed): the periodic relay retries."""
+        if not isinstance(self._producer, MessageOutbox):
+            return
+        try:
+            await self._producer.relay()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("outbox relay failed (%s); the next relay retries", describe(exc))
 
     @property
     def engine(self) -> AsyncEngine:

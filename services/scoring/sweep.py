@@ -136,6 +136,8 @@ class QuietAccountSweep:
             if alerts:
                 await self._producer.send_many(self._processor.alert_messages(alerts), conn)
             await self._mark_swept(conn, ids, today)
+        if alerts:
+            await self._processor.relay()
         for alert in alerts:
             log.info("sweep alert %s: %s", alert.alert_id, alert.title)
         return ids

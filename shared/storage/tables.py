@@ -150,6 +150,20 @@ account_usage = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Messages scoring produced (alerts, dead letters), written in the transaction that
+# produced them and published to Kafka after it commits (shared/bus/outbox.py): a
+# crash between the commit and the publish leaves them here for the next relay.
+bus_outbox = Table(
+    "bus_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", LargeBinary),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # The records of an import rejected so far (pseudo-topic "import:<file>", record
 # number): ``healthwatch import --restart`` reads these again, and not the records
 # already applied (whose ids the dedup window no longer holds).

@@ -9,7 +9,8 @@ here from the rows it replaces: ``account_users``, ``activity_daily_users`` and
 ``activity_daily_names`` (then dropped). ``processed_events`` is dropped: its ids are
 not carried over, so an event resent within the 48 hours before the upgrade may count
 twice. ``activity_daily`` gains ``active_users``, filled from the daily users.
-``import_rejects`` lists the records an import rejected, for ``import --restart``.
+``import_rejects`` lists the records an import rejected, for ``import --restart``;
+``bus_outbox`` holds scoring's messages between its commit and their publication.
 
 The encoding is written out here (format 1) rather than imported: a migration must
 keep producing what its version stored, whatever the code becomes later.
@@ -43,6 +44,21 @@ def upgrade() -> None:
         sa.Column("state", sa.LargeBinary(), nullable=False),
         sa.Column("updated_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_usage")),
+    )
+    op.create_table(
+        "bus_outbox",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("topic", sa.String(length=200), nullable=False),
+        sa.Column("key", sa.LargeBinary(), nullable=True),
+        sa.Column("value", sa.LargeBinary(), nullable=False),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("created_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bus_outbox")),
     )
     op.create_table(
         "import_rejects",
@@ -147,6 +163,7 @@ def downgrade() -> None:
     # The per-event and per-user rows are not rebuilt: the counts start again empty.
     op.drop_table("account_usage")
     op.drop_table("import_rejects")
+    op.drop_table("bus_outbox")
     with op.batch_alter_table("activity_daily") as batch_op:
         batch_op.drop_column("active_users")
     op.create_table(
