@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from services.runtime import open_runtime, run_scoring
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
-from shared.bus.base import OutMessage
+from services.scoring.sweep import CHUNK as SWEEP_CHUNK
+from services.scoring.sweep import QuietAccountSweep
+from shared.bus.base import DiscardingProducer, OutMessage
 from shared.bus.kafka import KafkaProducer
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
@@ -302,6 +305,8 @@ async def import_run(
         "imported": result.imported,
         "rejected": len(result.rejected),
         "swept_accounts": result.swept,
+        "days_scored": result.days_scored,
+        "alerts_opened": result.alerts_opened,
         "alerts_not_sent": result.alerts_not_sent,
         "seconds": round(seconds, 3),
         "events_per_s": rate(result.imported, seconds),
@@ -322,3 +327,43 @@ async def import_run(
             p.stat().st_size for p in file.parent.glob(file.name + "*") if p.is_file()
         )
     return data
+
+
+async def sweep_run(url: str, meter: PhaseMeter, later: datetime) -> dict[str, Any]:
+    """The daily sweep of quiet accounts (``QuietAccountSweep.run_once``, as the scoring
+    service runs it) on the state in ``url``, with the clock at ``later``: a day after
+    the state's newest event, every account is quiet and due, and each is rescored as of
+    that day."""
+    settings = bench_settings(database_url=url)
+    engine = create_engine(url)
+    try:
+        bus = DiscardingProducer()
+        processor = ScoringProcessor(
+            engine, bus, settings, ScoringMetrics(CollectorRegistry()), clock=lambda: later
+        )
+        sweep = QuietAccountSweep(engine, bus, processor, clock=lambda: later)
+        steps = StepTimer()
+        sql = SqlTimer(engine, steps)
+        meter.start()
+        started = time.perf_counter()
+        try:
+            swept = await sweep.run_once()
+            seconds = time.perf_counter() - started
+            cores = meter.cores()
+        finally:
+            sql.detach()
+            steps.detach()
+    finally:
+        await engine.dispose()
+    return {
+        "clock": later.isoformat(timespec="seconds"),
+        "accounts_swept": swept,
+        "seconds": round(seconds, 3),
+        "accounts_per_s": rate(swept, seconds),
+        "seconds_per_100k_accounts": round(seconds / swept * 100_000, 1) if swept else None,
+        "transactions": -(-swept // SWEEP_CHUNK),
+        "sql": sql.summary(seconds, -(-swept // SWEEP_CHUNK)),
+        "rescore_parts": steps.summary()["rescore_parts"]["outside_batches"],
+        "outside_handle_seconds": steps.summary()["outside_handle_seconds"],
+        "cpu_cores": cores,
+    }
