@@ -17,18 +17,22 @@ name, a module and a platform (shapes of ``services/simulate.py``).
    * **bare**: an ``AIOKafkaConsumer`` subscribed to the same topics, configured like the
      scoring consumer, reads to the end with ``getmany`` and only counts records;
    * **scoring**: ``services.runtime.open_runtime`` + ``run_scoring`` into a fresh,
-     migrated PostgreSQL database, timed until ``processed_events`` holds every event.
+     migrated PostgreSQL database, timed until the offsets committed with the state say
+     every record was consumed (the accounts' usage states' ``events_seen`` checked after).
 
-   Headline: ``scoring_rate / bare_rate`` per configuration (the project's target: >= 0.5).
-2. **State size per account**: ``pg_total_relation_size`` of the state tables and,
-   apart, of ``processed_events`` (the dedup log), over the number of accounts: after
-   each scoring run, after the PostgreSQL import below, and, with ``--state-accounts``
-   (e.g. 10000; not in the default run, it takes ~10 min per 10,000 accounts), for larger
-   states built with the import path at the same events per account. As the run
-   leaves them, and after ``VACUUM FULL``.
+   Headline: ``scoring_rate / bare_rate`` per configuration (the project's target: >= 0.5);
+   with ``--processes``, the same for N ``healthwatch scoring`` processes.
+2. **State size per account**: the hot usage value (``account_usage.state``, msgspec +
+   zstd: median, mean, p90 bytes, and the accounts' shape) and ``pg_total_relation_size``
+   of every per-account table, over the number of accounts: after each scoring run, after
+   the PostgreSQL import below, and, with ``--state-accounts`` (e.g. 10000), for larger
+   states built with the import path. As the run leaves them, and after ``VACUUM FULL``.
 3. **``healthwatch import``**: the same events as an NDJSON file through
    ``services.scoring.backfill.import_files`` (as ``services/cli.py`` calls it), into a
-   fresh PostgreSQL database and into a fresh SQLite file (target: >= 100k events/s).
+   fresh PostgreSQL database and into a fresh SQLite file (target: >= 200k events/s).
+4. **The sweep of quiet accounts** (``QuietAccountSweep.run_once``) a day after the
+   imported states' last event, on each imported PostgreSQL state (target: 100k accounts
+   in <= 10 s).
 
 Run: ``python bench/scoring_bench.py`` (see ``bench/README.md``).
 """

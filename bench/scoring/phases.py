@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from scoring.runs import (
     produce,
     records_in_topics,
     scoring_run,
+    sweep_run,
     wait_for_leaders,
 )
 from scoring.state import state_size
@@ -50,6 +51,7 @@ class Phases:
     meter: PhaseMeter
     progress: Progress
     total: int  # records of the workload (usage events + account facts)
+    now: datetime  # the workload's events end here
 
     async def database(self, name: str) -> str:
         return await create_database(self.services.postgres_url, f"bench_{self.run_id}_{name}")
@@ -187,6 +189,21 @@ async def processes_phase(p: Phases) -> dict[str, Any]:
     return found
 
 
+def with_ratios(found: dict[str, Any], scoring: dict[str, Any]) -> dict[str, Any]:
+    """Each process count's rate over the bare consumer's at the same batch size, read in
+    the same run (none when that batch size was not measured in process)."""
+    for data in found.values():
+        bare = scoring.get(f"b{data['scoring_batch_max']}", {}).get("bare", {})
+        bare_rate = bare.get("events_per_s")
+        data["bare_events_per_s"] = bare_rate
+        for key, of in (
+            ("ratio", "events_per_s"),
+            ("ratio_after_first", "events_per_s_after_first_poll"),
+        ):
+            data[key] = round(data[of] / bare_rate, 4) if bare_rate and data[of] else None
+    return found
+
+
 async def import_phase(p: Phases, ndjson: Path, results: dict[str, Any]) -> None:
     """``healthwatch import`` of the same events (``ndjson``) into PostgreSQL and SQLite."""
     opts = p.opts
@@ -199,6 +216,7 @@ async def import_phase(p: Phases, ndjson: Path, results: dict[str, Any]) -> None
         "healthwatch import into PostgreSQL (same events as the Kafka run)",
         opts.events / opts.accounts,
     )
+    results["sweep"]["import_pg"] = await sweep_run(url, p.meter, p.now + timedelta(days=1))
     sqlite_url = f"sqlite+aiosqlite:///{p.workdir / 'import.db'}"
     results["import"]["sqlite"] = await import_run(
         sqlite_url, ndjson, p.total, opts.events, p.meter, p.progress, "import → SQLite"
@@ -233,6 +251,8 @@ async def larger_states_phase(p: Phases, now: datetime, results: dict[str, Any])
             per_account,
             f"{size:,} accounts",
         )
+        err.print(f"  sweeping {size:,} quiet accounts a day later")
+        results["sweep"][f"import_{size}"] = await sweep_run(url, p.meter, now + timedelta(days=1))
 
 
 async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any]:
@@ -242,12 +262,18 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
     base = bench_settings(kafka_bootstrap=services.bootstrap, topic_prefix=f"bench-{run_id}")
     partitions = opts.partitions or base.kafka_partitions
     base = base.model_copy(update={"kafka_partitions": partitions})
-    results: dict[str, Any] = {"partitions": partitions, "scoring": {}, "state": {}, "import": {}}
+    results: dict[str, Any] = {
+        "partitions": partitions,
+        "scoring": {},
+        "state": {},
+        "import": {},
+        "sweep": {},
+    }
     raw, messages, results["workload"] = make_workload(opts, base, now, rng)
     total = len(raw)
     with make_progress() as progress:
         meter = PhaseMeter(services.broker_pid, services.postgres_pid)
-        p = Phases(opts, services, workdir, run_id, base, meter, progress, total)
+        p = Phases(opts, services, workdir, run_id, base, meter, progress, total, now)
         # 1. The Kafka path: the bare consumer and scoring at each batch size.
         produce_s = await fill_kafka(p, messages)
         results["workload"]["produce_events_per_s"] = rate(total, produce_s)
@@ -257,7 +283,7 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
             results["scoring"][f"b{batch}"] = figures
             results["state"][f"kafka_b{batch}"] = state
         if opts.processes:
-            results["processes"] = await processes_phase(p)
+            results["processes"] = with_ratios(await processes_phase(p), results["scoring"])
         # 3. Import; 2. larger states through the import path.
         ndjson = workdir / "events.ndjson"
         write_ndjson(ndjson, iter(raw), progress, total)

@@ -68,13 +68,35 @@ def warnings_for(result: dict[str, Any]) -> list[str]:
         sc = data["scoring"]
         if not sc["complete"]:
             found.append(f"scoring {tag} did not finish within the timeout")
+        if sc["events_seen"] != sc["records_consumed_per_offsets"]:
+            found.append(
+                f"scoring {tag}: the usage states count {sc['events_seen']} distinct events "
+                f"applied, the offsets {sc['records_consumed_per_offsets']} records"
+            )
         if sc["usage_events_in_activity_daily"] != sc["usage_events_expected"]:
             found.append(
                 f"scoring {tag}: {sc['usage_events_in_activity_daily']} usage events in "
                 f"activity_daily, expected {sc['usage_events_expected']}"
             )
+    for count, data in result.get("processes", {}).items():
+        phases.append((f"{count} processes", data))
+        if data["events_seen"] != data["records_consumed_per_offsets"]:
+            found.append(
+                f"{count} processes: {data['events_seen']} distinct events in the usage "
+                f"states, {data['records_consumed_per_offsets']} records per the offsets"
+            )
+    for name, data in result["sweep"].items():
+        phases.append((f"sweep {name}", data))
+        accounts = result["state"].get(name, {}).get("accounts")
+        if accounts is not None and data["accounts_swept"] != accounts:
+            found.append(f"sweep {name}: {data['accounts_swept']} swept of {accounts} accounts")
     for name, data in result["import"].items():
         phases.append((f"import {name}", data))
+        if data["events_seen"] != data["lines"]:
+            found.append(
+                f"import {name}: {data['events_seen']} distinct events in the usage states, "
+                f"{data['lines']} lines"
+            )
         if (
             data["rejected"]
             or data["usage_events_in_activity_daily"] != data["usage_events_expected"]

@@ -80,7 +80,17 @@ def _print_processes(result: dict[str, Any]) -> None:
     """Scoring in service processes (when measured)."""
     if result.get("processes"):
         table = Table(title="scoring in N `healthwatch scoring` processes, one consumer group")
-        for header in ("processes", "batch max", "s", "events/s", "events/s after first", "CPU"):
+        for header in (
+            "processes",
+            "batch max",
+            "s",
+            "events/s",
+            "events/s after first",
+            "bare",
+            "ratio",
+            "ratio after first",
+            "CPU",
+        ):
             table.add_column(header, justify="right")
         for data in result["processes"].values():
             table.add_row(
@@ -89,41 +99,88 @@ def _print_processes(result: dict[str, Any]) -> None:
                 f"{data['seconds']:.1f}",
                 _n(data["events_per_s"]),
                 _n(data["events_per_s_after_first_poll"]),
+                _n(data.get("bare_events_per_s")),
+                _n(data.get("ratio"), ".3f"),
+                _n(data.get("ratio_after_first"), ".3f"),
                 _cores(data["cpu_cores"]),
             )
         out.print(table)
-        out.print("'after first' leaves out start-up: imports, the group join, the first fetch.")
+        out.print(
+            "'after first' leaves out start-up: imports, the group join, the first fetch. "
+            "bare = the in-process phase's bare consumer at that batch size; target ≥ 0.5."
+        )
 
 
 def _print_state(result: dict[str, Any]) -> None:
-    """The state's size per account."""
-    table = Table(title="state size per account (PostgreSQL, pg_total_relation_size)")
+    """The state's size per account: the hot usage value, and the tables."""
+    table = Table(title="state per account: the hot usage value and the tables (PostgreSQL)")
     for header in (
         "state",
         "accounts",
         "events/acct",
-        "state B/acct",
-        "dedup B/acct",
-        "state B/acct (as run)",
-        "dedup B/acct (as run)",
+        "usage value B median/mean/p90",
+        "without dedup ids, median",
+        "account_usage B/acct",
+        "activity_daily B/acct",
+        "health_daily B/acct",
+        "all state B/acct",
+        "all, as run",
     ):
         table.add_column(header, justify="right")
     for name, s in result["state"].items():
         vac = s.get("vacuum_full", s["as_run"])
+        hot, tables = s["hot_state"], vac["tables_bytes_per_account"]
+        spread = hot.get("bytes", {})
         table.add_row(
             name,
             f"{s['accounts']:,}",
             _n(s["events_per_account"], ".0f"),
+            "/".join(_n(spread.get(k)) for k in ("median", "mean", "p90")),
+            _n(hot.get("bytes_without_dedup_ids", {}).get("median")),
+            _n(tables.get("account_usage")),
+            _n(tables.get("activity_daily")),
+            _n(tables.get("health_daily")),
             _n(vac["state_bytes_per_account"]),
-            _n(vac["dedup_bytes_per_account"]),
             _n(s["as_run"]["state_bytes_per_account"]),
-            _n(s["as_run"]["dedup_bytes_per_account"]),
         )
     out.print(table)
+    for name, s in result["state"].items():
+        hot = s["hot_state"]
+        if hot.get("accounts"):
+            out.print(
+                f"{name}: median account {_n(hot['users']['median'])} users, "
+                f"{_n(hot['days']['median'])} days kept, "
+                f"{_n(hot['events_per_day']['median'], '.1f')} events per day, "
+                f"{_n(hot['names']['median'])} distinct names "
+                f"({_n(hot['event_names']['median'])} events, {_n(hot['modules']['median'])} "
+                f"modules, {_n(hot['platforms']['median'])} platforms), "
+                f"{_n(hot['dedup_ids']['median'])} ids in the dedup window"
+            )
     out.print(
-        "B/acct columns without '(as run)' are after VACUUM FULL (live data); dedup = "
-        "processed_events, the dedup log (one row per event ever processed)."
+        "usage value = the stored account_usage.state (msgspec + zstd), in bytes; target "
+        "≤ 2 KB per typical account. Table columns: pg_total_relation_size per account "
+        "after VACUUM FULL (heap, TOAST, indexes); 'as run' before it."
     )
+
+
+def _print_sweep(result: dict[str, Any]) -> None:
+    """The daily sweep of quiet accounts (when measured)."""
+    if not result.get("sweep"):
+        return
+    table = Table(title="sweep of quiet accounts a day later (QuietAccountSweep.run_once)")
+    for header in ("state", "accounts", "seconds", "accounts/s", "s per 100k", "SQL share"):
+        table.add_column(header, justify="right")
+    for name, data in result["sweep"].items():
+        table.add_row(
+            name,
+            f"{data['accounts_swept']:,}",
+            f"{data['seconds']:.2f}",
+            _n(data["accounts_per_s"]),
+            _n(data["seconds_per_100k_accounts"], ".1f"),
+            _n(data["sql"]["share_of_wall"], ".2f"),
+        )
+    out.print(table)
+    out.print("target: 100,000 quiet accounts ≤ 10 s.")
 
 
 def _print_import(result: dict[str, Any]) -> None:
@@ -152,16 +209,20 @@ def _print_import(result: dict[str, Any]) -> None:
             _cores(data["cpu_cores"]),
         )
     out.print(table)
-    out.print("target ≥ 100k events/s. 'lines only' excludes the closing sweep of quiet accounts.")
+    out.print(
+        "target ≥ 200k events/s, score history included. 'lines only' excludes the "
+        "closing sweep of quiet accounts."
+    )
 
 
 def _print_steps(result: dict[str, Any]) -> None:
-    """Where a batch's time goes, step by step, for every run."""
-    table = Table(title="where a batch's time goes: ms per batch (of it in SQL statements)")
+    """Where a batch's time goes, step by step, for every run: µs per event."""
+    table = Table(title="where the time goes: µs per event in batches (of it in SQL statements)")
     table.add_column("run")
     table.add_column("records/batch", justify="right")
     for step in (*STEPS, "other"):
         table.add_column(step, justify="right")
+    table.add_column("all", justify="right")
     rows = [(f"scoring {k}", d["scoring"]) for k, d in result["scoring"].items()]
     rows += [(f"import {k}", d) for k, d in result["import"].items()]
     for name, data in rows:
@@ -169,19 +230,35 @@ def _print_steps(result: dict[str, Any]) -> None:
         calls = steps["handle_calls"]
         per = data["imported"] / calls if "imported" in data and calls else None
         per = data.get("records_per_batch_mean", per)
-        cells = []
-        for step in (*STEPS, "other"):
-            st = steps["steps"][step]
-            sql_ms = st["sql_seconds"] / calls * 1e3 if calls else None
-            cells.append(f"{_n(st['ms_per_batch'], '.1f')} ({_n(sql_ms, '.1f')})")
-        table.add_row(name, _n(per), *cells)
+        cells = [
+            f"{_n(st['us_per_event'], '.1f')} ({_n(st['sql_us_per_event'], '.1f')})"
+            for st in (steps["steps"][step] for step in (*STEPS, "other"))
+        ]
+        total = (
+            f"{_n(steps['handle_us_per_event'], '.1f')} "
+            f"({_n(steps['sql_in_handle_us_per_event'], '.1f')})"
+        )
+        table.add_row(name, _n(per), *cells, total)
     out.print(table)
     out.print(
-        "decode = JSON → pydantic; dedup = processed_events insert; apply = apply_events (state "
-        "tables); rescore = measures, model, history; publish = alerts to Kafka; other = "
-        "transaction begin/commit, metrics. The sweep's rescoring (outside batches) is not "
-        "included."
+        "decode = bytes → events; load = the batch's usage states (one SELECT); dedup = "
+        "drop_duplicates (the 48-hour id window in the states); apply = apply_events; "
+        "relationship = touchpoints/NPS; rescore = measures, history, score_account, writes; "
+        "save = changed states + activity_daily; publish = alerts to Kafka; other = "
+        "transaction begin/commit, metrics. The import's daily scoring and the sweeps run "
+        "outside batches: their rescore parts are in the JSON (steps.rescore_parts)."
     )
+    for name, data in rows:
+        parts = data["steps"]["rescore_parts"]
+        for where, found in parts.items():
+            if found:
+                out.print(
+                    f"{name}, rescore {where.replace('_', ' ')}: "
+                    + ", ".join(
+                        f"{part} {v['seconds']:.2f} s (SQL {v['sql_seconds']:.2f})"
+                        for part, v in found.items()
+                    )
+                )
 
 
 def print_tables(result: dict[str, Any]) -> None:
@@ -190,6 +267,7 @@ def print_tables(result: dict[str, Any]) -> None:
     _print_processes(result)
     _print_state(result)
     _print_import(result)
+    _print_sweep(result)
     _print_steps(result)
     for warning in result.get("warnings", []):
         out.print(f"[yellow]warning: {warning}[/]")

@@ -159,7 +159,8 @@ async def _modules(
     uses: dict[str, int] = defaultdict(int)
     days: dict[str, int] = defaultdict(int)
     for use in _period(state, start, end):
-        for key, count in use.names.items():
+        for index, count in use.names.items():
+            key = state.names[index]
             if key.startswith(MODULE_KEY):
                 uses[key[len(MODULE_KEY) :]] += count
                 days[key[len(MODULE_KEY) :]] += 1
@@ -247,7 +248,9 @@ async def _figures(
             out[a].activated = float(ever)
         if used := _period(state, start, end):
             out[a].active_users = float(len(set().union(*(use.users for use in used))))
-            modules = {key for use in used for key in use.names if key.startswith(MODULE_KEY)}
+            modules = {
+                i for use in used for i in use.names if state.names[i].startswith(MODULE_KEY)
+            }
             out[a].modules_used = float(len(modules))
     for a, seats in await conn.execute(
         select(accounts.c.account_id, accounts.c.seats_purchased).where(

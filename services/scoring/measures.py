@@ -216,35 +216,40 @@ NAME_WINDOW_DAYS = 90
 
 def name_use_of(state: AccountUsage, day: date) -> dict[tuple[str, str], NameUse]:
     """What was used (events, modules, platforms, values) over the 90 days to ``day``,
-    from the daily counts the usage state keeps."""
+    from the daily counts the usage state keeps: one pass over the days, each count
+    added to its period (the four weeks, the 28 days before them, the rest)."""
     last = day.toordinal()
-    # name key → uses per days back (0 = ``day``), and the newest day used
-    uses: dict[str, list[int]] = defaultdict(lambda: [0] * NAME_WINDOW_DAYS)
-    newest: dict[str, int] = {}
+    sums: dict[int, list[int]] = {}
+    newest: dict[int, int] = {}
     for ordinal, use in state.days.items():
         back = last - ordinal
         if not 0 <= back < NAME_WINDOW_DAYS:
             continue
+        period = _PERIOD_OF_DAYS_BACK[back]
         for key, count in use.names.items():
-            uses[key][back] += count
-            newest[key] = max(newest.get(key, ordinal), ordinal)
-    out: dict[tuple[str, str], NameUse] = {}
-    for key, per_day in uses.items():
-        cumulative = [sum(per_day[: 7 * (k + 1)]) for k in range(4)]  # 7, 14, 21, 28 days
-        out[name_key(key)] = NameUse(
-            days_7=cumulative[0],
-            days_28=cumulative[3],
-            previous_28=sum(per_day[28:56]),
-            days_90=sum(per_day),
-            weeks=(
-                cumulative[3] - cumulative[2],
-                cumulative[2] - cumulative[1],
-                cumulative[1] - cumulative[0],
-                cumulative[0],
-            ),
+            periods = sums.get(key)
+            if periods is None:
+                periods = sums[key] = [0] * 6
+                newest[key] = ordinal
+            elif ordinal > newest[key]:
+                newest[key] = ordinal
+            periods[period] += count
+    return {
+        name_key(state.names[key]): NameUse(
+            days_7=p[0],
+            days_28=p[0] + p[1] + p[2] + p[3],
+            previous_28=p[4],
+            days_90=sum(p),
+            weeks=(p[3], p[2], p[1], p[0]),
             last_day=date.fromordinal(newest[key]),
         )
-    return out
+        for key, p in sums.items()
+    }
+
+
+# Days back (0 = the day itself) → period: weeks 0-3 (newest first), the 28 days before
+# them (4), and the rest of the 90 (5).
+_PERIOD_OF_DAYS_BACK = [back // 7 for back in range(28)] + [4] * 28 + [5] * 34
 
 
 def _day(value: Any) -> date | None:

@@ -8,8 +8,10 @@ day. What is kept, per account:
 - ``users``: the account's user ids, each given a small index on first sight (an
   account-local user index: a day's active users are then a set of small integers);
   ``first_active``: each user's first active day (users ever active, activation).
+- ``names``: the names counted ("e:login": a dimension's letter and the name), each
+  given a small index on first sight like the users;
 - ``days``: day → ``DayUse`` (events, seconds of use, the users active, and counts per
-  name: event, module, platform, and the order value per event name), for the window
+  name index: event, module, platform, and the order value per event name), for the window
   the service keeps (``HEALTHWATCH_WINDOW_DAYS``, 90 days by default).
 - ``seen``: the event ids (8-byte hashes) received in the last ``DEDUP_HOURS``, by the
   hour they were received: a resent event within that window counts once;
@@ -56,7 +58,7 @@ class DayUse(msgspec.Struct, array_like=True, omit_defaults=True):
     events: int = 0
     seconds: float = 0.0
     users: set[int] = msgspec.field(default_factory=set)  # indices into users
-    names: dict[str, int] = msgspec.field(default_factory=dict)  # "e:login" → uses
+    names: dict[int, int] = msgspec.field(default_factory=dict)  # name index → uses
 
 
 class _Stored(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -65,6 +67,7 @@ class _Stored(msgspec.Struct, array_like=True, omit_defaults=True):
     days: dict[int, DayUse] = msgspec.field(default_factory=dict)  # day ordinal → use
     seen: dict[int, list[int]] = msgspec.field(default_factory=dict)  # hour → id hashes
     events_seen: int = 0
+    names: list[str] = msgspec.field(default_factory=list)  # index → "e:login"
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -81,7 +84,9 @@ class AccountUsage:
     days: dict[int, DayUse] = field(default_factory=dict)
     seen: dict[int, set[int]] = field(default_factory=dict)
     events_seen: int = 0
+    names: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
+    name_index: dict[str, int] = field(default_factory=dict)
     touched: set[int] = field(default_factory=set)
     changed: bool = False
 
@@ -118,7 +123,7 @@ class AccountUsage:
         use.seconds += seconds
         use.users.add(self._user(user_id, ordinal))
         for dimension, name, uses in names:
-            key = f"{DIMENSIONS[dimension]}:{name}"
+            key = self._name(f"{DIMENSIONS[dimension]}:{name}")
             use.names[key] = max(-COUNT_MAX, min(COUNT_MAX, use.names.get(key, 0) + uses))
         self.touched.add(ordinal)
         self.changed = True
@@ -131,6 +136,13 @@ class AccountUsage:
             self.first_active.append(ordinal)
         elif ordinal < self.first_active[index]:
             self.first_active[index] = ordinal
+        return index
+
+    def _name(self, key: str) -> int:
+        index = self.name_index.get(key)
+        if index is None:
+            index = self.name_index[key] = len(self.names)
+            self.names.append(key)
         return index
 
     def prune_before(self, day: date) -> None:
@@ -190,6 +202,7 @@ def encode(usage: AccountUsage) -> bytes:
         days=usage.days,
         seen={hour: sorted(hashes) for hour, hashes in usage.seen.items()},
         events_seen=usage.events_seen,
+        names=usage.names,
     )
     return bytes([FORMAT]) + _COMPRESSOR.compress(_ENCODER.encode(stored))
 
@@ -204,5 +217,7 @@ def decode(blob: bytes) -> AccountUsage:
         days=stored.days,
         seen={hour: set(hashes) for hour, hashes in stored.seen.items()},
         events_seen=stored.events_seen,
+        names=stored.names,
         index={user: index for index, user in enumerate(stored.users)},
+        name_index={key: index for index, key in enumerate(stored.names)},
     )

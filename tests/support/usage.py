@@ -46,7 +46,7 @@ def comparable(account_id: str, state: AccountUsage) -> dict[str, Any]:
                 use.events,
                 round(use.seconds, 6),
                 sorted(state.users[index] for index in use.users),
-                sorted((*name_key(key), count) for key, count in use.names.items()),
+                sorted((*name_key(state.names[i]), count) for i, count in use.names.items()),
             )
             for day, use in state.day_items()
         ],

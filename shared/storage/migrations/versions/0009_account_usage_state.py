@@ -106,7 +106,7 @@ def upgrade() -> None:
 def _states(bind: Any) -> dict[str, dict[str, Any]]:
     """account → its state as plain lists and maps, from the old rows."""
     states: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"users": [], "first": [], "index": {}, "days": {}}
+        lambda: {"users": [], "first": [], "index": {}, "days": {}, "names": {}}
     )
 
     def user(state: dict[str, Any], user_id: str, ordinal: int) -> int:
@@ -140,7 +140,10 @@ def _states(bind: Any) -> dict[str, dict[str, Any]]:
     ):
         code = _CODES.get(row[2])
         if code is not None:
-            day(states[row[0]], row[1])[3][f"{code}:{row[3]}"] = int(row[4])
+            state = states[row[0]]
+            names = state["names"]
+            index = names.setdefault(f"{code}:{row[3]}", len(names))
+            day(state, row[1])[3][index] = int(row[4])
     return states
 
 
@@ -154,7 +157,8 @@ def _day(value: Any) -> date:
 
 def _encode(state: dict[str, Any]) -> bytes:
     """Format 1 of services/scoring/usage.py: MessagePack arrays, zstd, a version byte."""
-    stored = [state["users"], state["first"], state["days"], {}]
+    names = sorted(state["names"], key=state["names"].__getitem__)
+    stored = [state["users"], state["first"], state["days"], {}, 0, names]
     packed = msgspec.msgpack.encode(stored)
     return bytes([1]) + zstandard.ZstdCompressor(level=3).compress(packed)
 
