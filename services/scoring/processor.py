@@ -6,7 +6,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,7 @@ from services.scoring.step import (
     alert_event,
     score_account,
 )
-from services.scoring.usage_store import Usage
+from services.scoring.usage_store import Usage, UsageCache
 from services.scoring.workload.records import record_relationship
 from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
@@ -72,6 +72,7 @@ class ScoringProcessor:
         self._clock = clock
         self._kind_of_topic = {settings.topic(kind): kind for kind in KINDS}
         self._plans: PlanTemplates = plan_templates(settings)
+        self._states = UsageCache(settings.state_cache_accounts)
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
@@ -83,7 +84,7 @@ class ScoringProcessor:
         now = self._clock()
         async with self._engine.begin() as conn:
             usage = await usage_store.load(
-                conn, {event.account_id for event in events}, for_update=True
+                conn, {event.account_id for event in events}, for_update=True, cache=self._states
             )
             fresh = drop_duplicates(usage, events)
             applied = await apply_events(
@@ -104,6 +105,7 @@ class ScoringProcessor:
                 # (embedded), so the messages commit with the state and the offsets.
                 await self._producer.send_many(outgoing, conn)
             await save_offsets(conn, self._settings.consumer_group_scoring, next_offsets(records))
+        self._states.keep(usage)  # committed: current as of their new versions
         if outgoing:
             await self.relay()
         metrics = self._metrics
@@ -129,7 +131,7 @@ class ScoringProcessor:
         dead: list[OutMessage] = []
         for record in records:
             try:
-                events.append(decode_event(record.value, self._kind_of_topic.get(record.topic)))
+                event = decode_event(record.value, self._kind_of_topic.get(record.topic))
             except UndecodableRecord as exc:
                 log.warning(
                     "dead-lettering %s[%d]@%d: %r",
@@ -141,6 +143,14 @@ class ScoringProcessor:
                 dead.append(
                     dead_letter_message(record, str(exc), self._settings.topic(DEADLETTER_TOPIC))
                 )
+                continue
+            if event.received_at is None and record.timestamp is not None:
+                # Produced to the bus directly, not through ingest: the bus's own time of
+                # the record is when it was received (the dedup window counts from it).
+                event = event.model_copy(
+                    update={"received_at": datetime.fromtimestamp(record.timestamp, UTC)}
+                )
+            events.append(event)
         return events, dead
 
     async def relay(self) -> None:

@@ -89,6 +89,7 @@ class AccountUsage:
     name_index: dict[str, int] = field(default_factory=dict)
     touched: set[int] = field(default_factory=set)
     changed: bool = False
+    version: int = 0  # the stored row's version this state was read from (not encoded)
 
     # -- dedup -------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ long daily history (``activity_daily``) rewritten for the days it changed."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -19,20 +20,63 @@ from shared.storage.tables import account_usage, activity_daily
 Usage = dict[str, AccountUsage]  # account id → its usage state
 
 
-async def load(conn: AsyncConnection, ids: Iterable[str], *, for_update: bool = False) -> Usage:
-    """The usage states of ``ids`` (an empty one for an account never seen).
-    ``for_update``: lock the rows to commit (PostgreSQL), in one order everywhere, so
-    two transactions changing the same account (a consumer losing its partition while
-    the next one starts) apply one after the other instead of one losing the other's."""
+class UsageCache:
+    """Decoded states kept between the batches of one scoring process, least recently
+    used out first. A state is taken out while a batch works on it and kept again only
+    after the batch committed (``keep``): a batch that fails leaves nothing half-applied
+    behind. A stored version that moved (another process wrote the account) is read
+    anew."""
+
+    def __init__(self, max_accounts: int):
+        self._max = max_accounts
+        self._states: OrderedDict[str, AccountUsage] = OrderedDict()
+
+    def take(self, account_id: str, version: int) -> AccountUsage | None:
+        state = self._states.pop(account_id, None)
+        return state if state is not None and state.version == version else None
+
+    def keep(self, states: Mapping[str, AccountUsage]) -> None:
+        if not self._max:
+            return
+        for account_id, state in states.items():
+            self._states[account_id] = state
+            self._states.move_to_end(account_id)
+        while len(self._states) > self._max:
+            self._states.popitem(last=False)
+
+
+async def load(
+    conn: AsyncConnection,
+    ids: Iterable[str],
+    *,
+    for_update: bool = False,
+    cache: UsageCache | None = None,
+) -> Usage:
+    """The usage states of ``ids`` (an empty one for an account never seen), from
+    ``cache`` where its version is current. ``for_update``: lock the rows to commit
+    (PostgreSQL), in one order everywhere, so two transactions changing the same
+    account (a consumer losing its partition while the next one starts) apply one
+    after the other instead of one losing the other's."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    query = select(account_usage.c.account_id, account_usage.c.state).where(
-        account_usage.c.account_id.in_(wanted)
-    )
+    c = account_usage.c
+    query = select(c.account_id, c.version).where(c.account_id.in_(wanted))
     if for_update and conn.dialect.name == "postgresql":
-        query = query.order_by(account_usage.c.account_id).with_for_update()
-    states = {row.account_id: usage.decode(row.state) for row in await conn.execute(query)}
+        query = query.order_by(c.account_id).with_for_update()
+    states: Usage = {}
+    stale: dict[str, int] = {}
+    for row in await conn.execute(query):
+        held = cache.take(row.account_id, row.version) if cache is not None else None
+        if held is None:
+            stale[row.account_id] = row.version
+        else:
+            states[row.account_id] = held
+    if stale:
+        rows = await conn.execute(select(c.account_id, c.state).where(c.account_id.in_(stale)))
+        for row in rows:
+            states[row.account_id] = state = usage.decode(row.state)
+            state.version = stale[row.account_id]
     return {account_id: states.get(account_id) or AccountUsage() for account_id in wanted}
 
 
@@ -49,11 +93,18 @@ async def save(conn: AsyncConnection, states: Mapping[str, AccountUsage], now: d
     changed = {account_id: state for account_id, state in states.items() if state.changed}
     if not changed:
         return
+    for state in changed.values():
+        state.version += 1
     await _overwrite(
         conn,
         account_usage,
         [
-            {"account_id": account_id, "state": usage.encode(state), "updated_at": now}
+            {
+                "account_id": account_id,
+                "state": usage.encode(state),
+                "version": state.version,
+                "updated_at": now,
+            }
             for account_id, state in sorted(changed.items())
         ],
         keys=["account_id"],

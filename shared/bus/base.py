@@ -36,6 +36,9 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # When the bus stored the record (Unix seconds; Kafka's record timestamp), kept with
+    # it: a replay sees the same value. None for records that never were on a bus.
+    timestamp: float | None = None
 
 
 TopicPartition = tuple[str, int]

@@ -122,14 +122,28 @@ class EmbeddedConsumer:
         async with self._bus.engine.connect() as conn:
             for topic in self._topics:
                 rows = await conn.execute(
-                    select(bus_log.c.offset, bus_log.c.key, bus_log.c.value, bus_log.c.headers)
+                    select(
+                        bus_log.c.offset,
+                        bus_log.c.key,
+                        bus_log.c.value,
+                        bus_log.c.headers,
+                        bus_log.c.created_at,
+                    )
                     .where(bus_log.c.topic == topic, bus_log.c.offset >= self._next[topic])
                     .order_by(bus_log.c.offset)
                     .limit(max_records - len(records))
                 )
                 for row in rows:
                     records.append(
-                        Record(topic, PARTITION, row.offset, row.key, row.value, row.headers)
+                        Record(
+                            topic,
+                            PARTITION,
+                            row.offset,
+                            row.key,
+                            row.value,
+                            row.headers,
+                            row.created_at.timestamp(),
+                        )
                     )
                     self._next[topic] = row.offset + 1
                 if len(records) >= max_records:

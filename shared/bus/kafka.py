@@ -283,6 +283,7 @@ class KafkaConsumer:
                 key=msg.key,
                 value=msg.value,
                 headers={k: v.decode(errors="replace") for k, v in msg.headers or ()},
+                timestamp=msg.timestamp / 1000 if msg.timestamp is not None else None,
             )
             for messages in batches.values()
             for msg in messages

@@ -147,6 +147,8 @@ account_usage = Table(
     metadata,
     Column("account_id", String(200), primary_key=True),
     Column("state", LargeBinary, nullable=False),
+    # Bumped by every write: a process holding the state decoded knows it is current.
+    Column("version", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

@@ -16,6 +16,7 @@ from services.scoring.inputs import model_inputs
 from services.scoring.measures import load_measures
 from services.scoring.state import apply_events, drop_duplicates
 from services.scoring.usage import DEDUP_HOURS, AccountUsage, decode, encode
+from services.scoring.usage_store import UsageCache
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.storage.db import create_engine, migrate
@@ -475,3 +476,31 @@ def usage_at(at: datetime, user: str, name: str) -> Event:
     return ev(
         kind="usage", event_id=f"{user}-{name}-{at}", user_id=user, event=name, occurred_at=at
     )
+
+
+async def test_the_state_cache_reads_anew_what_another_process_wrote(engine: AsyncEngine) -> None:
+    cache = UsageCache(10)
+    day = NOW.date()
+    async with engine.begin() as conn:
+        mine = await usage_store.load(conn, {"acme"}, cache=cache)
+        mine["acme"].add(day, "u1", 0.0, [])
+        await usage_store.save(conn, mine, NOW)
+    cache.keep(mine)
+    async with engine.begin() as conn:
+        held = await usage_store.load(conn, {"acme"}, cache=cache)
+    assert held["acme"] is mine["acme"]  # current: not decoded again
+    cache.keep(held)
+    async with engine.begin() as conn:  # another process writes the account
+        other = await usage_store.load(conn, {"acme"})
+        other["acme"].add(day, "u2", 0.0, [])
+        await usage_store.save(conn, other, NOW)
+    async with engine.begin() as conn:
+        fresh = await usage_store.load(conn, {"acme"}, cache=cache)
+    assert fresh["acme"] is not mine["acme"] and fresh["acme"].users == ["u1", "u2"]
+    # Taken by a batch that then failed (never kept): the next batch reads it anew.
+    async with engine.begin() as conn:
+        failed = await usage_store.load(conn, {"acme"}, cache=cache)
+        failed["acme"].add(day, "u3", 0.0, [])
+    async with engine.begin() as conn:
+        after = await usage_store.load(conn, {"acme"}, cache=cache)
+    assert after["acme"].users == ["u1", "u2"]

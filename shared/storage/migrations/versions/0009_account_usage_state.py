@@ -42,6 +42,7 @@ def upgrade() -> None:
         "account_usage",
         sa.Column("account_id", sa.String(length=200), nullable=False),
         sa.Column("state", sa.LargeBinary(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("updated_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_usage")),
     )
