@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -38,7 +39,7 @@ NOT_STATE = {
     "alerts",
     "deliveries",
     "bus_log",
-    "outbox",
+    "bus_outbox",
     "import_rejects",
 }
 
@@ -151,17 +152,19 @@ def hot_state(blobs: list[bytes]) -> dict[str, Any]:
     for blob in blobs:
         state = usage.decode(blob)
         events = sum(day.events for day in state.days.values())
-        keys = {key for day in state.days.values() for key in day.names}
-        found = {
+        used = {index for day in state.days.values() for index in day.names}
+        counters = {state.names[index] for index in used}  # "e:login", "m:reports", …
+        dimensions = Counter(usage.name_key(name)[0] for name in counters)
+        found: dict[str, float] = {
             "bytes": len(blob),
             "bytes_without_dedup_ids": len(usage.encode(replace(state, seen={}))),
             "users": len(state.users),
             "days": len(state.days),
             "events_per_day": events / len(state.days) if state.days else 0,
-            "names": len(keys),
-            "event_names": sum(1 for k in keys if k.startswith(usage.DIMENSIONS["event"])),
-            "modules": sum(1 for k in keys if k.startswith(usage.DIMENSIONS["module"])),
-            "platforms": sum(1 for k in keys if k.startswith(usage.DIMENSIONS["platform"])),
+            "names": len(counters),
+            "event_names": dimensions["event"],
+            "modules": dimensions["module"],
+            "platforms": dimensions["platform"],
             "dedup_ids": sum(len(ids) for ids in state.seen.values()),
             "events_seen": state.events_seen,
         }

@@ -244,7 +244,8 @@ def _print_steps(result: dict[str, Any]) -> None:
         "decode = bytes → events; load = the batch's usage states (one SELECT); dedup = "
         "drop_duplicates (the 48-hour id window in the states); apply = apply_events; "
         "relationship = touchpoints/NPS; rescore = measures, history, score_account, writes; "
-        "save = changed states + activity_daily; publish = alerts to Kafka; other = "
+        "save = changed states + activity_daily; publish = alerts into the outbox; relay = "
+        "the outbox to Kafka after the commit; other = "
         "transaction begin/commit, metrics. The import's daily scoring and the sweeps run "
         "outside batches: their rescore parts are in the JSON (steps.rescore_parts)."
     )

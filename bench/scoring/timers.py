@@ -109,10 +109,8 @@ STEPS = (
     "save",
     "publish",
     "offsets",
+    "relay",
 )
-# The parts of ``rescore`` (timed whether it runs inside a batch or apart: the import's
-# daily scoring and the sweep call it outside ``handle``).
-RESCORE_PARTS = ("lock", "measures", "history", "score", "alerts", "plans", "record")
 
 
 def _targets(publisher: Any) -> list[tuple[Any, str, str]]:
@@ -128,6 +126,7 @@ def _targets(publisher: Any) -> list[tuple[Any, str, str]]:
         (ScoringProcessor, "rescore", "rescore"),
         (usage_store, "save", "save"),
         (processor_module, "save_offsets", "offsets"),
+        (ScoringProcessor, "relay", "relay"),
         (processor_module, "_lock_accounts", "lock"),
         (processor_module, "load_measures", "measures"),
         (processor_module, "measures_as_of", "measures"),
@@ -150,7 +149,9 @@ class StepTimer:
     (the batch's usage states, one SELECT), ``dedup`` (``drop_duplicates``: the 48-hour
     id window in the states), ``apply`` (``apply_events``), ``relationship``,
     ``rescore`` (measures, history, the pure scoring step, writes), ``save`` (changed
-    states and ``activity_daily``), ``publish`` (alerts to Kafka), ``offsets``; the rest
+    states and ``activity_daily``), ``publish`` (alerts and dead letters into the
+    outbox, in the transaction), ``offsets``, ``relay`` (the outbox to Kafka, after the
+    commit); the rest
     of ``handle`` (transaction begin/commit, metrics) is "other". A step's time counts
     once, at the outermost wrapped call (``usage_store.load`` called from within
     ``rescore`` is rescore's); ``rescore``'s own parts are kept apart, inside and outside
