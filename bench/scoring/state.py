@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from collections import Counter
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -12,7 +15,9 @@ from lib.services import plain_dsn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from scoring.workload import EVENT_NAMES, PLATFORM_WEIGHTS, PLATFORMS
 from services.scoring import usage
+from services.simulate import MODULES
 from shared.storage.tables import activity_daily
 
 # The per-account tables of the scoring state: ``account_usage`` (the hot usage state:
@@ -171,3 +176,45 @@ def hot_state(blobs: list[bytes]) -> dict[str, Any]:
         for key, value in found.items():
             shapes[key].append(value)
     return {"accounts": len(blobs), **{key: _spread(values) for key, values in shapes.items()}}
+
+
+# The synthetic accounts' shapes: (kept days, users, events a day). 20 days of 5 events
+# is the main workload's account (a check of the synthetic value against the stored
+# ones); 90 days is the window the service keeps (HEALTHWATCH_WINDOW_DAYS's default).
+SYNTHETIC_SHAPES = ((20, 10, 5), (90, 10, 5), (90, 10, 20), (90, 25, 50), (90, 50, 200))
+SYNTHETIC_ACCOUNTS = 20  # of each shape; the median value is reported
+
+
+def synthetic_value(days: int, users: int, per_day: int, rng: random.Random) -> int:
+    """Bytes of one account's stored usage value built with the service's own
+    ``AccountUsage`` (as ``apply_events`` counts a usage event: its event name, module
+    and platform) from ``days`` days of ``per_day`` events by ``users`` users, received
+    live (each id received at its event time, so the 48-hour dedup window holds the last
+    two days' ids), with the workload's names."""
+    state = usage.AccountUsage()
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    moment = end
+    for day in range(days):
+        for _ in range(per_day):
+            moment = end - timedelta(days=days - 1 - day, seconds=rng.uniform(0, 86_399))
+            names = [
+                ("event", rng.choice(EVENT_NAMES), 1),
+                ("platform", rng.choices(PLATFORMS, PLATFORM_WEIGHTS)[0], 1),
+                ("module", rng.choice(MODULES), 1),
+            ]
+            state.first_sight(str(uuid.UUID(int=rng.getrandbits(128))), moment)
+            state.add(moment.date(), f"user-{rng.randrange(users)}", rng.uniform(5, 900), names)
+    state.forget_before(end)
+    return len(usage.encode(state))
+
+
+def synthetic_values(seed: int) -> list[dict[str, Any]]:
+    """The median stored value of SYNTHETIC_ACCOUNTS accounts of each SYNTHETIC_SHAPES."""
+    rng = random.Random(seed)
+    found = []
+    for days, users, per_day in SYNTHETIC_SHAPES:
+        sizes = [synthetic_value(days, users, per_day, rng) for _ in range(SYNTHETIC_ACCOUNTS)]
+        found.append(
+            {"days": days, "users": users, "events_per_day": per_day, "bytes": _spread(sizes)}
+        )
+    return found

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.facts_history import end_of, facts_as_of
 from services.scoring.measures import HIGH_PRIORITIES, Measures, _commercial, load_measures
 from services.scoring.state import OPEN_STATUSES, window_start
+from services.scoring.usage import AccountUsage
 from services.scoring.zones import zone_of
 from shared.auth import ApiKey
 from shared.storage.tables import account_health, accounts, health_daily, tickets
@@ -73,12 +74,17 @@ def check_retention(account_id: str, day: date, oldest: date | None, window_days
 
 
 async def measures_as_of(
-    conn: AsyncConnection, ids: set[str], day: date, zone: tzinfo
+    conn: AsyncConnection,
+    ids: set[str],
+    day: date,
+    zone: tzinfo,
+    usage: Mapping[str, AccountUsage] | None = None,
 ) -> list[Measures]:
     """The measures as of ``day`` with the facts (seats, tier, contract, lifecycle,
     allowances) in force and the tickets open at the end of that day in each account's
-    zone; without facts by then, those measures are unknown (None)."""
-    measures = await load_measures(conn, ids, day, zone)
+    zone; without facts by then, those measures are unknown (None). ``usage``: usage
+    states already loaded."""
+    measures = await load_measures(conn, ids, day, zone, usage=usage)
     ends = {m.account_id: end_of(day, m.tz) for m in measures}
     facts = await _facts_at(conn, ends)
     support = await tickets_as_of(conn, ends)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, TypedDict
@@ -13,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring import usage_store
 from services.scoring.state import OPEN_STATUSES
 from services.scoring.usage import AccountUsage, name_key
-from services.scoring.usage_store import Usage
 from services.scoring.zones import zone_of
 from shared.storage.tables import account_health, accounts, tickets
 
@@ -94,7 +94,7 @@ async def load_measures(
     as_of: date | None = None,
     tz: tzinfo = UTC,
     *,
-    usage: Usage | None = None,
+    usage: Mapping[str, AccountUsage] | None = None,
 ) -> list[Measures]:
     """The measures the health model reads, as of each account's newest event (or as of
     ``as_of``, within the kept window; open tickets are always the current ones).

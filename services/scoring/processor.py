@@ -203,8 +203,12 @@ class ScoringProcessor:
         The reading and writing are here; what a score is and which rules fire is the pure
         per-account ``score_account``."""
         await _lock_accounts(conn, ids)
+        if usage is None:
+            # Read only here (a sweep, an import's days): back in the cache at once.
+            usage = await usage_store.load(conn, ids, cache=self._states)
+            self._states.keep(usage)
         if past_day and as_of is not None:
-            measures = await measures_as_of(conn, ids, as_of, self.zone)
+            measures = await measures_as_of(conn, ids, as_of, self.zone, usage)
         else:
             measures = await load_measures(conn, ids, as_of, self.zone, usage=usage)
         if not measures:
