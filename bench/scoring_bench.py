@@ -101,6 +101,11 @@ def parse_args(argv: Sequence[str]) -> Options:
         "comma-separated (e.g. 1,2; a repeated count starts a new group again); default none",
     )
     parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM FULL sizes")
+    parser.add_argument(
+        "--no-import",
+        action="store_true",
+        help="skip the import of the main workload (the Kafka path and --state-accounts only)",
+    )
     add_service_options(parser)
     add_output_options(parser, "scoring")
     args = parser.parse_args(argv)
@@ -121,6 +126,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         bare_rounds=args.bare_rounds,
         processes=args.processes,
         vacuum=not args.no_vacuum,
+        imports=not args.no_import,
         **service_options(args),
     )
 

@@ -21,3 +21,4 @@ class Options(ServiceOptions):
     bare_rounds: int
     processes: list[int]
     vacuum: bool
+    imports: bool

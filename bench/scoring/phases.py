@@ -30,7 +30,7 @@ from scoring.runs import (
     sweep_run,
     wait_for_leaders,
 )
-from scoring.state import state_size
+from scoring.state import state_size, synthetic_values
 from scoring.workload import iter_workload, make_accounts, to_messages, write_ndjson
 from shared.bus.base import OutMessage
 from shared.bus.factory import all_topics, event_topics
@@ -167,6 +167,8 @@ async def batch_phase(p: Phases, batch: int) -> tuple[dict[str, Any], dict[str, 
     }
     source = f"Kafka scoring run, scoring_batch_max={batch}"
     state = await p.state(url, source, opts.events / opts.accounts, f"the batch-{batch} database")
+    err.print(f"  sweeping the batch-{batch} database's accounts a day later")
+    figures["sweep"] = await sweep_run(url, p.meter, p.now + timedelta(days=1))
     return figures, state
 
 
@@ -280,16 +282,19 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
         del messages
         for batch in opts.batches:
             figures, state = await batch_phase(p, batch)
+            results["sweep"][f"kafka_b{batch}"] = figures.pop("sweep")
             results["scoring"][f"b{batch}"] = figures
             results["state"][f"kafka_b{batch}"] = state
         if opts.processes:
             results["processes"] = with_ratios(await processes_phase(p), results["scoring"])
         # 3. Import; 2. larger states through the import path.
-        ndjson = workdir / "events.ndjson"
-        write_ndjson(ndjson, iter(raw), progress, total)
-        del raw
-        await import_phase(p, ndjson, results)
-        ndjson.unlink()
+        if opts.imports:
+            ndjson = workdir / "events.ndjson"
+            write_ndjson(ndjson, iter(raw), progress, total)
+            del raw
+            await import_phase(p, ndjson, results)
+            ndjson.unlink()
         await larger_states_phase(p, now, results)
+    results["hot_state_synthetic"] = synthetic_values(opts.seed)
     results["checks"] = {"records_in_kafka": total, "records_produced": total}
     return results

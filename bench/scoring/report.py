@@ -52,6 +52,7 @@ def report(
             "scoring_timeout_s": opts.scoring_timeout,
             "bare_rounds": opts.bare_rounds,
             "vacuum_full": opts.vacuum,
+            "import_of_main_workload": opts.imports,
             "seed": opts.seed,
             "broker": f"external {opts.bootstrap}" if opts.bootstrap else "local single-node KRaft",
             "postgresql": "external" if opts.postgres_url else "local cluster (devservices)",

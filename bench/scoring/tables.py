@@ -156,6 +156,13 @@ def _print_state(result: dict[str, Any]) -> None:
                 f"modules, {_n(hot['platforms']['median'])} platforms), "
                 f"{_n(hot['dedup_ids']['median'])} ids in the dedup window"
             )
+    for shape in result.get("hot_state_synthetic", []):
+        spread = shape["bytes"]
+        out.print(
+            f"synthetic account, {shape['days']} days kept, {shape['users']} users, "
+            f"{shape['events_per_day']} events a day: usage value median {_n(spread['median'])} "
+            f"B (p90 {_n(spread['p90'])})"
+        )
     out.print(
         "usage value = the stored account_usage.state (msgspec + zstd), in bytes; target "
         "≤ 2 KB per typical account. Table columns: pg_total_relation_size per account "

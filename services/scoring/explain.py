@@ -32,36 +32,43 @@ def _fmt(name: str, value: float) -> str:
 
 
 def changes(
-    after: Mapping[str, Any], before: Mapping[str, Any] | None, names: Mapping[str, str]
+    after: Mapping[str, Any],
+    before: Mapping[str, Any] | None,
+    names: Mapping[str, str],
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per input that moved, with the numbers and a sentence, largest first."""
+    """One entry per input that moved, with the numbers and a sentence, largest first;
+    the ``limit`` largest only. With the product-agnostic measures an account has a
+    hundred inputs, so the sentences are written for the entries kept."""
     if not before:
         return []
-    out = []
+    moved: list[tuple[float, str, float, float, float | None]] = []
     for name, new in after.items():
         old = before.get(name)
         if not isinstance(new, int | float) or not isinstance(old, int | float) or new == old:
             continue
         relative = (new - old) / abs(old) if old else None
-        verb = "rose" if new > old else "fell"
-        text = f"{names.get(name, name)} {verb} from {_fmt(name, old)} to {_fmt(name, new)}"
-        if relative is not None:
-            text += f", {relative:+.0%}".replace("-", "−")
-        out.append(
-            {
-                "measure": name,
-                "before": old,
-                "after": new,
-                "change": new - old,
-                "relative": None if relative is None else round(relative, 4),
-                "text": text,
-            }
-        )
-    out.sort(key=_size, reverse=True)
-    return out
+        # Relative size; a change from zero counts as the largest.
+        size = abs(relative) if relative is not None else float("inf")
+        moved.append((size, name, old, new, relative))
+    moved.sort(key=lambda entry: entry[0], reverse=True)
+    return [
+        _entry(name, old, new, relative, names) for _, name, old, new, relative in moved[:limit]
+    ]
 
 
-def _size(change: dict[str, Any]) -> float:
-    """Relative size; a change from zero counts as the largest."""
-    relative = change["relative"]
-    return abs(float(relative)) if relative is not None else float("inf")
+def _entry(
+    name: str, old: float, new: float, relative: float | None, names: Mapping[str, str]
+) -> dict[str, Any]:
+    verb = "rose" if new > old else "fell"
+    text = f"{names.get(name, name)} {verb} from {_fmt(name, old)} to {_fmt(name, new)}"
+    if relative is not None:
+        text += f", {relative:+.0%}".replace("-", "−")
+    return {
+        "measure": name,
+        "before": old,
+        "after": new,
+        "change": new - old,
+        "relative": None if relative is None else round(relative, 4),
+        "text": text,
+    }

@@ -28,6 +28,9 @@ from shared.contracts.events import Owner
 # What moved over the week, in words, for an alert's notice: the largest few.
 ALERT_CHANGES_DAYS = 7
 ALERT_CHANGES_SHOWN = 5
+# What moved, stored with a score per period: the largest 20 (of up to ~100 inputs),
+# more than any page shows.
+SCORE_CHANGES_KEPT = 20
 
 
 @dataclass(frozen=True)
@@ -172,9 +175,13 @@ def _rows(
     why["danger"] = risk
     before = earlier.previous
     why["changes"] = {
-        "since_previous": explain.changes(shown, before.inputs if before else None, labels),
+        "since_previous": explain.changes(
+            shown, before.inputs if before else None, labels, SCORE_CHANGES_KEPT
+        ),
         **{
-            f"since_{back}d": explain.changes(shown, earlier.past_inputs.get(back), labels)
+            f"since_{back}d": explain.changes(
+                shown, earlier.past_inputs.get(back), labels, SCORE_CHANGES_KEPT
+            )
             for back in history.LOOKBACK_DAYS
         },
     }
@@ -224,7 +231,11 @@ def _step_rules(
         if transition is not None:
             told[rule.id] = transition
     fired: list[Fired] = []
-    week = [] if not told else explain.changes(shown, past.get(ALERT_CHANGES_DAYS), using.labels)
+    week = (
+        []
+        if not told
+        else explain.changes(shown, past.get(ALERT_CHANGES_DAYS), using.labels, ALERT_CHANGES_SHOWN)
+    )
 
     def alert(rule: Rule, transition: Transition, **family: Any) -> Fired:
         return Fired(
