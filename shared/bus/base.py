@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,6 +46,23 @@ TopicPartition = tuple[str, int]
 # Given the partitions just assigned, return the next offset to read for each one
 # known (from the database); partitions left out start from the earliest record.
 OffsetLoader = Callable[[Sequence[TopicPartition]], Awaitable[Mapping[TopicPartition, int]]]
+
+
+def message_rows(messages: Sequence[OutMessage], now: datetime) -> list[dict[str, object]]:
+    """``messages`` as rows of a table holding messages (the embedded bus's log, the
+    outbox)."""
+    return [
+        {
+            "topic": m.topic,
+            "key": m.key,
+            "value": m.value,
+            "headers": dict(m.headers),
+            "created_at": now,
+        }
+        for m in messages
+    ]
+
+
 # Set a record aside with the reason it cannot be handled, and store the offset after
 # it, atomically: once it returns, the record is in the dead-letter topic and will not
 # be read again. Raises (and stores nothing) when the database or the bus is down.

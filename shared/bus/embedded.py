@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record
+from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record, message_rows
 from shared.clock import pause, utcnow
 from shared.storage.tables import bus_log, consumer_offsets
 
@@ -40,17 +40,7 @@ class EmbeddedBus:
     ) -> None:
         if not messages:
             return
-        now = utcnow()
-        rows = [
-            {
-                "topic": m.topic,
-                "key": m.key,
-                "value": m.value,
-                "headers": dict(m.headers),
-                "created_at": now,
-            }
-            for m in messages
-        ]
+        rows = message_rows(messages, utcnow())
         if conn is not None:
             # Part of the caller's transaction (SQLite allows one writer at a time).
             await conn.execute(bus_log.insert(), rows)

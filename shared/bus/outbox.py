@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.bus.base import MessageTooLarge, OutMessage, Producer
+from shared.bus.base import MessageTooLarge, OutMessage, Producer, message_rows
+from shared.clock import utcnow
 from shared.storage.tables import bus_outbox
 
 log = logging.getLogger(__name__)
@@ -56,20 +56,7 @@ class MessageOutbox:
         if conn is None:
             await self._producer.send_many(messages)
             return
-        now = datetime.now(UTC)
-        await conn.execute(
-            bus_outbox.insert(),
-            [
-                {
-                    "topic": m.topic,
-                    "key": m.key,
-                    "value": m.value,
-                    "headers": dict(m.headers),
-                    "created_at": now,
-                }
-                for m in messages
-            ],
-        )
+        await conn.execute(bus_outbox.insert(), message_rows(messages, utcnow()))
 
     async def relay(self) -> int:
         """Publish every stored message, oldest first; return how many. Raises (and
