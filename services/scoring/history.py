@@ -147,10 +147,12 @@ async def _drop_outdated_sweeps(conn: AsyncConnection, daily: list[dict[str, Any
         .group_by(h.account_id)
     )
     outdated = [account for account, day in newest if day > day_of[account]]
+    # One statement per day written (an import's day scores all its accounts as of one).
+    by_day: dict[date, list[str]] = defaultdict(list)
     for account in outdated:
-        await conn.execute(
-            delete(health_daily).where(h.account_id == account, h.day > day_of[account])
-        )
+        by_day[day_of[account]].append(account)
+    for day, accounts in by_day.items():
+        await conn.execute(delete(health_daily).where(h.account_id.in_(accounts), h.day > day))
     if outdated:
         await conn.execute(
             update(account_health)
