@@ -4,12 +4,13 @@ handbook's, so explanations, bands, profiles and the API keep working.
 The model is additive and explainable: one shape function per measure — a piecewise-
 linear curve through the churn rate of each quantile bin of the measure, made monotone
 in the direction the training data shows, rescaled so that 100 is the lowest churn —
-and one weight per measure from a logistic regression on
-those curves (a measure whose weight would be negative is dropped, so every weight
-reads "more of this curve is healthier"). The score is the weighted mean of the curves,
-exactly as ``evaluate`` computes any model. Measures keep the handbook's groups where
-they have one; the rest go to a "behaviour" group. Tenure (days since purchase) is an
-input like any other, so its curve says how expectations differ by age.
+and one weight per measure: a logistic regression's on those curves (bounded at zero,
+so every weight reads "more of this curve is healthier") blended with the measure's own
+strength (``_weights``). The score is the weighted mean of the curves, exactly as
+``evaluate`` computes any model. Measures keep the handbook's groups where they have
+one; the rest go to a "behaviour" group. Tenure (days since purchase) is an input like
+any other, so its curve says how expectations differ by age; its curve goes on past
+the oldest account of the training rows (``_age_tail``).
 
 Why not an Explainable Boosting Machine: its per-measure shapes are the same idea, but
 ``interpret`` pulls in a heavy stack, and its pairwise terms would not fit the TOML
