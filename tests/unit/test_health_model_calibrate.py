@@ -27,6 +27,21 @@ def test_shape_function_scores_the_lowest_churn_100() -> None:
     assert shape_function(values, [False] * 200) is None  # no churn differs
 
 
+def test_an_age_curve_goes_on_past_the_training_range() -> None:
+    """Tenure grows with the calendar: in a time split the older accounts' test values lie
+    past every training value, where a flat curve would tie them all."""
+    rng = random.Random(2)
+    ages = [rng.uniform(0, 120) for _ in range(2000)]
+    labels = [rng.random() < (0.4 if age < 60 else 0.15) for age in ages]
+    flat = shape_function(ages, labels)
+    curve = shape_function(ages, labels, age=True)
+    assert flat is not None and curve is not None
+    assert max(p[0] for p in curve) > 4 * max(p[0] for p in flat)
+    ys = [p[1] for p in curve]
+    assert ys == sorted(ys) and ys[-1] == 100  # older: healthier, on and on
+    assert ys[len(flat) - 1] < 100  # the last training bin no longer ties the oldest
+
+
 def _rows(n: int, seed: int) -> tuple[list[dict[str, float | None]], list[bool]]:
     rng = random.Random(seed)
     rows, labels = [], []
@@ -55,6 +70,7 @@ def test_a_calibrated_model_round_trips_through_toml_and_ranks_churn() -> None:
         m: measure.weight for g in model.groups.values() for m, measure in g.measures.items()
     }
     assert "score" not in weights and weights["events_7d"] == max(weights.values())
+    assert all(w > 0 for w in weights.values())  # each reads "more of this curve: healthier"
     assert weights.get("noise", 0) < weights["events_7d"] / 3
     assert model.bands.red_below < model.bands.green_from
     # The base model's depth, SLA and danger settings are kept.
