@@ -155,6 +155,9 @@ def step(
     firing_now = inside and all(holds(c, values, past) for c in rule.when)
     if state.status != "firing":
         if not firing_now or not warmed_up(rule.warm_up, values):
+            # Most rules of most accounts, every step: an ok state stays the same object.
+            if state.status == "ok":
+                return (state, None)
             return (RuleState(fire_count=state.fire_count), None)
         since = state.since if state.status == "pending" and state.since else at
         if at - since < rule.pending:

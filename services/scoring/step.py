@@ -224,9 +224,9 @@ def _step_rules(
     moved: dict[str, RuleState] = {}
     told: dict[str, Transition] = {}
     for rule in using.rules:
-        before = earlier.rule_states.get(rule.id, RuleState())
+        before = earlier.rule_states.get(rule.id, NEVER_FIRED)
         after, transition = rules.step(rule, before, values, then, at)
-        if after != before:
+        if after is not before and after != before:
             moved[rule.id] = after
         if transition is not None:
             told[rule.id] = transition
@@ -253,6 +253,9 @@ def _step_rules(
             fired.append(alert(symptoms[0], transition, family=members[0].group, symptoms=symptoms))
     return moved, fired
 
+
+# The state of a rule that has none stored (frozen: shared by every such rule).
+NEVER_FIRED = RuleState()
 
 # A family's own state is kept beside its rules' (rule ids cannot start with "@").
 GROUP_STATE_PREFIX = "@"
