@@ -10,6 +10,7 @@ customer reads the comparison as "comparable customers": the tier is our label.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -112,7 +113,10 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
             .scalars()
             .all()
         )
-    by_account = await _figures(conn, peers, start, end)
+    # The usage states of the account and its tier's peers (by the facts then, so the
+    # account may not be among today's), read once for every figure.
+    states = await usage_states(conn, [account_id, *peers])
+    by_account = await _figures(conn, peers, states, start, end)
     mine = by_account.get(account_id, Figures(seats=facts.seats_purchased if facts else None))
     if then is not None:
         mine.seats = then.get("seats_purchased")
@@ -128,8 +132,8 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
         figures=mine,
         tier_average=_average(others) if tier is not None and others else None,
         tier_accounts=len(others),
-        modules=await _modules(conn, account_id, start, end),
-        weekly_active_users=await _weekly_users(conn, account_id, start, end),
+        modules=_modules(states[account_id], start, end),
+        weekly_active_users=_weekly_users(states[account_id], start, end),
         scores=await _scores(conn, account_id, start, end),
         tickets=listed,
         tickets_opened=opened,
@@ -151,11 +155,8 @@ def _current(health: Any) -> dict[str, Any]:
     }
 
 
-async def _modules(
-    conn: AsyncConnection, account_id: str, start: date, end: date
-) -> list[ModuleUse]:
+def _modules(state: AccountUsage, start: date, end: date) -> list[ModuleUse]:
     """Modules used in the period with their uses and days of use, most used first."""
-    state = (await usage_states(conn, [account_id]))[account_id]
     uses: dict[str, int] = defaultdict(int)
     days: dict[str, int] = defaultdict(int)
     for use in _period(state, start, end):
@@ -232,7 +233,11 @@ def _midnight(day: date) -> datetime:
 
 
 async def _figures(
-    conn: AsyncConnection, ids: list[str], start: date, end: date
+    conn: AsyncConnection,
+    ids: list[str],
+    states: Mapping[str, AccountUsage],
+    start: date,
+    end: date,
 ) -> dict[str, Figures]:
     out: dict[str, Figures] = defaultdict(Figures)
     d = activity_daily
@@ -243,7 +248,8 @@ async def _figures(
     ):
         f = out[a]
         f.events, f.active_days, f.usage_hours = float(events), float(days), float(seconds) / 3600
-    for a, state in (await usage_states(conn, ids)).items():
+    for a in ids:
+        state = states[a]
         if ever := state.users_ever(end):
             out[a].activated = float(ever)
         if used := _period(state, start, end):
@@ -275,11 +281,8 @@ def _average(figures: list[Figures]) -> Figures:
     )
 
 
-async def _weekly_users(
-    conn: AsyncConnection, account_id: str, start: date, end: date
-) -> list[tuple[date, int]]:
+def _weekly_users(state: AccountUsage, start: date, end: date) -> list[tuple[date, int]]:
     """Distinct active users per week (weeks end on the report's end day)."""
-    state = (await usage_states(conn, [account_id]))[account_id]
     weeks: dict[date, set[int]] = defaultdict(set)
     for day, use in state.day_items():
         if start <= day <= end:
