@@ -408,12 +408,14 @@ async def _prune(
     zones: Mapping[str, tzinfo],
 ) -> None:
     """Drop the days that fell out of each account's window, from its usage state and
-    its daily history: state grows with active days and names, not with events."""
+    its daily history: state grows with active days and names, not with events. The
+    history has a row only for a day the state has (both are written from the state),
+    so only an account whose state dropped days costs a statement: most batches none."""
     by_cutoff: dict[date, list[str]] = defaultdict(list)
     for account_id, h in health.items():
         cutoff = window_start(h["as_of"], window_days, zones[account_id])
-        states[account_id].prune_before(cutoff)
-        by_cutoff[cutoff].append(account_id)
+        if states[account_id].prune_before(cutoff):
+            by_cutoff[cutoff].append(account_id)
     for cutoff, ids in by_cutoff.items():
         await conn.execute(
             delete(activity_daily).where(

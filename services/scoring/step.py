@@ -238,9 +238,7 @@ def _step_rules(
     )
 
     def alert(rule: Rule, transition: Transition, **family: Any) -> Fired:
-        return Fired(
-            measures, rule, transition, values, then, score, week[:ALERT_CHANGES_SHOWN], **family
-        )
+        return Fired(measures, rule, transition, values, then, score, week, **family)
 
     for members in using.families:
         if len(members) == 1:  # a rule alone alerts as itself

@@ -146,12 +146,15 @@ class AccountUsage:
             self.names.append(key)
         return index
 
-    def prune_before(self, day: date) -> None:
-        """Drop the days before ``day`` (out of the kept window)."""
+    def prune_before(self, day: date) -> bool:
+        """Drop the days before ``day`` (out of the kept window); whether any was."""
         cutoff = day.toordinal()
-        for ordinal in [ordinal for ordinal in self.days if ordinal < cutoff]:
+        dropped = [ordinal for ordinal in self.days if ordinal < cutoff]
+        for ordinal in dropped:
             del self.days[ordinal]
+        if dropped:
             self.changed = True
+        return bool(dropped)
 
     # -- reading -----------------------------------------------------------------
 
