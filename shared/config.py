@@ -160,10 +160,11 @@ class Settings(BaseSettings):
     )
     # Each account a batch touches is rescored once: under a backlog, larger batches
     # score several of its events per rescoring, which is where scoring spends its time
-    # (docs/benchmarks.md, batch sizes side by side). When traffic is light a batch is
-    # whatever has arrived, so this cap adds no latency; on SQLite it bounds how long
-    # one batch holds the write lock.
-    scoring_batch_max: int = Field(5000, description="Most records applied in one transaction")
+    # (docs/benchmarks.md: per event 516 µs at 5,000 and 135 µs at 20,000 records for
+    # 1,000 accounts). When traffic is light a batch is whatever has arrived, so this
+    # cap adds no latency; on SQLite it bounds how long one batch holds the write lock
+    # (seconds, well inside its 30 s busy timeout).
+    scoring_batch_max: int = Field(20_000, description="Most records applied in one transaction")
     # Decoded usage states a scoring process keeps between batches (services/scoring/
     # usage_store.py: UsageCache): a hit skips decoding an account's state. Measured
     # with tracemalloc: a 10-user account with 50 events a day over 90 days is 1.9 KB
@@ -172,7 +173,7 @@ class Settings(BaseSettings):
     state_cache_accounts: int = Field(
         2000, ge=0, description="Decoded account states kept in memory by each scoring process"
     )
-    # Longer than the slowest legitimate batch (5,000 records take seconds) plus the
+    # Longer than the slowest legitimate batch (20,000 records take seconds) plus the
     # longest retry pause (15 s), so only a loop that truly stopped moving trips it.
     consumer_stall_s: float = Field(
         120, description="Seconds a consumer may make no progress before /readyz reports it"

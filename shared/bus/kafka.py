@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 # and batch overhead, so no event ingest accepts is refused by the bus.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
+
+# Filling a batch under a backlog (KafkaConsumer.getmany): each further read waits at
+# most FILL_POLL_S for the fetcher (a fetch from a broker that has the data answers in
+# milliseconds), and filling stops after FILL_BUDGET_S, so a batch is handled at most
+# about a second after its first record was read.
+FILL_POLL_S = 0.1
+FILL_BUDGET_S = 1.0
 
 # The group's copy of the offsets is for lag tools only; a commit not done in this
 # long is dropped (the next batch commits newer offsets anyway).
@@ -189,7 +196,8 @@ class KafkaConsumer:
             partition_assignment_strategy=(RangePartitionAssignor,),
             # No producer here is transactional, so this changes nothing today; exactly
             # once comes from offsets stored with the state in the database, and alerts
-            # (published before scoring commits) from their ids and revisions.
+            # (published from the outbox after scoring commits) from their ids and
+            # revisions.
             isolation_level="read_committed",
         )
 
@@ -275,19 +283,59 @@ class KafkaConsumer:
                 if self.unseeked:
                     await self.seek_to_stored(set(self.unseeked))
         batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-        return [
-            Record(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value,
-                headers={k: v.decode(errors="replace") for k, v in msg.headers or ()},
-                timestamp=msg.timestamp / 1000 if msg.timestamp is not None else None,
+        records = _records(batches)
+        # Under a backlog, fill the batch up to ``max_records``: one getmany returns only
+        # what the fetcher has buffered (about 1 MB per partition), and the handler's
+        # cost is mostly per account and batch, not per record (docs/benchmarks.md). A
+        # consumer that is caught up returns at once, so light traffic gains no latency.
+        deadline = asyncio.get_running_loop().time() + FILL_BUDGET_S
+        while (
+            records
+            and len(records) < max_records
+            and _behind(consumer, batches)
+            and asyncio.get_running_loop().time() < deadline
+        ):
+            batches = await consumer.getmany(
+                timeout_ms=int(FILL_POLL_S * 1000), max_records=max_records - len(records)
             )
-            for messages in batches.values()
-            for msg in messages
-        ]
+            if not batches:
+                break
+            records += _records(batches)
+        return records
+
+
+def _records(
+    batches: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+) -> list[Record]:
+    return [
+        Record(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            headers={k: v.decode(errors="replace") for k, v in msg.headers or ()},
+            timestamp=msg.timestamp / 1000 if msg.timestamp is not None else None,
+        )
+        for messages in batches.values()
+        for msg in messages
+    ]
+
+
+def _behind(
+    consumer: AIOKafkaConsumer,
+    batches: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+) -> bool:
+    """More records wait in a partition just read from: its last record is short of the
+    log's end as the broker last told it (no request is sent)."""
+    for tp, messages in batches.items():
+        try:
+            end = consumer.highwater(tp)
+        except AssertionError:  # revoked meanwhile: the next getmany sorts that out
+            continue
+        if messages and end is not None and messages[-1].offset + 1 < end:
+            return True
+    return False
 
 
 # How long creating the topics may take before the broker counts as unreachable:
