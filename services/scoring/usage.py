@@ -154,7 +154,23 @@ class AccountUsage:
             del self.days[ordinal]
         if dropped:
             self.changed = True
+            self._forget_unused_names()
         return bool(dropped)
+
+    def _forget_unused_names(self) -> None:
+        """Drop the names no kept day counts, renumbering the rest: otherwise an
+        account's names only grow (a name used once stays in its state for ever)."""
+        used: set[int] = set()
+        for use in self.days.values():
+            used.update(use.names)
+        if len(used) == len(self.names):
+            return
+        kept = sorted(used)
+        renumbered = {old: new for new, old in enumerate(kept)}
+        self.names = [self.names[old] for old in kept]
+        self.name_index = {key: new for new, key in enumerate(self.names)}
+        for use in self.days.values():
+            use.names = {renumbered[old]: uses for old, uses in use.names.items()}
 
     # -- reading -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import usage_store
 from services.scoring.inputs import model_inputs
-from services.scoring.measures import load_measures
+from services.scoring.measures import load_measures, name_use_of
 from services.scoring.state import apply_events, drop_duplicates
 from services.scoring.usage import DEDUP_HOURS, AccountUsage, decode, encode
 from services.scoring.usage_store import UsageCache
@@ -455,6 +455,24 @@ def test_a_resent_event_counts_once_within_the_dedup_window() -> None:
     assert sum(len(ids) for ids in states["acme"].seen.values()) == 2  # b and the new a
     decoded = decode(encode(states["acme"]))
     assert decoded.seen == states["acme"].seen
+
+
+def test_names_no_kept_day_counts_are_forgotten() -> None:
+    """An account's names do not only grow: a name whose days left the window leaves
+    the state, and the names left keep their counts."""
+    state = AccountUsage()
+    first = NOW.date()
+    state.add(first, "u", 0.0, [("event", "once", 1), ("event", "daily", 1)])
+    state.add(first + timedelta(days=1), "u", 0.0, [("event", "daily", 2), ("value", "daily", 9)])
+    assert state.prune_before(first + timedelta(days=1))
+    assert state.names == ["e:daily", "v:daily"]
+    after = name_use_of(decode(encode(state)), first + timedelta(days=1))
+    assert {name: use.days_7 for name, use in after.items()} == {
+        ("event", "daily"): 2,
+        ("value", "daily"): 9,
+    }
+    state.add(first + timedelta(days=1), "u", 0.0, [("event", "new", 1)])
+    assert state.names == ["e:daily", "v:daily", "e:new"]
 
 
 async def test_usage_state_survives_encoding(engine: AsyncEngine) -> None:
