@@ -804,8 +804,9 @@ def simulate(
         return
     if not key:
         console.print(
-            "[red]a key with the ingest and crm scopes is needed:[/] "
-            "healthwatch keys create --scope ingest --scope crm"
+            "[red]a key with the ingest and crm scopes (read and respond too, for the "
+            "demo's plans and cases) is needed:[/] "
+            "healthwatch keys create --scope ingest --scope crm --scope read --scope respond"
         )
         raise typer.Exit(2)
     setup_logging("INFO", "%(asctime)s %(message)s")
