@@ -23,6 +23,7 @@ from services.dashboard import (
     admin_pages,
     alerts_page,
     cases_page,
+    export_page,
     import_page,
     nps_page,
     plans_page,
@@ -89,6 +90,7 @@ def mount_dashboard(
     app.include_router(plans_page.router)  # success plans: the list and the plan forms
     app.include_router(import_page.router)  # account facts from a CRM export
     app.include_router(renewals_page.router)  # renewals, retention, opportunities
+    app.include_router(export_page.router)  # accounts, scores and history as files
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_exception_handler(LoginRequired, routes.login_required)

@@ -20,13 +20,22 @@ from starlette.responses import Response
 
 from services.alerts.opportunities import opportunities
 from services.dashboard.admin_pages import _store
-from services.dashboard.auth import context, viewer
-from services.dashboard.charts import COLOURS, PERCENT_AXIS, Chart, _line, _pct, _series
+from services.dashboard.auth import Viewer, context, viewer
+from services.dashboard.charts import (
+    COLOURS,
+    PERCENT_AXIS,
+    X_TICKS,
+    Chart,
+    _line,
+    _pct,
+    _series,
+)
 from services.dashboard.routes import language, page
 from services.scoring.retention import (
     DEFAULT_CURRENCY,
     FORECASTS,
     GROUPS,
+    UNKNOWN,
     ForecastRule,
     Quarter,
     check_period,
@@ -34,6 +43,12 @@ from services.scoring.retention import (
     renewals,
     retention_between,
     retention_by_quarter,
+)
+from services.scoring.retention.api import (
+    RENEWAL_COLUMNS,
+    RETENTION_COLUMNS,
+    csv_answer,
+    retention_rows,
 )
 from shared.alerting.schema import Alerting
 from shared.clock import utcnow
@@ -82,13 +97,8 @@ def _quarter(text: str | None, today: date) -> Quarter:
 @router.get("/renewals", response_class=HTMLResponse)
 async def renewals_view(request: Request) -> Response:
     """The quarter's renewals with their forecast and the totals per class."""
-    who = await viewer(request)
-    today = _today(request)
-    quarter = _quarter(request.query_params.get("quarter"), today)
-    rule = ForecastRule.of(context(request).settings)
-    async with context(request).engine.connect() as conn:
-        data = await renewals(conn, who.key, quarter, today, rule)
-    current = Quarter.of(today)
+    who, quarter, data = await _renewals(request)
+    current = Quarter.of(_today(request))
     picker = [*quarters_before(current, PICKER_BEHIND), current]
     while len(picker) < PICKER_BEHIND + 1 + PICKER_AHEAD:
         picker.append(picker[-1].next())
@@ -104,6 +114,26 @@ async def renewals_view(request: Request) -> Response:
         "money": {name: _moneys(data["totals"][name]) for name in FORECASTS},
     }
     return page(request, "renewals.html", values, who)
+
+
+@router.get("/renewals.csv")
+async def renewals_csv(request: Request) -> Response:
+    """The quarter's renewals as ``GET /v1/renewals?format=csv`` answers them, for the
+    viewer's portfolio (the pipeline page's "CSV" link)."""
+    _, quarter, data = await _renewals(request)
+    return csv_answer(RENEWAL_COLUMNS, data["accounts"], f"renewals-{quarter}")
+
+
+async def _renewals(request: Request) -> tuple[Viewer, Quarter, dict[str, Any]]:
+    """The viewer, the asked quarter (``quarter``, else the current one) and its
+    renewals in the viewer's portfolio."""
+    who = await viewer(request)
+    today = _today(request)
+    quarter = _quarter(request.query_params.get("quarter"), today)
+    rule = ForecastRule.of(context(request).settings)
+    async with context(request).engine.connect() as conn:
+        data = await renewals(conn, who.key, quarter, today, rule)
+    return who, quarter, data
 
 
 def _moneys(sums: Mapping[str, Any]) -> dict[str | None, float]:
@@ -136,9 +166,9 @@ async def retention_view(request: Request) -> Response:
     ctx = context(request)
     today = _today(request)
     start, end = _period(request.query_params, today)
-    by = request.query_params.get("by")
-    by = by if by in GROUPS else "tier"
+    by = _by(request.query_params)
     quarters = quarters_before(Quarter.of(today), CHART_QUARTERS)
+    lang = language(request)
     async with ctx.engine.connect() as conn:
         period = await retention_between(conn, who.key, start, end, by, ctx.settings.zone)
         series = await retention_by_quarter(conn, who.key, quarters, ctx.settings.zone)
@@ -150,9 +180,33 @@ async def retention_view(request: Request) -> Response:
         "by": by,
         "groups": GROUP_LABELS,
         "quarters": [_shown(q["quarter"], q) for q in series],
-        "charts": retention_charts(series, language(request), ctx.settings.currency),
+        "charts": {
+            **retention_charts(series, lang, ctx.settings.currency),
+            **breakdown_charts(period["groups"], by, lang, ctx.settings.currency),
+        },
+        "chart_currency": _chart_currency(period["groups"]),
     }
     return page(request, "retention.html", values, who)
+
+
+@router.get("/retention.csv")
+async def retention_csv(request: Request) -> Response:
+    """The period's breakdown as ``GET /v1/retention?format=csv`` answers it, for the
+    viewer's portfolio (the retention page's "CSV" link)."""
+    who = await viewer(request)
+    ctx = context(request)
+    start, end = _period(request.query_params, _today(request))
+    by = _by(request.query_params)
+    async with ctx.engine.connect() as conn:
+        answer = await retention_between(conn, who.key, start, end, by, ctx.settings.zone)
+    name = f"retention-{start}-{end}-by-{by}"
+    return csv_answer(RETENTION_COLUMNS, retention_rows(answer, by), name)
+
+
+def _by(params: Mapping[str, str]) -> str:
+    """The breakdown's grouping: ``by`` when it names one, else by tier."""
+    by = params.get("by")
+    return by if by in GROUPS else "tier"
 
 
 # A retention's money fields, shown per currency.
@@ -204,6 +258,75 @@ def retention_charts(series: list[dict[str, Any]], lang: str, currency: str) -> 
     # Not PERCENT_AXIS's 0–100: NRR passes 100% when expansion outweighs the losses.
     axis = {"suggestedMin": 50, "suggestedMax": 110, "title": PERCENT_AXIS["title"]}
     return {"retention": _line(labels, lines, axis)}
+
+
+# The breakdown's bars: what was lost and what was won per group, in one currency.
+FLOW_BARS = (
+    ("churned_arr", N_("Churned ARR"), COLOURS["red"]),
+    ("contraction", N_("Contraction"), COLOURS["yellow"]),
+    ("expansion", N_("Expansion"), COLOURS["green"]),
+)
+RATE_BARS = (
+    ("grr", N_("GRR"), COLOURS["blue"]),
+    ("nrr", N_("NRR"), COLOURS["purple"]),
+)
+
+
+def _chart_currency(groups: list[dict[str, Any]]) -> str | None:
+    """The one currency the breakdown's charts draw (amounts never add across
+    currencies): the only one in play, else the service's (the table lists the rest);
+    None when no group had ARR. ``DEFAULT_CURRENCY`` stands for the service's."""
+    held = {c for g in groups for c in g["by_currency"]}
+    if len(held) == 1 or DEFAULT_CURRENCY not in held:
+        return min(held, default=None)
+    return DEFAULT_CURRENCY
+
+
+def breakdown_charts(
+    groups: list[dict[str, Any]], by: str, lang: str, currency: str
+) -> dict[str, Chart]:
+    """Per group of the breakdown (tier, CSM or cohort): churned ARR, contraction and
+    expansion as bars, and GRR and NRR in percent, all in ``_chart_currency``'s
+    currency, named in the labels (``currency`` is the service's)."""
+    chosen = _chart_currency(groups)
+    code = currency if chosen in (None, DEFAULT_CURRENCY) else chosen
+    flows = [g["by_currency"].get(chosen, {}) for g in groups]
+
+    def name(g: dict[str, Any]) -> str:
+        label: str = g[by]
+        return translate(lang, label) if by == "tier" or label == UNKNOWN else label
+
+    def bars(fields: tuple[tuple[str, str, str], ...], percent: bool) -> list[dict[str, Any]]:
+        def values(field: str) -> list[float | None]:
+            found = [f.get(field) for f in flows]
+            return _pct(found) if percent else found
+
+        return [
+            {
+                "label": f"{translate(lang, text)} ({code})",
+                "data": values(field),
+                "backgroundColor": colour,
+                "maxBarThickness": 28,
+            }
+            for field, text, colour in fields
+        ]
+
+    labels = [name(g) for g in groups]
+    money_axis = {"beginAtZero": True, "title": {"display": True, "text": code}}
+    rate_axis = {"suggestedMin": 50, "suggestedMax": 110, "title": PERCENT_AXIS["title"]}
+    return {
+        "breakdown_flows": _grouped(labels, bars(FLOW_BARS, percent=False), money_axis),
+        "breakdown_rates": _grouped(labels, bars(RATE_BARS, percent=True), rate_axis),
+    }
+
+
+def _grouped(labels: list[str], datasets: list[dict[str, Any]], y: dict[str, Any]) -> Chart:
+    """Vertical bars, one dataset per measure side by side within each group."""
+    return {
+        "type": "bar",
+        "data": {"labels": labels, "datasets": datasets},
+        "options": {"scales": {"y": y, "x": {"ticks": X_TICKS}}},
+    }
 
 
 @router.get("/opportunities", response_class=HTMLResponse)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
@@ -236,11 +236,16 @@ async def export(
     """Every account the key may see: ``accounts`` (facts), ``scores`` (current health)
     or ``history`` (daily health, ``from``..``to``, default the last 90 days), as CSV or
     Parquet. Streamed: a large portfolio is never held whole."""
-    first, last = history_days(start, end, lambda: utcnow().astimezone(ctx.zone).date())
-    ask = Ask(kind, key.portfolio_of, first, last)
-    name = f"healthwatch-{kind}.{format}"
+    return download(ctx.engine, Ask(kind, key.portfolio_of, start, end), format, ctx.zone)
+
+
+def download(engine: AsyncEngine, ask: Ask, fmt: str, zone: tzinfo) -> StreamingResponse:
+    """The export as a streamed file download, history's days defaulted in ``zone``
+    (the API's route and the dashboard's, /ui/export/{kind}, answer the same)."""
+    first, last = history_days(ask.start, ask.end, lambda: utcnow().astimezone(zone).date())
+    name = f"healthwatch-{ask.kind}.{fmt}"
     return StreamingResponse(
-        export_chunks(ctx.engine, ask, format),
-        media_type=MEDIA[format],
+        export_chunks(engine, replace(ask, start=first, end=last), fmt),
+        media_type=MEDIA[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

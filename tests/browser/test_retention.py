@@ -29,6 +29,28 @@ async def _rows(browser: Browser, css: str, attribute: str) -> list[str]:
     return list(await browser.js(script, css, attribute))
 
 
+# A download link's file, read by the signed-in page itself (its session cookie).
+FETCH = "return fetch(arguments[0]).then(r => r.text())"
+
+
+async def _href(browser: Browser, css: str) -> str:
+    return str(await browser.js("return document.querySelector(arguments[0]).href", css))
+
+
+async def _breakdown_charts(browser: Browser, tiers: list[str], churned: str) -> None:
+    """The period's breakdown by tier drawn per tier: churned ARR, contraction and
+    expansion in the service's currency (CNY; the USD account is only in the table),
+    and GRR and NRR."""
+    flows = "return Chart.getChart('chart-breakdown-flows').data"
+    assert await browser.js(flows + ".labels") == tiers
+    datasets = await browser.js(flows + ".datasets")
+    assert datasets[0]["label"] == f"{churned} (CNY)"
+    assert [sum(v or 0 for v in d["data"]) for d in datasets] == [30_000, 10_000, 20_000]
+    rates = "return Chart.getChart('chart-breakdown-rates').data"
+    assert len(await browser.js(rates + ".datasets")) == 2
+    assert await browser.texts("#breakdown-currency") != []
+
+
 async def _in(browser: Browser, lang: str, path: str) -> None:
     await browser.get(f"/ui/language/{lang}?next={urllib.parse.quote(path)}")
     assert await browser.js("return document.documentElement.lang") == lang
@@ -71,9 +93,13 @@ async def test_renewals_retention_and_opportunities_pages(chromium: Any, tmp_pat
         chart = "return Chart.getChart('chart-retention').data"
         assert await browser.js(chart + ".datasets.length") == 3
         assert len(await browser.js(chart + ".labels")) == 8
+        await _breakdown_charts(browser, ["enterprise", "non-focus", "strategic"], "Churned ARR")
+        csv = await browser.js(FETCH, await _href(browser, "#retention-csv"))
+        assert csv.splitlines()[1].startswith("all,default,4,3,1,0.75,180000"), csv
         await browser.screenshot("retention-en")
         await _in(browser, "zh-CN", PERIOD)
         assert any("各季度留存" in t for t in await browser.texts("h2"))
+        await _breakdown_charts(browser, ["企业客户", "非重点客户", "战略客户"], "流失 ARR")
         await browser.screenshot("retention-zh-CN")
 
         # Opportunities: the expansion alert with its account's ARR and seats.
@@ -89,6 +115,16 @@ async def test_renewals_retention_and_opportunities_pages(chromium: Any, tmp_pat
         await browser.sign_in(anna, f"/ui/renewals?quarter={RENEWING}")
         rows = await _rows(browser, "#renewals-table tr[data-account-id]", "accountId")
         assert sorted(rows) == ["keep", "new"]
+        # Her downloads (the pipeline's CSV, the portfolio's export): her accounts only.
+        csv = await browser.js(FETCH, await _href(browser, "#renewals-csv"))
+        assert sorted(line.split(",")[0] for line in csv.splitlines()[1:]) == ["keep", "new"]
+        await browser.get("/ui/")
+        csv = await browser.js(FETCH, await _href(browser, "#export-accounts-csv"))
+        assert sorted(line.split(",")[0] for line in csv.splitlines()[1:]) == [
+            "gone",  # churned, still hers
+            "keep",
+            "new",
+        ]
         await browser.get("/ui/opportunities")
         assert await browser.texts("#opportunities-total") == ["0"]
         assert await browser.console_errors() == []

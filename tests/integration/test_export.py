@@ -10,6 +10,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
@@ -20,7 +21,7 @@ from services.scoring import export
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
 from shared.storage.tables import health_daily
-from tests.support.harness import Harness, add_account, running, send, usage
+from tests.support.harness import Harness, add_account, running, send, signed_in, usage
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +70,7 @@ async def test_export_accounts_scores_and_history(
         anna = await create_key(hw.rt.engine, "anna", role_scopes(Role.csm, email), email)
         status, body = await _get(hw, "/v1/export/scores", key=anna)
         assert [r["account_id"] for r in csv.DictReader(io.StringIO(body.decode()))] == ["anna-co"]
+        await _dashboard(hw, anna, span)
 
         for bad in (
             "/v1/export/secrets",
@@ -93,3 +95,22 @@ async def test_export_accounts_scores_and_history(
         result = await asyncio.to_thread(CliRunner().invoke, cli, argv, env=env)
         assert result.exit_code == 0, result.output
         assert pq.read_table(out).num_rows == stored
+
+
+async def _dashboard(hw: Harness, csm: str, span: str) -> None:
+    """The dashboard's links (/ui/export/{kind}) stream the same files to a signed-in
+    person, a CSM's holding their own portfolio only; without a session: the sign-in."""
+    async with signed_in(hw, csm) as browser:
+        r = await browser.get("/ui/export/accounts")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert r.status_code == 200 and [row["account_id"] for row in rows] == ["anna-co"]
+        assert "attachment" in r.headers["content-disposition"]
+        r = await browser.get(f"/ui/export/history?format=parquet&{span}")
+        table = pq.read_table(io.BytesIO(r.content))
+        assert r.status_code == 200 and table.schema == export.SCHEMAS["history"]
+        assert set(table.column("account_id").to_pylist()) == {"anna-co"}
+        r = await browser.get("/ui/export/scores?format=xlsx")
+        assert r.status_code == 422 and '"code"' in r.text
+    async with httpx.AsyncClient(base_url=hw.url) as stranger:
+        r = await stranger.get("/ui/export/scores")
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/login?")

@@ -27,6 +27,7 @@ from services.dashboard.activity_page import router as activity_page_routes
 from services.dashboard.admin_pages import router as admin_page_routes
 from services.dashboard.alerts_page import router as alerts_page_routes
 from services.dashboard.cases_page import router as case_page_routes
+from services.dashboard.export_page import router as export_page_routes
 from services.dashboard.import_page import router as import_page_routes
 from services.dashboard.nps_page import router as nps_page_routes
 from services.dashboard.plans_page import router as plan_page_routes
@@ -197,6 +198,10 @@ UI_CASES = [
     Case("GET", "/ui/renewals", READERS),
     Case("GET", "/ui/retention", READERS),
     Case("GET", "/ui/opportunities", READERS),
+    # Downloads of the viewer's portfolio (a CSM's page must not name carl-co).
+    Case("GET", "/ui/renewals.csv", READERS),
+    Case("GET", "/ui/retention.csv", READERS),
+    Case("GET", "/ui/export/accounts", READERS),
     Case("GET", "/ui/workload", READERS),  # a CSM sees their own line, no reassign form
     Case("POST", "/ui/workload/reassign", LEADS),
     Case("GET", "/ui/nps", READERS),
@@ -263,6 +268,7 @@ TEMPLATE = {
     "POST /ui/admin/rules": "/ui/admin/{kind}",
     "/ui/admin/deliveries/999999/retry": "/ui/admin/deliveries/{delivery_id}/retry",
     "/ui/language/zh-CN": "/ui/language/{choice}",
+    "/ui/export/accounts": "/ui/export/{kind}",
 }
 
 # Risk cases: ids nobody has, and the templates of the paths with ids.
@@ -298,6 +304,7 @@ def test_every_route_is_in_the_table() -> None:
             opportunity_routes,
             retention_routes,
             renewal_page_routes,
+            export_page_routes,
             report_routes,
             keys_routes,
             dashboard_routes,

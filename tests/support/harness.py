@@ -294,6 +294,17 @@ async def add_account(hw: Harness, account: str, **extra: Any) -> None:
     await wait_for(known, timeout=60, what=f"account {account} stored")
 
 
+@asynccontextmanager
+async def signed_in(hw: Harness, key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client holding a dashboard session of ``key`` (signed in through /ui/login)."""
+    async with httpx.AsyncClient(base_url=hw.url, timeout=60) as browser:
+        form = (await browser.get("/ui/login")).text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        r = await browser.post("/ui/login", data={"csrf": csrf, "key": key, "next": "/ui/"})
+        assert r.status_code == 303, r.text
+        yield browser
+
+
 async def alert_stored(hw: Harness, alert_id: str) -> None:
     """Wait until the alerts service has stored ``alert_id`` (scoring publishes it in the
     batch's transaction; the alerts consumer stores it a moment later)."""

@@ -6,7 +6,7 @@ expansion over any period, by tier, CSM and cohort.
 ``queries`` reads the database for the API (``api``) and the dashboard.
 """
 
-from services.scoring.retention.metrics import DEFAULT_CURRENCY, GROUPS, retention
+from services.scoring.retention.metrics import DEFAULT_CURRENCY, GROUPS, UNKNOWN, retention
 from services.scoring.retention.periods import Quarter, check_period, quarters_before
 from services.scoring.retention.pipeline import FORECASTS, ForecastRule, forecast
 from services.scoring.retention.queries import renewals, retention_between, retention_by_quarter
@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_CURRENCY",
     "FORECASTS",
     "GROUPS",
+    "UNKNOWN",
     "ForecastRule",
     "Quarter",
     "check_period",

@@ -1,0 +1,37 @@
+"""The data export for a signed-in person (issue 16 point 6): accounts, current scores
+and daily history as CSV or Parquet, ``/ui/export/{accounts|scores|history}?format=
+csv|parquet&from=&to=``.
+
+The same file as ``GET /v1/export/{kind}`` (``services.scoring.export.download``), with
+the session's key instead of an API key in a header, so a dashboard link needs no
+Basic-auth prompt; a CSM downloads their own portfolio, a lead or an admin every account.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from services.dashboard.auth import context, viewer
+from services.scoring.export import Ask, Format, Kind, download
+from services.scoring.queries import Day
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+@router.get("/export/{kind}")
+async def export_view(
+    request: Request,
+    kind: Kind,
+    format: Format = "csv",
+    start: Annotated[Day | None, Query(alias="from")] = None,
+    end: Annotated[Day | None, Query(alias="to")] = None,
+) -> StreamingResponse:
+    """The viewer's accounts, scores or history (``from``..``to``, default the last 90
+    days) as a file, streamed."""
+    who = await viewer(request)
+    ctx = context(request)
+    ask = Ask(kind, who.key.portfolio_of, start, end)
+    return download(ctx.engine, ask, format, ctx.settings.zone)
