@@ -61,7 +61,8 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 # slipped) and the coming year (the handbook starts renewal work 3 months out, RN-01,
 # and strategic accounts need more lead time).
 PICKER_BEHIND, PICKER_AHEAD = 4, 4
-# Quarters the retention charts cover: two years, enough to see a trend and a season.
+# Quarters the retention charts cover: two years, enough to see a trend and a season
+# (from the first with customers, when that is later).
 CHART_QUARTERS = 8
 # Opportunities shown on one page: all of a portfolio's, usually (a handful per CSM).
 OPPORTUNITIES_SHOWN = 200
@@ -171,7 +172,9 @@ async def retention_view(request: Request) -> Response:
     lang = language(request)
     async with ctx.engine.connect() as conn:
         period = await retention_between(conn, who.key, start, end, by, ctx.settings.zone)
-        series = await retention_by_quarter(conn, who.key, quarters, ctx.settings.zone)
+        series = _since_first_customer(
+            await retention_by_quarter(conn, who.key, quarters, ctx.settings.zone)
+        )
     values = {
         "period": period,
         "rows": [_shown("all", period), *(_shown(g[by], g) for g in period["groups"])],
@@ -207,6 +210,13 @@ def _by(params: Mapping[str, str]) -> str:
     """The breakdown's grouping: ``by`` when it names one, else by tier."""
     by = params.get("by")
     return by if by in GROUPS else "tier"
+
+
+def _since_first_customer(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The quarters from the first with customers at its start (the last one, if none
+    has): a young installation's or portfolio's earlier quarters hold no rate to draw."""
+    first = next((i for i, q in enumerate(series) if q["accounts_start"]), len(series) - 1)
+    return series[max(first, 0) :]
 
 
 # A retention's money fields, shown per currency.

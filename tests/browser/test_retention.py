@@ -92,7 +92,10 @@ async def test_renewals_retention_and_opportunities_pages(chromium: Any, tmp_pat
         assert await browser.texts("#breakdown tr[data-group=all] td:nth-child(4)") == ["75.0%"]
         chart = "return Chart.getChart('chart-retention').data"
         assert await browser.js(chart + ".datasets.length") == 3
-        assert len(await browser.js(chart + ".labels")) == 8
+        # The two years' quarters from the first with customers at its start.
+        labels = await browser.js(chart + ".labels")
+        starts = await browser.texts("#quarters tbody td:nth-child(2)")
+        assert 1 <= len(labels) == len(starts) <= 8 and starts[0] != "0", (labels, starts)
         await _breakdown_charts(browser, ["enterprise", "non-focus", "strategic"], "Churned ARR")
         csv = await browser.js(FETCH, await _href(browser, "#retention-csv"))
         assert csv.splitlines()[1].startswith("all,default,4,3,1,0.75,180000"), csv
