@@ -1,8 +1,9 @@
 """Risk cases on the real stack (Kafka, PostgreSQL, the Slack stand-in, aiosmtpd): a
-high-danger alert opens the account's case, its CSM plans, reviews and closes it over the
-API, a detractor's answer opens a follow-up task, and every notice reaches Slack and
-email once: the owner when due, the lead when overdue, a strategic account's lead and
-sales owner all along (DG-10)."""
+high-danger alert opens the account's case, its CSM plans, reviews (the next review due
+by the danger after it) and closes it over the API, a detractor's answer opens a
+follow-up task, and every notice (the follow-up's too) reaches Slack and email once:
+the owner when due, the lead when overdue, a strategic account's lead and sales owner
+all along (DG-10)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from shared.auth import Scope, create_key
 from shared.config import Settings
+from shared.storage.tables import tasks
 from tests.support.alerting import alerting_toml, write_alerting
 from tests.support.harness import (
     Harness,
@@ -36,8 +39,10 @@ tiers = { strategic = ["cs_lead", "sales_manager"] }
 escalate_to = ["cs_lead"]
 [routing.people.cs_lead]
 email = "lead@example.com"
+slack = "U0LEAD"
 """
 EVERYONE = {"anna@example.com", "lead@example.com", "bob@example.com"}
+CALL = "Call the detractor"  # the follow-up task's title begins so
 
 
 async def _client(hw: Harness, csm: str) -> httpx.AsyncClient:
@@ -91,7 +96,7 @@ async def test_a_case_from_alert_to_close_and_a_detractors_follow_up(
                 tier="strategic",
                 sales_owner={"email": "bob@example.com"},
             )
-            await add_account(hw, "calm", seats=50, email="carl@example.com")
+            await add_account(hw, "calm", seats=50, email="carl@example.com", slack="U0CARL")
             await send(hw, low_activity_history("big", active_users=4))
             case = await _open_case(lead)
             assert case["danger_level"] == "high" and case["alert_id"] == "big:low_activity:1"
@@ -122,6 +127,11 @@ async def test_a_case_from_alert_to_close_and_a_detractors_follow_up(
             )
             assert r.status_code == 200 and r.json()["danger_level"] == "normal", r.text
             assert r.json()["reviews"][0]["reviewer"] == "anna@example.com"
+            # The next review by the danger after this one: normal fortnightly, mild
+            # monthly (case_review_days_normal, case_review_days_mild).
+            assert _review_in(r.json(), days=14)
+            r = await anna.post(f"{path}/reviews", json={"notes": "Live", "danger_after": "mild"})
+            assert r.status_code == 200 and _review_in(r.json(), days=30), r.text
             await wait_for(
                 lambda: _has(inbox, "Task overdue, not done: Meet the boss"),
                 timeout=60,
@@ -146,6 +156,18 @@ async def test_a_case_from_alert_to_close_and_a_detractors_follow_up(
             await wait_for(lambda: _follow_up(carl), timeout=60, what="the detractor's follow-up")
             (task,) = (await carl.get("/v1/tasks", params={"mine": "true"})).json()["tasks"]
             assert task["kind"] == "nps_followup" and task["owner_email"] == "carl@example.com"
+            # A week on, not called: Carl hears it is due, the lead a day later that it is
+            # overdue. The timers read the wall clock, so the due time moves back instead.
+            async with hw.rt.engine.begin() as conn:
+                moved = datetime.now(UTC) - timedelta(days=2)
+                await conn.execute(
+                    update(tasks).where(tasks.c.task_id == task["task_id"]).values(due=moved)
+                )
+            await wait_for(
+                lambda: _has(inbox, f"Task overdue, not done: {CALL}"),
+                timeout=60,
+                what="the follow-up's escalation",
+            )
             r = await carl.post(f"/v1/tasks/{task['task_id']}/complete")
             assert r.status_code == 200 and r.json()["done_by"] == "carl@example.com", r.text
             # Carl opens a case by hand after the call: its opening is told (the alert's
@@ -175,8 +197,13 @@ async def test_a_case_from_alert_to_close_and_a_detractors_follow_up(
     # Each notice once to each person (its Message-ID is the notice's key).
     keys = [(str(m["Message-ID"]), str(m["To"])) for m in inbox.messages]
     assert len(keys) == len(set(keys)), keys
+    assert _subjects(inbox, f"Task due: {CALL}") == {"carl@example.com"}
+    assert _subjects(inbox, f"Task overdue, not done: {CALL}") == {"lead@example.com"}
     posts = [r.body["text"] for r in slack.delivered()]
     assert any("U0ANNA" in p and "Case closed (saved)" in p for p in posts), posts
+    for mention, words in (("U0CARL", "Task due: "), ("U0LEAD", "Task overdue, not done: ")):
+        told = [p for p in posts if f"{words}{CALL}" in p]
+        assert len(told) == 1 and told[0].startswith(f"<@{mention}> "), (words, told)
 
 
 async def _has(inbox: Inbox, words: str, n: int = 1) -> bool:
@@ -186,3 +213,10 @@ async def _has(inbox: Inbox, words: str, n: int = 1) -> bool:
 async def _follow_up(client: httpx.AsyncClient) -> bool:
     r = await client.get("/v1/tasks", params={"mine": "true", "kind": "nps_followup"})
     return bool(r.json()["tasks"])
+
+
+def _review_in(case: dict[str, Any], *, days: int) -> bool:
+    """The case's next review is ``days`` after its newest review (to the second)."""
+    reviewed = datetime.fromisoformat(case["reviews"][-1]["at"])
+    due = datetime.fromisoformat(case["next_review_at"])
+    return abs(due - reviewed - timedelta(days=days)) < timedelta(seconds=1)
