@@ -118,12 +118,17 @@ def _bounded_tree(value: dict[str, Any]) -> dict[str, Any]:
         # beyond 64 bits): the walk names the first, and the second is refused here.
         _walk(value)
         raise ValueError(f"holds a value that cannot be sent on ({exc})") from None
-    # Fast path (this runs on every usage event): no more brackets than levels allowed,
-    # and no NUL escape, then nothing is too deep or holds a NUL.
-    if encoded.count(b"{") + encoded.count(b"[") <= MAX_DEPTH and b"\\u0000" not in encoded:
+    if _shallow_and_clean(encoded):
         return value
     _walk(value)
     return value
+
+
+def _shallow_and_clean(encoded: bytes) -> bool:
+    """Fast path (this runs on every usage event): JSON text, as orjson writes or reads it,
+    with no more brackets than levels allowed and no NUL escape (orjson refuses a raw NUL
+    in a string) holds nothing too deep or with a NUL. False: walk the tree to know."""
+    return encoded.count(b"{") + encoded.count(b"[") <= MAX_DEPTH and b"\\u0000" not in encoded
 
 
 def _walk(value: dict[str, Any]) -> None:
