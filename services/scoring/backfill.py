@@ -46,9 +46,9 @@ from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
 from shared.bus.offsets import offset_loader
 from shared.contracts.alerts import AlertEvent
-from shared.contracts.wire import decode_alert
-from shared.storage.db import insert_ignore
-from shared.storage.tables import import_rejects
+from shared.contracts.wire import decode_alert, encode_event
+from shared.storage.db import insert_ignore, upsert
+from shared.storage.tables import import_alerts, import_rejects
 
 # Records per transaction: large batches amortise the rescoring of each account.
 BATCH = 5000
@@ -71,7 +71,8 @@ class ImportReport:
     # later file's events on it, counts again).
     days_scored: int = 0
     alerts_opened: int = 0  # alerts still true at the end, opened without a notice
-    # alert id → its newest message: what is still firing at the end is opened.
+    # alert id → its newest message in this run (the import holds them in the
+    # database too, ``import_alerts``: what is still firing at the end is opened).
     alerts: dict[str, AlertEvent] = field(default_factory=dict, repr=False)
 
 
@@ -116,6 +117,7 @@ class _Sink(DiscardingProducer):
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
     ) -> None:
         rejected: list[int] = []
+        held: dict[str, AlertEvent] = {}
         for message in messages:
             if "reason" in message.headers:
                 record = int(message.headers.get("source_offset", "0"))
@@ -124,18 +126,48 @@ class _Sink(DiscardingProducer):
                 self._report.rejected.append((self._source, line, message.headers["reason"]))
             else:
                 self._report.alerts_not_sent += 1
-                self._keep(decode_alert(message.value))
-        if rejected and conn is not None and self._topic is not None:
-            # In the batch's transaction: remembered exactly when the batch is applied.
+                alert = decode_alert(message.value)
+                self._keep(alert)
+                held[alert.alert_id] = _newer_alert(held.get(alert.alert_id), alert)
+        if conn is None:
+            return
+        # In the batch's transaction: remembered exactly when the batch is applied.
+        if rejected and self._topic is not None:
             await conn.execute(
                 insert_ignore(conn, import_rejects).on_conflict_do_nothing(),
                 [{"source": self._topic, "record": record} for record in rejected],
             )
+        await _hold(conn, list(held.values()))
 
     def _keep(self, alert: AlertEvent) -> None:
-        known = self._report.alerts.get(alert.alert_id)
-        if known is None or known.revision <= alert.revision:
-            self._report.alerts[alert.alert_id] = alert
+        self._report.alerts[alert.alert_id] = _newer_alert(
+            self._report.alerts.get(alert.alert_id), alert
+        )
+
+
+def _newer_alert(known: AlertEvent | None, alert: AlertEvent) -> AlertEvent:
+    """The later of two messages of one alert (its revision counts up)."""
+    return alert if known is None or known.revision <= alert.revision else known
+
+
+async def _hold(conn: AsyncConnection, alerts: list[AlertEvent]) -> None:
+    """Keep each alert's newest message in ``import_alerts``, in the caller's transaction:
+    what is firing when the import ends is opened then, even by a later run of an import
+    stopped halfway (the alerts it held would otherwise be lost with the process)."""
+    if not alerts:
+        return
+    table = import_alerts.c
+    ids = [alert.alert_id for alert in alerts]
+    found = await conn.execute(
+        select(table.alert_id, table.revision).where(table.alert_id.in_(ids))
+    )
+    stored = {alert_id: revision for alert_id, revision in found}
+    rows = [
+        {"alert_id": alert.alert_id, "revision": alert.revision, "value": encode_event(alert)}
+        for alert in alerts
+        if stored.get(alert.alert_id, -1) <= alert.revision
+    ]
+    await upsert(conn, import_alerts, rows, keys=["alert_id"], update=["revision", "value"])
 
 
 def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
@@ -240,7 +272,7 @@ async def import_files(
             processor.engine, _Sink(report, "sweep"), processor
         ).run_once()
     if alerts_to is not None and paths:
-        report.alerts_opened = await open_alerts(report, processor, alerts_to)
+        report.alerts_opened = await open_alerts(processor, alerts_to)
     return report
 
 
@@ -256,16 +288,24 @@ async def _take_rejects(engine: AsyncEngine, topic: str) -> set[int]:
     return numbers
 
 
-async def open_alerts(report: ImportReport, processor: ScoringProcessor, bus: Producer) -> int:
-    """Publish the alerts still firing at the end of the import, marked imported (the
-    alerts service opens them without notices); returns how many."""
+async def open_alerts(processor: ScoringProcessor, bus: Producer) -> int:
+    """Publish the alerts the import holds that are still firing at its end, marked
+    imported (the alerts service opens them without notices), and let go of all it
+    holds; returns how many were published. Published before the rows are deleted (and
+    outside a transaction: the embedded bus writes the same SQLite file): a failure
+    leaves them for the next import, and the alerts service takes an alert's message
+    once (alert id and revision)."""
+    table = import_alerts.c
+    async with processor.engine.connect() as conn:
+        rows = (await conn.execute(select(table.alert_id, table.value))).all()
+    held = [decode_alert(value) for _, value in sorted(rows)]
     still = [
-        alert.model_copy(update={"imported": True})
-        for _, alert in sorted(report.alerts.items())
-        if alert.status == "firing"
+        alert.model_copy(update={"imported": True}) for alert in held if alert.status == "firing"
     ]
     if still:
         await bus.send_many(processor.alert_messages(still))
+    async with processor.engine.begin() as conn:
+        await conn.execute(delete(import_alerts).where(table.alert_id.in_([a for a, _ in rows])))
     return len(still)
 
 

@@ -176,6 +176,17 @@ import_rejects = Table(
     Column("record", Integer, primary_key=True),
 )
 
+# The alerts an import holds (``healthwatch import``): each alert id's newest message,
+# written in the transaction of the batch or day that produced it, so an import stopped
+# halfway and run again still opens, at its end, what is firing then.
+import_alerts = Table(
+    "import_alerts",
+    metadata,
+    Column("alert_id", String(300), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+)
+
 # The long daily history: one row per account and active day, rewritten from the usage
 # state for the days a batch changed. Portfolio-wide reads (the lead's trends, reports)
 # sum it without decoding any account's state.

@@ -17,8 +17,8 @@ from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.config import Settings
-from shared.storage.tables import alerts, deliveries, health_daily
-from tests.support.harness import alert_stored, running
+from shared.storage.tables import alerts, deliveries, health_daily, import_alerts
+from tests.support.harness import alert_stored, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +156,51 @@ async def test_import_scores_every_day_and_opens_what_is_still_true(
             assert row.status == "firing" and row.payload["imported"] is True
             # Nobody is told of the past: no notice queued for any opened alert.
             assert (await conn.execute(select(func.count()).select_from(deliveries))).scalar() == 0
+
+
+class _Stopped(Exception):
+    """The import's process ends here (a crash, Ctrl-C)."""
+
+
+async def test_an_import_stopped_halfway_still_opens_what_is_true_at_its_end(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """`low` fires low_activity in its first week, in the first half of the file; the run
+    that finishes the import never sees it fire, yet opens it at the end."""
+    async with running(kafka_settings, ingest=False, scoring=False) as hw:
+        metrics = ScoringMetrics(CollectorRegistry())
+        paths = write_history(tmp_path)
+        half = len(history()) // 2
+
+        def stop_halfway(name: str, lines: int) -> None:
+            if lines >= half:
+                raise _Stopped
+
+        def processor(sink: Any) -> ScoringProcessor:
+            return ScoringProcessor(hw.rt.engine, sink, kafka_settings, metrics)
+
+        with pytest.raises(_Stopped):
+            await import_files(
+                paths, processor, batch_size=40, progress=stop_halfway, alerts_to=hw.rt.bus.producer
+            )
+        async with hw.rt.engine.connect() as conn:
+            ids = (await conn.execute(select(import_alerts.c.alert_id))).scalars().all()
+        assert any(alert_id.startswith("low:") for alert_id in ids)  # held when it stopped
+        report = await import_files(paths, processor, batch_size=40, alerts_to=hw.rt.bus.producer)
+        assert report.skipped_already_imported >= half
+        assert not any(
+            (a.account_id, a.rule) == ("low", "low_activity") for a in report.alerts.values()
+        )  # this run did not see it fire
+        low = select(alerts).where(alerts.c.account_id == "low", alerts.c.rule == "low_activity")
+
+        async def opened() -> bool:
+            async with hw.rt.engine.connect() as conn:
+                return (await conn.execute(low)).first() is not None
+
+        await wait_for(opened, timeout=60, what="low's alert opened")
+        async with hw.rt.engine.connect() as conn:
+            row = (await conn.execute(low)).one()
+            assert row.status == "firing" and row.payload["imported"] is True
+            assert (await conn.execute(select(func.count()).select_from(deliveries))).scalar() == 0
+            held = await conn.execute(select(func.count()).select_from(import_alerts))
+            assert held.scalar() == 0  # let go once published
