@@ -9,12 +9,15 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from devservices import free_port
+from services.scoring.retention import Quarter
 from services.scoring.usage import decode
 from tests.support.harness import usage
 
@@ -100,6 +103,17 @@ def test_dev_with_200_simulated_accounts_scores_and_alerts_within_a_minute(dev_d
         scored = _scored(dev)
         bands = dict(dev.query("SELECT band, count(*) FROM account_health GROUP BY band"))
         alerts = _alerts(dev)
+        # What the demo shows of the customer-success work (issue 16). NPS answers, their
+        # detractors' follow-ups and the contracts come with the history; risk cases open
+        # from the high-danger alerts seconds later; success plans and the work on the
+        # cases once the whole history is sent, some 15 s after the checks above on an
+        # idle machine. The bound only ends a broken run.
+        dev.wait_until(
+            lambda: all(_count(dev, rows) >= 1 for rows in DEMO_WORK),
+            120,
+            "NPS answers, open cases, plans and case work: " + ", ".join(DEMO_WORK),
+        )
+        renewals = _renewals(dev, Quarter.of(date.today()).next())
     finally:
         dev.stop()
     assert dev.proc.returncode == 0, "dev must stop cleanly on SIGTERM"
@@ -108,16 +122,42 @@ def test_dev_with_200_simulated_accounts_scores_and_alerts_within_a_minute(dev_d
     assert bands.get("red", 0) >= 1 and bands.get("green", 0) >= 1
     assert alerts >= 1
     assert any("services.alerts.lifecycle: alert" in line for line in dev.lines)
+    # Contracts end 30 days to two years out (services/simulate.py): some next quarter.
+    assert renewals["accounts"], renewals
+    assert {r["forecast"] for r in renewals["accounts"]} <= {"commit", "likely", "at_risk"}
+
+
+# Rows (a table and a condition) the demo must have made, at least one of each.
+DEMO_WORK = (
+    "nps_responses",
+    "tasks WHERE kind = 'nps_followup'",  # a detractor's follow-up (SV-04)
+    "cases WHERE state = 'open'",
+    "success_plans",
+    "tasks WHERE kind = 'case_action'",  # a case's action plan (services/alerts/cases/demo.py)
+    "case_reviews",
+)
+
+
+def _count(dev: DevProcess, rows: str) -> int:
+    """How many ``rows`` ("table" or "table WHERE ...") the demo's database holds."""
+    found = dev.query(f"SELECT count(*) FROM {rows}")
+    return int(found[0][0]) if found else 0  # type: ignore[call-overload]
 
 
 def _scored(dev: DevProcess) -> int:
-    rows = dev.query("SELECT count(*) FROM account_health WHERE score IS NOT NULL")
-    return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+    return _count(dev, "account_health WHERE score IS NOT NULL")
 
 
 def _alerts(dev: DevProcess) -> int:
-    rows = dev.query("SELECT count(*) FROM alerts")
-    return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+    return _count(dev, "alerts")
+
+
+def _renewals(dev: DevProcess, quarter: Quarter) -> Any:
+    """The renewals API's answer for ``quarter``, with a read key of the demo's database."""
+    headers = {"Authorization": f"Bearer {_key(dev, 'read')}"}
+    r = httpx.get(f"{dev.url}/v1/renewals", params={"quarter": str(quarter)}, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def _bands(dev: DevProcess) -> dict[str, int]:
@@ -127,7 +167,7 @@ def _bands(dev: DevProcess) -> dict[str, int]:
     }  # type: ignore[call-overload]
 
 
-def _key(dev: DevProcess) -> str:
+def _key(dev: DevProcess, *scopes: str) -> str:
     out = subprocess.run(
         [
             sys.executable,
@@ -135,8 +175,7 @@ def _key(dev: DevProcess) -> str:
             "services.cli",
             "keys",
             "create",
-            "--scope",
-            "ingest",
+            *(arg for scope in scopes for arg in ("--scope", scope)),
             "--name",
             "t",
         ],
@@ -153,7 +192,7 @@ def test_events_acknowledged_in_embedded_mode_survive_kill_9(dev_dir: Path) -> N
     first = DevProcess(dev_dir)
     try:
         first.wait_until(lambda: _up(first.url), 30, "the API")
-        key = _key(first)
+        key = _key(first, "ingest")
         events = [usage("durable", f"u{i}") for i in range(200)]
         with httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {key}"}) as client:
             responses = [

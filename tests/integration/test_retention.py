@@ -1,6 +1,8 @@
-"""Renewals, retention and opportunities on a running embedded stack: facts sent at
-their moments in the past, read back as they were at a period's ends; scoped keys;
-JSON and CSV; bad periods refused with a code."""
+"""Renewals, retention and opportunities on the real stack (Kafka and PostgreSQL): facts
+sent at their moments in the past, read back as they were at a period's ends; scoped
+keys; JSON and CSV; bad periods refused with a code. The same reads on SQLite: the
+browser test (tests/browser/test_retention.py, this seed) and the demo's renewals
+(tests/integration/test_dev_mode.py)."""
 
 from __future__ import annotations
 
@@ -88,10 +90,10 @@ async def _stack(hw: Harness) -> dict[Role, str]:
 
 
 async def test_renewals_retention_and_opportunities(
-    embedded_settings: Settings, tmp_path: Path
+    kafka_settings: Settings, tmp_path: Path
 ) -> None:
     alerting = write_alerting(tmp_path / "a.toml", alerting_toml(["tier_review"]))
-    settings = embedded_settings.model_copy(update={"alerting_file": alerting})
+    settings = kafka_settings.model_copy(update={"alerting_file": alerting})
     async with running(settings) as hw:
         keys = await _stack(hw)
         lead = httpx.AsyncClient(
