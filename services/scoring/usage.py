@@ -39,6 +39,13 @@ DEDUP_HOURS = 48
 # The order values (the "value" dimension) are summed per day; a day's sum is held
 # within ±2^31, as the counters always were (a sum beyond means nothing to a measure).
 COUNT_MAX = 2**31 - 1
+# Distinct names an account's state counts apart (events, modules, platforms and order
+# values together, over the kept window). Products send tens to a few hundred event names;
+# beyond this, names are counted together per dimension under OTHER_NAME, so a sender
+# inventing names (a bug that puts ids into names, or a hostile key) cannot grow one
+# account's state, and the cost of every batch that reads it, without bound.
+MAX_NAMES = 2000
+OTHER_NAME = "(other)"
 # The dimensions a name is counted in, stored as one letter before the name.
 DIMENSIONS = {"event": "e", "platform": "p", "module": "m", "value": "v"}
 _DIMENSION_OF = {code: dimension for dimension, code in DIMENSIONS.items()}
@@ -142,6 +149,12 @@ class AccountUsage:
     def _name(self, key: str) -> int:
         index = self.name_index.get(key)
         if index is None:
+            if len(self.names) >= MAX_NAMES:
+                code, _, _ = key.partition(":")
+                key = f"{code}:{OTHER_NAME}"
+                index = self.name_index.get(key)
+                if index is not None:
+                    return index
             index = self.name_index[key] = len(self.names)
             self.names.append(key)
         return index

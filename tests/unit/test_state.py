@@ -15,7 +15,14 @@ from services.scoring import usage_store
 from services.scoring.inputs import model_inputs
 from services.scoring.measures import load_measures, name_use_of
 from services.scoring.state import apply_events, drop_duplicates
-from services.scoring.usage import DEDUP_HOURS, AccountUsage, decode, encode
+from services.scoring.usage import (
+    DEDUP_HOURS,
+    MAX_NAMES,
+    OTHER_NAME,
+    AccountUsage,
+    decode,
+    encode,
+)
 from services.scoring.usage_store import UsageCache
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
@@ -473,6 +480,21 @@ def test_names_no_kept_day_counts_are_forgotten() -> None:
     }
     state.add(first + timedelta(days=1), "u", 0.0, [("event", "new", 1)])
     assert state.names == ["e:daily", "v:daily", "e:new"]
+
+
+def test_names_beyond_the_cap_are_counted_together() -> None:
+    """A sender inventing names cannot grow an account's state without bound: past
+    MAX_NAMES, new names count together per dimension; known names count as before."""
+    state = AccountUsage()
+    day = NOW.date()
+    for n in range(MAX_NAMES):
+        state.add(day, "u", 0.0, [("event", f"name-{n}", 1)])
+    state.add(day, "u", 0.0, [("event", "new-1", 1), ("module", "new-2", 1)])
+    state.add(day, "u", 0.0, [("event", "new-3", 2), ("event", "name-0", 1)])
+    uses = {name: use.days_7 for name, use in name_use_of(state, day).items()}
+    assert len(state.names) == MAX_NAMES + 2
+    assert uses[("event", OTHER_NAME)] == 3 and uses[("module", OTHER_NAME)] == 1
+    assert uses[("event", "name-0")] == 2 and ("event", "new-3") not in uses
 
 
 async def test_usage_state_survives_encoding(engine: AsyncEngine) -> None:
