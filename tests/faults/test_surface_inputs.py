@@ -19,7 +19,7 @@ from services.scoring.model.schema import DEFAULT_MODEL
 from shared.alerting.schema import default_alerting_source
 from shared.auth import Scope, create_key
 from shared.config import Settings
-from tests.support.harness import Harness, facts, running, usage, wait_for
+from tests.support.harness import Harness, facts, running, signed_in, usage, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,21 @@ GET_ROUTES = {
     "/ui/lead": [],
     "/ui/accounts/acme": [],
     "/ui/login": ["next"],
+    "/v1/renewals": ["quarter", "limit", "offset", "format"],
+    "/v1/retention": ["from", "to", "by", "format"],
+    "/v1/export/history": ["from", "to", "format"],
+    "/ui/renewals.csv": ["quarter"],
+    "/ui/retention.csv": ["from", "to", "by"],
+    "/ui/export/history": ["from", "to", "format"],
 }
+# Periods given whole (each end alone falls back to a default), at the calendar's ends.
+PERIOD_ROUTES = ["/v1/retention", "/ui/retention.csv", "/v1/export/history", "/ui/export/history"]
+PERIODS = [
+    ("0001-01-01", "0001-01-02"),
+    ("0001-01-01", "9999-12-31"),
+    ("9999-12-25", "9999-12-31"),
+    ("2026-07-01", "2026-01-01"),
+]
 # Path templates whose {} takes each hostile value.
 PATH_TEMPLATES = [
     "/v1/accounts/{}",
@@ -126,15 +140,6 @@ def _client(hw: Harness, key: str) -> httpx.AsyncClient:
     )
 
 
-async def _signed_in(hw: Harness, key: str) -> httpx.AsyncClient:
-    browser = httpx.AsyncClient(base_url=hw.url, timeout=60)
-    form = (await browser.get("/ui/login")).text
-    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    r = await browser.post("/ui/login", data={"csrf": csrf, "key": key, "next": "/ui/"})
-    assert r.status_code == 303, r.text
-    return browser
-
-
 async def test_extreme_dates_are_refused_naming_the_field(kafka_settings: Settings) -> None:
     async with scored_account(kafka_settings) as (hw, admin), _client(hw, admin) as c:
         failures = []
@@ -157,30 +162,35 @@ async def test_extreme_dates_are_refused_naming_the_field(kafka_settings: Settin
 
 
 async def test_hostile_parameters_never_get_a_server_error(kafka_settings: Settings) -> None:
-    async with scored_account(kafka_settings) as (hw, admin), _client(hw, admin) as c:
-        browser = await _signed_in(hw, admin)
+    async with (
+        scored_account(kafka_settings) as (hw, admin),
+        _client(hw, admin) as c,
+        signed_in(hw, admin) as browser,
+    ):
         failures = []
-        try:
-            for (route, params), value in itertools.product(GET_ROUTES.items(), HOSTILE):
-                client = browser if route.startswith("/ui/") else c
-                for param in params:
-                    r = await client.get(f"{route}?{param}={_quoted(value)}")
-                    if r.status_code >= 500:
-                        failures.append(f"{route}?{param}={value[:30]!r} → {r.status_code}")
-            for template, value in itertools.product(PATH_TEMPLATES, HOSTILE):
-                if not value:
-                    continue
-                client = browser if template.startswith("/ui/") else c
-                path = template.format(_quoted(value))
-                r = await client.get(path)
+        for route, (start, end) in itertools.product(PERIOD_ROUTES, PERIODS):
+            client = browser if route.startswith("/ui/") else c
+            r = await client.get(route, params={"from": start, "to": end})
+            if r.status_code >= 500:
+                failures.append(f"{route}?from={start}&to={end} → {r.status_code}")
+        for (route, params), value in itertools.product(GET_ROUTES.items(), HOSTILE):
+            client = browser if route.startswith("/ui/") else c
+            for param in params:
+                r = await client.get(f"{route}?{param}={_quoted(value)}")
                 if r.status_code >= 500:
-                    failures.append(f"GET {template} with {value[:30]!r} → {r.status_code}")
-                if template == "/v1/keys/{}":
-                    r = await client.delete(path)
-                    if r.status_code >= 500:
-                        failures.append(f"DELETE {template} {value[:30]!r} → {r.status_code}")
-        finally:
-            await browser.aclose()
+                    failures.append(f"{route}?{param}={value[:30]!r} → {r.status_code}")
+        for template, value in itertools.product(PATH_TEMPLATES, HOSTILE):
+            if not value:
+                continue
+            client = browser if template.startswith("/ui/") else c
+            path = template.format(_quoted(value))
+            r = await client.get(path)
+            if r.status_code >= 500:
+                failures.append(f"GET {template} with {value[:30]!r} → {r.status_code}")
+            if template == "/v1/keys/{}":
+                r = await client.delete(path)
+                if r.status_code >= 500:
+                    failures.append(f"DELETE {template} {value[:30]!r} → {r.status_code}")
     assert failures == []
 
 
