@@ -38,6 +38,15 @@ def _line(labels: list[str], series: list[dict[str, Any]], y: dict[str, Any]) ->
     }
 
 
+def _grouped(labels: list[str], datasets: list[dict[str, Any]], y: dict[str, Any]) -> Chart:
+    """Vertical bars, one dataset per measure side by side within each group."""
+    return {
+        "type": "bar",
+        "data": {"labels": labels, "datasets": datasets},
+        "options": {"scales": {"y": y, "x": {"ticks": X_TICKS}}},
+    }
+
+
 def _series(label: str, values: list[Any], colour: str, **extra: Any) -> dict[str, Any]:
     return {
         "label": label,

@@ -24,8 +24,8 @@ from services.dashboard.auth import Viewer, context, viewer
 from services.dashboard.charts import (
     COLOURS,
     PERCENT_AXIS,
-    X_TICKS,
     Chart,
+    _grouped,
     _line,
     _pct,
     _series,
@@ -327,15 +327,6 @@ def breakdown_charts(
     return {
         "breakdown_flows": _grouped(labels, bars(FLOW_BARS, percent=False), money_axis),
         "breakdown_rates": _grouped(labels, bars(RATE_BARS, percent=True), rate_axis),
-    }
-
-
-def _grouped(labels: list[str], datasets: list[dict[str, Any]], y: dict[str, Any]) -> Chart:
-    """Vertical bars, one dataset per measure side by side within each group."""
-    return {
-        "type": "bar",
-        "data": {"labels": labels, "datasets": datasets},
-        "options": {"scales": {"y": y, "x": {"ticks": X_TICKS}}},
     }
 
 
