@@ -152,6 +152,18 @@ account_usage = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The long history of an account's usage: the days that left its usage state's window
+# (``account_usage``), in the same encoding, kept for ``HEALTHWATCH_HISTORY_DAYS`` (two
+# years by default) for as-of reads and reports. Written only when days leave the
+# window (about once a day per active account), never on the hot path of a batch.
+usage_archive = Table(
+    "usage_archive",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # Messages scoring produced (alerts, dead letters), written in the transaction that
 # produced them and published to Kafka after it commits (shared/bus/outbox.py): a
 # crash between the commit and the publish leaves them here for the next relay.
@@ -523,7 +535,21 @@ touchpoint_log = Table(
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("touchpoint_kind", String(20), nullable=False),
     Column("csm_email", String(320)),
+    # decision_maker, champion, ...: an as-of read's last decision-maker contact (NULL
+    # for the rows written before migration 0011).
+    Column("contact_role", String(30)),
     Index("ix_touchpoint_log_account_time", "account_id", "occurred_at"),
+)
+
+# Every failed payment scoring applied (one row per event): an as-of read's last
+# failed payment, where account_health keeps only the newest.
+payment_failures = Table(
+    "payment_failures",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("account_id", String(200), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Index("ix_payment_failures_account_time", "account_id", "occurred_at"),
 )
 
 nps_responses = Table(
