@@ -25,10 +25,18 @@ def labels(model: HealthModel) -> dict[str, str]:
     return out
 
 
-def _fmt(name: str, value: float) -> str:
-    if "share" in name or name.endswith("_use_28d"):
-        return f"{value:.0%}"
+def _number_text(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}"
+
+
+# What ``changes`` compares: numbers (bool is an int, and compares as one).
+_NUMBER = (int, float)
+
+
+def numbers(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs ``changes`` can compare, in their order: several comparisons of one
+    set of inputs (with the previous score, 7 and 30 days back) skip the rest once."""
+    return {name: value for name, value in inputs.items() if isinstance(value, _NUMBER)}
 
 
 def changes(
@@ -42,26 +50,43 @@ def changes(
     hundred inputs, so the sentences are written for the entries kept."""
     if not before:
         return []
+    old_of = before.get
+    # (size, name, old, new, relative); the size is relative, and a change from zero
+    # counts as the largest. The import scores every account every day, three lists a
+    # score: this loop runs ~300 times a score, so the cheap test (unchanged) is first.
     moved: list[tuple[float, str, float, float, float | None]] = []
     for name, new in after.items():
-        old = before.get(name)
-        if not isinstance(new, int | float) or not isinstance(old, int | float) or new == old:
+        old = old_of(name)
+        if new == old or not isinstance(new, _NUMBER) or not isinstance(old, _NUMBER):
             continue
-        relative = (new - old) / abs(old) if old else None
-        # Relative size; a change from zero counts as the largest.
-        size = abs(relative) if relative is not None else float("inf")
-        moved.append((size, name, old, new, relative))
-    moved.sort(key=lambda entry: entry[0], reverse=True)
+        if old:
+            relative = (new - old) / abs(old)
+            moved.append((abs(relative), name, old, new, relative))
+        else:
+            moved.append((_FROM_ZERO, name, old, new, None))
+    # Stable: equal sizes keep the inputs' order.
+    moved.sort(key=_size, reverse=True)
     return [
         _entry(name, old, new, relative, names) for _, name, old, new, relative in moved[:limit]
     ]
+
+
+_FROM_ZERO = float("inf")
+
+
+def _size(entry: tuple[float, str, float, float, float | None]) -> float:
+    return entry[0]
 
 
 def _entry(
     name: str, old: float, new: float, relative: float | None, names: Mapping[str, str]
 ) -> dict[str, Any]:
     verb = "rose" if new > old else "fell"
-    text = f"{names.get(name, name)} {verb} from {_fmt(name, old)} to {_fmt(name, new)}"
+    if "share" in name or name.endswith("_use_28d"):
+        span = f"from {old:.0%} to {new:.0%}"  # shares, as percentages
+    else:
+        span = f"from {_number_text(old)} to {_number_text(new)}"
+    text = f"{names.get(name, name)} {verb} {span}"
     if relative is not None:
         text += f", {relative:+.0%}".replace("-", "−")
     return {

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Date, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.as_of import scores_as_of
 from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
@@ -114,20 +113,24 @@ class ImportCalendar:
 
 async def _carry_forward(conn: AsyncConnection, ids: list[str], day: date) -> int:
     """Give ``day`` a row for each of ``ids`` scored before it: the newest earlier one
-    (the score did not change). Returns how many accounts have a row for the day."""
-    rows = await scores_as_of(conn, day, ids)
-    copies = [
-        {
-            "account_id": row.account_id,
-            "day": day,
-            "score": row.score,
-            "band": row.band,
-            "inputs": row.inputs,
-            "explanation": row.explanation,
-        }
-        for row in rows.values()
-        if row.day < day
-    ]
-    if copies:
-        await conn.execute(insert_ignore(conn, health_daily).on_conflict_do_nothing(), copies)
-    return len(rows)
+    (the score did not change). Returns how many accounts have a row for the day.
+
+    Copied by the database (``INSERT … SELECT``): the rows' inputs and explanations, a
+    few KB each, need not travel to the import and back, decoded and encoded again."""
+    h = health_daily.c
+    newest = (
+        select(h.account_id, func.max(h.day).label("day"))
+        .where(h.account_id.in_(ids), h.day < day)
+        .group_by(h.account_id)
+        .subquery()
+    )
+    copies = select(
+        h.account_id, literal(day, Date), h.score, h.band, h.inputs, h.explanation
+    ).join(newest, and_(newest.c.account_id == h.account_id, newest.c.day == h.day))
+    columns = ["account_id", "day", "score", "band", "inputs", "explanation"]
+    # An account with a row of its own on the day keeps it (the copy conflicts).
+    await conn.execute(
+        insert_ignore(conn, health_daily).from_select(columns, copies).on_conflict_do_nothing()
+    )
+    scored = select(func.count()).where(h.account_id.in_(ids), h.day == day)
+    return int(await conn.scalar(scored) or 0)

@@ -174,13 +174,14 @@ def _rows(
     why = breakdown(score)
     why["danger"] = risk
     before = earlier.previous
+    now = explain.numbers(shown)  # what the three lists compare, picked out once
     why["changes"] = {
         "since_previous": explain.changes(
-            shown, before.inputs if before else None, labels, SCORE_CHANGES_KEPT
+            now, before.inputs if before else None, labels, SCORE_CHANGES_KEPT
         ),
         **{
             f"since_{back}d": explain.changes(
-                shown, earlier.past_inputs.get(back), labels, SCORE_CHANGES_KEPT
+                now, earlier.past_inputs.get(back), labels, SCORE_CHANGES_KEPT
             )
             for back in history.LOOKBACK_DAYS
         },
@@ -268,9 +269,11 @@ def _step_family(
     """Step a family's alert once its rules have stepped (their new states in ``moved``,
     where the family's goes too): what it tells and its symptoms, the lead first."""
     key = GROUP_STATE_PREFIX + members[0].group
-    before = [(rule, stored.get(rule.id, RuleState())) for rule in members]
+    group_before = stored.get(key, NEVER_FIRED)
+    before = [(rule, stored.get(rule.id, NEVER_FIRED)) for rule in members]
     after = [(rule, moved.get(rule.id, state)) for rule, state in before]
-    group_before = stored.get(key, RuleState())
+    if group_before.status != "firing" and all(s.status != "firing" for _, s in after):
+        return None  # most families of most accounts: nothing fires, nothing to step
     group_after, transition = rules.group_step(group_before, before, after, at)
     if group_after != group_before:
         moved[key] = group_after
