@@ -317,7 +317,11 @@ def accounts_reader(settings: Settings) -> AccountsReader:
 
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.health_api = HealthApiContext(
-        rt.engine, ModelStore(), rt.settings.zone, rt.settings.window_days
+        rt.engine,
+        ModelStore(),
+        rt.settings.zone,
+        rt.settings.window_days,
+        rt.settings.history_days,
     )
     app.state.engine = rt.engine  # shared.web.EngineDep: the reports and the keys API
     app.state.report_fmt = Fmt(rt.settings.language, rt.settings.currency)

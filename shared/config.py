@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -124,6 +124,15 @@ class Settings(BaseSettings):
         ge=90,
         description="Days of daily activity kept per account before its newest event (older "
         "events are late; as-of measures reach back this far less 30 days)",
+    )
+    # Two years: a year-on-year comparison (a renewal against the last one, a season
+    # against the same season) reads a full year before a day a year back. The days past
+    # the window live in the long history (usage_archive), a value per account and month.
+    history_days: int = Field(
+        730,
+        ge=90,
+        description="Days of daily activity kept per account in all (the window's days and "
+        "the long history before them): as-of measures reach back this far less 30 days",
     )
     # Renewal forecast (services/scoring/retention/pipeline.py): DG-05's high danger
     # means "very likely to churn"; NPS 0–6 is a detractor by NPS's own definition.
@@ -301,6 +310,17 @@ class Settings(BaseSettings):
     def _auto(cls, value: object) -> object:
         """Empty or "auto" (an unset compose variable, a ConfigMap value) is auto."""
         return None if isinstance(value, str) and value.strip().lower() in ("", "auto") else value
+
+    @field_validator("history_days")
+    @classmethod
+    def _history_holds_window(cls, days: int, info: ValidationInfo) -> int:
+        window = info.data.get("window_days", days)
+        if days < window:
+            raise ValueError(
+                f"history_days ({days}) must be at least window_days ({window}): the long "
+                "history holds the window's days and those before them"
+            )
+        return days
 
     @field_validator("timezone")
     @classmethod

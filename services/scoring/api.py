@@ -34,6 +34,7 @@ from services.scoring.queries import (
     scores_as_of,
     visible_account,
 )
+from services.scoring.relationship_as_of import relationship_measures
 from services.scoring.schemas import (
     AccountHealth,
     AccountMetrics,
@@ -63,8 +64,10 @@ class HealthApiContext:
     engine: AsyncEngine
     models: ModelStore
     zone: tzinfo = UTC
-    # Days of daily counts kept before each account's newest event (HEALTHWATCH_WINDOW_DAYS).
+    # Days of daily counts kept before each account's newest event: in its usage state
+    # (HEALTHWATCH_WINDOW_DAYS) and in all (HEALTHWATCH_HISTORY_DAYS).
     window_days: int = 90
+    history_days: int = 730
 
 
 def get_context(request: Request) -> HealthApiContext:
@@ -176,7 +179,9 @@ async def account_metrics(
     (``oldest_as_of`` says the oldest day answered)."""
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
-        m = await account_measures(conn, account_id, as_of, ctx.zone, ctx.window_days)
+        m = await account_measures(
+            conn, account_id, as_of, ctx.zone, (ctx.window_days, ctx.history_days)
+        )
         model, _ = await ctx.models.current(conn)
     if m is None:
         raise ClientError(404, "no_activity", f"Account {account_id!r} has no activity yet.")
@@ -198,6 +203,7 @@ async def account_metrics(
         "usage_minutes_7d": m.usage_minutes_7d,
         "events_7d": m.events_7d,
         "open_tickets": m.open_tickets,
+        **relationship_measures(m),
         "depth_level": depth_level(m, model.depth),
         "counts": counts,
         "usage_quotas": [

@@ -1,12 +1,13 @@
 """Reads as of a past day: the facts and the tickets as they were then, the score
 recorded then, and how far back the daily counts still reach.
 
-The daily counts (``activity_daily*``) are kept for ``HEALTHWATCH_WINDOW_DAYS`` days
-before each account's newest event (``state.py`` prunes older days), so measures as of
-an older day cannot be computed: such a read answers 422 ``as_of_beyond_retention``
-rather than zeros. Facts come from ``account_facts_history`` and tickets from their
-stored opening and closing times, both kept whole; the score history (``health_daily``)
-is kept whole too.
+An account's usage state holds the days of its window (``HEALTHWATCH_WINDOW_DAYS``);
+the days before it are in its long history (``usage_archive``) for
+``HEALTHWATCH_HISTORY_DAYS`` in all, read here only for a day whose windows reach
+before the state's days. Measures as of a day older than that cannot be computed: such
+a read answers 422 ``as_of_beyond_retention`` rather than zeros. Facts come from
+``account_facts_history`` and tickets from their stored opening and closing times,
+both kept whole; the score history (``health_daily``) is kept whole too.
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring import usage_store
 from services.scoring.facts_history import end_of, facts_as_of
-from services.scoring.measures import HIGH_PRIORITIES, Measures, _commercial, load_measures
+from services.scoring.measures import (
+    HIGH_PRIORITIES,
+    NAME_WINDOW_DAYS,
+    Measures,
+    _commercial,
+    load_measures,
+)
 from services.scoring.state import OPEN_STATUSES, window_start
-from services.scoring.usage import AccountUsage
+from services.scoring.usage import UNKNOWN, AccountUsage, decode
 from services.scoring.zones import zone_of
 from shared.auth import ApiKey
-from shared.storage.tables import account_health, accounts, health_daily, tickets
+from shared.storage.tables import account_health, account_usage, accounts, health_daily, tickets
 from shared.web import ClientError
 
 # An as-of day is answered when its longest window the metrics show (active users
@@ -37,16 +45,22 @@ FULL_WINDOW_DAYS = 30
 
 
 async def oldest_as_of(
-    conn: AsyncConnection, account_id: str, window_days: int, zone: tzinfo
+    conn: AsyncConnection, account_id: str, kept: tuple[int, int], zone: tzinfo
 ) -> date | None:
-    """The oldest day whose measures the kept daily counts still cover (None before the
-    account's first event)."""
+    """The oldest day whose measures the kept daily counts cover (``kept``: the window's
+    and the history's days), None before the account's first event: the long history
+    is kept from the first day of the month ``history_days`` before the newest event
+    (whole months leave it), and from what the state knows it kept. A state written
+    before the long history that has not dropped days since is known whole over its
+    window only."""
     row = (
         await conn.execute(
-            select(account_health.c.as_of, accounts.c.facts)
+            select(account_health.c.as_of, accounts.c.facts, account_usage.c.state)
             .select_from(
                 account_health.outerjoin(
                     accounts, accounts.c.account_id == account_health.c.account_id
+                ).outerjoin(
+                    account_usage, account_usage.c.account_id == account_health.c.account_id
                 )
             )
             .where(account_health.c.account_id == account_id)
@@ -54,23 +68,44 @@ async def oldest_as_of(
     ).first()
     if row is None:
         return None
-    kept_from = window_start(row.as_of, window_days, zone_of(row.facts, zone))
+    window_days, history_days = kept
+    account_zone = zone_of(row.facts, zone)
+    kept_from = window_start(row.as_of, history_days, account_zone).replace(day=1)
+    whole_from = decode(row.state).whole_from if row.state else 0
+    if whole_from == UNKNOWN:
+        kept_from = window_start(row.as_of, window_days, account_zone)
+    elif whole_from:
+        kept_from = max(kept_from, date.fromordinal(whole_from))
     return kept_from + timedelta(days=FULL_WINDOW_DAYS - 1)
 
 
-def check_retention(account_id: str, day: date, oldest: date | None, window_days: int) -> None:
+def check_retention(account_id: str, day: date, oldest: date | None, history_days: int) -> None:
     """422 when ``day`` lies before what the kept daily counts can answer."""
     if oldest is None or day >= oldest:
         return
     raise ClientError(
         422,
         "as_of_beyond_retention",
-        f"Daily counts of {account_id!r} are kept for {window_days} days before its newest "
+        f"Daily counts of {account_id!r} are kept for {history_days} days before its newest "
         f"event, so measures are answered as of {oldest.isoformat()} or later. To keep "
-        "more, raise HEALTHWATCH_WINDOW_DAYS (it applies to the days still kept); the "
+        "more, raise HEALTHWATCH_HISTORY_DAYS (it applies to the days still kept); the "
         "score history (/health/history, /health?as_of=) reaches further back.",
-        extra={"oldest_as_of": oldest.isoformat(), "retention_days": window_days},
+        extra={"oldest_as_of": oldest.isoformat(), "retention_days": history_days},
     )
+
+
+async def with_history(
+    conn: AsyncConnection, states: Mapping[str, AccountUsage], day: date
+) -> dict[str, AccountUsage]:
+    """``states``, each with the days of its long history that measures as of ``day``
+    read (its 90 days) counted in, where they reach before the state's own days."""
+    first = day - timedelta(days=NAME_WINDOW_DAYS - 1)
+    older = [a for a, state in states.items() if state.kept_from > first.toordinal()]
+    months = await usage_store.load_history(conn, older, first, day) if older else {}
+    return {
+        account_id: state.with_history(months[account_id]) if account_id in months else state
+        for account_id, state in states.items()
+    }
 
 
 async def measures_as_of(
@@ -84,7 +119,10 @@ async def measures_as_of(
     allowances) in force and the tickets open at the end of that day in each account's
     zone; without facts by then, those measures are unknown (None). ``usage``: usage
     states already loaded."""
-    measures = await load_measures(conn, ids, day, zone, usage=usage)
+    states = await usage_store.complete(conn, dict(usage or {}), ids)
+    measures = await load_measures(
+        conn, ids, day, zone, usage=await with_history(conn, states, day)
+    )
     ends = {m.account_id: end_of(day, m.tz) for m in measures}
     facts = await _facts_at(conn, ends)
     support = await tickets_as_of(conn, ends)

@@ -91,6 +91,7 @@ class ScoringProcessor:
                 conn,
                 fresh,
                 window_days=self._settings.window_days,
+                history_days=self._settings.history_days,
                 grace_days=self._settings.late_grace_days,
                 now=now,
                 tz=self.zone,

@@ -123,18 +123,18 @@ async def account_measures(
     account_id: str,
     as_of: date | None,
     zone: tzinfo,
-    window_days: int | None = None,
+    kept: tuple[int, int] | None = None,
 ) -> Measures | None:
     """The account's rolling measures as of ``as_of`` (default: its newest event's day),
     None without activity. As of a given day: with the facts and the open tickets of
-    that day, and (given the kept ``window_days``) 422 ``as_of_beyond_retention`` for a
-    day older than the kept daily counts answer."""
+    that day, and (given the ``kept`` window and history days) 422
+    ``as_of_beyond_retention`` for a day older than the kept daily counts answer."""
     if as_of is None:
         measures = await load_measures(conn, {account_id}, None, zone)
     else:
-        if window_days is not None:
-            oldest = await oldest_as_of(conn, account_id, window_days, zone)
-            check_retention(account_id, as_of, oldest, window_days)
+        if kept is not None:
+            oldest = await oldest_as_of(conn, account_id, kept, zone)
+            check_retention(account_id, as_of, oldest, kept[1])
         measures = await measures_as_of(conn, {account_id}, as_of, zone)
     return measures[0] if measures else None
 

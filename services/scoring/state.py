@@ -10,18 +10,17 @@ the event is applied, so one applied before a change of zone keeps its day (see
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, text
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage_store
 from services.scoring.facts_history import fold_fields, given_facts, record_facts, stamp_of
-from services.scoring.usage_store import Usage
+from services.scoring.usage_store import Usage, month_of
 from services.scoring.zones import account_zones
 from shared.contracts.events import (
     AccountFacts,
@@ -35,12 +34,19 @@ from shared.contracts.events import (
     UsageEvent,
 )
 from shared.storage.db import insert_ignore, upsert
-from shared.storage.tables import account_health, accounts, activity_daily, tickets
+from shared.storage.tables import account_health, accounts, tickets
 
 OPEN_STATUSES = ("open", "pending")
 # The first key of the PostgreSQL advisory locks taken per ticket id (the second is the
 # id's hash): any constant no other lock of this database uses.
 TICKET_LOCK_SPACE = 0x7469636B  # "tick"
+# Days leave a usage state for the long history a week at a time (the state keeps up to
+# six days more than its window): each move rewrites the newest month of the account's
+# long history, so a daily move would cost a write per active account every day, and an
+# import of a long history one per account and day read.
+ARCHIVE_STEP_DAYS = 7
+# Days of daily counts kept in all (HEALTHWATCH_HISTORY_DAYS, shared/config.py).
+HISTORY_DAYS = 730
 
 
 @dataclass
@@ -60,6 +66,7 @@ async def apply_events(
     tz: tzinfo = UTC,
     grace_days: int | None = None,
     usage: Usage | None = None,
+    history_days: int = HISTORY_DAYS,
 ) -> Applied:
     """Apply ``events`` (already deduplicated, see ``drop_duplicates``). ``usage``: the
     accounts' usage states the caller loaded and will save; without, they are loaded
@@ -94,7 +101,7 @@ async def apply_events(
         keys=["account_id"],
         update=[column for column in health[next(iter(health))] if column != "account_id"],
     )
-    await _prune(conn, states, health, window_days, zones)
+    await _prune(conn, states, health, (window_days, history_days), zones, now)
     if usage is None:
         await usage_store.save(conn, states, now)
     return applied
@@ -404,24 +411,29 @@ async def _prune(
     conn: AsyncConnection,
     states: Usage,
     health: dict[str, dict[str, Any]],
-    window_days: int,
+    kept: tuple[int, int],
     zones: Mapping[str, tzinfo],
+    now: datetime,
 ) -> None:
-    """Drop the days that fell out of each account's window, from its usage state and
-    its daily history: state grows with active days and names, not with events. The
-    history has a row only for a day the state has (both are written from the state),
-    so only an account whose state dropped days costs a statement: most batches none."""
-    by_cutoff: dict[date, list[str]] = defaultdict(list)
+    """Move the days that fell out of each account's window (``kept``: window and
+    history days) from its usage state to its long history, a week at a time: state
+    grows with active days and names, not with events; the long history keeps
+    ``history_days``. Only an account whose state dropped days costs statements: most
+    batches none."""
+    window_days, history_days = kept
+    parts: Usage = {}
+    keep_from: dict[str, date] = {}
     for account_id, h in health.items():
-        cutoff = window_start(h["as_of"], window_days, zones[account_id])
-        if states[account_id].prune_before(cutoff):
-            by_cutoff[cutoff].append(account_id)
-    for cutoff, ids in by_cutoff.items():
-        await conn.execute(
-            delete(activity_daily).where(
-                activity_daily.c.account_id.in_(ids), activity_daily.c.day < cutoff
-            )
+        cutoff = window_start(h["as_of"], window_days, zones[account_id]).toordinal()
+        part = states[account_id].prune_before(
+            date.fromordinal(cutoff - cutoff % ARCHIVE_STEP_DAYS)
         )
+        if part is not None:
+            parts[account_id] = part
+            oldest = window_start(h["as_of"], history_days, zones[account_id])
+            keep_from[account_id] = month_of(oldest.toordinal())
+            states[account_id].keep_whole_from(keep_from[account_id])
+    await usage_store.archive(conn, parts, keep_from, now)
 
 
 def _newer(event: TicketEvent, other: TicketEvent | None) -> bool:

@@ -17,6 +17,10 @@ day. What is kept, per account:
   hour they were received: a resent event within that window counts once;
   ``events_seen``: how many distinct events of the account were ever applied (late
   ones included), for operators and for checking exactly-once.
+- ``kept_from``: the days before it left for the long history (``usage_archive``, a
+  value of this same kind per month, ``usage_store.archive``); ``whole_from``: every day
+  from it on is here or in the long history (0: since the account's first event), so
+  as-of reads know how far back they are answered.
 
 Encoded with msgspec (MessagePack, arrays instead of maps) and compressed with zstd.
 """
@@ -51,8 +55,11 @@ DIMENSIONS = {"event": "e", "platform": "p", "module": "m", "value": "v"}
 _DIMENSION_OF = {code: dimension for dimension, code in DIMENSIONS.items()}
 # A module's counter among a day's names.
 MODULE_KEY = DIMENSIONS["module"] + ":"
-# The encoding's version, first byte of every stored value.
-FORMAT = 1
+# The encoding's version, first byte of every stored value. Format 1 (before the long
+# history) lacks kept_from and whole_from: read, it keeps its oldest day as kept_from and
+# does not know what it dropped before (UNKNOWN) until it drops days again.
+FORMAT = 2
+UNKNOWN = -1
 # zstd level 3: the library's default, ~5x smaller than MessagePack alone on typical
 # accounts at a few microseconds per kilobyte; higher levels gain little on small values.
 _COMPRESSOR = zstandard.ZstdCompressor(level=3)
@@ -75,6 +82,8 @@ class _Stored(msgspec.Struct, array_like=True, omit_defaults=True):
     seen: dict[int, list[int]] = msgspec.field(default_factory=dict)  # hour → id hashes
     events_seen: int = 0
     names: list[str] = msgspec.field(default_factory=list)  # index → "e:login"
+    kept_from: int = 0  # day ordinal
+    whole_from: int = 0  # day ordinal, 0 or UNKNOWN
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -94,6 +103,8 @@ class AccountUsage:
     names: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
     name_index: dict[str, int] = field(default_factory=dict)
+    kept_from: int = 0
+    whole_from: int = 0
     touched: set[int] = field(default_factory=set)
     changed: bool = False
     version: int = 0  # the stored row's version this state was read from (not encoded)
@@ -159,16 +170,68 @@ class AccountUsage:
             self.names.append(key)
         return index
 
-    def prune_before(self, day: date) -> bool:
-        """Drop the days before ``day`` (out of the kept window); whether any was."""
+    def prune_before(self, day: date) -> AccountUsage | None:
+        """Drop the days before ``day`` (out of the kept window); returns them, as a
+        usage of their own for the long history, or None when there were none."""
         cutoff = day.toordinal()
-        dropped = [ordinal for ordinal in self.days if ordinal < cutoff]
+        dropped = sorted(ordinal for ordinal in self.days if ordinal < cutoff)
+        if not dropped:
+            return None
+        part = AccountUsage()
+        part.absorb(self, dropped)
         for ordinal in dropped:
             del self.days[ordinal]
-        if dropped:
+        if self.whole_from == UNKNOWN:
+            self.whole_from = dropped[0]  # what a format-1 value held: known whole from it
+        self.kept_from = cutoff
+        self.changed = True
+        self._forget_unused_names()
+        return part
+
+    def keep_whole_from(self, day: date) -> None:
+        """The long history no longer holds the days before ``day`` (its retention)."""
+        ordinal = day.toordinal()
+        if self.whole_from != UNKNOWN and ordinal > self.whole_from:
+            self.whole_from = ordinal
             self.changed = True
-            self._forget_unused_names()
-        return bool(dropped)
+
+    def absorb(self, source: AccountUsage, ordinals: Iterable[int] | None = None) -> None:
+        """Count ``source``'s days (or those of ``ordinals``) here too, its users and
+        names by their ids; a day both count is added up (in a new ``DayUse``: the ones
+        here may be shared with another state)."""
+        for ordinal in source.days if ordinals is None else ordinals:
+            theirs = source.days[ordinal]
+            mine = self.days.get(ordinal)
+            use = self.days[ordinal] = (
+                DayUse()
+                if mine is None
+                else DayUse(mine.events, mine.seconds, set(mine.users), dict(mine.names))
+            )
+            use.events += theirs.events
+            use.seconds += theirs.seconds
+            use.users.update(self._user(source.users[user], ordinal) for user in theirs.users)
+            for index, uses in theirs.names.items():
+                key = self._name(source.names[index])
+                use.names[key] = max(-COUNT_MAX, min(COUNT_MAX, use.names.get(key, 0) + uses))
+            self.touched.add(ordinal)
+            self.changed = True
+
+    def with_history(self, months: Iterable[AccountUsage]) -> AccountUsage:
+        """A copy of this state with the days of ``months`` (from the long history)
+        counted too, for reading measures as of an older day; this state is unchanged."""
+        merged = AccountUsage(
+            users=list(self.users),
+            first_active=list(self.first_active),
+            days=dict(self.days),
+            names=list(self.names),
+            index=dict(self.index),
+            name_index=dict(self.name_index),
+            kept_from=0,
+            whole_from=self.whole_from,
+        )
+        for month in months:
+            merged.absorb(month)
+        return merged
 
     def _forget_unused_names(self) -> None:
         """Drop the names no kept day counts, renumbering the rest: otherwise an
@@ -236,14 +299,18 @@ def encode(usage: AccountUsage) -> bytes:
         seen={hour: sorted(hashes) for hour, hashes in usage.seen.items()},
         events_seen=usage.events_seen,
         names=usage.names,
+        kept_from=usage.kept_from,
+        whole_from=usage.whole_from,
     )
     return bytes([FORMAT]) + _COMPRESSOR.compress(_ENCODER.encode(stored))
 
 
 def decode(blob: bytes) -> AccountUsage:
-    if blob[0] != FORMAT:
-        raise ValueError(f"usage state of format {blob[0]}; this version reads {FORMAT}")
+    if blob[0] not in (1, FORMAT):
+        raise ValueError(f"usage state of format {blob[0]}; this version reads 1 and {FORMAT}")
     stored = _DECODER.decode(_DECOMPRESSOR.decompress(blob[1:]))
+    if blob[0] == 1:
+        stored.kept_from, stored.whole_from = min(stored.days, default=0), UNKNOWN
     return AccountUsage(
         users=stored.users,
         first_active=stored.first_active,
@@ -253,4 +320,6 @@ def decode(blob: bytes) -> AccountUsage:
         names=stored.names,
         index={user: index for index, user in enumerate(stored.users)},
         name_index={key: index for index, key in enumerate(stored.names)},
+        kept_from=stored.kept_from,
+        whole_from=stored.whole_from,
     )

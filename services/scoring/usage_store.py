@@ -1,21 +1,22 @@
 """Reading and writing the accounts' usage states (``usage.py``) inside the caller's
 transaction: one SELECT for a batch's accounts, one upsert of those it changed, and the
-long daily history (``activity_daily``) rewritten for the days it changed."""
+daily history (``activity_daily``) rewritten for the days it changed; the days that
+leave a state's window go to the long history (``usage_archive``, a value per month)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage
 from services.scoring.usage import AccountUsage
 from shared.storage.db import bulk_insert
-from shared.storage.tables import account_usage, activity_daily
+from shared.storage.tables import account_usage, activity_daily, usage_archive
 
 Usage = dict[str, AccountUsage]  # account id → its usage state
 
@@ -144,3 +145,71 @@ async def _overwrite(
         set_={name: stmt.excluded[name] for name in rows[0] if name not in keys},
     )
     await conn.execute(stmt, params)
+
+
+def month_of(ordinal: int) -> date:
+    """The first day of the month of a day ordinal."""
+    return date.fromordinal(ordinal).replace(day=1)
+
+
+async def archive(
+    conn: AsyncConnection,
+    parts: Mapping[str, AccountUsage],
+    keep_from: Mapping[str, date],
+    now: datetime,
+) -> None:
+    """Add the days of ``parts`` (account → the days its state dropped) to each
+    account's long history, month by month, and delete the months before the month of
+    ``keep_from[account]`` (the retention) from it and from ``activity_daily``."""
+    if not parts:
+        return
+    c = usage_archive.c
+    wanted = {(account_id, month_of(o)) for account_id, part in parts.items() for o in part.days}
+    oldest = min(month for _, month in wanted)
+    found = await conn.execute(
+        select(c.account_id, c.month, c.state).where(
+            c.account_id.in_(sorted(parts)), c.month >= oldest
+        )
+    )
+    months = {
+        (row.account_id, row.month): usage.decode(row.state)
+        for row in found
+        if (row.account_id, row.month) in wanted
+    }
+    for account_id, part in parts.items():
+        by_month: dict[date, list[int]] = defaultdict(list)
+        for ordinal in part.days:
+            by_month[month_of(ordinal)].append(ordinal)
+        for month, ordinals in by_month.items():
+            months.setdefault((account_id, month), AccountUsage()).absorb(part, ordinals)
+    rows = [
+        {"account_id": a, "month": m, "state": usage.encode(state), "updated_at": now}
+        for (a, m), state in sorted(months.items())
+    ]
+    await _overwrite(conn, usage_archive, rows, keys=["account_id", "month"])
+    by_cutoff: dict[date, list[str]] = defaultdict(list)
+    for account_id in parts:
+        by_cutoff[keep_from[account_id]].append(account_id)
+    for cutoff, ids in by_cutoff.items():
+        for table, column in ((usage_archive, c.month), (activity_daily, activity_daily.c.day)):
+            await conn.execute(
+                delete(table).where(and_(table.c.account_id.in_(ids), column < cutoff))
+            )
+
+
+async def load_history(
+    conn: AsyncConnection, ids: Iterable[str], first: date, last: date
+) -> dict[str, list[AccountUsage]]:
+    """account → the months of its long history holding days from ``first`` to ``last``."""
+    c = usage_archive.c
+    rows = await conn.execute(
+        select(c.account_id, c.state).where(
+            c.account_id.in_(sorted(set(ids))),
+            c.month >= first.replace(day=1),
+            c.month <= last,
+        )
+    )
+    months: dict[str, list[AccountUsage]] = defaultdict(list)
+    for row in rows:
+        months[row.account_id].append(usage.decode(row.state))
+    return dict(months)

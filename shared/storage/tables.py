@@ -153,13 +153,15 @@ account_usage = Table(
 )
 
 # The long history of an account's usage: the days that left its usage state's window
-# (``account_usage``), in the same encoding, kept for ``HEALTHWATCH_HISTORY_DAYS`` (two
-# years by default) for as-of reads and reports. Written only when days leave the
-# window (about once a day per active account), never on the hot path of a batch.
+# (``account_usage``), one value per calendar month in the same encoding, kept for
+# ``HEALTHWATCH_HISTORY_DAYS`` (two years by default) for as-of reads. Written when
+# days leave the window (once a week per active account: state.ARCHIVE_STEP_DAYS); a
+# month per row, so a write touches the newest month only and a read the months asked.
 usage_archive = Table(
     "usage_archive",
     metadata,
     Column("account_id", String(200), primary_key=True),
+    Column("month", Date, primary_key=True),  # its first day
     Column("state", LargeBinary, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )

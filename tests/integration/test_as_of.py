@@ -59,9 +59,10 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
             before = {"as_of": (day(0) - timedelta(days=1)).isoformat()}
             assert (await c.get("/v1/accounts/fine/health", params=before)).status_code == 404
 
-            # The daily counts reach back HEALTHWATCH_WINDOW_DAYS (90) before the newest
-            # event; measures over 30 days are answered from 60 days back, not older.
-            oldest = LAST - timedelta(days=60)
+            # The daily counts reach back HEALTHWATCH_HISTORY_DAYS (730) before the newest
+            # event, from that month's first day; measures over 30 days are answered from
+            # 29 days after it, not older.
+            oldest = (LAST - timedelta(days=729)).replace(day=1) + timedelta(days=29)
             ok = await c.get("/v1/accounts/fine/metrics", params={"as_of": oldest.isoformat()})
             assert ok.status_code == 200
             gone = await c.get(
@@ -71,7 +72,7 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
             assert gone.status_code == 422
             assert gone.json()["code"] == "as_of_beyond_retention"
             assert gone.json()["oldest_as_of"] == oldest.isoformat()
-            assert "HEALTHWATCH_WINDOW_DAYS" in gone.json()["message"]
+            assert "HEALTHWATCH_HISTORY_DAYS" in gone.json()["message"]
 
             bulk = (await c.get("/v1/health", params={"as_of": then})).json()
             assert bulk["total"] == 3 and [r["account_id"] for r in bulk["accounts"]] == [

@@ -81,10 +81,11 @@ async def test_window_counts_and_late_events(engine: AsyncEngine) -> None:
     assert (m.active_users_today, m.users_ever_active, m.usage_minutes_7d) == (1, 3, 10.0)
     assert m.names[("platform", "pc")] == (3, 4)
     assert len(days) == 4
-    # A later event moves the window: the day 7 back is pruned.
+    # A later event moves the window: the days before it leave the state (a week at a
+    # time) for the long history; the daily history keeps them.
     await apply(
         engine,
-        [ev(kind="usage", event_id="f", user_id="u1", event="x", occurred_at=NOW + day)],
+        [ev(kind="usage", event_id="f", user_id="u1", event="x", occurred_at=NOW + 8 * day)],
         window_days=8,
     )
     async with engine.connect() as conn:
@@ -93,7 +94,16 @@ async def test_window_counts_and_late_events(engine: AsyncEngine) -> None:
             .scalars()
             .first()
         )
-    assert oldest == (NOW - 6 * day).date()
+        state = (await usage_store.load(conn, ["acme"]))["acme"]
+        months = await usage_store.load_history(conn, ["acme"], (NOW - 9 * day).date(), NOW.date())
+    assert oldest == (NOW - 7 * day).date()
+    assert (NOW - 6 * day).date().toordinal() < state.kept_from <= (NOW + day).date().toordinal()
+    assert min(state.days) >= state.kept_from
+    archived = {o for month in months["acme"] for o in month.days}
+    assert {(NOW - 7 * day).date().toordinal(), (NOW - 6 * day).date().toordinal()} <= archived
+    assert archived | set(state.days) == {
+        (NOW - back * day).date().toordinal() for back in (7, 6, 2, 0, -8)
+    }
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))

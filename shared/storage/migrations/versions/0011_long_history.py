@@ -4,9 +4,9 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-04
 
-- ``usage_archive``: the days that leave an account's usage window, kept for
-  ``HEALTHWATCH_HISTORY_DAYS`` (before, they were deleted and as-of reads older than
-  the window answered 422).
+- ``usage_archive``: the days that leave an account's usage window, a row per account
+  and month, kept for ``HEALTHWATCH_HISTORY_DAYS`` (before, they were deleted and as-of
+  reads older than the window answered 422).
 - ``touchpoint_log.contact_role``: which contact a touchpoint reached (the last
   decision-maker contact as of a day). Rows written before stay NULL.
 - ``payment_failures``: every failed payment (the last failure as of a day).
@@ -31,6 +31,7 @@ def upgrade() -> None:
     op.create_table(
         "usage_archive",
         sa.Column("account_id", sa.String(200), primary_key=True),
+        sa.Column("month", sa.Date(), primary_key=True),
         sa.Column("state", sa.LargeBinary(), nullable=False),
         sa.Column("updated_at", shared.storage.tables.UTCDateTime(timezone=True), nullable=False),
     )
