@@ -31,6 +31,7 @@ from services.scoring.measures import (
     _commercial,
     load_measures,
 )
+from services.scoring.relationship_as_of import with_relationship_as_of
 from services.scoring.state import OPEN_STATUSES, window_start
 from services.scoring.usage import UNKNOWN, AccountUsage, decode
 from services.scoring.zones import zone_of
@@ -126,6 +127,7 @@ async def measures_as_of(
     ends = {m.account_id: end_of(day, m.tz) for m in measures}
     facts = await _facts_at(conn, ends)
     support = await tickets_as_of(conn, ends)
+    measures = await with_relationship_as_of(conn, measures, ends)
     return [
         replace(
             m,

@@ -48,6 +48,14 @@ class AccountMetrics(Answer):
         description="dimension -> name -> {last_7d, last_28d}"
     )
     usage_quotas: list[dict[str, Any]]
+    # Known by the end of the day asked (as_of): a later contact, answer or failed
+    # payment does not show on an earlier day.
+    last_seen_at: str | None = Field(None, description="The last use (a moment of its day)")
+    last_touchpoint_at: str | None = None
+    last_decision_maker_contact_at: str | None = None
+    nps_latest: int | None = Field(None, description="The newest NPS answer's score")
+    nps_previous: int | None = Field(None, description="The one before it")
+    last_payment_failed_at: str | None = None
 
 
 class Portfolio(Answer):

@@ -1,7 +1,8 @@
 """As-of reads after an imported history: the facts and tickets as they were that day
 (the health and metrics API, a report ending that day), 422 beyond the kept daily
 counts, and the whole portfolio's health on a date in one request (paged, CSV, a CSM
-sees its own accounts). PostgreSQL."""
+sees its own accounts); the contacts, NPS answers, failed payments and use known by
+that day. PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import csv
 import io
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -119,3 +122,102 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
             assert (
                 await c.get("/v1/accounts/fine/metrics", params={"as_of": then})
             ).status_code == 404
+
+
+def _relationship_history(tmp_path: Path) -> list[Path]:
+    """Account rel, used every day 0-9; before day 5 (D): a decision-maker visit on day
+    2, answers 9 and 6 on days 1 and 3, a failed payment on day 4; after D: another
+    visit on day 7, an answer 2 and a failed payment on day 8. Usage first, then the CRM
+    file in one batch: every contact, answer and payment is applied before the import
+    scores the days again, so a day's score shows only those known by then if as-of
+    reads keep to them."""
+
+    def at(n: int) -> str:
+        return f"{day(n).isoformat()}T10:00:00+00:00"
+
+    def line(kind: str, n: int, **fields: Any) -> dict[str, Any]:
+        return (
+            {"kind": kind, "event_id": f"{kind}-{n}", "account_id": "rel"}
+            | fields
+            | {"occurred_at": at(n)}
+        )
+
+    usage = [line("usage", n, user_id="u1", event="login") for n in range(10)]
+    crm = [
+        line("account", 0, seats_purchased=5, owner={"email": ANNA}),
+        line("nps", 1, score=9),
+        line("touchpoint", 2, touchpoint_kind="visit", contact_role="decision_maker"),
+        line("nps", 3, score=6),
+        line("payment", 4, status="failed"),
+        line("touchpoint", 7, touchpoint_kind="visit", contact_role="decision_maker"),
+        line("nps", 8, score=2),
+        line("payment", 8, status="failed"),
+    ]
+    paths = []
+    for name, events in (("usage", usage), ("crm", crm)):
+        path = tmp_path / f"{name}.ndjson"
+        path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+        paths.append(path)
+    return paths
+
+
+async def test_contacts_answers_and_payments_as_of_a_day(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    async with running(kafka_settings, scoring=False, alerts=False) as hw:
+        metrics = ScoringMetrics(CollectorRegistry())
+        await import_files(
+            _relationship_history(tmp_path),
+            lambda sink: ScoringProcessor(hw.rt.engine, sink, kafka_settings, metrics),
+        )
+        moment = "T10:00:00+00:00"
+        async with hw.client() as c:
+            now = (await c.get("/v1/accounts/rel/metrics")).json()
+            then = (
+                await c.get("/v1/accounts/rel/metrics", params={"as_of": day(5).isoformat()})
+            ).json()
+        assert {k: now[k] for k in RELATIONSHIP} == {
+            "last_seen_at": day(9).isoformat() + moment,
+            "last_touchpoint_at": day(7).isoformat() + moment,
+            "last_decision_maker_contact_at": day(7).isoformat() + moment,
+            "nps_latest": 2,
+            "nps_previous": 6,
+            "last_payment_failed_at": day(8).isoformat() + moment,
+        }
+        assert {k: then[k] for k in RELATIONSHIP} == {
+            "last_seen_at": day(5).isoformat() + "T00:00:00+00:00",  # the day is what counts
+            "last_touchpoint_at": day(2).isoformat() + moment,
+            "last_decision_maker_contact_at": day(2).isoformat() + moment,
+            "nps_latest": 6,
+            "nps_previous": 9,
+            "last_payment_failed_at": day(4).isoformat() + moment,
+        }
+        # The import's score of day 5 read the same (its days are scored as of each day).
+        async with hw.rt.engine.connect() as conn:
+            inputs = (await scores_as_of(conn, day(5), ["rel"]))["rel"].inputs
+        assert {k: inputs[k] for k in SCORED} == {
+            "days_since_last_use": 0,
+            "days_since_touchpoint": 3,
+            "days_since_decision_maker_contact": 3,
+            "nps_latest": 6,
+            "nps_trend": -3,
+            "payment_failed_30d": 1,
+        }
+
+
+RELATIONSHIP = (
+    "last_seen_at",
+    "last_touchpoint_at",
+    "last_decision_maker_contact_at",
+    "nps_latest",
+    "nps_previous",
+    "last_payment_failed_at",
+)
+SCORED = (
+    "days_since_last_use",
+    "days_since_touchpoint",
+    "days_since_decision_maker_contact",
+    "nps_latest",
+    "nps_trend",
+    "payment_failed_30d",
+)

@@ -1,0 +1,173 @@
+"""The relationship measures as of a past day: the touchpoints, NPS answers, failed
+payments and use known by the end of that day, whatever order the events arrived in;
+the rule for the days before the logs (SQLite)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scoring.facts_history import end_of
+from services.scoring.measures import NameUse, load_measures
+from services.scoring.relationship_as_of import (
+    Logged,
+    relationship_then,
+    two_newest,
+    with_relationship_as_of,
+)
+from services.scoring.state import _apply_relationship, apply_events
+from services.scoring.workload.records import record_relationship
+from shared.contracts.events import EVENT_ADAPTER, Event
+from shared.storage.tables import payment_failures, touchpoint_log
+from tests.support.factories import EngineFactory
+from tests.support.measures import measures
+
+T0 = datetime(2026, 6, 1, 10, tzinfo=UTC)
+DAY = timedelta(days=1)
+FIELDS = (
+    "last_touchpoint_at",
+    "last_decision_maker_contact_at",
+    "nps_latest",
+    "nps_previous",
+    "last_payment_failed_at",
+)
+
+
+def event(kind: str, n: int, days: float, **fields: Any) -> Event:
+    raw = {"kind": kind, "event_id": f"{kind}-{n}", "account_id": "acme"}
+    return EVENT_ADAPTER.validate_python(raw | {"occurred_at": T0 + days * DAY} | fields)
+
+
+def touch(n: int, days: float, role: str | None = None) -> Event:
+    return event("touchpoint", n, days, touchpoint_kind="call", contact_role=role)
+
+
+# Use on days 0-3 and 8; contacts on days 1 (a user), 2 and 6 (the decision maker) and
+# 9 (no role); answers on days 1, 4 (two at one moment: ordered by score) and 7; failed
+# payments on days 2 and 7, a successful one on day 5.
+EVENTS = [
+    *(event("usage", n, n, user_id="u1", event="login") for n in (0, 1, 2, 3, 8)),
+    touch(1, 1, "user"),
+    touch(2, 2, "decision_maker"),
+    touch(6, 6, "decision_maker"),
+    touch(9, 9),
+    event("nps", 1, 1, score=3),
+    event("nps", 4, 4, score=9),
+    event("nps", 5, 4, score=7),
+    event("nps", 7, 7, score=10),
+    event("payment", 2, 2, status="failed"),
+    event("payment", 5, 5, status="succeeded"),
+    event("payment", 7, 7, status="failed"),
+]
+
+
+def folded(events: list[Event], end: datetime) -> dict[str, Any]:
+    """What scoring's state held after only the events up to ``end``: the truth."""
+    h: dict[str, Any] = dict.fromkeys(["nps_at", "nps_previous_at", "last_seen_at", *FIELDS], None)
+    for e in events:
+        if e.occurred_at <= end:
+            _apply_relationship(h, e)
+            if e.kind == "usage":
+                h["last_seen_at"] = max(h["last_seen_at"] or e.occurred_at, e.occurred_at)
+    return h
+
+
+async def scored(engine: AsyncEngine, batches: list[list[Event]]) -> None:
+    """Apply and log the batches as the scoring batch does (processor.handle)."""
+    for batch in batches:
+        async with engine.begin() as conn:
+            await apply_events(conn, batch, window_days=90, now=T0 + 20 * DAY)
+            await record_relationship(conn, batch)
+
+
+async def as_of(engine: AsyncEngine, day: date) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"}, day, UTC)
+        [then] = await with_relationship_as_of(conn, [m], {"acme": end_of(day)})
+    return {name: getattr(then, name) for name in (*FIELDS, "last_seen_at")}
+
+
+async def test_as_of_each_day_is_the_state_of_the_events_by_then(
+    engine_factory: EngineFactory,
+) -> None:
+    engine = await engine_factory()
+    # Newest first, in two batches, and one batch again (a replay adds no row).
+    await scored(engine, [EVENTS[::-2], EVENTS[-2::-2], EVENTS[::-2]])
+    for n in range(-1, 11):
+        day = (T0 + n * DAY).date()
+        got, truth = await as_of(engine, day), folded(EVENTS, end_of(day))
+        assert {f: got[f] for f in FIELDS} == {f: truth[f] for f in FIELDS}, day
+        # The last use: its day (a moment of it), which is all the inputs read.
+        seen = got["last_seen_at"]
+        assert (seen and seen.date()) == (truth["last_seen_at"] and truth["last_seen_at"].date())
+
+
+async def test_days_before_the_logs(engine_factory: EngineFactory) -> None:
+    """Rows from before migration 0011 carry no contact role and failed payments were not
+    logged: a value overtaken since reads None, one still newest by then reads as is."""
+    engine = await engine_factory()
+    await scored(engine, [EVENTS])
+    async with engine.begin() as conn:
+        await conn.execute(update(touchpoint_log).values(contact_role=None))
+        await conn.execute(delete(payment_failures))
+    day3 = await as_of(engine, (T0 + 3 * DAY).date())
+    assert day3["last_touchpoint_at"] == T0 + 2 * DAY  # the touchpoint log itself is older
+    assert (day3["last_decision_maker_contact_at"], day3["last_payment_failed_at"]) == (None, None)
+    day8 = await as_of(engine, (T0 + 8 * DAY).date())
+    assert day8["last_decision_maker_contact_at"] == T0 + 6 * DAY
+    assert day8["last_payment_failed_at"] == T0 + 7 * DAY
+
+
+def test_stored_values_and_logs() -> None:
+    end = T0 + 3 * DAY
+    before, after = T0 + DAY, T0 + 5 * DAY
+    m = measures(
+        as_of=end.date(),
+        last_touchpoint_at=after,
+        last_decision_maker_contact_at=before,
+        last_payment_failed_at=after,
+        last_seen_at=before,
+        nps_latest=9,
+        nps_previous=4,
+    )
+    # Today's newer answer is dropped; the older one stands even without a log row.
+    then = relationship_then(
+        m, end, [(after, 9), (before, 4)], Logged(touchpoint_at=T0, payment_failed_at=None)
+    )
+    assert then == {
+        "last_touchpoint_at": T0,
+        "last_decision_maker_contact_at": before,
+        "nps_latest": 4,
+        "nps_previous": None,
+        "last_payment_failed_at": None,
+        "last_seen_at": before,
+    }
+    logged = Logged(answers=((T0, 6), (T0 + DAY / 2, 8)))
+    assert relationship_then(m, end, [(after, 9), (before, 4)], logged)["nps_latest"] == 4
+    assert relationship_then(m, end, [(after, 9), (before, 4)], logged)["nps_previous"] == 8
+    assert two_newest([(T0, 3), (T0, 7), (T0, 7), (before, 1)]) == [(before, 1), (T0, 7)]
+
+
+def test_last_use_from_the_counts_of_the_day() -> None:
+    day = date(2026, 6, 10)
+    end = end_of(day)
+    use = NameUse(1, 1, 0, 1, (0, 0, 0, 1), date(2026, 6, 7))
+    m = measures(as_of=day, first_seen=date(2026, 1, 1), last_seen_at=end + DAY)
+    counted = measures(
+        as_of=day,
+        first_seen=date(2026, 1, 1),
+        last_seen_at=end + DAY,
+        name_use={("event", "login"): use, ("platform", "pc"): use},
+    )
+    seen = relationship_then(counted, end, [], Logged())["last_seen_at"]
+    assert seen == datetime(2026, 6, 7, tzinfo=UTC)
+    # Unused over the 90 days counted: at least that long, as a name unused is read.
+    assert relationship_then(m, end, [], Logged())["last_seen_at"] == datetime(
+        2026, 3, 12, tzinfo=UTC
+    )
+    # First used after the day: no use by then.
+    later = measures(as_of=day, first_seen=date(2026, 6, 11), last_seen_at=end + DAY)
+    assert relationship_then(later, end, [], Logged())["last_seen_at"] is None
