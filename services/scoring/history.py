@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.storage.db import insert_ignore, upsert
+from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import account_health, band_changes, health_daily
 
 # Explanations compare with the score before this one, and with these days back.
@@ -37,7 +37,7 @@ async def load_previous(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, 
             account_health.c.score,
             account_health.c.band,
             account_health.c.inputs,
-        ).where(account_health.c.account_id.in_(list(ids)))
+        ).where(among(conn, account_health.c.account_id, ids))
     )
     return {r.account_id: Previous(r.score, r.band, r.inputs) for r in rows}
 
@@ -57,7 +57,7 @@ async def load_past_inputs(
         latest = (
             select(h.c.account_id, func.max(h.c.day).label("day"))
             .where(
-                h.c.account_id.in_(ids),
+                among(conn, h.c.account_id, ids),
                 h.c.day <= target,
                 h.c.day >= target - timedelta(days=PAST_SLACK_DAYS),
             )
@@ -143,7 +143,7 @@ async def _drop_outdated_sweeps(conn: AsyncConnection, daily: list[dict[str, Any
     day_of = {row["account_id"]: row["day"] for row in daily}
     newest = await conn.execute(
         select(h.account_id, func.max(h.day))
-        .where(h.account_id.in_(list(day_of)))
+        .where(among(conn, h.account_id, day_of))
         .group_by(h.account_id)
     )
     outdated = [account for account, day in newest if day > day_of[account]]

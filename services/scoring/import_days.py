@@ -22,7 +22,7 @@ from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from shared.bus.base import Producer, Record
-from shared.storage.db import insert_ignore
+from shared.storage.db import among, insert_ignore
 from shared.storage.tables import health_daily
 
 # The rule clock of a day scored after the fact: its noon in UTC, the same calendar day
@@ -120,7 +120,7 @@ async def _carry_forward(conn: AsyncConnection, ids: list[str], day: date) -> in
     h = health_daily.c
     newest = (
         select(h.account_id, func.max(h.day).label("day"))
-        .where(h.account_id.in_(ids), h.day < day)
+        .where(among(conn, h.account_id, ids), h.day < day)
         .group_by(h.account_id)
         .subquery()
     )
@@ -132,5 +132,5 @@ async def _carry_forward(conn: AsyncConnection, ids: list[str], day: date) -> in
     await conn.execute(
         insert_ignore(conn, health_daily).from_select(columns, copies).on_conflict_do_nothing()
     )
-    scored = select(func.count()).where(h.account_id.in_(ids), h.day == day)
+    scored = select(func.count()).where(among(conn, h.account_id, ids), h.day == day)
     return int(await conn.scalar(scored) or 0)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Table, bindparam, event, func, select
+from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -61,6 +61,15 @@ def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` builder for the connection's backend."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+def among(conn: AsyncConnection, column: ColumnElement[Any], values: Iterable[Any]) -> Any:
+    """``column IN values`` for the connection's backend. On PostgreSQL ``= ANY(array)``:
+    one parameter, where SQLAlchemy renders and casts an IN list anew on every execution
+    (about 1.2 ms of CPU for 200 account ids; an import's day runs several)."""
+    if conn.dialect.name != "postgresql":
+        return column.in_(list(values))
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
 
 def bulk_insert(
