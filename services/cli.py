@@ -8,6 +8,7 @@ import re
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -234,6 +235,23 @@ def _own_command() -> str:
         return "healthwatch"
 
 
+# Seconds between an import's progress lines in a log (a terminal shows a live bar).
+IMPORT_LOG_EVERY_S = 10.0
+
+
+def _import_log(log: logging.Logger) -> Callable[[str, int], None]:
+    """Log each file's records read, at most every IMPORT_LOG_EVERY_S."""
+    last: dict[str, float] = {}
+
+    def report(name: str, lines: int) -> None:
+        now = time.monotonic()
+        if now - last.get(name, float("-inf")) >= IMPORT_LOG_EVERY_S:
+            last[name] = now
+            log.info("import: %s: %d records read", name, lines)
+
+    return report
+
+
 def _log_progress(log: logging.Logger) -> Callable[[str, int, int], None]:
     def report(stage: str, done: int, total: int) -> None:
         if stage == "history" and (done == total or done % max(1, total // 10) == 0):
@@ -427,7 +445,13 @@ async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitab
 
 @app.command("import")
 def import_cmd(
-    files: Annotated[list[Path], typer.Argument(help="NDJSON or CSV files (.gz accepted)")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="NDJSON, CSV (.gz accepted) or Parquet files, each in time order; several "
+            "are read side by side, merged by event time"
+        ),
+    ],
     restart: Annotated[
         bool,
         typer.Option(help="Read the lines rejected before again (after fixing them in place)"),
@@ -458,9 +482,12 @@ def import_cmd(
                 console=console,
             ) as progress:
                 tasks = {f.name: progress.add_task(f.name, total=None, lines=0) for f in files}
+                logged = _import_log(logging.getLogger("healthwatch.import"))
 
                 def report(name: str, lines: int) -> None:
                     progress.update(tasks[name], lines=lines)
+                    if not console.is_terminal:  # a log, a CI job: lines instead of a bar
+                        logged(name, lines)
 
                 return await import_files(
                     files,

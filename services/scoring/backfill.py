@@ -1,18 +1,21 @@
 """``healthwatch import``: historical events from files, through the same scoring code.
 
-Each file is read as NDJSON or CSV (gzip recognised by its magic bytes), in batches
-handed to ``ScoringProcessor.handle`` as records of a pseudo-topic ``import:<name>``
-whose offset is the line number. The offsets commit with the state, so an interrupted
-import resumes where it stopped and a finished one imports nothing twice. Files are
-known by name: a copy under another name is imported again, and the dedup window
-(event ids for 48 hours, ``usage.py``) recognises only its most recent events.
-``--restart`` reads again just the records rejected before (``import_rejects``).
+Each file is read as NDJSON, CSV (gzip recognised by its magic bytes) or Parquet, as
+records of a pseudo-topic ``import:<name>`` whose offset is the record's number in the
+file. The files are read side by side, merged by event time (each in its own order: a
+usage export, a CRM export and a helpdesk export of the same months interleave as the
+live stream would have), in batches handed to ``ScoringProcessor.handle``. The offsets
+commit with the state, so an interrupted import resumes where it stopped and a
+finished one imports nothing twice. Files are known by name: a copy under another name
+is imported again, and the dedup window (event ids for 48 hours, ``usage.py``)
+recognises only its most recent events. ``--restart`` reads again just the records
+rejected before (``import_rejects``).
 
 The score history gets a row per account per day, from the account's first day in the
 import to the last day of the history, quiet days included (``ImportCalendar``): after
 each batch, the days every event of which has been read (those before the newest day
-seen in the file, each file being in time order; a later file's older events open their
-days again) are scored day by day as of that day, as the
+read, the files being in time order; a line older than a day already scored opens
+that day again) are scored day by day as of that day, as the
 daily sweep scores a live service's quiet accounts; a day whose score did not change
 gets the previous day's row (the score as of that day). The last days are scored at the
 end, then every account is brought to today.
@@ -30,13 +33,16 @@ from __future__ import annotations
 import bisect
 import csv
 import gzip
+import heapq
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
+import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -52,10 +58,13 @@ from shared.storage.tables import import_alerts, import_rejects
 
 # Records per transaction: large batches amortise the rescoring of each account.
 BATCH = 5000
-# The pseudo-topic of the records an import reads again (import --restart).
-RETRY_TOPIC = "{}#retry"
+# The pseudo-topic of the records an import reads again (import --restart): the file's
+# own topic with this after it.
+RETRY_SUFFIX = "#retry"
 # CSV cells holding JSON (objects and lists in the public schema).
 JSON_COLUMNS = {"properties", "owner", "contacts"}
+# Rows of a Parquet file decoded at a time: a few MB of Python objects.
+PARQUET_ROWS = 10_000
 
 
 @dataclass
@@ -98,32 +107,43 @@ class LineNumbers:
         return number + 1 + (self._shift[at] if at >= 0 else 0)
 
 
-class _Sink(DiscardingProducer):
-    """Stands in for the bus: keeps dead letters as rejections, counts alerts."""
+@dataclass
+class _Source:
+    """A file being imported: its pseudo-topic, where each record starts, where an
+    earlier import stopped, and the records rejected before that it reads again."""
 
-    def __init__(
-        self,
-        report: ImportReport,
-        source: str,
-        lines: LineNumbers | None = None,
-        topic: str | None = None,
-    ):
+    path: Path
+    topic: str
+    start: int = 0
+    retry: set[int] = field(default_factory=set)
+    lines: LineNumbers = field(default_factory=LineNumbers)
+    read: int = 0  # records read so far (its progress)
+
+
+class _Sink(DiscardingProducer):
+    """Stands in for the bus: keeps dead letters as rejections (by the file of their
+    record), keeps alerts (``import_alerts``)."""
+
+    def __init__(self, report: ImportReport, sources: Mapping[str, _Source] | None = None):
         self._report = report
-        self._source = source
-        self._lines = lines or LineNumbers()
-        self._topic = topic
+        self._sources = dict(sources or {})
 
     async def send_many(
         self, messages: Sequence[OutMessage], conn: AsyncConnection | None = None
     ) -> None:
-        rejected: list[int] = []
+        rejected: list[dict[str, Any]] = []
         held: dict[str, AlertEvent] = {}
         for message in messages:
             if "reason" in message.headers:
+                topic = message.headers.get("source_topic", "").removesuffix(RETRY_SUFFIX)
                 record = int(message.headers.get("source_offset", "0"))
-                rejected.append(record)
-                line = self._lines.line(record)
-                self._report.rejected.append((self._source, line, message.headers["reason"]))
+                source = self._sources.get(topic)
+                if source is None:
+                    self._report.rejected.append((topic, record + 1, message.headers["reason"]))
+                    continue
+                rejected.append({"source": topic, "record": record})
+                line = source.lines.line(record)
+                self._report.rejected.append((source.path.name, line, message.headers["reason"]))
             else:
                 self._report.alerts_not_sent += 1
                 alert = decode_alert(message.value)
@@ -132,10 +152,9 @@ class _Sink(DiscardingProducer):
         if conn is None:
             return
         # In the batch's transaction: remembered exactly when the batch is applied.
-        if rejected and self._topic is not None:
+        if rejected:
             await conn.execute(
-                insert_ignore(conn, import_rejects).on_conflict_do_nothing(),
-                [{"source": self._topic, "record": record} for record in rejected],
+                insert_ignore(conn, import_rejects).on_conflict_do_nothing(), rejected
             )
         await _hold(conn, list(held.values()))
 
@@ -171,8 +190,11 @@ async def _hold(conn: AsyncConnection, alerts: list[AlertEvent]) -> None:
 
 
 def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
-    """Each line of the file as one JSON document (CSV rows converted); ``lines``
-    learns where each CSV row starts."""
+    """Each record of the file as one JSON document (CSV rows and Parquet rows
+    converted); ``lines`` learns where each CSV row starts."""
+    if path.name.endswith(".parquet"):
+        yield from _parquet_rows(path)
+        return
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
     opener: Callable[[Path], IO[bytes]] = _gzip_open if gzipped else _plain_open
@@ -188,6 +210,26 @@ def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
                 yield orjson.dumps(_csv_row(row))
         else:
             yield from (line.rstrip(b"\r\n") for line in stream)
+
+
+def _parquet_rows(path: Path) -> Iterator[bytes]:
+    """A Parquet file's rows as JSON documents, a batch at a time: empty cells left out
+    (as in CSV), timestamps written with their offset (UTC when the column has no zone),
+    JSON held in a text column (properties, owner, contacts) read as JSON."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS):
+        for row in batch.to_pylist():
+            yield orjson.dumps(
+                {key: _parquet_cell(key, value) for key, value in row.items() if value is not None},
+                option=orjson.OPT_NAIVE_UTC,
+            )
+
+
+def _parquet_cell(key: str, value: Any) -> Any:
+    if key in JSON_COLUMNS and isinstance(value, str):
+        return _csv_row({key: value}).get(key, value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def _gzip_open(path: Path) -> IO[bytes]:
@@ -223,57 +265,83 @@ async def import_files(
     batch_size: int = BATCH,
     alerts_to: Producer | None = None,
 ) -> ImportReport:
-    """Import ``paths`` in order, ``batch_size`` lines per transaction, each from where an
-    earlier import of it stopped; ``restart`` also reads again the records rejected
-    before (fixed in place: a file's records keep their numbers, a blank line too). Records
-    already applied are never read again: the dedup window (48 hours) would not know
-    them. The alerts open at the end go to ``alerts_to`` (the bus), marked
-    imported; without it they are counted only."""
-    report = ImportReport()
-    calendar: ImportCalendar | None = None
-    for path in paths:
-        report.files += 1
-        topic = f"import:{path.name}"
-        lines = LineNumbers()
-        sink = _Sink(report, path.name, lines, topic)
-        processor = processor_for(sink)
-        if calendar is None:
-            calendar = await ImportCalendar.load(processor, _Sink(report, "history"))
-        calendar.start_file()
-        stored = await offset_loader(processor.engine, processor.group_id)([(topic, 0)])
-        start = stored.get((topic, 0), 0)
-        retry = await _take_rejects(processor.engine, topic) if restart else set()
-        batch: list[Record] = []
-        number = -1
-        for number, line in enumerate(read_lines(path, lines)):
-            report.lines += 1
-            if number < start and number not in retry:
-                report.skipped_already_imported += 1
-                continue
-            if not line.strip():
-                continue  # blank lines keep their number, so resuming stays aligned
-            # A record read again goes under a topic of its own: its offset, behind the
-            # file's, must not move the file's back.
-            batch.append(
-                Record(
-                    topic if number >= start else RETRY_TOPIC.format(topic), 0, number, None, line
-                )
-            )
-            if len(batch) >= batch_size:
-                await _flush(processor, batch, report, calendar)
-                progress(path.name, number + 1)
-        await _flush(processor, batch, report, calendar)
-        progress(path.name, number + 1)
-    if calendar is not None:
-        report.days_scored += await calendar.close_all()
-    if sweep and paths:
+    """Import ``paths``, merged by event time, ``batch_size`` records per transaction,
+    each file from where an earlier import of it stopped; ``restart`` also reads again
+    the records rejected before (fixed in place: a file's records keep their numbers, a
+    blank line too). Records already applied are never read again: the dedup window (48
+    hours) would not know them. The alerts open at the end go to ``alerts_to`` (the
+    bus), marked imported; without it they are counted only. ``progress``: a file's
+    name and its records read so far, after each batch."""
+    report = ImportReport(files=len(paths))
+    if not paths:
+        return report
+    sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
+    processor = processor_for(_Sink(report, sources))
+    calendar = await ImportCalendar.load(processor, _Sink(report))
+    calendar.start_file()
+    stored = await offset_loader(processor.engine, processor.group_id)(
+        [(topic, 0) for topic in sources]
+    )
+    for topic, source in sources.items():
+        source.start = stored.get((topic, 0), 0)
+        source.retry = await _take_rejects(processor.engine, topic) if restart else set()
+    batch: list[Record] = []
+    merged = heapq.merge(
+        *(_records(source, index, report) for index, source in enumerate(sources.values()))
+    )
+    for *_, record in merged:
+        batch.append(record)
+        if len(batch) >= batch_size:
+            await _flush(processor, batch, report, calendar)
+            for source in sources.values():
+                progress(source.path.name, source.read)
+    await _flush(processor, batch, report, calendar)
+    for source in sources.values():
+        progress(source.path.name, source.read)
+    report.days_scored += await calendar.close_all()
+    order = {path.name: place for place, path in enumerate(paths)}
+    report.rejected.sort(key=lambda rejected: (order.get(rejected[0], len(order)), rejected[1]))
+    if sweep:
         # History ends in the past: bring every account to today, as the service would.
         report.swept = await QuietAccountSweep(
-            processor.engine, _Sink(report, "sweep"), processor
+            processor.engine, _Sink(report), processor
         ).run_once()
-    if alerts_to is not None and paths:
+    if alerts_to is not None:
         report.alerts_opened = await open_alerts(processor, alerts_to)
     return report
+
+
+def _records(
+    source: _Source, index: int, report: ImportReport
+) -> Iterator[tuple[float, int, int, Record]]:
+    """The file's records still to import, each with its event time (the merge's key;
+    a record without a readable one keeps the time before it, its place in the file),
+    then the file's place among the files and the record's number (ties keep the order
+    of the files, and each file's own)."""
+    when = float("-inf")
+    for number, line in enumerate(read_lines(source.path, source.lines)):
+        report.lines += 1
+        source.read = number + 1
+        if number < source.start and number not in source.retry:
+            report.skipped_already_imported += 1
+            continue
+        if not line.strip():
+            continue  # blank lines keep their number, so resuming stays aligned
+        when = _event_time(line, when)
+        # A record read again goes under a topic of its own: its offset, behind the
+        # file's, must not move the file's back.
+        topic = source.topic if number >= source.start else source.topic + RETRY_SUFFIX
+        yield when, index, number, Record(topic, 0, number, None, line)
+
+
+def _event_time(line: bytes, before: float) -> float:
+    """The record's ``occurred_at`` as a POSIX time, or ``before`` when it has none that
+    reads (the scoring step rejects it with the reason)."""
+    try:
+        moment = datetime.fromisoformat(orjson.loads(line)["occurred_at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return before
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 async def _take_rejects(engine: AsyncEngine, topic: str) -> set[int]:

@@ -6,9 +6,12 @@ import gzip
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
@@ -18,7 +21,7 @@ from services.scoring.backfill import LineNumbers, import_files, read_lines
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Record
-from shared.storage.tables import activity_daily, tickets
+from shared.storage.tables import activity_daily, health_daily, tickets
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 
@@ -161,7 +164,7 @@ def test_import_command_exits_non_zero_with_line_numbers(tmp_path: Path) -> None
     env = {
         "HEALTHWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
         "PATH": "/usr/bin:/bin",
-        "HEALTHWATCH_LOG_LEVEL": "ERROR",
+        "HEALTHWATCH_LOG_LEVEL": "INFO",
     }
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "import", *map(str, files)],
@@ -173,3 +176,92 @@ def test_import_command_exits_non_zero_with_line_numbers(tmp_path: Path) -> None
     assert done.returncode == 1
     assert "imported 42 events" in done.stderr
     assert "usage.ndjson.gz:11" in done.stderr and "--restart" in done.stderr
+    # Not a terminal: progress comes as log lines, a first one per file at least.
+    assert "import: usage.ndjson.gz: 42 records read" in done.stderr
+    assert "import: tickets.csv: 3 records read" in done.stderr
+
+
+async def _history_rows(engine: AsyncEngine) -> list[tuple[object, ...]]:
+    h = health_daily.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(h.account_id, h.day, h.score, h.band, h.inputs).order_by(h.account_id, h.day)
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_files_are_merged_by_event_time(
+    engine_factory: EngineFactory, processor_factory: ProcessorFactory, tmp_path: Path
+) -> None:
+    """A usage export and a helpdesk export of the same days are read side by side, in
+    event time, as one file holding both would be: the same score history, each day
+    scored once (not again when the second file reaches it)."""
+    usage, tickets_csv = write_inputs(tmp_path)
+    ticket_lines = [
+        orjson.dumps(row)
+        for row in (orjson.loads(line) for line in read_lines(tickets_csv))
+        if row["priority"] != "bogus"
+    ]
+    used = [line for line in read_lines(usage) if line.strip().startswith(b'{"')]
+
+    def in_time_order(lines: list[bytes], name: str) -> Path:
+        path = tmp_path / name
+        lines = sorted(lines, key=lambda line: orjson.loads(line)["occurred_at"])
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        return path
+
+    usage = in_time_order(used, "usage.ndjson")
+    tickets_path = in_time_order(ticket_lines, "tickets.ndjson")
+    one = in_time_order(used + ticket_lines, "both.ndjson")
+
+    async def run(paths: list[Path]) -> tuple[int, list[tuple[object, ...]]]:
+        engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path}/{len(paths)}.db")
+        metrics = ScoringMetrics(CollectorRegistry())
+        report = await import_files(
+            paths,
+            lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
+            sweep=False,
+            batch_size=7,
+        )
+        assert report.imported == 42 and report.rejected == []
+        return report.days_scored, await _history_rows(engine)
+
+    merged, single = await run([usage, tickets_path]), await run([one])
+    assert merged == single
+    assert merged[0] == len(merged[1]) and merged[1]  # every day scored once
+
+
+async def test_parquet_files_are_imported_as_their_json_lines(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """A Parquet export (typed timestamps with a zone or without, JSON properties in a
+    text column, empty cells) reads as the same events as its JSON lines."""
+    engine, processor = db
+    rows = [
+        orjson.loads(line)
+        for line in read_lines(write_inputs(tmp_path)[0])
+        if line.strip().startswith(b'{"')
+    ]
+    table = pa.table(
+        {
+            "kind": [r["kind"] for r in rows],
+            "event_id": [r["event_id"] for r in rows],
+            "account_id": [r["account_id"] for r in rows],
+            "user_id": [r["user_id"] for r in rows],
+            "event": [r["event"] for r in rows],
+            "occurred_at": pa.array(
+                [datetime.fromisoformat(r["occurred_at"]).replace(tzinfo=None) for r in rows],
+                pa.timestamp("us"),
+            ),
+            "properties": ['{"plan": "pro"}' if n % 2 else None for n in range(len(rows))],
+        }
+    )
+    path = tmp_path / "usage.parquet"
+    pq.write_table(table, path)
+    first = orjson.loads(next(read_lines(path)))
+    assert first["occurred_at"] == rows[0]["occurred_at"] and "properties" not in first
+    assert orjson.loads(list(read_lines(path))[1])["properties"] == {"plan": "pro"}
+    report = await import_files([path], processor, sweep=False)
+    assert (report.imported, report.rejected) == (40, [])
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
