@@ -104,7 +104,9 @@ async def with_history(
     older = [a for a, state in states.items() if state.kept_from > first.toordinal()]
     months = await usage_store.load_history(conn, older, first, day) if older else {}
     return {
-        account_id: state.with_history(months[account_id]) if account_id in months else state
+        account_id: (
+            state.with_history(months[account_id], first, day) if account_id in months else state
+        )
         for account_id, state in states.items()
     }
 

@@ -216,9 +216,10 @@ class AccountUsage:
             self.touched.add(ordinal)
             self.changed = True
 
-    def with_history(self, months: Iterable[AccountUsage]) -> AccountUsage:
-        """A copy of this state with the days of ``months`` (from the long history)
-        counted too, for reading measures as of an older day; this state is unchanged."""
+    def with_history(self, months: Iterable[AccountUsage], first: date, last: date) -> AccountUsage:
+        """A copy of this state with the days of ``months`` (from the long history) from
+        ``first`` to ``last`` counted too, for reading measures as of an older day; this
+        state is unchanged."""
         merged = AccountUsage(
             users=list(self.users),
             first_active=list(self.first_active),
@@ -229,8 +230,9 @@ class AccountUsage:
             kept_from=0,
             whole_from=self.whole_from,
         )
+        span = range(first.toordinal(), last.toordinal() + 1)
         for month in months:
-            merged.absorb(month)
+            merged.absorb(month, [ordinal for ordinal in month.days if ordinal in span])
         return merged
 
     def _forget_unused_names(self) -> None:
