@@ -556,13 +556,31 @@ def backtest(
     outcomes = read_churn_csv(churn) if churn else {}
     setup_logging("WARNING")
     with Progress(console=console) as progress:
+        reading = progress.add_task("reading history", total=None)
         task = progress.add_task("replaying history", total=None)
+        logged = [0]  # lines read when last logged
+
+        def read(lines: int) -> None:
+            progress.update(reading, description=f"reading history: {lines} lines")
+            # A log, a CI job: a line per half a million lines read instead of a bar.
+            if not console.is_terminal and lines - logged[0] >= 500_000:
+                logged[0] = lines
+                console.print(f"backtest: {lines} lines read")
 
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
+            if not console.is_terminal and (done == total or done % max(1, total // 10) == 0):
+                console.print(f"backtest: {done}/{total} days scored")
 
         result = asyncio.run(
-            replay(files, churn=outcomes, model_source=source, step_days=step_days, progress=report)
+            replay(
+                files,
+                churn=outcomes,
+                model_source=source,
+                step_days=step_days,
+                progress=report,
+                reading=read,
+            )
         )
     if not result.churn:
         console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")

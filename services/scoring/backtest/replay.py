@@ -21,14 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.backfill import read_lines
-from services.scoring.backtest.baselines import history_baselines
+from services.scoring.backtest.baselines import Baselines
+from services.scoring.backtest.history_index import HistoryIndex, index_history
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.config import Settings
-from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event, LifecycleStage
+from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import health_daily
@@ -100,6 +101,8 @@ def read_churn_csv(path: Path) -> dict[str, date]:
 
 
 def load_events(paths: Iterable[Path]) -> tuple[list[Event], int]:
+    """Every event of the files in memory, in time order, and the rejected lines' count
+    (for a small history; replay reads through an index instead)."""
     events: list[Event] = []
     rejected = 0
     for path in paths:
@@ -121,54 +124,58 @@ async def replay(
     model_source: str | None = None,
     step_days: int = 7,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    reading: Callable[[int], None] = lambda lines: None,
 ) -> Replay:
-    events, rejected = load_events(paths)
-    result = Replay(rejected=rejected, events=len(events), churn=dict(churn or {}))
-    live: set[str] = set()
-    for event in events:  # a facts update to stage "churned" is a churn outcome too
-        if isinstance(event, AccountFacts) and event.lifecycle_stage is LifecycleStage.churned:
-            result.churn.setdefault(event.account_id, event.occurred_at.astimezone(UTC).date())
-        if isinstance(event, AccountFacts) and event.go_live is not None:
-            live.add(event.account_id)
-    result.go_live_accounts = len(live)
-    if not events:
-        return result
-    first = events[0].occurred_at.astimezone(UTC).date()
-    last = events[-1].occurred_at.astimezone(UTC).date()
+    """``reading`` hears the lines read by the first pass, ``progress`` the days scored.
+
+    Memory is bounded by the index (history_index.py, ~22 bytes plus the event id per
+    event) and the per-account state, not by the history: events are decoded when fed.
+    """
+    with tempfile.TemporaryDirectory(prefix="healthwatch-backtest-") as tmp:
+        folder = Path(tmp)
+        with index_history(paths, folder, reading) as index:
+            result = Replay(rejected=index.rejected, events=len(index), churn=dict(churn or {}))
+            for account_id, day in index.churned:  # facts naming stage "churned" count too
+                result.churn.setdefault(account_id, day)
+            result.go_live_accounts = index.go_live_accounts
+            if len(index):
+                await _replay_days(index, folder, result, model_source, step_days, progress)
+    return result
+
+
+async def _replay_days(
+    index: HistoryIndex,
+    folder: Path,
+    result: Replay,
+    model_source: str | None,
+    step_days: int,
+    progress: Callable[[int, int], None],
+) -> None:
+    """Score every account every ``step_days`` after the warm-up, in a throwaway database."""
+    first, last = index.first_day, index.last_day
     result.first_day, result.last_day = first, last
     span = (last - first).days + 1
     days = [first + timedelta(days=offset) for offset in range(WARM_UP_DAYS, span, step_days)]
-    with tempfile.TemporaryDirectory(prefix="healthwatch-backtest-") as tmp:
-        settings = Settings(
-            _env_file=None,
-            database_url=f"sqlite+aiosqlite:///{tmp}/bt.db",
-        )
-        engine = create_engine(settings.database_url)
-        try:
-            await migrate(engine)
-            await _score_days(engine, settings, events, days, result, model_source, progress)
-        finally:
-            await engine.dispose()
-    scored = [(snapshot.account_id, snapshot.day) for snapshot in result.snapshots]
-    result.snapshots = [
-        replace(snapshot, history=baselines)
-        for snapshot, baselines in zip(
-            result.snapshots, history_baselines(events, scored), strict=True
-        )
-    ]
-    return result
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{folder}/bt.db")
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        await _score_days(engine, settings, index, days, result, model_source, progress)
+    finally:
+        await engine.dispose()
 
 
 async def _score_days(
     engine: AsyncEngine,
     settings: Settings,
-    events: list[Event],
+    index: HistoryIndex,
     days: list[date],
     result: Replay,
     model_source: str | None,
     progress: Callable[[int, int], None],
 ) -> None:
-    """Feed the events up to the end of each day, sweep, and keep the day's scores."""
+    """Feed the events up to the end of each day, sweep, and keep the day's scores with
+    the baselines of that day."""
     clock_now = [datetime.combine(result.first_day or days[0], time(), UTC)]
     recorder = _FiringRecorder(result.firings)
     processor = ScoringProcessor(
@@ -180,13 +187,17 @@ async def _score_days(
         clock=lambda: clock_now[0],
     )
     sweep = QuietAccountSweep(engine, recorder, processor, clock=lambda: clock_now[0])
+    baselines = Baselines()
     fed = 0
     for number, day in enumerate(days, 1):
         end = datetime.combine(day + timedelta(days=1), time(), UTC)
         clock_now[0] = end - timedelta(seconds=1)
-        fed = await _feed(processor, events, fed, end)
+        fed = await _feed(processor, baselines, index, fed, end)
         await sweep.run_once()
-        result.snapshots += await _snapshots(engine, day, result.churn)
+        result.snapshots += [
+            replace(snapshot, history=baselines.as_of(snapshot.account_id, day))
+            for snapshot in await _snapshots(engine, day, result.churn)
+        ]
         progress(number, len(days))
 
 
@@ -194,17 +205,19 @@ async def _score_days(
 FEED_BATCH = 2000
 
 
-async def _feed(processor: ScoringProcessor, events: list[Event], fed: int, end: datetime) -> int:
-    """Hand the processor the events before ``end`` after the first ``fed``; return how
-    many are fed now."""
-    upto = fed
-    while upto < len(events) and events[upto].occurred_at < end:
-        upto += 1
+async def _feed(
+    processor: ScoringProcessor, baselines: Baselines, index: HistoryIndex, fed: int, end: datetime
+) -> int:
+    """Hand the processor (and the baselines) the events before ``end`` after the first
+    ``fed``; return how many are fed now."""
+    upto = index.before(end)
     for start in range(fed, upto, FEED_BATCH):
-        chunk = events[start : min(upto, start + FEED_BATCH)]
+        events = index.events(start, min(upto, start + FEED_BATCH))
+        for event in events:
+            baselines.take(event)
         records = [
             Record("backtest", 0, start + position, None, encode_event(event))
-            for position, event in enumerate(chunk)
+            for position, event in enumerate(events)
         ]
         await processor.handle(records)
     return upto

@@ -1,0 +1,212 @@
+"""The backtest's first pass: where each event of the history files is, in time order.
+
+Holding a whole history as models took 6.2 GB for 3.9 M events. The first pass keeps
+only a compact index per valid line — event time (µs), file, byte offset, length and
+event id, about 22 bytes plus the id's length — sorts it by (occurred_at, event_id)
+like ``sorted(events, key=...)`` did (stable: equal keys keep the files' order), and
+the replay then reads each line again by its offset when it feeds it. Gzip, CSV and
+Parquet files cannot be read at an offset: their records (rows as JSON, as
+``read_lines`` gives them) are written once to a spill file in the replay's temporary
+folder, only the valid ones.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import ValidationError
+
+from services.scoring.backfill import read_lines
+from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event, LifecycleStage
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+GZIP_MAGIC = b"\x1f\x8b"
+# Lines between two progress reports of the first pass: a few a second at its rate.
+REPORT_EVERY = 50_000
+# Event ids kept as bytes objects before they are packed into a fixed-width array: a
+# bytes object costs ~40 bytes beyond its text, so the list stays a few MB.
+PACK_EVERY = 65_536
+
+
+def micros(moment: datetime) -> int:
+    """An aware time as integer microseconds since the epoch (orders like the time)."""
+    return (moment - EPOCH) // ONE_MICROSECOND
+
+
+def day_of(moment: int) -> date:
+    return (EPOCH + moment * ONE_MICROSECOND).date()
+
+
+@dataclass
+class _Pass:
+    """What the first pass gathers, in the files' order."""
+
+    reading: Callable[[int], None]
+    times: array[int] = field(default_factory=lambda: array("q"))
+    sources: array[int] = field(default_factory=lambda: array("H"))
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    lengths: array[int] = field(default_factory=lambda: array("I"))
+    ids: list[bytes] = field(default_factory=list)
+    packed: list[NDArray[np.bytes_]] = field(default_factory=list)
+    lines: int = 0
+    rejected: int = 0
+    # account -> its first churned facts by (time, event id, position), and that day
+    churned: dict[str, tuple[tuple[int, bytes, int], date]] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)
+
+    def add(self, source: int, offset: int, line: bytes) -> bool:
+        """Index one line; False for a blank or rejected one."""
+        self.lines += 1
+        if self.lines % REPORT_EVERY == 0:
+            self.reading(self.lines)
+        if not line.strip():
+            return False
+        try:
+            event = EVENT_ADAPTER.validate_json(line)
+        except ValidationError:
+            self.rejected += 1
+            return False
+        time, key = micros(event.occurred_at), event.event_id.encode()
+        if isinstance(event, AccountFacts):
+            self._facts(event, (time, key, len(self.times)))
+        self.times.append(time)
+        self.sources.append(source)
+        self.offsets.append(offset)
+        self.lengths.append(len(line))
+        self.ids.append(key)
+        if len(self.ids) >= PACK_EVERY:
+            self.pack()
+        return True
+
+    def _facts(self, event: AccountFacts, key: tuple[int, bytes, int]) -> None:
+        if event.go_live is not None:
+            self.live.add(event.account_id)
+        if event.lifecycle_stage is LifecycleStage.churned:
+            first = self.churned.get(event.account_id)
+            if first is None or key < first[0]:
+                self.churned[event.account_id] = (key, event.occurred_at.astimezone(UTC).date())
+
+    def pack(self) -> None:
+        if self.ids:
+            # UTF-8 bytes order like the ids' text; ids hold no NUL (no control
+            # characters), so numpy's NUL padding orders a prefix first, as str does.
+            self.packed.append(np.array(self.ids, dtype=np.bytes_))
+            self.ids = []
+
+
+class HistoryIndex:
+    """Every valid event of the history files, in (occurred_at, event_id) order: the
+    counts replay needs up front, and each event's line read back on demand."""
+
+    def __init__(self, gathered: _Pass, readable: Sequence[Path]):
+        gathered.pack()
+        times = np.frombuffer(gathered.times, dtype=np.int64)
+        if gathered.packed:  # a stable sort: equal keys keep the files' order
+            order = np.lexsort((np.concatenate(gathered.packed), times))
+        else:
+            order = np.zeros(0, dtype=np.intp)
+        gathered.packed = []
+        self._times = times[order]
+        self._sources = np.frombuffer(gathered.sources, dtype=np.uint16)[order]
+        self._offsets = np.frombuffer(gathered.offsets, dtype=np.int64)[order]
+        self._lengths = np.frombuffer(gathered.lengths, dtype=np.uint32)[order]
+        self.rejected = gathered.rejected
+        self.go_live_accounts = len(gathered.live)
+        by_first = sorted(gathered.churned.items(), key=lambda item: item[1][0])
+        # Churn days in the order the events name them (dict order, as before).
+        self.churned = [(account_id, day) for account_id, (_, day) in by_first]
+        self._files = [os.open(path, os.O_RDONLY) for path in readable]
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def __enter__(self) -> HistoryIndex:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for file in self._files:
+            os.close(file)
+        self._files = []
+
+    @property
+    def first_day(self) -> date:
+        return day_of(int(self._times[0]))
+
+    @property
+    def last_day(self) -> date:
+        return day_of(int(self._times[-1]))
+
+    def before(self, end: datetime) -> int:
+        """How many events occurred before ``end``."""
+        return int(np.searchsorted(self._times, micros(end), side="left"))
+
+    def events(self, start: int, stop: int) -> list[Event]:
+        """The events at positions ``start`` to ``stop`` of the order, decoded."""
+        where = zip(
+            self._sources[start:stop].tolist(),
+            self._offsets[start:stop].tolist(),
+            self._lengths[start:stop].tolist(),
+            strict=True,
+        )
+        files = self._files
+        return [
+            EVENT_ADAPTER.validate_json(os.pread(files[source], length, offset))
+            for source, offset, length in where
+        ]
+
+
+def index_history(
+    paths: Sequence[Path], spill_dir: Path, reading: Callable[[int], None]
+) -> HistoryIndex:
+    """Read the files once; ``reading`` hears the lines read so far now and then."""
+    gathered = _Pass(reading)
+    readable: list[Path] = []
+    for path in paths:
+        source = len(readable)
+        if _plain(path):
+            readable.append(path)
+            for offset, line in _plain_lines(path):
+                gathered.add(source, offset, line)
+        else:
+            readable.append(spill_dir / f"spill-{source}.ndjson")
+            _spill(gathered, source, path, readable[-1])
+    reading(gathered.lines)
+    return HistoryIndex(gathered, readable)
+
+
+def _plain(path: Path) -> bool:
+    """NDJSON as is, readable at an offset; not gzip, CSV or Parquet, which
+    ``read_lines`` converts (it tells them apart the same way)."""
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+    return not gzipped and not path.name.removesuffix(".gz").endswith((".csv", ".parquet"))
+
+
+def _plain_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Each line with its offset, without its line break (as ``read_lines`` gives it)."""
+    offset = 0
+    with path.open("rb") as file:
+        for raw in file:
+            yield offset, raw.rstrip(b"\r\n")
+            offset += len(raw)
+
+
+def _spill(gathered: _Pass, source: int, path: Path, spill: Path) -> None:
+    """Index a gzip, CSV or Parquet file through a plain copy of its valid lines."""
+    offset = 0
+    with spill.open("wb") as out:
+        for line in read_lines(path):
+            if gathered.add(source, offset, line):
+                out.write(line + b"\n")
+                offset += len(line) + 1
