@@ -100,6 +100,16 @@ def holds(c: Condition, values: Values, past: Past) -> bool:
     return bool(_COMPARE[c.op](now, target))
 
 
+def all_hold(conditions: Sequence[Condition], values: Values, past: Past) -> bool:
+    """Whether every condition holds (the first that does not ends the test). A loop,
+    not ``all()`` over a generator: every rule of every account steps at every score,
+    and most rules have one condition."""
+    for c in conditions:  # noqa: SIM110 (the loop is the point: see above)
+        if not holds(c, values, past):
+            return False
+    return True
+
+
 # Keyed by Condition.op (None only for change conditions, handled before).
 _COMPARE: dict[str | None, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
@@ -141,7 +151,7 @@ def severity_now(rule: Rule, values: Values, past: Past) -> Severity:
     if (
         escalation is not None
         and warmed_up(escalation.warm_up, values)
-        and all(holds(c, values, past) for c in escalation.when)
+        and all_hold(escalation.when, values, past)
     ):
         return escalation.severity
     return rule.severity
@@ -152,7 +162,7 @@ def step(
 ) -> tuple[RuleState, Transition | None]:
     """Advance one (account, rule) key to event time ``at``."""
     inside = applies(rule, values)
-    firing_now = inside and all(holds(c, values, past) for c in rule.when)
+    firing_now = inside and all_hold(rule.when, values, past)
     if state.status != "firing":
         if not firing_now or not warmed_up(rule.warm_up, values):
             # Most rules of most accounts, every step: an ok state stays the same object.
@@ -170,7 +180,7 @@ def step(
     # rather than open for ever.
     gone = any(values.get(c.measure) is None for c in rule.when)
     if rule.recover is not None:
-        recovered = not inside or gone or all(holds(c, values, past) for c in rule.recover)
+        recovered = not inside or gone or all_hold(rule.recover, values, past)
     else:
         recovered = not firing_now
     if not recovered:
