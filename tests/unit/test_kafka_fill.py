@@ -78,3 +78,12 @@ async def test_filling_stops_when_the_fetcher_has_nothing_more() -> None:
     records = await _consumer(client).getmany(1.0, 1000)
     assert len(records) == 300
     assert client.calls == [1000, 700]
+
+
+async def test_a_light_load_a_few_hundred_records_behind_is_not_filled() -> None:
+    """Records arriving while a batch is handled keep the log's end a little ahead under
+    a steady light load: that is no backlog, and waiting to fill would add latency."""
+    client = _Client([40, 300], end=400)
+    records = await _consumer(client).getmany(1.0, 1000)
+    assert len(records) == 40
+    assert client.calls == [1000]
