@@ -220,6 +220,7 @@ def _parquet_rows(path: Path) -> Iterator[bytes]:
         for row in batch.to_pylist():
             yield orjson.dumps(
                 {key: _parquet_cell(key, value) for key, value in row.items() if value is not None},
+                default=str,  # bytes, decimals, …: as text, which validation then judges
                 option=orjson.OPT_NAIVE_UTC,
             )
 
