@@ -118,19 +118,29 @@ class Settings(BaseSettings):
     )
     # The measures read 90 days back (services/scoring/measures.py: NAME_WINDOW_DAYS), so
     # fewer kept days would score missing days as days without use. As-of measures need
-    # their 30-day window within the kept days (services/scoring/as_of.py).
+    # their 30-day window within the kept days (services/scoring/as_of.py). At most 10
+    # years: every day of the window stays in the account's hot usage state, decoded and
+    # written again with each of its batches (issue 12: a couple of KB per account), and
+    # the window is also how late an event may come; days past it are read from the long
+    # history at no loss, so a longer window only costs. The bound also keeps the date
+    # arithmetic of the prune (a day this many days before an event) far inside dates.
     window_days: int = Field(
         90,
         ge=90,
+        le=3650,
         description="Days of daily activity kept per account before its newest event (older "
         "events are late; as-of measures reach back this far less 30 days)",
     )
     # Two years: a year-on-year comparison (a renewal against the last one, a season
     # against the same season) reads a full year before a day a year back. The days past
     # the window live in the long history (usage_archive), a value per account and month.
+    # At most 100 years, a bound no one keeping records meets: it keeps "this many days
+    # before the newest event" (the prune, as-of reads) inside the calendar, where about
+    # 740,000 days (back past the year 1 from today) overflowed the first prune.
     history_days: int = Field(
         730,
         ge=90,
+        le=36500,
         description="Days of daily activity kept per account in all (the window's days and "
         "the long history before them): as-of measures reach back this far less 30 days",
     )

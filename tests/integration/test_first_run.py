@@ -60,6 +60,17 @@ def busy_port() -> Iterator[int]:
         (["migrate"], {"HEALTHWATCH_DATABASE_URL": "nonsense"}, "HEALTHWATCH_DATABASE_URL: a"),
         (["dev"], {"HEALTHWATCH_DATABASE_URL": "postgresql://u:pw@h/db"}, "scheme 'postgresql'"),
         (["ingest"], {"HEALTHWATCH_LOG_LEVEL": "LOUD"}, "HEALTHWATCH_LOG_LEVEL: Input should be"),
+        # Far past any real retention, where the prune's date arithmetic overflowed.
+        (
+            ["migrate"],
+            {"HEALTHWATCH_HISTORY_DAYS": "800000"},
+            "HEALTHWATCH_HISTORY_DAYS: Input should be less than or equal to 36500",
+        ),
+        (
+            ["migrate"],
+            {"HEALTHWATCH_WINDOW_DAYS": "3651", "HEALTHWATCH_HISTORY_DAYS": "36500"},
+            "HEALTHWATCH_WINDOW_DAYS: Input should be less than or equal to 3650",
+        ),
         (
             ["keys", "list"],
             {"HEALTHWATCH_DATABASE_URL": "postgresql+asyncpg://u:secret@127.0.0.1:1/db"},
