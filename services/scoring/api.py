@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.scoring import explain
 from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
@@ -96,6 +97,7 @@ async def account_health_view(
         if as_of is not None:
             return await _health_as_of(conn, account_id, as_of, ctx.zone)
         h = await account_health_row(conn, account_id)
+        model, _ = await ctx.models.current(conn)
     if h is None or (h.score is None and h.band is None):
         raise ClientError(404, "not_scored", f"Account {account_id!r} has no score yet.")
     inputs = h.inputs or {}
@@ -109,7 +111,9 @@ async def account_health_view(
         "depth_level": inputs.get("depth_level"),
         "danger_level": h.danger_level,
         "danger_causes": (h.components or {}).get("danger", {}).get("causes", []),
-        "explanation": h.components,
+        "explanation": None
+        if h.components is None
+        else explain.worded_changes(h.components, explain.labels(model)),
     }
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from services.scoring.model.schema import HealthModel
@@ -46,30 +47,62 @@ def changes(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per input that moved, with the numbers and a sentence, largest first;
-    the ``limit`` largest only. With the product-agnostic measures an account has a
-    hundred inputs, so the sentences are written for the entries kept."""
+    the ``limit`` largest only."""
+    return worded(moved(after, before, limit), names)
+
+
+def moved(
+    after: Mapping[str, Any], before: Mapping[str, Any] | None, limit: int | None = None
+) -> list[list[Any]]:
+    """The inputs that moved, as ``[name, before, after]``, largest relative change first
+    (one from zero counts as the largest; equal sizes keep the inputs' order); the
+    ``limit`` largest only. A score stores these and its reader words them (``worded``):
+    with the product-agnostic measures an account has a hundred inputs, every event
+    rescores it, and the sentences were a third of the scoring step."""
     if not before:
         return []
     old_of = before.get
-    # The import scores every account every day, three lists a score: this runs over
-    # ~100 inputs 300 times a score, so the cheap test (unchanged) comes first.
-    moved = [
-        (name, old, new)
+    # The cheap test (unchanged) first; the size is worked out inline, not in a key
+    # function, because this runs over ~100 inputs three times a score.
+    sized = [
+        (abs((new - old) / old) if old else _FROM_ZERO, name, old, new)
         for name, new in after.items()
         if (old := old_of(name)) != new and isinstance(new, _NUMBER) and isinstance(old, _NUMBER)
     ]
-    # Largest relative change first; one from zero counts as the largest. Stable: equal
-    # sizes keep the inputs' order.
-    moved.sort(key=_size, reverse=True)
+    sized.sort(key=_first, reverse=True)  # stable: ties keep the inputs' order
+    return [[name, old, new] for _, name, old, new in sized[:limit]]
+
+
+def worded(moves: Sequence[Sequence[Any]], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``moved``'s list as entries with the numbers and a sentence."""
     return [
         _entry(name, old, new, (new - old) / abs(old) if old else None, names)
-        for name, old, new in moved[:limit]
+        for name, old, new in moves
     ]
 
 
-def _size(change: tuple[str, float, float]) -> float:
-    _, old, new = change
-    return abs((new - old) / abs(old)) if old else float("inf")
+def worded_changes(why: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """A stored explanation as people read it: its ``moved`` lists (a score stores only
+    the numbers) as ``changes``, in words. An explanation stored before the lists were
+    kept as numbers already has its ``changes`` and is returned as it is."""
+    if MOVED not in why:
+        return dict(why)
+    return {
+        (CHANGES if key == MOVED else key): (
+            {period: worded(moves, names) for period, moves in value.items()}
+            if key == MOVED
+            else value
+        )
+        for key, value in why.items()
+    }
+
+
+# Where a score's explanation keeps what moved: as numbers (MOVED, what scoring writes)
+# and in words (CHANGES, what readers are given; and what older rows stored).
+MOVED = "moved"
+CHANGES = "changes"
+_FROM_ZERO = float("inf")
+_first = itemgetter(0)
 
 
 def _entry(

@@ -142,7 +142,7 @@ def score_account(
     unchanged = before is not None and before.inputs == shown and before.score == score.value
     health = daily = None
     if not unchanged:
-        health, daily = _rows(measures, score, risk, shown, earlier, using.labels)
+        health, daily = _rows(measures, score, risk, shown, earlier)
     band_change = (
         None
         if unchanged
@@ -167,7 +167,6 @@ def _rows(
     risk: dict[str, Any],
     shown: dict[str, Any],
     earlier: AccountHistory,
-    labels: Mapping[str, str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The account_health values and the health_daily row of a score that changed (the
     explanation is built only for a score that will be written)."""
@@ -175,14 +174,12 @@ def _rows(
     why["danger"] = risk
     before = earlier.previous
     now = explain.numbers(shown)  # what the three lists compare, picked out once
-    why["changes"] = {
-        "since_previous": explain.changes(
-            now, before.inputs if before else None, labels, SCORE_CHANGES_KEPT
-        ),
+    # As numbers: a reader words them (explain.worded_changes), so the sentences are
+    # written for the explanations read, not for every score of every batch.
+    why[explain.MOVED] = {
+        "since_previous": explain.moved(now, before.inputs if before else None, SCORE_CHANGES_KEPT),
         **{
-            f"since_{back}d": explain.changes(
-                now, earlier.past_inputs.get(back), labels, SCORE_CHANGES_KEPT
-            )
+            f"since_{back}d": explain.moved(now, earlier.past_inputs.get(back), SCORE_CHANGES_KEPT)
             for back in history.LOOKBACK_DAYS
         },
     }

@@ -53,6 +53,9 @@ async def test_health_history_metrics_and_portfolio_scoping(kafka_settings: Sett
             assert "payment_failed_30d" not in explanation["missing"]
             # No ticket ever: support has no data, not a perfect score (issue 13).
             assert "open_tickets" in explanation["missing"]
+            # What moved is stored as numbers and given in words.
+            assert "moved" not in explanation
+            assert set(explanation["changes"]) == {"since_previous", "since_7d", "since_30d"}
 
             hist = (await c.get("/v1/accounts/acme/health/history")).json()
             assert len(hist["days"]) >= 1 and hist["band_changes"][0]["from"] is None

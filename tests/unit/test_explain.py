@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.scoring.explain import changes, labels
+from services.scoring.explain import changes, labels, moved, worded_changes
 from services.scoring.model.schema import load_default_model
 
 
@@ -19,6 +19,26 @@ def test_changes_in_plain_words_largest_first() -> None:
     assert moved[0]["text"] == "Open tickets rose from 0 to 3"
     assert moved[2]["text"] == "health score fell from 71 to 35, −51%"
     assert changes({"x": 1}, None, names) == []
+
+
+def test_a_score_stores_what_moved_as_numbers_and_its_reader_words_them() -> None:
+    names = labels(load_default_model())
+    now = {"active_users_7d": 9, "score": 35, "open_tickets": 3}
+    then = {"active_users_7d": 42, "score": 71, "open_tickets": 0}
+    stored = {
+        "model_version": "v1",
+        "moved": {"since_previous": moved(now, then, 2), "since_7d": [], "since_30d": []},
+        "danger": {"level": None},
+    }
+    assert stored["moved"]["since_previous"] == [["open_tickets", 0, 3], ["active_users_7d", 42, 9]]
+    read = worded_changes(stored, names)
+    # In words, where the numbers were, and the same entries the sentences always had.
+    assert list(read) == ["model_version", "changes", "danger"]
+    assert read["changes"]["since_previous"] == changes(now, then, names, 2)
+    assert read["changes"]["since_7d"] == []
+    # An explanation stored before (with its sentences) is read as it is.
+    older = {"model_version": "v0", "changes": {"since_previous": [{"text": "x fell"}]}}
+    assert worded_changes(older, names) == older
 
 
 def test_shares_are_shown_as_percentages() -> None:

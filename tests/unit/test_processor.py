@@ -9,6 +9,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+from services.scoring.explain import EXTRA_LABELS, worded_changes
 from services.scoring.metrics import ScoringMetrics
 from shared.bus.base import Record
 from shared.bus.offsets import offset_loader
@@ -101,8 +102,12 @@ async def test_explanations_say_what_moved_since_the_last_score_and_7_and_30_day
             )
         ).scalar_one()
 
+    # Stored as numbers (what moved), worded when read: as the API gives it.
+    assert "changes" not in why
+    worded = worded_changes(why, EXTRA_LABELS)
+
     def users_change(key: str) -> str:
-        (moved,) = [c for c in why["changes"][key] if c["measure"] == "active_users_7d"]
+        (moved,) = [c for c in worded["changes"][key] if c["measure"] == "active_users_7d"]
         return str(moved["text"])
 
     assert users_change("since_previous") == "active users over 7 days fell from 6 to 2, −67%"

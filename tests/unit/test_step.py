@@ -60,7 +60,7 @@ def test_a_falling_score_changes_band_and_explains_what_moved() -> None:
         quiet.score.band,
     )
     assert quiet.health is not None
-    moved = {c["measure"] for c in quiet.health["components"]["changes"]["since_previous"]}
+    moved = {name for name, _, _ in quiet.health["components"]["moved"]["since_previous"]}
     assert "active_users_7d" in moved
 
 
