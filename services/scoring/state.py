@@ -33,7 +33,7 @@ from shared.contracts.events import (
     Touchpoint,
     UsageEvent,
 )
-from shared.storage.db import insert_ignore, upsert
+from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import account_health, accounts, tickets
 
 OPEN_STATUSES = ("open", "pending")
@@ -155,7 +155,7 @@ async def _load_health(conn: AsyncConnection, ids: set[str]) -> dict[str, dict[s
             account_health.c.nps_previous_at,
             account_health.c.last_decision_maker_contact_at,
             account_health.c.last_payment_failed_at,
-        ).where(account_health.c.account_id.in_(ids))
+        ).where(among(conn, account_health.c.account_id, ids))
     )
     health = {row.account_id: dict(row._mapping) for row in rows}
     for account_id in ids:
@@ -234,7 +234,9 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
     previous = set(
         (
             await conn.execute(
-                select(tickets.c.account_id).where(tickets.c.ticket_id.in_(latest)).distinct()
+                select(tickets.c.account_id)
+                .where(among(conn, tickets.c.ticket_id, latest))
+                .distinct()
             )
         ).scalars()
     )
@@ -315,7 +317,9 @@ async def _apply_facts(
         return
     ids = {e.account_id for e in events}
     rows = await conn.execute(
-        select(accounts.c.account_id, accounts.c.facts).where(accounts.c.account_id.in_(ids))
+        select(accounts.c.account_id, accounts.c.facts).where(
+            among(conn, accounts.c.account_id, ids)
+        )
     )
     stored = {row.account_id: row.facts for row in rows}
     merged: dict[str, dict[str, Any]] = {

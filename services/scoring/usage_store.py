@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage
 from services.scoring.usage import AccountUsage
-from shared.storage.db import bulk_insert
+from shared.storage.db import among, bulk_insert
 from shared.storage.tables import account_usage, activity_daily, usage_archive
 
 Usage = dict[str, AccountUsage]  # account id → its usage state
@@ -62,7 +62,7 @@ async def load(
     if not wanted:
         return {}
     c = account_usage.c
-    query = select(c.account_id, c.version).where(c.account_id.in_(wanted))
+    query = select(c.account_id, c.version).where(among(conn, c.account_id, wanted))
     if for_update and conn.dialect.name == "postgresql":
         query = query.order_by(c.account_id).with_for_update()
     states: Usage = {}
@@ -74,7 +74,9 @@ async def load(
         else:
             states[row.account_id] = held
     if stale:
-        rows = await conn.execute(select(c.account_id, c.state).where(c.account_id.in_(stale)))
+        rows = await conn.execute(
+            select(c.account_id, c.state).where(among(conn, c.account_id, stale))
+        )
         for row in rows:
             states[row.account_id] = state = usage.decode(row.state)
             state.version = stale[row.account_id]
@@ -168,7 +170,7 @@ async def archive(
     oldest = min(month for _, month in wanted)
     found = await conn.execute(
         select(c.account_id, c.month, c.state).where(
-            c.account_id.in_(sorted(parts)), c.month >= oldest
+            among(conn, c.account_id, sorted(parts)), c.month >= oldest
         )
     )
     months = {
@@ -193,7 +195,7 @@ async def archive(
     for cutoff, ids in by_cutoff.items():
         for table, column in ((usage_archive, c.month), (activity_daily, activity_daily.c.day)):
             await conn.execute(
-                delete(table).where(and_(table.c.account_id.in_(ids), column < cutoff))
+                delete(table).where(and_(among(conn, table.c.account_id, ids), column < cutoff))
             )
 
 
@@ -204,7 +206,7 @@ async def load_history(
     c = usage_archive.c
     rows = await conn.execute(
         select(c.account_id, c.state).where(
-            c.account_id.in_(sorted(set(ids))),
+            among(conn, c.account_id, sorted(set(ids))),
             c.month >= first.replace(day=1),
             c.month <= last,
         )

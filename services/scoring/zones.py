@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.storage.db import among
 from shared.storage.tables import accounts
 
 ZONE_FIELD = "timezone"
@@ -51,7 +52,7 @@ async def account_zones(
     if ids:
         rows = await conn.execute(
             select(accounts.c.account_id, zone_name()).where(
-                accounts.c.account_id.in_(ids), zone_name().is_not(None)
+                among(conn, accounts.c.account_id, ids), zone_name().is_not(None)
             )
         )
         zones.update({account_id: ZoneInfo(name) for account_id, name in rows})
