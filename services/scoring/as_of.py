@@ -129,7 +129,7 @@ async def measures_as_of(
     ends = {m.account_id: end_of(day, m.tz) for m in measures}
     facts = await _facts_at(conn, ends)
     support = await tickets_as_of(conn, ends)
-    measures = await with_relationship_as_of(conn, measures, ends)
+    measures = await with_relationship_as_of(conn, measures, ends, states)
     return [
         replace(
             m,

@@ -1,6 +1,7 @@
 """The relationship measures as they were at the end of a past day: the last touchpoint
-and decision-maker contact, the two newest NPS answers, the last failed payment and the
-last use known by then (``as_of.measures_as_of``).
+and decision-maker contact, the two newest NPS answers, the last failed payment, the
+last use and the last change of decision maker and champion known by then
+(``as_of.measures_as_of``).
 
 ``account_health`` keeps only the newest of each (today's); the logs written beside it
 in the scoring batch's transaction (``workload/records.py``: ``touchpoint_log``,
@@ -12,6 +13,16 @@ carry no contact role and failed payments were not logged before it, so a past d
 whose value was overtaken since reads None there. Only accounts with a stored value
 after the end read a log (one query per table for all of them), so an import scoring
 its days in time order reads almost none.
+
+People changes (EW-12) are derived from the contact lists seen (``state.py``:
+``_observe_people``, the newest ``PEOPLE_OBSERVATIONS`` kept in ``accounts.facts``):
+as of a day, from those seen by its end. Where the kept ones were cut short since (a
+CRM sending its contacts every night keeps 50 days), the older lists come from the
+facts history (``facts_history.py``), whose snapshots keep every contact list with
+its stamp: the fold of the lists by the end, exactly, but for two lists stamped at the
+same moment (the history keeps one per moment). The last use, unused over the 90 days
+counted, is the newest day with use before them: in the usage state or its long
+history; before the long history, "at least" 90 days as before.
 """
 
 from __future__ import annotations
@@ -19,15 +30,26 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring import usage_store
 from services.scoring.measures import NAME_WINDOW_DAYS, Measures
+from services.scoring.state import PEOPLE_OBSERVATIONS, holders, people_changes
+from services.scoring.usage import AccountUsage
 from shared.contracts.events import ContactRole
-from shared.storage.tables import account_health, nps_responses, payment_failures, touchpoint_log
+from shared.storage.db import among
+from shared.storage.tables import (
+    account_facts_history,
+    account_health,
+    accounts,
+    nps_responses,
+    payment_failures,
+    touchpoint_log,
+)
 
 Answer = tuple[datetime, int]  # an NPS answer: (when, score)
 
@@ -40,20 +62,24 @@ class Logged:
     decision_maker_at: datetime | None = None
     answers: tuple[Answer, ...] = ()
     payment_failed_at: datetime | None = None
+    used_before: date | None = None  # the newest day with use before the 90 days counted
 
 
 async def with_relationship_as_of(
     conn: AsyncConnection,
     measures: Sequence[Measures],
     ends: Mapping[str, datetime],
+    usage: Mapping[str, AccountUsage] | None = None,
 ) -> list[Measures]:
     """``measures`` as of a past day (today's relationship values, the usage counts of
     that day) with the relationship values as they were at ``ends[account]`` (the end of
-    that day in the account's zone)."""
+    that day in the account's zone). ``usage``: usage states already loaded."""
     stored = await _stored_answers(
         conn, [m.account_id for m in measures if m.nps_latest is not None]
     )
     logged = await _read_logs(conn, measures, stored, ends)
+    used = await _used_before(conn, measures, ends, usage or {})
+    people = await _people_then(conn, ends)
     return [
         replace(
             m,
@@ -61,8 +87,9 @@ async def with_relationship_as_of(
                 m,
                 ends[m.account_id],
                 stored.get(m.account_id, ()),
-                logged.get(m.account_id, Logged()),
+                replace(logged[m.account_id], used_before=used.get(m.account_id)),
             ),
+            **people.get(m.account_id, {}),
         )
         for m in measures
     ]
@@ -86,7 +113,7 @@ def relationship_then(
         "nps_latest": answers[0][1] if answers else None,
         "nps_previous": answers[1][1] if len(answers) > 1 else None,
         "last_payment_failed_at": _then(m.last_payment_failed_at, end, logged.payment_failed_at),
-        "last_seen_at": _then(m.last_seen_at, end, _last_use(m)),
+        "last_seen_at": _then(m.last_seen_at, end, _last_use(m, logged.used_before)),
     }
 
 
@@ -99,6 +126,8 @@ def relationship_measures(m: Measures) -> dict[str, Any]:
         "nps_latest": m.nps_latest,
         "nps_previous": m.nps_previous,
         "last_payment_failed_at": _iso(m.last_payment_failed_at),
+        "decision_maker_changed_at": _iso(m.decision_maker_changed_at),
+        "champion_changed_at": _iso(m.champion_changed_at),
     }
 
 
@@ -120,22 +149,144 @@ def _after(moment: datetime | None, end: datetime) -> bool:
     return moment is not None and moment > end
 
 
-def _last_use(m: Measures) -> datetime | None:
+def _last_use(m: Measures, used_before: date | None) -> datetime | None:
     """The last use by the as-of day, from its usage counts: every use counts under its
     event name, so the newest ``last_day`` of the event names is the newest day with use
     in the 90 days to the as-of day (the usage state's days, or its long history for an
     older day: whatever the measures were counted from). Unused over those 90 days though
-    used before: that day 90 days back, "at least that long", as ``inputs._silence``
-    reads a name unused over the window. None: no use by then.
+    used before: ``used_before``, the newest day with use before them; without one (the
+    use lies before the long history) that day 90 days back, "at least that long", as
+    ``inputs._silence`` reads a name unused over the window. None: no use by then.
 
     As its start: the inputs read ``last_seen_at`` by its day only (``days_since``: whole
     days in the account's zone), so any moment of that day gives the same inputs, and the
     start is never after the real last use, nor after the as-of day's end."""
-    days = [use.last_day for (dimension, _), use in m.name_use.items() if dimension == "event"]
-    newest = max((day for day in days if day is not None), default=None)
-    if newest is None and m.first_seen is not None and m.first_seen <= m.as_of:
-        newest = m.as_of - timedelta(days=NAME_WINDOW_DAYS)
+    newest = _counted_use(m)
+    if newest is None and _used_by(m):
+        newest = used_before or m.as_of - timedelta(days=NAME_WINDOW_DAYS)
     return None if newest is None else datetime.combine(newest, time(), m.tz)
+
+
+def _counted_use(m: Measures) -> date | None:
+    """The newest day with use in the 90 days the measures counted."""
+    days = [use.last_day for (dimension, _), use in m.name_use.items() if dimension == "event"]
+    return max((day for day in days if day is not None), default=None)
+
+
+def _used_by(m: Measures) -> bool:
+    return m.first_seen is not None and m.first_seen <= m.as_of
+
+
+async def _used_before(
+    conn: AsyncConnection,
+    measures: Sequence[Measures],
+    ends: Mapping[str, datetime],
+    usage: Mapping[str, AccountUsage],
+) -> dict[str, date]:
+    """account → the newest day with use before the 90 days its measures counted, for
+    the accounts that need it: used since the end (today's last use is after it), used
+    by then, and not over the 90 days. Their usage state's older days first, then its
+    long history (one query for all): rare, and only those accounts read."""
+    last = {
+        m.account_id: (m.as_of - timedelta(days=NAME_WINDOW_DAYS)).toordinal()
+        for m in measures
+        if _after(m.last_seen_at, ends[m.account_id]) and _counted_use(m) is None and _used_by(m)
+    }
+    if not last:
+        return {}
+    states = await usage_store.complete(conn, dict(usage), last)
+    found = {a: _newest_day(states[a], newest) for a, newest in last.items()}
+    rest = [a for a, day in found.items() if day is None]
+    if rest:
+        newest = date.fromordinal(max(last[a] for a in rest))
+        months = await usage_store.load_history(conn, rest, date.min, newest)
+        for a in rest:
+            found[a] = max(
+                (d for month in months.get(a, ()) if (d := _newest_day(month, last[a]))),
+                default=None,
+            )
+    return {a: day for a, day in found.items() if day is not None}
+
+
+def _newest_day(state: AccountUsage, last: int) -> date | None:
+    """The newest day of ``state`` with use on or before the day ordinal ``last``."""
+    return max((date.fromordinal(o) for o in state.days if o <= last), default=None)
+
+
+async def _people_then(
+    conn: AsyncConnection, ends: Mapping[str, datetime]
+) -> dict[str, dict[str, Any]]:
+    """account → its last decision-maker and champion change as of its end, for the
+    accounts that saw a contact list after it (the others' values stand as they are)."""
+    seen = await _seen_after(conn, ends)
+    cut = {a: ends[a] for a, kept in seen.items() if len(kept) >= PEOPLE_OBSERVATIONS}
+    older = await _contact_lists(conn, cut)
+    out: dict[str, dict[str, Any]] = {}
+    for account, kept in seen.items():
+        then = [o for o in kept + older[account] if _moment(o) <= ends[account]]
+        unique = sorted({_key(o): o for o in then}.values(), key=lambda o: o[0])
+        changes = people_changes(unique[-PEOPLE_OBSERVATIONS:])
+        out[account] = {
+            "decision_maker_changed_at": _parsed(changes.get("decision_maker")),
+            "champion_changed_at": _parsed(changes.get("champion")),
+        }
+    return out
+
+
+async def _seen_after(conn: AsyncConnection, ends: Mapping[str, datetime]) -> dict[str, list[Any]]:
+    """account → the contact lists its facts keep, for the accounts one of whose lists
+    is stamped after its end."""
+    if not ends:
+        return {}
+    a = accounts.c
+    # facts_occurred_at is the newest stamp as text: with offsets of under a day each,
+    # the newest moment lies less than two days after it.
+    rows = await conn.execute(
+        select(a.account_id, a.facts).where(
+            among(conn, a.account_id, list(ends)),
+            a.facts_occurred_at > min(ends.values()) - timedelta(days=2),
+        )
+    )
+    seen: dict[str, list[Any]] = {}
+    for row in rows:
+        kept = row.facts.get("people_seen", [])
+        if any(_moment(o) > ends[row.account_id] for o in kept):
+            seen[row.account_id] = kept
+    return seen
+
+
+async def _contact_lists(
+    conn: AsyncConnection, ends: Mapping[str, datetime]
+) -> defaultdict[str, list[Any]]:
+    """account → the contact lists of its facts history by its end, as observations
+    ([stamp, holders]): every snapshot holds the list in force then and its stamp."""
+    seen: defaultdict[str, list[Any]] = defaultdict(list)
+    if not ends:
+        return seen
+    h = account_facts_history.c
+    rows = await conn.execute(
+        select(h.account_id, h.occurred_at, h.facts).where(
+            among(conn, h.account_id, list(ends)), h.occurred_at <= max(ends.values())
+        )
+    )
+    for row in rows:
+        stamp = row.facts["stamps"].get("contacts")
+        if stamp is not None and row.occurred_at <= ends[row.account_id]:
+            seen[row.account_id].append([stamp, holders(row.facts["fields"]["contacts"])])
+    return seen
+
+
+def _moment(observation: list[Any]) -> datetime:
+    return datetime.fromisoformat(observation[0][0])
+
+
+def _key(observation: list[Any]) -> tuple[Any, ...]:
+    stamp, held = observation
+    return (*stamp, *((role, *who) for role, who in sorted(held.items())))
+
+
+def _parsed(when: str | None) -> datetime | None:
+    return datetime.fromisoformat(when) if when else None
 
 
 async def _stored_answers(conn: AsyncConnection, ids: list[str]) -> dict[str, tuple[Answer, ...]]:

@@ -56,6 +56,12 @@ class AccountMetrics(Answer):
     nps_latest: int | None = Field(None, description="The newest NPS answer's score")
     nps_previous: int | None = Field(None, description="The one before it")
     last_payment_failed_at: str | None = None
+    decision_maker_changed_at: str | None = Field(
+        None, description="When the customer's decision maker last changed (from its contacts)"
+    )
+    champion_changed_at: str | None = Field(
+        None, description="When the customer's champion last changed (from its contacts)"
+    )
 
 
 class Portfolio(Answer):

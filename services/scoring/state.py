@@ -370,23 +370,31 @@ def _observe_people(
     differ from the observation before it (the first ever is not a change). Derived from
     all observations in time order, so arrival order does not matter."""
     seen = facts.setdefault("people_seen", [])
-    entry = [
-        stamp,
-        {
-            role: sorted(_who(contact) for contact in contacts if contact.get("role") == role)
-            for role in PEOPLE_ROLES
-        },
-    ]
+    entry = [stamp, holders(contacts)]
     if entry not in seen:
         seen.append(entry)
         seen.sort(key=lambda observation: observation[0])
         del seen[:-PEOPLE_OBSERVATIONS]
+    facts["people_changes"] = people_changes(seen)
+
+
+def holders(contacts: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """role → who holds it among ``contacts`` (a facts event's contact list)."""
+    return {
+        role: sorted(_who(contact) for contact in contacts if contact.get("role") == role)
+        for role in PEOPLE_ROLES
+    }
+
+
+def people_changes(seen: list[list[Any]]) -> dict[str, str]:
+    """role → when (ISO) its holders last changed, from observations [stamp, holders] in
+    time order: a stamp whose holders differ from the observation before it."""
     changes: dict[str, str] = {}
     for (_, before), (at, after) in itertools.pairwise(seen):
         for role in PEOPLE_ROLES:
             if before[role] and after[role] != before[role]:
                 changes[role] = at[0]
-    facts["people_changes"] = changes
+    return changes
 
 
 def _who(contact: dict[str, Any]) -> str:

@@ -126,8 +126,9 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
 
 def _relationship_history(tmp_path: Path) -> list[Path]:
     """Account rel, used every day 0-9; before day 5 (D): a decision-maker visit on day
-    2, answers 9 and 6 on days 1 and 3, a failed payment on day 4; after D: another
-    visit on day 7, an answer 2 and a failed payment on day 8. Usage first, then the CRM
+    2, answers 9 and 6 on days 1 and 3, a failed payment on day 4, the decision maker
+    changed on day 3; after D: another visit on day 7, an answer 2 and a failed payment
+    on day 8, the decision maker changed again on day 7. Usage first, then the CRM
     file in one batch: every contact, answer and payment is applied before the import
     scores the days again, so a day's score shows only those known by then if as-of
     reads keep to them."""
@@ -143,8 +144,14 @@ def _relationship_history(tmp_path: Path) -> list[Path]:
         )
 
     usage = [line("usage", n, user_id="u1", event="login") for n in range(10)]
+
+    def boss(name: str) -> list[dict[str, str]]:
+        return [{"name": name, "role": "decision_maker"}]
+
     crm = [
-        line("account", 0, seats_purchased=5, owner={"email": ANNA}),
+        line("account", 0, seats_purchased=5, owner={"email": ANNA}, contacts=boss("Ann")),
+        line("account", 3, contacts=boss("Bob")),
+        line("account", 7, contacts=boss("Eve")),
         line("nps", 1, score=9),
         line("touchpoint", 2, touchpoint_kind="visit", contact_role="decision_maker"),
         line("nps", 3, score=6),
@@ -183,6 +190,7 @@ async def test_contacts_answers_and_payments_as_of_a_day(
             "nps_latest": 2,
             "nps_previous": 6,
             "last_payment_failed_at": day(8).isoformat() + moment,
+            "decision_maker_changed_at": day(7).isoformat() + moment,
         }
         assert {k: then[k] for k in RELATIONSHIP} == {
             "last_seen_at": day(5).isoformat() + "T00:00:00+00:00",  # the day is what counts
@@ -191,6 +199,7 @@ async def test_contacts_answers_and_payments_as_of_a_day(
             "nps_latest": 6,
             "nps_previous": 9,
             "last_payment_failed_at": day(4).isoformat() + moment,
+            "decision_maker_changed_at": day(3).isoformat() + moment,
         }
         # The import's score of day 5 read the same (its days are scored as of each day).
         async with hw.rt.engine.connect() as conn:
@@ -212,6 +221,7 @@ RELATIONSHIP = (
     "nps_latest",
     "nps_previous",
     "last_payment_failed_at",
+    "decision_maker_changed_at",
 )
 SCORED = (
     "days_since_last_use",

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scoring.facts_history import end_of
+from services.scoring.as_of import measures_as_of
+from services.scoring.facts_history import end_of, given_facts, stamp_of
 from services.scoring.measures import NameUse, load_measures
 from services.scoring.relationship_as_of import (
     Logged,
@@ -18,9 +19,9 @@ from services.scoring.relationship_as_of import (
     two_newest,
     with_relationship_as_of,
 )
-from services.scoring.state import _apply_relationship, apply_events
+from services.scoring.state import _apply_relationship, _observe_people, apply_events
 from services.scoring.workload.records import record_relationship
-from shared.contracts.events import EVENT_ADAPTER, Event
+from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event
 from shared.storage.tables import payment_failures, touchpoint_log
 from tests.support.factories import EngineFactory
 from tests.support.measures import measures
@@ -171,3 +172,82 @@ def test_last_use_from_the_counts_of_the_day() -> None:
     # First used after the day: no use by then.
     later = measures(as_of=day, first_seen=date(2026, 6, 11), last_seen_at=end + DAY)
     assert relationship_then(later, end, [], Logged())["last_seen_at"] is None
+
+
+def people(n: int, days: float, **holders: str) -> Event:
+    """A CRM's contact list: ``decision_maker="Ann"``, ``champion="Cy"``."""
+    contacts = [{"name": name, "role": role} for role, name in holders.items()]
+    return event("account", n, days, contacts=contacts)
+
+
+def changes_folded(events: list[Event], end: datetime) -> dict[str, datetime | None]:
+    """The people changes scoring's facts held after only the events up to ``end``."""
+    facts: dict[str, Any] = {"fields": {}, "stamps": {}}
+    for e in events:
+        if isinstance(e, AccountFacts) and e.contacts is not None and e.occurred_at <= end:
+            _observe_people(facts, given_facts(e)["contacts"], stamp_of(e))
+    found = facts.get("people_changes", {})
+    return {
+        f"{role}_changed_at": datetime.fromisoformat(found[role]) if role in found else None
+        for role in ("decision_maker", "champion")
+    }
+
+
+async def changes_as_of(engine: AsyncEngine, day: date) -> dict[str, datetime | None]:
+    async with engine.connect() as conn:
+        [m] = await measures_as_of(conn, {"acme"}, day, UTC)
+    return {name: getattr(m, name) for name in ("decision_maker_changed_at", "champion_changed_at")}
+
+
+# The decision maker changes on days 2 and 6 and leaves on day 8; the champion changes
+# on day 4; day 7's facts give no contacts.
+PEOPLE = [
+    people(0, 0, decision_maker="Ann", champion="Cy"),
+    people(2, 2, decision_maker="Bob", champion="Cy"),
+    people(4, 4, decision_maker="Bob", champion="Di"),
+    people(6, 6, decision_maker="Eve", champion="Di"),
+    event("account", 7, 7, seats_purchased=20),
+    people(8, 8, champion="Di"),
+]
+
+
+async def test_people_changes_as_of_each_day_are_the_fold_by_then(
+    engine_factory: EngineFactory,
+) -> None:
+    engine = await engine_factory()
+    await scored(engine, [PEOPLE[::-2], PEOPLE[-2::-2]])
+    for n in range(-1, 10):
+        day = (T0 + n * DAY).date()
+        assert await changes_as_of(engine, day) == changes_folded(PEOPLE, end_of(day)), day
+
+
+async def test_people_changes_before_the_contact_lists_kept(
+    engine_factory: EngineFactory,
+) -> None:
+    """A CRM sending its contacts every night: the facts keep the newest 50 lists, so a
+    past day's lists come from the facts history too."""
+    nightly = [
+        people(n, n, decision_maker="Ann" if n < 5 else "Bob", champion="Cy") for n in range(60)
+    ]
+    engine = await engine_factory()
+    await scored(engine, [nightly])
+    for n in (4, 5, 20, 30, 54, 59):
+        day = (T0 + n * DAY).date()
+        assert await changes_as_of(engine, day) == changes_folded(nightly, end_of(day)), day
+    assert (await changes_as_of(engine, (T0 + 20 * DAY).date()))["decision_maker_changed_at"] == (
+        T0 + 5 * DAY
+    )
+
+
+async def test_a_last_use_long_before_the_day(engine_factory: EngineFactory) -> None:
+    """Unused over the 90 days counted: the newest day with use before them, from the
+    usage state or its long history, not "at least 90 days"."""
+    used = [0, 100, 200]
+    engine = await engine_factory()
+    await scored(engine, [[event("usage", n, n, user_id="u1", event="login")] for n in used])
+    for n in (50, 99, 150, 189, 199):
+        day = (T0 + n * DAY).date()
+        async with engine.connect() as conn:
+            [m] = await measures_as_of(conn, {"acme"}, day, UTC)
+        newest = max(u for u in used if u <= n)
+        assert m.last_seen_at is not None and m.last_seen_at.date() == (T0 + newest * DAY).date()
