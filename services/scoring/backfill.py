@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring.import_days import ImportCalendar
+from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
@@ -278,6 +278,7 @@ async def import_files(
         return report
     sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
     processor = processor_for(_Sink(report, sources))
+    processor.hold_scores()  # the import is the only writer of its accounts' scores
     calendar = await ImportCalendar.load(processor, _Sink(report))
     calendar.start_file()
     stored = await offset_loader(processor.engine, processor.group_id)(
@@ -286,12 +287,12 @@ async def import_files(
     for topic, source in sources.items():
         source.start = stored.get((topic, 0), 0)
         source.retry = await _take_rejects(processor.engine, topic) if restart else set()
-    batch: list[Record] = []
+    batch: list[tuple[Record, Stamp]] = []
     merged = heapq.merge(
         *(_records(source, index, report) for index, source in enumerate(sources.values()))
     )
-    for *_, record in merged:
-        batch.append(record)
+    for *_, record, stamp in merged:
+        batch.append((record, stamp))
         if len(batch) >= batch_size:
             await _flush(processor, batch, report, calendar)
             for source in sources.values():
@@ -300,6 +301,7 @@ async def import_files(
     for source in sources.values():
         progress(source.path.name, source.read)
     report.days_scored += await calendar.close_all()
+    await processor.release_scores()
     order = {path.name: place for place, path in enumerate(paths)}
     report.rejected.sort(key=lambda rejected: (order.get(rejected[0], len(order)), rejected[1]))
     if sweep:
@@ -314,11 +316,12 @@ async def import_files(
 
 def _records(
     source: _Source, index: int, report: ImportReport
-) -> Iterator[tuple[float, int, int, Record]]:
+) -> Iterator[tuple[float, int, int, Record, Stamp]]:
     """The file's records still to import, each with its event time (the merge's key;
     a record without a readable one keeps the time before it, its place in the file),
     then the file's place among the files and the record's number (ties keep the order
-    of the files, and each file's own)."""
+    of the files, and each file's own), the record, and its stamp for the calendar (the
+    line parsed once for both)."""
     when = float("-inf")
     for number, line in enumerate(read_lines(source.path, source.lines)):
         report.lines += 1
@@ -328,20 +331,20 @@ def _records(
             continue
         if not line.strip():
             continue  # blank lines keep their number, so resuming stays aligned
-        when = _event_time(line, when)
+        stamp = stamp_of(line)
+        when = _event_time(stamp, when)
         # A record read again goes under a topic of its own: its offset, behind the
         # file's, must not move the file's back.
         topic = source.topic if number >= source.start else source.topic + RETRY_SUFFIX
-        yield when, index, number, Record(topic, 0, number, None, line)
+        yield when, index, number, Record(topic, 0, number, None, line), stamp
 
 
-def _event_time(line: bytes, before: float) -> float:
+def _event_time(stamp: Stamp, before: float) -> float:
     """The record's ``occurred_at`` as a POSIX time, or ``before`` when it has none that
     reads (the scoring step rejects it with the reason)."""
-    try:
-        moment = datetime.fromisoformat(orjson.loads(line)["occurred_at"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    if stamp is None:
         return before
+    moment = stamp[0]
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
@@ -380,15 +383,15 @@ async def open_alerts(processor: ScoringProcessor, bus: Producer) -> int:
 
 async def _flush(
     processor: ScoringProcessor,
-    batch: list[Record],
+    batch: list[tuple[Record, Stamp]],
     report: ImportReport,
     calendar: ImportCalendar,
 ) -> None:
     if not batch:
         return
-    calendar.note(batch)
+    calendar.note([stamp for _, stamp in batch])
     before = len(report.rejected)
-    await processor.handle(batch)
+    await processor.handle([record for record, _ in batch])
     report.imported += len(batch) - (len(report.rejected) - before)
     batch.clear()
     report.days_scored += await calendar.close_read_days()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import orjson
 from sqlalchemy import Date, and_, func, literal, select
@@ -21,13 +22,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
-from shared.bus.base import Producer, Record
+from shared.bus.base import Producer
 from shared.storage.db import among, insert_ignore
 from shared.storage.tables import health_daily
 
 # The rule clock of a day scored after the fact: its noon in UTC, the same calendar day
 # in every zone within ±12 hours of UTC (where nearly every account's zone lies).
 NOON = time(12)
+
+# An import line's event time and its account id (as the line has it), or None for a
+# line whose time does not read: the line parsed once, for the merge of the files by
+# event time and for the calendar.
+Stamp = tuple[datetime, Any] | None
+
+
+def stamp_of(line: bytes) -> Stamp:
+    try:
+        event = orjson.loads(line)
+        occurred_at = datetime.fromisoformat(event["occurred_at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return occurred_at, event.get("account_id")  # an object: it had "occurred_at"
 
 
 class ImportCalendar:
@@ -54,20 +69,19 @@ class ImportCalendar:
             first = {account_id: day for account_id, raw in rows if (day := _day(raw))}
         return cls(processor, sink, first)
 
-    def note(self, batch: Sequence[Record]) -> None:
-        """Learn each account's first day and the newest day from a batch's lines (a line
-        the scoring step rejects is skipped here as well). Events on days already scored
-        (a second file, or lines out of time order) open those days again."""
+    def note(self, stamps: Sequence[Stamp]) -> None:
+        """Learn each account's first day and the newest day from a batch's lines (their
+        ``stamp_of``; a line the scoring step rejects is skipped here as well). Events on
+        days already scored (a second file, or lines out of time order) open those days
+        again."""
         zone = self._processor.zone
         earliest: date | None = None
-        for record in batch:
-            try:
-                event = orjson.loads(record.value or b"")
-                account_id = event["account_id"]
-                day = datetime.fromisoformat(event["occurred_at"]).astimezone(zone).date()
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        for stamp in stamps:
+            if stamp is None or not isinstance(account_id := stamp[1], str):
                 continue
-            if not isinstance(account_id, str):
+            try:
+                day = stamp[0].astimezone(zone).date()
+            except ValueError:
                 continue
             known = self.first.get(account_id)
             self.first[account_id] = day if known is None else min(known, day)
