@@ -181,6 +181,11 @@ class KafkaConsumer:
         self.handling = asyncio.Lock()
         # Assigned partitions whose stored offsets could not be loaded yet (paused).
         self.unseeked: set[TopicPartition] = set()
+        # Read while caught up, waiting for their partition's turn (``_next_turn``),
+        # as read under ``_pending_generation``; and the partition number served last.
+        self._pending: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        self._pending_generation = 0
+        self._turn = -1
         self._client: AIOKafkaConsumer | None = None
 
     def _new_client(self) -> AIOKafkaConsumer:
@@ -282,18 +287,68 @@ class KafkaConsumer:
             log.debug("could not record offsets in the Kafka group: %r", exc)
 
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
+        """The next batch. Under a backlog: everything read, filled up to ``max_records``
+        (throughput). Caught up: one partition number's records at a time, in turn
+        (latency; see ``_next_turn``)."""
         consumer = self._consumer
         if self.unseeked:
             async with self.handling:
                 self.unseeked &= consumer.assignment()
                 if self.unseeked:
                     await self.seek_to_stored(set(self.unseeked))
-        batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-        records = _records(batches)
-        # Under a backlog, fill the batch up to ``max_records``: one getmany returns only
-        # what the fetcher has buffered (about 1 MB per partition), and the handler's
-        # cost is mostly per account and batch, not per record (docs/benchmarks.md). A
-        # consumer that is caught up returns at once, so light traffic gains no latency.
+        if self._pending_generation != self.generation:
+            self._pending.clear()  # read before a seek: the fetcher reads them again
+        waiting = sum(map(len, self._pending.values()))
+        if waiting >= max_records:
+            return self._next_turn()
+        generation = self.generation
+        batches = await consumer.getmany(
+            # Records already wait for their turn: take what else has arrived, no more.
+            timeout_ms=0 if waiting else int(timeout_s * 1000),
+            max_records=max_records - waiting,
+        )
+        if self.generation != generation:
+            # Reassigned while reading: these are stale, and the caller, which saw the
+            # old generation, drops them and reads again from the stored offsets.
+            return _records(batches)
+        if not _behind(consumer, batches):
+            self._pending_generation = generation
+            for tp, messages in batches.items():
+                self._pending.setdefault(tp, []).extend(messages)
+            return self._next_turn()
+        records = _records(self._pending) + _records(batches)  # each partition in order
+        self._pending.clear()
+        return await self._fill(consumer, batches, records, max_records)
+
+    def _next_turn(self) -> list[Record]:
+        """The waiting records of the next partition number in turn (every topic's
+        partition n holds the same accounts: co-partitioning). Caught up, a batch's time
+        is mostly rescoring the accounts it touched; a batch of every partition made an
+        event wait for the batch in progress and then for its own, each rescoring every
+        active account. In turns, an event waits at most one round and then only for
+        its own partition's share of the accounts."""
+        assigned = self._consumer.assignment()
+        for tp in [tp for tp in self._pending if tp not in assigned]:
+            del self._pending[tp]  # revoked: its new owner reads it from the stored offsets
+        numbers = sorted({tp.partition for tp, messages in self._pending.items() if messages})
+        if not numbers:
+            return []
+        self._turn = next((n for n in numbers if n > self._turn), numbers[0])
+        turn = {
+            tp: self._pending.pop(tp) for tp in list(self._pending) if tp.partition == self._turn
+        }
+        return _records(turn)
+
+    async def _fill(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+        records: list[Record],
+        max_records: int,
+    ) -> list[Record]:
+        """Under a backlog, fill the batch up to ``max_records``: one getmany returns only
+        what the fetcher has buffered (about 1 MB per partition), and the handler's cost
+        is mostly per account and batch, not per record (docs/benchmarks.md)."""
         deadline = asyncio.get_running_loop().time() + FILL_BUDGET_S
         while (
             records
