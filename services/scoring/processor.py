@@ -270,7 +270,8 @@ class ScoringProcessor:
             # A past day's account_health values wait for the checkpoint; a batch's
             # are written with those held before them (older).
             self._scores.record(results, hold=past_day)
-            await self._write_held(conn)
+            if not past_day:
+                await self._write_held(conn)
         await _record(conn, results, now, health=self._scores is None or not past_day)
         return alerts
 
