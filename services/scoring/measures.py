@@ -15,6 +15,7 @@ from services.scoring import usage_store
 from services.scoring.state import OPEN_STATUSES
 from services.scoring.usage import AccountUsage, name_key
 from services.scoring.zones import zone_of
+from shared.storage.db import among
 from shared.storage.tables import account_health, accounts, tickets
 
 HIGH_PRIORITIES = ("high", "urgent")
@@ -163,7 +164,7 @@ async def _load_accounts(conn: AsyncConnection, ids: set[str]) -> dict[str, Row[
             accounts.c.facts,
         )
         .select_from(account_health.outerjoin(accounts, accounts.c.account_id == health.account_id))
-        .where(health.account_id.in_(ids))
+        .where(among(conn, health.account_id, ids))
     )
     return {row.account_id: row for row in rows}
 
@@ -280,7 +281,7 @@ async def _load_support(
             tickets.c.first_reply_at,
             tickets.c.solved_at,
         ).where(
-            tickets.c.account_id.in_(ids),
+            among(conn, tickets.c.account_id, ids),
             (tickets.c.created_at >= since) | (tickets.c.solved_at >= since),
         )
     ):
@@ -318,7 +319,7 @@ async def _load_backlog(conn: AsyncConnection, ids: set[str]) -> dict[str, Row[A
             func.min(_when(is_open_request, tickets.c.created_at)).label("oldest_open_request"),
             func.max(tickets.c.created_at).label("last_created"),
         )
-        .where(tickets.c.account_id.in_(ids))
+        .where(among(conn, tickets.c.account_id, ids))
         .group_by(tickets.c.account_id)
     )
     return {row.account_id: row for row in rows}

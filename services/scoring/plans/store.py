@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.plans.progress import AlertState, Milestone, value_of
 from services.scoring.plans.templates import NewMilestone
-from shared.storage.db import upsert
+from shared.storage.db import among, upsert
 from shared.storage.tables import account_health, plan_milestones, success_plans
 
 
@@ -65,13 +65,13 @@ async def load_plans(
     plans = {
         r.account_id: Plan(r.account_id, r.template, r.start_on, r.created_by)
         for r in await conn.execute(
-            select(success_plans).where(success_plans.c.account_id.in_(wanted))
+            select(success_plans).where(among(conn, success_plans.c.account_id, wanted))
         )
     }
     if not plans and not removed:
         return {}
     m = plan_milestones.c
-    q = select(plan_milestones).where(m.account_id.in_(wanted if removed else list(plans)))
+    q = select(plan_milestones).where(among(conn, m.account_id, wanted if removed else list(plans)))
     if not removed:
         q = q.where(m.removed.is_(False))
     for row in await conn.execute(q.order_by(m.position, m.key)):
