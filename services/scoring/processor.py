@@ -45,7 +45,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import KINDS, Event, Owner
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
-from shared.storage.db import upsert
+from shared.storage.db import among, upsert
 from shared.storage.tables import account_health, accounts, rule_state
 from shared.worker import describe, is_transient
 
@@ -301,7 +301,7 @@ async def _lock_accounts(conn: AsyncConnection, ids: set[str]) -> None:
     if conn.dialect.name == "postgresql" and ids:
         await conn.execute(
             select(account_health.c.account_id)
-            .where(account_health.c.account_id.in_(ids))
+            .where(among(conn, account_health.c.account_id, ids))
             .order_by(account_health.c.account_id)
             .with_for_update()
         )
@@ -330,7 +330,9 @@ async def account_contacts(conn: AsyncConnection, ids: set[str]) -> dict[str, Ac
     """account → what its alerts name (the accounts with facts only)."""
     return {
         row.account_id: _contacts(row)
-        for row in await conn.execute(select(accounts).where(accounts.c.account_id.in_(ids)))
+        for row in await conn.execute(
+            select(accounts).where(among(conn, accounts.c.account_id, ids))
+        )
     }
 
 

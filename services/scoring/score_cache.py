@@ -37,6 +37,7 @@ from services.scoring import history
 from services.scoring.history import Previous
 from services.scoring.rules import RuleState
 from services.scoring.step import ScoredAccount
+from shared.storage.db import among
 from shared.storage.tables import rule_state
 
 
@@ -94,7 +95,8 @@ async def load_rule_states(
 ) -> dict[str, dict[str, RuleState]]:
     """account → rule id → the rule's stored state."""
     states: dict[str, dict[str, RuleState]] = {}
-    for row in await conn.execute(select(rule_state).where(rule_state.c.account_id.in_(ids))):
+    query = select(rule_state).where(among(conn, rule_state.c.account_id, ids))
+    for row in await conn.execute(query):
         states.setdefault(row.account_id, {})[row.rule] = RuleState(
             row.status, row.since, row.cleared_at, row.severity, row.fire_count, row.revision
         )
