@@ -36,6 +36,7 @@ from services.scoring.state import OPEN_STATUSES, window_start
 from services.scoring.usage import UNKNOWN, AccountUsage, decode
 from services.scoring.zones import zone_of
 from shared.auth import ApiKey
+from shared.storage.db import among
 from shared.storage.tables import account_health, account_usage, accounts, health_daily, tickets
 from shared.web import ClientError
 
@@ -199,7 +200,7 @@ async def tickets_as_of(
     if ends:
         for t in await conn.execute(
             select(tickets).where(
-                tickets.c.account_id.in_(list(ends)), tickets.c.created_at <= max(ends.values())
+                among(conn, tickets.c.account_id, ends), tickets.c.created_at <= max(ends.values())
             )
         ):
             if t.created_at <= ends[t.account_id]:
@@ -227,7 +228,7 @@ async def scores_as_of(
     h = health_daily.c
     newest = select(h.account_id, func.max(h.day).label("day")).where(h.day <= day)
     if ids is not None:
-        newest = newest.where(h.account_id.in_(list(ids)))
+        newest = newest.where(among(conn, h.account_id, ids))
     latest = newest.group_by(h.account_id).subquery()
     rows = await conn.execute(
         select(health_daily).join(
@@ -248,7 +249,7 @@ async def portfolio_health_as_of(
         row.account_id: row
         for row in await conn.execute(
             select(accounts.c.account_id, accounts.c.owner_email, accounts.c.facts).where(
-                accounts.c.account_id.in_(list(scores))
+                among(conn, accounts.c.account_id, scores)
             )
         )
     }

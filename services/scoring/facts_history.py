@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.events import AccountFacts
-from shared.storage.db import upsert
+from shared.storage.db import among, upsert
 from shared.storage.tables import account_facts_history
 
 # The fields of a fact event that are facts (the rest identifies the event).
@@ -111,14 +111,14 @@ async def _load_from(
     h = account_facts_history.c
     start = (
         select(h.account_id, func.max(h.occurred_at).label("at"))
-        .where(h.account_id.in_(ids), h.occurred_at <= since)
+        .where(among(conn, h.account_id, ids), h.occurred_at <= since)
         .group_by(h.account_id)
         .subquery()
     )
     rows = await conn.execute(
         select(h.account_id, h.occurred_at, h.facts)
         .select_from(account_facts_history.outerjoin(start, start.c.account_id == h.account_id))
-        .where(h.account_id.in_(ids), h.occurred_at >= func.coalesce(start.c.at, since))
+        .where(among(conn, h.account_id, ids), h.occurred_at >= func.coalesce(start.c.at, since))
     )
     out: dict[str, dict[datetime, Snapshot]] = defaultdict(dict)
     for row in rows:
@@ -143,7 +143,7 @@ async def facts_as_of(
         h.occurred_at <= moment
     )
     if account_ids is not None:
-        newest = newest.where(h.account_id.in_(list(account_ids)))
+        newest = newest.where(among(conn, h.account_id, account_ids))
     latest = newest.group_by(h.account_id).subquery()
     rows = await conn.execute(
         select(h.account_id, h.facts).join(

@@ -296,7 +296,7 @@ async def _stored_answers(conn: AsyncConnection, ids: list[str]) -> dict[str, tu
     h = account_health.c
     rows = await conn.execute(
         select(h.account_id, h.nps_at, h.nps_latest, h.nps_previous_at, h.nps_previous).where(
-            h.account_id.in_(ids)
+            among(conn, h.account_id, ids)
         )
     )
     return {
@@ -366,7 +366,7 @@ async def _rows(
         return rows
     c = table.c
     for row in await conn.execute(
-        select(table).where(c.account_id.in_(list(ends)), c.occurred_at <= max(ends.values()))
+        select(table).where(among(conn, c.account_id, ends), c.occurred_at <= max(ends.values()))
     ):
         if row.occurred_at <= ends[row.account_id]:
             rows[row.account_id].append(row)
