@@ -188,7 +188,7 @@ class ScoringProcessor:
         """From now on keep the scores and rule states in memory and hold the
         ``account_health`` values of past days until the next checkpoint (an import:
         ``score_cache.py``); ``release_scores`` ends it."""
-        self._scores = ScoreCache()
+        self._scores = ScoreCache(self._settings.state_cache_accounts)
 
     async def release_scores(self) -> None:
         """Write the held ``account_health`` values and stop keeping scores."""

@@ -42,7 +42,11 @@ from shared.storage.tables import rule_state
 
 
 class ScoreCache:
-    def __init__(self) -> None:
+    def __init__(self, max_accounts: int) -> None:
+        # Past this many accounts known, what is kept is let go at the next write of
+        # the held values (``release``), the database then saying the same: memory
+        # bounded as the usage states' (the same setting, HEALTHWATCH_STATE_CACHE_ACCOUNTS).
+        self._max = max_accounts
         # account → its stored score (an account without a health row yet is read
         # again: its first batch of events gives it one)
         self._previous: dict[str, Previous] = {}
@@ -87,6 +91,8 @@ class ScoreCache:
     def release(self) -> list[dict[str, Any]]:
         """The held ``account_health`` values, to be written now (each account's newest)."""
         held, self._held = list(self._held.values()), {}
+        if max(len(self._previous), len(self._rules)) > self._max:
+            self._previous, self._rules = {}, {}
         return held
 
 
