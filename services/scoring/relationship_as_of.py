@@ -15,14 +15,16 @@ after the end read a log (one query per table for all of them), so an import sco
 its days in time order reads almost none.
 
 People changes (EW-12) are derived from the contact lists seen (``state.py``:
-``_observe_people``, the newest ``PEOPLE_OBSERVATIONS`` kept in ``accounts.facts``):
-as of a day, from those seen by its end. Where the kept ones were cut short since (a
-CRM sending its contacts every night keeps 50 days), the older lists come from the
-facts history (``facts_history.py``), whose snapshots keep every contact list with
-its stamp: the fold of the lists by the end, exactly, but for two lists stamped at the
-same moment (the history keeps one per moment). The last use, unused over the 90 days
-counted, is the newest day with use before them: in the usage state or its long
-history; before the long history, "at least" 90 days as before.
+``_observe_people``; ``accounts.facts`` keeps where the holders changed, the first and
+last list of each run of the same holders, however many lists a CRM sends): as of a
+day, from those kept by its end, with the same helpers (``kept_people``,
+``people_changes``). Where the kept ones were cut short (``people_cut``: past
+``PEOPLE_OBSERVATIONS``, or written before as the newest 50 lists as they came), the
+older lists come from the facts history (``facts_history.py``), whose snapshots keep
+every contact list with its stamp: the fold of the lists by the end, exactly, but for
+two lists stamped at the same moment (the history keeps one per moment). The last use,
+unused over the 90 days counted, is the newest day with use before them: in the usage
+state or its long history; before the long history, "at least" 90 days as before.
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage_store
 from services.scoring.measures import NAME_WINDOW_DAYS, Measures
-from services.scoring.state import PEOPLE_OBSERVATIONS, holders, people_changes
+from services.scoring.state import contact_lists, kept_people, people_changes, people_cut
 from services.scoring.usage import AccountUsage
 from shared.contracts.events import ContactRole
 from shared.storage.db import among
 from shared.storage.tables import (
-    account_facts_history,
     account_health,
     accounts,
     nps_responses,
@@ -219,13 +220,12 @@ async def _people_then(
     """account → its last decision-maker and champion change as of its end, for the
     accounts that saw a contact list after it (the others' values stand as they are)."""
     seen = await _seen_after(conn, ends)
-    cut = {a: ends[a] for a, kept in seen.items() if len(kept) >= PEOPLE_OBSERVATIONS}
-    older = await _contact_lists(conn, cut)
+    cut = {a: ends[a] for a, (_, was_cut) in seen.items() if was_cut}
+    older = await contact_lists(conn, cut, until=max(cut.values())) if cut else {}
     out: dict[str, dict[str, Any]] = {}
-    for account, kept in seen.items():
-        then = [o for o in kept + older[account] if _moment(o) <= ends[account]]
-        unique = sorted({_key(o): o for o in then}.values(), key=lambda o: o[0])
-        changes = people_changes(unique[-PEOPLE_OBSERVATIONS:])
+    for account, (kept, _) in seen.items():
+        then = [o for o in kept + older.get(account, []) if _moment(o) <= ends[account]]
+        changes = people_changes(kept_people(then)[0])
         out[account] = {
             "decision_maker_changed_at": _parsed(changes.get("decision_maker")),
             "champion_changed_at": _parsed(changes.get("champion")),
@@ -233,9 +233,11 @@ async def _people_then(
     return out
 
 
-async def _seen_after(conn: AsyncConnection, ends: Mapping[str, datetime]) -> dict[str, list[Any]]:
-    """account → the contact lists its facts keep, for the accounts one of whose lists
-    is stamped after its end."""
+async def _seen_after(
+    conn: AsyncConnection, ends: Mapping[str, datetime]
+) -> dict[str, tuple[list[Any], bool]]:
+    """account → the contact lists its facts keep and whether older ones were cut, for
+    the accounts one of whose lists is stamped after its end."""
     if not ends:
         return {}
     a = accounts.c
@@ -247,42 +249,16 @@ async def _seen_after(conn: AsyncConnection, ends: Mapping[str, datetime]) -> di
             a.facts_occurred_at > min(ends.values()) - timedelta(days=2),
         )
     )
-    seen: dict[str, list[Any]] = {}
+    seen: dict[str, tuple[list[Any], bool]] = {}
     for row in rows:
         kept = row.facts.get("people_seen", [])
         if any(_moment(o) > ends[row.account_id] for o in kept):
-            seen[row.account_id] = kept
-    return seen
-
-
-async def _contact_lists(
-    conn: AsyncConnection, ends: Mapping[str, datetime]
-) -> defaultdict[str, list[Any]]:
-    """account → the contact lists of its facts history by its end, as observations
-    ([stamp, holders]): every snapshot holds the list in force then and its stamp."""
-    seen: defaultdict[str, list[Any]] = defaultdict(list)
-    if not ends:
-        return seen
-    h = account_facts_history.c
-    rows = await conn.execute(
-        select(h.account_id, h.occurred_at, h.facts).where(
-            among(conn, h.account_id, list(ends)), h.occurred_at <= max(ends.values())
-        )
-    )
-    for row in rows:
-        stamp = row.facts["stamps"].get("contacts")
-        if stamp is not None and row.occurred_at <= ends[row.account_id]:
-            seen[row.account_id].append([stamp, holders(row.facts["fields"]["contacts"])])
+            seen[row.account_id] = (kept, people_cut(row.facts))
     return seen
 
 
 def _moment(observation: list[Any]) -> datetime:
     return datetime.fromisoformat(observation[0][0])
-
-
-def _key(observation: list[Any]) -> tuple[Any, ...]:
-    stamp, held = observation
-    return (*stamp, *((role, *who) for role, who in sorted(held.items())))
 
 
 def _parsed(when: str | None) -> datetime | None:

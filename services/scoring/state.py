@@ -10,7 +10,8 @@ the event is applied, so one applied before a change of zone keeps its day (see
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
@@ -34,7 +35,7 @@ from shared.contracts.events import (
     UsageEvent,
 )
 from shared.storage.db import among, insert_ignore, upsert
-from shared.storage.tables import account_health, accounts, tickets
+from shared.storage.tables import account_facts_history, account_health, accounts, tickets
 
 OPEN_STATUSES = ("open", "pending")
 # The first key of the PostgreSQL advisory locks taken per ticket id (the second is the
@@ -325,12 +326,13 @@ async def _apply_facts(
     merged: dict[str, dict[str, Any]] = {
         account_id: stored.get(account_id) or {"fields": {}, "stamps": {}} for account_id in ids
     }
+    late: dict[str, datetime] = {}  # account → from when on its lists are to be read
     for e in events:
         facts = merged[e.account_id]
         stamp = stamp_of(e)
         given = given_facts(e)
-        if "contacts" in given:
-            _observe_people(facts, given["contacts"], stamp)
+        if "contacts" in given and (since := _observe_people(facts, given["contacts"], stamp)):
+            late[e.account_id] = min(late.get(e.account_id, since), since)
         fold_fields(facts, e)
         if given.get("lifecycle_stage") == "churned":
             # When it churned: the earliest such fact (a CRM re-sending the same
@@ -338,6 +340,7 @@ async def _apply_facts(
             first = facts.get("churned_at")
             facts["churned_at"] = min(first, stamp[0]) if first else stamp[0]
     await record_facts(conn, events)
+    await _end_runs(conn, merged, late)
     await upsert(
         conn,
         accounts,
@@ -358,24 +361,120 @@ async def _apply_facts(
 
 PEOPLE_ROLES = ("decision_maker", "champion")
 
-
-# Contact observations kept per account: enough to see any recent change.
-PEOPLE_OBSERVATIONS = 50
+# The contact lists kept per account (``facts["people_seen"]``, hot state): where the
+# holders change. Of each run of lists naming the same holders the first (when they took
+# over: the change) and the last (still held then), so a CRM sending the same contacts
+# every night, or every hour, keeps two lists and its last change however many follow:
+# EW-12 counts a change for ``people_change_days`` (90 by default, up to ten years), so
+# keeping lists by time would grow with the CRM's rhythm (90 a quarter nightly, 2,000
+# hourly) and still fall short of a long setting; by changes the facts grow only when
+# people change. The bound: 32 lists (at least 15 changes of holders back, about 4 KB);
+# past it the oldest go and ``people_cut`` tells the as-of reads to read the facts
+# history (``relationship_as_of.py``). A list arriving late inside a run of other holders
+# needs the run's lists after it (the holders came back at the next one): they come from
+# the facts history (``_end_runs``), so the kept lists are the same in any order.
+PEOPLE_OBSERVATIONS = 32
+# Written before (main at 9c5cf31): every list as it came, the newest 50, so 50 of
+# them may have been cut short; read as they are, kept as above from the next list on.
+OLD_PEOPLE_OBSERVATIONS = 50
 
 
 def _observe_people(
     facts: dict[str, Any], contacts: list[dict[str, Any]], stamp: list[str]
-) -> None:
+) -> datetime | None:
     """EW-12: note who holds each role as of ``stamp``; a change is a stamp whose holders
     differ from the observation before it (the first ever is not a change). Derived from
-    all observations in time order, so arrival order does not matter."""
+    the observations in time order, so arrival order does not matter. When the list
+    landed inside a run of other holders: the time of the run's kept list before it, from
+    which on the run's lists are to be read from the facts history (``_end_runs``)."""
     seen = facts.setdefault("people_seen", [])
     entry = [stamp, holders(contacts)]
-    if entry not in seen:
-        seen.append(entry)
-        seen.sort(key=lambda observation: observation[0])
-        del seen[:-PEOPLE_OBSERVATIONS]
-    facts["people_changes"] = people_changes(seen)
+    before = _run_before(sorted([*seen, entry], key=observation_key), entry)
+    _keep_people(facts, [*seen, entry])
+    return before
+
+
+def _keep_people(facts: dict[str, Any], observations: list[list[Any]]) -> None:
+    """Keep ``observations`` (with those already kept) in ``facts`` and the changes."""
+    kept, cut = kept_people(observations)
+    if cut or people_cut(facts):
+        facts["people_cut"] = True
+    facts["people_seen"] = kept
+    facts["people_changes"] = people_changes(kept)
+
+
+def kept_people(observations: list[list[Any]]) -> tuple[list[list[Any]], bool]:
+    """``observations`` ([stamp, holders], any order, repeats too) as kept: in time order,
+    of each run naming the same holders its first and last, the newest
+    ``PEOPLE_OBSERVATIONS``; whether older ones were cut. ``people_changes`` of them is
+    that of all ``observations``."""
+    ordered = sorted({observation_key(o): o for o in observations}.values(), key=observation_key)
+    runs = [
+        o
+        for i, o in enumerate(ordered)
+        if not 0 < i < len(ordered) - 1 or not ordered[i - 1][1] == o[1] == ordered[i + 1][1]
+    ]
+    return runs[-PEOPLE_OBSERVATIONS:], len(runs) > PEOPLE_OBSERVATIONS
+
+
+def people_cut(facts: dict[str, Any]) -> bool:
+    """Whether ``facts`` may have lost older contact lists (the as-of reads then read
+    the facts history)."""
+    kept = facts.get("people_seen", [])
+    return bool(facts.get("people_cut")) or len(kept) >= OLD_PEOPLE_OBSERVATIONS
+
+
+def observation_key(observation: list[Any]) -> tuple[Any, ...]:
+    """Time order (the stamp), then the holders: the same order in any arrival order."""
+    stamp, held = observation
+    return (*stamp, *((role, *who) for role, who in sorted(held.items())))
+
+
+def _run_before(ordered: list[list[Any]], entry: list[Any]) -> datetime | None:
+    """The time of the list before ``entry`` in ``ordered`` if ``entry`` lies inside a
+    run of other holders (whose lists between were perhaps not kept)."""
+    i = ordered.index(entry)
+    if 0 < i < len(ordered) - 1 and ordered[i - 1][1] == ordered[i + 1][1] != entry[1]:
+        return datetime.fromisoformat(ordered[i - 1][0][0])
+    return None
+
+
+async def _end_runs(
+    conn: AsyncConnection, facts: Mapping[str, dict[str, Any]], since: Mapping[str, datetime]
+) -> None:
+    """Fold into each account's kept lists those of its facts history from
+    ``since[account]`` on (a list landed inside a run of other holders: the run resumed
+    at the next list after it, which the kept lists dropped), so the kept lists are those
+    of the lists in time order. Rare: only for a late list, one query for the batch's
+    accounts that need it; any list more is folded as it would have been anyway."""
+    if not since:
+        return
+    lists = await contact_lists(conn, since, min(since.values()))
+    for account_id in since:
+        _keep_people(facts[account_id], [*facts[account_id]["people_seen"], *lists[account_id]])
+
+
+async def contact_lists(
+    conn: AsyncConnection,
+    account_ids: Iterable[str],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> defaultdict[str, list[Any]]:
+    """account → the contact lists ([stamp, holders]) of its facts history's snapshots
+    in [``since``, ``until``]: every snapshot holds the list in force then with its
+    stamp, so every list but one of two stamped at the same moment; repeats too."""
+    seen: defaultdict[str, list[Any]] = defaultdict(list)
+    h = account_facts_history.c
+    query = select(h.account_id, h.facts).where(among(conn, h.account_id, list(account_ids)))
+    if since is not None:
+        query = query.where(h.occurred_at >= since)
+    if until is not None:
+        query = query.where(h.occurred_at <= until)
+    for row in await conn.execute(query):
+        stamp = row.facts["stamps"].get("contacts")
+        if stamp is not None:
+            seen[row.account_id].append([stamp, holders(row.facts["fields"]["contacts"])])
+    return seen
 
 
 def holders(contacts: list[dict[str, Any]]) -> dict[str, list[str]]:

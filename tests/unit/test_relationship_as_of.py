@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.as_of import measures_as_of
@@ -19,10 +19,17 @@ from services.scoring.relationship_as_of import (
     two_newest,
     with_relationship_as_of,
 )
-from services.scoring.state import _apply_relationship, _observe_people, apply_events
+from services.scoring.state import (
+    PEOPLE_OBSERVATIONS,
+    _apply_relationship,
+    _observe_people,
+    apply_events,
+    holders,
+    people_changes,
+)
 from services.scoring.workload.records import record_relationship
 from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event
-from shared.storage.tables import payment_failures, touchpoint_log
+from shared.storage.tables import accounts, payment_failures, touchpoint_log
 from tests.support.factories import EngineFactory
 from tests.support.measures import measures
 
@@ -224,19 +231,72 @@ async def test_people_changes_as_of_each_day_are_the_fold_by_then(
 async def test_people_changes_before_the_contact_lists_kept(
     engine_factory: EngineFactory,
 ) -> None:
-    """A CRM sending its contacts every night: the facts keep the newest 50 lists, so a
-    past day's lists come from the facts history too."""
+    """Facts written before kept the newest 50 lists as they came (a CRM sending its
+    contacts every night: 50 days), so a past day's lists come from the facts history."""
     nightly = [
         people(n, n, decision_maker="Ann" if n < 5 else "Bob", champion="Cy") for n in range(60)
     ]
     engine = await engine_factory()
     await scored(engine, [nightly])
-    for n in (4, 5, 20, 30, 54, 59):
+    old = [[stamp_of(e), holders(given_facts(e)["contacts"])] for e in nightly[-50:]]
+    async with engine.begin() as conn:
+        facts = (await conn.execute(select(accounts.c.facts))).scalar_one()
+        changes = people_changes(old)
+        await conn.execute(
+            update(accounts).values(facts=facts | {"people_seen": old, "people_changes": changes})
+        )
+    for n in (4, 5, 20, 30, 54, 58):
         day = (T0 + n * DAY).date()
         assert await changes_as_of(engine, day) == changes_folded(nightly, end_of(day)), day
     assert (await changes_as_of(engine, (T0 + 20 * DAY).date()))["decision_maker_changed_at"] == (
         T0 + 5 * DAY
     )
+    # From the newest list on, the stored changes read as they are (no migration).
+    now = await changes_as_of(engine, (T0 + 59 * DAY).date())
+    assert now == {"decision_maker_changed_at": None, "champion_changed_at": None}
+
+
+async def test_a_change_seen_after_months_of_nightly_lists(engine_factory: EngineFactory) -> None:
+    """The same contacts every night after a change on night 10: the change is seen 60 to
+    80 days on, live and as of each day, from the facts alone (two lists a run)."""
+    nightly = [
+        people(n, n, decision_maker="Ann" if n < 10 else "Bob", champion="Cy") for n in range(101)
+    ]
+    engine = await engine_factory()
+    await scored(engine, [nightly[:40], nightly[40:]])
+    for n in (9, 10, 70, 80, 90, 100):
+        day = (T0 + n * DAY).date()
+        assert await changes_as_of(engine, day) == changes_folded(nightly, end_of(day)), day
+    assert await changes_as_of(engine, (T0 + 85 * DAY).date()) == {
+        "decision_maker_changed_at": T0 + 10 * DAY,
+        "champion_changed_at": None,
+    }
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"}, (T0 + 90 * DAY).date(), UTC)
+        facts = (await conn.execute(select(accounts.c.facts))).scalar_one()
+    assert m.decision_maker_changed_at == T0 + 10 * DAY
+    assert len(facts["people_seen"]) == 4
+    assert "people_cut" not in facts
+
+
+async def test_people_changes_as_of_when_the_kept_lists_were_cut(
+    engine_factory: EngineFactory,
+) -> None:
+    """Holders changing every few nights: past the lists kept, the older ones come from
+    the facts history, and a day's changes are still those scoring's facts held then."""
+    flips = [
+        people(n, n, decision_maker="Ann" if n % 3 else "Bob", champion="Cy" if n < 50 else "Di")
+        for n in range(70)
+    ]
+    engine = await engine_factory()
+    await scored(engine, [flips[::-1]])
+    async with engine.connect() as conn:
+        facts = (await conn.execute(select(accounts.c.facts))).scalar_one()
+    assert len(facts["people_seen"]) == PEOPLE_OBSERVATIONS
+    assert facts["people_cut"] is True
+    for n in (1, 3, 20, 49, 50, 60, 69):
+        day = (T0 + n * DAY).date()
+        assert await changes_as_of(engine, day) == changes_folded(flips, end_of(day)), day
 
 
 async def test_a_last_use_long_before_the_day(engine_factory: EngineFactory) -> None:
