@@ -4,11 +4,9 @@ identical lists follow, the kept lists bounded, whatever order the lists arrive 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,10 +18,9 @@ from services.scoring.state import (
     apply_events,
     people_changes,
 )
-from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, AccountFacts
-from shared.storage.db import create_engine, migrate
 from shared.storage.tables import accounts
+from tests.support.factories import EngineFactory
 
 T0 = datetime(2026, 6, 1, 2, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -121,14 +118,6 @@ def test_facts_written_before_keep_reading() -> None:
     assert len(facts["people_seen"]) == 3
 
 
-@pytest.fixture
-async def engine(embedded_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
-
-
 async def apply(engine: AsyncEngine, events: list[AccountFacts]) -> None:
     async with engine.begin() as conn:
         await apply_events(conn, list(events), window_days=90, now=NOW)
@@ -140,10 +129,11 @@ async def changes_now(engine: AsyncEngine) -> tuple[datetime | None, datetime | 
     return m.decision_maker_changed_at, m.champion_changed_at
 
 
-async def test_nightly_lists_through_the_state(engine: AsyncEngine) -> None:
+async def test_nightly_lists_through_the_state(engine_factory: EngineFactory) -> None:
     """70 nightly lists after the change, in nightly batches: still the change, and the
     stored facts stay small; a late list of other holders inside the run is folded as
     in time order (the lists between from the facts history)."""
+    engine = await engine_factory()
     for night in NIGHTLY:
         await apply(engine, [night])
     assert await changes_now(engine) == (T0 + 10 * DAY, None)
@@ -159,9 +149,12 @@ async def test_nightly_lists_through_the_state(engine: AsyncEngine) -> None:
     assert await changes_now(engine) == (T0 + 31 * DAY, T0 + 9.5 * DAY)
 
 
-async def test_stored_facts_written_before_read_as_they_are(engine: AsyncEngine) -> None:
+async def test_stored_facts_written_before_read_as_they_are(
+    engine_factory: EngineFactory,
+) -> None:
     """Every list as it came (the rule before): read as it is, kept compactly from the
     next list on."""
+    engine = await engine_factory()
     await apply(engine, NIGHTLY[:5])
     old = [[stamp_of(e), {"decision_maker": ["ann"], "champion": ["cy"]}] for e in NIGHTLY[:5]]
     async with engine.begin() as conn:
