@@ -372,7 +372,8 @@ PEOPLE_ROLES = ("decision_maker", "champion")
 # past it the oldest go and ``people_cut`` tells the as-of reads to read the facts
 # history (``relationship_as_of.py``). A list arriving late inside a run of other holders
 # needs the run's lists after it (the holders came back at the next one): they come from
-# the facts history (``_end_runs``), so the kept lists are the same in any order.
+# the facts history (``_end_runs``), so the kept lists are the same in any order (below
+# the bound; past it the oldest kept may depend on the order the lists came in).
 PEOPLE_OBSERVATIONS = 32
 # Written before (main at 9c5cf31): every list as it came, the newest 50, so 50 of
 # them may have been cut short; read as they are, kept as above from the next list on.
