@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from shared.bus.kafka import KafkaConsumer
+from shared.bus.kafka import TURN_MAX_WAIT_S, KafkaConsumer
 
 TP = TopicPartition("hw.usage", 0)
 
@@ -168,4 +168,24 @@ async def test_records_waiting_for_their_turn_are_dropped_after_a_seek_or_a_revo
     client.answers.appendleft({("hw.usage", 0): 1, ("hw.usage", 2): 1})
     assert _read(await consumer.getmany(1.0, 1000)) == [("hw.usage", 0, 1)]
     consumer.generation += 1  # a seek: partition 2's waiting record is stale
+    assert await consumer.getmany(1.0, 1000) == []
+
+
+async def test_records_waiting_past_the_turn_limit_are_served_together() -> None:
+    """When records have waited TURN_MAX_WAIT_S for their turn (rounds too long: a load
+    near what the consumer takes), everything waiting goes in one batch."""
+    usage0, usage1, usage2 = (TopicPartition("hw.usage", n) for n in range(3))
+    client = _Partitions(
+        [{("hw.usage", 0): 1, ("hw.usage", 1): 1, ("hw.usage", 2): 1}, {("hw.usage", 0): 1}],
+        {usage0, usage1, usage2},
+    )
+    now = [100.0]
+    consumer = KafkaConsumer(
+        "unused:9092", ["hw.usage"], group_id="g", load_offsets=_none, clock=lambda: now[0]
+    )
+    consumer._client = client  # type: ignore[assignment]
+    assert _read(await consumer.getmany(1.0, 1000)) == [("hw.usage", 0, 0)]
+    now[0] += TURN_MAX_WAIT_S  # partitions 1 and 2 have waited the limit
+    everything = _read(await consumer.getmany(1.0, 1000))
+    assert sorted(everything) == [("hw.usage", 0, 1), ("hw.usage", 1, 0), ("hw.usage", 2, 0)]
     assert await consumer.getmany(1.0, 1000) == []
