@@ -278,7 +278,6 @@ async def import_files(
         return report
     sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
     processor = processor_for(_Sink(report, sources))
-    processor.hold_scores()  # the import is the only writer of its accounts' scores
     calendar = await ImportCalendar.load(processor, _Sink(report))
     calendar.start_file()
     stored = await offset_loader(processor.engine, processor.group_id)(
@@ -301,7 +300,6 @@ async def import_files(
     for source in sources.values():
         progress(source.path.name, source.read)
     report.days_scored += await calendar.close_all()
-    await processor.release_scores()
     order = {path.name: place for place, path in enumerate(paths)}
     report.rejected.sort(key=lambda rejected: (order.get(rejected[0], len(order)), rejected[1]))
     if sweep:

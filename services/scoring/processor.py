@@ -21,7 +21,6 @@ from services.scoring.model.store import ModelStore
 from services.scoring.plans.hook import step_plans
 from services.scoring.plans.templates import PlanTemplates, plan_templates
 from services.scoring.rules import RuleState
-from services.scoring.score_cache import ScoreCache, load_rule_states
 from services.scoring.state import apply_events, drop_duplicates
 from services.scoring.step import (
     AccountContacts,
@@ -74,8 +73,6 @@ class ScoringProcessor:
         self._kind_of_topic = {settings.topic(kind): kind for kind in KINDS}
         self._plans: PlanTemplates = plan_templates(settings)
         self._states = UsageCache(settings.state_cache_accounts)
-        # An import's scores and rule states, kept while it runs (``hold_scores``).
-        self._scores: ScoreCache | None = None
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
@@ -102,7 +99,6 @@ class ScoringProcessor:
             )
             await record_relationship(conn, fresh)
             alerts = await self.rescore(conn, applied.accounts, now, usage=usage)
-            await self._write_held(conn)  # an import's checkpoint: account_health too
             await usage_store.save(conn, usage, now)
             outgoing = dead + self.alert_messages(alerts)
             if outgoing:
@@ -184,24 +180,6 @@ class ScoringProcessor:
         """The consumer group whose offsets this processor commits."""
         return self._settings.consumer_group_scoring
 
-    def hold_scores(self) -> None:
-        """From now on keep the scores and rule states in memory and hold the
-        ``account_health`` values of past days until the next checkpoint (an import:
-        ``score_cache.py``); ``release_scores`` ends it."""
-        self._scores = ScoreCache(self._settings.state_cache_accounts)
-
-    async def release_scores(self) -> None:
-        """Write the held ``account_health`` values and stop keeping scores."""
-        if self._scores is None:
-            return
-        async with self._engine.begin() as conn:
-            await self._write_held(conn)
-        self._scores = None
-
-    async def _write_held(self, conn: AsyncConnection) -> None:
-        if self._scores is not None:
-            await _write_health(conn, self._scores.release())
-
     def alert_messages(self, alerts: Sequence[AlertEvent]) -> list[OutMessage]:
         topic = self._settings.topic(ALERTS_TOPIC)
         return [
@@ -239,12 +217,8 @@ class ScoringProcessor:
         alerting, _ = await self._alerting.current(conn)
         model, _ = await self._models.current(conn)
         using = ModelAndRules(model=model, rules=alerting.rules)
-        if self._scores is None:
-            rule_states = await load_rule_states(conn, ids)
-            previous = await history.load_previous(conn, ids)
-        else:
-            rule_states = await self._scores.rule_states(conn, ids)
-            previous = await self._scores.previous(conn, ids)
+        rule_states = await _load_rule_states(conn, ids)
+        previous = await history.load_previous(conn, ids)
         days = {account.account_id: account.as_of for account in measures}
         past = _by_account(await history.load_past_inputs(conn, days, using.lookbacks))
         results = [
@@ -266,13 +240,7 @@ class ScoringProcessor:
         alerts = await _alerts(conn, [fired for result in results for fired in result.fired])
         # Success plans: templates for new accounts, milestones' progress and alerts.
         alerts += await step_plans(conn, measures, results, self._plans, account_contacts, now)
-        if self._scores is not None:
-            # A past day's account_health values wait for the checkpoint; a batch's
-            # are written with those held before them (older).
-            self._scores.record(results, hold=past_day)
-            if not past_day:
-                await self._write_held(conn)
-        await _record(conn, results, now, health=self._scores is None or not past_day)
+        await _record(conn, results, now)
         return alerts
 
 
@@ -305,6 +273,19 @@ async def _lock_accounts(conn: AsyncConnection, ids: set[str]) -> None:
             .order_by(account_health.c.account_id)
             .with_for_update()
         )
+
+
+async def _load_rule_states(
+    conn: AsyncConnection, ids: set[str]
+) -> dict[str, dict[str, RuleState]]:
+    """account → rule id → the rule's stored state."""
+    states: dict[str, dict[str, RuleState]] = defaultdict(dict)
+    rows = await conn.execute(select(rule_state).where(among(conn, rule_state.c.account_id, ids)))
+    for row in rows:
+        states[row.account_id][row.rule] = RuleState(
+            row.status, row.since, row.cleared_at, row.severity, row.fire_count, row.revision
+        )
+    return states
 
 
 def _by_account(
@@ -350,13 +331,18 @@ def _contacts(row: Row[Any]) -> AccountContacts:
     )
 
 
-async def _record(
-    conn: AsyncConnection, results: list[ScoredAccount], now: Any, *, health: bool = True
-) -> None:
-    """Write what the steps decided: health rows (unless ``health`` is False: held),
-    daily history, band changes, rule states."""
-    if health:
-        await _write_health(conn, [result.health for result in results if result.health])
+async def _record(conn: AsyncConnection, results: list[ScoredAccount], now: Any) -> None:
+    """Write what the steps decided: health rows, daily history, band changes, rule states."""
+    health_rows = [result.health for result in results if result.health is not None]
+    if health_rows:
+        # One executemany (pipelined by the driver), not a statement per account.
+        columns = [name for name in health_rows[0] if name != "account_id"]
+        await conn.execute(
+            account_health.update()
+            .where(account_health.c.account_id == bindparam("p_account_id"))
+            .values({column: bindparam(f"p_{column}") for column in columns}),
+            [{f"p_{name}": value for name, value in row.items()} for row in health_rows],
+        )
     await history.record(
         conn,
         [result.daily for result in results if result.daily is not None],
@@ -380,20 +366,6 @@ async def _record(
             "fire_count",
             "changed_at",
         ],
-    )
-
-
-async def _write_health(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Update ``account_health``'s score values of ``rows`` (each with the same keys)."""
-    if not rows:
-        return
-    # One executemany (pipelined by the driver), not a statement per account.
-    columns = [name for name in rows[0] if name != "account_id"]
-    await conn.execute(
-        account_health.update()
-        .where(account_health.c.account_id == bindparam("p_account_id"))
-        .values({column: bindparam(f"p_{column}") for column in columns}),
-        [{f"p_{name}": value for name, value in row.items()} for row in rows],
     )
 
 
