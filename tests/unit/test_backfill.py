@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.backfill import LineNumbers, import_files, read_lines
+from services.scoring.import_days import ImportCalendar
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Record
-from shared.storage.tables import activity_daily, health_daily, tickets
+from shared.storage.tables import account_health, activity_daily, health_daily, tickets
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 
@@ -294,3 +295,66 @@ async def test_a_parquet_cell_json_cannot_hold_rejects_its_row_only(
     assert orjson.loads(list(read_lines(path))[1])["user_id"] == str(b"\x00\x01")
     report = await import_files([path], processor, sweep=False)
     assert (report.imported, report.rejected) == (3, [])
+
+
+async def test_an_import_stopped_after_scoring_its_last_days_resumes_to_the_same_cards(
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stopped after every line is in and the last days are scored (a crash, Ctrl-C),
+    then run again: every account's current score and its newest history row are those
+    of an import that never stopped (a review found a held current score lost there)."""
+    events = [
+        {
+            "kind": "usage",
+            "event_id": f"{account}-{day}-{user}",
+            "account_id": account,
+            "user_id": f"u{user}",
+            "event": "login",
+            "occurred_at": f"2026-10-{day:02d}T10:00:00+00:00",
+        }
+        for day in range(1, 29)
+        for account, users in (("acme", 6 if day < 8 else 0), ("beta", 3))
+        for user in range(users)
+    ]
+    path = tmp_path / "usage.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(event) for event in events) + b"\n")
+    metrics = ScoringMetrics(CollectorRegistry())
+
+    async def run(engine: AsyncEngine) -> None:
+        await import_files(
+            [path],
+            lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
+            sweep=False,
+            batch_size=60,
+        )
+
+    async def cards(engine: AsyncEngine) -> tuple[list[tuple[object, ...]], ...]:
+        async with engine.connect() as conn:
+            current = await conn.execute(
+                select(account_health.c.account_id, account_health.c.score, account_health.c.inputs)
+            )
+            newest = await conn.execute(
+                select(health_daily.c.account_id, func.max(health_daily.c.day)).group_by(
+                    health_daily.c.account_id
+                )
+            )
+            return sorted(map(tuple, current)), sorted(map(tuple, newest))
+
+    clean = await engine_factory(f"sqlite+aiosqlite:///{tmp_path / 'clean.db'}")
+    await run(clean)
+    engine = await engine_factory()
+    close_all = ImportCalendar.close_all
+
+    async def stopped(self: ImportCalendar) -> int:
+        await close_all(self)
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr(ImportCalendar, "close_all", stopped)
+    with pytest.raises(RuntimeError):
+        await run(engine)
+    monkeypatch.setattr(ImportCalendar, "close_all", close_all)
+    await run(engine)
+    assert await cards(engine) == await cards(clean)
