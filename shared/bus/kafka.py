@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -42,12 +41,6 @@ FILL_BUDGET_S = 1.0
 # and filling then added up to FILL_BUDGET_S to every batch: the alert latency's p99
 # went from 0.97 to 1.68 s at 1,000 events/s (docs/benchmarks.md).
 FILL_MIN_BEHIND = 5000
-
-# Caught up, partitions take turns (KafkaConsumer._next_turn) only while no record has
-# waited this long for its turn: a round of turns costs a transaction per partition, and
-# when the rounds grow past this (a load near what the consumer can take) one batch of
-# everything waiting serves the alert latency's goal (p99 <= 1 s end to end) better.
-TURN_MAX_WAIT_S = 0.5
 
 # The group's copy of the offsets is for lag tools only; a commit not done in this
 # long is dropped (the next batch commits newer offsets anyway).
@@ -177,11 +170,9 @@ class KafkaConsumer:
         load_offsets: OffsetLoader,
         prepare: Callable[[], Awaitable[None]] | None = None,
         client_id: str = "healthwatch",
-        clock: Callable[[], float] = time.monotonic,
     ):
         self._bootstrap = bootstrap
         self._topics = list(topics)
-        self._clock = clock
         self._group_id = group_id
         self._client_id = client_id
         self._load_offsets = load_offsets
@@ -190,13 +181,6 @@ class KafkaConsumer:
         self.handling = asyncio.Lock()
         # Assigned partitions whose stored offsets could not be loaded yet (paused).
         self.unseeked: set[TopicPartition] = set()
-        # Read while caught up, waiting for their partition's turn (``_next_turn``),
-        # as read under ``_pending_generation``, since when (clock) each partition's
-        # have waited, and the partition number served last.
-        self._pending: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
-        self._pending_generation = 0
-        self._waiting_since: dict[TopicPartition, float] = {}
-        self._turn = -1
         self._client: AIOKafkaConsumer | None = None
 
     def _new_client(self) -> AIOKafkaConsumer:
@@ -298,81 +282,18 @@ class KafkaConsumer:
             log.debug("could not record offsets in the Kafka group: %r", exc)
 
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
-        """The next batch. Under a backlog: everything read, filled up to ``max_records``
-        (throughput). Caught up: one partition number's records at a time, in turn
-        (latency; see ``_next_turn``)."""
         consumer = self._consumer
         if self.unseeked:
             async with self.handling:
                 self.unseeked &= consumer.assignment()
                 if self.unseeked:
                     await self.seek_to_stored(set(self.unseeked))
-        if self._pending_generation != self.generation:
-            self._drop_pending()  # read before a seek: the fetcher reads them again
-        waiting = sum(map(len, self._pending.values()))
-        if waiting >= max_records:
-            return self._next_turn()
-        generation = self.generation
-        batches = await consumer.getmany(
-            # Records already wait for their turn: take what else has arrived, no more.
-            timeout_ms=0 if waiting else int(timeout_s * 1000),
-            max_records=max_records - waiting,
-        )
-        if self.generation != generation:
-            # Reassigned while reading: these are stale, and the caller, which saw the
-            # old generation, drops them and reads again from the stored offsets.
-            return _records(batches)
-        if not _behind(consumer, batches):
-            self._pending_generation = generation
-            now = self._clock()
-            for tp, messages in batches.items():
-                self._pending.setdefault(tp, []).extend(messages)
-                self._waiting_since.setdefault(tp, now)
-            return self._next_turn()
-        records = _records(self._pending) + _records(batches)  # each partition in order
-        self._drop_pending()
-        return await self._fill(consumer, batches, records, max_records)
-
-    def _drop_pending(self) -> None:
-        self._pending.clear()
-        self._waiting_since.clear()
-
-    def _next_turn(self) -> list[Record]:
-        """The waiting records of the next partition number in turn (every topic's
-        partition n holds the same accounts: co-partitioning). Caught up, a batch's time
-        is mostly rescoring the accounts it touched; a batch of every partition made an
-        event wait for the batch in progress and then for its own, each rescoring every
-        active account. In turns, an event waits at most one round and then only for
-        its own partition's share of the accounts."""
-        assigned = self._consumer.assignment()
-        for tp in [tp for tp in self._pending if tp not in assigned]:
-            del self._pending[tp]  # revoked: its new owner reads it from the stored offsets
-            del self._waiting_since[tp]
-        numbers = sorted({tp.partition for tp in self._pending})
-        if not numbers:
-            return []
-        if min(self._waiting_since.values()) <= self._clock() - TURN_MAX_WAIT_S:
-            # Rounds have grown too long for turns to gain anything (each turn costs a
-            # transaction): everything waiting in one batch, as under a backlog.
-            records = _records(self._pending)
-            self._drop_pending()
-            return records
-        self._turn = next((n for n in numbers if n > self._turn), numbers[0])
-        served = [tp for tp in self._pending if tp.partition == self._turn]
-        for tp in served:
-            del self._waiting_since[tp]
-        return _records({tp: self._pending.pop(tp) for tp in served})
-
-    async def _fill(
-        self,
-        consumer: AIOKafkaConsumer,
-        batches: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
-        records: list[Record],
-        max_records: int,
-    ) -> list[Record]:
-        """Under a backlog, fill the batch up to ``max_records``: one getmany returns only
-        what the fetcher has buffered (about 1 MB per partition), and the handler's cost
-        is mostly per account and batch, not per record (docs/benchmarks.md)."""
+        batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        records = _records(batches)
+        # Under a backlog, fill the batch up to ``max_records``: one getmany returns only
+        # what the fetcher has buffered (about 1 MB per partition), and the handler's
+        # cost is mostly per account and batch, not per record (docs/benchmarks.md). A
+        # consumer that is caught up returns at once, so light traffic gains no latency.
         deadline = asyncio.get_running_loop().time() + FILL_BUDGET_S
         while (
             records
