@@ -407,8 +407,9 @@ def _keep_people(facts: dict[str, Any], observations: list[list[Any]]) -> None:
 def kept_people(observations: list[list[Any]]) -> tuple[list[list[Any]], bool]:
     """``observations`` ([stamp, holders], any order, repeats too) as kept: in time order,
     of each run naming the same holders its first and last, the newest
-    ``PEOPLE_OBSERVATIONS``; whether older ones were cut. ``people_changes`` of them is
-    that of all ``observations``."""
+    ``PEOPLE_OBSERVATIONS``; whether older ones were cut. Uncut, ``people_changes`` of
+    them is that of all ``observations``; cut, a role whose holders last changed before
+    the oldest kept list reads as unchanged (at least 15 changes of holders later)."""
     ordered = sorted({observation_key(o): o for o in observations}.values(), key=observation_key)
     runs = [
         o
