@@ -81,7 +81,7 @@ class ImportCalendar:
                 continue
             try:
                 day = stamp[0].astimezone(zone).date()
-            except ValueError:
+            except (ValueError, OverflowError):  # a moment near year 1 or 9999 in this zone
                 continue
             known = self.first.get(account_id)
             self.first[account_id] = day if known is None else min(known, day)

@@ -297,6 +297,42 @@ async def test_a_parquet_cell_json_cannot_hold_rejects_its_row_only(
     assert (report.imported, report.rejected) == (3, [])
 
 
+async def test_moments_at_the_ends_of_the_calendar_reject_their_line_only(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """A time near year 1 or 9999 that no zone can hold (before, the import's calendar
+    stopped the whole import with an OverflowError) is rejected with its reason."""
+    _, processor = db
+    moments = [
+        "2026-11-01T10:00:00+00:00",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+    ]
+    path = tmp_path / "edges.ndjson"
+    path.write_bytes(
+        b"\n".join(
+            orjson.dumps(
+                {
+                    "kind": "usage",
+                    "event_id": f"e{number}",
+                    "account_id": "acme",
+                    "user_id": "u1",
+                    "event": "login",
+                    "occurred_at": moment,
+                }
+            )
+            for number, moment in enumerate(moments)
+        )
+        + b"\n"
+    )
+    report = await import_files([path], processor, sweep=False)
+    assert report.imported == 1
+    assert [(line, "occurred_at" in why) for _, line, why in report.rejected] == [
+        (2, True),
+        (3, True),
+    ]
+
+
 async def test_an_import_stopped_after_scoring_its_last_days_resumes_to_the_same_cards(
     engine_factory: EngineFactory,
     processor_factory: ProcessorFactory,
