@@ -47,6 +47,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
+from services.scoring.import_lock import import_lock
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
@@ -278,6 +279,31 @@ async def import_files(
         return report
     sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
     processor = processor_for(_Sink(report, sources))
+    async with import_lock(processor.engine):
+        await _read(sources, processor, report, progress, restart=restart, batch_size=batch_size)
+        order = {path.name: place for place, path in enumerate(paths)}
+        report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))
+        if sweep:
+            # History ends in the past: bring every account to today, as the service would.
+            report.swept = await QuietAccountSweep(
+                processor.engine, _Sink(report), processor, waits_for_import=False
+            ).run_once()
+        if alerts_to is not None:
+            report.alerts_opened = await open_alerts(processor, alerts_to)
+    return report
+
+
+async def _read(
+    sources: dict[str, _Source],
+    processor: ScoringProcessor,
+    report: ImportReport,
+    progress: Callable[[str, int], None],
+    *,
+    restart: bool,
+    batch_size: int,
+) -> None:
+    """Apply the files' records still to import, merged by event time, and score their
+    days (``ImportCalendar``)."""
     calendar = await ImportCalendar.load(processor, _Sink(report))
     calendar.start_file()
     stored = await offset_loader(processor.engine, processor.group_id)(
@@ -288,7 +314,10 @@ async def import_files(
         source.retry = await _take_rejects(processor.engine, topic) if restart else set()
     batch: list[tuple[Record, Stamp]] = []
     merged = heapq.merge(
-        *(_records(source, index, report) for index, source in enumerate(sources.values()))
+        *(
+            _records(source, index, report, calendar.recall)
+            for index, source in enumerate(sources.values())
+        )
     )
     for *_, record, stamp in merged:
         batch.append((record, stamp))
@@ -300,32 +329,23 @@ async def import_files(
     for source in sources.values():
         progress(source.path.name, source.read)
     report.days_scored += await calendar.close_all()
-    order = {path.name: place for place, path in enumerate(paths)}
-    report.rejected.sort(key=lambda rejected: (order.get(rejected[0], len(order)), rejected[1]))
-    if sweep:
-        # History ends in the past: bring every account to today, as the service would.
-        report.swept = await QuietAccountSweep(
-            processor.engine, _Sink(report), processor
-        ).run_once()
-    if alerts_to is not None:
-        report.alerts_opened = await open_alerts(processor, alerts_to)
-    return report
 
 
 def _records(
-    source: _Source, index: int, report: ImportReport
+    source: _Source, index: int, report: ImportReport, recall: Callable[[Stamp], None]
 ) -> Iterator[tuple[float, int, int, Record, Stamp]]:
     """The file's records still to import, each with its event time (the merge's key;
     a record without a readable one keeps the time before it, its place in the file),
     then the file's place among the files and the record's number (ties keep the order
     of the files, and each file's own), the record, and its stamp for the calendar (the
-    line parsed once for both)."""
+    line parsed once for both). A record imported before goes to ``recall`` only."""
     when = float("-inf")
     for number, line in enumerate(read_lines(source.path, source.lines)):
         report.lines += 1
         source.read = number + 1
         if number < source.start and number not in source.retry:
             report.skipped_already_imported += 1
+            recall(stamp_of(line))
             continue
         if not line.strip():
             continue  # blank lines keep their number, so resuming stays aligned
@@ -388,6 +408,7 @@ async def _flush(
     if not batch:
         return
     calendar.note([stamp for _, stamp in batch])
+    await calendar.remember()
     before = len(report.rejected)
     await processor.handle([record for record, _ in batch])
     report.imported += len(batch) - (len(report.rejected) - before)

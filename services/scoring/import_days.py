@@ -7,6 +7,11 @@ of that day (its daily counts, and its facts and tickets as they were then), in 
 order so the alert rules step forward in time. A day whose score and inputs did not
 change writes no row of its own in the scoring step; the import then copies the
 previous day's row, so the history holds one row per account per day.
+
+Where the scoring stands (the newest day read, the day through which every account is
+scored) is kept in ``import_calendar``, the closed day in the transaction of the day it
+closes: an import stopped anywhere and run again scores each day once, its last days
+included.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from shared.bus.base import Producer
-from shared.storage.db import among, insert_ignore
-from shared.storage.tables import health_daily
+from shared.storage.db import among, insert_ignore, upsert
+from shared.storage.tables import health_daily, import_calendar
 
 # The rule clock of a day scored after the fact: its noon in UTC, the same calendar day
 # in every zone within ±12 hours of UTC (where nearly every account's zone lies).
@@ -48,13 +53,21 @@ def stamp_of(line: bytes) -> Stamp:
 class ImportCalendar:
     """Each account's first day, the newest day read, and the days already scored."""
 
-    def __init__(self, processor: ScoringProcessor, sink: Producer, first: dict[str, date]):
+    def __init__(
+        self,
+        processor: ScoringProcessor,
+        sink: Producer,
+        first: dict[str, date],
+        newest: date | None = None,
+        closed: date | None = None,
+    ):
         self._processor = processor
         self._sink = sink
         self.first = first  # account → its first day
-        self.newest: date | None = None
-        self.closed: date | None = None  # every account is scored through this day
+        self.newest = newest
+        self.closed = closed  # every account is scored through this day
         self._file_newest: date | None = None  # the newest day of the file being read
+        self._kept = (newest, closed)  # as ``import_calendar`` holds them
 
     def start_file(self) -> None:
         """Another file: its days are read from its own start (tickets after usage)."""
@@ -62,12 +75,19 @@ class ImportCalendar:
 
     @classmethod
     async def load(cls, processor: ScoringProcessor, sink: Producer) -> ImportCalendar:
-        """Accounts scored by an earlier, interrupted run start from their first row."""
-        h = health_daily.c
+        """Where earlier runs left the calendar: accounts scored before start from their
+        first row (those whose lines were read but no day scored: ``recall``)."""
+        h, kept = health_daily.c, import_calendar.c
         async with processor.engine.connect() as conn:
             rows = await conn.execute(select(h.account_id, func.min(h.day)).group_by(h.account_id))
             first = {account_id: day for account_id, raw in rows if (day := _day(raw))}
-        return cls(processor, sink, first)
+            stood = (
+                await conn.execute(
+                    select(kept.newest, kept.closed).where(kept.group_id == processor.group_id)
+                )
+            ).first()
+        newest, closed = (_day(stood.newest), _day(stood.closed)) if stood else (None, None)
+        return cls(processor, sink, first, newest, closed)
 
     def note(self, stamps: Sequence[Stamp]) -> None:
         """Learn each account's first day and the newest day from a batch's lines (their
@@ -91,6 +111,33 @@ class ImportCalendar:
         if earliest is not None and self.closed is not None and earliest <= self.closed:
             self.closed = earliest - timedelta(days=1)
 
+    def recall(self, stamp: Stamp) -> None:
+        """A line an earlier run imported (not read again): an account it names that the
+        score history does not know yet (the run stopped before its first day was
+        scored) starts on its day; nothing else changes."""
+        if stamp is None or not isinstance(account_id := stamp[1], str):
+            return
+        try:
+            day = stamp[0].astimezone(self._processor.zone).date()
+        except (ValueError, OverflowError):
+            return
+        known = self.first.get(account_id)
+        if known is not None and known <= day:
+            return
+        self.first[account_id] = day
+        if self.closed is not None and day <= self.closed:
+            self.closed = day - timedelta(days=1)
+
+    async def remember(self) -> None:
+        """Keep the newest day read and a closed day moved back (by ``note`` or
+        ``recall``) before the batch that read them commits: a stop after that commit
+        then still scores those days when the import runs again. Kept early rather than
+        late: days scored once more cost time, days never scored lose history."""
+        if (self.newest, self.closed) == self._kept:
+            return
+        async with self._processor.engine.begin() as conn:
+            await self._keep(conn)
+
     async def close_read_days(self) -> int:
         """Score the days before the newest one read in this file: a time-ordered file
         has no more events for them. Returns the rows written."""
@@ -110,19 +157,32 @@ class ImportCalendar:
         while day <= until:
             ids = sorted(a for a, first in self.first.items() if first <= day)
             for at in range(0, len(ids), CHUNK):
-                written += await self._score_day(ids[at : at + CHUNK], day)
+                last = at + CHUNK >= len(ids)
+                written += await self._score_day(ids[at : at + CHUNK], day, closes=last)
             self.closed = day
             day += timedelta(days=1)
         return written
 
-    async def _score_day(self, ids: list[str], day: date) -> int:
+    async def _score_day(self, ids: list[str], day: date, *, closes: bool) -> int:
+        """Score ``ids`` as of ``day``; the day's last chunk (``closes``) also keeps the
+        day as closed, in the same transaction (a stop between chunks scores the day's
+        chunks again, each of them as of the day, writing what it wrote before)."""
         processor = self._processor
         async with processor.engine.begin() as conn:
             noon = datetime.combine(day, NOON, UTC)
             alerts = await processor.rescore(conn, set(ids), noon, as_of=day, past_day=True)
             if alerts:
                 await self._sink.send_many(processor.alert_messages(alerts), conn)
-            return await _carry_forward(conn, ids, day)
+            written = await _carry_forward(conn, ids, day)
+            if closes:
+                self.closed = day
+                await self._keep(conn)
+            return written
+
+    async def _keep(self, conn: AsyncConnection) -> None:
+        row = {"group_id": self._processor.group_id, "newest": self.newest, "closed": self.closed}
+        await upsert(conn, import_calendar, [row], keys=["group_id"], update=["newest", "closed"])
+        self._kept = (self.newest, self.closed)
 
 
 async def _carry_forward(conn: AsyncConnection, ids: list[str], day: date) -> int:

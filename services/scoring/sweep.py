@@ -4,7 +4,8 @@ Event time only moves when an account sends events; one that went quiet never do
 Once per wall-clock day, the sweep re-scores every account whose newest event is older
 than today, as of today (the account's own day, in its zone), so inactivity, ticket
 silence and renewal windows move and their rules fire.
-Running it again the same day changes nothing.
+Running it again the same day changes nothing. While ``healthwatch import`` runs on the
+database the sweep waits (``import_lock.py``); the import sweeps when it ends.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Select, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.scoring.import_lock import import_running
 from services.scoring.processor import ScoringProcessor
 from services.scoring.zones import zone_name, zones_in_use
 from shared.bus.base import Producer
@@ -52,11 +54,13 @@ class QuietAccountSweep:
         processor: ScoringProcessor,
         *,
         clock: Clock = utcnow,
+        waits_for_import: bool = True,
     ):
         self._engine = engine
         self._producer = producer
         self._processor = processor
         self._clock = clock
+        self._waits_for_import = waits_for_import  # False: the import's own sweep
 
     async def run_once(self) -> int:
         """Re-score today's not yet swept quiet accounts; returns how many. A chunk
@@ -64,6 +68,9 @@ class QuietAccountSweep:
         account that fails alone is marked swept and logged: one account must not keep
         the sweep from every account after it. "Today" is each account's own: the
         accounts of each zone are swept once their day has begun."""
+        if self._waits_for_import and await import_running(self._engine):
+            log.info("sweep: an import is running on this database; it sweeps when it ends")
+            return 0
         now = self._clock()
         total = 0
         for day in await self._zone_days(now):

@@ -201,6 +201,17 @@ import_alerts = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
+# Where the imports' day-by-day scoring stands (``ImportCalendar``), per consumer group:
+# the newest day read, and the day through which every account is scored. Written with
+# the days it closes, so an import stopped anywhere and run again scores each day once.
+import_calendar = Table(
+    "import_calendar",
+    metadata,
+    Column("group_id", String(200), primary_key=True),
+    Column("newest", Date),
+    Column("closed", Date),
+)
+
 # The long daily history: one row per account and active day, rewritten from the usage
 # state for the days a batch changed. Portfolio-wide reads (the lead's trends, reports)
 # sum it without decoding any account's state.

@@ -23,7 +23,13 @@ from services.scoring.import_days import ImportCalendar
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Record
-from shared.storage.tables import account_health, activity_daily, health_daily, tickets
+from shared.storage.tables import (
+    account_health,
+    activity_daily,
+    health_daily,
+    import_calendar,
+    tickets,
+)
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 
@@ -394,3 +400,82 @@ async def test_an_import_stopped_after_scoring_its_last_days_resumes_to_the_same
     monkeypatch.setattr(ImportCalendar, "close_all", close_all)
     await run(engine)
     assert await cards(engine) == await cards(clean)
+
+
+def _accounts_of_four_weeks(tmp_path: Path) -> Path:
+    """28 days of logins: acme busy for a week then silent, beta steady, gamma on days 5
+    and 6 only (with batches of 20 lines, both in the third batch)."""
+    events = [
+        {
+            "kind": "usage",
+            "event_id": f"{account}-{day}-{user}",
+            "account_id": account,
+            "user_id": f"u{user}",
+            "event": "login",
+            "occurred_at": f"2026-10-{day:02d}T10:00:00+00:00",
+        }
+        for day in range(1, 29)
+        for account, users in (
+            ("acme", 6 if day < 8 else 0),
+            ("beta", 3),
+            ("gamma", 1 if day in (5, 6) else 0),
+        )
+        for user in range(users)
+    ]
+    path = tmp_path / "usage.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(event) for event in events) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("stop", ["before_the_last_days", "mid_file"])
+async def test_an_import_stopped_before_its_days_are_scored_scores_them_when_run_again(
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+) -> None:
+    """Stopped after every line is in but before the last days are scored, or halfway
+    through the file, then run again: the score history holds every account's every
+    day, as an import that never stopped (gamma's first day too, read in a batch
+    whose days the stop left unscored); the days scored before the stop are not
+    scored again."""
+    path = _accounts_of_four_weeks(tmp_path)
+    metrics = ScoringMetrics(CollectorRegistry())
+
+    async def run(engine: AsyncEngine) -> int:
+        report = await import_files(
+            [path],
+            lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
+            sweep=False,
+            batch_size=20,
+        )
+        return report.days_scored
+
+    clean = await engine_factory(f"sqlite+aiosqlite:///{tmp_path / 'clean.db'}")
+    scored_clean = await run(clean)
+    engine = await engine_factory()
+    name = "close_all" if stop == "before_the_last_days" else "close_read_days"
+    original = getattr(ImportCalendar, name)
+    calls = 0
+
+    async def stopped(self: ImportCalendar) -> int:
+        nonlocal calls
+        calls += 1
+        if name == "close_all" or calls == 3:
+            raise RuntimeError("stopped")
+        return int(await original(self))
+
+    monkeypatch.setattr(ImportCalendar, name, stopped)
+    with pytest.raises(RuntimeError):
+        await run(engine)
+    monkeypatch.setattr(ImportCalendar, name, original)
+    async with engine.connect() as conn:
+        closed = await conn.scalar(select(import_calendar.c.closed))
+    assert closed is not None and closed.day < 28
+    scored_after = await run(engine)
+    assert await _history_rows(engine) == await _history_rows(clean)
+    rows = await _history_rows(engine)
+    assert len(rows) == scored_clean == 28 + 28 + 24  # each account, every day from its first
+    # The days closed before the stop are not scored again.
+    assert scored_after == sum(1 for row in rows if row[1] > closed)
