@@ -111,10 +111,11 @@ async def apply_events(
 def drop_duplicates(states: Usage, events: Sequence[Event]) -> list[Event]:
     """The events whose id was not received within ``usage.DEDUP_HOURS`` before (each id
     once within the batch too); remembers their ids. An event without a receipt time
-    (an import) counts its event time as received."""
-    unique: dict[str, Event] = {}
+    (an import) counts its event time as received. Ids are an account's own, in a batch
+    as across batches: two accounts' events of one id both count, however batched."""
+    unique: dict[tuple[str, str], Event] = {}
     for event in events:
-        unique.setdefault(event.event_id, event)
+        unique.setdefault((event.account_id, event.event_id), event)
     fresh: list[Event] = []
     newest: dict[str, datetime] = {}
     for event in unique.values():

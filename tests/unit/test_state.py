@@ -554,3 +554,17 @@ async def test_the_state_cache_reads_anew_what_another_process_wrote(engine: Asy
     async with engine.begin() as conn:
         after = await usage_store.load(conn, {"acme"}, cache=cache)
     assert after["acme"].users == ["u1", "u2"]
+
+
+def test_two_accounts_events_of_one_id_both_count_however_batched() -> None:
+    """Ids are each account's own (README): in one batch as across two, an id two
+    accounts' senders both use counts once for each (a batch dropped the second)."""
+
+    def sent(account_id: str) -> Event:
+        e = ev(kind="usage", event_id="1", user_id="u", event="x", occurred_at=NOW)
+        return e.model_copy(update={"account_id": account_id, "received_at": NOW})
+
+    together = {"acme": AccountUsage(), "beta": AccountUsage()}
+    assert len(drop_duplicates(together, [sent("acme"), sent("beta"), sent("acme")])) == 2
+    apart = {"acme": AccountUsage(), "beta": AccountUsage()}
+    assert len(drop_duplicates(apart, [sent("acme")]) + drop_duplicates(apart, [sent("beta")])) == 2
