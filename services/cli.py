@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services import runtime
 from services.admin_keys import printable
 from services.scoring.backfill import ImportReport, import_files
-from services.scoring.import_lock import ImportRunning
+from services.scoring.import_lock import ImportLockLost, ImportRunning
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.schema import ModelError
 from services.scoring.plans.templates import PlanTemplateError
@@ -506,6 +506,9 @@ def import_cmd(
     except ImportRunning as exc:
         console.print(f"[red]not started:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except ImportLockLost as exc:
+        console.print(f"[red]stopped:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     console.print(
         f"[green]imported[/] {result.imported} events from {result.files} file(s) "
         f"({result.skipped_already_imported} lines already imported earlier); "

@@ -47,7 +47,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
-from services.scoring.import_lock import import_lock
+from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
@@ -279,8 +279,8 @@ async def import_files(
         return report
     sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
     processor = processor_for(_Sink(report, sources))
-    async with import_lock(processor.engine):
-        await _read(sources, processor, report, progress, restart=restart, batch_size=batch_size)
+    async with import_lock(processor.engine) as still_held:
+        await _read(sources, processor, report, progress, still_held, restart, batch_size)
         order = {path.name: place for place, path in enumerate(paths)}
         report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))
         if sweep:
@@ -298,12 +298,12 @@ async def _read(
     processor: ScoringProcessor,
     report: ImportReport,
     progress: Callable[[str, int], None],
-    *,
+    still_held: StillHeld,
     restart: bool,
     batch_size: int,
 ) -> None:
     """Apply the files' records still to import, merged by event time, and score their
-    days (``ImportCalendar``)."""
+    days (``ImportCalendar``), each batch once the import lock is seen still held."""
     calendar = await ImportCalendar.load(processor, _Sink(report))
     calendar.start_file()
     stored = await offset_loader(processor.engine, processor.group_id)(
@@ -314,38 +314,34 @@ async def _read(
         source.retry = await _take_rejects(processor.engine, topic) if restart else set()
     batch: list[tuple[Record, Stamp]] = []
     merged = heapq.merge(
-        *(
-            _records(source, index, report, calendar.recall)
-            for index, source in enumerate(sources.values())
-        )
+        *(_records(source, index, report) for index, source in enumerate(sources.values()))
     )
     for *_, record, stamp in merged:
         batch.append((record, stamp))
         if len(batch) >= batch_size:
-            await _flush(processor, batch, report, calendar)
+            await _flush(processor, batch, report, calendar, still_held)
             for source in sources.values():
                 progress(source.path.name, source.read)
-    await _flush(processor, batch, report, calendar)
+    await _flush(processor, batch, report, calendar, still_held)
     for source in sources.values():
         progress(source.path.name, source.read)
     report.days_scored += await calendar.close_all()
 
 
 def _records(
-    source: _Source, index: int, report: ImportReport, recall: Callable[[Stamp], None]
+    source: _Source, index: int, report: ImportReport
 ) -> Iterator[tuple[float, int, int, Record, Stamp]]:
     """The file's records still to import, each with its event time (the merge's key;
     a record without a readable one keeps the time before it, its place in the file),
     then the file's place among the files and the record's number (ties keep the order
     of the files, and each file's own), the record, and its stamp for the calendar (the
-    line parsed once for both). A record imported before goes to ``recall`` only."""
+    line parsed once for both)."""
     when = float("-inf")
     for number, line in enumerate(read_lines(source.path, source.lines)):
         report.lines += 1
         source.read = number + 1
         if number < source.start and number not in source.retry:
             report.skipped_already_imported += 1
-            recall(stamp_of(line))
             continue
         if not line.strip():
             continue  # blank lines keep their number, so resuming stays aligned
@@ -404,9 +400,11 @@ async def _flush(
     batch: list[tuple[Record, Stamp]],
     report: ImportReport,
     calendar: ImportCalendar,
+    still_held: StillHeld,
 ) -> None:
     if not batch:
         return
+    await still_held()
     calendar.note([stamp for _, stamp in batch])
     await calendar.remember()
     before = len(report.rejected)

@@ -9,9 +9,9 @@ change writes no row of its own in the scoring step; the import then copies the
 previous day's row, so the history holds one row per account per day.
 
 Where the scoring stands (the newest day read, the day through which every account is
-scored) is kept in ``import_calendar``, the closed day in the transaction of the day it
-closes: an import stopped anywhere and run again scores each day once, its last days
-included.
+scored, the first days of accounts read but not scored yet) is kept in
+``import_calendar``: before each batch commits, and with the day it closes. An import
+stopped anywhere and run again scores each day once, its last days included.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def stamp_of(line: bytes) -> Stamp:
         occurred_at = datetime.fromisoformat(event["occurred_at"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    return occurred_at, event.get("account_id")  # an object: it had "occurred_at"
+    account_id = event.get("account_id")  # an object: it had "occurred_at"
+    # As the contract reads it (surrounding spaces stripped).
+    return occurred_at, account_id.strip() if isinstance(account_id, str) else account_id
 
 
 class ImportCalendar:
@@ -60,6 +62,7 @@ class ImportCalendar:
         first: dict[str, date],
         newest: date | None = None,
         closed: date | None = None,
+        pending: dict[str, date] | None = None,
     ):
         self._processor = processor
         self._sink = sink
@@ -67,7 +70,10 @@ class ImportCalendar:
         self.newest = newest
         self.closed = closed  # every account is scored through this day
         self._file_newest: date | None = None  # the newest day of the file being read
-        self._kept = (newest, closed)  # as ``import_calendar`` holds them
+        # Accounts read whose first day is not closed yet (no score history row to find
+        # them by when the import runs again), and whether ``import_calendar`` is behind.
+        self._pending = dict(pending or {})
+        self._changed = False
 
     def start_file(self) -> None:
         """Another file: its days are read from its own start (tickets after usage)."""
@@ -76,18 +82,25 @@ class ImportCalendar:
     @classmethod
     async def load(cls, processor: ScoringProcessor, sink: Producer) -> ImportCalendar:
         """Where earlier runs left the calendar: accounts scored before start from their
-        first row (those whose lines were read but no day scored: ``recall``)."""
+        first row, those read but not scored yet from the day kept for them."""
         h, kept = health_daily.c, import_calendar.c
         async with processor.engine.connect() as conn:
             rows = await conn.execute(select(h.account_id, func.min(h.day)).group_by(h.account_id))
             first = {account_id: day for account_id, raw in rows if (day := _day(raw))}
             stood = (
                 await conn.execute(
-                    select(kept.newest, kept.closed).where(kept.group_id == processor.group_id)
+                    select(kept.newest, kept.closed, kept.pending).where(
+                        kept.group_id == processor.group_id
+                    )
                 )
             ).first()
-        newest, closed = (_day(stood.newest), _day(stood.closed)) if stood else (None, None)
-        return cls(processor, sink, first, newest, closed)
+        if stood is None:
+            return cls(processor, sink, first)
+        pending = {a: date.fromisoformat(raw) for a, raw in (stood.pending or {}).items()}
+        for account_id, day in pending.items():
+            first[account_id] = min(first.get(account_id, day), day)
+        newest, closed = _day(stood.newest), _day(stood.closed)
+        return cls(processor, sink, first, newest, closed, pending)
 
     def note(self, stamps: Sequence[Stamp]) -> None:
         """Learn each account's first day and the newest day from a batch's lines (their
@@ -104,36 +117,25 @@ class ImportCalendar:
             except (ValueError, OverflowError):  # a moment near year 1 or 9999 in this zone
                 continue
             known = self.first.get(account_id)
-            self.first[account_id] = day if known is None else min(known, day)
-            self.newest = day if self.newest is None else max(self.newest, day)
+            if known is None or day < known:
+                self.first[account_id] = day
+                self._pending[account_id] = day
+                self._changed = True
+            if self.newest is None or day > self.newest:
+                self.newest = day
+                self._changed = True
             self._file_newest = max(self._file_newest or day, day)
             earliest = min(earliest or day, day)
         if earliest is not None and self.closed is not None and earliest <= self.closed:
             self.closed = earliest - timedelta(days=1)
-
-    def recall(self, stamp: Stamp) -> None:
-        """A line an earlier run imported (not read again): an account it names that the
-        score history does not know yet (the run stopped before its first day was
-        scored) starts on its day; nothing else changes."""
-        if stamp is None or not isinstance(account_id := stamp[1], str):
-            return
-        try:
-            day = stamp[0].astimezone(self._processor.zone).date()
-        except (ValueError, OverflowError):
-            return
-        known = self.first.get(account_id)
-        if known is not None and known <= day:
-            return
-        self.first[account_id] = day
-        if self.closed is not None and day <= self.closed:
-            self.closed = day - timedelta(days=1)
+            self._changed = True
 
     async def remember(self) -> None:
-        """Keep the newest day read and a closed day moved back (by ``note`` or
-        ``recall``) before the batch that read them commits: a stop after that commit
+        """Keep what ``note`` learnt (the newest day, a closed day moved back, accounts
+        not scored yet) before the batch that read it commits: a stop after that commit
         then still scores those days when the import runs again. Kept early rather than
         late: days scored once more cost time, days never scored lose history."""
-        if (self.newest, self.closed) == self._kept:
+        if not self._changed:
             return
         async with self._processor.engine.begin() as conn:
             await self._keep(conn)
@@ -176,13 +178,20 @@ class ImportCalendar:
             written = await _carry_forward(conn, ids, day)
             if closes:
                 self.closed = day
+                self._pending = {a: first for a, first in self._pending.items() if first > day}
                 await self._keep(conn)
             return written
 
     async def _keep(self, conn: AsyncConnection) -> None:
-        row = {"group_id": self._processor.group_id, "newest": self.newest, "closed": self.closed}
-        await upsert(conn, import_calendar, [row], keys=["group_id"], update=["newest", "closed"])
-        self._kept = (self.newest, self.closed)
+        row = {
+            "group_id": self._processor.group_id,
+            "newest": self.newest,
+            "closed": self.closed,
+            "pending": {account_id: day.isoformat() for account_id, day in self._pending.items()},
+        }
+        columns = ["newest", "closed", "pending"]
+        await upsert(conn, import_calendar, [row], keys=["group_id"], update=columns)
+        self._changed = False
 
 
 async def _carry_forward(conn: AsyncConnection, ids: list[str], day: date) -> int:

@@ -5,7 +5,8 @@ Once per wall-clock day, the sweep re-scores every account whose newest event is
 than today, as of today (the account's own day, in its zone), so inactivity, ticket
 silence and renewal windows move and their rules fire.
 Running it again the same day changes nothing. While ``healthwatch import`` runs on the
-database the sweep waits (``import_lock.py``); the import sweeps when it ends.
+database the sweep stops before its next chunk (``import_lock.py``); the import sweeps
+when it ends.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ class _ZoneDay:
     accounts: ColumnElement[bool]
 
 
+class _ImportRunning(Exception):
+    """An import holds the database: the sweep stops (``swept`` accounts so far in the
+    zone)."""
+
+    def __init__(self, swept: int):
+        self.swept = swept
+
+
 def _accounts_in(names: list[str]) -> Select[Any]:
     return select(accounts.c.account_id).where(zone_name().in_(names))
 
@@ -68,13 +77,18 @@ class QuietAccountSweep:
         account that fails alone is marked swept and logged: one account must not keep
         the sweep from every account after it. "Today" is each account's own: the
         accounts of each zone are swept once their day has begun."""
-        if self._waits_for_import and await import_running(self._engine):
-            log.info("sweep: an import is running on this database; it sweeps when it ends")
-            return 0
         now = self._clock()
         total = 0
-        for day in await self._zone_days(now):
-            total += await self._sweep_zone(now, day)
+        try:
+            for day in await self._zone_days(now):
+                total += await self._sweep_zone(now, day)
+        except _ImportRunning as running:
+            log.info(
+                "sweep: stopped after %d accounts: an import is running on this database "
+                "(it sweeps when it ends)",
+                total + running.swept,
+            )
+            return total + running.swept
         return total
 
     async def _zone_days(self, now: datetime) -> list[_ZoneDay]:
@@ -95,6 +109,8 @@ class QuietAccountSweep:
     async def _sweep_zone(self, now: datetime, day: _ZoneDay) -> int:
         total = 0
         while True:
+            if self._waits_for_import and await import_running(self._engine):
+                raise _ImportRunning(total)
             try:
                 ids = await self._sweep_chunk(now, day)
             except Exception as exc:

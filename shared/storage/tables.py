@@ -202,14 +202,17 @@ import_alerts = Table(
 )
 
 # Where the imports' day-by-day scoring stands (``ImportCalendar``), per consumer group:
-# the newest day read, and the day through which every account is scored. Written with
-# the days it closes, so an import stopped anywhere and run again scores each day once.
+# the newest day read, the day through which every account is scored, and the first
+# days of accounts read but not scored yet ({account: "YYYY-MM-DD"}). Written before
+# each batch and with the days it closes, so an import stopped anywhere and run again
+# scores each day once.
 import_calendar = Table(
     "import_calendar",
     metadata,
     Column("group_id", String(200), primary_key=True),
     Column("newest", Date),
     Column("closed", Date),
+    Column("pending", JSON),
 )
 
 # The long daily history: one row per account and active day, rewritten from the usage

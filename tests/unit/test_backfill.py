@@ -479,3 +479,48 @@ async def test_an_import_stopped_before_its_days_are_scored_scores_them_when_run
     assert len(rows) == scored_clean == 28 + 28 + 24  # each account, every day from its first
     # The days closed before the stop are not scored again.
     assert scored_after == sum(1 for row in rows if row[1] > closed)
+
+
+@pytest.mark.parametrize("odd", ["rejected_line", "spaces_around_the_id"])
+async def test_a_finished_import_run_again_scores_nothing_and_keeps_later_rows(
+    engine_factory: EngineFactory, processor_factory: ProcessorFactory, tmp_path: Path, odd: str
+) -> None:
+    """Run again after it ended (and the sweep brought every account to today), an
+    import reads nothing new and scores no day: a line the contract rejected for an
+    account seen nowhere else, or an id the contract strips, leaves no account waiting
+    for its days (a review found each run scoring the whole history again, and dropping
+    the rows after it)."""
+    events = [
+        {
+            "kind": "usage",
+            "event_id": f"e{day}",
+            "account_id": " acme" if odd == "spaces_around_the_id" and day == 1 else "acme",
+            "user_id": "u1",
+            "event": "login",
+            "occurred_at": f"2026-10-{day:02d}T10:00:00+00:00",
+        }
+        for day in range(1, 29)
+    ]
+    lines = [orjson.dumps(event) for event in events]
+    if odd == "rejected_line":  # no "event" name: rejected with its reason
+        typo = {"kind": "usage", "event_id": "x", "account_id": "typo", "user_id": "u1"}
+        lines.insert(3, orjson.dumps({**typo, "occurred_at": "2026-10-02T10:00:00+00:00"}))
+    path = tmp_path / "usage.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    engine = await engine_factory()
+    metrics = ScoringMetrics(CollectorRegistry())
+
+    async def run(sweep: bool) -> int:
+        report = await import_files(
+            [path],
+            lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
+            sweep=sweep,
+        )
+        return report.days_scored
+
+    assert await run(sweep=True) == 28
+    rows = await _history_rows(engine)
+    assert len(rows) == 29 and rows[-1][1] > rows[-2][1]  # the 28 days, and today
+    assert await run(sweep=False) == 0
+    assert await run(sweep=False) == 0
+    assert await _history_rows(engine) == rows

@@ -1,26 +1,35 @@
-"""One import at a time per database; the sweep waits for it (SQLite and PostgreSQL)."""
+"""One import at a time per database; the sweep stops for it (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import sweep as sweep_module
 from services.scoring.backfill import import_files
-from services.scoring.import_lock import ImportRunning, import_lock, import_running
+from services.scoring.import_lock import (
+    ImportLockLost,
+    ImportRunning,
+    import_lock,
+    import_running,
+)
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
-from shared.bus.base import DiscardingProducer
+from shared.bus.base import DiscardingProducer, Record
 from shared.clock import utcnow
 from shared.storage.tables import activity_daily
 from tests.support.factories import EngineFactory, ProcessorFactory
@@ -142,3 +151,110 @@ def test_the_import_command_says_another_runs_and_exits_2(tmp_path: Path) -> Non
     assert done.returncode == 2, done.stderr
     assert "another `healthwatch import` is running" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_the_sweep_stops_when_an_import_begins(
+    engine: AsyncEngine,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Asked before each chunk, not only at its start."""
+    metrics = ScoringMetrics(CollectorRegistry())
+    sink = DiscardingProducer()
+    processor = processor_factory(engine, producer=sink, metrics=metrics)
+    for name in ("acme", "beta", "gamma"):
+        path = _history(tmp_path)
+        path.write_bytes(path.read_bytes().replace(b'"acme"', f'"{name}"'.encode()))
+        path.rename(tmp_path / f"{name}.ndjson")
+    files = [tmp_path / f"{name}.ndjson" for name in ("acme", "beta", "gamma")]
+    await import_files(files, lambda _: processor, sweep=False)
+    monkeypatch.setattr(sweep_module, "CHUNK", 1)
+    sweep = QuietAccountSweep(engine, sink, processor)
+    chunk = QuietAccountSweep._sweep_chunk
+    async with contextlib.AsyncExitStack() as held:
+
+        async def then_an_import(
+            self: QuietAccountSweep, *args: object, **kwargs: object
+        ) -> set[str]:
+            swept = await chunk(self, *args, **kwargs)  # type: ignore[arg-type]
+            await held.enter_async_context(import_lock(engine))
+            return swept
+
+        monkeypatch.setattr(QuietAccountSweep, "_sweep_chunk", then_an_import)
+        assert await sweep.run_once() == 1
+    monkeypatch.setattr(QuietAccountSweep, "_sweep_chunk", chunk)
+    assert await sweep.run_once() == 2
+
+
+def _held_shared(path: Path) -> int:
+    """The lock file as ``import_running`` holds it for an instant."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+async def test_an_import_starts_while_a_sweep_looks_at_the_lock(
+    engine: AsyncEngine, processor_factory: ProcessorFactory, tmp_path: Path
+) -> None:
+    """``import_running`` holds the SQLite lock file shared for an instant (PostgreSQL:
+    it takes nothing): an import starting then waits that instant, not refused."""
+    path = _history(tmp_path)
+    metrics = ScoringMetrics(CollectorRegistry())
+    lock_file = Path(f"{engine.url.database}.import-lock")
+    if engine.dialect.name == "sqlite":
+        looking = _held_shared(lock_file)
+        asyncio.get_running_loop().call_later(0.5, os.close, looking)
+    else:
+        assert not await import_running(engine)
+    report = await import_files(
+        [path],
+        lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
+        sweep=False,
+    )
+    assert report.imported == 10
+    if engine.dialect.name == "sqlite":
+        assert os.stat(lock_file).st_mode & 0o777 == 0o644  # testable by a service's user
+
+
+async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
+    engine_factory: EngineFactory,
+    database_url: str,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+) -> None:
+    """Its session ended (a restart, an idle timeout, a firewall): another import could
+    now start, so this one stops before its next batch, and says why."""
+    engine = await engine_factory(database_url)
+    metrics = ScoringMetrics(CollectorRegistry())
+    batches = 0
+
+    class CutOff(ScoringProcessor):
+        async def handle(self, records: Sequence[Record]) -> None:
+            nonlocal batches
+            batches += 1
+            await super().handle(records)
+            async with engine.connect() as conn:
+                await conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND classid = :space"
+                    ),
+                    {"space": 0x696D7072},
+                )
+
+    with pytest.raises(ImportLockLost, match="run it again"):
+        await import_files(
+            [_history(tmp_path)],
+            lambda sink: processor_factory(engine, producer=sink, metrics=metrics, kind=CutOff),
+            sweep=False,
+            batch_size=4,
+        )
+    assert batches == 1
+    assert not await import_running(engine)
+    report = await import_files(
+        [_history(tmp_path)],
+        lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
+        sweep=False,
+    )
+    assert (report.skipped_already_imported, report.imported) == (4, 6)

@@ -4,8 +4,9 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-04
 
-``import_calendar``: the newest day the imports have read and the day through which
-every account is scored, per consumer group. Before, both lived in the import's memory:
+``import_calendar``: the newest day the imports have read, the day through which
+every account is scored, and the first days of accounts read but not scored yet, per
+consumer group. Before, both lived in the import's memory:
 an import stopped after its last line and run again scored none of its last days, and
 one stopped halfway scored every day again from the first.
 
@@ -30,6 +31,7 @@ def upgrade() -> None:
         sa.Column("group_id", sa.String(200), primary_key=True),
         sa.Column("newest", sa.Date()),
         sa.Column("closed", sa.Date()),
+        sa.Column("pending", sa.JSON()),
     )
 
 
