@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts.events import EVENT_ADAPTER, KINDS, Event
+from shared.contracts.events import EVENT_ADAPTER, KINDS, Event, future_times
 from shared.web import ClientError
 
 
@@ -52,10 +52,6 @@ def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
-# Times that are events of the sender's world: none may lie past now + max_future_skew.
-_EVENT_TIMES = ("occurred_at", "created_at", "first_reply_at", "solved_at")
-
-
 def check_events(
     items: Sequence[Any],
     *,
@@ -82,7 +78,7 @@ def check_events(
         except ValidationError as exc:
             checked.reject(index, raw, pydantic_errors(exc))
             continue
-        errors = _future_times(event, now + max_future_skew, max_future_skew)
+        errors = future_times(event, now + max_future_skew, max_future_skew)
         if event.kind not in kinds:
             errors.append(
                 {"field": "kind", "message": f"must be {' or '.join(kinds)} on this endpoint"}
@@ -92,17 +88,6 @@ def check_events(
             continue
         checked.valid.append(event)
     return checked
-
-
-def _future_times(event: Event, latest: datetime, skew: timedelta) -> list[dict[str, str]]:
-    return [
-        {
-            "field": name,
-            "message": f"is more than {skew} in the future; check the sender's clock",
-        }
-        for name in _EVENT_TIMES
-        if isinstance(value := getattr(event, name, None), datetime) and value > latest
-    ]
 
 
 def require_list(body: Any, key: str, max_items: int) -> list[Any]:

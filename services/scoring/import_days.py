@@ -28,6 +28,7 @@ from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from shared.bus.base import Producer
+from shared.contracts.events import EARLIEST_TIME
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import health_daily, import_calendar
 
@@ -108,14 +109,15 @@ class ImportCalendar:
         days already scored (a second file, or lines out of time order) open those days
         again."""
         zone = self._processor.zone
+        latest = self._processor.latest_event_time
         earliest: date | None = None
         for stamp in stamps:
             if stamp is None or not isinstance(account_id := stamp[1], str):
                 continue
-            try:
-                day = stamp[0].astimezone(zone).date()
-            except (ValueError, OverflowError):  # a moment near year 1 or 9999 in this zone
-                continue
+            moment = stamp[0]
+            if moment.tzinfo is None or not EARLIEST_TIME <= moment <= latest:
+                continue  # the scoring step rejects the line (no zone, before 2000, future)
+            day = moment.astimezone(zone).date()
             known = self.first.get(account_id)
             if known is None or day < known:
                 self.first[account_id] = day

@@ -42,7 +42,7 @@ from shared.bus.outbox import MessageOutbox
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
-from shared.contracts.events import KINDS, Event, Owner
+from shared.contracts.events import KINDS, Event, Owner, future_times
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
 from shared.storage.db import among, upsert
 from shared.storage.tables import account_health, accounts, rule_state
@@ -133,6 +133,7 @@ class ScoringProcessor:
         for record in records:
             try:
                 event = decode_event(record.value, self._kind_of_topic.get(record.topic))
+                event = self._received(event, record)
             except UndecodableRecord as exc:
                 log.warning(
                     "dead-lettering %s[%d]@%d: %r",
@@ -145,14 +146,32 @@ class ScoringProcessor:
                     dead_letter_message(record, str(exc), self._settings.topic(DEADLETTER_TOPIC))
                 )
                 continue
-            if event.received_at is None and record.timestamp is not None:
-                # Produced to the bus directly, not through ingest: the bus's own time of
-                # the record is when it was received (the dedup window counts from it).
-                event = event.model_copy(
-                    update={"received_at": datetime.fromtimestamp(record.timestamp, UTC)}
-                )
             events.append(event)
         return events, dead
+
+    def _received(self, event: Event, record: Record) -> Event:
+        """``event`` with its receipt time: ingest's, else the bus's time of the record
+        (produced to the bus directly; the dedup window counts from it). Refused
+        (``UndecodableRecord``) with a time past its receipt + ``max_future_skew``, as
+        ingest refuses it: an import's lines, or a producer that skipped ingest."""
+        received = event.received_at
+        if received is None and record.timestamp is not None:
+            try:
+                received = datetime.fromtimestamp(record.timestamp, UTC)
+            except (ValueError, OverflowError, OSError):
+                received = None  # a bus time no calendar holds: as if it had none
+            if received is not None:
+                event = event.model_copy(update={"received_at": received})
+        skew = self._settings.max_future_skew
+        errors = future_times(event, (received or self._clock()) + skew, skew)
+        if errors:
+            raise UndecodableRecord("; ".join(f"{e['field']} {e['message']}" for e in errors))
+        return event
+
+    @property
+    def latest_event_time(self) -> datetime:
+        """The latest event time an event received now may carry."""
+        return self._clock() + self._settings.max_future_skew
 
     async def relay(self) -> None:
         """Publish what the outbox holds, right after a commit that added to it. The bus

@@ -8,7 +8,7 @@ model and the Kafka topic.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -352,3 +352,22 @@ Event = Annotated[
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 KINDS: tuple[str, ...] = ("usage", "ticket", "account", "touchpoint", "nps", "payment")
+
+
+# Times that are events of the sender's world: none may lie past its receipt (ingest:
+# now) + max_future_skew. One from the future would make every later event of its
+# account "late" and move its day windows past the history.
+EVENT_TIMES = ("occurred_at", "created_at", "first_reply_at", "solved_at")
+
+
+def future_times(event: Any, latest: datetime, skew: timedelta) -> list[dict[str, str]]:
+    """A field-level error for each of ``event``'s times past ``latest`` (its receipt +
+    ``skew``)."""
+    return [
+        {
+            "field": name,
+            "message": f"is more than {skew} in the future; check the sender's clock",
+        }
+        for name in EVENT_TIMES
+        if isinstance(value := getattr(event, name, None), datetime) and value > latest
+    ]

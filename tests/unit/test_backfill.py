@@ -307,12 +307,15 @@ async def test_moments_at_the_ends_of_the_calendar_reject_their_line_only(
     db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
 ) -> None:
     """A time near year 1 or 9999 that no zone can hold (before, the import's calendar
-    stopped the whole import with an OverflowError) is rejected with its reason."""
+    stopped the whole import with an OverflowError) is rejected with its reason; so is
+    one from the future (before, the import scored every account every day until it)."""
     _, processor = db
     moments = [
         "2026-11-01T10:00:00+00:00",
         "0001-01-01T00:00:00+14:00",
         "9999-12-31T23:59:59-14:00",
+        "2199-12-31T00:00:00+00:00",  # in the contract's range, but not yet: refused
+        "0001-01-01T00:00:00+00:00",
     ]
     path = tmp_path / "edges.ndjson"
     path.write_bytes(
@@ -336,7 +339,10 @@ async def test_moments_at_the_ends_of_the_calendar_reject_their_line_only(
     assert [(line, "occurred_at" in why) for _, line, why in report.rejected] == [
         (2, True),
         (3, True),
+        (4, True),
+        (5, True),
     ]
+    assert report.days_scored == 1  # 2026-11-01 only: the calendar takes no refused line
 
 
 async def test_an_import_stopped_after_scoring_its_last_days_resumes_to_the_same_cards(

@@ -113,3 +113,47 @@ async def test_explanations_say_what_moved_since_the_last_score_and_7_and_30_day
     assert users_change("since_previous") == "active users over 7 days fell from 6 to 2, −67%"
     assert users_change("since_7d") == "active users over 7 days fell from 6 to 2, −67%"
     assert users_change("since_30d") == "active users over 7 days fell from 10 to 2, −80%"
+
+
+async def test_an_event_from_the_future_is_dead_lettered_and_the_account_goes_on(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    """Produced past ingest (or imported) with a time beyond its receipt + the allowed
+    skew, an event is refused as ingest refuses it: applied, it made every later event
+    of its account "late" (not counted) and moved the account's day windows past its
+    history. A bus time no calendar holds counts as none (the clock's now)."""
+    engine = await engine_factory()
+    processor = processor_factory(engine, clock=lambda: NOW)
+    s = embedded_settings
+
+    def at(offset: int, moment: str, bus_time: float | None = None) -> Record:
+        body = {
+            "kind": "usage",
+            "event_id": f"e{offset}",
+            "account_id": "a",
+            "user_id": "u",
+            "event": "x",
+            "occurred_at": moment,
+        }
+        return Record(s.topic("usage"), 0, offset, b"a", orjson.dumps(body), timestamp=bus_time)
+
+    far = "2199-12-31T00:00:00+00:00"
+    await processor.handle([at(0, NOW.isoformat()), at(1, far)])
+    await processor.handle([at(2, NOW.isoformat(), bus_time=253402300800.0), at(3, far, 1e300)])
+    async with engine.connect() as conn:
+        events = await conn.scalar(select(func.sum(activity_daily.c.events)))
+        days = (await conn.execute(select(activity_daily.c.day))).scalars().all()
+        dead = (
+            (
+                await conn.execute(
+                    select(bus_log.c.headers).where(bus_log.c.topic == s.topic("deadletter"))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert events == 2 and len(days) == 1
+    assert [d["source_offset"] for d in dead] == ["1", "3"]
+    assert all("occurred_at is more than 1:00:00 in the future" in d["reason"] for d in dead)
