@@ -41,8 +41,9 @@ Snapshot = dict[str, Any]
 
 def stamp_of(event: AccountFacts) -> list[str]:
     """The order facts merge in: event time, then event id (so ties merge the same way
-    on every replay)."""
-    return [event.occurred_at.isoformat(), event.event_id]
+    on every replay). The time in UTC: stamps compare as text, and a time written with
+    another offset (10:00+08:00) would sort after a later one in UTC (05:00+00:00)."""
+    return [event.occurred_at.astimezone(UTC).isoformat(), event.event_id]
 
 
 def given_facts(event: AccountFacts) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from services.scoring.metrics import ScoringMetrics
 from shared.bus.base import Record
 from shared.bus.offsets import offset_loader
 from shared.config import Settings
-from shared.storage.tables import account_health, activity_daily, bus_log
+from shared.storage.tables import account_health, accounts, activity_daily, bus_log
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
@@ -157,3 +157,34 @@ async def test_an_event_from_the_future_is_dead_lettered_and_the_account_goes_on
     assert events == 2 and len(days) == 1
     assert [d["source_offset"] for d in dead] == ["1", "3"]
     assert all("occurred_at is more than 1:00:00 in the future" in d["reason"] for d in dead)
+
+
+async def test_facts_merge_by_instant_whatever_offset_they_are_written_in(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    """10:00+08:00 is 02:00 UTC: a fact sent at 05:00 UTC is the newer one, in either
+    arrival order (stamps compared as text kept the older one)."""
+    s = embedded_settings
+    older = {"event_id": "older", "tier": "strategic", "occurred_at": "2026-11-20T10:00:00+08:00"}
+    newer = {"event_id": "newer", "tier": "enterprise", "occurred_at": "2026-11-20T05:00:00+00:00"}
+    for order in ([older, newer], [newer, older]):
+        engine = await engine_factory(
+            f"sqlite+aiosqlite:///{s.database_url.split('///')[1]}.{order[0]['event_id']}"
+        )
+        processor = processor_factory(engine, clock=lambda: NOW)
+        await processor.handle(
+            [
+                Record(
+                    s.topic("account"),
+                    0,
+                    offset,
+                    b"acme",
+                    orjson.dumps({"kind": "account", "account_id": "acme", **facts}),
+                )
+                for offset, facts in enumerate(order)
+            ]
+        )
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(accounts.c.tier)) == "enterprise"
