@@ -284,11 +284,13 @@ async def import_files(
         order = {path.name: place for place, path in enumerate(paths)}
         report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))
         if sweep:
+            await still_held()
             # History ends in the past: bring every account to today, as the service would.
             report.swept = await QuietAccountSweep(
                 processor.engine, _Sink(report), processor, waits_for_import=False
             ).run_once()
         if alerts_to is not None:
+            await still_held()
             report.alerts_opened = await open_alerts(processor, alerts_to)
     return report
 
@@ -304,7 +306,7 @@ async def _read(
 ) -> None:
     """Apply the files' records still to import, merged by event time, and score their
     days (``ImportCalendar``), each batch once the import lock is seen still held."""
-    calendar = await ImportCalendar.load(processor, _Sink(report))
+    calendar = await ImportCalendar.load(processor, _Sink(report), still_held)
     calendar.start_file()
     stored = await offset_loader(processor.engine, processor.group_id)(
         [(topic, 0) for topic in sources]

@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Date, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.import_lock import StillHeld, held
 from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
@@ -64,9 +65,12 @@ class ImportCalendar:
         newest: date | None = None,
         closed: date | None = None,
         pending: dict[str, date] | None = None,
+        *,
+        still_held: StillHeld = held,
     ):
         self._processor = processor
         self._sink = sink
+        self._still_held = still_held  # the import lock, checked before each day
         self.first = first  # account → its first day
         self.newest = newest
         self.closed = closed  # every account is scored through this day
@@ -81,7 +85,9 @@ class ImportCalendar:
         self._file_newest = None
 
     @classmethod
-    async def load(cls, processor: ScoringProcessor, sink: Producer) -> ImportCalendar:
+    async def load(
+        cls, processor: ScoringProcessor, sink: Producer, still_held: StillHeld = held
+    ) -> ImportCalendar:
         """Where earlier runs left the calendar: accounts scored before start from their
         first row, those read but not scored yet from the day kept for them."""
         h, kept = health_daily.c, import_calendar.c
@@ -96,12 +102,12 @@ class ImportCalendar:
                 )
             ).first()
         if stood is None:
-            return cls(processor, sink, first)
+            return cls(processor, sink, first, still_held=still_held)
         pending = {a: date.fromisoformat(raw) for a, raw in (stood.pending or {}).items()}
         for account_id, day in pending.items():
             first[account_id] = min(first.get(account_id, day), day)
         newest, closed = _day(stood.newest), _day(stood.closed)
-        return cls(processor, sink, first, newest, closed, pending)
+        return cls(processor, sink, first, newest, closed, pending, still_held=still_held)
 
     def note(self, stamps: Sequence[Stamp]) -> None:
         """Learn each account's first day and the newest day from a batch's lines (their
@@ -159,6 +165,7 @@ class ImportCalendar:
         day = self.closed + timedelta(days=1) if self.closed else min(self.first.values())
         written = 0
         while day <= until:
+            await self._still_held()
             ids = sorted(a for a, first in self.first.items() if first <= day)
             for at in range(0, len(ids), CHUNK):
                 last = at + CHUNK >= len(ids)

@@ -85,12 +85,13 @@ async def import_lock(engine: AsyncEngine) -> AsyncIterator[StillHeld]:
         return
     path = _lock_file(engine)
     if path is None:
-        yield _held
+        yield held
         return
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, LOCK_FILE_MODE)
     try:
+        os.fchmod(fd, LOCK_FILE_MODE)  # whatever the umask, or a file made before
         await _take(lambda: _flock(fd, fcntl.LOCK_EX), str(engine.url.database))
-        yield _held  # a file lock lasts as long as the process's descriptor
+        yield held  # a file lock lasts as long as the process's descriptor
     finally:
         os.close(fd)  # releases the lock
 
@@ -151,7 +152,8 @@ async def _flock(fd: int, how: int) -> bool:
     return True
 
 
-async def _held() -> None:
+async def held() -> None:
+    """The check of a lock that cannot be lost while the process lives."""
     return None
 
 
@@ -173,7 +175,13 @@ async def import_running(engine: AsyncEngine) -> bool:
     path = _lock_file(engine)
     if path is None or not path.exists():
         return False
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except PermissionError:
+        raise PermissionError(
+            f"cannot read the import lock file {path}: make it readable (chmod 644) for "
+            "the user this service runs as"
+        ) from None
     try:
         return not await _flock(fd, fcntl.LOCK_SH)
     finally:
