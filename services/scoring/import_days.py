@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Date, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,7 +30,7 @@ from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from shared.bus.base import Producer
-from shared.contracts.events import EARLIEST_TIME
+from shared.contracts.events import EARLIEST_TIME, Time
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import health_daily, import_calendar
 
@@ -41,14 +42,22 @@ NOON = time(12)
 # line whose time does not read: the line parsed once, for the merge of the files by
 # event time and for the calendar.
 Stamp = tuple[datetime, Any] | None
+_TIME: TypeAdapter[datetime] = TypeAdapter(Time)
 
 
 def stamp_of(line: bytes) -> Stamp:
     try:
         event = orjson.loads(line)
-        occurred_at = datetime.fromisoformat(event["occurred_at"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raw = event["occurred_at"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
+    try:
+        occurred_at = datetime.fromisoformat(raw)
+    except (TypeError, ValueError):
+        try:  # as the contract reads it: Unix seconds too
+            occurred_at = _TIME.validate_python(raw)
+        except ValidationError:
+            return None
     account_id = event.get("account_id")  # an object: it had "occurred_at"
     # As the contract reads it (surrounding spaces stripped).
     return occurred_at, account_id.strip() if isinstance(account_id, str) else account_id

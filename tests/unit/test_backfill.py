@@ -6,7 +6,7 @@ import gzip
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -530,3 +530,32 @@ async def test_a_finished_import_run_again_scores_nothing_and_keeps_later_rows(
     assert await run(sweep=False) == 0
     assert await run(sweep=False) == 0
     assert await _history_rows(engine) == rows
+
+
+async def test_an_account_whose_times_are_unix_seconds_gets_its_days(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """The contract reads a number as Unix seconds; the import's calendar reads it the
+    same way (it read ISO text only, and such an account got no past days)."""
+    engine, processor = db
+    start = datetime(2026, 10, 1, 10, tzinfo=UTC).timestamp()
+    path = tmp_path / "seconds.ndjson"
+    path.write_bytes(
+        b"\n".join(
+            orjson.dumps(
+                {
+                    "kind": "usage",
+                    "event_id": f"e{day}",
+                    "account_id": "acme",
+                    "user_id": "u1",
+                    "event": "login",
+                    "occurred_at": start + day * 86400,
+                }
+            )
+            for day in range(5)
+        )
+        + b"\n"
+    )
+    report = await import_files([path], processor, sweep=False)
+    assert (report.imported, report.rejected, report.days_scored) == (5, [], 5)
+    assert [row[1].day for row in await _history_rows(engine)] == [1, 2, 3, 4, 5]
