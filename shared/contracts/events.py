@@ -360,14 +360,21 @@ KINDS: tuple[str, ...] = ("usage", "ticket", "account", "touchpoint", "nps", "pa
 EVENT_TIMES = ("occurred_at", "created_at", "first_reply_at", "solved_at")
 
 
-def future_times(event: Any, latest: datetime, skew: timedelta) -> list[dict[str, str]]:
+def future_times(event: BaseModel, latest: datetime, skew: timedelta) -> list[dict[str, str]]:
     """A field-level error for each of ``event``'s times past ``latest`` (its receipt +
-    ``skew``)."""
+    ``skew``). Runs for every event the scoring step decodes: it reads only the time
+    fields the event's kind has (asking a pydantic model for a field it lacks costs
+    ~4 µs in the raised and caught AttributeError)."""
     return [
         {
             "field": name,
             "message": f"is more than {skew} in the future; check the sender's clock",
         }
-        for name in EVENT_TIMES
-        if isinstance(value := getattr(event, name, None), datetime) and value > latest
+        for name in _times_of(type(event))
+        if (value := getattr(event, name)) is not None and value > latest
     ]
+
+
+@cache
+def _times_of(kind: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name in EVENT_TIMES if name in kind.model_fields)
