@@ -162,7 +162,7 @@ async def import_running(engine: AsyncEngine) -> bool:
     from ``pg_locks``, taking nothing; SQLite: the file taken shared and let go at once."""
     if engine.dialect.name == "postgresql":
         async with engine.connect() as conn:
-            held = await conn.scalar(
+            holder = await conn.scalar(
                 text(
                     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
                     " AND granted AND classid = :space AND objid = :key AND objsubid = 2"
@@ -171,7 +171,7 @@ async def import_running(engine: AsyncEngine) -> bool:
                 ),
                 IMPORT_LOCK,
             )
-        return bool(held)
+        return bool(holder)
     path = _lock_file(engine)
     if path is None or not path.exists():
         return False
