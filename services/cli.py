@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services import runtime
 from services.admin_keys import printable
 from services.scoring.backfill import ImportReport, import_files
+from services.scoring.history_files import UnreadableFile
 from services.scoring.import_lock import ImportLockLost, ImportRunning
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.schema import ModelError
@@ -509,6 +510,12 @@ def import_cmd(
     except ImportLockLost as exc:
         console.print(f"[red]stopped:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
+    except UnreadableFile as exc:
+        console.print(
+            f"[red]stopped:[/] {escape(str(exc))}; the records before it are imported: run "
+            "the import again once the file is whole (it goes on from there)"
+        )
+        raise typer.Exit(1) from None
     console.print(
         f"[green]imported[/] {result.imported} events from {result.files} file(s) "
         f"({result.skipped_already_imported} lines already imported earlier); "
@@ -580,16 +587,20 @@ def backtest(
             if not console.is_terminal and (done == total or done % max(1, total // 10) == 0):
                 console.print(f"backtest: {done}/{total} days scored")
 
-        result = asyncio.run(
-            replay(
-                files,
-                churn=outcomes,
-                model_source=source,
-                step_days=step_days,
-                progress=report,
-                reading=read,
+        try:
+            result = asyncio.run(
+                replay(
+                    files,
+                    churn=outcomes,
+                    model_source=source,
+                    step_days=step_days,
+                    progress=report,
+                    reading=read,
+                )
             )
-        )
+        except UnreadableFile as exc:
+            console.print(f"[red]stopped:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
     if not result.churn:
         console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
         raise typer.Exit(2)

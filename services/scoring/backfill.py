@@ -1,15 +1,15 @@
 """``healthwatch import``: historical events from files, through the same scoring code.
 
-Each file is read as NDJSON, CSV (gzip recognised by its magic bytes) or Parquet, as
-records of a pseudo-topic ``import:<name>`` whose offset is the record's number in the
-file. The files are read side by side, merged by event time (each in its own order: a
-usage export, a CRM export and a helpdesk export of the same months interleave as the
-live stream would have), in batches handed to ``ScoringProcessor.handle``. The offsets
-commit with the state, so an interrupted import resumes where it stopped and a
-finished one imports nothing twice. Files are known by name: a copy under another name
-is imported again, and the dedup window (event ids for 48 hours, ``usage.py``)
-recognises only its most recent events. ``--restart`` reads again just the records
-rejected before (``import_rejects``).
+Each file is read as NDJSON, CSV (gzip recognised by its magic bytes) or Parquet
+(``history_files``), as records of a pseudo-topic ``import:<name>`` whose offset is the
+record's number in the file. The files are read side by side, merged by event time (each
+in its own order: a usage export, a CRM export and a helpdesk export of the same months
+interleave as the live stream would have), in batches handed to
+``ScoringProcessor.handle``. The offsets commit with the state, so an interrupted import
+resumes where it stopped and a finished one imports nothing twice. Files are known by
+name: a copy under another name is imported again, and the dedup window (event ids for
+48 hours, ``usage.py``) recognises only its most recent events. ``--restart`` reads
+again just the records rejected before (``import_rejects``).
 
 The score history gets a row per account per day, from the account's first day in the
 import to the last day of the history, quiet days included (``ImportCalendar``): after
@@ -30,22 +30,17 @@ Invalid lines are reported with their line number and reason, never dropped sile
 
 from __future__ import annotations
 
-import bisect
-import csv
-import gzip
 import heapq
-import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import orjson
-import pyarrow.parquet as pq
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.scoring.history_files import LineNumbers, Unreadable, read_lines
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.processor import ScoringProcessor
@@ -62,10 +57,6 @@ BATCH = 5000
 # The pseudo-topic of the records an import reads again (import --restart): the file's
 # own topic with this after it.
 RETRY_SUFFIX = "#retry"
-# CSV cells holding JSON (objects and lists in the public schema).
-JSON_COLUMNS = {"properties", "owner", "contacts"}
-# Rows of a Parquet file decoded at a time: a few MB of Python objects.
-PARQUET_ROWS = 10_000
 
 
 @dataclass
@@ -86,28 +77,6 @@ class ImportReport:
     alerts: dict[str, AlertEvent] = field(default_factory=dict, repr=False)
 
 
-class LineNumbers:
-    """Where a record (its number in the file's order, the import's offset) is in the
-    file, as ``sed -n Np`` counts: a JSON-lines record is line number + 1; a CSV record
-    comes after its header, and a quoted field with line breaks or a blank line moves
-    every record after it down. Kept as the few points where that shift changes."""
-
-    def __init__(self) -> None:
-        self._from: list[int] = []  # record numbers where the shift changes
-        self._shift: list[int] = []
-
-    def note(self, number: int, line: int) -> None:
-        """Record ``number`` starts on ``line``."""
-        shift = line - (number + 1)
-        if shift != (self._shift[-1] if self._shift else 0):
-            self._from.append(number)
-            self._shift.append(shift)
-
-    def line(self, number: int) -> int:
-        at = bisect.bisect_right(self._from, number) - 1
-        return number + 1 + (self._shift[at] if at >= 0 else 0)
-
-
 @dataclass
 class _Source:
     """A file being imported: its pseudo-topic, where each record starts, where an
@@ -119,6 +88,8 @@ class _Source:
     retry: set[int] = field(default_factory=set)
     lines: LineNumbers = field(default_factory=LineNumbers)
     read: int = 0  # records read so far (its progress)
+    # record number → why it is no record (``Unreadable``), until its rejection is noted
+    unreadable: dict[int, str] = field(default_factory=dict)
 
 
 class _Sink(DiscardingProducer):
@@ -144,7 +115,8 @@ class _Sink(DiscardingProducer):
                     continue
                 rejected.append({"source": topic, "record": record})
                 line = source.lines.line(record)
-                self._report.rejected.append((source.path.name, line, message.headers["reason"]))
+                reason = source.unreadable.pop(record, message.headers["reason"])
+                self._report.rejected.append((source.path.name, line, reason))
             else:
                 self._report.alerts_not_sent += 1
                 alert = decode_alert(message.value)
@@ -188,73 +160,6 @@ async def _hold(conn: AsyncConnection, alerts: list[AlertEvent]) -> None:
         if stored.get(alert.alert_id, -1) <= alert.revision
     ]
     await upsert(conn, import_alerts, rows, keys=["alert_id"], update=["revision", "value"])
-
-
-def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
-    """Each record of the file as one JSON document (CSV rows and Parquet rows
-    converted); ``lines`` learns where each CSV row starts."""
-    if path.name.endswith(".parquet"):
-        yield from _parquet_rows(path)
-        return
-    with path.open("rb") as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-    opener: Callable[[Path], IO[bytes]] = _gzip_open if gzipped else _plain_open
-    name = path.name.removesuffix(".gz")
-    with opener(path) as stream:
-        if name.endswith(".csv"):
-            text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-            reader = csv.DictReader(text)
-            for number, row in enumerate(reader):
-                if lines is not None:  # line_num is the row's last line
-                    breaks = sum(v.count("\n") for v in row.values() if isinstance(v, str))
-                    lines.note(number, reader.line_num - breaks)
-                yield orjson.dumps(_csv_row(row))
-        else:
-            yield from (line.rstrip(b"\r\n") for line in stream)
-
-
-def _parquet_rows(path: Path) -> Iterator[bytes]:
-    """A Parquet file's rows as JSON documents, a batch at a time: empty cells left out
-    (as in CSV), timestamps written with their offset (UTC when the column has no zone),
-    JSON held in a text column (properties, owner, contacts) read as JSON."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS):
-        for row in batch.to_pylist():
-            yield orjson.dumps(
-                {key: _parquet_cell(key, value) for key, value in row.items() if value is not None},
-                default=str,  # bytes, decimals, …: as text, which validation then judges
-                option=orjson.OPT_NAIVE_UTC,
-            )
-
-
-def _parquet_cell(key: str, value: Any) -> Any:
-    if key in JSON_COLUMNS and isinstance(value, str):
-        return _csv_row({key: value}).get(key, value)
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _gzip_open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
-
-
-def _plain_open(path: Path) -> IO[bytes]:
-    return path.open("rb")
-
-
-def _csv_row(row: dict[str, str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in row.items():
-        if value == "" or key is None:
-            continue
-        if key in JSON_COLUMNS:
-            try:
-                out[key] = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                out[key] = value  # validation names the field
-        else:
-            out[key] = value
-    return out
 
 
 async def import_files(
@@ -347,6 +252,9 @@ def _records(
             continue
         if not line.strip():
             continue  # blank lines keep their number, so resuming stays aligned
+        if isinstance(line, Unreadable):  # no JSON: the step rejects it, with this reason
+            source.unreadable[number] = line.reason
+            line = bytes(line)  # the decoders take bytes, not a subclass
         stamp = stamp_of(line)
         when = _event_time(stamp, when)
         # A record read again goes under a topic of its own: its offset, behind the

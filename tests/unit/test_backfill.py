@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scoring.backfill import LineNumbers, import_files, read_lines
+from services.scoring.backfill import import_files
+from services.scoring.history_files import LineNumbers, UnreadableFile, read_lines
 from services.scoring.import_days import ImportCalendar
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
@@ -545,3 +546,118 @@ async def test_an_account_whose_times_are_unix_seconds_gets_its_days(
     report = await import_files([path], processor, sweep=False)
     assert (report.imported, report.rejected, report.days_scored) == (5, [], 5)
     assert [row[1].day for row in await _history_rows(engine)] == [1, 2, 3, 4, 5]
+
+
+async def test_rows_no_record_can_be_made_of_are_rejected_with_their_reason(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Bytes that are not UTF-8, a field past the CSV reader's limit, JSON nested deeper
+    than can be written, Parquet times outside years 1–9999: each rejects its row, with
+    its line and reason (each stopped the whole import before); a byte-order mark and
+    nanosecond times are read. Fixed in place, the rows import with ``restart``."""
+    engine, processor = db
+    head = "kind,event_id,account_id,user_id,event,occurred_at,properties\n"
+
+    def row(n: int, user: str = "u1", properties: str = "") -> str:
+        return f"usage,c{n},acme,{user},login,2026-11-0{n}T10:00:00+00:00,{properties}\n"
+
+    deep = '"{""a"": ' + "[" * 300 + "]" * 300 + '}"'
+    csv_path = tmp_path / "usage.csv"
+    csv_path.write_bytes(
+        b"\xef\xbb\xbf"
+        + (head + row(1)).encode()
+        + row(2, user="u\udcff").encode(errors="surrogateescape")
+        + row(3, user="x" * 200_000).encode()
+        + (row(4, properties=deep) + row(5)).encode()
+    )
+    us = pa.timestamp("us", tz="+14:00")
+    parquet_path = tmp_path / "more.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "kind": ["usage", "usage", "account"],
+                "event_id": ["p1", "p2", "p3"],
+                "account_id": ["acme"] * 3,
+                "user_id": ["u1", "u1", None],
+                "event": ["login", "login", None],
+                "occurred_at": pa.array([1_793_000_000 * 10**6, 3 * 10**17, 10**15], us),
+                "contract_end": pa.array([None, None, 2**31 - 1], pa.date32()),
+            }
+        ),
+        parquet_path,
+    )
+    report = await import_files([csv_path, parquet_path], processor, sweep=False)
+    assert report.imported == 3  # c1, c5 and p1
+    assert sorted(report.rejected) == [
+        ("more.parquet", 2, "occurred_at: a time outside years 1 to 9999"),
+        ("more.parquet", 3, "contract_end: a date outside years 1 to 9999"),
+        ("usage.csv", 3, "user_id: not UTF-8 text (save the file as UTF-8)"),
+        (
+            "usage.csv",
+            4,
+            "CSV: field larger than field limit (131072) (import such rows as JSON lines)",
+        ),
+        ("usage.csv", 5, "properties: cannot be written as JSON (Recursion limit reached)"),
+    ]
+    nanos = tmp_path / "nanos.parquet"  # pandas' default unit: cut to microseconds
+    pq.write_table(
+        pa.table({"t": pa.array([1_793_000_000_123_456_789], pa.timestamp("ns"))}), nanos
+    )
+    assert orjson.loads(next(read_lines(nanos))) == {"t": "2026-10-26T07:33:20.123456+00:00"}
+
+    csv_path.write_text(head + "".join(row(n) for n in range(1, 6)))  # fixed in place
+    again = await import_files([csv_path], processor, sweep=False, restart=True)
+    assert (again.imported, again.rejected) == (3, [])
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 6
+
+
+async def test_a_file_cut_short_stops_the_import_saying_so_and_resumes_once_whole(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    engine, processor = db
+    path = tmp_path / "usage.ndjson.gz"
+    whole = gzip.compress(
+        b"".join(
+            orjson.dumps(
+                {
+                    "kind": "usage",
+                    "event_id": f"e{i}",
+                    "account_id": "acme",
+                    "user_id": "u1",
+                    "event": "login",
+                    "occurred_at": f"2026-11-{1 + i // 50:02d}T10:00:00+00:00",
+                }
+            )
+            + b"\n"
+            for i in range(500)
+        )
+    )
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(UnreadableFile, match=r"usage.ndjson.gz cannot be read past record \d+"):
+        await import_files([path], processor, sweep=False, batch_size=50)
+    path.write_bytes(whole)
+    report = await import_files([path], processor, sweep=False, batch_size=50)
+    assert report.skipped_already_imported > 0 and report.rejected == []
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 500
+
+
+def test_the_import_command_names_a_file_cut_short_without_a_traceback(tmp_path: Path) -> None:
+    whole = gzip.compress(b"".join(orjson.dumps({"n": i}) + b"\n" for i in range(2000)))
+    path = tmp_path / "cut.ndjson.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "import", str(path)],
+        env={
+            "HEALTHWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cut.ndjson.gz cannot be read past record" in done.stdout + done.stderr
+    assert "run the import again once the file is whole" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from services.scoring.backfill import read_lines
+from services.scoring.history_files import read_lines
 from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event, LifecycleStage
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring.backfill import read_lines
 from services.scoring.backtest.baselines import Baselines
 from services.scoring.backtest.history_index import HistoryIndex, index_history
+from services.scoring.history_files import read_lines
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
