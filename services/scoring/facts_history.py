@@ -14,6 +14,7 @@ As-of reads (``facts_as_of``) take the newest snapshot at or before the moment.
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -58,36 +59,52 @@ def given_facts(event: AccountFacts) -> dict[str, Any]:
 def fold_fields(facts: Snapshot, event: AccountFacts) -> bool:
     """Set in ``facts`` each field ``event`` gives whose stamp is not older than the one
     stored; whether anything changed."""
-    stamp = stamp_of(event)
+    return _fold(facts, given_facts(event), stamp_of(event))[0]
+
+
+def _fold(facts: Snapshot, given: dict[str, Any], stamp: list[str]) -> tuple[bool, dict[str, Any]]:
+    """Fold the fields ``given`` with ``stamp`` into ``facts``: whether anything changed,
+    and the fields it took (those ``facts`` holds no newer value of)."""
+    stamps, fields = facts["stamps"], facts["fields"]
+    taken = {name: v for name, v in given.items() if name not in stamps or stamps[name] <= stamp}
     changed = False
-    for name, value in given_facts(event).items():
-        if name not in facts["stamps"] or facts["stamps"][name] <= stamp:
-            if facts["stamps"].get(name) != stamp or facts["fields"].get(name) != value:
-                changed = True
-            facts["fields"][name] = value
-            facts["stamps"][name] = stamp
-    return changed
+    for name, value in taken.items():
+        if stamps.get(name) != stamp or fields.get(name) != value:
+            changed = True
+        fields[name] = value
+        stamps[name] = stamp
+    return changed, taken
 
 
 async def record_facts(conn: AsyncConnection, events: Sequence[AccountFacts]) -> None:
     """Fold ``events`` into the history: a snapshot at each event's moment (starting
-    from the snapshot before it) and into every later snapshot of its account."""
+    from the snapshot before it) and into the later snapshots of its account."""
     if not events:
         return
     snapshots = await _load_from(conn, {e.account_id for e in events}, min(_at(e) for e in events))
+    moments = {account_id: sorted(history) for account_id, history in snapshots.items()}
     changed: set[tuple[str, datetime]] = set()
     for event in events:
         history = snapshots[event.account_id]
+        order = moments.setdefault(event.account_id, [])
         at = _at(event)
-        if at not in history:
-            before = [moment for moment in history if moment < at]
+        place = bisect.bisect_left(order, at)
+        if place == len(order) or order[place] != at:
             history[at] = (
-                copy.deepcopy(history[max(before)]) if before else {"fields": {}, "stamps": {}}
+                copy.deepcopy(history[order[place - 1]]) if place else {"fields": {}, "stamps": {}}
             )
+            order.insert(place, at)
             changed.add((event.account_id, at))
-        for moment, facts in history.items():
-            if moment >= at and fold_fields(facts, event):
+        given, stamp = given_facts(event), stamp_of(event)
+        for moment in order[place:]:
+            # A field stops at the first snapshot holding a newer value of it: a field's
+            # stamp never goes down from one snapshot to the next, so no later one takes
+            # it either (events arriving newest first cost each one snapshot, not all).
+            folded, given = _fold(history[moment], given, stamp)
+            if folded:
                 changed.add((event.account_id, moment))
+            if not given:
+                break
     await upsert(
         conn,
         account_facts_history,

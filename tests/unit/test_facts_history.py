@@ -5,6 +5,7 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import itertools
+import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -137,3 +138,38 @@ async def test_migration_keeps_current_facts_as_the_first_snapshot(
         await conn.run_sync(upgrade("0008"))
     async with engine.connect() as conn:
         assert await facts_as_of(conn, date(2026, 6, 1)) == {"acme": {"seats_purchased": 7}}
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_any_order_and_batching_of_many_facts_gives_the_history_of_time_order(
+    seed: int, engine_factory: EngineFactory
+) -> None:
+    """Forty facts on twelve days, fields set at random (ties of moment included), in a
+    random order and batching: the stored history is the one time order gives, row for
+    row (a field's fold stops at the first snapshot holding a newer value of it)."""
+    rng = random.Random(seed)
+    events = [
+        fact(
+            f"e{n}",
+            rng.randrange(12),
+            **{
+                name: value
+                for name, value in (
+                    ("seats_purchased", rng.randrange(1, 90)),
+                    ("tier", rng.choice(["strategic", "non-focus", "enterprise"])),
+                    ("name", f"Acme {n}"),
+                )
+                if rng.random() < 0.5
+            },
+        )
+        for n in range(40)
+    ]
+    in_time_order = await engine_factory()
+    await apply(in_time_order, sorted(events, key=lambda e: (e.occurred_at, e.event_id)))
+    shuffled = await engine_factory()
+    rng.shuffle(events)
+    while events:
+        cut = rng.randint(1, 8)
+        await apply(shuffled, events[:cut])
+        events = events[cut:]
+    assert await history(shuffled) == await history(in_time_order)
