@@ -51,13 +51,21 @@ def sla_breaches_28d(m: Measures, sla: Sla) -> int:
         1
         for created, replied in m.ticket_replies
         if start <= m.day_of(created) <= m.as_of
-        and working_time(created, replied or m.as_of_time, m.tz, days) > target
+        and working_time(created, replied or m.as_of_time, m.tz, days, past=target) > target
     )
 
 
-def working_time(start: datetime, end: datetime, tz: tzinfo, days: set[int] | None) -> timedelta:
+def working_time(
+    start: datetime,
+    end: datetime,
+    tz: tzinfo,
+    days: set[int] | None,
+    past: timedelta = timedelta.max,
+) -> timedelta:
     """Time from ``start`` to ``end`` on the ISO weekdays ``days`` of zone ``tz`` (every
-    day when None); days are measured in real time, 23 or 25 hours across a DST change."""
+    day when None); days are measured in real time, 23 or 25 hours across a DST change.
+    Counting stops once the time is more than ``past`` (a ticket unanswered for weeks is
+    past its target after a working day or two, not after walking every day)."""
     # In UTC: aware datetimes of one zone subtract as wall-clock times.
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     if days is None or end <= start:
@@ -69,7 +77,7 @@ def working_time(start: datetime, end: datetime, tz: tzinfo, days: set[int] | No
         ends = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
         if day.isoweekday() in days and min(end, ends) > max(start, begins):
             total += min(end, ends) - max(start, begins)
-        if ends >= end:
+        if ends >= end or total > past:
             return total
         day += timedelta(days=1)
 

@@ -139,6 +139,13 @@ def test_one_working_day_skips_the_weekend_and_days_have_their_real_length() -> 
     assert working_time(friday, monday, berlin, weekdays) == timedelta(hours=24)
     assert working_time(friday, monday, berlin, weekdays | {6, 7}) == timedelta(hours=73)
     assert working_time(friday, monday, berlin, None) == timedelta(hours=73)
+    # Counting stops past a limit: four weeks unanswered stop at the first working day
+    # that takes the time past it (Monday), not after walking every day.
+    later = friday + timedelta(days=27)
+    assert working_time(friday, later, berlin, weekdays) == timedelta(days=19)
+    assert working_time(friday, later, berlin, weekdays, past=timedelta(hours=13)) == timedelta(
+        hours=36
+    )
     # A non-focus ticket opened on Friday noon, answered on Monday at 11:00: 23 working
     # hours, within one working day; the same for a strategic account breaches 30 minutes.
     reply = [(friday, monday - timedelta(hours=1))]
