@@ -79,7 +79,9 @@ class _Stored(msgspec.Struct, array_like=True, omit_defaults=True):
     users: list[str] = msgspec.field(default_factory=list)
     first_active: list[int] = msgspec.field(default_factory=list)  # day ordinals
     days: dict[int, DayUse] = msgspec.field(default_factory=dict)  # day ordinal → use
-    seen: dict[int, list[int]] = msgspec.field(default_factory=dict)  # hour → id hashes
+    # hour → id hashes; an array on the wire, in no order: sorting the window's hashes on
+    # every save was 7% of a batch's CPU (py-spy, 100 accounts, 370 events a batch).
+    seen: dict[int, set[int]] = msgspec.field(default_factory=dict)
     events_seen: int = 0
     names: list[str] = msgspec.field(default_factory=list)  # index → "e:login"
     kept_from: int = 0  # day ordinal
@@ -298,7 +300,7 @@ def encode(usage: AccountUsage) -> bytes:
         users=usage.users,
         first_active=usage.first_active,
         days=usage.days,
-        seen={hour: sorted(hashes) for hour, hashes in usage.seen.items()},
+        seen=usage.seen,
         events_seen=usage.events_seen,
         names=usage.names,
         kept_from=usage.kept_from,
@@ -317,7 +319,7 @@ def decode(blob: bytes) -> AccountUsage:
         users=stored.users,
         first_active=stored.first_active,
         days=stored.days,
-        seen={hour: set(hashes) for hour, hashes in stored.seen.items()},
+        seen=stored.seen,
         events_seen=stored.events_seen,
         names=stored.names,
         index={user: index for index, user in enumerate(stored.users)},
