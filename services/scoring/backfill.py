@@ -31,7 +31,7 @@ Invalid lines are reported with their line number and reason, never dropped sile
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -49,7 +49,7 @@ from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
 from shared.bus.offsets import offset_loader
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.wire import decode_alert, encode_event
-from shared.storage.db import insert_ignore, upsert
+from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import import_alerts, import_rejects
 
 # Records per transaction: large batches amortise the rescoring of each account.
@@ -273,15 +273,33 @@ def _event_time(stamp: Stamp, before: float) -> float:
 
 
 async def _take_rejects(engine: AsyncEngine, topic: str) -> set[int]:
-    """The records of ``topic`` rejected before, forgotten as they are read again (one
-    rejected again is remembered again, in its batch's transaction)."""
-    async with engine.begin() as conn:
+    """The records of ``topic`` rejected before. Each is forgotten in the transaction of
+    the batch that reads it again (``_forget_rejects``; one rejected again is
+    remembered again there): an import stopped part way leaves the rest to read."""
+    async with engine.connect() as conn:
         table = import_rejects.c
-        numbers = set(
+        return set(
             (await conn.execute(select(table.record).where(table.source == topic))).scalars()
         )
-        await conn.execute(delete(import_rejects).where(table.source == topic))
-    return numbers
+
+
+def _forget_rejects(records: Sequence[Record]) -> Callable[[AsyncConnection], Awaitable[None]]:
+    """Forget the rejections of the records of ``records`` read again (``--restart``)."""
+    again: dict[str, list[int]] = {}
+    for record in records:
+        if record.topic.endswith(RETRY_SUFFIX):
+            again.setdefault(record.topic.removesuffix(RETRY_SUFFIX), []).append(record.offset)
+
+    async def forget(conn: AsyncConnection) -> None:
+        table = import_rejects.c
+        for topic, numbers in again.items():
+            await conn.execute(
+                delete(import_rejects).where(
+                    table.source == topic, among(conn, table.record, numbers)
+                )
+            )
+
+    return forget
 
 
 async def open_alerts(processor: ScoringProcessor, bus: Producer) -> int:
@@ -318,7 +336,8 @@ async def _flush(
     calendar.note([stamp for _, stamp in batch])
     await calendar.remember()
     before = len(report.rejected)
-    await processor.handle([record for record, _ in batch])
+    records = [record for record, _ in batch]
+    await processor.handle(records, _forget_rejects(records))
     report.imported += len(batch) - (len(report.rejected) - before)
     batch.clear()
     report.days_scored += await calendar.close_read_days()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,15 +74,23 @@ class ScoringProcessor:
         self._plans: PlanTemplates = plan_templates(settings)
         self._states = UsageCache(settings.state_cache_accounts)
 
-    async def handle(self, records: Sequence[Record]) -> None:
+    async def handle(
+        self,
+        records: Sequence[Record],
+        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
-        dead letters commit together, or not at all (the caller then rewinds)."""
+        dead letters commit together, or not at all (the caller then rewinds).
+        ``also``: the caller's own writes, first in the same transaction (an import
+        forgets the rejections of the records it reads again)."""
         if not records:
             return
         started = time.perf_counter()
         events, dead = self._decode(records)
         now = self._clock()
         async with self._engine.begin() as conn:
+            if also is not None:
+                await also(conn)
             usage = await usage_store.load(
                 conn, {event.account_id for event in events}, for_update=True, cache=self._states
             )

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -124,12 +125,12 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     class Crashing(ScoringProcessor):
         """Dies in its third batch, as a killed import would: that batch never commits."""
 
-        async def handle(self, records: Sequence[Record]) -> None:
+        async def handle(self, records: Sequence[Record], also: Any = None) -> None:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise RuntimeError("killed")
-            await super().handle(records)
+            await super().handle(records, also)
 
     with pytest.raises(RuntimeError, match="killed"):
         await import_files(
@@ -661,3 +662,34 @@ def test_the_import_command_names_a_file_cut_short_without_a_traceback(tmp_path:
     assert "cut.ndjson.gz cannot be read past record" in done.stdout + done.stderr
     assert "run the import again once the file is whole" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_restart_stopped_part_way_keeps_the_rejections_it_did_not_read_again(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """``--restart`` forgets a rejection in the batch that reads its record again: one
+    stopped after the first of two such batches still reads the second record when run
+    again (before, every rejection was forgotten when the restart began)."""
+    _, processor = db
+    files = write_inputs(tmp_path)
+    first = await import_files(files, processor, sweep=False)
+    assert len(first.rejected) == 2
+
+    def stops_at_second_batch(sink: Any) -> ScoringProcessor:
+        made = processor(sink)
+        handle, calls = made.handle, []
+
+        async def stopping(records: Sequence[Record], also: Any = None) -> None:
+            calls.append(records)
+            if len(calls) == 2:
+                raise RuntimeError("stopped")
+            await handle(records, also)
+
+        made.handle = stopping  # type: ignore[method-assign]
+        return made
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        await import_files(files, stops_at_second_batch, sweep=False, restart=True, batch_size=1)
+    again = await import_files(files, processor, sweep=False, restart=True)
+    assert sorted(r[:2] for r in again.rejected) == [("tickets.csv", 4), ("usage.ndjson.gz", 11)]
+    assert again.imported == 0

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -233,10 +234,10 @@ async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
     batches = 0
 
     class CutOff(ScoringProcessor):
-        async def handle(self, records: Sequence[Record]) -> None:
+        async def handle(self, records: Sequence[Record], also: Any = None) -> None:
             nonlocal batches
             batches += 1
-            await super().handle(records)
+            await super().handle(records, also)
             async with engine.connect() as conn:
                 await conn.execute(
                     text(
