@@ -72,6 +72,12 @@ def parse_args(argv: Sequence[str]) -> Options:
     )
     parser.add_argument("--scoring-batch-max", type=int, help="settings default if not given")
     parser.add_argument(
+        "--scoring-processes",
+        type=int,
+        default=1,
+        help="healthwatch scoring processes in one consumer group (they share the partitions)",
+    )
+    parser.add_argument(
         "--service-env",
         action="append",
         default=[],
@@ -91,6 +97,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         service_env[name] = value
     if a.rate <= 0 or a.batch < 1 or a.trigger_interval <= 0 or a.duration <= 0:
         parser.error("--rate, --batch, --trigger-interval and --duration must be positive")
+    if a.scoring_processes < 1:
+        parser.error("--scoring-processes must be at least 1")
     return Options(
         rate=a.rate,
         batch=a.batch,
@@ -103,6 +111,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         slack_min_interval=a.slack_min_interval,
         slack_mode=a.slack_mode,
         scoring_batch_max=a.scoring_batch_max,
+        scoring_processes=a.scoring_processes,
         service_env=service_env,
         drain_timeout=a.drain_timeout,
         **service_options(a),

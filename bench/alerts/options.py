@@ -20,5 +20,6 @@ class Options(ServiceOptions):
     slack_min_interval: float
     slack_mode: str
     scoring_batch_max: int | None
+    scoring_processes: int
     service_env: dict[str, str]
     drain_timeout: float

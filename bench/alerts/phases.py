@@ -32,7 +32,6 @@ from alerts.options import Options
 from alerts.probes import Meter, published_times, scored_total, scrape, stage_times, wait_ready
 from alerts.slack import read_slack_log
 from alerts.stack import (
-    SERVICES,
     Clients,
     Stack,
     clients_of,
@@ -208,7 +207,7 @@ async def service_figures(
     stored_at of each alert, and when scoring published each trigger's alert."""
     figures: dict[str, Any] = {
         "delivery": await scrape(
-            clients.alerts_ops,
+            [clients.alerts_ops],
             [
                 "healthwatch_alert_delivery_latency_seconds_sum",
                 "healthwatch_alert_delivery_latency_seconds_count",
@@ -245,13 +244,16 @@ async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any
     bg = background_accounts(opts.background_accounts, opts.users, stack.run_id)
     triggers = make_triggers(opts, stack.run_id)
     result: dict[str, Any] = {"run_id": stack.run_id, "settings_env": {**stack.extra}}
-    pids: dict[str, int | None] = {name: stack.procs[name].pid for name in (*SERVICES, "slack")}
+    pids: dict[str, int | None] = {
+        name: stack.procs[name].pid for name in (*stack.services, "slack")
+    }
     meter = Meter({**pids, "broker": services.broker_pid}, services.postgres_pid)
     load = Load()
     s = stack.settings
     try:
         await wait_ready(stack.base(s.ingest_port), "/readyz", stack.procs, stack.logs)
-        await wait_ready(stack.base(s.scoring_port), "/healthz", stack.procs, stack.logs)
+        for port in stack.scoring_ports:
+            await wait_ready(stack.base(port), "/healthz", stack.procs, stack.logs)
         await wait_ready(stack.base(s.alerts_port), "/healthz", stack.procs, stack.logs)
         async with clients_of(stack) as clients:
             result["setup"] = await set_up_accounts(stack, clients, bg, triggers, opts, rng)

@@ -38,11 +38,12 @@ async def wait_ready(
             await asyncio.sleep(0.2)
 
 
-async def scrape(client: httpx.AsyncClient, names: Sequence[str]) -> dict[str, float]:
-    """Sum of every sample of each metric name (all label values) on ``/metrics``."""
-    text = (await client.get("/metrics")).raise_for_status().text
+async def scrape(clients: Sequence[httpx.AsyncClient], names: Sequence[str]) -> dict[str, float]:
+    """Sum of every sample of each metric name (all label values) on ``/metrics`` of
+    each of ``clients`` (the processes of one service)."""
+    texts = [(await client.get("/metrics")).raise_for_status().text for client in clients]
     sums = dict.fromkeys(names, 0.0)
-    for line in text.splitlines():
+    for line in "\n".join(texts).splitlines():
         if line.startswith("#"):
             continue
         metric, _, value = line.rpartition(" ")
@@ -79,15 +80,17 @@ async def post_json(client: httpx.AsyncClient, path: str, body: Any) -> int:
     return int(response.json()["accepted"])
 
 
-async def scored_total(client: httpx.AsyncClient) -> float:
-    return (await scrape(client, ["healthwatch_scoring_events_total"]))[
+async def scored_total(clients: Sequence[httpx.AsyncClient]) -> float:
+    return (await scrape(clients, ["healthwatch_scoring_events_total"]))[
         "healthwatch_scoring_events_total"
     ]
 
 
-async def wait_scored(client: httpx.AsyncClient, total: int, limit_s: float, what: str) -> float:
+async def wait_scored(
+    clients: Sequence[httpx.AsyncClient], total: int, limit_s: float, what: str
+) -> float:
     started = time.monotonic()
-    while (seen := await scored_total(client)) < total:
+    while (seen := await scored_total(clients)) < total:
         if time.monotonic() - started > limit_s:
             raise TimeoutError(f"{what}: scored {seen:.0f} of {total} after {limit_s:.0f} s")
         await asyncio.sleep(0.2)

@@ -85,6 +85,7 @@ def report(
             "service_env": opts.service_env,
             "scoring_batch_max": opts.scoring_batch_max
             or Settings(_env_file=None).scoring_batch_max,
+            "scoring_processes": opts.scoring_processes,
             "seed": opts.seed,
             "alerting_file": ALERTING_TOML,
             "broker": f"external {opts.bootstrap}" if opts.bootstrap else "local single-node KRaft",

@@ -40,6 +40,13 @@ SCRIPT = Path(__file__).resolve().parents[1] / "alert_latency_bench.py"
 SERVICES = ("ingest", "scoring", "alerts")
 
 
+def service_names(scoring_processes: int) -> tuple[str, ...]:
+    """The run's service processes: ``scoring``, then ``scoring-2``… for more than one
+    scoring process (one consumer group: they share the partitions)."""
+    extra = tuple(f"scoring-{n}" for n in range(2, scoring_processes + 1))
+    return ("ingest", "scoring", *extra, "alerts")
+
+
 ALERTING_TOML = """\
 # Written by bench/alert_latency_bench.py: one rule, so only the triggers fire.
 version = "bench-latency"
@@ -75,6 +82,8 @@ class Stack:
     logs: dict[str, Path]  # per process (the services and the Slack stand-in)
     slack_log: Path  # one JSON line per request the Slack stand-in received
     slack_port: int
+    services: tuple[str, ...] = SERVICES  # the service processes (``service_names``)
+    scoring_ports: list[int] = field(default_factory=list)  # each scoring process's
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def base(self, port: int) -> str:
@@ -134,8 +143,12 @@ async def prepare(opts: Options, workdir: Path, services: Services) -> Stack:
         extra["HEALTHWATCH_SLACK_API_URL"] = f"{slack}/api/"
     slack_log = workdir / "slack.jsonl"
     slack_log.touch()
-    logs = {name: workdir / f"{name}.log" for name in (*SERVICES, "slack")}
-    return Stack(run_id, settings, url, key, metrics_key, extra, logs, slack_log, slack_port)
+    services = service_names(opts.scoring_processes)
+    logs = {name: workdir / f"{name}.log" for name in (*services, "slack")}
+    ports = [settings.scoring_port] + [free_port() for _ in range(opts.scoring_processes - 1)]
+    return Stack(
+        run_id, settings, url, key, metrics_key, extra, logs, slack_log, slack_port, services, ports
+    )
 
 
 def start(stack: Stack, workdir: Path) -> None:
@@ -154,14 +167,17 @@ def start(stack: Stack, workdir: Path) -> None:
         workdir,
         stack.logs["slack"],
     )
-    err.print(f"[bold]starting[/] {', '.join(shlex.join(service_command(s)) for s in SERVICES)}")
+    commands = {name: service_command(name.partition("-")[0]) for name in stack.services}
+    err.print(f"[bold]starting[/] {', '.join(shlex.join(c) for c in commands.values())}")
     env = service_env(stack.settings, stack.extra)
-    for name in SERVICES:
-        stack.procs[name] = spawn(service_command(name), env, workdir, stack.logs[name])
+    ports = iter(stack.scoring_ports[1:])
+    for name, command in commands.items():
+        own = {"HEALTHWATCH_SCORING_PORT": str(next(ports))} if name.startswith("scoring-") else {}
+        stack.procs[name] = spawn(command, env | own, workdir, stack.logs[name])
 
 
 async def stop(stack: Stack) -> None:
-    for name in (*SERVICES, "slack"):
+    for name in (*stack.services, "slack"):
         if name in stack.procs:
             await asyncio.to_thread(stop_process, stack.procs[name])
 
@@ -169,7 +185,7 @@ async def stop(stack: Stack) -> None:
 def logged_errors(stack: Stack) -> dict[str, list[str]]:
     """The ERROR lines and tracebacks each stopped service logged (and its exit code, if
     it did not stop cleanly)."""
-    for name in SERVICES:
+    for name in stack.services:
         if stack.procs[name].returncode not in (0, -signal.SIGTERM):
             code = stack.procs[name].returncode
             err.print(f"[yellow]{name} exit code {code}[/]:\n{tail(stack.logs[name])}")
@@ -181,7 +197,7 @@ def logged_errors(stack: Stack) -> dict[str, list[str]]:
             # A fresh broker elects the group coordinator a moment after the services start.
             and "GroupCoordinatorNotAvailableError" not in line
         ][:20]
-        for name in SERVICES
+        for name in stack.services
     }
 
 
@@ -218,7 +234,7 @@ async def set_up_accounts(
 @dataclass
 class Clients:
     ingest: httpx.AsyncClient  # with the ingest key
-    scoring_ops: httpx.AsyncClient  # /metrics of scoring, with the metrics key
+    scoring_ops: list[httpx.AsyncClient]  # /metrics of each scoring process (metrics key)
     alerts_ops: httpx.AsyncClient  # /metrics of alerts, with the metrics key
 
 
@@ -227,13 +243,19 @@ async def clients_of(stack: Stack) -> AsyncIterator[Clients]:
     s = stack.settings
     auth = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
     ops_auth = {"Authorization": f"Bearer {stack.metrics_key}"}
-    async with (
-        httpx.AsyncClient(base_url=stack.base(s.ingest_port), headers=auth, timeout=30) as ingest,
-        httpx.AsyncClient(
-            base_url=stack.base(s.scoring_port), headers=ops_auth, timeout=10
-        ) as scoring_ops,
-        httpx.AsyncClient(
-            base_url=stack.base(s.alerts_port), headers=ops_auth, timeout=10
-        ) as alerts_ops,
-    ):
-        yield Clients(ingest, scoring_ops, alerts_ops)
+    async with contextlib.AsyncExitStack() as scoring:
+        scoring_ops = [
+            await scoring.enter_async_context(
+                httpx.AsyncClient(base_url=stack.base(port), headers=ops_auth, timeout=10)
+            )
+            for port in stack.scoring_ports
+        ]
+        async with (
+            httpx.AsyncClient(
+                base_url=stack.base(s.ingest_port), headers=auth, timeout=30
+            ) as ingest,
+            httpx.AsyncClient(
+                base_url=stack.base(s.alerts_port), headers=ops_auth, timeout=10
+            ) as alerts_ops,
+        ):
+            yield Clients(ingest, scoring_ops, alerts_ops)
