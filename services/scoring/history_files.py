@@ -28,6 +28,9 @@ from shared.worker import describe
 
 # CSV cells holding JSON (objects and lists in the public schema).
 JSON_COLUMNS = {"properties", "owner", "contacts"}
+# The longest CSV field read (the csv module's default): a quote left open would
+# otherwise take the rest of the file into one field. Longer values: JSON lines.
+MAX_CSV_FIELD = 131_072
 # Rows of a Parquet file decoded at a time: a few MB of Python objects.
 PARQUET_ROWS = 10_000
 # The byte-order mark some editors write first in a UTF-8 file.
@@ -109,6 +112,9 @@ def _csv_records(stream: IO[bytes], lines: LineNumbers | None) -> Iterator[bytes
     is (surrogate escapes) so that only its row is rejected; so is a row the CSV reader
     refuses (a field longer than its limit): the reader goes on at the next line."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    # The limit is the csv module's, for the whole process: set here, as the connectors
+    # set theirs, so that a row's fate does not depend on what read a CSV before.
+    csv.field_size_limit(MAX_CSV_FIELD)
     reader = csv.DictReader(text)
     number, ended = 0, 0  # the record's number; the line the record before it ended on
     while True:
