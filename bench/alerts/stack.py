@@ -143,11 +143,21 @@ async def prepare(opts: Options, workdir: Path, services: Services) -> Stack:
         extra["HEALTHWATCH_SLACK_API_URL"] = f"{slack}/api/"
     slack_log = workdir / "slack.jsonl"
     slack_log.touch()
-    services = service_names(opts.scoring_processes)
-    logs = {name: workdir / f"{name}.log" for name in (*services, "slack")}
+    processes = service_names(opts.scoring_processes)
+    logs = {name: workdir / f"{name}.log" for name in (*processes, "slack")}
     ports = [settings.scoring_port] + [free_port() for _ in range(opts.scoring_processes - 1)]
     return Stack(
-        run_id, settings, url, key, metrics_key, extra, logs, slack_log, slack_port, services, ports
+        run_id,
+        settings,
+        url,
+        key,
+        metrics_key,
+        extra,
+        logs,
+        slack_log,
+        slack_port,
+        processes,
+        ports,
     )
 
 
