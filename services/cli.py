@@ -510,12 +510,14 @@ def import_cmd(
     except ImportLockLost as exc:
         console.print(f"[red]stopped:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
-    except UnreadableFile as exc:
+    if result.stopped is not None:
         console.print(
-            f"[red]stopped:[/] {escape(str(exc))}; the records before it are imported: run "
-            "the import again once the file is whole (it goes on from there)"
+            f"[red]stopped:[/] {escape(result.stopped)}; the {result.imported} events read "
+            "before it are imported: run the import again once the file is whole (it goes "
+            "on from there)"
         )
-        raise typer.Exit(1) from None
+        _print_rejected(result)
+        raise typer.Exit(1)
     console.print(
         f"[green]imported[/] {result.imported} events from {result.files} file(s) "
         f"({result.skipped_already_imported} lines already imported earlier); "
@@ -525,14 +527,20 @@ def import_cmd(
         f"{result.alerts_opened} alerts still true were opened without notices"
     )
     if result.rejected:
-        console.print(
-            f"[yellow]{len(result.rejected)} line(s) rejected[/]: fix them and run again with "
-            "--restart (only the rejected lines are read again; fix them in place, so that "
-            "every line keeps its number):"
-        )
-        for name, line, reason in result.rejected[:20]:
-            console.print(f"  {name}:{line}: {reason}")
+        _print_rejected(result)
         raise typer.Exit(1)
+
+
+def _print_rejected(result: ImportReport) -> None:
+    if not result.rejected:
+        return
+    console.print(
+        f"[yellow]{len(result.rejected)} line(s) rejected[/]: fix them and run again with "
+        "--restart (only the rejected lines are read again; fix them in place, so that "
+        "every line keeps its number):"
+    )
+    for name, line, reason in result.rejected[:20]:
+        console.print(f"  {name}:{line}: {reason}")
 
 
 @app.command()

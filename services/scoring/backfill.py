@@ -31,7 +31,7 @@ Invalid lines are reported with their line number and reason, never dropped sile
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring.history_files import LineNumbers, Unreadable, read_lines
+from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFile, read_lines
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.processor import ScoringProcessor
@@ -72,6 +72,9 @@ class ImportReport:
     # later file's events on it, counts again).
     days_scored: int = 0
     alerts_opened: int = 0  # alerts still true at the end, opened without a notice
+    # Why the import stopped before the end of its files (one broke off part way: what
+    # was read before it is imported; run it again once the file is whole).
+    stopped: str | None = None
     # alert id → its newest message in this run (the import holds them in the
     # database too, ``import_alerts``: what is still firing at the end is opened).
     alerts: dict[str, AlertEvent] = field(default_factory=dict, repr=False)
@@ -90,6 +93,7 @@ class _Source:
     read: int = 0  # records read so far (its progress)
     # record number → why it is no record (``Unreadable``), until its rejection is noted
     unreadable: dict[int, str] = field(default_factory=dict)
+    retried: set[int] = field(default_factory=set)  # of ``retry``, those read again
 
 
 class _Sink(DiscardingProducer):
@@ -188,6 +192,8 @@ async def import_files(
         await _read(sources, processor, report, progress, still_held, restart, batch_size)
         order = {path.name: place for place, path in enumerate(paths)}
         report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))
+        if report.stopped is not None:
+            return report  # not at the end of the history: no sweep, no alerts yet
         if sweep:
             await still_held()
             # History ends in the past: bring every account to today, as the service would.
@@ -223,16 +229,21 @@ async def _read(
     merged = heapq.merge(
         *(_records(source, index, report) for index, source in enumerate(sources.values()))
     )
-    for *_, record, stamp in merged:
-        batch.append((record, stamp))
-        if len(batch) >= batch_size:
-            await _flush(processor, batch, report, calendar, still_held)
-            for source in sources.values():
-                progress(source.path.name, source.read)
+    try:
+        for *_, record, stamp in merged:
+            batch.append((record, stamp))
+            if len(batch) >= batch_size:
+                await _flush(processor, batch, report, calendar, still_held)
+                for source in sources.values():
+                    progress(source.path.name, source.read)
+    except UnreadableFile as exc:
+        report.stopped = str(exc)  # what was read before is imported, the days stay open
     await _flush(processor, batch, report, calendar, still_held)
     for source in sources.values():
         progress(source.path.name, source.read)
-    report.days_scored += await calendar.close_all()
+    if report.stopped is None:
+        report.days_scored += await calendar.close_all()
+        await _forget_unread_rejects(processor.engine, sources.values())
 
 
 def _records(
@@ -260,6 +271,8 @@ def _records(
         # A record read again goes under a topic of its own: its offset, behind the
         # file's, must not move the file's back.
         topic = source.topic if number >= source.start else source.topic + RETRY_SUFFIX
+        if number < source.start:
+            source.retried.add(number)
         yield when, index, number, Record(topic, 0, number, None, line), stamp
 
 
@@ -281,6 +294,21 @@ async def _take_rejects(engine: AsyncEngine, topic: str) -> set[int]:
         return set(
             (await conn.execute(select(table.record).where(table.source == topic))).scalars()
         )
+
+
+async def _forget_unread_rejects(engine: AsyncEngine, sources: Iterable[_Source]) -> None:
+    """Forget the rejections whose records a finished ``--restart`` found no more (a
+    line made blank, a file cut shorter): none will read them again."""
+    async with engine.begin() as conn:
+        for source in sources:
+            gone = source.retry - source.retried
+            if gone:
+                table = import_rejects.c
+                await conn.execute(
+                    delete(import_rejects).where(
+                        table.source == source.topic, among(conn, table.record, gone)
+                    )
+                )
 
 
 def _forget_rejects(records: Sequence[Record]) -> Callable[[AsyncConnection], Awaitable[None]]:

@@ -24,13 +24,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shared.contracts.events import MAX_EVENT_BYTES
 from shared.worker import describe
 
 # CSV cells holding JSON (objects and lists in the public schema).
 JSON_COLUMNS = {"properties", "owner", "contacts"}
-# The longest CSV field read (the csv module's default): a quote left open would
-# otherwise take the rest of the file into one field. Longer values: JSON lines.
-MAX_CSV_FIELD = 131_072
+# The longest CSV field read: as long as a whole event may be, so no valid row is
+# refused; reaching it means a quote left open is taking the rest of the file into one
+# field, and the file stops there (going on mid-field would read its lines as rows).
+MAX_CSV_FIELD = MAX_EVENT_BYTES
 # Rows of a Parquet file decoded at a time: a few MB of Python objects.
 PARQUET_ROWS = 10_000
 # The byte-order mark some editors write first in a UTF-8 file.
@@ -72,7 +74,7 @@ class Unreadable(bytes):
 
 class UnreadableFile(Exception):
     """The file stops being readable part way (a gzip stream cut short, a damaged
-    Parquet file): the records before are imported, the rest cannot be found."""
+    Parquet file, a CSV quote left open): the rest cannot be found."""
 
 
 def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
@@ -83,7 +85,7 @@ def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
     try:
         for read, record in enumerate(_records_of(path, lines), start=1):  # noqa: B007
             yield record
-    except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
+    except (OSError, EOFError, zlib.error, pa.ArrowException, csv.Error) as exc:
         raise UnreadableFile(
             f"{path.name} cannot be read past record {read} ({describe(exc)}); "
             "repair or replace the file"
@@ -103,32 +105,28 @@ def _records_of(path: Path, lines: LineNumbers | None) -> Iterator[bytes]:
             yield from _csv_records(stream, lines)
         else:
             for number, line in enumerate(stream):
-                # A byte-order mark some editors put first is no part of the JSON.
+                # A byte-order mark some editors put first is no part of the JSON
+                # (backtest's index of plain files skips it too).
                 yield (line.removeprefix(BOM) if number == 0 else line).rstrip(b"\r\n")
 
 
 def _csv_records(stream: IO[bytes], lines: LineNumbers | None) -> Iterator[bytes]:
     """The rows of a CSV file as JSON documents. Text that is not UTF-8 is kept as it
-    is (surrogate escapes) so that only its row is rejected; so is a row the CSV reader
-    refuses (a field longer than its limit): the reader goes on at the next line."""
+    is (surrogate escapes) so that only its row is rejected. A field past
+    ``MAX_CSV_FIELD`` raises ``csv.Error`` naming the line it came after."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     # The limit is the csv module's, for the whole process: set here, as the connectors
     # set theirs, so that a row's fate does not depend on what read a CSV before.
     csv.field_size_limit(MAX_CSV_FIELD)
     reader = csv.DictReader(text)
-    number, ended = 0, 0  # the record's number; the line the record before it ended on
+    number, ended = 0, 0  # the row's number; the line the row before it ended on
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            if lines is not None:
-                lines.note(number, ended + 1)
-            ended = reader.line_num
-            number += 1
-            yield Unreadable(f"CSV: {exc} (import such rows as JSON lines)".encode())
-            continue
+            raise csv.Error(f"{exc} in the row after line {ended}; a quote left open?") from exc
         if lines is not None:  # line_num is the row's last line
             breaks = sum(v.count("\n") for v in row.values() if isinstance(v, str))
             # (not before the line after the row before: a quote left open to the end

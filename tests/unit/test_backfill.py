@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -20,16 +21,18 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.backfill import import_files
-from services.scoring.history_files import LineNumbers, UnreadableFile, read_lines
+from services.scoring.history_files import LineNumbers, read_lines
 from services.scoring.import_days import ImportCalendar
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import Record
+from shared.contracts.events import MAX_EVENT_BYTES
 from shared.storage.tables import (
     account_health,
     activity_daily,
     health_daily,
     import_calendar,
+    import_rejects,
     tickets,
 )
 from tests.support.factories import EngineFactory, ProcessorFactory
@@ -108,6 +111,7 @@ async def test_import_reports_rejects_and_resumes(
     csv.write_text(csv.read_text().replace("bogus", "low"))
     fixed = await import_files(files, processor, sweep=False, restart=True)
     assert fixed.imported == 1 and [r[:2] for r in fixed.rejected] == [("usage.ndjson.gz", 11)]
+    assert await _rejects(engine) == [("import:usage.ndjson.gz", 10)]  # the fixed one forgotten
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
         assert (
@@ -552,10 +556,11 @@ async def test_an_account_whose_times_are_unix_seconds_gets_its_days(
 async def test_rows_no_record_can_be_made_of_are_rejected_with_their_reason(
     db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
 ) -> None:
-    """Bytes that are not UTF-8, a field past the CSV reader's limit, JSON nested deeper
-    than can be written, Parquet times outside years 1–9999: each rejects its row, with
-    its line and reason (each stopped the whole import before); a byte-order mark and
-    nanosecond times are read. Fixed in place, the rows import with ``restart``."""
+    """Bytes that are not UTF-8, a field past the csv module's default limit, JSON nested
+    deeper than can be written, Parquet times outside years 1–9999: each rejects its
+    row, with its line and reason (each stopped the whole import before); a byte-order
+    mark and nanosecond times are read. Fixed in place, the rows import with
+    ``restart``."""
     engine, processor = db
     head = "kind,event_id,account_id,user_id,event,occurred_at,properties\n"
 
@@ -593,11 +598,7 @@ async def test_rows_no_record_can_be_made_of_are_rejected_with_their_reason(
         ("more.parquet", 2, "occurred_at: a time outside years 1 to 9999"),
         ("more.parquet", 3, "contract_end: a date outside years 1 to 9999"),
         ("usage.csv", 3, "user_id: not UTF-8 text (save the file as UTF-8)"),
-        (
-            "usage.csv",
-            4,
-            "CSV: field larger than field limit (131072) (import such rows as JSON lines)",
-        ),
+        ("usage.csv", 4, "schema: usage.user_id: String should have at most 200 characters"),
         ("usage.csv", 5, "properties: cannot be written as JSON (Recursion limit reached)"),
     ]
     nanos = tmp_path / "nanos.parquet"  # pandas' default unit: cut to microseconds
@@ -635,8 +636,11 @@ async def test_a_file_cut_short_stops_the_import_saying_so_and_resumes_once_whol
         )
     )
     path.write_bytes(whole[: len(whole) * 2 // 3])
-    with pytest.raises(UnreadableFile, match=r"usage.ndjson.gz cannot be read past record \d+"):
-        await import_files([path], processor, sweep=False, batch_size=50)
+    cut = await import_files([path], processor, sweep=False, batch_size=50)
+    assert cut.stopped and re.match(r"usage.ndjson.gz cannot be read past record \d+", cut.stopped)
+    async with engine.connect() as conn:  # every record read before the break is imported
+        events = (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar()
+    assert cut.imported == events and 300 < events < 500
     path.write_bytes(whole)
     report = await import_files([path], processor, sweep=False, batch_size=50)
     assert report.skipped_already_imported > 0 and report.rejected == []
@@ -693,3 +697,38 @@ async def test_a_restart_stopped_part_way_keeps_the_rejections_it_did_not_read_a
     again = await import_files(files, processor, sweep=False, restart=True)
     assert sorted(r[:2] for r in again.rejected) == [("tickets.csv", 4), ("usage.ndjson.gz", 11)]
     assert again.imported == 0
+
+
+async def test_a_csv_quote_left_open_stops_the_import_at_its_row(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """A field longer than an event may be is a quote left open taking the file into
+    one field: the import stops there, naming the line (going on mid-field read its
+    lines as rows); the rows before are imported."""
+    _, processor = db
+    path = tmp_path / "open.csv"
+    rows = "".join(f"usage,c{n},acme,u1,login,2026-11-0{n}T10:00:00+00:00\n" for n in range(1, 4))
+    open_quote = 'usage,c9,acme,"u1,login\n' + "y\n" * (MAX_EVENT_BYTES // 2 + 10)
+    path.write_text("kind,event_id,account_id,user_id,event,occurred_at\n" + rows + open_quote)
+    report = await import_files([path], processor, sweep=False)
+    assert report.imported == 3 and report.stopped is not None
+    assert "in the row after line 4; a quote left open?" in report.stopped
+
+
+async def _rejects(engine: AsyncEngine) -> list[tuple[str, int]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(import_rejects.c.source, import_rejects.c.record))
+        return sorted((source, record) for source, record in rows)
+
+
+async def test_a_rejected_line_made_blank_is_forgotten_by_a_finished_restart(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    engine, processor = db
+    files = write_inputs(tmp_path)
+    await import_files(files, processor, sweep=False)
+    csv = files[1]
+    csv.write_text(csv.read_text().replace(csv.read_text().splitlines()[3], ""))
+    again = await import_files(files, processor, sweep=False, restart=True)
+    assert [r[:2] for r in again.rejected] == [("usage.ndjson.gz", 11)]
+    assert await _rejects(engine) == [("import:usage.ndjson.gz", 10)]

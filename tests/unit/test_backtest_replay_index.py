@@ -118,3 +118,11 @@ def test_files_interleaved_in_time_merge_like_one_file(
         assert index.events(0, len(index)) == rp.load_events([history])[0]
     merged = asyncio.run(rp.replay(files, step_days=5))
     assert merged == indexed
+
+
+def test_a_byte_order_mark_before_the_first_line_is_skipped(history: Path, tmp_path: Path) -> None:
+    """As ``read_lines`` skips it for import (a plain file is read at its offsets)."""
+    marked = tmp_path / "marked.ndjson"
+    marked.write_bytes(b"\xef\xbb\xbf" + history.read_bytes())
+    with index_history([marked], tmp_path, lambda lines: None) as index:
+        assert index.events(0, len(index)) == rp.load_events([history])[0]

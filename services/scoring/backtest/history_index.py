@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from services.scoring.history_files import read_lines
+from services.scoring.history_files import BOM, read_lines
 from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event, LifecycleStage
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -198,7 +198,9 @@ def _plain_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     offset = 0
     with path.open("rb") as file:
         for raw in file:
-            yield offset, raw.rstrip(b"\r\n")
+            # A byte-order mark first is no part of the JSON (``read_lines`` skips it).
+            line = raw.removeprefix(BOM) if offset == 0 else raw
+            yield offset + len(raw) - len(line), line.rstrip(b"\r\n")
             offset += len(raw)
 
 
