@@ -301,14 +301,7 @@ async def _forget_unread_rejects(engine: AsyncEngine, sources: Iterable[_Source]
     line made blank, a file cut shorter): none will read them again."""
     async with engine.begin() as conn:
         for source in sources:
-            gone = source.retry - source.retried
-            if gone:
-                table = import_rejects.c
-                await conn.execute(
-                    delete(import_rejects).where(
-                        table.source == source.topic, among(conn, table.record, gone)
-                    )
-                )
+            await _forget(conn, source.topic, source.retry - source.retried)
 
 
 def _forget_rejects(records: Sequence[Record]) -> Callable[[AsyncConnection], Awaitable[None]]:
@@ -319,15 +312,20 @@ def _forget_rejects(records: Sequence[Record]) -> Callable[[AsyncConnection], Aw
             again.setdefault(record.topic.removesuffix(RETRY_SUFFIX), []).append(record.offset)
 
     async def forget(conn: AsyncConnection) -> None:
-        table = import_rejects.c
         for topic, numbers in again.items():
-            await conn.execute(
-                delete(import_rejects).where(
-                    table.source == topic, among(conn, table.record, numbers)
-                )
-            )
+            await _forget(conn, topic, numbers)
 
     return forget
+
+
+async def _forget(conn: AsyncConnection, topic: str, numbers: Iterable[int]) -> None:
+    """Delete the rejections of records ``numbers`` of ``topic``."""
+    numbers = list(numbers)
+    if numbers:
+        table = import_rejects.c
+        await conn.execute(
+            delete(import_rejects).where(table.source == topic, among(conn, table.record, numbers))
+        )
 
 
 async def open_alerts(processor: ScoringProcessor, bus: Producer) -> int:

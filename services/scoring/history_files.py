@@ -1,10 +1,10 @@
 """Reading history files for ``healthwatch import`` and ``backtest``: NDJSON, CSV
 (gzip recognised by its magic bytes) and Parquet, each record as one JSON document.
 
-A record that cannot become one (bytes not UTF-8, a CSV field past the reader's limit,
-JSON nested past what can be written, a Parquet time no calendar holds) is
-``Unreadable``: rejected with its reason like an invalid line, the rest read on. A file
-that breaks off part way (a gzip stream cut short, a damaged Parquet file) raises
+A record that cannot become one (bytes not UTF-8, JSON nested past what can be
+written, a Parquet time no calendar holds) is ``Unreadable``: rejected with its reason
+like an invalid line, the rest read on. A file that breaks off part way (a gzip stream
+cut short, a damaged Parquet file, a CSV quote left open past ``MAX_CSV_FIELD``) raises
 ``UnreadableFile``: what was read before it stands.
 """
 
@@ -62,10 +62,10 @@ class LineNumbers:
 
 
 class Unreadable(bytes):
-    """A record of the file that cannot become a JSON document (bytes not UTF-8, a CSV
-    field past the reader's limit, a time no calendar holds, JSON nested past what can
-    be written): its bytes are the reason, no JSON, so every reader rejects it as it
-    rejects an invalid line, and the import reports the reason with its line."""
+    """A record of the file that cannot become a JSON document (bytes not UTF-8, a time
+    no calendar holds, JSON nested past what can be written): its bytes are the reason,
+    no JSON, so every reader rejects it as it rejects an invalid line, and the import
+    reports the reason with its line."""
 
     @property
     def reason(self) -> str:

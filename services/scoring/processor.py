@@ -86,8 +86,8 @@ class ScoringProcessor:
         if not records:
             return
         started = time.perf_counter()
-        events, dead = self._decode(records)
         now = self._clock()
+        events, dead = self._decode(records, now)
         async with self._engine.begin() as conn:
             if also is not None:
                 await also(conn)
@@ -135,13 +135,17 @@ class ScoringProcessor:
                 len(applied.accounts),
             )
 
-    def _decode(self, records: Sequence[Record]) -> tuple[list[Event], list[OutMessage]]:
+    def _decode(
+        self, records: Sequence[Record], now: datetime
+    ) -> tuple[list[Event], list[OutMessage]]:
+        """The records' events (``now``: the receipt time of those without one, read once
+        per batch) and the dead letters of those that are none."""
         events: list[Event] = []
         dead: list[OutMessage] = []
         for record in records:
             try:
                 event = decode_event(record.value, self._kind_of_topic.get(record.topic))
-                event = self._received(event, record)
+                event = self._received(event, record, now)
             except UndecodableRecord as exc:
                 log.warning(
                     "dead-lettering %s[%d]@%d: %r",
@@ -157,7 +161,7 @@ class ScoringProcessor:
             events.append(event)
         return events, dead
 
-    def _received(self, event: Event, record: Record) -> Event:
+    def _received(self, event: Event, record: Record, now: datetime) -> Event:
         """``event`` with its receipt time: ingest's, else the bus's time of the record
         (produced to the bus directly; the dedup window counts from it). Refused
         (``UndecodableRecord``) with a time past its receipt + ``max_future_skew``, as
@@ -171,7 +175,7 @@ class ScoringProcessor:
             if received is not None:
                 event = event.model_copy(update={"received_at": received})
         skew = self._settings.max_future_skew
-        errors = future_times(event, (received or self._clock()) + skew, skew)
+        errors = future_times(event, (received or now) + skew, skew)
         if errors:
             raise UndecodableRecord("; ".join(f"{e['field']} {e['message']}" for e in errors))
         return event
