@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Date, and_, func, literal, select
+from sqlalchemy import Date, and_, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.import_lock import StillHeld, held
@@ -31,8 +31,8 @@ from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from shared.bus.base import Producer
 from shared.contracts.events import EARLIEST_TIME, Time
-from shared.storage.db import among, insert_ignore, upsert
-from shared.storage.tables import health_daily, import_calendar
+from shared.storage.db import among, bulk_upsert, insert_ignore, upsert
+from shared.storage.tables import health_daily, import_calendar, import_pending
 
 # The rule clock of a day scored after the fact: its noon in UTC, the same calendar day
 # in every zone within ±12 hours of UTC (where nearly every account's zone lies).
@@ -85,8 +85,10 @@ class ImportCalendar:
         self.closed = closed  # every account is scored through this day
         self._file_newest: date | None = None  # the newest day of the file being read
         # Accounts read whose first day is not closed yet (no score history row to find
-        # them by when the import runs again), and whether ``import_calendar`` is behind.
+        # them by when the import runs again), those of them not kept in
+        # ``import_pending`` yet, and whether ``import_calendar`` is behind.
         self._pending = dict(pending or {})
+        self._unkept: set[str] = set()
         self._changed = False
 
     def start_file(self) -> None:
@@ -99,23 +101,21 @@ class ImportCalendar:
     ) -> ImportCalendar:
         """Where earlier runs left the calendar: accounts scored before start from their
         first row, those read but not scored yet from the day kept for them."""
-        h, kept = health_daily.c, import_calendar.c
+        h, kept, waiting = health_daily.c, import_calendar.c, import_pending.c
+        group = processor.group_id
         async with processor.engine.connect() as conn:
             rows = await conn.execute(select(h.account_id, func.min(h.day)).group_by(h.account_id))
             first = {account_id: day for account_id, raw in rows if (day := _day(raw))}
             stood = (
-                await conn.execute(
-                    select(kept.newest, kept.closed, kept.pending).where(
-                        kept.group_id == processor.group_id
-                    )
-                )
+                await conn.execute(select(kept.newest, kept.closed).where(kept.group_id == group))
             ).first()
-        if stood is None:
-            return cls(processor, sink, first, still_held=still_held)
-        pending = {a: date.fromisoformat(raw) for a, raw in (stood.pending or {}).items()}
+            unscored = await conn.execute(
+                select(waiting.account_id, waiting.first_day).where(waiting.group_id == group)
+            )
+            pending = {account_id: day for account_id, raw in unscored if (day := _day(raw))}
         for account_id, day in pending.items():
             first[account_id] = min(first.get(account_id, day), day)
-        newest, closed = _day(stood.newest), _day(stood.closed)
+        newest, closed = (_day(stood.newest), _day(stood.closed)) if stood else (None, None)
         return cls(processor, sink, first, newest, closed, pending, still_held=still_held)
 
     def note(self, stamps: Sequence[Stamp]) -> None:
@@ -137,6 +137,7 @@ class ImportCalendar:
             if known is None or day < known:
                 self.first[account_id] = day
                 self._pending[account_id] = day
+                self._unkept.add(account_id)
                 self._changed = True
             if self.newest is None or day > self.newest:
                 self.newest = day
@@ -197,18 +198,28 @@ class ImportCalendar:
             if closes:
                 self.closed = day
                 self._pending = {a: first for a, first in self._pending.items() if first > day}
+                self._unkept &= self._pending.keys()
                 await self._keep(conn)
+                waiting = import_pending.c
+                await conn.execute(
+                    delete(import_pending).where(
+                        waiting.group_id == processor.group_id, waiting.first_day <= day
+                    )
+                )
             return written
 
     async def _keep(self, conn: AsyncConnection) -> None:
-        row = {
-            "group_id": self._processor.group_id,
-            "newest": self.newest,
-            "closed": self.closed,
-            "pending": {account_id: day.isoformat() for account_id, day in self._pending.items()},
-        }
-        columns = ["newest", "closed", "pending"]
-        await upsert(conn, import_calendar, [row], keys=["group_id"], update=columns)
+        """Write the newest and closed days, and the accounts first read since the last
+        write (a batch's new accounts, not every account waiting)."""
+        group = self._processor.group_id
+        row = {"group_id": group, "newest": self.newest, "closed": self.closed}
+        await upsert(conn, import_calendar, [row], keys=["group_id"], update=["newest", "closed"])
+        unkept = [
+            {"group_id": group, "account_id": account_id, "first_day": self._pending[account_id]}
+            for account_id in sorted(self._unkept)
+        ]
+        await bulk_upsert(conn, import_pending, unkept, keys=["group_id", "account_id"])
+        self._unkept.clear()
         self._changed = False
 
 

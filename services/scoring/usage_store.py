@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
 
-from sqlalchemy import Table, and_, delete, select
+from sqlalchemy import and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage
 from services.scoring.usage import AccountUsage
-from shared.storage.db import among, bulk_insert
+from shared.storage.db import among, bulk_upsert
 from shared.storage.tables import account_usage, activity_daily, usage_archive
 
 Usage = dict[str, AccountUsage]  # account id → its usage state
@@ -98,7 +97,7 @@ async def save(conn: AsyncConnection, states: Mapping[str, AccountUsage], now: d
         return
     for state in changed.values():
         state.version += 1
-    await _overwrite(
+    await bulk_upsert(
         conn,
         account_usage,
         [
@@ -112,7 +111,7 @@ async def save(conn: AsyncConnection, states: Mapping[str, AccountUsage], now: d
         ],
         keys=["account_id"],
     )
-    await _overwrite(
+    await bulk_upsert(
         conn,
         activity_daily,
         [
@@ -132,21 +131,6 @@ async def save(conn: AsyncConnection, states: Mapping[str, AccountUsage], now: d
     for state in changed.values():
         state.touched.clear()
         state.changed = False
-
-
-async def _overwrite(
-    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], *, keys: list[str]
-) -> None:
-    """Insert ``rows``, overwriting those whose ``keys`` exist: one statement (on
-    PostgreSQL one parameter set, see ``bulk_insert``)."""
-    if not rows:
-        return
-    stmt, params = bulk_insert(conn, table, rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_={name: stmt.excluded[name] for name in rows[0] if name not in keys},
-    )
-    await conn.execute(stmt, params)
 
 
 def month_of(ordinal: int) -> date:
@@ -188,7 +172,7 @@ async def archive(
         {"account_id": a, "month": m, "state": usage.encode(state), "updated_at": now}
         for (a, m), state in sorted(months.items())
     ]
-    await _overwrite(conn, usage_archive, rows, keys=["account_id", "month"])
+    await bulk_upsert(conn, usage_archive, rows, keys=["account_id", "month"])
     by_cutoff: dict[date, list[str]] = defaultdict(list)
     for account_id in parts:
         by_cutoff[keep_from[account_id]].append(account_id)

@@ -92,6 +92,22 @@ def bulk_insert(
     return stmt.from_select(names, columns), {n: [r[n] for r in rows] for n in names}
 
 
+async def bulk_upsert(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], *, keys: Sequence[str]
+) -> None:
+    """Insert ``rows`` (each with the same keys), overwriting every other column of those
+    whose ``keys`` exist: one statement (on PostgreSQL one parameter set, see
+    ``bulk_insert``). For many rows of plain columns; ``upsert`` for the rest."""
+    if not rows:
+        return
+    stmt, params = bulk_insert(conn, table, rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: stmt.excluded[name] for name in rows[0] if name not in keys},
+    )
+    await conn.execute(stmt, params)
+
+
 async def upsert(
     conn: AsyncConnection,
     table: Table,

@@ -202,8 +202,7 @@ import_alerts = Table(
 )
 
 # Where the imports' day-by-day scoring stands (``ImportCalendar``), per consumer group:
-# the newest day read, the day through which every account is scored, and the first
-# days of accounts read but not scored yet ({account: "YYYY-MM-DD"}). Written before
+# the newest day read and the day through which every account is scored. Written before
 # each batch and with the days it closes, so an import stopped anywhere and run again
 # scores each day once.
 import_calendar = Table(
@@ -212,7 +211,19 @@ import_calendar = Table(
     Column("group_id", String(200), primary_key=True),
     Column("newest", Date),
     Column("closed", Date),
-    Column("pending", JSON),
+)
+
+# The first day of each account an import has read but not scored yet (no score history
+# row to find it by when the import runs again). A row per account, written when a
+# batch first reads it and deleted when its day closes: a batch writes its new accounts
+# only (one JSON value of them all, rewritten per batch, grew to 127 MB written for
+# 200k accounts first seen on one day).
+import_pending = Table(
+    "import_pending",
+    metadata,
+    Column("group_id", String(200), primary_key=True),
+    Column("account_id", String(200), primary_key=True),
+    Column("first_day", Date, nullable=False),
 )
 
 # The long daily history: one row per account and active day, rewritten from the usage
