@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import secrets
@@ -117,6 +118,21 @@ def escape_controls(text: str) -> str:
 
 def _indented(text: str) -> str:
     return "\n".join("    " + escape_controls(line) for line in text.splitlines())
+
+
+# Young collections between two full (oldest-generation) ones, for the commands that
+# replay or import a history (CPython's default: 10). A full collection walks every
+# live object; those commands hold millions (usage states, the scores a report reads)
+# and allocate fast, so full collections were 14% of a 300-account backtest (57.9 s;
+# 49.8 s with them 100 times rarer; 49.0 s with none). Young collections still free
+# the short-lived cycles; a full one still runs now and then.
+BATCH_FULL_COLLECTION_EVERY = 1000
+
+
+def _rarer_full_collections() -> None:
+    """For a command that works through a history, then ends (not a service)."""
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, BATCH_FULL_COLLECTION_EVERY)
 
 
 def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -460,6 +476,7 @@ def import_cmd(
     ] = False,
 ) -> None:
     """Load historical events through the scoring code (resumable; sends no alerts)."""
+    _rarer_full_collections()
     settings = Settings()
     _setup_logging(settings)
     missing = [str(f) for f in files if not f.is_file()]
@@ -554,7 +571,10 @@ def backtest(
     ] = "30,60,90",
     step_days: Annotated[
         int,
-        typer.Option(help="Score every account, quiet ones included, every N days (1: daily)"),
+        typer.Option(
+            help="Score every account, quiet ones included, every N days; the alert rules "
+            "step on those days (1: daily)"
+        ),
     ] = 7,
     model: Annotated[
         Path | None, typer.Option(help="A model TOML file (default: built in)")
@@ -564,6 +584,7 @@ def backtest(
     ),
 ) -> None:
     """Replay history through the scoring code and report how well the score predicted churn."""
+    _rarer_full_collections()
     from rich.progress import Progress
 
     from services.scoring.backtest import report as rpt
@@ -642,6 +663,7 @@ def calibrate(
 ) -> None:
     """Learn an explainable health model (a curve and a weight per measure) from the
     history, judged out of sample beside the handbook default and the baselines."""
+    _rarer_full_collections()
     from services.scoring.backtest.calibration import calibrate as fit_model
     from services.scoring.backtest.calibration import text as calibration_text
     from services.scoring.backtest.replay import read_churn_csv, replay

@@ -78,11 +78,15 @@ class ScoringProcessor:
         self,
         records: Sequence[Record],
         also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        *,
+        score: bool = True,
     ) -> None:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
         dead letters commit together, or not at all (the caller then rewinds).
         ``also``: the caller's own writes, first in the same transaction (an import
-        forgets the rejections of the records it reads again)."""
+        forgets the rejections of the records it reads again). ``score`` False: the
+        events are applied and their accounts left unscored (a backtest scores every
+        account on its evaluation days itself, with ``rescore``)."""
         if not records:
             return
         started = time.perf_counter()
@@ -106,7 +110,7 @@ class ScoringProcessor:
                 usage=usage,
             )
             await record_relationship(conn, fresh)
-            alerts = await self.rescore(conn, applied.accounts, now, usage=usage)
+            alerts = await self.rescore(conn, applied.accounts, now, usage=usage) if score else []
             await usage_store.save(conn, usage, now)
             outgoing = dead + self.alert_messages(alerts)
             if outgoing:

@@ -18,7 +18,6 @@ from services.scoring.backtest.history_index import index_history
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
-from services.scoring.sweep import QuietAccountSweep
 from services.simulate_history import write_history
 from shared.bus.base import Record
 from shared.config import Settings
@@ -28,8 +27,9 @@ from shared.storage.db import create_engine, migrate
 
 
 async def _in_memory_replay(path: Path, tmp: Path, step_days: int) -> rp.Replay:
-    """The replay as it was before the index: every event in memory, sorted, baselines
-    computed afterwards from the same list (the reference the index must equal)."""
+    """The replay as it was before the index: every event in memory, sorted, fed as
+    events encoded again rather than as the files' lines, baselines computed afterwards
+    from the same list (the reference the index must equal)."""
     events, rejected = rp.load_events([path])
     result = rp.Replay(rejected=rejected, events=len(events))
     live = set()
@@ -52,7 +52,6 @@ async def _in_memory_replay(path: Path, tmp: Path, step_days: int) -> rp.Replay:
     processor = ScoringProcessor(
         engine, recorder, settings, metrics, models=ModelStore(), clock=lambda: clock[0]
     )
-    sweep = QuietAccountSweep(engine, recorder, processor, clock=lambda: clock[0])
     fed = 0
     for day in days:
         end = datetime.combine(day + timedelta(days=1), time(), UTC)
@@ -66,10 +65,11 @@ async def _in_memory_replay(path: Path, tmp: Path, step_days: int) -> rp.Replay:
                 [
                     Record("backtest", 0, start + k, None, encode_event(e))
                     for k, e in enumerate(chunk)
-                ]
+                ],
+                score=False,
             )
         fed = upto
-        await sweep.run_once()
+        await rp._score_all(processor, recorder, day, clock[0])
         result.snapshots += await rp._snapshots(engine, day, result.churn)
     await engine.dispose()
     scored = [(s.account_id, s.day) for s in result.snapshots]
@@ -126,3 +126,27 @@ def test_a_byte_order_mark_before_the_first_line_is_skipped(history: Path, tmp_p
     marked.write_bytes(b"\xef\xbb\xbf" + history.read_bytes())
     with index_history([marked], tmp_path, lambda lines: None) as index:
         assert index.events(0, len(index)) == rp.load_events([history])[0]
+
+
+def test_every_account_has_a_score_on_every_evaluation_day(
+    history: Path, indexed: rp.Replay, tmp_path: Path
+) -> None:
+    """An account whose score does not move (CRM facts only, nothing to score) writes no
+    history row after its first, yet is scored, and kept, on each evaluation day; and
+    every account is scored as of each day from its first evaluation day on."""
+    facts = (
+        b'{"kind": "account", "event_id": "quiet-facts", "account_id": "quiet",'
+        b' "occurred_at": "2026-08-20T00:30:00+00:00", "name": "Quiet Ltd"}\n'
+    )
+    quiet = tmp_path / "quiet.ndjson"
+    quiet.write_bytes(facts + history.read_bytes())
+    result = asyncio.run(rp.replay([quiet], step_days=5))
+    days = sorted({snapshot.day for snapshot in indexed.snapshots})
+    assert [s.day for s in result.snapshots if s.account_id == "quiet"] == days
+    by_account: dict[str, list[date]] = {}
+    for snapshot in indexed.snapshots:
+        by_account.setdefault(snapshot.account_id, []).append(snapshot.day)
+    for account_id, scored in by_account.items():
+        gone = indexed.churn.get(account_id)
+        expected = [d for d in days if d >= scored[0] and (gone is None or d < gone)]
+        assert scored == expected, account_id

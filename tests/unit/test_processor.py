@@ -4,10 +4,12 @@ explanations compare with earlier scores."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.explain import EXTRA_LABELS, worded_changes
 from services.scoring.metrics import ScoringMetrics
@@ -188,3 +190,35 @@ async def test_facts_merge_by_instant_whatever_offset_they_are_written_in(
         )
         async with engine.connect() as conn:
             assert await conn.scalar(select(accounts.c.tier)) == "enterprise"
+
+
+async def test_a_batch_applied_without_scoring_leaves_its_accounts_to_be_scored_later(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+) -> None:
+    """``handle(score=False)`` (the backtest's feed) counts the events and commits the
+    offsets, writing no score; ``rescore`` then scores the account from them, as the
+    batch would have."""
+    s = embedded_settings
+    scored_engine = await engine_factory()
+    unscored_engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path / 'unscored.db'}")
+    batch = [usage(s, 0, "e1"), usage(s, 1, "e2")]
+    await processor_factory(scored_engine, clock=lambda: NOW).handle(batch)
+    unscored = processor_factory(unscored_engine, clock=lambda: NOW)
+    await unscored.handle(batch, score=False)
+
+    async def health(engine: AsyncEngine) -> tuple[object, ...]:
+        h = account_health.c
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(h.score, h.band, h.events_7d))).one()
+            events = await conn.scalar(select(func.sum(activity_daily.c.events)))
+        return (*row, events)
+
+    assert await health(unscored_engine) == (None, None, 0, 2)
+    stored = await offset_loader(unscored_engine, s.consumer_group_scoring)([(s.topic("usage"), 0)])
+    assert stored == {(s.topic("usage"), 0): 2}
+    async with unscored_engine.begin() as conn:
+        await unscored.rescore(conn, {"a"}, NOW)
+    assert await health(unscored_engine) == await health(scored_engine)
