@@ -76,12 +76,13 @@ def rate_measures(
     whole interval (or, without one, the AUC) is below chance. Ordered from the most
     to the least predictive."""
     rated: dict[str, dict[str, Any]] = {}
-    for name in _numeric_names(snaps):
+    # Each snapshot's values merged once, not once per measure (a hundred measures).
+    merged = [_values(snapshot) for snapshot in snaps]
+    for name in _numeric_names(merged):
         rows = [
             (float(value), churned, snapshot.account_id)
-            for snapshot, churned in zip(snaps, labels, strict=True)
-            if isinstance(value := _values(snapshot).get(name), int | float)
-            and not isinstance(value, bool)
+            for snapshot, values, churned in zip(snaps, merged, labels, strict=True)
+            if isinstance(value := values.get(name), int | float) and not isinstance(value, bool)
         ]
         declared = declared_direction(name, model)
         values = np.array([row[0] for row in rows])
@@ -109,12 +110,13 @@ def _values(snapshot: Snapshot) -> dict[str, Any]:
     return {**snapshot.inputs, **snapshot.history}
 
 
-def _numeric_names(snaps: Sequence[Snapshot]) -> list[str]:
+def _numeric_names(merged: Sequence[dict[str, Any]]) -> list[str]:
+    """The numeric inputs and baselines any snapshot has (``_values`` of each)."""
     return sorted(
         {
             name
-            for snapshot in snaps
-            for name, value in _values(snapshot).items()
+            for values in merged
+            for name, value in values.items()
             if _is_number(value) and name != "score"
         }
     )
