@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import re
@@ -13,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
 import typer
@@ -55,6 +56,8 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -129,10 +132,20 @@ def _indented(text: str) -> str:
 BATCH_FULL_COLLECTION_EVERY = 1000
 
 
-def _rarer_full_collections() -> None:
-    """For a command that works through a history, then ends (not a service)."""
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, BATCH_FULL_COLLECTION_EVERY)
+def rarer_full_collections(command: Callable[P, R]) -> Callable[P, R]:
+    """For a command that works through a history, then ends (not a service); the
+    thresholds are put back when it returns (a test runs commands in its own process)."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        before = gc.get_threshold()
+        gc.set_threshold(before[0], before[1], BATCH_FULL_COLLECTION_EVERY)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            gc.set_threshold(*before)
+
+    return run
 
 
 def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -462,6 +475,7 @@ async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitab
 
 
 @app.command("import")
+@rarer_full_collections
 def import_cmd(
     files: Annotated[
         list[Path],
@@ -476,7 +490,6 @@ def import_cmd(
     ] = False,
 ) -> None:
     """Load historical events through the scoring code (resumable; sends no alerts)."""
-    _rarer_full_collections()
     settings = Settings()
     _setup_logging(settings)
     missing = [str(f) for f in files if not f.is_file()]
@@ -561,6 +574,7 @@ def _print_rejected(result: ImportReport) -> None:
 
 
 @app.command()
+@rarer_full_collections
 def backtest(
     files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
     churn: Annotated[
@@ -584,7 +598,6 @@ def backtest(
     ),
 ) -> None:
     """Replay history through the scoring code and report how well the score predicted churn."""
-    _rarer_full_collections()
     from rich.progress import Progress
 
     from services.scoring.backtest import report as rpt
@@ -642,6 +655,7 @@ def backtest(
 
 
 @app.command()
+@rarer_full_collections
 def calibrate(
     files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
     churn: Annotated[
@@ -663,7 +677,6 @@ def calibrate(
 ) -> None:
     """Learn an explainable health model (a curve and a weight per measure) from the
     history, judged out of sample beside the handbook default and the baselines."""
-    _rarer_full_collections()
     from services.scoring.backtest.calibration import calibrate as fit_model
     from services.scoring.backtest.calibration import text as calibration_text
     from services.scoring.backtest.replay import read_churn_csv, replay

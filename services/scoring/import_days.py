@@ -8,10 +8,11 @@ order so the alert rules step forward in time. A day whose score and inputs did 
 change writes no row of its own in the scoring step; the import then copies the
 previous day's row, so the history holds one row per account per day.
 
-Where the scoring stands (the newest day read, the day through which every account is
-scored, the first days of accounts read but not scored yet) is kept in
-``import_calendar``: before each batch commits, and with the day it closes. An import
-stopped anywhere and run again scores each day once, its last days included.
+Where the scoring stands is kept before each batch commits, and with the day it
+closes: the newest day read and the day through which every account is scored in
+``import_calendar``, the first days of accounts read but not scored yet in
+``import_pending`` (a row each). An import stopped anywhere and run again scores each
+day once, its last days included.
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ class ScoringProcessor:
             log.info("alert %s: %s", alert.alert_id, alert.title)
         if fresh:
             log.debug(
-                "scored %d events (%d duplicates) for %d accounts",
+                "%s %d events (%d duplicates) for %d accounts",
+                "scored" if score else "applied",
                 len(fresh),
                 len(events) - len(fresh),
                 len(applied.accounts),

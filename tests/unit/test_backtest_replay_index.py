@@ -18,6 +18,7 @@ from services.scoring.backtest.history_index import index_history
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
+from services.scoring.sweep import QuietAccountSweep
 from services.simulate_history import write_history
 from shared.bus.base import Record
 from shared.config import Settings
@@ -26,10 +27,14 @@ from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
 
 
-async def _in_memory_replay(path: Path, tmp: Path, step_days: int) -> rp.Replay:
+async def _in_memory_replay(
+    path: Path, tmp: Path, step_days: int, *, every_batch: bool = False
+) -> rp.Replay:
     """The replay as it was before the index: every event in memory, sorted, fed as
     events encoded again rather than as the files' lines, baselines computed afterwards
-    from the same list (the reference the index must equal)."""
+    from the same list (the reference the index must equal). ``every_batch``: as it was
+    before the evaluation days scored every account: each batch scored its accounts
+    and the quiet-account sweep the others."""
     events, rejected = rp.load_events([path])
     result = rp.Replay(rejected=rejected, events=len(events))
     live = set()
@@ -66,10 +71,13 @@ async def _in_memory_replay(path: Path, tmp: Path, step_days: int) -> rp.Replay:
                     Record("backtest", 0, start + k, None, encode_event(e))
                     for k, e in enumerate(chunk)
                 ],
-                score=False,
+                score=every_batch,
             )
         fed = upto
-        await rp._score_all(processor, recorder, day, clock[0])
+        if every_batch:
+            await QuietAccountSweep(engine, recorder, processor, clock=lambda: clock[0]).run_once()
+        else:
+            await rp._score_all(processor, recorder, day, clock[0])
         result.snapshots += await rp._snapshots(engine, day, result.churn)
     await engine.dispose()
     scored = [(s.account_id, s.day) for s in result.snapshots]
@@ -150,3 +158,15 @@ def test_every_account_has_a_score_on_every_evaluation_day(
         gone = indexed.churn.get(account_id)
         expected = [d for d in days if d >= scored[0] and (gone is None or d < gone)]
         assert scored == expected, account_id
+
+
+def test_the_scores_are_those_of_scoring_every_batch(
+    history: Path, indexed: rp.Replay, tmp_path: Path
+) -> None:
+    """Every score the replay had when each batch scored its accounts (and the sweep the
+    quiet ones) it still has, the same; it also has the accounts whose score did not
+    move, which that replay left out (no history row of the day)."""
+    before = asyncio.run(_in_memory_replay(history, tmp_path, step_days=5, every_batch=True))
+    now = {(s.account_id, s.day): (s.score, s.band, s.inputs, s.groups) for s in indexed.snapshots}
+    then = {(s.account_id, s.day): (s.score, s.band, s.inputs, s.groups) for s in before.snapshots}
+    assert then and {key: now.get(key) for key in then} == then

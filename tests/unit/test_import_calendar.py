@@ -65,13 +65,18 @@ async def test_a_batch_keeps_only_its_new_accounts_and_a_closed_day_forgets_them
     calendar.note(_stamps(2, "a", "c"))  # a read before: only c is new
     await calendar.remember()
     assert written[2:] == ["c"]
+    calendar.note([(datetime(2026, 10, 31, 23, tzinfo=UTC), "b")])  # b's first day moves
+    await calendar.remember()
+    assert written[3:] == ["b"]
+    assert (await waiting())["b"] == date(2026, 10, 31)
+    calendar.note(_stamps(2, "a"))
     assert await waiting() == {
         "a": date(2026, 11, 1),
-        "b": date(2026, 11, 1),
+        "b": date(2026, 10, 31),
         "c": date(2026, 11, 2),
     }
 
-    await calendar.close_read_days()  # through Nov 1: a's and b's first day is scored
+    await calendar.close_read_days()  # through Nov 1: a's and b's first days are scored
     assert await waiting() == {"c": date(2026, 11, 2)}
     again = await ImportCalendar.load(processor, DiscardingProducer(), _not_stopped)
     assert again.first["c"] == date(2026, 11, 2)

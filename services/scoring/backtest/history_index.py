@@ -150,6 +150,10 @@ class HistoryIndex:
     def last_day(self) -> date:
         return day_of(int(self._times[-1]))
 
+    def moment(self, position: int) -> datetime:
+        """The event time of the event at ``position`` of the order (to µs)."""
+        return EPOCH + int(self._times[position]) * ONE_MICROSECOND
+
     def before(self, end: datetime) -> int:
         """How many events occurred before ``end``."""
         return int(np.searchsorted(self._times, micros(end), side="left"))

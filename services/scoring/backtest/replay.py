@@ -34,7 +34,7 @@ from services.scoring.sweep import CHUNK
 from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
-from shared.contracts.wire import UndecodableRecord, decode_alert, decode_event
+from shared.contracts.wire import decode_alert, decode_event
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import account_health
 
@@ -204,32 +204,39 @@ async def _score_days(
         progress(number, len(days))
 
 
-# Events handed to the processor at once, as one batch of records. The batch's accounts'
-# states are encoded and saved once a batch (11% of a 2,000-account replay fed in
-# batches of 20,000): a week of that history, about 60,000 events, is one batch. The
-# lines and their events in memory meanwhile: some 100 MB.
+# At most this many events are handed to the processor at once, as one batch of
+# records: the lines and their events in memory meanwhile, some 100 MB. A batch never
+# spans more than a day of event time either (below).
 FEED_BATCH = 100_000
+# The event time one batch may span. Batching is part of the scoring step's meaning: a
+# batch's newest event decides which of its usage events are too late to count (the
+# late grace), and ids repeated within a batch count once however far apart. A day,
+# as a live service receives it, is within both the grace and the 48-hour dedup window;
+# the accounts' states are saved once a batch (11% of a 2,000-account replay fed in
+# batches of 20,000 events), so batches are not made smaller than that.
+FEED_SPAN = timedelta(days=1)
 
 
 async def _feed(
     processor: ScoringProcessor, baselines: Baselines, index: HistoryIndex, fed: int, end: datetime
 ) -> int:
     """Hand the processor (and the baselines) the events before ``end`` after the first
-    ``fed``; return how many are fed now. The processor reads the lines as they are in
-    the files, as an import's."""
+    ``fed``, a day of event time a batch at most; return how many are fed now. The
+    processor reads the lines as they are in the files, as an import's (the index kept
+    only the lines its decoder takes)."""
     upto = index.before(end)
-    for start in range(fed, upto, FEED_BATCH):
-        lines = index.lines(start, min(upto, start + FEED_BATCH))
+    start = fed
+    while start < upto:
+        stop = min(upto, start + FEED_BATCH, index.before(index.moment(start) + FEED_SPAN))
+        lines = index.lines(start, stop)
         for line in lines:
-            try:
-                baselines.take(decode_event(line))
-            except UndecodableRecord:
-                continue  # the processor dead-letters it too (indexed, then not decoded)
+            baselines.take(decode_event(line))
         records = [
             Record("backtest", 0, start + position, None, line)
             for position, line in enumerate(lines)
         ]
         await processor.handle(records, score=False)
+        start = stop
     return upto
 
 
