@@ -170,3 +170,11 @@ def test_the_scores_are_those_of_scoring_every_batch(
     now = {(s.account_id, s.day): (s.score, s.band, s.inputs, s.groups) for s in indexed.snapshots}
     then = {(s.account_id, s.day): (s.score, s.band, s.inputs, s.groups) for s in before.snapshots}
     assert then and {key: now.get(key) for key in then} == then
+
+
+def test_a_feed_batch_spans_no_more_than_the_dedup_window_or_the_late_grace() -> None:
+    """Batching is part of what the scoring step counts (late events, repeated ids): a
+    batch as long as a step would drop its first weeks under a short late grace."""
+    settings = Settings(_env_file=None)
+    assert rp.feed_span(settings) == timedelta(hours=48)
+    assert rp.feed_span(settings.model_copy(update={"late_grace_days": 1})) == timedelta(days=1)

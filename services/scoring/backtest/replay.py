@@ -31,6 +31,7 @@ from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
+from services.scoring.usage import DEDUP_HOURS
 from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
@@ -195,7 +196,7 @@ async def _score_days(
     for number, day in enumerate(days, 1):
         end = datetime.combine(day + timedelta(days=1), time(), UTC)
         clock_now[0] = end - timedelta(seconds=1)
-        fed = await _feed(processor, baselines, index, fed, end)
+        fed = await _feed(processor, baselines, index, fed, end, feed_span(settings))
         await _score_all(processor, recorder, day, clock_now[0])
         result.snapshots += [
             replace(snapshot, history=baselines.as_of(snapshot.account_id, day))
@@ -205,29 +206,38 @@ async def _score_days(
 
 
 # At most this many events are handed to the processor at once, as one batch of
-# records: the lines and their events in memory meanwhile, some 100 MB. A batch never
-# spans more than a day of event time either (below).
+# records: the lines and their events in memory meanwhile, some 100 MB. A batch spans
+# a limited stretch of event time too (``feed_span``).
 FEED_BATCH = 100_000
-# The event time one batch may span. Batching is part of the scoring step's meaning: a
-# batch's newest event decides which of its usage events are too late to count (the
-# late grace), and ids repeated within a batch count once however far apart. A day,
-# as a live service receives it, is within both the grace and the 48-hour dedup window;
-# the accounts' states are saved once a batch (11% of a 2,000-account replay fed in
-# batches of 20,000 events), so batches are not made smaller than that.
-FEED_SPAN = timedelta(days=1)
+
+
+def feed_span(settings: Settings) -> timedelta:
+    """The event time one batch may span. Batching is part of the scoring step's meaning:
+    a batch's newest event decides which of its usage events are too late to count (the
+    late grace), and ids repeated within a batch count once however far apart. So a
+    batch spans no more than the dedup window (48 hours) or the late grace, whichever is
+    shorter; not less, since the accounts' states are saved once a batch (batches of a
+    day at most took a 4.5 M-event replay from 11 to 16 minutes)."""
+    grace = timedelta(days=min(settings.late_grace_days, settings.window_days))
+    return min(timedelta(hours=DEDUP_HOURS), grace)
 
 
 async def _feed(
-    processor: ScoringProcessor, baselines: Baselines, index: HistoryIndex, fed: int, end: datetime
+    processor: ScoringProcessor,
+    baselines: Baselines,
+    index: HistoryIndex,
+    fed: int,
+    end: datetime,
+    span: timedelta,
 ) -> int:
     """Hand the processor (and the baselines) the events before ``end`` after the first
-    ``fed``, a day of event time a batch at most; return how many are fed now. The
+    ``fed``, ``span`` of event time a batch at most; return how many are fed now. The
     processor reads the lines as they are in the files, as an import's (the index kept
     only the lines its decoder takes)."""
     upto = index.before(end)
     start = fed
     while start < upto:
-        stop = min(upto, start + FEED_BATCH, index.before(index.moment(start) + FEED_SPAN))
+        stop = min(upto, start + FEED_BATCH, index.before(index.moment(start) + span))
         lines = index.lines(start, stop)
         for line in lines:
             baselines.take(decode_event(line))
