@@ -88,6 +88,10 @@ async def _in_memory_replay(
     return result
 
 
+# The index's clock: the history is read now, refusing what ingest would refuse now.
+READ_NOW = {"now": datetime.now(UTC), "skew": timedelta(hours=1)}
+
+
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated history (every event on the hour: (time, id) ties everywhere,
@@ -122,17 +126,52 @@ def test_files_interleaved_in_time_merge_like_one_file(
     (tmp_path / "a.ndjson.gz").write_bytes(gzip.compress(b"".join(lines[0::2])))
     (tmp_path / "b.ndjson").write_bytes(b"".join(line.rstrip() + b"\r\n" for line in lines[1::2]))
     files = [tmp_path / "a.ndjson.gz", tmp_path / "b.ndjson"]
-    with index_history(files, tmp_path, lambda lines: None) as index:
+    with index_history(files, tmp_path, lambda lines: None, **READ_NOW) as index:
         assert index.events(0, len(index)) == rp.load_events([history])[0]
     merged = asyncio.run(rp.replay(files, step_days=5))
     assert merged == indexed
+
+
+def test_lines_from_the_future_are_rejected_not_replayed(
+    history: Path, indexed: rp.Replay, tmp_path: Path
+) -> None:
+    """One event in the year 2199 (the contract allows it) would stretch the evaluation
+    days to it; one dated past its own receipt + the skew would be refused by ingest.
+    Both are rejected by the first pass, and the replay is that of the history without
+    them. A line within the skew of the clock is kept."""
+    clock = datetime(2026, 11, 2, tzinfo=UTC)  # the history ends the day before
+    future = tmp_path / "future.ndjson"
+    late_receipt = (
+        b'"occurred_at":"2026-10-20T12:00:00+00:00","received_at":"2026-10-20T10:00:00+00:00"'
+    )
+    future.write_bytes(
+        history.read_bytes()
+        + b'{"kind":"usage","event_id":"far","account_id":"hist-0000","user_id":"u",'
+        + b'"event":"login","occurred_at":"2199-01-01T00:00:00+00:00"}\n'
+        + b'{"kind":"usage","event_id":"skewed","account_id":"hist-0000","user_id":"u",'
+        + b'"event":"login",'
+        + late_receipt
+        + b"}\n"
+    )
+    replayed = asyncio.run(rp.replay([future], step_days=5, clock=lambda: clock))
+    assert replayed.rejected == indexed.rejected + 2
+    assert replace(replayed, rejected=indexed.rejected) == indexed
+    soon = tmp_path / "soon.ndjson"
+    soon.write_bytes(
+        b'{"kind":"usage","event_id":"soon","account_id":"a","user_id":"u",'
+        + b'"event":"login","occurred_at":"2026-11-02T00:59:00+00:00"}\n'
+    )
+    with index_history(
+        [soon], tmp_path, lambda lines: None, now=clock, skew=timedelta(hours=1)
+    ) as index:
+        assert len(index) == 1 and index.rejected == 0
 
 
 def test_a_byte_order_mark_before_the_first_line_is_skipped(history: Path, tmp_path: Path) -> None:
     """As ``read_lines`` skips it for import (a plain file is read at its offsets)."""
     marked = tmp_path / "marked.ndjson"
     marked.write_bytes(b"\xef\xbb\xbf" + history.read_bytes())
-    with index_history([marked], tmp_path, lambda lines: None) as index:
+    with index_history([marked], tmp_path, lambda lines: None, **READ_NOW) as index:
         assert index.events(0, len(index)) == rp.load_events([history])[0]
 
 

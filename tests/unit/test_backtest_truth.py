@@ -14,6 +14,8 @@ from services.scoring.backtest.baselines import history_baselines
 from services.scoring.backtest.checks import warnings
 from services.scoring.backtest.directions import declared_direction, rate_measures
 from services.scoring.backtest.outofsample import (
+    _resampled_aucs,
+    _resampled_aucs_one_by_one,
     auc,
     auc_interval,
     calibration,
@@ -54,6 +56,27 @@ def test_auc_and_its_interval() -> None:
     interval = auc_interval(noisy, labels, accounts)
     assert interval["low"] <= interval["auc"] <= interval["high"] and interval["low"] < 1
     assert riskiest_share(risk, labels, 0.25) == 0.5  # the top 10 of 40 hold 10 of 20 churners
+
+
+def test_the_bootstrap_draws_are_those_of_ranking_every_draw() -> None:
+    """Weighting the observations by how often a draw holds their account gives the AUCs
+    of concatenating the draw's rows and ranking them, value for value: ties, accounts of
+    unequal sizes, and draws holding one class only (left out) included."""
+    rng = np.random.default_rng(3)
+    for size, accounts_n in ((60, 7), (500, 40), (12, 3)):
+        risk = rng.integers(0, 6, size).astype(float)  # many ties
+        labels = rng.random(size) < 0.2
+        accounts = [f"a{rng.integers(0, accounts_n)}" for _ in range(size)]
+        for seed in (0, 5):
+            fast = _resampled_aucs(risk, labels, accounts, seed, 100)
+            slow = _resampled_aucs_one_by_one(risk, labels, accounts, seed, 100)
+            assert fast == slow and fast
+    with_nan = np.array([1.0, np.nan, 2.0, 3.0])
+    nan_labels = np.array([False, True, False, True])
+    np.testing.assert_array_equal(  # NaN equal to NaN
+        _resampled_aucs(with_nan, nan_labels, ["a", "b", "c", "d"], 0, 10),
+        _resampled_aucs_one_by_one(with_nan, nan_labels, ["a", "b", "c", "d"], 0, 10),
+    )
 
 
 def _snap(account: str, day: date, churner: bool, **inputs: float) -> Snapshot:

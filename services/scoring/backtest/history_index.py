@@ -24,7 +24,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.scoring.history_files import BOM, read_lines
-from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event, LifecycleStage
+from shared.contracts.events import (
+    EVENT_ADAPTER,
+    AccountFacts,
+    Event,
+    LifecycleStage,
+    future_times,
+)
 from shared.contracts.wire import UndecodableRecord, decode_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -51,6 +57,8 @@ class _Pass:
     """What the first pass gathers, in the files' order."""
 
     reading: Callable[[int], None]
+    now: datetime  # when the history is read: a line's receipt if it has none
+    skew: timedelta  # how far past its receipt an event's times may lie
     times: array[int] = field(default_factory=lambda: array("q"))
     sources: array[int] = field(default_factory=lambda: array("H"))
     offsets: array[int] = field(default_factory=lambda: array("q"))
@@ -76,6 +84,12 @@ class _Pass:
             # 8.6 µs a line of a simulated history).
             event = decode_event(line)
         except UndecodableRecord:
+            self.rejected += 1
+            return False
+        if future_times(event, (event.received_at or self.now) + self.skew, self.skew):
+            # Refused as ingest and an import refuse it; kept, one event in the year
+            # 2200 (the contract's bound) would stretch the replay's days to it, every
+            # account scored on each.
             self.rejected += 1
             return False
         time, key = micros(event.occurred_at), event.event_id.encode()
@@ -175,10 +189,17 @@ class HistoryIndex:
 
 
 def index_history(
-    paths: Sequence[Path], spill_dir: Path, reading: Callable[[int], None]
+    paths: Sequence[Path],
+    spill_dir: Path,
+    reading: Callable[[int], None],
+    *,
+    now: datetime,
+    skew: timedelta,
 ) -> HistoryIndex:
-    """Read the files once; ``reading`` hears the lines read so far now and then."""
-    gathered = _Pass(reading)
+    """Read the files once; ``reading`` hears the lines read so far now and then. A line
+    with a time more than ``skew`` past its receipt (``now`` for a line without one) is
+    refused, as ingest refuses it."""
+    gathered = _Pass(reading, now, skew)
     readable: list[Path] = []
     for path in paths:
         source = len(readable)

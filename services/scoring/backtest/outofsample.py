@@ -78,21 +78,74 @@ def auc_interval(
     point = auc(risk, labels)
     if point is None:
         return {"auc": None, "low": None, "high": None}
+    draws = _resampled_aucs(np.asarray(risk, dtype=float), labels, accounts, seed, resamples)
+    if not draws:  # no resamples asked for, or none with both classes
+        return {"auc": round(point, 4), "low": None, "high": None}
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"auc": round(point, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
+
+
+# Resamples weighed at once: a (chunk × observations) matrix of counts, some 40 MB for a
+# 150k-observation test set.
+RESAMPLE_CHUNK = 32
+
+
+def _resampled_aucs(
+    risk: Floats, labels: NDArray[np.bool_], accounts: Sequence[str], seed: int, resamples: int
+) -> list[float]:
+    """The AUCs of ``resamples`` draws of the accounts with replacement (those with both
+    classes). A draw holding an account k times is the observations weighted k, so the
+    observations are ranked once, not re-ranked per draw (the bootstraps were 15% of a
+    full-size backtest): per tie group of risk, the drawn weight of positives P and of
+    negatives N; AUC = Σ P·(N below + N/2) / (ΣP·ΣN). Halves and integers, exact in
+    floating point: the same values as ``auc`` over the drawn rows, drawn in the same
+    order (one ``integers`` call per draw, accounts numbered as first met)."""
+    if np.isnan(risk).any():  # NaN ranks as scipy ranks it: draw by draw
+        return _resampled_aucs_one_by_one(risk, labels, accounts, seed, resamples)
+    number: dict[str, int] = {}
+    group = np.fromiter(
+        (number.setdefault(account, len(number)) for account in accounts), np.intp, len(risk)
+    )
+    order = np.argsort(risk, kind="stable")
+    ranked = risk[order]
+    ties = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # each tie group's start
+    positive, group = labels[order], group[order]
+    rng = np.random.default_rng(seed)
+    aucs: list[float] = []
+    for start in range(0, resamples, RESAMPLE_CHUNK):
+        counts = np.stack(
+            [
+                np.bincount(rng.integers(0, len(number), len(number)), minlength=len(number))
+                for _ in range(min(RESAMPLE_CHUNK, resamples - start))
+            ]
+        )
+        weights = counts[:, group]
+        positives = np.add.reduceat(np.where(positive, weights, 0), ties, axis=1)
+        negatives = np.add.reduceat(np.where(positive, 0, weights), ties, axis=1)
+        below = np.cumsum(negatives, axis=1) - negatives
+        pairs = (positives * (below + 0.5 * negatives)).sum(axis=1)
+        p_total, n_total = positives.sum(axis=1), negatives.sum(axis=1)
+        both = (p_total > 0) & (n_total > 0)
+        aucs += (pairs[both] / (p_total[both] * n_total[both])).tolist()
+    return aucs
+
+
+def _resampled_aucs_one_by_one(
+    risk: Floats, labels: NDArray[np.bool_], accounts: Sequence[str], seed: int, resamples: int
+) -> list[float]:
+    """``_resampled_aucs`` by concatenating each draw's rows and ranking them."""
     by_account: dict[str, list[int]] = {}
     for k, account in enumerate(accounts):
         by_account.setdefault(account, []).append(k)
     groups = [np.array(rows) for rows in by_account.values()]
     rng = np.random.default_rng(seed)
-    draws = []
+    aucs: list[float] = []
     for _ in range(resamples):
         rows = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
         value = auc(risk[rows], labels[rows])
         if value is not None:
-            draws.append(value)
-    if not draws:  # no resamples asked for, or none with both classes
-        return {"auc": round(point, 4), "low": None, "high": None}
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return {"auc": round(point, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
+            aucs.append(value)
+    return aucs
 
 
 def features(snaps: Sequence[Snapshot]) -> tuple[list[str], Floats]:

@@ -33,6 +33,7 @@ from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from services.scoring.usage import DEDUP_HOURS
 from shared.bus.base import DiscardingProducer, OutMessage, Record
+from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.contracts.wire import decode_alert, decode_event
@@ -130,38 +131,43 @@ async def replay(
     step_days: int = 7,
     progress: Callable[[int, int], None] = lambda done, total: None,
     reading: Callable[[int], None] = lambda lines: None,
+    clock: Clock = utcnow,
 ) -> Replay:
     """``reading`` hears the lines read by the first pass, ``progress`` the days scored.
+    A line dated past ``clock()`` (its receipt if it has none) + the settings'
+    ``max_future_skew`` is rejected, as an import would reject it.
 
     Memory is bounded by the index (history_index.py, ~22 bytes plus the event id per
     event) and the per-account state, not by the history: events are decoded when fed.
     """
     with tempfile.TemporaryDirectory(prefix="healthwatch-backtest-") as tmp:
         folder = Path(tmp)
-        with index_history(paths, folder, reading) as index:
+        settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{folder}/bt.db")
+        now, skew = clock(), settings.max_future_skew
+        with index_history(paths, folder, reading, now=now, skew=skew) as index:
             result = Replay(rejected=index.rejected, events=len(index), churn=dict(churn or {}))
             for account_id, day in index.churned:  # facts naming stage "churned" count too
                 result.churn.setdefault(account_id, day)
             result.go_live_accounts = index.go_live_accounts
             if len(index):
-                await _replay_days(index, folder, result, model_source, step_days, progress)
+                await _replay_days(index, settings, result, model_source, step_days, progress)
     return result
 
 
 async def _replay_days(
     index: HistoryIndex,
-    folder: Path,
+    settings: Settings,
     result: Replay,
     model_source: str | None,
     step_days: int,
     progress: Callable[[int, int], None],
 ) -> None:
-    """Score every account every ``step_days`` after the warm-up, in a throwaway database."""
+    """Score every account every ``step_days`` after the warm-up, in the throwaway
+    database of ``settings``."""
     first, last = index.first_day, index.last_day
     result.first_day, result.last_day = first, last
     span = (last - first).days + 1
     days = [first + timedelta(days=offset) for offset in range(WARM_UP_DAYS, span, step_days)]
-    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{folder}/bt.db")
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
