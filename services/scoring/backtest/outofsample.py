@@ -56,7 +56,7 @@ def time_split(days: Sequence[date], horizon: int, train_share: float = TRAIN_SH
 
 def auc(risk: Floats, labels: NDArray[np.bool_]) -> float | None:
     """ROC AUC in the Mann-Whitney form, ties counting half; None without both
-    classes. (Ranks from scipy: the bootstrap computes thousands of these.)"""
+    classes (ranks from scipy; ``_resampled_aucs`` gives the same value weighted)."""
     from scipy.stats import rankdata
 
     positives = int(labels.sum())
