@@ -136,8 +136,8 @@ def test_lines_from_the_future_are_rejected_not_replayed(
     history: Path, indexed: rp.Replay, tmp_path: Path
 ) -> None:
     """One event in the year 2199 (the contract allows it) would stretch the evaluation
-    days to it; one dated past its own receipt + the skew would be refused by ingest.
-    Both are rejected by the first pass, and the replay is that of the history without
+    days to it, with or without a receipt time as far ahead; one dated past its own
+    receipt + the skew would be refused by ingest. All are rejected by the first pass, and the replay is that of the history without
     them. A line within the skew of the clock is kept."""
     clock = datetime(2026, 11, 2, tzinfo=UTC)  # the history ends the day before
     future = tmp_path / "future.ndjson"
@@ -152,9 +152,12 @@ def test_lines_from_the_future_are_rejected_not_replayed(
         + b'"event":"login",'
         + late_receipt
         + b"}\n"
+        + b'{"kind":"usage","event_id":"received-ahead","account_id":"hist-0000","user_id":"u",'
+        + b'"event":"login","occurred_at":"2199-01-01T00:00:00+00:00",'
+        + b'"received_at":"2199-01-01T00:00:00+00:00"}\n'
     )
     replayed = asyncio.run(rp.replay([future], step_days=5, clock=lambda: clock))
-    assert replayed.rejected == indexed.rejected + 2
+    assert replayed.rejected == indexed.rejected + 3
     assert replace(replayed, rejected=indexed.rejected) == indexed
     soon = tmp_path / "soon.ndjson"
     soon.write_bytes(

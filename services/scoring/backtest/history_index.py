@@ -86,7 +86,8 @@ class _Pass:
         except UndecodableRecord:
             self.rejected += 1
             return False
-        if future_times(event, (event.received_at or self.now) + self.skew, self.skew):
+        received = min(event.received_at or self.now, self.now)  # none lies ahead
+        if future_times(event, received + self.skew, self.skew):
             # Refused as ingest and an import refuse it; kept, one event in the year
             # 2200 (the contract's bound) would stretch the replay's days to it, every
             # account scored on each.
@@ -197,8 +198,8 @@ def index_history(
     skew: timedelta,
 ) -> HistoryIndex:
     """Read the files once; ``reading`` hears the lines read so far now and then. A line
-    with a time more than ``skew`` past its receipt (``now`` for a line without one) is
-    refused, as ingest refuses it."""
+    with a time more than ``skew`` past its receipt (``now`` for a line without one, or
+    with one after ``now``) is refused, as ingest refuses it."""
     gathered = _Pass(reading, now, skew)
     readable: list[Path] = []
     for path in paths:
