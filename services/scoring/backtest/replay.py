@@ -134,8 +134,8 @@ async def replay(
     clock: Clock = utcnow,
 ) -> Replay:
     """``reading`` hears the lines read by the first pass, ``progress`` the days scored.
-    A line dated past ``clock()`` (its receipt if it has none) + the settings'
-    ``max_future_skew`` is rejected, as an import would reject it.
+    A line dated more than the settings' ``max_future_skew`` past its receipt (``clock()``
+    when it has none or a later one) is rejected, as ingest would reject it.
 
     Memory is bounded by the index (history_index.py, ~22 bytes plus the event id per
     event) and the per-account state, not by the history: events are decoded when fed.
