@@ -26,7 +26,8 @@ from shared.clock import pause
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Sequence[Record]], Awaitable[None]]
+# What it returns is not read (the scoring step returns the events it counted).
+Handler = Callable[[Sequence[Record]], Awaitable[object]]
 
 # Lag is read from the offsets stored with the state and the log ends; once every few
 # seconds is plenty for a gauge scraped every 15 s.

@@ -80,15 +80,16 @@ class ScoringProcessor:
         also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
         *,
         score: bool = True,
-    ) -> None:
+    ) -> list[Event]:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
         dead letters commit together, or not at all (the caller then rewinds).
         ``also``: the caller's own writes, first in the same transaction (an import
         forgets the rejections of the records it reads again). ``score`` False: the
         events are applied and their accounts left unscored (a backtest scores every
-        account on its evaluation days itself, with ``rescore``)."""
+        account on its evaluation days itself, with ``rescore``). Returns the events
+        counted: decoded, and not seen before within the dedup window."""
         if not records:
-            return
+            return []
         started = time.perf_counter()
         now = self._clock()
         events, dead = self._decode(records, now)
@@ -139,6 +140,7 @@ class ScoringProcessor:
                 len(events) - len(fresh),
                 len(applied.accounts),
             )
+        return fresh
 
     def _decode(
         self, records: Sequence[Record], now: datetime

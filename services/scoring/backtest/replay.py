@@ -36,7 +36,7 @@ from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
-from shared.contracts.wire import decode_alert, decode_event
+from shared.contracts.wire import decode_alert
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import account_health
 
@@ -236,22 +236,22 @@ async def _feed(
     end: datetime,
     span: timedelta,
 ) -> int:
-    """Hand the processor (and the baselines) the events before ``end`` after the first
-    ``fed``, ``span`` of event time a batch at most; return how many are fed now. The
-    processor reads the lines as they are in the files, as an import's (the index kept
-    only the lines its decoder takes)."""
+    """Hand the processor the events before ``end`` after the first ``fed``, ``span`` of
+    event time a batch at most, and the baselines the events it counted; return how many
+    are fed now. The processor reads the lines as they are in the files, as an import's
+    (the index kept only the lines its decoder takes)."""
     upto = index.before(end)
     start = fed
     while start < upto:
         stop = min(upto, start + FEED_BATCH, index.before(index.moment(start) + span))
-        lines = index.lines(start, stop)
-        for line in lines:
-            baselines.take(decode_event(line))
         records = [
             Record("backtest", 0, start + position, None, line)
-            for position, line in enumerate(lines)
+            for position, line in enumerate(index.lines(start, stop))
         ]
-        await processor.handle(records, score=False)
+        # The events as the scoring step decoded and counted them (a line decoded once;
+        # a resent event once, as the score counts it).
+        for event in await processor.handle(records, score=False):
+            baselines.take(event)
         start = stop
     return upto
 
