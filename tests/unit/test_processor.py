@@ -200,14 +200,15 @@ async def test_a_batch_applied_without_scoring_leaves_its_accounts_to_be_scored_
 ) -> None:
     """``handle(score=False)`` (the backtest's feed) counts the events and commits the
     offsets, writing no score; ``rescore`` then scores the account from them, as the
-    batch would have."""
+    batch would have. ``handle`` returns the events it counted: a resent one is not."""
     s = embedded_settings
     scored_engine = await engine_factory()
     unscored_engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path / 'unscored.db'}")
     batch = [usage(s, 0, "e1"), usage(s, 1, "e2")]
     await processor_factory(scored_engine, clock=lambda: NOW).handle(batch)
     unscored = processor_factory(unscored_engine, clock=lambda: NOW)
-    await unscored.handle(batch, score=False)
+    counted = await unscored.handle(batch, score=False)
+    assert [event.event_id for event in counted] == ["e1", "e2"]
 
     async def health(engine: AsyncEngine) -> tuple[object, ...]:
         h = account_health.c
@@ -222,3 +223,5 @@ async def test_a_batch_applied_without_scoring_leaves_its_accounts_to_be_scored_
     async with unscored_engine.begin() as conn:
         await unscored.rescore(conn, {"a"}, NOW)
     assert await health(unscored_engine) == await health(scored_engine)
+    counted = await unscored.handle([usage(s, 2, "e1"), usage(s, 3, "e3")], score=False)
+    assert [event.event_id for event in counted] == ["e3"]
