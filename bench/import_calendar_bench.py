@@ -4,8 +4,8 @@ while it reads accounts first seen on one day, timed alone: ``ImportCalendar.not
 
     python bench/import_calendar_bench.py --database-url postgresql+asyncpg://…/postgres
 
-The database named is the server's maintenance database; the bench creates and drops
-its own (``import_calendar_bench``). The tree on sys.path is the one measured.
+The database named is the server's maintenance database; the bench creates its own
+(``import_calendar_bench``) anew on each run. The tree on sys.path is the one measured.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-import asyncpg  # type: ignore[import-untyped]
+from lib.services import create_database
 from prometheus_client import CollectorRegistry
 
 from services.scoring.import_days import ImportCalendar
@@ -23,7 +23,7 @@ from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from shared.bus.base import DiscardingProducer
 from shared.config import Settings
-from shared.storage.db import create_engine, migrate
+from shared.storage.db import create_engine
 
 DATABASE = "import_calendar_bench"
 
@@ -32,23 +32,11 @@ async def _not_stopped() -> None:
     """No other import holds the lock here."""
 
 
-async def _fresh_database(url: str) -> str:
-    plain = url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(plain)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await conn.close()
-    return url.rsplit("/", 1)[0] + "/" + DATABASE
-
-
 async def run(url: str, accounts: int, batch: int) -> float:
     """Seconds for ``accounts`` new accounts, all first seen on one day, ``batch`` a batch."""
-    bench_url = await _fresh_database(url)
+    bench_url = await create_database(url, DATABASE)
     engine = create_engine(bench_url)
     try:
-        await migrate(engine)
         settings = Settings(_env_file=None, database_url=bench_url)
         metrics = ScoringMetrics(CollectorRegistry())
         processor = ScoringProcessor(engine, DiscardingProducer(), settings, metrics)

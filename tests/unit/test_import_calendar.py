@@ -69,7 +69,8 @@ async def test_a_batch_keeps_only_its_new_accounts_and_a_closed_day_forgets_them
     await calendar.remember()
     assert written[3:] == ["b"]
     assert (await waiting())["b"] == date(2026, 10, 31)
-    calendar.note(_stamps(2, "a"))
+    calendar.note(_stamps(2, "a"))  # a seen again later: its first day stays
+    await calendar.remember()
     assert await waiting() == {
         "a": date(2026, 11, 1),
         "b": date(2026, 10, 31),
