@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from services.scoring.backtest.checks import warnings
-from services.scoring.backtest.directions import MEASURE_RESAMPLES, rate_measures
+from services.scoring.backtest.directions import MEASURE_RESAMPLES, Columns, rate_measures
 from services.scoring.backtest.metrics import (
     by_band,
     median_or_none,
@@ -54,10 +54,16 @@ def _weighted(snapshot: Snapshot, weights: dict[str, float]) -> float:
 
 
 def evaluate_horizon(
-    result: Replay, horizon: int, model: HealthModel, *, intervals: bool = True
+    result: Replay,
+    horizon: int,
+    model: HealthModel,
+    *,
+    intervals: bool = True,
+    columns: Columns | None = None,
 ) -> dict[str, Any]:
     """How well the score, each measure and each group ranked the accounts that churned
-    within ``horizon`` days, beside the naive baseline (days since last use)."""
+    within ``horizon`` days, beside the naive baseline (days since last use).
+    ``columns``: the measures of the scored snapshots, read once for every horizon."""
     snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
     labels = _labels(snaps, result.churn, horizon)
     risks = [_risk(snapshot) for snapshot in snaps]
@@ -82,7 +88,7 @@ def evaluate_horizon(
         "median_lead_time_days": median_or_none(lead_times),
         "churners_flagged_red": len(lead_times),
         "measures": rate_measures(
-            snaps, labels, model, resamples=MEASURE_RESAMPLES if intervals else 0
+            snaps, labels, model, MEASURE_RESAMPLES if intervals else 0, columns
         ),
         "out_of_sample": out_of_sample(snaps, labels, horizon),
         "group_auc": {group: _r(auc) for group, auc in group_power.items()},
@@ -211,9 +217,11 @@ def _r(value: float | None) -> float | None:
 
 def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[str, Any]:
     accounts = {snapshot.account_id for snapshot in result.snapshots}
+    scored = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
+    columns = Columns.of(scored)
     # Measures' intervals for the first horizon only: the text shows that one.
     evaluated = [
-        evaluate_horizon(result, horizon, model, intervals=k == 0)
+        evaluate_horizon(result, horizon, model, intervals=k == 0, columns=columns)
         for k, horizon in enumerate(horizons)
     ]
     shares = {
@@ -221,7 +229,6 @@ def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[s
         for h in evaluated
         if h["snapshots"]
     }
-    scored = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
     return {
         "summary": summary(evaluated),
         "warnings": warnings(result, scored, model, horizons, shares),
