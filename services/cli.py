@@ -132,6 +132,13 @@ def _indented(text: str) -> str:
 BATCH_FULL_COLLECTION_EVERY = 1000
 
 
+WORKERS_OPTION = typer.Option(
+    min=1,
+    help="Processes replaying the history, a share of the accounts each (default: one per "
+    "core, one for a history under 200,000 events); the result is the same for any number",
+)
+
+
 def rarer_full_collections(command: Callable[P, R]) -> Callable[P, R]:
     """For a command that works through a history, then ends (not a service); the
     thresholds are put back when it returns (a test runs commands in its own process)."""
@@ -596,6 +603,7 @@ def backtest(
     out: Annotated[Path, typer.Option(help="Folder for report.json and report.html")] = Path(
         "backtest-report"
     ),
+    workers: Annotated[int | None, WORKERS_OPTION] = None,
 ) -> None:
     """Replay history through the scoring code and report how well the score predicted churn."""
     from rich.progress import Progress
@@ -638,6 +646,7 @@ def backtest(
                     step_days=step_days,
                     progress=report,
                     reading=read,
+                    workers=workers,
                 )
             )
         except UnreadableFile as exc:
@@ -667,6 +676,7 @@ def calibrate(
         "calibrated-model.toml"
     ),
     version: Annotated[str, typer.Option(help="The new model's version")] = "calibrated",
+    workers: Annotated[int | None, WORKERS_OPTION] = None,
     model: Annotated[
         Path | None,
         typer.Option(
@@ -686,7 +696,9 @@ def calibrate(
     source = model.read_text(encoding="utf-8") if model else None
     base = parse_model(source) if source else load_default_model()
     setup_logging("WARNING")
-    result = asyncio.run(replay(files, churn=outcomes, step_days=step_days, model_source=source))
+    result = asyncio.run(
+        replay(files, churn=outcomes, step_days=step_days, model_source=source, workers=workers)
+    )
     if not result.churn:
         console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
         raise typer.Exit(2)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+from collections import Counter
 from dataclasses import fields, replace
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import combinations
 from pathlib import Path
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -25,6 +28,7 @@ from shared.config import Settings
 from shared.contracts.events import AccountFacts, LifecycleStage
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
+from tests.support.history import index_events, index_lines, load_events
 
 
 async def _in_memory_replay(
@@ -35,7 +39,7 @@ async def _in_memory_replay(
     from the same list (the reference the index must equal). ``every_batch``: as it was
     before the evaluation days scored every account: each batch scored its accounts
     and the quiet-account sweep the others."""
-    events, rejected = rp.load_events([path])
+    events, rejected = load_events([path])
     result = rp.Replay(rejected=rejected, events=len(events))
     live = set()
     for event in events:
@@ -80,6 +84,7 @@ async def _in_memory_replay(
             await rp._score_all(processor, recorder, day, clock[0])
         result.snapshots += await rp._snapshots(engine, day, result.churn)
     await engine.dispose()
+    result.firings.sort(key=rp.firing_order)  # the replay's order (merged from workers)
     scored = [(s.account_id, s.day) for s in result.snapshots]
     baselines = history_baselines(events, scored)
     result.snapshots = [
@@ -126,8 +131,8 @@ def test_files_interleaved_in_time_merge_like_one_file(
     (tmp_path / "a.ndjson.gz").write_bytes(gzip.compress(b"".join(lines[0::2])))
     (tmp_path / "b.ndjson").write_bytes(b"".join(line.rstrip() + b"\r\n" for line in lines[1::2]))
     files = [tmp_path / "a.ndjson.gz", tmp_path / "b.ndjson"]
-    with index_history(files, tmp_path, lambda lines: None, **READ_NOW) as index:
-        assert index.events(0, len(index)) == rp.load_events([history])[0]
+    index = index_history(files, tmp_path, lambda lines: None, **READ_NOW)
+    assert index_events(index) == load_events([history])[0]
     merged = asyncio.run(rp.replay(files, step_days=5))
     assert merged == indexed
 
@@ -164,18 +169,16 @@ def test_lines_from_the_future_are_rejected_not_replayed(
         b'{"kind":"usage","event_id":"soon","account_id":"a","user_id":"u",'
         + b'"event":"login","occurred_at":"2026-11-02T00:59:00+00:00"}\n'
     )
-    with index_history(
-        [soon], tmp_path, lambda lines: None, now=clock, skew=timedelta(hours=1)
-    ) as index:
-        assert len(index) == 1 and index.rejected == 0
+    index = index_history([soon], tmp_path, lambda lines: None, now=clock, skew=timedelta(hours=1))
+    assert len(index) == 1 and index.rejected == 0
 
 
 def test_a_byte_order_mark_before_the_first_line_is_skipped(history: Path, tmp_path: Path) -> None:
     """As ``read_lines`` skips it for import (a plain file is read at its offsets)."""
     marked = tmp_path / "marked.ndjson"
     marked.write_bytes(b"\xef\xbb\xbf" + history.read_bytes())
-    with index_history([marked], tmp_path, lambda lines: None, **READ_NOW) as index:
-        assert index.events(0, len(index)) == rp.load_events([history])[0]
+    index = index_history([marked], tmp_path, lambda lines: None, **READ_NOW)
+    assert index_events(index) == load_events([history])[0]
 
 
 def test_every_account_has_a_score_on_every_evaluation_day(
@@ -220,3 +223,70 @@ def test_a_feed_batch_spans_no_more_than_the_dedup_window_or_the_late_grace() ->
     settings = Settings(_env_file=None)
     assert rp.feed_span(settings) == timedelta(hours=48)
     assert rp.feed_span(settings.model_copy(update={"late_grace_days": 1})) == timedelta(days=1)
+
+
+def _with_shared_keys(history: Path, folder: Path) -> Path:
+    """The history with a ticket moved from one account to another and a touchpoint
+    id two accounts used: what one of them does changes what the other's replay
+    stores (the ticket's backlog, the first touchpoint kept)."""
+    shared = folder / "shared.ndjson"
+    lines = [
+        '{"kind":"ticket","event_id":"mv1","account_id":"hist-0001","ticket_id":"moved",'
+        '"status":"open","priority":"urgent","type":"bug","created_at":"2026-09-01T08:00:00Z",'
+        '"occurred_at":"2026-09-01T08:00:00Z"}',
+        '{"kind":"ticket","event_id":"mv2","account_id":"hist-0002","ticket_id":"moved",'
+        '"status":"open","priority":"urgent","type":"bug","created_at":"2026-09-01T08:00:00Z",'
+        '"occurred_at":"2026-09-10T08:00:00Z"}',
+        '{"kind":"touchpoint","event_id":"tp","account_id":"hist-0003",'
+        '"touchpoint_kind":"call","occurred_at":"2026-09-02T08:00:00Z"}',
+        '{"kind":"touchpoint","event_id":"tp","account_id":"hist-0004",'
+        '"touchpoint_kind":"qbr","occurred_at":"2026-09-03T08:00:00Z"}',
+    ]
+    shared.write_bytes(history.read_bytes() + "\n".join(lines).encode() + b"\n")
+    return shared
+
+
+def test_shards_hold_whole_accounts_and_keep_linked_accounts_together(
+    history: Path, tmp_path: Path
+) -> None:
+    """Every event in exactly one shard, an account's events in one shard only, the
+    accounts sharing a ticket or a touchpoint id in the same one, the shards' sizes
+    close (the largest account first, each to the emptiest shard)."""
+    shared = _with_shared_keys(history, tmp_path)
+    index = index_history([shared], tmp_path, lambda lines: None, **READ_NOW)
+    shards = index.shards(3)
+    every = index_lines(index)
+    accounts_of: list[set[str]] = []
+    for shard in shards:
+        with shard.reader() as read:
+            lines = read(slice(0, len(shard)))
+        assert lines == [every[k] for k in shard.positions.tolist()]
+        accounts_of.append({orjson.loads(line)["account_id"] for line in lines})
+    positions = sorted(k for shard in shards for k in shard.positions.tolist())
+    assert positions == list(range(len(index)))
+    assert len(shards) == 3
+    assert all(not (a & b) for a, b in combinations(accounts_of, 2))
+    together = [{"hist-0001", "hist-0002"}, {"hist-0003", "hist-0004"}]
+    for pair in together:
+        assert any(pair <= accounts for accounts in accounts_of), pair
+    # Each group to the emptiest shard: no two shards differ by more than a group.
+    groups = Counter(orjson.loads(line)["account_id"] for line in every)
+    for pair in together:
+        groups[" ".join(sorted(pair))] = sum(groups.pop(account) for account in pair)
+    sizes = [len(shard) for shard in shards]
+    assert max(sizes) - min(sizes) <= max(groups.values())
+
+
+def test_worker_processes_replay_the_same_as_one(history: Path, tmp_path: Path) -> None:
+    """Accounts replayed in two worker processes, a share each, give the replay of one
+    process: the same snapshots in the same order, the same firings, including the
+    accounts a moved ticket or a shared touchpoint id links."""
+    shared = _with_shared_keys(history, tmp_path)
+    ticks: list[tuple[int, int]] = []
+    one = asyncio.run(rp.replay([shared], step_days=5, workers=1))
+    two = asyncio.run(
+        rp.replay([shared], step_days=5, workers=2, progress=lambda d, t: ticks.append((d, t)))
+    )
+    assert one.snapshots and one.firings
+    assert two == one
+    assert ticks[-1] == (len({s.day for s in one.snapshots}), ticks[-1][1]) and ticks[-1][1] > 0

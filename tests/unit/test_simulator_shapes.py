@@ -12,10 +12,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from services.scoring.backtest.replay import load_events, read_churn_csv
+from services.scoring.backtest.replay import read_churn_csv
 from services.simulate_history import SHAPES, generate, write_history
 from services.simulator import subscription, transactional
 from shared.contracts.events import EVENT_ADAPTER
+from tests.support.history import load_events
 
 END = date(2026, 6, 30)
 

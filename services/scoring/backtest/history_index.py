@@ -12,23 +12,26 @@ folder, only the valid ones.
 
 from __future__ import annotations
 
+import heapq
 import os
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 from numpy.typing import NDArray
 
 from services.scoring.history_files import BOM, read_lines
 from shared.contracts.events import (
-    EVENT_ADAPTER,
     AccountFacts,
-    Event,
     LifecycleStage,
+    NpsResponse,
+    PaymentEvent,
+    TicketEvent,
+    Touchpoint,
     future_times,
 )
 from shared.contracts.wire import UndecodableRecord, decode_event
@@ -65,6 +68,14 @@ class _Pass:
     lengths: array[int] = field(default_factory=lambda: array("I"))
     ids: list[bytes] = field(default_factory=list)
     packed: list[NDArray[np.bytes_]] = field(default_factory=list)
+    accounts: array[int] = field(default_factory=lambda: array("I"))  # each line's account
+    numbers: dict[str, int] = field(default_factory=dict)  # account id -> its number
+    # Keys the scoring step stores for all accounts alike (a ticket's id; the event id
+    # of a touchpoint, NPS answer or payment): key -> the first account naming it, and
+    # the pairs of accounts that named the same key (replayed in one shard).
+    tickets: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+    links: list[tuple[int, int]] = field(default_factory=list)
     lines: int = 0
     rejected: int = 0
     # account -> its first churned facts by (time, event id, position), and that day
@@ -94,8 +105,14 @@ class _Pass:
             self.rejected += 1
             return False
         time, key = micros(event.occurred_at), event.event_id.encode()
+        number = self.numbers.setdefault(event.account_id, len(self.numbers))
         if isinstance(event, AccountFacts):
             self._facts(event, (time, key, len(self.times)))
+        elif isinstance(event, TicketEvent):
+            self._share(self.tickets, event.ticket_id, number)
+        elif isinstance(event, Touchpoint | NpsResponse | PaymentEvent):
+            self._share(self.records, event.event_id, number)
+        self.accounts.append(number)
         self.times.append(time)
         self.sources.append(source)
         self.offsets.append(offset)
@@ -112,6 +129,11 @@ class _Pass:
             first = self.churned.get(event.account_id)
             if first is None or key < first[0]:
                 self.churned[event.account_id] = (key, event.occurred_at.astimezone(UTC).date())
+
+    def _share(self, owners: dict[str, int], key: str, number: int) -> None:
+        first = owners.setdefault(key, number)
+        if first != number:
+            self.links.append((first, number))
 
     def pack(self) -> None:
         if self.ids:
@@ -142,20 +164,13 @@ class HistoryIndex:
         by_first = sorted(gathered.churned.items(), key=lambda item: item[1][0])
         # Churn days in the order the events name them (dict order, as before).
         self.churned = [(account_id, day) for account_id, (_, day) in by_first]
-        self._files = [os.open(path, os.O_RDONLY) for path in readable]
+        self._accounts = np.frombuffer(gathered.accounts, dtype=np.uint32)[order]
+        self._account_count = len(gathered.numbers)
+        self._links = gathered.links
+        self._readable = tuple(readable)
 
     def __len__(self) -> int:
         return len(self._times)
-
-    def __enter__(self) -> HistoryIndex:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        for file in self._files:
-            os.close(file)
-        self._files = []
 
     @property
     def first_day(self) -> date:
@@ -173,20 +188,95 @@ class HistoryIndex:
         """How many events occurred before ``end``."""
         return int(np.searchsorted(self._times, micros(end), side="left"))
 
-    def events(self, start: int, stop: int) -> list[Event]:
-        """The events at positions ``start`` to ``stop`` of the order, decoded."""
-        return [EVENT_ADAPTER.validate_json(line) for line in self.lines(start, stop)]
+    def shards(self, count: int) -> list[Shard]:
+        """The events split into at most ``count`` shards of whole accounts, for replay
+        workers: accounts that share a key the scoring step keeps for every account (a
+        ticket moved between them, a repeated touchpoint id) in one shard, since what one
+        of them does changes what the other's replay stores. The largest groups of
+        accounts first, each to the shard with the fewest events so far (by events:
+        replaying them is the work). Empty shards are left out."""
+        group = _roots(self._account_count, self._links)
+        events = np.bincount(self._accounts, minlength=self._account_count)
+        sizes = np.bincount(group, weights=events, minlength=self._account_count)
+        loads = [(0, k) for k in range(max(1, count))]
+        shard_of = np.zeros(self._account_count, dtype=np.intp)
+        for root in sorted(set(group.tolist()), key=lambda root: (-sizes[root], root)):
+            load, k = heapq.heappop(loads)
+            shard_of[root] = k
+            heapq.heappush(loads, (load + int(sizes[root]), k))
+        shard = shard_of[group][self._accounts]
+        chosen = [np.flatnonzero(shard == k) for k in range(max(1, count))]
+        return [self._shard(positions) for positions in chosen if len(positions)]
 
-    def lines(self, start: int, stop: int) -> list[bytes]:
-        """The lines of the events at positions ``start`` to ``stop`` of the order."""
-        where = zip(
-            self._sources[start:stop].tolist(),
-            self._offsets[start:stop].tolist(),
-            self._lengths[start:stop].tolist(),
-            strict=True,
+    def _shard(self, positions: NDArray[np.intp]) -> Shard:
+        return Shard(
+            self._readable,
+            positions.astype(np.int64),
+            self._sources[positions],
+            self._offsets[positions],
+            self._lengths[positions],
         )
-        files = self._files
-        return [os.pread(files[source], length, offset) for source, offset, length in where]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Some accounts' events of a ``HistoryIndex``, for a replay worker in another
+    process (it pickles): their positions in the whole order, ascending, and where
+    their lines are."""
+
+    files: tuple[Path, ...]
+    positions: NDArray[np.int64]
+    sources: NDArray[np.uint16]
+    offsets: NDArray[np.int64]
+    lengths: NDArray[np.uint32]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def between(self, start: int, stop: int) -> slice:
+        """The shard's events among positions ``start`` to ``stop`` of the whole order."""
+        found = np.searchsorted(self.positions, [start, stop], side="left")
+        return slice(int(found[0]), int(found[1]))
+
+    @contextmanager
+    def reader(self) -> Iterator[Callable[[slice], list[bytes]]]:
+        """``read(where)``: the lines of the shard's events ``where``."""
+        files = [os.open(path, os.O_RDONLY) for path in self.files]
+        try:
+            yield lambda where: _read(
+                files, self.sources[where], self.offsets[where], self.lengths[where]
+            )
+        finally:
+            for file in files:
+                os.close(file)
+
+
+def _read(
+    files: Sequence[int],
+    sources: NDArray[np.uint16],
+    offsets: NDArray[np.int64],
+    lengths: NDArray[np.uint32],
+) -> list[bytes]:
+    where = zip(sources.tolist(), offsets.tolist(), lengths.tolist(), strict=True)
+    return [os.pread(files[source], length, offset) for source, offset, length in where]
+
+
+def _roots(count: int, links: Sequence[tuple[int, int]]) -> NDArray[np.intp]:
+    """Each of ``count`` accounts' group (its smallest linked account), ``links`` joining
+    pairs (union-find)."""
+    parent = list(range(count))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in links:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(k) for k in range(count)], dtype=np.intp)
 
 
 def index_history(

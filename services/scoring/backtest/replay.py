@@ -11,22 +11,23 @@ on evaluation days only (``step_days`` 1 steps them daily).
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.backtest.baselines import Baselines
-from services.scoring.backtest.history_index import HistoryIndex, index_history
-from services.scoring.history_files import read_lines
+from services.scoring.backtest.history_index import HistoryIndex, Shard, index_history
+from services.scoring.backtest.pool import run_in_processes
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
@@ -35,13 +36,13 @@ from services.scoring.usage import DEDUP_HOURS
 from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.clock import Clock, utcnow
 from shared.config import Settings
-from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.contracts.wire import decode_alert
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import account_health
 
 # Accounts need some history before a score means anything.
 WARM_UP_DAYS = 28
+ONE_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -106,23 +107,6 @@ def read_churn_csv(path: Path) -> dict[str, date]:
         }
 
 
-def load_events(paths: Iterable[Path]) -> tuple[list[Event], int]:
-    """Every event of the files in memory, in time order, and the rejected lines' count
-    (for a small history; replay reads through an index instead)."""
-    events: list[Event] = []
-    rejected = 0
-    for path in paths:
-        for line in read_lines(path):
-            if not line.strip():
-                continue
-            try:
-                events.append(EVENT_ADAPTER.validate_json(line))
-            except ValidationError:
-                rejected += 1
-    events.sort(key=lambda event: (event.occurred_at, event.event_id))
-    return events, rejected
-
-
 async def replay(
     paths: Sequence[Path],
     *,
@@ -132,83 +116,164 @@ async def replay(
     progress: Callable[[int, int], None] = lambda done, total: None,
     reading: Callable[[int], None] = lambda lines: None,
     clock: Clock = utcnow,
+    workers: int | None = None,
 ) -> Replay:
     """``reading`` hears the lines read by the first pass, ``progress`` the days scored.
     A line dated more than the settings' ``max_future_skew`` past its receipt (``clock()``
     when it has none or a later one) is rejected, as ingest would reject it.
+    ``workers``: processes replaying the accounts, a share each (None: one per core,
+    for a history large enough to pay their start; ``auto_workers``); the result is the
+    same whatever the number.
 
-    Memory is bounded by the index (history_index.py, ~22 bytes plus the event id per
+    Memory is bounded by the index (history_index.py, ~26 bytes plus the event id per
     event) and the per-account state, not by the history: events are decoded when fed.
     """
     with tempfile.TemporaryDirectory(prefix="healthwatch-backtest-") as tmp:
         folder = Path(tmp)
         settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{folder}/bt.db")
         now, skew = clock(), settings.max_future_skew
-        with index_history(paths, folder, reading, now=now, skew=skew) as index:
-            result = Replay(rejected=index.rejected, events=len(index), churn=dict(churn or {}))
-            for account_id, day in index.churned:  # facts naming stage "churned" count too
-                result.churn.setdefault(account_id, day)
-            result.go_live_accounts = index.go_live_accounts
-            if len(index):
-                await _replay_days(index, settings, result, model_source, step_days, progress)
+        index = index_history(paths, folder, reading, now=now, skew=skew)
+        result = Replay(rejected=index.rejected, events=len(index), churn=dict(churn or {}))
+        for account_id, day in index.churned:  # facts naming stage "churned" count too
+            result.churn.setdefault(account_id, day)
+        result.go_live_accounts = index.go_live_accounts
+        if len(index):
+            count = workers or auto_workers(len(index))
+            jobs = _jobs(index, settings, folder, result, model_source, step_days, count)
+            del index  # the shards hold what the workers need
+            await _run(jobs, result, progress)
     return result
 
 
-async def _replay_days(
+# Events per worker below which another worker costs more than it saves: a worker
+# process starts in about 2 s (imports, its database's migration), some 20 k events
+# of replay.
+EVENTS_PER_WORKER = 200_000
+
+
+def auto_workers(events: int) -> int:
+    """One worker per core this process may use, but not for a small history."""
+    return max(1, min(len(os.sched_getaffinity(0)), events // EVENTS_PER_WORKER))
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One worker's part of a replay: its accounts' events and what to do with them
+    (pickled into a worker process)."""
+
+    shard: Shard
+    days: list[date]  # the evaluation days
+    plan: list[list[tuple[int, int]]]  # per day, its feed batches (whole-history positions)
+    settings: Settings  # its own throwaway database
+    model_source: str | None
+    churn: dict[str, date]
+    first_day: date
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    snapshots: list[Snapshot]
+    firings: list[Firing]
+
+
+def _jobs(
     index: HistoryIndex,
     settings: Settings,
+    folder: Path,
     result: Replay,
     model_source: str | None,
     step_days: int,
-    progress: Callable[[int, int], None],
-) -> None:
-    """Score every account every ``step_days`` after the warm-up, in the throwaway
-    database of ``settings``."""
+    workers: int,
+) -> list[ShardJob]:
+    """Score every account every ``step_days`` after the warm-up: the days, each day's
+    feed batches (cut on the whole history, so every shard's batches are the same
+    slices of time as one worker's), and a job per shard."""
     first, last = index.first_day, index.last_day
     result.first_day, result.last_day = first, last
     span = (last - first).days + 1
     days = [first + timedelta(days=offset) for offset in range(WARM_UP_DAYS, span, step_days)]
-    engine = create_engine(settings.database_url)
+    plan = feed_plan(index, days, feed_span(settings))
+    return [
+        ShardJob(
+            shard,
+            days,
+            plan,
+            settings.model_copy(
+                update={"database_url": f"sqlite+aiosqlite:///{folder}/shard-{number}.db"}
+            ),
+            model_source,
+            result.churn,
+            first,
+        )
+        for number, shard in enumerate(index.shards(workers))
+    ]
+
+
+async def _run(jobs: list[ShardJob], result: Replay, progress: Callable[[int, int], None]) -> None:
+    """Replay the shards (in this process when there is one), and merge what they found
+    in one order: the snapshots by day and account (as one database lists them), the
+    firings by day, account and rule."""
+    total = len(jobs[0].days) if jobs else 0
+    if len(jobs) == 1:
+        parts = [await replay_shard(jobs[0], lambda done: progress(done, total))]
+    else:
+        parts = await run_in_processes(
+            replay_shard_in_process, jobs, lambda done: progress(min(done), total)
+        )
+    result.snapshots = sorted(
+        (snapshot for part in parts for snapshot in part.snapshots),
+        key=lambda snapshot: (snapshot.day, snapshot.account_id),
+    )
+    result.firings = sorted((firing for part in parts for firing in part.firings), key=firing_order)
+
+
+def firing_order(firing: Firing) -> tuple[date, str, str]:
+    return firing.day, firing.account_id, firing.rule
+
+
+def replay_shard_in_process(job: ShardJob, tick: Callable[[int], None]) -> ShardResult:
+    """A worker process's replay of its shard (``pool.run_in_processes``)."""
+    return asyncio.run(replay_shard(job, tick))
+
+
+async def replay_shard(job: ShardJob, tick: Callable[[int], None]) -> ShardResult:
+    """Replay one shard in its throwaway database; ``tick`` hears the days scored."""
+    engine = create_engine(job.settings.database_url)
     try:
         await migrate(engine)
-        await _score_days(engine, settings, index, days, result, model_source, progress)
+        return await _score_days(engine, job, tick)
     finally:
         await engine.dispose()
 
 
 async def _score_days(
-    engine: AsyncEngine,
-    settings: Settings,
-    index: HistoryIndex,
-    days: list[date],
-    result: Replay,
-    model_source: str | None,
-    progress: Callable[[int, int], None],
-) -> None:
+    engine: AsyncEngine, job: ShardJob, tick: Callable[[int], None]
+) -> ShardResult:
     """Feed the events up to the end of each day, score every account as of the day,
     and keep the day's scores with the baselines of that day."""
-    clock_now = [datetime.combine(result.first_day or days[0], time(), UTC)]
-    recorder = _FiringRecorder(result.firings)
+    out = ShardResult([], [])
+    clock_now = [datetime.combine(job.first_day, time(), UTC)]
+    recorder = _FiringRecorder(out.firings)
     processor = ScoringProcessor(
         engine,
         recorder,
-        settings,
+        job.settings,
         ScoringMetrics(CollectorRegistry()),
-        models=ModelStore(model_source) if model_source else ModelStore(),
+        models=ModelStore(job.model_source) if job.model_source else ModelStore(),
         clock=lambda: clock_now[0],
     )
     baselines = Baselines()
-    fed = 0
-    for number, day in enumerate(days, 1):
-        end = datetime.combine(day + timedelta(days=1), time(), UTC)
-        clock_now[0] = end - timedelta(seconds=1)
-        fed = await _feed(processor, baselines, index, fed, end, feed_span(settings))
-        await _score_all(processor, recorder, day, clock_now[0])
-        result.snapshots += [
-            replace(snapshot, history=baselines.as_of(snapshot.account_id, day))
-            for snapshot in await _snapshots(engine, day, result.churn)
-        ]
-        progress(number, len(days))
+    with job.shard.reader() as read:
+        for number, (day, batches) in enumerate(zip(job.days, job.plan, strict=True), 1):
+            clock_now[0] = datetime.combine(day + timedelta(days=1), time(), UTC) - ONE_SECOND
+            await _feed(processor, baselines, job.shard, read, batches)
+            await _score_all(processor, recorder, day, clock_now[0])
+            out.snapshots.extend(
+                replace(snapshot, history=baselines.as_of(snapshot.account_id, day))
+                for snapshot in await _snapshots(engine, day, job.churn)
+            )
+            tick(number)
+    return out
 
 
 # At most this many events are handed to the processor at once, as one batch of
@@ -228,32 +293,46 @@ def feed_span(settings: Settings) -> timedelta:
     return min(timedelta(hours=DEDUP_HOURS), grace)
 
 
+def feed_plan(
+    index: HistoryIndex, days: Sequence[date], span: timedelta
+) -> list[list[tuple[int, int]]]:
+    """For each day, the batches (positions ``start`` to ``stop`` of the whole history)
+    that feed the events before its end not fed before: ``span`` of event time a batch
+    at most, and ``FEED_BATCH`` events."""
+    plan: list[list[tuple[int, int]]] = []
+    start = 0
+    for day in days:
+        upto = index.before(datetime.combine(day + timedelta(days=1), time(), UTC))
+        batches = []
+        while start < upto:
+            stop = min(upto, start + FEED_BATCH, index.before(index.moment(start) + span))
+            batches.append((start, stop))
+            start = stop
+        plan.append(batches)
+    return plan
+
+
 async def _feed(
     processor: ScoringProcessor,
     baselines: Baselines,
-    index: HistoryIndex,
-    fed: int,
-    end: datetime,
-    span: timedelta,
-) -> int:
-    """Hand the processor the events before ``end`` after the first ``fed``, ``span`` of
-    event time a batch at most, and the baselines the events it counted; return how many
-    are fed now. The processor reads the lines as they are in the files, as an import's
-    (the index kept only the lines its decoder takes)."""
-    upto = index.before(end)
-    start = fed
-    while start < upto:
-        stop = min(upto, start + FEED_BATCH, index.before(index.moment(start) + span))
+    shard: Shard,
+    read: Callable[[slice], list[bytes]],
+    batches: Sequence[tuple[int, int]],
+) -> None:
+    """Hand the processor the shard's events of each batch, one batch at a time, and
+    the baselines the events it counted. The processor reads the lines as they are in
+    the files, as an import's (the index kept only the lines its decoder takes)."""
+    for start, stop in batches:
+        where = shard.between(start, stop)
+        positions = shard.positions[where].tolist()
         records = [
-            Record("backtest", 0, start + position, None, line)
-            for position, line in enumerate(index.lines(start, stop))
+            Record("backtest", 0, position, None, line)
+            for position, line in zip(positions, read(where), strict=True)
         ]
         # The events as the scoring step decoded and counted them (a line decoded once;
         # a resent event once, as the score counts it).
         for event in await processor.handle(records, score=False):
             baselines.take(event)
-        start = stop
-    return upto
 
 
 async def _score_all(
