@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import history, usage_store
+from services.scoring import history
 from services.scoring.as_of import measures_as_of
 from services.scoring.measures import load_measures
 from services.scoring.metrics import ScoringMetrics
@@ -31,7 +31,7 @@ from services.scoring.step import (
     alert_event,
     score_account,
 )
-from services.scoring.usage_store import Usage, UsageCache
+from services.scoring.usage_store import StateKeeper, Usage, UsageCache
 from services.scoring.workload.records import record_relationship
 from shared.alerting.store import AlertingStore, alerting_store
 from shared.bus.base import OutMessage, Producer, Record
@@ -62,7 +62,11 @@ class ScoringProcessor:
         models: ModelStore | None = None,
         alerting: AlertingStore | None = None,
         clock: Clock = utcnow,
+        states: StateKeeper | None = None,
     ):
+        """``states``: where the usage states live between batches (default: the
+        database, with a cache of ``state_cache_accounts``; ``HeldStates`` for a
+        throwaway replay)."""
         self._models = models or ModelStore()
         self._alerting = alerting or alerting_store(settings)
         self._engine = engine
@@ -72,7 +76,7 @@ class ScoringProcessor:
         self._clock = clock
         self._kind_of_topic = {settings.topic(kind): kind for kind in KINDS}
         self._plans: PlanTemplates = plan_templates(settings)
-        self._states = UsageCache(settings.state_cache_accounts)
+        self._states = states or UsageCache(settings.state_cache_accounts)
 
     async def handle(
         self,
@@ -96,8 +100,8 @@ class ScoringProcessor:
         async with self._engine.begin() as conn:
             if also is not None:
                 await also(conn)
-            usage = await usage_store.load(
-                conn, {event.account_id for event in events}, for_update=True, cache=self._states
+            usage = await self._states.load(
+                conn, {event.account_id for event in events}, for_update=True
             )
             fresh = drop_duplicates(usage, events)
             applied = await apply_events(
@@ -112,7 +116,7 @@ class ScoringProcessor:
             )
             await record_relationship(conn, fresh)
             alerts = await self.rescore(conn, applied.accounts, now, usage=usage) if score else []
-            await usage_store.save(conn, usage, now)
+            await self._states.save(conn, usage, now)
             outgoing = dead + self.alert_messages(alerts)
             if outgoing:
                 # In the transaction: into the outbox (Kafka) or the bus's own table
@@ -244,7 +248,7 @@ class ScoringProcessor:
         await _lock_accounts(conn, ids)
         if usage is None:
             # Read only here (a sweep, an import's days): back in the cache at once.
-            usage = await usage_store.load(conn, ids, cache=self._states)
+            usage = await self._states.load(conn, ids, for_update=False)
             self._states.keep(usage)
         if past_day and as_of is not None:
             measures = await measures_as_of(conn, ids, as_of, self.zone, usage)

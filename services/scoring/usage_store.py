@@ -44,6 +44,43 @@ class UsageCache:
         while len(self._states) > self._max:
             self._states.popitem(last=False)
 
+    async def load(self, conn: AsyncConnection, ids: Iterable[str], *, for_update: bool) -> Usage:
+        return await load(conn, ids, for_update=for_update, cache=self)
+
+    async def save(
+        self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime
+    ) -> None:
+        await save(conn, states, now)
+
+
+class HeldStates:
+    """The states of a throwaway replay (the backtest), held in memory and never
+    written: the same interface as ``UsageCache``, and the same states as writing and
+    reading them back, without encoding every changed state after every batch (a
+    tenth of a full-size backtest). Not for a service: nothing survives the process,
+    and a batch that fails leaves its states half-applied; nothing reads the usage
+    tables (``account_usage``, ``activity_daily``), which stay empty."""
+
+    def __init__(self) -> None:
+        self._states: Usage = {}
+
+    async def load(self, conn: AsyncConnection, ids: Iterable[str], *, for_update: bool) -> Usage:
+        held = self._states
+        return {
+            account_id: held.get(account_id) or AccountUsage() for account_id in sorted(set(ids))
+        }
+
+    async def save(
+        self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime
+    ) -> None:
+        return None
+
+    def keep(self, states: Mapping[str, AccountUsage]) -> None:
+        self._states.update(states)
+
+
+StateKeeper = UsageCache | HeldStates
+
 
 async def load(
     conn: AsyncConnection,

@@ -33,6 +33,7 @@ from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from services.scoring.usage import DEDUP_HOURS
+from services.scoring.usage_store import HeldStates
 from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.clock import Clock, utcnow
 from shared.config import Settings
@@ -261,6 +262,7 @@ async def _score_days(
         ScoringMetrics(CollectorRegistry()),
         models=ModelStore(job.model_source) if job.model_source else ModelStore(),
         clock=lambda: clock_now[0],
+        states=HeldStates(),  # a throwaway database: the states need not be written
     )
     baselines = Baselines()
     with job.shard.reader() as read:
