@@ -1,6 +1,7 @@
 """Reading and writing the accounts' usage states (``usage.py``) inside the caller's
-transaction: one SELECT for a batch's accounts, one upsert of those it changed, and the
-daily history (``activity_daily``) rewritten for the days it changed; the days that
+transaction: one SELECT for a batch's accounts, one upsert of those it changed, the
+hours of their dedup windows that changed (``usage_seen``), and the daily history
+(``activity_daily``) rewritten for the days it changed; the days that
 leave a state's window go to the long history (``usage_archive``, a value per month)."""
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage
 from services.scoring.usage import AccountUsage
 from shared.storage.db import among, bulk_upsert
-from shared.storage.tables import account_usage, activity_daily, usage_archive
+from shared.storage.tables import account_usage, activity_daily, usage_archive, usage_seen
 
 Usage = dict[str, AccountUsage]  # account id → its usage state
 
@@ -59,7 +60,7 @@ class HeldStates:
     reading them back, without encoding every changed state after every batch (a
     tenth of a full-size backtest). Not for a service: nothing survives the process,
     and a batch that fails leaves its states half-applied; nothing reads the usage
-    tables (``account_usage``, ``activity_daily``), which stay empty."""
+    tables (``account_usage``, ``activity_daily``, ``usage_seen``), which stay empty."""
 
     def __init__(self) -> None:
         self._states: Usage = {}
@@ -73,7 +74,8 @@ class HeldStates:
     async def save(
         self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime
     ) -> None:
-        return None
+        for state in states.values():
+            state.saved()  # nothing to write: what it would write is forgotten
 
     def keep(self, states: Mapping[str, AccountUsage]) -> None:
         self._states.update(states)
@@ -116,7 +118,18 @@ async def load(
         for row in rows:
             states[row.account_id] = state = usage.decode(row.state)
             state.version = stale[row.account_id]
+        await _load_seen(conn, {account_id: states[account_id] for account_id in stale})
     return {account_id: states.get(account_id) or AccountUsage() for account_id in wanted}
+
+
+async def _load_seen(conn: AsyncConnection, states: Usage) -> None:
+    """Add the stored hours of their dedup windows to freshly decoded ``states``."""
+    s = usage_seen.c
+    rows = await conn.execute(
+        select(s.account_id, s.hour, s.ids).where(among(conn, s.account_id, states))
+    )
+    for row in rows:
+        states[row.account_id].seen.setdefault(row.hour, set()).update(usage.unpack_ids(row.ids))
 
 
 async def complete(conn: AsyncConnection, states: Usage, ids: Iterable[str]) -> Usage:
@@ -165,9 +178,28 @@ async def save(conn: AsyncConnection, states: Mapping[str, AccountUsage], now: d
         ],
         keys=["account_id", "day"],
     )
+    await _save_seen(conn, changed)
     for state in changed.values():
-        state.touched.clear()
-        state.changed = False
+        state.saved()
+
+
+async def _save_seen(conn: AsyncConnection, changed: Mapping[str, AccountUsage]) -> None:
+    """Write the hours of the dedup windows that gained ids, delete those that left."""
+    s = usage_seen.c
+    grown = [
+        {"account_id": account_id, "hour": hour, "ids": usage.pack_ids(state.seen[hour])}
+        for account_id, state in sorted(changed.items())
+        for hour in sorted(state.seen_grown)
+    ]
+    await bulk_upsert(conn, usage_seen, grown, keys=["account_id", "hour"])
+    gone = [
+        {"gone_account": account_id, "gone_hour": hour}
+        for account_id, state in sorted(changed.items())
+        for hour in sorted(state.seen_dropped)
+    ]
+    if gone:
+        where = (s.account_id == bindparam("gone_account"), s.hour == bindparam("gone_hour"))
+        await conn.execute(delete(usage_seen).where(*where), gone)
 
 
 def month_of(ordinal: int) -> date:

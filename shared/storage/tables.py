@@ -152,6 +152,18 @@ account_usage = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The dedup window of ``account_usage``'s states: the 8-byte hashes of the event ids an
+# account received in the last 48 hours, a row per hour of receipt (services/scoring/
+# usage.py). Written with the state, only the hours that gained ids, and deleted as they
+# leave the window: a busy account's window is not rewritten whole by every batch.
+usage_seen = Table(
+    "usage_seen",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("hour", Integer, primary_key=True),  # hours since 1970-01-01 UTC
+    Column("ids", LargeBinary, nullable=False),  # little-endian uint64, in no order
+)
+
 # The long history of an account's usage: the days that left its usage state's window
 # (``account_usage``), one value per calendar month in the same encoding, kept for
 # ``HEALTHWATCH_HISTORY_DAYS`` (two years by default) for as-of reads. Written when

@@ -8,14 +8,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scoring.usage import AccountUsage, decode, id_hash, name_key
+from services.scoring import usage_store
+from services.scoring.usage import AccountUsage, id_hash, name_key
 from shared.storage.tables import account_usage
 
 
 async def usage_states(engine: AsyncEngine) -> dict[str, AccountUsage]:
+    """Every stored state, with its dedup window (stored apart, ``usage_seen``)."""
     async with engine.connect() as conn:
-        rows = await conn.execute(select(account_usage.c.account_id, account_usage.c.state))
-        return {row.account_id: decode(row.state) for row in rows}
+        ids = (await conn.execute(select(account_usage.c.account_id))).scalars().all()
+        return await usage_store.load(conn, ids)
 
 
 async def count_processed(engine: AsyncEngine) -> int:
