@@ -139,6 +139,7 @@ async def replay(
             result.churn.setdefault(account_id, day)
         result.go_live_accounts = index.go_live_accounts
         if len(index):
+            result.first_day, result.last_day = index.first_day, index.last_day
             count = workers or auto_workers(len(index))
             jobs = _jobs(index, settings, folder, result, model_source, step_days, count)
             del index  # the shards hold what the workers need
@@ -190,7 +191,6 @@ def _jobs(
     feed batches (cut on the whole history, so every shard's batches are the same
     slices of time as one worker's), and a job per shard."""
     first, last = index.first_day, index.last_day
-    result.first_day, result.last_day = first, last
     span = (last - first).days + 1
     days = [first + timedelta(days=offset) for offset in range(WARM_UP_DAYS, span, step_days)]
     plan = feed_plan(index, days, feed_span(settings))
@@ -289,8 +289,9 @@ def feed_span(settings: Settings) -> timedelta:
     a batch's newest event decides which of its usage events are too late to count (the
     late grace), and ids repeated within a batch count once however far apart. So a
     batch spans no more than the dedup window (48 hours) or the late grace, whichever is
-    shorter; not less, since the accounts' states are saved once a batch (batches of a
-    day at most took a 4.5 M-event replay from 11 to 16 minutes)."""
+    shorter; not less, since the accounts' states are loaded and pruned once a batch
+    (batches of a day at most took a 4.5 M-event replay from 11 to 16 minutes, when the
+    states were also written once a batch)."""
     grace = timedelta(days=min(settings.late_grace_days, settings.window_days))
     return min(timedelta(hours=DEDUP_HOURS), grace)
 
