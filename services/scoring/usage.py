@@ -125,11 +125,18 @@ class AccountUsage:
     # -- dedup -------------------------------------------------------------------
 
     def first_sight(self, event_id: str, received: datetime) -> bool:
-        """True the first time ``event_id`` is seen within the window; remembers it."""
+        """True unless ``event_id`` was received within DEDUP_HOURS of ``received``
+        (either way: an import's receipts are its event times, in any order); remembers
+        it. The window's hours further away are not asked: an account quiet for days
+        still holds the ids of its last active hours until its next batch drops them,
+        and a resend after 48 hours counts again, as documented."""
         digest = id_hash(event_id)
-        if any(digest in hashes for hashes in self.seen.values()):
-            return False
         hour = _hour(received)
+        if any(
+            digest in hashes and abs(seen_hour - hour) <= DEDUP_HOURS
+            for seen_hour, hashes in self.seen.items()
+        ):
+            return False
         self.seen.setdefault(hour, set()).add(digest)
         self.seen_grown.add(hour)
         self.seen_dropped.discard(hour)  # back in the window before a save: kept

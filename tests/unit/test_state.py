@@ -473,6 +473,16 @@ def test_a_resent_event_counts_once_within_the_dedup_window() -> None:
     # Stored apart, by the hour (test_dedup_window.py), not in the state's value.
     assert decode(encode(states["acme"])).seen == {}
 
+    # After a quiet spell a resend counts again at once, though the account still held
+    # the id (its window moves with its next batch).
+    quiet = NOW + 5 * DEDUP_HOURS * hour
+    assert len(drop_duplicates(states, [sent("b", quiet)])) == 1
+    assert drop_duplicates(states, [sent("b", quiet - 3 * hour)]) == []
+    # An import's receipts are its event times, in any order: 48 hours either way.
+    assert len(drop_duplicates(states, [sent("c", later)])) == 1
+    assert drop_duplicates(states, [sent("c", later - (DEDUP_HOURS - 1) * hour)]) == []
+    assert len(drop_duplicates(states, [sent("c", later - (DEDUP_HOURS + 2) * hour)])) == 1
+
 
 def test_names_no_kept_day_counts_are_forgotten() -> None:
     """An account's names do not only grow: a name whose days left the window leaves
