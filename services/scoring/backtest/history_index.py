@@ -1,10 +1,11 @@
 """The backtest's first pass: where each event of the history files is, in time order.
 
 Holding a whole history as models took 6.2 GB for 3.9 M events. The first pass keeps
-only a compact index per valid line — event time (µs), file, byte offset, length and
-event id, about 22 bytes plus the id's length — sorts it by (occurred_at, event_id)
-like ``sorted(events, key=...)`` did (stable: equal keys keep the files' order), and
-the replay then reads each line again by its offset when it feeds it. Gzip, CSV and
+only a compact index per valid line — event time (µs), file, byte offset, length,
+account (a number) and event id, about 26 bytes plus the id's length — sorts it by
+(occurred_at, event_id) like ``sorted(events, key=...)`` did (stable: equal keys keep
+the files' order), and the replay's workers then read each line again by its offset
+when they feed it, each the lines of its shard of the accounts (``HistoryIndex.shards``). Gzip, CSV and
 Parquet files cannot be read at an offset: their records (rows as JSON, as
 ``read_lines`` gives them) are written once to a spill file in the replay's temporary
 folder, only the valid ones.
