@@ -5,7 +5,8 @@ only a compact index per valid line — event time (µs), file, byte offset, len
 account (a number) and event id, about 26 bytes plus the id's length — sorts it by
 (occurred_at, event_id) like ``sorted(events, key=...)`` did (stable: equal keys keep
 the files' order), and the replay's workers then read each line again by its offset
-when they feed it, each the lines of its shard of the accounts (``HistoryIndex.shards``). Gzip, CSV and
+when they feed it, each the lines of its shard of the accounts
+(``HistoryIndex.shards``). Gzip, CSV and
 Parquet files cannot be read at an offset: their records (rows as JSON, as
 ``read_lines`` gives them) are written once to a spill file in the replay's temporary
 folder, only the valid ones.
