@@ -104,7 +104,7 @@ class AccountUsage:
     """The usage state of one account, decoded; ``touched``: the days changed since it
     was loaded (their long-history rows are rewritten), ``changed``: anything was;
     ``seen_grown`` / ``seen_dropped``: the hours of the dedup window that gained ids /
-    left it since it was saved (their rows are written / deleted)."""
+    left it since it was saved (their rows are written / deleted, unless back in it)."""
 
     users: list[str] = field(default_factory=list)
     first_active: list[int] = field(default_factory=list)
@@ -139,7 +139,6 @@ class AccountUsage:
             return False
         self.seen.setdefault(hour, set()).add(digest)
         self.seen_grown.add(hour)
-        self.seen_dropped.discard(hour)  # back in the window before a save: kept
         self.events_seen += 1
         self.changed = True
         return True

@@ -195,7 +195,7 @@ async def _save_seen(conn: AsyncConnection, changed: Mapping[str, AccountUsage])
     gone = [
         {"gone_account": account_id, "gone_hour": hour}
         for account_id, state in sorted(changed.items())
-        for hour in sorted(state.seen_dropped)
+        for hour in sorted(state.seen_dropped - state.seen.keys())  # not back in it
     ]
     if gone:
         where = (s.account_id == bindparam("gone_account"), s.hour == bindparam("gone_hour"))

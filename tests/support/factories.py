@@ -42,6 +42,13 @@ class ProcessorFactory(Protocol):
     ) -> ScoringProcessor: ...
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_either(request: pytest.FixtureRequest, database_url: str) -> str | None:
+    """The database a test runs on, once each: None (the embedded SQLite file), then a
+    fresh PostgreSQL database; for ``engine_factory``."""
+    return database_url if request.param == "postgresql" else None
+
+
 @pytest.fixture
 async def engine_factory(embedded_settings: Settings) -> AsyncIterator[EngineFactory]:
     """Engines on a database (default: the test's embedded SQLite file), migrated unless

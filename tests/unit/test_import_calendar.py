@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pytest
 from alembic import command
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import Connection
@@ -20,12 +19,6 @@ from shared.storage.tables import import_pending
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, database_url: str) -> str | None:
-    """The database the test runs on (None: the embedded SQLite file)."""
-    return database_url if request.param == "postgresql" else None
-
-
 async def _not_stopped() -> None:
     """The import lock, always held (no other import in these tests)."""
 
@@ -35,9 +28,9 @@ def _stamps(day: int, *accounts: str) -> list[Stamp]:
 
 
 async def test_a_batch_keeps_only_its_new_accounts_and_a_closed_day_forgets_them(
-    engine_factory: EngineFactory, processor_factory: ProcessorFactory, url: str | None
+    engine_factory: EngineFactory, processor_factory: ProcessorFactory, database_either: str | None
 ) -> None:
-    engine = await engine_factory(url)
+    engine = await engine_factory(database_either)
     processor = processor_factory(engine)
     written: list[str] = []
 
@@ -98,9 +91,9 @@ def _columns(sync: Connection, table: str) -> Sequence[str]:
 
 
 async def test_migration_moves_the_waiting_accounts_to_rows_and_back(
-    engine_factory: EngineFactory, url: str | None
+    engine_factory: EngineFactory, database_either: str | None
 ) -> None:
-    engine = await engine_factory(url, migrated=False)
+    engine = await engine_factory(database_either, migrated=False)
     async with engine.begin() as conn:
         await conn.run_sync(_migrate("upgrade", "0012"))
         await conn.execute(
