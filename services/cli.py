@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import gc
 import logging
 import re
@@ -123,13 +123,37 @@ def _indented(text: str) -> str:
     return "\n".join("    " + escape_controls(line) for line in text.splitlines())
 
 
-# Young collections between two full (oldest-generation) ones, for the commands that
-# replay or import a history (CPython's default: 10). A full collection walks every
-# live object; those commands hold millions (usage states, the scores a report reads)
-# and allocate fast, so full collections were 14% of a 300-account backtest (57.9 s;
-# 49.8 s with them 100 times rarer; 49.0 s with none). Young collections still free
-# the short-lived cycles; a full one still runs now and then.
-BATCH_FULL_COLLECTION_EVERY = 1000
+# Garbage collection thresholds, as ``gc.set_threshold`` takes them: new objects
+# between young collections, young collections between middle ones, middle ones between
+# full ones (CPython 3.11's default: 700, 10, 10). A full collection walks every live
+# object, and each young one walks the objects allocated since the last.
+#
+# The services: scoring allocates fast (decoded events, measures, each score's dicts)
+# while it holds many objects (the cached usage states, a chunk's accounts). At 700 a
+# chunk's short-lived objects survive young collections, are walked again in the older
+# generations and make them grow, which triggers full collections. A sweep of 10,000
+# quiet accounts (docs/benchmarks.md) took 1.36 ms an account with the default, 1.09 with
+# these and 1.04 with no collection at all. The memory a rarer collection leaves is
+# cyclic garbage only (reference counting frees the rest at once).
+SERVICE_COLLECTIONS = (10_000, 10, 100)
+# The commands that work through a history, then end: full collections rarer still.
+# They hold millions of objects (usage states, the scores a report reads), so full
+# collections were 14% of a 300-account backtest (57.9 s; 49.8 s with them 100 times
+# rarer; 49.0 s with none). A larger young threshold changed nothing measurable there
+# (24.0-25.0 s against 23.6-23.9 s), so it keeps the default.
+BATCH_COLLECTIONS = (700, 10, 1000)
+
+
+@contextlib.contextmanager
+def collecting(thresholds: tuple[int, int, int]) -> Iterator[None]:
+    """Run with these collection thresholds, put back at the end (a test runs commands
+    in its own process); as a decorator, around a command."""
+    before = gc.get_threshold()
+    gc.set_threshold(*thresholds)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 WORKERS_OPTION = typer.Option(
@@ -137,22 +161,6 @@ WORKERS_OPTION = typer.Option(
     help="Processes replaying the history, a share of the accounts each (default: one per "
     "core, one for a history under 200,000 events); the result is the same for any number",
 )
-
-
-def rarer_full_collections(command: Callable[P, R]) -> Callable[P, R]:
-    """For a command that works through a history, then ends (not a service); the
-    thresholds are put back when it returns (a test runs commands in its own process)."""
-
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        before = gc.get_threshold()
-        gc.set_threshold(before[0], before[1], BATCH_FULL_COLLECTION_EVERY)
-        try:
-            return command(*args, **kwargs)
-        finally:
-            gc.set_threshold(*before)
-
-    return run
 
 
 def _run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -185,6 +193,7 @@ def _port_free(host: str, port: int) -> None:
 
 
 @app.command()
+@collecting(SERVICE_COLLECTIONS)
 def dev(
     simulate: Annotated[
         int, typer.Option(help="Simulated customer accounts to start (0: none)")
@@ -319,6 +328,7 @@ def warn_about_settings(settings: Settings, log: logging.Logger) -> None:
 
 
 @app.command()
+@collecting(SERVICE_COLLECTIONS)
 def ingest() -> None:
     """Run the ingest API alone (production mode)."""
     settings = Settings()
@@ -327,6 +337,7 @@ def ingest() -> None:
 
 
 @app.command()
+@collecting(SERVICE_COLLECTIONS)
 def scoring() -> None:
     """Run one scoring consumer (add more processes to scale; they share the group)."""
     settings = Settings()
@@ -335,6 +346,7 @@ def scoring() -> None:
 
 
 @app.command()
+@collecting(SERVICE_COLLECTIONS)
 def alerts() -> None:
     """Run the alerts service: intake from the alerts topic and delivery."""
     settings = Settings()
@@ -482,7 +494,7 @@ async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitab
 
 
 @app.command("import")
-@rarer_full_collections
+@collecting(BATCH_COLLECTIONS)
 def import_cmd(
     files: Annotated[
         list[Path],
@@ -581,7 +593,7 @@ def _print_rejected(result: ImportReport) -> None:
 
 
 @app.command()
-@rarer_full_collections
+@collecting(BATCH_COLLECTIONS)
 def backtest(
     files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
     churn: Annotated[
@@ -664,7 +676,7 @@ def backtest(
 
 
 @app.command()
-@rarer_full_collections
+@collecting(BATCH_COLLECTIONS)
 def calibrate(
     files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
     churn: Annotated[

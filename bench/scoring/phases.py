@@ -32,6 +32,7 @@ from scoring.runs import (
 )
 from scoring.state import state_size, synthetic_values
 from scoring.workload import iter_workload, make_accounts, to_messages, write_ndjson
+from services.cli import BATCH_COLLECTIONS, SERVICE_COLLECTIONS, collecting
 from shared.bus.base import OutMessage
 from shared.bus.factory import all_topics, event_topics
 from shared.bus.kafka import ensure_topics
@@ -146,15 +147,16 @@ async def batch_phase(p: Phases, batch: int) -> tuple[dict[str, Any], dict[str, 
             "scoring_batch_max": batch,
         }
     )
-    scoring = await scoring_run(
-        settings,
-        p.total,
-        opts.events,
-        p.meter,
-        p.progress,
-        f"scoring, batch {batch}",
-        opts.scoring_timeout,
-    )
+    with collecting(SERVICE_COLLECTIONS):  # as `healthwatch scoring` runs
+        scoring = await scoring_run(
+            settings,
+            p.total,
+            opts.events,
+            p.meter,
+            p.progress,
+            f"scoring, batch {batch}",
+            opts.scoring_timeout,
+        )
     figures = {
         "scoring_batch_max": batch,
         "bare": bare,
@@ -168,7 +170,8 @@ async def batch_phase(p: Phases, batch: int) -> tuple[dict[str, Any], dict[str, 
     source = f"Kafka scoring run, scoring_batch_max={batch}"
     state = await p.state(url, source, opts.events / opts.accounts, f"the batch-{batch} database")
     err.print(f"  sweeping the batch-{batch} database's accounts a day later")
-    figures["sweep"] = await sweep_run(url, p.meter, p.now + timedelta(days=1))
+    with collecting(SERVICE_COLLECTIONS):
+        figures["sweep"] = await sweep_run(url, p.meter, p.now + timedelta(days=1))
     return figures, state
 
 
@@ -210,19 +213,22 @@ async def import_phase(p: Phases, ndjson: Path, results: dict[str, Any]) -> None
     """``healthwatch import`` of the same events (``ndjson``) into PostgreSQL and SQLite."""
     opts = p.opts
     url = await p.database("import")
-    results["import"]["postgresql"] = await import_run(
-        url, ndjson, p.total, opts.events, p.meter, p.progress, "import → PostgreSQL"
-    )
+    with collecting(BATCH_COLLECTIONS):  # as `healthwatch import` runs
+        results["import"]["postgresql"] = await import_run(
+            url, ndjson, p.total, opts.events, p.meter, p.progress, "import → PostgreSQL"
+        )
     results["state"]["import_pg"] = await p.state(
         url,
         "healthwatch import into PostgreSQL (same events as the Kafka run)",
         opts.events / opts.accounts,
     )
-    results["sweep"]["import_pg"] = await sweep_run(url, p.meter, p.now + timedelta(days=1))
+    with collecting(SERVICE_COLLECTIONS):
+        results["sweep"]["import_pg"] = await sweep_run(url, p.meter, p.now + timedelta(days=1))
     sqlite_url = f"sqlite+aiosqlite:///{p.workdir / 'import.db'}"
-    results["import"]["sqlite"] = await import_run(
-        sqlite_url, ndjson, p.total, opts.events, p.meter, p.progress, "import → SQLite"
-    )
+    with collecting(BATCH_COLLECTIONS):
+        results["import"]["sqlite"] = await import_run(
+            sqlite_url, ndjson, p.total, opts.events, p.meter, p.progress, "import → SQLite"
+        )
 
 
 async def larger_states_phase(p: Phases, now: datetime, results: dict[str, Any]) -> None:
@@ -243,9 +249,10 @@ async def larger_states_phase(p: Phases, now: datetime, results: dict[str, Any])
         )
         lines = write_ndjson(path, workload, p.progress, size + events)
         url = await p.database(f"state_{size}")
-        results["import"][f"postgresql_{size}_accounts"] = await import_run(
-            url, path, lines, events, p.meter, p.progress, f"import {size:,} accounts"
-        )
+        with collecting(BATCH_COLLECTIONS):
+            results["import"][f"postgresql_{size}_accounts"] = await import_run(
+                url, path, lines, events, p.meter, p.progress, f"import {size:,} accounts"
+            )
         path.unlink()
         results["state"][f"import_{size}"] = await p.state(
             url,
@@ -254,7 +261,10 @@ async def larger_states_phase(p: Phases, now: datetime, results: dict[str, Any])
             f"{size:,} accounts",
         )
         err.print(f"  sweeping {size:,} quiet accounts a day later")
-        results["sweep"][f"import_{size}"] = await sweep_run(url, p.meter, now + timedelta(days=1))
+        with collecting(SERVICE_COLLECTIONS):
+            results["sweep"][f"import_{size}"] = await sweep_run(
+                url, p.meter, now + timedelta(days=1)
+            )
 
 
 async def run(opts: Options, workdir: Path, services: Services) -> dict[str, Any]:

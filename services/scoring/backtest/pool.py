@@ -63,7 +63,7 @@ async def run_in_processes(
         worker = workers[number]
         assert worker.stdin is not None and worker.stdout is not None
         # The parent's garbage collection thresholds too: a command that made full
-        # collections rarer (cli.rarer_full_collections) wants them so in its workers.
+        # collections rarer (cli.collecting) wants them so in its workers.
         sent = (function, jobs[number], gc.get_threshold())
         worker.stdin.write(pickle.dumps(sent, pickle.HIGHEST_PROTOCOL))
         await worker.stdin.drain()
