@@ -118,23 +118,47 @@ def _csv_records(stream: IO[bytes], lines: LineNumbers | None) -> Iterator[bytes
     # The limit is the csv module's, for the whole process: set here, as the connectors
     # set theirs, so that a row's fate does not depend on what read a CSV before.
     csv.field_size_limit(MAX_CSV_FIELD)
-    reader = csv.DictReader(text)
-    number, ended = 0, 0  # the row's number; the line the row before it ended on
+    source = _FileLines(text)
+    reader = csv.DictReader(source)
+    try:
+        if reader.fieldnames is None:  # read the header: its lines are not a row's
+            return
+    except csv.Error as exc:
+        raise csv.Error(f"{exc} in the header; a quote left open?") from exc
+    number = 0  # the row's number
     while True:
+        source.starts.clear()
+        ended = source.newlines  # the line the row before ended on
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             raise csv.Error(f"{exc} in the row after line {ended}; a quote left open?") from exc
-        if lines is not None:  # line_num is the row's last line
-            breaks = sum(v.count("\n") for v in row.values() if isinstance(v, str))
-            # (not before the line after the row before: a quote left open to the end
-            # of the file takes the last line break into its field)
-            lines.note(number, max(reader.line_num - breaks, ended + 1))
-        ended = reader.line_num
+        if lines is not None:
+            lines.note(number, source.starts[0] if source.starts else ended + 1)
         number += 1
         yield _json_record(_csv_row(row))
+
+
+class _FileLines:
+    """A text's lines as the csv module reads them (ended by a line feed, a carriage
+    return and line feed, or a carriage return alone), noting where the non-blank ones
+    start as ``sed -n Np`` counts lines: at line feeds only. The csv module's own
+    ``line_num`` also counts a carriage return alone, inside a quoted field too, which
+    moved the numbers of every later row."""
+
+    def __init__(self, text: IO[str]):
+        self._text = text
+        self.newlines = 0  # line feeds read so far
+        self.starts: list[int] = []  # where the non-blank lines read since cleared start
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._text:
+            if line.strip("\r\n"):  # blank lines between rows are skipped, not rows
+                self.starts.append(self.newlines + 1)
+            self.newlines += line.count("\n")
+            yield line
 
 
 def _json_record(row: dict[str, Any]) -> bytes:

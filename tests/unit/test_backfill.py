@@ -173,6 +173,29 @@ def test_csv_rows_are_numbered_by_their_line_in_the_file(tmp_path: Path) -> None
     assert json_lines.line(0) == 1 and json_lines.line(9) == 10
 
 
+def test_a_carriage_return_alone_in_a_cell_does_not_move_the_line_numbers(
+    tmp_path: Path,
+) -> None:
+    """``sed`` counts lines at line feeds only; the csv module also ends one at a
+    carriage return alone (an old Mac editor's line break, pasted into a note)."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(
+        b"kind,event_id,notes\r\n"
+        b'ticket,r0,"first\rsecond\rthird"\r\n'
+        b"ticket,r1,plain\r\n"
+        b'ticket,r2,"two\r\nlines\rand a return"\r\n'
+        b"\r\n"
+        b"ticket,r3,plain\r\n"
+    )
+    lines = LineNumbers()
+    records = [orjson.loads(r) for r in read_lines(path, lines)]
+    assert [r["event_id"] for r in records] == ["r0", "r1", "r2", "r3"]
+    assert [lines.line(n) for n in range(4)] == [2, 3, 4, 7]
+    file_lines = path.read_bytes().split(b"\n")
+    for number, record in enumerate(records):
+        assert f",{record['event_id']},".encode() in file_lines[lines.line(number) - 1]
+
+
 def test_import_command_exits_non_zero_with_line_numbers(tmp_path: Path) -> None:
     files = write_inputs(tmp_path)
     env = {
