@@ -158,8 +158,8 @@ def collecting(thresholds: tuple[int, int, int]) -> Iterator[None]:
 
 WORKERS_OPTION = typer.Option(
     min=1,
-    help="Processes replaying the history, a share of the accounts each (default: one per "
-    "core, one for a history under 200,000 events); the result is the same for any number",
+    help="Processes replaying the history, a share of the accounts each (default and most: "
+    "one per core; one per 200,000 events by default); the result is the same for any number",
 )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from services.scoring.backtest.pool import WorkerFailed, run_in_processes
+from services.scoring.backtest.replay import EVENTS_PER_WORKER, worker_count
 
 
 def _count_to(job: int, tick: Callable[[int], None]) -> dict[str, int]:
@@ -50,3 +51,14 @@ def test_a_job_that_raises_stops_them_all_with_its_traceback() -> None:
 def test_a_worker_that_dies_is_reported_not_waited_for() -> None:
     with pytest.raises(WorkerFailed, match="worker 0 stopped with exit code 3"):
         asyncio.run(run_in_processes(_die, [0], lambda done: None))
+
+
+def test_workers_past_the_cores_are_not_started(caplog: pytest.LogCaptureFixture) -> None:
+    """``--workers 500`` would start 500 interpreters, each with its share of the states;
+    past the cores they only take turns."""
+    cores = len(os.sched_getaffinity(0))
+    assert worker_count(cores + 10, 10**7) == cores
+    assert f"{cores + 10} workers asked for" in caplog.text
+    assert worker_count(1, 10**7) == 1
+    assert worker_count(None, EVENTS_PER_WORKER - 1) == 1  # a small history: one
+    assert worker_count(None, 10**9) == cores

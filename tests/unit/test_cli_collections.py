@@ -44,4 +44,3 @@ def test_the_services_run_with_the_service_thresholds(
     result = CliRunner().invoke(app, [command])
     assert result.exit_code == 0, result.output
     assert seen == [SERVICE_COLLECTIONS]
-

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -40,6 +41,8 @@ from shared.config import Settings
 from shared.contracts.wire import decode_alert
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import account_health
+
+log = logging.getLogger(__name__)
 
 # Accounts need some history before a score means anything.
 WARM_UP_DAYS = 28
@@ -122,9 +125,8 @@ async def replay(
     """``reading`` hears the lines read by the first pass, ``progress`` the days scored.
     A line dated more than the settings' ``max_future_skew`` past its receipt (``clock()``
     when it has none or a later one) is rejected, as ingest would reject it.
-    ``workers``: processes replaying the accounts, a share each (None: one per core,
-    for a history large enough to pay their start; ``auto_workers``); the result is the
-    same whatever the number.
+    ``workers``: processes replaying the accounts, a share each (``worker_count``); the
+    result is the same whatever the number.
 
     Memory is bounded by the index (history_index.py, ~26 bytes plus the event id per
     event) and the per-account state, not by the history: events are decoded when fed.
@@ -140,7 +142,7 @@ async def replay(
         result.go_live_accounts = index.go_live_accounts
         if len(index):
             result.first_day, result.last_day = index.first_day, index.last_day
-            count = workers or auto_workers(len(index))
+            count = worker_count(workers, len(index))
             jobs = _jobs(index, settings, folder, result, model_source, step_days, count)
             del index  # the shards hold what the workers need
             await _run(jobs, result, progress)
@@ -153,9 +155,22 @@ async def replay(
 EVENTS_PER_WORKER = 200_000
 
 
-def auto_workers(events: int) -> int:
-    """One worker per core this process may use, but not for a small history."""
-    return max(1, min(len(os.sched_getaffinity(0)), events // EVENTS_PER_WORKER))
+def worker_count(requested: int | None, events: int) -> int:
+    """``requested`` (``--workers``), but no more than the cores this process may use:
+    each worker is an interpreter holding its share of the accounts' states, and workers
+    past the cores only take turns on them. None: one per core, but not for a small
+    history."""
+    cores = len(os.sched_getaffinity(0))
+    if requested is None:
+        return max(1, min(cores, events // EVENTS_PER_WORKER))
+    if requested > cores:
+        log.warning(
+            "%d workers asked for, but this process may use %d cores: replaying with %d",
+            requested,
+            cores,
+            cores,
+        )
+    return max(1, min(requested, cores))
 
 
 @dataclass(frozen=True)
