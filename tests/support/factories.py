@@ -68,6 +68,12 @@ async def engine_factory(embedded_settings: Settings) -> AsyncIterator[EngineFac
 
 
 @pytest.fixture
+async def engine_either(engine_factory: EngineFactory, database_either: str | None) -> AsyncEngine:
+    """A migrated engine on SQLite, then on a fresh PostgreSQL database."""
+    return await engine_factory(database_either)
+
+
+@pytest.fixture
 def processor_factory(embedded_settings: Settings) -> ProcessorFactory:
     """Scoring processors on an engine. Defaults: the embedded bus on that engine as the
     producer, the embedded settings, metrics on a fresh registry, the real clock."""

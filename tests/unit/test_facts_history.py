@@ -50,11 +50,9 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(
-    request: pytest.FixtureRequest, engine_factory: EngineFactory, database_url: str
-) -> AsyncEngine:
-    return await engine_factory(database_url if request.param == "postgresql" else None)
+@pytest.fixture
+def engine(engine_either: AsyncEngine) -> AsyncEngine:
+    return engine_either
 
 
 async def apply(engine: AsyncEngine, events: list[Event]) -> None:

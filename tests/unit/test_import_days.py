@@ -12,14 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.import_days import _carry_forward
 from shared.storage.tables import health_daily
-from tests.support.factories import EngineFactory
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(
-    request: pytest.FixtureRequest, engine_factory: EngineFactory, database_url: str
-) -> AsyncEngine:
-    return await engine_factory(database_url if request.param == "postgresql" else None)
+@pytest.fixture
+def engine(engine_either: AsyncEngine) -> AsyncEngine:
+    return engine_either
 
 
 def row(account_id: str, day: int, score: int | None, band: str = "green") -> dict[str, Any]:

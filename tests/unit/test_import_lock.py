@@ -38,11 +38,9 @@ from tests.support.factories import EngineFactory, ProcessorFactory
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(
-    request: pytest.FixtureRequest, engine_factory: EngineFactory, database_url: str
-) -> AsyncEngine:
-    return await engine_factory(database_url if request.param == "postgresql" else None)
+@pytest.fixture
+def engine(engine_either: AsyncEngine) -> AsyncEngine:
+    return engine_either
 
 
 def _history(tmp_path: Path) -> Path:

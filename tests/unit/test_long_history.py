@@ -21,7 +21,6 @@ from services.scoring.usage import UNKNOWN, AccountUsage, decode, encode
 from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.storage.tables import activity_daily, usage_archive
 from shared.web import ClientError
-from tests.support.factories import EngineFactory
 
 START = datetime(2026, 1, 1, 12, tzinfo=UTC)
 DAYS = 220
@@ -29,11 +28,9 @@ USERS = [f"u{n}" for n in range(6)]
 NAMES = ["login", "report", "export", "share"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(
-    request: pytest.FixtureRequest, engine_factory: EngineFactory, database_url: str
-) -> AsyncEngine:
-    return await engine_factory(database_url if request.param == "postgresql" else None)
+@pytest.fixture
+def engine(engine_either: AsyncEngine) -> AsyncEngine:
+    return engine_either
 
 
 def history() -> list[list[Event]]:
