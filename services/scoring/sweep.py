@@ -108,24 +108,26 @@ class QuietAccountSweep:
 
     async def _sweep_zone(self, now: datetime, day: _ZoneDay) -> int:
         total = 0
+        after: str | None = None  # the last account of the chunk before, in id order
         while True:
             if self._waits_for_import and await import_running(self._engine):
                 raise _ImportRunning(total)
             try:
-                ids = await self._sweep_chunk(now, day)
+                ids = await self._sweep_chunk(now, day, after)
             except Exception as exc:
                 if is_transient(exc):
                     raise  # the database is down: the next run retries
                 log.warning("sweep: a chunk failed (%s); one account at a time", describe(exc))
-                ids = await self._sweep_alone(now, day)
+                ids = await self._sweep_alone(now, day, after)
             if not ids:
                 break
             total += len(ids)
+            after = max(ids)
         if total:
             log.info("sweep: %d quiet accounts re-scored as of %s (%s)", total, day.today, day.zone)
         return total
 
-    def _due(self, day: _ZoneDay, *, lock: bool = True) -> Select[Any]:
+    def _due(self, day: _ZoneDay, after: str | None, *, lock: bool = True) -> Select[Any]:
         h = account_health
         midnight = datetime.combine(day.today, time(), day.zone)
         due = (
@@ -138,17 +140,24 @@ class QuietAccountSweep:
             .order_by(h.c.account_id)
             .limit(CHUNK)
         )
+        # Each chunk starts after the one before (in the primary key's order): from the
+        # first id every time, the scan stepped over every account swept so far, 53 ms
+        # a chunk half way through 100,000 accounts, and the pass grew with their square.
+        if after is not None:
+            due = due.where(h.c.account_id > after)
         # Every scoring replica runs the sweep. Each takes the due rows no other
         # transaction holds (another replica's chunk, a batch rescoring them) and
         # locks them, so replicas split the work instead of each doing all of it;
         # a skipped row is still due at the next pass. (SQLite: no-op, one writer.)
         return due.with_for_update(skip_locked=True) if lock else due
 
-    async def _sweep_chunk(self, now: datetime, day: _ZoneDay, only: str | None = None) -> set[str]:
-        """Re-score one chunk of due accounts (or due account ``only``) in one
-        transaction; returns their ids (none: nothing left)."""
+    async def _sweep_chunk(
+        self, now: datetime, day: _ZoneDay, after: str | None, only: str | None = None
+    ) -> set[str]:
+        """Re-score the next chunk of due accounts (those after ``after``; or due account
+        ``only``) in one transaction; returns their ids (none: nothing left)."""
         today = day.today
-        due = self._due(day)
+        due = self._due(day, after)
         if only is not None:
             due = due.where(account_health.c.account_id == only)
         async with self._engine.begin() as conn:
@@ -165,17 +174,17 @@ class QuietAccountSweep:
             log.info("sweep alert %s: %s", alert.alert_id, alert.title)
         return ids
 
-    async def _sweep_alone(self, now: datetime, day: _ZoneDay) -> set[str]:
+    async def _sweep_alone(self, now: datetime, day: _ZoneDay, after: str | None) -> set[str]:
         """The next chunk, one account per transaction; an account that fails on its
         own is marked swept (its next event rescores it) and logged."""
         today = day.today
         async with self._engine.connect() as conn:
-            q = self._due(day, lock=False)
+            q = self._due(day, after, lock=False)
             candidates: list[str] = list((await conn.execute(q)).scalars())
         done: set[str] = set()
         for account_id in candidates:
             try:
-                done |= await self._sweep_chunk(now, day, only=account_id)
+                done |= await self._sweep_chunk(now, day, after, only=account_id)
             except Exception as exc:
                 if is_transient(exc):
                     raise

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import sweep as sweep_module
 from services.scoring.sweep import QuietAccountSweep
-from shared.bus.base import Record
+from shared.bus.base import DiscardingProducer, Record
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
@@ -101,3 +105,57 @@ async def test_quiet_account_is_rescored_once_a_day_and_its_rule_fires(
     assert await sweep.run_once() == 1
     assert await health() == before
     assert await alerts() == fired
+
+
+async def test_a_pass_takes_the_due_accounts_chunk_after_chunk_each_once(
+    engine_either: AsyncEngine,
+    processor_factory: ProcessorFactory,
+    embedded_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks go on from the last id of the one before (not from the first id again).
+    On PostgreSQL an account a batch holds is skipped, and the next pass sweeps it."""
+    engine = engine_either
+    monkeypatch.setattr(sweep_module, "CHUNK", 2)
+    processor = processor_factory(engine, producer=DiscardingProducer(), clock=lambda: NOW)
+    raws: list[dict[str, object]] = [
+        {
+            "kind": "usage",
+            "event_id": f"e{a}",
+            "account_id": f"acct{a}",
+            "user_id": "u1",
+            "event": "login",
+            "occurred_at": (NOW - timedelta(days=10)).isoformat(),
+        }
+        for a in range(7)
+    ]
+    await processor.handle([record(embedded_settings, i, r) for i, r in enumerate(raws)])
+    sweep = QuietAccountSweep(engine, DiscardingProducer(), processor, clock=lambda: NOW)
+    chunks: list[set[str]] = []
+    take = QuietAccountSweep._sweep_chunk
+
+    async def noted(self: QuietAccountSweep, *args: Any, **kwargs: Any) -> set[str]:
+        ids = await take(self, *args, **kwargs)
+        chunks.append(ids)
+        return ids
+
+    monkeypatch.setattr(QuietAccountSweep, "_sweep_chunk", noted)
+    if engine.dialect.name != "postgresql":
+        assert await sweep.run_once() == 7
+        assert chunks == [
+            {"acct0", "acct1"},
+            {"acct2", "acct3"},
+            {"acct4", "acct5"},
+            {"acct6"},
+            set(),
+        ]
+        return
+    h = account_health.c
+    async with engine.begin() as batch:  # a batch rescoring acct2 holds its row
+        await batch.execute(select(h.account_id).where(h.account_id == "acct2").with_for_update())
+        assert await sweep.run_once() == 6
+    assert chunks == [{"acct0", "acct1"}, {"acct3", "acct4"}, {"acct5", "acct6"}, set()]
+    assert await sweep.run_once() == 1
+    async with engine.connect() as conn:
+        q = select(func.count()).where(h.swept_on == NOW.date())
+        assert (await conn.execute(q)).scalar() == 7
