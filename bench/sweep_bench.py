@@ -116,19 +116,9 @@ async def copy_accounts(server: str, total: int) -> int:
         await conn.close()
 
 
-async def fresh_run_database(server: str) -> str:
-    conn = await asyncpg.connect(plain_dsn(server))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{RUN}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{RUN}" TEMPLATE "{TEMPLATE}"')
-    finally:
-        await conn.close()
-    return database_url(server, RUN)
-
-
 def sweep_with(server: str, processes: int) -> dict[str, Any]:
     """``processes`` sweeping processes on a fresh copy of the template, started together."""
-    url = asyncio.run(fresh_run_database(server))
+    url = asyncio.run(create_database(server, RUN, template=TEMPLATE))
     start = time.time() + 3  # every process imported and connected by then
     command = [sys.executable, __file__, "--worker", url, str(start)]
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(processes)]

@@ -46,15 +46,19 @@ def database_url(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
-async def create_database(server_url: str, name: str) -> str:
-    """A fresh, migrated database on the server; returns its SQLAlchemy URL."""
+async def create_database(server_url: str, name: str, template: str | None = None) -> str:
+    """A fresh, migrated database on the server (or a copy of database ``template``);
+    returns its SQLAlchemy URL."""
     conn = await asyncpg.connect(plain_dsn(server_url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        copied = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{copied}')
     finally:
         await conn.close()
     url = database_url(server_url, name)
+    if template:
+        return url  # migrated as its template is
     engine = create_engine(url)
     try:
         await migrate(engine)
