@@ -137,8 +137,9 @@ SERVICE_COLLECTIONS = (10_000, 10, 100)
 # The commands that work through a history, then end: full collections rarer still.
 # They hold millions of objects (usage states, the scores a report reads), so full
 # collections were 14% of a 300-account backtest (57.9 s; 49.8 s with them 100 times
-# rarer; 49.0 s with none). A larger young threshold changed nothing measurable there
-# (24.0-25.0 s against 23.6-23.9 s), so it keeps the default.
+# rarer; 49.0 s with none). A young threshold of 10,000 changed nothing measurable in
+# the backtest (23.6-23.9 s against 24.0-25.0 s) and slowed the import (104-126 s
+# against 94-112 s for 300 accounts), so it keeps the default.
 BATCH_COLLECTIONS = (700, 10, 1000)
 
 
