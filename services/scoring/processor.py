@@ -247,9 +247,8 @@ class ScoringProcessor:
         per-account ``score_account``."""
         await _lock_accounts(conn, ids)
         if usage is None:
-            # Read only here (a sweep, an import's days): back in the cache at once.
-            usage = await self._states.load(conn, ids, for_update=False)
-            self._states.keep(usage)
+            # Read only here (a sweep, an import's days), through the cache.
+            usage = await self._states.read(conn, ids)
         if past_day and as_of is not None:
             measures = await measures_as_of(conn, ids, as_of, self.zone, usage)
         else:

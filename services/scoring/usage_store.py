@@ -36,6 +36,11 @@ class UsageCache:
         state = self._states.pop(account_id, None)
         return state if state is not None and state.version == version else None
 
+    def peek(self, account_id: str, version: int) -> AccountUsage | None:
+        """The cached state of ``account_id`` at ``version``, left in the cache."""
+        state = self._states.get(account_id)
+        return state if state is not None and state.version == version else None
+
     def keep(self, states: Mapping[str, AccountUsage]) -> None:
         if not self._max:
             return
@@ -47,6 +52,15 @@ class UsageCache:
 
     async def load(self, conn: AsyncConnection, ids: Iterable[str], *, for_update: bool) -> Usage:
         return await load(conn, ids, for_update=for_update, cache=self)
+
+    async def read(self, conn: AsyncConnection, ids: Iterable[str]) -> Usage:
+        """States to score, not to change (a sweep, an import's days): the cached ones
+        where current, left where they are; the others read without their dedup windows
+        (scoring never reads them) and not kept. Kept, a sweep of every account would
+        push the consumer's accounts out of the cache (2,000 of them by default, while
+        a sweep reads them all), and each would be read again, window included, by its
+        next batch. A state read so must not be changed or saved."""
+        return await load(conn, ids, cache=self, windows=False)
 
     async def save(
         self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime
@@ -71,6 +85,9 @@ class HeldStates:
             account_id: held.get(account_id) or AccountUsage() for account_id in sorted(set(ids))
         }
 
+    async def read(self, conn: AsyncConnection, ids: Iterable[str]) -> Usage:
+        return await self.load(conn, ids, for_update=False)
+
     async def save(
         self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime
     ) -> None:
@@ -90,12 +107,15 @@ async def load(
     *,
     for_update: bool = False,
     cache: UsageCache | None = None,
+    windows: bool = True,
 ) -> Usage:
     """The usage states of ``ids`` (an empty one for an account never seen), from
     ``cache`` where its version is current. ``for_update``: lock the rows to commit
     (PostgreSQL), in one order everywhere, so two transactions changing the same
     account (a consumer losing its partition while the next one starts) apply one
-    after the other instead of one losing the other's."""
+    after the other instead of one losing the other's. ``windows`` False: to read
+    only (``UsageCache.read``), cached states stay cached and the dedup windows of the
+    others are not read."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
@@ -106,7 +126,12 @@ async def load(
     states: Usage = {}
     stale: dict[str, int] = {}
     for row in await conn.execute(query):
-        held = cache.take(row.account_id, row.version) if cache is not None else None
+        if cache is None:
+            held = None
+        elif windows:
+            held = cache.take(row.account_id, row.version)
+        else:
+            held = cache.peek(row.account_id, row.version)
         if held is None:
             stale[row.account_id] = row.version
         else:
@@ -118,7 +143,8 @@ async def load(
         for row in rows:
             states[row.account_id] = state = usage.decode(row.state)
             state.version = stale[row.account_id]
-        await _load_seen(conn, {account_id: states[account_id] for account_id in stale})
+        if windows:
+            await _load_seen(conn, {account_id: states[account_id] for account_id in stale})
     return {account_id: states.get(account_id) or AccountUsage() for account_id in wanted}
 
 

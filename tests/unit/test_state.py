@@ -566,6 +566,29 @@ async def test_the_state_cache_reads_anew_what_another_process_wrote(engine: Asy
     assert after["acme"].users == ["u1", "u2"]
 
 
+async def test_reading_states_to_score_leaves_the_cache_as_it_was(engine: AsyncEngine) -> None:
+    """A sweep reads every account: the cached states are used and stay cached, the
+    others are read without their dedup windows and not kept (a sweep of every account
+    would push the consumer's accounts out of the cache)."""
+    cache = UsageCache(1)
+    async with engine.begin() as conn:
+        states = await usage_store.load(conn, {"acme", "beta"}, cache=cache)
+        for state in states.values():
+            state.add(NOW.date(), "u1", 0.0, [])
+            assert state.first_sight("e1", NOW)
+        await usage_store.save(conn, states, NOW)
+    cache.keep({"acme": states["acme"]})
+    async with engine.connect() as conn:
+        read = await cache.read(conn, {"acme", "beta"})
+    assert read["acme"] is states["acme"]
+    assert read["beta"].users == ["u1"] and read["beta"].seen == {}
+    async with engine.begin() as conn:
+        again = await usage_store.load(conn, {"acme", "beta"}, cache=cache)
+    assert again["acme"] is states["acme"]  # still cached
+    assert again["beta"] is not read["beta"]  # read, not kept
+    assert not again["beta"].first_sight("e1", NOW)  # its window, read to change it
+
+
 def test_two_accounts_events_of_one_id_both_count_however_batched() -> None:
     """Ids are each account's own (README): in one batch as across two, an id two
     accounts' senders both use counts once for each (a batch dropped the second)."""
