@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoring.workload import EVENT_NAMES, PLATFORM_WEIGHTS, PLATFORMS
 from services.scoring import usage
+from services.scoring.id_window import IdWindow
 from services.simulate import MODULES
 from shared.storage.tables import activity_daily
 
@@ -163,7 +164,7 @@ def hot_state(blobs: list[bytes]) -> dict[str, Any]:
         dimensions = Counter(usage.name_key(name)[0] for name in counters)
         found: dict[str, float] = {
             "bytes": len(blob),
-            "bytes_without_dedup_ids": len(usage.encode(replace(state, seen={}))),
+            "bytes_without_dedup_ids": len(usage.encode(replace(state, seen=IdWindow()))),
             "users": len(state.users),
             "days": len(state.days),
             "events_per_day": events / len(state.days) if state.days else 0,
@@ -171,7 +172,7 @@ def hot_state(blobs: list[bytes]) -> dict[str, Any]:
             "event_names": dimensions["event"],
             "modules": dimensions["module"],
             "platforms": dimensions["platform"],
-            "dedup_ids": sum(len(ids) for ids in state.seen.values()),
+            "dedup_ids": len(state.seen),
             "events_seen": state.events_seen,
         }
         for key, value in found.items():

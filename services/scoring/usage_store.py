@@ -154,8 +154,11 @@ async def _load_seen(conn: AsyncConnection, states: Usage) -> None:
     rows = await conn.execute(
         select(s.account_id, s.hour, s.ids).where(among(conn, s.account_id, states))
     )
+    stored: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
     for row in rows:
-        states[row.account_id].seen.setdefault(row.hour, set()).update(usage.unpack_ids(row.ids))
+        stored[row.account_id].append((row.hour, row.ids))
+    for account_id, hours in stored.items():
+        states[account_id].seen.load(hours)
 
 
 async def complete(conn: AsyncConnection, states: Usage, ids: Iterable[str]) -> Usage:
@@ -213,7 +216,7 @@ async def _save_seen(conn: AsyncConnection, changed: Mapping[str, AccountUsage])
     """Write the hours of the dedup windows that gained ids, delete those that left."""
     s = usage_seen.c
     grown = [
-        {"account_id": account_id, "hour": hour, "ids": usage.pack_ids(state.seen[hour])}
+        {"account_id": account_id, "hour": hour, "ids": state.seen.pack(hour)}
         for account_id, state in sorted(changed.items())
         for hour in sorted(state.seen_grown)
     ]
@@ -221,7 +224,7 @@ async def _save_seen(conn: AsyncConnection, changed: Mapping[str, AccountUsage])
     gone = [
         {"gone_account": account_id, "gone_hour": hour}
         for account_id, state in sorted(changed.items())
-        for hour in sorted(state.seen_dropped - state.seen.keys())  # not back in it
+        for hour in sorted(state.seen_dropped - state.seen.hours())  # not back in it
     ]
     if gone:
         where = (s.account_id == bindparam("gone_account"), s.hour == bindparam("gone_hour"))

@@ -30,7 +30,7 @@ async def seen_ids(engine: AsyncEngine, ids: Iterable[str]) -> set[str]:
     hashes = {
         digest
         for state in (await usage_states(engine)).values()
-        for received in state.seen.values()
+        for received in state.seen.by_hour().values()
         for digest in received
     }
     return {event_id for event_id in ids if id_hash(event_id) in hashes}
