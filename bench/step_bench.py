@@ -1,0 +1,197 @@
+"""Where the per-account scoring step spends its time: ``score_account`` and its parts,
+and the measures read from the usage state, each timed alone on the arguments a sweep
+gives it (``sweep_bench.py``'s workload, a day after its last event).
+
+The sweep, an import's days and every batch's rescoring run this step once per account;
+it is what a vectorised scorer would replace, so the parts say what each would save.
+Builds ``sweep_bench.py``'s template (1,000 imported accounts, about a minute), sweeps a
+fresh copy of it while recording the step's arguments for ``--accounts`` accounts, then
+times each part on those arguments in this process (the best of ``--repeat`` rounds,
+microseconds per account)::
+
+    python bench/step_bench.py --database-url postgresql+asyncpg://…/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import timeit
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sweep_bench
+from lib.measure import git_state
+from lib.services import create_database
+from sqlalchemy import select
+
+import services
+import services.scoring.processor as processor_module
+from services.scoring import danger, explain, history, inputs, rules, step, usage
+from services.scoring.measures import activity_of, name_use_of
+from services.scoring.model.evaluate import evaluate
+from services.scoring.step import AccountHistory, ModelAndRules
+from shared.storage.db import create_engine
+from shared.storage.tables import account_usage
+
+Captured = list[tuple[Any, AccountHistory, dict[str, Any]]]
+
+
+async def capture(server: str, accounts: int) -> tuple[ModelAndRules, Captured, list[bytes]]:
+    """Sweep a fresh copy of the template, recording the first ``accounts`` steps'
+    arguments; and the stored usage values of as many accounts."""
+    url = await create_database(server, "step_bench_run", template=sweep_bench.TEMPLATE)
+    captured: Captured = []
+    using: list[ModelAndRules] = []
+    original = step.score_account  # the processor's, imported from step
+
+    def recording(measures: Any, with_: ModelAndRules, earlier: AccountHistory, **kw: Any) -> Any:
+        if len(captured) < accounts:
+            captured.append((measures, earlier, kw))
+            using[:] = [with_]
+        return original(measures, with_, earlier, **kw)
+
+    # The processor calls the name it imported: replaced there for the sweep.
+    processor_module.score_account = recording  # type: ignore[attr-defined,assignment]
+    try:
+        await sweep_bench.worker(url, 0.0)
+    finally:
+        processor_module.score_account = original  # type: ignore[attr-defined]
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = select(account_usage.c.state).limit(accounts)
+            blobs = list((await conn.execute(query)).scalars())
+    finally:
+        await engine.dispose()
+    return using[0], captured, blobs
+
+
+def parts(
+    using: ModelAndRules, captured: Captured, blobs: list[bytes]
+) -> dict[str, Callable[[], Any]]:
+    """Each part as a call over every captured account."""
+    model = using.model
+    raws = [inputs.model_inputs(m, model.depth, model.sla, model.behaviour) for m, _, _ in captured]
+    scores = [
+        evaluate(model, raw, inputs.segment_of(m))
+        for (m, _, _), raw in zip(captured, raws, strict=True)
+    ]
+    risks = [
+        danger.assess(m, raw, model.danger) for (m, _, _), raw in zip(captured, raws, strict=True)
+    ]
+    shown = [
+        {
+            "score": s.value,
+            "active_users_7d": m.active_users_7d,
+            "events_7d": m.events_7d,
+            **raw,
+            "danger": [cause["code"] for cause in risk["causes"]],
+        }
+        for (m, _, _), raw, s, risk in zip(captured, raws, scores, risks, strict=True)
+    ]
+    values = [
+        rules.rule_values(m, sh, s.band, risk["level"])
+        for (m, _, _), sh, s, risk in zip(captured, shown, scores, risks, strict=True)
+    ]
+    states = [usage.decode(blob) for blob in blobs]
+    day = (sweep_bench.NOW + timedelta(days=1)).date()
+    together = list(zip(captured, raws, scores, risks, shown, values, strict=True))
+    return {
+        "score_account (all of the step)": lambda: [
+            step.score_account(m, using, earlier, **kw) for m, earlier, kw in captured
+        ],
+        "model inputs": lambda: [
+            inputs.model_inputs(m, model.depth, model.sla, model.behaviour) for m, _, _ in captured
+        ],
+        "  of them product-agnostic": lambda: [
+            inputs.generic_inputs(m, model.behaviour) for m, _, _ in captured
+        ],
+        "model (evaluate)": lambda: [
+            evaluate(model, raw, inputs.segment_of(m))
+            for (m, _, _), raw in zip(captured, raws, strict=True)
+        ],
+        "danger": lambda: [
+            danger.assess(m, raw, model.danger)
+            for (m, _, _), raw in zip(captured, raws, strict=True)
+        ],
+        "explanation of a changed score": lambda: [
+            step._rows(m, s, risk, sh, earlier) for ((m, earlier, _), _, s, risk, sh, _) in together
+        ],
+        "  of it what moved (3 periods)": lambda: [
+            [
+                explain.moved(
+                    explain.numbers(sh), earlier.previous.inputs if earlier.previous else None, 20
+                )
+            ]
+            + [
+                explain.moved(explain.numbers(sh), earlier.past_inputs.get(back), 20)
+                for back in history.LOOKBACK_DAYS
+            ]
+            for ((m, earlier, _), _, _, _, sh, _) in together
+        ],
+        "rule values": lambda: [
+            rules.rule_values(m, sh, s.band, risk["level"])
+            for ((m, _, _), _, s, risk, sh, _) in together
+        ],
+        "rules (step every rule)": lambda: [
+            step._step_rules(m, using, earlier, v, sh, s, max(m.as_of_time, kw["now"]))
+            for ((m, earlier, kw), _, s, _, sh, v) in together
+        ],
+        "usage value decoded": lambda: [usage.decode(blob) for blob in blobs],
+        "activity from the state": lambda: [activity_of(state, day) for state in states],
+        "names' use from the state": lambda: [name_use_of(state, day) for state in states],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True, help="the server's maintenance db")
+    parser.add_argument("--accounts", type=int, default=1_000, help="steps recorded and timed")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; the best is kept")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, help="JSON results")
+    args = parser.parse_args()
+    print("importing the sweep bench's 1,000 accounts into its template …", file=sys.stderr)
+    path = Path(f"/tmp/step-bench-{os.getpid()}.ndjson")
+    sweep_bench.write_workload(path, 1_000, 100_000, 20, args.seed)
+    try:
+        asyncio.run(sweep_bench.build(args.database_url, path))
+    finally:
+        path.unlink()
+    using, captured, blobs = asyncio.run(capture(args.database_url, args.accounts))
+    model = using.model
+    timed: dict[str, float] = {}
+    for name, run in parts(using, captured, blobs).items():
+        best = min(timeit.repeat(run, number=1, repeat=args.repeat))
+        timed[name] = round(best / len(captured) * 1e6, 1)
+        print(f"{name:36s} {timed[name]:8.1f} µs per account")
+    if args.out:
+        result = {
+            "benchmark": "step",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": [os.path.relpath(__file__), *sys.argv[1:]],
+            "git": git_state(),
+            "code_root": str(Path(services.__file__).parent.parent),
+            "accounts": len(captured),
+            "inputs_per_account": round(
+                sum(
+                    len(inputs.model_inputs(m, model.depth, model.sla, model.behaviour))
+                    for m, _, _ in captured
+                )
+                / len(captured),
+                1,
+            ),
+            "rules": len(using.rules),
+            "us_per_account": timed,
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
