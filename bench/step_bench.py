@@ -21,16 +21,15 @@ import os
 import sys
 import timeit
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import sweep_bench
-from lib.measure import git_state
+from lib.measure import result_header
 from lib.services import create_database
 from sqlalchemy import select
 
-import services
 import services.scoring.processor as processor_module
 from services.scoring import danger, explain, history, inputs, rules, step, usage
 from services.scoring.measures import activity_of, name_use_of
@@ -173,11 +172,7 @@ def main() -> None:
         print(f"{name:36s} {timed[name]:8.1f} µs per account")
     if args.out:
         result = {
-            "benchmark": "step",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": [os.path.relpath(__file__), *sys.argv[1:]],
-            "git": git_state(),
-            "code_root": str(Path(services.__file__).parent.parent),
+            **result_header("step", __file__, sys.argv[1:]),
             "accounts": len(captured),
             "inputs_per_account": round(
                 sum(

@@ -38,13 +38,12 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
-from lib.measure import git_state
+from lib.measure import result_header
 from lib.services import create_database, database_url, plain_dsn
 from prometheus_client import CollectorRegistry
 from scoring.runs import bench_settings
 from scoring.workload import iter_workload, make_accounts
 
-import services
 from services.cli import SERVICE_COLLECTIONS
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
@@ -199,11 +198,7 @@ def main() -> None:
             f" {run['seconds_per_100k']} s per 100,000 (target ≤ 10 s)"
         )
     result = {
-        "benchmark": "sweep",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": [os.path.relpath(__file__), *sys.argv[1:]],
-        "git": git_state(),
-        "code_root": str(Path(services.__file__).parent.parent),
+        **result_header("sweep", __file__, sys.argv[1:]),
         "workload": {
             "imported_accounts": args.accounts,
             "events": args.events,

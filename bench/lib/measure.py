@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,20 @@ def git_state() -> dict[str, Any]:
         ).stdout.strip()
 
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def result_header(benchmark: str, script: str, argv: Sequence[str]) -> dict[str, Any]:
+    """What every result starts with: which bench, when, the command, the commit, and
+    where ``services`` was imported from (a snapshot on ``PYTHONPATH``, or this tree)."""
+    import services
+
+    return {
+        "benchmark": benchmark,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": [os.path.relpath(script), *argv],
+        "git": git_state(),
+        "code_root": str(Path(services.__file__).parent.parent),
+    }
 
 
 def changed_files() -> list[str]:
