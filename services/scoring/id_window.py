@@ -60,6 +60,7 @@ class IdWindow:
 
     def holds(self, digest: int, hour: int, within: int) -> bool:
         """Whether ``digest`` was received within ``within`` hours of ``hour``."""
+        # A loop, not any() over a generator: this runs for every event.
         for seen_hour, ids in self._open.items():
             if digest in ids and abs(seen_hour - hour) <= within:
                 return True

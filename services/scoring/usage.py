@@ -14,7 +14,7 @@ day. What is kept, per account:
   name index: event, module, platform, and the order value per event name), for the window
   the service keeps (``HEALTHWATCH_WINDOW_DAYS``, 90 days by default).
 - ``seen``: the event ids (8-byte hashes) received in the last ``DEDUP_HOURS``, by the
-  hour they were received (``id_window.py``, 12 bytes an id in memory): a resent event
+  hour they were received (``id_window.py``, 12 to about 22 bytes an id in memory): a resent event
   within that window counts once. Not in the
   encoded value: stored apart, a row per account and hour (``usage_store``, table
   ``usage_seen``), so a save writes the hours that grew, not a busy account's whole
