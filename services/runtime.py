@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import uvicorn
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import text
@@ -62,9 +61,10 @@ from shared.bus.embedded import prune_consumed
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC, Bus, create_bus, event_topics
 from shared.bus.offsets import offset_loader
 from shared.config import Settings
+from shared.jobs import Jobs
 from shared.storage.db import create_engine, migrate
 from shared.web import base_app, ops_router
-from shared.worker import ConsumerMetrics, Progress, consume, describe, is_transient
+from shared.worker import ConsumerMetrics, Progress, consume
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +127,6 @@ def dead_letters_for(rt: Runtime, group_id: str, counter: Counter | None = None)
     return counted
 
 
-async def quietly(job: Callable[..., Awaitable[object]], *args: object) -> None:
-    """Run a scheduled job; a failure (the database down) is a warning, and the next
-    run retries it."""
-    try:
-        await job(*args)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise  # a bug: APScheduler logs it with its traceback
-        log.warning(
-            "%s failed (%s); next run retries", getattr(job, "__qualname__", job), describe(exc)
-        )
-
-
 # Accounts by band and danger level change with scores, but a gauge scraped every 15 s
 # needs no fresher count than once a minute (one GROUP BY over account_health).
 ACCOUNTS_GAUGE_INTERVAL_S = 60
@@ -156,29 +143,10 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
         load_offsets=offset_loader(rt.engine, s.consumer_group_scoring),
     )
     sweep = QuietAccountSweep(rt.engine, rt.bus.producer, processor)
-    scheduler = AsyncIOScheduler()
-    scheduler.add_job(
-        quietly,
-        "interval",
-        args=[sweep.run_once],
-        name="sweep of quiet accounts",
-        seconds=s.sweep_interval_s,
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        quietly,
-        "interval",
-        args=[count_accounts, rt.engine, metrics],
-        name="accounts gauge",
-        seconds=ACCOUNTS_GAUGE_INTERVAL_S,
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.start()
-    try:
+    jobs = Jobs()
+    jobs.every(s.sweep_interval_s, sweep.run_once, name="sweep of quiet accounts")
+    jobs.every(ACCOUNTS_GAUGE_INTERVAL_S, count_accounts, rt.engine, metrics, name="accounts gauge")
+    async with jobs.running():
         await consume(
             consumer,
             processor.handle,
@@ -191,8 +159,6 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
             progress=rt.progress,
             group=s.consumer_group_scoring,
         )
-    finally:
-        scheduler.shutdown(wait=False)
 
 
 async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
@@ -387,21 +353,19 @@ BUS_PRUNE_INTERVAL_S = 3600
 async def run_dev(rt: Runtime, stop: asyncio.Event) -> None:
     """Every service in this process, sharing one registry and one ingest/ops port."""
     s = rt.settings
-    scheduler = AsyncIOScheduler()
+    jobs = Jobs()
     if rt.bus.embedded is not None:
         readers = {t: s.consumer_group_scoring for t in event_topics(s)}
         readers[s.topic(ALERTS_TOPIC)] = s.consumer_group_alerts
-        scheduler.add_job(
-            quietly,
-            "interval",
-            args=[prune_consumed, rt.engine, readers],
+        jobs.every(
+            BUS_PRUNE_INTERVAL_S,
+            prune_consumed,
+            rt.engine,
+            readers,
             name="embedded bus clean-up",
-            seconds=BUS_PRUNE_INTERVAL_S,
+            first_now=False,
         )
-    scheduler.start()
-    try:
+    async with jobs.running():
         await together(
             run_ingest(rt, stop, with_health_api=True), run_scoring(rt, stop), run_alerts(rt, stop)
         )
-    finally:
-        scheduler.shutdown(wait=False)
