@@ -89,8 +89,8 @@ class ScoringProcessor:
         dead letters commit together, or not at all (the caller then rewinds).
         ``also``: the caller's own writes, first in the same transaction (an import
         forgets the rejections of the records it reads again). ``score`` False: the
-        events are applied and their accounts left unscored (a backtest scores every
-        account on its evaluation days itself, with ``rescore``). Returns the events
+        events are applied and their accounts left unscored (an import and a backtest
+        score every account on its days themselves, with ``rescore``). Returns the events
         counted: decoded, and not seen before within the dedup window."""
         if not records:
             return []

@@ -129,12 +129,14 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     class Crashing(ScoringProcessor):
         """Dies in its third batch, as a killed import would: that batch never commits."""
 
-        async def handle(self, records: Sequence[Record], also: Any = None) -> None:
+        async def handle(
+            self, records: Sequence[Record], also: Any = None, *, score: bool = True
+        ) -> None:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise RuntimeError("killed")
-            await super().handle(records, also)
+            await super().handle(records, also, score=score)
 
     with pytest.raises(RuntimeError, match="killed"):
         await import_files(
@@ -706,11 +708,11 @@ async def test_a_restart_stopped_part_way_keeps_the_rejections_it_did_not_read_a
         made = processor(sink)
         handle, calls = made.handle, []
 
-        async def stopping(records: Sequence[Record], also: Any = None) -> None:
+        async def stopping(records: Sequence[Record], also: Any = None, **how: bool) -> None:
             calls.append(records)
             if len(calls) == 2:
                 raise RuntimeError("stopped")
-            await handle(records, also)
+            await handle(records, also, **how)
 
         made.handle = stopping  # type: ignore[method-assign]
         return made

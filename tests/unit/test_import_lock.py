@@ -232,10 +232,12 @@ async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
     batches = 0
 
     class CutOff(ScoringProcessor):
-        async def handle(self, records: Sequence[Record], also: Any = None) -> None:
+        async def handle(
+            self, records: Sequence[Record], also: Any = None, *, score: bool = True
+        ) -> None:
             nonlocal batches
             batches += 1
-            await super().handle(records, also)
+            await super().handle(records, also, score=score)
             async with engine.connect() as conn:
                 await conn.execute(
                     text(
