@@ -31,7 +31,7 @@ from lib.services import create_database
 from sqlalchemy import select
 
 import services.scoring.processor as processor_module
-from services.scoring import danger, explain, history, inputs, rules, step, usage
+from services.scoring import danger, explain, inputs, rules, step, usage
 from services.scoring.measures import activity_of, name_use_of
 from services.scoring.model.evaluate import evaluate
 from services.scoring.step import AccountHistory, ModelAndRules
@@ -122,16 +122,8 @@ def parts(
         "explanation of a changed score": lambda: [
             step._rows(m, s, risk, sh, earlier) for ((m, earlier, _), _, s, risk, sh, _) in together
         ],
-        "  of it what moved (3 periods)": lambda: [
-            [
-                explain.moved(
-                    explain.numbers(sh), earlier.previous.inputs if earlier.previous else None, 20
-                )
-            ]
-            + [
-                explain.moved(explain.numbers(sh), earlier.past_inputs.get(back), 20)
-                for back in history.LOOKBACK_DAYS
-            ]
+        "  of it what moved since the previous score": lambda: [
+            explain.moved(sh, earlier.previous.inputs if earlier.previous else None, 20)
             for ((m, earlier, _), _, _, _, sh, _) in together
         ],
         "rule values": lambda: [

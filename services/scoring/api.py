@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.scoring import explain
+from services.scoring import explain, history
 from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
@@ -98,9 +98,14 @@ async def account_health_view(
             return await _health_as_of(conn, account_id, as_of, ctx.zone)
         h = await account_health_row(conn, account_id)
         model, _ = await ctx.models.current(conn)
-    if h is None or (h.score is None and h.band is None):
-        raise ClientError(404, "not_scored", f"Account {account_id!r} has no score yet.")
-    inputs = h.inputs or {}
+        if h is None or (h.score is None and h.band is None):
+            raise ClientError(404, "not_scored", f"Account {account_id!r} has no score yet.")
+        inputs = h.inputs or {}
+        why = (
+            None
+            if h.components is None
+            else await history.with_moved_since(conn, account_id, h.components, inputs)
+        )
     return {
         "account_id": account_id,
         "name": facts.name if facts is not None else None,
@@ -111,9 +116,7 @@ async def account_health_view(
         "depth_level": inputs.get("depth_level"),
         "danger_level": h.danger_level,
         "danger_causes": (h.components or {}).get("danger", {}).get("causes", []),
-        "explanation": None
-        if h.components is None
-        else explain.worded_changes(h.components, explain.labels(model)),
+        "explanation": None if why is None else explain.worded_changes(why, explain.labels(model)),
     }
 
 

@@ -73,6 +73,22 @@ def moved(
     return [[name, old, new] for _, name, old, new in sized[:limit]]
 
 
+def with_moved_since(
+    why: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    past: Mapping[int, Mapping[str, Any] | None],
+) -> dict[str, Any]:
+    """A stored explanation with what moved since each of ``past``'s days back (days
+    back → the inputs stored then, or None), beside what moved since the previous score.
+    Worked out when read, not when scored: every score of every batch, sweep and
+    imported day would compute the lists, and only the newest score's are ever read."""
+    now = numbers(inputs)
+    moves = dict(why.get(MOVED) or {})
+    for back, then in past.items():
+        moves[f"since_{back}d"] = moved(now, then, MOVED_KEPT)
+    return {**why, MOVED: moves}
+
+
 def worded(moves: Sequence[Sequence[Any]], names: Mapping[str, str]) -> list[dict[str, Any]]:
     """``moved``'s list as entries with the numbers and a sentence."""
     return [
@@ -101,6 +117,11 @@ def worded_changes(why: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
 # and in words (CHANGES, what readers are given; and what older rows stored).
 MOVED = "moved"
 CHANGES = "changes"
+# The day a score is as of, kept in its explanation: what moved since days back is
+# worked out when read, from that day (``with_moved_since``).
+DAY = "day"
+# What moved, per period: the largest 20 (of up to ~100 inputs), more than any page shows.
+MOVED_KEPT = 20
 _FROM_ZERO = float("inf")
 _first = itemgetter(0)
 

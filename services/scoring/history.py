@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring import explain
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import account_health, band_changes, health_daily
 
@@ -72,6 +73,21 @@ async def load_past_inputs(
         for r in rows:
             out[(r.account_id, back)] = r.inputs
     return out
+
+
+async def with_moved_since(
+    conn: AsyncConnection, account_id: str, why: dict[str, Any], inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """The stored explanation of an account's score as its reader needs it: with what
+    moved since LOOKBACK_DAYS back from the score's day (``explain.with_moved_since``).
+    An explanation stored before the day was kept in it has those lists already."""
+    day = why.get(explain.DAY)
+    if day is None:
+        return why
+    past = await load_past_inputs(conn, {account_id: date.fromisoformat(day)})
+    return explain.with_moved_since(
+        why, inputs, {back: past.get((account_id, back)) for back in LOOKBACK_DAYS}
+    )
 
 
 def compact(why: dict[str, Any]) -> dict[str, Any]:

@@ -28,9 +28,6 @@ from shared.contracts.events import Owner
 # What moved over the week, in words, for an alert's notice: the largest few.
 ALERT_CHANGES_DAYS = 7
 ALERT_CHANGES_SHOWN = 5
-# What moved, stored with a score per period: the largest 20 (of up to ~100 inputs),
-# more than any page shows.
-SCORE_CHANGES_KEPT = 20
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,9 @@ class ModelAndRules:
 
     @property
     def lookbacks(self) -> set[int]:
-        """Every day back whose stored inputs a step reads: explanations' and rules'."""
-        return {*history.LOOKBACK_DAYS, *self.rule_lookbacks}
+        """Every day back whose stored inputs a step reads: the rules', and the week an
+        alert says what moved over."""
+        return {ALERT_CHANGES_DAYS, *self.rule_lookbacks}
 
 
 @dataclass(frozen=True)
@@ -173,15 +171,14 @@ def _rows(
     why = breakdown(score)
     why["danger"] = risk
     before = earlier.previous
-    now = explain.numbers(shown)  # what the three lists compare, picked out once
     # As numbers: a reader words them (explain.worded_changes), so the sentences are
-    # written for the explanations read, not for every score of every batch.
+    # written for the explanations read, not for every score of every batch. What moved
+    # since days back is worked out when read too (explain.with_moved_since).
+    why[explain.DAY] = measures.as_of.isoformat()
     why[explain.MOVED] = {
-        "since_previous": explain.moved(now, before.inputs if before else None, SCORE_CHANGES_KEPT),
-        **{
-            f"since_{back}d": explain.moved(now, earlier.past_inputs.get(back), SCORE_CHANGES_KEPT)
-            for back in history.LOOKBACK_DAYS
-        },
+        "since_previous": explain.moved(
+            shown, before.inputs if before else None, explain.MOVED_KEPT
+        )
     }
     health = {
         "account_id": measures.account_id,

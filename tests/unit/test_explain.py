@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.scoring.explain import changes, labels, moved, worded_changes
+from services.scoring.explain import changes, labels, moved, with_moved_since, worded_changes
 from services.scoring.model.schema import load_default_model
 
 
@@ -39,6 +39,25 @@ def test_a_score_stores_what_moved_as_numbers_and_its_reader_words_them() -> Non
     # An explanation stored before (with its sentences) is read as it is.
     older = {"model_version": "v0", "changes": {"since_previous": [{"text": "x fell"}]}}
     assert worded_changes(older, names) == older
+
+
+def test_what_moved_since_days_back_is_worked_out_when_read() -> None:
+    names = labels(load_default_model())
+    now = {"active_users_7d": 2, "score": 35, "danger": ["D1"]}
+    week_ago = {"active_users_7d": 6, "score": 35}
+    stored = {"day": "2026-11-20", "moved": {"since_previous": [["score", 40, 35]]}}
+    read = with_moved_since(stored, now, {7: week_ago, 30: None})
+    assert read["moved"] == {
+        "since_previous": [["score", 40, 35]],
+        "since_7d": moved(now, week_ago, 20),
+        "since_30d": [],  # nothing stored a month back: nothing to compare with
+    }
+    assert read["moved"]["since_7d"] == [["active_users_7d", 6, 2]]
+    assert stored["moved"] == {"since_previous": [["score", 40, 35]]}  # left as stored
+    worded = worded_changes(read, names)["changes"]
+    assert [c["text"] for c in worded["since_7d"]] == [
+        "active users over 7 days fell from 6 to 2, −67%"
+    ]
 
 
 def test_shares_are_shown_as_percentages() -> None:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import history
 from services.scoring.explain import EXTRA_LABELS, worded_changes
 from services.scoring.metrics import ScoringMetrics
 from shared.bus.base import Record
@@ -98,13 +99,19 @@ async def test_explanations_say_what_moved_since_the_last_score_and_7_and_30_day
             offset += 1
         await processor.handle(batch)
     async with engine.connect() as conn:
-        why = (
+        stored, inputs = (
             await conn.execute(
-                select(account_health.c.components).where(account_health.c.account_id == "a")
+                select(account_health.c.components, account_health.c.inputs).where(
+                    account_health.c.account_id == "a"
+                )
             )
-        ).scalar_one()
+        ).one()
+        # What moved since the last score is stored as numbers; since 7 and 30 days
+        # back it is worked out when read, from the score's day: as the API reads it.
+        assert list(stored["moved"]) == ["since_previous"]
+        assert stored["day"] == NOW.date().isoformat()
+        why = await history.with_moved_since(conn, "a", stored, inputs)
 
-    # Stored as numbers (what moved), worded when read: as the API gives it.
     assert "changes" not in why
     worded = worded_changes(why, EXTRA_LABELS)
 
