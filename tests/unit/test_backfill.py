@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import services.scoring.processor as processor_module
 from services.scoring.backfill import import_files
 from services.scoring.history_files import LineNumbers, read_lines
-from services.scoring.import_days import ImportCalendar
+from services.scoring.import_days import NOON, ImportCalendar
+from services.scoring.measures import Measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
+from services.scoring.step import AccountHistory, ModelAndRules, ScoredAccount, score_account
 from shared.bus.base import Record
 from shared.contracts.events import MAX_EVENT_BYTES
 from shared.storage.tables import (
@@ -757,3 +760,51 @@ async def test_a_rejected_line_made_blank_is_forgotten_by_a_finished_restart(
     again = await import_files(files, processor, sweep=False, restart=True)
     assert [r[:2] for r in again.rejected] == [("usage.ndjson.gz", 11)]
     assert await _rejects(engine) == [("import:usage.ndjson.gz", 10)]
+
+
+async def test_each_account_day_is_scored_once_on_its_day(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batches are applied, not scored: each account's days are scored by the
+    calendar, once each, in day order and on the day's clock (noon UTC), never at a
+    batch's newest event (which then scored the same day twice)."""
+    _, processor = db
+    steps: list[tuple[str, date, datetime]] = []
+
+    def counted(
+        measures: Measures,
+        using: ModelAndRules,
+        earlier: AccountHistory,
+        *,
+        now: datetime,
+        swept: bool = False,
+    ) -> ScoredAccount:
+        steps.append((measures.account_id, measures.as_of, now))
+        return score_account(measures, using, earlier, now=now, swept=swept)
+
+    monkeypatch.setattr(processor_module, "score_account", counted)
+    usage = [
+        {
+            "kind": "usage",
+            "event_id": f"{account}-{day}-{hour}",
+            "account_id": account,
+            "user_id": f"u{hour}",
+            "event": "login",
+            "occurred_at": f"2026-11-{day:02d}T{hour:02d}:30:00+00:00",
+        }
+        for day in range(1, 11)
+        for hour in (9, 17)
+        for account in ("a", "b")
+        if not (account == "b" and day < 4)  # b's first day is the 4th
+    ]
+    path = tmp_path / "usage.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in usage) + b"\n")
+    report = await import_files([path], processor, sweep=False, batch_size=7)
+    assert report.imported == len(usage)
+    days = [date(2026, 11, d) for d in range(1, 11)]
+    expected = [("a", d) for d in days] + [("b", d) for d in days[3:]]
+    assert sorted((account, day) for account, day, _ in steps) == sorted(expected)
+    assert all(now == datetime.combine(day, NOON, UTC) for _, day, now in steps)
+    for account in ("a", "b"):  # in day order
+        mine = [day for a, day, _ in steps if a == account]
+        assert mine == sorted(mine)
