@@ -246,9 +246,25 @@ class ScoringProcessor:
         The reading and writing are here; what a score is and which rules fire is the pure
         per-account ``score_account``."""
         await _lock_accounts(conn, ids)
-        if usage is None:
-            # Read only here (a sweep, an import's days), through the cache.
-            usage = await self._states.read(conn, ids)
+        if usage is not None:
+            return await self._rescore(conn, ids, now, as_of, past_day, usage)
+        # Read only here (a sweep, an import's days), through the cache, and lent while
+        # they are scored (``UsageCache.read``).
+        read = await self._states.read(conn, ids)
+        try:
+            return await self._rescore(conn, ids, now, as_of, past_day, read)
+        finally:
+            self._states.give_back(ids)
+
+    async def _rescore(
+        self,
+        conn: AsyncConnection,
+        ids: set[str],
+        now: Any,
+        as_of: date | None,
+        past_day: bool,
+        usage: Usage,
+    ) -> list[AlertEvent]:
         if past_day and as_of is not None:
             measures = await measures_as_of(conn, ids, as_of, self.zone, usage)
         else:

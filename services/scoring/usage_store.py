@@ -6,7 +6,7 @@ leave a state's window go to the long history (``usage_archive``, a value per mo
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 
@@ -26,13 +26,18 @@ class UsageCache:
     used out first. A state is taken out while a batch works on it and kept again only
     after the batch committed (``keep``): a batch that fails leaves nothing half-applied
     behind. A stored version that moved (another process wrote the account) is read
-    anew."""
+    anew. A state a reader (the sweep) is scoring from is lent (``read`` until
+    ``give_back``): a batch of its account gets its own copy from the database rather
+    than change, uncommitted, what the reader scores."""
 
     def __init__(self, max_accounts: int):
         self._max = max_accounts
         self._states: OrderedDict[str, AccountUsage] = OrderedDict()
+        self._lent: Counter[str] = Counter()  # account id → readers holding its state
 
     def take(self, account_id: str, version: int) -> AccountUsage | None:
+        if self._lent[account_id]:
+            return None  # left cached: the committed state, while a reader holds it
         state = self._states.pop(account_id, None)
         return state if state is not None and state.version == version else None
 
@@ -59,8 +64,25 @@ class UsageCache:
         (scoring never reads them) and not kept. Kept, a sweep of every account would
         push the consumer's accounts out of the cache (2,000 of them by default, while
         a sweep reads them all), and each would be read again, window included, by its
-        next batch. A state read so must not be changed or saved."""
-        return await load(conn, ids, cache=self, windows=False)
+        next batch. A state read so must not be changed or saved, and is lent until
+        ``give_back(ids)``: the reader awaits the database while it scores, and a batch
+        in the same process may meanwhile apply events to the same accounts."""
+        wanted = set(ids)
+        self._lent.update(wanted)
+        try:
+            return await load(conn, wanted, cache=self, windows=False)
+        except BaseException:
+            self.give_back(wanted)
+            raise
+
+    def give_back(self, ids: Iterable[str]) -> None:
+        """The reader of ``read(ids)`` is done with their states."""
+        for account_id in set(ids):
+            left = self._lent[account_id] - 1
+            if left > 0:
+                self._lent[account_id] = left
+            else:
+                del self._lent[account_id]
 
     async def save(
         self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime
@@ -87,6 +109,9 @@ class HeldStates:
 
     async def read(self, conn: AsyncConnection, ids: Iterable[str]) -> Usage:
         return await self.load(conn, ids, for_update=False)
+
+    def give_back(self, ids: Iterable[str]) -> None:
+        """Nothing is lent: a replay runs one batch or one day at a time."""
 
     async def save(
         self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime

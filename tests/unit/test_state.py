@@ -582,11 +582,41 @@ async def test_reading_states_to_score_leaves_the_cache_as_it_was(engine: AsyncE
         read = await cache.read(conn, {"acme", "beta"})
     assert read["acme"] is states["acme"]
     assert read["beta"].users == ["u1"] and len(read["beta"].seen) == 0
+    cache.give_back({"acme", "beta"})  # scored: as ScoringProcessor.rescore does
     async with engine.begin() as conn:
         again = await usage_store.load(conn, {"acme", "beta"}, cache=cache)
     assert again["acme"] is states["acme"]  # still cached
     assert again["beta"] is not read["beta"]  # read, not kept
     assert not again["beta"].first_sight("e1", NOW)  # its window, read to change it
+
+
+async def test_a_batch_never_changes_a_state_the_sweep_is_scoring(engine: AsyncEngine) -> None:
+    """The sweep scores from cached states in place and awaits the database meanwhile;
+    a batch of the same account in the same process then gets its own copy from the
+    database, so its events, uncommitted (or half-applied by a record that fails), never
+    reach the sweep's score. Once every reader gave the states back, batches take them
+    from the cache again."""
+    cache = UsageCache(10)
+    async with engine.begin() as conn:
+        states = await usage_store.load(conn, {"acme"}, cache=cache)
+        states["acme"].add(NOW.date(), "u1", 0.0, [])
+        await usage_store.save(conn, states, NOW)
+    cache.keep(states)
+    async with engine.connect() as conn:
+        swept = await cache.read(conn, {"acme"})
+        also = await cache.read(conn, {"acme"})  # a second reader (an import's day)
+    assert swept["acme"] is also["acme"] is states["acme"]
+    async with engine.begin() as conn:
+        batch = await usage_store.load(conn, {"acme"}, for_update=True, cache=cache)
+    assert batch["acme"] is not swept["acme"] and batch["acme"].users == ["u1"]
+    batch["acme"].add(NOW.date(), "u2", 0.0, [])
+    assert swept["acme"].users == ["u1"]  # what the sweep scores did not move
+    cache.give_back({"acme"})
+    async with engine.begin() as conn:  # one reader left: still lent
+        assert (await usage_store.load(conn, {"acme"}, cache=cache))["acme"] is not states["acme"]
+    cache.give_back({"acme"})
+    async with engine.begin() as conn:
+        assert (await usage_store.load(conn, {"acme"}, cache=cache))["acme"] is states["acme"]
 
 
 def test_two_accounts_events_of_one_id_both_count_however_batched() -> None:
