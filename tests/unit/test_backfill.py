@@ -27,7 +27,7 @@ from services.scoring.import_days import NOON, ImportCalendar
 from services.scoring.measures import Measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
-from services.scoring.step import AccountHistory, ModelAndRules, ScoredAccount, score_account
+from services.scoring.step import ScoredAccount, score_account
 from shared.bus.base import Record
 from shared.contracts.events import MAX_EVENT_BYTES
 from shared.storage.tables import (
@@ -771,16 +771,9 @@ async def test_each_account_day_is_scored_once_on_its_day(
     _, processor = db
     steps: list[tuple[str, date, datetime]] = []
 
-    def counted(
-        measures: Measures,
-        using: ModelAndRules,
-        earlier: AccountHistory,
-        *,
-        now: datetime,
-        swept: bool = False,
-    ) -> ScoredAccount:
-        steps.append((measures.account_id, measures.as_of, now))
-        return score_account(measures, using, earlier, now=now, swept=swept)
+    def counted(measures: Measures, *args: Any, **how: Any) -> ScoredAccount:
+        steps.append((measures.account_id, measures.as_of, how["now"]))
+        return score_account(measures, *args, **how)
 
     monkeypatch.setattr(processor_module, "score_account", counted)
     usage = [
