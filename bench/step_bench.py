@@ -123,7 +123,9 @@ def parts(
             step._rows(m, s, risk, sh, earlier) for ((m, earlier, _), _, s, risk, sh, _) in together
         ],
         "  of it what moved since the previous score": lambda: [
-            explain.moved(sh, earlier.previous.inputs if earlier.previous else None, 20)
+            explain.moved(
+                sh, earlier.previous.inputs if earlier.previous else None, explain.MOVED_KEPT
+            )
             for ((m, earlier, _), _, _, _, sh, _) in together
         ],
         "rule values": lambda: [
