@@ -11,8 +11,8 @@ name, a module and a platform (shapes of ``services/simulate.py``).
 
 1. **Scoring through the full consumer path.** The workload is produced once to the
    event topics with ``shared.bus.kafka.KafkaProducer`` and ``encode_event``. Then, for
-   each ``--batches`` value (``scoring_batch_max``; default 5000 and 20000, the service's
-   default), each side in its own consumer group:
+   each ``--batches`` value (``scoring_batch_max``; default 20000, SQLite's default,
+   and 100000, PostgreSQL's), each side in its own consumer group:
 
    * **bare**: an ``AIOKafkaConsumer`` subscribed to the same topics, configured like the
      scoring consumer, reads to the end with ``getmany`` and only counts records;
@@ -70,7 +70,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument(
         "--batches",
         type=_int_list,
-        default=[5000, 20000],
+        default=[20000, 100000],
         help="scoring_batch_max values to measure, comma-separated",
     )
     parser.add_argument(

@@ -13,6 +13,9 @@ from sqlalchemy.exc import ArgumentError
 
 # The async drivers the storage code is written (and tested) for.
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# scoring_batch_max's defaults (see its comment).
+POSTGRES_BATCH_MAX = 100_000
+SQLITE_BATCH_MAX = 20_000
 
 
 class Settings(BaseSettings):
@@ -177,13 +180,21 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(
         3600, description="How often the quiet-account sweep looks for accounts to re-score"
     )
-    # Each account a batch touches is rescored once: under a backlog, larger batches
-    # score several of its events per rescoring, which is where scoring spends its time
-    # (docs/benchmarks.md: per event 516 µs at 5,000 and 135 µs at 20,000 records for
-    # 1,000 accounts). When traffic is light a batch is whatever has arrived, so this
-    # cap adds no latency; on SQLite it bounds how long one batch holds the write lock
-    # (seconds, well inside its 30 s busy timeout).
-    scoring_batch_max: int = Field(20_000, description="Most records applied in one transaction")
+    # Each account a batch touches is rescored once, after the batch's last slice (the
+    # processor decodes and applies 10,000 records at a time, so the events in memory
+    # stay bounded): under a backlog, larger batches score more of its events per
+    # rescoring, which is where scoring spends its time (docs/benchmarks.md: 0.052 of
+    # the bare consumer at 20,000 records, 0.076 at 100,000, for 1,000 accounts). When
+    # traffic is light a batch is whatever has arrived, so the cap adds no latency. On
+    # SQLite a batch holds the one write lock ingest's requests wait for too: 20,000
+    # records there, a second or two.
+    scoring_batch_max: int = Field(
+        0,
+        ge=0,
+        validate_default=True,
+        description="Most records applied in one transaction (0: 100,000 on PostgreSQL, "
+        "20,000 on SQLite)",
+    )
     # Decoded usage states a scoring process keeps between batches (services/scoring/
     # usage_store.py: UsageCache): a hit skips decoding an account's state. Measured
     # with tracemalloc: a 10-user account with 50 events a day over 90 days is 1.9 KB
@@ -192,8 +203,9 @@ class Settings(BaseSettings):
     state_cache_accounts: int = Field(
         2000, ge=0, description="Decoded account states kept in memory by each scoring process"
     )
-    # Longer than the slowest legitimate batch (20,000 records take seconds) plus the
-    # longest retry pause (15 s), so only a loop that truly stopped moving trips it.
+    # Longer than the slowest legitimate batch (100,000 records take several seconds)
+    # plus the longest retry pause (15 s), so only a loop that truly stopped moving
+    # trips it.
     consumer_stall_s: float = Field(
         120, description="Seconds a consumer may make no progress before /readyz reports it"
     )
@@ -331,6 +343,14 @@ class Settings(BaseSettings):
                 "history holds the window's days and those before them"
             )
         return days
+
+    @field_validator("scoring_batch_max")
+    @classmethod
+    def _batch_for_database(cls, records: int, info: ValidationInfo) -> int:
+        if records:
+            return records
+        url = str(info.data.get("database_url", ""))
+        return SQLITE_BATCH_MAX if url.startswith("sqlite") else POSTGRES_BATCH_MAX
 
     @field_validator("timezone")
     @classmethod

@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from services.scoring.model.store import ModelStore
 from services.scoring.plans.hook import step_plans
 from services.scoring.plans.templates import PlanTemplates, plan_templates
 from services.scoring.rules import RuleState
-from services.scoring.state import apply_events, drop_duplicates
+from services.scoring.state import Applied, apply_events, drop_duplicates
 from services.scoring.step import (
     AccountContacts,
     AccountHistory,
@@ -49,6 +50,26 @@ from shared.storage.tables import account_health, accounts, rule_state
 from shared.worker import describe, is_transient
 
 log = logging.getLogger(__name__)
+
+
+# Records decoded and applied at a time within a batch. A batch is one transaction (its
+# states, offsets and messages commit together) and rescores each account it touched
+# once, after its last slice, however many records it holds (scoring_batch_max); the
+# slices bound the events decoded at once: a decoded usage event holds about 1.7 KB
+# (tracemalloc, the scoring bench's events), so a slice about 17 MB.
+APPLY_SLICE = 10_000
+
+
+@dataclass
+class _Batch:
+    """What a batch's slices have built up: the states they loaded (and changed), what
+    they changed, the dead letters, and the events decoded and counted."""
+
+    usage: Usage = field(default_factory=dict)
+    applied: Applied = field(default_factory=Applied)
+    dead: list[OutMessage] = field(default_factory=list)
+    decoded: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
 
 
 class ScoringProcessor:
@@ -84,40 +105,33 @@ class ScoringProcessor:
         also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
         *,
         score: bool = True,
-    ) -> list[Event]:
+        counted: Callable[[Event], None] | None = None,
+    ) -> int:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
         dead letters commit together, or not at all (the caller then rewinds).
         ``also``: the caller's own writes, first in the same transaction (an import
         forgets the rejections of the records it reads again). ``score`` False: the
         events are applied and their accounts left unscored (an import and a backtest
-        score every account on its days themselves, with ``rescore``). Returns the events
-        counted: decoded, and not seen before within the dedup window."""
+        score every account on its days themselves, with ``rescore``). ``counted``: told
+        each event counted (decoded, and not seen before within the dedup window), in
+        order. Returns how many were counted.
+
+        The records are decoded and applied a slice at a time (APPLY_SLICE), and each
+        account they touched is rescored once, after the last slice."""
         if not records:
-            return []
+            return 0
         started = time.perf_counter()
         now = self._clock()
-        events, dead = self._decode(records, now)
+        batch = _Batch()
         async with self._engine.begin() as conn:
             if also is not None:
                 await also(conn)
-            usage = await self._states.load(
-                conn, {event.account_id for event in events}, for_update=True
-            )
-            fresh = drop_duplicates(usage, events)
-            applied = await apply_events(
-                conn,
-                fresh,
-                window_days=self._settings.window_days,
-                history_days=self._settings.history_days,
-                grace_days=self._settings.late_grace_days,
-                now=now,
-                tz=self.zone,
-                usage=usage,
-            )
-            await record_relationship(conn, fresh)
+            for at in range(0, len(records), APPLY_SLICE):
+                await self._apply_slice(conn, records[at : at + APPLY_SLICE], now, batch, counted)
+            usage, applied = batch.usage, batch.applied
             alerts = await self.rescore(conn, applied.accounts, now, usage=usage) if score else []
             await self._states.save(conn, usage, now)
-            outgoing = dead + self.alert_messages(alerts)
+            outgoing = batch.dead + self.alert_messages(alerts)
             if outgoing:
                 # In the transaction: into the outbox (Kafka) or the bus's own table
                 # (embedded), so the messages commit with the state and the offsets.
@@ -126,13 +140,14 @@ class ScoringProcessor:
         self._states.keep(usage)  # committed: current as of their new versions
         if outgoing:
             await self.relay()
+        fresh = sum(batch.kinds.values())
         metrics = self._metrics
         metrics.batch_seconds.observe(time.perf_counter() - started)
-        for kind, count in Counter(event.kind for event in fresh).items():
+        for kind, count in batch.kinds.items():
             metrics.events.labels(kind, "scored").inc(count)
-        metrics.events.labels("any", "duplicate").inc(len(events) - len(fresh))
+        metrics.events.labels("any", "duplicate").inc(batch.decoded - fresh)
         metrics.late_events.inc(applied.late_events)
-        metrics.dead_letters.inc(len(dead))
+        metrics.dead_letters.inc(len(batch.dead))
         for alert in alerts:
             metrics.alerts.labels(alert.rule).inc()
             log.info("alert %s: %s", alert.alert_id, alert.title)
@@ -140,11 +155,47 @@ class ScoringProcessor:
             log.debug(
                 "%s %d events (%d duplicates) for %d accounts",
                 "scored" if score else "applied",
-                len(fresh),
-                len(events) - len(fresh),
+                fresh,
+                batch.decoded - fresh,
                 len(applied.accounts),
             )
         return fresh
+
+    async def _apply_slice(
+        self,
+        conn: AsyncConnection,
+        records: Sequence[Record],
+        now: datetime,
+        batch: _Batch,
+        counted: Callable[[Event], None] | None,
+    ) -> None:
+        """Decode ``records`` and apply their events to the batch's states (loading
+        those of accounts new to the batch, locked), adding to what ``batch`` holds."""
+        events, dead = self._decode(records, now)
+        batch.dead += dead
+        batch.decoded += len(events)
+        usage = batch.usage
+        new = {event.account_id for event in events} - usage.keys()
+        if new:
+            usage.update(await self._states.load(conn, new, for_update=True))
+        fresh = drop_duplicates(usage, events)
+        applied = await apply_events(
+            conn,
+            fresh,
+            window_days=self._settings.window_days,
+            history_days=self._settings.history_days,
+            grace_days=self._settings.late_grace_days,
+            now=now,
+            tz=self.zone,
+            usage=usage,
+        )
+        await record_relationship(conn, fresh)
+        batch.applied.accounts |= applied.accounts
+        batch.applied.late_events += applied.late_events
+        batch.kinds.update(event.kind for event in fresh)
+        if counted is not None:
+            for event in fresh:
+                counted(event)
 
     def _decode(
         self, records: Sequence[Record], now: datetime

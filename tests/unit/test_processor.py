@@ -5,18 +5,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import services.scoring.processor as processor_module
 from services.scoring import history
 from services.scoring.explain import EXTRA_LABELS, worded_changes
 from services.scoring.metrics import ScoringMetrics
 from shared.bus.base import Record
 from shared.bus.offsets import offset_loader
 from shared.config import Settings
+from shared.contracts.events import Event
 from shared.storage.tables import account_health, accounts, activity_daily, bus_log
 from tests.support.factories import EngineFactory, ProcessorFactory
 
@@ -69,6 +73,55 @@ async def test_duplicates_count_once_and_garbage_is_dead_lettered(
     )
     stored = await offset_loader(engine, s.consumer_group_scoring)([(s.topic("usage"), 0)])
     assert stored == {(s.topic("usage"), 0): 6}
+
+
+async def test_a_batch_of_several_slices_is_one_transaction_scoring_each_account_once(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decoded and applied two records at a time, a batch counts a duplicate across its
+    slices once, dead-letters the garbage in any slice, scores its account once at the
+    end, and leaves the same score, counts and offsets as the same batch in one slice."""
+    s = embedded_settings
+    batch = [
+        usage(s, 0, "e1"),
+        usage(s, 1, "e2"),
+        Record(s.topic("usage"), 0, 2, b"a", b"\xff"),
+        usage(s, 3, "e1"),  # sent again, two slices later
+        usage(s, 4, "e3"),
+    ]
+
+    async def outcome(engine: AsyncEngine) -> tuple[object, ...]:
+        h = account_health.c
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(h.score, h.band, h.events_7d, h.inputs))).one()
+            events = await conn.scalar(select(func.sum(activity_daily.c.events)))
+            dead = await conn.scalar(
+                select(func.count()).where(bus_log.c.topic == s.topic("deadletter"))
+            )
+        stored = await offset_loader(engine, s.consumer_group_scoring)([(s.topic("usage"), 0)])
+        return (*row, events, dead, stored)
+
+    whole = await engine_factory()
+    assert await processor_factory(whole, clock=lambda: NOW).handle(batch) == 3
+
+    scored: list[str] = []
+    real_score = processor_module.score_account
+
+    def counting(measures: Any, *args: Any, **kwargs: Any) -> Any:
+        scored.append(measures.account_id)
+        return real_score(measures, *args, **kwargs)
+
+    monkeypatch.setattr(processor_module, "APPLY_SLICE", 2)
+    monkeypatch.setattr(processor_module, "score_account", counting)
+    sliced = await engine_factory(f"sqlite+aiosqlite:///{tmp_path / 'sliced.db'}")
+    assert await processor_factory(sliced, clock=lambda: NOW).handle(batch) == 3
+    assert scored == ["a"]
+    assert await outcome(sliced) == await outcome(whole)
+    assert (await outcome(sliced))[4:] == (3, 1, {(s.topic("usage"), 0): 5})
 
 
 async def test_explanations_say_what_moved_since_the_last_score_and_7_and_30_days_ago(
@@ -207,14 +260,15 @@ async def test_a_batch_applied_without_scoring_leaves_its_accounts_to_be_scored_
 ) -> None:
     """``handle(score=False)`` (the backtest's feed) counts the events and commits the
     offsets, writing no score; ``rescore`` then scores the account from them, as the
-    batch would have. ``handle`` returns the events it counted: a resent one is not."""
+    batch would have. ``handle`` tells the events it counted: a resent one is not."""
     s = embedded_settings
     scored_engine = await engine_factory()
     unscored_engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path / 'unscored.db'}")
     batch = [usage(s, 0, "e1"), usage(s, 1, "e2")]
     await processor_factory(scored_engine, clock=lambda: NOW).handle(batch)
     unscored = processor_factory(unscored_engine, clock=lambda: NOW)
-    counted = await unscored.handle(batch, score=False)
+    counted: list[Event] = []
+    assert await unscored.handle(batch, score=False, counted=counted.append) == 2
     assert [event.event_id for event in counted] == ["e1", "e2"]
 
     async def health(engine: AsyncEngine) -> tuple[object, ...]:
@@ -230,5 +284,7 @@ async def test_a_batch_applied_without_scoring_leaves_its_accounts_to_be_scored_
     async with unscored_engine.begin() as conn:
         await unscored.rescore(conn, {"a"}, NOW)
     assert await health(unscored_engine) == await health(scored_engine)
-    counted = await unscored.handle([usage(s, 2, "e1"), usage(s, 3, "e3")], score=False)
+    counted.clear()
+    resent = [usage(s, 2, "e1"), usage(s, 3, "e3")]
+    assert await unscored.handle(resent, score=False, counted=counted.append) == 1
     assert [event.event_id for event in counted] == ["e3"]

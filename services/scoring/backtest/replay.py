@@ -349,8 +349,7 @@ async def _feed(
         ]
         # The events as the scoring step decoded and counted them (a line decoded once;
         # a resent event once, as the score counts it).
-        for event in await processor.handle(records, score=False):
-            baselines.take(event)
+        await processor.handle(records, score=False, counted=baselines.take)
 
 
 async def _score_all(
