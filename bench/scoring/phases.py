@@ -36,7 +36,7 @@ from services.cli import BATCH_COLLECTIONS, SERVICE_COLLECTIONS, collecting
 from shared.bus.base import OutMessage
 from shared.bus.factory import all_topics, event_topics
 from shared.bus.kafka import ensure_topics
-from shared.config import Settings
+from shared.config import POSTGRES_BATCH_MAX, Settings
 
 
 @dataclass
@@ -185,6 +185,9 @@ async def processes_phase(p: Phases) -> dict[str, Any]:
             update={
                 "database_url": url,
                 "consumer_group_scoring": f"bench-{p.run_id}-procs-{i}-{n}",
+                # The service's default on PostgreSQL: the base settings name no
+                # database, and a copy keeps the default they resolved (SQLite's).
+                "scoring_batch_max": POSTGRES_BATCH_MAX,
             }
         )
         key = str(n) if p.opts.processes.index(n) == i else f"{n} (start {i + 1})"
