@@ -11,7 +11,9 @@ when it ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from typing import Any
@@ -34,6 +36,13 @@ log = logging.getLogger(__name__)
 CHUNK = 200
 
 
+# Chunks swept at once by one process, each in its own transaction (PostgreSQL; SQLite
+# has one writer). While one lane waits for the database (its reads, writes and commit:
+# about a fifth of a one-process sweep's time), the other scores its chunk. The lanes
+# split the due accounts as replicas do (each takes rows no other transaction holds).
+LANES = 2
+
+
 @dataclass(frozen=True)
 class _ZoneDay:
     """Today in one zone, and which accounts count their days in it (SQL)."""
@@ -41,6 +50,13 @@ class _ZoneDay:
     today: date
     zone: tzinfo
     accounts: ColumnElement[bool]
+
+
+@dataclass
+class _Tally:
+    """Accounts swept in a zone so far, by every lane."""
+
+    accounts: int = 0
 
 
 class _ImportRunning(Exception):
@@ -107,11 +123,28 @@ class QuietAccountSweep:
         return days
 
     async def _sweep_zone(self, now: datetime, day: _ZoneDay) -> int:
-        total = 0
+        lanes = LANES if self._engine.dialect.name == "postgresql" else 1
+        swept = _Tally()
+        try:
+            await _together(self._sweep_lane(now, day, swept) for _ in range(lanes))
+        except _ImportRunning:
+            raise _ImportRunning(swept.accounts) from None
+        if swept.accounts:
+            log.info(
+                "sweep: %d quiet accounts re-scored as of %s (%s)",
+                swept.accounts,
+                day.today,
+                day.zone,
+            )
+        return swept.accounts
+
+    async def _sweep_lane(self, now: datetime, day: _ZoneDay, swept: _Tally) -> None:
+        """Chunk after chunk of the zone's due accounts, until none is left that another
+        lane (or replica) does not hold; counted in ``swept``."""
         after: str | None = None  # the last account of the chunk before, in id order
         while True:
             if self._waits_for_import and await import_running(self._engine):
-                raise _ImportRunning(total)
+                raise _ImportRunning(swept.accounts)
             try:
                 ids = await self._sweep_chunk(now, day, after)
             except Exception as exc:
@@ -120,12 +153,9 @@ class QuietAccountSweep:
                 log.warning("sweep: a chunk failed (%s); one account at a time", describe(exc))
                 ids = await self._sweep_alone(now, day, after)
             if not ids:
-                break
-            total += len(ids)
+                return
+            swept.accounts += len(ids)
             after = max(ids)
-        if total:
-            log.info("sweep: %d quiet accounts re-scored as of %s (%s)", total, day.today, day.zone)
-        return total
 
     def _due(self, day: _ZoneDay, after: str | None, *, lock: bool = True) -> Select[Any]:
         h = account_health
@@ -198,3 +228,16 @@ class QuietAccountSweep:
     async def _mark_swept(conn: AsyncConnection, ids: set[str], today: date) -> None:
         h = account_health
         await conn.execute(update(h).where(h.c.account_id.in_(ids)).values(swept_on=today))
+
+
+async def _together(lanes: Iterable[Awaitable[None]]) -> None:
+    """Run ``lanes`` at once. The first to fail stops the others (a chunk stopped midway
+    rolls back: its accounts stay due), and its exception is raised as it is, not in a
+    group: the sweep's callers tell a transient failure from others by the exception."""
+    tasks = [asyncio.ensure_future(lane) for lane in lanes]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

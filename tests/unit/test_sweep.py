@@ -117,29 +117,11 @@ async def test_a_pass_takes_the_due_accounts_chunk_after_chunk_each_once(
     On PostgreSQL an account a batch holds is skipped, and the next pass sweeps it."""
     engine = engine_either
     monkeypatch.setattr(sweep_module, "CHUNK", 2)
+    monkeypatch.setattr(sweep_module, "LANES", 1)  # one chunk at a time: their order
     processor = processor_factory(engine, producer=DiscardingProducer(), clock=lambda: NOW)
-    raws: list[dict[str, object]] = [
-        {
-            "kind": "usage",
-            "event_id": f"e{a}",
-            "account_id": f"acct{a}",
-            "user_id": "u1",
-            "event": "login",
-            "occurred_at": (NOW - timedelta(days=10)).isoformat(),
-        }
-        for a in range(7)
-    ]
-    await processor.handle([record(embedded_settings, i, r) for i, r in enumerate(raws)])
+    await _quiet_accounts(processor, embedded_settings, 7)
     sweep = QuietAccountSweep(engine, DiscardingProducer(), processor, clock=lambda: NOW)
-    chunks: list[set[str]] = []
-    take = QuietAccountSweep._sweep_chunk
-
-    async def noted(self: QuietAccountSweep, *args: Any, **kwargs: Any) -> set[str]:
-        ids = await take(self, *args, **kwargs)
-        chunks.append(ids)
-        return ids
-
-    monkeypatch.setattr(QuietAccountSweep, "_sweep_chunk", noted)
+    chunks, _ = _noting_chunks(monkeypatch)
     if engine.dialect.name != "postgresql":
         assert await sweep.run_once() == 7
         assert chunks == [
@@ -159,3 +141,65 @@ async def test_a_pass_takes_the_due_accounts_chunk_after_chunk_each_once(
     async with engine.connect() as conn:
         q = select(func.count()).where(h.swept_on == NOW.date())
         assert (await conn.execute(q)).scalar() == 7
+
+
+async def test_lanes_sweep_chunks_at_once_and_each_account_once(
+    database_url: str,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    embedded_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL one process sweeps LANES chunks at once, each in its own
+    transaction: together they take every due account once, none twice."""
+    engine = await engine_factory(database_url)
+    monkeypatch.setattr(sweep_module, "CHUNK", 2)
+    monkeypatch.setattr(sweep_module, "LANES", 2)
+    processor = processor_factory(engine, producer=DiscardingProducer(), clock=lambda: NOW)
+    await _quiet_accounts(processor, embedded_settings, 23)
+    sweep = QuietAccountSweep(engine, DiscardingProducer(), processor, clock=lambda: NOW)
+    chunks, most = _noting_chunks(monkeypatch)
+    assert await sweep.run_once() == 23
+    taken = [account for chunk in chunks for account in chunk]
+    assert sorted(taken) == sorted(f"acct{a}" for a in range(23))  # each once
+    assert chunks.count(set()) == 2  # each lane ended when nothing was left for it
+    assert most == [2]  # two chunks were in flight at once
+    assert await sweep.run_once() == 0
+
+
+async def _quiet_accounts(processor: Any, settings: Settings, count: int) -> None:
+    """``count`` accounts, each with one event ten days before NOW."""
+    raws: list[dict[str, object]] = [
+        {
+            "kind": "usage",
+            "event_id": f"e{a}",
+            "account_id": f"acct{a}",
+            "user_id": "u1",
+            "event": "login",
+            "occurred_at": (NOW - timedelta(days=10)).isoformat(),
+        }
+        for a in range(count)
+    ]
+    await processor.handle([record(settings, i, r) for i, r in enumerate(raws)])
+
+
+def _noting_chunks(monkeypatch: pytest.MonkeyPatch) -> tuple[list[set[str]], list[int]]:
+    """The chunks the sweep takes, in the order they end, and (one number) the most it
+    had in flight at once."""
+    chunks: list[set[str]] = []
+    flight = [0]
+    most = [0]
+    take = QuietAccountSweep._sweep_chunk
+
+    async def noted(self: QuietAccountSweep, *args: Any, **kwargs: Any) -> set[str]:
+        flight[0] += 1
+        most[0] = max(most[0], flight[0])
+        try:
+            ids = await take(self, *args, **kwargs)
+        finally:
+            flight[0] -= 1
+        chunks.append(ids)
+        return ids
+
+    monkeypatch.setattr(QuietAccountSweep, "_sweep_chunk", noted)
+    return chunks, most
