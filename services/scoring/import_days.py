@@ -27,6 +27,7 @@ from sqlalchemy import Date, and_, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.import_lock import StillHeld, held
+from services.scoring.lanes import in_lanes
 from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
@@ -178,11 +179,30 @@ class ImportCalendar:
         while day <= until:
             await self._still_held()
             ids = sorted(a for a, first in self.first.items() if first <= day)
-            for at in range(0, len(ids), CHUNK):
-                last = at + CHUNK >= len(ids)
-                written += await self._score_day(ids[at : at + CHUNK], day, closes=last)
+            chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
+            # The last chunk alone, after the others: it keeps the day as closed, so it
+            # commits once every other chunk of the day has.
+            written += await self._score_in_lanes(chunks[:-1], day)
+            written += await self._score_day(chunks[-1], day, closes=True)
             self.closed = day
             day += timedelta(days=1)
+        return written
+
+    async def _score_in_lanes(self, chunks: list[list[str]], day: date) -> int:
+        """Score ``chunks`` as of ``day``, several at once (``lanes.py``), none of them
+        closing the day. Returns the rows written."""
+        todo = iter(chunks)
+        written = 0
+
+        async def lane() -> None:
+            nonlocal written
+            for chunk in todo:  # shared by the lanes: each chunk once
+                # Awaited first, then added: ``written += await …`` would read the
+                # total before the await and lose what another lane added meanwhile.
+                rows = await self._score_day(chunk, day, closes=False)
+                written += rows
+
+        await in_lanes(self._processor.engine, lane)
         return written
 
     async def _score_day(self, ids: list[str], day: date, *, closes: bool) -> int:

@@ -11,9 +11,7 @@ when it ends.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from typing import Any
@@ -23,6 +21,7 @@ from sqlalchemy import ColumnElement, Select, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.import_lock import import_running
+from services.scoring.lanes import in_lanes
 from services.scoring.processor import ScoringProcessor
 from services.scoring.zones import zone_name, zones_in_use
 from shared.bus.base import Producer
@@ -34,13 +33,6 @@ log = logging.getLogger(__name__)
 
 # Accounts re-scored per transaction: small enough to keep locks short.
 CHUNK = 200
-
-
-# Chunks swept at once by one process, each in its own transaction (PostgreSQL; SQLite
-# has one writer). While one lane waits for the database (its reads, writes and commit:
-# about a fifth of a one-process sweep's time), the other scores its chunk. The lanes
-# split the due accounts as replicas do (each takes rows no other transaction holds).
-LANES = 2
 
 
 @dataclass(frozen=True)
@@ -123,10 +115,9 @@ class QuietAccountSweep:
         return days
 
     async def _sweep_zone(self, now: datetime, day: _ZoneDay) -> int:
-        lanes = LANES if self._engine.dialect.name == "postgresql" else 1
         swept = _Tally()
         try:
-            await _together(self._sweep_lane(now, day, swept) for _ in range(lanes))
+            await in_lanes(self._engine, lambda: self._sweep_lane(now, day, swept))
         except _ImportRunning:
             raise _ImportRunning(swept.accounts) from None
         if swept.accounts:
@@ -228,16 +219,3 @@ class QuietAccountSweep:
     async def _mark_swept(conn: AsyncConnection, ids: set[str], today: date) -> None:
         h = account_health
         await conn.execute(update(h).where(h.c.account_id.in_(ids)).values(swept_on=today))
-
-
-async def _together(lanes: Iterable[Awaitable[None]]) -> None:
-    """Run ``lanes`` at once. The first to fail stops the others (a chunk stopped midway
-    rolls back: its accounts stay due), and its exception is raised as it is, not in a
-    group: the sweep's callers tell a transient failure from others by the exception."""
-    tasks = [asyncio.ensure_future(lane) for lane in lanes]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,14 +8,17 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
+import pytest
 from alembic import command
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import Connection
 
+from services.scoring import import_days, lanes
 from services.scoring.import_days import ImportCalendar, Stamp
-from shared.bus.base import DiscardingProducer
+from shared.bus.base import DiscardingProducer, Record
 from shared.storage.db import alembic_config
-from shared.storage.tables import import_pending
+from shared.storage.tables import health_daily, import_pending
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 
@@ -122,3 +125,68 @@ async def test_migration_moves_the_waiting_accounts_to_rows_and_back(
     # PostgreSQL's driver decodes the JSON column, SQLite's gives its text.
     restored = pending if isinstance(pending, dict) else json.loads(pending)
     assert restored == {"a": "2026-11-04", "b": "2026-11-05"}
+
+
+async def test_a_day_s_chunks_are_scored_in_lanes_and_its_last_chunk_closes_it(
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL two of a day's chunks are scored at once; the chunk that keeps the
+    day as closed starts once the others have committed, and every account has a row
+    for every day, each scored once."""
+    engine = await engine_factory(database_url)
+    processor = processor_factory(engine, clock=lambda: datetime(2026, 11, 5, tzinfo=UTC))
+    accounts = ["a", "b", "c", "d", "e"]
+    await processor.handle(
+        [
+            Record("usage", 0, n, None, orjson.dumps(event))
+            for n, event in enumerate(
+                {
+                    "kind": "usage",
+                    "event_id": f"{account}-{day}",
+                    "account_id": account,
+                    "user_id": "u",
+                    "event": "login",
+                    "occurred_at": f"2026-11-{day:02d}T10:00:00+00:00",
+                }
+                for day in (1, 2, 3)
+                for account in accounts
+            )
+        ],
+        score=False,
+    )
+    monkeypatch.setattr(import_days, "CHUNK", 1)
+    monkeypatch.setattr(lanes, "LANES", 2)
+    flight: list[bool] = []  # the chunks in flight: whether each closes its day
+    most = 0
+    scored: list[tuple[str, date, bool]] = []
+    score_day = ImportCalendar._score_day
+
+    async def noted(self: ImportCalendar, ids: list[str], day: date, *, closes: bool) -> int:
+        nonlocal most
+        if closes:
+            assert not flight, "the closing chunk waits for the day's other chunks"
+        flight.append(closes)
+        most = max(most, len(flight))
+        try:
+            return await score_day(self, ids, day, closes=closes)
+        finally:
+            flight.remove(closes)
+            scored.extend((account, day, closes) for account in ids)
+
+    monkeypatch.setattr(ImportCalendar, "_score_day", noted)
+    calendar = await ImportCalendar.load(processor, DiscardingProducer(), _not_stopped)
+    calendar.start_file()
+    calendar.note([stamp for day in (1, 2, 3) for stamp in _stamps(day, *accounts)])
+    assert await calendar.close_all() == 15
+    assert most == 2
+    days = [date(2026, 11, d) for d in (1, 2, 3)]
+    assert sorted((a, d) for a, d, _ in scored) == sorted((a, d) for a in accounts for d in days)
+    assert [d for _, d, closes in scored if closes] == days  # one closing chunk a day
+    assert calendar.closed == days[-1]
+    h = health_daily.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(h.account_id, h.day))
+        assert sorted((a, d) for a, d in rows) == sorted((a, d) for a in accounts for d in days)

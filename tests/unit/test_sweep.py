@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import lanes
 from services.scoring import sweep as sweep_module
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, Record
@@ -117,7 +118,7 @@ async def test_a_pass_takes_the_due_accounts_chunk_after_chunk_each_once(
     On PostgreSQL an account a batch holds is skipped, and the next pass sweeps it."""
     engine = engine_either
     monkeypatch.setattr(sweep_module, "CHUNK", 2)
-    monkeypatch.setattr(sweep_module, "LANES", 1)  # one chunk at a time: their order
+    monkeypatch.setattr(lanes, "LANES", 1)  # one chunk at a time: their order
     processor = processor_factory(engine, producer=DiscardingProducer(), clock=lambda: NOW)
     await _quiet_accounts(processor, embedded_settings, 7)
     sweep = QuietAccountSweep(engine, DiscardingProducer(), processor, clock=lambda: NOW)
@@ -150,11 +151,11 @@ async def test_lanes_sweep_chunks_at_once_and_each_account_once(
     embedded_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On PostgreSQL one process sweeps LANES chunks at once, each in its own
+    """On PostgreSQL one process sweeps two chunks at once, each in its own
     transaction: together they take every due account once, none twice."""
     engine = await engine_factory(database_url)
     monkeypatch.setattr(sweep_module, "CHUNK", 2)
-    monkeypatch.setattr(sweep_module, "LANES", 2)
+    monkeypatch.setattr(lanes, "LANES", 2)
     processor = processor_factory(engine, producer=DiscardingProducer(), clock=lambda: NOW)
     await _quiet_accounts(processor, embedded_settings, 23)
     sweep = QuietAccountSweep(engine, DiscardingProducer(), processor, clock=lambda: NOW)
