@@ -66,6 +66,7 @@ class _Batch:
     they changed, the dead letters, and the events decoded and counted."""
 
     usage: Usage = field(default_factory=dict)
+    locked: set[str] = field(default_factory=set)  # of ``usage``, those read locked
     applied: Applied = field(default_factory=Applied)
     dead: list[OutMessage] = field(default_factory=list)
     decoded: int = 0
@@ -175,9 +176,12 @@ class ScoringProcessor:
         batch.dead += dead
         batch.decoded += len(events)
         usage = batch.usage
-        new = {event.account_id for event in events} - usage.keys()
+        # Locked once per batch. An account read unlocked by an earlier slice (a ticket
+        # moved away from it: its backlog changed, not its usage) is read again, locked.
+        new = {event.account_id for event in events} - batch.locked
         if new:
             usage.update(await self._states.load(conn, new, for_update=True))
+            batch.locked |= new
         fresh = drop_duplicates(usage, events)
         applied = await apply_events(
             conn,
