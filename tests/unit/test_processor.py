@@ -115,10 +115,19 @@ async def test_a_batch_of_several_slices_is_one_transaction_scoring_each_account
         scored.append(measures.account_id)
         return real_score(measures, *args, **kwargs)
 
+    slices: list[int] = []
+    apply_slice = processor_module.ScoringProcessor._apply_slice
+
+    async def noted(self: Any, conn: Any, records: Any, *args: Any) -> None:
+        slices.append(len(records))
+        await apply_slice(self, conn, records, *args)
+
     monkeypatch.setattr(processor_module, "APPLY_SLICE", 2)
     monkeypatch.setattr(processor_module, "score_account", counting)
+    monkeypatch.setattr(processor_module.ScoringProcessor, "_apply_slice", noted)
     sliced = await engine_factory(f"sqlite+aiosqlite:///{tmp_path / 'sliced.db'}")
     assert await processor_factory(sliced, clock=lambda: NOW).handle(batch) == 3
+    assert slices == [2, 2, 1]
     assert scored == ["a"]
     assert await outcome(sliced) == await outcome(whole)
     assert (await outcome(sliced))[4:] == (3, 1, {(s.topic("usage"), 0): 5})
