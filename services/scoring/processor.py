@@ -22,7 +22,7 @@ from services.scoring.model.store import ModelStore
 from services.scoring.plans.hook import step_plans
 from services.scoring.plans.templates import PlanTemplates, plan_templates
 from services.scoring.rules import RuleState
-from services.scoring.state import Applied, apply_events, drop_duplicates
+from services.scoring.state import Applied, Health, apply_events, drop_duplicates, write_applied
 from services.scoring.step import (
     AccountContacts,
     AccountHistory,
@@ -67,6 +67,7 @@ class _Batch:
 
     usage: Usage = field(default_factory=dict)
     locked: set[str] = field(default_factory=set)  # of ``usage``, those read locked
+    health: Health = field(default_factory=dict)  # written once, after the last slice
     applied: Applied = field(default_factory=Applied)
     dead: list[OutMessage] = field(default_factory=list)
     decoded: int = 0
@@ -130,6 +131,15 @@ class ScoringProcessor:
             for at in range(0, len(records), APPLY_SLICE):
                 await self._apply_slice(conn, records[at : at + APPLY_SLICE], now, batch, counted)
             usage, applied = batch.usage, batch.applied
+            settings = self._settings
+            await write_applied(
+                conn,
+                usage,
+                batch.health,
+                kept=(settings.window_days, settings.history_days),
+                now=now,
+                tz=self.zone,
+            )
             alerts = await self.rescore(conn, applied.accounts, now, usage=usage) if score else []
             await self._states.save(conn, usage, now)
             outgoing = batch.dead + self.alert_messages(alerts)
@@ -192,6 +202,7 @@ class ScoringProcessor:
             now=now,
             tz=self.zone,
             usage=usage,
+            health=batch.health,
         )
         await record_relationship(conn, fresh)
         batch.applied.accounts |= applied.accounts

@@ -50,6 +50,10 @@ ARCHIVE_STEP_DAYS = 7
 HISTORY_DAYS = 730
 
 
+# account → its ``account_health`` values that events change (``_load_health``'s columns)
+Health = dict[str, dict[str, Any]]
+
+
 @dataclass
 class Applied:
     """What a batch changed: the accounts to rescore and the events that came too late."""
@@ -68,17 +72,24 @@ async def apply_events(
     grace_days: int | None = None,
     usage: Usage | None = None,
     history_days: int = HISTORY_DAYS,
+    health: Health | None = None,
 ) -> Applied:
     """Apply ``events`` (already deduplicated, see ``drop_duplicates``). ``usage``: the
     accounts' usage states the caller loaded and will save; without, they are loaded
-    and saved here."""
+    and saved here. ``health``: the ``account_health`` values of a caller that applies
+    a batch in slices (those of accounts new to it are read into it), written by
+    ``write_applied`` once after its last slice; without, they are read and written
+    here."""
     applied = Applied(accounts={e.account_id for e in events})
     if not events:
         return applied
     states = await usage_store.complete(conn, {} if usage is None else usage, applied.accounts)
-    health = await _load_health(conn, applied.accounts)
+    rows = {} if health is None else health
+    if missing := applied.accounts - rows.keys():
+        rows.update(await _load_health(conn, missing))
+    mine = {account_id: rows[account_id] for account_id in applied.accounts}
     for e in events:
-        h = health[e.account_id]
+        h = mine[e.account_id]
         h["as_of"] = max(h["as_of"], e.occurred_at) if h["as_of"] else e.occurred_at
 
     # Facts first: an account's zone (a fact) decides the days its usage counts on.
@@ -86,13 +97,37 @@ async def apply_events(
     zones = await account_zones(conn, applied.accounts, tz)
     used = [e for e in events if isinstance(e, UsageEvent)]
     grace = min(grace_days or window_days, window_days)
-    applied.late_events = _apply_usage(states, used, health, grace, zones)
+    applied.late_events = _apply_usage(states, used, mine, grace, zones)
     # A ticket re-filed under another account changes the old account's backlog too.
     applied.accounts |= await _apply_tickets(
         conn, [e for e in events if isinstance(e, TicketEvent)]
     )
     for e in events:
-        _apply_relationship(health[e.account_id], e)
+        _apply_relationship(mine[e.account_id], e)
+    if health is None:
+        await write_applied(
+            conn, states, rows, kept=(window_days, history_days), now=now, tz=tz, zones=zones
+        )
+        if usage is None:
+            await usage_store.save(conn, states, now)
+    return applied
+
+
+async def write_applied(
+    conn: AsyncConnection,
+    states: Usage,
+    health: Health,
+    *,
+    kept: tuple[int, int],
+    now: datetime,
+    tz: tzinfo = UTC,
+    zones: Mapping[str, tzinfo] | None = None,
+) -> None:
+    """Write the ``account_health`` values events changed and move the days that fell
+    out of each account's window (``kept``: window and history days) to its long
+    history; ``zones``: the accounts' zones, when known."""
+    if not health:
+        return
     for h in health.values():
         h["updated_at"] = now
     await upsert(
@@ -102,10 +137,8 @@ async def apply_events(
         keys=["account_id"],
         update=[column for column in health[next(iter(health))] if column != "account_id"],
     )
-    await _prune(conn, states, health, (window_days, history_days), zones, now)
-    if usage is None:
-        await usage_store.save(conn, states, now)
-    return applied
+    zones = zones if zones is not None else await account_zones(conn, set(health), tz)
+    await _prune(conn, states, health, kept, zones, now)
 
 
 def drop_duplicates(states: Usage, events: Sequence[Event]) -> list[Event]:
@@ -143,7 +176,7 @@ def _apply_relationship(h: dict[str, Any], e: Event) -> None:
         h["last_payment_failed_at"] = _latest(h["last_payment_failed_at"], e.occurred_at)
 
 
-async def _load_health(conn: AsyncConnection, ids: set[str]) -> dict[str, dict[str, Any]]:
+async def _load_health(conn: AsyncConnection, ids: set[str]) -> Health:
     rows = await conn.execute(
         select(
             account_health.c.account_id,
