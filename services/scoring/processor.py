@@ -116,7 +116,9 @@ class ScoringProcessor:
         events are applied and their accounts left unscored (an import and a backtest
         score every account on its days themselves, with ``rescore``). ``counted``: told
         each event counted (decoded, and not seen before within the dedup window), in
-        order. Returns how many were counted.
+        order, as its slice is applied: before the batch commits, so a caller that goes
+        on after a failed batch must forget what it was told (the backtest, its one
+        caller, stops). Returns how many were counted.
 
         The records are decoded and applied a slice at a time (APPLY_SLICE), and each
         account they touched is rescored once, after the last slice."""
