@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 
 from services.scoring.measures import NAME_WINDOW_DAYS, Measures, NameUse
 from services.scoring.model.schema import Behaviour, Depth, DepthLevel, Segment, Sla
@@ -259,14 +260,30 @@ def _counts(prefix: str, use: NameUse, m: Measures, tenure: int, suffix: str) ->
     trend = round((use.days_28 + 1) / (use.previous_28 + 1), 4) if tenure >= 55 else None
     # Least-squares slope of the last four weekly counts, in events per week.
     w = use.weeks
+    days_7, days_28, days_90, per_user, trend_key, slope = _count_keys(prefix, suffix)
     return {
-        f"{prefix}_7d{suffix}": use.days_7,
-        f"{prefix}_28d{suffix}": use.days_28,
-        f"{prefix}_90d{suffix}": use.days_90,
-        f"{prefix}_28d_per_user{suffix}": round(use.days_28 / users, 4) if users else None,
-        f"{prefix}_trend{suffix}": trend,
-        f"{prefix}_slope{suffix}": (3 * (w[3] - w[0]) + w[2] - w[1]) / 10 if tenure >= 27 else None,
+        days_7: use.days_7,
+        days_28: use.days_28,
+        days_90: use.days_90,
+        per_user: round(use.days_28 / users, 4) if users else None,
+        trend_key: trend,
+        slope: (3 * (w[3] - w[0]) + w[2] - w[1]) / 10 if tenure >= 27 else None,
     }
+
+
+# Bounded: event names come from the products' events, however many there are.
+@lru_cache(maxsize=4096)
+def _count_keys(prefix: str, suffix: str) -> tuple[str, str, str, str, str, str]:
+    """``_counts``' input names for a prefix and suffix, formatted once: a score names
+    some 80 inputs this way."""
+    return (
+        f"{prefix}_7d{suffix}",
+        f"{prefix}_28d{suffix}",
+        f"{prefix}_90d{suffix}",
+        f"{prefix}_28d_per_user{suffix}",
+        f"{prefix}_trend{suffix}",
+        f"{prefix}_slope{suffix}",
+    )
 
 
 def _silence(m: Measures, use: NameUse, tenure: int) -> float:

@@ -178,14 +178,15 @@ def step(
     # Firing: hysteresis decides recovery, the cooldown when it ends. A measure the rule
     # fires on that is gone (quotas removed, seats unknown) can no longer hold: recovered,
     # rather than open for ever.
-    gone = any(values.get(c.measure) is None for c in rule.when)
     if rule.recover is not None:
-        recovered = not inside or gone or all_hold(rule.recover, values, past)
+        recovered = not inside or _gone(rule.when, values) or all_hold(rule.recover, values, past)
     else:
         recovered = not firing_now
     if not recovered:
         severity = severity_now(rule, values, past)
-        kept = replace(state, cleared_at=None)
+        # The same state while it stays firing, as most firing rules do at every step
+        # (``replace`` would build an equal copy, 2 µs, for the caller to compare).
+        kept = state if state.cleared_at is None else replace(state, cleared_at=None)
         if severity.value != state.severity:
             revised = replace(kept, severity=severity.value, revision=state.revision + 1)
             return revised, Transition("firing", revised.revision, severity, state.fire_count)
@@ -196,6 +197,14 @@ def step(
     severity = Severity(state.severity or rule.severity)
     ended = Transition("resolved", state.revision + 1, severity, state.fire_count)
     return RuleState(fire_count=state.fire_count), ended
+
+
+def _gone(conditions: Sequence[Condition], values: Values) -> bool:
+    """Whether a measure a condition reads has no value (a loop: see ``all_hold``)."""
+    for c in conditions:  # noqa: SIM110 (the loop is the point)
+        if values.get(c.measure) is None:
+            return True
+    return False
 
 
 def lead(symptoms: Sequence[tuple[Rule, RuleState]]) -> tuple[Rule, RuleState]:

