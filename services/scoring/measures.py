@@ -84,7 +84,7 @@ class Measures:
     @cached_property
     def _used_28d(self) -> dict[str, dict[str, int]]:
         """``used_28d`` of every dimension, in one pass over the names: the model's
-        inputs ask for it six times a score. (A cached_property on a frozen dataclass:
+        inputs ask for it five times a score. (A cached_property on a frozen dataclass:
         it writes the instance's ``__dict__``, not through ``__setattr__``.)"""
         by_dimension: dict[str, dict[str, int]] = {}
         for (dimension, name), (_, uses_28d) in self.names.items():
