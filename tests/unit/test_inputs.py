@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+
+import pytest
 
 from services.alerts.outbox import backoff_s
 from services.scoring.inputs import model_inputs, segment_of
@@ -79,6 +82,31 @@ def test_depth_measures_from_28_day_name_counts() -> None:
     no_modules = model_inputs(m(names={("event", "like"): (3, 9)}), depth)
     assert no_modules["module_breadth_28d"] is None
     assert no_modules["core_module_use_28d"] is None
+
+
+def test_28_day_use_by_dimension_is_worked_out_once_and_read_only() -> None:
+    record = m(
+        names={
+            ("event", "login"): (10, 40),
+            ("module", "workflow"): (1, 6),
+            ("module", "custom_objects"): (0, 0),  # not used over the 28 days
+            ("platform", "api"): (10, 19),
+        }
+    )
+    assert dict(record.used_28d("module")) == {"workflow": 6}
+    assert dict(record.used_28d("event")) == {"login": 40}
+    assert dict(record.used_28d("value")) == {}
+    # The model's inputs ask several times a score: the same view each time, which
+    # no caller can change under the others.
+    assert record.used_28d("module") is record.used_28d("module")
+    with pytest.raises(TypeError):
+        record.used_28d("module")["workflow"] = 0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        record.used_28d("value")["login"] = 1  # type: ignore[index]
+    # A copy with other names works them out again (replace builds a new instance).
+    changed = replace(record, names={("module", "workflow"): (2, 9)})
+    assert dict(changed.used_28d("module")) == {"workflow": 9}
+    assert dict(changed.used_28d("event")) == {}
 
 
 def test_support_and_commercial_inputs() -> None:
