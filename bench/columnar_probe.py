@@ -1,21 +1,25 @@
-"""A feasibility probe for issue 12's vectorised scorer: the usage measures of many
-accounts worked out at once, from the states held as columns, beside the per-account
-functions the scoring step calls today, on the same states; and the floor of writing a
-day's score rows, one ``COPY`` against the service's batched upserts.
+"""A feasibility probe for issue 12's vectorised scorer: parts of the scoring step worked
+out for every account at once, from the usage states held as columns, beside the
+per-account functions the step calls today, on the same states; and what writing a
+day's score rows costs.
 
-Not the engine: it answers two questions the engine's design depends on, with numbers.
+Not the engine: it answers three questions the engine's design depends on, with numbers.
 
 1. **Measures.** ``name_use_of`` and ``activity_of`` (services/scoring/measures.py)
-   walk each account's days in Python, some 55 µs an account, and decoding the state
-   costs some 36 µs more. Held as columns (account, day, name, count; account, day,
-   user), the same sums are a few NumPy passes over every account together. The probe
-   decodes the sweep bench template's states, turns them into columns (untimed: the
-   stored format would be columns already), times both ways as of the day after the
-   workload's last, and checks that they agree on every account and name.
-2. **Writes.** Each score writes its ~100 inputs as JSON to ``health_daily``. The probe
-   copies the template's stored daily rows, ``--rows`` of them, into a scratch table
-   of the same columns with asyncpg's ``COPY``, and with the ``executemany`` upsert
-   the service runs (``shared.storage.db.upsert``), and times both.
+   walk each account's days in Python, and decoding the state costs as much again. Held
+   as columns (account, day, name, count; account, day, user; user), the same sums are a
+   few NumPy passes over every account together. The probe decodes the sweep bench
+   template's states, turns them into columns (untimed: a stored format in columns
+   would read into them), times both ways as of the day after the workload's last, and
+   counts the accounts on which they disagree.
+2. **Inputs.** The product-agnostic inputs (``generic_inputs``) from those columns
+   (``columnar_inputs.py``): sums, top names and arithmetic in NumPy, then each account's
+   dict of inputs in Python, as the stored rows need one; timed beside ``generic_inputs``
+   on the measures ``load_measures`` reads, with the default model's settings and with
+   declared names and a ratio, and compared in value and key order.
+3. **Writes** (``columnar_writes.py``). The template's ``health_daily`` rows, ``--rows``
+   of them, into a scratch table of the same columns: the service's ``upsert``, and
+   ``COPY`` into a temporary table with one ``INSERT … ON CONFLICT``.
 
 Needs the sweep bench's template (``python bench/sweep_bench.py --database-url …``
 builds it; ``--total`` sets how many accounts it holds)::
@@ -39,19 +43,25 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
-import orjson
 import sweep_bench
+from columnar_inputs import Facts, generic_columns, name_columns
+from columnar_writes import writes
 from lib.measure import result_header
 from lib.services import database_url, plain_dsn
-from sqlalchemy import MetaData, select, text
 
 from services.cli import SERVICE_COLLECTIONS
 from services.scoring import usage
-from services.scoring.measures import NAME_WINDOW_DAYS, activity_of, name_use_of
-from services.scoring.sweep import CHUNK
+from services.scoring.inputs import generic_inputs
+from services.scoring.measures import (
+    NAME_WINDOW_DAYS,
+    Measures,
+    activity_of,
+    load_measures,
+    name_use_of,
+)
+from services.scoring.model.schema import Behaviour, Ratio
 from services.scoring.usage import AccountUsage
-from shared.storage.db import create_engine, upsert
-from shared.storage.tables import health_daily
+from shared.storage.db import create_engine
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -226,118 +236,69 @@ def per_account(states: list[AccountUsage], day: date) -> float:
     return time.perf_counter() - started
 
 
-async def load_states(server: str) -> list[bytes]:
+async def load_states(server: str) -> dict[str, bytes]:
+    """Every account's stored usage state, by account id."""
     conn = await asyncpg.connect(plain_dsn(database_url(server, sweep_bench.TEMPLATE)))
     try:
-        return [r["state"] for r in await conn.fetch("SELECT state FROM account_usage")]
+        rows = await conn.fetch("SELECT account_id, state FROM account_usage ORDER BY account_id")
+        return {r["account_id"]: r["state"] for r in rows}
     finally:
         await conn.close()
 
 
-_ABSENT = object()  # a key the row does not have (None is a value: no data)
-
-
-def output_floor(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """µs a row to turn columns back into each row's inputs (a dict per account, keys in
-    the stored order) and to encode them as JSON: what remains per account when the
-    sums are columnar but the rows stay JSON."""
-    keys = list(dict.fromkeys(key for row in rows for key in row))
-    columns = {key: [row.get(key, _ABSENT) for row in rows] for key in keys}
-    started = time.perf_counter()
-    built = [
-        {key: value for key, value in zip(keys, values, strict=True) if value is not _ABSENT}
-        for values in zip(*columns.values(), strict=True)
-    ]
-    build = time.perf_counter() - started
-    started = time.perf_counter()
-    for row in built:
-        orjson.dumps(row)
-    encode = time.perf_counter() - started
-    n = len(rows)
-    return {
-        "build_dict_us": round(build / n * 1e6, 2),
-        "encode_json_us": round(encode / n * 1e6, 2),
-        "keys": float(len(keys)),
-    }
-
-
-LIKE = "LIKE health_daily INCLUDING ALL"
-COLUMNS = ["account_id", "day", "score", "band", "inputs", "explanation"]
-UPSERT = (
-    "INSERT INTO probe_daily SELECT * FROM probe_copy ON CONFLICT (account_id, day) DO UPDATE"
-    " SET score = excluded.score, band = excluded.band, inputs = excluded.inputs,"
-    " explanation = excluded.explanation"
-)
-
-
-def _records(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows as COPY takes them, the JSON columns encoded (as the upsert encodes them)."""
-    return [
-        (
-            row["account_id"],
-            row["day"],
-            row["score"],
-            row["band"],
-            orjson.dumps(row["inputs"]).decode(),
-            orjson.dumps(row["explanation"]).decode(),
-        )
-        for row in rows
-    ]
-
-
-async def writes(server: str, rows: int) -> dict[str, float]:
-    """Writing ``rows`` of the template's daily rows into a scratch table of
-    ``health_daily``'s columns, each way into an empty table, then again over the rows
-    it wrote (every row a conflict): the service's ``upsert`` (SQLAlchemy, a chunk of
-    ``sweep.CHUNK`` rows a statement), and ``COPY`` into a temporary table followed by
-    one ``INSERT … ON CONFLICT``. Wall and client CPU seconds."""
-    url = database_url(server, sweep_bench.TEMPLATE)
-    engine = create_engine(url)
-    probe = health_daily.to_metadata(MetaData(), name="probe_daily")
+async def reference_measures(
+    server: str, ids: list[str], states: list[AccountUsage], day: date
+) -> list[Measures]:
+    """Each account's measures as the step reads them (``load_measures``), in id order."""
+    engine = create_engine(database_url(server, sweep_bench.TEMPLATE))
     try:
         async with engine.connect() as conn:
-            stored = [
-                dict(r._mapping) for r in await conn.execute(select(health_daily).limit(rows))
-            ]
-        for row in stored:
-            row["account_id"] += "-p"
-        out: dict[str, float] = {"rows": float(len(stored))}
-        out |= output_floor([row["inputs"] for row in stored])
-        for how in ("upsert", "copy"):
-            async with engine.begin() as conn:
-                await conn.execute(text("DROP TABLE IF EXISTS probe_daily"))
-                await conn.execute(
-                    text("CREATE TABLE probe_daily (LIKE health_daily INCLUDING ALL)")
-                )
-            for round_ in ("empty", "again"):
-                started, cpu = time.perf_counter(), time.process_time()
-                async with engine.begin() as conn:
-                    if how == "upsert":
-                        for at in range(0, len(stored), CHUNK):
-                            await upsert(
-                                conn,
-                                probe,
-                                stored[at : at + CHUNK],
-                                keys=["account_id", "day"],
-                                update=["score", "band", "inputs", "explanation"],
-                            )
-                    else:
-                        # Through SQLAlchemy first: it opens the transaction.
-                        await conn.execute(
-                            text("CREATE TEMP TABLE probe_copy (LIKE probe_daily) ON COMMIT DROP")
-                        )
-                        raw: Any = (await conn.get_raw_connection()).driver_connection
-                        await raw.copy_records_to_table(
-                            "probe_copy", records=_records(stored), columns=COLUMNS
-                        )
-                        await raw.execute(UPSERT)
-                out[f"{how}_{round_}_s"] = round(time.perf_counter() - started, 2)
-                out[f"{how}_{round_}_client_cpu_s"] = round(time.process_time() - cpu, 2)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP TABLE probe_daily"))
-        return out
+            return await load_measures(
+                conn, set(ids), day, usage=dict(zip(ids, states, strict=True))
+            )
     finally:
         await engine.dispose()
+
+
+def inputs_part(
+    measures: list[Measures], states: list[AccountUsage], m: Measured, day: date, repeat: int
+) -> dict[str, Any]:
+    """``generic_inputs`` account by account against ``generic_columns``, µs an account
+    (best of ``repeat``), and the accounts whose inputs differ (in value or order), for the
+    default model's settings (no declared names) and for declared ones."""
+    names = name_columns([state.names for state in states])
+    facts = Facts(
+        day=day.toordinal(),
+        first_seen=np.array(
+            [x.first_seen.toordinal() if x.first_seen else 0 for x in measures], dtype=np.int64
+        ),
+        active_days_28d=m.active_days[28],
+        active_users_30d=m.active_users[30],
+    )
+    out: dict[str, Any] = {}
+    declared = Behaviour(
+        events=["login", "never-sent"],
+        ratios=[Ratio(name="exports_per_view", numerator="export", denominator="view")],
+    )
+    for label, behaviour in (("default", Behaviour()), ("declared", declared)):
+        scalar = columnar = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            expected = [generic_inputs(x, behaviour) for x in measures]
+            scalar = min(scalar, time.perf_counter() - started)
+            started = time.perf_counter()
+            got = generic_columns(m.sums, m.newest, names, facts, behaviour)
+            columnar = min(columnar, time.perf_counter() - started)
+        n = len(measures)
+        out[label] = {
+            "keys_per_account": round(sum(len(x) for x in expected) / n, 1),
+            "per_account_us": round(scalar / n * 1e6, 1),
+            "columnar_us_per_account": round(columnar / n * 1e6, 2),
+            "disagreements": sum(
+                list(a.items()) != list(b.items()) for a, b in zip(expected, got, strict=True)
+            ),
+        }
+    return out
 
 
 def main() -> None:
@@ -350,7 +311,7 @@ def main() -> None:
     gc.set_threshold(*SERVICE_COLLECTIONS)  # as a scoring process runs
     blobs = asyncio.run(load_states(args.database_url))
     started = time.perf_counter()
-    states = [usage.decode(blob) for blob in blobs]
+    states = [usage.decode(blob) for blob in blobs.values()]
     decode_s = time.perf_counter() - started
     day = (sweep_bench.NOW + timedelta(days=1)).date()
     c = columns_of(states)
@@ -373,6 +334,13 @@ def main() -> None:
         "per_account_us": round(scalar / n * 1e6, 1),
         "columnar_us_per_account": round(columnar / n * 1e6, 2),
         "disagreements": disagreements(states, c, m, day),
+        "inputs": inputs_part(
+            asyncio.run(reference_measures(args.database_url, list(blobs), states, day)),
+            states,
+            m,
+            day,
+            args.repeat,
+        ),
         "writes": asyncio.run(writes(args.database_url, args.rows)),
     }
     print(json.dumps(result, indent=2))
