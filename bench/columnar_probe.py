@@ -35,12 +35,14 @@ import gc
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import columnar_model
 import numpy as np
 import numpy.typing as npt
 import sweep_bench
@@ -50,7 +52,7 @@ from lib.measure import result_header
 from lib.services import database_url, plain_dsn
 
 from services.cli import SERVICE_COLLECTIONS
-from services.scoring import usage
+from services.scoring import danger, history, inputs, rules, step, usage
 from services.scoring.inputs import generic_inputs
 from services.scoring.measures import (
     NAME_WINDOW_DAYS,
@@ -59,8 +61,13 @@ from services.scoring.measures import (
     load_measures,
     name_use_of,
 )
-from services.scoring.model.schema import Behaviour, Ratio
+from services.scoring.model.evaluate import evaluate
+from services.scoring.model.schema import Behaviour, HealthModel, Ratio, load_default_model
+from services.scoring.processor import _load_rule_states
+from services.scoring.rules import RuleState
+from services.scoring.step import AccountHistory, ModelAndRules
 from services.scoring.usage import AccountUsage
+from shared.alerting.schema import default_alerting_source, parse_alerting
 from shared.storage.db import create_engine
 
 Ints = npt.NDArray[np.int64]
@@ -305,6 +312,103 @@ def inputs_part(
     return out
 
 
+def model_part(measures: list[Measures], model: HealthModel, repeat: int) -> dict[str, Any]:
+    """``evaluate`` account by account against ``columnar_model``: reading the inputs
+    into columns, choosing the profiles, the arrays, and the ``Evaluation`` objects,
+    each timed (µs an account, best of ``repeat``), and the accounts that differ."""
+    raws = [inputs.model_inputs(x, model.depth, model.sla, model.behaviour) for x in measures]
+    segments = [inputs.segment_of(x) for x in measures]
+    best: dict[str, float] = {}
+
+    def timed(label: str, started: float) -> None:
+        best[label] = min(best.get(label, float("inf")), time.perf_counter() - started)
+
+    for _ in range(repeat):
+        started = time.perf_counter()
+        expected = [evaluate(model, raw, seg) for raw, seg in zip(raws, segments, strict=True)]
+        timed("per_account", started)
+        started = time.perf_counter()
+        raw = columnar_model.columns(model, raws)
+        timed("columnar_read_inputs", started)
+        started = time.perf_counter()
+        chosen = columnar_model.profiles(model, segments)
+        timed("columnar_profiles", started)
+        started = time.perf_counter()
+        parts = columnar_model.evaluate_columns(model, raw, chosen)
+        timed("columnar_arrays", started)
+        started = time.perf_counter()
+        got = columnar_model.build(model, parts, len(raws))
+        timed("columnar_objects", started)
+    n = len(measures)
+    return {
+        **{f"{label}_us": round(seconds / n * 1e6, 2) for label, seconds in best.items()},
+        "bands": dict(Counter(e.band for e in expected)),
+        "capped": sum(e.capped_by is not None for e in expected),
+        "profiles": dict(Counter(e.profile or "(none)" for e in expected)),
+        "disagreements": sum(a != b for a, b in zip(expected, got, strict=True)),
+    }
+
+
+async def rule_history(
+    server: str, measures: list[Measures], using: ModelAndRules
+) -> tuple[dict[str, dict[str, RuleState]], dict[tuple[str, int], dict[str, Any]]]:
+    """The stored rule states and the past inputs the rules compare with."""
+    engine = create_engine(database_url(server, sweep_bench.TEMPLATE))
+    ids = {x.account_id for x in measures}
+    try:
+        async with engine.connect() as conn:
+            states = await _load_rule_states(conn, ids)
+            days = {x.account_id: x.as_of for x in measures}
+            past = await history.load_past_inputs(conn, days, using.rule_lookbacks)
+            return states, past
+    finally:
+        await engine.dispose()
+
+
+def rules_part(server: str, measures: list[Measures], model: HealthModel) -> dict[str, Any]:
+    """How many accounts a columnar screen of the rules would leave to the per-account
+    step: those with a rule not ok, or whose values meet a rule's conditions (where the
+    step does more than keep an ok state); and that step's cost, µs an account, over
+    all of them (one round: the step moves states)."""
+    alerting = parse_alerting(default_alerting_source())
+    using = ModelAndRules(model=model, rules=alerting.rules)
+    stored, past = asyncio.run(rule_history(server, measures, using))
+    steps = []
+    needing = 0
+    by_rule: Counter[str] = Counter()
+    for x in measures:
+        raw = inputs.model_inputs(x, model.depth, model.sla, model.behaviour)
+        score = evaluate(model, raw, inputs.segment_of(x))
+        risk = danger.assess(x, raw, model.danger)
+        shown = {"score": score.value, **raw, "danger": [c["code"] for c in risk["causes"]]}
+        values = rules.rule_values(x, shown, score.band, risk["level"])
+        then = {
+            back: past[(x.account_id, back)]
+            for back in using.rule_lookbacks
+            if (x.account_id, back) in past
+        }
+        mine = stored.get(x.account_id, {})
+        busy = {rule for rule, state in mine.items() if state.status != "ok"} | {
+            rule.id
+            for rule in using.rules
+            if rules.applies(rule, values) and rules.all_hold(rule.when, values, then)
+        }
+        needing += bool(busy)
+        by_rule.update(busy)
+        steps.append((x, AccountHistory(None, {}, mine), values, shown, score))
+    started = time.perf_counter()
+    for x, earlier, values, shown, score in steps:
+        step._step_rules(x, using, earlier, values, shown, score, x.as_of_time)
+    seconds = time.perf_counter() - started
+    return {
+        "rules": len(using.rules),
+        "accounts_left_to_the_step": needing,
+        "share_left": round(needing / len(measures), 4),
+        "step_every_rule_us": round(seconds / len(measures) * 1e6, 2),
+        "accounts_by_rule": dict(by_rule.most_common()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", required=True, help="the server's maintenance db")
@@ -326,6 +430,7 @@ def main() -> None:
         m = measure(c, day.toordinal())
         columnar = min(columnar, time.perf_counter() - started)
     n = len(states)
+    reference = asyncio.run(reference_measures(args.database_url, list(blobs), states, day))
     result: dict[str, Any] = {
         **result_header("columnar_probe", __file__, sys.argv[1:]),
         "accounts": n,
@@ -339,12 +444,14 @@ def main() -> None:
         "columnar_us_per_account": round(columnar / n * 1e6, 2),
         "disagreements": disagreements(states, c, m, day),
         "inputs": inputs_part(
-            asyncio.run(reference_measures(args.database_url, list(blobs), states, day)),
+            reference,
             states,
             m,
             day,
             args.repeat,
         ),
+        "model": model_part(reference, load_default_model(), args.repeat),
+        "rules": rules_part(args.database_url, reference, load_default_model()),
         "writes": asyncio.run(writes(args.database_url, args.rows)),
     }
     print(json.dumps(result, indent=2))
