@@ -143,28 +143,17 @@ def _evaluate(
     present = {name: ~np.isnan(values) for name, values in raw.items()}
     groups: list[_Group] = []
     missing: list[tuple[str, Bools]] = []
-    for group_name, group in model.groups.items():
-        group_weight = (
-            profile.group_weights.get(group_name, group.weight) if profile else group.weight
-        )
-        if group_weight == 0:
-            continue
+    for group in model.scored(profile):
         scored = []
-        for name, measure in group.measures.items():
-            weight = (
-                profile.measure_weights.get(name, measure.weight) if profile else measure.weight
-            )
-            if weight == 0:
-                continue
+        for measure in group.measures:
+            name = measure.name
             has = present[name].copy()
             for need in measure.needs:
                 has &= present[need]
             missing.append((name, ~has))
-            curve = profile.curves.get(name, measure.curve) if profile else measure.curve
+            curve_scores = _curve(measure.curve, raw[name])
             scored.append(
-                _Scored(
-                    name, measure.label or name, has, raw[name], _curve(curve, raw[name]), weight
-                )
+                _Scored(name, measure.label, has, raw[name], curve_scores, measure.weight)
             )
         total_weight = np.zeros(n)
         weighted = np.zeros(n)
@@ -174,7 +163,7 @@ def _evaluate(
         has_any = total_weight > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             score = weighted / total_weight
-        groups.append(_Group(group_name, group_weight, scored, has_any, total_weight, score))
+        groups.append(_Group(group.name, group.weight, scored, has_any, total_weight, score))
     total_group_weight = np.zeros(n)
     for g in groups:
         total_group_weight += np.where(g.has, g.weight, 0.0)

@@ -33,16 +33,19 @@ import argparse
 import asyncio
 import gc
 import json
+import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import columnar_model
+import columnar_rules
 import numpy as np
 import numpy.typing as npt
 import sweep_bench
@@ -67,7 +70,7 @@ from services.scoring.processor import _load_rule_states
 from services.scoring.rules import RuleState
 from services.scoring.step import AccountHistory, ModelAndRules
 from services.scoring.usage import AccountUsage
-from shared.alerting.schema import default_alerting_source, parse_alerting
+from shared.alerting.schema import Rule, default_alerting_source, parse_alerting
 from shared.storage.db import create_engine
 
 Ints = npt.NDArray[np.int64]
@@ -400,13 +403,103 @@ def rules_part(server: str, measures: list[Measures], model: HealthModel) -> dic
     for x, earlier, values, shown, score in steps:
         step._step_rules(x, using, earlier, values, shown, score, x.as_of_time)
     seconds = time.perf_counter() - started
+    stored_states = [earlier.rule_states for _, earlier, *_ in steps]
+    all_values = [v for _, _, v, _, _ in steps]
+    backs = {c.over_days for r in using.rules for c in (*r.when, *(r.recover or ())) if c.change}
+    all_then = [
+        {b: past[(x.account_id, b)] for b in backs if (x.account_id, b) in past} for x, *_ in steps
+    ]
+    moments = [x.as_of_time for x, *_ in steps]
+    columnar = rule_columns(using.rules, stored_states, all_values, all_then, moments)
+    others = mixed(stored_states, all_values, all_then, moments)
+    shuffled = rule_columns(using.rules, stored_states, *others)
     return {
         "rules": len(using.rules),
         "accounts_left_to_the_step": needing,
         "share_left": round(needing / len(measures), 4),
         "step_every_rule_us": round(seconds / len(measures) * 1e6, 2),
         "accounts_by_rule": dict(by_rule.most_common()),
+        "each_rule_in_columns": columnar,
+        "each_rule_in_columns_mixed": shuffled,
     }
+
+
+def rule_columns(
+    rule_list: Sequence[Rule],
+    stored: Sequence[Mapping[str, RuleState]],
+    values: Sequence[dict[str, Any]],
+    then: Sequence[Mapping[int, Mapping[str, Any]]],
+    moments: Sequence[datetime],
+) -> dict[str, Any]:
+    """Every rule stepped for every account by ``columnar_rules.step`` against
+    ``rules.step`` (account ``i``: ``stored[i]`` stepped with ``values[i]``,
+    ``then[i]`` at ``moments[i]``): µs an account (all rules; reading the values into
+    columns apart), the states that moved and the transitions, and the (account, rule)
+    pairs whose new state or transition differ."""
+    at = np.array([columnar_rules._micros(m) for m in moments], dtype=np.int64)
+    started = time.perf_counter()
+    columns = columnar_rules.Values(values, then)
+    for rule in rule_list:
+        escalation = rule.escalate.when if rule.escalate else []
+        for c in (*rule.when, *(rule.recover or ()), *escalation):
+            columns.objects(c.measure)
+            columns.present(c.measure)
+            columns.numbers(c.measure)
+            if c.op in ("in", "not in", "==", "!=") and c.value_by_tier is None:
+                columns.codes(c.measure)
+            if c.change:
+                columns.numbers(c.measure, c.over_days)
+    for name in ("tier", "lifecycle_stage"):
+        columns.objects(name)
+    columns.numbers("history_days")
+    reading = time.perf_counter() - started
+    scalar = arrays = 0.0
+    differ = changed = 0
+    told: Counter[str] = Counter()
+    for rule in rule_list:
+        before = [states.get(rule.id, step.NEVER_FIRED) for states in stored]
+        started = time.perf_counter()
+        expected = [
+            rules.step(rule, state, v, t, m)
+            for state, v, t, m in zip(before, values, then, moments, strict=True)
+        ]
+        scalar += time.perf_counter() - started
+        states = columnar_rules.States.of(before)
+        started = time.perf_counter()
+        after, tells, moved = columnar_rules.step(rule, states, columns, at)
+        arrays += time.perf_counter() - started
+        for i, (state, transition) in enumerate(expected):
+            got = tells.transition(i) if tells.told[i] else None
+            differ += state != after.state(i) or transition != got
+            if got is not None:
+                told[f"{got.status}, revision {min(got.revision, 1)}"] += 1
+        changed += int(moved.sum())
+    n = len(stored)
+    return {
+        "per_account_us": round(scalar / n * 1e6, 2),
+        "columnar_read_values_us": round(reading / n * 1e6, 2),
+        "columnar_arrays_us": round(arrays / n * 1e6, 2),
+        "states_moved": changed,
+        "transitions": dict(told),
+        "disagreements": differ,
+    }
+
+
+def mixed(
+    stored: Sequence[Mapping[str, RuleState]],
+    values: Sequence[dict[str, Any]],
+    then: Sequence[Mapping[int, Mapping[str, Any]]],
+    moments: Sequence[datetime],
+    seed: int = 7,
+) -> tuple[list[dict[str, Any]], list[Mapping[int, Any]], list[datetime]]:
+    """Another account's values, past and moment (up to 20 days later) for each
+    account's stored states: states meet values they did not come from, so the rules
+    resolve, pend, cool down and escalate, not only fire."""
+    rng = random.Random(seed)
+    order = list(range(len(stored)))
+    rng.shuffle(order)
+    later = [moments[j] + timedelta(hours=rng.randrange(0, 20 * 24)) for j in order]
+    return [values[j] for j in order], [then[j] for j in order], later
 
 
 def main() -> None:

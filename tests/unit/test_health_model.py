@@ -101,6 +101,23 @@ def test_most_specific_profile_wins() -> None:
     ]
 
 
+def test_what_a_profile_weighs_is_worked_out_once_per_profile() -> None:
+    model = parse_model(MODEL)
+    plain, tier_s, tier_s_new = None, *model.profiles
+    assert [(g.name, g.weight, [m.name for m in g.measures]) for g in model.scored(plain)] == [
+        ("a", 3, ["x", "y"]),
+        ("b", 1, ["z"]),
+    ]
+    assert [g.name for g in model.scored(tier_s)] == ["a"]  # group b weighed 0: left out
+    x = model.scored(tier_s_new)[0].measures[0]
+    assert (x.name, x.label, x.curve.points) == ("x", "x", [(0, 0), (5, 100)])
+    assert model.scored(tier_s_new) is model.scored(tier_s_new)
+    # A profile the model does not hold (another parse of the file) is weighed alike.
+    other = parse_model(MODEL).profiles[1]
+    assert model.scored(other) == model.scored(tier_s_new)
+    assert model.scored(other) is not model.scored(tier_s_new)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -97,32 +97,28 @@ def _scored_groups(
     model: HealthModel, profile: Profile | None, raw: Mapping[str, float | None]
 ) -> tuple[list[tuple[str, float, list[_Scored]]], list[str]]:
     """(group, group weight, its scored measures) for each group with data, and the
-    measures without data; the segment's profile overrides weights and curves."""
+    measures without data; the segment's profile overrides weights and curves
+    (``HealthModel.scored``)."""
     present: list[tuple[str, float, list[_Scored]]] = []
     missing: list[str] = []
-    for group_name, group in model.groups.items():
-        group_weight = group.weight
-        if profile:
-            group_weight = profile.group_weights.get(group_name, group.weight)
-        if group_weight == 0:
-            continue
+    for group in model.scored(profile):
         scored = []
-        for name, measure in group.measures.items():
-            weight = (
-                profile.measure_weights.get(name, measure.weight) if profile else measure.weight
-            )
-            if weight == 0:
-                continue
-            value = raw.get(name)
+        for measure in group.measures:
+            value = raw.get(measure.name)
             if value is None or not has_data(raw, measure.needs):
-                missing.append(name)
+                missing.append(measure.name)
                 continue
-            curve = profile.curves.get(name, measure.curve) if profile else measure.curve
             scored.append(
-                _Scored(name, measure.label or name, float(value), curve.score(value), weight)
+                _Scored(
+                    measure.name,
+                    measure.label,
+                    float(value),
+                    measure.curve.score(value),
+                    measure.weight,
+                )
             )
         if scored:
-            present.append((group_name, group_weight, scored))
+            present.append((group.name, group.weight, scored))
     return present, missing
 
 

@@ -4,8 +4,9 @@ weighted into the score, per-segment profiles, bands. Written in TOML, validated
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -261,6 +262,64 @@ class HealthModel(Strict):
             ):
                 best = p
         return best
+
+    def scored(self, profile: Profile | None) -> tuple[ScoredGroup, ...]:
+        """The groups and measures a score with ``profile`` (None: none) weighs, with
+        the profile's weights and curves; a group or measure it weighs 0 is left out.
+        Worked out once per profile of this model: every score reads it."""
+        if profile is None:
+            return self._scored[0]
+        for at, candidate in enumerate(self.profiles, 1):
+            if candidate is profile:
+                return self._scored[at]
+        return _scored_groups(self, profile)  # a profile of another model
+
+    @cached_property
+    def _scored(self) -> tuple[tuple[ScoredGroup, ...], ...]:
+        """``scored`` of no profile, then of each profile in order."""
+        return tuple(_scored_groups(self, p) for p in (None, *self.profiles))
+
+
+class ScoredMeasure(NamedTuple):
+    """A measure as a profile weighs it."""
+
+    name: str
+    label: str
+    needs: list[str]
+    weight: float
+    curve: Curve
+
+
+class ScoredGroup(NamedTuple):
+    name: str
+    weight: float
+    measures: tuple[ScoredMeasure, ...]
+
+
+def _scored_groups(model: HealthModel, profile: Profile | None) -> tuple[ScoredGroup, ...]:
+    groups = []
+    for group_name, group in model.groups.items():
+        group_weight = group.weight
+        measure_weights: dict[str, float] = {}
+        curves: dict[str, Curve] = {}
+        if profile:
+            group_weight = profile.group_weights.get(group_name, group.weight)
+            measure_weights, curves = profile.measure_weights, profile.curves
+        if group_weight == 0:
+            continue
+        measures = tuple(
+            ScoredMeasure(
+                name,
+                measure.label or name,
+                measure.needs,
+                measure_weights.get(name, measure.weight),
+                curves.get(name, measure.curve),
+            )
+            for name, measure in group.measures.items()
+            if measure_weights.get(name, measure.weight) != 0
+        )
+        groups.append(ScoredGroup(group_name, group_weight, measures))
+    return tuple(groups)
 
 
 class ModelError(ValueError):
