@@ -32,6 +32,9 @@ MICROSECOND = timedelta(microseconds=1)
 OK, PENDING, FIRING = 0, 1, 2
 STATUS = {"ok": OK, "pending": PENDING, "firing": FIRING}
 NAMES = {code: name for name, code in STATUS.items()}
+# Severities as small integers (0: none), so the states are numbers only.
+SEVERITIES: list[str | None] = [None, *(severity.value for severity in Severity)]
+SEVERITY = {name: code for code, name in enumerate(SEVERITIES)}
 
 
 def _micros(moment: datetime) -> int:
@@ -119,6 +122,13 @@ def holds(c: Condition, v: Values) -> Bools:
         return ok & (before > 0) & (share >= (c.percent or 0))
     if c.value_by_tier is None and c.op in ("in", "not in", "==", "!="):
         return _matches(c, v)
+    if c.value_by_tier is None and c.op in _ORDER:
+        if not _is_number(c.value):
+            return np.zeros(n, dtype=bool)
+        numbers = v.numbers(c.measure)  # NaN where none, or not a number: never holds
+        with np.errstate(invalid="ignore"):
+            constant: Bools = _ORDER[c.op](numbers, float(c.value))  # type: ignore[arg-type]
+        return constant
     now = v.objects(c.measure)
     present = v.present(c.measure)
     target: Objects = np.empty(n, dtype=object)
@@ -189,7 +199,7 @@ class States:
     status: Ints
     since: Ints
     cleared: Ints
-    severity: Objects  # str or None
+    severity: Ints  # SEVERITY's codes
     fire_count: Ints
     revision: Ints
 
@@ -201,7 +211,7 @@ class States:
             np.array(
                 [_micros(s.cleared_at) if s.cleared_at else -1 for s in states], dtype=np.int64
             ),
-            np.array([s.severity for s in states], dtype=object),
+            np.array([SEVERITY[s.severity] for s in states], dtype=np.int64),
             np.array([s.fire_count for s in states], dtype=np.int64),
             np.array([s.revision for s in states], dtype=np.int64),
         )
@@ -211,7 +221,7 @@ class States:
             NAMES[int(self.status[i])],
             _moment(int(self.since[i])) if self.since[i] >= 0 else None,
             _moment(int(self.cleared[i])) if self.cleared[i] >= 0 else None,
-            self.severity[i],
+            SEVERITIES[int(self.severity[i])],
             int(self.fire_count[i]),
             int(self.revision[i]),
         )
@@ -225,26 +235,32 @@ class Told:
     told: Bools
     resolved: Bools
     revision: Ints
-    severity: Objects
+    severity: Ints
     fire_count: Ints
 
     def transition(self, i: int) -> Transition:
         return Transition(
             "resolved" if self.resolved[i] else "firing",
             int(self.revision[i]),
-            Severity(self.severity[i]),
+            Severity(SEVERITIES[int(self.severity[i])] or ""),
             int(self.fire_count[i]),
         )
 
 
-def _severity_now(rule: Rule, v: Values) -> Objects:
-    out: Objects = np.empty(len(v), dtype=object)
-    out[:] = rule.severity.value
+def _severity_now(rule: Rule, v: Values) -> Ints:
+    out = np.full(len(v), SEVERITY[rule.severity.value], dtype=np.int64)
     escalation = rule.escalate
     if escalation is not None:
         up = warmed_up(escalation.warm_up, v) & all_hold(escalation.when, v)
-        out[up] = escalation.severity.value
+        out[up] = SEVERITY[escalation.severity.value]
     return out
+
+
+def _to_ok(
+    where: Bools, status: Ints, since: Ints, cleared: Ints, severity: Ints, revision: Ints
+) -> None:
+    """``RuleState(fire_count=...)`` where ``where``: ok, nothing since, no revision."""
+    status[where], since[where], cleared[where], severity[where], revision[where] = OK, -1, -1, 0, 0
 
 
 def step(rule: Rule, s: States, v: Values, at: Ints) -> tuple[States, Told, Bools]:
@@ -260,28 +276,17 @@ def step(rule: Rule, s: States, v: Values, at: Ints) -> tuple[States, Told, Bool
     told = np.zeros(n, dtype=bool)
     resolved = np.zeros(n, dtype=bool)
     t_revision = np.zeros(n, dtype=np.int64)
-    t_severity: Objects = np.empty(n, dtype=object)
+    t_severity = np.zeros(n, dtype=np.int64)
     t_count = fire_count.copy()
     # Not firing: stays / falls back to ok, pends, or fires.
     idle = ~firing & ~(firing_now & warmed_up(rule.warm_up, v))
     reset = idle & (s.status != OK)
-    status[reset], since[reset], cleared[reset], severity[reset], revision[reset] = (
-        OK,
-        -1,
-        -1,
-        None,
-        0,
-    )
+    _to_ok(reset, status, since, cleared, severity, revision)
     starting = ~firing & ~idle
     begun = np.where((s.status == PENDING) & (s.since >= 0), s.since, at)
     pending = starting & (at - begun < rule.pending // MICROSECOND)
-    status[pending], since[pending], cleared[pending], severity[pending] = (
-        PENDING,
-        begun[pending],
-        -1,
-        None,
-    )
-    revision[pending] = 0
+    _to_ok(pending, status, since, cleared, severity, revision)
+    status[pending], since[pending] = PENDING, begun[pending]
     fires = starting & ~pending
     status[fires], since[fires], cleared[fires] = FIRING, at[fires], -1
     severity[fires], fire_count[fires], revision[fires] = (
@@ -295,7 +300,7 @@ def step(rule: Rule, s: States, v: Values, at: Ints) -> tuple[States, Told, Bool
     if rule.recover is not None:
         gone = np.zeros(n, dtype=bool)
         for c in rule.when:
-            gone |= np.array([x is None for x in v.objects(c.measure)], dtype=bool)
+            gone |= ~v.present(c.measure)
         recovered = ~inside | gone | all_hold(rule.recover, v)
     else:
         recovered = ~firing_now
@@ -313,14 +318,10 @@ def step(rule: Rule, s: States, v: Values, at: Ints) -> tuple[States, Told, Bool
     told |= ended
     resolved |= ended
     t_revision[ended] = s.revision[ended] + 1
-    t_severity[ended] = [sev or rule.severity.value for sev in s.severity[ended]]
-    status[ended], since[ended], cleared[ended], severity[ended], revision[ended] = (
-        OK,
-        -1,
-        -1,
-        None,
-        0,
+    t_severity[ended] = np.where(
+        s.severity[ended] > 0, s.severity[ended], SEVERITY[rule.severity.value]
     )
+    _to_ok(ended, status, since, cleared, severity, revision)
     after = States(status, since, cleared, severity, fire_count, revision)
     moved = (
         (status != s.status)
