@@ -81,7 +81,12 @@ async def writes(server: str, rows: int) -> dict[str, float]:
     try:
         async with engine.connect() as conn:
             stored = [
-                dict(r._mapping) for r in await conn.execute(select(health_daily).limit(rows))
+                dict(r._mapping)
+                for r in await conn.execute(
+                    select(health_daily)
+                    .order_by(health_daily.c.account_id, health_daily.c.day)
+                    .limit(rows)
+                )
             ]
         for row in stored:
             row["account_id"] += "-p"
