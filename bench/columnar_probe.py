@@ -413,6 +413,9 @@ def rules_part(server: str, measures: list[Measures], model: HealthModel) -> dic
     columnar = rule_columns(using.rules, stored_states, all_values, all_then, moments)
     others = mixed(stored_states, all_values, all_then, moments)
     shuffled = rule_columns(using.rules, stored_states, *others)
+    # No state stored yet (an account's first score).
+    fresh = rule_columns(using.rules, [{} for _ in steps], *others)
+    pending = pending_passes(using.rules, *others)
     return {
         "rules": len(using.rules),
         "accounts_left_to_the_step": needing,
@@ -421,6 +424,8 @@ def rules_part(server: str, measures: list[Measures], model: HealthModel) -> dic
         "accounts_by_rule": dict(by_rule.most_common()),
         "each_rule_in_columns": columnar,
         "each_rule_in_columns_mixed": shuffled,
+        "each_rule_in_columns_no_state": fresh,
+        "each_rule_in_columns_pending_2d": pending,
     }
 
 
@@ -456,6 +461,7 @@ def rule_columns(
     scalar = arrays = 0.0
     differ = changed = 0
     told: Counter[str] = Counter()
+    now_in: Counter[str] = Counter()  # the moved states, by where they moved
     for rule in rule_list:
         before = [states.get(rule.id, step.NEVER_FIRED) for states in stored]
         started = time.perf_counter()
@@ -474,15 +480,47 @@ def rule_columns(
             if got is not None:
                 told[f"{got.status}, revision {min(got.revision, 1)}"] += 1
         changed += int(moved.sum())
+        for code, name in columnar_rules.NAMES.items():
+            now_in[name] += int((moved & (after.status == code)).sum())
+        now_in["firing, cooling down"] += int(
+            (moved & (after.status == columnar_rules.FIRING) & (after.cleared >= 0)).sum()
+        )
     n = len(stored)
     return {
         "per_account_us": round(scalar / n * 1e6, 2),
         "columnar_read_values_us": round(reading / n * 1e6, 2),
         "columnar_arrays_us": round(arrays / n * 1e6, 2),
         "states_moved": changed,
+        "moved_to": dict(now_in),
         "transitions": dict(told),
         "disagreements": differ,
     }
+
+
+def pending_passes(
+    rule_list: Sequence[Rule],
+    values: Sequence[dict[str, Any]],
+    then: Sequence[Mapping[int, Mapping[str, Any]]],
+    moments: Sequence[datetime],
+) -> dict[str, Any]:
+    """The rules again with a pending period of two days (only one default rule has
+    one, and these values never meet it): from no state, then from the states that
+    leaves, a day later (still pending) and three days later (firing)."""
+    pending_rules = [r.model_copy(update={"pending": timedelta(days=2)}) for r in rule_list]
+    first = rule_columns(pending_rules, [{} for _ in values], values, then, moments)
+    left = [
+        {r.id: rules.step(r, step.NEVER_FIRED, v, t, m)[0] for r in pending_rules}
+        for v, t, m in zip(values, then, moments, strict=True)
+    ]
+    out = {"from_no_state": first}
+    for days in (1, 3):
+        later = [m + timedelta(days=days) for m in moments]
+        out[f"{days}_days_later"] = rule_columns(pending_rules, left, values, then, later)
+    # Pending states meeting other accounts' values: those whose conditions fail reset.
+    out["meeting_other_values"] = rule_columns(
+        pending_rules, left, *mixed(left, values, then, moments, seed=11)
+    )
+    return out
 
 
 def mixed(

@@ -116,6 +116,11 @@ def test_what_a_profile_weighs_is_worked_out_once_per_profile() -> None:
     other = parse_model(MODEL).profiles[1]
     assert model.scored(other) == model.scored(tier_s_new)
     assert model.scored(other) is not model.scored(tier_s_new)
+    # A copy with other profiles weighs by them, not by the original's kept plan.
+    heavier = tier_s.model_copy(update={"group_weights": {"b": 5}})
+    copy = model.model_copy(update={"profiles": [heavier]})
+    assert [g.weight for g in copy.scored(copy.profiles[0])] == [3, 5]
+    assert [g.name for g in model.scored(tier_s)] == ["a"]
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,10 @@ weighted into the score, per-segment profiles, bands. Written in TOML, validated
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -278,6 +279,13 @@ class HealthModel(Strict):
     def _scored(self) -> tuple[tuple[ScoredGroup, ...], ...]:
         """``scored`` of no profile, then of each profile in order."""
         return tuple(_scored_groups(self, p) for p in (None, *self.profiles))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (with ``update``'s fields) that works ``scored`` out again: pydantic
+        copies the instance's ``__dict__``, where the plan of the original is kept."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("_scored", None)
+        return copy
 
 
 class ScoredMeasure(NamedTuple):
