@@ -3,23 +3,27 @@ out for every account at once, from the usage states held as columns, beside the
 per-account functions the step calls today, on the same states; and what writing a
 day's score rows costs.
 
-Not the engine: it answers three questions the engine's design depends on, with numbers.
+Not the engine: it answers the questions the engine's design depends on, with numbers.
 
 1. **Measures.** ``name_use_of`` and ``activity_of`` (services/scoring/measures.py)
    walk each account's days in Python, and decoding the state costs as much again. Held
    as columns (account, day, name, count; account, day, user; user), the same sums are a
    few NumPy passes over every account together. The probe decodes the sweep bench
-   template's states, turns them into columns (untimed: a stored format in columns
-   would read into them), times both ways as of the day after the workload's last, and
-   counts the accounts on which they disagree.
+   template's states, turns them into columns (untimed: a state held in arrays would
+   read into them), times both ways as of the day after the workload's last, and counts
+   the accounts on which they disagree.
 2. **Inputs.** The product-agnostic inputs (``generic_inputs``) from those columns
    (``columnar_inputs.py``): sums, top names and arithmetic in NumPy, then each account's
    dict of inputs in Python, as the stored rows need one; timed beside ``generic_inputs``
    on the measures ``load_measures`` reads, with the default model's settings and with
    declared names and a ratio, and compared in value and key order.
-3. **Writes** (``columnar_writes.py``). The template's ``health_daily`` rows, ``--rows``
-   of them, into a scratch table of the same columns: the service's ``upsert``, and
-   ``COPY`` into a temporary table with one ``INSERT … ON CONFLICT``.
+3. **The model** (``columnar_model.py``) beside ``evaluate``, and **the rules**
+   (``columnar_rules.py``) beside ``rules.step`` for every (account, rule), on the
+   template's states and on states and values mixed to reach every branch.
+4. **Writes** (``columnar_writes.py``). The template's ``health_daily`` rows, ``--rows``
+   of them, into a scratch table of the same columns: the service's ``upsert``,
+   ``COPY`` into a temporary table with one ``INSERT … ON CONFLICT``, and by ``COPY`` as
+   a history in columns would hold them.
 
 Needs the sweep bench's template (``python bench/sweep_bench.py --database-url …``
 builds it; ``--total`` sets how many accounts it holds)::
