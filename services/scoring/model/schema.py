@@ -305,6 +305,7 @@ class ScoredGroup(NamedTuple):
 
 
 def _scored_groups(model: HealthModel, profile: Profile | None) -> tuple[ScoredGroup, ...]:
+    """``HealthModel.scored``, worked out."""
     groups = []
     for group_name, group in model.groups.items():
         group_weight = group.weight
@@ -315,18 +316,15 @@ def _scored_groups(model: HealthModel, profile: Profile | None) -> tuple[ScoredG
             measure_weights, curves = profile.measure_weights, profile.curves
         if group_weight == 0:
             continue
-        measures = tuple(
-            ScoredMeasure(
-                name,
-                measure.label or name,
-                measure.needs,
-                measure_weights.get(name, measure.weight),
-                curves.get(name, measure.curve),
-            )
-            for name, measure in group.measures.items()
-            if measure_weights.get(name, measure.weight) != 0
-        )
-        groups.append(ScoredGroup(group_name, group_weight, measures))
+        measures = []
+        for name, measure in group.measures.items():
+            weight = measure_weights.get(name, measure.weight)
+            if weight != 0:
+                curve = curves.get(name, measure.curve)
+                measures.append(
+                    ScoredMeasure(name, measure.label or name, measure.needs, weight, curve)
+                )
+        groups.append(ScoredGroup(group_name, group_weight, tuple(measures)))
     return tuple(groups)
 
 
