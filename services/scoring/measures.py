@@ -8,14 +8,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, TypedDict
 
 from sqlalchemy import Result, Row, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage_store
 from services.scoring.state import OPEN_STATUSES
-from services.scoring.usage import AccountUsage, name_key
+from services.scoring.usage import AccountUsage
+from services.scoring.usage_measures import NAME_WINDOW_DAYS as NAME_WINDOW_DAYS
+from services.scoring.usage_measures import NameUse as NameUse
+from services.scoring.usage_measures import activity_of as activity_of
+from services.scoring.usage_measures import measure_usage
+from services.scoring.usage_measures import name_use_of as name_use_of
 from services.scoring.zones import zone_of
 from shared.storage.db import among
 from shared.storage.tables import account_health, accounts, tickets
@@ -126,8 +131,14 @@ async def load_measures(
         account_id: as_of or row.as_of.astimezone(zones[account_id]).date()
         for account_id, row in stored.items()
     }
-    activity = {a: activity_of(states[a], day) for a, day in day_of.items()}
-    names = {a: name_use_of(states[a], day) for a, day in day_of.items()}
+    order = sorted(stored)
+    usage_of = dict(
+        zip(
+            order,
+            measure_usage([states[a] for a in order], [day_of[a] for a in order]),
+            strict=True,
+        )
+    )
     # Tickets created or solved since the earliest 28-day window of the batch.
     since = min(
         datetime.combine(day_of[account_id] - timedelta(days=27), time(), zones[account_id])
@@ -145,13 +156,9 @@ async def load_measures(
                 else None
             ),
             last_seen_at=row.last_seen_at,
-            **activity[account_id],
-            names={
-                key: (use.days_7, use.days_28)
-                for key, use in names.get(account_id, {}).items()
-                if use.days_28
-            },
-            name_use=names.get(account_id, {}),
+            **usage_of[account_id].activity,
+            names=usage_of[account_id].names,
+            name_use=usage_of[account_id].name_use,
             **support[account_id],
             **_relationship(row),
             **_commercial(row),
@@ -183,88 +190,6 @@ async def _load_accounts(conn: AsyncConnection, ids: set[str]) -> dict[str, Row[
         .where(among(conn, health.account_id, ids))
     )
     return {row.account_id: row for row in rows}
-
-
-class _Activity(TypedDict):
-    active_users_7d: int
-    active_users_30d: int
-    active_users_today: int
-    users_ever_active: int
-    usage_minutes_7d: float
-    active_days_7d: int
-    active_days_28d: int
-    events_7d: int
-
-
-def activity_of(state: AccountUsage, day: date) -> _Activity:
-    """Active users, events, active days and minutes of use, as of ``day``."""
-    week = state.span(day, 7)
-    return _Activity(
-        active_users_7d=state.active_users(day, 7),
-        active_users_30d=state.active_users(day, 30),
-        active_users_today=state.active_users(day, 1),
-        users_ever_active=state.users_ever(day),
-        usage_minutes_7d=round(sum(use.seconds for use in week) / 60, 2),
-        active_days_7d=len(week),
-        active_days_28d=len(state.span(day, 28)),
-        events_7d=sum(use.events for use in week),
-    )
-
-
-# (dimension, name) → (count over 7 days, count over 28 days); see Measures.names.
-Names = dict[tuple[str, str], tuple[int, int]]
-
-
-class NameUse(NamedTuple):
-    """One name's daily counts over the kept window (90 days by default), for the
-    product-agnostic measures (inputs.py): the newest day first in ``weeks``. A named
-    tuple: an account has a few dozen of these per score, and a frozen dataclass took
-    twice as long to make."""
-
-    days_7: int
-    days_28: int
-    previous_28: int  # the 28 days before the last 28
-    days_90: int
-    weeks: tuple[int, int, int, int]  # the last four weeks, oldest first
-    last_day: date | None
-
-
-NAME_WINDOW_DAYS = 90
-
-
-def name_use_of(state: AccountUsage, day: date) -> dict[tuple[str, str], NameUse]:
-    """What was used (events, modules, platforms, values) over the 90 days to ``day``,
-    from the daily counts the usage state keeps: one pass over the days, newest first,
-    each count added to its period (the four weeks, the 28 days before them, the rest).
-    The sums are a flat list by name index and period, not a dict of lists: this runs
-    for every account scored (72 -> 41 µs for a typical account, with ``NameUse``)."""
-    last = day.toordinal()
-    width = len(state.names)
-    sums = [0] * (6 * width)
-    newest = [0] * width  # name index → the newest day using it (0: none in the window)
-    for ordinal in sorted(state.days, reverse=True):
-        back = last - ordinal
-        if not 0 <= back < NAME_WINDOW_DAYS:
-            continue
-        period = _PERIOD_OF_DAYS_BACK[back]
-        for key, count in state.days[ordinal].names.items():
-            sums[6 * key + period] += count
-            if not newest[key]:
-                newest[key] = ordinal
-    uses: dict[tuple[str, str], NameUse] = {}
-    for key, ordinal in enumerate(newest):
-        if ordinal:
-            p0, p1, p2, p3, p4, p5 = sums[6 * key : 6 * key + 6]
-            days_28 = p0 + p1 + p2 + p3
-            uses[name_key(state.names[key])] = NameUse(
-                p0, days_28, p4, days_28 + p4 + p5, (p3, p2, p1, p0), date.fromordinal(ordinal)
-            )
-    return uses
-
-
-# Days back (0 = the day itself) → period: weeks 0-3 (newest first), the 28 days before
-# them (4), and the rest of the 90 (5).
-_PERIOD_OF_DAYS_BACK = [back // 7 for back in range(28)] + [4] * 28 + [5] * 34
 
 
 def _day(value: Any) -> date | None:

@@ -211,7 +211,7 @@ async def _used_before(
 
 def _newest_day(state: AccountUsage, last: int) -> date | None:
     """The newest day of ``state`` with use on or before the day ordinal ``last``."""
-    return max((date.fromordinal(o) for o in state.days if o <= last), default=None)
+    return max((date.fromordinal(o) for o in state.ordinals() if o <= last), default=None)
 
 
 async def _people_then(

@@ -10,9 +10,12 @@ day. What is kept, per account:
   ``first_active``: each user's first active day (users ever active, activation).
 - ``names``: the names counted ("e:login": a dimension's letter and the name), each
   given a small index on first sight like the users;
-- ``days``: day → ``DayUse`` (events, seconds of use, the users active, and counts per
-  name index: event, module, platform, and the order value per event name), for the window
-  the service keeps (``HEALTHWATCH_WINDOW_DAYS``, 90 days by default).
+- the days of the window the service keeps (``HEALTHWATCH_WINDOW_DAYS``, 90 days by
+  default), each with its events, seconds of use, the users active, and counts per name
+  index (event, module, platform, and the order value per event name): in arrays
+  (``columns``, ``day_columns.py``), but for the days events changed since the state was
+  read, which are ``DayUse`` dicts (``unfolded``) until ``fold`` moves them into the
+  arrays (before the state is measured or stored); no day is in both.
 - ``seen``: the event ids (8-byte hashes) received in the last ``DEDUP_HOURS``, by the
   hour they were received (``id_window.py``, 12 to about 22 bytes an id in memory): a resent event
   within that window counts once. Not in the
@@ -28,7 +31,9 @@ day. What is kept, per account:
   from it on is here or in the long history (0: since the account's first event), so
   as-of reads know how far back they are answered.
 
-Encoded with msgspec (MessagePack, arrays instead of maps) and compressed with zstd.
+Encoded with msgspec (MessagePack: the names, users and the columns' bytes) and
+compressed with zstd; values of the formats before (the days as maps) are read too, and
+written in this one at their next save.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ from datetime import date, datetime
 import msgspec
 import zstandard
 
+from services.scoring import day_columns
+from services.scoring.day_columns import EMPTY, DayColumns
+from services.scoring.day_columns import DayUse as DayUse
 from services.scoring.id_window import IdWindow
 
 # A resent event counts once when it arrives within this many hours of the first copy.
@@ -64,10 +72,11 @@ DIMENSIONS = {"event": "e", "platform": "p", "module": "m", "value": "v"}
 _DIMENSION_OF = {code: dimension for dimension, code in DIMENSIONS.items()}
 # A module's counter among a day's names.
 MODULE_KEY = DIMENSIONS["module"] + ":"
-# The encoding's version, first byte of every stored value. Format 1 (before the long
-# history) lacks kept_from and whole_from: read, it keeps its oldest day as kept_from and
-# does not know what it dropped before (UNKNOWN) until it drops days again.
-FORMAT = 2
+# The encoding's version, first byte of every stored value. Format 3 holds the days in
+# columns; 2 held them as maps (``_Stored``); 1 (before the long history) also lacks
+# kept_from and whole_from: read, it keeps its oldest day as kept_from and does not know
+# what it dropped before (UNKNOWN) until it drops days again.
+FORMAT = 3
 UNKNOWN = -1
 # zstd level 3: the library's default, ~5x smaller than MessagePack alone on typical
 # accounts at a few microseconds per kilobyte; higher levels gain little on small values.
@@ -75,16 +84,9 @@ _COMPRESSOR = zstandard.ZstdCompressor(level=3)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
 
-class DayUse(msgspec.Struct, array_like=True, omit_defaults=True):
-    """One day of an account's usage."""
-
-    events: int = 0
-    seconds: float = 0.0
-    users: set[int] = msgspec.field(default_factory=set)  # indices into users
-    names: dict[int, int] = msgspec.field(default_factory=dict)  # name index → uses
-
-
 class _Stored(msgspec.Struct, array_like=True, omit_defaults=True):
+    """A value of format 1 or 2 (read, never written)."""
+
     users: list[str] = msgspec.field(default_factory=list)
     first_active: list[int] = msgspec.field(default_factory=list)  # day ordinals
     days: dict[int, DayUse] = msgspec.field(default_factory=dict)  # day ordinal → use
@@ -97,11 +99,24 @@ class _Stored(msgspec.Struct, array_like=True, omit_defaults=True):
     whole_from: int = 0  # day ordinal, 0 or UNKNOWN
 
 
+class _Columns(msgspec.Struct, array_like=True):
+    """A value of format 3: the columns as their bytes (``day_columns.to_bytes``)."""
+
+    users: list[str]
+    first_active: list[int]  # day ordinals
+    names: list[str]
+    events_seen: int
+    kept_from: int
+    whole_from: int
+    columns: tuple[bytes, ...]
+
+
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(_Stored)
+_DECODER = msgspec.msgpack.Decoder(_Columns)
+_DECODER_BEFORE = msgspec.msgpack.Decoder(_Stored)
 
 
-@dataclass
+@dataclass(eq=False)
 class AccountUsage:
     """The usage state of one account, decoded; ``touched``: the days changed since it
     was loaded (their long-history rows are rewritten), ``changed``: anything was;
@@ -110,12 +125,11 @@ class AccountUsage:
 
     users: list[str] = field(default_factory=list)
     first_active: list[int] = field(default_factory=list)
-    days: dict[int, DayUse] = field(default_factory=dict)
+    columns: DayColumns = EMPTY  # the days, but for those in unfolded
+    unfolded: dict[int, DayUse] = field(default_factory=dict)  # the days events changed
     seen: IdWindow = field(default_factory=IdWindow)
     events_seen: int = 0
     names: list[str] = field(default_factory=list)
-    index: dict[str, int] = field(default_factory=dict)
-    name_index: dict[str, int] = field(default_factory=dict)
     kept_from: int = 0
     whole_from: int = 0
     touched: set[int] = field(default_factory=set)
@@ -123,6 +137,24 @@ class AccountUsage:
     seen_grown: set[int] = field(default_factory=set)
     seen_dropped: set[int] = field(default_factory=set)
     version: int = 0  # the stored row's version this state was read from (not encoded)
+    # user id / name key → its index; built when first needed (a state read to be
+    # measured never needs them)
+    _index: dict[str, int] | None = None
+    _name_index: dict[str, int] | None = None
+
+    @property
+    def index(self) -> dict[str, int]:
+        """User id → its index."""
+        if self._index is None:
+            self._index = {user: index for index, user in enumerate(self.users)}
+        return self._index
+
+    @property
+    def name_index(self) -> dict[str, int]:
+        """Name key ("e:login") → its index."""
+        if self._name_index is None:
+            self._name_index = {key: index for index, key in enumerate(self.names)}
+        return self._name_index
 
     # -- dedup -------------------------------------------------------------------
 
@@ -164,9 +196,9 @@ class AccountUsage:
     ) -> None:
         """Count one usage event on ``day``: its user, seconds and (dimension, name, uses)."""
         ordinal = day.toordinal()
-        use = self.days.get(ordinal)
+        use = self.unfolded.get(ordinal)
         if use is None:
-            use = self.days[ordinal] = DayUse()
+            use = self.unfolded[ordinal] = self._unfold(ordinal)
         use.events += 1
         use.seconds += seconds
         use.users.add(self._user(user_id, ordinal))
@@ -175,6 +207,22 @@ class AccountUsage:
             use.names[key] = max(-COUNT_MAX, min(COUNT_MAX, use.names.get(key, 0) + uses))
         self.touched.add(ordinal)
         self.changed = True
+
+    def _unfold(self, ordinal: int) -> DayUse:
+        """Day ``ordinal`` taken out of the columns to be changed (a new one if none)."""
+        at = day_columns.position(self.columns, ordinal)
+        if at is None:
+            return DayUse()
+        use = day_columns.day_use(self.columns, at)
+        self.columns = day_columns.without(self.columns, at)
+        return use
+
+    def fold(self) -> DayColumns:
+        """Every day in the columns (the unfolded ones moved in); returns them."""
+        if self.unfolded:
+            self.columns = day_columns.merge(self.columns, self.unfolded)
+            self.unfolded = {}
+        return self.columns
 
     def _user(self, user_id: str, ordinal: int) -> int:
         index = self.index.get(user_id)
@@ -203,13 +251,12 @@ class AccountUsage:
         """Drop the days before ``day`` (out of the kept window); returns them, as a
         usage of their own for the long history, or None when there were none."""
         cutoff = day.toordinal()
-        dropped = sorted(ordinal for ordinal in self.days if ordinal < cutoff)
+        dropped = [ordinal for ordinal in self.ordinals() if ordinal < cutoff]
         if not dropped:
             return None
         part = AccountUsage()
         part.absorb(self, dropped)
-        for ordinal in dropped:
-            del self.days[ordinal]
+        self.columns = day_columns.from_day(self.fold(), cutoff)
         if self.whole_from == UNKNOWN:
             self.whole_from = dropped[0]  # what a format-1 value held: known whole from it
         self.kept_from = cutoff
@@ -226,13 +273,17 @@ class AccountUsage:
 
     def absorb(self, source: AccountUsage, ordinals: Iterable[int] | None = None) -> None:
         """Count ``source``'s days (or those of ``ordinals``) here too, its users and
-        names by their ids; a day both count is added up (in a new ``DayUse``: the ones
-        here may be shared with another state)."""
-        for ordinal in source.days if ordinals is None else ordinals:
-            theirs = source.days[ordinal]
-            mine = self.days.get(ordinal)
-            use = self.days[ordinal] = (
-                DayUse()
+        names by their ids; a day both count is added up (in a new ``DayUse``: an
+        unfolded one here may be shared with another state)."""
+        wanted = source.ordinals() if ordinals is None else list(ordinals)
+        if not wanted:
+            return
+        theirs_by_day = source.uses_between(min(wanted), max(wanted))
+        for ordinal in wanted:
+            theirs = theirs_by_day[ordinal]
+            mine = self.unfolded.get(ordinal)
+            use = self.unfolded[ordinal] = (
+                self._unfold(ordinal)
                 if mine is None
                 else DayUse(mine.events, mine.seconds, set(mine.users), dict(mine.names))
             )
@@ -252,42 +303,68 @@ class AccountUsage:
         merged = AccountUsage(
             users=list(self.users),
             first_active=list(self.first_active),
-            days=dict(self.days),
+            columns=self.columns,  # arrays are never changed in place: shared
+            unfolded=dict(self.unfolded),
             names=list(self.names),
-            index=dict(self.index),
-            name_index=dict(self.name_index),
             kept_from=0,
             whole_from=self.whole_from,
         )
         span = range(first.toordinal(), last.toordinal() + 1)
         for month in months:
-            merged.absorb(month, [ordinal for ordinal in month.days if ordinal in span])
+            merged.absorb(month, [ordinal for ordinal in month.ordinals() if ordinal in span])
         return merged
 
     def _forget_unused_names(self) -> None:
         """Drop the names no kept day counts, renumbering the rest: otherwise an
         account's names only grow (a name used once stays in its state for ever)."""
-        used: set[int] = set()
-        for use in self.days.values():
-            used.update(use.names)
-        if len(used) == len(self.names):
+        renumbered = day_columns.renumber_names(self.fold(), len(self.names))
+        if renumbered is None:
             return
-        kept = sorted(used)
-        renumbered = {old: new for new, old in enumerate(kept)}
+        self.columns, kept = renumbered
         self.names = [self.names[old] for old in kept]
-        self.name_index = {key: new for new, key in enumerate(self.names)}
-        for use in self.days.values():
-            use.names = {renumbered[old]: uses for old, uses in use.names.items()}
+        self._name_index = None
 
     # -- reading -----------------------------------------------------------------
 
+    def ordinals(self) -> list[int]:
+        """The kept days' ordinals, oldest first."""
+        return sorted([*self.columns.days.tolist(), *self.unfolded])
+
+    @property
+    def days(self) -> dict[int, DayUse]:
+        """Every kept day (ordinal → use), oldest first; built for the reader, except
+        the unfolded days, which are the state's own: read, do not change."""
+        if not self.unfolded:
+            return day_columns.day_uses(self.columns)
+        return self.uses_between(0, None)
+
+    def uses_between(self, first: int, last: int | None) -> dict[int, DayUse]:
+        """The days from ordinal ``first`` to ``last`` (None: the newest), oldest first;
+        as ``days``, the unfolded ones are the state's own."""
+        both = day_columns.day_uses(self.columns, first, last)
+        both.update(
+            (o, use)
+            for o, use in self.unfolded.items()
+            if first <= o and (last is None or o <= last)
+        )
+        return {ordinal: both[ordinal] for ordinal in sorted(both)}
+
+    def day_totals(self, ordinal: int) -> tuple[int, float, int] | None:
+        """Day ``ordinal``'s events, seconds and active users, or None without use."""
+        use = self.unfolded.get(ordinal)
+        if use is not None:
+            return use.events, use.seconds, len(use.users)
+        at = day_columns.position(self.columns, ordinal)
+        if at is None:
+            return None
+        c = self.columns
+        return int(c.events[at]), float(c.seconds[at]), int(c.user_counts[at])
+
     def span(self, end: date, days: int) -> list[DayUse]:
-        """The days with use among the ``days`` days ending on ``end``."""
+        """The days with use among the ``days`` days ending on ``end``, oldest first."""
         last = end.toordinal()
         first = last - days + 1
-        if days > len(self.days):
-            return [use for ordinal, use in self.days.items() if first <= ordinal <= last]
-        return [use for ordinal in range(first, last + 1) if (use := self.days.get(ordinal))]
+        return list(self.uses_between(first, last).values())
 
     def active_users(self, end: date, days: int) -> int:
         """Distinct users active over the ``days`` days ending on ``end``."""
@@ -303,7 +380,7 @@ class AccountUsage:
 
     def day_items(self) -> list[tuple[date, DayUse]]:
         """(day, use) for every kept day, oldest first."""
-        return [(date.fromordinal(ordinal), self.days[ordinal]) for ordinal in sorted(self.days)]
+        return [(date.fromordinal(ordinal), use) for ordinal, use in self.days.items()]
 
 
 def name_key(key: str) -> tuple[str, str]:
@@ -323,34 +400,44 @@ def _hour(moment: datetime) -> int:
 
 
 def encode(usage: AccountUsage) -> bytes:
-    stored = _Stored(
+    """The state as stored (its days folded into the columns first)."""
+    stored = _Columns(
         users=usage.users,
         first_active=usage.first_active,
-        days=usage.days,
-        events_seen=usage.events_seen,
         names=usage.names,
+        events_seen=usage.events_seen,
         kept_from=usage.kept_from,
         whole_from=usage.whole_from,
+        columns=day_columns.to_bytes(usage.fold()),
     )
     return bytes([FORMAT]) + _COMPRESSOR.compress(_ENCODER.encode(stored))
 
 
 def decode(blob: bytes) -> AccountUsage:
-    if blob[0] not in (1, FORMAT):
-        raise ValueError(f"usage state of format {blob[0]}; this version reads 1 and {FORMAT}")
-    stored = _DECODER.decode(_DECOMPRESSOR.decompress(blob[1:]))
+    if blob[0] == FORMAT:
+        stored = _DECODER.decode(_DECOMPRESSOR.decompress(blob[1:]))
+        return AccountUsage(
+            users=stored.users,
+            first_active=stored.first_active,
+            columns=day_columns.from_bytes(stored.columns),
+            events_seen=stored.events_seen,
+            names=stored.names,
+            kept_from=stored.kept_from,
+            whole_from=stored.whole_from,
+        )
+    if blob[0] not in (1, 2):
+        raise ValueError(f"usage state of format {blob[0]}; this version reads 1 to {FORMAT}")
+    before = _DECODER_BEFORE.decode(_DECOMPRESSOR.decompress(blob[1:]))
     if blob[0] == 1:
-        stored.kept_from, stored.whole_from = min(stored.days, default=0), UNKNOWN
+        before.kept_from, before.whole_from = min(before.days, default=0), UNKNOWN
     return AccountUsage(
-        users=stored.users,
-        first_active=stored.first_active,
-        days=stored.days,
-        seen=IdWindow.of(stored.seen),
-        events_seen=stored.events_seen,
-        names=stored.names,
-        index={user: index for index, user in enumerate(stored.users)},
-        name_index={key: index for index, key in enumerate(stored.names)},
-        kept_from=stored.kept_from,
-        whole_from=stored.whole_from,
-        seen_grown=set(stored.seen),  # a value written before: its window moves out
+        users=before.users,
+        first_active=before.first_active,
+        unfolded=before.days,
+        seen=IdWindow.of(before.seen),
+        events_seen=before.events_seen,
+        names=before.names,
+        kept_from=before.kept_from,
+        whole_from=before.whole_from,
+        seen_grown=set(before.seen),  # a value written before: its window moves out
     )

@@ -222,13 +222,13 @@ async def save(conn: AsyncConnection, states: Mapping[str, AccountUsage], now: d
             {
                 "account_id": account_id,
                 "day": date.fromordinal(ordinal),
-                "events": use.events,
-                "duration_s": use.seconds,
-                "active_users": len(use.users),
+                "events": totals[0],
+                "duration_s": totals[1],
+                "active_users": totals[2],
             }
             for account_id, state in sorted(changed.items())
             for ordinal in sorted(state.touched)
-            if (use := state.days.get(ordinal)) is not None
+            if (totals := state.day_totals(ordinal)) is not None
         ],
         keys=["account_id", "day"],
     )
@@ -273,7 +273,9 @@ async def archive(
     if not parts:
         return
     c = usage_archive.c
-    wanted = {(account_id, month_of(o)) for account_id, part in parts.items() for o in part.days}
+    wanted = {
+        (account_id, month_of(o)) for account_id, part in parts.items() for o in part.ordinals()
+    }
     oldest = min(month for _, month in wanted)
     found = await conn.execute(
         select(c.account_id, c.month, c.state).where(
@@ -287,7 +289,7 @@ async def archive(
     }
     for account_id, part in parts.items():
         by_month: dict[date, list[int]] = defaultdict(list)
-        for ordinal in part.days:
+        for ordinal in part.ordinals():
             by_month[month_of(ordinal)].append(ordinal)
         for month, ordinals in by_month.items():
             months.setdefault((account_id, month), AccountUsage()).absorb(part, ordinals)

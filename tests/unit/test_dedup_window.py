@@ -112,7 +112,7 @@ async def test_a_state_written_before_moves_its_window_out_at_its_next_save(
 ) -> None:
     engine = await engine_factory(database_either)
     old = _OldStored(seen={hour_of(NOW): {usage.id_hash("a")}}, events_seen=1)
-    value = bytes([usage.FORMAT]) + usage._COMPRESSOR.compress(msgspec.msgpack.encode(old))
+    value = bytes([2]) + usage._COMPRESSOR.compress(msgspec.msgpack.encode(old))
     async with engine.begin() as conn:
         await conn.execute(
             account_usage.insert().values(account_id="acme", state=value, version=1, updated_at=NOW)
