@@ -77,6 +77,11 @@ def from_days(days: Mapping[int, DayUse]) -> DayColumns:
     if not days:
         return EMPTY
     ordinals = sorted(days)
+    return from_uses(ordinals, [days[ordinal] for ordinal in ordinals])
+
+
+def from_uses(ordinals: list[int], days: list[DayUse]) -> DayColumns:
+    """Rows of ``days``, on the days ``ordinals``, in that order."""
     events: list[int] = []
     seconds: list[float] = []
     user_counts: list[int] = []
@@ -84,8 +89,7 @@ def from_days(days: Mapping[int, DayUse]) -> DayColumns:
     name_counts: list[int] = []
     name_ids: list[int] = []
     uses: list[int] = []
-    for ordinal in ordinals:
-        use = days[ordinal]
+    for use in days:
         events.append(use.events)
         seconds.append(use.seconds)
         user_counts.append(len(use.users))

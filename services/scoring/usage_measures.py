@@ -23,6 +23,8 @@ from typing import Any, NamedTuple, TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from services.scoring import day_columns
+from services.scoring.day_columns import EMPTY, DayColumns, DayUse
 from services.scoring.usage import AccountUsage, name_key
 
 Ints = npt.NDArray[np.int64]
@@ -133,12 +135,21 @@ class _Chunk:
     name entry, each with its account (its position in the chunk)."""
 
     def __init__(self, states: Sequence[AccountUsage], days: Sequence[date]):
-        columns = [state.fold() for state in states]
+        for state in states:
+            if not state.unfolded_are_newest():
+                state.fold()  # rare (a late event): the rows below must be in day order
         accounts = len(states)
         self.accounts = accounts
         self.as_of: Ints = np.fromiter((day.toordinal() for day in days), np.int64, accounts)
-        day_counts = np.fromiter((c.days.size for c in columns), np.int64, accounts)
-        self.day_account: Ints = np.repeat(np.arange(accounts, dtype=np.int64), day_counts)
+        # Every account's days in its columns, then every account's unfolded days, all
+        # newer than its columns': each account's rows in day order.
+        columns = [state.columns for state in states]
+        unfolded, unfolded_account = _unfolded(states)
+        columns.append(unfolded)
+        day_counts = np.fromiter((c.days.size for c in columns[:-1]), np.int64, accounts)
+        self.day_account: Ints = np.concatenate(
+            (np.repeat(np.arange(accounts, dtype=np.int64), day_counts), unfolded_account)
+        )
         self.day: Ints = np.concatenate([c.days for c in columns]).astype(np.int64)
         self.events = np.concatenate([c.events for c in columns])
         self.seconds = np.concatenate([c.seconds for c in columns])
@@ -235,14 +246,33 @@ class _Chunk:
         ):
             key = _name_key(keys[index])
             days_28 = p0 + p1 + p2 + p3
-            name_uses[account][key] = NameUse(
-                p0, days_28, p4, days_28 + p4 + p5, (p3, p2, p1, p0), _day(last)
+            name_uses[account][key] = _new(
+                NameUse, (p0, days_28, p4, days_28 + p4 + p5, (p3, p2, p1, p0), _day(last))
             )
             if days_28:
                 names[account][key] = (p0, days_28)
         return name_uses, names
 
 
+def _unfolded(states: Sequence[AccountUsage]) -> tuple[DayColumns, Ints]:
+    """The states' unfolded days (each state's oldest first) as columns, and the
+    position of each day's state: one pass over the chunk, not array calls per state."""
+    if not any(state.unfolded for state in states):
+        return EMPTY, np.empty(0, dtype=np.int64)
+    accounts: list[int] = []
+    ordinals: list[int] = []
+    uses: list[DayUse] = []
+    for account, state in enumerate(states):
+        for ordinal in sorted(state.unfolded):
+            accounts.append(account)
+            ordinals.append(ordinal)
+            uses.append(state.unfolded[ordinal])
+    return day_columns.from_uses(ordinals, uses), np.array(accounts, dtype=np.int64)
+
+
 # Names and days repeat across the accounts of a chunk and across chunks.
 _name_key = lru_cache(maxsize=4096)(name_key)
 _day = lru_cache(maxsize=1024)(date.fromordinal)
+# A named tuple built as a tuple: its generated ``__new__`` is a Python function, and a
+# chunk builds one per account and name used (0.55 against 0.15 µs).
+_new = tuple.__new__
