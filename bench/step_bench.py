@@ -33,9 +33,11 @@ from sqlalchemy import select
 
 import services.scoring.processor as processor_module
 from services.scoring import danger, explain, inputs, rules, step, usage
-from services.scoring.measures import Measures, activity_of, name_use_of
+from services.scoring.measures import Measures
 from services.scoring.model.evaluate import evaluate
 from services.scoring.step import AccountHistory, ModelAndRules
+from services.scoring.sweep import CHUNK
+from services.scoring.usage_measures import measure_usage
 from shared.storage.db import create_engine
 from shared.storage.tables import account_usage
 
@@ -138,8 +140,11 @@ def parts(
             for ((m, earlier, kw), _, s, _, sh, v) in together
         ],
         "usage value decoded": lambda: [usage.decode(blob) for blob in blobs],
-        "activity from the state": lambda: [activity_of(state, day) for state in states],
-        "names' use from the state": lambda: [name_use_of(state, day) for state in states],
+        # As load_measures works them out: a chunk of the sweep's size at once.
+        "usage measures from the states (chunks of 200)": lambda: [
+            measure_usage(states[at : at + CHUNK], [day] * len(states[at : at + CHUNK]))
+            for at in range(0, len(states), CHUNK)
+        ],
     }
 
 

@@ -14,8 +14,9 @@ day. What is kept, per account:
   default), each with its events, seconds of use, the users active, and counts per name
   index (event, module, platform, and the order value per event name): in arrays
   (``columns``, ``day_columns.py``), but for the days events changed since the state was
-  read, which are ``DayUse`` dicts (``unfolded``) until ``fold`` moves them into the
-  arrays (before the state is measured or stored); no day is in both.
+  read, which are ``DayUse`` dicts (``unfolded``) until they fold into the arrays: when
+  a newer day begins (``fold_older``, at a save), so the newest day, which events keep
+  arriving for, stays a ``DayUse``, stored so too; no day is in both.
 - ``seen``: the event ids (8-byte hashes) received in the last ``DEDUP_HOURS``, by the
   hour they were received (``id_window.py``, 12 to about 22 bytes an id in memory): a resent event
   within that window counts once. Not in the
@@ -39,6 +40,7 @@ written in this one at their next save.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -227,11 +229,12 @@ class AccountUsage:
         return self.columns
 
     def fold_older(self) -> None:
-        """Fold the unfolded days but the newest day of all, which stays a ``DayUse``
-        (stored so, too): the day events go on arriving for. Folded at every save, it
-        would be taken out of the columns again by the next batch's first event and
-        folded back in, about 25 µs an account and batch of array calls for a day that
-        is still changing; so a day folds once, when a newer one begins."""
+        """Fold the unfolded days but the newest, when it is the newest day of all
+        (an older one, changed by a late event, folds with the rest): the day events go
+        on arriving for stays a ``DayUse``, stored so too. Folded at every save, it would
+        be taken out of the arrays again by the next batch's first event and folded back
+        in (array calls for a day still changing, FOLD_CYCLE_US); so a day folds once,
+        when a newer one begins."""
         if not self.unfolded:
             return
         newest = max(self.unfolded)
@@ -274,9 +277,9 @@ class AccountUsage:
         """Drop the days before ``day`` (out of the kept window); returns them, as a
         usage of their own for the long history, or None when there were none."""
         cutoff = day.toordinal()
+        if self.oldest() >= cutoff:
+            return None  # every batch asks; most states have nothing to drop
         dropped = [ordinal for ordinal in self.ordinals() if ordinal < cutoff]
-        if not dropped:
-            return None
         part = AccountUsage()
         part.absorb(self, dropped)
         self.columns = day_columns.from_day(self.fold(), cutoff)
@@ -352,6 +355,12 @@ class AccountUsage:
     def ordinals(self) -> list[int]:
         """The kept days' ordinals, oldest first."""
         return sorted([*self.columns.days.tolist(), *self.unfolded])
+
+    def oldest(self) -> float:
+        """The oldest kept day's ordinal (infinity without any)."""
+        days = self.columns.days
+        first = float(days[0]) if days.size else math.inf
+        return min(first, min(self.unfolded, default=math.inf))
 
     @property
     def days(self) -> dict[int, DayUse]:
@@ -456,7 +465,7 @@ def decode(blob: bytes) -> AccountUsage:
     before = _DECODER_BEFORE.decode(_DECOMPRESSOR.decompress(blob[1:]))
     if blob[0] == 1:
         before.kept_from, before.whole_from = min(before.days, default=0), UNKNOWN
-    return AccountUsage(
+    state = AccountUsage(
         users=before.users,
         first_active=before.first_active,
         unfolded=before.days,
@@ -467,3 +476,5 @@ def decode(blob: bytes) -> AccountUsage:
         whole_from=before.whole_from,
         seen_grown=set(before.seen),  # a value written before: its window moves out
     )
+    state.fold_older()  # its days in arrays, as a value of this format reads
+    return state

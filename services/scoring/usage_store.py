@@ -117,6 +117,7 @@ class HeldStates:
         self, conn: AsyncConnection, states: Mapping[str, AccountUsage], now: datetime
     ) -> None:
         for state in states.values():
+            state.fold_older()  # as encoding would: a day folds once a newer one begins
             state.saved()  # nothing to write: what it would write is forgotten
 
     def keep(self, states: Mapping[str, AccountUsage]) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.scoring import usage
 from services.scoring.usage import COUNT_MAX, DIMENSIONS, AccountUsage, decode, encode
 from services.scoring.usage_measures import activity_of, measure_usage, name_use_of
 
@@ -21,14 +23,21 @@ Day = tuple[int, float, frozenset[str], dict[str, int]]
 event = st.tuples(
     st.integers(0, 100),  # day
     st.integers(0, 12),  # user
-    st.sampled_from([0.0, 0.5, 1.25, 30.1, 3599.9]),  # seconds
+    # Seconds with many digits: a sum in another order then shows in the minutes.
+    st.sampled_from([0.0, 0.5]) | st.floats(0, 5000, allow_nan=False, allow_subnormal=False),
     st.sampled_from(["event", "module", "platform", "value"]),
     st.integers(0, 6),  # name
     st.sampled_from([1, 2, -3, COUNT_MAX - 5, -COUNT_MAX + 5]),  # uses
 )
-# What happens between events: nothing, a fold, a round trip through the stored value.
-step = st.sampled_from(["add", "add", "add", "add", "fold", "store"])
-history = st.lists(st.tuples(event, step), max_size=60)
+# What happens after an event: nothing, a fold, a round trip through the stored value
+# (or through a value of format 2, as written before the columns), the days more than
+# ten days before the event's pruned.
+step = st.sampled_from(["add", "add", "add", "add", "fold", "store", "store", "store2", "prune"])
+# In any order, or in day order as a live account's events mostly come: a state of
+# folded days and its newest day unfolded, the path the service runs most.
+history = st.lists(st.tuples(event, step), max_size=60) | st.lists(
+    st.tuples(event, step), max_size=60
+).map(lambda events: sorted(events, key=lambda e: e[0][0]))
 
 
 def build(events: list[Any], prune: int | None) -> tuple[AccountUsage, dict[int, Day]]:
@@ -49,11 +58,24 @@ def build(events: list[Any], prune: int | None) -> tuple[AccountUsage, dict[int,
             state.fold()
         elif how == "store":
             state = decode(encode(state))
+        elif how == "store2":
+            state = decode(_format_two(state))
+        elif how == "prune":
+            cutoff = at - timedelta(days=10)
+            state.prune_before(cutoff)
+            model = {o: d for o, d in model.items() if o >= cutoff.toordinal()}
     if prune is not None:
         cutoff = START + timedelta(days=prune)
         state.prune_before(cutoff)
         model = {o: d for o, d in model.items() if o >= cutoff.toordinal()}
     return state, {o: (d[0], d[1], frozenset(d[2]), d[3]) for o, d in sorted(model.items())}
+
+
+def _format_two(state: AccountUsage) -> bytes:
+    """The state as format 2 stored it: its days as maps."""
+    body = [state.users, state.first_active, state.days, {}, state.events_seen, state.names]
+    body += [state.kept_from, state.whole_from]
+    return bytes([2]) + usage._COMPRESSOR.compress(msgspec.msgpack.encode(body))
 
 
 def canonical(state: AccountUsage) -> dict[int, Day]:
@@ -108,6 +130,36 @@ def test_a_chunk_measures_as_each_state_alone(chunk: list[Any], prune: int | Non
         assert got.name_use == name_use
         assert got.names == {k: (u.days_7, u.days_28) for k, u in name_use.items() if u.days_28}
         assert list(got.name_use) == list(name_use)  # the same order too
+
+
+@settings(max_examples=60, deadline=None)
+@given(history, history, st.integers(30, 130))
+def test_a_copy_with_its_long_history_measures_as_itself(
+    recent: list[Any], older: list[Any], offset: int
+) -> None:
+    """An as-of read's copy of a state with months of its long history counted in
+    (``with_history``, ``absorb``) measures in a chunk as the definitions say."""
+    state, _ = build(recent, None)
+    month, _ = build(older, None)
+    day = START + timedelta(days=offset)
+    copy = state.with_history([month], day - timedelta(days=89), day)
+    [got] = measure_usage([copy], [day])
+    assert got.activity == activity_of(copy, day) and got.name_use == name_use_of(copy, day)
+
+
+def test_a_weeks_seconds_add_up_oldest_day_first() -> None:
+    """Two days in the arrays and the newest unfolded: the chunk adds their seconds in
+    day order, as ``activity_of`` does; added the newest first, the minutes differ."""
+    state = AccountUsage()
+    for day, seconds in ((0, 1565.4), (1, 678.2)):
+        state.add(START + timedelta(days=day), "u", seconds, [("event", "x", 1)])
+    state.fold()
+    state.add(START + timedelta(days=2), "u", 426.1, [("event", "x", 1)])
+    day = START + timedelta(days=2)
+    [got] = measure_usage([state], [day])
+    assert got.activity == activity_of(state, day)
+    assert got.activity["usage_minutes_7d"] == 44.5
+    assert round((0.0 + 426.1 + 1565.4 + 678.2) / 60, 2) == 44.49  # the order matters
 
 
 def test_an_empty_chunk_and_empty_states() -> None:
