@@ -22,7 +22,7 @@ import os
 import sys
 import timeit
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +140,26 @@ def parts(
             for ((m, earlier, kw), _, s, _, sh, v) in together
         ],
         "usage value decoded": lambda: [usage.decode(blob) for blob in blobs],
+        "usage value encoded": lambda: [usage.encode(state) for state in states],
+        # What folding the newest day at every save would cost a batch's account.
+        "newest day unfolded by an event, folded": lambda: [
+            _fold_cycle(state) for state in states if state.ordinals()
+        ],
         # As load_measures works them out: a chunk of the sweep's size at once.
         "usage measures from the states (chunks of 200)": lambda: [
             measure_usage(states[at : at + CHUNK], [day] * len(states[at : at + CHUNK]))
             for at in range(0, len(states), CHUNK)
         ],
     }
+
+
+def _fold_cycle(state: usage.AccountUsage) -> int:
+    """An event on the state's newest day, taken out of its arrays, then folded in;
+    returns the days it holds."""
+    state.fold()
+    newest = date.fromordinal(int(state.columns.days[-1]))
+    state.add(newest, "step-bench", 1.0, [("event", "step-bench", 1)])
+    return int(state.fold().days.size)
 
 
 def forget_kept(captured: Captured) -> None:

@@ -286,5 +286,5 @@ def _unfolded(states: Sequence[AccountUsage]) -> tuple[DayColumns, Ints]:
 _name_key = lru_cache(maxsize=4096)(name_key)
 _day = lru_cache(maxsize=1024)(date.fromordinal)
 # A named tuple built as a tuple: its generated ``__new__`` is a Python function, and a
-# chunk builds one per account and name used (0.55 against 0.15 µs).
+# chunk builds one per account and name used (0.30 against 0.16 µs, timeit).
 _new = tuple.__new__
