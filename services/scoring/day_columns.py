@@ -9,11 +9,12 @@ ascending), ``name_ids`` and ``uses`` (each day's names, ascending, and their co
 A day's entries start after the counts of the days before it.
 
 Why arrays, not the ``DayUse`` dicts events are applied to: a sweep decoded each state
-into dicts (48 µs an account) and walked them for the measures (52 µs); held in arrays,
-a state reads in a few microseconds and a chunk of states is concatenated into one set
-of arrays whose measures are a few NumPy passes for every account at once
-(``usage_measures.py``). Events still change a day as a ``DayUse``: ``usage.py`` takes
-the day out of the arrays, changes it, and folds it back in before it is read or saved.
+into dicts and walked them for the measures, 39.1 and 60.3 µs an account; held in
+arrays, a state decodes in 20.7 µs and a chunk of states is concatenated into one set
+of arrays whose measures are a few NumPy passes for every account at once, 30.4 µs an
+account with the results it builds (``usage_measures.py``; ``bench/step_bench.py``,
+docs/benchmarks.md). Events still change a day as a ``DayUse``: ``usage.py`` takes the
+day out of the arrays, changes it, and folds it back in once a newer day begins.
 """
 
 from __future__ import annotations

@@ -233,9 +233,8 @@ class AccountUsage:
         (an older one, changed by a late event, folds with the rest): the day events go
         on arriving for stays a ``DayUse``, stored so too. Folded at every save, it would
         be taken out of the arrays again by the next batch's first event and folded back
-        in, 41 µs an account and batch of array calls for a day still changing (the sweep
-        bench's states, docs/benchmarks.md); so a day folds once, when a newer one
-        begins."""
+        in, 52 µs an account and batch of array calls for a day still changing
+        (``bench/step_bench.py``); so a day folds once, when a newer one begins."""
         if not self.unfolded:
             return
         newest = max(self.unfolded)
