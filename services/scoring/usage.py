@@ -44,6 +44,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import msgspec
 import zstandard
@@ -450,31 +451,32 @@ def encode(usage: AccountUsage) -> bytes:
 def decode(blob: bytes) -> AccountUsage:
     if blob[0] == FORMAT:
         stored = _DECODER.decode(_DECOMPRESSOR.decompress(blob[1:]))
-        return AccountUsage(
-            users=stored.users,
-            first_active=stored.first_active,
-            columns=day_columns.from_bytes(stored.columns),
-            unfolded=stored.unfolded,
-            events_seen=stored.events_seen,
-            names=stored.names,
-            kept_from=stored.kept_from,
-            whole_from=stored.whole_from,
-        )
+        columns = day_columns.from_bytes(stored.columns)
+        return _decoded(stored, columns=columns, unfolded=stored.unfolded)
     if blob[0] not in (1, 2):
         raise ValueError(f"usage state of format {blob[0]}; this version reads 1 to {FORMAT}")
     before = _DECODER_BEFORE.decode(_DECOMPRESSOR.decompress(blob[1:]))
     if blob[0] == 1:
         before.kept_from, before.whole_from = min(before.days, default=0), UNKNOWN
-    state = AccountUsage(
-        users=before.users,
-        first_active=before.first_active,
+    state = _decoded(
+        before,
         unfolded=before.days,
         seen=IdWindow.of(before.seen),
-        events_seen=before.events_seen,
-        names=before.names,
-        kept_from=before.kept_from,
-        whole_from=before.whole_from,
         seen_grown=set(before.seen),  # a value written before: its window moves out
     )
     state.fold_older()  # its days in arrays, as a value of this format reads
     return state
+
+
+def _decoded(stored: _Columns | _Stored, **days: Any) -> AccountUsage:
+    """A state of what every format stores, and ``days`` (its days, as that format holds
+    them, and what it holds of the dedup window)."""
+    return AccountUsage(
+        users=stored.users,
+        first_active=stored.first_active,
+        events_seen=stored.events_seen,
+        names=stored.names,
+        kept_from=stored.kept_from,
+        whole_from=stored.whole_from,
+        **days,
+    )
