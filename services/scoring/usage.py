@@ -232,10 +232,11 @@ class AccountUsage:
     def fold_older(self) -> None:
         """Fold the unfolded days but the newest, which stays a ``DayUse`` (stored so
         too): the day events go on arriving for. When an unfolded day is older than one
-        in the arrays (a late event), every unfolded day folds, the newest too. Folded at every save, it would
-        be taken out of the arrays again by the next batch's first event and folded back
-        in, 52 µs an account and batch of array calls for a day still changing
-        (``bench/step_bench.py``); so a day folds once, when a newer one begins."""
+        in the arrays (a late event), every unfolded day folds, the newest too. Folded at
+        every save, the newest day would be taken out of the arrays again by the next
+        batch's first event and folded back in, 52 µs an account and batch of array
+        calls for a day still changing (``bench/step_bench.py``); so a day folds once,
+        when a newer one begins."""
         if not self.unfolded:
             return
         newest = max(self.unfolded)
