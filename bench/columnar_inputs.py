@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from services.scoring.inputs import MAX_NAMES, _count_keys
-from services.scoring.measures import NAME_WINDOW_DAYS
 from services.scoring.model.schema import Behaviour
+from services.scoring.usage_measures import NAME_WINDOW_DAYS
 
 Ints = npt.NDArray[np.int64]
 EVENT, VALUE = "e", "v"

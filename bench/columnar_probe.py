@@ -59,16 +59,11 @@ from lib.services import database_url, plain_dsn
 from services.cli import SERVICE_COLLECTIONS
 from services.scoring import inputs, usage
 from services.scoring.inputs import generic_inputs
-from services.scoring.measures import (
-    NAME_WINDOW_DAYS,
-    Measures,
-    activity_of,
-    load_measures,
-    name_use_of,
-)
+from services.scoring.measures import Measures, load_measures
 from services.scoring.model.evaluate import evaluate
 from services.scoring.model.schema import Behaviour, HealthModel, Ratio, load_default_model
 from services.scoring.usage import AccountUsage
+from services.scoring.usage_measures import NAME_WINDOW_DAYS, activity_of, name_use_of
 from shared.storage.db import create_engine
 
 Ints = npt.NDArray[np.int64]

@@ -26,7 +26,6 @@ from services.scoring import usage_store
 from services.scoring.facts_history import end_of, facts_as_of
 from services.scoring.measures import (
     HIGH_PRIORITIES,
-    NAME_WINDOW_DAYS,
     Measures,
     _commercial,
     load_measures,
@@ -34,6 +33,7 @@ from services.scoring.measures import (
 from services.scoring.relationship_as_of import with_relationship_as_of
 from services.scoring.state import OPEN_STATUSES, window_start
 from services.scoring.usage import UNKNOWN, AccountUsage, decode
+from services.scoring.usage_measures import NAME_WINDOW_DAYS
 from services.scoring.zones import zone_of
 from shared.auth import ApiKey
 from shared.storage.db import among

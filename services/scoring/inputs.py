@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
-from services.scoring.measures import NAME_WINDOW_DAYS, Measures, NameUse
+from services.scoring.measures import Measures
 from services.scoring.model.schema import Behaviour, Depth, DepthLevel, Segment, Sla
+from services.scoring.usage_measures import NAME_WINDOW_DAYS, NameUse
 
 # A payment failure counts against health for a month (EW-08).
 PAYMENT_FAILURE_MEMORY = timedelta(days=30)

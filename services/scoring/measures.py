@@ -16,11 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring import usage_store
 from services.scoring.state import OPEN_STATUSES
 from services.scoring.usage import AccountUsage
-from services.scoring.usage_measures import NAME_WINDOW_DAYS as NAME_WINDOW_DAYS
-from services.scoring.usage_measures import NameUse as NameUse
-from services.scoring.usage_measures import activity_of as activity_of
-from services.scoring.usage_measures import measure_usage
-from services.scoring.usage_measures import name_use_of as name_use_of
+from services.scoring.usage_measures import NameUse, measure_usage
 from services.scoring.zones import zone_of
 from shared.storage.db import among
 from shared.storage.tables import account_health, accounts, tickets

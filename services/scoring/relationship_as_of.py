@@ -39,9 +39,10 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage_store
-from services.scoring.measures import NAME_WINDOW_DAYS, Measures
+from services.scoring.measures import Measures
 from services.scoring.state import contact_lists, kept_people, people_changes, people_cut
 from services.scoring.usage import AccountUsage
+from services.scoring.usage_measures import NAME_WINDOW_DAYS
 from shared.contracts.events import ContactRole
 from shared.storage.db import among
 from shared.storage.tables import (

@@ -237,12 +237,10 @@ class AccountUsage:
         batch's first event and folded back in, 52 µs an account and batch of array
         calls for a day still changing (``bench/step_bench.py``); so a day folds once,
         when a newer one begins."""
-        if not self.unfolded:
-            return
-        newest = max(self.unfolded)
         if not self.unfolded_are_newest():
             self.fold()
         elif len(self.unfolded) > 1:
+            newest = max(self.unfolded)
             use = self.unfolded.pop(newest)
             self.fold()
             self.unfolded[newest] = use
@@ -253,9 +251,12 @@ class AccountUsage:
         return not self.unfolded or not days.size or min(self.unfolded) > int(days[-1])
 
     def _user(self, user_id: str, ordinal: int) -> int:
-        index = self.index.get(user_id)
+        # The attribute first: this runs for every event, and the property's call cost
+        # a seventh of ``add`` (1.97 → 2.27 µs an event, timeit).
+        users = self._index if self._index is not None else self.index
+        index = users.get(user_id)
         if index is None:
-            index = self.index[user_id] = len(self.users)
+            index = users[user_id] = len(self.users)
             self.users.append(user_id)
             self.first_active.append(ordinal)
         elif ordinal < self.first_active[index]:
@@ -263,15 +264,16 @@ class AccountUsage:
         return index
 
     def _name(self, key: str) -> int:
-        index = self.name_index.get(key)
+        names = self._name_index if self._name_index is not None else self.name_index
+        index = names.get(key)
         if index is None:
             if len(self.names) >= MAX_NAMES:
                 code, _, _ = key.partition(":")
                 key = f"{code}:{OTHER_NAME}"
-                index = self.name_index.get(key)
+                index = names.get(key)
                 if index is not None:
                     return index
-            index = self.name_index[key] = len(self.names)
+            index = names[key] = len(self.names)
             self.names.append(key)
         return index
 
@@ -368,8 +370,6 @@ class AccountUsage:
     def days(self) -> dict[int, DayUse]:
         """Every kept day (ordinal → use), oldest first; built for the reader, except
         the unfolded days, which are the state's own: read, do not change."""
-        if not self.unfolded:
-            return day_columns.day_uses(self.columns)
         return self.uses_between(0, None)
 
     def uses_between(self, first: int, last: int | None) -> dict[int, DayUse]:

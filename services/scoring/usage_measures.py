@@ -133,7 +133,7 @@ def measure_usage(states: Sequence[AccountUsage], days: Sequence[date]) -> list[
         return []
     chunk = _Chunk(states, days)
     activities = chunk.activities()
-    name_uses, names = chunk.name_uses(states)
+    name_uses, names = chunk.name_uses()
     return [
         UsageMeasures(activity, name_use, used)
         for activity, name_use, used in zip(activities, name_uses, names, strict=True)
@@ -146,11 +146,11 @@ class _Chunk:
 
     def __init__(self, states: Sequence[AccountUsage], days: Sequence[date]):
         for state in states:
-            if len(state.unfolded) > 1 or not state.unfolded_are_newest():
-                # A late event, or a state not saved since a newer day began: each
-                # account's rows below must be in day order, and unfolded days cost a
-                # Python pass each.
-                state.fold_older()
+            # A late event, or a state not saved since a newer day began: each
+            # account's rows below must be in day order, and unfolded days cost a
+            # Python pass each.
+            state.fold_older()
+        self.states = states
         accounts = len(states)
         self.accounts = accounts
         self.as_of: Ints = np.fromiter((day.toordinal() for day in days), np.int64, accounts)
@@ -228,9 +228,7 @@ class _Chunk:
         counts[0] = self._count(owner[self.first_active <= self.as_of[owner]]).tolist()
         return counts
 
-    def name_uses(
-        self, states: Sequence[AccountUsage]
-    ) -> tuple[list[dict[tuple[str, str], NameUse]], list[Names]]:
+    def name_uses(self) -> tuple[list[dict[tuple[str, str], NameUse]], list[Names]]:
         """Each account's ``name_use_of``, and of those the names used over 28 days."""
         back = self.as_of[self.name_account] - self.name_day
         inside = (back >= 0) & (back < NAME_WINDOW_DAYS)
@@ -247,9 +245,9 @@ class _Chunk:
         used = np.flatnonzero(newest)  # by account, then name index: name_use_of's order
         owner = np.repeat(np.arange(self.accounts, dtype=np.int64), self.names_of)[used]
         counts = sums[used].astype(np.int64)
-        keys = list(chain.from_iterable(s.names for s in states))
-        name_uses: list[dict[tuple[str, str], NameUse]] = [{} for _ in states]
-        names: list[Names] = [{} for _ in states]
+        keys = list(chain.from_iterable(s.names for s in self.states))
+        name_uses: list[dict[tuple[str, str], NameUse]] = [{} for _ in self.states]
+        names: list[Names] = [{} for _ in self.states]
         for index, account, p0, p1, p2, p3, p4, p5, last in zip(
             used.tolist(),
             owner.tolist(),

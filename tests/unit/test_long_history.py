@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import usage_store
 from services.scoring.as_of import check_retention, measures_as_of, oldest_as_of
-from services.scoring.measures import activity_of, name_use_of
 from services.scoring.state import apply_events
 from services.scoring.usage import UNKNOWN, AccountUsage, decode
+from services.scoring.usage_measures import activity_of, name_use_of
 from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.storage.tables import activity_daily, usage_archive
 from shared.web import ClientError

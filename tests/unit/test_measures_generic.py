@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scoring.backtest.directions import declared_direction
 from services.scoring.backtest.replay import read_churn_csv, replay
 from services.scoring.inputs import MAX_NAMES, generic_inputs, model_inputs
-from services.scoring.measures import NameUse, load_measures
+from services.scoring.measures import load_measures
 from services.scoring.model.calibrate import fit, name_of, shape_function, top_names
 from services.scoring.model.evaluate import evaluate
 from services.scoring.model.labels import GENERIC_LABELS, generic_label
@@ -28,6 +28,7 @@ from services.scoring.model.schema import (
     parse_model,
 )
 from services.scoring.state import apply_events
+from services.scoring.usage_measures import NameUse
 from services.simulate_history import write_history
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.as_of import measures_as_of
 from services.scoring.facts_history import end_of, given_facts, stamp_of
-from services.scoring.measures import NameUse, load_measures
+from services.scoring.measures import load_measures
 from services.scoring.relationship_as_of import (
     Logged,
     relationship_then,
@@ -27,6 +27,7 @@ from services.scoring.state import (
     holders,
     people_changes,
 )
+from services.scoring.usage_measures import NameUse
 from services.scoring.workload.records import record_relationship
 from shared.contracts.events import EVENT_ADAPTER, AccountFacts, Event
 from shared.storage.tables import accounts, payment_failures, touchpoint_log

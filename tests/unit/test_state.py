@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import usage_store
 from services.scoring.inputs import model_inputs
-from services.scoring.measures import load_measures, name_use_of
+from services.scoring.measures import load_measures
 from services.scoring.state import apply_events, drop_duplicates
 from services.scoring.usage import (
     DEDUP_HOURS,
@@ -23,6 +23,7 @@ from services.scoring.usage import (
     decode,
     encode,
 )
+from services.scoring.usage_measures import name_use_of
 from services.scoring.usage_store import UsageCache
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
