@@ -1,5 +1,7 @@
 """One scoring run each way the bench measures: in this process from Kafka, as service processes,
-and as a file import.
+and as a file import. The runs in this process collect garbage as the commands they stand
+for do (``services.cli``: ``SERVICE_COLLECTIONS`` for the scoring service and its sweep,
+``BATCH_COLLECTIONS`` for ``healthwatch import``), not at the interpreter's default.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.progress import Progress
 import devservices
 from scoring.state import usage_in_state
 from scoring.timers import SqlTimer, StepTimer, metric_sum
+from services.cli import BATCH_COLLECTIONS, SERVICE_COLLECTIONS, collecting
 from services.runtime import open_runtime, run_scoring
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
@@ -143,20 +146,21 @@ async def scoring_run(
     meter.start()
     started = time.perf_counter()
     try:
-        async with open_runtime(settings, registry=registry) as rt:
-            ready = time.perf_counter()
-            steps = StepTimer(rt.bus.producer)
-            sql = SqlTimer(rt.engine, steps)
-            stop = asyncio.Event()
-            consumer = asyncio.create_task(run_scoring(rt, stop))
-            try:
-                done = await _wait_until_scored(watch, consumer, started, label, timeout_s)
-                cores = meter.cores()
-            finally:
-                stop.set()
-                await consumer
-                sql.detach()
-                steps.detach()
+        with collecting(SERVICE_COLLECTIONS):
+            async with open_runtime(settings, registry=registry) as rt:
+                ready = time.perf_counter()
+                steps = StepTimer(rt.bus.producer)
+                sql = SqlTimer(rt.engine, steps)
+                stop = asyncio.Event()
+                consumer = asyncio.create_task(run_scoring(rt, stop))
+                try:
+                    done = await _wait_until_scored(watch, consumer, started, label, timeout_s)
+                    cores = meter.cores()
+                finally:
+                    stop.set()
+                    await consumer
+                    sql.detach()
+                    steps.detach()
         applied = await usage_in_state(counter)
         seen = await events_seen(counter)
     finally:
@@ -285,11 +289,12 @@ async def import_run(
         meter.start()
         started = time.perf_counter()
         try:
-            result = await import_files(
-                [path],
-                lambda sink: ScoringProcessor(engine, sink, settings, metrics),
-                progress=report,
-            )
+            with collecting(BATCH_COLLECTIONS):
+                result = await import_files(
+                    [path],
+                    lambda sink: ScoringProcessor(engine, sink, settings, metrics),
+                    progress=report,
+                )
             seconds = time.perf_counter() - started
             cores = meter.cores()
         finally:
@@ -347,7 +352,8 @@ async def sweep_run(url: str, meter: PhaseMeter, later: datetime) -> dict[str, A
         meter.start()
         started = time.perf_counter()
         try:
-            swept = await sweep.run_once()
+            with collecting(SERVICE_COLLECTIONS):
+                swept = await sweep.run_once()
             seconds = time.perf_counter() - started
             cores = meter.cores()
         finally:
