@@ -39,7 +39,9 @@ FILL_BUDGET_S = 1.0
 # of seconds even at several thousand events/s. Under a steady light load the log's end
 # is nearly always a few hundred records ahead (records arrive while a batch is handled),
 # and filling then added up to FILL_BUDGET_S to every batch: the alert latency's p99
-# went from 0.97 to 1.68 s at 1,000 events/s (docs/benchmarks.md).
+# went from 0.97 to 1.68 s at 1,000 events/s (docs/benchmarks.md). Once filling, the
+# batch takes the backlog to its end (within the batch's size and FILL_BUDGET_S): a
+# tail of fewer records left for a batch of its own would rescore its accounts again.
 FILL_MIN_BEHIND = 5000
 
 # The group's copy of the offsets is for lag tools only; a commit not done in this
@@ -295,10 +297,11 @@ class KafkaConsumer:
         # cost is mostly per account and batch, not per record (docs/benchmarks.md). A
         # consumer that is caught up returns at once, so light traffic gains no latency.
         deadline = asyncio.get_running_loop().time() + FILL_BUDGET_S
+        least = FILL_MIN_BEHIND
         while (
             records
             and len(records) < max_records
-            and _behind(consumer, batches)
+            and _behind(consumer, batches, least)
             and asyncio.get_running_loop().time() < deadline
         ):
             batches = await consumer.getmany(
@@ -307,6 +310,7 @@ class KafkaConsumer:
             if not batches:
                 break
             records += _records(batches)
+            least = 1  # a backlog: read to its end
         return records
 
 
@@ -331,15 +335,16 @@ def _records(
 def _behind(
     consumer: AIOKafkaConsumer,
     batches: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+    least: int,
 ) -> bool:
-    """A backlog waits in a partition just read from: its last record is FILL_MIN_BEHIND
-    or more short of the log's end as the broker last told it (no request is sent)."""
+    """Records wait in a partition just read from: its last record is ``least`` or more
+    short of the log's end as the broker last told it (no request is sent)."""
     for tp, messages in batches.items():
         try:
             end = consumer.highwater(tp)
         except AssertionError:  # revoked meanwhile: the next getmany sorts that out
             continue
-        if messages and end is not None and end - (messages[-1].offset + 1) >= FILL_MIN_BEHIND:
+        if messages and end is not None and end - (messages[-1].offset + 1) >= least:
             return True
     return False
 

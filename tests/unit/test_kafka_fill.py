@@ -87,3 +87,12 @@ async def test_a_light_load_a_few_hundred_records_behind_is_not_filled() -> None
     records = await _consumer(client).getmany(1.0, 1000)
     assert len(records) == 40
     assert client.calls == [1000]
+
+
+async def test_a_backlog_being_read_is_read_to_its_end() -> None:
+    """Once a batch fills, the backlog's tail, fewer records than FILL_MIN_BEHIND, joins
+    it rather than making a batch of its own (which would rescore its accounts again)."""
+    client = _Client([500, 2500, 3000, 300], end=6000)
+    records = await _consumer(client).getmany(1.0, 10_000)
+    assert [r.offset for r in records] == list(range(6000))
+    assert client.calls == [10_000, 9500, 7000]  # the log's end reached: no more reads
