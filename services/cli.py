@@ -285,17 +285,31 @@ def _own_command() -> str:
 IMPORT_LOG_EVERY_S = 10.0
 
 
-def _import_log(log: logging.Logger) -> Callable[[str, int], None]:
-    """Log each file's records read, at most every IMPORT_LOG_EVERY_S."""
-    last: dict[str, float] = {}
+class _ImportLog:
+    """Each file's records read as log lines: at most every IMPORT_LOG_EVERY_S while the
+    import reads, and each file's last count when it ends (``close``)."""
 
-    def report(name: str, lines: int) -> None:
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._when: dict[str, float] = {}  # file → when its count was last logged
+        self._logged: dict[str, int] = {}  # file → the count logged then
+        self._read: dict[str, int] = {}  # file → its records read so far
+
+    def __call__(self, name: str, lines: int) -> None:
+        self._read[name] = lines
         now = time.monotonic()
-        if now - last.get(name, float("-inf")) >= IMPORT_LOG_EVERY_S:
-            last[name] = now
-            log.info("import: %s: %d records read", name, lines)
+        if now - self._when.get(name, float("-inf")) >= IMPORT_LOG_EVERY_S:
+            self._when[name] = now
+            self._emit(name, lines)
 
-    return report
+    def close(self) -> None:
+        for name, lines in self._read.items():
+            if self._logged.get(name) != lines:
+                self._emit(name, lines)
+
+    def _emit(self, name: str, lines: int) -> None:
+        self._logged[name] = lines
+        self._log.info("import: %s: %d records read", name, lines)
 
 
 def _log_progress(log: logging.Logger) -> Callable[[str, int, int], None]:
@@ -532,20 +546,23 @@ def import_cmd(
                 console=console,
             ) as progress:
                 tasks = {f.name: progress.add_task(f.name, total=None, lines=0) for f in files}
-                logged = _import_log(logging.getLogger("healthwatch.import"))
+                logged = _ImportLog(logging.getLogger("healthwatch.import"))
 
                 def report(name: str, lines: int) -> None:
                     progress.update(tasks[name], lines=lines)
                     if not console.is_terminal:  # a log, a CI job: lines instead of a bar
                         logged(name, lines)
 
-                return await import_files(
-                    files,
-                    lambda sink: ScoringProcessor(engine, sink, settings, metrics),
-                    progress=report,
-                    restart=restart,
-                    alerts_to=bus.producer,
-                )
+                try:
+                    return await import_files(
+                        files,
+                        lambda sink: ScoringProcessor(engine, sink, settings, metrics),
+                        progress=report,
+                        restart=restart,
+                        alerts_to=bus.producer,
+                    )
+                finally:
+                    logged.close()  # where each file got to, however the import ended
         finally:
             await bus.producer.stop()
             await engine.dispose()

@@ -31,6 +31,7 @@ Invalid lines are reported with their line number and reason, never dropped sile
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -43,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFile, read_lines
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
 from services.scoring.import_lock import StillHeld, import_lock
-from services.scoring.processor import ScoringProcessor
+from services.scoring.processor import ScoringProcessor, batch_span
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
 from shared.bus.offsets import offset_loader
@@ -52,14 +53,15 @@ from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import import_alerts, import_rejects
 
-# Records per transaction. A batch is applied unscored (the calendar scores the days),
-# so what it amortises is saving each account it touched, about once per account and
-# batch (encoding the state, its rows, the health row): 36 µs an imported event at
-# 5,000 records a batch, most accounts being in every batch. At 20,000 an import took a
-# tenth less time (docs/benchmarks.md); larger batches gained nothing clear. The size
-# keeps a transaction to a few seconds (on SQLite it holds the write lock ingest waits
-# for, as the stream's SQLite batches do), the progress moving every few seconds, and
-# what a crashed import reads again small.
+# Records per transaction at most; a batch also spans less event time than
+# ``processor.batch_span`` (48 hours by default), so it counts what the stream counts.
+# A batch is applied unscored (the calendar scores the days), so what it amortises is
+# saving each account it touched, about once per account and batch (encoding the state,
+# its rows, the health row): 36 µs an imported event at 5,000 records a batch, most
+# accounts being in every batch (docs/benchmarks.md). The size keeps a transaction to a
+# few seconds (on SQLite it holds the write lock ingest waits for, as the stream's
+# SQLite batches do), the progress moving every few seconds, and what a crashed import
+# reads again small.
 BATCH = 20_000
 # The pseudo-topic of the records an import reads again (import --restart): the file's
 # own topic with this after it.
@@ -183,10 +185,11 @@ async def import_files(
     batch_size: int = BATCH,
     alerts_to: Producer | None = None,
 ) -> ImportReport:
-    """Import ``paths``, merged by event time, ``batch_size`` records per transaction,
-    each file from where an earlier import of it stopped; ``restart`` also reads again
-    the records rejected before (fixed in place: a file's records keep their numbers, a
-    blank line too). Records already applied are never read again: the dedup window (48
+    """Import ``paths``, merged by event time, ``batch_size`` records per transaction
+    at most (spanning less event time than ``processor.batch_span``), each file from
+    where an earlier import of it stopped; ``restart`` also reads again the records
+    rejected before (fixed in place: a file's records keep their numbers, a blank line
+    too). Records already applied are never read again: the dedup window (48
     hours) would not know them. The alerts open at the end go to ``alerts_to`` (the
     bus), marked imported; without it they are counted only. ``progress``: a file's
     name and its records read so far, after each batch."""
@@ -233,24 +236,54 @@ async def _read(
         source.start = stored.get((topic, 0), 0)
         source.retry = await _take_rejects(processor.engine, topic) if restart else set()
     batch: list[tuple[Record, Stamp]] = []
+    times = _Times(batch_span(processor.settings).total_seconds())
     merged = heapq.merge(
         *(_records(source, index, report) for index, source in enumerate(sources.values()))
     )
+
+    async def flush() -> None:
+        await _flush(processor, batch, report, calendar, still_held)
+        times.clear()
+        for source in sources.values():
+            progress(source.path.name, source.read)
+
     try:
-        for *_, record, stamp in merged:
+        for when, _, _, record, stamp in merged:
+            if batch and not times.take(when):
+                await flush()  # its events would count otherwise than the stream's
+            times.add(when)
             batch.append((record, stamp))
             if len(batch) >= batch_size:
-                await _flush(processor, batch, report, calendar, still_held)
-                for source in sources.values():
-                    progress(source.path.name, source.read)
+                await flush()
     except UnreadableFile as exc:
         report.stopped = str(exc)  # what was read before is imported, the days stay open
-    await _flush(processor, batch, report, calendar, still_held)
-    for source in sources.values():
-        progress(source.path.name, source.read)
+    await flush()
     if report.stopped is None:
         report.days_scored += await calendar.close_all()
         await _forget_unread_rejects(processor.engine, sources.values())
+
+
+@dataclass
+class _Times:
+    """The event times of the batch being read, which spans less than ``limit`` seconds
+    (``processor.batch_span``). A record without a time that reads takes any batch."""
+
+    limit: float
+    earliest: float = math.inf
+    latest: float = -math.inf
+
+    def take(self, when: float) -> bool:
+        """Whether the batch may take a record of time ``when``."""
+        if not math.isfinite(when) or self.earliest > self.latest:
+            return True
+        return max(self.latest, when) - min(self.earliest, when) < self.limit
+
+    def add(self, when: float) -> None:
+        if math.isfinite(when):
+            self.earliest, self.latest = min(self.earliest, when), max(self.latest, when)
+
+    def clear(self) -> None:
+        self.earliest, self.latest = math.inf, -math.inf
 
 
 def _records(

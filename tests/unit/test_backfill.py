@@ -41,7 +41,10 @@ from shared.storage.tables import (
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 
-def write_inputs(tmp_path: Path) -> list[Path]:
+def write_inputs(tmp_path: Path, *, hourly: bool = False) -> list[Path]:
+    """40 usage events over 20 days, not in time order (``hourly``: an hour apart, in
+    order, all within a batch's 48 hours of event time), with a bad line and a blank one;
+    and a CSV of tickets with a bad row."""
     usage = [
         {
             "kind": "usage",
@@ -49,7 +52,11 @@ def write_inputs(tmp_path: Path) -> list[Path]:
             "account_id": "acme",
             "user_id": f"u{i % 3}",
             "event": "login",
-            "occurred_at": f"2026-11-{1 + i % 20:02d}T10:00:00+00:00",
+            "occurred_at": (
+                f"2026-11-{1 + i // 24:02d}T{i % 24:02d}:00:00+00:00"
+                if hourly
+                else f"2026-11-{1 + i % 20:02d}T10:00:00+00:00"
+            ),
         }
         for i in range(40)
     ]
@@ -126,7 +133,9 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
 ) -> None:
     engine, processor = db
-    files = write_inputs(tmp_path)[:1]  # 42 lines: 40 events, a bad line, a blank one
+    # 42 lines: 40 events, a bad line, a blank one; batches of 10 lines (their events
+    # within 48 hours: a batch spans less, ``processor.batch_span``).
+    files = write_inputs(tmp_path, hourly=True)[:1]
     calls = 0
 
     class Crashing(ScoringProcessor):
@@ -153,6 +162,49 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     assert resumed.rejected == []  # the bad line was reported by the first run
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
+
+
+async def test_a_sparse_history_counts_what_the_stream_counts(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """A batch holds under 48 hours of event time (``processor.batch_span``), however
+    few records a day a history has: an id sent again three days later counts again, as
+    beyond the stream's dedup window, and an event weeks before the batch's newest is not
+    dropped as too late (the late grace counts from the newest event of a batch)."""
+    engine, processor = db
+    sent = [("e1", "2026-10-01T10:00:00+00:00"), ("e2", "2026-10-02T10:00:00+00:00")]
+    sent += [("e1", "2026-10-05T10:00:00+00:00"), ("e3", "2026-11-20T10:00:00+00:00")]
+    path = tmp_path / "sparse.ndjson"
+    path.write_bytes(
+        b"\n".join(
+            orjson.dumps(
+                {
+                    "kind": "usage",
+                    "event_id": event_id,
+                    "account_id": "acme",
+                    "user_id": "u1",
+                    "event": "login",
+                    "occurred_at": at,
+                }
+            )
+            for event_id, at in sent
+        )
+        + b"\n"
+    )
+    report = await import_files([path], processor, sweep=False)  # one batch's worth of lines
+    assert report.imported == 4 and report.rejected == []
+    async with engine.connect() as conn:
+        days = (
+            await conn.execute(
+                select(activity_daily.c.day, activity_daily.c.events).order_by(activity_daily.c.day)
+            )
+        ).all()
+    assert [(str(day), events) for day, events in days] == [
+        ("2026-10-01", 1),
+        ("2026-10-02", 1),
+        ("2026-10-05", 1),
+        ("2026-11-20", 1),
+    ]
 
 
 def test_csv_rows_are_numbered_by_their_line_in_the_file(tmp_path: Path) -> None:

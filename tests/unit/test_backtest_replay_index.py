@@ -20,7 +20,7 @@ from services.scoring.backtest.baselines import history_baselines
 from services.scoring.backtest.history_index import index_history
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
-from services.scoring.processor import ScoringProcessor
+from services.scoring.processor import ScoringProcessor, batch_span
 from services.scoring.sweep import QuietAccountSweep
 from services.simulate_history import write_history
 from shared.bus.base import Record
@@ -217,12 +217,12 @@ def test_the_scores_are_those_of_scoring_every_batch(
     assert then and {key: now.get(key) for key in then} == then
 
 
-def test_a_feed_batch_spans_no_more_than_the_dedup_window_or_the_late_grace() -> None:
+def test_a_history_batch_spans_no_more_than_the_dedup_window_or_the_late_grace() -> None:
     """Batching is part of what the scoring step counts (late events, repeated ids): a
     batch as long as a step would drop its first weeks under a short late grace."""
     settings = Settings(_env_file=None)
-    assert rp.feed_span(settings) == timedelta(hours=48)
-    assert rp.feed_span(settings.model_copy(update={"late_grace_days": 1})) == timedelta(days=1)
+    assert batch_span(settings) == timedelta(hours=48)
+    assert batch_span(settings.model_copy(update={"late_grace_days": 1})) == timedelta(days=1)
 
 
 def _with_shared_keys(history: Path, folder: Path) -> Path:

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scoring import lanes
 from services.scoring import sweep as sweep_module
 from services.scoring.backfill import import_files
 from services.scoring.import_lock import (
@@ -43,19 +44,19 @@ def engine(engine_either: AsyncEngine) -> AsyncEngine:
     return engine_either
 
 
-def _history(tmp_path: Path) -> Path:
-    """Ten days of one account's logins, ending a week ago."""
-    start = utcnow() - timedelta(days=17)
+def _history(tmp_path: Path, every: timedelta = timedelta(days=1)) -> Path:
+    """Ten of one account's logins, ``every`` apart, ending a week ago."""
+    start = utcnow() - timedelta(days=7) - 9 * every
     events = [
         {
             "kind": "usage",
-            "event_id": f"e{day}",
+            "event_id": f"e{n}",
             "account_id": "acme",
             "user_id": "u1",
             "event": "login",
-            "occurred_at": (start + timedelta(days=day)).isoformat(),
+            "occurred_at": (start + n * every).isoformat(),
         }
-        for day in range(10)
+        for n in range(10)
     ]
     path = tmp_path / "usage.ndjson"
     path.write_bytes(b"\n".join(orjson.dumps(event) for event in events) + b"\n")
@@ -169,6 +170,9 @@ async def test_the_sweep_stops_when_an_import_begins(
     files = [tmp_path / f"{name}.ndjson" for name in ("acme", "beta", "gamma")]
     await import_files(files, lambda _: processor, sweep=False)
     monkeypatch.setattr(sweep_module, "CHUNK", 1)
+    # One lane: with two, the other lane's chunk may commit as the first lane stops the
+    # sweep, and the count of the first run depends on which came first.
+    monkeypatch.setattr(lanes, "LANES", 1)
     sweep = QuietAccountSweep(engine, sink, processor)
     chunk = QuietAccountSweep._sweep_chunk
     async with contextlib.AsyncExitStack() as held:
@@ -247,9 +251,12 @@ async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
                     {"space": 0x696D7072},
                 )
 
+    # Four hours apart: the ten lines fit one batch's 48 hours of event time
+    # (``processor.batch_span``), so a batch holds ``batch_size`` of them.
+    history = _history(tmp_path, every=timedelta(hours=4))
     with pytest.raises(ImportLockLost, match="run it again"):
         await import_files(
-            [_history(tmp_path)],
+            [history],
             lambda sink: processor_factory(engine, producer=sink, metrics=metrics, kind=CutOff),
             sweep=False,
             batch_size=batch_size,
@@ -257,7 +264,7 @@ async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
     assert batches == 1
     assert not await import_running(engine)
     report = await import_files(
-        [_history(tmp_path)],
+        [history],
         lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
         sweep=False,
     )

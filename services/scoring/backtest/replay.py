@@ -31,9 +31,8 @@ from services.scoring.backtest.history_index import HistoryIndex, Shard, index_h
 from services.scoring.backtest.pool import run_in_processes
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
-from services.scoring.processor import ScoringProcessor
+from services.scoring.processor import ScoringProcessor, batch_span
 from services.scoring.sweep import CHUNK
-from services.scoring.usage import DEDUP_HOURS
 from services.scoring.usage_store import HeldStates
 from shared.bus.base import DiscardingProducer, OutMessage, Record
 from shared.clock import Clock, utcnow
@@ -208,7 +207,7 @@ def _jobs(
     first, last = index.first_day, index.last_day
     span = (last - first).days + 1
     days = [first + timedelta(days=offset) for offset in range(WARM_UP_DAYS, span, step_days)]
-    plan = feed_plan(index, days, feed_span(settings))
+    plan = feed_plan(index, days, batch_span(settings))
     return [
         ShardJob(
             shard,
@@ -295,20 +294,8 @@ async def _score_days(
 
 # At most this many events are handed to the processor at once, as one batch of
 # records: the lines and their events in memory meanwhile, some 100 MB. A batch spans
-# a limited stretch of event time too (``feed_span``).
+# a limited stretch of event time too (``processor.batch_span``).
 FEED_BATCH = 100_000
-
-
-def feed_span(settings: Settings) -> timedelta:
-    """The event time one batch may span. Batching is part of the scoring step's meaning:
-    a batch's newest event decides which of its usage events are too late to count (the
-    late grace), and ids repeated within a batch count once however far apart. So a
-    batch spans no more than the dedup window (48 hours) or the late grace, whichever is
-    shorter; not less, since the accounts' states are loaded and pruned once a batch
-    (batches of a day at most took a 4.5 M-event replay from 11 to 16 minutes, when the
-    states were also written once a batch)."""
-    grace = timedelta(days=min(settings.late_grace_days, settings.window_days))
-    return min(timedelta(hours=DEDUP_HOURS), grace)
 
 
 def feed_plan(
