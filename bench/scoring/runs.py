@@ -318,7 +318,7 @@ async def import_run(
         "seconds_lines_only": round(lines_s, 3) if lines_s else None,
         "events_per_s_lines_only": rate(result.imported, lines_s),
         "seconds_sweep": round(seconds - lines_s, 3) if lines_s else None,
-        "transactions_of_lines": -(-lines // 5000),
+        "transactions_of_lines": steps.calls["handle"],  # batches: by size and event time
         "usage_events_in_activity_daily": applied,
         "usage_events_expected": usage_events,
         "events_seen": seen,

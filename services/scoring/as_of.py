@@ -150,17 +150,17 @@ def _fields_then(
     m: Measures,
     end: datetime,
     relationship: dict[str, Any],
-    fields: dict[str, Any],
+    facts: dict[str, Any],
     support: dict[str, Any],
 ) -> dict[str, Any]:
     """Every field of ``m`` read as of ``end``, in one dict: the relationship values,
-    the commercial part from the facts ``fields`` in force then (with the relationship's
+    the commercial part from the ``facts`` fields in force then (with the relationship's
     failed payment), the tickets' ``support`` measures and the replies and solutions
     known by then. One ``replace`` then builds each account's measures once more, not
     once per part (an import replaces them for every account on each of its days)."""
     return (
         relationship
-        | _commercial_then(fields, relationship["last_payment_failed_at"])
+        | _commercial_then(facts, relationship["last_payment_failed_at"])
         | support
         | _known_by(m, end)
     )

@@ -42,6 +42,8 @@ FILL_BUDGET_S = 1.0
 # went from 0.97 to 1.68 s at 1,000 events/s (docs/benchmarks.md). Once filling, the
 # batch takes the backlog to its end (within the batch's size and FILL_BUDGET_S): a
 # tail of fewer records left for a batch of its own would rescore its accounts again.
+# Records arriving meanwhile keep the end ahead, so such a batch may fill for the whole
+# budget: the bound on a backlog's batches is the same as before, about a second.
 FILL_MIN_BEHIND = 5000
 
 # The group's copy of the offsets is for lag tools only; a commit not done in this

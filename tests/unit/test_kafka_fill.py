@@ -8,8 +8,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 
+import shared.bus.kafka as kafka_module
 from shared.bus.kafka import KafkaConsumer
 
 TP = TopicPartition("hw.usage", 0)
@@ -96,3 +98,14 @@ async def test_a_backlog_being_read_is_read_to_its_end() -> None:
     records = await _consumer(client).getmany(1.0, 10_000)
     assert [r.offset for r in records] == list(range(6000))
     assert client.calls == [10_000, 9500, 7000]  # the log's end reached: no more reads
+
+
+async def test_filling_a_backlog_whose_end_keeps_moving_stops_at_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records arriving as fast as they are read keep the log's end ahead: the batch
+    ends with the fill budget, not with the log."""
+    monkeypatch.setattr(kafka_module, "FILL_BUDGET_S", 0.05)
+    client = _Client([300] * 100_000, end=10**9)  # more than can be read in the budget
+    records = await _consumer(client).getmany(1.0, 10**8)
+    assert 300 < len(records) < 10**8 and len(client.calls) < 100_000
