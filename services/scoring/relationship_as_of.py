@@ -67,27 +67,16 @@ class Logged:
     used_before: date | None = None  # the newest day with use before the 90 days counted
 
 
-async def with_relationship_as_of(
-    conn: AsyncConnection,
-    measures: Sequence[Measures],
-    ends: Mapping[str, datetime],
-    usage: Mapping[str, AccountUsage] | None = None,
-) -> list[Measures]:
-    """``measures`` as of a past day (today's relationship values, the usage counts of
-    that day) with the relationship values as they were at ``ends[account]`` (the end of
-    that day in the account's zone). ``usage``: usage states already loaded."""
-    then = await relationship_fields_as_of(conn, measures, ends, usage)
-    return [replace(m, **then[m.account_id]) for m in measures]
-
-
 async def relationship_fields_as_of(
     conn: AsyncConnection,
     measures: Sequence[Measures],
     ends: Mapping[str, datetime],
     usage: Mapping[str, AccountUsage] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """account → the fields ``with_relationship_as_of`` replaces in its measures: for a
-    caller that replaces more fields, so that it builds each account's measures once."""
+    """account → its relationship fields as they were at ``ends[account]`` (the end of a
+    past day in the account's zone), to replace in ``measures`` (as of that day, with
+    today's relationship values): the caller replaces them with its other fields of the
+    day, building each account's measures once. ``usage``: usage states already loaded."""
     stored = await _stored_answers(
         conn, [m.account_id for m in measures if m.nps_latest is not None]
     )

@@ -4,6 +4,7 @@ the rule for the days before the logs (SQLite)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -15,9 +16,9 @@ from services.scoring.facts_history import end_of, given_facts, stamp_of
 from services.scoring.measures import load_measures
 from services.scoring.relationship_as_of import (
     Logged,
+    relationship_fields_as_of,
     relationship_then,
     two_newest,
-    with_relationship_as_of,
 )
 from services.scoring.state import (
     PEOPLE_OBSERVATIONS,
@@ -95,7 +96,8 @@ async def scored(engine: AsyncEngine, batches: list[list[Event]]) -> None:
 async def as_of(engine: AsyncEngine, day: date) -> dict[str, Any]:
     async with engine.connect() as conn:
         [m] = await load_measures(conn, {"acme"}, day, UTC)
-        [then] = await with_relationship_as_of(conn, [m], {"acme": end_of(day)})
+        fields = await relationship_fields_as_of(conn, [m], {"acme": end_of(day)})
+        then = replace(m, **fields["acme"])
     return {name: getattr(then, name) for name in (*FIELDS, "last_seen_at")}
 
 
