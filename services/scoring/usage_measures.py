@@ -146,9 +146,9 @@ class _Chunk:
 
     def __init__(self, states: Sequence[AccountUsage], days: Sequence[date]):
         for state in states:
-            # A late event, or a state not saved since a newer day began: each
-            # account's rows below must be in day order, and unfolded days cost a
-            # Python pass each.
+            # Folds what a late event, or a newer day begun since the last save, left
+            # unfolded (nothing otherwise): each account's rows below must be in day
+            # order, and unfolded days cost a Python pass each.
             state.fold_older()
         self.states = states
         accounts = len(states)
