@@ -49,6 +49,10 @@ class _Tally:
     """Accounts swept in a zone so far, by every lane."""
 
     accounts: int = 0
+    # A lane saw an import begin: every lane stops before its next chunk. Stopping them
+    # so rather than cancelling lets a chunk in flight finish and be counted; cancelled
+    # after its commit, it was swept but missing from the count the log gives.
+    import_began: bool = False
 
 
 class _ImportRunning(Exception):
@@ -116,10 +120,9 @@ class QuietAccountSweep:
 
     async def _sweep_zone(self, now: datetime, day: _ZoneDay) -> int:
         swept = _Tally()
-        try:
-            await in_lanes(self._engine, lambda: self._sweep_lane(now, day, swept))
-        except _ImportRunning:
-            raise _ImportRunning(swept.accounts) from None
+        await in_lanes(self._engine, lambda: self._sweep_lane(now, day, swept))
+        if swept.import_began:
+            raise _ImportRunning(swept.accounts)
         if swept.accounts:
             log.info(
                 "sweep: %d quiet accounts re-scored as of %s (%s)",
@@ -131,11 +134,14 @@ class QuietAccountSweep:
 
     async def _sweep_lane(self, now: datetime, day: _ZoneDay, swept: _Tally) -> None:
         """Chunk after chunk of the zone's due accounts, until none is left that another
-        lane (or replica) does not hold; counted in ``swept``."""
+        lane (or replica) does not hold, or an import begins; counted in ``swept``."""
         after: str | None = None  # the last account of the chunk before, in id order
         while True:
-            if self._waits_for_import and await import_running(self._engine):
-                raise _ImportRunning(swept.accounts)
+            if swept.import_began or (
+                self._waits_for_import and await import_running(self._engine)
+            ):
+                swept.import_began = True
+                return
             try:
                 ids = await self._sweep_chunk(now, day, after)
             except Exception as exc:

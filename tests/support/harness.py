@@ -167,6 +167,15 @@ def at(days_ago: float = 0, *, base: datetime | None = None) -> str:
     return moment.isoformat()
 
 
+def today_moment() -> datetime:
+    """A moment of today (UTC, the stacks' zone) already past: half way between midnight
+    and now. Seeding "today" a fixed time before now puts it on yesterday in the first
+    minutes after midnight, and a test that looks for today's point then fails."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + (now - midnight) / 2
+
+
 def usage(
     account: str, user: str, *, days_ago: float = 0, event_id: str | None = None, **extra: Any
 ) -> dict[str, Any]:

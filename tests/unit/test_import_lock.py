@@ -33,7 +33,7 @@ from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, Record
 from shared.clock import utcnow
-from shared.storage.tables import activity_daily
+from shared.storage.tables import account_health, activity_daily
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 ROOT = Path(__file__).parents[2]
@@ -170,24 +170,45 @@ async def test_the_sweep_stops_when_an_import_begins(
     files = [tmp_path / f"{name}.ndjson" for name in ("acme", "beta", "gamma")]
     await import_files(files, lambda _: processor, sweep=False)
     monkeypatch.setattr(sweep_module, "CHUNK", 1)
-    # One lane: with two, the other lane's chunk may commit as the first lane stops the
-    # sweep, and the count of the first run depends on which came first.
-    monkeypatch.setattr(lanes, "LANES", 1)
     sweep = QuietAccountSweep(engine, sink, processor)
     chunk = QuietAccountSweep._sweep_chunk
+    two_lanes = engine.dialect.name == "postgresql" and lanes.LANES == 2
+    other_committed = asyncio.Event()
+    ended = 0
     async with contextlib.AsyncExitStack() as held:
 
         async def then_an_import(
             self: QuietAccountSweep, *args: object, **kwargs: object
         ) -> set[str]:
+            """The first chunk to end lets an import begin once the other lane's has
+            committed; the other lane is then still busy (as relaying alerts after its
+            commit), and must be counted all the same."""
+            nonlocal ended
             swept = await chunk(self, *args, **kwargs)  # type: ignore[arg-type]
-            await held.enter_async_context(import_lock(engine))
+            ended += 1
+            if ended == 1:
+                await held.enter_async_context(import_lock(engine))
+                if two_lanes:
+                    await asyncio.wait_for(other_committed.wait(), timeout=10)
+            else:
+                other_committed.set()
+                await asyncio.sleep(0.2)
             return swept
 
         monkeypatch.setattr(QuietAccountSweep, "_sweep_chunk", then_an_import)
-        assert await sweep.run_once() == 1
+        first = await sweep.run_once()
+    # Both lanes' chunks (one lane on SQLite): the count says what was swept.
+    assert first == await _swept(engine) == (2 if two_lanes else 1)
     monkeypatch.setattr(QuietAccountSweep, "_sweep_chunk", chunk)
-    assert await sweep.run_once() == 2
+    assert await sweep.run_once() == 3 - first
+    assert await _swept(engine) == 3
+
+
+async def _swept(engine: AsyncEngine) -> int:
+    """Accounts the sweep has marked swept."""
+    async with engine.connect() as conn:
+        q = select(func.count()).where(account_health.c.swept_on.is_not(None))
+        return int((await conn.execute(q)).scalar_one())
 
 
 def _held_shared(path: Path) -> int:
