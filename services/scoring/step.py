@@ -49,11 +49,13 @@ class ModelAndRules:
 
     @cached_property
     def rule_lookbacks(self) -> set[int]:
-        """Days back whose stored inputs the rules' change conditions compare with."""
+        """Days back whose stored inputs the rules' change conditions compare with (in
+        ``when``, ``recover`` and ``escalate``: those of the last two had none to
+        compare with unless ``when`` named the same days, and never held)."""
         return {
             condition.over_days
             for rule in self.rules
-            for condition in rule.when
+            for condition in rule.conditions()
             if condition.change is not None
         }
 

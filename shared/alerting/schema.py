@@ -209,13 +209,16 @@ class Rule(Strict):
         """The family the rule alerts in (its own id when it has none)."""
         return self.family or self.id
 
-    def measures(self) -> set[str]:
-        conditions = [
+    def conditions(self) -> list[Condition]:
+        """Every condition the rule tests: when it fires, recovers and escalates."""
+        return [
             *self.when,
             *(self.recover or []),
             *(self.escalate.when if self.escalate else []),
         ]
-        return {c.measure for c in conditions}
+
+    def measures(self) -> set[str]:
+        return {c.measure for c in self.conditions()}
 
 
 _RANK = {Severity.info: 0, Severity.warning: 1, Severity.critical: 2}

@@ -104,3 +104,40 @@ def test_a_sweep_steps_rules_at_now_not_at_the_last_event() -> None:
 
 def symptoms(result: ScoredAccount) -> set[str]:
     return {rule.id for f in result.fired for rule in (f.symptoms or (f.rule,))}
+
+
+def test_recover_and_escalate_conditions_compare_with_their_own_days_back() -> None:
+    """A change condition in ``recover`` or ``escalate`` reads the inputs of its own days
+    back, as one in ``when`` does: the processor loads the days ``lookbacks`` names, and
+    a step compares with each of them."""
+    source = """
+version = "t"
+[[rule]]
+id = "few_users"
+type = "threshold"
+severity = "warning"
+warm_up = "0d"
+when = [{ measure = "active_users_7d", op = "<", value = 5 }]
+recover = [{ measure = "active_users_7d", change = "rise", points = 1, over_days = 14 }]
+escalate = { severity = "critical", when = [
+  { measure = "active_users_7d", change = "fall", points = 1, over_days = 21 },
+] }
+"""
+    using = ModelAndRules(load_default_model(), parse_alerting(source).rules)
+    assert {14, 21} <= using.lookbacks
+    firing = RuleState(status="firing", since=NOW - timedelta(days=1), severity="warning")
+    earlier = AccountHistory(
+        past_inputs={21: {"active_users_7d": 4}}, rule_states={"few_users": firing}
+    )
+    # Three users now, four three weeks ago: the escalation's fall holds.
+    three = measures(active_users_7d=3, active_users_30d=3, first_seen=date(2026, 9, 1))
+    escalated = score_account(three, using, earlier, now=NOW)
+    assert escalated.rule_states["few_users"].severity == "critical"
+    # Two two weeks ago: the rise the rule recovers on holds, though ``when`` does too.
+    recovered = score_account(
+        three,
+        using,
+        AccountHistory(past_inputs={14: {"active_users_7d": 2}}, rule_states={"few_users": firing}),
+        now=NOW,
+    )
+    assert recovered.rule_states["few_users"].status != "firing"
