@@ -148,7 +148,7 @@ class QuietAccountSweep:
                 if is_transient(exc):
                     raise  # the database is down: the next run retries
                 log.warning("sweep: a chunk failed (%s); one account at a time", describe(exc))
-                ids = await self._sweep_alone(now, day, after)
+                ids = await self._sweep_alone(now, day, after, swept)
             if not ids:
                 return
             swept.accounts += len(ids)
@@ -201,15 +201,20 @@ class QuietAccountSweep:
             log.info("sweep alert %s: %s", alert.alert_id, alert.title)
         return ids
 
-    async def _sweep_alone(self, now: datetime, day: _ZoneDay, after: str | None) -> set[str]:
-        """The next chunk, one account per transaction; an account that fails on its
-        own is marked swept (its next event rescores it) and logged."""
+    async def _sweep_alone(
+        self, now: datetime, day: _ZoneDay, after: str | None, swept: _Tally
+    ) -> set[str]:
+        """The next chunk, one account per transaction, until an import begins; an
+        account that fails on its own is marked swept (its next event rescores it) and
+        logged."""
         today = day.today
         async with self._engine.connect() as conn:
             q = self._due(day, after, lock=False)
             candidates: list[str] = list((await conn.execute(q)).scalars())
         done: set[str] = set()
         for account_id in candidates:
+            if swept.import_began:  # another lane saw it
+                break
             try:
                 done |= await self._sweep_chunk(now, day, after, only=account_id)
             except Exception as exc:
