@@ -29,7 +29,16 @@ from shared.config import Settings
 from shared.storage.tables import accounts, deliveries
 from tests.browser.chromium import Browser
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import Harness, add_account, at, running, send, usage, wait_for
+from tests.support.harness import (
+    Harness,
+    add_account,
+    at,
+    running,
+    send,
+    today_moment,
+    usage,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -49,10 +58,12 @@ async def _seed(hw: Harness) -> int:
     await add_account(hw, "gone-co", seats=10, email=ANNA, mrr=1_000.0)
     # fall-co: 14 of 20 seats a day, then 3 for the last 8 days (its score falls);
     # gone-co: steady, then the CRM says it churned.
+    moment = today_moment()  # the chart's last day must be today (its label says so)
     for d in range(DAYS - 1, -1, -1):
         busy = 14 if d >= 8 else 3
-        day = [usage("fall-co", f"f{u}", days_ago=d + 0.01, module="reports") for u in range(busy)]
-        day += [usage("gone-co", f"g{u}", days_ago=d + 0.01) for u in range(5)] if d >= 4 else []
+        when: dict[str, Any] = {"days_ago": d, "base": moment}
+        day = [usage("fall-co", f"f{u}", module="reports", **when) for u in range(busy)]
+        day += [usage("gone-co", f"g{u}", **when) for u in range(5)] if d >= 4 else []
         await send(hw, day)
     async with hw.client() as client:
         churn = {"account_id": "gone-co", "lifecycle_stage": "churned", "occurred_at": at(3)}

@@ -91,15 +91,14 @@ async def _seed(hw: Harness) -> None:
     # of 20 seats active for a week, then fewer each day down to 2 for the last week
     # (its score falls); the others stay steady.
     for d in range(HISTORY_DAYS - 1, -1, -1):
-        when = {"occurred_at": at(d, base=moment)}
         big = 12 if d >= 14 else max(2, 12 - (14 - d) * 10 // 7)
         day = [
-            usage("anna-big", f"big-u{u}", event="report_run", module=m, **when)
+            usage("anna-big", f"big-u{u}", days_ago=d, base=moment, event="report_run", module=m)
             for u in range(big)
             for m in MODULES[: 2 + u % 5]
         ]
-        day += [usage("anna-small", f"small-u{u}", **when) for u in range(4)]
-        day += [usage("carl-co", f"carl-u{u}", **when) for u in range(2)]
+        day += [usage("anna-small", f"small-u{u}", days_ago=d, base=moment) for u in range(4)]
+        day += [usage("carl-co", f"carl-u{u}", days_ago=d, base=moment) for u in range(2)]
         await send(hw, day)
     backlog = [ticket("anna-big", n, "open", n) for n in range(1, 6)]
     backlog += [ticket("carl-co", n, "open", n) for n in range(1, 6)]

@@ -177,15 +177,23 @@ def today_moment() -> datetime:
 
 
 def usage(
-    account: str, user: str, *, days_ago: float = 0, event_id: str | None = None, **extra: Any
+    account: str,
+    user: str,
+    *,
+    days_ago: float = 0,
+    base: datetime | None = None,
+    event_id: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """A usage event ``days_ago`` before ``base`` (default: now; ``today_moment()`` for
+    a history whose newest day must be today)."""
     return {
         "kind": "usage",
         "event_id": event_id or uuid.uuid4().hex,
         "account_id": account,
         "user_id": user,
         "event": "login",
-        "occurred_at": at(days_ago),
+        "occurred_at": at(days_ago, base=base),
         **extra,
     }
 
