@@ -15,7 +15,15 @@ from services.scoring.step import (
     alert_event,
     score_account,
 )
-from shared.alerting.schema import default_alerting_source, parse_alerting
+from shared.alerting.schema import (
+    Condition,
+    Escalate,
+    Rule,
+    RuleType,
+    default_alerting_source,
+    parse_alerting,
+)
+from shared.contracts.alerts import Severity
 from shared.contracts.events import Owner
 from tests.support.measures import measures
 
@@ -110,20 +118,19 @@ def test_recover_and_escalate_conditions_compare_with_their_own_days_back() -> N
     """A change condition in ``recover`` or ``escalate`` reads the inputs of its own days
     back, as one in ``when`` does: the processor loads the days ``lookbacks`` names, and
     a step compares with each of them."""
-    source = """
-version = "t"
-[[rule]]
-id = "few_users"
-type = "threshold"
-severity = "warning"
-warm_up = "0d"
-when = [{ measure = "active_users_7d", op = "<", value = 5 }]
-recover = [{ measure = "active_users_7d", change = "rise", points = 1, over_days = 14 }]
-escalate = { severity = "critical", when = [
-  { measure = "active_users_7d", change = "fall", points = 1, over_days = 21 },
-] }
-"""
-    using = ModelAndRules(load_default_model(), parse_alerting(source).rules)
+    users = "active_users_7d"
+    rule = Rule(
+        id="few_users",
+        type=RuleType.threshold,
+        severity=Severity.warning,
+        when=[Condition(measure=users, op="<", value=5)],
+        recover=[Condition(measure=users, change="rise", points=1, over_days=14)],
+        escalate=Escalate(
+            severity=Severity.critical,
+            when=[Condition(measure=users, change="fall", points=1, over_days=21)],
+        ),
+    )
+    using = ModelAndRules(load_default_model(), [rule])
     assert {14, 21} <= using.lookbacks
     firing = RuleState(status="firing", since=NOW - timedelta(days=1), severity="warning")
     earlier = AccountHistory(
@@ -140,4 +147,4 @@ escalate = { severity = "critical", when = [
         AccountHistory(past_inputs={14: {"active_users_7d": 2}}, rule_states={"few_users": firing}),
         now=NOW,
     )
-    assert recovered.rule_states["few_users"].status != "firing"
+    assert recovered.rule_states["few_users"].status == "ok"  # no cooldown: resolved
