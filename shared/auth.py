@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import utcnow
+from shared.contracts.events import fold_email
 from shared.storage.tables import api_keys
 
 PREFIX = "hwk"
@@ -62,10 +63,15 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
 
 def role_scopes(role: Role, csm_email: str | None) -> frozenset[Scope]:
     """The scopes of ``role``; a CSM key must name its CSM, and only a CSM key may."""
-    if (role == Role.csm) != (csm_email is not None):
+    if role == Role.csm and csm_email is None:
         raise ValueError(
-            "a csm key needs --csm-email (the CSM whose portfolio it sees), "
-            "and only a csm key takes one"
+            "a csm key needs csm_email (--csm-email on the command line): the CSM "
+            "whose portfolio it sees"
+        )
+    if role != Role.csm and csm_email is not None:
+        raise ValueError(
+            f"only a csm key takes csm_email (a {role.value} key sees every account): "
+            "leave it out, or give the key the role csm"
         )
     return ROLE_SCOPES[role]
 
@@ -84,6 +90,13 @@ class ApiKey:
     def portfolio_of(self) -> str | None:
         """The CSM whose accounts alone this key sees; None: every account."""
         return None if Scope.admin in self.scopes else self.csm_email
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time equality of a secret, signature or token sent from outside with
+    the expected one; non-ASCII input (a forged header's or form's) is simply unequal,
+    where ``hmac.compare_digest`` of two strings raises."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def hash_secret(secret: str) -> str:
@@ -110,7 +123,8 @@ async def create_key(
                 name=name,
                 secret_hash=hash_secret(secret),
                 scopes=",".join(sorted(Scope(s).value for s in scopes)),
-                csm_email=csm_email,
+                # Folded as the accounts' owner emails are, or the portfolio is empty.
+                csm_email=fold_email(csm_email) if csm_email is not None else None,
                 created_at=utcnow(),
             )
         )

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.auth import ApiKey
+from shared.contracts.events import fold_email
 from shared.storage.tables import accounts, alerts
 
 ALERT_ID_CHARS = 300  # the alerts.alert_id column
@@ -29,7 +30,7 @@ def visible_alerts(q: Select[Any], key: ApiKey) -> Select[Any]:
 
 def accounts_of(owner_email: str) -> Select[Any]:
     """The ids of the accounts ``owner_email`` owns now (the accounts table)."""
-    return select(accounts.c.account_id).where(accounts.c.owner_email == owner_email)
+    return select(accounts.c.account_id).where(accounts.c.owner_email == fold_email(owner_email))
 
 
 def storable_alert_id(alert_id: str) -> bool:

@@ -24,12 +24,20 @@ from services.dashboard.auth import (
     Viewer,
     checked_form,
     context,
-    same_token,
     viewer,
 )
 from services.dashboard.routes import page
 from shared.alerting.store import AlertingStore, alerting_store
-from shared.auth import KeyStore, Role, Scope, create_key, list_keys, revoke_key, role_scopes
+from shared.auth import (
+    KeyStore,
+    Role,
+    Scope,
+    create_key,
+    list_keys,
+    revoke_key,
+    role_scopes,
+    same_secret,
+)
 from shared.clock import utcnow
 from shared.storage.documents import DocumentStore
 from shared.storage.tables import alerting_configs, deliveries, health_models
@@ -238,7 +246,7 @@ async def _document_form(request: Request) -> tuple[Viewer, dict[str, str]]:
     if len(body) > MAX_DOCUMENT_FORM_BYTES:
         raise Forbidden("The document is larger than the 200 KB the service accepts.")
     form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    if not same_token(form.get("csrf", ""), who.csrf):
+    if not same_secret(form.get("csrf", ""), who.csrf):
         raise Forbidden(
             "This form's security token does not match your session (it may be from an "
             "old page or another site). Reload the page and try again."

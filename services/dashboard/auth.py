@@ -33,7 +33,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from shared.auth import ApiKey, KeyStore, Scope
+from shared.auth import ApiKey, KeyStore, Scope, same_secret
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.i18n import N_
@@ -112,11 +112,6 @@ def _mac(ctx: DashboardContext, message: str) -> str:
     return hmac.new(ctx.secret, message.encode(), hashlib.sha256).hexdigest()
 
 
-def same_token(given: str, expected: str) -> bool:
-    """Constant-time equality that also takes non-ASCII input (a forged form's)."""
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
 def csrf_token(ctx: DashboardContext, cookie: str) -> str:
     """The forms' token for a session cookie's value."""
     return _mac(ctx, cookie)
@@ -139,7 +134,7 @@ def session_key_id(ctx: DashboardContext, token: str, now: float) -> str | None:
     key_id, expires, nonce, signature = parts
     if not (key_id and expires.isascii() and expires.isdigit()):
         return None
-    if not same_token(signature, _mac(ctx, f"session|{key_id}|{expires}|{nonce}")):
+    if not same_secret(signature, _mac(ctx, f"session|{key_id}|{expires}|{nonce}")):
         return None
     return key_id if int(expires) > now else None
 
@@ -238,7 +233,7 @@ async def checked_form(request: Request, scope: Scope) -> tuple[Viewer, dict[str
     """The viewer and form of a state-changing POST whose CSRF token matches."""
     who = await viewer(request, scope)
     form = await read_form(request)
-    if not same_token(form.get("csrf", ""), who.csrf):
+    if not same_secret(form.get("csrf", ""), who.csrf):
         raise Forbidden(
             N_(
                 "This form's security token does not match your session (it may be from an "

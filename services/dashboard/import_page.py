@@ -21,9 +21,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
-from services.dashboard.auth import Forbidden, NotFound, Viewer, same_token, viewer
+from services.dashboard.auth import Forbidden, NotFound, Viewer, viewer
 from services.dashboard.routes import page
-from shared.auth import Scope
+from shared.auth import Scope, same_secret
 from shared.bus.base import BusUnavailable, OutMessage, Producer
 from shared.clock import utcnow
 from shared.contracts.events import AccountFacts
@@ -122,7 +122,7 @@ async def import_post(request: Request) -> Response:
     except ClientError:
         return _form_again(request, who, "csv", "too_large", 413)
     fields = _multipart(body, request.headers.get("content-type", ""))
-    if not same_token(fields.get("csrf", b"").decode("utf-8", "replace"), who.csrf):
+    if not same_secret(fields.get("csrf", b"").decode("utf-8", "replace"), who.csrf):
         raise Forbidden(
             N_(
                 "This form's security token does not match your session (it may be from an "

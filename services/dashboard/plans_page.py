@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from services.dashboard.auth import NotFound, checked_form, context, safe_next, viewer
@@ -29,6 +30,7 @@ from services.scoring.plans.queries import (
 )
 from shared.auth import Scope
 from shared.clock import utcnow
+from shared.contracts.events import Day
 from shared.web import ClientError
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -56,11 +58,16 @@ def _number(raw: str) -> float | None:
         raise ClientError(422, "invalid_milestone", "not a number") from None
 
 
+DAY: TypeAdapter[date] = TypeAdapter(Day)
+
+
 def _day(raw: str) -> date:
+    """A form's day, in the range the API takes (``shared.contracts.events.Day``)."""
     try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        raise ClientError(422, "invalid_milestone", "not a day") from None
+        day: date = DAY.validate_python(raw.strip())
+    except ValidationError:
+        raise ClientError(422, "invalid_milestone", "not a day between 1970 and 2200") from None
+    return day
 
 
 async def _apply(request: Request, command: str) -> Response:

@@ -32,7 +32,6 @@ from services.dashboard.auth import (
     new_login_nonce,
     read_form,
     safe_next,
-    same_token,
     secure_cookies,
     session_key_id,
     set_login_cookie,
@@ -45,7 +44,7 @@ from services.dashboard.home import PortfolioQuery, home
 from services.dashboard.lead import TimeRange, lead
 from services.scoring.plans.queries import Today, account_plan, plan_templates, template_choices
 from services.scoring.workload.reads import due_soon
-from shared.auth import KeyStore, Scope
+from shared.auth import KeyStore, Scope, same_secret
 from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
 
@@ -175,7 +174,7 @@ async def login(request: Request) -> Response:
     target = safe_next(form.get("next"))
     nonce = login_nonce(request)
     token = login_token(context(request), nonce) if nonce else ""
-    if not token or not same_token(form.get("csrf", ""), token):
+    if not token or not same_secret(form.get("csrf", ""), token):
         values = _error(request, N_("Sign-in form not accepted"), 403, LOGIN_CSRF)
         return page(request, "error.html", values, None, 403)
     raw = form.get("key", "").strip()
@@ -211,7 +210,7 @@ async def logout(request: Request) -> Response:
     raw = request.cookies.get(COOKIE, "")
     form = await read_form(request)
     ctx = context(request)
-    if raw and not same_token(form.get("csrf", ""), csrf_token(ctx, raw)):
+    if raw and not same_secret(form.get("csrf", ""), csrf_token(ctx, raw)):
         raise Forbidden(N_("This form's security token does not match your session."))
     if raw and session_key_id(ctx, raw, time.time()) is not None:
         await sign_out(ctx, raw)

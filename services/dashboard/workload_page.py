@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
-from pydantic import EmailStr as Email
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,6 +38,7 @@ from services.scoring.workload.reassign import (
 from shared.auth import ApiKey, Scope
 from shared.bus.base import BusUnavailable
 from shared.clock import utcnow
+from shared.contracts.events import Email
 from shared.i18n import N_, translate
 from shared.storage.tables import cases
 from shared.web import ClientError

@@ -26,7 +26,7 @@ from services.ingest.schemas import (
     segment_body,
 )
 from services.ingest.validation import Checked, check_events, require_list
-from shared.auth import DB_DOWN, KeyStore
+from shared.auth import DB_DOWN, KeyStore, same_secret
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
 from shared.contracts.events import MAX_EVENT_BYTES
 from shared.openapi import error_responses
@@ -127,15 +127,25 @@ async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
         prepare=prepare,
         kinds=("ticket",),
     )
-    _ask_for_update_time(checked)
+    sent_updated_at = {
+        index
+        for index, item in enumerate(items)
+        if isinstance(item, dict) and "updated_at" in item and "occurred_at" not in item
+    }
+    _ask_for_update_time(checked, sent_updated_at)
     return await _store(ctx, checked, now)
 
 
-def _ask_for_update_time(checked: Checked) -> None:
-    """A helpdesk sends ``updated_at`` (our occurred_at): name it when it is missing."""
+def _ask_for_update_time(checked: Checked, sent_updated_at: set[int]) -> None:
+    """A helpdesk sends ``updated_at`` (our occurred_at): errors name the field sent
+    (at indexes ``sent_updated_at``), and name it when it is missing."""
     for rejection in checked.rejected:
         for error in rejection.errors:
-            if error["field"] == "occurred_at" and error["message"] == "Field required":
+            if error["field"] != "occurred_at":
+                continue
+            if rejection.index in sent_updated_at:
+                error["field"] = "updated_at"
+            elif error["message"] == "Field required":
                 error["field"] = "updated_at"
                 error["message"] = (
                     "is required: the ticket's update time identifies the update, so a "
@@ -164,7 +174,7 @@ def _check_webhook_signature(request: Request, secret: str, raw: bytes, now: dat
         )
     signed = stamp.encode() + b"." + raw
     expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
+    if not same_secret(request.headers.get(SIGNATURE_HEADER, ""), expected):
         raise ClientError(
             401,
             "bad_signature",

@@ -228,9 +228,11 @@ def _platform(msg: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     if props.get("platform") in ("pc", "app", "api"):
         return str(props["platform"])
     context = object_field(msg, "context")
-    os_name = str(object_field(context, "os").get("name", ""))
-    library = str(object_field(context, "library").get("name", ""))
-    if str(os_name).lower() in _MOBILE_OS or "ios" in library or "android" in library:
+    # Names that are no text count as absent: str() of a list nested hundreds deep
+    # (the parser allows it, in a 3 KB body) raises RecursionError.
+    os_name = _str(object_field(context, "os").get("name")) or ""
+    library = _str(object_field(context, "library").get("name")) or ""
+    if os_name.lower() in _MOBILE_OS or "ios" in library or "android" in library:
         return "app"
     return "pc"
 

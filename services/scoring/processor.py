@@ -7,7 +7,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,7 +41,7 @@ from shared.bus.deadletter import dead_letter_message
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.bus.offsets import next_offsets, save_offsets
 from shared.bus.outbox import MessageOutbox
-from shared.clock import Clock, utcnow
+from shared.clock import Clock, from_epoch, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import KINDS, Event, Owner, future_times
@@ -261,10 +261,7 @@ class ScoringProcessor:
         ingest refuses it: an import's lines, or a producer that skipped ingest."""
         received = event.received_at
         if received is None and record.timestamp is not None:
-            try:
-                received = datetime.fromtimestamp(record.timestamp, UTC)
-            except (ValueError, OverflowError, OSError):
-                received = None  # a bus time no calendar holds: as if it had none
+            received = from_epoch(record.timestamp)  # None: as if it had none
             if received is not None:
                 event = event.model_copy(update={"received_at": received})
         skew = self._settings.max_future_skew

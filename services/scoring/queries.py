@@ -39,6 +39,7 @@ from services.scoring.usage import AccountUsage as AccountUsage  # for other pac
 from services.scoring.usage import DayUse as DayUse  # for other packages
 from services.scoring.zones import zone_of as zone_of  # for other packages (import rules)
 from shared.auth import ApiKey
+from shared.contracts.events import fold_email
 from shared.storage.tables import (
     account_health,
     accounts,
@@ -181,7 +182,7 @@ async def portfolio_rows(
         (h.c.band, filters.band),
         (h.c.danger_level, filters.danger_level),
         (accounts.c.tier, filters.tier),
-        (accounts.c.owner_email, filters.csm),
+        (accounts.c.owner_email, fold_email(filters.csm) if filters.csm else None),
     ):
         if wanted:
             q = q.where(column == wanted)

@@ -33,6 +33,7 @@ from shared.contracts.events import (
     TicketEvent,
     Touchpoint,
     UsageEvent,
+    fold_email,
 )
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import account_facts_history, account_health, accounts, tickets
@@ -546,7 +547,9 @@ def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[
         "name": fields.get("name"),
         "seats_purchased": fields.get("seats_purchased"),
         "tier": fields.get("tier"),
-        "owner_email": owner.get("email"),
+        # Folded here too: facts stored before emails were folded stay in the merged
+        # fields until the CRM sends the owner again.
+        "owner_email": fold_email(owner["email"]) if owner.get("email") else None,
         "owner_slack_id": owner.get("slack_id"),
         "facts": facts,
         "facts_occurred_at": datetime.fromisoformat(newest),

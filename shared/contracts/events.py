@@ -77,6 +77,11 @@ def _no_control(value: str) -> str:
     return value
 
 
+def fold_email(value: str) -> str:
+    """An email as stored and compared (see ``Email``)."""
+    return value.lower()
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not hold a NUL character")
@@ -159,6 +164,10 @@ Day = Annotated[date, AfterValidator(_in_date_range)]
 Name = Annotated[str, Field(max_length=500), AfterValidator(_no_control)]
 Label = Annotated[str, Field(max_length=200), AfterValidator(_no_control)]
 SlackId = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]  # its column
+# An email, in lower case: a CSM's portfolio is the accounts whose owner email equals
+# the key's, and CRMs send "Anna@Example.COM" for the key's "anna@example.com" (the
+# validator lower-cases only the domain). Every mail system we route to folds case.
+Email = Annotated[EmailStr, AfterValidator(fold_email)]
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_known_currency)]
 Subject = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
 Text = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
@@ -257,12 +266,12 @@ class ContactRole(StrEnum):
 
 class Contact(Model):
     name: Name
-    email: EmailStr | None = None
+    email: Email | None = None
     role: ContactRole = ContactRole.other
 
 
 class Owner(Model):
-    email: EmailStr | None = None
+    email: Email | None = None
     slack_id: SlackId | None = None
     name: Name | None = None
 
@@ -319,7 +328,7 @@ class TouchpointKind(StrEnum):
 class Touchpoint(EventBase):
     kind: Literal["touchpoint"] = "touchpoint"
     touchpoint_kind: TouchpointKind
-    csm_email: EmailStr | None = None
+    csm_email: Email | None = None
     contact_name: Name | None = None
     contact_role: ContactRole | None = None
     notes: Text | None = None

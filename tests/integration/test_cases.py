@@ -121,6 +121,9 @@ async def test_a_case_from_alert_to_close_and_a_detractors_follow_up(
             assert r.status_code == 200, r.text
             r = await anna.post(f"{path}/tasks", json={"title": "", "due": due})
             assert r.status_code == 422 and r.json()["code"]
+            for far in ("0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00"):
+                r = await anna.post(f"{path}/tasks", json={"title": "Someday", "due": far})
+                assert r.status_code == 422, (far, r.text)
             r = await anna.post(
                 f"{path}/reviews",
                 json={"notes": "Boss met, re-implementation agreed", "danger_after": "normal"},

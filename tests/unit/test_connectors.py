@@ -53,6 +53,14 @@ def test_zendesk_signature_timestamp_and_body() -> None:
     with pytest.raises(ClientError) as garbage:
         signing.check_zendesk({signing.ZENDESK_TIMESTAMP: "x" * 5000}, SECRET, body, NOW)
     assert garbage.value.code == "stale_timestamp"
+    # Unix seconds past year 9999 (12 digits pass the length check): stale, not a 500.
+    for beyond in ("999999999999", "253402300800"):
+        with pytest.raises(ClientError) as far:
+            signing.check_zendesk({signing.ZENDESK_TIMESTAMP: beyond}, SECRET, body, NOW)
+        assert (far.value.status, far.value.code) == (401, "stale_timestamp")
+    with pytest.raises(ClientError) as forged:  # non-ASCII: compare_digest would raise
+        signing.check_zendesk({**good, signing.ZENDESK_SIGNATURE: "sig\xe9"}, SECRET, body, NOW)
+    assert forged.value.code == "bad_signature"
 
 
 def test_hubspot_v3_signature_over_method_url_body_and_milliseconds() -> None:
@@ -139,6 +147,10 @@ def test_hubspot_changes_become_facts_and_the_rest_is_left(mapping) -> None:  # 
     out = hubspot.translate(body, mapping)
     assert out.ignored == 3
     assert [r.index for r in out.rejected] == [5]
+    # A time past year 9999 (15 digits of milliseconds) is refused by field, not a 500.
+    late = hubspot.translate([{**base, "occurredAt": 999_999_999_999_999}], mapping)
+    assert [(r.index, r.errors[0]["field"]) for r in late.rejected] == [(0, "occurredAt")]
+    assert not late.events
     checked = validated(out, now=NOW, max_future_skew=timedelta(hours=1), kind="account")
     arr, owner = checked.valid
     assert (arr.account_id, arr.arr) == ("1246965", 86000.0)

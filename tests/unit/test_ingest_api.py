@@ -207,6 +207,10 @@ async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
     assert bad.status_code == 401
     assert bad.json()["code"] == "bad_signature"
     assert (await api.client.post("/v1/tickets/webhook", content=body)).status_code == 401
+    # A non-ASCII signature (bytes on the wire): refused, where compare_digest would raise.
+    forged = {**_signed(body), "X-Healthwatch-Signature": b"sha256=\xe9"}
+    r = await api.client.post("/v1/tickets/webhook", content=body, headers=forged)
+    assert (r.status_code, r.json()["code"]) == (401, "bad_signature")
     assert await api.stored("hw.ticket") == 1
 
 
@@ -233,6 +237,9 @@ async def test_ticket_webhook_refuses_stale_or_unstamped_signatures(api: Api) ->
     assert await api.stored() == 0
 
 
+NAIVE = "2026-11-20T08:00:00"  # no zone: refused
+
+
 async def test_ticket_webhook_takes_tickets_only(api: Api) -> None:
     """The helpdesk secret must not let its holder send account facts (new owners)."""
     facts = {"kind": "account", "account_id": "acme", "owner": {"email": "m@example.com"}}
@@ -247,6 +254,12 @@ async def test_ticket_webhook_takes_tickets_only(api: Api) -> None:
     r = await api.client.post("/v1/tickets/webhook", content=body, headers=_signed(body))
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["rejected"][0]["errors"]] == ["updated_at", "created_at"]
+    # An update time without its zone: the error names the field sent, not occurred_at.
+    ticket = {"ticket_id": "T-3", "account_id": "acme", "status": "open"}
+    body = orjson.dumps({**ticket, "updated_at": "2026-11-20T09:00:00", "created_at": NAIVE})
+    r = await api.client.post("/v1/tickets/webhook", content=body, headers=_signed(body))
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["rejected"][0]["errors"]} == {"updated_at", "created_at"}
     assert await api.stored() == 0
 
 

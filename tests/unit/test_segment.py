@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from services.ingest.segment import event_time, translate, users_needing_lookup
 
@@ -163,3 +164,25 @@ def test_platform_from_device() -> None:
         NOW,
     )
     assert out.events[0][1]["platform"] == "app"
+
+
+def test_platform_names_that_are_no_text_count_as_absent() -> None:
+    """A name nested hundreds of lists deep (the parser allows it, in 3 KB) must not
+    reach str(): it raised RecursionError, a 500 on a write key browsers carry."""
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    out = translate(
+        [
+            {
+                "type": "track",
+                "messageId": "m",
+                "userId": "u",
+                "event": "x",
+                "context": {"groupId": "g", "os": {"name": deep}, "library": {"name": deep}},
+            }
+        ],
+        {},
+        NOW,
+    )
+    assert out.events[0][1]["platform"] == "pc"

@@ -257,7 +257,7 @@ async def list_all_tasks(
     """Tasks, soonest due first: a case's plan and NPS detractors' follow-ups. A task's
     owner is the one named on it, else its account's owner now."""
     if mine and key.csm_email is None:
-        raise ClientError(422, "invalid", "'mine' needs a key tied to a CSM (--csm-email).")
+        raise ClientError(422, "invalid", "'mine' needs a key tied to a CSM (a csm key).")
     where = TaskFilter(
         owner=key.csm_email if mine else owner,
         account_id=account_id,

@@ -26,6 +26,7 @@ from services.alerts.cases.model import (
 from services.alerts.cases.tasks import TaskFilter, list_tasks
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
+from shared.contracts.events import fold_email
 from shared.storage.tables import account_health, accounts, case_reviews, cases, tasks
 
 MAX_CASE_ID = 2**63 - 1  # cases.case_id is a 64-bit integer
@@ -74,7 +75,7 @@ async def list_cases(
     how many match in all."""
     q = case_query(key)
     if where.owner is not None:
-        q = q.where(accounts.c.owner_email == where.owner)
+        q = q.where(accounts.c.owner_email == fold_email(where.owner))
     for column, value in (
         (cases.c.state, where.state),
         (cases.c.danger_level, where.danger),

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,6 +15,7 @@ from pydantic import (
 
 from services.alerts.cases.model import CAUSES, TEXT_CHARS, TITLE_CHARS
 from services.alerts.schemas import Page
+from shared.contracts.events import Time, fold_email
 
 Level = Literal["high", "normal", "mild"]
 Outcome = Literal["saved", "churned", "downgraded"]
@@ -37,7 +37,11 @@ def _known_causes(codes: list[str]) -> list[str]:
 
 Title = Annotated[str, Field(min_length=1, max_length=TITLE_CHARS), AfterValidator(_no_nul)]
 LongText = Annotated[str, Field(min_length=1, max_length=TEXT_CHARS), AfterValidator(_no_nul)]
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^\s@]+@[^\s@]+$")]
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=320, pattern=r"^[^\s@]+@[^\s@]+$"),
+    AfterValidator(fold_email),  # as accounts' owners are: a task's owner filter compares them
+]
 # A cause code, shown in the OpenAPI as the enum it is (checked by _known_causes).
 Cause = Annotated[str, WithJsonSchema({"type": "string", "enum": list(CAUSES)})]
 Causes = Annotated[
@@ -87,7 +91,7 @@ class TaskBody(_Body):
         },
     )
     title: Title
-    due: AwareDatetime
+    due: Time  # 2000-2200, as event times: year 1 in a zone east of UTC overflows
     owner_email: Email | None = Field(None, description="default: the account's owner now")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
+from shared.contracts.events import fold_email
 from shared.storage.db import insert_ignore
 from shared.storage.tables import accounts, tasks
 
@@ -109,7 +110,7 @@ async def list_tasks(
     match in all."""
     q = task_query(key)
     if where.owner is not None:
-        q = q.where(owner_now() == where.owner)
+        q = q.where(owner_now() == fold_email(where.owner))
     if where.account_id is not None:
         q = q.where(tasks.c.account_id == where.account_id)
     if where.case_id is not None:

@@ -11,12 +11,12 @@ unmapped properties, a funnel stage that is no account stage) is acknowledged an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from services.ingest.connectors.common import Translated, text, unknown_payload
 from services.ingest.connectors.mapping import ConnectorMap, mapped_facts
 from services.ingest.validation import Rejection
+from shared.clock import from_epoch
 from shared.contracts.events import LifecycleStage, Tier
 
 COMPANY_TYPE_ID = "0-2"  # HubSpot's object type id of companies
@@ -67,9 +67,11 @@ def _fact(
     event: dict[str, Any], mapping: ConnectorMap, prop: str, facts: dict[str, Any]
 ) -> dict[str, Any] | None:
     company, at = text(event.get("objectId")), text(event.get("occurredAt"))
-    if not (at.isdigit() and len(at) <= 15):
+    occurred = (
+        from_epoch(int(at) / 1000) if at.isascii() and at.isdigit() and len(at) <= 15 else None
+    )
+    if occurred is None:
         return None
-    occurred = datetime.fromtimestamp(int(at) / 1000, UTC)
     return {
         "kind": "account",
         # A retried delivery carries the same change: the same id, counted once.

@@ -23,9 +23,11 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.ingest.routes import WEBHOOK_TOLERANCE_S
+from shared.auth import same_secret
+from shared.clock import from_epoch
 from shared.web import ClientError
 
 ZENDESK_SIGNATURE = "x-zendesk-webhook-signature"
@@ -37,11 +39,6 @@ FRESHDESK_TOKEN = "x-healthwatch-token"
 
 def _hmac_b64(secret: str, message: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
-
-
-def _same(given: str, expected: str) -> bool:
-    """Constant-time, and safe with non-ASCII input (a forged header's)."""
-    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _stale(header: str, now: datetime) -> ClientError:
@@ -65,7 +62,7 @@ def _bad_signature(header: str, scheme: str) -> ClientError:
 def _instant(stamp: str) -> datetime | None:
     """Zendesk's timestamp: ISO 8601 (its documented form) or Unix seconds."""
     if stamp.isascii() and stamp.isdigit() and len(stamp) <= 12:
-        return datetime.fromtimestamp(int(stamp), UTC)
+        return from_epoch(int(stamp))  # None past year 9999: stale
     try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if len(stamp) <= 40 else None
     except ValueError:
@@ -81,7 +78,7 @@ def check_zendesk(headers: Mapping[str, str], secret: str, raw: bytes, now: date
     if abs((now - sent).total_seconds()) > WEBHOOK_TOLERANCE_S:
         raise _stale("X-Zendesk-Webhook-Signature-Timestamp", now)
     expected = _hmac_b64(secret, stamp.encode() + raw)
-    if not _same(headers.get(ZENDESK_SIGNATURE, ""), expected):
+    if not same_secret(headers.get(ZENDESK_SIGNATURE, ""), expected):
         raise _bad_signature(
             "X-Zendesk-Webhook-Signature", "base64(HMAC-SHA256(secret, timestamp + body))"
         )
@@ -105,7 +102,7 @@ def check_hubspot(
         raise _stale("X-HubSpot-Request-Timestamp", now)
     given = headers.get(HUBSPOT_SIGNATURE, "")
     signed = [method.encode() + uri.encode() + raw + stamp.encode() for uri in uris]
-    if not any(_same(given, _hmac_b64(secret, message)) for message in signed):
+    if not any(same_secret(given, _hmac_b64(secret, message)) for message in signed):
         raise _bad_signature(
             "X-HubSpot-Signature-v3",
             "base64(HMAC-SHA256(client secret, method + URL + body + timestamp)) for the URL "
@@ -124,7 +121,7 @@ def check_shared_secret(headers: Mapping[str, str], secret: str) -> None:
         except (binascii.Error, UnicodeDecodeError):
             decoded = ""
         given = decoded.partition(":")[2]
-    if not given or not _same(given, secret):
+    if not given or not same_secret(given, secret):
         raise ClientError(
             401,
             "bad_token",

@@ -9,7 +9,7 @@ portfolio, as with alerts); a CSM key sees and changes only its own accounts' pl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, tzinfo
+from datetime import tzinfo
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -21,6 +21,7 @@ from services.scoring.plans.queries import MilestoneSpec, Today
 from services.scoring.plans.templates import PlanTemplates
 from shared.auth import ApiKey
 from shared.clock import Clock, utcnow
+from shared.contracts.events import Day, Label
 from shared.openapi import error_responses
 from shared.web import ReadKey, RespondKey
 
@@ -46,7 +47,7 @@ def get_context(request: Request) -> PlansApiContext:
 
 
 Context = Annotated[PlansApiContext, Depends(get_context)]
-Title = Annotated[str, Field(min_length=1, max_length=200)]
+Title = Annotated[Label, Field(min_length=1)]  # no control characters: NUL fails PostgreSQL
 Measure = Annotated[
     str | None,
     Field(
@@ -73,7 +74,7 @@ class PlanCreate(Strict):
     template: str | None = Field(
         None, description="Template id; default: the one for the account's tier and stage"
     )
-    start_on: date | None = Field(None, description="Default: the account's today")
+    start_on: Day | None = Field(None, description="Default: the account's today")
 
 
 class MilestoneCreate(Strict):
@@ -93,7 +94,7 @@ class MilestoneCreate(Strict):
     )
 
     title: Title
-    due_on: date
+    due_on: Day
     measure: Measure = None
     op: Literal[">=", "<="] = ">="
     target: Target = None
@@ -106,7 +107,7 @@ class MilestoneEdit(Strict):
     )
 
     title: Title | None = None
-    due_on: date | None = None
+    due_on: Day | None = None
     measure: Measure = None
     op: Literal[">=", "<="] | None = None
     target: Target = None

@@ -33,6 +33,7 @@ from services.scoring.plans.templates import (
 from services.scoring.plans.templates import plan_templates as plan_templates  # the dashboard's
 from services.scoring.queries import visible_account, zone_of
 from shared.auth import ApiKey
+from shared.contracts.events import fold_email
 from shared.storage.tables import account_health, accounts, success_plans
 from shared.web import ClientError
 
@@ -138,7 +139,7 @@ async def plan_rows(
     )
     owner = key.portfolio_of or csm
     if owner is not None:
-        q = q.where(accounts.c.owner_email == owner)
+        q = q.where(accounts.c.owner_email == fold_email(owner))
     found = list(await conn.execute(q))
     plans = await store.load_plans(conn, [r.account_id for r in found])
     values = await _values(conn, {r.account_id: r.facts for r in found}, when)

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.queries import Day, day_range, visible_account
@@ -21,7 +21,7 @@ from services.scoring.workload.reassign import MAX_ACCOUNTS, messages, reassignm
 from shared.bus.base import BusUnavailable, Producer
 from shared.clock import utcnow
 from shared.config import Settings
-from shared.contracts.events import Id
+from shared.contracts.events import Email, Id
 from shared.openapi import error_responses
 from shared.web import ClientError, ReadKey, RespondKey
 
@@ -102,7 +102,7 @@ class Reassign(BaseModel):
         },
     )
     account_ids: list[Id] = Field(min_length=1, max_length=MAX_ACCOUNTS)
-    to_owner: EmailStr = Field(description="The email of the CSM who takes the accounts")
+    to_owner: Email = Field(description="The email of the CSM who takes the accounts")
 
 
 class Reassigned(Answer):

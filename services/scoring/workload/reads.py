@@ -25,7 +25,7 @@ from services.scoring.zones import zone_of
 from shared.auth import ApiKey
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.contracts.events import LifecycleStage
+from shared.contracts.events import LifecycleStage, fold_email
 from shared.storage.tables import account_health, accounts, alerts, nps_responses, touchpoint_log
 
 # SV-05: a survey about every six months, so a promoter's answer stands for half a year.
@@ -46,7 +46,7 @@ def _scoped(q: Select[Any], key: ApiKey, owner: str | None = None) -> Select[Any
     """``q`` (joined with accounts) narrowed to the key's portfolio and ``owner``."""
     for wanted in (key.portfolio_of, owner):
         if wanted is not None:
-            q = q.where(accounts.c.owner_email == wanted)
+            q = q.where(accounts.c.owner_email == fold_email(wanted))
     return q
 
 

@@ -24,7 +24,7 @@ from services.scoring.queries import visible_account
 from shared.auth import ApiKey, Scope
 from shared.bus.base import OutMessage
 from shared.config import Settings
-from shared.contracts.events import AccountFacts, Owner
+from shared.contracts.events import AccountFacts, Owner, fold_email
 from shared.contracts.wire import encode_event
 from shared.storage.tables import accounts
 from shared.web import ClientError
@@ -50,7 +50,7 @@ async def reassignment(
     unchanged, moving = [], []
     for account_id in dict.fromkeys(account_ids):
         row = await visible_account(conn, account_id, key)
-        if row is not None and row.owner_email == to_owner:
+        if row is not None and row.owner_email == fold_email(to_owner):
             unchanged.append(account_id)
         else:
             moving.append(account_id)
@@ -72,7 +72,7 @@ async def _owner(conn: AsyncConnection, email: str) -> Owner:
     """The owner as the CRM already knows them (Slack id, name) from an account they
     own, so their alerts reach their Slack; else the email alone."""
     a = accounts.c
-    q = select(a.owner_slack_id, a.facts).where(a.owner_email == email).limit(1)
+    q = select(a.owner_slack_id, a.facts).where(a.owner_email == fold_email(email)).limit(1)
     row = (await conn.execute(q)).first()
     known = (((row.facts or {}).get("fields") or {}).get("owner") or {}) if row else {}
     return Owner(
