@@ -24,6 +24,19 @@ from shared.openapi import BASIC, BEARER, document_errors, mount_docs
 log = logging.getLogger(__name__)
 
 
+# A CSV cell a spreadsheet would run as a formula starts with one of these (OWASP's
+# "CSV injection"): an account name "=HYPERLINK(…)" sent by a CRM must stay text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """``value`` for a CSV cell: text that a spreadsheet would take for a formula gets a
+    leading apostrophe (shown as text, the apostrophe hidden); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class ClientError(Exception):
     """A 4xx (or 503) answer with a machine-readable code and a message saying what to do."""
 

@@ -3,6 +3,7 @@ seat activation, active-user share, top modules, open tickets, touchpoints, aler
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -47,6 +48,33 @@ DANGER_CAUSES = {
     "unmet_requests": "A feature request has waited over a month",
 }
 
+# A ticket's status, priority and type in words the page translates (values as stored).
+TICKET_LABELS = {
+    "open": "open",
+    "pending": "waiting on the customer",
+    "solved": "solved",
+    "closed": "closed",
+    "low": "low",
+    "normal": "normal",
+    "high": "high",
+    "urgent": "urgent",
+    "question": "question",
+    "bug": "bug",
+    "feature_request": "feature request",
+    "other": "other",
+}
+# Facts the CRM sends as ISO days: shown as the reader writes a day.
+DAY_FACTS = ("contract_start", "contract_end", "go_live")
+
+
+def _shown_facts(fields: dict[str, Any]) -> dict[str, Any]:
+    shown = dict(fields)
+    for key in DAY_FACTS:
+        if isinstance(shown.get(key), str):
+            with contextlib.suppress(ValueError):
+                shown[key] = date.fromisoformat(shown[key])
+    return shown
+
 
 async def account_page(
     conn: AsyncConnection, who: Viewer, account_id: str, now: datetime, zone: tzinfo
@@ -59,7 +87,7 @@ async def account_page(
     stored = (facts_row.facts or {}) if facts_row is not None else {}
     # The account's days (its history, its today) are its own zone's, as scoring counts.
     zone = zone_of(stored, zone)
-    facts = stored.get("fields", {})
+    facts = _shown_facts(stored.get("fields", {}))
     h = await account_health_row(conn, account_id)
     explanation = (h.components if h is not None else None) or {}
     inputs = (h.inputs if h is not None else None) or {}
@@ -97,6 +125,8 @@ async def account_page(
         ),
         "modules": _modules(m.names if m else {}),
         "tickets": await _open_tickets(conn, account_id),
+        "ticket_labels": TICKET_LABELS,
+        "day_facts": DAY_FACTS,
         "touchpoints": await _touchpoints(conn, account_id),
         "last_touchpoint_at": h.last_touchpoint_at if h is not None else None,
         "open_alerts": await open_alerts(conn, who, now, account_id),

@@ -103,6 +103,18 @@ class NotFound(Exception):
     """Unknown, or not the key's to see: the same 404 either way."""
 
 
+def path_of(request: Request) -> str:
+    """The request's path as a link writes it: percent-encoded, so an account id holding
+    "%41" links back to itself, not to "A" (``request.url.path`` leaves "%" decoded)."""
+    return urllib.parse.quote(request.scope["path"], safe="/")
+
+
+def address_of(request: Request) -> str:
+    """The page's address (path and query), to come back to after a form or sign-in."""
+    query = request.url.query
+    return path_of(request) + (f"?{query}" if query else "")
+
+
 def context(request: Request) -> DashboardContext:
     ctx: DashboardContext = request.app.state.dashboard
     return ctx
@@ -201,8 +213,7 @@ async def viewer(request: Request, scope: Scope = Scope.read) -> Viewer:
     keys: KeyStore = request.app.state.keys
     key = await keys.lookup(key_id) if key_id else None
     if key is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(safe_next(target))
+        raise LoginRequired(safe_next(address_of(request)))
     if not key.allows(scope):
         raise forbidden_scope(key, scope)
     return Viewer(key, csrf_token(ctx, token))

@@ -41,6 +41,7 @@ from services.dashboard.auth import Viewer
 from services.dashboard.home import arr_totals, portfolio
 from services.scoring.queries import STABLE_ACTIVE_SHARE, portfolio_totals
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
+from shared.contracts.events import EARLIEST_DATE
 from shared.storage.tables import (
     account_health,
     accounts,
@@ -76,6 +77,8 @@ class TimeRange:
         try:
             start = date.fromisoformat(params.get("from", ""))
             end = min(date.fromisoformat(params.get("to") or today.isoformat()), today)
+            if end < EARLIEST_DATE:  # no data; and end - MAX_DAYS would leave the calendar
+                raise ValueError(end)
         except ValueError:
             days = params.get("days", "")
             n = int(days) if days.isdigit() and int(days) in RANGES else DEFAULT_DAYS

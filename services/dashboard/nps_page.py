@@ -19,6 +19,7 @@ from services.dashboard.routes import language, page
 from services.scoring.queries import visible_account
 from services.scoring.workload import reads
 from shared.clock import utcnow
+from shared.contracts.events import EARLIEST_DATE
 from shared.i18n import translate
 from shared.web import ClientError
 
@@ -41,6 +42,8 @@ def period(params: Any, today: date) -> tuple[date, date]:
         end = min(date.fromisoformat(params.get("to") or today.isoformat()), today)
         start = date.fromisoformat(params.get("from") or "")
     except ValueError:
+        return today - timedelta(days=DEFAULT_DAYS - 1), today
+    if end < EARLIEST_DATE:  # no data; and end - DEFAULT_DAYS would leave the calendar
         return today - timedelta(days=DEFAULT_DAYS - 1), today
     if start > end or (end - start).days > MAX_DAYS:
         return end - timedelta(days=DEFAULT_DAYS - 1), end

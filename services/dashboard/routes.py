@@ -21,6 +21,7 @@ from services.dashboard.auth import (
     LoginRequired,
     NotFound,
     Viewer,
+    address_of,
     checked_form,
     clear_login_cookie,
     clear_session_cookie,
@@ -30,6 +31,7 @@ from services.dashboard.auth import (
     login_nonce,
     login_token,
     new_login_nonce,
+    path_of,
     read_form,
     safe_next,
     secure_cookies,
@@ -103,9 +105,9 @@ def page(
         {
             "who": who,
             "notice": notice and translate(lang, notice),
-            "path": request.url.path,
+            "path": path_of(request),
             # This page's address, for the language links to come back to.
-            "here": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+            "here": address_of(request),
             "zone": viewer_zone(request),
             "lang": lang,
             "languages": LANGUAGE_NAMES,

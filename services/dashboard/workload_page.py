@@ -131,12 +131,16 @@ async def reassign(request: Request) -> Response:
     bus = producer_of(request)
     if bus is None:
         return await _page(request, who, form, "bus")
+    refused: ClientError | None = None
     async with ctx.engine.connect() as conn:
         try:
             events, _ = await reassignment(conn, who.key, ids, to_owner, utcnow())
         except ClientError as exc:
-            unknown = next((i for i in ids if repr(i) in exc.message), ids[0])
-            return await _page(request, who, form, "unknown", id=unknown)
+            refused = exc
+    if refused is not None:  # the page reads the database: not while this connection
+        # holds it (SQLite: a connection's first statement takes the write lock)
+        unknown = next((i for i in ids if repr(i) in refused.message), ids[0])
+        return await _page(request, who, form, "unknown", id=unknown)
     try:
         if events:
             await bus.send_many(messages(events, ctx.settings))

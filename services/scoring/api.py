@@ -49,7 +49,7 @@ from shared.document_routes import (
     toml_body,
 )
 from shared.openapi import error_responses
-from shared.web import AdminKey, ClientError, ReadKey
+from shared.web import AdminKey, ClientError, ReadKey, spreadsheet_cell
 
 # Accounts per answer of GET /v1/health: a page of a few hundred KB of JSON by default,
 # and a large portfolio (the handbook's 2,000 accounts) in one page at most.
@@ -250,7 +250,7 @@ async def portfolio_health(
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=HEALTH_AS_OF_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(page)
+        writer.writerows({k: spreadsheet_cell(v) for k, v in row.items()} for row in page)
         return Response(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",

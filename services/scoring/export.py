@@ -28,7 +28,7 @@ from services.scoring.queries import Day, day_range
 from shared.clock import utcnow
 from shared.openapi import error_responses
 from shared.storage.tables import account_health, accounts, health_daily
-from shared.web import ReadKey
+from shared.web import ReadKey, spreadsheet_cell
 
 Kind = Literal["accounts", "scores", "history"]
 Format = Literal["csv", "parquet"]
@@ -201,7 +201,7 @@ async def _csv(partitions: Any, kind: str, schema: pa.Schema) -> AsyncIterator[b
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
-    return "" if value is None else value
+    return "" if value is None else spreadsheet_cell(value)
 
 
 def history_days(

@@ -71,7 +71,7 @@ def _in_date_range(value: date) -> date:
     return value
 
 
-def _no_control(value: str) -> str:
+def no_control(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not hold control characters or line breaks")
     return value
@@ -157,13 +157,13 @@ def _walk(value: dict[str, Any]) -> None:
     raise ValueError(f"is nested deeper than {MAX_DEPTH} levels: flatten it")
 
 
-Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
+Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_control)]
 Time = Annotated[AwareDatetime, AfterValidator(_in_time_range)]
 Day = Annotated[date, AfterValidator(_in_date_range)]
 # Names and short labels: bounded like their columns (accounts.name is 500 long).
-Name = Annotated[str, Field(max_length=500), AfterValidator(_no_control)]
-Label = Annotated[str, Field(max_length=200), AfterValidator(_no_control)]
-SlackId = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]  # its column
+Name = Annotated[str, Field(max_length=500), AfterValidator(no_control)]
+Label = Annotated[str, Field(max_length=200), AfterValidator(no_control)]
+SlackId = Annotated[str, Field(max_length=100), AfterValidator(no_control)]  # its column
 # An email, in lower case: a CSM's portfolio is the accounts whose owner email equals
 # the key's, and CRMs send "Anna@Example.COM" for the key's "anna@example.com" (the
 # validator lower-cases only the domain). Every mail system we route to folds case.

@@ -130,7 +130,7 @@ _SPACED: Final = (f"{_JOIN} ", f" {_JOIN}")
 
 
 def _check_texts(usage: _Usage) -> None:
-    """Refuse texts pydantic would strip or refuse (_no_control), all in one pass.
+    """Refuse texts pydantic would strip or refuse (no_control), all in one pass.
 
     A printable text holds no control character or line break (_CONTROL's characters are
     all unprintable), and of the whitespace pydantic strips only the space is printable.

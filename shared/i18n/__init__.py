@@ -11,6 +11,7 @@ Pure: no request, no settings object. Callers pass the language and the zone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import date, datetime, tzinfo
 from functools import cache
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import format_currency, format_decimal, format_percent, format_scientific
 
 from shared.contracts.events import zone_names
 
@@ -110,10 +111,17 @@ def format_pct(language: str, value: float | None, digits: int = 0) -> str:
     return format_percent(value, pattern, locale=babel_locale(language))
 
 
+# Beyond this a value is printed in scientific notation: Babel's decimal context holds
+# 28 digits, and grouping 1e30 raised (a stored value must never break a page).
+HUGE = 1e18
+
+
 def format_num(language: str, value: float | None, digits: int = 1) -> str:
     """A count as is, a measure with ``digits`` decimals, grouped by thousands."""
-    if value is None:
+    if value is None or not math.isfinite(value):
         return DASH
+    if abs(value) >= HUGE:
+        return format_scientific(value, "0.###E0", locale=babel_locale(language))
     places = "" if float(value).is_integer() or digits <= 0 else "." + "0" * digits
     return format_decimal(value, "#,##0" + places, locale=babel_locale(language))
 

@@ -31,7 +31,9 @@ DEPTH = 3
 
 
 @cache
-def _templates(language: str) -> list[tuple[re.Pattern[str], list[str], str]]:
+def _templates(
+    language: str, loose_name: bool = False
+) -> list[tuple[re.Pattern[str], list[str], str]]:
     """(pattern, its fields, the translation) per template of CATALOGS; a title's
     "{name}: " prefix is optional (a family's "Also: …" lists titles without it).
     Templates that begin with fixed text first ("Resolved: {title}" is no title of an
@@ -48,22 +50,25 @@ def _templates(language: str) -> list[tuple[re.Pattern[str], list[str], str]]:
                 for m in read_po(handle, locale=babel_locale(language))
                 if m.id and isinstance(m.id, str) and m.string and "{" in m.id
             ]
+    if loose_name:  # only the templates naming the account, its name holding anything
+        messages = [(msgid, msgstr) for msgid, msgstr in messages if "{name}" in msgid]
     found = []
     for msgid, msgstr in messages:
-        found.append((*_pattern(msgid), msgstr))
-        if msgid.startswith("{name}: "):
+        found.append((*_pattern(msgid, loose_name), msgstr))
+        if msgid.startswith("{name}: ") and not loose_name:
             short = msgstr.removeprefix("{name}：").removeprefix("{name}: ")
             found.append((*_pattern(msgid.removeprefix("{name}: ")), short))
     found.sort(key=lambda t: (t[0].pattern.startswith("("), -len(FIELD.sub("", t[0].pattern))))
     return found
 
 
-def _pattern(template: str) -> tuple[re.Pattern[str], list[str]]:
+def _pattern(template: str, loose_name: bool = False) -> tuple[re.Pattern[str], list[str]]:
     parts, fields = [], []
     for literal, field, _spec, _conversion in string.Formatter().parse(template):
         parts.append(re.escape(literal))
         if field is not None:
-            parts.append("(.*?)" if field in LIST_FIELDS else "([^;\n]*?)")
+            loose = field in LIST_FIELDS or (loose_name and field == "name")
+            parts.append("(.*?)" if loose else "([^;\n]*?)")
             fields.append(field)
     return re.compile("".join(parts), re.DOTALL), fields
 
@@ -72,22 +77,29 @@ def alert_text(language: str, text: str | None) -> str:
     """``text`` (an alert's title or summary, lines apart) in ``language``."""
     if not text or language == DEFAULT_LANGUAGE:
         return text or ""
-    return "\n".join(_translated(language, line, 0) for line in text.split("\n"))
+    return "\n".join(_translated(language, line, 0, whole=True) for line in text.split("\n"))
 
 
-def _translated(language: str, text: str, depth: int) -> str:
+def _translated(language: str, text: str, depth: int, *, whole: bool = False) -> str:
+    """``text`` translated; ``whole``: one line or one title, never a list's part."""
     if depth > DEPTH or not text.strip():
         return text
-    for pattern, fields, msgstr in _templates(language):
-        found = pattern.fullmatch(text)
-        if found is None:
-            continue
-        values = dict(zip(fields, found.groups(), strict=True))
-        filled = {
-            field: value if field == "name" else _translated(language, value, depth + 1)
-            for field, value in values.items()
-        }
-        return _fill(msgstr, filled)
+    # A whole line or title may name an account whose name holds ";" ("Alpha; Beta
+    # Ltd"): tried after the strict templates, never on a list, whose parts it would join.
+    tries = [_templates(language)] + ([_templates(language, True)] if whole else [])
+    for templates in tries:
+        for pattern, fields, msgstr in templates:
+            found = pattern.fullmatch(text)
+            if found is None:
+                continue
+            values = dict(zip(fields, found.groups(), strict=True))
+            filled = {
+                field: value
+                if field == "name"
+                else _translated(language, value, depth + 1, whole=field == "title")
+                for field, value in values.items()
+            }
+            return _fill(msgstr, filled)
     if "; " in text:  # the parts of a list: causes, changes, a family's other symptoms
         return "；".join(_translated(language, part, depth + 1) for part in text.split("; "))
     return translate(language, text)

@@ -485,3 +485,12 @@ def html_unescape(found: re.Match[str] | None) -> str:
 
 def html_unescape_text(text: str) -> str:
     return html.unescape(text)
+
+
+async def test_the_admin_documents_title_is_text(site: Site) -> None:
+    """A <script> tag stood in the title block: the browser's tab showed it as text."""
+    await site.sign_in("admin")
+    for path in ("/ui/admin/model", "/ui/admin/rules"):
+        page = (await site.client.get(path)).text
+        title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert "<" not in title and "script" not in title, title

@@ -214,3 +214,21 @@ def test_default_alert_texts_have_chinese() -> None:
     assert alert_text("zh-CN", also) == "另有：健康分 30，红色；已 15 天无人使用产品。"
     assert alert_text("zh-CN", "Acme: a rule a team wrote") == "Acme: a rule a team wrote"
     assert alert_text("en", "Acme: health 30 is red") == "Acme: health 30 is red"
+
+
+def test_an_account_name_holding_a_semicolon_stays_as_it_is() -> None:
+    """The name's own "; " is no list separator (it became "；" and the rest stayed
+    English), and a ";" without a space left the whole title in English."""
+    ends = "Alpha; Beta Ltd: contract ends in 20 days"
+    assert alert_text("zh-CN", ends) == "Alpha; Beta Ltd：合同将在 20 天后到期"
+    assert alert_text("zh-CN", "Tom &amp;Jerry: contract ends in 20 days") == (
+        "Tom &amp;Jerry：合同将在 20 天后到期"
+    )
+    resolved = "Resolved: Alpha; Beta Ltd: 6 tickets open"
+    assert alert_text("zh-CN", resolved) == "已解除：Alpha; Beta Ltd：6 个工单未解决"
+
+
+def test_numbers_no_page_can_print_show_as_a_dash_or_in_scientific_notation() -> None:
+    assert format_num("en", float("inf")) == format_num("zh-CN", float("nan")) == DASH
+    assert format_num("en", 1e30, 2) == "1E30"  # grouping it raised InvalidOperation
+    assert format_num("en", 1234.5, 2) == "1,234.50"

@@ -19,10 +19,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
 
 from services.dashboard.activity_page import parse_when
 from services.dashboard.alerts_page import AlertQuery, action_from_form
 from services.dashboard.app import mount_dashboard
+from services.dashboard.auth import address_of, path_of
 from services.dashboard.home import PortfolioQuery, arr_totals, order, paginate, search
 from services.dashboard.lead import TimeRange, per_csm
 from services.dashboard.saved_views import _clean_query
@@ -42,6 +44,7 @@ from shared.storage.tables import (
     alerts,
     bus_log,
     health_daily,
+    tickets,
 )
 
 ANNA, CARL = "anna@example.com", "carl@example.com"
@@ -541,3 +544,107 @@ async def test_logged_touchpoint_goes_on_the_bus_and_a_note_is_kept(pages: Pages
     refused = await pages.post(path, page, kind="note", text="a\x00b", next=path)
     assert refused.status_code == 422
     assert (await pages.client.get("/ui/accounts/acct-25/log")).status_code == 404  # Carl's
+
+
+# --- found from outside (a black-box pass over the dashboard) --------------------------
+
+
+async def test_odd_date_ranges_fall_back_to_the_default(pages: Pages) -> None:
+    """A "to" of year 1 left the calendar when the default span was counted back: 500."""
+    await pages.sign_in("lead")
+    for path in ("/ui/lead", "/ui/nps"):
+        for start, end in (("0001-01-01", "0001-01-01"), ("2020-01-01", "0001-01-01")):
+            await pages.get(path, **{"from": start, "to": end})
+    await pages.get("/ui/nps", **{"from": "9999-12-31", "to": "0001-01-01"})
+
+
+async def test_the_account_page_in_chinese_alerts_tickets_and_days(pages: Pages) -> None:
+    """The alert table came in English (macros imported without the page's language),
+    the tickets' status, priority and type as stored, the contract's end as ISO."""
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            insert(tickets),
+            [
+                {
+                    "ticket_id": "T-1",
+                    "account_id": "acct-02",
+                    "status": "pending",
+                    "priority": "urgent",
+                    "type": "bug",
+                    "created_at": NOW - timedelta(days=1),
+                    "occurred_at": NOW - timedelta(days=1),
+                    "event_id": "t1",
+                }
+            ],
+        )
+    await pages.sign_in("lead")
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    text = await pages.get("/ui/accounts/acct-02")
+    alerts_part = text.split('id="open-alerts"', 1)[1].split("</section>", 1)[0]
+    assert "严重程度" in alerts_part and "Severity" not in alerts_part
+    tickets_part = text.split('id="tickets"', 1)[1].split("</section>", 1)[0]
+    for word in ("等待客户回复", "紧急", "缺陷"):
+        assert word in tickets_part, word
+    end = TODAY + timedelta(days=20)
+    assert f"{end.year}年{end.month}月{end.day}日" in text and end.isoformat() not in text
+
+
+async def test_csv_exports_keep_formulas_as_text(pages: Pages) -> None:
+    """A CRM's account name a spreadsheet would run ("=HYPERLINK(…)") gets an apostrophe."""
+    formula = '=HYPERLINK("http://evil.example/","click")'
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(accounts).where(accounts.c.account_id == "acct-01").values(name=formula)
+        )
+    await pages.sign_in("lead")
+    exported = await pages.get("/ui/export/accounts", format="csv")
+    assert '"\'=HYPERLINK(""http://evil.example/"",""click"")"' in exported
+    assert '"=HYPERLINK' not in exported and ",=HYPERLINK" not in exported
+
+
+async def test_an_unknown_account_to_reassign_is_named_at_once(pages: Pages) -> None:
+    """The page was rendered while the reassignment's connection held SQLite's write
+    lock: 30 s, then a 500."""
+    await pages.sign_in("lead")
+    page = await pages.get("/ui/workload")
+    r = await pages.post("/ui/workload/reassign", page, account_ids="acct-01 nope", to_owner=CARL)
+    assert r.status_code == 404 and "nope" in r.text
+
+
+async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> None:
+    """1e30 from the form was stored and every later view of the account answered 500;
+    a NUL in the title failed PostgreSQL."""
+    await pages.sign_in("anna")
+    path = "/ui/accounts/acct-01"
+    page = await pages.get(path)
+    due = (TODAY + timedelta(days=30)).isoformat()
+    for target in ("1e30", "inf", "nan"):
+        r = await pages.post(
+            "/ui/plans/milestones",
+            page,
+            account_id="acct-01",
+            title="Big",
+            measure="events_28d",
+            op=">=",
+            target=target,
+            due_on=due,
+        )
+        assert r.status_code == 303 and "plan_error=invalid_milestone" in r.headers["location"]
+    r = await pages.post(
+        "/ui/plans/milestones", page, account_id="acct-01", title="Big\x00", due_on=due
+    )
+    assert "plan_error=invalid_milestone" in r.headers["location"]
+    await pages.get(path)
+
+
+def test_a_page_links_back_to_an_id_holding_a_percent_sign() -> None:
+    """ "acme%41" came back as "acme%41" in links, which is the account "acmeA"."""
+    scope = {
+        "type": "http",
+        "path": "/ui/accounts/acme%41 ü",
+        "query_string": b"days=30",
+        "headers": [],
+    }
+    request = Request(scope)
+    assert path_of(request) == "/ui/accounts/acme%2541%20%C3%BC"
+    assert address_of(request) == "/ui/accounts/acme%2541%20%C3%BC?days=30"

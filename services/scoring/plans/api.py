@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.plans import queries
 from services.scoring.plans.queries import MilestoneSpec, Today
-from services.scoring.plans.templates import PlanTemplates
+from services.scoring.plans.templates import MAX_TARGET, PlanTemplates
 from shared.auth import ApiKey
 from shared.clock import Clock, utcnow
 from shared.contracts.events import Day, Label
@@ -56,7 +56,7 @@ Measure = Annotated[
         "events_28d[report_run], …), 'go_live', or none: checked by hand",
     ),
 ]
-Target = Annotated[float | None, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
+Target = Annotated[float | None, Field(allow_inf_nan=False, ge=-MAX_TARGET, le=MAX_TARGET)]
 
 
 class Strict(BaseModel):

@@ -33,7 +33,7 @@ from services.scoring.plans.templates import (
 from services.scoring.plans.templates import plan_templates as plan_templates  # the dashboard's
 from services.scoring.queries import visible_account, zone_of
 from shared.auth import ApiKey
-from shared.contracts.events import fold_email
+from shared.contracts.events import fold_email, no_control
 from shared.storage.tables import account_health, accounts, success_plans
 from shared.web import ClientError
 
@@ -239,6 +239,10 @@ async def create_plan(
     await store.rescore_soon(conn, account_id)
 
 
+# A milestone's title: its column's length.
+TITLE_CHARS = 200
+
+
 @dataclass(frozen=True)
 class MilestoneSpec:
     """A milestone as a person writes it (checked here: 422 with what to fix)."""
@@ -251,6 +255,9 @@ class MilestoneSpec:
 
     def checked(self) -> MilestoneSpec:
         try:
+            if not 0 < len(self.title) <= TITLE_CHARS:
+                raise ValueError(f"a title of 1 to {TITLE_CHARS} characters")
+            no_control(self.title)  # NUL fails PostgreSQL: a 500, from the dashboard's form
             check_measure(self.measure)
             check_target(self.measure, self.target)
         except ValueError as exc:

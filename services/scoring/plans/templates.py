@@ -42,8 +42,15 @@ def check_measure(measure: str | None) -> str | None:
     return measure
 
 
+# A target is a value a measure reaches: finite, and within the range money and counts
+# are kept in (shared.contracts.events.MAX_MONEY), so every page can print it.
+MAX_TARGET = 1e12
+
+
 def check_target(measure: str | None, target: float | None) -> None:
     """A measured milestone needs a target, except go-live; others take none."""
+    if target is not None and not -MAX_TARGET <= target <= MAX_TARGET:  # NaN fails too
+        raise ValueError(f"a target is a number between -{MAX_TARGET:.0e} and {MAX_TARGET:.0e}")
     if measure not in (None, GO_LIVE) and target is None:
         raise ValueError(f"give a target for {measure!r} (the value to reach)")
     if measure in (None, GO_LIVE) and target is not None:

@@ -23,7 +23,7 @@ from services.scoring.retention.pipeline import ForecastRule
 from services.scoring.retention.queries import RENEWAL_FIELDS, renewals, retention_between
 from services.scoring.retention.schemas import Renewals, RetentionAnswer
 from shared.openapi import error_responses
-from shared.web import ReadKey
+from shared.web import ReadKey, spreadsheet_cell
 
 router = APIRouter(prefix="/v1", tags=["renewals and retention"])
 
@@ -69,7 +69,9 @@ def csv_answer(columns: Sequence[str], rows: Iterable[dict[str, Any]], name: str
     writer.writerow(columns)
     for row in rows:
         writer.writerow(
-            " ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
+            spreadsheet_cell(
+                " ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
+            )
             for v in (row.get(c) for c in columns)
         )
     return Response(
