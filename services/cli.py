@@ -759,6 +759,7 @@ def report(
     ] = None,
 ) -> None:
     """Write an account's report as print-ready HTML, or as a PDF."""
+    from services.reports.api import file_part
     from services.reports.data import KINDS, UnknownAccount
     from services.reports.document import Ask, document
     from services.reports.fmt import Fmt
@@ -790,7 +791,7 @@ def report(
     except PdfUnavailable as exc:
         console.print(f"[red]no PDF[/]: {escape(str(exc))}")
         raise typer.Exit(2) from None
-    target = out or Path(f"{account}-{kind}.{'pdf' if pdf else 'html'}")
+    target = out or Path(f"{file_part(account)}-{kind}.{'pdf' if pdf else 'html'}")
     target.write_bytes(body)
     console.print(f"[green]wrote[/] {target}")
 

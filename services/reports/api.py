@@ -76,7 +76,7 @@ async def report_document(conn: AsyncConnection, key: ApiKey, ask: Ask) -> Respo
         raise ClientError(503, "pdf_unavailable", str(exc)) from exc
     if not ask.pdf:
         return HTMLResponse(body)
-    name = f"{_safe(ask.account_id)}-{ask.kind}-{ask.end.isoformat()}.pdf"
+    name = f"{file_part(ask.account_id)}-{ask.kind}-{ask.end.isoformat()}.pdf"
     return Response(
         body, media_type=PDF, headers={"Content-Disposition": f'inline; filename="{name}"'}
     )
@@ -87,7 +87,7 @@ def pdf_link(request: Request) -> str:
     return "?" + request.url.include_query_params(format="pdf").query
 
 
-def _safe(text: str) -> str:
+def file_part(text: str) -> str:
     """A file name part from an account id: letters, digits, - and _ only."""
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in text)[:80]
 
