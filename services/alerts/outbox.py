@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
 from services.alerts.channels import Channel, DeliveryError
+from services.alerts.channels.base import SEND_TIMEOUT_S
 from services.alerts.channels.slack import MAX_GROUPED
 from services.alerts.channels.text import one_line, redact_urls
 from services.alerts.metrics import AlertsMetrics
@@ -38,6 +39,7 @@ from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.db import insert_ignore
 from shared.storage.tables import alerts, deliveries
+from shared.worker import describe
 
 log = logging.getLogger(__name__)
 
@@ -220,16 +222,48 @@ class OutboxSender:
 
     async def send_due(self) -> int:
         """One pass. A delivery that cannot be sent fails alone (``_deliver`` records it
-        as its failed attempt); the pass goes on with the others."""
+        as its failed attempt); the pass goes on with the others. Deliveries sharing a
+        pace (one Slack webhook) go one after another, the rest side by side: a Slack
+        that hangs until its timeout holds up no email (it held the whole pass)."""
         claimed = await self._claim()
+        # A send begun by then ends (SEND_TIMEOUT_S) before the claim's lease does, so
+        # no other sender takes a delivery this one is still sending.
+        deadline = self._clock() + timedelta(
+            seconds=self._settings.delivery_claim_lease_s - SEND_TIMEOUT_S
+        )
+        lanes: dict[Any, list[list[Any]]] = {}
         for group in claimed:
+            head = group[0]
+            pace = _pace_key(self._channels.get(head.channel), head.destination)
+            lanes.setdefault(pace or (head.channel, head.destination), []).append(group)
+        await asyncio.gather(*(self._send_lane(lane, deadline) for lane in lanes.values()))
+        return sum(len(g) for g in claimed)
+
+    async def _send_lane(self, groups: list[list[Any]], deadline: datetime) -> None:
+        """``groups`` in turn; those whose turn comes after ``deadline`` go back untried
+        (the next pass takes them with a new lease). The first always goes: it was
+        claimed just now."""
+        for at, group in enumerate(groups):
+            if at and self._clock() > deadline:
+                try:
+                    await self._release([r for later in groups[at:] for r in later])
+                except Exception as exc:  # the database is away: the leases run out
+                    log.warning("releasing unsent deliveries failed: %s", describe(exc))
+                return
             try:
                 await self._deliver(group)
             except Exception:
                 # Recording the outcome failed (the database is away): the claim lease
                 # runs out and the delivery is tried again, at most one duplicate.
                 log.exception("recording delivery %s failed", group[0].delivery_id)
-        return sum(len(g) for g in claimed)
+
+    async def _release(self, rows: list[Any]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.delivery_id.in_([r.delivery_id for r in rows]))
+                .values(claimed_until=None)
+            )
 
     async def _claim(self) -> list[list[Any]]:
         """Groups of rows to send: per (channel, destination) the oldest pending row if

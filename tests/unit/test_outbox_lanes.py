@@ -1,0 +1,172 @@
+"""The outbox sender's lanes: deliveries that share a pace (one Slack webhook) go one
+after another, others side by side, and none is begun so late that its claim's lease
+could run out while it is sent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.alerts.channels.base import SEND_TIMEOUT_S
+from services.alerts.metrics import AlertsMetrics
+from services.alerts.outbox import OutboxSender
+from shared.alerting.schema import Recipient
+from shared.alerting.store import AlertingStore
+from shared.config import Settings
+from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.notices import Notice, NoticeKind
+from shared.storage.db import create_engine, migrate
+from shared.storage.tables import deliveries
+from tests.support.alerting import alerting_toml
+
+T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Channel:
+    """A stand-in channel: records sends; ``before_send`` runs first (a hang, a delay)."""
+
+    name: str
+    pace: str | None
+    sent: list[str] = field(default_factory=list)
+    before_send: Any = None
+    broadcast: bool = False
+
+    def address(self, recipient: Recipient) -> str | None:
+        return recipient.email
+
+    def pace_key(self, destination: str) -> str | None:
+        return self.pace
+
+    async def send(self, notice: Notice, destination: str) -> None:
+        if self.before_send is not None:
+            await self.before_send(destination)
+        self.sent.append(destination)
+
+
+def _alert(n: int) -> AlertEvent:
+    return AlertEvent(
+        alert_id=f"acct-{n}:payment_failed:1",
+        revision=0,
+        account_id=f"acct-{n}",
+        rule="payment_failed",
+        severity=Severity.critical,
+        status="firing",
+        title=f"acct-{n}: a payment failed",
+        summary="",
+        fired_at=T0,
+    )
+
+
+@pytest.fixture
+async def engine(embedded_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def _queue(
+    engine: AsyncEngine, channel: str, destination: str, n: int, due: datetime
+) -> None:
+    notice = Notice(NoticeKind.fire, [_alert(n)], f"acct-{n}")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(deliveries).values(
+                alert_id=f"acct-{n}:payment_failed:1",
+                notification="fire",
+                account_id=f"acct-{n}",
+                channel=channel,
+                destination=destination,
+                payload=notice.to_json(),
+                status="pending",
+                attempts=0,
+                next_attempt_at=due,
+                created_at=due,
+            )
+        )
+
+
+def _sender(
+    engine: AsyncEngine, settings: Settings, channels: list[Channel], clock: Clock
+) -> OutboxSender:
+    return OutboxSender(
+        engine,
+        channels,  # type: ignore[arg-type]
+        settings.model_copy(update={"slack_min_interval_s": 0.0}),
+        AlertsMetrics(CollectorRegistry()),
+        alerting=AlertingStore(alerting_toml(None)),
+        clock=clock,
+    )
+
+
+async def test_a_hanging_slack_holds_up_no_email(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """The Slack delivery is claimed first and hangs until the email has gone: one
+    after the other (as before) the pass never ends."""
+    slack = Channel("slack", pace="webhook")
+    email = Channel("email", pace=None)
+    email_sent = asyncio.Event()
+
+    async def hang_until_email(_: str) -> None:
+        await email_sent.wait()
+
+    async def mark(_: str) -> None:
+        email_sent.set()
+
+    slack.before_send, email.before_send = hang_until_email, mark
+    await _queue(engine, "slack", "webhook", 1, T0 - timedelta(seconds=1))
+    await _queue(engine, "email", "anna@example.com", 2, T0)
+    sender = _sender(engine, embedded_settings, [slack, email], Clock())
+    async with asyncio.timeout(10):
+        assert await sender.send_due() == 2
+    assert (slack.sent, email.sent) == (["webhook"], ["anna@example.com"])
+
+
+async def test_a_lane_stops_before_the_lease_could_run_out(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Two Slack destinations behind one webhook go in turn; the first send takes so
+    long that a second, begun now, could outlast the claim's lease: it goes back
+    untried, unclaimed, and the next pass sends it."""
+    clock = Clock()
+    slack = Channel("slack", pace="webhook")
+    lease = embedded_settings.delivery_claim_lease_s
+
+    async def slow(_: str) -> None:
+        clock.now += timedelta(seconds=lease - SEND_TIMEOUT_S + 1)
+
+    slack.before_send = slow
+    await _queue(engine, "slack", "C-ONE", 1, T0 - timedelta(seconds=2))
+    await _queue(engine, "slack", "C-TWO", 2, T0 - timedelta(seconds=1))
+    sender = _sender(engine, embedded_settings, [slack], clock)
+    await sender.send_due()
+    assert slack.sent == ["C-ONE"]
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    deliveries.c.destination, deliveries.c.status, deliveries.c.claimed_until
+                ).order_by(deliveries.c.delivery_id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("C-ONE", "delivered", None), ("C-TWO", "pending", None)]
+    await sender.send_due()
+    assert slack.sent == ["C-ONE", "C-TWO"]
