@@ -93,6 +93,13 @@ class Runtime:
             return False
         return await self.bus.reachable()
 
+    async def ingest_ready(self) -> bool:
+        """Ingest alone: the bus answers. While the database is down it keeps accepting
+        from keys verified within the hour (README, failure table), so it stays in
+        service: a readiness probe that needed the database took every ingest replica
+        out of service, refusing connections instead of answering (found from outside)."""
+        return await self.bus.reachable()
+
 
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None = None):  # type: ignore[no-untyped-def]
@@ -260,7 +267,9 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) ->
 
 
 def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
-    app = create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=rt.ready)
+    # With the read API (one process, the embedded default) the database is needed.
+    ready = rt.ready if with_health_api else rt.ingest_ready
+    app = create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=ready)
     if with_health_api:
         mount_health_api(app, rt)
         mount_alerts_api(app, rt)

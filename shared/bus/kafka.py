@@ -51,6 +51,15 @@ FILL_MIN_BEHIND = 5000
 COMMIT_TIMEOUT_S = 5.0
 
 
+def _sender_stopped(producer: AIOKafkaProducer) -> bool:
+    """Whether the producer's sender has ended for good. aiokafka ends it on a fatal
+    error, such as ``OutOfOrderSequenceNumber`` when a broker restarted under load has
+    lost the idempotent producer's sequence, and fails every later send with that error:
+    ingest answered 503 until restarted by hand (found from outside)."""
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return task is not None and task.done()
+
+
 class KafkaProducer:
     """Idempotent producer with acks=all; ``send_many`` returns once the broker acked."""
 
@@ -79,8 +88,15 @@ class KafkaProducer:
 
     async def _ensure_started(self) -> AIOKafkaProducer:
         async with self._lock:
-            if self._producer is not None:
+            if self._producer is not None and not _sender_stopped(self._producer):
                 return self._producer
+            if self._producer is not None:
+                # Every send of this producer would fail with the error that stopped it,
+                # until the process restarts: start a new one (a new producer id).
+                log.warning("Kafka producer stopped after a fatal error; starting a new one")
+                stopped, self._producer = self._producer, None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stopped.stop(), self._ack_timeout_s)
             if self._prepare is not None:
                 await self._prepare()
             producer = AIOKafkaProducer(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.bus.base import OutMessage, Record
 from shared.bus.kafka import KafkaConsumer, KafkaProducer, ensure_topics
@@ -51,3 +53,36 @@ async def test_without_stored_offsets_it_reads_from_the_logs_start_even_after_de
         await consumer.stop()
     assert [r.offset for r in got] == list(range(4, 10))
     assert [r.value for r in got] == [str(i).encode() for i in range(4, 10)]
+
+
+async def test_a_producer_whose_sender_stopped_for_good_is_replaced(kafka_bootstrap: str) -> None:
+    """aiokafka ends an idempotent producer's sender on a fatal error (here, as after a
+    broker restart under load, OutOfOrderSequenceNumber) and fails every later send
+    with it: ingest answered 503 until restarted by hand. The fault is put in as
+    aiokafka's own sender puts it (its task ends with the error, the accumulator fails)."""
+    topic = f"fatal-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [topic], partitions=1, replication=1)
+    producer = KafkaProducer(kafka_bootstrap, ack_timeout_s=30)
+    await producer.start()
+    try:
+        await producer.send_many([OutMessage(topic, b"k", b"before")])
+        inner = producer._producer
+        assert inner is not None
+        sender = inner._sender
+        sender.sender_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender.sender_task
+
+        async def fatal() -> None:
+            raise OutOfOrderSequenceNumber()
+
+        ended = asyncio.create_task(fatal())
+        with contextlib.suppress(OutOfOrderSequenceNumber):
+            await ended
+        sender._sender_task = ended
+        inner._message_accumulator.fail_all(OutOfOrderSequenceNumber())
+        assert await producer.reachable()
+        await producer.send_many([OutMessage(topic, b"k", b"after")])
+        assert producer._producer is not inner
+    finally:
+        await producer.stop()
