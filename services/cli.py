@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import re
 import secrets
 import signal
@@ -72,14 +73,50 @@ def _setup_logging(settings: Settings) -> None:
     setup_logging(settings.log_level)
 
 
+# Distinct repeated messages a RepeatFilter tracks before it forgets the stale ones.
+REPEATS_KEPT = 1000
+
+
 def setup_logging(level: str | int, fmt: str = LOG_FORMAT) -> None:
     """Log to stderr one line per record, control characters escaped and passwords in
     URLs hidden (see OneLineFormatter); chatty libraries at WARNING."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter(fmt))
+    handler.addFilter(RepeatFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for name in (*QUIET_LOGGERS, *CHATTY_LOGGERS):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class RepeatFilter(logging.Filter):
+    """A warning or error said again within ``window_s`` is counted, not written; the
+    next one written after the window says how many were left out. A broker outage had
+    aiokafka log "Unable connect to node" 4,431 times a second, and the outbox a
+    traceback every poll while the database was down: gigabytes an hour of one line."""
+
+    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # → (written, left out)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self._clock()
+        written, left_out = self._seen.get(key, (-math.inf, 0))
+        if now - written < self._window_s:
+            self._seen[key] = (written, left_out + 1)
+            return False
+        if len(self._seen) >= REPEATS_KEPT:  # forget what is out of its window
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self._window_s}
+        self._seen[key] = (now, 0)
+        if left_out:
+            record.msg = f"{record.getMessage()} ({left_out} more like it in the last "
+            record.msg += f"{self._window_s:.0f} s not shown)"
+            record.args = None
+        return True
 
 
 def redacted_url(url: str) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devservices import free_port
-from services.cli import OneLineFormatter, redacted_url
+from services.cli import OneLineFormatter, RepeatFilter, redacted_url
 from shared.auth import Scope, create_key
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import accounts
@@ -151,4 +151,29 @@ def test_the_formatter_escapes_controls_and_hides_passwords() -> None:
     assert line.endswith("url postgresql://u:***@h/db") and "\\r\\n" + FORGED in line
     assert (
         redacted_url("postgresql+asyncpg://u:pw@h:5432/d") == "postgresql+asyncpg://u:***@h:5432/d"
+    )
+
+
+def test_a_warning_said_again_within_a_minute_is_counted_not_written() -> None:
+    """A broker outage had aiokafka log "Unable connect to node" thousands of times a
+    second: one line a minute, then how many were left out."""
+    now = [0.0]
+    repeats = RepeatFilter(window_s=60, clock=lambda: now[0])
+
+    def record(level: int, msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", level, __file__, 1, msg, args, None)
+
+    unable = "Unable connect to node with id %s: %s"
+    assert repeats.filter(record(logging.ERROR, unable, 1, "refused"))
+    for _ in range(4_000):
+        now[0] += 0.01  # 40 s of them
+        assert not repeats.filter(record(logging.ERROR, unable, 1, "refused"))
+    assert repeats.filter(record(logging.ERROR, unable, 2, "refused"))  # another text
+    assert repeats.filter(record(logging.INFO, "delivered %s", "a"))  # info: always
+    assert repeats.filter(record(logging.INFO, "delivered %s", "a"))
+    now[0] += 21
+    again = record(logging.ERROR, unable, 1, "refused")
+    assert repeats.filter(again)
+    assert again.getMessage() == (
+        "Unable connect to node with id 1: refused (4000 more like it in the last 60 s not shown)"
     )
