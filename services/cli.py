@@ -21,7 +21,7 @@ import orjson
 import typer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from rich.console import Console
 from rich.markup import escape
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services import runtime
 from services.admin_keys import printable
-from services.scoring.backfill import ImportReport, import_files
+from services.scoring.backfill import ImportReport, check_file_names, import_files
 from services.scoring.history_files import UnreadableFile
 from services.scoring.import_lock import ImportLockLost, ImportRunning
 from services.scoring.metrics import ScoringMetrics
@@ -47,6 +47,7 @@ from shared.auth import KeyInfo, Role, Scope, create_key, list_keys, revoke_key,
 from shared.bus.base import BusUnavailable
 from shared.bus.factory import create_bus
 from shared.config import Settings
+from shared.contracts.events import Email
 from shared.storage.db import create_engine, migrate
 from shared.worker import describe, is_transient
 
@@ -446,6 +447,11 @@ def keys_create(
         printable(name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if csm_email is not None:
+        try:  # a key for "not-an-email" would see no account, silently
+            csm_email = TypeAdapter(Email).validate_python(csm_email)
+        except ValidationError:
+            raise typer.BadParameter(f"--csm-email {csm_email!r} is not an email") from None
 
     async def create(engine: AsyncEngine) -> str:
         return await create_key(engine, name, scopes, csm_email)
@@ -561,10 +567,22 @@ def import_cmd(
     """Load historical events through the scoring code (resumable; sends no alerts)."""
     settings = Settings()
     _setup_logging(settings)
+    folders = [str(f) for f in files if f.is_dir()]
+    if folders:
+        console.print(
+            f"[red]a folder, not a file:[/] {', '.join(folders)}: name its files "
+            "(for example folder/*.ndjson.gz)"
+        )
+        raise typer.Exit(2)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         console.print(f"[red]no such file:[/] {', '.join(missing)}")
         raise typer.Exit(2)
+    try:
+        check_file_names(files)
+    except ValueError as exc:
+        console.print(f"[red]not started:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     from rich.progress import BarColumn, Progress, TextColumn
 
     async def main() -> ImportReport:
@@ -620,17 +638,27 @@ def import_cmd(
         )
         _print_rejected(result)
         raise typer.Exit(1)
+    repeated = f", {result.repeated} repeated event ids counted once" if result.repeated else ""
     console.print(
         f"[green]imported[/] {result.imported} events from {result.files} file(s) "
-        f"({result.skipped_already_imported} lines already imported earlier); "
+        f"({result.skipped_already_imported} lines read by an earlier run{repeated}); "
         f"{result.swept} accounts brought up to today; "
         f"{result.days_scored} daily scores recorded; "
         f"{result.alerts_not_sent} alert messages of the past were not sent; "
         f"{result.alerts_opened} alerts still true were opened without notices"
     )
-    if result.rejected:
+    if result.rejected_before:
+        console.print(
+            f"[yellow]{result.rejected_before} line(s) rejected by an earlier run[/] are "
+            "still to fix: fix them in place and run again with --restart"
+        )
+    if result.rejected or result.rejected_before:
         _print_rejected(result)
         raise typer.Exit(1)
+
+
+# Rejected lines listed after an import; the rest are counted (each is in the log).
+REJECTS_SHOWN = 20
 
 
 def _print_rejected(result: ImportReport) -> None:
@@ -641,8 +669,13 @@ def _print_rejected(result: ImportReport) -> None:
         "--restart (only the rejected lines are read again; fix them in place, so that "
         "every line keeps its number):"
     )
-    for name, line, reason in result.rejected[:20]:
+    for name, line, reason in result.rejected[:REJECTS_SHOWN]:
         console.print(f"  {name}:{line}: {reason}")
+    if len(result.rejected) > REJECTS_SHOWN:
+        console.print(
+            f"  … and {len(result.rejected) - REJECTS_SHOWN} more: the log has every one "
+            "(HEALTHWATCH_LOG_LEVEL=WARNING or lower)"
+        )
 
 
 @app.command()
@@ -659,7 +692,8 @@ def backtest(
         int,
         typer.Option(
             help="Score every account, quiet ones included, every N days; the alert rules "
-            "step on those days (1: daily)"
+            "step on those days (1: daily)",
+            min=1,
         ),
     ] = 7,
     model: Annotated[
@@ -671,10 +705,7 @@ def backtest(
     workers: Annotated[int | None, WORKERS_OPTION] = None,
 ) -> None:
     """Replay history through the scoring code and report how well the score predicted churn."""
-    from rich.progress import Progress
-
     from services.scoring.backtest import report as rpt
-    from services.scoring.backtest.replay import read_churn_csv, replay
     from services.scoring.model.schema import DEFAULT_MODEL, parse_model
 
     source = (model or DEFAULT_MODEL).read_text(encoding="utf-8")
@@ -683,43 +714,9 @@ def backtest(
         wanted = [int(h) for h in horizons.split(",") if h.strip()]
     except ValueError as exc:  # ModelError lists every problem with its location
         raise typer.BadParameter(str(exc)) from exc
-    outcomes = read_churn_csv(churn) if churn else {}
-    setup_logging("WARNING")
-    with Progress(console=console) as progress:
-        reading = progress.add_task("reading history", total=None)
-        task = progress.add_task("replaying history", total=None)
-        logged = [0]  # lines read when last logged
-
-        def read(lines: int) -> None:
-            progress.update(reading, description=f"reading history: {lines} lines")
-            # A log, a CI job: a line per half a million lines read instead of a bar.
-            if not console.is_terminal and lines - logged[0] >= 500_000:
-                logged[0] = lines
-                console.print(f"backtest: {lines} lines read")
-
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-            if not console.is_terminal and (done == total or done % max(1, total // 10) == 0):
-                console.print(f"backtest: {done}/{total} days scored")
-
-        try:
-            result = asyncio.run(
-                replay(
-                    files,
-                    churn=outcomes,
-                    model_source=source,
-                    step_days=step_days,
-                    progress=report,
-                    reading=read,
-                    workers=workers,
-                )
-            )
-        except UnreadableFile as exc:
-            console.print(f"[red]stopped:[/] {escape(str(exc))}")
-            raise typer.Exit(1) from None
-    if not result.churn:
-        console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
-        raise typer.Exit(2)
+    if any(h <= 0 for h in wanted):
+        raise typer.BadParameter("--horizons are days ahead: whole numbers above 0")
+    result = _replayed(files, churn, source=source, step_days=step_days, workers=workers)
     built = rpt.build(result, wanted, health_model)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_bytes(orjson.dumps(rpt.public(built), option=orjson.OPT_INDENT_2))
@@ -735,8 +732,8 @@ def calibrate(
     churn: Annotated[
         Path | None, typer.Option(help="CSV of account_id,churn_date (besides churn events)")
     ] = None,
-    horizon: Annotated[int, typer.Option(help="Days ahead to predict churn")] = 30,
-    step_days: Annotated[int, typer.Option(help="Score every account every N days")] = 7,
+    horizon: Annotated[int, typer.Option(help="Days ahead to predict churn", min=1)] = 30,
+    step_days: Annotated[int, typer.Option(help="Score every account every N days", min=1)] = 7,
     out: Annotated[Path, typer.Option(help="The calibrated model's TOML file")] = Path(
         "calibrated-model.toml"
     ),
@@ -754,30 +751,97 @@ def calibrate(
     history, judged out of sample beside the handbook default and the baselines."""
     from services.scoring.backtest.calibration import calibrate as fit_model
     from services.scoring.backtest.calibration import text as calibration_text
-    from services.scoring.backtest.replay import read_churn_csv, replay
     from services.scoring.model.schema import load_default_model, parse_model
 
-    outcomes = read_churn_csv(churn) if churn else {}
     source = model.read_text(encoding="utf-8") if model else None
-    base = parse_model(source) if source else load_default_model()
-    setup_logging("WARNING")
-    result = asyncio.run(
-        replay(files, churn=outcomes, step_days=step_days, model_source=source, workers=workers)
-    )
-    if not result.churn:
-        console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
-        raise typer.Exit(2)
+    try:
+        base = parse_model(source) if source else load_default_model()
+    except ValueError as exc:  # ModelError lists every problem with its location
+        raise typer.BadParameter(str(exc)) from exc
+    result = _replayed(files, churn, source=source, step_days=step_days, workers=workers)
     try:
         _, toml_text, report = fit_model(result, horizon, base, version)
     except ValueError as exc:
         console.print(f"[red]cannot calibrate:[/] {exc}")
         raise typer.Exit(1) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(toml_text, encoding="utf-8")
     print(calibration_text(report, horizon))
+    if any(w["check"] == "worse_than_default" for w in report["warnings"]):
+        console.print(f"written {out}, but keep the handbook default: see the warning above")
+        return
     console.print(
         f"written {out}: review it (diff it against GET /v1/health-model), then apply it "
         "with PUT /v1/health-model"
     )
+
+
+def _replayed(
+    files: list[Path],
+    churn: Path | None,
+    *,
+    source: str | None,
+    step_days: int,
+    workers: int | None,
+) -> Any:
+    """The history replayed (``backtest``, ``calibrate``), with progress; a user's
+    mistake (an unreadable churn file or history, no events, no churn) ends the command
+    with one line saying what to fix."""
+    from rich.progress import Progress
+
+    from services.scoring.backtest.replay import ChurnFileError, read_churn_csv, replay
+
+    try:
+        outcomes = read_churn_csv(churn) if churn else {}
+    except ChurnFileError as exc:
+        console.print(f"[red]cannot read the churn file:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    setup_logging("WARNING")
+    with Progress(console=console) as progress:
+        reading = progress.add_task("reading history", total=None)
+        task = progress.add_task("replaying history", total=None)
+        logged = [0]  # lines read when last logged
+
+        def read(lines: int) -> None:
+            progress.update(reading, description=f"reading history: {lines} lines")
+            # A log, a CI job: a line per half a million lines read instead of a bar.
+            if not console.is_terminal and lines - logged[0] >= 500_000:
+                logged[0] = lines
+                console.print(f"replay: {lines} lines read")
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            if not console.is_terminal and (done == total or done % max(1, total // 10) == 0):
+                console.print(f"replay: {done}/{total} days scored")
+
+        try:
+            result = asyncio.run(
+                replay(
+                    files,
+                    churn=outcomes,
+                    model_source=source,
+                    step_days=step_days,
+                    progress=report,
+                    reading=read,
+                    workers=workers,
+                )
+            )
+        except UnreadableFile as exc:
+            console.print(f"[red]stopped:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+    if result.rejected:
+        console.print(
+            f"[yellow]{result.rejected} line(s) rejected[/] (not JSON, not an event, or dated "
+            "in the future) and left out; `healthwatch import` of the files into a scratch "
+            "database lists each with its reason"
+        )
+    if not result.events:
+        console.print("[red]no events in the history:[/] check the files (NDJSON, CSV, Parquet)")
+        raise typer.Exit(2)
+    if not result.churn:
+        console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
+        raise typer.Exit(2)
+    return result
 
 
 @app.command()
@@ -947,7 +1011,7 @@ def export_cmd(
 def simulate(
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="Ingest API key")] = "",
-    accounts: Annotated[int, typer.Option(help="Number of simulated accounts")] = 50,
+    accounts: Annotated[int, typer.Option(help="Number of simulated accounts", min=1)] = 50,
     live: Annotated[bool, typer.Option(help="Keep sending live traffic after the history")] = True,
     seed: int = 7,
     history_out: Annotated[
@@ -956,7 +1020,9 @@ def simulate(
     churn_out: Annotated[Path, typer.Option(help="With --history-out: churn CSV")] = Path(
         "churn.csv"
     ),
-    months: Annotated[int, typer.Option(help="With --history-out: months of history")] = 12,
+    months: Annotated[
+        int, typer.Option(help="With --history-out: months of history (2 or more)", min=2)
+    ] = 12,
     shape: Annotated[
         str,
         typer.Option(
@@ -967,7 +1033,7 @@ def simulate(
 ) -> None:
     """Send realistic traffic for N accounts to an ingest URL, or write a history file."""
     if history_out is not None:
-        from datetime import UTC, datetime
+        from datetime import UTC, datetime, timedelta
 
         from services.simulate_history import SHAPES, write_history
 
@@ -978,7 +1044,9 @@ def simulate(
             churn_out,
             accounts=accounts,
             days=months * 30,
-            end=datetime.now(UTC).date(),
+            # Ending yesterday: every event lies in the past, so the file imports as
+            # it is (a line later than now + max_future_skew is refused).
+            end=datetime.now(UTC).date() - timedelta(days=1),
             seed=seed,
             shape=shape,
             progress=lambda n: console.print(f"{n} events written…"),

@@ -74,6 +74,8 @@ class ImportReport:
     lines: int = 0
     skipped_already_imported: int = 0
     imported: int = 0
+    repeated: int = 0  # records whose event id was counted already (within the window)
+    rejected_before: int = 0  # lines rejected by an earlier run, not read again (no --restart)
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # file, line, reason
     alerts_not_sent: int = 0
     swept: int = 0
@@ -175,6 +177,20 @@ async def _hold(conn: AsyncConnection, alerts: list[AlertEvent]) -> None:
     await upsert(conn, import_alerts, rows, keys=["alert_id"], update=["revision", "value"])
 
 
+def check_file_names(paths: Sequence[Path]) -> None:
+    """ValueError unless every file has a name of its own: an import knows a file by its
+    name (so that it can resume it, wherever it lies), and of two files named alike one
+    was silently left out (found from outside)."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        other = seen.setdefault(path.name, path)
+        if other != path:
+            raise ValueError(
+                f"two files named {path.name} ({other} and {path}): an import knows a file "
+                "by its name, to resume it; rename one of them"
+            )
+
+
 async def import_files(
     paths: Sequence[Path],
     processor_for: Callable[[_Sink], ScoringProcessor],
@@ -193,6 +209,7 @@ async def import_files(
     hours) would not know them. The alerts open at the end go to ``alerts_to`` (the
     bus), marked imported; without it they are counted only. ``progress``: a file's
     name and its records read so far, after each batch."""
+    check_file_names(paths)
     report = ImportReport(files=len(paths))
     if not paths:
         return report
@@ -234,7 +251,10 @@ async def _read(
     )
     for topic, source in sources.items():
         source.start = stored.get((topic, 0), 0)
-        source.retry = await _take_rejects(processor.engine, topic) if restart else set()
+        rejects = await _take_rejects(processor.engine, topic)
+        source.retry = rejects if restart else set()
+        if not restart:  # still to fix: the summary says so, not "already imported"
+            report.rejected_before += len(rejects)
     batch: list[tuple[Record, Stamp]] = []
     times = _Times(batch_span(processor.settings).total_seconds())
     merged = heapq.merge(
@@ -407,7 +427,8 @@ async def _flush(
     # with each day's noon as the rules' clock. Scoring the batch as of its newest event
     # as well was the same day's score done twice (a third of the import's time) and
     # stepped the rules at event times between the days' noons, back and forth in time.
-    await processor.handle(records, _forget_rejects(records), score=False)
-    report.imported += len(batch) - (len(report.rejected) - before)
+    fresh = await processor.handle(records, _forget_rejects(records), score=False)
+    report.imported += fresh
+    report.repeated += len(batch) - (len(report.rejected) - before) - fresh
     batch.clear()
     report.days_scored += await calendar.close_read_days()

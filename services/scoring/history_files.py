@@ -33,6 +33,7 @@ JSON_COLUMNS = {"properties", "owner", "contacts"}
 # refused; reaching it means a quote left open is taking the rest of the file into one
 # field, and the file stops there (going on mid-field would read its lines as rows).
 MAX_CSV_FIELD = MAX_EVENT_BYTES
+TOO_LONG = f"longer than {MAX_EVENT_BYTES // 2**20} MiB, the most an event may be".encode()
 # Rows of a Parquet file decoded at a time: a few MB of Python objects.
 PARQUET_ROWS = 10_000
 # The byte-order mark some editors write first in a UTF-8 file.
@@ -93,18 +94,23 @@ def read_lines(path: Path, lines: LineNumbers | None = None) -> Iterator[bytes]:
 
 
 def _records_of(path: Path, lines: LineNumbers | None) -> Iterator[bytes]:
-    if path.name.endswith(".parquet"):
+    # Extensions in any case: "EXPORT.CSV" was read as NDJSON, every row refused.
+    if path.name.lower().endswith(".parquet"):
         yield from _parquet_rows(path)
         return
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
     opener: Callable[[Path], IO[bytes]] = _gzip_open if gzipped else _plain_open
-    name = path.name.removesuffix(".gz")
+    name = path.name.lower().removesuffix(".gz")
     with opener(path) as stream:
         if name.endswith(".csv"):
             yield from _csv_records(stream, lines)
         else:
             for number, line in enumerate(stream):
+                if len(line) > MAX_EVENT_BYTES + 2:  # its line end aside
+                    # Ingest refuses such an event (413); an import refuses its line.
+                    yield Unreadable(TOO_LONG)
+                    continue
                 # A byte-order mark some editors put first is no part of the JSON
                 # (backtest's index of plain files skips it too).
                 yield (line.removeprefix(BOM) if number == 0 else line).rstrip(b"\r\n")
@@ -275,10 +281,12 @@ def _plain_open(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _csv_row(row: dict[str, str]) -> dict[str, object]:
+def _csv_row(row: dict[str, str | None]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in row.items():
-        if value == "" or key is None:
+        # A row that leaves its trailing empty cells out gives None for them: empty too
+        # (each was sent as a JSON null, and the whole row refused for it).
+        if value is None or value == "" or key is None:
             continue
         if key in JSON_COLUMNS:
             try:

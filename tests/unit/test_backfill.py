@@ -143,12 +143,12 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
 
         async def handle(
             self, records: Sequence[Record], also: Any = None, *, score: bool = True
-        ) -> None:
+        ) -> int:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise RuntimeError("killed")
-            await super().handle(records, also, score=score)
+            return await super().handle(records, also, score=score)
 
     with pytest.raises(RuntimeError, match="killed"):
         await import_files(
@@ -763,11 +763,11 @@ async def test_a_restart_stopped_part_way_keeps_the_rejections_it_did_not_read_a
         made = processor(sink)
         handle, calls = made.handle, []
 
-        async def stopping(records: Sequence[Record], also: Any = None, **how: bool) -> None:
+        async def stopping(records: Sequence[Record], also: Any = None, **how: bool) -> int:
             calls.append(records)
             if len(calls) == 2:
                 raise RuntimeError("stopped")
-            await handle(records, also, **how)
+            return await handle(records, also, **how)
 
         made.handle = stopping  # type: ignore[method-assign]
         return made

@@ -270,10 +270,10 @@ async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
     class CutOff(ScoringProcessor):
         async def handle(
             self, records: Sequence[Record], also: Any = None, *, score: bool = True
-        ) -> None:
+        ) -> int:
             nonlocal batches
             batches += 1
-            await super().handle(records, also, score=score)
+            fresh = await super().handle(records, also, score=score)
             async with engine.connect() as conn:
                 await conn.execute(
                     text(
@@ -282,6 +282,7 @@ async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
                     ),
                     {"space": 0x696D7072},
                 )
+            return fresh
 
     # Four hours apart: the ten lines fit one batch's 48 hours of event time
     # (``processor.batch_span``), so a batch holds ``batch_size`` of them.

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from services.ingest.connectors.accounts_csv import Row, RowError, read_rows
+from services.ingest.connectors.accounts_csv import CsvError, Row, RowError, read_rows
 from services.ingest.connectors.mapping import ConnectorMap
 
 # Rows per request: well inside max_batch_events (1000) and max_body_bytes (1 MiB) for
@@ -51,17 +51,22 @@ def import_accounts(
 ) -> ImportOutcome:
     """Read ``path`` as ``fmt`` and send its facts with ``send`` (None: check only)."""
     outcome = ImportOutcome()
-    with path.open(encoding="utf-8-sig", newline="") as lines:
-        _header, rows = read_rows(lines, fmt, mapping, now)
-        for batch in _batches(rows):
-            outcome.rows += len(batch)
-            good = [r for r in batch if r.fact is not None]
-            outcome.errors += [e for r in batch for e in r.errors]
-            if good and send is not None:
-                _send(send, good, outcome)
-            elif good:
-                outcome.imported += len(good)
-            progress(outcome.rows)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as lines:
+            _header, rows = read_rows(lines, fmt, mapping, now)
+            for batch in _batches(rows):
+                outcome.rows += len(batch)
+                good = [r for r in batch if r.fact is not None]
+                outcome.errors += [e for r in batch for e in r.errors]
+                if good and send is not None:
+                    _send(send, good, outcome)
+                elif good:
+                    outcome.imported += len(good)
+                progress(outcome.rows)
+    except UnicodeDecodeError as exc:  # a Latin-1 or UTF-16 export: as the upload says
+        raise CsvError(
+            f"{path.name} is not UTF-8 (byte {exc.start}): export it as CSV UTF-8"
+        ) from None
     return outcome
 
 

@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 
 from services.scoring.backtest.checks import warnings
-from services.scoring.backtest.outofsample import auc_interval, riskiest_share, time_split
+from services.scoring.backtest.outofsample import (
+    HANDBOOK,
+    auc_interval,
+    riskiest_share,
+    time_split,
+)
 from services.scoring.backtest.outofsample import evaluate as out_of_sample
 from services.scoring.backtest.replay import Replay, Snapshot
 from services.scoring.backtest.report import _labels
@@ -42,6 +47,15 @@ def calibrate(
     report["riskiest_10pct_share"][CALIBRATED] = None if held is None else round(held, 4)
     shares = {horizon: sum(labels) / len(labels)} if labels else {}
     report["warnings"] = warnings(result, snaps, base, [horizon], shares)
+    fitted, default = report["auc"][CALIBRATED]["auc"], report["auc"][HANDBOOK]["auc"]
+    if fitted is not None and default is not None and fitted < default:
+        report["warnings"].append(
+            {
+                "check": "worse_than_default",
+                "message": f"the calibrated model ranks churn worse out of sample than the "
+                f"handbook default (AUC {fitted:.3f} against {default:.3f}): keep the default",
+            }
+        )
     return model, text, report
 
 

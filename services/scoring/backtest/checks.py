@@ -54,7 +54,32 @@ def _history_checks(
                     "train and as many to test after the embargo)",
                 )
             )
-    churned = len(set(result.churn) & {snapshot.account_id for snapshot in snaps})
+    seen = {snapshot.account_id for snapshot in snaps}
+    unknown = sorted(set(result.churn) - seen)
+    if unknown and snaps:
+        found.append(
+            _warn(
+                "unknown_churned",
+                f"{len(unknown)} churned account(s) are not in the history (first: "
+                f"{', '.join(unknown[:5])}): check the churn file's ids",
+            )
+        )
+    if result.first_day and result.last_day:
+        outside = sorted(
+            account
+            for account, day in result.churn.items()
+            if account in seen and not result.first_day <= day <= result.last_day
+        )
+        if outside:
+            found.append(
+                _warn(
+                    "churn_outside_history",
+                    f"{len(outside)} churn date(s) lie outside the history "
+                    f"({result.first_day} to {result.last_day}; first: "
+                    f"{', '.join(outside[:5])}): they cannot be predicted from it",
+                )
+            )
+    churned = len(set(result.churn) & seen)
     low = [h for h, share in shares.items() if share < MIN_CHURN_SHARE]
     if churned < MIN_CHURNED_ACCOUNTS or low:
         found.append(

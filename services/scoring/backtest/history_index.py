@@ -312,7 +312,7 @@ def _plain(path: Path) -> bool:
     ``read_lines`` converts (it tells them apart the same way)."""
     with path.open("rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
-    return not gzipped and not path.name.removesuffix(".gz").endswith((".csv", ".parquet"))
+    return not gzipped and not path.name.lower().removesuffix(".gz").endswith((".csv", ".parquet"))
 
 
 def _plain_lines(path: Path) -> Iterator[tuple[int, bytes]]:

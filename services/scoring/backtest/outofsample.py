@@ -209,7 +209,7 @@ def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) ->
     test = [snaps[k] for k in split.test]
     accounts = [snapshot.account_id for snapshot in test]
     y_test = y[split.test]
-    risks: dict[str, Floats] = {"handbook default": _model_risk(test)}
+    risks: dict[str, Floats] = {HANDBOOK: _model_risk(test)}
     for label, name, riskier in BASELINES:
         values = np.array([snapshot.history.get(name, math.nan) for snapshot in test])
         risks[label] = np.nan_to_num(values if riskier else -values, nan=0.0)
@@ -228,7 +228,7 @@ def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) ->
         },
         "red": _red_band(test, y_test),
         "calibration": {
-            "handbook default": calibration(risks["handbook default"], y_test),
+            HANDBOOK: calibration(risks[HANDBOOK], y_test),
             **(
                 {REFERENCE: calibration(reference, y_test, probabilities=True)}
                 if reference is not None
@@ -240,6 +240,7 @@ def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) ->
 
 
 REFERENCE = "gradient boosting (reference)"
+HANDBOOK = "handbook default"
 BINS = 10
 
 

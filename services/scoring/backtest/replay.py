@@ -100,14 +100,38 @@ class _FiringRecorder(DiscardingProducer):
                 self._firings.append(Firing(alert.account_id, alert.rule, day))
 
 
+class ChurnFileError(ValueError):
+    """The churn file cannot be read: the message says what to fix."""
+
+
+CHURN_COLUMNS = ("account_id", "churn_date")
+
+
 def read_churn_csv(path: Path) -> dict[str, date]:
-    """``account_id,churn_date`` rows (a header line is expected)."""
-    with path.open(newline="", encoding="utf-8") as file:
-        return {
-            row["account_id"]: date.fromisoformat(row["churn_date"][:10])
-            for row in csv.DictReader(file)
-            if row.get("account_id") and row.get("churn_date")
-        }
+    """``account_id,churn_date`` rows (a header line is expected; a spreadsheet's
+    byte-order mark is skipped). ChurnFileError names the problem and its line."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            if not set(CHURN_COLUMNS) <= set(reader.fieldnames or ()):
+                raise ChurnFileError(
+                    f"{path.name}: the first line must name the columns account_id,churn_date "
+                    f"(comma-separated); it names {reader.fieldnames or 'nothing'}"
+                )
+            churn = {}
+            for row in reader:
+                if not (row.get("account_id") and row.get("churn_date")):
+                    continue
+                try:
+                    churn[row["account_id"]] = date.fromisoformat(row["churn_date"][:10])
+                except ValueError:
+                    raise ChurnFileError(
+                        f"{path.name}:{reader.line_num}: churn_date {row['churn_date']!r} is "
+                        "not a day: write YYYY-MM-DD"
+                    ) from None
+            return churn
+    except UnicodeDecodeError:
+        raise ChurnFileError(f"{path.name}: not UTF-8 text: save it as CSV UTF-8") from None
 
 
 async def replay(

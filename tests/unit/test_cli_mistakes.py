@@ -1,0 +1,170 @@
+"""The commands as a user runs them wrong or unusually (found from outside): one line
+saying what to fix, never a traceback; no file silently left out; counts that add up."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from services.scoring.backfill import check_file_names
+from services.scoring.backtest.replay import read_churn_csv
+from services.simulate_history import write_history
+
+NOW = datetime.now(UTC)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    from services.cli import app  # the whole CLI: imported only by the tests that run it
+
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def _usage(account: str, n: int, days_ago: float) -> dict[str, Any]:
+    return {
+        "kind": "usage",
+        "event_id": f"{account}-{n}",
+        "account_id": account,
+        "user_id": "u1",
+        "event": "login",
+        "occurred_at": (NOW - timedelta(days=days_ago)).isoformat(),
+    }
+
+
+def _ndjson(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"HEALTHWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}"}
+
+
+def test_two_files_of_one_name_are_refused_not_one_left_out(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    first = _ndjson(tmp_path / "a" / "ev.ndjson", [_usage("acme", n, 3) for n in range(3)])
+    second = _ndjson(tmp_path / "b" / "ev.ndjson", [_usage("beta", n, 3) for n in range(3)])
+    result = _cli("import", str(first), str(second), env=env)
+    assert result.exit_code == 2, result.output
+    assert "two files named ev.ndjson" in result.output and "rename one" in result.output
+    check_file_names([first, first])  # the same file twice is one file
+    folder = _cli("import", str(tmp_path / "a"), env=env)
+    assert folder.exit_code == 2 and "a folder, not a file" in folder.output
+
+
+def test_counts_add_up_and_rejections_left_are_named(tmp_path: Path, env: dict[str, str]) -> None:
+    """Overlapping files: the repeated ids are counted once and said to be; a second
+    run without --restart says the rejected lines are still to fix (it called them
+    "already imported")."""
+    events = [_usage("acme", n, 3 - n / 10) for n in range(10)]
+    one = _ndjson(tmp_path / "one.ndjson", events[:7])
+    two = _ndjson(tmp_path / "two.ndjson", events[4:])
+    result = _cli("import", str(one), str(two), env=env)
+    assert result.exit_code == 0, result.output
+    assert "imported 10 events" in result.output
+    assert "3 repeated event ids counted once" in result.output
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(orjson.dumps(_usage("acme", 99, 1)) + b"\nnot json\n")
+    assert _cli("import", str(bad), env=env).exit_code == 1
+    again = _cli("import", str(bad), env=env)
+    assert again.exit_code == 1
+    assert "1 line(s) rejected by an earlier run are still to fix" in again.output
+
+
+def test_csv_rows_without_their_trailing_cells_and_upper_case_names(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Cells a row leaves out were sent as JSON nulls (the row refused for "extra
+    inputs"), and "EV.CSV" was read as NDJSON (every row refused)."""
+    at = (NOW - timedelta(days=2)).isoformat()
+    path = tmp_path / "EV.CSV"
+    path.write_text(
+        "kind,event_id,account_id,user_id,event,occurred_at,module,feature\n"
+        f"usage,e1,acme,u1,login,{at}\n"
+        f"usage,e2,acme,u2,login,{at},reports\n",
+        encoding="utf-8",
+    )
+    result = _cli("import", str(path), env=env)
+    assert result.exit_code == 0, result.output
+    assert "imported 2 events" in result.output
+
+
+def test_a_simulated_history_imports_as_it_is(tmp_path: Path, env: dict[str, str]) -> None:
+    """It ended today, with events later than now: the README's simulate-then-import
+    refused its last day's lines."""
+    events = tmp_path / "h.ndjson.gz"
+    made = _cli(
+        "simulate", "--history-out", str(events), "--churn-out", str(tmp_path / "c.csv"),
+        "--accounts", "2", "--months", "2", "--shape", "subscription",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    with gzip.open(events) as lines:
+        newest = max(orjson.loads(line)["occurred_at"] for line in lines)
+    assert datetime.fromisoformat(newest) < NOW
+    for wrong in (["--months", "1"], ["--accounts", "0"]):
+        refused = _cli("simulate", "--history-out", str(events), *wrong)
+        assert refused.exit_code == 2 and "Traceback" not in refused.output
+
+
+def _history(tmp_path: Path) -> tuple[Path, Path]:
+    events, churn = tmp_path / "h.ndjson.gz", tmp_path / "churn.csv"
+    write_history(
+        events, churn, accounts=30, days=120, end=date.today() - timedelta(days=1), seed=3,
+        shape="subscription",
+    )  # fmt: skip
+    return events, churn
+
+
+def test_backtest_and_calibrate_mistakes_end_in_one_line(tmp_path: Path) -> None:
+    events, churn = _history(tmp_path)
+    out = ["--out", str(tmp_path / "bt")]
+    rows = churn.read_text(encoding="utf-8").splitlines()
+    cases = {
+        "slashed.csv": (rows[0] + "\n" + rows[1].split(",")[0] + ",01/12/2026\n", "not a day"),
+        "named.csv": ("id,date\nx,2026-01-01\n", "must name the columns account_id,churn_date"),
+    }
+    for name, (text, says) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        for command in ("backtest", "calibrate"):
+            result = _cli(command, str(events), "--churn", str(tmp_path / name), *out)
+            assert result.exit_code == 2, (command, name, result.output)
+            assert says in result.output and "Traceback" not in result.output
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes(churn.read_text(encoding="utf-8").encode("utf-16"))
+    result = _cli("backtest", str(events), "--churn", str(utf16), *out)
+    assert result.exit_code == 2 and "save it as CSV UTF-8" in result.output
+    for wrong in (["--step-days", "0"], ["--horizons", "-30"]):
+        result = _cli("backtest", str(events), "--churn", str(churn), *wrong, *out)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("", encoding="utf-8")
+    for command in ("backtest", "calibrate"):
+        result = _cli(command, str(empty), "--churn", str(churn), *out)
+        assert result.exit_code == 2 and "no events in the history" in result.output
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(events.read_bytes()[:2000])
+    result = _cli("calibrate", str(cut), "--churn", str(churn), "--out", str(tmp_path / "m.toml"))
+    assert result.exit_code == 1 and "stopped:" in result.output, result.output
+
+
+def test_a_churn_file_a_spreadsheet_wrote_is_read(tmp_path: Path) -> None:
+    """With the byte-order mark Excel writes, the file was ignored: "no churn outcomes"."""
+    events, churn = _history(tmp_path)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + churn.read_bytes())
+    assert read_churn_csv(bom) == read_churn_csv(churn) != {}
+    result = _cli("backtest", str(events), "--churn", str(bom), "--out", str(tmp_path / "bt"))
+    assert result.exit_code == 0, result.output
+
+
+def test_keys_for_no_email_are_refused(env: dict[str, str]) -> None:
+    result = _cli("keys", "create", "--role", "csm", "--csm-email", "not-an-email", env=env)
+    assert result.exit_code == 2 and "is not an email" in result.output
