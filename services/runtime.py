@@ -55,11 +55,12 @@ from services.scoring.workload.api import WorkloadApiContext
 from services.scoring.workload.api import router as workload_router
 from shared.alerting.store import alerting_store
 from shared.auth import KeyStore
-from shared.bus.base import DeadLetter, Record
+from shared.bus.base import DeadLetter, Producer, Record
 from shared.bus.deadletter import dead_letterer
 from shared.bus.embedded import prune_consumed
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC, Bus, create_bus, event_topics
 from shared.bus.offsets import offset_loader
+from shared.bus.outbox import MessageOutbox
 from shared.config import Settings
 from shared.jobs import Jobs
 from shared.storage.db import create_engine, migrate
@@ -134,24 +135,40 @@ def dead_letters_for(rt: Runtime, group_id: str, counter: Counter | None = None)
     return counted
 
 
+# Messages a crash or an outage left in scoring's outbox wait at most this long once
+# the bus is back; a batch relays its own at once, so this is the rare path.
+OUTBOX_RELAY_INTERVAL_S = 5
+
+
 # Accounts by band and danger level change with scores, but a gauge scraped every 15 s
 # needs no fresher count than once a minute (one GROUP BY over account_health).
 ACCOUNTS_GAUGE_INTERVAL_S = 60
+
+
+def scoring_producer(rt: Runtime) -> Producer:
+    """Kafka: scoring's alerts and dead letters commit with the state and offsets into
+    the outbox and are published after the commit (the embedded bus's log is a table
+    written in the same transaction already)."""
+    return rt.bus.producer if rt.settings.embedded else MessageOutbox(rt.engine, rt.bus.producer)
 
 
 async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
     """The consumer, and the hourly sweep that re-scores quiet accounts."""
     s = rt.settings
     metrics = ScoringMetrics(rt.registry)
-    processor = ScoringProcessor(rt.engine, rt.bus.producer, s, metrics)
+    producer = scoring_producer(rt)
+    processor = ScoringProcessor(rt.engine, producer, s, metrics)
     consumer = rt.bus.consumer(
         event_topics(s),
         group_id=s.consumer_group_scoring,
         load_offsets=offset_loader(rt.engine, s.consumer_group_scoring),
     )
-    sweep = QuietAccountSweep(rt.engine, rt.bus.producer, processor)
+    sweep = QuietAccountSweep(rt.engine, producer, processor)
     jobs = Jobs()
     jobs.every(s.sweep_interval_s, sweep.run_once, name="sweep of quiet accounts")
+    # What a crash or a Kafka outage left in the outbox: at start and then every few
+    # seconds (each batch relays its own right after its commit).
+    jobs.every(OUTBOX_RELAY_INTERVAL_S, processor.relay, name="outbox relay")
     jobs.every(ACCOUNTS_GAUGE_INTERVAL_S, count_accounts, rt.engine, metrics, name="accounts gauge")
     async with jobs.running():
         await consume(

@@ -11,15 +11,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select
 
+from services.runtime import scoring_producer
 from services.scoring.processor import ScoringProcessor
-from shared.bus.base import Record
+from shared.bus.base import OutMessage, Record, message_rows
 from shared.bus.factory import ALERTS_TOPIC, create_bus
 from shared.bus.outbox import MessageOutbox
 from shared.config import Settings
-from shared.contracts.wire import decode_alert
+from shared.contracts.alerts import AlertEvent, Severity
+from shared.contracts.wire import decode_alert, encode_event
+from shared.storage.db import create_engine, migrate
 from shared.storage.tables import bus_outbox
 from tests.support.factories import EngineFactory, ProcessorFactory
-from tests.support.harness import wait_for
+from tests.support.harness import running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +101,42 @@ async def _alert_ids(settings: Settings, *, expect: int) -> list[str]:
     finally:
         await consumer.stop()
     return ids
+
+
+async def test_the_scoring_service_relays_what_a_crash_left(kafka_settings: Settings) -> None:
+    """The service publishes through the outbox, and relays at start what a crash
+    between commit and publish left there (the outbox was built and tested, but the
+    service published straight to Kafka inside its transaction, found from outside)."""
+    engine = create_engine(kafka_settings.database_url)
+    await migrate(engine)
+    left = OutMessage(
+        kafka_settings.topic(ALERTS_TOPIC), b"acme", _alert_value("acme:left_behind:1")
+    )
+    async with engine.begin() as conn:
+        await conn.execute(bus_outbox.insert(), message_rows([left], datetime.now(UTC)))
+    await engine.dispose()
+    async with running(kafka_settings, ingest=False, alerts=False) as hw:
+        assert isinstance(scoring_producer(hw.rt), MessageOutbox)
+
+        async def relayed() -> bool:
+            async with hw.rt.engine.connect() as conn:
+                count = select(func.count()).select_from(bus_outbox)
+                return (await conn.execute(count)).scalar() == 0
+
+        await wait_for(relayed, timeout=30, what="the outbox relayed at start")
+    assert "acme:left_behind:1" in await _alert_ids(kafka_settings, expect=1)
+
+
+def _alert_value(alert_id: str) -> bytes:
+    alert = AlertEvent(
+        alert_id=alert_id,
+        revision=0,
+        account_id="acme",
+        rule="left_behind",
+        severity=Severity.warning,
+        status="firing",
+        title="acme: left behind",
+        summary="",
+        fired_at=datetime.now(UTC),
+    )
+    return encode_event(alert)

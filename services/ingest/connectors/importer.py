@@ -63,7 +63,7 @@ def import_accounts(
                 elif good:
                     outcome.imported += len(good)
                 progress(outcome.rows)
-    except UnicodeDecodeError as exc:  # a Latin-1 or UTF-16 export: as the upload says
+    except UnicodeDecodeError as exc:  # a Latin-1 or 16-bit Unicode export: as the upload says
         raise CsvError(
             f"{path.name} is not UTF-8 (byte {exc.start}): export it as CSV UTF-8"
         ) from None
