@@ -30,16 +30,9 @@ from shared.storage.db import create_engine, migrate
 from shared.storage.tables import alerts, deliveries
 from tests.support.alerting import alerting_toml
 from tests.support.alerts import alerts_parts
+from tests.support.clocks import MovingClock
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -47,7 +40,7 @@ class World:
     engine: AsyncEngine
     intake: AlertIntake
     timers: AlertTimers
-    clock: Clock
+    clock: MovingClock
     config: AlertingStore
     offset: int = 0
 
@@ -97,7 +90,7 @@ email = "lead@example.com"
     )
     store = AlertingStore(text)
     channels = [SlackChannel(settings), EmailChannel(settings)]
-    clock = Clock()
+    clock = MovingClock(T0)
     parts = alerts_parts(engine, settings, channels, store, clock=clock)
     yield World(engine, parts.intake, parts.timers, clock, store)
     await engine.dispose()

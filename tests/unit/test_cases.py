@@ -31,6 +31,7 @@ from shared.storage.db import create_engine, migrate
 from shared.storage.tables import accounts, deliveries
 from tests.support.alerting import alerting_toml
 from tests.support.alerts import AlertsParts, alerts_parts
+from tests.support.clocks import MovingClock
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 ROUTING = """[routing]
@@ -42,18 +43,10 @@ email = "lead@example.com"
 
 
 @dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
 class World:
     engine: AsyncEngine
     parts: AlertsParts
-    clock: Clock
+    clock: MovingClock
     settings: Settings
     offset: int = 0
 
@@ -97,7 +90,7 @@ async def world(embedded_settings: Settings) -> AsyncIterator[World]:
         )
     store = AlertingStore(alerting_toml(None, routing=ROUTING))
     channels = [SlackChannel(settings), EmailChannel(settings)]
-    clock = Clock()
+    clock = MovingClock(T0)
     yield World(
         engine, alerts_parts(engine, settings, channels, store, clock=clock), clock, settings
     )

@@ -5,17 +5,14 @@ and a key made for "anna@example.com" (or "ANNA@example.com") name one CSM; migr
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from alembic import command
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
-from shared.storage.db import alembic_config
 from tests.support.factories import EngineFactory
 from tests.support.harness import add_account, running
+from tests.support.migrations import upgrade_to
 
 
 async def test_an_owner_email_in_other_case_is_still_the_csms_account(
@@ -42,22 +39,13 @@ async def test_an_owner_email_in_other_case_is_still_the_csms_account(
             ], capacity
 
 
-def _upgrade(to: str) -> Any:
-    def run(sync_conn: Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, to)
-
-    return run
-
-
 async def test_migration_folds_the_emails_stored_before(
     engine_factory: EngineFactory, database_either: str | None
 ) -> None:
     engine = await engine_factory(database_either, migrated=False)
     now = datetime(2026, 12, 1, tzinfo=UTC)
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade("0015"))
+        await conn.run_sync(upgrade_to("0015"))
         await conn.execute(
             text(
                 "INSERT INTO api_keys (key_id, name, secret_hash, scopes, csm_email, created_at)"
@@ -81,7 +69,7 @@ async def test_migration_folds_the_emails_stored_before(
             ),
             {"now": now},
         )
-        await conn.run_sync(_upgrade("0016"))
+        await conn.run_sync(upgrade_to("0016"))
         keys = (await conn.execute(text("SELECT csm_email FROM api_keys"))).scalars().all()
         owners = (await conn.execute(text("SELECT owner_email FROM accounts"))).scalars().all()
         views = (

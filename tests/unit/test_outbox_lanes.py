@@ -5,7 +5,6 @@ could run out while it is sent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,19 +22,12 @@ from shared.alerting.store import AlertingStore
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.notices import Notice, NoticeKind
-from shared.storage.db import create_engine, migrate
 from shared.storage.tables import deliveries
 from tests.support.alerting import alerting_toml
+from tests.support.clocks import MovingClock
+from tests.support.factories import EngineFactory
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -75,11 +67,8 @@ def _alert(n: int) -> AlertEvent:
 
 
 @pytest.fixture
-async def engine(embedded_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(embedded_settings.database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+async def engine(engine_factory: EngineFactory) -> AsyncEngine:
+    return await engine_factory()
 
 
 async def _queue(
@@ -104,7 +93,7 @@ async def _queue(
 
 
 def _sender(
-    engine: AsyncEngine, settings: Settings, channels: list[Channel], clock: Clock
+    engine: AsyncEngine, settings: Settings, channels: list[Channel], clock: MovingClock
 ) -> OutboxSender:
     return OutboxSender(
         engine,
@@ -134,7 +123,7 @@ async def test_a_hanging_slack_holds_up_no_email(
     slack.before_send, email.before_send = hang_until_email, mark
     await _queue(engine, "slack", "webhook", 1, T0 - timedelta(seconds=1))
     await _queue(engine, "email", "anna@example.com", 2, T0)
-    sender = _sender(engine, embedded_settings, [slack, email], Clock())
+    sender = _sender(engine, embedded_settings, [slack, email], MovingClock(T0))
     async with asyncio.timeout(10):
         assert await sender.send_due() == 2
     assert (slack.sent, email.sent) == (["webhook"], ["anna@example.com"])
@@ -146,7 +135,7 @@ async def test_a_lane_stops_before_the_lease_could_run_out(
     """Two Slack destinations behind one webhook go in turn; the first send takes so
     long that a second, begun now, could outlast the claim's lease: it goes back
     untried, unclaimed, and the next pass sends it."""
-    clock = Clock()
+    clock = MovingClock(T0)
     slack = Channel("slack", pace="webhook")
     lease = embedded_settings.delivery_claim_lease_s
 

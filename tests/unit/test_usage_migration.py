@@ -4,26 +4,14 @@ give the same measures, and the old tables go."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
 
-from alembic import command
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
 
 from services.scoring.measures import load_measures
-from shared.storage.db import alembic_config
 from tests.support.factories import EngineFactory
+from tests.support.migrations import upgrade_to
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
-
-
-def _upgrade(to: str) -> Any:
-    def run(sync_conn: Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, to)
-
-    return run
 
 
 async def test_old_rows_become_a_usage_state_with_the_same_measures(
@@ -32,7 +20,7 @@ async def test_old_rows_become_a_usage_state_with_the_same_measures(
     engine = await engine_factory(migrated=False)
     days = [date(2026, 11, d) for d in (14, 18, 20)]
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade("0008"))
+        await conn.run_sync(upgrade_to("0008"))
         await conn.execute(
             text(
                 "INSERT INTO account_health (account_id, as_of, first_seen_at, last_seen_at,"
@@ -66,8 +54,8 @@ async def test_old_rows_become_a_usage_state_with_the_same_measures(
             text("INSERT INTO processed_events VALUES ('e1', 'usage', 'acme', :now, :now)"),
             {"now": NOW},
         )
-        await conn.run_sync(_upgrade("0009"))
-        await conn.run_sync(_upgrade("heads"))  # today's code reads today's schema
+        await conn.run_sync(upgrade_to("0009"))
+        await conn.run_sync(upgrade_to("heads"))  # today's code reads today's schema
     async with engine.connect() as conn:
         [m] = await load_measures(conn, {"acme"})
         tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
