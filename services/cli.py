@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import gc
 import logging
-import math
 import re
 import secrets
 import signal
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -93,28 +94,44 @@ class RepeatFilter(logging.Filter):
     """A warning or error said again within ``window_s`` is counted, not written; the
     next one written after the window says how many were left out. A broker outage had
     aiokafka log "Unable connect to node" 4,431 times a second, and the outbox a
-    traceback every poll while the database was down: gigabytes an hour of one line."""
+    traceback every poll while the database was down: gigabytes an hour of one line.
+    Tracks at most REPEATS_KEPT messages (oldest first out; beyond that, records pass),
+    under a lock: PDF rendering logs from a thread."""
 
     def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self._window_s = window_s
         self._clock = clock
-        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # → (written, left out)
+        self._lock = threading.Lock()
+        # (logger, level, message) → (when written, left out since), oldest written first
+        self._seen: OrderedDict[tuple[str, int, str], tuple[float, int]] = OrderedDict()
+        # out of their window with repeats left out: said when next written
+        self._left_out: dict[tuple[str, int, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno, record.getMessage())
-        now = self._clock()
-        written, left_out = self._seen.get(key, (-math.inf, 0))
-        if now - written < self._window_s:
-            self._seen[key] = (written, left_out + 1)
-            return False
-        if len(self._seen) >= REPEATS_KEPT:  # forget what is out of its window
-            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self._window_s}
-        self._seen[key] = (now, 0)
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # logging reports a bad format itself
+        key = (record.name, record.levelno, message)
+        with self._lock:
+            now = self._clock()
+            while self._seen and now - next(iter(self._seen.values()))[0] >= self._window_s:
+                expired, (_, repeats) = self._seen.popitem(last=False)
+                if repeats and len(self._left_out) < REPEATS_KEPT:
+                    self._left_out[expired] = repeats
+            if key in self._seen:
+                written, left_out = self._seen[key]
+                self._seen[key] = (written, left_out + 1)
+                return False
+            if len(self._seen) >= REPEATS_KEPT:
+                return True
+            left_out = self._left_out.pop(key, 0)
+            self._seen[key] = (now, 0)
         if left_out:
-            record.msg = f"{record.getMessage()} ({left_out} more like it in the last "
+            record.msg = f"{message} ({left_out} more like it in the last "
             record.msg += f"{self._window_s:.0f} s not shown)"
             record.args = None
         return True

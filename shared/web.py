@@ -31,7 +31,9 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def spreadsheet_cell(value: Any) -> Any:
     """``value`` for a CSV cell: text that a spreadsheet would take for a formula gets a
-    leading apostrophe (shown as text, the apostrophe hidden); numbers stay numbers."""
+    leading apostrophe (a spreadsheet then shows it as text, the apostrophe included);
+    numbers stay numbers. A script reading the CSV sees the apostrophe: the Parquet
+    export carries every value as it is."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value

@@ -44,6 +44,8 @@ from shared.worker import describe
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 20
+# Lanes (a destination, or a Slack webhook's deliveries) sent side by side in a pass.
+LANES_AT_ONCE = 5
 # Case and task notices' ``notification`` names start so (``case.opened``): never
 # grouped with alert notices into one Slack message.
 CASE_NOTIFICATION = "case."
@@ -225,26 +227,38 @@ class OutboxSender:
         as its failed attempt); the pass goes on with the others. Deliveries sharing a
         pace (one Slack webhook) go one after another, the rest side by side: a Slack
         that hangs until its timeout holds up no email (it held the whole pass)."""
-        claimed = await self._claim()
-        # A send begun by then ends (SEND_TIMEOUT_S) before the claim's lease does, so
-        # no other sender takes a delivery this one is still sending.
+        # A send begun by the deadline ends (SEND_TIMEOUT_S, after at most one Slack pace
+        # wait) before the claim's lease does, counted from before the claim, so no
+        # other sender takes a delivery this one is still sending.
+        s = self._settings
         deadline = self._clock() + timedelta(
-            seconds=self._settings.delivery_claim_lease_s - SEND_TIMEOUT_S
+            seconds=s.delivery_claim_lease_s - SEND_TIMEOUT_S - s.slack_min_interval_s
         )
+        claimed = await self._claim()
         lanes: dict[Any, list[list[Any]]] = {}
         for group in claimed:
             head = group[0]
             pace = _pace_key(self._channels.get(head.channel), head.destination)
             lanes.setdefault(pace or (head.channel, head.destination), []).append(group)
-        await asyncio.gather(*(self._send_lane(lane, deadline) for lane in lanes.values()))
+        # A bounded number side by side: an SMTP relay may refuse many connections at once.
+        room = asyncio.Semaphore(LANES_AT_ONCE)
+
+        async def lane(groups: list[list[Any]]) -> None:
+            waits = room.locked()  # behind other lanes: its first send is no longer "now"
+            async with room:
+                await self._send_lane(groups, deadline, first_free=not waits)
+
+        await asyncio.gather(*(lane(groups) for groups in lanes.values()))
         return sum(len(g) for g in claimed)
 
-    async def _send_lane(self, groups: list[list[Any]], deadline: datetime) -> None:
+    async def _send_lane(
+        self, groups: list[list[Any]], deadline: datetime, *, first_free: bool = True
+    ) -> None:
         """``groups`` in turn; those whose turn comes after ``deadline`` go back untried
-        (the next pass takes them with a new lease). The first always goes: it was
-        claimed just now."""
+        (the next pass takes them with a new lease). The first goes anyway when the lane
+        began at once (``first_free``): it was claimed just now, whatever the lease."""
         for at, group in enumerate(groups):
-            if at and self._clock() > deadline:
+            if (at or not first_free) and self._clock() > deadline:
                 try:
                     await self._release([r for later in groups[at:] for r in later])
                 except Exception as exc:  # the database is away: the leases run out

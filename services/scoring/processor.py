@@ -283,9 +283,10 @@ class ScoringProcessor:
         try:
             await self._producer.relay()
         except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("outbox relay failed (%s); the next relay retries", describe(exc))
+            # Never raised: the batch committed, and a raise would have it bisected and
+            # applied again. What stays in the outbox goes with the next relay.
+            level = logging.WARNING if is_transient(exc) else logging.ERROR
+            log.log(level, "outbox relay failed (%s); the next relay retries", describe(exc))
 
     @property
     def engine(self) -> AsyncEngine:

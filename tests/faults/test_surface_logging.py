@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devservices import free_port
-from services.cli import OneLineFormatter, RepeatFilter, redacted_url
+from services.cli import REPEATS_KEPT, OneLineFormatter, RepeatFilter, redacted_url
 from shared.auth import Scope, create_key
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import accounts
@@ -177,3 +177,15 @@ def test_a_warning_said_again_within_a_minute_is_counted_not_written() -> None:
     assert again.getMessage() == (
         "Unable connect to node with id 1: refused (4000 more like it in the last 60 s not shown)"
     )
+
+
+def test_many_distinct_warnings_all_pass_and_are_tracked_boundedly() -> None:
+    """One line per bad record (``dead-lettering …@offset``) is distinct each time: all
+    are written, and the filter tracks at most REPEATS_KEPT of them."""
+    repeats = RepeatFilter(window_s=60, clock=lambda: 0.0)
+    for offset in range(3 * REPEATS_KEPT):
+        record = logging.LogRecord(
+            "services", logging.WARNING, __file__, 1, "dead-lettering @%d", (offset,), None
+        )
+        assert repeats.filter(record)
+    assert len(repeats._seen) == REPEATS_KEPT

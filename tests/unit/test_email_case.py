@@ -65,7 +65,9 @@ async def test_migration_folds_the_emails_stored_before(
                 "INSERT INTO saved_views (owner, name, query, created_at) VALUES"
                 " ('Anna@example.com', 'red', 'band=red', :now),"
                 " ('anna@example.com', 'red', 'band=red&tier=gold', :now),"
-                " ('Anna@example.com', 'mine', 'sort=score', :now)"
+                " ('Anna@example.com', 'mine', 'sort=score', :now),"
+                " ('ANNA@example.com', 'mine', 'sort=arr', :now),"
+                " ('Zoë@Example.com', 'z', 'band=red', :now)"
             ),
             {"now": now},
         )
@@ -77,6 +79,7 @@ async def test_migration_folds_the_emails_stored_before(
         ).all()
     assert keys == ["anna@example.com"] and owners == ["anna@example.com"]
     assert [tuple(v) for v in views] == [
-        ("anna@example.com", "mine", "sort=score"),
+        ("anna@example.com", "mine", "sort=arr"),  # two unfolded twins: the first kept
         ("anna@example.com", "red", "band=red&tier=gold"),  # the folded owner's own kept
+        ("zoë@example.com", "z", "band=red"),  # folded as the service folds, not ASCII only
     ]

@@ -62,7 +62,8 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
         "case_id": task.case_id,
         "kind": task.kind,
         "title": title,
-        "owner_email": task.owner_email or None,
+        # Folded as accounts' owners are (the dashboard's form and the API both land here).
+        "owner_email": fold_email(task.owner_email) if task.owner_email else None,
         "due": task.due,
         "source": task.source,
         "source_key": task.source_key,

@@ -9,13 +9,14 @@ sent, and the email validator lower-cases only the domain, so a CRM's
 ``Anna@Example.COM`` left the account out of ``anna@example.com``'s portfolio (and
 capacity counted two CSMs). Emails are now folded to lower case where they enter
 (``shared.contracts.events.Email``, key creation); this folds the ones stored before.
-A saved view whose folded owner already has a view of the same name keeps the folded
-owner's. Not undone on downgrade: the original case is not kept, and lower case
+Of saved views whose owners fold to one with the same name, the folded owner's (else the
+first) is kept. Not undone on downgrade: the original case is not kept, and lower case
 matches under both versions.
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
@@ -34,18 +35,38 @@ COLUMNS = {
 
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    # Folded in Python, as the service folds (str.lower, shared.contracts.events.
+    # fold_email): SQL's lower() folds ASCII only on SQLite and under the C locale.
     for table, columns in COLUMNS.items():
         for column in columns:
-            op.execute(
-                f"UPDATE {table} SET {column} = lower({column}) WHERE {column} <> lower({column})"
+            stored = bind.execute(
+                sa.text(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")
+            ).scalars()
+            for value in list(stored):
+                if value != value.lower():
+                    bind.execute(
+                        sa.text(f"UPDATE {table} SET {column} = :folded WHERE {column} = :value"),
+                        {"folded": value.lower(), "value": value},
+                    )
+    # saved_views' key is (owner, name): of views that fold to one, the folded owner's
+    # (else the first) is kept.
+    rows = bind.execute(sa.text("SELECT owner, name FROM saved_views ORDER BY owner")).all()
+    taken = {(owner, name) for owner, name in rows if owner == owner.lower()}
+    for owner, name in rows:
+        if owner == owner.lower():
+            continue
+        where = "WHERE owner = :owner AND name = :name"
+        if (owner.lower(), name) in taken:
+            bind.execute(
+                sa.text(f"DELETE FROM saved_views {where}"), {"owner": owner, "name": name}
             )
-    # saved_views' key is (owner, name): fold only where no folded twin exists.
-    op.execute(
-        "DELETE FROM saved_views WHERE owner <> lower(owner) AND EXISTS ("
-        "SELECT 1 FROM saved_views AS twin WHERE twin.owner = lower(saved_views.owner) "
-        "AND twin.name = saved_views.name)"
-    )
-    op.execute("UPDATE saved_views SET owner = lower(owner) WHERE owner <> lower(owner)")
+            continue
+        bind.execute(
+            sa.text(f"UPDATE saved_views SET owner = :folded {where}"),
+            {"folded": owner.lower(), "owner": owner, "name": name},
+        )
+        taken.add((owner.lower(), name))
 
 
 def downgrade() -> None:
