@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import utcnow
-from shared.contracts.events import fold_email
+from shared.contracts.events import folded_email
 from shared.storage.tables import api_keys
 
 PREFIX = "hwk"
@@ -124,7 +124,7 @@ async def create_key(
                 secret_hash=hash_secret(secret),
                 scopes=",".join(sorted(Scope(s).value for s in scopes)),
                 # Folded as the accounts' owner emails are, or the portfolio is empty.
-                csm_email=fold_email(csm_email) if csm_email is not None else None,
+                csm_email=folded_email(csm_email),
                 created_at=utcnow(),
             )
         )

@@ -33,7 +33,7 @@ from shared.contracts.events import (
     TicketEvent,
     Touchpoint,
     UsageEvent,
-    fold_email,
+    folded_email,
 )
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import account_facts_history, account_health, accounts, tickets
@@ -549,7 +549,7 @@ def _account_row(account_id: str, facts: dict[str, Any], now: datetime) -> dict[
         "tier": fields.get("tier"),
         # Folded here too: facts stored before emails were folded stay in the merged
         # fields until the CRM sends the owner again.
-        "owner_email": fold_email(owner["email"]) if owner.get("email") else None,
+        "owner_email": folded_email(owner.get("email")),
         "owner_slack_id": owner.get("slack_id"),
         "facts": facts,
         "facts_occurred_at": datetime.fromisoformat(newest),

@@ -82,6 +82,12 @@ def fold_email(value: str) -> str:
     return value.lower()
 
 
+def folded_email(value: object) -> str | None:
+    """An email that may be absent (or no text, in facts stored long ago) as stored and
+    compared; None for none."""
+    return fold_email(value) if isinstance(value, str) and value else None
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not hold a NUL character")

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
-from shared.contracts.events import fold_email
+from shared.contracts.events import fold_email, folded_email
 from shared.storage.db import insert_ignore
 from shared.storage.tables import accounts, tasks
 
@@ -63,7 +63,7 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
         "kind": task.kind,
         "title": title,
         # Folded as accounts' owners are (the dashboard's form and the API both land here).
-        "owner_email": fold_email(task.owner_email) if task.owner_email else None,
+        "owner_email": folded_email(task.owner_email),
         "due": task.due,
         "source": task.source,
         "source_key": task.source_key,

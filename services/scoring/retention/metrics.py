@@ -25,7 +25,7 @@ from datetime import date
 from typing import Any
 
 from services.scoring.retention.periods import Quarter
-from shared.contracts.events import LifecycleStage, fold_email
+from shared.contracts.events import LifecycleStage, folded_email
 
 # The currency key of accounts whose facts name none (the service's): the same key as
 # the portfolio's money totals (queries.DEFAULT_CURRENCY).
@@ -62,7 +62,7 @@ class Standing:
             stage=fields.get("lifecycle_stage"),
             tier=fields.get("tier"),
             # Folded: facts stored before emails were folded name the same CSM.
-            owner_email=_folded(owner.get("email")) if isinstance(owner, dict) else None,
+            owner_email=folded_email(owner.get("email")) if isinstance(owner, dict) else None,
             contract_start=date.fromisoformat(start) if start else None,
         )
 
@@ -183,7 +183,3 @@ def _pairs(
         before = Standing.of(fields)
         if before.customer:
             yield before, Standing.of(end.get(account_id, fields))
-
-
-def _folded(email: Any) -> str | None:
-    return fold_email(email) if isinstance(email, str) and email else None
