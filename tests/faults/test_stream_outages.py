@@ -39,6 +39,7 @@ from tests.support.harness import (
     assert_same_state,
     caught_up,
     facts,
+    relayed,
     running,
     running_apart,
     state_snapshot,
@@ -132,6 +133,11 @@ async def settle_and_compare(
         timeout=RECOVERY_TIMEOUT_S,
         what="every event scored",
         interval=0.5,
+    )
+    # Published once out of scoring's outbox: after the broker's restart its relay may
+    # still be waiting to publish, and the alerts topic then looks caught up, empty.
+    await wait_for(
+        lambda: relayed(hw.rt.engine), timeout=RECOVERY_TIMEOUT_S, what="the outbox relayed"
     )
     await caught_up(
         hw,

@@ -30,6 +30,7 @@ from shared.storage.tables import (
     activity_daily,
     alerts,
     bus_log,
+    bus_outbox,
     consumer_offsets,
     deliveries,
     tickets,
@@ -391,11 +392,20 @@ async def outbox_empty(hw: Harness) -> bool:
         return int((await conn.execute(q)).scalar_one()) == 0
 
 
+async def relayed(engine: AsyncEngine) -> bool:
+    """Scoring's outbox is empty: every alert and dead letter it committed is on the bus
+    (after a broker outage the relay publishes them a few seconds later)."""
+    async with engine.connect() as conn:
+        q = select(func.count()).select_from(bus_outbox)
+        return int((await conn.execute(q)).scalar_one()) == 0
+
+
 async def alerts_settled(hw: Harness, *, timeout: float = 60) -> None:
     """Wait until the alerts service has taken in every alert published so far and has
     sent (or given up on) every notice that queued. Afterwards whatever the system was
     going to send about them, rightly or wrongly, has arrived: a test can assert that
     nothing more did. (Not for alerts with reminders due: those keep queueing.)"""
     s = hw.rt.settings
+    await wait_for(lambda: relayed(hw.rt.engine), timeout=timeout, what="the outbox relayed")
     await caught_up(hw, s.consumer_group_alerts, [s.topic(ALERTS_TOPIC)], timeout=timeout)
     await wait_for(lambda: outbox_empty(hw), timeout=timeout, what="every queued notice sent")
