@@ -8,7 +8,10 @@ interleave as the live stream would have), in batches handed to
 ``ScoringProcessor.handle``. The offsets commit with the state, so an interrupted import
 resumes where it stopped and a finished one imports nothing twice. Files are known by
 name: a copy under another name is imported again, and the dedup window (event ids for
-48 hours, ``usage.py``) recognises only its most recent events. ``--restart`` reads
+48 hours, ``usage.py``) recognises only its most recent events. Within a run, copies of
+an event within 48 hours of each other count once in whatever order they come: each
+file is read once first for its lines' times, and the window keeps what a later line
+may repeat (``import_ahead``). ``--restart`` reads
 again just the records rejected before (``import_rejects``).
 
 The score history gets a row per account per day, from the account's first day in the
@@ -34,14 +37,16 @@ import heapq
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFile, read_lines
+from services.scoring.import_ahead import Ahead, earliest_ahead, receipts_ahead
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.processor import ScoringProcessor, batch_span
@@ -105,6 +110,14 @@ class _Source:
     # record number → why it is no record (``Unreadable``), until its rejection is noted
     unreadable: dict[int, str] = field(default_factory=dict)
     retried: set[int] = field(default_factory=set)  # of ``retry``, those read again
+    # The earliest receipt from each record on (``import_ahead``), and the number of the
+    # next record the merge has not yet handed to a batch.
+    ahead: Ahead = field(default_factory=lambda: np.full(1, math.inf))
+    taken: int = 0
+
+    def skipped(self, number: int) -> bool:
+        """Whether record ``number`` was imported before and is not read again."""
+        return number < self.start and number not in self.retry
 
 
 class _Sink(DiscardingProducer):
@@ -255,24 +268,26 @@ async def _read(
         source.retry = rejects if restart else set()
         if not restart:  # still to fix: the summary says so, not "already imported"
             report.rejected_before += len(rejects)
+        source.ahead = receipts_ahead(read_lines(source.path), source.skipped)
     batch: list[tuple[Record, Stamp]] = []
     times = _Times(batch_span(processor.settings).total_seconds())
-    merged = heapq.merge(
-        *(_records(source, index, report) for index, source in enumerate(sources.values()))
-    )
+    taking = list(sources.values())
+    merged = heapq.merge(*(_records(source, index, report) for index, source in enumerate(taking)))
 
     async def flush() -> None:
-        await _flush(processor, batch, report, calendar, still_held)
+        ahead = earliest_ahead((source.ahead, source.taken) for source in sources.values())
+        await _flush(processor, batch, report, calendar, still_held, ahead)
         times.clear()
         for source in sources.values():
             progress(source.path.name, source.read)
 
     try:
-        for when, _, _, record, stamp in merged:
+        for when, index, number, record, stamp in merged:
             if batch and not times.take(when):
                 await flush()  # its events would count otherwise than the stream's
             times.add(when)
             batch.append((record, stamp))
+            taking[index].taken = number + 1
             if len(batch) >= batch_size:
                 await flush()
     except UnreadableFile as exc:
@@ -318,7 +333,7 @@ def _records(
     for number, line in enumerate(read_lines(source.path, source.lines)):
         report.lines += 1
         source.read = number + 1
-        if number < source.start and number not in source.retry:
+        if source.skipped(number):
             report.skipped_already_imported += 1
             continue
         if not line.strip():
@@ -415,7 +430,9 @@ async def _flush(
     report: ImportReport,
     calendar: ImportCalendar,
     still_held: StillHeld,
+    ahead: datetime | None,
 ) -> None:
+    """Apply ``batch``; ``ahead``: the earliest receipt a later batch may hold."""
     if not batch:
         return
     await still_held()
@@ -427,7 +444,9 @@ async def _flush(
     # with each day's noon as the rules' clock. Scoring the batch as of its newest event
     # as well was the same day's score done twice (a third of the import's time) and
     # stepped the rules at event times between the days' noons, back and forth in time.
-    fresh = await processor.handle(records, _forget_rejects(records), score=False)
+    fresh = await processor.handle(
+        records, _forget_rejects(records), score=False, receipts_from=ahead
+    )
     report.imported += fresh
     report.repeated += len(batch) - (len(report.rejected) - before) - fresh
     batch.clear()

@@ -53,16 +53,23 @@ def stamp_of(line: bytes) -> Stamp:
         raw = event["occurred_at"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    try:
-        occurred_at = datetime.fromisoformat(raw)
-    except (TypeError, ValueError):
-        try:  # as the contract reads it: Unix seconds too
-            occurred_at = _TIME.validate_python(raw)
-        except ValidationError:
-            return None
+    occurred_at = moment_of(raw)
+    if occurred_at is None:
+        return None
     account_id = event.get("account_id")  # an object: it had "occurred_at"
     # As the contract reads it (surrounding spaces stripped).
     return occurred_at, account_id.strip() if isinstance(account_id, str) else account_id
+
+
+def moment_of(raw: Any) -> datetime | None:
+    """A line's time as the contract reads it (ISO 8601, or Unix seconds), or None."""
+    try:
+        return datetime.fromisoformat(raw)
+    except (TypeError, ValueError):
+        try:
+            return _TIME.validate_python(raw)
+        except ValidationError:
+            return None
 
 
 class ImportCalendar:

@@ -122,6 +122,7 @@ class ScoringProcessor:
         *,
         score: bool = True,
         counted: Callable[[Event], None] | None = None,
+        receipts_from: datetime | None = None,
     ) -> int:
         """Apply ``records`` exactly once: state, offsets and outgoing alerts and
         dead letters commit together, or not at all (the caller then rewinds).
@@ -132,7 +133,10 @@ class ScoringProcessor:
         each event counted (decoded, and not seen before within the dedup window), in
         order, as its slice is applied: before the batch commits, so a caller that goes
         on after a failed batch must forget what it was told (the backtest, its one
-        caller, stops). Returns how many were counted.
+        caller, stops). ``receipts_from``: the earliest receipt a later batch may hold,
+        when earlier than this batch's (an import reading a file out of time order), so
+        the dedup window keeps what it may repeat (``import_ahead``). Returns how many
+        were counted.
 
         The records are decoded and applied a slice at a time (APPLY_SLICE), and each
         account they touched is rescored once, after the last slice."""
@@ -145,7 +149,9 @@ class ScoringProcessor:
             if also is not None:
                 await also(conn)
             for at in range(0, len(records), APPLY_SLICE):
-                await self._apply_slice(conn, records[at : at + APPLY_SLICE], now, batch, counted)
+                await self._apply_slice(
+                    conn, records[at : at + APPLY_SLICE], now, batch, counted, receipts_from
+                )
             usage, applied = batch.usage, batch.applied
             settings = self._settings
             await write_applied(
@@ -195,6 +201,7 @@ class ScoringProcessor:
         now: datetime,
         batch: _Batch,
         counted: Callable[[Event], None] | None,
+        receipts_from: datetime | None,
     ) -> None:
         """Decode ``records`` and apply their events to the batch's states (loading
         those of accounts new to the batch, locked), adding to what ``batch`` holds."""
@@ -208,7 +215,7 @@ class ScoringProcessor:
         if new:
             usage.update(await self._states.load(conn, new, for_update=True))
             batch.locked |= new
-        fresh = drop_duplicates(usage, events)
+        fresh = drop_duplicates(usage, events, receipts_from)
         applied = await apply_events(
             conn,
             fresh,

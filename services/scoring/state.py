@@ -142,11 +142,15 @@ async def write_applied(
     await _prune(conn, states, health, kept, zones, now)
 
 
-def drop_duplicates(states: Usage, events: Sequence[Event]) -> list[Event]:
+def drop_duplicates(
+    states: Usage, events: Sequence[Event], receipts_from: datetime | None = None
+) -> list[Event]:
     """The events whose id was not received within ``usage.DEDUP_HOURS`` before (each id
     once within the batch too); remembers their ids. An event without a receipt time
     (an import) counts its event time as received. Ids are an account's own, in a batch
-    as across batches: two accounts' events of one id both count, however batched."""
+    as across batches: two accounts' events of one id both count, however batched.
+    The window forgets what was received DEDUP_HOURS before the newest receipt, or
+    before ``receipts_from`` when earlier: the earliest receipt still to come."""
     unique: dict[tuple[str, str], Event] = {}
     for event in events:
         unique.setdefault((event.account_id, event.event_id), event)
@@ -159,6 +163,8 @@ def drop_duplicates(states: Usage, events: Sequence[Event]) -> list[Event]:
         latest = newest.get(event.account_id)
         newest[event.account_id] = received if latest is None else max(latest, received)
     for account_id, received in newest.items():
+        if receipts_from is not None:
+            received = min(received, receipts_from)
         states[account_id].forget_before(received)
     return fresh
 

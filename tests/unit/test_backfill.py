@@ -141,14 +141,12 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     class Crashing(ScoringProcessor):
         """Dies in its third batch, as a killed import would: that batch never commits."""
 
-        async def handle(
-            self, records: Sequence[Record], also: Any = None, *, score: bool = True
-        ) -> int:
+        async def handle(self, records: Sequence[Record], also: Any = None, **how: Any) -> int:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise RuntimeError("killed")
-            return await super().handle(records, also, score=score)
+            return await super().handle(records, also, **how)
 
     with pytest.raises(RuntimeError, match="killed"):
         await import_files(
@@ -204,6 +202,41 @@ async def test_a_sparse_history_counts_what_the_stream_counts(
         ("2026-10-02", 1),
         ("2026-10-05", 1),
         ("2026-11-20", 1),
+    ]
+
+
+def _usage_line(event_id: str, at: str, account_id: str = "acme") -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "usage",
+            "event_id": event_id,
+            "account_id": account_id,
+            "user_id": "u1",
+            "event": "login",
+            "occurred_at": at,
+        }
+    )
+
+
+@pytest.mark.parametrize("batch_size", [3, 1000])
+async def test_overlapping_exports_in_one_file_count_each_event_once(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path, batch_size: int
+) -> None:
+    """Two exports of overlapping days put one after the other: the second's copies of
+    the first's events come after events days newer, beyond the dedup window's 48 hours
+    as it was read. The stream received both copies together and counted each once; so
+    does the import, the window keeping what a later line may repeat (``import_ahead``)."""
+    engine, processor = db
+    first = [(f"e{day}", f"2026-11-{day:02d}T10:00:00+00:00") for day in range(1, 11)]
+    second = [(f"e{day}", f"2026-11-{day:02d}T10:00:00+00:00") for day in range(5, 16)]
+    path = tmp_path / "both-exports.ndjson"
+    path.write_bytes(b"\n".join(_usage_line(i, at) for i, at in first + second) + b"\n")
+    report = await import_files([path], processor, sweep=False, batch_size=batch_size)
+    assert (report.imported, report.repeated, report.rejected) == (15, 6, [])
+    async with engine.connect() as conn:
+        days = (await conn.execute(select(activity_daily.c.day, activity_daily.c.events))).all()
+    assert sorted((str(day), events) for day, events in days) == [
+        (f"2026-11-{day:02d}", 1) for day in range(1, 16)
     ]
 
 

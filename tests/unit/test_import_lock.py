@@ -268,12 +268,10 @@ async def test_an_import_that_loses_its_postgresql_lock_stops_saying_so(
     batches = 0
 
     class CutOff(ScoringProcessor):
-        async def handle(
-            self, records: Sequence[Record], also: Any = None, *, score: bool = True
-        ) -> int:
+        async def handle(self, records: Sequence[Record], also: Any = None, **how: Any) -> int:
             nonlocal batches
             batches += 1
-            fresh = await super().handle(records, also, score=score)
+            fresh = await super().handle(records, also, **how)
             async with engine.connect() as conn:
                 await conn.execute(
                     text(

@@ -1,0 +1,79 @@
+"""The earliest receipt still ahead in an import's files, so that the dedup window keeps
+the ids a later line may repeat.
+
+The dedup window (``usage.py``) forgets the ids received more than ``DEDUP_HOURS``
+before the newest receipt it has seen, and an import's receipts are its lines' times
+(``received_at`` when a line has one, else ``occurred_at``, as
+``state.drop_duplicates`` reads them). A file out of time order by more than that (two
+overlapping exports one after the other, a shuffled file) had the second copy of an
+event read after the window forgot the first: counted twice, where the stream, which
+received both within minutes, counted it once. So the import reads each file once
+first, for its lines' receipts only, and keeps per record the earliest receipt from it
+to the end of the file (8 bytes a record). Before each batch it tells the step the
+earliest receipt still ahead in any file, and the window keeps everything within
+``DEDUP_HOURS`` of that. Of a file in time order, that is the line being read: the
+window is the one the stream keeps.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from services.scoring.history_files import Unreadable, UnreadableFile
+from services.scoring.import_days import moment_of
+from shared.contracts.events import EARLIEST_TIME
+
+Ahead = NDArray[np.float64]  # [k]: the earliest receipt of records k … end (POSIX time)
+
+
+def receipts_ahead(lines: Iterable[bytes], skipped: Callable[[int], bool]) -> Ahead:
+    """For each record number k of ``lines`` (a file's records, as ``read_lines`` gives
+    them), the earliest receipt among records k and after, and +inf past the last.
+    Records ``skipped`` (imported before) and lines without a receipt that reads (the
+    step rejects them) count as +inf. A file that breaks off ends where it breaks (the
+    import stops there too)."""
+    receipts = array("d")
+    try:
+        for number, line in enumerate(lines):
+            if skipped(number) or isinstance(line, Unreadable) or not line.strip():
+                receipts.append(math.inf)
+            else:
+                receipts.append(receipt_of(line))
+    except UnreadableFile:
+        pass
+    receipts.append(math.inf)
+    at = np.frombuffer(receipts, dtype=np.float64)
+    return np.minimum.accumulate(at[::-1])[::-1]
+
+
+def receipt_of(line: bytes) -> float:
+    """The line's receipt as the dedup window counts it, as a POSIX time; +inf when it
+    does not read (the line is rejected: no receipt reaches the window)."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return math.inf
+    if not isinstance(event, dict):
+        return math.inf
+    raw = event.get("received_at")
+    moment = moment_of(raw if raw is not None else event.get("occurred_at"))
+    # The contract refuses a naive time and one before EARLIEST_TIME.
+    if moment is None or moment.tzinfo is None or moment < EARLIEST_TIME:
+        return math.inf
+    return moment.timestamp()
+
+
+def earliest_ahead(ahead: Iterable[tuple[Ahead, int]]) -> datetime | None:
+    """The earliest receipt still ahead: ``ahead`` pairs each file's receipts with the
+    number of its next record not yet taken. None when nothing is ahead."""
+    earliest = min(
+        (float(receipts[min(k, len(receipts) - 1)]) for receipts, k in ahead), default=math.inf
+    )
+    return datetime.fromtimestamp(earliest, UTC) if math.isfinite(earliest) else None

@@ -1,0 +1,58 @@
+"""The earliest receipt still ahead in an import's file (``import_ahead``)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import orjson
+
+from services.scoring.history_files import Unreadable
+from services.scoring.import_ahead import earliest_ahead, receipt_of, receipts_ahead
+
+
+def _line(**fields: object) -> bytes:
+    return orjson.dumps({"kind": "usage", "account_id": "a", **fields})
+
+
+def _at(day: int) -> float:
+    return datetime(2026, 11, day, tzinfo=UTC).timestamp()
+
+
+def _none(number: int) -> bool:
+    return False
+
+
+def test_each_record_knows_the_earliest_receipt_from_it_on() -> None:
+    lines = [
+        _line(occurred_at="2026-11-05T00:00:00+00:00"),
+        _line(occurred_at="2026-11-09T00:00:00+00:00"),
+        _line(occurred_at="2026-11-02T00:00:00+00:00"),  # imported before: skipped
+        b"",
+        Unreadable(b"bytes not UTF-8"),
+        _line(occurred_at="2026-11-07T00:00:00+00:00"),
+    ]
+    ahead = receipts_ahead(lines, lambda number: number == 2)
+    assert ahead.tolist() == [_at(5), _at(7), _at(7), _at(7), _at(7), _at(7), math.inf]
+
+
+def test_the_receipt_is_received_at_when_a_line_has_one() -> None:
+    received = _line(occurred_at="2026-11-01T00:00:00+00:00", received_at=1_794_000_000)
+    assert receipt_of(received) == 1_794_000_000
+    assert receipt_of(_line(occurred_at="2026-11-03T00:00:00+00:00")) == _at(3)
+    # What the step rejects brings no receipt to the window.
+    assert receipt_of(_line(occurred_at="2026-11-03T00:00:00")) == math.inf  # naive
+    assert receipt_of(_line(occurred_at="0001-01-01T00:00:00+00:00")) == math.inf
+    assert receipt_of(b"[1, 2]") == receipt_of(b"{") == receipt_of(_line()) == math.inf
+
+
+def test_the_earliest_ahead_is_taken_over_the_files_from_their_next_record() -> None:
+    one = receipts_ahead(
+        [_line(occurred_at=f"2026-11-{d:02d}T00:00:00+00:00") for d in (4, 8)], _none
+    )
+    two = receipts_ahead([_line(occurred_at="2026-11-06T00:00:00+00:00")], _none)
+    assert earliest_ahead([(one, 0), (two, 0)]) == datetime(2026, 11, 4, tzinfo=UTC)
+    assert earliest_ahead([(one, 1), (two, 0)]) == datetime(2026, 11, 6, tzinfo=UTC)
+    assert earliest_ahead([(one, 1), (two, 1)]) == datetime(2026, 11, 8, tzinfo=UTC)
+    assert earliest_ahead([(one, 2), (two, 5)]) is None
+    assert earliest_ahead([]) is None
