@@ -92,9 +92,11 @@ def model_inputs(
     depth: Depth | None = None,
     sla: Sla | None = None,
     behaviour: Behaviour | None = None,
+    also: Iterable[str] = (),
 ) -> Inputs:
     """The raw values the health model reads; None where there is no data. (The order of
-    the keys is the order the stored inputs and explanations list them in.)"""
+    the keys is the order the stored inputs and explanations list them in.) ``also``:
+    event names to measure besides the most used (``generic_inputs``)."""
     return {
         **_adoption(m),
         **_depth(m, depth or Depth()),
@@ -106,7 +108,7 @@ def model_inputs(
         "days_since_last_use": days_since(m, m.last_seen_at),
         **_support(m, sla or Sla()),
         **_commercial(m),
-        **generic_inputs(m, behaviour or Behaviour()),
+        **generic_inputs(m, behaviour or Behaviour(), also),
     }
 
 
@@ -211,10 +213,12 @@ MAX_NAMES = 12
 NO_USE = NameUse(0, 0, 0, 0, (0, 0, 0, 0), None)
 
 
-def generic_inputs(m: Measures, behaviour: Behaviour) -> Inputs:
+def generic_inputs(m: Measures, behaviour: Behaviour, also: Iterable[str] = ()) -> Inputs:
     """Product-agnostic measures (issue 13): computed for any product from the daily
     counts per event name the state keeps, without configuration. Per-name measures are
-    named ``measure[name]``, e.g. ``events_28d[like]``."""
+    named ``measure[name]``, e.g. ``events_28d[like]``: for the names the model
+    declares, the names ``also`` (that rules and the account's milestones read), and the
+    account's most used."""
     if m.first_seen is None:
         return {}
     events = {n: use for (d, n), use in m.name_use.items() if d == "event"}
@@ -227,7 +231,7 @@ def generic_inputs(m: Measures, behaviour: Behaviour) -> Inputs:
         **_counts("usage_events", total, m, tenure, suffix=""),
     }
     top = sorted(events, key=lambda n: (-events[n].days_90, n))[:MAX_NAMES]
-    for name in dict.fromkeys([*behaviour.events, *top]):
+    for name in dict.fromkeys([*behaviour.events, *also, *top]):
         use = events.get(name, NO_USE)
         out |= _counts("events", use, m, tenure, suffix=f"[{name}]")
         out[f"days_since_event[{name}]"] = _silence(m, use, tenure)
@@ -238,6 +242,12 @@ def generic_inputs(m: Measures, behaviour: Behaviour) -> Inputs:
         above = events.get(ratio.numerator, NO_USE).days_28
         out[ratio.name] = round(above / below, 4) if below else None
     return out
+
+
+def measured_name(measure: str) -> str | None:
+    """The event name a per-name measure reads (``events_28d[export]``: ``export``)."""
+    start = measure.find("[")
+    return measure[start + 1 : -1] if start > 0 and measure.endswith("]") else None
 
 
 def _sum(uses: list[NameUse]) -> NameUse:

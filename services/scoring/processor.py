@@ -20,6 +20,7 @@ from services.scoring.measures import load_measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.store import ModelStore
 from services.scoring.plans.hook import step_plans
+from services.scoring.plans.store import plan_names
 from services.scoring.plans.templates import PlanTemplates, plan_templates
 from services.scoring.rules import RuleState
 from services.scoring.state import Applied, Health, apply_events, drop_duplicates, write_applied
@@ -366,6 +367,7 @@ class ScoringProcessor:
         model, _ = await self._models.current(conn)
         using = ModelAndRules(model=model, rules=alerting.rules)
         rule_states = await _load_rule_states(conn, ids)
+        names = await plan_names(conn, ids)
         previous = await history.load_previous(conn, ids)
         days = {account.account_id: account.as_of for account in measures}
         past = _by_account(await history.load_past_inputs(conn, days, using.lookbacks))
@@ -377,6 +379,7 @@ class ScoringProcessor:
                     previous.get(account.account_id),
                     past.get(account.account_id, {}),
                     rule_states.get(account.account_id, {}),
+                    names.get(account.account_id, frozenset()),
                 ),
                 now=now,
                 swept=as_of is not None,

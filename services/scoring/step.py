@@ -48,6 +48,12 @@ class ModelAndRules:
         return list(families(self.rules).values())
 
     @cached_property
+    def rule_names(self) -> frozenset[str]:
+        """The event names the rules' per-name measures read (``events_28d[export]``)."""
+        measures = (c.measure for rule in self.rules for c in rule.conditions())
+        return frozenset(name for m in measures if (name := inputs.measured_name(m)) is not None)
+
+    @cached_property
     def rule_lookbacks(self) -> set[int]:
         """Days back whose stored inputs the rules' change conditions compare with (in
         ``when``, ``recover`` and ``escalate``: those of the last two had none to
@@ -75,6 +81,8 @@ class AccountHistory:
     past_inputs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     # rule id → its stored state; a rule without one is RuleState() (ok, never fired)
     rule_states: Mapping[str, RuleState] = field(default_factory=dict)
+    # the event names the account's plan milestones measure (``events_28d[export]``)
+    plan_names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,9 @@ def score_account(
     """Score ``measures`` with the model, compare with what was stored, and step every
     rule. ``swept``: scored by the quiet-account sweep as of ``now``'s day rather than as
     of the account's newest event."""
-    raw = inputs.model_inputs(measures, using.model.depth, using.model.sla, using.model.behaviour)
+    model = using.model
+    also = sorted(using.rule_names | earlier.plan_names)  # sorted: the stored order
+    raw = inputs.model_inputs(measures, model.depth, model.sla, model.behaviour, also)
     score = evaluate(using.model, raw, inputs.segment_of(measures))
     risk = danger.assess(measures, raw, using.model.danger)
     shown = {

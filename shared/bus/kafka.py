@@ -120,9 +120,12 @@ class KafkaProducer:
             return producer
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        # Under the lock: a producer being started (a readiness probe, a send) is
+        # stopped once it is, rather than left running after the service stopped.
+        async with self._lock:
+            if self._producer is not None:
+                producer, self._producer = self._producer, None
+                await producer.stop()
 
     async def reachable(self) -> bool:
         """Whether the broker answers now (a metadata request, bounded in time)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,10 @@ from services.scoring.model.schema import (
     parse_model,
 )
 from services.scoring.state import apply_events
+from services.scoring.step import AccountHistory, ModelAndRules, score_account
 from services.scoring.usage_measures import NameUse
 from services.simulate_history import write_history
+from shared.alerting.schema import parse_alerting
 from shared.config import Settings
 from shared.contracts.events import EVENT_ADAPTER, Event
 from shared.i18n import translate
@@ -223,3 +225,29 @@ async def test_order_values_past_the_counters_range_saturate_not_fail(
         [m] = await load_measures(conn, {"shop"})
     assert m.name_use[("value", "purchase")].days_90 == 2**31 - 1
     assert m.name_use[("event", "purchase")].days_90 == 4
+
+
+def test_names_rules_and_milestones_read_are_measured_besides_the_most_used() -> None:
+    """A rule or milestone on an event outside the most used reads its measures (0 when
+    the event was never sent), not an empty value that never holds."""
+    uses = {("event", f"e{k:02d}"): NameUse(1, 1, 0, k + 1, (0, 0, 0, 1), AS_OF) for k in range(20)}
+    raw = generic_inputs(measures(name_use=uses), Behaviour(), ["e00", "export"])
+    assert raw["events_28d[e00]"] == 1 and raw["events_28d[export]"] == 0
+    assert "events_28d[e01]" not in raw
+    rules = parse_alerting(
+        """
+version = "r"
+[[rule]]
+id = "no_export"
+type = "threshold"
+severity = "warning"
+when = [{ measure = "events_28d[export]", op = "==", value = 0 },
+        { measure = "active_days_28d", op = ">=", value = 0 }]
+"""
+    ).rules
+    using = ModelAndRules(load_default_model(), rules)
+    assert using.rule_names == {"export"}
+    scored = score_account(
+        measures(name_use=uses), using, AccountHistory(), now=datetime.combine(AS_OF, time(12), UTC)
+    )
+    assert scored.health is not None and scored.health["inputs"]["events_28d[export]"] == 0

@@ -244,3 +244,48 @@ async def test_scoring_plans_a_new_account_and_alerts_on_its_milestones(
     assert await sweep.run_once() == 1
     kickoff = (await published())["p:plan.kickoff:1@1"]
     assert kickoff.status == "resolved" and kickoff.summary == "Achieved on 2026-11-24."
+
+
+async def test_a_milestone_on_an_event_outside_the_most_used_reads_its_value(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    """The score keeps per-name measures for the account's most used events only
+    (``inputs.MAX_NAMES``); a milestone on a rarer one (or one a rule names) is measured
+    too, and a ``<=`` milestone on an event never sent reads 0 and is reached."""
+    engine = await engine_factory()
+    processor = processor_factory(engine, producer=EmbeddedBus(engine), clock=lambda: NOW)
+    facts: dict[str, object] = {
+        "kind": "account",
+        "event_id": "f",
+        "account_id": "p",
+        "name": "Plan Co",
+        "tier": "strategic",
+        "lifecycle_stage": "implementation",
+        "contract_start": (NOW - timedelta(days=20)).date().isoformat(),
+        "occurred_at": (NOW - timedelta(days=21)).isoformat(),
+    }
+    busy = [
+        {**use("u1", back), "event_id": f"{name}-{back}", "event": name}
+        for name in (f"busy{n}" for n in range(14))
+        for back in range(1, 4)
+    ]
+    rare = {**use("u1", 2), "event_id": "rare", "event": "export"}
+    raws = [facts, *busy, rare]
+    await processor.handle([record(embedded_settings, i, r) for i, r in enumerate(raws)])
+    lead = ApiKey("k", "lead", frozenset({Scope.read, Scope.respond}))
+    today = Today(NOW, UTC)
+    async with engine.begin() as conn:
+        await edit_milestone(
+            conn, lead, "p", "kickoff", today, measure="events_28d[export]", target=1.0
+        )
+        await edit_milestone(
+            conn, lead, "p", "go_live", today, measure="events_28d[error]", op="<=", target=0.0
+        )
+    sweep = QuietAccountSweep(engine, EmbeddedBus(engine), processor, clock=lambda: NOW)
+    assert await sweep.run_once() == 1
+    async with engine.connect() as conn:
+        rows = {r.key: r for r in await conn.execute(select(plan_milestones))}
+    assert rows["kickoff"].achieved_on == NOW.date()
+    assert rows["go_live"].achieved_on == NOW.date()

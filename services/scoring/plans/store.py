@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.inputs import measured_name
 from services.scoring.plans.progress import AlertState, Milestone, value_of
 from services.scoring.plans.templates import NewMilestone
 from shared.storage.db import among, upsert
@@ -52,6 +53,18 @@ def _milestone(row: Row[Any]) -> StoredMilestone:
         row.checked_by,
         bool(row.removed),
     )
+
+
+async def plan_names(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, frozenset[str]]:
+    """account → the event names its milestones measure per name (``events_28d[export]``),
+    which its score measures besides its most used (accounts without one left out)."""
+    t = plan_milestones.c
+    found: dict[str, set[str]] = {}
+    q = select(t.account_id, t.measure).where(among(conn, t.account_id, ids), t.measure.like("%]"))
+    for account_id, measure in await conn.execute(q):
+        if (name := measured_name(measure)) is not None:
+            found.setdefault(account_id, set()).add(name)
+    return {account_id: frozenset(names) for account_id, names in found.items()}
 
 
 async def load_plans(
