@@ -252,11 +252,14 @@ def arr_totals(totals: dict[str, Any]) -> dict[str, Any]:
 
 
 def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Accounts whose contract ends within the horizon, soonest first."""
+    """Accounts whose contract ends within the horizon, soonest first; churned ones are
+    left out (nothing to renew, as ``/v1/renewals`` leaves them out)."""
     due = [
         r
         for r in rows
-        if r["days_to_renewal"] is not None and 0 <= r["days_to_renewal"] <= RENEWAL_HORIZON_DAYS
+        if r["days_to_renewal"] is not None
+        and 0 <= r["days_to_renewal"] <= RENEWAL_HORIZON_DAYS
+        and r["lifecycle_stage"] != "churned"
     ]
     return sorted(due, key=lambda r: (r["days_to_renewal"], -(r["arr"] or 0)))
 

@@ -11,7 +11,7 @@ falls back to the default one (a page never answers an error for a typed address
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -109,6 +109,8 @@ async def renewals_view(request: Request) -> Response:
         "picker": [str(q) for q in picker],
         "previous": str(quarter.previous()),
         "next": str(quarter.next()),
+        # The API's period is [from, to); people read a quarter to its last day.
+        "last_day": (quarter.end - timedelta(days=1)).isoformat(),
         "forecasts": FORECASTS,
         "forecast_labels": FORECAST_LABELS,
         "reason_labels": REASON_LABELS,

@@ -37,8 +37,10 @@ from services.scoring.state import OPEN_STATUSES
 from services.scoring.usage import MODULE_KEY as MODULE_KEY  # for other packages
 from services.scoring.usage import AccountUsage as AccountUsage  # for other packages
 from services.scoring.usage import DayUse as DayUse  # for other packages
+from services.scoring.zones import account_zones
 from services.scoring.zones import zone_of as zone_of  # for other packages (import rules)
 from shared.auth import ApiKey
+from shared.clock import utcnow
 from shared.contracts.events import fold_email
 from shared.storage.tables import (
     account_health,
@@ -129,10 +131,21 @@ async def account_measures(
     """The account's rolling measures as of ``as_of`` (default: its newest event's day),
     None without activity. As of a given day: with the facts and the open tickets of
     that day, and (given the ``kept`` window and history days) 422
-    ``as_of_beyond_retention`` for a day older than the kept daily counts answer."""
+    ``as_of_beyond_retention`` for a day older than the kept daily counts answer, and
+    ``as_of_in_future`` for a day after today in the account's zone (its measures would
+    read the days to come as days without use)."""
     if as_of is None:
         measures = await load_measures(conn, {account_id}, None, zone)
     else:
+        today = utcnow().astimezone((await account_zones(conn, [account_id], zone))[account_id])
+        if as_of > today.date():
+            raise ClientError(
+                422,
+                "as_of_in_future",
+                f"as_of {as_of.isoformat()} is after today ({today.date().isoformat()} in the "
+                "account's zone): give today or an earlier day, or leave as_of out for the "
+                "measures as of the account's newest event.",
+            )
         if kept is not None:
             oldest = await oldest_as_of(conn, account_id, kept, zone)
             check_retention(account_id, as_of, oldest, kept[1])
@@ -300,11 +313,11 @@ async def band_changes_between(
 
 def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals over portfolio rows, for ``GET /v1/aggregates`` and the lead's page alike:
-    accounts by band and danger level, ARR and ARR at risk (red band), active users, the
-    share of stably active accounts, churned accounts. ``arr_by_currency`` keeps each
-    currency's ARR apart (``default``: accounts without one, in the service's) and
-    ``arr_accounts_known`` says how many accounts have an ARR at all; ``arr_total`` is
-    kept for old callers and adds whatever amounts there are."""
+    accounts by band and danger level, ARR and ARR at risk (red band, not churned),
+    active users, the share of stably active accounts, churned accounts.
+    ``arr_by_currency`` keeps each currency's ARR apart (``default``: accounts without
+    one, in the service's) and ``arr_accounts_known`` says how many accounts have an ARR
+    at all; ``arr_total`` is kept for old callers and adds whatever amounts there are."""
     stable = sum(
         1
         for r in rows
@@ -316,7 +329,7 @@ def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "by_band": dict(Counter(r["band"] or "unscored" for r in rows)),
         "by_danger_level": dict(Counter(r["danger_level"] or "none" for r in rows)),
         "arr_total": round(sum(r["arr"] or 0 for r in rows), 2),
-        "arr_at_risk": round(sum(r["arr"] or 0 for r in rows if r["band"] == "red"), 2),
+        "arr_at_risk": round(sum(r["arr"] or 0 for r in rows if _at_risk(r)), 2),
         "arr_accounts_known": sum(1 for r in rows if r["arr"] is not None),
         "arr_by_currency": _arr_by_currency(rows),
         "active_users_7d": sum(r["active_users_7d"] or 0 for r in rows),
@@ -340,9 +353,14 @@ def _arr_by_currency(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             r.get("currency") or DEFAULT_CURRENCY, {"arr": 0.0, "arr_at_risk": 0.0}
         )
         sums["arr"] = round(sums["arr"] + r["arr"], 2)
-        if r["band"] == "red":
+        if _at_risk(r):
             sums["arr_at_risk"] = round(sums["arr_at_risk"] + r["arr"], 2)
     return out
+
+
+def _at_risk(row: dict[str, Any]) -> bool:
+    """ARR at risk: a red account's, unless it churned (lost already, not at risk)."""
+    return bool(row["band"] == "red" and row["lifecycle_stage"] != "churned")
 
 
 # The entry of one day of a timeline, created on first use.

@@ -25,7 +25,14 @@ from services.dashboard.activity_page import parse_when
 from services.dashboard.alerts_page import AlertQuery, action_from_form
 from services.dashboard.app import mount_dashboard
 from services.dashboard.auth import address_of, path_of
-from services.dashboard.home import PortfolioQuery, arr_totals, order, paginate, search
+from services.dashboard.home import (
+    PortfolioQuery,
+    arr_totals,
+    order,
+    paginate,
+    renewals,
+    search,
+)
 from services.dashboard.lead import TimeRange, per_csm
 from services.dashboard.saved_views import _clean_query
 from services.ingest.app import create_app
@@ -335,26 +342,38 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
     assert by_change[0] == "acct-05"
 
 
+def test_the_home_pages_renewals_leave_churned_accounts_out() -> None:
+    rows = [
+        {"account_id": "gone", "days_to_renewal": 5, "arr": 9.0, "lifecycle_stage": "churned"},
+        {"account_id": "due", "days_to_renewal": 9, "arr": 1.0, "lifecycle_stage": "stable"},
+        {"account_id": "later", "days_to_renewal": 400, "arr": 1.0, "lifecycle_stage": None},
+    ]
+    assert [r["account_id"] for r in renewals(rows)] == ["due"]
+
+
 def test_arr_totals_per_currency_and_unknown_apart() -> None:
     rows = [
         {"arr": 100.0, "band": "red", "currency": None},
         {"arr": 50.0, "band": "green", "currency": "CNY"},
         {"arr": 30.0, "band": "red", "currency": "USD"},
         {"arr": None, "band": "red", "currency": None},
+        # Churned: its ARR is lost already, not at risk.
+        {"arr": 70.0, "band": "red", "currency": None, "lifecycle_stage": "churned"},
     ]
     common = {"seats_purchased": None, "active_users_7d": 0, "danger_level": None}
-    api = portfolio_totals([{**r, **common, "lifecycle_stage": None} for r in rows])
-    assert api["arr_accounts_known"] == 3 and api["arr_by_currency"] == {
-        "default": {"arr": 100.0, "arr_at_risk": 100.0},
+    api = portfolio_totals([{**common, "lifecycle_stage": None, **r} for r in rows])
+    assert api["arr_at_risk"] == 130.0
+    assert api["arr_accounts_known"] == 4 and api["arr_by_currency"] == {
+        "default": {"arr": 170.0, "arr_at_risk": 100.0},
         "CNY": {"arr": 50.0, "arr_at_risk": 0.0},
         "USD": {"arr": 30.0, "arr_at_risk": 30.0},
     }
     totals = arr_totals(api)
     assert totals == {
-        "arr": {None: 100.0, "CNY": 50.0, "USD": 30.0},
+        "arr": {None: 170.0, "CNY": 50.0, "USD": 30.0},
         "at_risk": {None: 100.0, "USD": 30.0},
-        "known": 3,
-        "count": 4,
+        "known": 4,
+        "count": 5,
     }
 
 
