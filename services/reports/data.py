@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from sqlalchemy import func, or_, select
@@ -27,7 +27,9 @@ from services.scoring.queries import (
     end_of,
     facts_as_of,
     open_at,
+    scores_as_of,
     usage_states,
+    zone_of,
 )
 from shared.storage.tables import accounts, activity_daily, health_daily, tickets
 
@@ -98,30 +100,31 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
     health = await account_health_row(conn, account_id)
     if facts is None and health is None:
         raise UnknownAccount(account_id)
-    # The facts in force on the report's last day (its seats, tier, contract then); the
-    # stored row for an account whose facts history holds nothing by then.
-    then = (await facts_as_of(conn, end_of(end), [account_id])).get(account_id)
+    zone = zone_of(facts.facts if facts is not None else None, UTC)
+    # Every account's facts in force at the end of the report's last day (in the
+    # account's zone): its seats, tier and contract then, and its tier's peers then.
+    everyone = await facts_as_of(conn, end_of(end, zone))
+    then = everyone.get(account_id)
     if then is not None:
         fields, tier = then, then.get("tier")
-    else:
+    else:  # the stored row, for an account whose facts history holds nothing by then
         fields = (facts.facts or {}).get("fields", {}) if facts is not None else {}
         tier = facts.tier if facts is not None else None
-    peers = [account_id]
-    if tier is not None:
-        peers = list(
-            (await conn.execute(select(accounts.c.account_id).where(accounts.c.tier == tier)))
-            .scalars()
-            .all()
-        )
-    # The usage states of the account and its tier's peers (by the facts then, so the
-    # account may not be among today's), read once for every figure.
-    states = await usage_states(conn, [account_id, *peers])
-    by_account = await _figures(conn, peers, states, start, end)
-    mine = by_account.get(account_id, Figures(seats=facts.seats_purchased if facts else None))
-    if then is not None:
-        mine.seats = then.get("seats_purchased")
-    others = list(by_account.values())
-    opened, solved, listed = await _tickets(conn, account_id, start, end)
+    peers = sorted(
+        {account_id}
+        | {a for a, f in everyone.items() if tier is not None and f.get("tier") == tier}
+    )
+    # The usage states of the account and its peers, with the days of the long history
+    # the period needs (a past period's days may have left the window), read once.
+    states = await usage_states(conn, peers, as_of=end)
+    seats = {a: f.get("seats_purchased") for a, f in everyone.items()}
+    if then is None and facts is not None:
+        seats[account_id] = facts.seats_purchased
+    by_account = await _figures(conn, peers, states, start, end, seats)
+    mine = by_account[account_id]
+    others = list(by_account.values()) if tier is not None else []
+    opened, solved, listed = await _tickets(conn, account_id, start, end, zone)
+    score = (await scores_as_of(conn, end, [account_id])).get(account_id)
     return Report(
         kind=kind,
         account_id=account_id,
@@ -139,18 +142,20 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
         tickets_opened=opened,
         tickets_solved=solved,
         facts=dict(fields),
-        current=_current(health),
+        current=_score_then(score),
     )
 
 
-def _current(health: Any) -> dict[str, Any]:
-    if health is None:
+def _score_then(row: Any) -> dict[str, Any]:
+    """The score in force on the report's last day (its history row): score, band,
+    inputs and the danger's causes."""
+    if row is None:
         return {}
-    danger = (health.components or {}).get("danger") or {}
+    danger = (row.explanation or {}).get("danger") or {}
     return {
-        "score": health.score,
-        "band": health.band,
-        "inputs": dict(health.inputs or {}),
+        "score": row.score,
+        "band": row.band,
+        "inputs": dict(row.inputs or {}),
         "danger_causes": [c.get("code") for c in danger.get("causes", [])],
     }
 
@@ -188,37 +193,44 @@ async def _scores(
 
 
 async def _tickets(
-    conn: AsyncConnection, account_id: str, start: date, end: date
+    conn: AsyncConnection, account_id: str, start: date, end: date, zone: tzinfo
 ) -> tuple[int, int, list[dict[str, Any]]]:
     """Tickets opened and solved in the period, and every ticket opened or solved in it
     or open now, with its status and progress (RP-05: all requests and issues), newest
-    first; ``open``: still open at the end of the period."""
+    first; ``open``: still open at the end of the period. Days in the account's zone."""
     t = tickets.c
     rows = await conn.execute(
         select(tickets).where(
             t.account_id == account_id,
             or_(
                 t.status.in_(OPEN_TICKET_STATUSES),
-                t.created_at >= _midnight(start),
-                t.solved_at >= _midnight(start),
+                t.created_at >= _midnight(start, zone),
+                t.solved_at >= _midnight(start, zone),
             ),
         )
     )
     opened = solved = 0
     listed = []
     for row in rows:
-        created, solved_on = row.created_at.date(), row.solved_at and row.solved_at.date()
+        created = row.created_at.astimezone(zone).date()
+        solved_on = row.solved_at and row.solved_at.astimezone(zone).date()
         if created > end:
             continue
+        if solved_on is not None and solved_on > end:
+            solved_on = None  # solved after the period: open at its end
         opened += start <= created
-        solved += solved_on is not None and start <= solved_on <= end
+        solved += solved_on is not None and start <= solved_on
+        still_open = open_at(row, end_of(end, zone))
         listed.append(
             {
                 "ticket_id": row.ticket_id,
                 "priority": row.priority,
                 "type": row.type,
-                "status": row.status,
-                "open": open_at(row, end_of(end)),
+                # Today's status, unless it closed after the period ended.
+                "status": row.status
+                if not still_open or row.status in OPEN_TICKET_STATUSES
+                else "open",
+                "open": still_open,
                 "opened": created,
                 "solved": solved_on,
                 "age_days": ((solved_on or end) - created).days,
@@ -228,8 +240,8 @@ async def _tickets(
     return opened, solved, listed
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), UTC)
+def _midnight(day: date, zone: tzinfo) -> datetime:
+    return datetime.combine(day, time(), zone)
 
 
 async def _figures(
@@ -238,8 +250,10 @@ async def _figures(
     states: Mapping[str, AccountUsage],
     start: date,
     end: date,
+    seats: Mapping[str, Any],
 ) -> dict[str, Figures]:
-    out: dict[str, Figures] = defaultdict(Figures)
+    """Each account's figures over the period, with its ``seats`` then."""
+    out: dict[str, Figures] = {a: Figures() for a in ids}
     d = activity_daily
     for a, events, days, seconds in await conn.execute(
         select(d.c.account_id, func.sum(d.c.events), func.count(), func.sum(d.c.duration_s))
@@ -258,13 +272,10 @@ async def _figures(
                 i for use in used for i in use.names if state.names[i].startswith(MODULE_KEY)
             }
             out[a].modules_used = float(len(modules))
-    for a, seats in await conn.execute(
-        select(accounts.c.account_id, accounts.c.seats_purchased).where(
-            accounts.c.account_id.in_(ids)
-        )
-    ):
-        out[a].seats = float(seats) if seats is not None else None
-    return dict(out)
+    for a in ids:
+        bought = seats.get(a)
+        out[a].seats = float(bought) if bought is not None else None
+    return out
 
 
 def _average(figures: list[Figures]) -> Figures:

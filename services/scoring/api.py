@@ -172,7 +172,7 @@ async def account_health_history(
             "from": start.isoformat(),
             "to": to.isoformat(),
             "days": await daily_scores(conn, account_id, start, to),
-            "band_changes": await band_changes_between(conn, account_id, start, to),
+            "band_changes": await band_changes_between(conn, account_id, start, to, ctx.zone),
         }
 
 

@@ -163,6 +163,9 @@ def _fields_then(
         | _commercial_then(facts, relationship["last_payment_failed_at"])
         | support
         | _known_by(m, end)
+        # The moment the measures are as of: the newest event known by the day's end
+        # (an import scores a day after reading events of the days after it).
+        | {"as_of_time": min(m.as_of_time, end)}
     )
 
 

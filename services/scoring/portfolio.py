@@ -130,5 +130,5 @@ async def account_timeline(
     start, to = day_range(from_, to or date.today(), DEFAULT_TIMELINE_DAYS)
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
-        days = await timeline(conn, account_id, start, to)
+        days = await timeline(conn, account_id, start, to, ctx.zone)
     return {"account_id": account_id, "from": start.isoformat(), "to": to.isoformat(), "days": days}

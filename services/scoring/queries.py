@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
@@ -25,6 +25,7 @@ from services.scoring.as_of import (
     check_retention,
     measures_as_of,
     oldest_as_of,
+    with_history,
 )
 from services.scoring.as_of import open_at as open_at  # for other packages
 from services.scoring.as_of import portfolio_health_as_of as portfolio_health_as_of
@@ -296,9 +297,11 @@ async def daily_scores(
 
 
 async def band_changes_between(
-    conn: AsyncConnection, account_id: str, start: date, end: date
+    conn: AsyncConnection, account_id: str, start: date, end: date, zone: tzinfo
 ) -> list[dict[str, Any]]:
-    """The account's band changes on the days from ``start`` to ``end``, oldest first."""
+    """The account's band changes on the days from ``start`` to ``end`` (its days, in its
+    zone; ``zone`` for an account without one), oldest first."""
+    local = (await account_zones(conn, [account_id], zone))[account_id]
     q = (
         select(band_changes)
         .where(band_changes.c.account_id == account_id)
@@ -307,7 +310,7 @@ async def band_changes_between(
     return [
         {"at": c.changed_at.isoformat(), "from": c.from_band, "to": c.to_band, "score": c.score}
         for c in await conn.execute(q)
-        if start <= c.changed_at.date() <= end
+        if start <= c.changed_at.astimezone(local).date() <= end
     ]
 
 
@@ -364,18 +367,26 @@ def _at_risk(row: dict[str, Any]) -> bool:
 
 
 # The entry of one day of a timeline, created on first use.
-DayEntry = Callable[[date], dict[str, Any]]
+DayEntry = Callable[[date | datetime], dict[str, Any] | None]
 
 
 async def timeline(
-    conn: AsyncConnection, account_id: str, start: date, end: date
+    conn: AsyncConnection, account_id: str, start: date, end: date, zone: tzinfo
 ) -> list[dict[str, Any]]:
     """Day by day from ``start`` to ``end``, the days with something to show: usage
     (events, duration), the day's score, tickets opened and solved, touchpoints, band
-    changes and alerts."""
+    changes and alerts; each on its day in the account's zone (``zone`` for an account
+    without one), as its usage and scores are counted."""
     days: dict[str, dict[str, Any]] = {}
+    local = (await account_zones(conn, [account_id], zone))[account_id]
 
-    def entry(on: date) -> dict[str, Any]:
+    def entry(on: date | datetime) -> dict[str, Any] | None:
+        """The day's entry (a moment: on its day in the account's zone); None outside
+        the range."""
+        if isinstance(on, datetime):
+            on = on.astimezone(local).date()
+        if not start <= on <= end:
+            return None
         return days.setdefault(on.isoformat(), {"day": on.isoformat()})
 
     for add in (_usage, _scores, _tickets, _touchpoints, _band_changes, _alerts):
@@ -396,7 +407,8 @@ async def _usage(
     t = activity_daily.c
     q = _per_day(activity_daily, account_id, start, end, t.events, t.duration_s)
     for on, events, seconds in await conn.execute(q):
-        entry(on).update(events=events, usage_minutes=round(seconds / 60, 1))
+        if (day := entry(on)) is not None:
+            day.update(events=events, usage_minutes=round(seconds / 60, 1))
 
 
 async def _scores(
@@ -406,17 +418,18 @@ async def _scores(
     for on, score, band in await conn.execute(
         _per_day(health_daily, account_id, start, end, t.score, t.band)
     ):
-        entry(on).update(score=score, band=band)
+        if (day := entry(on)) is not None:
+            day.update(score=score, band=band)
 
 
 async def _tickets(
     conn: AsyncConnection, account_id: str, start: date, end: date, entry: DayEntry
 ) -> None:
     for t in await conn.execute(select(tickets).where(tickets.c.account_id == account_id)):
-        if start <= t.created_at.date() <= end:
-            entry(t.created_at.date()).setdefault("tickets_opened", []).append(t.ticket_id)
-        if t.solved_at and start <= t.solved_at.date() <= end:
-            entry(t.solved_at.date()).setdefault("tickets_solved", []).append(t.ticket_id)
+        if (day := entry(t.created_at)) is not None:
+            day.setdefault("tickets_opened", []).append(t.ticket_id)
+        if t.solved_at and (day := entry(t.solved_at)) is not None:
+            day.setdefault("tickets_solved", []).append(t.ticket_id)
 
 
 async def _touchpoints(
@@ -424,8 +437,7 @@ async def _touchpoints(
 ) -> None:
     q = select(touchpoint_log.c.occurred_at).where(touchpoint_log.c.account_id == account_id)
     for (at,) in await conn.execute(q):
-        if start <= at.date() <= end:
-            day = entry(at.date())
+        if (day := entry(at)) is not None:
             day["touchpoints"] = day.get("touchpoints", 0) + 1
 
 
@@ -434,8 +446,8 @@ async def _band_changes(
 ) -> None:
     q = select(band_changes).where(band_changes.c.account_id == account_id)
     for c in await conn.execute(q):
-        if start <= c.changed_at.date() <= end:
-            entry(c.changed_at.date()).setdefault("band_changes", []).append(
+        if (day := entry(c.changed_at)) is not None:
+            day.setdefault("band_changes", []).append(
                 {"from": c.from_band, "to": c.to_band, "score": c.score}
             )
 
@@ -448,13 +460,17 @@ async def _alerts(
         a.account_id == account_id
     )
     for r in await conn.execute(q):
-        if start <= r.fired_at.date() <= end:
-            entry(r.fired_at.date()).setdefault("alerts", []).append(
+        if (day := entry(r.fired_at)) is not None:
+            day.setdefault("alerts", []).append(
                 {"alert_id": r.alert_id, "rule": r.rule, "severity": r.severity, "status": r.status}
             )
 
 
-async def usage_states(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, AccountUsage]:
+async def usage_states(
+    conn: AsyncConnection, ids: Iterable[str], as_of: date | None = None
+) -> dict[str, AccountUsage]:
     """The accounts' usage states (``usage.py``: daily counters of the kept window), for
-    per-account reads other packages make (reports)."""
-    return await usage_store.load(conn, ids)
+    per-account reads other packages make (reports); ``as_of``: with the days of the
+    long history the 90 days to that day need, where the window no longer holds them."""
+    states = await usage_store.load(conn, ids)
+    return states if as_of is None else await with_history(conn, states, as_of)

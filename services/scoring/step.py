@@ -96,6 +96,7 @@ class Fired:
     past: dict[int, Any]  # over_days → inputs then, for "fell 40% over 7 days"
     score: Evaluation
     week_changes: list[dict[str, Any]]  # what moved over the week, largest first
+    at: datetime  # when the rule stepped (its alert's fired_at)
     # A family's alert: its name and the rules firing in it (worst first); None and ()
     # for a rule alone, whose alert is its own.
     family: str | None = None
@@ -153,18 +154,17 @@ def score_account(
     health = daily = None
     if not unchanged:
         health, daily = _rows(measures, score, risk, shown, earlier)
+    # Rules run in event time; a sweep scores a quiet account as of today, so its clock
+    # is now (pending periods and cooldowns go on while nothing arrives). A band change
+    # and an alert are dated by the same clock: a sweep's on the day it scored them.
+    at = max(measures.as_of_time, now) if swept else measures.as_of_time
     band_change = (
         None
         if unchanged
-        else history.band_change(
-            measures.account_id, measures.as_of_time, before, score.band, score.value
-        )
+        else history.band_change(measures.account_id, at, before, score.band, score.value)
     )
     values = rules.rule_values(measures, shown, score.band, risk["level"])
     values["danger_text"] = ", ".join(cause["text"] for cause in risk["causes"]) or "no cause"
-    # Rules run in event time; a sweep scores a quiet account as of today, so its clock
-    # is now (pending periods and cooldowns go on while nothing arrives).
-    at = max(measures.as_of_time, now) if swept else measures.as_of_time
     states, fired = _step_rules(measures, using, earlier, values, shown, score, at)
     return ScoredAccount(
         measures.account_id, score, before, health, daily, band_change, states, fired
@@ -245,7 +245,7 @@ def _step_rules(
     )
 
     def alert(rule: Rule, transition: Transition, **family: Any) -> Fired:
-        return Fired(measures, rule, transition, values, then, score, week, **family)
+        return Fired(measures, rule, transition, values, then, score, week, at, **family)
 
     for members in using.families:
         if len(members) == 1:  # a rule alone alerts as itself
@@ -357,7 +357,7 @@ def alert_event(fired: Fired, contacts: AccountContacts | None) -> AlertEvent:
         owner=contacts.owner,
         tier=measures.tier,
         sales_owner=contacts.sales_owner,
-        fired_at=measures.as_of_time,
+        fired_at=fired.at,
         details={
             "rule_type": rule.type.value,
             "as_of": measures.as_of.isoformat(),

@@ -28,11 +28,14 @@ from services.scoring.measures import Measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from services.scoring.step import ScoredAccount, score_account
+from services.scoring.zones import account_zones
+from services.simulate_history import write_history
 from shared.bus.base import Record
 from shared.contracts.events import MAX_EVENT_BYTES
 from shared.storage.tables import (
     account_health,
     activity_daily,
+    band_changes,
     health_daily,
     import_calendar,
     import_rejects,
@@ -886,3 +889,42 @@ async def test_each_account_day_is_scored_once_on_its_day(
     for account in ("a", "b"):  # in day order
         mine = [day for a, day, _ in steps if a == account]
         assert mine == sorted(mine)
+
+
+async def test_band_changes_are_dated_on_the_days_the_daily_scores_change(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """After an import, the band-change log tells the same story as the score history:
+    each change between two days' rows is logged on the later day, and none else (they
+    were dated at the newest event read, days later, and one dated alike was lost)."""
+    engine, processor = db
+    path = tmp_path / "history.ndjson"
+    write_history(path, tmp_path / "churn.csv", accounts=8, days=75, end=date(2026, 11, 1))
+    report = await import_files([path], processor, sweep=False, batch_size=500)
+    assert report.rejected == []
+    async with engine.connect() as conn:
+        daily = (
+            await conn.execute(
+                select(health_daily.c.account_id, health_daily.c.day, health_daily.c.band).order_by(
+                    health_daily.c.account_id, health_daily.c.day
+                )
+            )
+        ).all()
+        logged = (await conn.execute(select(band_changes))).all()
+        zones = await account_zones(conn, {row.account_id for row in daily}, UTC)
+    seen: dict[str, str] = {}
+    changes = set()
+    for account_id, day, band in daily:
+        if seen.get(account_id) != band:
+            changes.add((account_id, str(day), seen.get(account_id), band))
+        seen[account_id] = band
+    assert len(changes) > len(seen)  # some account changed band on the way
+    assert {
+        (
+            c.account_id,
+            str(c.changed_at.astimezone(zones[c.account_id]).date()),
+            c.from_band,
+            c.to_band,
+        )
+        for c in logged
+    } == changes

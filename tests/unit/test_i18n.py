@@ -7,7 +7,7 @@ import re
 import string
 import tomllib
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,8 @@ import jinja2
 import jinja2.nodes
 from babel.messages.pofile import read_po
 
+from services.scoring import danger
+from services.scoring.model.schema import load_default_model
 from shared.i18n import (
     DASH,
     LANGUAGES,
@@ -29,6 +31,7 @@ from shared.i18n import (
     translate,
 )
 from shared.i18n.alert_text import alert_text
+from tests.support.measures import AS_OF, measures
 
 
 def test_translates_to_chinese_and_keeps_english() -> None:
@@ -214,6 +217,36 @@ def test_default_alert_texts_have_chinese() -> None:
     assert alert_text("zh-CN", also) == "另有：健康分 30，红色；已 15 天无人使用产品。"
     assert alert_text("zh-CN", "Acme: a rule a team wrote") == "Acme: a rule a team wrote"
     assert alert_text("en", "Acme: health 30 is red") == "Acme: health 30 is red"
+
+
+def test_every_danger_cause_in_a_danger_alerts_title_has_chinese() -> None:
+    """A danger alert lists its causes in its title: each shows in Chinese."""
+    changed = datetime(2026, 11, 20, tzinfo=UTC)
+    m = measures(
+        icp_fit=False,
+        decision_maker_changed_at=changed,
+        champion_changed_at=changed,
+        oldest_open_request_at=datetime(2026, 9, 1, tzinfo=UTC),
+        first_seen=AS_OF - timedelta(days=100),
+    )
+    found = danger.assess(
+        m,
+        {
+            "active_user_share_7d": 0.55,
+            "depth_level": 1.0,
+            "not_live_after_90d": 1,
+            "oldest_open_ticket_days": 45.0,
+        },
+        load_default_model().danger,
+    )
+    causes = [cause["text"] for cause in found["causes"]]
+    assert len(causes) == 7  # every cause danger.py knows
+    shown = alert_text("zh-CN", "Acme: high danger — " + "; ".join(causes))
+    assert shown == (
+        "Acme：高危——客户不在理想客户画像之内；客户的决策人已更换；"
+        "活跃但浅层：55% 的席位活跃，使用深度 1 级；购买 3 个月后仍未上线；"
+        "有工单已 45 天未解决；客户内部的支持者已更换；有功能需求已等待超过 30 天"
+    )
 
 
 def test_an_account_name_holding_a_semicolon_stays_as_it_is() -> None:

@@ -1,5 +1,6 @@
-"""An account's health as of a day reads its facts at the end of that day in the
-account's own zone, as the portfolio's as-of read does."""
+"""Reads of one account count its days in its own zone: its health as of a day (the
+facts at the end of that day, as the portfolio's as-of read), its timeline, and no
+measures as of a day after its today."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from services.scoring.api import _health_as_of
 from services.scoring.as_of import portfolio_health_as_of
-from services.scoring.queries import account_measures
+from services.scoring.queries import account_measures, timeline
 from shared.auth import ApiKey, Scope
 from shared.bus.base import Record
 from shared.bus.embedded import EmbeddedBus
@@ -76,3 +77,39 @@ async def test_measures_as_of_a_day_after_today_are_refused(
         with pytest.raises(ClientError) as refused:
             await account_measures(conn, "a", later, UTC, (90, 730))
     assert (refused.value.status, refused.value.code) == (422, "as_of_in_future")
+
+
+async def test_the_timeline_puts_each_moment_on_its_day_in_the_accounts_zone(
+    embedded_settings: Settings, engine_factory: EngineFactory, processor_factory: ProcessorFactory
+) -> None:
+    """A ticket opened at 12:00 UTC is on the next day at UTC+14, as the account's usage
+    and open tickets count it."""
+    engine = await engine_factory()
+    processor = processor_factory(engine, producer=EmbeddedBus(engine))
+    raws: list[dict[str, object]] = [
+        {
+            "kind": "account",
+            "event_id": "f",
+            "account_id": "k",
+            "timezone": "Pacific/Kiritimati",
+            "occurred_at": "2026-12-01T00:00:00Z",
+        },
+        {
+            "kind": "ticket",
+            "event_id": "t",
+            "account_id": "k",
+            "ticket_id": "T1",
+            "status": "open",
+            "priority": "high",
+            "created_at": "2026-12-05T12:00:00Z",
+            "occurred_at": "2026-12-05T12:00:00Z",
+        },
+    ]
+    for n, raw in enumerate(raws):
+        await processor.handle([_record(embedded_settings, n, raw)])
+    async with engine.connect() as conn:
+        days = await timeline(conn, "k", date(2026, 12, 1), date(2026, 12, 10), UTC)
+        just_one = await timeline(conn, "k", date(2026, 12, 5), date(2026, 12, 5), UTC)
+    opened = {day["day"]: day["tickets_opened"] for day in days if "tickets_opened" in day}
+    assert opened == {"2026-12-06": ["T1"]}
+    assert all("tickets_opened" not in day for day in just_one)

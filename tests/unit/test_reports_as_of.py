@@ -1,0 +1,55 @@
+"""A report for a past period says what a report made on its last day said: the
+period's use (days that have left the usage window since, read from the long history),
+the score, seats, tier, peers and tickets as they were then."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from services.reports.data import KINDS, build_report
+from services.scoring.backfill import import_files
+from services.scoring.metrics import ScoringMetrics
+from services.simulate_history import write_history
+from tests.support.factories import EngineFactory, ProcessorFactory
+
+LAST = date(2026, 11, 1)
+REPORT_END = date(2026, 6, 20)  # 134 days before the history's end: out of the window
+
+
+async def test_a_report_for_a_past_period_says_what_it_said_then(
+    engine_factory: EngineFactory, processor_factory: ProcessorFactory, tmp_path: Path
+) -> None:
+    whole = tmp_path / "whole.ndjson"
+    write_history(whole, tmp_path / "churn.csv", accounts=6, days=220, end=LAST)
+    cut = datetime.combine(REPORT_END + timedelta(days=1), datetime.min.time(), UTC)
+    lines = whole.read_bytes().splitlines()
+    before = [
+        line for line in lines if datetime.fromisoformat(orjson.loads(line)["occurred_at"]) < cut
+    ]
+    then = tmp_path / "then.ndjson"
+    then.write_bytes(b"\n".join(before) + b"\n")
+
+    async def imported(path: Path, name: str) -> object:
+        engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path}/{name}.db")
+        metrics = ScoringMetrics(CollectorRegistry())
+        report = await import_files(
+            [path],
+            lambda sink: processor_factory(engine, producer=sink, metrics=metrics),
+            sweep=False,
+        )
+        assert report.rejected == []
+        return engine
+
+    now_engine, then_engine = await imported(whole, "now"), await imported(then, "then")
+    account = orjson.loads(before[-1])["account_id"]
+    for kind in KINDS:
+        async with now_engine.connect() as conn:  # type: ignore[attr-defined]
+            late = await build_report(conn, account, kind, REPORT_END)
+        async with then_engine.connect() as conn:  # type: ignore[attr-defined]
+            on_time = await build_report(conn, account, kind, REPORT_END)
+        assert late.figures.active_users > 0 and late.modules
+        assert late == on_time, kind
