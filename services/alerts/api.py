@@ -239,7 +239,8 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 class _Body(BaseModel):
     """A JSON body. NaN and ±Infinity (which Python's JSON parser accepts) become
     strings before validation: the 422 quotes the refused value back, and FastAPI's
-    error answer cannot encode a non-finite float (it would be a 500)."""
+    error answer cannot encode a non-finite float (it would be a 500). Text holding a
+    lone surrogate (JSON's "\\ud800" escape) is refused: no database can store it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -248,6 +249,12 @@ class _Body(BaseModel):
 
 
 def _json_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):

@@ -100,34 +100,57 @@ class AlertLifecycle:
         now: datetime,
     ) -> None:
         """A newer revision of stored alert ``row``: an update (told to whoever heard of
-        the alert, unless snoozed or acknowledged) or its end."""
+        the alert, unless snoozed or acknowledged) or its end. An alert someone resolved
+        by hand stays resolved (its end is not told again) unless it gets worse: then it
+        opens again. A muted alert that turns critical is muted no longer."""
         values = _fields(alert, now)
-        if alert.status == "resolved":
+        closed = row.status == "resolved"  # by hand (or superseded) before this revision
+        rose = worse(alert.severity, Severity(row.severity))
+        reopens = closed and rose and alert.status == "firing"
+        if alert.status == "resolved" and not closed:
             values.update(status="resolved", resolved_at=now)
+        elif reopens:
+            values.update(status="firing", resolved_at=None)
         else:
-            values.pop("status")  # an update keeps it acknowledged if it was
+            values.pop("status")  # an update keeps it acknowledged (or resolved) if it was
+        unmuted = row.muted and alert.status == "firing" and alert.severity == Severity.critical
+        if unmuted:
+            values["muted"] = False
         await conn.execute(
             update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
         )
-        told = row.last_notified_at is not None and not row.muted
+        heard = row.last_notified_at is not None
         if alert.status == "resolved":
-            if alerting.notify.send_resolved and told:
+            # Whoever heard of it hears of its end, muted since or not (README).
+            if alerting.notify.send_resolved and heard and not closed:
                 await self._tell(conn, alert, NoticeKind.resolve, people, alerting, now)
             if row.severity == Severity.critical.value:
                 await self._release(conn, alert.account_id, alerting, now)
             return
+        if closed and not reopens:
+            return  # resolved by hand and no worse: stored, nobody told
+        if reopens:
+            await _note(conn, alert.alert_id, now, "reopen", "worse since it was resolved")
         if alert.severity == Severity.critical:
             await self._inhibit_others(conn, alert)
         elif row.severity == Severity.critical.value:
             await self._release(conn, alert.account_id, alerting, now)
         # A symptom attached to the alert, or a severity that fell, is stored and shown,
         # not sent: people hear again only when it gets worse.
-        rose = worse(alert.severity, Severity(row.severity))
         await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=rose)
         snoozed = row.snoozed_until is not None and row.snoozed_until > now
-        if rose and told and not snoozed and row.status == "firing":
+        if not rose or snoozed or not (row.status == "firing" or reopens):
+            return
+        if heard and (unmuted or not row.muted):
             update_n = f"update:{alert.revision}"
             await self._tell(conn, alert, NoticeKind.update, people, alerting, now, update_n)
+        elif not heard and unmuted:  # muted from the start, critical now: its first notice
+            await conn.execute(
+                update(alerts)
+                .where(alerts.c.alert_id == alert.alert_id)
+                .values(last_notified_at=now)
+            )
+            await self._tell(conn, alert, NoticeKind.fire, people, alerting, now)
 
     async def _tell(
         self,
@@ -171,36 +194,69 @@ class AlertLifecycle:
     async def _release(
         self, conn: AsyncConnection, account_id: str, alerting: Alerting, now: datetime
     ) -> None:
-        """The account's last critical alert ended: its muted alerts speak again, and
-        those nobody heard about are notified now."""
-        still = await conn.execute(
-            select(alerts.c.alert_id).where(
-                alerts.c.account_id == account_id,
-                alerts.c.severity == Severity.critical.value,
-                alerts.c.status.in_(OPEN_ALERT_STATUSES),
-            )
-        )
-        if still.first() is not None:
-            return
-        muted = and_(
+        await release(conn, account_id, alerting, self._outbox, self._settings, now)
+
+
+async def release(
+    conn: AsyncConnection,
+    account_id: str,
+    alerting: Alerting,
+    outbox: Outbox,
+    settings: Settings,
+    now: datetime,
+) -> int:
+    """Unless the account still has an open critical alert, its muted alerts speak
+    again, and those nobody heard about are notified now (how many). Called when a
+    critical alert ends or falls, and by the timer pass for the ends no revision brings
+    (resolved by hand)."""
+    still = await conn.execute(
+        select(alerts.c.alert_id).where(
             alerts.c.account_id == account_id,
-            alerts.c.muted,
+            alerts.c.severity == Severity.critical.value,
             alerts.c.status.in_(OPEN_ALERT_STATUSES),
         )
-        rows = (await conn.execute(select(alerts).where(muted))).all()
-        await conn.execute(update(alerts).where(muted).values(muted=False))
-        for r in rows:
-            if r.last_notified_at is not None:
-                continue
-            stored = stored_alert(r)
-            if stored is None:
-                continue
-            alert = await with_current_owners(conn, stored)
-            await conn.execute(
-                update(alerts).where(alerts.c.alert_id == r.alert_id).values(last_notified_at=now)
-            )
-            people = routing.recipients(alert, alerting.routing, self._settings)
-            await self._tell(conn, alert, NoticeKind.fire, people, alerting, now)
+    )
+    if still.first() is not None:
+        return 0
+    muted = and_(
+        alerts.c.account_id == account_id,
+        alerts.c.muted,
+        alerts.c.status.in_(OPEN_ALERT_STATUSES),
+    )
+    rows = (await conn.execute(select(alerts).where(muted))).all()
+    await conn.execute(update(alerts).where(muted).values(muted=False))
+    told = 0
+    for r in rows:
+        if r.last_notified_at is not None:
+            continue
+        stored = stored_alert(r)
+        if stored is None:
+            continue
+        alert = await with_current_owners(conn, stored)
+        await conn.execute(
+            update(alerts).where(alerts.c.alert_id == r.alert_id).values(last_notified_at=now)
+        )
+        people = routing.recipients(alert, alerting.routing, settings)
+        told += await outbox.notify(
+            conn,
+            alert,
+            NoticeKind.fire,
+            people,
+            now=now,
+            group_wait=alerting.notify.group_wait,
+        )
+    return told
+
+
+async def _note(
+    conn: AsyncConnection, alert_id: str, now: datetime, action: str, text: str
+) -> None:
+    """A line in the alert's activity, by healthwatch itself."""
+    await conn.execute(
+        alert_activity.insert().values(
+            alert_id=alert_id, at=now, actor="healthwatch", action=action, text=text
+        )
+    )
 
 
 async def _supersede(conn: AsyncConnection, alert: AlertEvent, now: datetime) -> bool:

@@ -513,8 +513,13 @@ def _one_notice(notices: list[Notice]) -> Notice:
     """A group's notices as one message (grouped Slack); a single one as it is."""
     if len(notices) == 1:
         return notices[0]
-    alerts_ = [a for n in notices for a in n.alerts]
-    return Notice(NoticeKind.group, alerts_, "+".join(n.key for n in notices))
+    each = [(a, kind) for n in notices for a, kind in n.each()]
+    return Notice(
+        NoticeKind.group,
+        [a for a, _ in each],
+        "+".join(n.key for n in notices),
+        kinds=tuple(kind for _, kind in each),
+    )
 
 
 def _rule(notice: Notice) -> str:

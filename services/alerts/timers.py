@@ -19,14 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.alerts import routing
 from services.alerts.cases.timers import CaseTimers
 from services.alerts.channels.text import one_line
-from services.alerts.lifecycle import stored_alert, with_current_owners
+from services.alerts.lifecycle import release, stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
 from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
-from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent
+from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.tables import accounts, alerts
 
@@ -69,6 +69,7 @@ class AlertTimers:
         escalated: list[tuple[str, str]] = []  # (alert id, rule)
         async with self._outbox.transaction(self._engine) as conn:
             alerting, _ = await self._alerting.current(conn)
+            queued += await self._unmute(conn, alerting, now)
             queued += await self._wake_snoozed(conn, alerting, now)
             queued += await self._repeat(conn, alerting, now)
             queued += await self._escalate(conn, alerting, now, escalated)
@@ -106,6 +107,23 @@ class AlertTimers:
             group_wait=alerting.notify.group_wait,
             notification=f"repeat:{n}",
         )
+
+    async def _unmute(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
+        """Muted alerts of accounts no open critical alert mutes any more (it was resolved
+        by hand, which no revision tells the lifecycle): they speak again."""
+        critical = select(alerts.c.account_id).where(
+            alerts.c.severity == Severity.critical.value,
+            alerts.c.status.in_(OPEN_ALERT_STATUSES),
+        )
+        stale = select(alerts.c.account_id).where(
+            alerts.c.muted,
+            alerts.c.status.in_(OPEN_ALERT_STATUSES),
+            alerts.c.account_id.not_in(critical),
+        )
+        told = 0
+        for account_id in sorted(set((await conn.execute(stale)).scalars())):
+            told += await release(conn, account_id, alerting, self._outbox, self._settings, now)
+        return told
 
     async def _wake_snoozed(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
         """A snooze that ran out on a still-firing alert: tell its people again."""

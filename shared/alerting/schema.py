@@ -40,8 +40,10 @@ MAX_DURATION = timedelta(days=3650)
 def _duration(value: Any) -> Any:
     """``"30s"``, ``"15m"``, ``"4h"``, ``"2d"``, ``"1w"`` or a number of seconds, from 0
     to MAX_DURATION."""
+    if isinstance(value, bool):  # pydantic would read true as one second
+        raise ValueError(f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w'")
     try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float):
             return _bounded(timedelta(seconds=value), value)
         if isinstance(value, str):
             match = _DURATION.match(value)

@@ -65,6 +65,9 @@ class Notice:
     alerts: list[AlertEvent]
     key: str
     case: CaseNote | None = None
+    # A group's notices' own kinds, one per alert (an escalation or a reminder among
+    # them says so); empty: each alert's is ``kind``. Made when sending, never stored.
+    kinds: tuple[NoticeKind, ...] = ()
 
     def __post_init__(self) -> None:
         # Stored payloads and callers give the kind as its string value.
@@ -73,6 +76,11 @@ class Notice:
     @property
     def first(self) -> AlertEvent:
         return self.alerts[0]
+
+    def each(self) -> list[tuple[AlertEvent, NoticeKind]]:
+        """Each alert with the kind of notice it comes in."""
+        kinds = self.kinds or (self.kind,) * len(self.alerts)
+        return list(zip(self.alerts, kinds, strict=True))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -188,6 +188,7 @@ BAD_SNOOZES: list[tuple[bytes, str]] = [
     (b'{"for": "99999999999999999999w"}', "for"),
     (b'{"for": "91d"}', "for"),
     (b'{"for": "soon"}', "for"),
+    (b'{"for": true}', "for"),  # was a 1-second snooze
     (b'{"until": "9999-12-31T23:59:59-14:00"}', "until"),
     (b'{"until": "0001-01-01T00:00:00+14:00"}', "until"),
     (f'{{"until": "{FAR}"}}'.encode(), "until"),
@@ -212,6 +213,10 @@ async def test_out_of_range_values_are_a_4xx_naming_the_field(
                 (f"/v1/alerts/{alert}/comments", b'{"text": "\\u0000"}'),
                 (f"/v1/alerts/{alert}/resolve", b'{"reason": "x\\u0000"}'),
                 (f"/v1/alerts/{alert}/not-useful", b'{"reason": "x\\u0000"}'),
+                # A lone surrogate: PostgreSQL cannot store it (it was a 500).
+                (f"/v1/alerts/{alert}/snooze", b'{"for": "1h", "reason": "x\\ud800"}'),
+                (f"/v1/alerts/{alert}/resolve", b'{"reason": "x\\ud800"}'),
+                (f"/v1/alerts/{alert}/not-useful", b'{"reason": "x\\ud800"}'),
             ):
                 r = await c.post(path, content=body, headers=json)
                 if r.status_code != 422:

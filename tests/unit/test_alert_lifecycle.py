@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.alerts.actions import Action, apply_action
 from services.alerts.channels.email import EmailChannel
 from services.alerts.channels.slack import SlackChannel
 from services.alerts.intake import AlertIntake
@@ -139,6 +140,74 @@ async def test_a_critical_alert_mutes_the_accounts_warnings_until_it_resolves(
         ("low_activity", "fire"),
         ("low_activity", "resolve"),
         ("nps_detractor", "fire"),
+    ]
+
+
+async def test_a_muted_warning_that_turns_critical_is_told_and_escalates(world: World) -> None:
+    """Muted by the account's critical alert, then critical itself: told now (its first
+    notice) and escalated like any critical alert, not muted while it lasts."""
+    await world.receive(alert("low_activity", Severity.critical))
+    await world.receive(alert("nps_detractor", Severity.warning))  # muted
+    await world.receive(alert("nps_detractor", Severity.critical, revision=1))
+    row = await world.alert("acme:nps_detractor:1")
+    assert not row.muted  # type: ignore[attr-defined]
+    world.clock.now += timedelta(hours=1, minutes=1)
+    await world.timers.run_once()
+    told = [(a.split(":")[1], n, to) for a, n, to in await world.notices()]
+    assert ("nps_detractor", "fire", "anna@example.com") in told
+    assert ("nps_detractor", "escalate", "lead@example.com") in told
+
+
+async def _resolve_by_hand(world: World, alert_id: str) -> None:
+    async with world.engine.begin() as conn:
+        row = (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
+        await apply_action(conn, row, Action("resolve", "anna@example.com"), world.clock.now)
+
+
+async def test_a_critical_alert_resolved_by_hand_mutes_no_more(world: World) -> None:
+    """The next timer pass lets its muted warnings speak (no revision tells of it)."""
+    await world.receive(alert("low_activity", Severity.critical))
+    await world.receive(alert("nps_detractor", Severity.warning))  # muted
+    await _resolve_by_hand(world, "acme:low_activity:1")
+    await world.timers.run_once()
+    assert [(a.split(":")[1], n) for a, n, _ in await world.notices()] == [
+        ("low_activity", "fire"),
+        ("nps_detractor", "fire"),
+    ]
+    assert not (await world.alert("acme:nps_detractor:1")).muted  # type: ignore[attr-defined]
+
+
+async def test_an_alert_resolved_by_hand_stays_resolved_unless_it_gets_worse(world: World) -> None:
+    """Scoring's later end of it tells nobody again and keeps when it was resolved; a
+    revision no worse is stored only; a worse one opens it again and is told."""
+    await world.receive(alert("nps_detractor", Severity.warning))
+    await _resolve_by_hand(world, "acme:nps_detractor:1")
+    resolved_at = (await world.alert("acme:nps_detractor:1")).resolved_at  # type: ignore[attr-defined]
+    world.clock.now += timedelta(minutes=10)
+    await world.receive(alert("nps_detractor", Severity.warning, revision=1))
+    await world.receive(alert("nps_detractor", Severity.info, revision=2))
+    row = await world.alert("acme:nps_detractor:1")
+    assert (row.status, row.resolved_at) == ("resolved", resolved_at)  # type: ignore[attr-defined]
+    await world.receive(alert("nps_detractor", Severity.critical, revision=3))
+    row = await world.alert("acme:nps_detractor:1")
+    assert (row.status, row.resolved_at) == ("firing", None)  # type: ignore[attr-defined]
+    await world.receive(alert("nps_detractor", Severity.critical, revision=4, status="resolved"))
+    assert [n for _, n, _ in await world.notices()] == ["fire", "update:3", "resolve"]
+    # Resolved by hand again, then by scoring: its end is not told twice.
+    await world.receive(alert("low_activity", Severity.warning))
+    await _resolve_by_hand(world, "acme:low_activity:1")
+    await world.receive(alert("low_activity", Severity.warning, revision=1, status="resolved"))
+    assert [n for a, n, _ in await world.notices() if "low_activity" in a] == ["fire"]
+
+
+async def test_whoever_heard_of_a_muted_alert_hears_of_its_end(world: World) -> None:
+    await world.receive(alert("nps_detractor", Severity.warning))  # told
+    await world.receive(alert("low_activity", Severity.critical))  # mutes it
+    await world.receive(alert("nps_detractor", Severity.warning, revision=1, status="resolved"))
+    assert [(a.split(":")[1], n) for a, n, _ in await world.notices()] == [
+        ("nps_detractor", "fire"),
+        ("low_activity", "fire"),
+        ("nps_detractor", "resolve"),
     ]
 
 

@@ -10,9 +10,11 @@ import pytest
 from pydantic import SecretStr
 
 from services.alerts.channels import DeliveryError
+from services.alerts.channels.base import MAX_RETRY_AFTER_S, retry_after
 from services.alerts.channels.email import EmailChannel
 from services.alerts.channels.slack import SlackChannel
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
+from services.alerts.outbox import _one_notice
 from services.alerts.routing import addresses, recipients
 from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
@@ -86,6 +88,22 @@ async def test_slack_groups_several_alerts_into_one_message() -> None:
     assert "NPS 3" in post.body["text"] and "8% of seats" in post.body["text"]
 
 
+async def test_a_grouped_message_says_which_alerts_are_escalations_or_reminders() -> None:
+    """Grouped, an escalation still reads as one (it read as a new alert)."""
+    other = ALERT.model_copy(update={"alert_id": "acme:nps_detractor:1", "title": "Acme: NPS 3"})
+    grouped = _one_notice(
+        [Notice("escalate", [ALERT], "a/escalate"), Notice("fire", [other], "b/fire")]
+    )
+    slack = SlackStandIn()
+    async with slack.running():
+        channel = SlackChannel(settings(slack_webhook_url=slack.webhook_url))
+        await channel.send(grouped, "U0ANNA")
+    (post,) = slack.requests
+    text = post.body["text"]
+    assert f"Escalated, not acknowledged: {ALERT.title}" in text
+    assert "; Acme: NPS 3" in text  # the new one as it is
+
+
 async def test_email_is_multipart_with_escaped_html_and_a_stable_message_id() -> None:
     with smtp_server() as (inbox, port):
         channel = EmailChannel(settings(smtp_host="127.0.0.1", smtp_port=port))
@@ -155,3 +173,21 @@ def test_strategic_routing_adds_the_lead_and_the_accounts_sales_owner() -> None:
     # No owner: the team hears about it; other tiers add nobody.
     orphan = ALERT.model_copy(update={"owner": None, "tier": "non-focus"})
     assert [p.email for p in recipients(orphan, routing, s)] == ["team@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("2", 2.0),
+        ("1e20", MAX_RETRY_AFTER_S),  # held every Slack notice past any date (OverflowError)
+        ("inf", MAX_RETRY_AFTER_S),
+        ("nan", None),
+        ("-5", 0.0),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+        (None, None),
+    ],
+)
+def test_a_retry_after_header_is_read_within_an_hour(
+    header: str | None, seconds: float | None
+) -> None:
+    assert retry_after(header) == seconds

@@ -3,6 +3,7 @@ delivers or raises ``DeliveryError`` (retryable unless ``permanent``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from shared.alerting.schema import Recipient
@@ -38,9 +39,20 @@ class Channel(Protocol):
     async def send(self, notice: Notice, destination: str) -> None: ...
 
 
+# The longest wait a Retry-After header may ask for. A receiver asking for more (or
+# writing milliseconds, or "inf") would hold every notice to its destination, Slack's
+# all of them, that long: an hour is beyond any rate limit Slack documents, and the
+# failed attempt still counts towards the delivery's last.
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def retry_after(value: str | None) -> float | None:
-    """A Retry-After header in seconds; None if absent or not a number."""
+    """A Retry-After header in seconds, at most MAX_RETRY_AFTER_S; None if absent or
+    not a number of seconds (an HTTP date is read as none: the usual backoff)."""
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None if seconds is None or math.isnan(seconds) else MAX_RETRY_AFTER_S
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)

@@ -20,7 +20,7 @@ from services.alerts.channels.text import account_url, changes, encodable, headl
 from shared.alerting.schema import Recipient
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
-from shared.contracts.notices import Notice
+from shared.contracts.notices import Notice, NoticeKind
 from shared.i18n import DEFAULT_LANGUAGE, N_, translate
 from shared.i18n.alert_text import alert_text
 
@@ -92,11 +92,13 @@ class SlackChannel:
                 ),
             )
         except SlackApiError as exc:
-            status = exc.response.status_code
+            status, body = exc.response.status_code, exc.response.data
+            # A gateway's 5xx page is text, not Slack's JSON: no error code to read.
+            error = body.get("error") if isinstance(body, dict) else None
             raise DeliveryError(
-                f"Slack API {status}: {exc.response.get('error')}",
+                f"Slack API {status}: {error or 'no error code'}",
                 retry_after_s=retry_after(exc.response.headers.get("Retry-After")),
-                permanent=exc.response.get("error") in _PERMANENT_CODES,
+                permanent=error in _PERMANENT_CODES,
             ) from exc
         except Exception as exc:  # network errors surface as aiohttp/OS errors
             raise DeliveryError(f"Slack API unreachable: {exc!r}") from exc
@@ -142,7 +144,9 @@ def fallback_text(
     if notice.case is not None:
         return prefix + escape(case_headline(notice, lang), SECTION_CHARS)
     if len(notice.alerts) > 1:
-        titles = "; ".join(alert_text(lang, a.title) for a in notice.alerts[:MAX_GROUPED])
+        titles = "; ".join(
+            headline(notice, a, lang, kind) for a, kind in notice.each()[:MAX_GROUPED]
+        )
         line = translate(lang, "{n} alerts: {titles}", n=len(notice.alerts), titles=titles)
         return prefix + escape(line, SECTION_CHARS)
     severity = translate(lang, notice.first.severity.value)
@@ -167,8 +171,8 @@ def message_blocks(
             intro = f"<@{escape(mention)}> {intro}"
         blocks.append(_section(intro))
         mention = None
-    for a in notice.alerts[:MAX_GROUPED]:
-        blocks.extend(_alert_blocks(notice, a, public_url, mention, interactive, lang))
+    for a, kind in notice.each()[:MAX_GROUPED]:
+        blocks.extend(_alert_blocks(notice, a, kind, public_url, mention, interactive, lang))
     if len(notice.alerts) > MAX_GROUPED:
         more = escape(translate(lang, "…and {n} more", n=len(notice.alerts) - MAX_GROUPED))
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
@@ -207,6 +211,7 @@ def _field(label: str, mrkdwn: str) -> dict[str, str]:
 def _alert_blocks(
     notice: Notice,
     alert: AlertEvent,
+    kind: NoticeKind,
     public_url: str,
     mention: str | None,
     interactive: bool,
@@ -214,7 +219,7 @@ def _alert_blocks(
 ) -> list[dict[str, Any]]:
     """One alert's blocks: its headline, summary, what changed, facts and buttons."""
     url = account_url(public_url, alert.account_id)
-    head = escape(headline(notice, alert, lang), SECTION_CHARS - 100)
+    head = escape(headline(notice, alert, lang, kind), SECTION_CHARS - 100)
     head = f"{_SEVERITY_EMOJI.get(alert.severity.value, '')} *{head}*"
     if mention:
         head = f"<@{escape(mention)}> {head}"

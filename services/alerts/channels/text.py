@@ -27,13 +27,19 @@ _HEADER_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) != "
 _URL_SECRETS = re.compile(r"(https?://)(?:[^@/\s'\"]*@)?([^/\s'\"?#]+)[^\s'\")]*")
 
 
-def headline(notice: Notice, alert: AlertEvent | None = None, lang: str = DEFAULT_LANGUAGE) -> str:
+def headline(
+    notice: Notice,
+    alert: AlertEvent | None = None,
+    lang: str = DEFAULT_LANGUAGE,
+    kind: NoticeKind | None = None,
+) -> str:
     """What a notice is headed, in the recipient's language ``lang`` (the alert's own
-    title too, where alerts.po translates its rule's template)."""
+    title too, where alerts.po translates its rule's template); ``kind``: the alert's
+    own notice's, in a group."""
     a = alert or notice.first
     if notice.kind == NoticeKind.digest:
         return translate(lang, "{n} open alerts: your daily digest", n=len(notice.alerts))
-    prefix = _PREFIX.get(notice.kind)
+    prefix = _PREFIX.get(kind or notice.kind)
     title = alert_text(lang, a.title)
     return translate(lang, prefix, title=title) if prefix else title
 
