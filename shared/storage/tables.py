@@ -520,6 +520,9 @@ bus_log = Table(
     Column("headers", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_bus_log_topic_offset", "topic", "offset"),
+    # SQLite: never a number twice, even after the prune empties the table (a reused
+    # offset lies below the consumers' stored ones: unread, then pruned; migration 0017).
+    sqlite_autoincrement=True,
 )
 
 # Success plans (issue 16): per account, milestones with a due day and a measure to reach

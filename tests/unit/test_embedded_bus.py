@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from shared.bus.base import OutMessage, TopicPartition
 from shared.bus.embedded import EmbeddedBus, prune_consumed
@@ -12,6 +12,7 @@ from shared.bus.offsets import next_offsets, save_offsets
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import bus_log
+from tests.support.migrations import upgrade_to
 
 
 async def test_consumer_resumes_from_stored_offsets_and_pruning_keeps_unread(
@@ -46,4 +47,79 @@ async def test_consumer_resumes_from_stored_offsets_and_pruning_keeps_unread(
     async with engine.connect() as conn:
         left = (await conn.execute(select(func.count()).select_from(bus_log))).scalar_one()
     assert left == 3  # v3, v4 unread by g, and topic b (no reader) kept
+    await engine.dispose()
+
+
+async def test_offsets_go_on_after_the_prune_empties_the_log(
+    embedded_settings: Settings,
+) -> None:
+    """Once the prune had deleted every row read, SQLite numbered new rows from 1 again,
+    below the stored offset: accepted, never read, then pruned (lost)."""
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    bus = EmbeddedBus(engine)
+    stored: dict[TopicPartition, int] = {}
+
+    async def load(partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+        return {tp: stored[tp] for tp in partitions if tp in stored}
+
+    await bus.send_many([OutMessage("a", None, f"v{i}".encode()) for i in range(3)])
+    consumer = bus.consumer(["a"], load)
+    await consumer.start()
+    read = await consumer.getmany(0.1, 10)
+    async with engine.begin() as conn:
+        await save_offsets(conn, "g", next_offsets(read))
+    stored.update(next_offsets(read))
+    assert await prune_consumed(engine, {"a": "g"}) == 3  # the log is empty now
+    await bus.send_many([OutMessage("a", None, b"after")])
+    restarted = bus.consumer(["a"], load)
+    await restarted.start()
+    assert [r.value for r in await restarted.getmany(0.1, 10)] == [b"after"]
+    assert await prune_consumed(engine, {"a": "g"}) == 0
+    await engine.dispose()
+
+
+async def test_the_upgrade_renumbers_rows_a_reset_put_below_the_stored_offsets(
+    embedded_settings: Settings,
+) -> None:
+    """An install the reset hit: its unread rows are read after the upgrade (0017)."""
+    engine = create_engine(embedded_settings.database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0016"))
+        now = "2026-12-06 10:00:00.000000"
+        await conn.execute(
+            text(
+                'INSERT INTO bus_log ("offset", topic, key, value, headers, created_at) '
+                "VALUES (1, 'a', NULL, :one, '{}', :at), (2, 'a', NULL, :two, '{}', :at)"
+            ),
+            {"at": now, "one": b"lost1", "two": b"lost2"},
+        )
+        await save_offsets(conn, "g", {("a", 0): 501})
+    await migrate(engine)
+    stored = {("a", 0): 501}
+
+    async def load(partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+        return {tp: stored[tp] for tp in partitions if tp in stored}
+
+    bus = EmbeddedBus(engine)
+    await bus.send_many([OutMessage("a", None, b"new")])
+    consumer = bus.consumer(["a"], load)
+    await consumer.start()
+    read = await consumer.getmany(0.1, 10)
+    assert [r.value for r in read] == [b"lost1", b"lost2", b"new"]
+    assert [r.offset for r in read] == [501, 502, 503]
+    await engine.dispose()
+
+
+async def test_the_upgrade_of_an_emptied_log_numbers_above_the_stored_offsets(
+    embedded_settings: Settings,
+) -> None:
+    engine = create_engine(embedded_settings.database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0016"))
+        await save_offsets(conn, "g", {("a", 0): 77})
+    await migrate(engine)
+    await EmbeddedBus(engine).send_many([OutMessage("a", None, b"x")])
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(bus_log.c.offset))).scalars().all() == [77]
     await engine.dispose()
