@@ -273,7 +273,13 @@ class ScoringProcessor:
             if received is not None:
                 event = event.model_copy(update={"received_at": received})
         skew = self._settings.max_future_skew
-        errors = future_times(event, (received or now) + skew, skew)
+        # A receipt is never later than now: an import line's own received_at far ahead
+        # would let its times be too, and its dedup window forget everything before it.
+        if received is not None and received > now + skew:
+            raise UndecodableRecord(
+                f"received_at is more than {skew} in the future; check the sender's clock"
+            )
+        errors = future_times(event, min(received or now, now) + skew, skew)
         if errors:
             raise UndecodableRecord("; ".join(f"{e['field']} {e['message']}" for e in errors))
         return event

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -928,3 +928,23 @@ async def test_band_changes_are_dated_on_the_days_the_daily_scores_change(
         )
         for c in logged
     } == changes
+
+
+async def test_a_line_received_in_the_future_is_rejected_and_forgets_nothing(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """A line's own received_at far ahead let its times be too, and made the account's
+    dedup window forget every id before it: resent events counted twice."""
+    _, processor = db
+    now = datetime.now(UTC)
+    sent = [_usage_line(f"e{n}", (now - timedelta(hours=n + 1)).isoformat()) for n in range(3)]
+    future = orjson.loads(_usage_line("f", now.isoformat()))
+    future["received_at"] = "2199-01-01T00:00:00+00:00"
+    first, again = tmp_path / "first.ndjson", tmp_path / "again.ndjson"
+    first.write_bytes(b"\n".join([*sent, orjson.dumps(future)]) + b"\n")
+    again.write_bytes(b"\n".join(sent) + b"\n")
+    report = await import_files([first], processor, sweep=False)
+    assert report.imported == 3
+    ((name, line, reason),) = report.rejected
+    assert (name, line) == ("first.ndjson", 4) and "received_at" in reason
+    assert (await import_files([again], processor, sweep=False)).imported == 0
