@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, Record, message_rows
 from shared.clock import pause, utcnow
+from shared.storage.db import SQLITE_BUSY_TIMEOUT_MS
 from shared.storage.tables import bus_log, consumer_offsets
 
 PARTITION = 0
@@ -25,8 +26,12 @@ PARTITION = 0
 class EmbeddedBus:
     """Producer side, plus a wake-up signal for consumers in the same process."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, *, write_timeout_s: float | None = None):
         self.engine = engine
+        # A write waits for SQLite's one writer (a scoring batch) up to this long, then
+        # fails as a broker that did not ack would (ingest answers 503, the client
+        # retries: event ids make that safe), rather than up to the 30 s busy timeout.
+        self._write_timeout_s = write_timeout_s
         self._wakeups: set[asyncio.Event] = set()
 
     async def start(self) -> None:
@@ -45,11 +50,18 @@ class EmbeddedBus:
             # Part of the caller's transaction (SQLite allows one writer at a time).
             await conn.execute(bus_log.insert(), rows)
         else:
+            engine = self.engine
+            if self._write_timeout_s is not None:
+                wait_ms = int(self._write_timeout_s * 1000)
+                engine = engine.execution_options(**{SQLITE_BUSY_TIMEOUT_MS: wait_ms})
             try:
-                async with self.engine.begin() as own:
+                async with engine.begin() as own:
                     await own.execute(bus_log.insert(), rows)
             except OperationalError as exc:
-                raise BusUnavailable(f"embedded bus write failed: {exc.orig}") from exc
+                raise BusUnavailable(
+                    f"embedded bus write failed: {exc.orig} (the database is busy for "
+                    f"over {self._write_timeout_s} s, or unwritable)"
+                ) from exc
         for wakeup in self._wakeups:
             wakeup.set()
 

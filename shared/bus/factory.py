@@ -95,4 +95,5 @@ class Bus:
 
 
 def create_bus(settings: Settings, engine: AsyncEngine) -> Bus:
-    return Bus(settings, EmbeddedBus(engine) if settings.embedded else None)
+    embedded = EmbeddedBus(engine, write_timeout_s=settings.produce_timeout_s)
+    return Bus(settings, embedded if settings.embedded else None)

@@ -18,6 +18,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+# How long a SQLite transaction waits for the one writer before SQLITE_BUSY: long
+# enough for any scoring batch to commit. A connection may ask for less with the
+# execution option SQLITE_BUSY_TIMEOUT_MS (embedded ingest: its produce timeout).
+BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_MS = "sqlite_busy_timeout_ms"
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets durable, lock-friendly settings."""
     # orjson for JSON columns: scores carry their inputs and explanation as JSON, and
@@ -46,12 +53,15 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # so an event acknowledged by embedded ingest survives kill -9 and power loss.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        # Ingest, scoring and alerts share one file: wait for the lock, don't fail.
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # and again at each begin
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        # Ingest, scoring and alerts share one file: wait for the lock, don't fail;
+        # as long as the connection's SQLITE_BUSY_TIMEOUT_MS option says, if it does.
+        wait_ms = conn.get_execution_options().get(SQLITE_BUSY_TIMEOUT_MS, BUSY_TIMEOUT_MS)
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_ms)}")
         # Take the write lock up front: a deferred transaction that later upgrades to
         # a writer fails with SQLITE_BUSY at once instead of waiting for busy_timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import pytest
 from sqlalchemy import func, select, text
 
-from shared.bus.base import OutMessage, TopicPartition
+from shared.bus.base import BusUnavailable, OutMessage, TopicPartition
 from shared.bus.embedded import EmbeddedBus, prune_consumed
 from shared.bus.offsets import next_offsets, save_offsets
 from shared.config import Settings
@@ -122,4 +123,22 @@ async def test_the_upgrade_of_an_emptied_log_numbers_above_the_stored_offsets(
     await EmbeddedBus(engine).send_many([OutMessage("a", None, b"x")])
     async with engine.connect() as conn:
         assert (await conn.execute(select(bus_log.c.offset))).scalars().all() == [77]
+    await engine.dispose()
+
+
+async def test_a_write_the_database_cannot_take_in_time_fails_as_a_broker_without_ack(
+    embedded_settings: Settings,
+) -> None:
+    """While a scoring batch holds SQLite's write lock, ingest's write gives up after
+    the produce timeout (a 503 the client retries), not SQLite's 30 s busy timeout."""
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    bus = EmbeddedBus(engine, write_timeout_s=0.2)
+    async with engine.connect() as holder:
+        # The writer a scoring batch would be: a write, not yet committed.
+        await EmbeddedBus(engine).send_many([OutMessage("b", None, b"held")], holder)
+        with pytest.raises(BusUnavailable, match=r"busy for over 0\.2 s"):
+            await bus.send_many([OutMessage("a", None, b"v")])
+        await holder.rollback()
+    await bus.send_many([OutMessage("a", None, b"v")])  # the lock gone: written
     await engine.dispose()
