@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -1121,6 +1122,12 @@ def startup_mistake(exc: BaseException) -> str | None:
     if isinstance(exc, AlertingError | ModelError | PlanTemplateError):
         return " ".join(f"invalid file: {exc}".split())
     chain = list(_chain(exc))
+    sqlite = next((e for e in chain if isinstance(e, sqlite3.DatabaseError)), None)
+    if sqlite is not None and str(sqlite) in SQLITE_FILE_MISTAKES:
+        return (
+            f"the SQLite file {_database_shown()} {SQLITE_FILE_MISTAKES[str(sqlite)]}: fix "
+            "HEALTHWATCH_DATABASE_URL, or create the file's folder"
+        )
     refusal = next((e for e in chain if str(getattr(e, "sqlstate", ""))[:2] in REFUSED), None)
     if refusal is not None:
         return (
@@ -1141,6 +1148,11 @@ def startup_mistake(exc: BaseException) -> str | None:
 # SQLSTATE classes of a server refusing a connection: 28 (the user or the password),
 # 3D (no such database).
 REFUSED = ("28", "3D")
+# SQLite's words for a file that cannot be the database, and what they mean to a person.
+SQLITE_FILE_MISTAKES = {
+    "file is not a database": "is no SQLite database (another file at that path?)",
+    "unable to open database file": "cannot be opened (its folder missing, or not writable)",
+}
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -105,6 +105,13 @@ def test_import_into_an_unreachable_database_is_one_line(tmp_path: Path) -> None
     assert "database postgresql+asyncpg://u:***@127.0.0.1:1/db is unreachable" in line
 
 
+def test_a_file_that_is_no_sqlite_database_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "other.db").write_text("garbage")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+    line = _one_line(_cli(tmp_path, "migrate", HEALTHWATCH_DATABASE_URL=url))
+    assert "is no SQLite database" in line and "fix HEALTHWATCH_DATABASE_URL" in line
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
