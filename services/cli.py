@@ -320,9 +320,11 @@ async def _welcome(engine: AsyncEngine, url: str, log: logging.Logger) -> None:
         return
     key = await create_key(engine, "demo sign-in", role_scopes(Role.cs_lead, None))
     # Printed to the terminal, once, and never through logging: log records end up in
-    # files and collectors, and the key is a credential. Only `dev` does this, the
-    # one-process demo whose user sits at this terminal; production commands never do.
-    console.print(f"Sign in at {url}/ui/ with key {key}", highlight=False)
+    # files and collectors, and the key is a credential. On standard output, apart from
+    # the log (standard error), so `dev 2>dev.log` keeps it out of the file. Only `dev`
+    # does this, the demo whose user sits at this terminal; production commands never do.
+    Console(soft_wrap=True).print(f"Sign in at {url}/ui/ with key {key}", highlight=False)
+    sys.stdout.flush()
 
 
 def _own_command() -> str:

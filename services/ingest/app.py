@@ -53,11 +53,11 @@ def create_app(
         try:
             response = await call_next(request)
         except Exception:
-            metrics.requests.labels(request.url.path, "500").inc()
+            # The route's template, never the path itself: account ids in paths would
+            # make a label value per account.
+            metrics.requests.labels(_route_of(request), "500").inc()
             raise
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.requests.labels(_route_of(request), str(response.status_code)).inc()
         return response
 
     @app.exception_handler(StarletteHTTPException)
@@ -83,3 +83,8 @@ def create_app(
         )
 
     return app
+
+
+def _route_of(request: Request) -> str:
+    """The matched route's template (``/v1/accounts/{account_id}``), or "unmatched"."""
+    return str(getattr(request.scope.get("route"), "path", "unmatched"))

@@ -327,7 +327,8 @@ async def _store(
     for event in checked.valid:
         ctx.metrics.events.labels(event.kind, "accepted").inc()
     if checked.rejected:
-        ctx.metrics.events.labels("unknown", "rejected").inc(len(checked.rejected))
+        for rejection in checked.rejected:
+            ctx.metrics.events.labels(rejection.kind, "rejected").inc()
         return JSONResponse(
             {
                 "error": "invalid_events",

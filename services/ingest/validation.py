@@ -22,6 +22,7 @@ class Rejection:
     index: int
     event_id: str | None
     errors: list[dict[str, str]]
+    kind: str = "unknown"  # the event's kind, when it names a known one (a metric label)
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "event_id": self.event_id, "errors": self.errors}
@@ -34,8 +35,14 @@ class Checked:
 
     def reject(self, index: int, raw: Any, errors: list[dict[str, str]]) -> None:
         event_id = raw.get("event_id") if isinstance(raw, dict) else None
+        kind = raw.get("kind") if isinstance(raw, dict) else None
         self.rejected.append(
-            Rejection(index, event_id if isinstance(event_id, str) else None, errors)
+            Rejection(
+                index,
+                event_id if isinstance(event_id, str) else None,
+                errors,
+                kind if isinstance(kind, str) and kind in KINDS else "unknown",
+            )
         )
 
 

@@ -86,7 +86,8 @@ class _Batch:
     applied: Applied = field(default_factory=Applied)
     dead: list[OutMessage] = field(default_factory=list)
     decoded: int = 0
-    kinds: Counter[str] = field(default_factory=Counter)
+    decoded_kinds: Counter[str] = field(default_factory=Counter)  # decoded, by kind
+    kinds: Counter[str] = field(default_factory=Counter)  # counted (not duplicates)
 
 
 class ScoringProcessor:
@@ -179,7 +180,8 @@ class ScoringProcessor:
         metrics.batch_seconds.observe(time.perf_counter() - started)
         for kind, count in batch.kinds.items():
             metrics.events.labels(kind, "scored").inc(count)
-        metrics.events.labels("any", "duplicate").inc(batch.decoded - fresh)
+        for kind, count in (batch.decoded_kinds - batch.kinds).items():
+            metrics.events.labels(kind, "duplicate").inc(count)
         metrics.late_events.inc(applied.late_events)
         metrics.dead_letters.inc(len(batch.dead))
         for alert in alerts:
@@ -209,6 +211,7 @@ class ScoringProcessor:
         events, dead = self._decode(records, now)
         batch.dead += dead
         batch.decoded += len(events)
+        batch.decoded_kinds.update(event.kind for event in events)
         usage = batch.usage
         # Locked once per batch. An account read unlocked by an earlier slice (a ticket
         # moved away from it: its backlog changed, not its usage) is read again, locked.

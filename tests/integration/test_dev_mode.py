@@ -38,16 +38,21 @@ class DevProcess:
             [sys.executable, "-m", "services.cli", "dev", *args],
             cwd=workdir,
             env=env,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.lines: list[str] = []  # both streams, as a terminal shows them
+        self.log_lines: list[str] = []  # standard error: the log
+        threading.Thread(target=self._read, args=(self.proc.stderr, True), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stdout, False), daemon=True).start()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+    def _read(self, stream: Any, log: bool) -> None:
+        assert stream is not None
+        for line in stream:
             self.lines.append(line)
+            if log:
+                self.log_lines.append(line)
 
     @property
     def url(self) -> str:

@@ -180,10 +180,12 @@ def test_dev_prints_the_dashboard_and_a_sign_in_key_once(tmp_path: Path) -> None
     out = "".join(first.lines)
     assert f"Dashboard: {first.url}/ui/" in out and f"API docs: {first.url}/docs" in out
     (key,) = re.findall(rf"Sign in at {first.url}/ui/ with key (hwk_\S+)", out)
-    # Printed on the terminal only: no log record (which a log file would keep) holds it.
+    # Printed on the terminal only: no log record (which a log file would keep) holds it,
+    # nor the log's stream (standard error), which `dev 2>dev.log` sends to a file.
     assert [line for line in first.lines if key in line] == [
         f"Sign in at {first.url}/ui/ with key {key}\n"
     ]
+    assert not [line for line in first.log_lines if key in line]
     assert first.query("SELECT name FROM api_keys") == [("demo sign-in",)]
     assert asyncio.run(_can_read(tmp_path / "healthwatch.db", key))
 

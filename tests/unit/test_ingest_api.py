@@ -175,6 +175,10 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     assert by_index[5]["errors"][0]["field"] == "duration_s"
     assert by_index[5]["event_id"] == wrong_type["event_id"]
     assert await api.stored("hw.usage") == 2
+    # Rejections are counted by the kind they name, when it is one.
+    metrics = (await api.client.get("/metrics", headers=api.auth("metrics"))).text
+    assert 'healthwatch_ingest_events_total{kind="usage",outcome="rejected"} 4.0' in metrics
+    assert 'healthwatch_ingest_events_total{kind="unknown",outcome="rejected"} 2.0' in metrics
 
 
 def _signed(body: bytes, stamp: int | None = None) -> dict[str, str]:

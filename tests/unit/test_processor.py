@@ -67,7 +67,7 @@ async def test_duplicates_count_once_and_garbage_is_dead_lettered(
     )
     assert (
         registry.get_sample_value(
-            "healthwatch_scoring_events_total", {"kind": "any", "outcome": "duplicate"}
+            "healthwatch_scoring_events_total", {"kind": "usage", "outcome": "duplicate"}
         )
         == 2
     )

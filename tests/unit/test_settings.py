@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from services.alerts.channels.text import redact_urls
+from services.cli import startup_mistake
 from shared.config import POSTGRES_BATCH_MAX, SQLITE_BATCH_MAX, Settings
 
 POSTGRES = "postgresql+asyncpg://healthwatch@db:5432/healthwatch"
@@ -32,3 +35,25 @@ def test_the_batch_cap_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HEALTHWATCH_SCORING_BATCH_MAX", "7000")
     monkeypatch.setenv("HEALTHWATCH_DATABASE_URL", POSTGRES)
     assert Settings(_env_file=None).scoring_batch_max == 7000
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["hooks.slack.com/services/T0/B0/SECRET_HOOK", "htps://hooks.slack.com/services/SECRET_HOOK"],
+)
+def test_a_webhook_address_without_its_scheme_is_refused_without_quoting_it(url: str) -> None:
+    """Taken as set, its failures quoted it (a webhook's path is its credential)."""
+    for field in ("slack_webhook_url", "webhook_url"):
+        with pytest.raises(ValidationError) as refused:
+            Settings(_env_file=None, **{field: url})  # type: ignore[call-arg]
+        line = startup_mistake(refused.value)
+        assert line is not None and "http:// or https://" in line and "SECRET" not in line
+
+
+def test_client_errors_quoting_a_webhook_path_are_cut_to_the_host() -> None:
+    quoted = "<InvalidUrlClientError hooks.slack.com/services/T0/B0/SECRET>"
+    assert redact_urls(quoted) == "<InvalidUrlClientError hooks.slack.com/…>"
+    assert "SECRET" not in redact_urls("URL('htps://hooks.slack.com/services/SECRET')")
+    assert redact_urls("Cannot connect to host hooks.slack.com:443") == (
+        "Cannot connect to host hooks.slack.com:443"
+    )

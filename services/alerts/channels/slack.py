@@ -16,7 +16,14 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from services.alerts.channels.base import WEBHOOK_DESTINATION, DeliveryError, retry_after
 from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
-from services.alerts.channels.text import account_url, changes, encodable, headline, health
+from services.alerts.channels.text import (
+    account_url,
+    changes,
+    encodable,
+    headline,
+    health,
+    redact_urls,
+)
 from shared.alerting.schema import Recipient
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
@@ -114,7 +121,8 @@ class SlackChannel:
                 blocks=message_blocks(notice, public, mention, interactive=False, lang=lang),
             )
         except Exception as exc:
-            raise DeliveryError(f"Slack webhook unreachable: {exc!r}") from exc
+            # The client's words may quote the URL (its path is the credential).
+            raise DeliveryError(f"Slack webhook unreachable: {redact_urls(repr(exc))}") from exc
         if response.status_code != 200:
             headers = {k.lower(): v for k, v in (response.headers or {}).items()}
             retry = headers.get("retry-after")

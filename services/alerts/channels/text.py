@@ -25,6 +25,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _HEADER_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) != "%")
 # A URL's user, path and query, where webhook tokens live (Slack's /services/T/B/token).
 _URL_SECRETS = re.compile(r"(https?://)(?:[^@/\s'\"]*@)?([^/\s'\"?#]+)[^\s'\")]*")
+# A host name followed by a path, with no scheme before it (or one _URL_SECRETS left).
+_HOST_PATH = re.compile(
+    r"((?<![\w.-])[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})/(?!…)[^\s'\")>]+"
+)
 
 
 def headline(
@@ -86,9 +90,10 @@ def safe_key(key: str) -> str:
 
 
 def redact_urls(text: str) -> str:
-    """``text`` with every URL cut to its scheme and host: error messages of HTTP
-    clients may quote the webhook URL, whose path is a credential."""
-    return _URL_SECRETS.sub(r"\1\2/…", text)
+    """``text`` with every URL cut to its scheme and host, and every host's path cut
+    where a client quoted one without its scheme (aiohttp's invalid-URL errors): error
+    messages of HTTP clients may quote the webhook URL, whose path is a credential."""
+    return _HOST_PATH.sub(r"\1/…", _URL_SECRETS.sub(r"\1\2/…", text))
 
 
 def encodable(value: str) -> str:
