@@ -333,6 +333,16 @@ class Settings(BaseSettings):
         """Empty or "auto" (an unset compose variable, a ConfigMap value) is auto."""
         return None if isinstance(value, str) and value.strip().lower() in ("", "auto") else value
 
+    @field_validator("slack_webhook_url", "webhook_url")
+    @classmethod
+    def _web_address(cls, url: str) -> str:
+        """An http(s) address or none: a mistyped scheme was taken as set, and its
+        failures quoted the address (a webhook's path is its credential)."""
+        scheme, _, rest = url.strip().partition("://")
+        if url.strip() and (scheme.lower() not in ("http", "https") or not rest.split("/")[0]):
+            raise ValueError("give an http:// or https:// address (the one the service shows)")
+        return url.strip()
+
     @field_validator("history_days")
     @classmethod
     def _history_holds_window(cls, days: int, info: ValidationInfo) -> int:
