@@ -10,6 +10,7 @@ import pytest
 
 from services.scoring.api import _health_as_of
 from services.scoring.as_of import portfolio_health_as_of
+from services.scoring.processor import ScoringProcessor
 from services.scoring.queries import account_measures, timeline
 from shared.auth import ApiKey, Scope
 from shared.bus.base import Record
@@ -24,6 +25,14 @@ from tests.support.factories import EngineFactory, ProcessorFactory
 def _record(settings: Settings, offset: int, raw: dict[str, object]) -> Record:
     event = EVENT_ADAPTER.validate_python(raw)
     return Record(settings.topic(event.kind), 0, offset, b"a", encode_event(event))
+
+
+async def _handle_each(
+    processor: ScoringProcessor, settings: Settings, raws: list[dict[str, object]]
+) -> None:
+    """Each event in a batch of its own, in order."""
+    for n, raw in enumerate(raws):
+        await processor.handle([_record(settings, n, raw)])
 
 
 async def test_the_tier_as_of_a_day_is_read_in_the_accounts_zone(
@@ -45,8 +54,7 @@ async def test_the_tier_as_of_a_day_is_read_in_the_accounts_zone(
             "occurred_at": "2026-09-30T16:00:00Z",
         },
     ]
-    for n, raw in enumerate(raws):
-        await processor.handle([_record(embedded_settings, n, raw)])
+    await _handle_each(processor, embedded_settings, raws)
     day = date(2026, 9, 30)
     lead = ApiKey("k", "lead", frozenset({Scope.read}))
     async with engine.connect() as conn:
@@ -105,8 +113,7 @@ async def test_the_timeline_puts_each_moment_on_its_day_in_the_accounts_zone(
             "occurred_at": "2026-12-05T12:00:00Z",
         },
     ]
-    for n, raw in enumerate(raws):
-        await processor.handle([_record(embedded_settings, n, raw)])
+    await _handle_each(processor, embedded_settings, raws)
     async with engine.connect() as conn:
         days = await timeline(conn, "k", date(2026, 12, 1), date(2026, 12, 10), UTC)
         just_one = await timeline(conn, "k", date(2026, 12, 5), date(2026, 12, 5), UTC)

@@ -7,13 +7,22 @@ from collections.abc import Mapping, Sequence
 import pytest
 from sqlalchemy import func, select, text
 
-from shared.bus.base import BusUnavailable, OutMessage, TopicPartition
+from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, TopicPartition
 from shared.bus.embedded import EmbeddedBus, prune_consumed
 from shared.bus.offsets import next_offsets, save_offsets
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import bus_log
 from tests.support.migrations import upgrade_to
+
+
+def _loader(stored: Mapping[TopicPartition, int]) -> OffsetLoader:
+    """The consumer's offset loader over ``stored`` (as the database would hold them)."""
+
+    async def load(partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+        return {tp: stored[tp] for tp in partitions if tp in stored}
+
+    return load
 
 
 async def test_consumer_resumes_from_stored_offsets_and_pruning_keeps_unread(
@@ -25,9 +34,7 @@ async def test_consumer_resumes_from_stored_offsets_and_pruning_keeps_unread(
     await bus.send_many([OutMessage("a", b"k", f"v{i}".encode()) for i in range(5)])
     await bus.send_many([OutMessage("b", None, b"other")])
     stored: dict[TopicPartition, int] = {}
-
-    async def load(partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
-        return {tp: stored[tp] for tp in partitions if tp in stored}
+    load = _loader(stored)
 
     consumer = bus.consumer(["a"], load)
     await consumer.start()
@@ -60,9 +67,7 @@ async def test_offsets_go_on_after_the_prune_empties_the_log(
     await migrate(engine)
     bus = EmbeddedBus(engine)
     stored: dict[TopicPartition, int] = {}
-
-    async def load(partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
-        return {tp: stored[tp] for tp in partitions if tp in stored}
+    load = _loader(stored)
 
     await bus.send_many([OutMessage("a", None, f"v{i}".encode()) for i in range(3)])
     consumer = bus.consumer(["a"], load)
@@ -98,9 +103,7 @@ async def test_the_upgrade_renumbers_rows_a_reset_put_below_the_stored_offsets(
         await save_offsets(conn, "g", {("a", 0): 501})
     await migrate(engine)
     stored = {("a", 0): 501}
-
-    async def load(partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
-        return {tp: stored[tp] for tp in partitions if tp in stored}
+    load = _loader(stored)
 
     bus = EmbeddedBus(engine)
     await bus.send_many([OutMessage("a", None, b"new")])
