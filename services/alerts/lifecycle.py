@@ -116,6 +116,8 @@ class AlertLifecycle:
         unmuted = row.muted and alert.status == "firing" and alert.severity == Severity.critical
         if unmuted:
             values["muted"] = False
+        elif reopens:  # open again under an open critical alert of its account: muted
+            values["muted"] = await self._inhibited(conn, alert)
         await conn.execute(
             update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
         )
@@ -141,7 +143,8 @@ class AlertLifecycle:
         snoozed = row.snoozed_until is not None and row.snoozed_until > now
         if not rose or snoozed or not (row.status == "firing" or reopens):
             return
-        if heard and (unmuted or not row.muted):
+        muted = values.get("muted", row.muted)
+        if heard and not muted:
             update_n = f"update:{alert.revision}"
             await self._tell(conn, alert, NoticeKind.update, people, alerting, now, update_n)
         elif not heard and unmuted:  # muted from the start, critical now: its first notice
@@ -218,10 +221,22 @@ async def release(
     )
     if still.first() is not None:
         return 0
+    # Checked again in the statements themselves: a critical alert committed since the
+    # check above (another alerts process, the timer pass) keeps its mutes.
+    still_critical = (
+        select(alerts.c.alert_id)
+        .where(
+            alerts.c.account_id == account_id,
+            alerts.c.severity == Severity.critical.value,
+            alerts.c.status.in_(OPEN_ALERT_STATUSES),
+        )
+        .exists()
+    )
     muted = and_(
         alerts.c.account_id == account_id,
         alerts.c.muted,
         alerts.c.status.in_(OPEN_ALERT_STATUSES),
+        ~still_critical,
     )
     rows = (await conn.execute(select(alerts).where(muted))).all()
     await conn.execute(update(alerts).where(muted).values(muted=False))

@@ -83,7 +83,8 @@ class Report:
     tickets_solved: int
     # The CRM's fields (plan, arr, contract_end, lifecycle_stage, …), as stored.
     facts: dict[str, Any] = field(default_factory=dict)
-    # Today's score, band, the model's inputs and the danger causes' codes.
+    # The score in force on the report's last day: score, band, the model's inputs and
+    # the danger causes' codes.
     current: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -272,10 +272,13 @@ async def _read(
     batch: list[tuple[Record, Stamp]] = []
     times = _Times(batch_span(processor.settings).total_seconds())
     taking = list(sources.values())
+    newest = -math.inf  # the newest event time read (the window's reach counts from it)
     merged = heapq.merge(*(_records(source, index, report) for index, source in enumerate(taking)))
 
     async def flush() -> None:
-        ahead = earliest_ahead((source.ahead, source.taken) for source in sources.values())
+        ahead = earliest_ahead(
+            ((source.ahead, source.taken) for source in sources.values()), newest
+        )
         await _flush(processor, batch, report, calendar, still_held, ahead)
         times.clear()
         for source in sources.values():
@@ -286,6 +289,7 @@ async def _read(
             if batch and not times.take(when):
                 await flush()  # its events would count otherwise than the stream's
             times.add(when)
+            newest = max(newest, when)
             batch.append((record, stamp))
             taking[index].taken = number + 1
             if len(batch) >= batch_size:

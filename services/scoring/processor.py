@@ -102,10 +102,14 @@ class ScoringProcessor:
         alerting: AlertingStore | None = None,
         clock: Clock = utcnow,
         states: StateKeeper | None = None,
+        wall_clock: Clock = utcnow,
     ):
         """``states``: where the usage states live between batches (default: the
         database, with a cache of ``state_cache_accounts``; ``HeldStates`` for a
-        throwaway replay)."""
+        throwaway replay). ``wall_clock``: what a record's own receipt time may not be
+        later than; ``clock`` is a replay's simulated day in a backtest, whose lines
+        were received after it."""
+        self._wall_clock = wall_clock
         self._models = models or ModelStore()
         self._alerting = alerting or alerting_store(settings)
         self._engine = engine
@@ -278,7 +282,7 @@ class ScoringProcessor:
         skew = self._settings.max_future_skew
         # A receipt is never later than now: an import line's own received_at far ahead
         # would let its times be too, and its dedup window forget everything before it.
-        if received is not None and received > now + skew:
+        if received is not None and received > self._wall_clock() + skew:
             raise UndecodableRecord(
                 f"received_at is more than {skew} in the future; check the sender's clock"
             )

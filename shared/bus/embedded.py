@@ -32,6 +32,11 @@ class EmbeddedBus:
         # fails as a broker that did not ack would (ingest answers 503, the client
         # retries: event ids make that safe), rather than up to the 30 s busy timeout.
         self._write_timeout_s = write_timeout_s
+        self._writer = (  # the same engine and pool, its transactions' busy timeout shorter
+            engine
+            if write_timeout_s is None
+            else engine.execution_options(**{SQLITE_BUSY_TIMEOUT_MS: int(write_timeout_s * 1000)})
+        )
         self._wakeups: set[asyncio.Event] = set()
 
     async def start(self) -> None:
@@ -50,17 +55,14 @@ class EmbeddedBus:
             # Part of the caller's transaction (SQLite allows one writer at a time).
             await conn.execute(bus_log.insert(), rows)
         else:
-            engine = self.engine
-            if self._write_timeout_s is not None:
-                wait_ms = int(self._write_timeout_s * 1000)
-                engine = engine.execution_options(**{SQLITE_BUSY_TIMEOUT_MS: wait_ms})
             try:
-                async with engine.begin() as own:
+                async with self._writer.begin() as own:
                     await own.execute(bus_log.insert(), rows)
             except OperationalError as exc:
+                waited = f"{self._write_timeout_s} s" if self._write_timeout_s else "long"
                 raise BusUnavailable(
                     f"embedded bus write failed: {exc.orig} (the database is busy for "
-                    f"over {self._write_timeout_s} s, or unwritable)"
+                    f"over {waited}, or unwritable)"
                 ) from exc
         for wakeup in self._wakeups:
             wakeup.set()

@@ -200,6 +200,19 @@ async def test_an_alert_resolved_by_hand_stays_resolved_unless_it_gets_worse(wor
     assert [n for a, n, _ in await world.notices() if "low_activity" in a] == ["fire"]
 
 
+async def test_an_alert_reopened_under_an_open_critical_alert_is_muted(world: World) -> None:
+    await world.receive(alert("renewal_approaching", Severity.info))
+    await _resolve_by_hand(world, "acme:renewal_approaching:1")
+    await world.receive(alert("low_activity", Severity.critical))
+    await world.receive(alert("renewal_approaching", Severity.warning, revision=1))  # reopens
+    row = await world.alert("acme:renewal_approaching:1")
+    assert (row.status, row.muted) == ("firing", True)  # type: ignore[attr-defined]
+    assert [(a.split(":")[1], n) for a, n, _ in await world.notices()] == [
+        ("renewal_approaching", "fire"),
+        ("low_activity", "fire"),
+    ]
+
+
 async def test_whoever_heard_of_a_muted_alert_hears_of_its_end(world: World) -> None:
     await world.receive(alert("nps_detractor", Severity.warning))  # told
     await world.receive(alert("low_activity", Severity.critical))  # mutes it

@@ -182,6 +182,7 @@ def test_strategic_routing_adds_the_lead_and_the_accounts_sales_owner() -> None:
         ("1e20", MAX_RETRY_AFTER_S),  # held every Slack notice past any date (OverflowError)
         ("inf", MAX_RETRY_AFTER_S),
         ("nan", None),
+        ("-inf", 0.0),
         ("-5", 0.0),
         ("Wed, 21 Oct 2026 07:28:00 GMT", None),
         (None, None),

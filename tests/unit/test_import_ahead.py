@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 
 from services.scoring.history_files import Unreadable
-from services.scoring.import_ahead import earliest_ahead, receipt_of, receipts_ahead
+from services.scoring.import_ahead import REACH, earliest_ahead, receipt_of, receipts_ahead
 
 
 def _line(**fields: object) -> bytes:
@@ -51,8 +51,12 @@ def test_the_earliest_ahead_is_taken_over_the_files_from_their_next_record() -> 
         [_line(occurred_at=f"2026-11-{d:02d}T00:00:00+00:00") for d in (4, 8)], _none
     )
     two = receipts_ahead([_line(occurred_at="2026-11-06T00:00:00+00:00")], _none)
-    assert earliest_ahead([(one, 0), (two, 0)]) == datetime(2026, 11, 4, tzinfo=UTC)
-    assert earliest_ahead([(one, 1), (two, 0)]) == datetime(2026, 11, 6, tzinfo=UTC)
-    assert earliest_ahead([(one, 1), (two, 1)]) == datetime(2026, 11, 8, tzinfo=UTC)
-    assert earliest_ahead([(one, 2), (two, 5)]) is None
-    assert earliest_ahead([]) is None
+    assert earliest_ahead([(one, 0), (two, 0)], _at(8)) == datetime(2026, 11, 4, tzinfo=UTC)
+    assert earliest_ahead([(one, 1), (two, 0)], _at(8)) == datetime(2026, 11, 6, tzinfo=UTC)
+    assert earliest_ahead([(one, 1), (two, 1)], _at(8)) == datetime(2026, 11, 8, tzinfo=UTC)
+    assert earliest_ahead([(one, 2), (two, 5)], _at(8)) is None
+    assert earliest_ahead([], math.inf) is None
+    # Never more than REACH behind the newest receipt read: one stray old line ahead
+    # would keep every id of the import.
+    far = _at(4) + REACH.total_seconds() + 86_400
+    assert earliest_ahead([(one, 0)], far) == datetime.fromtimestamp(far, UTC) - REACH

@@ -297,3 +297,21 @@ async def test_a_batch_applied_without_scoring_leaves_its_accounts_to_be_scored_
     resent = [usage(s, 2, "e1"), usage(s, 3, "e3")]
     assert await unscored.handle(resent, score=False, counted=counted.append) == 1
     assert [event.event_id for event in counted] == ["e3"]
+
+
+async def test_a_receipt_after_a_replays_simulated_day_is_no_future_receipt(
+    embedded_settings: Settings,
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+) -> None:
+    """A backtest's clock is the day it replays; a line received days after that day
+    (an app back online) is checked against the real clock, not refused."""
+    engine = await engine_factory()
+    registry = CollectorRegistry()
+    processor = processor_factory(engine, metrics=ScoringMetrics(registry), clock=lambda: NOW)
+    s = embedded_settings
+    late = (
+        f'{{"kind":"usage","event_id":"late","account_id":"a","user_id":"u","event":"x",'
+        f'"occurred_at":"{NOW.isoformat()}","received_at":"{(NOW + timedelta(days=3)).isoformat()}"}}'
+    )
+    assert await processor.handle([Record(s.topic("usage"), 0, 0, b"a", late.encode())]) == 1

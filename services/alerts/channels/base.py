@@ -53,6 +53,6 @@ def retry_after(value: str | None) -> float | None:
         seconds = float(value) if value is not None else None
     except ValueError:
         return None
-    if seconds is None or not math.isfinite(seconds):
-        return None if seconds is None or math.isnan(seconds) else MAX_RETRY_AFTER_S
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)  # -inf: no wait; inf: the most

@@ -105,9 +105,10 @@ async def step_plans(
             elif after != stored.alert or achieved != stored.milestone.achieved_on:
                 moved[stored.milestone.key] = (after, achieved or stored.milestone.achieved_on)
             if tell is not None:
-                told.append(
-                    _Told(m, scored[account_id], stored.milestone, progress, tell, stored.removed)
-                )
+                # Dated as the rules' alerts are: a sweep's on the day it scored them.
+                at = max(m.as_of_time, now)
+                result = scored[account_id]
+                told.append(_Told(m, result, stored.milestone, progress, tell, stored.removed, at))
         await store.save_steps(conn, account_id, moved, now)
     return await _alerts(conn, told, contacts)
 
@@ -145,6 +146,7 @@ class _Told:
     progress: Progress
     told: Told
     removed: bool
+    at: datetime  # when it was told (its alert's fired_at)
 
 
 async def _alerts(conn: AsyncConnection, told: list[_Told], contacts: Contacts) -> list[AlertEvent]:
@@ -176,7 +178,7 @@ def milestone_alert(t: _Told, contacts: AccountContacts | None) -> AlertEvent:
         owner=contacts.owner,
         tier=m.tier,
         sales_owner=contacts.sales_owner,
-        fired_at=m.as_of_time,
+        fired_at=t.at,
         details={
             "rule_type": "plan",
             "as_of": m.as_of.isoformat(),

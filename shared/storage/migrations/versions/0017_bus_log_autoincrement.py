@@ -12,8 +12,9 @@ accepted after that were never read, and the next prune deleted them. The table 
 made again with AUTOINCREMENT (SQLite never reuses a number then). Its rows are
 numbered anew above every stored offset, in their order, so that rows a reset had put
 below a stored offset are read: the ones read already are read again, and counted
-once (the scoring step's dedup window, the alerts service's revisions). PostgreSQL's
-identity never went back: nothing to do there.
+once (the scoring step's dedup window, the alerts service's revisions). Every topic's
+rows move, the dead-letter topic's too: an offset noted from it before names another
+row after. PostgreSQL's identity never went back: nothing to do there.
 """
 
 from __future__ import annotations
