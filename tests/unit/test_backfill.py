@@ -243,6 +243,38 @@ async def test_overlapping_exports_in_one_file_count_each_event_once(
     ]
 
 
+async def test_overlapping_exports_count_once_in_two_files_and_when_resumed(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """The same overlap as two files, the second out of time order (newest first), and
+    the import stopped after its second batch and run again: each event counts once."""
+    engine, processor = db
+    days = [(f"e{day}", f"2026-11-{day:02d}T10:00:00+00:00") for day in range(1, 16)]
+    first, second = tmp_path / "first.ndjson", tmp_path / "second.ndjson"
+    first.write_bytes(b"\n".join(_usage_line(i, at) for i, at in days[:10]) + b"\n")
+    second.write_bytes(b"\n".join(_usage_line(i, at) for i, at in days[4:][::-1]) + b"\n")
+    calls = 0
+
+    class Crashing(ScoringProcessor):
+        async def handle(self, records: Sequence[Record], also: Any = None, **how: Any) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise RuntimeError("killed")
+            return await super().handle(records, also, **how)
+
+    files = [first, second]
+    with pytest.raises(RuntimeError, match="killed"):
+        await import_files(files, lambda sink: processor(sink, Crashing), sweep=False, batch_size=3)
+    resumed = await import_files(files, processor, sweep=False, batch_size=3)
+    assert resumed.rejected == []
+    async with engine.connect() as conn:
+        counted = (await conn.execute(select(activity_daily.c.day, activity_daily.c.events))).all()
+    assert sorted((str(day), events) for day, events in counted) == [
+        (f"2026-11-{day:02d}", 1) for day in range(1, 16)
+    ]
+
+
 def test_csv_rows_are_numbered_by_their_line_in_the_file(tmp_path: Path) -> None:
     """A row's number is the file line it starts on (``sed -n Np``), after the header,
     a quoted cell with line breaks and blank lines."""
