@@ -244,12 +244,6 @@ def generic_inputs(m: Measures, behaviour: Behaviour, also: Iterable[str] = ()) 
     return out
 
 
-def measured_name(measure: str) -> str | None:
-    """The event name a per-name measure reads (``events_28d[export]``: ``export``)."""
-    start = measure.find("[")
-    return measure[start + 1 : -1] if start > 0 and measure.endswith("]") else None
-
-
 def _sum(uses: list[NameUse]) -> NameUse:
     weeks = [sum(u.weeks[k] for u in uses) for k in range(4)]
     return NameUse(

@@ -19,6 +19,7 @@ from services.scoring import danger, explain, history, inputs, rules
 from services.scoring.history import Previous
 from services.scoring.measures import Measures
 from services.scoring.model.evaluate import Evaluation, evaluate
+from services.scoring.model.labels import measured_name
 from services.scoring.model.schema import HealthModel
 from services.scoring.rules import RuleState, Transition
 from shared.alerting.schema import Rule, families
@@ -51,7 +52,7 @@ class ModelAndRules:
     def rule_names(self) -> frozenset[str]:
         """The event names the rules' per-name measures read (``events_28d[export]``)."""
         measures = (c.measure for rule in self.rules for c in rule.conditions())
-        return frozenset(name for m in measures if (name := inputs.measured_name(m)) is not None)
+        return frozenset(name for m in measures if (name := measured_name(m)) is not None)
 
     @cached_property
     def rule_lookbacks(self) -> set[int]:

@@ -16,9 +16,9 @@ from services.scoring.backtest.directions import declared_direction
 from services.scoring.backtest.replay import read_churn_csv, replay
 from services.scoring.inputs import MAX_NAMES, generic_inputs, model_inputs
 from services.scoring.measures import load_measures
-from services.scoring.model.calibrate import fit, name_of, shape_function, top_names
+from services.scoring.model.calibrate import fit, shape_function, top_names
 from services.scoring.model.evaluate import evaluate
-from services.scoring.model.labels import GENERIC_LABELS, generic_label
+from services.scoring.model.labels import GENERIC_LABELS, generic_label, measured_name
 from services.scoring.model.schema import (
     Behaviour,
     ModelError,
@@ -76,7 +76,7 @@ def test_young_accounts_have_no_trend_and_accounts_without_use_no_measures() -> 
 def test_per_name_measures_for_the_most_used_names_only() -> None:
     uses = {("event", f"e{k:02d}"): NameUse(1, 1, 0, k + 1, (0, 0, 0, 1), AS_OF) for k in range(20)}
     raw = generic_inputs(measures(name_use=uses), Behaviour())
-    named = {name_of(key) for key in raw if name_of(key)}
+    named = {measured_name(key) for key in raw if measured_name(key)}
     assert named == {f"e{k:02d}" for k in range(20 - MAX_NAMES, 20)}
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from services.scoring.model.labels import generic_label
+from services.scoring.model.labels import generic_label, measured_name
 from services.scoring.model.schema import HealthModel, parse_model
 
 KNOTS = 8
@@ -174,19 +174,12 @@ def top_names(rows: Sequence[Row], limit: int = TOP_NAMES) -> list[str]:
     return sorted(volume, key=lambda n: (-volume[n], n))[:limit]
 
 
-def name_of(measure: str) -> str | None:
-    """The event name of a per-name measure (``events_28d[like]`` → like), else None."""
-    return (
-        measure[measure.index("[") + 1 : -1] if measure.endswith("]") and "[" in measure else None
-    )
-
-
 def _curves(rows: Sequence[Row], labels: Sequence[bool]) -> dict[str, list[list[float]]]:
     keep = set(top_names(rows))
     names = sorted(
         n
         for n in {n for row in rows for n, v in row.items() if _number(v)} - {"score"}
-        if name_of(n) is None or name_of(n) in keep
+        if measured_name(n) is None or measured_name(n) in keep
     )
     curves = {}
     for name in names:
@@ -346,7 +339,7 @@ def to_toml(
     for section in ("depth", "sla", "danger"):
         lines += ["", *_table(section, getattr(base, section).model_dump())]
     # The names the curves read are measured for every account (0 when unused).
-    used = sorted({n for name in weights if (n := name_of(name)) is not None})
+    used = sorted({n for name in weights if (n := measured_name(name)) is not None})
     behaviour = base.behaviour.model_copy(update={"events": used})
     lines += ["", *_table("behaviour", behaviour.model_dump())]
     return "\n".join(lines) + "\n"

@@ -26,6 +26,13 @@ GENERIC_LABELS = {
 }
 
 
+def measured_name(measure: str) -> str | None:
+    """The event name a per-name measure reads (``events_28d[export]``: ``export``), else
+    None."""
+    start = measure.find("[")
+    return measure[start + 1 : -1] if start > 0 and measure.endswith("]") else None
+
+
 def generic_label(measure: str) -> str:
     """``events_28d[like]`` → "uses over 28 days: like"; a declared ratio's name reads
     as words."""

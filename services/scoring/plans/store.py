@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.inputs import measured_name
+from services.scoring.model.labels import measured_name
 from services.scoring.plans.progress import AlertState, Milestone, value_of
 from services.scoring.plans.templates import NewMilestone
 from shared.storage.db import among, upsert
