@@ -42,7 +42,7 @@ from services.scoring.schemas import (
     HealthHistory,
     PortfolioHealth,
 )
-from services.scoring.zones import account_zones
+from services.scoring.zones import account_zone
 from shared.document_routes import (
     DOCUMENT_ANSWERS,
     current_document,
@@ -130,8 +130,8 @@ async def _health_as_of(
             404, "not_scored", f"Account {account_id!r} had no score as of {day.isoformat()}."
         )
     # The end of the day in the account's zone, as the portfolio's as-of reads it.
-    account_zone = (await account_zones(conn, [account_id], zone))[account_id]
-    then = (await facts_as_of(conn, end_of(day, account_zone), [account_id])).get(account_id, {})
+    end = end_of(day, await account_zone(conn, account_id, zone))
+    then = (await facts_as_of(conn, end, [account_id])).get(account_id, {})
     danger = (row.explanation or {}).get("danger") or {}
     return {
         "account_id": account_id,

@@ -85,8 +85,7 @@ class _Batch:
     health: Health = field(default_factory=dict)  # written once, after the last slice
     applied: Applied = field(default_factory=Applied)
     dead: list[OutMessage] = field(default_factory=list)
-    decoded: int = 0
-    decoded_kinds: Counter[str] = field(default_factory=Counter)  # decoded, by kind
+    decoded: Counter[str] = field(default_factory=Counter)  # events decoded, by kind
     kinds: Counter[str] = field(default_factory=Counter)  # counted (not duplicates)
 
 
@@ -184,7 +183,7 @@ class ScoringProcessor:
         metrics.batch_seconds.observe(time.perf_counter() - started)
         for kind, count in batch.kinds.items():
             metrics.events.labels(kind, "scored").inc(count)
-        for kind, count in (batch.decoded_kinds - batch.kinds).items():
+        for kind, count in (batch.decoded - batch.kinds).items():
             metrics.events.labels(kind, "duplicate").inc(count)
         metrics.late_events.inc(applied.late_events)
         metrics.dead_letters.inc(len(batch.dead))
@@ -196,7 +195,7 @@ class ScoringProcessor:
                 "%s %d events (%d duplicates) for %d accounts",
                 "scored" if score else "applied",
                 fresh,
-                batch.decoded - fresh,
+                batch.decoded.total() - fresh,
                 len(applied.accounts),
             )
         return fresh
@@ -214,8 +213,7 @@ class ScoringProcessor:
         those of accounts new to the batch, locked), adding to what ``batch`` holds."""
         events, dead = self._decode(records, now)
         batch.dead += dead
-        batch.decoded += len(events)
-        batch.decoded_kinds.update(event.kind for event in events)
+        batch.decoded.update(event.kind for event in events)
         usage = batch.usage
         # Locked once per batch. An account read unlocked by an earlier slice (a ticket
         # moved away from it: its backlog changed, not its usage) is read again, locked.

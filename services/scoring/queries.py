@@ -38,7 +38,7 @@ from services.scoring.state import OPEN_STATUSES
 from services.scoring.usage import MODULE_KEY as MODULE_KEY  # for other packages
 from services.scoring.usage import AccountUsage as AccountUsage  # for other packages
 from services.scoring.usage import DayUse as DayUse  # for other packages
-from services.scoring.zones import account_zones
+from services.scoring.zones import account_zone
 from services.scoring.zones import zone_of as zone_of  # for other packages (import rules)
 from shared.auth import ApiKey
 from shared.clock import utcnow
@@ -138,7 +138,7 @@ async def account_measures(
     if as_of is None:
         measures = await load_measures(conn, {account_id}, None, zone)
     else:
-        today = utcnow().astimezone((await account_zones(conn, [account_id], zone))[account_id])
+        today = utcnow().astimezone(await account_zone(conn, account_id, zone))
         if as_of > today.date():
             raise ClientError(
                 422,
@@ -301,7 +301,7 @@ async def band_changes_between(
 ) -> list[dict[str, Any]]:
     """The account's band changes on the days from ``start`` to ``end`` (its days, in its
     zone; ``zone`` for an account without one), oldest first."""
-    local = (await account_zones(conn, [account_id], zone))[account_id]
+    local = await account_zone(conn, account_id, zone)
     q = (
         select(band_changes)
         .where(band_changes.c.account_id == account_id)
@@ -378,7 +378,7 @@ async def timeline(
     changes and alerts; each on its day in the account's zone (``zone`` for an account
     without one), as its usage and scores are counted."""
     days: dict[str, dict[str, Any]] = {}
-    local = (await account_zones(conn, [account_id], zone))[account_id]
+    local = await account_zone(conn, account_id, zone)
 
     def entry(on: date | datetime) -> dict[str, Any] | None:
         """The day's entry (a moment: on its day in the account's zone); None outside

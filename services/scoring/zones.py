@@ -59,6 +59,11 @@ async def account_zones(
     return zones
 
 
+async def account_zone(conn: AsyncConnection, account_id: str, default: tzinfo) -> tzinfo:
+    """One account's zone (``default`` without facts naming one)."""
+    return (await account_zones(conn, [account_id], default))[account_id]
+
+
 async def zones_in_use(conn: AsyncConnection) -> set[str]:
     """The zone names accounts carry (the service's default is not among them unless
     an account names it)."""
