@@ -148,12 +148,7 @@ class AlertLifecycle:
             update_n = f"update:{alert.revision}"
             await self._tell(conn, alert, NoticeKind.update, people, alerting, now, update_n)
         elif not heard and unmuted:  # muted from the start, critical now: its first notice
-            await conn.execute(
-                update(alerts)
-                .where(alerts.c.alert_id == alert.alert_id)
-                .values(last_notified_at=now)
-            )
-            await self._tell(conn, alert, NoticeKind.fire, people, alerting, now)
+            await first_notice(conn, self._outbox, alert, people, alerting, now)
 
     async def _tell(
         self,
@@ -212,17 +207,8 @@ async def release(
     again, and those nobody heard about are notified now (how many). Called when a
     critical alert ends or falls, and by the timer pass for the ends no revision brings
     (resolved by hand)."""
-    still = await conn.execute(
-        select(alerts.c.alert_id).where(
-            alerts.c.account_id == account_id,
-            alerts.c.severity == Severity.critical.value,
-            alerts.c.status.in_(OPEN_ALERT_STATUSES),
-        )
-    )
-    if still.first() is not None:
-        return 0
-    # Checked again in the statements themselves: a critical alert committed since the
-    # check above (another alerts process, the timer pass) keeps its mutes.
+    # Checked in the statements themselves: a critical alert committed meanwhile (by
+    # another alerts process, or the timer pass) keeps its mutes.
     still_critical = (
         select(alerts.c.alert_id)
         .where(
@@ -248,19 +234,26 @@ async def release(
         if stored is None:
             continue
         alert = await with_current_owners(conn, stored)
-        await conn.execute(
-            update(alerts).where(alerts.c.alert_id == r.alert_id).values(last_notified_at=now)
-        )
         people = routing.recipients(alert, alerting.routing, settings)
-        told += await outbox.notify(
-            conn,
-            alert,
-            NoticeKind.fire,
-            people,
-            now=now,
-            group_wait=alerting.notify.group_wait,
-        )
+        told += await first_notice(conn, outbox, alert, people, alerting, now)
     return told
+
+
+async def first_notice(
+    conn: AsyncConnection,
+    outbox: Outbox,
+    alert: AlertEvent,
+    people: list[Recipient],
+    alerting: Alerting,
+    now: datetime,
+) -> int:
+    """Tell nobody-yet-told ``alert`` for the first time, noting when (how many notices
+    were queued)."""
+    await conn.execute(
+        update(alerts).where(alerts.c.alert_id == alert.alert_id).values(last_notified_at=now)
+    )
+    group_wait = alerting.notify.group_wait
+    return await outbox.notify(conn, alert, NoticeKind.fire, people, now=now, group_wait=group_wait)
 
 
 async def _note(
