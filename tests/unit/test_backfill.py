@@ -82,6 +82,22 @@ def write_inputs(tmp_path: Path, *, hourly: bool = False) -> list[Path]:
 ProcessorFor = Callable[..., ScoringProcessor]
 
 
+def crashing_in_batch(n: int) -> type[ScoringProcessor]:
+    """A processor that dies in its ``n``-th batch, as a killed import would: that batch
+    never commits."""
+    calls = 0
+
+    class Crashing(ScoringProcessor):
+        async def handle(self, records: Sequence[Record], also: Any = None, **how: Any) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == n:
+                raise RuntimeError("killed")
+            return await super().handle(records, also, **how)
+
+    return Crashing
+
+
 @pytest.fixture
 async def db(
     engine_factory: EngineFactory, processor_factory: ProcessorFactory
@@ -139,21 +155,10 @@ async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
     # 42 lines: 40 events, a bad line, a blank one; batches of 10 lines (their events
     # within 48 hours: a batch spans less, ``processor.batch_span``).
     files = write_inputs(tmp_path, hourly=True)[:1]
-    calls = 0
-
-    class Crashing(ScoringProcessor):
-        """Dies in its third batch, as a killed import would: that batch never commits."""
-
-        async def handle(self, records: Sequence[Record], also: Any = None, **how: Any) -> int:
-            nonlocal calls
-            calls += 1
-            if calls == 3:
-                raise RuntimeError("killed")
-            return await super().handle(records, also, **how)
-
+    crashing = crashing_in_batch(3)
     with pytest.raises(RuntimeError, match="killed"):
         await import_files(
-            files, lambda sink: processor(sink, Crashing), sweep=False, batch_size=10
+            files, lambda sink: processor(sink, crashing), sweep=False, batch_size=10
         )
     async with engine.connect() as conn:
         # Two batches of 10 lines committed (one of them held the bad line).
@@ -253,19 +258,9 @@ async def test_overlapping_exports_count_once_in_two_files_and_when_resumed(
     first, second = tmp_path / "first.ndjson", tmp_path / "second.ndjson"
     first.write_bytes(b"\n".join(_usage_line(i, at) for i, at in days[:10]) + b"\n")
     second.write_bytes(b"\n".join(_usage_line(i, at) for i, at in days[4:][::-1]) + b"\n")
-    calls = 0
-
-    class Crashing(ScoringProcessor):
-        async def handle(self, records: Sequence[Record], also: Any = None, **how: Any) -> int:
-            nonlocal calls
-            calls += 1
-            if calls == 3:
-                raise RuntimeError("killed")
-            return await super().handle(records, also, **how)
-
-    files = [first, second]
+    files, crashing = [first, second], crashing_in_batch(3)
     with pytest.raises(RuntimeError, match="killed"):
-        await import_files(files, lambda sink: processor(sink, Crashing), sweep=False, batch_size=3)
+        await import_files(files, lambda sink: processor(sink, crashing), sweep=False, batch_size=3)
     resumed = await import_files(files, processor, sweep=False, batch_size=3)
     assert resumed.rejected == []
     async with engine.connect() as conn:
