@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus.base import BusUnavailable, OffsetLoader, OutMessage, TopicPartition
 from shared.bus.embedded import EmbeddedBus, prune_consumed
@@ -85,29 +86,35 @@ async def test_offsets_go_on_after_the_prune_empties_the_log(
     await engine.dispose()
 
 
+async def _upgraded_from_0016(
+    settings: Settings, values: list[bytes], next_offset: int
+) -> AsyncEngine:
+    """A database at 0016 whose topic ``a`` holds ``values`` at offsets 1, 2, … and whose
+    group ``g`` stored ``next_offset``, as a reset left it; then migrated to the newest."""
+    engine = create_engine(settings.database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0016"))
+        for offset, value in enumerate(values, start=1):
+            await conn.execute(
+                text(
+                    'INSERT INTO bus_log ("offset", topic, key, value, headers, created_at) '
+                    "VALUES (:offset, 'a', NULL, :value, '{}', '2026-12-06 10:00:00.000000')"
+                ),
+                {"offset": offset, "value": value},
+            )
+        await save_offsets(conn, "g", {("a", 0): next_offset})
+    await migrate(engine)
+    return engine
+
+
 async def test_the_upgrade_renumbers_rows_a_reset_put_below_the_stored_offsets(
     embedded_settings: Settings,
 ) -> None:
     """An install the reset hit: its unread rows are read after the upgrade (0017)."""
-    engine = create_engine(embedded_settings.database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(upgrade_to("0016"))
-        now = "2026-12-06 10:00:00.000000"
-        await conn.execute(
-            text(
-                'INSERT INTO bus_log ("offset", topic, key, value, headers, created_at) '
-                "VALUES (1, 'a', NULL, :one, '{}', :at), (2, 'a', NULL, :two, '{}', :at)"
-            ),
-            {"at": now, "one": b"lost1", "two": b"lost2"},
-        )
-        await save_offsets(conn, "g", {("a", 0): 501})
-    await migrate(engine)
-    stored = {("a", 0): 501}
-    load = _loader(stored)
-
+    engine = await _upgraded_from_0016(embedded_settings, [b"lost1", b"lost2"], 501)
     bus = EmbeddedBus(engine)
     await bus.send_many([OutMessage("a", None, b"new")])
-    consumer = bus.consumer(["a"], load)
+    consumer = bus.consumer(["a"], _loader({("a", 0): 501}))
     await consumer.start()
     read = await consumer.getmany(0.1, 10)
     assert [r.value for r in read] == [b"lost1", b"lost2", b"new"]
@@ -118,11 +125,7 @@ async def test_the_upgrade_renumbers_rows_a_reset_put_below_the_stored_offsets(
 async def test_the_upgrade_of_an_emptied_log_numbers_above_the_stored_offsets(
     embedded_settings: Settings,
 ) -> None:
-    engine = create_engine(embedded_settings.database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(upgrade_to("0016"))
-        await save_offsets(conn, "g", {("a", 0): 77})
-    await migrate(engine)
+    engine = await _upgraded_from_0016(embedded_settings, [], 77)
     await EmbeddedBus(engine).send_many([OutMessage("a", None, b"x")])
     async with engine.connect() as conn:
         assert (await conn.execute(select(bus_log.c.offset))).scalars().all() == [77]
