@@ -49,10 +49,11 @@ class ModelAndRules:
         return list(families(self.rules).values())
 
     @cached_property
-    def rule_names(self) -> frozenset[str]:
-        """The event names the rules' per-name measures read (``events_28d[export]``)."""
+    def rule_names(self) -> tuple[str, ...]:
+        """The event names the rules' per-name measures read (``events_28d[export]``), in
+        order (the stored inputs' order)."""
         measures = (c.measure for rule in self.rules for c in rule.conditions())
-        return frozenset(name for m in measures if (name := measured_name(m)) is not None)
+        return tuple(sorted({name for m in measures if (name := measured_name(m)) is not None}))
 
     @cached_property
     def rule_lookbacks(self) -> set[int]:
@@ -139,7 +140,9 @@ def score_account(
     rule. ``swept``: scored by the quiet-account sweep as of ``now``'s day rather than as
     of the account's newest event."""
     model = using.model
-    also = sorted(using.rule_names | earlier.plan_names)  # sorted: the stored order
+    also = using.rule_names  # worked out once a batch; an account's milestones add theirs
+    if earlier.plan_names:
+        also = tuple(sorted(earlier.plan_names.union(also)))
     raw = inputs.model_inputs(measures, model.depth, model.sla, model.behaviour, also)
     score = evaluate(using.model, raw, inputs.segment_of(measures))
     risk = danger.assess(measures, raw, using.model.danger)

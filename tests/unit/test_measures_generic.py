@@ -246,7 +246,7 @@ when = [{ measure = "events_28d[export]", op = "==", value = 0 },
 """
     ).rules
     using = ModelAndRules(load_default_model(), rules)
-    assert using.rule_names == {"export"}
+    assert using.rule_names == ("export",)
     scored = score_account(
         measures(name_use=uses), using, AccountHistory(), now=datetime.combine(AS_OF, time(12), UTC)
     )
