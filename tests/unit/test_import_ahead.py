@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 
 from services.scoring.history_files import Unreadable
 from services.scoring.import_ahead import REACH, earliest_ahead, receipt_of, receipts_ahead
@@ -60,3 +61,21 @@ def test_the_earliest_ahead_is_taken_over_the_files_from_their_next_record() -> 
     # would keep every id of the import.
     far = _at(4) + REACH.total_seconds() + 86_400
     assert earliest_ahead([(one, 0)], far) == datetime.fromtimestamp(far, UTC) - REACH
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"[" * 5000 + b"]" * 5000,  # nested past what JSON parsers take
+        b'{"occurred_at": 1e308}',
+        b'{"occurred_at": -1e308}',
+        b'{"occurred_at": "NaN"}',
+        b'{"occurred_at": "\\u0000"}',
+        b'{"received_at": [1, 2], "occurred_at": "2026-11-01T00:00:00Z"}',
+        b"\xff\xfe",
+    ],
+)
+def test_a_hostile_line_brings_no_receipt(line: bytes) -> None:
+    """What the step rejects neither raises here nor holds the window back."""
+    assert receipt_of(line) == math.inf
+    assert earliest_ahead([(receipts_ahead([line], _none), 0)], math.inf) is None
