@@ -21,11 +21,13 @@ from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
 from services.scoring.queries import (
+    AHEAD_OF_UTC,
     HEALTH_AS_OF_COLUMNS,
     Day,
     account_health_row,
     account_measures,
     band_changes_between,
+    check_not_future,
     daily_scores,
     day_range,
     end_of,
@@ -81,12 +83,14 @@ Context = Annotated[HealthApiContext, Depends(get_context)]
 
 # Not there, not scored yet, or not this key's account.
 NOT_FOUND = error_responses(404)
-# Also: an as-of day older than the daily counts kept.
+# Also: an as-of day older than the daily counts kept, or after today.
 NOT_FOUND_OR_GONE = error_responses(404, 422)
 router = APIRouter(prefix="/v1", tags=["health"])
 
 
-@router.get("/accounts/{account_id}/health", response_model=AccountHealth, responses=NOT_FOUND)
+@router.get(
+    "/accounts/{account_id}/health", response_model=AccountHealth, responses=NOT_FOUND_OR_GONE
+)
 async def account_health_view(
     account_id: str, ctx: Context, key: ReadKey, as_of: Day | None = None
 ) -> dict[str, Any]:
@@ -124,13 +128,15 @@ async def account_health_view(
 async def _health_as_of(
     conn: AsyncConnection, account_id: str, day: date, zone: tzinfo
 ) -> dict[str, Any]:
+    zone = await account_zone(conn, account_id, zone)
+    check_not_future(day, datetime.now(zone).date(), "in the account's zone")
     row = (await scores_as_of(conn, day, [account_id])).get(account_id)
     if row is None:
         raise ClientError(
             404, "not_scored", f"Account {account_id!r} had no score as of {day.isoformat()}."
         )
     # The end of the day in the account's zone, as the portfolio's as-of reads it.
-    end = end_of(day, await account_zone(conn, account_id, zone))
+    end = end_of(day, zone)
     then = (await facts_as_of(conn, end, [account_id])).get(account_id, {})
     danger = (row.explanation or {}).get("danger") or {}
     return {
@@ -245,6 +251,10 @@ async def portfolio_health(
     the score in force that day (``scored_on``: its row's day), with the name, tier,
     owner, seats, contract end and lifecycle stage as they were then and the tickets
     open then; ordered by account id, ``total`` before ``limit``/``offset``."""
+    if as_of is not None:
+        # Accounts count their days in their own zones: only a day begun in none is refused.
+        ahead = (datetime.now(UTC) + AHEAD_OF_UTC).date()
+        check_not_future(as_of, ahead, "anywhere (UTC+14)")
     day = as_of or datetime.now(ctx.zone).date()
     async with ctx.engine.connect() as conn:
         rows = await portfolio_health_as_of(conn, key, day, ctx.zone)

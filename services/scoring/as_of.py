@@ -81,6 +81,25 @@ async def oldest_as_of(
     return kept_from + timedelta(days=FULL_WINDOW_DAYS - 1)
 
 
+# The zone furthest ahead of UTC (Line Islands, UTC+14): a day that has not begun there
+# has begun nowhere, so a read across accounts of several zones refuses only such a day.
+AHEAD_OF_UTC = timedelta(hours=14)
+
+
+def check_not_future(day: date, today: date, where: str) -> None:
+    """422 ``as_of_in_future`` for a day after ``today`` (today ``where``): its measures
+    and scores would read the days to come as days without use."""
+    if day <= today:
+        return
+    raise ClientError(
+        422,
+        "as_of_in_future",
+        f"as_of {day.isoformat()} is after today ({today.isoformat()} {where}): give today "
+        "or an earlier day, or leave as_of out for the newest score.",
+        extra={"today": today.isoformat()},
+    )
+
+
 def check_retention(account_id: str, day: date, oldest: date | None, history_days: int) -> None:
     """422 when ``day`` lies before what the kept daily counts can answer."""
     if oldest is None or day >= oldest:

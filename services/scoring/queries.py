@@ -20,7 +20,9 @@ from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage_store
+from services.scoring.as_of import AHEAD_OF_UTC as AHEAD_OF_UTC  # for other packages
 from services.scoring.as_of import HEALTH_AS_OF_COLUMNS as HEALTH_AS_OF_COLUMNS
+from services.scoring.as_of import check_not_future as check_not_future  # for other packages
 from services.scoring.as_of import (
     check_retention,
     measures_as_of,
@@ -138,15 +140,8 @@ async def account_measures(
     if as_of is None:
         measures = await load_measures(conn, {account_id}, None, zone)
     else:
-        today = utcnow().astimezone(await account_zone(conn, account_id, zone))
-        if as_of > today.date():
-            raise ClientError(
-                422,
-                "as_of_in_future",
-                f"as_of {as_of.isoformat()} is after today ({today.date().isoformat()} in the "
-                "account's zone): give today or an earlier day, or leave as_of out for the "
-                "measures as of the account's newest event.",
-            )
+        today = utcnow().astimezone(await account_zone(conn, account_id, zone)).date()
+        check_not_future(as_of, today, "in the account's zone")
         if kept is not None:
             oldest = await oldest_as_of(conn, account_id, kept, zone)
             check_retention(account_id, as_of, oldest, kept[1])
@@ -316,11 +311,13 @@ async def band_changes_between(
 
 def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals over portfolio rows, for ``GET /v1/aggregates`` and the lead's page alike:
-    accounts by band and danger level, ARR and ARR at risk (red band, not churned),
-    active users, the share of stably active accounts, churned accounts.
-    ``arr_by_currency`` keeps each currency's ARR apart (``default``: accounts without
-    one, in the service's) and ``arr_accounts_known`` says how many accounts have an ARR
-    at all; ``arr_total`` is kept for old callers and adds whatever amounts there are."""
+    accounts by band and danger level, ARR and ARR at risk (red band), active users, the
+    share of stably active accounts, churned accounts. ARR is the customers' (a churned
+    account's is lost, though its CRM facts may still carry it); ``arr_by_currency``
+    keeps each currency's ARR apart (``default``: accounts without one, in the
+    service's) and ``arr_accounts_known`` says how many customers have an ARR at all;
+    ``arr_total`` is kept for old callers and adds whatever amounts there are."""
+    customers = [r for r in rows if r["lifecycle_stage"] != "churned"]
     stable = sum(
         1
         for r in rows
@@ -331,10 +328,10 @@ def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "accounts": len(rows),
         "by_band": dict(Counter(r["band"] or "unscored" for r in rows)),
         "by_danger_level": dict(Counter(r["danger_level"] or "none" for r in rows)),
-        "arr_total": round(sum(r["arr"] or 0 for r in rows), 2),
-        "arr_at_risk": round(sum(r["arr"] or 0 for r in rows if _at_risk(r)), 2),
-        "arr_accounts_known": sum(1 for r in rows if r["arr"] is not None),
-        "arr_by_currency": _arr_by_currency(rows),
+        "arr_total": round(sum(r["arr"] or 0 for r in customers), 2),
+        "arr_at_risk": round(sum(r["arr"] or 0 for r in customers if r["band"] == "red"), 2),
+        "arr_accounts_known": sum(1 for r in customers if r["arr"] is not None),
+        "arr_by_currency": _arr_by_currency(customers),
         "active_users_7d": sum(r["active_users_7d"] or 0 for r in rows),
         "stably_active_share": round(stable / len(rows), 4) if rows else None,
         "churned": sum(1 for r in rows if r["lifecycle_stage"] == "churned"),
@@ -345,25 +342,20 @@ def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 DEFAULT_CURRENCY = "default"
 
 
-def _arr_by_currency(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """currency → ARR and ARR at risk (red band) over the accounts with a known ARR;
+def _arr_by_currency(customers: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """currency → ARR and ARR at risk (red band) over the customers with a known ARR;
     amounts in different currencies are never added."""
     out: dict[str, dict[str, float]] = {}
-    for r in rows:
+    for r in customers:
         if r["arr"] is None:
             continue
         sums = out.setdefault(
             r.get("currency") or DEFAULT_CURRENCY, {"arr": 0.0, "arr_at_risk": 0.0}
         )
         sums["arr"] = round(sums["arr"] + r["arr"], 2)
-        if _at_risk(r):
+        if r["band"] == "red":
             sums["arr_at_risk"] = round(sums["arr_at_risk"] + r["arr"], 2)
     return out
-
-
-def _at_risk(row: dict[str, Any]) -> bool:
-    """ARR at risk: a red account's, unless it churned (lost already, not at risk)."""
-    return bool(row["band"] == "red" and row["lifecycle_stage"] != "churned")
 
 
 # The entry of one day of a timeline, created on first use.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,11 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
             assert [r["account_id"] for r in rows] == ["fine", "low", "was"]
             assert rows[0]["open_tickets"] == "1" and sheet.headers["x-total-count"] == "3"
             assert (await c.get("/v1/health", params={"as_of": "1900-01-01"})).status_code == 422
+            # A day to come has no score yet anywhere: 422, not yesterday's score.
+            ahead = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+            for path in ("/v1/health", "/v1/accounts/fine/health"):
+                refused = await c.get(path, params={"as_of": ahead})
+                assert (refused.status_code, refused.json()["code"]) == (422, "as_of_in_future")
 
         # A report ending on a past day: the facts and the tickets open at its end.
         async with hw.rt.engine.connect() as conn:

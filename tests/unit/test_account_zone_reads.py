@@ -63,10 +63,11 @@ async def test_the_tier_as_of_a_day_is_read_in_the_accounts_zone(
     assert one["tier"] == row["tier"] == "strategic"
 
 
-async def test_measures_as_of_a_day_after_today_are_refused(
+async def test_measures_and_scores_as_of_a_day_after_today_are_refused(
     embedded_settings: Settings, engine_factory: EngineFactory, processor_factory: ProcessorFactory
 ) -> None:
-    """Measures as of a day to come would count its days as days without use: 422."""
+    """Measures as of a day to come would count its days as days without use, and its
+    score is not known yet: 422."""
     engine = await engine_factory()
     processor = processor_factory(engine, producer=EmbeddedBus(engine))
     use = {
@@ -84,7 +85,11 @@ async def test_measures_as_of_a_day_after_today_are_refused(
         assert then is not None and then.active_users_7d == 1
         with pytest.raises(ClientError) as refused:
             await account_measures(conn, "a", later, UTC, (90, 730))
+        assert (await _health_as_of(conn, "a", date(2026, 9, 30), UTC))["score"] is not None
+        with pytest.raises(ClientError) as no_score_yet:
+            await _health_as_of(conn, "a", later, UTC)
     assert (refused.value.status, refused.value.code) == (422, "as_of_in_future")
+    assert (no_score_yet.value.status, no_score_yet.value.code) == (422, "as_of_in_future")
 
 
 async def test_the_timeline_puts_each_moment_on_its_day_in_the_accounts_zone(
