@@ -237,8 +237,9 @@ async def portfolio_page(
 
 def arr_totals(totals: dict[str, Any]) -> dict[str, Any]:
     """From ``portfolio_totals``: ARR and ARR at risk (red health) per currency (None:
-    the service's), never added across currencies, over the accounts whose ARR is
-    known; ``known`` of ``count`` says how many that is (an unknown ARR is not 0)."""
+    the service's), never added across currencies, over the customers whose ARR is
+    known; ``known`` of ``count`` says how many that is of the customers (an unknown ARR
+    is not 0; a churned account is no customer)."""
     by = {
         None if currency == DEFAULT_CURRENCY else currency: sums
         for currency, sums in totals["arr_by_currency"].items()
@@ -247,7 +248,7 @@ def arr_totals(totals: dict[str, Any]) -> dict[str, Any]:
         "arr": {c: sums["arr"] for c, sums in by.items()},
         "at_risk": {c: sums["arr_at_risk"] for c, sums in by.items() if sums["arr_at_risk"]},
         "known": totals["arr_accounts_known"],
-        "count": totals["accounts"],
+        "count": totals["accounts"] - totals["churned"],
     }
 
 

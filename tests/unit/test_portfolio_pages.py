@@ -357,23 +357,23 @@ def test_arr_totals_per_currency_and_unknown_apart() -> None:
         {"arr": 50.0, "band": "green", "currency": "CNY"},
         {"arr": 30.0, "band": "red", "currency": "USD"},
         {"arr": None, "band": "red", "currency": None},
-        # Churned: its ARR is lost already, not at risk.
+        # Churned: its ARR is lost already, neither at risk nor the customers' ARR.
         {"arr": 70.0, "band": "red", "currency": None, "lifecycle_stage": "churned"},
     ]
     common = {"seats_purchased": None, "active_users_7d": 0, "danger_level": None}
     api = portfolio_totals([{**common, "lifecycle_stage": None, **r} for r in rows])
-    assert api["arr_at_risk"] == 130.0
-    assert api["arr_accounts_known"] == 4 and api["arr_by_currency"] == {
-        "default": {"arr": 170.0, "arr_at_risk": 100.0},
+    assert (api["arr_total"], api["arr_at_risk"], api["churned"]) == (180.0, 130.0, 1)
+    assert api["arr_accounts_known"] == 3 and api["arr_by_currency"] == {
+        "default": {"arr": 100.0, "arr_at_risk": 100.0},
         "CNY": {"arr": 50.0, "arr_at_risk": 0.0},
         "USD": {"arr": 30.0, "arr_at_risk": 30.0},
     }
     totals = arr_totals(api)
     assert totals == {
-        "arr": {None: 170.0, "CNY": 50.0, "USD": 30.0},
+        "arr": {None: 100.0, "CNY": 50.0, "USD": 30.0},
         "at_risk": {None: 100.0, "USD": 30.0},
-        "known": 4,
-        "count": 5,
+        "known": 3,
+        "count": 4,
     }
 
 
@@ -397,7 +397,9 @@ async def test_money_totals_never_add_currencies_nor_count_unknown_as_zero(pages
     assert f"{format_money('en', yuan, 'CNY')} · $20,000" in lead
     assert "ARR of 27 of 28 accounts" in lead
     home = await pages.get("/ui/")
-    assert "ARR of 29 of 30 accounts" in home and "$20,000" in home
+    # Its totals are the customers' too: the churned accounts' ARR is lost.
+    assert f"ARR {format_money('en', yuan, 'CNY')} · $20,000" in home
+    assert "ARR of 27 of 28 accounts" in home
 
 
 async def test_saved_views_are_per_person_and_reopen_the_query(pages: Pages) -> None:
