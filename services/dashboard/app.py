@@ -12,6 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
@@ -96,6 +97,7 @@ def mount_dashboard(
     app.add_exception_handler(LoginRequired, routes.login_required)
     app.add_exception_handler(Forbidden, routes.forbidden)
     app.add_exception_handler(NotFound, routes.not_found)
+    app.add_exception_handler(RequestValidationError, routes.invalid_address)
 
 
 @pass_context

@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.responses import Response
 
@@ -49,6 +50,7 @@ from services.scoring.workload.reads import due_soon
 from shared.auth import KeyStore, Scope, same_secret
 from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
+from shared.web import invalid_request_handler
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -323,3 +325,19 @@ async def forbidden(request: Request, exc: Exception) -> Response:
 async def not_found(request: Request, exc: Exception) -> Response:
     message = N_("There is no such account or alert, or it is not in your portfolio.")
     return page(request, "error.html", _error(request, N_("Not found"), 404, message), None, 404)
+
+
+async def invalid_address(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 for a value it cannot read: on a dashboard page (a hand-edited
+    address, say ``?from=yesterday``) an error page in the viewer's language naming the
+    parameters; elsewhere the API's JSON."""
+    if not request.url.path.startswith("/ui/"):
+        return await invalid_request_handler(request, exc)
+    assert isinstance(exc, RequestValidationError)
+    names = sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})
+    message = N_(
+        "This page cannot read {names} in its address. Go back and use the page's "
+        "links and forms (dates are written 2026-12-31)."
+    )
+    values = _error(request, N_("Bad address"), 400, message, names=", ".join(names))
+    return page(request, "error.html", values, None, 400)

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 
 from services.dashboard.app import mount_dashboard
@@ -108,3 +110,23 @@ async def test_sign_in_errors_in_chinese(client: httpx.AsyncClient) -> None:
     ingest = await sign_in(client, Role.ingest)
     assert ingest.status_code == 403
     assert "无权访问" in ingest.text and "缺少此处所需的“read”权限" in ingest.text
+
+
+async def test_a_page_address_it_cannot_read_gets_a_page_in_the_viewers_language(
+    client: httpx.AsyncClient,
+) -> None:
+    """A hand-edited dashboard address (a date it cannot read) gets an error page naming
+    the parameter, in the viewer's language, not the API's English JSON; the API keeps
+    its JSON."""
+    assert (await sign_in(client, Role.cs_lead)).status_code == 303
+    english = await client.get("/ui/export/accounts", params={"from": "yesterday"})
+    assert english.status_code == 400 and english.headers["content-type"].startswith("text/html")
+    assert "This page cannot read from in its address" in english.text
+    client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    chinese = await client.get("/ui/accounts/a/reports/usage", params={"end": "31/12/2026"})
+    assert chinese.status_code == 400 and "此页面无法读取地址中的 end" in chinese.text
+    # Outside the dashboard the API's handler answers, as before.
+    api = client.app.exception_handlers[RequestValidationError]  # type: ignore[attr-defined]
+    request = Request({"type": "http", "path": "/v1/health", "headers": [], "query_string": b""})
+    answer = await api(request, RequestValidationError([{"loc": ("query", "as_of")}]))
+    assert answer.status_code == 422 and answer.media_type == "application/json"
