@@ -7,10 +7,11 @@ alert rules read the same inputs (``services/scoring/rules.py``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
 from services.scoring.measures import Measures
+from services.scoring.model.labels import GENERIC_LABELS
 from services.scoring.model.schema import Behaviour, Depth, DepthLevel, Segment, Sla
 from services.scoring.usage_measures import NAME_WINDOW_DAYS, NameUse
 
@@ -110,6 +111,27 @@ def model_inputs(
         **_commercial(m),
         **generic_inputs(m, behaviour or Behaviour(), also),
     }
+
+
+def measure_names(behaviour: Behaviour) -> tuple[frozenset[str], frozenset[str]]:
+    """The names of the inputs every account gets (with the model's declared events and
+    ratios), and the measures kept per event name (``events_28d`` of
+    ``events_28d[report_run]``, for any name): what a milestone or rule may read."""
+    day = date(2000, 1, 3)  # any day: only the names are read
+    blank = Measures(
+        account_id="",
+        as_of=day,
+        as_of_time=datetime.combine(day, time(), UTC),
+        first_seen=day,  # the product-agnostic measures need a first use
+        active_users_7d=0,
+        active_users_30d=0,
+        active_days_7d=0,
+        events_7d=0,
+        open_tickets=0,
+        seats_purchased=None,
+    )
+    names = frozenset(model_inputs(blank, behaviour=behaviour))
+    return names, frozenset(GENERIC_LABELS) - names
 
 
 def _adoption(m: Measures) -> Inputs:

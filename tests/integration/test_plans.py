@@ -127,6 +127,12 @@ async def test_plans_from_templates_progress_alerts_and_edits(
             "/v1/accounts/late/plan/milestones", json={**body, "measure": "no such!"}
         )
         assert bad.status_code == 422 and bad.json()["code"] == "invalid_milestone"
+        typo = await client.post(
+            "/v1/accounts/late/plan/milestones", json={**body, "measure": "activation_rat"}
+        )
+        assert typo.status_code == 422 and typo.json()["code"] == "unknown_measure"
+        assert "Did you mean activation_rate?" in typo.json()["message"]
+        assert "events_28d[event]" in typo.json()["measures"]
         # NUL (PostgreSQL text cannot hold it) and days no plan spans: 422, not a 500.
         for wrong in ({"title": "Reports\x00"}, {"due_on": "0001-01-01"}, {"due_on": "9999-12-31"}):
             bad = await client.post("/v1/accounts/late/plan/milestones", json={**body, **wrong})

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from services.scoring.inputs import measure_names
+from services.scoring.model.schema import Behaviour, Ratio
 from services.scoring.plans.progress import (
     AlertState,
     Milestone,
@@ -20,6 +22,7 @@ from services.scoring.plans.progress import (
 from services.scoring.plans.queries import Today, edit_milestone
 from services.scoring.plans.templates import (
     PlanTemplateError,
+    check_known,
     default_templates,
     parse_templates,
 )
@@ -32,6 +35,7 @@ from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.tables import bus_log, plan_milestones, success_plans
+from shared.web import ClientError
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 START = date(2026, 1, 1)
@@ -136,6 +140,23 @@ def test_default_templates_follow_the_handbook() -> None:
     assert by_key["weekly_active_days"].target == 3
     assert templates.matching("non-focus", "implementation").id == "onboarding"  # type: ignore[union-attr]
     assert templates.matching("enterprise", "churned") is None
+
+
+def test_a_milestones_measure_must_be_one_the_score_computes() -> None:
+    """The shipped templates' measures, any event's per-name measures and the model's
+    ratios are known; a typo is refused with the nearest names (it would never move)."""
+    known = measure_names(
+        Behaviour(ratios=[Ratio(name="likes_per_post", numerator="like", denominator="post")])
+    )
+    for template in default_templates().template:
+        for milestone in template.milestone:
+            check_known(milestone.measure, *known)
+    for measure in ("events_28d[report run]", "days_since_event[login]", "likes_per_post"):
+        check_known(measure, *known)
+    with pytest.raises(ValueError, match="Did you mean activation_rate"):
+        check_known("activation_rat", *known)
+    with pytest.raises(ValueError, match="no measure 'event_28d\\[export\\]'"):
+        check_known("event_28d[export]", *known)
 
 
 def test_a_bad_template_file_is_refused_naming_each_problem() -> None:
@@ -289,3 +310,9 @@ async def test_a_milestone_on_an_event_outside_the_most_used_reads_its_value(
         rows = {r.key: r for r in await conn.execute(select(plan_milestones))}
     assert rows["kickoff"].achieved_on == NOW.date()
     assert rows["go_live"].achieved_on == NOW.date()
+    # A measure the score does not compute is refused; the milestone keeps its own.
+    async with engine.begin() as conn:
+        with pytest.raises(ClientError) as refused:
+            await edit_milestone(conn, lead, "p", "kickoff", today, measure="events_28[export]")
+        await edit_milestone(conn, lead, "p", "kickoff", today, title="Kick-off")
+    assert (refused.value.status, refused.value.code) == (422, "unknown_measure")

@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.inputs import measure_names
+from services.scoring.model.store import ModelStore
 from services.scoring.plans import store
 from services.scoring.plans.hook import plan_values
 from services.scoring.plans.progress import PROBLEMS, Progress, State, evaluate
@@ -26,6 +28,8 @@ from services.scoring.plans.templates import (
     NewMilestone,
     PlanTemplate,
     PlanTemplates,
+    UnknownMeasure,
+    check_known,
     check_measure,
     check_target,
     from_template,
@@ -305,6 +309,7 @@ async def add_milestone(
     """Add a milestone starting today (to a new plan of ``author``'s if there is none);
     its key."""
     spec = spec.checked()
+    await _known_measure(conn, spec.measure)
     plan, today, values = await _own_plan(conn, key, account_id, when, author=author)
     taken = {m.milestone.key for m in plan.milestones}
     new = NewMilestone(
@@ -346,11 +351,25 @@ async def edit_milestone(
             )
         changes["achieved_on"] = today if achieved else None
         changes["checked_by"] = author if achieved else None
+    if changes.get("measure", m.measure) != m.measure:
+        await _known_measure(conn, merged.measure)  # one kept as it was is not judged again
     if changes.get("measure", m.measure) != m.measure or changes.get("op", m.op) != m.op:
         # Another measure: its pace is judged from today's value, from today.
         changes |= store.restart(merged.measure, merged.op, merged.target, today, values)
     await store.change_milestone(conn, account_id, milestone_key, when.now, **changes)
     await store.rescore_soon(conn, account_id)
+
+
+async def _known_measure(conn: AsyncConnection, measure: str | None) -> None:
+    """422 ``unknown_measure`` for a measure the model in force does not compute: the
+    milestone would never progress."""
+    if measure is None:
+        return
+    model, _ = await ModelStore().current(conn)
+    try:
+        check_known(measure, *measure_names(model.behaviour))
+    except UnknownMeasure as exc:
+        raise ClientError(422, "unknown_measure", str(exc), extra={"measures": exc.known}) from None
 
 
 async def remove_milestone(

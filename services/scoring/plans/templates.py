@@ -3,6 +3,7 @@ validated like the alerting file (every problem named with its place)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -40,6 +41,33 @@ def check_measure(measure: str | None) -> str | None:
             "active_days_7d or events_28d[report_run]"
         )
     return measure
+
+
+class UnknownMeasure(ValueError):
+    """A measure the score does not compute; ``known``: those it does."""
+
+    def __init__(self, message: str, known: list[str]):
+        super().__init__(message)
+        self.known = known
+
+
+def check_known(measure: str | None, names: frozenset[str], per_name: frozenset[str]) -> None:
+    """``measure`` is one the health score computes: one of ``names``, or one of the
+    ``per_name`` measures of an event name (``inputs.measure_names``); else
+    ``UnknownMeasure`` naming the nearest (a typo would never progress)."""
+    if measure is None or measure == GO_LIVE or measure in names:
+        return
+    base, bracket, _ = measure.partition("[")
+    if bracket and base in per_name:
+        return
+    known = sorted(names | {f"{b}[event]" for b in per_name})
+    near = difflib.get_close_matches(measure, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(near)}?" if near else ""
+    raise UnknownMeasure(
+        f"the health score computes no measure {measure!r}.{hint} 'measures' lists them "
+        "(per event name: events_28d[<event name>] and the like).",
+        known,
+    )
 
 
 # A target is a value a measure reaches: finite, and within the range money and counts
