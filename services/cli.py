@@ -852,9 +852,15 @@ def _replayed(
     if result.rejected:
         console.print(
             f"[yellow]{result.rejected} line(s) rejected[/] (not JSON, not an event, or dated "
-            "in the future) and left out; `healthwatch import` of the files into a scratch "
-            "database lists each with its reason"
+            "in the future) and left out:"
         )
+        for name, line, reason in result.rejects:
+            console.print(f"  {escape(name)}:{line}: {escape(reason)}")
+        if result.rejected > len(result.rejects):
+            console.print(
+                f"  … and {result.rejected - len(result.rejects)} more: `healthwatch import` "
+                "of the files into a scratch database lists each with its reason"
+            )
     if not result.events:
         console.print("[red]no events in the history:[/] check the files (NDJSON, CSV, Parquet)")
         raise typer.Exit(2)

@@ -118,8 +118,12 @@ def test_replay_through_the_index_equals_the_replay_in_memory(
 ) -> None:
     before = asyncio.run(_in_memory_replay(history, tmp_path, step_days=5))
     assert indexed.snapshots and indexed.firings and indexed.churn and indexed.rejected == 1
-    for name in (f.name for f in fields(rp.Replay)):
+    for name in (f.name for f in fields(rp.Replay) if f.compare):
         assert getattr(indexed, name) == getattr(before, name), name
+    # The rejected line is named with its place and the reason.
+    lines = len(history.read_bytes().splitlines())
+    ((name, line, why),) = indexed.rejects
+    assert (name, line) == ("h.ndjson", lines) and "occurred_at" in why
     assert list(indexed.churn) == list(before.churn)  # the same order too
 
 

@@ -168,3 +168,22 @@ def test_a_churn_file_a_spreadsheet_wrote_is_read(tmp_path: Path) -> None:
 def test_keys_for_no_email_are_refused(env: dict[str, str]) -> None:
     result = _cli("keys", "create", "--role", "csm", "--csm-email", "not-an-email", env=env)
     assert result.exit_code == 2 and "is not an email" in result.output
+
+
+def test_backtest_names_the_lines_it_rejects(tmp_path: Path) -> None:
+    """It counted them only; now it lists the first with file, line and reason (a CSV
+    row's line counts its header), as an import does."""
+    events, churn = _history(tmp_path)
+    odd = tmp_path / "odd.ndjson"
+    odd.write_bytes(b'\n{"kind": "usage", "event_id": "no-account"}\n')
+    more = tmp_path / "more.csv"
+    more.write_text(
+        "kind,event_id,account_id,user_id,event,occurred_at\nusage,x1,a,u1,login,not a time\n",
+        encoding="utf-8",
+    )
+    out = ["--out", str(tmp_path / "bt")]
+    result = _cli("backtest", str(events), str(odd), str(more), "--churn", str(churn), *out)
+    assert result.exit_code == 0, result.output
+    assert "2 line(s) rejected" in result.output
+    assert "odd.ndjson:2: " in result.output and "account_id" in result.output
+    assert "more.csv:2: " in result.output and "occurred_at" in result.output

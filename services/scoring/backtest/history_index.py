@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from services.scoring.history_files import BOM, read_lines
+from services.scoring.history_files import BOM, LineNumbers, Unreadable, read_lines
 from shared.contracts.events import (
     AccountFacts,
     LifecycleStage,
@@ -46,6 +46,9 @@ REPORT_EVERY = 50_000
 # Event ids kept as bytes objects before they are packed into a fixed-width array: a
 # bytes object costs ~40 bytes beyond its text, so the list stays a few MB.
 PACK_EVERY = 65_536
+# Rejected lines kept with their reasons for the command to list (the rest counted):
+# enough to see what is wrong with a file, few enough to print.
+REJECTS_KEPT = 20
 
 
 def micros(moment: datetime) -> int:
@@ -80,12 +83,14 @@ class _Pass:
     links: list[tuple[int, int]] = field(default_factory=list)
     lines: int = 0
     rejected: int = 0
+    rejects: list[tuple[int, int, str]] = field(default_factory=list)  # source, line, why
     # account -> its first churned facts by (time, event id, position), and that day
     churned: dict[str, tuple[tuple[int, bytes, int], date]] = field(default_factory=dict)
     live: set[str] = field(default_factory=set)
 
-    def add(self, source: int, offset: int, line: bytes) -> bool:
-        """Index one line; False for a blank or rejected one."""
+    def add(self, source: int, offset: int, line: bytes, number: int) -> bool:
+        """Index one line (line ``number`` of its file); False for a blank or rejected
+        one."""
         self.lines += 1
         if self.lines % REPORT_EVERY == 0:
             self.reading(self.lines)
@@ -96,15 +101,15 @@ class _Pass:
             # take the same lines (and usage events by the fast decoder: 6.7 against
             # 8.6 µs a line of a simulated history).
             event = decode_event(line)
-        except UndecodableRecord:
-            self.rejected += 1
+        except UndecodableRecord as exc:
+            self._reject(source, number, line.reason if isinstance(line, Unreadable) else exc)
             return False
         received = min(event.received_at or self.now, self.now)  # none lies ahead
-        if future_times(event, received + self.skew, self.skew):
+        if late := future_times(event, received + self.skew, self.skew):
             # Refused as ingest and an import refuse it; kept, one event in the year
             # 2200 (the contract's bound) would stretch the replay's days to it, every
             # account scored on each.
-            self.rejected += 1
+            self._reject(source, number, "; ".join(f"{t['field']} {t['message']}" for t in late))
             return False
         time, key = micros(event.occurred_at), event.event_id.encode()
         number = self.numbers.setdefault(event.account_id, len(self.numbers))
@@ -123,6 +128,11 @@ class _Pass:
         if len(self.ids) >= PACK_EVERY:
             self.pack()
         return True
+
+    def _reject(self, source: int, number: int, why: object) -> None:
+        self.rejected += 1
+        if len(self.rejects) < REJECTS_KEPT:
+            self.rejects.append((source, number, str(why)))
 
     def _facts(self, event: AccountFacts, key: tuple[int, bytes, int]) -> None:
         if event.go_live is not None:
@@ -149,7 +159,7 @@ class HistoryIndex:
     """Every valid event of the history files, in (occurred_at, event_id) order: the
     counts replay needs up front, and each event's line read back on demand."""
 
-    def __init__(self, gathered: _Pass, readable: Sequence[Path]):
+    def __init__(self, gathered: _Pass, readable: Sequence[Path], names: Sequence[str]):
         gathered.pack()
         times = np.frombuffer(gathered.times, dtype=np.int64)
         if gathered.packed:  # a stable sort: equal keys keep the files' order
@@ -162,6 +172,8 @@ class HistoryIndex:
         self._offsets = np.frombuffer(gathered.offsets, dtype=np.int64)[order]
         self._lengths = np.frombuffer(gathered.lengths, dtype=np.uint32)[order]
         self.rejected = gathered.rejected
+        # The first rejected lines: file name, line, reason.
+        self.rejects = [(names[source], line, why) for source, line, why in gathered.rejects]
         self.go_live_accounts = len(gathered.live)
         by_first = sorted(gathered.churned.items(), key=lambda item: item[1][0])
         # Churn days in the order the events name them (dict order, as before).
@@ -298,13 +310,13 @@ def index_history(
         source = len(readable)
         if _plain(path):
             readable.append(path)
-            for offset, line in _plain_lines(path):
-                gathered.add(source, offset, line)
+            for number, (offset, line) in enumerate(_plain_lines(path), start=1):
+                gathered.add(source, offset, line, number)
         else:
             readable.append(spill_dir / f"spill-{source}.ndjson")
             _spill(gathered, source, path, readable[-1])
     reading(gathered.lines)
-    return HistoryIndex(gathered, readable)
+    return HistoryIndex(gathered, readable, [path.name for path in paths])
 
 
 def _plain(path: Path) -> bool:
@@ -329,8 +341,9 @@ def _plain_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 def _spill(gathered: _Pass, source: int, path: Path, spill: Path) -> None:
     """Index a gzip, CSV or Parquet file through a plain copy of its valid lines."""
     offset = 0
+    lines = LineNumbers()  # where each record is in the file, for its rejection
     with spill.open("wb") as out:
-        for line in read_lines(path):
-            if gathered.add(source, offset, line):
+        for record, line in enumerate(read_lines(path, lines)):
+            if gathered.add(source, offset, line, lines.line(record)):
                 out.write(line + b"\n")
                 offset += len(line) + 1

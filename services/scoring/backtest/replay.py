@@ -76,6 +76,9 @@ class Replay:
     churn: dict[str, date] = field(default_factory=dict)
     events: int = 0
     rejected: int = 0
+    # The first rejected lines (file, line, why): where the input was, not what the
+    # replay gave, so two replays of the same events in other files compare equal.
+    rejects: list[tuple[str, int, str]] = field(default_factory=list, compare=False)
     first_day: date | None = None
     last_day: date | None = None
     # Accounts whose facts ever named a go-live date (the checks warn when none did).
@@ -159,7 +162,12 @@ async def replay(
         settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{folder}/bt.db")
         now, skew = clock(), settings.max_future_skew
         index = index_history(paths, folder, reading, now=now, skew=skew)
-        result = Replay(rejected=index.rejected, events=len(index), churn=dict(churn or {}))
+        result = Replay(
+            rejected=index.rejected,
+            rejects=index.rejects,
+            events=len(index),
+            churn=dict(churn or {}),
+        )
         for account_id, day in index.churned:  # facts naming stage "churned" count too
             result.churn.setdefault(account_id, day)
         result.go_live_accounts = index.go_live_accounts
