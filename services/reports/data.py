@@ -157,7 +157,7 @@ def _score_then(row: Any) -> dict[str, Any]:
         "score": row.score,
         "band": row.band,
         "inputs": dict(row.inputs or {}),
-        "danger_causes": [c.get("code") for c in danger.get("causes", [])],
+        "danger_causes": list(danger.get("causes", [])),  # codes, as history rows keep them
     }
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import explain, history
+from services.scoring.danger import cause_of
 from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
@@ -149,7 +150,8 @@ async def _health_as_of(
         "band": row.band,
         "depth_level": (row.inputs or {}).get("depth_level"),
         "danger_level": danger.get("level"),
-        "danger_causes": danger.get("causes", []),
+        # Codes in the history row: as the newest score's causes, without the day's text.
+        "danger_causes": [cause_of(code) for code in danger.get("causes", [])],
         "explanation": row.explanation,
     }
 

@@ -9,6 +9,16 @@ from services.scoring.measures import Measures
 from services.scoring.model.schema import DangerRules
 
 LEVELS = ("high", "normal", "mild")
+# Each cause's level (DG-05…DG-07): the account's level is its worst cause's.
+CAUSE_LEVELS = {
+    "wrong_fit": "high",
+    "decision_maker_change": "high",
+    "unclear_value": "high",
+    "slow_go_live": "normal",
+    "long_unresolved_tickets": "normal",
+    "champion_change": "mild",
+    "unmet_requests": "mild",
+}
 # The depth level counts uses over 28 days against fixed thresholds (HL-03): an account
 # with less use than that cannot have shown its depth yet, so "busy but shallow" (DG-15,
 # judged months into a contract) waits until the window is full. Before, a busy account
@@ -27,11 +37,11 @@ def _used_for(m: Measures, days: int) -> bool:
 
 def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> dict[str, Any]:
     """``{"level": worst level or None, "causes": [{code, level, text}]}``."""
-    causes: list[tuple[str, str, str]] = []
+    causes: list[tuple[str, str]] = []
     if m.icp_fit is False:
-        causes.append(("wrong_fit", "high", "sold outside the ideal customer profile"))
+        causes.append(("wrong_fit", "sold outside the ideal customer profile"))
     if _within(m, m.decision_maker_changed_at, rules.people_change_days):
-        causes.append(("decision_maker_change", "high", "the customer's decision maker changed"))
+        causes.append(("decision_maker_change", "the customer's decision maker changed"))
     share, depth = inputs.get("active_user_share_7d"), inputs.get("depth_level")
     if (
         share is not None
@@ -43,30 +53,30 @@ def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> 
         causes.append(
             (
                 "unclear_value",
-                "high",
                 f"busy but shallow: {share:.0%} of seats active, depth level {depth:g}",
             )
         )
     if inputs.get("not_live_after_90d") == 1:
-        causes.append(("slow_go_live", "normal", "not live 3 months after purchase"))
+        causes.append(("slow_go_live", "not live 3 months after purchase"))
     oldest = inputs.get("oldest_open_ticket_days")
     if oldest is not None and oldest > rules.unresolved_ticket_days:
-        causes.append(
-            ("long_unresolved_tickets", "normal", f"a ticket has been open {oldest:g} days")
-        )
+        causes.append(("long_unresolved_tickets", f"a ticket has been open {oldest:g} days"))
     if _within(m, m.champion_changed_at, rules.people_change_days):
-        causes.append(("champion_change", "mild", "the customer's champion changed"))
+        causes.append(("champion_change", "the customer's champion changed"))
     request = m.oldest_open_request_at
     if request is not None and (m.as_of - m.day_of(request)).days > rules.unmet_request_days:
         causes.append(
             (
                 "unmet_requests",
-                "mild",
                 f"a feature request has been open over {rules.unmet_request_days} days",
             )
         )
-    level = next((lv for lv in LEVELS if any(cause[1] == lv for cause in causes)), None)
-    return {
-        "level": level,
-        "causes": [{"code": code, "level": lv, "text": text} for code, lv, text in causes],
-    }
+    level = next((lv for lv in LEVELS if any(CAUSE_LEVELS[c] == lv for c, _ in causes)), None)
+    return {"level": level, "causes": [cause_of(code, text) for code, text in causes]}
+
+
+def cause_of(code: str, text: str | None = None) -> dict[str, Any]:
+    """A cause as answers show it: code, level and (when known) the text that day.
+    The score history keeps codes only; its causes come back without text."""
+    cause: dict[str, Any] = {"code": code, "level": CAUSE_LEVELS.get(code)}
+    return cause | {"text": text} if text is not None else cause
