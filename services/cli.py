@@ -254,7 +254,8 @@ def dev(
         int, typer.Option(help="Simulated customer accounts to start (0: none)")
     ] = 0,
     port: Annotated[
-        int | None, typer.Option(help="HTTP port (default HEALTHWATCH_INGEST_PORT)")
+        int | None,
+        typer.Option(help="HTTP port (default HEALTHWATCH_INGEST_PORT)", min=0, max=65535),
     ] = None,
 ) -> None:
     """Every service in one process with the embedded bus and a SQLite file."""
@@ -425,6 +426,16 @@ def alerts() -> None:
     _setup_logging(settings)
     warn_about_settings(settings, logging.getLogger("healthwatch.alerts"))
     _serve(runtime.run_alerts_service, settings, settings.alerts_port)
+
+
+@app.command()
+def web() -> None:
+    """Serve the dashboard, the read API and the alerts API in one place (production
+    mode; no consumer: run as many as you like)."""
+    settings = Settings()
+    alerting_store(settings)  # an unreadable alerting file: one line now, not at its first use
+    _setup_logging(settings)
+    _serve(runtime.run_web_service, settings, settings.web_port)
 
 
 @app.command("migrate")
@@ -949,6 +960,13 @@ def accounts_import(
         str, typer.Option(help="hubspot (companies), salesforce (accounts) or csv (ours)")
     ] = "csv",
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the plans and cases APIs (production: `healthwatch web`'s; "
+            "default: --url, as dev mode serves both)"
+        ),
+    ] = None,
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="A crm key")] = "",
     check: Annotated[bool, typer.Option("--check", help="Only read and map; send nothing")] = False,
 ) -> None:
@@ -1036,6 +1054,13 @@ def export_cmd(
 @app.command()
 def simulate(
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the plans and cases APIs (production: `healthwatch web`'s; "
+            "default: --url, as dev mode serves both)"
+        ),
+    ] = None,
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="Ingest API key")] = "",
     accounts: Annotated[int, typer.Option(help="Number of simulated accounts", min=1)] = 50,
     live: Annotated[bool, typer.Option(help="Keep sending live traffic after the history")] = True,
@@ -1100,7 +1125,7 @@ def simulate(
             else:
                 progress.update(task, description=f"live: {done} events sent")
 
-        sim = Simulator(url, key, accounts, seed=seed, progress=report)
+        sim = Simulator(url, key, accounts, seed=seed, progress=report, api_url=api_url)
         _run(lambda stop: sim.run(stop, live=live))
 
 

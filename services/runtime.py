@@ -364,6 +364,25 @@ async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
     await together(run_scoring(rt, stop), serve_http(app, s.host, s.scoring_port, stop))
 
 
+def web_app(rt: Runtime) -> FastAPI:
+    """What people use, in one place: the dashboard, the read API and the alerts API
+    (with ops endpoints), no consumer. Scoring replicas cannot share one published port,
+    so a deployment points people and notices' links (``HEALTHWATCH_PUBLIC_URL``) here."""
+    app = ops_app(rt, "healthwatch web")
+    mount_health_api(app, rt)
+    mount_alerts_api(app, rt)
+    mount_dashboard(
+        app, rt.engine, rt.settings, rt.bus.producer, accounts_reader=accounts_reader(rt.settings)
+    )
+    return app
+
+
+async def run_web_service(rt: Runtime, stop: asyncio.Event) -> None:
+    s = rt.settings
+    log.info("dashboard on http://%s:%d/ui/", s.host, s.web_port)
+    await serve_http(web_app(rt), s.host, s.web_port, stop)
+
+
 async def run_alerts_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     app = ops_app(rt, "healthwatch alerts")

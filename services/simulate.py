@@ -165,8 +165,12 @@ class Simulator:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[str, int, int], None] | None = None,
         zendesk_secret: str = "",
+        api_url: str | None = None,
     ):
         self._url = url.rstrip("/")
+        # The plans and cases APIs: ``healthwatch web``'s in production, else ingest's
+        # own port (dev mode serves everything on one).
+        self._api = (api_url or url).rstrip("/")
         self._headers = {"Authorization": f"Bearer {key}"}
         self._rng = random.Random(seed)
         # Its own stream: the contract histories leave every other draw as it was.
@@ -301,12 +305,12 @@ class Simulator:
             # Success plans for some accounts, from the templates (scoring/plans/demo.py).
             ids = [a.account_id for a in self.accounts]
             today = self._clock().date()
-            await make_plans(client, self._url, self._headers, ids, today, random.Random(1))
+            await make_plans(client, self._api, self._headers, ids, today, random.Random(1))
             if live:
                 # Plans and reviews for the risk cases the alerts open, so the demo's case
                 # board has them (a Random of its own: the traffic draws stay as they were).
                 at = self._clock()
-                work = work_cases(client, self._url, self._headers, random.Random(0), at, stop)
+                work = work_cases(client, self._api, self._headers, random.Random(0), at, stop)
                 cases = asyncio.create_task(work)
                 await self.live(client, stop)
                 await cases

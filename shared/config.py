@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
@@ -16,6 +16,10 @@ DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # scoring_batch_max's defaults (see its comment).
 POSTGRES_BATCH_MAX = 100_000
 SQLITE_BATCH_MAX = 20_000
+
+
+# A TCP port (0: any free one, which tests use); a larger number was taken modulo 65536.
+Port = Annotated[int, Field(ge=0, le=65535)]
 
 
 class Settings(BaseSettings):
@@ -45,11 +49,20 @@ class Settings(BaseSettings):
 
     # --- HTTP ------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the HTTP servers bind to")
-    ingest_port: int = Field(8000, description="Ingest API port (also the dev-mode port)")
-    scoring_port: int = Field(8001, description="Scoring service /metrics and /healthz port")
-    alerts_port: int = Field(8002, description="Alerts API, /metrics and /healthz port")
+    ingest_port: Port = Field(8000, description="Ingest API port (also the dev-mode port)")
+    scoring_port: Port = Field(
+        8001, description="Scoring service port: /metrics and /healthz, the read API, the dashboard"
+    )
+    alerts_port: Port = Field(8002, description="Alerts API, /metrics and /healthz port")
+    web_port: Port = Field(
+        8003,
+        description="`healthwatch web` port (production): the dashboard, the read and alerts "
+        "APIs in one place for people",
+    )
     public_url: str = Field(
-        "http://127.0.0.1:8000", description="Base URL used in links inside notifications"
+        "http://127.0.0.1:8000",
+        description="Base URL of the dashboard, used in links inside notifications (production: "
+        "the web service's)",
     )
 
     # --- ingest limits ---------------------------------------------------------------
@@ -131,8 +144,8 @@ class Settings(BaseSettings):
         90,
         ge=90,
         le=3650,
-        description="Days of daily activity kept per account before its newest event (older "
-        "events are late; as-of measures reach back this far less 30 days)",
+        description="Days of daily activity kept per account before its newest event in its "
+        "usage state: older events are late (90 to 3,650)",
     )
     # Two years: a year-on-year comparison (a renewal against the last one, a season
     # against the same season) reads a full year before a day a year back. The days past
@@ -144,8 +157,9 @@ class Settings(BaseSettings):
         730,
         ge=90,
         le=36500,
-        description="Days of daily activity kept per account in all (the window's days and "
-        "the long history before them): as-of measures reach back this far less 30 days",
+        description="Days of daily activity kept per account in all (the window and the long "
+        "history before it): as-of measures reach back this far less 30 days (at least "
+        "`window_days`, at most 36,500)",
     )
     # Renewal forecast (services/scoring/retention/pipeline.py): DG-05's high danger
     # means "very likely to churn"; NPS 0–6 is a detractor by NPS's own definition.
@@ -201,7 +215,10 @@ class Settings(BaseSettings):
     # stored and 137 KB decoded, so the default bounds the cache near 300 MB; 0 turns
     # it off.
     state_cache_accounts: int = Field(
-        2000, ge=0, description="Decoded account states kept in memory by each scoring process"
+        2000,
+        ge=0,
+        description="Decoded account states kept in memory by each scoring process (about "
+        "140 KB each for a 10-user account used daily; 0: none)",
     )
     # Longer than the slowest legitimate batch (100,000 records take several seconds)
     # plus the longest retry pause (15 s), so only a loop that truly stopped moving
@@ -222,17 +239,25 @@ class Settings(BaseSettings):
         "", description="Slack channel for accounts without an owner (Web API)"
     )
     smtp_host: str = Field("", description="SMTP server host; empty disables email")
-    smtp_port: int = Field(25, description="SMTP server port")
+    smtp_port: Port = Field(25, description="SMTP server port")
     smtp_username: str = Field("", description="SMTP login (empty: no AUTH)")
     smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
     # On by default: alert emails and the SMTP password must not cross networks in clear
     # text; a relay without TLS (a local test server) needs an explicit false.
-    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS")
+    smtp_starttls: bool = Field(
+        True,
+        description="Upgrade the SMTP connection with STARTTLS (set false only for a relay "
+        "without TLS on a trusted network; a warning is logged at start)",
+    )
     smtp_from: str = Field("healthwatch@localhost", description="From address of alert emails")
     fallback_email: str = Field(
         "", description="Team address for accounts without an owner (overrides routing.team)"
     )
-    webhook_url: str = Field("", description="Generic webhook: every notice as signed JSON")
+    webhook_url: str = Field(
+        "",
+        description="Generic webhook: every notice as signed JSON (without "
+        "`HEALTHWATCH_WEBHOOK_SECRET` notices go out unsigned and a warning is logged at start)",
+    )
     webhook_secret: SecretStr = Field(
         SecretStr(""), description="HMAC-SHA256 secret signing generic-webhook notices"
     )
@@ -265,8 +290,12 @@ class Settings(BaseSettings):
     # a TLS-terminating proxy the app sees http on a public name, and stays Secure.
     cookie_secure: bool | None = Field(
         None,
-        description="Secure flag of the dashboard's cookies: true, false, or auto (unset): "
-        "Secure except on plain http://localhost (set false to serve plain http elsewhere)",
+        description="Secure flag of the dashboard's cookies: `true`, `false`, or auto (unset "
+        "or `auto`): Secure unless the page is served over plain http on "
+        "`localhost`/`127.0.0.1` (development). Behind a TLS-terminating proxy auto stays "
+        "Secure; set `false` only to serve the dashboard over plain http on another name "
+        "(browsers drop Secure cookies there, and sign-in fails)",
+        json_schema_extra={"shown_default": "(auto)"},
     )
     slack_signing_secret: SecretStr = Field(
         SecretStr(""), description="Slack app signing secret (verifies button clicks)"

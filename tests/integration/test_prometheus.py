@@ -137,6 +137,7 @@ async def test_real_prometheus_scrapes_the_services(
             "ingest": ports.ingest_port,
             "scoring": ports.scoring_port,
             "alerts": ports.alerts_port,
+            "web": ports.web_port,
         }
 
         # Probes need no key; /metrics needs one with the `metrics` scope.
@@ -188,7 +189,7 @@ async def test_real_prometheus_scrapes_the_services(
                 up = [t for t in active if t["health"] == "up"]
                 return up if len(up) == len(targets) else None
 
-            up = await wait_for(all_up, timeout=60, what="the three targets up")
+            up = await wait_for(all_up, timeout=60, what="every target up")
             assert sorted(t["labels"]["job"] for t in up) == sorted(targets)
 
             async def series(promql: str) -> list[dict[str, Any]]:

@@ -108,12 +108,11 @@ async def running(
 
 @asynccontextmanager
 async def running_apart(settings: Settings) -> AsyncIterator[tuple[Harness, Settings]]:
-    """Ingest, scoring and alerts as in production: each with its own runtime (database
-    pool, Kafka clients, metrics registry) and port, as separate processes have them.
-    Yields a harness on the ingest service and the settings naming the three ports."""
-    settings = settings.model_copy(
-        update={"ingest_port": free_port(), "scoring_port": free_port(), "alerts_port": free_port()}
-    )
+    """Ingest, scoring, alerts and web as in production: each with its own runtime
+    (database pool, Kafka clients, metrics registry) and port, as separate processes
+    have them. Yields a harness on the ingest service and the settings naming the ports."""
+    ports = ("ingest_port", "scoring_port", "alerts_port", "web_port")
+    settings = settings.model_copy(update={name: free_port() for name in ports})
     engine = create_engine(settings.database_url)
     await migrate(engine)
     await engine.dispose()
@@ -121,18 +120,20 @@ async def running_apart(settings: Settings) -> AsyncIterator[tuple[Harness, Sett
         runtime.open_runtime(settings) as ingest_rt,
         runtime.open_runtime(settings) as scoring_rt,
         runtime.open_runtime(settings) as alerts_rt,
+        runtime.open_runtime(settings) as web_rt,
     ):
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(runtime.run_ingest(ingest_rt, stop)),
             asyncio.create_task(runtime.run_scoring_service(scoring_rt, stop)),
             asyncio.create_task(runtime.run_alerts_service(alerts_rt, stop)),
+            asyncio.create_task(runtime.run_web_service(web_rt, stop)),
         ]
         key = await create_key(
             ingest_rt.engine, "test", [Scope.ingest, Scope.crm, Scope.read, Scope.respond]
         )
         try:
-            for port in (settings.ingest_port, settings.scoring_port, settings.alerts_port):
+            for port in (getattr(settings, name) for name in ports):
                 url = f"http://127.0.0.1:{port}"
                 await wait_for(lambda u=url: _up(u), timeout=30, what=f"{url} to listen")
             yield Harness(ingest_rt, f"http://127.0.0.1:{settings.ingest_port}", key), settings

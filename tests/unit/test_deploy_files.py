@@ -40,7 +40,7 @@ METRICS_MODULES = (
 # stay silent until then). Empty: every name is exported.
 NOT_EXPORTED_YET: set[str] = set()
 
-SERVICES = {"ingest": 8000, "scoring": 8001, "alerts": 8002}
+SERVICES = {"ingest": 8000, "scoring": 8001, "alerts": 8002, "web": 8003}
 
 
 def yaml_files() -> list[Path]:
@@ -219,6 +219,7 @@ def test_scrape_configs_send_the_metrics_key_and_load_the_rules() -> None:
     assert jobs["scoring"]["dns_sd_configs"][0]["port"] == SERVICES["scoring"]
     assert jobs["alerts"]["static_configs"][0]["targets"] == [f"alerts:{SERVICES['alerts']}"]
     assert jobs["ingest"]["static_configs"][0]["targets"] == [f"ingest:{SERVICES['ingest']}"]
+    assert jobs["web"]["static_configs"][0]["targets"] == [f"web:{SERVICES['web']}"]
 
     kube = load(PROM / "prometheus-kubernetes.yml")
     assert kube["rule_files"] == ["alerts.yml"]
@@ -233,7 +234,7 @@ def test_scrape_configs_send_the_metrics_key_and_load_the_rules() -> None:
 
 def test_target_down_rule_watches_the_scrape_jobs() -> None:
     (rule,) = [r for r in rules() if r["alert"] == "HealthwatchTargetDown"]
-    assert 'job=~"ingest|scoring|alerts"' in rule["expr"]
+    assert 'job=~"ingest|scoring|alerts|web"' in rule["expr"]
 
 
 # --- Grafana provisioning ---------------------------------------------------------------
@@ -349,7 +350,7 @@ def test_k8s_deployment(service: str) -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-@pytest.mark.parametrize("service", ["ingest", "scoring", "alerts"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_k8s_service_selects_its_deployment(service: str) -> None:
     svc = find("Service", service)
     deployment = find("Deployment", service)
@@ -389,7 +390,7 @@ def test_kustomize_renders(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds.count("Deployment") == 3 and "Secret" in kinds and "Job" in kinds
+    assert kinds.count("Deployment") == len(SERVICES) and "Secret" in kinds and "Job" in kinds
     assert all(
         d["metadata"].get("namespace") == "healthwatch" for d in docs if d["kind"] != "Namespace"
     )
