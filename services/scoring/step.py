@@ -245,7 +245,14 @@ def _step_rules(
     week = (
         []
         if not told
-        else explain.changes(shown, past.get(ALERT_CHANGES_DAYS), using.labels, ALERT_CHANGES_SHOWN)
+        else explain.changes(
+            # The measures with a label (the model's and the few others people read, as
+            # the dashboard lists them): a notice has no room for raw ids such as "dau".
+            {name: value for name, value in shown.items() if name in using.labels},
+            past.get(ALERT_CHANGES_DAYS),
+            using.labels,
+            ALERT_CHANGES_SHOWN,
+        )
     )
 
     def alert(rule: Rule, transition: Transition, **family: Any) -> Fired:

@@ -100,9 +100,12 @@ def _translated(language: str, text: str, depth: int, *, whole: bool = False) ->
                 for field, value in values.items()
             }
             return _fill(msgstr, filled)
+    whole_text = translate(language, text)
+    if whole_text != text:  # a message of its own, though it holds "; " (a summary)
+        return whole_text
     if "; " in text:  # the parts of a list: causes, changes, a family's other symptoms
         return "；".join(_translated(language, part, depth + 1) for part in text.split("; "))
-    return translate(language, text)
+    return text
 
 
 def _fill(translation: str, values: dict[str, str]) -> str:

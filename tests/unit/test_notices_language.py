@@ -90,3 +90,25 @@ def test_alert_title_and_summary_in_chinese() -> None:
     assert "Acme：健康分 31，红色" in slack.fallback_text(notice, lang="zh-CN")
     assert mail.subject(notice) == "[healthwatch critical] Acme: health 31 is red"
     assert "Also: only 8% of seats" in mail.text_body(notice, PUBLIC)
+
+
+def test_what_changed_and_a_summary_with_a_semicolon_in_chinese() -> None:
+    """The week's changes were English in a zh-CN notice, and a summary holding "; " was
+    split and left English around a Chinese semicolon."""
+    a = alert(
+        summary="DG-05/EW-12: a new decision maker must be re-sold (high danger); open for 30 days.",
+        details={
+            "changes": [
+                {"text": "active users over 7 days fell from 42 to 4, −90%"},
+                {"text": "Age of the oldest open ticket, days rose from 8 to 15, +88%"},
+            ]
+        },
+    )
+    body = mail.text_body(Notice(NoticeKind.fire, [a], "k"), PUBLIC, "zh-CN")
+    assert "近 7 天活跃用户数从 42 降至 4（−90%）" in body
+    assert "最早未关闭工单的天数从 8 升至 15（+88%）" in body
+    assert "DG-05/EW-12：需要重新向新的决策人证明价值（高危）；保持 30 天。" in body
+    shown = texts(slack.message_blocks(Notice(NoticeKind.fire, [a], "k"), PUBLIC, lang="zh-CN"))
+    assert any("近 7 天活跃用户数从 42 降至 4" in t for t in shown)
+    english = mail.text_body(Notice(NoticeKind.fire, [a], "k"), PUBLIC)
+    assert "active users over 7 days fell from 42 to 4, −90%" in english

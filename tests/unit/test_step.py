@@ -148,3 +148,17 @@ def test_recover_and_escalate_conditions_compare_with_their_own_days_back() -> N
         now=NOW,
     )
     assert recovered.rule_states["few_users"].status == "ok"  # no cooldown: resolved
+
+
+def test_an_alert_says_what_moved_in_measures_people_read() -> None:
+    """What moved over the week lists labelled measures only (the model's and the few
+    others the dashboard shows): raw input ids such as ``daily_login_ratio`` or
+    ``usage_events_7d`` reached the notices as they were."""
+    week_ago = measures(active_users_today=30, users_ever_active=40, usage_minutes_7d=900.0)
+    before = score_account(week_ago, USING, AccountHistory(), now=NOW)
+    assert before.health is not None
+    earlier = AccountHistory(past_inputs={7: before.health["inputs"]})
+    quiet = score_account(QUIET, USING, earlier, now=NOW)
+    (fired,) = [f for f in quiet.fired if f.rule.id == "low_activity"]
+    moved = [change["measure"] for change in fired.week_changes]
+    assert moved and set(moved) <= set(USING.labels)

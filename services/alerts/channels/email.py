@@ -123,7 +123,7 @@ def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
         return encodable("\n".join([case_headline(notice, lang), "", *lines, "", link]) + "\n")
     parts = []
     for a in notice.alerts:
-        moved = changes(a)
+        moved = changes(a, lang)
         lines = [_title(notice, a, lang), "", alert_text(lang, a.summary), ""]
         if moved:
             lines += [translate(lang, "What changed in 7 days:"), *(f"  - {c}" for c in moved), ""]
@@ -194,7 +194,7 @@ def _case_html(notice: Notice, public_url: str, lang: str) -> str:
 
 
 def _changes_html(alert: AlertEvent, lang: str) -> str:
-    moved = changes(alert)
+    moved = changes(alert, lang)
     if not moved:
         return ""
     items = "".join(f"<li>{html.escape(c)}</li>" for c in moved)

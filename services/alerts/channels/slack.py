@@ -234,7 +234,7 @@ def _alert_blocks(
     blocks: list[dict[str, Any]] = [_section(head)]
     if alert.summary:
         blocks.append(_section(escape(alert_text(lang, alert.summary), SECTION_CHARS)))
-    moved = changes(alert)
+    moved = changes(alert, lang)
     if moved:
         text = "\n".join(f"• {c}" for c in moved)
         heading = escape(translate(lang, "What changed in 7 days"))

@@ -57,10 +57,14 @@ def health(alert: AlertEvent, lang: str) -> str:
     return translate(lang, "{score} ({band})", score=alert.score, band=translate(lang, alert.band))
 
 
-def changes(alert: AlertEvent) -> list[str]:
+def changes(alert: AlertEvent, lang: str = DEFAULT_LANGUAGE) -> list[str]:
     """The sentences of what moved over the week before the alert ("active users over 7
-    days fell from 42 to 9, −79%")."""
-    return [str(change["text"]) for change in alert.details.get("changes", []) if "text" in change]
+    days fell from 42 to 9, −79%"), in ``lang`` (stored in English)."""
+    return [
+        alert_text(lang, str(change["text"]))
+        for change in alert.details.get("changes", [])
+        if "text" in change
+    ]
 
 
 def account_url(public_url: str, account_id: str) -> str:
