@@ -94,6 +94,7 @@ def mount_dashboard(
     app.include_router(export_page.router)  # accounts, scores and history as files
     app.include_router(routes.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    app.include_router(routes.fallback)
     app.add_exception_handler(LoginRequired, routes.login_required)
     app.add_exception_handler(Forbidden, routes.forbidden)
     app.add_exception_handler(NotFound, routes.not_found)

@@ -327,6 +327,18 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", _error(request, N_("Not found"), 404, message), None, 404)
 
 
+# Last of the dashboard's routes (after its static files): any other /ui/ address.
+fallback = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+@fallback.get("/{rest:path}")
+async def no_such_page(request: Request, rest: str) -> Response:
+    """A page the dashboard does not have: its error page in the viewer's language, with
+    the way home, not the API's English JSON."""
+    message = N_("The dashboard has no such page: start again from its home page.")
+    return page(request, "error.html", _error(request, N_("Not found"), 404, message), None, 404)
+
+
 async def invalid_address(request: Request, exc: Exception) -> Response:
     """FastAPI's 422 for a value it cannot read: on a dashboard page (a hand-edited
     address, say ``?from=yesterday``) an error page in the viewer's language naming the

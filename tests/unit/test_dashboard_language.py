@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 
+from services.dashboard import app as dashboard_app
 from services.dashboard.app import mount_dashboard
 from services.ingest.app import create_app
 from shared.auth import Role, create_key, role_scopes
@@ -130,3 +132,17 @@ async def test_a_page_address_it_cannot_read_gets_a_page_in_the_viewers_language
     request = Request({"type": "http", "path": "/v1/health", "headers": [], "query_string": b""})
     answer = await api(request, RequestValidationError([{"loc": ("query", "as_of")}]))
     assert answer.status_code == 422 and answer.media_type == "application/json"
+
+
+async def test_a_page_the_dashboard_does_not_have_gets_its_error_page(
+    client: httpx.AsyncClient,
+) -> None:
+    """An unknown /ui/ address answered the API's English JSON ("No route …")."""
+    client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    missing = await client.get("/ui/no-such-page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "看板中没有此页面" in missing.text and 'href="/ui/"' in missing.text
+    # The static files and the real pages are still found.
+    assert (await client.get("/ui/login")).status_code == 200
+    static = sorted((Path(dashboard_app.__file__).parent / "static").iterdir())[0]
+    assert (await client.get(f"/ui/static/{static.name}")).status_code == 200
