@@ -742,9 +742,14 @@ def backtest(
     source = (model or DEFAULT_MODEL).read_text(encoding="utf-8")
     try:
         health_model = parse_model(source)
-        wanted = [int(h) for h in horizons.split(",") if h.strip()]
     except ValueError as exc:  # ModelError lists every problem with its location
         raise typer.BadParameter(str(exc)) from exc
+    try:
+        wanted = [int(h) for h in horizons.split(",") if h.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"--horizons {horizons!r}: days ahead, whole numbers with commas, e.g. 30,60,90"
+        ) from None
     if any(h <= 0 for h in wanted):
         raise typer.BadParameter("--horizons are days ahead: whole numbers above 0")
     result = _replayed(files, churn, source=source, step_days=step_days, workers=workers)
@@ -793,7 +798,12 @@ def calibrate(
     try:
         _, toml_text, report = fit_model(result, horizon, base, version)
     except ValueError as exc:
-        console.print(f"[red]cannot calibrate:[/] {exc}")
+        console.print(
+            f"[red]cannot calibrate:[/] {exc}. A model is fitted on the earlier part of the "
+            "history and needs churned accounts there whose measures differ from the rest: "
+            "give a longer history or more accounts (`healthwatch backtest` judges the "
+            "handbook's model on this one)."
+        )
         raise typer.Exit(1) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(toml_text, encoding="utf-8")
@@ -934,7 +944,7 @@ def report(
     console.print(f"[green]wrote[/] {target}")
 
 
-def _report_day(end: str | None, zone: tzinfo) -> date:
+def _report_day(end: str | None, zone: tzinfo, option: str = "--end") -> date:
     """``--end`` as a day within the calendar the queries take (default today in the
     service's zone)."""
     from services.reports.api import today_in
@@ -943,9 +953,11 @@ def _report_day(end: str | None, zone: tzinfo) -> date:
     try:
         last = date.fromisoformat(end) if end else today_in(zone)
     except ValueError as exc:
-        raise typer.BadParameter(f"--end {end!r}: give a day as YYYY-MM-DD") from exc
+        raise typer.BadParameter(f"{option} {end!r}: give a day as YYYY-MM-DD") from exc
     if not FIRST_DAY <= last <= LAST_DAY:
-        raise typer.BadParameter(f"--end: give a day from {FIRST_DAY} to {LAST_DAY}")
+        raise typer.BadParameter(f"{option}: give a day from {FIRST_DAY} to {LAST_DAY}")
+    if last > today_in(zone):  # its days to come would read as days without use
+        raise typer.BadParameter(f"{option} {last}: a day to come; give today or an earlier day")
     return last
 
 
@@ -1035,7 +1047,10 @@ def export_cmd(
     settings = Settings()
     try:
         first = date.fromisoformat(start) if start else None
-        last = _report_day(end, settings.zone)
+    except ValueError:
+        raise typer.BadParameter(f"--from {start!r}: give a day as YYYY-MM-DD") from None
+    try:
+        last = _report_day(end, settings.zone, "--to")
         first, last = history_days(first, last, lambda: last)
     except (ValueError, ClientError) as exc:
         raise typer.BadParameter(f"--from/--to: {exc}") from exc

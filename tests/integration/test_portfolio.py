@@ -185,3 +185,7 @@ async def test_reports_compare_with_the_tier_and_print(
         old = await client.get(f"/v1/accounts/alpha/reports/usage?end={before}")
         assert old.status_code == 200
         assert "<td>Active users in the period</td><td class=n>0</td>" in old.text
+        # A period ending in days to come would report them as days without use.
+        ahead = (today + timedelta(days=2)).isoformat()
+        soon = await client.get(f"/v1/accounts/alpha/reports/usage?end={ahead}")
+        assert (soon.status_code, soon.json()["code"]) == (422, "as_of_in_future")

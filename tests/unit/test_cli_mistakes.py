@@ -187,3 +187,26 @@ def test_backtest_names_the_lines_it_rejects(tmp_path: Path) -> None:
     assert "2 line(s) rejected" in result.output
     assert "odd.ndjson:2: " in result.output and "account_id" in result.output
     assert "more.csv:2: " in result.output and "occurred_at" in result.output
+
+
+def test_days_and_horizons_written_wrong_name_their_option(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Python's own messages ("invalid literal for int()", "Invalid isoformat string")
+    named neither the option nor the form to use; a report or export ending in days to
+    come was made, reading them as days without use."""
+    events, churn = _history(tmp_path)
+    out = ["--out", str(tmp_path / "bt")]
+    result = _cli("backtest", str(events), "--churn", str(churn), "--horizons", "30,abc", *out)
+    assert result.exit_code == 2 and "--horizons '30,abc'" in result.output, result.output
+    assert "30,60,90" in result.output
+    history = ["export", "history", "--out", str(tmp_path / "h.csv")]
+    result = _cli(*history, "--from", "2026/11/01", env=env)
+    assert (
+        result.exit_code == 2 and "--from '2026/11/01': give a day as YYYY-MM-DD" in result.output
+    )
+    ahead = (date.today() + timedelta(days=3)).isoformat()
+    result = _cli(*history, "--to", ahead, env=env)
+    assert result.exit_code == 2 and f"--to {ahead}: a day to come" in result.output
+    result = _cli("report", "acme", "--end", ahead, env=env)
+    assert result.exit_code == 2 and f"--end {ahead}: a day to come" in result.output
