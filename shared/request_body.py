@@ -21,9 +21,13 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     too_large = ClientError(
         413, "payload_too_large", f"The body exceeds {max_bytes} bytes: split it into batches."
     )
-    declared = request.headers.get("content-length")
     # A length of more digits than any int64 is too large; int() of it would be refused.
-    if declared and declared.isdigit() and (len(declared) > 18 or int(declared) > max_bytes):
+    declared = request.headers.get("content-length") or ""
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > max_bytes)
+    ):
         raise too_large
     chunks: list[bytes] = []
     size = 0

@@ -59,6 +59,15 @@ class ClientError(Exception):
         self.headers = headers
 
 
+def whole_number(text: str | None, most_digits: int = 18) -> int | None:
+    """``text`` as a whole number when it is one written in ASCII digits (at most
+    ``most_digits``, 18: any int64), else None. ``str.isdigit`` alone takes "²" and "①",
+    which ``int()`` then refuses: a 500 from a hand-edited address or form."""
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > most_digits:
+        return None
+    return int(text)
+
+
 async def client_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClientError)
     return JSONResponse(

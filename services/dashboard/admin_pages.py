@@ -41,6 +41,7 @@ from shared.auth import (
 from shared.clock import utcnow
 from shared.storage.documents import DocumentStore
 from shared.storage.tables import alerting_configs, deliveries, health_models
+from shared.web import whole_number
 
 router = APIRouter(prefix="/ui/admin", include_in_schema=False)
 
@@ -292,7 +293,7 @@ async def retry_delivery(request: Request, delivery_id: str) -> Response:
     """A dead delivery gets a fresh set of attempts, as ``POST /v1/deliveries/{id}/retry``
     gives it (after the destination was fixed)."""
     await checked_form(request, Scope.admin)
-    if not delivery_id.isdigit() or len(delivery_id) > 18:
+    if whole_number(delivery_id) is None:
         raise NotFound(delivery_id)
     d = deliveries.c
     async with context(request).engine.begin() as conn:

@@ -30,6 +30,7 @@ from shared.clock import utcnow
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.i18n import translate
 from shared.storage.tables import alert_activity, alerts
+from shared.web import whole_number
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -79,7 +80,7 @@ class AlertQuery:
             rule=text_param(params.get("rule"), 100),
             severity=severity if severity in SEVERITY_ORDER else "",
             account=text_param(params.get("account"), 200),
-            page=int(number) if number.isdigit() and len(number) < 7 else 1,
+            page=whole_number(number, 6) or 1,
         )
 
     @property
@@ -173,9 +174,10 @@ def action_from_form(form: Mapping[str, str], actor: str, now: datetime) -> Acti
     until = None
     if name == "snooze":
         hours = form.get("hours", "")
-        if not hours.isdigit() or int(hours) not in SNOOZE_HOURS:
+        chosen = whole_number(hours, 3)
+        if chosen not in SNOOZE_HOURS:
             return None
-        until = now + timedelta(hours=int(hours))
+        until = now + timedelta(hours=chosen)
     return Action(name, actor, text=text, until=until)
 
 

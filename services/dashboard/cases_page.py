@@ -28,6 +28,7 @@ from services.dashboard.routes import _with_notice, language, page, viewer_zone
 from shared.auth import Scope
 from shared.clock import utcnow
 from shared.i18n import translate
+from shared.web import whole_number
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -168,7 +169,7 @@ def _back(form: Mapping[str, str]) -> str:
 
 def _id(value: str | None) -> int | None:
     """A case or task id from a form or path: 64-bit ids have at most 18 digits here."""
-    return int(value) if value and value.isdigit() and len(value) <= 18 else None
+    return whole_number(value)
 
 
 @router.post("/cases/{case_id}")

@@ -31,6 +31,7 @@ from services.scoring.queries import (
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.contracts.events import LifecycleStage, Tier
 from shared.storage.tables import accounts, alerts, health_daily
+from shared.web import whole_number
 
 # Renewals within this many days are "coming up" (the handbook's longest notice).
 RENEWAL_HORIZON_DAYS = 90
@@ -145,9 +146,8 @@ def _one_of(value: str | None, allowed: tuple[str, ...]) -> str | None:
 
 
 def _whole(value: str | None, most: int) -> int | None:
-    if value is None or not value.strip().isdigit() or len(value.strip()) > 7:
-        return None
-    return min(int(value), most)
+    number = whole_number(value.strip() if value is not None else None, 7)
+    return None if number is None else min(number, most)
 
 
 def search(rows: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

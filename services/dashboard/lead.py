@@ -49,6 +49,7 @@ from shared.storage.tables import (
     alerts,
     health_daily,
 )
+from shared.web import whole_number
 
 # The ranges offered as buttons, in days; any other comes as from/to.
 RANGES = (7, 30, 90, 365)
@@ -81,7 +82,8 @@ class TimeRange:
                 raise ValueError(end)
         except ValueError:
             days = params.get("days", "")
-            n = int(days) if days.isdigit() and int(days) in RANGES else DEFAULT_DAYS
+            chosen = whole_number(days, 4)
+            n = chosen if chosen in RANGES else DEFAULT_DAYS
             return cls(today - timedelta(days=n - 1), today, n)
         start = max(min(start, end), end - timedelta(days=MAX_DAYS - 1))
         return cls(start, end, None)

@@ -146,3 +146,18 @@ async def test_a_page_the_dashboard_does_not_have_gets_its_error_page(
     assert (await client.get("/ui/login")).status_code == 200
     static = sorted((Path(dashboard_app.__file__).parent / "static").iterdir())[0]
     assert (await client.get(f"/ui/static/{static.name}")).status_code == 200
+
+
+async def test_numbers_in_other_scripts_are_no_numbers_not_a_500(client: httpx.AsyncClient) -> None:
+    """``str.isdigit`` takes "²" and "①", ``int()`` refuses them: a hand-edited address
+    gave 500s (found from outside). They read as no number: the page's default, or 404."""
+    assert (await sign_in(client, Role.cs_lead)).status_code == 303
+    for path, params in (
+        ("/ui/", {"page": "²"}),
+        ("/ui/", {"renewal_within_days": "①"}),
+        ("/ui/lead", {"days": "²"}),
+        ("/ui/alerts", {"page": "²"}),
+    ):
+        answer = await client.get(path, params=params)
+        assert answer.status_code == 200, (path, params, answer.text[:300])
+    assert (await client.get("/ui/cases/%C2%B2")).status_code == 404
