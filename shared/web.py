@@ -13,13 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
 from shared.openapi import BASIC, BEARER, document_errors, mount_docs
+from shared.storage.db import unstorable_value
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,10 @@ def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
 
 async def unstorable_value_handler(_request: Request, exc: Exception) -> JSONResponse:
     """A value the database cannot hold (out of a column's range, a NUL byte in text)
-    came from the request: the client can fix it, the server cannot."""
+    came from the request: the client can fix it, the server cannot. Any other database
+    error goes on to the server's 500."""
+    if not unstorable_value(exc):
+        raise exc
     log.warning("request refused, a value cannot be stored: %s", type(exc.__cause__ or exc))
     return JSONResponse(
         {
@@ -267,7 +271,7 @@ def base_app(title: str, keys: KeyStore) -> FastAPI:
     app.state.keys = keys
     app.add_exception_handler(ClientError, client_error_handler)
     app.add_exception_handler(KeysUnavailable, keys_unavailable_handler)
-    app.add_exception_handler(DataError, unstorable_value_handler)
+    app.add_exception_handler(DBAPIError, unstorable_value_handler)
     app.add_exception_handler(RequestValidationError, invalid_request_handler)
     app.add_middleware(RejectNulBytes)
     return app

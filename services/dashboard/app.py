@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dashboard import (
@@ -99,6 +100,7 @@ def mount_dashboard(
     app.add_exception_handler(Forbidden, routes.forbidden)
     app.add_exception_handler(NotFound, routes.not_found)
     app.add_exception_handler(RequestValidationError, routes.invalid_address)
+    app.add_exception_handler(DBAPIError, routes.unstorable_entry)
 
 
 @pass_context

@@ -50,7 +50,8 @@ from services.scoring.workload.reads import due_soon
 from shared.auth import KeyStore, Scope, same_secret
 from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
-from shared.web import invalid_request_handler
+from shared.storage.db import unstorable_value
+from shared.web import invalid_request_handler, unstorable_value_handler
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -325,6 +326,22 @@ async def forbidden(request: Request, exc: Exception) -> Response:
 async def not_found(request: Request, exc: Exception) -> Response:
     message = N_("There is no such account or alert, or it is not in your portfolio.")
     return page(request, "error.html", _error(request, N_("Not found"), 404, message), None, 404)
+
+
+async def unstorable_entry(request: Request, exc: Exception) -> Response:
+    """A value typed into a form that the database cannot hold (PostgreSQL: a NUL
+    character, text past its column): an error page in the viewer's language saying to
+    correct it, not a 500; elsewhere the API's JSON 422."""
+    if not request.url.path.startswith("/ui/"):
+        return await unstorable_value_handler(request, exc)
+    if not unstorable_value(exc):
+        raise exc
+    message = N_(
+        "A value you entered cannot be stored (too long, or holding a NUL character): go "
+        "back and correct it."
+    )
+    values = _error(request, N_("Not saved"), 422, message)
+    return page(request, "error.html", values, None, 422)
 
 
 # Last of the dashboard's routes (after its static files): any other /ui/ address.

@@ -31,7 +31,7 @@ from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
 from shared.contracts.events import MAX_EVENT_BYTES
 from shared.openapi import error_responses
 from shared.request_body import parse_json, read_body, read_json
-from shared.storage.db import upsert
+from shared.storage.db import unstorable_value, upsert
 from shared.storage.tables import user_accounts
 from shared.web import ClientError
 
@@ -292,6 +292,8 @@ async def _database(ctx: Context, work: Callable[[], Awaitable[T]]) -> T:
         async with asyncio.timeout(KeyStore.LOOKUP_TIMEOUT_S):
             return await work()
     except DB_DOWN as exc:
+        if unstorable_value(exc):  # a value of the request, not an outage: no retry helps
+            raise
         raise _unavailable(ctx, f"The database is unavailable ({type(exc).__name__})") from exc
 
 

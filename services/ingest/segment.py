@@ -16,9 +16,10 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from services.ingest.validation import Rejection
-from shared.contracts.events import Time
+from shared.contracts.events import Id, Time
 
 _TIME = TypeAdapter(Time)
+_ID = TypeAdapter(Id)
 SCORED_TYPES = {"track", "page", "screen"}
 LINK_TYPES = {"group", "identify"}
 _MOBILE_OS = {"ios", "android", "ipados"}
@@ -78,11 +79,24 @@ def _id_fields(msg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _id_problem(value: Any) -> str | None:
+    """Why ``value`` is no id our contracts take (None: it is one): an id is stored, so
+    one PostgreSQL cannot hold (over 200 characters, NUL) would fail the lookup."""
+    text = _identifier(value)
+    if text is None:
+        return "must be a string (or a number)"
+    try:
+        _ID.validate_python(text)
+    except ValidationError as exc:
+        return str(exc.errors(include_url=False)[0]["msg"])
+    return None
+
+
 def _bad_ids(msg: Mapping[str, Any]) -> list[dict[str, str]]:
     return [
-        _err(name, "must be a string (or a number)")
+        _err(name, problem)
         for name, value in _id_fields(msg).items()
-        if value not in (None, "") and _identifier(value) is None
+        if value not in (None, "") and (problem := _id_problem(value)) is not None
     ]
 
 
@@ -105,7 +119,7 @@ def users_needing_lookup(messages: list[Any]) -> set[str]:
     for msg in messages:
         if isinstance(msg, dict) and _type(msg) in SCORED_TYPES and not explicit_account(msg):
             user = user_of(msg)
-            if user:
+            if user and not _bad_ids(msg):  # a message with a bad id is refused unread
                 users.add(user)
     return users
 

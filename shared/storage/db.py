@@ -12,6 +12,7 @@ from alembic.config import Config
 from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -65,6 +66,17 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # Take the write lock up front: a deferred transaction that later upgrades to
         # a writer fails with SQLITE_BUSY at once instead of waiting for busy_timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def unstorable_value(exc: BaseException) -> bool:
+    """Whether the database refused a value it cannot hold (a NUL byte in text, a string
+    past its column, a number out of range): PostgreSQL's SQLSTATE class 22, which
+    SQLAlchemy raises as ``DataError`` or, through asyncpg, as a bare ``DBAPIError``.
+    The client can fix that; it is no outage."""
+    if isinstance(exc, DataError):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and isinstance(state, str) and state.startswith("22")
 
 
 def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
