@@ -30,6 +30,7 @@ from services.scoring.queries import (
 )
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.contracts.events import LifecycleStage, Tier
+from shared.storage.db import among
 from shared.storage.tables import accounts, alerts, health_daily
 from shared.web import whole_number
 
@@ -206,7 +207,7 @@ async def score_changes(
     then = today - timedelta(days=days)
     newest = (
         select(h.account_id, func.max(h.day).label("day"))
-        .where(h.day <= then, h.account_id.in_(ids))
+        .where(h.day <= then, among(conn, h.account_id, ids))
         .group_by(h.account_id)
         .subquery()
     )

@@ -42,6 +42,7 @@ from services.dashboard.home import arr_totals, portfolio
 from services.scoring.queries import STABLE_ACTIVE_SHARE, portfolio_totals
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.contracts.events import EARLIEST_DATE
+from shared.storage.db import among
 from shared.storage.tables import (
     account_health,
     accounts,
@@ -181,7 +182,7 @@ async def _first_seen(conn: AsyncConnection, ids: set[str] | None, zone: tzinfo)
     h = account_health.c
     q = select(h.account_id, h.first_seen_at, h.as_of)
     if ids is not None:
-        q = q.where(h.account_id.in_(ids))
+        q = q.where(among(conn, h.account_id, ids))
     rows = await conn.execute(q)
     return {a: d for a, first, as_of in rows if (d := _day(first or as_of, zone)) is not None}
 
@@ -197,7 +198,7 @@ async def _active_users(conn: AsyncConnection, ids: set[str] | None, days: list[
     t = activity_daily
     q = select(t.c.day, func.sum(t.c.active_users)).where(t.c.day >= days[0]).group_by(t.c.day)
     if ids is not None:
-        q = q.where(t.c.account_id.in_(ids))
+        q = q.where(among(conn, t.c.account_id, ids))
     per_day = {day: n for day, n in await conn.execute(q)}
     return [int(per_day.get(d, 0)) for d in days]
 
@@ -212,7 +213,7 @@ async def _stable_share(
         .order_by(health_daily.c.day)
     )
     if ids is not None:
-        q = q.where(health_daily.c.account_id.in_(ids))
+        q = q.where(among(conn, health_daily.c.account_id, ids))
     by_day: dict[date, list[tuple[str, float | None]]] = {}
     for account_id, day, value in await conn.execute(q):
         by_day.setdefault(day, []).append((account_id, value))
@@ -256,7 +257,7 @@ async def _open_alert_counts(
     """Open alerts the viewer may see, counted per value of the column ``by``."""
     q = select(by, func.count()).where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
     if ids is not None:
-        q = q.where(alerts.c.account_id.in_(ids))
+        q = q.where(among(conn, alerts.c.account_id, ids))
     q = visible_alerts(q, who.key).group_by(by)
     return {value: int(n) for value, n in await conn.execute(q)}
 
@@ -285,6 +286,6 @@ async def alerts_fired(
         >= datetime.combine(span.start, datetime.min.time(), zone) - timedelta(days=1)
     )
     if ids is not None:
-        q = q.where(alerts.c.account_id.in_(ids))
+        q = q.where(among(conn, alerts.c.account_id, ids))
     fired = [_day(at, zone) for (at,) in await conn.execute(visible_alerts(q, who.key))]
     return sum(1 for d in fired if d is not None and span.start <= d <= span.end)

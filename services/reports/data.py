@@ -31,6 +31,7 @@ from services.scoring.queries import (
     usage_states,
     zone_of,
 )
+from shared.storage.db import among
 from shared.storage.tables import accounts, activity_daily, health_daily, tickets
 
 Kind = Literal["usage", "bimonthly", "qbr"]
@@ -258,7 +259,7 @@ async def _figures(
     d = activity_daily
     for a, events, days, seconds in await conn.execute(
         select(d.c.account_id, func.sum(d.c.events), func.count(), func.sum(d.c.duration_s))
-        .where(d.c.account_id.in_(ids), d.c.day.between(start, end))
+        .where(among(conn, d.c.account_id, ids), d.c.day.between(start, end))
         .group_by(d.c.account_id)
     ):
         f = out[a]

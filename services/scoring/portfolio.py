@@ -26,6 +26,7 @@ from services.scoring.queries import (
 )
 from services.scoring.schemas import AccountDetail, Aggregates, Portfolio, Timeline
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
+from shared.storage.db import among
 from shared.storage.tables import alerts
 from shared.web import ReadKey
 
@@ -75,7 +76,7 @@ async def aggregates(ctx: Context, key: ReadKey, f: FilterArgs) -> dict[str, Any
         ids = [r["account_id"] for r in rows]
         open_alerts = await conn.execute(
             select(alerts.c.rule, func.count())
-            .where(alerts.c.account_id.in_(ids), alerts.c.status.in_(OPEN_ALERT_STATUSES))
+            .where(among(conn, alerts.c.account_id, ids), alerts.c.status.in_(OPEN_ALERT_STATUSES))
             .group_by(alerts.c.rule)
         )
         by_rule = {rule: n for rule, n in open_alerts}

@@ -93,3 +93,34 @@ async def test_a_dashboard_form_value_postgresql_cannot_hold_gets_a_page_to_corr
             await conn.execute(text("SELECT CAST(:v AS text)"), {"v": "a\x00b"})
     assert unstorable_value(caught.value)
     assert not unstorable_value(DBAPIError("SELECT 1", {}, ConnectionRefusedError()))
+
+
+async def test_a_portfolio_past_postgresqls_parameter_limit_is_read(
+    on_postgres: tuple[httpx.AsyncClient, dict[str, str], Any],
+) -> None:
+    """A lead seeing more than 32,767 accounts got a 500 on the home page: each visible
+    id was a parameter of an IN list, and PostgreSQL takes at most 32,767."""
+    client, keys, engine = on_postgres
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO accounts (account_id, facts, facts_occurred_at, updated_at) "
+                "SELECT 'acct-' || n, '{}'::json, now(), now() FROM generate_series(1, 33000) n"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO account_health (account_id, as_of, active_users_7d, "
+                "active_users_30d, events_7d, open_tickets, score, band, updated_at) "
+                "SELECT 'acct-' || n, now(), 1, 1, 1, 0, 50, 'yellow', now() "
+                "FROM generate_series(1, 33000) n"
+            )
+        )
+    form = await client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]*)"', form.text)
+    assert csrf
+    signed = await client.post("/ui/login", data={"csrf": csrf.group(1), "key": keys["lead"]})
+    assert signed.status_code == 303
+    for path in ("/ui/", "/ui/lead", "/ui/renewals", "/ui/plans"):
+        answer = await client.get(path)
+        assert answer.status_code == 200, (path, answer.text[:300])

@@ -38,6 +38,7 @@ from services.scoring.plans.templates import plan_templates as plan_templates  #
 from services.scoring.queries import visible_account, zone_of
 from shared.auth import ApiKey
 from shared.contracts.events import fold_email, no_control
+from shared.storage.db import among
 from shared.storage.tables import account_health, accounts, success_plans
 from shared.web import ClientError
 
@@ -66,7 +67,7 @@ async def _values(
     stored = {
         r.account_id: r.inputs
         for r in await conn.execute(
-            select(h.account_id, h.inputs).where(h.account_id.in_(list(facts)))
+            select(h.account_id, h.inputs).where(among(conn, h.account_id, facts))
         )
     }
     found = {}

@@ -21,6 +21,7 @@ from services.scoring.retention.pipeline import ForecastRule, forecast, forecast
 from shared.auth import ApiKey
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.contracts.events import LifecycleStage
+from shared.storage.db import among
 from shared.storage.tables import account_health, accounts, alerts
 
 
@@ -80,7 +81,7 @@ RENEWAL_FIELDS = (
 async def _open_alerts(conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
     q = (
         select(alerts.c.account_id, func.count())
-        .where(alerts.c.account_id.in_(ids), alerts.c.status.in_(OPEN_ALERT_STATUSES))
+        .where(among(conn, alerts.c.account_id, ids), alerts.c.status.in_(OPEN_ALERT_STATUSES))
         .group_by(alerts.c.account_id)
     )
     return {account_id: n for account_id, n in await conn.execute(q)}
@@ -88,7 +89,9 @@ async def _open_alerts(conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
 
 async def _nps(conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
     h = account_health.c
-    q = select(h.account_id, h.nps_latest).where(h.account_id.in_(ids), h.nps_latest.is_not(None))
+    q = select(h.account_id, h.nps_latest).where(
+        among(conn, h.account_id, ids), h.nps_latest.is_not(None)
+    )
     return {account_id: nps for account_id, nps in await conn.execute(q)}
 
 
