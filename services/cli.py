@@ -91,9 +91,24 @@ def setup_logging(level: str | int, fmt: str = LOG_FORMAT) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _raised_at(record: logging.LogRecord) -> str:
+    """The record's exception, its type and the line that raised it: every unhandled
+    request error logs one message ("Exception in ASGI application"), so without this
+    the first bug of a minute hid all the others."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None:
+        return ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    return f" [{type(exc).__name__} {where}]"
+
+
 class RepeatFilter(logging.Filter):
-    """A warning or error said again within ``window_s`` is counted, not written; the
-    next one written after the window says how many were left out. A broker outage had
+    """A warning or error said again within ``window_s`` (the same text, and the same
+    exception raised at the same line) is counted, not written; the next one written
+    after the window says how many were left out. A broker outage had
     aiokafka log "Unable connect to node" 4,431 times a second, and the outbox a
     traceback every poll while the database was down: gigabytes an hour of one line.
     Tracks at most REPEATS_KEPT messages (oldest first out; beyond that, records pass),
@@ -116,7 +131,7 @@ class RepeatFilter(logging.Filter):
             message = record.getMessage()
         except Exception:
             return True  # logging reports a bad format itself
-        key = (record.name, record.levelno, message)
+        key = (record.name, record.levelno, message + _raised_at(record))
         with self._lock:
             now = self._clock()
             while self._seen and now - next(iter(self._seen.values()))[0] >= self._window_s:

@@ -179,6 +179,39 @@ def test_a_warning_said_again_within_a_minute_is_counted_not_written() -> None:
     )
 
 
+def test_different_errors_under_one_message_are_each_written() -> None:
+    """Every unhandled request error logs "Exception in ASGI application": the first
+    one of a minute hid every other bug. Errors raised at another line are written."""
+    repeats = RepeatFilter(window_s=60, clock=lambda: 0.0)
+
+    def failed(exc: Exception) -> logging.LogRecord:
+        try:
+            raise exc
+        except Exception:
+            info = sys.exc_info()
+        return logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (), info
+        )
+
+    def other() -> Exception:
+        return KeyError("x")
+
+    assert repeats.filter(failed(ValueError("one")))
+    assert not repeats.filter(failed(ValueError("one")))  # the same raise: counted
+    assert repeats.filter(failed(other()))  # another error type
+    assert repeats.filter(_raised_elsewhere())  # the same type raised at another line
+
+
+def _raised_elsewhere() -> logging.LogRecord:
+    try:
+        int("not a number")
+    except ValueError:
+        info = sys.exc_info()
+    return logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (), info
+    )
+
+
 def test_many_distinct_warnings_all_pass_and_are_tracked_boundedly() -> None:
     """One line per bad record (``dead-lettering …@offset``) is distinct each time: all
     are written, and the filter tracks at most REPEATS_KEPT of them."""
