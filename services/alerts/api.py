@@ -270,7 +270,9 @@ class SnoozeBody(_Body):
     )
     until: AwareDatetime | None = Field(None, description="a time with zone, at most 90 days ahead")
     for_: Duration | None = Field(
-        None, alias="for", description="e.g. '4h', '2d' (or seconds), at most 90 days"
+        None,
+        alias="for",
+        description="e.g. '4h', '2d', ISO 8601 'P2D', or seconds; at most 90 days",
     )
     reason: Text | None = Field(None, max_length=2000)
 

@@ -18,6 +18,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -28,7 +30,10 @@ from shared.storage.documents import parse_toml
 
 DEFAULT_ALERTING = Path(__file__).with_name("default_alerting.toml")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+# ASCII digits only: \d also takes "１" (full width), which float() reads.
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d|w)?\s*$")
+# ISO 8601 ("P2D", "PT4H30M"), what the OpenAPI "duration" format names.
+_ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -38,18 +43,24 @@ MAX_DURATION = timedelta(days=3650)
 
 
 def _duration(value: Any) -> Any:
-    """``"30s"``, ``"15m"``, ``"4h"``, ``"2d"``, ``"1w"`` or a number of seconds, from 0
-    to MAX_DURATION."""
+    """``"30s"``, ``"15m"``, ``"4h"``, ``"2d"``, ``"1w"``, ISO 8601 (``"P2D"``) or a
+    number of seconds (``3600``, ``"3600"``), from 0 to MAX_DURATION."""
+    unlike = f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w' or 'P2D'"
     if isinstance(value, bool):  # pydantic would read true as one second
-        raise ValueError(f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w'")
+        raise ValueError(unlike)
     try:
         if isinstance(value, int | float):
             return _bounded(timedelta(seconds=value), value)
         if isinstance(value, str):
+            if value.strip()[:1] in ("P", "p") and value.isascii():
+                try:
+                    return _bounded(_ISO_DURATION.validate_python(value.strip().upper()), value)
+                except ValidationError:
+                    raise ValueError(unlike) from None
             match = _DURATION.match(value)
             if match is None:
-                raise ValueError(f"{value!r} is not a duration like '30s', '15m', '4h', '2d', '1w'")
-            return _bounded(timedelta(seconds=float(match[1]) * _UNIT_S[match[2]]), value)
+                raise ValueError(unlike)
+            return _bounded(timedelta(seconds=float(match[1]) * _UNIT_S[match[2] or "s"]), value)
     except OverflowError as exc:  # 1e20 seconds, infinity: a client error, not a crash
         raise ValueError(f"{value!r} is longer than any duration can be") from exc
     return value

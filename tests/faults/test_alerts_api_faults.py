@@ -189,6 +189,8 @@ BAD_SNOOZES: list[tuple[bytes, str]] = [
     (b'{"for": "91d"}', "for"),
     (b'{"for": "soon"}', "for"),
     (b'{"for": true}', "for"),  # was a 1-second snooze
+    ('{"for": "１d"}'.encode(), "for"),  # full-width digits: was a day
+    (b'{"for": "P100D"}', "for"),
     (b'{"until": "9999-12-31T23:59:59-14:00"}', "until"),
     (b'{"until": "0001-01-01T00:00:00+14:00"}', "until"),
     (f'{{"until": "{FAR}"}}'.encode(), "until"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from services.scoring.model.schema import load_default_model
 from services.scoring.rules import RuleState, step
@@ -112,3 +113,16 @@ def test_no_renewal_alert_says_health_red_before_any_usage() -> None:
         1,
         "warning",
     )
+
+
+def test_a_duration_is_written_as_its_schema_says() -> None:
+    """The snooze's ``for`` is documented as a duration (ISO 8601) "or seconds": both
+    were refused; full-width digits were taken."""
+    from services.alerts.api import SnoozeBody
+
+    for written, seconds in (("P2D", 172_800), ("PT4H30M", 16_200), ("3600", 3600), ("4h", 14_400)):
+        body = SnoozeBody.model_validate({"for": written})
+        assert body.for_ is not None and body.for_.total_seconds() == seconds, written
+    for wrong in ("１d", "P", "P2X", "4 hours"):
+        with pytest.raises(ValidationError, match="not a duration"):
+            SnoozeBody.model_validate({"for": wrong})
