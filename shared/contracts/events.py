@@ -20,6 +20,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -177,7 +178,18 @@ Email = Annotated[EmailStr, AfterValidator(fold_email)]
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_known_currency)]
 Subject = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
 Text = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
-Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
+
+
+def _not_bool(value: object) -> object:
+    """JSON's true and false are no numbers: pydantic would read them as 1 and 0 (a CRM's
+    ``"arr": true`` as an ARR of 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+Money = Annotated[float, NotBool, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 # An IANA time-zone name ("Asia/Shanghai"), checked against the zone database: a typo
 # would otherwise bucket the account's days in the wrong zone without a word.
 ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_known_zone)]
@@ -208,7 +220,9 @@ class UsageEvent(EventBase):
     module: Label | None = None
     feature: Label | None = None
     platform: Platform = Platform.pc
-    duration_s: float | None = Field(None, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    duration_s: Annotated[float | None, NotBool] = Field(
+        None, ge=0, le=MAX_DURATION_S, allow_inf_nan=False
+    )
     properties: Annotated[dict[str, Any], AfterValidator(_bounded_tree)] = Field(
         default_factory=dict
     )
@@ -289,7 +303,7 @@ class UsageQuota(Model):
 
     dimension: Literal["event", "module", "platform"] = "event"
     name: Id
-    limit: int = Field(gt=0, le=INT32_MAX)
+    limit: Annotated[int, NotBool] = Field(gt=0, le=INT32_MAX)
 
 
 class AccountFacts(EventBase):
@@ -297,7 +311,7 @@ class AccountFacts(EventBase):
 
     kind: Literal["account"] = "account"
     name: Name | None = None
-    seats_purchased: int | None = Field(None, ge=0, le=INT32_MAX)
+    seats_purchased: Annotated[int | None, NotBool] = Field(None, ge=0, le=INT32_MAX)
     plan: Label | None = None
     mrr: Money | None = None
     arr: Money | None = None
@@ -343,7 +357,7 @@ class Touchpoint(EventBase):
 class NpsResponse(EventBase):
     kind: Literal["nps"] = "nps"
     user_id: Id | None = None
-    score: int = Field(ge=0, le=10)
+    score: Annotated[int, NotBool] = Field(ge=0, le=10)
     comment: Text | None = None
 
 

@@ -299,3 +299,21 @@ async def test_unknown_route_is_a_json_404(api: Api) -> None:
     r = await api.client.get("/v1/events", headers=api.auth())
     assert r.status_code == 405
     assert r.json()["code"] == "method_not_allowed"
+
+
+async def test_true_and_false_are_no_numbers(api: Api) -> None:
+    """pydantic read JSON's true as 1: a CRM's ``"arr": true`` stored an ARR of 1."""
+    now = datetime.now(UTC).isoformat()
+    facts = {"kind": "account", "event_id": "f", "account_id": "a", "occurred_at": now}
+    payment = {"kind": "payment", "event_id": "p", "account_id": "a", "occurred_at": now}
+    events = [
+        {**facts, "arr": True},
+        {**facts, "event_id": "f2", "seats_purchased": False},
+        {**payment, "status": "succeeded", "amount": False},
+        usage("a", "u", duration_s=True),
+    ]
+    for event in events:
+        scope = "crm" if event["kind"] == "account" else "ingest"
+        r = await api.client.post("/v1/events", json={"events": [event]}, headers=api.auth(scope))
+        assert r.status_code == 422, (event, r.text)
+        assert "not true or false" in r.text
