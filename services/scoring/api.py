@@ -173,7 +173,7 @@ async def account_health_history(
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
         if to is None:
-            to = await newest_score_day(conn, account_id) or date.today()
+            to = await newest_score_day(conn, account_id) or datetime.now(ctx.zone).date()
         start, to = day_range(from_, to, DEFAULT_HISTORY_DAYS)
         return {
             "account_id": account_id,

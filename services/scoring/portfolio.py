@@ -6,7 +6,7 @@ CSM keys see their own portfolio only: the filters are applied on top of that.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -61,7 +61,7 @@ async def portfolio(
 ) -> dict[str, Any]:
     """Accounts matching the filters, riskiest and most valuable first by default."""
     async with ctx.engine.connect() as conn:
-        rows = await portfolio_rows(conn, key, f, date.today())
+        rows = await portfolio_rows(conn, key, f, datetime.now(ctx.zone).date())
     by, reverse = SORTS[sort]
     rows.sort(key=by, reverse=reverse)
     return {"total": len(rows), "accounts": rows[offset : offset + limit]}
@@ -72,7 +72,7 @@ async def aggregates(ctx: Context, key: ReadKey, f: FilterArgs) -> dict[str, Any
     """Totals over the filtered accounts: bands, danger levels, ARR at risk, active
     users and the share of stably active accounts (the handbook's view for the boss)."""
     async with ctx.engine.connect() as conn:
-        rows = await portfolio_rows(conn, key, f, date.today())
+        rows = await portfolio_rows(conn, key, f, datetime.now(ctx.zone).date())
         ids = [r["account_id"] for r in rows]
         open_alerts = await conn.execute(
             select(alerts.c.rule, func.count())
@@ -128,7 +128,7 @@ async def account_timeline(
 ) -> dict[str, Any]:
     """Day by day: usage (events, duration), tickets opened and solved, touchpoints,
     the day's score, band changes and alerts."""
-    start, to = day_range(from_, to or date.today(), DEFAULT_TIMELINE_DAYS)
+    start, to = day_range(from_, to or datetime.now(ctx.zone).date(), DEFAULT_TIMELINE_DAYS)
     async with ctx.engine.connect() as conn:
         await visible_account(conn, account_id, key)
         days = await timeline(conn, account_id, start, to, ctx.zone)

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -99,9 +99,10 @@ async def renewals_view(
     health, danger, open alerts, latest NPS and a forecast (commit, likely, at risk:
     README, "Renewals and retention"), and the totals per forecast class. The CSV holds
     every renewal of the quarter (no paging)."""
-    asked = Quarter.parse(quarter) if quarter is not None else Quarter.of(date.today())
+    today = datetime.now(ctx.zone).date()  # the service's day, not the host's
+    asked = Quarter.parse(quarter) if quarter is not None else Quarter.of(today)
     async with ctx.engine.connect() as conn:
-        answer = await renewals(conn, key, asked, date.today(), retention.rule)
+        answer = await renewals(conn, key, asked, today, retention.rule)
     if wants_csv(request, format):
         return csv_answer(RENEWAL_COLUMNS, answer["accounts"], f"renewals-{asked}")
     rows = answer["accounts"]
