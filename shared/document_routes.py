@@ -43,15 +43,19 @@ DOCUMENT_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class TomlResponse(PlainTextResponse):
+    """A TOML document (the model, the alerting file), documented as what it is."""
+
+    media_type = "application/toml"
+
+
 async def current_document(
     engine: AsyncEngine, store: DocumentStore[T], version_header: str
-) -> PlainTextResponse:
+) -> TomlResponse:
     """The document in force as TOML, its version in ``version_header``."""
     async with engine.connect() as conn:
         document, source = await store.current(conn)
-    return PlainTextResponse(
-        source, media_type="application/toml", headers={version_header: document.version}
-    )
+    return TomlResponse(source, headers={version_header: document.version})
 
 
 async def replace_document(

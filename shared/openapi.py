@@ -163,7 +163,9 @@ def _add_error_answers(schema: dict[str, Any]) -> None:
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
-            statuses = [422] if "422" in responses else []
+            # 400 on every route: a NUL byte in the path or query (shared.web.RejectNulBytes).
+            statuses = [400] if "400" not in responses else []
+            statuses += [422] if "422" in responses else []
             statuses += [401, 403, 503] if operation.get("security") else []
             for status in statuses:
                 responses[str(status)] = {"description": _ERROR_TEXT[status], **answer}

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -56,6 +56,7 @@ from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.contracts.events import INT32_MAX
 from shared.document_routes import (
     DOCUMENT_ANSWERS,
+    TomlResponse,
     current_document,
     replace_document,
     toml_body,
@@ -403,8 +404,8 @@ async def retry_delivery(
     return {"delivery_id": delivery_id, "status": "pending"}
 
 
-@router.get("/alert-rules", response_class=PlainTextResponse)
-async def get_alert_rules(ctx: Context, _key: ReadKey) -> PlainTextResponse:
+@router.get("/alert-rules", response_class=TomlResponse)
+async def get_alert_rules(ctx: Context, _key: ReadKey) -> TomlResponse:
     """The alerting file in force (TOML)."""
     return await current_document(ctx.engine, ctx.alerting, "X-Alerting-Version")
 

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import explain, history
@@ -48,6 +48,7 @@ from services.scoring.schemas import (
 from services.scoring.zones import account_zone
 from shared.document_routes import (
     DOCUMENT_ANSWERS,
+    TomlResponse,
     current_document,
     replace_document,
     toml_body,
@@ -283,8 +284,8 @@ async def portfolio_health(
     }
 
 
-@router.get("/health-model", response_class=PlainTextResponse)
-async def get_health_model(ctx: Context, _key: ReadKey) -> PlainTextResponse:
+@router.get("/health-model", response_class=TomlResponse)
+async def get_health_model(ctx: Context, _key: ReadKey) -> TomlResponse:
     """The model in force, as TOML (its version is in the ``X-Model-Version`` header)."""
     return await current_document(ctx.engine, ctx.models, "X-Model-Version")
 

@@ -212,3 +212,16 @@ async def test_every_request_body_shows_an_example(apps: dict[str, FastAPI]) -> 
                 ref = media["schema"].get("$ref", "").rpartition("/")[2]
                 shown = media.get("examples") or media.get("example") or models[ref]["examples"]
                 assert shown, (name, method, path)
+
+
+async def test_nul_refusals_and_toml_documents_are_documented(apps: dict[str, FastAPI]) -> None:
+    """Schemathesis found answers the schema did not describe: the 400 for a NUL byte in
+    the path or query (every route), and the model and alerting file served as TOML."""
+    toml_routes = 0
+    for name, app in apps.items():
+        for method, path, op in operations(app):
+            assert "400" in op["responses"], (name, method, path)
+            if path in ("/v1/health-model", "/v1/alert-rules") and method == "get":
+                assert list(op["responses"]["200"]["content"]) == ["application/toml"]
+                toml_routes += 1
+    assert toml_routes >= 2
