@@ -987,13 +987,6 @@ def accounts_import(
         str, typer.Option(help="hubspot (companies), salesforce (accounts) or csv (ours)")
     ] = "csv",
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
-    api_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Base URL of the plans and cases APIs (production: `healthwatch web`'s; "
-            "default: --url, as dev mode serves both)"
-        ),
-    ] = None,
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="A crm key")] = "",
     check: Annotated[bool, typer.Option("--check", help="Only read and map; send nothing")] = False,
 ) -> None:
