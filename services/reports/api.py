@@ -109,7 +109,7 @@ async def account_report(
     today), in ``lang`` (default: the service's language), as HTML or PDF."""
     if end is not None:
         # A period ending in days to come would report them as days without use.
-        check_not_future(end, (utcnow() + AHEAD_OF_UTC).date(), "anywhere (UTC+14)")
+        check_not_future(end, (utcnow() + AHEAD_OF_UTC).date(), "anywhere (UTC+14)", "end")
     base = defaults(request)
     pdf = wants_pdf(format, accept)
     ask = Ask(

@@ -86,16 +86,16 @@ async def oldest_as_of(
 AHEAD_OF_UTC = timedelta(hours=14)
 
 
-def check_not_future(day: date, today: date, where: str) -> None:
-    """422 ``as_of_in_future`` for a day after ``today`` (today ``where``): its measures
-    and scores would read the days to come as days without use."""
+def check_not_future(day: date, today: date, where: str, name: str = "as_of") -> None:
+    """422 ``as_of_in_future`` for a day (parameter ``name``) after ``today`` (today
+    ``where``): its measures and scores would read the days to come as days without use."""
     if day <= today:
         return
     raise ClientError(
         422,
         "as_of_in_future",
-        f"as_of {day.isoformat()} is after today ({today.isoformat()} {where}): give today "
-        "or an earlier day, or leave as_of out for the newest score.",
+        f"{name} {day.isoformat()} is after today ({today.isoformat()} {where}): give today "
+        f"or an earlier day, or leave {name} out.",
         extra={"today": today.isoformat()},
     )
 
