@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from services.alerts.channels import DeliveryError
 from services.alerts.channels.base import MAX_RETRY_AFTER_S, retry_after
 from services.alerts.channels.email import EmailChannel
-from services.alerts.channels.slack import SlackChannel
+from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, message_blocks
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
 from services.alerts.outbox import _one_notice
 from services.alerts.routing import addresses, recipients
@@ -86,6 +86,18 @@ async def test_slack_groups_several_alerts_into_one_message() -> None:
     (post,) = slack.requests
     assert post.body["text"].startswith("<@U0ANNA> 2 alerts:")
     assert "NPS 3" in post.body["text"] and "8% of seats" in post.body["text"]
+
+
+def test_a_grouped_message_stays_within_slacks_50_blocks() -> None:
+    """Ten alerts of six blocks each made 61 blocks: Slack refused the message
+    (invalid_blocks) and all ten alerts with it, dead after one attempt."""
+    alerts = [ALERT.model_copy(update={"alert_id": f"a{n}:low_activity:1"}) for n in range(15)]
+    blocks = message_blocks(Notice("group", alerts, "many"), "https://hw.example.com")
+    assert len(blocks) <= MAX_BLOCKS
+    shown = sum(1 for b in blocks if b["type"] == "actions")
+    assert 0 < shown < 15
+    assert blocks[-1]["type"] == "context"
+    assert f"…and {15 - shown} more" in blocks[-1]["elements"][0]["text"]
 
 
 async def test_a_grouped_message_says_which_alerts_are_escalations_or_reminders() -> None:

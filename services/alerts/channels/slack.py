@@ -41,8 +41,11 @@ _SEVERITY_EMOJI = {
     "warning": ":warning:",
     "info": ":information_source:",
 }
-# Slack allows 50 blocks a message; a group shows this many alerts and counts the rest.
+# A group shows at most this many alerts and counts the rest…
 MAX_GROUPED = 10
+# …within Slack's 50 blocks a message: past them it refuses the whole message
+# (invalid_blocks), every alert of the group with it. An alert takes up to 6 blocks.
+MAX_BLOCKS = 50
 # Slack refuses a whole message (invalid_blocks) whose section text exceeds 3,000
 # characters or whose field exceeds 2,000; longer data is cut to fit.
 SECTION_CHARS = 3000
@@ -179,10 +182,15 @@ def message_blocks(
             intro = f"<@{escape(mention)}> {intro}"
         blocks.append(_section(intro))
         mention = None
+    shown = 0
     for a, kind in notice.each()[:MAX_GROUPED]:
-        blocks.extend(_alert_blocks(notice, a, kind, public_url, mention, interactive, lang))
-    if len(notice.alerts) > MAX_GROUPED:
-        more = escape(translate(lang, "…and {n} more", n=len(notice.alerts) - MAX_GROUPED))
+        its = _alert_blocks(notice, a, kind, public_url, mention, interactive, lang)
+        if len(blocks) + len(its) > MAX_BLOCKS - 1:  # one left for "…and n more"
+            break
+        blocks.extend(its)
+        shown += 1
+    if len(notice.alerts) > shown:
+        more = escape(translate(lang, "…and {n} more", n=len(notice.alerts) - shown))
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
     return blocks
 
