@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
@@ -13,6 +14,7 @@ from services.alerts.channels import DeliveryError
 from services.alerts.channels.base import MAX_RETRY_AFTER_S, retry_after
 from services.alerts.channels.email import EmailChannel
 from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, message_blocks
+from services.alerts.channels.text import without_url_secrets
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
 from services.alerts.outbox import _one_notice
 from services.alerts.routing import addresses, recipients
@@ -139,6 +141,26 @@ async def test_unreachable_smtp_is_a_retryable_error() -> None:
     with pytest.raises(DeliveryError) as err:
         await channel.send(FIRE, "anna@example.com")
     assert not err.value.permanent
+
+
+async def test_a_destination_echoing_its_path_leaks_no_token() -> None:
+    """A gateway answered "internal error at /services/T…/B…/<token>": the token went to
+    the log and to deliveries.last_error."""
+    token = "XoxSlackTokenSecret42"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text=f"internal error at {request.url.path}")
+
+    url = f"https://hooks.example.com/services/T0SECRET1/B0SECRET1/{token}?key=QueryToken77"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(echo)) as client:
+        channel = WebhookChannel(settings(webhook_url=url), client=client)
+        with pytest.raises(DeliveryError) as err:
+            await channel.send(FIRE, "webhook")
+    said = str(err.value)
+    assert "internal error at" in said
+    for secret in (token, "T0SECRET1", "B0SECRET1"):
+        assert secret not in said
+    assert without_url_secrets(f"bad {url}", url).count("…") >= 3
 
 
 async def test_webhook_posts_signed_json_with_an_idempotency_key() -> None:

@@ -23,6 +23,7 @@ from services.alerts.channels.text import (
     headline,
     health,
     redact_urls,
+    without_url_secrets,
 )
 from shared.alerting.schema import Recipient
 from shared.config import Settings
@@ -130,7 +131,8 @@ class SlackChannel:
             headers = {k.lower(): v for k, v in (response.headers or {}).items()}
             retry = headers.get("retry-after")
             raise DeliveryError(
-                f"Slack webhook answered {response.status_code}: {response.body[:200]}",
+                f"Slack webhook answered {response.status_code}: "
+                + without_url_secrets(response.body, self._settings.slack_webhook_url)[:200],
                 retry_after_s=retry_after(retry[0] if isinstance(retry, list) else retry),
                 permanent=response.status_code in (400, 403, 404, 410),
             )

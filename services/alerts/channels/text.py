@@ -100,6 +100,22 @@ def redact_urls(text: str) -> str:
     return _HOST_PATH.sub(r"\1/…", _URL_SECRETS.sub(r"\1\2/…", text))
 
 
+# A part of a webhook URL's path or query this long may be its token (Slack's last
+# segment has 24 characters); shorter ones ("services", "hooks") are left readable.
+SECRET_PART_CHARS = 8
+
+
+def without_url_secrets(text: str, url: str) -> str:
+    """``text`` (a destination's answer) with every long part of ``url``'s path and query
+    cut out: a gateway or proxy may echo the request path, and that path is the
+    credential."""
+    parts = urllib.parse.urlsplit(url)
+    for secret in re.split(r"[/?&=]", parts.path + "?" + parts.query):
+        if len(secret) >= SECRET_PART_CHARS:
+            text = text.replace(secret, "…")
+    return text
+
+
 def encodable(value: str) -> str:
     """``value`` with lone surrogates (which UTF-8 cannot encode) as ``?``."""
     return value.encode("utf-8", "replace").decode("utf-8")

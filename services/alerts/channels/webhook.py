@@ -15,7 +15,7 @@ from services.alerts.channels.base import (
     DeliveryError,
     retry_after,
 )
-from services.alerts.channels.text import account_url, header_token
+from services.alerts.channels.text import account_url, header_token, without_url_secrets
 from shared.alerting.schema import Recipient
 from shared.config import Settings
 from shared.contracts.notices import Notice
@@ -65,7 +65,8 @@ class WebhookChannel:
             raise DeliveryError(f"webhook unreachable: {exc!r}") from exc
         if response.status_code >= 300:
             raise DeliveryError(
-                f"webhook answered {response.status_code}: {response.text[:200]}",
+                f"webhook answered {response.status_code}: "
+                + without_url_secrets(response.text, self._settings.webhook_url)[:200],
                 retry_after_s=retry_after(response.headers.get("Retry-After")),
                 permanent=response.status_code in (400, 401, 403, 404, 410, 422),
             )
