@@ -333,3 +333,32 @@ async def test_notices_are_acted_on_only_once_their_transaction_commits(
                 await outbox.put(conn, fire, anna, notification="fire", now=T0)
     finally:
         await engine.dispose()
+
+
+async def test_a_digest_without_email_set_up_is_no_unroutable_notice(
+    embedded_settings: Settings,
+) -> None:
+    """With Slack but no SMTP, every CSM's daily digest counted as "nobody to tell" on
+    every timer pass: a warning each, and the shipped unroutable alert firing for good."""
+    settings = embedded_settings.model_copy(update={"slack_webhook_url": "http://127.0.0.1:9/h"})
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    registry = CollectorRegistry()
+    outbox = Outbox([SlackChannel(settings)], settings, AlertsMetrics(registry))
+    digest = Notice("digest", [alert("low_activity", Severity.critical)], "digest:anna:d")
+    async with outbox.transaction(engine) as conn:
+        put = await outbox.put(
+            conn,
+            digest,
+            [Recipient(email="anna@example.com")],
+            notification="digest",
+            now=T0,
+            only="email",
+        )
+    assert put == 0
+    unroutable = registry.get_sample_value(
+        "healthwatch_alert_deliveries_total",
+        {"rule": "digest", "channel": "none", "outcome": "unroutable"},
+    )
+    assert unroutable is None
+    await engine.dispose()
