@@ -6,7 +6,8 @@ committed. The sender (``OutboxSender``) claims due deliveries with a lease, sen
 records the outcome: a crash between sending and recording causes at most one
 duplicate, never a loss. Deliveries to one destination go strictly in order (the
 oldest pending one first, even while it waits for a retry), so an account's alerts
-arrive in the order they happened. With grouping on, the Slack deliveries waiting for
+arrive in the order they happened; to the generic webhook, which every account
+shares, in order per account. With grouping on, the Slack deliveries waiting for
 one destination go as one message.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
@@ -30,6 +31,7 @@ from services.alerts.channels import Channel, DeliveryError
 from services.alerts.channels.base import SEND_TIMEOUT_S
 from services.alerts.channels.slack import MAX_GROUPED
 from services.alerts.channels.text import one_line, redact_urls
+from services.alerts.channels.webhook import WebhookChannel
 from services.alerts.metrics import AlertsMetrics
 from shared.alerting.schema import Recipient
 from shared.alerting.store import AlertingStore
@@ -286,7 +288,8 @@ class OutboxSender:
 
     async def _claim(self) -> list[list[Any]]:
         """Groups of rows to send: per (channel, destination) the oldest pending row if
-        it is due, plus, for grouped Slack, the rest waiting for that destination."""
+        it is due (per account for the generic webhook: ``_order_within``), plus, for
+        grouped Slack, the rest waiting for that destination."""
         now = self._clock()
         d = deliveries
         free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
@@ -298,7 +301,7 @@ class OutboxSender:
             heads = (
                 select(func.min(d.c.delivery_id))
                 .where(d.c.status == "pending")
-                .group_by(d.c.channel, d.c.destination)
+                .group_by(d.c.channel, d.c.destination, _order_within())
             )
             due = (
                 await conn.execute(
@@ -512,6 +515,15 @@ def _loggable(exc: Exception) -> str:
     """An error fit for logs and ``last_error``: one line, no NUL (PostgreSQL text
     refuses it), and no URL path or query (a webhook URL's token)."""
     return redact_urls(one_line(str(exc)))
+
+
+def _order_within() -> ColumnElement[Any]:
+    """What a destination's notices keep their order within: the whole destination (a
+    person's email, a Slack channel, whose notices group), but per account for the one
+    generic webhook every account shares: there, one notice failing again and again
+    held up every account's notices until it died (14 minutes, found from outside)."""
+    d = deliveries.c
+    return case((d.channel == WebhookChannel.name, d.account_id), else_=literal(None))
 
 
 def _one_notice(notices: list[Notice]) -> Notice:

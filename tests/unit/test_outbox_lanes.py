@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.alerts.channels import DeliveryError
 from services.alerts.channels.base import SEND_TIMEOUT_S
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import OutboxSender
@@ -159,3 +160,40 @@ async def test_a_lane_stops_before_the_lease_could_run_out(
     assert [tuple(r) for r in rows] == [("C-ONE", "delivered", None), ("C-TWO", "pending", None)]
     await sender.send_due()
     assert slack.sent == ["C-ONE", "C-TWO"]
+
+
+async def test_a_failing_webhook_notice_holds_up_no_other_accounts(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """The generic webhook is one destination for every account: its first notice,
+    failing again and again, held up every account's notices until it died (about 14
+    minutes, found from outside). Order holds per account there."""
+    webhook = Channel("webhook", pace=None)
+
+    calls: list[str] = []
+
+    async def fail_first_account(destination: str) -> None:
+        calls.append(destination)
+        if len(calls) == 1:  # the oldest notice, acct-1's
+            raise DeliveryError("webhook answered 500: no")
+
+    webhook.before_send = fail_first_account
+    await _queue(engine, "webhook", "webhook", 1, T0 - timedelta(seconds=3))
+    await _queue(engine, "webhook", "webhook", 2, T0 - timedelta(seconds=2))
+    await _queue(engine, "webhook", "webhook", 3, T0 - timedelta(seconds=1))
+    sender = _sender(engine, embedded_settings, [webhook], MovingClock(T0))
+    await sender.send_due()
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(deliveries.c.account_id, deliveries.c.status).order_by(
+                    deliveries.c.delivery_id
+                )
+            )
+        ).all()
+    # acct-1's waits for its retry; the other accounts' went.
+    assert [tuple(r) for r in rows] == [
+        ("acct-1", "pending"),
+        ("acct-2", "delivered"),
+        ("acct-3", "delivered"),
+    ]
