@@ -104,6 +104,19 @@ class AlertLifecycle:
         by hand stays resolved (its end is not told again) unless it gets worse: then it
         opens again. A muted alert that turns critical is muted no longer."""
         values = _fields(alert, now)
+        del values["fired_at"]  # when it first fired; a revision is dated when it was made
+        if alert.status == "resolved" and (known := stored_alert(row)) is not None:
+            # Its end keeps the name, severity and values people knew it by, the step that
+            # ended it having worded its title with what ended it ("no touchpoint for 0
+            # days"); its summary says how it ended ("Achieved on …").
+            ending = {"status": "resolved", "revision": alert.revision, "summary": alert.summary}
+            kept = known.model_copy(update=ending)
+            values.update(
+                title=known.title,
+                severity=known.severity.value,
+                payload=kept.model_dump(mode="json"),
+            )
+            alert = kept.model_copy(update={"title": f"Resolved: {known.title}"})
         closed = row.status == "resolved"  # by hand (or superseded) before this revision
         rose = worse(alert.severity, Severity(row.severity))
         reopens = closed and rose and alert.status == "firing"

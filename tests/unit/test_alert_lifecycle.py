@@ -127,6 +127,48 @@ async def test_updates_duplicates_and_the_resolved_notice(world: World) -> None:
     assert row.status == "resolved" and row.severity == "critical"  # type: ignore[attr-defined]
 
 
+async def test_an_alert_keeps_when_it_fired_and_ends_under_the_name_people_knew(
+    world: World,
+) -> None:
+    """A revision is dated when its step ran, and the step that ends an alert words what
+    ended it: the stored alert read "Resolved: … no touchpoint for 0 days", fired the
+    moment it resolved (found from outside)."""
+    first = alert("relationship", Severity.warning).model_copy(
+        update={"title": "acme: no CSM touchpoint for 41 days"}
+    )
+    later = T0 + timedelta(days=3)
+    update = first.model_copy(
+        update={"revision": 1, "severity": Severity.critical, "fired_at": later,
+                "title": "acme: no CSM touchpoint for 44 days"}
+    )  # fmt: skip
+    ended = first.model_copy(
+        update={"revision": 2, "status": "resolved", "fired_at": later + timedelta(days=1),
+                "title": "Resolved: acme: no CSM touchpoint for 0 days"}
+    )  # fmt: skip
+    await world.receive(first, update, ended)
+    row = await world.alert("acme:relationship:1")
+    assert (row.status, row.title, row.severity) == (  # type: ignore[attr-defined]
+        "resolved",
+        "acme: no CSM touchpoint for 44 days",
+        "critical",
+    )
+    assert row.fired_at.replace(tzinfo=UTC) == T0  # type: ignore[attr-defined]
+    async with world.engine.connect() as conn:
+        told = (
+            (
+                await conn.execute(
+                    select(deliveries.c.payload).where(deliveries.c.notification == "resolve")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert told and all(
+        Notice.from_json(p).first.title == "Resolved: acme: no CSM touchpoint for 44 days"
+        for p in told
+    )
+
+
 async def test_a_critical_alert_mutes_the_accounts_warnings_until_it_resolves(
     world: World,
 ) -> None:
