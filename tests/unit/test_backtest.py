@@ -101,14 +101,14 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     # and the plain-language summary before the statistics.
     oos = h["out_of_sample"]
     assert set(oos["auc"]) >= {
-        "handbook default",
+        "the score",
         "days since last event",
         "events over 28 days",
         "tenure alone",
     }
     assert all(v["low"] <= v["auc"] <= v["high"] for v in oos["auc"].values() if v["auc"])
     assert rpt.text(report).startswith("The riskiest 10% of account-days by the score held")
-    bins = oos["calibration"]["handbook default"]
+    bins = oos["calibration"]["the score"]
     assert sum(b["observations"] for b in bins) == oos["test_observations"]
     assert all(s.history for s in result.snapshots)
     # The rules fired during the replay, each with its churn figures.
@@ -120,5 +120,7 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
         if f.account_id not in result.churn or f.day < result.churn[f.account_id]
     ]
     assert sum(r["fired"] for r in rules) == len(before_churn)
-    assert all(0 <= share <= 1 for r in rules for share in r["churned_within"].values())
+    # None: every firing of the rule too near the end of the history to know what followed.
+    shares = [share for r in rules for share in r["churned_within"].values()]
+    assert all(share is None or 0 <= share <= 1 for share in shares)
     assert "Alert rules in the replay" in rpt.text(report)

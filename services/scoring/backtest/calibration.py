@@ -18,7 +18,7 @@ from services.scoring.backtest.outofsample import (
 )
 from services.scoring.backtest.outofsample import evaluate as out_of_sample
 from services.scoring.backtest.replay import Replay, Snapshot
-from services.scoring.backtest.report import _labels
+from services.scoring.backtest.report import outcomes
 from services.scoring.model.calibrate import fit
 from services.scoring.model.evaluate import evaluate
 from services.scoring.model.schema import HealthModel, Segment
@@ -30,8 +30,8 @@ def calibrate(
     result: Replay, horizon: int, base: HealthModel, version: str
 ) -> tuple[HealthModel, str, dict[str, Any]]:
     """The calibrated model, its TOML, and its out-of-sample report."""
-    snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
-    labels = _labels(snaps, result.churn, horizon)
+    scored = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
+    snaps, labels, _ = outcomes(result, scored, horizon)  # outcomes known within the history
     split = time_split([snapshot.day for snapshot in snaps], horizon)
     train = [snaps[k].inputs for k in split.train]
     model, text = fit(train, [labels[k] for k in split.train], base, version)
@@ -53,7 +53,7 @@ def calibrate(
             {
                 "check": "worse_than_default",
                 "message": f"the calibrated model ranks churn worse out of sample than the "
-                f"handbook default (AUC {fitted:.3f} against {default:.3f}): keep the default",
+                f"model it started from (AUC {fitted:.3f} against {default:.3f}): keep that one",
             }
         )
     return model, text, report

@@ -55,7 +55,20 @@ def _history_checks(
                 )
             )
     seen = {snapshot.account_id for snapshot in snaps}
-    unknown = sorted(set(result.churn) - seen)
+    first_scored = min((snapshot.day for snapshot in snaps), default=None)
+    unscored = sorted(set(result.churn) - seen)
+    # Gone before the first day the replay scored: in the history, perhaps, but never
+    # scored, so in no figure; not a wrong id.
+    early = [a for a in unscored if first_scored is not None and result.churn[a] <= first_scored]
+    unknown = [a for a in unscored if a not in early]
+    if early:
+        found.append(
+            _warn(
+                "churned_before_scoring",
+                f"{len(early)} account(s) churned on or before the first day scored "
+                f"({first_scored}; first: {', '.join(early[:5])}): no figure counts them",
+            )
+        )
     if unknown and snaps:
         found.append(
             _warn(

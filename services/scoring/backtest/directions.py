@@ -95,6 +95,18 @@ class Columns:
             np.array([snapshot.account_id for snapshot in snaps], dtype=object),
         )
 
+    def only(self, keep: NDArray[np.bool_]) -> Columns:
+        """The columns of the snapshots ``keep`` marks (their positions renumbered)."""
+        renumber = np.cumsum(keep) - 1
+        positions: dict[str, NDArray[np.intp]] = {}
+        values: dict[str, NDArray[np.float64]] = {}
+        for name, at in self.positions.items():
+            kept = keep[at]
+            if kept.any():
+                positions[name] = renumber[at[kept]].astype(np.intp)
+                values[name] = self.values[name][kept]
+        return Columns(positions, values, self.accounts[keep])
+
 
 def rate_measures(
     snaps: Sequence[Snapshot],

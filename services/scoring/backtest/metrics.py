@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
 
+import numpy as np
+from numpy.typing import NDArray
+
 
 def roc_auc(risks: Sequence[float], labels: Sequence[bool]) -> float | None:
     """Probability that a random churner has a higher risk than a random stayer (ties
@@ -69,13 +72,32 @@ def by_band(bands: Sequence[str], labels: Sequence[bool], order: Sequence[str]) 
     return out
 
 
+def top_weights(
+    risks: Sequence[float] | NDArray[np.float64], share: float = 0.1
+) -> NDArray[np.float64]:
+    """Each observation's part in the riskiest ``share`` of them (at least one): 1 above
+    the cut, an equal fraction for those tied at it. A score of few values ties hundreds
+    of observations at the cut, and taking them in list order made the riskiest tenth's
+    churn anything from 7% to 30% of one history's."""
+    risk: NDArray[np.float64] = np.asarray(risks, dtype=np.float64)
+    if not len(risk):
+        return risk
+    count = max(1, int(len(risk) * share))
+    cut = np.sort(risk)[::-1][count - 1]
+    above = risk > cut
+    tied = risk == cut
+    weights: NDArray[np.float64] = above.astype(np.float64)
+    weights[tied] = (count - int(above.sum())) / int(tied.sum())
+    return weights
+
+
 def top_decile_lift(risks: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Churn rate among the riskiest 10% ÷ the overall churn rate."""
+    """Churn rate among the riskiest 10% (ties at the cut shared) ÷ the overall rate."""
     if not labels or not sum(labels):
         return None
-    ordered = sorted(zip(risks, labels, strict=True), key=lambda p: -p[0])
-    top = ordered[: max(1, len(ordered) // 10)]
-    return (sum(y for _, y in top) / len(top)) / (sum(labels) / len(labels))
+    weights = top_weights(risks)
+    churned = np.asarray(labels, dtype=np.float64)
+    return float((weights @ churned) / weights.sum()) / (sum(labels) / len(labels))
 
 
 def median_or_none(values: Sequence[float]) -> float | None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from services.scoring.backtest.metrics import top_weights
 from services.scoring.backtest.replay import Snapshot
 
 TRAIN_SHARE = 0.6
@@ -197,8 +198,8 @@ def riskiest_share(risk: Floats, labels: NDArray[np.bool_], share: float = 0.1) 
     """Of the observations followed by churn, the share among the riskiest ``share``."""
     if not labels.any():
         return None
-    top = np.argsort(-risk, kind="stable")[: max(1, int(len(risk) * share))]
-    return float(labels[top].sum() / labels.sum())
+    weights = top_weights(risk, share)  # ties at the cut shared, not taken in list order
+    return float((weights @ labels.astype(np.float64)) / labels.sum())
 
 
 def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) -> dict[str, Any]:
@@ -240,7 +241,7 @@ def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) ->
 
 
 REFERENCE = "gradient boosting (reference)"
-HANDBOOK = "handbook default"
+HANDBOOK = "the score"  # of the model run (the handbook's unless --model named another)
 BINS = 10
 
 

@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from services.scoring.backtest.checks import warnings
 from services.scoring.backtest.directions import MEASURE_RESAMPLES, Columns, rate_measures
 from services.scoring.backtest.metrics import (
@@ -39,6 +42,34 @@ def _labels(snapshots: Sequence[Snapshot], churn: dict[str, Any], horizon: int) 
     return out
 
 
+def observed(
+    snapshots: Sequence[Snapshot], churn: dict[str, Any], horizon: int, last_day: date | None
+) -> list[bool]:
+    """Per snapshot: whether its outcome over ``horizon`` days is known, its account
+    having churned within them or the whole window lying within the history (to
+    ``last_day``). Counted as "stayed", a snapshot whose window runs past the history's
+    end made the long horizons measure churn before the history ended: all of a 9-month
+    history's test part at 90 days."""
+    if last_day is None:
+        return [True] * len(snapshots)
+    labels = _labels(snapshots, churn, horizon)
+    window = timedelta(days=horizon)
+    return [
+        churned or snapshot.day + window <= last_day
+        for snapshot, churned in zip(snapshots, labels, strict=True)
+    ]
+
+
+def outcomes(
+    result: Replay, scored: Sequence[Snapshot], horizon: int
+) -> tuple[list[Snapshot], list[bool], NDArray[np.bool_]]:
+    """The snapshots whose outcome over ``horizon`` is known, their labels, and which of
+    ``scored`` they are."""
+    keep = np.array(observed(scored, result.churn, horizon, result.last_day), dtype=bool)
+    snaps = [snapshot for snapshot, known in zip(scored, keep, strict=True) if known]
+    return snaps, _labels(snaps, result.churn, horizon), keep
+
+
 def _risk(snapshot: Snapshot) -> float:
     return 100.0 - (snapshot.score if snapshot.score is not None else 50.0)
 
@@ -64,8 +95,9 @@ def evaluate_horizon(
     """How well the score, each measure and each group ranked the accounts that churned
     within ``horizon`` days, beside the naive baseline (days since last use).
     ``columns``: the measures of the scored snapshots, read once for every horizon."""
-    snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
-    labels = _labels(snaps, result.churn, horizon)
+    scored = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
+    snaps, labels, keep = outcomes(result, scored, horizon)
+    columns = None if columns is None else columns.only(keep)
     risks = [_risk(snapshot) for snapshot in snaps]
     baseline = [float(snapshot.inputs.get(BASELINE) or 0) for snapshot in snaps]
     model_auc = roc_auc(risks, labels)
@@ -75,6 +107,8 @@ def evaluate_horizon(
     return {
         "horizon_days": horizon,
         "snapshots": len(snaps),
+        # Left out: their window runs past the history's end, without a churn so far.
+        "censored_snapshots": len(scored) - len(snaps),
         "churn_snapshots": sum(labels),
         "roc_auc": _r(model_auc),
         "baseline_roc_auc": _r(baseline_auc),
@@ -167,10 +201,10 @@ def _lead_times(result: Replay, snaps: list[Snapshot]) -> list[int]:
 def rule_quality(result: Replay, horizons: Sequence[int]) -> dict[str, Any]:
     """Per alert rule: how often the account churned within each horizon after the rule
     fired, beside the rate for any scored account-day (the lift is their ratio)."""
-    snaps = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
+    scored = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
     base: dict[int, float | None] = {}
     for horizon in horizons:
-        labels = _labels(snaps, result.churn, horizon)
+        _, labels, _ = outcomes(result, scored, horizon)
         base[horizon] = sum(labels) / len(labels) if labels else None
     by_rule: dict[str, list[Firing]] = {}
     for firing in result.firings:
@@ -179,13 +213,19 @@ def rule_quality(result: Replay, horizons: Sequence[int]) -> dict[str, Any]:
             by_rule.setdefault(firing.rule, []).append(firing)
     rules = []
     for rule, fired in sorted(by_rule.items(), key=lambda item: (-len(item[1]), item[0])):
-        churned: dict[str, float] = {}
+        churned: dict[str, float | None] = {}
         lift: dict[str, float | None] = {}
         for horizon in horizons:
-            share = sum(_churns_within(result, firing, horizon) for firing in fired) / len(fired)
-            churned[str(horizon)] = round(share, 4)
+            # Firings whose window runs past the history without a churn are left out.
+            known = [f for f in fired if _known(result, f, horizon)]
+            share = (
+                sum(_churns_within(result, f, horizon) for f in known) / len(known)
+                if known
+                else None
+            )
+            churned[str(horizon)] = None if share is None else round(share, 4)
             rate = base[horizon]
-            lift[str(horizon)] = round(share / rate, 2) if rate else None
+            lift[str(horizon)] = round(share / rate, 2) if rate and share is not None else None
         longest = max(horizons)
         leads = [
             float((result.churn[firing.account_id] - firing.day).days)
@@ -204,6 +244,13 @@ def rule_quality(result: Replay, horizons: Sequence[int]) -> dict[str, Any]:
         )
     base_rate = {str(horizon): _r(rate) for horizon, rate in base.items()}
     return {"base_churn_rate": base_rate, "rules": rules}
+
+
+def _known(result: Replay, firing: Firing, horizon: int) -> bool:
+    """Whether what followed ``firing`` over ``horizon`` days is known (``observed``)."""
+    if result.last_day is None or _churns_within(result, firing, horizon):
+        return True
+    return firing.day + timedelta(days=horizon) <= result.last_day
 
 
 def _churns_within(result: Replay, firing: Firing, horizon: int) -> bool:
@@ -245,7 +292,8 @@ def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[s
 
 
 REFERENCE = "gradient boosting (reference)"
-DEFAULT = "handbook default"
+# The model the backtest ran (the handbook's unless --model named another).
+DEFAULT = "the score"
 
 
 def summary(horizons: Sequence[dict[str, Any]]) -> list[str]:
@@ -269,8 +317,28 @@ def summary(horizons: Sequence[dict[str, Any]]) -> list[str]:
             f"{line}. Out of sample (from {oos['cut']}) the score's AUC is "
             f"{_f(model['auc'])} (95% {_f(model['low'])}–{_f(model['high'])}); its red band "
             f"caught {_pct(red['recall'])} of churn, {_pct(red['precision'])} of red were right."
+            + _plainly(oos["auc"])
         )
     return lines
+
+
+def _plainly(aucs: dict[str, dict[str, Any]]) -> str:
+    """What the AUCs say of the score that the figures alone leave to the reader: an
+    interval holding 0.5, and simpler rankings that beat it."""
+    score = aucs[DEFAULT]
+    said = ""
+    if score["low"] is not None and score["high"] is not None and score["low"] <= 0.5:
+        said += " That interval holds 0.5: here the score ranks churn no better than chance."
+    if score["auc"] is None:
+        return said
+    better = [
+        f"{name} ({value['auc']:.3f})"
+        for name, value in aucs.items()
+        if name != DEFAULT and value["auc"] is not None and value["auc"] > score["auc"]
+    ]
+    if better:
+        said += f" Ranking churn better than the score here: {', '.join(better)}."
+    return said
 
 
 def public(report: dict[str, Any]) -> dict[str, Any]:
@@ -528,7 +596,8 @@ def _rules_figure(plt: Any, quality: dict[str, Any]) -> str:
     first = next(iter(quality["base_churn_rate"]))
     rules = list(reversed(quality["rules"]))
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rules) + 1.2))
-    ax.barh([rule["rule"] for rule in rules], [rule["churned_within"][first] for rule in rules])
+    shares = [rule["churned_within"][first] or 0 for rule in rules]  # None: none known yet
+    ax.barh([rule["rule"] for rule in rules], shares)
     base = quality["base_churn_rate"][first] or 0
     ax.axvline(base, color="k", linestyle=":", label=f"any account-day ({base:.0%})")
     ax.set_xlabel(f"share of firings followed by churn within {first} days")

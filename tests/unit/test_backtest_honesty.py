@@ -1,0 +1,70 @@
+"""What a backtest says must be what its figures show (found from outside): outcomes
+past the history's end are not "stayed", ties do not decide the riskiest tenth, the
+summary says when the score is no better than chance or a simpler ranking, and an
+account that churned before the first scored day is not called a wrong id."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+
+from services.scoring.backtest import report as rpt
+from services.scoring.backtest.checks import warnings
+from services.scoring.backtest.metrics import top_decile_lift, top_weights
+from services.scoring.backtest.outofsample import riskiest_share
+from services.scoring.backtest.replay import Replay, Snapshot
+from services.scoring.model.schema import load_default_model
+
+LAST = date(2026, 12, 5)
+
+
+def snap(account: str, day: date, score: int = 50) -> Snapshot:
+    return Snapshot(account, day, score, "yellow", {}, {})
+
+
+def test_an_outcome_past_the_historys_end_is_left_out_not_counted_as_stayed() -> None:
+    snaps = [
+        snap("stays", LAST - timedelta(days=100)),  # its 90 days lie within: stayed
+        snap("unknown", LAST - timedelta(days=10)),  # 80 of its 90 days are to come
+        snap("goes", LAST - timedelta(days=10)),  # churned within the days we saw
+    ]
+    churn = {"goes": LAST - timedelta(days=2)}
+    assert rpt.observed(snaps, churn, 90, LAST) == [True, False, True]
+    result = Replay(snapshots=snaps, churn=churn, last_day=LAST)
+    kept, labels, _ = rpt.outcomes(result, snaps, 90)
+    assert [s.account_id for s in kept] == ["stays", "goes"] and labels == [False, True]
+
+
+def test_ties_at_the_cut_share_the_riskiest_tenth() -> None:
+    """Ten observations of one risk: each is a tenth of the riskiest one, whatever the
+    order; taking the first in list order gave all or nothing."""
+    risk = np.full(10, 40.0)
+    assert np.allclose(top_weights(risk), 0.1)
+    for churned in ([True] + [False] * 9, [False] * 9 + [True]):
+        labels = np.array(churned)
+        assert riskiest_share(risk, labels) == 0.1
+        assert top_decile_lift(risk.tolist(), churned) == 1.0
+
+
+def test_the_summary_says_when_the_score_is_no_better_than_chance_or_a_baseline() -> None:
+    aucs = {
+        rpt.DEFAULT: {"auc": 0.539, "low": 0.484, "high": 0.606},
+        "events over 28 days": {"auc": 0.675, "low": 0.58, "high": 0.77},
+        "days since last event": {"auc": 0.525, "low": 0.47, "high": 0.58},
+    }
+    said = rpt._plainly(aucs)
+    assert "holds 0.5: here the score ranks churn no better than chance" in said
+    assert "Ranking churn better than the score here: events over 28 days (0.675)" in said
+    assert "days since last event" not in said
+
+
+def test_churn_before_the_first_scored_day_is_not_a_wrong_id() -> None:
+    snaps = [snap("a", date(2026, 5, 8)), snap("b", date(2026, 5, 8))]
+    churn = {"a": date(2026, 6, 1), "early": date(2026, 5, 1), "typo": date(2026, 6, 1)}
+    result = Replay(snapshots=snaps, churn=churn, first_day=date(2026, 4, 1), last_day=LAST)
+    found = {
+        w["check"]: w["message"] for w in warnings(result, snaps, load_default_model(), [30], {})
+    }
+    assert "early" in found["churned_before_scoring"]
+    assert "typo" in found["unknown_churned"] and "early" not in found["unknown_churned"]
