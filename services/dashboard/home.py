@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import visible_alerts
@@ -317,12 +317,21 @@ async def list_alerts(
     offset: int = 0,
 ) -> tuple[int, list[dict[str, Any]]]:
     """The total of the alerts matching ``f`` and the ``limit`` of them from ``offset``:
-    open ones first, then the most severe, then the newest."""
+    open ones first, those waiting for someone before those acknowledged, snoozed or
+    muted (a snooze left the alert at the top of the home page's most urgent), then
+    the most severe, then the newest."""
     q = _alert_query(who, f)
     total = (await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
     severity = _severity_rank()
+    snoozed = and_(alerts.c.snoozed_until.is_not(None), alerts.c.snoozed_until > now)
     q = q.order_by(
-        (alerts.c.status == "resolved"), severity, alerts.c.fired_at.desc(), alerts.c.alert_id
+        (alerts.c.status == "resolved"),
+        (alerts.c.status == "acknowledged"),
+        snoozed,
+        alerts.c.muted,
+        severity,
+        alerts.c.fired_at.desc(),
+        alerts.c.alert_id,
     )
     if limit is not None:
         q = q.limit(limit).offset(offset)

@@ -187,9 +187,11 @@ async def portfolio_rows(
     ).select_from(h.outerjoin(accounts, accounts.c.account_id == h.c.account_id))
     if key.portfolio_of is not None:
         q = q.where(accounts.c.owner_email == key.portfolio_of)
+    if filters.danger_level == "none":  # no handbook cause: stored as no level at all
+        q = q.where(h.c.danger_level.is_(None))
     for column, wanted in (
         (h.c.band, filters.band),
-        (h.c.danger_level, filters.danger_level),
+        (h.c.danger_level, None if filters.danger_level == "none" else filters.danger_level),
         (accounts.c.tier, filters.tier),
         (accounts.c.owner_email, fold_email(filters.csm) if filters.csm else None),
     ):
@@ -203,7 +205,9 @@ def _portfolio_row(r: Any, today: date) -> dict[str, Any]:
     fields = (r.facts or {}).get("fields", {})
     end = date.fromisoformat(fields["contract_end"]) if fields.get("contract_end") else None
     arr = _arr(fields)
-    risk = (100 - r.score) if r.score is not None else None
+    # A churned account is lost already: no risk to weigh (it led the riskiest first).
+    churned = fields.get("lifecycle_stage") == "churned"
+    risk = (100 - r.score) if r.score is not None and not churned else None
     return {
         "account_id": r.account_id,
         "name": r.name,

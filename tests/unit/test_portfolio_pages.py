@@ -332,7 +332,11 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
     red = _rows(await pages.get("/ui/", band="red", tier="strategic"))
     expected = [i for i in range(30) if _health(i)["band"] == "red" and i % 3 == 0]
     assert sorted(red) == [f"acct-{i:02d}" for i in expected]
-    assert _rows(await pages.get("/ui/", lifecycle_stage="churned")) == ["acct-25", "acct-03"]
+    # Churned accounts have no risk × value to order by (lost already): both listed.
+    assert sorted(_rows(await pages.get("/ui/", lifecycle_stage="churned"))) == [
+        "acct-03",
+        "acct-25",
+    ]
     soon = _rows(await pages.get("/ui/", renewal_within_days="30", sort="renewal", dir="asc"))
     assert soon == ["acct-00", "acct-01", "acct-02", "acct-03"]
     by_arr = _rows(await pages.get("/ui/", sort="arr", dir="desc"))
@@ -669,3 +673,41 @@ def test_a_page_links_back_to_an_id_holding_a_percent_sign() -> None:
     request = Request(scope)
     assert path_of(request) == "/ui/accounts/acme%2541%20%C3%BC"
     assert address_of(request) == "/ui/accounts/acme%2541%20%C3%BC?days=30"
+
+
+async def test_danger_none_snoozed_alerts_and_churned_accounts_in_the_lists(
+    pages: Pages,
+) -> None:
+    """Found from outside: "Danger: none" matched no account (no cause is stored as no
+    level), a snoozed alert stayed first of the most urgent, and churned accounts led
+    the riskiest × most valuable first."""
+    await pages.sign_in("lead")
+    async with pages.engine.begin() as conn:  # two accounts without a handbook cause
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id.in_(["acct-01", "acct-02"]))
+            .values(danger_level=None)
+        )
+    async with pages.engine.connect() as conn:
+        calm = await conn.execute(
+            select(account_health.c.account_id).where(account_health.c.danger_level.is_(None))
+        )
+        without_danger = sorted(calm.scalars())
+    assert without_danger
+    assert sorted(_rows(await pages.get("/ui/", danger_level="none"))) == without_danger
+    home = await pages.get("/ui/")
+    first = _rows(home, "data-alert-id", "alerts")[0]
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(alerts)
+            .where(alerts.c.alert_id == first)
+            .values(snoozed_until=datetime.now(UTC) + timedelta(days=1))
+        )
+    assert _rows(await pages.get("/ui/"), "data-alert-id", "alerts")[0] != first
+    by_risk = [
+        row
+        for page in ("1", "2")
+        for row in _rows(await pages.get("/ui/", sort="risk_value", dir="desc", page=page))
+    ]
+    assert len(by_risk) == 30
+    assert by_risk.index("acct-03") > 20 and by_risk.index("acct-25") > 20  # were first
