@@ -60,6 +60,11 @@ class ClientError(Exception):
         self.headers = headers
 
 
+# First in every CSV file we write: without it Excel reads UTF-8 as the system's code
+# page, and Chinese names come out garbled.
+CSV_BOM = "\ufeff"
+
+
 def whole_number(text: str | None, most_digits: int = 18) -> int | None:
     """``text`` as a whole number when it is one written in ASCII digits (at most
     ``most_digits``, 18: any int64), else None. ``str.isdigit`` alone takes "²" and "①",

@@ -28,7 +28,7 @@ from services.scoring.queries import Day, day_range
 from shared.clock import utcnow
 from shared.openapi import error_responses
 from shared.storage.tables import account_health, accounts, health_daily
-from shared.web import ReadKey, spreadsheet_cell
+from shared.web import CSV_BOM, ReadKey, spreadsheet_cell
 
 Kind = Literal["accounts", "scores", "history"]
 Format = Literal["csv", "parquet"]
@@ -187,6 +187,7 @@ async def export_chunks(engine: AsyncEngine, ask: Ask, fmt: str) -> AsyncIterato
 
 async def _csv(partitions: Any, kind: str, schema: pa.Schema) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
+    buffer.write(CSV_BOM)
     writer = csv.DictWriter(buffer, fieldnames=schema.names, lineterminator="\n")
     writer.writeheader()
     async for rows in partitions:

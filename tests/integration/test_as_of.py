@@ -98,7 +98,7 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
             assert today["total"] == 3 and today["accounts"][0]["seats_purchased"] == 4
             sheet = await c.get("/v1/health", params={"as_of": then, "format": "csv"})
             assert sheet.headers["content-type"].startswith("text/csv")
-            rows = list(csv.DictReader(io.StringIO(sheet.text)))
+            rows = list(csv.DictReader(io.StringIO(sheet.content.decode("utf-8-sig"))))
             assert [r["account_id"] for r in rows] == ["fine", "low", "was"]
             assert rows[0]["open_tickets"] == "1" and sheet.headers["x-total-count"] == "3"
             assert (await c.get("/v1/health", params={"as_of": "1900-01-01"})).status_code == 422

@@ -23,7 +23,7 @@ from services.scoring.retention.pipeline import ForecastRule
 from services.scoring.retention.queries import RENEWAL_FIELDS, renewals, retention_between
 from services.scoring.retention.schemas import Renewals, RetentionAnswer
 from shared.openapi import error_responses
-from shared.web import ReadKey, spreadsheet_cell
+from shared.web import CSV_BOM, ReadKey, spreadsheet_cell
 
 router = APIRouter(prefix="/v1", tags=["renewals and retention"])
 
@@ -64,7 +64,7 @@ def csv_answer(columns: Sequence[str], rows: Iterable[dict[str, Any]], name: str
     """``rows`` as a CSV file (UTF-8 with a BOM, so spreadsheet programs read Chinese
     names right), one column per name in ``columns``; lists joined by spaces."""
     out = io.StringIO()
-    out.write("\ufeff")
+    out.write(CSV_BOM)
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
