@@ -71,7 +71,9 @@ async def test_export_accounts_scores_and_history(
         email = "anna@example.com"
         anna = await create_key(hw.rt.engine, "anna", role_scopes(Role.csm, email), email)
         status, body = await _get(hw, "/v1/export/scores", key=anna)
-        assert [r["account_id"] for r in csv.DictReader(io.StringIO(body.decode("utf-8-sig")))] == ["anna-co"]
+        assert [r["account_id"] for r in csv.DictReader(io.StringIO(body.decode("utf-8-sig")))] == [
+            "anna-co"
+        ]
         await _dashboard(hw, anna, span)
 
         for bad in (

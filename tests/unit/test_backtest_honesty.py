@@ -55,7 +55,7 @@ def test_the_summary_says_when_the_score_is_no_better_than_chance_or_a_baseline(
     }
     said = rpt._plainly(aucs)
     assert "holds 0.5: here the score ranks churn no better than chance" in said
-    assert "Ranking churn better than the score here: events over 28 days (0.675)" in said
+    assert "Ranking churn better than the score here (AUC): events over 28 days (0.675)" in said
     assert "days since last event" not in said
 
 
@@ -68,3 +68,16 @@ def test_churn_before_the_first_scored_day_is_not_a_wrong_id() -> None:
     }
     assert "early" in found["churned_before_scoring"]
     assert "typo" in found["unknown_churned"] and "early" not in found["unknown_churned"]
+
+
+def test_a_horizon_whose_test_part_holds_only_churn_is_not_judged() -> None:
+    """Nine months of history: every test account-day whose 90 days are known churned
+    (the rest run past the end). The summary said the riskiest tenth "held 10%"."""
+    oos = {
+        "riskiest_10pct_share": {rpt.DEFAULT: 0.1},
+        "test_observations": 144,
+        "test_churn_observations": 144,
+        "auc": {rpt.DEFAULT: {"auc": None, "low": None, "high": None}},
+    }
+    (line,) = rpt.summary([{"horizon_days": 90, "out_of_sample": oos}])
+    assert line.startswith("Every account-day of the test period") and "held" not in line

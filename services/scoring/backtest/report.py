@@ -305,6 +305,13 @@ def summary(horizons: Sequence[dict[str, Any]]) -> list[str]:
         if held.get(DEFAULT) is None:
             lines.append(f"No churn within {days} days in the test period: nothing to judge.")
             continue
+        if oos["test_churn_observations"] == oos["test_observations"]:
+            lines.append(
+                f"Every account-day of the test period whose next {days} days the history "
+                "shows was followed by churn (the others' windows run past its end): "
+                "nothing to judge at this horizon; a longer history would tell."
+            )
+            continue
         line = (
             f"The riskiest 10% of account-days by the score held {held[DEFAULT]:.0%} of the "
             f"churn in the next {days} days (chance: 10%)"
@@ -337,7 +344,7 @@ def _plainly(aucs: dict[str, dict[str, Any]]) -> str:
         if name != DEFAULT and value["auc"] is not None and value["auc"] > score["auc"]
     ]
     if better:
-        said += f" Ranking churn better than the score here: {', '.join(better)}."
+        said += f" Ranking churn better than the score here (AUC): {', '.join(better)}."
     return said
 
 
