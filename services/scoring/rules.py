@@ -25,6 +25,7 @@ from services.scoring.inputs import days_since
 from services.scoring.measures import Measures
 from shared.alerting.schema import Condition, Rule, worse
 from shared.contracts.alerts import Severity
+from shared.contracts.events import LifecycleStage
 
 # Values the rules read besides the model's inputs.
 Values = Mapping[str, Any]
@@ -132,9 +133,12 @@ def _num(v: Any) -> float | None:
 def applies(rule: Rule, values: Values) -> bool:
     if rule.tiers and values.get("tier") not in rule.tiers:
         return False
-    return not (
-        rule.lifecycle_stages and values.get("lifecycle_stage") not in rule.lifecycle_stages
-    )
+    stage = values.get("lifecycle_stage")
+    if rule.lifecycle_stages:
+        return stage in rule.lifecycle_stages
+    # A former customer is no one to warn about unless a rule names the stage: their
+    # renewal and usage alerts stayed open for good, swelling every count of open ones.
+    return stage != LifecycleStage.churned
 
 
 def warmed_up(warm_up: timedelta, values: Values) -> bool:

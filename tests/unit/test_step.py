@@ -162,3 +162,29 @@ def test_an_alert_says_what_moved_in_measures_people_read() -> None:
     (fired,) = [f for f in quiet.fired if f.rule.id == "low_activity"]
     moved = [change["measure"] for change in fired.week_changes]
     assert moved and set(moved) <= set(USING.labels)
+
+
+def test_a_former_customer_is_warned_about_no_more() -> None:
+    """A churned account's renewal and usage alerts stayed open for good (found from
+    outside): no rule applies to it unless the rule names the stage, so they resolve."""
+    quiet_churned = measures(
+        active_users_7d=2,
+        active_users_30d=3,
+        first_seen=date(2026, 10, 20),
+        lifecycle_stage="churned",
+    )
+    first = score_account(QUIET, USING, AccountHistory(), now=NOW)
+    assert "low_activity" in {f.rule.id for f in first.fired}
+    states = dict(first.rule_states)
+    for days in (1, 30):  # it recovers, then the cooldown passes
+        step = score_account(
+            quiet_churned,
+            USING,
+            AccountHistory(rule_states=states),
+            now=NOW + timedelta(days=days),
+            swept=True,
+        )
+        states |= step.rule_states
+    assert step.fired and all(f.told.status == "resolved" for f in step.fired)
+    never = score_account(quiet_churned, USING, AccountHistory(), now=NOW)
+    assert never.fired == []
