@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alerts
 from services.dashboard import changes
 from services.dashboard.auth import NotFound, Viewer
@@ -130,6 +131,8 @@ async def account_page(
         "touchpoints": await _touchpoints(conn, account_id),
         "last_touchpoint_at": h.last_touchpoint_at if h is not None else None,
         "open_alerts": await open_alerts(conn, who, now, account_id),
+        # Its open risk case, linked where the page offered only to open one.
+        "open_case": await open_case_of(conn, account_id, who.key),
         "past_alerts": await _past_alerts(conn, who, account_id),
         "reports": [(kind, title) for kind, title in REPORT_KINDS],
     }

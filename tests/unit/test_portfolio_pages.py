@@ -711,3 +711,17 @@ async def test_danger_none_snoozed_alerts_and_churned_accounts_in_the_lists(
     ]
     assert len(by_risk) == 30
     assert by_risk.index("acct-03") > 20 and by_risk.index("acct-25") > 20  # were first
+
+
+async def test_the_account_page_links_its_open_risk_case(pages: Pages) -> None:
+    """It offered only to open one ("or go to the account's open case", unlinked)."""
+    await pages.sign_in("lead")
+    page = await pages.get("/ui/accounts/acct-01")
+    assert 'id="open-case-form"' in page and 'id="open-case-link"' not in page
+    opened = await pages.post(
+        "/ui/cases", page, account_id="acct-01", summary="Usage fell away", danger_level="high"
+    )
+    assert opened.status_code == 303
+    page = await pages.get("/ui/accounts/acct-01")
+    assert 'id="open-case-link"' in page and "Usage fell away" in page
+    assert 'id="open-case-form"' not in page
