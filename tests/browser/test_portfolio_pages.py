@@ -308,3 +308,20 @@ async def test_logged_touchpoint_reaches_the_score(browser: Browser, stack: Stac
     assert any("笔记已保存" in n for n in await browser.texts(".notice"))
     assert "预算冻结到三月" in " ".join(await browser.texts("#notes td"))
     await browser.screenshot("log-touchpoint-zh-CN")
+
+
+async def test_pages_fit_a_laptop_and_a_phone(browser: Browser, stack: Stack) -> None:
+    """The alerts table ran 1,543 px wide in a 1,400 px window, cutting its last
+    buttons off, and on a 390 px phone every page was wider than the screen, its
+    sign-out and language links off it (found from outside)."""
+    await browser.sign_in(stack.keys["lead"], "/ui/alerts")
+    wide = "return document.documentElement.scrollWidth - window.innerWidth"
+    assert await browser.js(wide) <= 0
+    await browser._run(browser.driver.set_window_size, 390, 844)
+    try:
+        for path in ("/ui/", "/ui/alerts", f"/ui/accounts/{_id(1)}", "/ui/lead"):
+            await browser.get(path)
+            assert await browser.js(wide) <= 0, path
+        await browser.screenshot("phone-lead")
+    finally:
+        await browser._run(browser.driver.set_window_size, 1400, 1000)
