@@ -192,3 +192,18 @@ def test_calibration_bins_run_from_the_safest_to_the_riskiest() -> None:
     assert bins[0]["score"] > bins[-1]["score"]
     probabilities = calibration(risk / 100, labels, probabilities=True)
     assert probabilities[-1]["predicted"] == 0.945 and "score" not in probabilities[0]
+
+
+def test_weights_that_rank_churn_no_better_are_no_suggestion() -> None:
+    """ "Suggested group weights … AUC 0.707 → 0.567" was offered (found from outside)."""
+    weights = {
+        "suggested": {"activity": 60.0, "depth": 40.0},
+        "improves": False,
+        "current_roc_auc": 0.707,
+        "suggested_roc_auc": 0.567,
+        "no_data": [],
+        "backwards": [],
+    }
+    said = "\n".join(rpt._measures_text({"horizon_days": 30, "measures": {}, "weights": weights}))
+    assert "No group weights suggested" in said and "0.707 → 0.567" in said
+    assert "Suggested group weights" not in said

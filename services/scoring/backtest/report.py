@@ -167,15 +167,22 @@ def _weights(
         group: round(total * edge / spread, 1) if spread else current[group]
         for group, edge in edges.items()
     }
+    now_auc = roc_auc([_weighted(snap, current) for snap in snaps], labels)
+    then_auc = roc_auc([_weighted(snap, suggested) for snap in snaps], labels)
+    # Weights that would rank churn no better are no suggestion (they were offered with
+    # "AUC 0.707 → 0.567").
+    better = now_auc is not None and then_auc is not None and then_auc > now_auc
     return {
         "no_data": sorted(group for group, auc in group_power.items() if auc is None),
         "backwards": backwards,
         "current": current,
         "suggested": suggested,
-        "current_roc_auc": _r(roc_auc([_weighted(snap, current) for snap in snaps], labels)),
-        "suggested_roc_auc": _r(roc_auc([_weighted(snap, suggested) for snap in snaps], labels)),
+        "improves": better,
+        "current_roc_auc": _r(now_auc),
+        "suggested_roc_auc": _r(then_auc),
         "note": "suggested only, never applied: PUT /v1/health-model to adopt them "
-        "(both AUCs re-weigh the stored group scores, without caps or profiles)",
+        "(both AUCs re-weigh the stored group scores, without caps or profiles, over the "
+        "whole history: in sample)",
     }
 
 
@@ -426,10 +433,18 @@ def _measures_text(first: dict[str, Any]) -> list[str]:
     if backwards:
         lines.append(f"  Ranking backwards: {', '.join(backwards)}")
     weights = first["weights"]
+    if not weights["improves"]:
+        lines += [
+            "",
+            "No group weights suggested: weighing the groups by their own ranking would not "
+            f"rank churn better than the model's weights (AUC {_f(weights['current_roc_auc'])} "
+            f"→ {_f(weights['suggested_roc_auc'])}, in sample)",
+        ]
+        return lines
     lines += [
         "",
         f"Suggested group weights (not applied): {weights['suggested']} — AUC "
-        f"{_f(weights['current_roc_auc'])} → {_f(weights['suggested_roc_auc'])}",
+        f"{_f(weights['current_roc_auc'])} → {_f(weights['suggested_roc_auc'])} (in sample)",
     ]
     if weights["no_data"] or weights["backwards"]:
         lines.append(
