@@ -96,7 +96,9 @@ def goals(r: Report, f: Fmt) -> list[Goal]:
         Goal(
             f.t("Oldest open issue"),
             f.t("at most {n} days", n=f.num(OLDEST_TICKET_TARGET_DAYS)),
-            f.t("{n} days", n=f.num(oldest)) if r.open_tickets else f.t("none open"),
+            f.t("{n} day" if oldest == 1 else "{n} days", n=f.num(oldest))
+            if r.open_tickets
+            else f.t("none open"),
             None if oldest is None else oldest <= OLDEST_TICKET_TARGET_DAYS,
         ),
     ]

@@ -88,11 +88,14 @@ def _usage_rows(mine: Figures, average: Figures | None, f: Fmt) -> list[dict[str
         value = getattr(mine, attr)
         avg = getattr(average, attr) if average is not None else None
         ratio = value / avg if avg else None
+        # One more digit for an average that would read as the value though it is not
+        # ("8 | 8 | 105% of average").
+        shown = digits + 1 if avg and f.num(avg, digits) == f.num(value, digits) else digits
         rows.append(
             {
                 "label": f.t(label),
                 "value": f.num(value, digits),
-                "average": f.num(avg, digits),
+                "average": f.num(avg, shown if round(ratio or 1, 2) != 1 else digits),
                 "position": f.t("{share} of average", share=f.pct(ratio)) if ratio else "",
                 "above": ratio is not None and ratio >= 1,
             }

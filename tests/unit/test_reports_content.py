@@ -271,3 +271,21 @@ def test_default_last_day_is_today_in_the_service_zone(monkeypatch: pytest.Monke
     monkeypatch.setattr(api, "utcnow", lambda: datetime(2026, 12, 1, 17, tzinfo=UTC))
     assert api.today_in(ZoneInfo("Asia/Shanghai")) == date(2026, 12, 2)
     assert api.today_in(UTC) == date(2026, 12, 1)
+
+
+def test_an_average_that_would_read_as_the_value_gets_a_digit_more() -> None:
+    """ "Days with use 8 | 8 | 105% of average" (found from outside)."""
+    rows = render._usage_rows(Figures(active_days=8), Figures(active_days=7.6), Fmt())
+    (days,) = [row for row in rows if row["label"] == "Days with use"]
+    assert (days["value"], days["average"]) == ("8", "7.6")
+    assert days["position"] == "105% of average"
+    same = render._usage_rows(Figures(active_days=8), Figures(active_days=8), Fmt())
+    assert [r["average"] for r in same if r["label"] == "Days with use"] == ["8"]
+
+
+def test_one_day_is_not_days() -> None:
+    page = render.render_html(
+        report(kind="qbr", current={"inputs": {"oldest_open_ticket_days": 1}}), Fmt()
+    )
+    shown = text_of(page)
+    assert not re.search(r"\b1 days", shown) and re.search(r"\b1 day\b", shown)
