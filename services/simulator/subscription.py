@@ -79,7 +79,9 @@ def _draw_user(rng: random.Random, number: int, start: date, days: int) -> _User
 
 def _signed_up(user: _User, event_id: str) -> dict[str, Any]:
     name = f"Subscriber {user.account_id}"
-    return signed_up(user, event_id, name, seats_purchased=1, plan="monthly", mrr=PRICE)
+    # No seats: one person's subscription has none to fill (with one, "seats nearly used"
+    # fired for every subscriber, and the activity cap judged one user against it).
+    return signed_up(user, event_id, name, plan="monthly", mrr=PRICE)
 
 
 def generate(accounts: int, days: int, *, end: date, seed: int = 7) -> Iterator[Item]:

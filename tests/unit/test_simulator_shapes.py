@@ -58,8 +58,11 @@ def test_subscription_has_eight_event_types_one_user_and_behaviour_driven_churn(
     usage = [event for event in events if event["kind"] == "usage"]
     assert {event["event"] for event in usage} == set(subscription.BASE_RATES)
     assert all(event["user_id"] == event["account_id"] for event in usage)
-    # No go-live, no modules: what the handbook's CRM model would look for is absent.
-    assert not any("go_live" in event or "module" in event for event in events)
+    # No go-live, no modules, no seats: what the handbook's CRM model would look for is
+    # absent (seats of 1 fired "seats nearly used" for every subscriber).
+    assert not any(
+        "go_live" in event or "module" in event or "seats_purchased" in event for event in events
+    )
     busy = {"like": 60, "post": 20, "message": 20, "reply": 10, "dislike": 2}
     sour = {**busy, "dislike": 60}
     quiet = {"like": 2, "adview": 30}
