@@ -725,3 +725,13 @@ async def test_the_account_page_links_its_open_risk_case(pages: Pages) -> None:
     page = await pages.get("/ui/accounts/acct-01")
     assert 'id="open-case-link"' in page and "Usage fell away" in page
     assert 'id="open-case-form"' not in page
+
+
+async def test_a_plan_names_its_template_by_title(pages: Pages) -> None:
+    """ "from the template adoption": its id, not its title (found from outside)."""
+    await pages.sign_in("lead")
+    page = await pages.get("/ui/accounts/acct-01")
+    made = await pages.post("/ui/plans/create", page, account_id="acct-01", template="adoption")
+    assert made.status_code == 303
+    page = await pages.get("/ui/accounts/acct-01")
+    assert "from the template Adoption" in page
