@@ -100,3 +100,21 @@ def test_calibrate_command_writes_a_model_the_service_accepts(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "calibrated" in result.output and "the score" in result.output
     assert parse_model(out.read_text(encoding="utf-8")).version == "cal-test"
+
+
+def test_a_curve_learned_against_its_declared_direction_is_named() -> None:
+    """A calibrated crm model scored more active users as less healthy, under the
+    handbook's own label, and nothing said so (found from outside)."""
+    from services.scoring.backtest.calibration import against_declared
+
+    base = load_default_model()
+    group, measure = next((g, name) for g, grp in base.groups.items() for name in grp.measures)
+    curve = base.groups[group].measures[measure].curve
+    backwards = curve.model_copy(update={"points": [[x, 100 - score] for x, score in curve.points]})
+    flipped_measure = base.groups[group].measures[measure].model_copy(update={"curve": backwards})
+    flipped_group = base.groups[group].model_copy(
+        update={"measures": {**base.groups[group].measures, measure: flipped_measure}}
+    )
+    learned = base.model_copy(update={"groups": {**base.groups, group: flipped_group}})
+    assert against_declared(learned, base) == [measure]
+    assert against_declared(base, base) == []

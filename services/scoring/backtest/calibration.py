@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from services.scoring.backtest.checks import warnings
+from services.scoring.backtest.directions import declared_direction
 from services.scoring.backtest.outofsample import (
     HANDBOOK,
     auc_interval,
@@ -24,6 +25,19 @@ from services.scoring.model.evaluate import evaluate
 from services.scoring.model.schema import HealthModel, Segment
 
 CALIBRATED = "calibrated"
+
+
+def against_declared(model: HealthModel, base: HealthModel) -> list[str]:
+    """The calibrated measures whose curve runs against the direction ``base`` (or the
+    built-in table) declares for them: more active users scored as less healthy."""
+    flipped = []
+    for group in model.groups.values():
+        for name in group.measures:
+            declared = declared_direction(name, base)
+            learned = declared_direction(name, model)
+            if declared is not None and learned is not None and learned != declared:
+                flipped.append(name)
+    return sorted(flipped)
 
 
 def calibrate(
@@ -47,6 +61,17 @@ def calibrate(
     report["riskiest_10pct_share"][CALIBRATED] = None if held is None else round(held, 4)
     shares = {horizon: sum(labels) / len(labels)} if labels else {}
     report["warnings"] = warnings(result, snaps, base, [horizon], shares)
+    flipped = against_declared(model, base)
+    if flipped:
+        report["warnings"].append(
+            {
+                "check": "against_declared_direction",
+                "message": f"{len(flipped)} measure(s) learned the opposite of their declared "
+                f"direction ({', '.join(flipped[:8])}): the training part's churners had more "
+                "of what should protect them, or less of what should not. Check those curves "
+                "(a small or odd history teaches them) before adopting the model",
+            }
+        )
     fitted, default = report["auc"][CALIBRATED]["auc"], report["auc"][HANDBOOK]["auc"]
     if fitted is not None and default is not None and fitted < default:
         report["warnings"].append(
