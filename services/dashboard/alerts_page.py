@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.alerts.actions import Action, ActionError, apply_action
+from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alert, visible_alerts
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
 from services.dashboard.home import SEVERITY_ORDER, AlertFilters, Page, list_alerts, text_param
 from services.dashboard.routes import _with_notice, language, page
+from services.scoring.queries import account_health_row
 from shared.auth import Scope
 from shared.clock import utcnow
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
@@ -136,8 +138,35 @@ async def alert_view(request: Request, alert_id: str) -> Response:
             raise NotFound(alert_id)
         _, rows = await list_alerts(conn, who, now, _one(alert_id))
         activity = await _activity(conn, alert_id)
-    values = {"a": rows[0], "activity": activity, "snooze_hours": SNOOZE_HOURS, **_notice(request)}
+        about = await _about(conn, who, alert_id, rows[0]["account_id"])
+    values = {
+        "a": rows[0],
+        "about": about,
+        "activity": activity,
+        "snooze_hours": SNOOZE_HOURS,
+        **_notice(request),
+    }
     return page(request, "alert.html", values, who)
+
+
+async def _about(
+    conn: AsyncConnection, who: Viewer, alert_id: str, account_id: str
+) -> dict[str, Any]:
+    """What one needs to act on the alert, on its page (it showed the rule's id, its
+    status and when it fired): what it says, what changed in the week before, the
+    account's health now, its last touchpoint and its open risk case."""
+    q = select(alerts.c.payload).where(alerts.c.alert_id == alert_id)
+    payload = (await conn.execute(q)).scalar_one_or_none() or {}
+    health = await account_health_row(conn, account_id)
+    changes = (payload.get("details") or {}).get("changes") or []
+    return {
+        "summary": payload.get("summary"),
+        "changes": [str(c["text"]) for c in changes if isinstance(c, dict) and "text" in c],
+        "score": health.score if health is not None else None,
+        "band": health.band if health is not None else None,
+        "last_touchpoint_at": health.last_touchpoint_at if health is not None else None,
+        "case": await open_case_of(conn, account_id, who.key),
+    }
 
 
 def _one(alert_id: str) -> AlertFilters:

@@ -735,3 +735,24 @@ async def test_a_plan_names_its_template_by_title(pages: Pages) -> None:
     assert made.status_code == 303
     page = await pages.get("/ui/accounts/acct-01")
     assert "from the template Adoption" in page
+
+
+async def test_an_alert_page_gives_what_one_needs_to_act(pages: Pages) -> None:
+    """It showed the rule's id, the status and when it fired; not what the alert says,
+    what changed, the account's health now, its last touchpoint nor its risk case."""
+    alert_id = "acct-02:low_activity:1"
+    said = {
+        "summary": "4 of 50 seats active this week.",
+        "details": {"changes": [{"text": "active users over 7 days fell from 42 to 4, −90%"}]},
+    }
+    async with pages.engine.begin() as conn:
+        await conn.execute(update(alerts).where(alerts.c.alert_id == alert_id).values(payload=said))
+    await pages.sign_in("lead")
+    page = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
+    about = page.split('id="alert-about"', 1)[1].split("</section>", 1)[0]
+    assert "4 of 50 seats active this week." in about
+    assert "active users over 7 days fell from 42 to 4" in about
+    assert 'href="/ui/accounts/acct-02/log"' in about and "Health now" in about
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    chinese = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
+    assert "近 7 天活跃用户数从 42 降至 4" in chinese and "当前健康度" in chinese
