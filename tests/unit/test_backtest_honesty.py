@@ -26,14 +26,17 @@ def snap(account: str, day: date, score: int = 50) -> Snapshot:
 def test_an_outcome_past_the_historys_end_is_left_out_not_counted_as_stayed() -> None:
     snaps = [
         snap("stays", LAST - timedelta(days=100)),  # its 90 days lie within: stayed
+        snap("went", LAST - timedelta(days=95)),  # churned within its 90 days
         snap("unknown", LAST - timedelta(days=10)),  # 80 of its 90 days are to come
-        snap("goes", LAST - timedelta(days=10)),  # churned within the days we saw
+        # Churned already, but kept only because it did, the late days would be all
+        # churn: every late day is left out alike (found in review).
+        snap("goes", LAST - timedelta(days=10)),
     ]
-    churn = {"goes": LAST - timedelta(days=2)}
-    assert rpt.observed(snaps, churn, 90, LAST) == [True, False, True]
+    churn = {"went": LAST - timedelta(days=40), "goes": LAST - timedelta(days=2)}
+    assert rpt.observed(snaps, churn, 90, LAST) == [True, True, False, False]
     result = Replay(snapshots=snaps, churn=churn, last_day=LAST)
     kept, labels, _ = rpt.outcomes(result, snaps, 90)
-    assert [s.account_id for s in kept] == ["stays", "goes"] and labels == [False, True]
+    assert [s.account_id for s in kept] == ["stays", "went"] and labels == [False, True]
 
 
 def test_ties_at_the_cut_share_the_riskiest_tenth() -> None:
@@ -55,6 +58,8 @@ def test_the_summary_says_when_the_score_is_no_better_than_chance_or_a_baseline(
     }
     said = rpt._plainly(aucs)
     assert "holds 0.5: here the score ranks churn no better than chance" in said
+    backwards = rpt._plainly({rpt.DEFAULT: {"auc": 0.38, "low": 0.30, "high": 0.45}})
+    assert "lies below 0.5: here the score ranks churn backwards" in backwards
     assert "Ranking churn better than the score here (AUC): events over 28 days (0.675)" in said
     assert "days since last event" not in said
 

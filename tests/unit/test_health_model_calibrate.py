@@ -92,7 +92,7 @@ def test_calibrate_command_writes_a_model_the_service_accepts(tmp_path: Path) ->
 
     events, churn = tmp_path / "h.ndjson.gz", tmp_path / "churn.csv"
     write_history(
-        events, churn, accounts=50, days=150, end=date(2026, 6, 30), seed=4, shape="subscription"
+        events, churn, accounts=60, days=200, end=date(2026, 6, 30), seed=4, shape="subscription"
     )
     out = tmp_path / "model.toml"
     args = ["calibrate", str(events), "--churn", str(churn), "--out", str(out), "--step-days", "14"]

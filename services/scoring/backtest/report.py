@@ -45,19 +45,14 @@ def _labels(snapshots: Sequence[Snapshot], churn: dict[str, Any], horizon: int) 
 def observed(
     snapshots: Sequence[Snapshot], churn: dict[str, Any], horizon: int, last_day: date | None
 ) -> list[bool]:
-    """Per snapshot: whether its outcome over ``horizon`` days is known, its account
-    having churned within them or the whole window lying within the history (to
-    ``last_day``). Counted as "stayed", a snapshot whose window runs past the history's
-    end made the long horizons measure churn before the history ended: all of a 9-month
-    history's test part at 90 days."""
+    """Per snapshot: whether its whole window of ``horizon`` days lies within the history
+    (to ``last_day``), churned or not. Counted as "stayed", a snapshot whose window ran
+    past the history's end made the long horizons measure churn before the history
+    ended; kept only when it churned, it would fill them with churn."""
     if last_day is None:
         return [True] * len(snapshots)
-    labels = _labels(snapshots, churn, horizon)
     window = timedelta(days=horizon)
-    return [
-        churned or snapshot.day + window <= last_day
-        for snapshot, churned in zip(snapshots, labels, strict=True)
-    ]
+    return [snapshot.day + window <= last_day for snapshot in snapshots]
 
 
 def outcomes(
@@ -254,10 +249,8 @@ def rule_quality(result: Replay, horizons: Sequence[int]) -> dict[str, Any]:
 
 
 def _known(result: Replay, firing: Firing, horizon: int) -> bool:
-    """Whether what followed ``firing`` over ``horizon`` days is known (``observed``)."""
-    if result.last_day is None or _churns_within(result, firing, horizon):
-        return True
-    return firing.day + timedelta(days=horizon) <= result.last_day
+    """Whether the ``horizon`` days after ``firing`` lie within the history (``observed``)."""
+    return result.last_day is None or firing.day + timedelta(days=horizon) <= result.last_day
 
 
 def _churns_within(result: Replay, firing: Firing, horizon: int) -> bool:
@@ -309,6 +302,12 @@ def summary(horizons: Sequence[dict[str, Any]]) -> list[str]:
     for horizon in horizons:
         oos = horizon["out_of_sample"]
         days, held = horizon["horizon_days"], oos["riskiest_10pct_share"]
+        if not oos["test_observations"]:
+            lines.append(
+                f"No account-day of the test period has its next {days} days within the "
+                "history: nothing to judge at this horizon; a longer history would tell."
+            )
+            continue
         if held.get(DEFAULT) is None:
             lines.append(f"No churn within {days} days in the test period: nothing to judge.")
             continue
@@ -341,7 +340,9 @@ def _plainly(aucs: dict[str, dict[str, Any]]) -> str:
     interval holding 0.5, and simpler rankings that beat it."""
     score = aucs[DEFAULT]
     said = ""
-    if score["low"] is not None and score["high"] is not None and score["low"] <= 0.5:
+    if score["high"] is not None and score["high"] < 0.5:
+        said += " That interval lies below 0.5: here the score ranks churn backwards."
+    elif score["low"] is not None and score["low"] <= 0.5:
         said += " That interval holds 0.5: here the score ranks churn no better than chance."
     if score["auc"] is None:
         return said
