@@ -64,7 +64,7 @@ from shared.bus.outbox import MessageOutbox
 from shared.config import Settings
 from shared.jobs import Jobs
 from shared.storage.db import create_engine, migrate
-from shared.web import base_app, ops_router
+from shared.web import Readiness, base_app, ops_router
 from shared.worker import ConsumerMetrics, Progress, consume
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,17 @@ class Runtime:
             )
             return False
         return await self.bus.reachable()
+
+    async def web_ready(self) -> bool:
+        """The web service alone: the database answers. It runs no consumer, and what it
+        serves (pages, reads, alert actions) needs no broker: a readiness that asked for
+        Kafka took every web replica out of service during a broker outage."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     async def ingest_ready(self) -> bool:
         """Ingest alone: the bus answers. While the database is down it keeps accepting
@@ -337,9 +348,9 @@ def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(opportunities_router)
 
 
-def ops_app(rt: Runtime, title: str) -> FastAPI:
+def ops_app(rt: Runtime, title: str, ready: Readiness | None = None) -> FastAPI:
     app = base_app(title, KeyStore(rt.engine))
-    app.include_router(ops_router(rt.registry, rt.ready))
+    app.include_router(ops_router(rt.registry, ready or rt.ready))
     return app
 
 
@@ -368,7 +379,7 @@ def web_app(rt: Runtime) -> FastAPI:
     """What people use, in one place: the dashboard, the read API and the alerts API
     (with ops endpoints), no consumer. Scoring replicas cannot share one published port,
     so a deployment points people and notices' links (``HEALTHWATCH_PUBLIC_URL``) here."""
-    app = ops_app(rt, "healthwatch web")
+    app = ops_app(rt, "healthwatch web", rt.web_ready)
     mount_health_api(app, rt)
     mount_alerts_api(app, rt)
     mount_dashboard(

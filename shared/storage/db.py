@@ -68,15 +68,22 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# The PostgreSQL errors that mean a value cannot be stored as sent: text past its column
+# (22001), a number out of range (22003), a NUL or other character the encoding lacks
+# (22021, 22P05). The rest of class 22 (division by zero, a bad cast) is our bug.
+UNSTORABLE_STATES = frozenset({"22001", "22003", "22021", "22P05"})
+
+
 def unstorable_value(exc: BaseException) -> bool:
-    """Whether the database refused a value it cannot hold (a NUL byte in text, a string
-    past its column, a number out of range): PostgreSQL's SQLSTATE class 22, which
-    SQLAlchemy raises as ``DataError`` or, through asyncpg, as a bare ``DBAPIError``.
-    The client can fix that; it is no outage."""
-    if isinstance(exc, DataError):
-        return True
+    """Whether the database refused a value it cannot hold: SQLAlchemy raises it as
+    ``DataError``, or through asyncpg as a bare ``DBAPIError`` with the SQLSTATE. The
+    client can fix that; it is no outage, and no server bug."""
+    if not isinstance(exc, DBAPIError):
+        return False
     state = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return isinstance(exc, DBAPIError) and isinstance(state, str) and state.startswith("22")
+    if isinstance(state, str):
+        return state in UNSTORABLE_STATES
+    return isinstance(exc, DataError)
 
 
 def insert_ignore(conn: AsyncConnection, table: Table) -> Any:

@@ -217,6 +217,8 @@ async def test_real_prometheus_scrapes_the_services(
                 ('healthwatch_consumer_lag_records{job="scoring"}', None),
                 ('healthwatch_consumer_lag_records{job="alerts"}', None),
                 ('healthwatch_alert_outbox_depth{job="alerts"}', None),
+                # At 0 before any: the dead-letter alert's increase() needs the series.
+                ('healthwatch_consumer_dead_letters_total{job="alerts"}', None),
             ):
                 result = await wait_for(
                     lambda q=promql: series(q), timeout=60, what=f"series {promql}"

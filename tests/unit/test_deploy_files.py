@@ -396,3 +396,18 @@ def test_kustomize_renders(tmp_path: Path) -> None:
     assert all(
         d["metadata"].get("namespace") == "healthwatch" for d in docs if d["kind"] != "Namespace"
     )
+
+
+def test_every_service_is_scraped_and_watched_everywhere() -> None:
+    """The web service was added to the compose scrape and the target-down rule, but not
+    to the Operator's PodMonitor nor the dashboard's "up" panel (found in review)."""
+    (monitor,) = load_all(K8S / "extras" / "podmonitor.yaml")
+    selected = next(
+        e["values"]
+        for e in monitor["spec"]["selector"]["matchExpressions"]
+        if e["key"] == "app.kubernetes.io/component"
+    )
+    assert sorted(selected) == sorted(SERVICES)
+    panels = json.loads((GRAFANA / "healthwatch.json").read_text())["panels"]
+    ups = [t["expr"] for p in panels for t in p.get("targets", []) if t["expr"].startswith("up{")]
+    assert ups and all(f'job=~"{"|".join(SERVICES)}"' in expr for expr in ups)

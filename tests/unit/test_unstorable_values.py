@@ -93,6 +93,11 @@ async def test_a_dashboard_form_value_postgresql_cannot_hold_gets_a_page_to_corr
             await conn.execute(text("SELECT CAST(:v AS text)"), {"v": "a\x00b"})
     assert unstorable_value(caught.value)
     assert not unstorable_value(DBAPIError("SELECT 1", {}, ConnectionRefusedError()))
+    # A division by zero is class 22 too, but our bug: a 500, not the client's 422.
+    async with engine.connect() as conn:
+        with pytest.raises(DBAPIError) as ours:
+            await conn.execute(text("SELECT 1 / count(*) FROM accounts WHERE false"))
+    assert not unstorable_value(ours.value)
 
 
 async def test_a_portfolio_past_postgresqls_parameter_limit_is_read(
