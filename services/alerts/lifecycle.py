@@ -103,8 +103,10 @@ class AlertLifecycle:
         the alert, unless snoozed or acknowledged) or its end. An alert someone resolved
         by hand stays resolved (its end is not told again) unless it gets worse: then it
         opens again. A muted alert that turns critical is muted no longer."""
+        # When it first fired, in the row, the payload and notices alike: a revision is
+        # dated when its step ran, which read as "fired" the moment it changed.
+        alert = alert.model_copy(update={"fired_at": row.fired_at})
         values = _fields(alert, now)
-        del values["fired_at"]  # when it first fired; a revision is dated when it was made
         if alert.status == "resolved" and (known := stored_alert(row)) is not None:
             # Its end keeps the name, severity and values people knew it by, the step that
             # ended it having worded its title with what ended it ("no touchpoint for 0

@@ -24,6 +24,7 @@ from services.scoring.queries import (
     AccountUsage,
     DayUse,
     account_health_row,
+    cause_code,
     end_of,
     facts_as_of,
     open_at,
@@ -158,7 +159,7 @@ def _score_then(row: Any) -> dict[str, Any]:
         "score": row.score,
         "band": row.band,
         "inputs": dict(row.inputs or {}),
-        "danger_causes": list(danger.get("causes", [])),  # codes, as history rows keep them
+        "danger_causes": [cause_code(c) for c in danger.get("causes", [])],
     }
 
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import explain, history
-from services.scoring.danger import cause_of
+from services.scoring.danger import cause_code, cause_of
 from services.scoring.inputs import depth_level
 from services.scoring.model.schema import ModelError
 from services.scoring.model.store import ModelStore
@@ -152,7 +152,7 @@ async def _health_as_of(
         "depth_level": (row.inputs or {}).get("depth_level"),
         "danger_level": danger.get("level"),
         # Codes in the history row: as the newest score's causes, without the day's text.
-        "danger_causes": [cause_of(code) for code in danger.get("causes", [])],
+        "danger_causes": [cause_of(cause_code(c)) for c in danger.get("causes", [])],
         "explanation": row.explanation,
     }
 

@@ -75,6 +75,12 @@ def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> 
     return {"level": level, "causes": [cause_of(code, text) for code, text in causes]}
 
 
+def cause_code(stored: Any) -> str:
+    """A cause as a score history row keeps it: its code (rows written before the
+    history kept codes only hold the whole cause)."""
+    return str(stored.get("code")) if isinstance(stored, dict) else str(stored)
+
+
 def cause_of(code: str, text: str | None = None) -> dict[str, Any]:
     """A cause as answers show it: code, level and (when known) the text that day.
     The score history keeps codes only; its causes come back without text."""

@@ -113,6 +113,11 @@ def model_inputs(
     }
 
 
+# Stored with the score's inputs besides the model's (``step.stored_extras``): the score
+# and two counts; a milestone may read them ("score ≥ 70").
+STORED_EXTRAS = ("score", "active_users_7d", "events_7d")
+
+
 def measure_names(behaviour: Behaviour) -> tuple[frozenset[str], frozenset[str]]:
     """The names of the inputs every account gets (with the model's declared events and
     ratios), and the measures kept per event name (``events_28d`` of
@@ -131,7 +136,7 @@ def measure_names(behaviour: Behaviour) -> tuple[frozenset[str], frozenset[str]]
         seats_purchased=None,
     )
     names = frozenset(model_inputs(blank, behaviour=behaviour))
-    return names, frozenset(GENERIC_LABELS) - names
+    return names | frozenset(STORED_EXTRAS), frozenset(GENERIC_LABELS) - names
 
 
 def _adoption(m: Measures) -> Inputs:

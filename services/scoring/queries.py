@@ -33,6 +33,7 @@ from services.scoring.as_of import open_at as open_at  # for other packages
 from services.scoring.as_of import portfolio_health_as_of as portfolio_health_as_of
 from services.scoring.as_of import scores_as_of as scores_as_of  # for other packages
 from services.scoring.as_of import tickets_as_of as tickets_as_of  # for other packages
+from services.scoring.danger import cause_code as cause_code  # for other packages
 from services.scoring.facts_history import end_of as end_of  # for other packages
 from services.scoring.facts_history import facts_as_of as facts_as_of  # for other packages
 from services.scoring.measures import Measures, load_measures

@@ -153,6 +153,7 @@ async def test_an_alert_keeps_when_it_fired_and_ends_under_the_name_people_knew(
         "critical",
     )
     assert row.fired_at.replace(tzinfo=UTC) == T0  # type: ignore[attr-defined]
+    assert AlertEvent.model_validate(row.payload).fired_at == T0  # type: ignore[attr-defined]
     async with world.engine.connect() as conn:
         told = (
             (

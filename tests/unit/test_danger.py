@@ -75,3 +75,13 @@ def test_normal_and_mild_causes_and_their_windows() -> None:
     assert mild["level"] == "mild"
     stale = assess(m(champion_changed_at=datetime.now(UTC) - timedelta(days=400)), {}, RULES)
     assert stale["level"] is None
+
+
+def test_a_cause_reads_as_its_code_from_old_and_new_history_rows() -> None:
+    """History rows kept whole causes before they kept codes: a read as of such a day
+    raised (a dict is no key) on the health and report reads (found in review)."""
+    from services.scoring.danger import cause_code, cause_of
+
+    old = {"code": "champion_change", "level": "mild", "text": "the customer's champion changed"}
+    assert cause_code(old) == cause_code("champion_change") == "champion_change"
+    assert cause_of(cause_code(old)) == {"code": "champion_change", "level": "mild"}

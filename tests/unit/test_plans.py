@@ -151,7 +151,8 @@ def test_a_milestones_measure_must_be_one_the_score_computes() -> None:
     for template in default_templates().template:
         for milestone in template.milestone:
             check_known(milestone.measure, *known)
-    for measure in ("events_28d[report run]", "days_since_event[login]", "likes_per_post"):
+    stored = ("score", "active_users_7d", "events_7d")  # stored with the inputs: readable
+    for measure in ("events_28d[report run]", "days_since_event[login]", "likes_per_post", *stored):
         check_known(measure, *known)
     with pytest.raises(ValueError, match="Did you mean activation_rate"):
         check_known("activation_rat", *known)
