@@ -799,7 +799,7 @@ def calibrate(
     ] = None,
 ) -> None:
     """Learn an explainable health model (a curve and a weight per measure) from the
-    history, judged out of sample beside the handbook default and the baselines."""
+    history, judged out of sample beside the model it starts from and the baselines."""
     from services.scoring.backtest.calibration import calibrate as fit_model
     from services.scoring.backtest.calibration import text as calibration_text
     from services.scoring.model.schema import load_default_model, parse_model
@@ -824,7 +824,7 @@ def calibrate(
     out.write_text(toml_text, encoding="utf-8")
     print(calibration_text(report, horizon))
     if any(w["check"] == "worse_than_default" for w in report["warnings"]):
-        console.print(f"written {out}, but keep the handbook default: see the warning above")
+        console.print(f"written {out}, but keep the model it started from: see the warning above")
         return
     console.print(
         f"written {out}: review it (diff it against GET /v1/health-model), then apply it "

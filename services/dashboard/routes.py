@@ -348,7 +348,7 @@ async def unstorable_entry(request: Request, exc: Exception) -> Response:
 fallback = APIRouter(prefix="/ui", include_in_schema=False)
 
 
-@fallback.get("/{rest:path}")
+@fallback.api_route("/{rest:path}", methods=["GET", "POST"])
 async def no_such_page(request: Request, rest: str) -> Response:
     """A page the dashboard does not have: its error page in the viewer's language, with
     the way home, not the API's English JSON."""

@@ -142,6 +142,8 @@ async def test_a_page_the_dashboard_does_not_have_gets_its_error_page(
     missing = await client.get("/ui/no-such-page")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
     assert "看板中没有此页面" in missing.text and 'href="/ui/"' in missing.text
+    posted = await client.post("/ui/no-such-form", data={"x": "1"})
+    assert posted.status_code == 404 and "看板中没有此页面" in posted.text  # was a 405
     # The static files and the real pages are still found.
     assert (await client.get("/ui/login")).status_code == 200
     static = sorted((Path(dashboard_app.__file__).parent / "static").iterdir())[0]

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import tomllib
-from fnmatch import fnmatchcase
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,8 +27,20 @@ def test_every_data_file_of_the_packages_is_in_their_package_data() -> None:
         path
         for path in data
         if not any(
-            fnmatchcase(path.partition("/")[2], pattern)
+            _ships(path.partition("/")[2], pattern)
             for pattern in patterns.get(path.partition("/")[0], [])
         )
     ]
     assert left_out == [], "add these to [tool.setuptools.package-data] in pyproject.toml"
+
+
+def _ships(path: str, pattern: str) -> bool:
+    """Whether setuptools' package-data ``pattern`` takes ``path``: its ``*`` stays
+    within one folder (``fnmatch``'s crosses them, so a nested file passed unshipped)."""
+    parts, wanted = PurePosixPath(path).parts, PurePosixPath(pattern).parts
+    return len(parts) == len(wanted) and PurePosixPath(path).match(pattern)
+
+
+def test_the_matcher_keeps_a_star_within_one_folder() -> None:
+    assert _ships("dashboard/static/x.css", "dashboard/static/*")
+    assert not _ships("dashboard/static/img/x.png", "dashboard/static/*")

@@ -100,19 +100,23 @@ def redact_urls(text: str) -> str:
     return _HOST_PATH.sub(r"\1/…", _URL_SECRETS.sub(r"\1\2/…", text))
 
 
-# A part of a webhook URL's path or query this long may be its token (Slack's last
-# segment has 24 characters); shorter ones ("services", "hooks") are left readable.
-SECRET_PART_CHARS = 8
+# A part of a webhook URL's path or query that may be its token: one holding a digit
+# (Slack's T…/B…/token, "?token=abc123") or this long; words such as "services" or
+# "hooks" stay readable.
+SECRET_PART_CHARS = 12
 
 
 def without_url_secrets(text: str, url: str) -> str:
-    """``text`` (a destination's answer) with every long part of ``url``'s path and query
-    cut out: a gateway or proxy may echo the request path, and that path is the
-    credential."""
+    """``text`` (a destination's answer) with ``url``'s path and query, and every part of
+    them that may be a token, cut out: a gateway or proxy may echo the request path,
+    and that path is the credential."""
     parts = urllib.parse.urlsplit(url)
-    for secret in re.split(r"[/?&=]", parts.path + "?" + parts.query):
-        if len(secret) >= SECRET_PART_CHARS:
-            text = text.replace(secret, "…")
+    for whole in (parts.path, parts.query):
+        if len(whole) > 1:
+            text = text.replace(whole, "…")
+    for part in re.split(r"[/?&=]", parts.path + "?" + parts.query):
+        if len(part) >= SECRET_PART_CHARS or (len(part) >= 4 and any(c.isdigit() for c in part)):
+            text = text.replace(part, "…")
     return text
 
 
