@@ -1066,7 +1066,9 @@ def export_cmd(
     async def write(engine: AsyncEngine) -> int:
         size = 0
         with out.open("wb") as f:
-            async for chunk in export_chunks(engine, Ask(kind, None, first, last), format):
+            async for chunk in export_chunks(
+                engine, Ask(kind, None, first, last), format, bom=True
+            ):
                 size += f.write(chunk)
         return size
 

@@ -34,4 +34,4 @@ async def export_view(
     who = await viewer(request)
     ctx = context(request)
     ask = Ask(kind, who.key.portfolio_of, start, end)
-    return download(ctx.engine, ask, format, ctx.settings.zone)
+    return download(ctx.engine, ask, format, ctx.settings.zone, bom=True)  # for a spreadsheet

@@ -14,7 +14,7 @@ from services.reports.data import Kind
 from services.reports.document import Ask, document
 from services.reports.fmt import Fmt
 from services.reports.pdf import PdfUnavailable
-from services.scoring.queries import AHEAD_OF_UTC, Day, check_not_future, visible_account
+from services.scoring.queries import Day, account_zone, check_not_future, visible_account
 from shared.auth import ApiKey
 from shared.clock import utcnow
 from shared.openapi import error_responses
@@ -107,9 +107,6 @@ async def account_report(
     """The monthly usage report (30 days), the enterprise tier's usage report every two
     months (CAD-09) or the quarterly business review (CAD-05) ending on ``end`` (default
     today), in ``lang`` (default: the service's language), as HTML or PDF."""
-    if end is not None:
-        # A period ending in days to come would report them as days without use.
-        check_not_future(end, (utcnow() + AHEAD_OF_UTC).date(), "anywhere (UTC+14)", "end")
     base = defaults(request)
     pdf = wants_pdf(format, accept)
     ask = Ask(
@@ -121,4 +118,9 @@ async def account_report(
         pdf_href=None if pdf else pdf_link(request),
     )
     async with engine.connect() as conn:
+        if end is not None:
+            # A period ending in days to come (in the account's zone, where its days are
+            # counted) would report them as days without use.
+            zone = await account_zone(conn, account_id, service_zone(request))
+            check_not_future(end, utcnow().astimezone(zone).date(), "in the account's zone", "end")
         return await report_document(conn, key, ask)

@@ -54,7 +54,7 @@ from shared.document_routes import (
     toml_body,
 )
 from shared.openapi import error_responses
-from shared.web import CSV_BOM, AdminKey, ClientError, ReadKey, spreadsheet_cell
+from shared.web import AdminKey, ClientError, ReadKey, spreadsheet_cell
 
 # Accounts per answer of GET /v1/health: a page of a few hundred KB of JSON by default,
 # and a large portfolio (the handbook's 2,000 accounts) in one page at most.
@@ -263,8 +263,7 @@ async def portfolio_health(
         rows = await portfolio_health_as_of(conn, key, day, ctx.zone)
     page = rows[offset : offset + limit]
     if format == "csv":
-        out = io.StringIO()
-        out.write(CSV_BOM)
+        out = io.StringIO()  # paged, for programs: no byte-order mark in each page
         writer = csv.DictWriter(out, fieldnames=HEALTH_AS_OF_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: spreadsheet_cell(v) for k, v in row.items()} for row in page)

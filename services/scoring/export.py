@@ -167,13 +167,17 @@ class _Drain(io.RawIOBase):
         return out
 
 
-async def export_chunks(engine: AsyncEngine, ask: Ask, fmt: str) -> AsyncIterator[bytes]:
-    """The export as bytes, a partition of rows at a time."""
+async def export_chunks(
+    engine: AsyncEngine, ask: Ask, fmt: str, *, bom: bool = False
+) -> AsyncIterator[bytes]:
+    """The export as bytes, a partition of rows at a time; ``bom``: a CSV made for a
+    person's spreadsheet begins with one (``CSV_BOM``), an API's does not."""
     schema = SCHEMAS[ask.kind]
     async with engine.connect() as conn:
         result = await conn.stream(_query(ask))
         if fmt == "csv":
-            async for chunk in _csv(result.partitions(PARTITION_ROWS), ask.kind, schema):
+            rows = result.partitions(PARTITION_ROWS)
+            async for chunk in _csv(rows, ask.kind, schema, CSV_BOM if bom else ""):
                 yield chunk
             return
         sink = _Drain()
@@ -185,9 +189,9 @@ async def export_chunks(engine: AsyncEngine, ask: Ask, fmt: str) -> AsyncIterato
         yield sink.take()
 
 
-async def _csv(partitions: Any, kind: str, schema: pa.Schema) -> AsyncIterator[bytes]:
+async def _csv(partitions: Any, kind: str, schema: pa.Schema, first: str) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
-    buffer.write(CSV_BOM)
+    buffer.write(first)
     writer = csv.DictWriter(buffer, fieldnames=schema.names, lineterminator="\n")
     writer.writeheader()
     async for rows in partitions:
@@ -240,13 +244,15 @@ async def export(
     return download(ctx.engine, Ask(kind, key.portfolio_of, start, end), format, ctx.zone)
 
 
-def download(engine: AsyncEngine, ask: Ask, fmt: str, zone: tzinfo) -> StreamingResponse:
+def download(
+    engine: AsyncEngine, ask: Ask, fmt: str, zone: tzinfo, *, bom: bool = False
+) -> StreamingResponse:
     """The export as a streamed file download, history's days defaulted in ``zone``
     (the API's route and the dashboard's, /ui/export/{kind}, answer the same)."""
     first, last = history_days(ask.start, ask.end, lambda: utcnow().astimezone(zone).date())
     name = f"healthwatch-{ask.kind}.{fmt}"
     return StreamingResponse(
-        export_chunks(engine, replace(ask, start=first, end=last), fmt),
+        export_chunks(engine, replace(ask, start=first, end=last), fmt, bom=bom),
         media_type=MEDIA[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -44,9 +44,9 @@ async def test_export_accounts_scores_and_history(
         await send(hw, [usage(a, "u1", days_ago=d) for a in ("anna-co", "carl-co") for d in (0, 2)])
 
         status, body = await _get(hw, "/v1/export/accounts")
-        # UTF-8 with a BOM: Excel reads Chinese names right (without, they came garbled).
-        assert body.startswith("\ufeff".encode())
-        rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+        # The API's CSV is for programs: no byte-order mark (the dashboard's has one).
+        assert not body.startswith("\ufeff".encode())
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
         assert status == 200 and [r["account_id"] for r in rows] == ["anna-co", "carl-co"]
         assert rows[0]["owner_email"] == "anna@example.com" and float(rows[0]["arr"]) == 1200
 
@@ -106,6 +106,8 @@ async def _dashboard(hw: Harness, csm: str, span: str) -> None:
     person, a CSM's holding their own portfolio only; without a session: the sign-in."""
     async with signed_in(hw, csm) as browser:
         r = await browser.get("/ui/export/accounts")
+        # For a spreadsheet: UTF-8 with a BOM, so Excel reads Chinese names right.
+        assert r.content.startswith("\ufeff".encode())
         rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
         assert r.status_code == 200 and [row["account_id"] for row in rows] == ["anna-co"]
         assert "attachment" in r.headers["content-disposition"]
