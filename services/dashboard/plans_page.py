@@ -24,6 +24,7 @@ from services.scoring.plans.queries import (
     add_milestone,
     create_plan,
     edit_milestone,
+    has_plan,
     plan_rows,
     plan_templates,
     remove_milestone,
@@ -81,6 +82,9 @@ async def _apply(request: Request, command: str) -> Response:
     try:
         async with ctx.engine.begin() as conn:
             if command == "create":
+                if not form.get("replace") and await has_plan(conn, account_id):
+                    # Remaking replaces its milestones, ticks and edits: only when asked.
+                    raise ClientError(409, "replace_unconfirmed", "confirm replacing the plan")
                 start = form.get("start_on", "").strip()
                 await create_plan(
                     conn,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -340,14 +341,21 @@ async def test_slack_notices_wait_for_the_group_window(world: World) -> None:
     assert due["email"] == T0 and due["slack"] == T0 + timedelta(seconds=30)
 
 
+async def _outbox_on(
+    settings: Settings, channel: Any
+) -> tuple[AsyncEngine, CollectorRegistry, Outbox]:
+    """A migrated database and an outbox writing to it through ``channel`` alone."""
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    registry = CollectorRegistry()
+    return engine, registry, Outbox([channel], settings, AlertsMetrics(registry))
+
+
 async def test_notices_are_acted_on_only_once_their_transaction_commits(
     embedded_settings: Settings,
 ) -> None:
     settings = embedded_settings.model_copy(update={"smtp_host": "127.0.0.1"})
-    engine = create_engine(settings.database_url)
-    await migrate(engine)
-    registry = CollectorRegistry()
-    outbox = Outbox([EmailChannel(settings)], settings, AlertsMetrics(registry))
+    engine, registry, outbox = await _outbox_on(settings, EmailChannel(settings))
     fire = Notice("fire", [alert("nps_detractor", Severity.warning)], "acme:nps_detractor:1/fire")
     anna = [Recipient(email="anna@example.com")]
 
@@ -384,10 +392,7 @@ async def test_a_digest_without_email_set_up_is_no_unroutable_notice(
     """With Slack but no SMTP, every CSM's daily digest counted as "nobody to tell" on
     every timer pass: a warning each, and the shipped unroutable alert firing for good."""
     settings = embedded_settings.model_copy(update={"slack_webhook_url": "http://127.0.0.1:9/h"})
-    engine = create_engine(settings.database_url)
-    await migrate(engine)
-    registry = CollectorRegistry()
-    outbox = Outbox([SlackChannel(settings)], settings, AlertsMetrics(registry))
+    engine, registry, outbox = await _outbox_on(settings, SlackChannel(settings))
     digest = Notice("digest", [alert("low_activity", Severity.critical)], "digest:anna:d")
     async with outbox.transaction(engine) as conn:
         put = await outbox.put(

@@ -756,3 +756,21 @@ async def test_an_alert_page_gives_what_one_needs_to_act(pages: Pages) -> None:
     pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
     chinese = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
     assert "近 7 天活跃用户数从 42 降至 4" in chinese and "当前健康度" in chinese
+
+
+async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:
+    """ "Make the plan anew" replaced hand-added milestones without a word (found from
+    outside): the server keeps the plan unless the replacement is confirmed."""
+    await pages.sign_in("lead")
+    page = await pages.get("/ui/accounts/acct-01")
+    assert (await pages.post("/ui/plans/create", page, account_id="acct-01")).status_code == 303
+    page = await pages.get("/ui/accounts/acct-01")
+    kept = await pages.post("/ui/plans/create", page, account_id="acct-01", template="onboarding")
+    assert "plan_error=replace_unconfirmed" in kept.headers["location"]
+    page = await pages.get("/ui/accounts/acct-01")
+    assert "from the template Onboarding" not in page
+    remade = await pages.post(
+        "/ui/plans/create", page, account_id="acct-01", template="onboarding", replace="1"
+    )
+    assert "plan_error" not in remade.headers["location"]
+    assert "from the template Onboarding" in await pages.get("/ui/accounts/acct-01")

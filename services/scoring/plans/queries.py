@@ -361,6 +361,12 @@ async def edit_milestone(
     await store.rescore_soon(conn, account_id)
 
 
+async def has_plan(conn: AsyncConnection, account_id: str) -> bool:
+    """Whether the account has a success plan (remaking one replaces its milestones)."""
+    q = select(success_plans.c.account_id).where(success_plans.c.account_id == account_id)
+    return (await conn.execute(q)).first() is not None
+
+
 async def _known_measure(conn: AsyncConnection, measure: str | None) -> None:
     """422 ``unknown_measure`` for a measure the model in force does not compute: the
     milestone would never progress."""
