@@ -140,6 +140,13 @@ async def test_a_case_from_alert_to_close_and_a_detractors_follow_up(
                 timeout=60,
                 what="the overdue task's escalation",
             )
+            # Its due notice too, before the case closes: once the case is closed the task
+            # may no longer be told (a CI run saw the overdue notice only).
+            await wait_for(
+                lambda: _has(inbox, "Task due: Meet the boss"),
+                timeout=60,
+                what="the task's due notice",
+            )
             r = await anna.post(
                 f"{path}/close", json={"outcome": "saved", "lesson": "Meet the boss"}
             )
