@@ -35,7 +35,13 @@ from services.dashboard import (
     saved_views,
     workload_page,
 )
-from services.dashboard.auth import DashboardContext, Forbidden, LoginRequired, NotFound
+from services.dashboard.auth import (
+    BadAddress,
+    DashboardContext,
+    Forbidden,
+    LoginRequired,
+    NotFound,
+)
 from services.dashboard.import_page import AccountsReader
 from shared.bus.base import Producer
 from shared.config import Settings
@@ -99,6 +105,7 @@ def mount_dashboard(
     app.add_exception_handler(LoginRequired, routes.login_required)
     app.add_exception_handler(Forbidden, routes.forbidden)
     app.add_exception_handler(NotFound, routes.not_found)
+    app.add_exception_handler(BadAddress, routes.bad_address)
     app.add_exception_handler(RequestValidationError, routes.invalid_address)
     app.add_exception_handler(DBAPIError, routes.unstorable_entry)
 

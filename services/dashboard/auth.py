@@ -103,6 +103,17 @@ class NotFound(Exception):
     """Unknown, or not the key's to see: the same 404 either way."""
 
 
+class BadAddress(Exception):
+    """A value in the page's address it can read but not serve (a day to come): a 400
+    page saying so. ``text`` is English with ``{fields}`` from ``values``, translated
+    where it is shown."""
+
+    def __init__(self, text: str, **values: object):
+        self.text = text
+        self.values = values
+        super().__init__(text.format(**values) if values else text)
+
+
 def path_of(request: Request) -> str:
     """The request's path as a link writes it: percent-encoded, so an account id holding
     "%41" links back to itself, not to "A" (``request.url.path`` leaves "%" decoded)."""

@@ -12,17 +12,23 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from services.dashboard.auth import NotFound, context, viewer
+from services.dashboard.auth import BadAddress, NotFound, context, viewer
 from services.dashboard.routes import SECURITY_HEADERS, language
 from services.reports.api import defaults, pdf_link, report_document, today_in
 from services.reports.data import KINDS
 from services.reports.document import Ask
 from services.reports.fmt import Fmt
-from services.scoring.queries import Day
-from shared.i18n import LANGUAGES
+from services.scoring.queries import Day, account_zone
+from shared.clock import utcnow
+from shared.i18n import LANGUAGES, N_
 from shared.web import ClientError
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+
+FUTURE_END = N_(
+    "The report cannot end on {end}: that day has not begun in the account's time zone. "
+    "Pick today or an earlier day."
+)
 
 # The report is a standalone document with inline styles and no script at all: the
 # dashboard's policy, but styles from the document itself and nothing else.
@@ -58,6 +64,13 @@ async def account_report_page(
         pdf_href=None if pdf else pdf_link(request),
     )
     async with context(request).engine.connect() as conn:
+        if end is not None:
+            # As the API: a period ending in days to come would show them as days without
+            # use. The account's zone counts its days; an unknown account is left to the
+            # report's own 404 below.
+            zone = await account_zone(conn, account_id, context(request).settings.zone)
+            if end > utcnow().astimezone(zone).date():
+                raise BadAddress(FUTURE_END, end=end.isoformat())
         try:
             answer = await report_document(conn, who.key, ask)
         except ClientError as exc:

@@ -18,6 +18,7 @@ from services.dashboard.account import account_page
 from services.dashboard.auth import (
     COOKIE,
     COOKIE_MAX_AGE_S,
+    BadAddress,
     Forbidden,
     LoginRequired,
     NotFound,
@@ -321,6 +322,12 @@ async def forbidden(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Forbidden)
     values = _error(request, N_("Not allowed here"), 403, exc.text, **exc.values)
     return page(request, "error.html", values, None, 403)
+
+
+async def bad_address(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadAddress)
+    values = _error(request, N_("Bad address"), 400, exc.text, **exc.values)
+    return page(request, "error.html", values, None, 400)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:

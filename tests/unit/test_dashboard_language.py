@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,11 @@ async def test_a_page_address_it_cannot_read_gets_a_page_in_the_viewers_language
     client.cookies.set("hw_lang", "zh-CN", path="/ui")
     chinese = await client.get("/ui/accounts/a/reports/usage", params={"end": "31/12/2026"})
     assert chinese.status_code == 400 and "此页面无法读取地址中的 end" in chinese.text
+    # A day it can read but that has not begun anywhere: refused, as the API refuses it
+    # (the report showed the days to come as days without use).
+    ahead = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    future = await client.get("/ui/accounts/a/reports/usage", params={"end": ahead})
+    assert future.status_code == 400 and f"报告不能截止于 {ahead}" in future.text
     # Outside the dashboard the API's handler answers, as before.
     api = client.app.exception_handlers[RequestValidationError]  # type: ignore[attr-defined]
     request = Request({"type": "http", "path": "/v1/health", "headers": [], "query_string": b""})
