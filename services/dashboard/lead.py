@@ -107,14 +107,19 @@ async def lead(
     seen = counted_by_day(first_seen.values(), days)
     # An account churns no earlier than it was first seen (a CRM stamp may be older).
     churned = counted_by_day((max(on, first_seen.get(a, on)) for a, on in churn_days.items()), days)
-    customers = [n - gone for n, gone in zip(seen, churned, strict=True)]
+    # Before the first account was seen there is nothing to count: no value (a gap in
+    # the chart), not 0 customers, which reads as a portfolio that churned away.
+    customers = [n - gone if n else None for n, gone in zip(seen, churned, strict=True)]
     live = [r for r in rows if r["lifecycle_stage"] != CHURNED]
     totals = portfolio_totals(live)
     bands = totals["by_band"]
     open_by_account = await open_alerts_by_account(conn, who, ids)
     trends: dict[str, list[Any]] = {
         "customers": customers,
-        "active_users": await _active_users(conn, ids, days),
+        "active_users": [
+            users if n else None
+            for users, n in zip(await _active_users(conn, ids, days), seen, strict=True)
+        ],
         "stable_share": await _stable_share(conn, ids, days),
         "churned_share": [
             round(min(1.0, gone / n), 4) if n else None

@@ -453,7 +453,9 @@ async def test_lead_view_counts_churn_and_breaks_down_per_csm(pages: Pages) -> N
     start, end = TODAY - timedelta(days=60), TODAY - timedelta(days=50)
     early = await pages.get("/ui/lead", **{"from": start.isoformat(), "to": end.isoformat()})
     data = orjson.loads(html.unescape(early.split('id="chart-data">')[1].split("</script>")[0]))
-    assert data["customers"]["data"]["datasets"][0]["data"] == [0] * 7
+    # Nor as 0 customers before the first was seen: no value, a gap in the chart.
+    assert data["customers"]["data"]["datasets"][0]["data"] == [None] * 7
+    assert data["active_users"]["data"]["datasets"][0]["data"] == [None] * 7
 
 
 async def test_every_alert_action_from_the_alert_page(pages: Pages) -> None:
