@@ -62,6 +62,19 @@ def test_the_summary_says_when_the_score_is_no_better_than_chance_or_a_baseline(
     assert "lies below 0.5: here the score ranks churn backwards" in backwards
     assert "Ranking churn better than the score here (AUC): events over 28 days (0.675)" in said
     assert "days since last event" not in said
+    assert "close to perfect" not in said
+
+
+def test_the_summary_doubts_a_ranking_too_good_to_be_foresight() -> None:
+    """On the shop shape, churn is "90 days without a purchase" and the reference ranks
+    it at 0.985 from the days since the last purchase: the definition, not foresight."""
+    aucs = {
+        rpt.DEFAULT: {"auc": 0.757, "low": 0.736, "high": 0.778},
+        rpt.REFERENCE: {"auc": 0.985, "low": 0.980, "high": 0.990},
+    }
+    said = rpt._plainly(aucs)
+    assert "close to perfect (gradient boosting (reference), 0.985)" in said
+    assert "how soon the definition is met" in said
 
 
 def test_churn_before_the_first_scored_day_is_not_a_wrong_id() -> None:

@@ -294,6 +294,10 @@ def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[s
 REFERENCE = "gradient boosting (reference)"
 # The model the backtest ran (the handbook's unless --model named another).
 DEFAULT = "the score"
+# An out-of-sample AUC at or above this is rarer in churn prediction than a churn
+# definition that follows from the inputs (a shop's "90 days without a purchase" seen by
+# its days since the last purchase): the summary says so rather than boast of it.
+TOO_GOOD = 0.95
 
 
 def summary(horizons: Sequence[dict[str, Any]]) -> list[str]:
@@ -353,6 +357,17 @@ def _plainly(aucs: dict[str, dict[str, Any]]) -> str:
     ]
     if better:
         said += f" Ranking churn better than the score here (AUC): {', '.join(better)}."
+    near = max(
+        ((value["auc"], name) for name, value in aucs.items() if value["auc"] is not None),
+        default=None,
+    )
+    if near is not None and near[0] >= TOO_GOOD:
+        said += (
+            f" A ranking this close to perfect ({near[1]}, {near[0]:.3f}) usually means churn "
+            "is defined by something the measures see (such as 90 days without a purchase): "
+            "then these figures say how soon the definition is met, not that churn was "
+            "foreseen. Define churn by a cancellation or a renewal not made if you can."
+        )
     return said
 
 
