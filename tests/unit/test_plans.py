@@ -19,7 +19,7 @@ from services.scoring.plans.progress import (
     alert_step,
     evaluate,
 )
-from services.scoring.plans.queries import Today, edit_milestone
+from services.scoring.plans.queries import Today, create_plan, edit_milestone
 from services.scoring.plans.templates import (
     PlanTemplateError,
     check_known,
@@ -317,3 +317,29 @@ async def test_a_milestone_on_an_event_outside_the_most_used_reads_its_value(
             await edit_milestone(conn, lead, "p", "kickoff", today, measure="events_28[export]")
         await edit_milestone(conn, lead, "p", "kickoff", today, title="Kick-off")
     assert (refused.value.status, refused.value.code) == (422, "unknown_measure")
+    # So is a template from a templates file whose measure it does not compute: read,
+    # the file is checked for the form of its measures only (the model can change).
+    typo = parse_templates(
+        """
+version = "x"
+[[template]]
+id = "t"
+title = "T"
+tiers = ["strategic"]
+  [[template.milestone]]
+  key = "a"
+  title = "A"
+  measure = "events_28[export]"
+  target = 1
+  due_days = 9
+"""
+    )
+    async with engine.begin() as conn:
+        with pytest.raises(ClientError) as wrong:
+            await create_plan(
+                conn, lead, "p", typo, template_id="t", start_on=None, author="a", when=today
+            )
+    assert (wrong.value.status, wrong.value.code) == (422, "unknown_measure")
+    assert wrong.value.message.startswith("template 't', milestone 'a': ")
+    async with engine.connect() as conn:  # the plan it had is kept
+        assert {r.key for r in await conn.execute(select(plan_milestones))} >= {"kickoff"}

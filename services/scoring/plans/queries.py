@@ -229,6 +229,12 @@ async def create_plan(
                 "no_template",
                 "No template matches this account's tier and lifecycle stage: name one.",
             )
+    # A templates file is checked for the form of its measures when read, not against
+    # the model in force, which can change after (and names the per-event-name
+    # measures): a milestone it cannot compute would never move.
+    for milestone in template.milestone:
+        where = f"template {template.id!r}, milestone {milestone.key!r}: "
+        await _known_measure(conn, milestone.measure, where)
     today, values = (await _values(conn, {account_id: facts}, when))[account_id]
     start = start_on or today
     await store.replace_plan(
@@ -367,16 +373,17 @@ async def has_plan(conn: AsyncConnection, account_id: str) -> bool:
     return (await conn.execute(q)).first() is not None
 
 
-async def _known_measure(conn: AsyncConnection, measure: str | None) -> None:
+async def _known_measure(conn: AsyncConnection, measure: str | None, where: str = "") -> None:
     """422 ``unknown_measure`` for a measure the model in force does not compute: the
-    milestone would never progress."""
+    milestone would never progress. ``where``: what holds it, first in the message."""
     if measure is None:
         return
     model, _ = await ModelStore().current(conn)
     try:
         check_known(measure, *measure_names(model.behaviour))
     except UnknownMeasure as exc:
-        raise ClientError(422, "unknown_measure", str(exc), extra={"measures": exc.known}) from None
+        message = where + str(exc)
+        raise ClientError(422, "unknown_measure", message, extra={"measures": exc.known}) from None
 
 
 async def remove_milestone(
