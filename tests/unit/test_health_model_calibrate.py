@@ -87,6 +87,18 @@ def test_a_calibrated_model_round_trips_through_toml_and_ranks_churn() -> None:
         fit([{"x": 1.0}] * 100, [False] * 100, base)
 
 
+def test_a_measure_that_repeats_another_is_weighed_once() -> None:
+    """One event name: its per-name count is the account's count; kept twice, the one
+    measure took two curves and two of the strongest places."""
+    rows, labels = _rows(2000, 3)
+    for row in rows:
+        row["usage_events_7d"] = row["events_7d[post]"] = row["events_7d"]
+    model, _ = fit(rows, labels, load_default_model())
+    kept = {m for g in model.groups.values() for m in g.measures}
+    assert len(kept & {"events_7d", "usage_events_7d", "events_7d[post]"}) == 1
+    assert "events_7d[post]" not in kept  # the account-wide measure is the one kept
+
+
 def test_calibrate_command_writes_a_model_the_service_accepts(tmp_path: Path) -> None:
     from services.cli import app  # the whole CLI: imported only by the test that runs it
 

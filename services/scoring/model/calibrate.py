@@ -182,7 +182,7 @@ def _curves(rows: Sequence[Row], labels: Sequence[bool]) -> dict[str, list[list[
         if measured_name(n) is None or measured_name(n) in keep
     )
     curves = {}
-    for name in names:
+    for name in _distinct_columns(rows, names):
         pairs = [
             (float(row[name]), y)
             for row, y in zip(rows, labels, strict=True)
@@ -196,6 +196,21 @@ def _curves(rows: Sequence[Row], labels: Sequence[bool]) -> dict[str, list[list[
         if curve is not None:
             curves[name] = curve
     return curves
+
+
+def _distinct_columns(rows: Sequence[Row], names: list[str]) -> list[str]:
+    """``names`` less those whose values equal, row by row, a name kept before them (a
+    product with one event name has ``events_28d[post]`` equal to ``usage_events_28d``):
+    two curves of one measure would split its weight and take two of the strongest
+    places. The account-wide measure is kept before a per-name one."""
+    seen: set[tuple[Any, ...]] = set()
+    kept = []
+    for name in sorted(names, key=lambda n: (measured_name(n) is not None, n)):
+        column = tuple(row.get(name) for row in rows)
+        if column not in seen:
+            seen.add(column)
+            kept.append(name)
+    return sorted(kept)
 
 
 # The weights: a logistic regression's, blended with each measure's own strength. Fitted
