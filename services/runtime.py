@@ -78,6 +78,8 @@ class Runtime:
     registry: CollectorRegistry
     consumers: ConsumerMetrics
     progress: Progress = field(default_factory=Progress)
+    # Readiness found the database down and has not seen it back yet.
+    _database_down: bool = field(default=False, init=False, repr=False)
 
     async def ready(self) -> bool:
         """The database and the bus answer, and no consume loop has stalled."""
@@ -85,7 +87,15 @@ class Runtime:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
+            self._database_down = True
             return False
+        if self._database_down:
+            # The loops could not move while the database was down, and one may still
+            # be sleeping out its last backoff (up to 15 s): the outage is not their
+            # stall. Counted as one, an outage a little shorter than the stall limit
+            # turned readiness red again seconds after the database was back.
+            self._database_down = False
+            self.progress.restart()
         stalled = self.progress.stalled(self.settings.consumer_stall_s)
         if stalled:
             log.warning(

@@ -73,6 +73,12 @@ class Progress:
     def forget(self, name: str) -> None:
         self._moved.pop(name, None)
 
+    def restart(self) -> None:
+        """Every loop's clock starts again now: what kept them from moving (a database
+        outage readiness saw) is over, and they retry within ``RETRY_CAP_S``."""
+        now = self._clock()
+        self._moved = dict.fromkeys(self._moved, now)
+
     def stalled(self, threshold_s: float) -> list[str]:
         """Loops that have not moved for longer than ``threshold_s``."""
         now = self._clock()
