@@ -154,6 +154,10 @@ def ticket_event(a: SimAccount, at: datetime, rng: random.Random) -> dict[str, A
     }
 
 
+# After a stop, the time what is in flight gets to end before it is cancelled.
+STOP_GRACE_S = 2.0
+
+
 class Simulator:
     def __init__(
         self,
@@ -289,28 +293,43 @@ class Simulator:
         return [e for e in events if e["kind"] != "ticket"]
 
     async def run(self, stop: asyncio.Event, *, live: bool = True) -> None:
-        """History, then live traffic until ``stop``; a stop during the history ends it too."""
+        """History, then live traffic until ``stop``. A stop ends every phase: what is in
+        flight gets STOP_GRACE_S to end (a live batch, a case's review), not ingest's
+        retries, which last about two minutes while it is unreachable."""
         async with httpx.AsyncClient(timeout=30) as client:
-            history = asyncio.create_task(self.send_history(client))
+            work = asyncio.create_task(self._traffic(client, stop, live))
             stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({history, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            if not history.done():
-                history.cancel()
+            try:
+                await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not work.done():
+                    await asyncio.wait({work}, timeout=STOP_GRACE_S)
+            finally:
+                stopped.cancel()
+                if not work.done():
+                    work.cancel()
+                    await asyncio.wait({work})
+            if work.cancelled():
+                log.info("simulator: stopped (%d events sent)", self.sent)
                 return
-            await history
-            log.info(
-                "simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent
-            )
-            # Success plans for some accounts, from the templates (scoring/plans/demo.py).
-            ids = [a.account_id for a in self.accounts]
-            today = self._clock().date()
-            await make_plans(client, self._api, self._headers, ids, today, random.Random(1))
-            if live:
-                # Plans and reviews for the risk cases the alerts open, so the demo's case
-                # board has them (a Random of its own: the traffic draws stay as they were).
-                at = self._clock()
-                work = work_cases(client, self._api, self._headers, random.Random(0), at, stop)
-                cases = asyncio.create_task(work)
+            await work  # its exception, if it failed
+
+    async def _traffic(self, client: httpx.AsyncClient, stop: asyncio.Event, live: bool) -> None:
+        await self.send_history(client)
+        log.info(
+            "simulator: history for %d accounts sent (%d events)", len(self.accounts), self.sent
+        )
+        # Success plans for some accounts, from the templates (scoring/plans/demo.py).
+        ids = [a.account_id for a in self.accounts]
+        today = self._clock().date()
+        await make_plans(client, self._api, self._headers, ids, today, random.Random(1))
+        if live:
+            # Plans and reviews for the risk cases the alerts open, so the demo's case
+            # board has them (a Random of its own: the traffic draws stay as they were).
+            at = self._clock()
+            work = work_cases(client, self._api, self._headers, random.Random(0), at, stop)
+            cases = asyncio.create_task(work)
+            try:
                 await self.live(client, stop)
                 await cases
+            finally:
+                cases.cancel()

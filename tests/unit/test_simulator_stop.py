@@ -1,0 +1,60 @@
+"""The live simulator stops when asked, whatever ingest does: with ingest gone it sat in
+its retries (30 of them, about two minutes) and ignored SIGTERM and SIGINT (found from
+outside). Against an in-memory stand-in for ingest and the APIs (httpx's MockTransport)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from services import simulate
+from services.simulate import Simulator
+
+STOP_GRACE_S = 2.0  # services.simulate's, here so the test reads against older trees
+
+
+async def test_a_stop_ends_the_live_traffic_while_ingest_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    down = asyncio.Event()  # from then on ingest answers 503, as with Kafka down
+    live_posts: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/plan"):
+            return httpx.Response(201, json={})
+        if path.startswith("/v1/cases"):
+            return httpx.Response(200, json={"cases": []})
+        if down.is_set():
+            live_posts.append(1)
+            return httpx.Response(503, headers={"Retry-After": "5"}, json={})
+        return httpx.Response(202, json={"accepted": 1})
+
+    real = httpx.AsyncClient
+
+    def client(**kw: Any) -> httpx.AsyncClient:
+        return real(transport=httpx.MockTransport(answer), **kw)
+
+    monkeypatch.setattr(simulate.httpx, "AsyncClient", client)
+    live = asyncio.Event()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "live":
+            live.set()
+
+    sim = Simulator("http://ingest.test", "hwk_x", 3, seed=1, progress=progress)
+    stop = asyncio.Event()
+    run = asyncio.create_task(sim.run(stop))
+    await asyncio.wait_for(live.wait(), timeout=30)  # history sent, a live batch too
+    down.set()
+    while not live_posts:  # the next live batch meets the 503 and waits to retry
+        await asyncio.sleep(0.05)
+    asked = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(run, timeout=STOP_GRACE_S + 3)
+    assert time.monotonic() - asked < STOP_GRACE_S + 1
+    assert len(live_posts) == 1  # no retry after the stop
