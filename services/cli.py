@@ -37,6 +37,7 @@ from services import runtime
 from services.admin_keys import printable
 from services.scoring.backfill import ImportReport, check_file_names, import_files
 from services.scoring.history_files import UnreadableFile
+from services.scoring.import_files import NotTheFileReadBefore
 from services.scoring.import_lock import ImportLockLost, ImportRunning
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.schema import ModelError
@@ -670,7 +671,7 @@ def import_cmd(
 
     try:
         result = asyncio.run(main())
-    except ImportRunning as exc:
+    except (ImportRunning, NotTheFileReadBefore) as exc:
         console.print(f"[red]not started:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except ImportLockLost as exc:

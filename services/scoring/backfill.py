@@ -8,7 +8,8 @@ interleave as the live stream would have), in batches handed to
 ``ScoringProcessor.handle``. The offsets commit with the state, so an interrupted import
 resumes where it stopped and a finished one imports nothing twice. Files are known by
 name: a copy under another name is imported again, and the dedup window (event ids for
-48 hours, ``usage.py``) recognises only its most recent events. Within a run, copies of
+48 hours, ``usage.py``) recognises only its most recent events; another file under a
+name imported before is refused (``import_files``). Within a run, copies of
 an event within 48 hours of each other count once in whatever order they come: each
 file is read once first for its lines' times, and the window keeps what a later line
 may repeat (``import_ahead``). ``--restart`` reads
@@ -48,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFile, read_lines
 from services.scoring.import_ahead import Ahead, earliest_ahead, receipts_ahead
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
+from services.scoring.import_files import check_files
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.processor import ScoringProcessor, batch_span
 from services.scoring.sweep import QuietAccountSweep
@@ -229,6 +231,8 @@ async def import_files(
     sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
     processor = processor_for(_Sink(report, sources))
     async with import_lock(processor.engine) as still_held:
+        async with processor.engine.begin() as conn:
+            await check_files(conn, {topic: s.path for topic, s in sources.items()}, restart)
         await _read(sources, processor, report, progress, still_held, restart, batch_size)
         order = {path.name: place for place, path in enumerate(paths)}
         report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))

@@ -202,6 +202,17 @@ import_rejects = Table(
     Column("record", Integer, primary_key=True),
 )
 
+# The files an import has read (pseudo-topic "import:<file>"): a digest of the first
+# ``records`` records, so another file under the same name is refused, not taken for
+# the one read before and skipped (``services/scoring/import_files.py``).
+import_files = Table(
+    "import_files",
+    metadata,
+    Column("source", String(300), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("records", Integer, nullable=False),
+)
+
 # The alerts an import holds (``healthwatch import``): each alert id's newest message,
 # written in the transaction of the batch or day that produced it, so an import stopped
 # halfway and run again still opens, at its end, what is firing then.

@@ -24,6 +24,7 @@ import services.scoring.processor as processor_module
 from services.scoring.backfill import import_files
 from services.scoring.history_files import LineNumbers, read_lines
 from services.scoring.import_days import NOON, ImportCalendar
+from services.scoring.import_files import NotTheFileReadBefore
 from services.scoring.measures import Measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
@@ -146,6 +147,44 @@ async def test_import_reports_rejects_and_resumes(
         assert (
             await conn.execute(select(tickets.c.priority).where(tickets.c.ticket_id == "T2"))
         ).scalar() == "low"
+
+
+async def test_another_file_under_a_name_imported_before_is_refused_not_skipped(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Known by name alone, another file called usage.ndjson had its lines up to the
+    first file's length skipped as "read by an earlier run", with exit 0 (found from
+    outside). A file grown at its end still resumes, a short one too."""
+    engine, processor = db
+
+    def use(i: int) -> bytes:
+        day = f"2026-11-{1 + i % 20:02d}T10:00:00+00:00"
+        return orjson.dumps(
+            {
+                "kind": "usage",
+                "event_id": f"e{i}",
+                "account_id": "acme",
+                "user_id": "u",
+                "event": "login",
+                "occurred_at": day,
+            }
+        )
+
+    path = tmp_path / "usage.ndjson"
+    path.write_bytes(b"\n".join(use(i) for i in range(3)) + b"\n")  # fewer than a digest's
+    assert (await import_files([path], processor, sweep=False)).imported == 3
+    path.write_bytes(b"\n".join(use(i) for i in range(30)) + b"\n")  # grown at its end
+    grown = await import_files([path], processor, sweep=False)
+    assert (grown.skipped_already_imported, grown.imported) == (3, 27)
+    other = b"\n".join(use(i).replace(b'"acme"', b'"beta"') for i in range(40)) + b"\n"
+    path.write_bytes(other)
+    with pytest.raises(NotTheFileReadBefore, match=r"usage\.ndjson is not the file of that name"):
+        await import_files([path], processor, sweep=False)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 30
+    path.rename(tmp_path / "beta.ndjson")  # as the message says: a name of its own
+    renamed = await import_files([tmp_path / "beta.ndjson"], processor, sweep=False)
+    assert (renamed.skipped_already_imported, renamed.imported) == (0, 40)
 
 
 async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
