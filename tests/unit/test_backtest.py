@@ -124,3 +124,9 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     shares = [share for r in rules for share in r["churned_within"].values()]
     assert all(share is None or 0 <= share <= 1 for share in shares)
     assert "Alert rules in the replay" in rpt.text(report)
+    # A horizon longer than the history: nothing to judge, said so (it raised IndexError
+    # once every window past the history's end was left out).
+    beyond = rpt.build(result, [30, 180], load_default_model())
+    said = rpt.text(beyond)
+    assert "churn within 180 days: no account-day's window lies within the history" in said
+    assert "<img" in rpt.html_report(beyond)

@@ -203,7 +203,21 @@ def riskiest_share(risk: Floats, labels: NDArray[np.bool_], share: float = 0.1) 
 
 
 def evaluate(snaps: Sequence[Snapshot], labels: Sequence[bool], horizon: int) -> dict[str, Any]:
-    """The score, the baselines and the reference on the test part of a time split."""
+    """The score, the baselines and the reference on the test part of a time split;
+    without observations (every window runs past the history's end), nothing to judge."""
+    if not snaps:
+        return {
+            "cut": None,
+            "embargo_days": horizon,
+            "train_observations": 0,
+            "test_observations": 0,
+            "test_churn_observations": 0,
+            "auc": {},
+            "riskiest_10pct_share": {},
+            "red": _red_band([], np.array([], dtype=bool)),
+            "calibration": {},
+            "features": 0,
+        }
     split = time_split([snapshot.day for snapshot in snaps], horizon)
     y = np.array(labels, dtype=bool)
     names, matrix = features(snaps)

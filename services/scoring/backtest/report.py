@@ -415,6 +415,12 @@ def text(report: dict[str, Any]) -> str:
 
 def _out_of_sample_text(horizon: dict[str, Any]) -> list[str]:
     oos = horizon["out_of_sample"]
+    if oos["cut"] is None:
+        return [
+            "",
+            f"Out of sample, churn within {horizon['horizon_days']} days: no account-day's "
+            "window lies within the history; nothing to judge",
+        ]
     lines = [
         "",
         f"Out of sample, churn within {horizon['horizon_days']} days: trained before "
@@ -607,7 +613,10 @@ def _calibration_figure(plt: Any, horizons: list[dict[str, Any]]) -> str:
         ax.set_title(f"churn within {horizon['horizon_days']} days")
         ax.set_xlabel("tenth of observations, safest → riskiest")
         ax.set_ylabel("churn rate")
-        ax.legend(fontsize=7)
+        if curves:
+            ax.legend(fontsize=7)
+        else:  # every window past the history's end
+            ax.text(0.5, 0.5, "nothing to judge", ha="center", transform=ax.transAxes)
     return _png(plt, fig)
 
 
