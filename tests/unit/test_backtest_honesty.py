@@ -8,11 +8,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import numpy as np
+import pytest
 
 from services.scoring.backtest import report as rpt
+from services.scoring.backtest.calibration import calibrate
 from services.scoring.backtest.checks import warnings
 from services.scoring.backtest.metrics import top_decile_lift, top_weights
-from services.scoring.backtest.outofsample import riskiest_share
+from services.scoring.backtest.outofsample import evaluate, riskiest_share
 from services.scoring.backtest.replay import Replay, Snapshot
 from services.scoring.model.schema import load_default_model
 
@@ -99,3 +101,14 @@ def test_a_horizon_whose_test_part_holds_only_churn_is_not_judged() -> None:
     }
     (line,) = rpt.summary([{"horizon_days": 90, "out_of_sample": oos}])
     assert line.startswith("Every account-day of the test period") and "held" not in line
+
+
+def test_a_horizon_past_the_whole_history_is_nothing_to_judge_or_calibrate() -> None:
+    """Every window runs past the history's end: the out-of-sample figures say there is
+    nothing to judge, and calibrate says what to change (both raised IndexError)."""
+    nothing = evaluate([], [], 90)
+    assert (nothing["cut"], nothing["test_observations"], nothing["auc"]) == (None, 0, {})
+    snaps = [snap("a", LAST - timedelta(days=30)), snap("b", LAST - timedelta(days=20))]
+    result = Replay(snapshots=snaps, churn={}, last_day=LAST)
+    with pytest.raises(ValueError, match="next 90 days within the history"):
+        calibrate(result, 90, load_default_model(), "v")

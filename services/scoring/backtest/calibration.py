@@ -46,6 +46,11 @@ def calibrate(
     """The calibrated model, its TOML, and its out-of-sample report."""
     scored = [snapshot for snapshot in result.snapshots if snapshot.score is not None]
     snaps, labels, _ = outcomes(result, scored, horizon)  # outcomes known within the history
+    if not snaps:
+        raise ValueError(
+            f"no scored account-day has its next {horizon} days within the history "
+            "(a shorter --horizon, or a longer history)"
+        )
     split = time_split([snapshot.day for snapshot in snaps], horizon)
     train = [snaps[k].inputs for k in split.train]
     model, text = fit(train, [labels[k] for k in split.train], base, version)
