@@ -100,7 +100,7 @@ class AlertLifecycle:
         now: datetime,
     ) -> None:
         """A newer revision of stored alert ``row``: an update (told to whoever heard of
-        the alert, unless snoozed or acknowledged) or its end. An alert someone resolved
+        the alert when its severity rose, unless snoozed) or its end. An alert someone resolved
         by hand stays resolved (its end is not told again) unless it gets worse: then it
         opens again. A muted alert that turns critical is muted no longer."""
         # When it first fired, in the row, the payload and notices alike: a revision is
@@ -156,7 +156,9 @@ class AlertLifecycle:
         # not sent: people hear again only when it gets worse.
         await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=rose)
         snoozed = row.snoozed_until is not None and row.snoozed_until > now
-        if not rose or snoozed or not (row.status == "firing" or reopens):
+        # Acknowledged is no reason for silence here: who took on a warning has not taken
+        # on the critical it became.
+        if not rose or snoozed or not (row.status in OPEN_ALERT_STATUSES or reopens):
             return
         muted = values.get("muted", row.muted)
         if heard and not muted:

@@ -106,6 +106,13 @@ async def test_an_acknowledged_alert_stays_acknowledged_as_symptoms_attach(
     row = await world.alert("acme:health:1")
     assert (row.status, row.revision) == ("acknowledged", 1)  # type: ignore[attr-defined]
     assert [n[1] for n in await world.notices()] == ["fire"]
+    # Worse: told, as for an alert nobody acknowledged (a warning taken on is no critical
+    # taken on; nobody heard of it, found from outside), and still acknowledged.
+    world.clock.now += timedelta(minutes=5)
+    await world.receive(family_alert(2, Severity.critical))
+    row = await world.alert("acme:health:1")
+    assert (row.status, row.severity) == ("acknowledged", "critical")  # type: ignore[attr-defined]
+    assert [n[1] for n in await world.notices()] == ["fire", "update:2"]
 
 
 async def test_a_family_alert_takes_over_its_symptoms_own_open_alerts(world: World) -> None:
