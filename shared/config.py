@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from email.utils import parseaddr
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -371,6 +372,25 @@ class Settings(BaseSettings):
         if url.strip() and (scheme.lower() not in ("http", "https") or not rest.split("/")[0]):
             raise ValueError("give an http:// or https:// address (the one the service shows)")
         return url.strip()
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _one_mailbox(cls, value: str) -> str:
+        """One address, with a display name or without ("健康监测 <hw@example.cn>"): the
+        address alone is the envelope sender, so a value without one failed every email
+        at its first send, not at start."""
+        address = parseaddr(value.strip())[1]
+        local, at, domain = address.partition("@")
+        if (
+            not (local and at and domain)
+            or any(c.isspace() or c in ",;<>" for c in address)
+            or value.count("@") != 1  # "a@x, b@y" parses as a@x alone
+        ):
+            raise ValueError(
+                "give one email address, with a name or without: hw@example.com or "
+                "Health Watch <hw@example.com>"
+            )
+        return value.strip()
 
     @field_validator("history_days")
     @classmethod

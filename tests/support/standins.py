@@ -112,6 +112,7 @@ class SlackStandIn:
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.senders: list[str] = []  # each message's envelope sender (MAIL FROM)
         self.fail_next = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -121,6 +122,7 @@ class Inbox:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         self.messages.append(msg)
+        self.senders.append(envelope.mail_from)
         return "250 OK"
 
 

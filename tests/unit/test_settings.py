@@ -57,3 +57,15 @@ def test_client_errors_quoting_a_webhook_path_are_cut_to_the_host() -> None:
     assert redact_urls("Cannot connect to host hooks.slack.com:443") == (
         "Cannot connect to host hooks.slack.com:443"
     )
+
+
+@pytest.mark.parametrize("sender", ["healthwatch", "cs team", "a@x, b@y", "Name <>"])
+def test_a_from_address_that_is_no_mailbox_is_refused_at_start(sender: str) -> None:
+    """Its address alone is the envelope sender: without one, every email failed at its
+    first send."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, smtp_from=sender)
+    line = startup_mistake(refused.value)
+    assert line is not None and "one email address" in line
+    for good in ("hw@example.com", "健康监测 <hw@example.cn>"):
+        assert Settings(_env_file=None, smtp_from=good).smtp_from == good

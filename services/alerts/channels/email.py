@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import re
 from email.message import EmailMessage
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 
 import aiosmtplib
 
@@ -53,20 +53,23 @@ class EmailChannel:
     async def send(self, notice: Notice, destination: str) -> None:
         s = self._settings
         name, address = _mailbox(destination)
+        sender_name, sender = _mailbox(s.smtp_from)
         msg = EmailMessage()
-        msg["From"] = one_line(s.smtp_from)
+        msg["From"] = formataddr((sender_name, sender)) if sender_name else sender
         msg["To"] = formataddr((name, address)) if name else address
+        msg["Date"] = formatdate(usegmt=True)
         # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
         msg["Subject"] = subject(notice, s.language)
-        # A stable Message-ID lets mail clients fold the rare duplicate send.
-        msg["Message-ID"] = f"<{safe_key(notice.key)}@healthwatch>"
+        msg["Message-ID"] = message_id(notice, sender)
         msg.set_content(text_body(notice, s.public_url, s.language))
         msg.add_alternative(html_body(notice, s.public_url, s.language), subtype="html")
         try:
             await aiosmtplib.send(
                 msg,
-                # The envelope, not addresses parsed back out of the headers.
-                sender=one_line(s.smtp_from),
+                # The envelope, not addresses parsed back out of the headers; the address
+                # alone: a display name in Chinese made the client ask for SMTPUTF8, and
+                # a relay without it refused every email (found from outside).
+                sender=sender,
                 recipients=[address],
                 hostname=s.smtp_host,
                 port=s.smtp_port,
@@ -82,6 +85,17 @@ class EmailChannel:
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP unreachable: {exc!r}") from exc
+
+
+def message_id(notice: Notice, sender: str) -> str:
+    """The same for every send of one notice, so mail clients fold the rare duplicate
+    send; apart from any other notice's. Notice keys repeat from one install (or one
+    database) to the next (alert ids are deterministic), and a mail service that holds a
+    Message-ID already may drop the message: the first alert's fired time and the
+    sender's domain are in it too."""
+    fired = int(notice.first.fired_at.timestamp()) if notice.alerts else 0
+    domain = sender.rpartition("@")[2] or "healthwatch"
+    return f"<{safe_key(notice.key)}.{fired}@{safe_key(domain)}>"
 
 
 def _mailbox(destination: str) -> tuple[str, str]:
