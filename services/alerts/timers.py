@@ -148,6 +148,7 @@ class AlertTimers:
                 alerts.c.status == "firing",
                 alerts.c.snoozed_until.is_(None),
                 ~alerts.c.muted,
+                ~alerts.c.not_useful,
                 alerts.c.last_notified_at <= now - shortest,
             )
         )
@@ -175,6 +176,7 @@ class AlertTimers:
                     alerts.c.severity == severity.value,
                     alerts.c.escalated_at.is_(None),
                     ~alerts.c.muted,
+                    ~alerts.c.not_useful,
                     or_(alerts.c.snoozed_until.is_(None), alerts.c.snoozed_until <= now),
                     alerts.c.stored_at <= now - after,
                 )
@@ -241,7 +243,9 @@ class AlertTimers:
 
 
 def _unchanged_since_read(row: Any) -> list[Any]:
-    """The alert as a pass read it: still firing, unmuted, its snooze as it was. An
+    """The alert as a pass read it: still firing, unmuted, not judged not useful (it
+    is reminded and escalated no more: only a rise in its severity is told), its snooze
+    as it was. An
     acknowledgement or snooze committed after the read makes the pass's UPDATE match no
     row (PostgreSQL re-checks the condition on the newest row version), so the pass
     tells nobody about an alert somebody has just acted on."""
@@ -249,5 +253,6 @@ def _unchanged_since_read(row: Any) -> list[Any]:
         alerts.c.alert_id == row.alert_id,
         alerts.c.status == "firing",
         ~alerts.c.muted,
+        ~alerts.c.not_useful,
         alerts.c.snoozed_until.is_not_distinct_from(row.snoozed_until),
     ]

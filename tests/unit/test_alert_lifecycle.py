@@ -291,6 +291,22 @@ async def test_reminders_escalation_and_the_daily_digest(world: World) -> None:
     assert reminders == [("acme:low_activity:1", "repeat:1")]
 
 
+async def test_an_alert_marked_not_useful_is_reminded_and_escalated_no_more(
+    world: World,
+) -> None:
+    """Marked not useful, the lead still got its escalation three minutes later, and
+    daily reminders went on (found from outside)."""
+    await world.receive(alert("low_activity", Severity.critical))
+    row = await world.alert("acme:low_activity:1")
+    async with world.engine.begin() as conn:
+        await apply_action(conn, row, Action("not_useful", "anna@example.com", "noise"), T0)
+    for hours in (2, 26, 50):
+        world.clock.now = T0 + timedelta(hours=hours)
+        await world.timers.run_once()
+    told = [n[1] for n in await world.notices() if n[0] == "acme:low_activity:1"]
+    assert told == ["fire"]
+
+
 async def test_a_pass_tells_nobody_about_an_alert_acted_on_after_it_read_it(
     world: World,
 ) -> None:
