@@ -14,7 +14,7 @@ from services.alerts.channels import DeliveryError
 from services.alerts.channels.base import MAX_RETRY_AFTER_S, retry_after
 from services.alerts.channels.email import EmailChannel
 from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, message_blocks
-from services.alerts.channels.text import without_url_secrets
+from services.alerts.channels.text import headline, without_url_secrets
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
 from services.alerts.outbox import _one_notice
 from services.alerts.routing import addresses, recipients
@@ -246,3 +246,12 @@ def test_a_retry_after_header_is_read_within_an_hour(
     header: str | None, seconds: float | None
 ) -> None:
     assert retry_after(header) == seconds
+
+
+def test_a_digest_of_one_alert_says_one_alert() -> None:
+    """ "[healthwatch] 1 open alerts: your daily digest" (found from outside)."""
+    one = Notice("digest", [ALERT], "digest:anna@example.com:2026-11-23")
+    two = Notice("digest", [ALERT, ALERT], "digest:anna@example.com:2026-11-24")
+    assert headline(one) == "1 open alert: your daily digest"
+    assert headline(two) == "2 open alerts: your daily digest"
+    assert headline(one, lang="zh-CN") == "每日摘要：1 条未处理预警"

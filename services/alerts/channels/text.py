@@ -42,7 +42,9 @@ def headline(
     own notice's, in a group."""
     a = alert or notice.first
     if notice.kind == NoticeKind.digest:
-        return translate(lang, "{n} open alerts: your daily digest", n=len(notice.alerts))
+        n = len(notice.alerts)
+        one = "{n} open alert: your daily digest"
+        return translate(lang, one if n == 1 else "{n} open alerts: your daily digest", n=n)
     prefix = _PREFIX.get(kind or notice.kind)
     title = alert_text(lang, a.title)
     return translate(lang, prefix, title=title) if prefix else title
