@@ -255,3 +255,18 @@ def test_a_digest_of_one_alert_says_one_alert() -> None:
     assert headline(one) == "1 open alert: your daily digest"
     assert headline(two) == "2 open alerts: your daily digest"
     assert headline(one, lang="zh-CN") == "每日摘要：1 条未处理预警"
+
+
+def test_no_field_passes_slacks_limit_for_a_long_chinese_account_id() -> None:
+    """An id of 200 Chinese characters and no name: its percent-encoded link made the
+    Account field 2,048 characters, and Slack refused the message (found from outside)."""
+    account = "中" * 200
+    alert = ALERT.model_copy(
+        update={"account_id": account, "account_name": None, "alert_id": f"{account}:x:1"}
+    )
+    blocks = message_blocks(Notice("fire", [alert], "k"), "https://hw.example.com")
+    fields = [f["text"] for b in blocks for f in b.get("fields", [])]
+    assert fields and all(len(text) <= 2000 for text in fields)
+    assert any(account in text for text in fields)  # named, if not linked
+    buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert any("url" in button for button in buttons)  # "Open account" links it

@@ -197,3 +197,42 @@ async def test_a_failing_webhook_notice_holds_up_no_other_accounts(
         ("acct-2", "delivered"),
         ("acct-3", "delivered"),
     ]
+
+
+async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Slack refused a group for one notice's blocks (invalid_blocks): the valid notice
+    with it failed too, and waited until the invalid one died 12 attempts later (found
+    from outside). Now the refused group goes notice by notice, at once."""
+    sent: list[list[str]] = []
+
+    class Slack(Channel):
+        async def send(self, notice: Notice, destination: str) -> None:
+            ids = [a.alert_id for a in notice.alerts]
+            if "acct-1:payment_failed:1" in ids:
+                raise DeliveryError("Slack API 200: invalid_blocks", permanent=True)
+            sent.append(ids)
+
+    slack = Slack("slack", pace="slack-api")
+    await _queue(engine, "slack", "U0ANNA", 1, T0 - timedelta(seconds=2))
+    await _queue(engine, "slack", "U0ANNA", 2, T0 - timedelta(seconds=1))
+    sender = OutboxSender(
+        engine,
+        [slack],  # type: ignore[list-item]
+        embedded_settings.model_copy(update={"slack_min_interval_s": 0.0}),
+        AlertsMetrics(CollectorRegistry()),
+        alerting=AlertingStore(alerting_toml(None, group_wait='"30s"')),  # Slack grouped
+        clock=MovingClock(T0),
+    )
+    await sender.send_due()
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    deliveries.c.account_id, deliveries.c.status, deliveries.c.attempts
+                ).order_by(deliveries.c.delivery_id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("acct-1", "dead", 1), ("acct-2", "delivered", 1)]
+    assert sent == [["acct-2:payment_failed:1"]]
