@@ -53,6 +53,7 @@ class AlertTimers:
         self._alerting = alerting
         self._clock = clock
         self._cases = CaseTimers(outbox, settings)
+        self._checked: str | None = None  # the alerting version whose routing was checked
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -69,6 +70,7 @@ class AlertTimers:
         escalated: list[tuple[str, str]] = []  # (alert id, rule)
         async with self._outbox.transaction(self._engine) as conn:
             alerting, _ = await self._alerting.current(conn)
+            self._check_routing(alerting)
             queued += await self._unmute(conn, alerting, now)
             queued += await self._wake_snoozed(conn, alerting, now)
             queued += await self._repeat(conn, alerting, now)
@@ -80,6 +82,23 @@ class AlertTimers:
             self._metrics.escalated.labels(rule).inc()
             log.info("escalated %s: unacknowledged past its deadline", one_line(alert_id))
         return queued
+
+    def _check_routing(self, alerting: Alerting) -> None:
+        """Once per alerting version: say which roles hear nothing for want of an
+        address. The shipped file leaves the CS lead's to fill in, and escalations then
+        reached nobody with nothing said until one was due."""
+        if alerting.version == self._checked:
+            return
+        self._checked = alerting.version
+        if missing := alerting.routing.unaddressed():
+            log.warning(
+                "routing: %s %s no email or Slack id in the alerting file (version %s): "
+                "escalations and strategic accounts' copies for them reach nobody; set "
+                "[routing.people.<role>] email or slack (PUT /v1/alert-rules)",
+                ", ".join(missing),
+                "has" if len(missing) == 1 else "have",
+                one_line(alerting.version),
+            )
 
     async def _remind(
         self, conn: AsyncConnection, row: Any, alerting: Alerting, now: datetime, **also: Any

@@ -263,6 +263,17 @@ class Routing(Strict):
     def _tiers(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         return _known(v, _TIERS, "tier")  # type: ignore[no-any-return]
 
+    def unaddressed(self) -> list[str]:
+        """The roles escalations or tiers name that have no email and no Slack id (the
+        shipped file leaves them to fill in): what they would hear reaches nobody."""
+        named = dict.fromkeys([*self.escalate_to, *(r for rs in self.tiers.values() for r in rs)])
+        missing = []
+        for role in named:
+            person = self.people.get(role, Recipient())
+            if not (person.email or person.slack):
+                missing.append(role)
+        return missing
+
 
 class Notify(Strict):
     # Re-notify an unchanged open, unacknowledged alert this often (Alertmanager

@@ -20,7 +20,7 @@ from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
 from services.alerts.timers import AlertTimers
-from shared.alerting.schema import Recipient
+from shared.alerting.schema import Recipient, default_alerting_source, parse_alerting
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.config import Settings
@@ -426,3 +426,16 @@ async def test_a_digest_without_email_set_up_is_no_unroutable_notice(
     )
     assert unroutable is None
     await engine.dispose()
+
+
+async def test_roles_without_an_address_are_named_once_per_alerting_version(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shipped file leaves the CS lead without an address: escalations reached
+    nobody, and nothing said so until one was due (found from outside)."""
+    shipped = parse_alerting(default_alerting_source())
+    assert shipped.routing.unaddressed() == ["cs_lead", "sales_manager"]
+    world.timers._check_routing(shipped)
+    world.timers._check_routing(shipped)  # the same version: said once
+    said = [r.getMessage() for r in caplog.records if "routing:" in r.getMessage()]
+    assert len(said) == 1 and "cs_lead, sales_manager have no email or Slack id" in said[0]
