@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from services.alerts.channels import DeliveryError
 from services.alerts.channels.base import MAX_RETRY_AFTER_S, retry_after
 from services.alerts.channels.email import EmailChannel
+from services.alerts.channels.email import subject as email_subject
 from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, message_blocks
 from services.alerts.channels.text import headline, without_url_secrets
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
@@ -270,3 +271,14 @@ def test_no_field_passes_slacks_limit_for_a_long_chinese_account_id() -> None:
     assert any(account in text for text in fields)  # named, if not linked
     buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert any("url" in button for button in buttons)  # "Open account" links it
+
+
+def test_an_alerts_end_does_not_read_as_an_alarm() -> None:
+    """ "[healthwatch warning] Resolved: …" and ":warning: *Resolved: …*" read as alarms
+    (found from outside)."""
+    ended = ALERT.model_copy(update={"status": "resolved", "title": "Resolved: Acme: low"})
+    notice = Notice("resolve", [ended], "acme:low_activity:1/resolve")
+    assert email_subject(notice).startswith("[healthwatch resolved] Resolved: ")
+    assert email_subject(notice, "zh-CN").startswith("[healthwatch 已解决] ")
+    head = message_blocks(notice, "https://hw.example.com")[0]["text"]["text"]
+    assert head.startswith(":white_check_mark: ") and ":rotating_light:" not in head

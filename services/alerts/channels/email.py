@@ -118,8 +118,10 @@ def subject(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
     elif notice.kind == NoticeKind.digest:
         line = one_line(f"[healthwatch] {headline(notice, lang=lang)}")
     else:
-        severity = translate(lang, notice.first.severity.value)
-        line = one_line(f"[healthwatch {severity}] {headline(notice, lang=lang)}")
+        # An alert's end is no alarm: "[healthwatch warning] Resolved: …" read as one.
+        first = notice.first
+        tag = "resolved" if first.status == "resolved" else first.severity.value
+        line = one_line(f"[healthwatch {translate(lang, tag)}] {headline(notice, lang=lang)}")
     return line if len(line) <= SUBJECT_CHARS else line[: SUBJECT_CHARS - 1] + "…"
 
 

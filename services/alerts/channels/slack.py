@@ -247,7 +247,13 @@ def _alert_blocks(
     """One alert's blocks: its headline, summary, what changed, facts and buttons."""
     url = account_url(public_url, alert.account_id)
     head = escape(headline(notice, alert, lang, kind), SECTION_CHARS - 100)
-    head = f"{_SEVERITY_EMOJI.get(alert.severity.value, '')} *{head}*"
+    # An alert's end is no alarm: it read as one under its severity's sign.
+    sign = (
+        ":white_check_mark:"
+        if alert.status == "resolved"
+        else _SEVERITY_EMOJI.get(alert.severity.value, "")
+    )
+    head = f"{sign} *{head}*"
     if mention:
         head = f"<@{escape(mention)}> {head}"
     blocks: list[dict[str, Any]] = [_section(head)]
