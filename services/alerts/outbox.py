@@ -544,13 +544,37 @@ def _one_notice(notices: list[Notice]) -> Notice:
     """A group's notices as one message (grouped Slack); a single one as it is."""
     if len(notices) == 1:
         return notices[0]
-    each = [(a, kind) for n in notices for a, kind in n.each()]
+    each = _one_per_alert([pair for n in notices for pair in n.each()])
+    key = "+".join(n.key for n in notices)
+    if len(each) == 1:
+        ((alert, kind),) = each
+        return Notice(kind, [alert], key)
     return Notice(
         NoticeKind.group,
         [a for a, _ in each],
-        "+".join(n.key for n in notices),
+        key,
         kinds=tuple(kind for _, kind in each),
     )
+
+
+def _one_per_alert(
+    each: list[tuple[AlertEvent, NoticeKind]],
+) -> list[tuple[AlertEvent, NoticeKind]]:
+    """One entry per alert, where the first of its notices stood: its newest revision,
+    told as a first notice if one of them was (the person hears of it now), else as its
+    newest notice. A fire and an update of one alert read as "2 alerts", the first one
+    stale and with a second set of buttons (found from outside)."""
+    merged: dict[str, tuple[AlertEvent, NoticeKind]] = {}
+    for alert, kind in each:
+        before = merged.get(alert.alert_id)
+        if before is None:
+            merged[alert.alert_id] = (alert, kind)
+            continue
+        newest = alert if alert.revision >= before[0].revision else before[0]
+        fired = NoticeKind.fire in (before[1], kind) and newest.status != "resolved"
+        latest = kind if alert.revision >= before[0].revision else before[1]
+        merged[alert.alert_id] = (newest, NoticeKind.fire if fired else latest)
+    return list(merged.values())
 
 
 def _rule(notice: Notice) -> str:

@@ -282,3 +282,22 @@ def test_an_alerts_end_does_not_read_as_an_alarm() -> None:
     assert email_subject(notice, "zh-CN").startswith("[healthwatch 已解决] ")
     head = message_blocks(notice, "https://hw.example.com")[0]["text"]["text"]
     assert head.startswith(":white_check_mark: ") and ":rotating_light:" not in head
+
+
+def test_a_fire_and_an_update_of_one_alert_in_a_group_are_one_alert() -> None:
+    """ "2 alerts: Gamma: NPS 2; Updated: Gamma: the decision maker changed": the stale
+    copy and a second set of buttons (found from outside)."""
+    first = ALERT.model_copy(update={"revision": 0, "severity": Severity.warning})
+    worse = ALERT.model_copy(update={"revision": 1, "title": "Acme: the decision maker changed"})
+    other = ALERT.model_copy(update={"alert_id": "acme:nps_detractor:1", "title": "Acme: NPS 3"})
+    grouped = _one_notice(
+        [
+            Notice("fire", [first], "a/fire"),
+            Notice("fire", [other], "b/fire"),
+            Notice("update", [worse], "a/update:1"),
+        ]
+    )
+    assert [a.alert_id for a in grouped.alerts] == [ALERT.alert_id, other.alert_id]
+    assert grouped.alerts[0].revision == 1 and grouped.kinds == ("fire", "fire")
+    alone = _one_notice([Notice("fire", [first], "a/fire"), Notice("update", [worse], "a/u")])
+    assert (alone.kind, alone.alerts) == ("fire", [worse])
