@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from services.alerts.channels import Channel
+from services.alerts.channels.base import WEBHOOK_DESTINATION
 from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
@@ -78,8 +79,26 @@ def addresses(channels: Sequence[Channel], people: Iterable[Recipient]) -> list[
     people = list(people)
     out: list[tuple[str, str]] = []
     for channel in channels:
+        if getattr(channel, "one_post", False):  # Slack's incoming webhook: one channel
+            out.append((channel.name, _mentioned(channel, people)))
+            continue
         for person in people[:1] if channel.broadcast else people:
             destination = channel.address(person)
             if destination and (channel.name, destination) not in out:
                 out.append((channel.name, destination))
     return out
+
+
+# Within the outbox's destination column (500), whole Slack ids only.
+MENTIONS_CHARS = 400
+
+
+def _mentioned(channel: Channel, people: list[Recipient]) -> str:
+    """One post's destination: the Slack ids of ``people`` to mention, or the webhook
+    alone when none has one (posted unmentioned, not left out)."""
+    users: list[str] = []
+    for person in people:
+        user = channel.address(person)
+        if user and user not in users and len(" ".join([*users, user])) <= MENTIONS_CHARS:
+            users.append(user)
+    return " ".join(users) or WEBHOOK_DESTINATION

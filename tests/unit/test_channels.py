@@ -14,7 +14,7 @@ from services.alerts.channels import DeliveryError
 from services.alerts.channels.base import MAX_RETRY_AFTER_S, retry_after
 from services.alerts.channels.email import EmailChannel
 from services.alerts.channels.email import subject as email_subject
-from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, message_blocks
+from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, fallback_text, message_blocks
 from services.alerts.channels.text import headline, without_url_secrets
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
 from services.alerts.outbox import _one_notice
@@ -301,3 +301,21 @@ def test_a_fire_and_an_update_of_one_alert_in_a_group_are_one_alert() -> None:
     assert grouped.alerts[0].revision == 1 and grouped.kinds == ("fire", "fire")
     alone = _one_notice([Notice("fire", [first], "a/fire"), Notice("update", [worse], "a/u")])
     assert (alone.kind, alone.alerts) == ("fire", [worse])
+
+
+def test_slacks_incoming_webhook_gets_one_post_per_notice_mentioning_everyone() -> None:
+    """One channel: a strategic alert was posted once per person (the lead's and the
+    sales manager's copies repeated it), and an owner without a Slack id got no post
+    at all (found from outside)."""
+    hook = SlackChannel(settings(slack_webhook_url="http://127.0.0.1:9/hook"))
+    people = [
+        Recipient(email="anna@example.com", slack="U0ANNA"),
+        Recipient(name="CS lead", slack="U0LEAD"),
+        Recipient(email="bob@example.com"),
+    ]
+    assert addresses([hook], people) == [("slack", "U0ANNA U0LEAD")]
+    assert addresses([hook], people[2:]) == [("slack", "webhook")]  # posted, unmentioned
+    text = fallback_text(FIRE, "U0ANNA U0LEAD")
+    assert text.startswith("<@U0ANNA> <@U0LEAD> ")
+    web = SlackChannel(settings(slack_bot_token="xoxb-1"))  # the Web API: one per person
+    assert addresses([web], people) == [("slack", "U0ANNA"), ("slack", "U0LEAD")]

@@ -89,6 +89,14 @@ class SlackChannel:
     def address(self, recipient: Recipient) -> str | None:
         return recipient.slack or None
 
+    @property
+    def one_post(self) -> bool:
+        """By the incoming webhook every notice goes to one channel: one post per
+        notice, mentioning each of its people with a Slack id (``routing.addresses``),
+        or nobody. A post per person repeated the alert in the channel, and a notice
+        whose people had no Slack id was not posted at all (found from outside)."""
+        return self._webhook is not None
+
     def pace_key(self, destination: str) -> str:
         # One incoming webhook is one Slack channel: pace all of it together.
         return WEBHOOK_DESTINATION if self._webhook is not None else destination
@@ -162,7 +170,7 @@ def fallback_text(
 ) -> str:
     """The plain-text fallback Slack shows in notifications and to screen readers (Slack
     parses it as mrkdwn too: the data in it is escaped)."""
-    prefix = f"<@{escape(mention)}> " if mention else ""
+    prefix = f"{_mentions(mention)} " if mention else ""
     if notice.case is not None:
         return prefix + escape(case_headline(notice, lang), SECTION_CHARS)
     if len(notice.alerts) > 1:
@@ -190,7 +198,7 @@ def message_blocks(
     if len(notice.alerts) > 1:
         intro = f"*{escape(translate(lang, '{n} alerts', n=len(notice.alerts)))}*"
         if mention:
-            intro = f"<@{escape(mention)}> {intro}"
+            intro = f"{_mentions(mention)} {intro}"
         blocks.append(_section(intro))
         mention = None
     shown = 0
@@ -212,7 +220,7 @@ def _case_blocks(
     """A risk case or task notice: its headline, facts and a link to the case."""
     head = f":clipboard: *{escape(case_headline(notice, lang), SECTION_CHARS - 100)}*"
     if mention:
-        head = f"<@{escape(mention)}> {head}"
+        head = f"{_mentions(mention)} {head}"
     facts = [_field(escape(k), escape(v, FIELD_CHARS - 100)) for k, v in case_lines(notice, lang)]
     button = {
         "type": "button",
@@ -229,6 +237,12 @@ def _case_blocks(
 
 def _section(mrkdwn: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
+
+
+def _mentions(destination: str) -> str:
+    """The people an incoming-webhook post is for: its destination holds their Slack ids
+    (``one_post``), each mentioned."""
+    return " ".join(f"<@{escape(user)}>" for user in destination.split())
 
 
 def _field(label: str, mrkdwn: str) -> dict[str, str]:
@@ -255,7 +269,7 @@ def _alert_blocks(
     )
     head = f"{sign} *{head}*"
     if mention:
-        head = f"<@{escape(mention)}> {head}"
+        head = f"{_mentions(mention)} {head}"
     blocks: list[dict[str, Any]] = [_section(head)]
     if alert.summary:
         blocks.append(_section(escape(alert_text(lang, alert.summary), SECTION_CHARS)))
