@@ -1030,6 +1030,8 @@ def accounts_import(
         console.print(f"[yellow]{len(done.errors)} problem(s)[/]; those rows were not imported:")
         for e in done.errors[:50]:
             console.print(f"  row {e.row}, {escape(e.column)}: {escape(e.message)}")
+        if len(done.errors) > 50:
+            console.print(f"  …and {len(done.errors) - 50} more: fix these, then run --check again")
         raise typer.Exit(1)
 
 

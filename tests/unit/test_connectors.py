@@ -9,11 +9,13 @@ import hmac
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.ingest.connectors import freshdesk, hubspot, signing, zendesk
 from services.ingest.connectors.accounts_csv import CsvError, read_all
 from services.ingest.connectors.common import validated
+from services.ingest.connectors.importer import import_accounts
 from services.ingest.connectors.mapping import MappingError, load_mapping
 from services.ingest.connectors.schemas import FRESHDESK, HUBSPOT, ZENDESK_EVENT, ZENDESK_TRIGGER
 from shared.web import ClientError
@@ -216,3 +218,60 @@ def test_a_mapping_file_naming_unknown_facts_is_refused(tmp_path: Path) -> None:
     bad.write_text('[hubspot.properties]\nname = "nickname"\n')
     with pytest.raises(MappingError, match="nickname"):
         load_mapping(str(bad))
+
+
+def test_numbers_a_spreadsheet_may_write_otherwise_are_refused_not_guessed(mapping) -> None:  # type: ignore[no-untyped-def]
+    """ "1.234,50" was stored as 1.2345 and "1.000" seats as 1 (found from outside)."""
+    ours = (
+        "account_id,arr,seats_purchased\n"
+        'a,"1.234,50",5\n'
+        "b,1234,1.000\n"
+        'c,"1,234,567.50","1,000"\n'
+        "d,0.125,7\n"
+        "e,1 200,12\n"
+    )
+    _, rows = read_all(ours.encode(), "csv", mapping, NOW)
+    said = {r.row: {e.column: e.message for e in r.errors} for r in rows}
+    assert "decimal comma" in said[2]["arr"]
+    assert "a thousand or one" in said[3]["seats_purchased"]
+    good = {r.fact.account_id: r.fact for r in rows if r.fact is not None}
+    assert (good["c"].arr, good["c"].seats_purchased) == (1_234_567.5, 1000)
+    assert good["d"].arr == 0.125 and good["e"].arr == 1200
+
+
+def test_an_account_twice_in_one_file_keeps_its_first_row_and_says_so(
+    mapping,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Both rows went with one time: which values were kept was left to chance."""
+    path = tmp_path / "crm.csv"
+    path.write_text("account_id,name,seats_purchased\nd1,First,5\nd1,Second,6\nd2,Other,1\n")
+    sent: list[list[dict[str, object]]] = []
+
+    def send(facts: list[dict[str, object]]) -> httpx.Response:
+        sent.append(facts)
+        return httpx.Response(202)
+
+    done = import_accounts(path, "csv", mapping, NOW, send=send)
+    assert [f["name"] for batch in sent for f in batch] == ["First", "Other"]
+    assert (done.imported, done.rows) == (2, 3)
+    (error,) = done.errors
+    assert error.row == 3 and "is on row 2 already" in error.message
+
+
+def test_a_late_row_not_in_utf8_stops_the_import_before_anything_is_sent(
+    mapping,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """500 rows were sent before "not imported: … not UTF-8 (byte 7746)", the byte
+    counted from a buffer's start (found from outside)."""
+    rows = "".join(f"a{i},Name {i}\n" for i in range(1200))
+    data = f"account_id,name\n{rows}".encode() + "g,杭州\n".encode("gbk")
+    path = tmp_path / "late.csv"
+    path.write_bytes(data)
+
+    def send(facts: list[dict[str, object]]) -> httpx.Response:
+        raise AssertionError("nothing may be sent")
+
+    with pytest.raises(CsvError, match=rf"line 1202, byte {len(data) - 5}\): nothing was sent"):
+        import_accounts(path, "csv", mapping, NOW, send=send)

@@ -7,6 +7,7 @@ a batch at a time, so a large export shows progress and is never held whole.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,23 +52,65 @@ def import_accounts(
 ) -> ImportOutcome:
     """Read ``path`` as ``fmt`` and send its facts with ``send`` (None: check only)."""
     outcome = ImportOutcome()
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as lines:
-            _header, rows = read_rows(lines, fmt, mapping, now)
-            for batch in _batches(rows):
-                outcome.rows += len(batch)
-                good = [r for r in batch if r.fact is not None]
-                outcome.errors += [e for r in batch for e in r.errors]
-                if good and send is not None:
-                    _send(send, good, outcome)
-                elif good:
-                    outcome.imported += len(good)
-                progress(outcome.rows)
-    except UnicodeDecodeError as exc:  # a Latin-1 or 16-bit Unicode export: as the upload says
-        raise CsvError(
-            f"{path.name} is not UTF-8 (byte {exc.start}): export it as CSV UTF-8"
-        ) from None
+    _check_utf8(path)
+    first_row: dict[str, int] = {}  # account id → the row that had it first
+    with path.open(encoding="utf-8-sig", newline="") as lines:
+        _header, rows = read_rows(lines, fmt, mapping, now)
+        for batch in _batches(_once_per_account(rows, first_row)):
+            outcome.rows += len(batch)
+            good = [r for r in batch if r.fact is not None]
+            outcome.errors += [e for r in batch for e in r.errors]
+            if good and send is not None:
+                _send(send, good, outcome)
+            elif good:
+                outcome.imported += len(good)
+            progress(outcome.rows)
     return outcome
+
+
+def _check_utf8(path: Path) -> None:
+    """CsvError unless the whole file is UTF-8, before anything is sent: read as it was
+    sent, a Latin-1 or GBK row past the first batch said "not imported" after 500 rows
+    had been, at a byte counted from a buffer's start (found from outside)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with path.open("rb") as raw:
+        while chunk := raw.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                at = offset + exc.start
+                line += chunk[: exc.start].count(b"\n")
+                raise CsvError(
+                    f"{path.name} is not UTF-8 (line {line}, byte {at}): nothing was sent; "
+                    "export it as CSV UTF-8"
+                ) from None
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise CsvError(
+                f"{path.name} ends inside a character (byte {offset}): nothing was sent; "
+                "export it as CSV UTF-8"
+            ) from None
+
+
+def _once_per_account(rows: Iterator[Row], first_row: dict[str, int]) -> Iterator[Row]:
+    """The rows, a second row of an account refused: both went with the same time, and
+    which one's values were kept was left to chance (found from outside)."""
+    for row in rows:
+        account = row.fact.account_id if row.fact is not None else None
+        if account is not None and account in first_row:
+            message = (
+                f"account {account!r} is on row {first_row[account]} already: one row per "
+                "account (this one was not imported)"
+            )
+            yield Row(row.row, None, [*row.errors, RowError(row.row, "account_id", message)])
+            continue
+        if account is not None:
+            first_row[account] = row.row
+        yield row
 
 
 def _send(
@@ -89,6 +132,9 @@ def _send(
         message = answer.json().get("message", answer.text)
     except ValueError:
         message = answer.text
+    if answer.status_code in (401, 403):
+        # The API's own words name the ingest scope; account facts need a crm key.
+        message += " (account facts need a crm key: healthwatch keys create --role crm)"
     raise ImportRefused(f"{answer.status_code}: {message}")
 
 

@@ -135,9 +135,15 @@ def fact_value(mapping: ConnectorMap, target: str, text: str) -> Any:
 
 
 def _number(text: str, *, whole: bool) -> float | int:
-    cleaned = text.replace(",", "").replace(" ", "")
+    cleaned = re.sub(r"[\s\u00a0\u202f']", "", text)  # spaces, NBSP, Swiss apostrophes
+    if "," in cleaned and not US_NUMBER.fullmatch(cleaned):
+        # "1.234,50" or "1234,5": a decimal comma. Stripping the commas read 1.2345.
+        raise ValueError(f"{text!r} has a decimal comma: write it as 1234.50")
+    if "," not in cleaned and EUROPEAN_THOUSANDS.fullmatch(cleaned):
+        # "1.000" is a thousand in most of Europe and one in the US: not guessed.
+        raise ValueError(f"{text!r} may be a thousand or one: write it without separators")
     try:
-        value = float(cleaned)
+        value = float(cleaned.replace(",", ""))
     except ValueError:
         raise ValueError(f"{text!r} is not a number") from None
     if whole:
@@ -145,6 +151,12 @@ def _number(text: str, *, whole: bool) -> float | int:
             raise ValueError(f"{text!r} is not a whole number")
         return int(value)
     return value
+
+
+# Commas as thousands separators only, in groups of three ("1,234,567.50").
+US_NUMBER = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?")
+# Points as thousands separators, or one decimal point before exactly three digits.
+EUROPEAN_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(\.\d{3})+")
 
 
 def _day(text: str) -> date:
