@@ -1041,7 +1041,8 @@ def export_cmd(
     out: Annotated[Path, typer.Option(help="File to write")],
     format: Annotated[str, typer.Option(help="csv or parquet")] = "csv",
     start: Annotated[
-        str | None, typer.Option("--from", help="history: first day, YYYY-MM-DD")
+        str | None,
+        typer.Option("--from", help="history: first day, YYYY-MM-DD (default: 90 days back)"),
     ] = None,
     end: Annotated[
         str | None, typer.Option("--to", help="history: last day (default today)")
@@ -1055,6 +1056,8 @@ def export_cmd(
         raise typer.BadParameter(f"KIND must be one of {', '.join(KINDS)}")
     if format not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    if kind != "history" and (start or end):
+        raise typer.BadParameter(f"--from and --to choose days of history; {kind} has none")
     settings = Settings()
     try:
         first = date.fromisoformat(start) if start else None
@@ -1076,7 +1079,11 @@ def export_cmd(
         return size
 
     size = asyncio.run(_on_database(settings, write))
-    console.print(f"[green]wrote[/] {out} ({size} bytes)")
+    what = ""
+    if kind == "history":
+        # The default range is a part of the history: said, or it reads as all of it.
+        what = f": daily history {first} to {last}" + ("" if start else " (--from for earlier)")
+    console.print(f"[green]wrote[/] {escape(str(out))}{what} ({size} bytes)")
 
 
 @app.command()

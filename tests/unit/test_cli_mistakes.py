@@ -210,3 +210,12 @@ def test_days_and_horizons_written_wrong_name_their_option(
     assert result.exit_code == 2 and f"--to {ahead}: a day to come" in result.output
     result = _cli("report", "acme", "--end", ahead, env=env)
     assert result.exit_code == 2 and f"--end {ahead}: a day to come" in result.output
+    # Days of a kind that has none were ignored without a word.
+    result = _cli("export", "scores", "--out", str(tmp_path / "s.csv"), "--from", "2026-11-01")
+    assert result.exit_code == 2 and "scores has none" in result.output
+    # The default range, a part of the history, is said: it read as all of it.
+    assert _cli("migrate", env=env).exit_code == 0
+    result = _cli(*history, env=env)
+    assert result.exit_code == 0, result.output
+    first = (date.today() - timedelta(days=89)).isoformat()
+    assert f"daily history {first} to" in result.output and "--from for earlier" in result.output
