@@ -131,6 +131,13 @@ def _csv_records(stream: IO[bytes], lines: LineNumbers | None) -> Iterator[bytes
             return
     except csv.Error as exc:
         raise csv.Error(f"{exc} in the header; a quote left open?") from exc
+    (first, *others) = reader.fieldnames or [""]
+    if not others and (mark := next((m for m in ";\t|" if m in first), None)):
+        # Each row then failed alone with "Unable to extract tag using discriminator".
+        raise csv.Error(
+            f"its header reads as one column ({first[:60]!r}): the file is separated by "
+            f"{mark!r}, not commas; save it as CSV (comma-separated)"
+        )
     number = 0  # the row's number
     while True:
         source.starts.clear()

@@ -897,6 +897,22 @@ async def test_a_csv_quote_left_open_stops_the_import_at_its_row(
     assert "in the row after line 4; a quote left open?" in report.stopped
 
 
+async def test_a_csv_separated_by_semicolons_stops_at_its_header_saying_so(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Each row was rejected alone with "Unable to extract tag using discriminator
+    'kind'", 49 times, and no hint at the separator (found from outside)."""
+    _, processor = db
+    path = tmp_path / "semi.csv"
+    path.write_text(
+        "kind;event_id;account_id;user_id;event;occurred_at\n"
+        "usage;c1;acme;u1;login;2026-11-01T10:00:00+00:00\n"
+    )
+    report = await import_files([path], processor, sweep=False)
+    assert report.imported == 0 and report.rejected == [] and report.stopped is not None
+    assert "separated by ';', not commas" in report.stopped
+
+
 async def _rejects(engine: AsyncEngine) -> list[tuple[str, int]]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(import_rejects.c.source, import_rejects.c.record))
