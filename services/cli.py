@@ -671,6 +671,12 @@ def import_cmd(
 
     try:
         result = asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]stopped[/]: what was read up to the last batch saved is imported; run "
+            "the same command again to go on from there"
+        )
+        raise typer.Exit(130) from None
     except (ImportRunning, NotTheFileReadBefore) as exc:
         console.print(f"[red]not started:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
