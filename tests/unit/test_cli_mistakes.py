@@ -219,3 +219,18 @@ def test_days_and_horizons_written_wrong_name_their_option(
     assert result.exit_code == 0, result.output
     first = (date.today() - timedelta(days=89)).isoformat()
     assert f"daily history {first} to" in result.output and "--from for earlier" in result.output
+
+
+def test_an_import_stopped_with_ctrl_c_says_it_goes_on_when_run_again(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It exited 130 without a word on whether anything was kept (found from outside)."""
+    import services.cli
+
+    async def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(services.cli, "import_files", interrupted)
+    events = _ndjson(tmp_path / "ev.ndjson", [_usage("acme", n, 3) for n in range(3)])
+    result = _cli("import", str(events), env=env)
+    assert result.exit_code == 130 and "run the same command again" in result.output
