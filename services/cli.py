@@ -614,6 +614,9 @@ def import_cmd(
     """Load historical events through the scoring code (resumable; sends no alerts)."""
     settings = Settings()
     _setup_logging(settings)
+    # A band change of the past per account and day (564 lines for 300 accounts) buried
+    # the progress lines; the score history holds them.
+    logging.getLogger("services.scoring.processor").setLevel(logging.WARNING)
     folders = [str(f) for f in files if f.is_dir()]
     if folders:
         console.print(
@@ -1044,7 +1047,7 @@ def accounts_import(
 @app.command("export")
 def export_cmd(
     kind: Annotated[str, typer.Argument(help="accounts, scores or history")],
-    out: Annotated[Path, typer.Option(help="File to write")],
+    out: Annotated[Path, typer.Option(help="File to write ('-': standard output)")],
     format: Annotated[str, typer.Option(help="csv or parquet")] = "csv",
     start: Annotated[
         str | None,
@@ -1075,11 +1078,13 @@ def export_cmd(
     except (ValueError, ClientError) as exc:
         raise typer.BadParameter(f"--from/--to: {exc}") from exc
 
+    to_stdout = str(out) == "-"  # as Unix tools read "-": a pipe, not a file named "-"
+
     async def write(engine: AsyncEngine) -> int:
         size = 0
-        with out.open("wb") as f:
+        with contextlib.nullcontext(sys.stdout.buffer) if to_stdout else out.open("wb") as f:
             async for chunk in export_chunks(
-                engine, Ask(kind, None, first, last), format, bom=True
+                engine, Ask(kind, None, first, last), format, bom=not to_stdout
             ):
                 size += f.write(chunk)
         return size
@@ -1089,7 +1094,8 @@ def export_cmd(
     if kind == "history":
         # The default range is a part of the history: said, or it reads as all of it.
         what = f": daily history {first} to {last}" + ("" if start else " (--from for earlier)")
-    console.print(f"[green]wrote[/] {escape(str(out))}{what} ({size} bytes)")
+    where = "standard output" if to_stdout else escape(str(out))
+    Console(stderr=True).print(f"[green]wrote[/] {where}{what} ({size} bytes)")
 
 
 @app.command()

@@ -219,6 +219,10 @@ def test_days_and_horizons_written_wrong_name_their_option(
     assert result.exit_code == 0, result.output
     first = (date.today() - timedelta(days=89)).isoformat()
     assert f"daily history {first} to" in result.output and "--from for earlier" in result.output
+    # "-" is standard output, as Unix tools read it (a file named "-" was written).
+    result = _cli("export", "accounts", "--out", "-", env=env)
+    assert result.exit_code == 0 and result.stdout.startswith("account_id,"), result.output
+    assert not Path("-").exists()
 
 
 def test_an_import_stopped_with_ctrl_c_says_it_goes_on_when_run_again(
