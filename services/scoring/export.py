@@ -54,13 +54,19 @@ FACT_COLUMNS = (
     "go_live",
     "timezone",
 )
+# Facts that are days: typed in Parquet (they were text), as README's dependency list
+# promises and BI tools read them.
+DAY_FACTS = ("contract_start", "contract_end", "go_live")
 STRING, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
 DAY, MOMENT = pa.date32(), pa.timestamp("us", tz="UTC")
 SCHEMAS: dict[str, pa.Schema] = {
     "accounts": pa.schema(
         [("account_id", STRING), ("name", STRING), ("tier", STRING), ("owner_email", STRING)]
         + [("seats_purchased", INT)]
-        + [(c, FLOAT if c in ("arr", "mrr") else STRING) for c in FACT_COLUMNS]
+        + [
+            (c, FLOAT if c in ("arr", "mrr") else DAY if c in DAY_FACTS else STRING)
+            for c in FACT_COLUMNS
+        ]
         + [("updated_at", MOMENT)]
     ),
     "scores": pa.schema(
@@ -140,7 +146,19 @@ def _record(kind: str, row: Any) -> dict[str, Any]:
         values.update({c: facts.get(c) for c in FACT_COLUMNS})
         for c in ("arr", "mrr"):
             values[c] = float(values[c]) if values[c] is not None else None
+        for c in DAY_FACTS:
+            values[c] = _day(values[c])
     return values
+
+
+def _day(value: Any) -> date | None:
+    """A stored day (ISO text; facts are checked as days where they enter)."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return value if isinstance(value, date) else None
 
 
 class _Drain(io.RawIOBase):
