@@ -37,7 +37,7 @@ from services import runtime
 from services.admin_keys import printable
 from services.scoring.backfill import ImportReport, check_file_names, import_files
 from services.scoring.history_files import UnreadableFile
-from services.scoring.import_files import NotTheFileReadBefore
+from services.scoring.import_files import CopyOfAFileReadBefore, NotTheFileReadBefore
 from services.scoring.import_lock import ImportLockLost, ImportRunning
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.model.schema import ModelError
@@ -680,7 +680,7 @@ def import_cmd(
             "the same command again to go on from there"
         )
         raise typer.Exit(130) from None
-    except (ImportRunning, NotTheFileReadBefore) as exc:
+    except (ImportRunning, NotTheFileReadBefore, CopyOfAFileReadBefore) as exc:
         console.print(f"[red]not started:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except ImportLockLost as exc:

@@ -7,13 +7,13 @@ in its own order: a usage export, a CRM export and a helpdesk export of the same
 interleave as the live stream would have), in batches handed to
 ``ScoringProcessor.handle``. The offsets commit with the state, so an interrupted import
 resumes where it stopped and a finished one imports nothing twice. Files are known by
-name: a copy under another name is imported again, and the dedup window (event ids for
-48 hours, ``usage.py``) recognises only its most recent events; another file under a
-name imported before is refused (``import_files``). Within a run, copies of
-an event within 48 hours of each other count once in whatever order they come: each
-file is read once first for its lines' times, and the window keeps what a later line
-may repeat (``import_ahead``). ``--restart`` reads
-again just the records rejected before (``import_rejects``).
+name and its first records (``import_files``): another file under a name imported
+before is refused, and so is a copy under another name, of which the dedup window
+(event ids for 48 hours, ``usage.py``) would recognise only the most recent events.
+Within a run, copies of an event within 48 hours of each other count once in whatever
+order they come: each file is read once first for its lines' times, and the window
+keeps what a later line may repeat (``import_ahead``). ``--restart`` reads again just
+the records rejected before (``import_rejects``).
 
 The score history gets a row per account per day, from the account's first day in the
 import to the last day of the history, quiet days included (``ImportCalendar``): after

@@ -35,6 +35,19 @@ class Fingerprint:
     records: int  # how many records it covers (fewer than FINGERPRINT_RECORDS: all of them)
 
 
+class CopyOfAFileReadBefore(ValueError):
+    """A file under a new name whose first records are those of a file imported before
+    (or of another file of the same import)."""
+
+    def __init__(self, path: Path, other: str):
+        super().__init__(
+            f"{path.name} begins as {other} does (its first records are "
+            "the same), so none of it was imported: under another name its events would "
+            "count again (the dedup window holds 48 hours). If it is the same export, "
+            f"nothing is left to import; if it holds more at its end, import it as {other}"
+        )
+
+
 class NotTheFileReadBefore(ValueError):
     """A file named as one imported before, whose first records differ."""
 
@@ -69,9 +82,15 @@ async def check_files(conn: AsyncConnection, files: Mapping[str, Path], restart:
     rows = await conn.execute(select(import_files).where(among(conn, table.source, files)))
     before = {row.source: Fingerprint(row.fingerprint, row.records) for row in rows}
     keep = []
+    this_run: dict[Fingerprint, str] = {}
     for source, path in files.items():
         now = fingerprint(path)
         then = before.get(source)
+        if then is None and now.records:
+            other = this_run.get(now) or await _copied(conn, source, now)
+            if other is not None:
+                raise CopyOfAFileReadBefore(path, other.removeprefix("import:"))
+        this_run.setdefault(now, source)
         if then is not None and not restart:
             # A file that had fewer records than a digest covers may have grown since.
             same = now if now.records == then.records else fingerprint(path, then.records)
@@ -80,3 +99,16 @@ async def check_files(conn: AsyncConnection, files: Mapping[str, Path], restart:
         if now != then:
             keep.append({"source": source, "fingerprint": now.digest, "records": now.records})
     await upsert(conn, import_files, keep, keys=["source"], update=["fingerprint", "records"])
+
+
+async def _copied(conn: AsyncConnection, source: str, now: Fingerprint) -> str | None:
+    """Another file's pseudo-topic whose first records ``now`` repeats, if any."""
+    table = import_files.c
+    found = await conn.execute(
+        select(table.source).where(
+            table.fingerprint == now.digest,
+            table.records == now.records,
+            table.source != source,
+        )
+    )
+    return found.scalars().first()

@@ -24,7 +24,7 @@ import services.scoring.processor as processor_module
 from services.scoring.backfill import import_files
 from services.scoring.history_files import LineNumbers, read_lines
 from services.scoring.import_days import NOON, ImportCalendar
-from services.scoring.import_files import NotTheFileReadBefore
+from services.scoring.import_files import CopyOfAFileReadBefore, NotTheFileReadBefore
 from services.scoring.measures import Measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
@@ -185,6 +185,19 @@ async def test_another_file_under_a_name_imported_before_is_refused_not_skipped(
     path.rename(tmp_path / "beta.ndjson")  # as the message says: a name of its own
     renamed = await import_files([tmp_path / "beta.ndjson"], processor, sweep=False)
     assert (renamed.skipped_already_imported, renamed.imported) == (0, 40)
+    # A copy under another name would count again all but its newest 48 hours of events:
+    # refused, naming the file it repeats (a later run, or the same one).
+    copy = tmp_path / "beta-copy.ndjson"
+    copy.write_bytes(other)
+    with pytest.raises(CopyOfAFileReadBefore, match=r"begins as beta\.ndjson does"):
+        await import_files([copy], processor, sweep=False)
+    twins = [tmp_path / "twin.ndjson", tmp_path / "twin2.ndjson"]
+    for twin in twins:
+        twin.write_bytes(other.replace(b'"beta"', b'"gamma"'))
+    with pytest.raises(CopyOfAFileReadBefore, match=r"twin2\.ndjson begins as twin\.ndjson"):
+        await import_files(twins, processor, sweep=False)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 70
 
 
 async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(
