@@ -20,6 +20,7 @@ from sqlalchemy import update
 
 from services.runtime import open_runtime, run_scoring
 from services.scoring.backfill import import_files
+from services.scoring.import_ahead import REACH
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import QuietAccountSweep
@@ -98,11 +99,28 @@ event_logs = st.lists(
 
 
 def with_ids(events: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
-    """Give each event an id, repeat some (client retries), and shuffle."""
+    """Give each event an id, shuffle, and repeat some (client retries) up to three
+    lines after the original, where the import promises to count a repeat once: read
+    before any line 14 days newer than it (README, ``import_ahead.REACH``). A copy
+    placed anywhere in a 40-day shuffle broke that, and the test failed on what the
+    import documents (a repeat counted twice, found when a stored example replayed)."""
     log = [{**e, "event_id": f"e{i}"} for i, e in enumerate(events)]
-    log += rng.sample(log, len(log) // 5)
     rng.shuffle(log)
+    for original in rng.sample(log, len(log) // 5):
+        at = log.index(original) + 1
+        # Where the copy may go: every line read before it less than REACH newer.
+        places = [
+            p
+            for p in range(at, min(at + 4, len(log) + 1))
+            if max(_time(e) for e in log[:p]) - _time(original) < REACH
+        ]
+        if places:
+            log.insert(rng.choice(places), original)
     return log
+
+
+def _time(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["occurred_at"])
 
 
 async def _fresh_database(postgres_url: str) -> str:
