@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFile, read_lines
 from services.scoring.import_ahead import Ahead, earliest_ahead, receipts_ahead
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
-from services.scoring.import_files import check_files
+from services.scoring.import_files import ReadBefore, check_files
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.processor import ScoringProcessor, batch_span
 from services.scoring.sweep import QuietAccountSweep
@@ -58,7 +58,7 @@ from shared.bus.offsets import offset_loader
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import among, insert_ignore, upsert
-from shared.storage.tables import import_alerts, import_rejects
+from shared.storage.tables import consumer_offsets, import_alerts, import_rejects
 
 # Records per transaction at most; a batch also spans less event time than
 # ``processor.batch_span`` (48 hours by default), so it counts what the stream counts.
@@ -231,8 +231,10 @@ async def import_files(
     sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
     processor = processor_for(_Sink(report, sources))
     async with import_lock(processor.engine) as still_held:
+        rejected = {topic: await _take_rejects(processor.engine, topic) for topic in sources}
         async with processor.engine.begin() as conn:
-            await check_files(conn, {topic: s.path for topic, s in sources.items()}, restart)
+            by_topic = {topic: source.path for topic, source in sources.items()}
+            await check_files(conn, by_topic, _read_before(processor), rejected, restart)
         await _read(sources, processor, report, progress, still_held, restart, batch_size)
         order = {path.name: place for place, path in enumerate(paths)}
         report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))
@@ -366,6 +368,26 @@ def _event_time(stamp: Stamp, before: float) -> float:
         return before
     moment = stamp[0]
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _read_before(processor: ScoringProcessor) -> ReadBefore:
+    """Which of an import's pseudo-topics it read something of: a stored offset past
+    their first record, or records rejected (in the caller's transaction: SQLite's
+    write lock would refuse a second connection)."""
+
+    async def read(conn: AsyncConnection, topics: list[str]) -> set[str]:
+        o, r = consumer_offsets.c, import_rejects.c
+        offsets = await conn.execute(
+            select(o.topic).where(
+                o.group_id == processor.group_id,
+                among(conn, o.topic, topics),
+                o.next_offset > 0,
+            )
+        )
+        rejects = await conn.execute(select(r.source).where(among(conn, r.source, topics)))
+        return set(offsets.scalars()) | set(rejects.scalars())
+
+    return read
 
 
 async def _take_rejects(engine: AsyncEngine, topic: str) -> set[int]:

@@ -1,18 +1,28 @@
 """Which file an import is reading. An import knows a file by its name, so that it
 resumes it wherever it lies; by name alone, another file under a name imported before
 was taken for it, and its lines up to the first file's length were skipped as "read by
-an earlier run" (found from outside). So each file's first records are kept as a digest
-(``import_files``): a file whose first records differ from those of the file of its
-name read before is refused before anything of it is read. The first records stay when
-lines are added at a file's end (a growing export resumes) and however it is
-compressed; lines corrected in place are read again with ``--restart``, which takes the
-file as it now is.
+an earlier run" (found from outside). So each file's first records are kept as digests
+(``import_files``), and before anything is read:
+
+- a file whose first records differ from those of the file of its name read before is
+  refused (``NotTheFileReadBefore``); with ``--restart`` only the records rejected
+  before may differ (corrected in place);
+- a file under a new name whose first records are those of a file read before (or of
+  another file of the same run) is refused (``CopyOfAFileReadBefore``): under another
+  name its events would count again, the dedup window holding 48 hours.
+
+The first records stay when lines are added at a file's end (a growing export resumes)
+and however it is compressed. Only files something was read of count (a stored offset
+or rejected records): an import stopped before its first batch leaves a digest that
+binds nothing. A file read by a version before these digests is taken, once, as the
+same file, and logged so.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -24,15 +34,35 @@ from services.scoring.history_files import UnreadableFile, read_lines
 from shared.storage.db import among, upsert
 from shared.storage.tables import import_files
 
-# Records in a file's digest: enough to tell two exports apart (their first events
+log = logging.getLogger(__name__)
+
+# Records in a file's digests: enough to tell two exports apart (their first events
 # differ in ids and times), few enough to read in a moment, whatever the file's size.
 FINGERPRINT_RECORDS = 16
+
+# Of ``topics``, those an import read something of (a stored offset, rejected records).
+ReadBefore = Callable[[AsyncConnection, list[str]], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    digest: str
-    records: int  # how many records it covers (fewer than FINGERPRINT_RECORDS: all of them)
+    """A digest per record of a file's first FINGERPRINT_RECORDS (all, if fewer)."""
+
+    hashes: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.hashes)
+
+    @classmethod
+    def of(cls, text: str) -> Fingerprint:
+        return cls(tuple(text.split()))
+
+    def differing(self, earlier: Fingerprint) -> set[int]:
+        """The records of ``earlier`` this file does not begin with (lines it has
+        gained at its end are no difference)."""
+        mine = self.hashes
+        return {k for k, h in enumerate(earlier.hashes) if k >= len(mine) or mine[k] != h}
 
 
 class CopyOfAFileReadBefore(ValueError):
@@ -41,10 +71,10 @@ class CopyOfAFileReadBefore(ValueError):
 
     def __init__(self, path: Path, other: str):
         super().__init__(
-            f"{path.name} begins as {other} does (its first records are "
-            "the same), so none of it was imported: under another name its events would "
-            "count again (the dedup window holds 48 hours). If it is the same export, "
-            f"nothing is left to import; if it holds more at its end, import it as {other}"
+            f"{path.name} begins as {other} does (its first records are the same), so "
+            "none of it was imported: under another name its events would count again "
+            "(the dedup window holds 48 hours). If it is the same export, nothing is left "
+            f"to import; if it holds more at its end, import it as {other}"
         )
 
 
@@ -55,60 +85,70 @@ class NotTheFileReadBefore(ValueError):
         super().__init__(
             f"{path.name} is not the file of that name imported before (its first records "
             "differ), so none of it was imported. An import knows a file by its name, to "
-            "resume it: give another file a name of its own, or, if you corrected lines "
-            "of this one in place, run again with --restart"
+            "resume it: give another file a name of its own (if you corrected lines "
+            "rejected before in place, run again with --restart)"
         )
 
 
-def fingerprint(path: Path, records: int = FINGERPRINT_RECORDS) -> Fingerprint:
-    """A digest of the file's first ``records`` records as read (a file that cannot be
-    read: of those that can; its reading reports the fault)."""
-    digest = hashlib.sha256()
-    count = 0
+def fingerprint(path: Path) -> Fingerprint:
+    """The digests of the file's first records as read (a file that cannot be read: of
+    those that can; its reading reports the fault)."""
+    hashes = []
     try:
-        for record in islice(read_lines(path), records):
-            digest.update(bytes(record) + b"\n")
-            count += 1
+        for record in islice(read_lines(path), FINGERPRINT_RECORDS):
+            hashes.append(hashlib.sha256(bytes(record)).hexdigest()[:16])
     except (OSError, UnreadableFile):
         pass
-    return Fingerprint(digest.hexdigest(), count)
+    return Fingerprint(tuple(hashes))
 
 
-async def check_files(conn: AsyncConnection, files: Mapping[str, Path], restart: bool) -> None:
-    """Refuse (``NotTheFileReadBefore``) a file of ``files`` (pseudo-topic → path) whose
-    first records are not those of the file of its name read before, unless
-    ``restart``; then keep each file's digest as it now is."""
+async def check_files(
+    conn: AsyncConnection,
+    files: Mapping[str, Path],
+    read_before: ReadBefore,
+    rejected: Mapping[str, set[int]],
+    restart: bool,
+) -> None:
+    """Refuse a file of ``files`` (pseudo-topic → path) that is not the one of its name
+    read before, or that repeats another (module docstring); then keep each file's
+    digests as it now is. ``rejected``: each file's records rejected before, which
+    ``restart`` reads again and which may then differ."""
     table = import_files.c
     rows = await conn.execute(select(import_files).where(among(conn, table.source, files)))
-    before = {row.source: Fingerprint(row.fingerprint, row.records) for row in rows}
+    before = {row.source: Fingerprint.of(row.fingerprint) for row in rows}
+    started = await read_before(conn, list(files))
     keep = []
     this_run: dict[Fingerprint, str] = {}
     for source, path in files.items():
         now = fingerprint(path)
         then = before.get(source)
-        if then is None and now.records:
-            other = this_run.get(now) or await _copied(conn, source, now)
+        if source in started:
+            if then is None:
+                log.warning(
+                    "import: %s was read by a version that knew files by name alone: "
+                    "taken as the same file",
+                    path.name,
+                )
+            elif now.differing(then) - (rejected.get(source, set()) if restart else set()):
+                raise NotTheFileReadBefore(path)
+        elif now.hashes:
+            other = this_run.get(now) or await _copied(conn, source, now, read_before)
             if other is not None:
                 raise CopyOfAFileReadBefore(path, other.removeprefix("import:"))
         this_run.setdefault(now, source)
-        if then is not None and not restart:
-            # A file that had fewer records than a digest covers may have grown since.
-            same = now if now.records == then.records else fingerprint(path, then.records)
-            if same != then:
-                raise NotTheFileReadBefore(path)
         if now != then:
-            keep.append({"source": source, "fingerprint": now.digest, "records": now.records})
+            keep.append({"source": source, "fingerprint": now.text, "records": len(now.hashes)})
     await upsert(conn, import_files, keep, keys=["source"], update=["fingerprint", "records"])
 
 
-async def _copied(conn: AsyncConnection, source: str, now: Fingerprint) -> str | None:
-    """Another file's pseudo-topic whose first records ``now`` repeats, if any."""
+async def _copied(
+    conn: AsyncConnection, source: str, now: Fingerprint, read_before: ReadBefore
+) -> str | None:
+    """Another file read before whose first records ``now`` repeats, if any."""
     table = import_files.c
     found = await conn.execute(
-        select(table.source).where(
-            table.fingerprint == now.digest,
-            table.records == now.records,
-            table.source != source,
-        )
+        select(table.source).where(table.fingerprint == now.text, table.source != source)
     )
-    return found.scalars().first()
+    candidates = list(found.scalars())
+    started = await read_before(conn, candidates) if candidates else set()
+    return next((c for c in sorted(candidates) if c in started), None)

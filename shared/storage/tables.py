@@ -202,14 +202,15 @@ import_rejects = Table(
     Column("record", Integer, primary_key=True),
 )
 
-# The files an import has read (pseudo-topic "import:<file>"): a digest of the first
-# ``records`` records, so another file under the same name is refused, not taken for
-# the one read before and skipped (``services/scoring/import_files.py``).
+# The files an import has read (pseudo-topic "import:<file>"): a digest of each of the
+# first ``records`` records (space-separated), so another file under the same name is
+# refused, not taken for the one read before and skipped
+# (``services/scoring/import_files.py``).
 import_files = Table(
     "import_files",
     metadata,
     Column("source", String(300), primary_key=True),
-    Column("fingerprint", String(64), nullable=False),
+    Column("fingerprint", Text, nullable=False),
     Column("records", Integer, nullable=False),
 )
 

@@ -180,6 +180,9 @@ async def test_another_file_under_a_name_imported_before_is_refused_not_skipped(
     path.write_bytes(other)
     with pytest.raises(NotTheFileReadBefore, match=r"usage\.ndjson is not the file of that name"):
         await import_files([path], processor, sweep=False)
+    # --restart reads again what was rejected; it does not make another file this one.
+    with pytest.raises(NotTheFileReadBefore):
+        await import_files([path], processor, sweep=False, restart=True)
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 30
     path.rename(tmp_path / "beta.ndjson")  # as the message says: a name of its own
@@ -198,6 +201,48 @@ async def test_another_file_under_a_name_imported_before_is_refused_not_skipped(
         await import_files(twins, processor, sweep=False)
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 70
+
+
+async def test_an_import_stopped_before_its_first_batch_binds_no_file_to_its_name(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Its digests were kept though nothing was read, and the right file was then
+    refused as another (found in review)."""
+    _, processor = db
+    path = write_inputs(tmp_path)[0]
+    with pytest.raises(RuntimeError, match="killed"):
+        await import_files([path], lambda sink: processor(sink, crashing_in_batch(1)))
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()).replace(b"e1", b"x1")))
+    report = await import_files([path], processor, sweep=False)
+    assert report.imported == 40
+
+
+async def test_a_line_rejected_and_corrected_in_place_is_read_again_with_restart(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Among the first records: the file's digests differ there, and only there."""
+    _, processor = db
+    path = tmp_path / "early.ndjson"
+    good = [orjson.dumps({**_use(i)}) for i in range(20)]
+    path.write_bytes(b"\n".join([good[0], b"{not json", *good[1:]]) + b"\n")
+    first = await import_files([path], processor, sweep=False)
+    assert (first.imported, len(first.rejected)) == (20, 1)
+    path.write_bytes(b"\n".join([good[0], orjson.dumps(_use(99)), *good[1:]]) + b"\n")
+    with pytest.raises(NotTheFileReadBefore):  # without --restart: not the file read
+        await import_files([path], processor, sweep=False)
+    fixed = await import_files([path], processor, sweep=False, restart=True)
+    assert (fixed.imported, fixed.rejected) == (1, [])
+
+
+def _use(i: int) -> dict[str, object]:
+    return {
+        "kind": "usage",
+        "event_id": f"u{i}",
+        "account_id": "acme",
+        "user_id": "u",
+        "event": "login",
+        "occurred_at": f"2026-11-{1 + i % 20:02d}T10:00:00+00:00",
+    }
 
 
 async def test_an_import_interrupted_mid_file_resumes_after_its_last_batch(

@@ -25,7 +25,7 @@ def upgrade() -> None:
     op.create_table(
         "import_files",
         sa.Column("source", sa.String(300), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("fingerprint", sa.Text(), nullable=False),
         sa.Column("records", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("source", name=op.f("pk_import_files")),
     )
