@@ -370,8 +370,8 @@ class OutboxSender:
                 # sharing the pace key waits it out, or Slack keeps refusing (and may
                 # disable the webhook).
                 self._held_until[pace] = asyncio.get_running_loop().time() + exc.retry_after_s
-            if len(group) > 1 and exc.permanent:
-                await self._each_alone(group)
+            if len(group) > 1 and exc.content:
+                await self._apart(group)
                 return
             await self._failed_all(group, rules, exc)
             return
@@ -388,19 +388,20 @@ class OutboxSender:
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             if len(group) > 1:
-                await self._each_alone(group)
+                await self._apart(group)
                 return
             await self._failed_all(group, rules, failure)
             return
         await self._delivered(group, rules)
 
-    async def _each_alone(self, group: list[Any]) -> None:
+    async def _apart(self, group: list[Any]) -> None:
         """A grouped message refused as it is (Slack's invalid_blocks, data the renderer
-        chokes on) is one notice's fault, not every one's: each is sent alone, now.
-        Grouped, a valid notice failed with an invalid one until that one died, 12
-        attempts later (found from outside)."""
-        for row in group:
-            await self._deliver([row])
+        chokes on) is one notice's fault, not every one's. Grouped, a valid notice failed
+        with an invalid one until that one died, 12 attempts later (found from outside).
+        The first is sent alone now, meeting its own fate; the rest go back untried, the
+        next pass's group (one send more per pass, within the claim's lease)."""
+        await self._deliver(group[:1])
+        await self._release(group[1:])
 
     async def _failed_all(self, group: list[Any], rules: list[str], exc: DeliveryError) -> None:
         for r, rule in zip(group, rules, strict=True):

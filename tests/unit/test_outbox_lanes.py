@@ -204,14 +204,14 @@ async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
 ) -> None:
     """Slack refused a group for one notice's blocks (invalid_blocks): the valid notice
     with it failed too, and waited until the invalid one died 12 attempts later (found
-    from outside). Now the refused group goes notice by notice, at once."""
+    from outside). Now its first goes alone, and the rest at the next pass."""
     sent: list[list[str]] = []
 
     class Slack(Channel):
         async def send(self, notice: Notice, destination: str) -> None:
             ids = [a.alert_id for a in notice.alerts]
             if "acct-1:payment_failed:1" in ids:
-                raise DeliveryError("Slack API 200: invalid_blocks", permanent=True)
+                raise DeliveryError("Slack API 200: invalid_blocks", permanent=True, content=True)
             sent.append(ids)
 
     slack = Slack("slack", pace="slack-api")
@@ -225,7 +225,8 @@ async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
         alerting=AlertingStore(alerting_toml(None, group_wait='"30s"')),  # Slack grouped
         clock=MovingClock(T0),
     )
-    await sender.send_due()
+    await sender.send_due()  # the group refused: its first alone (dead), the rest back
+    await sender.send_due()  # the rest, grouped again
     async with engine.connect() as conn:
         rows = (
             await conn.execute(

@@ -17,12 +17,21 @@ SEND_TIMEOUT_S = 30
 
 
 class DeliveryError(Exception):
+    """``content``: the message itself was refused (Slack's invalid_blocks), not the
+    destination or the connection: in a group, one notice's fault."""
+
     def __init__(
-        self, message: str, *, retry_after_s: float | None = None, permanent: bool = False
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        permanent: bool = False,
+        content: bool = False,
     ):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.permanent = permanent
+        self.content = content
 
 
 class Channel(Protocol):

@@ -52,16 +52,11 @@ MAX_BLOCKS = 50
 SECTION_CHARS = 3000
 FIELD_CHARS = 2000
 # Errors that no retry mends.
-# Refused as it is: sent again unchanged it is refused again (a message Slack cannot
-# take, invalid_blocks, is one notice's fault: the outbox sends a group's others alone).
-_PERMANENT_CODES = (
-    "channel_not_found",
-    "not_in_channel",
-    "invalid_auth",
-    "invalid_blocks",
-    "invalid_blocks_format",
-    "msg_too_long",
-)
+# Refused as it is: sent again unchanged it is refused again.
+_PERMANENT_CODES = ("channel_not_found", "not_in_channel", "invalid_auth")
+# The message itself refused: in a group, one notice's fault (the outbox sends the group's
+# first notice alone and the rest after).
+_CONTENT_CODES = ("invalid_blocks", "invalid_blocks_format", "msg_too_long")
 
 
 class SlackChannel:
@@ -126,7 +121,8 @@ class SlackChannel:
             raise DeliveryError(
                 f"Slack API {status}: {error or 'no error code'}",
                 retry_after_s=retry_after(exc.response.headers.get("Retry-After")),
-                permanent=error in _PERMANENT_CODES,
+                permanent=error in _PERMANENT_CODES or error in _CONTENT_CODES,
+                content=error in _CONTENT_CODES,
             ) from exc
         except Exception as exc:  # network errors surface as aiohttp/OS errors
             raise DeliveryError(f"Slack API unreachable: {exc!r}") from exc
