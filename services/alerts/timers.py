@@ -145,7 +145,14 @@ class AlertTimers:
         return told
 
     async def _wake_snoozed(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
-        """A snooze that ran out on a still-firing alert: tell its people again."""
+        """A snooze that ran out on a still-firing alert: tell its people again (one
+        judged not useful: the snooze ends untold; read again and again otherwise, its
+        reminder never matching)."""
+        await conn.execute(
+            update(alerts)
+            .where(alerts.c.snoozed_until <= now, alerts.c.not_useful)
+            .values(snoozed_until=None)
+        )
         rows = await conn.execute(
             select(alerts).where(
                 alerts.c.status == "firing", alerts.c.snoozed_until <= now, ~alerts.c.muted

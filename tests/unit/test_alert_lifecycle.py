@@ -305,6 +305,17 @@ async def test_an_alert_marked_not_useful_is_reminded_and_escalated_no_more(
         await world.timers.run_once()
     told = [n[1] for n in await world.notices() if n[0] == "acme:low_activity:1"]
     assert told == ["fire"]
+    # Snoozed too: its snooze ends untold (it was read again on every pass, found in
+    # review).
+    row = await world.alert("acme:low_activity:1")
+    async with world.engine.begin() as conn:
+        until = world.clock.now + timedelta(hours=1)
+        await apply_action(conn, row, Action("snooze", "anna@example.com", "x", until), T0)
+    world.clock.now += timedelta(hours=2)
+    await world.timers.run_once()
+    row = await world.alert("acme:low_activity:1")
+    assert row.snoozed_until is None  # type: ignore[attr-defined]
+    assert [n[1] for n in await world.notices() if n[0] == "acme:low_activity:1"] == ["fire"]
 
 
 async def test_a_pass_tells_nobody_about_an_alert_acted_on_after_it_read_it(
