@@ -78,8 +78,8 @@ class Runtime:
     registry: CollectorRegistry
     consumers: ConsumerMetrics
     progress: Progress = field(default_factory=Progress)
-    # Readiness found the database down and has not seen it back yet.
-    _database_down: bool = field(default=False, init=False, repr=False)
+    # When readiness first found the database down (Progress's clock), until it is back.
+    _down_since: float | None = field(default=None, init=False, repr=False)
 
     async def ready(self) -> bool:
         """The database and the bus answer, and no consume loop has stalled."""
@@ -87,15 +87,16 @@ class Runtime:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
-            self._database_down = True
+            if self._down_since is None:
+                self._down_since = self.progress.now()
             return False
-        if self._database_down:
+        if self._down_since is not None:
             # The loops could not move while the database was down, and one may still
             # be sleeping out its last backoff (up to 15 s): the outage is not their
             # stall. Counted as one, an outage a little shorter than the stall limit
             # turned readiness red again seconds after the database was back.
-            self._database_down = False
-            self.progress.restart()
+            self.progress.credit(self.progress.now() - self._down_since)
+            self._down_since = None
         stalled = self.progress.stalled(self.settings.consumer_stall_s)
         if stalled:
             log.warning(

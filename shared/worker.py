@@ -73,11 +73,16 @@ class Progress:
     def forget(self, name: str) -> None:
         self._moved.pop(name, None)
 
-    def restart(self) -> None:
-        """Every loop's clock starts again now: what kept them from moving (a database
-        outage readiness saw) is over, and they retry within ``RETRY_CAP_S``."""
+    def now(self) -> float:
+        return self._clock()
+
+    def credit(self, seconds: float) -> None:
+        """Every loop's clock set ``seconds`` later (not past now): what kept them from
+        moving for that long (a database outage readiness saw) is not their stall. All
+        of it restarted, a database that blinked now and then hid a loop stuck for
+        another reason."""
         now = self._clock()
-        self._moved = dict.fromkeys(self._moved, now)
+        self._moved = {name: min(now, t + seconds) for name, t in self._moved.items()}
 
     def stalled(self, threshold_s: float) -> list[str]:
         """Loops that have not moved for longer than ``threshold_s``."""

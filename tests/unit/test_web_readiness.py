@@ -47,13 +47,15 @@ async def test_a_database_outage_is_not_counted_as_a_stall_once_it_is_over(
         limit = settings.consumer_stall_s
         working, down = rt.engine, create_engine(f"sqlite+aiosqlite:///{tmp_path}/no/such.db")
         rt.engine = down
-        now[0] = limit - 4
+        now[0] = 1.0
         assert not await rt.ready()  # the database is down: that alone says not ready
+        now[0] = limit - 4
+        assert not await rt.ready()
         rt.engine = working
         now[0] = limit - 1
         assert await rt.ready()  # back; the loop is still in its backoff
         now[0] = limit + 5
-        assert await rt.ready()  # not stalled: the outage was not the loop's
-        now[0] = 2 * limit
-        assert not await rt.ready()  # no move for the limit since the outage ended
+        assert await rt.ready()  # not stalled: the outage (limit - 2 s) was not the loop's
+        now[0] = 2 * limit - 1
+        assert not await rt.ready()  # still for the limit, the outage not counted
         await down.dispose()
