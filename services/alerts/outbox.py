@@ -562,20 +562,34 @@ def _one_per_alert(
     each: list[tuple[AlertEvent, NoticeKind]],
 ) -> list[tuple[AlertEvent, NoticeKind]]:
     """One entry per alert, where the first of its notices stood: its newest revision,
-    told as a first notice if one of them was (the person hears of it now), else as its
-    newest notice. A fire and an update of one alert read as "2 alerts", the first one
-    stale and with a second set of buttons (found from outside)."""
-    merged: dict[str, tuple[AlertEvent, NoticeKind]] = {}
+    told as its end if that is what it is, else as the most telling of its notices (a
+    first notice, an escalation, an update, a reminder, in that order). A fire and an
+    update of one alert read as "2 alerts", the first one stale and with a second set of
+    buttons (found from outside)."""
+    newest: dict[str, AlertEvent] = {}
+    kinds: dict[str, list[NoticeKind]] = {}
     for alert, kind in each:
-        before = merged.get(alert.alert_id)
-        if before is None:
-            merged[alert.alert_id] = (alert, kind)
-            continue
-        newest = alert if alert.revision >= before[0].revision else before[0]
-        fired = NoticeKind.fire in (before[1], kind) and newest.status != "resolved"
-        latest = kind if alert.revision >= before[0].revision else before[1]
-        merged[alert.alert_id] = (newest, NoticeKind.fire if fired else latest)
-    return list(merged.values())
+        if alert.alert_id not in newest or alert.revision >= newest[alert.alert_id].revision:
+            newest[alert.alert_id] = alert
+        kinds.setdefault(alert.alert_id, []).append(kind)
+    out = []
+    for alert_id, alert in newest.items():
+        told = kinds[alert_id]
+        if alert.status == "resolved" and NoticeKind.resolve in told:
+            out.append((alert, NoticeKind.resolve))
+        else:
+            out.append((alert, min(told, key=lambda k: _TELLING.get(k, len(_TELLING)))))
+    return out
+
+
+# Of an alert's notices grouped into one message, the one it is told as: the first
+# notice before all (the person hears of it now), then the lead's, then a rise.
+_TELLING = {
+    NoticeKind.fire: 0,
+    NoticeKind.escalate: 1,
+    NoticeKind.update: 2,
+    NoticeKind.repeat: 3,
+}
 
 
 def _rule(notice: Notice) -> str:

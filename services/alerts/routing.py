@@ -80,7 +80,8 @@ def addresses(channels: Sequence[Channel], people: Iterable[Recipient]) -> list[
     out: list[tuple[str, str]] = []
     for channel in channels:
         if getattr(channel, "one_post", False):  # Slack's incoming webhook: one channel
-            out.append((channel.name, _mentioned(channel, people)))
+            if people:  # nobody to tell is told nowhere (and counted unroutable)
+                out.append((channel.name, _mentioned(channel, people)))
             continue
         for person in people[:1] if channel.broadcast else people:
             destination = channel.address(person)

@@ -301,6 +301,9 @@ def test_a_fire_and_an_update_of_one_alert_in_a_group_are_one_alert() -> None:
     assert grouped.alerts[0].revision == 1 and grouped.kinds == ("fire", "fire")
     alone = _one_notice([Notice("fire", [first], "a/fire"), Notice("update", [worse], "a/u")])
     assert (alone.kind, alone.alerts) == ("fire", [worse])
+    # Of one revision, the most telling notice (a later reminder hid an escalation).
+    lead = _one_notice([Notice("escalate", [worse], "a/e"), Notice("repeat", [worse], "a/r")])
+    assert lead.kind == "escalate"
 
 
 def test_slacks_incoming_webhook_gets_one_post_per_notice_mentioning_everyone() -> None:
@@ -317,5 +320,6 @@ def test_slacks_incoming_webhook_gets_one_post_per_notice_mentioning_everyone() 
     assert addresses([hook], people[2:]) == [("slack", "webhook")]  # posted, unmentioned
     text = fallback_text(FIRE, "U0ANNA U0LEAD")
     assert text.startswith("<@U0ANNA> <@U0LEAD> ")
+    assert addresses([hook], []) == []  # nobody to tell: told nowhere, counted so
     web = SlackChannel(settings(slack_bot_token="xoxb-1"))  # the Web API: one per person
     assert addresses([web], people) == [("slack", "U0ANNA"), ("slack", "U0LEAD")]
