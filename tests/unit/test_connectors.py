@@ -252,6 +252,8 @@ def test_an_account_twice_in_one_file_keeps_its_first_row_and_says_so(
         sent.append(facts)
         return httpx.Response(202)
 
+    _, rows = read_all(path.read_bytes(), "csv", mapping, NOW)  # the dashboard's upload
+    assert [r.fact is not None for r in rows] == [True, False, True]
     done = import_accounts(path, "csv", mapping, NOW, send=send)
     assert [f["name"] for batch in sent for f in batch] == ["First", "Other"]
     assert (done.imported, done.rows) == (2, 3)
@@ -275,3 +277,18 @@ def test_a_late_row_not_in_utf8_stops_the_import_before_anything_is_sent(
 
     with pytest.raises(CsvError, match=rf"line 1202, byte {len(data) - 5}\): nothing was sent"):
         import_accounts(path, "csv", mapping, NOW, send=send)
+
+
+def test_a_bad_byte_after_a_character_split_between_reads_is_placed_exactly(
+    mapping,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """The file is checked a MiB at a time: a character begun in one read was counted
+    in the next's offsets (found in review)."""
+    head = b"account_id,name\n" + b"a," + b"x" * ((1 << 20) - 20) + b"\n"
+    data = head + "中".encode() + b"\xff\n"  # "中" straddles the first MiB's end
+    assert len(head) < 1 << 20 < len(head) + 3
+    path = tmp_path / "split.csv"
+    path.write_bytes(data)
+    with pytest.raises(CsvError, match=rf"line 3, byte {len(head) + 3}\)"):
+        import_accounts(path, "csv", mapping, NOW, send=None)

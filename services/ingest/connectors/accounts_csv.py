@@ -80,6 +80,7 @@ def read_rows(
     except csv.Error as exc:
         raise CsvError(f"line 1: {exc}") from None
     header = header_of(columns, fmt, mapping)
+    first_row: dict[str, int] = {}  # account id → the row that had it first
 
     def rows() -> Iterator[Row]:
         while True:
@@ -91,11 +92,29 @@ def read_rows(
                 yield Row(reader.line_num, None, [RowError(reader.line_num, "(row)", str(exc))])
                 continue
             if any(c.strip() for c in cells):
-                yield _row(
+                row = _row(
                     reader.line_num, dict(zip(columns, cells, strict=False)), header, mapping, now
                 )
+                yield _once_per_account(row, first_row)
 
     return header, rows()
+
+
+def _once_per_account(row: Row, first_row: dict[str, int]) -> Row:
+    """The row, or its refusal if its account had a row before in the file: both went
+    with one time, and which one's values were kept was left to chance (found from
+    outside). The first is kept."""
+    account = row.fact.account_id if row.fact is not None else None
+    if account is None:
+        return row
+    if account in first_row:
+        message = (
+            f"account {account!r} is on row {first_row[account]} already: one row per "
+            "account (this one was not imported)"
+        )
+        return Row(row.row, None, [*row.errors, RowError(row.row, "account_id", message)])
+    first_row[account] = row.row
+    return row
 
 
 def _row(

@@ -53,10 +53,9 @@ def import_accounts(
     """Read ``path`` as ``fmt`` and send its facts with ``send`` (None: check only)."""
     outcome = ImportOutcome()
     _check_utf8(path)
-    first_row: dict[str, int] = {}  # account id → the row that had it first
     with path.open(encoding="utf-8-sig", newline="") as lines:
         _header, rows = read_rows(lines, fmt, mapping, now)
-        for batch in _batches(_once_per_account(rows, first_row)):
+        for batch in _batches(rows):
             outcome.rows += len(batch)
             good = [r for r in batch if r.fact is not None]
             outcome.errors += [e for r in batch for e in r.errors]
@@ -76,11 +75,12 @@ def _check_utf8(path: Path) -> None:
     offset, line = 0, 1
     with path.open("rb") as raw:
         while chunk := raw.read(1 << 20):
+            held = len(decoder.getstate()[0])  # a character's first bytes, from before
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
-                at = offset + exc.start
-                line += chunk[: exc.start].count(b"\n")
+                at = offset - held + exc.start
+                line += chunk[: max(0, exc.start - held)].count(b"\n")
                 raise CsvError(
                     f"{path.name} is not UTF-8 (line {line}, byte {at}): nothing was sent; "
                     "export it as CSV UTF-8"
@@ -94,23 +94,6 @@ def _check_utf8(path: Path) -> None:
                 f"{path.name} ends inside a character (byte {offset}): nothing was sent; "
                 "export it as CSV UTF-8"
             ) from None
-
-
-def _once_per_account(rows: Iterator[Row], first_row: dict[str, int]) -> Iterator[Row]:
-    """The rows, a second row of an account refused: both went with the same time, and
-    which one's values were kept was left to chance (found from outside)."""
-    for row in rows:
-        account = row.fact.account_id if row.fact is not None else None
-        if account is not None and account in first_row:
-            message = (
-                f"account {account!r} is on row {first_row[account]} already: one row per "
-                "account (this one was not imported)"
-            )
-            yield Row(row.row, None, [*row.errors, RowError(row.row, "account_id", message)])
-            continue
-        if account is not None:
-            first_row[account] = row.row
-        yield row
 
 
 def _send(
