@@ -333,3 +333,4 @@ class Simulator:
                 await cases
             finally:
                 cases.cancel()
+                await asyncio.gather(cases, return_exceptions=True)

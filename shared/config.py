@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from email.utils import parseaddr
+from email.utils import getaddresses
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -379,13 +379,10 @@ class Settings(BaseSettings):
         """One address, with a display name or without ("健康监测 <hw@example.cn>"): the
         address alone is the envelope sender, so a value without one failed every email
         at its first send, not at start."""
-        address = parseaddr(value.strip())[1]
+        mailboxes = getaddresses([value.strip()])  # "a@x, b@y" is two
+        address = mailboxes[0][1] if len(mailboxes) == 1 else ""
         local, at, domain = address.partition("@")
-        if (
-            not (local and at and domain)
-            or any(c.isspace() or c in ",;<>" for c in address)
-            or value.count("@") != 1  # "a@x, b@y" parses as a@x alone
-        ):
+        if not (local and at and domain) or any(c.isspace() or c in ",;<>" for c in address):
             raise ValueError(
                 "give one email address, with a name or without: hw@example.com or "
                 "Health Watch <hw@example.com>"

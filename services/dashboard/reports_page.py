@@ -66,8 +66,8 @@ async def account_report_page(
     async with context(request).engine.connect() as conn:
         if end is not None:
             # As the API: a period ending in days to come would show them as days without
-            # use. The account's zone counts its days; an unknown account is left to the
-            # report's own 404 below.
+            # use. The account's zone counts its days (the service's for an account
+            # unknown or not the viewer's: the same 400 either way, naming nothing).
             zone = await account_zone(conn, account_id, context(request).settings.zone)
             if end > utcnow().astimezone(zone).date():
                 raise BadAddress(FUTURE_END, end=end.isoformat())

@@ -67,5 +67,5 @@ def test_a_from_address_that_is_no_mailbox_is_refused_at_start(sender: str) -> N
         Settings(_env_file=None, smtp_from=sender)
     line = startup_mistake(refused.value)
     assert line is not None and "one email address" in line
-    for good in ("hw@example.com", "健康监测 <hw@example.cn>"):
+    for good in ("hw@example.com", "健康监测 <hw@example.cn>", '"Ops @ HQ" <hw@example.com>'):
         assert Settings(_env_file=None, smtp_from=good).smtp_from == good
