@@ -94,14 +94,18 @@ async def _queue(
 
 
 def _sender(
-    engine: AsyncEngine, settings: Settings, channels: list[Channel], clock: MovingClock
+    engine: AsyncEngine,
+    settings: Settings,
+    channels: list[Channel],
+    clock: MovingClock,
+    group_wait: str = '"0s"',
 ) -> OutboxSender:
     return OutboxSender(
         engine,
         channels,  # type: ignore[arg-type]
         settings.model_copy(update={"slack_min_interval_s": 0.0}),
         AlertsMetrics(CollectorRegistry()),
-        alerting=AlertingStore(alerting_toml(None)),
+        alerting=AlertingStore(alerting_toml(None, group_wait=group_wait)),
         clock=clock,
     )
 
@@ -217,14 +221,7 @@ async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
     slack = Slack("slack", pace="slack-api")
     await _queue(engine, "slack", "U0ANNA", 1, T0 - timedelta(seconds=2))
     await _queue(engine, "slack", "U0ANNA", 2, T0 - timedelta(seconds=1))
-    sender = OutboxSender(
-        engine,
-        [slack],  # type: ignore[list-item]
-        embedded_settings.model_copy(update={"slack_min_interval_s": 0.0}),
-        AlertsMetrics(CollectorRegistry()),
-        alerting=AlertingStore(alerting_toml(None, group_wait='"30s"')),  # Slack grouped
-        clock=MovingClock(T0),
-    )
+    sender = _sender(engine, embedded_settings, [slack], MovingClock(T0), '"30s"')  # grouped
     await sender.send_due()  # the group refused: its first alone (dead), the rest back
     await sender.send_due()  # the rest, grouped again
     async with engine.connect() as conn:
