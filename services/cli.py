@@ -546,14 +546,20 @@ def _key_row(k: KeyInfo) -> dict[str, str | None]:
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (keys list)")]) -> None:
     """Revoke a key: every service refuses it within a minute (their key caches)."""
 
-    async def revoke(engine: AsyncEngine) -> datetime | None:
-        return await revoke_key(engine, key_id)
+    async def revoke(engine: AsyncEngine) -> tuple[datetime | None, bool]:
+        before = await list_keys(engine, key_id)
+        already = bool(before) and before[0].revoked_at is not None
+        return await revoke_key(engine, key_id), already
 
-    when = asyncio.run(_on_database(Settings(), revoke))
+    when, already = asyncio.run(_on_database(Settings(), revoke))
     if when is None:
         console.print(f"[red]no key {key_id!r}[/]: 'healthwatch keys list' shows the ids")
         raise typer.Exit(1)
-    console.print(f"[green]revoked[/] key {key_id} at {when.isoformat(timespec='seconds')}")
+    at = when.isoformat(timespec="seconds")
+    if already:  # it printed "revoked" again, as if just now
+        console.print(f"key {key_id} was revoked already, at {at}")
+        return
+    console.print(f"[green]revoked[/] key {key_id} at {at}")
 
 
 class MissingDatabase(Exception):

@@ -145,6 +145,9 @@ async def test_cli_lists_and_revokes_keys(database_url: str) -> None:
         after = json.loads((await asyncio.to_thread(_cli, database_url, "list", "--json")).stdout)
         assert after["revoked_at"] is not None
         assert (await KeyStore(engine).verify(raw)) is None  # a fresh cache: refused at once
+        # Again: said so, not "revoked" as if just now.
+        again = await asyncio.to_thread(_cli, database_url, "revoke", key_id)
+        assert again.returncode == 0 and f"key {key_id} was revoked already" in again.stderr
         unknown = await asyncio.to_thread(_cli, database_url, "revoke", "nosuchkey")
         assert unknown.returncode == 1 and "no key" in unknown.stderr
     finally:
