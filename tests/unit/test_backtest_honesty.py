@@ -88,6 +88,20 @@ def test_churn_before_the_first_scored_day_is_not_a_wrong_id() -> None:
     }
     assert "early" in found["churned_before_scoring"]
     assert "typo" in found["unknown_churned"] and "early" not in found["unknown_churned"]
+    # Knowing which accounts the history names, an early date on an id it never names
+    # is a wrong id, not an early churn.
+    typo = {**churn, "typo": date(2026, 4, 1)}
+    known = Replay(
+        snapshots=snaps,
+        churn=typo,
+        first_day=date(2026, 4, 1),
+        last_day=LAST,
+        accounts=frozenset({"a", "b", "early"}),
+    )
+    named = {
+        w["check"]: w["message"] for w in warnings(known, snaps, load_default_model(), [30], {})
+    }
+    assert "typo" in named["unknown_churned"] and "typo" not in named["churned_before_scoring"]
 
 
 def test_a_horizon_whose_test_part_holds_only_churn_is_not_judged() -> None:

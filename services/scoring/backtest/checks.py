@@ -57,9 +57,15 @@ def _history_checks(
     seen = {snapshot.account_id for snapshot in snaps}
     first_scored = min((snapshot.day for snapshot in snaps), default=None)
     unscored = sorted(set(result.churn) - seen)
-    # Gone before the first day the replay scored: in the history, perhaps, but never
-    # scored, so in no figure; not a wrong id.
-    early = [a for a in unscored if first_scored is not None and result.churn[a] <= first_scored]
+    # Gone before the first day the replay scored: in the history but never scored, so
+    # in no figure; not a wrong id. An id no event names is one, whatever its date (it
+    # was called "churned before the first day scored", found from outside).
+    named = result.accounts or frozenset(unscored)  # not known: as before
+    early = [
+        a
+        for a in unscored
+        if a in named and first_scored is not None and result.churn[a] <= first_scored
+    ]
     unknown = [a for a in unscored if a not in early]
     if early:
         found.append(

@@ -175,6 +175,7 @@ class HistoryIndex:
         # The first rejected lines: file name, line, reason.
         self.rejects = [(names[source], line, why) for source, line, why in gathered.rejects]
         self.go_live_accounts = len(gathered.live)
+        self.account_ids = frozenset(gathered.numbers)  # every account an event names
         by_first = sorted(gathered.churned.items(), key=lambda item: item[1][0])
         # Churn days in the order the events name them (dict order, as before).
         self.churned = [(account_id, day) for account_id, (_, day) in by_first]

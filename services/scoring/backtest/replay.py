@@ -83,6 +83,9 @@ class Replay:
     last_day: date | None = None
     # Accounts whose facts ever named a go-live date (the checks warn when none did).
     go_live_accounts: int = 0
+    # Every account an event of the history names (empty: not known); for the checks'
+    # words, not a figure: two replays of the same events compare equal without it.
+    accounts: frozenset[str] = field(default_factory=frozenset, compare=False)
 
 
 class _FiringRecorder(DiscardingProducer):
@@ -171,6 +174,7 @@ async def replay(
         for account_id, day in index.churned:  # facts naming stage "churned" count too
             result.churn.setdefault(account_id, day)
         result.go_live_accounts = index.go_live_accounts
+        result.accounts = index.account_ids
         if len(index):
             result.first_day, result.last_day = index.first_day, index.last_day
             count = worker_count(workers, len(index))
