@@ -370,7 +370,7 @@ async def not_useful(alert_id: str, body: ReasonBody, ctx: Context, key: Respond
 async def list_deliveries(
     ctx: Context,
     _key: AdminKey,
-    status: Literal["pending", "delivered", "dead"] = "dead",
+    status: Literal["pending", "delivered", "dead", "skipped"] = "dead",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> dict[str, Any]:

@@ -337,7 +337,12 @@ class OutboxSender:
         if won.rowcount != len(ids):
             return None
         rows = await conn.execute(
-            select(d, alerts.c.payload.label("alert_payload"))
+            select(
+                d,
+                alerts.c.payload.label("alert_payload"),
+                alerts.c.status.label("alert_status"),
+                alerts.c.snoozed_until.label("alert_snoozed_until"),
+            )
             .outerjoin(alerts, alerts.c.alert_id == d.c.alert_id)
             .where(d.c.delivery_id.in_(ids))
             .order_by(d.c.delivery_id)
@@ -345,6 +350,11 @@ class OutboxSender:
         return list(rows)
 
     async def _deliver(self, group: list[Any]) -> None:
+        if group[0].channel == "slack" and (acted := [r for r in group if self._acted_on(r)]):
+            await self._skip(acted)
+            group = [r for r in group if r not in acted]
+            if not group:
+                return
         head = group[0]
         channel = self._channels.get(head.channel)
         pace = _pace_key(channel, head.destination)
@@ -393,6 +403,32 @@ class OutboxSender:
             await self._failed_all(group, rules, failure)
             return
         await self._delivered(group, rules)
+
+    def _acted_on(self, row: Any) -> bool:
+        """A Slack notice calling for action on an alert that someone has acknowledged or
+        snoozed while it waited (to be grouped, ``group_wait``, or for Slack to answer):
+        it went out after the fact with live buttons (found from outside). An alert that
+        ended is still told from its start, its end after. Email goes at once."""
+        kind = str(row.notification).partition(":")[0]
+        if kind not in (NoticeKind.fire, NoticeKind.update, NoticeKind.repeat):
+            return False
+        snoozed = row.alert_snoozed_until is not None and row.alert_snoozed_until > self._clock()
+        return row.alert_status == "acknowledged" or snoozed
+
+    async def _skip(self, rows: list[Any]) -> None:
+        """Not sent, and never to be: ``skipped``, saying why."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.delivery_id.in_([r.delivery_id for r in rows]))
+                .values(
+                    status="skipped",
+                    claimed_until=None,
+                    last_error="not sent: acted on before it went out",
+                )
+            )
+        for r in rows:
+            self._metrics.deliveries.labels(_rule(_notice(r)), r.channel, "skipped").inc()
 
     async def _apart(self, group: list[Any]) -> None:
         """A grouped message refused as it is (Slack's invalid_blocks, data the renderer

@@ -64,7 +64,9 @@ class Delivery(BaseModel):
     notification: str = Field(description="fire, reminder, escalation, resolve, …")
     channel: str
     destination: str
-    status: str = Field(description="pending, delivered or dead")
+    status: str = Field(
+        description="pending, delivered, dead, or skipped (a Slack notice acted on first)"
+    )
     attempts: int
     next_attempt_at: str
     delivered_at: str | None

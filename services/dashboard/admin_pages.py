@@ -47,7 +47,7 @@ router = APIRouter(prefix="/ui/admin", include_in_schema=False)
 
 # The documents' size limit is the API's (200 KB); url-encoding at most triples it.
 MAX_DOCUMENT_FORM_BYTES = 3 * 200_000
-DELIVERY_STATUSES = ("dead", "pending", "delivered")
+DELIVERY_STATUSES = ("dead", "pending", "delivered", "skipped")
 SHOWN = 100
 # What an action's redirect may say (fixed texts, never text from the request).
 DONE = {

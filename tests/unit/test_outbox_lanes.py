@@ -23,7 +23,7 @@ from shared.alerting.store import AlertingStore
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.notices import Notice, NoticeKind
-from shared.storage.tables import deliveries
+from shared.storage.tables import alerts, deliveries
 from tests.support.alerting import alerting_toml
 from tests.support.clocks import MovingClock
 from tests.support.factories import EngineFactory
@@ -234,3 +234,45 @@ async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
         ).all()
     assert [tuple(r) for r in rows] == [("acct-1", "dead", 1), ("acct-2", "delivered", 1)]
     assert sent == [["acct-2:payment_failed:1"]]
+
+
+async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Snoozed at 13:49:27, its fire notice, queued for the grouping window, went out at
+    13:49:33 with live Acknowledge and Snooze buttons (found from outside)."""
+    slack = Channel("slack", pace="slack-api")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(alerts).values(
+                alert_id="acct-1:payment_failed:1",
+                account_id="acct-1",
+                rule="payment_failed",
+                severity="critical",
+                status="acknowledged",
+                title="acct-1: a payment failed",
+                payload=_alert(1).model_dump(mode="json"),
+                fired_at=T0,
+                stored_at=T0,
+            )
+        )
+    await _queue(engine, "slack", "U0ANNA", 1, T0 - timedelta(seconds=2))
+    await _queue(engine, "slack", "U0ANNA", 2, T0 - timedelta(seconds=1))
+    await _queue(engine, "email", "anna@example.com", 1, T0)  # email is not held back
+    email = Channel("email", pace=None)
+    sender = _sender(engine, embedded_settings, [slack, email], MovingClock(T0), '"30s"')
+    await sender.send_due()
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(deliveries.c.account_id, deliveries.c.channel, deliveries.c.status).order_by(
+                    deliveries.c.delivery_id
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("acct-1", "slack", "skipped"),
+        ("acct-2", "slack", "delivered"),
+        ("acct-1", "email", "delivered"),
+    ]
+    assert slack.sent == ["U0ANNA"] and email.sent == ["anna@example.com"]
