@@ -113,7 +113,7 @@ def model_inputs(
     }
 
 
-# Stored with the score's inputs besides the model's (``step.stored_extras``): the score
+# Stored with the score's inputs besides the model's (``step.score_account``): the score
 # and two counts; a milestone may read them ("score ≥ 70").
 STORED_EXTRAS = ("score", "active_users_7d", "events_7d")
 

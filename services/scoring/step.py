@@ -147,7 +147,10 @@ def score_account(
     score = evaluate(using.model, raw, inputs.segment_of(measures))
     risk = danger.assess(measures, raw, using.model.danger)
     shown = {
-        **stored_extras(score.value, measures),
+        # inputs.STORED_EXTRAS, written out: this runs for every account rescored.
+        "score": score.value,
+        "active_users_7d": measures.active_users_7d,
+        "events_7d": measures.events_7d,
         **raw,
         "danger": [cause["code"] for cause in risk["causes"]],
     }
@@ -171,13 +174,6 @@ def score_account(
     return ScoredAccount(
         measures.account_id, score, before, health, daily, band_change, states, fired
     )
-
-
-def stored_extras(score: int | None, measures: Measures) -> dict[str, Any]:
-    """What the stored inputs hold besides the model's (``inputs.STORED_EXTRAS``, which
-    milestones may read too): the score and two counts the dashboard reads."""
-    values = (score, measures.active_users_7d, measures.events_7d)
-    return dict(zip(inputs.STORED_EXTRAS, values, strict=True))
 
 
 def _rows(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from services.scoring import inputs
 from services.scoring.history import Previous
 from services.scoring.model.schema import load_default_model
 from services.scoring.rules import RuleState
@@ -43,6 +44,8 @@ def test_a_first_score_writes_its_rows_and_a_band_change_from_none() -> None:
     result = score_account(measures(), USING, AccountHistory(), now=NOW)
     assert result.health is not None and result.daily is not None
     assert result.health["score"] == result.score.value == result.daily["score"]
+    # The stored inputs hold what milestones may read besides the model's inputs.
+    assert set(inputs.STORED_EXTRAS) <= set(result.daily["inputs"])
     assert result.daily["day"] == measures().as_of
     assert result.band_change is not None
     assert result.band_change["from_band"] is None
