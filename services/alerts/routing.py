@@ -79,7 +79,7 @@ def addresses(channels: Sequence[Channel], people: Iterable[Recipient]) -> list[
     people = list(people)
     out: list[tuple[str, str]] = []
     for channel in channels:
-        if getattr(channel, "one_post", False):  # Slack's incoming webhook: one channel
+        if channel.one_post:  # Slack's incoming webhook: one channel
             if people:  # nobody to tell is told nowhere (and counted unroutable)
                 out.append((channel.name, _mentioned(channel, people)))
             continue

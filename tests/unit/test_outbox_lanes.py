@@ -40,6 +40,7 @@ class Channel:
     sent: list[str] = field(default_factory=list)
     before_send: Any = None
     broadcast: bool = False
+    one_post: bool = False
 
     def address(self, recipient: Recipient) -> str | None:
         return recipient.email

@@ -39,6 +39,11 @@ class Channel(Protocol):
     # True: one delivery per notice, whoever the recipients are (the webhook).
     broadcast: bool
 
+    @property
+    def one_post(self) -> bool:
+        """True: one delivery per notice to one channel, its people with an address
+        mentioned there (Slack's incoming webhook; ``routing.addresses``)."""
+
     def address(self, recipient: Recipient) -> str | None:
         """Where this recipient is reached on this channel; None if not at all."""
 

@@ -40,6 +40,7 @@ _BAND_COLOUR = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32"}
 class EmailChannel:
     name = "email"
     broadcast = False
+    one_post = False
 
     def __init__(self, settings: Settings):
         self._settings = settings

@@ -35,6 +35,7 @@ class WebhookChannel:
 
     name = "webhook"
     broadcast = True
+    one_post = False
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None):
         self._settings = settings
