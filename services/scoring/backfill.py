@@ -235,7 +235,8 @@ async def import_files(
         async with processor.engine.begin() as conn:
             by_topic = {topic: source.path for topic, source in sources.items()}
             await check_files(conn, by_topic, _read_before(processor), rejected, restart)
-        await _read(sources, processor, report, progress, still_held, restart, batch_size)
+        retry = rejected if restart else {}
+        await _read(sources, processor, report, progress, still_held, rejected, retry, batch_size)
         order = {path.name: place for place, path in enumerate(paths)}
         report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))
         if report.stopped is not None:
@@ -258,11 +259,13 @@ async def _read(
     report: ImportReport,
     progress: Callable[[str, int], None],
     still_held: StillHeld,
-    restart: bool,
+    rejected: Mapping[str, set[int]],
+    retry: Mapping[str, set[int]],
     batch_size: int,
 ) -> None:
     """Apply the files' records still to import, merged by event time, and score their
-    days (``ImportCalendar``), each batch once the import lock is seen still held."""
+    days (``ImportCalendar``), each batch once the import lock is seen still held.
+    ``rejected``: each file's records rejected before; ``retry``: those read again."""
     calendar = await ImportCalendar.load(processor, _Sink(report), still_held)
     calendar.start_file()
     stored = await offset_loader(processor.engine, processor.group_id)(
@@ -270,10 +273,9 @@ async def _read(
     )
     for topic, source in sources.items():
         source.start = stored.get((topic, 0), 0)
-        rejects = await _take_rejects(processor.engine, topic)
-        source.retry = rejects if restart else set()
-        if not restart:  # still to fix: the summary says so, not "already imported"
-            report.rejected_before += len(rejects)
+        source.retry = retry.get(topic, set())
+        if not source.retry:  # still to fix: the summary says so, not "already imported"
+            report.rejected_before += len(rejected[topic])
         source.ahead = receipts_ahead(read_lines(source.path), source.skipped)
     batch: list[tuple[Record, Stamp]] = []
     times = _Times(batch_span(processor.settings).total_seconds())
