@@ -368,23 +368,25 @@ class _ImportLog:
         self._log = log
         self._when: dict[str, float] = {}  # file → when its count was last logged
         self._logged: dict[str, int] = {}  # file → the count logged then
-        self._read: dict[str, int] = {}  # file → its records read so far
+        self._read: dict[str, tuple[int, int]] = {}  # file → its records read, in all
 
-    def __call__(self, name: str, lines: int) -> None:
-        self._read[name] = lines
+    def __call__(self, name: str, read: int, total: int) -> None:
+        self._read[name] = (read, total)
         now = time.monotonic()
         if now - self._when.get(name, float("-inf")) >= IMPORT_LOG_EVERY_S:
             self._when[name] = now
-            self._emit(name, lines)
+            self._emit(name, read, total)
 
     def close(self) -> None:
-        for name, lines in self._read.items():
-            if self._logged.get(name) != lines:
-                self._emit(name, lines)
+        for name, (read, total) in self._read.items():
+            if self._logged.get(name) != read:
+                self._emit(name, read, total)
 
-    def _emit(self, name: str, lines: int) -> None:
-        self._logged[name] = lines
-        self._log.info("import: %s: %d records read", name, lines)
+    def _emit(self, name: str, read: int, total: int) -> None:
+        self._logged[name] = read
+        total = max(total, read)  # a file written to while it is read
+        share = 100 * read // total if total else 100
+        self._log.info("import: %s: %d of %d records read (%d%%)", name, read, total, share)
 
 
 def _log_progress(log: logging.Logger) -> Callable[[str, int, int], None]:
@@ -639,7 +641,14 @@ def import_cmd(
     except ValueError as exc:
         console.print(f"[red]not started:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     async def main() -> ImportReport:
         engine = create_engine(settings.database_url)
@@ -653,16 +662,20 @@ def import_cmd(
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.fields[lines]} lines"),
+                TaskProgressColumn(),
+                MofNCompleteColumn(),
+                TextColumn("records"),
+                TimeRemainingColumn(),
                 console=console,
             ) as progress:
-                tasks = {f.name: progress.add_task(f.name, total=None, lines=0) for f in files}
+                # No total until the file's first reading has counted its records.
+                tasks = {f.name: progress.add_task(f.name, total=None) for f in files}
                 logged = _ImportLog(logging.getLogger("healthwatch.import"))
 
-                def report(name: str, lines: int) -> None:
-                    progress.update(tasks[name], lines=lines)
+                def report(name: str, read: int, total: int) -> None:
+                    progress.update(tasks[name], completed=read, total=max(total, read))
                     if not console.is_terminal:  # a log, a CI job: lines instead of a bar
-                        logged(name, lines)
+                        logged(name, read, total)
 
                 try:
                     return await import_files(

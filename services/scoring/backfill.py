@@ -117,6 +117,12 @@ class _Source:
     ahead: Ahead = field(default_factory=lambda: np.full(1, math.inf))
     taken: int = 0
 
+    @property
+    def total(self) -> int:
+        """The file's records, as its first reading counted them (``ahead``): to where
+        it breaks off, when it does."""
+        return len(self.ahead) - 1
+
     def skipped(self, number: int) -> bool:
         """Whether record ``number`` was imported before and is not read again."""
         return number < self.start and number not in self.retry
@@ -210,7 +216,7 @@ async def import_files(
     paths: Sequence[Path],
     processor_for: Callable[[_Sink], ScoringProcessor],
     *,
-    progress: Callable[[str, int], None] = lambda name, lines: None,
+    progress: Callable[[str, int, int], None] = lambda name, read, total: None,
     sweep: bool = True,
     restart: bool = False,
     batch_size: int = BATCH,
@@ -223,7 +229,8 @@ async def import_files(
     too). Records already applied are never read again: the dedup window (48
     hours) would not know them. The alerts open at the end go to ``alerts_to`` (the
     bus), marked imported; without it they are counted only. ``progress``: a file's
-    name and its records read so far, after each batch."""
+    name, its records read so far (those of earlier imports included) and its records
+    in all, once before the first batch and after each batch."""
     check_file_names(paths)
     report = ImportReport(files=len(paths))
     if not paths:
@@ -257,7 +264,7 @@ async def _read(
     sources: dict[str, _Source],
     processor: ScoringProcessor,
     report: ImportReport,
-    progress: Callable[[str, int], None],
+    progress: Callable[[str, int, int], None],
     still_held: StillHeld,
     rejected: Mapping[str, set[int]],
     retry: Mapping[str, set[int]],
@@ -277,6 +284,10 @@ async def _read(
         if not source.retry:  # still to fix: the summary says so, not "already imported"
             report.rejected_before += len(rejected[topic])
         source.ahead = receipts_ahead(read_lines(source.path), source.skipped)
+        # Where it resumes, of the records the first reading counted: a bar with a total
+        # and an estimate of the time left from the start (an import of millions of
+        # events runs for minutes).
+        progress(source.path.name, min(source.start, source.total), source.total)
     batch: list[tuple[Record, Stamp]] = []
     times = _Times(batch_span(processor.settings).total_seconds())
     taking = list(sources.values())
@@ -290,7 +301,7 @@ async def _read(
         await _flush(processor, batch, report, calendar, still_held, ahead)
         times.clear()
         for source in sources.values():
-            progress(source.path.name, source.read)
+            progress(source.path.name, source.read, source.total)
 
     try:
         for when, index, number, record, stamp in merged:

@@ -172,7 +172,8 @@ async def test_an_import_stopped_halfway_still_opens_what_is_true_at_its_end(
         paths = write_history(tmp_path)
         half = len(history()) // 2
 
-        def stop_halfway(name: str, lines: int) -> None:
+        def stop_halfway(name: str, lines: int, total: int) -> None:
+            assert total == len(history())
             if lines >= half:
                 raise _Stopped
 
@@ -186,8 +187,17 @@ async def test_an_import_stopped_halfway_still_opens_what_is_true_at_its_end(
         async with hw.rt.engine.connect() as conn:
             ids = (await conn.execute(select(import_alerts.c.alert_id))).scalars().all()
         assert any(alert_id.startswith("low:") for alert_id in ids)  # held when it stopped
-        report = await import_files(paths, processor, batch_size=40, alerts_to=hw.rt.bus.producer)
+        resumed: list[tuple[int, int]] = []
+        report = await import_files(
+            paths,
+            processor,
+            batch_size=40,
+            alerts_to=hw.rt.bus.producer,
+            progress=lambda name, lines, total: resumed.append((lines, total)),
+        )
         assert report.skipped_already_imported >= half
+        # The bar starts where the import resumes, not at 0.
+        assert resumed[0][0] >= half and resumed[-1] == (len(history()), len(history()))
         assert not any(
             (a.account_id, a.rule) == ("low", "low_activity") for a in report.alerts.values()
         )  # this run did not see it fire

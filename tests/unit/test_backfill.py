@@ -431,8 +431,10 @@ def test_import_command_exits_non_zero_with_line_numbers(tmp_path: Path) -> None
     assert "imported 42 events" in done.stderr
     assert "usage.ndjson.gz:11" in done.stderr and "--restart" in done.stderr
     # Not a terminal: progress comes as log lines, a first one per file at least.
-    assert "import: usage.ndjson.gz: 42 records read" in done.stderr
-    assert "import: tickets.csv: 3 records read" in done.stderr
+    # The first line is logged before any batch, with each file's records in all.
+    assert "import: usage.ndjson.gz: 0 of 42 records read (0%)" in done.stderr
+    assert "import: usage.ndjson.gz: 42 of 42 records read (100%)" in done.stderr
+    assert "import: tickets.csv: 3 of 3 records read (100%)" in done.stderr
 
 
 async def _history_rows(engine: AsyncEngine) -> list[tuple[object, ...]]:
