@@ -123,7 +123,12 @@ async def revoke(key_id: str, request: Request, engine: EngineDep, _admin: Admin
     """Revoke a key (again: no change). It stops working at once on this process and
     within a minute on every other."""
     if await revoke_key(engine, key_id) is None:
-        raise ClientError(404, "not_found", f"No key {key_id!r}: GET /v1/keys lists them.")
+        raise ClientError(
+            404,
+            "not_found",
+            "No key {key_id!r}: GET /v1/keys lists them.",
+            values={"key_id": key_id},
+        )
     keys: KeyStore = request.app.state.keys
     keys.forget(key_id)
     (info,) = await list_keys(engine, key_id)

@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.i18n import Phrase
 from shared.openapi import error_responses
 from shared.request_body import read_body
 from shared.storage.documents import DocumentStore, Versioned
@@ -89,9 +90,15 @@ async def _read_text(request: Request, max_bytes: int, what: str) -> str:
         if exc.status != 413:
             raise
         # The generic 413 says to split a batch: a document cannot be split.
-        message = f"{what.capitalize()} is at most {max_bytes} bytes."
-        raise ClientError(413, "payload_too_large", message) from exc
+        raise ClientError(
+            413,
+            "payload_too_large",
+            "Send {what} in at most {max_bytes} bytes.",
+            values={"what": Phrase(what), "max_bytes": max_bytes},
+        ) from exc
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ClientError(400, "bad_encoding", f"Send {what} as UTF-8 TOML.") from exc
+        raise ClientError(
+            400, "bad_encoding", "Send {what} as UTF-8 TOML.", values={"what": Phrase(what)}
+        ) from exc

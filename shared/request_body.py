@@ -19,7 +19,10 @@ async def read_json(request: Request, max_bytes: int) -> Any:
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, gunzipped when so encoded; 413 past ``max_bytes``."""
     too_large = ClientError(
-        413, "payload_too_large", f"The body exceeds {max_bytes} bytes: split it into batches."
+        413,
+        "payload_too_large",
+        "The body exceeds {max_bytes} bytes: split it into batches.",
+        values={"max_bytes": max_bytes},
     )
     # A length of more digits than any int64 is too large; int() of it would be refused.
     declared = request.headers.get("content-length") or ""
@@ -41,7 +44,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if encoding == "gzip":
         raw = _gunzip(raw, max_bytes, too_large)
     elif encoding not in ("identity", ""):
-        raise ClientError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use gzip.")
+        raise ClientError(
+            415,
+            "unsupported_encoding",
+            "Content-Encoding {encoding!r}: use gzip.",
+            values={"encoding": encoding},
+        )
     return raw
 
 
@@ -51,7 +59,9 @@ def _gunzip(raw: bytes, max_bytes: int, too_large: ClientError) -> bytes:
     try:
         data = decoder.decompress(raw, max_bytes + 1)
     except zlib.error as exc:
-        raise ClientError(400, "bad_gzip", f"The body is not valid gzip: {exc}.") from exc
+        raise ClientError(
+            400, "bad_gzip", "The body is not valid gzip: {exc}.", values={"exc": exc}
+        ) from exc
     if len(data) > max_bytes or decoder.unconsumed_tail:
         raise too_large
     return data
@@ -63,4 +73,6 @@ def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ClientError(400, "malformed_json", f"The body is not valid JSON: {exc}.") from exc
+        raise ClientError(
+            400, "malformed_json", "The body is not valid JSON: {exc}.", values={"exc": exc}
+        ) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
+from shared.i18n import DEFAULT_LANGUAGE, Refusal, negotiate, translate, worded_values
 from shared.openapi import BASIC, BEARER, document_errors, mount_docs
 from shared.storage.db import unstorable_value
 
@@ -41,7 +42,12 @@ def spreadsheet_cell(value: Any) -> Any:
 
 
 class ClientError(Exception):
-    """A 4xx (or 503) answer with a machine-readable code and a message saying what to do."""
+    """A 4xx (or 503) answer with a machine-readable code and a message saying what to do.
+
+    ``message`` is English, and a ``str.format`` template when ``values`` fill it: the
+    answer is in the language the request's ``Accept-Language`` prefers, where the
+    message has a translation (``shared/i18n/locale/*/api.po``); the code stays the same
+    in every language, for programs to read."""
 
     def __init__(
         self,
@@ -49,15 +55,29 @@ class ClientError(Exception):
         code: str,
         message: str,
         *,
+        values: Mapping[str, object] | None = None,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ):
-        super().__init__(message)
+        self.template = message
+        self.values = dict(values or {})
+        self._filled = values is not None  # a template: its braces are fields
+        self.message = message.format(**self.values) if self._filled else message
+        super().__init__(self.message)
         self.status = status
         self.code = code
-        self.message = message
         self.extra = extra or {}
         self.headers = headers
+
+    @classmethod
+    def refusing(cls, status: int, code: str, refusal: Refusal) -> ClientError:
+        """The answer to a command ``refusal`` refused, worded as it is."""
+        return cls(status, code, refusal.template, values=refusal.values or None)
+
+    def worded(self, language: str) -> str:
+        """The message in ``language`` (English where it has no translation)."""
+        text = translate(language, self.template)
+        return text.format(**worded_values(language, self.values)) if self._filled else text
 
 
 # First in every CSV file we write: without it Excel reads UTF-8 as the system's code
@@ -74,13 +94,39 @@ def whole_number(text: str | None, most_digits: int = 18) -> int | None:
     return int(text)
 
 
-async def client_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ClientError)
+def answer_language(request: Request) -> str:
+    """The language of an API answer's message: the first of ``Accept-Language`` we
+    have, else English (the machine-readable codes are the same in every language)."""
+    return negotiate(None, request.headers.get("accept-language"), DEFAULT_LANGUAGE)
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A client error's JSON body (``message`` in English, translated for the request)."""
+    language = answer_language(request)
     return JSONResponse(
         # "code" too: Segment's SDKs log an error body's code; "error" kept for clients.
-        {"error": exc.code, "code": exc.code, "message": exc.message, **exc.extra},
+        {"error": code, "code": code, "message": translate(language, message), **(extra or {})},
+        status_code=status,
+        headers={**(headers or {}), "Content-Language": language, "Vary": "Accept-Language"},
+    )
+
+
+async def client_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ClientError)
+    language = answer_language(request)
+    return JSONResponse(
+        # "code" too: Segment's SDKs log an error body's code; "error" kept for clients.
+        {"error": exc.code, "code": exc.code, "message": exc.worded(language), **exc.extra},
         status_code=exc.status,
-        headers=exc.headers,
+        headers={**(exc.headers or {}), "Content-Language": language, "Vary": "Accept-Language"},
     )
 
 
@@ -115,14 +161,19 @@ def require_scope(scope: Scope, *alternatives: Scope) -> Callable[..., Awaitable
             raise ClientError(
                 401,
                 "unauthorized",
-                "Missing or unknown API key: send 'Authorization: Bearer hwk_…' "
-                "(or the key as the Basic-auth username); create one with "
-                f"'healthwatch keys create --scope {scope.value}'.",
+                "Missing or unknown API key: send 'Authorization: Bearer hwk_…' (or the key as the"
+                " Basic-auth username); create one with 'healthwatch keys create --scope {scope}'.",
+                values={"scope": scope.value},
                 headers={"WWW-Authenticate": 'Bearer, Basic realm="healthwatch"'},
             )
         if not any(key.allows(s) for s in (scope, *alternatives)):
             needed = "' or '".join(s.value for s in (scope, *alternatives))
-            raise ClientError(403, "forbidden", f"This key lacks the '{needed}' scope needed here.")
+            raise ClientError(
+                403,
+                "forbidden",
+                "This key lacks the '{needed}' scope needed here.",
+                values={"needed": needed},
+            )
         return key
 
     return check
@@ -140,7 +191,8 @@ async def keys_unavailable_handler(_request: Request, exc: Exception) -> JSONRes
         ClientError(
             503,
             "unavailable",
-            f"The key cannot be checked now ({exc}): nothing was done; retry later.",
+            "The key cannot be checked now ({reason}): nothing was done; retry later.",
+            values={"reason": str(exc)},
             headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
         ),
     )
@@ -200,25 +252,23 @@ def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
     return router
 
 
-async def unstorable_value_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def unstorable_value_handler(request: Request, exc: Exception) -> JSONResponse:
     """A value the database cannot hold (out of a column's range, a NUL byte in text)
     came from the request: the client can fix it, the server cannot. Any other database
     error goes on to the server's 500."""
     if not unstorable_value(exc):
         raise exc
     log.warning("request refused, a value cannot be stored: %s", type(exc.__cause__ or exc))
-    return JSONResponse(
-        {
-            "error": "unstorable_value",
-            "code": "unstorable_value",
-            "message": "A value in the request cannot be stored (out of range, too long, "
-            "or text with a NUL byte): check the values you sent.",
-        },
-        status_code=422,
+    return error_response(
+        request,
+        422,
+        "unstorable_value",
+        "A value in the request cannot be stored (out of range, too long, or text with a "
+        "NUL byte): check the values you sent.",
     )
 
 
-async def invalid_request_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def invalid_request_handler(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, with a ``code`` like every other error, and without echoing the
     input: a NaN or an infinity quoted back cannot be written as JSON (a 500), and a
     huge or hostile value need not travel twice."""
@@ -228,14 +278,16 @@ async def invalid_request_handler(_request: Request, exc: Exception) -> JSONResp
         for e in exc.errors()
     ]
     fields = ", ".join(".".join(str(p) for p in d["loc"]) for d in detail)
-    return JSONResponse(
-        {
-            "error": "invalid_request",
-            "code": "invalid_request",
-            "message": f"Invalid values in: {fields}; see 'detail' for each field.",
-            "detail": detail,
-        },
-        status_code=422,
+    # Each field's own message ("msg") is pydantic's, in English.
+    return await client_error_handler(
+        request,
+        ClientError(
+            422,
+            "invalid_request",
+            "Invalid values in: {fields}; see 'detail' for each field.",
+            values={"fields": fields},
+            extra={"detail": detail},
+        ),
     )
 
 
@@ -248,13 +300,11 @@ class RejectNulBytes:
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
-            response = JSONResponse(
-                {
-                    "error": "bad_request",
-                    "code": "bad_request",
-                    "message": "The path or query string holds a NUL byte (%00): remove it.",
-                },
-                status_code=400,
+            response = error_response(
+                Request(scope),
+                400,
+                "bad_request",
+                "The path or query string holds a NUL byte (%00): remove it.",
             )
             await response(scope, receive, send)
             return

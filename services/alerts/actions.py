@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.i18n import Refusal
 from shared.storage.tables import alert_activity, alerts
 
 
-class ActionError(ValueError):
+class ActionError(Refusal):
     """The action does not fit the alert's state; the message says why."""
 
 
@@ -35,7 +36,8 @@ async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: dat
         case "acknowledge":
             if row.status != "firing":
                 raise ActionError(
-                    f"the alert is {row.status}: only a firing alert can be acknowledged"
+                    "The alert is {status}: only a firing alert can be acknowledged.",
+                    status=row.status,
                 )
             values = {
                 "status": "acknowledged",
@@ -44,23 +46,23 @@ async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: dat
             }
         case "snooze":
             if row.status == "resolved":
-                raise ActionError("the alert is resolved: there is nothing to snooze")
+                raise ActionError("The alert is resolved: there is nothing to snooze.")
             if action.until is None or action.until <= now:
-                raise ActionError("snooze needs an 'until' in the future")
+                raise ActionError("Snooze needs an 'until' in the future.")
             values = {"snoozed_until": action.until, "snooze_reason": action.text}
         case "unsnooze":
             values = {"snoozed_until": None, "snooze_reason": None}
         case "resolve":
             if row.status == "resolved":
-                raise ActionError("the alert is resolved already")
+                raise ActionError("The alert is resolved already.")
             values = {"status": "resolved", "resolved_at": now}
         case "not_useful":
             values = {"not_useful": True}
         case "comment":
             if not (action.text or "").strip():
-                raise ActionError("a comment needs text")
+                raise ActionError("A comment needs text.")
         case _:
-            raise ActionError(f"unknown action {action.name!r}")
+            raise ActionError("Unknown action {action!r}.", action=action.name)
     if values:
         values["updated_at"] = now
         await conn.execute(update(alerts).where(alerts.c.alert_id == row.alert_id).values(**values))

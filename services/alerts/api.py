@@ -61,6 +61,7 @@ from shared.document_routes import (
     replace_document,
     toml_body,
 )
+from shared.i18n import N_
 from shared.openapi import error_responses
 from shared.request_body import read_body
 from shared.storage.tables import accounts, alert_activity, alerts, deliveries
@@ -183,7 +184,12 @@ async def list_alerts(
 async def _alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
     row = await visible_alert(conn, alert_id, key)
     if row is None:
-        raise ClientError(404, "not_found", f"No alert {alert_id[:300]!r} visible to this key.")
+        raise ClientError(
+            404,
+            "not_found",
+            "No alert {alert_id!r} visible to this key.",
+            values={"alert_id": alert_id[:300]},
+        )
     return row
 
 
@@ -309,7 +315,7 @@ async def _act(ctx: AlertsApiContext, alert_id: str, key: ApiKey, action: Action
         try:
             await apply_action(conn, row, action, now)
         except ActionError as exc:
-            raise ClientError(409, "conflict", str(exc)) from exc
+            raise ClientError.refusing(409, "conflict", exc) from exc
         return _summary(
             (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
         )
@@ -400,7 +406,9 @@ async def retry_delivery(
             .values(status="pending", attempts=0, next_attempt_at=ctx.clock(), claimed_until=None)
         )
     if done.rowcount != 1:
-        raise ClientError(404, "not_found", f"No dead delivery {delivery_id}.")
+        raise ClientError(
+            404, "not_found", "No dead delivery {delivery_id}.", values={"delivery_id": delivery_id}
+        )
     return {"delivery_id": delivery_id, "status": "pending"}
 
 
@@ -422,7 +430,7 @@ async def put_alert_rules(request: Request, ctx: Context, key: AdminKey) -> JSON
         ctx.alerting,
         author=key.name,
         max_bytes=MAX_FILE_BYTES,
-        what="the file",
+        what=N_("the alerting file"),
         invalid=AlertingError,
         invalid_code="invalid_alerting",
     )

@@ -21,7 +21,7 @@ from shared.auth import KeyStore
 from shared.bus.base import Producer
 from shared.clock import Clock, utcnow
 from shared.config import Settings
-from shared.web import Readiness, base_app, ops_router
+from shared.web import ClientError, Readiness, base_app, client_error_handler, ops_router
 
 
 def create_app(
@@ -73,13 +73,14 @@ def create_app(
 
     @app.exception_handler(404)
     async def not_found(request: Request, _exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            {
-                "error": "not_found",
-                "code": "not_found",
-                "message": f"No route {request.url.path}: see /docs.",
-            },
-            status_code=404,
+        return await client_error_handler(
+            request,
+            ClientError(
+                404,
+                "not_found",
+                "No route {path}: see /docs.",
+                values={"path": request.url.path},
+            ),
         )
 
     return app

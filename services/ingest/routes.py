@@ -169,8 +169,9 @@ def _check_webhook_signature(request: Request, secret: str, raw: bytes, now: dat
         raise ClientError(
             401,
             "stale_timestamp",
-            f"X-Healthwatch-Timestamp must be the current Unix time in seconds (within "
-            f"{WEBHOOK_TOLERANCE_S} s of the server's clock); sign each delivery afresh.",
+            "X-Healthwatch-Timestamp must be the current Unix time in seconds (within {seconds} s "
+            "of the server's clock); sign each delivery afresh.",
+            values={"seconds": WEBHOOK_TOLERANCE_S},
         )
     signed = stamp.encode() + b"." + raw
     expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
@@ -202,7 +203,9 @@ async def segment_batch(request: Request, ctx: Context, _key: IngestKey) -> JSON
 async def _segment_single(request: Request, ctx: Context, kind: str) -> JSONResponse:
     body = await read_json(request, ctx.settings.max_body_bytes)
     if not isinstance(body, dict):
-        raise ClientError(400, "bad_envelope", f"Send one {kind} call as a JSON object.")
+        raise ClientError(
+            400, "bad_envelope", "Send one {kind} call as a JSON object.", values={"kind": kind}
+        )
     body.setdefault("type", kind)
     return await _segment(ctx, [body], body.get("sentAt"))
 
@@ -294,7 +297,11 @@ async def _database(ctx: Context, work: Callable[[], Awaitable[T]]) -> T:
     except DB_DOWN as exc:
         if unstorable_value(exc):  # a value of the request, not an outage: no retry helps
             raise
-        raise _unavailable(ctx, f"The database is unavailable ({type(exc).__name__})") from exc
+        raise _unavailable(
+            ctx,
+            "The database is unavailable ({reason}); nothing was stored: retry later.",
+            type(exc).__name__,
+        ) from exc
 
 
 def _with_context(message: Any, shared: dict[str, Any]) -> Any:
@@ -312,7 +319,9 @@ def _one_or_many(body: Any, key: str, max_items: int) -> list[Any]:
         return require_list(body, key, max_items)
     if isinstance(body, dict):
         return [body]
-    raise ClientError(400, "bad_envelope", f'Send one JSON object or {{"{key}": [ ... ]}}.')
+    raise ClientError(
+        400, "bad_envelope", 'Send one JSON object or {{"{key}": [ ... ]}}.', values={"key": key}
+    )
 
 
 async def _store(
@@ -331,17 +340,17 @@ async def _store(
     if checked.rejected:
         for rejection in checked.rejected:
             ctx.metrics.events.labels(rejection.kind, "rejected").inc()
-        return JSONResponse(
-            {
-                "error": "invalid_events",
-                "code": "invalid_events",
-                "message": f"{len(checked.rejected)} event(s) rejected, "
-                f"{len(checked.valid)} accepted and stored: fix the rejected ones and "
-                "resend them (resending accepted ones is harmless).",
+        # Raised, not returned: the answer's message in the request's language.
+        raise ClientError(
+            400 if segment_style else 422,
+            "invalid_events",
+            "{rejected} event(s) rejected, {accepted} accepted and stored: fix the rejected "
+            "ones and resend them (resending accepted ones is harmless).",
+            values={"rejected": len(checked.rejected), "accepted": len(checked.valid)},
+            extra={
                 "accepted": len(checked.valid) + acknowledged,
                 "rejected": [r.as_dict() for r in checked.rejected],
             },
-            status_code=400 if segment_style else 422,
         )
     accepted = len(checked.valid) + acknowledged
     if segment_style:
@@ -364,25 +373,39 @@ async def _publish(ctx: Context, checked: Checked, messages: list[OutMessage]) -
     except BusUnavailable as exc:
         for event in checked.valid:
             ctx.metrics.events.labels(event.kind, "unavailable").inc()
-        raise _unavailable(ctx, f"The event bus is unavailable ({exc})") from exc
+        raise _unavailable(
+            ctx, "The event bus is unavailable ({reason}); nothing was stored: retry later.", exc
+        ) from exc
 
 
 def _too_large(checked: Checked, index: int | None, size: int) -> ClientError:
-    which = f"event {checked.valid[index].event_id!r}" if index is not None else "an event"
+    if index is None:
+        return ClientError(
+            413,
+            "event_too_large",
+            "An event encodes to {size} bytes, more than the {limit} bytes the event bus carries "
+            "per event; nothing was stored: send smaller properties.",
+            values={"size": size, "limit": MAX_EVENT_BYTES},
+            extra={"event_id": None},
+        )
+    event_id = checked.valid[index].event_id
     return ClientError(
         413,
         "event_too_large",
-        f"{which} encodes to {size} bytes, more than the {MAX_EVENT_BYTES} bytes the event "
-        "bus carries per event; nothing was stored: send smaller properties.",
-        extra={"event_id": checked.valid[index].event_id if index is not None else None},
+        "Event {event_id!r} encodes to {size} bytes, more than the {limit} bytes the event bus "
+        "carries per event; nothing was stored: send smaller properties.",
+        values={"event_id": event_id, "size": size, "limit": MAX_EVENT_BYTES},
+        extra={"event_id": event_id},
     )
 
 
-def _unavailable(ctx: Context, what: str) -> ClientError:
-    """A 503 the client retries after ``retry_after_s``: nothing of the request was stored."""
+def _unavailable(ctx: Context, message: str, reason: object) -> ClientError:
+    """A 503 the client retries after ``retry_after_s``: nothing of the request was stored
+    (``message``: a template of the ``reason``)."""
     return ClientError(
         503,
         "unavailable",
-        f"{what}; nothing was stored: retry later.",
+        message,
+        values={"reason": str(reason)},
         headers={"Retry-After": str(ctx.settings.retry_after_s)},
     )

@@ -101,15 +101,21 @@ def require_list(body: Any, key: str, max_items: int) -> list[Any]:
     """``body[key]`` as a list, within the batch limit."""
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
         raise ClientError(
-            400, "bad_envelope", f'Send a JSON object {{"{key}": [ ... ]}} with a list of events.'
+            400,
+            "bad_envelope",
+            'Send a JSON object {{"{key}": [ ... ]}} with a list of events.',
+            values={"key": key},
         )
     items: list[Any] = body[key]
     if len(items) > max_items:
         raise ClientError(
             413,
             "too_many_events",
-            f"{len(items)} events in one request; the limit is {max_items}: split the batch.",
+            "{count} events in one request; the limit is {max_items}: split the batch.",
+            values={"count": len(items), "max_items": max_items},
         )
     if not items:
-        raise ClientError(400, "empty_batch", f'"{key}" is empty: send at least one event.')
+        raise ClientError(
+            400, "empty_batch", '"{key}" is empty: send at least one event.', values={"key": key}
+        )
     return items

@@ -17,6 +17,7 @@ from services.reports.pdf import PdfUnavailable
 from services.scoring.queries import Day, account_zone, check_not_future, visible_account
 from shared.auth import ApiKey
 from shared.clock import utcnow
+from shared.i18n import N_
 from shared.openapi import error_responses
 from shared.web import ClientError, EngineDep, ReadKey
 
@@ -122,5 +123,7 @@ async def account_report(
             # A period ending in days to come (in the account's zone, where its days are
             # counted) would report them as days without use.
             zone = await account_zone(conn, account_id, service_zone(request))
-            check_not_future(end, utcnow().astimezone(zone).date(), "in the account's zone", "end")
+            check_not_future(
+                end, utcnow().astimezone(zone).date(), N_("in the account's zone"), "end"
+            )
         return await report_document(conn, key, ask)

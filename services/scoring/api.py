@@ -53,6 +53,7 @@ from shared.document_routes import (
     replace_document,
     toml_body,
 )
+from shared.i18n import N_
 from shared.openapi import error_responses
 from shared.web import AdminKey, ClientError, ReadKey, spreadsheet_cell
 
@@ -106,7 +107,12 @@ async def account_health_view(
         h = await account_health_row(conn, account_id)
         model, _ = await ctx.models.current(conn)
         if h is None or (h.score is None and h.band is None):
-            raise ClientError(404, "not_scored", f"Account {account_id!r} has no score yet.")
+            raise ClientError(
+                404,
+                "not_scored",
+                "Account {account_id!r} has no score yet.",
+                values={"account_id": account_id},
+            )
         inputs = h.inputs or {}
         why = (
             None
@@ -131,11 +137,14 @@ async def _health_as_of(
     conn: AsyncConnection, account_id: str, day: date, zone: tzinfo
 ) -> dict[str, Any]:
     zone = await account_zone(conn, account_id, zone)
-    check_not_future(day, datetime.now(zone).date(), "in the account's zone")
+    check_not_future(day, datetime.now(zone).date(), N_("in the account's zone"))
     row = (await scores_as_of(conn, day, [account_id])).get(account_id)
     if row is None:
         raise ClientError(
-            404, "not_scored", f"Account {account_id!r} had no score as of {day.isoformat()}."
+            404,
+            "not_scored",
+            "Account {account_id!r} had no score as of {day}.",
+            values={"account_id": account_id, "day": day.isoformat()},
         )
     # The end of the day in the account's zone, as the portfolio's as-of reads it.
     end = end_of(day, zone)
@@ -203,7 +212,12 @@ async def account_metrics(
         )
         model, _ = await ctx.models.current(conn)
     if m is None:
-        raise ClientError(404, "no_activity", f"Account {account_id!r} has no activity yet.")
+        raise ClientError(
+            404,
+            "no_activity",
+            "Account {account_id!r} has no activity yet.",
+            values={"account_id": account_id},
+        )
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for (dimension, name), (c7, c28) in sorted(m.names.items()):
         counts.setdefault(dimension, {})[name] = {"last_7d": c7, "last_28d": c28}
@@ -257,7 +271,7 @@ async def portfolio_health(
     if as_of is not None:
         # Accounts count their days in their own zones: only a day begun in none is refused.
         ahead = (datetime.now(UTC) + AHEAD_OF_UTC).date()
-        check_not_future(as_of, ahead, "anywhere (UTC+14)")
+        check_not_future(as_of, ahead, N_("anywhere (UTC+14)"))
     day = as_of or datetime.now(ctx.zone).date()
     async with ctx.engine.connect() as conn:
         rows = await portfolio_health_as_of(conn, key, day, ctx.zone)
@@ -301,7 +315,7 @@ async def put_health_model(request: Request, ctx: Context, key: AdminKey) -> JSO
         ctx.models,
         author=key.name,
         max_bytes=MAX_MODEL_BYTES,
-        what="the model",
+        what=N_("the model"),
         invalid=ModelError,
         invalid_code="invalid_model",
     )

@@ -36,6 +36,7 @@ from services.scoring.usage import UNKNOWN, AccountUsage, decode
 from services.scoring.usage_measures import NAME_WINDOW_DAYS
 from services.scoring.zones import zone_of
 from shared.auth import ApiKey
+from shared.i18n import Phrase
 from shared.storage.db import among
 from shared.storage.tables import account_health, account_usage, accounts, health_daily, tickets
 from shared.web import ClientError
@@ -94,8 +95,14 @@ def check_not_future(day: date, today: date, where: str, name: str = "as_of") ->
     raise ClientError(
         422,
         "as_of_in_future",
-        f"{name} {day.isoformat()} is after today ({today.isoformat()} {where}): give today "
-        f"or an earlier day, or leave {name} out.",
+        "{name} {day} is after today ({today} {where}): give today or an earlier day, or leave "
+        "{name} out.",
+        values={
+            "name": name,
+            "day": day.isoformat(),
+            "today": today.isoformat(),
+            "where": Phrase(where),
+        },
         extra={"today": today.isoformat()},
     )
 
@@ -107,10 +114,15 @@ def check_retention(account_id: str, day: date, oldest: date | None, history_day
     raise ClientError(
         422,
         "as_of_beyond_retention",
-        f"Daily counts of {account_id!r} are kept for {history_days} days before its newest "
-        f"event, so measures are answered as of {oldest.isoformat()} or later. To keep "
-        "more, raise HEALTHWATCH_HISTORY_DAYS (it applies to the days still kept); the "
-        "score history (/health/history, /health?as_of=) reaches further back.",
+        "Daily counts of {account_id!r} are kept for {history_days} days before its newest event, "
+        "so measures are answered as of {oldest} or later. To keep more, raise "
+        "HEALTHWATCH_HISTORY_DAYS (it applies to the days still kept); the score history "
+        "(/health/history, /health?as_of=) reaches further back.",
+        values={
+            "account_id": account_id,
+            "history_days": history_days,
+            "oldest": oldest.isoformat(),
+        },
         extra={"oldest_as_of": oldest.isoformat(), "retention_days": history_days},
     )
 

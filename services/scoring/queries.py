@@ -46,6 +46,7 @@ from services.scoring.zones import zone_of as zone_of  # for other packages (imp
 from shared.auth import ApiKey
 from shared.clock import utcnow
 from shared.contracts.events import fold_email
+from shared.i18n import N_
 from shared.storage.tables import (
     account_health,
     accounts,
@@ -94,7 +95,8 @@ def day_range(start: date | None, end: date, default_days: int) -> tuple[date, d
         raise ClientError(
             422,
             "range_too_long",
-            f"Ask for at most {MAX_HISTORY_DAYS} days at a time (split the range).",
+            "Ask for at most {limit} days at a time (split the range).",
+            values={"limit": MAX_HISTORY_DAYS},
         )
     return start, end
 
@@ -114,7 +116,12 @@ async def visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -
     )
     owner = row.owner_email if row is not None else None
     if not known or key.portfolio_of not in (None, owner):
-        raise ClientError(404, "not_found", f"No account {account_id!r} visible to this key.")
+        raise ClientError(
+            404,
+            "not_found",
+            "No account {account_id!r} visible to this key.",
+            values={"account_id": account_id},
+        )
     return row
 
 
@@ -142,7 +149,7 @@ async def account_measures(
         measures = await load_measures(conn, {account_id}, None, zone)
     else:
         today = utcnow().astimezone(await account_zone(conn, account_id, zone)).date()
-        check_not_future(as_of, today, "in the account's zone")
+        check_not_future(as_of, today, N_("in the account's zone"))
         if kept is not None:
             oldest = await oldest_as_of(conn, account_id, kept, zone)
             check_retention(account_id, as_of, oldest, kept[1])

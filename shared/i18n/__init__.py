@@ -56,6 +56,30 @@ def translate(language: str, text: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
+class Phrase(str):
+    """An English text among a message's values, worded in the message's language too
+    (``Refusal``, ``shared.web.ClientError``); mark it with ``N_`` where it is written."""
+
+
+def worded_values(language: str, values: Mapping[str, object]) -> dict[str, object]:
+    """``values`` with each ``Phrase`` among them in ``language``."""
+    return {
+        name: translate(language, value) if isinstance(value, Phrase) else value
+        for name, value in values.items()
+    }
+
+
+class Refusal(ValueError):
+    """A command refused for its input or the state it finds: ``message`` is English and
+    a ``str.format`` template of ``values``, so whoever shows it can word it in the
+    reader's language (``translate``); ``str()`` gives the English."""
+
+    def __init__(self, message: str, **values: object):
+        super().__init__(message.format(**values) if values else message)
+        self.template = message
+        self.values = values
+
+
 def negotiate(requested: str | None, accept_language: str | None, default: str) -> str:
     """The language to answer in: the one the person chose, else the first of their
     browser's languages we have, else the service's default."""

@@ -270,6 +270,22 @@ async def test_out_of_range_values_are_a_4xx_naming_the_field(
             # Within the bounds, all is well.
             r = await c.post(f"/v1/alerts/{alert}/snooze", json={"for": "90d", "reason": "q"})
             assert r.status_code == 200, r.text
+            # Refusals in the language the request prefers; their codes stay as they are.
+            zh = {"Accept-Language": "zh-CN"}
+            r = await c.get("/v1/alerts", params={"limit": "-1"}, headers=zh)
+            assert r.status_code == 422 and r.json()["code"] == "invalid_request"
+            assert r.json()["message"].startswith("以下字段的值无效：query.limit")
+            assert (await c.post(f"/v1/alerts/{alert}/resolve", json={})).status_code == 200
+            r = await c.post(f"/v1/alerts/{alert}/acknowledge", headers=zh)
+            assert r.status_code == 409 and r.json()["code"] == "conflict"
+            assert (
+                r.json()["message"]
+                == "该告警的状态为 resolved：只有正在触发（firing）的告警才能确认。"
+            )
+            r = await c.post(f"/v1/alerts/{alert}/acknowledge")
+            assert r.json()["message"] == (
+                "The alert is resolved: only a firing alert can be acknowledged."
+            )
     assert wrong == []
 
 

@@ -131,6 +131,20 @@ def _texts_of(tree: ast.Module) -> Iterator[str]:
             yield from _constant_strings(value)
 
 
+# An API's refusals, answered in the request's language (shared/web.py): the English
+# message's position in each call that makes one.
+ANSWER_TEXTS = {
+    "ClientError": 2,
+    "error_response": 3,
+    "ActionError": 0,
+    "CaseError": 0,
+    "CaseClosed": 0,
+    "TaskError": 0,
+    "_bounded_text": 1,
+    "_unavailable": 1,
+}
+
+
 def _call_text(call: ast.Call) -> Iterator[str]:
     func = call.func
     name = (
@@ -140,7 +154,7 @@ def _call_text(call: ast.Call) -> Iterator[str]:
         if isinstance(func, ast.Attribute)
         else ""
     )
-    position = {"translate": 1, "N_": 0, "t": 0}.get(name)
+    position = {"translate": 1, "N_": 0, "t": 0, **ANSWER_TEXTS}.get(name)
     if position is not None and len(call.args) > position:
         arg = call.args[position]
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -174,6 +188,27 @@ def test_every_text_has_a_chinese_translation() -> None:
     chinese = catalog("zh-CN")
     missing = sorted(f"{where}: {text!r}" for text, where in texts.items() if text not in chinese)
     assert missing == [], "no zh_CN translation (add it to your area's .po):\n" + "\n".join(missing)
+
+
+def test_api_refusals_are_templates_not_f_strings() -> None:
+    """An f-string message cannot be looked up in a catalog: its values go in
+    ``values=`` (or a refusal's keywords), so the answer can be worded in Chinese."""
+    found = []
+    for folder in PYTHON_DIRS:
+        for path in sorted(folder.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                name = getattr(func, "id", None) or getattr(func, "attr", "")
+                at = ANSWER_TEXTS.get(name)
+                if (
+                    at is not None
+                    and len(node.args) > at
+                    and isinstance(node.args[at], ast.JoinedStr)
+                ):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
 
 
 def test_translations_keep_their_placeholders() -> None:

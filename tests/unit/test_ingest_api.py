@@ -317,3 +317,30 @@ async def test_true_and_false_are_no_numbers(api: Api) -> None:
         r = await api.client.post("/v1/events", json={"events": [event]}, headers=api.auth(scope))
         assert r.status_code == 422, (event, r.text)
         assert "not true or false" in r.text
+
+
+async def test_refusals_speak_the_language_the_request_prefers(api: Api) -> None:
+    """The message follows Accept-Language (English without it); the code does not."""
+    too_many = {"events": [usage("acme", f"u{i}") for i in range(1001)]}
+    plain = await api.client.post("/v1/events", json=too_many, headers=api.auth())
+    chinese = await api.client.post(
+        "/v1/events", json=too_many, headers={**api.auth(), "Accept-Language": "zh-CN,en;q=0.5"}
+    )
+    assert plain.status_code == chinese.status_code == 413
+    assert plain.json()["code"] == chinese.json()["code"] == "too_many_events"
+    assert plain.json()["message"].startswith("1001 events in one request")
+    assert chinese.json()["message"] == "一次请求中有 1001 个事件，上限为 1000：请拆分这一批。"
+    assert chinese.headers["content-language"] == "zh-CN"
+    assert "accept-language" in chinese.headers["vary"].lower()
+    # Rejected events, the key check and an unknown route: the same.
+    zh = {"Accept-Language": "zh"}
+    bad = await api.client.post(
+        "/v1/accounts", json={"account_id": 5}, headers={**api.auth("crm"), **zh}
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_events"
+    assert bad.json()["message"].startswith("1 个事件被拒绝，0 个已接受并存储")
+    assert bad.json()["rejected"]  # each field's own error as before
+    no_key = await api.client.post("/v1/events", json=too_many, headers=zh)
+    assert no_key.status_code == 401 and no_key.json()["message"].startswith("缺少 API 密钥")
+    lost = await api.client.get("/v1/nowhere", headers=zh)
+    assert lost.json()["message"] == "没有路径 /v1/nowhere：请查看 /docs。"

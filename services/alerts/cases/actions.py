@@ -23,11 +23,12 @@ from services.alerts.cases.model import (
 )
 from services.alerts.cases.tasks import NewTask, create_task
 from shared.config import Settings
+from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
 from shared.storage.tables import case_reviews, cases
 
 
-class CaseError(ValueError):
+class CaseError(Refusal):
     """The command does not fit the case or its input; the message says why."""
 
 
@@ -49,23 +50,31 @@ class NewCase:
     told: bool = False
 
 
-def _text(value: str, what: str, limit: int) -> str:
+def _bounded_text(value: str, what: str, limit: int) -> str:
+    """``value`` stripped, refused (``what``: a message template of ``limit``) unless it
+    holds 1 to ``limit`` characters, none of them NUL."""
     text = value.strip()
     if not text or len(text) > limit or "\x00" in text:
-        raise CaseError(f"{what} must be 1 to {limit} characters")
+        raise CaseError(what, limit=limit)
     return text
 
 
 def _level(level: str) -> str:
     if level not in LEVELS:
-        raise CaseError(f"unknown danger level {level!r}: one of {', '.join(LEVELS)}")
+        raise CaseError(
+            "Unknown danger level {level!r}: one of {levels}.",
+            level=level,
+            levels=", ".join(LEVELS),
+        )
     return level
 
 
 def _causes(codes: list[str]) -> list[str]:
     unknown = [c for c in codes if c not in CAUSES]
     if unknown:
-        raise CaseError(f"unknown cause codes {unknown!r}: see the cases API's causes")
+        raise CaseError(
+            "Unknown cause codes {unknown!r}: see the cases API's causes.", unknown=unknown
+        )
     return list(dict.fromkeys(codes))
 
 
@@ -82,7 +91,9 @@ async def open_case(
         "danger_level": level,
         "causes": _causes(new.causes),
         "alert_id": new.alert_id,
-        "summary": _text(new.summary, "a case's summary", TITLE_CHARS),
+        "summary": _bounded_text(
+            new.summary, "A case's summary must be 1 to {limit} characters.", TITLE_CHARS
+        ),
         "opened_at": now,
         "opened_by": new.opened_by,
         "next_review_at": now + review_every(settings, level),
@@ -97,7 +108,7 @@ async def open_case(
 
 def _open(row: Any) -> None:
     if row.state != "open":
-        raise CaseClosed("the case is closed")
+        raise CaseClosed("The case is closed.")
 
 
 async def add_task(
@@ -135,7 +146,9 @@ async def add_review(
             case_id=row.case_id,
             at=now,
             reviewer=reviewer,
-            notes=_text(notes, "a review's notes", TEXT_CHARS),
+            notes=_bounded_text(
+                notes, "A review's notes must be 1 to {limit} characters.", TEXT_CHARS
+            ),
             danger_after=level,
         )
     )
@@ -166,7 +179,11 @@ async def close_case(
     """Closed with its outcome and the lesson learnt; the account may get a new case."""
     _open(row)
     if outcome not in OUTCOMES:
-        raise CaseError(f"unknown outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
+        raise CaseError(
+            "Unknown outcome {outcome!r}: one of {outcomes}.",
+            outcome=outcome,
+            outcomes=", ".join(OUTCOMES),
+        )
     await conn.execute(
         update(cases)
         .where(cases.c.case_id == row.case_id, cases.c.state == "open")
@@ -174,7 +191,7 @@ async def close_case(
             state="closed",
             open_key=None,
             outcome=outcome,
-            lesson=_text(lesson, "a lesson", TEXT_CHARS),
+            lesson=_bounded_text(lesson, "A lesson must be 1 to {limit} characters.", TEXT_CHARS),
             closed_at=now,
             closed_by=actor,
             next_review_at=None,

@@ -90,7 +90,9 @@ def _late(r: dict[str, Any], now: datetime) -> bool:
 async def _case(conn: AsyncConnection, case_id: int, key: ApiKey) -> Any:
     row = await queries.visible_case(conn, case_id, key)
     if row is None:
-        raise ClientError(404, "not_found", f"No case {case_id} visible to this key.")
+        raise ClientError(
+            404, "not_found", "No case {case_id} visible to this key.", values={"case_id": case_id}
+        )
     return row
 
 
@@ -114,7 +116,12 @@ async def read_case(case_id: CaseId, ctx: Context, key: ReadKey) -> dict[str, An
 
 async def _visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) -> None:
     if not await queries.account_visible(conn, account_id, key):
-        raise ClientError(404, "not_found", f"No account {account_id[:200]!r} visible to this key.")
+        raise ClientError(
+            404,
+            "not_found",
+            "No account {account_id!r} visible to this key.",
+            values={"account_id": account_id[:200]},
+        )
 
 
 async def _opened(ctx: AlertsApiContext, key: ApiKey, new: NewCase) -> dict[str, Any]:
@@ -122,7 +129,7 @@ async def _opened(ctx: AlertsApiContext, key: ApiKey, new: NewCase) -> dict[str,
         try:
             case_id, opened = await actions.open_case(conn, new, ctx.settings, ctx.clock())
         except CaseError as exc:
-            raise ClientError(422, "invalid", str(exc)) from exc
+            raise ClientError.refusing(422, "invalid", exc) from exc
         return {**await _detail(ctx, conn, case_id, key), "opened": opened}
 
 
@@ -145,7 +152,12 @@ async def open_from_alert(
     async with ctx.engine.connect() as conn:
         row = await visible_alert(conn, alert_id, key)
         if row is None:
-            raise ClientError(404, "not_found", f"No alert {alert_id[:300]!r} visible to this key.")
+            raise ClientError(
+                404,
+                "not_found",
+                "No alert {alert_id!r} visible to this key.",
+                values={"alert_id": alert_id[:300]},
+            )
         causes = (
             body.causes
             if body.causes is not None
@@ -163,7 +175,7 @@ async def _change(ctx: AlertsApiContext, case_id: int, key: ApiKey, change: Any)
         try:
             await change(conn, row, ctx.clock())
         except (CaseError, TaskError) as exc:
-            raise ClientError(409, "conflict", str(exc)) from exc
+            raise ClientError.refusing(409, "conflict", exc) from exc
         return await _detail(ctx, conn, case_id, key)
 
 
@@ -235,7 +247,12 @@ async def complete_case_task(
     async def change(conn: AsyncConnection, row: Any, now: datetime) -> None:
         task = await visible_task(conn, task_id, key)
         if task is None or task.case_id != row.case_id:
-            raise ClientError(404, "not_found", f"No task {task_id} in case {case_id}.")
+            raise ClientError(
+                404,
+                "not_found",
+                "No task {task_id} in case {case_id}.",
+                values={"task_id": task_id, "case_id": case_id},
+            )
         await complete_task(conn, task_id, actor(key), now)
 
     return await _change(ctx, case_id, key, change)
@@ -276,9 +293,14 @@ async def complete(task_id: TaskId, ctx: Context, key: RespondKey) -> dict[str, 
     """Mark a task done (a case's, or an NPS follow-up)."""
     async with ctx.engine.begin() as conn:
         if await visible_task(conn, task_id, key) is None:
-            raise ClientError(404, "not_found", f"No task {task_id} visible to this key.")
+            raise ClientError(
+                404,
+                "not_found",
+                "No task {task_id} visible to this key.",
+                values={"task_id": task_id},
+            )
         try:
             await complete_task(conn, task_id, actor(key), ctx.clock())
         except TaskError as exc:
-            raise ClientError(409, "conflict", str(exc)) from exc
+            raise ClientError.refusing(409, "conflict", exc) from exc
         return task_row(await visible_task(conn, task_id, key))

@@ -19,6 +19,7 @@ from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
 from shared.contracts.events import fold_email, folded_email
+from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
 from shared.storage.tables import accounts, tasks
 
@@ -28,7 +29,7 @@ def owner_now() -> ColumnElement[str]:
     return func.coalesce(tasks.c.owner_email, accounts.c.owner_email)
 
 
-class TaskError(ValueError):
+class TaskError(Refusal):
     """The task cannot be created or changed so; the message says why."""
 
 
@@ -53,10 +54,10 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
     """Add ``task``; its id. With a ``source_key`` already used, the existing task's id
     (a replayed alert opens its follow-up once)."""
     if task.kind not in TASK_KINDS:
-        raise TaskError(f"unknown task kind {task.kind!r}")
+        raise TaskError("Unknown task kind {kind!r}.", kind=task.kind)
     title = task.title.strip()
     if not title or len(title) > TITLE_CHARS:
-        raise TaskError(f"a task needs a title of 1 to {TITLE_CHARS} characters")
+        raise TaskError("A task needs a title of 1 to {limit} characters.", limit=TITLE_CHARS)
     values = {
         "account_id": task.account_id,
         "case_id": task.case_id,

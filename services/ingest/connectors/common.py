@@ -76,8 +76,9 @@ def unknown_payload(vendor: str, expected: str) -> ClientError:
     return ClientError(
         400,
         "unknown_payload",
-        f"This is not a {vendor} payload healthwatch reads: expected {expected} "
-        "(docs/connectors.md has the webhook's JSON body to configure).",
+        "This is not a {vendor} payload healthwatch reads: expected {expected} (docs/connectors.md"
+        " has the webhook's JSON body to configure).",
+        values={"vendor": vendor, "expected": expected},
     )
 
 
@@ -85,5 +86,6 @@ def disabled(vendor: str, setting: str) -> ClientError:
     return ClientError(
         403,
         "webhook_disabled",
-        f"The {vendor} connector is off: the server has no HEALTHWATCH_{setting} configured.",
+        "The {vendor} connector is off: the server has no HEALTHWATCH_{setting} configured.",
+        values={"vendor": vendor, "setting": setting},
     )

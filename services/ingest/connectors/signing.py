@@ -45,8 +45,9 @@ def _stale(header: str, now: datetime) -> ClientError:
     return ClientError(
         401,
         "stale_timestamp",
-        f"{header} must be the time of sending, within {WEBHOOK_TOLERANCE_S} s of the "
-        "server's clock: the vendor signs each delivery afresh, so check the server's clock.",
+        "{header} must be the time of sending, within {seconds} s of the server's clock: the "
+        "vendor signs each delivery afresh, so check the server's clock.",
+        values={"header": header, "seconds": WEBHOOK_TOLERANCE_S},
     )
 
 
@@ -54,8 +55,9 @@ def _bad_signature(header: str, scheme: str) -> ClientError:
     return ClientError(
         401,
         "bad_signature",
-        f"{header} does not match {scheme}: check that the secret configured here is the "
-        "one the vendor shows for this webhook.",
+        "{header} does not match {scheme}: check that the secret configured here is the one the "
+        "vendor shows for this webhook.",
+        values={"header": header, "scheme": scheme},
     )
 
 

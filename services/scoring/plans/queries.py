@@ -219,7 +219,10 @@ async def create_plan(
         if template is None:
             ids = [t.id for t in templates.template]
             raise ClientError(
-                422, "unknown_template", f"No template {template_id!r}: use one of {ids}."
+                422,
+                "unknown_template",
+                "No template {template_id!r}: use one of {ids}.",
+                values={"template_id": template_id, "ids": ids},
             )
     else:
         template = templates.matching(fields.get("tier"), fields.get("lifecycle_stage"))
@@ -289,7 +292,12 @@ async def _own_plan(
     today, values = (await _values(conn, {account_id: facts}, when))[account_id]
     if plan is None:
         if not author:
-            raise ClientError(404, "no_plan", f"Account {account_id!r} has no success plan.")
+            raise ClientError(
+                404,
+                "no_plan",
+                "Account {account_id!r} has no success plan.",
+                values={"account_id": account_id},
+            )
         await store.replace_plan(
             conn,
             account_id,
@@ -340,7 +348,12 @@ async def edit_milestone(
     plan, today, values = await _own_plan(conn, key, account_id, when)
     stored = next((m for m in plan.milestones if m.milestone.key == milestone_key), None)
     if stored is None:
-        raise ClientError(404, "no_milestone", f"The plan has no milestone {milestone_key!r}.")
+        raise ClientError(
+            404,
+            "no_milestone",
+            "The plan has no milestone {milestone_key!r}.",
+            values={"milestone_key": milestone_key},
+        )
     m = stored.milestone
     achieved = changes.pop("achieved", None)
     author = changes.pop("checked_by", None)
@@ -391,7 +404,12 @@ async def remove_milestone(
 ) -> None:
     await _own_plan(conn, key, account_id, when)
     if not await store.remove_milestone(conn, account_id, milestone_key):
-        raise ClientError(404, "no_milestone", f"The plan has no milestone {milestone_key!r}.")
+        raise ClientError(
+            404,
+            "no_milestone",
+            "The plan has no milestone {milestone_key!r}.",
+            values={"milestone_key": milestone_key},
+        )
     await store.rescore_soon(conn, account_id)
 
 

@@ -41,8 +41,9 @@ class Quarter:
             raise ClientError(
                 422,
                 "bad_quarter",
-                f"Name a quarter as YYYYQn, e.g. 2027Q1, with a year from {FIRST_YEAR} "
-                f"to {LAST_YEAR} (got {text[:40]!r}).",
+                "Name a quarter as YYYYQn, e.g. 2027Q1, with a year from {first} to {last} (got "
+                "{text!r}).",
+                values={"first": FIRST_YEAR, "last": LAST_YEAR, "text": text[:40]},
             )
         return cls(int(found[1]), int(found[2]))
 
