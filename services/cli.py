@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -962,13 +962,19 @@ def report(
         raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
     if lang is not None and lang not in LANGUAGES:
         raise typer.BadParameter(f"--lang must be one of {', '.join(LANGUAGES)}")
+    from services.scoring.queries import AHEAD_OF_UTC, account_zone
+
     settings = Settings()
-    last = _report_day(end, settings.zone)
+    # A malformed --end stops here, before the database; the day is the account's.
+    _report_day(end, timezone(AHEAD_OF_UTC))
     pdf = pdf or (out is not None and out.suffix.lower() == ".pdf")
     fmt = Fmt(lang or settings.language, settings.currency)
 
     async def write(engine: AsyncEngine) -> bytes:
         async with engine.connect() as conn:
+            # "Today" in the account's zone, as the API's and the dashboard's reports: on
+            # the service's clock (UTC) a Shanghai account's morning was left out.
+            last = _report_day(end, await account_zone(conn, account, settings.zone))
             return await document(conn, Ask(account, kind, last, fmt, pdf=pdf))
 
     try:
@@ -989,8 +995,8 @@ def report(
 
 
 def _report_day(end: str | None, zone: tzinfo, option: str = "--end") -> date:
-    """``--end`` as a day within the calendar the queries take (default today in the
-    service's zone)."""
+    """``--end`` as a day within the calendar the queries take (default today in
+    ``zone``)."""
     from services.reports.api import today_in
     from services.scoring.queries import FIRST_DAY, LAST_DAY
 

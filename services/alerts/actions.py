@@ -72,8 +72,26 @@ async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: dat
             at=now,
             actor=action.actor,
             action=action.name,
-            text=action.text
-            if action.name != "snooze"
-            else f"until {action.until}: {action.text or ''}",
+            text=action.text if action.name != "snooze" else snooze_text(action),
         )
     )
+
+
+def snooze_text(action: Action) -> str:
+    """A snooze as its activity line keeps it: ``until <ISO time>: <reason>`` (the API
+    shows it as it is; ``snooze_note`` reads it back for the dashboard)."""
+    until = action.until.isoformat() if action.until is not None else ""
+    return f"until {until}: {action.text or ''}"
+
+
+def snooze_note(text: str | None) -> tuple[datetime | None, str | None]:
+    """The time and the reason of a snooze's activity line (``snooze_text``); (None,
+    ``text``) for a line that does not read so."""
+    head, colon, reason = (text or "").partition(": ")
+    if not (colon and head.startswith("until ")):
+        return None, text
+    try:
+        until = datetime.fromisoformat(head.removeprefix("until "))
+    except ValueError:
+        return None, text
+    return until, reason or None

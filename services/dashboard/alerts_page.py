@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
-from services.alerts.actions import Action, ActionError, apply_action
+from services.alerts.actions import Action, ActionError, apply_action, snooze_note
 from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alert, visible_alerts
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
@@ -183,14 +183,22 @@ async def _rules(conn: AsyncConnection, who: Viewer) -> list[str]:
     return sorted(rule for (rule,) in await conn.execute(q))
 
 
-async def _activity(conn: AsyncConnection, alert_id: str) -> list[Any]:
+async def _activity(conn: AsyncConnection, alert_id: str) -> list[dict[str, Any]]:
+    """The alert's activity, a snooze's time apart from its reason (shown in the
+    reader's language and zone)."""
     a = alert_activity.c
     q = (
         select(a.at, a.actor, a.action, a.text)
         .where(a.alert_id == alert_id)
         .order_by(a.at, a.activity_id)
     )
-    return list(await conn.execute(q))
+    shown = []
+    for row in await conn.execute(q):
+        until, text = snooze_note(row.text) if row.action == "snooze" else (None, row.text)
+        shown.append(
+            {"at": row.at, "actor": row.actor, "action": row.action, "until": until, "text": text}
+        )
+    return shown
 
 
 def action_from_form(form: Mapping[str, str], actor: str, now: datetime) -> Action | None:

@@ -33,7 +33,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from shared.auth import ApiKey, KeyStore, Scope, same_secret
+from shared.auth import ROLE_SCOPES, ApiKey, KeyStore, Role, Scope, same_secret
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.i18n import N_
@@ -232,14 +232,22 @@ async def viewer(request: Request, scope: Scope = Scope.read) -> Viewer:
 
 FORBIDDEN_SCOPE = N_(
     "This key ({name}, scopes: {scopes}) lacks the '{scope}' scope the dashboard needs "
-    "here. Ingest keys only send data and ops keys only read /metrics; sign in with a "
-    "cs_lead, csm or admin key."
+    "here: sign in with a key of the role {roles}."
 )
 
 
 def forbidden_scope(key: ApiKey, scope: Scope) -> Forbidden:
+    """The roles named are those whose keys would do (a lead on an admin page was told
+    to sign in with "a cs_lead, csm or admin key", the one they had)."""
     have = ", ".join(sorted(s.value for s in key.scopes)) or "none"
-    return Forbidden(FORBIDDEN_SCOPE, name=repr(key.name), scopes=have, scope=scope.value)
+    roles = [role for role in Role if ApiKey("", "", ROLE_SCOPES[role]).allows(scope)]
+    return Forbidden(
+        FORBIDDEN_SCOPE,
+        name=repr(key.name),
+        scopes=have,
+        scope=scope.value,
+        roles=" / ".join(role.value for role in roles),
+    )
 
 
 async def read_form(request: Request) -> dict[str, str]:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from services.dashboard.auth import BadAddress, NotFound, context, viewer
 from services.dashboard.routes import SECURITY_HEADERS, language
-from services.reports.api import defaults, pdf_link, report_document, today_in
+from services.reports.api import defaults, pdf_link, report_document
 from services.reports.data import KINDS
 from services.reports.document import Ask
 from services.reports.fmt import Fmt
@@ -55,22 +55,22 @@ async def account_report_page(
     if kind not in KINDS:
         raise NotFound(kind)
     pdf = format == "pdf"
-    ask = Ask(
-        account_id,
-        kind,
-        end or today_in(context(request).settings.zone),
-        Fmt(lang if lang in LANGUAGES else language(request), defaults(request).currency),
-        pdf=pdf,
-        pdf_href=None if pdf else pdf_link(request),
-    )
     async with context(request).engine.connect() as conn:
-        if end is not None:
-            # As the API: a period ending in days to come would show them as days without
-            # use. The account's zone counts its days (the service's for an account
-            # unknown or not the viewer's: the same 400 either way, naming nothing).
-            zone = await account_zone(conn, account_id, context(request).settings.zone)
-            if end > utcnow().astimezone(zone).date():
-                raise BadAddress(FUTURE_END, end=end.isoformat())
+        # As the API: the account's zone counts its days (the service's for an account
+        # unknown or not the viewer's: the same 400 either way, naming nothing), and a
+        # period ending in days to come would show them as days without use.
+        zone = await account_zone(conn, account_id, context(request).settings.zone)
+        today = utcnow().astimezone(zone).date()
+        if end is not None and end > today:
+            raise BadAddress(FUTURE_END, end=end.isoformat())
+        ask = Ask(
+            account_id,
+            kind,
+            end or today,
+            Fmt(lang if lang in LANGUAGES else language(request), defaults(request).currency),
+            pdf=pdf,
+            pdf_href=None if pdf else pdf_link(request),
+        )
         try:
             answer = await report_document(conn, who.key, ask)
         except ClientError as exc:

@@ -17,7 +17,7 @@ from services.reports.pdf import PdfUnavailable
 from services.scoring.queries import Day, account_zone, check_not_future, visible_account
 from shared.auth import ApiKey
 from shared.clock import utcnow
-from shared.i18n import N_
+from shared.i18n import N_, negotiate
 from shared.openapi import error_responses
 from shared.web import ClientError, EngineDep, ReadKey
 
@@ -107,23 +107,30 @@ async def account_report(
 ) -> Response:
     """The monthly usage report (30 days), the enterprise tier's usage report every two
     months (CAD-09) or the quarterly business review (CAD-05) ending on ``end`` (default
-    today), in ``lang`` (default: the service's language), as HTML or PDF."""
+    today in the account's zone), in ``lang`` (default: the request's Accept-Language,
+    else the service's language), as HTML or PDF."""
     base = defaults(request)
     pdf = wants_pdf(format, accept)
-    ask = Ask(
-        account_id,
-        kind,
-        end or today_in(service_zone(request)),
-        Fmt(lang or base.lang, base.currency),
-        pdf=pdf,
-        pdf_href=None if pdf else pdf_link(request),
-    )
     async with engine.connect() as conn:
+        # The account's zone counts its days: "today" on the service's clock (UTC) left
+        # a Shanghai account's morning out of its report until 08:00. A period ending in
+        # days to come would report them as days without use.
+        zone = await account_zone(conn, account_id, service_zone(request))
+        today = utcnow().astimezone(zone).date()
         if end is not None:
-            # A period ending in days to come (in the account's zone, where its days are
-            # counted) would report them as days without use.
-            zone = await account_zone(conn, account_id, service_zone(request))
-            check_not_future(
-                end, utcnow().astimezone(zone).date(), N_("in the account's zone"), "end"
-            )
+            check_not_future(end, today, N_("in the account's zone"), "end")
+        ask = Ask(
+            account_id,
+            kind,
+            end or today,
+            Fmt(lang or _language(request, base.lang), base.currency),
+            pdf=pdf,
+            pdf_href=None if pdf else pdf_link(request),
+        )
         return await report_document(conn, key, ask)
+
+
+def _language(request: Request, default: str) -> str:
+    """The request's Accept-Language where it names one we have, else ``default``."""
+    header = request.headers.get("accept-language")
+    return negotiate(None, header, default) if header else default

@@ -82,15 +82,17 @@ class Refusal(ValueError):
 
 def negotiate(requested: str | None, accept_language: str | None, default: str) -> str:
     """The language to answer in: the one the person chose, else the first of their
-    browser's languages we have, else the service's default."""
+    browser's languages we have, else the service's default. Every Chinese tag (``zh``,
+    ``zh-Hans``, ``zh-Hans-CN``, ``zh-SG``, ``zh-TW``…) gets zh-CN, the one Chinese we
+    have: browsers set script and region tags as often as ``zh-CN``, and a reader of
+    Traditional Chinese reads Simplified far better than English."""
     if requested in LANGUAGES:
         return requested
     for part in (accept_language or "").split(","):
         tag = part.split(";")[0].strip().lower()
-        for language in LANGUAGES:
-            if tag == language.lower() or (tag == "zh" and language == "zh-CN"):
-                return language
-        if tag.startswith("en"):
+        if tag == "zh" or tag.startswith("zh-"):
+            return "zh-CN"
+        if tag == "en" or tag.startswith("en-"):
             return "en"
     return default if default in LANGUAGES else DEFAULT_LANGUAGE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -99,3 +99,23 @@ async def test_the_api_and_the_command_line_write_real_pdfs(
         assert unknown.exit_code == 1
         (line,) = unknown.output.strip().splitlines()
         assert line.startswith("no account 'gama' in ") and "check the id" in line
+
+
+async def test_a_reports_default_day_is_today_in_the_accounts_zone(
+    embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 17:00 UTC it is already tomorrow on Kiritimati (UTC+14): the report of an
+    account there ends on its today, as its days are counted, not on the service's
+    (UTC) today; without ``lang`` it is in the language the request prefers."""
+    import services.reports.api as reports_api
+
+    monkeypatch.setattr(reports_api, "utcnow", lambda: datetime(2026, 12, 1, 17, tzinfo=UTC))
+    async with running(embedded_settings) as hw, hw.client() as client:
+        await add_account(hw, "kiri", seats=5, timezone="Pacific/Kiritimati")
+        r = await client.get(
+            "/v1/accounts/kiri/reports/usage", headers={"Accept-Language": "zh-CN,en;q=0.5"}
+        )
+        assert r.status_code == 200, r.text
+        assert "2026年12月2日" in r.text and "2026年12月1日" not in r.text
+        english = await client.get("/v1/accounts/kiri/reports/usage")
+        assert "to December 2, 2026" in english.text

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.dashboard import changes
 from services.dashboard.account import DANGER_CAUSES, REPORT_KINDS, _card_day, account_page
-from services.dashboard.admin_pages import DOCUMENTS, DONE, problems_of
+from services.dashboard.admin_pages import DELIVERY_STATUSES, DOCUMENTS, DONE, problems_of
 from services.dashboard.app import mount_dashboard
 from services.dashboard.auth import Viewer
 from services.dashboard.charts import account_charts
@@ -388,7 +388,10 @@ async def test_only_admin_keys_reach_the_admin_pages(site: Site) -> None:
         home = await site.client.get("/ui/")
         assert 'id="nav-admin"' not in home.text
         for path in ADMIN_PAGES:
-            assert (await site.client.get(path)).status_code == 403, (who, path)
+            refused = await site.client.get(path)
+            assert refused.status_code == 403, (who, path)
+            # The role that would do, not the one already in hand.
+            assert "with a key of the role admin." in html.unescape(refused.text)
         token = _field(home.text, "csrf")
         for path in ("/ui/admin/keys", "/ui/admin/model", "/ui/admin/deliveries/1/retry"):
             r = await site.client.post(path, data={"csrf": token, "name": "x", "role": "admin"})
@@ -476,6 +479,11 @@ async def test_admin_retries_a_dead_delivery(site: Site) -> None:
     assert (row.status, row.attempts) == ("pending", 0)
     again = await site.form(f"/ui/admin/deliveries/{dead[0]}/retry", {}, "/ui/admin/deliveries")
     assert again.headers["location"] == "/ui/admin/deliveries?done=not_dead"
+    # Each status's tab in Chinese ("skipped (0)" stayed English).
+    zh = await site.client.get("/ui/admin/deliveries", headers={"accept-language": "zh-CN"})
+    tabs = re.findall(r'data-status="(\w+)">([^<(]+) \(', zh.text)
+    assert len(tabs) == len(DELIVERY_STATUSES)
+    assert all(name != status and name.strip() for status, name in tabs), tabs
 
 
 def html_unescape(found: re.Match[str] | None) -> str:

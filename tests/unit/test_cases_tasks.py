@@ -4,6 +4,7 @@ owner now unless named, listed by owner and overdue, completed once."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -74,6 +75,10 @@ async def test_create_list_complete(engine: AsyncEngine) -> None:
         await create_task(conn, named, T0)
         with pytest.raises(TaskError):
             await create_task(conn, NewTask("acme", "case_action", " ", T0, "x"), T0)
+        # The dashboard's form stored any text as an owner; the API's body refused it.
+        for owner in ("不是邮箱", "carl@", "carl@example.com\x00"):
+            with pytest.raises(TaskError, match="not an email address"):
+                await create_task(conn, replace(named, owner_email=owner), T0)
     async with engine.begin() as conn:
         mine, total = await list_tasks(conn, csm("anna@example.com"), TaskFilter())
         assert total == 1 and mine[0]["owner_email"] == "anna@example.com"

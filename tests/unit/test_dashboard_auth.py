@@ -237,6 +237,7 @@ async def test_wrong_key_and_wrong_role_on_a_valid_form(dash: Dash) -> None:
     assert _field(r.text, "csrf") == token  # the form can be sent again as it is
     r = await dash.client.post("/ui/login", data={"csrf": token, "key": dash.ingest})
     assert r.status_code == 403 and "lacks the 'read' scope" in html.unescape(r.text)
+    assert "of the role admin / cs_lead / csm." in html.unescape(r.text)
     assert dash.ingest not in r.text and COOKIE not in dash.client.cookies
 
 

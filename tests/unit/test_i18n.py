@@ -56,6 +56,9 @@ def test_choice_then_browser_then_default() -> None:
     assert negotiate("klingon", "en-GB,zh-CN;q=0.5", "zh-CN") == "en"
     assert negotiate(None, None, "zh-CN") == "zh-CN"
     assert negotiate(None, "fr", "xx") == "en"
+    for chinese in ("zh-Hans", "zh-Hans-CN", "zh-SG", "zh-TW", "ZH-cn"):
+        assert negotiate(None, f"{chinese},en;q=0.8", "en") == "zh-CN", chinese
+    assert negotiate(None, "zhx, en", "zh-CN") == "en"
 
 
 def test_moments_in_the_readers_language_and_zone() -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
+from services.alerts.actions import Action, snooze_note, snooze_text
 from services.dashboard.activity_page import parse_when
 from services.dashboard.alerts_page import AlertQuery, action_from_form
 from services.dashboard.app import mount_dashboard
@@ -35,6 +36,7 @@ from services.dashboard.home import (
 )
 from services.dashboard.lead import TimeRange, per_csm
 from services.dashboard.saved_views import _clean_query
+from services.dashboard.workload_page import account_ids
 from services.ingest.app import create_app
 from services.scoring.queries import portfolio_totals
 from shared.auth import Role, create_key, role_scopes
@@ -776,3 +778,41 @@ async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:
     )
     assert "plan_error" not in remade.headers["location"]
     assert "from the template Onboarding" in await pages.get("/ui/accounts/acct-01")
+
+
+async def test_a_snooze_in_an_alerts_history_reads_in_the_pages_language(pages: Pages) -> None:
+    """The history showed "until 2026-12-07 16:51:35.216279+00:00:" on a Chinese page:
+    the time is the reader's, in their zone, and an empty reason leaves no colon."""
+    alert_id = "acct-02:low_activity:1"
+    path = f"/ui/alerts/{urllib.parse.quote(alert_id)}"
+    await pages.sign_in("lead")
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    pages.client.cookies.set("hw_tz", "Asia/Shanghai", path="/ui")
+    page = await pages.get(path)
+    for text in ("客户出差", ""):
+        r = await pages.post(
+            "/ui/alerts", page, alert_id=alert_id, action="snooze", hours="4", text=text, next=path
+        )
+        assert r.status_code == 303
+    shown = _rows(await pages.get(path), "data-action", "activity")
+    cells = re.findall(r'<tr data-action="snooze">.*?</tr>', await pages.get(path), re.S)
+    assert len(cells) == 2 and shown
+    assert all("until" not in cell and "+00:00" not in cell for cell in cells)
+    assert "：客户出差" in cells[0] and "至 " in cells[0]
+    assert re.search(r"至 [^<]*\d</td>", cells[1])  # no reason: the time alone
+
+
+def test_a_snoozes_activity_line_reads_back() -> None:
+    until = datetime(2026, 12, 7, 16, 51, 35, 216279, tzinfo=UTC)
+    line = snooze_text(Action("snooze", "me", "away: back Monday", until))
+    assert snooze_note(line) == (until, "away: back Monday")
+    assert snooze_note("until 2026-12-07 16:51:35.216279+00:00: ") == (until, None)
+    assert snooze_note("a comment: with a colon") == (None, "a comment: with a colon")
+    assert snooze_note(None) == (None, None)
+
+
+def test_account_ids_to_reassign_split_on_chinese_punctuation_too() -> None:
+    """A Chinese keyboard types "，" for a comma: "acct-0020，acct-0021" was one id."""
+    assert account_ids(" acct-1，acct-2、acct-3；acct-4; acct-5,\nacct-6 ") == [
+        f"acct-{n}" for n in range(1, 7)
+    ]

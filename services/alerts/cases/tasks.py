@@ -8,17 +8,18 @@ accounts table), read when listed: a reassigned account's tasks move with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
-from shared.contracts.events import fold_email, folded_email
+from shared.contracts.events import Email, fold_email, folded_email
 from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
 from shared.storage.tables import accounts, tasks
@@ -27,6 +28,10 @@ from shared.storage.tables import accounts, tasks
 def owner_now() -> ColumnElement[str]:
     """Who does a task: the one named on it, else the account's owner now."""
     return func.coalesce(tasks.c.owner_email, accounts.c.owner_email)
+
+
+# The contracts' check of an address (the API's body uses the same type).
+_EMAIL: TypeAdapter[str] = TypeAdapter(Email)
 
 
 class TaskError(Refusal):
@@ -58,6 +63,15 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
     title = task.title.strip()
     if not title or len(title) > TITLE_CHARS:
         raise TaskError("A task needs a title of 1 to {limit} characters.", limit=TITLE_CHARS)
+    if task.owner_email is not None:
+        # Checked here, not only by the API's body: the dashboard's form stored
+        # "不是邮箱" as an owner, whose tasks then reached nobody's list.
+        try:
+            task = replace(task, owner_email=_EMAIL.validate_python(task.owner_email))
+        except ValidationError:
+            raise TaskError(
+                "The task's owner {owner!r} is not an email address.", owner=task.owner_email
+            ) from None
     values = {
         "account_id": task.account_id,
         "case_id": task.case_id,
