@@ -234,8 +234,10 @@ def _portfolio_row(r: Any, today: date) -> dict[str, Any]:
         "currency": fields.get("currency"),
         "contract_end": end.isoformat() if end else None,
         "days_to_renewal": (end - today).days if end else None,
-        # Risk (100 − score) times value (ARR): where attention pays most.
-        "risk_value": round(risk * arr, 2) if risk is not None and arr else None,
+        # The ARR weighted by its risk ((100 − score) / 100): where attention pays most,
+        # in money never more than the ARR (× (100 − score) read as a loss 60 times a
+        # ¥60,000 account's value).
+        "risk_value": round(risk * arr / 100, 2) if risk is not None and arr else None,
     }
 
 

@@ -78,7 +78,7 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         assert rows[0]["account_id"] == "big" and len(rows) == 3
         values = [a["risk_value"] for a in rows]
         assert values == sorted(values, reverse=True)
-        assert rows[0]["risk_value"] == round((100 - rows[0]["score"]) * 500_000.0, 2)
+        assert rows[0]["risk_value"] == round((100 - rows[0]["score"]) * 500_000.0 / 100, 2)
 
         strategic = (await client.get("/v1/accounts?tier=strategic")).json()["accounts"]
         assert [a["account_id"] for a in strategic] == ["big"]
