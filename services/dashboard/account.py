@@ -21,6 +21,7 @@ from services.scoring.queries import (
     account_measures,
     daily_scores,
     newest_score_day,
+    score_pulls,
     visible_account,
     zone_of,
 )
@@ -195,11 +196,16 @@ async def _changes(
         return []
     now = changes.now_state(newest, h)
     labels = {str(c.get("name")): c["label"] for c in components}
-    out = []
+    out: list[tuple[str, dict[str, Any] | None]] = []
     for _key, back, title in changes.PERIODS:
         row = await _stored_before(conn, account_id, newest, back)
-        then = changes.stored_state(row) if row is not None else None
-        out.append((title, changes.compare(now, then, labels)))
+        if row is None:
+            out.append((title, None))
+            continue
+        then = changes.stored_state(row)
+        moved = await score_pulls(conn, now.profile, then.inputs, now.inputs)
+        named = {**moved.labels, **labels}
+        out.append((title, changes.compare(now, then, named, moved.measures)))
     return out
 
 

@@ -1,19 +1,26 @@
-"""An account's "what changed", readable: which measures pulled the score, by how many
-points, biggest pull first.
+"""An account's "what changed", readable: which measures moved the score, by how many
+points, biggest move first.
 
 Compared are two scored states of the same history the charts draw (``health_daily``):
 the score now (``account_health``, what the card shows) and the stored day a period
-back. Only the model's scored measures are listed, under the model's own labels (one
-name per concept), so raw input ids (``dau``, ``app_share_28d``) and inputs the score
-does not read ("days since purchase") never reach the page. A move that rounds to
-nothing in points or in the shown values is not news and is left out.
+back. Each measure's move is the model's own answer (``scoring.queries.score_pulls``:
+the earlier score with that measure alone as it is now), not the difference of its
+stored points: weights are shared out again when a measure gains or loses data, and
+that difference credited a new ticket with +6 points and more active days with −1.
+What the measures' moves do not add up to is one line of its own. Only the model's
+scored measures are listed, under the model's own labels (one name per concept), so raw
+input ids (``dau``, ``app_share_28d``) never reach the page. A move that rounds to
+nothing in points is not news and is left out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+
+from shared.i18n import N_
 
 # Periods compared: (key, days back or None for the previous stored day, title).
 PERIODS: tuple[tuple[str, int | None, str], ...] = (
@@ -24,33 +31,36 @@ PERIODS: tuple[tuple[str, int | None, str], ...] = (
 # A pull under half a point shows as "0 points": not news.
 MIN_PULL = 0.5
 SHOWN = 6
+# What the measures' moves leave of the score's: its own line (measure "rest").
+REST = "rest"
+# A measure without data that day (its weight shared out among the others).
+NO_DATA = N_("no data")
 
 
 @dataclass(frozen=True)
 class Scored:
-    """One scored state: its day, score, inputs and each measure's points."""
+    """One scored state: its day, score, inputs, the model's profile it was scored
+    with and the measures it had no data for."""
 
     day: date
     score: int | None
     inputs: dict[str, Any]
-    points: dict[str, float]
+    profile: str | None = None
+    missing: frozenset[str] = field(default_factory=frozenset)
 
 
 def now_state(day: date, health: Any) -> Scored:
     """The current score (``account_health``), dated with its history day."""
     why = health.components or {}
-    points = {
-        str(c.get("name")): float(c.get("contribution") or 0) for c in why.get("components") or []
-    }
-    return Scored(day, health.score, health.inputs or {}, points)
+    missing = frozenset(why.get("missing") or ())
+    return Scored(day, health.score, health.inputs or {}, why.get("profile"), missing)
 
 
 def stored_state(row: Any) -> Scored:
-    """A ``health_daily`` row; its compact explanation keeps measure → [score, weight,
-    points]."""
-    comps = (row.explanation or {}).get("components") or {}
-    points = {name: float(v[2] or 0) for name, v in comps.items() if isinstance(v, list)}
-    return Scored(row.day, row.score, row.inputs or {}, points)
+    """A ``health_daily`` row (its compact explanation names profile and missing)."""
+    why = row.explanation or {}
+    missing = frozenset(why.get("missing") or ())
+    return Scored(row.day, row.score, row.inputs or {}, why.get("profile"), missing)
 
 
 def value_text(name: str, value: Any, digits: int = 0) -> str:
@@ -65,46 +75,56 @@ def value_text(name: str, value: Any, digits: int = 0) -> str:
     return f"{number:.{max(digits, 1)}f}"
 
 
-def _values(name: str, before: Any, after: Any) -> tuple[str, str] | None:
-    """Before and after, with one more digit when they would read the same; None when
-    even then they do (the move rounds to nothing)."""
-    for digits in (0, 1):
-        texts = value_text(name, before, digits), value_text(name, after, digits)
-        if texts[0] != texts[1]:
-            return texts
-    return None
+def _shown(name: str, state: Scored, digits: int) -> str:
+    if name in state.missing:
+        return NO_DATA
+    return value_text(name, state.inputs.get(name), digits)
 
 
-def compare(now: Scored, then: Scored | None, labels: dict[str, str]) -> dict[str, Any] | None:
-    """The score's move from ``then`` to ``now`` and the measures that pulled it, biggest
-    pull first; None without an earlier state."""
+def _values(name: str, then: Scored, now: Scored) -> tuple[str, str]:
+    """Before and after, with one more digit when they would read the same (a measure
+    can move the score while its own value reads the same: the data it needs moved)."""
+    texts = _shown(name, then, 0), _shown(name, now, 0)
+    if texts[0] == texts[1]:
+        texts = _shown(name, then, 1), _shown(name, now, 1)
+    return texts
+
+
+def compare(
+    now: Scored, then: Scored | None, labels: dict[str, str], pulls: Mapping[str, float]
+) -> dict[str, Any] | None:
+    """The score's move from ``then`` to ``now`` and the measures that moved it
+    (``pulls``: measure → points, from the model), biggest first, then what they leave
+    of the score's move; None without an earlier state."""
     if then is None:
         return None
     moves: list[dict[str, Any]] = []
-    for name in set(now.points) | set(then.points):
-        pull = now.points.get(name, 0.0) - then.points.get(name, 0.0)
+    for name, pull in pulls.items():
         if abs(pull) < MIN_PULL:
             continue
-        values = _values(name, then.inputs.get(name), now.inputs.get(name))
-        if values is None:
-            continue  # the weights moved (a measure without data), not this measure
+        before, after = _values(name, then, now)
         moves.append(
             {
                 "measure": name,
                 "label": labels.get(name) or name.replace("_", " "),
-                "before": values[0],
-                "after": values[1],
+                "before": before,
+                "after": after,
                 "pull": round(pull),
             }
         )
     moves.sort(key=lambda m: (-abs(m["pull"]), m["label"]))
+    moves = moves[:SHOWN]
     delta = (now.score - then.score) if now.score is not None and then.score is not None else None
+    rest = None if delta is None else delta - sum(m["pull"] for m in moves)
+    if rest:
+        # Moves too small to list, rounding, another model than the earlier day's.
+        moves.append({"measure": REST, "label": REST, "before": "", "after": "", "pull": rest})
     return {
         "since": then.day,
         "score_before": then.score,
         "score_after": now.score,
         "delta": delta,
-        "moves": moves[:SHOWN],
+        "moves": moves,
     }
 
 

@@ -37,6 +37,9 @@ from services.scoring.danger import cause_code as cause_code  # for other packag
 from services.scoring.facts_history import end_of as end_of  # for other packages
 from services.scoring.facts_history import facts_as_of as facts_as_of  # for other packages
 from services.scoring.measures import Measures, load_measures
+from services.scoring.model.attribution import Pulls as Pulls  # for other packages
+from services.scoring.model.attribution import profile_named, pulls
+from services.scoring.model.store import ModelStore
 from services.scoring.state import OPEN_STATUSES
 from services.scoring.usage import MODULE_KEY as MODULE_KEY  # for other packages
 from services.scoring.usage import AccountUsage as AccountUsage  # for other packages
@@ -480,3 +483,17 @@ async def usage_states(
     long history the 90 days to that day need, where the window no longer holds them."""
     states = await usage_store.load(conn, ids)
     return states if as_of is None else await with_history(conn, states, as_of)
+
+
+# The model in force, parsed once per version for the reads that score with it.
+_MODELS = ModelStore()
+
+
+async def score_pulls(
+    conn: AsyncConnection, profile: str | None, before: dict[str, Any], after: dict[str, Any]
+) -> Pulls:
+    """Which measures moved a score from ``before`` to ``after`` (two days' stored
+    inputs, scored with the model's ``profile``), by how many points each, under the
+    model in force (``model/attribution.py``)."""
+    model, _ = await _MODELS.current(conn)
+    return pulls(model, profile_named(model, profile), before, after)

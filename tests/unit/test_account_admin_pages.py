@@ -29,7 +29,15 @@ from services.dashboard.charts import account_charts
 from services.ingest.app import create_app
 from services.scoring.api import HealthApiContext
 from services.scoring.danger import assess
-from services.scoring.model.schema import DEFAULT_MODEL, DangerRules, parse_model
+from services.scoring.model import attribution
+from services.scoring.model.attribution import pulls
+from services.scoring.model.evaluate import evaluate_as
+from services.scoring.model.schema import (
+    DEFAULT_MODEL,
+    DangerRules,
+    load_default_model,
+    parse_model,
+)
 from services.scoring.model.store import ModelStore
 from services.scoring.queries import daily_scores, newest_score_day
 from services.scoring.sweep import QuietAccountSweep
@@ -52,46 +60,101 @@ LEAD = Viewer(ApiKey("k", "lead", frozenset({Scope.read})), "csrf")
 # --- what changed ---------------------------------------------------------------------
 
 
-def _state(day: int, score: int, inputs: dict[str, Any], points: dict[str, float]) -> Any:
-    return changes.Scored(date(2026, 11, day), score, inputs, points)
+def _state(day: int, score: int, inputs: dict[str, Any], missing: tuple[str, ...] = ()) -> Any:
+    return changes.Scored(date(2026, 11, day), score, inputs, None, frozenset(missing))
 
 
-def test_what_changed_lists_scored_measures_by_pull_with_labels_and_no_trivia() -> None:
-    then = _state(
-        1,
-        68,
-        {"active_user_share_7d": 0.6, "open_tickets": 1, "dau": 9, "days_since_touchpoint": 3},
-        {"active_user_share_7d": 20.0, "open_tickets": 6.0, "days_since_touchpoint": 3.0},
-    )
-    now = _state(
-        20,
-        39,
-        {"active_user_share_7d": 0.1, "open_tickets": 4, "dau": 1, "days_since_touchpoint": 4},
-        {"active_user_share_7d": 3.0, "open_tickets": 2.0, "days_since_touchpoint": 2.8},
-    )
+def test_what_changed_lists_measures_by_pull_with_labels_and_the_rest() -> None:
+    then = _state(1, 68, {"active_user_share_7d": 0.6, "open_tickets": 1, "dau": 9})
+    now = _state(20, 39, {"active_user_share_7d": 0.1, "open_tickets": 4, "dau": 1})
     labels = {"active_user_share_7d": "Active users over 7 days ÷ seats purchased"}
-    c = changes.compare(now, then, labels)
+    pulls = {"active_user_share_7d": -17.2, "open_tickets": -4.4, "nps_latest": 0.2}
+    c = changes.compare(now, then, labels, pulls)
     assert c is not None and (c["score_before"], c["score_after"], c["delta"]) == (68, 39, -29)
     moves = [(m["measure"], m["pull"], m["before"], m["after"]) for m in c["moves"]]
-    # Biggest pull first; ``dau`` is not scored and a 0.2-point move is not news.
-    assert moves == [("active_user_share_7d", -17, "60%", "10%"), ("open_tickets", -4, "1", "4")]
+    # Biggest pull first; a 0.2-point move is not news; what the listed moves leave of
+    # the score's (measures moving together, a cap) is a line of its own.
+    assert moves == [
+        ("active_user_share_7d", -17, "60%", "10%"),
+        ("open_tickets", -4, "1", "4"),
+        (changes.REST, -8, "", ""),
+    ]
     assert c["moves"][0]["label"] == labels["active_user_share_7d"]
     assert c["moves"][1]["label"] == "open tickets"  # no label: words, never the id
 
 
-def test_what_changed_never_says_nine_to_nine_percent() -> None:
-    then = _state(1, 50, {"app_share_28d": 0.0912, "core_module_use_28d": 0.094}, {})
-    then.points.update({"app_share_28d": 0.0, "core_module_use_28d": 9.0})
-    now = _state(2, 49, {"app_share_28d": 0.0894, "core_module_use_28d": 0.086}, {})
-    now.points.update({"app_share_28d": 0.3, "core_module_use_28d": 8.0})
-    c = changes.compare(now, then, {})
+def test_what_changed_says_no_data_and_one_more_digit_where_needed() -> None:
+    then = _state(1, 50, {"core_module_use_28d": 0.094, "open_tickets": 0}, ("open_tickets",))
+    now = _state(2, 56, {"core_module_use_28d": 0.086, "open_tickets": 1})
+    c = changes.compare(now, then, {}, {"core_module_use_28d": -1.0, "open_tickets": 7.0})
     assert c is not None
-    # 9.4% → 8.6% reads "9% → 9%" rounded: one more digit; app share moved < 0.5 points.
-    assert [(m["before"], m["after"]) for m in c["moves"]] == [("9.4%", "8.6%")]
-    same = _state(3, 49, {"core_module_use_28d": 0.0861}, {"core_module_use_28d": 9.0})
-    back = _state(2, 49, {"core_module_use_28d": 0.0859}, {"core_module_use_28d": 8.0})
-    assert changes.compare(same, back, {})["moves"] == []  # type: ignore[index]
-    assert changes.compare(now, None, {}) is None
+    # The tickets had no data (their stored 0 is no count); 9.4% → 8.6% read "9% → 9%".
+    assert [(m["before"], m["after"]) for m in c["moves"]] == [("no data", "1"), ("9.4%", "8.6%")]
+    assert changes.compare(now, None, {}, {}) is None
+
+
+def test_the_model_says_which_measure_moved_the_score_when_data_arrives() -> None:
+    """The account page's "+6 points open tickets 0 → 1" and "−1 point active days
+    5 → 7" (found from outside): support data arrived, the weights were shared out
+    again, and the stored points' differences credited the wrong measures. Put back
+    one at a time, more active days raise the score (or leave it at full marks) and the
+    tickets' data moves it by what the support group brings."""
+    model = load_default_model()
+    before = {
+        "active_user_share_7d": 0.4,
+        "active_user_share_30d": 0.5,
+        "active_days_7d": 2,
+        "open_tickets": 0,
+        "days_since_touchpoint": 10,
+    }
+    after = {
+        **before,
+        "active_days_7d": 4,
+        "open_tickets": 1,
+        "days_since_last_ticket": 0,
+        "oldest_open_ticket_days": 0,
+        "open_high_priority_tickets": 0,
+    }
+    moved = pulls(model, None, before, after)
+    assert moved.measures["active_days_7d"] > 0
+    assert set(moved.measures) >= {"active_days_7d", "open_tickets"}
+    assert moved.labels["active_days_7d"]
+    assert moved.before is not None and moved.after is not None
+    # 5 → 7 days: full marks both days, so no move at all; the stored points' difference
+    # said it lost points, its weight shared with the support group that came in.
+    five, seven = {**before, "active_days_7d": 5}, {**after, "active_days_7d": 7}
+    assert pulls(model, None, five, seven).measures["active_days_7d"] == 0
+    points = [
+        next(c.contribution for c in evaluate_as(model, raw, None).components if c.measure == name)
+        for raw, name in ((five, "active_days_7d"), (seven, "active_days_7d"))
+    ]
+    assert points[1] < points[0]
+
+
+def test_the_pulls_add_up_to_the_scores_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact (Shapley) up to EXACT_UP_TO measures moved at once; above it, the mean of
+    the two one-at-a-time orders, close to it. A 30-day move from no data at all
+    showed "+30, +15, +12 … and −30 the rest" one at a time."""
+    model = load_default_model()
+    before = {"active_user_share_30d": 0.0, "active_user_share_7d": 0.0, "module_breadth_28d": 1}
+    after = {
+        "active_user_share_30d": 0.7,
+        "active_user_share_7d": 0.15,
+        "active_days_7d": 7,
+        "module_breadth_28d": 1,
+        "core_module_use_28d": 0.0,
+        "depth_level": 1,
+        "payment_failed_30d": 0,
+        "days_since_touchpoint": 3,
+    }
+    moved = pulls(model, None, before, after)
+    assert moved.before is not None and moved.after is not None
+    assert len(moved.measures) <= attribution.EXACT_UP_TO
+    assert sum(moved.measures.values()) == pytest.approx(moved.after - moved.before)
+    monkeypatch.setattr(attribution, "EXACT_UP_TO", 2)
+    rough = pulls(model, None, before, after)
+    assert sum(rough.measures.values()) == pytest.approx(moved.after - moved.before, abs=5)
+    assert rough.measures.keys() == moved.measures.keys()
 
 
 def test_weakest_measures_cost_the_most_points() -> None:

@@ -51,7 +51,13 @@ def evaluate(model: HealthModel, raw: Mapping[str, float | None], segment: Segme
     ``needs`` — is dropped and its weight spread over the rest of its group; a group
     without any is dropped and its weight spread across the other groups. Missing data
     is missing, never a penalty."""
-    profile = model.profile_for(segment)
+    return evaluate_as(model, raw, model.profile_for(segment))
+
+
+def evaluate_as(
+    model: HealthModel, raw: Mapping[str, float | None], profile: Profile | None
+) -> Evaluation:
+    """``evaluate`` with the segment's profile already found (a stored score names it)."""
     present, missing = _scored_groups(model, profile, raw)
     components, groups = _weigh(present)
     name = profile.name if profile else None
