@@ -113,6 +113,9 @@ async def account_page(
         "components": components,
         "groups": explanation.get("groups") or {},
         "capped_by": explanation.get("capped_by"),
+        # What the points add up to, beside a capped score ("39" under points of 63.8
+        # read as a sum that does not add up).
+        "points": sum(float(c.get("contribution") or 0) for c in components),
         # Measures without data, in words (their labels are the model's, which only
         # scored measures carry in the explanation).
         "missing": [str(n).replace("_", " ") for n in explanation.get("missing") or []],

@@ -49,7 +49,7 @@ from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import encode_event
 from shared.i18n import translate
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import accounts, deliveries, health_models
+from shared.storage.tables import account_health, accounts, deliveries, health_models
 from tests.support.factories import EngineFactory, ProcessorFactory
 from tests.support.measures import measures
 
@@ -325,6 +325,28 @@ async def test_churned_account_card_chart_and_history_api_agree(
             update(accounts).where(accounts.c.account_id == "gone").values(facts=stored)
         )
         assert not (await account_page(conn, LEAD, "gone", NOW, UTC))["history"]["partial"]
+    # A capped score says what its points add up to and where it is held (39 under
+    # points of 63.8 read as a sum that does not add up).
+    async with engine.begin() as conn:
+        why = (
+            await conn.execute(
+                select(account_health.c.components).where(account_health.c.account_id == "gone")
+            )
+        ).scalar_one()
+        for c in why["components"]:
+            c["contribution"] = 10.25
+        why["capped_by"] = "activity below 30: a customer who barely uses the product"
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id == "gone")
+            .values(components=why, score=39)
+        )
+    points = 10.25 * len(why["components"])
+    async with _site(embedded_settings, engine) as site:
+        await site.sign_in("lead")
+        en = html.unescape((await site.client.get("/ui/accounts/gone")).text)
+    shown = f"{points:,.1f}".removesuffix(".0")
+    assert f"The points add up to {shown}, but the score is held at 39: activity" in en
 
 
 def test_the_chart_runs_to_the_day_of_the_card() -> None:
