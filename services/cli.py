@@ -1017,7 +1017,9 @@ app.add_typer(accounts_app, name="accounts")
 
 @accounts_app.command("import")
 def accounts_import(
-    file: Annotated[Path, typer.Argument(help="CSV export (UTF-8)")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV export (UTF-8, or GB18030 as Excel in Chinese saves it)")
+    ],
     format: Annotated[
         str, typer.Option(help="hubspot (companies), salesforce (accounts) or csv (ours)")
     ] = "csv",
@@ -1030,7 +1032,7 @@ def accounts_import(
 
     from rich.progress import Progress, TextColumn
 
-    from services.ingest.connectors.accounts_csv import CsvError
+    from services.ingest.connectors.accounts_csv import FALLBACK_ENCODING, CsvError
     from services.ingest.connectors.importer import ImportRefused, http_sender, import_accounts
     from services.ingest.connectors.mapping import FORMATS, load_mapping
 
@@ -1060,6 +1062,11 @@ def accounts_import(
             raise typer.Exit(1) from None
     verb = "would import" if check else "imported"
     console.print(f"[green]{verb}[/] {done.imported} of {done.rows} rows from {escape(file.name)}")
+    if done.encoding == FALLBACK_ENCODING:
+        console.print(
+            "[yellow]read as GB18030[/] (Excel's Chinese CSV), not UTF-8: check a few names "
+            "(--check shows nothing is sent)"
+        )
     if done.errors:
         console.print(f"[yellow]{len(done.errors)} problem(s)[/]; those rows were not imported:")
         for e in done.errors[:50]:

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
 from services.dashboard.auth import Forbidden, NotFound, Viewer, viewer
-from services.dashboard.routes import page
+from services.dashboard.routes import language, page
 from shared.auth import Scope, same_secret
 from shared.bus.base import BusUnavailable, OutMessage, Producer
 from shared.clock import utcnow
@@ -57,6 +57,7 @@ class RowErrorLike(Protocol):
     def column(self) -> str: ...
     @property
     def message(self) -> str: ...
+    def worded(self, language: str) -> str: ...
 
 
 class RowLike(Protocol):
@@ -73,6 +74,8 @@ class HeaderLike(Protocol):
     def mapped(self) -> dict[str, str]: ...
     @property
     def ignored(self) -> list[str]: ...
+    @property
+    def encoding(self) -> str: ...
 
 
 # (file bytes, format) -> the header and rows; ValueError when it is no such CSV at all.
@@ -144,15 +147,18 @@ async def import_post(request: Request) -> Response:
     except ValueError as exc:
         return _form_again(request, who, fmt, None, 422, file_error=str(exc))
     good = [r.fact for r in rows if r.fact is not None]
+    lang = language(request)
+    problems = [(r.row, e.column, e.worded(lang)) for r in rows for e in r.errors]
     values: dict[str, Any] = {
         "format": fmt,
         "header": header,
         "rows": len(rows),
         "good": good[:PREVIEW_ROWS],
         "good_count": len(good),
-        "errors": [(r.row, e.column, e.message) for r in rows for e in r.errors][:ERRORS_SHOWN],
+        "errors": problems[:ERRORS_SHOWN],
         "bad_count": sum(1 for r in rows if r.fact is None),
-        "csv_text": data.decode("utf-8-sig", "replace"),
+        # Sent back as the form's text (UTF-8), whatever the file was read in.
+        "csv_text": data.decode(header.encoding, "replace"),
     }
     if fields.get("step") != b"import":
         return page(request, "import_preview.html", values, who)

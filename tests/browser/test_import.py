@@ -25,6 +25,12 @@ EXPORT = (
     "imp-2,India Ltd,gold,,abc,,\n"
 )
 
+EXCEL_ZH = (
+    "account_id,name,tier,arr,contract_end\n"
+    "hz-1,杭州数智,战略客户,8万,2027年3月31日\n"
+    "hz-2,西湖软件,企业客户,三万,\n"
+)
+
 
 async def test_a_lead_imports_a_csv_on_the_dashboard(chromium: Any, tmp_path: Path) -> None:
     settings = Settings(
@@ -61,3 +67,23 @@ async def test_a_lead_imports_a_csv_on_the_dashboard(chromium: Any, tmp_path: Pa
         await browser.get("/ui/language/zh-CN?next=" + urllib.parse.quote("/ui/import"))
         assert await browser.texts("h1 .sub") == ["来自 CRM 导出文件（CSV）"]
         await browser.screenshot("import-zh-CN")
+
+        # What Excel in Chinese saves (GB18030), with a Chinese CRM's values: read, its
+        # errors in Chinese, and the names intact after the confirming round trip.
+        excel = tmp_path / "excel-zh.csv"
+        excel.write_bytes(EXCEL_ZH.encode("gb18030"))
+        await browser.fill("#import-file", str(excel))
+        await browser.submit("#import-preview")
+        assert await browser.texts("#import-encoding")
+        assert "战略客户" in " ".join(await browser.texts("#import-rows tbody tr"))
+        errors = " ".join(await browser.texts("#import-errors tbody tr"))
+        assert "'三万' 不是数字" in errors, errors
+        await browser.screenshot("import-preview-gb18030-zh-CN")
+        await browser.submit("#import-go")
+
+        async def named() -> bool:
+            async with hw.rt.engine.connect() as conn:
+                q = select(accounts.c.name, accounts.c.tier).where(accounts.c.account_id == "hz-1")
+                return tuple((await conn.execute(q)).first() or ()) == ("杭州数智", "strategic")
+
+        await wait_for(named, timeout=30, what="the account from Excel's Chinese CSV")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -268,14 +268,15 @@ def test_a_late_row_not_in_utf8_stops_the_import_before_anything_is_sent(
     """500 rows were sent before "not imported: … not UTF-8 (byte 7746)", the byte
     counted from a buffer's start (found from outside)."""
     rows = "".join(f"a{i},Name {i}\n" for i in range(1200))
-    data = f"account_id,name\n{rows}".encode() + "g,杭州\n".encode("gbk")
+    # Bytes no encoding it tries reads (GB18030 has no 0xFF).
+    data = f"account_id,name\n{rows}".encode() + b"g,\xff\xfe\n"
     path = tmp_path / "late.csv"
     path.write_bytes(data)
 
     def send(facts: list[dict[str, object]]) -> httpx.Response:
         raise AssertionError("nothing may be sent")
 
-    with pytest.raises(CsvError, match=rf"line 1202, byte {len(data) - 5}\): nothing was sent"):
+    with pytest.raises(CsvError, match=rf"line 1202, byte {len(data) - 3}\): nothing was sent"):
         import_accounts(path, "csv", mapping, NOW, send=send)
 
 
@@ -292,3 +293,36 @@ def test_a_bad_byte_after_a_character_split_between_reads_is_placed_exactly(
     path.write_bytes(data)
     with pytest.raises(CsvError, match=rf"line 3, byte {len(head) + 3}\)"):
         import_accounts(path, "csv", mapping, NOW, send=None)
+
+
+def test_excels_chinese_csv_and_a_chinese_crms_values_are_read(
+    mapping,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Excel in Chinese saves CSV in GB18030 (GBK): it was refused as "not UTF-8", and
+    a row's 战略客户, 8万 and 2026年3月5日 were errors (found from outside)."""
+    text = (
+        "account_id,name,tier,arr,seats_purchased,contract_end,lifecycle_stage\n"
+        "hz-01,杭州数智科技,战略客户,8万,２０,2026年3月5日,稳定期\n"
+        "hz-02,西湖软件,企业客户,¥1.5万,5,2026/3/5,续约期\n"
+        "hz-03,钱塘,普通客户,三万,5,2026-13-01,\n"
+    )
+    path = tmp_path / "excel-zh.csv"
+    path.write_bytes(text.encode("gb18030"))
+    header, rows = read_all(path.read_bytes(), "csv", mapping, NOW)  # the dashboard's
+    assert header.encoding == "gb18030"
+    done = import_accounts(path, "csv", mapping, NOW, send=None)  # the command line's
+    assert done.encoding == "gb18030" and done.imported == 2
+    first, second, third = rows
+    assert first.fact is not None and second.fact is not None
+    assert first.fact.name == "杭州数智科技" and first.fact.tier == "strategic"
+    assert (first.fact.arr, first.fact.seats_purchased) == (80_000, 20)
+    assert first.fact.contract_end == date(2026, 3, 5) == second.fact.contract_end
+    assert first.fact.lifecycle_stage == "stable" and second.fact.lifecycle_stage == "renewal"
+    assert (second.fact.tier, second.fact.arr) == ("enterprise", 15_000)
+    said = {e.column: e for e in third.errors}
+    assert set(said) == {"tier", "arr", "contract_end"}
+    # Ours are worded in the page's language; pydantic's stay as they are.
+    assert said["arr"].worded("zh-CN") == "'三万' 不是数字"
+    assert said["contract_end"].worded("zh-CN") == "'2026-13-01' 不是日期：请写作 YYYY-MM-DD"
+    assert said["arr"].worded("en") == said["arr"].message == "'三万' is not a number"

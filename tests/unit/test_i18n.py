@@ -145,6 +145,7 @@ ANSWER_TEXTS = {
     "TaskError": 0,
     "_bounded_text": 1,
     "_unavailable": 1,
+    "ValueRefused": 0,
 }
 
 

@@ -22,20 +22,31 @@ from pydantic import ValidationError
 from services.ingest.connectors.mapping import ConnectorMap, mapped_facts
 from services.ingest.validation import pydantic_errors
 from shared.contracts.events import AccountFacts
+from shared.i18n import N_, translate
 
 # A CRM's notes column may hold long texts; past this a "cell" is a broken quote.
 MAX_CELL_CHARS = 100_000
 
 
 class CsvError(ValueError):
-    """The file is no CSV of the format: no header, no account id column, not UTF-8."""
+    """The file is no CSV of the format: no header, no account id column, neither UTF-8
+    nor GB18030."""
 
 
 @dataclass(frozen=True)
 class RowError:
     row: int
     column: str
-    message: str
+    message: str  # English
+    # The message as a template of ``values``, for the import page's language (None:
+    # the message as it is, pydantic's and the CSV reader's).
+    template: str | None = None
+    values: dict[str, object] = field(default_factory=dict)
+
+    def worded(self, language: str) -> str:
+        if self.template is None:
+            return self.message
+        return translate(language, self.template, **self.values)
 
 
 @dataclass
@@ -49,10 +60,12 @@ class Row:
 
 @dataclass
 class Header:
-    """The columns the format maps (column -> fact) and the ones it leaves aside."""
+    """The columns the format maps (column -> fact) and the ones it leaves aside, and
+    the encoding the file was read in."""
 
     mapped: dict[str, str]
     ignored: list[str]
+    encoding: str = "utf-8"
 
 
 def header_of(columns: list[str], fmt: str, mapping: ConnectorMap) -> Header:
@@ -108,11 +121,13 @@ def _once_per_account(row: Row, first_row: dict[str, int]) -> Row:
     if account is None:
         return row
     if account in first_row:
-        message = (
-            f"account {account!r} is on row {first_row[account]} already: one row per "
-            "account (this one was not imported)"
+        template = N_(
+            "account {account!r} is on row {first} already: one row per account (this one "
+            "was not imported)"
         )
-        return Row(row.row, None, [*row.errors, RowError(row.row, "account_id", message)])
+        values: dict[str, object] = {"account": account, "first": first_row[account]}
+        refused = RowError(row.row, "account_id", template.format(**values), template, values)
+        return Row(row.row, None, [*row.errors, refused])
     first_row[account] = row.row
     return row
 
@@ -122,10 +137,11 @@ def _row(
 ) -> Row:
     values = [(column, target, cells.get(column) or "") for column, target in header.mapped.items()]
     facts, problems = mapped_facts(mapping, values)
-    errors = [RowError(line, p["field"], p["message"]) for p in problems]
+    errors = [RowError(line, p.field, p.message, p.template, p.values) for p in problems]
     column_of = {target: column for column, target in header.mapped.items()}
     if not facts.get("account_id"):
-        errors.append(RowError(line, column_of["account_id"], "is empty: every row needs an id"))
+        empty = N_("is empty: every row needs an id")
+        errors.append(RowError(line, column_of["account_id"], empty, empty))
     raw: dict[str, Any] = {
         "kind": "account",
         # A fresh id, as POST /v1/accounts gives one: an import back to an earlier value
@@ -147,19 +163,42 @@ def _row(
     return Row(line, None if errors else fact, errors)
 
 
-def decode(data: bytes) -> str:
-    """A file's text: UTF-8 (a BOM, as Excel writes it, is dropped)."""
+# Excel in Chinese saves "CSV (逗号分隔)" in GB18030 (GBK's superset), not UTF-8: the
+# first file a Chinese team uploads. Tried when a file is not UTF-8; a file in another
+# encoding rarely reads as GB18030 whole, and the preview shows the names as read.
+FALLBACK_ENCODING = "gb18030"
+
+
+def encoding_of(data: bytes) -> str:
+    """``utf-8-sig`` (a BOM, as Excel writes it, is dropped) or GB18030, the first the
+    whole file reads in; CsvError when neither does."""
     try:
-        return data.decode("utf-8-sig")
+        data.decode("utf-8-sig")
+        return "utf-8-sig"
     except UnicodeDecodeError as exc:
+        first = exc.start
+    try:
+        data.decode(FALLBACK_ENCODING)
+        return FALLBACK_ENCODING
+    except UnicodeDecodeError:
+        line = data[:first].count(b"\n") + 1
         raise CsvError(
-            f"the file is not UTF-8 (byte {exc.start}): export it as CSV UTF-8"
+            f"the file is neither UTF-8 nor GB18030 (line {line}, byte {first}): save it as "
+            "CSV UTF-8"
         ) from None
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """A file's text, and the encoding it was read in (``encoding_of``)."""
+    encoding = encoding_of(data)
+    return data.decode(encoding), encoding
 
 
 def read_all(
     data: bytes, fmt: str, mapping: ConnectorMap, now: datetime
 ) -> tuple[Header, list[Row]]:
     """A whole (uploaded) file's rows."""
-    header, rows = read_rows(io.StringIO(decode(data), newline=""), fmt, mapping, now)
+    text, encoding = decode(data)
+    header, rows = read_rows(io.StringIO(text, newline=""), fmt, mapping, now)
+    header.encoding = encoding
     return header, list(rows)

@@ -50,7 +50,7 @@ def translate(body: Any, mapping: ConnectorMap) -> Translated:
             continue
         facts, errors = mapped_facts(mapping, [(prop, target, text(event.get("propertyValue")))])
         if errors:
-            out.rejected.append(Rejection(index, None, errors))
+            out.rejected.append(Rejection(index, None, [e.as_dict() for e in errors]))
             continue
         if not facts or (target in CHOICES and facts[target] not in CHOICES[target]):
             out.ignored += 1  # cleared, or a value that is no fact of ours

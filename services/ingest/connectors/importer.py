@@ -17,7 +17,13 @@ from typing import Any
 
 import httpx
 
-from services.ingest.connectors.accounts_csv import CsvError, Row, RowError, read_rows
+from services.ingest.connectors.accounts_csv import (
+    FALLBACK_ENCODING,
+    CsvError,
+    Row,
+    RowError,
+    read_rows,
+)
 from services.ingest.connectors.mapping import ConnectorMap
 
 # Rows per request: well inside max_batch_events (1000) and max_body_bytes (1 MiB) for
@@ -34,6 +40,7 @@ class ImportOutcome:
     imported: int = 0
     rows: int = 0
     errors: list[RowError] = field(default_factory=list)
+    encoding: str = "utf-8-sig"  # what the file was read in
 
 
 def _batches(rows: Iterator[Row]) -> Iterator[list[Row]]:
@@ -52,8 +59,8 @@ def import_accounts(
 ) -> ImportOutcome:
     """Read ``path`` as ``fmt`` and send its facts with ``send`` (None: check only)."""
     outcome = ImportOutcome()
-    _check_utf8(path)
-    with path.open(encoding="utf-8-sig", newline="") as lines:
+    outcome.encoding = encoding_of_file(path)
+    with path.open(encoding=outcome.encoding, newline="") as lines:
         _header, rows = read_rows(lines, fmt, mapping, now)
         for batch in _batches(rows):
             outcome.rows += len(batch)
@@ -67,11 +74,26 @@ def import_accounts(
     return outcome
 
 
-def _check_utf8(path: Path) -> None:
-    """CsvError unless the whole file is UTF-8, before anything is sent: read as it was
-    sent, a Latin-1 or GBK row past the first batch said "not imported" after 500 rows
-    had been, at a byte counted from a buffer's start (found from outside)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+def encoding_of_file(path: Path) -> str:
+    """``utf-8-sig``, else GB18030 (``accounts_csv.FALLBACK_ENCODING``: Excel's Chinese
+    CSV), whichever the whole file reads in, before anything is sent; CsvError naming
+    where the UTF-8 reading failed otherwise. Read as it was sent, a Latin-1 row past
+    the first batch said "not imported" after 500 rows had been, at a byte counted from
+    a buffer's start (found from outside)."""
+    problem = _undecodable(path, "utf-8")
+    if problem is None:
+        return "utf-8-sig"
+    if _undecodable(path, FALLBACK_ENCODING) is None:
+        return FALLBACK_ENCODING
+    raise CsvError(
+        f"{path.name} is neither UTF-8 nor GB18030 ({problem}): nothing was sent; "
+        "save it as CSV UTF-8"
+    )
+
+
+def _undecodable(path: Path, encoding: str) -> str | None:
+    """Where the file stops reading in ``encoding`` ("line L, byte B"), None if whole."""
+    decoder = codecs.getincrementaldecoder(encoding)()
     offset, line = 0, 1
     with path.open("rb") as raw:
         while chunk := raw.read(1 << 20):
@@ -81,19 +103,14 @@ def _check_utf8(path: Path) -> None:
             except UnicodeDecodeError as exc:
                 at = offset - held + exc.start
                 line += chunk[: max(0, exc.start - held)].count(b"\n")
-                raise CsvError(
-                    f"{path.name} is not UTF-8 (line {line}, byte {at}): nothing was sent; "
-                    "export it as CSV UTF-8"
-                ) from None
+                return f"line {line}, byte {at}"
             offset += len(chunk)
             line += chunk.count(b"\n")
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            raise CsvError(
-                f"{path.name} ends inside a character (byte {offset}): nothing was sent; "
-                "export it as CSV UTF-8"
-            ) from None
+            return f"it ends inside a character, byte {offset}"
+    return None
 
 
 def _send(

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from shared.contracts.events import AccountFacts
+from shared.contracts.events import AccountFacts, LifecycleStage, Tier
+from shared.i18n import Refusal, catalog
 
 DEFAULT_FILE = Path(__file__).with_name("default_mapping.toml")
 FORMATS = ("hubspot", "salesforce", "csv")
@@ -112,19 +114,43 @@ def _parse(raw: dict[str, Any]) -> ConnectorMap:
     )
 
 
+class ValueRefused(Refusal):
+    """A vendor's value that cannot be the fact (the message says why, in words the
+    import page shows in the reader's language)."""
+
+
+def _chinese_names() -> dict[str, dict[str, str]]:
+    """The dashboard's Chinese name of each tier and lifecycle stage → the value: a
+    Chinese team's CRM column says 战略客户 where the page shows it so."""
+    chinese = catalog("zh-CN")
+    return {
+        target: {chinese[value]: value for value in values if value in chinese}
+        for target, values in (
+            ("tier", [tier.value for tier in Tier]),
+            ("lifecycle_stage", [stage.value for stage in LifecycleStage]),
+        )
+    }
+
+
+CHINESE_NAMES = _chinese_names()
+
+
 def fact_value(mapping: ConnectorMap, target: str, text: str) -> Any:
     """``text`` (a vendor's value, as text) as the ``target`` fact's value; ValueError
-    saying what is wrong. Empty text is None: the fact is left as it is."""
-    text = text.strip()
+    (``ValueRefused``) saying what is wrong. Empty text is None: the fact is left as it
+    is. Full-width digits and punctuation read as their ASCII (NFKC)."""
+    text = unicodedata.normalize("NFKC", text).strip()
     if not text:
         return None
     text = mapping.values.get(target, {}).get(text, text)
+    text = CHINESE_NAMES.get(target, {}).get(text, text)
     if target in OWNER_FACTS:
         email = mapping.owners.get(text, text)
         if not EMAIL.match(email):
-            raise ValueError(
-                f"{text!r} is no email and not in the connectors file's [owners]: add "
-                f'"{text}" = "their@email" there'
+            raise ValueRefused(
+                "{value!r} is no email and not in the connectors file's [owners]: add "
+                '"{value}" = "their@email" there',
+                value=text,
             )
         return {"email": email}
     if target in NUMBER_FACTS:
@@ -134,56 +160,89 @@ def fact_value(mapping: ConnectorMap, target: str, text: str) -> Any:
     return text
 
 
+# Chinese myriads: "8万" is 80,000, "1.2亿" 120 million (a Chinese CRM writes ARR so).
+MYRIADS = {"万": 10_000, "亿": 100_000_000}
+# Money signs around an amount: the currency is a column of its own.
+MONEY_SIGNS = re.compile(r"^[¥$€£]|元$")
+
+
 def _number(text: str, *, whole: bool) -> float | int:
     cleaned = re.sub(r"[\s\u00a0\u202f']", "", text)  # spaces, NBSP, Swiss apostrophes
+    cleaned = MONEY_SIGNS.sub("", cleaned)
+    times = MYRIADS.get(cleaned[-1:], 1)
+    if times != 1:
+        cleaned = cleaned[:-1]
     if "," in cleaned and not US_NUMBER.fullmatch(cleaned):
         # "1.234,50" or "1234,5": a decimal comma. Stripping the commas read 1.2345.
-        raise ValueError(f"{text!r} has a decimal comma: write it as 1234.50")
-    if "," not in cleaned and EUROPEAN_THOUSANDS.fullmatch(cleaned):
+        raise ValueRefused("{value!r} has a decimal comma: write it as 1234.50", value=text)
+    if "," not in cleaned and times == 1 and EUROPEAN_THOUSANDS.fullmatch(cleaned):
         # "1.000" is a thousand in most of Europe and one in the US: not guessed.
-        raise ValueError(f"{text!r} may be a thousand or one: write it without separators")
+        raise ValueRefused(
+            "{value!r} may be a thousand or one: write it without separators", value=text
+        )
     try:
-        value = float(cleaned.replace(",", ""))
+        value = float(cleaned.replace(",", "")) * times
     except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
+        raise ValueRefused("{value!r} is not a number", value=text) from None
     if whole:
         if not value.is_integer():
-            raise ValueError(f"{text!r} is not a whole number")
+            raise ValueRefused("{value!r} is not a whole number", value=text)
         return int(value)
-    return value
+    return round(value, 6) if times != 1 else value
 
 
 # Commas as thousands separators only, in groups of three ("1,234,567.50").
 US_NUMBER = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?")
 # Points as thousands separators, or one decimal point before exactly three digits.
 EUROPEAN_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(\.\d{3})+")
+# Year first, any one-digit month or day: "2026/3/5", "2026.03.05", "2026年3月5日".
+YEAR_FIRST = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$")
 
 
 def _day(text: str) -> date:
     if EPOCH_MS.match(text):
         return datetime.fromtimestamp(int(text) / 1000, UTC).date()
     us = US_DATE.match(text)
+    ymd = YEAR_FIRST.match(text)
     try:
         if us:
             return date(int(us[3]), int(us[1]), int(us[2]))
+        if ymd:
+            return date(int(ymd[1]), int(ymd[2]), int(ymd[3]))
         # "2026-03-31", "2026-03-31 10:00" or "2026-03-31T10:00:00Z": the date part.
         return date.fromisoformat(text[:10].replace("/", "-"))
     except ValueError:
-        raise ValueError(f"{text!r} is not a date: write YYYY-MM-DD") from None
+        raise ValueRefused("{value!r} is not a date: write YYYY-MM-DD", value=text) from None
+
+
+class Problem(NamedTuple):
+    """Why a value cannot be its fact: its source (column, property), the message, and
+    the message as a template with its values (for the reader's language)."""
+
+    field: str
+    message: str
+    template: str
+    values: dict[str, object]
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
 
 
 def mapped_facts(
     mapping: ConnectorMap, values: list[tuple[str, str, str]]
-) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """``(source name, target fact, text)`` triples as raw account facts, and an error
-    ``{field: source name, message}`` per value that cannot be one."""
+) -> tuple[dict[str, Any], list[Problem]]:
+    """``(source name, target fact, text)`` triples as raw account facts, and a problem
+    per value that cannot be one."""
     facts: dict[str, Any] = {}
-    errors: list[dict[str, str]] = []
+    errors: list[Problem] = []
     for source, target, raw in values:
         try:
             value = fact_value(mapping, target, raw)
+        except ValueRefused as exc:
+            errors.append(Problem(source, str(exc), exc.template, exc.values))
+            continue
         except ValueError as exc:
-            errors.append({"field": source, "message": str(exc)})
+            errors.append(Problem(source, str(exc), str(exc), {}))
             continue
         if value is not None:
             facts[target] = value
