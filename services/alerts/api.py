@@ -543,6 +543,10 @@ def _signed_by_slack(ctx: AlertsApiContext, request: Request, body: bytes) -> bo
         return False
     if not signature.isascii():
         return False  # hmac.compare_digest refuses non-ASCII strings (TypeError)
+    try:
+        body.decode("utf-8")  # Slack sends form-encoded ASCII; the verifier decodes it
+    except UnicodeDecodeError:
+        return False  # a 500 to anyone who knew the time (found from outside)
     return SignatureVerifier(secret).is_valid(body, timestamp, signature)
 
 

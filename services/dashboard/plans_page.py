@@ -82,7 +82,7 @@ async def _apply(request: Request, command: str) -> Response:
     try:
         async with ctx.engine.begin() as conn:
             if command == "create":
-                if not form.get("replace") and await has_plan(conn, account_id):
+                if not form.get("replace") and await has_plan(conn, who.key, account_id):
                     # Remaking replaces its milestones, ticks and edits: only when asked.
                     raise ClientError(409, "replace_unconfirmed", "confirm replacing the plan")
                 start = form.get("start_on", "").strip()

@@ -6,6 +6,7 @@ On the real stack: Kafka, PostgreSQL, the services in the test's event loop."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import re
@@ -164,6 +165,15 @@ async def test_slack_interactions_refuse_malformed_signature_headers_with_401(
             encoded = {k: v.encode("utf-8") for k, v in headers.items()}
             r = await c.post("/v1/slack/interactions", content=body, headers=encoded)
             answers.append((headers, r.status_code, r.json().get("error")))
+        # Bytes that are no UTF-8 under a fresh timestamp (any signature): a 500 before.
+        for raw, encoding in ((b"\xff\xfe", "identity"), (gzip.compress(b"\xff\xfe"), "gzip")):
+            stamp = {
+                "X-Slack-Request-Timestamp": str(int(time.time())),
+                "X-Slack-Signature": "v0=00",
+                "Content-Encoding": encoding,
+            }
+            r = await c.post("/v1/slack/interactions", content=raw, headers=stamp)
+            answers.append((stamp, r.status_code, r.json().get("error")))
         # Open to anyone before the signature check: nothing larger than Slack sends.
         r = await c.post("/v1/slack/interactions", content=b"x" * 2_000_000)
         assert r.status_code == 413, r.text
@@ -171,10 +181,9 @@ async def test_slack_interactions_refuse_malformed_signature_headers_with_401(
         for payload in (b"payload=%5B%5D", b"payload=nope", click("ack", "a\x00b", "U0ANNA")):
             r = await c.post("/v1/slack/interactions", content=payload, headers=signed(payload))
             answers.append((payload, r.status_code, r.json().get("error")))
-    assert [a[1:] for a in answers[: len(BAD_SLACK_HEADERS)]] == [(401, "bad_signature")] * len(
-        BAD_SLACK_HEADERS
-    ), answers
-    assert [a[1] for a in answers[len(BAD_SLACK_HEADERS) :]] == [400, 400, 200], answers
+    refused = len(BAD_SLACK_HEADERS) + 2
+    assert [a[1:] for a in answers[:refused]] == [(401, "bad_signature")] * refused, answers
+    assert [a[1] for a in answers[refused:]] == [400, 400, 200], answers
 
 
 FAR = (datetime.now(UTC) + timedelta(days=91)).isoformat()

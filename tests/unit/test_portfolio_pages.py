@@ -778,6 +778,15 @@ async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:
     )
     assert "plan_error" not in remade.headers["location"]
     assert "from the template Onboarding" in await pages.get("/ui/accounts/acct-01")
+    # Another CSM's account with a plan is a 404, as one without or none at all: the
+    # confirmation asked for told Anna which of Carl's accounts had a plan.
+    carls = "acct-23"
+    assert (await pages.post("/ui/plans/create", page, account_id=carls)).status_code == 303
+    await pages.sign_in("anna")
+    page = await pages.get("/ui/accounts/acct-01")
+    for account in (carls, "acct-24", "no-such-account"):
+        r = await pages.post("/ui/plans/create", page, account_id=account)
+        assert r.status_code == 404, (account, r.headers.get("location"))
 
 
 async def test_a_snooze_in_an_alerts_history_reads_in_the_pages_language(pages: Pages) -> None:

@@ -380,8 +380,11 @@ async def edit_milestone(
     await store.rescore_soon(conn, account_id)
 
 
-async def has_plan(conn: AsyncConnection, account_id: str) -> bool:
-    """Whether the account has a success plan (remaking one replaces its milestones)."""
+async def has_plan(conn: AsyncConnection, key: ApiKey, account_id: str) -> bool:
+    """Whether the account has a success plan (remaking one replaces its milestones);
+    404 for an account ``key`` may not see, as for one that does not exist: the answer
+    told a CSM which of the other CSMs' accounts had a plan (found from outside)."""
+    await visible_account(conn, account_id, key)
     q = select(success_plans.c.account_id).where(success_plans.c.account_id == account_id)
     return (await conn.execute(q)).first() is not None
 
