@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from shared.storage.db import SSL_MODES
+
 # The async drivers the storage code is written (and tested) for.
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # scoring_batch_max's defaults (see its comment).
@@ -434,6 +436,9 @@ class Settings(BaseSettings):
                 f"{shown}: use sqlite+aiosqlite:///healthwatch.db or "
                 "postgresql+asyncpg://user:password@host:5432/database"
             )
+        mode = make_url(url).query.get("sslmode")
+        if mode is not None and mode not in SSL_MODES:
+            raise ValueError(f"sslmode={mode!r}: use one of {', '.join(SSL_MODES)}")
         return url
 
     @property

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -35,7 +36,25 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **codec)
         _tune_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **codec)
+    return create_async_engine(
+        _asyncpg_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True, **codec
+    )
+
+
+# libpq's TLS modes, which asyncpg takes by the same names as ``ssl``.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _asyncpg_url(url: str) -> URL:
+    """``url`` with libpq's ``sslmode=`` (a habit of every PostgreSQL URL) as asyncpg's
+    ``ssl=``: passed on as it was, asyncpg refused the keyword with a 370-line
+    traceback at start (found from outside)."""
+    parsed = make_url(url)
+    if "sslmode" not in parsed.query:
+        return parsed
+    query = dict(parsed.query)
+    query["ssl"] = query.pop("sslmode")
+    return parsed.set(query=query)
 
 
 def _json_dumps(value: Any) -> str:

@@ -96,3 +96,20 @@ def test_a_start_warns_about_unsafe_delivery_settings(
         assert messages == []
     else:
         assert len(messages) == 1 and warned in messages[0]
+
+
+async def test_libpqs_sslmode_in_the_database_url_is_taken(database_url: str) -> None:
+    """``?sslmode=require`` (a habit of every PostgreSQL URL) ended the start with a
+    370-line traceback from asyncpg; it is libpq's name for asyncpg's ``ssl``."""
+    from sqlalchemy import text
+
+    from shared.storage.db import create_engine
+
+    engine = create_engine(database_url + "?sslmode=disable")  # the test server has no TLS
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("select 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
+    with pytest.raises(ValueError, match="sslmode='requir': use one of disable, allow"):
+        Settings(_env_file=None, database_url=database_url + "?sslmode=requir")  # type: ignore[call-arg]

@@ -182,6 +182,13 @@ async def test_a_destination_echoing_its_path_leaks_no_token() -> None:
     short = "https://hooks.example.com/services/hook?token=abc123"
     said = without_url_secrets("invalid services token abc123 at /services/hook", short)
     assert said == "invalid services token … at …"  # the words stay, the token goes
+    # A receiver that echoes the request's headers: the URL's user and password went
+    # out as Basic authorization (found from outside), kept in last_error for admins.
+    with_user = "https://user:webhookpassFFFF@hooks.example.com/in"
+    echoed = "denied: Authorization: Basic dXNlcjp3ZWJob29rcGFzc0ZGRkY= (user webhookpassFFFF)"
+    said = without_url_secrets(echoed, with_user)
+    assert "dXNlcjp3ZWJob29rcGFzc0ZGRkY" not in said and "webhookpassFFFF" not in said
+    assert said.startswith("denied: Authorization: Basic …")
 
 
 async def test_webhook_posts_signed_json_with_an_idempotency_key() -> None:

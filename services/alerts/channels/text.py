@@ -102,6 +102,9 @@ def redact_urls(text: str) -> str:
     return _HOST_PATH.sub(r"\1/…", _URL_SECRETS.sub(r"\1\2/…", text))
 
 
+# An authorization header's scheme and credential, as an echo quotes it.
+_CREDENTIALS = re.compile(r"\b(Basic|Bearer|Token)\s+[A-Za-z0-9+/=._~-]{6,}", re.IGNORECASE)
+
 # A part of a webhook URL's path or query that may be its token: one holding a digit
 # (Slack's T…/B…/token, "?token=abc123") or this long; words such as "services" or
 # "hooks" stay readable.
@@ -113,6 +116,11 @@ def without_url_secrets(text: str, url: str) -> str:
     them that may be a token, cut out: a gateway or proxy may echo the request path,
     and that path is the credential."""
     parts = urllib.parse.urlsplit(url)
+    # Credentials in the URL go out as Basic authorization, which a receiver may echo;
+    # and any other credential a header carried.
+    text = _CREDENTIALS.sub(r"\1 …", text)
+    if parts.password is not None:
+        text = text.replace(parts.password, "…")
     for whole in (parts.path, parts.query):
         if len(whole) > 1:
             text = text.replace(whole, "…")
