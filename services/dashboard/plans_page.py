@@ -40,14 +40,28 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 ACTIONS = ("save", "remove", "tick", "untick")
 
 
-def _back(form: dict[str, str], account_id: str, error: str | None = None) -> Response:
+# A refused new milestone's fields, given back to its form (``plan_<field>``): the form
+# came back empty, its title and measure to type again.
+KEPT_FIELDS = ("title", "measure", "op", "target", "due_on")
+
+
+def _back(
+    form: dict[str, str], account_id: str, error: str | None = None, *, keep: bool = False
+) -> Response:
     """To the account's plan section (``next``, else the account's page), with the
-    refusal's code for the section to say (``plan_error``)."""
+    refusal's code for the section to say (``plan_error``) and, ``keep``, the fields of
+    the milestone refused."""
     target = safe_next(form.get("next") or f"/ui/accounts/{urllib.parse.quote(account_id)}")
     parts = urllib.parse.urlsplit(target)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "plan_error"]
+    query = [
+        (k, v)
+        for k, v in urllib.parse.parse_qsl(parts.query)
+        if k != "plan_error" and not k.startswith("plan_")
+    ]
     if error:
         query.append(("plan_error", error))
+    if error and keep:
+        query += [(f"plan_{f}", form[f][:300]) for f in KEPT_FIELDS if form.get(f)]
     path = urllib.parse.urlunsplit(("", "", parts.path, urllib.parse.urlencode(query), "plan"))
     return RedirectResponse(path, status_code=303)
 
@@ -103,7 +117,7 @@ async def _apply(request: Request, command: str) -> Response:
     except ClientError as exc:
         if exc.status == 404 and exc.code == "not_found":
             raise NotFound(account_id) from exc
-        return _back(form, account_id, exc.code)
+        return _back(form, account_id, exc.code, keep=command == "add")
     return _back(form, account_id)
 
 

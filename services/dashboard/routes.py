@@ -253,6 +253,22 @@ async def lead_view(request: Request) -> Response:
     )
 
 
+# The measures a milestone most often follows, offered as the form's suggestions with the
+# words the page uses for them (the ids alone read as code in Chinese); any measure the
+# score computes may be typed (README, Success plans).
+PLAN_MEASURES = (
+    ("activation_rate", N_("Users activated so far ÷ seats purchased")),
+    ("active_days_7d", N_("Days with activity in the last 7")),
+    (
+        "active_user_share_30d",
+        N_("Active users over 30 days ÷ seats purchased (activation, ACT-04)"),
+    ),
+    ("go_live", N_("Gone live")),
+    ("module_breadth_28d", N_("Distinct modules used over 28 days")),
+    ("usage_events_28d", N_("Events over 28 days")),
+)
+
+
 @router.get("/accounts/{account_id:path}", response_class=HTMLResponse)
 async def account_view(request: Request, account_id: str) -> Response:
     who = await viewer(request)
@@ -263,7 +279,13 @@ async def account_view(request: Request, account_id: str) -> Response:
         plan = await account_plan(conn, who.key, account_id, Today(now, ctx.settings.zone))
     charts = account_charts(values, language(request))
     templates = template_choices(plan_templates(ctx.settings))
-    values = {"a": values, "charts": charts, "plan": plan, "plan_templates": templates}
+    values = {
+        "a": values,
+        "charts": charts,
+        "plan": plan,
+        "plan_templates": templates,
+        "plan_measures": PLAN_MEASURES,
+    }
     return page(request, "account.html", values, who)
 
 

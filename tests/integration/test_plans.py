@@ -126,7 +126,8 @@ async def test_plans_from_templates_progress_alerts_and_edits(
         bad = await client.post(
             "/v1/accounts/late/plan/milestones", json={**body, "measure": "no such!"}
         )
-        assert bad.status_code == 422 and bad.json()["code"] == "invalid_milestone"
+        # No measure's name at all is as unknown as a misspelt one.
+        assert bad.status_code == 422 and bad.json()["code"] == "unknown_measure"
         typo = await client.post(
             "/v1/accounts/late/plan/milestones", json={**body, "measure": "activation_rat"}
         )

@@ -664,6 +664,25 @@ async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> 
     )
     assert "plan_error=invalid_milestone" in r.headers["location"]
     await pages.get(path)
+    # A Chinese word for a measure: called unknown (it had blamed title and due day),
+    # and the form comes back as it was filled in.
+    r = await pages.post(
+        "/ui/plans/milestones",
+        page,
+        account_id="acct-01",
+        title="集成上线",
+        measure="集成数量",
+        op="<=",
+        target="3",
+        due_on=due,
+        next=path,
+    )
+    assert "plan_error=unknown_measure" in r.headers["location"]
+    again = await pages.get(r.headers["location"].split("#")[0])
+    form = again.split('id="milestone-add"', 1)[1].split("</form>", 1)[0]
+    for shown in ('value="集成上线"', 'value="集成数量"', 'value="3"', f'value="{due}"'):
+        assert shown in form, shown
+    assert '<option value="<=" selected>' in form
 
 
 def test_a_page_links_back_to_an_id_holding_a_percent_sign() -> None:

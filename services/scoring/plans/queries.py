@@ -269,10 +269,15 @@ class MilestoneSpec:
 
     def checked(self) -> MilestoneSpec:
         try:
+            check_measure(self.measure)
+        except ValueError as exc:
+            # No measure's name at all ("集成数量"): as unknown as a misspelt one, and
+            # said so (the page had blamed the title and the due day).
+            raise ClientError(422, "unknown_measure", str(exc)) from None
+        try:
             if not 0 < len(self.title) <= TITLE_CHARS:
                 raise ValueError(f"a title of 1 to {TITLE_CHARS} characters")
             no_control(self.title)  # NUL fails PostgreSQL: a 500, from the dashboard's form
-            check_measure(self.measure)
             check_target(self.measure, self.target)
         except ValueError as exc:
             raise ClientError(422, "invalid_milestone", str(exc)) from None
