@@ -53,7 +53,7 @@ from shared.i18n import (
     format_when,
     translate,
 )
-from shared.i18n.alert_text import alert_text
+from shared.i18n.alert_text import alert_text, rule_name
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -117,6 +117,12 @@ def _gettext(context: Context, text: str, **values: object) -> str:
 
 
 @pass_context
+def _rule_name(context: Context, rule: str) -> str:
+    """``{{ a.rule|rule_name }}``: a default rule's name in the page's language."""
+    return rule_name(_lang(context), rule)
+
+
+@pass_context
 def _alert_text(context: Context, text: str | None) -> str:
     """An alert's title or summary in the page's language (stored in English)."""
     return alert_text(context.get("lang", DEFAULT_LANGUAGE), text)
@@ -127,7 +133,9 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
     viewer's clock (``zone``, set by ``routes.page``); the service's zone and currency
     where a page names none."""
     templates.env.globals.update(zone=settings.zone, currency=settings.currency)
-    templates.env.filters.update(money=_money, moneys=_moneys, pct=_pct, num=_num, when=_when)
+    templates.env.filters.update(
+        money=_money, moneys=_moneys, pct=_pct, num=_num, when=_when, rule_name=_rule_name
+    )
 
 
 def _lang(context: Context) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.i18n import DEFAULT_LANGUAGE, translate
+from shared.i18n.alert_text import rule_name
 
 COLOURS = {
     "red": "#d64545",
@@ -127,7 +128,7 @@ def lead_charts(d: dict[str, Any], lang: str = DEFAULT_LANGUAGE) -> dict[str, Ch
             "options": {"plugins": {"legend": {"position": "right"}}},
         },
         "alerts_by_rule": _bars(
-            rules,
+            [rule_name(lang, rule) for rule in rules],
             [d["alerts_by_rule"][r] for r in rules],
             COLOURS["red"],
             translate(lang, "Open alerts"),

@@ -17,7 +17,46 @@ from functools import cache
 
 from babel.messages.pofile import read_po
 
-from shared.i18n import DEFAULT_LANGUAGE, LOCALE_DIR, babel_locale, translate
+from shared.i18n import DEFAULT_LANGUAGE, LOCALE_DIR, N_, babel_locale, translate
+
+# The default alerting file's rules by name, for lists, filters and charts: their ids
+# (low_activity, tier_review) read as code on a Chinese page. A rule a team adds is shown
+# by its id until it is named here.
+RULE_LABELS = {
+    "low_activity": N_("Low activity"),
+    "active_users_falling": N_("Active users falling"),
+    "active_users_rising": N_("Active users rising"),
+    "usage_silence": N_("No use lately"),
+    "health_not_green": N_("Health not green"),
+    "health_red": N_("Health red"),
+    "danger_high": N_("High danger"),
+    "danger_normal": N_("Danger back to normal"),
+    "touchpoint_overdue": N_("Touchpoint overdue"),
+    "decision_maker_unreachable": N_("Decision maker out of reach"),
+    "ticket_silence": N_("Tickets gone quiet"),
+    "not_activated_90d": N_("Seats not activated after 90 days"),
+    "not_live_90d": N_("Not live after 90 days"),
+    "few_active_days": N_("Few active days"),
+    "renewal_approaching": N_("Renewal approaching"),
+    "seats_nearly_used": N_("Seats nearly used"),
+    "quota_nearly_used": N_("Quota nearly used"),
+    "tier_review": N_("Tier review"),
+    "seats_growing": N_("Seats growing"),
+    "decision_maker_changed": N_("Decision maker changed"),
+    "champion_changed": N_("Champion changed"),
+    "nps_detractor": N_("NPS detractor"),
+    "payment_failed": N_("Payment failed"),
+    "ticket_backlog": N_("Ticket backlog"),
+    "ticket_unresolved_long": N_("Ticket open too long"),
+    "sla_breach": N_("First replies late (SLA)"),
+}
+
+
+def rule_name(language: str, rule: str) -> str:
+    """A rule's name in ``language`` (its id for a rule not named in RULE_LABELS)."""
+    label = RULE_LABELS.get(rule)
+    return translate(language, label) if label else rule
+
 
 # The catalogs whose templates are alert texts: the rules' and the success plans'.
 CATALOGS = ("alerts.po", "plans.po")

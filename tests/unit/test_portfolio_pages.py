@@ -44,6 +44,7 @@ from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.contracts.wire import decode_event
 from shared.i18n import format_money
+from shared.i18n.alert_text import rule_name
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import (
     account_health,
@@ -503,6 +504,20 @@ async def test_every_alert_action_from_the_alert_page(pages: Pages) -> None:
         "/ui/alerts", data={"csrf": "0" * 64, "alert_id": "acct-04:low_activity:1"}
     )
     assert forged.status_code == 403
+
+
+async def test_rules_are_named_in_the_pages_language(pages: Pages) -> None:
+    """Rule ids (low_activity, ticket_backlog) read as code on a Chinese page: lists,
+    the filter and an alert's page name the rule; a rule no one named keeps its id."""
+    await pages.sign_in("lead")
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    listed = await pages.get("/ui/alerts", state="all")
+    rows = listed.split('id="alert-list"', 1)[1]
+    assert "活跃度过低" in rows and '<div class="muted">low_activity</div>' not in rows
+    assert '<option value="ticket_backlog" >工单积压</option>' in listed.replace("  ", " ")
+    assert rule_name("zh-CN", "our_own_rule") == "our_own_rule"
+    page = await pages.get(f"/ui/alerts/{urllib.parse.quote('acct-02:low_activity:1')}")
+    assert '活跃度过低 <span class="muted">(low_activity)</span>' in page
 
 
 async def test_alert_titles_in_the_pages_language(pages: Pages) -> None:
