@@ -117,6 +117,13 @@ def _gettext(context: Context, text: str, **values: object) -> str:
 
 
 @pass_context
+def _colon(context: Context) -> str:
+    """``{{ _("Reports") }}{{ colon() }}``: a label's colon as the page's language writes
+    it (a full-width "：" in Chinese, where "报告:" read as a typo)."""
+    return "：" if _lang(context).startswith("zh") else ": "
+
+
+@pass_context
 def _rule_name(context: Context, rule: str) -> str:
     """``{{ a.rule|rule_name }}``: a default rule's name in the page's language."""
     return rule_name(_lang(context), rule)
@@ -132,7 +139,7 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
     """Numbers, money and moments as the page's reader writes them (``lang``), on the
     viewer's clock (``zone``, set by ``routes.page``); the service's zone and currency
     where a page names none."""
-    templates.env.globals.update(zone=settings.zone, currency=settings.currency)
+    templates.env.globals.update(zone=settings.zone, currency=settings.currency, colon=_colon)
     templates.env.filters.update(
         money=_money, moneys=_moneys, pct=_pct, num=_num, when=_when, rule_name=_rule_name
     )

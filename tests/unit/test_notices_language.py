@@ -64,7 +64,7 @@ def test_slack_in_chinese() -> None:
     one = Notice(NoticeKind.fire, [alert()], "k")
     assert slack.fallback_text(one, lang="zh-CN") == "[严重] Acme: only 8% of seats active"
     shown = texts(slack.message_blocks(one, PUBLIC, lang="zh-CN"))
-    for text in ("*近 7 天的变化*", "*健康度*", "查看客户", "确认", "暂停提醒 1 天", "无用"):
+    for text in ("*近 7 天的变化*", "*健康度*", "查看客户", "确认", "暂停提醒 1 天", "不适用"):
         assert any(text in t for t in shown), text
     many = Notice(NoticeKind.fire, [alert(alert_id=f"a:{n}:1") for n in range(12)], "k")
     assert slack.fallback_text(many, lang="zh-CN").startswith("12 条预警：")
