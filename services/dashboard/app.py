@@ -179,5 +179,9 @@ def _num(context: Context, value: float | None, digits: int = 1) -> str:
 
 
 @pass_context
-def _when(context: Context, value: datetime | date | None) -> str:
+def _when(context: Context, value: datetime | date | str | None) -> str:
+    """A moment or a day as the reader writes it; a day given as ISO text too (the plan
+    API's shapes carry them so), which pages showed as 2026-10-22 beside 2026年12月6日."""
+    if isinstance(value, str):
+        value = date.fromisoformat(value)
     return format_when(_lang(context), value, context["zone"])

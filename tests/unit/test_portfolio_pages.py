@@ -812,6 +812,12 @@ async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:
     )
     assert "plan_error" not in remade.headers["location"]
     assert "from the template Onboarding" in await pages.get("/ui/accounts/acct-01")
+    # Its days as the page writes days (they showed as 2026-10-22 beside 2026年12月6日).
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    plan = (await pages.get("/ui/accounts/acct-01")).split('id="plan"', 1)[1].split("</section>")[0]
+    assert f"{TODAY.year}年{TODAY.month}月{TODAY.day}日" in plan
+    assert not re.search(r"<td>\d{4}-\d{2}-\d{2}</td>", plan)
+    pages.client.cookies.set("hw_lang", "en", path="/ui")
     # Another CSM's account with a plan is a 404, as one without or none at all: the
     # confirmation asked for told Anna which of Carl's accounts had a plan.
     carls = "acct-23"
