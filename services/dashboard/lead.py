@@ -126,8 +126,10 @@ async def lead(
             for gone, n in zip(churned, seen, strict=True)
         ],
     }
-    # Days before the first customer was seen are left out (but a week is always shown).
-    first = min(next((i for i, n in enumerate(seen) if n), len(days)), max(0, len(days) - 7))
+    # Days before the first customer was seen are left out (but a week is always shown):
+    # before it, only accounts that churned are known (the demo's former customers, an
+    # import of lost accounts first), and the chart read 0 customers and 100% churned.
+    first = min(next((i for i, n in enumerate(customers) if n), len(days)), max(0, len(days) - 7))
     return {
         "range": span,
         "ranges": RANGES,

@@ -459,6 +459,27 @@ async def test_lead_view_counts_churn_and_breaks_down_per_csm(pages: Pages) -> N
     # Nor as 0 customers before the first was seen: no value, a gap in the chart.
     assert data["customers"]["data"]["datasets"][0]["data"] == [None] * 7
     assert data["active_users"]["data"]["datasets"][0]["data"] == [None] * 7
+    # Known long before the others and churned from the start (the demo's former
+    # customers): the chart read 0 customers and 100% churned until the others came.
+    long_ago = NOW - timedelta(days=100)
+    async with pages.engine.begin() as conn:
+        facts = (
+            await conn.execute(select(accounts.c.facts).where(accounts.c.account_id == "acct-25"))
+        ).scalar_one()
+        facts["stamps"]["lifecycle_stage"] = [long_ago.isoformat()]
+        await conn.execute(
+            update(accounts).where(accounts.c.account_id == "acct-25").values(facts=facts)
+        )
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id == "acct-25")
+            .values(first_seen_at=long_ago)
+        )
+    start, end = TODAY - timedelta(days=100), TODAY - timedelta(days=30)
+    span = await pages.get("/ui/lead", **{"from": start.isoformat(), "to": end.isoformat()})
+    data = orjson.loads(html.unescape(span.split('id="chart-data">')[1].split("</script>")[0]))
+    assert data["customers"]["data"]["labels"][0] == (TODAY - timedelta(days=40)).isoformat()
+    assert 0 not in data["customers"]["data"]["datasets"][0]["data"]
 
 
 async def test_every_alert_action_from_the_alert_page(pages: Pages) -> None:
