@@ -1017,15 +1017,17 @@ app.add_typer(accounts_app, name="accounts")
 
 @accounts_app.command("import")
 def accounts_import(
-    file: Annotated[
-        Path, typer.Argument(help="CSV export (UTF-8, or GB18030 as Excel in Chinese saves it)")
-    ],
+    file: Annotated[Path, typer.Argument(help="CSV export (UTF-8; see --encoding)")],
     format: Annotated[
         str, typer.Option(help="hubspot (companies), salesforce (accounts) or csv (ours)")
     ] = "csv",
     url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="A crm key")] = "",
     check: Annotated[bool, typer.Option("--check", help="Only read and map; send nothing")] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="gb18030 for Excel's Chinese CSV (default: UTF-8, checked whole)"),
+    ] = None,
 ) -> None:
     """Send a CRM export's account facts to POST /v1/accounts (docs/connectors.md)."""
     from datetime import UTC
@@ -1038,6 +1040,8 @@ def accounts_import(
 
     if format not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    if encoding is not None and encoding.lower() not in ("gb18030", "utf-8", "utf8"):
+        raise typer.BadParameter(f"--encoding is {FALLBACK_ENCODING} or utf-8")
     if not file.is_file():
         console.print(f"[red]no such file:[/] {escape(str(file))}")
         raise typer.Exit(2)
@@ -1056,17 +1060,18 @@ def accounts_import(
                 datetime.now(UTC),
                 send=send,
                 progress=lambda rows: bar.update(task, completed=rows),
+                encoding=encoding,
             )
         except (CsvError, ImportRefused) as exc:
             console.print(f"[red]not imported[/]: {escape(str(exc))}")
             raise typer.Exit(1) from None
     verb = "would import" if check else "imported"
     console.print(f"[green]{verb}[/] {done.imported} of {done.rows} rows from {escape(file.name)}")
-    if done.encoding == FALLBACK_ENCODING:
-        console.print(
-            "[yellow]read as GB18030[/] (Excel's Chinese CSV), not UTF-8: check a few names "
-            "(--check shows nothing is sent)"
-        )
+    if check and done.sample:
+        read = done.encoding.upper().removesuffix("-SIG")
+        console.print(f"first rows as read ({read}): check that the names read right")
+        for account, name in done.sample:
+            console.print(f"  {escape(account)}: {escape(name)}")
     if done.errors:
         console.print(f"[yellow]{len(done.errors)} problem(s)[/]; those rows were not imported:")
         for e in done.errors[:50]:

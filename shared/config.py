@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     language: Literal["en", "zh-CN"] = Field(
         "en",
         description="Language of the dashboard, reports and notices for people who have not "
-        "chosen one (a browser's Accept-Language comes first on the dashboard)",
+        "chosen one (a request's Accept-Language comes first on the dashboard and for a "
+        "report; the API's refusals follow Accept-Language, else English)",
     )
     # Amounts (ARR, MRR) of accounts whose facts name no currency of their own. CNY: the
     # handbook's first users are Chinese and their CRM holds yuan.

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
-from shared.i18n import DEFAULT_LANGUAGE, Refusal, negotiate, translate, worded_values
+from shared.i18n import DEFAULT_LANGUAGE, Refusal, negotiate, worded
 from shared.openapi import BASIC, BEARER, document_errors, mount_docs
 from shared.storage.db import unstorable_value
 
@@ -76,8 +76,7 @@ class ClientError(Exception):
 
     def worded(self, language: str) -> str:
         """The message in ``language`` (English where it has no translation)."""
-        text = translate(language, self.template)
-        return text.format(**worded_values(language, self.values)) if self._filled else text
+        return worded(language, self.template, self.values if self._filled else None)
 
 
 # First in every CSV file we write: without it Excel reads UTF-8 as the system's code
@@ -94,33 +93,24 @@ def whole_number(text: str | None, most_digits: int = 18) -> int | None:
     return int(text)
 
 
-def answer_language(request: Request) -> str:
-    """The language of an API answer's message: the first of ``Accept-Language`` we
-    have, else English (the machine-readable codes are the same in every language)."""
-    return negotiate(None, request.headers.get("accept-language"), DEFAULT_LANGUAGE)
+def answer_language(request: Request, default: str = DEFAULT_LANGUAGE) -> str:
+    """The language of an API answer: the first of ``Accept-Language`` we have, else
+    ``default`` (English for a refusal's message; its code is the same in every
+    language)."""
+    return negotiate(None, request.headers.get("accept-language"), default)
 
 
-def error_response(
-    request: Request,
-    status: int,
-    code: str,
-    message: str,
-    *,
-    extra: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """A client error's JSON body (``message`` in English, translated for the request)."""
-    language = answer_language(request)
-    return JSONResponse(
-        # "code" too: Segment's SDKs log an error body's code; "error" kept for clients.
-        {"error": code, "code": code, "message": translate(language, message), **(extra or {})},
-        status_code=status,
-        headers={**(headers or {}), "Content-Language": language, "Vary": "Accept-Language"},
-    )
+def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    """A client error's JSON body, ``message`` (English) in the request's language."""
+    return _refusal(request, ClientError(status, code, message))
 
 
 async def client_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClientError)
+    return _refusal(request, exc)
+
+
+def _refusal(request: Request, exc: ClientError) -> JSONResponse:
     language = answer_language(request)
     return JSONResponse(
         # "code" too: Segment's SDKs log an error body's code; "error" kept for clients.

@@ -527,7 +527,7 @@ async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
         try:
             await apply_action(conn, row, Action(name, f"slack:{user}", None, until), now)
         except ActionError as exc:
-            return JSONResponse({"response_type": "ephemeral", "text": f"Not done: {exc}."})
+            return JSONResponse({"response_type": "ephemeral", "text": f"Not done: {exc}"})
     return JSONResponse({"response_type": "ephemeral", "text": f"Done: {name.replace('_', ' ')}."})
 
 

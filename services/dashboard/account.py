@@ -20,6 +20,7 @@ from services.scoring.queries import (
     account_health_row,
     account_measures,
     daily_scores,
+    health_model,
     newest_score_day,
     score_pulls,
     visible_account,
@@ -199,6 +200,7 @@ async def _changes(
         return []
     now = changes.now_state(newest, h)
     labels = {str(c.get("name")): c["label"] for c in components}
+    model = await health_model(conn)
     out: list[tuple[str, dict[str, Any] | None]] = []
     for _key, back, title in changes.PERIODS:
         row = await _stored_before(conn, account_id, newest, back)
@@ -206,7 +208,7 @@ async def _changes(
             out.append((title, None))
             continue
         then = changes.stored_state(row)
-        moved = await score_pulls(conn, now.profile, then.inputs, now.inputs)
+        moved = score_pulls(model, now.profile, then.inputs, now.inputs)
         named = {**moved.labels, **labels}
         out.append((title, changes.compare(now, then, named, moved.measures)))
     return out

@@ -4,13 +4,14 @@ points, biggest move first.
 Compared are two scored states of the same history the charts draw (``health_daily``):
 the score now (``account_health``, what the card shows) and the stored day a period
 back. Each measure's move is the model's own answer (``scoring.queries.score_pulls``:
-the earlier score with that measure alone as it is now), not the difference of its
-stored points: weights are shared out again when a measure gains or loses data, and
-that difference credited a new ticket with +6 points and more active days with −1.
-What the measures' moves do not add up to is one line of its own. Only the model's
-scored measures are listed, under the model's own labels (one name per concept), so raw
-input ids (``dau``, ``app_share_28d``) never reach the page. A move that rounds to
-nothing in points is not news and is left out.
+its Shapley value, the measures that moved put back from the earlier day's inputs in
+every order), not the difference of its stored points: weights are shared out again
+when a measure gains or loses data, and that difference credited a new ticket with +6
+points and more active days with −1. What the listed moves leave of the stored scores'
+move (smaller moves, rounding, another model than the earlier day's) is one line of its
+own. Only the model's scored measures are listed, under the model's own labels (one
+name per concept), so raw input ids (``dau``, ``app_share_28d``) never reach the page.
+A move that rounds to nothing in points is not news and is left out.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def compare(
                 "before": before,
                 "after": after,
                 "pull": round(pull),
+                "rest": False,
             }
         )
     moves.sort(key=lambda m: (-abs(m["pull"]), m["label"]))
@@ -118,7 +120,9 @@ def compare(
     rest = None if delta is None else delta - sum(m["pull"] for m in moves)
     if rest:
         # Moves too small to list, rounding, another model than the earlier day's.
-        moves.append({"measure": REST, "label": REST, "before": "", "after": "", "pull": rest})
+        moves.append(
+            {"measure": REST, "label": REST, "before": "", "after": "", "pull": rest, "rest": True}
+        )
     return {
         "since": then.day,
         "score_before": then.score,

@@ -53,14 +53,11 @@ def _back(
     the milestone refused."""
     target = safe_next(form.get("next") or f"/ui/accounts/{urllib.parse.quote(account_id)}")
     parts = urllib.parse.urlsplit(target)
-    query = [
-        (k, v)
-        for k, v in urllib.parse.parse_qsl(parts.query)
-        if k != "plan_error" and not k.startswith("plan_")
-    ]
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if not k.startswith("plan_")]
     if error:
         query.append(("plan_error", error))
     if error and keep:
+        # As long as the form's longest field (a measure, 300): an address stays short.
         query += [(f"plan_{f}", form[f][:300]) for f in KEPT_FIELDS if form.get(f)]
     path = urllib.parse.urlunsplit(("", "", parts.path, urllib.parse.urlencode(query), "plan"))
     return RedirectResponse(path, status_code=303)

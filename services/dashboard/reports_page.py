@@ -14,12 +14,11 @@ from starlette.responses import Response
 
 from services.dashboard.auth import BadAddress, NotFound, context, viewer
 from services.dashboard.routes import SECURITY_HEADERS, language
-from services.reports.api import defaults, pdf_link, report_document
+from services.reports.api import defaults, pdf_link, report_document, today_in
 from services.reports.data import KINDS
 from services.reports.document import Ask
 from services.reports.fmt import Fmt
 from services.scoring.queries import Day, account_zone
-from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_
 from shared.web import ClientError
 
@@ -60,7 +59,7 @@ async def account_report_page(
         # unknown or not the viewer's: the same 400 either way, naming nothing), and a
         # period ending in days to come would show them as days without use.
         zone = await account_zone(conn, account_id, context(request).settings.zone)
-        today = utcnow().astimezone(zone).date()
+        today = today_in(zone)
         if end is not None and end > today:
             raise BadAddress(FUTURE_END, end=end.isoformat())
         ask = Ask(

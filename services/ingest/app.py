@@ -61,15 +61,19 @@ def create_app(
         return response
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
-        """Framework errors (405, …) in the shape of ours, with a code."""
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        """Framework errors (405, …) in the shape of ours, with a code (the framework's
+        reason, "Method Not Allowed", stays English)."""
         assert isinstance(exc, StarletteHTTPException)
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-        return JSONResponse(
-            {"error": code, "code": code, "message": f"{exc.detail}: see /docs."},
-            status_code=exc.status_code,
-            headers=exc.headers,
+        refusal = ClientError(
+            exc.status_code,
+            code,
+            "{detail}: see /docs.",
+            values={"detail": exc.detail},
+            headers=dict(exc.headers or {}),
         )
+        return await client_error_handler(request, refusal)
 
     @app.exception_handler(404)
     async def not_found(request: Request, _exc: Exception) -> JSONResponse:

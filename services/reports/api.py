@@ -17,9 +17,9 @@ from services.reports.pdf import PdfUnavailable
 from services.scoring.queries import Day, account_zone, check_not_future, visible_account
 from shared.auth import ApiKey
 from shared.clock import utcnow
-from shared.i18n import N_, negotiate
+from shared.i18n import N_
 from shared.openapi import error_responses
-from shared.web import ClientError, EngineDep, ReadKey
+from shared.web import ClientError, EngineDep, ReadKey, answer_language
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
@@ -116,21 +116,19 @@ async def account_report(
         # a Shanghai account's morning out of its report until 08:00. A period ending in
         # days to come would report them as days without use.
         zone = await account_zone(conn, account_id, service_zone(request))
-        today = utcnow().astimezone(zone).date()
+        today = today_in(zone)
         if end is not None:
             check_not_future(end, today, N_("in the account's zone"), "end")
         ask = Ask(
             account_id,
             kind,
             end or today,
-            Fmt(lang or _language(request, base.lang), base.currency),
+            Fmt(lang or answer_language(request, base.lang), base.currency),
             pdf=pdf,
             pdf_href=None if pdf else pdf_link(request),
         )
-        return await report_document(conn, key, ask)
-
-
-def _language(request: Request, default: str) -> str:
-    """The request's Accept-Language where it names one we have, else ``default``."""
-    header = request.headers.get("accept-language")
-    return negotiate(None, header, default) if header else default
+        answer = await report_document(conn, key, ask)
+    # Its language may come from Accept-Language: a shared cache must keep them apart.
+    answer.headers["Content-Language"] = ask.fmt.lang
+    answer.headers["Vary"] = "Accept-Language"
+    return answer

@@ -39,6 +39,7 @@ from services.scoring.facts_history import facts_as_of as facts_as_of  # for oth
 from services.scoring.measures import Measures, load_measures
 from services.scoring.model.attribution import Pulls as Pulls  # for other packages
 from services.scoring.model.attribution import profile_named, pulls
+from services.scoring.model.schema import HealthModel
 from services.scoring.model.store import ModelStore
 from services.scoring.state import OPEN_STATUSES
 from services.scoring.usage import MODULE_KEY as MODULE_KEY  # for other packages
@@ -485,15 +486,21 @@ async def usage_states(
     return states if as_of is None else await with_history(conn, states, as_of)
 
 
-# The model in force, parsed once per version for the reads that score with it.
+# The model in force, parsed once per version for the reads that score with it (a parse
+# takes milliseconds; a page asks once).
 _MODELS = ModelStore()
 
 
-async def score_pulls(
-    conn: AsyncConnection, profile: str | None, before: dict[str, Any], after: dict[str, Any]
+async def health_model(conn: AsyncConnection) -> HealthModel:
+    """The health model in force."""
+    model, _ = await _MODELS.current(conn)
+    return model
+
+
+def score_pulls(
+    model: HealthModel, profile: str | None, before: dict[str, Any], after: dict[str, Any]
 ) -> Pulls:
     """Which measures moved a score from ``before`` to ``after`` (two days' stored
-    inputs, scored with the model's ``profile``), by how many points each, under the
-    model in force (``model/attribution.py``)."""
-    model, _ = await _MODELS.current(conn)
+    inputs, scored with the model's ``profile``), by how many points each, under
+    ``model`` (``model/attribution.py``)."""
     return pulls(model, profile_named(model, profile), before, after)

@@ -66,7 +66,10 @@ class AccountMetrics(Answer):
 
 class Portfolio(Answer):
     total: int = Field(description="Accounts matching the filters (before limit/offset)")
-    accounts: list[dict[str, Any]]
+    accounts: list[dict[str, Any]] = Field(
+        description="Each account's facts and score; risk_value is the ARR weighted by its "
+        "risk, ARR × (100 − score) / 100 (none for a churned account), the default order"
+    )
 
 
 class PortfolioHealth(Answer):

@@ -61,12 +61,18 @@ class Phrase(str):
     (``Refusal``, ``shared.web.ClientError``); mark it with ``N_`` where it is written."""
 
 
-def worded_values(language: str, values: Mapping[str, object]) -> dict[str, object]:
-    """``values`` with each ``Phrase`` among them in ``language``."""
-    return {
-        name: translate(language, value) if isinstance(value, Phrase) else value
-        for name, value in values.items()
-    }
+def worded(language: str, template: str, values: Mapping[str, object] | None) -> str:
+    """A message in ``language``: ``template`` translated, then filled with ``values``
+    (each ``Phrase`` among them translated too); None: a message with no fields."""
+    text = translate(language, template)
+    if values is None:
+        return text
+    return text.format(
+        **{
+            name: translate(language, value) if isinstance(value, Phrase) else value
+            for name, value in values.items()
+        }
+    )
 
 
 class Refusal(ValueError):
@@ -74,10 +80,14 @@ class Refusal(ValueError):
     a ``str.format`` template of ``values``, so whoever shows it can word it in the
     reader's language (``translate``); ``str()`` gives the English."""
 
-    def __init__(self, message: str, **values: object):
+    def __init__(self, message: str, /, **values: object):
         super().__init__(message.format(**values) if values else message)
         self.template = message
         self.values = values
+
+    def worded(self, language: str) -> str:
+        """The message in ``language`` (English where it has no translation)."""
+        return worded(language, self.template, self.values or None)
 
 
 def negotiate(requested: str | None, accept_language: str | None, default: str) -> str:

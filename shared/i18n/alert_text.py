@@ -49,6 +49,8 @@ RULE_LABELS = {
     "ticket_backlog": N_("Ticket backlog"),
     "ticket_unresolved_long": N_("Ticket open too long"),
     "sla_breach": N_("First replies late (SLA)"),
+    # Not in the alerting file: success plans' milestones (services/scoring/plans/hook.py).
+    "plan_milestone": N_("Success plan milestone"),
 }
 
 

@@ -103,7 +103,7 @@ async def test_libpqs_sslmode_in_the_database_url_is_taken(database_url: str) ->
     370-line traceback from asyncpg; it is libpq's name for asyncpg's ``ssl``."""
     from sqlalchemy import text
 
-    from shared.storage.db import create_engine
+    from shared.storage.db import _asyncpg_url, create_engine
 
     engine = create_engine(database_url + "?sslmode=disable")  # the test server has no TLS
     try:
@@ -111,5 +111,9 @@ async def test_libpqs_sslmode_in_the_database_url_is_taken(database_url: str) ->
             assert (await conn.execute(text("select 1"))).scalar() == 1
     finally:
         await engine.dispose()
+    # Every mode goes to asyncpg under its own name for it.
+    for mode in ("require", "verify-full"):
+        url = _asyncpg_url(f"postgresql+asyncpg://u:p@db.example.com/hw?sslmode={mode}")
+        assert url.query == {"ssl": mode}
     with pytest.raises(ValueError, match="sslmode='requir': use one of disable, allow"):
         Settings(_env_file=None, database_url=database_url + "?sslmode=requir")  # type: ignore[call-arg]

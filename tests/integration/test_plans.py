@@ -126,8 +126,9 @@ async def test_plans_from_templates_progress_alerts_and_edits(
         bad = await client.post(
             "/v1/accounts/late/plan/milestones", json={**body, "measure": "no such!"}
         )
-        # No measure's name at all is as unknown as a misspelt one.
+        # No measure's name at all is as unknown as a misspelt one, with the names.
         assert bad.status_code == 422 and bad.json()["code"] == "unknown_measure"
+        assert "activation_rate" in bad.json()["measures"]
         typo = await client.post(
             "/v1/accounts/late/plan/milestones", json={**body, "measure": "activation_rat"}
         )

@@ -79,6 +79,8 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         values = [a["risk_value"] for a in rows]
         assert values == sorted(values, reverse=True)
         assert rows[0]["risk_value"] == round((100 - rows[0]["score"]) * 500_000.0 / 100, 2)
+        # Money at risk is never more than the money (it read 60 times an account's ARR).
+        assert all(a["risk_value"] <= a["arr"] for a in rows if a["risk_value"] is not None)
 
         strategic = (await client.get("/v1/accounts?tier=strategic")).json()["accounts"]
         assert [a["account_id"] for a in strategic] == ["big"]

@@ -189,6 +189,13 @@ async def test_a_destination_echoing_its_path_leaks_no_token() -> None:
     said = without_url_secrets(echoed, with_user)
     assert "dXNlcjp3ZWJob29rcGFzc0ZGRkY" not in said and "webhookpassFFFF" not in said
     assert said.startswith("denied: Authorization: Basic …")
+    # An empty or one-letter password garbles nothing; a %-encoded one goes out decoded.
+    assert without_url_secrets("bad request", "https://user:@hooks.example.com/in") == (
+        "bad request"
+    )
+    assert without_url_secrets("bad request", "https://u:b@hooks.example.com/in") == "bad request"
+    said = without_url_secrets("login p@ssword1 refused", "https://u:p%40ssword1@h.example.com/x")
+    assert said == "login … refused"
 
 
 async def test_webhook_posts_signed_json_with_an_idempotency_key() -> None:

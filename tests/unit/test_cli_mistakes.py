@@ -238,3 +238,15 @@ def test_an_import_stopped_with_ctrl_c_says_it_goes_on_when_run_again(
     events = _ndjson(tmp_path / "ev.ndjson", [_usage("acme", n, 3) for n in range(3)])
     result = _cli("import", str(events), env=env)
     assert result.exit_code == 130 and "run the same command again" in result.output
+
+
+def test_accounts_import_reads_excels_chinese_csv_when_asked(tmp_path: Path) -> None:
+    """Excel in Chinese saves GB18030: the command says so and how to read it, and its
+    check shows the first names as read before anything is sent."""
+    export = tmp_path / "excel.csv"
+    export.write_bytes("account_id,name,tier\nhz-1,杭州数智,战略客户\n".encode("gb18030"))
+    refused = _cli("accounts", "import", str(export), "--check")
+    assert refused.exit_code == 1 and "--encoding gb18030" in refused.output
+    checked = _cli("accounts", "import", str(export), "--check", "--encoding", "gb18030")
+    assert checked.exit_code == 0, checked.output
+    assert "would import 1 of 1 rows" in checked.output and "hz-1: 杭州数智" in checked.output

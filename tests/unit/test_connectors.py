@@ -13,11 +13,18 @@ import httpx
 import pytest
 
 from services.ingest.connectors import freshdesk, hubspot, signing, zendesk
-from services.ingest.connectors.accounts_csv import CsvError, read_all
+from services.ingest.connectors.accounts_csv import (
+    FALLBACK_ENCODING,
+    CsvError,
+    read_all,
+    undecodable,
+)
 from services.ingest.connectors.common import validated
 from services.ingest.connectors.importer import import_accounts
 from services.ingest.connectors.mapping import MappingError, load_mapping
 from services.ingest.connectors.schemas import FRESHDESK, HUBSPOT, ZENDESK_EVENT, ZENDESK_TRIGGER
+from shared.contracts.events import LifecycleStage, Tier
+from shared.i18n import catalog
 from shared.web import ClientError
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
@@ -310,9 +317,14 @@ def test_excels_chinese_csv_and_a_chinese_crms_values_are_read(
     path = tmp_path / "excel-zh.csv"
     path.write_bytes(text.encode("gb18030"))
     header, rows = read_all(path.read_bytes(), "csv", mapping, NOW)  # the dashboard's
-    assert header.encoding == "gb18030"
-    done = import_accounts(path, "csv", mapping, NOW, send=None)  # the command line's
-    assert done.encoding == "gb18030" and done.imported == 2
+    assert header.encoding == FALLBACK_ENCODING  # its preview shows the names first
+    # The command line takes it only when asked (Korean or Japanese files read too, as
+    # other characters); its check shows the first names as read.
+    with pytest.raises(CsvError, match=r"reads as GB18030.*--encoding gb18030"):
+        import_accounts(path, "csv", mapping, NOW, send=None)
+    done = import_accounts(path, "csv", mapping, NOW, send=None, encoding="gb18030")
+    assert done.encoding == FALLBACK_ENCODING and done.imported == 2
+    assert done.sample == [("hz-01", "杭州数智科技"), ("hz-02", "西湖软件")]
     first, second, third = rows
     assert first.fact is not None and second.fact is not None
     assert first.fact.name == "杭州数智科技" and first.fact.tier == "strategic"
@@ -326,3 +338,29 @@ def test_excels_chinese_csv_and_a_chinese_crms_values_are_read(
     assert said["arr"].worded("zh-CN") == "'三万' 不是数字"
     assert said["contract_end"].worded("zh-CN") == "'2026-13-01' 不是日期：请写作 YYYY-MM-DD"
     assert said["arr"].worded("en") == said["arr"].message == "'三万' is not a number"
+
+
+def test_the_default_mappings_chinese_names_are_the_dashboards(mapping) -> None:  # type: ignore[no-untyped-def]
+    """A Chinese CRM column says a tier or stage as the dashboard shows it; the mapping
+    file lists those names (read from it, not from the page's catalog, whose wording may
+    change), and they must stay the page's."""
+    chinese = catalog("zh-CN")
+    for target, values in (("tier", list(Tier)), ("lifecycle_stage", list(LifecycleStage))):
+        for value in values:
+            assert mapping.values[target][chinese[value.value]] == value.value, value
+    # Names and ids stay as sent: full-width forms are read as ASCII in numbers only.
+    (_, [row]) = read_all(
+        "account_id,name,arr\nＡＣＭＥ－０１,北京（中国）,１.１５万\n".encode(), "csv", mapping, NOW
+    )
+    assert row.fact is not None and row.fact.account_id == "ＡＣＭＥ－０１"
+    assert row.fact.name == "北京（中国）" and row.fact.arr == 11_500
+    (_, [seats]) = read_all("account_id,seats_purchased\na,1.15万\n".encode(), "csv", mapping, NOW)
+    assert seats.fact is not None and seats.fact.seats_purchased == 11_500  # not 11499.99…
+
+
+def test_big5_is_not_taken_for_gb18030(mapping) -> None:  # type: ignore[no-untyped-def]
+    """Big5 reads as GB18030 into the private use area: no Chinese text has those."""
+    data = "account_id,name\nt1,台灣積體電路\n".encode("big5")
+    assert undecodable([data], FALLBACK_ENCODING) is not None
+    with pytest.raises(CsvError, match="neither UTF-8 nor GB18030"):
+        read_all(data, "csv", mapping, NOW)

@@ -304,3 +304,13 @@ def test_numbers_no_page_can_print_show_as_a_dash_or_in_scientific_notation() ->
     assert format_num("en", float("inf")) == format_num("zh-CN", float("nan")) == DASH
     assert format_num("en", 1e30, 2) == "1E30"  # grouping it raised InvalidOperation
     assert format_num("en", 1234.5, 2) == "1,234.50"
+
+
+def test_every_default_rule_has_a_name() -> None:
+    """A default rule missing from RULE_LABELS shows its id on a Chinese page."""
+    from services.scoring.plans.hook import RULE as PLAN_RULE
+    from shared.alerting.schema import DEFAULT_ALERTING, parse_alerting
+    from shared.i18n.alert_text import RULE_LABELS
+
+    ids = {rule.id for rule in parse_alerting(DEFAULT_ALERTING.read_text()).rules}
+    assert ids | {PLAN_RULE} == set(RULE_LABELS)

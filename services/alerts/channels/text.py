@@ -102,6 +102,9 @@ def redact_urls(text: str) -> str:
     return _HOST_PATH.sub(r"\1/…", _URL_SECRETS.sub(r"\1\2/…", text))
 
 
+# A URL's password shorter than this is not cut from a destination's answer: it would cut
+# its letters out of every word (and says little on its own).
+MIN_SECRET_CHARS = 4
 # An authorization header's scheme and credential, as an echo quotes it.
 _CREDENTIALS = re.compile(r"\b(Basic|Bearer|Token)\s+[A-Za-z0-9+/=._~-]{6,}", re.IGNORECASE)
 
@@ -119,8 +122,10 @@ def without_url_secrets(text: str, url: str) -> str:
     # Credentials in the URL go out as Basic authorization, which a receiver may echo;
     # and any other credential a header carried.
     text = _CREDENTIALS.sub(r"\1 …", text)
-    if parts.password is not None:
-        text = text.replace(parts.password, "…")
+    for password in {parts.password or "", urllib.parse.unquote(parts.password or "")}:
+        # A password of a letter or two would cut that letter out of every word.
+        if len(password) >= MIN_SECRET_CHARS:
+            text = text.replace(password, "…")
     for whole in (parts.path, parts.query):
         if len(whole) > 1:
             text = text.replace(whole, "…")

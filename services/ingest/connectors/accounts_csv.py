@@ -9,10 +9,12 @@ column. A file that cannot be read as such a CSV at all is a ``CsvError``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +24,16 @@ from pydantic import ValidationError
 from services.ingest.connectors.mapping import ConnectorMap, mapped_facts
 from services.ingest.validation import pydantic_errors
 from shared.contracts.events import AccountFacts
-from shared.i18n import N_, translate
+from shared.i18n import N_, worded
+
+# Excel in Chinese saves "CSV (逗号分隔)" in GB18030 (GBK's superset), not UTF-8: the
+# first file a Chinese team uploads. Tried when a file is not UTF-8. Korean, Japanese and
+# Big5 files may read as GB18030 too, as other characters: the dashboard's preview shows
+# the names before anything is sent, and the command line takes it only when asked
+# (``--encoding gb18030``); text in the private use area (where Big5 lands) is refused.
+FALLBACK_ENCODING = "gb18030"
+UTF8 = "utf-8-sig"  # a BOM, as Excel writes it, is dropped
+PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 
 # A CRM's notes column may hold long texts; past this a "cell" is a broken quote.
 MAX_CELL_CHARS = 100_000
@@ -46,7 +57,7 @@ class RowError:
     def worded(self, language: str) -> str:
         if self.template is None:
             return self.message
-        return translate(language, self.template, **self.values)
+        return worded(language, self.template, self.values or None)
 
 
 @dataclass
@@ -65,7 +76,12 @@ class Header:
 
     mapped: dict[str, str]
     ignored: list[str]
-    encoding: str = "utf-8"
+    encoding: str = UTF8
+
+    @property
+    def fallback(self) -> bool:
+        """Read as GB18030, not UTF-8 (the preview says so, to check the names)."""
+        return self.encoding == FALLBACK_ENCODING
 
 
 def header_of(columns: list[str], fmt: str, mapping: ConnectorMap) -> Header:
@@ -163,42 +179,58 @@ def _row(
     return Row(line, None if errors else fact, errors)
 
 
-# Excel in Chinese saves "CSV (逗号分隔)" in GB18030 (GBK's superset), not UTF-8: the
-# first file a Chinese team uploads. Tried when a file is not UTF-8; a file in another
-# encoding rarely reads as GB18030 whole, and the preview shows the names as read.
-FALLBACK_ENCODING = "gb18030"
-
-
-def encoding_of(data: bytes) -> str:
-    """``utf-8-sig`` (a BOM, as Excel writes it, is dropped) or GB18030, the first the
-    whole file reads in; CsvError when neither does."""
+def undecodable(chunks: Iterable[bytes], encoding: str) -> str | None:
+    """Where ``chunks`` (a file, in pieces) stop reading in ``encoding`` ("line L, byte
+    B"), None if they read whole. The place is counted across the pieces: a character
+    begun in one piece is placed where it began."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line = 0, 1
+    for chunk in chunks:
+        held = len(decoder.getstate()[0])  # a character's first bytes, from before
+        try:
+            text = decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            at = offset - held + exc.start
+            line += chunk[: max(0, exc.start - held)].count(b"\n")
+            return f"line {line}, byte {at}"
+        if encoding == FALLBACK_ENCODING and PRIVATE_USE.search(text):
+            return f"from line {line}: characters no Chinese text has"
+        offset += len(chunk)
+        line += chunk.count(b"\n")
     try:
-        data.decode("utf-8-sig")
-        return "utf-8-sig"
-    except UnicodeDecodeError as exc:
-        first = exc.start
-    try:
-        data.decode(FALLBACK_ENCODING)
-        return FALLBACK_ENCODING
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        line = data[:first].count(b"\n") + 1
+        return f"it ends inside a character, byte {offset}"
+    return None
+
+
+def encoding_of(chunks: Callable[[], Iterable[bytes]], *, fallback: bool) -> str:
+    """UTF8, else (``fallback``) GB18030, whichever the whole of ``chunks()`` (read once
+    for each try) reads in; CsvError naming where the UTF-8 reading failed otherwise,
+    and, without ``fallback``, that GB18030 would read it."""
+    problem = undecodable(chunks(), "utf-8")
+    if problem is None:
+        return UTF8
+    as_gb18030 = undecodable(chunks(), FALLBACK_ENCODING) is None
+    if as_gb18030 and fallback:
+        return FALLBACK_ENCODING
+    if as_gb18030:
         raise CsvError(
-            f"the file is neither UTF-8 nor GB18030 (line {line}, byte {first}): save it as "
-            "CSV UTF-8"
-        ) from None
-
-
-def decode(data: bytes) -> tuple[str, str]:
-    """A file's text, and the encoding it was read in (``encoding_of``)."""
-    encoding = encoding_of(data)
-    return data.decode(encoding), encoding
+            f"the file is not UTF-8 ({problem}) but reads as GB18030, as Excel in Chinese saves "
+            "CSV; nothing was sent: check its names with --check --encoding gb18030, then "
+            "import it with --encoding gb18030 (or save it as CSV UTF-8)"
+        )
+    raise CsvError(
+        f"the file is neither UTF-8 nor GB18030 ({problem}): nothing was sent; save it as CSV UTF-8"
+    )
 
 
 def read_all(
     data: bytes, fmt: str, mapping: ConnectorMap, now: datetime
 ) -> tuple[Header, list[Row]]:
-    """A whole (uploaded) file's rows."""
-    text, encoding = decode(data)
-    header, rows = read_rows(io.StringIO(text, newline=""), fmt, mapping, now)
+    """A whole (uploaded) file's rows, read as UTF-8 or GB18030 (``encoding_of``: the
+    preview shows the rows before they are sent)."""
+    encoding = encoding_of(lambda: [data], fallback=True)
+    header, rows = read_rows(io.StringIO(data.decode(encoding), newline=""), fmt, mapping, now)
     header.encoding = encoding
     return header, list(rows)

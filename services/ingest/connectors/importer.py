@@ -7,7 +7,6 @@ a batch at a time, so a large export shows progress and is never held whole.
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,10 +18,13 @@ import httpx
 
 from services.ingest.connectors.accounts_csv import (
     FALLBACK_ENCODING,
+    UTF8,
     CsvError,
     Row,
     RowError,
+    encoding_of,
     read_rows,
+    undecodable,
 )
 from services.ingest.connectors.mapping import ConnectorMap
 
@@ -35,12 +37,19 @@ class ImportRefused(Exception):
     """The API refused the import as a whole (a wrong key, the service down)."""
 
 
+# Rows a check shows, to see the names read right.
+SAMPLE_ROWS = 3
+
+
 @dataclass
 class ImportOutcome:
     imported: int = 0
     rows: int = 0
     errors: list[RowError] = field(default_factory=list)
-    encoding: str = "utf-8-sig"  # what the file was read in
+    encoding: str = UTF8  # what the file was read in
+    # The first rows' account ids and names, shown by a check (--check) to see that the
+    # file's encoding was read right.
+    sample: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _batches(rows: Iterator[Row]) -> Iterator[list[Row]]:
@@ -56,16 +65,24 @@ def import_accounts(
     *,
     send: Callable[[list[dict[str, Any]]], httpx.Response] | None,
     progress: Callable[[int], None] = lambda rows: None,
+    encoding: str | None = None,
 ) -> ImportOutcome:
-    """Read ``path`` as ``fmt`` and send its facts with ``send`` (None: check only)."""
+    """Read ``path`` as ``fmt`` and send its facts with ``send`` (None: check only);
+    ``encoding``: None for UTF-8, or ``gb18030`` (``file_encoding``)."""
     outcome = ImportOutcome()
-    outcome.encoding = encoding_of_file(path)
+    try:
+        outcome.encoding = file_encoding(path, encoding)
+    except CsvError as exc:
+        raise CsvError(f"{path.name}: {exc}") from None
     with path.open(encoding=outcome.encoding, newline="") as lines:
         _header, rows = read_rows(lines, fmt, mapping, now)
         for batch in _batches(rows):
             outcome.rows += len(batch)
             good = [r for r in batch if r.fact is not None]
             outcome.errors += [e for r in batch for e in r.errors]
+            for row in good[: SAMPLE_ROWS - len(outcome.sample)]:
+                if row.fact is not None:
+                    outcome.sample.append((row.fact.account_id, row.fact.name or ""))
             if good and send is not None:
                 _send(send, good, outcome)
             elif good:
@@ -74,43 +91,23 @@ def import_accounts(
     return outcome
 
 
-def encoding_of_file(path: Path) -> str:
-    """``utf-8-sig``, else GB18030 (``accounts_csv.FALLBACK_ENCODING``: Excel's Chinese
-    CSV), whichever the whole file reads in, before anything is sent; CsvError naming
-    where the UTF-8 reading failed otherwise. Read as it was sent, a Latin-1 row past
-    the first batch said "not imported" after 500 rows had been, at a byte counted from
-    a buffer's start (found from outside)."""
-    problem = _undecodable(path, "utf-8")
-    if problem is None:
-        return "utf-8-sig"
-    if _undecodable(path, FALLBACK_ENCODING) is None:
-        return FALLBACK_ENCODING
-    raise CsvError(
-        f"{path.name} is neither UTF-8 nor GB18030 ({problem}): nothing was sent; "
-        "save it as CSV UTF-8"
-    )
-
-
-def _undecodable(path: Path, encoding: str) -> str | None:
-    """Where the file stops reading in ``encoding`` ("line L, byte B"), None if whole."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset, line = 0, 1
+def _chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as raw:
         while chunk := raw.read(1 << 20):
-            held = len(decoder.getstate()[0])  # a character's first bytes, from before
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                at = offset - held + exc.start
-                line += chunk[: max(0, exc.start - held)].count(b"\n")
-                return f"line {line}, byte {at}"
-            offset += len(chunk)
-            line += chunk.count(b"\n")
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return f"it ends inside a character, byte {offset}"
-    return None
+            yield chunk
+
+
+def file_encoding(path: Path, asked: str | None) -> str:
+    """The encoding to read ``path`` in, the whole file checked before anything is sent
+    (read as it was sent, a Latin-1 row past the first batch said "not imported" after
+    500 rows had been, found from outside): UTF-8, or GB18030 when ``asked`` (the
+    command line's ``--encoding``); CsvError saying which would do otherwise."""
+    if asked is None or asked.lower().replace("-", "") in ("utf8", "utf8sig"):
+        return encoding_of(lambda: _chunks(path), fallback=False)
+    problem = undecodable(_chunks(path), FALLBACK_ENCODING)
+    if problem is not None:
+        raise CsvError(f"it is not GB18030 ({problem}): nothing was sent")
+    return FALLBACK_ENCODING
 
 
 def _send(

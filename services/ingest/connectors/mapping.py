@@ -18,8 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from shared.contracts.events import AccountFacts, LifecycleStage, Tier
-from shared.i18n import Refusal, catalog
+from shared.contracts.events import AccountFacts
+from shared.i18n import Refusal
 
 DEFAULT_FILE = Path(__file__).with_name("default_mapping.toml")
 FORMATS = ("hubspot", "salesforce", "csv")
@@ -119,31 +119,14 @@ class ValueRefused(Refusal):
     import page shows in the reader's language)."""
 
 
-def _chinese_names() -> dict[str, dict[str, str]]:
-    """The dashboard's Chinese name of each tier and lifecycle stage → the value: a
-    Chinese team's CRM column says 战略客户 where the page shows it so."""
-    chinese = catalog("zh-CN")
-    return {
-        target: {chinese[value]: value for value in values if value in chinese}
-        for target, values in (
-            ("tier", [tier.value for tier in Tier]),
-            ("lifecycle_stage", [stage.value for stage in LifecycleStage]),
-        )
-    }
-
-
-CHINESE_NAMES = _chinese_names()
-
-
 def fact_value(mapping: ConnectorMap, target: str, text: str) -> Any:
     """``text`` (a vendor's value, as text) as the ``target`` fact's value; ValueError
     (``ValueRefused``) saying what is wrong. Empty text is None: the fact is left as it
-    is. Full-width digits and punctuation read as their ASCII (NFKC)."""
-    text = unicodedata.normalize("NFKC", text).strip()
+    is."""
+    text = text.strip()
     if not text:
         return None
     text = mapping.values.get(target, {}).get(text, text)
-    text = CHINESE_NAMES.get(target, {}).get(text, text)
     if target in OWNER_FACTS:
         email = mapping.owners.get(text, text)
         if not EMAIL.match(email):
@@ -153,10 +136,12 @@ def fact_value(mapping: ConnectorMap, target: str, text: str) -> Any:
                 value=text,
             )
         return {"email": email}
+    # Full-width digits and signs read as ASCII (NFKC) in numbers and days only: names
+    # and ids stay as sent, or one customer would be two ids by source.
     if target in NUMBER_FACTS:
-        return _number(text, whole=target == "seats_purchased")
+        return _number(unicodedata.normalize("NFKC", text), whole=target == "seats_purchased")
     if target in DATE_FACTS:
-        return _day(text).isoformat()
+        return _day(unicodedata.normalize("NFKC", text)).isoformat()
     return text
 
 
@@ -184,11 +169,14 @@ def _number(text: str, *, whole: bool) -> float | int:
         value = float(cleaned.replace(",", "")) * times
     except ValueError:
         raise ValueRefused("{value!r} is not a number", value=text) from None
+    if times != 1:
+        # 1.15 × 10,000 is 11,499.999… in floats: to the digits a myriad moves.
+        value = round(value, 6)
     if whole:
         if not value.is_integer():
             raise ValueRefused("{value!r} is not a whole number", value=text)
         return int(value)
-    return round(value, 6) if times != 1 else value
+    return value
 
 
 # Commas as thousands separators only, in groups of three ("1,234,567.50").

@@ -58,8 +58,10 @@ def check_known(measure: str | None, names: frozenset[str], per_name: frozenset[
     if measure is None or measure == GO_LIVE or measure in names:
         return
     base, bracket, _ = measure.partition("[")
-    if bracket and base in per_name:
+    if bracket and base in per_name and MEASURE.match(measure):
         return
+    # No measure's name at all ("集成数量") is as unknown as a misspelt one, and told with
+    # the names there are (the dashboard had blamed the title and the due day).
     known = sorted(names | {f"{b}[event]" for b in per_name})
     near = difflib.get_close_matches(measure, known, n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(near)}?" if near else ""
