@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.admin_keys import router as keys_router
@@ -63,11 +64,48 @@ from shared.bus.offsets import offset_loader
 from shared.bus.outbox import MessageOutbox
 from shared.config import Settings
 from shared.jobs import Jobs
-from shared.storage.db import create_engine, migrate
+from shared.storage.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, migrate
 from shared.web import Readiness, base_app, ops_router
 from shared.worker import ConsumerMetrics, Progress, consume
 
 log = logging.getLogger(__name__)
+
+
+# How long readiness waits for SQLite's write lock: a probe must answer in a second, and a
+# writer holding the lock (a scoring batch, an import) shows the file takes writes.
+PROBE_WAIT_MS = 200
+
+
+class ReadOnlyDatabase(Exception):
+    """The database answers but takes no writes (a standby, a read-only transaction
+    default)."""
+
+
+async def database_writable(engine: AsyncEngine) -> None:
+    """Raise unless the database answers and takes writes. ``SELECT 1`` alone kept
+    readiness green for minutes while every write failed (an unwritable SQLite file,
+    found from outside). SQLite is written to, a byte that does not change; PostgreSQL
+    says whether it is a standby or defaults to read-only (a full disk there still shows
+    only in the writes, as their errors and the stall check)."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            read_only = text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+            standby, default = (await conn.execute(read_only)).one()
+        if standby or default == "on":
+            raise ReadOnlyDatabase("the database takes no writes")
+        return
+    try:
+        async with engine.execution_options(
+            **{SQLITE_BUSY_TIMEOUT_MS: PROBE_WAIT_MS}
+        ).begin() as conn:
+            # A write that changes nothing (the header's user_version, unused here): only
+            # a committed write reaches the file and its WAL, where a full or unwritable
+            # disk refuses it.
+            version = (await conn.execute(text("PRAGMA user_version"))).scalar_one()
+            await conn.execute(text(f"PRAGMA user_version = {int(version)}"))
+    except OperationalError as exc:
+        if "locked" not in str(exc):
+            raise  # "locked": another writer holds the lock, so the file takes writes
 
 
 @dataclass
@@ -82,10 +120,10 @@ class Runtime:
     _down_since: float | None = field(default=None, init=False, repr=False)
 
     async def ready(self) -> bool:
-        """The database and the bus answer, and no consume loop has stalled."""
+        """The database answers and takes writes, the bus answers, and no consume loop
+        has stalled."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await database_writable(self.engine)
         except Exception:
             if self._down_since is None:
                 self._down_since = self.progress.now()
@@ -110,8 +148,7 @@ class Runtime:
         serves (pages, reads, alert actions) needs no broker: a readiness that asked for
         Kafka took every web replica out of service during a broker outage."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await database_writable(self.engine)
         except Exception:
             return False
         return True

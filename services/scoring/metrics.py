@@ -42,6 +42,10 @@ class ScoringMetrics:
         self.batch_seconds = Histogram(
             "healthwatch_scoring_batch_seconds",
             "Time to apply one batch of records in one transaction",
+            # To two minutes: a backlog's batches of up to 100,000 records take several
+            # seconds each, and the default buckets stop at 10 s, where every quantile
+            # above read 10.
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120),
             registry=registry,
         )
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
 from devservices import free_port
 from services import runtime
 from shared.config import Settings
@@ -59,3 +62,41 @@ async def test_a_database_outage_is_not_counted_as_a_stall_once_it_is_over(
         now[0] = 2 * limit - 1
         assert not await rt.ready()  # still for the limit, the outage not counted
         await down.dispose()
+
+
+async def test_a_database_that_takes_no_writes_is_not_ready(
+    tmp_path: Path, database_url: str
+) -> None:
+    """``SELECT 1`` kept readiness green for minutes while every write failed (an
+    unwritable SQLite file, found from outside). A writer holding SQLite's lock is no
+    such failure: the file takes writes."""
+    from sqlalchemy import text
+
+    path = tmp_path / "hw.db"
+    writable = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(writable)
+    read_only = create_engine(f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        await runtime.database_writable(writable)
+        with pytest.raises(OperationalError, match="readonly"):
+            await runtime.database_writable(read_only)
+        async with writable.begin() as holding:  # another writer, mid-transaction
+            await holding.execute(text("CREATE TABLE busy (x int)"))
+            await runtime.database_writable(create_engine(f"sqlite+aiosqlite:///{path}"))
+    finally:
+        await writable.dispose()
+        await read_only.dispose()
+    postgres = create_engine(database_url)
+    try:
+        await runtime.database_writable(postgres)
+        async with postgres.connect() as conn:
+            name = (await conn.execute(text("SELECT current_database()"))).scalar_one()
+            await conn.execute(
+                text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            )
+            await conn.commit()
+        await postgres.dispose()  # new connections take the database's new default
+        with pytest.raises(runtime.ReadOnlyDatabase):
+            await runtime.database_writable(postgres)
+    finally:
+        await postgres.dispose()
