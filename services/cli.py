@@ -398,9 +398,18 @@ def _log_progress(log: logging.Logger) -> Callable[[str, int, int], None]:
 
 
 async def _simulate_when_up(sim: Simulator, stop: asyncio.Event, log: logging.Logger) -> None:
+    """The demo's traffic beside the services. A simulator that gives up (ingest
+    unavailable for minutes: a full or unwritable disk) stops alone: it had taken the
+    API, scoring and alerts down with it (found from outside)."""
     await asyncio.sleep(0.5)  # let the HTTP server bind
     log.info("simulator: %d accounts", len(sim.accounts))
-    await sim.run(stop)
+    try:
+        await sim.run(stop)
+    except Exception as exc:  # the demo's traffic only: the services go on
+        log.error(
+            "simulator stopped (%s); the services go on: restart to simulate again",
+            describe(exc),
+        )
 
 
 def warn_about_settings(settings: Settings, log: logging.Logger) -> None:

@@ -58,3 +58,23 @@ async def test_a_stop_ends_the_live_traffic_while_ingest_is_unavailable(
     await asyncio.wait_for(run, timeout=STOP_GRACE_S + 3)
     assert time.monotonic() - asked < STOP_GRACE_S + 1
     assert len(live_posts) == 1  # no retry after the stop
+
+
+async def test_a_simulator_that_gives_up_stops_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """It gave up after minutes without ingest (an unwritable disk) and took the API,
+    scoring and alerts down with it (found from outside)."""
+    import logging
+
+    from services.cli import _simulate_when_up
+
+    class GivingUp:
+        accounts = ("a",)
+
+        async def run(self, stop: asyncio.Event) -> None:
+            raise RuntimeError("ingest stayed unavailable; giving up")
+
+    log = logging.getLogger("healthwatch.dev")
+    with caplog.at_level(logging.ERROR, logger="healthwatch.dev"):
+        await _simulate_when_up(GivingUp(), asyncio.Event(), log)  # type: ignore[arg-type]
+    assert "simulator stopped (RuntimeError: ingest stayed unavailable" in caplog.text
+    assert "the services go on" in caplog.text
