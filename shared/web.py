@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware.base import RequestResponseEndpoint
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
@@ -220,6 +221,41 @@ class Ready(BaseModel):
 _PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
     200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}
 }
+
+
+class HttpMetrics:
+    """Requests to the read API, the dashboard, the alerts API and the ops endpoints of
+    every service but ingest (which counts its own): their 5xx were invisible."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.requests = Counter(
+            "healthwatch_http_requests_total",
+            "HTTP requests to the read API, the dashboard, the alerts API and ops endpoints, "
+            "by route and status code",
+            ["route", "status"],
+            registry=registry,
+        )
+
+
+def route_of(request: Request) -> str:
+    """The matched route's template (``/v1/accounts/{account_id}``), or "unmatched": a
+    label value per route, never per account."""
+    return str(getattr(request.scope.get("route"), "path", "unmatched"))
+
+
+def count_requests(app: FastAPI, counter: Counter) -> None:
+    """Count every request of ``app`` in ``counter`` (labels: route, status), a failure
+    that reached no handler as a 500."""
+
+    @app.middleware("http")
+    async def counting(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        try:
+            response = await call_next(request)
+        except Exception:
+            counter.labels(route_of(request), "500").inc()
+            raise
+        counter.labels(route_of(request), str(response.status_code)).inc()
+        return response
 
 
 def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import RequestResponseEndpoint
 
 from services.ingest.connectors.mapping import cached_mapping
 from services.ingest.connectors.routes import router as connectors_router
@@ -21,7 +20,14 @@ from shared.auth import KeyStore
 from shared.bus.base import Producer
 from shared.clock import Clock, utcnow
 from shared.config import Settings
-from shared.web import ClientError, Readiness, base_app, client_error_handler, ops_router
+from shared.web import (
+    ClientError,
+    Readiness,
+    base_app,
+    client_error_handler,
+    count_requests,
+    ops_router,
+)
 
 
 def create_app(
@@ -48,17 +54,7 @@ def create_app(
     app.include_router(connectors_router)
     app.include_router(ops_router(registry, ready))
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        try:
-            response = await call_next(request)
-        except Exception:
-            # The route's template, never the path itself: account ids in paths would
-            # make a label value per account.
-            metrics.requests.labels(_route_of(request), "500").inc()
-            raise
-        metrics.requests.labels(_route_of(request), str(response.status_code)).inc()
-        return response
+    count_requests(app, metrics.requests)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -88,8 +84,3 @@ def create_app(
         )
 
     return app
-
-
-def _route_of(request: Request) -> str:
-    """The matched route's template (``/v1/accounts/{account_id}``), or "unmatched"."""
-    return str(getattr(request.scope.get("route"), "path", "unmatched"))

@@ -34,6 +34,7 @@ METRICS_MODULES = (
     "services.scoring.metrics",
     "services.alerts.metrics",
     "shared.worker",  # ConsumerMetrics: consumer lag
+    "shared.web",  # HttpMetrics: every service's HTTP answers but ingest's
 )
 
 # Used by alerts.yml or the dashboard before a service exports them (the rules and panels

@@ -100,3 +100,31 @@ async def test_a_database_that_takes_no_writes_is_not_ready(
             await runtime.database_writable(postgres)
     finally:
         await postgres.dispose()
+
+
+async def test_the_web_service_counts_its_requests(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    """Its 5xx were invisible: only ingest counted requests. By route template, with the
+    process's memory, and without a "_created" series beside each counter."""
+    import httpx
+
+    from shared.auth import Role, create_key, role_scopes
+
+    settings = embedded_settings.model_copy(
+        update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'web.db'}"}
+    )
+    async with runtime.open_runtime(settings) as rt:
+        ops = await create_key(rt.engine, "ops", role_scopes(Role.ops, None))
+        app = runtime.web_app(rt)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+            assert (await client.get("/v1/accounts/acme/health")).status_code == 401
+            scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {ops}"})
+    text = scraped.text
+    assert (
+        'healthwatch_http_requests_total{route="/v1/accounts/{account_id}/health",status="401"} 1.0'
+        in text
+    )
+    assert "process_resident_memory_bytes" in text
+    assert "_created" not in text
