@@ -70,8 +70,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 
-# ingest API, scoring ops (/healthz /readyz /metrics), alerts ops
-EXPOSE 8000 8001 8002
+# ingest API, scoring ops (/healthz /readyz /metrics), alerts ops, web (dashboard, APIs)
+EXPOSE 8000 8001 8002 8003
 
 # No HEALTHCHECK here: the same image runs services on different ports and one-shot
 # commands (migrate, keys); docker-compose.yml gives each service its own healthcheck.
