@@ -112,6 +112,8 @@ def compare(
                 "after": after,
                 "pull": round(pull),
                 "rest": False,
+                # NO_DATA, to be worded in the page's language (a value is shown as is).
+                "worded": {before, after} & {NO_DATA},
             }
         )
     moves.sort(key=lambda m: (-abs(m["pull"]), m["label"]))
@@ -121,7 +123,15 @@ def compare(
     if rest:
         # Moves too small to list, rounding, another model than the earlier day's.
         moves.append(
-            {"measure": REST, "label": REST, "before": "", "after": "", "pull": rest, "rest": True}
+            {
+                "measure": REST,
+                "label": REST,
+                "before": "",
+                "after": "",
+                "pull": rest,
+                "rest": True,
+                "worded": set(),
+            }
         )
     return {
         "since": then.day,
