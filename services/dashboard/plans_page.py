@@ -46,16 +46,23 @@ KEPT_FIELDS = ("title", "measure", "op", "target", "due_on")
 
 
 def _back(
-    form: dict[str, str], account_id: str, error: str | None = None, *, keep: bool = False
+    form: dict[str, str],
+    account_id: str,
+    error: str | None = None,
+    *,
+    keep: bool = False,
+    done: str | None = None,
 ) -> Response:
     """To the account's plan section (``next``, else the account's page), with the
     refusal's code for the section to say (``plan_error``) and, ``keep``, the fields of
-    the milestone refused."""
+    the milestone refused; or what was ``done`` (``plan_done``: a change said nothing)."""
     target = safe_next(form.get("next") or f"/ui/accounts/{urllib.parse.quote(account_id)}")
     parts = urllib.parse.urlsplit(target)
     query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if not k.startswith("plan_")]
     if error:
         query.append(("plan_error", error))
+    elif done:
+        query.append(("plan_done", done))
     if error and keep:
         # As long as the form's longest field (a measure, 300): an address stays short.
         query += [(f"plan_{f}", form[f][:300]) for f in KEPT_FIELDS if form.get(f)]
@@ -115,7 +122,8 @@ async def _apply(request: Request, command: str) -> Response:
         if exc.status == 404 and exc.code == "not_found":
             raise NotFound(account_id) from exc
         return _back(form, account_id, exc.code, keep=command == "add")
-    return _back(form, account_id)
+    done = form.get("action", "save") if command == "change" else command
+    return _back(form, account_id, done=done)
 
 
 def _spec(form: dict[str, str]) -> MilestoneSpec:

@@ -832,7 +832,9 @@ async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:
         "/ui/plans/create", page, account_id="acct-01", template="onboarding", replace="1"
     )
     assert "plan_error" not in remade.headers["location"]
-    assert "from the template Onboarding" in await pages.get("/ui/accounts/acct-01")
+    assert "plan_done=create" in remade.headers["location"]  # a change said nothing
+    made = await pages.get(remade.headers["location"].split("#")[0])
+    assert "from the template Onboarding" in made and 'id="plan-done">Plan made.<' in made
     # Its days as the page writes days (they showed as 2026-10-22 beside 2026年12月6日).
     pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
     plan = (await pages.get("/ui/accounts/acct-01")).split('id="plan"', 1)[1].split("</section>")[0]
