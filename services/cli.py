@@ -1082,7 +1082,8 @@ def accounts_import(
         for account, name in done.sample:
             console.print(f"  {escape(account)}: {escape(name)}")
     if done.errors:
-        console.print(f"[yellow]{len(done.errors)} problem(s)[/]; those rows were not imported:")
+        rows = "would not be imported" if check else "were not imported"
+        console.print(f"[yellow]{len(done.errors)} problem(s)[/]; those rows {rows}:")
         for e in done.errors[:50]:
             console.print(f"  row {e.row}, {escape(e.column)}: {escape(e.message)}")
         if len(done.errors) > 50:

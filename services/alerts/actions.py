@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.i18n import Refusal
+from shared.i18n import Phrase, Refusal
 from shared.storage.tables import alert_activity, alerts
 
 
@@ -37,7 +37,7 @@ async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: dat
             if row.status != "firing":
                 raise ActionError(
                     "The alert is {status}: only a firing alert can be acknowledged.",
-                    status=row.status,
+                    status=Phrase(row.status),
                 )
             values = {
                 "status": "acknowledged",

@@ -124,6 +124,12 @@ def _colon(context: Context) -> str:
 
 
 @pass_context
+def _list_sep(context: Context) -> str:
+    """Between the items of a list in a sentence: "、" in Chinese, ", " in English."""
+    return "、" if _lang(context).startswith("zh") else ", "
+
+
+@pass_context
 def _rule_name(context: Context, rule: str) -> str:
     """``{{ a.rule|rule_name }}``: a default rule's name in the page's language."""
     return rule_name(_lang(context), rule)
@@ -139,7 +145,9 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
     """Numbers, money and moments as the page's reader writes them (``lang``), on the
     viewer's clock (``zone``, set by ``routes.page``); the service's zone and currency
     where a page names none."""
-    templates.env.globals.update(zone=settings.zone, currency=settings.currency, colon=_colon)
+    templates.env.globals.update(
+        zone=settings.zone, currency=settings.currency, colon=_colon, list_sep=_list_sep
+    )
     templates.env.filters.update(
         money=_money, moneys=_moneys, pct=_pct, num=_num, when=_when, rule_name=_rule_name
     )

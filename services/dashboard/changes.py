@@ -101,7 +101,7 @@ def compare(
         return None
     moves: list[dict[str, Any]] = []
     for name, pull in pulls.items():
-        if abs(pull) < MIN_PULL:
+        if abs(pull) < MIN_PULL or round(pull) == 0:  # round(±0.5) is 0: "+0 points"
             continue
         before, after = _values(name, then, now)
         moves.append(

@@ -98,13 +98,31 @@ def negotiate(requested: str | None, accept_language: str | None, default: str) 
     Traditional Chinese reads Simplified far better than English."""
     if requested in LANGUAGES:
         return requested
-    for part in (accept_language or "").split(","):
-        tag = part.split(";")[0].strip().lower()
+    for tag in _by_preference(accept_language or ""):
         if tag == "zh" or tag.startswith("zh-"):
             return "zh-CN"
         if tag == "en" or tag.startswith("en-"):
             return "en"
     return default if default in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def _by_preference(accept_language: str) -> list[str]:
+    """The header's language tags, lower-cased, highest ``q`` first (equal ones in the
+    header's order): "en;q=0.5, zh-CN" prefers Chinese."""
+    weighted = []
+    for place, part in enumerate(accept_language.split(",")):
+        tag, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if tag and q > 0:
+            weighted.append((-q, place, tag.lower()))
+    return [tag for _, _, tag in sorted(weighted)]
 
 
 # What a missing value shows as, in every language.

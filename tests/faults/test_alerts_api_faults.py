@@ -289,7 +289,7 @@ async def test_out_of_range_values_are_a_4xx_naming_the_field(
             assert r.status_code == 409 and r.json()["code"] == "conflict"
             assert (
                 r.json()["message"]
-                == "该预警的状态为 resolved：只有正在触发（firing）的预警才能确认。"
+                == "该预警已解决：只有触发中的预警才能确认。"
             )
             r = await c.post(f"/v1/alerts/{alert}/acknowledge")
             assert r.json()["message"] == (

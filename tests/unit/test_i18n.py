@@ -59,6 +59,9 @@ def test_choice_then_browser_then_default() -> None:
     for chinese in ("zh-Hans", "zh-Hans-CN", "zh-SG", "zh-TW", "ZH-cn"):
         assert negotiate(None, f"{chinese},en;q=0.8", "en") == "zh-CN", chinese
     assert negotiate(None, "zhx, en", "zh-CN") == "en"
+    # Preference weights count: the header's order alone does not.
+    assert negotiate(None, "en;q=0.5, zh-CN", "en") == "zh-CN"
+    assert negotiate(None, "zh-CN;q=0, en;q=0.1", "zh-CN") == "en"
 
 
 def test_moments_in_the_readers_language_and_zone() -> None:
