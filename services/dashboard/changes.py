@@ -25,7 +25,9 @@ from shared.i18n import N_
 
 # Periods compared: (key, days back or None for the previous stored day, title).
 PERIODS: tuple[tuple[str, int | None, str], ...] = (
-    ("previous", None, "Since the previous day's score"),
+    # The last day stored before (a day is stored when its score or inputs changed), which
+    # may be days back: "the previous day" misled.
+    ("previous", None, "Since the previous recorded score"),
     ("7d", 7, "Over 7 days"),
     ("30d", 30, "Over 30 days"),
 )

@@ -287,10 +287,7 @@ async def test_out_of_range_values_are_a_4xx_naming_the_field(
             assert (await c.post(f"/v1/alerts/{alert}/resolve", json={})).status_code == 200
             r = await c.post(f"/v1/alerts/{alert}/acknowledge", headers=zh)
             assert r.status_code == 409 and r.json()["code"] == "conflict"
-            assert (
-                r.json()["message"]
-                == "该预警已解决：只有触发中的预警才能确认。"
-            )
+            assert r.json()["message"] == "该预警已解决：只有触发中的预警才能确认。"
             r = await c.post(f"/v1/alerts/{alert}/acknowledge")
             assert r.json()["message"] == (
                 "The alert is resolved: only a firing alert can be acknowledged."
