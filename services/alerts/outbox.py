@@ -279,11 +279,15 @@ class OutboxSender:
                 log.exception("recording delivery %s failed", group[0].delivery_id)
 
     async def _release(self, rows: list[Any]) -> None:
+        await self._set(rows, claimed_until=None)
+
+    async def _set(self, rows: list[Any], **values: Any) -> None:
+        """Write ``values`` to the deliveries of ``rows``, in one transaction."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.delivery_id.in_([r.delivery_id for r in rows]))
-                .values(claimed_until=None)
+                .values(**values)
             )
 
     async def _claim(self) -> list[list[Any]]:
@@ -417,16 +421,12 @@ class OutboxSender:
 
     async def _skip(self, rows: list[Any]) -> None:
         """Not sent, and never to be: ``skipped``, saying why."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.delivery_id.in_([r.delivery_id for r in rows]))
-                .values(
-                    status="skipped",
-                    claimed_until=None,
-                    last_error="not sent: acted on before it went out",
-                )
-            )
+        await self._set(
+            rows,
+            status="skipped",
+            claimed_until=None,
+            last_error="not sent: acted on before it went out",
+        )
         for r in rows:
             self._metrics.deliveries.labels(_rule(_notice(r)), r.channel, "skipped").inc()
 
@@ -446,18 +446,14 @@ class OutboxSender:
     async def _delivered(self, group: list[Any], rules: list[str]) -> None:
         head = group[0]
         now = self._clock()
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.delivery_id.in_([r.delivery_id for r in group]))
-                .values(
-                    status="delivered",
-                    attempts=deliveries.c.attempts + 1,
-                    delivered_at=now,
-                    claimed_until=None,
-                    last_error=None,
-                )
-            )
+        await self._set(
+            group,
+            status="delivered",
+            attempts=deliveries.c.attempts + 1,
+            delivered_at=now,
+            claimed_until=None,
+            last_error=None,
+        )
         for r, rule in zip(group, rules, strict=True):
             self._metrics.deliveries.labels(rule, r.channel, "delivered").inc()
             if r.created_at is not None:
