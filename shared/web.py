@@ -103,15 +103,15 @@ def answer_language(request: Request, default: str = DEFAULT_LANGUAGE) -> str:
 
 def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
     """A client error's JSON body, ``message`` (English) in the request's language."""
-    return _refusal(request, ClientError(status, code, message))
+    return _answer(request, ClientError(status, code, message))
 
 
 async def client_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClientError)
-    return _refusal(request, exc)
+    return _answer(request, exc)
 
 
-def _refusal(request: Request, exc: ClientError) -> JSONResponse:
+def _answer(request: Request, exc: ClientError) -> JSONResponse:
     language = answer_language(request)
     return JSONResponse(
         # "code" too: Segment's SDKs log an error body's code; "error" kept for clients.
