@@ -364,3 +364,20 @@ def test_big5_is_not_taken_for_gb18030(mapping) -> None:  # type: ignore[no-unty
     assert undecodable([data], FALLBACK_ENCODING) is not None
     with pytest.raises(CsvError, match="neither UTF-8 nor GB18030"):
         read_all(data, "csv", mapping, NOW)
+
+
+def test_hostile_amounts_and_days_are_each_rows_error(mapping) -> None:  # type: ignore[no-untyped-def]
+    """The myriads, money signs and year-first days are new ways in: a value no number
+    or day reads is that row's error, never a raise or a stored infinity."""
+    values = ("1e400万", "nan万", "万", "-万", "亿亿", "1e308亿", "９" * 30 + "万", "¥", "元")
+    text = "account_id,arr,seats_purchased,contract_end\n" + "".join(
+        f"a{i},{v},{v},{d}\n"
+        for i, (v, d) in enumerate(
+            zip(values, ["9999年99月99日", "0000年1月1日", "2026年\x00月1日"] * 3, strict=True)
+        )
+    )
+    _, rows = read_all(text.encode(), "csv", mapping, NOW)
+    assert len(rows) == len(values)
+    for row in rows:
+        assert row.fact is None, row
+        assert {e.column for e in row.errors} >= {"arr", "seats_purchased", "contract_end"}

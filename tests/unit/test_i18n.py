@@ -62,6 +62,17 @@ def test_choice_then_browser_then_default() -> None:
     # Preference weights count: the header's order alone does not.
     assert negotiate(None, "en;q=0.5, zh-CN", "en") == "zh-CN"
     assert negotiate(None, "zh-CN;q=0, en;q=0.1", "zh-CN") == "en"
+    # A hostile header picks nothing it should not, and raises nothing.
+    for header in (
+        "zh;q=nan, en;q=0.5",
+        "en;q=abc, zh",
+        ";;;,,,=;q=",
+        "zh\x00\r\n;q=1",
+        "x;q=1e999, " * 2000 + "zh-CN",
+        "fr;q=-1, de;q=inf",
+    ):
+        assert negotiate(None, header, "en") in LANGUAGES, header
+    assert negotiate(None, "zh;q=nan, en;q=0.5", "zh-CN") == "en"  # NaN is no weight
 
 
 def test_moments_in_the_readers_language_and_zone() -> None:
