@@ -22,7 +22,7 @@ from services.scoring.model.evaluate import Evaluation, evaluate
 from services.scoring.model.labels import measured_name
 from services.scoring.model.schema import HealthModel
 from services.scoring.rules import RuleState, Transition
-from shared.alerting.schema import Rule, families
+from shared.alerting.schema import Rule, RuleType, families
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import Owner
 
@@ -339,8 +339,16 @@ def alert_event(fired: Fired, contacts: AccountContacts | None) -> AlertEvent:
     context = {**values, "name": name, "change_text": rules.change_text(rule, values, fired.past)}
     title = _title(rule, context)
     summary = rules.render(rule.summary or rule.description, context)
-    # The other symptoms, each once (nested rules, red within not green, read alike).
-    others = list(dict.fromkeys(_title(symptom, context) for symptom in fired.symptoms[1:]))
+    # The other symptoms, each once (nested rules, red within not green, read alike). A
+    # band's is left out: every notice and the alert's page show the health beside the
+    # summary ("Health: 31 (red)"), and "Also: health 31 is red." said it twice.
+    others = list(
+        dict.fromkeys(
+            _title(symptom, context)
+            for symptom in fired.symptoms[1:]
+            if symptom.type is not RuleType.band
+        )
+    )
     others = [other for other in others if other != title]
     if others:
         also = "; ".join(other.removeprefix(f"{name}: ") for other in others)
