@@ -51,6 +51,7 @@ from services.scoring.workload.reads import due_soon
 from shared.auth import KeyStore, Scope, same_secret
 from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
+from shared.i18n.alert_text import MEASURE_LABELS
 from shared.storage.db import unstorable_value
 from shared.web import invalid_request_handler, unstorable_value_handler
 
@@ -254,19 +255,9 @@ async def lead_view(request: Request) -> Response:
 
 
 # The measures a milestone most often follows, offered as the form's suggestions with the
-# words the page uses for them (the ids alone read as code in Chinese); any measure the
-# score computes may be typed (README, Success plans).
-PLAN_MEASURES = (
-    ("activation_rate", N_("Users activated so far ÷ seats purchased")),
-    ("active_days_7d", N_("Days with activity in the last 7")),
-    (
-        "active_user_share_30d",
-        N_("Active users over 30 days ÷ seats purchased (activation, ACT-04)"),
-    ),
-    ("go_live", N_("Gone live")),
-    ("module_breadth_28d", N_("Distinct modules used over 28 days")),
-    ("usage_events_28d", N_("Events over 28 days")),
-)
+# words the page uses for them; any measure the score computes may be typed (README,
+# Success plans).
+PLAN_MEASURES = tuple(MEASURE_LABELS.items())
 
 
 @router.get("/accounts/{account_id:path}", response_class=HTMLResponse)

@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import re
 import string
+from datetime import UTC, date
 from functools import cache
 
 from babel.messages.pofile import read_po
 
-from shared.i18n import DEFAULT_LANGUAGE, LOCALE_DIR, N_, babel_locale, translate
+from shared.i18n import (
+    DEFAULT_LANGUAGE,
+    LOCALE_DIR,
+    N_,
+    babel_locale,
+    format_when,
+    translate,
+)
 
 # The default alerting file's rules by name, for lists, filters and charts: their ids
 # (low_activity, tier_review) read as code on a Chinese page. A rule a team adds is shown
@@ -52,6 +60,21 @@ RULE_LABELS = {
     # Not in the alerting file: success plans' milestones (services/scoring/plans/hook.py).
     "plan_milestone": N_("Success plan milestone"),
 }
+
+
+# The measures a success plan's milestone most often follows, by the words the pages use
+# for them: a milestone's alert names its measure by id ("activation_rate is 0.12"), code
+# on a Chinese page. The dashboard's plan form offers these; any measure may be typed.
+MEASURE_LABELS = {
+    "activation_rate": N_("Users activated so far ÷ seats purchased"),
+    "active_days_7d": N_("Days with activity in the last 7"),
+    "active_user_share_30d": N_("Active users over 30 days ÷ seats purchased (activation, ACT-04)"),
+    "go_live": N_("Gone live"),
+    "module_breadth_28d": N_("Distinct modules used over 28 days"),
+    "usage_events_28d": N_("Events over 28 days"),
+}
+# Fields of the plans' alert texts that hold a day, written ISO in the stored English.
+DAY_FIELDS = frozenset({"due", "day"})
 
 
 def rule_name(language: str, rule: str) -> str:
@@ -135,10 +158,7 @@ def _translated(language: str, text: str, depth: int, *, whole: bool = False) ->
                 continue
             values = dict(zip(fields, found.groups(), strict=True))
             filled = {
-                field: value
-                if field == "name"
-                else _translated(language, value, depth + 1, whole=field == "title")
-                for field, value in values.items()
+                field: _field(language, field, value, depth) for field, value in values.items()
             }
             return _fill(msgstr, filled)
     whole_text = translate(language, text)
@@ -147,6 +167,21 @@ def _translated(language: str, text: str, depth: int, *, whole: bool = False) ->
     if "; " in text:  # the parts of a list: causes, changes, a family's other symptoms
         return "；".join(_translated(language, part, depth + 1) for part in text.split("; "))
     return text
+
+
+def _field(language: str, field: str, value: str, depth: int) -> str:
+    """One captured field in ``language``: an account's name as it is, a day as the
+    reader writes it, a measure by its words, any other text translated in turn."""
+    if field == "name":
+        return value
+    if field in DAY_FIELDS:
+        try:
+            return format_when(language, date.fromisoformat(value), UTC)
+        except ValueError:
+            return value
+    if field == "measure" and value in MEASURE_LABELS:
+        return translate(language, MEASURE_LABELS[value])
+    return _translated(language, value, depth + 1, whole=field == "title")
 
 
 def _fill(translation: str, values: dict[str, str]) -> str:

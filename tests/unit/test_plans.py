@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from services.scoring.inputs import measure_names
 from services.scoring.model.schema import Behaviour, Ratio
+from services.scoring.plans.hook import alert_text as hook_alert_text
 from services.scoring.plans.progress import (
     AlertState,
     Milestone,
@@ -34,6 +35,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import EVENT_ADAPTER
 from shared.contracts.wire import decode_alert, encode_event
+from shared.i18n.alert_text import alert_text
 from shared.storage.tables import bus_log, plan_milestones, success_plans
 from shared.web import ClientError
 from tests.support.factories import EngineFactory, ProcessorFactory
@@ -343,3 +345,22 @@ tiers = ["strategic"]
     assert wrong.value.message.startswith("template 't', milestone 'a': ")
     async with engine.connect() as conn:  # the plan it had is kept
         assert {r.key for r in await conn.execute(select(plan_milestones))} >= {"kickoff"}
+
+
+def test_a_milestones_alert_reads_in_chinese_with_the_measures_words_and_days() -> None:
+    """The stored English names the measure by id and the due day in ISO; a Chinese
+    reader gets the words the plan form uses and a Chinese date (the id stays for a
+    measure the form does not name)."""
+    day = START + timedelta(days=50)
+    _, told = alert_step(AlertState(), State.at_risk)
+    assert told is not None
+    for measure, words in (
+        ("activation_rate", "累计激活用户 ÷ 购买席位数"),
+        ("events_28d[report_run]", "events_28d[report_run]"),
+    ):
+        m = milestone(measure)
+        title, summary = hook_alert_text("Acme", m, evaluate(m, {measure: 0.2}, day), told)
+        assert measure in summary and DUE.isoformat() in summary  # stored as it was
+        chinese = alert_text("zh-CN", summary)
+        assert chinese.startswith("截止日期 2026年4月11日：" + words + " 当前为 0.2"), chinese
+        assert alert_text("zh-CN", title) == "Acme：里程碑「t」有延误风险"
