@@ -6,9 +6,12 @@ canvas naming it (``<canvas data-chart="score">``).
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from shared.i18n import DEFAULT_LANGUAGE, translate
+from babel.dates import format_skeleton
+
+from shared.i18n import DEFAULT_LANGUAGE, babel_locale, translate
 from shared.i18n.alert_text import rule_name
 
 COLOURS = {
@@ -25,6 +28,13 @@ BAND_LINES = ((40, "red | yellow (40)", COLOURS["red"]), (70, "yellow | green (7
 
 Chart = dict[str, Any]
 X_TICKS = {"maxTicksLimit": 8, "maxRotation": 0, "autoSkipPadding": 16}
+
+
+def day_labels(days: list[str], lang: str) -> list[str]:
+    """A chart's ISO days as its readers write them ("Dec 3, 2026", "2026年12月3日"):
+    an axis of "2026-12-03" read as code to a Chinese lead."""
+    locale = babel_locale(lang)
+    return [format_skeleton("yMMMd", date.fromisoformat(day), locale=locale) for day in days]
 
 
 def _line(labels: list[str], series: list[dict[str, Any]], y: dict[str, Any]) -> Chart:
@@ -87,7 +97,7 @@ PERCENT_AXIS = {"min": 0, "max": 100, "title": {"display": True, "text": "%"}}
 
 
 def lead_charts(d: dict[str, Any], lang: str = DEFAULT_LANGUAGE) -> dict[str, Chart]:
-    days = d["days"]
+    days = day_labels(d["days"], lang)
     bands = list(d["bands"])
     rules = list(d["alerts_by_rule"])
     return {
@@ -142,7 +152,7 @@ def account_charts(a: dict[str, Any], lang: str = DEFAULT_LANGUAGE) -> dict[str,
     today, still under way, is labelled as partial with a hollow point, so a half-day's
     use does not read as a drop."""
     h = a["history"]
-    days = list(h["days"])
+    days = day_labels(h["days"], lang)
     if h["partial"] and days:
         days[-1] = translate(lang, "{day} (today, so far)", day=days[-1])
     lines = [

@@ -231,8 +231,10 @@ async def test_churned_account_card_chart_and_history_api_agree(
 
     charts = account_charts(a, "zh-CN")
     score = charts["score"]
-    assert score["data"]["labels"][-1].startswith(NOW.date().isoformat())
-    assert score["data"]["labels"][-1] != NOW.date().isoformat()  # marked as partial
+    last = f"{NOW.year}年{NOW.month}月{NOW.day}日"  # a Chinese date, not ISO
+    assert score["data"]["labels"][-1].startswith(last)
+    assert score["data"]["labels"][-1] != last  # marked as partial
+    assert account_charts(a)["score"]["data"]["labels"][-1].startswith(f"{NOW:%b} {NOW.day}, ")
     assert score["data"]["datasets"][0]["label"] == "健康分"
     assert score["data"]["datasets"][0]["data"] == history["scores"]
 

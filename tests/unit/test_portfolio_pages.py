@@ -478,7 +478,8 @@ async def test_lead_view_counts_churn_and_breaks_down_per_csm(pages: Pages) -> N
     start, end = TODAY - timedelta(days=100), TODAY - timedelta(days=30)
     span = await pages.get("/ui/lead", **{"from": start.isoformat(), "to": end.isoformat()})
     data = orjson.loads(html.unescape(span.split('id="chart-data">')[1].split("</script>")[0]))
-    assert data["customers"]["data"]["labels"][0] == (TODAY - timedelta(days=40)).isoformat()
+    first = TODAY - timedelta(days=40)
+    assert data["customers"]["data"]["labels"][0] == f"{first:%b} {first.day}, {first.year}"
     assert 0 not in data["customers"]["data"]["datasets"][0]["data"]
 
 
