@@ -314,6 +314,10 @@ def test_compose_has_no_default_passwords() -> None:
         uses = re.findall(rf"\$\{{{name}(:?[?-])", compose)
         assert uses and set(uses) == {":?"}, (name, uses)
     env = load(ROOT / "docker-compose.yml")["x-healthwatch-env"]
+    # Every credential reaches the containers from .env: the connectors' secrets were
+    # missing, and a Zendesk webhook could not be switched on without editing the file.
+    wanted = {f"HEALTHWATCH_{name.upper()}" for name in credentials()}
+    assert wanted - set(env) == set(), "credentials compose does not pass on"
     assert env["HEALTHWATCH_SMTP_STARTTLS"] == "${HEALTHWATCH_SMTP_STARTTLS:-true}"
     assert Settings.model_fields["smtp_starttls"].default is True
 
