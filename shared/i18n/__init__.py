@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
+from babel.lists import format_list
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent, format_scientific
 
@@ -61,18 +62,37 @@ class Phrase(str):
     (``Refusal``, ``shared.web.ClientError``); mark it with ``N_`` where it is written."""
 
 
+class Choices(tuple[str, ...]):
+    """The values one of which a message wants, among its values: listed as the
+    message's language lists them, each with its name there where it has one
+    ("'strategic', 'enterprise', or 'non-focus'"; "战略客户（strategic）、…或…")."""
+
+
+def _listed(language: str, choices: Choices) -> str:
+    if language == DEFAULT_LANGUAGE:
+        items = [f"'{choice}'" for choice in choices]
+    else:
+        named = [(choice, translate(language, choice)) for choice in choices]
+        items = [f"{name}（{choice}）" if name != choice else choice for choice, name in named]
+    return format_list(items, style="or", locale=babel_locale(language))
+
+
 def worded(language: str, template: str, values: Mapping[str, object] | None) -> str:
     """A message in ``language``: ``template`` translated, then filled with ``values``
-    (each ``Phrase`` among them translated too); None: a message with no fields."""
+    (each ``Phrase`` among them translated too, ``Choices`` listed); None: a message
+    with no fields."""
     text = translate(language, template)
     if values is None:
         return text
-    return text.format(
-        **{
-            name: translate(language, value) if isinstance(value, Phrase) else value
-            for name, value in values.items()
-        }
-    )
+    return text.format(**{name: _value(language, value) for name, value in values.items()})
+
+
+def _value(language: str, value: object) -> object:
+    if isinstance(value, Phrase):
+        return translate(language, value)
+    if isinstance(value, Choices):
+        return _listed(language, value)
+    return value
 
 
 class Refusal(ValueError):

@@ -8,16 +8,20 @@ import hashlib
 import hmac
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Annotated, Literal
 
 import httpx
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 
 from services.ingest.connectors import freshdesk, hubspot, signing, zendesk
 from services.ingest.connectors.accounts_csv import (
     FALLBACK_ENCODING,
+    PYDANTIC_TEMPLATES,
     CsvError,
     read_all,
     undecodable,
+    wording_of,
 )
 from services.ingest.connectors.common import validated
 from services.ingest.connectors.importer import import_accounts
@@ -381,3 +385,54 @@ def test_hostile_amounts_and_days_are_each_rows_error(mapping) -> None:  # type:
     for row in rows:
         assert row.fact is None, row
         assert {e.column for e in row.errors} >= {"arr", "seats_purchased", "contract_end"}
+
+
+def test_a_rows_refusals_by_pydantic_read_in_chinese(mapping) -> None:  # type: ignore[no-untyped-def]
+    """A Chinese team's tier the file does not map gets the choices by the dashboard's
+    names, not a list of English codes; English keeps pydantic's words."""
+    data = "account_id,tier,seats_purchased\nbeta,黄金客户,-3\n"
+    _, [row] = read_all(data.encode(), "csv", mapping, NOW)
+    by_column = {e.column: e for e in row.errors}
+    tier, seats = by_column["tier"], by_column["seats_purchased"]
+    assert (
+        tier.worded("en")
+        == tier.message
+        == "Input should be 'strategic', 'enterprise' or 'non-focus'"
+    )
+    assert tier.worded("zh-CN") == (
+        "应为以下之一：战略客户（strategic）、企业客户（enterprise）或非重点客户（non-focus）"
+    )
+    assert seats.worded("zh-CN") == "应大于或等于 0"
+
+
+class _Every(BaseModel):
+    """A field per pydantic error the import words, to keep the templates pydantic's."""
+
+    need: int
+    gt: Annotated[int, Field(gt=1)] = 2
+    ge: Annotated[int, Field(ge=1)] = 2
+    lt: Annotated[int, Field(lt=1)] = 0
+    le: Annotated[int, Field(le=1)] = 0
+    text: str = ""
+    tier: Tier = Tier.strategic
+    stage: Literal["a", "b"] = "a"
+    number: float = 0.0
+    whole: int = 0
+    fraction: int = 0
+    flag: bool = False
+    finite: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+
+
+def test_the_worded_pydantic_templates_are_pydantics_own() -> None:
+    """A pydantic upgrade that rewords a refusal would leave it English: caught here."""
+    bad = {
+        "gt": 1, "ge": 0, "lt": 1, "le": 2, "text": 5, "tier": "gold", "stage": "c",
+        "number": "x", "whole": "y", "fraction": 1.5, "flag": "maybe", "finite": "inf",
+    }  # fmt: skip
+    with pytest.raises(ValidationError) as caught:
+        _Every.model_validate(bad)
+    errors = caught.value.errors(include_url=False)
+    assert {e["type"] for e in errors} == set(PYDANTIC_TEMPLATES)
+    for e in errors:
+        template, _ = wording_of(e)
+        assert template == PYDANTIC_TEMPLATES[e["type"]], e

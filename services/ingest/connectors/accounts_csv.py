@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from services.ingest.connectors.mapping import ConnectorMap, mapped_facts
-from services.ingest.validation import pydantic_errors
 from shared.contracts.events import AccountFacts
-from shared.i18n import N_, worded
+from shared.i18n import DEFAULT_LANGUAGE, N_, Choices, worded
 
 # Excel in Chinese saves "CSV (逗号分隔)" in GB18030 (GBK's superset), not UTF-8: the
 # first file a Chinese team uploads. Tried when a file is not UTF-8. Korean, Japanese and
@@ -55,8 +55,8 @@ class RowError:
     values: dict[str, object] = field(default_factory=dict)
 
     def worded(self, language: str) -> str:
-        if self.template is None:
-            return self.message
+        if self.template is None or language == DEFAULT_LANGUAGE:
+            return self.message  # English as it was said: pydantic's own words too
         return worded(language, self.template, self.values or None)
 
 
@@ -172,11 +172,50 @@ def _row(
     except ValidationError as exc:
         fact = None
         reported = {e.column for e in errors}
-        for e in pydantic_errors(exc):
-            column = column_of.get(e["field"].split(".")[0], e["field"])
+        for e in exc.errors(include_url=False):
+            target = ".".join(str(part) for part in e["loc"]) or "(row)"
+            column = column_of.get(target.split(".")[0], target)
             if column not in reported:
-                errors.append(RowError(line, column, e["message"]))
+                template, context = wording_of(e)
+                errors.append(RowError(line, column, e["msg"], template, context))
     return Row(line, None if errors else fact, errors)
+
+
+# pydantic's refusals a row's cells earn most, by type: pydantic's own English templates
+# (filled with the error's context they give its message), which connectors.po
+# translates. Any other refusal, or one whose message a pydantic upgrade reworded, keeps
+# pydantic's English.
+PYDANTIC_TEMPLATES = {
+    "missing": N_("Field required"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "string_type": N_("Input should be a valid string"),
+    "enum": N_("Input should be {expected}"),
+    "literal_error": N_("Input should be {expected}"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "finite_number": N_("Input should be a finite number"),
+}
+# The choices in an enum's or a literal's "expected": "'a', 'b' or 'c'".
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def wording_of(error: ErrorDetails) -> tuple[str | None, dict[str, object]]:
+    """The template and values of a pydantic error, (None, {}) for one not worded."""
+    template = PYDANTIC_TEMPLATES.get(error["type"])
+    context: dict[str, object] = dict(error.get("ctx", {}))
+    try:
+        if template is None or template.format(**context) != error["msg"]:
+            return None, {}
+    except (KeyError, IndexError, ValueError):
+        return None, {}
+    if "expected" in context:
+        context["expected"] = Choices(_QUOTED.findall(str(context["expected"])))
+    return template, context
 
 
 def undecodable(chunks: Iterable[bytes], encoding: str) -> str | None:
