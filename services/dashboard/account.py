@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alerts
 from services.dashboard import changes
+from services.dashboard.alert_list import open_alerts
 from services.dashboard.auth import NotFound, Viewer
-from services.dashboard.home import open_alerts
 from services.scoring.queries import (
     OPEN_TICKET_STATUSES,
     account_health_row,

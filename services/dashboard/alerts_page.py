@@ -23,30 +23,45 @@ from starlette.responses import Response
 from services.alerts.actions import Action, ActionError, apply_action, snooze_note
 from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alert, visible_alerts
+from services.dashboard.alert_list import SEVERITY_ORDER, VIEWS, AlertFilters, list_alerts
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
-from services.dashboard.home import SEVERITY_ORDER, AlertFilters, Page, list_alerts, text_param
+from services.dashboard.home import Page, csm_emails, text_param
 from services.dashboard.routes import _with_notice, language, page
 from services.scoring.queries import account_health_row
 from shared.auth import Scope
 from shared.clock import utcnow
-from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.i18n import translate
+from shared.i18n import N_, translate
 from shared.storage.tables import alert_activity, alerts
 from shared.web import whole_number
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 PAGE_SIZE = 50
-STATES = {
-    "open": OPEN_ALERT_STATUSES,
-    "firing": ("firing",),
-    "acknowledged": ("acknowledged",),
-    "resolved": ("resolved",),
-    "all": (*OPEN_ALERT_STATUSES, "resolved"),
-}
 # Snooze lengths offered, in hours (the API takes up to 90 days).
 SNOOZE_HOURS = (1, 4, 24, 72, 168, 720)
 ACTIONS = ("acknowledge", "snooze", "unsnooze", "resolve", "not_useful", "comment")
+# The states the list's menu offers (alert_list.VIEWS), by name.
+VIEW_LABELS = {
+    "to_do": N_("to do"),
+    "open": N_("open"),
+    "firing": N_("firing"),
+    "acknowledged": N_("acknowledged"),
+    "snoozed": N_("snoozed"),
+    "muted": N_("muted by a critical alert"),
+    "resolved": N_("resolved"),
+    "all": N_("all"),
+}
+# What the list's ticked alerts can be given at once, and the redirect's words for it.
+BULK_ACTIONS = {
+    "acknowledge": N_("Acknowledged"),
+    "snooze": N_("Snoozed"),
+    "resolve": N_("Resolved"),
+    "not_useful": N_("Marked not useful"),
+}
+BULK_DONE = N_("{action}: {n} of the {total} picked.")
+BULK_SKIPPED = N_(
+    "The others were resolved, changed meanwhile or not yours: nothing was done to them."
+)
 TEXT_CHARS = 10_000  # the API's limit on a comment
 # What an action's redirect may say (``done``): fixed texts, never text from the request.
 NOTICES = {
@@ -59,6 +74,7 @@ NOTICES = {
     "conflict": "That alert changed meanwhile; what you see is current.",
     "gone": "That alert is not visible to you.",
     "invalid": "That action needs a comment or a snooze time; nothing was changed.",
+    "none_picked": "Tick the alerts to act on first: nothing was changed.",
 }
 
 
@@ -66,29 +82,35 @@ NOTICES = {
 class AlertQuery:
     """The alerts page's filters and page, read from and written to its query string."""
 
-    state: str = "open"
+    state: str = "to_do"
     rule: str = ""
     severity: str = ""
-    account: str = ""
+    account: str = ""  # a part of an account's id or name
+    owner: str = ""  # a CSM's email: a lead's view of one CSM's alerts
     page: int = 1
 
     @classmethod
-    def parse(cls, params: Mapping[str, str]) -> AlertQuery:
-        state = params.get("state", "open")
+    def parse(cls, params: Mapping[str, str], may_pick_owner: bool = True) -> AlertQuery:
+        state = params.get("state", "to_do")
         severity = params.get("severity", "")
         number = params.get("page", "1")
         return cls(
-            state=state if state in STATES else "open",
+            state=state if state in VIEWS else "to_do",
             rule=text_param(params.get("rule"), 100),
             severity=severity if severity in SEVERITY_ORDER else "",
             account=text_param(params.get("account"), 200),
+            owner=text_param(params.get("owner"), 320) if may_pick_owner else "",
             page=whole_number(number, 6) or 1,
         )
 
     @property
     def filters(self) -> AlertFilters:
-        return AlertFilters(
-            STATES[self.state], self.rule or None, self.severity or None, self.account or None
+        return replace(
+            VIEWS[self.state],
+            rule=self.rule or None,
+            severity=self.severity or None,
+            search=self.account or None,
+            owner=self.owner or None,
         )
 
     def link(self, **changes: Any) -> str:
@@ -98,13 +120,13 @@ class AlertQuery:
         return "/ui/alerts" + (f"?{urllib.parse.urlencode(pairs)}" if pairs else "")
 
 
-_DEFAULTS = {("state", "open"), ("page", 1)}
+_DEFAULTS = {("state", "to_do"), ("page", 1)}
 
 
 @router.get("/alerts", response_class=HTMLResponse)
 async def alerts_view(request: Request) -> Response:
     who = await viewer(request)
-    query = AlertQuery.parse(request.query_params)
+    query = AlertQuery.parse(request.query_params, may_pick_owner=who.key.portfolio_of is None)
     async with context(request).engine.connect() as conn:
         number = max(1, query.page)
         total, rows = await list_alerts(
@@ -116,11 +138,13 @@ async def alerts_view(request: Request) -> Response:
                 conn, who, utcnow(), query.filters, PAGE_SIZE, (number - 1) * PAGE_SIZE
             )
         rules = await _rules(conn, who)
+        owners = await csm_emails(conn, who)
     values = {
         "query": replace(query, page=number),
         "listing": Page(rows, total, number, PAGE_SIZE),
         "rules": rules,
-        "states": tuple(STATES),
+        "states": [(name, VIEW_LABELS[name]) for name in VIEWS],
+        "owners": owners,
         "severities": tuple(SEVERITY_ORDER),
         "snooze_hours": SNOOZE_HOURS,
         **_notice(request),
@@ -170,12 +194,21 @@ async def _about(
 
 
 def _one(alert_id: str) -> AlertFilters:
-    return AlertFilters(STATES["all"], alert_id=alert_id)
+    return replace(VIEWS["all"], alert_id=alert_id)
 
 
 def _notice(request: Request) -> dict[str, str]:
-    done = NOTICES.get(request.query_params.get("done", ""))
-    return {"notice": translate(language(request), done)} if done else {}
+    params, lang = request.query_params, language(request)
+    done = params.get("done", "")
+    action = BULK_ACTIONS.get(done.removeprefix("bulk_")) if done.startswith("bulk_") else None
+    if action is not None:  # counts only, parsed: never text from the request
+        n, total = whole_number(params.get("n", ""), 3), whole_number(params.get("of", ""), 3)
+        if n is None or total is None:
+            return {}
+        said = translate(lang, BULK_DONE, action=translate(lang, action), n=n, total=total)
+        return {"notice": said + (" " + translate(lang, BULK_SKIPPED) if n < total else "")}
+    text = NOTICES.get(done)
+    return {"notice": translate(lang, text)} if text else {}
 
 
 async def _rules(conn: AsyncConnection, who: Viewer) -> list[str]:
@@ -237,3 +270,36 @@ async def act(request: Request) -> Response:
                 done = "conflict"
     back = safe_next(form.get("next") or f"/ui/alerts/{urllib.parse.quote(alert_id)}")
     return RedirectResponse(_with_notice(back, done), status_code=303)
+
+
+@router.post("/alerts/bulk")
+async def act_on_many(request: Request) -> Response:
+    """Apply the form's action to every alert ticked on the list (its ``pick-N``
+    fields, a page's worth at most), each as the one-alert form would; back to the list
+    saying for how many it was done. An alert resolved, changed meanwhile or not visible
+    is left as it was and counted out, never fails the others."""
+    who, form = await checked_form(request, Scope.respond)
+    picked = list(dict.fromkeys(v for k, v in form.items() if k.startswith("pick-")))
+    ids = picked[:PAGE_SIZE]
+    now = utcnow()
+    name = form.get("action", "")
+    actor = who.key.csm_email or f"key:{who.key.name}"
+    action = action_from_form(form, actor, now) if name in BULK_ACTIONS else None
+    back = safe_next(form.get("next") or "/ui/alerts")
+    if not ids or action is None:
+        return RedirectResponse(_with_notice(back, "invalid" if ids else "none_picked"), 303)
+    done = 0
+    async with context(request).engine.begin() as conn:
+        for alert_id in ids:
+            row = await visible_alert(conn, alert_id, who.key)
+            if row is None:
+                continue
+            try:
+                await apply_action(conn, row, action, now)
+            except ActionError:
+                continue
+            done += 1
+    parts = urllib.parse.urlsplit(_with_notice(back, f"bulk_{action.name}"))
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("n", "of")]
+    query += [("n", str(done)), ("of", str(len(ids)))]
+    return RedirectResponse(f"{parts.path}?{urllib.parse.urlencode(query)}", status_code=303)

@@ -1,5 +1,5 @@
-"""The portfolio page: accounts searched, filtered, sorted and paged; open alerts and
-renewals coming up, each with its true total.
+"""The portfolio page: accounts searched, filtered, sorted and paged; the alerts to do
+(``alert_list.py``) and renewals coming up, each with its true total.
 
 The filters are the read API's (``services.scoring.queries.Filters`` and
 ``portfolio_rows``), so the page and ``GET /v1/accounts`` agree on who sees what, on
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.queries import visible_alerts
+from services.dashboard.alert_list import AlertFilters, count_alerts, list_alerts, to_do
 from services.dashboard.auth import Viewer
 from services.dashboard.saved_views import saved_views
 from services.scoring.queries import (
@@ -28,10 +28,9 @@ from services.scoring.queries import (
     portfolio_rows,
     portfolio_totals,
 )
-from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.contracts.events import LifecycleStage, Tier
 from shared.storage.db import among
-from shared.storage.tables import accounts, alerts, health_daily
+from shared.storage.tables import accounts, health_daily
 from shared.web import whole_number
 
 # Renewals within this many days are "coming up" (the handbook's longest notice).
@@ -42,7 +41,6 @@ PAGE_SIZE = 25
 PREVIEW = 10
 # "change" is the score's move over this many days.
 CHANGE_DAYS = 7
-SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 BANDS = ("red", "yellow", "green")
 DANGER_LEVELS = ("high", "normal", "mild", "none")
 LIFECYCLE_STAGES = tuple(s.value for s in LifecycleStage)
@@ -266,119 +264,12 @@ def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(due, key=lambda r: (r["days_to_renewal"], -(r["arr"] or 0)))
 
 
-@dataclass(frozen=True)
-class AlertFilters:
-    """Which alerts a list shows: open ones by default."""
-
-    states: tuple[str, ...] = OPEN_ALERT_STATUSES
-    rule: str | None = None
-    severity: str | None = None
-    account_id: str | None = None
-    alert_id: str | None = None
-
-
-def _alert_query(who: Viewer, f: AlertFilters) -> Any:
-    q = (
-        select(
-            alerts.c.alert_id,
-            alerts.c.account_id,
-            alerts.c.rule,
-            alerts.c.severity,
-            alerts.c.status,
-            alerts.c.title,
-            alerts.c.fired_at,
-            alerts.c.acknowledged_by,
-            alerts.c.snoozed_until,
-            alerts.c.muted,
-            alerts.c.not_useful,
-            alerts.c.resolved_at,
-            accounts.c.name,
-        )
-        .select_from(alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id))
-        .where(alerts.c.status.in_(f.states))
-    )
-    for column, wanted in (
-        (alerts.c.rule, f.rule),
-        (alerts.c.severity, f.severity),
-        (alerts.c.account_id, f.account_id),
-        (alerts.c.alert_id, f.alert_id),
-    ):
-        if wanted:
-            q = q.where(column == wanted)
-    return visible_alerts(q, who.key)
-
-
-async def list_alerts(
-    conn: AsyncConnection,
-    who: Viewer,
-    now: datetime,
-    f: AlertFilters,
-    limit: int | None = None,
-    offset: int = 0,
-) -> tuple[int, list[dict[str, Any]]]:
-    """The total of the alerts matching ``f`` and the ``limit`` of them from ``offset``:
-    open ones first, those waiting for someone before those acknowledged, snoozed or
-    muted (a snooze left the alert at the top of the home page's most urgent), then
-    the most severe, then the newest."""
-    q = _alert_query(who, f)
-    total = (await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
-    severity = _severity_rank()
-    snoozed = and_(alerts.c.snoozed_until.is_not(None), alerts.c.snoozed_until > now)
-    q = q.order_by(
-        (alerts.c.status == "resolved"),
-        (alerts.c.status == "acknowledged"),
-        snoozed,
-        alerts.c.muted,
-        severity,
-        alerts.c.fired_at.desc(),
-        alerts.c.alert_id,
-    )
-    if limit is not None:
-        q = q.limit(limit).offset(offset)
-    return int(total), [_alert_row(r, who, now) for r in await conn.execute(q)]
-
-
-def _severity_rank() -> Any:
-    return case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER))
-
-
-def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
-    snoozed = r.snoozed_until is not None and r.snoozed_until > now
-    is_open = r.status != "resolved"
-    return {
-        "alert_id": r.alert_id,
-        "account_id": r.account_id,
-        "account_name": r.name or r.account_id,
-        "rule": r.rule,
-        "severity": r.severity,
-        "status": r.status,
-        "title": r.title,
-        "fired_at": r.fired_at,
-        "resolved_at": r.resolved_at,
-        "acknowledged_by": r.acknowledged_by,
-        "snoozed_until": r.snoozed_until if snoozed else None,
-        "muted": r.muted,
-        "not_useful": r.not_useful,
-        "can_acknowledge": who.can_respond and r.status == "firing",
-        "can_snooze": who.can_respond and is_open and not snoozed,
-        "can_resolve": who.can_respond and is_open,
-    }
-
-
-async def open_alerts(
-    conn: AsyncConnection, who: Viewer, now: datetime, account_id: str | None = None
-) -> list[dict[str, Any]]:
-    """Every open (firing or acknowledged) alert, of one account if given, most severe
-    and newest first."""
-    _, rows = await list_alerts(conn, who, now, AlertFilters(account_id=account_id))
-    return rows
-
-
 async def home(
     conn: AsyncConnection, who: Viewer, query: PortfolioQuery, today: date, now: datetime
 ) -> dict[str, Any]:
     listing, totals = await portfolio_page(conn, who, query, today)
-    alerts_total, alert_rows = await list_alerts(conn, who, now, AlertFilters(), PREVIEW)
+    alerts_total, alert_rows = await list_alerts(conn, who, now, to_do(), PREVIEW)
+    open_total = await count_alerts(conn, who, now, AlertFilters())
     due = renewals(await portfolio(conn, who, today))
     return {
         "query": query,
@@ -386,6 +277,7 @@ async def home(
         "totals": totals,
         "alerts": alert_rows,
         "alerts_total": alerts_total,
+        "alerts_open": open_total,
         "renewals": due[:PREVIEW],
         "renewals_total": len(due),
         "renewals_link": query.link(
@@ -414,10 +306,7 @@ async def _views(conn: AsyncConnection, who: Viewer, query: PortfolioQuery) -> l
 
 async def _options(conn: AsyncConnection, who: Viewer) -> dict[str, tuple[str, ...]]:
     """The values the filter menus offer; the CSMs only to a key that sees them all."""
-    csms: tuple[str, ...] = ()
-    if who.key.portfolio_of is None:
-        q = select(accounts.c.owner_email).where(accounts.c.owner_email.is_not(None)).distinct()
-        csms = tuple(sorted(e for (e,) in await conn.execute(q)))
+    csms = tuple(await csm_emails(conn, who))
     return {
         "band": BANDS,
         "danger_level": DANGER_LEVELS,
@@ -425,3 +314,11 @@ async def _options(conn: AsyncConnection, who: Viewer) -> dict[str, tuple[str, .
         "tier": TIERS,
         "csm": csms,
     }
+
+
+async def csm_emails(conn: AsyncConnection, who: Viewer) -> list[str]:
+    """The CSMs owning accounts, for a viewer who may pick one (none for a CSM's key)."""
+    if who.key.portfolio_of is not None:
+        return []
+    q = select(accounts.c.owner_email).where(accounts.c.owner_email.is_not(None)).distinct()
+    return sorted(e for (e,) in await conn.execute(q))

@@ -193,7 +193,7 @@ async def test_portfolio_search_filter_sort_pages_and_saved_view(
 
     await _in(browser, "zh-CN", "/ui/")
     assert "客户组合" in await browser.status_of_page()
-    assert any("未处理预警" in t for t in await browser.texts("#alerts h2"))
+    assert any("待处理预警" in t for t in await browser.texts("#alerts h2"))
     assert "确认" in await browser.texts("#alerts button.primary")  # the macros' texts too
     assert "下一页" in " ".join(await browser.texts("nav.pager a"))
     await _pick(browser, "select[name=band]", "red")
@@ -244,7 +244,7 @@ async def test_alerts_page_every_action(browser: Browser, stack: Stack) -> None:
     await browser.screenshot("alerts-en")
 
     alert_id = "acct-00:ticket_backlog:1"
-    await browser.submit(f"tr[data-alert-id='{alert_id}'] td:nth-child(3) a")
+    await browser.submit(f"tr[data-alert-id='{alert_id}'] td:nth-child(4) a")  # (a tick first)
     assert "/ui/alerts/acct-00" in await browser.url()
     await browser.submit("#alert-actions form[data-action=acknowledge] button")
     await _pick(browser, "#alert-actions form[data-action=snooze] select", "4")
@@ -278,6 +278,26 @@ async def test_alerts_page_every_action(browser: Browser, stack: Stack) -> None:
     assert any("预警已暂停" in n for n in await browser.texts(".notice"))
     assert "暂停提醒至" in " ".join(await browser.texts(f"{row} td.status"))
     await browser.screenshot("alerts-zh-CN")
+
+
+async def test_ticked_alerts_are_acted_on_at_once(browser: Browser, stack: Stack) -> None:
+    """The heading's tick ticks every alert of the page (dashboard.js); one snooze, with
+    its reason, for them all; the list to do shrinks by as many."""
+    await browser.sign_in(stack.keys["lead"], "/ui/alerts?account=acct-1")
+    ids = await _ids(browser, "#alert-list tr[data-alert-id]", "alertId")
+    assert ids and all(a.startswith("acct-1") for a in ids), ids
+    await browser.js("document.querySelector('input[data-pick-all]').click()")
+    ticked = "return document.querySelectorAll('input[form=bulk]:checked').length"
+    assert await browser.js(ticked) == len(ids)
+    await _pick(browser, "#bulk select[name=action]", "snooze")
+    await browser.fill("#bulk input[name=text]", "quarter close")
+    await browser.submit("#bulk button[type=submit]")
+    said = f"Snoozed: {len(ids)} of the {len(ids)} picked."
+    assert said in await browser.texts(".notice")
+    assert await _ids(browser, "#alert-list tr[data-alert-id]", "alertId") == []
+    async with stack.hw.rt.engine.connect() as conn:
+        q = select(alerts.c.snooze_reason).where(alerts.c.alert_id.in_(ids))
+        assert set((await conn.execute(q)).scalars()) == {"quarter close"}
 
 
 async def test_logged_touchpoint_reaches_the_score(browser: Browser, stack: Stack) -> None:

@@ -2,7 +2,9 @@
    (<script type="application/json" id="chart-data">), with Chart.js. Tests and the
    console reach a chart with Chart.getChart(canvas) or window.hwCharts[name].
    A file input with data-load-into="id" loads the chosen text file into that textarea
-   (the admin pages' TOML upload: the text is checked and applied by the form's POST). */
+   (the admin pages' TOML upload: the text is checked and applied by the form's POST).
+   A checkbox with data-pick-all="form id" ticks or unticks every checkbox of that form
+   (the alerts list's bulk actions; without script each is ticked by hand). */
 (function () {
   "use strict";
 
@@ -43,6 +45,20 @@
     document.documentElement.setAttribute("data-charts-ready", "true");
   }
 
+  function pickAll() {
+    document.querySelectorAll("input[type=checkbox][data-pick-all]").forEach(function (all) {
+      all.addEventListener("change", function () {
+        var form = all.getAttribute("data-pick-all");
+        document.querySelectorAll('input[type=checkbox][form="' + form + '"]').forEach(
+          function (box) {
+            box.checked = all.checked;
+          }
+        );
+      });
+    });
+  }
+
   loadFiles();
+  pickAll();
   drawCharts();
 })();

@@ -1,0 +1,192 @@
+"""The alerts a viewer may see, as the home page, the alerts page, an alert's page and an
+account's page list them: filtered, counted and ordered most urgent first.
+
+"To do" is what still waits for the viewer: a firing alert nobody acknowledged, not
+snoozed, not muted by a critical alert of its account, not marked not useful. It is
+the list that shrinks as a CSM works it; "open" (firing or acknowledged) is every alert
+whose problem is still there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Text, and_, case, cast, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.alerts.queries import accounts_of, visible_alerts
+from services.dashboard.auth import Viewer
+from shared.contracts.alerts import OPEN_ALERT_STATUSES
+from shared.contracts.events import Tier
+from shared.storage.tables import accounts, alerts
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# Within a severity, the handbook's order of attention: strategic accounts first.
+TIER_ORDER = {Tier.strategic.value: 0, Tier.enterprise.value: 1, Tier.non_focus.value: 2}
+
+
+@dataclass(frozen=True)
+class AlertFilters:
+    """Which alerts a list shows: open ones by default."""
+
+    states: tuple[str, ...] = OPEN_ALERT_STATUSES
+    rule: str | None = None  # the alert's rule or one of its symptoms'
+    severity: str | None = None
+    account_id: str | None = None
+    alert_id: str | None = None
+    search: str | None = None  # a part of the account's id or name, any case
+    owner: str | None = None  # the account's owner now
+    to_do: bool = False  # only what waits for someone (the module's docstring)
+    snoozed: bool = False
+    muted: bool = False
+
+
+# The alerts page's states, by the name its menu and query string use.
+VIEWS = {
+    "to_do": AlertFilters(("firing",), to_do=True),
+    "open": AlertFilters(OPEN_ALERT_STATUSES),
+    "firing": AlertFilters(("firing",)),
+    "acknowledged": AlertFilters(("acknowledged",)),
+    "snoozed": AlertFilters(OPEN_ALERT_STATUSES, snoozed=True),
+    "muted": AlertFilters(OPEN_ALERT_STATUSES, muted=True),
+    "resolved": AlertFilters(("resolved",)),
+    "all": AlertFilters((*OPEN_ALERT_STATUSES, "resolved")),
+}
+
+
+def _snoozed(now: datetime) -> Any:
+    return and_(alerts.c.snoozed_until.is_not(None), alerts.c.snoozed_until > now)
+
+
+def _of_rule(rule: str) -> Any:
+    """The alert's own rule, or a symptom of its family (``details.symptoms``, stored as
+    ``{"rule":"nps_detractor",…}`` by the storage's compact JSON): a detractor listed
+    under an account's relationship alert is found by "NPS detractor" too."""
+    stored = '"rule":' + orjson.dumps(rule).decode()
+    in_payload = cast(alerts.c.payload, Text).contains(stored, autoescape=True)
+    return or_(alerts.c.rule == rule, in_payload)
+
+
+def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
+    q = (
+        select(
+            alerts.c.alert_id,
+            alerts.c.account_id,
+            alerts.c.rule,
+            alerts.c.severity,
+            alerts.c.status,
+            alerts.c.title,
+            alerts.c.fired_at,
+            alerts.c.acknowledged_by,
+            alerts.c.snoozed_until,
+            alerts.c.muted,
+            alerts.c.not_useful,
+            alerts.c.resolved_at,
+            accounts.c.name,
+            accounts.c.tier,
+        )
+        .select_from(alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id))
+        .where(alerts.c.status.in_(f.states))
+    )
+    for column, wanted in (
+        (alerts.c.severity, f.severity),
+        (alerts.c.account_id, f.account_id),
+        (alerts.c.alert_id, f.alert_id),
+    ):
+        if wanted:
+            q = q.where(column == wanted)
+    if f.rule:
+        q = q.where(_of_rule(f.rule))
+    if f.search:
+        part = f.search.lower()
+        q = q.where(
+            or_(
+                func.lower(alerts.c.account_id).contains(part, autoescape=True),
+                func.lower(accounts.c.name).contains(part, autoescape=True),
+            )
+        )
+    if f.owner:
+        q = q.where(alerts.c.account_id.in_(accounts_of(f.owner)))
+    if f.to_do:
+        q = q.where(~_snoozed(now), alerts.c.muted == false(), alerts.c.not_useful == false())
+    if f.snoozed:
+        q = q.where(_snoozed(now))
+    if f.muted:
+        q = q.where(alerts.c.muted)
+    return visible_alerts(q, who.key)
+
+
+async def list_alerts(
+    conn: AsyncConnection,
+    who: Viewer,
+    now: datetime,
+    f: AlertFilters,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """The total of the alerts matching ``f`` and the ``limit`` of them from ``offset``:
+    open ones first, those waiting for someone before those acknowledged, snoozed or
+    muted (a snooze left the alert at the top of the home page's most urgent), then
+    the most severe, then strategic accounts before enterprise and non-focus ones (two
+    small accounts' alerts led a strategic one's for being newer), then the newest."""
+    q = _alert_query(who, f, now)
+    total = (await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+    q = q.order_by(
+        (alerts.c.status == "resolved"),
+        (alerts.c.status == "acknowledged"),
+        _snoozed(now),
+        alerts.c.muted,
+        case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER)),
+        case(TIER_ORDER, value=accounts.c.tier, else_=len(TIER_ORDER)),
+        alerts.c.fired_at.desc(),
+        alerts.c.alert_id,
+    )
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
+    return int(total), [_alert_row(r, who, now) for r in await conn.execute(q)]
+
+
+async def count_alerts(conn: AsyncConnection, who: Viewer, now: datetime, f: AlertFilters) -> int:
+    q = _alert_query(who, f, now)
+    return int((await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one())
+
+
+def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
+    snoozed = r.snoozed_until is not None and r.snoozed_until > now
+    is_open = r.status != "resolved"
+    return {
+        "alert_id": r.alert_id,
+        "account_id": r.account_id,
+        "account_name": r.name or r.account_id,
+        "tier": r.tier,
+        "rule": r.rule,
+        "severity": r.severity,
+        "status": r.status,
+        "title": r.title,
+        "fired_at": r.fired_at,
+        "resolved_at": r.resolved_at,
+        "acknowledged_by": r.acknowledged_by,
+        "snoozed_until": r.snoozed_until if snoozed else None,
+        "muted": r.muted,
+        "not_useful": r.not_useful,
+        "can_acknowledge": who.can_respond and r.status == "firing",
+        "can_snooze": who.can_respond and is_open and not snoozed,
+        "can_resolve": who.can_respond and is_open,
+    }
+
+
+async def open_alerts(
+    conn: AsyncConnection, who: Viewer, now: datetime, account_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every open (firing or acknowledged) alert, of one account if given, most urgent
+    first."""
+    _, rows = await list_alerts(conn, who, now, AlertFilters(account_id=account_id))
+    return rows
+
+
+def to_do(**narrower: Any) -> AlertFilters:
+    """The alerts that wait for someone, narrowed (``rule=…``, ``owner=…``)."""
+    return replace(VIEWS["to_do"], **narrower)
