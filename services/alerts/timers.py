@@ -26,9 +26,15 @@ from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
-from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
+from shared.contracts.alerts import (
+    OPEN_ALERT_STATUSES,
+    SEVERITY_ORDER,
+    TIER_ORDER,
+    AlertEvent,
+    Severity,
+)
 from shared.contracts.notices import Notice, NoticeKind
-from shared.storage.tables import accounts, alerts
+from shared.storage.tables import account_health, accounts, alerts
 
 log = logging.getLogger(__name__)
 
@@ -242,15 +248,29 @@ class AlertTimers:
         owner = case(
             (accounts.c.account_id.is_(None), alerts.c.owner_email), else_=accounts.c.owner_email
         )
+        # The most urgent first (criticals were items 19 to 28 of a CSM's 37, after the
+        # info), as the dashboard lists them; each with its account's health now, not the
+        # one it fired with (a digest said "12 (red)" of an account green since).
+        h = account_health.c
         rows = await conn.execute(
-            select(alerts.c.payload, owner.label("owner"))
+            select(alerts.c.payload, owner.label("owner"), h.score, h.band)
+            .select_from(alerts)
             .outerjoin(accounts, accounts.c.account_id == alerts.c.account_id)
+            .outerjoin(account_health, h.account_id == alerts.c.account_id)
             .where(alerts.c.status.in_(OPEN_ALERT_STATUSES), owner.is_not(None))
-            .order_by(owner, alerts.c.fired_at)
+            .order_by(
+                owner,
+                case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER)),
+                case(TIER_ORDER, value=accounts.c.tier, else_=len(TIER_ORDER)),
+                alerts.c.fired_at,
+                alerts.c.alert_id,
+            )
         )
         by_owner: dict[str, list[AlertEvent]] = {}
         for r in rows.all():
             if (stored := stored_alert(r)) is not None:
+                if r.band is not None:
+                    stored = stored.model_copy(update={"score": r.score, "band": r.band})
                 by_owner.setdefault(r.owner, []).append(stored)
         queued = 0
         day = local.date().isoformat()

@@ -19,13 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import accounts_of, visible_alerts
 from services.dashboard.auth import Viewer
-from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.contracts.events import Tier
+from shared.contracts.alerts import OPEN_ALERT_STATUSES, SEVERITY_ORDER, TIER_ORDER
 from shared.storage.tables import accounts, alerts
-
-SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-# Within a severity, the handbook's order of attention: strategic accounts first.
-TIER_ORDER = {Tier.strategic.value: 0, Tier.enterprise.value: 1, Tier.non_focus.value: 2}
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,14 @@ from starlette.responses import Response
 from services.alerts.actions import Action, ActionError, apply_action, snooze_note
 from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alert, visible_alerts
-from services.dashboard.alert_list import SEVERITY_ORDER, VIEWS, AlertFilters, list_alerts
+from services.dashboard.alert_list import VIEWS, AlertFilters, list_alerts
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
 from services.dashboard.home import Page, csm_emails, text_param
 from services.dashboard.routes import _with_notice, language, page
 from services.scoring.queries import account_health_row
 from shared.auth import Scope
 from shared.clock import utcnow
+from shared.contracts.alerts import SEVERITY_ORDER
 from shared.i18n import N_, translate
 from shared.storage.tables import alert_activity, alerts
 from shared.web import whole_number

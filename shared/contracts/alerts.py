@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.contracts.events import INT32_MAX, MAX_DEPTH, Owner, Time
+from shared.contracts.events import INT32_MAX, MAX_DEPTH, Owner, Tier, Time
 
 # What the alerts store can hold, and no more: a message beyond it is undecodable (the
 # intake logs and skips it) instead of failing its batch at every retry. Text is kept
@@ -52,6 +52,12 @@ class Severity(StrEnum):
     warning = "warning"
     critical = "critical"
 
+
+# The order people attend to alerts in, wherever they are listed (the dashboard, the
+# daily digest): the most severe first, then, within a severity, strategic accounts before
+# enterprise and non-focus ones (the handbook's tiers of service).
+SEVERITY_ORDER = {Severity.critical.value: 0, Severity.warning.value: 1, Severity.info.value: 2}
+TIER_ORDER = {Tier.strategic.value: 0, Tier.enterprise.value: 1, Tier.non_focus.value: 2}
 
 # An alert people still have to deal with, in the alerts service's lifecycle
 # (firing → acknowledged → resolved).

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts.actions import Action, apply_action
@@ -29,7 +29,7 @@ from shared.contracts.events import Owner
 from shared.contracts.notices import Notice
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import alerts, deliveries
+from shared.storage.tables import account_health, alerts, deliveries
 from tests.support.alerting import alerting_toml
 from tests.support.alerts import alerts_parts
 from tests.support.clocks import MovingClock
@@ -289,6 +289,30 @@ async def test_reminders_escalation_and_the_daily_digest(world: World) -> None:
     await world.timers.run_once()
     reminders = [n[:2] for n in await world.notices() if n[1].startswith("repeat")]
     assert reminders == [("acme:low_activity:1", "repeat:1")]
+
+
+async def test_the_digest_puts_the_most_urgent_first_with_the_health_now(world: World) -> None:
+    """A CSM's digest listed the info first and its criticals as items 19 to 28, and it
+    said "Health: 12 (red)" of an account green since (found in a CSM's review)."""
+    old = alert("renewal_approaching", Severity.info).model_copy(
+        update={"score": 12, "band": "red"}
+    )
+    await world.receive(old)
+    world.clock.now += timedelta(minutes=5)
+    await world.receive(alert("low_activity", Severity.critical))
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            insert(account_health).values(
+                account_id="acme", as_of=T0, score=81, band="green", updated_at=T0
+            )
+        )
+    world.clock.now = T0 + timedelta(hours=3)
+    await world.timers.run_once()
+    async with world.engine.connect() as conn:
+        q = select(deliveries.c.payload).where(deliveries.c.notification == "digest")
+        digest = Notice.from_json((await conn.execute(q)).scalar_one())
+    assert [a.rule for a in digest.alerts] == ["low_activity", "renewal_approaching"]
+    assert {(a.score, a.band) for a in digest.alerts} == {(81, "green")}
 
 
 async def test_an_alert_marked_not_useful_is_reminded_and_escalated_no_more(

@@ -46,7 +46,7 @@ def test_email_in_chinese() -> None:
     body = mail.text_body(reminder, PUBLIC, "zh-CN")
     for line in ("近 7 天的变化：", "客户：Acme 有限公司（acme）", "健康度：21（红色）"):
         assert line in body
-    assert "规则：low_activity   严重程度：严重" in body
+    assert "规则：活跃度过低   严重程度：严重" in body  # the rule by name, not its id
     assert "查看客户：https://hw.example.com/ui/accounts/acme" in body
     page = mail.html_body(reminder, PUBLIC, "zh-CN")
     assert '<html lang="zh-CN">' in page and '<th align="left">健康度</th>' in page

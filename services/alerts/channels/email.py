@@ -27,7 +27,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.i18n import DEFAULT_LANGUAGE, translate
-from shared.i18n.alert_text import alert_text
+from shared.i18n.alert_text import alert_text, rule_name
 
 # One plain address: no spaces, control characters or lists (a CR/LF or a comma would
 # add recipients).
@@ -152,7 +152,7 @@ def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
             translate(
                 lang,
                 "Rule: {rule}   Severity: {severity}",
-                rule=a.rule,
+                rule=rule_name(lang, a.rule),
                 severity=translate(lang, a.severity.value),
             ),
             translate(lang, "Open the account: {url}", url=account_url(public_url, a.account_id)),
@@ -175,12 +175,13 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
     for a in notice.alerts:
         colour = _BAND_COLOUR.get(a.band or "", "#555")
         style = f"color:{colour};font-weight:bold"
+        rule = e(rule_name(lang, a.rule))
         rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, lang))}</h2>
 <p>{e(alert_text(lang, a.summary))}</p>
 {_changes_html(a, lang)}<table cellpadding="4" style="border-collapse:collapse">
 <tr><th align="left">{t("Account")}</th><td>{e(a.account_name or a.account_id)}</td></tr>
 <tr><th align="left">{t("Health")}</th><td style="{style}">{e(health(a, lang))}</td></tr>
-<tr><th align="left">{t("Rule")}</th><td><code>{e(a.rule)}</code> ({t(a.severity.value)})</td></tr>
+<tr><th align="left">{t("Rule")}</th><td>{rule} ({t(a.severity.value)})</td></tr>
 </table>
 <p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a></p>
 <p style="color:#888;font-size:12px">{t("alert {id}", id=a.alert_id)}</p>""")

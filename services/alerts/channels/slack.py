@@ -30,7 +30,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.i18n import DEFAULT_LANGUAGE, N_, translate
-from shared.i18n.alert_text import alert_text
+from shared.i18n.alert_text import alert_text, rule_name
 
 _BAND_EMOJI = {
     "red": ":red_circle:",
@@ -294,7 +294,7 @@ def _facts(alert: AlertEvent, url: str, lang: str) -> list[dict[str, str]]:
     return [
         _field(translate(lang, "Account"), link if len(link) <= FIELD_CHARS - 100 else name),
         _field(translate(lang, "Health"), band),
-        _field(translate(lang, "Rule"), f"`{escape(alert.rule, 200)}`"),
+        _field(translate(lang, "Rule"), escape(rule_name(lang, alert.rule), 200)),
         _field(translate(lang, "Severity"), escape(translate(lang, alert.severity.value))),
     ]
 
