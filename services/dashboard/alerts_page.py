@@ -183,9 +183,12 @@ async def _about(
     q = select(alerts.c.payload).where(alerts.c.alert_id == alert_id)
     payload = (await conn.execute(q)).scalar_one_or_none() or {}
     health = await account_health_row(conn, account_id)
-    changes = (payload.get("details") or {}).get("changes") or []
+    details = payload.get("details") or {}
+    changes = details.get("changes") or []
+    step = details.get("next_step")
     return {
         "summary": payload.get("summary"),
+        "next_step": step if isinstance(step, str) else None,
         "changes": [str(c["text"]) for c in changes if isinstance(c, dict) and "text" in c],
         "score": health.score if health is not None else None,
         "band": health.band if health is not None else None,

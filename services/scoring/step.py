@@ -356,6 +356,8 @@ def alert_event(fired: Fired, contacts: AccountContacts | None) -> AlertEvent:
     if told.status == "resolved":
         title = f"Resolved: {title}"
     details: dict[str, Any] = {}
+    if rule.next_step and told.status != "resolved":
+        details["next_step"] = rules.render(rule.next_step, context)
     read = set().union(*(symptom.measures() for symptom in fired.symptoms or (rule,)))
     if fired.family is not None:
         details["family"] = fired.family

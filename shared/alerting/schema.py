@@ -206,6 +206,10 @@ class Rule(Strict):
     # ``{value}`` (the first condition's measure).
     title: str = ""
     summary: str = ""
+    # What the account's owner should do next (the handbook's playbook for the warning),
+    # a template like the title; sent with the alert (``details.next_step``) and shown
+    # under it on every channel. A family's alert carries its leading symptom's.
+    next_step: str = ""
 
     @field_validator("tiers")
     @classmethod

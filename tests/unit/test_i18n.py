@@ -262,6 +262,8 @@ def test_default_alert_texts_have_chinese() -> None:
     wanted = {r["title"] for r in rules["rule"]} | {
         r.get("summary") or r["description"] for r in rules["rule"]
     }
+    wanted |= {r["next_step"] for r in rules["rule"]}  # every default rule says what to do
+    assert all(r.get("next_step") for r in rules["rule"])
     with (LOCALE_DIR / "zh_CN" / "alerts.po").open("rb") as handle:
         have = {m.id for m in read_po(handle) if m.id and m.string}
     assert sorted(wanted - have) == []

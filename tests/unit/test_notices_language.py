@@ -113,3 +113,20 @@ def test_what_changed_and_a_summary_with_a_semicolon_in_chinese() -> None:
     assert any("近 7 天活跃用户数从 42 降至 4" in t for t in shown)
     english = mail.text_body(Notice(NoticeKind.fire, [a], "k"), PUBLIC)
     assert "active users over 7 days fell from 42 to 4, −90%" in english
+
+
+def test_every_channel_says_what_to_do_next() -> None:
+    """An alert explained what happened, never what to do (a CSM's review): the rule's
+    next step goes with it, in the recipient's language; none is said when there is none."""
+    step = (
+        "Call the account's admin today: find who stopped using it and why, then agree a"
+        " rescue plan (training, a re-launch to the teams) with dates."
+    )
+    notice = Notice(NoticeKind.fire, [alert(details={"next_step": step})], "k")
+    assert f"Next step: {step}" in mail.text_body(notice, PUBLIC)
+    assert "下一步：今天就联系客户的管理员" in mail.text_body(notice, PUBLIC, "zh-CN")
+    assert "<p>下一步：今天就联系客户的管理员" in mail.html_body(notice, PUBLIC, "zh-CN")
+    blocks = slack.message_blocks(notice, PUBLIC, lang="zh-CN")
+    assert any(t.startswith("下一步：今天就联系客户的管理员") for t in texts(blocks))
+    bare = Notice(NoticeKind.fire, [alert()], "k")
+    assert "Next step" not in mail.text_body(bare, PUBLIC)

@@ -858,7 +858,11 @@ async def test_an_alert_page_gives_what_one_needs_to_act(pages: Pages) -> None:
     alert_id = "acct-02:low_activity:1"
     said = {
         "summary": "4 of 50 seats active this week.",
-        "details": {"changes": [{"text": "active users over 7 days fell from 42 to 4, −90%"}]},
+        "details": {
+            "changes": [{"text": "active users over 7 days fell from 42 to 4, −90%"}],
+            "next_step": "Tell the admin before the allowance runs out, so they can start"
+            " buying more in time.",
+        },
     }
     async with pages.engine.begin() as conn:
         await conn.execute(update(alerts).where(alerts.c.alert_id == alert_id).values(payload=said))
@@ -871,6 +875,8 @@ async def test_an_alert_page_gives_what_one_needs_to_act(pages: Pages) -> None:
     pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
     chinese = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
     assert "近 7 天活跃用户数从 42 降至 4" in chinese and "当前健康度" in chinese
+    assert "Next step: </strong>Tell the admin before the allowance runs out" in about
+    assert "下一步：</strong>在额度用完之前告知管理员" in chinese
 
 
 async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:

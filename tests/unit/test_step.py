@@ -91,6 +91,8 @@ def test_a_rule_fires_once_and_its_alert_names_the_owner() -> None:
     # The red score is a symptom, but not an "Also:" line: every notice shows the health
     # beside the summary, and the line said it twice.
     assert "Also" not in alert.summary and "health 31" not in alert.summary
+    # It says what to do: the leading symptom's next step (the handbook's rescue call).
+    assert alert.details["next_step"].startswith("Call the account's admin today")
     assert (alert.account_name, alert.owner, alert.status) == ("Anna Co", owner, "firing")
     assert alert.title.startswith("Anna Co")
     # Without the account's facts, the alert is named by the account id.

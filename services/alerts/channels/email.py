@@ -19,6 +19,7 @@ from services.alerts.channels.text import (
     encodable,
     headline,
     health,
+    next_step,
     one_line,
     safe_key,
 )
@@ -142,6 +143,8 @@ def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
     for a in notice.alerts:
         moved = changes(a, lang)
         lines = [_title(notice, a, lang), "", alert_text(lang, a.summary), ""]
+        if step := next_step(a, lang):
+            lines += [translate(lang, "Next step: {step}", step=step), ""]
         if moved:
             lines += [translate(lang, "What changed in 7 days:"), *(f"  - {c}" for c in moved), ""]
         lines += [
@@ -176,9 +179,10 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
         colour = _BAND_COLOUR.get(a.band or "", "#555")
         style = f"color:{colour};font-weight:bold"
         rule = e(rule_name(lang, a.rule))
+        told = _step_html(a, lang) + _changes_html(a, lang)
         rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, lang))}</h2>
 <p>{e(alert_text(lang, a.summary))}</p>
-{_changes_html(a, lang)}<table cellpadding="4" style="border-collapse:collapse">
+{told}<table cellpadding="4" style="border-collapse:collapse">
 <tr><th align="left">{t("Account")}</th><td>{e(a.account_name or a.account_id)}</td></tr>
 <tr><th align="left">{t("Health")}</th><td style="{style}">{e(health(a, lang))}</td></tr>
 <tr><th align="left">{t("Rule")}</th><td>{rule} ({t(a.severity.value)})</td></tr>
@@ -209,6 +213,13 @@ def _case_html(notice: Notice, public_url: str, lang: str) -> str:
 <p><a href="{url}">{e(translate(lang, "Open the case"))}</a></p>
 </body></html>
 """)
+
+
+def _step_html(alert: AlertEvent, lang: str) -> str:
+    step = next_step(alert, lang)
+    if not step:
+        return ""
+    return f"<p>{html.escape(translate(lang, 'Next step: {step}', step=step))}</p>\n"
 
 
 def _changes_html(alert: AlertEvent, lang: str) -> str:

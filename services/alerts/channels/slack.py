@@ -22,6 +22,7 @@ from services.alerts.channels.text import (
     encodable,
     headline,
     health,
+    next_step,
     redact_urls,
     without_url_secrets,
 )
@@ -269,6 +270,10 @@ def _alert_blocks(
     blocks: list[dict[str, Any]] = [_section(head)]
     if alert.summary:
         blocks.append(_section(escape(alert_text(lang, alert.summary), SECTION_CHARS)))
+    step = next_step(alert, lang)
+    if step:
+        said = translate(lang, "Next step: {step}", step=step)
+        blocks.append(_section(escape(said, SECTION_CHARS)))
     moved = changes(alert, lang)
     if moved:
         text = "\n".join(f"• {c}" for c in moved)

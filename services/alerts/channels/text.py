@@ -69,6 +69,13 @@ def changes(alert: AlertEvent, lang: str = DEFAULT_LANGUAGE) -> list[str]:
     ]
 
 
+def next_step(alert: AlertEvent, lang: str = DEFAULT_LANGUAGE) -> str:
+    """What to do next, from the alert's rule (``details.next_step``) in ``lang``; ""
+    for an alert without one (a rule a team wrote without it, a resolved alert)."""
+    step = alert.details.get("next_step")
+    return alert_text(lang, step) if isinstance(step, str) and step else ""
+
+
 def account_url(public_url: str, account_id: str) -> str:
     """The dashboard's page of the account (``/ui/accounts/{id}``), the id escaped so
     any character (``/``, ``?``, ``#``, spaces) stays inside the path segment."""
