@@ -110,8 +110,15 @@ def alert(family: str, severity: Severity, revision: int = 0, *rules: str) -> Al
         owner=Owner(email="anna@example.com"),
         tier="strategic",
         fired_at=T0,
-        details={"family": family, "symptoms": [{"rule": r} for r in rules]},
+        details={
+            "family": family,
+            "symptoms": [{"rule": r} for r in rules],
+            "next_step": STEP,
+        },
     )
+
+
+STEP = "Hold an endangered-customer review now."
 
 
 def test_cause_codes_include_every_code_scoring_measures() -> None:
@@ -132,6 +139,11 @@ async def test_an_alert_opens_one_case_and_a_detractor_one_follow_up(world: Worl
         cases, total = await list_cases(conn, None, CaseFilter())
     assert total == 1 and cases[0]["danger_level"] == "high"
     assert cases[0]["alert_id"] == "acme:health:1" and cases[0]["opened_by"] == "healthwatch"
+    # Its first task is the alert's next step, due at the first review ("No task yet").
+    async with world.engine.connect() as conn:
+        first, _ = await list_tasks(conn, None, TaskFilter(kind="case_action"))
+    assert [(t["title"], t["case_id"]) for t in first] == [(STEP, cases[0]["case_id"])]
+    assert first[0]["due"] == T0 + timedelta(days=7)  # case_review_days_high
     # Closed by people: a newer revision of the same alert does not reopen it.
     async with world.engine.begin() as conn:
         row = await visible_case(conn, cases[0]["case_id"], None)

@@ -1,6 +1,7 @@
 """What an alert opening does to cases and tasks, in the intake's transaction (the one
 that stores the alert with the consumed offsets): a high-danger alert opens the account's
-case (DG-11: high danger, act at once), a detractor's alert its follow-up task (SV-04).
+case (DG-11: high danger, act at once) with the alert's next step as its first task, a
+detractor's alert its follow-up task (SV-04).
 Both are idempotent: a replayed or re-sent alert finds the open case and the task's
 source key, and adds nothing.
 """
@@ -12,7 +13,14 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.cases.actions import NewCase, open_case
-from services.alerts.cases.model import NPS_DETRACTOR_RULE, NPS_FOLLOWUP, SEVERITY_LEVEL
+from services.alerts.cases.model import (
+    CASE_ACTION,
+    NPS_DETRACTOR_RULE,
+    NPS_FOLLOWUP,
+    SEVERITY_LEVEL,
+    TITLE_CHARS,
+    review_every,
+)
 from services.alerts.cases.queries import measured_causes
 from services.alerts.cases.tasks import NewTask, create_task
 from shared.config import Settings
@@ -61,7 +69,21 @@ async def _open_case(
         alert.alert_id,
         told=True,  # the alert's own notice is going to the same people now
     )
-    await open_case(conn, new, settings, now)
+    case_id, opened = await open_case(conn, new, settings, now)
+    step = alert.details.get("next_step")
+    if opened and isinstance(step, str) and step.strip():
+        # The plan's first action (DG-13: tasks with owners and dates) is the alert's next
+        # step, due by the case's first review: a case opened for a CSM said "No task yet".
+        first = NewTask(
+            alert.account_id,
+            CASE_ACTION,
+            step.strip()[:TITLE_CHARS],
+            now + review_every(settings, new.danger_level),
+            f"alert:{alert.alert_id}",
+            case_id=case_id,
+            source_key=f"next_step:{alert.alert_id}",
+        )
+        await create_task(conn, first, now)
 
 
 def _rules(alert: AlertEvent) -> set[str]:
