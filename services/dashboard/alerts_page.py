@@ -52,6 +52,15 @@ VIEW_LABELS = {
     "resolved": N_("resolved"),
     "all": N_("all"),
 }
+# An alert's history, each action by what it did.
+ACTION_LABELS = {
+    "acknowledge": N_("acknowledged"),
+    "snooze": N_("snoozed"),
+    "unsnooze": N_("snooze ended"),
+    "resolve": N_("resolved"),
+    "not_useful": N_("marked not useful"),
+    "comment": N_("comment"),
+}
 # What the list's ticked alerts can be given at once, and the redirect's words for it.
 BULK_ACTIONS = {
     "acknowledge": N_("Acknowledged"),
@@ -168,6 +177,7 @@ async def alert_view(request: Request, alert_id: str) -> Response:
         "a": rows[0],
         "about": about,
         "activity": activity,
+        "action_labels": ACTION_LABELS,
         "snooze_hours": SNOOZE_HOURS,
         **_notice(request),
     }

@@ -72,6 +72,7 @@ def mount_dashboard(
     templates = Jinja2Templates(directory=HERE / "templates")
     _add_filters(templates, settings)
     templates.env.globals["_"] = _gettext
+    templates.env.globals["_n"] = _ngettext
     templates.env.globals["alert_text"] = _alert_text
     shared_secret = settings.dashboard_secret.get_secret_value()
     app.state.dashboard = DashboardContext(engine, settings, templates)
@@ -114,6 +115,13 @@ def mount_dashboard(
 def _gettext(context: Context, text: str, **values: object) -> str:
     """``_("…")`` in a template: ``text`` in the page's language (``lang``)."""
     return translate(context.get("lang", DEFAULT_LANGUAGE), text, **values)
+
+
+@pass_context
+def _ngettext(context: Context, one: str, many: str, n: int, **values: object) -> str:
+    """``_n("1 account", "{n} accounts", n)``: the text for one or for many ("1 accounts
+    match" read as a typo), in the page's language, ``{n}`` filled in."""
+    return translate(context.get("lang", DEFAULT_LANGUAGE), one if n == 1 else many, n=n, **values)
 
 
 @pass_context

@@ -123,6 +123,8 @@ DAY = "day"
 # What moved, per period: the largest 20 (of up to ~100 inputs), more than any page shows.
 MOVED_KEPT = 20
 _FROM_ZERO = float("inf")
+# Measures on a 0–100 scale, whose move is told in points, not as a percentage of itself.
+POINT_MEASURES = frozenset({"score"})
 _first = itemgetter(0)
 
 
@@ -135,7 +137,9 @@ def _entry(
     else:
         span = f"from {_number_text(old)} to {_number_text(new)}"
     text = f"{names.get(name, name)} {verb} {span}"
-    if relative is not None:
+    if name in POINT_MEASURES:  # a score's move in points: "+129%" of a score read oddly
+        text += f", {new - old:+.0f} points".replace("-", "−")
+    elif relative is not None:
         text += f", {relative:+.0%}".replace("-", "−")
     return {
         "measure": name,

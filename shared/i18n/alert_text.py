@@ -73,8 +73,9 @@ MEASURE_LABELS = {
     "module_breadth_28d": N_("Distinct modules used over 28 days"),
     "usage_events_28d": N_("Events over 28 days"),
 }
-# Fields of the plans' alert texts that hold a day, written ISO in the stored English.
-DAY_FIELDS = frozenset({"due", "day"})
+# Fields of alert texts that hold a day, written ISO in the stored English (a plan's due
+# and achieved days, the day a rule's measures are as of).
+DAY_FIELDS = frozenset({"due", "day", "as_of"})
 
 
 def rule_name(language: str, rule: str) -> str:

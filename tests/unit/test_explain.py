@@ -17,7 +17,8 @@ def test_changes_in_plain_words_largest_first() -> None:
     assert moved[1]["text"] == "active users over 7 days fell from 42 to 9, −79%"
     assert moved[1]["relative"] == -0.7857
     assert moved[0]["text"] == "Open tickets rose from 0 to 3"
-    assert moved[2]["text"] == "health score fell from 71 to 35, −51%"
+    # A score moves in points: "−51%" of a score read as if half the customer were gone.
+    assert moved[2]["text"] == "health score fell from 71 to 35, −36 points"
     assert changes({"x": 1}, None, names) == []
 
 

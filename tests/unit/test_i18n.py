@@ -117,9 +117,11 @@ def template_texts() -> dict[str, str]:
         for path in sorted(folder.rglob("*.html")):
             tree = env.parse(path.read_text(encoding="utf-8"))
             for call in tree.find_all(jinja2.nodes.Call):
-                named = isinstance(call.node, jinja2.nodes.Name) and call.node.name == "_"
-                if named and call.args and isinstance(call.args[0], jinja2.nodes.Const):
-                    found.setdefault(call.args[0].value, str(path.relative_to(ROOT)))
+                name = call.node.name if isinstance(call.node, jinja2.nodes.Name) else ""
+                texts = call.args[:1] if name == "_" else call.args[:2] if name == "_n" else []
+                for arg in texts:
+                    if isinstance(arg, jinja2.nodes.Const):
+                        found.setdefault(arg.value, str(path.relative_to(ROOT)))
     return found
 
 

@@ -130,3 +130,7 @@ def test_every_channel_says_what_to_do_next() -> None:
     assert any(t.startswith("下一步：今天就联系客户的管理员") for t in texts(blocks))
     bare = Notice(NoticeKind.fire, [alert()], "k")
     assert "Next step" not in mail.text_body(bare, PUBLIC)
+    # Email has no buttons: it links the alert's page, which has them.
+    page = f"{PUBLIC}/ui/alerts/acme%3Alow_activity%3A1"
+    assert f"Acknowledge, snooze or resolve: {page}" in mail.text_body(bare, PUBLIC)
+    assert f'<a href="{page}">确认、暂停提醒或解决</a>' in mail.html_body(bare, PUBLIC, "zh-CN")

@@ -15,6 +15,7 @@ from services.alerts.channels.base import SEND_TIMEOUT_S, DeliveryError
 from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
 from services.alerts.channels.text import (
     account_url,
+    alert_url,
     changes,
     encodable,
     headline,
@@ -159,6 +160,9 @@ def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
                 severity=translate(lang, a.severity.value),
             ),
             translate(lang, "Open the account: {url}", url=account_url(public_url, a.account_id)),
+            translate(
+                lang, "Acknowledge, snooze or resolve: {url}", url=alert_url(public_url, a.alert_id)
+            ),
             translate(lang, "Alert id: {id}", id=a.alert_id),
         ]
         parts.append("\n".join(lines))
@@ -187,7 +191,8 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
 <tr><th align="left">{t("Health")}</th><td style="{style}">{e(health(a, lang))}</td></tr>
 <tr><th align="left">{t("Rule")}</th><td>{rule} ({t(a.severity.value)})</td></tr>
 </table>
-<p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a></p>
+<p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a> ·
+<a href="{e(alert_url(public_url, a.alert_id))}">{t("Acknowledge, snooze or resolve")}</a></p>
 <p style="color:#888;font-size:12px">{t("alert {id}", id=a.alert_id)}</p>""")
     head = (
         f"<h1>{e(headline(notice, lang=lang))}</h1>\n" if notice.kind == NoticeKind.digest else ""

@@ -76,6 +76,15 @@ def next_step(alert: AlertEvent, lang: str = DEFAULT_LANGUAGE) -> str:
     return alert_text(lang, step) if isinstance(step, str) and step else ""
 
 
+def alert_url(public_url: str, alert_id: str) -> str:
+    """The dashboard's page of the alert, with its buttons (``/ui/alerts/{id}``): email
+    has no buttons of its own."""
+    quoted = urllib.parse.quote(alert_id, safe="")
+    if quoted in (".", ".."):
+        quoted = quoted.replace(".", "%2E")
+    return f"{public_url.rstrip('/')}/ui/alerts/{quoted}"
+
+
 def account_url(public_url: str, account_id: str) -> str:
     """The dashboard's page of the account (``/ui/accounts/{id}``), the id escaped so
     any character (``/``, ``?``, ``#``, spaces) stays inside the path segment."""
