@@ -38,6 +38,7 @@ from services.alerts.queries import (
     total_of,
     visible_alert,
     visible_alerts,
+    waiting,
 )
 from services.alerts.schemas import (
     AlertDetail,
@@ -150,7 +151,7 @@ def _page(total: int, limit: int, offset: int, shown: int) -> dict[str, Any]:
 async def list_alerts(
     ctx: Context,
     key: ReadKey,
-    status: Literal["open", "firing", "acknowledged", "resolved", "any"] = "open",
+    status: Literal["open", "to_do", "firing", "acknowledged", "resolved", "any"] = "open",
     severity: Literal["critical", "warning", "info"] | None = None,
     rule: Annotated[str | None, Query(max_length=200)] = None,
     account_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -158,11 +159,15 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> dict[str, Any]:
-    """Alerts, newest first; ``status=open`` means firing or acknowledged. ``total``
-    counts every match and ``truncated`` says when the page does not hold them all."""
+    """Alerts, newest first; ``status=open`` means firing or acknowledged, ``to_do``
+    firing and not snoozed, muted or marked not useful (what waits for someone: the
+    dashboard's list to do). ``total`` counts every match and ``truncated`` says when the
+    page does not hold them all."""
     q = select(alerts).order_by(alerts.c.stored_at.desc(), alerts.c.alert_id)
     if status == "open":
         q = q.where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
+    elif status == "to_do":
+        q = q.where(waiting(ctx.clock()))
     elif status != "any":
         q = q.where(alerts.c.status == status)
     for column, value in (

@@ -9,9 +9,10 @@ both filter through ``visible_alerts``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.auth import ApiKey
@@ -52,3 +53,16 @@ async def total_of(conn: AsyncConnection, q: Select[Any]) -> int:
     says how many there are (issue 15: no count capped silently)."""
     whole = q.limit(None).offset(None).order_by(None).subquery()
     return int((await conn.execute(select(func.count()).select_from(whole))).scalar_one())
+
+
+def snoozed(now: datetime) -> ColumnElement[bool]:
+    """An alert snoozed at ``now``."""
+    return and_(alerts.c.snoozed_until.is_not(None), alerts.c.snoozed_until > now)
+
+
+def waiting(now: datetime) -> ColumnElement[bool]:
+    """An alert that waits for someone at ``now`` (the dashboard's "to do", the API's
+    ``status=to_do``): firing, and not snoozed, muted by its account's critical alert
+    or marked not useful. Acknowledged means somebody has it; it waits no more."""
+    a = alerts.c
+    return and_(a.status == "firing", ~snoozed(now), a.muted == false(), a.not_useful == false())

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, case, cast, false, func, or_, select
+from sqlalchemy import Text, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.queries import accounts_of, visible_alerts
+from services.alerts.queries import accounts_of, snoozed, visible_alerts, waiting
 from services.dashboard.auth import Viewer
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, SEVERITY_ORDER, TIER_ORDER
 from shared.storage.tables import accounts, alerts
@@ -50,10 +50,6 @@ VIEWS = {
     "resolved": AlertFilters(("resolved",)),
     "all": AlertFilters((*OPEN_ALERT_STATUSES, "resolved")),
 }
-
-
-def _snoozed(now: datetime) -> Any:
-    return and_(alerts.c.snoozed_until.is_not(None), alerts.c.snoozed_until > now)
 
 
 def _of_rule(rule: str) -> Any:
@@ -106,9 +102,9 @@ def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
     if f.owner:
         q = q.where(alerts.c.account_id.in_(accounts_of(f.owner)))
     if f.to_do:
-        q = q.where(~_snoozed(now), alerts.c.muted == false(), alerts.c.not_useful == false())
+        q = q.where(waiting(now))
     if f.snoozed:
-        q = q.where(_snoozed(now))
+        q = q.where(snoozed(now))
     if f.muted:
         q = q.where(alerts.c.muted)
     return visible_alerts(q, who.key)
@@ -132,7 +128,7 @@ async def list_alerts(
     q = q.order_by(
         (alerts.c.status == "resolved"),
         (alerts.c.status == "acknowledged"),
-        _snoozed(now),
+        snoozed(now),
         alerts.c.muted,
         case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER)),
         case(TIER_ORDER, value=accounts.c.tier, else_=len(TIER_ORDER)),

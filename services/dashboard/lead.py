@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.queries import visible_alerts
+from services.alerts.queries import visible_alerts, waiting
 from services.dashboard.auth import Viewer
 from services.dashboard.home import arr_totals, portfolio
 from services.scoring.queries import STABLE_ACTIVE_SHARE, portfolio_totals
@@ -97,7 +97,12 @@ def _day(moment: Any, zone: tzinfo) -> date | None:
 
 
 async def lead(
-    conn: AsyncConnection, who: Viewer, span: TimeRange, today: date, zone: tzinfo
+    conn: AsyncConnection,
+    who: Viewer,
+    span: TimeRange,
+    today: date,
+    zone: tzinfo,
+    now: datetime,
 ) -> dict[str, Any]:
     rows = await portfolio(conn, who, today)
     ids = {r["account_id"] for r in rows} if who.key.portfolio_of is not None else None
@@ -114,6 +119,7 @@ async def lead(
     totals = portfolio_totals(live)
     bands = totals["by_band"]
     open_by_account = await open_alerts_by_account(conn, who, ids)
+    waiting_by_account = await alerts_waiting(conn, who, ids, now)
     trends: dict[str, list[Any]] = {
         "customers": customers,
         "active_users": [
@@ -143,7 +149,7 @@ async def lead(
         "churned_in_range": sum(1 for c in churn_days.values() if span.start <= c <= span.end),
         "alerts_by_rule": await alerts_by_rule(conn, who, ids),
         "alerts_fired": await alerts_fired(conn, who, ids, span, zone),
-        "per_csm": per_csm(rows, open_by_account, churn_days, span),
+        "per_csm": per_csm(rows, open_by_account, churn_days, span, waiting_by_account),
         "open_alerts": sum(open_by_account.values()),
     }
 
@@ -153,10 +159,13 @@ def per_csm(
     open_by_account: Mapping[str, int],
     churn_days: Mapping[str, date],
     span: TimeRange,
+    waiting: Mapping[str, Waiting] | None = None,
 ) -> list[dict[str, Any]]:
     """One line per owner CSM (accounts without one together, last): customers, ARR,
-    bands, open alerts and ARR at risk over the customers; churned accounts (all, and
-    within the range) apart. Most ARR at risk first."""
+    bands, open alerts, the alerts waiting for them (how many, since when: who is behind,
+    not only who is loaded) and ARR at risk over the customers; churned accounts (all,
+    and within the range) apart. Most ARR at risk first."""
+    waiting = waiting or {}
     by_owner: dict[str | None, list[dict[str, Any]]] = {}
     for r in rows:
         by_owner.setdefault(r["owner_email"], []).append(r)
@@ -174,6 +183,7 @@ def per_csm(
                 "money": arr_totals(totals),
                 "bands": {b: totals["by_band"].get(b, 0) for b in BANDS},
                 "open_alerts": sum(open_by_account.get(r["account_id"], 0) for r in mine),
+                **_waiting_of(waiting.get(r["account_id"]) for r in mine),
                 "churned": len(gone),
                 "churned_in_range": sum(
                     1 for a in gone if a in churn_days and span.start <= churn_days[a] <= span.end
@@ -267,6 +277,33 @@ async def _open_alert_counts(
         q = q.where(among(conn, alerts.c.account_id, ids))
     q = visible_alerts(q, who.key).group_by(by)
     return {value: int(n) for value, n in await conn.execute(q)}
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """An account's alerts to do: how many, and when the oldest fired."""
+
+    count: int
+    oldest: datetime
+
+
+async def alerts_waiting(
+    conn: AsyncConnection, who: Viewer, ids: set[str] | None, now: datetime
+) -> dict[str, Waiting]:
+    """Per account, its alerts waiting for someone (``services.alerts.queries.waiting``)."""
+    q = select(alerts.c.account_id, func.count(), func.min(alerts.c.fired_at)).where(waiting(now))
+    if ids is not None:
+        q = q.where(among(conn, alerts.c.account_id, ids))
+    q = visible_alerts(q, who.key).group_by(alerts.c.account_id)
+    return {account: Waiting(int(n), oldest) for account, n, oldest in await conn.execute(q)}
+
+
+def _waiting_of(found: Iterable[Waiting | None]) -> dict[str, Any]:
+    mine = [w for w in found if w is not None]
+    return {
+        "to_do": sum(w.count for w in mine),
+        "oldest_to_do": min((w.oldest for w in mine), default=None),
+    }
 
 
 async def alerts_by_rule(

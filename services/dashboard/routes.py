@@ -242,10 +242,10 @@ async def csm_view(request: Request) -> Response:
 async def lead_view(request: Request) -> Response:
     who = await viewer(request)
     ctx = context(request)
-    _, today = _now_and_today(request)
+    now, today = _now_and_today(request)
     span = TimeRange.parse(request.query_params, today)
     async with ctx.engine.connect() as conn:
-        values = await lead(conn, who, span, today, ctx.settings.zone)
+        values = await lead(conn, who, span, today, ctx.settings.zone, now)
     return page(
         request,
         "lead.html",

@@ -159,6 +159,9 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
             r = await slack.post("/v1/slack/interactions", content=body, headers=signed(body))
             assert "not yours" in r.json()["text"]  # Anna does not own Carl's account
             third = await fire_backlog(hw, "third", email="anna@example.com", slack="U0ANNA")
+            async with as_(admin) as c:  # firing, nobody has it: it waits
+                fresh = (await c.get("/v1/alerts", params={"status": "to_do"})).json()["alerts"]
+                assert [a["alert_id"] for a in fresh] == [third]
             body = click("ack", third, "U0ANNA")
             r = await slack.post(
                 "/v1/slack/interactions", content=body, headers=signed(body, "wrong")
@@ -174,3 +177,8 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
             detail = (await c.get(f"/v1/alerts/{third}")).json()
             assert detail["status"] == "acknowledged"
             assert detail["acknowledged_by"] == "slack:U0ANNA"
+        async with as_(admin) as c:  # open, but acknowledged: it waits for nobody
+            still = (await c.get("/v1/alerts")).json()["alerts"]
+            assert [a["alert_id"] for a in still] == [third]
+            waiting = (await c.get("/v1/alerts", params={"status": "to_do"})).json()
+            assert waiting["alerts"] == [] and waiting["total"] == 0

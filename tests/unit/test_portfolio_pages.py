@@ -445,6 +445,14 @@ async def test_lead_view_counts_churn_and_breaks_down_per_csm(pages: Pages) -> N
     csms = re.findall(r'<tr data-csm="([^"]*)"', text)
     assert sorted(csms) == [ANNA, CARL]
     assert f'href="/ui/?csm={urllib.parse.quote(CARL)}"' in text.replace("%40", "%40")
+    # Who is behind, not only who is loaded: each CSM's alerts to do, linked, and since when.
+    to_do = dict(
+        re.findall(r'<tr data-csm="([^"]*)">.*?<td class="n to-do">(.*?)</td>', text, re.S)
+    )
+    assert re.match(
+        rf'<a href="/ui/alerts\?owner={re.escape(urllib.parse.quote(CARL))}">2</a>', to_do[CARL]
+    )
+    assert ">11</a>" in to_do[ANNA] and "oldest" in to_do[ANNA]
     charts = orjson.loads(html.unescape(text.split('id="chart-data">')[1].split("</script>")[0]))
     customers = charts["customers"]["data"]["datasets"][0]["data"]
     assert len(charts["customers"]["data"]["labels"]) == 30
