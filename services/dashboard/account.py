@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.cases.queries import open_case_of
+from services.alerts.cases.queries import VOCABULARY, open_case_of
 from services.alerts.queries import visible_alerts
 from services.dashboard import changes
 from services.dashboard.alert_list import open_alerts
@@ -68,6 +68,9 @@ TICKET_LABELS = {
 }
 # Facts the CRM sends as ISO days: shown as the reader writes a day.
 DAY_FACTS = ("contract_start", "contract_end", "go_live")
+
+# A risk case's danger level by name (the case vocabulary, lent by the cases' queries).
+CASE_LEVELS = VOCABULARY[1]
 
 
 def _shown_facts(fields: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +141,7 @@ async def account_page(
         "open_alerts": await open_alerts(conn, who, now, account_id),
         # Its open risk case, linked where the page offered only to open one.
         "open_case": await open_case_of(conn, account_id, who.key),
+        "case_levels": CASE_LEVELS,
         "past_alerts": await _past_alerts(conn, who, account_id),
         "reports": [(kind, title) for kind, title in REPORT_KINDS],
     }

@@ -847,6 +847,11 @@ async def test_the_account_page_links_its_open_risk_case(pages: Pages) -> None:
     assert opened.status_code == 303
     page = await pages.get("/ui/accounts/acct-01")
     assert 'id="open-case-link"' in page and "Usage fell away" in page
+    # Beside scoring's danger (no handbook cause here), the case's own level, said apart:
+    # the page read "no handbook cause" and the case "High danger" (a CSM's review).
+    danger = page.split('id="danger"', 1)[1].split("</div>\n    </div>", 1)[0]
+    assert "no handbook cause" in danger and 'id="danger-case"' in danger
+    assert "High danger</a>" in danger and "what scoring measures" in danger
     assert 'id="open-case-form"' not in page
 
 
