@@ -198,6 +198,6 @@ def _num(context: Context, value: float | None, digits: int = 1) -> str:
 def _when(context: Context, value: datetime | date | str | None) -> str:
     """A moment or a day as the reader writes it; a day given as ISO text too (the plan
     API's shapes carry them so), which pages showed as 2026-10-22 beside 2026年12月6日."""
-    if isinstance(value, str):
-        value = date.fromisoformat(value)
+    if isinstance(value, str):  # a day, or a moment ("2026-10-16T09:30:00+00:00")
+        value = date.fromisoformat(value) if len(value) <= 10 else datetime.fromisoformat(value)
     return format_when(_lang(context), value, context["zone"])

@@ -15,6 +15,7 @@ import jinja2
 import jinja2.nodes
 from babel.messages.pofile import read_po
 
+from services.dashboard.app import _when as when_filter
 from services.scoring import danger
 from services.scoring.model.schema import load_default_model
 from shared.i18n import (
@@ -332,3 +333,11 @@ def test_every_default_rule_has_a_name() -> None:
 
     ids = {rule.id for rule in parse_alerting(DEFAULT_ALERTING.read_text()).rules}
     assert ids | {PLAN_RULE} == set(RULE_LABELS)
+
+
+def test_pages_write_iso_days_and_moments_as_their_readers_do() -> None:
+    """``|when`` of ISO text: a day, and a moment (a touchpoint's time failed the CSM's
+    home page when the workload's last touchpoint was shown so)."""
+    page = {"lang": "zh-CN", "zone": ZoneInfo("Asia/Shanghai")}
+    assert when_filter(page, "2026-10-16") == "2026年10月16日"  # type: ignore[arg-type]
+    assert when_filter(page, "2026-10-16T16:30:00+00:00") == "2026年10月17日 00:30"  # type: ignore[arg-type]
