@@ -360,7 +360,11 @@ def test_a_milestones_alert_reads_in_chinese_with_the_measures_words_and_days() 
     ):
         m = milestone(measure)
         title, summary = hook_alert_text("Acme", m, evaluate(m, {measure: 0.2}, day), told)
-        assert measure in summary and DUE.isoformat() in summary  # stored as it was
+        # Stored in English, the measure by the plan form's words where it has them.
+        english = (
+            "Users activated so far ÷ seats purchased" if measure == "activation_rate" else measure
+        )
+        assert english in summary and DUE.isoformat() in summary
         chinese = alert_text("zh-CN", summary)
         assert chinese.startswith("截止日期 2026年4月11日：" + words + " 当前为 0.2"), chinese
         assert alert_text("zh-CN", title) == "Acme：里程碑「t」有延误风险"

@@ -33,6 +33,7 @@ from services.scoring.plans.templates import GO_LIVE, PlanTemplates, from_templa
 from services.scoring.step import AccountContacts, ScoredAccount
 from shared.contracts.alerts import AlertEvent
 from shared.i18n import N_
+from shared.i18n.alert_text import MEASURE_LABELS
 
 RULE = "plan_milestone"
 # Who made a plan applied automatically, as the plan's author.
@@ -232,7 +233,9 @@ def alert_text(
         return title, (UNDONE_MISSED if state == State.missed else UNDONE).format(due=due)
     fields = {
         "due": due,
-        "measure": milestone.measure,
+        # By the words the plan form uses ("activation_rate is 0.1" read as code), the id
+        # for a measure the form does not name.
+        "measure": MEASURE_LABELS.get(milestone.measure, milestone.measure),
         "value": _num(progress.value),
         "target": f"{milestone.op} {_num(milestone.target)}",
         "projected": _num(progress.projected),
