@@ -247,6 +247,7 @@ def _links(slack: list[Recorded], inbox: Inbox, hook: list[Recorded]) -> Iterato
         yield from (html.unescape(u) for u in re.findall(r'href="([^"]+)"', page))
         text = message.get_body(("plain",)).get_content()
         yield from re.findall(r"Open the account: (\S+)", text)
+        yield from re.findall(r"Acknowledge, snooze or resolve: (\S+)", text)
     for request in hook:
         yield from request.body["account_urls"].values()
 
@@ -255,7 +256,9 @@ async def _every_link_opens_the_dashboard(hw: Harness, admin: str, links: list[s
     """Signed out, each link asks for sign-in (to come back to it); signed in, the known
     account's page opens. A wrong path would be a 404 either way."""
     assert links and all(u.startswith(PUBLIC + "/") for u in links), links
-    per_account = 2 + 2 + 1  # Slack button and link, email HTML and text, webhook
+    # Slack button and link; email HTML and text, each to the account and to the alert's
+    # page (email has no buttons); the webhook.
+    per_account = 2 + 4 + 1
     assert len(links) == per_account * len(ACCOUNTS), links
     paths = sorted({u[len(PUBLIC) :] for u in links})
     async with httpx.AsyncClient(base_url=hw.url, timeout=30) as anonymous:
@@ -273,6 +276,10 @@ async def _every_link_opens_the_dashboard(hw: Harness, admin: str, links: list[s
         assert calm == ["/ui/accounts/calm%2F1%20%23x"], paths
         page = await browser.get(calm[0])
         assert page.status_code == 200 and "Calm Inc" in page.text, page.status_code
+        alert = [p for p in paths if p.startswith("/ui/alerts/calm")]
+        assert alert == ["/ui/alerts/calm%2F1%20%23x%3Alow_activity%3A1"], paths
+        page = await browser.get(alert[0])
+        assert page.status_code == 200 and 'id="alert-actions"' in page.text, page.status_code
 
 
 async def _true(value: bool) -> bool:
