@@ -8,11 +8,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.base import RequestResponseEndpoint
@@ -23,6 +25,7 @@ from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
 from shared.i18n import DEFAULT_LANGUAGE, Refusal, negotiate, worded
 from shared.openapi import BASIC, BEARER, document_errors, mount_docs
 from shared.storage.db import unstorable_value
+from shared.worker import describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -278,12 +281,42 @@ def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
     return router
 
 
+# The errors of a database (or bus) that cannot be reached, raised unwrapped by the
+# driver while connecting (SQLAlchemy wraps only what the connection itself raises).
+UNREACHABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+)
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached while a request is served (a restart, a
+    failover): 503 and retry, never a 500. A PostgreSQL restart answered every read of a
+    key the process had checked already with a bare 500 (found from outside)."""
+    if not is_transient(exc):
+        raise exc
+    log.warning("request refused, the database is unavailable: %s", describe(exc))
+    return _answer(
+        request,
+        ClientError(
+            503,
+            "unavailable",
+            "The database cannot be reached just now: nothing was done; retry in a few seconds.",
+            headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
+        ),
+    )
+
+
 async def unstorable_value_handler(request: Request, exc: Exception) -> JSONResponse:
     """A value the database cannot hold (out of a column's range, a NUL byte in text)
-    came from the request: the client can fix it, the server cannot. Any other database
-    error goes on to the server's 500."""
+    came from the request: the client can fix it, the server cannot. A database that
+    cannot be reached is a 503 (``unavailable_handler``); any other database error goes
+    on to the server's 500."""
     if not unstorable_value(exc):
-        raise exc
+        return await unavailable_handler(request, exc)
     log.warning("request refused, a value cannot be stored: %s", type(exc.__cause__ or exc))
     return error_response(
         request,
@@ -353,6 +386,8 @@ def base_app(title: str, keys: KeyStore) -> FastAPI:
     app.add_exception_handler(ClientError, client_error_handler)
     app.add_exception_handler(KeysUnavailable, keys_unavailable_handler)
     app.add_exception_handler(DBAPIError, unstorable_value_handler)
+    for unreachable in UNREACHABLE:
+        app.add_exception_handler(unreachable, unavailable_handler)
     app.add_exception_handler(RequestValidationError, invalid_request_handler)
     app.add_middleware(RejectNulBytes)
     return app

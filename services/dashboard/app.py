@@ -54,6 +54,7 @@ from shared.i18n import (
     translate,
 )
 from shared.i18n.alert_text import alert_text, rule_name
+from shared.web import UNREACHABLE
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -109,6 +110,8 @@ def mount_dashboard(
     app.add_exception_handler(BadAddress, routes.bad_address)
     app.add_exception_handler(RequestValidationError, routes.invalid_address)
     app.add_exception_handler(DBAPIError, routes.unstorable_entry)
+    for unreachable in UNREACHABLE:
+        app.add_exception_handler(unreachable, routes.unavailable)
 
 
 @pass_context

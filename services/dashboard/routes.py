@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 from datetime import date, datetime, timedelta, tzinfo
@@ -53,7 +54,15 @@ from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
 from shared.i18n.alert_text import MEASURE_LABELS
 from shared.storage.db import unstorable_value
-from shared.web import invalid_request_handler, unstorable_value_handler
+from shared.web import (
+    KEYS_RETRY_AFTER_S,
+    invalid_request_handler,
+    unavailable_handler,
+    unstorable_value_handler,
+)
+from shared.worker import describe, is_transient
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -355,13 +364,26 @@ async def unstorable_entry(request: Request, exc: Exception) -> Response:
     if not request.url.path.startswith("/ui/"):
         return await unstorable_value_handler(request, exc)
     if not unstorable_value(exc):
-        raise exc
+        return await unavailable(request, exc)
     message = N_(
         "A value you entered cannot be stored (too long, or holding a NUL character): go "
         "back and correct it."
     )
     values = _error(request, N_("Not saved"), 422, message)
     return page(request, "error.html", values, None, 422)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    """The database cannot be reached (a restart, a failover): a page saying to reload in
+    a few seconds, 503, not a 500; elsewhere the API's JSON 503."""
+    if not request.url.path.startswith("/ui/") or not is_transient(exc):
+        return await unavailable_handler(request, exc)
+    log.warning("page not served, the database is unavailable: %s", describe(exc))
+    message = N_("The database cannot be reached just now: reload the page in a few seconds.")
+    values = _error(request, N_("Unavailable"), 503, message)
+    response = page(request, "error.html", values, None, 503)
+    response.headers["Retry-After"] = str(KEYS_RETRY_AFTER_S)
+    return response
 
 
 # Last of the dashboard's routes (after its static files): any other /ui/ address.

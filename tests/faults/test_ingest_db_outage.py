@@ -174,3 +174,46 @@ async def test_the_key_cache_is_bounded(
         assert len(store._cache) == 2  # the oldest key was evicted, the unknown not kept
     finally:
         await engine.dispose()
+
+
+async def test_reads_actions_and_pages_are_a_503_while_the_database_is_down(
+    kafka_settings: Settings, own_cluster: PostgresCluster
+) -> None:
+    """Found from outside: with PostgreSQL stopped, every read or action route and every
+    dashboard page of a key the process had checked already answered a bare 500 (the key
+    came from the cache; the route's own query then failed to connect)."""
+    conn = await asyncpg.connect(own_cluster.url.replace("+asyncpg", ""))
+    try:
+        await conn.execute("CREATE DATABASE hw")
+    finally:
+        await conn.close()
+    settings = kafka_settings.model_copy(update={"database_url": own_cluster.dsn("hw")})
+    async with running(settings, scoring=False, alerts=False) as hw:
+        lead = await create_key(hw.rt.engine, "lead", [Scope.read, Scope.respond])
+        async with _client(hw, lead) as c:
+            assert (await c.get("/v1/alerts")).status_code == 200  # the key now cached
+        async with httpx.AsyncClient(base_url=hw.url, timeout=30) as browser:
+            form = await browser.get("/ui/login")
+            csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            signed = await browser.post("/ui/login", data={"csrf": csrf, "key": lead})
+            assert signed.status_code == 303
+            assert (await browser.get("/ui/alerts")).status_code == 200
+
+            await asyncio.to_thread(own_cluster.stop)
+            try:
+                async with _client(hw, lead) as c:
+                    for path in ("/v1/alerts", "/v1/accounts/acme", "/v1/accounts"):
+                        _assert_unavailable(await c.get(path))
+                    acted = await c.post("/v1/alerts/acme:low_activity:1/acknowledge")
+                    _assert_unavailable(acted)
+                page = await browser.get("/ui/alerts")
+                assert page.status_code == 503 and "reload the page" in page.text, page.text
+                assert int(page.headers["Retry-After"]) > 0
+            finally:
+                await asyncio.to_thread(own_cluster.start)
+
+        async def served() -> bool:
+            async with _client(hw, lead) as c:
+                return (await c.get("/v1/alerts")).status_code == 200
+
+        await wait_for(served, timeout=60, what="reads to work again", interval=0.5)

@@ -211,6 +211,7 @@ UI_CASES = [
     Case("GET", "/ui/alerts", READERS),
     Case("GET", "/ui/alerts/{alert}", READERS, scoped=True),
     Case("POST", "/ui/alerts", READERS, scoped=True),  # the alert is a form field
+    Case("POST", "/ui/alerts/bulk", READERS, scoped=True),  # the ticked alerts too
     Case("GET", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/views", READERS),  # the viewer's own views only
@@ -457,11 +458,14 @@ async def test_the_dashboard_gives_each_role_exactly_what_it_should(
                     await _csm_actions(browser, anna_alert, carl_alert)
         async with hw.rt.engine.connect() as conn:
             status = dict((await conn.execute(select(alerts.c.alert_id, alerts.c.status))).all())
+            q = select(alerts.c.alert_id).where(alerts.c.not_useful)
+            useless = {a for (a,) in await conn.execute(q)}
             noted = {a for (a,) in await conn.execute(select(account_notes.c.account_id))}
             key_names = {n for (n,) in await conn.execute(select(api_keys.c.name))}
     # Anna's CSM acknowledged her own alert and noted her own account; Carl's alert and
     # account were out of reach and are untouched; no reader made a key.
     assert status[anna_alert] == "acknowledged" and status[carl_alert] == "firing", status
+    assert useless == {anna_alert}, useless  # the bulk action reached Anna's alert alone
     assert noted == {"anna-co"}, noted
     assert "made-by-a-reader" not in key_names
 
@@ -520,6 +524,12 @@ async def _csm_actions(browser: httpx.AsyncClient, anna_alert: str, carl_alert: 
             data={"csrf": csrf, "alert_id": carl_alert, "action": action, "text": "x"},
         )
         assert r.status_code == 303 and "done=gone" in r.headers["location"], (action, r)
+    # Ticked with her own (already acknowledged): Carl's is counted out, not resolved.
+    r = await browser.post(
+        "/ui/alerts/bulk",
+        data={"csrf": csrf, "pick-1": carl_alert, "pick-2": anna_alert, "action": "not_useful"},
+    )
+    assert r.status_code == 303 and "n=1&of=2" in r.headers["location"], r.headers
     for whose, status in (("carl", 404), ("anna", 303)):
         r = await browser.post(
             f"/ui/accounts/{whose}-co/log", data={"csrf": csrf, "kind": "note", "text": "hi"}
