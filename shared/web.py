@@ -304,7 +304,7 @@ async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
         ClientError(
             503,
             "unavailable",
-            "The database cannot be reached just now: nothing was done; retry in a few seconds.",
+            "The database cannot be reached just now: retry in a few seconds.",
             headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
         ),
     )

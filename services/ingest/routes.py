@@ -373,8 +373,15 @@ async def _publish(ctx: Context, checked: Checked, messages: list[OutMessage]) -
     except BusUnavailable as exc:
         for event in checked.valid:
             ctx.metrics.events.labels(event.kind, "unavailable").inc()
+        # Not "nothing was stored": a broker that stopped answering may have taken some
+        # of them (a fault review found one counted after its 503). A resend is safe:
+        # each event counts once by its id.
         raise _unavailable(
-            ctx, "The event bus is unavailable ({reason}); nothing was stored: retry later.", exc
+            ctx,
+            "The event bus did not confirm the events ({reason}); some may have been "
+            "stored: send the same request again later (an event counts once by its "
+            "event_id).",
+            exc,
         ) from exc
 
 
@@ -400,8 +407,8 @@ def _too_large(checked: Checked, index: int | None, size: int) -> ClientError:
 
 
 def _unavailable(ctx: Context, message: str, reason: object) -> ClientError:
-    """A 503 the client retries after ``retry_after_s``: nothing of the request was stored
-    (``message``: a template of the ``reason``)."""
+    """A 503 the client retries after ``retry_after_s`` (``message``: a template of the
+    ``reason``, saying what of the request was stored)."""
     return ClientError(
         503,
         "unavailable",
