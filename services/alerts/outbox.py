@@ -275,8 +275,12 @@ class OutboxSender:
                 await self._deliver(group)
             except Exception:
                 # Recording the outcome failed (the database is away): the claim lease
-                # runs out and the delivery is tried again, at most one duplicate.
+                # runs out and the delivery is tried again, at most one duplicate. The
+                # lane stops here: a delivery sent now could not be recorded either and
+                # would go twice too (a 15 s outage re-sent four webhooks, found from
+                # outside); untried, the rest go once when their leases run out.
                 log.exception("recording delivery %s failed", group[0].delivery_id)
+                return
 
     async def _release(self, rows: list[Any]) -> None:
         await self._set(rows, claimed_until=None)

@@ -277,3 +277,28 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
         ("acct-1", "email", "delivered"),
     ]
     assert slack.sent == ["U0ANNA"] and email.sent == ["anna@example.com"]
+
+
+async def test_a_lane_stops_when_an_outcome_cannot_be_recorded(
+    engine: AsyncEngine, embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database went away mid-pass: the sender went on sending the lane's claimed
+    deliveries it could not record, and each was sent again after the outage (found from
+    outside). Now only the one whose outcome was lost goes twice."""
+    clock = MovingClock(T0)
+    hook = Channel("webhook", pace="hook")
+    for n, name in enumerate(("A", "B", "C")):
+        await _queue(engine, "webhook", name, n, T0 - timedelta(seconds=3 - n))
+    sender = _sender(engine, embedded_settings, [hook], clock)
+    recorded = OutboxSender._set
+
+    async def down(self: OutboxSender, rows: list[Any], **values: Any) -> None:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(OutboxSender, "_set", down)
+    await sender.send_due()
+    assert hook.sent == ["A"]  # B and C untried: they could not be recorded either
+    monkeypatch.setattr(OutboxSender, "_set", recorded)
+    clock.now += timedelta(seconds=embedded_settings.delivery_claim_lease_s + 1)
+    await sender.send_due()
+    assert hook.sent == ["A", "A", "B", "C"]  # A once more (its outcome was lost), B, C once
