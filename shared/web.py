@@ -3,6 +3,7 @@ OpenAPI side of them: ``shared.openapi``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -261,6 +262,12 @@ def count_requests(app: FastAPI, counter: Counter) -> None:
         return response
 
 
+# /readyz answers within this: the probes give up after 4 s (compose) or 5 s (the
+# Kubernetes manifests), and a check that hangs on a frozen database must say "not
+# ready", not time the probe out (found from outside: no answer for minutes).
+READY_WITHIN_S = 3.0
+
+
 def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
     """``/healthz`` (process alive), ``/readyz`` (dependencies reachable), ``/metrics``."""
     router = APIRouter(tags=["ops"])
@@ -271,7 +278,10 @@ def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
 
     @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
     async def readyz() -> JSONResponse:
-        ok = await ready()
+        try:
+            ok = await asyncio.wait_for(ready(), READY_WITHIN_S)
+        except TimeoutError:
+            ok = False  # a database that hangs (a partition, a frozen host) is not ready
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     @router.get("/metrics", response_class=Response, responses=_PROMETHEUS_TEXT)

@@ -23,6 +23,7 @@ from shared.clock import utcnow
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import api_keys
+from shared.web import READY_WITHIN_S
 from tests.support.harness import Harness, running, usage, wait_for
 
 pytestmark = pytest.mark.integration
@@ -147,6 +148,10 @@ async def test_a_hung_database_is_a_503_not_a_hung_request(
                 _assert_unavailable(await _events(c))
             async with httpx.AsyncClient(base_url=hw.url, auth=(hw.key, ""), timeout=30) as c:
                 _assert_unavailable(await c.post("/v1/track", json=_track(None)))
+            # Readiness says so within a probe's timeout (it hung for minutes).
+            async with httpx.AsyncClient(base_url=hw.url, timeout=READY_WITHIN_S + 2) as c:
+                r = await c.get("/readyz")
+            assert r.status_code == 503 and r.json() == {"ready": False}
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
