@@ -56,16 +56,21 @@ def _assert_unavailable(r: httpx.Response) -> None:
     assert int(r.headers["Retry-After"]) > 0
 
 
-async def test_ingest_rides_out_a_database_outage(
-    kafka_settings: Settings, own_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(KeyStore, "CACHE_TTL_S", TTL_S)
-    conn = await asyncpg.connect(own_cluster.url.replace("+asyncpg", ""))
+async def _on_own_cluster(settings: Settings, cluster: PostgresCluster) -> Settings:
+    """``settings`` on a new database of the test's own cluster (which it stops)."""
+    conn = await asyncpg.connect(cluster.url.replace("+asyncpg", ""))
     try:
         await conn.execute("CREATE DATABASE hw")
     finally:
         await conn.close()
-    settings = kafka_settings.model_copy(update={"database_url": own_cluster.dsn("hw")})
+    return settings.model_copy(update={"database_url": cluster.dsn("hw")})
+
+
+async def test_ingest_rides_out_a_database_outage(
+    kafka_settings: Settings, own_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(KeyStore, "CACHE_TTL_S", TTL_S)
+    settings = await _on_own_cluster(kafka_settings, own_cluster)
     async with running(settings, scoring=False, alerts=False) as hw:
         unseen = await create_key(hw.rt.engine, "unseen", [Scope.ingest])
         revoked = await create_key(hw.rt.engine, "revoked", [Scope.ingest])
@@ -127,12 +132,7 @@ async def test_a_hung_database_is_a_503_not_a_hung_request(
     instead of being refused. Key checks give up after LOOKUP_TIMEOUT_S."""
     monkeypatch.setattr(KeyStore, "CACHE_TTL_S", TTL_S)
     monkeypatch.setattr(KeyStore, "LOOKUP_TIMEOUT_S", 1.0)
-    conn = await asyncpg.connect(own_cluster.url.replace("+asyncpg", ""))
-    try:
-        await conn.execute("CREATE DATABASE hw")
-    finally:
-        await conn.close()
-    settings = kafka_settings.model_copy(update={"database_url": own_cluster.dsn("hw")})
+    settings = await _on_own_cluster(kafka_settings, own_cluster)
     async with running(settings, scoring=False, alerts=False) as hw:
         unseen = await create_key(hw.rt.engine, "unseen", [Scope.ingest])
         async with _client(hw, hw.key) as c:
@@ -187,12 +187,7 @@ async def test_reads_actions_and_pages_are_a_503_while_the_database_is_down(
     """Found from outside: with PostgreSQL stopped, every read or action route and every
     dashboard page of a key the process had checked already answered a bare 500 (the key
     came from the cache; the route's own query then failed to connect)."""
-    conn = await asyncpg.connect(own_cluster.url.replace("+asyncpg", ""))
-    try:
-        await conn.execute("CREATE DATABASE hw")
-    finally:
-        await conn.close()
-    settings = kafka_settings.model_copy(update={"database_url": own_cluster.dsn("hw")})
+    settings = await _on_own_cluster(kafka_settings, own_cluster)
     async with running(settings, scoring=False, alerts=False) as hw:
         lead = await create_key(hw.rt.engine, "lead", [Scope.read, Scope.respond])
         async with _client(hw, lead) as c:
