@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
@@ -26,7 +27,7 @@ from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
 from shared.i18n import DEFAULT_LANGUAGE, Refusal, negotiate, worded
 from shared.openapi import BASIC, BEARER, document_errors, mount_docs
 from shared.storage.db import unstorable_value
-from shared.worker import describe, is_transient
+from shared.worker import describe
 
 log = logging.getLogger(__name__)
 
@@ -291,22 +292,51 @@ def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
     return router
 
 
-# The errors of a database (or bus) that cannot be reached, raised unwrapped by the
-# driver while connecting (SQLAlchemy wraps only what the connection itself raises).
+# The errors of a database that cannot be reached (down, restarting, a failover, a
+# partition), raised unwrapped by the driver while connecting; SQLAlchemy wraps what an
+# open connection raises. Not every OSError or database error: a wrong query, a missing
+# table or a file error is a bug, a 500 with its traceback that alerting sees.
 UNREACHABLE: tuple[type[Exception], ...] = (
-    OSError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
     sa_exc.TimeoutError,
     sa_exc.DisconnectionError,
 )
 
 
+# What the handler is registered for: the above, and OSError for asyncio's "Multiple
+# exceptions" (it re-raises anything else, a 500).
+HANDLED: tuple[type[Exception], ...] = (*UNREACHABLE, OSError)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps or was caused by) says the database cannot be
+    reached, as opposed to a query or the code being wrong."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UNREACHABLE) or getattr(e, "connection_invalidated", False):
+            return True
+        if type(e) is OSError and str(e).startswith("Multiple exceptions:"):
+            return True  # asyncio's connect to each address of a name ("localhost") failed
+        orig = getattr(e, "orig", None)
+        todo += [e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None]
+    return False
+
+
 async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached while a request is served (a restart, a
     failover): 503 and retry, never a 500. A PostgreSQL restart answered every read of a
-    key the process had checked already with a bare 500 (found from outside)."""
-    if not is_transient(exc):
+    key the process had checked already with a bare 500 (found from outside). Any other
+    error goes on to the server's 500."""
+    if not unreachable(exc):
         raise exc
     log.warning("request refused, the database is unavailable: %s", describe(exc))
     return _answer(
@@ -396,8 +426,8 @@ def base_app(title: str, keys: KeyStore) -> FastAPI:
     app.add_exception_handler(ClientError, client_error_handler)
     app.add_exception_handler(KeysUnavailable, keys_unavailable_handler)
     app.add_exception_handler(DBAPIError, unstorable_value_handler)
-    for unreachable in UNREACHABLE:
-        app.add_exception_handler(unreachable, unavailable_handler)
+    for raised in HANDLED:
+        app.add_exception_handler(raised, unavailable_handler)
     app.add_exception_handler(RequestValidationError, invalid_request_handler)
     app.add_middleware(RejectNulBytes)
     return app

@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.auth import ApiKey
+from shared.contracts.alerts import SEVERITY_ORDER, TIER_ORDER
 from shared.contracts.events import fold_email
 from shared.storage.tables import accounts, alerts
 
@@ -66,3 +67,12 @@ def waiting(now: datetime) -> ColumnElement[bool]:
     or marked not useful. Acknowledged means somebody has it; it waits no more."""
     a = alerts.c
     return and_(a.status == "firing", ~snoozed(now), a.muted == false(), a.not_useful == false())
+
+
+def urgency() -> tuple[ColumnElement[int], ColumnElement[int]]:
+    """The order people attend to alerts in (``SEVERITY_ORDER``, then ``TIER_ORDER`` of
+    the account, which the query joins as ``accounts``), for an ``order_by``."""
+    return (
+        case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER)),
+        case(TIER_ORDER, value=accounts.c.tier, else_=len(TIER_ORDER)),
+    )

@@ -22,14 +22,13 @@ from services.alerts.channels.text import one_line
 from services.alerts.lifecycle import release, stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
+from services.alerts.queries import urgency
 from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import (
     OPEN_ALERT_STATUSES,
-    SEVERITY_ORDER,
-    TIER_ORDER,
     AlertEvent,
     Severity,
 )
@@ -253,15 +252,14 @@ class AlertTimers:
         # one it fired with (a digest said "12 (red)" of an account green since).
         h = account_health.c
         rows = await conn.execute(
-            select(alerts.c.payload, owner.label("owner"), h.score, h.band)
+            select(alerts.c.alert_id, alerts.c.payload, owner.label("owner"), h.score, h.band)
             .select_from(alerts)
             .outerjoin(accounts, accounts.c.account_id == alerts.c.account_id)
             .outerjoin(account_health, h.account_id == alerts.c.account_id)
             .where(alerts.c.status.in_(OPEN_ALERT_STATUSES), owner.is_not(None))
             .order_by(
                 owner,
-                case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER)),
-                case(TIER_ORDER, value=accounts.c.tier, else_=len(TIER_ORDER)),
+                *urgency(),
                 alerts.c.fired_at,
                 alerts.c.alert_id,
             )

@@ -9,17 +9,24 @@ whose problem is still there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, case, cast, func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.alerts.queries import accounts_of, snoozed, visible_alerts, waiting
+from services.alerts.queries import (
+    accounts_of,
+    snoozed,
+    total_of,
+    urgency,
+    visible_alerts,
+    waiting,
+)
 from services.dashboard.auth import Viewer
-from shared.contracts.alerts import OPEN_ALERT_STATUSES, SEVERITY_ORDER, TIER_ORDER
+from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.storage.tables import accounts, alerts
 
 
@@ -79,6 +86,7 @@ def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
             accounts.c.name,
             accounts.c.tier,
         )
+        # (urgency orders by the account's tier: the join is named ``accounts``)
         .select_from(alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id))
         .where(alerts.c.status.in_(f.states))
     )
@@ -92,6 +100,8 @@ def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
     if f.rule:
         q = q.where(_of_rule(f.rule))
     if f.search:
+        # (SQLite's lower() folds ASCII only: "École" is found by "école" on PostgreSQL,
+        # by "Éc" on both; names in Chinese have no case.)
         part = f.search.lower()
         q = q.where(
             or_(
@@ -124,25 +134,23 @@ async def list_alerts(
     the most severe, then strategic accounts before enterprise and non-focus ones (two
     small accounts' alerts led a strategic one's for being newer), then the newest."""
     q = _alert_query(who, f, now)
-    total = (await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
+    total = await total_of(conn, q)
     q = q.order_by(
         (alerts.c.status == "resolved"),
         (alerts.c.status == "acknowledged"),
         snoozed(now),
         alerts.c.muted,
-        case(SEVERITY_ORDER, value=alerts.c.severity, else_=len(SEVERITY_ORDER)),
-        case(TIER_ORDER, value=accounts.c.tier, else_=len(TIER_ORDER)),
+        *urgency(),
         alerts.c.fired_at.desc(),
         alerts.c.alert_id,
     )
     if limit is not None:
         q = q.limit(limit).offset(offset)
-    return int(total), [_alert_row(r, who, now) for r in await conn.execute(q)]
+    return total, [_alert_row(r, who, now) for r in await conn.execute(q)]
 
 
 async def count_alerts(conn: AsyncConnection, who: Viewer, now: datetime, f: AlertFilters) -> int:
-    q = _alert_query(who, f, now)
-    return int((await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one())
+    return await total_of(conn, _alert_query(who, f, now))
 
 
 def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
@@ -152,7 +160,6 @@ def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
         "alert_id": r.alert_id,
         "account_id": r.account_id,
         "account_name": r.name or r.account_id,
-        "tier": r.tier,
         "rule": r.rule,
         "severity": r.severity,
         "status": r.status,
@@ -176,8 +183,3 @@ async def open_alerts(
     first."""
     _, rows = await list_alerts(conn, who, now, AlertFilters(account_id=account_id))
     return rows
-
-
-def to_do(**narrower: Any) -> AlertFilters:
-    """The alerts that wait for someone, narrowed (``rule=…``, ``owner=…``)."""
-    return replace(VIEWS["to_do"], **narrower)

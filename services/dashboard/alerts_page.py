@@ -32,6 +32,7 @@ from shared.auth import Scope
 from shared.clock import utcnow
 from shared.contracts.alerts import SEVERITY_ORDER
 from shared.i18n import N_, translate
+from shared.i18n.alert_text import RULE_LABELS
 from shared.storage.tables import alert_activity, alerts
 from shared.web import whole_number
 
@@ -226,8 +227,11 @@ def _notice(request: Request) -> dict[str, str]:
 
 
 async def _rules(conn: AsyncConnection, who: Viewer) -> list[str]:
+    """The rules to filter by: those alerts were raised for, and the default file's
+    (a rule may only ever be a symptom under a family's alert: a detractor under a
+    relationship alert is found by "NPS detractor" too)."""
     q = visible_alerts(select(alerts.c.rule).distinct(), who.key)
-    return sorted(rule for (rule,) in await conn.execute(q))
+    return sorted({rule for (rule,) in await conn.execute(q)} | set(RULE_LABELS))
 
 
 async def _activity(conn: AsyncConnection, alert_id: str) -> list[dict[str, Any]]:
@@ -246,6 +250,11 @@ async def _activity(conn: AsyncConnection, alert_id: str) -> list[dict[str, Any]
             {"at": row.at, "actor": row.actor, "action": row.action, "until": until, "text": text}
         )
     return shown
+
+
+def actor_of(who: Viewer) -> str:
+    """Who an action is recorded as: the CSM's email, else the key's name."""
+    return who.key.csm_email or f"key:{who.key.name}"
 
 
 def action_from_form(form: Mapping[str, str], actor: str, now: datetime) -> Action | None:
@@ -271,7 +280,7 @@ async def act(request: Request) -> Response:
     who, form = await checked_form(request, Scope.respond)
     alert_id = form.get("alert_id", "")
     now = utcnow()
-    action = action_from_form(form, who.key.csm_email or f"key:{who.key.name}", now)
+    action = action_from_form(form, actor_of(who), now)
     done = action.name if action else "invalid"
     async with context(request).engine.begin() as conn:
         row = await visible_alert(conn, alert_id, who.key)
@@ -297,8 +306,7 @@ async def act_on_many(request: Request) -> Response:
     ids = picked[:PAGE_SIZE]
     now = utcnow()
     name = form.get("action", "")
-    actor = who.key.csm_email or f"key:{who.key.name}"
-    action = action_from_form(form, actor, now) if name in BULK_ACTIONS else None
+    action = action_from_form(form, actor_of(who), now) if name in BULK_ACTIONS else None
     back = safe_next(form.get("next") or "/ui/alerts")
     if not ids or action is None:
         return RedirectResponse(_with_notice(back, "invalid" if ids else "none_picked"), 303)

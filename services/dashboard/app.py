@@ -54,7 +54,7 @@ from shared.i18n import (
     translate,
 )
 from shared.i18n.alert_text import alert_text, rule_name
-from shared.web import UNREACHABLE
+from shared.web import HANDLED
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -110,8 +110,8 @@ def mount_dashboard(
     app.add_exception_handler(BadAddress, routes.bad_address)
     app.add_exception_handler(RequestValidationError, routes.invalid_address)
     app.add_exception_handler(DBAPIError, routes.unstorable_entry)
-    for unreachable in UNREACHABLE:
-        app.add_exception_handler(unreachable, routes.unavailable)
+    for raised in HANDLED:
+        app.add_exception_handler(raised, routes.unavailable)
 
 
 @pass_context

@@ -6,12 +6,10 @@ canvas naming it (``<canvas data-chart="score">``).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
-from babel.dates import format_skeleton
-
-from shared.i18n import DEFAULT_LANGUAGE, babel_locale, translate
+from shared.i18n import DEFAULT_LANGUAGE, format_when, translate
 from shared.i18n.alert_text import rule_name
 
 COLOURS = {
@@ -33,8 +31,7 @@ X_TICKS = {"maxTicksLimit": 8, "maxRotation": 0, "autoSkipPadding": 16}
 def day_labels(days: list[str], lang: str) -> list[str]:
     """A chart's ISO days as its readers write them ("Dec 3, 2026", "2026年12月3日"):
     an axis of "2026-12-03" read as code to a Chinese lead."""
-    locale = babel_locale(lang)
-    return [format_skeleton("yMMMd", date.fromisoformat(day), locale=locale) for day in days]
+    return [format_when(lang, date.fromisoformat(day), UTC) for day in days]
 
 
 def _line(labels: list[str], series: list[dict[str, Any]], y: dict[str, Any]) -> Chart:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.dashboard.alert_list import AlertFilters, count_alerts, list_alerts, to_do
+from services.dashboard.alert_list import VIEWS, AlertFilters, count_alerts, list_alerts
 from services.dashboard.auth import Viewer
 from services.dashboard.saved_views import saved_views
 from services.scoring.queries import (
@@ -268,7 +268,7 @@ async def home(
     conn: AsyncConnection, who: Viewer, query: PortfolioQuery, today: date, now: datetime
 ) -> dict[str, Any]:
     listing, totals = await portfolio_page(conn, who, query, today)
-    alerts_total, alert_rows = await list_alerts(conn, who, now, to_do(), PREVIEW)
+    alerts_total, alert_rows = await list_alerts(conn, who, now, VIEWS["to_do"], PREVIEW)
     open_total = await count_alerts(conn, who, now, AlertFilters())
     due = renewals(await portfolio(conn, who, today))
     return {

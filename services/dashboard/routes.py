@@ -58,9 +58,10 @@ from shared.web import (
     KEYS_RETRY_AFTER_S,
     invalid_request_handler,
     unavailable_handler,
+    unreachable,
     unstorable_value_handler,
 )
-from shared.worker import describe, is_transient
+from shared.worker import describe
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +377,7 @@ async def unstorable_entry(request: Request, exc: Exception) -> Response:
 async def unavailable(request: Request, exc: Exception) -> Response:
     """The database cannot be reached (a restart, a failover): a page saying to reload in
     a few seconds, 503, not a 500; elsewhere the API's JSON 503."""
-    if not request.url.path.startswith("/ui/") or not is_transient(exc):
+    if not request.url.path.startswith("/ui/") or not unreachable(exc):
         return await unavailable_handler(request, exc)
     log.warning("page not served, the database is unavailable: %s", describe(exc))
     message = N_("The database cannot be reached just now: reload the page in a few seconds.")

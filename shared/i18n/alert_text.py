@@ -63,8 +63,9 @@ RULE_LABELS = {
 
 
 # The measures a success plan's milestone most often follows, by the words the pages use
-# for them: a milestone's alert names its measure by id ("activation_rate is 0.12"), code
-# on a Chinese page. The dashboard's plan form offers these; any measure may be typed.
+# for them ("activation_rate is 0.12" read as code): a milestone's alert names its measure
+# so (an alert stored before named it by id, which ``_field`` still words). The
+# dashboard's plan form offers these; any measure may be typed.
 MEASURE_LABELS = {
     "activation_rate": N_("Users activated so far ÷ seats purchased"),
     "active_days_7d": N_("Days with activity in the last 7"),

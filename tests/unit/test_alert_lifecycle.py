@@ -306,6 +306,16 @@ async def test_the_digest_puts_the_most_urgent_first_with_the_health_now(world: 
                 account_id="acme", as_of=T0, score=81, band="green", updated_at=T0
             )
         )
+        # An alert stored under an older contract is left out (logged by its id), and
+        # the digest goes on: its query lacked the id, and the log line failed the pass.
+        unreadable = {"alert_id": "acme:old:1", "account_id": "acme", "rule": "old"}
+        await conn.execute(
+            insert(alerts).values(
+                **unreadable, severity="warning", status="firing", title="old",
+                payload={"not": "an alert"}, owner_email="anna@example.com",
+                fired_at=T0, stored_at=T0,
+            )
+        )  # fmt: skip
     world.clock.now = T0 + timedelta(hours=3)
     await world.timers.run_once()
     async with world.engine.connect() as conn:

@@ -348,9 +348,9 @@ tiers = ["strategic"]
 
 
 def test_a_milestones_alert_reads_in_chinese_with_the_measures_words_and_days() -> None:
-    """The stored English names the measure by id and the due day in ISO; a Chinese
-    reader gets the words the plan form uses and a Chinese date (the id stays for a
-    measure the form does not name)."""
+    """The stored English names the measure by the plan form's words (by its id where
+    the form names none) and the due day in ISO; a Chinese reader gets those words in
+    Chinese and a Chinese date."""
     day = START + timedelta(days=50)
     _, told = alert_step(AlertState(), State.at_risk)
     assert told is not None

@@ -79,19 +79,21 @@ def next_step(alert: AlertEvent, lang: str = DEFAULT_LANGUAGE) -> str:
 def alert_url(public_url: str, alert_id: str) -> str:
     """The dashboard's page of the alert, with its buttons (``/ui/alerts/{id}``): email
     has no buttons of its own."""
-    quoted = urllib.parse.quote(alert_id, safe="")
-    if quoted in (".", ".."):
-        quoted = quoted.replace(".", "%2E")
-    return f"{public_url.rstrip('/')}/ui/alerts/{quoted}"
+    return _page_url(public_url, "alerts", alert_id)
 
 
 def account_url(public_url: str, account_id: str) -> str:
-    """The dashboard's page of the account (``/ui/accounts/{id}``), the id escaped so
-    any character (``/``, ``?``, ``#``, spaces) stays inside the path segment."""
-    quoted = urllib.parse.quote(account_id, safe="")
+    """The dashboard's page of the account (``/ui/accounts/{id}``)."""
+    return _page_url(public_url, "accounts", account_id)
+
+
+def _page_url(public_url: str, kind: str, key: str) -> str:
+    """A dashboard page's address, the id escaped so any character (``/``, ``?``, ``#``,
+    spaces) stays inside the path segment."""
+    quoted = urllib.parse.quote(key, safe="")
     if quoted in (".", ".."):  # a client would resolve these segments away
         quoted = quoted.replace(".", "%2E")
-    return f"{public_url.rstrip('/')}/ui/accounts/{quoted}"
+    return f"{public_url.rstrip('/')}/ui/{kind}/{quoted}"
 
 
 def one_line(value: str) -> str:
