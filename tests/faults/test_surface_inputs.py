@@ -86,6 +86,8 @@ GET_ROUTES = {
     "/v1/keys": [],
     "/ui/": [],
     "/ui/lead": [],
+    "/ui/alerts": ["state", "rule", "severity", "account", "owner", "page"],
+    "/v1/alerts": ["status", "severity", "rule", "account_id", "owner", "limit", "offset"],
     "/ui/accounts/acme": [],
     "/ui/login": ["next"],
     "/v1/renewals": ["quarter", "limit", "offset", "format"],
@@ -103,6 +105,7 @@ PERIODS = [
     ("9999-12-25", "9999-12-31"),
     ("2026-07-01", "2026-01-01"),
 ]
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 # Path templates whose {} takes each hostile value.
 PATH_TEMPLATES = [
     "/v1/accounts/{}",
@@ -191,6 +194,22 @@ async def test_hostile_parameters_never_get_a_server_error(kafka_settings: Setti
                 r = await client.delete(path)
                 if r.status_code >= 500:
                     failures.append(f"DELETE {template} {value[:30]!r} → {r.status_code}")
+        # The alerts list's bulk form: hostile ids ticked, a hostile reason and action.
+        page = (await browser.get("/ui/alerts")).text
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        for value in HOSTILE:
+            for action in ("snooze", "not_useful", value):
+                form = {
+                    "csrf": csrf,
+                    "action": action,
+                    "hours": "24",
+                    "text": value,
+                    "pick-1": value,
+                }
+                body = urllib.parse.urlencode(form, errors="surrogateescape")
+                r = await browser.post("/ui/alerts/bulk", content=body, headers=FORM)
+                if r.status_code >= 500:
+                    failures.append(f"POST /ui/alerts/bulk {action[:30]!r} → {r.status_code}")
     assert failures == []
 
 
