@@ -27,7 +27,7 @@ from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
 from shared.i18n import DEFAULT_LANGUAGE, Refusal, negotiate, worded
 from shared.openapi import BASIC, BEARER, document_errors, mount_docs
 from shared.storage.db import unstorable_value
-from shared.worker import describe
+from shared.worker import causes, describe
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def require_scope(scope: Scope, *alternatives: Scope) -> Callable[..., Awaitable
 
 
 # A database failover takes seconds; clients retrying every 5 s find it back soon after.
-KEYS_RETRY_AFTER_S = 5
+DATABASE_RETRY_AFTER_S = 5
 
 
 async def keys_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
@@ -189,7 +189,7 @@ async def keys_unavailable_handler(_request: Request, exc: Exception) -> JSONRes
             "unavailable",
             "The key cannot be checked now ({reason}): nothing was done; retry later.",
             values={"reason": str(exc)},
-            headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         ),
     )
 
@@ -315,19 +315,11 @@ HANDLED: tuple[type[Exception], ...] = (*UNREACHABLE, OSError)
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` (or what it wraps or was caused by) says the database cannot be
     reached, as opposed to a query or the code being wrong."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in causes(exc):
         if isinstance(e, UNREACHABLE) or getattr(e, "connection_invalidated", False):
             return True
         if type(e) is OSError and str(e).startswith("Multiple exceptions:"):
             return True  # asyncio's connect to each address of a name ("localhost") failed
-        orig = getattr(e, "orig", None)
-        todo += [e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None]
     return False
 
 
@@ -345,7 +337,7 @@ async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
             503,
             "unavailable",
             "The database cannot be reached just now: retry in a few seconds.",
-            headers={"Retry-After": str(KEYS_RETRY_AFTER_S)},
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         ),
     )
 

@@ -139,7 +139,7 @@ def is_transient(exc: BaseException) -> bool:
     """True when retrying the same records may succeed and none is to blame; False
     when the records are (or may be) at fault, so the batch is bisected. An unknown
     exception counts as the records' fault: a member must never be stuck on a record."""
-    chain = list(_causes(exc))
+    chain = list(causes(exc))
     if any(isinstance(e, _RECORD_FAULTS) for e in chain):
         return False
     return any(
@@ -147,7 +147,7 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
     """``exc``, what it wraps (SQLAlchemy's ``orig``) and what caused it, transitively."""
     seen: set[int] = set()
     todo = [exc]

@@ -84,7 +84,6 @@ def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
             alerts.c.not_useful,
             alerts.c.resolved_at,
             accounts.c.name,
-            accounts.c.tier,
         )
         # (urgency orders by the account's tier: the join is named ``accounts``)
         .select_from(alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id))
@@ -154,7 +153,7 @@ async def count_alerts(conn: AsyncConnection, who: Viewer, now: datetime, f: Ale
 
 
 def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
-    snoozed = r.snoozed_until is not None and r.snoozed_until > now
+    is_snoozed = r.snoozed_until is not None and r.snoozed_until > now
     is_open = r.status != "resolved"
     return {
         "alert_id": r.alert_id,
@@ -167,11 +166,11 @@ def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
         "fired_at": r.fired_at,
         "resolved_at": r.resolved_at,
         "acknowledged_by": r.acknowledged_by,
-        "snoozed_until": r.snoozed_until if snoozed else None,
+        "snoozed_until": r.snoozed_until if is_snoozed else None,
         "muted": r.muted,
         "not_useful": r.not_useful,
         "can_acknowledge": who.can_respond and r.status == "firing",
-        "can_snooze": who.can_respond and is_open and not snoozed,
+        "can_snooze": who.can_respond and is_open and not is_snoozed,
         "can_resolve": who.can_respond and is_open,
     }
 

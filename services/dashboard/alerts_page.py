@@ -321,7 +321,5 @@ async def act_on_many(request: Request) -> Response:
             except ActionError:
                 continue
             done += 1
-    parts = urllib.parse.urlsplit(_with_notice(back, f"bulk_{action.name}"))
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("n", "of")]
-    query += [("n", str(done)), ("of", str(len(ids)))]
-    return RedirectResponse(f"{parts.path}?{urllib.parse.urlencode(query)}", status_code=303)
+    said = _with_notice(back, f"bulk_{action.name}", n=done, of=len(ids))
+    return RedirectResponse(said, status_code=303)

@@ -55,7 +55,7 @@ from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
 from shared.i18n.alert_text import MEASURE_LABELS
 from shared.storage.db import unstorable_value
 from shared.web import (
-    KEYS_RETRY_AFTER_S,
+    DATABASE_RETRY_AFTER_S,
     invalid_request_handler,
     unavailable_handler,
     unreachable,
@@ -316,10 +316,13 @@ async def alert_action(request: Request, alert_id: str, action: str) -> Response
     return RedirectResponse(_with_notice(safe_next(form.get("next")), done), status_code=303)
 
 
-def _with_notice(path: str, done: str) -> str:
+def _with_notice(path: str, done: str, **counts: int) -> str:
+    """``path`` (its query kept) with the notice to show, ``done``, and the numbers it
+    says (``n=3``), in place of any it had."""
+    said = {"done": done, **{name: str(n) for name, n in counts.items()}}
     parts = urllib.parse.urlsplit(path)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "done"]
-    query.append(("done", done))
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in said]
+    query += list(said.items())
     return urllib.parse.urlunsplit(("", "", parts.path, urllib.parse.urlencode(query), ""))
 
 
@@ -383,7 +386,7 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     message = N_("The database cannot be reached just now: reload the page in a few seconds.")
     values = _error(request, N_("Unavailable"), 503, message)
     response = page(request, "error.html", values, None, 503)
-    response.headers["Retry-After"] = str(KEYS_RETRY_AFTER_S)
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
     return response
 
 
