@@ -134,3 +134,6 @@ def test_every_channel_says_what_to_do_next() -> None:
     page = f"{PUBLIC}/ui/alerts/acme%3Alow_activity%3A1"
     assert f"Acknowledge, snooze or resolve: {page}" in mail.text_body(bare, PUBLIC)
     assert f'<a href="{page}">确认、暂停提醒或解决</a>' in mail.html_body(bare, PUBLIC, "zh-CN")
+    # A resolved alert's notice has nothing left to act on.
+    ended = Notice(NoticeKind.resolve, [alert(status="resolved")], "k")
+    assert "/ui/alerts/" not in mail.text_body(ended, PUBLIC) + mail.html_body(ended, PUBLIC)

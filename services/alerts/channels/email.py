@@ -160,11 +160,10 @@ def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
                 severity=translate(lang, a.severity.value),
             ),
             translate(lang, "Open the account: {url}", url=account_url(public_url, a.account_id)),
-            translate(
-                lang, "Acknowledge, snooze or resolve: {url}", url=alert_url(public_url, a.alert_id)
-            ),
-            translate(lang, "Alert id: {id}", id=a.alert_id),
         ]
+        if act := _act_url(a, public_url):
+            lines.append(translate(lang, "Acknowledge, snooze or resolve: {url}", url=act))
+        lines.append(translate(lang, "Alert id: {id}", id=a.alert_id))
         parts.append("\n".join(lines))
     head = headline(notice, lang=lang) + "\n\n" if notice.kind == NoticeKind.digest else ""
     return encodable(head + "\n\n----\n\n".join(parts) + "\n")
@@ -184,6 +183,8 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
         style = f"color:{colour};font-weight:bold"
         rule = e(rule_name(lang, a.rule))
         told = _step_html(a, lang) + _changes_html(a, lang)
+        url = _act_url(a, public_url)
+        act = f' · <a href="{e(url)}">{t("Acknowledge, snooze or resolve")}</a>' if url else ""
         rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, lang))}</h2>
 <p>{e(alert_text(lang, a.summary))}</p>
 {told}<table cellpadding="4" style="border-collapse:collapse">
@@ -191,8 +192,7 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
 <tr><th align="left">{t("Health")}</th><td style="{style}">{e(health(a, lang))}</td></tr>
 <tr><th align="left">{t("Rule")}</th><td>{rule} ({t(a.severity.value)})</td></tr>
 </table>
-<p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a> ·
-<a href="{e(alert_url(public_url, a.alert_id))}">{t("Acknowledge, snooze or resolve")}</a></p>
+<p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a>{act}</p>
 <p style="color:#888;font-size:12px">{t("alert {id}", id=a.alert_id)}</p>""")
     head = (
         f"<h1>{e(headline(notice, lang=lang))}</h1>\n" if notice.kind == NoticeKind.digest else ""
@@ -218,6 +218,12 @@ def _case_html(notice: Notice, public_url: str, lang: str) -> str:
 <p><a href="{url}">{e(translate(lang, "Open the case"))}</a></p>
 </body></html>
 """)
+
+
+def _act_url(alert: AlertEvent, public_url: str) -> str | None:
+    """The alert's page, which has the buttons email lacks; None for a resolved alert's
+    notice (nothing is left to act on)."""
+    return None if alert.status == "resolved" else alert_url(public_url, alert.alert_id)
 
 
 def _step_html(alert: AlertEvent, lang: str) -> str:
