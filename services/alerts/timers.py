@@ -27,11 +27,7 @@ from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
-from shared.contracts.alerts import (
-    OPEN_ALERT_STATUSES,
-    AlertEvent,
-    Severity,
-)
+from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.tables import account_health, accounts, alerts
 
@@ -257,12 +253,7 @@ class AlertTimers:
             .outerjoin(accounts, accounts.c.account_id == alerts.c.account_id)
             .outerjoin(account_health, h.account_id == alerts.c.account_id)
             .where(alerts.c.status.in_(OPEN_ALERT_STATUSES), owner.is_not(None))
-            .order_by(
-                owner,
-                *urgency(),
-                alerts.c.fired_at,
-                alerts.c.alert_id,
-            )
+            .order_by(owner, *urgency(), alerts.c.fired_at, alerts.c.alert_id)
         )
         by_owner: dict[str, list[AlertEvent]] = {}
         for r in rows.all():
