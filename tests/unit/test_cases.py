@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts.cases import actions, model
+from services.alerts.cases.hooks import NPS_FOLLOWUP_TITLE
 from services.alerts.cases.queries import CaseFilter, list_cases, visible_case
-from services.alerts.cases.tasks import TaskFilter, list_tasks
+from services.alerts.cases.tasks import TaskDone, TaskFilter, complete_task, list_tasks
 from services.alerts.channels.email import EmailChannel, subject, text_body
 from services.alerts.channels.slack import SlackChannel, fallback_text, message_blocks
 from services.scoring import danger
@@ -28,7 +29,7 @@ from shared.contracts.events import Owner
 from shared.contracts.notices import Notice
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import accounts, deliveries
+from shared.storage.tables import accounts, alert_activity, alerts, deliveries
 from tests.support.alerting import alerting_toml
 from tests.support.alerts import AlertsParts, alerts_parts
 from tests.support.clocks import MovingClock
@@ -164,6 +165,32 @@ async def test_an_alert_opens_one_case_and_a_detractor_one_follow_up(world: Worl
     async with world.engine.connect() as conn:
         (opened,), _ = await list_cases(conn, None, CaseFilter())
     assert opened["summary"] == "payment_failed"
+
+
+async def test_a_task_done_acknowledges_the_alert_that_opened_it(world: World) -> None:
+    nps = alert("relationship", Severity.warning, 0, "nps_detractor")
+    critical = alert("health", Severity.critical, 0)
+    await world.receive(nps, critical)
+    async with world.engine.begin() as conn:
+        # The health alert was resolved meanwhile: its case's first step done leaves it so.
+        await conn.execute(
+            update(alerts).where(alerts.c.alert_id == critical.alert_id).values(status="resolved")
+        )
+        opened, _ = await list_tasks(conn, None, TaskFilter())
+        for task in opened:
+            await complete_task(conn, task["task_id"], "anna@example.com", T0 + timedelta(hours=2))
+        with pytest.raises(TaskDone):  # done once
+            await complete_task(conn, opened[0]["task_id"], "anna@example.com", T0)
+    async with world.engine.connect() as conn:
+        rows = {r.alert_id: r for r in await conn.execute(select(alerts))}
+        activity = (await conn.execute(select(alert_activity))).all()
+    # The detractor was called: the alert leaves the alerts to do, open until NPS clears.
+    assert rows[nps.alert_id].status == "acknowledged"
+    assert rows[nps.alert_id].acknowledged_by == "anna@example.com"
+    assert rows[critical.alert_id].status == "resolved"
+    assert [(a.alert_id, a.action, a.text) for a in activity] == [
+        (nps.alert_id, "acknowledge", NPS_FOLLOWUP_TITLE)
+    ]
 
 
 async def test_the_timer_pass_tells_each_notice_once(world: World) -> None:

@@ -242,7 +242,7 @@ async def close_case(
 async def complete_case_task(
     case_id: CaseId, task_id: TaskId, ctx: Context, key: RespondKey
 ) -> dict[str, Any]:
-    """Mark a task of the case's plan done."""
+    """Mark a task of the case's plan done (its first step, from an alert, acknowledges it)."""
 
     async def change(conn: AsyncConnection, row: Any, now: datetime) -> None:
         task = await visible_task(conn, task_id, key)
@@ -290,7 +290,8 @@ async def list_all_tasks(
 
 @router.post("/tasks/{task_id}/complete", response_model=TaskOut, responses=ACTED)
 async def complete(task_id: TaskId, ctx: Context, key: RespondKey) -> dict[str, Any]:
-    """Mark a task done (a case's, or an NPS follow-up)."""
+    """Mark a task done (a case's, or an NPS follow-up); a task an alert opened
+    acknowledges that alert if it is still firing."""
     async with ctx.engine.begin() as conn:
         if await visible_task(conn, task_id, key) is None:
             raise ClientError(

@@ -22,7 +22,7 @@ from services.alerts.cases.model import (
     review_every,
 )
 from services.alerts.cases.queries import measured_causes
-from services.alerts.cases.tasks import NewTask, create_task
+from services.alerts.cases.tasks import ALERT_SOURCE, NewTask, create_task
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.i18n import N_
@@ -49,7 +49,7 @@ async def alert_stored(
             NPS_FOLLOWUP,
             NPS_FOLLOWUP_TITLE,
             now + days,
-            f"alert:{alert.alert_id}",
+            f"{ALERT_SOURCE}{alert.alert_id}",
             source_key=f"{NPS_FOLLOWUP}:{alert.alert_id}",
         )
         await create_task(conn, task, now)
@@ -79,7 +79,7 @@ async def _open_case(
             CASE_ACTION,
             step.strip()[:TITLE_CHARS],
             now + review_every(settings, new.danger_level),
-            f"alert:{alert.alert_id}",
+            f"{ALERT_SOURCE}{alert.alert_id}",
             case_id=case_id,
             source_key=f"next_step:{alert.alert_id}",
         )

@@ -16,13 +16,17 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.actions import Action, apply_action
 from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
 from shared.auth import ApiKey
 from shared.contracts.events import Email, fold_email, folded_email
 from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
-from shared.storage.tables import accounts, tasks
+from shared.storage.tables import accounts, alerts, tasks
+
+# The source of a task an alert opened: ``alert:<alert id>``.
+ALERT_SOURCE = "alert:"
 
 
 def owner_now() -> ColumnElement[str]:
@@ -48,7 +52,7 @@ class NewTask:
     kind: str
     title: str
     due: datetime
-    source: str  # who made it: an email, or ``alert:<id>``
+    source: str  # who made it: an email, or ``alert:<id>`` (ALERT_SOURCE)
     case_id: int | None = None
     owner_email: str | None = None  # None: the account's owner, whoever it is then
     # Given for a task opened automatically: a second create with it adds nothing.
@@ -152,14 +156,30 @@ async def visible_task(conn: AsyncConnection, task_id: int, key: ApiKey | None) 
 
 
 async def complete_task(conn: AsyncConnection, task_id: int, actor: str, now: datetime) -> None:
-    """Mark the task done by ``actor``; TaskError if it is done already or gone."""
+    """Mark the task done by ``actor``; TaskError if it is done already or gone. A task an
+    alert opened (a detractor's follow-up, a case's first step) acknowledges that alert
+    if it still waits for someone: the work it asked for is done, so it leaves the
+    "alerts to do", and stays open until its rule clears (the detractor answers again)."""
     done = await conn.execute(
         update(tasks)
         .where(tasks.c.task_id == task_id, tasks.c.done_at.is_(None))
         .values(done_at=now, done_by=actor)
+        .returning(tasks.c.source, tasks.c.title)
     )
-    if done.rowcount == 0:
+    task = done.first()
+    if task is None:
         raise TaskDone("the task is done already")
+    alert_id = (
+        task.source.removeprefix(ALERT_SOURCE) if task.source.startswith(ALERT_SOURCE) else None
+    )
+    if alert_id is None:
+        return
+    row = (
+        await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id).with_for_update())
+    ).first()
+    if row is not None and row.status == "firing":
+        # The task's title says, in the alert's history, what was done.
+        await apply_action(conn, row, Action("acknowledge", actor, task.title), now)
 
 
 def task_row(r: Any) -> dict[str, Any]:
