@@ -13,7 +13,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -104,7 +104,30 @@ def facts(a: SimAccount, now: datetime, rng: random.Random) -> dict[str, Any]:
         "lifecycle_stage": "stable",
         # A metered API allowance, so the add-on signal (EX-02) has something to watch.
         "usage_quotas": [{"dimension": "platform", "name": "api", "limit": a.seats * 30}],
+        **danger_facts(a, start, now),
     }
+
+
+# The handbook's danger causes (DG-05, DG-06) on some of the accounts heading for trouble,
+# so the demo's danger levels, filters and risk cases have something to show: a share
+# of the churning accounts were sold outside the ideal customer profile (high danger),
+# a share of the declining ones are not live three months after purchase (normal).
+WRONG_FIT_SHARE = 0.3
+SLOW_GO_LIVE_SHARE = 0.3
+GO_LIVE_DAYS = 90  # inputs.GO_LIVE_EXPECTED_DAYS: later than this is slow
+
+
+def danger_facts(a: SimAccount, start: date, now: datetime) -> dict[str, Any]:
+    """The facts that give ``a`` a danger cause, if it has one. Drawn from the account's
+    own random stream: the demo's other draws stay as they were."""
+    rng = random.Random(f"{a.account_id}:danger")
+    if a.profile == "churning" and rng.random() < WRONG_FIT_SHARE:
+        return {"icp_fit": False}
+    bought_long_ago = (now.date() - start).days > GO_LIVE_DAYS
+    if a.profile == "declining" and bought_long_ago and rng.random() < SLOW_GO_LIVE_SHARE:
+        # Live only weeks from now: in use as a pilot, past the 90 days (DG-06).
+        return {"go_live": (now + timedelta(days=rng.randint(14, 60))).date().isoformat()}
+    return {}
 
 
 def usage_event(a: SimAccount, user: str, at: datetime, rng: random.Random) -> dict[str, Any]:

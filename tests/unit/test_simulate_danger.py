@@ -1,0 +1,72 @@
+"""The demo's accounts show the handbook's danger levels: some churning accounts sold
+outside the ideal customer profile (high), some declining ones not live three months
+after purchase (normal), and no healthy or growing account with a cause. A reviewer
+found every demo account without a danger level, so its filters and cases showed none."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services import simulate
+from services.scoring import danger, inputs
+from services.scoring.measures import Measures
+from services.scoring.model.schema import DangerRules
+from shared.contracts.events import AccountFacts
+
+NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+
+
+def _level(sent: dict[str, object]) -> str | None:
+    """The danger level scoring gives the account's facts, a week into its use."""
+    facts = AccountFacts.model_validate(sent)
+    today = NOW.date()
+    m = Measures(
+        account_id=facts.account_id,
+        as_of=today,
+        as_of_time=NOW,
+        first_seen=today - timedelta(days=7),
+        active_users_7d=3,
+        active_users_30d=3,
+        active_days_7d=5,
+        events_7d=30,
+        open_tickets=0,
+        seats_purchased=facts.seats_purchased,
+        icp_fit=facts.icp_fit,
+        contract_start=facts.contract_start,
+        go_live=facts.go_live,
+    )
+    return danger.assess(m, inputs.model_inputs(m), DangerRules())["level"]
+
+
+def test_the_demo_shows_high_and_normal_danger_on_accounts_heading_for_trouble() -> None:
+    assert simulate.GO_LIVE_DAYS == inputs.GO_LIVE_EXPECTED_DAYS
+    rng = random.Random(7)
+    levels: Counter[tuple[str, str | None]] = Counter()
+    for account in simulate.make_accounts(400, rng):
+        levels[(account.profile, _level(simulate.facts(account, NOW, rng)))] += 1
+    assert levels[("churning", "high")] >= 5
+    assert levels[("declining", "normal")] >= 5
+    # Most of them keep no cause, and the healthy and growing none at all.
+    assert levels[("churning", None)] > levels[("churning", "high")]
+    assert {level for (profile, level) in levels if profile in ("healthy", "growing")} == {None}
+
+
+def test_the_danger_facts_leave_the_demos_other_draws_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The demo's shared random stream draws as before (its history, traffic and the
+    tests that read them stay the same): the causes come from each account's own."""
+
+    def stream_after_facts() -> object:
+        rng = random.Random(7)
+        for account in simulate.make_accounts(200, rng):
+            simulate.facts(account, NOW, rng)
+        return rng.getstate()
+
+    with_causes = stream_after_facts()
+    monkeypatch.setattr(simulate, "danger_facts", lambda *_: {})
+    assert stream_after_facts() == with_causes
