@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import re
 import secrets
 import signal
@@ -51,6 +52,7 @@ from shared.bus.base import BusUnavailable
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.contracts.events import Email
+from shared.i18n import DEFAULT_LANGUAGE, LANGUAGES, Refusal, translate
 from shared.storage.db import create_engine, migrate
 from shared.worker import describe, is_transient
 
@@ -61,6 +63,36 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+
+
+def cli_language() -> str:
+    """The language of the commands' messages: HEALTHWATCH_LANGUAGE (or its line in
+    .env) when set, as the services read it; else the terminal's locale (LC_ALL,
+    LC_MESSAGES, LANG, as gettext reads them: zh_CN.UTF-8 reads Chinese); else English.
+    Never fails: a setting that does not read is reported by ``main``."""
+    try:
+        settings = Settings()
+        if "language" in settings.model_fields_set:
+            return settings.language
+    except (ValueError, OSError):  # a setting that does not read; an unreadable .env
+        pass
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if value := os.environ.get(name):
+            return "zh-CN" if value.lower().startswith("zh") else DEFAULT_LANGUAGE
+    return DEFAULT_LANGUAGE
+
+
+def t(text: str, **values: object) -> str:
+    """``text`` in the commands' language (``cli_language``), its fields filled from
+    ``values``. The English is the catalog's key (shared/i18n/locale/zh_CN/cli.po); rich's
+    markup stays in both."""
+    return translate(cli_language(), text, **values)
+
+
+def worded(exc: BaseException) -> str:
+    """An exception's message for the terminal, in the commands' language when it is a
+    ``Refusal`` (a template with values), else as it is; escaped for rich."""
+    return escape(exc.worded(cli_language()) if isinstance(exc, Refusal) else str(exc))
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -279,7 +311,7 @@ def dev(
     if port is not None:
         settings = settings.model_copy(update={"ingest_port": port})
     if not settings.embedded:
-        console.print("[yellow]HEALTHWATCH_KAFKA_BOOTSTRAP is set: dev mode uses Kafka too.[/]")
+        console.print(t("[yellow]HEALTHWATCH_KAFKA_BOOTSTRAP is set: dev mode uses Kafka too.[/]"))
     _port_free(settings.host, settings.ingest_port)
     if simulate and not settings.zendesk_webhook_secret.get_secret_value():
         # The demo's live tickets arrive as Zendesk sends them (docs/connectors.md), signed
@@ -340,7 +372,9 @@ async def _welcome(engine: AsyncEngine, url: str, log: logging.Logger) -> None:
     # files and collectors, and the key is a credential. On standard output, apart from
     # the log (standard error), so `dev 2>dev.log` keeps it out of the file. Only `dev`
     # does this, the demo whose user sits at this terminal; production commands never do.
-    Console(soft_wrap=True).print(f"Sign in at {url}/ui/ with key {key}", highlight=False)
+    Console(soft_wrap=True).print(
+        t("Sign in at {url}/ui/ with key {key}", url=url, key=key), highlight=False
+    )
     sys.stdout.flush()
 
 
@@ -478,7 +512,7 @@ def migrate_cmd() -> None:
             await engine.dispose()
 
     asyncio.run(main())
-    console.print("schema is up to date")
+    console.print(t("schema is up to date"))
 
 
 @keys_app.command("create")
@@ -499,7 +533,7 @@ def keys_create(
     """Create an API key and print it (it is stored hashed: this is the only copy)."""
     settings = Settings()
     if (role is None) == (not scope):
-        raise typer.BadParameter("give a --role (or, for special cases, --scope …), not both")
+        raise typer.BadParameter(t("give a --role (or, for special cases, --scope …), not both"))
     try:
         scopes = role_scopes(role, csm_email) if role is not None else frozenset(scope or [])
         printable(name)
@@ -509,15 +543,21 @@ def keys_create(
         try:  # a key for "not-an-email" would see no account, silently
             csm_email = TypeAdapter(Email).validate_python(csm_email)
         except ValidationError:
-            raise typer.BadParameter(f"--csm-email {csm_email!r} is not an email") from None
+            raise typer.BadParameter(
+                t("--csm-email {email!r} is not an email", email=csm_email)
+            ) from None
 
     async def create(engine: AsyncEngine) -> str:
         return await create_key(engine, name, scopes, csm_email)
 
     key = asyncio.run(_on_database(settings, create))
     print(key)
-    what = f"role {role.value}" if role else "scopes " + ", ".join(sorted(s.value for s in scopes))
-    console.print(f"[green]created[/] key {escape(repr(name))} with {what}")
+    what = (
+        t("role {role}", role=role.value)
+        if role
+        else t("scopes {scopes}", scopes=", ".join(sorted(s.value for s in scopes)))
+    )
+    console.print(t("[green]created[/] key {name} with {what}", name=escape(repr(name)), what=what))
 
 
 @keys_app.command("list")
@@ -537,7 +577,7 @@ def keys_list(
         table.add_row(*(Text(escape_controls(str(row[c] or ""))) for c in row if c != "scopes"))
     # Piped output has no terminal width to fit: keep every column whole.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
-    console.print(f"{len(keys)} key(s); revoke one with 'healthwatch keys revoke KEY_ID'")
+    console.print(t("{n} key(s); revoke one with 'healthwatch keys revoke KEY_ID'", n=len(keys)))
 
 
 def _key_row(k: KeyInfo) -> dict[str, str | None]:
@@ -564,13 +604,15 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (keys l
 
     when, already = asyncio.run(_on_database(Settings(), revoke))
     if when is None:
-        console.print(f"[red]no key {key_id!r}[/]: 'healthwatch keys list' shows the ids")
+        console.print(
+            t("[red]no key {key_id}[/]: 'healthwatch keys list' shows the ids", key_id=repr(key_id))
+        )
         raise typer.Exit(1)
     at = when.isoformat(timespec="seconds")
     if already:  # it printed "revoked" again, as if just now
-        console.print(f"key {key_id} was revoked already, at {at}")
+        console.print(t("key {key_id} was revoked already, at {at}", key_id=key_id, at=at))
         return
-    console.print(f"[green]revoked[/] key {key_id} at {at}")
+    console.print(t("[green]revoked[/] key {key_id} at {at}", key_id=key_id, at=at))
 
 
 class MissingDatabase(Exception):
@@ -599,8 +641,11 @@ async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitab
     file = sqlite_file(settings.database_url)
     if file is not None and not file.exists():
         raise MissingDatabase(
-            f"no database at {file}: run from the project folder (where `healthwatch dev` "
-            "made it) or set HEALTHWATCH_DATABASE_URL"
+            t(
+                "no database at {file}: run from the project folder (where `healthwatch dev` "
+                "made it) or set HEALTHWATCH_DATABASE_URL",
+                file=file,
+            )
         )
     engine = create_engine(settings.database_url)
     try:
@@ -609,7 +654,7 @@ async def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitab
         done = await work(engine)
     finally:
         await engine.dispose()
-    console.print(f"database {escape(database_shown(settings.database_url))}")
+    console.print(t("database {url}", url=escape(database_shown(settings.database_url))))
     return done
 
 
@@ -637,18 +682,21 @@ def import_cmd(
     folders = [str(f) for f in files if f.is_dir()]
     if folders:
         console.print(
-            f"[red]a folder, not a file:[/] {', '.join(folders)}: name its files "
-            "(for example folder/*.ndjson.gz)"
+            t(
+                "[red]a folder, not a file:[/] {folders}: name its files "
+                "(for example folder/*.ndjson.gz)",
+                folders=escape(", ".join(folders)),
+            )
         )
         raise typer.Exit(2)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        console.print(f"[red]no such file:[/] {', '.join(missing)}")
+        console.print(t("[red]no such file:[/] {files}", files=escape(", ".join(missing))))
         raise typer.Exit(2)
     try:
         check_file_names(files)
     except ValueError as exc:
-        console.print(f"[red]not started:[/] {escape(str(exc))}")
+        console.print(t("[red]not started:[/] {reason}", reason=worded(exc)))
         raise typer.Exit(2) from None
     from rich.progress import (
         BarColumn,
@@ -673,7 +721,7 @@ def import_cmd(
                 BarColumn(),
                 TaskProgressColumn(),
                 MofNCompleteColumn(),
-                TextColumn("records"),
+                TextColumn(t("records")),
                 TimeRemainingColumn(),
                 console=console,
             ) as progress:
@@ -704,37 +752,56 @@ def import_cmd(
         result = asyncio.run(main())
     except KeyboardInterrupt:
         console.print(
-            "[yellow]stopped[/]: what was read up to the last batch saved is imported; run "
-            "the same command again to go on from there"
+            t(
+                "[yellow]stopped[/]: what was read up to the last batch saved is imported; "
+                "run the same command again to go on from there"
+            )
         )
         raise typer.Exit(130) from None
     except (ImportRunning, NotTheFileReadBefore, CopyOfAFileReadBefore) as exc:
-        console.print(f"[red]not started:[/] {escape(str(exc))}")
+        console.print(t("[red]not started:[/] {reason}", reason=worded(exc)))
         raise typer.Exit(2) from None
     except ImportLockLost as exc:
-        console.print(f"[red]stopped:[/] {escape(str(exc))}")
+        console.print(t("[red]stopped:[/] {reason}", reason=worded(exc)))
         raise typer.Exit(1) from None
     if result.stopped is not None:
         console.print(
-            f"[red]stopped:[/] {escape(result.stopped)}; the {result.imported} events read "
-            "before it are imported: run the import again once the file is whole (it goes "
-            "on from there)"
+            t(
+                "[red]stopped:[/] {reason}; the {imported} events read before it are "
+                "imported: run the import again once the file is whole (it goes on from "
+                "there)",
+                reason=escape(result.stopped),
+                imported=result.imported,
+            )
         )
         _print_rejected(result)
         raise typer.Exit(1)
-    repeated = f", {result.repeated} repeated event ids counted once" if result.repeated else ""
+    repeated = (
+        t(", {n} repeated event ids counted once", n=result.repeated) if result.repeated else ""
+    )
     console.print(
-        f"[green]imported[/] {result.imported} events from {result.files} file(s) "
-        f"({result.skipped_already_imported} lines read by an earlier run{repeated}); "
-        f"{result.swept} accounts brought up to today; "
-        f"{result.days_scored} daily scores recorded; "
-        f"{result.alerts_not_sent} alert messages of the past were not sent; "
-        f"{result.alerts_opened} alerts still true were opened without notices"
+        t(
+            "[green]imported[/] {imported} events from {files} file(s) ({before} lines read "
+            "by an earlier run{repeated}); {swept} accounts brought up to today; {days} "
+            "daily scores recorded; {not_sent} alert messages of the past were not sent; "
+            "{opened} alerts still true were opened without notices",
+            imported=result.imported,
+            files=result.files,
+            before=result.skipped_already_imported,
+            repeated=repeated,
+            swept=result.swept,
+            days=result.days_scored,
+            not_sent=result.alerts_not_sent,
+            opened=result.alerts_opened,
+        )
     )
     if result.rejected_before:
         console.print(
-            f"[yellow]{result.rejected_before} line(s) rejected by an earlier run[/] are "
-            "still to fix: fix them in place and run again with --restart"
+            t(
+                "[yellow]{n} line(s) rejected by an earlier run[/] are still to fix: fix "
+                "them in place and run again with --restart",
+                n=result.rejected_before,
+            )
         )
     if result.rejected or result.rejected_before:
         _print_rejected(result)
@@ -749,16 +816,21 @@ def _print_rejected(result: ImportReport) -> None:
     if not result.rejected:
         return
     console.print(
-        f"[yellow]{len(result.rejected)} line(s) rejected[/]: fix them and run again with "
-        "--restart (only the rejected lines are read again; fix them in place, so that "
-        "every line keeps its number):"
+        t(
+            "[yellow]{n} line(s) rejected[/]: fix them and run again with --restart (only "
+            "the rejected lines are read again; fix them in place, so that every line "
+            "keeps its number):",
+            n=len(result.rejected),
+        )
     )
     for name, line, reason in result.rejected[:REJECTS_SHOWN]:
-        console.print(f"  {name}:{line}: {reason}")
+        console.print(f"  {escape(name)}:{line}: {escape(reason)}")
     if len(result.rejected) > REJECTS_SHOWN:
         console.print(
-            f"  … and {len(result.rejected) - REJECTS_SHOWN} more: the log has every one "
-            "(HEALTHWATCH_LOG_LEVEL=WARNING or lower)"
+            t(
+                "  … and {n} more: the log has every one (HEALTHWATCH_LOG_LEVEL=WARNING or lower)",
+                n=len(result.rejected) - REJECTS_SHOWN,
+            )
         )
 
 
@@ -801,17 +873,22 @@ def backtest(
         wanted = [int(h) for h in horizons.split(",") if h.strip()]
     except ValueError:
         raise typer.BadParameter(
-            f"--horizons {horizons!r}: days ahead, whole numbers with commas, e.g. 30,60,90"
+            t(
+                "--horizons {horizons!r}: days ahead, whole numbers with commas, e.g. 30,60,90",
+                horizons=horizons,
+            )
         ) from None
     if any(h <= 0 for h in wanted):
-        raise typer.BadParameter("--horizons are days ahead: whole numbers above 0")
+        raise typer.BadParameter(t("--horizons are days ahead: whole numbers above 0"))
     result = _replayed(files, churn, source=source, step_days=step_days, workers=workers)
     built = rpt.build(result, wanted, health_model)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_bytes(orjson.dumps(rpt.public(built), option=orjson.OPT_INDENT_2))
     (out / "report.html").write_text(rpt.html_report(built), encoding="utf-8")
     print(rpt.text(built))
-    console.print(f"written {out / 'report.json'} and {out / 'report.html'}")
+    console.print(
+        t("written {json} and {html}", json=out / "report.json", html=out / "report.html")
+    )
 
 
 @app.command()
@@ -852,21 +929,29 @@ def calibrate(
         _, toml_text, report = fit_model(result, horizon, base, version)
     except ValueError as exc:
         console.print(
-            f"[red]cannot calibrate:[/] {exc}. A model is fitted on the earlier part of the "
-            "history and needs churned accounts there whose measures differ from the rest: "
-            "give a longer history or more accounts (`healthwatch backtest` judges the "
-            "handbook's model on this one)."
+            t(
+                "[red]cannot calibrate:[/] {reason}. A model is fitted on the earlier part of "
+                "the history and needs churned accounts there whose measures differ from the "
+                "rest: give a longer history or more accounts (`healthwatch backtest` judges "
+                "the handbook's model on this one).",
+                reason=worded(exc),
+            )
         )
         raise typer.Exit(1) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(toml_text, encoding="utf-8")
     print(calibration_text(report, horizon))
     if any(w["check"] == "worse_than_default" for w in report["warnings"]):
-        console.print(f"written {out}, but keep the model it started from: see the warning above")
+        console.print(
+            t("written {out}, but keep the model it started from: see the warning above", out=out)
+        )
         return
     console.print(
-        f"written {out}: review it (diff it against GET /v1/health-model), then apply it "
-        "with PUT /v1/health-model"
+        t(
+            "written {out}: review it (diff it against GET /v1/health-model), then apply it "
+            "with PUT /v1/health-model",
+            out=out,
+        )
     )
 
 
@@ -888,25 +973,30 @@ def _replayed(
     try:
         outcomes = read_churn_csv(churn) if churn else {}
     except ChurnFileError as exc:
-        console.print(f"[red]cannot read the churn file:[/] {escape(str(exc))}")
+        console.print(t("[red]cannot read the churn file:[/] {reason}", reason=worded(exc)))
         raise typer.Exit(2) from None
     setup_logging("WARNING")
+    lang = cli_language()  # once: the progress below is called for every batch
     with Progress(console=console) as progress:
-        reading = progress.add_task("reading history", total=None)
-        task = progress.add_task("replaying history", total=None)
+        reading = progress.add_task(translate(lang, "reading history"), total=None)
+        task = progress.add_task(translate(lang, "replaying history"), total=None)
         logged = [0]  # lines read when last logged
 
         def read(lines: int) -> None:
-            progress.update(reading, description=f"reading history: {lines} lines")
+            progress.update(
+                reading, description=translate(lang, "reading history: {n} lines", n=lines)
+            )
             # A log, a CI job: a line per half a million lines read instead of a bar.
             if not console.is_terminal and lines - logged[0] >= 500_000:
                 logged[0] = lines
-                console.print(f"replay: {lines} lines read")
+                console.print(translate(lang, "replay: {n} lines read", n=lines))
 
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
             if not console.is_terminal and (done == total or done % max(1, total // 10) == 0):
-                console.print(f"replay: {done}/{total} days scored")
+                console.print(
+                    translate(lang, "replay: {done}/{total} days scored", done=done, total=total)
+                )
 
         try:
             result = asyncio.run(
@@ -921,25 +1011,31 @@ def _replayed(
                 )
             )
         except UnreadableFile as exc:
-            console.print(f"[red]stopped:[/] {escape(str(exc))}")
+            console.print(t("[red]stopped:[/] {reason}", reason=worded(exc)))
             raise typer.Exit(1) from None
     if result.rejected:
         console.print(
-            f"[yellow]{result.rejected} line(s) rejected[/] (not JSON, not an event, or dated "
-            "in the future) and left out:"
+            t(
+                "[yellow]{n} line(s) rejected[/] (not JSON, not an event, or dated in the "
+                "future) and left out:",
+                n=result.rejected,
+            )
         )
         for name, line, reason in result.rejects:
             console.print(f"  {escape(name)}:{line}: {escape(reason)}")
         if result.rejected > len(result.rejects):
             console.print(
-                f"  … and {result.rejected - len(result.rejects)} more: `healthwatch import` "
-                "of the files into a scratch database lists each with its reason"
+                t(
+                    "  … and {n} more: `healthwatch import` of the files into a scratch "
+                    "database lists each with its reason",
+                    n=result.rejected - len(result.rejects),
+                )
             )
     if not result.events:
-        console.print("[red]no events in the history:[/] check the files (NDJSON, CSV, Parquet)")
+        console.print(t("[red]no events in the history:[/] check the files (NDJSON, CSV, Parquet)"))
         raise typer.Exit(2)
     if not result.churn:
-        console.print("[red]no churn outcomes:[/] pass --churn FILE or include churn events")
+        console.print(t("[red]no churn outcomes:[/] pass --churn FILE or include churn events"))
         raise typer.Exit(2)
     return result
 
@@ -965,12 +1061,11 @@ def report(
     from services.reports.document import Ask, document
     from services.reports.fmt import Fmt
     from services.reports.pdf import PdfUnavailable
-    from shared.i18n import LANGUAGES
 
     if kind not in KINDS:
-        raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
+        raise typer.BadParameter(t("--kind must be one of {choices}", choices=", ".join(KINDS)))
     if lang is not None and lang not in LANGUAGES:
-        raise typer.BadParameter(f"--lang must be one of {', '.join(LANGUAGES)}")
+        raise typer.BadParameter(t("--lang must be one of {choices}", choices=", ".join(LANGUAGES)))
     from services.scoring.queries import AHEAD_OF_UTC, account_zone
 
     settings = Settings()
@@ -991,16 +1086,20 @@ def report(
     except UnknownAccount:
         where = escape(database_shown(settings.database_url))
         console.print(
-            f"[red]no account {escape(repr(account))}[/] in {where}: check the id "
-            "(GET /v1/accounts lists them) or the database (HEALTHWATCH_DATABASE_URL)"
+            t(
+                "[red]no account {account}[/] in {where}: check the id (GET /v1/accounts "
+                "lists them) or the database (HEALTHWATCH_DATABASE_URL)",
+                account=escape(repr(account)),
+                where=where,
+            )
         )
         raise typer.Exit(1) from None
     except PdfUnavailable as exc:
-        console.print(f"[red]no PDF[/]: {escape(str(exc))}")
+        console.print(t("[red]no PDF[/]: {reason}", reason=worded(exc)))
         raise typer.Exit(2) from None
     target = out or Path(f"{file_part(account)}-{kind}.{'pdf' if pdf else 'html'}")
     target.write_bytes(body)
-    console.print(f"[green]wrote[/] {target}")
+    console.print(t("[green]wrote[/] {target}", target=escape(str(target))))
 
 
 def _report_day(end: str | None, zone: tzinfo, option: str = "--end") -> date:
@@ -1012,11 +1111,26 @@ def _report_day(end: str | None, zone: tzinfo, option: str = "--end") -> date:
     try:
         last = date.fromisoformat(end) if end else today_in(zone)
     except ValueError as exc:
-        raise typer.BadParameter(f"{option} {end!r}: give a day as YYYY-MM-DD") from exc
+        raise typer.BadParameter(
+            t("{option} {day!r}: give a day as YYYY-MM-DD", option=option, day=end)
+        ) from exc
     if not FIRST_DAY <= last <= LAST_DAY:
-        raise typer.BadParameter(f"{option}: give a day from {FIRST_DAY} to {LAST_DAY}")
+        raise typer.BadParameter(
+            t(
+                "{option}: give a day from {first} to {last}",
+                option=option,
+                first=FIRST_DAY,
+                last=LAST_DAY,
+            )
+        )
     if last > today_in(zone):  # its days to come would read as days without use
-        raise typer.BadParameter(f"{option} {last}: a day to come; give today or an earlier day")
+        raise typer.BadParameter(
+            t(
+                "{option} {day}: a day to come; give today or an earlier day",
+                option=option,
+                day=last,
+            )
+        )
     return last
 
 
@@ -1048,18 +1162,19 @@ def accounts_import(
     from services.ingest.connectors.mapping import FORMATS, load_mapping
 
     if format not in FORMATS:
-        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+        raise typer.BadParameter(t("--format must be one of {choices}", choices=", ".join(FORMATS)))
     if encoding is not None and encoding.lower() not in ("gb18030", "utf-8", "utf8"):
-        raise typer.BadParameter(f"--encoding is {FALLBACK_ENCODING} or utf-8")
+        raise typer.BadParameter(t("--encoding is {fallback} or utf-8", fallback=FALLBACK_ENCODING))
     if not file.is_file():
-        console.print(f"[red]no such file:[/] {escape(str(file))}")
+        console.print(t("[red]no such file:[/] {files}", files=escape(str(file))))
         raise typer.Exit(2)
     if not key and not check:
-        console.print("[red]a crm key is needed:[/] healthwatch keys create --role crm")
+        console.print(t("[red]a crm key is needed:[/] healthwatch keys create --role crm"))
         raise typer.Exit(2)
     mapping = load_mapping(Settings().connectors_file)
     send = None if check else http_sender(url, key)
-    with Progress(TextColumn("{task.description}: {task.completed} rows"), console=console) as bar:
+    rows_read = TextColumn("{task.description}: {task.completed} " + t("rows"))
+    with Progress(rows_read, console=console) as bar:
         task = bar.add_task(file.name, total=None)
         try:
             done = import_accounts(
@@ -1072,22 +1187,39 @@ def accounts_import(
                 encoding=encoding,
             )
         except (CsvError, ImportRefused) as exc:
-            console.print(f"[red]not imported[/]: {escape(str(exc))}")
+            console.print(t("[red]not imported[/]: {reason}", reason=worded(exc)))
             raise typer.Exit(1) from None
-    verb = "would import" if check else "imported"
-    console.print(f"[green]{verb}[/] {done.imported} of {done.rows} rows from {escape(file.name)}")
+    counts = {"done": done.imported, "rows": done.rows, "file": escape(file.name)}
+    if check:
+        console.print(t("[green]would import[/] {done} of {rows} rows from {file}", **counts))
+    else:
+        console.print(t("[green]imported[/] {done} of {rows} rows from {file}", **counts))
     if check and done.sample:
         read = done.encoding.upper().removesuffix("-SIG")
-        console.print(f"first rows as read ({read}): check that the names read right")
+        console.print(
+            t("first rows as read ({encoding}): check that the names read right", encoding=read)
+        )
         for account, name in done.sample:
             console.print(f"  {escape(account)}: {escape(name)}")
     if done.errors:
-        rows = "would not be imported" if check else "were not imported"
-        console.print(f"[yellow]{len(done.errors)} problem(s)[/]; those rows {rows}:")
+        n = len(done.errors)
+        if check:
+            console.print(t("[yellow]{n} problem(s)[/]; those rows would not be imported:", n=n))
+        else:
+            console.print(t("[yellow]{n} problem(s)[/]; those rows were not imported:", n=n))
         for e in done.errors[:50]:
-            console.print(f"  row {e.row}, {escape(e.column)}: {escape(e.message)}")
+            console.print(
+                t(
+                    "  row {row}, {column}: {message}",
+                    row=e.row,
+                    column=escape(e.column),
+                    message=escape(e.message),
+                )
+            )
         if len(done.errors) > 50:
-            console.print(f"  …and {len(done.errors) - 50} more: fix these, then run --check again")
+            console.print(
+                t("  …and {n} more: fix these, then run --check again", n=len(done.errors) - 50)
+            )
         raise typer.Exit(1)
 
 
@@ -1109,16 +1241,20 @@ def export_cmd(
     from shared.web import ClientError
 
     if kind not in KINDS:
-        raise typer.BadParameter(f"KIND must be one of {', '.join(KINDS)}")
+        raise typer.BadParameter(t("KIND must be one of {choices}", choices=", ".join(KINDS)))
     if format not in FORMATS:
-        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+        raise typer.BadParameter(t("--format must be one of {choices}", choices=", ".join(FORMATS)))
     if kind != "history" and (start or end):
-        raise typer.BadParameter(f"--from and --to choose days of history; {kind} has none")
+        raise typer.BadParameter(
+            t("--from and --to choose days of history; {kind} has none", kind=kind)
+        )
     settings = Settings()
     try:
         first = date.fromisoformat(start) if start else None
     except ValueError:
-        raise typer.BadParameter(f"--from {start!r}: give a day as YYYY-MM-DD") from None
+        raise typer.BadParameter(
+            t("{option} {day!r}: give a day as YYYY-MM-DD", option="--from", day=start)
+        ) from None
     try:
         last = _report_day(end, settings.zone, "--to")
         first, last = history_days(first, last, lambda: last)
@@ -1140,9 +1276,12 @@ def export_cmd(
     what = ""
     if kind == "history":
         # The default range is a part of the history: said, or it reads as all of it.
-        what = f": daily history {first} to {last}" + ("" if start else " (--from for earlier)")
-    where = "standard output" if to_stdout else escape(str(out))
-    Console(stderr=True).print(f"[green]wrote[/] {where}{what} ({size} bytes)")
+        what = t(": daily history {first} to {last}", first=first, last=last)
+        what += "" if start else t(" (--from for earlier)")
+    where = t("standard output") if to_stdout else escape(str(out))
+    Console(stderr=True, soft_wrap=True).print(
+        t("[green]wrote[/] {where}{what} ({size} bytes)", where=where, what=what, size=size)
+    )
 
 
 @app.command()
@@ -1183,7 +1322,9 @@ def simulate(
         from services.simulate_history import SHAPES, write_history
 
         if shape not in SHAPES:
-            raise typer.BadParameter(f"--shape must be one of {', '.join(SHAPES)}")
+            raise typer.BadParameter(
+                t("--shape must be one of {choices}", choices=", ".join(SHAPES))
+            )
         written, churned = write_history(
             history_out,
             churn_out,
@@ -1194,30 +1335,39 @@ def simulate(
             end=datetime.now(UTC).date() - timedelta(days=1),
             seed=seed,
             shape=shape,
-            progress=lambda n: console.print(f"{n} events written…"),
+            progress=lambda n: console.print(t("{n} events written…", n=n)),
         )
         console.print(
-            f"wrote {written} events to {history_out}; {churned} accounts churned ({churn_out})"
+            t(
+                "wrote {written} events to {out}; {churned} accounts churned ({churn_out})",
+                written=written,
+                out=history_out,
+                churned=churned,
+                churn_out=churn_out,
+            )
         )
         return
     if not key:
         console.print(
-            "[red]a key with the ingest and crm scopes (read and respond too, for the "
-            "demo's plans and cases) is needed:[/] "
-            "healthwatch keys create --scope ingest --scope crm --scope read --scope respond"
+            t(
+                "[red]a key with the ingest and crm scopes (read and respond too, for the "
+                "demo's plans and cases) is needed:[/] "
+                "healthwatch keys create --scope ingest --scope crm --scope read --scope respond"
+            )
         )
         raise typer.Exit(2)
     setup_logging("INFO", "%(asctime)s %(message)s")
     from rich.progress import Progress
 
     with Progress(console=console) as progress:
-        task = progress.add_task("history", total=accounts)
+        lang = cli_language()  # once: the progress below is called for every batch
+        task = progress.add_task(translate(lang, "history"), total=accounts)
 
         def report(stage: str, done: int, total: int) -> None:
             if stage == "history":
                 progress.update(task, completed=done)
             else:
-                progress.update(task, description=f"live: {done} events sent")
+                progress.update(task, description=translate(lang, "live: {n} events sent", n=done))
 
         sim = Simulator(url, key, accounts, seed=seed, progress=report, api_url=api_url)
         _run(lambda stop: sim.run(stop, live=live))
@@ -1245,29 +1395,38 @@ def startup_mistake(exc: BaseException) -> str | None:
     if isinstance(exc, runtime.PortInUse | MissingDatabase):
         return str(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
-        return f"cannot open {exc.filename} ({exc.strerror}): fix the path or its permissions"
+        return t(
+            "cannot open {file} ({reason}): fix the path or its permissions",
+            file=exc.filename,
+            reason=exc.strerror,
+        )
     if isinstance(exc, AlertingError | ModelError | PlanTemplateError):
-        return " ".join(f"invalid file: {exc}".split())
+        return " ".join(t("invalid file: {reason}", reason=exc).split())
     chain = list(_chain(exc))
     sqlite = next((e for e in chain if isinstance(e, sqlite3.DatabaseError)), None)
-    if sqlite is not None and str(sqlite) in SQLITE_FILE_MISTAKES:
-        return (
-            f"the SQLite file {_database_shown()} {SQLITE_FILE_MISTAKES[str(sqlite)]}: fix "
-            "HEALTHWATCH_DATABASE_URL, or create the file's folder"
+    if sqlite is not None and str(sqlite) in SQLITE_FILE_ERRORS:
+        return t(
+            "the SQLite file {file} {problem}: fix HEALTHWATCH_DATABASE_URL, or create the "
+            "file's folder",
+            file=_database_shown(),
+            problem=t(SQLITE_FILE_ERRORS[str(sqlite)]),
         )
     refusal = next((e for e in chain if str(getattr(e, "sqlstate", ""))[:2] in REFUSED), None)
     if refusal is not None:
-        return (
-            f"the database {_database_shown()} refused the connection "
-            f"({refusal}): fix HEALTHWATCH_DATABASE_URL "
-            "(user, password, database name) or create what it names"
+        return t(
+            "the database {url} refused the connection ({reason}): fix "
+            "HEALTHWATCH_DATABASE_URL (user, password, database name) or create what it names",
+            url=_database_shown(),
+            reason=refusal,
         )
     # The broker is no start-up condition (services start without it): a bus error
     # reaching this edge is no database outage, and is not dressed up as one.
     if is_transient(exc) and not any(isinstance(e, KafkaError | BusUnavailable) for e in chain):
-        return (
-            f"the database {_database_shown()} is unreachable ({describe(exc)}): start it, "
-            "or set HEALTHWATCH_DATABASE_URL"
+        return t(
+            "the database {url} is unreachable ({reason}): start it, or set "
+            "HEALTHWATCH_DATABASE_URL",
+            url=_database_shown(),
+            reason=describe(exc),
         )
     return None
 
@@ -1275,8 +1434,9 @@ def startup_mistake(exc: BaseException) -> str | None:
 # SQLSTATE classes of a server refusing a connection: 28 (the user or the password),
 # 3D (no such database).
 REFUSED = ("28", "3D")
-# SQLite's words for a file that cannot be the database, and what they mean to a person.
-SQLITE_FILE_MISTAKES = {
+# SQLite's words for a file that cannot be the database, and what they mean to a person
+# (translated where they are said).
+SQLITE_FILE_ERRORS = {
     "file is not a database": "is no SQLite database (another file at that path?)",
     "unable to open database file": "cannot be opened (its folder missing, or not writable)",
 }

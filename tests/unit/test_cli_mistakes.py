@@ -250,3 +250,24 @@ def test_accounts_import_reads_excels_chinese_csv_when_asked(tmp_path: Path) -> 
     checked = _cli("accounts", "import", str(export), "--check", "--encoding", "gb18030")
     assert checked.exit_code == 0, checked.output
     assert "would import 1 of 1 rows" in checked.output and "hz-1: 杭州数智" in checked.output
+
+
+def test_the_commands_speak_the_language_set_else_the_terminals(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """HEALTHWATCH_LANGUAGE first (as the services read it), else the locale, as gettext
+    reads it; log lines stay English. The commands spoke English only."""
+    folder = str(tmp_path)
+    chinese = _cli("import", folder, env=env | {"HEALTHWATCH_LANGUAGE": "zh-CN"})
+    assert chinese.exit_code == 2 and "这是文件夹，不是文件" in chinese.output
+    by_locale = {"HEALTHWATCH_LANGUAGE": None, "LC_ALL": None, "LANG": "zh_CN.UTF-8"}
+    assert "这是文件夹，不是文件" in _cli("import", folder, env=env | by_locale).output
+    chosen = env | by_locale | {"HEALTHWATCH_LANGUAGE": "en"}
+    assert "a folder, not a file" in _cli("import", folder, env=chosen).output
+    english = env | {"HEALTHWATCH_LANGUAGE": None, "LC_ALL": None, "LANG": "C.UTF-8"}
+    assert "a folder, not a file" in _cli("import", folder, env=english).output
+    # A value with fields and markup: the import of a good file, counted in Chinese.
+    good = _ndjson(tmp_path / "ev.ndjson", [_usage("acme", n, 3) for n in range(3)])
+    done = _cli("import", str(good), env=env | {"HEALTHWATCH_LANGUAGE": "zh-CN"})
+    assert done.exit_code == 0, done.output
+    assert "已导入 1 个文件中的 3 个事件" in done.output
