@@ -13,6 +13,7 @@ from services.ingest.publisher import EventPublisher
 from shared.auth import ApiKey, Scope
 from shared.clock import Clock
 from shared.config import Settings
+from shared.contracts.events import KINDS
 from shared.web import ClientError, require_scope
 
 
@@ -36,6 +37,20 @@ IngestKey = Annotated[ApiKey, Depends(require_scope(Scope.ingest))]
 # /v1/events and /v1/accounts take an ingest or a crm key: the route checks each event's
 # kind against the key (require_kinds), so an ingest key hears it needs a crm key.
 EventsKey = Annotated[ApiKey, Depends(require_scope(Scope.ingest, Scope.crm))]
+
+
+def sendable_kinds(key: ApiKey) -> tuple[frozenset[str], str]:
+    """The kinds ``key`` may send to /v1/events, and what an event of another kind is
+    told (per event, in a batch that holds others: ``require_kinds`` says it for a
+    batch of none but those)."""
+    if not key.allows(Scope.crm):
+        return frozenset(KINDS) - {"account"}, (
+            "account facts need a crm key ('healthwatch keys create --role crm'), not an "
+            "ingest key; the other events of the batch were stored"
+        )
+    if not key.allows(Scope.ingest):
+        return frozenset({"account"}), "this key lacks the 'ingest' scope needed for this kind"
+    return frozenset(KINDS), ""
 
 
 def require_kinds(key: ApiKey, kinds: set[str]) -> None:

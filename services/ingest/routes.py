@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.ingest import segment
-from services.ingest.deps import Context, EventsKey, IngestKey, require_kinds
+from services.ingest.deps import Context, EventsKey, IngestKey, require_kinds, sendable_kinds
 from services.ingest.schemas import (
     ACCOUNTS_BODY,
     BATCH_ANSWERS,
@@ -28,7 +28,7 @@ from services.ingest.schemas import (
 from services.ingest.validation import Checked, check_events, require_list
 from shared.auth import DB_DOWN, KeyStore, same_secret
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
-from shared.contracts.events import MAX_EVENT_BYTES
+from shared.contracts.events import KINDS, MAX_EVENT_BYTES
 from shared.openapi import error_responses
 from shared.request_body import parse_json, read_body, read_json
 from shared.storage.db import unstorable_value, upsert
@@ -48,13 +48,29 @@ T = TypeVar("T")
 @router.post("/events", status_code=202, openapi_extra=EVENTS_BODY, responses=BATCH_ANSWERS)
 async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONResponse:
     """A batch of mixed events: ``{"events": [...]}``; each is accepted or rejected alone.
-    Account facts need a crm key, the other kinds an ingest key."""
+    Account facts need a crm key, the other kinds an ingest key: a batch of none but
+    events the key may not send gets a 403; one that holds others too, a 422 rejecting
+    those events alone (the others are stored: a whole batch refused for one of them was
+    lost, as clients do not resend a 4xx)."""
     body = await read_json(request, ctx.settings.max_body_bytes)
     items = require_list(body, "events", ctx.settings.max_batch_events)
+    allowed, refusal = sendable_kinds(key)
+    refused = {kind for item in items if (kind := _kind(item)) in KINDS and kind not in allowed}
+    if refused and all(_kind(item) in refused for item in items):
+        require_kinds(key, refused)
     now = ctx.clock()
-    checked = check_events(items, now=now, max_future_skew=ctx.settings.max_future_skew)
-    require_kinds(key, {e.kind for e in checked.valid})
+    checked = check_events(
+        items,
+        now=now,
+        max_future_skew=ctx.settings.max_future_skew,
+        kinds=allowed,
+        wrong_kind=refusal,
+    )
     return await _store(ctx, checked, now)
+
+
+def _kind(item: Any) -> Any:
+    return item.get("kind") if isinstance(item, dict) else None
 
 
 @router.post("/accounts", status_code=202, openapi_extra=ACCOUNTS_BODY, responses=BATCH_ANSWERS)

@@ -66,9 +66,11 @@ def check_events(
     max_future_skew: timedelta,
     prepare: Callable[[Any], Any] | None = None,
     kinds: Collection[str] = KINDS,
+    wrong_kind: str = "",
 ) -> Checked:
     """Validate each item; ``prepare`` may fill defaults (for example a missing event_id);
-    events of a kind outside ``kinds`` are refused (an endpoint for one kind)."""
+    events of a kind outside ``kinds`` are refused (an endpoint for one kind, a key for
+    some), told ``wrong_kind`` (default: the kinds the endpoint takes)."""
     checked = Checked()
     for index, raw in enumerate(items):
         if not isinstance(raw, dict):
@@ -87,9 +89,8 @@ def check_events(
             continue
         errors = future_times(event, now + max_future_skew, max_future_skew)
         if event.kind not in kinds:
-            errors.append(
-                {"field": "kind", "message": f"must be {' or '.join(kinds)} on this endpoint"}
-            )
+            message = wrong_kind or f"must be {' or '.join(kinds)} on this endpoint"
+            errors.append({"field": "kind", "message": message})
         if errors:
             checked.reject(index, raw, errors)
             continue

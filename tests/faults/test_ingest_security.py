@@ -57,15 +57,26 @@ async def test_account_facts_need_a_crm_key(kafka_settings: Settings) -> None:
 
         moved = {**facts, "owner": {"email": "mallory@example.com"}}
         event = {"kind": "account", "event_id": uuid.uuid4().hex, "occurred_at": at(0), **moved}
+        beside = usage("acme", "u")
         async with _client(hw, ingest) as c:
             refused = [
                 await c.post("/v1/accounts", json=moved),
-                await c.post("/v1/events", json={"events": [event, usage("acme", "u")]}),
+                await c.post("/v1/events", json={"events": [event]}),
             ]
+            # Beside events the key may send, the facts alone are refused: the whole
+            # batch was, and a client does not resend a 4xx, so its usage was lost.
+            mixed = await c.post("/v1/events", json={"events": [event, beside]})
         for r in refused:
             assert r.status_code == 403, r.text
             assert r.json()["code"] == "forbidden"
             assert "crm" in r.json()["message"]
+        assert mixed.status_code == 422, mixed.text
+        assert mixed.json()["accepted"] == 1
+        (rejected,) = mixed.json()["rejected"]
+        assert rejected["index"] == 0 and "crm key" in rejected["errors"][0]["message"]
+        await wait_for(
+            lambda: _has_seen(hw, beside["event_id"]), timeout=60, what="the usage beside"
+        )
         # Segment's group call with the same (browser-shipped) key: name and plan only.
         group = {
             "type": "group",
@@ -85,6 +96,10 @@ async def test_account_facts_need_a_crm_key(kafka_settings: Settings) -> None:
         await wait_for(renamed, timeout=60, what="the group call's name")
         row = await _owner(hw, "acme")
         assert row.owner_email == "anna@example.com" and row.tier is None
+
+
+async def _has_seen(hw: Harness, event_id: str) -> bool:
+    return event_id in await seen_ids(hw.rt.engine, [event_id])
 
 
 def _signed(body: bytes, stamp: int | None = None) -> dict[str, str]:
