@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+from services.scoring.model.labels import generic_label
 from services.scoring.model.schema import HealthModel
 
 # Shown with the model's measures: the counts people think in.
@@ -132,13 +133,22 @@ def _entry(
     name: str, old: float, new: float, relative: float | None, names: Mapping[str, str]
 ) -> dict[str, Any]:
     verb = "rose" if new > old else "fell"
-    if "share" in name or name.endswith("_use_28d"):
+    # The measure's own name, not an event's it is about: "share" is a common event name
+    # (days_since_event[share] read "rose from 100% to 600%").
+    base = name.partition("[")[0]
+    if "share" in base or base.endswith("_use_28d"):
         span = f"from {old:.0%} to {new:.0%}"  # shares, as percentages
     else:
         span = f"from {_number_text(old)} to {_number_text(new)}"
-    text = f"{names.get(name, name)} {verb} {span}"
+    # Words for every measure: the model's labels, else the product-agnostic ones
+    # ("days since last use", "uses over 28 days: export"), not the raw ids.
+    text = f"{names.get(name) or generic_label(name)} {verb} {span}"
     if name in POINT_MEASURES:  # a score's move in points: "+129%" of a score read oddly
         text += f", {new - old:+.0f} points".replace("-", "−")
+    elif old < 0 or new < 0:
+        # A slope below zero: a share of it means nothing ("fell from -0.20 to -2.40,
+        # −1100%"), so the difference is told instead.
+        text += f", {'+' if new > old else '−'}{_number_text(abs(new - old))}"
     elif relative is not None:
         text += f", {relative:+.0%}".replace("-", "−")
     return {

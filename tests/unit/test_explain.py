@@ -63,7 +63,23 @@ def test_what_moved_since_days_back_is_worked_out_when_read() -> None:
 
 def test_shares_are_shown_as_percentages() -> None:
     [c] = changes({"active_user_share_7d": 0.1}, {"active_user_share_7d": 0.5}, {})
-    assert c["text"] == "active_user_share_7d fell from 50% to 10%, −80%"
+    assert c["text"] == "active user share 7d fell from 50% to 10%, −80%"
+
+
+def test_an_event_named_share_is_counted_and_a_slope_below_zero_moves_by_its_difference() -> None:
+    """Found from outside: an app's "share" event read as a percentage, a slope's move
+    as "−1100%", and measures without a label by their raw ids."""
+    names = labels(load_default_model())
+    now = {"days_since_event[share]": 6, "usage_events_slope": -2.4, "events_slope[like]": 1.5}
+    then = {"days_since_event[share]": 1, "usage_events_slope": -0.2, "events_slope[like]": -0.5}
+    texts = {c["measure"]: c["text"] for c in changes(now, then, names)}
+    assert texts == {
+        "days_since_event[share]": "days since last use: share rose from 1 to 6, +500%",
+        "usage_events_slope": "events slope (change per week over 4 weeks) fell from -0.20 "
+        "to -2.40, −2.20",
+        "events_slope[like]": "uses slope (change per week over 4 weeks): like rose from "
+        "-0.50 to 1.50, +2",
+    }
 
 
 def test_history_keeps_a_compact_explanation() -> None:
