@@ -1078,8 +1078,9 @@ def report(
         async with engine.connect() as conn:
             # "Today" in the account's zone, as the API's and the dashboard's reports: on
             # the service's clock (UTC) a Shanghai account's morning was left out.
-            last = _report_day(end, await account_zone(conn, account, settings.zone))
-            return await document(conn, Ask(account, kind, last, fmt, pdf=pdf))
+            zone = await account_zone(conn, account, settings.zone)
+            last = _report_day(end, zone)
+            return await document(conn, Ask(account, kind, last, fmt, zone, pdf=pdf))
 
     try:
         body = asyncio.run(_on_database(settings, write))

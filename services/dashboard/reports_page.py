@@ -67,6 +67,7 @@ async def account_report_page(
             kind,
             end or today,
             Fmt(lang if lang in LANGUAGES else language(request), defaults(request).currency),
+            zone,
             pdf=pdf,
             pdf_href=None if pdf else pdf_link(request),
         )

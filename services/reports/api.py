@@ -124,6 +124,7 @@ async def account_report(
             kind,
             end or today,
             Fmt(lang or answer_language(request, base.lang), base.currency),
+            zone,
             pdf=pdf,
             pdf_href=None if pdf else pdf_link(request),
         )

@@ -94,8 +94,12 @@ class Report:
         return [t for t in self.tickets if t["open"]]
 
 
-async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: date) -> Report:
-    """The report's figures; UnknownAccount when nothing is stored for ``account_id``."""
+async def build_report(
+    conn: AsyncConnection, account_id: str, kind: Kind, end: date, default_zone: tzinfo = UTC
+) -> Report:
+    """The report's figures; UnknownAccount when nothing is stored for ``account_id``.
+    Its days are the account's zone's, else ``default_zone``'s (the service's,
+    HEALTHWATCH_TIMEZONE): in UTC, a Shanghai morning's ticket was dated the day before."""
     start = end - timedelta(days=PERIOD_DAYS[kind] - 1)
     facts = (
         await conn.execute(select(accounts).where(accounts.c.account_id == account_id))
@@ -103,7 +107,7 @@ async def build_report(conn: AsyncConnection, account_id: str, kind: Kind, end: 
     health = await account_health_row(conn, account_id)
     if facts is None and health is None:
         raise UnknownAccount(account_id)
-    zone = zone_of(facts.facts if facts is not None else None, UTC)
+    zone = zone_of(facts.facts if facts is not None else None, default_zone)
     # Every account's facts in force at the end of the report's last day (in the
     # account's zone): its seats, tier and contract then, and its tier's peers then.
     everyone = await facts_as_of(conn, end_of(end, zone))

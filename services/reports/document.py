@@ -4,7 +4,7 @@ print route and the command line all go through here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, tzinfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +23,9 @@ class Ask:
     kind: Kind
     end: date
     fmt: Fmt
+    # The account's zone (its own, else the service's: ``account_zone``), whose days
+    # the report counts and dates its tickets in.
+    zone: tzinfo
     pdf: bool = False
     pdf_href: str | None = None
 
@@ -30,7 +33,7 @@ class Ask:
 async def document(conn: AsyncConnection, ask: Ask) -> bytes:
     """The report's HTML (UTF-8) or its PDF; UnknownAccount when nothing is stored for
     the account, PdfUnavailable without the renderer."""
-    report = await build_report(conn, ask.account_id, ask.kind, ask.end)
+    report = await build_report(conn, ask.account_id, ask.kind, ask.end, ask.zone)
     if ask.pdf:
         return await render_pdf_async(render_html(report, ask.fmt))
     return render_html(report, ask.fmt, pdf_href=ask.pdf_href).encode()

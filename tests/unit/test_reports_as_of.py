@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -15,9 +16,11 @@ from services.scoring.api import _health_as_of
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.simulate_history import write_history
+from shared.storage.tables import accounts, tickets
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 LAST = date(2026, 11, 1)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 REPORT_END = date(2026, 6, 20)  # 134 days before the history's end: out of the window
 
 
@@ -66,3 +69,35 @@ async def test_a_report_for_a_past_period_says_what_it_said_then(
         assert all(c["level"] in ("high", "normal", "mild") for c in causes)
     # Accounts in danger then are reported too (their causes as stored: codes).
     assert in_danger, "no account of the history was in danger: the test misses that case"
+
+
+async def test_a_reports_tickets_are_dated_in_the_services_zone_for_an_account_without_one(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    """Found from outside: with HEALTHWATCH_TIMEZONE=Asia/Shanghai the report's period was
+    Shanghai days, its tickets dated in UTC (a morning ticket on the day before)."""
+    engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path}/zone.db")
+    created = datetime(2026, 12, 6, 22, 31, tzinfo=UTC)  # 06:31 on the 7th in Shanghai
+    async with engine.begin() as conn:  # type: ignore[attr-defined]
+        await conn.execute(
+            accounts.insert().values(
+                account_id="u5", name="U5", facts={}, facts_occurred_at=created, updated_at=created
+            )
+        )
+        await conn.execute(
+            tickets.insert().values(
+                ticket_id="T-1",
+                account_id="u5",
+                status="open",
+                priority="normal",
+                type="question",
+                created_at=created,
+                occurred_at=created,
+                event_id="t1",
+            )
+        )
+    async with engine.connect() as conn:  # type: ignore[attr-defined]
+        shanghai = await build_report(conn, "u5", "usage", date(2026, 12, 7), SHANGHAI)
+        utc = await build_report(conn, "u5", "usage", date(2026, 12, 7))
+    assert [t["opened"] for t in shanghai.tickets] == [date(2026, 12, 7)]
+    assert [t["opened"] for t in utc.tickets] == [date(2026, 12, 6)]
