@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -65,6 +65,7 @@ async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONRes
         max_future_skew=ctx.settings.max_future_skew,
         kinds=allowed,
         wrong_kind=refusal,
+        max_usage_age=timedelta(days=ctx.settings.late_grace_days),
     )
     return await _store(ctx, checked, now)
 
@@ -274,6 +275,7 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
         [raw for _, raw in translated.events],
         now=now,
         max_future_skew=ctx.settings.max_future_skew,
+        max_usage_age=timedelta(days=ctx.settings.late_grace_days),
     )
     # Report rejections by the index of the Segment message, not of the translated event.
     for rejection in checked.rejected:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts.events import EVENT_ADAPTER, KINDS, Event, future_times
+from shared.contracts.events import EVENT_ADAPTER, KINDS, Event, UsageEvent, future_times
 from shared.web import ClientError
 
 
@@ -67,10 +67,12 @@ def check_events(
     prepare: Callable[[Any], Any] | None = None,
     kinds: Collection[str] = KINDS,
     wrong_kind: str = "",
+    max_usage_age: timedelta | None = None,
 ) -> Checked:
     """Validate each item; ``prepare`` may fill defaults (for example a missing event_id);
     events of a kind outside ``kinds`` are refused (an endpoint for one kind, a key for
-    some), told ``wrong_kind`` (default: the kinds the endpoint takes)."""
+    some), told ``wrong_kind`` (default: the kinds the endpoint takes). Usage older than
+    ``max_usage_age`` is refused too (``too_old``)."""
     checked = Checked()
     for index, raw in enumerate(items):
         if not isinstance(raw, dict):
@@ -88,6 +90,8 @@ def check_events(
             checked.reject(index, raw, pydantic_errors(exc))
             continue
         errors = future_times(event, now + max_future_skew, max_future_skew)
+        if max_usage_age is not None:
+            errors += too_old(event, now, max_usage_age)
         if event.kind not in kinds:
             message = wrong_kind or f"must be {' or '.join(kinds)} on this endpoint"
             errors.append({"field": "kind", "message": message})
@@ -96,6 +100,22 @@ def check_events(
             continue
         checked.valid.append(event)
     return checked
+
+
+def too_old(event: Event, now: datetime, max_age: timedelta) -> list[dict[str, str]]:
+    """An error for usage dated more than ``max_age`` before ``now``: scoring counts a
+    late event on its day only that far back (HEALTHWATCH_LATE_GRACE_DAYS), so an older
+    one was answered 202 and then ignored, or, for an account new to it, made an
+    account whose only use lay years back (a device's reset clock: "nobody has used the
+    product for 9471 days", critical)."""
+    if not isinstance(event, UsageEvent) or event.occurred_at >= now - max_age:
+        return []
+    message = (
+        f"is more than {max_age.days} days old: live usage counts up to "
+        f"HEALTHWATCH_LATE_GRACE_DAYS ({max_age.days}) days back; load older history "
+        "with `healthwatch import`"
+    )
+    return [{"field": "occurred_at", "message": message}]
 
 
 def require_list(body: Any, key: str, max_items: int) -> list[Any]:

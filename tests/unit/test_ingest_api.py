@@ -181,6 +181,31 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     assert 'healthwatch_ingest_events_total{kind="unknown",outcome="rejected"} 2.0' in metrics
 
 
+async def test_usage_older_than_the_late_grace_is_refused_not_ignored(api: Api) -> None:
+    """Scoring counts a late event only HEALTHWATCH_LATE_GRACE_DAYS (90) back: an older
+    one was answered 202 and ignored, or made a new account whose only use lay years
+    back, red with a critical alert (a device's reset clock; found from outside)."""
+    now = datetime.now(UTC)
+    ancient = usage("new-account", "u", base=datetime(2001, 1, 1, tzinfo=UTC))
+    edge = usage("a", "u", base=now - timedelta(days=89))
+    old_ticket = {
+        "kind": "ticket",
+        "event_id": "t-old",
+        "account_id": "a",
+        "ticket_id": "T1",
+        "status": "solved",
+        "created_at": "2025-01-01T00:00:00+00:00",
+        "occurred_at": "2025-01-02T00:00:00+00:00",
+    }
+    events = [ancient, edge, old_ticket]
+    r = await api.client.post("/v1/events", json={"events": events}, headers=api.auth())
+    assert r.status_code == 422, r.text
+    assert r.json()["accepted"] == 2  # the usage of 89 days ago, and a ticket's history
+    (refused,) = r.json()["rejected"]
+    assert refused["index"] == 0 and refused["errors"][0]["field"] == "occurred_at"
+    assert "healthwatch import" in refused["errors"][0]["message"]
+
+
 def _signed(body: bytes, stamp: int | None = None) -> dict[str, str]:
     timestamp = str(int(time.time()) if stamp is None else stamp)
     mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
