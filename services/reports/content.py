@@ -243,8 +243,9 @@ def summary(r: Report, f: Fmt, met: list[Goal]) -> list[str]:
     fig, avg = r.figures, r.tier_average
     out = [
         f.t(
-            "{active} people used the product in the period, on {days} days, for {hours} "
-            "hours in all.",
+            # Counts after a colon: no plural to choose ("1 people … on 1 days").
+            "Active users in the period: {active}; days with use: {days}; hours of use in "
+            "all: {hours}.",
             active=f.num(fig.active_users),
             days=f.num(fig.active_days),
             hours=f.num(fig.usage_hours, 1),

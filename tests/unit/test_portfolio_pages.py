@@ -963,3 +963,21 @@ def test_account_ids_to_reassign_split_on_chinese_punctuation_too() -> None:
     assert account_ids(" acct-1，acct-2、acct-3；acct-4; acct-5,\nacct-6 ") == [
         f"acct-{n}" for n in range(1, 7)
     ]
+
+
+async def test_an_account_without_seats_shows_its_users_not_shares_of_nothing(
+    pages: Pages,
+) -> None:
+    """Found from outside, on a single-user app: "seats activated (1 of —)" and "of seats
+    active over 7 days (1 users)" beside a dash."""
+    await pages.sign_in("lead")
+    seated = await pages.get("/ui/accounts/acct-02")
+    assert 'id="seats-activated"' in seated and "(2 users)" in seated
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(accounts).where(accounts.c.account_id == "acct-01").values(seats_purchased=None)
+        )
+    page = await pages.get("/ui/accounts/acct-01")
+    assert 'id="users-ever-active"' in page and "users ever active (no seats on record)" in page
+    assert "seats activated" not in page and "of seats active" not in page
+    assert "(1 users)" not in page

@@ -289,3 +289,15 @@ def test_one_day_is_not_days() -> None:
     )
     shown = text_of(page)
     assert not re.search(r"\b1 days", shown) and re.search(r"\b1 day\b", shown)
+
+
+def test_a_single_user_account_reads_right_without_seats() -> None:
+    """Found from outside, on a single-user app: "1 people used the product … on 1
+    days", and a caption naming a seats line the chart did not draw."""
+    one = report(kind="usage", figures=Figures(1, 1, None, 3, 1, 0.2, 1))
+    shown = text_of(render.render_html(one, Fmt()))
+    assert "Active users in the period: 1; days with use: 1;" in shown
+    assert not re.search(r"\b1 (people|days)\b", shown)
+    assert "Dashed line" not in shown and "Bars: people who used the product each week." in shown
+    seated = text_of(render.render_html(report(kind="usage"), Fmt()))
+    assert "Dashed line: seats purchased." in seated
