@@ -73,6 +73,25 @@ def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if (bad := not_utf8_at(raw)) is not None:
+            # orjson's words ("surrogates not allowed: line 1 column 1") named neither
+            # the cause nor the place.
+            raise ClientError(
+                400,
+                "not_utf8",
+                "The body is not UTF-8 text (byte {offset} of it, 0x{byte}): JSON is sent "
+                "as UTF-8.",
+                values={"offset": bad, "byte": f"{raw[bad]:02x}"},
+            ) from exc
         raise ClientError(
             400, "malformed_json", "The body is not valid JSON: {exc}.", values={"exc": exc}
         ) from exc
+
+
+def not_utf8_at(raw: bytes) -> int | None:
+    """Where ``raw`` stops being UTF-8 (a byte offset), or None if it is UTF-8."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None

@@ -27,6 +27,8 @@ import pyarrow.parquet as pq
 from shared.contracts.events import MAX_EVENT_BYTES
 from shared.worker import describe
 
+# The columns every event has (shared/contracts/events.py: EventBase and its kind).
+EVENT_COLUMNS = ("kind", "event_id", "account_id", "occurred_at")
 # CSV cells holding JSON (objects and lists in the public schema).
 JSON_COLUMNS = {"properties", "owner", "contacts"}
 # The longest CSV field read: as long as a whole event may be, so no valid row is
@@ -137,6 +139,16 @@ def _csv_records(stream: IO[bytes], lines: LineNumbers | None) -> Iterator[bytes
         raise csv.Error(
             f"its header reads as one column ({first[:60]!r}): the file is separated by "
             f"{mark!r}, not commas; save it as CSV (comma-separated)"
+        )
+    names = reader.fieldnames or []
+    if missing := [column for column in EVENT_COLUMNS if column not in names]:
+        # Each row was rejected alone: "schema: : Unable to extract tag using
+        # discriminator 'kind'" (a usage export of another tool's shape; found from outside).
+        shown = ", ".join(repr(name) for name in names[:8]) + (", …" if len(names) > 8 else "")
+        raise csv.Error(
+            f"its first line names the columns {shown}, not {', '.join(missing)}: every row "
+            f"of an event file has {', '.join(EVENT_COLUMNS)} and its kind's fields (usage: "
+            "user_id, event; see the README, 'Backfill and backtest')"
         )
     number = 0  # the row's number
     while True:

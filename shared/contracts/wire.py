@@ -7,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.contracts import fastwire
 from shared.contracts.alerts import AlertEvent
-from shared.contracts.events import EVENT_ADAPTER, Event
+from shared.contracts.events import EVENT_ADAPTER, KINDS, Event
 
 # Kinds the fast decoder may take: usage, and an unknown topic's records (one failed
 # msgspec decode, well under a µs, before pydantic when they are not usage events).
@@ -32,6 +32,20 @@ def decode_event(value: bytes | None, expected_kind: str | None = None) -> Event
         if usage is not None:
             return usage
     data = _load(value)
+    if not isinstance(data, dict):
+        # pydantic's words: "Input should be a valid dictionary or object to extract
+        # fields from" (a file holding one JSON array, a list per line).
+        raise UndecodableRecord(
+            f"not an event: a JSON {type(data).__name__} where an object is expected (one "
+            "event object per record; NDJSON holds one per line, not an array)"
+        )
+    if not isinstance(data.get("kind"), str) or data["kind"] not in KINDS:
+        # pydantic's: "schema: : Unable to extract tag using discriminator 'kind'".
+        raise UndecodableRecord(
+            f"kind: {'missing' if 'kind' not in data else repr(data['kind'])[:80]}: an event "
+            f"names its kind, one of {', '.join(KINDS)} (with event_id, account_id and "
+            "occurred_at)"
+        )
     try:
         event = EVENT_ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -54,11 +68,24 @@ def _load(value: bytes | None) -> object:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
+        try:
+            value.decode()
+        except UnicodeDecodeError as bad:
+            raise UndecodableRecord(
+                f"not UTF-8 text (byte {bad.start}, 0x{value[bad.start]:02x}): save the file "
+                "or send the record as UTF-8"
+            ) from exc
         raise UndecodableRecord(f"not JSON: {exc}") from exc
 
 
 def _first_errors(exc: ValidationError, limit: int = 5) -> str:
+    """The first errors as "field: message" (an event's kind, which pydantic puts first
+    in the path, left out: "usage.user_id" read as a field of a field)."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        f"{'.'.join(str(p) for p in _path(e['loc']))}: {e['msg']}"
         for e in exc.errors(include_url=False)[:limit]
     )
+
+
+def _path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    return loc[1:] if len(loc) > 1 and loc[0] in KINDS else loc

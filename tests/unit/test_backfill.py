@@ -372,13 +372,13 @@ def test_csv_rows_are_numbered_by_their_line_in_the_file(tmp_path: Path) -> None
     a quoted cell with line breaks and blank lines."""
     path = tmp_path / "t.csv"
     path.write_text(
-        "kind,event_id,notes\n"
-        "ticket,r0,plain\n"
-        'ticket,r1,"two\nlines"\n'
+        "kind,event_id,notes,account_id,occurred_at\n"
+        "ticket,r0,plain,a,t\n"
+        'ticket,r1,"two\nlines",a,t\n'
         "\n"
-        "ticket,r2,plain\n"
-        'ticket,r3,"three\r\nline\nnote"\n'
-        "ticket,r4,plain\n"
+        "ticket,r2,plain,a,t\n"
+        'ticket,r3,"three\r\nline\nnote",a,t\n'
+        "ticket,r4,plain,a,t\n"
     )
     lines = LineNumbers()
     records = [orjson.loads(r) for r in read_lines(path, lines)]
@@ -397,12 +397,12 @@ def test_a_carriage_return_alone_in_a_cell_does_not_move_the_line_numbers(
     carriage return alone (an old Mac editor's line break, pasted into a note)."""
     path = tmp_path / "t.csv"
     path.write_bytes(
-        b"kind,event_id,notes\r\n"
-        b'ticket,r0,"first\rsecond\rthird"\r\n'
-        b"ticket,r1,plain\r\n"
-        b'ticket,r2,"two\r\nlines\rand a return"\r\n'
+        b"kind,event_id,notes,account_id,occurred_at\r\n"
+        b'ticket,r0,"first\rsecond\rthird",a,t\r\n'
+        b"ticket,r1,plain,a,t\r\n"
+        b'ticket,r2,"two\r\nlines\rand a return",a,t\r\n'
         b"\r\n"
-        b"ticket,r3,plain\r\n"
+        b"ticket,r3,plain,a,t\r\n"
     )
     lines = LineNumbers()
     records = [orjson.loads(r) for r in read_lines(path, lines)]
@@ -840,7 +840,7 @@ async def test_rows_no_record_can_be_made_of_are_rejected_with_their_reason(
         ("more.parquet", 2, "occurred_at: a time outside years 1 to 9999"),
         ("more.parquet", 3, "contract_end: a date outside years 1 to 9999"),
         ("usage.csv", 3, "user_id: not UTF-8 text (save the file as UTF-8)"),
-        ("usage.csv", 4, "schema: usage.user_id: String should have at most 200 characters"),
+        ("usage.csv", 4, "schema: user_id: String should have at most 200 characters"),
         ("usage.csv", 5, "properties: cannot be written as JSON (Recursion limit reached)"),
     ]
     nanos = tmp_path / "nanos.parquet"  # pandas' default unit: cut to microseconds
@@ -971,6 +971,35 @@ async def test_a_csv_separated_by_semicolons_stops_at_its_header_saying_so(
     report = await import_files([path], processor, sweep=False)
     assert report.imported == 0 and report.rejected == [] and report.stopped is not None
     assert "separated by ';', not commas" in report.stopped
+
+
+async def test_a_file_of_another_shape_stops_at_its_header_and_its_lines_say_why(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Found from outside: a CSV with the header "user,when,what" had every row rejected
+    with "schema: : Unable to extract tag using discriminator 'kind'"; a JSON array on a
+    line, bytes that are not UTF-8, with pydantic's and orjson's words."""
+    _, processor = db
+    other = tmp_path / "wrong.csv"
+    other.write_text("user,when,what\nu1,2026-11-01,login\n")
+    report = await import_files([other], processor, sweep=False)
+    assert report.imported == 0 and report.stopped is not None
+    assert "names the columns 'user', 'when', 'what', not kind, event_id" in report.stopped
+    lines = tmp_path / "lines.ndjson"
+    good = _usage_line("acme", "ok", "2026-11-01T10:00:00+00:00")
+    lines.write_bytes(
+        b"["
+        + good
+        + b"]\n"
+        + b'{"event_id": "x1", "account_id": "acme"}\n'
+        + good.replace(b"acme", b"acm\xe9")
+        + b"\n"
+    )
+    report = await import_files([lines], processor, sweep=False)
+    reasons = [reason for _, _, reason in report.rejected]
+    assert reasons[0].startswith("not an event: a JSON list where an object is expected")
+    assert reasons[1].startswith("kind: missing: an event names its kind, one of usage")
+    assert reasons[2].startswith("not UTF-8 text (byte ")
 
 
 async def _rejects(engine: AsyncEngine) -> list[tuple[str, int]]:

@@ -109,6 +109,11 @@ async def test_malformed_json_is_400(api: Api) -> None:
     r = await api.client.post("/v1/events", content=b'{"events": [', headers=api.auth())
     assert r.status_code == 400
     assert r.json()["error"] == "malformed_json"
+    # Latin-1 where UTF-8 belongs: said so, and where (orjson: "line 1 column 1").
+    latin = '{"events": [{"account_id": "Müller"}]}'.encode("latin-1")
+    r = await api.client.post("/v1/events", content=latin, headers=api.auth())
+    assert r.status_code == 400 and r.json()["error"] == "not_utf8"
+    assert "byte 29 of it, 0xfc" in r.json()["message"]
 
 
 async def test_wrong_envelope_is_400(api: Api) -> None:

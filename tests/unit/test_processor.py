@@ -63,7 +63,7 @@ async def test_duplicates_count_once_and_garbage_is_dead_lettered(
     assert (
         len(dead) == 1
         and dead[0]["source_offset"] == "4"
-        and dead[0]["reason"].startswith("not JSON")
+        and dead[0]["reason"].startswith("not UTF-8 text")
     )
     assert (
         registry.get_sample_value(
