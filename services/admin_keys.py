@@ -22,6 +22,7 @@ from shared.auth import (
     revoke_key,
     role_scopes,
 )
+from shared.openapi import error_responses
 from shared.web import AdminKey, ClientError, EngineDep
 
 router = APIRouter(prefix="/v1", tags=["keys"])
@@ -118,7 +119,7 @@ async def new_key(body: KeyCreate, engine: EngineDep, _admin: AdminKey) -> KeyCr
     return KeyCreated(**KeyPublic.of(info).model_dump(), key=raw)
 
 
-@router.delete("/keys/{key_id}", response_model=KeyPublic)
+@router.delete("/keys/{key_id}", response_model=KeyPublic, responses=error_responses(404))
 async def revoke(key_id: str, request: Request, engine: EngineDep, _admin: AdminKey) -> KeyPublic:
     """Revoke a key (again: no change). It stops working at once on this process and
     within a minute on every other."""

@@ -361,6 +361,7 @@ def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
     ready = rt.ready if with_health_api else rt.ingest_ready
     app = create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=ready)
     if with_health_api:
+        app.title = "healthwatch"  # every API in one place, not ingest's alone
         mount_health_api(app, rt)
         mount_alerts_api(app, rt)
         mount_dashboard(

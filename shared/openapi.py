@@ -50,6 +50,7 @@ _ERROR_TEXT = {
     404: "Not found",
     409: "Conflict with the stored state",
     413: "Body too large",
+    415: "A Content-Encoding other than gzip",
     422: "Invalid values",
     503: "A dependency is down: nothing was done; retry after Retry-After seconds",
 }
@@ -95,13 +96,12 @@ def mount_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc``, their scripts and styles served locally
     (FastAPI's custom-docs pattern; the app is built with ``docs_url=None``)."""
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(_ASSETS_DIR)), name="docs-assets")
-    title = app.title
 
     @app.get("/docs", include_in_schema=False)
     async def swagger() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
-            title=f"{title} — API",
+            title=f"{app.title} — API",
             swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
@@ -111,7 +111,7 @@ def mount_docs(app: FastAPI) -> None:
     async def redoc() -> HTMLResponse:
         return get_redoc_html(
             openapi_url="/openapi.json",
-            title=f"{title} — API",
+            title=f"{app.title} — API",
             redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
             redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
             with_google_fonts=False,
@@ -165,7 +165,10 @@ def _add_error_answers(schema: dict[str, Any]) -> None:
             responses = operation.setdefault("responses", {})
             # 400 on every route: a NUL byte in the path or query (shared.web.RejectNulBytes).
             statuses = [400] if "400" not in responses else []
-            statuses += [422] if "422" in responses else []
+            # FastAPI's own 422 (HTTPValidationError) is answered in our shape; a route's
+            # declared one (a batch's RejectedBatch) stays.
+            declared = "422" in responses and "HTTPValidationError" not in str(responses["422"])
+            statuses += [422] if "422" in responses and not declared else []
             statuses += [401, 403, 503] if operation.get("security") else []
             for status in statuses:
                 responses[str(status)] = {"description": _ERROR_TEXT[status], **answer}

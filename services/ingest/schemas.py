@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.events import AccountFacts, Event, TicketEvent
-from shared.openapi import documented_body, error_responses
+from shared.openapi import ErrorBody, documented_body, error_responses
 
 
 class EventBatch(BaseModel):
@@ -55,7 +55,16 @@ class SegmentBatch(BaseModel):
 
 class Rejection(BaseModel):
     index: int = Field(description="The position of the refused item in the batch")
+    event_id: str | None = Field(None, description="The item's event_id, when it sent one as text")
     errors: list[dict[str, Any]] = Field(description="{field, message} per problem")
+
+
+class RejectedBatch(ErrorBody):
+    """422 ``invalid_events`` (Segment's endpoints: 400): the items refused, each with
+    its problems; the others were stored (resending them is harmless)."""
+
+    accepted: int = Field(description="Items stored")
+    rejected: list[Rejection]
 
 
 class Accepted(BaseModel):
@@ -154,7 +163,8 @@ def segment_body(kind: str) -> dict[str, Any]:
 # The answers of a route taking a batch (its 401, 403 and 503 come with the key).
 BATCH_ANSWERS: dict[int | str, dict[str, Any]] = {
     202: {"model": Accepted, "description": "Every item stored"},
-    **error_responses(400, 413, 422),
+    **error_responses(400, 413, 415),
+    422: {"model": RejectedBatch, "description": "Some items refused, the others stored"},
 }
 SEGMENT_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"model": SegmentAccepted, "description": "Every call stored"},

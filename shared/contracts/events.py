@@ -196,15 +196,26 @@ ZoneName = Annotated[str, Field(max_length=64), AfterValidator(_known_zone)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # A field's docstring is its description in the OpenAPI (/docs): an integrator reads
+    # there what a field means, its unit and its default.
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, use_attribute_docstrings=True
+    )
 
 
 class EventBase(Model):
     schema_version: Literal[1] = 1
+    """The contract's version; 1, the only one."""
     event_id: Id
+    """Unique per event, chosen by the sender: a resend with the same id counts once
+    (within 48 hours of the first; an import remembers its files instead)."""
     account_id: Id
+    """The customer account (company) the event belongs to, as your CRM names it."""
     occurred_at: Time
+    """When it happened, with its zone ("2026-12-03T09:14:00+08:00"); at most an hour
+    ahead of the receipt, usage at most 90 days back (HEALTHWATCH_LATE_GRACE_DAYS)."""
     received_at: Time | None = None
+    """Set by the server when it takes the event; anything sent here is replaced."""
 
 
 class Platform(StrEnum):
@@ -216,16 +227,26 @@ class Platform(StrEnum):
 class UsageEvent(EventBase):
     kind: Literal["usage"] = "usage"
     user_id: Id
+    """The person who used the product (any stable id: active users are counted by it)."""
     event: Id
+    """What they did ("login", "report_exported"): counted per name over 7, 28 and 90
+    days; the model and rules can read any name."""
     module: Label | None = None
+    """The product area it happened in ("reports"): module breadth and depth count these."""
     feature: Label | None = None
+    """A finer name within the module, kept with the event."""
     platform: Platform = Platform.pc
+    """pc, app or api; left out, pc. A mobile app should send app, or its use counts
+    as the web's in the platform shares."""
     duration_s: Annotated[float | None, NotBool] = Field(
         None, ge=0, le=MAX_DURATION_S, allow_inf_nan=False
     )
+    """Seconds spent, if known: usage minutes per active user."""
     properties: Annotated[dict[str, Any], AfterValidator(_bounded_tree)] = Field(
         default_factory=dict
     )
+    """Anything else, kept with the event (at most 32 levels deep); a numeric "value"
+    (an order's amount) is summed per event name over 90 days."""
 
 
 class TicketStatus(StrEnum):
@@ -252,14 +273,23 @@ class TicketType(StrEnum):
 class TicketEvent(EventBase):
     kind: Literal["ticket"] = "ticket"
     ticket_id: Id
+    """The helpdesk's ticket id: its newest update (by occurred_at) is its state."""
     status: TicketStatus
+    """open or pending count in the backlog; solved or closed end it."""
     priority: TicketPriority = TicketPriority.normal
+    """high and urgent open tickets are counted apart."""
     type: TicketType = TicketType.other
+    """A feature_request open long is a mild danger cause (DG-07)."""
     created_at: Time
+    """When the ticket was opened: its age and the SLA's clock start here."""
     first_reply_at: Time | None = None
+    """The support team's first answer, for the first-reply SLA (CAD-15)."""
     solved_at: Time | None = None
+    """When it was solved."""
     requester: Label | None = None
+    """Who asked, as the helpdesk names them."""
     subject: Subject | None = None
+    """The ticket's subject line, shown on the account's page."""
 
 
 class Tier(StrEnum):
@@ -292,8 +322,11 @@ class Contact(Model):
 
 class Owner(Model):
     email: Email | None = None
+    """Where alerts and digests are emailed; a CSM's key sees the accounts it owns."""
     slack_id: SlackId | None = None
+    """The Slack member id (U…) mentioned in the account's alerts."""
     name: Name | None = None
+    """The name shown on the dashboard."""
 
 
 class UsageQuota(Model):
@@ -311,30 +344,48 @@ class AccountFacts(EventBase):
 
     kind: Literal["account"] = "account"
     name: Name | None = None
+    """The account's name as people read it."""
     seats_purchased: Annotated[int | None, NotBool] = Field(None, ge=0, le=INT32_MAX)
+    """Seats (licences) bought: the shares of seats activated and active read it; left
+    out (a single-user app), those shares are no data, not zero."""
     plan: Label | None = None
+    """The plan or edition sold."""
     mrr: Money | None = None
+    """Monthly recurring revenue, in ``currency``; ARR is 12 × MRR when arr is left out."""
     arr: Money | None = None
+    """Annual recurring revenue, in ``currency``."""
     tier: Tier | None = None
+    """strategic, enterprise or non-focus: the CSM's cadence, SLA and alert routing."""
     industry: Label | None = None
+    """The customer's industry, a filter and a cohort."""
     region: Label | None = None
+    """The customer's region, a filter and a cohort."""
     owner: Owner | None = None
-    # The account's sales manager (CAD-08), told about a strategic account's alerts.
+    """The CSM who owns the account: alerts go to them."""
     sales_owner: Owner | None = None
+    """The account's sales manager (CAD-08), told about a strategic account's alerts."""
     contract_start: Day | None = None
+    """The contract's first day (YYYY-MM-DD): tenure and go-live are counted from it."""
     contract_end: Day | None = None
+    """The contract's last day: renewal rules and forecasts read it."""
     go_live: Day | None = None
+    """The day the customer went live; a later day or none 90 days after the purchase is
+    a danger cause (DG-06)."""
     lifecycle_stage: LifecycleStage | None = None
+    """Where the customer is, signed to renewal; churned: a lost customer (retention,
+    the portfolio's counts), no longer one of the customers."""
     contacts: list[Contact] | None = Field(None, max_length=1000)
-    # False: sold outside the ideal customer profile (a high-danger cause, DG-05).
+    """The customer's people and their roles: a decision maker or champion replaced is
+    a danger cause (EW-12). Replaced as a whole."""
     icp_fit: bool | None = None
-    # Contracted usage allowances (API calls, reports, …); replaced as a whole.
+    """False: sold outside the ideal customer profile (a high-danger cause, DG-05)."""
     usage_quotas: list[UsageQuota] | None = Field(None, max_length=1000)
-    # Where the customer works: the calendar days its activity counts on (left out, the
-    # service's HEALTHWATCH_TIMEZONE). See services/scoring/zones.py for a change.
+    """Contracted usage allowances (API calls, reports, …); replaced as a whole."""
     timezone: ZoneName | None = None
-    # ISO 4217 code of mrr and arr (left out, the service's HEALTHWATCH_CURRENCY).
+    """Where the customer works (IANA, "Asia/Shanghai"): the calendar days its activity
+    counts on (left out, the service's HEALTHWATCH_TIMEZONE)."""
     currency: Currency | None = None
+    """ISO 4217 code of mrr and arr (left out, the service's HEALTHWATCH_CURRENCY)."""
 
 
 class TouchpointKind(StrEnum):
@@ -348,17 +399,25 @@ class TouchpointKind(StrEnum):
 class Touchpoint(EventBase):
     kind: Literal["touchpoint"] = "touchpoint"
     touchpoint_kind: TouchpointKind
+    """visit, call, meeting, email or qbr: the cadence rules count them."""
     csm_email: Email | None = None
+    """The CSM who made the contact."""
     contact_name: Name | None = None
+    """Whom they spoke to."""
     contact_role: ContactRole | None = None
+    """decision_maker: counts as contact with the decision maker (EW-14)."""
     notes: Text | None = None
+    """What was said, shown on the account's page."""
 
 
 class NpsResponse(EventBase):
     kind: Literal["nps"] = "nps"
     user_id: Id | None = None
+    """Who answered."""
     score: Annotated[int, NotBool] = Field(ge=0, le=10)
+    """The answer, 0 to 10: 0–6 a detractor (an alert and a follow-up), 9–10 a promoter."""
     comment: Text | None = None
+    """Their words, shown on the NPS page."""
 
 
 class PaymentStatus(StrEnum):
@@ -369,9 +428,13 @@ class PaymentStatus(StrEnum):
 class PaymentEvent(EventBase):
     kind: Literal["payment"] = "payment"
     status: PaymentStatus
+    """failed counts against health for 30 days (EW-08), with an alert."""
     amount: Money | None = None
+    """The amount charged, in ``currency``."""
     currency: Currency | None = None
+    """ISO 4217 code of the amount."""
     reason: Text | None = None
+    """Why it failed, as the payment provider says."""
 
 
 Event = Annotated[
