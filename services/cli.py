@@ -995,7 +995,12 @@ def _replayed(
             progress.update(task, completed=done, total=total)
             if not console.is_terminal and (done == total or done % max(1, total // 10) == 0):
                 console.print(
-                    translate(lang, "replay: {done}/{total} days scored", done=done, total=total)
+                    translate(
+                        lang,
+                        "replay: {done}/{total} evaluation days scored (every --step-days)",
+                        done=done,
+                        total=total,
+                    )
                 )
 
         try:
