@@ -11,9 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from shared.contracts.events import EVENT_ADAPTER, KINDS, Event, UsageEvent, future_times
+from shared.contracts.events import (
+    EVENT_ADAPTER,
+    EVENT_TIMES,
+    KINDS,
+    Event,
+    Time,
+    UsageEvent,
+    future_time,
+    future_times,
+)
 from shared.web import ClientError
 
 
@@ -87,7 +96,10 @@ def check_events(
         try:
             event = EVENT_ADAPTER.validate_python(prepared)
         except ValidationError as exc:
-            checked.reject(index, raw, pydantic_errors(exc))
+            errors = pydantic_errors(exc)
+            latest = now + max_future_skew
+            errors += _future_raw_times(prepared, latest, max_future_skew, errors)
+            checked.reject(index, raw, errors)
             continue
         errors = future_times(event, now + max_future_skew, max_future_skew)
         if max_usage_age is not None:
@@ -100,6 +112,29 @@ def check_events(
             continue
         checked.valid.append(event)
     return checked
+
+
+_TIME: TypeAdapter[datetime] = TypeAdapter(Time)
+
+
+def _future_raw_times(
+    raw: dict[str, Any], latest: datetime, skew: timedelta, reported: list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """The times in the future of an event refused for other fields, said with them: a
+    sender fixed those, resent, and only then heard of the time (found from outside)."""
+    named = {error["field"] for error in reported}
+    errors = []
+    for name in EVENT_TIMES:
+        value = raw.get(name)
+        if name in named or not isinstance(value, str):
+            continue
+        try:
+            moment = _TIME.validate_python(value)
+        except ValidationError:
+            continue
+        if moment > latest:
+            errors.append(future_time(name, skew))
+    return errors
 
 
 def too_old(event: Event, now: datetime, max_age: timedelta) -> list[dict[str, str]]:

@@ -186,6 +186,19 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     assert 'healthwatch_ingest_events_total{kind="unknown",outcome="rejected"} 2.0' in metrics
 
 
+async def test_every_problem_of_an_event_is_named_at_once(api: Api) -> None:
+    """A time in the future was said only after the other fields were fixed and the
+    event sent again (found from outside)."""
+    wrong = usage("a", "u", event_id=None, colour="red")
+    wrong["event_id"] = 123
+    wrong["occurred_at"] = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    r = await api.client.post("/v1/events", json={"events": [wrong]}, headers=api.auth())
+    assert r.status_code == 422
+    (refused,) = r.json()["rejected"]
+    fields = {error["field"] for error in refused["errors"]}
+    assert {"event_id", "colour", "occurred_at"} <= fields, refused
+
+
 async def test_usage_older_than_the_late_grace_is_refused_not_ignored(api: Api) -> None:
     """Scoring counts a late event only HEALTHWATCH_LATE_GRACE_DAYS (90) back: an older
     one was answered 202 and ignored, or made a new account whose only use lay years
