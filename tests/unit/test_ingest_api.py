@@ -186,6 +186,36 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     assert 'healthwatch_ingest_events_total{kind="unknown",outcome="rejected"} 2.0' in metrics
 
 
+async def test_an_ingest_key_sends_usage_and_answers_not_the_companys_records(
+    api: Api,
+) -> None:
+    """The ingest key ships in browsers: with it, a forged touchpoint silenced an overdue
+    reminder, a forged failed payment raised a critical alert, a forged ticket went round
+    the signed webhook (found from outside). Those need a crm key; usage and NPS answers
+    (an in-app survey) stay the ingest key's."""
+    now = datetime.now(UTC).isoformat()
+    base = {"account_id": "a", "occurred_at": now}
+    server = [
+        {**base, "kind": "touchpoint", "event_id": "tp", "touchpoint_kind": "call"},
+        {**base, "kind": "payment", "event_id": "pay", "status": "failed"},
+        {**base, "kind": "ticket", "event_id": "tk", "ticket_id": "T", "status": "open",
+         "created_at": now},
+    ]  # fmt: skip
+    answer = {**base, "kind": "nps", "event_id": "n", "score": 3}
+    alone = await api.client.post("/v1/events", json={"events": server}, headers=api.auth())
+    assert alone.status_code == 403 and "crm key" in alone.json()["message"]
+    mixed = [*server, answer, usage("a", "u")]
+    r = await api.client.post("/v1/events", json={"events": mixed}, headers=api.auth())
+    assert r.status_code == 422 and r.json()["accepted"] == 2
+    assert [x["index"] for x in r.json()["rejected"]] == [0, 1, 2]
+    by_crm = await api.client.post("/v1/events", json={"events": server}, headers=api.auth("crm"))
+    assert by_crm.status_code == 202, by_crm.text
+    usage_by_crm = await api.client.post(
+        "/v1/events", json={"events": [usage("a", "u")]}, headers=api.auth("crm")
+    )
+    assert usage_by_crm.status_code == 403
+
+
 async def test_every_problem_of_an_event_is_named_at_once(api: Api) -> None:
     """A time in the future was said only after the other fields were fixed and the
     event sent again (found from outside)."""
@@ -206,19 +236,17 @@ async def test_usage_older_than_the_late_grace_is_refused_not_ignored(api: Api) 
     now = datetime.now(UTC)
     ancient = usage("new-account", "u", base=datetime(2001, 1, 1, tzinfo=UTC))
     edge = usage("a", "u", base=now - timedelta(days=89))
-    old_ticket = {
-        "kind": "ticket",
-        "event_id": "t-old",
+    old_answer = {
+        "kind": "nps",
+        "event_id": "n-old",
         "account_id": "a",
-        "ticket_id": "T1",
-        "status": "solved",
-        "created_at": "2025-01-01T00:00:00+00:00",
+        "score": 9,
         "occurred_at": "2025-01-02T00:00:00+00:00",
     }
-    events = [ancient, edge, old_ticket]
+    events = [ancient, edge, old_answer]
     r = await api.client.post("/v1/events", json={"events": events}, headers=api.auth())
     assert r.status_code == 422, r.text
-    assert r.json()["accepted"] == 2  # the usage of 89 days ago, and a ticket's history
+    assert r.json()["accepted"] == 2  # the usage of 89 days ago, and an older NPS answer
     (refused,) = r.json()["rejected"]
     assert refused["index"] == 0 and refused["errors"][0]["field"] == "occurred_at"
     assert "healthwatch import" in refused["errors"][0]["message"]
@@ -356,7 +384,7 @@ async def test_true_and_false_are_no_numbers(api: Api) -> None:
         usage("a", "u", duration_s=True),
     ]
     for event in events:
-        scope = "crm" if event["kind"] == "account" else "ingest"
+        scope = "ingest" if event["kind"] == "usage" else "crm"
         r = await api.client.post("/v1/events", json={"events": [event]}, headers=api.auth(scope))
         assert r.status_code == 422, (event, r.text)
         assert "not true or false" in r.text
