@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.actions import Action, apply_action
 from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
+from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey
 from shared.contracts.events import Email, fold_email, folded_email
 from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
-from shared.storage.tables import accounts, alerts, tasks
+from shared.storage.tables import accounts, alerts, api_keys, tasks
 
 # The source of a task an alert opened: ``alert:<alert id>``.
 ALERT_SOURCE = "alert:"
@@ -67,6 +68,8 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
     title = task.title.strip()
     if not title or len(title) > TITLE_CHARS:
         raise TaskError("A task needs a title of 1 to {limit} characters.", limit=TITLE_CHARS)
+    if any(ord(c) < 32 or ord(c) == 127 for c in title):  # the API's text refuses them too
+        raise TaskError("A task's title is one line of text, without control characters.")
     if task.owner_email is not None:
         # Checked here, not only by the API's body: the dashboard's form stored
         # "不是邮箱" as an owner, whose tasks then reached nobody's list.
@@ -76,6 +79,13 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
             raise TaskError(
                 "The task's owner {owner!r} is not an email address.", owner=task.owner_email
             ) from None
+        if not await works_here(conn, task.owner_email or ""):
+            raise TaskError(
+                "{owner!r} is not someone healthwatch sends work to: name an account's "
+                "owner, a CSM with a key or a person of the alerting file's routing, or "
+                "leave the owner out (the account's owner does it).",
+                owner=task.owner_email,
+            )
     values = {
         "account_id": task.account_id,
         "case_id": task.case_id,
@@ -94,6 +104,32 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
     await conn.execute(insert_ignore(conn, tasks).values(**values).on_conflict_do_nothing())
     found = select(tasks.c.task_id).where(tasks.c.source_key == task.source_key)
     return int((await conn.execute(found)).scalar_one())
+
+
+# The alerting file in force, for its routing's people (a lead, a sales manager).
+_ALERTING = AlertingStore()
+
+
+async def works_here(conn: AsyncConnection, email: str) -> bool:
+    """``email`` is someone healthwatch sends work to: an account's owner, a CSM's key
+    or a person of the alerting file's routing. A task's due and overdue notices go to
+    its owner by email: any address a respond key named turned the service into a
+    mailer of its text to outsiders (found from outside)."""
+    email = fold_email(email)
+    owner = select(accounts.c.account_id).where(accounts.c.owner_email == email).limit(1)
+    if (await conn.execute(owner)).first() is not None:
+        return True
+    key = (
+        select(api_keys.c.key_id)
+        .where(func.lower(api_keys.c.csm_email) == email, api_keys.c.revoked_at.is_(None))
+        .limit(1)
+    )
+    if (await conn.execute(key)).first() is not None:
+        return True
+    alerting, _ = await _ALERTING.current(conn)
+    routing = alerting.routing
+    people = [routing.team, *routing.people.values()]
+    return email in {fold_email(person.email) for person in people if person.email}
 
 
 def task_query(key: ApiKey | None = None) -> Select[Any]:
