@@ -39,6 +39,7 @@ from services.dashboard.auth import (
     BadAddress,
     DashboardContext,
     Forbidden,
+    FormTooLarge,
     LoginRequired,
     NotFound,
 )
@@ -107,6 +108,7 @@ def mount_dashboard(
     app.add_exception_handler(LoginRequired, routes.login_required)
     app.add_exception_handler(Forbidden, routes.forbidden)
     app.add_exception_handler(NotFound, routes.not_found)
+    app.add_exception_handler(FormTooLarge, routes.form_too_large)
     app.add_exception_handler(BadAddress, routes.bad_address)
     app.add_exception_handler(RequestValidationError, routes.invalid_address)
     app.add_exception_handler(DBAPIError, routes.unstorable_entry)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.dashboard.auth import context, viewer
+from services.dashboard.routes import DOWNLOAD_HEADERS
 from services.scoring.export import Ask, Format, Kind, download
 from services.scoring.queries import Day
 
@@ -34,4 +35,6 @@ async def export_view(
     who = await viewer(request)
     ctx = context(request)
     ask = Ask(kind, who.key.portfolio_of, start, end)
-    return download(ctx.engine, ask, format, ctx.settings.zone, bom=True)  # for a spreadsheet
+    answer = download(ctx.engine, ask, format, ctx.settings.zone, bom=True)  # a spreadsheet's
+    answer.headers.update(DOWNLOAD_HEADERS)
+    return answer

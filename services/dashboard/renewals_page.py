@@ -30,7 +30,7 @@ from services.dashboard.charts import (
     _pct,
     _series,
 )
-from services.dashboard.routes import language, page
+from services.dashboard.routes import DOWNLOAD_HEADERS, language, page
 from services.scoring.retention import (
     DEFAULT_CURRENCY,
     FORECASTS,
@@ -124,7 +124,9 @@ async def renewals_csv(request: Request) -> Response:
     """The quarter's renewals as ``GET /v1/renewals?format=csv`` answers them, for the
     viewer's portfolio (the pipeline page's "CSV" link)."""
     _, quarter, data = await _renewals(request)
-    return csv_answer(RENEWAL_COLUMNS, data["accounts"], f"renewals-{quarter}")
+    answer = csv_answer(RENEWAL_COLUMNS, data["accounts"], f"renewals-{quarter}")
+    answer.headers.update(DOWNLOAD_HEADERS)
+    return answer
 
 
 async def _renewals(request: Request) -> tuple[Viewer, Quarter, dict[str, Any]]:
@@ -205,7 +207,9 @@ async def retention_csv(request: Request) -> Response:
     async with ctx.engine.connect() as conn:
         answer = await retention_between(conn, who.key, start, end, by, ctx.settings.zone)
     name = f"retention-{start}-{end}-by-{by}"
-    return csv_answer(RETENTION_COLUMNS, retention_rows(answer, by), name)
+    download = csv_answer(RETENTION_COLUMNS, retention_rows(answer, by), name)
+    download.headers.update(DOWNLOAD_HEADERS)
+    return download
 
 
 def _by(params: Mapping[str, str]) -> str:

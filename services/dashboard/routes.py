@@ -79,6 +79,10 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+# A portfolio's data downloaded (CSV, Parquet): neither kept in a shared cache nor read
+# by a browser as anything but the file it says it is, as the pages.
+DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
 SNOOZE = timedelta(days=1)
 # The language a person picked on the dashboard (a link on every page sets it) and
 # their browser's time zone (static/tz.js sets it): preferences of a browser, kept a
@@ -354,6 +358,14 @@ async def bad_address(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadAddress)
     values = _error(request, N_("Bad address"), 400, exc.text, **exc.values)
     return page(request, "error.html", values, None, 400)
+
+
+async def form_too_large(request: Request, exc: Exception) -> Response:
+    message = N_(
+        "The form's text is too long: keep a comment, reason or title under 10,000 "
+        "characters, then go back and send it again."
+    )
+    return page(request, "error.html", _error(request, N_("Too long"), 413, message), None, 413)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
