@@ -32,7 +32,7 @@ from shared.auth import Scope
 from shared.clock import utcnow
 from shared.contracts.alerts import SEVERITY_ORDER
 from shared.i18n import N_, translate
-from shared.i18n.alert_text import RULE_LABELS
+from shared.i18n.alert_text import MEASURE_LABELS, RULE_LABELS
 from shared.storage.tables import alert_activity, alerts
 from shared.web import whole_number
 
@@ -197,15 +197,45 @@ async def _about(
     details = payload.get("details") or {}
     changes = details.get("changes") or []
     step = details.get("next_step")
+    fired = details.get("values")
     return {
         "summary": payload.get("summary"),
         "next_step": step if isinstance(step, str) else None,
         "changes": [str(c["text"]) for c in changes if isinstance(c, dict) and "text" in c],
+        "measures": rule_measures(fired if isinstance(fired, dict) else {}, health),
         "score": health.score if health is not None else None,
         "band": health.band if health is not None else None,
         "last_touchpoint_at": health.last_touchpoint_at if health is not None else None,
         "case": await open_case_of(conn, account_id, who.key),
     }
+
+
+# What a rule may read from the account's row rather than from its inputs.
+ROW_MEASURES = ("score", "band", "danger_level")
+
+
+def rule_measures(fired: Mapping[str, Any], health: Any) -> list[dict[str, Any]]:
+    """The measures the alert's rules read, as when it fired and as now: its title keeps
+    the numbers of when it fired ("no touchpoint for 80 days" stood beside 89 days now,
+    found from outside). A measure the score no longer stores reads None now."""
+    now: dict[str, Any] = dict(health.inputs or {}) if health is not None else {}
+    components = (health.components or {}).get("components", []) if health is not None else []
+    for name in ROW_MEASURES:
+        now[name] = getattr(health, name, None)
+    labels = {
+        str(c.get("name")): str(c["label"])
+        for c in components
+        if isinstance(c, dict) and c.get("label")
+    }
+    return [
+        {
+            "measure": name,
+            "label": labels.get(name) or MEASURE_LABELS.get(name) or name.replace("_", " "),
+            "then": value,
+            "now": now.get(name),
+        }
+        for name, value in sorted(fired.items())
+    ]
 
 
 def _one(alert_id: str) -> AlertFilters:

@@ -729,6 +729,11 @@ async def test_csv_exports_keep_formulas_as_text(pages: Pages) -> None:
     exported = await pages.get("/ui/export/accounts", format="csv")
     assert '"\'=HYPERLINK(""http://evil.example/"",""click"")"' in exported
     assert '"=HYPERLINK' not in exported and ",=HYPERLINK" not in exported
+    # Downloads are kept by no cache and read as nothing but files, as the pages are.
+    for path in ("/ui/export/accounts", "/ui/renewals.csv", "/ui/retention.csv"):
+        headers = (await pages.client.get(path)).headers
+        assert headers["cache-control"] == "no-store", path
+        assert headers["x-content-type-options"] == "nosniff", path
 
 
 async def test_an_unknown_account_to_reassign_is_named_at_once(pages: Pages) -> None:
@@ -892,6 +897,32 @@ async def test_an_alert_page_gives_what_one_needs_to_act(pages: Pages) -> None:
     assert "下一步：</strong>在额度用完之前告知管理员" in chinese
 
 
+async def test_an_alert_page_shows_what_its_rule_read_then_and_now(pages: Pages) -> None:
+    """Its title keeps the numbers of when it fired ("no touchpoint for 80 days" beside
+    89 days now, found from outside): the page shows each measure then and now."""
+    alert_id = "acct-02:low_activity:1"
+    fired = {"details": {"values": {"days_since_touchpoint": 80, "band": "yellow"}}}
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(alerts).where(alerts.c.alert_id == alert_id).values(payload=fired)
+        )
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id == "acct-02")
+            .values(inputs={"days_since_touchpoint": 89})
+        )
+    await pages.sign_in("lead")
+    page = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
+    table = page.split('id="alert-measures"', 1)[1].split("</table>", 1)[0]
+    touch = table.split('data-measure="days_since_touchpoint"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r'<td class="num">([^<]*)</td>', touch) == ["80", "89"]
+    band = table.split('data-measure="band"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r'<td class="num">([^<]*)</td>', band) == ["yellow", "green"]  # 74 now
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    chinese = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
+    assert "规则读取的指标" in chinese and "触发时" in chinese
+
+
 async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:
     """ "Make the plan anew" replaced hand-added milestones without a word (found from
     outside): the server keeps the plan unless the replacement is confirmed."""
@@ -981,3 +1012,21 @@ async def test_an_account_without_seats_shows_its_users_not_shares_of_nothing(
     assert 'id="users-ever-active"' in page and "users ever active (no seats on record)" in page
     assert "seats activated" not in page and "of seats active" not in page
     assert "(1 users)" not in page
+
+
+async def test_a_long_comment_is_kept_and_a_form_too_large_is_said_so(pages: Pages) -> None:
+    """A comment of 2,000 Chinese characters (18 KB url-encoded) read as an empty form:
+    "This form's security token does not match your session" (found from outside)."""
+    await pages.sign_in("lead")
+    alert_id = "acct-02:low_activity:1"
+    path = f"/ui/alerts/{urllib.parse.quote(alert_id)}"
+    page = await pages.get(path)
+    long = "客户说导出功能太慢。" * 200
+    r = await pages.post("/ui/alerts", page, alert_id=alert_id, action="comment", text=long)
+    assert r.status_code == 303, r.text[:300]
+    assert long in await pages.get(path)
+    huge = await pages.post(
+        "/ui/alerts", page, alert_id=alert_id, action="comment", text="x" * 200_000
+    )
+    assert huge.status_code == 413 and "too long" in huge.text
+    assert "security token" not in huge.text
