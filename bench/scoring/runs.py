@@ -280,7 +280,7 @@ async def import_run(
         steps = StepTimer()
         sql = SqlTimer(engine, steps)
 
-        def report(name: str, seen: int) -> None:
+        def report(name: str, seen: int, total: int) -> None:
             nonlocal lines_done
             progress.update(task, completed=seen)
             if seen >= lines:
