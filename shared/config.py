@@ -450,5 +450,12 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         return not self.kafka_bootstrap
 
+    @property
+    def late_grace(self) -> timedelta:
+        """How late a usage event still counts on its day: ``late_grace_days``, capped by
+        the window (older days are no longer kept). Scoring drops later ones; ingest
+        refuses them, so that none is answered 202 and then ignored."""
+        return timedelta(days=min(self.late_grace_days, self.window_days))
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

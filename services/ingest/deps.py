@@ -61,7 +61,7 @@ def sendable_kinds(key: ApiKey) -> tuple[frozenset[str], str]:
         SERVER_KINDS if key.allows(Scope.crm) else frozenset()
     )
     if not key.allows(Scope.crm):
-        return allowed, SERVER_REFUSAL + "; the other events of the batch were stored"
+        return allowed, SERVER_REFUSAL
     if not key.allows(Scope.ingest):
         return allowed, "this key lacks the 'ingest' scope needed for usage and NPS answers"
     return allowed, ""

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -48,10 +48,11 @@ T = TypeVar("T")
 @router.post("/events", status_code=202, openapi_extra=EVENTS_BODY, responses=BATCH_ANSWERS)
 async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONResponse:
     """A batch of mixed events: ``{"events": [...]}``; each is accepted or rejected alone.
-    Account facts need a crm key, the other kinds an ingest key: a batch of none but
-    events the key may not send gets a 403; one that holds others too, a 422 rejecting
-    those events alone (the others are stored: a whole batch refused for one of them was
-    lost, as clients do not resend a 4xx)."""
+    Usage and NPS answers need an ingest key; account facts, touchpoints, payments and
+    tickets (your own systems' records) a crm key. A batch of none but events the key
+    may not send gets a 403; one that holds others too, a 422 rejecting those events
+    alone (the others are stored: a whole batch refused for one of them was lost, as
+    clients do not resend a 4xx)."""
     body = await read_json(request, ctx.settings.max_body_bytes)
     items = require_list(body, "events", ctx.settings.max_batch_events)
     allowed, refusal = sendable_kinds(key)
@@ -65,13 +66,16 @@ async def post_events(request: Request, ctx: Context, key: EventsKey) -> JSONRes
         max_future_skew=ctx.settings.max_future_skew,
         kinds=allowed,
         wrong_kind=refusal,
-        max_usage_age=timedelta(days=ctx.settings.late_grace_days),
+        max_usage_age=ctx.settings.late_grace,
     )
     return await _store(ctx, checked, now)
 
 
-def _kind(item: Any) -> Any:
-    return item.get("kind") if isinstance(item, dict) else None
+def _kind(item: Any) -> str | None:
+    """An item's kind when it names one as text (a list or an object there is
+    validation's to refuse, and cannot be looked up in a set of kinds)."""
+    kind = item.get("kind") if isinstance(item, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 @router.post("/accounts", status_code=202, openapi_extra=ACCOUNTS_BODY, responses=BATCH_ANSWERS)
@@ -275,7 +279,7 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
         [raw for _, raw in translated.events],
         now=now,
         max_future_skew=ctx.settings.max_future_skew,
-        max_usage_age=timedelta(days=ctx.settings.late_grace_days),
+        max_usage_age=ctx.settings.late_grace,
     )
     # Report rejections by the index of the Segment message, not of the translated event.
     for rejection in checked.rejected:

@@ -4,6 +4,7 @@ document the bodies; ``services.ingest.validation`` and the event contracts chec
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,15 +83,27 @@ class SegmentAccepted(BaseModel):
     accepted: int
 
 
+# The examples' times: the last whole hour before the service started, in Beijing time.
+# Usage older than the late grace (90 days) is refused, so a fixed date turned the
+# documented examples into 422s three months on.
+_HOUR = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+_BEIJING = timezone(timedelta(hours=8))
+
+
+def _at(minutes: int, zone: tzinfo = _BEIJING) -> str:
+    """The example time ``minutes`` past ``_HOUR``, written in ``zone``."""
+    return (_HOUR + timedelta(minutes=minutes)).astimezone(zone).isoformat()
+
+
 USAGE = {
     "kind": "usage",
-    "event_id": "evt-2026-12-03-0001",
+    "event_id": f"evt-{_HOUR:%Y-%m-%d}-0001",
     "account_id": "acme",
     "user_id": "u-17",
     "event": "report_exported",
     "module": "reports",
     "platform": "pc",
-    "occurred_at": "2026-12-03T09:15:00+08:00",
+    "occurred_at": _at(15),
 }
 TICKET = {
     "ticket_id": "T-4821",
@@ -98,15 +111,15 @@ TICKET = {
     "status": "open",
     "priority": "high",
     "type": "bug",
-    "created_at": "2026-12-03T08:40:00+08:00",
-    "updated_at": "2026-12-03T08:40:00+08:00",
+    "created_at": _at(0),
+    "updated_at": _at(0),
     "subject": "Export to Excel times out",
 }
 # In a batch of events a ticket names its id and time as every event does.
 TICKET_EVENT = {
     "kind": "ticket",
-    "event_id": "ticket:T-4821:open:2026-12-03T08:40:00+08:00",
-    "occurred_at": "2026-12-03T08:40:00+08:00",
+    "event_id": f"ticket:T-4821:open:{_at(0)}",
+    "occurred_at": _at(0),
     **{k: v for k, v in TICKET.items() if k != "updated_at"},
 }
 FACTS = {
@@ -126,11 +139,11 @@ TRACK = {
     "event": "Report Exported",
     "properties": {"format": "xlsx"},
     "context": {"groupId": "acme"},
-    "timestamp": "2026-12-03T01:15:00Z",
+    "timestamp": _at(15, UTC),
     "messageId": "ajs-7f3c2a",
 }
 
-_STAMP = {"messageId": "ajs-9d1e4b", "timestamp": "2026-12-03T01:16:00Z"}
+_STAMP = {"messageId": "ajs-9d1e4b", "timestamp": _at(16, UTC)}
 # What each other call type carries (Segment's spec): who, which account, what was seen.
 SEGMENT_CALLS: dict[str, dict[str, Any]] = {
     "identify": {"userId": "u-17", "traits": {"email": "wang.lei@acme.example"}},
@@ -141,7 +154,10 @@ SEGMENT_CALLS: dict[str, dict[str, Any]] = {
 
 EVENTS_BODY = documented_body(
     EventBatch,
-    {"usage and a ticket": {"events": [USAGE, TICKET_EVENT]}},
+    {
+        "usage (an ingest key)": {"events": [USAGE]},
+        "a ticket (a crm key: your helpdesk's server)": {"events": [TICKET_EVENT]},
+    },
 )
 ACCOUNTS_BODY = documented_body(
     AccountFacts | AccountBatch, {"one account": FACTS, "several": {"accounts": [FACTS]}}

@@ -71,8 +71,7 @@ def batch_span(settings: Settings) -> timedelta:
     stream counts, which receives its batches within seconds. Not less: the accounts'
     states are loaded and saved once a batch (batches of a day at most took a 4.5 M-event
     backtest from 11 to 16 minutes, when the states were also written once a batch)."""
-    grace = timedelta(days=min(settings.late_grace_days, settings.window_days))
-    return min(timedelta(hours=DEDUP_HOURS), grace)
+    return min(timedelta(hours=DEDUP_HOURS), settings.late_grace)
 
 
 @dataclass

@@ -214,6 +214,18 @@ async def test_an_ingest_key_sends_usage_and_answers_not_the_companys_records(
         "/v1/events", json={"events": [usage("a", "u")]}, headers=api.auth("crm")
     )
     assert usage_by_crm.status_code == 403
+    # A crm key's batch with usage in it: the usage alone is refused, saying why.
+    both = [server[0], usage("a", "u")]
+    r = await api.client.post("/v1/events", json={"events": both}, headers=api.auth("crm"))
+    assert r.status_code == 422 and r.json()["accepted"] == 1
+    assert "lacks the 'ingest' scope" in r.json()["rejected"][0]["errors"][0]["message"]
+    # A kind that is no text beside one the key may not send: a 422, never a 500 (a list
+    # cannot be looked up among the kinds; the diff review found the 500).
+    for odd in (["x"], {}):
+        r = await api.client.post(
+            "/v1/events", json={"events": [{"kind": odd}, server[2]]}, headers=api.auth()
+        )
+        assert r.status_code == 422, (odd, r.text)
 
 
 async def test_every_problem_of_an_event_is_named_at_once(api: Api) -> None:

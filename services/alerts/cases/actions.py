@@ -6,7 +6,7 @@ caller's transaction; the timer pass tells people (``timers``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,7 +21,7 @@ from services.alerts.cases.model import (
     TITLE_CHARS,
     review_every,
 )
-from services.alerts.cases.tasks import NewTask, TaskError, create_task
+from services.alerts.cases.tasks import NewTask, create_task
 from shared.config import Settings
 from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
@@ -111,10 +111,6 @@ def _open(row: Any) -> None:
         raise CaseClosed("The case is closed.")
 
 
-# A task named due "today" in a zone behind UTC is yesterday on the server's clock.
-PAST_DUE_GRACE = timedelta(days=1)
-
-
 async def add_task(
     conn: AsyncConnection,
     row: Any,
@@ -125,12 +121,9 @@ async def add_task(
     actor: str,
     now: datetime,
 ) -> int:
-    """A step of the case's action plan (DG-13: each person's task and deadline); due
-    today or later (a day's grace for the zones): one due in the past was overdue at
-    once, its notice to the lead sent with it."""
+    """A step of the case's action plan (DG-13: each person's task and deadline); one
+    due in the past is overdue at once (a step already late when planned)."""
     _open(row)
-    if due < now - PAST_DUE_GRACE:
-        raise TaskError("A task's due date lies in the past: give today or a later day.")
     task = NewTask(row.account_id, CASE_ACTION, title, due, actor, row.case_id, owner_email)
     return await create_task(conn, task, now)
 

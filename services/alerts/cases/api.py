@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.api import AlertsApiContext, Context
 from services.alerts.cases import actions, people, queries
-from services.alerts.cases.actions import CaseError, NewCase
+from services.alerts.cases.actions import CaseClosed, CaseError, NewCase
 from services.alerts.cases.model import SEVERITY_LEVEL
 from services.alerts.cases.schemas import (
     CaseDetail,
@@ -30,6 +30,7 @@ from services.alerts.cases.schemas import (
     TaskOut,
 )
 from services.alerts.cases.tasks import (
+    TaskDone,
     TaskError,
     TaskFilter,
     complete_task,
@@ -169,13 +170,17 @@ async def open_from_alert(
 
 
 async def _change(ctx: AlertsApiContext, case_id: int, key: ApiKey, change: Any) -> dict[str, Any]:
-    """Apply ``change(conn, row, now)`` to a visible case; a refusal is a 409."""
+    """Apply ``change(conn, row, now)`` to a visible case: a 409 when the case is closed
+    or the task done already, a 422 for a value the command refuses (an unknown outcome,
+    an owner nobody works as)."""
     async with ctx.engine.begin() as conn:
         row = await _case(conn, case_id, key)
         try:
             await change(conn, row, ctx.clock())
-        except (CaseError, TaskError) as exc:
+        except (CaseClosed, TaskDone) as exc:
             raise ClientError.refusing(409, "conflict", exc) from exc
+        except (CaseError, TaskError) as exc:
+            raise ClientError.refusing(422, "invalid", exc) from exc
         return await _detail(ctx, conn, case_id, key)
 
 

@@ -116,7 +116,11 @@ async def works_here(conn: AsyncConnection, email: str) -> bool:
     its owner by email: any address a respond key named turned the service into a
     mailer of its text to outsiders (found from outside)."""
     email = fold_email(email)
-    owner = select(accounts.c.account_id).where(accounts.c.owner_email == email).limit(1)
+    owner = (
+        select(accounts.c.account_id)
+        .where(func.lower(accounts.c.owner_email) == email)  # one stored before folding
+        .limit(1)
+    )
     if (await conn.execute(owner)).first() is not None:
         return True
     key = (
