@@ -24,22 +24,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         "The body exceeds {max_bytes} bytes: split it into batches.",
         values={"max_bytes": max_bytes},
     )
-    # A length of more digits than any int64 is too large; int() of it would be refused.
-    declared = request.headers.get("content-length") or ""
-    if (
-        declared.isascii()
-        and declared.isdigit()
-        and (len(declared) > 18 or int(declared) > max_bytes)
-    ):
+    raw = await read_capped(request, max_bytes)
+    if raw is None:
         raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
-    raw = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip":
         raw = _gunzip(raw, max_bytes, too_large)
@@ -51,6 +38,27 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             values={"encoding": encoding},
         )
     return raw
+
+
+async def read_capped(request: Request, max_bytes: int) -> bytes | None:
+    """The raw body as sent, or None once it is past ``max_bytes`` (declared so, or
+    streamed so): never more than that is held."""
+    # A length of more digits than any int64 is too large; int() of it would be refused.
+    declared = request.headers.get("content-length") or ""
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > max_bytes)
+    ):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _gunzip(raw: bytes, max_bytes: int, too_large: ClientError) -> bytes:

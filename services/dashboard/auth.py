@@ -37,6 +37,7 @@ from shared.auth import ROLE_SCOPES, ApiKey, KeyStore, Role, Scope, same_secret
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.i18n import N_
+from shared.request_body import read_capped
 from shared.storage.db import insert_ignore
 from shared.storage.tables import dashboard_signouts
 
@@ -260,17 +261,9 @@ async def read_form(request: Request) -> dict[str, str]:
     """A url-encoded form (no multipart: nothing here uploads files), read up to
     MAX_FORM_BYTES; FormTooLarge past it. It had read as empty, so its CSRF check
     failed with a "security token" 403 for a long comment (found from outside)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared[:12]) > MAX_FORM_BYTES:
+    body = await read_capped(request, MAX_FORM_BYTES)
+    if body is None:
         raise FormTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            raise FormTooLarge
-        chunks.append(chunk)
-    body = b"".join(chunks)
     pairs = urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     return dict(pairs)
 
