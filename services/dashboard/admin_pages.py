@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from services.dashboard.auth import (
     Forbidden,
+    FormTooLarge,
     NotFound,
     Viewer,
     checked_form,
@@ -39,6 +40,8 @@ from shared.auth import (
     same_secret,
 )
 from shared.clock import utcnow
+from shared.i18n import N_
+from shared.request_body import read_capped
 from shared.storage.documents import DocumentStore
 from shared.storage.tables import alerting_configs, deliveries, health_models
 from shared.web import whole_number
@@ -243,9 +246,11 @@ async def apply_document(request: Request, kind: str) -> Response:
 async def _document_form(request: Request) -> tuple[Viewer, dict[str, str]]:
     """``checked_form`` for a document: the same CSRF check, room for a whole file."""
     who = await _admin(request)
-    body = await request.body()
-    if len(body) > MAX_DOCUMENT_FORM_BYTES:
-        raise Forbidden("The document is larger than the 200 KB the service accepts.")
+    body = await read_capped(request, MAX_DOCUMENT_FORM_BYTES)
+    if body is None:  # read only so far: a 403 had read it whole, and said it in English
+        raise FormTooLarge(
+            N_("The document is larger than the 200 KB the service accepts: shorten it.")
+        )
     form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     if not same_secret(form.get("csrf", ""), who.csrf):
         raise Forbidden(

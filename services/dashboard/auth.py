@@ -254,7 +254,18 @@ def forbidden_scope(key: ApiKey, scope: Scope) -> Forbidden:
 
 
 class FormTooLarge(Exception):
-    """A form past MAX_FORM_BYTES: a 413 page saying its text is too long."""
+    """A form past its size: a 413 page saying so (``text``, English, translated where
+    it is shown)."""
+
+    def __init__(
+        self,
+        text: str = N_(
+            "The form's text is too long: keep a comment, reason or title under 10,000 "
+            "characters, then go back and send it again."
+        ),
+    ):
+        self.text = text
+        super().__init__(text)
 
 
 async def read_form(request: Request) -> dict[str, str]:

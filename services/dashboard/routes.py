@@ -21,6 +21,7 @@ from services.dashboard.auth import (
     COOKIE_MAX_AGE_S,
     BadAddress,
     Forbidden,
+    FormTooLarge,
     LoginRequired,
     NotFound,
     Viewer,
@@ -361,11 +362,8 @@ async def bad_address(request: Request, exc: Exception) -> Response:
 
 
 async def form_too_large(request: Request, exc: Exception) -> Response:
-    message = N_(
-        "The form's text is too long: keep a comment, reason or title under 10,000 "
-        "characters, then go back and send it again."
-    )
-    return page(request, "error.html", _error(request, N_("Too long"), 413, message), None, 413)
+    assert isinstance(exc, FormTooLarge)
+    return page(request, "error.html", _error(request, N_("Too long"), 413, exc.text), None, 413)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:

@@ -469,6 +469,9 @@ async def test_admin_applies_a_model_and_sees_its_problems(site: Site) -> None:
     assert again.status_code == 422 and "exists already" in again.text
     rules = await site.client.get("/ui/admin/rules")
     assert rules.status_code == 200 and "[[rule]]" in html_unescape_text(rules.text)
+    # Past the API's 200 KB: a 413 saying so (it was a 403, in English on a Chinese page).
+    huge = await site.form("/ui/admin/model", {"toml": "#" * 700_000}, "/ui/admin/model")
+    assert huge.status_code == 413 and "larger than the 200 KB" in huge.text
 
 
 async def test_admin_retries_a_dead_delivery(site: Site) -> None:
