@@ -53,9 +53,10 @@ from shared.document_routes import (
     replace_document,
     toml_body,
 )
-from shared.i18n import N_
+from shared.i18n import DEFAULT_LANGUAGE, N_
+from shared.i18n.alert_text import alert_text
 from shared.openapi import error_responses
-from shared.web import AdminKey, ClientError, ReadKey, spreadsheet_cell
+from shared.web import AdminKey, ClientError, ReadKey, answer_language, spreadsheet_cell
 
 # Accounts per answer of GET /v1/health: a page of a few hundred KB of JSON by default,
 # and a large portfolio (the handbook's 2,000 accounts) in one page at most.
@@ -95,11 +96,21 @@ router = APIRouter(prefix="/v1", tags=["health"])
     "/accounts/{account_id}/health", response_model=AccountHealth, responses=NOT_FOUND_OR_GONE
 )
 async def account_health_view(
-    account_id: str, ctx: Context, key: ReadKey, as_of: Day | None = None
+    account_id: str,
+    ctx: Context,
+    key: ReadKey,
+    request: Request,
+    response: Response,
+    as_of: Day | None = None,
 ) -> dict[str, Any]:
     """Score, band, depth level and the explanation of the newest score; with ``as_of``,
     the score recorded as of that day (``scored_on``: the day of its row) with the
     account's name and tier as they were then."""
+    # The sentences follow Accept-Language, as the refusals do: a shared cache keeps
+    # the languages apart.
+    lang = answer_language(request)
+    response.headers["Content-Language"] = lang
+    response.headers["Vary"] = "Accept-Language"
     async with ctx.engine.connect() as conn:
         facts = await visible_account(conn, account_id, key)
         if as_of is not None:
@@ -128,9 +139,41 @@ async def account_health_view(
         "band": h.band,
         "depth_level": inputs.get("depth_level"),
         "danger_level": h.danger_level,
-        "danger_causes": (h.components or {}).get("danger", {}).get("causes", []),
-        "explanation": None if why is None else explain.worded_changes(why, explain.labels(model)),
+        "danger_causes": _causes_in(lang, (h.components or {}).get("danger", {}).get("causes", [])),
+        "explanation": (
+            None
+            if why is None
+            else _changes_in(lang, explain.worded_changes(why, explain.labels(model)))
+        ),
     }
+
+
+def _changes_in(lang: str, why: dict[str, Any]) -> dict[str, Any]:
+    """An explanation's sentences of what moved in ``lang`` (stored in English, as
+    alerts are, and worded as theirs: "活跃用户数从 42 降至 9（−79%）"); numbers and
+    measure ids stay as they are, for programs."""
+    if lang == DEFAULT_LANGUAGE or not isinstance(why.get(explain.CHANGES), dict):
+        return why
+    periods = {
+        period: [
+            {**entry, "text": alert_text(lang, entry["text"])} if "text" in entry else entry
+            for entry in entries
+        ]
+        for period, entries in why[explain.CHANGES].items()
+    }
+    return {**why, explain.CHANGES: periods}
+
+
+def _causes_in(lang: str, causes: list[Any]) -> list[Any]:
+    """The danger causes with their sentences in ``lang`` (codes as they are)."""
+    if lang == DEFAULT_LANGUAGE:
+        return causes
+    return [
+        {**cause, "text": alert_text(lang, str(cause["text"]))}
+        if isinstance(cause, dict) and cause.get("text")
+        else cause
+        for cause in causes
+    ]
 
 
 async def _health_as_of(

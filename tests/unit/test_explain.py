@@ -114,3 +114,21 @@ def test_history_keeps_a_compact_explanation() -> None:
         "components": {"active_user_share_7d": [16.0, 0.35, 5.6]},
         "danger": {"level": "high", "causes": ["unclear_value"]},
     }
+
+
+def test_the_health_apis_sentences_follow_the_requests_language() -> None:
+    """The read API's explanation and danger causes stayed English with Accept-Language:
+    zh-CN (found from outside); they are worded as alerts are, numbers and ids kept."""
+    from services.scoring.api import _causes_in, _changes_in
+
+    why = worded_changes(
+        {"moved": {"since_previous": [["active_users_7d", 42, 9]]}},
+        labels(load_default_model()),
+    )
+    chinese = _changes_in("zh-CN", why)["changes"]["since_previous"][0]
+    assert chinese["text"] == "近 7 天活跃用户数从 42 降至 9（−79%）"
+    assert (chinese["measure"], chinese["before"], chinese["after"]) == ("active_users_7d", 42, 9)
+    assert _changes_in("en", why) == why
+    cause = {"code": "decision_maker_change", "text": "the customer's decision maker changed"}
+    (said,) = _causes_in("zh-CN", [cause])
+    assert said == {"code": "decision_maker_change", "text": "客户的决策人已更换"}
