@@ -56,6 +56,12 @@ async def test_health_history_metrics_and_portfolio_scoping(kafka_settings: Sett
             # What moved is stored as numbers and given in words.
             assert "moved" not in explanation
             assert set(explanation["changes"]) == {"since_previous", "since_7d", "since_30d"}
+            assert r.headers["content-language"] == "en"
+            # Its sentences in the request's language; the numbers as they are.
+            zh = await c.get("/v1/accounts/acme/health", headers={"Accept-Language": "zh-CN"})
+            assert zh.headers["content-language"] == "zh-CN"
+            assert "accept-language" in zh.headers["vary"].lower()
+            assert zh.json()["score"] == body["score"]
 
             hist = (await c.get("/v1/accounts/acme/health/history")).json()
             assert len(hist["days"]) >= 1 and hist["band_changes"][0]["from"] is None
