@@ -122,8 +122,13 @@ async def test_a_task_is_for_someone_who_works_here(engine: AsyncEngine) -> None
                     NewTask("acme", "case_action", "Verify", T0, "x", owner_email=outsider),
                     T0,
                 )
-        # An account's owner (any case) and a CSM with a key may be named.
-        for insider in ("Bob@Example.com", "carl@example.com"):
+        # An account's owner (any case) or sales owner, and a CSM with a key may be named.
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.account_id == "beta")
+            .values(facts={"fields": {"sales_owner": {"email": "sam@example.com"}}})
+        )
+        for insider in ("Bob@Example.com", "carl@example.com", "Sam@example.com"):
             named = NewTask("acme", "case_action", "Call", T0, "x", owner_email=insider)
             assert await create_task(conn, named, T0) > 0
         # A CSM's key revoked: no longer someone work is sent to.

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.actions import Action, apply_action
@@ -111,14 +111,16 @@ _ALERTING = AlertingStore()
 
 
 async def works_here(conn: AsyncConnection, email: str) -> bool:
-    """``email`` is someone healthwatch sends work to: an account's owner, a CSM's key
-    or a person of the alerting file's routing. A task's due and overdue notices go to
-    its owner by email: any address a respond key named turned the service into a
-    mailer of its text to outsiders (found from outside)."""
+    """``email`` is someone healthwatch sends work to: an account's owner or sales owner
+    (the CRM's), a CSM's key or a person of the alerting file's routing. A task's due
+    and overdue notices go to its owner by email: any address a respond key named
+    turned the service into a mailer of its text to outsiders (found from outside)."""
     email = fold_email(email)
+    seller = accounts.c.facts["fields"]["sales_owner"]["email"].as_string()
     owner = (
         select(accounts.c.account_id)
-        .where(func.lower(accounts.c.owner_email) == email)  # one stored before folding
+        # lower(): an owner stored before emails were folded
+        .where(or_(func.lower(accounts.c.owner_email) == email, func.lower(seller) == email))
         .limit(1)
     )
     if (await conn.execute(owner)).first() is not None:
