@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, event, func, select
+from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -182,8 +182,16 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+# The PostgreSQL advisory lock migrations hold, a single 64-bit key: PostgreSQL keeps
+# those apart from the two-part keys an import's and the tickets' locks take.
+MIGRATE_LOCK_KEY = 0x68770001
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision. On PostgreSQL under an advisory
+    lock held to the end of the transaction: every replica of a release may migrate as
+    it starts (the Kubernetes Deployments' init containers), and two migrations at once
+    had hung on each other's locks; the second now waits, then finds nothing to do."""
 
     def _upgrade(sync_conn: Connection) -> None:
         cfg = alembic_config()
@@ -193,4 +201,8 @@ async def migrate(engine: AsyncEngine) -> None:
         command.upgrade(cfg, "heads")
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY}
+            )
         await conn.run_sync(_upgrade)

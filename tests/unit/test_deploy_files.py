@@ -344,8 +344,17 @@ def test_k8s_deployment(service: str) -> None:
     refs = [next(iter(e.values()))["name"] for e in container["envFrom"]]
     assert refs == ["healthwatch-config", "healthwatch-secrets"]
     # Probes need no key; /metrics does (scraped with a Bearer key, see the annotations).
+    # Ingest stays ready while Kafka is down: it answers 503 with Retry-After, where a
+    # probe of Kafka took every replica out of the Service (refused connections).
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    ready = "/healthz" if service == "ingest" else "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == ready
+    # The release's schema before the service starts (concurrent migrations wait on a
+    # lock: tests/integration/test_migrate_concurrently.py).
+    (init,) = template["spec"]["initContainers"]
+    assert init["command"] == ["healthwatch", "migrate"]
+    assert init["image"] == container["image"] and init["envFrom"] == container["envFrom"]
+    assert init["securityContext"] == container["securityContext"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] == container_port["name"]
     annotations = template["metadata"]["annotations"]
