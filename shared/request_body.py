@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
+from shared.contracts.wire import not_utf8_at
 from shared.web import ClientError
 
 
@@ -82,8 +83,6 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if (bad := not_utf8_at(raw)) is not None:
-            # orjson's words ("surrogates not allowed: line 1 column 1") named neither
-            # the cause nor the place.
             raise ClientError(
                 400,
                 "not_utf8",
@@ -94,12 +93,3 @@ def parse_json(raw: bytes) -> Any:
         raise ClientError(
             400, "malformed_json", "The body is not valid JSON: {exc}.", values={"exc": exc}
         ) from exc
-
-
-def not_utf8_at(raw: bytes) -> int | None:
-    """Where ``raw`` stops being UTF-8 (a byte offset), or None if it is UTF-8."""
-    try:
-        raw.decode()
-    except UnicodeDecodeError as exc:
-        return exc.start
-    return None

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.auth import ApiKey
 from shared.i18n import Phrase, Refusal
 from shared.storage.tables import alert_activity, alerts
 
@@ -27,6 +28,12 @@ class Action:
     actor: str
     text: str | None = None
     until: datetime | None = None
+
+
+def actor_of(key: ApiKey) -> str:
+    """Who an action is recorded as: the CSM's email, else the key's name (the API's,
+    Slack's buttons aside, and the dashboard's, so that the two read alike)."""
+    return key.csm_email or f"key:{key.name}"
 
 
 async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: datetime) -> None:

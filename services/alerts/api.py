@@ -31,7 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.alerts.actions import Action, ActionError, apply_action
+from services.alerts.actions import Action, ActionError, actor_of, apply_action
 from services.alerts.queries import (
     accounts_of,
     storable_alert_id,
@@ -326,14 +326,10 @@ async def _act(ctx: AlertsApiContext, alert_id: str, key: ApiKey, action: Action
         )
 
 
-def _actor(key: ApiKey) -> str:
-    return key.csm_email or f"key:{key.name}"
-
-
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertSummary, responses=ACTED)
 async def acknowledge(alert_id: str, ctx: Context, key: RespondKey) -> Any:
     """Someone is on it: no reminders, no escalation."""
-    return await _act(ctx, alert_id, key, Action("acknowledge", _actor(key)))
+    return await _act(ctx, alert_id, key, Action("acknowledge", actor_of(key)))
 
 
 @router.post("/alerts/{alert_id}/snooze", response_model=AlertSummary, responses=ACTED)
@@ -352,29 +348,29 @@ async def snooze(alert_id: str, body: SnoozeBody, ctx: Context, key: RespondKey)
             "the alert or mark it not useful.",
             extra={"field": "until"},
         )
-    return await _act(ctx, alert_id, key, Action("snooze", _actor(key), body.reason, until))
+    return await _act(ctx, alert_id, key, Action("snooze", actor_of(key), body.reason, until))
 
 
 @router.post("/alerts/{alert_id}/unsnooze", response_model=AlertSummary, responses=ACTED)
 async def unsnooze(alert_id: str, ctx: Context, key: RespondKey) -> Any:
-    return await _act(ctx, alert_id, key, Action("unsnooze", _actor(key)))
+    return await _act(ctx, alert_id, key, Action("unsnooze", actor_of(key)))
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertSummary, responses=ACTED)
 async def resolve(alert_id: str, body: ReasonBody, ctx: Context, key: RespondKey) -> Any:
     """Close it by hand (the condition may still hold: it fires again only after clearing)."""
-    return await _act(ctx, alert_id, key, Action("resolve", _actor(key), body.reason))
+    return await _act(ctx, alert_id, key, Action("resolve", actor_of(key), body.reason))
 
 
 @router.post("/alerts/{alert_id}/comments", response_model=AlertSummary, responses=ACTED)
 async def comment(alert_id: str, body: TextBody, ctx: Context, key: RespondKey) -> Any:
-    return await _act(ctx, alert_id, key, Action("comment", _actor(key), body.text))
+    return await _act(ctx, alert_id, key, Action("comment", actor_of(key), body.text))
 
 
 @router.post("/alerts/{alert_id}/not-useful", response_model=AlertSummary, responses=ACTED)
 async def not_useful(alert_id: str, body: ReasonBody, ctx: Context, key: RespondKey) -> Any:
     """Feedback for the rule's quality figures."""
-    return await _act(ctx, alert_id, key, Action("not_useful", _actor(key), body.reason))
+    return await _act(ctx, alert_id, key, Action("not_useful", actor_of(key), body.reason))
 
 
 @router.get("/deliveries", response_model=DeliveryList)

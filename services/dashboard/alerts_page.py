@@ -20,14 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
-from services.alerts.actions import Action, ActionError, apply_action, snooze_note
+from services.alerts.actions import Action, ActionError, actor_of, apply_action, snooze_note
 from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alert, visible_alerts
 from services.dashboard.alert_list import VIEWS, AlertFilters, list_alerts
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
 from services.dashboard.home import Page, csm_emails, text_param
 from services.dashboard.routes import _with_notice, language, page
-from services.scoring.queries import account_health_row
+from services.scoring.queries import account_health_row, generic_label
 from shared.auth import Scope
 from shared.clock import utcnow
 from shared.contracts.alerts import SEVERITY_ORDER
@@ -230,7 +230,7 @@ def rule_measures(fired: Mapping[str, Any], health: Any) -> list[dict[str, Any]]
     return [
         {
             "measure": name,
-            "label": labels.get(name) or MEASURE_LABELS.get(name) or name.replace("_", " "),
+            "label": labels.get(name) or MEASURE_LABELS.get(name) or generic_label(name),
             "then": value,
             "now": now.get(name),
         }
@@ -282,11 +282,6 @@ async def _activity(conn: AsyncConnection, alert_id: str) -> list[dict[str, Any]
     return shown
 
 
-def actor_of(who: Viewer) -> str:
-    """Who an action is recorded as: the CSM's email, else the key's name."""
-    return who.key.csm_email or f"key:{who.key.name}"
-
-
 def action_from_form(form: Mapping[str, str], actor: str, now: datetime) -> Action | None:
     """The action a form asks for, None when it is malformed (an unknown action, a
     snooze without an offered length, a comment without text)."""
@@ -310,7 +305,7 @@ async def act(request: Request) -> Response:
     who, form = await checked_form(request, Scope.respond)
     alert_id = form.get("alert_id", "")
     now = utcnow()
-    action = action_from_form(form, actor_of(who), now)
+    action = action_from_form(form, actor_of(who.key), now)
     done = action.name if action else "invalid"
     async with context(request).engine.begin() as conn:
         row = await visible_alert(conn, alert_id, who.key)
@@ -336,7 +331,7 @@ async def act_on_many(request: Request) -> Response:
     ids = picked[:PAGE_SIZE]
     now = utcnow()
     name = form.get("action", "")
-    action = action_from_form(form, actor_of(who), now) if name in BULK_ACTIONS else None
+    action = action_from_form(form, actor_of(who.key), now) if name in BULK_ACTIONS else None
     back = safe_next(form.get("next") or "/ui/alerts")
     if not ids or action is None:
         return RedirectResponse(_with_notice(back, "invalid" if ids else "none_picked"), 303)

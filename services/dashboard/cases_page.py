@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
+from services.alerts.actions import actor_of
 from services.alerts.cases import actions, queries, tasks
 from services.alerts.queries import visible_alert
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, viewer
@@ -55,10 +56,6 @@ NOTICES = {
 def _notice(request: Request) -> dict[str, str]:
     done = NOTICES.get(request.query_params.get("done", ""))
     return {"notice": translate(language(request), done)} if done else {}
-
-
-def _actor(who: Viewer) -> str:
-    return who.key.csm_email or f"key:{who.key.name}"
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -147,14 +144,14 @@ async def _new_case(
         level = queries.SEVERITY_LEVEL.get(row.severity, "normal")
         causes = await queries.measured_causes(conn, row.account_id)
         return actions.NewCase(
-            row.account_id, level, row.title[:500], _actor(who), causes, alert_id
+            row.account_id, level, row.title[:500], actor_of(who.key), causes, alert_id
         )
     account_id = text_param(form.get("account_id"), 200)
     if not account_id or not await queries.account_visible(conn, account_id, who.key):
         return None
     summary = form.get("summary", "").strip()[:500]
     level = form.get("danger_level", "")
-    return actions.NewCase(account_id, level, summary, _actor(who), _form_causes(form))
+    return actions.NewCase(account_id, level, summary, actor_of(who.key), _form_causes(form))
 
 
 def _form_causes(form: Any) -> list[str]:
@@ -206,21 +203,21 @@ async def _apply(
         owner = text_param(form.get("owner_email"), 320) or None
         title = form.get("title", "")
         await actions.add_task(
-            conn, row, title=title, due=due, owner_email=owner, actor=_actor(who), now=now
+            conn, row, title=title, due=due, owner_email=owner, actor=actor_of(who.key), now=now
         )
     elif name == "done":
         number = _id(form.get("task_id"))
         task = None if number is None else await tasks.visible_task(conn, number, who.key)
         if task is None or task.case_id != row.case_id:
             raise ValueError("not this case's task")
-        await tasks.complete_task(conn, task.task_id, _actor(who), now)
+        await tasks.complete_task(conn, task.task_id, actor_of(who.key), now)
     elif name == "review":
         await actions.set_causes(conn, row, _form_causes(form), now)
         level = form.get("danger_after", "")
         await actions.add_review(
             conn,
             row,
-            reviewer=_actor(who),
+            reviewer=actor_of(who.key),
             notes=text,
             danger_after=level,
             settings=settings,
@@ -229,7 +226,7 @@ async def _apply(
     elif name == "close":
         outcome = form.get("outcome", "")
         await actions.close_case(
-            conn, row, outcome=outcome, lesson=text, actor=_actor(who), now=now
+            conn, row, outcome=outcome, lesson=text, actor=actor_of(who.key), now=now
         )
     else:
         raise ValueError(f"unknown action {name!r}")
@@ -280,7 +277,7 @@ async def complete(request: Request) -> Response:
             done = "gone"
         else:
             try:
-                await tasks.complete_task(conn, task.task_id, _actor(who), utcnow())
+                await tasks.complete_task(conn, task.task_id, actor_of(who.key), utcnow())
             except tasks.TaskError:
                 done = "conflict"
     return RedirectResponse(_with_notice("/ui/tasks", done), status_code=303)

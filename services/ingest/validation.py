@@ -146,9 +146,9 @@ def too_old(event: Event, now: datetime, max_age: timedelta) -> list[dict[str, s
     if not isinstance(event, UsageEvent) or event.occurred_at >= now - max_age:
         return []
     message = (
-        f"is more than {max_age.days} days old: live usage counts up to "
-        f"HEALTHWATCH_LATE_GRACE_DAYS ({max_age.days}) days back; load older history "
-        "with `healthwatch import`"
+        f"is more than {max_age.days} days old: live usage counts that far back "
+        "(HEALTHWATCH_LATE_GRACE_DAYS, at most the kept window); load older history with "
+        "`healthwatch import`"
     )
     return [{"field": "occurred_at", "message": message}]
 

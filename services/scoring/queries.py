@@ -39,6 +39,7 @@ from services.scoring.facts_history import facts_as_of as facts_as_of  # for oth
 from services.scoring.measures import Measures, load_measures
 from services.scoring.model.attribution import Pulls as Pulls  # for other packages
 from services.scoring.model.attribution import profile_named, pulls
+from services.scoring.model.labels import generic_label as generic_label  # for other packages
 from services.scoring.model.schema import HealthModel
 from services.scoring.model.store import ModelStore
 from services.scoring.state import OPEN_STATUSES

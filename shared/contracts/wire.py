@@ -68,14 +68,22 @@ def _load(value: bytes | None) -> object:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        try:
-            value.decode()
-        except UnicodeDecodeError as bad:
+        if (bad := not_utf8_at(value)) is not None:
             raise UndecodableRecord(
-                f"not UTF-8 text (byte {bad.start}, 0x{value[bad.start]:02x}): save the file "
-                "or send the record as UTF-8"
+                f"not UTF-8 text (byte {bad}, 0x{value[bad]:02x}): save the file or send the "
+                "record as UTF-8"
             ) from exc
         raise UndecodableRecord(f"not JSON: {exc}") from exc
+
+
+def not_utf8_at(raw: bytes) -> int | None:
+    """Where ``raw`` stops being UTF-8 (a byte offset), or None if it is UTF-8: orjson's
+    words for it ("surrogates not allowed: line 1 column 1") name neither."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
 
 
 def _first_errors(exc: ValidationError, limit: int = 5) -> str:

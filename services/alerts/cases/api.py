@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.actions import actor_of
 from services.alerts.api import AlertsApiContext, Context
 from services.alerts.cases import actions, people, queries
 from services.alerts.cases.actions import CaseClosed, CaseError, NewCase
@@ -52,10 +53,6 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
 NOT_FOUND = error_responses(404)
 ACTED = error_responses(404, 409, 422)
-
-
-def actor(key: ApiKey) -> str:
-    return key.csm_email or f"key:{key.name}"
 
 
 def _page(total: int, limit: int, offset: int, shown: int) -> dict[str, Any]:
@@ -140,7 +137,7 @@ async def open_case(body: OpenCaseBody, ctx: Context, key: RespondKey) -> dict[s
     open one is answered (``opened``: false) if there is one."""
     async with ctx.engine.connect() as conn:
         await _visible_account(conn, body.account_id, key)
-    new = NewCase(body.account_id, body.danger_level, body.summary, actor(key), body.causes)
+    new = NewCase(body.account_id, body.danger_level, body.summary, actor_of(key), body.causes)
     return await _opened(ctx, key, new)
 
 
@@ -165,7 +162,7 @@ async def open_from_alert(
             else await queries.measured_causes(conn, row.account_id)
         )
     level = body.danger_level or SEVERITY_LEVEL.get(row.severity, "normal")
-    new = NewCase(row.account_id, level, row.title[:500], actor(key), causes, row.alert_id)
+    new = NewCase(row.account_id, level, row.title[:500], actor_of(key), causes, row.alert_id)
     return await _opened(ctx, key, new)
 
 
@@ -197,7 +194,7 @@ async def add_task(
             title=body.title,
             due=body.due,
             owner_email=body.owner_email,
-            actor=actor(key),
+            actor=actor_of(key),
             now=now,
         )
 
@@ -217,7 +214,7 @@ async def add_review(
         await actions.add_review(
             conn,
             row,
-            reviewer=actor(key),
+            reviewer=actor_of(key),
             notes=body.notes,
             danger_after=body.danger_after,
             settings=ctx.settings,
@@ -235,7 +232,7 @@ async def close_case(
 
     async def change(conn: AsyncConnection, row: Any, now: datetime) -> None:
         await actions.close_case(
-            conn, row, outcome=body.outcome, lesson=body.lesson, actor=actor(key), now=now
+            conn, row, outcome=body.outcome, lesson=body.lesson, actor=actor_of(key), now=now
         )
 
     return await _change(ctx, case_id, key, change)
@@ -258,7 +255,7 @@ async def complete_case_task(
                 "No task {task_id} in case {case_id}.",
                 values={"task_id": task_id, "case_id": case_id},
             )
-        await complete_task(conn, task_id, actor(key), now)
+        await complete_task(conn, task_id, actor_of(key), now)
 
     return await _change(ctx, case_id, key, change)
 
@@ -306,7 +303,7 @@ async def complete(task_id: TaskId, ctx: Context, key: RespondKey) -> dict[str, 
                 values={"task_id": task_id},
             )
         try:
-            await complete_task(conn, task_id, actor(key), ctx.clock())
+            await complete_task(conn, task_id, actor_of(key), ctx.clock())
         except TaskError as exc:
             raise ClientError.refusing(409, "conflict", exc) from exc
         return task_row(await visible_task(conn, task_id, key))
