@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import history
@@ -339,22 +339,26 @@ class ScoringProcessor:
         *,
         past_day: bool = False,
         usage: Usage | None = None,
+        swept_on: date | None = None,
     ) -> list[AlertEvent]:
         """Score ``ids`` as of their newest event (or ``as_of``); record what changed and
         return the alerts that fired. An unchanged score writes nothing. ``past_day``: the day
         lies in the past (an import scoring its days), so facts and tickets are read as
         they were then, not now. ``usage``: the usage states the caller holds.
+        ``swept_on``: the quiet-account sweep's day, marked on every account of ``ids``
+        (whose rows the sweep has locked already, in the same order).
 
         The reading and writing are here; what a score is and which rules fire is the pure
         per-account ``score_account``."""
-        await _lock_accounts(conn, ids)
+        if swept_on is None:
+            await _lock_accounts(conn, ids)
         if usage is not None:
-            return await self._rescore(conn, ids, now, as_of, past_day, usage)
+            return await self._rescore(conn, ids, now, as_of, past_day, usage, swept_on)
         # Read only here (a sweep, an import's days), through the cache, and lent while
         # they are scored (``UsageCache.read``).
         read = await self._states.read(conn, ids)
         try:
-            return await self._rescore(conn, ids, now, as_of, past_day, read)
+            return await self._rescore(conn, ids, now, as_of, past_day, read, swept_on)
         finally:
             self._states.give_back(ids)
 
@@ -366,12 +370,15 @@ class ScoringProcessor:
         as_of: date | None,
         past_day: bool,
         usage: Usage,
+        swept_on: date | None,
     ) -> list[AlertEvent]:
         if past_day and as_of is not None:
             measures = await measures_as_of(conn, ids, as_of, self.zone, usage)
         else:
             measures = await load_measures(conn, ids, as_of, self.zone, usage=usage)
         if not measures:
+            if swept_on is not None:
+                await mark_swept(conn, ids, swept_on)
             return []
         alerting, _ = await self._alerting.current(conn)
         model, _ = await self._models.current(conn)
@@ -401,7 +408,9 @@ class ScoringProcessor:
         alerts = await _alerts(conn, [fired for result in results for fired in result.fired])
         # Success plans: templates for new accounts, milestones' progress and alerts.
         alerts += await step_plans(conn, measures, results, self._plans, account_contacts, now)
-        await _record(conn, results, now)
+        written = await _record(conn, results, now, swept_on)
+        if swept_on is not None and len(written) < len(ids):
+            await mark_swept(conn, ids - written, swept_on)
         return alerts
 
 
@@ -492,9 +501,23 @@ def _contacts(row: Row[Any]) -> AccountContacts:
     )
 
 
-async def _record(conn: AsyncConnection, results: list[ScoredAccount], now: Any) -> None:
-    """Write what the steps decided: health rows, daily history, band changes, rule states."""
+async def mark_swept(conn: AsyncConnection, ids: set[str], day: date) -> None:
+    """The sweep has scored ``ids`` on ``day`` (their own day): not due again before the
+    next."""
+    h = account_health
+    await conn.execute(update(h).where(among(conn, h.c.account_id, ids)).values(swept_on=day))
+
+
+async def _record(
+    conn: AsyncConnection, results: list[ScoredAccount], now: Any, swept_on: date | None
+) -> set[str]:
+    """Write what the steps decided: health rows, daily history, band changes, rule states;
+    returns the accounts whose health row was written. A sweep's mark goes into the same
+    rows: a second update of each row doubled its new versions and index entries."""
     health_rows = [result.health for result in results if result.health is not None]
+    if swept_on is not None:
+        for row in health_rows:
+            row["swept_on"] = swept_on
     if health_rows:
         # One executemany (pipelined by the driver), not a statement per account.
         columns = [name for name in health_rows[0] if name != "account_id"]
@@ -528,6 +551,7 @@ async def _record(conn: AsyncConnection, results: list[ScoredAccount], now: Any)
             "changed_at",
         ],
     )
+    return {row["account_id"] for row in health_rows}
 
 
 def _state_row(account_id: str, rule_id: str, state: RuleState, now: Any) -> dict[str, Any]:

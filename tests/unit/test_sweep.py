@@ -106,6 +106,8 @@ async def test_quiet_account_is_rescored_once_a_day_and_its_rule_fires(
     assert await sweep.run_once() == 1
     assert await health() == before
     assert await alerts() == fired
+    # Its score did not change, so no health row was written: marked swept all the same.
+    assert await sweep.run_once() == 0
 
 
 async def test_a_pass_takes_the_due_accounts_chunk_after_chunk_each_once(
