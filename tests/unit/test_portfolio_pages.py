@@ -64,6 +64,15 @@ N_ANNA, N_CARL = 22, 8  # 30 accounts: two pages of 25
 N_ALERTS = 14  # more than the home page previews
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """The pages read the wall clock: "now" is taken again for each test, not once when
+    the module was imported (a run crossing midnight UTC had the pages a day ahead)."""
+    global NOW, TODAY
+    NOW = datetime.now(UTC)
+    TODAY = NOW.date()
+
+
 def _account(i: int) -> dict[str, Any]:
     owner = ANNA if i < N_ANNA else CARL
     churned = i in (3, 25)  # one of each CSM's
