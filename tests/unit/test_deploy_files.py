@@ -357,6 +357,11 @@ def test_k8s_deployment(service: str) -> None:
     assert init["securityContext"] == container["securityContext"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] == container_port["name"]
+    if service in ("ingest", "web"):  # people and senders call them through a Service
+        wait = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert (
+            wait[0] == "sleep" and int(wait[1]) < template["spec"]["terminationGracePeriodSeconds"]
+        )
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
