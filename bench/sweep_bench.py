@@ -90,10 +90,14 @@ async def copy_accounts(server: str, total: int) -> int:
     try:
         have = await conn.fetchval("SELECT count(*) FROM accounts")
         copies = max(0, -(-total // have) - 1)
-        tables = await conn.fetch(
-            "SELECT c.table_name, string_agg(c.column_name, ',' ORDER BY c.ordinal_position)"
-            " AS columns FROM information_schema.columns c WHERE c.table_schema = 'public'"
-            " GROUP BY c.table_name HAVING bool_or(c.column_name = 'account_id')"
+        tables = (
+            []
+            if copies == 0
+            else await conn.fetch(
+                "SELECT c.table_name, string_agg(c.column_name, ',' ORDER BY c.ordinal_position)"
+                " AS columns FROM information_schema.columns c WHERE c.table_schema = 'public'"
+                " GROUP BY c.table_name HAVING bool_or(c.column_name = 'account_id')"
+            )
         )
         for table in tables:
             name, columns = table["table_name"], table["columns"]
@@ -200,17 +204,27 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2", help="sweeping processes, per run")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, help="JSON results")
+    parser.add_argument(
+        "--reuse-template",
+        action="store_true",
+        help="sweep the template an earlier run left (its accounts; --accounts, --events, "
+        "--days and --total unused): trees compared on one template, alternated",
+    )
     args = parser.parse_args()
     server = args.database_url
-    print(f"importing {args.accounts:,} accounts into the template …", file=sys.stderr)
-    path = Path(f"/tmp/sweep-bench-{os.getpid()}.ndjson")
-    write_workload(path, args.accounts, args.events, args.days, args.seed)
-    try:
-        imported_s = asyncio.run(build(server, path))
-    finally:
-        path.unlink()
-    print(f"copying them to {args.total:,} accounts …", file=sys.stderr)
-    accounts = asyncio.run(copy_accounts(server, args.total))
+    imported_s: float | None = None
+    if args.reuse_template:
+        accounts = asyncio.run(copy_accounts(server, 0))
+    else:
+        print(f"importing {args.accounts:,} accounts into the template …", file=sys.stderr)
+        path = Path(f"/tmp/sweep-bench-{os.getpid()}.ndjson")
+        write_workload(path, args.accounts, args.events, args.days, args.seed)
+        try:
+            imported_s = asyncio.run(build(server, path))
+        finally:
+            path.unlink()
+        print(f"copying them to {args.total:,} accounts …", file=sys.stderr)
+        accounts = asyncio.run(copy_accounts(server, args.total))
     runs = []
     for processes in (int(n) for n in args.processes.split(",")):
         print(f"sweeping {accounts:,} quiet accounts in {processes} process(es) …", file=sys.stderr)
@@ -236,7 +250,7 @@ def main() -> None:
             "events": args.events,
             "days": args.days,
             "accounts": accounts,
-            "import_s": round(imported_s, 1),
+            "import_s": None if imported_s is None else round(imported_s, 1),
         },
         "runs": runs,
     }
