@@ -113,6 +113,13 @@ async def database_writable(engine: AsyncEngine) -> None:
             raise  # "locked": another writer holds the lock, so the file takes writes
 
 
+# A loop stalled this many times ``consumer_stall_s`` fails liveness. Readiness says so
+# at one (and the HealthwatchScoringStalled alert fires); three give a slow batch under
+# load, a long pause and a loop's last backoff room before a restart, which costs a
+# rebalance and the cache.
+RESTART_AFTER_STALLS = 3
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -150,6 +157,31 @@ class Runtime:
             )
             return False
         return await self.bus.reachable()
+
+    async def alive(self) -> bool:
+        """False when a consume loop has not moved for RESTART_AFTER_STALLS stall limits
+        while the database takes writes and the bus answers: nothing it needs is down, and
+        yet it does not move (an await that never returns). Liveness then fails and the
+        orchestrator restarts the process, which resumes from the offsets stored with the
+        state. A dependency down or not answering is its outage, not this process's
+        stall: a restart would not help, and restarts during it only delay the recovery."""
+        limit = self.settings.consumer_stall_s * RESTART_AFTER_STALLS
+        stalled = self.progress.stalled(limit)
+        if not stalled:
+            return True
+        try:
+            await database_writable(self.engine)
+            if not await self.bus.reachable():
+                return True
+        except Exception:
+            return True
+        log.error(
+            "not alive: no progress for %ss in %s while the database and the bus answer; "
+            "a restart is due",
+            limit,
+            stalled,
+        )
+        return False
 
     async def web_ready(self) -> bool:
         """The web service alone: the database answers. It runs no consumer, and what it
@@ -413,7 +445,7 @@ def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
 
 def ops_app(rt: Runtime, title: str, ready: Readiness | None = None) -> FastAPI:
     app = base_app(title, KeyStore(rt.engine))
-    app.include_router(ops_router(rt.registry, ready or rt.ready))
+    app.include_router(ops_router(rt.registry, ready or rt.ready, alive=rt.alive))
     count_requests(app, rt.http.requests)
     return app
 

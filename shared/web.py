@@ -213,6 +213,9 @@ Readiness = Callable[[], Awaitable[bool]]
 
 
 class Alive(BaseModel):
+    """``status`` "stalled" (a 503): a consume loop has not moved for three stall limits
+    while its database and bus answer; the orchestrator should restart the process."""
+
     status: str = "ok"
 
 
@@ -269,13 +272,24 @@ def count_requests(app: FastAPI, counter: Counter) -> None:
 READY_WITHIN_S = 3.0
 
 
-def ops_router(registry: CollectorRegistry, ready: Readiness) -> APIRouter:
-    """``/healthz`` (process alive), ``/readyz`` (dependencies reachable), ``/metrics``."""
+def ops_router(
+    registry: CollectorRegistry, ready: Readiness, *, alive: Readiness | None = None
+) -> APIRouter:
+    """``/healthz`` (process alive: it answers and, with ``alive``, no consume loop is
+    stuck), ``/readyz`` (dependencies reachable), ``/metrics``."""
     router = APIRouter(tags=["ops"])
 
-    @router.get("/healthz", response_model=Alive)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", response_model=Alive, responses={503: {"model": Alive}})
+    async def healthz() -> JSONResponse:
+        ok = True
+        if alive is not None:
+            try:
+                ok = await asyncio.wait_for(alive(), READY_WITHIN_S)
+            except TimeoutError:
+                ok = True  # a dependency that hangs: its outage, not a stuck loop here
+        if ok:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "stalled"}, status_code=503)
 
     @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
     async def readyz() -> JSONResponse:

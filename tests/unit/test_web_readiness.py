@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -128,3 +129,63 @@ async def test_the_web_service_counts_its_requests(
     )
     assert "process_resident_memory_bytes" in text
     assert "_created" not in text
+
+
+async def test_a_stuck_loop_fails_liveness_while_what_it_needs_answers(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    """Readiness reporting a stalled loop kept a stuck scoring process running for good
+    (its readiness takes no traffic away): liveness now fails after three stall limits,
+    so the orchestrator restarts it; never for a dependency's outage."""
+    settings = embedded_settings.model_copy(
+        update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}"}
+    )
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    await engine.dispose()
+    async with runtime.open_runtime(settings) as rt:
+        now = [0.0]
+        rt.progress = Progress(clock=lambda: now[0])
+        rt.progress.moved("scoring")
+        app = runtime.ops_app(rt, "healthwatch scoring")
+        limit = settings.consumer_stall_s
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://hw"
+        ) as client:
+
+            async def alive() -> tuple[int, str]:
+                answer = await client.get("/healthz")
+                return answer.status_code, answer.json()["status"]
+
+            now[0] = limit + 1
+            assert (await client.get("/readyz")).status_code == 503
+            assert await alive() == (200, "ok")  # reported, not yet restarted
+            now[0] = runtime.RESTART_AFTER_STALLS * limit + 1
+            assert await alive() == (503, "stalled")
+            working = rt.engine
+            rt.engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/no/such.db")
+            assert await alive() == (200, "ok")  # the database is down: its outage
+            await rt.engine.dispose()
+            rt.engine = working
+            rt.progress.moved("scoring")
+            assert await alive() == (200, "ok")
+
+
+async def test_a_stalled_loop_is_not_restarted_while_the_broker_is_away(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    settings = embedded_settings.model_copy(
+        update={
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}",
+            "kafka_bootstrap": f"127.0.0.1:{free_port()}",  # nobody listens there
+        }
+    )
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    await engine.dispose()
+    async with runtime.open_runtime(settings) as rt:
+        now = [0.0]
+        rt.progress = Progress(clock=lambda: now[0])
+        rt.progress.moved("scoring")
+        now[0] = runtime.RESTART_AFTER_STALLS * settings.consumer_stall_s + 1
+        assert await rt.alive()
