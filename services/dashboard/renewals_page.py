@@ -30,6 +30,7 @@ from services.dashboard.charts import (
     _pct,
     _series,
 )
+from services.dashboard.csv_words import renewal_file, retention_file
 from services.dashboard.routes import DOWNLOAD_HEADERS, language, page
 from services.scoring.retention import (
     DEFAULT_CURRENCY,
@@ -124,7 +125,10 @@ async def renewals_csv(request: Request) -> Response:
     """The quarter's renewals as ``GET /v1/renewals?format=csv`` answers them, for the
     viewer's portfolio (the pipeline page's "CSV" link)."""
     _, quarter, data = await _renewals(request)
-    answer = csv_answer(RENEWAL_COLUMNS, data["accounts"], f"renewals-{quarter}")
+    header, rows = renewal_file(
+        RENEWAL_COLUMNS, data["accounts"], language(request), FORECAST_LABELS, REASON_LABELS
+    )
+    answer = csv_answer(RENEWAL_COLUMNS, rows, f"renewals-{quarter}", header)
     answer.headers.update(DOWNLOAD_HEADERS)
     return answer
 
@@ -207,7 +211,11 @@ async def retention_csv(request: Request) -> Response:
     async with ctx.engine.connect() as conn:
         answer = await retention_between(conn, who.key, start, end, by, ctx.settings.zone)
     name = f"retention-{start}-{end}-by-{by}"
-    download = csv_answer(RETENTION_COLUMNS, retention_rows(answer, by), name)
+    lang = language(request)
+    header, rows = retention_file(
+        RETENTION_COLUMNS, retention_rows(answer, by), lang, translate(lang, GROUP_LABELS[by])
+    )
+    download = csv_answer(RETENTION_COLUMNS, rows, name, header)
     download.headers.update(DOWNLOAD_HEADERS)
     return download
 

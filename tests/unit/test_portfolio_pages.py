@@ -5,7 +5,9 @@ the bus as the API's would. Fast: the rows are written directly, no services run
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -35,6 +37,7 @@ from services.dashboard.home import (
     search,
 )
 from services.dashboard.lead import TimeRange, per_csm
+from services.dashboard.renewals_page import FORECAST_LABELS
 from services.dashboard.saved_views import _clean_query
 from services.dashboard.workload_page import account_ids
 from services.ingest.app import create_app
@@ -43,7 +46,7 @@ from shared.auth import Role, create_key, role_scopes
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.contracts.wire import decode_event
-from shared.i18n import format_money
+from shared.i18n import format_money, translate
 from shared.i18n.alert_text import rule_name
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import (
@@ -1039,3 +1042,32 @@ async def test_a_long_comment_is_kept_and_a_form_too_large_is_said_so(pages: Pag
     )
     assert huge.status_code == 413 and "too long" in huge.text
     assert "security token" not in huge.text
+
+
+async def test_the_renewal_and_retention_files_are_in_the_viewers_language(pages: Pages) -> None:
+    """A lead opening the pipeline's CSV from a Chinese page read ``at_risk``,
+    ``danger_level`` and ``enterprise``; in English the file stays the API's codes."""
+    await pages.sign_in("lead")
+
+    async def rows(path: str) -> list[list[str]]:
+        return list(csv.reader(io.StringIO((await pages.get(path)).lstrip("\ufeff"))))
+
+    english = await rows("/ui/renewals.csv")
+    assert english[0][:4] == ["account_id", "name", "tier", "owner_email"]
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    chinese = await rows("/ui/renewals.csv")
+    assert chinese[0][:4] == ["客户 ID", "客户", "客户分级", "客户成功经理"]
+    assert len(chinese) == len(english) > 1
+    coded = {"tier": None, "band": None, "forecast": FORECAST_LABELS}
+    for before, after in zip(english[1:], chinese[1:], strict=True):
+        was = dict(zip(english[0], before, strict=True))
+        now = dict(zip(english[0], after, strict=True))
+        assert now["account_id"] == was["account_id"] and now["arr"] == was["arr"]
+        for column, labels in coded.items():
+            code = was[column]
+            named = translate("zh-CN", labels[code] if labels else code) if code else ""
+            assert now[column] == named and (not code or named != code), (column, code)
+
+    retention = await rows("/ui/retention.csv")
+    assert retention[0][:2] == ["客户分级", "币种"]
+    assert retention[1][0] == "全部"

@@ -60,13 +60,19 @@ def wants_csv(request: Request, format: str | None) -> bool:
     return request.headers.get("accept", "").split(",")[0].strip().startswith("text/csv")
 
 
-def csv_answer(columns: Sequence[str], rows: Iterable[dict[str, Any]], name: str) -> Response:
+def csv_answer(
+    columns: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+    name: str,
+    header: Sequence[str] | None = None,
+) -> Response:
     """``rows`` as a CSV file (UTF-8 with a BOM, so spreadsheet programs read Chinese
-    names right), one column per name in ``columns``; lists joined by spaces."""
+    names right), one column per name in ``columns``, headed ``header`` (default: the
+    names); lists joined by spaces."""
     out = io.StringIO()
     out.write(CSV_BOM)
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
+    writer.writerow(spreadsheet_cell(h) for h in (header or columns))
     for row in rows:
         writer.writerow(
             spreadsheet_cell(

@@ -1,0 +1,105 @@
+"""The dashboard's renewal and retention files in the viewer's language.
+
+A lead opens the pipeline's CSV in a spreadsheet: in Chinese its headers and coded values
+(tier, stage, health, danger, forecast, reasons) are the page's words, not ``at_risk``
+and ``danger_level``. In English the file stays the API's (``GET /v1/renewals?format=
+csv``), whose codes are English already and which programs read. The portfolio's data
+export keeps the codes in every language: it feeds other tools, not people.
+
+Pure: rows in, the header and rows out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from shared.i18n import DEFAULT_LANGUAGE, N_, translate
+
+RENEWAL_HEADERS = {
+    "account_id": N_("Account id"),
+    "name": N_("Account"),
+    "tier": N_("Tier"),
+    "owner_email": N_("CSM"),
+    "lifecycle_stage": N_("Lifecycle stage"),
+    "contract_end": N_("Contract end"),
+    "days_to_renewal": N_("Days to renewal"),
+    "arr": N_("ARR"),
+    "currency": N_("Currency"),
+    "score": N_("Score"),
+    "band": N_("Health"),
+    "danger_level": N_("Danger"),
+    "open_alerts": N_("Open alerts"),
+    "nps_latest": N_("NPS"),
+    "forecast": N_("Forecast"),
+    "reasons": N_("Reasons"),
+}
+RETENTION_HEADERS = {
+    "currency": N_("Currency"),
+    "accounts_start": N_("Customers at the start"),
+    "accounts_kept": N_("Customers kept"),
+    "churned_accounts": N_("Customers churned"),
+    "logo_retention": N_("Logo retention"),
+    "start_arr": N_("ARR at the start"),
+    "churned_arr": N_("Churned ARR"),
+    "contraction": N_("Contraction"),
+    "expansion": N_("Expansion"),
+    "end_arr": N_("ARR at the end"),
+    "grr": N_("GRR"),
+    "nrr": N_("NRR"),
+}
+# Columns whose values are codes with a name of their own in the catalogs.
+CODED = ("tier", "lifecycle_stage", "band", "danger_level")
+
+Row = dict[str, Any]
+
+
+def renewal_file(
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    language: str,
+    forecasts: Mapping[str, str],
+    reasons: Mapping[str, str],
+) -> tuple[list[str], list[Row]]:
+    """The header and rows of the pipeline's CSV in ``language``; ``forecasts`` and
+    ``reasons``: the page's labels of those codes."""
+    if language == DEFAULT_LANGUAGE:
+        return list(columns), list(rows)
+
+    def say(text: str) -> str:
+        return translate(language, text)
+
+    def worded(row: Row) -> Row:
+        out = {**row, **{c: say(row[c]) for c in CODED if row.get(c)}}
+        if row.get("forecast"):
+            out["forecast"] = say(forecasts.get(row["forecast"], row["forecast"]))
+        out["reasons"] = "、".join(say(reasons.get(r, r)) for r in row.get("reasons") or [])
+        return out
+
+    return _header(columns, RENEWAL_HEADERS, say), [worded(row) for row in rows]
+
+
+def retention_file(
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    language: str,
+    group_header: str,
+) -> tuple[list[str], list[Row]]:
+    """The header and rows of the retention breakdown's CSV in ``language``;
+    ``group_header``: the page's name of the grouping (tier, CSM, cohort)."""
+    if language == DEFAULT_LANGUAGE:
+        return list(columns), list(rows)
+
+    def say(text: str) -> str:
+        return translate(language, text)
+
+    # "all", tiers: named; a CSM's email and a cohort's quarter stay as they are.
+    worded = [{**row, "group": say(str(row["group"]))} for row in rows]
+    headers = {**RETENTION_HEADERS, "group": group_header}
+    return _header(columns, headers, say), worded
+
+
+def _header(
+    columns: Sequence[str], headers: Mapping[str, str], say: Callable[[str], str]
+) -> list[str]:
+    return [say(headers[c]) if c in headers else c for c in columns]
