@@ -56,7 +56,7 @@ from columnar_writes import writes
 from lib.measure import result_header
 from lib.services import database_url, plain_dsn
 
-from services.cli import SERVICE_COLLECTIONS
+from services.cli.base import SERVICE_COLLECTIONS
 from services.scoring import inputs, usage
 from services.scoring.inputs import generic_inputs
 from services.scoring.measures import Measures, load_measures

@@ -28,7 +28,7 @@ name, a module and a platform (shapes of ``services/simulate.py``).
    the PostgreSQL import below, and, with ``--state-accounts`` (e.g. 10000), for larger
    states built with the import path. As the run leaves them, and after ``VACUUM FULL``.
 3. **``healthwatch import``**: the same events as an NDJSON file through
-   ``services.scoring.backfill.import_files`` (as ``services/cli.py`` calls it), into a
+   ``services.scoring.backfill.import_files`` (as ``services/cli/history.py`` calls it), into a
    fresh PostgreSQL database and into a fresh SQLite file (target: >= 200k events/s).
 4. **The sweep of quiet accounts** (``QuietAccountSweep.run_once``) a day after the
    imported states' last event, on each imported PostgreSQL state (target: 100k accounts

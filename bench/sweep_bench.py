@@ -11,7 +11,7 @@ in 10 s or less), on PostgreSQL, with one and with several sweeping processes.
 3. **Sweep**: for each ``--processes`` count, a fresh database from the template; that
    many processes start together, each running ``QuietAccountSweep.run_once()`` as a
    scoring replica does (with the service's garbage collection thresholds,
-   ``services.cli.SERVICE_COLLECTIONS``), the clock a day after the workload's last
+   ``services.cli.base.SERVICE_COLLECTIONS``), the clock a day after the workload's last
    event, so every account is quiet and due. Timed from the common start to the last
    process's end; every account must be swept once.
 
@@ -44,7 +44,7 @@ from prometheus_client import CollectorRegistry
 from scoring.runs import bench_settings
 from scoring.workload import iter_workload, make_accounts
 
-from services.cli import SERVICE_COLLECTIONS
+from services.cli.base import SERVICE_COLLECTIONS
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor

@@ -32,7 +32,7 @@ from scoring.runs import (
 )
 from scoring.state import state_size, synthetic_values
 from scoring.workload import iter_workload, make_accounts, to_messages, write_ndjson
-from services.cli import BATCH_COLLECTIONS, SERVICE_COLLECTIONS, collecting
+from services.cli.base import BATCH_COLLECTIONS, SERVICE_COLLECTIONS, collecting
 from shared.bus.base import OutMessage
 from shared.bus.factory import all_topics, event_topics
 from shared.bus.kafka import ensure_topics

@@ -26,7 +26,7 @@ from rich.progress import Progress
 import devservices
 from scoring.state import usage_in_state
 from scoring.timers import SqlTimer, StepTimer, metric_sum
-from services.cli import BATCH_COLLECTIONS, SERVICE_COLLECTIONS, collecting
+from services.cli.base import BATCH_COLLECTIONS, SERVICE_COLLECTIONS, collecting
 from services.runtime import open_runtime, run_scoring
 from services.scoring.backfill import import_files
 from services.scoring.metrics import ScoringMetrics

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devservices import free_port
-from services.cli import REPEATS_KEPT, OneLineFormatter, RepeatFilter, redacted_url
+from services.cli.logs import REPEATS_KEPT, OneLineFormatter, RepeatFilter, redacted_url
 from shared.auth import Scope, create_key
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import accounts

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.requests import Request
 
-from services.cli import warn_about_settings
+from services.cli.serve import warn_about_settings
 from services.dashboard.auth import secure_cookies
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings

@@ -1,4 +1,4 @@
-"""The garbage collection thresholds each kind of command runs with (services/cli.py)."""
+"""The garbage collection thresholds each kind of command runs with (services/cli/)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import gc
 import pytest
 from typer.testing import CliRunner
 
-from services import cli
-from services.cli import SERVICE_COLLECTIONS, app, collecting
+from services.cli import app, serve
+from services.cli.base import SERVICE_COLLECTIONS, collecting
 
 
 def test_a_command_runs_with_its_thresholds_and_puts_them_back() -> None:
@@ -40,7 +40,7 @@ def test_the_services_run_with_the_service_thresholds(
 ) -> None:
     """What the service would run with, seen where it would start serving."""
     seen: list[tuple[int, ...]] = []
-    monkeypatch.setattr(cli, "_serve", lambda *args: seen.append(gc.get_threshold()))
+    monkeypatch.setattr(serve, "serve_service", lambda *args: seen.append(gc.get_threshold()))
     result = CliRunner().invoke(app, [command])
     assert result.exit_code == 0, result.output
     assert seen == [SERVICE_COLLECTIONS]

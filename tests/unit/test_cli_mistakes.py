@@ -229,12 +229,12 @@ def test_an_import_stopped_with_ctrl_c_says_it_goes_on_when_run_again(
     tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It exited 130 without a word on whether anything was kept (found from outside)."""
-    import services.cli
+    import services.cli.history
 
     async def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(services.cli, "import_files", interrupted)
+    monkeypatch.setattr(services.cli.history, "import_files", interrupted)
     events = _ndjson(tmp_path / "ev.ndjson", [_usage("acme", n, 3) for n in range(3)])
     result = _cli("import", str(events), env=env)
     assert result.exit_code == 130 and "run the same command again" in result.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services import cli
+from services.cli import serve
 
 
 def test_a_venv_command_under_the_folder_is_named_by_its_path(
@@ -14,7 +14,7 @@ def test_a_venv_command_under_the_folder_is_named_by_its_path(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", [str(tmp_path / ".venv" / "bin" / "healthwatch"), "dev"])
-    assert cli._own_command() == ".venv/bin/healthwatch"
+    assert serve._own_command() == ".venv/bin/healthwatch"
 
 
 def test_an_installed_or_module_command_is_named_healthwatch(
@@ -22,6 +22,6 @@ def test_an_installed_or_module_command_is_named_healthwatch(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["/usr/local/bin/healthwatch", "dev"])
-    assert cli._own_command() == "healthwatch"
+    assert serve._own_command() == "healthwatch"
     monkeypatch.setattr("sys.argv", [str(tmp_path / "services" / "cli.py"), "dev"])
-    assert cli._own_command() == "healthwatch"
+    assert serve._own_command() == "healthwatch"

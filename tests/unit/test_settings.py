@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.alerts.channels.text import redact_urls
-from services.cli import startup_mistake
+from services.cli.mistakes import startup_mistake
 from shared.config import POSTGRES_BATCH_MAX, SQLITE_BATCH_MAX, Settings
 
 POSTGRES = "postgresql+asyncpg://healthwatch@db:5432/healthwatch"

@@ -65,7 +65,7 @@ async def test_a_simulator_that_gives_up_stops_alone(caplog: pytest.LogCaptureFi
     scoring and alerts down with it (found from outside)."""
     import logging
 
-    from services.cli import _simulate_when_up
+    from services.cli.serve import _simulate_when_up
 
     class GivingUp:
         accounts = ("a",)
