@@ -27,6 +27,11 @@ from shared.config import Settings
 from shared.i18n import translate
 from shared.storage.db import create_engine, migrate
 
+# The history ``backtest`` and ``calibrate`` replay, and its churn outcomes.
+HistoryFiles = Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")]
+ChurnFile = Annotated[
+    Path | None, typer.Option(help="CSV of account_id,churn_date (besides churn events)")
+]
 WORKERS_OPTION = typer.Option(
     min=1,
     help="Processes replaying the history, a share of the accounts each (default and most: "
@@ -246,10 +251,8 @@ def _print_rejected(result: ImportReport) -> None:
 @app.command()
 @collecting(BATCH_COLLECTIONS)
 def backtest(
-    files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
-    churn: Annotated[
-        Path | None, typer.Option(help="CSV of account_id,churn_date (besides churn events)")
-    ] = None,
+    files: HistoryFiles,
+    churn: ChurnFile = None,
     horizons: Annotated[
         str, typer.Option(help="Days ahead to predict, comma-separated")
     ] = "30,60,90",
@@ -303,10 +306,8 @@ def backtest(
 @app.command()
 @collecting(BATCH_COLLECTIONS)
 def calibrate(
-    files: Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")],
-    churn: Annotated[
-        Path | None, typer.Option(help="CSV of account_id,churn_date (besides churn events)")
-    ] = None,
+    files: HistoryFiles,
+    churn: ChurnFile = None,
     horizon: Annotated[int, typer.Option(help="Days ahead to predict churn", min=1)] = 30,
     step_days: Annotated[int, typer.Option(help="Score every account every N days", min=1)] = 7,
     out: Annotated[Path, typer.Option(help="The calibrated model's TOML file")] = Path(

@@ -4,6 +4,8 @@ service (found in review)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -41,13 +43,7 @@ async def test_a_database_outage_is_not_counted_as_a_stall_once_it_is_over(
     settings = embedded_settings.model_copy(
         update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}"}
     )
-    engine = create_engine(settings.database_url)
-    await migrate(engine)
-    await engine.dispose()
-    async with runtime.open_runtime(settings) as rt:
-        now = [0.0]
-        rt.progress = Progress(clock=lambda: now[0])
-        rt.progress.moved("scoring")
+    async with _moved_at_zero(settings) as (rt, now):
         limit = settings.consumer_stall_s
         working, down = rt.engine, create_engine(f"sqlite+aiosqlite:///{tmp_path}/no/such.db")
         rt.engine = down
@@ -140,13 +136,7 @@ async def test_a_stuck_loop_fails_liveness_while_what_it_needs_answers(
     settings = embedded_settings.model_copy(
         update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}"}
     )
-    engine = create_engine(settings.database_url)
-    await migrate(engine)
-    await engine.dispose()
-    async with runtime.open_runtime(settings) as rt:
-        now = [0.0]
-        rt.progress = Progress(clock=lambda: now[0])
-        rt.progress.moved("scoring")
+    async with _moved_at_zero(settings) as (rt, now):
         app = runtime.ops_app(rt, "healthwatch scoring")
         limit = settings.consumer_stall_s
         async with httpx.AsyncClient(
@@ -180,6 +170,15 @@ async def test_a_stalled_loop_is_not_restarted_while_the_broker_is_away(
             "kafka_bootstrap": f"127.0.0.1:{free_port()}",  # nobody listens there
         }
     )
+    async with _moved_at_zero(settings) as (rt, now):
+        now[0] = runtime.RESTART_AFTER_STALLS * settings.consumer_stall_s + 1
+        assert await rt.alive()
+
+
+@contextlib.asynccontextmanager
+async def _moved_at_zero(settings: Settings) -> AsyncIterator[tuple[runtime.Runtime, list[float]]]:
+    """The runtime on its migrated database, its loop "scoring" last moved at 0 on a
+    clock the test sets (``now[0]``)."""
     engine = create_engine(settings.database_url)
     await migrate(engine)
     await engine.dispose()
@@ -187,5 +186,4 @@ async def test_a_stalled_loop_is_not_restarted_while_the_broker_is_away(
         now = [0.0]
         rt.progress = Progress(clock=lambda: now[0])
         rt.progress.moved("scoring")
-        now[0] = runtime.RESTART_AFTER_STALLS * settings.consumer_stall_s + 1
-        assert await rt.alive()
+        yield rt, now
