@@ -53,6 +53,11 @@ ERRORS = {
     "ids": N_("Give one to {n} account ids, separated by commas, spaces or lines."),
     "owner": N_("Give the email of the CSM who takes the accounts."),
     "unknown": N_("No account {id} is known."),
+    "stranger": N_(
+        "{owner} is no one healthwatch sends work to, so the accounts would leave every "
+        "CSM's list: check the address, or give them a CSM key first (Admin, or "
+        "`healthwatch keys create --role csm --csm-email …`)."
+    ),
     "bus": N_("The event bus is not reachable, so nothing was reassigned. Try again in a moment."),
 }
 
@@ -140,6 +145,8 @@ async def reassign(request: Request) -> Response:
             refused = exc
     if refused is not None:  # the page reads the database: not while this connection
         # holds it (SQLite: a connection's first statement takes the write lock)
+        if refused.code == "unknown_owner":
+            return await _page(request, who, form, "stranger", owner=to_owner)
         unknown = next((i for i in ids if repr(i) in refused.message), ids[0])
         return await _page(request, who, form, "unknown", id=unknown)
     try:

@@ -757,6 +757,26 @@ async def test_an_unknown_account_to_reassign_is_named_at_once(pages: Pages) -> 
     assert r.status_code == 404 and "nope" in r.text
 
 
+async def test_accounts_move_only_to_someone_healthwatch_sends_work_to(pages: Pages) -> None:
+    """Found from outside: a mistyped address was accepted, and the accounts left every
+    CSM's list without a word."""
+    await pages.sign_in("lead")
+    page = await pages.get("/ui/workload")
+    r = await pages.post(
+        "/ui/workload/reassign", page, account_ids="acct-01", to_owner="ghost@example.com"
+    )
+    assert r.status_code == 422 and "no one healthwatch sends work to" in r.text
+    async with pages.engine.connect() as conn:
+        published = (await conn.execute(select(bus_log.c.key))).scalars().all()
+    assert b"acct-01" not in published  # nothing sent
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    r = await pages.post("/ui/workload/reassign", page, account_ids="acct-01", to_owner="x@y.cn")
+    assert r.status_code == 422 and "x@y.cn" in r.text and "客户成功经理" in r.text
+    # Carl owns accounts: he may take more.
+    r = await pages.post("/ui/workload/reassign", page, account_ids="acct-01", to_owner=CARL)
+    assert r.status_code == 303
+
+
 async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> None:
     """1e30 from the form was stored and every later view of the account answered 500;
     a NUL in the title failed PostgreSQL."""

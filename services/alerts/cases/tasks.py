@@ -13,18 +13,18 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.actions import Action, apply_action
 from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
-from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey
 from shared.contracts.events import Email, fold_email, folded_email
 from shared.i18n import Refusal
+from shared.people import works_here
 from shared.storage.db import insert_ignore
-from shared.storage.tables import accounts, alerts, api_keys, tasks
+from shared.storage.tables import accounts, alerts, tasks
 
 # The source of a task an alert opened: ``alert:<alert id>``.
 ALERT_SOURCE = "alert:"
@@ -104,38 +104,6 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
     await conn.execute(insert_ignore(conn, tasks).values(**values).on_conflict_do_nothing())
     found = select(tasks.c.task_id).where(tasks.c.source_key == task.source_key)
     return int((await conn.execute(found)).scalar_one())
-
-
-# The alerting file in force, for its routing's people (a lead, a sales manager).
-_ALERTING = AlertingStore()
-
-
-async def works_here(conn: AsyncConnection, email: str) -> bool:
-    """``email`` is someone healthwatch sends work to: an account's owner or sales owner
-    (the CRM's), a CSM's key or a person of the alerting file's routing. A task's due
-    and overdue notices go to its owner by email: any address a respond key named
-    turned the service into a mailer of its text to outsiders (found from outside)."""
-    email = fold_email(email)
-    seller = accounts.c.facts["fields"]["sales_owner"]["email"].as_string()
-    owner = (
-        select(accounts.c.account_id)
-        # lower(): an owner stored before emails were folded
-        .where(or_(func.lower(accounts.c.owner_email) == email, func.lower(seller) == email))
-        .limit(1)
-    )
-    if (await conn.execute(owner)).first() is not None:
-        return True
-    key = (
-        select(api_keys.c.key_id)
-        .where(func.lower(api_keys.c.csm_email) == email, api_keys.c.revoked_at.is_(None))
-        .limit(1)
-    )
-    if (await conn.execute(key)).first() is not None:
-        return True
-    alerting, _ = await _ALERTING.current(conn)
-    routing = alerting.routing
-    people = [routing.team, *routing.people.values()]
-    return email in {fold_email(person.email) for person in people if person.email}
 
 
 def task_query(key: ApiKey | None = None) -> Select[Any]:

@@ -154,12 +154,14 @@ async def touchpoints_due(
     "/accounts/reassign",
     status_code=202,
     response_model=Reassigned,
-    responses=error_responses(403, 404, 503),
+    responses=error_responses(403, 404, 422, 503),
 )
 async def reassign(body: Reassign, ctx: Context, key: RespondKey) -> dict[str, Any]:
     """Move accounts to another CSM (a lead's or an admin's key). Published as account
     facts carrying the new owner, which scoring applies within moments; alerts and
-    cases follow the owner. A later CRM sync of ``owner`` overrides it."""
+    cases follow the owner. A later CRM sync of ``owner`` overrides it. ``to_owner``
+    must be someone healthwatch sends work to (an account's owner, a CSM with a key, a
+    person of the alerting file's routing), else 422 ``unknown_owner``."""
     async with ctx.engine.connect() as conn:
         events, unchanged = await reassignment(
             conn, key, body.account_ids, str(body.to_owner), utcnow()

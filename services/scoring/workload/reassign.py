@@ -26,6 +26,7 @@ from shared.bus.base import OutMessage
 from shared.config import Settings
 from shared.contracts.events import AccountFacts, Owner, fold_email
 from shared.contracts.wire import encode_event
+from shared.people import works_here
 from shared.storage.tables import accounts
 from shared.web import ClientError
 
@@ -42,7 +43,8 @@ async def reassignment(
     conn: AsyncConnection, key: ApiKey, account_ids: Sequence[str], to_owner: str, now: datetime
 ) -> tuple[list[AccountFacts], list[str]]:
     """The events that move ``account_ids`` to ``to_owner``, and the accounts left out
-    because they are the owner's already. 403 for a CSM's key, 404 for an unknown id."""
+    because they are the owner's already. 403 for a CSM's key, 404 for an unknown id,
+    422 for an owner healthwatch sends no work to (``shared.people.works_here``)."""
     if not may_reassign(key):
         raise ClientError(
             403, "lead_only", "Only a lead or an admin key may reassign accounts between CSMs."
@@ -54,6 +56,15 @@ async def reassignment(
             unchanged.append(account_id)
         else:
             moving.append(account_id)
+    if moving and not await works_here(conn, to_owner):
+        raise ClientError(
+            422,
+            "unknown_owner",
+            "{owner} is no one healthwatch sends work to, so the accounts would leave every "
+            "CSM's list: check the address, or give them a CSM key first (Admin, or "
+            "`healthwatch keys create --role csm --csm-email …`).",
+            values={"owner": to_owner},
+        )
     owner = await _owner(conn, to_owner)
     events = [
         AccountFacts(
