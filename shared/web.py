@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
-from shared.i18n import DEFAULT_LANGUAGE, Refusal, negotiate, worded
+from shared.i18n import DEFAULT_LANGUAGE, Choices, Refusal, negotiate, worded
 from shared.openapi import BASIC, BEARER, document_errors, mount_docs
 from shared.storage.db import unstorable_value
 from shared.worker import causes, describe
@@ -68,7 +68,7 @@ class ClientError(Exception):
         self.template = message
         self.values = dict(values or {})
         self._filled = values is not None  # a template: its braces are fields
-        self.message = message.format(**self.values) if self._filled else message
+        self.message = worded(DEFAULT_LANGUAGE, message, self.values) if self._filled else message
         super().__init__(self.message)
         self.status = status
         self.code = code
@@ -163,11 +163,12 @@ def require_scope(scope: Scope, *alternatives: Scope) -> Callable[..., Awaitable
                 headers={"WWW-Authenticate": 'Bearer, Basic realm="healthwatch"'},
             )
         if not any(key.allows(s) for s in (scope, *alternatives)):
-            needed = "' or '".join(s.value for s in (scope, *alternatives))
+            # Listed as the answer's language lists them ("'ingest' or 'crm'"; "…或…").
+            needed = Choices(s.value for s in (scope, *alternatives))
             raise ClientError(
                 403,
                 "forbidden",
-                "This key lacks the '{needed}' scope needed here.",
+                "This key lacks the {needed} scope needed here.",
                 values={"needed": needed},
             )
         return key

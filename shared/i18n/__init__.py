@@ -101,7 +101,7 @@ class Refusal(ValueError):
     reader's language (``translate``); ``str()`` gives the English."""
 
     def __init__(self, message: str, /, **values: object):
-        super().__init__(message.format(**values) if values else message)
+        super().__init__(worded(DEFAULT_LANGUAGE, message, values) if values else message)
         self.template = message
         self.values = values
 

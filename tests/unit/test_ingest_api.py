@@ -98,6 +98,12 @@ async def test_scopes_are_enforced(api: Api) -> None:
         "/v1/events", json={"events": [usage("a", "u")]}, headers=api.auth("read")
     )
     assert r.status_code == 403
+    # The scopes it could have, listed in the answer's language (the Chinese answer
+    # said "'ingest' or 'crm'"; found from outside).
+    assert "'ingest' or 'crm'" in r.json()["message"]
+    zh = {**api.auth("read"), "Accept-Language": "zh-CN"}
+    r = await api.client.post("/v1/events", json={"events": [usage("a", "u")]}, headers=zh)
+    assert r.json()["message"] == "此密钥缺少这里所需的 ingest或crm 权限范围。"
     # An ingest key reads nothing, not even metrics.
     assert (await api.client.get("/metrics", headers=api.auth("ingest"))).status_code == 403
     metrics = await api.client.get("/metrics", headers=api.auth("metrics"))

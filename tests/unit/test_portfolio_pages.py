@@ -953,6 +953,10 @@ async def test_an_alert_page_shows_what_its_rule_read_then_and_now(pages: Pages)
     pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
     chinese = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
     assert "规则读取的指标" in chinese and "触发时" in chinese
+    # Each measure in words: "band" showed as its id (found from outside).
+    table = chinese.split('id="alert-measures"', 1)[1].split("</table>", 1)[0]
+    band = table.split('data-measure="band"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", band) == ["健康度", "黄色", "绿色"]
 
 
 async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:

@@ -23,6 +23,18 @@ GENERIC_LABELS = {
     "days_since_event": "days since last use",
     "value_90d": "value over 90 days",
     "value_per_event_90d": "average value over 90 days",
+    # What the alerting file's rules read besides the model's inputs (an alert's page
+    # lists them; "band" and "days to contract end" showed as ids, found from outside).
+    "score": "health score",
+    "band": "health band",
+    "danger_level": "danger level",
+    "active_users_7d": "active users over 7 days",
+    "days_since_champion_change": "days since the champion changed",
+    "days_since_decision_maker_change": "days since the decision maker changed",
+    "days_since_last_ticket": "days since the last ticket",
+    "days_since_purchase": "days since the last purchase",
+    "days_to_contract_end": "days to the contract's end",
+    "quota_used_share": "share of an allowance used over 28 days",
 }
 
 
