@@ -10,7 +10,7 @@ falls back to the default one (a page never answers an error for a typed address
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -125,8 +125,10 @@ async def renewals_csv(request: Request) -> Response:
     """The quarter's renewals as ``GET /v1/renewals?format=csv`` answers them, for the
     viewer's portfolio (the pipeline page's "CSV" link)."""
     _, quarter, data = await _renewals(request)
+    # The rows as the API's, with the service's currency where they name none.
+    accounts = _in_currency(data["accounts"], context(request).settings.currency)
     header, rows = renewal_file(
-        RENEWAL_COLUMNS, data["accounts"], language(request), FORECAST_LABELS, REASON_LABELS
+        RENEWAL_COLUMNS, accounts, language(request), FORECAST_LABELS, REASON_LABELS
     )
     answer = csv_answer(RENEWAL_COLUMNS, rows, f"renewals-{quarter}", header)
     answer.headers.update(DOWNLOAD_HEADERS)
@@ -213,11 +215,21 @@ async def retention_csv(request: Request) -> Response:
     name = f"retention-{start}-{end}-by-{by}"
     lang = language(request)
     header, rows = retention_file(
-        RETENTION_COLUMNS, retention_rows(answer, by), lang, translate(lang, GROUP_LABELS[by])
+        RETENTION_COLUMNS,
+        _in_currency(retention_rows(answer, by), ctx.settings.currency),
+        lang,
+        translate(lang, GROUP_LABELS[by]),
     )
     download = csv_answer(RETENTION_COLUMNS, rows, name, header)
     download.headers.update(DOWNLOAD_HEADERS)
     return download
+
+
+def _in_currency(rows: Iterable[dict[str, Any]], currency: str) -> list[dict[str, Any]]:
+    """The rows with ``currency`` where they name none (the API's ``default``, or
+    nothing): a spreadsheet's reader cannot know the service's currency."""
+    unnamed = (None, "", DEFAULT_CURRENCY)
+    return [{**r, "currency": currency} if r.get("currency") in unnamed else r for r in rows]
 
 
 def _by(params: Mapping[str, str]) -> str:

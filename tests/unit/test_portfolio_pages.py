@@ -1094,4 +1094,9 @@ async def test_the_renewal_and_retention_files_are_in_the_viewers_language(pages
 
     retention = await rows("/ui/retention.csv")
     assert retention[0][:2] == ["客户分级", "币种"]
-    assert retention[1][0] == "全部"
+    # Amounts without a currency of their own: the service's, not the API's "default".
+    assert retention[1][:2] == ["全部", pages.settings.currency]
+    assert {row[english[0].index("currency")] for row in chinese[1:]} <= {
+        pages.settings.currency,
+        "USD",
+    }
