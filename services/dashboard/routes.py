@@ -367,7 +367,12 @@ async def form_too_large(request: Request, exc: Exception) -> Response:
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    message = N_("There is no such account or alert, or it is not in your portfolio.")
+    # Any page's 404 (an account, an alert, a case, a report): "no such account or
+    # alert" read wrong for a case's address (found from outside).
+    message = N_(
+        "There is no such page, or what it shows (an account, an alert, a case, a report) "
+        "is not in your portfolio."
+    )
     return page(request, "error.html", _error(request, N_("Not found"), 404, message), None, 404)
 
 
@@ -419,10 +424,17 @@ async def invalid_address(request: Request, exc: Exception) -> Response:
     if not request.url.path.startswith("/ui/"):
         return await invalid_request_handler(request, exc)
     assert isinstance(exc, RequestValidationError)
-    names = sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})
+    errors = exc.errors()
+    names = sorted({str(e["loc"][-1]) for e in errors if e.get("loc")})
     message = N_(
-        "This page cannot read {names} in its address. Go back and use the page's "
-        "links and forms (dates are written 2026-12-31)."
+        "This page cannot read {names} in its address. Go back and use the page's links and forms."
     )
+    # The way dates are written, only when a date was misread (a bad kind or format
+    # was told it, found from outside).
+    if any(str(e.get("type", "")).startswith(("date", "datetime")) for e in errors):
+        message = N_(
+            "This page cannot read {names} in its address. Go back and use the page's "
+            "links and forms (dates are written 2026-12-31)."
+        )
     values = _error(request, N_("Bad address"), 400, message, names=", ".join(names))
     return page(request, "error.html", values, None, 400)

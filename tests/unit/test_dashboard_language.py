@@ -128,6 +128,11 @@ async def test_a_page_address_it_cannot_read_gets_a_page_in_the_viewers_language
     client.cookies.set("hw_lang", "zh-CN", path="/ui")
     chinese = await client.get("/ui/accounts/a/reports/usage", params={"end": "31/12/2026"})
     assert chinese.status_code == 400 and "此页面无法读取地址中的 end" in chinese.text
+    assert "2026-12-31" in chinese.text  # a date misread: how dates are written
+    # A format it does not have: no word of dates (found from outside).
+    other = await client.get("/ui/export/accounts", params={"format": "xls"})
+    assert other.status_code == 400 and "此页面无法读取地址中的 format" in other.text
+    assert "2026-12-31" not in other.text
     # A day it can read but that has not begun anywhere: refused, as the API refuses it
     # (the report showed the days to come as days without use).
     ahead = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
