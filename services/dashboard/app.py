@@ -162,8 +162,24 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
         zone=settings.zone, currency=settings.currency, colon=_colon, list_sep=_list_sep
     )
     templates.env.filters.update(
-        money=_money, moneys=_moneys, pct=_pct, num=_num, when=_when, rule_name=_rule_name
+        money=_money,
+        moneys=_moneys,
+        pct=_pct,
+        num=_num,
+        when=_when,
+        rule_name=_rule_name,
+        quarter=_quarter,
     )
+
+
+@pass_context
+def _quarter(context: Context, quarter: object) -> str:
+    """A quarter ("2027Q1", as addresses and the API write it) as its reader says it:
+    "Q1 2027", "2027年第1季度"."""
+    year, _, number = str(quarter).partition("Q")
+    if not (year.isdigit() and number.isdigit()):
+        return str(quarter)
+    return f"{year}年第{number}季度" if _lang(context).startswith("zh") else f"Q{number} {year}"
 
 
 def _lang(context: Context) -> str:

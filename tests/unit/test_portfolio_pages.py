@@ -1100,3 +1100,21 @@ async def test_the_renewal_and_retention_files_are_in_the_viewers_language(pages
         pages.settings.currency,
         "USD",
     }
+
+
+async def test_quarters_days_and_lists_on_the_renewal_pages_read_as_their_reader_writes(
+    pages: Pages,
+) -> None:
+    """A Chinese page said "合同于 2027Q1 到期（2027-01-01 至 2027-03-31）, 全部客户"
+    while the others write 2026年12月7日 (found from outside)."""
+    await pages.sign_in("lead")
+    english = await pages.get("/ui/renewals")
+    quarter = f"Q{(TODAY.month - 1) // 3 + 1} {TODAY.year}"
+    assert f"contracts ending in {quarter}" in english
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    chinese = await pages.get("/ui/renewals")
+    heading = chinese.split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert f"{TODAY.year}年第{(TODAY.month - 1) // 3 + 1}季度" in heading
+    assert "年" in heading.split("（", 1)[1] and ", " not in heading and "、" in heading
+    retention = await pages.get("/ui/retention")
+    assert re.search(r"<td>\d{4}年第[1-4]季度</td>", retention)
