@@ -166,6 +166,11 @@ def _translated(language: str, text: str, depth: int, *, whole: bool = False) ->
     whole_text = translate(language, text)
     if whole_text != text:  # a message of its own, though it holds "; " (a summary)
         return whole_text
+    label, colon, named = text.partition(": ")
+    if colon and "; " not in text and (words := translate(language, label)) != label:
+        # A per-name measure's words ("uses over 7 days: export"): the label in
+        # ``language``, the product's event name as it is.
+        return f"{words}：{named}"
     if "; " in text:  # the parts of a list: causes, changes, a family's other symptoms
         return "；".join(_translated(language, part, depth + 1) for part in text.split("; "))
     return text

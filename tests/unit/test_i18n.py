@@ -16,7 +16,9 @@ import jinja2.nodes
 from babel.messages.pofile import read_po
 
 from services.dashboard.app import _when as when_filter
-from services.scoring import danger
+from services.scoring import danger, explain
+from services.scoring.inputs import measure_names
+from services.scoring.model.labels import GENERIC_LABELS
 from services.scoring.model.schema import load_default_model
 from shared.i18n import (
     DASH,
@@ -341,3 +343,19 @@ def test_pages_write_iso_days_and_moments_as_their_readers_do() -> None:
     page = {"lang": "zh-CN", "zone": ZoneInfo("Asia/Shanghai")}
     assert when_filter(page, "2026-10-16") == "2026年10月16日"  # type: ignore[arg-type]
     assert when_filter(page, "2026-10-16T16:30:00+00:00") == "2026年10月17日 00:30"  # type: ignore[arg-type]
+
+
+def test_what_moved_names_every_input_in_words_in_both_languages() -> None:
+    """The health API's Chinese said "dau从 0 升至 2" and "uses over 7 days: use从 44 升至
+    45" (found from outside): every input has words, and a per-name measure's words are
+    translated beside the product's event name."""
+    model = load_default_model()
+    names, _ = measure_names(model.behaviour)
+    labels = explain.labels(model)
+    unworded = sorted(n for n in names if n not in labels and n not in GENERIC_LABELS)
+    assert unworded == []
+    moves = [["dau", 0, 2], ["events_7d[use]", 44, 45]]
+    texts = [entry["text"] for entry in explain.worded(moves, labels)]
+    assert texts[0] == "users active today rose from 0 to 2"
+    chinese = [alert_text("zh-CN", text) for text in texts]
+    assert chinese == ["今日活跃用户数从 0 升至 2", "近 7 天使用次数：use从 44 升至 45（+2%）"]

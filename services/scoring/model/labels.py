@@ -23,6 +23,23 @@ GENERIC_LABELS = {
     "days_since_event": "days since last use",
     "value_90d": "value over 90 days",
     "value_per_event_90d": "average value over 90 days",
+    # The inputs every account gets that the default model does not score (an
+    # explanation's "what moved" named them by id: "dau rose from 0 to 2").
+    "activation_rate": "users activated so far ÷ seats purchased",
+    "api_calls_28d": "API calls over 28 days",
+    "api_share_28d": "share of use through the API over 28 days",
+    "app_share_28d": "share of use in the app over 28 days",
+    "pc_share_28d": "share of use on PC over 28 days",
+    "daily_login_ratio": "users active today ÷ users ever active",
+    "dau": "users active today",
+    "days_since_decision_maker_contact": "days since decision maker contact",
+    "days_since_last_use": "days since last use",
+    "nps_trend": "NPS change since the answer before",
+    "sla_breaches_28d": "first replies later than the SLA over 28 days",
+    "tickets_opened_28d": "tickets opened over 28 days",
+    "tickets_solved_28d": "tickets solved over 28 days",
+    "time_to_first_value_days": "days to first value",
+    "usage_minutes_per_active_user_7d": "minutes of use per active user over 7 days",
     # What the alerting file's rules read besides the model's inputs (an alert's page
     # lists them; "band" and "days to contract end" showed as ids, found from outside).
     "score": "health score",
