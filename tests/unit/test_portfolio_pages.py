@@ -1118,3 +1118,27 @@ async def test_quarters_days_and_lists_on_the_renewal_pages_read_as_their_reader
     assert "年" in heading.split("（", 1)[1] and ", " not in heading and "、" in heading
     retention = await pages.get("/ui/retention")
     assert re.search(r"<td>\d{4}年第[1-4]季度</td>", retention)
+
+
+async def test_a_milestone_reads_as_its_page_writes(pages: Pages) -> None:
+    """A milestone showed "(active_user_share_30d) >= 0.50 … now 0.10" on a page that
+    writes shares as percentages (found from outside)."""
+    await pages.sign_in("anna")
+    path = "/ui/accounts/acct-01"
+    page = await pages.get(path)
+    due = (TODAY + timedelta(days=30)).isoformat()
+    r = await pages.post(
+        "/ui/plans/milestones",
+        page,
+        account_id="acct-01",
+        title="Half the seats",
+        measure="active_user_share_30d",
+        op=">=",
+        target="0.5",
+        due_on=due,
+        next=path,
+    )
+    assert r.status_code == 303 and "plan_error" not in r.headers["location"], r.headers
+    shown = html.unescape(await pages.get(path))
+    row = shown.split("Half the seats", 1)[1].split("</tr>", 1)[0]
+    assert "≥ 50%" in row and ">=" not in row and "(active_user_share_30d)" not in row
