@@ -354,9 +354,9 @@ def test_a_milestones_alert_reads_in_chinese_with_the_measures_words_and_days() 
     day = START + timedelta(days=50)
     _, told = alert_step(AlertState(), State.at_risk)
     assert told is not None
-    for measure, words in (
-        ("activation_rate", "累计激活用户 ÷ 购买席位数"),
-        ("events_28d[report_run]", "events_28d[report_run]"),
+    for measure, words, now in (
+        ("activation_rate", "累计激活用户 ÷ 购买席位数", "20%"),  # a share: a percentage
+        ("events_28d[report_run]", "events_28d[report_run]", "0.2"),
     ):
         m = milestone(measure)
         title, summary = hook_alert_text("Acme", m, evaluate(m, {measure: 0.2}, day), told)
@@ -366,5 +366,6 @@ def test_a_milestones_alert_reads_in_chinese_with_the_measures_words_and_days() 
         )
         assert english in summary and DUE.isoformat() in summary
         chinese = alert_text("zh-CN", summary)
-        assert chinese.startswith("截止日期 2026年4月11日：" + words + " 当前为 0.2"), chinese
+        assert chinese.startswith(f"截止日期 2026年4月11日：{words} 当前为 {now}"), chinese
+        assert "≥" in chinese and ">=" not in chinese
         assert alert_text("zh-CN", title) == "Acme：里程碑「t」有延误风险"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -200,6 +201,17 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:g}" if abs(value) >= 1 else f"{value:.2g}"
 
 
+def _shown(measure: str, value: float | None) -> str:
+    """A milestone's value as its page shows it: a share as a percentage ("is 0.1, >= 0.5
+    to reach" read as code, found from outside), any other measure as a number."""
+    share = "share" in measure.partition("[")[0] or measure == "activation_rate"
+    return f"{value:.0%}" if share and value is not None else _num(value)
+
+
+# How a milestone's comparison reads in a sentence.
+OPS = {">=": "≥", "<=": "≤"}
+
+
 # The alerts' English texts: templates plans.po translates, which alert_text matches
 # (shared/i18n/alert_text.py) to show a stored alert in the reader's language.
 AT_RISK = N_("{name}: milestone {milestone} is at risk")
@@ -231,13 +243,14 @@ def alert_text(
         return title, BACK_ON_TRACK
     if milestone.measure is None or milestone.measure == GO_LIVE:
         return title, (UNDONE_MISSED if state == State.missed else UNDONE).format(due=due)
+    shown = partial(_shown, milestone.measure)
     fields = {
         "due": due,
         # By the words the plan form uses ("activation_rate is 0.1" read as code), the id
         # for a measure the form does not name.
         "measure": MEASURE_LABELS.get(milestone.measure, milestone.measure),
-        "value": _num(progress.value),
-        "target": f"{milestone.op} {_num(milestone.target)}",
-        "projected": _num(progress.projected),
+        "value": shown(progress.value),
+        "target": f"{OPS.get(milestone.op, milestone.op)} {shown(milestone.target)}",
+        "projected": shown(progress.projected),
     }
     return title, (SHORT_MISSED if state == State.missed else SHORT).format(**fields)
