@@ -160,6 +160,11 @@ def test_a_milestones_measure_must_be_one_the_score_computes() -> None:
         check_known("activation_rat", *known)
     with pytest.raises(ValueError, match="no measure 'event_28d\\[export\\]'"):
         check_known("event_28d[export]", *known)
+    # Only the product-agnostic measures are kept per event name: "band[login]" would
+    # never progress (words added for band, score, … must not make them per-name).
+    for never in ("band[login]", "score[login]", "dau[login]", "quota_used_share[x]"):
+        with pytest.raises(ValueError, match="no measure"):
+            check_known(never, *known)
 
 
 def test_a_bad_template_file_is_refused_naming_each_problem() -> None:

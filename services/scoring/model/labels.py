@@ -23,6 +23,13 @@ GENERIC_LABELS = {
     "days_since_event": "days since last use",
     "value_90d": "value over 90 days",
     "value_per_event_90d": "average value over 90 days",
+}
+
+
+# Words for the other inputs and values an explanation or an alert's page names; apart
+# from GENERIC_LABELS, whose measures are also kept per event name (``measure_names``):
+# "band[login]" is no measure.
+INPUT_LABELS = {
     # The inputs every account gets that the default model does not score (an
     # explanation's "what moved" named them by id: "dau rose from 0 to 2").
     "activation_rate": "users activated so far ÷ seats purchased",
@@ -66,5 +73,5 @@ def generic_label(measure: str) -> str:
     """``events_28d[like]`` → "uses over 28 days: like"; a declared ratio's name reads
     as words."""
     base, _, name = measure.partition("[")
-    label = GENERIC_LABELS.get(base, base.replace("_", " "))
+    label = GENERIC_LABELS.get(base) or INPUT_LABELS.get(base) or base.replace("_", " ")
     return f"{label}: {name[:-1]}" if name else label
