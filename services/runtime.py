@@ -159,14 +159,15 @@ class Runtime:
         return await self.bus.reachable()
 
     async def alive(self) -> bool:
-        """False when a consume loop has not moved for RESTART_AFTER_STALLS stall limits
-        while the database takes writes and the bus answers: nothing it needs is down, and
-        yet it does not move (an await that never returns). Liveness then fails and the
-        orchestrator restarts the process, which resumes from the offsets stored with the
-        state. A dependency down or not answering is its outage, not this process's
-        stall: a restart would not help, and restarts during it only delay the recovery."""
+        """False when a consume loop has not even tried to move (``Progress.stuck``) for
+        RESTART_AFTER_STALLS stall limits while the database takes writes and the bus
+        answers: an await that never returns. Liveness then fails and the orchestrator
+        restarts the process, which resumes from the offsets stored with the state. A
+        loop retrying through an outage is trying (a full disk, a schema not migrated
+        yet, connections reset), and a dependency down or not answering is its outage:
+        a restart would not help, and restarts during it only delay the recovery."""
         limit = self.settings.consumer_stall_s * RESTART_AFTER_STALLS
-        stalled = self.progress.stalled(limit)
+        stalled = self.progress.stuck(limit)
         if not stalled:
             return True
         try:
@@ -176,10 +177,10 @@ class Runtime:
         except Exception:
             return True
         log.error(
-            "not alive: no progress for %ss in %s while the database and the bus answer; "
-            "a restart is due",
-            limit,
+            "not alive: %s made no attempt for %ss while the database and the bus answer "
+            "(stuck); a restart is due",
             stalled,
+            limit,
         )
         return False
 

@@ -61,17 +61,24 @@ class ConsumerMetrics:
 
 class Progress:
     """When each consume loop of a process last moved (a batch applied or set aside,
-    or a poll that found nothing to do); readiness asks which ones have stalled."""
+    or a poll that found nothing to do), and when it last tried to (a step begun, a
+    retry after a failure, a start attempted): readiness asks which loops have stalled,
+    liveness which are stuck (not even trying: an await that never returns)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._moved: dict[str, float] = {}
+        self._tried: dict[str, float] = {}
 
     def moved(self, name: str) -> None:
-        self._moved[name] = self._clock()
+        self._moved[name] = self._tried[name] = self._clock()
+
+    def tried(self, name: str) -> None:
+        self._tried[name] = self._clock()
 
     def forget(self, name: str) -> None:
         self._moved.pop(name, None)
+        self._tried.pop(name, None)
 
     def now(self) -> float:
         return self._clock()
@@ -88,6 +95,13 @@ class Progress:
         """Loops that have not moved for longer than ``threshold_s``."""
         now = self._clock()
         return sorted(n for n, t in self._moved.items() if now - t > threshold_s)
+
+    def stuck(self, threshold_s: float) -> list[str]:
+        """Loops that have not even tried to move for longer than ``threshold_s``: a loop
+        retrying through an outage (a full disk, a schema not migrated yet, resets) is
+        trying, not stuck."""
+        now = self._clock()
+        return sorted(n for n, t in self._tried.items() if now - t > threshold_s)
 
 
 def retry_delay_s(failures: int, rng: random.Random) -> float:
@@ -240,6 +254,7 @@ class _ConsumeLoop:
                 return
             failures = 0
             while not self.stop.is_set():
+                self.progress.tried(self.name)
                 try:
                     await self._step()
                     failures = 0
@@ -256,6 +271,7 @@ class _ConsumeLoop:
         """Start the consumer, retrying until it starts (True) or ``stop`` is set."""
         failures = 0
         while not self.stop.is_set():
+            self.progress.tried(self.name)
             try:
                 await self.consumer.start()
             except Exception as exc:

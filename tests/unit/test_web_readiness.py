@@ -4,9 +4,11 @@ service (found in review)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from devservices import free_port
 from services import runtime
+from shared import worker
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
 from shared.worker import Progress
@@ -131,8 +134,9 @@ async def test_a_stuck_loop_fails_liveness_while_what_it_needs_answers(
     embedded_settings: Settings, tmp_path: Path
 ) -> None:
     """Readiness reporting a stalled loop kept a stuck scoring process running for good
-    (its readiness takes no traffic away): liveness now fails after three stall limits,
-    so the orchestrator restarts it; never for a dependency's outage."""
+    (its readiness takes no traffic away): liveness now fails when a loop has not even
+    tried to move for three stall limits, so the orchestrator restarts it; never for a
+    dependency's outage, nor while the loop retries."""
     settings = embedded_settings.model_copy(
         update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}"}
     )
@@ -151,6 +155,12 @@ async def test_a_stuck_loop_fails_liveness_while_what_it_needs_answers(
             assert (await client.get("/readyz")).status_code == 503
             assert await alive() == (200, "ok")  # reported, not yet restarted
             now[0] = runtime.RESTART_AFTER_STALLS * limit + 1
+            assert await alive() == (503, "stalled")
+            # Retrying (a full disk, a schema not migrated yet): trying, not stuck.
+            rt.progress.tried("scoring")
+            assert await alive() == (200, "ok")
+            assert (await client.get("/readyz")).status_code == 503  # still no progress
+            now[0] += runtime.RESTART_AFTER_STALLS * limit + 1
             assert await alive() == (503, "stalled")
             working = rt.engine
             rt.engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/no/such.db")
@@ -187,3 +197,55 @@ async def _moved_at_zero(settings: Settings) -> AsyncIterator[tuple[runtime.Runt
         rt.progress = Progress(clock=lambda: now[0])
         rt.progress.moved("scoring")
         yield rt, now
+
+
+async def test_a_loop_retrying_through_an_outage_is_trying_not_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A disk full or a schema not migrated yet fails every batch, which the database
+    probe does not see: liveness had counted that as stuck and restarted every replica
+    (found in review). Each retry is an attempt; only progress is progress."""
+    monkeypatch.setattr(worker, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(worker, "RETRY_CAP_S", 0.01)
+    clock = [0.0]
+    progress = Progress(clock=lambda: clock[0])
+    stop = asyncio.Event()
+    reads = [0]
+
+    class Failing:
+        generation = 0
+        handling = asyncio.Lock()
+
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        async def getmany(self, timeout_s: float, max_records: int) -> list[Any]:
+            reads[0] += 1
+            clock[0] += 100.0  # each retry a while after the one before
+            if reads[0] >= 5:
+                stop.set()
+            raise ConnectionResetError("reset by peer")
+
+        async def rewind(self) -> None: ...
+
+        async def lag(self) -> dict[Any, int]:
+            return {}
+
+        async def committed(self, offsets: Any) -> None: ...
+
+    async def handle(records: Any) -> int:
+        return 0
+
+    watched: list[tuple[list[str], list[str]]] = []
+    original = progress.tried
+
+    def tried(name: str) -> None:
+        original(name)
+        watched.append((progress.stalled(150), progress.stuck(150)))
+
+    monkeypatch.setattr(progress, "tried", tried)
+    await worker.consume(Failing(), handle, stop, name="scoring", max_records=10, progress=progress)
+    assert reads[0] == 5
+    # Stalled (no batch applied for longer than 150 s), never stuck: it kept trying.
+    assert watched[-1] == (["scoring"], [])
