@@ -118,9 +118,12 @@ async def record(
     conn: AsyncConnection,
     daily: list[dict[str, Any]],
     changes: list[dict[str, Any]],
+    *,
+    swept: bool = False,
 ) -> None:
-    """Upsert each account's row for its day; add band changes (replays add nothing)."""
-    await _drop_outdated_sweeps(conn, daily)
+    """Upsert each account's row for its day; add band changes (replays add nothing).
+    ``swept``: the sweep wrote these rows, and its mark stays (``_drop_outdated_sweeps``)."""
+    await _drop_outdated_sweeps(conn, daily, due_again=not swept)
     await upsert(
         conn,
         health_daily,
@@ -146,13 +149,16 @@ def band_change(
     }
 
 
-async def _drop_outdated_sweeps(conn: AsyncConnection, daily: list[dict[str, Any]]) -> None:
+async def _drop_outdated_sweeps(
+    conn: AsyncConnection, daily: list[dict[str, Any]], *, due_again: bool = True
+) -> None:
     """Rows on days after the one being written are the quiet-account sweep's: it scored
     the account as of later days from what it knew then. An account scored again as of
     an earlier day has had events since (a late one, a CRM fact), so those rows are
     outdated: left, the card (this score) and the history's newest day (the sweep's)
     would disagree. They are dropped, and the account made due to the sweep again, which
-    scores it as of today from everything it now knows."""
+    scores it as of today from everything it now knows (``due_again``; not when the sweep
+    itself writes the rows: it has just scored the account as of its today)."""
     if not daily:
         return
     h = health_daily.c
@@ -169,7 +175,7 @@ async def _drop_outdated_sweeps(conn: AsyncConnection, daily: list[dict[str, Any
         by_day[day_of[account]].append(account)
     for day, accounts in by_day.items():
         await conn.execute(delete(health_daily).where(h.account_id.in_(accounts), h.day > day))
-    if outdated:
+    if outdated and due_again:
         await conn.execute(
             update(account_health)
             .where(account_health.c.account_id.in_(outdated))

@@ -531,6 +531,7 @@ async def _record(
         conn,
         [result.daily for result in results if result.daily is not None],
         [result.band_change for result in results if result.band_change is not None],
+        swept=swept_on is not None,
     )
     await upsert(
         conn,

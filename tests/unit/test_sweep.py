@@ -108,6 +108,18 @@ async def test_quiet_account_is_rescored_once_a_day_and_its_rule_fires(
     assert await alerts() == fired
     # Its score did not change, so no health row was written: marked swept all the same.
     assert await sweep.run_once() == 0
+    # A row of a later day (the account's zone moved west, say) is outdated and dropped;
+    # the sweep's own mark stays (dropping it had made the account due again at once).
+    async with engine.begin() as conn:
+        later = {"account_id": "quiet", "day": NOW.date() + timedelta(days=1), "band": "red"}
+        await conn.execute(health_daily.insert().values(**later, inputs={}, explanation={}))
+        # Stored inputs that differ from today's: the sweep writes the day's row.
+        await conn.execute(update(account_health).values(swept_on=None, inputs={}))
+    assert await sweep.run_once() == 1
+    assert await sweep.run_once() == 0
+    async with engine.connect() as conn:
+        days = set((await conn.execute(select(health_daily.c.day))).scalars())
+    assert max(days) == NOW.date()
 
 
 async def test_a_pass_takes_the_due_accounts_chunk_after_chunk_each_once(
