@@ -373,7 +373,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
     # log_config=None: uvicorn's records go to the root logger and its one-line format
-    # (services/cli.py), not to a handler and format of uvicorn's own.
+    # (services/cli/logs.py), not to a handler and format of uvicorn's own.
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, log_config=None
     )

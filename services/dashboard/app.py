@@ -51,6 +51,7 @@ from shared.i18n import (
     format_money,
     format_num,
     format_pct,
+    format_quarter,
     format_when,
     translate,
 )
@@ -174,12 +175,7 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
 
 @pass_context
 def _quarter(context: Context, quarter: object) -> str:
-    """A quarter ("2027Q1", as addresses and the API write it) as its reader says it:
-    "Q1 2027", "2027年第1季度"."""
-    year, _, number = str(quarter).partition("Q")
-    if not (year.isdigit() and number.isdigit()):
-        return str(quarter)
-    return f"{year}年第{number}季度" if _lang(context).startswith("zh") else f"Q{number} {year}"
+    return format_quarter(_lang(context), quarter)
 
 
 def _lang(context: Context) -> str:

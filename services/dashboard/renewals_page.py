@@ -53,7 +53,7 @@ from services.scoring.retention.api import (
 )
 from shared.alerting.schema import Alerting
 from shared.clock import utcnow
-from shared.i18n import N_, translate
+from shared.i18n import N_, format_quarter, translate
 from shared.web import ClientError
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -226,10 +226,19 @@ async def retention_csv(request: Request) -> Response:
 
 
 def _in_currency(rows: Iterable[dict[str, Any]], currency: str) -> list[dict[str, Any]]:
-    """The rows with ``currency`` where they name none (the API's ``default``, or
-    nothing): a spreadsheet's reader cannot know the service's currency."""
-    unnamed = (None, "", DEFAULT_CURRENCY)
-    return [{**r, "currency": currency} if r.get("currency") in unnamed else r for r in rows]
+    """The rows with ``currency`` where their amounts name none (the API's ``default``,
+    or nothing beside an amount): a spreadsheet's reader cannot know the service's
+    currency. A group that also has a row in ``currency`` keeps ``default`` on the other,
+    so that no two of its rows read the same; a row without amounts names none."""
+    rows = list(rows)
+    named = {(r.get("group"), r.get("currency")) for r in rows}
+
+    def unnamed(r: dict[str, Any]) -> bool:
+        if r.get("currency") == DEFAULT_CURRENCY:
+            return (r.get("group"), currency) not in named
+        return r.get("currency") in (None, "") and r.get("arr") is not None
+
+    return [{**r, "currency": currency} if unnamed(r) else r for r in rows]
 
 
 def _by(params: Mapping[str, str]) -> str:
@@ -265,7 +274,7 @@ def retention_charts(series: list[dict[str, Any]], lang: str, currency: str) -> 
     """GRR, NRR and logo retention per quarter, in percent (NRR may pass 100). Revenue
     rates never mix currencies: with several in play, the lines are the service's
     currency's (``currency``), and their labels say so."""
-    labels = [q["quarter"] for q in series]
+    labels = [format_quarter(lang, q["quarter"]) for q in series]
     mixed = any(len(q["by_currency"]) > 1 for q in series)
 
     def rate(q: dict[str, Any], name: str) -> float | None:
@@ -330,6 +339,8 @@ def breakdown_charts(
 
     def name(g: dict[str, Any]) -> str:
         label: str = g[by]
+        if by == "cohort":
+            return format_quarter(lang, label)
         return translate(lang, label) if by == "tier" or label == UNKNOWN else label
 
     def bars(fields: tuple[tuple[str, str, str], ...], percent: bool) -> list[dict[str, Any]]:

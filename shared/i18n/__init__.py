@@ -155,6 +155,15 @@ def known_zone(name: str | None) -> ZoneInfo | None:
     return ZoneInfo(name) if name and name in zone_names() else None
 
 
+def format_quarter(language: str, quarter: object) -> str:
+    """A quarter ("2027Q1", as addresses and the API write it) as a reader of
+    ``language`` says it: "Q1 2027", "2027年第1季度"; anything else as it is."""
+    year, _, number = str(quarter).partition("Q")
+    if not (year.isdigit() and number.isdigit()):
+        return str(quarter)
+    return f"{year}年第{number}季度" if language.startswith("zh") else f"Q{number} {year}"
+
+
 def format_when(language: str, value: datetime | date | None, zone: tzinfo) -> str:
     """A moment as a reader of ``language`` writes it, on the clock of ``zone``
     ("Dec 2, 2026 08:30", "2026年12月2日 08:30"); a day alone without a time."""

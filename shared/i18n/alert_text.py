@@ -96,6 +96,24 @@ LIST_FIELDS = frozenset({"title", "also", "change_text", "danger_text"})
 DEPTH = 3
 
 
+# The catalog of the measures' words (services/scoring/model/labels.py and the model's).
+MEASURES_CATALOG = "measures.po"
+
+
+@cache
+def _measure_words(language: str) -> dict[str, str]:
+    """The measures' labels and their words in ``language``."""
+    path = LOCALE_DIR / babel_locale(language) / MEASURES_CATALOG
+    if not path.exists():
+        return {}
+    with path.open("rb") as handle:
+        return {
+            str(m.id): str(m.string)
+            for m in read_po(handle, locale=babel_locale(language))
+            if m.id and isinstance(m.id, str) and m.string
+        }
+
+
 @cache
 def _templates(
     language: str, loose_name: bool = False
@@ -167,9 +185,10 @@ def _translated(language: str, text: str, depth: int, *, whole: bool = False) ->
     if whole_text != text:  # a message of its own, though it holds "; " (a summary)
         return whole_text
     label, colon, named = text.partition(": ")
-    if colon and "; " not in text and (words := translate(language, label)) != label:
+    if colon and "; " not in text and (words := _measure_words(language).get(label)):
         # A per-name measure's words ("uses over 7 days: export"): the label in
-        # ``language``, the product's event name as it is.
+        # ``language``, the product's event name as it is. Only a measure's label: a
+        # title of the form "X: …" whose X has a translation elsewhere is no measure.
         return f"{words}：{named}"
     if "; " in text:  # the parts of a list: causes, changes, a family's other symptoms
         return "；".join(_translated(language, part, depth + 1) for part in text.split("; "))

@@ -269,7 +269,7 @@ def test_a_digest_of_one_alert_says_one_alert() -> None:
     two = Notice("digest", [ALERT, ALERT], "digest:anna@example.com:2026-11-24")
     assert headline(one) == "1 open alert: your daily digest"
     assert headline(two) == "2 open alerts: your daily digest"
-    assert headline(one, lang="zh-CN") == "每日摘要：1 条未处理预警"
+    assert headline(one, lang="zh-CN") == "每日摘要：1 条未解决预警"
 
 
 def test_no_field_passes_slacks_limit_for_a_long_chinese_account_id() -> None:

@@ -51,7 +51,7 @@ def test_email_in_chinese() -> None:
     page = mail.html_body(reminder, PUBLIC, "zh-CN")
     assert '<html lang="zh-CN">' in page and '<th align="left">健康度</th>' in page
     digest = Notice(NoticeKind.digest, [alert(), alert(alert_id="b:x:1")], "d")
-    assert mail.subject(digest, "zh-CN") == "[healthwatch] 每日摘要：2 条未处理预警"
+    assert mail.subject(digest, "zh-CN") == "[healthwatch] 每日摘要：2 条未解决预警"
 
 
 def test_email_in_english_by_default() -> None:
