@@ -16,13 +16,12 @@ from shared.alerting.store import AlertingStore
 from shared.contracts.events import fold_email
 from shared.storage.tables import accounts, api_keys
 
-# The alerting file in force, for its routing's people (a lead, a sales manager).
-_ALERTING = AlertingStore()
 
-
-async def works_here(conn: AsyncConnection, email: str) -> bool:
+async def works_here(conn: AsyncConnection, email: str, alerting: AlertingStore) -> bool:
     """``email`` is someone healthwatch sends work to: an account's owner or sales owner
-    (the CRM's), a CSM's unrevoked key or a person of the alerting file's routing."""
+    (the CRM's), a CSM's unrevoked key or a person of the routing of the alerting file
+    in force (``alerting``: the service's store, whose default is the configured
+    file)."""
     email = fold_email(email)
     seller = accounts.c.facts["fields"]["sales_owner"]["email"].as_string()
     owner = (
@@ -40,7 +39,7 @@ async def works_here(conn: AsyncConnection, email: str) -> bool:
     )
     if (await conn.execute(key)).first() is not None:
         return True
-    alerting, _ = await _ALERTING.current(conn)
-    routing = alerting.routing
+    in_force, _ = await alerting.current(conn)
+    routing = in_force.routing
     people = [routing.team, *routing.people.values()]
     return email in {fold_email(person.email) for person in people if person.email}

@@ -173,6 +173,13 @@ def _store(request: Request, kind: str) -> DocumentStore[Any]:
             raise NotFound(kind)
         store: DocumentStore[Any] = health_api.models
         return store
+    return alerting_of(request)
+
+
+def alerting_of(request: Request) -> AlertingStore:
+    """The alerting store of this process: the alerts API's, or one like it (the
+    configured file as its default) where this process has no alerts API."""
+    state = request.app.state
     alerts_api = getattr(state, "alerts_api", None)
     if alerts_api is not None:
         alerting: AlertingStore = alerts_api.alerting

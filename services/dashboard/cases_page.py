@@ -23,6 +23,7 @@ from starlette.responses import Response
 from services.alerts.actions import actor_of
 from services.alerts.cases import actions, queries, tasks
 from services.alerts.queries import visible_alert
+from services.dashboard.admin_pages import alerting_of
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, viewer
 from services.dashboard.home import text_param
 from services.dashboard.routes import _with_notice, language, page, viewer_zone
@@ -203,7 +204,14 @@ async def _apply(
         owner = text_param(form.get("owner_email"), 320) or None
         title = form.get("title", "")
         await actions.add_task(
-            conn, row, title=title, due=due, owner_email=owner, actor=actor_of(who.key), now=now
+            conn,
+            row,
+            title=title,
+            due=due,
+            owner_email=owner,
+            actor=actor_of(who.key),
+            now=now,
+            alerting=alerting_of(request),
         )
     elif name == "done":
         number = _id(form.get("task_id"))

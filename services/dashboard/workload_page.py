@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from services.alerts.cases.queries import case_query
 from services.dashboard.activity_page import producer_of
+from services.dashboard.admin_pages import alerting_of
 from services.dashboard.auth import Forbidden, Viewer, checked_form, context, viewer
 from services.dashboard.charts import COLOURS, Chart, _bars
 from services.dashboard.routes import _with_notice, language, page
@@ -140,7 +141,9 @@ async def reassign(request: Request) -> Response:
     refused: ClientError | None = None
     async with ctx.engine.connect() as conn:
         try:
-            events, _ = await reassignment(conn, who.key, ids, to_owner, utcnow())
+            events, _ = await reassignment(
+                conn, who.key, ids, to_owner, utcnow(), alerting_of(request)
+            )
         except ClientError as exc:
             refused = exc
     if refused is not None:  # the page reads the database: not while this connection

@@ -210,6 +210,7 @@ async def test_the_timer_pass_tells_each_notice_once(world: World) -> None:
             owner_email=None,
             actor="anna@example.com",
             now=T0,
+            alerting=AlertingStore(),
         )
     await world.parts.timers.run_once()
     await world.parts.timers.run_once()  # a second pass tells nobody again

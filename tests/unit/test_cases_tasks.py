@@ -20,12 +20,17 @@ from services.alerts.cases.tasks import (
     list_tasks,
     visible_task,
 )
+from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey, Scope, create_key, revoke_key
 from shared.config import Settings
+from shared.people import works_here
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import accounts
+from tests.support.alerting import alerting_toml
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+# The shipped alerting file (its routing's people may own tasks).
+ALERTING = AlertingStore()
 
 
 @pytest.fixture
@@ -64,8 +69,8 @@ async def test_create_list_complete(engine: AsyncEngine) -> None:
         source_key="nps:a1",
     )
     async with engine.begin() as conn:
-        first = await create_task(conn, follow_up, T0)
-        assert await create_task(conn, follow_up, T0) == first  # a replay adds nothing
+        first = await create_task(conn, follow_up, T0, ALERTING)
+        assert await create_task(conn, follow_up, T0, ALERTING) == first  # a replay adds nothing
         named = NewTask(
             "beta",
             "case_action",
@@ -74,13 +79,13 @@ async def test_create_list_complete(engine: AsyncEngine) -> None:
             "lead@x",
             owner_email="carl@example.com",
         )
-        await create_task(conn, named, T0)
+        await create_task(conn, named, T0, ALERTING)
         with pytest.raises(TaskError):
-            await create_task(conn, NewTask("acme", "case_action", " ", T0, "x"), T0)
+            await create_task(conn, NewTask("acme", "case_action", " ", T0, "x"), T0, ALERTING)
         # The dashboard's form stored any text as an owner; the API's body refused it.
         for owner in ("不是邮箱", "carl@", "carl@example.com\x00"):
             with pytest.raises(TaskError, match="not an email address"):
-                await create_task(conn, replace(named, owner_email=owner), T0)
+                await create_task(conn, replace(named, owner_email=owner), T0, ALERTING)
     async with engine.begin() as conn:
         mine, total = await list_tasks(conn, csm("anna@example.com"), TaskFilter())
         assert total == 1 and mine[0]["owner_email"] == "anna@example.com"
@@ -121,6 +126,7 @@ async def test_a_task_is_for_someone_who_works_here(engine: AsyncEngine) -> None
                     conn,
                     NewTask("acme", "case_action", "Verify", T0, "x", owner_email=outsider),
                     T0,
+                    ALERTING,
                 )
         # An account's owner (any case) or sales owner, and a CSM with a key may be named.
         await conn.execute(
@@ -130,10 +136,26 @@ async def test_a_task_is_for_someone_who_works_here(engine: AsyncEngine) -> None
         )
         for insider in ("Bob@Example.com", "carl@example.com", "Sam@example.com"):
             named = NewTask("acme", "case_action", "Call", T0, "x", owner_email=insider)
-            assert await create_task(conn, named, T0) > 0
+            assert await create_task(conn, named, T0, ALERTING) > 0
         # A CSM's key revoked: no longer someone work is sent to.
         with pytest.raises(TaskError, match="not someone healthwatch sends work to"):
             gone = NewTask("acme", "case_action", "Call", T0, "x", owner_email="dave@example.com")
-            await create_task(conn, gone, T0)
+            await create_task(conn, gone, T0, ALERTING)
         with pytest.raises(TaskError, match="without control characters"):
-            await create_task(conn, NewTask("acme", "case_action", "a\x00b", T0, "x"), T0)
+            await create_task(conn, NewTask("acme", "case_action", "a\x00b", T0, "x"), T0, ALERTING)
+
+
+async def test_the_configured_alerting_files_people_may_own_tasks(engine: AsyncEngine) -> None:
+    """The routing's people are those of the alerting file in force: the configured
+    file (HEALTHWATCH_ALERTING_FILE) where none is stored, not the shipped one (a lead
+    named only in the configured file was refused, found in review)."""
+    routing = (
+        '[routing]\nescalate_to = ["cs_lead"]\n\n[routing.people.cs_lead]\n'
+        'name = "Lead"\nemail = "lead@corp.example"\n'
+    )
+    configured = AlertingStore(alerting_toml(routing=routing))
+    async with engine.begin() as conn:
+        assert await works_here(conn, "Lead@corp.example", configured)
+        assert not await works_here(conn, "lead@corp.example", ALERTING)
+        task = NewTask("acme", "case_action", "Call", T0, "x", owner_email="lead@corp.example")
+        assert await create_task(conn, task, T0, configured) > 0

@@ -22,6 +22,7 @@ from services.alerts.cases.model import (
     review_every,
 )
 from services.alerts.cases.tasks import NewTask, create_task
+from shared.alerting.store import AlertingStore
 from shared.config import Settings
 from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
@@ -120,12 +121,14 @@ async def add_task(
     owner_email: str | None,
     actor: str,
     now: datetime,
+    alerting: AlertingStore,
 ) -> int:
     """A step of the case's action plan (DG-13: each person's task and deadline); one
-    due in the past is overdue at once (a step already late when planned)."""
+    due in the past is overdue at once (a step already late when planned). ``alerting``:
+    the service's alerting store (its routing's people may own the task)."""
     _open(row)
     task = NewTask(row.account_id, CASE_ACTION, title, due, actor, row.case_id, owner_email)
-    return await create_task(conn, task, now)
+    return await create_task(conn, task, now, alerting)
 
 
 async def add_review(

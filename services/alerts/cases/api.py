@@ -196,6 +196,7 @@ async def add_task(
             owner_email=body.owner_email,
             actor=actor_of(key),
             now=now,
+            alerting=ctx.alerting,
         )
 
     return await _change(ctx, case_id, key, change)

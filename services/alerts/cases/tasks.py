@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.alerts.actions import Action, apply_action
 from services.alerts.cases.model import TASK_KINDS, TITLE_CHARS
 from services.alerts.queries import accounts_of, total_of
+from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey
 from shared.contracts.events import Email, fold_email, folded_email
 from shared.i18n import Refusal
@@ -60,9 +61,12 @@ class NewTask:
     source_key: str | None = None
 
 
-async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> int:
+async def create_task(
+    conn: AsyncConnection, task: NewTask, now: datetime, alerting: AlertingStore | None = None
+) -> int:
     """Add ``task``; its id. With a ``source_key`` already used, the existing task's id
-    (a replayed alert opens its follow-up once)."""
+    (a replayed alert opens its follow-up once). ``alerting``: the service's alerting
+    store, whose routing's people may own a task (needed when the task names one)."""
     if task.kind not in TASK_KINDS:
         raise TaskError("Unknown task kind {kind!r}.", kind=task.kind)
     title = task.title.strip()
@@ -79,7 +83,9 @@ async def create_task(conn: AsyncConnection, task: NewTask, now: datetime) -> in
             raise TaskError(
                 "The task's owner {owner!r} is not an email address.", owner=task.owner_email
             ) from None
-        if not await works_here(conn, task.owner_email or ""):
+        if alerting is None:
+            raise TypeError("a task naming its owner needs the service's alerting store")
+        if not await works_here(conn, task.owner_email or "", alerting):
             raise TaskError(
                 "{owner!r} is not someone healthwatch sends work to: name an account's "
                 "owner, a CSM with a key or a person of the alerting file's routing, or "

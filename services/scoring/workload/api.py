@@ -6,7 +6,7 @@ Lists are paged (``total``, ``limit``, ``offset``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -18,6 +18,7 @@ from services.scoring.queries import Day, day_range, visible_account
 from services.scoring.workload import nps, reads
 from services.scoring.workload.capacity import capacity_of
 from services.scoring.workload.reassign import MAX_ACCOUNTS, messages, reassignment
+from shared.alerting.store import AlertingStore
 from shared.bus.base import BusUnavailable, Producer
 from shared.clock import utcnow
 from shared.config import Settings
@@ -38,6 +39,8 @@ class WorkloadApiContext:
     engine: AsyncEngine
     settings: Settings
     producer: Producer | None = None  # None: reassignment is refused (503)
+    # The alerting file in force: its routing's people may take accounts.
+    alerting: AlertingStore = field(default_factory=AlertingStore)
 
 
 def get_context(request: Request) -> WorkloadApiContext:
@@ -164,7 +167,7 @@ async def reassign(body: Reassign, ctx: Context, key: RespondKey) -> dict[str, A
     person of the alerting file's routing), else 422 ``unknown_owner``."""
     async with ctx.engine.connect() as conn:
         events, unchanged = await reassignment(
-            conn, key, body.account_ids, str(body.to_owner), utcnow()
+            conn, key, body.account_ids, str(body.to_owner), utcnow(), ctx.alerting
         )
     if events:
         if ctx.producer is None:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.queries import visible_account
+from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey, Scope
 from shared.bus.base import OutMessage
 from shared.config import Settings
@@ -40,7 +41,12 @@ def may_reassign(key: ApiKey) -> bool:
 
 
 async def reassignment(
-    conn: AsyncConnection, key: ApiKey, account_ids: Sequence[str], to_owner: str, now: datetime
+    conn: AsyncConnection,
+    key: ApiKey,
+    account_ids: Sequence[str],
+    to_owner: str,
+    now: datetime,
+    alerting: AlertingStore,
 ) -> tuple[list[AccountFacts], list[str]]:
     """The events that move ``account_ids`` to ``to_owner``, and the accounts left out
     because they are the owner's already. 403 for a CSM's key, 404 for an unknown id,
@@ -56,7 +62,7 @@ async def reassignment(
             unchanged.append(account_id)
         else:
             moving.append(account_id)
-    if moving and not await works_here(conn, to_owner):
+    if moving and not await works_here(conn, to_owner, alerting):
         raise ClientError(
             422,
             "unknown_owner",
