@@ -44,6 +44,7 @@ from services.dashboard.auth import (
     NotFound,
 )
 from services.dashboard.import_page import AccountsReader
+from services.scoring.queries import is_share
 from shared.bus.base import Producer
 from shared.config import Settings
 from shared.i18n import (
@@ -160,7 +161,11 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
     viewer's clock (``zone``, set by ``routes.page``); the service's zone and currency
     where a page names none."""
     templates.env.globals.update(
-        zone=settings.zone, currency=settings.currency, colon=_colon, list_sep=_list_sep
+        zone=settings.zone,
+        currency=settings.currency,
+        colon=_colon,
+        list_sep=_list_sep,
+        is_share=is_share,
     )
     templates.env.filters.update(
         money=_money,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from services.scoring.model.labels import generic_label
+from services.scoring.model.labels import generic_label, is_share
 from services.scoring.model.schema import HealthModel
 
 # Shown with the model's measures: the counts people think in.
@@ -135,8 +135,7 @@ def _entry(
     verb = "rose" if new > old else "fell"
     # The measure's own name, not an event's it is about: "share" is a common event name
     # (days_since_event[share] read "rose from 100% to 600%").
-    base = name.partition("[")[0]
-    if "share" in base or base.endswith("_use_28d"):
+    if is_share(name):
         span = f"from {old:.0%} to {new:.0%}"  # shares, as percentages
     else:
         span = f"from {_number_text(old)} to {_number_text(new)}"

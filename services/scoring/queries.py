@@ -40,6 +40,7 @@ from services.scoring.measures import Measures, load_measures
 from services.scoring.model.attribution import Pulls as Pulls  # for other packages
 from services.scoring.model.attribution import profile_named, pulls
 from services.scoring.model.labels import generic_label as generic_label  # for other packages
+from services.scoring.model.labels import is_share as is_share  # for other packages
 from services.scoring.model.schema import HealthModel
 from services.scoring.model.store import ModelStore
 from services.scoring.state import OPEN_STATUSES

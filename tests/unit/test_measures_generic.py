@@ -18,7 +18,7 @@ from services.scoring.inputs import MAX_NAMES, generic_inputs, model_inputs
 from services.scoring.measures import load_measures
 from services.scoring.model.calibrate import fit, shape_function, top_names
 from services.scoring.model.evaluate import evaluate
-from services.scoring.model.labels import GENERIC_LABELS, generic_label, measured_name
+from services.scoring.model.labels import GENERIC_LABELS, generic_label, is_share, measured_name
 from services.scoring.model.schema import (
     Behaviour,
     ModelError,
@@ -251,3 +251,17 @@ when = [{ measure = "events_28d[export]", op = "==", value = 0 },
         measures(name_use=uses), using, AccountHistory(), now=datetime.combine(AS_OF, time(12), UTC)
     )
     assert scored.health is not None and scored.health["inputs"]["events_28d[export]"] == 0
+
+
+def test_a_fraction_reads_as_a_percentage_by_the_measures_own_name() -> None:
+    """One answer for explanations, milestones and an alert's page (three copies had
+    differed: activation rate a percentage in one, a number in the others)."""
+    for share in (
+        "active_user_share_7d",
+        "core_module_use_28d",
+        "activation_rate",
+        "app_share_28d",
+    ):
+        assert is_share(share), share
+    for count in ("days_since_event[share]", "events_28d[share_link]", "dau", "active_days_7d"):
+        assert not is_share(count), count

@@ -62,6 +62,14 @@ INPUT_LABELS = {
 }
 
 
+def is_share(measure: str) -> bool:
+    """``measure`` is a fraction people read as a percentage (a share of seats or of
+    use, a share of core modules used, users activated per seat): by its own name, not
+    the event's it is about ("days_since_event[share]" counts days)."""
+    base = measure.partition("[")[0]
+    return "share" in base or base.endswith("_use_28d") or base == "activation_rate"
+
+
 def measured_name(measure: str) -> str | None:
     """The event name a per-name measure reads (``events_28d[export]``: ``export``), else
     None."""

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.measures import Measures
+from services.scoring.model.labels import is_share
 from services.scoring.plans import store
 from services.scoring.plans.progress import (
     AlertState,
@@ -204,8 +205,7 @@ def _num(value: float | None) -> str:
 def _shown(measure: str, value: float | None) -> str:
     """A milestone's value as its page shows it: a share as a percentage ("is 0.1, >= 0.5
     to reach" read as code, found from outside), any other measure as a number."""
-    share = "share" in measure.partition("[")[0] or measure == "activation_rate"
-    return f"{value:.0%}" if share and value is not None else _num(value)
+    return f"{value:.0%}" if is_share(measure) and value is not None else _num(value)
 
 
 # How a milestone's comparison reads in a sentence.
