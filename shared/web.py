@@ -214,8 +214,9 @@ Readiness = Callable[[], Awaitable[bool]]
 
 
 class Alive(BaseModel):
-    """``status`` "stalled" (a 503): a consume loop has not moved for three stall limits
-    while its database and bus answer; the orchestrator should restart the process."""
+    """``status`` "stalled" (a 503): a consume loop has not even tried to move for three
+    stall limits while its database and bus answer; the orchestrator should restart the
+    process."""
 
     status: str = "ok"
 

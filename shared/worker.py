@@ -93,15 +93,17 @@ class Progress:
 
     def stalled(self, threshold_s: float) -> list[str]:
         """Loops that have not moved for longer than ``threshold_s``."""
-        now = self._clock()
-        return sorted(n for n, t in self._moved.items() if now - t > threshold_s)
+        return self._older(self._moved, threshold_s)
 
     def stuck(self, threshold_s: float) -> list[str]:
         """Loops that have not even tried to move for longer than ``threshold_s``: a loop
         retrying through an outage (a full disk, a schema not migrated yet, resets) is
         trying, not stuck."""
+        return self._older(self._tried, threshold_s)
+
+    def _older(self, since: dict[str, float], threshold_s: float) -> list[str]:
         now = self._clock()
-        return sorted(n for n, t in self._tried.items() if now - t > threshold_s)
+        return sorted(n for n, t in since.items() if now - t > threshold_s)
 
 
 def retry_delay_s(failures: int, rng: random.Random) -> float:
