@@ -434,7 +434,7 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(reports_router)
     app.include_router(keys_router)
     app.state.workload_api = WorkloadApiContext(
-        rt.engine, rt.settings, rt.bus.producer, alerting_store(rt.settings)
+        rt.engine, rt.settings, alerting_store(rt.settings), rt.bus.producer
     )
     app.include_router(workload_router)
 

@@ -6,7 +6,7 @@ Lists are paged (``total``, ``limit``, ``offset``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -38,9 +38,10 @@ Offset = Annotated[int, Query(ge=0)]
 class WorkloadApiContext:
     engine: AsyncEngine
     settings: Settings
+    # The service's alerting store (the configured file its default): its routing's
+    # people may take accounts.
+    alerting: AlertingStore
     producer: Producer | None = None  # None: reassignment is refused (503)
-    # The alerting file in force: its routing's people may take accounts.
-    alerting: AlertingStore = field(default_factory=AlertingStore)
 
 
 def get_context(request: Request) -> WorkloadApiContext:
