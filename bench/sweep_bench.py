@@ -245,12 +245,15 @@ def main() -> None:
         )
     result = {
         **result_header("sweep", __file__, sys.argv[1:]),
-        "workload": {
+        # An earlier run's template: what built it is that run's to say (its result file).
+        "workload": {"accounts": accounts, "reused_template": True}
+        if imported_s is None
+        else {
             "imported_accounts": args.accounts,
             "events": args.events,
             "days": args.days,
             "accounts": accounts,
-            "import_s": None if imported_s is None else round(imported_s, 1),
+            "import_s": round(imported_s, 1),
         },
         "runs": runs,
     }
