@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from shared.i18n import DEFAULT_LANGUAGE, N_, translate
+from shared.i18n import DEFAULT_LANGUAGE, N_, format_quarter, translate
 
 RENEWAL_HEADERS = {
     "account_id": N_("Account id"),
@@ -93,8 +93,9 @@ def retention_file(
     def say(text: str) -> str:
         return translate(language, text)
 
-    # "all", tiers: named; a CSM's email and a cohort's quarter stay as they are.
-    worded = [{**row, "group": say(str(row["group"]))} for row in rows]
+    # "all" and tiers named, a cohort's quarter as the page writes it (2026年第3季度);
+    # a CSM's email as it is.
+    worded = [{**row, "group": format_quarter(language, say(str(row["group"])))} for row in rows]
     headers = {**RETENTION_HEADERS, "group": group_header}
     return _header(columns, headers, say), worded
 

@@ -339,9 +339,9 @@ def breakdown_charts(
 
     def name(g: dict[str, Any]) -> str:
         label: str = g[by]
-        if by == "cohort":
-            return format_quarter(lang, label)
-        return translate(lang, label) if by == "tier" or label == UNKNOWN else label
+        if by == "tier" or label == UNKNOWN:
+            return translate(lang, label)
+        return format_quarter(lang, label) if by == "cohort" else label
 
     def bars(fields: tuple[tuple[str, str, str], ...], percent: bool) -> list[dict[str, Any]]:
         def values(field: str) -> list[float | None]:

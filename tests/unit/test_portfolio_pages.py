@@ -28,6 +28,7 @@ from services.dashboard.activity_page import parse_when
 from services.dashboard.alerts_page import AlertQuery, action_from_form
 from services.dashboard.app import mount_dashboard
 from services.dashboard.auth import address_of, path_of
+from services.dashboard.csv_words import retention_file
 from services.dashboard.home import (
     PortfolioQuery,
     arr_totals,
@@ -37,7 +38,7 @@ from services.dashboard.home import (
     search,
 )
 from services.dashboard.lead import TimeRange, per_csm
-from services.dashboard.renewals_page import FORECAST_LABELS
+from services.dashboard.renewals_page import FORECAST_LABELS, breakdown_charts
 from services.dashboard.saved_views import _clean_query
 from services.dashboard.workload_page import account_ids
 from services.ingest.app import create_app
@@ -1120,9 +1121,22 @@ async def test_quarters_days_and_lists_on_the_renewal_pages_read_as_their_reader
     assert "年" in heading.split("（", 1)[1] and ", " not in heading and "、" in heading
     retention = await pages.get("/ui/retention")
     assert re.search(r"<td>\d{4}年第[1-4]季度</td>", retention)
-    cohorts = await pages.get("/ui/retention", by="cohort")
-    breakdown = cohorts.split('id="breakdown"', 1)[1].split("</table>", 1)[0]
-    assert "季度" in breakdown and "Q" not in re.sub(r'data-group="[^"]*"', "", breakdown)
+
+
+def test_cohorts_read_as_quarters_in_the_readers_words() -> None:
+    """The cohort breakdown's chart and CSV said 2026Q3 beside 2026年第3季度 (found in
+    review). The portfolio fixture has no contract starts, so the parts are fed one."""
+    groups = [{"cohort": "2026Q3", "by_currency": {}}, {"cohort": "unknown", "by_currency": {}}]
+    charts = breakdown_charts(groups, "cohort", "zh-CN", "CNY")
+    assert charts["breakdown_flows"]["data"]["labels"] == ["2026年第3季度", "未知"]
+    assert breakdown_charts(groups, "cohort", "en", "CNY")["breakdown_flows"]["data"]["labels"] == [
+        "Q3 2026",
+        "unknown",
+    ]
+    rows = [{"group": "all"}, {"group": "2026Q3"}, {"group": "anna@example.com"}]
+    header, worded = retention_file(["group"], rows, "zh-CN", "签约季度批次")
+    assert header == ["签约季度批次"]
+    assert [r["group"] for r in worded] == ["全部", "2026年第3季度", "anna@example.com"]
 
 
 async def test_a_milestone_reads_as_its_page_writes(pages: Pages) -> None:
