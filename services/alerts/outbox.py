@@ -3,12 +3,13 @@
 The writer (``Outbox``) puts one delivery row per (channel, destination) in the same
 transaction that decided the notice, so a notice is queued if and only if its cause
 committed. The sender (``OutboxSender``) claims due deliveries with a lease, sends and
-records the outcome: a crash between sending and recording causes at most one
-duplicate, never a loss. Deliveries to one destination go strictly in order (the
-oldest pending one first, even while it waits for a retry), so an account's alerts
-arrive in the order they happened; to the generic webhook, which every account
-shares, in order per account. With grouping on, the Slack deliveries waiting for
-one destination go as one message.
+records the outcome: a crash between sending and recording never loses a notice, and
+an attempt whose outcome was lost is looked for at its destination before it goes
+again (Slack's Web API can look; elsewhere it causes at most one duplicate).
+Deliveries to one destination go strictly in order (the oldest pending one first,
+even while it waits for a retry), so an account's alerts arrive in the order they
+happened; to the generic webhook, which every account shares, in order per account.
+With grouping on, the Slack deliveries waiting for one destination go as one message.
 """
 
 from __future__ import annotations
@@ -340,7 +341,12 @@ class OutboxSender:
         won = await conn.execute(
             update(d)
             .where(d.c.delivery_id.in_(ids), d.c.status == "pending", free)
-            .values(claimed_until=now + lease)
+            .values(
+                claimed_until=now + lease,
+                # A lease that ran out unreleased: its sender died (or lost the database)
+                # holding it, maybe after sending. The earliest such attempt is kept.
+                doubtful_lease=func.coalesce(d.c.doubtful_lease, d.c.claimed_until),
+            )
         )
         if won.rowcount != len(ids):
             return None
@@ -370,6 +376,10 @@ class OutboxSender:
             held_s = self._held_until.get(pace, 0.0) - asyncio.get_running_loop().time()
             if held_s > 0:
                 await self._defer(group, held_s)
+                return
+        if channel is not None:
+            group = await self._out_already(channel, group)
+            if not group:
                 return
         rules = ["unknown"] * len(group)
         try:
@@ -412,6 +422,22 @@ class OutboxSender:
             return
         await self._delivered(group, rules)
 
+    async def _out_already(self, channel: Channel, group: list[Any]) -> list[Any]:
+        """The rows of ``group`` still to send. A row an earlier attempt may have sent
+        (``doubtful_lease``) is looked for at its destination first, and recorded
+        delivered if its notice is there: sent blindly again it went twice."""
+        doubtful = {_notice(r).key: r for r in group if r.doubtful_lease is not None}
+        if not doubtful:
+            return group
+        lease = timedelta(seconds=self._settings.delivery_claim_lease_s)
+        began = min(r.doubtful_lease for r in doubtful.values()) - lease
+        found = await channel.posted(doubtful.keys(), group[0].destination, began)
+        out = [doubtful[key] for key in found or ()]
+        if out:
+            log.info("found already out: %s", one_line(", ".join(r.alert_id for r in out)))
+            await self._delivered(out, [_rule(_notice(r)) for r in out])
+        return [r for r in group if r not in out]
+
     def _acted_on(self, row: Any) -> bool:
         """A Slack notice calling for action on an alert that someone has acknowledged or
         snoozed while it waited (to be grouped, ``group_wait``, or for Slack to answer):
@@ -429,6 +455,7 @@ class OutboxSender:
             rows,
             status="skipped",
             claimed_until=None,
+            doubtful_lease=None,
             last_error="not sent: acted on before it went out",
         )
         for r in rows:
@@ -456,6 +483,7 @@ class OutboxSender:
             attempts=deliveries.c.attempts + 1,
             delivered_at=now,
             claimed_until=None,
+            doubtful_lease=None,
             last_error=None,
         )
         for r, rule in zip(group, rules, strict=True):
@@ -490,6 +518,10 @@ class OutboxSender:
                     attempts=attempts,
                     next_attempt_at=self._clock() + timedelta(seconds=delay),
                     claimed_until=None,
+                    # Failed, yet maybe out (a timeout): the next attempt looks first.
+                    doubtful_lease=(row.doubtful_lease or row.claimed_until)
+                    if exc.unsure
+                    else row.doubtful_lease,
                     last_error=_loggable(exc)[:2000],
                 )
             )
@@ -583,14 +615,16 @@ def _one_notice(notices: list[Notice]) -> Notice:
         return notices[0]
     each = _one_per_alert([pair for n in notices for pair in n.each()])
     key = "+".join(n.key for n in notices)
+    parts = tuple(n.key for n in notices)
     if len(each) == 1:
         ((alert, kind),) = each
-        return Notice(kind, [alert], key)
+        return Notice(kind, [alert], key, parts=parts)
     return Notice(
         NoticeKind.group,
         [a for a, _ in each],
         key,
         kinds=tuple(kind for _, kind in each),
+        parts=parts,
     )
 
 

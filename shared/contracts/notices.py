@@ -68,10 +68,18 @@ class Notice:
     # A group's notices' own kinds, one per alert (an escalation or a reminder among
     # them says so); empty: each alert's is ``kind``. Made when sending, never stored.
     kinds: tuple[NoticeKind, ...] = ()
+    # A group's notices' own keys, in order; empty: ``key`` alone. Made when sending,
+    # never stored: a channel marks its message with them (``SlackChannel.posted``).
+    parts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Stored payloads and callers give the kind as its string value.
         object.__setattr__(self, "kind", NoticeKind(self.kind))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys of the notices this one says (a group's, or its own)."""
+        return self.parts or (self.key,)
 
     @property
     def first(self) -> AlertEvent:

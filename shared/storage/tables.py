@@ -439,6 +439,10 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("claimed_until", UTCDateTime),
+    # The lease end of the earliest attempt whose outcome is unknown (its sender died
+    # with the delivery claimed, or the channel timed out): the message may be out
+    # already, and the next attempt looks for it first. NULL: nothing in doubt.
+    Column("doubtful_lease", UTCDateTime),
     Column("last_error", Text),
     Column("created_at", UTCDateTime),
     Column("delivered_at", UTCDateTime),

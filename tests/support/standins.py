@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 import uvicorn
@@ -36,10 +38,17 @@ class Recorded:
 
 @dataclass
 class SlackStandIn:
-    """Records every request; answers from a script of (status, headers), then 200."""
+    """Records every request; answers posts from a script of (status, headers), then
+    200. As Slack's Web API, keeps what ``chat.postMessage`` posted (when it decides to
+    answer 200, before any hold: a client gone meanwhile does not unpost it) per
+    conversation, readable with ``conversations.open`` and ``conversations.history``."""
 
     requests: list[Recorded] = field(default_factory=list)
     script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
+    # conversation id → its messages, oldest first; a person's DM is "D" + their id's rest
+    conversations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Every read refused with this error (say "missing_scope"); None: reads answer.
+    read_error: str | None = None
     port: int = field(default_factory=free_port)
     # Seconds to hold each answer after recording the request (a slow Slack).
     delay_s: float = 0.0
@@ -58,15 +67,24 @@ class SlackStandIn:
     async def _handle(self, request: Request) -> Response:
         raw = await request.body()
         try:
-            body = orjson.loads(raw)
+            body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
-            body = dict((await request.form()).items())
-        self.requests.append(Recorded(request.url.path, dict(request.headers), body, raw))
+            body = dict(parse_qsl(raw.decode()))  # form-encoded
+        path = request.url.path
+        if path in ("/api/conversations.open", "/api/conversations.history"):
+            body = {**dict(request.query_params.items()), **body}
+            self.requests.append(Recorded(path, dict(request.headers), body, raw))
+            return self._read(path, body)
+        self.requests.append(Recorded(path, dict(request.headers), body, raw))
+        status, headers = self.script.popleft() if self.script else (200, {})
+        if path == "/api/chat.postMessage" and status == 200:
+            self.conversations.setdefault(_conversation(body["channel"]), []).append(
+                {"ts": f"{time.time():.6f}", "text": body.get("text"), **_meta(body)}
+            )
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.hold is not None:
             await self.hold.wait()
-        status, headers = self.script.popleft() if self.script else (200, {})
         if request.url.path.startswith("/api/"):
             ok = status == 200
             payload = (
@@ -76,6 +94,23 @@ class SlackStandIn:
             )
             return JSONResponse(payload, status_code=status, headers=headers)
         return Response("ok" if status == 200 else "error", status_code=status, headers=headers)
+
+    def _read(self, path: str, query: dict[str, Any]) -> Response:
+        if self.read_error is not None:
+            return JSONResponse({"ok": False, "error": self.read_error})
+        if path == "/api/conversations.open":
+            return JSONResponse({"ok": True, "channel": {"id": _conversation(query["users"])}})
+        oldest = float(query.get("oldest") or 0)
+        messages = [
+            m for m in self.conversations.get(query["channel"], []) if float(m["ts"]) > oldest
+        ]
+        if str(query.get("include_all_metadata")).lower() not in ("1", "true"):
+            messages = [{k: v for k, v in m.items() if k != "metadata"} for m in messages]
+        return JSONResponse({"ok": True, "messages": messages[::-1], "has_more": False})
+
+    def posts_in(self, conversation: str) -> list[dict[str, Any]]:
+        """What was posted to ``conversation`` (a person's id: their DM), oldest first."""
+        return self.conversations.get(_conversation(conversation), [])
 
     def delivered(self) -> list[Recorded]:
         """Requests that were answered 200 (the ones Slack would have posted)."""
@@ -92,7 +127,7 @@ class SlackStandIn:
                 self._ok.append(self.requests[-1])
             return response
 
-        app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
+        app = Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST"])])
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )
@@ -107,6 +142,18 @@ class SlackStandIn:
                 self.hold.set()  # a held answer must not keep the server from stopping
             server.should_exit = True
             await task
+
+
+def _conversation(channel: str) -> str:
+    """Where Slack posts for ``channel``: a person's id means the app's DM with them."""
+    return "D" + channel[1:] if channel[:1] in ("U", "W") else channel
+
+
+def _meta(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata")
+    if isinstance(meta, str):  # form-encoded: Slack takes it as a JSON string
+        meta = orjson.loads(meta)
+    return {"metadata": meta} if meta else {}
 
 
 class Inbox:

@@ -79,6 +79,40 @@ async def test_slack_web_api_posts_to_the_owner_with_buttons_and_surfaces_rate_l
     assert any("fell from 42 to 4, −90%" in t for t in texts)
 
 
+async def test_slack_finds_what_it_posted_by_the_notices_keys(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A message carries its notices' keys (Slack's message metadata), so an attempt
+    whose outcome was lost can look in the conversation before sending again."""
+    other = ALERT.model_copy(update={"alert_id": "acme:nps_detractor:1", "title": "Acme: NPS 3"})
+    second = Notice("fire", [other], "acme:nps_detractor:1/fire")
+    slack = SlackStandIn()
+    since = datetime.now(UTC)
+    async with slack.running():
+        web = SlackChannel(
+            settings(slack_bot_token=SecretStr("xoxb-test"), slack_api_url=slack.api_url)
+        )
+        assert await web.posted([FIRE.key], "U0ANNA", since) == set()
+        await web.send(_one_notice([FIRE, second]), "U0ANNA")  # one message, two notices
+        await web.send(FIRE, "C0SHARED")
+        keys = [FIRE.key, second.key, "acme:other:1/fire"]
+        assert await web.posted(keys, "U0ANNA", since) == {FIRE.key, second.key}
+        assert await web.posted(keys, "C0SHARED", since) == {FIRE.key}
+        # Before the window: not this attempt's message.
+        later = datetime.fromtimestamp(time.time() + 3600, UTC)
+        assert await web.posted(keys, "C0SHARED", later) == set()
+        reads = len(slack.requests)
+        # A channel by name cannot be read back; an incoming webhook cannot read at all.
+        assert await web.posted(keys, "#cs-alerts", since) is None
+        hook = SlackChannel(settings(slack_webhook_url=slack.webhook_url))
+        assert await hook.posted(keys, "U0ANNA", since) is None
+        assert len(slack.requests) == reads
+        slack.read_error = "missing_scope"
+        assert await web.posted(keys, "U0ANNA", since) is None
+    assert "im:history" in caplog.text and "sent again" in caplog.text
+    assert slack.posts_in("U0ANNA")[0]["metadata"]["event_type"] == "healthwatch_notice"
+
+
 async def test_slack_groups_several_alerts_into_one_message() -> None:
     other = ALERT.model_copy(update={"alert_id": "acme:nps_detractor:1", "title": "Acme: NPS 3"})
     grouped = Notice("group", [ALERT, other], "a+b")

@@ -41,6 +41,11 @@ class Channel:
     before_send: Any = None
     broadcast: bool = False
     one_post: bool = False
+    # True: it can look at what it sent (as Slack's Web API): ``posted`` answers.
+    sees: bool = False
+    out: set[tuple[str, str]] = field(default_factory=set)  # (destination, notice key)
+    looked: list[tuple[str, datetime]] = field(default_factory=list)
+    after_send: Any = None
 
     def address(self, recipient: Recipient) -> str | None:
         return recipient.email
@@ -52,6 +57,13 @@ class Channel:
         if self.before_send is not None:
             await self.before_send(destination)
         self.sent.append(destination)
+        self.out |= {(destination, key) for key in notice.keys}
+        if self.after_send is not None:
+            await self.after_send(destination)
+
+    async def posted(self, keys: Any, destination: str, since: datetime) -> set[str] | None:
+        self.looked.append((destination, since))
+        return {k for k in keys if (destination, k) in self.out} if self.sees else None
 
 
 def _alert(n: int) -> AlertEvent:
@@ -302,3 +314,74 @@ async def test_a_lane_stops_when_an_outcome_cannot_be_recorded(
     clock.now += timedelta(seconds=embedded_settings.delivery_claim_lease_s + 1)
     await sender.send_due()
     assert hook.sent == ["A", "A", "B", "C"]  # A once more (its outcome was lost), B, C once
+
+
+async def test_a_notice_whose_sender_died_is_looked_for_before_it_goes_again(
+    engine: AsyncEngine, embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent, then the outcome lost (the sender killed, the database away): a channel that
+    can look (Slack's Web API) finds it out and records it delivered, once; one that
+    cannot (SMTP, a webhook) sends it again. A notice claimed and never sent is not found
+    and goes."""
+    clock = MovingClock(T0)
+    slack = Channel("slack", pace=None, sees=True)
+    hook = Channel("webhook", pace=None)
+    await _queue(engine, "slack", "U0A", 1, T0 - timedelta(seconds=2))
+    await _queue(engine, "webhook", "webhook", 2, T0 - timedelta(seconds=2))
+    await _queue(engine, "slack", "U0B", 3, T0 - timedelta(seconds=2))
+    sender = _sender(engine, embedded_settings, [slack, hook], clock)
+    recorded = OutboxSender._set
+
+    async def down(self: OutboxSender, rows: list[Any], **values: Any) -> None:
+        raise OSError("connection refused")
+
+    async def killed(destination: str) -> None:
+        if destination == "U0B":
+            raise asyncio.CancelledError  # died before sending: nothing is out
+
+    slack.before_send = killed
+    monkeypatch.setattr(OutboxSender, "_set", down)
+    with pytest.raises(asyncio.CancelledError):
+        await sender.send_due()
+    assert sorted(slack.sent + hook.sent) == ["U0A", "webhook"]
+    monkeypatch.setattr(OutboxSender, "_set", recorded)
+    slack.before_send = None
+    lease = timedelta(seconds=embedded_settings.delivery_claim_lease_s)
+    clock.now += lease + timedelta(seconds=1)
+    await sender.send_due()
+    assert slack.sent == ["U0A", "U0B"]  # A found out already; B, never sent, goes
+    assert hook.sent == ["webhook", "webhook"]  # cannot look: once more, same key
+    # Looked for since the lost attempt's claim, not since now.
+    assert {since for _, since in slack.looked} == {T0}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(deliveries.c.status, deliveries.c.doubtful_lease))).all()
+    assert rows == [("delivered", None)] * 3
+
+
+async def test_a_send_that_timed_out_is_looked_for_before_it_is_retried(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Slack posted the message but the answer never came (a timeout): retried blindly it
+    went twice. The retry looks first. A refusal leaves nothing in doubt."""
+    clock = MovingClock(T0)
+    slack = Channel("slack", pace=None, sees=True)
+    await _queue(engine, "slack", "U0A", 1, T0)
+    await _queue(engine, "slack", "U0B", 2, T0)
+
+    async def lost_answer(destination: str) -> None:
+        if destination == "U0A":
+            raise DeliveryError("Slack API unreachable: TimeoutError()", unsure=True)
+        raise DeliveryError("Slack API 429: ratelimited", retry_after_s=1)
+
+    slack.after_send = lost_answer
+    sender = _sender(engine, embedded_settings, [slack], clock)
+    await sender.send_due()
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(deliveries.c.destination, deliveries.c.doubtful_lease))
+        doubt = {destination: lease for destination, lease in rows}
+    assert doubt["U0A"] is not None and doubt["U0B"] is None
+    slack.after_send = None
+    clock.now += timedelta(hours=1)  # past any backoff
+    await sender.send_due()
+    assert sorted(slack.sent) == ["U0A", "U0B", "U0B"]  # A not again; B, refused, again
+    assert [d for d, _ in slack.looked] == ["U0A"]

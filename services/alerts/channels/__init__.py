@@ -4,7 +4,8 @@
 A channel turns a recipient into its own address (``address``) and sends a notice
 there. Every notice carries a stable key (the alert and which notification of it), sent
 as the email Message-ID and the webhook's Idempotency-Key, so a receiver can fold the
-rare duplicate a crash between sending and recording causes.
+rare duplicate a crash between sending and recording causes; on Slack it marks the
+message, so a send in doubt is looked for there first (``posted``).
 """
 
 from __future__ import annotations

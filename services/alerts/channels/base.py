@@ -4,6 +4,8 @@ delivers or raises ``DeliveryError`` (retryable unless ``permanent``)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
+from datetime import datetime
 from typing import Protocol
 
 from shared.alerting.schema import Recipient
@@ -18,7 +20,9 @@ SEND_TIMEOUT_S = 30
 
 class DeliveryError(Exception):
     """``content``: the message itself was refused (Slack's invalid_blocks), not the
-    destination or the connection: in a group, one notice's fault."""
+    destination or the connection: in a group, one notice's fault. ``unsure``: the
+    request may have reached the receiver (a timeout, a dropped connection, a gateway's
+    5xx): the message may be out although the send failed."""
 
     def __init__(
         self,
@@ -27,11 +31,13 @@ class DeliveryError(Exception):
         retry_after_s: float | None = None,
         permanent: bool = False,
         content: bool = False,
+        unsure: bool = False,
     ):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.permanent = permanent
         self.content = content
+        self.unsure = unsure
 
 
 class Channel(Protocol):
@@ -51,6 +57,22 @@ class Channel(Protocol):
         """Deliveries sharing a key are paced (Slack: 1 message per second)."""
 
     async def send(self, notice: Notice, destination: str) -> None: ...
+
+    async def posted(
+        self, keys: Collection[str], destination: str, since: datetime
+    ) -> set[str] | None:
+        """Which of the notices ``keys`` are out at ``destination`` already, sent since
+        ``since`` by an attempt whose outcome is unknown; None: this channel cannot tell
+        (the notice is sent again, the receiver folds it by its key)."""
+
+
+class Unseeing:
+    """A channel that cannot look at what it sent (SMTP, a webhook): a notice in doubt
+    goes again, with the same key (Message-ID, Idempotency-Key) for the receiver to
+    fold."""
+
+    async def posted(self, keys: Collection[str], destination: str, since: datetime) -> None:
+        return None
 
 
 # The longest wait a Retry-After header may ask for. A receiver asking for more (or

@@ -11,7 +11,7 @@ from email.utils import formataddr, formatdate, parseaddr
 
 import aiosmtplib
 
-from services.alerts.channels.base import SEND_TIMEOUT_S, DeliveryError
+from services.alerts.channels.base import SEND_TIMEOUT_S, DeliveryError, Unseeing
 from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
 from services.alerts.channels.text import (
     account_url,
@@ -39,7 +39,7 @@ SUBJECT_CHARS = 250
 _BAND_COLOUR = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32"}
 
 
-class EmailChannel:
+class EmailChannel(Unseeing):
     name = "email"
     broadcast = False
     one_post = False

@@ -7,9 +7,13 @@ account's name cannot mention ``<!channel>`` or forge a link.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -33,6 +37,8 @@ from shared.contracts.notices import Notice, NoticeKind
 from shared.i18n import DEFAULT_LANGUAGE, N_, translate
 from shared.i18n.alert_text import alert_text, rule_name
 
+log = logging.getLogger(__name__)
+
 _BAND_EMOJI = {
     "red": ":red_circle:",
     "yellow": ":large_yellow_circle:",
@@ -52,6 +58,21 @@ MAX_BLOCKS = 50
 # characters or whose field exceeds 2,000; longer data is cut to fit.
 SECTION_CHARS = 3000
 FIELD_CHARS = 2000
+# A message's mark (Slack's message metadata): the keys of the notices it says, so an
+# attempt whose outcome is unknown can be looked for before sending again (``posted``).
+NOTICE_EVENT = "healthwatch_notice"
+# Looking for it: pages of a conversation's history, newest first. A sender's doubt
+# spans one lease plus an outage; past 1,000 messages of a busy channel the notice is
+# sent again rather than searched for longer (Slack allows about 50 reads a minute).
+HISTORY_PAGES = 5
+HISTORY_PAGE_SIZE = 200
+# Slack stamps messages by its own clock: look this far before the attempt began.
+CLOCK_SLACK_S = 120
+# What looking needs beyond chat:write (a DM's id is found with im:write).
+HISTORY_SCOPES = "channels:history, groups:history, im:history, im:write"
+# A conversation's or a person's id (a channel given by its name cannot be read back
+# without listing every channel).
+_SLACK_ID = re.compile(r"[CGDUW][A-Z0-9]+")
 # Errors that no retry mends.
 # Refused as it is: sent again unchanged it is refused again.
 _PERMANENT_CODES = ("channel_not_found", "not_in_channel", "invalid_auth")
@@ -114,6 +135,10 @@ class SlackChannel:
                 blocks=message_blocks(
                     notice, self._settings.public_url, interactive=True, lang=lang
                 ),
+                metadata={
+                    "event_type": NOTICE_EVENT,
+                    "event_payload": {"notices": [{"key": key} for key in notice.keys]},
+                },
             )
         except SlackApiError as exc:
             status, body = exc.response.status_code, exc.response.data
@@ -124,9 +149,59 @@ class SlackChannel:
                 retry_after_s=retry_after(exc.response.headers.get("Retry-After")),
                 permanent=error in _PERMANENT_CODES or error in _CONTENT_CODES,
                 content=error in _CONTENT_CODES,
+                unsure=status >= 500,
             ) from exc
         except Exception as exc:  # network errors surface as aiohttp/OS errors
-            raise DeliveryError(f"Slack API unreachable: {exc!r}") from exc
+            raise DeliveryError(
+                f"Slack API unreachable: {exc!r}",
+                # Not connected: nothing reached Slack. Anything else (a timeout, a
+                # dropped connection) may have come after Slack posted it.
+                unsure=not isinstance(exc, aiohttp.ClientConnectorError),
+            ) from exc
+
+    async def posted(
+        self, keys: Collection[str], destination: str, since: datetime
+    ) -> set[str] | None:
+        """Looks in the conversation's history since ``since`` for messages this channel
+        marked with ``keys`` (the Web API only; an incoming webhook cannot read). None
+        when it cannot tell: a channel given by name, scopes missing, Slack away, or
+        more messages since than it reads."""
+        if self._web is None or not _SLACK_ID.fullmatch(destination):
+            return None
+        web, wanted = self._web, set(keys)
+        try:
+            conversation = destination
+            if destination[0] in "UW":  # a person: the app's DM with them
+                opened = await web.conversations_open(users=destination)
+                conversation = opened["channel"]["id"]
+            found: set[str] = set()
+            cursor = None
+            oldest = f"{since.timestamp() - CLOCK_SLACK_S:.6f}"
+            for _ in range(HISTORY_PAGES):
+                page = await web.conversations_history(
+                    channel=conversation,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=HISTORY_PAGE_SIZE,
+                    cursor=cursor,
+                )
+                found |= _marked(page.get("messages") or [], wanted)
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if found == wanted or not page.get("has_more") or not cursor:
+                    return found
+            return found or None
+        except SlackApiError as exc:
+            body = exc.response.data
+            error = body.get("error") if isinstance(body, dict) else None
+            log.warning(
+                "could not look in Slack for a notice in doubt (%s; reading needs %s): "
+                "it is sent again",
+                error or exc.response.status_code,
+                HISTORY_SCOPES,
+            )
+        except Exception as exc:
+            log.warning("could not look in Slack for a notice in doubt (%r): sent again", exc)
+        return None
 
     async def _hook(self, notice: Notice, destination: str) -> None:
         """By the incoming webhook: one channel, the recipient mentioned, no buttons."""
@@ -150,6 +225,19 @@ class SlackChannel:
                 retry_after_s=retry_after(retry[0] if isinstance(retry, list) else retry),
                 permanent=response.status_code in (400, 403, 404, 410),
             )
+
+
+def _marked(messages: list[dict[str, Any]], wanted: set[str]) -> set[str]:
+    """The keys of ``wanted`` that ``messages`` carry in their mark."""
+    found: set[str] = set()
+    for message in messages:
+        meta = message.get("metadata") or {}
+        if meta.get("event_type") != NOTICE_EVENT:
+            continue
+        for part in (meta.get("event_payload") or {}).get("notices") or []:
+            if isinstance(part, dict) and part.get("key") in wanted:
+                found.add(part["key"])
+    return found
 
 
 def escape(text: str, limit: int | None = None) -> str:

@@ -13,6 +13,7 @@ from services.alerts.channels.base import (
     SEND_TIMEOUT_S,
     WEBHOOK_DESTINATION,
     DeliveryError,
+    Unseeing,
     retry_after,
 )
 from services.alerts.channels.text import account_url, header_token, without_url_secrets
@@ -28,7 +29,7 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-class WebhookChannel:
+class WebhookChannel(Unseeing):
     """Every notice as JSON to one URL, HMAC-signed (``X-Healthwatch-Signature``), with
     each account's dashboard page (``account_urls``: account id → URL). The notice key
     goes as the Idempotency-Key."""
