@@ -36,6 +36,9 @@ RECENT = 20
 DEPTH_LEVELS = {1: "record-keeping", 2: "workflow", 3: "integrated", 4: "customised"}
 # The reports of an account (their pages are the reports' own, under this page's path).
 REPORT_KINDS = (("usage", "Usage report"), ("bimonthly", "Bi-monthly review"), ("qbr", "QBR"))
+# A churned account is offered no review with the customer (bi-monthly, QBR): there is
+# none to hold. Its usage report stays, for the record.
+KEPT_FOR_THE_RECORD = ("usage",)
 # A period's stored day may be up to this many days older than asked (a row is written
 # only when something changed), as the scoring's own comparisons allow.
 PAST_SLACK_DAYS = 7
@@ -103,12 +106,13 @@ async def account_page(
     level = inputs.get("depth_level")
     components = _components(explanation)
     newest = await newest_score_day(conn, account_id)
+    churned = facts.get("lifecycle_stage") == "churned"
     return {
         "account_id": account_id,
         "name": facts.get("name") or account_id,
         "facts": facts,
         "arr": _arr(facts),
-        "churned_at": _churned_at(stored) if facts.get("lifecycle_stage") == "churned" else None,
+        "churned_at": _churned_at(stored) if churned else None,
         "owner": (facts.get("owner") or {}).get("email"),
         "health": h,
         "depth_level": (level, DEPTH_LEVELS.get(level, "")) if level is not None else None,
@@ -143,7 +147,7 @@ async def account_page(
         "open_case": await open_case_of(conn, account_id, who.key),
         "case_levels": CASE_LEVELS,
         "past_alerts": await _past_alerts(conn, who, account_id),
-        "reports": [(kind, title) for kind, title in REPORT_KINDS],
+        "reports": [(k, t) for k, t in REPORT_KINDS if not churned or k in KEPT_FOR_THE_RECORD],
     }
 
 

@@ -182,6 +182,10 @@ async def test_account_page_danger_changes_reports_churn_in_both_languages(
     await browser.get("/ui/accounts/gone-co")
     assert "no longer a customer" in " ".join(await browser.texts("#churned"))
     assert "12,000" in " ".join(await browser.texts("#arr"))  # MRR × 12
+    # No review to hold with a customer it no longer is: only its usage, for the record.
+    assert await browser.js(
+        "return [...document.querySelectorAll('#reports a')].map(a => a.getAttribute('href'))"
+    ) == ["/ui/accounts/gone-co/reports/usage", "/ui/accounts/gone-co/reports/usage?format=pdf"]
     await browser.screenshot("account-churned-en")
 
 

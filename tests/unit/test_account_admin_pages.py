@@ -185,6 +185,7 @@ def _churned_history() -> list[dict[str, Any]]:
             "event_id": "churn",
             "account_id": "gone",
             "lifecycle_stage": "churned",
+            "contract_end": (NOW + timedelta(days=100)).date().isoformat(),
             "occurred_at": churn.isoformat(),
         }
     )
@@ -244,7 +245,12 @@ async def test_churned_account_card_chart_and_history_api_agree(
         zh = (await site.client.get("/ui/accounts/gone", headers={"accept-language": "zh-CN"})).text
     assert 'id="churned"' in en and "no longer a customer" in en and "已流失" in zh
     assert f'<span class="v score-big" id="score">{card[0]}</span>' in en
-    assert "/ui/accounts/gone/reports/qbr?format=pdf" in en and "季度业务回顾" in zh
+    # No review with a customer it no longer is; its usage stays reported, for the record.
+    assert "/ui/accounts/gone/reports/usage?format=pdf" in en and "/reports/qbr" not in en
+    assert "/reports/bimonthly" not in en and 'data-report="qbr"' not in zh
+    arr_en, arr_zh = (page.partition('id="arr"')[2][:300] for page in (en, zh))
+    assert "renews" not in arr_en and "contract end" in arr_en  # not a renewal to come
+    assert "续约" not in arr_zh and "到期" in arr_zh
     assert 'action="/ui/accounts/gone/log"' in en  # the touchpoint form, for this account
     # Viewed later than NOW (the route's real clock): its last day is no longer partial.
     assert "(today, so far)" not in en and "健康分构成" in zh
