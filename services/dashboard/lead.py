@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -37,11 +37,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import visible_alerts, waiting
+from services.dashboard import asked_days
+from services.dashboard.asked_days import AskedDays
 from services.dashboard.auth import Viewer
 from services.dashboard.home import arr_totals, portfolio
 from services.scoring.queries import STABLE_ACTIVE_SHARE, portfolio_totals
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.contracts.events import EARLIEST_DATE
 from shared.storage.db import among
 from shared.storage.tables import (
     account_health,
@@ -67,6 +68,8 @@ class TimeRange:
     start: date
     end: date
     preset: int | None  # one of RANGES, else None (a from/to range)
+    # What from/to asked, and why other days are shown if they are.
+    asked: AskedDays = field(default=AskedDays(), compare=False)
 
     @property
     def days(self) -> list[date]:
@@ -75,19 +78,14 @@ class TimeRange:
     @classmethod
     def parse(cls, params: Mapping[str, str], today: date) -> TimeRange:
         """``days`` (one of RANGES) or ``from``/``to`` (ISO days, at most MAX_DAYS
-        apart, none after today); anything else gives the default range."""
-        try:
-            start = date.fromisoformat(params.get("from", ""))
-            end = min(date.fromisoformat(params.get("to") or today.isoformat()), today)
-            if end < EARLIEST_DATE:  # no data; and end - MAX_DAYS would leave the calendar
-                raise ValueError(end)
-        except ValueError:
-            days = params.get("days", "")
-            chosen = whole_number(days, 4)
-            n = chosen if chosen in RANGES else DEFAULT_DAYS
-            return cls(today - timedelta(days=n - 1), today, n)
-        start = max(min(start, end), end - timedelta(days=MAX_DAYS - 1))
-        return cls(start, end, None)
+        apart, none after today: ``asked_days.read``); anything else gives the default
+        range."""
+        asked = asked_days.read(params, today, most_days=MAX_DAYS)
+        if asked.span is not None:
+            return cls(*asked.span, None, asked)
+        chosen = whole_number(params.get("days", ""), 4)
+        n = chosen if chosen in RANGES else DEFAULT_DAYS
+        return cls(today - timedelta(days=n - 1), today, n, asked)
 
 
 def _day(moment: Any, zone: tzinfo) -> date | None:

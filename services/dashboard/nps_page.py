@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from services.dashboard import asked_days
+from services.dashboard.asked_days import AskedDays
 from services.dashboard.auth import NotFound, context, viewer
 from services.dashboard.charts import COLOURS, Chart, _line, _series
 from services.dashboard.home import text_param
@@ -19,7 +21,6 @@ from services.dashboard.routes import language, page
 from services.scoring.queries import visible_account
 from services.scoring.workload import reads
 from shared.clock import utcnow
-from shared.contracts.events import EARLIEST_DATE
 from shared.i18n import translate
 from shared.web import ClientError
 
@@ -35,19 +36,13 @@ PALETTE = ("blue", "purple", "green", "yellow", "red", "grey")
 NPS_AXIS = {"min": -100, "max": 100, "title": {"display": True, "text": "NPS"}}
 
 
-def period(params: Any, today: date) -> tuple[date, date]:
-    """``from``/``to`` (ISO days; default: the last year); a bad or swapped pair falls
-    back to the default, as the other pages' filters do."""
-    try:
-        end = min(date.fromisoformat(params.get("to") or today.isoformat()), today)
-        start = date.fromisoformat(params.get("from") or "")
-    except ValueError:
-        return today - timedelta(days=DEFAULT_DAYS - 1), today
-    if end < EARLIEST_DATE:  # no data; and end - DEFAULT_DAYS would leave the calendar
-        return today - timedelta(days=DEFAULT_DAYS - 1), today
-    if start > end or (end - start).days > MAX_DAYS:
-        return end - timedelta(days=DEFAULT_DAYS - 1), end
-    return start, end
+def period(params: Any, today: date) -> tuple[date, date, AskedDays]:
+    """``from``/``to`` (ISO days, ``asked_days.read``; default: the last year), and
+    what the page says if it shows other days than those asked."""
+    asked = asked_days.read(params, today, most_days=MAX_DAYS)
+    if asked.span is None:
+        return today - timedelta(days=DEFAULT_DAYS - 1), today, asked
+    return *asked.span, asked
 
 
 @router.get("/nps")
@@ -58,7 +53,7 @@ async def nps_view(request: Request) -> Response:
     today = now.astimezone(ctx.settings.zone).date()
     by = request.query_params.get("by", "tier")
     by = by if by in reads.SEGMENTS else "tier"
-    start, end = period(request.query_params, today)
+    start, end, asked = period(request.query_params, today)
     account_id = text_param(request.query_params.get("account"), 200)
     async with ctx.engine.connect() as conn:
         found = await reads.nps_by_segment(conn, who.key, by, start, end, ctx.settings.zone)
@@ -83,6 +78,7 @@ async def nps_view(request: Request) -> Response:
             "account": account,
         },
         "charts": _charts(found, account, lang),
+        "notice": asked.said(lang, ctx.settings.zone),
     }
     return page(request, "nps.html", values, who)
 

@@ -19,7 +19,9 @@ from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
 from services.alerts.opportunities import opportunities
+from services.dashboard import asked_days
 from services.dashboard.admin_pages import _store
+from services.dashboard.asked_days import AskedDays
 from services.dashboard.auth import Viewer, context, viewer
 from services.dashboard.charts import (
     COLOURS,
@@ -36,10 +38,10 @@ from services.scoring.retention import (
     DEFAULT_CURRENCY,
     FORECASTS,
     GROUPS,
+    MAX_PERIOD_DAYS,
     UNKNOWN,
     ForecastRule,
     Quarter,
-    check_period,
     quarters_before,
     renewals,
     retention_between,
@@ -157,16 +159,18 @@ def _per_currency(amounts: Mapping[str, Any]) -> dict[str | None, Any]:
     return {None if c == DEFAULT_CURRENCY else c: v for c, v in amounts.items()}
 
 
-def _period(params: Mapping[str, str], today: date) -> tuple[date, date]:
-    """``from``/``to`` when both read as a valid period; else the last four whole
-    quarters (a year of renewals, so each account's yearly contract is in it once)."""
-    try:
-        start, end = date.fromisoformat(params["from"]), date.fromisoformat(params["to"])
-        check_period(start, end)
-    except (KeyError, ValueError, ClientError):
+def _period(params: Mapping[str, str], today: date) -> tuple[date, date, AskedDays]:
+    """``from``/``to`` (``asked_days.read``: [from, to), at most ten years, a reversed
+    pair turned round); else the last four whole quarters (a year of renewals, so each
+    account's yearly contract is in it once). With what the page says if it shows other
+    days than those asked."""
+    asked = asked_days.read(
+        params, today, most_days=MAX_PERIOD_DAYS, until_today=False, half_open=True
+    )
+    if asked.span is None:
         current = Quarter.of(today)
-        return quarters_before(current, 4)[0].start, current.start
-    return start, end
+        return quarters_before(current, 4)[0].start, current.start, asked
+    return *asked.span, asked
 
 
 @router.get("/retention", response_class=HTMLResponse)
@@ -176,7 +180,7 @@ async def retention_view(request: Request) -> Response:
     who = await viewer(request)
     ctx = context(request)
     today = _today(request)
-    start, end = _period(request.query_params, today)
+    start, end, asked = _period(request.query_params, today)
     by = _by(request.query_params)
     quarters = quarters_before(Quarter.of(today), CHART_QUARTERS)
     lang = language(request)
@@ -198,6 +202,7 @@ async def retention_view(request: Request) -> Response:
             **breakdown_charts(period["groups"], by, lang, ctx.settings.currency),
         },
         "chart_currency": _chart_currency(period["groups"]),
+        "notice": asked.said(lang, ctx.settings.zone),
     }
     return page(request, "retention.html", values, who)
 
@@ -208,7 +213,7 @@ async def retention_csv(request: Request) -> Response:
     viewer's portfolio (the retention page's "CSV" link)."""
     who = await viewer(request)
     ctx = context(request)
-    start, end = _period(request.query_params, _today(request))
+    start, end, _ = _period(request.query_params, _today(request))
     by = _by(request.query_params)
     async with ctx.engine.connect() as conn:
         answer = await retention_between(conn, who.key, start, end, by, ctx.settings.zone)

@@ -259,12 +259,17 @@ async def lead_view(request: Request) -> Response:
     ctx = context(request)
     now, today = _now_and_today(request)
     span = TimeRange.parse(request.query_params, today)
+    lang = language(request)
     async with ctx.engine.connect() as conn:
         values = await lead(conn, who, span, today, ctx.settings.zone, now)
     return page(
         request,
         "lead.html",
-        {"data": values, "charts": lead_charts(values, language(request))},
+        {
+            "data": values,
+            "charts": lead_charts(values, lang),
+            "notice": span.asked.said(lang, viewer_zone(request)),
+        },
         who,
     )
 

@@ -700,6 +700,26 @@ async def test_odd_date_ranges_fall_back_to_the_default(pages: Pages) -> None:
     await pages.get("/ui/nps", **{"from": "9999-12-31", "to": "0001-01-01"})
 
 
+async def test_a_reversed_range_is_turned_round_and_the_page_says_so(pages: Pages) -> None:
+    """The lead and NPS pages put their default (or one day) in place of a reversed
+    pair without a word, the retention page its default four quarters (found from
+    outside): a reader took those figures for the days asked."""
+    await pages.sign_in("lead")
+    late, early = TODAY - timedelta(days=3), TODAY - timedelta(days=20)
+    reversed_pair = {"from": late.isoformat(), "to": early.isoformat()}
+    for path in ("/ui/lead", "/ui/nps", "/ui/retention"):
+        text = await pages.get(path, **reversed_pair)
+        assert "“From” came after “to”" in text, path
+        assert f'name="from" value="{early.isoformat()}"' in text, path
+        assert f'name="to" value="{late.isoformat()}"' in text, path
+        zh = await pages.client.get(path, params=reversed_pair, headers={"accept-language": "zh"})
+        assert "开始日期晚于结束日期" in zh.text, path
+        plain = await pages.get(path, **{"from": early.isoformat(), "to": late.isoformat()})
+        assert 'class="notice"' not in plain, path
+    odd = await pages.get("/ui/lead", **{"from": "2026-02-30"})
+    assert "could not be read" in odd and 'data-days="90"' in odd
+
+
 async def test_the_account_page_in_chinese_alerts_tickets_and_days(pages: Pages) -> None:
     """The alert table came in English (macros imported without the page's language),
     the tickets' status, priority and type as stored, the contract's end as ISO."""

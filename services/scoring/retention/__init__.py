@@ -7,7 +7,12 @@ expansion over any period, by tier, CSM and cohort.
 """
 
 from services.scoring.retention.metrics import DEFAULT_CURRENCY, GROUPS, UNKNOWN, retention
-from services.scoring.retention.periods import Quarter, check_period, quarters_before
+from services.scoring.retention.periods import (
+    MAX_PERIOD_DAYS,
+    Quarter,
+    check_period,
+    quarters_before,
+)
 from services.scoring.retention.pipeline import FORECASTS, ForecastRule, forecast
 from services.scoring.retention.queries import renewals, retention_between, retention_by_quarter
 
@@ -15,6 +20,7 @@ __all__ = [
     "DEFAULT_CURRENCY",
     "FORECASTS",
     "GROUPS",
+    "MAX_PERIOD_DAYS",
     "UNKNOWN",
     "ForecastRule",
     "Quarter",

@@ -1,0 +1,80 @@
+"""The days a page's ``from``/``to`` ask for, and the words the page says when it shows
+other days than those. The lead, NPS and retention pages had replaced a reversed,
+unreadable or too long pair without a word (found from outside), so a reader took the
+default's figures for the ones asked.
+
+``read`` is pure: the page gives today and its limits, and says the note in its
+reader's language (``AskedDays.said``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta, tzinfo
+
+from shared.contracts.events import EARLIEST_DATE
+from shared.i18n import N_, format_when, translate
+
+REVERSED = N_("“From” came after “to”: showing {start} to {end}.")
+TOO_LONG = N_("At most {n} days at a time: showing {start} to {end}.")
+UNREADABLE = N_(
+    "The days asked for could not be read (a day is written 2026-12-07): showing the default days."
+)
+
+
+@dataclass(frozen=True)
+class AskedDays:
+    """``span``: the days to show, ``start`` to ``end`` (both in, or ``end`` out for a
+    half-open page); None: nothing asked, or nothing usable (the page's default).
+    ``note``: why the days shown are not those asked, if they are not."""
+
+    span: tuple[date, date] | None = None
+    note: str | None = None
+    values: dict[str, int | date] = field(default_factory=dict)
+
+    def said(self, language: str, zone: tzinfo) -> str | None:
+        """The note in ``language``, its days as that reader writes them."""
+        if self.note is None:
+            return None
+        values = {
+            k: format_when(language, v, zone) if isinstance(v, date) else v
+            for k, v in self.values.items()
+        }
+        return translate(language, self.note, **values)
+
+
+def read(
+    params: Mapping[str, str],
+    today: date,
+    *,
+    most_days: int,
+    until_today: bool = True,
+    half_open: bool = False,
+) -> AskedDays:
+    """``from``/``to`` as ISO days. A reversed pair is turned round and a longer one cut
+    to its last ``most_days`` days, saying so; an unreadable one, or one ending before
+    any data, gives the default (span None), saying so. ``until_today``: ``to`` after
+    today is today (a page of what happened). ``half_open``: ``to`` is the first day
+    out, so ``from`` must be before it."""
+    asked_from, asked_to = params.get("from") or "", params.get("to") or ""
+    if not asked_from and not asked_to:
+        return AskedDays()
+    try:
+        start = date.fromisoformat(asked_from)
+        end = date.fromisoformat(asked_to) if asked_to else today
+    except ValueError:
+        return AskedDays(note=UNREADABLE)
+    note = None
+    if start > end:
+        start, end, note = end, start, REVERSED
+    if until_today:
+        end = min(end, today)
+        start = min(start, end)
+    if end < EARLIEST_DATE or (half_open and start >= end):
+        return AskedDays(note=UNREADABLE)
+    longest = timedelta(days=most_days if half_open else most_days - 1)
+    if end - start > longest:
+        start, note = end - longest, TOO_LONG
+    values: dict[str, int | date] = {"start": start, "end": end, "n": most_days}
+    return AskedDays((start, end), note, values if note else {})
