@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
 from services.alerts.channels import Channel, DeliveryError
-from services.alerts.channels.base import SEND_TIMEOUT_S
+from services.alerts.channels.base import LOOK_TIMEOUT_S, SEND_TIMEOUT_S
 from services.alerts.channels.slack import MAX_GROUPED
 from services.alerts.channels.text import one_line, redact_urls
 from services.alerts.channels.webhook import WebhookChannel
@@ -235,12 +235,16 @@ class OutboxSender:
         as its failed attempt); the pass goes on with the others. Deliveries sharing a
         pace (one Slack webhook) go one after another, the rest side by side: a Slack
         that hangs until its timeout holds up no email (it held the whole pass)."""
-        # A send begun by the deadline ends (SEND_TIMEOUT_S, after at most one Slack pace
-        # wait) before the claim's lease does, counted from before the claim, so no
-        # other sender takes a delivery this one is still sending.
+        # A send begun by the deadline ends (SEND_TIMEOUT_S, after at most one look for
+        # it if it is in doubt and one Slack pace wait) before the claim's lease does,
+        # counted from before the claim, so no other sender takes a delivery this one
+        # is still sending.
         s = self._settings
         deadline = self._clock() + timedelta(
-            seconds=s.delivery_claim_lease_s - SEND_TIMEOUT_S - s.slack_min_interval_s
+            seconds=s.delivery_claim_lease_s
+            - SEND_TIMEOUT_S
+            - LOOK_TIMEOUT_S
+            - s.slack_min_interval_s
         )
         claimed = await self._claim()
         lanes: dict[Any, list[list[Any]]] = {}
@@ -426,7 +430,14 @@ class OutboxSender:
         """The rows of ``group`` still to send. A row an earlier attempt may have sent
         (``doubtful_lease``) is looked for at its destination first, and recorded
         delivered if its notice is there: sent blindly again it went twice."""
-        doubtful = {_notice(r).key: r for r in group if r.doubtful_lease is not None}
+        doubtful: dict[str, Any] = {}
+        for r in group:
+            if r.doubtful_lease is None:
+                continue
+            try:
+                doubtful[_notice(r).key] = r
+            except Exception:  # data it cannot read fails as an attempt, when sent
+                continue
         if not doubtful:
             return group
         lease = timedelta(seconds=self._settings.delivery_claim_lease_s)

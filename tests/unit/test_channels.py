@@ -113,6 +113,29 @@ async def test_slack_finds_what_it_posted_by_the_notices_keys(
     assert slack.posts_in("U0ANNA")[0]["metadata"]["event_type"] == "healthwatch_notice"
 
 
+async def test_a_slack_failure_says_whether_the_message_may_be_out() -> None:
+    """Refused (a 429) or never connected: nothing was posted. A 5xx, or Slack's own
+    internal_error: it may have been, and the next attempt looks first."""
+    slack = SlackStandIn()
+    slack.script.extend([(429, {"Retry-After": "1"}), (500, {})])
+    async with slack.running():
+        web = SlackChannel(
+            settings(slack_bot_token=SecretStr("xoxb-test"), slack_api_url=slack.api_url)
+        )
+        unsure = []
+        for _ in range(2):
+            with pytest.raises(DeliveryError) as err:
+                await web.send(FIRE, "U0ANNA")
+            unsure.append(err.value.unsure)
+    assert unsure == [False, True]
+    closed = SlackChannel(  # nothing listens there: never connected
+        settings(slack_bot_token=SecretStr("xoxb-test"), slack_api_url=slack.api_url)
+    )
+    with pytest.raises(DeliveryError) as err:
+        await closed.send(FIRE, "U0ANNA")
+    assert err.value.unsure is False
+
+
 async def test_slack_groups_several_alerts_into_one_message() -> None:
     other = ALERT.model_copy(update={"alert_id": "acme:nps_detractor:1", "title": "Acme: NPS 3"})
     grouped = Notice("group", [ALERT, other], "a+b")

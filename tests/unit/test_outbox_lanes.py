@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts.channels import DeliveryError
@@ -356,6 +356,35 @@ async def test_a_notice_whose_sender_died_is_looked_for_before_it_goes_again(
     async with engine.connect() as conn:
         rows = (await conn.execute(select(deliveries.c.status, deliveries.c.doubtful_lease))).all()
     assert rows == [("delivered", None)] * 3
+
+
+async def test_a_notice_in_doubt_it_cannot_read_fails_alone(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Its stored notice unreadable, a delivery in doubt could not be looked for: the
+    error escaped the attempt, stopped the lane and came back every lease, so the
+    destination's later notices never went (found in review). It fails as an attempt."""
+    clock = MovingClock(T0)
+    slack = Channel("slack", pace=None, sees=True)
+    await _queue(engine, "slack", "U0A", 1, T0 - timedelta(seconds=1))
+    await _queue(engine, "slack", "U0A", 2, T0)  # behind it, to the same person
+    lease = T0 + timedelta(seconds=1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.account_id == "acct-1")
+            .values(payload={"kind": "fire", "key": "broken"}, doubtful_lease=lease)
+        )
+    sender = _sender(
+        engine, embedded_settings.model_copy(update={"delivery_max_attempts": 1}), [slack], clock
+    )
+    await sender.send_due()
+    await sender.send_due()  # the next in line, once the first is settled
+    async with engine.connect() as conn:
+        rows = dict(
+            (await conn.execute(select(deliveries.c.account_id, deliveries.c.status))).all()
+        )
+    assert rows == {"acct-1": "dead", "acct-2": "delivered"} and slack.sent == ["U0A"]
 
 
 async def test_a_send_that_timed_out_is_looked_for_before_it_is_retried(

@@ -16,6 +16,9 @@ from shared.contracts.notices import Notice
 WEBHOOK_DESTINATION = "webhook"
 # Bounded so a hung receiver releases the sender long before its claim lease (60 s) ends.
 SEND_TIMEOUT_S = 30
+# Looking for a notice in doubt (``posted``) ends within this, its reads together: the
+# send after it must still end inside the lease (``OutboxSender.send_due``'s deadline).
+LOOK_TIMEOUT_S = 10
 
 
 class DeliveryError(Exception):

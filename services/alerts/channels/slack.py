@@ -7,6 +7,7 @@ account's name cannot mention ``<!channel>`` or forge a link.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Collection
@@ -18,7 +19,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from services.alerts.channels.base import WEBHOOK_DESTINATION, DeliveryError, retry_after
+from services.alerts.channels.base import (
+    LOOK_TIMEOUT_S,
+    WEBHOOK_DESTINATION,
+    DeliveryError,
+    retry_after,
+)
 from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
 from services.alerts.channels.text import (
     account_url,
@@ -76,6 +82,10 @@ _SLACK_ID = re.compile(r"[CGDUW][A-Z0-9]+")
 # Errors that no retry mends.
 # Refused as it is: sent again unchanged it is refused again.
 _PERMANENT_CODES = ("channel_not_found", "not_in_channel", "invalid_auth")
+# A look refused for what the app may read (its scopes, or a channel it is not in).
+_UNREADABLE = ("missing_scope", "not_in_channel", "channel_not_found")
+# Slack's own words for "it may have been done" (answered with HTTP 200).
+_MAYBE_DONE_CODES = ("internal_error", "fatal_error", "service_unavailable")
 # The message itself refused: in a group, one notice's fault (the outbox sends the group's
 # first notice alone and the rest after).
 _CONTENT_CODES = ("invalid_blocks", "invalid_blocks_format", "msg_too_long")
@@ -126,15 +136,16 @@ class SlackChannel:
 
     async def _post(self, web: AsyncWebClient, notice: Notice, destination: str) -> None:
         """By the Web API: buttons work (their clicks come back signed)."""
+        # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
+        # Built before sending: a message that cannot be built never reached Slack.
+        lang = self._settings.language
+        text = fallback_text(notice, lang=lang)
+        blocks = message_blocks(notice, self._settings.public_url, interactive=True, lang=lang)
         try:
-            # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
-            lang = self._settings.language
             await web.chat_postMessage(
                 channel=destination,
-                text=fallback_text(notice, lang=lang),
-                blocks=message_blocks(
-                    notice, self._settings.public_url, interactive=True, lang=lang
-                ),
+                text=text,
+                blocks=blocks,
                 metadata={
                     "event_type": NOTICE_EVENT,
                     "event_payload": {"notices": [{"key": key} for key in notice.keys]},
@@ -149,7 +160,7 @@ class SlackChannel:
                 retry_after_s=retry_after(exc.response.headers.get("Retry-After")),
                 permanent=error in _PERMANENT_CODES or error in _CONTENT_CODES,
                 content=error in _CONTENT_CODES,
-                unsure=status >= 500,
+                unsure=status >= 500 or error in _MAYBE_DONE_CODES,
             ) from exc
         except Exception as exc:  # network errors surface as aiohttp/OS errors
             raise DeliveryError(
@@ -168,7 +179,16 @@ class SlackChannel:
         more messages since than it reads."""
         if self._web is None or not _SLACK_ID.fullmatch(destination):
             return None
-        web, wanted = self._web, set(keys)
+        try:
+            async with asyncio.timeout(LOOK_TIMEOUT_S):
+                return await self._look(self._web, set(keys), destination, since)
+        except TimeoutError:
+            log.warning("looking in Slack for a notice in doubt took too long: sent again")
+        return None
+
+    async def _look(
+        self, web: AsyncWebClient, wanted: set[str], destination: str, since: datetime
+    ) -> set[str] | None:
         try:
             conversation = destination
             if destination[0] in "UW":  # a person: the app's DM with them
@@ -193,11 +213,12 @@ class SlackChannel:
         except SlackApiError as exc:
             body = exc.response.data
             error = body.get("error") if isinstance(body, dict) else None
+            # The bot must read where it posts: scopes, and a channel it is in.
+            needs = f"; reading needs {HISTORY_SCOPES}" if error in _UNREADABLE else ""
             log.warning(
-                "could not look in Slack for a notice in doubt (%s; reading needs %s): "
-                "it is sent again",
+                "could not look in Slack for a notice in doubt (%s%s): it is sent again",
                 error or exc.response.status_code,
-                HISTORY_SCOPES,
+                needs,
             )
         except Exception as exc:
             log.warning("could not look in Slack for a notice in doubt (%r): sent again", exc)
