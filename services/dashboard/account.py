@@ -309,14 +309,16 @@ async def _open_tickets(conn: AsyncConnection, account_id: str) -> list[Any]:
     return list(await conn.execute(q))
 
 
-async def _touchpoints(conn: AsyncConnection, account_id: str) -> list[datetime]:
+async def _touchpoints(conn: AsyncConnection, account_id: str) -> list[Any]:
+    """The newest touchpoints: when, what, with whom (name and role) and by which CSM."""
+    t = touchpoint_log.c
     q = (
-        select(touchpoint_log.c.occurred_at)
-        .where(touchpoint_log.c.account_id == account_id)
-        .order_by(touchpoint_log.c.occurred_at.desc())
+        select(t.occurred_at, t.touchpoint_kind, t.contact_name, t.contact_role, t.csm_email)
+        .where(t.account_id == account_id)
+        .order_by(t.occurred_at.desc())
         .limit(RECENT)
     )
-    return [at for (at,) in await conn.execute(q)]
+    return list(await conn.execute(q))
 
 
 async def _past_alerts(conn: AsyncConnection, who: Viewer, account_id: str) -> list[Any]:

@@ -35,7 +35,7 @@ from shared.bus.base import BusUnavailable, OutMessage, Producer
 from shared.clock import utcnow
 from shared.contracts.events import ContactRole, Touchpoint, TouchpointKind
 from shared.contracts.wire import encode_event
-from shared.storage.tables import account_notes
+from shared.storage.tables import account_notes, touchpoint_log
 from shared.web import ClientError
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -73,10 +73,12 @@ async def _account(conn: AsyncConnection, who: Viewer, account_id: str) -> str:
 
 
 async def recent_notes(conn: AsyncConnection, account_id: str) -> list[Any]:
-    """The newest notes and touchpoints logged on the dashboard for the account."""
-    n = account_notes.c
+    """The newest notes and touchpoints logged on the dashboard for the account, a
+    touchpoint with whom it was (once scoring has applied its event)."""
+    n, t = account_notes.c, touchpoint_log.c
     q = (
-        select(n.at, n.author, n.touchpoint_kind, n.text)
+        select(n.at, n.author, n.touchpoint_kind, n.text, t.contact_name, t.contact_role)
+        .select_from(account_notes.outerjoin(touchpoint_log, t.event_id == n.event_id))
         .where(n.account_id == account_id)
         .order_by(n.at.desc(), n.note_id.desc())
         .limit(RECENT)

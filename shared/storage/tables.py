@@ -596,6 +596,8 @@ touchpoint_log = Table(
     # decision_maker, champion, ...: an as-of read's last decision-maker contact (NULL
     # for the rows written before migration 0011).
     Column("contact_role", String(30)),
+    # Whom they met, as the event named them (NULL before migration 0020).
+    Column("contact_name", String(500)),
     Index("ix_touchpoint_log_account_time", "account_id", "occurred_at"),
 )
 

@@ -43,6 +43,7 @@ from services.dashboard.saved_views import _clean_query
 from services.dashboard.workload_page import account_ids
 from services.ingest.app import create_app
 from services.scoring.queries import portfolio_totals
+from services.scoring.workload.records import record_relationship
 from shared.auth import Role, create_key, role_scopes
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
@@ -680,6 +681,15 @@ async def test_logged_touchpoint_goes_on_the_bus_and_a_note_is_kept(pages: Pages
     ]
     shown = await pages.get(path + "?done=note_saved")
     assert "Note saved." in shown and "Budget freeze until March" in shown
+    # Once scoring has applied the event, whom the visit was with is shown back, on the
+    # log and on the account's page (both had dropped the contact: found from outside).
+    async with pages.engine.begin() as conn:
+        await record_relationship(conn, [event])
+    for page_path in (path, "/ui/accounts/acct-01"):
+        shown = await pages.get(page_path)
+        assert "Li Na (Decision maker)" in shown, page_path
+    listed = (await pages.get("/ui/accounts/acct-01")).split('id="touchpoint-list"')[1]
+    assert "Visit · Li Na (Decision maker)" in listed.split("</li>")[0]
 
     refused = await pages.post(path, page, kind="note", text=" ", next=path)
     assert refused.status_code == 422 and "A note needs text." in refused.text

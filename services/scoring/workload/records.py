@@ -31,6 +31,7 @@ async def record_relationship(conn: AsyncConnection, events: Sequence[Event]) ->
             "touchpoint_kind": e.touchpoint_kind.value,
             "csm_email": e.csm_email,
             "contact_role": e.contact_role.value if e.contact_role else None,
+            "contact_name": e.contact_name,
         }
         for e in events
         if isinstance(e, Touchpoint)
