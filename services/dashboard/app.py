@@ -49,6 +49,7 @@ from shared.bus.base import Producer
 from shared.config import Settings
 from shared.i18n import (
     DEFAULT_LANGUAGE,
+    N_,
     format_money,
     format_num,
     format_pct,
@@ -175,7 +176,22 @@ def _add_filters(templates: Jinja2Templates, settings: Settings) -> None:
         when=_when,
         rule_name=_rule_name,
         quarter=_quarter,
+        actor=_actor,
     )
+
+
+# Who did something, as the stores keep it: an email as it is; "key:<name>" (a key with
+# no CSM), "slack:<user id>" (a Slack button) in words. The raw form read as an id
+# ("key:dev-simulator" on a Chinese page: found from outside).
+ACTOR_WORDS = {"key": N_("key “{name}”"), "slack": N_("Slack user {name}")}
+
+
+@pass_context
+def _actor(context: Context, actor: object) -> str:
+    kind, colon, name = str(actor or "").partition(":")
+    if colon and kind in ACTOR_WORDS:
+        return translate(_lang(context), ACTOR_WORDS[kind], name=name)
+    return str(actor or "")
 
 
 @pass_context
