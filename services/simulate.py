@@ -24,6 +24,7 @@ from services.simulator.contracts import FORMER_SHARE, contract_history, former_
 from services.simulator.helpdesk import ZENDESK_PATH, zendesk_delivery
 from services.simulator.relationship import relationship_events
 from shared.clock import pause
+from shared.i18n import DEFAULT_LANGUAGE, N_, translate
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SimAccount:
         return [f"{self.account_id}-u{i}" for i in range(regulars)]
 
 
-def make_accounts(n: int, rng: random.Random) -> list[SimAccount]:
+def make_accounts(n: int, rng: random.Random, lang: str = DEFAULT_LANGUAGE) -> list[SimAccount]:
     accounts = []
     weights = [p[1] for p in PROFILES]
     for i in range(n):
@@ -70,7 +71,7 @@ def make_accounts(n: int, rng: random.Random) -> list[SimAccount]:
         accounts.append(
             SimAccount(
                 account_id=f"acct-{i:04d}",
-                name=f"Customer {i:04d} Ltd",
+                name=translate(lang, CUSTOMER_NAME, n=f"{i:04d}"),
                 seats=rng.choice([10, 20, 25, 40, 50]),
                 profile=profile,
                 active_share=share,
@@ -181,6 +182,10 @@ def ticket_event(a: SimAccount, at: datetime, rng: random.Random) -> dict[str, A
 STOP_GRACE_S = 2.0
 
 
+# The simulated customers' names, in the demo's language (its CSMs' own data).
+CUSTOMER_NAME = N_("Customer {n} Ltd")
+
+
 class Simulator:
     def __init__(
         self,
@@ -193,6 +198,7 @@ class Simulator:
         progress: Callable[[str, int, int], None] | None = None,
         zendesk_secret: str = "",
         api_url: str | None = None,
+        language: str = DEFAULT_LANGUAGE,
     ):
         self._url = url.rstrip("/")
         # The plans and cases APIs: ``healthwatch web``'s in production, else ingest's
@@ -203,7 +209,9 @@ class Simulator:
         # Its own stream: the contract histories leave every other draw as it was.
         self._contracts = random.Random(seed + 1)
         self._clock = clock
-        self.accounts = make_accounts(accounts, self._rng)
+        # The language its data is written in: names, case plans and reviews.
+        self._language = language
+        self.accounts = make_accounts(accounts, self._rng, language)
         self._progress = progress or (lambda stage, done, total: None)
         self.sent = 0
         # Set: live tickets go through the Zendesk connector, as Zendesk would send them.
@@ -349,7 +357,9 @@ class Simulator:
             # Plans and reviews for the risk cases the alerts open, so the demo's case
             # board has them (a Random of its own: the traffic draws stay as they were).
             at = self._clock()
-            work = work_cases(client, self._api, self._headers, random.Random(0), at, stop)
+            work = work_cases(
+                client, self._api, self._headers, random.Random(0), at, stop, self._language
+            )
             cases = asyncio.create_task(work)
             try:
                 await self.live(client, stop)

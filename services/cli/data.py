@@ -356,5 +356,7 @@ def simulate(
             else:
                 progress.update(task, description=translate(lang, "live: {n} events sent", n=done))
 
-        sim = Simulator(url, key, accounts, seed=seed, progress=report, api_url=api_url)
+        sim = Simulator(
+            url, key, accounts, seed=seed, progress=report, api_url=api_url, language=lang
+        )
         run_until_stopped(lambda stop: sim.run(stop, live=live))

@@ -27,7 +27,7 @@ from services.cli.base import (
     serve_service,
 )
 from services.cli.logs import redacted_url, service_logging
-from services.cli.text import t
+from services.cli.text import cli_language, t
 from services.simulate import Simulator
 from shared.alerting.store import alerting_store
 from shared.auth import Role, Scope, create_key, list_keys, role_scopes
@@ -82,7 +82,12 @@ def dev(
                 key = await create_key(rt.engine, "dev-simulator", scopes)
                 zendesk = settings.zendesk_webhook_secret.get_secret_value()
                 sim = Simulator(
-                    url, key, simulate, progress=_log_progress(log), zendesk_secret=zendesk
+                    url,
+                    key,
+                    simulate,
+                    progress=_log_progress(log),
+                    zendesk_secret=zendesk,
+                    language=cli_language(),
                 )
                 tasks.append(_simulate_when_up(sim, stop, log))
             await runtime.together(*tasks)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from shared.clock import pause
+from shared.i18n import DEFAULT_LANGUAGE, N_, translate
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +24,22 @@ WORKED = 8
 # The demo's alerts arrive seconds after its history; give up after this long.
 WAIT_S = 180.0
 POLL_S = 2.0
+# In the demo's language (``healthwatch dev``'s, as its pages): the team's own words.
 PLANS = (
-    ("Meet the decision maker together with the sales manager", 3),
-    ("Re-run the onboarding workshop for the new users", 10),
-    ("Agree on success criteria for the next quarter", 14),
-    ("Escalate the open tickets to the product team", -2),  # already late: overdue
+    (N_("Meet the decision maker together with the sales manager"), 3),
+    (N_("Re-run the onboarding workshop for the new users"), 10),
+    (N_("Agree on success criteria for the next quarter"), 14),
+    (N_("Escalate the open tickets to the product team"), -2),  # already late: overdue
 )
 REVIEWS = (
-    ("Reviewed with sales and implementation: usage is recovering after the workshop.", "normal"),
-    ("The new decision maker wants a re-evaluation; executive meeting set.", "high"),
-    ("Tickets resolved, the champion is engaged again.", "mild"),
+    (
+        N_("Reviewed with sales and implementation: usage is recovering after the workshop."),
+        "normal",
+    ),
+    (N_("The new decision maker wants a re-evaluation; executive meeting set."), "high"),
+    (N_("Tickets resolved, the champion is engaged again."), "mild"),
 )
+LESSON = N_("Meet the decision maker every quarter, not only the IT contact.")
 
 
 async def work_cases(
@@ -43,13 +49,15 @@ async def work_cases(
     rng: random.Random,
     now: datetime,
     stop: asyncio.Event,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> int:
     """Once the alerts have opened cases: a plan for a few, reviews for some, one closed
     with its lesson. How many cases it worked on (0 if none opened in time)."""
     try:
         cases = await _opened(client, url, headers, stop)
         for n, case in enumerate(cases[:WORKED]):
-            await _work(client, f"{url}/v1/cases/{case['case_id']}", headers, rng, now, n)
+            base = f"{url}/v1/cases/{case['case_id']}"
+            await _work(client, base, headers, rng, now, n, lang)
     except httpx.HTTPError as exc:  # the demo goes on without its case work
         log.warning("simulator: case work stopped: %s", exc)
         return 0
@@ -64,18 +72,19 @@ async def _work(
     rng: random.Random,
     now: datetime,
     n: int,
+    lang: str,
 ) -> None:
     """The n-th case: two plan steps; a review for every other one; the last closed."""
     for title, days in rng.sample(PLANS, 2):
         due = (now + timedelta(days=days)).isoformat()
-        await client.post(f"{base}/tasks", json={"title": title, "due": due}, headers=headers)
+        body = {"title": translate(lang, title), "due": due}
+        await client.post(f"{base}/tasks", json=body, headers=headers)
     if n % 2 == 0:
         notes, level = REVIEWS[n // 2 % len(REVIEWS)]
-        body = {"notes": notes, "danger_after": level}
+        body = {"notes": translate(lang, notes), "danger_after": level}
         await client.post(f"{base}/reviews", json=body, headers=headers)
     if n == WORKED - 1:
-        lesson = "Meet the decision maker every quarter, not only the IT contact."
-        body = {"outcome": "saved", "lesson": lesson}
+        body = {"outcome": "saved", "lesson": translate(lang, LESSON)}
         await client.post(f"{base}/close", json=body, headers=headers)
 
 

@@ -1,0 +1,45 @@
+"""The demo writes its own data (customers' names, case plans, reviews, the lesson) in
+the language it runs in: a Chinese demo read English tasks and reviews on Chinese pages
+(found from outside)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from services import simulate
+from services.alerts.cases.demo import WORKED, work_cases
+
+
+def test_the_customers_are_named_in_the_demos_language() -> None:
+    (zh,) = simulate.make_accounts(1, random.Random(1), "zh-CN")
+    (en,) = simulate.make_accounts(1, random.Random(1))
+    assert (zh.name, en.name) == ("0000号客户有限公司", "Customer 0000 Ltd")
+    assert (zh.seats, zh.profile) == (en.seats, en.profile)  # the same draws
+
+
+async def test_the_case_work_is_written_in_the_demos_language() -> None:
+    posted: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            cases = [{"case_id": n} for n in range(WORKED)]
+            return httpx.Response(200, json={"cases": cases})
+        posted.append(orjson.loads(request.content))
+        return httpx.Response(201, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        now = datetime(2026, 12, 7, tzinfo=UTC)
+        worked = await work_cases(
+            client, "http://api", {}, random.Random(0), now, asyncio.Event(), "zh-CN"
+        )
+    assert worked == WORKED
+    texts = [body.get("title") or body.get("notes") or body.get("lesson") for body in posted]
+    assert len(texts) == 2 * WORKED + WORKED // 2 + 1  # two steps each, reviews, a lesson
+    assert all(text and not text.isascii() for text in texts), texts
+    assert "每季度都要见决策人，不能只对接 IT 联系人。" in texts
