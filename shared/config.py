@@ -234,7 +234,10 @@ class Settings(BaseSettings):
     # --- alert delivery --------------------------------------------------------------
     slack_webhook_url: str = Field("", description="Slack incoming-webhook URL")
     slack_bot_token: SecretStr = Field(
-        SecretStr(""), description="Slack bot token (Web API chat.postMessage to the CSM)"
+        SecretStr(""),
+        description="Slack bot token (Web API chat.postMessage to the CSM; scopes "
+        "`chat:write`, and to find a notice in doubt rather than post it twice "
+        "`channels:history`, `groups:history`, `im:history`, `im:write`)",
     )
     slack_api_url: str = Field(
         "https://slack.com/api/", description="Slack Web API base URL (for tests/proxies)"
