@@ -361,3 +361,13 @@ def test_what_moved_names_every_input_in_words_in_both_languages() -> None:
     assert texts[0] == "users active today rose from 0 to 2"
     chinese = [alert_text("zh-CN", text) for text in texts]
     assert chinese == ["今日活跃用户数从 0 升至 2", "近 7 天使用次数：use从 44 升至 45（+2%）"]
+
+
+def test_one_chinese_word_per_kind_of_score() -> None:
+    """得分 and 分数 stood for a measure's score and its points beside each other, and
+    得分 for the health score in the portfolio's column (found from outside): the health
+    score, a measure's score, its points and an NPS answer each have a word of their own."""
+    zh = catalog("zh-CN")
+    assert zh["Score"] == zh["Health score"] == "健康分"
+    words = {zh[text] for text in ("Score", "Measure score", "Points", "Answer")}
+    assert len(words) == 4
