@@ -81,7 +81,32 @@ def make_accounts(n: int, rng: random.Random, lang: str = DEFAULT_LANGUAGE) -> l
     return accounts
 
 
-def facts(a: SimAccount, now: datetime, rng: random.Random) -> dict[str, Any]:
+# The demo CRM's values as a team writing in the demo's language would keep them (data,
+# not words of healthwatch's: a Chinese demo showed 套餐 pro, 行业 manufacturing).
+CRM_VALUES = {
+    "zh-CN": {
+        "pro": "专业版",
+        "manufacturing": "制造业",
+        "retail": "零售",
+        "software": "软件",
+        "finance": "金融",
+        "north": "华北",
+        "east": "华东",
+        "south": "华南",
+        "west": "西部",
+        "CSM {n}": "客户成功经理 {n}",
+    }
+}
+
+
+def facts(
+    a: SimAccount, now: datetime, rng: random.Random, lang: str = DEFAULT_LANGUAGE
+) -> dict[str, Any]:
+    words = CRM_VALUES.get(lang, {})
+
+    def said(value: str) -> str:
+        return words.get(value, value)
+
     start = (now - timedelta(days=rng.randint(30, 700))).date()
     return {
         "account_id": a.account_id,
@@ -89,15 +114,15 @@ def facts(a: SimAccount, now: datetime, rng: random.Random) -> dict[str, Any]:
         "occurred_at": (now - timedelta(days=HISTORY_DAYS + 1)).isoformat(),
         "name": a.name,
         "seats_purchased": a.seats,
-        "plan": "pro",
+        "plan": said("pro"),
         "arr": a.seats * 1200.0,
         "tier": rng.choice(TIERS),
-        "industry": rng.choice(["manufacturing", "retail", "software", "finance"]),
-        "region": rng.choice(["north", "east", "south", "west"]),
+        "industry": said(rng.choice(["manufacturing", "retail", "software", "finance"])),
+        "region": said(rng.choice(["north", "east", "south", "west"])),
         "owner": {
             "email": f"csm{a.csm}@example.com",
             "slack_id": f"U0CSM{a.csm}",
-            "name": f"CSM {a.csm}",
+            "name": said("CSM {n}").format(n=a.csm),
         },
         "contract_start": start.isoformat(),
         "contract_end": (start + timedelta(days=365 * 2)).isoformat(),
@@ -240,7 +265,7 @@ class Simulator:
         total = len(self.accounts)
         for i in range(0, total, BATCH):
             chunk = self.accounts[i : i + BATCH]
-            sent = [facts(a, now, self._rng) for a in chunk]
+            sent = [facts(a, now, self._rng, self._language) for a in chunk]
             await self._post(client, "/v1/accounts", {"accounts": sent})
             await self._send_contracts(client, chunk, sent, now)
             # Touchpoints and NPS answers: the workload and NPS pages (simulator/relationship.py).

@@ -21,6 +21,22 @@ def test_the_customers_are_named_in_the_demos_language() -> None:
     (en,) = simulate.make_accounts(1, random.Random(1))
     assert (zh.name, en.name) == ("0000号客户有限公司", "Customer 0000 Ltd")
     assert (zh.seats, zh.profile) == (en.seats, en.profile)  # the same draws
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    zh_facts = simulate.facts(zh, now, random.Random(2), "zh-CN")
+    en_facts = simulate.facts(en, now, random.Random(2))
+    assert zh_facts["plan"] == "专业版" and en_facts["plan"] == "pro"
+    assert not zh_facts["industry"].isascii() and not zh_facts["region"].isascii()
+    assert zh_facts["owner"]["name"] == f"客户成功经理 {zh.csm}"
+    # The codes healthwatch reads stay codes; the draws are the same.
+    assert {
+        k: v
+        for k, v in zh_facts.items()
+        if k not in ("plan", "industry", "region", "name", "owner")
+    } == {
+        k: v
+        for k, v in en_facts.items()
+        if k not in ("plan", "industry", "region", "name", "owner")
+    }
 
 
 async def test_the_case_work_is_written_in_the_demos_language() -> None:
