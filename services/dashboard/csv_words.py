@@ -1,5 +1,7 @@
 """The dashboard's renewal and retention files in the viewer's language.
 
+In Chinese the retention rates are percentages, as the page shows them.
+
 A lead opens the pipeline's CSV in a spreadsheet: in Chinese its headers and coded values
 (tier, stage, health, danger, forecast, reasons) are the page's words, not ``at_risk``
 and ``danger_level``. In English the file stays the API's (``GET /v1/renewals?format=
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from shared.i18n import DEFAULT_LANGUAGE, N_, format_quarter, translate
+from shared.i18n import DEFAULT_LANGUAGE, N_, format_pct, format_quarter, translate
 
 RENEWAL_HEADERS = {
     "account_id": N_("Account id"),
@@ -50,6 +52,8 @@ RETENTION_HEADERS = {
 }
 # Columns whose values are codes with a name of their own in the catalogs.
 CODED = ("tier", "lifecycle_stage", "band", "danger_level")
+# Rates, which the pages show as percentages (a spreadsheet reads "95.2%" as 0.952).
+RATES = ("logo_retention", "grr", "nrr")
 
 Row = dict[str, Any]
 
@@ -95,7 +99,14 @@ def retention_file(
 
     # "all" and tiers named, a cohort's quarter as the page writes it (2026年第3季度);
     # a CSM's email as it is.
-    worded = [{**row, "group": format_quarter(language, say(str(row["group"])))} for row in rows]
+    worded = [
+        {
+            **row,
+            "group": format_quarter(language, say(str(row["group"]))),
+            **{c: format_pct(language, row[c], 1) for c in RATES if row.get(c) is not None},
+        }
+        for row in rows
+    ]
     headers = {**RETENTION_HEADERS, "group": group_header}
     return _header(columns, headers, say), worded
 

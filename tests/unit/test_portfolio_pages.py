@@ -1168,10 +1168,21 @@ def test_cohorts_read_as_quarters_in_the_readers_words() -> None:
         "Q3 2026",
         "unknown",
     ]
-    rows = [{"group": "all"}, {"group": "2026Q3"}, {"group": "anna@example.com"}]
-    header, worded = retention_file(["group"], rows, "zh-CN", "签约季度批次")
-    assert header == ["签约季度批次"]
+    rows = [
+        {"group": "all", "grr": 0.95234, "nrr": 1.1, "logo_retention": None},
+        {"group": "2026Q3"},
+        {"group": "anna@example.com"},
+    ]
+    header, worded = retention_file(["group", "grr"], rows, "zh-CN", "签约季度批次")
+    assert header == ["签约季度批次", translate("zh-CN", "GRR")]
     assert [r["group"] for r in worded] == ["全部", "2026年第3季度", "anna@example.com"]
+    # Rates as the page writes them (a spreadsheet reads "95.2%" as a number); none: none.
+    assert (worded[0]["grr"], worded[0]["nrr"], worded[0]["logo_retention"]) == (
+        "95.2%",
+        "110.0%",
+        None,
+    )
+    assert retention_file(["grr"], rows, "en", "Cohort")[1][0]["grr"] == 0.95234
 
 
 async def test_a_milestone_reads_as_its_page_writes(pages: Pages) -> None:
