@@ -305,7 +305,12 @@ class Simulator:
         owners = [current["owner"] for current in sent]
         first = int(chunk[0].account_id.removeprefix("acct-"))  # ids apart per chunk
         events += former_customers(
-            first, round(len(chunk) * FORMER_SHARE), owners, now, self._contracts
+            first,
+            round(len(chunk) * FORMER_SHARE),
+            owners,
+            now,
+            self._contracts,
+            self._language,
         )
         for i in range(0, len(events), BATCH):
             await self._post(client, "/v1/accounts", {"accounts": events[i : i + BATCH]})

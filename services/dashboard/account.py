@@ -112,6 +112,7 @@ async def account_page(
         "name": facts.get("name") or account_id,
         "facts": facts,
         "arr": _arr(facts),
+        "churned": churned,
         "churned_at": _churned_at(stored) if churned else None,
         "owner": (facts.get("owner") or {}).get("email"),
         "health": h,

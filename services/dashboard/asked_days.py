@@ -16,11 +16,15 @@ from datetime import date, timedelta, tzinfo
 from shared.contracts.events import EARLIEST_DATE
 from shared.i18n import N_, format_when, translate
 
+# What the page says; the days it shows instead are in its heading. None says "the
+# default days": on the lead page a preset (``days=30``) may stand in.
 REVERSED = N_("“From” came after “to”: showing {start} to {end}.")
 TOO_LONG = N_("At most {n} days at a time: showing {start} to {end}.")
-UNREADABLE = N_(
-    "The days asked for could not be read (a day is written 2026-12-07): showing the default days."
-)
+UNREADABLE = N_("The days asked for could not be read (a day is written 2026-12-07).")
+NO_FROM = N_("A range needs its first day (“from”) too.")
+FUTURE = N_("“From” ({day}) is after today: nothing has happened since.")
+EMPTY = N_("A period from {start} to {end} holds no day (“to” is the first day after it).")
+BEFORE_DATA = N_("There is no data before {day}.")
 
 
 @dataclass(frozen=True)
@@ -52,27 +56,32 @@ def read(
     until_today: bool = True,
     half_open: bool = False,
 ) -> AskedDays:
-    """``from``/``to`` as ISO days. A reversed pair is turned round and a longer one cut
-    to its last ``most_days`` days, saying so; an unreadable one, or one ending before
-    any data, gives the default (span None), saying so. ``until_today``: ``to`` after
-    today is today (a page of what happened). ``half_open``: ``to`` is the first day
-    out, so ``from`` must be before it."""
+    """``from``/``to`` as ISO days (``to`` left out: today). A reversed pair is turned
+    round and a longer one cut to its last ``most_days`` days, saying so. Nothing usable
+    (unreadable, no ``from``, ``from`` after today, an empty or pre-1970 period) gives
+    the page's default (span None), saying why. ``until_today``: a ``to`` after today
+    is today (a page of what happened). ``half_open``: ``to`` is the first day out."""
     asked_from, asked_to = params.get("from") or "", params.get("to") or ""
     if not asked_from and not asked_to:
         return AskedDays()
+    if not asked_from:
+        return AskedDays(note=NO_FROM)
     try:
         start = date.fromisoformat(asked_from)
         end = date.fromisoformat(asked_to) if asked_to else today
     except ValueError:
         return AskedDays(note=UNREADABLE)
     note = None
-    if start > end:
+    if start > end and asked_to:
         start, end, note = end, start, REVERSED
+    if start > today and (until_today or not asked_to):
+        return AskedDays(note=FUTURE, values={"day": start})
     if until_today:
         end = min(end, today)
-        start = min(start, end)
-    if end < EARLIEST_DATE or (half_open and start >= end):
-        return AskedDays(note=UNREADABLE)
+    if end < EARLIEST_DATE:
+        return AskedDays(note=BEFORE_DATA, values={"day": EARLIEST_DATE})
+    if half_open and start >= end:
+        return AskedDays(note=EMPTY, values={"start": start, "end": end})
     longest = timedelta(days=most_days if half_open else most_days - 1)
     if end - start > longest:
         start, note = end - longest, TOO_LONG

@@ -14,10 +14,15 @@ import random
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from shared.i18n import DEFAULT_LANGUAGE, N_, translate
+
 # ARR at signing relative to today's, by the demo's usage profile.
 SIGNED_SHARE = {"growing": 0.6, "declining": 1.25}
 # Former customers per live account: a churn rate of roughly 10% over 18 months.
 FORMER_SHARE = 0.1
+
+# In the demo's language, as its current customers' names (``simulate.CUSTOMER_NAME``).
+FORMER_NAME = N_("Former customer {n}")
 
 
 def _at(day: date) -> str:
@@ -55,7 +60,12 @@ def contract_history(
 
 
 def former_customers(
-    first: int, count: int, owners: list[dict[str, Any]], now: datetime, rng: random.Random
+    first: int,
+    count: int,
+    owners: list[dict[str, Any]],
+    now: datetime,
+    rng: random.Random,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> list[dict[str, Any]]:
     """``count`` accounts (numbered from ``first``) that signed one to three years ago and
     churned in the last 540 days: a signing and a churn facts event each."""
@@ -70,7 +80,7 @@ def former_customers(
                 "account_id": account_id,
                 "event_id": f"sim-signed-{account_id}",
                 "occurred_at": _at(signed),
-                "name": f"Former customer {i:04d}",
+                "name": translate(lang, FORMER_NAME, n=f"{i:04d}"),
                 "seats_purchased": seats,
                 "arr": seats * 1200.0,
                 "tier": rng.choice(["strategic", "enterprise", "non-focus"]),

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, date
 
-from services.dashboard.asked_days import REVERSED, TOO_LONG, UNREADABLE, AskedDays, read
+from services.dashboard.asked_days import (
+    BEFORE_DATA,
+    EMPTY,
+    FUTURE,
+    NO_FROM,
+    REVERSED,
+    TOO_LONG,
+    UNREADABLE,
+    AskedDays,
+    read,
+)
 
 TODAY = date(2026, 12, 7)
 
@@ -41,16 +51,27 @@ def test_a_long_range_keeps_its_last_days_and_says_so() -> None:
     assert both.span == (date(2025, 6, 30), date(2026, 6, 30)) and both.note == TOO_LONG
 
 
-def test_unreadable_or_before_any_data_is_the_default_said() -> None:
-    for params in (
-        {"from": "2026-13-01", "to": "2026-12-01"},
-        {"from": "yesterday"},
-        {"to": "2026-12-01"},
-        {"from": "0001-01-01", "to": "0001-01-01"},
+def test_nothing_usable_is_the_default_saying_why() -> None:
+    """Each reason in its own words: a note that called readable days unreadable, or a
+    lone "from" reversed, misled (found in review)."""
+    for params, note in (
+        ({"from": "2026-13-01", "to": "2026-12-01"}, UNREADABLE),
+        ({"from": "yesterday"}, UNREADABLE),
+        ({"to": "2026-12-01"}, NO_FROM),
+        ({"from": "0001-01-01", "to": "0001-01-01"}, BEFORE_DATA),
+        ({"from": "2027-05-01"}, FUTURE),  # after today, no "to": not a reversed pair
+        ({"from": "2027-05-01", "to": "2027-06-01"}, FUTURE),  # nothing happened yet
     ):
         asked = read(params, TODAY, most_days=366)
-        assert asked.span is None and asked.note == UNREADABLE, params
-    assert "2026-12-07" in (asked.said("zh-CN", UTC) or "")
+        assert asked.span is None and asked.note == note, params
+    assert "2026-12-07" in (read({"from": "x"}, TODAY, most_days=9).said("zh-CN", UTC) or "")
+    future = read({"from": "2027-05-01"}, TODAY, most_days=366)
+    assert (
+        future.said("en", UTC) == "“From” (May 1, 2027) is after today: nothing has happened since."
+    )
+    # A reversed pair whose "from" is in the future is turned round first.
+    turned = read({"from": "2027-01-01", "to": "2026-11-01"}, TODAY, most_days=366)
+    assert turned.span == (date(2026, 11, 1), TODAY) and turned.note == REVERSED
 
 
 def test_a_half_open_period_needs_from_before_to_and_may_end_later() -> None:
@@ -64,7 +85,11 @@ def test_a_half_open_period_needs_from_before_to_and_may_end_later() -> None:
     )
     assert asked.span == (date(2026, 10, 1), date(2027, 1, 1)) and asked.note == REVERSED
     same = read({"from": "2026-10-01", "to": "2026-10-01"}, TODAY, most_days=3653, half_open=True)
-    assert same.span is None and same.note == UNREADABLE
+    assert same.span is None and same.note == EMPTY
+    alone = read({"from": "2027-05-01"}, TODAY, most_days=3653, until_today=False, half_open=True)
+    assert alone.span is None and alone.note == FUTURE  # not [today, from) "reversed"
+    today = read({"from": TODAY.isoformat()}, TODAY, most_days=3653, half_open=True)
+    assert today.note == EMPTY
     long = read(
         {"from": "2000-01-01", "to": "2026-01-01"},
         TODAY,

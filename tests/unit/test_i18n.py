@@ -371,3 +371,8 @@ def test_one_chinese_word_per_kind_of_score() -> None:
     assert zh["Score"] == zh["Health score"] == "健康分"
     words = {zh[text] for text in ("Score", "Measure score", "Points", "Answer")}
     assert len(words) == 4
+    # 评分 is an NPS answer (or scoring, the verb): never the health score's history or
+    # its daily values; and an answer is never 打分 beside it.
+    said = "\n".join(zh.values())
+    assert "评分历史" not in said and "每日评分" not in said and "还没有评分" not in said
+    assert "打分" not in said and "分数" not in said

@@ -609,6 +609,29 @@ async def test_the_alerts_to_do_shrink_as_they_are_worked(pages: Pages) -> None:
     assert "已确认所选 1 条中的 1 条。" in await pages.get(zh.headers["location"])
 
 
+async def test_a_case_names_who_opened_and_reviewed_it_in_words(pages: Pages) -> None:
+    """A key with no CSM (the demo's simulator, a lead's) showed as key:dev-simulator on
+    a case's opening and reviews (found in review)."""
+    await pages.sign_in("lead")
+    account = await pages.get("/ui/accounts/acct-01")
+    opened = await pages.post(
+        "/ui/cases",
+        account,
+        account_id="acct-01",
+        danger_level="normal",
+        summary="Usage down after the reorganisation",
+    )
+    assert opened.status_code == 303, opened.text[:300]
+    case = opened.headers["location"].split("?")[0]
+    page = await pages.get(case)
+    reviewed = await pages.post(
+        case, page, action="review", text="Called the admin", danger_after="mild"
+    )
+    assert reviewed.status_code == 303
+    shown = await pages.get(case)
+    assert shown.count("key “lead”") >= 2 and "key:lead" not in shown
+
+
 async def test_rules_are_named_in_the_pages_language(pages: Pages) -> None:
     """Rule ids (low_activity, ticket_backlog) read as code on a Chinese page: lists,
     the filter and an alert's page name the rule; a rule no one named keeps its id."""
@@ -732,7 +755,12 @@ async def test_a_reversed_range_is_turned_round_and_the_page_says_so(pages: Page
         plain = await pages.get(path, **{"from": early.isoformat(), "to": late.isoformat()})
         assert 'class="notice"' not in plain, path
     odd = await pages.get("/ui/lead", **{"from": "2026-02-30"})
-    assert "could not be read" in odd and 'data-days="90"' in odd
+    assert "could not be read" in odd and 'class="button here" href="/ui/lead?days=90"' in odd
+    preset = await pages.get("/ui/lead", **{"days": "30", "from": "bad"})
+    assert (
+        "could not be read" in preset and "default" not in preset.split('class="notice"')[1][:200]
+    )
+    assert 'class="button here" href="/ui/lead?days=30"' in preset
 
 
 async def test_the_account_page_in_chinese_alerts_tickets_and_days(pages: Pages) -> None:
