@@ -38,7 +38,7 @@ RULE_LABELS = {
     "health_not_green": N_("Health not green"),
     "health_red": N_("Health red"),
     "danger_high": N_("High danger"),
-    "danger_normal": N_("Danger back to normal"),
+    "danger_normal": N_("Normal danger"),
     "touchpoint_overdue": N_("Touchpoint overdue"),
     "decision_maker_unreachable": N_("Decision maker out of reach"),
     "ticket_silence": N_("Tickets gone quiet"),

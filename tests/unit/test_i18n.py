@@ -376,3 +376,22 @@ def test_one_chinese_word_per_kind_of_score() -> None:
     said = "\n".join(zh.values())
     assert "评分历史" not in said and "每日评分" not in said and "还没有评分" not in said
     assert "打分" not in said and "分数" not in said
+
+
+def test_every_default_rule_says_the_accounts_facts_in_both_languages() -> None:
+    """22 of the 27 default rules had no summary: their alerts said the handbook's note
+    on the rule ("HL-05: health left green. Resolves at 75 …", "CAD-15: …") under "What
+    it is about", not this account's facts (found from outside)."""
+    from services.scoring.rules import render
+    from shared.alerting.schema import DEFAULT_ALERTING, parse_alerting
+
+    alerting = parse_alerting(DEFAULT_ALERTING.read_text(encoding="utf-8"))
+    for rule in alerting.rules:
+        assert rule.summary and rule.summary != rule.description, rule.id
+        fields = {f for _, f, _, _ in string.Formatter().parse(rule.summary) if f}
+        values = {f: 7 for f in fields} | {"as_of": "2026-12-07", "band": "red"}
+        values |= {"danger_text": "slow go-live", "quota_name": "api"}
+        english = render(rule.summary, values)
+        assert "n/a" not in english, (rule.id, english)
+        chinese = alert_text("zh-CN", english)
+        assert chinese != english and "Health score" not in chinese, (rule.id, chinese)
