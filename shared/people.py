@@ -43,3 +43,24 @@ async def works_here(conn: AsyncConnection, email: str, alerting: AlertingStore)
     routing = in_force.routing
     people = [routing.team, *routing.people.values()]
     return email in {fold_email(person.email) for person in people if person.email}
+
+
+async def sees_account(conn: AsyncConnection, email: str, account_id: str) -> bool:
+    """Whether ``email`` may see ``account_id``: yes unless all their unrevoked keys are
+    CSM keys whose portfolio leaves it out (the account is another CSM's). Someone with
+    no key reads their notices only. A task given to a CSM who could not see its
+    account was on the lead's lists but never on theirs, nor its case (found from
+    outside): a CSM sees their own portfolio only."""
+    email = fold_email(email)
+    keys = (
+        await conn.execute(
+            select(api_keys.c.scopes).where(
+                func.lower(api_keys.c.csm_email) == email, api_keys.c.revoked_at.is_(None)
+            )
+        )
+    ).all()
+    if not keys or any("admin" in str(scopes).split(",") for (scopes,) in keys):
+        return True
+    owner = select(accounts.c.owner_email).where(accounts.c.account_id == account_id)
+    found = (await conn.execute(owner)).scalar_one_or_none()
+    return found is not None and fold_email(found) == email

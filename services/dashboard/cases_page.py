@@ -49,6 +49,11 @@ NOTICES = {
     "close": "Case closed.",
     "done": "Task done.",
     "invalid": "That form was incomplete or invalid; nothing was changed.",
+    "unknown_owner": "Nothing was changed: the task's owner must be someone healthwatch "
+    "sends work to (an account's owner, a CSM with a key, a person of the alerting "
+    "routing), or left empty for the account's owner.",
+    "owner_cannot_see": "Nothing was changed: that CSM cannot see this account (it is "
+    "another CSM's). Name its owner or a lead, or move the account to them first.",
     "conflict": "The case changed meanwhile (closed, or the task done); what you see is current.",
     "gone": "That is not visible to you.",
 }
@@ -183,6 +188,8 @@ async def act(request: Request, case_id: str) -> Response:
             done = await _apply(request, conn, row, form, who, now)
     except (actions.CaseClosed, tasks.TaskDone):
         done = "conflict"
+    except tasks.OwnerRefused as exc:
+        done = exc.code
     except ValueError:  # CaseError, TaskError: the form's values
         done = "invalid"
     return RedirectResponse(_with_notice(f"/ui/cases/{case_id}", done), status_code=303)

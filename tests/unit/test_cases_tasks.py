@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts.cases.tasks import (
     NewTask,
+    OwnerRefused,
     TaskError,
     TaskFilter,
     complete_task,
@@ -71,8 +72,18 @@ async def test_create_list_complete(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         first = await create_task(conn, follow_up, T0, ALERTING)
         assert await create_task(conn, follow_up, T0, ALERTING) == first  # a replay adds nothing
+        await conn.execute(
+            accounts.insert().values(
+                account_id="gamma",
+                name="Gamma",
+                owner_email="carl@example.com",
+                facts={},
+                facts_occurred_at=T0,
+                updated_at=T0,
+            )
+        )
         named = NewTask(
-            "beta",
+            "gamma",
             "case_action",
             "Meet the boss",
             T0 + timedelta(days=1),
@@ -134,9 +145,22 @@ async def test_a_task_is_for_someone_who_works_here(engine: AsyncEngine) -> None
             .where(accounts.c.account_id == "beta")
             .values(facts={"fields": {"sales_owner": {"email": "sam@example.com"}}})
         )
-        for insider in ("Bob@Example.com", "carl@example.com", "Sam@example.com"):
+        for insider in ("Bob@Example.com", "Sam@example.com"):
             named = NewTask("acme", "case_action", "Call", T0, "x", owner_email=insider)
             assert await create_task(conn, named, T0, ALERTING) > 0
+        # A CSM with a key sees their own portfolio only: a task on another CSM's account
+        # would reach nobody's list but the lead's (found from outside), so it is refused,
+        # saying why. On an account of theirs it is theirs.
+        on_annas = NewTask("acme", "case_action", "Call", T0, "x", owner_email="carl@example.com")
+        with pytest.raises(OwnerRefused, match="cannot see account 'acme'") as refused:
+            await create_task(conn, on_annas, T0, ALERTING)
+        assert refused.value.code == "owner_cannot_see"
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.account_id == "acme")
+            .values(owner_email="carl@example.com")
+        )
+        assert await create_task(conn, on_annas, T0, ALERTING) > 0
         # A CSM's key revoked: no longer someone work is sent to.
         with pytest.raises(TaskError, match="not someone healthwatch sends work to"):
             gone = NewTask("acme", "case_action", "Call", T0, "x", owner_email="dave@example.com")

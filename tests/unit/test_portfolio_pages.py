@@ -630,6 +630,20 @@ async def test_a_case_names_who_opened_and_reviewed_it_in_words(pages: Pages) ->
     assert reviewed.status_code == 303
     shown = await pages.get(case)
     assert shown.count("key “lead”") >= 2 and "key:lead" not in shown
+    # A step for a CSM who cannot see the account reached no list of theirs (found from
+    # outside): refused, the page saying why, not "incomplete or invalid".
+    await create_key(pages.engine, "carl", role_scopes(Role.csm, CARL), CARL)
+    for owner, said in (
+        (CARL, "that CSM cannot see this account"),
+        ("nobody@outside.example", "must be someone healthwatch sends work to"),
+    ):
+        added = await pages.post(
+            case, shown, action="task", title="Call", due="2027-01-10", owner_email=owner
+        )
+        assert added.status_code == 303
+        assert said in await pages.get(added.headers["location"]), owner
+    kept = await pages.post(case, shown, action="task", title="Call", due="2027-01-10")
+    assert "Task added to the plan." in await pages.get(kept.headers["location"])
 
 
 async def test_rules_are_named_in_the_pages_language(pages: Pages) -> None:

@@ -31,6 +31,7 @@ from services.alerts.cases.schemas import (
     TaskOut,
 )
 from services.alerts.cases.tasks import (
+    OwnerRefused,
     TaskDone,
     TaskError,
     TaskFilter,
@@ -176,6 +177,8 @@ async def _change(ctx: AlertsApiContext, case_id: int, key: ApiKey, change: Any)
             await change(conn, row, ctx.clock())
         except (CaseClosed, TaskDone) as exc:
             raise ClientError.refusing(409, "conflict", exc) from exc
+        except OwnerRefused as exc:
+            raise ClientError.refusing(422, exc.code, exc) from exc
         except (CaseError, TaskError) as exc:
             raise ClientError.refusing(422, "invalid", exc) from exc
         return await _detail(ctx, conn, case_id, key)

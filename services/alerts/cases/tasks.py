@@ -23,7 +23,7 @@ from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey
 from shared.contracts.events import Email, fold_email, folded_email
 from shared.i18n import Refusal
-from shared.people import works_here
+from shared.people import sees_account, works_here
 from shared.storage.db import insert_ignore
 from shared.storage.tables import accounts, alerts, tasks
 
@@ -46,6 +46,15 @@ class TaskError(Refusal):
 
 class TaskDone(TaskError):
     """The task is done already."""
+
+
+class OwnerRefused(TaskError):
+    """The named owner cannot take the task: healthwatch sends them no work
+    (``unknown_owner``), or they cannot see its account (``owner_cannot_see``)."""
+
+    def __init__(self, code: str, message: str, /, **values: object):
+        super().__init__(message, **values)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,21 @@ async def create_task(
         if alerting is None:
             raise TypeError("a task naming its owner needs the service's alerting store")
         if not await works_here(conn, task.owner_email or "", alerting):
-            raise TaskError(
+            raise OwnerRefused(
+                "unknown_owner",
                 "{owner!r} is not someone healthwatch sends work to: name an account's "
                 "owner, a CSM with a key or a person of the alerting file's routing, or "
                 "leave the owner out (the account's owner does it).",
                 owner=task.owner_email,
+            )
+        if not await sees_account(conn, task.owner_email or "", task.account_id):
+            raise OwnerRefused(
+                "owner_cannot_see",
+                "{owner!r} cannot see account {account!r}: it is another CSM's. Name the "
+                "account's owner, a lead or a person of the alerting file's routing, or "
+                "move the account to them first.",
+                owner=task.owner_email,
+                account=task.account_id,
             )
     values = {
         "account_id": task.account_id,
