@@ -4,7 +4,10 @@ users or seats, a tier review; EX-02, EW-03, EW-07), each with what a CSM needs 
 open the conversation: the account's ARR, seats used and purchased, owner and the
 alert's age. ``GET /v1/opportunities`` and the dashboard's list read them here.
 
-Like every alert list, a CSM key sees the alerts of the accounts its CSM owns now.
+Like every alert list, a CSM key sees the alerts of the accounts its CSM owns now. An
+account whose health is red now is left out: it is no sales conversation while it is
+failing (a "review its tier" on a red account was listed as an opportunity, found from
+outside); its alert stays on the alert lists, and it comes back here if it recovers.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.api import Context
@@ -70,7 +73,11 @@ async def opportunities(
                 account_health, h.account_id == a.account_id
             )
         )
-        .where(a.rule.in_(expansion_rules(alerting)), a.status.in_(OPEN_ALERT_STATUSES))
+        .where(
+            a.rule.in_(expansion_rules(alerting)),
+            a.status.in_(OPEN_ALERT_STATUSES),
+            or_(h.band.is_(None), h.band != "red"),
+        )
         .order_by(a.fired_at, a.alert_id),
         key,
     )

@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from services.scoring.retention import Quarter
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
+from shared.storage.tables import account_health
 from tests.support.alerting import alerting_toml, write_alerting
 from tests.support.harness import Harness, alert_stored, running, usage, wait_for
 
@@ -105,7 +107,7 @@ async def test_renewals_retention_and_opportunities(
         async with lead, anna:
             await _retention(lead, anna)
             await _renewals(lead, anna)
-            await _opportunities(lead, anna)
+            await _opportunities(hw, lead, anna)
             await _refusals(lead)
 
 
@@ -157,7 +159,17 @@ async def _renewals(lead: httpx.AsyncClient, anna: httpx.AsyncClient) -> None:
     assert rows[0]["arr"] in ("120000.0", "80000.0")
 
 
-async def _opportunities(lead: httpx.AsyncClient, anna: httpx.AsyncClient) -> None:
+async def _opportunities(hw: Harness, lead: httpx.AsyncClient, anna: httpx.AsyncClient) -> None:
+    # Red health now: no sales conversation (a tier review of a failing account was
+    # listed as an opportunity, found from outside); listed again once it is not red.
+    for band, listed in (("red", 0), ("yellow", 1)):
+        async with hw.rt.engine.begin() as conn:
+            await conn.execute(
+                update(account_health)
+                .where(account_health.c.account_id == "shrink")
+                .values(band=band)
+            )
+        assert (await lead.get("/v1/opportunities")).json()["total"] == listed, band
     got = (await lead.get("/v1/opportunities")).json()
     assert got["total"] == 1
     [o] = got["opportunities"]
