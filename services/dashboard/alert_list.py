@@ -27,7 +27,7 @@ from services.alerts.queries import (
 )
 from services.dashboard.auth import Viewer
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
-from shared.storage.tables import accounts, alerts
+from shared.storage.tables import account_health, accounts, alerts
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,20 @@ class AlertFilters:
     to_do: bool = False  # only what waits for someone (the module's docstring)
     snoozed: bool = False
     muted: bool = False
+    tier: str | None = None  # the account's tier now
+
+
+# The orders a list may take besides the most urgent first (``list_alerts``): the most
+# ARR at stake, the weakest health, the longest waiting. Each keeps what still waits for
+# someone first, and breaks ties most urgent first.
+SORTS = ("urgency", "arr", "health", "oldest")
+
+
+def arr_of() -> Any:
+    """An account's ARR from its CRM facts (MRR × 12 where only MRR was sent), as the
+    portfolio counts it; NULL when it sent neither."""
+    fields = accounts.c.facts["fields"]
+    return func.coalesce(fields["arr"].as_float(), fields["mrr"].as_float() * 12)
 
 
 # The alerts page's states, by the name its menu and query string use.
@@ -84,15 +98,24 @@ def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
             alerts.c.not_useful,
             alerts.c.resolved_at,
             accounts.c.name,
+            arr_of().label("arr"),
+            accounts.c.facts["fields"]["currency"].as_string().label("currency"),
+            account_health.c.score.label("health_score"),
+            account_health.c.band.label("health_band"),
         )
         # (urgency orders by the account's tier: the join is named ``accounts``)
-        .select_from(alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id))
+        .select_from(
+            alerts.outerjoin(accounts, accounts.c.account_id == alerts.c.account_id).outerjoin(
+                account_health, account_health.c.account_id == alerts.c.account_id
+            )
+        )
         .where(alerts.c.status.in_(f.states))
     )
     for column, wanted in (
         (alerts.c.severity, f.severity),
         (alerts.c.account_id, f.account_id),
         (alerts.c.alert_id, f.alert_id),
+        (accounts.c.tier, f.tier),
     ):
         if wanted:
             q = q.where(column == wanted)
@@ -126,19 +149,28 @@ async def list_alerts(
     f: AlertFilters,
     limit: int | None = None,
     offset: int = 0,
+    sort: str = "urgency",
 ) -> tuple[int, list[dict[str, Any]]]:
     """The total of the alerts matching ``f`` and the ``limit`` of them from ``offset``:
     open ones first, those waiting for someone before those acknowledged, snoozed or
-    muted (a snooze left the alert at the top of the home page's most urgent), then
-    the most severe, then strategic accounts before enterprise and non-focus ones (two
-    small accounts' alerts led a strategic one's for being newer), then the newest."""
+    muted (a snooze left the alert at the top of the home page's most urgent), then by
+    ``sort`` (``SORTS``): the most severe, then strategic accounts before enterprise and
+    non-focus ones (two small accounts' alerts led a strategic one's for being newer),
+    then the newest; or the most ARR, the weakest health or the oldest first, ties the
+    most urgent first."""
     q = _alert_query(who, f, now)
     total = await total_of(conn, q)
+    chosen = {
+        "arr": (arr_of().desc().nulls_last(),),
+        "health": (account_health.c.score.asc().nulls_last(),),
+        "oldest": (alerts.c.fired_at.asc(),),
+    }.get(sort, ())
     q = q.order_by(
         (alerts.c.status == "resolved"),
         (alerts.c.status == "acknowledged"),
         snoozed(now),
         alerts.c.muted,
+        *chosen,
         *urgency(),
         alerts.c.fired_at.desc(),
         alerts.c.alert_id,
@@ -159,6 +191,10 @@ def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
         "alert_id": r.alert_id,
         "account_id": r.account_id,
         "account_name": r.name or r.account_id,
+        "arr": r.arr,
+        "currency": r.currency,
+        "health_score": r.health_score,
+        "health_band": r.health_band,
         "rule": r.rule,
         "severity": r.severity,
         "status": r.status,

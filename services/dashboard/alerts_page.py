@@ -23,7 +23,7 @@ from starlette.responses import Response
 from services.alerts.actions import Action, ActionError, actor_of, apply_action, snooze_note
 from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alert, visible_alerts
-from services.dashboard.alert_list import VIEWS, AlertFilters, list_alerts
+from services.dashboard.alert_list import SORTS, VIEWS, AlertFilters, list_alerts
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
 from services.dashboard.home import Page, csm_emails, text_param
 from services.dashboard.routes import _with_notice, language, page
@@ -31,6 +31,7 @@ from services.scoring.queries import account_health_row, generic_label
 from shared.auth import Scope
 from shared.clock import utcnow
 from shared.contracts.alerts import SEVERITY_ORDER
+from shared.contracts.events import Tier
 from shared.i18n import N_, translate
 from shared.i18n.alert_text import MEASURE_LABELS, RULE_LABELS
 from shared.storage.tables import alert_activity, alerts
@@ -98,12 +99,16 @@ class AlertQuery:
     severity: str = ""
     account: str = ""  # a part of an account's id or name
     owner: str = ""  # a CSM's email: a lead's view of one CSM's alerts
+    tier: str = ""  # the account's tier
+    sort: str = "urgency"  # alert_list.SORTS
     page: int = 1
 
     @classmethod
     def parse(cls, params: Mapping[str, str], may_pick_owner: bool = True) -> AlertQuery:
         state = params.get("state", "to_do")
         severity = params.get("severity", "")
+        tier = params.get("tier", "")
+        sort = params.get("sort", "urgency")
         number = params.get("page", "1")
         return cls(
             state=state if state in VIEWS else "to_do",
@@ -111,6 +116,8 @@ class AlertQuery:
             severity=severity if severity in SEVERITY_ORDER else "",
             account=text_param(params.get("account"), 200),
             owner=text_param(params.get("owner"), 320) if may_pick_owner else "",
+            tier=tier if tier in TIERS else "",
+            sort=sort if sort in SORTS else "urgency",
             page=whole_number(number, 6) or 1,
         )
 
@@ -122,6 +129,7 @@ class AlertQuery:
             severity=self.severity or None,
             search=self.account or None,
             owner=self.owner or None,
+            tier=self.tier or None,
         )
 
     def link(self, **changes: Any) -> str:
@@ -131,7 +139,15 @@ class AlertQuery:
         return "/ui/alerts" + (f"?{urllib.parse.urlencode(pairs)}" if pairs else "")
 
 
-_DEFAULTS = {("state", "to_do"), ("page", 1)}
+_DEFAULTS = {("state", "to_do"), ("page", 1), ("sort", "urgency")}
+TIERS = tuple(t.value for t in Tier)
+# The list's orders, by their words (``alert_list.SORTS``).
+SORT_LABELS = {
+    "urgency": N_("Most urgent first"),
+    "arr": N_("Most ARR first"),
+    "health": N_("Weakest health first"),
+    "oldest": N_("Waiting longest first"),
+}
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -141,12 +157,13 @@ async def alerts_view(request: Request) -> Response:
     async with context(request).engine.connect() as conn:
         number = max(1, query.page)
         total, rows = await list_alerts(
-            conn, who, utcnow(), query.filters, PAGE_SIZE, (number - 1) * PAGE_SIZE
+            conn, who, utcnow(), query.filters, PAGE_SIZE, (number - 1) * PAGE_SIZE, query.sort
         )
         if not rows and total and number > 1:  # past the end: the last page
             number = -(-total // PAGE_SIZE)
+            offset = (number - 1) * PAGE_SIZE
             total, rows = await list_alerts(
-                conn, who, utcnow(), query.filters, PAGE_SIZE, (number - 1) * PAGE_SIZE
+                conn, who, utcnow(), query.filters, PAGE_SIZE, offset, query.sort
             )
         rules = await _rules(conn, who)
         owners = await csm_emails(conn, who)
@@ -157,6 +174,8 @@ async def alerts_view(request: Request) -> Response:
         "states": [(name, VIEW_LABELS[name]) for name in VIEWS],
         "owners": owners,
         "severities": tuple(SEVERITY_ORDER),
+        "tiers": TIERS,
+        "sorts": SORT_LABELS,
         "snooze_hours": SNOOZE_HOURS,
         **_notice(request),
     }

@@ -609,6 +609,31 @@ async def test_the_alerts_to_do_shrink_as_they_are_worked(pages: Pages) -> None:
     assert "已确认所选 1 条中的 1 条。" in await pages.get(zh.headers["location"])
 
 
+async def test_the_alert_list_sorts_by_arr_health_or_age_and_filters_by_tier(
+    pages: Pages,
+) -> None:
+    """The list had one fixed order and said nothing of the account's ARR or health: a
+    CSM could not work the most ARR at stake, the weakest accounts or the longest
+    waiting first (found from outside)."""
+    await pages.sign_in("lead")
+    firing = [i if i < 12 else N_ANNA + i - 12 for i in range(1, N_ALERTS)]  # accounts
+
+    async def order(**params: str) -> list[int]:
+        text = await pages.get("/ui/alerts", state="firing", **params)
+        ids = _rows(text, "data-alert-id", "alert-list")
+        return [int(alert_id.split(":")[0].removeprefix("acct-")) for alert_id in ids]
+
+    assert await order(sort="arr") == sorted(firing, reverse=True)  # ARR grows with i
+    assert await order(sort="health") == sorted(firing, key=lambda i: (i * 37) % 100)
+    assert await order(sort="oldest") == sorted(firing, reverse=True)  # fired i hours ago
+    assert set(await order(tier="strategic")) == {i for i in firing if i % 3 == 0}
+    text = await pages.get("/ui/alerts", state="firing", sort="arr")
+    first = text.split('id="alert-list"', 1)[1].split("</tr>", 2)[1]
+    assert "240,000" in first and f'<span class="band {_health(23)["band"]}">' in first
+    zh = await pages.client.get("/ui/alerts", headers={"accept-language": "zh-CN"})
+    assert "年度经常性收入最高的在前" in zh.text
+
+
 async def test_a_case_names_who_opened_and_reviewed_it_in_words(pages: Pages) -> None:
     """A key with no CSM (the demo's simulator, a lead's) showed as key:dev-simulator on
     a case's opening and reviews (found in review)."""
