@@ -30,6 +30,7 @@ from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.opportunities import router as opportunities_router
 from services.alerts.outbox import Outbox, OutboxSender
+from services.alerts.silences_api import router as silences_router
 from services.alerts.timers import AlertTimers
 from services.dashboard.app import mount_dashboard
 from services.dashboard.import_page import AccountsReader
@@ -444,6 +445,7 @@ def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
     app.include_router(alerts_router)
     app.include_router(cases_router)
     app.include_router(opportunities_router)
+    app.include_router(silences_router)
 
 
 def ops_app(rt: Runtime, title: str, ready: Readiness | None = None) -> FastAPI:

@@ -8,7 +8,6 @@ if they did not exist.
 
 from __future__ import annotations
 
-import math
 import statistics
 import urllib.parse
 from dataclasses import dataclass, field
@@ -19,19 +18,17 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     field_validator,
-    model_validator,
 )
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts.actions import Action, ActionError, actor_of, apply_action
+from services.alerts.bodies import JsonBody, Text
 from services.alerts.queries import (
     accounts_of,
     storable_alert_id,
@@ -239,44 +236,7 @@ def _delivery(d: Any) -> dict[str, Any]:
     }
 
 
-def _no_nul(value: str | None) -> str | None:
-    if value is not None and "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-
-
-class _Body(BaseModel):
-    """A JSON body. NaN and ±Infinity (which Python's JSON parser accepts) become
-    strings before validation: the 422 quotes the refused value back, and FastAPI's
-    error answer cannot encode a non-finite float (it would be a 500). Text holding a
-    lone surrogate (JSON's "\\ud800" escape) is refused: no database can store it."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _finite(cls, data: Any) -> Any:
-        return _json_safe(data)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
-        return value
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-class SnoozeBody(_Body):
+class SnoozeBody(JsonBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"for": "2d", "reason": "Customer away until Monday"}]}
     )
@@ -299,14 +259,14 @@ class SnoozeBody(_Body):
         return value
 
 
-class TextBody(_Body):
+class TextBody(JsonBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"text": "Called Li Na: the export fix ships Friday."}]}
     )
     text: Text = Field(min_length=1, max_length=10_000)
 
 
-class ReasonBody(_Body):
+class ReasonBody(JsonBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"reason": "Renewal signed last week"}]}
     )

@@ -25,6 +25,7 @@ from services.alerts.cases import hooks as cases_hooks
 from services.alerts.channels.text import one_line
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
+from services.alerts.silences import active_silence, silenced
 from shared.alerting.schema import Alerting, Recipient, worse
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
@@ -69,10 +70,31 @@ class AlertLifecycle:
         alerting: Alerting,
         now: datetime,
     ) -> None:
-        """A new alert: stored, and told unless a critical alert of its account mutes it."""
+        """A new alert: stored, and told unless a critical alert of its account mutes it.
+        A rule silenced on the account stores it snoozed until the silence ends: nobody
+        told, nothing opened (``silences.py``)."""
         if alert.status == "firing" and await _supersede(conn, alert, now):
             await self._release(conn, alert.account_id, alerting, now)
-        muted = alert.status == "firing" and await self._inhibited(conn, alert)
+        silenced = (
+            await active_silence(conn, alert.account_id, alert.rule, now)
+            if alert.status == "firing"
+            else None
+        )
+        if silenced is not None:
+            await conn.execute(
+                alerts.insert().values(
+                    **_fields(alert, now),
+                    stored_at=now,
+                    muted=False,
+                    last_notified_at=None,
+                    snoozed_until=silenced.until,
+                    snooze_reason=silenced.reason,
+                )
+            )
+            until = silenced.until.isoformat()
+            await _note(conn, alert.alert_id, now, "silence", f"until {until}: rule silenced")
+            return
+        muted = alert.status == "firing" and await self._inhibited(conn, alert, now)
         await conn.execute(
             alerts.insert().values(
                 **_fields(alert, now),
@@ -132,7 +154,7 @@ class AlertLifecycle:
         if unmuted:
             values["muted"] = False
         elif reopens:  # open again under an open critical alert of its account: muted
-            values["muted"] = await self._inhibited(conn, alert)
+            values["muted"] = await self._inhibited(conn, alert, now)
         await conn.execute(
             update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
         )
@@ -149,7 +171,8 @@ class AlertLifecycle:
         if reopens:
             await _note(conn, alert.alert_id, now, "reopen", "worse since it was resolved")
         if alert.severity == Severity.critical:
-            await self._inhibit_others(conn, alert)
+            if await active_silence(conn, alert.account_id, alert.rule, now) is None:
+                await self._inhibit_others(conn, alert)
         elif row.severity == Severity.critical.value:
             await self._release(conn, alert.account_id, alerting, now)
         # A symptom attached to the alert, or a severity that fell, is stored and shown,
@@ -182,7 +205,9 @@ class AlertLifecycle:
             conn, alert, kind, people, now=now, group_wait=group_wait, notification=notification
         )
 
-    async def _inhibited(self, conn: AsyncConnection, alert: AlertEvent) -> bool:
+    async def _inhibited(self, conn: AsyncConnection, alert: AlertEvent, now: datetime) -> bool:
+        """An open critical alert of the account mutes it (one silenced, told to nobody,
+        mutes nothing)."""
         if alert.severity == Severity.critical:
             return False
         found = await conn.execute(
@@ -191,6 +216,7 @@ class AlertLifecycle:
                 alerts.c.severity == Severity.critical.value,
                 alerts.c.status.in_(OPEN_ALERT_STATUSES),
                 alerts.c.alert_id != alert.alert_id,
+                ~silenced(now),
             )
         )
         return found.first() is not None
@@ -232,6 +258,7 @@ async def release(
             alerts.c.account_id == account_id,
             alerts.c.severity == Severity.critical.value,
             alerts.c.status.in_(OPEN_ALERT_STATUSES),
+            ~silenced(now),
         )
         .exists()
     )

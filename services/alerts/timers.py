@@ -23,6 +23,7 @@ from services.alerts.lifecycle import release, stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
 from services.alerts.queries import urgency
+from services.alerts.silences import silenced
 from shared.alerting.schema import Alerting, Recipient
 from shared.alerting.store import AlertingStore
 from shared.clock import Clock, pause, utcnow
@@ -134,6 +135,7 @@ class AlertTimers:
         critical = select(alerts.c.account_id).where(
             alerts.c.severity == Severity.critical.value,
             alerts.c.status.in_(OPEN_ALERT_STATUSES),
+            ~silenced(now),  # told to nobody: it mutes nothing
         )
         stale = select(alerts.c.account_id).where(
             alerts.c.muted,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.cases.queries import VOCABULARY, open_case_of
 from services.alerts.queries import visible_alerts
+from services.alerts.silences import silences_of
 from services.dashboard import changes
 from services.dashboard.alert_list import open_alerts
 from services.dashboard.auth import NotFound, Viewer
@@ -148,6 +149,7 @@ async def account_page(
         "open_case": await open_case_of(conn, account_id, who.key),
         "case_levels": CASE_LEVELS,
         "past_alerts": await _past_alerts(conn, who, account_id),
+        "silences": await silences_of(conn, who.key, now, account_id),
         "reports": [(k, t) for k, t in REPORT_KINDS if not churned or k in KEPT_FOR_THE_RECORD],
     }
 

@@ -23,9 +23,18 @@ from starlette.responses import Response
 from services.alerts.actions import Action, ActionError, actor_of, apply_action, snooze_note
 from services.alerts.cases.queries import open_case_of
 from services.alerts.queries import visible_alert, visible_alerts
+from services.alerts.silences import (
+    SilenceError,
+    active_silence,
+    silence,
+    silences_of,
+    unsilence,
+)
+from services.dashboard.admin_pages import alerting_of
 from services.dashboard.alert_list import SORTS, VIEWS, AlertFilters, list_alerts
 from services.dashboard.auth import NotFound, Viewer, checked_form, context, safe_next, viewer
 from services.dashboard.home import Page, csm_emails, text_param
+from services.dashboard.routes import NOTICES as ROUTE_NOTICES
 from services.dashboard.routes import _with_notice, language, page
 from services.scoring.queries import account_health_row, generic_label
 from shared.auth import Scope
@@ -62,7 +71,12 @@ ACTION_LABELS = {
     "resolve": N_("resolved"),
     "not_useful": N_("marked not useful"),
     "comment": N_("comment"),
+    "silence": N_("rule silenced"),
+    "unsilence": N_("silence ended"),
 }
+# How long the alert page offers to silence its rule on its account, in days: a month to
+# a contract year (silences.MAX_SILENCE).
+SILENCE_DAYS = (30, 90, 180, 365)
 # What the list's ticked alerts can be given at once, and the redirect's words for it.
 BULK_ACTIONS = {
     "acknowledge": N_("Acknowledged"),
@@ -87,6 +101,9 @@ NOTICES = {
     "gone": "That alert is not visible to you.",
     "invalid": "That action needs a comment or a snooze time; nothing was changed.",
     "none_picked": "Tick the alerts to act on first: nothing was changed.",
+    "silence": "Rule silenced on this account: its alerts there stay snoozed until the day "
+    "shown, told to nobody.",
+    "unsilence": ROUTE_NOTICES["unsilence"],
 }
 
 
@@ -193,12 +210,14 @@ async def alert_view(request: Request, alert_id: str) -> Response:
         _, rows = await list_alerts(conn, who, now, _one(alert_id))
         activity = await _activity(conn, alert_id)
         about = await _about(conn, who, alert_id, rows[0]["account_id"])
+        about["silence"] = await active_silence(conn, rows[0]["account_id"], rows[0]["rule"], now)
     values = {
         "a": rows[0],
         "about": about,
         "activity": activity,
         "action_labels": ACTION_LABELS,
         "snooze_hours": SNOOZE_HOURS,
+        "silence_days": SILENCE_DAYS,
         **_notice(request),
     }
     return page(request, "alert.html", values, who)
@@ -294,7 +313,8 @@ async def _activity(conn: AsyncConnection, alert_id: str) -> list[dict[str, Any]
     )
     shown = []
     for row in await conn.execute(q):
-        until, text = snooze_note(row.text) if row.action == "snooze" else (None, row.text)
+        timed = row.action in ("snooze", "silence")
+        until, text = snooze_note(row.text) if timed else (None, row.text)
         shown.append(
             {"at": row.at, "actor": row.actor, "action": row.action, "until": until, "text": text}
         )
@@ -336,6 +356,59 @@ async def act(request: Request) -> Response:
             except ActionError:
                 done = "conflict"
     back = safe_next(form.get("next") or f"/ui/alerts/{urllib.parse.quote(alert_id)}")
+    return RedirectResponse(_with_notice(back, done), status_code=303)
+
+
+@router.post("/alerts/silence")
+async def silence_rule(request: Request) -> Response:
+    """Silence the form's alert's rule on its account for the form's days (``silences``)."""
+    who, form = await checked_form(request, Scope.respond)
+    alert_id = form.get("alert_id", "")
+    days = whole_number(form.get("days", ""), 3)
+    text = form.get("text", "").strip()[:2000] or None
+    now = utcnow()
+    done = "silence"
+    async with context(request).engine.begin() as conn:
+        row = await visible_alert(conn, alert_id, who.key)
+        if row is None:
+            done = "gone"
+        elif days not in SILENCE_DAYS or "\x00" in (text or ""):
+            done = "invalid"
+        else:
+            alerting, _ = await alerting_of(request).current(conn)
+            try:
+                await silence(
+                    conn,
+                    alerting,
+                    account_id=row.account_id,
+                    rule=row.rule,
+                    until=now + timedelta(days=days),
+                    actor=actor_of(who.key),
+                    reason=text,
+                    now=now,
+                )
+            except SilenceError:
+                done = "invalid"
+    back = safe_next(form.get("next") or f"/ui/alerts/{urllib.parse.quote(alert_id)}")
+    return RedirectResponse(_with_notice(back, done), status_code=303)
+
+
+@router.post("/silences/end")
+async def end_silence(request: Request) -> Response:
+    """End the silence of the form's rule on the form's account now."""
+    who, form = await checked_form(request, Scope.respond)
+    account_id = text_param(form.get("account_id"), 200)
+    rule = text_param(form.get("rule"), 100)
+    done = "unsilence"
+    async with context(request).engine.begin() as conn:
+        mine = await silences_of(conn, who.key, utcnow(), account_id)
+        if not any(s["rule"] == rule for s in mine):
+            done = "gone"
+        else:
+            await unsilence(
+                conn, account_id=account_id, rule=rule, actor=actor_of(who.key), now=utcnow()
+            )
+    back = safe_next(form.get("next") or f"/ui/accounts/{urllib.parse.quote(account_id)}")
     return RedirectResponse(_with_notice(back, done), status_code=303)
 
 

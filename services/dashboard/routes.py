@@ -110,6 +110,8 @@ NOTICES = {
     "note_saved": N_("Note saved."),
     # After reassigning accounts on the workload view (workload_page.py).
     "reassigned": N_("Reassigned: the accounts move to the new CSM within moments."),
+    # After ending a rule's silence on an account's page (alerts_page.py).
+    "unsilence": N_("Silence ended: its alerts still firing are told again."),
 }
 
 

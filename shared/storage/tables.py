@@ -453,6 +453,19 @@ deliveries = Table(
     Index("ix_deliveries_destination", "channel", "destination", "status"),
 )
 
+# A rule silenced on one account until ``until`` (services/alerts/silences.py): its
+# alerts there are kept snoozed until then. One row per (account, rule), its latest.
+rule_silences = Table(
+    "rule_silences",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("rule", String(100), primary_key=True),
+    Column("until", UTCDateTime, nullable=False),
+    Column("silenced_by", String(320), nullable=False),
+    Column("reason", Text),
+    Column("silenced_at", UTCDateTime, nullable=False),
+)
+
 # Risk cases and tasks (issue 16): the handbook's endangered-customer review (DG-10..DG-14).
 # A case is one account's problem, opened from an alert or by hand, reviewed on a cadence
 # by its danger level until closed with an outcome and a lesson. Its owner is the

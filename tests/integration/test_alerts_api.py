@@ -182,3 +182,47 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
             assert [a["alert_id"] for a in still] == [third]
             waiting = (await c.get("/v1/alerts", params={"status": "to_do"})).json()
             assert waiting["alerts"] == [] and waiting["total"] == 0
+
+
+async def test_a_rule_silenced_on_an_account_keeps_its_alerts_snoozed(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    """/v1/silences: a CSM silences a rule on an account of theirs (not on another's);
+    the open alert is snoozed until the silence ends, listed and ended through the API."""
+    settings = embedded_settings.model_copy(
+        update={
+            "alerting_file": write_alerting(tmp_path / "a.toml", alerting_toml(["ticket_backlog"]))
+        }
+    )
+    async with running(settings) as hw:
+        anna_alert = await fire_backlog(hw, "annas", email="anna@example.com")
+        await add_account(hw, "carls", seats=10, email="carl@example.com")
+        anna = await create_key(
+            hw.rt.engine, "anna", [Scope.read, Scope.respond], "anna@example.com"
+        )
+        headers = {"Authorization": f"Bearer {anna}"}
+        async with httpx.AsyncClient(base_url=hw.url, headers=headers, timeout=30) as c:
+            asked = {"account_id": "annas", "rule": "ticket_backlog", "for": "90d",
+                     "reason": "Migration week: tickets expected"}  # fmt: skip
+            r = await c.put("/v1/silences", json=asked)
+            assert r.status_code == 200, r.text
+            until = r.json()["until"]
+            alert = (await c.get(f"/v1/alerts/{anna_alert}")).json()
+            assert alert["snoozed_until"] == until
+            assert [a["action"] for a in alert["activity"]] == ["silence"]
+            listed = (await c.get("/v1/silences")).json()["silences"]
+            assert [(s["account_id"], s["rule"], s["silenced_by"]) for s in listed] == [
+                ("annas", "ticket_backlog", "anna@example.com")
+            ]
+            for body, status in (
+                ({**asked, "account_id": "carls"}, 404),  # another CSM's account
+                ({**asked, "rule": "no_such_rule"}, 422),
+                ({**asked, "for": "400d"}, 422),
+                ({"account_id": "annas", "rule": "ticket_backlog"}, 422),  # no end
+            ):
+                r = await c.put("/v1/silences", json=body)
+                assert r.status_code == status, (body, r.text)
+            params = {"account_id": "annas", "rule": "ticket_backlog"}
+            assert (await c.delete("/v1/silences", params=params)).status_code == 204
+            assert (await c.delete("/v1/silences", params=params)).status_code == 404
+            assert (await c.get("/v1/silences")).json()["silences"] == []

@@ -19,6 +19,7 @@ from services.alerts.channels.slack import SlackChannel
 from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
+from services.alerts.silences import SilenceError, silence, unsilence
 from services.alerts.timers import AlertTimers
 from shared.alerting.schema import Recipient, default_alerting_source, parse_alerting
 from shared.alerting.store import AlertingStore
@@ -29,7 +30,7 @@ from shared.contracts.events import Owner
 from shared.contracts.notices import Notice
 from shared.contracts.wire import encode_event
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import account_health, alerts, deliveries
+from shared.storage.tables import account_health, alert_activity, alerts, deliveries
 from tests.support.alerting import alerting_toml
 from tests.support.alerts import alerts_parts
 from tests.support.clocks import MovingClock
@@ -484,3 +485,66 @@ async def test_roles_without_an_address_are_named_once_per_alerting_version(
     world.timers._check_routing(shipped)  # the same version: said once
     said = [r.getMessage() for r in caplog.records if "routing:" in r.getMessage()]
     assert len(said) == 1 and "cs_lead, sales_manager have no email or Slack id" in said[0]
+
+
+async def test_a_rule_silenced_on_an_account_is_told_to_nobody_until_it_ends(
+    world: World,
+) -> None:
+    """A snooze quiets one alert for at most 90 days: the rule's next episode on the same
+    account came back to the lists and to the CSM for a situation the team knew (found
+    from outside). A silence keeps every alert of the rule there snoozed until it ends:
+    told to nobody, reminded and escalated to nobody, off the to-do list; other rules
+    and other accounts are told as ever; ended early, its alert is told again."""
+    first = alert("low_activity", Severity.critical)
+    await world.receive(first)
+    until = T0 + timedelta(days=90)
+    async with world.engine.begin() as conn:
+        alerting, _ = await world.config.current(conn)
+        with pytest.raises(SilenceError):  # a rule the file does not have
+            await silence(conn, alerting, account_id="acme", rule="no_such_rule", until=until,
+                          actor="anna@example.com", reason=None, now=T0)  # fmt: skip
+        with pytest.raises(SilenceError):  # longer than a year
+            await silence(conn, alerting, account_id="acme", rule="low_activity",
+                          until=T0 + timedelta(days=400), actor="anna@example.com",
+                          reason=None, now=T0)  # fmt: skip
+        await silence(conn, alerting, account_id="acme", rule="low_activity", until=until,
+                      actor="anna@example.com", reason="seasonal: school holidays", now=T0)  # fmt: skip
+    row = await world.alert("acme:low_activity:1")
+    assert row.snoozed_until.replace(tzinfo=UTC) == until  # type: ignore[attr-defined]
+    # Its next episode: stored snoozed, nobody told, no escalation after an hour.
+    ended = first.model_copy(update={"revision": 1, "status": "resolved"})
+    again = first.model_copy(update={"alert_id": "acme:low_activity:2"})
+    await world.receive(ended, again)
+    second = await world.alert("acme:low_activity:2")
+    assert second.snoozed_until.replace(tzinfo=UTC) == until  # type: ignore[attr-defined]
+    assert second.last_notified_at is None  # type: ignore[attr-defined]
+    await world.receive(alert("nps_detractor", Severity.warning))  # another rule: told
+    world.clock.now += timedelta(hours=2)
+    await world.timers.run_once()
+    told = [(a, n) for a, n, _ in await world.notices()]
+    assert not [n for a, n in told if a == "acme:low_activity:2"]
+    assert ("acme:nps_detractor:1", "fire") in told
+    # Ended early: the next pass tells its people again; a second end finds none.
+    async with world.engine.begin() as conn:
+        assert await unsilence(conn, account_id="acme", rule="low_activity",
+                               actor="anna@example.com", now=world.clock.now)  # fmt: skip
+        assert not await unsilence(conn, account_id="acme", rule="low_activity",
+                                   actor="anna@example.com", now=world.clock.now)  # fmt: skip
+    world.clock.now += timedelta(minutes=1)
+    await world.timers.run_once()
+    told = [(a, n) for a, n, _ in await world.notices()]
+    # Told again, and (a critical nobody took on for over the hour) escalated now.
+    assert [n for a, n in told if a == "acme:low_activity:2"] == ["repeat:1", "escalate"]
+    async with world.engine.connect() as conn:
+        logged = (
+            await conn.execute(
+                select(alert_activity.c.alert_id, alert_activity.c.action).where(
+                    alert_activity.c.action.in_(["silence", "unsilence"])
+                )
+            )
+        ).all()
+    assert sorted(logged) == [
+        ("acme:low_activity:1", "silence"),
+        ("acme:low_activity:2", "silence"),
+        ("acme:low_activity:2", "unsilence"),
+    ]

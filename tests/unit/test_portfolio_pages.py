@@ -634,6 +634,36 @@ async def test_the_alert_list_sorts_by_arr_health_or_age_and_filters_by_tier(
     assert "年度经常性收入最高的在前" in zh.text
 
 
+async def test_a_rule_is_silenced_on_an_account_from_its_alert_and_ended_on_the_account(
+    pages: Pages,
+) -> None:
+    await pages.sign_in("anna")
+    alert_id = "acct-02:low_activity:1"
+    path = f"/ui/alerts/{urllib.parse.quote(alert_id)}"
+    page = await pages.get(path)
+    assert 'id="silence-form"' in page
+    r = await pages.post("/ui/alerts/silence", page, alert_id=alert_id, days="90",
+                         text="Seasonal: school holidays", next=path)  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"] == f"{path}?done=silence"
+    silenced = await pages.get(r.headers["location"])
+    assert "Rule silenced on this account" in silenced and 'id="silenced"' in silenced
+    assert "rule silenced" in silenced.split('id="activity"')[1]  # in its history
+    assert 'id="snoozed-until"' in silenced
+    refused = await pages.post("/ui/alerts/silence", page, alert_id=alert_id, days="9999")
+    assert refused.headers["location"].endswith("done=invalid")
+    account = await pages.get("/ui/accounts/acct-02")
+    listed = account.split('id="silences"')[1].split("</section>")[0]
+    assert 'data-rule="low_activity"' in listed and "Seasonal: school holidays" in listed
+    r = await pages.post("/ui/silences/end", account, account_id="acct-02",
+                         rule="low_activity", next="/ui/accounts/acct-02")  # fmt: skip
+    assert r.headers["location"] == "/ui/accounts/acct-02?done=unsilence"
+    ended = await pages.get(r.headers["location"])
+    assert "Silence ended" in ended and 'id="silences"' not in ended
+    # Carl's account is not Anna's to end a silence on: nothing to find.
+    r = await pages.post("/ui/silences/end", account, account_id="acct-25", rule="low_activity")
+    assert r.headers["location"].endswith("done=gone")
+
+
 async def test_a_case_names_who_opened_and_reviewed_it_in_words(pages: Pages) -> None:
     """A key with no CSM (the demo's simulator, a lead's) showed as key:dev-simulator on
     a case's opening and reviews (found in review)."""
