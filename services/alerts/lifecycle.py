@@ -170,14 +170,17 @@ class AlertLifecycle:
             return  # resolved by hand and no worse: stored, nobody told
         if reopens:
             await _note(conn, alert.alert_id, now, "reopen", "worse since it was resolved")
+        # Silenced on its account: told to nobody, so it mutes nothing and opens nothing.
+        quiet = await active_silence(conn, alert.account_id, alert.rule, now) is not None
         if alert.severity == Severity.critical:
-            if await active_silence(conn, alert.account_id, alert.rule, now) is None:
+            if not quiet:
                 await self._inhibit_others(conn, alert)
         elif row.severity == Severity.critical.value:
             await self._release(conn, alert.account_id, alerting, now)
         # A symptom attached to the alert, or a severity that fell, is stored and shown,
         # not sent: people hear again only when it gets worse.
-        await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=rose)
+        if not quiet:
+            await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=rose)
         snoozed = row.snoozed_until is not None and row.snoozed_until > now
         # Acknowledged is no reason for silence here: who took on a warning has not taken
         # on the critical it became.

@@ -23,6 +23,7 @@ from services.alerts.api import router as alerts_routes
 from services.alerts.cases.actions import NewCase, open_case
 from services.alerts.cases.api import router as case_routes
 from services.alerts.opportunities import router as opportunity_routes
+from services.alerts.silences_api import router as silence_routes
 from services.dashboard.activity_page import router as activity_page_routes
 from services.dashboard.admin_pages import router as admin_page_routes
 from services.dashboard.alerts_page import router as alerts_page_routes
@@ -148,6 +149,15 @@ CASES = [
     Case("GET", "/v1/renewals", READERS),
     Case("GET", "/v1/retention?from=2026-01-01&to=2026-04-01", READERS),
     Case("GET", "/v1/opportunities", READERS),
+    # Silences: a CSM on their own accounts (the account is a body field or a parameter).
+    Case("GET", "/v1/silences", READERS),
+    Case(
+        "PUT",
+        "/v1/silences",
+        READERS,
+        {"account_id": "anna-co", "rule": "ticket_backlog", "for": "1d"},
+    ),
+    Case("DELETE", "/v1/silences?account_id=anna-co&rule=ticket_backlog", READERS),
     # CSM workload and NPS: a CSM's answer holds their own portfolio; reassigning takes a
     # lead's or an admin's key (here Anna's account to Anna: nothing changes).
     Case("GET", "/v1/capacity", READERS),
@@ -212,6 +222,8 @@ UI_CASES = [
     Case("GET", "/ui/alerts/{alert}", READERS, scoped=True),
     Case("POST", "/ui/alerts", READERS, scoped=True),  # the alert is a form field
     Case("POST", "/ui/alerts/bulk", READERS, scoped=True),  # the ticked alerts too
+    Case("POST", "/ui/alerts/silence", READERS, scoped=True),  # the alert is a form field
+    Case("POST", "/ui/silences/end", READERS, scoped=True),  # the account too
     Case("GET", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/accounts/{account}/log", READERS, scoped=True),
     Case("POST", "/ui/views", READERS),  # the viewer's own views only
@@ -246,6 +258,8 @@ UI_CASES = [
 # Routes whose answer for an allowed caller may be 404 for reasons other than scoping.
 MAY_BE_ABSENT = {
     "/v1/deliveries/999999/retry",
+    # The first allowed role ended the silence (admin, before the lead and the CSM).
+    "/v1/silences?account_id=anna-co&rule=ticket_backlog",
     "/v1/keys/000000000000",
     # The first allowed role removed it (on Carl's account: admin did, before the lead).
     "/v1/accounts/anna-co/plan/milestones/t",
@@ -253,6 +267,7 @@ MAY_BE_ABSENT = {
 }
 TEMPLATE = {
     "/v1/deliveries/999999/retry": "/v1/deliveries/{delivery_id}/retry",
+    "/v1/silences?account_id=anna-co&rule=ticket_backlog": "/v1/silences",
     "/v1/keys/000000000000": "/v1/keys/{key_id}",
     "/v1/accounts/{account}/plan/milestones/t": (
         "/v1/accounts/{account}/plan/milestones/{milestone_key}"
@@ -303,6 +318,7 @@ def test_every_route_is_in_the_table() -> None:
             alerts_routes,
             case_routes,
             opportunity_routes,
+            silence_routes,
             retention_routes,
             renewal_page_routes,
             export_page_routes,
