@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.silences import active_silence
 from shared.auth import ApiKey
 from shared.i18n import Phrase, Refusal
 from shared.storage.tables import alert_activity, alerts
@@ -51,6 +52,11 @@ async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: dat
                 "acknowledged_at": now,
                 "acknowledged_by": action.actor,
             }
+        case "snooze" | "unsnooze" if await active_silence(conn, row.account_id, row.rule, now):
+            raise ActionError(
+                "This alert's rule is silenced on its account: end the silence first, or "
+                "silence it for another time."
+            )
         case "snooze":
             if row.status == "resolved":
                 raise ActionError("The alert is resolved: there is nothing to snooze.")

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts import routing
@@ -108,7 +108,7 @@ class AlertLifecycle:
             return  # its firing predates this database: nobody heard about it
         await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=True)
         if alert.severity == Severity.critical:
-            await self._inhibit_others(conn, alert)
+            await self._inhibit_others(conn, alert, now)
         if not muted:
             await self._tell(conn, alert, NoticeKind.fire, people, alerting, now)
 
@@ -129,6 +129,8 @@ class AlertLifecycle:
         # dated when its step ran, which read as "fired" the moment it changed.
         alert = alert.model_copy(update={"fired_at": row.fired_at})
         values = _fields(alert, now)
+        if alert.rule != row.rule and alert.status == "firing":
+            values.update(await _silence_moved(conn, row, alert.rule, now))
         if alert.status == "resolved" and (known := stored_alert(row)) is not None:
             # Its end keeps the name, severity and values people knew it by, the step that
             # ended it having worded its title with what ended it ("no touchpoint for 0
@@ -174,14 +176,15 @@ class AlertLifecycle:
         quiet = await active_silence(conn, alert.account_id, alert.rule, now) is not None
         if alert.severity == Severity.critical:
             if not quiet:
-                await self._inhibit_others(conn, alert)
+                await self._inhibit_others(conn, alert, now)
         elif row.severity == Severity.critical.value:
             await self._release(conn, alert.account_id, alerting, now)
         # A symptom attached to the alert, or a severity that fell, is stored and shown,
         # not sent: people hear again only when it gets worse.
         if not quiet:
             await cases_hooks.alert_stored(conn, alert, self._settings, now, rose=rose)
-        snoozed = row.snoozed_until is not None and row.snoozed_until > now
+        snooze = values.get("snoozed_until", row.snoozed_until)
+        snoozed = snooze is not None and snooze > now
         # Acknowledged is no reason for silence here: who took on a warning has not taken
         # on the critical it became.
         if not rose or snoozed or not (row.status in OPEN_ALERT_STATUSES or reopens):
@@ -224,13 +227,16 @@ class AlertLifecycle:
         )
         return found.first() is not None
 
-    async def _inhibit_others(self, conn: AsyncConnection, alert: AlertEvent) -> None:
+    async def _inhibit_others(
+        self, conn: AsyncConnection, alert: AlertEvent, now: datetime
+    ) -> None:
         await conn.execute(
             update(alerts)
             .where(
                 alerts.c.account_id == alert.account_id,
                 alerts.c.severity != Severity.critical.value,
                 alerts.c.status.in_(OPEN_ALERT_STATUSES),
+                ~silenced(now),  # told to nobody already: nothing to hold back
             )
             .values(muted=True)
         )
@@ -272,11 +278,14 @@ async def release(
         ~still_critical,
     )
     rows = (await conn.execute(select(alerts).where(muted))).all()
-    await conn.execute(update(alerts).where(muted).values(muted=False))
+    # A snooze that ran out while it was muted ends with it: the timers' expiry skips
+    # muted alerts, and left, it made a "fire" here a "reminder" at the next pass.
+    expired = case((alerts.c.snoozed_until <= now, None), else_=alerts.c.snoozed_until)
+    await conn.execute(update(alerts).where(muted).values(muted=False, snoozed_until=expired))
     told = 0
     for r in rows:
-        if r.last_notified_at is not None:
-            continue
+        if r.last_notified_at is not None or (r.snoozed_until and r.snoozed_until > now):
+            continue  # heard of already; or snoozed (a silence too): told when it wakes
         stored = stored_alert(r)
         if stored is None:
             continue
@@ -301,6 +310,24 @@ async def first_notice(
     )
     group_wait = alerting.notify.group_wait
     return await outbox.notify(conn, alert, NoticeKind.fire, people, now=now, group_wait=group_wait)
+
+
+async def _silence_moved(
+    conn: AsyncConnection, row: Any, rule: str, now: datetime
+) -> dict[str, Any]:
+    """A family's alert now led by another rule (its worst symptom changed): snoozed if
+    that rule is silenced on the account; woken at the next timer pass if the silence it
+    was snoozed by is its old rule's (found in review: it kept a year's snooze, or was
+    told while its new rule was silenced)."""
+    new = await active_silence(conn, row.account_id, rule, now)
+    if new is not None:
+        if row.snoozed_until is None or row.snoozed_until < new.until:
+            return {"snoozed_until": new.until, "snooze_reason": new.reason}
+        return {}
+    old = await active_silence(conn, row.account_id, row.rule, now)
+    if old is not None and row.snoozed_until == old.until:
+        return {"snoozed_until": now, "snooze_reason": None}
+    return {}
 
 
 async def _note(

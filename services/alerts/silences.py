@@ -93,6 +93,7 @@ async def silence(
         )
     if not now < until <= now + MAX_SILENCE:
         raise SilenceError("A silence ends in the future and at most a year ahead.")
+    before = await active_silence(conn, account_id, rule, now)
     row = {
         "account_id": account_id,
         "rule": rule,
@@ -108,7 +109,8 @@ async def silence(
         keys=["account_id", "rule"],
         update=["until", "silenced_by", "reason", "silenced_at"],
     )
-    await _snooze_open(conn, account_id, rule, until, actor, reason, now)
+    ended = before.until if before is not None else None
+    await _snooze_open(conn, account_id, rule, until, ended, actor, reason, now)
     return _out(row)
 
 
@@ -140,13 +142,19 @@ async def _snooze_open(
     account_id: str,
     rule: str,
     until: datetime,
+    ended: datetime | None,
     actor: str,
     reason: str | None,
     now: datetime,
 ) -> None:
-    """Snooze the pair's open alerts until ``until`` (an alert snoozed longer keeps its
-    own snooze); each logs the silence."""
-    shorter = or_(alerts.c.snoozed_until.is_(None), alerts.c.snoozed_until < until)
+    """Snooze the pair's open alerts until ``until``: those snoozed until the silence's
+    earlier end (``ended``, when it is moved, sooner too) and those snoozed less long (a
+    person's longer snooze stays theirs); each logs the silence."""
+    shorter = or_(
+        alerts.c.snoozed_until.is_(None),
+        alerts.c.snoozed_until < until,
+        alerts.c.snoozed_until == ended,
+    )
     found = await conn.execute(select(alerts.c.alert_id).where(_open_of(account_id, rule, shorter)))
     ids = [r.alert_id for r in found]
     if not ids:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.alerts import routing
 from services.alerts.cases.timers import CaseTimers
 from services.alerts.channels.text import one_line
-from services.alerts.lifecycle import release, stored_alert, with_current_owners
+from services.alerts.lifecycle import first_notice, release, stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
 from services.alerts.queries import urgency
@@ -163,6 +163,15 @@ class AlertTimers:
         )
         queued = 0
         for r in rows.all():
+            if r.last_notified_at is None and (stored := stored_alert(r)) is not None:
+                # Stored while its rule was silenced: nobody has heard of it yet.
+                await conn.execute(
+                    update(alerts).where(alerts.c.alert_id == r.alert_id).values(snoozed_until=None)
+                )
+                alert = await with_current_owners(conn, stored)
+                people = routing.recipients(alert, alerting.routing, self._settings)
+                queued += await first_notice(conn, self._outbox, alert, people, alerting, now)
+                continue
             queued += await self._remind(conn, r, alerting, now, snoozed_until=None)
         return queued
 
@@ -254,7 +263,11 @@ class AlertTimers:
             .select_from(alerts)
             .outerjoin(accounts, accounts.c.account_id == alerts.c.account_id)
             .outerjoin(account_health, h.account_id == alerts.c.account_id)
-            .where(alerts.c.status.in_(OPEN_ALERT_STATUSES), owner.is_not(None))
+            .where(
+                alerts.c.status.in_(OPEN_ALERT_STATUSES),
+                owner.is_not(None),
+                ~silenced(now),  # told to nobody, in a digest neither
+            )
             .order_by(owner, *urgency(), alerts.c.fired_at, alerts.c.alert_id)
         )
         by_owner: dict[str, list[AlertEvent]] = {}
