@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from shared.auth import Role, create_key, role_scopes
 from shared.config import Settings
+from shared.storage.tables import account_health
 from tests.browser.chromium import Browser
 from tests.integration.test_retention import ANNA, RENEWING, seed
 from tests.support.alerting import alerting_toml, write_alerting
@@ -106,7 +108,14 @@ async def test_renewals_retention_and_opportunities_pages(chromium: Any, tmp_pat
         await _breakdown_charts(browser, ["企业客户", "非重点客户", "战略客户"], "流失 ARR")
         await browser.screenshot("retention-zh-CN")
 
-        # Opportunities: the expansion alert with its account's ARR and seats.
+        # Opportunities: the expansion alert with its account's ARR and seats (its health
+        # not red: a failing account is no sales conversation, and is left out).
+        async with hw.rt.engine.begin() as conn:
+            await conn.execute(
+                update(account_health)
+                .where(account_health.c.account_id == "shrink")
+                .values(band="yellow")
+            )
         await browser.get("/ui/opportunities")
         assert await _rows(browser, "#opportunities tr[data-alert-id]", "alertId") == [
             "shrink:tier_review:1"
