@@ -21,12 +21,13 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.alerts.queries import accounts_of
 from shared.alerting.schema import Alerting
 from shared.auth import ApiKey
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
 from shared.i18n import Choices, Refusal
 from shared.storage.db import upsert
-from shared.storage.tables import accounts, alert_activity, alerts, rule_silences
+from shared.storage.tables import alert_activity, alerts, rule_silences
 
 # At most a contract year: a rule wrong for an account for longer is a rule to change
 # (the alerting file's conditions or tiers), not one to keep silent.
@@ -67,8 +68,7 @@ async def silences_of(
     if account_id is not None:
         q = q.where(s.account_id == account_id)
     if key.portfolio_of is not None:
-        mine = select(accounts.c.account_id).where(accounts.c.owner_email == key.portfolio_of)
-        q = q.where(s.account_id.in_(mine))
+        q = q.where(s.account_id.in_(accounts_of(key.portfolio_of)))
     return [_out(r) for r in await conn.execute(q)]
 
 

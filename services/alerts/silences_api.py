@@ -36,8 +36,8 @@ class SilenceBody(JsonBody):
             ]
         }
     )
-    account_id: str = Field(min_length=1, max_length=200)
-    rule: str = Field(min_length=1, max_length=100)
+    account_id: Text = Field(min_length=1, max_length=200)
+    rule: Text = Field(min_length=1, max_length=100)
     until: AwareDatetime | None = Field(None, description="a time with zone, at most a year ahead")
     for_: Duration | None = Field(
         None, alias="for", description="e.g. '90d', ISO 8601 'P90D', or seconds; at most a year"
@@ -74,7 +74,7 @@ async def _visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) 
 async def list_silences(
     ctx: Context,
     key: ReadKey,
-    account_id: Annotated[str | None, Query(max_length=200)] = None,
+    account_id: Annotated[Text | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """The rules silenced on the accounts this key sees (on one, with ``account_id``)."""
     async with ctx.engine.connect() as conn:
@@ -111,8 +111,8 @@ async def put_silence(body: SilenceBody, ctx: Context, key: RespondKey) -> dict[
 async def delete_silence(
     ctx: Context,
     key: RespondKey,
-    account_id: Annotated[str, Query(max_length=200)],
-    rule: Annotated[str, Query(max_length=100)],
+    account_id: Annotated[Text, Query(max_length=200)],
+    rule: Annotated[Text, Query(max_length=100)],
 ) -> Response:
     """End a silence now: its alerts still firing are told again at the next timer pass."""
     async with ctx.engine.begin() as conn:

@@ -400,13 +400,14 @@ async def end_silence(request: Request) -> Response:
     account_id = text_param(form.get("account_id"), 200)
     rule = text_param(form.get("rule"), 100)
     done = "unsilence"
+    now = utcnow()
     async with context(request).engine.begin() as conn:
-        mine = await silences_of(conn, who.key, utcnow(), account_id)
+        mine = await silences_of(conn, who.key, now, account_id)
         if not any(s["rule"] == rule for s in mine):
             done = "gone"
         else:
             await unsilence(
-                conn, account_id=account_id, rule=rule, actor=actor_of(who.key), now=utcnow()
+                conn, account_id=account_id, rule=rule, actor=actor_of(who.key), now=now
             )
     back = safe_next(form.get("next") or f"/ui/accounts/{urllib.parse.quote(account_id)}")
     return RedirectResponse(_with_notice(back, done), status_code=303)

@@ -299,3 +299,52 @@ def _with_repeat(toml: str, value: str) -> str:
     """``toml`` with a new version and ``notify.repeat_interval = value``."""
     toml = re.sub(r'(?m)^version = ".*"$', f'version = "r-{uuid.uuid4().hex[:6]}"', toml)
     return re.sub(r"(?m)^repeat_interval = .*$", f"repeat_interval = {value}", toml)
+
+
+async def test_hostile_silences_are_a_4xx_and_the_next_is_kept(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """/v1/silences on PostgreSQL, which refuses NUL and lone surrogates in text: each
+    hostile body or parameter is a 4xx, never a 500, and a good one still works."""
+    async with stack(kafka_settings, tmp_path) as (hw, admin):
+        await put_account(hw, admin, "acme", email=ANNA)
+        await fire(hw, "acme")
+        good = {"account_id": "acme", "rule": "ticket_backlog", "for": "30d"}
+        json = {"Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=hw.url, headers=bearer(admin), timeout=30) as c:
+            wrong = []
+            for body in (
+                b'{"account_id": "a\\u0000b", "rule": "ticket_backlog", "for": "1d"}',
+                b'{"account_id": "acme", "rule": "t\\u0000", "for": "1d"}',
+                b'{"account_id": "a\\ud800", "rule": "ticket_backlog", "for": "1d"}',
+                b'{"account_id": "acme", "rule": "ticket_backlog", "for": "1d", "reason": "\\u0000"}',
+                b'{"account_id": "acme", "rule": "ticket_backlog", "for": "99999999999999999999d"}',
+                b'{"account_id": "acme", "rule": "ticket_backlog", "for": 1e400}',
+                b'{"account_id": "acme", "rule": "ticket_backlog", "until": "9999-12-31T23:59:59Z"}',
+                b'{"account_id": "acme", "rule": "ticket_backlog", "until": "0001-01-01T00:00:00Z"}',
+                b'{"account_id": "' + b"a" * 1000 + b'", "rule": "ticket_backlog", "for": "1d"}',
+                b'{"account_id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            ):
+                r = await c.put("/v1/silences", content=body, headers=json)
+                if not 400 <= r.status_code < 500:
+                    wrong.append((body[:60], r.status_code, r.text[:200]))
+            for params in (
+                {"account_id": "a\x00b"},
+                {"account_id": "a" * 1000},
+            ):
+                r = await c.get("/v1/silences", params=params)
+                if not 400 <= r.status_code < 500:
+                    wrong.append((params, r.status_code, r.text[:200]))
+            for params in (
+                {"account_id": "a\x00b", "rule": "ticket_backlog"},
+                {"account_id": "acme", "rule": "t\x00"},
+                {"account_id": "acme"},
+            ):
+                r = await c.delete("/v1/silences", params=params)
+                if not 400 <= r.status_code < 500:
+                    wrong.append((params, r.status_code, r.text[:200]))
+            assert wrong == []
+            r = await c.put("/v1/silences", json=good)
+            assert r.status_code == 200, r.text
+            listed = (await c.get("/v1/silences", params={"account_id": "acme"})).json()
+            assert [s["rule"] for s in listed["silences"]] == ["ticket_backlog"]
