@@ -382,16 +382,21 @@ def test_every_default_rule_says_the_accounts_facts_in_both_languages() -> None:
     """22 of the 27 default rules had no summary: their alerts said the handbook's note
     on the rule ("HL-05: health left green. Resolves at 75 …", "CAD-15: …") under "What
     it is about", not this account's facts (found from outside)."""
-    from services.scoring.rules import render
+    from services.scoring import inputs, rules
     from shared.alerting.schema import DEFAULT_ALERTING, parse_alerting
 
     alerting = parse_alerting(DEFAULT_ALERTING.read_text(encoding="utf-8"))
+    # What a rule's text may name: the values the step gives it (step.alert_event).
+    model, m = load_default_model(), measures()
+    raw = inputs.model_inputs(m, model.depth, model.sla, model.behaviour, ())
+    shown = {"score": 50, "active_users_7d": 1, "events_7d": 1, **raw}
+    known = set(rules.rule_values(m, shown, "red", "none")) | {"name", "change_text", "danger_text"}
     for rule in alerting.rules:
         assert rule.summary and rule.summary != rule.description, rule.id
         fields = {f for _, f, _, _ in string.Formatter().parse(rule.summary) if f}
+        assert fields <= known, (rule.id, fields - known)  # else it says "n/a"
         values = {f: 7 for f in fields} | {"as_of": "2026-12-07", "band": "red"}
         values |= {"danger_text": "slow go-live", "quota_name": "api"}
-        english = render(rule.summary, values)
-        assert "n/a" not in english, (rule.id, english)
+        english = rules.render(rule.summary, values)
         chinese = alert_text("zh-CN", english)
         assert chinese != english and "Health score" not in chinese, (rule.id, chinese)
