@@ -9,7 +9,7 @@ to a mistyped address left every CSM's list without a word (found from outside).
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.alerting.store import AlertingStore
@@ -46,21 +46,23 @@ async def works_here(conn: AsyncConnection, email: str, alerting: AlertingStore)
 
 
 async def sees_account(conn: AsyncConnection, email: str, account_id: str) -> bool:
-    """Whether ``email`` may see ``account_id``: yes unless all their unrevoked keys are
-    CSM keys whose portfolio leaves it out (the account is another CSM's). Someone with
-    no key reads their notices only. A task given to a CSM who could not see its
-    account was on the lead's lists but never on theirs, nor its case (found from
-    outside): a CSM sees their own portfolio only."""
-    email = fold_email(email)
-    keys = (
-        await conn.execute(
-            select(api_keys.c.scopes).where(
-                func.lower(api_keys.c.csm_email) == email, api_keys.c.revoked_at.is_(None)
-            )
-        )
-    ).all()
-    if not keys or any("admin" in str(scopes).split(",") for (scopes,) in keys):
-        return True
+    """Whether ``email`` may see ``account_id`` (``may_see``). A task given to a CSM who
+    could not see its account was on the lead's lists but never on theirs, nor its case
+    (found from outside): a CSM sees their own portfolio only."""
     owner = select(accounts.c.owner_email).where(accounts.c.account_id == account_id)
-    found = (await conn.execute(owner)).scalar_one_or_none()
-    return found is not None and fold_email(found) == email
+    seen = await conn.execute(select(may_see(literal(fold_email(email)), owner.scalar_subquery())))
+    return bool(seen.scalar())
+
+
+def may_see(email: ColumnElement[str], owner: ColumnElement[str | None]) -> ColumnElement[bool]:
+    """SQL: whether the person ``email`` (folded) may see an account owned by ``owner``:
+    yes unless all their unrevoked keys are CSM keys whose portfolio leaves it out (the
+    account is another CSM's). Someone with no key reads their notices only. NULL (read
+    as no) for a restricted person and an account that is not there."""
+    theirs = (func.lower(api_keys.c.csm_email) == email) & api_keys.c.revoked_at.is_(None)
+    admin = ("," + api_keys.c.scopes + ",").like("%,admin,%")
+    return or_(
+        ~exists().where(theirs),
+        exists().where(theirs, admin),
+        func.lower(owner) == email,  # lower(): an owner stored before emails were folded
+    )

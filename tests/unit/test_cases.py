@@ -22,6 +22,7 @@ from services.alerts.channels.email import EmailChannel, subject, text_body
 from services.alerts.channels.slack import SlackChannel, fallback_text, message_blocks
 from services.scoring import danger
 from shared.alerting.store import AlertingStore
+from shared.auth import Scope, create_key
 from shared.bus.base import Record
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
@@ -239,6 +240,49 @@ async def test_the_timer_pass_tells_each_notice_once(world: World) -> None:
         await conn.execute(update(accounts).values(owner_email="carl@example.com"))
         assert (await list_cases(conn, None, CaseFilter(owner="carl@example.com")))[1] == 1
         assert (await list_cases(conn, None, CaseFilter(owner="anna@example.com")))[1] == 0
+
+
+async def test_a_named_csm_hands_the_task_over_with_the_account(world: World) -> None:
+    """Found from outside: a CSM named on a task kept it when the account went to
+    another CSM, so it left the new owner's lists and its reminder told the old owner
+    about an account no longer theirs. The lead named on a task (no CSM key) keeps it."""
+    await create_key(world.engine, "anna", [Scope.read, Scope.respond], "anna@example.com")
+    await create_key(world.engine, "carl", [Scope.read, Scope.respond], "carl@example.com")
+    async with world.engine.begin() as conn:
+        new = actions.NewCase("acme", "high", "Champion left", "anna@example.com")
+        case_id, _ = await actions.open_case(conn, new, world.settings, T0)
+        row = await visible_case(conn, case_id, None)
+        for title, owner in (("Call the sponsor", "anna@example.com"), ("Plan QBR", None)):
+            await actions.add_task(
+                conn,
+                row,
+                title=title,
+                due=T0 + timedelta(days=2),
+                owner_email=owner,
+                actor="lead@example.com",
+                now=T0,
+                alerting=AlertingStore(alerting_toml(None, routing=ROUTING)),
+            )
+        await actions.add_task(
+            conn,
+            row,
+            title="Talk to their CFO",
+            due=T0 + timedelta(days=2),
+            owner_email="lead@example.com",
+            actor="lead@example.com",
+            now=T0,
+            alerting=AlertingStore(alerting_toml(None, routing=ROUTING)),
+        )
+        await conn.execute(update(accounts).values(owner_email="carl@example.com"))
+        carls, _ = await list_tasks(conn, None, TaskFilter(owner="carl@example.com"))
+        assert sorted(t["title"] for t in carls) == ["Call the sponsor", "Plan QBR"]
+        assert (await list_tasks(conn, None, TaskFilter(owner="anna@example.com")))[1] == 0
+        leads, _ = await list_tasks(conn, None, TaskFilter(owner="lead@example.com"))
+        assert [t["title"] for t in leads] == ["Talk to their CFO"]
+    world.clock.now = T0 + timedelta(days=2, hours=1)  # the tasks are due
+    await world.parts.timers.run_once()
+    due_to = sorted(to for _, what, to in await world.told() if what == "case.task_due")
+    assert due_to == ["carl@example.com", "carl@example.com", "lead@example.com"]
 
 
 async def test_case_notices_read_in_both_languages(world: World) -> None:

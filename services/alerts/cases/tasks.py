@@ -2,8 +2,9 @@
 their own (an NPS detractor's follow-up). The module API other packages use: create,
 list, complete.
 
-A task's owner is ``owner_email`` if one was named, else the account's owner now (the
-accounts table), read when listed: a reassigned account's tasks move with it.
+A task's owner is ``owner_email`` if one was named and may still see the account, else
+the account's owner now (the accounts table), read when listed and told: a reassigned
+account's tasks move with it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.actions import Action, apply_action
@@ -23,7 +24,7 @@ from shared.alerting.store import AlertingStore
 from shared.auth import ApiKey
 from shared.contracts.events import Email, fold_email, folded_email
 from shared.i18n import Refusal
-from shared.people import sees_account, works_here
+from shared.people import may_see, sees_account, works_here
 from shared.storage.db import insert_ignore
 from shared.storage.tables import accounts, alerts, tasks
 
@@ -31,9 +32,19 @@ from shared.storage.tables import accounts, alerts, tasks
 ALERT_SOURCE = "alert:"
 
 
+def named_owner() -> ColumnElement[str | None]:
+    """The one named on a task while they may still see its account, else NULL. A CSM
+    named on a task kept it when the account moved to another CSM: it left the new
+    owner's lists and its reminders told the old one about an account no longer theirs
+    (found from outside)."""
+    named = tasks.c.owner_email
+    return case((named.is_not(None) & may_see(named, accounts.c.owner_email), named))
+
+
 def owner_now() -> ColumnElement[str]:
-    """Who does a task: the one named on it, else the account's owner now."""
-    return func.coalesce(tasks.c.owner_email, accounts.c.owner_email)
+    """Who does a task: the one named on it (``named_owner``), else the account's owner
+    now."""
+    return func.coalesce(named_owner(), accounts.c.owner_email)
 
 
 # The contracts' check of an address (the API's body uses the same type).

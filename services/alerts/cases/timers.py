@@ -15,11 +15,12 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.cases import people
+from services.alerts.cases.tasks import named_owner
 from services.alerts.outbox import Outbox
 from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.notices import CaseNote, NoticeKind
-from shared.storage.tables import cases, tasks
+from shared.storage.tables import accounts, cases, tasks
 
 # Due work is told to its owner when due; the lead hears a working day later if it is
 # still not done (or reviewed): a day to catch up before it is escalated.
@@ -111,7 +112,9 @@ class CaseTimers:
             (NoticeKind.task_overdue, tasks.c.overdue_told_for, OVERDUE_AFTER),
         ):
             rows = await conn.execute(
-                select(tasks).where(
+                select(tasks, named_owner().label("named_now"))
+                .outerjoin(accounts, accounts.c.account_id == tasks.c.account_id)
+                .where(
                     tasks.c.done_at.is_(None),
                     tasks.c.due <= now - late,
                     told.is_distinct_from(tasks.c.due),
@@ -128,7 +131,7 @@ class CaseTimers:
         self, conn: AsyncConnection, row: Any, kind: NoticeKind, rules: Routing, now: datetime
     ) -> int:
         who = await people.contacts(conn, row.account_id)
-        owner = people.task_owner(row.owner_email, who, rules, self._settings)
+        owner = people.task_owner(row.named_now, who, rules, self._settings)
         note = CaseNote(
             case_id=row.case_id,
             task_id=row.task_id,
