@@ -331,29 +331,31 @@ async def band_changes_between(
 
 def portfolio_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals over portfolio rows, for ``GET /v1/aggregates`` and the lead's page alike:
-    accounts by band and danger level, ARR and ARR at risk (red band), active users, the
-    share of stably active accounts, churned accounts. ARR is the customers' (a churned
-    account's is lost, though its CRM facts may still carry it); ``arr_by_currency``
+    accounts (all the rows) and churned accounts; the customers' (not churned) bands and
+    danger levels, ARR and ARR at risk (red band), active users and share of stably
+    active accounts. A churned account is no customer: its band (red, once its use
+    stopped) made the home page's red count larger than the lead page's (found from
+    outside), and its ARR is lost, though its CRM facts may still carry it; ``arr_by_currency``
     keeps each currency's ARR apart (``default``: accounts without one, in the
     service's) and ``arr_accounts_known`` says how many customers have an ARR at all;
     ``arr_total`` is kept for old callers and adds whatever amounts there are."""
     customers = [r for r in rows if r["lifecycle_stage"] != "churned"]
     stable = sum(
         1
-        for r in rows
+        for r in customers
         if r["seats_purchased"]
         and r["active_users_7d"] / r["seats_purchased"] >= STABLE_ACTIVE_SHARE
     )
     return {
         "accounts": len(rows),
-        "by_band": dict(Counter(r["band"] or "unscored" for r in rows)),
-        "by_danger_level": dict(Counter(r["danger_level"] or "none" for r in rows)),
+        "by_band": dict(Counter(r["band"] or "unscored" for r in customers)),
+        "by_danger_level": dict(Counter(r["danger_level"] or "none" for r in customers)),
         "arr_total": round(sum(r["arr"] or 0 for r in customers), 2),
         "arr_at_risk": round(sum(r["arr"] or 0 for r in customers if r["band"] == "red"), 2),
         "arr_accounts_known": sum(1 for r in customers if r["arr"] is not None),
         "arr_by_currency": _arr_by_currency(customers),
-        "active_users_7d": sum(r["active_users_7d"] or 0 for r in rows),
-        "stably_active_share": round(stable / len(rows), 4) if rows else None,
+        "active_users_7d": sum(r["active_users_7d"] or 0 for r in customers),
+        "stably_active_share": round(stable / len(customers), 4) if customers else None,
         "churned": sum(1 for r in rows if r["lifecycle_stage"] == "churned"),
     }
 

@@ -384,6 +384,17 @@ def test_arr_totals_per_currency_and_unknown_apart() -> None:
     common = {"seats_purchased": None, "active_users_7d": 0, "danger_level": None}
     api = portfolio_totals([{**common, "lifecycle_stage": None, **r} for r in rows])
     assert (api["arr_total"], api["arr_at_risk"], api["churned"]) == (180.0, 130.0, 1)
+    # Nor is it among the red accounts (the lead page counted customers only, the home
+    # page every row), nor in the stably active share's count.
+    assert (api["accounts"], api["by_band"]) == (5, {"red": 3, "green": 1})
+    assert api["by_danger_level"] == {"none": 4}
+    stable = [{**r, "seats_purchased": 4, "active_users_7d": 4} for r in rows]
+    assert (
+        portfolio_totals([{"danger_level": None, "lifecycle_stage": None, **r} for r in stable])[
+            "stably_active_share"
+        ]
+        == 1.0
+    )
     assert api["arr_accounts_known"] == 3 and api["arr_by_currency"] == {
         "default": {"arr": 100.0, "arr_at_risk": 100.0},
         "CNY": {"arr": 50.0, "arr_at_risk": 0.0},
