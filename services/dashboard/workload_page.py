@@ -1,6 +1,6 @@
 """The lead's workload view: every CSM's load against the handbook's capacity (SEG-10),
-touchpoints overdue by cadence (CAD-03/08), open alerts and open risk cases, a chart, and the
-form that reassigns accounts between CSMs.
+touchpoints overdue by cadence (CAD-03/08), open alerts and those waiting for someone, open
+risk cases, a chart, and the form that reassigns accounts between CSMs.
 
 A CSM's key sees their own line only and no form; reassigning takes a lead's or an
 admin's key with the ``respond`` scope (``reassign.may_reassign``). A reassignment is
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.alerts.cases.queries import case_query
+from services.alerts.queries import visible_alerts, waiting
 from services.dashboard.activity_page import producer_of
 from services.dashboard.admin_pages import alerting_of
 from services.dashboard.auth import Forbidden, Viewer, checked_form, context, viewer
@@ -41,7 +42,7 @@ from shared.bus.base import BusUnavailable
 from shared.clock import utcnow
 from shared.contracts.events import Email
 from shared.i18n import N_, translate
-from shared.storage.tables import cases
+from shared.storage.tables import accounts, alerts, cases
 from shared.web import ClientError
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -82,8 +83,10 @@ async def _page(
         csms = await reads.capacity(conn, who.key, ctx.settings, today)
         due = await reads.touchpoints_due(conn, who.key, ctx.settings, today)
         cases = await _open_cases(conn, who.key)
+        to_do = await _alerts_to_do(conn, who.key, utcnow())
     for c in csms:
         c["open_cases"] = cases.get(c["owner_email"], 0)
+        c["alerts_to_do"] = to_do.get(c["owner_email"], 0)
     overdue = [d for d in due if d["overdue"]]
     lang = language(request)
     data = {
@@ -105,6 +108,19 @@ async def _open_cases(conn: AsyncConnection, key: ApiKey) -> dict[str | None, in
     q = case_query(key).where(cases.c.state == "open").subquery()
     counted = select(q.c.owner, func.count()).group_by(q.c.owner)
     return {owner: n for owner, n in await conn.execute(counted)}
+
+
+async def _alerts_to_do(conn: AsyncConnection, key: ApiKey, now: datetime) -> dict[str | None, int]:
+    """Alerts waiting for someone (``waiting``: not snoozed, silenced, muted by a critical
+    alert nor acknowledged) per their account's owner now. The open alerts alone counted
+    the muted and snoozed ones as a CSM's load (found from outside)."""
+    q = (
+        select(accounts.c.owner_email, func.count())
+        .select_from(alerts.join(accounts, accounts.c.account_id == alerts.c.account_id))
+        .where(waiting(now))
+        .group_by(accounts.c.owner_email)
+    )
+    return {owner: n for owner, n in await conn.execute(visible_alerts(q, key))}
 
 
 def _charts(csms: list[dict[str, Any]], lang: str) -> dict[str, Chart]:
