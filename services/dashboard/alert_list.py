@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy import Text, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import (
@@ -58,6 +58,12 @@ def arr_of() -> Any:
     portfolio counts it; NULL when it sent neither."""
     fields = accounts.c.facts["fields"]
     return func.coalesce(fields["arr"].as_float(), fields["mrr"].as_float() * 12)
+
+
+def _money_group(home: str | None) -> Any:
+    """SQL: where an account's ARR sorts among currencies (``home.money_group``)."""
+    named = accounts.c.facts["fields"]["currency"].as_string()
+    return case((or_(named.is_(None), named == (home or "")), ""), else_=named)
 
 
 # The alerts page's states, by the name its menu and query string use.
@@ -150,6 +156,7 @@ async def list_alerts(
     limit: int | None = None,
     offset: int = 0,
     sort: str = "urgency",
+    currency: str | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """The total of the alerts matching ``f`` and the ``limit`` of them from ``offset``:
     open ones first, those waiting for someone before those acknowledged, snoozed or
@@ -157,11 +164,12 @@ async def list_alerts(
     ``sort`` (``SORTS``): the most severe, then strategic accounts before enterprise and
     non-focus ones (two small accounts' alerts led a strategic one's for being newer),
     then the newest; or the most ARR, the weakest health or the oldest first, ties the
-    most urgent first."""
+    most urgent first. Most ARR first never compares two currencies: the service's
+    (``currency``) first, then each other (``home.MONEY_SORTS``)."""
     q = _alert_query(who, f, now)
     total = await total_of(conn, q)
     chosen = {
-        "arr": (arr_of().desc().nulls_last(),),
+        "arr": (_money_group(currency), arr_of().desc().nulls_last()),
         "health": (account_health.c.score.asc().nulls_last(),),
         "oldest": (alerts.c.fired_at.asc(),),
     }.get(sort, ())

@@ -171,16 +171,18 @@ SORT_LABELS = {
 async def alerts_view(request: Request) -> Response:
     who = await viewer(request)
     query = AlertQuery.parse(request.query_params, may_pick_owner=who.key.portfolio_of is None)
+    currency = context(request).settings.currency
     async with context(request).engine.connect() as conn:
         number = max(1, query.page)
+        start = (number - 1) * PAGE_SIZE
         total, rows = await list_alerts(
-            conn, who, utcnow(), query.filters, PAGE_SIZE, (number - 1) * PAGE_SIZE, query.sort
+            conn, who, utcnow(), query.filters, PAGE_SIZE, start, query.sort, currency
         )
         if not rows and total and number > 1:  # past the end: the last page
             number = -(-total // PAGE_SIZE)
             offset = (number - 1) * PAGE_SIZE
             total, rows = await list_alerts(
-                conn, who, utcnow(), query.filters, PAGE_SIZE, offset, query.sort
+                conn, who, utcnow(), query.filters, PAGE_SIZE, offset, query.sort, currency
             )
         rules = await _rules(conn, who)
         owners = await csm_emails(conn, who)

@@ -157,14 +157,31 @@ def search(rows: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     return [r for r in rows if needle in f"{r['account_id']}\n{r['name'] or ''}".casefold()]
 
 
-def order(rows: list[dict[str, Any]], sort: str, desc: bool) -> list[dict[str, Any]]:
+# Orders by an amount of money. Amounts in two currencies are never compared (no
+# exchange rates are configured; ¥100,000 read as more than $50,000): the service's
+# currency comes first, then each other currency in turn, each by its amounts.
+MONEY_SORTS = frozenset({"risk_value", "arr"})
+
+
+def money_group(currency: str | None, home: str | None) -> str:
+    """Where an account's amounts sort among currencies: the service's (``home``, or
+    none named) first."""
+    return "" if currency is None or currency == home else currency
+
+
+def order(
+    rows: list[dict[str, Any]], sort: str, desc: bool, currency: str | None = None
+) -> list[dict[str, Any]]:
     """Rows in the order asked; those without a value (no score, no contract end) last
-    in either direction, and ties by name, so pages never shuffle."""
+    in either direction, and ties by name, so pages never shuffle. ``currency``: the
+    service's (``MONEY_SORTS``)."""
     key = SORT_KEYS[sort]
     by_name = sorted(rows, key=SORT_KEYS["name"])
-    known = [r for r in by_name if key(r) is not None]
+    known = sorted((r for r in by_name if key(r) is not None), key=key, reverse=desc)
     unknown = [r for r in by_name if key(r) is None]
-    return sorted(known, key=key, reverse=desc) + unknown
+    if sort in MONEY_SORTS:  # stable: each currency keeps the order by amount
+        known.sort(key=lambda r: money_group(r.get("currency"), currency))
+    return known + unknown
 
 
 @dataclass(frozen=True)
@@ -215,13 +232,20 @@ async def score_changes(
     return {account_id: score for account_id, score in await conn.execute(q) if score is not None}
 
 
-async def portfolio(conn: AsyncConnection, who: Viewer, today: date) -> list[dict[str, Any]]:
+async def portfolio(
+    conn: AsyncConnection, who: Viewer, today: date, currency: str | None = None
+) -> list[dict[str, Any]]:
     """Every account the viewer may see, riskiest and most valuable first."""
-    return order(await portfolio_rows(conn, who.key, Filters(), today), "risk_value", True)
+    rows = await portfolio_rows(conn, who.key, Filters(), today)
+    return order(rows, "risk_value", True, currency)
 
 
 async def portfolio_page(
-    conn: AsyncConnection, who: Viewer, query: PortfolioQuery, today: date
+    conn: AsyncConnection,
+    who: Viewer,
+    query: PortfolioQuery,
+    today: date,
+    currency: str | None = None,
 ) -> tuple[Page, dict[str, Any]]:
     """The page of accounts ``query`` asks for, and totals over every matching one."""
     rows = search(await portfolio_rows(conn, who.key, query.filters, today), query.q)
@@ -231,7 +255,7 @@ async def portfolio_page(
         r["change"] = r["score"] - before if before is not None and r["score"] is not None else None
     totals = portfolio_totals(rows)
     totals["money"] = arr_totals(totals)
-    return paginate(order(rows, query.sort, query.desc), query.page), totals
+    return paginate(order(rows, query.sort, query.desc, currency), query.page), totals
 
 
 def arr_totals(totals: dict[str, Any]) -> dict[str, Any]:
@@ -265,12 +289,18 @@ def renewals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def home(
-    conn: AsyncConnection, who: Viewer, query: PortfolioQuery, today: date, now: datetime
+    conn: AsyncConnection,
+    who: Viewer,
+    query: PortfolioQuery,
+    today: date,
+    now: datetime,
+    currency: str | None = None,
 ) -> dict[str, Any]:
-    listing, totals = await portfolio_page(conn, who, query, today)
+    """The home page's values; ``currency``: the service's."""
+    listing, totals = await portfolio_page(conn, who, query, today, currency)
     alerts_total, alert_rows = await list_alerts(conn, who, now, VIEWS["to_do"], PREVIEW)
     open_total = await count_alerts(conn, who, now, AlertFilters())
-    due = renewals(await portfolio(conn, who, today))
+    due = renewals(await portfolio(conn, who, today, currency))
     return {
         "query": query,
         "listing": listing,

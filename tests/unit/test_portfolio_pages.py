@@ -651,6 +651,22 @@ async def test_the_alert_list_sorts_by_arr_health_or_age_and_filters_by_tier(
     assert "240,000" in first and f'<span class="band {_health(23)["band"]}">' in first
     zh = await pages.client.get("/ui/alerts", headers={"accept-language": "zh-CN"})
     assert "年度经常性收入最高的在前" in zh.text
+    # Dollars and the service's yuan are not compared: the most ARR in dollars comes
+    # after every account in the service's currency, in the alerts and the portfolio.
+    # An account naming the service's currency is counted in it.
+    async with pages.engine.begin() as conn:
+        for i, currency in ((23, "USD"), (22, pages.settings.currency)):
+            fields = {**_account(i)["facts"]["fields"], "currency": currency}
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.account_id == f"acct-{i:02d}")
+                .values(facts={**_account(i)["facts"], "fields": fields})
+            )
+    by_arr = sorted(firing, reverse=True)
+    assert await order(sort="arr") == [*by_arr[1:], 23]
+    first, last = [_rows(await pages.get("/ui/", sort="arr", page=n)) for n in ("1", "2")]
+    assert first[:2] == ["acct-29", "acct-28"] and "acct-22" in first
+    assert last[-2:] == ["acct-00", "acct-23"]
 
 
 async def test_a_rule_is_silenced_on_an_account_from_its_alert_and_ended_on_the_account(
