@@ -23,6 +23,7 @@ from typing import Any
 
 from services.scoring.inputs import days_since
 from services.scoring.measures import Measures
+from services.scoring.model.schema import Bands
 from shared.alerting.schema import Condition, Rule, worse
 from shared.contracts.alerts import Severity
 from shared.contracts.events import LifecycleStage
@@ -53,12 +54,24 @@ class Transition:
     fire_count: int  # which firing of the key this is about: the alert id's n
 
 
+# The edges a model without its own bands scores with.
+DEFAULT_BANDS = Bands()
+
+
 def rule_values(
-    m: Measures, shown: Mapping[str, Any], band: str, danger_level: str | None
+    m: Measures,
+    shown: Mapping[str, Any],
+    band: str,
+    danger_level: str | None,
+    bands: Bands = DEFAULT_BANDS,
 ) -> dict[str, Any]:
-    """The model's inputs plus the facts rules filter and template on."""
+    """The model's inputs plus the facts rules filter and template on; ``bands``: the
+    model's edges, which a summary names (a summary said "under green (70)" whatever
+    the model's edge was)."""
     quota = m.quota_use()
     return {
+        "green_from": _whole(bands.green_from),
+        "red_below": _whole(bands.red_below),
         **shown,
         "band": band,
         "danger_level": danger_level,
@@ -71,6 +84,11 @@ def rule_values(
         "quota_used_share": quota[1] if quota else None,
         "as_of": m.as_of.isoformat(),
     }
+
+
+def _whole(edge: float) -> float | int:
+    """70.0 as 70, for the texts that name it."""
+    return int(edge) if float(edge).is_integer() else edge
 
 
 def holds(c: Condition, values: Values, past: Past) -> bool:

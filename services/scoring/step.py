@@ -168,7 +168,7 @@ def score_account(
         if unchanged
         else history.band_change(measures.account_id, at, before, score.band, score.value)
     )
-    values = rules.rule_values(measures, shown, score.band, risk["level"])
+    values = rules.rule_values(measures, shown, score.band, risk["level"], model.bands)
     values["danger_text"] = ", ".join(cause["text"] for cause in risk["causes"]) or "no cause"
     states, fired = _step_rules(measures, using, earlier, values, shown, score, at)
     return ScoredAccount(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services.scoring.model.schema import Bands
 from services.scoring.rules import RuleState, holds, render, rule_values, step
 from shared.alerting.schema import (
     AlertingError,
@@ -317,3 +318,20 @@ def test_each_default_rule_fires_at_its_edge_and_not_short_of_it(
 
 def test_the_edge_table_covers_every_default_rule() -> None:
     assert {r.id for r in DEFAULT.rules} == {e[0] for e in EDGES} | CHANGE_RULES
+
+
+def test_the_health_rules_summaries_name_the_models_band_edges() -> None:
+    """They said "under green (70)" and "under 40 (red)" whatever the model's edges."""
+    values = {
+        **rule_values(measures(), {"score": 55}, "red", None, Bands(red_below=50, green_from=62.5)),
+        "name": "A",
+    }
+    assert render(rule("health_not_green").summary, values).startswith(
+        "Health score 55 (red) on 2026-"
+    )
+    assert "under green (62.5)" in render(rule("health_not_green").summary, values)
+    assert "under 50 (red)" in render(rule("health_red").summary, values)
+    assert "under green (70)" in render(
+        rule("health_not_green").summary,
+        rule_values(measures(), {"score": 55}, "yellow", None) | {"name": "A"},
+    )
