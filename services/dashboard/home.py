@@ -30,7 +30,7 @@ from services.scoring.queries import (
 )
 from shared.contracts.events import LifecycleStage, Tier
 from shared.storage.db import among
-from shared.storage.tables import accounts, health_daily
+from shared.storage.tables import account_health, accounts, health_daily
 from shared.web import whole_number
 
 # Renewals within this many days are "coming up" (the handbook's longest notice).
@@ -216,8 +216,10 @@ def paginate(rows: list[dict[str, Any]], number: int, size: int = PAGE_SIZE) -> 
 async def score_changes(
     conn: AsyncConnection, ids: list[str], today: date, days: int = CHANGE_DAYS
 ) -> dict[str, int]:
-    """Each account's score now minus its score ``days`` ago (the newest daily score on
-    or before that day), for accounts scored then and now."""
+    """Each account's score ``days`` ago (the newest daily score on or before that day),
+    for accounts scored then and now, whose usage had begun by then: the score of a new
+    account's facts alone, before any use, made its first week's "change" a jump of
+    tens of points (found from outside)."""
     h = health_daily.c
     then = today - timedelta(days=days)
     newest = (
@@ -226,10 +228,16 @@ async def score_changes(
         .group_by(h.account_id)
         .subquery()
     )
-    q = select(h.account_id, h.score).join(
-        newest, (newest.c.account_id == h.account_id) & (newest.c.day == h.day)
+    q = (
+        select(h.account_id, h.score, h.day, account_health.c.first_seen_at)
+        .join(newest, (newest.c.account_id == h.account_id) & (newest.c.day == h.day))
+        .join(account_health, account_health.c.account_id == h.account_id)
     )
-    return {account_id: score for account_id, score in await conn.execute(q) if score is not None}
+    return {
+        account_id: score
+        for account_id, score, day, first_use in await conn.execute(q)
+        if score is not None and first_use is not None and first_use.date() <= day
+    }
 
 
 async def portfolio(

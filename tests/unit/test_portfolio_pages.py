@@ -362,6 +362,16 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
     # Change over 7 days: acct-05 rose 20, every other account fell 10.
     by_change = _rows(await pages.get("/ui/", sort="change", dir="desc"))
     assert by_change[0] == "acct-05"
+    # Its use began after the score of a week ago (of its facts alone): no change, not
+    # a jump (listed after every change, either way).
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id == "acct-05")
+            .values(first_seen_at=NOW - timedelta(days=3))
+        )
+    by_change = _rows(await pages.get("/ui/", sort="change", dir="desc", page="2"))
+    assert by_change[-1] == "acct-05"
 
 
 def test_the_home_pages_renewals_leave_churned_accounts_out() -> None:
