@@ -533,8 +533,15 @@ async def test_a_rule_silenced_on_an_account_is_told_to_nobody_until_it_ends(
     world.clock.now += timedelta(minutes=1)
     await world.timers.run_once()
     told = [(a, n) for a, n, _ in await world.notices()]
-    # Told for the first time (stored while silenced), and, a critical nobody took on for
-    # over the hour, escalated.
+    # Told for the first time (stored while silenced); escalated only when nobody took
+    # it on within the critical's hour from then (it was escalated in the same pass).
+    assert [n for a, n in told if a == "acme:low_activity:2"] == ["fire"]
+    world.clock.now += timedelta(minutes=59)
+    await world.timers.run_once()
+    assert [a for a, n, _ in await world.notices() if n == "escalate"] == []
+    world.clock.now += timedelta(minutes=2)
+    await world.timers.run_once()
+    told = [(a, n) for a, n, _ in await world.notices()]
     assert [n for a, n in told if a == "acme:low_activity:2"] == ["fire", "escalate"]
     async with world.engine.connect() as conn:
         logged = (
