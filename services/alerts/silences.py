@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import accounts_of
@@ -32,6 +32,9 @@ from shared.storage.tables import alert_activity, alerts, rule_silences
 # At most a contract year: a rule wrong for an account for longer is a rule to change
 # (the alerting file's conditions or tiers), not one to keep silent.
 MAX_SILENCE = timedelta(days=366)
+# The first key of the PostgreSQL advisory locks taken per (account, rule) silence (the
+# second is their hash): any constant no other lock of this database uses.
+SILENCE_LOCK_SPACE = 0x73696C65  # "sile"
 # The success plans' milestones alert under this rule, which is in no alerting file.
 MILESTONE_RULE = "plan_milestone"
 
@@ -52,10 +55,26 @@ def silenced(now: datetime) -> Any:
 async def active_silence(
     conn: AsyncConnection, account_id: str, rule: str, now: datetime
 ) -> Any | None:
-    """The silence of ``rule`` on ``account_id`` in force at ``now``, or None."""
+    """The silence of ``rule`` on ``account_id`` in force at ``now``, or None; on
+    PostgreSQL the (account, rule)'s silence lock is held to commit first."""
+    await _hold(conn, account_id, rule)
     s = rule_silences.c
     q = select(rule_silences).where(s.account_id == account_id, s.rule == rule, s.until > now)
     return (await conn.execute(q)).first()
+
+
+async def _hold(conn: AsyncConnection, account_id: str, rule: str) -> None:
+    """Wait for any other transaction that reads or changes this (account, rule)'s
+    silence, and keep others waiting to commit. An alert stored while a silence was
+    being set read no silence (not yet committed) and escaped the snooze of its open
+    alerts (which could not see it yet): the intake and the silences take this lock
+    before they read, so one sees the other's work. (SQLite transactions are
+    serialized already.)"""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+            {"space": SILENCE_LOCK_SPACE, "key": f"{account_id}\x1f{rule}"},
+        )
 
 
 async def silences_of(
