@@ -188,19 +188,39 @@ def day_of_usage(
     return events
 
 
+# The simulated helpdesk's first replies: most within the strictest SLA target (the
+# default model's 30 minutes for a strategic account), a few late. It never answered,
+# so every ticket breached its SLA and the demo's accounts filled with late-reply
+# alerts (found from outside: a third of its alerts after ten minutes).
+REPLY_IN_TIME_MINUTES = (2, 25)
+REPLY_LATE_HOURS = (2, 30)
+REPLY_LATE_SHARE = 0.1
+
+
 def ticket_event(a: SimAccount, at: datetime, rng: random.Random) -> dict[str, Any]:
     ticket = f"{a.account_id}-t{rng.randint(1, 40)}"
     status = rng.choices(["open", "pending", "solved"], [0.5, 0.2, 0.3])[0]
-    return {
+    created = at - timedelta(hours=rng.randint(0, 48))
+    if rng.random() < REPLY_LATE_SHARE:
+        replied = created + timedelta(hours=rng.uniform(*REPLY_LATE_HOURS))
+    else:
+        replied = created + timedelta(minutes=rng.uniform(*REPLY_IN_TIME_MINUTES))
+    answered = replied <= at or status != "open"  # pending and solved were answered
+    event: dict[str, Any] = {
         "kind": "ticket",
         "event_id": f"{ticket}:{status}:{at.isoformat()}",
         "account_id": a.account_id,
         "ticket_id": ticket,
         "status": status,
         "priority": rng.choice(["low", "normal", "high"]),
-        "created_at": (at - timedelta(hours=rng.randint(0, 48))).isoformat(),
+        "created_at": created.isoformat(),
         "occurred_at": at.isoformat(),
     }
+    if answered:
+        event["first_reply_at"] = min(replied, at).isoformat()
+    if status == "solved":
+        event["solved_at"] = at.isoformat()
+    return event
 
 
 # After a stop, the time what is in flight gets to end before it is cancelled.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, case, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import usage_store
@@ -319,16 +319,29 @@ TICKET_COLUMNS = (
 
 
 async def _upsert_tickets(conn: AsyncConnection, events: list[TicketEvent]) -> None:
+    """Each ticket as its newest update says, except its first reply: the earliest any
+    update gave. A helpdesk's webhook carries no reply time (the connectors read one
+    from a reply's status: ``connectors/common.py``), so an update without one, or a
+    later reply's, must not undo it; in either arrival order."""
     stmt = insert_ignore(conn, tickets)
     new = stmt.excluded
+    old = tickets.c
+    # A late, older update of the same ticket must not overwrite a newer one.
+    newer = or_(
+        old.occurred_at < new.occurred_at,
+        and_(old.occurred_at == new.occurred_at, old.event_id <= new.event_id),
+    )
+    columns = [column for column in TICKET_COLUMNS if column != "first_reply_at"]
     stmt = stmt.on_conflict_do_update(
         index_elements=["ticket_id"],
-        set_={column: new[column] for column in TICKET_COLUMNS},
-        # A late, older update of the same ticket must not overwrite a newer one.
-        where=or_(
-            tickets.c.occurred_at < new.occurred_at,
-            and_(tickets.c.occurred_at == new.occurred_at, tickets.c.event_id <= new.event_id),
-        ),
+        set_={
+            **{column: case((newer, new[column]), else_=old[column]) for column in columns},
+            "first_reply_at": case(
+                (old.first_reply_at.is_(None), new.first_reply_at),
+                (new.first_reply_at < old.first_reply_at, new.first_reply_at),
+                else_=old.first_reply_at,
+            ),
+        },
     )
     await conn.execute(
         stmt,

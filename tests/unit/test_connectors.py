@@ -123,6 +123,10 @@ def test_zendesk_trigger_and_event_become_ticket_events(mapping) -> None:  # typ
     assert t.event_id == "zendesk:35436:open:2026-12-03T08:40:00Z"  # once per update
     e = _one(zendesk.translate(ZENDESK_EVENT, mapping))
     assert (e.account_id, e.status, e.solved_at) == ("acme", "solved", e.occurred_at)
+    # No reply time comes with a webhook: an answered ticket (pending, solved) was
+    # answered by this update; an open one is not known to be (every connector's
+    # ticket counted as unanswered past its SLA).
+    assert (t.first_reply_at, e.first_reply_at) == (None, e.occurred_at)
     unmapped = {**ZENDESK_EVENT, "detail": {**ZENDESK_EVENT["detail"], "organization_id": "1"}}
     refused = zendesk.translate(unmapped, mapping).rejected[0]
     assert refused.errors[0]["field"] == "organization"
@@ -136,7 +140,7 @@ def test_freshdesk_webhook_maps_company_status_and_priority(mapping) -> None:  #
     assert (t.account_id, t.status, t.priority, t.type) == ("acme", "open", "urgent", "bug")
     resolved = {**FRESHDESK["freshdesk_webhook"], "ticket_status": "Resolved", "account_id": "beta"}
     r = _one(freshdesk.translate(resolved, mapping, NOW))
-    assert (r.account_id, r.status) == ("beta", "solved")
+    assert (r.account_id, r.status, r.first_reply_at) == ("beta", "solved", r.occurred_at)
     mapped = {k: v for k, v in FRESHDESK["freshdesk_webhook"].items() if k != "account_id"}
     assert _one(freshdesk.translate(mapped, mapping, NOW)).account_id == "acme"
     stranger = {**mapped, "ticket_company_name": "Nobody"}

@@ -15,7 +15,7 @@ from services import simulate
 from services.scoring import danger, inputs
 from services.scoring.measures import Measures
 from services.scoring.model.schema import DangerRules
-from shared.contracts.events import AccountFacts
+from shared.contracts.events import AccountFacts, TicketEvent
 
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
@@ -70,3 +70,20 @@ def test_the_danger_facts_leave_the_demos_other_draws_as_they_were(
     with_causes = stream_after_facts()
     monkeypatch.setattr(simulate, "danger_facts", lambda *_: {})
     assert stream_after_facts() == with_causes
+
+
+def test_the_demos_helpdesk_answers_most_tickets_within_the_strictest_sla() -> None:
+    """It never answered: every ticket breached its SLA, and a third of the demo's
+    alerts after ten minutes said tickets were answered late (found from outside)."""
+    rng = random.Random(3)
+    account = simulate.make_accounts(1, rng)[0]
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    tickets = [
+        TicketEvent.model_validate(simulate.ticket_event(account, now, rng)) for _ in range(2000)
+    ]
+    strictest = timedelta(minutes=30)  # the default model's, a strategic account's
+    late = [t for t in tickets if (t.first_reply_at or now) - t.created_at > strictest]
+    assert 0.05 < len(late) / len(tickets) < 0.2
+    assert all(t.first_reply_at is None or t.first_reply_at <= now for t in tickets)
+    assert all(t.first_reply_at is not None for t in tickets if t.status != "open")
+    assert all(t.solved_at == now for t in tickets if t.status == "solved")

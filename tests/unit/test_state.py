@@ -141,6 +141,7 @@ async def test_facts_tickets_and_nps_do_not_depend_on_arrival_order(
                 ticket_id="T",
                 status="solved",
                 created_at=created,
+                first_reply_at=(t0 + timedelta(hours=5)).isoformat(),
                 occurred_at=t0 + timedelta(days=1),
             ),
             ev(kind="nps", event_id="n2", score=3, occurred_at=t0 + timedelta(days=1)),
@@ -152,7 +153,8 @@ async def test_facts_tickets_and_nps_do_not_depend_on_arrival_order(
                 event_id="t3",
                 ticket_id="T",
                 status="pending",
-                created_at=created,
+                created_at=(t0 - timedelta(days=2)).isoformat(),
+                first_reply_at=(t0 - timedelta(days=1)).isoformat(),
                 occurred_at=t0 - timedelta(days=1),
             ),
             ev(kind="payment", event_id="p1", status="failed", occurred_at=t0),
@@ -166,6 +168,9 @@ async def test_facts_tickets_and_nps_do_not_depend_on_arrival_order(
         health = (await conn.execute(select(account_health))).one()
     assert (acct.seats_purchased, acct.tier, acct.name) == (50, "enterprise", "Acme")
     assert ticket.status == "solved"
+    # The earliest first reply any update gave, whichever came last (an update without
+    # one, or a later one's, undid it).
+    assert ticket.first_reply_at == t0 - timedelta(days=1)
     assert health.nps_latest == 3
     assert health.last_payment_failed_at == t0
 

@@ -37,6 +37,14 @@ def validated(out: Translated, *, now: datetime, max_future_skew: timedelta, kin
     return checked
 
 
+# Statuses an agent has answered by (waiting on the customer, solved): the helpdesks'
+# webhooks carry no first-reply time, so a ticket's first reply is at the latest its
+# first update in one of these (the scoring keeps the earliest, ``state._upsert_tickets``).
+# Without it every connector's ticket stayed unanswered and breached its SLA as soon as
+# the target passed, solved or not (found from outside).
+REPLIED = ("pending", "solved", "closed")
+
+
 def ticket_event(
     vendor: str, ticket: dict[str, str], account: str, updated_at: str
 ) -> dict[str, Any]:
@@ -57,6 +65,8 @@ def ticket_event(
     }
     if status in ("solved", "closed"):
         raw["solved_at"] = updated_at
+    if status in REPLIED:
+        raw["first_reply_at"] = updated_at
     # Bounded like their fields (Label, Subject): a long text is cut, not refused.
     if ticket["requester"]:
         raw["requester"] = ticket["requester"][:200]
