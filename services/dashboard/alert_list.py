@@ -171,7 +171,8 @@ async def list_alerts(
     chosen = {
         "arr": (_money_group(currency), arr_of().desc().nulls_last()),
         "health": (account_health.c.score.asc().nulls_last(),),
-        "oldest": (alerts.c.fired_at.asc(),),
+        # Waiting longest: stored (people told) first, as the lead page's "oldest".
+        "oldest": (alerts.c.stored_at.asc(),),
     }.get(sort, ())
     q = q.order_by(
         (alerts.c.status == "resolved"),

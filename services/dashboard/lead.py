@@ -288,8 +288,12 @@ class Waiting:
 async def alerts_waiting(
     conn: AsyncConnection, who: Viewer, ids: set[str] | None, now: datetime
 ) -> dict[str, Waiting]:
-    """Per account, its alerts waiting for someone (``services.alerts.queries.waiting``)."""
-    q = select(alerts.c.account_id, func.count(), func.min(alerts.c.fired_at)).where(waiting(now))
+    """Per account, its alerts waiting for someone (``services.alerts.queries.waiting``),
+    and since when the oldest has: since it was stored (when people were told), not
+    since its rule began to fire in event time (an imported history's alerts read as
+    waiting for months)."""
+    q = select(alerts.c.account_id, func.count(), func.min(alerts.c.stored_at))
+    q = q.where(waiting(now))
     if ids is not None:
         q = q.where(among(conn, alerts.c.account_id, ids))
     q = visible_alerts(q, who.key).group_by(alerts.c.account_id)
