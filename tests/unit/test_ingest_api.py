@@ -80,6 +80,21 @@ async def test_valid_batch_is_stored_before_202(api: Api) -> None:
     assert await api.stored("hw.usage") == 3
 
 
+async def test_one_id_for_two_different_events_of_a_batch_is_refused(api: Api) -> None:
+    """Two events of one batch with one id and other values were both answered accepted,
+    and only one was counted (found from outside). The same event twice is a resend,
+    counted once and accepted."""
+    alice = usage("acme", "alice")
+    bob = {**usage("acme", "bob"), "event_id": alice["event_id"]}
+    events = [alice, bob, usage("acme", "carol"), alice]
+    r = await api.client.post("/v1/events", json={"events": events}, headers=api.auth())
+    assert r.status_code == 422
+    body = r.json()
+    assert body["accepted"] == 3 and [rej["index"] for rej in body["rejected"]] == [1]
+    error = body["rejected"][0]["errors"][0]
+    assert error["field"] == "event_id" and "event 0 of this batch" in error["message"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer hwk_nope_nope"}, {"Authorization": "Bearer garbage"}],
