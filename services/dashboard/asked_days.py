@@ -55,12 +55,16 @@ def read(
     most_days: int,
     until_today: bool = True,
     half_open: bool = False,
+    latest: date | None = None,
 ) -> AskedDays:
     """``from``/``to`` as ISO days (``to`` left out: today). A reversed pair is turned
     round and a longer one cut to its last ``most_days`` days, saying so. Nothing usable
     (unreadable, no ``from``, ``from`` after today, an empty or pre-1970 period) gives
     the page's default (span None), saying why. ``until_today``: a ``to`` after today
-    is today (a page of what happened). ``half_open``: ``to`` is the first day out."""
+    is today (a page of what happened); else ``latest``, if given, is the latest ``to``
+    (a period still to come: the retention page's, to the current quarter's end; a
+    ``to`` of 9999 showed ten years of the 100th century). ``half_open``: ``to`` is the
+    first day out."""
     asked_from, asked_to = params.get("from") or "", params.get("to") or ""
     if not asked_from and not asked_to:
         return AskedDays()
@@ -74,10 +78,12 @@ def read(
     note = None
     if start > end and asked_to:
         start, end, note = end, start, REVERSED
-    if start > today and (until_today or not asked_to):
+    if start > today:  # nothing has happened in it yet (a period to come is ours: 100%)
         return AskedDays(note=FUTURE, values={"day": start})
     if until_today:
         end = min(end, today)
+    elif latest is not None:
+        end = min(end, latest)
     if end < EARLIEST_DATE:
         return AskedDays(note=BEFORE_DATA, values={"day": EARLIEST_DATE})
     if half_open and start >= end:

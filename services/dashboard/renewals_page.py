@@ -5,7 +5,8 @@ over quarters and any period, and the opportunities list (issue 16 point 3).
 ``/ui/opportunities`` read what ``/v1/renewals``, ``/v1/retention`` and
 ``/v1/opportunities`` answer, through the same functions; the viewer's key decides
 what they see, a CSM their own portfolio. A quarter or period the page cannot read
-falls back to the default one (a page never answers an error for a typed address).
+falls back to the default one, saying so (a page never answers an error for a typed
+address); its CSV answers 422 instead (a file cannot say so).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.responses import Response
 
 from services.alerts.opportunities import opportunities
@@ -91,17 +92,34 @@ def _today(request: Request) -> date:
     return utcnow().astimezone(context(request).settings.zone).date()
 
 
-def _quarter(text: str | None, today: date) -> Quarter:
+# Said above the pipeline of the current quarter shown for one that could not be read
+# (it was shown without a word, found from outside).
+BAD_QUARTER = N_("The quarter {asked} could not be read (a quarter is written 2027Q1).")
+# A download answers what was asked or nothing: a file cannot carry a page's notice.
+UNASKED_DOWNLOAD = N_("Open the page, pick the period there and download it from its link.")
+
+
+def _quarter(text: str | None, today: date) -> tuple[Quarter, str | None]:
+    """The quarter ``text`` names (else the current one) and, if it named none that
+    could be read, why (``BAD_QUARTER``'s values in a dict are not needed: see
+    ``_renewals``)."""
     try:
-        return Quarter.parse(text) if text else Quarter.of(today)
+        return (Quarter.parse(text) if text else Quarter.of(today)), None
     except ClientError:
-        return Quarter.of(today)
+        return Quarter.of(today), BAD_QUARTER
+
+
+def _refused_download(lang: str, why: str) -> Response:
+    """A download whose period the page would have replaced: 422 saying why, not a
+    file of other days under a name that looks right (found from outside)."""
+    text = f"{why} {translate(lang, UNASKED_DOWNLOAD)}\n"
+    return PlainTextResponse(text, status_code=422)
 
 
 @router.get("/renewals", response_class=HTMLResponse)
 async def renewals_view(request: Request) -> Response:
     """The quarter's renewals with their forecast and the totals per class."""
-    who, quarter, data = await _renewals(request)
+    who, quarter, data, bad = await _renewals(request)
     current = Quarter.of(_today(request))
     picker = [*quarters_before(current, PICKER_BEHIND), current]
     while len(picker) < PICKER_BEHIND + 1 + PICKER_AHEAD:
@@ -118,6 +136,7 @@ async def renewals_view(request: Request) -> Response:
         "forecast_labels": FORECAST_LABELS,
         "reason_labels": REASON_LABELS,
         "money": {name: _moneys(data["totals"][name]) for name in FORECASTS},
+        "notice": bad,
     }
     return page(request, "renewals.html", values, who)
 
@@ -126,7 +145,9 @@ async def renewals_view(request: Request) -> Response:
 async def renewals_csv(request: Request) -> Response:
     """The quarter's renewals as ``GET /v1/renewals?format=csv`` answers them, for the
     viewer's portfolio (the pipeline page's "CSV" link)."""
-    _, quarter, data = await _renewals(request)
+    _, quarter, data, bad = await _renewals(request)
+    if bad is not None:
+        return _refused_download(language(request), bad)
     # The rows as the API's, with the service's currency where they name none.
     accounts = _in_currency(data["accounts"], context(request).settings.currency)
     header, rows = renewal_file(
@@ -137,16 +158,19 @@ async def renewals_csv(request: Request) -> Response:
     return answer
 
 
-async def _renewals(request: Request) -> tuple[Viewer, Quarter, dict[str, Any]]:
-    """The viewer, the asked quarter (``quarter``, else the current one) and its
-    renewals in the viewer's portfolio."""
+async def _renewals(request: Request) -> tuple[Viewer, Quarter, dict[str, Any], str | None]:
+    """The viewer, the asked quarter (``quarter``, else the current one), its renewals
+    in the viewer's portfolio, and why another than the asked one is shown, if it is
+    (in the viewer's language)."""
     who = await viewer(request)
     today = _today(request)
-    quarter = _quarter(request.query_params.get("quarter"), today)
+    asked = request.query_params.get("quarter")
+    quarter, bad = _quarter(asked, today)
     rule = ForecastRule.of(context(request).settings)
     async with context(request).engine.connect() as conn:
         data = await renewals(conn, who.key, quarter, today, rule)
-    return who, quarter, data
+    why = None if bad is None else translate(language(request), bad, asked=(asked or "")[:20])
+    return who, quarter, data, why
 
 
 def _moneys(sums: Mapping[str, Any]) -> dict[str | None, float]:
@@ -165,7 +189,12 @@ def _period(params: Mapping[str, str], today: date) -> tuple[date, date, AskedDa
     account's yearly contract is in it once). With what the page says if it shows other
     days than those asked."""
     asked = asked_days.read(
-        params, today, most_days=MAX_PERIOD_DAYS, until_today=False, half_open=True
+        params,
+        today,
+        most_days=MAX_PERIOD_DAYS,
+        until_today=False,
+        half_open=True,
+        latest=Quarter.of(today).end,
     )
     if asked.span is None:
         current = Quarter.of(today)
@@ -213,7 +242,11 @@ async def retention_csv(request: Request) -> Response:
     viewer's portfolio (the retention page's "CSV" link)."""
     who = await viewer(request)
     ctx = context(request)
-    start, end, _ = _period(request.query_params, _today(request))
+    start, end, asked = _period(request.query_params, _today(request))
+    if asked.note is not None:
+        return _refused_download(
+            language(request), asked.said(language(request), ctx.settings.zone) or ""
+        )
     by = _by(request.query_params)
     async with ctx.engine.connect() as conn:
         answer = await retention_between(conn, who.key, start, end, by, ctx.settings.zone)

@@ -98,3 +98,28 @@ def test_a_half_open_period_needs_from_before_to_and_may_end_later() -> None:
         half_open=True,
     )
     assert long.span is not None and (long.span[1] - long.span[0]).days == 3653
+
+
+def test_a_period_to_come_ends_by_the_latest_day_and_starts_by_today() -> None:
+    """A "to" of 9999 showed ten years of the 100th century, a period wholly to come a
+    retention of 100% (found from outside)."""
+    quarter_end = date(2027, 1, 1)
+    endless = read(
+        {"from": "0001-01-01", "to": "9999-12-31"},
+        TODAY,
+        most_days=3653,
+        until_today=False,
+        half_open=True,
+        latest=quarter_end,
+    )
+    assert endless.span is not None and endless.span[1] == quarter_end
+    assert endless.note == TOO_LONG
+    to_come = read(
+        {"from": "2030-01-01", "to": "2031-01-01"},
+        TODAY,
+        most_days=3653,
+        until_today=False,
+        half_open=True,
+        latest=quarter_end,
+    )
+    assert to_come.span is None and to_come.note == FUTURE

@@ -885,6 +885,40 @@ async def test_a_reversed_range_is_turned_round_and_the_page_says_so(pages: Page
     assert 'class="button here" href="/ui/lead?days=30"' in preset
 
 
+async def test_a_download_is_of_the_period_asked_or_refused_saying_why(pages: Pages) -> None:
+    """The retention CSV of an unreadable, reversed or far-future period was a file of
+    other days under a name that looked right, the renewals CSV of a quarter that could
+    not be read the current quarter's; their pages showed such days without a word, and
+    a period of the year 9999 as ten years of the 100th century (found from outside)."""
+    await pages.sign_in("lead")
+    for params in (
+        {"from": "abc"},
+        {"from": "2026-12-01", "to": "2026-01-01"},
+        {"from": "2030-01-01", "to": "2031-01-01"},
+    ):
+        r = await pages.client.get("/ui/retention.csv", params=params)
+        assert r.status_code == 422 and "download it from its link" in r.text, params
+    zh = await pages.client.get(
+        "/ui/renewals.csv", params={"quarter": "2026Q5"}, headers={"accept-language": "zh"}
+    )
+    assert zh.status_code == 422 and "无法识别季度 2026Q5" in zh.text
+    page = await pages.get("/ui/renewals", quarter="2026Q5")
+    assert "The quarter 2026Q5 could not be read" in page
+    assert 'class="notice"' not in await pages.get("/ui/renewals", quarter="2026Q4")
+    future = await pages.get("/ui/retention", **{"from": "2030-01-01", "to": "2031-01-01"})
+    assert "is after today" in future
+    endless = await pages.get("/ui/retention", **{"from": "0001-01-01", "to": "9999-12-31"})
+    assert "At most 3653 days" in endless and "9999" not in endless.split('class="notice"')[1][:300]
+    shown = await pages.get("/ui/retention", **{"from": "2026-01-01", "to": "2026-04-01"})
+    link = re.search(r'href="(/ui/retention\.csv[^"]*)"', shown)
+    assert link is not None
+    download = await pages.client.get(html.unescape(link.group(1)))
+    assert (
+        download.status_code == 200
+        and "retention-2026-01-01-2026-04-01" in (download.headers["content-disposition"])
+    )
+
+
 async def test_the_account_page_in_chinese_alerts_tickets_and_days(pages: Pages) -> None:
     """The alert table came in English (macros imported without the page's language),
     the tickets' status, priority and type as stored, the contract's end as ISO."""
