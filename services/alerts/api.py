@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts.actions import Action, ActionError, actor_of, apply_action
-from services.alerts.bodies import JsonBody, Text
+from services.alerts.bodies import JsonBody, Reason, Text, asked_end
 from services.alerts.queries import (
     accounts_of,
     storable_alert_id,
@@ -246,7 +246,7 @@ class SnoozeBody(JsonBody):
         alias="for",
         description="e.g. '4h', '2d', ISO 8601 'P2D', or seconds; at most 90 days",
     )
-    reason: Text | None = Field(None, max_length=2000)
+    reason: Reason | None = None
 
     @field_validator("for_")
     @classmethod
@@ -270,7 +270,7 @@ class ReasonBody(JsonBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"reason": "Renewal signed last week"}]}
     )
-    reason: Text | None = Field(None, max_length=2000)
+    reason: Reason | None = None
 
 
 async def _act(ctx: AlertsApiContext, alert_id: str, key: ApiKey, action: Action) -> Any:
@@ -297,13 +297,11 @@ async def snooze(alert_id: str, body: SnoozeBody, ctx: Context, key: RespondKey)
     """Quiet until ``until`` (or ``for`` a duration, at most 90 days); told again then if
     still firing."""
     now = ctx.clock()
-    until = body.until or (now + body.for_ if body.for_ else None)
-    if until is None:
-        raise ClientError(422, "invalid", "Send 'until' (a time with zone) or 'for' (e.g. '4h').")
+    until = asked_end(now, body.until, body.for_, "4h")
     if not now < until <= now + MAX_SNOOZE:
         raise ClientError(
             422,
-            "invalid",
+            "invalid_request",
             "'until' must be in the future and at most 90 days ahead; for longer, resolve "
             "the alert or mark it not useful.",
             extra={"field": "until"},

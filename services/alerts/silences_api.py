@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.actions import actor_of
 from services.alerts.api import Context
-from services.alerts.bodies import JsonBody, Text
+from services.alerts.bodies import JsonBody, Reason, Text, asked_end, no_nul
 from services.alerts.silences import SilenceError, silence, silences_of, unsilence
 from shared.alerting.schema import Duration
 from shared.auth import ApiKey
@@ -42,7 +42,7 @@ class SilenceBody(JsonBody):
     for_: Duration | None = Field(
         None, alias="for", description="e.g. '90d', ISO 8601 'P90D', or seconds; at most a year"
     )
-    reason: Text | None = Field(None, max_length=2000)
+    reason: Reason | None = None
 
 
 class SilenceOut(BaseModel):
@@ -74,7 +74,7 @@ async def _visible_account(conn: AsyncConnection, account_id: str, key: ApiKey) 
 async def list_silences(
     ctx: Context,
     key: ReadKey,
-    account_id: Annotated[Text | None, Query(max_length=200)] = None,
+    account_id: Annotated[str | None, Query(max_length=200), AfterValidator(no_nul)] = None,
 ) -> dict[str, Any]:
     """The rules silenced on the accounts this key sees (on one, with ``account_id``)."""
     async with ctx.engine.connect() as conn:
@@ -86,9 +86,7 @@ async def put_silence(body: SilenceBody, ctx: Context, key: RespondKey) -> dict[
     """Silence a rule on an account until ``until`` (or ``for`` a duration, at most a
     year); sent again, it moves the end. Its open alerts are snoozed until then."""
     now = ctx.clock()
-    until = body.until or (now + body.for_ if body.for_ else None)
-    if until is None:
-        raise ClientError(422, "invalid", "Send 'until' (a time with zone) or 'for' (e.g. '90d').")
+    until = asked_end(now, body.until, body.for_, "90d")
     async with ctx.engine.begin() as conn:
         await _visible_account(conn, body.account_id, key)
         alerting, _ = await ctx.alerting.current(conn)
@@ -104,7 +102,7 @@ async def put_silence(body: SilenceBody, ctx: Context, key: RespondKey) -> dict[
                 now=now,
             )
         except SilenceError as exc:
-            raise ClientError.refusing(422, "invalid", exc) from exc
+            raise ClientError.refusing(422, "invalid_request", exc) from exc
 
 
 @router.delete("/silences", status_code=204, responses=error_responses(404))

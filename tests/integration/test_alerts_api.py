@@ -222,6 +222,24 @@ async def test_a_rule_silenced_on_an_account_keeps_its_alerts_snoozed(
             ):
                 r = await c.put("/v1/silences", json=body)
                 assert r.status_code == status, (body, r.text)
+            # Both ends, or a "for" of nothing: said, not one of them used without a word
+            # (found from outside); the snooze reads its end the same way.
+            both = {**asked, "until": "2027-01-01T00:00:00Z"}
+            for body, words in ((both, "not both"), ({**asked, "for": "0d"}, "longer than")):
+                r = await c.put("/v1/silences", json=body)
+                assert r.status_code == 422 and words in r.json()["message"], r.text
+                assert r.json()["code"] == "invalid_request"
+            r = await c.post(f"/v1/alerts/{anna_alert}/snooze", json=both)
+            assert r.status_code == 422 and "not both" in r.json()["message"], r.text
+            zh = await c.put("/v1/silences", json=both, headers={"accept-language": "zh-CN"})
+            assert "只能发送一个" in zh.json()["message"]
+            # A long text is "characters", not "items" (pydantic worded it as a list).
+            long = await c.put("/v1/silences", json={**asked, "reason": "x" * 2001})
+            assert "at most 2000 characters" in long.text, long.text
+            long = await c.get("/v1/silences", params={"account_id": "x" * 201})
+            assert long.status_code == 422 and "at most 200 characters" in long.text, long.text
+            nul = await c.get("/v1/silences", params={"account_id": "a\x00"})
+            assert nul.status_code == 422 and "NUL" in nul.text, nul.text
             params = {"account_id": "annas", "rule": "ticket_backlog"}
             assert (await c.delete("/v1/silences", params=params)).status_code == 204
             assert (await c.delete("/v1/silences", params=params)).status_code == 404

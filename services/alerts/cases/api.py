@@ -128,7 +128,7 @@ async def _opened(ctx: AlertsApiContext, key: ApiKey, new: NewCase) -> dict[str,
         try:
             case_id, opened = await actions.open_case(conn, new, ctx.settings, ctx.clock())
         except CaseError as exc:
-            raise ClientError.refusing(422, "invalid", exc) from exc
+            raise ClientError.refusing(422, "invalid_request", exc) from exc
         return {**await _detail(ctx, conn, case_id, key), "opened": opened}
 
 
@@ -180,7 +180,7 @@ async def _change(ctx: AlertsApiContext, case_id: int, key: ApiKey, change: Any)
         except OwnerRefused as exc:
             raise ClientError.refusing(422, exc.code, exc) from exc
         except (CaseError, TaskError) as exc:
-            raise ClientError.refusing(422, "invalid", exc) from exc
+            raise ClientError.refusing(422, "invalid_request", exc) from exc
         return await _detail(ctx, conn, case_id, key)
 
 
@@ -280,7 +280,7 @@ async def list_all_tasks(
     """Tasks, soonest due first: a case's plan and NPS detractors' follow-ups. A task's
     owner is the one named on it, else its account's owner now."""
     if mine and key.csm_email is None:
-        raise ClientError(422, "invalid", "'mine' needs a key tied to a CSM (a csm key).")
+        raise ClientError(422, "invalid_request", "'mine' needs a key tied to a CSM (a csm key).")
     where = TaskFilter(
         owner=key.csm_email if mine else owner,
         account_id=account_id,
