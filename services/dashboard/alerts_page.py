@@ -9,8 +9,8 @@ do, in the transaction that read the alert, and are recorded with who did them.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,24 +119,45 @@ class AlertQuery:
     tier: str = ""  # the account's tier
     sort: str = "urgency"  # alert_list.SORTS
     page: int = 1
+    # The choices asked for that the page does not know ("tier", as asked), left out
+    # and said: a typed "tier=Gold" showed every alert without a word (found from
+    # outside). Not part of the page's links.
+    unknown: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @classmethod
     def parse(cls, params: Mapping[str, str], may_pick_owner: bool = True) -> AlertQuery:
-        state = params.get("state", "to_do")
-        severity = params.get("severity", "")
-        tier = params.get("tier", "")
-        sort = params.get("sort", "urgency")
-        number = params.get("page", "1")
+        unknown: list[tuple[str, str]] = []
+
+        def choice(name: str, known: Collection[str], default: str) -> str:
+            """One of ``known``, read as people type it (any case, "non_focus")."""
+            asked = params.get(name, "")
+            value = asked.strip().lower()
+            value = value if value in known else value.replace("_", "-")
+            if value in known:
+                return value
+            if asked:
+                unknown.append((name, asked[:40]))
+            return default
+
         return cls(
-            state=state if state in VIEWS else "to_do",
+            state=choice("state", VIEWS, "to_do"),
             rule=text_param(params.get("rule"), 100),
-            severity=severity if severity in SEVERITY_ORDER else "",
+            severity=choice("severity", SEVERITY_ORDER, ""),
             account=text_param(params.get("account"), 200),
             owner=text_param(params.get("owner"), 320) if may_pick_owner else "",
-            tier=tier if tier in TIERS else "",
-            sort=sort if sort in SORTS else "urgency",
-            page=whole_number(number, 6) or 1,
+            tier=choice("tier", TIERS, ""),
+            sort=choice("sort", SORTS, "urgency"),
+            page=whole_number(params.get("page", "1"), 6) or 1,
+            unknown=tuple(unknown),
         )
+
+    def said(self, lang: str) -> str | None:
+        """What the page says of the choices it left out, if any."""
+        if not self.unknown:
+            return None
+        sep = "、" if lang.startswith("zh") else ", "  # as the pages' ``list_sep``
+        asked = sep.join(f"{name} “{value}”" for name, value in self.unknown)
+        return translate(lang, UNKNOWN_CHOICES, asked=asked)
 
     @property
     def filters(self) -> AlertFilters:
@@ -152,11 +173,16 @@ class AlertQuery:
     def link(self, **changes: Any) -> str:
         changes.setdefault("page", 1)
         q = replace(self, **changes)
-        pairs = [(k, str(v)) for k, v in vars(q).items() if v and (k, v) not in _DEFAULTS]
+        pairs = [
+            (k, str(v))
+            for k, v in vars(q).items()
+            if v and k != "unknown" and (k, v) not in _DEFAULTS
+        ]
         return "/ui/alerts" + (f"?{urllib.parse.urlencode(pairs)}" if pairs else "")
 
 
 _DEFAULTS = {("state", "to_do"), ("page", 1), ("sort", "urgency")}
+UNKNOWN_CHOICES = N_("Not a choice of this page, so left out: {asked}.")
 TIERS = tuple(t.value for t in Tier)
 # The list's orders, by their words (``alert_list.SORTS``).
 SORT_LABELS = {
@@ -198,6 +224,8 @@ async def alerts_view(request: Request) -> Response:
         "snooze_hours": SNOOZE_HOURS,
         **_notice(request),
     }
+    if "notice" not in values and (unknown := query.said(language(request))):
+        values["notice"] = unknown
     return page(request, "alerts.html", values, who)
 
 

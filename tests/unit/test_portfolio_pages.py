@@ -664,6 +664,12 @@ async def test_the_alert_list_sorts_by_arr_health_or_age_and_filters_by_tier(
         )
     assert (await order(sort="oldest"))[-1] == 1
     assert set(await order(tier="strategic")) == {i for i in firing if i % 3 == 0}
+    # As people type them; a choice the page does not know is left out, saying so (a
+    # typed "tier=Gold" showed every alert without a word, found from outside).
+    assert set(await order(tier="Strategic", sort="ARR")) == {i for i in firing if i % 3 == 0}
+    gold = await pages.get("/ui/alerts", tier="Gold", severity="Critical")
+    assert "Not a choice of this page, so left out: tier “Gold”." in gold
+    assert 'class="notice"' not in await pages.get("/ui/alerts", tier="non_focus")
     text = await pages.get("/ui/alerts", state="firing", sort="arr")
     first = text.split('id="alert-list"', 1)[1].split("</tr>", 2)[1]
     assert "240,000" in first and f'<span class="band {_health(23)["band"]}">' in first
