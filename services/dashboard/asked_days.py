@@ -35,7 +35,7 @@ class AskedDays:
 
     span: tuple[date, date] | None = None
     note: str | None = None
-    values: dict[str, int | date] = field(default_factory=dict)
+    values: dict[str, int | str | date] = field(default_factory=dict)
 
     def said(self, language: str, zone: tzinfo) -> str | None:
         """The note in ``language``, its days as that reader writes them."""
@@ -91,5 +91,5 @@ def read(
     longest = timedelta(days=most_days if half_open else most_days - 1)
     if end - start > longest:
         start, note = end - longest, TOO_LONG
-    values: dict[str, int | date] = {"start": start, "end": end, "n": most_days}
+    values: dict[str, int | str | date] = {"start": start, "end": end, "n": most_days}
     return AskedDays((start, end), note, values if note else {})

@@ -43,6 +43,7 @@ from services.dashboard.auth import Viewer
 from services.dashboard.home import arr_totals, portfolio
 from services.scoring.queries import STABLE_ACTIVE_SHARE, portfolio_totals
 from shared.contracts.alerts import OPEN_ALERT_STATUSES
+from shared.i18n import N_
 from shared.storage.db import among
 from shared.storage.tables import (
     account_health,
@@ -59,6 +60,11 @@ DEFAULT_DAYS = 90
 MAX_DAYS = 366
 BANDS = ("red", "yellow", "green")
 CHURNED = "churned"
+
+
+NO_PRESET = N_(
+    "“{asked}” is none of the ranges offered: showing the last {n} days (or give a “from”)."
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,10 @@ class TimeRange:
             return cls(*asked.span, None, asked)
         chosen = whole_number(params.get("days", ""), 4)
         n = chosen if chosen in RANGES else DEFAULT_DAYS
+        if params.get("days") and chosen not in RANGES and asked.note is None:
+            # "days=5" showed 90 days without a word (found from outside).
+            values: dict[str, int | str | date] = {"asked": params["days"][:20], "n": n}
+            asked = AskedDays(note=NO_PRESET, values=values)
         return cls(today - timedelta(days=n - 1), today, n, asked)
 
 

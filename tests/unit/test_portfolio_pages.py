@@ -889,6 +889,10 @@ async def test_a_reversed_range_is_turned_round_and_the_page_says_so(pages: Page
         "could not be read" in preset and "default" not in preset.split('class="notice"')[1][:200]
     )
     assert 'class="button here" href="/ui/lead?days=30"' in preset
+    # A range not offered: said, not 90 days in silence (found from outside).
+    five = await pages.get("/ui/lead", days="5")
+    assert "“5” is none of the ranges offered: showing the last 90 days" in five
+    assert 'class="notice"' not in await pages.get("/ui/lead", days="30")
 
 
 async def test_a_download_is_of_the_period_asked_or_refused_saying_why(pages: Pages) -> None:
