@@ -60,6 +60,7 @@ from shared.storage.tables import (
     alerts,
     bus_log,
     health_daily,
+    tasks,
     tickets,
 )
 
@@ -1120,6 +1121,17 @@ async def test_the_account_page_links_its_open_risk_case(pages: Pages) -> None:
     assert "no handbook cause" in danger and 'id="danger-case"' in danger
     assert "High danger</a>" in danger and "what scoring measures" in danger
     assert 'id="open-case-form"' not in page
+    # A task for a malformed address is refused, not given to the account's owner and
+    # answered "task added" (found from outside).
+    case_path = opened.headers["location"].split("?")[0]
+    case_page = await pages.get(case_path)
+    for owner, done in (("a\x00@b", "done=invalid"), ("", "done=task")):
+        r = await pages.post(case_path, case_page, action="task", title="Call them",
+                             due=TODAY.isoformat(), owner_email=owner)  # fmt: skip
+        assert r.headers["location"].endswith(done), (owner, r.headers["location"])
+    async with pages.engine.connect() as conn:
+        owners = (await conn.execute(select(tasks.c.owner_email))).scalars().all()
+    assert owners == [None]  # the second: the account's owner, read when listed
 
 
 async def test_a_plan_names_its_template_by_title(pages: Pages) -> None:
