@@ -25,6 +25,8 @@ from pydantic import (
     EmailStr,
     Field,
     TypeAdapter,
+    ValidationInfo,
+    field_validator,
 )
 
 SCHEMA_VERSION = 1
@@ -386,6 +388,16 @@ class AccountFacts(EventBase):
     counts on (left out, the service's HEALTHWATCH_TIMEZONE)."""
     currency: Currency | None = None
     """ISO 4217 code of mrr and arr (left out, the service's HEALTHWATCH_CURRENCY)."""
+
+    @field_validator("contract_end")
+    @classmethod
+    def _ends_after_it_starts(cls, end: date | None, info: ValidationInfo) -> date | None:
+        """A contract ending before it starts was stored as sent (found from outside):
+        its renewal and tenure read nonsense."""
+        start = info.data.get("contract_start")
+        if end is not None and start is not None and end < start:
+            raise ValueError(f"is before contract_start ({start}): check the two dates")
+        return end
 
 
 class TouchpointKind(StrEnum):

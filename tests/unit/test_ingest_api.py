@@ -385,6 +385,12 @@ async def test_account_upsert_defaults_ids(api: Api) -> None:
     )
     assert bad.status_code == 422
     assert bad.json()["rejected"][0]["errors"][0]["field"] == "tier"
+    # A contract that ends before it starts was stored as sent (found from outside).
+    backwards = {"account_id": "x", "contract_start": "2027-01-01", "contract_end": "2026-01-01"}
+    r = await api.client.post("/v1/accounts", json=backwards, headers=api.auth("crm"))
+    assert r.status_code == 422, r.text
+    error = r.json()["rejected"][0]["errors"][0]
+    assert error["field"] == "contract_end" and "before contract_start" in error["message"]
     # Facts only: a kind in the body does not turn the endpoint into /v1/events.
     other = await api.client.post(
         "/v1/accounts", json={**usage("acme", "u"), "kind": "usage"}, headers=api.auth("crm")
