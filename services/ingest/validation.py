@@ -48,11 +48,21 @@ class Checked:
         self.rejected.append(
             Rejection(
                 index,
-                event_id if isinstance(event_id, str) else None,
+                _quoted_id(event_id) if isinstance(event_id, str) else None,
                 errors,
                 kind if isinstance(kind, str) and kind in KINDS else "unknown",
             )
         )
+
+
+# How much of a refused event's id the answer quotes: an id of 100,000 characters came
+# back whole (found from outside); the longest an id may be is 200 (``Id``).
+QUOTED_ID_CHARS = 210
+
+
+def _quoted_id(event_id: str) -> str:
+    """The id, or its start and "…" when it is too long to be one."""
+    return event_id if len(event_id) <= QUOTED_ID_CHARS else event_id[:QUOTED_ID_CHARS] + "…"
 
 
 def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:

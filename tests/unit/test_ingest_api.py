@@ -205,6 +205,11 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     metrics = (await api.client.get("/metrics", headers=api.auth("metrics"))).text
     assert 'healthwatch_ingest_events_total{kind="usage",outcome="rejected"} 4.0' in metrics
     assert 'healthwatch_ingest_events_total{kind="unknown",outcome="rejected"} 2.0' in metrics
+    # An overlong id is quoted by its start, not echoed whole (found from outside).
+    huge = usage("a", "u", event_id="x" * 100_000)
+    r = await api.client.post("/v1/events", json={"events": [huge]}, headers=api.auth())
+    quoted = r.json()["rejected"][0]["event_id"]
+    assert r.status_code == 422 and quoted.endswith("…") and len(quoted) < 300
 
 
 async def test_an_ingest_key_sends_usage_and_answers_not_the_companys_records(
