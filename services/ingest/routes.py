@@ -32,7 +32,7 @@ from shared.contracts.events import KINDS, MAX_EVENT_BYTES
 from shared.openapi import error_responses
 from shared.request_body import parse_json, read_body, read_json
 from shared.storage.db import unstorable_value, upsert
-from shared.storage.tables import user_accounts
+from shared.storage.tables import accounts, user_accounts
 from shared.web import ClientError
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -272,7 +272,11 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
     known: dict[str, str] = {}
     if lookup:
         known = await _database(ctx, lambda: _accounts_of(ctx, lookup))
-    translated = segment.translate(messages, known, now, sent_at)
+    naming = segment.groups_naming(messages)
+    named: set[str] = set()
+    if naming:
+        named = await _database(ctx, lambda: _named(ctx, naming))
+    translated = segment.translate(messages, known, now, sent_at, named)
     if translated.links:
         await _database(ctx, lambda: _link(ctx, translated.links, now))
     checked = check_events(
@@ -286,6 +290,17 @@ async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONRespo
         rejection.index = translated.events[rejection.index][0]
     checked.rejected = sorted([*translated.rejected, *checked.rejected], key=lambda r: r.index)
     return await _store(ctx, checked, now, acknowledged=translated.acknowledged, segment_style=True)
+
+
+async def _named(ctx: Context, ids: set[str]) -> set[str]:
+    """Those of ``ids`` whose account has a name."""
+    async with ctx.engine.connect() as conn:
+        rows = await conn.execute(
+            select(accounts.c.account_id).where(
+                accounts.c.account_id.in_(ids), accounts.c.name.is_not(None)
+            )
+        )
+        return {r.account_id for r in rows}
 
 
 async def _accounts_of(ctx: Context, users: set[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ else the account a previous ``group`` call tied the user to.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,10 @@ _MOBILE_OS = {"ios", "android", "ipados"}
 # A group call may set descriptive traits only. The write key is shipped in browsers and
 # apps, so anyone can send group calls: owner and sales owner route alerts, tier decides
 # who else is told, seats and mrr/arr move scores and revenue at risk. Those are CRM
-# facts, sent with a crm key to /v1/accounts.
+# facts, sent with a crm key to /v1/accounts. The name only names an account that has
+# none yet: it is the text of every notice and report about the account, and anyone
+# with the write key renamed a strategic account "EVIL RENAME" (found from outside); a
+# crm key renames.
 _ACCOUNT_TRAITS = {
     "name": "name",
     "plan": "plan",
@@ -152,12 +155,28 @@ def event_time(msg: Mapping[str, Any], received_at: datetime, batch_sent_at: Any
     return received_at
 
 
+def groups_naming(messages: list[Any]) -> set[str]:
+    """The accounts the batch's ``group`` calls give a name (``translate``'s ``named``
+    are those of them that have one already)."""
+    return {
+        str(group)
+        for msg in messages
+        if isinstance(msg, dict)
+        and _type(msg) == "group"
+        and "name" in object_field(msg, "traits")
+        and (group := _identifier(msg.get("groupId"))) is not None
+    }
+
+
 def translate(
     messages: list[Any],
     known_links: Mapping[str, str],
     received_at: datetime,
     batch_sent_at: Any = None,
+    named: Collection[str] = (),
 ) -> Translated:
+    """The messages as our events; ``named``: accounts that have a name, which a group
+    call does not change (``_ACCOUNT_TRAITS``)."""
     out = Translated()
     # Links from this batch count for the tracks that follow them in it.
     links = dict(known_links)
@@ -193,6 +212,8 @@ def translate(
                 links[user] = out.links[user] = str(group)
             traits = object_field(msg, "traits")
             facts = {_ACCOUNT_TRAITS[k]: v for k, v in traits.items() if k in _ACCOUNT_TRAITS}
+            if str(group) in named:
+                facts.pop("name", None)
             out.events.append(
                 (index, {"kind": "account", "account_id": str(group), **common, **facts})
             )

@@ -15,14 +15,14 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from services.ingest.app import create_app
 from shared.auth import Scope, create_key
 from shared.bus.embedded import EmbeddedBus
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
-from shared.storage.tables import bus_log
+from shared.storage.tables import accounts, bus_log
 from tests.support.harness import usage
 
 SECRET = "whsec-test"
@@ -405,6 +405,28 @@ async def test_account_upsert_defaults_ids(api: Api) -> None:
     refused = await api.client.post("/v1/accounts", json={"account_id": "a"}, headers=api.auth())
     assert refused.status_code == 403 and "crm" in refused.json()["message"]
     assert await api.stored("hw.usage") == 0
+
+
+async def test_a_group_call_names_an_account_only_once(api: Api) -> None:
+    """The write key is public: anyone renamed a strategic account through a group
+    call, and its name is in every notice and report (found from outside)."""
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            insert(accounts).values(
+                account_id="acme", name="Acme Ltd", facts={},
+                facts_occurred_at=datetime.now(UTC), updated_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    for group, message_id in (("acme", "g1"), ("newco", "g2")):
+        call = {"userId": "u1", "groupId": group, "messageId": message_id,
+                "traits": {"name": "EVIL RENAME", "plan": "pro"}}  # fmt: skip
+        r = await api.client.post("/v1/group", json=call, headers=api.auth())
+        assert r.status_code == 200, r.text
+    async with api.engine.connect() as conn:
+        values = (await conn.execute(select(bus_log.c.value).order_by(bus_log.c.offset))).all()
+    facts = {e["account_id"]: e for e in (orjson.loads(v) for (v,) in values)}
+    assert "name" not in facts["acme"] and facts["acme"]["plan"] == "pro"
+    assert facts["newco"]["name"] == "EVIL RENAME"  # an account without a name: named
 
 
 async def test_unknown_route_is_a_json_404(api: Api) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.ingest.segment import event_time, translate, users_needing_lookup
+from services.ingest.segment import event_time, groups_naming, translate, users_needing_lookup
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -53,6 +53,11 @@ def test_group_sets_descriptive_traits_only() -> None:
     kept = {k: v for k, v in facts.items() if k not in ("kind", "account_id", "event_id")}
     kept.pop("occurred_at")
     assert kept == {"name": "Acme", "plan": "pro", "industry": "retail", "region": "EU"}
+    # The name names an account that has none yet: anyone with the write key renamed a
+    # strategic account, whose name every notice and report carries (found from outside).
+    assert groups_naming([message, {**message, "groupId": "b", "traits": {}}]) == {"acme"}
+    renamed = translate([message], {}, NOW, named={"acme"}).events[0][1]
+    assert "name" not in renamed and renamed["plan"] == "pro"
 
 
 def test_times_out_of_range_are_rejected_by_field() -> None:
