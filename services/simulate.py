@@ -8,6 +8,7 @@ the edge of churn (few of their seats active), a few grow fast.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 import uuid
@@ -195,37 +196,55 @@ def day_of_usage(
 REPLY_IN_TIME_MINUTES = (2, 25)
 REPLY_LATE_HOURS = (2, 30)
 REPLY_LATE_SHARE = 0.1
-# The share of the live demo's busy accounts with a ticket update each second: about 4
-# an hour an account (20 of the 200 busy each second). At 5%, 18 an hour, a tenth of
-# them late, every strategic and enterprise account had 3 late replies (the alert) in
-# a quarter of an hour.
+# The share of the live demo's busy accounts that open a ticket each second: about 4 an
+# hour an account (20 of the 200 busy each second). At 5%, 18 an hour, a tenth of them
+# late, every strategic and enterprise account had 3 late replies (the alert) in a
+# quarter of an hour.
 LIVE_TICKET_SHARE = 0.01
 
 
-def ticket_event(a: SimAccount, at: datetime, rng: random.Random) -> dict[str, Any]:
-    ticket = f"{a.account_id}-t{rng.randint(1, 40)}"
-    status = rng.choices(["open", "pending", "solved"], [0.5, 0.2, 0.3])[0]
-    created = at - timedelta(hours=rng.randint(0, 48))
+def reply_delay(rng: random.Random) -> timedelta:
+    """How long the simulated helpdesk takes to answer a ticket."""
     if rng.random() < REPLY_LATE_SHARE:
-        replied = created + timedelta(hours=rng.uniform(*REPLY_LATE_HOURS))
-    else:
-        replied = created + timedelta(minutes=rng.uniform(*REPLY_IN_TIME_MINUTES))
-    answered = replied <= at or status != "open"  # pending and solved were answered
-    event: dict[str, Any] = {
+        return timedelta(hours=rng.uniform(*REPLY_LATE_HOURS))
+    return timedelta(minutes=rng.uniform(*REPLY_IN_TIME_MINUTES))
+
+
+def new_ticket(a: SimAccount, ticket: str, at: datetime, rng: random.Random) -> dict[str, Any]:
+    """A ticket the customer opens at ``at``: open, not yet answered."""
+    return {
         "kind": "ticket",
-        "event_id": f"{ticket}:{status}:{at.isoformat()}",
+        "event_id": f"{ticket}:open:{at.isoformat()}",
         "account_id": a.account_id,
         "ticket_id": ticket,
-        "status": status,
+        "status": "open",
         "priority": rng.choice(["low", "normal", "high"]),
-        "created_at": created.isoformat(),
+        "created_at": at.isoformat(),
         "occurred_at": at.isoformat(),
     }
-    if answered:
-        event["first_reply_at"] = min(replied, at).isoformat()
+
+
+def answered(ticket: dict[str, Any], at: datetime, rng: random.Random) -> dict[str, Any]:
+    """``ticket`` answered at ``at``, its first reply: waiting on the customer, or
+    solved. The update is the reply, as a helpdesk's webhook sends it (the connectors
+    read a pending or solved update as the first reply by then)."""
+    status = rng.choices(["pending", "solved"], [0.4, 0.6])[0]
+    event = {
+        **ticket,
+        "event_id": f"{ticket['ticket_id']}:{status}:{at.isoformat()}",
+        "status": status,
+        "first_reply_at": at.isoformat(),
+        "occurred_at": at.isoformat(),
+    }
     if status == "solved":
         event["solved_at"] = at.isoformat()
     return event
+
+
+def ticket_event(a: SimAccount, at: datetime, rng: random.Random) -> dict[str, Any]:
+    """A ticket of the history: opened a reply's delay before ``at`` and answered then."""
+    ticket = f"{a.account_id}-t{rng.randint(1, 40)}"
+    return answered(new_ticket(a, ticket, at - reply_delay(rng), rng), at, rng)
 
 
 # After a stop, the time what is in flight gets to end before it is cancelled.
@@ -266,6 +285,9 @@ class Simulator:
         self.sent = 0
         # Set: live tickets go through the Zendesk connector, as Zendesk would send them.
         self._zendesk_secret = zendesk_secret
+        # The live tickets not answered yet, soonest reply first: (due, number, ticket).
+        self._unanswered: list[tuple[datetime, int, dict[str, Any]]] = []
+        self._tickets_opened = 0
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
         """POST with retries on 503 (the bus is down) and connection errors."""
@@ -356,12 +378,29 @@ class Simulator:
                 for user in self._rng.sample(users, max(1, len(users) // 10)):
                     events.append(usage_event(a, user, now, self._rng))
                 if self._rng.random() < LIVE_TICKET_SHARE:
-                    events.append(ticket_event(a, now, self._rng))
+                    events.append(self._open_ticket(a, now))
+            events += self._answers_due(now)
             if self._zendesk_secret:
                 events = await self._tickets_via_zendesk(client, events, now)
             await self._send(client, events)
             self._progress("live", self.sent, 0)
             await pause(stop, interval_s)
+
+    def _open_ticket(self, a: SimAccount, now: datetime) -> dict[str, Any]:
+        """A new ticket of ``a``, to be answered after ``reply_delay``."""
+        self._tickets_opened += 1
+        ticket = new_ticket(a, f"{a.account_id}-l{self._tickets_opened}", now, self._rng)
+        due = now + reply_delay(self._rng)
+        heapq.heappush(self._unanswered, (due, self._tickets_opened, ticket))
+        return ticket
+
+    def _answers_due(self, now: datetime) -> list[dict[str, Any]]:
+        """The helpdesk's answers to the live tickets whose reply is due by ``now``."""
+        out = []
+        while self._unanswered and self._unanswered[0][0] <= now:
+            _, _, ticket = heapq.heappop(self._unanswered)
+            out.append(answered(ticket, now, self._rng))
+        return out
 
     async def _tickets_via_zendesk(
         self, client: httpx.AsyncClient, events: list[dict[str, Any]], now: datetime
