@@ -265,13 +265,24 @@ def _names(event: UsageEvent) -> list[tuple[str, str, int]]:
 
 
 async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -> set[str]:
-    """Upsert the newest state of each ticket; return the accounts tickets belonged to."""
+    """Upsert the newest state of each ticket, with the earliest first reply any of its
+    updates gave (as ``_upsert_tickets`` keeps it across batches: an answer followed by
+    the customer's reply in one batch lost it); return the accounts tickets belonged to."""
     latest: dict[str, TicketEvent] = {}
+    replied: dict[str, datetime] = {}
     for e in events:
         if _newer(e, latest.get(e.ticket_id)):
             latest[e.ticket_id] = e
+        if e.first_reply_at is not None:
+            known = replied.get(e.ticket_id)
+            replied[e.ticket_id] = (
+                e.first_reply_at if known is None else min(known, e.first_reply_at)
+            )
     if not latest:
         return set()
+    for ticket_id, first in replied.items():
+        if latest[ticket_id].first_reply_at != first:
+            latest[ticket_id] = latest[ticket_id].model_copy(update={"first_reply_at": first})
     await _lock_tickets(conn, sorted(latest))
     previous = set(
         (

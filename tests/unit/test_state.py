@@ -175,6 +175,25 @@ async def test_facts_tickets_and_nps_do_not_depend_on_arrival_order(
     assert health.last_payment_failed_at == t0
 
 
+@pytest.mark.parametrize("together", [True, False])
+async def test_a_tickets_first_reply_survives_a_later_update_in_the_same_batch(
+    engine: AsyncEngine, together: bool
+) -> None:
+    """Answered, then the customer wrote back (open, no reply time): sent in one batch
+    the answer was dropped with the older update, in two it was kept (found in review)."""
+    t0 = NOW - timedelta(days=2)
+    answered = ev(kind="ticket", event_id="a", ticket_id="T", status="pending",
+                  created_at=t0.isoformat(), first_reply_at=(t0 + timedelta(minutes=10)).isoformat(),
+                  occurred_at=t0 + timedelta(minutes=10))  # fmt: skip
+    reopened = ev(kind="ticket", event_id="b", ticket_id="T", status="open",
+                  created_at=t0.isoformat(), occurred_at=t0 + timedelta(hours=5))  # fmt: skip
+    for batch in [[answered, reopened]] if together else [[answered], [reopened]]:
+        await apply(engine, batch)
+    async with engine.connect() as conn:
+        ticket = (await conn.execute(select(tickets))).one()
+    assert (ticket.status, ticket.first_reply_at) == ("open", t0 + timedelta(minutes=10))
+
+
 async def test_support_measures(engine: AsyncEngine) -> None:
     def ticket(tid: str, status: str, priority: str, days_ago: int) -> Event:
         created = NOW - timedelta(days=days_ago)
