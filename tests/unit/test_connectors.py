@@ -127,6 +127,10 @@ def test_zendesk_trigger_and_event_become_ticket_events(mapping) -> None:  # typ
     # answered by this update; an open one is not known to be (every connector's
     # ticket counted as unanswered past its SLA).
     assert (t.first_reply_at, e.first_reply_at) == (None, e.occurred_at)
+    # On hold waits on a third party, not on the customer: not an answer.
+    held = {"ticket": {**ZENDESK_TRIGGER["ticket"], "status": "Hold"}}
+    h = _one(zendesk.translate(held, mapping))
+    assert (h.status, h.first_reply_at) == ("pending", None)
     unmapped = {**ZENDESK_EVENT, "detail": {**ZENDESK_EVENT["detail"], "organization_id": "1"}}
     refused = zendesk.translate(unmapped, mapping).rejected[0]
     assert refused.errors[0]["field"] == "organization"
@@ -141,6 +145,9 @@ def test_freshdesk_webhook_maps_company_status_and_priority(mapping) -> None:  #
     resolved = {**FRESHDESK["freshdesk_webhook"], "ticket_status": "Resolved", "account_id": "beta"}
     r = _one(freshdesk.translate(resolved, mapping, NOW))
     assert (r.account_id, r.status, r.first_reply_at) == ("beta", "solved", r.occurred_at)
+    third = {**FRESHDESK["freshdesk_webhook"], "ticket_status": "Waiting on Third Party"}
+    w = _one(freshdesk.translate(third, mapping, NOW))
+    assert (w.status, w.first_reply_at) == ("pending", None)
     mapped = {k: v for k, v in FRESHDESK["freshdesk_webhook"].items() if k != "account_id"}
     assert _one(freshdesk.translate(mapped, mapping, NOW)).account_id == "acme"
     stranger = {**mapped, "ticket_company_name": "Nobody"}

@@ -37,20 +37,19 @@ def validated(out: Translated, *, now: datetime, max_future_skew: timedelta, kin
     return checked
 
 
-# Statuses an agent has answered by (waiting on the customer, solved): the helpdesks'
-# webhooks carry no first-reply time, so a ticket's first reply is at the latest its
-# first update in one of these (the scoring keeps the earliest, ``state._upsert_tickets``).
-# Without it every connector's ticket stayed unanswered and breached its SLA as soon as
-# the target passed, solved or not (found from outside).
-REPLIED = ("pending", "solved", "closed")
-
-
 def ticket_event(
-    vendor: str, ticket: dict[str, str], account: str, updated_at: str
+    vendor: str, ticket: dict[str, str], account: str, updated_at: str, *, answered: bool
 ) -> dict[str, Any]:
     """Our raw ticket event from a vendor's ticket in our terms (``ticket``: id, status,
     priority, type, created_at, requester, subject; empty text for none). The update
-    time identifies the update: a resent delivery gets the same event id, counted once."""
+    time identifies the update: a resent delivery gets the same event id, counted once.
+
+    ``answered``: the vendor's status says an agent has answered (waiting on the
+    customer, solved). The helpdesks' webhooks carry no first-reply time, so the first
+    reply is at the latest this update (the scoring keeps the earliest any update gave:
+    ``state._upsert_tickets``). Without it every connector's ticket stayed unanswered
+    and breached its SLA once the target passed, solved or not (found from outside). A
+    ticket on hold or waiting on a third party is not answered."""
     ticket_id, status = ticket["id"], ticket["status"]
     raw: dict[str, Any] = {
         "kind": "ticket",
@@ -65,7 +64,7 @@ def ticket_event(
     }
     if status in ("solved", "closed"):
         raw["solved_at"] = updated_at
-    if status in REPLIED:
+    if answered:
         raw["first_reply_at"] = updated_at
     # Bounded like their fields (Label, Subject): a long text is cut, not refused.
     if ticket["requester"]:

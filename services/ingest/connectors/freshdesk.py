@@ -26,6 +26,9 @@ STATUSES = {
     "resolved": "solved",
     "closed": "closed",
 }
+# The statuses an agent has answered by (``common.ticket_event``'s ``answered``): not
+# "waiting on third party".
+ANSWERED = {"pending", "waiting on customer", "resolved", "closed"}
 # Freshdesk's priorities; its "medium" is our "normal".
 PRIORITIES = {"low": "low", "medium": "normal", "high": "high", "urgent": "urgent"}
 TYPES = {
@@ -46,7 +49,8 @@ def translate(body: Any, mapping: ConnectorMap, now: datetime) -> Translated:
         )
     out = Translated()
     account = text(body.get("account_id")) or _company_account(body, mapping)
-    status = STATUSES.get(text(body.get("ticket_status")).lower())
+    raw_status = text(body.get("ticket_status")).lower()
+    status = STATUSES.get(raw_status)
     if not account:
         out.refuse(
             0,
@@ -70,7 +74,8 @@ def translate(body: Any, mapping: ConnectorMap, now: datetime) -> Translated:
         "requester": text(body.get("ticket_requester_email")),
         "subject": text(body.get("ticket_subject")),
     }
-    out.events.append((0, ticket_event("freshdesk", ours, account, updated_at)))
+    answered = raw_status in ANSWERED
+    out.events.append((0, ticket_event("freshdesk", ours, account, updated_at, answered=answered)))
     return out
 
 

@@ -36,6 +36,9 @@ STATUSES = {
     "solved": "solved",
     "closed": "closed",
 }
+# The statuses an agent has answered by (``common.ticket_event``'s ``answered``):
+# waiting on the customer, solved or closed; not "hold" (waiting on a third party).
+ANSWERED = {"pending", "solved", "closed"}
 # Incidents and problems are faults reported: bugs in our terms; tasks are other work.
 TYPES = {"question": "question", "incident": "bug", "problem": "bug", "task": "other"}
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -69,7 +72,8 @@ def translate(body: Any, mapping: ConnectorMap) -> Translated:
 
 def _ticket(out: Translated, ticket: Mapping[str, Any], account: str, requester: str) -> None:
     ticket_id, updated_at = text(ticket.get("id")), text(ticket.get("updated_at"))
-    status = STATUSES.get(text(ticket.get("status")).lower())
+    raw_status = text(ticket.get("status")).lower()
+    status = STATUSES.get(raw_status)
     if not account:
         organization = text(ticket.get("organization_id")) or "none"
         out.refuse(
@@ -95,4 +99,5 @@ def _ticket(out: Translated, ticket: Mapping[str, Any], account: str, requester:
         "requester": requester,
         "subject": text(ticket.get("subject")),
     }
-    out.events.append((0, ticket_event("zendesk", ours, account, updated_at)))
+    answered = raw_status in ANSWERED
+    out.events.append((0, ticket_event("zendesk", ours, account, updated_at, answered=answered)))
