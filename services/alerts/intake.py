@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts.channels.text import one_line
 from services.alerts.lifecycle import AlertLifecycle, log_stored
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
+from services.alerts.silences import hold_silences
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.bus.offsets import next_offsets, save_offsets
@@ -21,6 +23,7 @@ from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.wire import UndecodableRecord, decode_alert
+from shared.storage.tables import alerts
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,23 @@ class AlertIntake:
         stored: list[str] = []  # log lines, written once the batch has committed
         async with self._outbox.transaction(self._engine) as conn:
             alerting, _ = await self._alerting.current(conn)
+            # Every silence lock the batch's alerts need, first and in order: taken as each
+            # alert came, after its own row was written, a snooze or silence of the same
+            # alert (lock, then row) could deadlock with it (found in review).
+            stored_rules = await conn.execute(
+                select(alerts.c.alert_id, alerts.c.rule).where(
+                    alerts.c.alert_id.in_({a.alert_id for a in decoded})
+                )
+            )
+            rules = {alert_id: rule for alert_id, rule in stored_rules}
+            await hold_silences(
+                conn,
+                [
+                    (a.account_id, rule)
+                    for a in decoded
+                    for rule in (a.rule, rules.get(a.alert_id, a.rule))
+                ],
+            )
             for alert in decoded:
                 line = await self._lifecycle.apply(conn, alert, alerting, now)
                 if line is not None:

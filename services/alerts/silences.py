@@ -15,6 +15,7 @@ dashboard apply.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,13 +65,21 @@ async def active_silence(
 
 
 async def _hold(conn: AsyncConnection, account_id: str, rule: str) -> None:
-    """Wait for any other transaction that reads or changes this (account, rule)'s
-    silence, and keep others waiting to commit. An alert stored while a silence was
+    await hold_silences(conn, [(account_id, rule)])
+
+
+async def hold_silences(conn: AsyncConnection, pairs: Iterable[tuple[str, str]]) -> None:
+    """Wait for any other transaction that reads or changes these (account, rule)s'
+    silences, and keep others waiting to commit. An alert stored while a silence was
     being set read no silence (not yet committed) and escaped the snooze of its open
-    alerts (which could not see it yet): the intake and the silences take this lock
-    before they read, so one sees the other's work. (SQLite transactions are
-    serialized already.)"""
-    if conn.dialect.name == "postgresql":
+    alerts (which could not see it yet): the intake and the silences take these locks
+    before they read or write an alert, in one order everywhere (sorted), so that two
+    transactions needing several never wait for each other in a circle. A transaction
+    may take one again (PostgreSQL counts them). (SQLite transactions are serialized
+    already.)"""
+    if conn.dialect.name != "postgresql":
+        return
+    for account_id, rule in sorted(set(pairs)):
         await conn.execute(
             text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
             {"space": SILENCE_LOCK_SPACE, "key": f"{account_id}\x1f{rule}"},

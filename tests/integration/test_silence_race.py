@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from services.alerts.actions import Action, apply_action
 from services.alerts.channels.email import EmailChannel
-from services.alerts.silences import silence
+from services.alerts.silences import active_silence, silence
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.config import Settings
@@ -68,5 +69,49 @@ async def test_an_alert_stored_while_its_rule_is_silenced_is_silenced(
             told = (await conn.execute(select(deliveries.c.alert_id))).all()
         assert row.snoozed_until is not None and row.last_notified_at is None
         assert told == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_snooze_beside_a_new_revision_of_its_alert_does_not_deadlock(
+    embedded_settings: Settings, database_url: str
+) -> None:
+    """The intake wrote the alert's row, then took its silence lock; a snooze takes the
+    lock, then writes the row: at the same moment, PostgreSQL aborted one of them as a
+    deadlock (found in review). The intake takes its locks before it writes."""
+    settings = embedded_settings.model_copy(
+        update={"database_url": database_url, "smtp_host": "127.0.0.1"}
+    )
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+        parts = alerts_parts(
+            engine, settings, [EmailChannel(settings)], AlertingStore(), clock=MovingClock(T0)
+        )
+        first = AlertEvent(
+            alert_id="acme:low_activity:1",
+            account_id="acme",
+            rule="low_activity",
+            severity=Severity.warning,
+            title="acme: low activity",
+            summary="",
+            owner=Owner(email="anna@example.com"),
+            fired_at=T0,
+        )
+        await parts.intake.handle([Record("alerts", 0, 0, b"acme", encode_event(first))])
+        worse = first.model_copy(update={"revision": 1, "severity": Severity.critical})
+        async with engine.begin() as conn:
+            row = (await conn.execute(select(alerts))).one()
+            assert await active_silence(conn, "acme", "low_activity", T0) is None  # its lock
+            revised = asyncio.create_task(
+                parts.intake.handle([Record("alerts", 0, 1, b"acme", encode_event(worse))])
+            )
+            await asyncio.sleep(INTAKE_HEAD_START_S)
+            snooze = Action("snooze", "anna@example.com", None, T0 + timedelta(hours=4))
+            await apply_action(conn, row, snooze, T0)
+        await revised  # neither was aborted as a deadlock
+        async with engine.connect() as conn:
+            stored = (await conn.execute(select(alerts))).one()
+        assert (stored.revision, stored.severity) == (1, "critical")
     finally:
         await engine.dispose()
