@@ -22,7 +22,7 @@ from services.alerts.channels.email import EmailChannel, subject, text_body
 from services.alerts.channels.slack import SlackChannel, fallback_text, message_blocks
 from services.scoring import danger
 from shared.alerting.store import AlertingStore
-from shared.auth import Scope, create_key
+from shared.auth import Scope, create_key, revoke_key
 from shared.bus.base import Record
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
@@ -246,7 +246,7 @@ async def test_a_named_csm_hands_the_task_over_with_the_account(world: World) ->
     """Found from outside: a CSM named on a task kept it when the account went to
     another CSM, so it left the new owner's lists and its reminder told the old owner
     about an account no longer theirs. The lead named on a task (no CSM key) keeps it."""
-    await create_key(world.engine, "anna", [Scope.read, Scope.respond], "anna@example.com")
+    anna = await create_key(world.engine, "anna", [Scope.read, Scope.respond], "anna@example.com")
     await create_key(world.engine, "carl", [Scope.read, Scope.respond], "carl@example.com")
     async with world.engine.begin() as conn:
         new = actions.NewCase("acme", "high", "Champion left", "anna@example.com")
@@ -273,6 +273,9 @@ async def test_a_named_csm_hands_the_task_over_with_the_account(world: World) ->
             now=T0,
             alerting=AlertingStore(alerting_toml(None, routing=ROUTING)),
         )
+    # Anna leaves: her key is revoked (a person without a key may see everything).
+    await revoke_key(world.engine, anna.split("_")[1])
+    async with world.engine.begin() as conn:
         await conn.execute(update(accounts).values(owner_email="carl@example.com"))
         carls, _ = await list_tasks(conn, None, TaskFilter(owner="carl@example.com"))
         assert sorted(t["title"] for t in carls) == ["Call the sponsor", "Plan QBR"]

@@ -122,13 +122,19 @@ async def create_task(
                 owner=task.owner_email,
                 account=task.account_id,
             )
+    owner = folded_email(task.owner_email)
+    if owner is not None and owner == await _account_owner(conn, task.account_id):
+        # The account's owner named: the task is the account's owner's, whoever that is
+        # then. Kept as named, it stayed with a CSM whose key was revoked or who never
+        # had one after the account moved on (found in review).
+        owner = None
     values = {
         "account_id": task.account_id,
         "case_id": task.case_id,
         "kind": task.kind,
         "title": title,
         # Folded as accounts' owners are (the dashboard's form and the API both land here).
-        "owner_email": folded_email(task.owner_email),
+        "owner_email": owner,
         "due": task.due,
         "source": task.source,
         "source_key": task.source_key,
@@ -140,6 +146,12 @@ async def create_task(
     await conn.execute(insert_ignore(conn, tasks).values(**values).on_conflict_do_nothing())
     found = select(tasks.c.task_id).where(tasks.c.source_key == task.source_key)
     return int((await conn.execute(found)).scalar_one())
+
+
+async def _account_owner(conn: AsyncConnection, account_id: str) -> str | None:
+    q = select(accounts.c.owner_email).where(accounts.c.account_id == account_id)
+    found = (await conn.execute(q)).scalar_one_or_none()
+    return None if found is None else fold_email(found)
 
 
 def task_query(key: ApiKey | None = None) -> Select[Any]:
