@@ -93,7 +93,8 @@ def check_events(
     some), told ``wrong_kind`` (default: the kinds the endpoint takes). Usage older than
     ``max_usage_age`` is refused too (``too_old``)."""
     checked = Checked()
-    first: dict[str, tuple[int, Event]] = {}  # event id → the batch's first event of it
+    # (account, event id) → the batch's first accepted event of it: ids are the account's
+    first: dict[tuple[str, str], Event] = {}
     for index, raw in enumerate(items):
         if not isinstance(raw, dict):
             checked.reject(index, raw, [{"field": "(event)", "message": "must be a JSON object"}])
@@ -118,7 +119,8 @@ def check_events(
         if event.kind not in kinds:
             message = wrong_kind or f"must be {' or '.join(kinds)} on this endpoint"
             errors.append({"field": "kind", "message": message})
-        errors += _other_event_of_id(event, first.setdefault(event.event_id, (index, event)))
+        if not errors:
+            errors = _other_event_of_id(event, first.setdefault(_id_of(event), event))
         if errors:
             checked.reject(index, raw, errors)
             continue
@@ -126,19 +128,23 @@ def check_events(
     return checked
 
 
-def _other_event_of_id(event: Event, first: tuple[int, Event]) -> list[dict[str, str]]:
-    """An error if an earlier event of the batch has ``event``'s id and other values.
-    Only one of them would be counted (an id sent again is a resend), yet both were
-    answered as accepted (found from outside). The same event twice is a resend."""
-    index, earlier = first
+def _id_of(event: Event) -> tuple[str, str]:
+    return event.account_id, event.event_id
+
+
+def _other_event_of_id(event: Event, earlier: Event) -> list[dict[str, str]]:
+    """An error if an earlier accepted event of the batch has ``event``'s id (in its
+    account) and other values. Only one of them would be counted (an id sent again is a
+    resend), yet both were answered as accepted (found from outside). The same event
+    twice is a resend."""
     if earlier is event or earlier == event:
         return []
     return [
         {
             "field": "event_id",
-            "message": f"is also the id of event {index} of this batch, which has other "
-            "values: give each event its own id (an id sent again is counted once, as a "
-            "resend)",
+            "message": "is also the id of an earlier event of this batch for the same "
+            "account, with other values: only one of them would be counted (an id sent "
+            "again is a resend)",
         }
     ]
 

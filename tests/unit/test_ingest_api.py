@@ -86,13 +86,18 @@ async def test_one_id_for_two_different_events_of_a_batch_is_refused(api: Api) -
     counted once and accepted."""
     alice = usage("acme", "alice")
     bob = {**usage("acme", "bob"), "event_id": alice["event_id"]}
-    events = [alice, bob, usage("acme", "carol"), alice]
+    # Another account's event may have the same id (ids are each account's); a refused
+    # event is no first one (found in review).
+    other = {**usage("other", "dan"), "event_id": alice["event_id"]}
+    late = {**usage("late", "eve"), "event_id": "e-late", "occurred_at": "2099-01-01T00:00:00Z"}
+    on_time = {**usage("late", "fay"), "event_id": "e-late"}
+    events = [alice, bob, usage("acme", "carol"), alice, other, late, on_time]
     r = await api.client.post("/v1/events", json={"events": events}, headers=api.auth())
     assert r.status_code == 422
     body = r.json()
-    assert body["accepted"] == 3 and [rej["index"] for rej in body["rejected"]] == [1]
+    assert body["accepted"] == 5 and [rej["index"] for rej in body["rejected"]] == [1, 5]
     error = body["rejected"][0]["errors"][0]
-    assert error["field"] == "event_id" and "event 0 of this batch" in error["message"]
+    assert error["field"] == "event_id" and "earlier event of this batch" in error["message"]
 
 
 @pytest.mark.parametrize(
