@@ -17,9 +17,11 @@ from shared.contracts.events import (
     EVENT_ADAPTER,
     EVENT_TIMES,
     KINDS,
+    AccountFacts,
     Event,
     Time,
     UsageEvent,
+    backwards_contract,
     future_time,
     future_times,
 )
@@ -119,6 +121,8 @@ def check_events(
         if event.kind not in kinds:
             message = wrong_kind or f"must be {' or '.join(kinds)} on this endpoint"
             errors.append({"field": "kind", "message": message})
+        if isinstance(event, AccountFacts) and (backwards := backwards_contract(event)):
+            errors.append({"field": "contract_end", "message": backwards})
         if not errors:
             errors = _other_event_of_id(event, first.setdefault(_id_of(event), event))
         if errors:

@@ -220,6 +220,10 @@ def test_salesforce_and_own_csv(mapping) -> None:  # type: ignore[no-untyped-def
     assert good.fact is not None and good.fact.seats_purchased == 12
     # Every error of a row, a value that cannot be read and one outside our choices alike.
     assert {e.column for e in bad.errors} == {"seats_purchased", "tier", "timezone"}
+    # A contract ending before it starts is refused, naming the column.
+    backwards = "account_id,contract_start,contract_end\nacme,2027-01-01,2026-01-01\n"
+    _, (row,) = read_all(backwards.encode(), "csv", mapping, NOW)
+    assert row.fact is None and [e.column for e in row.errors] == ["contract_end"]
 
 
 @pytest.mark.parametrize(

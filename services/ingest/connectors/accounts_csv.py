@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from services.ingest.connectors.mapping import ConnectorMap, mapped_facts
-from shared.contracts.events import AccountFacts
+from shared.contracts.events import AccountFacts, backwards_contract
 from shared.i18n import DEFAULT_LANGUAGE, N_, Choices, worded
 
 # Excel in Chinese saves "CSV (逗号分隔)" in GB18030 (GBK's superset), not UTF-8: the
@@ -178,6 +178,8 @@ def _row(
             if column not in reported:
                 template, context = wording_of(e)
                 errors.append(RowError(line, column, e["msg"], template, context))
+    if fact is not None and (backwards := backwards_contract(fact)):
+        errors.append(RowError(line, column_of.get("contract_end", "contract_end"), backwards))
     return Row(line, None if errors else fact, errors)
 
 
