@@ -308,9 +308,13 @@ async def first_notice(
     now: datetime,
 ) -> int:
     """Tell nobody-yet-told ``alert`` for the first time, noting when (how many notices
-    were queued)."""
+    were queued). Its deadline to escalation (and the time it took to acknowledge) counts
+    from now, as a new alert's from its storing: one muted, silenced or snoozed before
+    anyone heard of it was escalated in the pass that first told its owner."""
     await conn.execute(
-        update(alerts).where(alerts.c.alert_id == alert.alert_id).values(last_notified_at=now)
+        update(alerts)
+        .where(alerts.c.alert_id == alert.alert_id)
+        .values(last_notified_at=now, stored_at=now)
     )
     group_wait = alerting.notify.group_wait
     return await outbox.notify(conn, alert, NoticeKind.fire, people, now=now, group_wait=group_wait)

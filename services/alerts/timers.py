@@ -164,14 +164,10 @@ class AlertTimers:
         queued = 0
         for r in rows.all():
             if r.last_notified_at is None and (stored := stored_alert(r)) is not None:
-                # Stored while its rule was silenced: nobody has heard of it yet. Its
-                # deadline to escalation (and the time it took to acknowledge) counts from
-                # now, as a new alert's from its storing: a critical woken from a long
-                # silence was escalated in the pass that first told its owner.
+                # Stored while its rule was silenced: nobody has heard of it yet
+                # (``first_notice`` starts its deadline to escalation now).
                 await conn.execute(
-                    update(alerts)
-                    .where(alerts.c.alert_id == r.alert_id)
-                    .values(snoozed_until=None, stored_at=now)
+                    update(alerts).where(alerts.c.alert_id == r.alert_id).values(snoozed_until=None)
                 )
                 alert = await with_current_owners(conn, stored)
                 people = routing.recipients(alert, alerting.routing, self._settings)

@@ -203,6 +203,22 @@ async def test_a_muted_warning_that_turns_critical_is_told_and_escalates(world: 
     assert ("nps_detractor", "escalate", "lead@example.com") in told
 
 
+async def test_an_alert_first_told_late_has_its_whole_escalation_deadline(world: World) -> None:
+    """Muted for two hours, then critical and told: it was escalated in the pass that
+    first told its owner, its deadline counted from its storing (found in review)."""
+    await world.receive(alert("low_activity", Severity.critical))
+    await world.receive(alert("nps_detractor", Severity.warning))  # muted
+    world.clock.now += timedelta(hours=2)
+    await world.receive(alert("nps_detractor", Severity.critical, revision=1))  # first told
+    await world.timers.run_once()
+    escalated = [a for a, n, _ in await world.notices() if n == "escalate"]
+    assert escalated == ["acme:low_activity:1"]  # the first critical, stored two hours ago
+    world.clock.now += timedelta(hours=1, minutes=1)
+    await world.timers.run_once()
+    escalated = [a for a, n, _ in await world.notices() if n == "escalate"]
+    assert escalated == ["acme:low_activity:1", "acme:nps_detractor:1"]
+
+
 async def _resolve_by_hand(world: World, alert_id: str) -> None:
     async with world.engine.begin() as conn:
         row = (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
