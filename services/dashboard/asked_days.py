@@ -25,6 +25,7 @@ NO_FROM = N_("A range needs its first day (“from”) too.")
 FUTURE = N_("“From” ({day}) is after today: nothing has happened since.")
 EMPTY = N_("A period from {start} to {end} holds no day (“to” is the first day after it).")
 BEFORE_DATA = N_("There is no data before {day}.")
+TOO_LATE = N_("A period ends by the end of this quarter at the latest: showing {start} to {end}.")
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def read(
         return AskedDays(note=FUTURE, values={"day": start})
     if until_today:
         end = min(end, today)
-    elif latest is not None:
-        end = min(end, latest)
+    elif latest is not None and end > latest:
+        end, note = latest, TOO_LATE
     if end < EARLIEST_DATE:
         return AskedDays(note=BEFORE_DATA, values={"day": EARLIEST_DATE})
     if half_open and start >= end:

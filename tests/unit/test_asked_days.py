@@ -11,6 +11,7 @@ from services.dashboard.asked_days import (
     FUTURE,
     NO_FROM,
     REVERSED,
+    TOO_LATE,
     TOO_LONG,
     UNREADABLE,
     AskedDays,
@@ -123,3 +124,12 @@ def test_a_period_to_come_ends_by_the_latest_day_and_starts_by_today() -> None:
         latest=quarter_end,
     )
     assert to_come.span is None and to_come.note == FUTURE
+    later = read(
+        {"from": "2026-01-01", "to": "9999-12-31"},
+        TODAY,
+        most_days=3653,
+        until_today=False,
+        half_open=True,
+        latest=quarter_end,
+    )  # cut to the quarter's end, and said (it was cut without a word: found in review)
+    assert later.span == (date(2026, 1, 1), quarter_end) and later.note == TOO_LATE

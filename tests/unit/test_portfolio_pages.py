@@ -906,6 +906,7 @@ async def test_a_download_is_of_the_period_asked_or_refused_saying_why(pages: Pa
         {"from": "abc"},
         {"from": "2026-12-01", "to": "2026-01-01"},
         {"from": "2030-01-01", "to": "2031-01-01"},
+        {"from": "2026-01-01", "to": "9999-12-31"},
     ):
         r = await pages.client.get("/ui/retention.csv", params=params)
         assert r.status_code == 422 and "download it from its link" in r.text, params
