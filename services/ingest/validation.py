@@ -36,7 +36,8 @@ class Rejection:
     kind: str = "unknown"  # the event's kind, when it names a known one (a metric label)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "event_id": self.event_id, "errors": self.errors}
+        quoted = None if self.event_id is None else _quoted_id(self.event_id)
+        return {"index": self.index, "event_id": quoted, "errors": self.errors}
 
 
 @dataclass
@@ -50,15 +51,16 @@ class Checked:
         self.rejected.append(
             Rejection(
                 index,
-                _quoted_id(event_id) if isinstance(event_id, str) else None,
+                event_id if isinstance(event_id, str) else None,
                 errors,
                 kind if isinstance(kind, str) and kind in KINDS else "unknown",
             )
         )
 
 
-# How much of a refused event's id the answer quotes: an id of 100,000 characters came
-# back whole (found from outside); the longest an id may be is 200 (``Id``).
+# How much of a refused event's id the answer quotes (``Rejection.as_dict``, every route
+# and connector's): an id of 100,000 characters came back whole (found from outside);
+# the longest an id may be is 200 (``Id``).
 QUOTED_ID_CHARS = 210
 
 

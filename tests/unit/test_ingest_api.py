@@ -215,6 +215,11 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     r = await api.client.post("/v1/events", json={"events": [huge]}, headers=api.auth())
     quoted = r.json()["rejected"][0]["event_id"]
     assert r.status_code == 422 and quoted.endswith("…") and len(quoted) < 300
+    # Through Segment's routes too (their own refusals came back whole: found in review).
+    call = {"type": "bogus", "messageId": "m" * 100_000, "userId": "u"}
+    r = await api.client.post("/v1/batch", json={"batch": [call]}, headers=api.auth())
+    quoted = r.json()["rejected"][0]["event_id"]
+    assert quoted.endswith("…") and len(quoted) < 300, r.text[:300]
 
 
 async def test_an_ingest_key_sends_usage_and_answers_not_the_companys_records(
