@@ -12,7 +12,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from services.scoring.queries import (
     DEFAULT_CURRENCY,
     SORTS,
     Filters,
+    account_zones,
     portfolio_rows,
     portfolio_totals,
 )
@@ -214,7 +215,7 @@ def paginate(rows: list[dict[str, Any]], number: int, size: int = PAGE_SIZE) -> 
 
 
 async def score_changes(
-    conn: AsyncConnection, ids: list[str], today: date, days: int = CHANGE_DAYS
+    conn: AsyncConnection, ids: list[str], today: date, zone: tzinfo, days: int = CHANGE_DAYS
 ) -> dict[str, int]:
     """Each account's score ``days`` ago (the newest daily score on or before that day),
     for accounts scored then and now, whose usage had begun by then: the score of a new
@@ -233,10 +234,15 @@ async def score_changes(
         .join(newest, (newest.c.account_id == h.account_id) & (newest.c.day == h.day))
         .join(account_health, account_health.c.account_id == h.account_id)
     )
+    rows = (await conn.execute(q)).all()
+    # A day of scores is the account's own (its zone, else the service's ``zone``).
+    zones = await account_zones(conn, [r.account_id for r in rows], zone)
     return {
         account_id: score
-        for account_id, score, day, first_use in await conn.execute(q)
-        if score is not None and first_use is not None and first_use.date() <= day
+        for account_id, score, day, first_use in rows
+        if score is not None
+        and first_use is not None
+        and first_use.astimezone(zones[account_id]).date() <= day
     }
 
 
@@ -254,10 +260,11 @@ async def portfolio_page(
     query: PortfolioQuery,
     today: date,
     currency: str | None = None,
+    zone: tzinfo = UTC,
 ) -> tuple[Page, dict[str, Any]]:
     """The page of accounts ``query`` asks for, and totals over every matching one."""
     rows = search(await portfolio_rows(conn, who.key, query.filters, today), query.q)
-    changes = await score_changes(conn, [r["account_id"] for r in rows], today)
+    changes = await score_changes(conn, [r["account_id"] for r in rows], today, zone)
     for r in rows:
         before = changes.get(r["account_id"])
         r["change"] = r["score"] - before if before is not None and r["score"] is not None else None
@@ -303,9 +310,10 @@ async def home(
     today: date,
     now: datetime,
     currency: str | None = None,
+    zone: tzinfo = UTC,
 ) -> dict[str, Any]:
-    """The home page's values; ``currency``: the service's."""
-    listing, totals = await portfolio_page(conn, who, query, today, currency)
+    """The home page's values; ``currency`` and ``zone``: the service's."""
+    listing, totals = await portfolio_page(conn, who, query, today, currency, zone)
     alerts_total, alert_rows = await list_alerts(conn, who, now, VIEWS["to_do"], PREVIEW)
     open_total = await count_alerts(conn, who, now, AlertFilters())
     due = renewals(await portfolio(conn, who, today, currency))

@@ -249,7 +249,8 @@ async def csm_view(request: Request) -> Response:
     now, today = _now_and_today(request)
     query = PortfolioQuery.parse(request.query_params, who.key.portfolio_of is None)
     async with context(request).engine.connect() as conn:
-        values = await home(conn, who, query, today, now, context(request).settings.currency)
+        settings = context(request).settings
+        values = await home(conn, who, query, today, now, settings.currency, settings.zone)
         if who.key.portfolio_of is not None:  # a CSM's home: their touchpoints due
             values |= await due_soon(conn, who.key, context(request).settings, today)
     return page(request, "home.html", values, who)

@@ -48,6 +48,7 @@ from services.scoring.usage import MODULE_KEY as MODULE_KEY  # for other package
 from services.scoring.usage import AccountUsage as AccountUsage  # for other packages
 from services.scoring.usage import DayUse as DayUse  # for other packages
 from services.scoring.zones import account_zone as account_zone  # for other packages
+from services.scoring.zones import account_zones as account_zones  # for other packages
 from services.scoring.zones import zone_of as zone_of  # for other packages (import rules)
 from shared.auth import ApiKey
 from shared.clock import utcnow

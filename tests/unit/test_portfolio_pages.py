@@ -13,7 +13,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -370,6 +370,22 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
             update(account_health)
             .where(account_health.c.account_id == "acct-05")
             .values(first_seen_at=NOW - timedelta(days=3))
+        )
+    by_change = _rows(await pages.get("/ui/", sort="change", dir="desc", page="2"))
+    assert by_change[-1] == "acct-05"
+    # Days are the account's own: its first use at noon UTC of that day is the next day
+    # in its zone (UTC+14), after the score of a week ago (found in review).
+    week_ago = TODAY - timedelta(days=8)
+    kiritimati = {**_account(5)["facts"]}
+    kiritimati["fields"] = {**kiritimati["fields"], "timezone": "Pacific/Kiritimati"}
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id == "acct-05")
+            .values(first_seen_at=datetime.combine(week_ago, time(12), UTC))
+        )
+        await conn.execute(
+            update(accounts).where(accounts.c.account_id == "acct-05").values(facts=kiritimati)
         )
     by_change = _rows(await pages.get("/ui/", sort="change", dir="desc", page="2"))
     assert by_change[-1] == "acct-05"
