@@ -422,6 +422,7 @@ def mount_health_api(app: FastAPI, rt: Runtime) -> None:
         rt.settings.zone,
         rt.settings.window_days,
         rt.settings.history_days,
+        rt.settings.currency,
     )
     app.state.engine = rt.engine  # shared.web.EngineDep: the reports and the keys API
     app.state.report_fmt = Fmt(rt.settings.language, rt.settings.currency)

@@ -61,7 +61,7 @@ def arr_of() -> Any:
 
 
 def _money_group(home: str | None) -> Any:
-    """SQL: where an account's ARR sorts among currencies (``home.money_group``)."""
+    """SQL: where an account's ARR sorts among currencies (``queries.money_group``)."""
     named = accounts.c.facts["fields"]["currency"].as_string()
     return case((or_(named.is_(None), named == (home or "")), ""), else_=named)
 
@@ -98,6 +98,7 @@ def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
             alerts.c.status,
             alerts.c.title,
             alerts.c.fired_at,
+            alerts.c.stored_at,
             alerts.c.acknowledged_by,
             alerts.c.snoozed_until,
             alerts.c.muted,
@@ -165,11 +166,11 @@ async def list_alerts(
     non-focus ones (two small accounts' alerts led a strategic one's for being newer),
     then the newest; or the most ARR, the weakest health or the oldest first, ties the
     most urgent first. Most ARR first never compares two currencies: the service's
-    (``currency``) first, then each other (``home.MONEY_SORTS``)."""
+    (``currency``) first, then each other, the unknown last (``queries.MONEY_SORTS``)."""
     q = _alert_query(who, f, now)
     total = await total_of(conn, q)
     chosen = {
-        "arr": (_money_group(currency), arr_of().desc().nulls_last()),
+        "arr": (arr_of().is_(None), _money_group(currency), arr_of().desc()),
         "health": (account_health.c.score.asc().nulls_last(),),
         # Waiting longest: stored (people told) first, as the lead page's "oldest".
         "oldest": (alerts.c.stored_at.asc(),),
@@ -209,6 +210,7 @@ def _alert_row(r: Any, who: Viewer, now: datetime) -> dict[str, Any]:
         "status": r.status,
         "title": r.title,
         "fired_at": r.fired_at,
+        "stored_at": r.stored_at,  # since when people know of it: "waiting longest"
         "resolved_at": r.resolved_at,
         "acknowledged_by": r.acknowledged_by,
         "snoozed_until": r.snoozed_until if is_snoozed else None,

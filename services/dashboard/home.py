@@ -23,9 +23,11 @@ from services.dashboard.auth import Viewer
 from services.dashboard.saved_views import saved_views
 from services.scoring.queries import (
     DEFAULT_CURRENCY,
+    MONEY_SORTS,
     SORTS,
     Filters,
     account_zones,
+    money_group,
     portfolio_rows,
     portfolio_totals,
 )
@@ -156,18 +158,6 @@ def search(rows: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     if not needle:
         return rows
     return [r for r in rows if needle in f"{r['account_id']}\n{r['name'] or ''}".casefold()]
-
-
-# Orders by an amount of money. Amounts in two currencies are never compared (no
-# exchange rates are configured; ¥100,000 read as more than $50,000): the service's
-# currency comes first, then each other currency in turn, each by its amounts.
-MONEY_SORTS = frozenset({"risk_value", "arr"})
-
-
-def money_group(currency: str | None, home: str | None) -> str:
-    """Where an account's amounts sort among currencies: the service's (``home``, or
-    none named) first."""
-    return "" if currency is None or currency == home else currency
 
 
 def order(

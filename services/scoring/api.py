@@ -76,6 +76,8 @@ class HealthApiContext:
     # (HEALTHWATCH_WINDOW_DAYS) and in all (HEALTHWATCH_HISTORY_DAYS).
     window_days: int = 90
     history_days: int = 730
+    # The service's currency (HEALTHWATCH_CURRENCY): money is ordered by currency first.
+    currency: str | None = None
 
 
 def get_context(request: Request) -> HealthApiContext:

@@ -14,11 +14,13 @@ from sqlalchemy import func, select
 
 from services.scoring.api import NOT_FOUND, Context
 from services.scoring.queries import (
+    MONEY_SORTS,
     SORTS,
     Day,
     Filters,
     account_health_row,
     day_range,
+    money_group,
     portfolio_rows,
     portfolio_totals,
     timeline,
@@ -64,6 +66,8 @@ async def portfolio(
         rows = await portfolio_rows(conn, key, f, datetime.now(ctx.zone).date())
     by, reverse = SORTS[sort]
     rows.sort(key=by, reverse=reverse)
+    if sort in MONEY_SORTS:  # stable: each currency by its amounts, the unknown last
+        rows.sort(key=lambda a: (a[sort] is None, money_group(a["currency"], ctx.currency)))
     return {"total": len(rows), "accounts": rows[offset : offset + limit]}
 
 

@@ -258,6 +258,18 @@ def _matches(row: dict[str, Any], filters: Filters) -> bool:
     )
 
 
+# Orders by an amount of money. Amounts in two currencies are never compared (no
+# exchange rates are configured; ¥100,000 read as more than $50,000): the service's
+# currency comes first, then each other currency in turn, each by its amounts.
+MONEY_SORTS = frozenset({"risk_value", "arr"})
+
+
+def money_group(currency: str | None, home: str | None) -> str:
+    """Where an account's amounts sort among currencies: the service's (``home``, or
+    none named) first."""
+    return "" if currency is None or currency == home else currency
+
+
 # Sort key and direction of each order the portfolio can be listed in.
 SORTS = {
     "risk_value": (lambda a: a["risk_value"] if a["risk_value"] is not None else -1.0, True),

@@ -18,6 +18,7 @@ from tests.support.harness import (
     running,
     send,
     ticket,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -139,6 +140,18 @@ async def test_portfolio_filters_sorts_and_explains_an_account(
         assert any("score" in d for d in days.values())
         r = await client.get("/v1/accounts/big/timeline?from=2026-12-01&to=2026-11-01")
         assert r.status_code == 422
+
+        # Riskiest × value never compares two currencies: the service's first (dollars
+        # had been read as so many yuan).
+        await add_account(hw, "small", seats=50, currency="USD")
+
+        async def small_in_dollars() -> bool:
+            rows = (await client.get("/v1/accounts")).json()["accounts"]
+            return {a["account_id"]: a["currency"] for a in rows}["small"] == "USD"
+
+        await wait_for(small_in_dollars, timeout=60, what="small's facts in dollars")
+        rows = (await client.get("/v1/accounts")).json()["accounts"]
+        assert [a["account_id"] for a in rows][-1] == "small"
 
 
 async def test_reports_compare_with_the_tier_and_print(

@@ -680,6 +680,9 @@ async def test_the_alert_list_sorts_by_arr_health_or_age_and_filters_by_tier(
             .values(fired_at=NOW - timedelta(days=90), stored_at=NOW)
         )
     assert (await order(sort="oldest"))[-1] == 1
+    # Sorted by when it was stored, it shows that time, not when it fired (found in review).
+    oldest = await pages.get("/ui/alerts", state="firing", sort="oldest")
+    assert "Waiting since" in oldest and "<th>Fired</th>" not in oldest
     assert set(await order(tier="strategic")) == {i for i in firing if i % 3 == 0}
     # As people type them; a choice the page does not know is left out, saying so (a
     # typed "tier=Gold" showed every alert without a word, found from outside).
