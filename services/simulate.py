@@ -196,11 +196,11 @@ def day_of_usage(
 REPLY_IN_TIME_MINUTES = (2, 25)
 REPLY_LATE_HOURS = (2, 30)
 REPLY_LATE_SHARE = 0.1
-# The share of the live demo's busy accounts that open a ticket each second: about 4 an
-# hour an account (20 of the 200 busy each second). At 5%, 18 an hour, a tenth of them
+# Tickets an account opens an hour in the live demo (busy accounts are sampled, so the
+# chance of each is worked out from how many there are). At 18 an hour, a tenth of them
 # late, every strategic and enterprise account had 3 late replies (the alert) in a
-# quarter of an hour.
-LIVE_TICKET_SHARE = 0.01
+# quarter of an hour; at 4, in about eight hours.
+LIVE_TICKETS_AN_HOUR = 4.0
 
 
 def reply_delay(rng: random.Random) -> timedelta:
@@ -288,6 +288,9 @@ class Simulator:
         # The live tickets not answered yet, soonest reply first: (due, number, ticket).
         self._unanswered: list[tuple[datetime, int, dict[str, Any]]] = []
         self._tickets_opened = 0
+        # This run's part of its tickets' ids: a restarted demo numbers them from 1 again,
+        # and a new ticket took an old one's first reply (found in review).
+        self._run = uuid.uuid4().hex[:6]
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
         """POST with retries on 503 (the bus is down) and connection errors."""
@@ -370,14 +373,18 @@ class Simulator:
         self, client: httpx.AsyncClient, stop: asyncio.Event, interval_s: float = 1.0
     ) -> None:
         """Every ``interval_s``: a few users of a few accounts do something."""
+        busy = min(len(self.accounts), 20)
+        # Each account is busy busy/len(accounts) of the ticks: so it opens about
+        # LIVE_TICKETS_AN_HOUR an hour whatever the number of accounts.
+        ticket_chance = LIVE_TICKETS_AN_HOUR * interval_s / 3600 * len(self.accounts) / max(1, busy)
         while not stop.is_set():
             now = self._clock()
             events = []
-            for a in self._rng.sample(self.accounts, min(len(self.accounts), 20)):
+            for a in self._rng.sample(self.accounts, busy):
                 users = a.users()
                 for user in self._rng.sample(users, max(1, len(users) // 10)):
                     events.append(usage_event(a, user, now, self._rng))
-                if self._rng.random() < LIVE_TICKET_SHARE:
+                if self._rng.random() < ticket_chance:
                     events.append(self._open_ticket(a, now))
             events += self._answers_due(now)
             if self._zendesk_secret:
@@ -389,7 +396,8 @@ class Simulator:
     def _open_ticket(self, a: SimAccount, now: datetime) -> dict[str, Any]:
         """A new ticket of ``a``, to be answered after ``reply_delay``."""
         self._tickets_opened += 1
-        ticket = new_ticket(a, f"{a.account_id}-l{self._tickets_opened}", now, self._rng)
+        ticket_id = f"{a.account_id}-{self._run}-{self._tickets_opened}"
+        ticket = new_ticket(a, ticket_id, now, self._rng)
         due = now + reply_delay(self._rng)
         heapq.heappush(self._unanswered, (due, self._tickets_opened, ticket))
         return ticket

@@ -110,3 +110,7 @@ async def test_the_live_demo_answers_its_tickets_when_their_reply_is_due() -> No
     rest = sim._answers_due(now + timedelta(days=2))
     assert len(soon) + len(rest) == len(opened) and sim._answers_due(now + timedelta(days=9)) == []
     assert {t["ticket_id"] for t in soon + rest} == {t["ticket_id"] for t in opened}
+    # A restarted demo's tickets are new ones (numbered from 1 again, a new ticket took
+    # an old one's first reply: found in review).
+    again = simulate.Simulator("http://127.0.0.1:9", "hwk_x", accounts=1, seed=5)
+    assert again._open_ticket(again.accounts[0], now)["ticket_id"] != opened[0]["ticket_id"]
