@@ -92,21 +92,21 @@ def _today(request: Request) -> date:
     return utcnow().astimezone(context(request).settings.zone).date()
 
 
-# Said above the pipeline of the current quarter shown for one that could not be read
-# (it was shown without a word, found from outside).
-BAD_QUARTER = N_("The quarter {asked} could not be read (a quarter is written 2027Q1).")
+# Said above the pipeline of the current quarter, shown for one that could not be read
+# (after why: ``Quarter.parse``'s words, e.g. the years it takes; it was shown without a
+# word, found from outside).
+SHOWING_CURRENT = N_("Showing this quarter.")
 # A download answers what was asked or nothing: a file cannot carry a page's notice.
 UNASKED_DOWNLOAD = N_("Open the page, pick the period there and download it from its link.")
 
 
-def _quarter(text: str | None, today: date) -> tuple[Quarter, str | None]:
+def _quarter(text: str | None, today: date, lang: str) -> tuple[Quarter, str | None]:
     """The quarter ``text`` names (else the current one) and, if it named none that
-    could be read, why (``BAD_QUARTER``'s values in a dict are not needed: see
-    ``_renewals``)."""
+    could be read, why (in ``lang``)."""
     try:
         return (Quarter.parse(text) if text else Quarter.of(today)), None
-    except ClientError:
-        return Quarter.of(today), BAD_QUARTER
+    except ClientError as exc:
+        return Quarter.of(today), f"{exc.worded(lang)} {translate(lang, SHOWING_CURRENT)}"
 
 
 def _refused_download(lang: str, why: str) -> Response:
@@ -164,12 +164,10 @@ async def _renewals(request: Request) -> tuple[Viewer, Quarter, dict[str, Any], 
     (in the viewer's language)."""
     who = await viewer(request)
     today = _today(request)
-    asked = request.query_params.get("quarter")
-    quarter, bad = _quarter(asked, today)
+    quarter, why = _quarter(request.query_params.get("quarter"), today, language(request))
     rule = ForecastRule.of(context(request).settings)
     async with context(request).engine.connect() as conn:
         data = await renewals(conn, who.key, quarter, today, rule)
-    why = None if bad is None else translate(language(request), bad, asked=(asked or "")[:20])
     return who, quarter, data, why
 
 

@@ -932,9 +932,9 @@ async def test_a_download_is_of_the_period_asked_or_refused_saying_why(pages: Pa
     zh = await pages.client.get(
         "/ui/renewals.csv", params={"quarter": "2026Q5"}, headers={"accept-language": "zh"}
     )
-    assert zh.status_code == 422 and "无法识别季度 2026Q5" in zh.text
-    page = await pages.get("/ui/renewals", quarter="2026Q5")
-    assert "The quarter 2026Q5 could not be read" in page
+    assert zh.status_code == 422 and "收到的是 '2026Q5'" in zh.text
+    page = await pages.get("/ui/renewals", quarter="2200Q1")  # well written, out of range
+    assert "with a year from 1970 to 2100 (got &#39;2200Q1&#39;). Showing this quarter." in page
     assert 'class="notice"' not in await pages.get("/ui/renewals", quarter="2026Q4")
     future = await pages.get("/ui/retention", **{"from": "2030-01-01", "to": "2031-01-01"})
     assert "is after today" in future
