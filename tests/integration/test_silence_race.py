@@ -31,6 +31,16 @@ T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 # Long enough for the intake's transaction to reach the silence's read while the
 # silence is still uncommitted (it then waits for its lock, or, without it, reads none).
 INTAKE_HEAD_START_S = 0.5
+ACME = AlertEvent(
+    alert_id="acme:low_activity:1",
+    account_id="acme",
+    rule="low_activity",
+    severity=Severity.warning,
+    title="acme: low activity",
+    summary="",
+    owner=Owner(email="anna@example.com"),
+    fired_at=T0,
+)
 
 
 async def test_an_alert_stored_while_its_rule_is_silenced_is_silenced(
@@ -45,16 +55,7 @@ async def test_an_alert_stored_while_its_rule_is_silenced_is_silenced(
         store = AlertingStore()
         clock = MovingClock(T0)
         parts = alerts_parts(engine, settings, [EmailChannel(settings)], store, clock=clock)
-        event = AlertEvent(
-            alert_id="acme:low_activity:1",
-            account_id="acme",
-            rule="low_activity",
-            severity=Severity.warning,
-            title="acme: low activity",
-            summary="",
-            owner=Owner(email="anna@example.com"),
-            fired_at=T0,
-        )
+        event = ACME
         record = Record("alerts", 0, 0, b"acme", encode_event(event))
         async with engine.begin() as conn:
             alerting, _ = await store.current(conn)
@@ -88,16 +89,7 @@ async def test_a_snooze_beside_a_new_revision_of_its_alert_does_not_deadlock(
         parts = alerts_parts(
             engine, settings, [EmailChannel(settings)], AlertingStore(), clock=MovingClock(T0)
         )
-        first = AlertEvent(
-            alert_id="acme:low_activity:1",
-            account_id="acme",
-            rule="low_activity",
-            severity=Severity.warning,
-            title="acme: low activity",
-            summary="",
-            owner=Owner(email="anna@example.com"),
-            fired_at=T0,
-        )
+        first = ACME
         await parts.intake.handle([Record("alerts", 0, 0, b"acme", encode_event(first))])
         worse = first.model_copy(update={"revision": 1, "severity": Severity.critical})
         async with engine.begin() as conn:
