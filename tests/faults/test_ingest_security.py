@@ -37,9 +37,9 @@ def _client(hw: Harness, key: str) -> httpx.AsyncClient:
 
 async def _owner(hw: Harness, account: str) -> Any:
     async with hw.rt.engine.connect() as conn:
-        q = select(accounts.c.owner_email, accounts.c.name, accounts.c.tier).where(
-            accounts.c.account_id == account
-        )
+        q = select(
+            accounts.c.owner_email, accounts.c.name, accounts.c.tier, accounts.c.facts
+        ).where(accounts.c.account_id == account)
         return (await conn.execute(q)).first()
 
 
@@ -77,25 +77,26 @@ async def test_account_facts_need_a_crm_key(kafka_settings: Settings) -> None:
         await wait_for(
             lambda: _has_seen(hw, beside["event_id"]), timeout=60, what="the usage beside"
         )
-        # Segment's group call with the same (browser-shipped) key: name and plan only.
+        # Segment's group call with the same (browser-shipped) key: descriptive traits
+        # only, and a name only for an account without one (the CRM named acme).
         group = {
             "type": "group",
             "messageId": uuid.uuid4().hex,
             "userId": "u1",
             "groupId": "acme",
-            "traits": {"name": "Acme Corp", "owner": {"email": "mallory@example.com"},
+            "traits": {"name": "Acme Corp", "plan": "team", "owner": {"email": "mallory@example.com"},
                        "tier": "strategic", "seats": 1, "mrr": 0},
         }  # fmt: skip
         async with httpx.AsyncClient(base_url=hw.url, auth=(ingest, ""), timeout=30) as c:
             assert (await c.post("/v1/group", json=group)).status_code == 200
 
-        async def renamed() -> bool:
+        async def described() -> bool:
             row = await _owner(hw, "acme")
-            return row is not None and row.name == "Acme Corp"
+            return row is not None and (row.facts.get("fields") or {}).get("plan") == "team"
 
-        await wait_for(renamed, timeout=60, what="the group call's name")
+        await wait_for(described, timeout=60, what="the group call's plan")
         row = await _owner(hw, "acme")
-        assert row.owner_email == "anna@example.com" and row.tier is None
+        assert (row.name, row.owner_email, row.tier) == ("Acme", "anna@example.com", None)
 
 
 async def _has_seen(hw: Harness, event_id: str) -> bool:
