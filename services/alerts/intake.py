@@ -23,6 +23,7 @@ from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.wire import UndecodableRecord, decode_alert
+from shared.storage.db import among
 from shared.storage.tables import alerts
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class AlertIntake:
             # alert (lock, then row) could deadlock with it (found in review).
             stored_rules = await conn.execute(
                 select(alerts.c.alert_id, alerts.c.rule).where(
-                    alerts.c.alert_id.in_({a.alert_id for a in decoded})
+                    among(conn, alerts.c.alert_id, {a.alert_id for a in decoded})
                 )
             )
             rules = {alert_id: rule for alert_id, rule in stored_rules}

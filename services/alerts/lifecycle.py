@@ -25,7 +25,7 @@ from services.alerts.cases import hooks as cases_hooks
 from services.alerts.channels.text import one_line
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
-from services.alerts.silences import active_silence, hold_silences, silenced
+from services.alerts.silences import active_silence, silenced
 from shared.alerting.schema import Alerting, Recipient, worse
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
@@ -46,14 +46,12 @@ class AlertLifecycle:
         self, conn: AsyncConnection, alert: AlertEvent, alerting: Alerting, now: datetime
     ) -> str | None:
         """Store ``alert`` (a new one, or a newer revision) and queue its notices; the
-        line to log once committed, None for a revision already stored."""
+        line to log once committed, None for a revision already stored. The caller holds
+        the silence locks of the alert's rule and its stored rule (``hold_silences``,
+        before any row is written: ``intake.AlertIntake.handle`` takes its batch's)."""
         row = (
             await conn.execute(select(alerts).where(alerts.c.alert_id == alert.alert_id))
         ).first()
-        # Its silence locks before any row is written (``hold_silences``: the intake took
-        # them for its whole batch already; taken again, they are counted, not waited for).
-        rules = {alert.rule} if row is None else {alert.rule, row.rule}
-        await hold_silences(conn, [(alert.account_id, rule) for rule in rules])
         if row is not None and alert.revision <= row.revision:
             self._metrics.received.labels(alert.rule, "duplicate").inc()
             return None

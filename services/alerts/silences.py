@@ -58,14 +58,10 @@ async def active_silence(
 ) -> Any | None:
     """The silence of ``rule`` on ``account_id`` in force at ``now``, or None; on
     PostgreSQL the (account, rule)'s silence lock is held to commit first."""
-    await _hold(conn, account_id, rule)
+    await hold_silences(conn, [(account_id, rule)])
     s = rule_silences.c
     q = select(rule_silences).where(s.account_id == account_id, s.rule == rule, s.until > now)
     return (await conn.execute(q)).first()
-
-
-async def _hold(conn: AsyncConnection, account_id: str, rule: str) -> None:
-    await hold_silences(conn, [(account_id, rule)])
 
 
 async def hold_silences(conn: AsyncConnection, pairs: Iterable[tuple[str, str]]) -> None:

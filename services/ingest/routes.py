@@ -31,7 +31,7 @@ from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
 from shared.contracts.events import KINDS, MAX_EVENT_BYTES
 from shared.openapi import error_responses
 from shared.request_body import parse_json, read_body, read_json
-from shared.storage.db import unstorable_value, upsert
+from shared.storage.db import among, unstorable_value, upsert
 from shared.storage.tables import accounts, user_accounts
 from shared.web import ClientError
 
@@ -297,7 +297,7 @@ async def _named(ctx: Context, ids: set[str]) -> set[str]:
     async with ctx.engine.connect() as conn:
         rows = await conn.execute(
             select(accounts.c.account_id).where(
-                accounts.c.account_id.in_(ids), accounts.c.name.is_not(None)
+                among(conn, accounts.c.account_id, ids), accounts.c.name.is_not(None)
             )
         )
         return {r.account_id for r in rows}
