@@ -273,11 +273,8 @@ async def _apply_tickets(conn: AsyncConnection, events: Sequence[TicketEvent]) -
     for e in events:
         if _newer(e, latest.get(e.ticket_id)):
             latest[e.ticket_id] = e
-        if e.first_reply_at is not None:
-            known = replied.get(e.ticket_id)
-            replied[e.ticket_id] = (
-                e.first_reply_at if known is None else min(known, e.first_reply_at)
-            )
+        if (at := e.first_reply_at) is not None:
+            replied[e.ticket_id] = min(replied.get(e.ticket_id, at), at)
     if not latest:
         return set()
     for ticket_id, first in replied.items():
