@@ -915,6 +915,32 @@ async def test_a_reversed_range_is_turned_round_and_the_page_says_so(pages: Page
     assert 'class="notice"' not in await pages.get("/ui/lead", days="30")
 
 
+async def test_hostile_choices_are_said_or_refused_never_a_500(pages: Pages) -> None:
+    """The choices these pages now say they left out, or cut, or replaced: overlong,
+    control characters, invalid UTF-8, far dates and numbers (a 400 for what the
+    middleware refuses, else the page with its notice)."""
+    await pages.sign_in("lead")
+    hostile = ("x" * 10_000, "\x01\x7f", "%ED%A0%80", "９９", "-1", "99999999999999999999")
+    for value in hostile:
+        for path, name in (
+            ("/ui/alerts", "tier"),
+            ("/ui/alerts", "sort"),
+            ("/ui/lead", "days"),
+            ("/ui/renewals", "quarter"),
+            ("/ui/renewals.csv", "quarter"),
+            ("/ui/retention", "to"),
+        ):
+            query = urllib.parse.urlencode({name: value, "from": "2026-01-01"})
+            r = await pages.client.get(f"{path}?{query.replace('%25ED', '%ED')}")
+            assert r.status_code in (200, 400, 422), (path, name, value[:20], r.status_code)
+            notice = (
+                r.text.split('class="notice"', 1)[1][:400] if 'class="notice"' in r.text else ""
+            )
+            assert "x" * 100 not in notice, (path, name)  # quoted by its start only
+            if path.endswith(".csv"):  # a refused download says why, briefly
+                assert r.status_code == 422 and len(r.text) < 1000, (path, name)
+
+
 async def test_a_download_is_of_the_period_asked_or_refused_saying_why(pages: Pages) -> None:
     """The retention CSV of an unreadable, reversed or far-future period was a file of
     other days under a name that looked right, the renewals CSV of a quarter that could
