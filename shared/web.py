@@ -339,11 +339,39 @@ def unreachable(exc: BaseException) -> bool:
     return False
 
 
+def collided(exc: BaseException) -> bool:
+    """Whether PostgreSQL ended the request's transaction because it met another one at
+    the same rows: a deadlock, which it breaks by aborting one of the two, or a
+    serialization failure. Nothing of it was written, and the same request sent again
+    succeeds."""
+    return any(isinstance(e, asyncpg.TransactionRollbackError) for e in causes(exc))
+
+
+# A deadlock is over once PostgreSQL has aborted one side (within its deadlock_timeout,
+# 1 s by default), so a second later the other side has committed and a retry passes.
+COLLISION_RETRY_AFTER_S = 1
+
+
 async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached while a request is served (a restart, a
     failover): 503 and retry, never a 500. A PostgreSQL restart answered every read of a
-    key the process had checked already with a bare 500 (found from outside). Any other
-    error goes on to the server's 500."""
+    key the process had checked already with a bare 500 (found from outside). A request
+    that met another at the same rows (``collided``) is a 503 to retry too: a silence set
+    while the alerts service stored a batch of the same account's alerts could deadlock
+    with it, and the silence's side got a 500. Any other error goes on to the server's
+    500."""
+    if collided(exc):
+        log.warning("request refused, it met another change: %s", describe(exc))
+        return _answer(
+            request,
+            ClientError(
+                503,
+                "busy",
+                "Another change to the same records was being made at the same moment; "
+                "nothing was done: send the request again.",
+                headers={"Retry-After": str(COLLISION_RETRY_AFTER_S)},
+            ),
+        )
     if not unreachable(exc):
         raise exc
     log.warning("request refused, the database is unavailable: %s", describe(exc))

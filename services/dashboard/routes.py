@@ -56,7 +56,9 @@ from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
 from shared.i18n.alert_text import MEASURE_LABELS
 from shared.storage.db import unstorable_value
 from shared.web import (
+    COLLISION_RETRY_AFTER_S,
     DATABASE_RETRY_AFTER_S,
+    collided,
     invalid_request_handler,
     unavailable_handler,
     unreachable,
@@ -403,7 +405,19 @@ async def unstorable_entry(request: Request, exc: Exception) -> Response:
 async def unavailable(request: Request, exc: Exception) -> Response:
     """The database cannot be reached (a restart, a failover): a page saying to reload in
     a few seconds, 503, not a 500; elsewhere the API's JSON 503."""
-    if not request.url.path.startswith("/ui/") or not unreachable(exc):
+    if not request.url.path.startswith("/ui/"):
+        return await unavailable_handler(request, exc)
+    if collided(exc):
+        log.warning("page not served, it met another change: %s", describe(exc))
+        message = N_(
+            "Someone else was changing the same records at the same moment, so nothing was "
+            "saved: send the form again."
+        )
+        values = _error(request, N_("Not saved"), 503, message)
+        response = page(request, "error.html", values, None, 503)
+        response.headers["Retry-After"] = str(COLLISION_RETRY_AFTER_S)
+        return response
+    if not unreachable(exc):
         return await unavailable_handler(request, exc)
     log.warning("page not served, the database is unavailable: %s", describe(exc))
     message = N_("The database cannot be reached just now: reload the page in a few seconds.")

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from shared.auth import KeyStore
 from shared.storage.db import create_engine
-from shared.web import base_app, unreachable
+from shared.web import base_app, collided, unreachable
 
 
 def _wrapped(orig: BaseException) -> DBAPIError:
@@ -61,3 +61,28 @@ async def test_the_answers() -> None:
     transport = httpx.ASGITransport(app=_app(bug), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert (await c.get("/boom")).status_code == 500
+
+
+@pytest.mark.parametrize(
+    ("exc", "met"),
+    [
+        (_wrapped(asyncpg.DeadlockDetectedError("deadlock detected")), True),
+        (_wrapped(asyncpg.SerializationError("could not serialize access")), True),
+        (_wrapped(asyncpg.UniqueViolationError("duplicate key")), False),
+        (ConnectionRefusedError(111, "Connect call failed"), False),
+    ],
+)
+def test_only_a_transaction_aborted_for_another_is_a_collision(
+    exc: BaseException, met: bool
+) -> None:
+    assert collided(exc) is met
+
+
+async def test_a_collision_is_a_503_to_send_again() -> None:
+    deadlock = _wrapped(asyncpg.DeadlockDetectedError("deadlock detected"))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_app(deadlock)), base_url="http://t"
+    ) as c:
+        r = await c.get("/boom")
+    assert r.status_code == 503 and r.json()["code"] == "busy"
+    assert int(r.headers["Retry-After"]) >= 1
