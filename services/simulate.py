@@ -392,6 +392,14 @@ class Simulator:
             await self._send(client, events)
             self._progress("live", self.sent, 0)
             await pause(stop, interval_s)
+        # The tickets still waiting are answered as the demo stops: a demo started again
+        # numbers its own, so no one would ever answer these, and each restart added to
+        # its accounts' open tickets and late replies (within the stop's grace).
+        events = self._answers_due(datetime.max.replace(tzinfo=UTC), at=self._clock())
+        if self._zendesk_secret:
+            events = await self._tickets_via_zendesk(client, events, self._clock())
+        if events:
+            await self._send(client, events)
 
     def _open_ticket(self, a: SimAccount, now: datetime) -> dict[str, Any]:
         """A new ticket of ``a``, to be answered after ``reply_delay``."""
@@ -402,12 +410,13 @@ class Simulator:
         heapq.heappush(self._unanswered, (due, self._tickets_opened, ticket))
         return ticket
 
-    def _answers_due(self, now: datetime) -> list[dict[str, Any]]:
-        """The helpdesk's answers to the live tickets whose reply is due by ``now``."""
+    def _answers_due(self, now: datetime, *, at: datetime | None = None) -> list[dict[str, Any]]:
+        """The helpdesk's answers to the live tickets whose reply is due by ``now``, given
+        at ``at`` (``now`` unless said)."""
         out = []
         while self._unanswered and self._unanswered[0][0] <= now:
             _, _, ticket = heapq.heappop(self._unanswered)
-            out.append(answered(ticket, now, self._rng))
+            out.append(answered(ticket, at or now, self._rng))
         return out
 
     async def _tickets_via_zendesk(

@@ -5,7 +5,9 @@ outside). Against an in-memory stand-in for ingest and the APIs (httpx's MockTra
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -78,3 +80,52 @@ async def test_a_simulator_that_gives_up_stops_alone(caplog: pytest.LogCaptureFi
         await _simulate_when_up(GivingUp(), asyncio.Event(), log)  # type: ignore[arg-type]
     assert "simulator stopped (RuntimeError: ingest stayed unavailable" in caplog.text
     assert "the services go on" in caplog.text
+
+
+async def test_the_tickets_still_waiting_are_answered_as_the_demo_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted demo numbers its own tickets, so the ones left unanswered at a stop
+    stayed open for ever: each restart added to the accounts' open tickets and late
+    replies (left open at stop 46)."""
+    posted: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/plan"):
+            return httpx.Response(201, json={})
+        if path.startswith("/v1/cases"):
+            return httpx.Response(200, json={"cases": []})
+        if path == "/v1/events":
+            posted.extend(json.loads(request.content)["events"])
+        return httpx.Response(202, json={"accepted": 1})
+
+    real = httpx.AsyncClient
+
+    def client(**kw: Any) -> httpx.AsyncClient:
+        return real(transport=httpx.MockTransport(answer), **kw)
+
+    monkeypatch.setattr(simulate.httpx, "AsyncClient", client)
+    monkeypatch.setattr(simulate, "LIVE_TICKETS_AN_HOUR", 3600.0 * 50)  # one a tick each
+    monkeypatch.setattr(simulate, "reply_delay", lambda _rng: timedelta(hours=5))
+    ticks = 0
+
+    def progress(stage: str, done: int, total: int) -> None:
+        nonlocal ticks
+        ticks += stage == "live"
+
+    sim = Simulator("http://ingest.test", "hwk_x", 3, seed=1, progress=progress)
+    stop = asyncio.Event()
+    run = asyncio.create_task(sim.run(stop))
+    while ticks < 2:
+        await asyncio.sleep(0.05)
+    opened = {e["ticket_id"] for e in posted if e.get("status") == "open"}
+    assert opened and not any(
+        e.get("first_reply_at") for e in posted if e.get("ticket_id") in opened
+    )
+    stop.set()
+    await asyncio.wait_for(run, timeout=STOP_GRACE_S + 3)
+    tickets = [e for e in posted if e.get("kind") == "ticket"]
+    opened = {e["ticket_id"] for e in tickets if e["status"] == "open"}
+    answers = [e for e in tickets if e["ticket_id"] in opened and e.get("first_reply_at")]
+    assert sorted(e["ticket_id"] for e in answers) == sorted(opened)  # each once
