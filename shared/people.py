@@ -9,11 +9,14 @@ to a mistyped address left every CSM's list without a word (found from outside).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import ColumnElement, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.alerting.store import AlertingStore
-from shared.contracts.events import fold_email
+from shared.contracts.events import AccountFacts, Owner, fold_email
+from shared.storage.db import among
 from shared.storage.tables import accounts, api_keys
 
 
@@ -66,3 +69,53 @@ def may_see(email: ColumnElement[str], owner: ColumnElement[str | None]) -> Colu
         exists().where(theirs, admin),
         func.lower(owner) == email,  # lower(): an owner stored before emails were folded
     )
+
+
+def owner_to_fill(event: AccountFacts) -> bool:
+    """Whether ``event`` names its account's owner by email alone: no Slack id and no
+    name given (a ``null`` given for either is meant, and kept)."""
+    owner = event.owner
+    return (
+        owner is not None
+        and owner.email is not None
+        and not {"slack_id", "name"} & owner.model_fields_set
+    )
+
+
+async def known_owners(conn: AsyncConnection, events: Sequence[AccountFacts]) -> list[AccountFacts]:
+    """``events``, each owner named by email alone (``owner_to_fill``) given the Slack id
+    and name healthwatch knows for that email: the account's own, when it has that owner
+    already, else those of another account the person owns. A CRM export has no Slack
+    column, and the owner a fact names replaces the stored one whole: a re-import of
+    unchanged owners stopped every Slack notice of their accounts (found from outside)."""
+    emails = {e.owner.email for e in events if e.owner and e.owner.email and owner_to_fill(e)}
+    if not emails:
+        return list(events)
+    a = accounts.c
+    name = a.facts["fields"]["owner"]["name"].as_string()
+    rows = await conn.execute(
+        select(a.account_id, a.owner_email, a.owner_slack_id, name.label("name"))
+        .where(among(conn, a.owner_email, emails))
+        # The accounts with a Slack id first, then by id: the same choice every time.
+        .order_by(a.owner_slack_id.is_(None), a.account_id)
+    )
+    own: dict[tuple[str, str], Owner] = {}
+    anyone: dict[str, Owner] = {}
+    for row in rows:
+        stored = Owner.model_construct(
+            email=row.owner_email, slack_id=row.owner_slack_id, name=row.name
+        )
+        own[(row.account_id, row.owner_email)] = stored
+        anyone.setdefault(row.owner_email, stored)
+    out = []
+    for event in events:
+        if owner_to_fill(event) and event.owner and event.owner.email:
+            email = event.owner.email  # folded when read
+            known = own.get((event.account_id, email)) or anyone.get(email)
+            if known is not None:
+                filled = event.owner.model_copy(
+                    update={"slack_id": known.slack_id, "name": known.name}
+                )
+                event = event.model_copy(update={"owner": filled})
+        out.append(event)
+    return out

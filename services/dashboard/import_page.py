@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
-from services.dashboard.auth import Forbidden, NotFound, Viewer, viewer
+from services.dashboard.auth import Forbidden, NotFound, Viewer, context, viewer
 from services.dashboard.routes import language, page
 from shared.auth import Scope, same_secret
 from shared.bus.base import BusUnavailable, OutMessage, Producer
@@ -29,6 +29,7 @@ from shared.clock import utcnow
 from shared.contracts.events import AccountFacts
 from shared.contracts.wire import encode_event
 from shared.i18n import N_
+from shared.people import known_owners
 from shared.request_body import read_body
 from shared.web import ClientError
 
@@ -195,6 +196,9 @@ async def _publish(request: Request, facts: list[AccountFacts]) -> str | None:
         return "no_bus"
     settings = request.app.state.dashboard.settings
     now = utcnow()
+    # A CRM export has no Slack column: owners keep the Slack ids known for them.
+    async with context(request).engine.connect() as conn:
+        facts = await known_owners(conn, facts)
     messages = [
         OutMessage(
             topic=settings.topic(f.kind),

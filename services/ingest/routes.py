@@ -28,8 +28,9 @@ from services.ingest.schemas import (
 from services.ingest.validation import Checked, check_events, require_list
 from shared.auth import DB_DOWN, KeyStore, same_secret
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
-from shared.contracts.events import KINDS, MAX_EVENT_BYTES
+from shared.contracts.events import KINDS, MAX_EVENT_BYTES, AccountFacts, Event
 from shared.openapi import error_responses
+from shared.people import known_owners, owner_to_fill
 from shared.request_body import parse_json, read_body, read_json
 from shared.storage.db import among, unstorable_value, upsert
 from shared.storage.tables import accounts, user_accounts
@@ -370,6 +371,8 @@ async def _store(
     segment_style: bool = False,
 ) -> JSONResponse:
     """Publish the valid events, then answer: 2xx only once the bus has them all."""
+    if any(isinstance(e, AccountFacts) and owner_to_fill(e) for e in checked.valid):
+        checked.valid = await _database(ctx, lambda: _with_known_owners(ctx, checked.valid))
     if checked.valid:
         await _publish(ctx, checked, ctx.publisher.encode(checked.valid, received_at))
     for event in checked.valid:
@@ -393,6 +396,15 @@ async def _store(
     if segment_style:
         return JSONResponse({"success": True, "accepted": accepted}, status_code=200)
     return JSONResponse({"accepted": accepted, "rejected": []}, status_code=202)
+
+
+async def _with_known_owners(ctx: Context, events: list[Event]) -> list[Event]:
+    """``events``, their account facts' owners named by email alone given the Slack id
+    and name known for them (``shared.people.known_owners``)."""
+    facts = [e for e in events if isinstance(e, AccountFacts)]
+    async with ctx.engine.connect() as conn:
+        filled = iter(await known_owners(conn, facts))
+    return [next(filled) if isinstance(e, AccountFacts) else e for e in events]
 
 
 async def _publish(ctx: Context, checked: Checked, messages: list[OutMessage]) -> None:

@@ -199,6 +199,21 @@ async def _dashboard_import(hw: Harness) -> None:
     """A lead uploads a CSV of our own columns: the preview names the row and column of
     each error, the import publishes the good rows, and a CSM may not import."""
     lead = await create_key(hw.rt.engine, "lead", role_scopes(Role.cs_lead, None))
+    # The CRM named Foxtrot's owner with her Slack id; the export names her by email alone
+    # and had erased it, stopping her Slack notices (found from outside).
+    anna = {"email": "anna@example.com", "slack_id": "U0ANNA"}
+    async with httpx.AsyncClient(base_url=hw.url, timeout=30) as api:
+        known = {"account_id": "ui-1", "tier": "enterprise", "owner": anna}
+        sent = await api.post(
+            "/v1/accounts", json=known, headers={"Authorization": f"Bearer {hw.key}"}
+        )
+        assert sent.status_code == 202, sent.text
+
+    async def slack_known() -> bool:
+        rows = await _rows(hw, accounts, "ui-1")
+        return bool(rows) and rows[0].owner_slack_id == "U0ANNA"
+
+    await wait_for(slack_known, timeout=30, what="Foxtrot's owner with her Slack id")
     upload = b"account_id,name,tier,owner_email\nui-1,Foxtrot,strategic,anna@example.com\nui-2,Golf,gold,\n"
     async with httpx.AsyncClient(base_url=hw.url, timeout=30) as browser:
         await _signed_in(hw, browser, lead)
@@ -222,6 +237,7 @@ async def _dashboard_import(hw: Harness) -> None:
         return bool(rows) and rows[0].tier == "strategic"
 
     await wait_for(foxtrot, timeout=30, what="the account imported on the dashboard")
+    assert (await _rows(hw, accounts, "ui-1"))[0].owner_slack_id == "U0ANNA"
     assert await _rows(hw, accounts, "ui-2") == []
     email = "anna@example.com"
     csm = await create_key(hw.rt.engine, "anna", role_scopes(Role.csm, email), email)

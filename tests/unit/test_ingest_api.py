@@ -439,6 +439,39 @@ async def test_a_group_call_names_an_account_only_once(api: Api) -> None:
     assert facts["newco"]["name"] == "EVIL RENAME"  # an account without a name: named
 
 
+async def test_an_owner_named_by_email_alone_keeps_their_slack_id(api: Api) -> None:
+    """A CRM export has no Slack column, and a fact's owner replaces the stored one
+    whole: re-importing unchanged owners stopped their accounts' Slack notices (found
+    from outside). Filled from the account's own owner, else another account of theirs;
+    a null given is meant, and a person healthwatch does not know stays as sent."""
+    now = datetime.now(UTC)
+    anna = {"email": "anna@example.com", "slack_id": "U0ANNA", "name": "Anna"}
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            insert(accounts).values(
+                account_id="acme", owner_email="anna@example.com", owner_slack_id="U0ANNA",
+                facts={"fields": {"owner": anna}, "stamps": {}},
+                facts_occurred_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    sent = [
+        {"account_id": "acme", "owner": {"email": "Anna@Example.com"}},
+        {"account_id": "newco", "owner": {"email": "anna@example.com"}},
+        {"account_id": "cleared", "owner": {"email": "anna@example.com", "slack_id": None}},
+        {"account_id": "other", "owner": {"email": "bob@example.com"}},
+        {"account_id": "plain", "tier": "strategic"},
+    ]
+    r = await api.client.post("/v1/accounts", json={"accounts": sent}, headers=api.auth("crm"))
+    assert r.status_code == 202, r.text
+    async with api.engine.connect() as conn:
+        values = (await conn.execute(select(bus_log.c.value).order_by(bus_log.c.offset))).all()
+    owners = {e["account_id"]: e.get("owner") for e in (orjson.loads(v) for (v,) in values)}
+    assert owners["acme"] == anna and owners["newco"] == anna
+    assert owners["cleared"] == {"email": "anna@example.com"}
+    assert owners["other"] == {"email": "bob@example.com"}
+    assert owners["plain"] is None
+
+
 async def test_unknown_route_is_a_json_404(api: Api) -> None:
     r = await api.client.get("/v1/nothing", headers=api.auth())
     assert r.status_code == 404

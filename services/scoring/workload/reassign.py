@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.queries import visible_account
@@ -27,8 +26,7 @@ from shared.bus.base import OutMessage
 from shared.config import Settings
 from shared.contracts.events import AccountFacts, Owner, fold_email
 from shared.contracts.wire import encode_event
-from shared.people import works_here
-from shared.storage.tables import accounts
+from shared.people import known_owners, works_here
 from shared.web import ClientError
 
 # One request's accounts: a whole portfolio moves in a few requests, and one answer
@@ -71,32 +69,19 @@ async def reassignment(
             "`healthwatch keys create --role csm --csm-email …`).",
             values={"owner": to_owner},
         )
-    owner = await _owner(conn, to_owner)
     events = [
         AccountFacts(
             event_id=f"reassign:{uuid.uuid4().hex}",
             account_id=account_id,
             occurred_at=now,
             received_at=now,
-            owner=owner,
+            owner=Owner(email=to_owner),
         )
         for account_id in moving
     ]
-    return events, unchanged
-
-
-async def _owner(conn: AsyncConnection, email: str) -> Owner:
-    """The owner as the CRM already knows them (Slack id, name) from an account they
-    own, so their alerts reach their Slack; else the email alone."""
-    a = accounts.c
-    q = select(a.owner_slack_id, a.facts).where(a.owner_email == fold_email(email)).limit(1)
-    row = (await conn.execute(q)).first()
-    known = (((row.facts or {}).get("fields") or {}).get("owner") or {}) if row else {}
-    return Owner(
-        email=email,
-        slack_id=row.owner_slack_id if row else None,
-        name=known.get("name") if isinstance(known, dict) else None,
-    )
+    # The owner as the CRM already knows them (Slack id, name), so their alerts reach
+    # their Slack.
+    return await known_owners(conn, events), unchanged
 
 
 def messages(events: Sequence[AccountFacts], settings: Settings) -> list[OutMessage]:
