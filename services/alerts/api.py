@@ -31,6 +31,7 @@ from services.alerts.actions import Action, ActionError, actor_of, apply_action
 from services.alerts.bodies import JsonBody, Reason, Text, asked_end
 from services.alerts.queries import (
     accounts_of,
+    alert_rows,
     storable_alert_id,
     total_of,
     visible_alert,
@@ -110,7 +111,7 @@ def _summary(r: Any) -> dict[str, Any]:
         "severity": r.severity,
         "status": r.status,
         "title": r.title,
-        "owner_email": r.owner_email,
+        "owner_email": r.owner_now,
         "fired_at": r.fired_at.isoformat(),
         "stored_at": r.stored_at.isoformat(),
         "acknowledged_at": r.acknowledged_at.isoformat() if r.acknowledged_at else None,
@@ -160,7 +161,7 @@ async def list_alerts(
     firing and not snoozed, muted or marked not useful (what waits for someone: the
     dashboard's list to do). ``total`` counts every match and ``truncated`` says when the
     page does not hold them all."""
-    q = select(alerts).order_by(alerts.c.stored_at.desc(), alerts.c.alert_id)
+    q = alert_rows().order_by(alerts.c.stored_at.desc(), alerts.c.alert_id)
     if status == "open":
         q = q.where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
     elif status == "to_do":
@@ -282,7 +283,7 @@ async def _act(ctx: AlertsApiContext, alert_id: str, key: ApiKey, action: Action
         except ActionError as exc:
             raise ClientError.refusing(409, "conflict", exc) from exc
         return _summary(
-            (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
+            (await conn.execute(alert_rows().where(alerts.c.alert_id == alert_id))).one()
         )
 
 

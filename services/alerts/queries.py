@@ -41,11 +41,21 @@ def storable_alert_id(alert_id: str) -> bool:
     return len(alert_id) <= ALERT_ID_CHARS and "\x00" not in alert_id
 
 
+def alert_rows() -> Select[Any]:
+    """The alerts' rows, each with ``owner_now``: its account's owner now (alerts follow
+    the account, as their visibility and the owner filter do), else the one it fired
+    for. A reassigned account's alerts named the old CSM (found from outside)."""
+    now = select(accounts.c.owner_email).where(accounts.c.account_id == alerts.c.account_id)
+    return select(
+        alerts, func.coalesce(now.scalar_subquery(), alerts.c.owner_email).label("owner_now")
+    )
+
+
 async def visible_alert(conn: AsyncConnection, alert_id: str, key: ApiKey) -> Any:
-    """The alert's row if ``key`` may see it, else None."""
+    """The alert's row (``alert_rows``) if ``key`` may see it, else None."""
     if not storable_alert_id(alert_id):
         return None
-    q = visible_alerts(select(alerts).where(alerts.c.alert_id == alert_id), key)
+    q = visible_alerts(alert_rows().where(alerts.c.alert_id == alert_id), key)
     return (await conn.execute(q)).first()
 
 

@@ -17,7 +17,10 @@ class AlertSummary(BaseModel):
     severity: str = Field(description="critical, warning or info")
     status: str = Field(description="firing, acknowledged or resolved")
     title: str
-    owner_email: str | None
+    owner_email: str | None = Field(
+        description="its account's owner now (alerts follow the account), else the one it "
+        "fired for"
+    )
     fired_at: str
     stored_at: str
     acknowledged_at: str | None

@@ -121,7 +121,10 @@ async def test_alerts_follow_the_accounts_owner_now_in_every_route(
             # The new owner: sees it, reads it, comments, acts.
             listed = (await carl.get("/v1/alerts?status=any")).json()["alerts"]
             assert [a["alert_id"] for a in listed] == [alert]
-            assert (await carl.get(f"/v1/alerts/{alert}")).status_code == 200
+            one = await carl.get(f"/v1/alerts/{alert}")
+            assert one.status_code == 200
+            # Named as the owner now, not the CSM it fired for (found from outside).
+            assert listed[0]["owner_email"] == one.json()["owner_email"] == CARL
             r = await carl.post(f"/v1/alerts/{alert}/comments", json={"text": "on it"})
             assert r.status_code == 200, r.text
             quality = (await carl.get("/v1/alert-rules/quality")).json()["rules"]
