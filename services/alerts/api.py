@@ -32,6 +32,7 @@ from services.alerts.bodies import JsonBody, Reason, Text, asked_end
 from services.alerts.queries import (
     accounts_of,
     alert_rows,
+    of_rule,
     storable_alert_id,
     total_of,
     visible_alert,
@@ -151,7 +152,10 @@ async def list_alerts(
     key: ReadKey,
     status: Literal["open", "to_do", "firing", "acknowledged", "resolved", "any"] = "open",
     severity: Literal["critical", "warning", "info"] | None = None,
-    rule: Annotated[str | None, Query(max_length=200)] = None,
+    rule: Annotated[
+        str | None,
+        Query(max_length=200, description="the alert's rule, or a symptom of its family"),
+    ] = None,
     account_id: Annotated[str | None, Query(max_length=200)] = None,
     owner: Annotated[str | None, Query(max_length=320, description="the account's owner")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -168,13 +172,11 @@ async def list_alerts(
         q = q.where(waiting(ctx.clock()))
     elif status != "any":
         q = q.where(alerts.c.status == status)
-    for column, value in (
-        (alerts.c.severity, severity),
-        (alerts.c.rule, rule),
-        (alerts.c.account_id, account_id),
-    ):
+    for column, value in ((alerts.c.severity, severity), (alerts.c.account_id, account_id)):
         if value is not None:
             q = q.where(column == value)
+    if rule is not None:
+        q = q.where(of_rule(rule))
     if owner is not None:  # the account's owner now, as for a CSM key
         q = q.where(alerts.c.account_id.in_(accounts_of(owner)))
     q = visible_alerts(q, key)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, select
+import orjson
+from sqlalchemy import ColumnElement, Select, Text, and_, case, cast, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.auth import ApiKey
@@ -39,6 +40,16 @@ def storable_alert_id(alert_id: str) -> bool:
     """Could be an alert id at all: ids fit their column and hold no NUL (which
     PostgreSQL refuses in text), so anything else is simply not found."""
     return len(alert_id) <= ALERT_ID_CHARS and "\x00" not in alert_id
+
+
+def of_rule(rule: str) -> ColumnElement[bool]:
+    """The alert's own rule, or a symptom of its family (``details.symptoms``, stored as
+    ``{"rule":"nps_detractor",…}`` by the storage's compact JSON): a detractor listed
+    under an account's relationship alert is found by "NPS detractor" too. The API's
+    filter and the dashboard's both: they had counted 0 and 4 of one rule's alerts."""
+    stored = '"rule":' + orjson.dumps(rule).decode()
+    in_payload = cast(alerts.c.payload, Text).contains(stored, autoescape=True)
+    return or_(alerts.c.rule == rule, in_payload)
 
 
 def alert_rows() -> Select[Any]:

@@ -18,8 +18,7 @@ class AlertSummary(BaseModel):
     status: str = Field(description="firing, acknowledged or resolved")
     title: str
     owner_email: str | None = Field(
-        description="its account's owner now (alerts follow the account), else the one it "
-        "fired for"
+        description="its account's owner now (alerts follow the account), else the one it fired for"
     )
     fired_at: str
     stored_at: str

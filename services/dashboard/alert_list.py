@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import Text, case, cast, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.queries import (
     accounts_of,
+    of_rule,
     snoozed,
     total_of,
     urgency,
@@ -79,15 +79,6 @@ VIEWS = {
 }
 
 
-def _of_rule(rule: str) -> Any:
-    """The alert's own rule, or a symptom of its family (``details.symptoms``, stored as
-    ``{"rule":"nps_detractor",…}`` by the storage's compact JSON): a detractor listed
-    under an account's relationship alert is found by "NPS detractor" too."""
-    stored = '"rule":' + orjson.dumps(rule).decode()
-    in_payload = cast(alerts.c.payload, Text).contains(stored, autoescape=True)
-    return or_(alerts.c.rule == rule, in_payload)
-
-
 def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
     q = (
         select(
@@ -127,7 +118,7 @@ def _alert_query(who: Viewer, f: AlertFilters, now: datetime) -> Any:
         if wanted:
             q = q.where(column == wanted)
     if f.rule:
-        q = q.where(_of_rule(f.rule))
+        q = q.where(of_rule(f.rule))
     if f.search:
         # (SQLite's lower() folds ASCII only: "École" is found by "école" on PostgreSQL,
         # by "Éc" on both; names in Chinese have no case.)

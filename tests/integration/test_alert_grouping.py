@@ -46,6 +46,9 @@ async def test_a_red_account_is_one_alert_with_its_symptoms(
         await alerts_settled(hw)
         listed = (await client.get("/v1/alerts")).json()
         quality = (await client.get("/v1/alert-rules/quality")).json()["rules"]
+        # Filtered by a symptom's rule, as the dashboard's list is (the API had found none).
+        by_symptom = {r: (await client.get(f"/v1/alerts?rule={r}")).json() for r in HEALTH}
+        none = (await client.get("/v1/alerts?rule=ticket_backlog")).json()
         acked = await client.post("/v1/alerts/red:health:1/acknowledge")
         async with hw.rt.engine.connect() as conn:
             ids = (await conn.execute(select(alerts.c.alert_id))).scalars().all()
@@ -57,6 +60,10 @@ async def test_a_red_account_is_one_alert_with_its_symptoms(
     assert alert["rule"] == "low_activity" and set(alert["symptoms"]) == set(HEALTH)
     # Each symptom's rule is counted as having fired, not only the lead's.
     assert {(q["rule"], q["fired"]) for q in quality} == {(rule, 1) for rule in HEALTH}
+    assert {r: [a["alert_id"] for a in f["alerts"]] for r, f in by_symptom.items()} == {
+        r: ["red:health:1"] for r in HEALTH
+    }
+    assert none["alerts"] == [] and none["total"] == 0
     assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
 
 
