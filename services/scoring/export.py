@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.api import Context
@@ -86,7 +86,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("last_seen_at", MOMENT),
         ]
     ),
-    "history": pa.schema([("account_id", STRING), ("day", DAY), ("score", INT), ("band", STRING)]),
+    "history": pa.schema(
+        [
+            ("account_id", STRING),
+            ("day", DAY),
+            ("score", INT),
+            ("band", STRING),
+            ("recorded", pa.bool_()),
+        ]
+    ),
 }
 
 
@@ -128,14 +136,86 @@ def _query(ask: Ask) -> Select[Any]:
             .order_by(h.account_id)
         )
     else:
-        d = health_daily.c
-        q = (
-            select(d.account_id, d.day, d.score, d.band)
-            .select_from(health_daily.outerjoin(accounts, a.account_id == d.account_id))
-            .where(and_(d.day >= ask.start, d.day <= ask.end))
-            .order_by(d.account_id, d.day)
-        )
+        q = _history_rows(ask)
     return q if ask.portfolio_of is None else q.where(a.owner_email == ask.portfolio_of)
+
+
+def _history_rows(ask: Ask) -> Select[Any]:
+    """The stored days from ``start`` to ``end`` and, per account, the newest day before
+    ``start`` (the score ``start`` carries), by account and day. A day is stored only
+    when the score or its inputs changed (``GET …/health/history``)."""
+    d, e, h = health_daily.c, health_daily.alias("e").c, account_health.c
+    seed_day = (
+        select(func.max(e.day))
+        .where(e.account_id == h.account_id, e.day < ask.start)
+        .scalar_subquery()
+    )
+    seeds = select(h.account_id, seed_day.label("day")).subquery()
+    days = union_all(
+        select(d.account_id, d.day, d.score, d.band).join(
+            seeds, and_(seeds.c.account_id == d.account_id, seeds.c.day == d.day)
+        ),
+        select(d.account_id, d.day, d.score, d.band).where(
+            and_(d.day >= ask.start, d.day <= ask.end)
+        ),
+    ).subquery()
+    a, r = accounts.c, days.c
+    return (
+        select(r.account_id, r.day, r.score, r.band)
+        .select_from(days.outerjoin(accounts, a.account_id == r.account_id))
+        .order_by(r.account_id, r.day)
+    )
+
+
+class _EveryDay:
+    """History rows (by account and day) as one record per account and day from
+    ``start`` to ``end``: a day without a stored row carries the score before it,
+    ``recorded`` false, as the account's history does. The export had left those days
+    out, 55 rows for 33 accounts and 7 days (found from outside). An account's days
+    begin with its first score."""
+
+    def __init__(self, start: date, end: date):
+        self.start, self.end = start, end
+        self.account: str | None = None
+        self.last: Any = None
+        self.next_day = start
+
+    def take(self, rows: Iterable[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            if row.account_id != self.account:
+                out += self.finish()
+                self.account, self.last, self.next_day = row.account_id, None, self.start
+            if row.day >= self.start:
+                out += self._carried(row.day - timedelta(days=1))
+                out.append(_day_record(row, row.day, recorded=True))
+                self.next_day = row.day + timedelta(days=1)
+            self.last = row
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The last account's days after its newest stored one, to ``end``."""
+        return self._carried(self.end)
+
+    def _carried(self, through: date) -> list[dict[str, Any]]:
+        if self.last is None:
+            return []
+        days = (
+            self.next_day + timedelta(days=n) for n in range((through - self.next_day).days + 1)
+        )
+        out = [_day_record(self.last, day, recorded=False) for day in days]
+        self.next_day = max(self.next_day, through + timedelta(days=1))
+        return out
+
+
+def _day_record(row: Any, day: date, *, recorded: bool) -> dict[str, Any]:
+    return {
+        "account_id": row.account_id,
+        "day": day,
+        "score": row.score,
+        "band": row.band,
+        "recorded": recorded,
+    }
 
 
 def _record(kind: str, row: Any) -> dict[str, Any]:
@@ -193,28 +273,42 @@ async def export_chunks(
     schema = SCHEMAS[ask.kind]
     async with engine.connect() as conn:
         result = await conn.stream(_query(ask))
+        records = _records(ask, result.partitions(PARTITION_ROWS))
         if fmt == "csv":
-            rows = result.partitions(PARTITION_ROWS)
-            async for chunk in _csv(rows, ask.kind, schema, CSV_BOM if bom else ""):
+            async for chunk in _csv(records, schema, CSV_BOM if bom else ""):
                 yield chunk
             return
         sink = _Drain()
         with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-            async for rows in result.partitions(PARTITION_ROWS):
-                records = [_record(ask.kind, r) for r in rows]
-                writer.write_table(pa.Table.from_pylist(records, schema=schema))
+            async for part in records:
+                writer.write_table(pa.Table.from_pylist(part, schema=schema))
                 yield sink.take()
         yield sink.take()
 
 
-async def _csv(partitions: Any, kind: str, schema: pa.Schema, first: str) -> AsyncIterator[bytes]:
+async def _records(ask: Ask, partitions: Any) -> AsyncIterator[list[dict[str, Any]]]:
+    """The export's records, a partition of rows at a time."""
+    if ask.kind != "history":
+        async for rows in partitions:
+            yield [_record(ask.kind, r) for r in rows]
+        return
+    assert ask.start is not None and ask.end is not None  # set by ``download``
+    every_day = _EveryDay(ask.start, ask.end)
+    async for rows in partitions:
+        yield every_day.take(rows)
+    yield every_day.finish()
+
+
+async def _csv(
+    records: AsyncIterator[list[dict[str, Any]]], schema: pa.Schema, first: str
+) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     buffer.write(first)
     writer = csv.DictWriter(buffer, fieldnames=schema.names, lineterminator="\n")
     writer.writeheader()
-    async for rows in partitions:
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in _record(kind, row).items()})
+    async for part in records:
+        for record in part:
+            writer.writerow({k: _cell(v) for k, v in record.items()})
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
@@ -267,7 +361,10 @@ def download(
 ) -> StreamingResponse:
     """The export as a streamed file download, history's days defaulted in ``zone``
     (the API's route and the dashboard's, /ui/export/{kind}, answer the same)."""
-    first, last = history_days(ask.start, ask.end, lambda: utcnow().astimezone(zone).date())
+    today = utcnow().astimezone(zone).date()
+    first, last = history_days(ask.start, ask.end, lambda: today)
+    if first <= today < last:
+        last = today  # days to come carry no score yet
     name = f"healthwatch-{ask.kind}.{fmt}"
     return StreamingResponse(
         export_chunks(engine, replace(ask, start=first, end=last), fmt, bom=bom),

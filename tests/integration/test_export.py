@@ -65,8 +65,13 @@ async def test_export_accounts_scores_and_history(
         async with hw.rt.engine.connect() as conn:
             q = select(func.count()).where(health_daily.c.day >= first)
             stored = (await conn.execute(q)).scalar()
-        assert status == 200 and len(history) == stored > 0
-        assert {r["account_id"] for r in history} == {"anna-co", "carl-co"}
+        assert status == 200 and sum(r["recorded"] for r in history) == stored > 0
+        # One row per account and day, from its first score to today (not tomorrow); the
+        # days without a stored row carry the score before them (they had been left out).
+        for account in ("anna-co", "carl-co"):
+            days = [r["day"] for r in history if r["account_id"] == account]
+            assert days == [days[0] + timedelta(days=n) for n in range(len(days))]
+            assert days[-1] == today and first <= days[0] <= today - timedelta(days=2)
 
         email = "anna@example.com"
         anna = await create_key(hw.rt.engine, "anna", role_scopes(Role.csm, email), email)
@@ -98,7 +103,7 @@ async def test_export_accounts_scores_and_history(
         env = {"HEALTHWATCH_DATABASE_URL": kafka_settings.database_url}
         result = await asyncio.to_thread(CliRunner().invoke, cli, argv, env=env)
         assert result.exit_code == 0, result.output
-        assert pq.read_table(out).num_rows == stored
+        assert pq.read_table(out).num_rows == len(history)
 
 
 async def _dashboard(hw: Harness, csm: str, span: str) -> None:
