@@ -361,6 +361,12 @@ def test_what_moved_names_every_input_in_words_in_both_languages() -> None:
     assert texts[0] == "users active today rose from 0 to 2"
     chinese = [alert_text("zh-CN", text) for text in texts]
     assert chinese == ["今日活跃用户数从 0 升至 2", "近 7 天使用次数：use从 44 升至 45（+2%）"]
+    # Every per-name measure's words, not only some: "uses over 28 days: login从 30 升至
+    # 31" stayed English, its words being in another catalog (found from outside).
+    for measure, label in GENERIC_LABELS.items():
+        (text,) = [e["text"] for e in explain.worded([[f"{measure}[login]", 30, 31]], labels)]
+        shown = alert_text("zh-CN", text)
+        assert label not in shown and shown.split("：")[1].startswith("login"), (measure, shown)
 
 
 def test_one_chinese_word_per_kind_of_score() -> None:
