@@ -117,9 +117,17 @@ async def build_report(
     else:  # the stored row, for an account whose facts history holds nothing by then
         fields = (facts.facts or {}).get("fields", {}) if facts is not None else {}
         tier = facts.tier if facts is not None else None
+    # Customers then: a churned account's zeros pulled the comparison down (found from
+    # outside), as the portfolio's totals count customers only.
     peers = sorted(
         {account_id}
-        | {a for a, f in everyone.items() if tier is not None and f.get("tier") == tier}
+        | {
+            a
+            for a, f in everyone.items()
+            if tier is not None
+            and f.get("tier") == tier
+            and f.get("lifecycle_stage") != "churned"
+        }
     )
     # The usage states of the account and its peers, with the days of the long history
     # the period needs (a past period's days may have left the window), read once.

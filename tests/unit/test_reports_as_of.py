@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry
 from services.reports.data import KINDS, build_report
 from services.scoring.api import _health_as_of
 from services.scoring.backfill import import_files
+from services.scoring.facts_history import record_facts
 from services.scoring.metrics import ScoringMetrics
 from services.simulate_history import write_history
+from shared.contracts.events import AccountFacts
 from shared.storage.tables import accounts, tickets
 from tests.support.factories import EngineFactory, ProcessorFactory
 
@@ -101,3 +103,38 @@ async def test_a_reports_tickets_are_dated_in_the_services_zone_for_an_account_w
         utc = await build_report(conn, "u5", "usage", date(2026, 12, 7))
     assert [t["opened"] for t in shanghai.tickets] == [date(2026, 12, 7)]
     assert [t["opened"] for t in utc.tickets] == [date(2026, 12, 6)]
+
+
+async def test_a_reports_comparable_customers_are_customers(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    """The tier's churned accounts were among the "comparable customers", their zeros
+    pulling the averages down (found from outside)."""
+    engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path}/peers.db")
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    stages = {"a": "stable", "b": "renewal", "c": "churned", "d": None}
+    events = [
+        AccountFacts(
+            event_id=f"f-{account}",
+            account_id=account,
+            occurred_at=at,
+            tier="enterprise",
+            seats_purchased=10,
+            lifecycle_stage=stage,
+        )
+        for account, stage in stages.items()
+    ]
+    async with engine.begin() as conn:  # type: ignore[attr-defined]
+        for event in events:
+            await conn.execute(
+                accounts.insert().values(
+                    account_id=event.account_id, tier="enterprise", facts={},
+                    facts_occurred_at=at, updated_at=at,
+                )
+            )  # fmt: skip
+        await record_facts(conn, events)
+    async with engine.connect() as conn:  # type: ignore[attr-defined]
+        report = await build_report(conn, "a", "qbr", date(2026, 11, 30))
+        churned = await build_report(conn, "c", "qbr", date(2026, 11, 30))
+    assert report.tier_accounts == 3  # a, b and d: not the churned c
+    assert churned.tier_accounts == 4  # its own report still compares it
