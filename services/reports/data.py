@@ -124,9 +124,7 @@ async def build_report(
         | {
             a
             for a, f in everyone.items()
-            if tier is not None
-            and f.get("tier") == tier
-            and f.get("lifecycle_stage") != "churned"
+            if tier is not None and f.get("tier") == tier and f.get("lifecycle_stage") != "churned"
         }
     )
     # The usage states of the account and its peers, with the days of the long history
