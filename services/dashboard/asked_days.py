@@ -23,6 +23,9 @@ TOO_LONG = N_("At most {n} days at a time: showing {start} to {end}.")
 UNREADABLE = N_("The days asked for could not be read (a day is written 2026-12-07).")
 NO_FROM = N_("A range needs its first day (“from”) too.")
 FUTURE = N_("“From” ({day}) is after today: nothing has happened since.")
+# A reversed pair wholly after today: its days by their own names (its "from" named the
+# pair's "to" after the turn: found from outside).
+FUTURE_PERIOD = N_("The days asked for ({start} to {end}) are after today: nothing has happened.")
 EMPTY = N_("A period from {start} to {end} holds no day (“to” is the first day after it).")
 BEFORE_DATA = N_("There is no data before {day}.")
 TOO_LATE = N_("A period ends by the end of this quarter at the latest: showing {start} to {end}.")
@@ -80,6 +83,8 @@ def read(
     if start > end and asked_to:
         start, end, note = end, start, REVERSED
     if start > today:  # nothing has happened in it yet (a period to come is ours: 100%)
+        if note == REVERSED:
+            return AskedDays(note=FUTURE_PERIOD, values={"start": start, "end": end})
         return AskedDays(note=FUTURE, values={"day": start})
     if until_today:
         end = min(end, today)

@@ -9,6 +9,7 @@ from services.dashboard.asked_days import (
     BEFORE_DATA,
     EMPTY,
     FUTURE,
+    FUTURE_PERIOD,
     NO_FROM,
     REVERSED,
     TOO_LATE,
@@ -69,6 +70,13 @@ def test_nothing_usable_is_the_default_saying_why() -> None:
     future = read({"from": "2027-05-01"}, TODAY, most_days=366)
     assert (
         future.said("en", UTC) == "“From” (May 1, 2027) is after today: nothing has happened since."
+    )
+    # A reversed pair wholly after today names its days as asked, not its "to" as the
+    # "from" (found from outside).
+    later = read({"from": "2026-12-20", "to": "2026-12-10"}, TODAY, most_days=366)
+    assert later.span is None and later.note == FUTURE_PERIOD
+    assert later.said("en", UTC) == (
+        "The days asked for (Dec 10, 2026 to Dec 20, 2026) are after today: nothing has happened."
     )
     # A reversed pair whose "from" is in the future is turned round first.
     turned = read({"from": "2027-01-01", "to": "2026-11-01"}, TODAY, most_days=366)
