@@ -64,6 +64,12 @@ async def apply_action(conn: AsyncConnection, row: Any, action: Action, now: dat
                 raise ActionError("Snooze needs an 'until' in the future.")
             values = {"snoozed_until": action.until, "snooze_reason": action.text}
         case "unsnooze":
+            # As acknowledge and resolve answer: a 200 and an activity line for an alert
+            # resolved and never snoozed said something was done (found from outside).
+            if row.status == "resolved":
+                raise ActionError("The alert is resolved: there is nothing to unsnooze.")
+            if row.snoozed_until is None or row.snoozed_until <= now:
+                raise ActionError("The alert is not snoozed.")
             values = {"snoozed_until": None, "snooze_reason": None}
         case "resolve":
             if row.status == "resolved":

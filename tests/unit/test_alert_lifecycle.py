@@ -637,3 +637,30 @@ async def test_a_familys_alert_follows_the_silence_of_the_rule_it_is_stored_unde
     await world.receive(moved)  # led by a silenced rule again: snoozed
     row = await world.alert("acme:relationship:1")
     assert row.snoozed_until is not None  # type: ignore[attr-defined]
+
+
+async def test_unsnoozing_an_alert_that_is_not_snoozed_is_refused(world: World) -> None:
+    """A 200 and an activity line for an alert resolved and never snoozed said something
+    was done (found from outside), where acknowledge and resolve answer 409."""
+    await world.receive(alert("low_activity", Severity.warning))
+    unsnooze = Action("unsnooze", "anna@example.com")
+    for state in ("open, never snoozed", "snoozed", "unsnoozed", "resolved"):
+        if state == "snoozed":
+            row = await world.alert("acme:low_activity:1")
+            later = world.clock.now + timedelta(hours=4)
+            async with world.engine.begin() as conn:
+                await apply_action(
+                    conn, row, Action("snooze", "anna", until=later), world.clock.now
+                )
+        if state == "resolved":
+            await _resolve_by_hand(world, "acme:low_activity:1")
+        row = await world.alert("acme:low_activity:1")
+        async with world.engine.begin() as conn:
+            if state in ("snoozed",):
+                await apply_action(conn, row, unsnooze, world.clock.now)
+                continue
+            with pytest.raises(ActionError, match="not snoozed|nothing to unsnooze"):
+                await apply_action(conn, row, unsnooze, world.clock.now)
+    async with world.engine.connect() as conn:
+        done = (await conn.execute(select(alert_activity.c.action))).scalars().all()
+    assert done.count("unsnooze") == 1
