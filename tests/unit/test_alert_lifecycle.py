@@ -659,7 +659,7 @@ async def test_unsnoozing_an_alert_that_is_not_snoozed_is_refused(world: World) 
             if state in ("snoozed",):
                 await apply_action(conn, row, unsnooze, world.clock.now)
                 continue
-            with pytest.raises(ActionError, match="not snoozed|nothing to unsnooze"):
+            with pytest.raises(ActionError, match=r"not snoozed|nothing to unsnooze"):
                 await apply_action(conn, row, unsnooze, world.clock.now)
     async with world.engine.connect() as conn:
         done = (await conn.execute(select(alert_activity.c.action))).scalars().all()
