@@ -150,6 +150,11 @@ async def test_an_alert_opens_one_case_and_a_detractor_one_follow_up(world: Worl
     async with world.engine.begin() as conn:
         row = await visible_case(conn, cases[0]["case_id"], None)
         await actions.close_case(conn, row, outcome="saved", lesson="x", actor="a", now=T0)
+    async with world.engine.connect() as conn:  # its open step closed with it
+        left, _ = await list_tasks(conn, None, TaskFilter(kind="case_action"))
+        done = TaskFilter(kind="case_action", open_only=False, done_only=True)
+        closed, _ = await list_tasks(conn, None, done)
+    assert left == [] and [(t["done_at"], t["done_by"]) for t in closed] == [(T0, "a")]
     await world.receive(alert("health", Severity.critical, 3))
     nps = alert("relationship", Severity.warning, 0, "touchpoint_overdue", "nps_detractor")
     await world.receive(nps, nps, alert("relationship", Severity.warning, 1, "nps_detractor"))

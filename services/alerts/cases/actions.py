@@ -26,7 +26,7 @@ from shared.alerting.store import AlertingStore
 from shared.config import Settings
 from shared.i18n import Refusal
 from shared.storage.db import insert_ignore
-from shared.storage.tables import case_reviews, cases
+from shared.storage.tables import case_reviews, cases, tasks
 
 
 class CaseError(Refusal):
@@ -180,7 +180,8 @@ async def set_causes(conn: AsyncConnection, row: Any, codes: list[str], now: dat
 async def close_case(
     conn: AsyncConnection, row: Any, *, outcome: str, lesson: str, actor: str, now: datetime
 ) -> None:
-    """Closed with its outcome and the lesson learnt; the account may get a new case."""
+    """Closed with its outcome and the lesson learnt, its open tasks done with it; the
+    account may get a new case."""
     _open(row)
     if outcome not in OUTCOMES:
         raise CaseError(
@@ -201,4 +202,12 @@ async def close_case(
             next_review_at=None,
             updated_at=now,
         )
+    )
+    # Its plan's open steps close with it, as a closed CTA's tasks do elsewhere: they
+    # stayed on "My tasks", with reminders, and no way to act on them from the closed
+    # case (found from outside).
+    await conn.execute(
+        update(tasks)
+        .where(tasks.c.case_id == row.case_id, tasks.c.done_at.is_(None))
+        .values(done_at=now, done_by=actor)
     )
