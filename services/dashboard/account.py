@@ -129,7 +129,7 @@ async def account_page(
         # Measures without data, in words (their labels are the model's, which only
         # scored measures carry in the explanation).
         "missing": [str(n).replace("_", " ") for n in explanation.get("missing") or []],
-        "changes": await _changes(conn, account_id, h, newest, components),
+        "changes": await _changes(conn, account_id, h, newest, components, zone),
         "seats": seats,
         "users_ever_active": ever,
         "activation": round(ever / seats, 4) if seats else None,
@@ -205,16 +205,23 @@ async def _changes(
     h: Any,
     newest: date | None,
     components: list[dict[str, Any]],
+    zone: tzinfo,
 ) -> list[tuple[str, dict[str, Any] | None]]:
-    """Per period, the score's move and the measures that pulled it (see changes.py)."""
+    """Per period, the score's move and the measures that pulled it (see changes.py).
+    A period back to before the account's first use (``zone``: its days) has no earlier
+    score, as the portfolio's "Change 7d" has none (``home.score_changes``): the score of
+    its facts alone showed as a jump of tens of points (found from outside)."""
     if h is None or newest is None:
         return []
+    first_use = h.first_seen_at.astimezone(zone).date() if h.first_seen_at else None
     now = changes.now_state(newest, h)
     labels = {str(c.get("name")): c["label"] for c in components}
     model = await health_model(conn)
     out: list[tuple[str, dict[str, Any] | None]] = []
     for _key, back, title in changes.PERIODS:
         row = await _stored_before(conn, account_id, newest, back)
+        if row is not None and back is not None and (first_use is None or row.day < first_use):
+            row = None
         if row is None:
             out.append((title, None))
             continue

@@ -373,6 +373,20 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
         )
     by_change = _rows(await pages.get("/ui/", sort="change", dir="desc", page="2"))
     assert by_change[-1] == "acct-05"
+    # Its page agrees: no move over 7 days (it had shown the jump, found from outside).
+    today = {**_health(5), "day": TODAY, "inputs": {}, "explanation": {}}
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            insert(health_daily).values(
+                {
+                    k: today[k]
+                    for k in ("account_id", "day", "score", "band", "inputs", "explanation")
+                }
+            )
+        )
+    account = await pages.get("/ui/accounts/acct-05")
+    week = account.split("Over 7 days", 1)[1].split("Over 30 days", 1)[0]
+    assert "No earlier score to compare with." in week and "Score " not in week
     # Days are the account's own: its first use at noon UTC of that day is the next day
     # in its zone (UTC+14), after the score of a week ago (found in review).
     week_ago = TODAY - timedelta(days=8)
