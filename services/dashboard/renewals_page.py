@@ -11,7 +11,7 @@ address); its CSV answers 422 instead (a file cannot say so).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,7 @@ from services.scoring.retention.api import (
     RENEWAL_COLUMNS,
     RETENTION_COLUMNS,
     csv_answer,
+    in_currency,
     retention_rows,
 )
 from shared.alerting.schema import Alerting
@@ -149,7 +150,7 @@ async def renewals_csv(request: Request) -> Response:
     if bad is not None:
         return _refused_download(language(request), bad)
     # The rows as the API's, with the service's currency where they name none.
-    accounts = _in_currency(data["accounts"], context(request).settings.currency)
+    accounts = in_currency(data["accounts"], context(request).settings.currency)
     header, rows = renewal_file(
         RENEWAL_COLUMNS, accounts, language(request), FORECAST_LABELS, REASON_LABELS
     )
@@ -252,29 +253,13 @@ async def retention_csv(request: Request) -> Response:
     lang = language(request)
     header, rows = retention_file(
         RETENTION_COLUMNS,
-        _in_currency(retention_rows(answer, by), ctx.settings.currency),
+        in_currency(retention_rows(answer, by), ctx.settings.currency),
         lang,
         translate(lang, GROUP_LABELS[by]),
     )
     download = csv_answer(RETENTION_COLUMNS, rows, name, header)
     download.headers.update(DOWNLOAD_HEADERS)
     return download
-
-
-def _in_currency(rows: Iterable[dict[str, Any]], currency: str) -> list[dict[str, Any]]:
-    """The rows with ``currency`` where their amounts name none (the API's ``default``,
-    or nothing beside an amount): a spreadsheet's reader cannot know the service's
-    currency. A group that also has a row in ``currency`` keeps ``default`` on the other,
-    so that no two of its rows read the same; a row without amounts names none."""
-    rows = list(rows)
-    named = {(r.get("group"), r.get("currency")) for r in rows}
-
-    def unnamed(r: dict[str, Any]) -> bool:
-        if r.get("currency") == DEFAULT_CURRENCY:
-            return (r.get("group"), currency) not in named
-        return r.get("currency") in (None, "") and r.get("arr") is not None
-
-    return [{**r, "currency": currency} if unnamed(r) else r for r in rows]
 
 
 def _by(params: Mapping[str, str]) -> str:

@@ -137,8 +137,10 @@ async def _retention(lead: httpx.AsyncClient, anna: httpx.AsyncClient) -> None:
     r = await lead.get("/v1/retention", params=period, headers={"Accept": "text/csv"})
     assert r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))
+    # The service's currency by its name, as the dashboard's CSV writes it: a
+    # spreadsheet's reader cannot know it (the API's wrote "default", found from outside).
     assert {(row["group"], row["currency"], row["expansion"]) for row in rows} == {
-        ("all", "default", "20000.0"),
+        ("all", "CNY", "20000.0"),
         ("all", "USD", "0.0"),
     }
 
@@ -157,6 +159,7 @@ async def _renewals(lead: httpx.AsyncClient, anna: httpx.AsyncClient) -> None:
     rows = list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))
     assert {row["account_id"] for row in rows} == {"keep", "new"}
     assert rows[0]["arr"] in ("120000.0", "80000.0")
+    assert {row["currency"] for row in rows} == {"CNY"}  # as the dashboard's (was empty)
 
 
 async def _opportunities(hw: Harness, lead: httpx.AsyncClient, anna: httpx.AsyncClient) -> None:

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from services.scoring.api import Context
 from services.scoring.queries import Day
+from services.scoring.retention import DEFAULT_CURRENCY
 from services.scoring.retention.periods import Quarter, check_period
 from services.scoring.retention.pipeline import ForecastRule
 from services.scoring.retention.queries import RENEWAL_FIELDS, renewals, retention_between
@@ -110,9 +111,29 @@ async def renewals_view(
     async with ctx.engine.connect() as conn:
         answer = await renewals(conn, key, asked, today, retention.rule)
     if wants_csv(request, format):
-        return csv_answer(RENEWAL_COLUMNS, answer["accounts"], f"renewals-{asked}")
+        rows = in_currency(answer["accounts"], ctx.currency)
+        return csv_answer(RENEWAL_COLUMNS, rows, f"renewals-{asked}")
     rows = answer["accounts"]
     return {**answer, "total": len(rows), "accounts": rows[offset : offset + limit]}
+
+
+def in_currency(rows: Iterable[dict[str, Any]], currency: str | None) -> list[dict[str, Any]]:
+    """The rows with ``currency`` where their amounts name none (the API's ``default``,
+    or nothing beside an amount): a spreadsheet's reader cannot know the service's
+    currency (the API's CSV and the dashboard's named it so apart: found from outside).
+    A group that also has a row in ``currency`` keeps ``default`` on the other,
+    so that no two of its rows read the same; a row without amounts names none."""
+    rows = list(rows)
+    if currency is None:
+        return rows  # no currency set for the service: nothing to name
+    named = {(r.get("group"), r.get("currency")) for r in rows}
+
+    def unnamed(r: dict[str, Any]) -> bool:
+        if r.get("currency") == DEFAULT_CURRENCY:
+            return (r.get("group"), currency) not in named
+        return r.get("currency") in (None, "") and r.get("arr") is not None
+
+    return [{**r, "currency": currency} if unnamed(r) else r for r in rows]
 
 
 RETENTION_COLUMNS = (
@@ -152,7 +173,8 @@ async def retention_view(
         answer = await retention_between(conn, key, from_, to, by, ctx.zone)
     if wants_csv(request, format):
         name = f"retention-{from_}-{to}" + (f"-by-{by}" if by else "")
-        return csv_answer(RETENTION_COLUMNS, retention_rows(answer, by), name)
+        rows = in_currency(retention_rows(answer, by), ctx.currency)
+        return csv_answer(RETENTION_COLUMNS, rows, name)
     return answer
 
 
