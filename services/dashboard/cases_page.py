@@ -115,6 +115,44 @@ async def case_view(request: Request, case_id: str) -> Response:
     return page(request, "case.html", values, who)
 
 
+# What a refused form kept, by form: shown again as typed.
+KEPT = {
+    "task": ("title", "owner_email", "due"),
+    "review": ("text", "danger_after"),
+    "close": ("outcome", "text"),
+}
+
+
+def _printable(text: str) -> str:
+    return "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
+
+
+async def _refused(
+    request: Request, case_id: str, who: Viewer, form: Mapping[str, str], done: str
+) -> Response:
+    """The case page again with the refusal's notice and the refused form as typed
+    (422): a redirect had thrown the title, owner, due day or notes away (found from
+    outside)."""
+    async with context(request).engine.connect() as conn:
+        row = await _visible(conn, case_id, who)
+        if row is None:
+            raise NotFound(case_id)
+        case = await queries.case_detail(conn, row, utcnow())
+    action = form.get("action", "")
+    # As typed, less control characters (a NUL has no place in a page) and past the
+    # form's own limit.
+    kept = {f: _printable(form.get(f, ""))[:FORM_TEXT] for f in KEPT.get(action, ())}
+    notice = NOTICES.get(done)
+    values = {
+        "c": case,
+        "now": utcnow(),
+        "kept": {"action": action, **kept},
+        **_vocabulary(),
+        **({"notice": translate(language(request), notice)} if notice else {}),
+    }
+    return page(request, "case.html", values, who, 422)
+
+
 async def _visible(conn: AsyncConnection, case_id: str, who: Viewer) -> Any:
     number = _id(case_id)
     return None if number is None else await queries.visible_case(conn, number, who.key)
@@ -189,9 +227,9 @@ async def act(request: Request, case_id: str) -> Response:
     except (actions.CaseClosed, tasks.TaskDone):
         done = "conflict"
     except tasks.OwnerRefused as exc:
-        done = exc.code
+        return await _refused(request, case_id, who, form, exc.code)
     except ValueError:  # CaseError, TaskError: the form's values
-        done = "invalid"
+        return await _refused(request, case_id, who, form, "invalid")
     return RedirectResponse(_with_notice(f"/ui/cases/{case_id}", done), status_code=303)
 
 
