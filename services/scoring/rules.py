@@ -182,7 +182,13 @@ def severity_now(rule: Rule, values: Values, past: Past) -> Severity:
 def step(
     rule: Rule, state: RuleState, values: Values, past: Past, at: datetime
 ) -> tuple[RuleState, Transition | None]:
-    """Advance one (account, rule) key to event time ``at``."""
+    """Advance one (account, rule) key to event time ``at``. A key never steps back in
+    time: at a moment before it began pending or firing, or before it cleared, it stays
+    as it is. An import of an earlier period scores days before the newest ones scored;
+    stepped there, a firing rule recovered, then fired again on its own day as another
+    alert (found from outside: an account had six open alerts of one rule)."""
+    if _before(at, state):
+        return (state, None)
     inside = applies(rule, values)
     firing_now = inside and all_hold(rule.when, values, past)
     if state.status != "firing":
@@ -221,6 +227,13 @@ def step(
     return RuleState(fire_count=state.fire_count), ended
 
 
+def _before(at: datetime, state: RuleState) -> bool:
+    """Whether ``at`` precedes the moment ``state`` last changed (as far as it says)."""
+    return (state.since is not None and at < state.since) or (
+        state.cleared_at is not None and at < state.cleared_at
+    )
+
+
 def _gone(conditions: Sequence[Condition], values: Values) -> bool:
     """Whether a measure a condition reads has no value (a loop: see ``all_hold``)."""
     for c in conditions:  # noqa: SIM110 (the loop is the point)
@@ -253,7 +266,10 @@ def group_step(
 
     Open while any rule of the family fires, at the worst symptom's severity; a symptom
     that joins or leaves, or a severity change, is a new revision of the same alert
-    (the alerts service tells people only when the severity rises)."""
+    (the alerts service tells people only when the severity rises). Never back in time
+    (``step``)."""
+    if _before(at, group):
+        return group, None
     now = [s for s in after if s[1].status == "firing"]
     if group.status != "firing":
         if not now:

@@ -1119,3 +1119,26 @@ async def test_a_line_received_in_the_future_is_rejected_and_forgets_nothing(
     ((name, line, reason),) = report.rejected
     assert (name, line) == ("first.ndjson", 4) and "received_at" in reason
     assert (await import_files([again], processor, sweep=False)).imported == 0
+
+
+async def test_a_later_import_of_an_earlier_period_opens_no_alert_again(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Each import scores again every day from its first, for every account; its rules,
+    stepped back in time, recovered and fired again on their own day as another alert:
+    an account untouched by the later files had six open alerts of one rule (found
+    from outside). Rules never step back in time (``rules.step``)."""
+    engine, processor = db
+    whole, churn = tmp_path / "whole.ndjson", tmp_path / "churn.csv"
+    write_history(whole, churn, accounts=8, days=60, end=date(2026, 11, 1))
+    first = await import_files([whole], processor, sweep=False)
+    firing = {a for a, alert in first.alerts.items() if alert.status == "firing"}
+    assert firing
+    earlier = tmp_path / "earlier.ndjson"
+    earlier.write_bytes(_usage_line("x1", "2026-10-01T10:00:00+00:00", "new-co") + b"\n")
+    second = await import_files([earlier], processor, sweep=False)
+    assert second.imported == 1
+    fired_again = {
+        a for a, alert in second.alerts.items() if alert.status == "firing" and a not in firing
+    }
+    assert not {a for a in fired_again if not a.startswith("new-co:")}, fired_again
