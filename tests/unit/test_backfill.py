@@ -1128,7 +1128,7 @@ async def test_a_later_import_of_an_earlier_period_opens_no_alert_again(
     stepped back in time, recovered and fired again on their own day as another alert:
     an account untouched by the later files had six open alerts of one rule (found
     from outside). Rules never step back in time (``rules.step``)."""
-    engine, processor = db
+    _, processor = db
     whole, churn = tmp_path / "whole.ndjson", tmp_path / "churn.csv"
     write_history(whole, churn, accounts=8, days=60, end=date(2026, 11, 1))
     first = await import_files([whole], processor, sweep=False)
