@@ -209,6 +209,17 @@ def import_cmd(
             opened=result.alerts_opened,
         )
     )
+    if result.late:
+        console.print(
+            t(
+                "[yellow]{n} usage event(s) were not counted[/]: they are more than "
+                "{days} days older than their account's newest event already imported "
+                "(HEALTHWATCH_LATE_GRACE_DAYS). Import a history oldest first, or all of it in "
+                "one run (files are merged by event time)",
+                n=result.late,
+                days=round(settings.late_grace.total_seconds() / 86400),
+            )
+        )
     if result.rejected_before:
         console.print(
             t(
@@ -219,6 +230,8 @@ def import_cmd(
         )
     if result.rejected or result.rejected_before:
         _print_rejected(result)
+        raise typer.Exit(1)
+    if result.late:
         raise typer.Exit(1)
 
 

@@ -82,6 +82,9 @@ class ImportReport:
     skipped_already_imported: int = 0
     imported: int = 0
     repeated: int = 0  # records whose event id was counted already (within the window)
+    # Usage events read but not counted: older than the late grace (90 days by default)
+    # before their account's newest event applied. They had gone without a word.
+    late: int = 0
     rejected_before: int = 0  # lines rejected by an earlier run, not read again (no --restart)
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # file, line, reason
     alerts_not_sent: int = 0
@@ -244,6 +247,7 @@ async def import_files(
             await check_files(conn, by_topic, _read_before(processor), rejected, restart)
         retry = rejected if restart else {}
         await _read(sources, processor, report, progress, still_held, rejected, retry, batch_size)
+        report.late = processor.late_events
         order = {path.name: place for place, path in enumerate(paths)}
         report.rejected.sort(key=lambda reject: (order.get(reject[0], len(order)), reject[1]))
         if report.stopped is not None:

@@ -114,6 +114,9 @@ class ScoringProcessor:
         self._producer = producer
         self._settings = settings
         self._metrics = metrics
+        # Usage events too late to count since this processor began (the late grace):
+        # an import says how many of its events were left out.
+        self.late_events = 0
         self._clock = clock
         self._kind_of_topic = {settings.topic(kind): kind for kind in KINDS}
         self._plans: PlanTemplates = plan_templates(settings)
@@ -185,6 +188,7 @@ class ScoringProcessor:
         for kind, count in (batch.decoded - batch.kinds).items():
             metrics.events.labels(kind, "duplicate").inc(count)
         metrics.late_events.inc(applied.late_events)
+        self.late_events += applied.late_events
         metrics.dead_letters.inc(len(batch.dead))
         for alert in alerts:
             metrics.alerts.labels(alert.rule).inc()

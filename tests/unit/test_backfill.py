@@ -1142,3 +1142,30 @@ async def test_a_later_import_of_an_earlier_period_opens_no_alert_again(
         a for a, alert in second.alerts.items() if alert.status == "firing" and a not in firing
     }
     assert not {a for a in fired_again if not a.startswith("new-co:")}, fired_again
+
+
+def test_events_too_late_to_count_are_reported_and_fail_the_command(tmp_path: Path) -> None:
+    """Events more than the late grace (90 days) older than the account's newest (a
+    history written newest first, an older export after a newer one) were left out
+    while the summary said "imported" and the command exited 0 (found from outside)."""
+    start = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    days = [start - timedelta(days=n) for n in (*range(29, -1, -1), 120, 121, 122)]
+    lines = [_usage_line(f"d{n}", at.isoformat()) for n, at in enumerate(days)]
+    path = tmp_path / "newest-first.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    env = {
+        "HEALTHWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'late.db'}",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "import", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1, said
+    late = re.search(r"(\d+) usage event\(s\) were not counted", said)
+    assert late and int(late.group(1)) == 3, said
+    assert "oldest first" in said
