@@ -22,6 +22,7 @@ from services.scoring.import_files import CopyOfAFileReadBefore, NotTheFileReadB
 from services.scoring.import_lock import ImportLockLost, ImportRunning
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
+from services.scoring.usage import DEDUP_HOURS
 from shared.bus.factory import create_bus
 from shared.config import Settings
 from shared.i18n import translate
@@ -209,6 +210,18 @@ def import_cmd(
             opened=result.alerts_opened,
         )
     )
+    if result.before_window:
+        console.print(
+            t(
+                "[yellow]{n} event(s) are more than {hours} hours older than their "
+                "account's newest event imported before[/]: they were counted, but any "
+                "that an earlier import read too (overlapping exports) now count twice. "
+                "Import overlapping exports in one run, or cut a new export where the last "
+                "one ended",
+                n=result.before_window,
+                hours=DEDUP_HOURS,
+            )
+        )
     if result.late:
         console.print(
             t(

@@ -51,6 +51,7 @@ from services.scoring.import_ahead import Ahead, earliest_ahead, receipts_ahead
 from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
 from services.scoring.import_files import ReadBefore, check_files
 from services.scoring.import_lock import StillHeld, import_lock
+from services.scoring.import_overlap import EarlierImports
 from services.scoring.processor import ScoringProcessor, batch_span
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
@@ -85,6 +86,10 @@ class ImportReport:
     # Usage events read but not counted: older than the late grace (90 days by default)
     # before their account's newest event applied. They had gone without a word.
     late: int = 0
+    # Records older than the dedup window before their account's newest event as it
+    # stood when the run began: counted, but the ones an earlier import read too
+    # (overlapping exports) count twice (``import_overlap``).
+    before_window: int = 0
     rejected_before: int = 0  # lines rejected by an earlier run, not read again (no --restart)
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # file, line, reason
     alerts_not_sent: int = 0
@@ -279,6 +284,7 @@ async def _read(
     ``rejected``: each file's records rejected before; ``retry``: those read again."""
     calendar = await ImportCalendar.load(processor, _Sink(report), still_held)
     calendar.start_file()
+    earlier = EarlierImports(processor.engine)
     stored = await offset_loader(processor.engine, processor.group_id)(
         [(topic, 0) for topic in sources]
     )
@@ -302,7 +308,7 @@ async def _read(
         ahead = earliest_ahead(
             ((source.ahead, source.taken) for source in sources.values()), newest
         )
-        await _flush(processor, batch, report, calendar, still_held, ahead)
+        await _flush(processor, batch, report, calendar, still_held, ahead, earlier)
         times.clear()
         for source in sources.values():
             progress(source.path.name, source.read, source.total)
@@ -478,11 +484,14 @@ async def _flush(
     calendar: ImportCalendar,
     still_held: StillHeld,
     ahead: datetime | None,
+    earlier: EarlierImports,
 ) -> None:
-    """Apply ``batch``; ``ahead``: the earliest receipt a later batch may hold."""
+    """Apply ``batch``; ``ahead``: the earliest receipt a later batch may hold;
+    ``earlier``: what earlier imports left (``import_overlap``)."""
     if not batch:
         return
     await still_held()
+    report.before_window += await earlier.before_window(stamp for _, stamp in batch)
     calendar.note([stamp for _, stamp in batch])
     await calendar.remember()
     before = len(report.rejected)

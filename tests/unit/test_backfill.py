@@ -1169,3 +1169,23 @@ def test_events_too_late_to_count_are_reported_and_fail_the_command(tmp_path: Pa
     late = re.search(r"(\d+) usage event\(s\) were not counted", said)
     assert late and int(late.group(1)) == 3, said
     assert "oldest first" in said
+
+
+async def test_an_export_overlapping_one_imported_before_says_what_may_count_twice(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """In one run both copies of an overlap count once; in a later run the dedup window
+    (48 hours) has forgotten the first copies, and they counted twice while the summary
+    said repeats were counted once (found from outside). The run now says how many of
+    its events are older than the window before their account's newest event imported
+    before; the same days imported in one run say nothing."""
+    _, processor = db
+    days = [(f"e{day}", f"2026-11-{day:02d}T10:00:00+00:00") for day in range(1, 21)]
+    first, second = tmp_path / "nov-a.ndjson", tmp_path / "nov-b.ndjson"
+    first.write_bytes(b"\n".join(_usage_line(i, at) for i, at in days[:15]) + b"\n")
+    second.write_bytes(b"\n".join(_usage_line(i, at) for i, at in days[5:]) + b"\n")
+    alone = await import_files([first], processor, sweep=False)
+    assert alone.before_window == 0
+    later = await import_files([second], processor, sweep=False)
+    # Nov 6-12 lie more than 48 hours before Nov 15 10:00; Nov 13-20 do not.
+    assert later.before_window == 7
