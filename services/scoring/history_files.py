@@ -18,17 +18,19 @@ import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared.contracts.events import MAX_EVENT_BYTES
+from shared.contracts.events import MAX_EVENT_BYTES, Event
 from shared.worker import describe
 
 # The columns every event has (shared/contracts/events.py: EventBase and its kind).
 EVENT_COLUMNS = ("kind", "event_id", "account_id", "occurred_at")
+# Every field of any event's kind: a column outside them cannot be part of a row.
+FIELDS = frozenset(name for model in get_args(get_args(Event)[0]) for name in model.model_fields)
 # CSV cells holding JSON (objects and lists in the public schema).
 JSON_COLUMNS = {"properties", "owner", "contacts"}
 # The longest CSV field read: as long as a whole event may be, so no valid row is
@@ -149,6 +151,14 @@ def _csv_records(stream: IO[bytes], lines: LineNumbers | None) -> Iterator[bytes
             f"its first line names the columns {shown}, not {', '.join(missing)}: every row "
             f"of an event file has {', '.join(EVENT_COLUMNS)} and its kind's fields (usage: "
             "user_id, event; see the README, 'Backfill and backtest')"
+        )
+    if unknown := [name for name in names if name and name not in FIELDS]:
+        # Each row was rejected alone, "Extra inputs are not permitted", and the fix the
+        # summary asks for (each row in place) meant rewriting the file (found from outside).
+        shown = ", ".join(repr(name[:60]) for name in unknown[:5])
+        raise csv.Error(
+            f"its column(s) {shown} are no field of any event: remove them, or rename them "
+            "to the field they hold (see the README, 'Backfill and backtest')"
         )
     number = 0  # the row's number
     while True:

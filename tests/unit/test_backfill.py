@@ -985,6 +985,16 @@ async def test_a_file_of_another_shape_stops_at_its_header_and_its_lines_say_why
     report = await import_files([other], processor, sweep=False)
     assert report.imported == 0 and report.stopped is not None
     assert "names the columns 'user', 'when', 'what', not kind, event_id" in report.stopped
+    # A column no event has: stopped at the header naming it, where every row had been
+    # rejected alone, "Extra inputs are not permitted" (found from outside).
+    extra = tmp_path / "orders.csv"
+    extra.write_text(
+        "kind,event_id,account_id,occurred_at,user_id,event,order_note\n"
+        "usage,o1,shop,2026-11-01T10:00:00+00:00,u1,purchase,gift wrap\n"
+    )
+    report = await import_files([extra], processor, sweep=False)
+    assert report.imported == 0 and report.rejected == [] and report.stopped is not None
+    assert "column(s) 'order_note' are no field of any event" in report.stopped
     lines = tmp_path / "lines.ndjson"
     good = _usage_line("acme", "ok", "2026-11-01T10:00:00+00:00")
     lines.write_bytes(
