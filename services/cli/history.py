@@ -29,7 +29,9 @@ from shared.i18n import translate
 from shared.storage.db import create_engine, migrate
 
 # The history ``backtest`` and ``calibrate`` replay, and its churn outcomes.
-HistoryFiles = Annotated[list[Path], typer.Argument(help="History: NDJSON or CSV event files")]
+HistoryFiles = Annotated[
+    list[Path], typer.Argument(help="History: NDJSON, CSV (.gz accepted) or Parquet event files")
+]
 ChurnFile = Annotated[
     Path | None, typer.Option(help="CSV of account_id,churn_date (besides churn events)")
 ]

@@ -161,6 +161,12 @@ def test_a_churn_file_a_spreadsheet_wrote_is_read(tmp_path: Path) -> None:
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + churn.read_bytes())
     assert read_churn_csv(bom) == read_churn_csv(churn) != {}
+    # Spaces around its cells, as a spreadsheet leaves them: read, not the whole file
+    # refused (found from outside).
+    spaced = tmp_path / "spaced.csv"
+    rows = churn.read_text().splitlines()
+    spaced.write_text("\n".join([rows[0], *(r.replace(",", " , ") + " " for r in rows[1:])]))
+    assert read_churn_csv(spaced) == read_churn_csv(churn)
     result = _cli("backtest", str(events), "--churn", str(bom), "--out", str(tmp_path / "bt"))
     assert result.exit_code == 0, result.output
 

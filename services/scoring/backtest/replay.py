@@ -126,10 +126,13 @@ def read_churn_csv(path: Path) -> dict[str, date]:
                 )
             churn = {}
             for row in reader:
-                if not (row.get("account_id") and row.get("churn_date")):
+                # Spaces around a cell are a spreadsheet's ("sub-0011, 2026-11-01 "), not
+                # part of the id or the day; the whole file had been refused for them.
+                account, day = ((row.get(c) or "").strip() for c in CHURN_COLUMNS)
+                if not (account and day):
                     continue
                 try:
-                    churn[row["account_id"]] = date.fromisoformat(row["churn_date"][:10])
+                    churn[account] = date.fromisoformat(day[:10])
                 except ValueError:
                     raise ChurnFileError(
                         f"{path.name}:{reader.line_num}: churn_date {row['churn_date']!r} is "
