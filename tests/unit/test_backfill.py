@@ -1199,3 +1199,24 @@ async def test_an_export_overlapping_one_imported_before_says_what_may_count_twi
     later = await import_files([second], processor, sweep=False)
     # Nov 6-12 lie more than 48 hours before Nov 15 10:00; Nov 13-20 do not.
     assert later.before_window == 7
+
+
+async def test_a_file_out_of_time_order_is_named_before_it_is_read(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sorted by account, not time, a history took minutes per thousand events without
+    a word (found from outside): the import says so first, and how to sort it."""
+    _, processor = db
+    start = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    lines = [
+        _usage_line(f"{account}-{day}", (start + timedelta(days=day)).isoformat(), account)
+        for account in ("a", "b", "c", "d", "e")
+        for day in range(30)
+    ]
+    path = tmp_path / "by-account.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with caplog.at_level("WARNING", logger="services.scoring.backfill"):
+        report = await import_files([path], processor, sweep=False)
+    assert report.imported == 150
+    assert "by-account.ndjson is not in time order: 108 of its records" in caplog.text
+    assert "sort it by occurred_at first" in caplog.text

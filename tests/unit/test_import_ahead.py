@@ -5,11 +5,18 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import numpy as np
 import orjson
 import pytest
 
 from services.scoring.history_files import Unreadable
-from services.scoring.import_ahead import REACH, earliest_ahead, receipt_of, receipts_ahead
+from services.scoring.import_ahead import (
+    REACH,
+    earliest_ahead,
+    out_of_order,
+    receipt_of,
+    receipts_ahead,
+)
 
 
 def _line(**fields: object) -> bytes:
@@ -79,3 +86,14 @@ def test_a_hostile_line_brings_no_receipt(line: bytes) -> None:
     """What the step rejects neither raises here nor holds the window back."""
     assert receipt_of(line) == math.inf
     assert earliest_ahead([(receipts_ahead([line], _none), 0)], math.inf) is None
+
+
+def test_records_out_of_time_order_are_counted_past_a_batchs_span() -> None:
+    """A file sorted by account, not time, is read in batches of a few lines, a hundred
+    times slower or more, without a word (found from outside): the import counts the
+    records that come after one more than a batch's span newer, and warns."""
+    hour = 3600.0
+    at = np.array([0, 10, 20, 5, 100, 40, 60, 101, math.inf], dtype=np.float64) * hour
+    assert out_of_order(at, 48 * hour) == 1  # 40 after 100; 5 and 60 within 48 h of 20, 100
+    assert out_of_order(np.array([math.inf]), 48 * hour) == 0
+    assert out_of_order(np.sort(at), 48 * hour) == 0
