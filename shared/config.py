@@ -307,11 +307,21 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr = Field(
         SecretStr(""), description="Slack app signing secret (verifies button clicks)"
     )
-    delivery_max_attempts: int = Field(
-        12, description="Attempts per alert and channel before it is dead-lettered"
+    # A notice is retried until it is this old, then dead-lettered (an admin retries it).
+    # Counted in attempts, twelve of them (waits drawn between 2 s and the cap) spanned
+    # about 11 minutes, and an SMTP outage of 12 minutes lost its first notices for good
+    # (found from outside); a day outlasts any incident a relay or Slack has had.
+    delivery_give_up_after_h: float = Field(
+        24.0, gt=0, description="Hours a notice is retried before it is dead-lettered"
     )
-    # 2 s doubling to a 5 min cap: twelve attempts span roughly half an hour, long
-    # enough to ride out a Slack or SMTP incident without hammering it.
+    delivery_max_attempts: int | None = Field(
+        None,
+        ge=1,
+        description="Attempts per notice and channel before it is dead-lettered, if sooner "
+        "than delivery_give_up_after_h (default: none)",
+    )
+    # 2 s doubling to a 5 min cap, each wait drawn between them: a Slack or SMTP incident
+    # ridden out without hammering it.
     delivery_backoff_base_s: float = Field(2.0, description="First retry delay, seconds")
     delivery_backoff_cap_s: float = Field(300.0, description="Longest retry delay, seconds")
     # Slack allows about one message per second per webhook or channel.

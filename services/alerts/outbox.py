@@ -36,7 +36,7 @@ from services.alerts.channels.webhook import WebhookChannel
 from services.alerts.metrics import AlertsMetrics
 from shared.alerting.schema import Recipient
 from shared.alerting.store import AlertingStore
-from shared.clock import Clock, pause, utcnow
+from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
@@ -206,35 +206,64 @@ class OutboxSender:
         self._wake = wake
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send due deliveries until ``stop`` is set; a send in flight completes first."""
+        """Send due deliveries until ``stop`` is set; a send in flight completes first.
+        Each channel in a loop of its own: a generic webhook hanging until its timeout
+        filled every claim with its lanes and held up Slack and email for minutes (found
+        from outside)."""
+        # None: the channels no longer configured, whose deliveries are given up.
+        kicks: dict[str | None, asyncio.Event] = {n: asyncio.Event() for n in self._channels}
+        kicks[None] = asyncio.Event()
+        waking = asyncio.create_task(self._wake_all(kicks, stop))
+        try:
+            await asyncio.gather(*(self._run_channel(n, kick, stop) for n, kick in kicks.items()))
+        finally:
+            waking.cancel()
+            await asyncio.gather(waking, return_exceptions=True)
+
+    async def _run_channel(
+        self, channel: str | None, kick: asyncio.Event, stop: asyncio.Event
+    ) -> None:
         while not stop.is_set():
             try:
-                sent = await self.send_due()
+                sent = await self._send_pass([channel])
             except Exception:
-                log.exception("outbox pass failed; retrying")
+                log.exception("outbox pass for %s failed; retrying", channel)
                 sent = 0
             if not sent:
-                await self._idle(stop)
+                await self._idle(kick, stop)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
+    async def _wake_all(self, kicks: dict[str | None, asyncio.Event], stop: asyncio.Event) -> None:
+        """Pass this process's "deliveries queued" on to every channel's loop."""
+        if self._wake is None:
+            return
+        while not stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            for kick in kicks.values():
+                kick.set()
+
+    async def _idle(self, kick: asyncio.Event, stop: asyncio.Event) -> None:
         """Until the next poll, or sooner when this process queued deliveries."""
         interval = self._settings.delivery_poll_interval_s
-        if self._wake is None:
-            await pause(stop, interval)
-            return
-        waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+        waits = {asyncio.ensure_future(kick.wait()), asyncio.ensure_future(stop.wait())}
         try:
             await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
-        self._wake.clear()
+        kick.clear()
 
     async def send_due(self) -> int:
-        """One pass. A delivery that cannot be sent fails alone (``_deliver`` records it
-        as its failed attempt); the pass goes on with the others. Deliveries sharing a
-        pace (one Slack webhook) go one after another, the rest side by side: a Slack
-        that hangs until its timeout holds up no email (it held the whole pass)."""
+        """One pass over every channel's deliveries, each channel claimed apart."""
+        return await self._send_pass([*self._channels, None])
+
+    async def _send_pass(self, channels: list[str | None]) -> int:
+        """One pass over ``channels``' deliveries (None: those of channels no longer
+        configured). A delivery that cannot be sent fails alone (``_deliver`` records it as its
+        failed attempt); the pass goes on with the others. Deliveries sharing a pace (one
+        Slack webhook) go one after another, the rest side by side, each channel with
+        room of its own: a Slack that hangs until its timeout holds up no email (it held
+        the whole pass)."""
         # A send begun by the deadline ends (SEND_TIMEOUT_S, after at most one look for
         # it if it is in doubt and one Slack pace wait) before the claim's lease does,
         # counted from before the claim, so no other sender takes a delivery this one
@@ -246,16 +275,18 @@ class OutboxSender:
             - LOOK_TIMEOUT_S
             - s.slack_min_interval_s
         )
-        claimed = await self._claim()
+        claimed = [group for name in channels for group in await self._claim(name)]
         lanes: dict[Any, list[list[Any]]] = {}
         for group in claimed:
             head = group[0]
             pace = _pace_key(self._channels.get(head.channel), head.destination)
             lanes.setdefault(pace or (head.channel, head.destination), []).append(group)
-        # A bounded number side by side: an SMTP relay may refuse many connections at once.
-        room = asyncio.Semaphore(LANES_AT_ONCE)
+        # A bounded number side by side per channel: an SMTP relay may refuse many
+        # connections at once.
+        rooms = {name: asyncio.Semaphore(LANES_AT_ONCE) for name in self._channels}
 
         async def lane(groups: list[list[Any]]) -> None:
+            room = rooms.setdefault(groups[0][0].channel, asyncio.Semaphore(LANES_AT_ONCE))
             waits = room.locked()  # behind other lanes: its first send is no longer "now"
             async with room:
                 await self._send_lane(groups, deadline, first_free=not waits)
@@ -299,8 +330,9 @@ class OutboxSender:
                 .values(**values)
             )
 
-    async def _claim(self) -> list[list[Any]]:
-        """Groups of rows to send: per (channel, destination) the oldest pending row if
+    async def _claim(self, channel: str | None) -> list[list[Any]]:
+        """Groups of ``channel``'s rows to send (None: of the channels not configured):
+        per destination the oldest pending row if
         it is due (per account for the generic webhook: ``_order_within``), plus, for
         grouped Slack, the rest waiting for that destination."""
         now = self._clock()
@@ -313,7 +345,12 @@ class OutboxSender:
             grouping = alerting.notify.group_wait > timedelta(0)
             heads = (
                 select(func.min(d.c.delivery_id))
-                .where(d.c.status == "pending")
+                .where(
+                    d.c.status == "pending",
+                    d.c.channel == channel
+                    if channel is not None
+                    else d.c.channel.not_in(list(self._channels)),
+                )
                 .group_by(d.c.channel, d.c.destination, _order_within())
             )
             due = (
@@ -516,7 +553,10 @@ class OutboxSender:
     async def _failed(self, row: Any, rule: str, exc: DeliveryError) -> None:
         s = self._settings
         attempts = row.attempts + 1
-        dead = exc.permanent or attempts >= s.delivery_max_attempts
+        queued = row.created_at or self._clock()  # a row queued before the column: now
+        old = self._clock() - queued >= timedelta(hours=s.delivery_give_up_after_h)
+        counted_out = s.delivery_max_attempts is not None and attempts >= s.delivery_max_attempts
+        dead = exc.permanent or old or counted_out
         delay = backoff_s(attempts, s.delivery_backoff_base_s, s.delivery_backoff_cap_s, self._rng)
         if exc.retry_after_s is not None:
             delay = max(delay, exc.retry_after_s)

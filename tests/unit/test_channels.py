@@ -265,6 +265,15 @@ async def test_webhook_posts_signed_json_with_an_idempotency_key() -> None:
         with pytest.raises(DeliveryError) as err:
             await channel.send(FIRE, "webhook")
         assert err.value.retry_after_s == 2 and not err.value.permanent
+        # A receiver mid-deploy (its proxy's 404) or rotating its secret (401, 403) is
+        # retried; a notice it refuses as such (422), or a receiver gone (410), is not
+        # (every notice of a 20 s blip was given up at its first attempt: found from
+        # outside).
+        for status, permanent in ((404, False), (401, False), (403, False), (422, True)):
+            hook.script.append((status, {}))
+            with pytest.raises(DeliveryError) as err:
+                await channel.send(FIRE, "webhook")
+            assert err.value.permanent is permanent, status
         await channel.send(FIRE, "webhook")
     request = hook.requests[1]
     stamp = request.headers["x-healthwatch-timestamp"]

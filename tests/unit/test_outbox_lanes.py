@@ -147,6 +147,32 @@ async def test_a_hanging_slack_holds_up_no_email(
     assert (slack.sent, email.sent) == (["webhook"], ["anna@example.com"])
 
 
+async def test_a_hanging_webhook_with_many_lanes_holds_up_no_email(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """The generic webhook is a lane per account: its 25 older deliveries, hanging until
+    their timeout, filled the pass's claim, and the email waited minutes (found from
+    outside). Each channel is claimed apart, with room of its own."""
+    webhook = Channel("webhook", pace=None)
+    email = Channel("email", pace=None)
+    email_sent = asyncio.Event()
+
+    async def hang_until_email(_: str) -> None:
+        await email_sent.wait()
+
+    async def mark(_: str) -> None:
+        email_sent.set()
+
+    webhook.before_send, email.before_send = hang_until_email, mark
+    for n in range(25):
+        await _queue(engine, "webhook", "https://hooks.example/x", n, T0 - timedelta(minutes=5))
+    await _queue(engine, "email", "anna@example.com", 99, T0)
+    sender = _sender(engine, embedded_settings, [webhook, email], MovingClock(T0))
+    async with asyncio.timeout(10):
+        await sender.send_due()
+    assert email.sent == ["anna@example.com"] and len(webhook.sent) >= 5
+
+
 async def test_a_lane_stops_before_the_lease_could_run_out(
     engine: AsyncEngine, embedded_settings: Settings
 ) -> None:
@@ -414,3 +440,26 @@ async def test_a_send_that_timed_out_is_looked_for_before_it_is_retried(
     await sender.send_due()
     assert sorted(slack.sent) == ["U0A", "U0B", "U0B"]  # A not again; B, refused, again
     assert [d for d, _ in slack.looked] == ["U0A"]
+
+
+async def test_a_notice_is_retried_for_a_day_however_many_attempts_that_takes(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Twelve attempts, their waits drawn between 2 s and 5 min, spanned about 11
+    minutes: an SMTP outage of 12 lost its first notices for good (found from outside).
+    A notice now gives up once it has waited ``delivery_give_up_after_h`` (24 h)."""
+    email = Channel("email", pace=None)
+
+    async def refuse(_: str) -> None:
+        raise DeliveryError("SMTP unreachable: connection refused")
+
+    email.before_send = refuse
+    await _queue(engine, "email", "anna@example.com", 1, T0 - timedelta(hours=23))
+    await _queue(engine, "email", "bob@example.com", 2, T0 - timedelta(hours=25))
+    async with engine.begin() as conn:
+        await conn.execute(update(deliveries).values(attempts=40))
+    await _sender(engine, embedded_settings, [email], MovingClock(T0)).send_due()
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(deliveries.c.destination, deliveries.c.status))
+        status = dict(rows.all())
+    assert status == {"anna@example.com": "pending", "bob@example.com": "dead"}

@@ -38,6 +38,11 @@ _ADDRESS = re.compile(r"[^\s\x00-\x1f\x7f@<>,;:\"()\[\]\\]+@[^\s\x00-\x1f\x7f@<>
 SUBJECT_CHARS = 250
 _BAND_COLOUR = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32"}
 
+# Permanent replies a relay gives for its own state, not the message's: authentication
+# required or refused (530, 534, 535: credentials being rotated), mailbox storage
+# exceeded (552). Retried until the notice gives up, as a 4xx is.
+RETRIED_5XX = frozenset({530, 534, 535, 552})
+
 
 class EmailChannel(Unseeing):
     name = "email"
@@ -84,7 +89,7 @@ class EmailChannel(Unseeing):
         except aiosmtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"SMTP {exc.code}: {exc.message}",
-                permanent=500 <= exc.code < 600 and exc.code != 552,
+                permanent=500 <= exc.code < 600 and exc.code not in RETRIED_5XX,
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP unreachable: {exc!r}") from exc

@@ -70,7 +70,11 @@ class WebhookChannel(Unseeing):
                 f"webhook answered {response.status_code}: "
                 + without_url_secrets(response.text, self._settings.webhook_url)[:200],
                 retry_after_s=retry_after(response.headers.get("Retry-After")),
-                permanent=response.status_code in (400, 401, 403, 404, 410, 422),
+                # The notice itself is refused (malformed, too large) or the endpoint is
+                # gone for good. Not 401, 403 or 404: a receiver mid-deploy behind its
+                # proxy, or a secret being rotated, lost every notice of a 20 s blip on
+                # its first attempt (found from outside); retried, they arrive.
+                permanent=response.status_code in (400, 410, 413, 422),
             )
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
