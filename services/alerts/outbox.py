@@ -397,6 +397,7 @@ class OutboxSender:
                 alerts.c.payload.label("alert_payload"),
                 alerts.c.status.label("alert_status"),
                 alerts.c.snoozed_until.label("alert_snoozed_until"),
+                alerts.c.not_useful.label("alert_not_useful"),
             )
             .outerjoin(alerts, alerts.c.alert_id == d.c.alert_id)
             .where(d.c.delivery_id.in_(ids))
@@ -489,13 +490,17 @@ class OutboxSender:
     def _acted_on(self, row: Any) -> bool:
         """A Slack notice calling for action on an alert that someone has acknowledged or
         snoozed while it waited (to be grouped, ``group_wait``, or for Slack to answer):
-        it went out after the fact with live buttons (found from outside). An alert that
-        ended is still told from its start, its end after. Email goes at once."""
+        it went out after the fact with live buttons (found from outside), or marked not
+        useful. An update (its severity rose) still goes to an acknowledged alert's
+        people, as to email: who took on a warning has not taken on the critical it
+        became (Slack alone had dropped it, found from outside). An alert that ended is
+        still told from its start, its end after. Email goes at once."""
         kind = str(row.notification).partition(":")[0]
         if kind not in (NoticeKind.fire, NoticeKind.update, NoticeKind.repeat):
             return False
         snoozed = row.alert_snoozed_until is not None and row.alert_snoozed_until > self._clock()
-        return row.alert_status == "acknowledged" or snoozed
+        acknowledged = row.alert_status == "acknowledged" and kind != NoticeKind.update
+        return acknowledged or snoozed or bool(row.alert_not_useful)
 
     async def _skip(self, rows: list[Any]) -> None:
         """Not sent, and never to be: ``skipped``, saying why."""

@@ -86,14 +86,19 @@ async def engine(engine_factory: EngineFactory) -> AsyncEngine:
 
 
 async def _queue(
-    engine: AsyncEngine, channel: str, destination: str, n: int, due: datetime
+    engine: AsyncEngine,
+    channel: str,
+    destination: str,
+    n: int,
+    due: datetime,
+    kind: NoticeKind = NoticeKind.fire,
 ) -> None:
-    notice = Notice(NoticeKind.fire, [_alert(n)], f"acct-{n}")
+    notice = Notice(kind, [_alert(n)], f"acct-{n}")
     async with engine.begin() as conn:
         await conn.execute(
             insert(deliveries).values(
                 alert_id=f"acct-{n}:payment_failed:1",
-                notification="fire",
+                notification="fire" if kind == NoticeKind.fire else f"{kind.value}:1",
                 account_id=f"acct-{n}",
                 channel=channel,
                 destination=destination,
@@ -295,9 +300,28 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
                 stored_at=T0,
             )
         )
+        # Acknowledged as a warning, now critical: its update is told (Slack dropped it,
+        # found from outside); marked not useful: its first notice is not.
+        for n, acted in ((3, {"status": "acknowledged"}), (4, {"not_useful": True})):
+            await conn.execute(
+                insert(alerts).values(
+                    alert_id=f"acct-{n}:payment_failed:1",
+                    account_id=f"acct-{n}",
+                    rule="payment_failed",
+                    severity="critical",
+                    status=acted.pop("status", "firing"),
+                    title=f"acct-{n}: a payment failed",
+                    payload=_alert(n).model_dump(mode="json"),
+                    fired_at=T0,
+                    stored_at=T0,
+                    **acted,
+                )
+            )
     await _queue(engine, "slack", "U0ANNA", 1, T0 - timedelta(seconds=2))
     await _queue(engine, "slack", "U0ANNA", 2, T0 - timedelta(seconds=1))
     await _queue(engine, "email", "anna@example.com", 1, T0)  # email is not held back
+    await _queue(engine, "slack", "U0BOB", 3, T0, NoticeKind.update)
+    await _queue(engine, "slack", "U0CARL", 4, T0)
     email = Channel("email", pace=None)
     sender = _sender(engine, embedded_settings, [slack, email], MovingClock(T0), '"30s"')
     await sender.send_due()
@@ -313,8 +337,10 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
         ("acct-1", "slack", "skipped"),
         ("acct-2", "slack", "delivered"),
         ("acct-1", "email", "delivered"),
+        ("acct-3", "slack", "delivered"),
+        ("acct-4", "slack", "skipped"),
     ]
-    assert slack.sent == ["U0ANNA"] and email.sent == ["anna@example.com"]
+    assert sorted(slack.sent) == ["U0ANNA", "U0BOB"] and email.sent == ["anna@example.com"]
 
 
 async def test_a_lane_stops_when_an_outcome_cannot_be_recorded(
