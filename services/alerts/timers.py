@@ -173,7 +173,7 @@ class AlertTimers:
                 people = routing.recipients(alert, alerting.routing, self._settings)
                 queued += await first_notice(conn, self._outbox, alert, people, alerting, now)
                 continue
-            queued += await self._remind(conn, r, alerting, now, snoozed_until=None)
+            queued += await self._remind(conn, r, alerting, now, snoozed_until=None, woken_at=now)
         return queued
 
     async def _repeat(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
@@ -206,7 +206,10 @@ class AlertTimers:
         now: datetime,
         escalated: list[tuple[str, str]],
     ) -> int:
-        """Firing past its severity's deadline and nobody acknowledged: the lead hears."""
+        """Firing past its severity's deadline and nobody acknowledged: the lead hears.
+        The deadline counts from when its people were told, and again from when a snooze
+        or silence ran out (``woken_at``): the lead was paged in the second the CSM was
+        reminded (found from outside)."""
         queued = 0
         for severity, after in alerting.notify.escalate_after.items():
             rows = await conn.execute(
@@ -218,6 +221,7 @@ class AlertTimers:
                     ~alerts.c.not_useful,
                     or_(alerts.c.snoozed_until.is_(None), alerts.c.snoozed_until <= now),
                     alerts.c.stored_at <= now - after,
+                    or_(alerts.c.woken_at.is_(None), alerts.c.woken_at <= now - after),
                 )
             )
             for r in rows.all():

@@ -408,6 +408,9 @@ alerts = Table(
     Column("last_notified_at", UTCDateTime),
     Column("repeats", Integer, nullable=False, server_default="0"),
     Column("escalated_at", UTCDateTime),
+    # When a snooze or silence of it last ran out: its escalation deadline counts from
+    # then too (services/alerts/timers.py).
+    Column("woken_at", UTCDateTime),
 )
 
 # Who did what to an alert: acknowledge, snooze, resolve, comment, not useful.

@@ -219,6 +219,25 @@ async def test_an_alert_first_told_late_has_its_whole_escalation_deadline(world:
     assert escalated == ["acme:low_activity:1", "acme:nps_detractor:1"]
 
 
+async def test_an_alert_whose_snooze_ends_has_its_whole_escalation_deadline(
+    world: World,
+) -> None:
+    """Snoozed past its deadline: when the snooze ended, its CSM was reminded and the
+    lead paged in the same second (found from outside). The deadline counts again from
+    the snooze's end."""
+    await world.receive(alert("low_activity", Severity.critical))
+    row = await world.alert("acme:low_activity:1")
+    woken = world.clock.now + timedelta(hours=2)
+    async with world.engine.begin() as conn:
+        await apply_action(conn, row, Action("snooze", "anna", until=woken), world.clock.now)
+    world.clock.now = woken + timedelta(minutes=1)
+    await world.timers.run_once()
+    assert [n for _, n, _ in await world.notices() if n == "escalate"] == []
+    world.clock.now = woken + timedelta(hours=1, minutes=1)
+    await world.timers.run_once()
+    assert [n for _, n, _ in await world.notices() if n == "escalate"] == ["escalate"]
+
+
 async def _resolve_by_hand(world: World, alert_id: str) -> None:
     async with world.engine.begin() as conn:
         row = (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
