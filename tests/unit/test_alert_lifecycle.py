@@ -327,6 +327,22 @@ async def test_reminders_escalation_and_the_daily_digest(world: World) -> None:
     assert reminders == [("acme:low_activity:1", "repeat:1")]
 
 
+async def test_an_alert_that_fires_after_the_digest_hour_waits_for_the_next_digest(
+    world: World,
+) -> None:
+    """A CSM whose first alert of the day fired in the afternoon got a "daily digest" of
+    it seconds after its notice (found from outside): the day's digest holds the alerts
+    open at its hour, and the next day's holds this one."""
+    world.clock.now = T0 + timedelta(hours=6)  # 13:00 in Berlin, after the digest hour
+    await world.receive(alert("low_activity", Severity.warning))
+    await world.timers.run_once()
+    assert [n for n in await world.notices() if n[1] == "digest"] == []
+    world.clock.now = T0 + timedelta(days=1, hours=2)  # 09:00 the next day
+    await world.timers.run_once()
+    digests = [n for n in await world.notices() if n[1] == "digest"]
+    assert digests == [("digest:anna@example.com:2026-11-24", "digest", "anna@example.com")]
+
+
 async def test_the_digest_puts_the_most_urgent_first_with_the_health_now(world: World) -> None:
     """A CSM's digest listed the info first and its criticals as items 19 to 28, and it
     said "Health: 12 (red)" of an account green since (found in a CSM's review)."""
