@@ -239,6 +239,10 @@ async def test_a_destination_echoing_its_path_leaks_no_token() -> None:
     short = "https://hooks.example.com/services/hook?token=abc123"
     said = without_url_secrets("invalid services token abc123 at /services/hook", short)
     assert said == "invalid services token … at …"  # the words stay, the token goes
+    # A query value is a key whatever it looks like (found from outside).
+    keyed = "http://127.0.0.1:8612/hook/tokenPATHSECRET?key=qsecret"
+    said = without_url_secrets("invalid api key qsecret for /hook/tokenPATHSECRET", keyed)
+    assert "qsecret" not in said and "tokenPATHSECRET" not in said and "api key" in said
     # A receiver that echoes the request's headers: the URL's user and password went
     # out as Basic authorization (found from outside), kept in last_error for admins.
     with_user = "https://user:webhookpassFFFF@hooks.example.com/in"

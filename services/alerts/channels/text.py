@@ -150,6 +150,12 @@ def without_url_secrets(text: str, url: str) -> str:
     for part in re.split(r"[/?&=]", parts.path + "?" + parts.query):
         if len(part) >= SECRET_PART_CHARS or (len(part) >= 4 and any(c.isdigit() for c in part)):
             text = text.replace(part, "…")
+    # Every query value: a key there is a credential whatever it looks like ("?key=qsecret"
+    # was echoed into the log and the deliveries API, found from outside). Not the names.
+    for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        for form in {value, urllib.parse.quote(value, safe="")}:
+            if len(form) >= MIN_SECRET_CHARS:
+                text = text.replace(form, "…")
     return text
 
 
