@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
@@ -30,9 +30,14 @@ from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.notices import Notice, NoticeKind
-from shared.storage.tables import account_health, accounts, alerts
+from shared.storage.tables import account_health, accounts, alerts, deliveries
 
 log = logging.getLogger(__name__)
+
+# An alert resolved by hand this recently is told as ended. Timer passes run every few
+# seconds; the hour covers a stopped alerts service, and alerts resolved before an
+# upgrade brought this are not told days late.
+RESOLVED_LOOKBACK = timedelta(hours=1)
 
 
 class AlertTimers:
@@ -74,6 +79,7 @@ class AlertTimers:
             alerting, _ = await self._alerting.current(conn)
             self._check_routing(alerting)
             queued += await self._unmute(conn, alerting, now)
+            queued += await self._resolved_by_hand(conn, alerting, now)
             queued += await self._wake_snoozed(conn, alerting, now)
             queued += await self._repeat(conn, alerting, now)
             queued += await self._escalate(conn, alerting, now, escalated)
@@ -146,6 +152,47 @@ class AlertTimers:
         for account_id in sorted(set((await conn.execute(stale)).scalars())):
             told += await release(conn, account_id, alerting, self._outbox, self._settings, now)
         return told
+
+    async def _resolved_by_hand(
+        self, conn: AsyncConnection, alerting: Alerting, now: datetime
+    ) -> int:
+        """Alerts someone resolved (no revision tells the lifecycle of it): whoever heard
+        of one hears of its end, as of one scoring resolved. Nobody did: a webhook that
+        mirrors alerts into tickets kept them open for ever (found from outside)."""
+        if not alerting.notify.send_resolved:
+            return 0
+        d = deliveries.c
+        told = exists().where(d.alert_id == alerts.c.alert_id, d.notification == "resolve")
+        rows = await conn.execute(
+            select(alerts).where(
+                alerts.c.status == "resolved",
+                alerts.c.resolved_at >= now - RESOLVED_LOOKBACK,
+                alerts.c.last_notified_at.is_not(None),
+                ~told,
+            )
+        )
+        queued = 0
+        for r in rows.all():
+            if (stored := stored_alert(r)) is None:
+                continue
+            ended = stored.model_copy(
+                update={
+                    "status": "resolved",
+                    "revision": stored.revision + 1,
+                    "title": f"Resolved: {stored.title}",
+                }
+            )
+            alert = await with_current_owners(conn, ended)
+            people = routing.recipients(alert, alerting.routing, self._settings)
+            queued += await self._outbox.notify(
+                conn,
+                alert,
+                NoticeKind.resolve,
+                people,
+                now=now,
+                group_wait=alerting.notify.group_wait,
+            )
+        return queued
 
     async def _wake_snoozed(self, conn: AsyncConnection, alerting: Alerting, now: datetime) -> int:
         """A snooze that ran out on a still-firing alert: tell its people again (one
