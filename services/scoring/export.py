@@ -74,6 +74,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("account_id", STRING),
             ("name", STRING),
             ("owner_email", STRING),
+            ("day", DAY),
             ("as_of", MOMENT),
             ("score", INT),
             ("band", STRING),
@@ -116,11 +117,17 @@ def _query(ask: Ask) -> Select[Any]:
             a.account_id, a.name, a.tier, a.owner_email, a.seats_purchased, a.facts, a.updated_at
         ).order_by(a.account_id)
     elif ask.kind == "scores":
+        # The day the figures are as of (a quiet account is scored again each day), as the
+        # health API's ``day``: ``as_of`` alone, its newest event's time, read as the
+        # figures' date (found from outside).
+        d = health_daily.c
+        day = select(func.max(d.day)).where(d.account_id == h.account_id).scalar_subquery()
         q = (
             select(
                 h.account_id,
                 a.name,
                 a.owner_email,
+                day.label("day"),
                 h.as_of,
                 h.score,
                 h.band,

@@ -56,6 +56,9 @@ async def test_export_accounts_scores_and_history(
         table = scores.read().to_pylist()
         assert [r["account_id"] for r in table] == ["anna-co", "carl-co"]
         assert all(isinstance(r["score"], int) and r["band"] for r in table)
+        # The day the figures are as of, beside the newest event they read (found from
+        # outside: as_of alone read as their date).
+        assert all(r["day"] == datetime.now(UTC).date() for r in table), table
 
         today = datetime.now(UTC).date()
         span = f"from={today - timedelta(days=5)}&to={today + timedelta(days=1)}"
