@@ -256,7 +256,7 @@ async def import_files(
         rejected = {topic: await _take_rejects(processor.engine, topic) for topic in sources}
         async with processor.engine.begin() as conn:
             by_topic = {topic: source.path for topic, source in sources.items()}
-            await check_files(conn, by_topic, _read_before(processor), rejected, restart)
+            await check_files(conn, by_topic, _read_before(processor), rejected)
         retry = rejected if restart else {}
         await _read(sources, processor, report, progress, still_held, rejected, retry, batch_size)
         report.late = processor.late_events

@@ -5,8 +5,8 @@ an earlier run" (found from outside). So each file's first records are kept as d
 (``import_files``), and before anything is read:
 
 - a file whose first records differ from those of the file of its name read before is
-  refused (``NotTheFileReadBefore``); with ``--restart`` only the records rejected
-  before may differ (corrected in place);
+  refused (``NotTheFileReadBefore``); only the records rejected before may differ
+  (corrected in place, or a last line cut off as it was written);
 - a file under a new name whose first records are those of a file read before (or of
   another file of the same run) is refused (``CopyOfAFileReadBefore``): under another
   name its events would count again, the dedup window holding 48 hours.
@@ -107,12 +107,11 @@ async def check_files(
     files: Mapping[str, Path],
     read_before: ReadBefore,
     rejected: Mapping[str, set[int]],
-    restart: bool,
 ) -> None:
     """Refuse a file of ``files`` (pseudo-topic → path) that is not the one of its name
     read before, or that repeats another (module docstring); then keep each file's
-    digests as it now is. ``rejected``: each file's records rejected before, which
-    ``restart`` reads again and which may then differ."""
+    digests as it now is. ``rejected``: each file's records rejected before, which may
+    differ (an import with ``--restart`` reads them again)."""
     table = import_files.c
     rows = await conn.execute(select(import_files).where(among(conn, table.source, files)))
     before = {row.source: Fingerprint.of(row.fingerprint) for row in rows}
@@ -129,7 +128,10 @@ async def check_files(
                     "taken as the same file",
                     path.name,
                 )
-            elif now.differing(then) - (rejected.get(source, set()) if restart else set()):
+            # Records rejected before may differ, with --restart or without: corrected in
+            # place, or a last line cut off as it was written, whole now that the export
+            # grew (refused as another file, found from outside).
+            elif now.differing(then) - rejected.get(source, set()):
                 raise NotTheFileReadBefore(path)
         elif now.hashes:
             other = this_run.get(now) or await _copied(conn, source, now, read_before)
