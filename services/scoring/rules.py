@@ -180,14 +180,20 @@ def severity_now(rule: Rule, values: Values, past: Past) -> Severity:
 
 
 def step(
-    rule: Rule, state: RuleState, values: Values, past: Past, at: datetime
+    rule: Rule,
+    state: RuleState,
+    values: Values,
+    past: Past,
+    at: datetime,
+    forward_only: bool = False,
 ) -> tuple[RuleState, Transition | None]:
-    """Advance one (account, rule) key to event time ``at``. A key never steps back in
-    time: at a moment before it began pending or firing, or before it cleared, it stays
-    as it is. An import of an earlier period scores days before the newest ones scored;
-    stepped there, a firing rule recovered, then fired again on its own day as another
-    alert (found from outside: an account had six open alerts of one rule)."""
-    if _before(at, state):
+    """Advance one (account, rule) key to event time ``at``. ``forward_only`` (a day
+    scored after the fact): never back in time, a moment before the key began pending or
+    firing, or before it cleared, leaving it as it is. An import of an earlier period
+    scores days before the newest ones scored; stepped there, a firing rule recovered,
+    then fired again on its own day as another alert (found from outside: an account
+    had six open alerts of one rule). The stream steps its late events as before."""
+    if forward_only and _before(at, state):
         return (state, None)
     inside = applies(rule, values)
     firing_now = inside and all_hold(rule.when, values, past)
@@ -261,14 +267,15 @@ def group_step(
     before: Sequence[tuple[Rule, RuleState]],
     after: Sequence[tuple[Rule, RuleState]],
     at: datetime,
+    forward_only: bool = False,
 ) -> tuple[RuleState, Transition | None]:
     """Advance a family's alert, given its rules' states before and after this step.
 
     Open while any rule of the family fires, at the worst symptom's severity; a symptom
     that joins or leaves, or a severity change, is a new revision of the same alert
-    (the alerts service tells people only when the severity rises). Never back in time
-    (``step``)."""
-    if _before(at, group):
+    (the alerts service tells people only when the severity rises). ``forward_only``:
+    as ``step``."""
+    if forward_only and _before(at, group):
         return group, None
     now = [s for s in after if s[1].status == "firing"]
     if group.status != "firing":

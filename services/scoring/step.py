@@ -170,7 +170,11 @@ def score_account(
     )
     values = rules.rule_values(measures, shown, score.band, risk["level"], model.bands)
     values["danger_text"] = ", ".join(cause["text"] for cause in risk["causes"]) or "no cause"
-    states, fired = _step_rules(measures, using, earlier, values, shown, score, at)
+    # Only a day scored after the fact (an import's, a backtest's) may come before
+    # the rules' last step; the stream's late events step as before.
+    states, fired = _step_rules(
+        measures, using, earlier, values, shown, score, at, forward_only=swept
+    )
     return ScoredAccount(
         measures.account_id, score, before, health, daily, band_change, states, fired
     )
@@ -228,6 +232,8 @@ def _step_rules(
     shown: dict[str, Any],
     score: Evaluation,
     at: datetime,
+    *,
+    forward_only: bool = False,
 ) -> tuple[dict[str, RuleState], list[Fired]]:
     """Step every rule at ``at``, then each family of rules: the states that moved, and
     the alerts that tell something."""
@@ -237,7 +243,7 @@ def _step_rules(
     told: dict[str, Transition] = {}
     for rule in using.rules:
         before = earlier.rule_states.get(rule.id, NEVER_FIRED)
-        after, transition = rules.step(rule, before, values, then, at)
+        after, transition = rules.step(rule, before, values, then, at, forward_only)
         if after is not before and after != before:
             moved[rule.id] = after
         if transition is not None:
@@ -264,7 +270,7 @@ def _step_rules(
             if members[0].id in told:
                 fired.append(alert(members[0], told[members[0].id]))
             continue
-        family = _step_family(members, earlier.rule_states, moved, at)
+        family = _step_family(members, earlier.rule_states, moved, at, forward_only)
         if family is not None:
             transition, symptoms = family
             fired.append(alert(symptoms[0], transition, family=members[0].group, symptoms=symptoms))
@@ -283,6 +289,7 @@ def _step_family(
     stored: Mapping[str, RuleState],
     moved: dict[str, RuleState],
     at: datetime,
+    forward_only: bool = False,
 ) -> tuple[Transition, tuple[Rule, ...]] | None:
     """Step a family's alert once its rules have stepped (their new states in ``moved``,
     where the family's goes too): what it tells and its symptoms, the lead first."""
@@ -292,7 +299,7 @@ def _step_family(
         return None  # most families of most accounts: nothing fires, nothing to step
     before = [(rule, stored.get(rule.id, NEVER_FIRED)) for rule in members]
     after = [(rule, moved.get(rule.id, state)) for rule, state in before]
-    group_after, transition = rules.group_step(group_before, before, after, at)
+    group_after, transition = rules.group_step(group_before, before, after, at, forward_only)
     if group_after != group_before:
         moved[key] = group_after
     if transition is None:
