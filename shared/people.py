@@ -71,31 +71,39 @@ def may_see(email: ColumnElement[str], owner: ColumnElement[str | None]) -> Colu
     )
 
 
-def owner_to_fill(event: AccountFacts) -> bool:
-    """Whether ``event`` names its account's owner by email alone: no Slack id and no
-    name given (a ``null`` given for either is meant, and kept)."""
-    owner = event.owner
+def _to_fill(owner: Owner | None) -> bool:
+    """An owner named by email without a Slack id (a ``null`` given is meant, and kept)."""
     return (
-        owner is not None
-        and owner.email is not None
-        and not {"slack_id", "name"} & owner.model_fields_set
+        owner is not None and owner.email is not None and "slack_id" not in owner.model_fields_set
     )
 
 
+def owner_to_fill(event: AccountFacts) -> bool:
+    """Whether ``event`` names its account's owner or sales owner by email without a Slack
+    id: a CRM export has no Slack column."""
+    return _to_fill(event.owner) or _to_fill(event.sales_owner)
+
+
 async def known_owners(conn: AsyncConnection, events: Sequence[AccountFacts]) -> list[AccountFacts]:
-    """``events``, each owner named by email alone (``owner_to_fill``) given the Slack id
-    and name healthwatch knows for that email: the account's own, when it has that owner
-    already, else those of another account the person owns. A CRM export has no Slack
-    column, and the owner a fact names replaces the stored one whole: a re-import of
-    unchanged owners stopped every Slack notice of their accounts (found from outside)."""
-    emails = {e.owner.email for e in events if e.owner and e.owner.email and owner_to_fill(e)}
-    if not emails:
+    """``events``, each owner and sales owner named by email without a Slack id given the
+    Slack id (and, if it has none, the name) healthwatch knows for that email: the
+    account's own owner's, when it has that owner already, else those of another account
+    the person owns. The owner a fact names replaces the stored one whole: a re-import of
+    unchanged owners from a CRM export stopped every Slack notice of their accounts
+    (found from outside)."""
+    wanted = {
+        person.email
+        for e in events
+        for person in (e.owner, e.sales_owner)
+        if person is not None and person.email and _to_fill(person)
+    }
+    if not wanted:
         return list(events)
     a = accounts.c
     name = a.facts["fields"]["owner"]["name"].as_string()
     rows = await conn.execute(
         select(a.account_id, a.owner_email, a.owner_slack_id, name.label("name"))
-        .where(among(conn, a.owner_email, emails))
+        .where(among(conn, a.owner_email, wanted))
         # The accounts with a Slack id first, then by id: the same choice every time.
         .order_by(a.owner_slack_id.is_(None), a.account_id)
     )
@@ -107,15 +115,41 @@ async def known_owners(conn: AsyncConnection, events: Sequence[AccountFacts]) ->
         )
         own[(row.account_id, row.owner_email)] = stored
         anyone.setdefault(row.owner_email, stored)
-    out = []
-    for event in events:
-        if owner_to_fill(event) and event.owner and event.owner.email:
-            email = event.owner.email  # folded when read
-            known = own.get((event.account_id, email)) or anyone.get(email)
-            if known is not None:
-                filled = event.owner.model_copy(
-                    update={"slack_id": known.slack_id, "name": known.name}
-                )
-                event = event.model_copy(update={"owner": filled})
-        out.append(event)
-    return out
+
+    # The accounts' own sales owners, as stored (a sales owner owns no account as a CSM).
+    seller = a.facts["fields"]["sales_owner"]
+    sold = await conn.execute(
+        select(
+            a.account_id,
+            seller["email"].as_string().label("email"),
+            seller["slack_id"].as_string().label("slack_id"),
+            seller["name"].as_string().label("name"),
+        ).where(
+            among(conn, a.account_id, {e.account_id for e in events if _to_fill(e.sales_owner)})
+        )
+    )
+    for row in sold:
+        if row.email:
+            known = Owner.model_construct(email=row.email, slack_id=row.slack_id, name=row.name)
+            own[(row.account_id, row.email)] = known
+
+    def filled(account_id: str, person: Owner | None) -> Owner | None:
+        if person is None or not person.email or not _to_fill(person):
+            return person
+        known = own.get((account_id, person.email)) or anyone.get(person.email)
+        if known is None:
+            return person
+        name = person.name if "name" in person.model_fields_set else known.name
+        return person.model_copy(update={"slack_id": known.slack_id, "name": name})
+
+    return [
+        e.model_copy(
+            update={
+                "owner": filled(e.account_id, e.owner),
+                "sales_owner": filled(e.account_id, e.sales_owner),
+            }
+        )
+        if owner_to_fill(e)
+        else e
+        for e in events
+    ]

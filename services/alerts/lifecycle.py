@@ -283,7 +283,11 @@ async def release(
     # A snooze that ran out while it was muted ends with it: the timers' expiry skips
     # muted alerts, and left, it made a "fire" here a "reminder" at the next pass.
     expired = case((alerts.c.snoozed_until <= now, None), else_=alerts.c.snoozed_until)
-    await conn.execute(update(alerts).where(muted).values(muted=False, snoozed_until=expired))
+    # Its escalation deadline counts again from now, as from any snooze's end (timers).
+    woken = case((alerts.c.snoozed_until <= now, now), else_=alerts.c.woken_at)
+    await conn.execute(
+        update(alerts).where(muted).values(muted=False, snoozed_until=expired, woken_at=woken)
+    )
     told = 0
     for r in rows:
         if r.last_notified_at is not None or (r.snoozed_until and r.snoozed_until > now):

@@ -47,6 +47,10 @@ from shared.worker import describe
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 20
+# Failed attempts after which a notice stops holding up the ones behind it for its
+# destination (waits of 2 s to 5 min: about ten minutes), and before which it is not
+# given up however old.
+UNBLOCK_ATTEMPTS = 12
 # Lanes (a destination, or a Slack webhook's deliveries) sent side by side in a pass.
 LANES_AT_ONCE = 5
 # Case and task notices' ``notification`` names start so (``case.opened``): never
@@ -343,9 +347,20 @@ class OutboxSender:
             self._metrics.outbox_depth.set((await conn.execute(pending)).scalar_one())
             alerting, _ = await self._alerting.current(conn)
             grouping = alerting.notify.group_wait > timedelta(0)
+            # A notice that failed UNBLOCK_ATTEMPTS times is retried on its own, no longer
+            # holding up those behind it (it is retried for a day: a notice the renderer or
+            # one receiver refuses would otherwise hold its destination that long).
+            lone = select(d.c.delivery_id).where(
+                d.c.status == "pending",
+                d.c.attempts >= UNBLOCK_ATTEMPTS,
+                d.c.channel == channel
+                if channel is not None
+                else d.c.channel.not_in(list(self._channels)),
+            )
             heads = (
                 select(func.min(d.c.delivery_id))
                 .where(
+                    d.c.attempts < UNBLOCK_ATTEMPTS,
                     d.c.status == "pending",
                     d.c.channel == channel
                     if channel is not None
@@ -356,7 +371,11 @@ class OutboxSender:
             due = (
                 await conn.execute(
                     select(d.c.delivery_id, d.c.channel, d.c.destination, d.c.notification)
-                    .where(d.c.delivery_id.in_(heads), d.c.next_attempt_at <= now, free)
+                    .where(
+                        or_(d.c.delivery_id.in_(heads), d.c.delivery_id.in_(lone)),
+                        d.c.next_attempt_at <= now,
+                        free,
+                    )
                     .order_by(d.c.next_attempt_at)
                     .limit(CLAIM_BATCH)
                 )
@@ -500,7 +519,9 @@ class OutboxSender:
             return False
         snoozed = row.alert_snoozed_until is not None and row.alert_snoozed_until > self._clock()
         acknowledged = row.alert_status == "acknowledged" and kind != NoticeKind.update
-        return acknowledged or snoozed or bool(row.alert_not_useful)
+        # Not useful: told of a rise in its severity only (``lifecycle``), not a first time.
+        not_useful = bool(row.alert_not_useful) and kind == NoticeKind.fire
+        return acknowledged or snoozed or not_useful
 
     async def _skip(self, rows: list[Any]) -> None:
         """Not sent, and never to be: ``skipped``, saying why."""
@@ -559,7 +580,12 @@ class OutboxSender:
         s = self._settings
         attempts = row.attempts + 1
         queued = row.created_at or self._clock()  # a row queued before the column: now
-        old = self._clock() - queued >= timedelta(hours=s.delivery_give_up_after_h)
+        # A day old, and tried UNBLOCK_ATTEMPTS times at least: one an admin retried
+        # after a day gets its dozen attempts again.
+        old = (
+            self._clock() - queued >= timedelta(hours=s.delivery_give_up_after_h)
+            and attempts >= UNBLOCK_ATTEMPTS
+        )
         counted_out = s.delivery_max_attempts is not None and attempts >= s.delivery_max_attempts
         dead = exc.permanent or old or counted_out
         delay = backoff_s(attempts, s.delivery_backoff_base_s, s.delivery_backoff_cap_s, self._rng)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, exists, or_, select, update
+from sqlalchemy import String, case, cast, exists, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
@@ -30,7 +30,7 @@ from shared.clock import Clock, pause, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.notices import Notice, NoticeKind
-from shared.storage.tables import account_health, accounts, alerts, deliveries
+from shared.storage.tables import account_health, accounts, alert_activity, alerts, deliveries
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 # seconds; the hour covers a stopped alerts service, and alerts resolved before an
 # upgrade brought this are not told days late.
 RESOLVED_LOOKBACK = timedelta(hours=1)
+# The notification of an end someone set, per revision of the alert then.
+HAND_RESOLVE = "resolve:hand:"
+# Who the service's own actions are logged as (``lifecycle._supersede``).
+SYSTEM_ACTOR = "healthwatch"
 
 
 class AlertTimers:
@@ -162,12 +166,29 @@ class AlertTimers:
         if not alerting.notify.send_resolved:
             return 0
         d = deliveries.c
-        told = exists().where(d.alert_id == alerts.c.alert_id, d.notification == "resolve")
+        a, later = alert_activity.alias("a").c, alert_activity.alias("later").c
+        # By a person (an alert a family's took over is closed by "healthwatch", and the
+        # problem goes on), and not reopened since; told under a key of its own, apart
+        # from the end scoring tells once it reopened (``resolve``).
+        key = literal(HAND_RESOLVE) + cast(alerts.c.revision, String)
+        reopened = exists().where(
+            later.alert_id == a.alert_id,
+            later.action == "reopen",
+            later.activity_id > a.activity_id,
+        )
+        by_hand = exists().where(
+            a.alert_id == alerts.c.alert_id,
+            a.action == "resolve",
+            a.actor != SYSTEM_ACTOR,
+            ~reopened,
+        )
+        told = exists().where(d.alert_id == alerts.c.alert_id, d.notification == key)
         rows = await conn.execute(
             select(alerts).where(
                 alerts.c.status == "resolved",
                 alerts.c.resolved_at >= now - RESOLVED_LOOKBACK,
                 alerts.c.last_notified_at.is_not(None),
+                by_hand,
                 ~told,
             )
         )
@@ -176,14 +197,12 @@ class AlertTimers:
             if (stored := stored_alert(r)) is None:
                 continue
             ended = stored.model_copy(
-                update={
-                    "status": "resolved",
-                    "revision": stored.revision + 1,
-                    "title": f"Resolved: {stored.title}",
-                }
+                update={"status": "resolved", "title": f"Resolved: {stored.title}"}
             )
             alert = await with_current_owners(conn, ended)
             people = routing.recipients(alert, alerting.routing, self._settings)
+            if not people:
+                continue  # nobody to tell: not counted as unroutable at every pass
             queued += await self._outbox.notify(
                 conn,
                 alert,
@@ -191,6 +210,7 @@ class AlertTimers:
                 people,
                 now=now,
                 group_wait=alerting.notify.group_wait,
+                notification=f"{HAND_RESOLVE}{r.revision}",
             )
         return queued
 

@@ -509,7 +509,7 @@ async def _flush(
     if not batch:
         return
     await still_held()
-    report.before_window += await earlier.before_window(stamp for _, stamp in batch)
+    report.before_window += await earlier.before_window((r.value or b"", s) for r, s in batch)
     calendar.note([stamp for _, stamp in batch])
     await calendar.remember()
     before = len(report.rejected)

@@ -16,10 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.usage import DEDUP_HOURS
+from shared.contracts.events import EARLIEST_TIME
 from shared.storage.db import among
 from shared.storage.tables import account_health
 
@@ -33,11 +35,23 @@ class EarlierImports:
         self._engine = engine
         self._newest: dict[str, datetime | None] = {}
 
-    async def before_window(self, stamps: Iterable[tuple[datetime, Any] | None]) -> int:
-        """How many of ``stamps`` (event time, account id), before they are applied, are
-        older than the window before their account's newest earlier event."""
-        known = [s for s in stamps if s is not None and isinstance(s[1], str)]
-        unread = {account for _, account in known} - self._newest.keys()
+    async def before_window(
+        self, lines: Iterable[tuple[bytes, tuple[datetime, Any] | None]]
+    ) -> int:
+        """How many usage events of ``lines`` (a line, its event time and account id),
+        before they are applied, are older than the window before their account's newest
+        earlier event. Only usage events: the others count by their own ids (a ticket's
+        update, a touchpoint) and never twice. A line whose time has no zone or lies out
+        of range is the scoring step's to reject."""
+        known = [
+            (line, stamp)
+            for line, stamp in lines
+            if stamp is not None
+            and isinstance(stamp[1], str)
+            and stamp[0].tzinfo is not None
+            and stamp[0] >= EARLIEST_TIME
+        ]
+        unread = {stamp[1] for _, stamp in known} - self._newest.keys()
         if unread:
             h = account_health.c
             async with self._engine.connect() as conn:
@@ -48,6 +62,17 @@ class EarlierImports:
             self._newest.update({account: found.get(account) for account in unread})
         return sum(
             1
-            for moment, account in known
-            if (newest := self._newest[account]) is not None and moment < newest - WINDOW
+            for line, (moment, account) in known
+            if (newest := self._newest[account]) is not None
+            and moment < newest - WINDOW
+            and _kind(line) == "usage"
         )
+
+
+def _kind(line: bytes) -> object:
+    """The line's kind (read only for the few lines past the window)."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return event.get("kind") if isinstance(event, dict) else None

@@ -244,6 +244,26 @@ async def _resolve_by_hand(world: World, alert_id: str) -> None:
         await apply_action(conn, row, Action("resolve", "anna@example.com"), world.clock.now)
 
 
+async def test_an_end_set_by_hand_then_a_reopening_then_scorings_end_are_all_told(
+    world: World,
+) -> None:
+    """The end someone set is told under a key of its own: under ``resolve``, it took the
+    key of the end scoring tells once the alert reopened, and that end went untold
+    (found in review)."""
+    await world.receive(alert("nps_detractor", Severity.warning))
+    await _resolve_by_hand(world, "acme:nps_detractor:1")
+    await world.timers.run_once()
+    await world.receive(alert("nps_detractor", Severity.critical, revision=1))  # reopens
+    await world.receive(alert("nps_detractor", Severity.critical, revision=2, status="resolved"))
+    await world.timers.run_once()
+    assert [n for _, n, _ in await world.notices()] == [
+        "fire",
+        "resolve:hand:0",
+        "update:1",
+        "resolve",
+    ]
+
+
 async def test_a_critical_alert_resolved_by_hand_mutes_no_more(world: World) -> None:
     """The next timer pass lets its muted warnings speak (no revision tells of it), and
     tells whoever heard of the critical alert that it ended: nobody heard of an alert's
@@ -255,7 +275,7 @@ async def test_a_critical_alert_resolved_by_hand_mutes_no_more(world: World) -> 
     await world.timers.run_once()
     assert sorted((a.split(":")[1], n) for a, n, _ in await world.notices()) == [
         ("low_activity", "fire"),
-        ("low_activity", "resolve"),
+        ("low_activity", "resolve:hand:0"),
         ("nps_detractor", "fire"),
     ]
     assert not (await world.alert("acme:nps_detractor:1")).muted  # type: ignore[attr-defined]

@@ -1201,6 +1201,16 @@ async def test_an_export_overlapping_one_imported_before_says_what_may_count_twi
     later = await import_files([second], processor, sweep=False)
     # Nov 6-12 lie more than 48 hours before Nov 15 10:00; Nov 13-20 do not.
     assert later.before_window == 7
+    # A ticket's update counts by its own id, never twice; a time without a zone is the
+    # step's to reject (it stopped the import with a TypeError, found in review).
+    other = tmp_path / "nov-c.ndjson"
+    ticket = {"kind": "ticket", "event_id": "t1", "account_id": "acme", "ticket_id": "T1",
+              "status": "open", "priority": "high", "created_at": "2026-11-02T09:00:00+00:00",
+              "occurred_at": "2026-11-02T09:00:00+00:00"}  # fmt: skip
+    naive = _usage_line("n1", "2026-11-03T10:00:00")
+    other.write_bytes(orjson.dumps(ticket) + b"\n" + naive + b"\n")
+    mixed = await import_files([other], processor, sweep=False)
+    assert (mixed.before_window, mixed.imported, len(mixed.rejected)) == (0, 1, 1)
 
 
 async def test_a_file_out_of_time_order_is_named_before_it_is_read(

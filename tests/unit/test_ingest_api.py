@@ -446,11 +446,12 @@ async def test_an_owner_named_by_email_alone_keeps_their_slack_id(api: Api) -> N
     a null given is meant, and a person healthwatch does not know stays as sent."""
     now = datetime.now(UTC)
     anna = {"email": "anna@example.com", "slack_id": "U0ANNA", "name": "Anna"}
+    sam = {"email": "sam@example.com", "slack_id": "U0SAM", "name": "Sam"}
     async with api.engine.begin() as conn:
         await conn.execute(
             insert(accounts).values(
                 account_id="acme", owner_email="anna@example.com", owner_slack_id="U0ANNA",
-                facts={"fields": {"owner": anna}, "stamps": {}},
+                facts={"fields": {"owner": anna, "sales_owner": sam}, "stamps": {}},
                 facts_occurred_at=now, updated_at=now,
             )
         )  # fmt: skip
@@ -460,12 +461,20 @@ async def test_an_owner_named_by_email_alone_keeps_their_slack_id(api: Api) -> N
         {"account_id": "cleared", "owner": {"email": "anna@example.com", "slack_id": None}},
         {"account_id": "other", "owner": {"email": "bob@example.com"}},
         {"account_id": "plain", "tier": "strategic"},
+        # A name given keeps it, the Slack id comes as known; a sales owner too (found in
+        # review: both were left to be erased).
+        {"account_id": "named", "owner": {"email": "anna@example.com", "name": "A. Li"}},
+        {"account_id": "acme", "event_id": "s1", "sales_owner": {"email": "sam@example.com"}},
     ]
     r = await api.client.post("/v1/accounts", json={"accounts": sent}, headers=api.auth("crm"))
     assert r.status_code == 202, r.text
     async with api.engine.connect() as conn:
         values = (await conn.execute(select(bus_log.c.value).order_by(bus_log.c.offset))).all()
-    owners = {e["account_id"]: e.get("owner") for e in (orjson.loads(v) for (v,) in values)}
+    published = [orjson.loads(v) for (v,) in values]
+    owners = {e["account_id"]: e.get("owner") for e in published if "sales_owner" not in e}
+    sellers = [e["sales_owner"] for e in published if "sales_owner" in e]
+    assert sellers == [sam]
+    assert owners["named"] == {"email": "anna@example.com", "slack_id": "U0ANNA", "name": "A. Li"}
     assert owners["acme"] == anna and owners["newco"] == anna
     assert owners["cleared"] == {"email": "anna@example.com"}
     assert owners["other"] == {"email": "bob@example.com"}

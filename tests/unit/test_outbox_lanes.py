@@ -489,3 +489,48 @@ async def test_a_notice_is_retried_for_a_day_however_many_attempts_that_takes(
         rows = await conn.execute(select(deliveries.c.destination, deliveries.c.status))
         status = dict(rows.all())
     assert status == {"anna@example.com": "pending", "bob@example.com": "dead"}
+
+
+async def test_a_notice_failing_again_and_again_stops_holding_up_the_ones_behind_it(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Retried for a day, a notice its receiver keeps refusing held every later notice
+    to that destination a day (found in review): after a dozen failures it is retried
+    on its own, and a dead one an admin retries gets its dozen attempts again."""
+    email = Channel("email", pace=None)
+
+    async def refuse_the_first(_: str) -> None:
+        if not email.sent and not refused:
+            refused.append(1)
+            raise DeliveryError("SMTP 451: try again later")
+
+    refused: list[int] = []
+    email.before_send = refuse_the_first
+    await _queue(engine, "email", "anna@example.com", 1, T0 - timedelta(hours=30))
+    await _queue(engine, "email", "anna@example.com", 2, T0 - timedelta(hours=1))
+    async with engine.begin() as conn:  # the first: failed a dozen times, a day old
+        await conn.execute(
+            update(deliveries).where(deliveries.c.account_id == "acct-1").values(attempts=12)
+        )
+    await _sender(engine, embedded_settings, [email], MovingClock(T0)).send_due()
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(deliveries.c.account_id, deliveries.c.status))
+        status = dict(rows.all())
+    assert status == {"acct-1": "dead", "acct-2": "delivered"}
+    # Retried by an admin (attempts back to 0): a day old, yet not given up at once.
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.account_id == "acct-1")
+            .values(status="pending", attempts=0)
+        )
+    refused.clear()
+    email.sent.clear()
+    await _sender(engine, embedded_settings, [email], MovingClock(T0)).send_due()
+    async with engine.connect() as conn:
+        again = (
+            await conn.execute(
+                select(deliveries.c.status).where(deliveries.c.account_id == "acct-1")
+            )
+        ).scalar_one()
+    assert again == "pending"
