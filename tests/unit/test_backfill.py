@@ -997,6 +997,16 @@ async def test_a_file_of_another_shape_stops_at_its_header_and_its_lines_say_why
     report = await import_files([extra], processor, sweep=False)
     assert report.imported == 0 and report.rejected == [] and report.stopped is not None
     assert "column(s) 'order_note' are no field of any event" in report.stopped
+    # Columns of objects and lists hold JSON (a sales owner's row had been refused, "an
+    # object", found in review).
+    facts = tmp_path / "facts.csv"
+    facts.write_text(
+        "kind,event_id,account_id,occurred_at,sales_owner,usage_quotas\n"
+        'account,f1,shop,2026-11-01T10:00:00+00:00,"{""email"": ""sam@example.com""}",'
+        '"[{""name"": ""export"", ""limit"": 100}]"\n'
+    )
+    report = await import_files([facts], processor, sweep=False)
+    assert (report.imported, report.rejected) == (1, [])
     lines = tmp_path / "lines.ndjson"
     good = _usage_line("acme", "ok", "2026-11-01T10:00:00+00:00")
     lines.write_bytes(
