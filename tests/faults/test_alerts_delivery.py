@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,21 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from shared.auth import Scope, create_key
 from shared.bus.factory import ALERTS_TOPIC, DEADLETTER_TOPIC
 from shared.config import Settings
 from shared.storage.tables import accounts, alerts, deliveries
 from tests.support.alerting import alerting_toml, write_alerting
-from tests.support.harness import Harness, alerts_settled, facts, running, wait_for
+from tests.support.harness import (
+    Harness,
+    alert_stored,
+    alerts_settled,
+    facts,
+    running,
+    wait_for,
+)
 from tests.support.standins import Inbox, Recorded, SlackStandIn, smtp_server
 
 pytestmark = pytest.mark.integration
@@ -326,6 +333,15 @@ email = "lead@example.com"
                 "sales_owner": {"email": "sam@example.com"},
             }
             await _publish(hw, [fired])
+            # Stored before today's digest hour: the day's digest holds the alerts open at
+            # its hour, not one told since.
+            await alert_stored(hw, "handed:low_activity:1")
+            async with hw.rt.engine.begin() as conn:
+                await conn.execute(
+                    update(alerts)
+                    .where(alerts.c.alert_id == "handed:low_activity:1")
+                    .values(stored_at=datetime.now(UTC) - timedelta(days=1))
+                )
 
             async def told() -> set[str]:
                 async with hw.rt.engine.connect() as conn:
