@@ -10,6 +10,7 @@ to a mistyped address left every CSM's list without a word (found from outside).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 from sqlalchemy import ColumnElement, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -71,10 +72,12 @@ def may_see(email: ColumnElement[str], owner: ColumnElement[str | None]) -> Colu
     )
 
 
-def _to_fill(owner: Owner | None) -> bool:
-    """An owner named by email without a Slack id (a ``null`` given is meant, and kept)."""
+def _to_fill(person: Owner | None) -> TypeGuard[Owner]:
+    """A person named by email without a Slack id (a ``null`` given is meant, and kept)."""
     return (
-        owner is not None and owner.email is not None and "slack_id" not in owner.model_fields_set
+        person is not None
+        and person.email is not None
+        and "slack_id" not in person.model_fields_set
     )
 
 
@@ -84,63 +87,33 @@ def owner_to_fill(event: AccountFacts) -> bool:
     return _to_fill(event.owner) or _to_fill(event.sales_owner)
 
 
+# (account id, email) → the person as stored there; and the account's id "" for anyone.
+Known = dict[tuple[str, str], Owner]
+
+
 async def known_owners(conn: AsyncConnection, events: Sequence[AccountFacts]) -> list[AccountFacts]:
     """``events``, each owner and sales owner named by email without a Slack id given the
     Slack id (and, if it has none, the name) healthwatch knows for that email: the
-    account's own owner's, when it has that owner already, else those of another account
-    the person owns. The owner a fact names replaces the stored one whole: a re-import of
+    account's own, when it has that person already, else those of another account the
+    person owns. The owner a fact names replaces the stored one whole: a re-import of
     unchanged owners from a CRM export stopped every Slack notice of their accounts
     (found from outside)."""
-    wanted = {
-        person.email
-        for e in events
-        for person in (e.owner, e.sales_owner)
-        if person is not None and person.email and _to_fill(person)
-    }
-    if not wanted:
+    emails = {p.email for e in events for p in (e.owner, e.sales_owner) if _to_fill(p)}
+    if not emails:
         return list(events)
-    a = accounts.c
-    name = a.facts["fields"]["owner"]["name"].as_string()
-    rows = await conn.execute(
-        select(a.account_id, a.owner_email, a.owner_slack_id, name.label("name"))
-        .where(among(conn, a.owner_email, wanted))
-        # The accounts with a Slack id first, then by id: the same choice every time.
-        .order_by(a.owner_slack_id.is_(None), a.account_id)
-    )
-    own: dict[tuple[str, str], Owner] = {}
-    anyone: dict[str, Owner] = {}
-    for row in rows:
-        stored = Owner.model_construct(
-            email=row.owner_email, slack_id=row.owner_slack_id, name=row.name
-        )
-        own[(row.account_id, row.owner_email)] = stored
-        anyone.setdefault(row.owner_email, stored)
-
-    # The accounts' own sales owners, as stored (a sales owner owns no account as a CSM).
-    seller = a.facts["fields"]["sales_owner"]
-    sold = await conn.execute(
-        select(
-            a.account_id,
-            seller["email"].as_string().label("email"),
-            seller["slack_id"].as_string().label("slack_id"),
-            seller["name"].as_string().label("name"),
-        ).where(
-            among(conn, a.account_id, {e.account_id for e in events if _to_fill(e.sales_owner)})
-        )
-    )
-    for row in sold:
-        if row.email:
-            known = Owner.model_construct(email=row.email, slack_id=row.slack_id, name=row.name)
-            own[(row.account_id, row.email)] = known
+    known = await _owners(conn, emails)
+    if sold := {e.account_id for e in events if _to_fill(e.sales_owner)}:
+        known |= await _sellers(conn, sold)
 
     def filled(account_id: str, person: Owner | None) -> Owner | None:
-        if person is None or not person.email or not _to_fill(person):
+        if not _to_fill(person):
             return person
-        known = own.get((account_id, person.email)) or anyone.get(person.email)
-        if known is None:
+        email = person.email or ""
+        found = known.get((account_id, email)) or known.get(("", email))
+        if found is None:
             return person
-        name = person.name if "name" in person.model_fields_set else known.name
-        return person.model_copy(update={"slack_id": known.slack_id, "name": name})
+        name = person.name if "name" in person.model_fields_set else found.name
+        return person.model_copy(update={"slack_id": found.slack_id, "name": name})
 
     return [
         e.model_copy(
@@ -153,3 +126,44 @@ async def known_owners(conn: AsyncConnection, events: Sequence[AccountFacts]) ->
         else e
         for e in events
     ]
+
+
+async def _owners(conn: AsyncConnection, emails: set[str | None]) -> Known:
+    """The accounts owned by ``emails``, each owner as stored, and per email the first
+    with a Slack id (by account id: the same choice every time) as anyone's."""
+    a = accounts.c
+    name = a.facts["fields"]["owner"]["name"].as_string()
+    rows = await conn.execute(
+        select(a.account_id, a.owner_email, a.owner_slack_id, name.label("name"))
+        .where(among(conn, a.owner_email, emails))
+        .order_by(a.owner_slack_id.is_(None), a.account_id)
+    )
+    known: Known = {}
+    for row in rows:
+        stored = Owner.model_construct(
+            email=row.owner_email, slack_id=row.owner_slack_id, name=row.name
+        )
+        known[(row.account_id, row.owner_email)] = stored
+        known.setdefault(("", row.owner_email), stored)
+    return known
+
+
+async def _sellers(conn: AsyncConnection, ids: set[str]) -> Known:
+    """The sales owners of accounts ``ids`` as stored (one owns no account as a CSM)."""
+    a = accounts.c
+    seller = a.facts["fields"]["sales_owner"]
+    rows = await conn.execute(
+        select(
+            a.account_id,
+            seller["email"].as_string().label("email"),
+            seller["slack_id"].as_string().label("slack_id"),
+            seller["name"].as_string().label("name"),
+        ).where(among(conn, a.account_id, ids))
+    )
+    return {
+        (row.account_id, row.email): Owner.model_construct(
+            email=row.email, slack_id=row.slack_id, name=row.name
+        )
+        for row in rows
+        if row.email
+    }

@@ -105,14 +105,20 @@ def _vocabulary() -> dict[str, Any]:
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 async def case_view(request: Request, case_id: str) -> Response:
     """One case: what it is about, its plan, its reviews, and the forms to act."""
-    who = await viewer(request)
+    return await _case_page(request, case_id, await viewer(request), _notice(request))
+
+
+async def _case_page(
+    request: Request, case_id: str, who: Viewer, shown: dict[str, Any], status: int = 200
+) -> Response:
+    """The case page, with ``shown`` (a notice, a refused form as typed)."""
     async with context(request).engine.connect() as conn:
         row = await _visible(conn, case_id, who)
         if row is None:
             raise NotFound(case_id)
         case = await queries.case_detail(conn, row, utcnow())
-    values = {"c": case, "now": utcnow(), **_vocabulary(), **_notice(request)}
-    return page(request, "case.html", values, who)
+    values = {"c": case, "now": utcnow(), **_vocabulary(), **shown}
+    return page(request, "case.html", values, who, status)
 
 
 # What a refused form kept, by form: shown again as typed.
@@ -133,24 +139,16 @@ async def _refused(
     """The case page again with the refusal's notice and the refused form as typed
     (422): a redirect had thrown the title, owner, due day or notes away (found from
     outside)."""
-    async with context(request).engine.connect() as conn:
-        row = await _visible(conn, case_id, who)
-        if row is None:
-            raise NotFound(case_id)
-        case = await queries.case_detail(conn, row, utcnow())
     action = form.get("action", "")
     # As typed, less control characters (a NUL has no place in a page) and past the
     # form's own limit.
     kept = {f: _printable(form.get(f, ""))[:FORM_TEXT] for f in KEPT.get(action, ())}
     notice = NOTICES.get(done)
-    values = {
-        "c": case,
-        "now": utcnow(),
+    shown = {
         "kept": {"action": action, **kept},
-        **_vocabulary(),
         **({"notice": translate(language(request), notice)} if notice else {}),
     }
-    return page(request, "case.html", values, who, 422)
+    return await _case_page(request, case_id, who, shown, 422)
 
 
 async def _visible(conn: AsyncConnection, case_id: str, who: Viewer) -> Any:
