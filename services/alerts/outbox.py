@@ -287,7 +287,7 @@ class OutboxSender:
             lanes.setdefault(pace or (head.channel, head.destination), []).append(group)
         # A bounded number side by side per channel: an SMTP relay may refuse many
         # connections at once.
-        rooms = {name: asyncio.Semaphore(LANES_AT_ONCE) for name in self._channels}
+        rooms: dict[str, asyncio.Semaphore] = {}
 
         async def lane(groups: list[list[Any]]) -> None:
             room = rooms.setdefault(groups[0][0].channel, asyncio.Semaphore(LANES_AT_ONCE))
@@ -342,30 +342,25 @@ class OutboxSender:
         now = self._clock()
         d = deliveries
         free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
+        pending = d.c.status == "pending"
+        ours = (
+            d.c.channel == channel
+            if channel is not None
+            else d.c.channel.not_in(list(self._channels))
+        )
         async with self._engine.begin() as conn:
-            pending = select(func.count()).where(d.c.status == "pending")
-            self._metrics.outbox_depth.set((await conn.execute(pending)).scalar_one())
+            if channel is None:  # once a pass of every loop: the depth of the whole outbox
+                depth = select(func.count()).where(pending)
+                self._metrics.outbox_depth.set((await conn.execute(depth)).scalar_one())
             alerting, _ = await self._alerting.current(conn)
             grouping = alerting.notify.group_wait > timedelta(0)
             # A notice that failed UNBLOCK_ATTEMPTS times is retried on its own, no longer
             # holding up those behind it (it is retried for a day: a notice the renderer or
             # one receiver refuses would otherwise hold its destination that long).
-            lone = select(d.c.delivery_id).where(
-                d.c.status == "pending",
-                d.c.attempts >= UNBLOCK_ATTEMPTS,
-                d.c.channel == channel
-                if channel is not None
-                else d.c.channel.not_in(list(self._channels)),
-            )
+            lone = select(d.c.delivery_id).where(pending, ours, d.c.attempts >= UNBLOCK_ATTEMPTS)
             heads = (
                 select(func.min(d.c.delivery_id))
-                .where(
-                    d.c.attempts < UNBLOCK_ATTEMPTS,
-                    d.c.status == "pending",
-                    d.c.channel == channel
-                    if channel is not None
-                    else d.c.channel.not_in(list(self._channels)),
-                )
+                .where(pending, ours, d.c.attempts < UNBLOCK_ATTEMPTS)
                 .group_by(d.c.channel, d.c.destination, _order_within())
             )
             due = (

@@ -62,6 +62,8 @@ from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import consumer_offsets, import_alerts, import_rejects
 
+log = logging.getLogger(__name__)
+
 # Records per transaction at most; a batch also spans less event time than
 # ``processor.batch_span`` (48 hours by default), so it counts what the stream counts.
 # A batch is applied unscored (the calendar scores the days), so what it amortises is
@@ -71,8 +73,6 @@ from shared.storage.tables import consumer_offsets, import_alerts, import_reject
 # few seconds (on SQLite it holds the write lock ingest waits for, as the stream's
 # SQLite batches do), the progress moving every few seconds, and what a crashed import
 # reads again small.
-log = logging.getLogger(__name__)
-
 BATCH = 20_000
 # Records out of time order past which an import warns before it starts (and past a
 # hundredth of the file's): a few late lines cost little, a file sorted by account cost
@@ -292,6 +292,7 @@ async def _read(
     calendar = await ImportCalendar.load(processor, _Sink(report), still_held)
     calendar.start_file()
     earlier = EarlierImports(processor.engine)
+    span = batch_span(processor.settings)
     stored = await offset_loader(processor.engine, processor.group_id)(
         [(topic, 0) for topic in sources]
     )
@@ -302,7 +303,7 @@ async def _read(
             report.rejected_before += len(rejected[topic])
         received = receipts(read_lines(source.path), source.skipped)
         source.ahead = ahead_of(received)
-        behind = out_of_order(received, batch_span(processor.settings).total_seconds())
+        behind = out_of_order(received, span.total_seconds())
         if behind > max(OUT_OF_ORDER_WARNING, len(received) // 100):
             log.warning(
                 "import: %s is not in time order: %d of its records come after records more "
@@ -310,7 +311,7 @@ async def _read(
                 "times longer; sort it by occurred_at first (files are merged by time)",
                 source.path.name,
                 behind,
-                batch_span(processor.settings).total_seconds() // 3600,
+                span.total_seconds() // 3600,
             )
         # Where it resumes, of the records the first reading counted: a bar with a total
         # and an estimate of the time left from the start (an import of millions of

@@ -31,9 +31,9 @@ from shared.worker import describe
 EVENT_COLUMNS = ("kind", "event_id", "account_id", "occurred_at")
 # Every field of any event's kind: a column outside them cannot be part of a row.
 FIELDS = frozenset(name for model in get_args(get_args(Event)[0]) for name in model.model_fields)
-# CSV cells holding JSON (objects and lists in the public schema).
-# Fields that hold an object or a list: a CSV cell of them is JSON. ``sales_owner`` and
-# ``usage_quotas`` were left out, and every row naming them refused (found in review).
+# CSV cells holding JSON (the fields of objects and lists in the public schema;
+# ``sales_owner`` and ``usage_quotas`` were left out, and every row naming them refused:
+# found in review).
 JSON_COLUMNS = {"properties", "owner", "sales_owner", "contacts", "usage_quotas"}
 # The longest CSV field read: as long as a whole event may be, so no valid row is
 # refused; reaching it means a quote left open is taking the rest of the file into one

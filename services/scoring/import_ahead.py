@@ -40,18 +40,11 @@ Ahead = NDArray[np.float64]  # [k]: the earliest receipt of records k … end (P
 REACH = timedelta(days=14)
 
 
-def receipts_ahead(lines: Iterable[bytes], skipped: Callable[[int], bool]) -> Ahead:
-    """For each record number k of ``lines`` (a file's records, as ``read_lines`` gives
-    them), the earliest receipt among records k and after, and +inf past the last.
-    Records ``skipped`` (imported before) and lines without a receipt that reads (the
-    step rejects them) count as +inf. A file that breaks off ends where it breaks (the
-    import stops there too)."""
-    return ahead_of(receipts(lines, skipped))
-
-
 def receipts(lines: Iterable[bytes], skipped: Callable[[int], bool]) -> Ahead:
-    """Each record's receipt (``receipt_of``; +inf for one ``skipped`` or unreadable), and
-    +inf past the last."""
+    """Each record's receipt of ``lines`` (a file's records, as ``read_lines`` gives
+    them), and +inf past the last. Records ``skipped`` (imported before) and lines
+    without a receipt that reads (the step rejects them) count as +inf. A file that
+    breaks off ends where it breaks (the import stops there too)."""
     found = array("d")
     try:
         for number, line in enumerate(lines):
@@ -66,7 +59,8 @@ def receipts(lines: Iterable[bytes], skipped: Callable[[int], bool]) -> Ahead:
 
 
 def ahead_of(at: Ahead) -> Ahead:
-    """For each record, the earliest of ``at`` from it on (``receipts_ahead``)."""
+    """For each record k of ``at`` (``receipts``), the earliest receipt among records k
+    and after."""
     return np.minimum.accumulate(at[::-1])[::-1]
 
 

@@ -259,8 +259,8 @@ def _names(event: UsageEvent) -> list[tuple[str, str, int]]:
     names = [("event", event.event, 1), ("platform", event.platform.value, 1)]
     if event.module:
         names.append(("module", event.module, 1))
-    value = _amount(event.properties.get("value"))
-    if value is not None and abs(value) < 1e9:
+    given = event.properties.get("value")  # most events carry none: no call for them
+    if given is not None and (value := _amount(given)) is not None and abs(value) < 1e9:
         names.append(("value", event.event, round(value)))
     return names
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,10 +13,12 @@ import pytest
 from services.scoring.history_files import Unreadable
 from services.scoring.import_ahead import (
     REACH,
+    Ahead,
+    ahead_of,
     earliest_ahead,
     out_of_order,
     receipt_of,
-    receipts_ahead,
+    receipts,
 )
 
 
@@ -40,7 +43,7 @@ def test_each_record_knows_the_earliest_receipt_from_it_on() -> None:
         Unreadable(b"bytes not UTF-8"),
         _line(occurred_at="2026-11-07T00:00:00+00:00"),
     ]
-    ahead = receipts_ahead(lines, lambda number: number == 2)
+    ahead = _ahead(lines, lambda number: number == 2)
     assert ahead.tolist() == [_at(5), _at(7), _at(7), _at(7), _at(7), _at(7), math.inf]
 
 
@@ -55,10 +58,8 @@ def test_the_receipt_is_received_at_when_a_line_has_one() -> None:
 
 
 def test_the_earliest_ahead_is_taken_over_the_files_from_their_next_record() -> None:
-    one = receipts_ahead(
-        [_line(occurred_at=f"2026-11-{d:02d}T00:00:00+00:00") for d in (4, 8)], _none
-    )
-    two = receipts_ahead([_line(occurred_at="2026-11-06T00:00:00+00:00")], _none)
+    one = _ahead([_line(occurred_at=f"2026-11-{d:02d}T00:00:00+00:00") for d in (4, 8)], _none)
+    two = _ahead([_line(occurred_at="2026-11-06T00:00:00+00:00")], _none)
     assert earliest_ahead([(one, 0), (two, 0)], _at(8)) == datetime(2026, 11, 4, tzinfo=UTC)
     assert earliest_ahead([(one, 1), (two, 0)], _at(8)) == datetime(2026, 11, 6, tzinfo=UTC)
     assert earliest_ahead([(one, 1), (two, 1)], _at(8)) == datetime(2026, 11, 8, tzinfo=UTC)
@@ -85,7 +86,7 @@ def test_the_earliest_ahead_is_taken_over_the_files_from_their_next_record() -> 
 def test_a_hostile_line_brings_no_receipt(line: bytes) -> None:
     """What the step rejects neither raises here nor holds the window back."""
     assert receipt_of(line) == math.inf
-    assert earliest_ahead([(receipts_ahead([line], _none), 0)], math.inf) is None
+    assert earliest_ahead([(_ahead([line], _none), 0)], math.inf) is None
 
 
 def test_records_out_of_time_order_are_counted_past_a_batchs_span() -> None:
@@ -97,3 +98,7 @@ def test_records_out_of_time_order_are_counted_past_a_batchs_span() -> None:
     assert out_of_order(at, 48 * hour) == 1  # 40 after 100; 5 and 60 within 48 h of 20, 100
     assert out_of_order(np.array([math.inf]), 48 * hour) == 0
     assert out_of_order(np.sort(at), 48 * hour) == 0
+
+
+def _ahead(lines: list[bytes], skipped: Callable[[int], bool]) -> Ahead:
+    return ahead_of(receipts(lines, skipped))
