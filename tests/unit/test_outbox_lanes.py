@@ -128,12 +128,8 @@ def _sender(
     )
 
 
-async def test_a_hanging_slack_holds_up_no_email(
-    engine: AsyncEngine, embedded_settings: Settings
-) -> None:
-    """The Slack delivery is claimed first and hangs until the email has gone: one
-    after the other (as before) the pass never ends."""
-    slack = Channel("slack", pace="webhook")
+def _hanging_until_email(hanging: Channel) -> tuple[Channel, Channel]:
+    """``hanging``, whose sends wait until an email has gone, and that email channel."""
     email = Channel("email", pace=None)
     email_sent = asyncio.Event()
 
@@ -143,7 +139,16 @@ async def test_a_hanging_slack_holds_up_no_email(
     async def mark(_: str) -> None:
         email_sent.set()
 
-    slack.before_send, email.before_send = hang_until_email, mark
+    hanging.before_send, email.before_send = hang_until_email, mark
+    return hanging, email
+
+
+async def test_a_hanging_slack_holds_up_no_email(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """The Slack delivery is claimed first and hangs until the email has gone: one
+    after the other (as before) the pass never ends."""
+    slack, email = _hanging_until_email(Channel("slack", pace="webhook"))
     await _queue(engine, "slack", "webhook", 1, T0 - timedelta(seconds=1))
     await _queue(engine, "email", "anna@example.com", 2, T0)
     sender = _sender(engine, embedded_settings, [slack, email], MovingClock(T0))
@@ -158,17 +163,7 @@ async def test_a_hanging_webhook_with_many_lanes_holds_up_no_email(
     """The generic webhook is a lane per account: its 25 older deliveries, hanging until
     their timeout, filled the pass's claim, and the email waited minutes (found from
     outside). Each channel is claimed apart, with room of its own."""
-    webhook = Channel("webhook", pace=None)
-    email = Channel("email", pace=None)
-    email_sent = asyncio.Event()
-
-    async def hang_until_email(_: str) -> None:
-        await email_sent.wait()
-
-    async def mark(_: str) -> None:
-        email_sent.set()
-
-    webhook.before_send, email.before_send = hang_until_email, mark
+    webhook, email = _hanging_until_email(Channel("webhook", pace=None))
     for n in range(25):
         await _queue(engine, "webhook", "https://hooks.example/x", n, T0 - timedelta(minutes=5))
     await _queue(engine, "email", "anna@example.com", 99, T0)

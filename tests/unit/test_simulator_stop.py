@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,11 +20,11 @@ from services.simulate import Simulator
 STOP_GRACE_S = 2.0  # services.simulate's, here so the test reads against older trees
 
 
-async def test_a_stop_ends_the_live_traffic_while_ingest_is_unavailable(
-    monkeypatch: pytest.MonkeyPatch,
+def _stand_in(
+    monkeypatch: pytest.MonkeyPatch, ingest: Callable[[httpx.Request], httpx.Response]
 ) -> None:
-    down = asyncio.Event()  # from then on ingest answers 503, as with Kafka down
-    live_posts: list[int] = []
+    """The simulator's HTTP client answered in memory: the plans and cases APIs as
+    empty, ``ingest`` for the rest."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -31,10 +32,7 @@ async def test_a_stop_ends_the_live_traffic_while_ingest_is_unavailable(
             return httpx.Response(201, json={})
         if path.startswith("/v1/cases"):
             return httpx.Response(200, json={"cases": []})
-        if down.is_set():
-            live_posts.append(1)
-            return httpx.Response(503, headers={"Retry-After": "5"}, json={})
-        return httpx.Response(202, json={"accepted": 1})
+        return ingest(request)
 
     real = httpx.AsyncClient
 
@@ -42,6 +40,21 @@ async def test_a_stop_ends_the_live_traffic_while_ingest_is_unavailable(
         return real(transport=httpx.MockTransport(answer), **kw)
 
     monkeypatch.setattr(simulate.httpx, "AsyncClient", client)
+
+
+async def test_a_stop_ends_the_live_traffic_while_ingest_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    down = asyncio.Event()  # from then on ingest answers 503, as with Kafka down
+    live_posts: list[int] = []
+
+    def ingest(request: httpx.Request) -> httpx.Response:
+        if down.is_set():
+            live_posts.append(1)
+            return httpx.Response(503, headers={"Retry-After": "5"}, json={})
+        return httpx.Response(202, json={"accepted": 1})
+
+    _stand_in(monkeypatch, ingest)
     live = asyncio.Event()
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -90,22 +103,12 @@ async def test_the_tickets_still_waiting_are_answered_as_the_demo_stops(
     replies (left open at stop 46)."""
     posted: list[dict[str, Any]] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if path.endswith("/plan"):
-            return httpx.Response(201, json={})
-        if path.startswith("/v1/cases"):
-            return httpx.Response(200, json={"cases": []})
-        if path == "/v1/events":
+    def ingest(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/events":
             posted.extend(json.loads(request.content)["events"])
         return httpx.Response(202, json={"accepted": 1})
 
-    real = httpx.AsyncClient
-
-    def client(**kw: Any) -> httpx.AsyncClient:
-        return real(transport=httpx.MockTransport(answer), **kw)
-
-    monkeypatch.setattr(simulate.httpx, "AsyncClient", client)
+    _stand_in(monkeypatch, ingest)
     monkeypatch.setattr(simulate, "LIVE_TICKETS_AN_HOUR", 3600.0 * 50)  # one a tick each
     monkeypatch.setattr(simulate, "reply_delay", lambda _rng: timedelta(hours=5))
     ticks = 0
