@@ -152,6 +152,8 @@ async def test_windows_and_order_values_from_the_kept_daily_counts(engine: Async
         _use(3, "purchase", 10, value=" 49.60 "),
         _use(4, "view", 3),
         _use(5, "view", 0, value="not a number"),
+        # Text that reads as no finite number, or a number past the counters: no value.
+        *[_use(6 + n, "refund", 3, value=v) for n, v in enumerate(("nan", "1e400", "-inf", 2e9))],
     ]
     async with engine.begin() as conn:
         await apply_events(conn, events, window_days=90, now=NOW)
@@ -161,7 +163,7 @@ async def test_windows_and_order_values_from_the_kept_daily_counts(engine: Async
         0, 1, 1, 3, (0, 0, 1, 0), date(2026, 11, 13)
     )
     assert m.name_use[("value", "purchase")].days_90 == 100  # 20 + 30 + 50, whole units
-    assert ("value", "view") not in m.name_use
+    assert ("value", "view") not in m.name_use and ("value", "refund") not in m.name_use
     assert m.active_days_28d == 3 and m.names[("event", "view")] == (2, 2)
     raw = model_inputs(m)
     assert raw["days_since_event[purchase]"] == 10 and raw["events_90d[purchase]"] == 3
