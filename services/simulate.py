@@ -395,9 +395,11 @@ class Simulator:
         # The tickets still waiting are answered as the demo stops: a demo started again
         # numbers its own, so no one would ever answer these, and each restart added to
         # its accounts' open tickets and late replies (within the stop's grace).
-        events = self._answers_due(datetime.max.replace(tzinfo=UTC), at=self._clock())
+        now = self._clock()
+        events = [answered(t, now, self._rng) for _, _, t in sorted(self._unanswered)]
+        self._unanswered.clear()
         if self._zendesk_secret:
-            events = await self._tickets_via_zendesk(client, events, self._clock())
+            events = await self._tickets_via_zendesk(client, events, now)
         if events:
             await self._send(client, events)
 
@@ -410,13 +412,12 @@ class Simulator:
         heapq.heappush(self._unanswered, (due, self._tickets_opened, ticket))
         return ticket
 
-    def _answers_due(self, now: datetime, *, at: datetime | None = None) -> list[dict[str, Any]]:
-        """The helpdesk's answers to the live tickets whose reply is due by ``now``, given
-        at ``at`` (``now`` unless said)."""
+    def _answers_due(self, now: datetime) -> list[dict[str, Any]]:
+        """The helpdesk's answers to the live tickets whose reply is due by ``now``."""
         out = []
         while self._unanswered and self._unanswered[0][0] <= now:
             _, _, ticket = heapq.heappop(self._unanswered)
-            out.append(answered(ticket, at or now, self._rng))
+            out.append(answered(ticket, now, self._rng))
         return out
 
     async def _tickets_via_zendesk(
