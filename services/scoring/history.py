@@ -4,9 +4,9 @@ of earlier days that explanations compare against."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -41,6 +41,52 @@ async def load_previous(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, 
         ).where(among(conn, account_health.c.account_id, ids))
     )
     return {r.account_id: Previous(r.score, r.band, r.inputs) for r in rows}
+
+
+async def rewind(
+    conn: AsyncConnection, days: Mapping[str, tuple[date, tzinfo]]
+) -> dict[str, Previous | None]:
+    """Accounts to be scored as of a past day (account → the day, in its zone) that have
+    rows on or after it: a later import's events on days already scored, or days the
+    sweep scored ahead. Those rows, and the band changes dated on or after the day, are
+    dropped: the days from it are scored again from what is known now, each compared
+    with the day before (left, a day whose score did not change kept its outdated row,
+    and a band change was logged against the newest day's band). Returns each such
+    account's score before the day (None: it has none), which its card no longer
+    holds."""
+    h = health_daily.c
+    newest = await conn.execute(
+        select(h.account_id, func.max(h.day)).where(among(conn, h.account_id, days)).group_by(
+            h.account_id
+        )
+    )
+    ahead = [account for account, day in newest if day >= days[account][0]]
+    if not ahead:
+        return {}
+    by_day: dict[tuple[date, tzinfo], list[str]] = defaultdict(list)
+    for account in ahead:
+        by_day[days[account]].append(account)
+    before: dict[str, Previous | None] = dict.fromkeys(ahead)
+    b = band_changes.c
+    for (day, zone), accounts in by_day.items():
+        await conn.execute(delete(health_daily).where(h.account_id.in_(accounts), h.day >= day))
+        midnight = datetime.combine(day, time(), zone)
+        await conn.execute(
+            delete(band_changes).where(b.account_id.in_(accounts), b.changed_at >= midnight)
+        )
+        latest = (
+            select(h.account_id, func.max(h.day).label("day"))
+            .where(h.account_id.in_(accounts), h.day < day)
+            .group_by(h.account_id)
+            .subquery()
+        )
+        rows = await conn.execute(
+            select(h.account_id, h.score, h.band, h.inputs).join(
+                latest, (h.account_id == latest.c.account_id) & (h.day == latest.c.day)
+            )
+        )
+        before.update({r.account_id: Previous(r.score, r.band, r.inputs) for r in rows})
+    return before
 
 
 async def load_past_inputs(

@@ -13,6 +13,12 @@ closes: the newest day read and the day through which every account is scored in
 ``import_calendar``, the first days of accounts read but not scored yet in
 ``import_pending`` (a row each). An import stopped anywhere and run again scores each
 day once, its last days included.
+
+Events on a day already scored (a later import of an earlier period, a tickets file
+after the usage file) open the day again for their accounts alone, kept in
+``import_pending`` too: each of them is scored again from that day on, and the other
+accounts' days stand (scoring them again wrote what they had, at the cost of a whole
+import's days).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Date, and_, delete, func, literal, select
+from sqlalchemy import Date, and_, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.import_lock import StillHeld, held
@@ -131,10 +137,9 @@ class ImportCalendar:
         """Learn each account's first day and the newest day from a batch's lines (their
         ``stamp_of``; a line the scoring step rejects is skipped here as well). Events on
         days already scored (a second file, or lines out of time order) open those days
-        again."""
+        again for their accounts."""
         zone = self._processor.zone
         latest = self._processor.latest_event_time
-        earliest: date | None = None
         for stamp in stamps:
             if stamp is None or not isinstance(account_id := stamp[1], str):
                 continue
@@ -145,16 +150,22 @@ class ImportCalendar:
             known = self.first.get(account_id)
             if known is None or day < known:
                 self.first[account_id] = day
-                self._pending[account_id] = day
-                self._unkept.add(account_id)
-                self._changed = True
+            reopens = self.closed is not None and day <= self.closed
+            if known is None or day < known or reopens:
+                self._wait(account_id, day)
             if self.newest is None or day > self.newest:
                 self.newest = day
                 self._changed = True
             self._file_newest = max(self._file_newest or day, day)
-            earliest = min(earliest or day, day)
-        if earliest is not None and self.closed is not None and earliest <= self.closed:
-            self.closed = earliest - timedelta(days=1)
+
+    def _wait(self, account_id: str, day: date) -> None:
+        """``account_id`` is to be scored again from ``day``: its first day, or a day
+        already closed that its events open again for it alone (the other accounts'
+        days stand; scoring them again wrote what they had)."""
+        waiting = self._pending.get(account_id)
+        if waiting is None or day < waiting:
+            self._pending[account_id] = day
+            self._unkept.add(account_id)
             self._changed = True
 
     async def remember(self) -> None:
@@ -182,16 +193,20 @@ class ImportCalendar:
         if not self.first:
             return 0
         day = self.closed + timedelta(days=1) if self.closed else min(self.first.values())
+        if self._pending:  # days closed before, opened again for some accounts
+            day = min(day, *self._pending.values())
         written = 0
         while day <= until:
             await self._still_held()
-            ids = sorted(a for a, first in self.first.items() if first <= day)
+            if self.closed is not None and day <= self.closed:
+                ids = sorted(a for a, since in self._pending.items() if since <= day)
+            else:
+                ids = sorted(a for a, first in self.first.items() if first <= day)
             chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
             # The last chunk alone, after the others: it keeps the day as closed, so it
             # commits once every other chunk of the day has.
             written += await self._score_in_lanes(chunks[:-1], day)
             written += await self._score_day(chunks[-1], day, closes=True)
-            self.closed = day
             day += timedelta(days=1)
         return written
 
@@ -224,17 +239,26 @@ class ImportCalendar:
                 await self._sink.send_many(processor.alert_messages(alerts), conn)
             written = await _carry_forward(conn, ids, day)
             if closes:
-                self.closed = day
-                self._pending = {a: first for a, first in self._pending.items() if first > day}
-                self._unkept &= self._pending.keys()
-                await self._keep(conn)
-                waiting = import_pending.c
-                await conn.execute(
-                    delete(import_pending).where(
-                        waiting.group_id == processor.group_id, waiting.first_day <= day
-                    )
-                )
+                await self._closed(conn, day)
             return written
+
+    async def _closed(self, conn: AsyncConnection, day: date) -> None:
+        """Keep ``day`` as scored. Before the closed day (days opened again), the
+        accounts waiting from it go on from the next day; from it on, every account
+        is scored through it and none waits from it."""
+        waiting = import_pending.c
+        mine = and_(waiting.group_id == self._processor.group_id, waiting.first_day <= day)
+        if self.closed is not None and day < self.closed:
+            after = day + timedelta(days=1)
+            self._pending = {a: max(since, after) for a, since in self._pending.items()}
+            await self._keep(conn)
+            await conn.execute(update(import_pending).where(mine).values(first_day=after))
+            return
+        self.closed = day
+        self._pending = {a: first for a, first in self._pending.items() if first > day}
+        self._unkept &= self._pending.keys()
+        await self._keep(conn)
+        await conn.execute(delete(import_pending).where(mine))
 
     async def _keep(self, conn: AsyncConnection) -> None:
         """Write the newest and closed days, and the accounts first read since the last

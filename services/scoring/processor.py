@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -389,7 +389,15 @@ class ScoringProcessor:
         using = ModelAndRules(model=model, rules=alerting.rules)
         rule_states = await _load_rule_states(conn, ids)
         names = await plan_names(conn, ids)
-        previous = await history.load_previous(conn, ids)
+        previous: dict[str, history.Previous | None] = {
+            **(await history.load_previous(conn, ids))
+        }
+        behind: Mapping[str, history.Previous | None] = {}
+        if past_day:  # days ahead of it, scored before, are scored again from it
+            behind = await history.rewind(
+                conn, {account.account_id: (account.as_of, account.tz) for account in measures}
+            )
+            previous.update(behind)
         days = {account.account_id: account.as_of for account in measures}
         past = _by_account(await history.load_past_inputs(conn, days, using.lookbacks))
         results = [
@@ -401,6 +409,7 @@ class ScoringProcessor:
                     past.get(account.account_id, {}),
                     rule_states.get(account.account_id, {}),
                     names.get(account.account_id, frozenset()),
+                    card_behind=account.account_id in behind,
                 ),
                 now=now,
                 swept=as_of is not None,

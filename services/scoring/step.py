@@ -85,6 +85,9 @@ class AccountHistory:
     rule_states: Mapping[str, RuleState] = field(default_factory=dict)
     # the event names the account's plan milestones measure (``events_28d[export]``)
     plan_names: frozenset[str] = frozenset()
+    # The stored card holds a later day's score than ``previous`` (a past day scored
+    # again, ``history.rewind``): written even when the score did not change.
+    card_behind: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,12 @@ def score_account(
         "danger": [cause["code"] for cause in risk["causes"]],
     }
     before = earlier.previous
-    unchanged = before is not None and before.inputs == shown and before.score == score.value
+    unchanged = (
+        not earlier.card_behind
+        and before is not None
+        and before.inputs == shown
+        and before.score == score.value
+    )
     health = daily = None
     if not unchanged:
         health, daily = _rows(measures, score, risk, shown, earlier)

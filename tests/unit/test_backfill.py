@@ -1264,3 +1264,80 @@ async def test_an_export_read_while_its_last_line_was_written_goes_on_once_whole
     async with engine.connect() as conn:
         events = (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar()
     assert events == 10
+
+
+async def test_a_later_file_scores_again_only_the_accounts_it_touches_as_one_import_would(
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A later import whose events fall on days already scored scored every account
+    again from its first day (a three-line file cost a whole import's days). Only the
+    accounts it touches are scored again, from their day on; every history and band
+    change log ends as one import of both files leaves it (the first day scored again
+    was compared with the newest day's score, logging a band change that never was,
+    and kept the old one), also when the later import stops after some of the days it
+    opened again are scored, and is run again."""
+    whole, churn = tmp_path / "whole.ndjson", tmp_path / "churn.csv"
+    write_history(whole, churn, accounts=6, days=40, end=date(2026, 11, 1))
+    touched = "hist-0001"
+    later = tmp_path / "later.ndjson"
+    days = (2, 5, 9)
+    later.write_bytes(
+        b"\n".join(
+            _usage_line(f"late-{day}", f"2026-10-{day:02d}T10:00:00+00:00", touched) for day in days
+        )
+        + b"\n"
+    )
+    metrics = ScoringMetrics(CollectorRegistry())
+
+    async def run(engine: AsyncEngine, files: list[Path], kind: Any = ScoringProcessor) -> None:
+        def processor(sink: object) -> ScoringProcessor:
+            return processor_factory(engine, producer=sink, metrics=metrics, kind=kind)  # type: ignore[arg-type]
+
+        # The later file a line a batch, so that its days are scored between its lines.
+        await import_files(files, processor, sweep=False, batch_size=1 if files == [later] else 500)
+
+    async def history(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+        h = health_daily.c
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(h.account_id, h.day, h.score, h.band, h.inputs).order_by(h.account_id, h.day)
+            )
+            b = band_changes.c
+            changes = await conn.execute(
+                select(b.account_id, b.changed_at, b.from_band, b.to_band).order_by(
+                    b.account_id, b.changed_at
+                )
+            )
+            return [tuple(row) for row in rows] + [("band change", *c) for c in changes]
+
+    steps: list[tuple[str, date]] = []
+
+    def counted(measures: Measures, *args: Any, **how: Any) -> ScoredAccount:
+        steps.append((measures.account_id, measures.as_of))
+        return score_account(measures, *args, **how)
+
+    at_once, in_turn, stopped = [
+        await engine_factory(f"sqlite+aiosqlite:///{tmp_path / name}.db")
+        for name in ("at_once", "in_turn", "stopped")
+    ]
+    await run(at_once, [whole, later])
+    await run(in_turn, [whole])
+    before = await history(in_turn)
+    monkeypatch.setattr(processor_module, "score_account", counted)
+    await run(in_turn, [later])
+    monkeypatch.undo()
+    once = await history(at_once)
+    assert before != once and len({row[0] for row in once}) == 6 + 1  # "band change"
+    assert await history(in_turn) == once
+    scored = sorted({day for _, day in steps})
+    assert {account for account, _ in steps} == {touched}
+    assert scored[0] == date(2026, 10, days[0]) and len(steps) == len(scored)
+    # Stopped in the batch of the last line: days 2–4 are scored again by then.
+    await run(stopped, [whole])
+    with pytest.raises(RuntimeError, match="killed"):
+        await run(stopped, [later], crashing_in_batch(3))
+    await run(stopped, [later])
+    assert await history(stopped) == once
