@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.auth import (
@@ -19,6 +19,7 @@ from shared.auth import (
     Scope,
     create_key,
     list_keys,
+    raw_scopes,
     revoke_key,
     role_scopes,
 )
@@ -63,14 +64,13 @@ class KeyCreate(BaseModel):
     def _role_or_scopes(self) -> KeyCreate:
         if (self.role is None) == (not self.scopes):
             raise ValueError("give a role, or (for special cases) scopes, not both")
-        if self.role is not None:
-            role_scopes(self.role, self.csm_email)  # a csm key needs csm_email, others none
+        self.granted()  # a csm key needs csm_email, others none; respond needs read
         return self
 
     def granted(self) -> frozenset[Scope]:
         if self.role is not None:
             return role_scopes(self.role, self.csm_email)
-        return frozenset(self.scopes or [])
+        return raw_scopes(self.scopes or [], self.csm_email)
 
 
 class KeyPublic(BaseModel):
@@ -112,8 +112,12 @@ async def keys(engine: EngineDep, _admin: AdminKey) -> KeysPublic:
 
 
 @router.post("/keys", response_model=KeyCreated, status_code=201)
-async def new_key(body: KeyCreate, engine: EngineDep, _admin: AdminKey) -> KeyCreated:
-    """Create a key; the answer holds its secret, which is never shown again."""
+async def new_key(
+    body: KeyCreate, response: Response, engine: EngineDep, _admin: AdminKey
+) -> KeyCreated:
+    """Create a key; the answer holds its secret, which is never shown again (nor kept
+    by a cache on the way: ``no-store``)."""
+    response.headers["Cache-Control"] = "no-store"
     raw = await create_key(engine, body.name, body.granted(), body.csm_email)
     (info,) = await list_keys(engine, raw.split("_", 2)[1])
     return KeyCreated(**KeyPublic.of(info).model_dump(), key=raw)

@@ -76,6 +76,22 @@ def role_scopes(role: Role, csm_email: str | None) -> frozenset[Scope]:
     return ROLE_SCOPES[role]
 
 
+def raw_scopes(scopes: Iterable[Scope], csm_email: str | None) -> frozenset[Scope]:
+    """Scopes given one by one (special cases), checked as a role's are: a key that acts
+    on alerts and accounts must see them, and an admin key sees every account."""
+    granted = frozenset(scopes)
+    if Scope.respond in granted and not granted & {Scope.read, Scope.admin}:
+        raise ValueError(
+            "a key with the respond scope needs read too: it acts on what it sees "
+            "(add --scope read, or give it the role csm or cs_lead)"
+        )
+    if Scope.admin in granted and csm_email is not None:
+        raise ValueError(
+            "an admin key sees every account: leave csm_email out, or give the key the role csm"
+        )
+    return granted
+
+
 @dataclass(frozen=True)
 class ApiKey:
     key_id: str
@@ -84,7 +100,13 @@ class ApiKey:
     csm_email: str | None = None
 
     def allows(self, scope: Scope) -> bool:
-        return scope in self.scopes or Scope.admin in self.scopes
+        if Scope.admin in self.scopes:
+            return True
+        # Acting needs seeing: a respond key made without read (before keys were checked
+        # so, ``raw_scopes``) would act on every account, as a lead's key does.
+        if scope is Scope.respond and Scope.read not in self.scopes:
+            return False
+        return scope in self.scopes
 
     @property
     def portfolio_of(self) -> str | None:

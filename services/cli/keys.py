@@ -20,7 +20,16 @@ from services.admin_keys import printable
 from services.cli.base import console, keys_app, on_database
 from services.cli.logs import escape_controls
 from services.cli.text import t
-from shared.auth import KeyInfo, Role, Scope, create_key, list_keys, revoke_key, role_scopes
+from shared.auth import (
+    KeyInfo,
+    Role,
+    Scope,
+    create_key,
+    list_keys,
+    raw_scopes,
+    revoke_key,
+    role_scopes,
+)
 from shared.config import Settings
 from shared.contracts.events import Email
 
@@ -45,7 +54,9 @@ def keys_create(
     if (role is None) == (not scope):
         raise typer.BadParameter(t("give a --role (or, for special cases, --scope …), not both"))
     try:
-        scopes = role_scopes(role, csm_email) if role is not None else frozenset(scope or [])
+        scopes = (
+            role_scopes(role, csm_email) if role is not None else raw_scopes(scope or [], csm_email)
+        )
         printable(name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -56,9 +56,9 @@ async def rewind(
     holds."""
     h = health_daily.c
     newest = await conn.execute(
-        select(h.account_id, func.max(h.day)).where(among(conn, h.account_id, days)).group_by(
-            h.account_id
-        )
+        select(h.account_id, func.max(h.day))
+        .where(among(conn, h.account_id, days))
+        .group_by(h.account_id)
     )
     ahead = [account for account, day in newest if day >= days[account][0]]
     if not ahead:

@@ -389,9 +389,7 @@ class ScoringProcessor:
         using = ModelAndRules(model=model, rules=alerting.rules)
         rule_states = await _load_rule_states(conn, ids)
         names = await plan_names(conn, ids)
-        previous: dict[str, history.Previous | None] = {
-            **(await history.load_previous(conn, ids))
-        }
+        previous: dict[str, history.Previous | None] = {**(await history.load_previous(conn, ids))}
         behind: Mapping[str, history.Previous | None] = {}
         if past_day:  # days ahead of it, scored before, are scored again from it
             behind = await history.rewind(

@@ -42,6 +42,7 @@ async def test_admin_api_lists_creates_and_revokes_keys(
             lead, key_id = body["key"], body["key_id"]
             assert lead.startswith(f"hwk_{key_id}_") and body["role"] == "cs_lead"
             assert body["scopes"] == ["read", "respond"] and body["revoked_at"] is None
+            assert made.headers["cache-control"] == "no-store"  # the secret, once
             csm = await c.post(
                 "/v1/keys", json={"name": "anna", "role": "csm", "csm_email": "anna@example.com"}
             )

@@ -46,7 +46,7 @@ from services.scoring.plans.api import router as plan_routes
 from services.scoring.portfolio import router as portfolio_routes
 from services.scoring.retention.api import router as retention_routes
 from services.scoring.workload.api import router as workload_routes
-from shared.auth import Role, create_key, role_scopes
+from shared.auth import Role, Scope, create_key, role_scopes
 from shared.config import Settings
 from shared.storage.tables import account_notes, alerts, api_keys
 from tests.support.alerting import alerting_toml, write_alerting
@@ -406,6 +406,15 @@ async def test_each_role_gets_exactly_what_it_should(
                     )
                     if status != 401:
                         failures.append(f"no key {case.method} {case.path} → {status}")
+            # A key made with the respond scope alone (raw scopes allowed it before they
+            # were checked) acted as a lead's on every account: it is refused whatever
+            # wants a key.
+            respond_only = await create_key(hw.rt.engine, "respond only", [Scope.respond])
+            for case in CASES:
+                if not case.open_ and not case.path.startswith("/ui/"):
+                    path = case.path.format(account="carl-co", alert="carl-co:ticket_backlog:1")
+                    if (status := await _call(client, case, path, respond_only)) != 403:
+                        failures.append(f"respond only {case.method} {path} → {status}")
             # Lists are scoped too: Anna's CSM key sees Anna's account and alert only.
             anna = {"Authorization": f"Bearer {keys[Role.csm]}"}
             listed = (await client.get("/v1/accounts", headers=anna)).json()["accounts"]

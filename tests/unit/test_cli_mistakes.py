@@ -10,11 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from services.admin_keys import KeyCreate
 from services.scoring.backfill import check_file_names
 from services.scoring.backtest.replay import read_churn_csv
 from services.simulate_history import write_history
+from shared.auth import ApiKey, Scope
 
 NOW = datetime.now(UTC)
 
@@ -174,6 +177,29 @@ def test_a_churn_file_a_spreadsheet_wrote_is_read(tmp_path: Path) -> None:
 def test_keys_for_no_email_are_refused(env: dict[str, str]) -> None:
     result = _cli("keys", "create", "--role", "csm", "--csm-email", "not-an-email", env=env)
     assert result.exit_code == 2 and "is not an email" in result.output
+
+
+def test_raw_scopes_that_act_unseen_or_tie_an_admin_to_a_csm_are_refused(
+    env: dict[str, str],
+) -> None:
+    """A respond key without read acted as a lead's on every account, and an admin key
+    took a CSM's email (found from outside): both are refused, by the command and by
+    ``POST /v1/keys`` alike; an old respond-only key is refused what it would act on."""
+    result = _cli("keys", "create", "--scope", "respond", env=env)
+    assert result.exit_code == 2 and "needs read too" in result.output
+    result = _cli("keys", "create", "--scope", "admin", "--csm-email", "a@example.com", env=env)
+    assert result.exit_code == 2 and "sees every account" in result.output
+    both = KeyCreate(name="x", scopes=[Scope.read, Scope.respond])
+    assert both.granted() == {Scope.read, Scope.respond}
+    with pytest.raises(ValidationError, match="needs read too"):
+        KeyCreate(name="x", scopes=[Scope.respond])
+    with pytest.raises(ValidationError, match="sees every account"):
+        KeyCreate(name="x", scopes=[Scope.admin], csm_email="a@example.com")
+    old = ApiKey("k", "old", frozenset({Scope.respond}))
+    assert not old.allows(Scope.respond) and not old.allows(Scope.read)
+    assert ApiKey("k", "csm", frozenset({Scope.read, Scope.respond}), "a@x.cn").allows(
+        Scope.respond
+    )
 
 
 def test_backtest_names_the_lines_it_rejects(tmp_path: Path) -> None:
