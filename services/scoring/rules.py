@@ -69,9 +69,15 @@ def rule_values(
     model's edges, which a summary names (a summary said "under green (70)" whatever
     the model's edge was)."""
     quota = m.quota_use()
+    score = shown.get("score")
     return {
         "green_from": _whole(bands.green_from),
         "red_below": _whole(bands.red_below),
+        # The score against the model's edges, for a rule's hysteresis: a rule recovering
+        # at a fixed score (75, "5 above green" when green began at 70) kept a calibrated
+        # model's green accounts (green from 62.5) in "health not green" alerts.
+        "above_green": None if score is None else _whole(score - bands.green_from),
+        "above_red": None if score is None else _whole(score - bands.red_below),
         **shown,
         "band": band,
         "danger_level": danger_level,

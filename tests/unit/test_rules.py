@@ -335,3 +335,27 @@ def test_the_health_rules_summaries_name_the_models_band_edges() -> None:
         rule("health_not_green").summary,
         rule_values(measures(), {"score": 55}, "yellow", None) | {"name": "A"},
     )
+
+
+def test_the_health_rules_recover_above_the_models_own_edges() -> None:
+    """They recovered at 75 and 45, five above the default edges: with a calibrated
+    model's green from 62.5, a green account at 70 kept its "health not green" alert
+    (found from outside). They recover five above the model's edges."""
+    calibrated = Bands(red_below=41, green_from=62.5)
+
+    def day(score: int, band: str, bands: Bands = calibrated) -> dict[str, Any]:
+        return rule_values(measures(), {"score": score}, band, None, bands)
+
+    cooldown = 2  # a day of recovery, then the day the cooldown has run
+    told = run(rule("health_not_green"), [day(55, "yellow")] + [day(68, "green")] * cooldown)
+    assert told == ["0 firing warning", f"{cooldown} resolved warning"]
+    assert run(rule("health_not_green"), [day(55, "yellow")] + [day(67, "green")] * 3) == [
+        "0 firing warning"
+    ]
+    assert run(rule("health_red"), [day(35, "red")] + [day(46, "yellow")] * cooldown) == [
+        "0 firing critical",
+        f"{cooldown} resolved critical",
+    ]
+    # The default model's edges: at 75 and 45, as before.
+    assert day(75, "green", Bands())["above_green"] == 5
+    assert day(45, "yellow", Bands())["above_red"] == 5
