@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.i18n import Phrase
 from shared.openapi import error_responses
 from shared.request_body import read_body
-from shared.storage.documents import DocumentStore, Versioned
+from shared.storage.documents import DocumentStore, Versioned, VersionExists
 from shared.web import ClientError
 
 T = TypeVar("T", bound=Versioned)
@@ -77,10 +77,12 @@ async def replace_document(
     try:
         async with engine.begin() as conn:
             return await store.save(conn, text, author)
+    except VersionExists as exc:
+        raise ClientError(409, "version_exists", str(exc)) from exc
     except invalid as exc:
         raise ClientError(422, invalid_code, str(exc)) from exc
-    except ValueError as exc:
-        raise ClientError(409, "version_exists", str(exc)) from exc
+    except ValueError as exc:  # the TOML reader's own limits (an integer of 5,000 digits)
+        raise ClientError(422, invalid_code, f"the {what} does not read: {exc}") from exc
 
 
 async def _read_text(request: Request, max_bytes: int, what: str) -> str:

@@ -18,6 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.clock import utcnow
 
 
+class VersionExists(ValueError):
+    """A document of that version is stored already (versions are never replaced)."""
+
+
 class Versioned(Protocol):
     @property
     def version(self) -> str: ...
@@ -102,7 +106,7 @@ class DocumentStore(Generic[T]):
             await conn.execute(select(t.c.version).where(t.c.version == parsed.version))
         ).first()
         if existing is not None:
-            raise ValueError(f"version {parsed.version!r} exists already: give it a new version")
+            raise VersionExists(f"version {parsed.version!r} exists already: give it a new version")
         await conn.execute(
             t.insert().values(
                 version=parsed.version, source=source, created_at=utcnow(), created_by=author

@@ -253,6 +253,11 @@ def _hostile_models() -> dict[str, str]:
         "integer beyond int64": source.replace(
             "people_change_days = 90", f"people_change_days = {2**64}", 1
         ),
+        # Past Python's 4,300 digits an integer does not read at all: it was a 409
+        # "version exists" (found from outside).
+        "integer of 5,000 digits": source.replace(
+            "people_change_days = 90", "people_change_days = " + "9" * 5000, 1
+        ),
     }
 
 
@@ -261,7 +266,7 @@ def _hostile_alerting() -> dict[str, str]:
     assert "group_wait = " in source
     return {
         f"group_wait = {bad}": source.replace("group_wait = ", f"group_wait = {bad} #", 1)
-        for bad in ('"99999999d"', "-5", "inf", "nan", "1e300", str(2**64))
+        for bad in ('"99999999d"', "-5", "inf", "nan", "1e300", str(2**64), "9" * 5000)
     }
 
 
