@@ -347,7 +347,7 @@ def calibrate(
         Path | None,
         typer.Option(
             help="Base model TOML (default: the handbook's): its groups, settings and "
-            "declared [behaviour] ratios (e.g. dislikes per like) carry over"
+            "declared \\[behaviour] ratios (e.g. dislikes per like) carry over"
         ),
     ] = None,
 ) -> None:

@@ -62,9 +62,22 @@ def test_the_summary_says_when_the_score_is_no_better_than_chance_or_a_baseline(
     assert "holds 0.5: here the score ranks churn no better than chance" in said
     backwards = rpt._plainly({rpt.DEFAULT: {"auc": 0.38, "low": 0.30, "high": 0.45}})
     assert "lies below 0.5: here the score ranks churn backwards" in backwards
-    assert "Ranking churn better than the score here (AUC): events over 28 days (0.675)" in said
+    assert "Ranking churn better than the score here (AUC): events over 28 days (0.675)." in said
     assert "days since last event" not in said
     assert "close to perfect" not in said
+    assert "`healthwatch calibrate` the same files" in said
+
+
+def test_a_ranking_higher_within_its_noise_is_not_named_better() -> None:
+    """Tenure alone at 0.559 (0.458–0.663) was named better than a score at 0.556 (found
+    from outside): a figure within its own interval's reach of the score's is said so."""
+    aucs = {
+        rpt.DEFAULT: {"auc": 0.656, "low": 0.616, "high": 0.705},
+        "tenure alone": {"auc": 0.659, "low": 0.558, "high": 0.763},
+    }
+    said = rpt._plainly(aucs)
+    assert "better than the score" not in said and "calibrate" not in said
+    assert "Higher than the score, within their intervals' noise: tenure alone (0.659)." in said
 
 
 def test_the_summary_doubts_a_ranking_too_good_to_be_foresight() -> None:

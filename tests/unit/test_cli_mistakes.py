@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from services.admin_keys import KeyCreate
 from services.scoring.backfill import check_file_names
-from services.scoring.backtest.replay import read_churn_csv
+from services.scoring.backtest.replay import ChurnFileError, read_churn_csv
 from services.simulate_history import write_history
 from shared.auth import ApiKey, Scope
 
@@ -172,6 +172,21 @@ def test_a_churn_file_a_spreadsheet_wrote_is_read(tmp_path: Path) -> None:
     assert read_churn_csv(spaced) == read_churn_csv(churn)
     result = _cli("backtest", str(events), "--churn", str(bom), "--out", str(tmp_path / "bt"))
     assert result.exit_code == 0, result.output
+
+
+def test_an_account_with_two_churn_days_stops_the_backtest_naming_both_lines(
+    tmp_path: Path,
+) -> None:
+    """The last day had won without a word and moved the AUC (found from outside); the
+    same day twice is one churn."""
+    churn = tmp_path / "churn.csv"
+    churn.write_text("account_id,churn_date\na,2026-11-20\nb,2026-10-01\na,2026-11-20\n")
+    assert read_churn_csv(churn) == {"a": date(2026, 11, 20), "b": date(2026, 10, 1)}
+    churn.write_text(churn.read_text() + "a,2030-01-01\n")
+    with pytest.raises(
+        ChurnFileError, match=r"churn.csv:5: 'a' churned on 2026-11-20 already \(line 2\)"
+    ):
+        read_churn_csv(churn)
 
 
 def test_keys_for_no_email_are_refused(env: dict[str, str]) -> None:

@@ -124,7 +124,8 @@ def read_churn_csv(path: Path) -> dict[str, date]:
                     f"{path.name}: the first line must name the columns account_id,churn_date "
                     f"(comma-separated); it names {reader.fieldnames or 'nothing'}"
                 )
-            churn = {}
+            churn: dict[str, date] = {}
+            lines: dict[str, int] = {}  # account → the line that gave its date
             for row in reader:
                 # Spaces around a cell are a spreadsheet's ("sub-0011, 2026-11-01 "), not
                 # part of the id or the day; the whole file had been refused for them.
@@ -132,12 +133,21 @@ def read_churn_csv(path: Path) -> dict[str, date]:
                 if not (account and day):
                     continue
                 try:
-                    churn[account] = date.fromisoformat(day[:10])
+                    churned = date.fromisoformat(day[:10])
                 except ValueError:
                     raise ChurnFileError(
                         f"{path.name}:{reader.line_num}: churn_date {row['churn_date']!r} is "
                         "not a day: write YYYY-MM-DD"
                     ) from None
+                # Two days for one account: the last had won without a word, and moved
+                # the figures (found from outside). A backtest knows one churn an account.
+                if churn.setdefault(account, churned) != churned:
+                    raise ChurnFileError(
+                        f"{path.name}:{reader.line_num}: {account!r} churned on "
+                        f"{churn[account]} already (line {lines[account]}): keep one day "
+                        "an account, the churn the backtest is to foresee"
+                    )
+                lines.setdefault(account, reader.line_num)
             return churn
     except UnicodeDecodeError:
         raise ChurnFileError(f"{path.name}: not UTF-8 text: save it as CSV UTF-8") from None

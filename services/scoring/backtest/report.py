@@ -350,13 +350,27 @@ def _plainly(aucs: dict[str, dict[str, Any]]) -> str:
         said += " That interval holds 0.5: here the score ranks churn no better than chance."
     if score["auc"] is None:
         return said
-    better = [
-        f"{name} ({value['auc']:.3f})"
+    higher = {
+        name: value
         for name, value in aucs.items()
         if name != DEFAULT and value["auc"] is not None and value["auc"] > score["auc"]
-    ]
+    }
+    # Better only when its interval lies above the score's figure: a point estimate a
+    # little higher, within its noise, had been named better alike (found from outside).
+    better = [name for name, value in higher.items() if (value["low"] or 0) > score["auc"]]
+    within = [name for name in higher if name not in better]
     if better:
-        said += f" Ranking churn better than the score here (AUC): {', '.join(better)}."
+        named = ", ".join(f"{name} ({higher[name]['auc']:.3f})" for name in better)
+        said += f" Ranking churn better than the score here (AUC): {named}."
+    if within:
+        named = ", ".join(f"{name} ({higher[name]['auc']:.3f})" for name in within)
+        said += f" Higher than the score, within their intervals' noise: {named}."
+    if better or (score["low"] is not None and score["low"] <= 0.5):
+        said += (
+            " To fit the score to this product, `healthwatch calibrate` the same files "
+            "(--churn, --out model.toml), check the model with `healthwatch backtest "
+            "--model model.toml` on another period, then PUT it to /v1/health-model."
+        )
     near = max(
         ((value["auc"], name) for name, value in aucs.items() if value["auc"] is not None),
         default=None,
@@ -392,17 +406,23 @@ def text(report: dict[str, Any]) -> str:
         f"{report['from']} → {report['to']}",
         "",
         f"{'horizon':>8} {'AUC':>6} {'baseline':>9} {'gain':>6} {'lift@10%':>9} "
-        f"{'P(red)':>7} {'R(red)':>7} {'lead days':>10}",
+        f"{'P(red)':>7} {'R(red)':>7} {'lead days (of churners)':>24}",
     ]
     for horizon in report["horizons"]:
         red = next(band for band in horizon["bands"] if band["band"] == "red")
+        # How many churners the median is of: 132 days from 2 of 78 read as "warned 132
+        # days ahead" (found from outside).
+        lead = (
+            f"{_f(horizon['median_lead_time_days'], '.0f')} "
+            f"({horizon['churners_flagged_red']} of {report['churned_accounts']})"
+        )
         lines.append(
             f"{horizon['horizon_days']:>7}d {_f(horizon['roc_auc']):>6} "
             f"{_f(horizon['baseline_roc_auc']):>9} "
             f"{_f(horizon['auc_gain_over_baseline'], '+.3f'):>6} "
             f"{_f(horizon['top_decile_lift'], '.2f'):>9} "
             f"{_f(red['precision']):>7} {_f(red['recall']):>7} "
-            f"{_f(horizon['median_lead_time_days'], '.0f'):>10}"
+            f"{lead:>24}"
         )
     for horizon in report["horizons"]:
         lines += _out_of_sample_text(horizon)
