@@ -67,6 +67,21 @@ def wants_pdf(format: str | None, accept: str | None) -> bool:
     )
 
 
+# The report is a standalone document with inline styles and no script at all: nothing
+# else loads, nothing frames it, no cache keeps it (the dashboard's print route and the
+# API's alike: the API's answered without them, found from outside).
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
 async def report_document(conn: AsyncConnection, key: ApiKey, ask: Ask) -> Response:
     """The answer for one report (404 when the key may not see the account), shared by
     the API and the dashboard's print route."""
@@ -76,11 +91,10 @@ async def report_document(conn: AsyncConnection, key: ApiKey, ask: Ask) -> Respo
     except PdfUnavailable as exc:
         raise ClientError(503, "pdf_unavailable", str(exc)) from exc
     if not ask.pdf:
-        return HTMLResponse(body)
+        return HTMLResponse(body, headers=REPORT_HEADERS)
     name = f"{file_part(ask.account_id)}-{ask.kind}-{ask.end.isoformat()}.pdf"
-    return Response(
-        body, media_type=PDF, headers={"Content-Disposition": f'inline; filename="{name}"'}
-    )
+    headers = {**REPORT_HEADERS, "Content-Disposition": f'inline; filename="{name}"'}
+    return Response(body, media_type=PDF, headers=headers)
 
 
 def pdf_link(request: Request) -> str:

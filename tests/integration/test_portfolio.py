@@ -171,6 +171,12 @@ async def test_reports_compare_with_the_tier_and_print(
         r = await client.get("/v1/accounts/alpha/reports/qbr")
         assert r.status_code == 200, r.text
         assert r.headers["content-type"].startswith("text/html")
+        # Framed by nothing, loading nothing, kept by no cache, as the dashboard's print
+        # route (the API's answered without these; found from outside).
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["cache-control"] == "no-store"
         page = r.text
         assert "Quarterly business review: alpha Inc" in page
         # alpha: 8 users, 64 actions, 64 minutes; tier average of alpha and beta: 5 users.
