@@ -153,6 +153,9 @@ async def _simulate_when_up(sim: Simulator, stop: asyncio.Event, log: logging.Lo
     try:
         await sim.run(stop)
     except Exception as exc:  # the demo's traffic only: the services go on
+        if stop.is_set():  # the services stopping under it: a request found them gone
+            log.info("simulator stopped with the services")
+            return
         log.error(
             "simulator stopped (%s); the services go on: restart to simulate again",
             describe(exc),

@@ -95,6 +95,31 @@ async def test_a_simulator_that_gives_up_stops_alone(caplog: pytest.LogCaptureFi
     assert "the services go on" in caplog.text
 
 
+async def test_a_simulator_cut_off_by_the_services_stopping_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A clean stop (SIGTERM) logged "simulator stopped (ConnectError …)" at ERROR: its
+    last request found the API gone (found from outside)."""
+    import logging
+
+    import httpx
+
+    from services.cli.serve import _simulate_when_up
+
+    class CutOff:
+        accounts = ("a",)
+
+        async def run(self, stop: asyncio.Event) -> None:
+            stop.set()
+            raise httpx.ConnectError("All connection attempts failed")
+
+    log = logging.getLogger("healthwatch.dev")
+    with caplog.at_level(logging.INFO, logger="healthwatch.dev"):
+        await _simulate_when_up(CutOff(), asyncio.Event(), log)  # type: ignore[arg-type]
+    assert "simulator stopped with the services" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_the_tickets_still_waiting_are_answered_as_the_demo_stops(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
