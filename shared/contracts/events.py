@@ -56,8 +56,13 @@ MAX_DEPTH = 32
 MAX_EVENT_BYTES = 2 * 1024 * 1024
 # Control characters (C0, DEL, C1) and Unicode line breaks in an id or a name would end
 # up in Kafka keys, mail headers and log lines; free text may hold newlines, never NUL
-# (PostgreSQL text cannot store it).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# (PostgreSQL text cannot store it). So do the invisible marks that reorder or hide
+# text (bidi embeddings, overrides and isolates; zero-width space, word joiner, BOM):
+# "acme\u202egnp.exe" shows as another name on every page and notice (found from
+# outside). Zero-width (non-)joiners stay: emoji and several scripts need them.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff]"
+)
 
 
 def _in_time_range(value: datetime) -> datetime:
@@ -74,7 +79,9 @@ def _in_date_range(value: date) -> date:
 
 def no_control(value: str) -> str:
     if _CONTROL.search(value):
-        raise ValueError("must not hold control characters or line breaks")
+        raise ValueError(
+            "must not hold control characters, line breaks or invisible marks (U+202E …)"
+        )
     return value
 
 

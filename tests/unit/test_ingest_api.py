@@ -508,6 +508,24 @@ async def test_true_and_false_are_no_numbers(api: Api) -> None:
         assert "not true or false" in r.text
 
 
+async def test_names_and_ids_that_reorder_or_hide_text_are_refused(api: Api) -> None:
+    """A right-to-left override or a zero-width space in a name showed another name on
+    every page, notice and export (found from outside); an emoji's joiner is kept."""
+    now = datetime.now(UTC).isoformat()
+    facts = {"kind": "account", "event_id": "f", "account_id": "a", "occurred_at": now}
+    for name in ("Acme\u202egnp.exe", "Ac\u200bme", "\u2066Acme\u2069", "\ufeffAcme"):
+        r = await api.client.post(
+            "/v1/events", json={"events": [{**facts, "name": name}]}, headers=api.auth("crm")
+        )
+        assert r.status_code == 422 and "invisible marks" in r.text, (name, r.text)
+    hidden = usage("a\u202e", "u")
+    r = await api.client.post("/v1/events", json={"events": [hidden]}, headers=api.auth())
+    assert r.status_code == 422 and "invisible marks" in r.text
+    family = {**facts, "name": "Acme \U0001f468\u200d\U0001f469\u200d\U0001f467"}
+    r = await api.client.post("/v1/events", json={"events": [family]}, headers=api.auth("crm"))
+    assert r.status_code == 202, r.text
+
+
 async def test_refusals_speak_the_language_the_request_prefers(api: Api) -> None:
     """The message follows Accept-Language (English without it); the code does not."""
     too_many = {"events": [usage("acme", f"u{i}") for i in range(1001)]}
