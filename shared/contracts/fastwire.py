@@ -144,6 +144,8 @@ def _check_texts(usage: _Usage) -> None:
     joined = _JOIN.join(texts)
     if not joined.isprintable() or joined[0] == " " or joined[-1] == " ":
         raise ValueError("a text to strip or refuse")
+    if "/" in usage.account_id:  # events.AccountRef refuses it
+        raise ValueError("an account id to refuse")
     if _SPACED[0] in joined or _SPACED[1] in joined:
         raise ValueError("a text to strip")
 
