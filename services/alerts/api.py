@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -485,7 +485,11 @@ async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
             return JSONResponse(
                 {"response_type": "ephemeral", "text": "This alert is not yours to act on."}
             )
-        until = now + timedelta(days=1) if name == "snooze" else None
+        # A day from the click as Slack signed it, not from its arrival: the same request
+        # sent again within its five minutes (a replay, a retry) snoozes to the same end,
+        # where it had pushed the snooze out again (found from outside).
+        clicked_at = datetime.fromtimestamp(int(request.headers["X-Slack-Request-Timestamp"]), UTC)
+        until = clicked_at + timedelta(days=1) if name == "snooze" else None
         try:
             await apply_action(conn, row, Action(name, f"slack:{user}", None, until), now)
         except ActionError as exc:

@@ -8,6 +8,7 @@ import hmac
 import re
 import time
 import urllib.parse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,21 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
             assert r.status_code == 401  # a replay of an old request
             r = await slack.post("/v1/slack/interactions", content=body, headers=signed(body))
             assert r.status_code == 200 and r.json()["text"] == "Done: acknowledge."
+            # Snoozed a day from the click as Slack signed it: the same request sent again
+            # within its five minutes snoozes to the same end (it pushed the end out).
+            body = click("snooze_1d", third, "U0ANNA")
+            clicked = signed(body, age_s=120)
+            for _ in range(2):
+                r = await slack.post("/v1/slack/interactions", content=body, headers=clicked)
+                assert r.json()["text"] == "Done: snooze.", r.text
+                async with as_(anna) as c:
+                    until = (await c.get(f"/v1/alerts/{third}")).json()["snoozed_until"]
+                stamp = int(clicked["X-Slack-Request-Timestamp"])
+                assert datetime.fromisoformat(until) == datetime.fromtimestamp(
+                    stamp, UTC
+                ) + timedelta(days=1)
+            async with as_(anna) as c:
+                assert (await c.post(f"/v1/alerts/{third}/unsnooze")).status_code == 200
         async with as_(anna) as c:
             detail = (await c.get(f"/v1/alerts/{third}")).json()
             assert detail["status"] == "acknowledged"
