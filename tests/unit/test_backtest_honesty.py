@@ -115,6 +115,21 @@ def test_churn_before_the_first_scored_day_is_not_a_wrong_id() -> None:
         w["check"]: w["message"] for w in warnings(known, snaps, load_default_model(), [30], {})
     }
     assert "typo" in named["unknown_churned"] and "typo" not in named["churned_before_scoring"]
+    # Named by the history but in no figure at a horizon (churned late: every day of its
+    # before the churn has its window run past the end): not a wrong id.
+    late = Replay(
+        snapshots=snaps,
+        churn={**churn, "late": date(2026, 6, 1)},
+        first_day=date(2026, 4, 1),
+        last_day=LAST,
+        accounts=frozenset({"a", "b", "early", "late"}),
+    )
+    said = {w["check"]: w["message"] for w in warnings(late, snaps, load_default_model(), [90], {})}
+    assert "late" not in said["unknown_churned"] and "typo" in said["unknown_churned"]
+    assert (
+        "1 churned account(s) of the history count in no figure at 90 days (first: late)"
+        in (said["churned_unjudged"])
+    )
 
 
 def test_a_horizon_whose_test_part_holds_only_churn_is_not_judged() -> None:

@@ -66,7 +66,26 @@ def _history_checks(
         for a in unscored
         if a in named and first_scored is not None and result.churn[a] <= first_scored
     ]
-    unknown = [a for a in unscored if a not in early]
+    # In the history but in no figure at this horizon (``snaps`` are a horizon's own, for
+    # calibrate): churned late, so every day of theirs before the churn has its window
+    # run past the history's end. Called "not in the history: check the ids" before
+    # (found from outside).
+    unjudged = [a for a in unscored if a in result.accounts and a not in early]
+    unknown = [a for a in unscored if a not in early and a not in unjudged]
+    if unjudged:
+        first = ", ".join(unjudged[:5])
+        why = (
+            f"at {horizons[0]} days (first: {first}): none of their scored days before the "
+            f"churn has its next {horizons[0]} days within the history"
+            if len(horizons) == 1
+            else f"(first: {first}): none was scored before its churn"
+        )
+        found.append(
+            _warn(
+                "churned_unjudged",
+                f"{len(unjudged)} churned account(s) of the history count in no figure {why}",
+            )
+        )
     if early:
         found.append(
             _warn(
