@@ -46,6 +46,10 @@ class Translated:
     acknowledged: int = 0  # identify calls with nothing to score
 
 
+# The message fields Segment's spec makes objects (optional, null allowed).
+OBJECT_FIELDS = ("properties", "traits", "context")
+
+
 def object_field(msg: Mapping[str, Any], key: str) -> dict[str, Any]:
     """``msg[key]`` when it is an object, else an empty one (Segment fields are optional)."""
     value = msg.get(key)
@@ -198,7 +202,16 @@ def translate(
             occurred_at = event_time(msg, received_at, batch_sent_at)
         except BadTime as exc:
             errors.append(_err(exc.field, str(exc)))
+        # An object where Segment's spec has one: a list was read as no properties at
+        # all and answered 200 (found from outside).
+        errors += [
+            _err(name, "must be an object")
+            for name in OBJECT_FIELDS
+            if msg.get(name) is not None and not isinstance(msg[name], dict)
+        ]
         user = user_of(msg)
+        if kind == "identify" and user is None:  # Segment's own API refuses it too
+            errors.append(_err("userId", "is required (or anonymousId): whom it identifies"))
         if errors:
             out.rejected.append(Rejection(index, _str(message_id), errors))
             continue

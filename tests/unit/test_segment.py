@@ -134,6 +134,26 @@ def test_rejections_name_the_message_and_field() -> None:
     assert fields == {0: "messageId", 1: "type", 2: "context.groupId", 3: "timestamp"}
 
 
+def test_fields_that_must_be_objects_and_an_identify_of_nobody_are_refused() -> None:
+    """A list for properties was read as none and answered 200, and an identify without
+    a user acknowledged (found from outside): each is refused, naming its field."""
+    track = {"type": "track", "userId": "u", "event": "x", "context": {"groupId": "g"}}
+    out = translate(
+        [
+            {**track, "messageId": "a", "properties": [1, 2]},
+            {**track, "messageId": "b", "context": "g"},
+            {"type": "group", "messageId": "c", "groupId": "g", "traits": "Acme"},
+            {"type": "identify", "messageId": "d", "traits": {"name": "Li"}},
+            {**track, "messageId": "e", "properties": None},
+        ],
+        {},
+        NOW,
+    )
+    fields = {r.index: [e["field"] for e in r.errors] for r in out.rejected}
+    assert fields == {0: ["properties"], 1: ["context"], 2: ["traits"], 3: ["userId"]}
+    assert [index for index, _ in out.events] == [4]
+
+
 def test_identify_with_group_context_links_and_is_acknowledged() -> None:
     out = translate(
         [{"type": "identify", "messageId": "i", "userId": "u", "context": {"groupId": "g"}}],
