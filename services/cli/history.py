@@ -141,6 +141,9 @@ def import_cmd(
                 TextColumn(t("records")),
                 TimeRemainingColumn(),
                 console=console,
+                # Off the terminal the lines below say it; the bar's last frame was
+                # dumped at the end of the log (found from outside).
+                disable=not console.is_terminal,
             ) as progress:
                 # No total until the file's first reading has counted its records.
                 tasks = {f.name: progress.add_task(f.name, total=None) for f in files}
@@ -415,7 +418,7 @@ def _replayed(
         raise typer.Exit(2) from None
     setup_logging("WARNING")
     lang = cli_language()  # once: the progress below is called for every batch
-    with Progress(console=console) as progress:
+    with Progress(console=console, disable=not console.is_terminal) as progress:
         reading = progress.add_task(translate(lang, "reading history"), total=None)
         task = progress.add_task(translate(lang, "replaying history"), total=None)
         logged = [0]  # lines read when last logged
