@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -35,6 +37,8 @@ from shared.request_body import parse_json, read_body, read_json
 from shared.storage.db import among, unstorable_value, upsert
 from shared.storage.tables import accounts, user_accounts
 from shared.web import ClientError
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -455,9 +459,22 @@ def _too_large(checked: Checked, index: int | None, size: int) -> ClientError:
     )
 
 
+# A 503 (the bus or the database unavailable) is logged at most this often per process: a client retrying every
+# second would otherwise write a line a request, and one line in ten seconds says the
+# outage began and goes on (the count is on /metrics).
+UNAVAILABLE_LOG_EVERY_S = 10.0
+_unavailable_logged = [float("-inf")]  # when the last such line was written (monotonic)
+
+
 def _unavailable(ctx: Context, message: str, reason: object) -> ClientError:
     """A 503 the client retries after ``retry_after_s`` (``message``: a template of the
-    ``reason``, saying what of the request was stored)."""
+    ``reason``, saying what of the request was stored). Logged, at most every
+    UNAVAILABLE_LOG_EVERY_S: ingest answered 503 for minutes without a line (found
+    from outside)."""
+    now = time.monotonic()
+    if now - _unavailable_logged[0] >= UNAVAILABLE_LOG_EVERY_S:
+        _unavailable_logged[0] = now
+        log.warning("ingest: answering 503: %s", message.format(reason=reason))
     return ClientError(
         503,
         "unavailable",

@@ -12,8 +12,11 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
+    InvalidProducerEpoch,
     KafkaError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
     RecordTooLargeError,
     TopicAlreadyExistsError,
 )
@@ -51,6 +54,13 @@ FILL_MIN_BEHIND = 5000
 COMMIT_TIMEOUT_S = 5.0
 
 
+# Send errors after which an idempotent producer's sequence is lost for good: aiokafka
+# 0.14 fails the batch and goes on with the same producer id and sequence, so every
+# later send to the partition fails alike. Ingest answered 503 to everything after 3 of
+# 4 broker restarts, ready all the while (found from outside).
+LOST_SEQUENCE = (OutOfOrderSequenceNumber, ProducerFenced, InvalidProducerEpoch)
+
+
 def _sender_stopped(producer: AIOKafkaProducer) -> bool:
     """Whether the producer's sender has ended for good. aiokafka ends it on a fatal
     error, such as ``OutOfOrderSequenceNumber`` when a broker restarted under load has
@@ -78,6 +88,7 @@ class KafkaProducer:
         self._prepare = prepare
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
+        self._lost: AIOKafkaProducer | None = None  # a send failed with LOST_SEQUENCE
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -88,13 +99,17 @@ class KafkaProducer:
 
     async def _ensure_started(self) -> AIOKafkaProducer:
         async with self._lock:
-            if self._producer is not None and not _sender_stopped(self._producer):
+            if (
+                self._producer is not None
+                and self._producer is not self._lost
+                and not _sender_stopped(self._producer)
+            ):
                 return self._producer
             if self._producer is not None:
                 # Every send of this producer would fail with the error that stopped it,
                 # until the process restarts: start a new one (a new producer id).
                 log.warning("Kafka producer stopped after a fatal error; starting a new one")
-                stopped, self._producer = self._producer, None
+                stopped, self._producer, self._lost = self._producer, None, None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(stopped.stop(), self._ack_timeout_s)
             if self._prepare is not None:
@@ -157,6 +172,8 @@ class KafkaProducer:
         except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
             raise MessageTooLarge(f"Kafka refused a message for its size: {exc!r}") from exc
         except (KafkaError, TimeoutError) as exc:
+            if isinstance(exc, LOST_SEQUENCE):
+                self._lost = producer  # replaced at the next send (_ensure_started)
             raise BusUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
 
 

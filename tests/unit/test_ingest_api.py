@@ -565,3 +565,42 @@ async def test_refusals_speak_the_language_the_request_prefers(api: Api) -> None
     assert no_key.status_code == 401 and no_key.json()["message"].startswith("缺少 API 密钥")
     lost = await api.client.get("/v1/nowhere", headers=zh)
     assert lost.json()["message"] == "没有路径 /v1/nowhere：请查看 /docs。"
+
+
+async def test_a_bus_that_refuses_is_a_503_said_once_in_the_log(
+    embedded_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ingest answered 503 for minutes after a broker restart without a line in its log
+    (found from outside): the first 503 is logged, the next ones within ten seconds not."""
+    import logging
+
+    import services.ingest.routes as ingest_routes
+    from shared.bus.base import BusUnavailable
+
+    class Refusing(EmbeddedBus):
+        async def send_many(self, messages: Any, conn: Any = None) -> None:
+            raise BusUnavailable("Kafka did not acknowledge: OutOfOrderSequenceNumber()")
+
+    engine = create_engine(embedded_settings.database_url)
+    await migrate(engine)
+    key = await create_key(engine, "ingest", [Scope.ingest])
+    ingest_routes._unavailable_logged[0] = float("-inf")
+
+    async def ready() -> bool:
+        return True
+
+    app = create_app(
+        embedded_settings, engine, Refusing(engine), registry=CollectorRegistry(), ready=ready
+    )
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        with caplog.at_level(logging.WARNING, logger="services.ingest.routes"):
+            for n in range(3):
+                events = {"events": [usage("a", f"u{n}")]}
+                r = await client.post("/v1/events", json=events, headers=headers)
+                assert r.status_code == 503 and r.headers["retry-after"]
+    said = [r.getMessage() for r in caplog.records if "answering 503" in r.getMessage()]
+    assert len(said) == 1 and "OutOfOrderSequenceNumber" in said[0], said
+    await engine.dispose()
