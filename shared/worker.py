@@ -51,6 +51,14 @@ class ConsumerMetrics:
             ["group", "topic", "partition"],
             registry=registry,
         )
+        self.last_progress = Gauge(
+            "healthwatch_consumer_last_progress_timestamp_seconds",
+            "When the consume loop last moved (a batch applied or set aside, or a poll "
+            "that found nothing to do); a loop stuck in a batch or retrying through an "
+            "outage leaves it behind",
+            ["group"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "healthwatch_consumer_dead_letters_total",
             "Records set aside because handling them failed on their own",
@@ -246,14 +254,16 @@ class _ConsumeLoop:
     progress: Progress
     group: str
     rng: random.Random
-    lag_due: float = 0.0  # loop time of the next lag report
     reported: set[tuple[str, int]] = field(default_factory=set)  # partitions with a lag series
 
     async def run(self) -> None:
-        self.progress.moved(self.name)  # the stall clock starts now, even if start fails
+        self._moved_now()  # the stall clock starts now, even if start fails
+        lag = None
         try:
             if not await self._start():
                 return
+            if self.metrics is not None:  # beside the loop: a batch stuck leaves it be
+                lag = asyncio.create_task(self._report_lag_until_stopped(self.metrics))
             failures = 0
             while not self.stop.is_set():
                 self.progress.tried(self.name)
@@ -264,10 +274,19 @@ class _ConsumeLoop:
                     failures += 1
                     await self._recover(exc, failures)
         finally:
+            if lag is not None:
+                lag.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lag
             with contextlib.suppress(Exception):  # stopping must not mask the reason
                 await self.consumer.stop()
             self.progress.forget(self.name)
             log.info("%s consumer stopped", self.name)
+
+    def _moved_now(self) -> None:
+        self.progress.moved(self.name)
+        if self.metrics is not None:
+            self.metrics.last_progress.labels(self.group).set_to_current_time()
 
     async def _start(self) -> bool:
         """Start the consumer, retrying until it starts (True) or ``stop`` is set."""
@@ -311,14 +330,10 @@ class _ConsumeLoop:
 
     async def _step(self) -> None:
         """One iteration: read a batch and settle it."""
-        loop = asyncio.get_running_loop()
-        if self.metrics is not None and loop.time() >= self.lag_due:
-            self.lag_due = loop.time() + LAG_INTERVAL_S
-            await self._report_lag(self.metrics)
         generation = self.consumer.generation
         records = await self.consumer.getmany(self.poll_timeout_s, self.max_records)
         if not records:
-            self.progress.moved(self.name)
+            self._moved_now()
             return
         if not await self._settle(records, generation):
             # Partitions were (re)assigned while we read: the records may predate the
@@ -378,8 +393,16 @@ class _ConsumeLoop:
         return True
 
     async def _moved(self, records: Sequence[Record]) -> None:
-        self.progress.moved(self.name)
+        self._moved_now()
         await self.consumer.committed(next_offsets(records))
+
+    async def _report_lag_until_stopped(self, metrics: ConsumerMetrics) -> None:
+        """The lag every LAG_INTERVAL_S, in a task of its own: reported from the loop's
+        step, it stood still (at 0) while a batch hung, and the shipped alerts for a
+        stalled or lagging group could not fire (found from outside)."""
+        while not self.stop.is_set():
+            await self._report_lag(metrics)
+            await pause(self.stop, LAG_INTERVAL_S)
 
     async def _report_lag(self, metrics: ConsumerMetrics) -> None:
         """Set the lag of the partitions this consumer owns; drop the series of

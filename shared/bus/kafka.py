@@ -49,6 +49,11 @@ FILL_BUDGET_S = 1.0
 # budget: the bound on a backlog's batches is the same as before, about a second.
 FILL_MIN_BEHIND = 5000
 
+# A lag reading asks the broker for the log ends and the database for the stored
+# offsets; a few seconds is an answer either way (the next reading comes LAG_INTERVAL_S
+# later).
+LAG_REQUEST_TIMEOUT_S = 3.0
+
 # The group's copy of the offsets is for lag tools only; a commit not done in this
 # long is dropped (the next batch commits newer offsets anyway).
 COMMIT_TIMEOUT_S = 5.0
@@ -216,6 +221,7 @@ class KafkaConsumer:
         self._group_id = group_id
         self._client_id = client_id
         self._load_offsets = load_offsets
+        self._stored_seen: dict[tuple[str, int], int] = {}  # offsets last read, for lag
         self._prepare = prepare
         self.generation = 0
         self.handling = asyncio.Lock()
@@ -299,16 +305,27 @@ class KafkaConsumer:
         await self.seek_to_stored(set(self._consumer.assignment()))
 
     async def lag(self) -> dict[tuple[str, int], int]:
+        """Log end minus the offset stored with the state, per assigned partition. The
+        ends are asked of the broker: the fetcher's high-water mark moves only while the
+        loop fetches, so a loop stuck in a batch showed a lag of 0 (found from outside).
+        The stored offsets last read stand in while the database is down."""
         consumer = self._consumer
         assigned = list(consumer.assignment())
-        stored = await self._load_offsets([(tp.topic, tp.partition) for tp in assigned])
-        out = {}
-        for tp in assigned:
-            end = consumer.highwater(tp)
-            if end is None:
-                continue  # nothing fetched yet: unknown
-            out[(tp.topic, tp.partition)] = max(0, end - stored.get((tp.topic, tp.partition), 0))
-        return out
+        if not assigned:
+            return {}
+        async with asyncio.timeout(LAG_REQUEST_TIMEOUT_S):
+            ends = await consumer.end_offsets(assigned)
+        keys = [(tp.topic, tp.partition) for tp in assigned]
+        try:
+            async with asyncio.timeout(LAG_REQUEST_TIMEOUT_S):
+                self._stored_seen.update(await self._load_offsets(keys))
+        except Exception:  # the database down: the offsets last read
+            log.debug("consumer lag: stored offsets unreadable; using the last read")
+        return {
+            key: max(0, ends[tp] - self._stored_seen.get(key, 0))
+            for tp, key in zip(assigned, keys, strict=True)
+            if tp in ends
+        }
 
     async def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:
         try:

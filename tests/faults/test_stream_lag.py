@@ -104,3 +104,71 @@ async def test_kafka_group_holds_the_offsets_committed_with_the_state(
             return await group_offsets(s, s.consumer_group_scoring) == stored
 
         await wait_for(kafka_agrees, timeout=30, what="the Kafka group to hold the offsets")
+
+
+async def test_a_batch_that_hangs_shows_its_lag_and_no_progress(kafka_settings: Settings) -> None:
+    """A scoring batch held up (a table locked for minutes) left the lag gauge at 0: it
+    was read between batches, from the fetcher's high-water mark, which only moves while
+    the loop fetches. The shipped stall and lag alerts could not fire (found from
+    outside). The lag is read beside the loop, and the progress time stands still."""
+    import asyncio
+    import time
+
+    from prometheus_client import CollectorRegistry
+
+    from shared.worker import LAG_INTERVAL_S, ConsumerMetrics, consume
+
+    s = kafka_settings
+    topic = s.topic("usage") + "-hang"
+    await ensure_topics(s.kafka_bootstrap, [topic], partitions=1, replication=1)
+    engine = create_engine(s.database_url)
+    await migrate(engine)
+    group = "hanging-group"
+    consumer = KafkaConsumer(
+        s.kafka_bootstrap, [topic], group_id=group, load_offsets=offset_loader(engine, group)
+    )
+    registry = CollectorRegistry()
+    metrics = ConsumerMetrics(registry)
+    release, stop, holding = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def handle(records: Sequence[Record]) -> None:
+        holding.set()
+        await release.wait()  # a lock that is not let go
+        async with engine.begin() as conn:
+            await save_offsets(conn, group, next_offsets(records))
+
+    def sample(name: str) -> float | None:
+        return registry.get_sample_value(name, {"group": group, "topic": topic, "partition": "0"})
+
+    loop = asyncio.create_task(
+        consume(consumer, handle, stop, name="hang", max_records=5, metrics=metrics, group=group)
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"first", partition=0)
+        await asyncio.wait_for(holding.wait(), 60)
+        for i in range(10):
+            await producer.send_and_wait(topic, f"v{i}".encode(), partition=0)
+        held_since = time.time()
+
+        async def lag_shown() -> bool:
+            return sample("healthwatch_consumer_lag_records") == 11
+
+        await wait_for(lag_shown, timeout=LAG_INTERVAL_S * 4, what="the lag of a hung batch")
+        progress = registry.get_sample_value(
+            "healthwatch_consumer_last_progress_timestamp_seconds", {"group": group}
+        )
+        assert progress is not None and progress <= held_since
+        release.set()
+
+        async def caught_up() -> bool:
+            return sample("healthwatch_consumer_lag_records") == 0
+
+        await wait_for(caught_up, timeout=LAG_INTERVAL_S * 6, what="the lag back to 0")
+    finally:
+        release.set()
+        stop.set()
+        await loop
+        await producer.stop()
+        await engine.dispose()
