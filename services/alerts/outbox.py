@@ -42,7 +42,7 @@ from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.db import insert_ignore
 from shared.storage.tables import alerts, deliveries
-from shared.worker import describe
+from shared.worker import describe, log_failed
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,8 @@ class OutboxSender:
         while not stop.is_set():
             try:
                 sent = await self._send_pass([channel])
-            except Exception:
-                log.exception("outbox pass for %s failed; retrying", channel)
+            except Exception as exc:
+                log_failed(log, f"outbox pass for {channel} failed; retrying", exc)
                 sent = 0
             if not sent:
                 await self._idle(kick, stop)
@@ -313,13 +313,13 @@ class OutboxSender:
                 return
             try:
                 await self._deliver(group)
-            except Exception:
+            except Exception as exc:
                 # Recording the outcome failed (the database is away): the claim lease
                 # runs out and the delivery is tried again, at most one duplicate. The
                 # lane stops here: a delivery sent now could not be recorded either and
                 # would go twice too (a 15 s outage re-sent four webhooks, found from
                 # outside); untried, the rest go once when their leases run out.
-                log.exception("recording delivery %s failed", group[0].delivery_id)
+                log_failed(log, f"recording delivery {group[0].delivery_id} failed", exc)
                 return
 
     async def _release(self, rows: list[Any]) -> None:

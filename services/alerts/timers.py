@@ -31,6 +31,7 @@ from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.notices import Notice, NoticeKind
 from shared.storage.tables import account_health, accounts, alert_activity, alerts, deliveries
+from shared.worker import log_failed
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class AlertTimers:
         while not stop.is_set():
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("alert timer pass failed; retrying")
+            except Exception as exc:
+                log_failed(log, "alert timer pass failed; retrying", exc)
             await pause(stop, self._settings.alert_timer_interval_s)
 
     async def run_once(self) -> int:

@@ -459,9 +459,9 @@ def _too_large(checked: Checked, index: int | None, size: int) -> ClientError:
     )
 
 
-# A 503 (the bus or the database unavailable) is logged at most this often per process: a client retrying every
-# second would otherwise write a line a request, and one line in ten seconds says the
-# outage began and goes on (the count is on /metrics).
+# A 503 (the bus or the database unavailable) is logged at most this often per
+# process: a client retrying every second would otherwise write a line a request, and
+# one line in ten seconds says the outage began and goes on (the count is on /metrics).
 UNAVAILABLE_LOG_EVERY_S = 10.0
 _unavailable_logged = [float("-inf")]  # when the last such line was written (monotonic)
 

@@ -253,6 +253,24 @@ def test_failures_are_told_apart(exc: Exception, transient: bool) -> None:
     assert is_transient(exc) is transient
 
 
+def test_an_outage_is_one_line_a_fault_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A database outage wrote a traceback every pass of every loop: 580 of an alerts
+    log's 786 lines (found from outside). The reason alone, when retrying is all to do."""
+    import logging
+
+    from shared.worker import log_failed
+
+    logger = logging.getLogger("healthwatch.test")
+    down = sa.OperationalError("stmt", {}, ConnectionRefusedError("refused"))
+    with caplog.at_level(logging.WARNING, logger="healthwatch.test"):
+        log_failed(logger, "outbox pass failed; retrying", down)
+        log_failed(logger, "outbox pass failed; retrying", KeyError("x"))
+    outage, fault = caplog.records
+    assert outage.levelno == logging.WARNING and outage.exc_info is None
+    assert outage.getMessage() == "outbox pass failed; retrying (ConnectionRefusedError: refused)"
+    assert fault.levelno == logging.ERROR and fault.exc_info is not None
+
+
 def test_dead_letter_copy_is_bounded_and_names_its_original() -> None:
     value = bytes(range(256)) * (NEAR_LIMIT_BYTES // 256)
     record = Record("hw.usage", 2, 41, b"k" * 5000, value)
