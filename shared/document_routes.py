@@ -82,7 +82,12 @@ async def replace_document(
     except invalid as exc:
         raise ClientError(422, invalid_code, str(exc)) from exc
     except ValueError as exc:  # the TOML reader's own limits (an integer of 5,000 digits)
-        raise ClientError(422, invalid_code, f"the {what} does not read: {exc}") from exc
+        raise ClientError(
+            422,
+            invalid_code,
+            "Cannot read {what} as TOML: {reason}",
+            values={"what": Phrase(what), "reason": str(exc)},
+        ) from exc
 
 
 async def _read_text(request: Request, max_bytes: int, what: str) -> str:
