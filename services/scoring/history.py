@@ -66,6 +66,12 @@ async def rewind(
     by_day: dict[tuple[date, tzinfo], list[str]] = defaultdict(list)
     for account in ahead:
         by_day[days[account]].append(account)
+    # Their cards and rows after the days scored again were the sweep's or the stream's:
+    # due to the sweep again, which scores them as of today (an import's closing sweep
+    # had skipped them, swept already today, leaving a card days old).
+    await conn.execute(
+        update(account_health).where(account_health.c.account_id.in_(ahead)).values(swept_on=None)
+    )
     before: dict[str, Previous | None] = dict.fromkeys(ahead)
     b = band_changes.c
     for (day, zone), accounts in by_day.items():

@@ -97,11 +97,14 @@ class ImportCalendar:
         self._still_held = still_held  # the import lock, checked before each day
         self.first = first  # account → its first day
         self.newest = newest
-        self.closed = closed  # every account is scored through this day
+        # Every account is scored through this day, but those waiting in ``_pending``
+        # from a day on or before it (its days opened again for them).
+        self.closed = closed
         self._file_newest: date | None = None  # the newest day of the file being read
-        # Accounts read whose first day is not closed yet (no score history row to find
-        # them by when the import runs again), those of them not kept in
-        # ``import_pending`` yet, and whether ``import_calendar`` is behind.
+        # Accounts to be scored again from a day (their first day, not closed yet: no
+        # score history row to find them by when the import runs again; or a closed day
+        # their events opened again), those of them not kept in ``import_pending`` yet,
+        # and whether ``import_calendar`` is behind.
         self._pending = dict(pending or {})
         self._unkept: set[str] = set()
         self._changed = False
@@ -131,6 +134,13 @@ class ImportCalendar:
         for account_id, day in pending.items():
             first[account_id] = min(first.get(account_id, day), day)
         newest, closed = (_day(stood.newest), _day(stood.closed)) if stood else (None, None)
+        if stood is None and first:
+            # No import yet, but scores: the live service's. Its days stand as scored,
+            # through its newest; an import's events on them open them for their
+            # accounts alone (else the first import rescored every live account and
+            # dropped its rows after the file's last day; found in review).
+            async with processor.engine.connect() as conn:
+                newest = closed = _day(await conn.scalar(select(func.max(h.day))))
         return cls(processor, sink, first, newest, closed, pending, still_held=still_held)
 
     def note(self, stamps: Sequence[Stamp]) -> None:
@@ -202,6 +212,9 @@ class ImportCalendar:
                 ids = sorted(a for a, since in self._pending.items() if since <= day)
             else:
                 ids = sorted(a for a, first in self.first.items() if first <= day)
+            if not ids:  # no account begins by this day yet
+                day += timedelta(days=1)
+                continue
             chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
             # The last chunk alone, after the others: it keeps the day as closed, so it
             # commits once every other chunk of the day has.

@@ -318,13 +318,17 @@ class KafkaConsumer:
         keys = [(tp.topic, tp.partition) for tp in assigned]
         try:
             async with asyncio.timeout(LAG_REQUEST_TIMEOUT_S):
-                self._stored_seen.update(await self._load_offsets(keys))
+                stored = await self._load_offsets(keys)
+            # A partition with nothing stored starts at 0: read, not unknown.
+            self._stored_seen.update({key: stored.get(key, 0) for key in keys})
         except Exception:  # the database down: the offsets last read
             log.debug("consumer lag: stored offsets unreadable; using the last read")
+        # A partition whose stored offset was never read (the database down since the
+        # start) is left out, as unknown: counted from 0, it showed the whole log.
         return {
-            key: max(0, ends[tp] - self._stored_seen.get(key, 0))
+            key: max(0, ends[tp] - self._stored_seen[key])
             for tp, key in zip(assigned, keys, strict=True)
-            if tp in ends
+            if tp in ends and key in self._stored_seen
         }
 
     async def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:

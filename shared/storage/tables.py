@@ -237,11 +237,13 @@ import_calendar = Table(
     Column("closed", Date),
 )
 
-# The first day of each account an import has read but not scored yet (no score history
-# row to find it by when the import runs again). A row per account, written when a
-# batch first reads it and deleted when its day closes: a batch writes its new accounts
-# only (one JSON value of them all, rewritten per batch, grew to 127 MB written for
-# 200k accounts first seen on one day).
+# The day each account an import has read is to be scored again from: its first day,
+# not scored yet (no score history row to find it by when the import runs again), or a
+# day scored before that its events opened again for it (moved on as each such day is
+# scored). A row per account, written when a batch first reads it and deleted once the
+# calendar's closed day is scored for it: a batch writes its new accounts only (one
+# JSON value of them all, rewritten per batch, grew to 127 MB written for 200k accounts
+# first seen on one day).
 import_pending = Table(
     "import_pending",
     metadata,

@@ -1341,3 +1341,86 @@ async def test_a_later_file_scores_again_only_the_accounts_it_touches_as_one_imp
         await run(stopped, [later], crashing_in_batch(3))
     await run(stopped, [later])
     assert await history(stopped) == once
+
+
+async def test_an_import_on_days_the_live_service_scored_leaves_the_others_be(
+    db: tuple[AsyncEngine, ProcessorFor],
+    embedded_settings: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first import on a database the live service had scored rescored every
+    account with history from its first day and dropped its later rows; and an account
+    whose days an import opened again was left with a card days old, the import's
+    closing sweep taking it for swept today (found in review). Only the file's account
+    is scored again, through the live service's newest day, then brought up to today."""
+    from shared.bus.base import Record as BusRecord
+    from shared.contracts.events import EVENT_ADAPTER
+    from shared.contracts.wire import encode_event
+
+    engine, processor = db
+    live = processor(None)
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    for back in range(10, 0, -1):  # a batch a day, as the stream scores them
+        batch = []
+        for account in ("live-a", "live-b"):
+            raw = orjson.loads(
+                _usage_line(
+                    f"{account}-{back}", (today - timedelta(days=back)).isoformat(), account
+                )
+            )
+            event = EVENT_ADAPTER.validate_python(raw)
+            topic = embedded_settings.topic("usage")
+            batch.append(BusRecord(topic, 0, len(batch) + 2 * back, b"k", encode_event(event)))
+        await live.handle(batch)
+    from services.scoring.sweep import QuietAccountSweep
+    from shared.bus.base import DiscardingProducer
+
+    assert await QuietAccountSweep(engine, DiscardingProducer(), live).run_once() == 2
+    before = await _history_rows(engine)
+    later = tmp_path / "later.ndjson"
+    at = (today - timedelta(days=5, hours=3)).isoformat()
+    later.write_bytes(_usage_line("late-a", at, "live-a") + b"\n")
+    steps: list[tuple[str, date]] = []
+
+    def counted(measures: Measures, *args: Any, **how: Any) -> ScoredAccount:
+        steps.append((measures.account_id, measures.as_of))
+        return score_account(measures, *args, **how)
+
+    monkeypatch.setattr(processor_module, "score_account", counted)
+    report = await import_files([later], processor, sweep=True)
+    past = {account for account, day in steps if day < today.date()}  # not the sweep's
+    assert report.imported == 1 and past == {"live-a"}
+    after = await _history_rows(engine)
+    assert [r for r in after if r[0] == "live-b"] == [r for r in before if r[0] == "live-b"]
+    async with engine.connect() as conn:
+        swept = (
+            await conn.execute(
+                select(account_health.c.swept_on).where(account_health.c.account_id == "live-a")
+            )
+        ).scalar_one()
+    now = datetime.now(UTC).date()
+    assert swept == now and [r for r in after if r[0] == "live-a"][-1][1] == now  # up to today
+
+
+async def test_an_account_an_import_opens_again_is_brought_up_to_today(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """An import's closing sweep had skipped an account whose days it opened again, as
+    swept today already: its rows after the file's days were dropped and its card left
+    as of the history's last day (found in review)."""
+    engine, processor = db
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    first, later = tmp_path / "first.ndjson", tmp_path / "later.ndjson"
+    lines = [
+        _usage_line(f"{account}-{back}", (today - timedelta(days=back)).isoformat(), account)
+        for back in range(30, 9, -1)
+        for account in ("acme", "beta")
+    ]
+    first.write_bytes(b"\n".join(lines) + b"\n")
+    assert (await import_files([first], processor, sweep=True)).swept == 2
+    late = (today - timedelta(days=15, hours=2)).isoformat()
+    later.write_bytes(_usage_line("late", late, "acme") + b"\n")
+    assert (await import_files([later], processor, sweep=True)).swept == 1
+    rows = await _history_rows(engine)
+    assert {r[0]: r[1] for r in rows} == {"acme": today.date(), "beta": today.date()}
