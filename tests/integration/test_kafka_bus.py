@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -61,12 +62,7 @@ async def test_a_producer_whose_sender_stopped_for_good_is_replaced(kafka_bootst
     broker restart under load, OutOfOrderSequenceNumber) and fails every later send
     with it: ingest answered 503 until restarted by hand. The fault is put in as
     aiokafka's own sender puts it (its task ends with the error, the accumulator fails)."""
-    topic = f"fatal-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(kafka_bootstrap, [topic], partitions=1, replication=1)
-    producer = KafkaProducer(kafka_bootstrap, ack_timeout_s=30)
-    await producer.start()
-    try:
-        await producer.send_many([OutMessage(topic, b"k", b"before")])
+    async with _producer_that_sent(kafka_bootstrap, "fatal") as (producer, topic):
         inner = producer._producer
         assert inner is not None
         sender = inner._sender
@@ -85,8 +81,6 @@ async def test_a_producer_whose_sender_stopped_for_good_is_replaced(kafka_bootst
         assert await producer.reachable()
         await producer.send_many([OutMessage(topic, b"k", b"after")])
         assert producer._producer is not inner
-    finally:
-        await producer.stop()
 
 
 async def test_a_producer_whose_sends_fail_for_a_lost_sequence_is_replaced(
@@ -96,12 +90,7 @@ async def test_a_producer_whose_sends_fail_for_a_lost_sequence_is_replaced(
     producer id and sequence: every later send failed alike, and ingest answered 503 to
     everything after a broker restart until restarted by hand, its sender still running
     (found from outside). The fault is put in where aiokafka puts it: the send's future."""
-    topic = f"lost-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(kafka_bootstrap, [topic], partitions=1, replication=1)
-    producer = KafkaProducer(kafka_bootstrap, ack_timeout_s=30)
-    await producer.start()
-    try:
-        await producer.send_many([OutMessage(topic, b"k", b"before")])
+    async with _producer_that_sent(kafka_bootstrap, "lost") as (producer, topic):
         inner = producer._producer
         assert inner is not None
 
@@ -116,5 +105,19 @@ async def test_a_producer_whose_sends_fail_for_a_lost_sequence_is_replaced(
         assert not inner._sender.sender_task.done()  # running: the old test's sign missed it
         await producer.send_many([OutMessage(topic, b"k", b"after")])
         assert producer._producer is not inner
+
+
+@contextlib.asynccontextmanager
+async def _producer_that_sent(
+    bootstrap: str, prefix: str
+) -> AsyncIterator[tuple[KafkaProducer, str]]:
+    """A started producer that has sent one message to a topic of its own."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [topic], partitions=1, replication=1)
+    producer = KafkaProducer(bootstrap, ack_timeout_s=30)
+    await producer.start()
+    try:
+        await producer.send_many([OutMessage(topic, b"k", b"before")])
+        yield producer, topic
     finally:
         await producer.stop()
