@@ -189,6 +189,13 @@ def test_an_account_with_two_churn_days_stops_the_backtest_naming_both_lines(
         read_churn_csv(churn)
 
 
+def test_calibrate_help_names_the_behaviour_table() -> None:
+    """Rich took "[behaviour]" for markup and printed "declared  ratios" (found from
+    outside)."""
+    result = _cli("calibrate", "--help", env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "declared [behaviour] ratios" in result.output
+
+
 def test_keys_for_no_email_are_refused(env: dict[str, str]) -> None:
     result = _cli("keys", "create", "--role", "csm", "--csm-email", "not-an-email", env=env)
     assert result.exit_code == 2 and "is not an email" in result.output
