@@ -512,6 +512,7 @@ async def _flush(
     await still_held()
     report.before_window += await earlier.before_window((r.value or b"", s) for r, s in batch)
     calendar.note([stamp for _, stamp in batch])
+    await calendar.note_tickets([record.value or b"" for record, _ in batch])
     await calendar.remember()
     before = len(report.rejected)
     records = [record for record, _ in batch]

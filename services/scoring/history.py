@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -22,6 +22,10 @@ LOOKBACK_DAYS = (7, 30)
 # up to this many days, stands for it. A week covers a quiet weekend and holidays
 # without comparing with a month-old state.
 PAST_SLACK_DAYS = 7
+# The rule clock of a day scored after the fact (an import's days): its noon in UTC, the
+# same calendar day in every zone within ±12 hours of UTC (where nearly every account's
+# zone lies). Its band changes are dated so.
+NOON = time(12)
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,13 @@ async def rewind(
     for (day, zone), accounts in by_day.items():
         await conn.execute(delete(health_daily).where(h.account_id.in_(accounts), h.day >= day))
         midnight = datetime.combine(day, time(), zone)
+        # East of UTC+12 the day before's noon in UTC (an import's date for that day's
+        # band change) falls after the day's midnight: it is the day before's to keep.
+        eve = datetime.combine(day - timedelta(days=1), NOON, UTC)
         await conn.execute(
-            delete(band_changes).where(b.account_id.in_(accounts), b.changed_at >= midnight)
+            delete(band_changes).where(
+                b.account_id.in_(accounts), b.changed_at >= midnight, b.changed_at != eve
+            )
         )
         latest = (
             select(h.account_id, func.max(h.day).label("day"))
@@ -172,10 +181,15 @@ async def record(
     changes: list[dict[str, Any]],
     *,
     swept: bool = False,
+    rewound: bool = False,
 ) -> None:
     """Upsert each account's row for its day; add band changes (replays add nothing).
-    ``swept``: the sweep wrote these rows, and its mark stays (``_drop_outdated_sweeps``)."""
-    await _drop_outdated_sweeps(conn, daily, due_again=not swept)
+    ``swept``: the sweep wrote these rows, and its mark stays (``_drop_outdated_sweeps``).
+    ``rewound``: ``rewind`` has dropped every row from the day on (a past day scored
+    again), so there are none after it to look for (a query per chunk of an import's
+    days)."""
+    if not rewound:
+        await _drop_outdated_sweeps(conn, daily, due_again=not swept)
     await upsert(
         conn,
         health_daily,

@@ -419,7 +419,7 @@ class ScoringProcessor:
         alerts = await _alerts(conn, [fired for result in results for fired in result.fired])
         # Success plans: templates for new accounts, milestones' progress and alerts.
         alerts += await step_plans(conn, measures, results, self._plans, account_contacts, now)
-        written = await _record(conn, results, now, swept_on)
+        written = await _record(conn, results, now, swept_on, rewound=past_day)
         if swept_on is not None and len(written) < len(ids):
             await mark_swept(conn, ids - written, swept_on)
         return alerts
@@ -520,11 +520,17 @@ async def mark_swept(conn: AsyncConnection, ids: set[str], day: date) -> None:
 
 
 async def _record(
-    conn: AsyncConnection, results: list[ScoredAccount], now: Any, swept_on: date | None
+    conn: AsyncConnection,
+    results: list[ScoredAccount],
+    now: Any,
+    swept_on: date | None,
+    *,
+    rewound: bool = False,
 ) -> set[str]:
     """Write what the steps decided: health rows, daily history, band changes, rule states;
     returns the accounts whose health row was written. A sweep's mark goes into the same
-    rows: a second update of each row doubled its new versions and index entries."""
+    rows: a second update of each row doubled its new versions and index entries.
+    ``rewound``: ``history.rewind`` dropped the rows after the day already."""
     health_rows = [result.health for result in results if result.health is not None]
     if swept_on is not None:
         for row in health_rows:
@@ -543,6 +549,7 @@ async def _record(
         [result.daily for result in results if result.daily is not None],
         [result.band_change for result in results if result.band_change is not None],
         swept=swept_on is not None,
+        rewound=rewound,
     )
     await upsert(
         conn,

@@ -1424,3 +1424,48 @@ async def test_an_account_an_import_opens_again_is_brought_up_to_today(
     assert (await import_files([later], processor, sweep=True)).swept == 1
     rows = await _history_rows(engine)
     assert {r[0]: r[1] for r in rows} == {"acme": today.date(), "beta": today.date()}
+
+
+async def test_a_later_tickets_file_scores_again_the_days_its_tickets_were_open(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """A day's backlog counts each ticket from its ``created_at``, as its newest line
+    has it. A later tickets file scored its accounts again from each line's own time
+    only (a helpdesk export's line is the ticket's last update), and a ticket it moved
+    to another account left the account it left as scored, still counting it (found in
+    review). Both accounts' days are scored again from the ticket's opening."""
+    engine, processor = db
+    usage = tmp_path / "usage.ndjson"
+    usage.write_bytes(
+        b"\n".join(
+            _usage_line(f"{account}-{day}", f"2026-10-{day:02d}T10:00:00+00:00", account)
+            for day in range(1, 31)
+            for account in ("old", "new")
+        )
+        + b"\n"
+    )
+    await import_files([usage], processor, sweep=False)
+
+    def ticket(path: Path, account_id: str, at: str) -> Path:
+        line = {"kind": "ticket", "event_id": f"T1@{at}", "account_id": account_id,
+                "ticket_id": "T1", "status": "open", "created_at": "2026-10-05T09:00:00+00:00",
+                "occurred_at": at}  # fmt: skip
+        path.write_bytes(orjson.dumps(line) + b"\n")
+        return path
+
+    async def open_days(account_id: str) -> list[int]:
+        return [
+            day.day
+            for account, day, _, _, inputs in await _history_rows(engine)
+            if account == account_id and inputs["open_tickets"]
+        ]
+
+    await import_files(
+        [ticket(tmp_path / "a.ndjson", "old", "2026-10-20T09:00:00+00:00")], processor, sweep=False
+    )
+    assert await open_days("old") == list(range(5, 31))
+    assert await open_days("new") == []
+    moved = ticket(tmp_path / "b.ndjson", "new", "2026-10-25T09:00:00+00:00")
+    await import_files([moved], processor, sweep=False)
+    assert await open_days("old") == []
+    assert await open_days("new") == list(range(5, 31))
