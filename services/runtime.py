@@ -66,7 +66,14 @@ from shared.bus.outbox import MessageOutbox
 from shared.config import Settings
 from shared.jobs import Jobs
 from shared.storage.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, migrate
-from shared.web import HttpMetrics, Readiness, base_app, count_requests, ops_router
+from shared.web import (
+    HttpMetrics,
+    Readiness,
+    base_app,
+    count_requests,
+    ops_router,
+    unreachable,
+)
 from shared.worker import ConsumerMetrics, Progress, consume
 
 log = logging.getLogger(__name__)
@@ -135,15 +142,13 @@ class Runtime:
     # When readiness first found the database down (Progress's clock), until it is back.
     _down_since: float | None = field(default=None, init=False, repr=False)
 
-    async def ready(self) -> bool:
-        """The database answers and takes writes, the bus answers, and no consume loop
-        has stalled."""
-        try:
-            await database_writable(self.engine)
-        except Exception:
+    async def why_not_ready(self) -> str | None:
+        """Why this process is not ready, or None: the database answers and takes
+        writes, the bus answers, and no consume loop has stalled."""
+        if (database := await self.why_web_not_ready()) is not None:
             if self._down_since is None:
                 self._down_since = self.progress.now()
-            return False
+            return database
         if self._down_since is not None:
             # The loops could not move while the database was down, and one may still
             # be sleeping out its last backoff (up to 15 s): the outage is not their
@@ -156,8 +161,8 @@ class Runtime:
             log.warning(
                 "not ready: no progress for %ss in %s", self.settings.consumer_stall_s, stalled
             )
-            return False
-        return await self.bus.reachable()
+            return f"no progress for {self.settings.consumer_stall_s:g} s in {', '.join(stalled)}"
+        return await self.why_ingest_not_ready()
 
     async def alive(self) -> bool:
         """False when a consume loop has not even tried to move (``Progress.stuck``) for
@@ -185,22 +190,29 @@ class Runtime:
         )
         return False
 
-    async def web_ready(self) -> bool:
-        """The web service alone: the database answers. It runs no consumer, and what it
-        serves (pages, reads, alert actions) needs no broker: a readiness that asked for
-        Kafka took every web replica out of service during a broker outage."""
+    async def why_web_not_ready(self) -> str | None:
+        """The web service alone: the database answers and takes writes. It runs no
+        consumer, and what it serves (pages, reads, alert actions) needs no broker: a
+        readiness that asked for Kafka took every web replica out of service during a
+        broker outage. The reason names the part, not the error: /readyz is open."""
         try:
             await database_writable(self.engine)
-        except Exception:
-            return False
-        return True
+        except ReadOnlyDatabase:
+            return "the database takes no writes (a standby, or read-only by default)"
+        except Exception as exc:
+            if unreachable(exc):
+                return "the database does not answer"
+            return "the database refuses a write (a full disk, a schema not migrated?)"
+        return None
 
-    async def ingest_ready(self) -> bool:
+    async def why_ingest_not_ready(self) -> str | None:
         """Ingest alone: the bus answers. While the database is down it keeps accepting
         from keys verified within the hour (README, failure table), so it stays in
         service: a readiness probe that needed the database took every ingest replica
         out of service, refusing connections instead of answering (found from outside)."""
-        return await self.bus.reachable()
+        if await self.bus.reachable():
+            return None
+        return "the message bus (Kafka) does not answer"
 
 
 @contextlib.asynccontextmanager
@@ -392,7 +404,7 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) ->
 
 def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
     # With the read API (one process, the embedded default) the database is needed.
-    ready = rt.ready if with_health_api else rt.ingest_ready
+    ready = rt.why_not_ready if with_health_api else rt.why_ingest_not_ready
     app = create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=ready)
     if with_health_api:
         app.title = "healthwatch"  # every API in one place, not ingest's alone
@@ -451,7 +463,7 @@ def mount_alerts_api(app: FastAPI, rt: Runtime) -> None:
 
 def ops_app(rt: Runtime, title: str, ready: Readiness | None = None) -> FastAPI:
     app = base_app(title, KeyStore(rt.engine))
-    app.include_router(ops_router(rt.registry, ready or rt.ready, alive=rt.alive))
+    app.include_router(ops_router(rt.registry, ready or rt.why_not_ready, alive=rt.alive))
     count_requests(app, rt.http.requests)
     return app
 
@@ -481,7 +493,7 @@ def web_app(rt: Runtime) -> FastAPI:
     """What people use, in one place: the dashboard, the read API and the alerts API
     (with ops endpoints), no consumer. Scoring replicas cannot share one published port,
     so a deployment points people and notices' links (``HEALTHWATCH_PUBLIC_URL``) here."""
-    app = ops_app(rt, "healthwatch web", rt.web_ready)
+    app = ops_app(rt, "healthwatch web", rt.why_web_not_ready)
     mount_health_api(app, rt)
     mount_alerts_api(app, rt)
     mount_dashboard(

@@ -210,7 +210,10 @@ def app_engine(request: Request) -> AsyncEngine:
 
 
 EngineDep = Annotated[AsyncEngine, Depends(app_engine)]
-Readiness = Callable[[], Awaitable[bool]]
+# Why a service is not ready (a short sentence naming the part: the probe's body), or
+# None when it is.
+Readiness = Callable[[], Awaitable[str | None]]
+Liveness = Callable[[], Awaitable[bool]]
 
 
 class Alive(BaseModel):
@@ -223,9 +226,10 @@ class Alive(BaseModel):
 
 class Ready(BaseModel):
     """``ready`` false (a 503): the database or the bus does not answer, or a consumer
-    stalled."""
+    stalled; ``reason`` says which."""
 
     ready: bool
+    reason: str | None = None
 
 
 _PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
@@ -275,7 +279,7 @@ READY_WITHIN_S = 3.0
 
 
 def ops_router(
-    registry: CollectorRegistry, ready: Readiness, *, alive: Readiness | None = None
+    registry: CollectorRegistry, ready: Readiness, *, alive: Liveness | None = None
 ) -> APIRouter:
     """``/healthz`` (process alive: it answers and, with ``alive``, no consume loop is
     stuck), ``/readyz`` (dependencies reachable), ``/metrics``."""
@@ -296,10 +300,12 @@ def ops_router(
     @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
     async def readyz() -> JSONResponse:
         try:
-            ok = await asyncio.wait_for(ready(), READY_WITHIN_S)
-        except TimeoutError:
-            ok = False  # a database that hangs (a partition, a frozen host) is not ready
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+            reason = await asyncio.wait_for(ready(), READY_WITHIN_S)
+        except TimeoutError:  # a database that hangs (a partition, a frozen host)
+            reason = f"a dependency did not answer within {READY_WITHIN_S:g} s"
+        if reason is None:
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
 
     @router.get("/metrics", response_class=Response, responses=_PROMETHEUS_TEXT)
     async def metrics(_key: MetricsKey) -> Response:

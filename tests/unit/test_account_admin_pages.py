@@ -374,8 +374,8 @@ def _field(text: str, name: str) -> str:
 async def _site(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Site]:
     """The API app with the health API and the dashboard, and three keys."""
 
-    async def ready() -> bool:
-        return True
+    async def ready() -> str | None:
+        return None  # ready
 
     app = create_app(
         settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready

@@ -83,8 +83,8 @@ def _set_cookies(r: httpx.Response) -> dict[str, str]:
 
 
 async def _app(settings: Settings, engine: AsyncEngine) -> Any:
-    async def ready() -> bool:
-        return True
+    async def ready() -> str | None:
+        return None  # ready
 
     app = create_app(
         settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready

@@ -29,8 +29,8 @@ async def client(embedded_settings: Settings) -> AsyncIterator[httpx.AsyncClient
     engine = create_engine(embedded_settings.database_url)
     await migrate(engine)
 
-    async def ready() -> bool:
-        return True
+    async def ready() -> str | None:
+        return None  # ready
 
     app = create_app(
         embedded_settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready

@@ -59,8 +59,8 @@ async def api(embedded_settings: Settings) -> AsyncIterator[Api]:
         "metrics": await create_key(engine, "metrics", [Scope.metrics]),
     }
 
-    async def ready() -> bool:
-        return True
+    async def ready() -> str | None:
+        return None  # ready
 
     app = create_app(
         settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready
@@ -586,8 +586,8 @@ async def test_a_bus_that_refuses_is_a_503_said_once_in_the_log(
     key = await create_key(engine, "ingest", [Scope.ingest])
     ingest_routes._unavailable_logged[0] = float("-inf")
 
-    async def ready() -> bool:
-        return True
+    async def ready() -> str | None:
+        return None  # ready
 
     app = create_app(
         embedded_settings, engine, Refusing(engine), registry=CollectorRegistry(), ready=ready

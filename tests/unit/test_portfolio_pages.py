@@ -205,8 +205,8 @@ async def pages(
         "anna": await create_key(engine, "anna", role_scopes(Role.csm, ANNA), ANNA),
     }
 
-    async def ready() -> bool:
-        return True
+    async def ready() -> str | None:
+        return None  # ready
 
     bus = EmbeddedBus(engine)
     app = create_app(embedded_settings, engine, bus, registry=CollectorRegistry(), ready=ready)

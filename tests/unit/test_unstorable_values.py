@@ -30,8 +30,8 @@ async def on_postgres(
     engine = create_engine(database_url)
     await migrate(engine)
 
-    async def ready() -> bool:
-        return True
+    async def ready() -> str | None:
+        return None  # ready
 
     bus = EmbeddedBus(engine)
     app = create_app(settings, engine, bus, registry=CollectorRegistry(), ready=ready)

@@ -33,8 +33,9 @@ async def test_web_is_ready_without_the_broker(embedded_settings: Settings, tmp_
     await migrate(engine)
     await engine.dispose()
     async with runtime.open_runtime(settings) as rt:
-        assert await rt.web_ready()
-        assert not await rt.ready()  # the consumers' readiness still needs the broker
+        assert await rt.why_web_not_ready() is None
+        # The consumers' readiness still needs the broker.
+        assert await rt.why_not_ready() == "the message bus (Kafka) does not answer"
 
 
 async def test_a_database_outage_is_not_counted_as_a_stall_once_it_is_over(
@@ -51,16 +52,19 @@ async def test_a_database_outage_is_not_counted_as_a_stall_once_it_is_over(
         working, down = rt.engine, create_engine(f"sqlite+aiosqlite:///{tmp_path}/no/such.db")
         rt.engine = down
         now[0] = 1.0
-        assert not await rt.ready()  # the database is down: that alone says not ready
+        assert await rt.why_not_ready()  # the database is down: that alone says not ready
         now[0] = limit - 4
-        assert not await rt.ready()
+        assert await rt.why_not_ready()
         rt.engine = working
         now[0] = limit - 1
-        assert await rt.ready()  # back; the loop is still in its backoff
+        assert await rt.why_not_ready() is None  # back; the loop is still in its backoff
         now[0] = limit + 5
-        assert await rt.ready()  # not stalled: the outage (limit - 2 s) was not the loop's
+        assert (
+            await rt.why_not_ready() is None
+        )  # not stalled: the outage (limit - 2 s) was not the loop's
         now[0] = 2 * limit - 1
-        assert not await rt.ready()  # still for the limit, the outage not counted
+        # Still for the limit, the outage not counted.
+        assert await rt.why_not_ready() == f"no progress for {limit:g} s in scoring"
         await down.dispose()
 
 
@@ -100,6 +104,34 @@ async def test_a_database_that_takes_no_writes_is_not_ready(
             await runtime.database_writable(postgres)
     finally:
         await postgres.dispose()
+
+
+async def test_readiness_says_which_part_is_not_ready(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    """/readyz answered only ``{"ready": false}``: the operator looking at a failing probe
+    had to guess which dependency. It names the part (not the error: it is open)."""
+    import httpx
+
+    settings = embedded_settings.model_copy(
+        update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'web.db'}"}
+    )
+    async with runtime.open_runtime(settings) as rt:
+        transport = httpx.ASGITransport(app=runtime.web_app(rt))
+        async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+            ready = await client.get("/readyz")
+            working, rt.engine = rt.engine, create_engine(f"sqlite+aiosqlite:///{tmp_path}/no/x.db")
+            try:
+                down = await client.get("/readyz")
+            finally:
+                await rt.engine.dispose()
+                rt.engine = working
+    assert (ready.status_code, ready.json()) == (200, {"ready": True})
+    assert down.status_code == 503
+    assert down.json() == {
+        "ready": False,
+        "reason": "the database refuses a write (a full disk, a schema not migrated?)",
+    }
 
 
 async def test_the_web_service_counts_its_requests(
