@@ -270,7 +270,9 @@ async def _about(
         "summary": payload.get("summary"),
         "next_step": step if isinstance(step, str) else None,
         "changes": [str(c["text"]) for c in changes if isinstance(c, dict) and "text" in c],
-        "measures": rule_measures(fired if isinstance(fired, dict) else {}, health),
+        "measures": rule_measures(
+            fired if isinstance(fired, dict) else {}, health, payload.get("score")
+        ),
         "score": health.score if health is not None else None,
         "band": health.band if health is not None else None,
         "last_touchpoint_at": health.last_touchpoint_at if health is not None else None,
@@ -280,16 +282,35 @@ async def _about(
 
 # What a rule may read from the account's row rather than from its inputs.
 ROW_MEASURES = ("score", "band", "danger_level")
+# What a rule may read of the score against the model's edges (``rules.rule_values``),
+# stored in no row: worded here, and "now" worked out from the score's move since the
+# alert fired (they read as raw ids with no value now, found from outside).
+EDGE_LABELS = {
+    "above_green": N_("Points above the green line (below it: negative)"),
+    "above_red": N_("Points above the red line (below it: negative)"),
+    "green_from": N_("Green from"),
+    "red_below": N_("Red below"),
+}
 
 
-def rule_measures(fired: Mapping[str, Any], health: Any) -> list[dict[str, Any]]:
+def rule_measures(
+    fired: Mapping[str, Any], health: Any, fired_score: Any = None
+) -> list[dict[str, Any]]:
     """The measures the alert's rules read, as when it fired and as now: its title keeps
     the numbers of when it fired ("no touchpoint for 80 days" stood beside 89 days now,
-    found from outside). A measure the score no longer stores reads None now."""
+    found from outside). A measure the score no longer stores reads None now.
+    ``fired_score``: the score when it fired."""
     now: dict[str, Any] = dict(health.inputs or {}) if health is not None else {}
     components = (health.components or {}).get("components", []) if health is not None else []
     for name in ROW_MEASURES:
         now[name] = getattr(health, name, None)
+    score = now["score"]
+    for name in ("above_green", "above_red"):
+        then = fired.get(name)
+        if all(isinstance(v, int | float) for v in (then, score, fired_score)):
+            now[name] = then + (score - fired_score)
+    for name in ("green_from", "red_below"):
+        now[name] = fired.get(name)  # the model's edges, as when it fired
     labels = {
         str(c.get("name")): str(c["label"])
         for c in components
@@ -298,7 +319,10 @@ def rule_measures(fired: Mapping[str, Any], health: Any) -> list[dict[str, Any]]
     return [
         {
             "measure": name,
-            "label": labels.get(name) or MEASURE_LABELS.get(name) or generic_label(name),
+            "label": labels.get(name)
+            or MEASURE_LABELS.get(name)
+            or EDGE_LABELS.get(name)
+            or generic_label(name),
             "then": value,
             "now": now.get(name),
         }

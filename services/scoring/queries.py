@@ -240,7 +240,8 @@ def _portfolio_row(r: Any, today: date) -> dict[str, Any]:
         # The ARR's currency (None: the service's); totals never add two currencies.
         "currency": fields.get("currency"),
         "contract_end": end.isoformat() if end else None,
-        "days_to_renewal": (end - today).days if end else None,
+        # None for a former customer: its contract is no renewal to come ("-218 d").
+        "days_to_renewal": (end - today).days if end and not churned else None,
         # The ARR weighted by its risk ((100 − score) / 100): where attention pays most,
         # in money never more than the ARR (× (100 − score) read as a loss 60 times a
         # ¥60,000 account's value).
@@ -251,6 +252,11 @@ def _portfolio_row(r: Any, today: date) -> dict[str, Any]:
 def _matches(row: dict[str, Any], filters: Filters) -> bool:
     """The filters kept in the facts document, which SQL does not see."""
     if filters.lifecycle_stage and row["lifecycle_stage"] != filters.lifecycle_stage:
+        return False
+    churned = row["lifecycle_stage"] == "churned"
+    if filters.band and churned and filters.lifecycle_stage != "churned":
+        # A churned account is no customer: its band counts in no total, and "red"
+        # listed former customers beside the two red ones counted (found from outside).
         return False
     to_renewal = row["days_to_renewal"]
     return filters.renewal_within_days is None or (

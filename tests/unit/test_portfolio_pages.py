@@ -349,15 +349,19 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
     carl = await pages.get("/ui/", csm=CARL, sort="name", dir="asc")
     assert _rows(carl) == [f"acct-{i:02d}" for i in range(N_ANNA, N_ANNA + N_CARL)]
     red = _rows(await pages.get("/ui/", band="red", tier="strategic"))
-    expected = [i for i in range(30) if _health(i)["band"] == "red" and i % 3 == 0]
+    # A former customer is no customer: "red" listed churned accounts beside the red
+    # ones its totals counted, with a renewal days ago (found from outside).
+    expected = [i for i in range(30) if _health(i)["band"] == "red" and i % 3 == 0 and i != 3]
     assert sorted(red) == [f"acct-{i:02d}" for i in expected]
+    gone = _rows(await pages.get("/ui/", band="red", lifecycle_stage="churned"))
+    assert sorted(gone) == ["acct-03", "acct-25"]
     # Churned accounts have no risk × value to order by (lost already): both listed.
     assert sorted(_rows(await pages.get("/ui/", lifecycle_stage="churned"))) == [
         "acct-03",
         "acct-25",
     ]
     soon = _rows(await pages.get("/ui/", renewal_within_days="30", sort="renewal", dir="asc"))
-    assert soon == ["acct-00", "acct-01", "acct-02", "acct-03"]
+    assert soon == ["acct-00", "acct-01", "acct-02"]  # acct-03 churned: no renewal to come
     by_arr = _rows(await pages.get("/ui/", sort="arr", dir="desc"))
     assert by_arr[:2] == ["acct-29", "acct-28"]
     # Change over 7 days: acct-05 rose 20, every other account fell 10.
@@ -1247,7 +1251,10 @@ async def test_an_alert_page_shows_what_its_rule_read_then_and_now(pages: Pages)
     """Its title keeps the numbers of when it fired ("no touchpoint for 80 days" beside
     89 days now, found from outside): the page shows each measure then and now."""
     alert_id = "acct-02:low_activity:1"
-    fired = {"details": {"values": {"days_since_touchpoint": 80, "band": "yellow"}}}
+    fired = {
+        "score": 58,
+        "details": {"values": {"days_since_touchpoint": 80, "band": "yellow", "above_green": -12}},
+    }
     async with pages.engine.begin() as conn:
         await conn.execute(
             update(alerts).where(alerts.c.alert_id == alert_id).values(payload=fired)
@@ -1264,6 +1271,14 @@ async def test_an_alert_page_shows_what_its_rule_read_then_and_now(pages: Pages)
     assert re.findall(r'<td class="num">([^<]*)</td>', touch) == ["80", "89"]
     band = table.split('data-measure="band"', 1)[1].split("</tr>", 1)[0]
     assert re.findall(r'<td class="num">([^<]*)</td>', band) == ["yellow", "green"]  # 74 now
+    # The score against green's line, in words, and now from the score's move (58 → 74):
+    # it read as "above green", with nothing now (found from outside).
+    edge = table.split('data-measure="above_green"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", edge) == [
+        "Points above the green line (below it: negative)",
+        "-12",
+        "4",
+    ]
     pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
     chinese = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
     assert "规则读取的指标" in chinese and "触发时" in chinese
@@ -1271,6 +1286,7 @@ async def test_an_alert_page_shows_what_its_rule_read_then_and_now(pages: Pages)
     table = chinese.split('id="alert-measures"', 1)[1].split("</table>", 1)[0]
     band = table.split('data-measure="band"', 1)[1].split("</tr>", 1)[0]
     assert re.findall(r"<td[^>]*>([^<]*)</td>", band) == ["健康度", "黄色", "绿色"]
+    assert "高于绿色线的分数（低于为负数）" in table
 
 
 async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:
