@@ -1114,6 +1114,22 @@ async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> 
     for shown in ('value="集成上线"', 'value="集成数量"', 'value="3"', f'value="{due}"'):
         assert shown in form, shown
     assert '<option value="<=" selected>' in form
+    # A share's target of 60 (60%) had been stored as 6,000% and read "on track" for
+    # good (found from outside): refused, saying to give 0.6.
+    r = await pages.post(
+        "/ui/plans/milestones",
+        page,
+        account_id="acct-01",
+        title="Activation",
+        measure="activation_rate",
+        op=">=",
+        target="60",
+        due_on=due,
+        next=path,
+    )
+    assert "plan_error=share_target" in r.headers["location"]
+    again = await pages.get(r.headers["location"].split("#")[0])
+    assert "runs from 0 to 1: give 60% as 0.6." in again
 
 
 def test_a_page_links_back_to_an_id_holding_a_percent_sign() -> None:
@@ -1286,7 +1302,7 @@ async def test_an_alert_page_shows_what_its_rule_read_then_and_now(pages: Pages)
     table = chinese.split('id="alert-measures"', 1)[1].split("</table>", 1)[0]
     band = table.split('data-measure="band"', 1)[1].split("</tr>", 1)[0]
     assert re.findall(r"<td[^>]*>([^<]*)</td>", band) == ["健康度", "黄色", "绿色"]
-    assert "高于绿色线的分数（低于为负数）" in table
+    assert "健康分高出绿色线多少（低于为负数）" in table
 
 
 async def test_remaking_a_plan_needs_its_confirmation(pages: Pages) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.inputs import measure_names
+from services.scoring.model.labels import is_share
 from services.scoring.model.store import ModelStore
 from services.scoring.plans import store
 from services.scoring.plans.hook import plan_values
@@ -276,9 +277,22 @@ class MilestoneSpec:
             check_target(self.measure, self.target)
         except ValueError as exc:
             raise ClientError(422, "invalid_milestone", str(exc)) from None
+        check_share_target(self.measure, self.target)
         if self.op not in (">=", "<="):
             raise ClientError(422, "invalid_milestone", "op is '>=' or '<='.")
         return self
+
+
+def check_share_target(measure: str | None, target: float | None) -> None:
+    """A share (``is_share``) reaches 0 to 1: a target of 60 for 60% had been taken as
+    6,000%, and its milestone read "on track" for good (found from outside)."""
+    if measure and target is not None and is_share(measure) and not 0 <= target <= 1:
+        raise ClientError(
+            422,
+            "share_target",
+            "{measure!r} is a share, from 0 to 1: give 60% as 0.6, not {target:g}.",
+            values={"measure": measure, "target": target},
+        )
 
 
 async def _own_plan(
