@@ -33,7 +33,7 @@ from services.scoring.queries import visible_account
 from shared.auth import Scope
 from shared.bus.base import BusUnavailable, OutMessage, Producer
 from shared.clock import utcnow
-from shared.contracts.events import ContactRole, Touchpoint, TouchpointKind
+from shared.contracts.events import EARLIEST_TIME, ContactRole, Touchpoint, TouchpointKind
 from shared.contracts.wire import encode_event
 from shared.storage.tables import account_notes, touchpoint_log
 from shared.web import ClientError
@@ -113,14 +113,15 @@ async def _log_page(
 
 def parse_when(raw: str, zone: tzinfo, now: datetime, skew: timedelta) -> datetime | None:
     """A ``datetime-local`` value in the viewer's zone (empty: now); None when it is
-    malformed or later than now plus the allowed clock skew."""
+    malformed, later than now plus the allowed clock skew, or before 2000 (which the
+    event's contract refuses: the form had blamed the contact's name and the notes)."""
     if not raw.strip():
         return now
     try:
         at = datetime.fromisoformat(raw.strip()).replace(tzinfo=zone)
     except ValueError:
         return None
-    return at if at <= now + skew else None
+    return at if EARLIEST_TIME <= at <= now + skew else None
 
 
 def touchpoint(

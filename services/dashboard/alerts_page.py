@@ -104,6 +104,7 @@ NOTICES = {
     "silence": "Rule silenced on this account: its alerts there stay snoozed until the day "
     "shown, told to nobody.",
     "unsilence": ROUTE_NOTICES["unsilence"],
+    "case_invalid": ROUTE_NOTICES["case_invalid"],
 }
 
 

@@ -165,11 +165,12 @@ async def open_case(request: Request) -> Response:
     async with context(request).engine.begin() as conn:
         new = await _new_case(conn, form, who)
         if new is None:
-            return RedirectResponse(_with_notice(_back(form), "gone"), status_code=303)
+            gone = "gone" if form.get("alert_id") else "account_gone"
+            return RedirectResponse(_with_notice(_back(form), gone), status_code=303)
         try:
             case_id, opened = await actions.open_case(conn, new, context(request).settings, now)
         except actions.CaseError:
-            return RedirectResponse(_with_notice(_back(form), "invalid"), status_code=303)
+            return RedirectResponse(_with_notice(_back(form), "case_invalid"), status_code=303)
     target = f"/ui/cases/{case_id}"
     return RedirectResponse(_with_notice(target, "opened" if opened else "found"), 303)
 

@@ -114,6 +114,13 @@ NOTICES = {
     "reassigned": N_("Reassigned: the accounts move to the new CSM within moments."),
     # After ending a rule's silence on an account's page (alerts_page.py).
     "unsilence": N_("Silence ended: its alerts still firing are told again."),
+    # After a case form refused on an alert's or an account's page (cases_page.py): the
+    # account's page had said nothing, the alert's "needs a comment or a snooze time".
+    "case_invalid": N_(
+        "The case was not opened: give it a summary (one line, up to 500 characters) and "
+        "a danger level."
+    ),
+    "account_gone": N_("That account is not visible to you: nothing was changed."),
 }
 
 
