@@ -36,7 +36,7 @@ from services.dashboard.auth import NotFound, Viewer, checked_form, context, saf
 from services.dashboard.home import Page, csm_emails, text_param
 from services.dashboard.routes import NOTICES as ROUTE_NOTICES
 from services.dashboard.routes import _with_notice, language, page
-from services.scoring.queries import account_health_row, generic_label
+from services.scoring.queries import account_health_row, generic_label, recovered_since
 from shared.auth import Scope
 from shared.clock import utcnow
 from shared.contracts.alerts import SEVERITY_ORDER
@@ -242,6 +242,9 @@ async def alert_view(request: Request, alert_id: str) -> Response:
         activity = await _activity(conn, alert_id)
         about = await _about(conn, who, alert_id, rows[0]["account_id"])
         about["silence"] = await active_silence(conn, rows[0]["account_id"], rows[0]["rule"], now)
+        if rows[0]["status"] != "resolved":
+            rules = about["rules"] or [rows[0]["rule"]]
+            about["recovered"] = await _recovered(request, conn, rows[0], rules)
     values = {
         "a": rows[0],
         "about": about,
@@ -267,7 +270,10 @@ async def _about(
     changes = details.get("changes") or []
     step = details.get("next_step")
     fired = details.get("values")
+    symptoms = details.get("symptoms") or []
     return {
+        # The rules whose state the alert stands for: its family's symptoms, or its own.
+        "rules": [str(x["rule"]) for x in symptoms if isinstance(x, dict) and "rule" in x],
         "summary": payload.get("summary"),
         "next_step": step if isinstance(step, str) else None,
         "changes": [str(c["text"]) for c in changes if isinstance(c, dict) and "text" in c],
@@ -279,6 +285,19 @@ async def _about(
         "last_touchpoint_at": health.last_touchpoint_at if health is not None else None,
         "case": await open_case_of(conn, account_id, who.key),
     }
+
+
+async def _recovered(
+    request: Request, conn: AsyncConnection, alert: Mapping[str, Any], rules: list[str]
+) -> dict[str, datetime] | None:
+    """When the alert's rules recovered and when it ends if they stay so (after the
+    longest of their cooldowns); None while one still holds."""
+    since = await recovered_since(conn, alert["account_id"], rules)
+    if since is None:
+        return None
+    alerting, _ = await alerting_of(request).current(conn)
+    cooldowns = [rule.cooldown for rule in alerting.rules if rule.id in rules]
+    return {"since": since, "ends": since + max(cooldowns, default=timedelta(0))}
 
 
 # What a rule may read from the account's row rather than from its inputs.

@@ -61,6 +61,7 @@ from shared.storage.tables import (
     alerts,
     band_changes,
     health_daily,
+    rule_state,
     tickets,
     touchpoint_log,
 )
@@ -527,3 +528,21 @@ def score_pulls(
     inputs, scored with the model's ``profile``), by how many points each, under
     ``model`` (``model/attribution.py``)."""
     return pulls(model, profile_named(model, profile), before, after)
+
+
+async def recovered_since(
+    conn: AsyncConnection, account_id: str, rules: Iterable[str]
+) -> datetime | None:
+    """When the last of ``rules`` (an alert's symptoms) recovered on the account, the
+    alert staying open for its cooldown (``rules.step``'s ``cleared_at``); None while
+    one of them still holds, or none fires. An alert on a green account read as wrong
+    for a day with nothing saying it was ending (found from outside)."""
+    r = rule_state.c
+    rows = await conn.execute(
+        select(r.status, r.cleared_at).where(r.account_id == account_id, r.rule.in_(list(rules)))
+    )
+    firing = [row for row in rows if row.status == "firing"]
+    if not firing or any(row.cleared_at is None for row in firing):
+        return None
+    latest: datetime = max(row.cleared_at for row in firing)
+    return latest

@@ -60,6 +60,7 @@ from shared.storage.tables import (
     alerts,
     bus_log,
     health_daily,
+    rule_state,
     tasks,
     tickets,
 )
@@ -1318,6 +1319,26 @@ async def test_an_alert_page_shows_what_its_rule_read_then_and_now(pages: Pages)
     table = chinese.split('id="alert-measures"', 1)[1].split("</table>", 1)[0]
     band = table.split('data-measure="band"', 1)[1].split("</tr>", 1)[0]
     assert re.findall(r"<td[^>]*>([^<]*)</td>", band) == ["健康度", "黄色", "绿色"]
+    # Recovered, open for its cooldown: said so, with when it ends (an alert on a green
+    # account read as wrong for a day with nothing saying it was ending).
+    assert 'id="alert-recovered"' not in chinese
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            insert(rule_state).values(
+                account_id="acct-02",
+                rule="low_activity",
+                status="firing",
+                since=NOW,
+                cleared_at=NOW - timedelta(hours=2),
+                fire_count=1,
+                revision=0,
+                changed_at=NOW,
+            )
+        )
+    pages.client.cookies.set("hw_lang", "en", path="/ui")
+    ending = await pages.get(f"/ui/alerts/{urllib.parse.quote(alert_id)}")
+    recovered = ending.split('id="alert-recovered">', 1)[1].split("</dd>", 1)[0]
+    assert recovered.startswith("recovered ") and "if it stays so" in recovered
     assert "健康分高出绿色线多少（低于为负数）" in table
 
 
