@@ -23,8 +23,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # slack_sdk logs the webhook URL when it retries. Their warnings still show.
 QUIET_LOGGERS = ("aiokafka", "httpx", "httpcore", "slack_sdk", "aiohttp", "aiosmtplib")
 # APScheduler logs every run of every job at INFO (the accounts gauge each minute): noise
-# that buries the health changes and alerts; a failed job is still an error.
-CHATTY_LOGGERS = ("apscheduler",)
+# that buries the health changes and alerts; a failed job is still an error. Matplotlib
+# and fontTools log each report's chart fonts and subsetting at INFO, WeasyPrint each
+# step of a PDF.
+CHATTY_LOGGERS = ("apscheduler", "matplotlib", "fontTools", "weasyprint")
 
 
 def service_logging(settings: Settings) -> None:

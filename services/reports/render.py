@@ -8,7 +8,9 @@ with Chinese glyphs is needed to draw them.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -170,7 +172,16 @@ def _svg(fig: object) -> str:
     fig.savefig(buffer, format="svg", bbox_inches="tight")  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    svg = text[text.index("<svg") :]
+    # Each chart's ids its own: matplotlib numbers them per figure ("axes_1", its glyphs
+    # by font), so a report's charts repeated them in one document, and WeasyPrint
+    # logged "Anchor defined twice" 82 times for one PDF (found from outside).
+    prefix = "c" + hashlib.blake2s(svg.encode(), digest_size=4).hexdigest() + "-"
+    return _SVG_REF.sub(lambda m: m.group(1) + prefix, svg)
+
+
+# Where an SVG names its ids: defines one, refers to one by url() or by href.
+_SVG_REF = re.compile(r'(\bid="|url\(#|href="#)')
 
 
 def _weekly_svg(r: Report, f: Fmt) -> str:

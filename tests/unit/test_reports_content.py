@@ -256,6 +256,12 @@ def test_print_layout_keeps_headings_with_their_charts() -> None:
         assert section.index("<svg") < section.index("</section>")
     assert "break-inside: avoid" in page
     assert page.count("<svg") == 2
+    # Ids unique in the document, each reference to one of them (WeasyPrint logged
+    # "Anchor defined twice" 82 times for one PDF: the charts repeated matplotlib's).
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)) and ids
+    refs = re.findall(r'(?:url\(#|href="#)([^)"]+)', page)
+    assert refs and set(refs) <= set(ids)
 
 
 def test_pdf_is_asked_for_by_format_or_accept() -> None:
@@ -301,3 +307,21 @@ def test_a_single_user_account_reads_right_without_seats() -> None:
     assert "Dashed line" not in shown and "Bars: people who used the product each week." in shown
     seated = text_of(render.render_html(report(kind="usage"), Fmt()))
     assert "Dashed line: seats purchased." in seated
+
+
+def test_a_pdf_layout_logs_no_warning_of_its_own_charts(caplog: pytest.LogCaptureFixture) -> None:
+    """One QBR PDF wrote 82 "Anchor defined twice" warnings (the charts repeated
+    matplotlib's ids) and 203 lines on the charts' SVG styles to the log (found from
+    outside)."""
+    pytest.importorskip("weasyprint")
+    from services.reports.pdf import render_pdf
+
+    with caplog.at_level("INFO"):
+        pdf = render_pdf(render.render_html(report(), Fmt("en")))
+    assert pdf.startswith(b"%PDF")
+    noisy = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("weasyprint") and r.levelname != "INFO"  # its progress: quiet
+    ]
+    assert noisy == []
