@@ -15,8 +15,8 @@ class AlertsMetrics:
         )
         self.deliveries = Counter(
             "healthwatch_alert_deliveries_total",
-            "Delivery attempts by rule, channel and outcome (delivered, retry, dead, skipped, "
-            "unroutable)",
+            "Delivery attempts by rule, channel and outcome (delivered, unconfirmed, retry, dead, "
+            "skipped, unroutable)",
             ["rule", "channel", "outcome"],
             registry=registry,
         )

@@ -577,6 +577,9 @@ class OutboxSender:
         )
 
     async def _failed(self, row: Any, rule: str, exc: DeliveryError) -> None:
+        if exc.unsure and exc.unkeyed and row.doubtful_lease is not None:
+            await self._unconfirmed(row, rule, exc)
+            return
         s = self._settings
         attempts = row.attempts + 1
         queued = row.created_at or self._clock()  # a row queued before the column: now
@@ -615,6 +618,30 @@ class OutboxSender:
             row.channel,
             attempts,
             "giving up" if dead else f"retry in {delay:.1f}s",
+            _loggable(exc),
+        )
+
+    async def _unconfirmed(self, row: Any, rule: str, exc: DeliveryError) -> None:
+        """An attempt in doubt for the second time, to a receiver where a copy can be
+        neither looked for nor folded (Slack's incoming webhook): taken as out, not sent
+        a third time. Each retry of a notice Slack was slow to answer had posted it
+        again (found from outside): at most one copy, as after a crash."""
+        now = self._clock()
+        await self._set(
+            [row],
+            status="delivered",
+            attempts=deliveries.c.attempts + 1,
+            delivered_at=now,
+            claimed_until=None,
+            doubtful_lease=None,
+            last_error=("not confirmed: sent twice without an answer; " + _loggable(exc))[:2000],
+        )
+        self._metrics.deliveries.labels(rule, row.channel, "unconfirmed").inc()
+        log.warning(
+            "alert %s by %s: sent twice without an answer (%s); taken as delivered, not "
+            "sent again (the receiver cannot be asked, nor fold a copy)",
+            one_line(row.alert_id),
+            row.channel,
             _loggable(exc),
         )
 

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, case, cast, exists, literal, or_, select, update
+from sqlalchemy import String, and_, case, cast, exists, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.alerts import routing
 from services.alerts.cases.timers import CaseTimers
 from services.alerts.channels.text import one_line
+from services.alerts.channels.webhook import WebhookChannel
 from services.alerts.lifecycle import first_notice, release, stored_alert, with_current_owners
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
@@ -277,11 +278,23 @@ class AlertTimers:
         """Firing past its severity's deadline and nobody acknowledged: the lead hears.
         The deadline counts from when its people were told, and again from when a snooze
         or silence ran out (``woken_at``): the lead was paged in the second the CSM was
-        reminded (found from outside)."""
+        reminded (found from outside). Told means delivered: while its first notice
+        waits (a channel down, retrying), it is not escalated, and its deadline counts
+        from when that notice went (the lead had heard of it before its owner, found
+        from outside). A first notice given up on (``dead``) waits for nothing, nor does
+        one to the generic webhook (a system, not its people)."""
+        d = deliveries.c
+        first = and_(
+            d.alert_id == alerts.c.alert_id,
+            d.notification == NoticeKind.fire.value,
+            d.channel != WebhookChannel.name,
+        )
         queued = 0
         for severity, after in alerting.notify.escalate_after.items():
+            told_lately = or_(d.status == "pending", d.delivered_at > now - after)
             rows = await conn.execute(
                 select(alerts).where(
+                    ~exists().where(first, told_lately),
                     alerts.c.status == "firing",
                     alerts.c.severity == severity.value,
                     alerts.c.escalated_at.is_(None),

@@ -53,6 +53,7 @@ class World:
             records.append(Record("alerts", 0, self.offset, b"k", encode_event(e)))
             self.offset += 1
         await self.intake.handle(records)
+        await _deliver_queued(self.engine, self.clock)
 
     async def notices(self) -> list[tuple[str, str, str]]:
         async with self.engine.connect() as conn:
@@ -66,6 +67,17 @@ class World:
     async def alert(self, alert_id: str) -> object:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(alerts).where(alerts.c.alert_id == alert_id))).one()
+
+
+async def _deliver_queued(engine: AsyncEngine, clock: MovingClock) -> None:
+    """No sender runs here: each notice counts as delivered the moment it is queued
+    (an alert is escalated only once its first notice went out)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.status == "pending")
+            .values(status="delivered", delivered_at=clock.now)
+        )
 
 
 @pytest.fixture
@@ -95,6 +107,14 @@ email = "lead@example.com"
     channels = [SlackChannel(settings), EmailChannel(settings)]
     clock = MovingClock(T0)
     parts = alerts_parts(engine, settings, channels, store, clock=clock)
+    run_once = parts.timers.run_once
+
+    async def run_once_delivered() -> Any:
+        ran = await run_once()
+        await _deliver_queued(engine, clock)
+        return ran
+
+    parts.timers.run_once = run_once_delivered  # type: ignore[method-assign]
     yield World(engine, parts.intake, parts.timers, clock, store)
     await engine.dispose()
 
@@ -217,6 +237,27 @@ async def test_an_alert_first_told_late_has_its_whole_escalation_deadline(world:
     await world.timers.run_once()
     escalated = [a for a, n, _ in await world.notices() if n == "escalate"]
     assert escalated == ["acme:low_activity:1", "acme:nps_detractor:1"]
+
+
+async def test_an_alert_is_escalated_a_deadline_after_its_first_notice_went_out(
+    world: World,
+) -> None:
+    """Slack and email down for two hours: the lead was escalated to while the owner's
+    first notices still waited, and heard of it first (found from outside). The deadline
+    counts from when the first notice went out."""
+    await world.receive(alert("low_activity", Severity.critical))
+    async with world.engine.begin() as conn:  # the channels are down: still to go
+        await conn.execute(update(deliveries).values(status="pending", delivered_at=None))
+    world.clock.now += timedelta(hours=2)
+    await world.timers.run_once()  # then they are back: delivered now (``_deliver_queued``)
+    escalated = [a for a, n, _ in await world.notices() if n == "escalate"]
+    assert escalated == []
+    world.clock.now += timedelta(minutes=59)
+    await world.timers.run_once()
+    assert [n for _, n, _ in await world.notices() if n == "escalate"] == []
+    world.clock.now += timedelta(minutes=2)
+    await world.timers.run_once()
+    assert [n for _, n, _ in await world.notices() if n == "escalate"] == ["escalate"]
 
 
 async def test_an_alert_whose_snooze_ends_has_its_whole_escalation_deadline(

@@ -537,3 +537,30 @@ async def test_a_notice_failing_again_and_again_stops_holding_up_the_ones_behind
             )
         ).scalar_one()
     assert again == "pending"
+
+
+async def test_a_slack_webhook_that_does_not_answer_posts_a_notice_twice_at_most(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Slack's incoming webhook can be neither asked what it posted nor given a key to
+    fold copies by: each retry of a notice it was slow to answer posted it again (six
+    copies, found from outside). Unanswered twice, it is taken as out; a webhook that
+    refuses the connection is retried as before (nothing reached it)."""
+    slack = Channel("slack", pace="webhook")
+
+    async def no_answer(_: str) -> None:
+        raise DeliveryError("Slack webhook unreachable: TimeoutError()", unsure=True, unkeyed=True)
+
+    slack.after_send = no_answer
+    await _queue(engine, "slack", "webhook", 1, T0)
+    clock = MovingClock(T0)
+    sender = _sender(engine, embedded_settings, [slack], clock)
+    for _ in range(4):
+        await sender.send_due()
+        clock.now += timedelta(hours=1)  # past any backoff
+    assert slack.sent == ["webhook", "webhook"]
+    async with engine.connect() as conn:
+        status, error = (
+            await conn.execute(select(deliveries.c.status, deliveries.c.last_error))
+        ).one()
+    assert status == "delivered" and error.startswith("not confirmed: sent twice")

@@ -25,7 +25,9 @@ class DeliveryError(Exception):
     """``content``: the message itself was refused (Slack's invalid_blocks), not the
     destination or the connection: in a group, one notice's fault. ``unsure``: the
     request may have reached the receiver (a timeout, a dropped connection, a gateway's
-    5xx): the message may be out although the send failed."""
+    5xx): the message may be out although the send failed. ``unkeyed``: a copy of it
+    could be neither looked for nor folded by the receiver (Slack's incoming webhook
+    has no key): an unsure attempt is made once more, and then taken as out."""
 
     def __init__(
         self,
@@ -35,12 +37,14 @@ class DeliveryError(Exception):
         permanent: bool = False,
         content: bool = False,
         unsure: bool = False,
+        unkeyed: bool = False,
     ):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.permanent = permanent
         self.content = content
         self.unsure = unsure
+        self.unkeyed = unkeyed
 
 
 class Channel(Protocol):

@@ -235,8 +235,15 @@ class SlackChannel:
                 blocks=message_blocks(notice, public, mention, interactive=False, lang=lang),
             )
         except Exception as exc:
-            # The client's words may quote the URL (its path is the credential).
-            raise DeliveryError(f"Slack webhook unreachable: {redact_urls(repr(exc))}") from exc
+            # The client's words may quote the URL (its path is the credential). Not
+            # connected: nothing reached Slack. A timeout or a dropped connection may
+            # have come after Slack posted it, and each retry posted it again (six
+            # copies of one notice while Slack was slow, found from outside).
+            raise DeliveryError(
+                f"Slack webhook unreachable: {redact_urls(repr(exc))}",
+                unsure=not isinstance(exc, aiohttp.ClientConnectorError),
+                unkeyed=True,
+            ) from exc
         if response.status_code != 200:
             headers = {k.lower(): v for k, v in (response.headers or {}).items()}
             retry = headers.get("retry-after")
