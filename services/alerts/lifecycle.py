@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, case, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts import routing
@@ -31,7 +31,7 @@ from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.events import Owner
 from shared.contracts.notices import NoticeKind
-from shared.storage.tables import accounts, alert_activity, alerts
+from shared.storage.tables import accounts, alert_activity, alerts, deliveries
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ class AlertLifecycle:
         ).first()
         if row is not None and alert.revision <= row.revision:
             self._metrics.received.labels(alert.rule, "duplicate").inc()
+            return None
+        if row is None and alert.imported and alert.status == "resolved":
+            # An import's alert that began and ended in the past: no news, nothing to
+            # list; it closes only an alert opened before (``backfill.open_alerts``).
             return None
         self._metrics.received.labels(alert.rule, alert.status).inc()
         addressed = await with_current_owners(conn, alert)
@@ -163,6 +167,10 @@ class AlertLifecycle:
             update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
         )
         heard = row.last_notified_at is not None
+        if heard and (row.payload or {}).get("imported"):
+            # Opened by an import without a notice: heard of once something went out (a
+            # reminder, an update), else its end is no news either.
+            heard = await _told(conn, alert.alert_id)
         if alert.status == "resolved":
             # Whoever heard of it hears of its end, muted since or not (README).
             if alerting.notify.send_resolved and heard and not closed:
@@ -299,6 +307,12 @@ async def release(
         people = routing.recipients(alert, alerting.routing, settings)
         told += await first_notice(conn, outbox, alert, people, alerting, now)
     return told
+
+
+async def _told(conn: AsyncConnection, alert_id: str) -> bool:
+    """Whether any notice of the alert was queued for someone."""
+    d = deliveries.c
+    return bool(await conn.scalar(select(exists().where(d.alert_id == alert_id))))
 
 
 async def first_notice(

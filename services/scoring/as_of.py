@@ -240,10 +240,15 @@ def _commercial_then(fields: dict[str, Any], payment_failed_at: datetime | None)
 
 def open_at(ticket: Any, end: datetime) -> bool:
     """Open at ``end``: created by then and not yet solved. A ticket closed without a
-    solved time closed at its last update (the newest event about it)."""
+    solved time closed at its last update (the newest event about it). One open again
+    after it was solved (open, with a solved time before its last update) is open from
+    that update on: read as closed from its solving, it counted on no past day while
+    today's backlog held it (found from outside)."""
     if ticket.created_at > end:
         return False
     closed = ticket.solved_at
+    if ticket.status in OPEN_STATUSES and closed is not None and closed <= ticket.occurred_at:
+        return end < closed or end >= ticket.occurred_at
     if closed is None and ticket.status not in OPEN_STATUSES:
         closed = ticket.occurred_at
     return closed is None or closed > end

@@ -39,7 +39,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from services.scoring.import_files import ReadBefore, check_files
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.import_overlap import EarlierImports
 from services.scoring.processor import ScoringProcessor, batch_span
+from services.scoring.state import late_grace_days
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
 from shared.bus.offsets import offset_loader
@@ -101,6 +102,9 @@ class ImportReport:
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # file, line, reason
     alerts_not_sent: int = 0
     swept: int = 0
+    # The history's last day (in the service's zone): a sweep scores the days after it,
+    # up to today, as quiet.
+    last_day: date | None = None
     # Score history rows written for the days of the history (a day scored again, for a
     # later file's events on it, counts again).
     days_scored: int = 0
@@ -291,7 +295,9 @@ async def _read(
     ``rejected``: each file's records rejected before; ``retry``: those read again."""
     calendar = await ImportCalendar.load(processor, _Sink(report), still_held)
     calendar.start_file()
-    earlier = EarlierImports(processor.engine)
+    settings = processor.settings
+    grace = late_grace_days(settings.late_grace_days, settings.window_days)
+    earlier = EarlierImports(processor.engine, late=timedelta(days=grace))
     span = batch_span(processor.settings)
     stored = await offset_loader(processor.engine, processor.group_id)(
         [(topic, 0) for topic in sources]
@@ -347,6 +353,7 @@ async def _read(
     await flush()
     if report.stopped is None:
         report.days_scored += await calendar.close_all()
+        report.last_day = calendar.newest
         await _forget_unread_rejects(processor.engine, sources.values())
 
 
@@ -476,21 +483,22 @@ async def _forget(conn: AsyncConnection, topic: str, numbers: Iterable[int]) -> 
 
 
 async def open_alerts(processor: ScoringProcessor, bus: Producer) -> int:
-    """Publish the alerts the import holds that are still firing at its end, marked
-    imported (the alerts service opens them without notices), and let go of all it
-    holds; returns how many were published. Published before the rows are deleted (and
-    outside a transaction: the embedded bus writes the same SQLite file): a failure
-    leaves them for the next import, and the alerts service takes an alert's message
-    once (alert id and revision)."""
+    """Publish the alerts the import holds, marked imported: those still firing at its
+    end (the alerts service opens them without notices) and those that ended (it closes
+    the ones an earlier import or the stream opened, and stores no other); let go of
+    all it holds; returns how many are firing. An ended alert had been dropped: a later
+    import that found an account churned, or better, left the alert the first import
+    opened open for good (found from outside). Published before the rows are deleted
+    (and outside a transaction: the embedded bus writes the same SQLite file): a
+    failure leaves them for the next import, and the alerts service takes an alert's
+    message once (alert id and revision)."""
     table = import_alerts.c
     async with processor.engine.connect() as conn:
         rows = (await conn.execute(select(table.alert_id, table.value))).all()
-    held = [decode_alert(value) for _, value in sorted(rows)]
-    still = [
-        alert.model_copy(update={"imported": True}) for alert in held if alert.status == "firing"
-    ]
-    if still:
-        await bus.send_many(processor.alert_messages(still))
+    held = [decode_alert(value).model_copy(update={"imported": True}) for _, value in sorted(rows)]
+    if held:
+        await bus.send_many(processor.alert_messages(held))
+    still = [alert for alert in held if alert.status == "firing"]
     async with processor.engine.begin() as conn:
         await conn.execute(delete(import_alerts).where(table.alert_id.in_([a for a, _ in rows])))
     return len(still)

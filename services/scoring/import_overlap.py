@@ -31,8 +31,13 @@ WINDOW = timedelta(hours=DEDUP_HOURS)
 class EarlierImports:
     """Each account's newest event before this import began, read once per account."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, late: timedelta | None = None):
+        """``late``: how far before its account's newest event a usage event is too
+        late to count at all (the late grace): reported as such, not here too (the
+        summary said the same 39,609 events were counted twice and not counted, found
+        from outside)."""
         self._engine = engine
+        self._late = late
         self._newest: dict[str, datetime | None] = {}
 
     async def before_window(
@@ -65,6 +70,7 @@ class EarlierImports:
             for line, (moment, account) in known
             if (newest := self._newest[account]) is not None
             and moment < newest - WINDOW
+            and (self._late is None or moment >= newest - self._late)
             and _kind(line) == "usage"
         )
 

@@ -98,7 +98,7 @@ async def apply_events(
     await _apply_facts(conn, [e for e in events if isinstance(e, AccountFacts)], now)
     zones = await account_zones(conn, applied.accounts, tz)
     used = [e for e in events if isinstance(e, UsageEvent)]
-    grace = min(grace_days or window_days, window_days)
+    grace = late_grace_days(grace_days, window_days)
     applied.late_events = _apply_usage(states, used, mine, grace, zones)
     # A ticket re-filed under another account changes the old account's backlog too.
     applied.accounts |= await _apply_tickets(
@@ -113,6 +113,12 @@ async def apply_events(
         if usage is None:
             await usage_store.save(conn, states, now)
     return applied
+
+
+def late_grace_days(grace_days: int | None, window_days: int) -> int:
+    """How many days before its account's newest usage a usage event still counts (the
+    late grace, at most the window: an older day is gone from the state)."""
+    return min(grace_days or window_days, window_days)
 
 
 async def write_applied(

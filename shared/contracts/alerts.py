@@ -89,5 +89,6 @@ class AlertEvent(BaseModel):
     fired_at: Time
     details: Annotated[dict[str, Any], AfterValidator(_storable_tree)] = Field(default_factory=dict)
     # Still true at the end of ``healthwatch import``: opened without a first notice (the
-    # past is not news told all at once); later changes are told as usual.
+    # past is not news told all at once); later changes are told as usual. Resolved: it
+    # ended in an import, which closes it if it was open, and is not stored otherwise.
     imported: bool = False

@@ -764,3 +764,23 @@ async def test_unsnoozing_an_alert_that_is_not_snoozed_is_refused(world: World) 
     async with world.engine.connect() as conn:
         done = (await conn.execute(select(alert_activity.c.action))).scalars().all()
     assert done.count("unsnooze") == 1
+
+
+async def test_an_import_closes_the_alert_it_opened_and_stores_no_past_one(world: World) -> None:
+    """A later import ends an alert an earlier one opened (the account churned): its
+    resolution closes it, told to nobody (nobody heard of it). An alert that began and
+    ended in an imported past is not stored: no news, and no "fired, never
+    acknowledged" in the rules' quality figures."""
+    opened = alert("low_activity", Severity.critical).model_copy(update={"imported": True})
+    await world.receive(opened)
+    ended = opened.model_copy(update={"revision": 1, "status": "resolved"})
+    past = alert("nps_detractor", Severity.warning).model_copy(
+        update={"imported": True, "status": "resolved"}
+    )
+    await world.receive(ended, past)
+    row = await world.alert("acme:low_activity:1")
+    assert row.status == "resolved"  # type: ignore[attr-defined]
+    async with world.engine.connect() as conn:
+        ids = (await conn.execute(select(alerts.c.alert_id))).scalars().all()
+    assert ids == ["acme:low_activity:1"]
+    assert await world.notices() == []

@@ -1191,6 +1191,9 @@ def test_events_too_late_to_count_are_reported_and_fail_the_command(tmp_path: Pa
     late = re.search(r"(\d+) usage event\(s\) were not counted", said)
     assert late and int(late.group(1)) == 3, said
     assert "oldest first" in said
+    # It ends days ago: today's scores count the days since as quiet, and it says so (a
+    # week-old export turned most accounts red without a word, found from outside).
+    assert "the history ends 2026-11-27" in said and "days before today" in said, said
 
 
 async def test_an_export_overlapping_one_imported_before_says_what_may_count_twice(
@@ -1221,6 +1224,13 @@ async def test_an_export_overlapping_one_imported_before_says_what_may_count_twi
     other.write_bytes(orjson.dumps(ticket) + b"\n" + naive + b"\n")
     mixed = await import_files([other], processor, sweep=False)
     assert (mixed.before_window, mixed.imported, len(mixed.rejected)) == (0, 1, 1)
+    # Too late to count at all (90 days before the account's newest): said so, not
+    # also said to count twice (the summary said both of the same events, found from
+    # outside).
+    old = tmp_path / "jul.ndjson"
+    old.write_bytes(_usage_line("j1", "2026-07-01T10:00:00+00:00") + b"\n")
+    gone = await import_files([old], processor, sweep=False)
+    assert (gone.late, gone.before_window) == (1, 0)
 
 
 async def test_a_file_out_of_time_order_is_named_before_it_is_read(
@@ -1469,3 +1479,42 @@ async def test_a_later_tickets_file_scores_again_the_days_its_tickets_were_open(
     await import_files([moved], processor, sweep=False)
     assert await open_days("old") == []
     assert await open_days("new") == list(range(5, 31))
+
+
+async def test_a_later_import_closes_an_alert_an_earlier_one_opened_that_ended(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """The first import opens what is true at its end; a later one whose events end it
+    (use on the days it saw none, a churned account) dropped its resolution, and the
+    alert stayed open for good (found from outside: six "health is red" alerts on
+    churned accounts). The ended alerts go out too, marked imported (the alerts service
+    closes the ones it holds and stores no other)."""
+    from shared.bus.base import DiscardingProducer, OutMessage
+    from shared.contracts.wire import decode_alert
+
+    _, processor = db
+
+    class Bus(DiscardingProducer):
+        def __init__(self) -> None:
+            self.alerts: list[Any] = []
+
+        async def send_many(self, messages: Sequence[OutMessage], conn: Any = None) -> None:
+            self.alerts += [decode_alert(m.value) for m in messages]
+
+    def days(account: str, first: int, last: int) -> list[bytes]:
+        start = datetime(2026, 9, 1, 10, tzinfo=UTC)
+        return [
+            _usage_line(f"{account}-{n}", (start + timedelta(days=n)).isoformat(), account)
+            for n in range(first, last)
+        ]
+
+    usage, later = tmp_path / "usage.ndjson", tmp_path / "later.ndjson"
+    usage.write_bytes(b"\n".join(sorted(days("acme", 0, 20) + days("other", 0, 40))) + b"\n")
+    later.write_bytes(b"\n".join(days("acme", 20, 40)) + b"\n")
+    first, second = Bus(), Bus()
+    await import_files([usage], processor, sweep=False, alerts_to=first)
+    silent = [a for a in first.alerts if a.account_id == "acme" and a.status == "firing"]
+    assert silent and all(a.imported for a in silent), first.alerts  # nobody used it 20 days
+    await import_files([later], processor, sweep=False, alerts_to=second)
+    ended = {a.alert_id for a in second.alerts if a.status == "resolved" and a.imported}
+    assert {a.alert_id for a in silent} <= ended, second.alerts
