@@ -248,7 +248,7 @@ def open_at(ticket: Any, end: datetime) -> bool:
         return False
     closed = ticket.solved_at
     if ticket.status in OPEN_STATUSES and closed is not None and closed <= ticket.occurred_at:
-        return end < closed or end >= ticket.occurred_at
+        return bool(end < closed or end >= ticket.occurred_at)
     if closed is None and ticket.status not in OPEN_STATUSES:
         closed = ticket.occurred_at
     return closed is None or closed > end
