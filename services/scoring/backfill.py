@@ -49,8 +49,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFile, read_lines
 from services.scoring.import_ahead import Ahead, ahead_of, earliest_ahead, out_of_order, receipts
-from services.scoring.import_days import ImportCalendar, Stamp, stamp_of
+from services.scoring.import_days import ImportCalendar
 from services.scoring.import_files import ReadBefore, check_files
+from services.scoring.import_lines import Stamp, stamp_of
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.import_overlap import EarlierImports
 from services.scoring.processor import ScoringProcessor, batch_span

@@ -27,7 +27,7 @@ import orjson
 from numpy.typing import NDArray
 
 from services.scoring.history_files import Unreadable, UnreadableFile
-from services.scoring.import_days import moment_of
+from services.scoring.import_lines import moment_of
 from shared.contracts.events import EARLIEST_TIME
 
 Ahead = NDArray[np.float64]  # [k]: the earliest receipt of records k … end (POSIX time)

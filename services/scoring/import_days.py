@@ -25,72 +25,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
-import orjson
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Date, and_, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.history import NOON
+from services.scoring.import_lines import Stamp
 from services.scoring.import_lock import StillHeld, held
+from services.scoring.import_tickets import changed_days
 from services.scoring.lanes import in_lanes
 from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
 from services.scoring.sweep import CHUNK
 from shared.bus.base import Producer
-from shared.contracts.events import EARLIEST_TIME, Time
+from shared.contracts.events import EARLIEST_TIME
 from shared.storage.db import among, bulk_upsert, insert_ignore, upsert
-from shared.storage.tables import health_daily, import_calendar, import_pending, tickets
-
-# An import line's event time and its account id (as the line has it), or None for a
-# line whose time does not read: the line parsed once, for the merge of the files by
-# event time and for the calendar.
-Stamp = tuple[datetime, Any] | None
-_TIME: TypeAdapter[datetime] = TypeAdapter(Time)
-
-
-def stamp_of(line: bytes) -> Stamp:
-    try:
-        event = orjson.loads(line)
-        raw = event["occurred_at"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    occurred_at = moment_of(raw)
-    if occurred_at is None:
-        return None
-    account_id = event.get("account_id")  # an object: it had "occurred_at"
-    # As the contract reads it (surrounding spaces stripped).
-    return occurred_at, account_id.strip() if isinstance(account_id, str) else account_id
-
-
-def _ticket_of(line: bytes) -> tuple[str, str, datetime] | None:
-    """A ticket line's ticket id, account id and the earliest of its opening and its
-    own time; None for another kind of line, or one the scoring step rejects."""
-    try:
-        event = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(event, dict) or event.get("kind") != "ticket":
-        return None
-    ticket_id, account_id = event.get("ticket_id"), event.get("account_id")
-    opened, occurred = moment_of(event.get("created_at")), moment_of(event.get("occurred_at"))
-    if not (isinstance(ticket_id, str) and isinstance(account_id, str) and opened and occurred):
-        return None
-    if opened.tzinfo is None or occurred.tzinfo is None:
-        return None
-    return ticket_id.strip(), account_id.strip(), min(opened, occurred)
-
-
-def moment_of(raw: Any) -> datetime | None:
-    """A line's time as the contract reads it (ISO 8601, or Unix seconds), or None."""
-    try:
-        return datetime.fromisoformat(raw)
-    except (TypeError, ValueError):
-        try:
-            return _TIME.validate_python(raw)
-        except ValidationError:
-            return None
+from shared.storage.tables import health_daily, import_calendar, import_pending
 
 
 class ImportCalendar:
@@ -184,40 +134,18 @@ class ImportCalendar:
             self._file_newest = max(self._file_newest or day, day)
 
     async def note_tickets(self, lines: Sequence[bytes]) -> None:
-        """Open again the days a batch's ticket lines change that ``note`` does not.
-        A day's backlog is read from each ticket's newest state (``tickets_as_of``),
-        counted from when it was opened: a line changes its account's days from the
-        ticket's ``created_at``, not its own time (a helpdesk export's line is the
-        ticket's last update), and a ticket it moves to another account changes the
-        days of the account it leaves alike (found in review: both were left as
-        scored). Only days already scored need it; the others are scored in turn."""
+        """Open again the days a batch's ticket lines change that ``note`` does not:
+        from a ticket's opening when it is new, moved or opened at another time, for
+        the account it leaves too (``import_tickets``; found in review: both were left
+        as scored). Only days already scored need it; the others are scored in turn."""
         if self.closed is None:
             return
-        zone = self._processor.zone
-        since: dict[str, date] = {}  # ticket id → the first day its lines change
-        named: dict[str, set[str]] = {}  # ticket id → the accounts its lines name
-        for line in lines:
-            if b"ticket" not in line:  # a usage line, most of a history: not parsed again
-                continue
-            read = _ticket_of(line)
-            if read is None:
-                continue
-            ticket_id, account_id, opened = read
-            day = opened.astimezone(zone).date()
-            if day <= self.closed:
-                since[ticket_id] = min(day, since.get(ticket_id, day))
-                named.setdefault(ticket_id, set()).add(account_id)
-        if not since:
-            return
-        t = tickets.c
         async with self._processor.engine.connect() as conn:
-            rows = await conn.execute(
-                select(t.ticket_id, t.account_id).where(among(conn, t.ticket_id, sorted(since)))
-            )
-            for ticket_id, owner in rows:
-                named[ticket_id].add(owner)  # the account it belongs to before the batch
-        for ticket_id, day in since.items():
-            for account in named[ticket_id]:
+            changed = await changed_days(conn, lines, self._processor.zone)
+        for day, accounts in changed.values():
+            if day > self.closed:
+                continue
+            for account in accounts:
                 # From the account's first day: it has no days before to score.
                 if (first := self.first.get(account)) is not None:
                     self._wait(account, max(day, first))

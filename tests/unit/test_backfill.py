@@ -1437,7 +1437,7 @@ async def test_an_account_an_import_opens_again_is_brought_up_to_today(
 
 
 async def test_a_later_tickets_file_scores_again_the_days_its_tickets_were_open(
-    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A day's backlog counts each ticket from its ``created_at``, as its newest line
     has it. A later tickets file scored its accounts again from each line's own time
@@ -1479,6 +1479,18 @@ async def test_a_later_tickets_file_scores_again_the_days_its_tickets_were_open(
     await import_files([moved], processor, sweep=False)
     assert await open_days("old") == []
     assert await open_days("new") == list(range(5, 31))
+    # An update of a ticket known as it is (same account, same opening) changes the
+    # days from its own time only: not weeks of days again for every update.
+    steps: list[date] = []
+
+    def counted(measures: Measures, *args: Any, **how: Any) -> ScoredAccount:
+        steps.append(measures.as_of)
+        return score_account(measures, *args, **how)
+
+    monkeypatch.setattr(processor_module, "score_account", counted)
+    update = ticket(tmp_path / "c.ndjson", "new", "2026-10-28T09:00:00+00:00")
+    await import_files([update], processor, sweep=False)
+    assert steps and min(steps) == date(2026, 10, 28)
 
 
 async def test_a_later_import_closes_an_alert_an_earlier_one_opened_that_ended(

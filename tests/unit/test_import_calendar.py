@@ -15,7 +15,8 @@ from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from services.scoring import import_days, lanes
-from services.scoring.import_days import ImportCalendar, Stamp
+from services.scoring.import_days import ImportCalendar
+from services.scoring.import_lines import Stamp
 from shared.bus.base import DiscardingProducer, Record
 from shared.storage.db import alembic_config
 from shared.storage.tables import health_daily, import_pending
