@@ -59,7 +59,7 @@ def test_the_summary_says_when_the_score_is_no_better_than_chance_or_a_baseline(
         "days since last event": {"auc": 0.525, "low": 0.47, "high": 0.58},
     }
     said = rpt._plainly(aucs)
-    assert "holds 0.5: here the score ranks churn no better than chance" in said
+    assert "holds 0.5: with these churners the score cannot be told from chance" in said
     backwards = rpt._plainly({rpt.DEFAULT: {"auc": 0.38, "low": 0.30, "high": 0.45}})
     assert "lies below 0.5: here the score ranks churn backwards" in backwards
     assert "Ranking churn better than the score here (AUC): events over 28 days (0.675)." in said

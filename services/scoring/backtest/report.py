@@ -347,7 +347,13 @@ def _plainly(aucs: dict[str, dict[str, Any]]) -> str:
     if score["high"] is not None and score["high"] < 0.5:
         said += " That interval lies below 0.5: here the score ranks churn backwards."
     elif score["low"] is not None and score["low"] <= 0.5:
-        said += " That interval holds 0.5: here the score ranks churn no better than chance."
+        # Holding 0.5 says too few churners to tell, not that the score ranks at chance:
+        # "0.821 (0.153–1.000) … no better than chance" read as a verdict (found from
+        # outside).
+        said += (
+            " That interval holds 0.5: with these churners the score cannot be told from "
+            "chance (more churners, or a longer history, narrow it)."
+        )
     if score["auc"] is None:
         return said
     higher = {
