@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -171,7 +173,7 @@ def import_cmd(
             await engine.dispose()
 
     try:
-        result = asyncio.run(main())
+        result = _run_until_stopped(main())
     except KeyboardInterrupt:
         console.print(
             t(
@@ -254,6 +256,17 @@ def import_cmd(
         raise typer.Exit(1)
     if result.late:
         raise typer.Exit(1)
+
+
+def _run_until_stopped(job: Coroutine[Any, Any, ImportReport]) -> ImportReport:
+    """``asyncio.run``, a SIGTERM (a job's time limit, systemd, ``kill``) stopping it as
+    Ctrl-C does, saying what was kept: it ended with a bare "Terminated" (found from
+    outside)."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return asyncio.run(job)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Days between the history's last and today past which an import says today's scores

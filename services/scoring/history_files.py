@@ -44,6 +44,8 @@ TOO_LONG = f"longer than {MAX_EVENT_BYTES // 2**20} MiB, the most an event may b
 PARQUET_ROWS = 10_000
 # The byte-order mark some editors write first in a UTF-8 file.
 BOM = b"\xef\xbb\xbf"
+# The byte-order marks a UTF-16 file begins with (little- and big-endian).
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class LineNumbers:
@@ -109,6 +111,10 @@ def _records_of(path: Path, lines: LineNumbers | None) -> Iterator[bytes]:
     opener: Callable[[Path], IO[bytes]] = _gzip_open if gzipped else _plain_open
     name = path.name.lower().removesuffix(".gz")
     with opener(path) as stream:
+        if stream.peek(2)[:2] in UTF16_MARKS:  # type: ignore[attr-defined]  # buffered
+            # Its header had been refused as "'\udcff\udcfek\x00i\x00n…'", without a
+            # word of the encoding (a spreadsheet's "Unicode text" export, found from outside).
+            raise csv.Error("it is UTF-16 text (its first bytes say so): save it as UTF-8")
         if name.endswith(".csv"):
             yield from _csv_records(stream, lines)
         else:

@@ -973,6 +973,11 @@ async def test_a_csv_separated_by_semicolons_stops_at_its_header_saying_so(
     report = await import_files([path], processor, sweep=False)
     assert report.imported == 0 and report.rejected == [] and report.stopped is not None
     assert "separated by ';', not commas" in report.stopped
+    # Saved as UTF-16 ("Unicode text"): said so, not as a garbled header.
+    wide = tmp_path / "wide.csv"
+    wide.write_text("kind,event_id,account_id,user_id,event,occurred_at\n", encoding="utf-16")
+    report = await import_files([wide], processor, sweep=False)
+    assert report.stopped is not None and "UTF-16 text" in report.stopped, report.stopped
 
 
 async def test_a_file_of_another_shape_stops_at_its_header_and_its_lines_say_why(

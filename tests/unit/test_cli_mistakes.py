@@ -3,7 +3,10 @@ saying what to fix, never a traceback; no file silently left out; counts that ad
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import os
+import signal
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -292,6 +295,18 @@ def test_an_import_stopped_with_ctrl_c_says_it_goes_on_when_run_again(
     events = _ndjson(tmp_path / "ev.ndjson", [_usage("acme", n, 3) for n in range(3)])
     result = _cli("import", str(events), env=env)
     assert result.exit_code == 130 and "run the same command again" in result.output
+
+    # Stopped by SIGTERM (a job's time limit, ``kill``): the same words, not a bare
+    # "Terminated" (found from outside).
+    async def terminated(*args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(5)
+
+    monkeypatch.setattr(services.cli.history, "import_files", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = _cli("import", str(events), env=env)
+    assert result.exit_code == 130 and "run the same command again" in result.output
+    assert signal.getsignal(signal.SIGTERM) == before  # as it was
 
 
 def test_accounts_import_reads_excels_chinese_csv_when_asked(tmp_path: Path) -> None:
