@@ -412,7 +412,6 @@ class OutboxSender:
                 alerts.c.status.label("alert_status"),
                 alerts.c.snoozed_until.label("alert_snoozed_until"),
                 alerts.c.not_useful.label("alert_not_useful"),
-                alerts.c.muted.label("alert_muted"),
             )
             .outerjoin(alerts, alerts.c.alert_id == d.c.alert_id)
             .where(d.c.delivery_id.in_(ids))
@@ -506,13 +505,10 @@ class OutboxSender:
         """A Slack notice calling for action on an alert that someone has acknowledged or
         snoozed while it waited (to be grouped, ``group_wait``, or for Slack to answer):
         it went out after the fact with live buttons (found from outside), or marked not
-        useful; or muted meanwhile by a critical alert of its account, which goes in its
-        stead (an upsell prompt and an NPS detractor went out beside the account's
-        "edge of churn", found from outside). An update (its severity rose) still goes
-        to an acknowledged alert's people, as to email: who took on a warning has not
-        taken on the critical it became (Slack alone had dropped it, found from
-        outside). An alert that ended is still told from its start, its end after.
-        Email goes at once."""
+        useful. An update (its severity rose) still goes to an acknowledged alert's
+        people, as to email: who took on a warning has not taken on the critical it
+        became (Slack alone had dropped it, found from outside). An alert that ended is
+        still told from its start, its end after. Email goes at once."""
         kind = str(row.notification).partition(":")[0]
         if kind not in (NoticeKind.fire, NoticeKind.update, NoticeKind.repeat):
             return False
@@ -520,8 +516,7 @@ class OutboxSender:
         acknowledged = row.alert_status == "acknowledged" and kind != NoticeKind.update
         # Not useful: told of a rise in its severity only (``lifecycle``), not a first time.
         not_useful = bool(row.alert_not_useful) and kind == NoticeKind.fire
-        muted = bool(row.alert_muted) and kind != NoticeKind.update
-        return acknowledged or snoozed or not_useful or muted
+        return acknowledged or snoozed or not_useful
 
     async def _skip(self, rows: list[Any]) -> None:
         """Not sent, and never to be: ``skipped``, saying why."""

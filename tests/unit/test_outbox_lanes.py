@@ -297,13 +297,7 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
         )
         # Acknowledged as a warning, now critical: its update is told (Slack dropped it,
         # found from outside); marked not useful: its first notice is not.
-        # Muted meanwhile by a critical alert of its account: that one goes instead (an
-        # upsell prompt went out beside "edge of churn", found from outside).
-        for n, acted in (
-            (3, {"status": "acknowledged"}),
-            (4, {"not_useful": True}),
-            (5, {"muted": True}),
-        ):
+        for n, acted in ((3, {"status": "acknowledged"}), (4, {"not_useful": True})):
             await conn.execute(
                 insert(alerts).values(
                     alert_id=f"acct-{n}:payment_failed:1",
@@ -323,7 +317,6 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
     await _queue(engine, "email", "anna@example.com", 1, T0)  # email is not held back
     await _queue(engine, "slack", "U0BOB", 3, T0, NoticeKind.update)
     await _queue(engine, "slack", "U0CARL", 4, T0)
-    await _queue(engine, "slack", "U0DORA", 5, T0)
     email = Channel("email", pace=None)
     sender = _sender(engine, embedded_settings, [slack, email], MovingClock(T0), '"30s"')
     await sender.send_due()
@@ -341,7 +334,6 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
         ("acct-1", "email", "delivered"),
         ("acct-3", "slack", "delivered"),
         ("acct-4", "slack", "skipped"),
-        ("acct-5", "slack", "skipped"),
     ]
     assert sorted(slack.sent) == ["U0ANNA", "U0BOB"] and email.sent == ["anna@example.com"]
 
