@@ -200,7 +200,8 @@ class Runtime:
         except ReadOnlyDatabase:
             return "the database takes no writes (a standby, or read-only by default)"
         except Exception as exc:
-            if unreachable(exc):
+            # SQLite's "unable to open database file": a folder gone or not mounted.
+            if unreachable(exc) or "unable to open database" in str(exc):
                 return "the database does not answer"
             return "the database refuses a write (a full disk, a schema not migrated?)"
         return None

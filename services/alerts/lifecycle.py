@@ -167,13 +167,13 @@ class AlertLifecycle:
             update(alerts).where(alerts.c.alert_id == alert.alert_id).values(**values)
         )
         heard = row.last_notified_at is not None
-        if heard and (row.payload or {}).get("imported"):
-            # Opened by an import without a notice: heard of once something went out (a
-            # reminder, an update), else its end is no news either.
-            heard = await _told(conn, alert.alert_id)
         if alert.status == "resolved":
-            # Whoever heard of it hears of its end, muted since or not (README).
-            if alerting.notify.send_resolved and heard and not closed:
+            # Whoever heard of it hears of its end, muted since or not (README): heard
+            # means a notice of it was queued for someone. An alert an import opened is
+            # marked told without one (its reminders count from then), and its end was
+            # told to people who never heard of it (found in review).
+            told = heard and await _told(conn, alert.alert_id)
+            if alerting.notify.send_resolved and told and not closed:
                 await self._tell(conn, alert, NoticeKind.resolve, people, alerting, now)
             if row.severity == Severity.critical.value:
                 await self._release(conn, alert.account_id, alerting, now)

@@ -47,6 +47,10 @@ from shared.worker import describe, log_failed
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 20
+# The start of a failed attempt's ``last_error`` when its request may have reached the
+# receiver (a timeout after it went out): the next such failure, to a receiver that
+# cannot be asked nor fold a copy, is the last (``_unconfirmed``).
+UNANSWERED = "unanswered: "
 # Failed attempts after which a notice stops holding up the ones behind it for its
 # destination (waits of 2 s to 5 min: about ten minutes), and before which it is not
 # given up however old.
@@ -572,7 +576,9 @@ class OutboxSender:
         )
 
     async def _failed(self, row: Any, rule: str, exc: DeliveryError) -> None:
-        if exc.unsure and exc.unkeyed and row.doubtful_lease is not None:
+        # Unanswered before (its last error says so), not merely claimed by a sender
+        # that died: a lease run out had been taken for a send (found in review).
+        if exc.unsure and exc.unkeyed and str(row.last_error or "").startswith(UNANSWERED):
             await self._unconfirmed(row, rule, exc)
             return
         s = self._settings
@@ -602,7 +608,7 @@ class OutboxSender:
                     doubtful_lease=(row.doubtful_lease or row.claimed_until)
                     if exc.unsure
                     else row.doubtful_lease,
-                    last_error=_loggable(exc)[:2000],
+                    last_error=((UNANSWERED if exc.unsure else "") + _loggable(exc))[:2000],
                 )
             )
         outcome = "dead" if dead else "retry"

@@ -278,11 +278,13 @@ class AlertTimers:
         """Firing past its severity's deadline and nobody acknowledged: the lead hears.
         The deadline counts from when its people were told, and again from when a snooze
         or silence ran out (``woken_at``): the lead was paged in the second the CSM was
-        reminded (found from outside). Told means delivered: while its first notice
-        waits (a channel down, retrying), it is not escalated, and its deadline counts
-        from when that notice went (the lead had heard of it before its owner, found
-        from outside). A first notice given up on (``dead``) waits for nothing, nor does
-        one to the generic webhook (a system, not its people)."""
+        reminded (found from outside). Told means delivered: its deadline counts from
+        when its first notice first reached someone, and while none has yet (every
+        channel down, retrying) it is not escalated: the lead had heard of it before
+        its owner (found from outside). One recipient's channel down holds nothing up
+        once another was told; first notices all given up on (``dead``), or none queued
+        (nobody to tell), leave the deadline counting from its storing. The generic
+        webhook (a system, not its people) counts for neither."""
         d = deliveries.c
         first = and_(
             d.alert_id == alerts.c.alert_id,
@@ -291,10 +293,12 @@ class AlertTimers:
         )
         queued = 0
         for severity, after in alerting.notify.escalate_after.items():
-            told_lately = or_(d.status == "pending", d.delivered_at > now - after)
+            told_in_time = exists().where(first, d.delivered_at <= now - after)
+            never_told = ~exists().where(first, d.delivered_at.is_not(None))
+            nothing_waits = ~exists().where(first, d.status == "pending")
             rows = await conn.execute(
                 select(alerts).where(
-                    ~exists().where(first, told_lately),
+                    or_(told_in_time, and_(never_told, nothing_waits)),
                     alerts.c.status == "firing",
                     alerts.c.severity == severity.value,
                     alerts.c.escalated_at.is_(None),

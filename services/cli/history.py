@@ -261,12 +261,22 @@ def import_cmd(
 def _run_until_stopped(job: Coroutine[Any, Any, ImportReport]) -> ImportReport:
     """``asyncio.run``, a SIGTERM (a job's time limit, systemd, ``kill``) stopping it as
     Ctrl-C does, saying what was kept: it ended with a bare "Terminated" (found from
-    outside)."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    outside). As asyncio does for Ctrl-C, the signal cancels the task (a transaction
+    under way rolls back at its ``await``), raised as KeyboardInterrupt once it ends."""
+
+    async def stoppable() -> ImportReport:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await job
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
     try:
-        return asyncio.run(job)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return asyncio.run(stoppable())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
 
 
 # Days between the history's last and today past which an import says today's scores

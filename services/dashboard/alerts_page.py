@@ -292,12 +292,13 @@ async def _recovered(
 ) -> dict[str, datetime] | None:
     """When the alert's rules recovered and when it ends if they stay so (after the
     longest of their cooldowns); None while one still holds."""
-    since = await recovered_since(conn, alert["account_id"], rules)
-    if since is None:
+    cleared = await recovered_since(conn, alert["account_id"], rules)
+    if cleared is None:
         return None
     alerting, _ = await alerting_of(request).current(conn)
-    cooldowns = [rule.cooldown for rule in alerting.rules if rule.id in rules]
-    return {"since": since, "ends": since + max(cooldowns, default=timedelta(0))}
+    cooldown = {rule.id: rule.cooldown for rule in alerting.rules}
+    ends = [at + cooldown.get(rule, timedelta(0)) for rule, at in cleared.items()]
+    return {"since": max(cleared.values()), "ends": max(ends)}
 
 
 # What a rule may read from the account's row rather than from its inputs.

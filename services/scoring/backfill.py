@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFile, read_lines
@@ -59,10 +59,16 @@ from services.scoring.state import late_grace_days
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
 from shared.bus.offsets import offset_loader
-from shared.contracts.alerts import AlertEvent
+from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent
 from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import among, insert_ignore, upsert
-from shared.storage.tables import consumer_offsets, import_alerts, import_rejects
+from shared.storage.tables import (
+    account_health,
+    alerts,
+    consumer_offsets,
+    import_alerts,
+    import_rejects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +109,8 @@ class ImportReport:
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # file, line, reason
     alerts_not_sent: int = 0
     swept: int = 0
-    # The history's last day (in the service's zone): a sweep scores the days after it,
-    # up to today, as quiet.
+    # The day of the newest use known (the history's, or the stream's if later), in the
+    # service's zone: a sweep scores the days after it, up to today, as quiet.
     last_day: date | None = None
     # Score history rows written for the days of the history (a day scored again, for a
     # later file's events on it, counts again).
@@ -354,7 +360,7 @@ async def _read(
     await flush()
     if report.stopped is None:
         report.days_scored += await calendar.close_all()
-        report.last_day = calendar.newest
+        report.last_day = await _newest_use(processor)
         await _forget_unread_rejects(processor.engine, sources.values())
 
 
@@ -483,22 +489,47 @@ async def _forget(conn: AsyncConnection, topic: str, numbers: Iterable[int]) -> 
         )
 
 
+async def _newest_use(processor: ScoringProcessor) -> date | None:
+    """The day of the newest use known of any account, the import's or the stream's:
+    the import's own last day made an import of an older period into a live service
+    say its history ended days ago (found in review)."""
+    async with processor.engine.connect() as conn:
+        newest = await conn.scalar(select(func.max(account_health.c.last_seen_at)))
+    return newest.astimezone(processor.zone).date() if newest is not None else None
+
+
+async def _open_of(conn: AsyncConnection, alert_ids: list[str]) -> set[str]:
+    """Of ``alert_ids``, those the alerts service holds open (in the same database)."""
+    if not alert_ids:
+        return set()
+    a = alerts.c
+    query = select(a.alert_id).where(
+        among(conn, a.alert_id, alert_ids), a.status.in_(OPEN_ALERT_STATUSES)
+    )
+    return set((await conn.execute(query)).scalars())
+
+
 async def open_alerts(processor: ScoringProcessor, bus: Producer) -> int:
     """Publish the alerts the import holds, marked imported: those still firing at its
-    end (the alerts service opens them without notices) and those that ended (it closes
-    the ones an earlier import or the stream opened, and stores no other); let go of
-    all it holds; returns how many are firing. An ended alert had been dropped: a later
-    import that found an account churned, or better, left the alert the first import
-    opened open for good (found from outside). Published before the rows are deleted
-    (and outside a transaction: the embedded bus writes the same SQLite file): a
-    failure leaves them for the next import, and the alerts service takes an alert's
-    message once (alert id and revision)."""
+    end (the alerts service opens them without notices), and those that ended which the
+    alerts service holds open (it closes them: dropped, a later import that found an
+    account churned, or better, had left what the first import opened open for good,
+    found from outside); let go of all it holds; returns how many are firing.
+    Published before the rows are deleted (and outside a transaction: the embedded bus
+    writes the same SQLite file): a failure leaves them for the next import, and the
+    alerts service takes an alert's message once (alert id and revision)."""
     table = import_alerts.c
     async with processor.engine.connect() as conn:
         rows = (await conn.execute(select(table.alert_id, table.value))).all()
-    held = [decode_alert(value).model_copy(update={"imported": True}) for _, value in sorted(rows)]
-    if held:
-        await bus.send_many(processor.alert_messages(held))
+        held = [
+            decode_alert(value).model_copy(update={"imported": True}) for _, value in sorted(rows)
+        ]
+        # Of those that ended, the ones open in the alerts service: every episode of
+        # the history's past had gone out, for the service to look up and drop.
+        open_ones = await _open_of(conn, [a.alert_id for a in held if a.status == "resolved"])
+    sent = [a for a in held if a.status == "firing" or a.alert_id in open_ones]
+    if sent:
+        await bus.send_many(processor.alert_messages(sent))
     still = [alert for alert in held if alert.status == "firing"]
     async with processor.engine.begin() as conn:
         await conn.execute(delete(import_alerts).where(table.alert_id.in_([a for a, _ in rows])))

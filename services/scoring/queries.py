@@ -532,17 +532,19 @@ def score_pulls(
 
 async def recovered_since(
     conn: AsyncConnection, account_id: str, rules: Iterable[str]
-) -> datetime | None:
-    """When the last of ``rules`` (an alert's symptoms) recovered on the account, the
-    alert staying open for its cooldown (``rules.step``'s ``cleared_at``); None while
-    one of them still holds, or none fires. An alert on a green account read as wrong
-    for a day with nothing saying it was ending (found from outside)."""
+) -> dict[str, datetime] | None:
+    """Rule → when it recovered on the account, the alert staying open for its cooldown
+    (``rules.step``'s ``cleared_at``), for those of ``rules`` (an alert's symptoms)
+    that fire; None while one of them still holds, or none fires. An alert on a green
+    account read as wrong for a day with nothing saying it was ending (found from
+    outside)."""
     r = rule_state.c
     rows = await conn.execute(
-        select(r.status, r.cleared_at).where(r.account_id == account_id, r.rule.in_(list(rules)))
+        select(r.rule, r.status, r.cleared_at).where(
+            r.account_id == account_id, r.rule.in_(list(rules))
+        )
     )
-    firing = [row for row in rows if row.status == "firing"]
-    if not firing or any(row.cleared_at is None for row in firing):
+    firing = {row.rule: row.cleared_at for row in rows if row.status == "firing"}
+    if not firing or any(cleared is None for cleared in firing.values()):
         return None
-    latest: datetime = max(row.cleared_at for row in firing)
-    return latest
+    return firing

@@ -260,6 +260,21 @@ async def test_an_alert_is_escalated_a_deadline_after_its_first_notice_went_out(
     assert [n for _, n, _ in await world.notices() if n == "escalate"] == ["escalate"]
 
 
+async def test_one_recipients_channel_down_holds_no_escalation_up(world: World) -> None:
+    """The owner's email went, their Slack is down (retried for up to a day): escalation
+    counts from the email (waiting on every first notice held it up, found in review)."""
+    await world.receive(alert("low_activity", Severity.critical))
+    async with world.engine.begin() as conn:  # Slack down: its first notice waits
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.channel == "slack")
+            .values(status="pending", delivered_at=None)
+        )
+    world.clock.now += timedelta(hours=1, minutes=1)
+    await world.timers.run_once()  # Slack's notice still waits during the pass
+    assert [n for _, n, _ in await world.notices() if n == "escalate"] == ["escalate"]
+
+
 async def test_an_alert_whose_snooze_ends_has_its_whole_escalation_deadline(
     world: World,
 ) -> None:
@@ -773,7 +788,10 @@ async def test_an_import_closes_the_alert_it_opened_and_stores_no_past_one(world
     acknowledged" in the rules' quality figures."""
     opened = alert("low_activity", Severity.critical).model_copy(update={"imported": True})
     await world.receive(opened)
-    ended = opened.model_copy(update={"revision": 1, "status": "resolved"})
+    # A revision from the stream (not imported, no rise) tells nobody; the alert stays
+    # one nobody heard of (its payload no longer says imported: found in review).
+    await world.receive(opened.model_copy(update={"revision": 1, "imported": False}))
+    ended = opened.model_copy(update={"revision": 2, "status": "resolved"})
     past = alert("nps_detractor", Severity.warning).model_copy(
         update={"imported": True, "status": "resolved"}
     )

@@ -1508,15 +1508,39 @@ async def test_a_later_import_closes_an_alert_an_earlier_one_opened_that_ended(
     closes the ones it holds and stores no other)."""
     from shared.bus.base import DiscardingProducer, OutMessage
     from shared.contracts.wire import decode_alert
+    from shared.storage.db import insert_ignore
+    from shared.storage.tables import alerts
 
-    _, processor = db
+    engine, processor = db
 
     class Bus(DiscardingProducer):
+        """The alerts service, as far as the import reads it: the alerts it holds open."""
+
         def __init__(self) -> None:
             self.alerts: list[Any] = []
 
         async def send_many(self, messages: Sequence[OutMessage], conn: Any = None) -> None:
             self.alerts += [decode_alert(m.value) for m in messages]
+            opened = [
+                {
+                    "alert_id": a.alert_id,
+                    "account_id": a.account_id,
+                    "rule": a.rule,
+                    "severity": a.severity.value,
+                    "status": "firing",
+                    "title": a.title,
+                    "payload": a.model_dump(mode="json"),
+                    "fired_at": a.fired_at,
+                    "stored_at": a.fired_at,
+                }
+                for a in self.alerts
+                if a.status == "firing"
+            ]
+            if opened:
+                async with engine.begin() as db_conn:
+                    await db_conn.execute(
+                        insert_ignore(db_conn, alerts).on_conflict_do_nothing(), opened
+                    )
 
     def days(account: str, first: int, last: int) -> list[bytes]:
         start = datetime(2026, 9, 1, 10, tzinfo=UTC)
@@ -1535,3 +1559,5 @@ async def test_a_later_import_closes_an_alert_an_earlier_one_opened_that_ended(
     await import_files([later], processor, sweep=False, alerts_to=second)
     ended = {a.alert_id for a in second.alerts if a.status == "resolved" and a.imported}
     assert {a.alert_id for a in silent} <= ended, second.alerts
+    # Only those: a past episode the alerts service never held is not sent to it.
+    assert ended <= {a.alert_id for a in first.alerts if a.status == "firing"}

@@ -186,6 +186,12 @@ tiers = ["gold"]
     assert "template.0.tiers.0" in text and "milestone.0.due_days" in text
     with pytest.raises(PlanTemplateError, match="give a target for 'activation_rate'"):
         parse_templates(bad.replace('"gold"', '"strategic"').replace("= 0", "= 9"))
+    # A share's target as a percentage (60 for 60%): refused, as in a plan (it read as
+    # 6,000%, "on track" for good); 1.2 (more users than seats) is taken.
+    fixed = bad.replace('"gold"', '"strategic"').replace("= 0", "= 9")
+    with pytest.raises(PlanTemplateError, match="is a share"):
+        parse_templates(fixed.replace("due_days = 9", "target = 60\n  due_days = 9"))
+    parse_templates(fixed.replace("due_days = 9", "target = 1.2\n  due_days = 9"))
 
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)

@@ -1146,7 +1146,7 @@ async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> 
     )
     assert "plan_error=share_target" in r.headers["location"]
     again = await pages.get(r.headers["location"].split("#")[0])
-    assert "runs from 0 to 1: give 60% as 0.6." in again
+    assert "1 being 100%: give 60% as 0.6." in again
 
 
 def test_a_page_links_back_to_an_id_holding_a_percent_sign() -> None:

@@ -229,11 +229,12 @@ class SlackChannel:
         assert self._webhook is not None
         mention = destination if destination != WEBHOOK_DESTINATION else None
         public, lang = self._settings.public_url, self._settings.language
+        # Built before the request: a message that cannot be built was never sent, and
+        # must not count as maybe posted (``unsure``; found in review).
+        text = fallback_text(notice, mention, lang=lang)
+        blocks = message_blocks(notice, public, mention, interactive=False, lang=lang)
         try:
-            response = await self._webhook.send(
-                text=fallback_text(notice, mention, lang=lang),
-                blocks=message_blocks(notice, public, mention, interactive=False, lang=lang),
-            )
+            response = await self._webhook.send(text=text, blocks=blocks)
         except Exception as exc:
             # The client's words may quote the URL (its path is the credential). Not
             # connected: nothing reached Slack. A timeout or a dropped connection may

@@ -19,13 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.inputs import measure_names
-from services.scoring.model.labels import is_share
 from services.scoring.model.store import ModelStore
 from services.scoring.plans import store
 from services.scoring.plans.hook import plan_values
 from services.scoring.plans.progress import PROBLEMS, Progress, State, evaluate
 from services.scoring.plans.templates import (
     GO_LIVE,
+    SHARE_TARGET,
     NewMilestone,
     PlanTemplate,
     PlanTemplates,
@@ -33,6 +33,7 @@ from services.scoring.plans.templates import (
     check_known,
     check_target,
     from_template,
+    share_target_wrong,
 )
 from services.scoring.plans.templates import plan_templates as plan_templates  # the dashboard's
 from services.scoring.queries import visible_account, zone_of
@@ -270,6 +271,7 @@ class MilestoneSpec:
     def checked(self) -> MilestoneSpec:
         """The milestone, or 422 saying what to fix; its measure is judged against the
         model in force (``_known_measure``)."""
+        check_share_target(self.measure, self.target)
         try:
             if not 0 < len(self.title) <= TITLE_CHARS:
                 raise ValueError(f"a title of 1 to {TITLE_CHARS} characters")
@@ -277,21 +279,17 @@ class MilestoneSpec:
             check_target(self.measure, self.target)
         except ValueError as exc:
             raise ClientError(422, "invalid_milestone", str(exc)) from None
-        check_share_target(self.measure, self.target)
         if self.op not in (">=", "<="):
             raise ClientError(422, "invalid_milestone", "op is '>=' or '<='.")
         return self
 
 
 def check_share_target(measure: str | None, target: float | None) -> None:
-    """A share (``is_share``) reaches 0 to 1: a target of 60 for 60% had been taken as
-    6,000%, and its milestone read "on track" for good (found from outside)."""
-    if measure and target is not None and is_share(measure) and not 0 <= target <= 1:
+    """A share's target written as a percentage: 422 with its own code (the form says
+    how to write it)."""
+    if share_target_wrong(measure, target):
         raise ClientError(
-            422,
-            "share_target",
-            "{measure!r} is a share, from 0 to 1: give 60% as 0.6, not {target:g}.",
-            values={"measure": measure, "target": target},
+            422, "share_target", SHARE_TARGET, values={"measure": measure, "target": target}
         )
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.scoring.model.labels import is_share
 from shared.config import Settings
 from shared.contracts.events import LifecycleStage, Tier
 from shared.storage.documents import parse_toml
@@ -77,8 +78,24 @@ def check_known(measure: str | None, names: frozenset[str], per_name: frozenset[
 MAX_TARGET = 1e12
 
 
+# A share's target above this is a percentage written as a number (60 for 60%, stored as
+# 6,000% and "on track" for good, found from outside). A share may pass 1 (more users
+# activated than seats bought), not ten times over.
+MAX_SHARE_TARGET = 10.0
+SHARE_TARGET = "{measure!r} is a share (1 is 100%): give 60% as 0.6, not {target:g}."
+
+
+def share_target_wrong(measure: str | None, target: float | None) -> bool:
+    """Whether ``target`` cannot be meant for the share ``measure`` (``is_share``)."""
+    if not measure or target is None or not is_share(measure):
+        return False
+    return not 0 <= target <= MAX_SHARE_TARGET
+
+
 def check_target(measure: str | None, target: float | None) -> None:
     """A measured milestone needs a target, except go-live; others take none."""
+    if share_target_wrong(measure, target):
+        raise ValueError(SHARE_TARGET.format(measure=measure, target=target))
     if target is not None and not -MAX_TARGET <= target <= MAX_TARGET:  # NaN fails too
         raise ValueError(f"a target is a number between -{MAX_TARGET:.0e} and {MAX_TARGET:.0e}")
     if measure not in (None, GO_LIVE) and target is None:
