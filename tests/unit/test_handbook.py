@@ -8,6 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = re.compile(r"\b[A-Z]{2,3}-[0-9]{2}\b")
+# Of that shape, but no handbook code: a text encoding a file may be in.
+NOT_CODES = {"UTF-16"}
 CITING = ("*.py", "*.toml", "*.html", "*.md")
 
 
@@ -17,7 +19,7 @@ def cited_codes() -> set[str]:
     for top in ("services", "shared"):
         for pattern in CITING:
             for path in (ROOT / top).rglob(pattern):
-                codes |= set(CODE.findall(path.read_text(errors="replace")))
+                codes |= set(CODE.findall(path.read_text(errors="replace"))) - NOT_CODES
     return codes
 
 
