@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.history import NOON
 from services.scoring.import_lines import Stamp
 from services.scoring.import_lock import StillHeld, held
-from services.scoring.import_tickets import changed_days
+from services.scoring.import_tickets import changed_days, ticket_lines
 from services.scoring.lanes import in_lanes
 from services.scoring.measures import _day
 from services.scoring.processor import ScoringProcessor
@@ -140,8 +140,11 @@ class ImportCalendar:
         as scored). Only days already scored need it; the others are scored in turn."""
         if self.closed is None:
             return
+        read = ticket_lines(lines)
+        if not read:  # most batches: no connection taken for them
+            return
         async with self._processor.engine.connect() as conn:
-            changed = await changed_days(conn, lines, self._processor.zone)
+            changed = await changed_days(conn, read, self._processor.zone)
         for day, accounts in changed.values():
             if day > self.closed:
                 continue

@@ -25,17 +25,20 @@ from shared.storage.db import among
 from shared.storage.tables import tickets
 
 
-async def changed_days(
-    conn: AsyncConnection, lines: Sequence[bytes], zone: tzinfo
-) -> dict[str, tuple[date, set[str]]]:
-    """ticket id → the first day (in ``zone``) ``lines`` change for it, and the accounts
-    whose days they change, from the tickets as stored before the lines apply."""
+def ticket_lines(lines: Sequence[bytes]) -> dict[str, list[TicketLine]]:
+    """ticket id → the lines of ``lines`` about it (none: no ticket line at all)."""
     read: dict[str, list[TicketLine]] = defaultdict(list)
     for line in lines:
         if (ticket := ticket_line(line)) is not None:
             read[ticket.ticket_id].append(ticket)
-    if not read:
-        return {}
+    return read
+
+
+async def changed_days(
+    conn: AsyncConnection, read: dict[str, list[TicketLine]], zone: tzinfo
+) -> dict[str, tuple[date, set[str]]]:
+    """ticket id → the first day (in ``zone``) its lines (``ticket_lines``) change, and
+    the accounts whose days they change, from the tickets as stored before they apply."""
     t = tickets.c
     rows = await conn.execute(
         select(t.ticket_id, t.account_id, t.created_at, t.solved_at).where(
