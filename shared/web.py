@@ -12,8 +12,10 @@ from typing import Annotated, Any
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
@@ -441,15 +443,25 @@ class RejectNulBytes:
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
-            response = error_response(
-                Request(scope),
-                400,
-                "bad_request",
-                "The path or query string holds a NUL byte (%00): remove it.",
-            )
+            request = Request(scope)
+            # A surface of its own (the dashboard's pages) may answer in its own form:
+            # ``app.state.nul_answer(request)``, None where it is not the surface's.
+            state = getattr(scope.get("app"), "state", None)
+            answer: NulAnswer | None = getattr(state, "nul_answer", None)
+            response = await answer(request) if answer is not None else None
+            if response is None:
+                response = error_response(
+                    request,
+                    400,
+                    "bad_request",
+                    "The path or query string holds a NUL byte (%00): remove it.",
+                )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+NulAnswer = Callable[[Request], Awaitable[Response | None]]
 
 
 def _has_nul(scope: AsgiScope) -> bool:
@@ -459,9 +471,53 @@ def _has_nul(scope: AsgiScope) -> bool:
     return b"%00" in raw_path or b"%00" in query or b"\x00" in query or "\x00" in path
 
 
+def _declared(dependant: Dependant) -> set[str]:
+    """The query parameters a route declares, its dependencies' included (a few sets
+    per read: not worth a cache keyed by routes, which do not hash)."""
+    names: set[str] = set()
+    for param in dependant.query_params:
+        kind = param.field_info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):  # a model of parameters
+            names |= {field.alias or name for name, field in kind.model_fields.items()}
+        else:
+            names.add(param.alias)
+    for sub in dependant.dependencies:
+        names |= _declared(sub)
+    return names
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """Refuse a read of the API (``GET /v1/…``) naming a query parameter its route does
+    not take (400). Ignored, a misspelt filter (``?state=resolved`` for ``status``)
+    answered every alert as if filtered. Commands and webhooks are left alone: a
+    sender's URL may carry parameters of its own."""
+    route = request.scope.get("route")
+    if (
+        request.method not in ("GET", "HEAD")
+        or not isinstance(route, APIRoute)
+        or not route.path.startswith("/v1/")
+    ):
+        return
+    known = _declared(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ClientError(
+            400,
+            "unknown_parameter",
+            "Unknown query parameter {unknown}: this route takes {known}.",
+            values={
+                "unknown": ", ".join(repr(name[:60]) for name in unknown[:5]),
+                "known": ", ".join(sorted(known)) or "none",
+            },
+            extra={"unknown": [name[:60] for name in unknown[:5]], "known": sorted(known)},
+        )
+
+
 def base_app(title: str, keys: KeyStore) -> FastAPI:
     """A FastAPI app with the key store, the JSON client-error handler and local docs."""
-    app = FastAPI(title=title, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title=title, docs_url=None, redoc_url=None, dependencies=[Depends(refuse_unknown_query)]
+    )
     mount_docs(app)
     document_errors(app)
     app.state.keys = keys

@@ -33,6 +33,7 @@ from services.alerts.queries import (
     accounts_of,
     alert_rows,
     of_rule,
+    snoozed,
     storable_alert_id,
     total_of,
     visible_alert,
@@ -150,7 +151,9 @@ def _page(total: int, limit: int, offset: int, shown: int) -> dict[str, Any]:
 async def list_alerts(
     ctx: Context,
     key: ReadKey,
-    status: Literal["open", "to_do", "firing", "acknowledged", "resolved", "any"] = "open",
+    status: Literal[
+        "open", "to_do", "snoozed", "firing", "acknowledged", "resolved", "any"
+    ] = "open",
     severity: Literal["critical", "warning", "info"] | None = None,
     rule: Annotated[
         str | None,
@@ -163,13 +166,15 @@ async def list_alerts(
 ) -> dict[str, Any]:
     """Alerts, newest first; ``status=open`` means firing or acknowledged, ``to_do``
     firing and not snoozed, muted or marked not useful (what waits for someone: the
-    dashboard's list to do). ``total`` counts every match and ``truncated`` says when the
-    page does not hold them all."""
+    dashboard's list to do), ``snoozed`` open and snoozed now. ``total`` counts every
+    match and ``truncated`` says when the page does not hold them all."""
     q = alert_rows().order_by(alerts.c.stored_at.desc(), alerts.c.alert_id)
     if status == "open":
         q = q.where(alerts.c.status.in_(OPEN_ALERT_STATUSES))
     elif status == "to_do":
         q = q.where(waiting(ctx.clock()))
+    elif status == "snoozed":
+        q = q.where(alerts.c.status.in_(OPEN_ALERT_STATUSES), snoozed(ctx.clock()))
     elif status != "any":
         q = q.where(alerts.c.status == status)
     for column, value in ((alerts.c.severity, severity), (alerts.c.account_id, account_id)):

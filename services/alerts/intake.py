@@ -21,7 +21,7 @@ from shared.bus.base import Record
 from shared.bus.offsets import next_offsets, save_offsets
 from shared.clock import Clock, utcnow
 from shared.config import Settings
-from shared.contracts.alerts import AlertEvent
+from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.wire import UndecodableRecord, decode_alert
 from shared.storage.db import among
 from shared.storage.tables import alerts
@@ -52,7 +52,7 @@ class AlertIntake:
 
     async def handle(self, records: Sequence[Record]) -> None:
         now = self._clock()
-        decoded = [_decode(r) for r in records]
+        decoded = _criticals_first([_decode(r) for r in records])
         stored: list[str] = []  # log lines, written once the batch has committed
         async with self._outbox.transaction(self._engine) as conn:
             alerting, _ = await self._alerting.current(conn)
@@ -79,6 +79,19 @@ class AlertIntake:
                     stored.append(line)
             await save_offsets(conn, self._settings.consumer_group_alerts, next_offsets(records))
         log_stored(stored)
+
+
+def _criticals_first(decoded: list[AlertEvent]) -> list[AlertEvent]:
+    """The batch's messages of alerts that fire critical in it first, the others after,
+    each alert's in their order (its first revision says when it fired). A step that
+    finds an account at the edge of churn sends its lesser alerts (a ticket backlog, an
+    upsell) beside the critical one; in the alerting file's order they were stored and
+    told first, then muted by it: a first run's flood (found from outside). Stored
+    after it, they are muted from the start."""
+    critical = {
+        a.alert_id for a in decoded if a.status == "firing" and a.severity == Severity.critical
+    }
+    return sorted(decoded, key=lambda a: a.alert_id not in critical)
 
 
 def _decode(record: Record) -> AlertEvent:

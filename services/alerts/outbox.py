@@ -592,9 +592,15 @@ class OutboxSender:
         )
         counted_out = s.delivery_max_attempts is not None and attempts >= s.delivery_max_attempts
         dead = exc.permanent or old or counted_out
-        delay = backoff_s(attempts, s.delivery_backoff_base_s, s.delivery_backoff_cap_s, self._rng)
+        # A receiver's Retry-After says when: honoured as it is, not as the longer of it
+        # and the backoff, which after a few failures had a 429 asking for 2 s wait
+        # minutes (found from outside). At least a second, so that "0" cannot spin.
         if exc.retry_after_s is not None:
-            delay = max(delay, exc.retry_after_s)
+            delay = max(exc.retry_after_s, 1.0)
+        else:
+            delay = backoff_s(
+                attempts, s.delivery_backoff_base_s, s.delivery_backoff_cap_s, self._rng
+            )
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(deliveries)

@@ -203,18 +203,24 @@ def import_cmd(
     repeated = (
         t(", {n} repeated event ids counted once", n=result.repeated) if result.repeated else ""
     )
+    again = (
+        t(" ({n} more for days scored again)", n=result.days_rescored)
+        if result.days_rescored
+        else ""
+    )
     console.print(
         t(
             "[green]imported[/] {imported} events from {files} file(s) ({before} lines read "
             "by an earlier run{repeated}); {swept} accounts brought up to today; {days} "
-            "daily scores recorded; {not_sent} alert messages of the past were not sent; "
-            "{opened} alerts still true were opened without notices",
+            "daily scores recorded{again}; {not_sent} alert messages of the past were not "
+            "sent; {opened} alerts still true were opened without notices",
             imported=result.imported,
             files=result.files,
             before=result.skipped_already_imported,
             repeated=repeated,
             swept=result.swept,
             days=result.days_scored,
+            again=again,
             not_sent=result.alerts_not_sent,
             opened=result.alerts_opened,
         )

@@ -113,6 +113,7 @@ def mount_dashboard(
     app.add_exception_handler(NotFound, routes.not_found)
     app.add_exception_handler(FormTooLarge, routes.form_too_large)
     app.add_exception_handler(BadAddress, routes.bad_address)
+    app.state.nul_answer = routes.nul_address  # shared.web.RejectNulBytes asks it
     app.add_exception_handler(RequestValidationError, routes.invalid_address)
     app.add_exception_handler(DBAPIError, routes.unstorable_entry)
     for raised in HANDLED:

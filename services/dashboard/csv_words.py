@@ -1,6 +1,8 @@
 """The dashboard's renewal and retention files in the viewer's language.
 
-In Chinese the retention rates are percentages, as the page shows them.
+The retention rates are percentages, as the page shows them, in every language (a
+spreadsheet reads "95.2%" as 0.952): the English file had 0.952 where the Chinese had
+95.2%. The API's file (``GET /v1/retention?format=csv``) keeps the fractions.
 
 A lead opens the pipeline's CSV in a spreadsheet: in Chinese its headers and coded values
 (tier, stage, health, danger, forecast, reasons) are the page's words, not ``at_risk``
@@ -92,7 +94,7 @@ def retention_file(
     """The header and rows of the retention breakdown's CSV in ``language``;
     ``group_header``: the page's name of the grouping (tier, CSM, cohort)."""
     if language == DEFAULT_LANGUAGE:
-        return list(columns), list(rows)
+        return list(columns), [{**row, **_rates(row, language)} for row in rows]
 
     def say(text: str) -> str:
         return translate(language, text)
@@ -103,12 +105,17 @@ def retention_file(
         {
             **row,
             "group": format_quarter(language, say(str(row["group"]))),
-            **{c: format_pct(language, row[c], 1) for c in RATES if row.get(c) is not None},
+            **_rates(row, language),
         }
         for row in rows
     ]
     headers = {**RETENTION_HEADERS, "group": group_header}
     return _header(columns, headers, say), worded
+
+
+def _rates(row: Row, language: str) -> Row:
+    """``row``'s rates as the page writes them; a rate it lacks stays as it is."""
+    return {c: format_pct(language, row[c], 1) for c in RATES if row.get(c) is not None}
 
 
 def _header(

@@ -383,6 +383,17 @@ async def form_too_large(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", _error(request, N_("Too long"), 413, exc.text), None, 413)
 
 
+async def nul_address(request: Request) -> Response | None:
+    """A page address holding a NUL byte (``/ui/?q=%00``): an error page in the viewer's
+    language, as for any address it cannot read; elsewhere None (the API's JSON)."""
+    if not request.url.path.startswith("/ui/"):
+        return None
+    # The page's own links (the language switch) must not carry the byte back.
+    clean = Request({**request.scope, "path": "/ui/", "raw_path": b"/ui/", "query_string": b""})
+    message = N_("This address holds a NUL byte (%00). Go back and use the page's links and forms.")
+    return page(clean, "error.html", _error(clean, N_("Bad address"), 400, message), None, 400)
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
     # Any page's 404 (an account, an alert, a case, a report): "no such account or
     # alert" read wrong for a case's address (found from outside).

@@ -17,9 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import explain, history
-from services.scoring.danger import cause_code, cause_of
 from services.scoring.inputs import depth_level
-from services.scoring.model.schema import ModelError
+from services.scoring.model.schema import HealthModel, ModelError
 from services.scoring.model.store import ModelStore
 from services.scoring.queries import (
     AHEAD_OF_UTC,
@@ -115,10 +114,10 @@ async def account_health_view(
     response.headers["Vary"] = "Accept-Language"
     async with ctx.engine.connect() as conn:
         facts = await visible_account(conn, account_id, key)
-        if as_of is not None:
-            return await _health_as_of(conn, account_id, as_of, ctx.zone)
-        h = await account_health_row(conn, account_id)
         model, _ = await ctx.models.current(conn)
+        if as_of is not None:
+            return await _health_as_of(conn, account_id, as_of, ctx.zone, model, lang)
+        h = await account_health_row(conn, account_id)
         if h is None or (h.score is None and h.band is None):
             raise ClientError(
                 404,
@@ -179,8 +178,16 @@ def _causes_in(lang: str, causes: list[Any]) -> list[Any]:
 
 
 async def _health_as_of(
-    conn: AsyncConnection, account_id: str, day: date, zone: tzinfo
+    conn: AsyncConnection,
+    account_id: str,
+    day: date,
+    zone: tzinfo,
+    model: HealthModel,
+    lang: str,
 ) -> dict[str, Any]:
+    """The score recorded as of ``day``, in the newest score's shape (``scored_on``
+    added): its explanation with what moved since the row before and since days back,
+    in words."""
     zone = await account_zone(conn, account_id, zone)
     check_not_future(day, datetime.now(zone).date(), N_("in the account's zone"))
     row = (await scores_as_of(conn, day, [account_id])).get(account_id)
@@ -194,7 +201,12 @@ async def _health_as_of(
     # The end of the day in the account's zone, as the portfolio's as-of reads it.
     end = end_of(day, zone)
     then = (await facts_as_of(conn, end, [account_id])).get(account_id, {})
-    danger = (row.explanation or {}).get("danger") or {}
+    inputs = row.inputs or {}
+    why = history.expanded(row.explanation or {}, row.day, inputs, model)
+    before = await history.inputs_before(conn, account_id, row.day)
+    why[explain.MOVED] = {"since_previous": explain.moved(inputs, before, explain.MOVED_KEPT)}
+    why = await history.with_moved_since(conn, account_id, why, inputs)
+    danger = why.get("danger") or {}
     return {
         "account_id": account_id,
         "name": then.get("name"),
@@ -203,11 +215,11 @@ async def _health_as_of(
         "scored_on": row.day.isoformat(),
         "score": row.score,
         "band": row.band,
-        "depth_level": (row.inputs or {}).get("depth_level"),
+        "depth_level": inputs.get("depth_level"),
         "danger_level": danger.get("level"),
         # Codes in the history row: as the newest score's causes, without the day's text.
-        "danger_causes": [cause_of(cause_code(c)) for c in danger.get("causes", [])],
-        "explanation": row.explanation,
+        "danger_causes": danger.get("causes", []),
+        "explanation": _changes_in(lang, explain.worded_changes(why, explain.labels(model))),
     }
 
 

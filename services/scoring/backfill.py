@@ -54,7 +54,7 @@ from services.scoring.import_files import ReadBefore, check_files
 from services.scoring.import_lines import Stamp, stamp_of
 from services.scoring.import_lock import StillHeld, import_lock
 from services.scoring.import_overlap import EarlierImports
-from services.scoring.processor import ScoringProcessor, batch_span
+from services.scoring.processor import IMPORT_TOPIC, ScoringProcessor, batch_span
 from services.scoring.state import late_grace_days
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
@@ -112,9 +112,11 @@ class ImportReport:
     # The day of the newest use known (the history's, or the stream's if later), in the
     # service's zone: a sweep scores the days after it, up to today, as quiet.
     last_day: date | None = None
-    # Score history rows written for the days of the history (a day scored again, for a
-    # later file's events on it, counts again).
+    # Score history rows written for days of the history not scored before; and those
+    # written again for days scored before, opened by a later file's events (the summary
+    # had counted both as recorded, found from outside).
     days_scored: int = 0
+    days_rescored: int = 0
     alerts_opened: int = 0  # alerts still true at the end, opened without a notice
     # Why the import stopped before the end of its files (one broke off part way: what
     # was read before it is imported; run it again once the file is whole).
@@ -261,7 +263,9 @@ async def import_files(
     report = ImportReport(files=len(paths))
     if not paths:
         return report
-    sources = {f"import:{path.name}": _Source(path, f"import:{path.name}") for path in paths}
+    sources = {
+        f"{IMPORT_TOPIC}{path.name}": _Source(path, f"{IMPORT_TOPIC}{path.name}") for path in paths
+    }
     processor = processor_for(_Sink(report, sources))
     async with import_lock(processor.engine) as still_held:
         rejected = {topic: await _take_rejects(processor.engine, topic) for topic in sources}
@@ -362,6 +366,7 @@ async def _read(
         report.days_scored += await calendar.close_all()
         report.last_day = await _newest_use(processor)
         await _forget_unread_rejects(processor.engine, sources.values())
+    report.days_rescored = calendar.rescored
 
 
 @dataclass

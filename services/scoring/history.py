@@ -13,6 +13,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import explain
+from services.scoring.danger import cause_code, cause_of
+from services.scoring.model.schema import HealthModel
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import account_health, band_changes, health_daily
 
@@ -173,6 +175,59 @@ def compact(why: dict[str, Any]) -> dict[str, Any]:
             "causes": [cause.get("code") for cause in danger.get("causes", [])],
         },
     }
+
+
+def expanded(
+    kept: Mapping[str, Any], day: date, inputs: Mapping[str, Any], model: HealthModel
+) -> dict[str, Any]:
+    """A day's explanation as history keeps it (``compact``) in the shape of the newest
+    score's (``account_health.components``): each component with its group, label and
+    raw value again (from the model in force and the day's inputs), each danger cause
+    with its level. ``GET …/health?as_of=`` had answered the kept shape, another than
+    ``GET …/health`` (found from outside). A row kept before the history was compacted
+    is returned as it is."""
+    components = kept.get("components")
+    if not isinstance(components, dict):
+        return {**kept, explain.DAY: day.isoformat()}
+    where = {
+        name: (group_name, measure.label or name.replace("_", " "))
+        for group_name, group in model.groups.items()
+        for name, measure in group.measures.items()
+    }
+    danger = kept.get("danger") or {}
+    return {
+        **{key: kept.get(key) for key in ("model_version", "profile", "groups", "capped_by")},
+        "missing": kept.get("missing") or [],
+        "components": [
+            {
+                "group": where.get(name, (None, name))[0],
+                "name": name,
+                "label": where.get(name, (None, name))[1],
+                "raw": inputs.get(name),
+                "score": score,
+                "weight": weight,
+                "contribution": contribution,
+            }
+            for name, (score, weight, contribution) in components.items()
+        ],
+        "danger": {
+            "level": danger.get("level"),
+            "causes": [cause_of(cause_code(c)) for c in danger.get("causes") or []],
+        },
+        explain.DAY: day.isoformat(),
+    }
+
+
+async def inputs_before(conn: AsyncConnection, account_id: str, day: date) -> dict[str, Any] | None:
+    """The inputs of the account's newest score history row before ``day``, if any."""
+    h = health_daily.c
+    found = await conn.execute(
+        select(h.inputs)
+        .where(h.account_id == account_id, h.day < day)
+        .order_by(h.day.desc())
+        .limit(1)
+    )
+    return found.scalar()
 
 
 async def record(

@@ -11,11 +11,16 @@ an earlier run" (found from outside). So each file's first records are kept as d
   another file of the same run) is refused (``CopyOfAFileReadBefore``): under another
   name its events would count again, the dedup window holding 48 hours.
 
-The first records stay when lines are added at a file's end (a growing export resumes)
-and however it is compressed. Only files something was read of count (a stored offset
-or rejected records): an import stopped before its first batch leaves a digest that
-binds nothing. A file read by a version before these digests is taken, once, as the
-same file, and logged so.
+The first records stay when lines are added at a file's end (a growing export resumes),
+however it is compressed and in whichever format it is written: a record with an
+``event_id`` is known by its account and id, so the same export saved again as Parquet
+or CSV is the same file (it had counted every event twice, exit 0, found from outside);
+a record without one by its bytes. Digests kept by a version that knew records by their
+bytes alone (no ``ids`` mark) are compared as such.
+
+Only files something was read of count (a stored offset or rejected records): an
+import stopped before its first batch leaves a digest that binds nothing. A file read
+by a version before these digests is taken, once, as the same file, and logged so.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,19 +50,28 @@ FINGERPRINT_RECORDS = 16
 ReadBefore = Callable[[AsyncConnection, list[str]], Awaitable[set[str]]]
 
 
+# The mark of digests that know a record by its account and event id (``_digest``).
+BY_IDS = "ids"
+
+
 @dataclass(frozen=True)
 class Fingerprint:
-    """A digest per record of a file's first FINGERPRINT_RECORDS (all, if fewer)."""
+    """A digest per record of a file's first FINGERPRINT_RECORDS (all, if fewer);
+    ``by_ids``: records with an event id digested by it, not by their bytes."""
 
     hashes: tuple[str, ...]
+    by_ids: bool = True
 
     @property
     def text(self) -> str:
-        return " ".join(self.hashes)
+        return " ".join((BY_IDS, *self.hashes) if self.by_ids else self.hashes)
 
     @classmethod
     def of(cls, text: str) -> Fingerprint:
-        return cls(tuple(text.split()))
+        words = text.split()
+        if words[:1] == [BY_IDS]:
+            return cls(tuple(words[1:]))
+        return cls(tuple(words), by_ids=False)
 
     def differing(self, earlier: Fingerprint) -> set[int]:
         """The records of ``earlier`` this file does not begin with (lines it has
@@ -90,16 +105,30 @@ class NotTheFileReadBefore(ValueError):
         )
 
 
-def fingerprint(path: Path) -> Fingerprint:
+def fingerprint(path: Path, *, by_ids: bool = True) -> Fingerprint:
     """The digests of the file's first records as read (a file that cannot be read: of
     those that can; its reading reports the fault)."""
     hashes = []
     try:
         for record in islice(read_lines(path), FINGERPRINT_RECORDS):
-            hashes.append(hashlib.sha256(bytes(record)).hexdigest()[:16])
+            hashes.append(_digest(bytes(record), by_ids))
     except (OSError, UnreadableFile):
         pass
-    return Fingerprint(tuple(hashes))
+    return Fingerprint(tuple(hashes), by_ids)
+
+
+def _digest(record: bytes, by_ids: bool) -> str:
+    """A record's digest: of its account and event id when it has them (``by_ids``),
+    whatever the format wrote around them; else of its bytes."""
+    if by_ids:
+        try:
+            event = orjson.loads(record)
+        except orjson.JSONDecodeError:
+            event = None
+        if isinstance(event, dict) and isinstance(event.get("event_id"), str):
+            key = orjson.dumps([event.get("account_id"), event["event_id"]])
+            return hashlib.sha256(b"id:" + key).hexdigest()[:16]
+    return hashlib.sha256(record).hexdigest()[:16]
 
 
 async def check_files(
@@ -121,6 +150,8 @@ async def check_files(
     for source, path in files.items():
         now = fingerprint(path)
         then = before.get(source)
+        older = then is not None and not then.by_ids  # kept by an earlier version
+        seen = fingerprint(path, by_ids=False) if older else now
         if source in started:
             if then is None:
                 log.warning(
@@ -131,10 +162,10 @@ async def check_files(
             # Records rejected before may differ, with --restart or without: corrected in
             # place, or a last line cut off as it was written, whole now that the export
             # grew (refused as another file, found from outside).
-            elif now.differing(then) - rejected.get(source, set()):
+            elif seen.differing(then) - rejected.get(source, set()):
                 raise NotTheFileReadBefore(path)
         elif now.hashes:
-            other = this_run.get(now) or await _copied(conn, source, now, read_before)
+            other = this_run.get(now) or await _copied(conn, source, path, now, read_before)
             if other is not None:
                 raise CopyOfAFileReadBefore(path, other.removeprefix("import:"))
         this_run.setdefault(now, source)
@@ -144,12 +175,14 @@ async def check_files(
 
 
 async def _copied(
-    conn: AsyncConnection, source: str, now: Fingerprint, read_before: ReadBefore
+    conn: AsyncConnection, source: str, path: Path, now: Fingerprint, read_before: ReadBefore
 ) -> str | None:
-    """Another file read before whose first records ``now`` repeats, if any."""
+    """Another file read before whose first records ``now`` (``path``'s) repeats, if any:
+    as digests are kept now, or by their bytes as an earlier version kept them."""
     table = import_files.c
+    texts = {now.text, fingerprint(path, by_ids=False).text}
     found = await conn.execute(
-        select(table.source).where(table.fingerprint == now.text, table.source != source)
+        select(table.source).where(table.fingerprint.in_(texts), table.source != source)
     )
     candidates = list(found.scalars())
     started = await read_before(conn, candidates) if candidates else set()

@@ -53,6 +53,9 @@ from shared.worker import describe, is_transient
 
 log = logging.getLogger(__name__)
 
+# The pseudo-topic of an import's file is this and the file's name ("import:usage.ndjson").
+IMPORT_TOPIC = "import:"
+
 
 # Records decoded and applied at a time within a batch. A batch is one transaction (its
 # states, offsets and messages commit together) and rescores each account it touched
@@ -256,7 +259,10 @@ class ScoringProcessor:
                 event = decode_event(record.value, self._kind_of_topic.get(record.topic))
                 event = self._received(event, record, now)
             except UndecodableRecord as exc:
-                log.warning(
+                # An import's rejected lines are reported by the import, by line (from
+                # 1); its record numbers here count from 0 and read as off by one.
+                log.log(
+                    logging.DEBUG if record.topic.startswith(IMPORT_TOPIC) else logging.WARNING,
                     "dead-lettering %s[%d]@%d: %r",
                     record.topic,
                     record.partition,

@@ -100,8 +100,9 @@ async def test_renewals_retention_and_opportunities_pages(chromium: Any, tmp_pat
         assert 1 <= len(labels) == len(starts) <= 8 and starts[0] != "0", (labels, starts)
         await _breakdown_charts(browser, ["enterprise", "non-focus", "strategic"], "Churned ARR")
         csv = await browser.js(FETCH, await _href(browser, "#retention-csv"))
-        # In the service's currency (the API's file says "default").
-        assert csv.splitlines()[1].startswith("all,CNY,4,3,1,0.75,180000"), csv
+        # In the service's currency (the API's file says "default"), its rates as the
+        # page writes them (the Chinese file had percentages, the English fractions).
+        assert csv.splitlines()[1].startswith("all,CNY,4,3,1,75.0%,180000"), csv
         await browser.screenshot("retention-en")
         await _in(browser, "zh-CN", PERIOD)
         assert any("各季度留存" in t for t in await browser.texts("h2"))

@@ -188,6 +188,11 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
                     stamp, UTC
                 ) + timedelta(days=1)
             async with as_(anna) as c:
+                asleep = (await c.get("/v1/alerts", params={"status": "snoozed"})).json()
+                assert [a["alert_id"] for a in asleep["alerts"]] == [third]
+                # A misspelt filter is refused, not ignored (a CS lead's ?state=).
+                wrong = await c.get("/v1/alerts", params={"state": "snoozed"})
+                assert wrong.status_code == 400 and wrong.json()["unknown"] == ["state"]
                 assert (await c.post(f"/v1/alerts/{third}/unsnooze")).status_code == 200
         async with as_(anna) as c:
             detail = (await c.get(f"/v1/alerts/{third}")).json()
@@ -198,6 +203,8 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
             assert [a["alert_id"] for a in still] == [third]
             waiting = (await c.get("/v1/alerts", params={"status": "to_do"})).json()
             assert waiting["alerts"] == [] and waiting["total"] == 0
+            asleep = (await c.get("/v1/alerts", params={"status": "snoozed"})).json()
+            assert asleep["alerts"] == []  # unsnoozed
 
 
 async def test_a_rule_silenced_on_an_account_keeps_its_alerts_snoozed(

@@ -58,7 +58,26 @@ async def test_as_of_reads(kafka_settings: Settings, tmp_path: Path) -> None:
                 then,
                 "non-focus",
             )
-            assert (await c.get("/v1/accounts/fine/health")).json()["tier"] == "enterprise"
+            newest = (await c.get("/v1/accounts/fine/health")).json()
+            assert newest["tier"] == "enterprise"
+            # The newest score's shape (the day's had answered the history's compact
+            # one, found from outside): components as a list, causes, moves in words.
+            assert set(health) == set(newest) | {"scored_on"}
+            assert set(health["explanation"]) == set(newest["explanation"])
+            part = health["explanation"]["components"][0]
+            assert set(part) == set(newest["explanation"]["components"][0])
+            assert part["raw"] is not None and part["label"] and part["group"]
+            moved = health["explanation"]["changes"]
+            assert set(moved) == {"since_previous", "since_7d", "since_30d"}
+            assert moved["since_7d"] and moved["since_previous"]
+            assert all("text" in entry for entries in moved.values() for entry in entries)
+            chinese = await c.get(
+                "/v1/accounts/fine/health",
+                params={"as_of": then},
+                headers={"Accept-Language": "zh-CN"},
+            )
+            worded = [e["text"] for e in chinese.json()["explanation"]["changes"]["since_7d"]]
+            assert all(not text.isascii() for text in worded), worded
             before = {"as_of": (day(0) - timedelta(days=1)).isoformat()}
             assert (await c.get("/v1/accounts/fine/health", params=before)).status_code == 404
 

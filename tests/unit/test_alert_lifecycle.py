@@ -208,6 +208,30 @@ async def test_a_critical_alert_mutes_the_accounts_warnings_until_it_resolves(
     ]
 
 
+async def test_a_steps_lesser_alerts_sent_before_its_critical_one_are_muted(
+    world: World,
+) -> None:
+    """One step's alerts come in the alerting file's order: a warning stored and told
+    before the critical alert that then muted it (a first run's flood, found from
+    outside). In one batch the critical alert is stored first. A warning that turned
+    critical in the same batch goes first too, its revisions in their order."""
+    await world.receive(
+        alert("nps_detractor", Severity.warning),
+        alert("ticket_backlog", Severity.warning),
+        alert("ticket_backlog", Severity.critical, revision=1),
+        alert("low_activity", Severity.critical),
+    )
+    told = sorted((a.split(":")[1], n) for a, n, _ in await world.notices())
+    assert told == [
+        ("low_activity", "fire"),
+        ("ticket_backlog", "fire"),
+        ("ticket_backlog", "update:1"),
+    ]
+    muted = await world.alert("acme:nps_detractor:1")
+    backlog = await world.alert("acme:ticket_backlog:1")
+    assert muted.muted and (backlog.severity, backlog.revision) == ("critical", 1)  # type: ignore[attr-defined]
+
+
 async def test_a_muted_warning_that_turns_critical_is_told_and_escalates(world: World) -> None:
     """Muted by the account's critical alert, then critical itself: told now (its first
     notice) and escalated like any critical alert, not muted while it lasts."""

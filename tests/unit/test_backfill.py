@@ -17,14 +17,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import services.scoring.processor as processor_module
 from services.scoring.backfill import import_files
 from services.scoring.history_files import LineNumbers, read_lines
 from services.scoring.import_days import NOON, ImportCalendar
-from services.scoring.import_files import CopyOfAFileReadBefore, NotTheFileReadBefore
+from services.scoring.import_files import (
+    CopyOfAFileReadBefore,
+    NotTheFileReadBefore,
+    fingerprint,
+)
 from services.scoring.measures import Measures
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.processor import ScoringProcessor
@@ -42,6 +46,7 @@ from shared.storage.tables import (
     import_rejects,
     tickets,
 )
+from shared.storage.tables import import_files as import_file_digests
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 
@@ -116,12 +121,17 @@ async def db(
 
 
 async def test_import_reports_rejects_and_resumes(
-    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine, processor = db
     files = write_inputs(tmp_path)
-    first = await import_files(files, processor, sweep=False)
+    with caplog.at_level("DEBUG", logger="services.scoring.processor"):
+        first = await import_files(files, processor, sweep=False)
     assert first.imported == 42 and first.lines == 45
+    # The log names no rejected line by its record number from 0 ("@10" beside the
+    # report's line 11, found from outside): the report names them.
+    told = [r for r in caplog.records if r.getMessage().startswith("dead-lettering")]
+    assert told and {r.levelname for r in told} == {"DEBUG"}
     # The lines as ``sed -n Np`` shows them: the CSV's bad row is line 4, after its header.
     assert [(f, n) for f, n, _ in first.rejected] == [("usage.ndjson.gz", 11), ("tickets.csv", 4)]
     assert "priority" in first.rejected[1][2]
@@ -522,6 +532,23 @@ async def test_parquet_files_are_imported_as_their_json_lines(
     report = await import_files([path], processor, sweep=False)
     assert (report.imported, report.rejected) == (40, [])
     async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
+    # The same export saved as JSON lines is the same file, not 40 more events (a
+    # Parquet re-export had counted every event twice, exit 0: found from outside).
+    again = tmp_path / "usage-again.ndjson"
+    again.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    with pytest.raises(CopyOfAFileReadBefore, match=r"begins as usage\.parquet does"):
+        await import_files([again], processor, sweep=False)
+    # Digests an earlier version kept (of each record's bytes) still tell the file.
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(import_file_digests).values(fingerprint=fingerprint(path, by_ids=False).text)
+        )
+    resumed = await import_files([path], processor, sweep=False)
+    assert (resumed.skipped_already_imported, resumed.imported) == (40, 0)
+    async with engine.connect() as conn:
+        kept = (await conn.execute(select(import_file_digests.c.fingerprint))).scalar_one()
+        assert kept.startswith("ids ")  # kept anew by ids
         assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 40
 
 
@@ -1219,6 +1246,9 @@ async def test_an_export_overlapping_one_imported_before_says_what_may_count_twi
     later = await import_files([second], processor, sweep=False)
     # Nov 6-12 lie more than 48 hours before Nov 15 10:00; Nov 13-20 do not.
     assert later.before_window == 7
+    # Nov 16-20 are new days; Nov 6-15 were scored again, and not counted as recorded
+    # (the summary had said 15 daily scores recorded, found from outside).
+    assert (later.days_scored, later.days_rescored) == (5, 10)
     # A ticket's update counts by its own id, never twice; a time without a zone is the
     # step's to reject (it stopped the import with a TypeError, found in review).
     other = tmp_path / "nov-c.ndjson"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,6 +113,11 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     }
     assert all(v["low"] <= v["auc"] <= v["high"] for v in oos["auc"].values() if v["auc"])
     assert rpt.text(report).startswith("The riskiest 10% of account-days by the score held")
+    # A reference that could not train says why, and the rules' table its denominators
+    # (found from outside: both read as unexplained).
+    lacking = rpt.text({**report, "horizons": [_without_reference(h)]})
+    assert "(no gradient boosting (reference): it trains on" in lacking
+    assert "lie within the history" in rpt.text(report)
     bins = oos["calibration"]["the score"]
     assert sum(b["observations"] for b in bins) == oos["test_observations"]
     assert all(s.history for s in result.snapshots)
@@ -134,3 +140,10 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     said = rpt.text(beyond)
     assert "churn within 180 days: no account-day's window lies within the history" in said
     assert "<img" in rpt.html_report(beyond)
+
+
+def _without_reference(horizon: dict[str, Any]) -> dict[str, Any]:
+    """``horizon`` as a history too short to train the reference on reports it."""
+    oos = horizon["out_of_sample"]
+    auc = {name: v for name, v in oos["auc"].items() if name != rpt.REFERENCE}
+    return {**horizon, "out_of_sample": {**oos, "auc": auc, "train_observations": 12}}

@@ -18,7 +18,9 @@ from prometheus_client import CollectorRegistry
 from services.scoring.backtest import replay as rp
 from services.scoring.backtest.baselines import history_baselines
 from services.scoring.backtest.history_index import index_history
+from services.scoring.backtest.report import build, text
 from services.scoring.metrics import ScoringMetrics
+from services.scoring.model.schema import load_default_model
 from services.scoring.model.store import ModelStore
 from services.scoring.processor import ScoringProcessor, batch_span
 from services.scoring.sweep import QuietAccountSweep
@@ -175,6 +177,23 @@ def test_lines_from_the_future_are_rejected_not_replayed(
     )
     index = index_history([soon], tmp_path, lambda lines: None, now=clock, skew=timedelta(hours=1))
     assert len(index) == 1 and index.rejected == 0
+
+
+def test_an_event_resent_counts_once_in_the_figures_too(
+    history: Path, indexed: rp.Replay, tmp_path: Path
+) -> None:
+    """The score counted a resent event once, but the report's "events" counted every
+    line (found from outside): it says how many lines repeated an event."""
+    resent = tmp_path / "resent.ndjson"
+    lines = history.read_bytes().splitlines(keepends=True)
+    usage = next(line for line in lines if b'"kind": "usage"' in line or b'"kind":"usage"' in line)
+    resent.write_bytes(b"".join(lines) + usage)
+    again = asyncio.run(rp.replay([resent], step_days=5))
+    assert (again.events, again.repeated) == (indexed.events + 1, 1)
+    assert replace(again, events=indexed.events, repeated=0) == indexed
+    report = build(again, [30], load_default_model())
+    assert (report["events"], report["repeated_events"]) == (indexed.events, 1)
+    assert "(1 more lines repeated an event, counted once)" in text(report)
 
 
 def test_a_byte_order_mark_before_the_first_line_is_skipped(history: Path, tmp_path: Path) -> None:

@@ -141,11 +141,13 @@ async def test_an_alert_opens_one_case_and_a_detractor_one_follow_up(world: Worl
         cases, total = await list_cases(conn, None, CaseFilter())
     assert total == 1 and cases[0]["danger_level"] == "high"
     assert cases[0]["alert_id"] == "acme:health:1" and cases[0]["opened_by"] == "healthwatch"
-    # Its first task is the alert's next step, due at the first review ("No task yet").
+    # Its first task is the alert's next step ("No task yet"), due within a day: a high
+    # danger is acted on at once (DG-11), and the steps say "today" (not the first review
+    # a week on).
     async with world.engine.connect() as conn:
         first, _ = await list_tasks(conn, None, TaskFilter(kind="case_action"))
     assert [(t["title"], t["case_id"]) for t in first] == [(STEP, cases[0]["case_id"])]
-    assert first[0]["due"] == T0 + timedelta(days=7)  # case_review_days_high
+    assert first[0]["due"] == T0 + timedelta(days=1)  # not case_review_days_high's 7
     # Closed by people: a newer revision of the same alert does not reopen it.
     async with world.engine.begin() as conn:
         row = await visible_case(conn, cases[0]["case_id"], None)

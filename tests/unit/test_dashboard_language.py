@@ -145,6 +145,20 @@ async def test_a_page_address_it_cannot_read_gets_a_page_in_the_viewers_language
     assert answer.status_code == 422 and answer.media_type == "application/json"
 
 
+async def test_a_page_address_with_a_nul_byte_gets_a_page_the_api_its_json(
+    client: httpx.AsyncClient,
+) -> None:
+    """``/ui/?q=%00`` answered the API's English JSON (found by a CS lead); the page's
+    language links do not carry the byte back."""
+    client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    ui = await client.get("/ui/?q=%00")
+    assert ui.status_code == 400 and ui.headers["content-type"].startswith("text/html")
+    assert "此地址中含有 NUL 字节" in ui.text
+    assert "%00" not in ui.text.replace("（%00）", "")
+    api = await client.get("/v1/health?q=%00")
+    assert api.status_code == 400 and api.json()["code"] == "bad_request"
+
+
 async def test_a_page_the_dashboard_does_not_have_gets_its_error_page(
     client: httpx.AsyncClient,
 ) -> None:

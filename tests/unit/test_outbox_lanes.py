@@ -463,6 +463,31 @@ async def test_a_send_that_timed_out_is_looked_for_before_it_is_retried(
     assert [d for d, _ in slack.looked] == ["U0A"]
 
 
+async def test_a_retry_after_is_honoured_as_it_is_not_as_the_longer_backoff(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """After a few failures the backoff is minutes; a 429 asking for 2 s had waited
+    them (the longer of the two, found from outside). Retry-After says when; a "0"
+    waits a second, not no time at all."""
+    slack = Channel("slack", pace=None)
+    await _queue(engine, "slack", "U0A", 1, T0)
+    await _queue(engine, "slack", "U0B", 2, T0)
+    async with engine.begin() as conn:
+        await conn.execute(update(deliveries).values(attempts=8))  # backoff near its cap
+
+    async def limited(destination: str) -> None:
+        raise DeliveryError(
+            "Slack 429: rate_limited", retry_after_s=2 if destination == "U0A" else 0
+        )
+
+    slack.before_send = limited
+    await _sender(engine, embedded_settings, [slack], MovingClock(T0)).send_due()
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(deliveries.c.destination, deliveries.c.next_attempt_at))
+        due = {destination: at for destination, at in rows}
+    assert due == {"U0A": T0 + timedelta(seconds=2), "U0B": T0 + timedelta(seconds=1)}
+
+
 async def test_a_notice_is_retried_for_a_day_however_many_attempts_that_takes(
     engine: AsyncEngine, embedded_settings: Settings
 ) -> None:

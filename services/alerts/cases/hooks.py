@@ -28,6 +28,10 @@ from shared.contracts.alerts import AlertEvent, Severity
 from shared.i18n import N_
 
 AUTOMATIC = "healthwatch"  # the actor of what the service opens itself
+# A high danger's first action is due within this (DG-11: "act at once"). A day, not
+# hours: the task list and reminders work in days, and a CSM told in the evening acts
+# the next working morning.
+HIGH_DANGER_FIRST_ACTION = timedelta(days=1)
 NPS_FOLLOWUP_TITLE = N_("Call the detractor: ask what went wrong and agree on a fix")
 
 
@@ -73,12 +77,17 @@ async def _open_case(
     step = alert.details.get("next_step")
     if opened and isinstance(step, str) and step.strip():
         # The plan's first action (DG-13: tasks with owners and dates) is the alert's next
-        # step, due by the case's first review: a case opened for a CSM said "No task yet".
+        # step: a case opened for a CSM said "No task yet". Due by the case's first
+        # review, a high danger's within a day (DG-11: act at once; the rules' steps say
+        # "today", and a task due in a week read as contradicting them).
+        due = review_every(settings, new.danger_level)
+        if new.danger_level == "high":
+            due = min(due, HIGH_DANGER_FIRST_ACTION)
         first = NewTask(
             alert.account_id,
             CASE_ACTION,
             step.strip()[:TITLE_CHARS],
-            now + review_every(settings, new.danger_level),
+            now + due,
             f"{ALERT_SOURCE}{alert.alert_id}",
             case_id=case_id,
             source_key=f"next_step:{alert.alert_id}",

@@ -170,6 +170,11 @@ def features(snaps: Sequence[Snapshot]) -> tuple[list[str], Floats]:
     return names, matrix
 
 
+# Training observations below which the reference is not fitted: a few dozen
+# account-days (of a handful of accounts) teach a tree ensemble only their own noise.
+MIN_TRAIN = 50
+
+
 def gradient_boosting(
     matrix: Floats, labels: NDArray[np.bool_], split: Split, seed: int = 0
 ) -> Floats | None:
@@ -178,7 +183,7 @@ def gradient_boosting(
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     y = labels[split.train]
-    if len(split.train) < 50 or y.all() or not y.any():
+    if len(split.train) < MIN_TRAIN or y.all() or not y.any():
         return None
     model = HistGradientBoostingClassifier(
         max_iter=200,

@@ -74,7 +74,8 @@ class Replay:
     snapshots: list[Snapshot] = field(default_factory=list)
     firings: list[Firing] = field(default_factory=list)
     churn: dict[str, date] = field(default_factory=dict)
-    events: int = 0
+    events: int = 0  # lines of events read (a resent event's each time)
+    repeated: int = 0  # of them, events resent within the dedup window: counted once
     rejected: int = 0
     # The first rejected lines (file, line, why): where the input was, not what the
     # replay gave, so two replays of the same events in other files compare equal.
@@ -235,10 +236,11 @@ class ShardJob:
     first_day: date
 
 
-@dataclass(frozen=True)
+@dataclass
 class ShardResult:
     snapshots: list[Snapshot]
     firings: list[Firing]
+    repeated: int = 0  # lines fed whose event id was counted already (a resent event)
 
 
 def _jobs(
@@ -289,6 +291,7 @@ async def _run(jobs: list[ShardJob], result: Replay, progress: Callable[[int, in
         key=lambda snapshot: (snapshot.day, snapshot.account_id),
     )
     result.firings = sorted((firing for part in parts for firing in part.firings), key=firing_order)
+    result.repeated = sum(part.repeated for part in parts)
 
 
 def firing_order(firing: Firing) -> tuple[date, str, str]:
@@ -331,7 +334,7 @@ async def _score_days(
     with job.shard.reader() as read:
         for number, (day, batches) in enumerate(zip(job.days, job.plan, strict=True), 1):
             clock_now[0] = datetime.combine(day + timedelta(days=1), time(), UTC) - ONE_SECOND
-            await _feed(processor, baselines, job.shard, read, batches)
+            out.repeated += await _feed(processor, baselines, job.shard, read, batches)
             await _score_all(processor, recorder, day, clock_now[0])
             out.snapshots.extend(
                 replace(snapshot, history=baselines.as_of(snapshot.account_id, day))
@@ -372,10 +375,12 @@ async def _feed(
     shard: Shard,
     read: Callable[[slice], list[bytes]],
     batches: Sequence[tuple[int, int]],
-) -> None:
+) -> int:
     """Hand the processor the shard's events of each batch, one batch at a time, and
     the baselines the events it counted. The processor reads the lines as they are in
-    the files, as an import's (the index kept only the lines its decoder takes)."""
+    the files, as an import's (the index kept only the lines its decoder takes).
+    Returns how many lines it did not count: events resent (their id counted already)."""
+    repeated = 0
     for start, stop in batches:
         where = shard.between(start, stop)
         positions = shard.positions[where].tolist()
@@ -385,7 +390,9 @@ async def _feed(
         ]
         # The events as the scoring step decoded and counted them (a line decoded once;
         # a resent event once, as the score counts it).
-        await processor.handle(records, score=False, counted=baselines.take)
+        counted = await processor.handle(records, score=False, counted=baselines.take)
+        repeated += len(records) - counted
+    return repeated
 
 
 async def _score_all(

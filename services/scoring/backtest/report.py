@@ -21,6 +21,7 @@ from services.scoring.backtest.metrics import (
     roc_curve,
     top_decile_lift,
 )
+from services.scoring.backtest.outofsample import MIN_TRAIN
 from services.scoring.backtest.outofsample import evaluate as out_of_sample
 from services.scoring.backtest.replay import Firing, Replay, Snapshot
 from services.scoring.model.schema import HealthModel
@@ -280,7 +281,10 @@ def build(result: Replay, horizons: Sequence[int], model: HealthModel) -> dict[s
         "summary": summary(evaluated),
         "warnings": warnings(result, scored, model, horizons, shares),
         "model_version": model.version,
-        "events": result.events,
+        # Events counted, as the score counts them: a resent event's lines once (the
+        # figure had counted every line, found from outside).
+        "events": result.events - result.repeated,
+        "repeated_events": result.repeated,
         "rejected_lines": result.rejected,
         "accounts": len(accounts),
         "churned_accounts": len(set(result.churn) & accounts),
@@ -406,9 +410,11 @@ def text(report: dict[str, Any]) -> str:
     lines = [*report.get("summary", []), ""]
     if report.get("warnings"):
         lines += ["Before trusting this:", *(f"  ! {w['message']}" for w in report["warnings"]), ""]
+    repeated = report.get("repeated_events")
+    again = f" ({repeated} more lines repeated an event, counted once)" if repeated else ""
     lines += [
         f"Backtest of model {report['model_version']}: {report['accounts']} accounts, "
-        f"{report['churned_accounts']} churned, {report['events']} events, "
+        f"{report['churned_accounts']} churned, {report['events']} events{again}, "
         f"{report['from']} → {report['to']}",
         "",
         f"{'horizon':>8} {'AUC':>6} {'baseline':>9} {'gain':>6} {'lift@10%':>9} "
@@ -459,6 +465,13 @@ def _out_of_sample_text(horizon: dict[str, Any]) -> list[str]:
         interval = f"{_f(value['low'])}–{_f(value['high'])}"
         held = _pct(oos["riskiest_10pct_share"].get(name))
         lines.append(f"  {name:<32} {_f(value['auc']):>6} {interval:>14} {held:>13}")
+    if REFERENCE not in oos["auc"]:
+        # Its absence had read as a model trained on nothing (found from outside).
+        lines.append(
+            f"  (no {REFERENCE}: it trains on the observations before the cut, and needs "
+            f"{MIN_TRAIN} of them at least, some followed by churn and some not; "
+            f"{oos['train_observations']} there)"
+        )
     return lines
 
 
@@ -522,7 +535,12 @@ def _rules_text(quality: dict[str, Any] | None) -> list[str]:
             f"  {rule['rule']:<28} {rule['fired']:>6} {rule['accounts']:>6}{shares} "
             f"{_f(rule['lift'][first], '.2f'):>9} {_f(rule['median_days_to_churn'], '.0f'):>5}"
         )
-    lines.append("  (days: median from firing to churn, among firings followed by churn)")
+    lines += [
+        "  (fired: firings before the account left; a share is of those whose N days after",
+        "   lie within the history, so a late firing counts in the shorter horizons only;",
+        "   lift: the share over that of any scored account-day; days: median from firing",
+        "   to churn, among firings followed by churn)",
+    ]
     return lines
 
 
