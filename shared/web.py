@@ -351,8 +351,12 @@ def collided(exc: BaseException) -> bool:
     """Whether PostgreSQL ended the request's transaction because it met another one at
     the same rows: a deadlock, which it breaks by aborting one of the two, or a
     serialization failure. Nothing of it was written, and the same request sent again
-    succeeds."""
-    return any(isinstance(e, asyncpg.TransactionRollbackError) for e in causes(exc))
+    succeeds. Not the rest of class 40: a constraint checked at commit (40002) fails
+    again, and a statement whose completion is unknown (40003) may have been written."""
+    return any(isinstance(e, _COLLISIONS) for e in causes(exc))
+
+
+_COLLISIONS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 # A deadlock is over once PostgreSQL has aborted one side (within its deadlock_timeout,

@@ -69,6 +69,10 @@ async def test_the_answers() -> None:
         (_wrapped(asyncpg.DeadlockDetectedError("deadlock detected")), True),
         (_wrapped(asyncpg.SerializationError("could not serialize access")), True),
         (_wrapped(asyncpg.UniqueViolationError("duplicate key")), False),
+        # Class 40 but no collision: retried, the first fails again, the second may have
+        # been written already.
+        (_wrapped(asyncpg.TransactionIntegrityConstraintViolationError("at commit")), False),
+        (_wrapped(asyncpg.StatementCompletionUnknownError("unknown")), False),
         (ConnectionRefusedError(111, "Connect call failed"), False),
     ],
 )
