@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -25,11 +25,12 @@ from services.admin_keys import router as keys_router
 from services.alerts.api import AlertsApiContext
 from services.alerts.api import router as alerts_router
 from services.alerts.cases.api import router as cases_router
-from services.alerts.channels import configured_channels
+from services.alerts.channels import Channel, configured_channels
 from services.alerts.intake import AlertIntake
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.opportunities import router as opportunities_router
 from services.alerts.outbox import Outbox, OutboxSender
+from services.alerts.routing import unowned_reach
 from services.alerts.silences_api import router as silences_router
 from services.alerts.timers import AlertTimers
 from services.dashboard.app import mount_dashboard
@@ -55,7 +56,7 @@ from services.scoring.retention.pipeline import ForecastRule
 from services.scoring.sweep import QuietAccountSweep
 from services.scoring.workload.api import WorkloadApiContext
 from services.scoring.workload.api import router as workload_router
-from shared.alerting.store import alerting_store
+from shared.alerting.store import AlertingStore, alerting_store
 from shared.auth import KeyStore
 from shared.bus.base import DeadLetter, Producer, Record
 from shared.bus.deadletter import dead_letterer
@@ -74,7 +75,7 @@ from shared.web import (
     ops_router,
     unreachable,
 )
-from shared.worker import ConsumerMetrics, Progress, consume
+from shared.worker import ConsumerMetrics, Progress, consume, describe
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +306,28 @@ async def run_scoring(rt: Runtime, stop: asyncio.Event) -> None:
         )
 
 
+async def _say_if_unowned_reach_nobody(
+    rt: Runtime, alerting: AlertingStore, channels: Sequence[Channel]
+) -> None:
+    """Warn once at start when an alert of an account without an owner would reach
+    nobody (no team fallback on the channels configured): each such alert is logged and
+    counted as unroutable, but nothing said so before the first (found from outside).
+    A database not answering yet says nothing: the loops wait for it."""
+    try:
+        async with rt.engine.connect() as conn:
+            current, _ = await alerting.current(conn)
+    except Exception as exc:
+        log.debug("alerts: routing not checked at start (%s)", describe(exc))
+        return
+    if not unowned_reach(channels, current.routing, rt.settings):
+        log.warning(
+            "alerts of accounts without an owner reach nobody on %s: set "
+            "HEALTHWATCH_FALLBACK_EMAIL or HEALTHWATCH_SLACK_FALLBACK_CHANNEL (or the "
+            "alerting file's routing.team), or give every account an owner in the CRM",
+            ", ".join(c.name for c in channels),
+        )
+
+
 async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     metrics = AlertsMetrics(rt.registry)
@@ -317,6 +340,8 @@ async def run_alerts(rt: Runtime, stop: asyncio.Event) -> None:
     # One store of the alerting file (HEALTHWATCH_ALERTING_FILE as its default) for
     # the intake, the sender and the timers.
     alerting = alerting_store(s)
+    if channels:
+        await _say_if_unowned_reach_nobody(rt, alerting, channels)
     outbox = Outbox(channels, s, metrics)
     intake = AlertIntake(rt.engine, outbox, s, metrics, alerting=alerting)
     consumer = rt.bus.consumer(

@@ -27,6 +27,12 @@ def team(routing: Routing, settings: Settings) -> Recipient:
     )
 
 
+def unowned_reach(channels: Sequence[Channel], routing: Routing, settings: Settings) -> list[str]:
+    """The channels an alert of an account without an owner reaches (the team fallback,
+    ``team``); none: such alerts reach nobody."""
+    return sorted({name for name, _ in addresses(channels, [team(routing, settings)])})
+
+
 def role(alert: AlertEvent, name: str, routing: Routing) -> Recipient | None:
     return person(name, alert.sales_owner, routing)
 

@@ -18,7 +18,7 @@ from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, fallback_te
 from services.alerts.channels.text import headline, without_url_secrets
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
 from services.alerts.outbox import _one_notice
-from services.alerts.routing import addresses, recipients
+from services.alerts.routing import addresses, recipients, unowned_reach
 from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
@@ -312,6 +312,19 @@ def test_strategic_routing_adds_the_lead_and_the_accounts_sales_owner() -> None:
     # No owner: the team hears about it; other tiers add nobody.
     orphan = ALERT.model_copy(update={"owner": None, "tier": "non-focus"})
     assert [p.email for p in recipients(orphan, routing, s)] == ["team@example.com"]
+
+
+def test_where_an_unowned_accounts_alerts_go_is_known_before_the_first() -> None:
+    """Email alone and no team fallback: an account without an owner reaches nobody, and
+    the alerts service says so when it starts (it had said nothing before the first
+    unroutable alert, found from outside). Slack's incoming webhook posts to its
+    channel whoever is told."""
+    bare = settings(smtp_host="127.0.0.1")
+    assert unowned_reach([EmailChannel(bare)], Routing(), bare) == []
+    team = settings(smtp_host="127.0.0.1", fallback_email="team@example.com")
+    assert unowned_reach([EmailChannel(team)], Routing(), team) == ["email"]
+    hook = settings(slack_webhook_url="https://hooks.slack.com/services/T/B/x")
+    assert unowned_reach([SlackChannel(hook), EmailChannel(bare)], Routing(), bare) == ["slack"]
 
 
 @pytest.mark.parametrize(
