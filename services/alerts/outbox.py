@@ -8,8 +8,10 @@ an attempt whose outcome was lost is looked for at its destination before it goe
 again (Slack's Web API can look; elsewhere it causes at most one duplicate).
 Deliveries to one destination go strictly in order (the oldest pending one first,
 even while it waits for a retry), so an account's alerts arrive in the order they
-happened; to the generic webhook, which every account shares, in order per account.
-With grouping on, the Slack deliveries waiting for one destination go as one message.
+happened; to the generic webhook and to Slack, whose destinations many accounts share
+(one incoming webhook, a channel), in order per account. With grouping on, the untried
+Slack deliveries waiting for one destination go as one message; a notice being retried
+goes alone, so that one that keeps failing drags no other into its failures.
 """
 
 from __future__ import annotations
@@ -369,7 +371,13 @@ class OutboxSender:
             )
             due = (
                 await conn.execute(
-                    select(d.c.delivery_id, d.c.channel, d.c.destination, d.c.notification)
+                    select(
+                        d.c.delivery_id,
+                        d.c.channel,
+                        d.c.destination,
+                        d.c.notification,
+                        d.c.attempts,
+                    )
                     .where(
                         or_(d.c.delivery_id.in_(heads), d.c.delivery_id.in_(lone)),
                         d.c.next_attempt_at <= now,
@@ -382,7 +390,15 @@ class OutboxSender:
             groups: list[list[Any]] = []
             for head in due:
                 ids = [head.delivery_id]
-                if head.channel == "slack" and grouping and not _case_notice(head):
+                # Untried: the notices waiting behind it go with it. Retried, it goes alone:
+                # one Slack kept refusing (500) took every notice queued behind it into its
+                # message and its failures, for every account (found from outside).
+                if (
+                    head.channel == "slack"
+                    and grouping
+                    and head.attempts == 0
+                    and not _case_notice(head)
+                ):
                     ids += await _waiting_behind(conn, head, free)
                 group = await self._take(conn, ids, free, now)
                 if group is not None:
@@ -718,11 +734,14 @@ def _loggable(exc: Exception) -> str:
 
 def _order_within() -> ColumnElement[Any]:
     """What a destination's notices keep their order within: the whole destination (a
-    person's email, a Slack channel, whose notices group), but per account for the one
-    generic webhook every account shares: there, one notice failing again and again
-    held up every account's notices until it died (14 minutes, found from outside)."""
+    person's email), but per account for the generic webhook and Slack, whose
+    destinations many accounts share (the one webhook; Slack's incoming webhook, a
+    channel): there, one notice failing again and again held up every account's
+    notices (the webhook's 14 minutes until it died; Slack's for its dozen attempts,
+    found from outside)."""
     d = deliveries.c
-    return case((d.channel == WebhookChannel.name, d.account_id), else_=literal(None))
+    shared = d.channel.in_([WebhookChannel.name, "slack"])
+    return case((shared, d.account_id), else_=literal(None))
 
 
 def _one_notice(notices: list[Notice]) -> Notice:

@@ -242,6 +242,40 @@ async def test_a_failing_webhook_notice_holds_up_no_other_accounts(
     ]
 
 
+async def test_a_slack_notice_slack_keeps_refusing_holds_up_no_other_account(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """One incoming webhook is one destination for every account: a notice Slack kept
+    answering 500 took the next notice into its message (and its failures) and held
+    up every later one for its dozen attempts (found from outside). Order holds per
+    account; a retried notice goes alone, the untried ones group without it."""
+    sent: list[list[str]] = []
+
+    class Slack(Channel):
+        async def send(self, notice: Notice, destination: str) -> None:
+            ids = [a.alert_id for a in notice.alerts]
+            if "acct-1:payment_failed:1" in ids:
+                raise DeliveryError("Slack webhook answered 500: no")
+            sent.append(ids)
+
+    slack = Slack("slack", pace="slack-webhook")
+    clock = MovingClock(T0)
+    await _queue(engine, "slack", "webhook", 1, T0 - timedelta(seconds=1))
+    sender = _sender(engine, embedded_settings, [slack], clock, '"30s"')  # grouped
+    await sender.send_due()  # refused: retried later
+    await _queue(engine, "slack", "webhook", 2, T0)
+    await _queue(engine, "slack", "webhook", 3, T0)
+    clock.now += timedelta(minutes=10)  # every wait over: acct-1's retry is due too
+    await sender.send_due()
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.account_id, deliveries.c.status).order_by(deliveries.c.delivery_id)
+        )
+        status = [tuple(r) for r in rows]
+    assert status == [("acct-1", "pending"), ("acct-2", "delivered"), ("acct-3", "delivered")]
+    assert sent == [["acct-2:payment_failed:1", "acct-3:payment_failed:1"]]
+
+
 async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
     engine: AsyncEngine, embedded_settings: Settings
 ) -> None:

@@ -1534,6 +1534,16 @@ def test_cohorts_read_as_quarters_in_the_readers_words() -> None:
     assert rows[0]["grr"] == 0.95234  # the rows given are left as they are
 
 
+async def test_a_churned_account_is_offered_no_plan_to_make(pages: Pages) -> None:
+    """A churned account's page offered "Make the plan" (found from outside)."""
+    await pages.sign_in("anna")
+    gone = await pages.get("/ui/accounts/acct-03")
+    assert 'id="plan-churned"' in gone
+    assert 'id="plan-create"' not in gone and 'id="milestone-add"' not in gone
+    live = await pages.get("/ui/accounts/acct-01")
+    assert 'id="plan-create"' in live and 'id="plan-churned"' not in live
+
+
 async def test_a_milestone_reads_as_its_page_writes(pages: Pages) -> None:
     """A milestone showed "(active_user_share_30d) >= 0.50 … now 0.10" on a page that
     writes shares as percentages (found from outside)."""
