@@ -222,6 +222,7 @@ class KafkaConsumer:
         self._client_id = client_id
         self._load_offsets = load_offsets
         self._stored_seen: dict[tuple[str, int], int] = {}  # offsets last read, for lag
+        self._past_end_told: dict[tuple[str, int], int] = {}  # stored offsets warned of
         self._prepare = prepare
         self.generation = 0
         self.handling = asyncio.Lock()
@@ -323,6 +324,7 @@ class KafkaConsumer:
             self._stored_seen.update({key: stored.get(key, 0) for key in keys})
         except Exception:  # the database down: the offsets last read
             log.debug("consumer lag: stored offsets unreadable; using the last read")
+        self._say_if_past_end(ends, keys, assigned)
         # A partition whose stored offset was never read (the database down since the
         # start) is left out, as unknown: counted from 0, it showed the whole log.
         return {
@@ -330,6 +332,33 @@ class KafkaConsumer:
             for tp, key in zip(assigned, keys, strict=True)
             if tp in ends and key in self._stored_seen
         }
+
+    def _say_if_past_end(
+        self,
+        ends: Mapping[TopicPartition, int],
+        keys: Sequence[tuple[str, int]],
+        assigned: Sequence[TopicPartition],
+    ) -> None:
+        """Warn, once per partition and offset, of a stored offset past its log's end:
+        the topic was deleted and made again, or the cluster replaced, and the consumer
+        reads the log from its start (``auto_offset_reset``). It had done so without a
+        word, the lag showing 0 (found from outside)."""
+        for tp, key in zip(assigned, keys, strict=True):
+            stored = self._stored_seen.get(key)
+            if tp not in ends or stored is None or stored <= ends[tp]:
+                continue
+            if self._past_end_told.get(key) == stored:
+                continue
+            self._past_end_told[key] = stored
+            log.warning(
+                "%s[%d]: the offset stored with the state (%d) is past the end of the log "
+                "(%d): the topic was made again or the cluster replaced; reading it from "
+                "its start",
+                key[0],
+                key[1],
+                stored,
+                ends[tp],
+            )
 
     async def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:
         try:

@@ -7,6 +7,7 @@ Kafka group, so ``kafka-consumer-groups.sh --describe`` and lag exporters work.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytest
@@ -204,3 +205,37 @@ async def test_a_partition_whose_stored_offset_was_never_read_has_no_lag_yet() -
     assert await consumer.lag() == {("hw.usage", 0): 100}
     down[0] = True
     assert await consumer.lag() == {("hw.usage", 0): 100}
+
+
+async def test_a_stored_offset_past_the_logs_end_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cluster replaced under the same database: the consumer read the new topics
+    from their start, rightly, but without a word and with a lag of 0 (found from
+    outside). It says so once per partition and offset."""
+    from aiokafka import TopicPartition
+
+    tp = TopicPartition("hw.usage", 0)
+
+    async def load(keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {("hw.usage", 0): 5000}
+
+    class Assigned:
+        def assignment(self) -> set[TopicPartition]:
+            return {tp}
+
+        async def end_offsets(
+            self, partitions: Sequence[TopicPartition]
+        ) -> dict[TopicPartition, int]:
+            return {tp: 40}
+
+    consumer = KafkaConsumer("unused:9092", ["hw.usage"], group_id="g", load_offsets=load)
+    consumer._client = Assigned()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="shared.bus.kafka"):
+        assert await consumer.lag() == {("hw.usage", 0): 0}
+        await consumer.lag()
+    told = [r.getMessage() for r in caplog.records if "past the end of the log" in r.getMessage()]
+    assert told == [
+        "hw.usage[0]: the offset stored with the state (5000) is past the end of the log "
+        "(40): the topic was made again or the cluster replaced; reading it from its start"
+    ]
