@@ -364,10 +364,12 @@ def backtest(
     """Replay history through the scoring code and report how well the score predicted churn."""
     from services.scoring.backtest import report as rpt
     from services.scoring.model.schema import DEFAULT_MODEL, parse_model
+    from services.scoring.model_check import check_model
 
     source = (model or DEFAULT_MODEL).read_text(encoding="utf-8")
     try:
         health_model = parse_model(source)
+        check_model(health_model)
     except ValueError as exc:  # ModelError lists every problem with its location
         raise typer.BadParameter(str(exc)) from exc
     try:
@@ -417,10 +419,12 @@ def calibrate(
     from services.scoring.backtest.calibration import calibrate as fit_model
     from services.scoring.backtest.calibration import text as calibration_text
     from services.scoring.model.schema import load_default_model, parse_model
+    from services.scoring.model_check import check_model
 
     source = model.read_text(encoding="utf-8") if model else None
     try:
         base = parse_model(source) if source else load_default_model()
+        check_model(base)
     except ValueError as exc:  # ModelError lists every problem with its location
         raise typer.BadParameter(str(exc)) from exc
     result = _replayed(files, churn, source=source, step_days=step_days, workers=workers)

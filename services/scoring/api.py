@@ -20,6 +20,7 @@ from services.scoring import explain, history
 from services.scoring.inputs import depth_level
 from services.scoring.model.schema import HealthModel, ModelError
 from services.scoring.model.store import ModelStore
+from services.scoring.model_check import check_model
 from services.scoring.queries import (
     AHEAD_OF_UTC,
     HEALTH_AS_OF_COLUMNS,
@@ -375,5 +376,6 @@ async def put_health_model(request: Request, ctx: Context, key: AdminKey) -> JSO
         what=N_("the model"),
         invalid=ModelError,
         invalid_code="invalid_model",
+        check=check_model,  # its measures are ones the score computes
     )
     return JSONResponse({"version": model.version, "status": "in force"}, status_code=200)

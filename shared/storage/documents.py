@@ -98,9 +98,20 @@ class DocumentStore(Generic[T]):
             self._stored = (newest.version, newest.source, self._parse(newest.source))
         return self._stored[2], self._stored[1]
 
-    async def save(self, conn: AsyncConnection, source: str, author: str) -> T:
-        """Validate and store a new version; the parser's error lists every problem."""
+    async def save(
+        self,
+        conn: AsyncConnection,
+        source: str,
+        author: str,
+        check: Callable[[T], None] | None = None,
+    ) -> T:
+        """Validate and store a new version; the parser's error lists every problem.
+        ``check``: what a new version must pass beside parsing (raising the parser's
+        error); the versions stored already are read without it, so a check added later
+        cannot stop a service whose document passed before."""
         parsed = self._parse(source)
+        if check is not None:
+            check(parsed)
         t = self._table
         existing = (
             await conn.execute(select(t.c.version).where(t.c.version == parsed.version))

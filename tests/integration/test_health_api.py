@@ -160,6 +160,13 @@ async def test_health_model_can_be_read_and_replaced_without_restart(
             assert current.status_code == 200 and "[groups.activity]" in current.text
             bad = await c.put("/v1/health-model", content=b'version = "x"\n[groups.a]\nweight = -1')
             assert bad.status_code == 422 and "groups.a" in bad.json()["message"]
+            typo = await c.put(
+                "/v1/health-model",
+                content=b'version = "typo"\n[groups.s]\nweight = 1\n[groups.s.measures.'
+                b"open_tikets]\nweight = 1\ncurve.points = [[0, 100], [4, 0]]\n",
+            )
+            assert typo.status_code == 422 and typo.json()["code"] == "invalid_model"
+            assert "did you mean open_tickets" in typo.json()["message"]
             # A one-measure model: open tickets only.
             model = 'version = "tickets-only"\n[groups.support]\nweight = 1\n[groups.support.measures.open_tickets]\nweight = 1\ncurve.points = [[0, 100], [4, 0]]\n'
             r = await c.put("/v1/health-model", content=model.encode())

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.scoring.backtest import report as rpt
+from services.scoring.backtest.calibration import _worse_than_base
 from services.scoring.backtest.metrics import by_band, roc_auc, roc_curve, top_decile_lift
 from services.scoring.backtest.replay import Firing, Replay, Snapshot, read_churn_csv, replay
 from services.scoring.model.schema import load_default_model
@@ -116,8 +117,23 @@ def test_replay_of_a_simulated_history_beats_days_since_last_use(tmp_path: Path)
     # A reference that could not train says why, and the rules' table its denominators
     # (found from outside: both read as unexplained).
     lacking = rpt.text({**report, "horizons": [_without_reference(h)]})
+    # The red band's shares with their counts, and the false alarms beside the lead time
+    # ("0% caught, 100% right" was 1 of 242; found from outside).
+    red = oos["red"]
+    said = rpt.text(report)
+    assert f"({red['red_churned']} of {red['churned']} account-days followed by churn)" in said
+    assert f"({red['red_churned']} of {red['red']})" in said
+    assert f"red also flagged {h['stayers_flagged_red']} of the {h['stayers']} accounts" in said
+    assert 0 < h["stayers"] <= report["accounts"]
+    empty = {**red, "recall": 0.01, "red": 1, "red_churned": 1}
+    assert "The red band is nearly empty" in rpt._red_sentence(empty)
+    assert "nearly empty" not in rpt._red_sentence({**red, "recall": 0.5})
     assert "(no gradient boosting (reference): it trains on" in lacking
     assert "lie within the history" in rpt.text(report)
+    starved = {**h, "out_of_sample": {**oos, "train_observations": 206}}
+    starved["out_of_sample"]["train_churn_observations"] = 4
+    weak = rpt.text({**report, "horizons": [starved]})
+    assert "learned from 206 observations, 4 of them followed by churn: too few" in weak
     bins = oos["calibration"]["the score"]
     assert sum(b["observations"] for b in bins) == oos["test_observations"]
     assert all(s.history for s in result.snapshots)
@@ -147,3 +163,15 @@ def _without_reference(horizon: dict[str, Any]) -> dict[str, Any]:
     oos = horizon["out_of_sample"]
     auc = {name: v for name, v in oos["auc"].items() if name != rpt.REFERENCE}
     return {**horizon, "out_of_sample": {**oos, "auc": auc, "train_observations": 12}}
+
+
+def test_a_calibrated_model_a_little_lower_within_the_noise_is_not_called_worse() -> None:
+    """0.916 against 0.929, intervals overlapping, was told "keep that one" and did
+    better on another period (found from outside)."""
+    base = {"auc": 0.929, "low": 0.891, "high": 0.963}
+    within = _worse_than_base({"auc": 0.916, "low": 0.855, "high": 0.965}, base)
+    assert within is not None and "within the intervals' noise" in within
+    assert "keep that one" not in within
+    worse = _worse_than_base({"auc": 0.80, "low": 0.75, "high": 0.85}, base)
+    assert worse is not None and "keep that one" in worse
+    assert _worse_than_base({"auc": 0.95, "low": 0.9, "high": 0.99}, base) is None

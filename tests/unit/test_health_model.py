@@ -12,6 +12,7 @@ from services.scoring.model.schema import (
     load_default_model,
     parse_model,
 )
+from services.scoring.model_check import check_model, unknown_measures
 
 MODEL = """
 version = "t1"
@@ -251,3 +252,28 @@ def test_default_model_treats_what_a_product_never_sends_as_no_data() -> None:
     quieter = evaluate(model, {**shop, "active_days_7d": 0}, Segment(tenure_days=400))
     assert quiet.capped_by is None and quiet.value is not None and quieter.value is not None
     assert quiet.value > quieter.value  # ranked by activity, not tied at the cap
+
+
+def test_a_model_naming_a_measure_the_score_does_not_compute_is_refused() -> None:
+    """``active_days_7dd`` was taken, the measure unscored for good and only warned of
+    by the backtest (found from outside). Per-name measures of any event name and a
+    ratio the model declares are computed."""
+    text = (
+        'version = "x"\n[groups.g]\nweight = 1\n'
+        "[groups.g.measures.active_days_7dd]\nweight = 1\ncurve.points = [[0, 0], [7, 100]]\n"
+        '[groups.g.measures."events_trend[api_call]"]\nweight = 1\n'
+        "curve.points = [[-1, 0], [1, 100]]\n"
+        "[groups.g.measures.a_per_b]\nweight = 1\ncurve.points = [[0, 0], [1, 100]]\n"
+        'needs = ["open_tikets"]\n'
+        '[behaviour]\nratios = [{ name = "a_per_b", numerator = "a", denominator = "b" }]\n'
+    )
+    model = parse_model(text)  # the file itself is well formed
+    problems = unknown_measures(model)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("groups.g.measures.active_days_7dd: ")
+    assert "did you mean active_days_7d" in problems[0]
+    assert problems[1].startswith("groups.g.measures.a_per_b.needs: ")
+    assert "open_tickets" in problems[1]
+    with pytest.raises(ModelError, match="active_days_7dd"):
+        check_model(model)
+    check_model(load_default_model())  # the shipped model computes every measure it names

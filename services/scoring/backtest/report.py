@@ -21,7 +21,7 @@ from services.scoring.backtest.metrics import (
     roc_curve,
     top_decile_lift,
 )
-from services.scoring.backtest.outofsample import MIN_TRAIN
+from services.scoring.backtest.outofsample import MIN_TRAIN, WEAK_REFERENCE_CHURN
 from services.scoring.backtest.outofsample import evaluate as out_of_sample
 from services.scoring.backtest.replay import Firing, Replay, Snapshot
 from services.scoring.model.schema import HealthModel
@@ -117,6 +117,9 @@ def evaluate_horizon(
         "top_decile_lift": _r(top_decile_lift(risks, labels)),
         "median_lead_time_days": median_or_none(lead_times),
         "churners_flagged_red": len(lead_times),
+        # The false alarms beside the lead time: a red band that fires in any quiet week
+        # shows a long lead (found from outside).
+        **_stayers_red(result, snaps),
         "measures": rate_measures(
             snaps, labels, model, MEASURE_RESAMPLES if intervals else 0, columns
         ),
@@ -180,6 +183,14 @@ def _weights(
         "(both AUCs re-weigh the stored group scores, without caps or profiles, over the "
         "whole history: in sample)",
     }
+
+
+def _stayers_red(result: Replay, snaps: list[Snapshot]) -> dict[str, int]:
+    """Of the accounts scored that never churned in the history, how many were red on
+    some scored day."""
+    stayers = {s.account_id for s in snaps if s.account_id not in result.churn}
+    red = {s.account_id for s in snaps if s.band == "red" and s.account_id in stayers}
+    return {"stayers": len(stayers), "stayers_flagged_red": len(red)}
 
 
 def _lead_times(result: Replay, snaps: list[Snapshot]) -> list[int]:
@@ -336,11 +347,38 @@ def summary(horizons: Sequence[dict[str, Any]]) -> list[str]:
         red = oos["red"]
         lines.append(
             f"{line}. Out of sample (from {oos['cut']}) the score's AUC is "
-            f"{_f(model['auc'])} (95% {_f(model['low'])}–{_f(model['high'])}); its red band "
-            f"caught {_pct(red['recall'])} of churn, {_pct(red['precision'])} of red were right."
+            f"{_f(model['auc'])} (95% {_f(model['low'])}–{_f(model['high'])}); "
+            + _red_sentence(red)
             + _plainly(oos["auc"])
         )
     return lines
+
+
+# A red band holding fewer of the churners than this warns nobody in time: the summary
+# says so, and how to move the band lines (the ranking may still be good).
+RED_RECALL_LOW = 0.1
+
+
+def _red_sentence(red: dict[str, Any]) -> str:
+    """What the red band caught, with the counts behind the shares (older reports,
+    without them, as shares alone)."""
+    if "red" not in red:
+        return (
+            f"its red band caught {_pct(red['recall'])} of churn, "
+            f"{_pct(red['precision'])} of red were right."
+        )
+    said = (
+        f"its red band caught {_pct(red['recall'])} of churn ({red['red_churned']} of "
+        f"{red['churned']} account-days followed by churn), and {_pct(red['precision'])} "
+        f"of red account-days were followed by churn ({red['red_churned']} of {red['red']})."
+    )
+    if red["churned"] and (red["recall"] or 0) < RED_RECALL_LOW:
+        said += (
+            " The red band is nearly empty for this product: the ranking can be good while "
+            "the band lines (40 and 70) sit below its scores; `healthwatch calibrate` moves "
+            "them with the weights."
+        )
+    return said
 
 
 def _plainly(aucs: dict[str, dict[str, Any]]) -> str:
@@ -436,6 +474,13 @@ def text(report: dict[str, Any]) -> str:
             f"{_f(red['precision']):>7} {_f(red['recall']):>7} "
             f"{lead:>24}"
         )
+    if report["horizons"] and "stayers" in report["horizons"][0]:
+        first = report["horizons"][0]
+        lines.append(
+            f"  (lead days: from a churner's first red score in the {LEAD_WINDOW_DAYS} days "
+            f"before it left; red also flagged {first['stayers_flagged_red']} of the "
+            f"{first['stayers']} accounts that stayed)"
+        )
     for horizon in report["horizons"]:
         lines += _out_of_sample_text(horizon)
     first = report["horizons"][0] if report["horizons"] else None
@@ -465,6 +510,14 @@ def _out_of_sample_text(horizon: dict[str, Any]) -> list[str]:
         interval = f"{_f(value['low'])}–{_f(value['high'])}"
         held = _pct(oos["riskiest_10pct_share"].get(name))
         lines.append(f"  {name:<32} {_f(value['auc']):>6} {interval:>14} {held:>13}")
+    if REFERENCE in oos["auc"] and oos.get("train_churn_observations", WEAK_REFERENCE_CHURN) < (
+        WEAK_REFERENCE_CHURN
+    ):
+        lines.append(
+            f"  (the {REFERENCE} learned from {oos['train_observations']} observations, "
+            f"{oos['train_churn_observations']} of them followed by churn: too few to be "
+            "a yardstick here)"
+        )
     if REFERENCE not in oos["auc"]:
         # Its absence had read as a model trained on nothing (found from outside).
         lines.append(

@@ -10,5 +10,7 @@ from shared.storage.tables import health_models
 class ModelStore(DocumentStore[HealthModel]):
     def __init__(self, default_source: str | None = None):
         super().__init__(
-            health_models, parse_model, default_source or DEFAULT_MODEL.read_text(encoding="utf-8")
+            health_models,
+            parse_model,
+            default_source or DEFAULT_MODEL.read_text(encoding="utf-8"),
         )
