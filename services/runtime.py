@@ -45,6 +45,7 @@ from services.scoring.api import router as health_router
 from services.scoring.export import router as export_router
 from services.scoring.metrics import ScoringMetrics, count_accounts
 from services.scoring.model.store import ModelStore
+from services.scoring.model_check import check_model
 from services.scoring.plans.api import PlansApiContext
 from services.scoring.plans.api import router as plans_router
 from services.scoring.plans.templates import plan_templates
@@ -456,7 +457,8 @@ def accounts_reader(settings: Settings) -> AccountsReader:
 def mount_health_api(app: FastAPI, rt: Runtime) -> None:
     app.state.health_api = HealthApiContext(
         rt.engine,
-        ModelStore(),
+        # A new model (the PUT, the dashboard's editor) names measures the score computes.
+        ModelStore(check=check_model),
         rt.settings.zone,
         rt.settings.window_days,
         rt.settings.history_days,

@@ -4,7 +4,6 @@ Storage and validation are ``shared.storage.documents.DocumentStore``'s."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -70,16 +69,14 @@ async def replace_document(
     what: str,
     invalid: type[ValueError],
     invalid_code: str,
-    check: Callable[[T], None] | None = None,
 ) -> T:
     """Store the TOML body as the new version (by ``author``): 413 past ``max_bytes``,
-    400 unless UTF-8, 422 (``invalid_code``) when ``store`` refuses it with ``invalid``
-    (or ``check`` does), 409 when its version exists. ``what`` names the document in the
-    messages."""
+    400 unless UTF-8, 422 (``invalid_code``) when ``store`` refuses it with ``invalid``,
+    409 when its version exists. ``what`` names the document in the messages."""
     text = await _read_text(request, max_bytes, what)
     try:
         async with engine.begin() as conn:
-            return await store.save(conn, text, author, check)
+            return await store.save(conn, text, author)
     except VersionExists as exc:
         raise ClientError(409, "version_exists", str(exc)) from exc
     except invalid as exc:

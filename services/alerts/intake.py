@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -82,16 +83,25 @@ class AlertIntake:
 
 
 def _criticals_first(decoded: list[AlertEvent]) -> list[AlertEvent]:
-    """The batch's messages of alerts that fire critical in it first, the others after,
-    each alert's in their order (its first revision says when it fired). A step that
-    finds an account at the edge of churn sends its lesser alerts (a ticket backlog, an
-    upsell) beside the critical one; in the alerting file's order they were stored and
-    told first, then muted by it: a first run's flood (found from outside). Stored
-    after it, they are muted from the start."""
-    critical = {
-        a.alert_id for a in decoded if a.status == "firing" and a.severity == Severity.critical
-    }
-    return sorted(decoded, key=lambda a: a.alert_id not in critical)
+    """Of the alerts one scoring step sent for an account (one account, one ``fired_at``:
+    a step dates what it tells by its clock), those that fire critical first, at the
+    place of the step's first message; everything else in its order. A step finding an
+    account at the edge of churn sends its lesser alerts (a ticket backlog, an upsell)
+    beside the critical one: in the alerting file's order they were stored and told
+    first, then muted by it, a first run's flood (found from outside). Alerts of
+    earlier steps stay before a later step's critical one: they were true, and told,
+    before it (reordered across steps, they were muted by a critical alert that came
+    after them, found in review)."""
+    step_at: dict[tuple[str, datetime], int] = {}
+    for k, alert in enumerate(decoded):
+        step_at.setdefault((alert.account_id, alert.fired_at), k)
+
+    def place(k: int) -> tuple[int, bool, int]:
+        alert = decoded[k]
+        critical = alert.status == "firing" and alert.severity == Severity.critical
+        return step_at[(alert.account_id, alert.fired_at)], not critical, k
+
+    return [decoded[k] for k in sorted(range(len(decoded)), key=place)]
 
 
 def _decode(record: Record) -> AlertEvent:

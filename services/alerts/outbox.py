@@ -608,15 +608,12 @@ class OutboxSender:
         )
         counted_out = s.delivery_max_attempts is not None and attempts >= s.delivery_max_attempts
         dead = exc.permanent or old or counted_out
-        # A receiver's Retry-After says when: honoured as it is, not as the longer of it
-        # and the backoff, which after a few failures had a 429 asking for 2 s wait
-        # minutes (found from outside). At least a second, so that "0" cannot spin.
+        delay = backoff_s(attempts, s.delivery_backoff_base_s, s.delivery_backoff_cap_s, self._rng)
+        # A receiver's Retry-After is waited at least, and the backoff too. Honoured as it
+        # is, a "Retry-After: 1" on every 503 of an hour-long outage retried each notice
+        # every second, and after a dozen attempts out of order (found in review).
         if exc.retry_after_s is not None:
-            delay = max(exc.retry_after_s, 1.0)
-        else:
-            delay = backoff_s(
-                attempts, s.delivery_backoff_base_s, s.delivery_backoff_cap_s, self._rng
-            )
+            delay = max(delay, exc.retry_after_s)
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(deliveries)
@@ -691,23 +688,43 @@ class OutboxSender:
 
 async def _waiting_behind(conn: AsyncConnection, head: Any, free: ColumnElement[bool]) -> list[int]:
     """The untried Slack deliveries queued for ``head``'s destination after it: sent
-    with it as one message (a group shows MAX_GROUPED alerts and counts the rest)."""
+    with it as one message (a group shows MAX_GROUPED alerts and counts the rest). Not
+    those of an account with an earlier notice there that does not go with them (one
+    being retried, or claimed): an account's notices keep their order (``_order_within``),
+    or its "resolved" could arrive before its "firing" (found in review)."""
     d = deliveries
-    found = await conn.execute(
-        select(d.c.delivery_id)
-        .where(
-            d.c.channel == "slack",
-            d.c.destination == head.destination,
-            d.c.status == "pending",
-            d.c.delivery_id > head.delivery_id,
-            d.c.attempts == 0,
-            ~d.c.notification.startswith(CASE_NOTIFICATION),
-            free,
+    here = (d.c.channel == "slack", d.c.destination == head.destination, d.c.status == "pending")
+    found = (
+        await conn.execute(
+            select(d.c.delivery_id, d.c.account_id)
+            .where(
+                *here,
+                d.c.delivery_id > head.delivery_id,
+                d.c.attempts == 0,
+                ~d.c.notification.startswith(CASE_NOTIFICATION),
+                free,
+            )
+            .order_by(d.c.delivery_id)
+            .limit(MAX_GROUPED * 5)
         )
-        .order_by(d.c.delivery_id)
-        .limit(MAX_GROUPED * 5)
+    ).all()
+    if not found:
+        return []
+    taken = {row.delivery_id for row in found} | {head.delivery_id}
+    earlier = await conn.execute(
+        select(d.c.delivery_id, d.c.account_id).where(
+            *here, d.c.delivery_id < found[-1].delivery_id
+        )
     )
-    return list(found.scalars().all())
+    held: dict[str | None, int] = {}  # account → its first notice that stays behind
+    for row in earlier:
+        if row.delivery_id not in taken:
+            held[row.account_id] = min(held.get(row.account_id, row.delivery_id), row.delivery_id)
+    return [
+        row.delivery_id
+        for row in found
+        if row.account_id not in held or row.delivery_id < held[row.account_id]
+    ]
 
 
 def _pace_key(channel: Channel | None, destination: str) -> tuple[str, str] | None:

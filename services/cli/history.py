@@ -204,7 +204,7 @@ def import_cmd(
         t(", {n} repeated event ids counted once", n=result.repeated) if result.repeated else ""
     )
     again = (
-        t(" ({n} more for days scored again)", n=result.days_rescored)
+        t(" ({n} of days scored before, worked out again)", n=result.days_rescored)
         if result.days_rescored
         else ""
     )

@@ -18,9 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import explain, history
 from services.scoring.inputs import depth_level
-from services.scoring.model.schema import HealthModel, ModelError
+from services.scoring.model.schema import HealthModel, ModelError, load_default_model
 from services.scoring.model.store import ModelStore
-from services.scoring.model_check import check_model
 from services.scoring.queries import (
     AHEAD_OF_UTC,
     HEALTH_AS_OF_COLUMNS,
@@ -183,12 +182,14 @@ async def _health_as_of(
     account_id: str,
     day: date,
     zone: tzinfo,
-    model: HealthModel,
-    lang: str,
+    model: HealthModel | None = None,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> dict[str, Any]:
     """The score recorded as of ``day``, in the newest score's shape (``scored_on``
     added): its explanation with what moved since the row before and since days back,
-    in words."""
+    in words (``model``: the one in force, which names the measures; the shipped one
+    if None)."""
+    model = model or load_default_model()
     zone = await account_zone(conn, account_id, zone)
     check_not_future(day, datetime.now(zone).date(), N_("in the account's zone"))
     row = (await scores_as_of(conn, day, [account_id])).get(account_id)
@@ -376,6 +377,5 @@ async def put_health_model(request: Request, ctx: Context, key: AdminKey) -> JSO
         what=N_("the model"),
         invalid=ModelError,
         invalid_code="invalid_model",
-        check=check_model,  # its measures are ones the score computes
     )
     return JSONResponse({"version": model.version, "status": "in force"}, status_code=200)

@@ -112,9 +112,10 @@ class ImportReport:
     # The day of the newest use known (the history's, or the stream's if later), in the
     # service's zone: a sweep scores the days after it, up to today, as quiet.
     last_day: date | None = None
-    # Score history rows written for days of the history not scored before; and those
-    # written again for days scored before, opened by a later file's events (the summary
-    # had counted both as recorded, found from outside).
+    # Score history rows written for the days of the history (a day scored again, for a
+    # later file's events on it, counts again); and the rows of days scored before that
+    # this import dropped to work them out again (the summary had said nothing of them,
+    # found from outside).
     days_scored: int = 0
     days_rescored: int = 0
     alerts_opened: int = 0  # alerts still true at the end, opened without a notice
@@ -366,7 +367,7 @@ async def _read(
         report.days_scored += await calendar.close_all()
         report.last_day = await _newest_use(processor)
         await _forget_unread_rejects(processor.engine, sources.values())
-    report.days_rescored = calendar.rescored
+    report.days_rescored = processor.days_rescored
 
 
 @dataclass

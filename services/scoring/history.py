@@ -4,7 +4,7 @@ of earlier days that explanations compare against."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -50,7 +50,9 @@ async def load_previous(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, 
 
 
 async def rewind(
-    conn: AsyncConnection, days: Mapping[str, tuple[date, tzinfo]]
+    conn: AsyncConnection,
+    days: Mapping[str, tuple[date, tzinfo]],
+    dropped: Callable[[int], None] = lambda rows: None,
 ) -> dict[str, Previous | None]:
     """Accounts to be scored as of a past day (account → the day, in its zone) that have
     rows on or after it: a later import's events on days already scored, or days the
@@ -59,7 +61,7 @@ async def rewind(
     with the day before (left, a day whose score did not change kept its outdated row,
     and a band change was logged against the newest day's band). Returns each such
     account's score before the day (None: it has none), which its card no longer
-    holds."""
+    holds. ``dropped`` hears how many daily rows were dropped."""
     h = health_daily.c
     newest = await conn.execute(
         select(h.account_id, func.max(h.day))
@@ -81,7 +83,10 @@ async def rewind(
     before: dict[str, Previous | None] = dict.fromkeys(ahead)
     b = band_changes.c
     for (day, zone), accounts in by_day.items():
-        await conn.execute(delete(health_daily).where(h.account_id.in_(accounts), h.day >= day))
+        gone = await conn.execute(
+            delete(health_daily).where(h.account_id.in_(accounts), h.day >= day)
+        )
+        dropped(gone.rowcount)
         midnight = datetime.combine(day, time(), zone)
         # East of UTC+12 the day before's noon in UTC (an import's date for that day's
         # band change) falls after the day's midnight: it is the day before's to keep.

@@ -73,9 +73,6 @@ class ImportCalendar:
         self._pending = dict(pending or {})
         self._unkept: set[str] = set()
         self._changed = False
-        # Rows written for days closed before, scored again for the accounts whose
-        # events opened them (not counted by ``_close``'s return: no day was added).
-        self.rescored = 0
 
     def start_file(self) -> None:
         """Another file: its days are read from its own start (tickets after usage)."""
@@ -188,8 +185,6 @@ class ImportCalendar:
         return 0 if self.newest is None else await self._close(self.newest)
 
     async def _close(self, until: date) -> int:
-        """Score the days through ``until``: the rows written for days not closed before
-        (those of days scored again go to ``rescored``)."""
         if not self.first:
             return 0
         day = self.closed + timedelta(days=1) if self.closed else min(self.first.values())
@@ -198,8 +193,7 @@ class ImportCalendar:
         written = 0
         while day <= until:
             await self._still_held()
-            again = self.closed is not None and day <= self.closed
-            if again:
+            if self.closed is not None and day <= self.closed:
                 ids = sorted(a for a, since in self._pending.items() if since <= day)
             else:
                 ids = sorted(a for a, first in self.first.items() if first <= day)
@@ -209,12 +203,8 @@ class ImportCalendar:
             chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
             # The last chunk alone, after the others: it keeps the day as closed, so it
             # commits once every other chunk of the day has.
-            rows = await self._score_in_lanes(chunks[:-1], day)
-            rows += await self._score_day(chunks[-1], day, closes=True)
-            if again:
-                self.rescored += rows
-            else:
-                written += rows
+            written += await self._score_in_lanes(chunks[:-1], day)
+            written += await self._score_day(chunks[-1], day, closes=True)
             day += timedelta(days=1)
         return written
 

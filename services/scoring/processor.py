@@ -112,6 +112,9 @@ class ScoringProcessor:
         were received after it."""
         self._wall_clock = wall_clock
         self._models = models or ModelStore()
+        # Daily rows of days scored before, dropped to score them again (an import's
+        # later files on earlier days): its summary says how many.
+        self.days_rescored = 0
         self._alerting = alerting or alerting_store(settings)
         self._engine = engine
         self._producer = producer
@@ -372,6 +375,9 @@ class ScoringProcessor:
         finally:
             self._states.give_back(ids)
 
+    def _rescoring(self, rows: int) -> None:
+        self.days_rescored += rows
+
     async def _rescore(
         self,
         conn: AsyncConnection,
@@ -399,7 +405,9 @@ class ScoringProcessor:
         behind: Mapping[str, history.Previous | None] = {}
         if past_day:  # days ahead of it, scored before, are scored again from it
             behind = await history.rewind(
-                conn, {account.account_id: (account.as_of, account.tz) for account in measures}
+                conn,
+                {account.account_id: (account.as_of, account.tz) for account in measures},
+                self._rescoring,
             )
             previous.update(behind)
         days = {account.account_id: account.as_of for account in measures}

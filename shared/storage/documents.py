@@ -79,9 +79,21 @@ def _depth(value: Any) -> int:
 
 
 class DocumentStore(Generic[T]):
-    def __init__(self, table: Table, parse: Callable[[str], T], default_source: str):
+    def __init__(
+        self,
+        table: Table,
+        parse: Callable[[str], T],
+        default_source: str,
+        *,
+        check: Callable[[T], None] | None = None,
+    ):
+        """``check``: what a new version must pass beside parsing (raising the parser's
+        error), on every path that saves one (the API, the dashboard's editor); the
+        versions stored already are read without it, so a check added later cannot stop
+        a service whose document passed before."""
         self._table = table
         self._parse = parse
+        self._check = check
         self._default_source = default_source
         self._default = parse(default_source)
         self._stored: tuple[str, str, T] | None = None  # version, source, parsed
@@ -98,20 +110,12 @@ class DocumentStore(Generic[T]):
             self._stored = (newest.version, newest.source, self._parse(newest.source))
         return self._stored[2], self._stored[1]
 
-    async def save(
-        self,
-        conn: AsyncConnection,
-        source: str,
-        author: str,
-        check: Callable[[T], None] | None = None,
-    ) -> T:
-        """Validate and store a new version; the parser's error lists every problem.
-        ``check``: what a new version must pass beside parsing (raising the parser's
-        error); the versions stored already are read without it, so a check added later
-        cannot stop a service whose document passed before."""
+    async def save(self, conn: AsyncConnection, source: str, author: str) -> T:
+        """Validate (and ``check``) and store a new version; the parser's error lists
+        every problem."""
         parsed = self._parse(source)
-        if check is not None:
-            check(parsed)
+        if self._check is not None:
+            self._check(parsed)
         t = self._table
         existing = (
             await conn.execute(select(t.c.version).where(t.c.version == parsed.version))

@@ -35,6 +35,7 @@ from services.scoring.model.schema import (
     parse_model,
 )
 from services.scoring.model.store import ModelStore
+from services.scoring.model_check import check_model
 from services.scoring.queries import daily_scores, newest_score_day
 from services.scoring.sweep import QuietAccountSweep
 from shared.auth import ApiKey, Role, Scope, create_key, list_keys, role_scopes
@@ -380,7 +381,8 @@ async def _site(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Site]:
     app = create_app(
         settings, engine, EmbeddedBus(engine), registry=CollectorRegistry(), ready=ready
     )
-    app.state.health_api = HealthApiContext(engine, ModelStore(), UTC)
+    # As the composition root builds it (services/runtime.py): new models checked.
+    app.state.health_api = HealthApiContext(engine, ModelStore(check=check_model), UTC)
     mount_dashboard(app, engine, settings)
     keys = {
         "admin": await create_key(engine, "root", role_scopes(Role.admin, None)),
@@ -467,6 +469,14 @@ async def test_admin_applies_a_model_and_sees_its_problems(site: Site) -> None:
     assert r.status_code == 422 and 'id="problems"' in r.text and "bands.red_below" in r.text
     async with site.engine.connect() as conn:
         assert (await conn.execute(select(health_models))).first() is None  # nothing stored
+    # A measure the score does not compute is refused here as by the PUT (the editor had
+    # skipped the check, found in review).
+    typo = broken.replace("red_below = 'forty'", "red_below = 40").replace(
+        "[groups.activity.measures.active_days_7d]", "[groups.activity.measures.active_days_7dd]"
+    )
+    assert "active_days_7dd" in typo
+    r = await site.form("/ui/admin/model", {"toml": typo}, "/ui/admin/model")
+    assert r.status_code == 422 and "did you mean active_days_7d" in html_unescape_text(r.text)
     fixed = broken.replace("red_below = 'forty'", "red_below = 40")
     r = await site.form("/ui/admin/model", {"toml": fixed}, "/ui/admin/model")
     assert r.status_code == 200 and 'id="saved"' in r.text

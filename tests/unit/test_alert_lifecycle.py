@@ -213,22 +213,36 @@ async def test_a_steps_lesser_alerts_sent_before_its_critical_one_are_muted(
 ) -> None:
     """One step's alerts come in the alerting file's order: a warning stored and told
     before the critical alert that then muted it (a first run's flood, found from
-    outside). In one batch the critical alert is stored first. A warning that turned
-    critical in the same batch goes first too, its revisions in their order."""
+    outside). The step's critical alert is stored first; a muted warning that turns
+    critical at the next step is told then."""
     await world.receive(
         alert("nps_detractor", Severity.warning),
         alert("ticket_backlog", Severity.warning),
-        alert("ticket_backlog", Severity.critical, revision=1),
         alert("low_activity", Severity.critical),
+        # The next step: the backlog turned critical (muted so far, told now).
+        alert("ticket_backlog", Severity.critical, revision=1).model_copy(
+            update={"fired_at": T0 + timedelta(minutes=1)}
+        ),
     )
-    told = sorted((a.split(":")[1], n) for a, n, _ in await world.notices())
-    assert told == [
-        ("low_activity", "fire"),
-        ("ticket_backlog", "fire"),
-        ("ticket_backlog", "update:1"),
-    ]
+    told = [(a.split(":")[1], n) for a, n, _ in await world.notices()]
+    assert told == [("low_activity", "fire"), ("ticket_backlog", "fire")]
     muted = await world.alert("acme:nps_detractor:1")
     backlog = await world.alert("acme:ticket_backlog:1")
+    # A lesser alert of an earlier step in the same batch was true, and told, before the
+    # critical one: it is not moved after it (found in review).
+    earlier = alert("relationship", Severity.warning).model_copy(
+        update={"account_id": "beta", "alert_id": "beta:relationship:1"}
+    )
+    later = alert("low_activity", Severity.critical).model_copy(
+        update={
+            "account_id": "beta",
+            "alert_id": "beta:low_activity:1",
+            "fired_at": T0 + timedelta(hours=1),
+        }
+    )
+    await world.receive(earlier, later)
+    told_beta = [(a, n) for a, n, _ in await world.notices() if a.startswith("beta:")]
+    assert told_beta == [("beta:relationship:1", "fire"), ("beta:low_activity:1", "fire")]
     assert muted.muted and (backlog.severity, backlog.revision) == ("critical", 1)  # type: ignore[attr-defined]
 
 

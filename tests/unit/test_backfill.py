@@ -1246,9 +1246,9 @@ async def test_an_export_overlapping_one_imported_before_says_what_may_count_twi
     later = await import_files([second], processor, sweep=False)
     # Nov 6-12 lie more than 48 hours before Nov 15 10:00; Nov 13-20 do not.
     assert later.before_window == 7
-    # Nov 16-20 are new days; Nov 6-15 were scored again, and not counted as recorded
-    # (the summary had said 15 daily scores recorded, found from outside).
-    assert (later.days_scored, later.days_rescored) == (5, 10)
+    # Nov 6-20 recorded, of which Nov 6-15 had been scored before: the summary says so
+    # (it had said 15 daily scores recorded and nothing more, found from outside).
+    assert (later.days_scored, later.days_rescored) == (15, 10)
     # A ticket's update counts by its own id, never twice; a time without a zone is the
     # step's to reject (it stopped the import with a TypeError, found in review).
     other = tmp_path / "nov-c.ndjson"

@@ -276,6 +276,46 @@ async def test_a_slack_notice_slack_keeps_refusing_holds_up_no_other_account(
     assert sent == [["acct-2:payment_failed:1", "acct-3:payment_failed:1"]]
 
 
+async def test_another_accounts_group_takes_no_notice_queued_behind_a_retried_one(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """Slack keeps order per account: acct-2's second notice, queued behind its first
+    (being retried), went in acct-1's group before it (its "resolved" before its
+    "firing", found in review). It waits for its first."""
+    sent: list[list[str]] = []
+    refusing = {"acct-2"}
+
+    class Slack(Channel):
+        async def send(self, notice: Notice, destination: str) -> None:
+            ids = [a.alert_id for a in notice.alerts]
+            if any(i.split(":")[0] in refusing for i in ids):
+                raise DeliveryError("Slack webhook answered 500: no")
+            sent.append(ids)
+
+    slack = Slack("slack", pace="slack-webhook")
+    clock = MovingClock(T0)
+    await _queue(engine, "slack", "webhook", 2, T0 - timedelta(seconds=1))
+    sender = _sender(engine, embedded_settings, [slack], clock, '"30s"')  # grouped
+    await sender.send_due()  # acct-2's first refused: retried later
+    await _queue(engine, "slack", "webhook", 1, T0)
+    await _queue(engine, "slack", "webhook", 2, T0, NoticeKind.resolve)
+    await sender.send_due()  # acct-2's first is not due yet
+    assert sent == [["acct-1:payment_failed:1"]]  # without acct-2's resolve
+    refusing.clear()
+    clock.now += timedelta(minutes=10)
+    await sender.send_due()
+    await sender.send_due()
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.notification, deliveries.c.status, deliveries.c.delivered_at)
+            .where(deliveries.c.account_id == "acct-2")
+            .order_by(deliveries.c.delivery_id)
+        )
+        acct2 = [tuple(r) for r in rows]
+    assert [(n, st) for n, st, _ in acct2] == [("fire", "delivered"), ("resolve:1", "delivered")]
+    assert acct2[0][2] <= acct2[1][2]
+
+
 async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
     engine: AsyncEngine, embedded_settings: Settings
 ) -> None:
@@ -495,31 +535,6 @@ async def test_a_send_that_timed_out_is_looked_for_before_it_is_retried(
     await sender.send_due()
     assert sorted(slack.sent) == ["U0A", "U0B", "U0B"]  # A not again; B, refused, again
     assert [d for d, _ in slack.looked] == ["U0A"]
-
-
-async def test_a_retry_after_is_honoured_as_it_is_not_as_the_longer_backoff(
-    engine: AsyncEngine, embedded_settings: Settings
-) -> None:
-    """After a few failures the backoff is minutes; a 429 asking for 2 s had waited
-    them (the longer of the two, found from outside). Retry-After says when; a "0"
-    waits a second, not no time at all."""
-    slack = Channel("slack", pace=None)
-    await _queue(engine, "slack", "U0A", 1, T0)
-    await _queue(engine, "slack", "U0B", 2, T0)
-    async with engine.begin() as conn:
-        await conn.execute(update(deliveries).values(attempts=8))  # backoff near its cap
-
-    async def limited(destination: str) -> None:
-        raise DeliveryError(
-            "Slack 429: rate_limited", retry_after_s=2 if destination == "U0A" else 0
-        )
-
-    slack.before_send = limited
-    await _sender(engine, embedded_settings, [slack], MovingClock(T0)).send_due()
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(deliveries.c.destination, deliveries.c.next_attempt_at))
-        due = {destination: at for destination, at in rows}
-    assert due == {"U0A": T0 + timedelta(seconds=2), "U0B": T0 + timedelta(seconds=1)}
 
 
 async def test_a_notice_is_retried_for_a_day_however_many_attempts_that_takes(
