@@ -711,9 +711,12 @@ async def _waiting_behind(conn: AsyncConnection, head: Any, free: ColumnElement[
     if not found:
         return []
     taken = {row.delivery_id for row in found} | {head.delivery_id}
+    accounts = {row.account_id for row in found}
+    named = d.c.account_id.in_([a for a in accounts if a is not None])
+    theirs = or_(named, d.c.account_id.is_(None)) if None in accounts else named
     earlier = await conn.execute(
         select(d.c.delivery_id, d.c.account_id).where(
-            *here, d.c.delivery_id < found[-1].delivery_id
+            *here, theirs, d.c.delivery_id < found[-1].delivery_id
         )
     )
     held: dict[str | None, int] = {}  # account → its first notice that stays behind
