@@ -69,6 +69,7 @@ from shared.config import Settings
 from shared.jobs import Jobs
 from shared.storage.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, migrate
 from shared.web import (
+    READY_WITHIN_S,
     HttpMetrics,
     Readiness,
     base_app,
@@ -315,7 +316,9 @@ async def _say_if_unowned_reach_nobody(
     counted as unroutable, but nothing said so before the first (found from outside).
     A database not answering yet says nothing: the loops wait for it."""
     try:
-        async with rt.engine.connect() as conn:
+        # Bounded: a database that takes connections but does not answer must not hold
+        # up the start of the loops, which handle it.
+        async with asyncio.timeout(READY_WITHIN_S), rt.engine.connect() as conn:
             current, _ = await alerting.current(conn)
     except Exception as exc:
         log.debug("alerts: routing not checked at start (%s)", describe(exc))

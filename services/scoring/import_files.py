@@ -108,13 +108,23 @@ class NotTheFileReadBefore(ValueError):
 def fingerprint(path: Path, *, by_ids: bool = True) -> Fingerprint:
     """The digests of the file's first records as read (a file that cannot be read: of
     those that can; its reading reports the fault)."""
-    hashes = []
+    ids, raw = fingerprints(path)
+    return ids if by_ids else raw
+
+
+def fingerprints(path: Path) -> tuple[Fingerprint, Fingerprint]:
+    """The file's digests as kept now and as an earlier version kept them (of bytes),
+    from one read of its first records (a Parquet file's first rows are a row group)."""
+    records: list[bytes] = []
     try:
         for record in islice(read_lines(path), FINGERPRINT_RECORDS):
-            hashes.append(_digest(bytes(record), by_ids))
+            records.append(bytes(record))  # those read before a fault, too
     except (OSError, UnreadableFile):
         pass
-    return Fingerprint(tuple(hashes), by_ids)
+    return (
+        Fingerprint(tuple(_digest(r, by_ids=True) for r in records)),
+        Fingerprint(tuple(_digest(r, by_ids=False) for r in records), by_ids=False),
+    )
 
 
 def _digest(record: bytes, by_ids: bool) -> str:
@@ -148,10 +158,10 @@ async def check_files(
     keep = []
     this_run: dict[Fingerprint, str] = {}
     for source, path in files.items():
-        now = fingerprint(path)
+        now, as_bytes = fingerprints(path)
         then = before.get(source)
         older = then is not None and not then.by_ids  # kept by an earlier version
-        seen = fingerprint(path, by_ids=False) if older else now
+        seen = as_bytes if older else now
         if source in started:
             if then is None:
                 log.warning(
@@ -165,7 +175,7 @@ async def check_files(
             elif seen.differing(then) - rejected.get(source, set()):
                 raise NotTheFileReadBefore(path)
         elif now.hashes:
-            other = this_run.get(now) or await _copied(conn, source, path, now, read_before)
+            other = this_run.get(now) or await _copied(conn, source, now, as_bytes, read_before)
             if other is not None:
                 raise CopyOfAFileReadBefore(path, other.removeprefix("import:"))
         this_run.setdefault(now, source)
@@ -175,12 +185,16 @@ async def check_files(
 
 
 async def _copied(
-    conn: AsyncConnection, source: str, path: Path, now: Fingerprint, read_before: ReadBefore
+    conn: AsyncConnection,
+    source: str,
+    now: Fingerprint,
+    as_bytes: Fingerprint,
+    read_before: ReadBefore,
 ) -> str | None:
-    """Another file read before whose first records ``now`` (``path``'s) repeats, if any:
-    as digests are kept now, or by their bytes as an earlier version kept them."""
+    """Another file read before whose first records ``now`` repeats, if any: as digests
+    are kept now, or by their bytes (``as_bytes``) as an earlier version kept them."""
     table = import_files.c
-    texts = {now.text, fingerprint(path, by_ids=False).text}
+    texts = {now.text, as_bytes.text}
     found = await conn.execute(
         select(table.source).where(table.fingerprint.in_(texts), table.source != source)
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -189,17 +190,8 @@ async def test_a_partition_whose_stored_offset_was_never_read_has_no_lag_yet() -
             raise ConnectionRefusedError("the database is down")
         return {("hw.usage", 0): 900}
 
-    class Assigned:
-        def assignment(self) -> set[TopicPartition]:
-            return {tp}
-
-        async def end_offsets(
-            self, partitions: Sequence[TopicPartition]
-        ) -> dict[TopicPartition, int]:
-            return {tp: 1000}
-
     consumer = KafkaConsumer("unused:9092", ["hw.usage"], group_id="g", load_offsets=load)
-    consumer._client = Assigned()  # type: ignore[assignment]
+    consumer._client = _Assigned(tp, 1000)  # type: ignore[assignment]
     assert await consumer.lag() == {}
     down[0] = False
     assert await consumer.lag() == {("hw.usage", 0): 100}
@@ -220,17 +212,8 @@ async def test_a_stored_offset_past_the_logs_end_is_said_once(
     async def load(keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {("hw.usage", 0): 5000}
 
-    class Assigned:
-        def assignment(self) -> set[TopicPartition]:
-            return {tp}
-
-        async def end_offsets(
-            self, partitions: Sequence[TopicPartition]
-        ) -> dict[TopicPartition, int]:
-            return {tp: 40}
-
     consumer = KafkaConsumer("unused:9092", ["hw.usage"], group_id="g", load_offsets=load)
-    consumer._client = Assigned()  # type: ignore[assignment]
+    consumer._client = _Assigned(tp, 40)  # type: ignore[assignment]
     with caplog.at_level(logging.WARNING, logger="shared.bus.kafka"):
         assert await consumer.lag() == {("hw.usage", 0): 0}
         await consumer.lag()
@@ -239,3 +222,17 @@ async def test_a_stored_offset_past_the_logs_end_is_said_once(
         "hw.usage[0]: the offset stored with the state (5000) is past the end of the log "
         "(40): the topic was made again or the cluster replaced; reading it from its start"
     ]
+
+
+class _Assigned:
+    """Stands in for aiokafka's consumer as ``lag`` uses it: one partition assigned,
+    its log ending at ``end``."""
+
+    def __init__(self, tp: Any, end: int):
+        self._tp, self._end = tp, end
+
+    def assignment(self) -> set[Any]:
+        return {self._tp}
+
+    async def end_offsets(self, partitions: Sequence[Any]) -> dict[Any, int]:
+        return {self._tp: self._end}

@@ -242,6 +242,23 @@ async def test_a_failing_webhook_notice_holds_up_no_other_accounts(
     ]
 
 
+class RefusingSlack(Channel):
+    """An incoming webhook (one destination for every account) that answers 500 to any
+    message naming an account of ``refusing`` (a set the test may change), and keeps
+    the alert ids of each message it takes."""
+
+    def __init__(self, refusing: set[str]):
+        super().__init__("slack", pace="slack-webhook")
+        self.refusing = refusing
+        self.messages: list[list[str]] = []
+
+    async def send(self, notice: Notice, destination: str) -> None:
+        ids = [a.alert_id for a in notice.alerts]
+        if any(alert_id.split(":")[0] in self.refusing for alert_id in ids):
+            raise DeliveryError("Slack webhook answered 500: no")
+        self.messages.append(ids)
+
+
 async def test_a_slack_notice_slack_keeps_refusing_holds_up_no_other_account(
     engine: AsyncEngine, embedded_settings: Settings
 ) -> None:
@@ -249,16 +266,8 @@ async def test_a_slack_notice_slack_keeps_refusing_holds_up_no_other_account(
     answering 500 took the next notice into its message (and its failures) and held
     up every later one for its dozen attempts (found from outside). Order holds per
     account; a retried notice goes alone, the untried ones group without it."""
-    sent: list[list[str]] = []
-
-    class Slack(Channel):
-        async def send(self, notice: Notice, destination: str) -> None:
-            ids = [a.alert_id for a in notice.alerts]
-            if "acct-1:payment_failed:1" in ids:
-                raise DeliveryError("Slack webhook answered 500: no")
-            sent.append(ids)
-
-    slack = Slack("slack", pace="slack-webhook")
+    slack = RefusingSlack({"acct-1"})
+    sent = slack.messages
     clock = MovingClock(T0)
     await _queue(engine, "slack", "webhook", 1, T0 - timedelta(seconds=1))
     sender = _sender(engine, embedded_settings, [slack], clock, '"30s"')  # grouped
@@ -282,17 +291,9 @@ async def test_another_accounts_group_takes_no_notice_queued_behind_a_retried_on
     """Slack keeps order per account: acct-2's second notice, queued behind its first
     (being retried), went in acct-1's group before it (its "resolved" before its
     "firing", found in review). It waits for its first."""
-    sent: list[list[str]] = []
     refusing = {"acct-2"}
-
-    class Slack(Channel):
-        async def send(self, notice: Notice, destination: str) -> None:
-            ids = [a.alert_id for a in notice.alerts]
-            if any(i.split(":")[0] in refusing for i in ids):
-                raise DeliveryError("Slack webhook answered 500: no")
-            sent.append(ids)
-
-    slack = Slack("slack", pace="slack-webhook")
+    slack = RefusingSlack(refusing)
+    sent = slack.messages
     clock = MovingClock(T0)
     await _queue(engine, "slack", "webhook", 2, T0 - timedelta(seconds=1))
     sender = _sender(engine, embedded_settings, [slack], clock, '"30s"')  # grouped

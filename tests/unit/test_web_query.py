@@ -5,6 +5,7 @@ alert as if filtered. Commands, webhooks and pages outside ``/v1`` are left alon
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 import httpx
 from fastapi import Depends, FastAPI, Query
@@ -79,3 +80,16 @@ async def test_declared_parameters_commands_and_pages_pass() -> None:
     assert modelled.status_code == 200 and modelled.json() == {"band": "green", "tier": "smb"}
     assert (await _get("/v1/modelled?q=1")).json()["known"] == ["band", "tier"]
     assert (await _get("/ui/page?anything=1")).status_code == 200
+
+
+async def test_hostile_parameter_names_get_a_bounded_answer() -> None:
+    """A name of 10,000 characters, control characters, many names: a 400 naming at most
+    five, each cut to 60 characters and quoted, never echoing the rest."""
+    names = ["x" * 10_000, "a\x01b\r\nSet-Cookie: z", *(f"p{k}" for k in range(50))]
+    query = "&".join(f"{quote(name)}=1" for name in names)
+    answer = await _get(f"/v1/things?{query}")
+    assert answer.status_code == 400
+    body = answer.json()
+    assert len(body["unknown"]) == 5 and all(len(name) <= 60 for name in body["unknown"])
+    assert "\r" not in body["message"] and "\n" not in body["message"]
+    assert len(answer.content) < 2_000
