@@ -19,6 +19,9 @@ DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # scoring_batch_max's defaults (see its comment).
 POSTGRES_BATCH_MAX = 100_000
 SQLITE_BATCH_MAX = 20_000
+# A dashboard secret's least length: 32 characters of a random hex or base64 string are
+# 128 bits or more, past trying (a session cookie carries what it signs).
+MIN_DASHBOARD_SECRET_CHARS = 32
 
 
 # A TCP port (0: any free one, which tests use); a larger number was taken modulo 65536.
@@ -289,8 +292,9 @@ class Settings(BaseSettings):
     nps_followup_days: int = Field(7, ge=1, description="Days to follow up an NPS detractor")
     dashboard_secret: SecretStr = Field(
         SecretStr(""),
-        description="Signs dashboard sessions and form tokens; set the same on every "
-        "replica (empty: a random one per process, and a restart signs everyone out)",
+        description="Signs dashboard sessions and form tokens, 32 characters or more; set "
+        "the same on every replica (empty: a random one per process, and a restart signs "
+        "everyone out)",
     )
     # Auto (unset): Secure unless the page is served over plain http on a loopback host,
     # the one case where a browser sends Secure cookies back only inconsistently; behind
@@ -388,6 +392,20 @@ class Settings(BaseSettings):
         if url.strip() and (scheme.lower() not in ("http", "https") or not rest.split("/")[0]):
             raise ValueError("give an http:// or https:// address (the one the service shows)")
         return url.strip()
+
+    @field_validator("dashboard_secret")
+    @classmethod
+    def _long_secret(cls, secret: SecretStr) -> SecretStr:
+        """Empty (a random one per process) or 32 characters at least: a short one can be
+        found from any session cookie by trying (found from outside). The error shows
+        neither the value nor its length."""
+        value = secret.get_secret_value().strip()
+        if value and len(value) < MIN_DASHBOARD_SECRET_CHARS:
+            raise ValueError(
+                f"must be {MIN_DASHBOARD_SECRET_CHARS} characters or more "
+                "(e.g. the output of `openssl rand -hex 32`), or empty"
+            )
+        return SecretStr(value)
 
     @field_validator("smtp_from")
     @classmethod

@@ -92,6 +92,17 @@ DOCS_ASSETS = "/docs-assets"
 _ASSETS_DIR = files("fastapi_offline") / "static"
 
 
+# The docs pages share an origin with the dashboard: never framed (clickjacking), no
+# plugins, no base change. Their scripts are inline (Swagger UI's and ReDoc's own
+# start-up code), so the script policy stays theirs.
+DOCS_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 def mount_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc``, their scripts and styles served locally
     (FastAPI's custom-docs pattern; the app is built with ``docs_url=None``)."""
@@ -99,23 +110,32 @@ def mount_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} — API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        return _guarded(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title=f"{app.title} — API",
+                swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            )
         )
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url="/openapi.json",
-            title=f"{app.title} — API",
-            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
-            with_google_fonts=False,
+        return _guarded(
+            get_redoc_html(
+                openapi_url="/openapi.json",
+                title=f"{app.title} — API",
+                redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                with_google_fonts=False,
+            )
         )
+
+
+def _guarded(page: HTMLResponse) -> HTMLResponse:
+    page.headers.update(DOCS_HEADERS)
+    return page
 
 
 def document_errors(app: FastAPI) -> None:

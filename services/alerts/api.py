@@ -27,7 +27,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.alerts.actions import Action, ActionError, actor_of, apply_action
+from services.alerts.actions import Action, ActionError, actor_of, apply_action, snooze_text
 from services.alerts.bodies import JsonBody, Reason, Text, asked_end
 from services.alerts.queries import (
     accounts_of,
@@ -495,11 +495,33 @@ async def slack_interactions(request: Request, ctx: Context) -> JSONResponse:
         # where it had pushed the snooze out again (found from outside).
         clicked_at = datetime.fromtimestamp(int(request.headers["X-Slack-Request-Timestamp"]), UTC)
         until = clicked_at + timedelta(days=1) if name == "snooze" else None
+        action = Action(name, f"slack:{user}", None, until)
+        if name == "snooze" and await _snoozed_by(conn, row.alert_id, action):
+            # The same click again (a replay, Slack's retry): done once. Applied again,
+            # it had snoozed anew an alert somebody had woken since (found from outside).
+            return JSONResponse({"response_type": "ephemeral", "text": "Done: snooze."})
         try:
-            await apply_action(conn, row, Action(name, f"slack:{user}", None, until), now)
+            await apply_action(conn, row, action, now)
         except ActionError as exc:
             return JSONResponse({"response_type": "ephemeral", "text": f"Not done: {exc}"})
     return JSONResponse({"response_type": "ephemeral", "text": f"Done: {name.replace('_', ' ')}."})
+
+
+async def _snoozed_by(conn: AsyncConnection, alert_id: str, action: Action) -> bool:
+    """Whether ``action`` (a snooze from Slack) was applied already: its end, a day from
+    the click as Slack signed it, and its clicker name the click."""
+    a = alert_activity.c
+    found = await conn.execute(
+        select(a.activity_id)
+        .where(
+            a.alert_id == alert_id,
+            a.actor == action.actor,
+            a.action == "snooze",
+            a.text == snooze_text(action),
+        )
+        .limit(1)
+    )
+    return found.first() is not None
 
 
 def _signed_by_slack(ctx: AlertsApiContext, request: Request, body: bytes) -> bool:

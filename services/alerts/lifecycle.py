@@ -31,7 +31,7 @@ from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.events import Owner
 from shared.contracts.notices import NoticeKind
-from shared.storage.tables import accounts, alert_activity, alerts, deliveries
+from shared.storage.tables import account_health, accounts, alert_activity, alerts, deliveries
 
 log = logging.getLogger(__name__)
 
@@ -440,6 +440,20 @@ async def with_current_owners(conn: AsyncConnection, alert: AlertEvent) -> Alert
     except ValidationError:
         sales_owner = alert.sales_owner  # not a usable owner: keep the one it fired with
     return alert.model_copy(update={"owner": owner, "sales_owner": sales_owner})
+
+
+async def with_health_now(conn: AsyncConnection, alert: AlertEvent) -> AlertEvent:
+    """``alert`` with its account's health now (``account_health``), not the one it
+    fired with, for a notice told again (a reminder, an escalation): a renewal's reminder
+    said "Health 30 (red)" of an account at 100 (green) since (found from outside).
+    Unchanged when the account has no score."""
+    h = account_health.c
+    row = (
+        await conn.execute(select(h.score, h.band).where(h.account_id == alert.account_id))
+    ).first()
+    if row is None or row.band is None:
+        return alert
+    return alert.model_copy(update={"score": row.score, "band": row.band})
 
 
 def _fields(alert: AlertEvent, now: datetime) -> dict[str, Any]:

@@ -20,7 +20,13 @@ from services.alerts import routing
 from services.alerts.cases.timers import CaseTimers
 from services.alerts.channels.text import one_line
 from services.alerts.channels.webhook import WebhookChannel
-from services.alerts.lifecycle import first_notice, release, stored_alert, with_current_owners
+from services.alerts.lifecycle import (
+    first_notice,
+    release,
+    stored_alert,
+    with_current_owners,
+    with_health_now,
+)
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.outbox import Outbox
 from services.alerts.queries import urgency
@@ -133,7 +139,7 @@ class AlertTimers:
         people = routing.recipients(alert, alerting.routing, self._settings)
         return await self._outbox.notify(
             conn,
-            stored,
+            await with_health_now(conn, stored),
             NoticeKind.repeat,
             people,
             now=now,
@@ -325,7 +331,7 @@ class AlertTimers:
                 escalated.append((r.alert_id, r.rule))
                 queued += await self._outbox.notify(
                     conn,
-                    stored,
+                    await with_health_now(conn, stored),
                     NoticeKind.escalate,
                     people,
                     now=now,

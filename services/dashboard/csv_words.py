@@ -52,6 +52,24 @@ RETENTION_HEADERS = {
     "grr": N_("GRR"),
     "nrr": N_("NRR"),
 }
+PORTFOLIO_HEADERS = {
+    "account_id": N_("Account id"),
+    "name": N_("Account"),
+    "tier": N_("Tier"),
+    "lifecycle_stage": N_("Lifecycle stage"),
+    "owner_email": N_("CSM"),
+    "score": N_("Score"),
+    "change": N_("Change 7d"),
+    "band": N_("Health"),
+    "danger_level": N_("Danger"),
+    "arr": N_("ARR"),
+    "currency": N_("Currency"),
+    "contract_end": N_("Contract end"),
+    "days_to_renewal": N_("Days to renewal"),
+    "seats_purchased": N_("Seats purchased"),
+    "active_users_7d": N_("active users over 7 days"),
+    "open_tickets": N_("Open tickets"),
+}
 # Columns whose values are codes with a name of their own in the catalogs.
 CODED = ("tier", "lifecycle_stage", "band", "danger_level")
 # Rates, which the pages show as percentages (a spreadsheet reads "95.2%" as 0.952).
@@ -83,6 +101,21 @@ def renewal_file(
         return out
 
     return _header(columns, RENEWAL_HEADERS, say), [worded(row) for row in rows]
+
+
+def portfolio_file(rows: Iterable[Row], language: str) -> tuple[list[str], list[Row]]:
+    """The header and rows of the portfolio's list as a file (the page's search and
+    filters, its order) in ``language``: the page's words for headers and codes in
+    Chinese; in English the codes, as ``GET /v1/accounts`` names them."""
+    columns = list(PORTFOLIO_HEADERS)
+    if language == DEFAULT_LANGUAGE:
+        return columns, list(rows)
+
+    def say(text: str) -> str:
+        return translate(language, text)
+
+    worded = [{**row, **{c: say(row[c]) for c in CODED if row.get(c)}} for row in rows]
+    return _header(columns, PORTFOLIO_HEADERS, say), worded
 
 
 def retention_file(

@@ -244,6 +244,24 @@ async def portfolio(
     return order(rows, "risk_value", True, currency)
 
 
+async def portfolio_rows_of(
+    conn: AsyncConnection,
+    who: Viewer,
+    query: PortfolioQuery,
+    today: date,
+    currency: str | None = None,
+    zone: tzinfo = UTC,
+) -> list[dict[str, Any]]:
+    """Every account ``query`` selects (search and filters), with its score's change,
+    in the query's order: the page's rows before paging, and its list as a file."""
+    rows = search(await portfolio_rows(conn, who.key, query.filters, today), query.q)
+    changes = await score_changes(conn, [r["account_id"] for r in rows], today, zone)
+    for r in rows:
+        before = changes.get(r["account_id"])
+        r["change"] = r["score"] - before if before is not None and r["score"] is not None else None
+    return order(rows, query.sort, query.desc, currency)
+
+
 async def portfolio_page(
     conn: AsyncConnection,
     who: Viewer,
@@ -253,14 +271,10 @@ async def portfolio_page(
     zone: tzinfo = UTC,
 ) -> tuple[Page, dict[str, Any]]:
     """The page of accounts ``query`` asks for, and totals over every matching one."""
-    rows = search(await portfolio_rows(conn, who.key, query.filters, today), query.q)
-    changes = await score_changes(conn, [r["account_id"] for r in rows], today, zone)
-    for r in rows:
-        before = changes.get(r["account_id"])
-        r["change"] = r["score"] - before if before is not None and r["score"] is not None else None
+    rows = await portfolio_rows_of(conn, who, query, today, currency, zone)
     totals = portfolio_totals(rows)
     totals["money"] = arr_totals(totals)
-    return paginate(order(rows, query.sort, query.desc, currency), query.page), totals
+    return paginate(rows, query.page), totals
 
 
 def arr_totals(totals: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ API's routes do; both apply the same commands (``services.scoring.plans.queries`
 
 from __future__ import annotations
 
+import difflib
 import urllib.parse
 from datetime import date
 from typing import Any
@@ -52,6 +53,7 @@ def _back(
     *,
     keep: bool = False,
     done: str | None = None,
+    near: list[str] | None = None,
 ) -> Response:
     """To the account's plan section (``next``, else the account's page), with the
     refusal's code for the section to say (``plan_error``) and, ``keep``, the fields of
@@ -63,6 +65,8 @@ def _back(
         query.append(("plan_error", error))
     elif done:
         query.append(("plan_done", done))
+    if error and near:  # the measures the one typed may have meant
+        query.append(("plan_near", " ".join(near)))
     if error and keep:
         # As long as the form's longest field (a measure, 300): an address stays short.
         query += [(f"plan_{f}", form[f][:300]) for f in KEPT_FIELDS if form.get(f)]
@@ -70,11 +74,27 @@ def _back(
     return RedirectResponse(path, status_code=303)
 
 
+def _near(form: dict[str, str], refused: ClientError) -> list[str]:
+    """For a measure the score does not compute, the nearest it does (as the API says
+    them): the page had named no name, and sent the CSM to the README (found from
+    outside)."""
+    known = refused.extra.get("measures") if refused.code == "unknown_measure" else None
+    typed = form.get("measure", "").strip()
+    if not isinstance(known, list) or not typed:
+        return []
+    return difflib.get_close_matches(typed, [str(name) for name in known], n=3, cutoff=0.6)
+
+
 def _number(raw: str) -> float | None:
+    """A form's number; "60%" (or "60％") as 0.6, as the page writes a share: a target
+    of a share had to be typed as a fraction beside "≥ 50%" (found from outside)."""
+    text = raw.strip()
+    share = text.endswith(("%", "％"))
     try:
-        return float(raw) if raw.strip() else None
+        number = float(text.rstrip("%％").strip()) if text else None
     except ValueError:
         raise ClientError(422, "invalid_milestone", "not a number") from None
+    return number / 100 if number is not None and share else number
 
 
 DAY: TypeAdapter[date] = TypeAdapter(Day)
@@ -121,7 +141,7 @@ async def _apply(request: Request, command: str) -> Response:
     except ClientError as exc:
         if exc.status == 404 and exc.code == "not_found":
             raise NotFound(account_id) from exc
-        return _back(form, account_id, exc.code, keep=command == "add")
+        return _back(form, account_id, exc.code, keep=command == "add", near=_near(form, exc))
     done = form.get("action", "save") if command == "change" else command
     return _back(form, account_id, done=done)
 
@@ -150,8 +170,12 @@ async def _change(
     if action in ("tick", "untick"):
         changes = {"achieved": action == "tick", "checked_by": author}
     else:
-        if form.get("title", "").strip():
-            changes["title"] = form["title"].strip()[:200]
+        # The box shows the title in the viewer's language: a template's English title
+        # had stood in a Chinese page's box (found from outside). Sent back as shown, it
+        # is no change (saving the due day must not store the title in Chinese).
+        title = form.get("title", "").strip()
+        if title and title != form.get("title_shown", "").strip():
+            changes["title"] = title[:200]
         if form.get("due_on", "").strip():
             changes["due_on"] = _day(form["due_on"])
         if "target" in form and form["target"].strip():

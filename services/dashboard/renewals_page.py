@@ -51,14 +51,13 @@ from services.scoring.retention import (
 from services.scoring.retention.api import (
     RENEWAL_COLUMNS,
     RETENTION_COLUMNS,
-    csv_answer,
     in_currency,
     retention_rows,
 )
 from shared.alerting.schema import Alerting
 from shared.clock import utcnow
 from shared.i18n import N_, format_quarter, translate
-from shared.web import ClientError
+from shared.web import ClientError, csv_answer
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

@@ -59,8 +59,9 @@ def object_field(msg: Mapping[str, Any], key: str) -> dict[str, Any]:
 def _identifier(value: Any) -> str | None:
     """A Segment id as text: SDKs send strings or numbers; anything else (an object, a
     list, which may nest as deep as the parser allows) counts as absent here and is
-    refused by ``_bad_ids``."""
-    if isinstance(value, str) and value:
+    refused by ``_bad_ids``. Stripped, as the contract reads an id: " acct-1" was looked
+    up as itself, found no named account, and renamed acct-1 (found from outside)."""
+    if isinstance(value, str) and (value := value.strip()):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -227,8 +228,16 @@ def translate(
             facts = {_ACCOUNT_TRAITS[k]: v for k, v in traits.items() if k in _ACCOUNT_TRAITS}
             if str(group) in named:
                 facts.pop("name", None)
+            # Facts from the public write key are dated no later than their receipt: a
+            # field's newest fact wins, and one dated up to the skew (an hour) ahead
+            # had beaten the CRM's facts sent meanwhile (found from outside).
+            dated = min(occurred_at, received_at).isoformat()
             out.events.append(
-                (index, {"kind": "account", "account_id": str(group), **common, **facts})
+                (
+                    index,
+                    {"kind": "account", "account_id": str(group), **common, **facts}
+                    | {"occurred_at": dated},
+                )
             )
         elif kind == "identify":
             account = explicit_account(msg)

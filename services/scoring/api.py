@@ -219,8 +219,8 @@ async def _health_as_of(
         "band": row.band,
         "depth_level": inputs.get("depth_level"),
         "danger_level": danger.get("level"),
-        # Codes in the history row: as the newest score's causes, without the day's text.
-        "danger_causes": danger.get("causes", []),
+        # The history row keeps codes; their sentences are made again from its inputs.
+        "danger_causes": _causes_in(lang, danger.get("causes", [])),
         "explanation": _changes_in(lang, explain.worded_changes(why, explain.labels(model))),
     }
 

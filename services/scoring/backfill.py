@@ -37,9 +37,10 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,21 @@ from services.scoring.history_files import LineNumbers, Unreadable, UnreadableFi
 from services.scoring.import_ahead import Ahead, ahead_of, earliest_ahead, out_of_order, receipts
 from services.scoring.import_days import ImportCalendar
 from services.scoring.import_files import ReadBefore, check_files
-from services.scoring.import_lines import Stamp, stamp_of
+from services.scoring.import_lines import Stamp, event_time, stamp_of
 from services.scoring.import_lock import StillHeld, import_lock
+from services.scoring.import_order import (
+    IN_FILE_ORDER,
+    IN_TIME_ORDER,
+    SEGMENT_END,
+    Segment,
+    TimeOrder,
+)
 from services.scoring.import_overlap import EarlierImports
 from services.scoring.processor import IMPORT_TOPIC, ScoringProcessor, batch_span
 from services.scoring.state import late_grace_days
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import DiscardingProducer, OutMessage, Producer, Record
-from shared.bus.offsets import offset_loader
+from shared.bus.offsets import offset_loader, save_offsets
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent
 from shared.contracts.wire import decode_alert, encode_event
 from shared.storage.db import among, insert_ignore, upsert
@@ -82,9 +90,10 @@ log = logging.getLogger(__name__)
 # SQLite batches do), the progress moving every few seconds, and what a crashed import
 # reads again small.
 BATCH = 20_000
-# Records out of time order past which an import warns before it starts (and past a
-# hundredth of the file's): a few late lines cost little, a file sorted by account cost
-# a 4-account, 7,749-event history 7 minutes (found from outside).
+# Records out of time order past which an import reads a file in time order
+# (``import_order``; and past a hundredth of the file's): a few late lines cost a few
+# small batches, a file sorted by account cost a 4-account, 7,749-event history 7
+# minutes (found from outside).
 OUT_OF_ORDER_WARNING = 100
 # The pseudo-topic of the records an import reads again (import --restart): the file's
 # own topic with this after it.
@@ -145,12 +154,21 @@ class _Source:
     # next record the merge has not yet handed to a batch.
     ahead: Ahead = field(default_factory=lambda: np.full(1, math.inf))
     taken: int = 0
+    # Read in time order from ``order.segment.start`` on (``import_order``), and whether
+    # the merge has taken the last of it.
+    order: TimeOrder | None = None
+    finished: bool = False
 
     @property
     def total(self) -> int:
         """The file's records, as its first reading counted them (``ahead``): to where
-        it breaks off, when it does."""
-        return len(self.ahead) - 1
+        it breaks off, when it does; read in time order, to its segment's end."""
+        return self.order.segment.end if self.order else len(self.ahead) - 1
+
+    @property
+    def begins_at(self) -> int:
+        """Its records read before this import (where the progress bar starts)."""
+        return self.order.first_position if self.order else min(self.start, self.total)
 
     def skipped(self, number: int) -> bool:
         """Whether record ``number`` was imported before and is not read again."""
@@ -175,6 +193,9 @@ class _Sink(DiscardingProducer):
                 topic = message.headers.get("source_topic", "").removesuffix(RETRY_SUFFIX)
                 record = int(message.headers.get("source_offset", "0"))
                 source = self._sources.get(topic)
+                in_time_order = message.headers.get("source_partition") == str(IN_TIME_ORDER)
+                if source is not None and source.order is not None and in_time_order:
+                    record = source.order.number_at(record)  # its number in the file
                 if source is None:
                     self._report.rejected.append((topic, record + 1, message.headers["reason"]))
                     continue
@@ -305,36 +326,110 @@ async def _read(
     """Apply the files' records still to import, merged by event time, and score their
     days (``ImportCalendar``), each batch once the import lock is seen still held.
     ``rejected``: each file's records rejected before; ``retry``: those read again."""
+    span = batch_span(processor.settings)
+    stored = await offset_loader(processor.engine, processor.group_id)(
+        [(topic, p) for topic in sources for p in (IN_FILE_ORDER, IN_TIME_ORDER, SEGMENT_END)]
+    )
+    with tempfile.TemporaryDirectory(prefix="healthwatch-import-") as folder:
+        for topic, source in sources.items():
+            offsets = {p: n for (t, p), n in stored.items() if t == topic}
+            source.retry = retry.get(topic, set())
+            await _start(processor, source, offsets, report, span.total_seconds(), Path(folder))
+            if source.order is not None:
+                source.retry = _retry_later(source, source.retry, report)
+            if not source.retry:  # still to fix: the summary says so, not "already imported"
+                report.rejected_before += len(rejected[topic])
+            if source.order is not None:
+                source.order.read_records(source.lines, source.retry, rejected[topic])
+                source.ahead = ahead_of(np.append(source.order.receipts(), math.inf))
+            # Where it resumes, of the records the first reading counted: a bar with a
+            # total and an estimate of the time left from the start (an import of
+            # millions of events runs for minutes).
+            progress(source.path.name, source.begins_at, source.total)
+        try:
+            await _merged(sources, processor, report, progress, still_held, batch_size)
+        finally:
+            for source in sources.values():
+                if source.order is not None:
+                    source.order.close()
+
+
+async def _start(
+    processor: ScoringProcessor,
+    source: _Source,
+    offsets: dict[int, int],
+    report: ImportReport,
+    span_s: float,
+    folder: Path,
+) -> None:
+    """Where ``source`` resumes (``offsets``: partition → stored offset), and whether it
+    is read in time order: a segment begun before and not finished, or the rest of a
+    file out of time order (``import_order``)."""
+    source.start = offsets.get(IN_FILE_ORDER, 0)
+    segment = Segment.stored(offsets)
+    if segment is None and offsets.get(SEGMENT_END, 0) > source.start:
+        # Finished, but the import stopped before it said so: said now.
+        source.start = offsets[SEGMENT_END]
+        await _finish(processor, source.topic, source.start)
+    if segment is None:
+        received = receipts(read_lines(source.path), source.skipped)
+        behind = out_of_order(received, span_s)
+        if behind <= max(OUT_OF_ORDER_WARNING, len(received) // 100):
+            source.ahead = ahead_of(received)
+            return
+        segment = Segment(source.start, len(received) - 1)
+        log.info(
+            "import: %s is not in time order: %d of its records come after records more "
+            "than %d hours newer; reading them in time order (a copy of the file in a "
+            "temporary folder)",
+            source.path.name,
+            behind,
+            span_s // 3600,
+        )
+        async with processor.engine.begin() as conn:  # before anything is taken of it
+            await save_offsets(conn, processor.group_id, {(source.topic, SEGMENT_END): segment.end})
+    source.order = TimeOrder(source.path, segment, folder)
+
+
+def _retry_later(source: _Source, retry: set[int], report: ImportReport) -> set[int]:
+    """Of the records to read again (``--restart``), those before a segment begun and
+    not finished: its own are read again once it is (``import_order``)."""
+    assert source.order is not None
+    segment = source.order.segment
+    later = {n for n in retry if segment.start <= n < segment.end}
+    if later:
+        if retry - later:  # (else the summary counts all rejected before as still to fix)
+            report.rejected_before += len(later)
+        log.warning(
+            "import: %s: %d records rejected before are read again by an import run "
+            "once its records in time order are all imported (run it again then)",
+            source.path.name,
+            len(later),
+        )
+    return retry - later
+
+
+async def _finish(processor: ScoringProcessor, topic: str, end: int) -> None:
+    """A segment is done: the file reads as one read in order up to its ``end``."""
+    async with processor.engine.begin() as conn:
+        done = {(topic, partition): end for partition in (IN_FILE_ORDER, IN_TIME_ORDER)}
+        await save_offsets(conn, processor.group_id, done | {(topic, SEGMENT_END): end})
+
+
+async def _merged(
+    sources: dict[str, _Source],
+    processor: ScoringProcessor,
+    report: ImportReport,
+    progress: Callable[[str, int, int], None],
+    still_held: StillHeld,
+    batch_size: int,
+) -> None:
+    """The files' records merged by event time, in batches; the days scored."""
     calendar = await ImportCalendar.load(processor, _Sink(report), still_held)
     calendar.start_file()
     settings = processor.settings
     grace = late_grace_days(settings.late_grace_days, settings.window_days)
     earlier = EarlierImports(processor.engine, late=timedelta(days=grace))
-    span = batch_span(processor.settings)
-    stored = await offset_loader(processor.engine, processor.group_id)(
-        [(topic, 0) for topic in sources]
-    )
-    for topic, source in sources.items():
-        source.start = stored.get((topic, 0), 0)
-        source.retry = retry.get(topic, set())
-        if not source.retry:  # still to fix: the summary says so, not "already imported"
-            report.rejected_before += len(rejected[topic])
-        received = receipts(read_lines(source.path), source.skipped)
-        source.ahead = ahead_of(received)
-        behind = out_of_order(received, span.total_seconds())
-        if behind > max(OUT_OF_ORDER_WARNING, len(received) // 100):
-            log.warning(
-                "import: %s is not in time order: %d of its records come after records more "
-                "than %d hours newer, so it is read in small batches and may take many "
-                "times longer; sort it by occurred_at first (files are merged by time)",
-                source.path.name,
-                behind,
-                span.total_seconds() // 3600,
-            )
-        # Where it resumes, of the records the first reading counted: a bar with a total
-        # and an estimate of the time left from the start (an import of millions of
-        # events runs for minutes).
-        progress(source.path.name, min(source.start, source.total), source.total)
     batch: list[tuple[Record, Stamp]] = []
     times = _Times(batch_span(processor.settings).total_seconds())
     taking = list(sources.values())
@@ -351,18 +446,21 @@ async def _read(
             progress(source.path.name, source.read, source.total)
 
     try:
-        for when, index, number, record, stamp in merged:
+        for when, index, _, place, record, stamp in merged:
             if batch and not times.take(when):
                 await flush()  # its events would count otherwise than the stream's
             times.add(when)
             newest = max(newest, when)
             batch.append((record, stamp))
-            taking[index].taken = number + 1
+            taking[index].taken = place + 1
             if len(batch) >= batch_size:
                 await flush()
     except UnreadableFile as exc:
         report.stopped = str(exc)  # what was read before is imported, the days stay open
     await flush()
+    for source in taking:
+        if source.order is not None and source.finished:
+            await _finish(processor, source.topic, source.order.segment.end)
     if report.stopped is None:
         report.days_scored += await calendar.close_all()
         report.last_day = await _newest_use(processor)
@@ -393,14 +491,21 @@ class _Times:
         self.earliest, self.latest = math.inf, -math.inf
 
 
-def _records(
-    source: _Source, index: int, report: ImportReport
-) -> Iterator[tuple[float, int, int, Record, Stamp]]:
+# A record as the merge takes it: its event time, its file's place among the files and
+# its number (the merge's key), where it is in its file's reading (``_Source.ahead``),
+# the record, and its stamp for the calendar.
+Merged = tuple[float, int, int, int, Record, Stamp]
+
+
+def _records(source: _Source, index: int, report: ImportReport) -> Iterator[Merged]:
     """The file's records still to import, each with its event time (the merge's key;
     a record without a readable one keeps the time before it, its place in the file),
     then the file's place among the files and the record's number (ties keep the order
     of the files, and each file's own), the record, and its stamp for the calendar (the
     line parsed once for both)."""
+    if source.order is not None:
+        yield from _in_time_order(source, index, report)
+        return
     when = float("-inf")
     for number, line in enumerate(read_lines(source.path, source.lines)):
         report.lines += 1
@@ -414,22 +519,49 @@ def _records(
             source.unreadable[number] = line.reason
             line = bytes(line)  # the decoders take bytes, not a subclass
         stamp = stamp_of(line)
-        when = _event_time(stamp, when)
+        when = event_time(stamp, when)
         # A record read again goes under a topic of its own: its offset, behind the
         # file's, must not move the file's back.
         topic = source.topic if number >= source.start else source.topic + RETRY_SUFFIX
         if number < source.start:
             source.retried.add(number)
-        yield when, index, number, Record(topic, 0, number, None, line), stamp
+        yield when, index, number, number, Record(topic, 0, number, None, line), stamp
 
 
-def _event_time(stamp: Stamp, before: float) -> float:
-    """The record's ``occurred_at`` as a POSIX time, or ``before`` when it has none that
-    reads (the scoring step rejects it with the reason)."""
-    if stamp is None:
-        return before
-    moment = stamp[0]
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+def _in_time_order(source: _Source, index: int, report: ImportReport) -> Iterator[Merged]:
+    """``_records`` of a file read in time order (``import_order``): the records before
+    its segment read again (``--restart``) first, then the segment's still to read,
+    their offsets their places in its order (partition 1)."""
+    order = source.order
+    assert order is not None
+    report.lines += order.lines_read
+    report.skipped_already_imported += order.segment.start - len(order.again) + order.segment.taken
+    place = 0
+    for number, line in order.again:
+        place += 1
+        if not line.strip():
+            continue
+        if isinstance(line, Unreadable):
+            source.unreadable[number] = line.reason
+            line = bytes(line)
+        stamp = stamp_of(line)
+        source.retried.add(number)
+        record = Record(source.topic + RETRY_SUFFIX, IN_FILE_ORDER, number, None, line)
+        yield event_time(stamp, -math.inf), index, number, place - 1, record, stamp
+    for taken in order.records():
+        place += 1
+        source.read = taken.position + 1
+        line = taken.line
+        if isinstance(line, Unreadable):
+            source.unreadable[taken.number] = line.reason
+            line = bytes(line)
+        elif not line.strip():
+            continue  # a blank line: its place taken, nothing to apply
+        record = Record(source.topic, IN_TIME_ORDER, taken.position, None, line)
+        yield taken.when, index, taken.number, place - 1, record, taken.stamp
+    source.finished = True
+    if order.broken is not None:
+        raise UnreadableFile(order.broken)
 
 
 def _read_before(processor: ScoringProcessor) -> ReadBefore:
@@ -444,6 +576,8 @@ def _read_before(processor: ScoringProcessor) -> ReadBefore:
                 o.group_id == processor.group_id,
                 among(conn, o.topic, topics),
                 o.next_offset > 0,
+                # A segment's end is written before anything of it is taken.
+                o.partition != SEGMENT_END,
             )
         )
         rejects = await conn.execute(select(r.source).where(among(conn, r.source, topics)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,11 +38,11 @@ def _used_for(m: Measures, days: int) -> bool:
 
 def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> dict[str, Any]:
     """``{"level": worst level or None, "causes": [{code, level, text}]}``."""
-    causes: list[tuple[str, str]] = []
+    codes: list[str] = []
     if m.icp_fit is False:
-        causes.append(("wrong_fit", "sold outside the ideal customer profile"))
+        codes.append("wrong_fit")
     if _within(m, m.decision_maker_changed_at, rules.people_change_days):
-        causes.append(("decision_maker_change", "the customer's decision maker changed"))
+        codes.append("decision_maker_change")
     share, depth = inputs.get("active_user_share_7d"), inputs.get("depth_level")
     if (
         share is not None
@@ -50,29 +51,48 @@ def assess(m: Measures, inputs: dict[str, float | None], rules: DangerRules) -> 
         and depth <= rules.shallow_depth_level
         and _used_for(m, DEPTH_WINDOW_DAYS)
     ):
-        causes.append(
-            (
-                "unclear_value",
-                f"busy but shallow: {share:.0%} of seats active, depth level {depth:g}",
-            )
-        )
+        codes.append("unclear_value")
     if inputs.get("not_live_after_90d") == 1:
-        causes.append(("slow_go_live", "not live 3 months after purchase"))
+        codes.append("slow_go_live")
     oldest = inputs.get("oldest_open_ticket_days")
     if oldest is not None and oldest > rules.unresolved_ticket_days:
-        causes.append(("long_unresolved_tickets", f"a ticket has been open {oldest:g} days"))
+        codes.append("long_unresolved_tickets")
     if _within(m, m.champion_changed_at, rules.people_change_days):
-        causes.append(("champion_change", "the customer's champion changed"))
+        codes.append("champion_change")
     request = m.oldest_open_request_at
     if request is not None and (m.as_of - m.day_of(request)).days > rules.unmet_request_days:
-        causes.append(
-            (
-                "unmet_requests",
-                f"a feature request has been open over {rules.unmet_request_days} days",
-            )
-        )
-    level = next((lv for lv in LEVELS if any(CAUSE_LEVELS[c] == lv for c, _ in causes)), None)
-    return {"level": level, "causes": [cause_of(code, text) for code, text in causes]}
+        codes.append("unmet_requests")
+    level = next((lv for lv in LEVELS if any(CAUSE_LEVELS[c] == lv for c in codes)), None)
+    causes = [cause_of(code, cause_text(code, inputs, rules)) for code in codes]
+    return {"level": level, "causes": causes}
+
+
+# The causes whose sentence names no number.
+_SENTENCES = {
+    "wrong_fit": "sold outside the ideal customer profile",
+    "decision_maker_change": "the customer's decision maker changed",
+    "slow_go_live": "not live 3 months after purchase",
+    "champion_change": "the customer's champion changed",
+}
+
+
+def cause_text(code: str, inputs: Mapping[str, Any], rules: DangerRules) -> str | None:
+    """A cause's sentence from the inputs of the day it was found (``assess``'s, or a
+    score history row's: the history keeps codes only); None for a code it does not
+    know (one a later version dropped)."""
+    if code == "unclear_value":
+        share, depth = inputs.get("active_user_share_7d"), inputs.get("depth_level")
+        if not isinstance(share, int | float) or not isinstance(depth, int | float):
+            return None
+        return f"busy but shallow: {share:.0%} of seats active, depth level {depth:g}"
+    if code == "long_unresolved_tickets":
+        oldest = inputs.get("oldest_open_ticket_days")
+        if not isinstance(oldest, int | float):
+            return None
+        return f"a ticket has been open {oldest:g} days"
+    if code == "unmet_requests":
+        return f"a feature request has been open over {rules.unmet_request_days} days"
+    return _SENTENCES.get(code)
 
 
 def cause_code(stored: Any) -> str:
@@ -82,7 +102,6 @@ def cause_code(stored: Any) -> str:
 
 
 def cause_of(code: str, text: str | None = None) -> dict[str, Any]:
-    """A cause as answers show it: code, level and (when known) the text that day.
-    The score history keeps codes only; its causes come back without text."""
+    """A cause as answers show it: code, level and (when known) the text that day."""
     cause: dict[str, Any] = {"code": code, "level": CAUSE_LEVELS.get(code)}
     return cause | {"text": text} if text is not None else cause

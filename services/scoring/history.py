@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import explain
-from services.scoring.danger import cause_code, cause_of
+from services.scoring.danger import cause_code, cause_of, cause_text
 from services.scoring.model.schema import HealthModel
 from shared.storage.db import among, insert_ignore, upsert
 from shared.storage.tables import account_health, band_changes, health_daily
@@ -188,7 +188,7 @@ def expanded(
     """A day's explanation as history keeps it (``compact``) in the shape of the newest
     score's (``account_health.components``): each component with its group, label and
     raw value again (from the model in force and the day's inputs), each danger cause
-    with its level. ``GET …/health?as_of=`` had answered the kept shape, another than
+    with its level and sentence. ``GET …/health?as_of=`` had answered the kept shape, another than
     ``GET …/health`` (found from outside). A row kept before the history was compacted
     is returned as it is."""
     components = kept.get("components")
@@ -217,10 +217,20 @@ def expanded(
         ],
         "danger": {
             "level": danger.get("level"),
-            "causes": [cause_of(cause_code(c)) for c in danger.get("causes") or []],
+            "causes": [_cause(c, inputs, model) for c in danger.get("causes") or []],
         },
         explain.DAY: day.isoformat(),
     }
+
+
+def _cause(stored: Any, inputs: Mapping[str, Any], model: HealthModel) -> dict[str, Any]:
+    """A history row's danger cause with its sentence: the one a row written before the
+    history kept codes holds, else made again from the day's inputs (with the danger
+    thresholds of ``model``, the one in force: a sentence naming a threshold names
+    today's)."""
+    code = cause_code(stored)
+    text = stored.get("text") if isinstance(stored, dict) else None
+    return cause_of(code, text if isinstance(text, str) else cause_text(code, inputs, model.danger))
 
 
 async def inputs_before(conn: AsyncConnection, account_id: str, day: date) -> dict[str, Any] | None:

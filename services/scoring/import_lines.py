@@ -5,7 +5,7 @@ and a ticket line's ids and times (``ticket_line``, for the days it changes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,6 +32,16 @@ def stamp_of(line: bytes) -> Stamp:
     account_id = event.get("account_id")  # an object: it had "occurred_at"
     # As the contract reads it (surrounding spaces stripped).
     return occurred_at, account_id.strip() if isinstance(account_id, str) else account_id
+
+
+def event_time(stamp: Stamp, before: float) -> float:
+    """The record's ``occurred_at`` as a POSIX time (the merge's key), or ``before`` when
+    it has none that reads (the scoring step rejects it with the reason): such a record
+    keeps its place in the file."""
+    if stamp is None:
+        return before
+    moment = stamp[0]
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def moment_of(raw: Any) -> datetime | None:

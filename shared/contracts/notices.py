@@ -46,7 +46,10 @@ class CaseNote(BaseModel):
     account_id: str
     account_name: str | None = None
     danger_level: str | None = None
-    causes: list[str] = Field(default_factory=list)
+    causes: list[str] = Field(default_factory=list)  # cause codes
+    # The causes in words (English; notices show them in the reader's language): codes
+    # had been shown as they are, "原因 competitor, unclear_value" (found from outside).
+    cause_labels: list[str] = Field(default_factory=list)
     title: str  # the case's summary, or the task's title
     due: datetime | None = None  # the task's due date, or the review's
     owner_email: str | None = None

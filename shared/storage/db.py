@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,12 +35,25 @@ def create_engine(url: str) -> AsyncEngine:
     # the stdlib encoder was the largest single cost of writing them.
     codec: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
+        _create_private(make_url(url).database)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **codec)
         _tune_sqlite(engine)
         return engine
     return create_async_engine(
         _asyncpg_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True, **codec
     )
+
+
+def _create_private(database: str | None) -> None:
+    """Make a SQLite file that is not there yet readable by its owner alone: it holds
+    customers' data, and under the usual umask SQLite made it world-readable (found
+    from outside). SQLite opens an empty file as an empty database, and gives the
+    journal files it makes beside it the same mode. A file there already keeps its own."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # There already, or its folder is not: SQLite says what is wrong.
+    with contextlib.suppress(FileExistsError, FileNotFoundError, PermissionError):
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 # libpq's TLS modes, which asyncpg takes by the same names as ``ssl``.

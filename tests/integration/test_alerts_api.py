@@ -194,8 +194,13 @@ async def test_csm_keys_see_and_act_on_their_own_alerts_only(
                 wrong = await c.get("/v1/alerts", params={"state": "snoozed"})
                 assert wrong.status_code == 400 and wrong.json()["unknown"] == ["state"]
                 assert (await c.post(f"/v1/alerts/{third}/unsnooze")).status_code == 200
+            # The same click sent once more after Anna woke the alert (a replay within
+            # its five minutes): done once, it does not snooze the alert anew.
+            r = await slack.post("/v1/slack/interactions", content=body, headers=clicked)
+            assert r.json()["text"] == "Done: snooze."
         async with as_(anna) as c:
             detail = (await c.get(f"/v1/alerts/{third}")).json()
+            assert [a["action"] for a in detail["activity"]].count("snooze") == 1
             assert detail["status"] == "acknowledged"
             assert detail["acknowledged_by"] == "slack:U0ANNA"
         async with as_(admin) as c:  # open, but acknowledged: it waits for nobody

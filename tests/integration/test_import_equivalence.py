@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
 from services.runtime import open_runtime, run_scoring
+from services.scoring import backfill
 from services.scoring.backfill import import_files
 from services.scoring.import_ahead import REACH
 from services.scoring.metrics import ScoringMetrics
@@ -203,3 +204,17 @@ def test_streaming_and_import_agree(
     asyncio.run(
         check(with_ids(events, random.Random(seed)), kafka_bootstrap, postgres_url, tmp_path)
     )
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(events=event_logs, seed=st.integers(0, 2**32 - 1))
+def test_streaming_and_an_import_read_in_time_order_agree(
+    events: list[dict[str, Any]], seed: int, kafka_bootstrap: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """The same, the shuffled file read in time order (``import_order``; as a file out
+    of order past the threshold is, whatever its size here)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backfill, "OUT_OF_ORDER_WARNING", -1)
+        asyncio.run(
+            check(with_ids(events, random.Random(seed)), kafka_bootstrap, postgres_url, tmp_path)
+        )

@@ -139,6 +139,17 @@ async def test_plans_from_templates_progress_alerts_and_edits(
         for wrong in ({"title": "Reports\x00"}, {"due_on": "0001-01-01"}, {"due_on": "9999-12-31"}):
             bad = await client.post("/v1/accounts/late/plan/milestones", json={**body, **wrong})
             assert bad.status_code == 422, (wrong, bad.text)
+        # Due in the past: missed the moment it is saved, its alert out at once (found
+        # from outside); a due day moved into the past likewise.
+        yesterday = (today - timedelta(days=1)).isoformat()
+        past = await client.post(
+            "/v1/accounts/late/plan/milestones", json={**body, "due_on": yesterday}
+        )
+        assert past.status_code == 422 and past.json()["code"] == "due_in_the_past"
+        moved = await client.patch(
+            "/v1/accounts/late/plan/milestones/reports-weekly", json={"due_on": yesterday}
+        )
+        assert moved.status_code == 422 and moved.json()["code"] == "due_in_the_past"
         r = await client.post("/v1/accounts/late/plan", json={"template": "nope"})
         assert r.status_code == 422 and r.json()["code"] == "unknown_template"
 

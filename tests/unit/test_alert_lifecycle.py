@@ -495,6 +495,35 @@ async def test_the_digest_puts_the_most_urgent_first_with_the_health_now(world: 
     assert {(a.score, a.band) for a in digest.alerts} == {(81, "green")}
 
 
+async def test_reminders_and_escalations_tell_the_health_now(world: World) -> None:
+    """A renewal's reminder said "Health 30 (red)" of an account at 100 (green) since
+    (found in a CS lead's review): a notice told again carries the health of now."""
+    await world.receive(
+        alert("low_activity", Severity.critical).model_copy(update={"score": 12, "band": "red"})
+    )
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            insert(account_health).values(
+                account_id="acme", as_of=T0, score=81, band="green", updated_at=T0
+            )
+        )
+    world.clock.now = T0 + timedelta(hours=1, minutes=1)  # escalated (1 h)
+    await world.timers.run_once()
+    world.clock.now = T0 + timedelta(days=1, minutes=2)  # reminded (1 day)
+    await world.timers.run_once()
+    async with world.engine.connect() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.notification, deliveries.c.payload).where(
+                deliveries.c.channel == "email"
+            )
+        )
+        told = {kind: Notice.from_json(payload).first for kind, payload in rows}
+    assert {"fire", "escalate", "repeat:1"} <= set(told)
+    assert (told["fire"].score, told["fire"].band) == (12, "red")  # as it fired
+    for kind in ("escalate", "repeat:1"):
+        assert (told[kind].score, told[kind].band) == (81, "green"), kind
+
+
 async def test_an_alert_marked_not_useful_is_reminded_and_escalated_no_more(
     world: World,
 ) -> None:

@@ -1268,25 +1268,122 @@ async def test_an_export_overlapping_one_imported_before_says_what_may_count_twi
     assert (gone.late, gone.before_window) == (1, 0)
 
 
-async def test_a_file_out_of_time_order_is_named_before_it_is_read(
-    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Sorted by account, not time, a history took minutes per thousand events without
-    a word (found from outside): the import says so first, and how to sort it."""
-    _, processor = db
-    start = datetime(2026, 11, 1, 10, tzinfo=UTC)
+def _by_account(tmp_path: Path, name: str, bad_at: int | None = None) -> tuple[Path, list[bytes]]:
+    """5 accounts × 30 days of usage, sorted by account (an export ``ORDER BY
+    account_id``); a line that is no JSON at ``bad_at``. Returns the file and its
+    events in time order."""
+    start = datetime(2026, 10, 1, 10, tzinfo=UTC)
     lines = [
         _usage_line(f"{account}-{day}", (start + timedelta(days=day)).isoformat(), account)
         for account in ("a", "b", "c", "d", "e")
         for day in range(30)
     ]
-    path = tmp_path / "by-account.ndjson"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    with caplog.at_level("WARNING", logger="services.scoring.backfill"):
-        report = await import_files([path], processor, sweep=False)
-    assert report.imported == 150
+    written = list(lines)
+    if bad_at is not None:
+        written.insert(bad_at, b"{not json")
+    path = tmp_path / name
+    path.write_bytes(b"\n".join(written) + b"\n")
+    return path, sorted(lines, key=lambda line: orjson.loads(line)["occurred_at"])
+
+
+def counting_batches() -> tuple[type[ScoringProcessor], list[int]]:
+    """A processor that counts the batches handed to it (their sizes)."""
+    sizes: list[int] = []
+
+    class Counting(ScoringProcessor):
+        async def handle(self, records: Sequence[Record], also: Any = None, **how: Any) -> int:
+            sizes.append(len(records))
+            return await super().handle(records, also, **how)
+
+    return Counting, sizes
+
+
+async def test_a_file_out_of_time_order_is_read_in_time_order(
+    engine_factory: EngineFactory,
+    processor_factory: ProcessorFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sorted by account, not time, every record closed a batch of 48 hours: a 20,200-
+    event history took 482 s against 7.6 s sorted (found from outside). It is read in
+    time order: batches as full as the sorted file's, and the same history."""
+    path, in_order = _by_account(tmp_path, "by-account.ndjson")
+    sorted_path = tmp_path / "sorted.ndjson"
+    sorted_path.write_bytes(b"\n".join(in_order) + b"\n")
+
+    async def run(file: Path) -> tuple[list[int], list[tuple[object, ...]]]:
+        engine = await engine_factory(f"sqlite+aiosqlite:///{tmp_path}/{file.stem}.db")
+        metrics = ScoringMetrics(CollectorRegistry())
+        counting, sizes = counting_batches()
+        report = await import_files(
+            [file],
+            lambda sink: processor_factory(engine, producer=sink, metrics=metrics, kind=counting),
+            sweep=False,
+        )
+        assert report.imported == 150 and report.rejected == [] and report.lines == 150
+        return sizes, await _history_rows(engine)
+
+    with caplog.at_level("INFO", logger="services.scoring.backfill"):
+        (by_account, history), (by_time, sorted_history) = await run(path), await run(sorted_path)
+    assert history == sorted_history and history
+    assert len(by_account) == len(by_time) < 30  # one a record or two, read as it was
     assert "by-account.ndjson is not in time order: 108 of its records" in caplog.text
-    assert "sort it by occurred_at first" in caplog.text
+    assert "reading them in time order" in caplog.text
+    assert "sorted.ndjson is not in time order" not in caplog.text
+
+
+async def test_a_file_read_in_time_order_resumes_where_it_stopped(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Killed part way, it goes on from its last batch in the same order: nothing
+    counted twice or left out, a line rejected in a batch taken reported once (it is
+    taken, and the count of the records taken holds around it)."""
+    engine, processor = db
+    path, _ = _by_account(tmp_path, "by-account.ndjson", bad_at=3)  # a's 4th day
+    with pytest.raises(RuntimeError, match="killed"):
+        await import_files(
+            [path], lambda sink: processor(sink, crashing_in_batch(3)), sweep=False, batch_size=20
+        )
+    async with engine.connect() as conn:
+        taken = (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar()
+        assert (await conn.execute(select(func.count()).select_from(import_rejects))).scalar()
+    assert 0 < taken < 150
+    resumed = await import_files([path], processor, sweep=False, batch_size=20)
+    assert resumed.rejected == [] and resumed.imported == 150 - taken
+    assert resumed.skipped_already_imported == taken + 1  # and the rejected line
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 150
+    again = await import_files([path], processor, sweep=False)
+    assert again.imported == 0 and again.skipped_already_imported == 151
+
+
+async def test_a_segments_rejected_lines_are_read_again_once_it_is_done(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read again while the rest of a stopped import in time order waits, a corrected
+    line would leave its rejection and shift the count of records taken: it waits until
+    the rest is in (said so), and is read again by the next ``--restart``."""
+    engine, processor = db
+    path, _ = _by_account(tmp_path, "by-account.ndjson", bad_at=3)
+    with pytest.raises(RuntimeError, match="killed"):
+        await import_files(
+            [path], lambda sink: processor(sink, crashing_in_batch(3)), sweep=False, batch_size=20
+        )
+    fixed = path.read_bytes().replace(
+        b"{not json", _usage_line("fixed", "2026-10-02T12:00:00+00:00", "a")
+    )
+    path.write_bytes(fixed)
+    with caplog.at_level("WARNING", logger="services.scoring.backfill"):
+        rest = await import_files([path], processor, sweep=False, batch_size=20, restart=True)
+    assert "1 records rejected before are read again by an import run once" in caplog.text
+    assert rest.rejected == [] and rest.rejected_before == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 150
+    last = await import_files([path], processor, sweep=False, restart=True)
+    assert last.imported == 1 and last.rejected == []
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.sum(activity_daily.c.events)))).scalar() == 151
+        assert (await conn.execute(select(func.count()).select_from(import_rejects))).scalar() == 0
 
 
 async def test_an_export_read_while_its_last_line_was_written_goes_on_once_whole(

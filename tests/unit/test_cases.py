@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
@@ -124,8 +125,8 @@ STEP = "Hold an endangered-customer review now."
 
 
 def test_cause_codes_include_every_code_scoring_measures() -> None:
-    measured = set(re.findall(r'causes\.append\(\s*\(\s*"(\w+)"', inspect.getsource(danger)))
-    assert measured and measured <= set(model.CAUSES)
+    measured = set(re.findall(r'codes\.append\(\s*"(\w+)"', inspect.getsource(danger)))
+    assert measured == set(danger.CAUSE_LEVELS) and measured <= set(model.CAUSES)
     assert set(model.LEVELS) == set(danger.LEVELS)
 
 
@@ -224,7 +225,9 @@ async def test_the_timer_pass_tells_each_notice_once(world: World) -> None:
     await world.parts.timers.run_once()  # a second pass tells nobody again
     everyone = {"anna@example.com", "lead@example.com", "bob@example.com"}
     opened_to = {to for ref, what, to in await world.told() if what == "case.case_opened"}
-    assert opened_to == everyone  # strategic: the lead and the sales owner too (DG-10)
+    # Strategic: the lead and the sales owner too (DG-10); not Anna, who opened it (she
+    # had her own case's notice seconds after opening it, found from outside).
+    assert opened_to == everyone - {"anna@example.com"}
     world.clock.now = T0 + timedelta(days=2, hours=1)  # the task is due
     await world.parts.timers.run_once()
     world.clock.now = T0 + timedelta(days=3, hours=2)  # overdue by a day
@@ -297,13 +300,23 @@ async def test_a_named_csm_hands_the_task_over_with_the_account(world: World) ->
 
 async def test_case_notices_read_in_both_languages(world: World) -> None:
     async with world.engine.begin() as conn:
-        new = actions.NewCase("acme", "high", "New CIO", "anna@example.com", ["competitor"])
+        causes = ["competitor", "unclear_value"]
+        new = actions.NewCase("acme", "high", "New CIO", "lead@example.com", causes)
         await actions.open_case(conn, new, world.settings, T0)
     await world.parts.timers.run_once()
     async with world.engine.connect() as conn:
         payload = (await conn.execute(select(deliveries.c.payload).limit(1))).scalar_one()
     notice = Notice.from_json(payload)
     assert subject(notice, "en") == "[healthwatch] Risk case opened: New CIO"
+    # Causes in words, the review's time on the team's clock, the language's colon: they
+    # read "原因 competitor, unclear_value" and "2026-11-30 06:00 UTC" (found from outside).
+    shanghai = ZoneInfo("Asia/Shanghai")
+    zh = text_body(notice, "http://x", "zh-CN", shanghai)
+    assert "原因：竞争对手和价值不清晰：使用频繁但功能用得浅" in zh
+    assert "截止时间：2026年11月30日 14:00" in zh and "UTC" not in zh
+    en = text_body(notice, "http://x", "en", shanghai)
+    assert "Causes: A competitor and Value unclear: busy but shallow use" in en
+    assert "Due: Nov 30, 2026 14:00" in en
     assert "濒危" in subject(notice, "zh-CN") or "风险" in subject(notice, "zh-CN")
     assert "http://127.0.0.1:8000/ui/cases/1" in text_body(notice, "http://127.0.0.1:8000", "en")
     assert "New CIO" in fallback_text(notice, "U0ANNA")

@@ -157,7 +157,27 @@ def test_a_grouped_message_stays_within_slacks_50_blocks() -> None:
     shown = sum(1 for b in blocks if b["type"] == "actions")
     assert 0 < shown < 15
     assert blocks[-1]["type"] == "context"
-    assert f"…and {15 - shown} more" in blocks[-1]["elements"][0]["text"]
+    assert f"…and {15 - shown} more>" in blocks[-1]["elements"][0]["text"]
+
+
+def test_a_grouped_message_shows_its_critical_alerts_first_and_links_the_rest() -> None:
+    """A critical alert had been counted in "…and 24 more" below a page of info alerts
+    (the group's order was the accounts'), with no link to them (found from outside)."""
+    info = [
+        ALERT.model_copy(
+            update={"alert_id": f"a{n}:tier_review:1", "severity": Severity.info, "title": f"i{n}"}
+        )
+        for n in range(14)
+    ]
+    ended = ALERT.model_copy(update={"alert_id": "z:low_activity:1", "status": "resolved"})
+    critical = ALERT.model_copy(update={"alert_id": "y:low_activity:1", "title": "Y: critical"})
+    notice = Notice("group", [*info, ended, critical], "many")
+    blocks = message_blocks(notice, "https://hw.example.com")
+    heads = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+    assert "Y: critical" in heads[1]  # first after the count, before what ended
+    assert fallback_text(notice).startswith("16 alerts: Y: critical; i0; i1")
+    more = blocks[-1]["elements"][0]["text"]
+    assert more.startswith("<https://hw.example.com/ui/alerts|…and ") and more.endswith(" more>")
 
 
 async def test_a_grouped_message_says_which_alerts_are_escalations_or_reminders() -> None:

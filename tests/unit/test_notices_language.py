@@ -70,7 +70,7 @@ def test_slack_in_chinese() -> None:
     assert slack.fallback_text(many, lang="zh-CN").startswith("12 条预警：")
     shown = texts(slack.message_blocks(many, PUBLIC, lang="zh-CN"))
     # As many as Slack's 50 blocks hold (8 alerts of 6 blocks), the rest counted.
-    assert "*12 条预警*" in shown and "……另有 4 条" in shown
+    assert "*12 条预警*" in shown and f"<{PUBLIC}/ui/alerts|……另有 4 条>" in shown
 
 
 def test_alert_title_and_summary_in_chinese() -> None:

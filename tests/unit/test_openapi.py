@@ -70,7 +70,12 @@ async def test_docs_load_their_scripts_and_styles_from_the_app(
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test"
         ) as client:
-            html = (await client.get(page)).text
+            answer = await client.get(page)
+            html = answer.text
+            # On the dashboard's origin: never framed, no sniffing (found from outside).
+            assert answer.headers["X-Frame-Options"] == "DENY"
+            assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
             assets = re.findall(r'(?:src|href)="([^"]+)"', html)
             scripts = [a for a in assets if a.endswith((".js", ".css"))]
             assert scripts, (name, html)

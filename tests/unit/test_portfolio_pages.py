@@ -60,6 +60,7 @@ from shared.storage.tables import (
     alerts,
     bus_log,
     health_daily,
+    plan_milestones,
     rule_state,
     tasks,
     tickets,
@@ -410,6 +411,30 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
         )
     by_change = _rows(await pages.get("/ui/", sort="change", dir="desc", page="2"))
     assert by_change[-1] == "acct-05"
+
+
+async def test_the_portfolios_list_downloads_as_its_filters_select(pages: Pages) -> None:
+    """The exports hold every account: a lead's list of red strategic accounts for a QBR
+    had to be filtered again by hand, former customers included (found from outside).
+    The page's own list downloads as the page selects and orders it, every page of it."""
+    await pages.sign_in("lead")
+    text = await pages.get("/ui/", band="red", tier="strategic", sort="name", dir="asc")
+    link = re.search(r'id="list-file"><a href="([^"]+)"', text)
+    assert link is not None
+    listed = await pages.get(html.unescape(link.group(1)))
+    rows = list(csv.DictReader(io.StringIO(listed.lstrip("\ufeff"))))
+    expected = [i for i in range(30) if _health(i)["band"] == "red" and i % 3 == 0 and i != 3]
+    assert [r["account_id"] for r in rows] == [f"acct-{i:02d}" for i in expected]
+    assert {r["tier"] for r in rows} == {"strategic"} and {r["band"] for r in rows} == {"red"}
+    assert "contract_end" in rows[0] and "arr" in rows[0]
+    everyone = list(
+        csv.DictReader(io.StringIO((await pages.get("/ui/portfolio.csv")).lstrip("\ufeff")))
+    )
+    assert len(everyone) == 30  # all pages, not the first 25
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    chinese = await pages.get("/ui/portfolio.csv", band="red", tier="strategic")
+    head = chinese.lstrip("\ufeff").splitlines()[0]
+    assert head.startswith("客户 ID,客户,") and "战略客户" in chinese
 
 
 def test_the_home_pages_renewals_leave_churned_accounts_out() -> None:
@@ -1053,7 +1078,12 @@ async def test_csv_exports_keep_formulas_as_text(pages: Pages) -> None:
     assert '"\'=HYPERLINK(""http://evil.example/"",""click"")"' in exported
     assert '"=HYPERLINK' not in exported and ",=HYPERLINK" not in exported
     # Downloads are kept by no cache and read as nothing but files, as the pages are.
-    for path in ("/ui/export/accounts", "/ui/renewals.csv", "/ui/retention.csv"):
+    for path in (
+        "/ui/export/accounts",
+        "/ui/renewals.csv",
+        "/ui/retention.csv",
+        "/ui/portfolio.csv",
+    ):
         headers = (await pages.client.get(path)).headers
         assert headers["cache-control"] == "no-store", path
         assert headers["x-content-type-options"] == "nosniff", path
@@ -1127,10 +1157,26 @@ async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> 
     )
     assert "plan_error=unknown_measure" in r.headers["location"]
     again = await pages.get(r.headers["location"].split("#")[0])
+    assert "Did you mean" not in again  # nothing near a Chinese word
     form = again.split('id="milestone-add"', 1)[1].split("</form>", 1)[0]
     for shown in ('value="集成上线"', 'value="集成数量"', 'value="3"', f'value="{due}"'):
         assert shown in form, shown
     assert '<option value="<=" selected>' in form
+    # A misspelt one is told the nearest names, as the API tells them (the page sent the
+    # CSM to the README, found from outside).
+    r = await pages.post(
+        "/ui/plans/milestones",
+        page,
+        account_id="acct-01",
+        title="Activated",
+        measure="activation_rat",
+        op=">=",
+        target="0.6",
+        due_on=due,
+        next=path,
+    )
+    again = html.unescape(await pages.get(r.headers["location"].split("#")[0]))
+    assert "Did you mean activation_rate" in again
     # A share's target of 60 (60%) had been stored as 6,000% and read "on track" for
     # good (found from outside): refused, saying to give 0.6.
     r = await pages.post(
@@ -1147,6 +1193,23 @@ async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> 
     assert "plan_error=share_target" in r.headers["location"]
     again = await pages.get(r.headers["location"].split("#")[0])
     assert "1 being 100%: give 60% as 0.6." in again
+    # Written as the page writes a share, it is one (it had to be typed as 0.6).
+    for written in ("60%", "60 ％"):
+        r = await pages.post(
+            "/ui/plans/milestones",
+            page,
+            account_id="acct-01",
+            title=f"Activation {written}",
+            measure="activation_rate",
+            op=">=",
+            target=written,
+            due_on=due,
+            next=path,
+        )
+        assert "plan_error" not in r.headers["location"], (written, r.headers["location"])
+    async with pages.engine.connect() as conn:
+        q = select(plan_milestones.c.target).where(plan_milestones.c.title.like("Activation %"))
+        assert list((await conn.execute(q)).scalars()) == [0.6, 0.6]
 
 
 def test_a_page_links_back_to_an_id_holding_a_percent_sign() -> None:
@@ -1251,6 +1314,41 @@ async def test_a_plan_names_its_template_by_title(pages: Pages) -> None:
     assert made.status_code == 303
     page = await pages.get("/ui/accounts/acct-01")
     assert "from the template Adoption" in page
+
+
+async def test_a_milestones_edit_box_shows_its_title_in_the_pages_language(
+    pages: Pages,
+) -> None:
+    """A Chinese page's box held the template's English title (found from outside);
+    saved as shown, with another due day, the title stays the template's (English
+    readers still read it in English)."""
+    await pages.sign_in("lead")
+    page = await pages.get("/ui/accounts/acct-01")
+    made = await pages.post("/ui/plans/create", page, account_id="acct-01", template="adoption")
+    assert made.status_code == 303
+    pages.client.cookies.set("hw_lang", "zh-CN", path="/ui")
+    page = await pages.get("/ui/accounts/acct-01")
+    assert 'name="title" maxlength="200" value="每周至少使用 3 天"' in page
+    due = (TODAY + timedelta(days=40)).isoformat()
+    fields = {"account_id": "acct-01", "key": "weekly_active_days", "action": "save"}
+    shown = {"title": "每周至少使用 3 天", "title_shown": "每周至少使用 3 天"}
+    r = await pages.post("/ui/plans/milestone", page, **fields, **shown, due_on=due)
+    assert r.status_code == 303 and "plan_error" not in r.headers["location"]
+    async with pages.engine.connect() as conn:
+        title, day = (
+            await conn.execute(
+                select(plan_milestones.c.title, plan_milestones.c.due_on).where(
+                    plan_milestones.c.key == "weekly_active_days"
+                )
+            )
+        ).one()
+    assert (title, day.isoformat()) == ("Used at least 3 days a week", due)
+    retitled = {"title": "每周三天", "title_shown": "每周至少使用 3 天"}
+    await pages.post("/ui/plans/milestone", await pages.get("/ui/accounts/acct-01"), **fields,
+                     **retitled, due_on=due)  # fmt: skip
+    async with pages.engine.connect() as conn:
+        q = select(plan_milestones.c.title).where(plan_milestones.c.key == "weekly_active_days")
+        assert (await conn.execute(q)).scalar_one() == "每周三天"
 
 
 async def test_an_alert_page_gives_what_one_needs_to_act(pages: Pages) -> None:
@@ -1500,7 +1598,10 @@ async def test_quarters_days_and_lists_on_the_renewal_pages_read_as_their_reader
     chinese = await pages.get("/ui/renewals")
     heading = chinese.split("<h1>", 1)[1].split("</h1>", 1)[0]
     assert f"{TODAY.year}年第{(TODAY.month - 1) // 3 + 1}季度" in heading
-    assert "年" in heading.split("（", 1)[1] and ", " not in heading and "、" in heading
+    # Its parts apart by " · ": "、" lists like things, and the period is no list item
+    # of "every account" (a CS lead's reading, found from outside).
+    assert "年" in heading.split("（", 1)[1] and ", " not in heading and "、" not in heading
+    assert " · " in heading
     retention = await pages.get("/ui/retention")
     assert re.search(r"<td>\d{4}年第[1-4]季度</td>", retention)
 

@@ -10,15 +10,17 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select
 
 from services.reports.data import KINDS, build_report
+from services.scoring import explain
 from services.scoring.api import _health_as_of
 from services.scoring.backfill import import_files
 from services.scoring.facts_history import record_facts
 from services.scoring.metrics import ScoringMetrics
 from services.simulate_history import write_history
 from shared.contracts.events import AccountFacts
-from shared.storage.tables import accounts, tickets
+from shared.storage.tables import account_health, accounts, tickets
 from tests.support.factories import EngineFactory, ProcessorFactory
 
 LAST = date(2026, 11, 1)
@@ -52,7 +54,7 @@ async def test_a_report_for_a_past_period_says_what_it_said_then(
 
     now_engine, then_engine = await imported(whole, "now"), await imported(then, "then")
     accounts = sorted({orjson.loads(line)["account_id"] for line in before})
-    in_danger = 0
+    in_danger = cards_in_danger = 0
     for account in accounts:
         for kind in KINDS:
             async with now_engine.connect() as conn:  # type: ignore[attr-defined]
@@ -65,12 +67,25 @@ async def test_a_report_for_a_past_period_says_what_it_said_then(
             health = await _health_as_of(conn, account, LAST, UTC)
         in_danger += bool(newest.current.get("danger_causes"))
         # The health read as of that day names the same causes, shaped as the newest
-        # score's (code and level; the day's text is not kept).
+        # score's: code, level and the sentence (made again from the day's inputs; the
+        # history keeps codes), the very sentences the card holds.
         causes = health["danger_causes"]
         assert [c["code"] for c in causes] == newest.current.get("danger_causes", [])
         assert all(c["level"] in ("high", "normal", "mild") for c in causes)
+        async with now_engine.connect() as conn:  # type: ignore[attr-defined]
+            card = (
+                await conn.execute(
+                    select(account_health.c.components).where(
+                        account_health.c.account_id == account
+                    )
+                )
+            ).scalar_one()
+        if card[explain.DAY] == LAST.isoformat():
+            assert causes == card["danger"]["causes"]
+            cards_in_danger += bool(causes)
     # Accounts in danger then are reported too (their causes as stored: codes).
     assert in_danger, "no account of the history was in danger: the test misses that case"
+    assert cards_in_danger, "no card as of the last day named a cause: nothing compared"
 
 
 async def test_a_reports_tickets_are_dated_in_the_services_zone_for_an_account_without_one(

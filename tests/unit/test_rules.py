@@ -75,6 +75,13 @@ def test_pending_period_must_pass_in_event_time() -> None:
     assert run(r, [{**quiet, "lifecycle_stage": "implementation"}] * 9) == []
 
 
+def test_a_small_account_with_every_seat_in_use_is_no_expansion_signal() -> None:
+    """One to four seats each in use is saturation by size (a product sold per user)."""
+    full = {"lifecycle_stage": "stable", "band": "green", "activation_rate": 1.0}
+    assert run(rule("seats_nearly_used"), [{**full, "seats_purchased": 4}]) == []
+    assert run(rule("seats_nearly_used"), [{**full, "seats_purchased": 5}]) == ["0 firing info"]
+
+
 def test_renewal_escalates_when_health_is_not_green_and_resolves_after() -> None:
     r = rule("renewal_approaching")
     base = {"tier": "non-focus", "band": "green"}
@@ -251,8 +258,8 @@ EDGES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ),
     (
         "seats_nearly_used",
-        {**STABLE_GREEN, "activation_rate": 0.9},
-        {**STABLE_GREEN, "activation_rate": 0.89},
+        {**STABLE_GREEN, "activation_rate": 0.9, "seats_purchased": 5},
+        {**STABLE_GREEN, "activation_rate": 0.89, "seats_purchased": 5},
         "info",
     ),
     (

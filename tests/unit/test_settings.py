@@ -69,3 +69,17 @@ def test_a_from_address_that_is_no_mailbox_is_refused_at_start(sender: str) -> N
     assert line is not None and "one email address" in line
     for good in ("hw@example.com", "健康监测 <hw@example.cn>", '"Ops @ HQ" <hw@example.com>'):
         assert Settings(_env_file=None, smtp_from=good).smtp_from == good
+
+
+def test_a_short_dashboard_secret_is_refused_at_start_without_showing_it() -> None:
+    """A short secret can be found from any session cookie by trying (found from
+    outside); empty keeps a random one per process."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, dashboard_secret="hunter2-hunter2")
+    line = startup_mistake(refused.value)
+    assert line is not None and "32 characters" in line and "hunter2" not in line
+    assert Settings(_env_file=None, dashboard_secret="").dashboard_secret.get_secret_value() == ""
+    long = "0123456789abcdef" * 4
+    assert Settings(_env_file=None, dashboard_secret=long).dashboard_secret.get_secret_value() == (
+        long
+    )

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts.cases import people
+from services.alerts.cases.model import CAUSES
 from services.alerts.cases.tasks import named_owner
 from services.alerts.outbox import Outbox
 from shared.alerting.schema import Recipient, Routing
@@ -86,6 +87,7 @@ class CaseTimers:
             account_name=who.name,
             danger_level=row.danger_level,
             causes=list(row.causes or []),
+            cause_labels=[CAUSES.get(cause, cause) for cause in row.causes or []],
             title=row.summary,
             due=row.next_review_at,
             owner_email=who.owner.email if who.owner else None,
@@ -95,6 +97,11 @@ class CaseTimers:
         to = people.case_people(who, rules, self._settings)
         if kind == NoticeKind.review_overdue:
             to = people.escalation(who, rules)
+        # Who opened or closed the case knows: told it, a CSM had their own case's
+        # "opened" notice seconds after opening it (found from outside).
+        actor = {NoticeKind.case_opened: row.opened_by, NoticeKind.case_closed: row.closed_by}
+        if (done_by := actor.get(kind)) is not None:
+            to = [person for person in to if person.email != done_by]
         return await people.tell(
             conn, self._outbox, kind, note, to, notification=notification, now=now
         )

@@ -3,16 +3,22 @@ headline and lines, in the reader's language. Slack and email lay them out."""
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
+
+from babel.lists import format_list
+
 from shared.contracts.notices import CaseNote, Notice, NoticeKind
-from shared.i18n import DEFAULT_LANGUAGE, N_, translate
+from shared.i18n import DEFAULT_LANGUAGE, N_, babel_locale, format_when, translate
 from shared.i18n.alert_text import alert_text
 
 _HEADLINE = {
     NoticeKind.case_opened: N_("Risk case opened: {title}"),
     NoticeKind.review_due: N_("Case review due: {title}"),
     NoticeKind.review_overdue: N_("Case review overdue, not held: {title}"),
-    NoticeKind.task_due: N_("Task due: {title}"),
-    NoticeKind.task_overdue: N_("Task overdue, not done: {title}"),
+    # A task's names its account: two CSMs' inboxes held identical "Task due: Escalate
+    # the open tickets" emails (found from outside).
+    NoticeKind.task_due: N_("Task due: {title} ({account})"),
+    NoticeKind.task_overdue: N_("Task overdue, not done: {title} ({account})"),
     NoticeKind.case_closed: N_("Case closed ({outcome}): {title}"),
 }
 # The words stored as codes, as notices show them (the dashboard's catalog has them too).
@@ -37,7 +43,13 @@ def case_headline(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
     title = alert_text(lang, note.title) if note.task_id is None else translate(lang, note.title)
     outcome = translate(lang, note.outcome or "")
     template = _HEADLINE.get(notice.kind, "{title}")
-    return translate(lang, template, title=title, outcome=outcome)
+    account = note.account_name or note.account_id
+    return translate(lang, template, title=title, outcome=outcome, account=account)
+
+
+def labelled(label: str, value: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """ "Label: value" as a line of text, with the colon of ``lang`` ("：" in Chinese)."""
+    return translate(lang, "{label}: {value}", label=label, value=value)
 
 
 def case_url(public_url: str, note: CaseNote) -> str:
@@ -46,17 +58,21 @@ def case_url(public_url: str, note: CaseNote) -> str:
     return f"{base}/ui/cases/{note.case_id}" if note.case_id is not None else f"{base}/ui/tasks"
 
 
-def case_lines(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> list[tuple[str, str]]:
+def case_lines(
+    notice: Notice, lang: str = DEFAULT_LANGUAGE, zone: tzinfo = UTC
+) -> list[tuple[str, str]]:
     """(label, value) pairs under the headline: the account and what matters of the
-    case or task."""
+    case or task; a time on the clock of ``zone`` (the team's), as the reader writes it."""
     note = note_of(notice)
     lines = [(translate(lang, "Account"), note.account_name or note.account_id)]
     if note.danger_level:
         lines.append((translate(lang, "Danger"), translate(lang, note.danger_level)))
     if note.causes:
-        lines.append((translate(lang, "Causes"), ", ".join(note.causes)))
+        # Codes in a notice stored before the labels were kept: shown as they are.
+        words = [translate(lang, label) for label in note.cause_labels or note.causes]
+        lines.append((translate(lang, "Causes"), format_list(words, locale=babel_locale(lang))))
     if note.due is not None and notice.kind != NoticeKind.case_closed:
-        lines.append((translate(lang, "Due"), note.due.strftime("%Y-%m-%d %H:%M UTC")))
+        lines.append((translate(lang, "Due"), format_when(lang, note.due, zone)))
     if note.owner_email:
         lines.append((translate(lang, "Owner"), note.owner_email))
     if note.lesson:

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, tzinfo
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
+from zoneinfo import ZoneInfo
 
 import aiosmtplib
 
 from services.alerts.channels.base import SEND_TIMEOUT_S, DeliveryError, Unseeing
-from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
+from services.alerts.channels.case_text import (
+    case_headline,
+    case_lines,
+    case_url,
+    labelled,
+    note_of,
+)
 from services.alerts.channels.text import (
     account_url,
     alert_url,
@@ -20,6 +28,7 @@ from services.alerts.channels.text import (
     encodable,
     headline,
     health,
+    most_urgent_first,
     next_step,
     one_line,
     safe_key,
@@ -69,8 +78,9 @@ class EmailChannel(Unseeing):
         # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
         msg["Subject"] = subject(notice, s.language)
         msg["Message-ID"] = message_id(notice, sender)
-        msg.set_content(text_body(notice, s.public_url, s.language))
-        msg.add_alternative(html_body(notice, s.public_url, s.language), subtype="html")
+        zone = ZoneInfo(s.timezone)  # the team's clock, for a case's times
+        msg.set_content(text_body(notice, s.public_url, s.language, zone))
+        msg.add_alternative(html_body(notice, s.public_url, s.language, zone), subtype="html")
         try:
             await aiosmtplib.send(
                 msg,
@@ -140,13 +150,15 @@ def _title(notice: Notice, alert: AlertEvent, lang: str) -> str:
     return headline(notice, alert, lang)
 
 
-def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> str:
+def text_body(
+    notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE, zone: tzinfo = UTC
+) -> str:
     if notice.case is not None:
-        lines = [f"{label}: {value}" for label, value in case_lines(notice, lang)]
+        lines = [labelled(label, value, lang) for label, value in case_lines(notice, lang, zone)]
         link = translate(lang, "Open the case: {url}", url=case_url(public_url, note_of(notice)))
         return encodable("\n".join([case_headline(notice, lang), "", *lines, "", link]) + "\n")
     parts = []
-    for a in notice.alerts:
+    for a, _ in most_urgent_first(notice):  # a digest's worst first
         moved = changes(a, lang)
         lines = [_title(notice, a, lang), "", alert_text(lang, a.summary), ""]
         if step := next_step(a, lang):
@@ -174,16 +186,18 @@ def text_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
     return encodable(head + "\n\n----\n\n".join(parts) + "\n")
 
 
-def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> str:
+def html_body(
+    notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE, zone: tzinfo = UTC
+) -> str:
     e = html.escape
     if notice.case is not None:
-        return _case_html(notice, public_url, lang)
+        return _case_html(notice, public_url, lang, zone)
 
     def t(text: str, **values: object) -> str:
         return e(translate(lang, text, **values))
 
     rows = []
-    for a in notice.alerts:
+    for a, _ in most_urgent_first(notice):  # a digest's worst first
         colour = _BAND_COLOUR.get(a.band or "", "#555")
         style = f"color:{colour};font-weight:bold"
         rule = e(rule_name(lang, a.rule))
@@ -209,11 +223,12 @@ def html_body(notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE) -> 
 """)
 
 
-def _case_html(notice: Notice, public_url: str, lang: str) -> str:
+def _case_html(notice: Notice, public_url: str, lang: str, zone: tzinfo) -> str:
     """A risk case or task notice: its headline, facts and a link to the case."""
     e = html.escape
     rows = "".join(
-        f'<tr><th align="left">{e(k)}</th><td>{e(v)}</td></tr>' for k, v in case_lines(notice, lang)
+        f'<tr><th align="left">{e(k)}</th><td>{e(v)}</td></tr>'
+        for k, v in case_lines(notice, lang, zone)
     )
     url = e(case_url(public_url, note_of(notice)))
     return encodable(f"""<!doctype html>

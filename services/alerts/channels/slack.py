@@ -11,8 +11,9 @@ import asyncio
 import logging
 import re
 from collections.abc import Collection
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -28,10 +29,12 @@ from services.alerts.channels.base import (
 from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
 from services.alerts.channels.text import (
     account_url,
+    alerts_url,
     changes,
     encodable,
     headline,
     health,
+    most_urgent_first,
     next_step,
     redact_urls,
     without_url_secrets,
@@ -100,6 +103,7 @@ class SlackChannel:
 
     def __init__(self, settings: Settings):
         self._settings = settings
+        self._zone = ZoneInfo(settings.timezone)  # the team's clock, for a case's times
         token = settings.slack_bot_token.get_secret_value()
         # Our outbox retries durably; the SDK's in-memory retries would only hide failures.
         self._web = (
@@ -140,7 +144,9 @@ class SlackChannel:
         # Built before sending: a message that cannot be built never reached Slack.
         lang = self._settings.language
         text = fallback_text(notice, lang=lang)
-        blocks = message_blocks(notice, self._settings.public_url, interactive=True, lang=lang)
+        blocks = message_blocks(
+            notice, self._settings.public_url, interactive=True, lang=lang, zone=self._zone
+        )
         try:
             await web.chat_postMessage(
                 channel=destination,
@@ -232,7 +238,9 @@ class SlackChannel:
         # Built before the request: a message that cannot be built was never sent, and
         # must not count as maybe posted (``unsure``; found in review).
         text = fallback_text(notice, mention, lang=lang)
-        blocks = message_blocks(notice, public, mention, interactive=False, lang=lang)
+        blocks = message_blocks(
+            notice, public, mention, interactive=False, lang=lang, zone=self._zone
+        )
         try:
             response = await self._webhook.send(text=text, blocks=blocks)
         except Exception as exc:
@@ -289,7 +297,7 @@ def fallback_text(
         return prefix + escape(case_headline(notice, lang), SECTION_CHARS)
     if len(notice.alerts) > 1:
         titles = "; ".join(
-            headline(notice, a, lang, kind) for a, kind in notice.each()[:MAX_GROUPED]
+            headline(notice, a, lang, kind) for a, kind in most_urgent_first(notice)[:MAX_GROUPED]
         )
         line = translate(lang, "{n} alerts: {titles}", n=len(notice.alerts), titles=titles)
         return prefix + escape(line, SECTION_CHARS)
@@ -305,10 +313,13 @@ def message_blocks(
     *,
     interactive: bool = True,
     lang: str = DEFAULT_LANGUAGE,
+    zone: tzinfo = UTC,
 ) -> list[dict[str, Any]]:
+    """A notice's Block Kit blocks; ``zone``: the team's, whose clock a case's times
+    are on."""
     blocks: list[dict[str, Any]] = []
     if notice.case is not None:
-        return _case_blocks(notice, public_url, mention, lang)
+        return _case_blocks(notice, public_url, mention, lang, zone)
     if len(notice.alerts) > 1:
         intro = f"*{escape(translate(lang, '{n} alerts', n=len(notice.alerts)))}*"
         if mention:
@@ -316,7 +327,7 @@ def message_blocks(
         blocks.append(_section(intro))
         mention = None
     shown = 0
-    for a, kind in notice.each()[:MAX_GROUPED]:
+    for a, kind in most_urgent_first(notice)[:MAX_GROUPED]:
         its = _alert_blocks(notice, a, kind, public_url, mention, interactive, lang)
         if len(blocks) + len(its) > MAX_BLOCKS - 1:  # one left for "…and n more"
             break
@@ -324,18 +335,20 @@ def message_blocks(
         shown += 1
     if len(notice.alerts) > shown:
         more = escape(translate(lang, "…and {n} more", n=len(notice.alerts) - shown))
+        more = f"<{alerts_url(public_url)}|{more}>"  # where the rest are listed
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
     return blocks
 
 
 def _case_blocks(
-    notice: Notice, public_url: str, mention: str | None, lang: str
+    notice: Notice, public_url: str, mention: str | None, lang: str, zone: tzinfo
 ) -> list[dict[str, Any]]:
     """A risk case or task notice: its headline, facts and a link to the case."""
     head = f":clipboard: *{escape(case_headline(notice, lang), SECTION_CHARS - 100)}*"
     if mention:
         head = f"{_mentions(mention)} {head}"
-    facts = [_field(escape(k), escape(v, FIELD_CHARS - 100)) for k, v in case_lines(notice, lang)]
+    lines = case_lines(notice, lang, zone)
+    facts = [_field(escape(k), escape(v, FIELD_CHARS - 100)) for k, v in lines]
     button = {
         "type": "button",
         "text": {"type": "plain_text", "text": translate(lang, "Open the case")},

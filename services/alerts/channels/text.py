@@ -76,6 +76,29 @@ def next_step(alert: AlertEvent, lang: str = DEFAULT_LANGUAGE) -> str:
     return alert_text(lang, step) if isinstance(step, str) and step else ""
 
 
+# A grouped notice's order: what is firing before what ended, the worst first (a
+# group shows its first MAX_GROUPED and counts the rest: a critical alert had been
+# counted in "…and 24 more" below a page of info alerts, found from outside).
+_URGENCY = {"critical": 0, "warning": 1, "info": 2}
+
+
+def most_urgent_first(notice: Notice) -> list[tuple[AlertEvent, NoticeKind]]:
+    """A notice's alerts with their kinds, firing before resolved and the worst first;
+    otherwise in the notice's order (an account's own alerts keep theirs)."""
+    return sorted(
+        notice.each(),
+        key=lambda pair: (
+            pair[0].status == "resolved",
+            _URGENCY.get(pair[0].severity.value, len(_URGENCY)),
+        ),
+    )
+
+
+def alerts_url(public_url: str) -> str:
+    """The dashboard's list of open alerts (``/ui/alerts``)."""
+    return f"{public_url.rstrip('/')}/ui/alerts"
+
+
 def alert_url(public_url: str, alert_id: str) -> str:
     """The dashboard's page of the alert, with its buttons (``/ui/alerts/{id}``): email
     has no buttons of its own."""

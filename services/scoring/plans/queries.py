@@ -338,6 +338,7 @@ async def add_milestone(
     spec = spec.checked()
     await _known_measure(conn, spec.measure)
     plan, today, values = await _own_plan(conn, key, account_id, when, author=author)
+    _not_past(spec.due_on, today)
     taken = {m.milestone.key for m in plan.milestones}
     new = NewMilestone(
         _slug(spec.title, taken), spec.title, spec.measure, spec.op, spec.target, spec.due_on
@@ -376,6 +377,8 @@ async def edit_milestone(
         changes.get("op", m.op),
         changes.get("target", m.target),
     ).checked()
+    if changes.get("due_on", m.due_on) != m.due_on:  # a missed one's other fields may change
+        _not_past(merged.due_on, today)
     if achieved is not None:
         if merged.measure is not None:
             raise ClientError(
@@ -390,6 +393,19 @@ async def edit_milestone(
         changes |= store.restart(merged.measure, merged.op, merged.target, today, values)
     await store.change_milestone(conn, account_id, milestone_key, when.now, **changes)
     await store.rescore_soon(conn, account_id)
+
+
+def _not_past(due_on: date, today: date) -> None:
+    """A milestone is due today or later: one due in the past was missed the moment it
+    was made, and its alert went out at once (found from outside)."""
+    if due_on < today:
+        raise ClientError(
+            422,
+            "due_in_the_past",
+            "A milestone is due today ({today}) or later, not {due_on}: one due in the past "
+            "would be missed the moment it is saved.",
+            values={"today": today.isoformat(), "due_on": due_on.isoformat()},
+        )
 
 
 async def has_plan(conn: AsyncConnection, key: ApiKey, account_id: str) -> bool:

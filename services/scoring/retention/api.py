@@ -6,15 +6,12 @@ sees every account. Periods are half-open, ``[from, to)``.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
 
 from services.scoring.api import Context
 from services.scoring.queries import Day
@@ -24,7 +21,7 @@ from services.scoring.retention.pipeline import ForecastRule
 from services.scoring.retention.queries import RENEWAL_FIELDS, renewals, retention_between
 from services.scoring.retention.schemas import Renewals, RetentionAnswer
 from shared.openapi import error_responses
-from shared.web import CSV_BOM, ReadKey, spreadsheet_cell
+from shared.web import ReadKey, csv_answer
 
 router = APIRouter(prefix="/v1", tags=["renewals and retention"])
 
@@ -59,33 +56,6 @@ def wants_csv(request: Request, format: str | None) -> bool:
     if format is not None:
         return format == "csv"
     return request.headers.get("accept", "").split(",")[0].strip().startswith("text/csv")
-
-
-def csv_answer(
-    columns: Sequence[str],
-    rows: Iterable[dict[str, Any]],
-    name: str,
-    header: Sequence[str] | None = None,
-) -> Response:
-    """``rows`` as a CSV file (UTF-8 with a BOM, so spreadsheet programs read Chinese
-    names right), one column per name in ``columns``, headed ``header`` (default: the
-    names); lists joined by spaces."""
-    out = io.StringIO()
-    out.write(CSV_BOM)
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(spreadsheet_cell(h) for h in (header or columns))
-    for row in rows:
-        writer.writerow(
-            spreadsheet_cell(
-                " ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
-            )
-            for v in (row.get(c) for c in columns)
-        )
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
 
 
 RENEWAL_COLUMNS = (*RENEWAL_FIELDS, "open_alerts", "nps_latest", "forecast", "reasons")
