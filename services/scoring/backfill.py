@@ -534,6 +534,8 @@ def _in_time_order(source: _Source, index: int, report: ImportReport) -> Iterato
     their offsets their places in its order (partition 1)."""
     order = source.order
     assert order is not None
+    if order.changed is not None:
+        raise UnreadableFile(order.changed)  # nothing taken: its offsets stay
     report.lines += order.lines_read
     report.skipped_already_imported += order.segment.start - len(order.again) + order.segment.taken
     place = 0
@@ -560,8 +562,8 @@ def _in_time_order(source: _Source, index: int, report: ImportReport) -> Iterato
         record = Record(source.topic, IN_TIME_ORDER, taken.position, None, line)
         yield taken.when, index, taken.number, place - 1, record, taken.stamp
     source.finished = True
-    if order.broken is not None:
-        raise UnreadableFile(order.broken)
+    if (stop := order.broken or order.grown) is not None:
+        raise UnreadableFile(stop)
 
 
 def _read_before(processor: ScoringProcessor) -> ReadBefore:

@@ -93,6 +93,10 @@ class TimeOrder:
     again: list[tuple[int, bytes]] = field(default_factory=list)  # (number, record)
     # The file breaks off at the segment's end (``UnreadableFile``'s message).
     broken: str | None = None
+    # Why the segment cannot go on (the import stops before it, its offsets kept): the
+    # file no longer holds all of the segment begun.
+    changed: str | None = None
+    added: int = 0  # records after the segment (a file grown since it began): next run
     lines_read: int = 0  # the file's records read (to the segment's end)
     _copy: Path | None = None
     _offsets: array[int] = field(default_factory=lambda: array("q"))
@@ -116,7 +120,8 @@ class TimeOrder:
             try:
                 for number, line in enumerate(read_lines(self.path, lines)):
                     if number >= segment.end:
-                        break
+                        self.added += 1
+                        continue
                     self.lines_read = number + 1
                     if number < segment.start:
                         if number in again:
@@ -125,7 +130,17 @@ class TimeOrder:
                     when = self._keep(out, line, when)
             except UnreadableFile as exc:
                 self.broken = str(exc)
-        segment.end = min(segment.end, segment.start + len(self._kinds))
+        held = len(self._kinds)
+        if segment.taken and held < segment.end - segment.start:
+            # Which records were taken is known only of the segment as it was begun.
+            self.changed = (
+                f"{self.path.name} changed while the import reading it in time order was "
+                f"stopped part way: it holds {segment.start + held} readable records where "
+                f"that reading covers {segment.end}; put it back as it was and run the "
+                "import again"
+            )
+            return
+        segment.end = segment.start + held
         self.remaining = self._still_to_read(rejected)
 
     def _keep(self, out: BinaryIO, line: bytes, before: float) -> float:
@@ -138,7 +153,10 @@ class TimeOrder:
         self._kinds.append(kind)
         out.write(bytes(line))
         when = event_time(stamp_of(line), before) if kind == _RECORD else before
-        self._whens.append(when)
+        # A blank line sorts first: a time it took from the line before it would move
+        # when that line is corrected in place, and with it the count of records taken
+        # (``_still_to_read``; found in review).
+        self._whens.append(-math.inf if kind == _BLANK else when)
         self._receipts.append(receipt_of(line) if kind == _RECORD else math.inf)
         return when
 
@@ -153,6 +171,8 @@ class TimeOrder:
             (n for n in rejected if start <= n < self.segment.end), dtype=np.int64
         )
         others = ordered[~np.isin(ordered, taken_back)]
+        # Every record rejected was taken: it is among the records counted.
+        assert len(taken_back) <= self.segment.taken, "rejected records past those taken"
         return others[self.segment.taken - len(taken_back) :]
 
     @property
@@ -185,6 +205,18 @@ class TimeOrder:
                 yield Ordered(number, self.first_position + k, line, stamp, self._whens[at])
         finally:
             os.close(fd)
+
+    @property
+    def grown(self) -> str | None:
+        """Why the import stops after the segment: records added to the file since the
+        segment began, read by the next run (with the segment's order kept)."""
+        if not self.added:
+            return None
+        return (
+            f"{self.path.name} grew by {self.added} records while the import reading it in "
+            "time order was stopped part way: what it held then is imported; run the import "
+            "again to read the rest"
+        )
 
     def number_at(self, position: int) -> int:
         """The record number of the record handed on at ``position``."""
