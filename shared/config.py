@@ -393,6 +393,21 @@ class Settings(BaseSettings):
             raise ValueError("give an http:// or https:// address (the one the service shows)")
         return url.strip()
 
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language_tag(cls, value: object) -> object:
+        """A language as a locale names it too: ``zh_CN``, ``zh``, ``zh-Hans``,
+        ``zh_CN.UTF-8`` (as ``LANG`` holds it) are zh-CN, ``en_US.UTF-8`` en; the form
+        with an underscore was refused (found from outside)."""
+        if not isinstance(value, str):
+            return value
+        tag = value.strip().split(".")[0].replace("_", "-").lower()
+        if tag == "zh" or tag.startswith("zh-"):
+            return "zh-CN"
+        if tag == "en" or tag.startswith("en-"):
+            return "en"
+        return value
+
     @field_validator("dashboard_secret")
     @classmethod
     def _long_secret(cls, secret: SecretStr) -> SecretStr:

@@ -35,6 +35,7 @@ from services.dashboard.charts import (
 )
 from services.dashboard.csv_words import renewal_file, retention_file
 from services.dashboard.routes import DOWNLOAD_HEADERS, language, page
+from services.scoring.queries import Filters, portfolio_rows
 from services.scoring.retention import (
     DEFAULT_CURRENCY,
     FORECASTS,
@@ -137,8 +138,29 @@ async def renewals_view(request: Request) -> Response:
         "reason_labels": REASON_LABELS,
         "money": {name: _moneys(data["totals"][name]) for name in FORECASTS},
         "notice": bad,
+        "next_renewals": None if data["accounts"] else await _next_renewals(request, who, quarter),
     }
     return page(request, "renewals.html", values, who)
+
+
+async def _next_renewals(request: Request, who: Viewer, after: Quarter) -> dict[str, Any] | None:
+    """For a quarter in which no contract of the viewer's ends: the next quarter in which
+    some do, and how many. On December 7 the page opened on its quarter and said only
+    "No contract ends in this quarter", with a renewal 56 days away (found from outside)."""
+    today = _today(request)
+    async with context(request).engine.connect() as conn:
+        rows = await portfolio_rows(conn, who.key, Filters(), today)
+    ends = [
+        date.fromisoformat(r["contract_end"])
+        for r in rows
+        if r["contract_end"] and r["lifecycle_stage"] != "churned"
+    ]
+    later = [end for end in ends if end >= after.end]
+    if not later:
+        return None
+    quarter = Quarter.of(min(later))
+    count = sum(1 for end in later if quarter.start <= end < quarter.end)
+    return {"quarter": str(quarter), "count": count}
 
 
 @router.get("/renewals.csv")

@@ -13,14 +13,17 @@ Such a stretch of a file (from where earlier imports of it stopped to its end th
 its *segment*. Offsets: the segment's records taken, counted in time order, are
 committed under partition 1 of the file's pseudo-topic (``S + taken``, ``S`` the
 segment's first record), with the batch as always; partition 2 holds where the segment
-ends; partition 0 stays at ``S`` until the segment is done (``finish``), and then moves
-to its end: the file is then as one read in order up to there. An import stopped part
-way resumes the segment: the order is made again from the same records, and of it the
-records taken are those rejected (their rows in ``import_rejects``; corrected in place,
-their times may have moved) and the first ``taken`` less those of the others: their
-lines, and so their order, did not change. So ``--restart`` reads the segment's rejected
-records again only once the segment is done (read again before, one would leave the
-rejected rows and shift that count).
+ends; partition 0 stays at ``S`` until the segment is done (``backfill._finish``), and
+then moves to its end: the file is then as one read in order up to there. An import
+stopped part way resumes the segment: the order is made again from the same records,
+and of it the records taken are those rejected (their rows in ``import_rejects``;
+corrected in place, their times may have moved) and the first ``taken`` less those of
+the others: their lines, and so their order, did not change (a blank line sorts first,
+not at the time of the line before it, which may be one of those corrected). So
+``--restart`` reads the segment's rejected records again only once the segment is done
+(read again before, one would leave the rejected rows and shift that count). A file
+holding fewer records than its segment begun is refused until whole (``changed``);
+records added after it are read by the next run (``grown``).
 """
 
 from __future__ import annotations

@@ -63,9 +63,14 @@ def test_slack_shows_markup_in_data_as_text(mention: str | None, count: int) -> 
     blocks = slack.message_blocks(notice, PUBLIC, mention)
     texts = [slack.fallback_text(notice, mention), *strings(blocks)]
     for text in texts:
-        # Slack's <...> syntax only where we put it: the mention and the account link.
+        # Slack's <...> syntax only where we put it: the mention, the account link and
+        # a group's link to the rest of its alerts.
         for inner in re.findall(r"<([^>]*)>", text):
-            assert inner == f"@{mention}" or inner.startswith(PUBLIC + "ui/accounts/acme|")
+            assert (
+                inner == f"@{mention}"
+                or inner.startswith(PUBLIC + "ui/accounts/acme|")
+                or re.fullmatch(re.escape(PUBLIC + "ui/alerts|…and ") + r"\d+ more", inner)
+            ), inner
     joined = "\n".join(texts)
     assert "&lt;!channel&gt; &lt;http://evil.example|click&gt; &amp; &lt;@U0BOSS&gt;" in joined
     assert "<!channel>" not in joined and "<@U0BOSS>" not in joined

@@ -210,6 +210,7 @@ UI_CASES = [
     Case("GET", "/ui/opportunities", READERS),
     # Downloads of the viewer's portfolio (a CSM's page must not name carl-co).
     Case("GET", "/ui/renewals.csv", READERS),
+    Case("GET", "/ui/portfolio.csv", READERS),
     Case("GET", "/ui/retention.csv", READERS),
     Case("GET", "/ui/export/accounts", READERS),
     Case("GET", "/ui/workload", READERS),  # a CSM sees their own line, no reassign form

@@ -413,6 +413,21 @@ async def test_portfolio_filters_sorts_pages_and_counts_truly(pages: Pages) -> N
     assert by_change[-1] == "acct-05"
 
 
+async def test_a_quarter_without_renewals_points_to_the_next_that_has_some(
+    pages: Pages,
+) -> None:
+    """It said only "No contract ends in this quarter", with a renewal 56 days away
+    (found from outside): it names the next quarter with renewals, and how many."""
+    await pages.sign_in("lead")
+    empty = await pages.get("/ui/renewals", quarter="2020Q1")
+    link = re.search(r'href="(/ui/renewals\?quarter=[^"]+)" id="next-renewals">([^<]+)<', empty)
+    assert link is not None and "No contract ends in this quarter." in empty
+    count = int(re.search(r", (\d+) contracts", link.group(2)).group(1))  # type: ignore[union-attr]
+    there = await pages.get(html.unescape(link.group(1)))
+    assert len(_rows(there, "data-account-id", "renewals-table")) == count > 0
+    assert 'id="next-renewals"' not in there
+
+
 async def test_the_portfolios_list_downloads_as_its_filters_select(pages: Pages) -> None:
     """The exports hold every account: a lead's list of red strategic accounts for a QBR
     had to be filtered again by hand, former customers included (found from outside).

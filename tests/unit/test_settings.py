@@ -83,3 +83,26 @@ def test_a_short_dashboard_secret_is_refused_at_start_without_showing_it() -> No
     assert Settings(_env_file=None, dashboard_secret=long).dashboard_secret.get_secret_value() == (
         long
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "language"),
+    [
+        ("zh_CN", "zh-CN"),
+        ("zh", "zh-CN"),
+        ("zh_CN.UTF-8", "zh-CN"),
+        ("zh-cn", "zh-CN"),
+        ("en_US.UTF-8", "en"),
+        ("en", "en"),
+        ("zh-CN", "zh-CN"),
+    ],
+)
+def test_the_language_may_be_written_as_a_locale_names_it(given: str, language: str) -> None:
+    """``HEALTHWATCH_LANGUAGE=zh_CN`` was refused: only "zh-CN" was taken (found from
+    outside)."""
+    assert Settings(_env_file=None, language=given).language == language
+
+
+def test_a_language_we_do_not_have_is_still_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, language="fr")
