@@ -144,7 +144,15 @@ class TimeOrder:
             )
             return
         segment.end = segment.start + held
-        self.remaining = self._still_to_read(rejected)
+        remaining = self._still_to_read(rejected)
+        if remaining is None:
+            self.changed = (
+                f"{self.path.name}: more of its lines are recorded rejected than its "
+                "reading in time order took; import it under another name, or start its "
+                "import again on a fresh database"
+            )
+            return
+        self.remaining = remaining
 
     def _keep(self, out: BinaryIO, line: bytes, before: float) -> float:
         """Copy one record of the segment; returns its event time (the merge's key)."""
@@ -163,9 +171,11 @@ class TimeOrder:
         self._receipts.append(receipt_of(line) if kind == _RECORD else math.inf)
         return when
 
-    def _still_to_read(self, rejected: set[int]) -> NDArray[np.int64]:
+    def _still_to_read(self, rejected: set[int]) -> NDArray[np.int64] | None:
         """The segment's records in time order, without those taken before: the ones
-        rejected, and the first ``taken`` less those of the rest."""
+        rejected, and the first ``taken`` less those of the rest. None when more are
+        rejected than were taken (every rejected record was taken: the stored offsets
+        and rejections do not belong together), rather than a count gone negative."""
         start = self.segment.start
         ordered = start + np.argsort(np.frombuffer(self._whens, dtype=np.float64), kind="stable")
         if not self.segment.taken:
@@ -173,9 +183,9 @@ class TimeOrder:
         taken_back = np.fromiter(
             (n for n in rejected if start <= n < self.segment.end), dtype=np.int64
         )
+        if len(taken_back) > self.segment.taken:
+            return None
         others = ordered[~np.isin(ordered, taken_back)]
-        # Every record rejected was taken: it is among the records counted.
-        assert len(taken_back) <= self.segment.taken, "rejected records past those taken"
         return others[self.segment.taken - len(taken_back) :]
 
     @property

@@ -1472,6 +1472,27 @@ async def test_records_added_while_a_reading_in_time_order_was_stopped_come_next
     assert await _per_account(engine) == {**dict.fromkeys("abcde", 30), "z": 10}
 
 
+async def test_more_rejections_than_records_taken_stop_the_reading_in_time_order(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Rejections and offsets that do not belong together (rows left by another file of
+    the name) stop the import with what to do, not with a count gone negative."""
+    engine, processor = db
+    path, _ = _by_account(tmp_path, "by-account.ndjson")
+    await _killed_in_third_batch(processor, path)
+    async with engine.begin() as conn:
+        await conn.execute(
+            import_rejects.insert(),
+            [{"source": "import:by-account.ndjson", "record": n} for n in range(100, 145)],
+        )
+    before = await _per_account(engine)
+    report = await import_files([path], processor, sweep=False, batch_size=20)
+    assert (
+        report.stopped is not None and "more of its lines are recorded rejected" in report.stopped
+    )
+    assert report.imported == 0 and await _per_account(engine) == before
+
+
 async def test_a_reading_in_time_order_stopped_before_its_first_batch_binds_no_file(
     db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
 ) -> None:

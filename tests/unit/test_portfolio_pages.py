@@ -1192,6 +1192,11 @@ async def test_a_milestone_target_no_page_can_print_is_refused(pages: Pages) -> 
     )
     again = html.unescape(await pages.get(r.headers["location"].split("#")[0]))
     assert "Did you mean activation_rate" in again
+    # The names come back in the address: a hostile one is shown short and escaped.
+    hostile = "<script>" + "x" * 10_000 + "\x07"
+    shown = await pages.get(path, plan_error="unknown_measure", plan_near=hostile)
+    said = shown.split('id="plan-error">', 1)[1].split("</p>", 1)[0]
+    assert "<script>" not in said and len(said) < 1_000
     # A share's target of 60 (60%) had been stored as 6,000% and read "on track" for
     # good (found from outside): refused, saying to give 0.6.
     r = await pages.post(
