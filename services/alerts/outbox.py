@@ -147,9 +147,13 @@ class Outbox:
             return 0
         digest = notice.kind == NoticeKind.digest
         about = notice.case  # a case or task notice: keyed by it, not by an alert
+        handed = notice.handover  # a handover: keyed by the new owner
         account_id: str | None
         if about is not None:
             subject, account_id = about.ref, about.account_id
+        elif handed is not None:
+            only_one = handed.accounts[0].account_id if handed.total == 1 else None
+            subject, account_id = handed.ref, only_one
         else:
             subject = notice.key if digest else notice.first.alert_id
             account_id = None if digest else notice.first.account_id
@@ -819,12 +823,15 @@ _TELLING = {
 
 def _rule(notice: Notice) -> str:
     """The rule a delivery is about ("digest" for digests, "case" for case and task
-    notices), for metric labels."""
+    notices, "handover" for handovers), for metric labels."""
     if notice.case is not None:
         return "case"
+    if notice.handover is not None:
+        return "handover"
     return "digest" if notice.kind == NoticeKind.digest else notice.first.rule
 
 
 def _case_notice(row: Any) -> bool:
-    """A case or task notice goes alone: a grouped Slack message lists alerts."""
+    """A case, task or handover notice goes alone: a grouped Slack message lists
+    alerts (a handover's notification begins as a case's)."""
     return str(row.notification).startswith(CASE_NOTIFICATION)

@@ -1,4 +1,5 @@
-"""Wall-clock work on open alerts: reminders, snooze expiry, escalation, digests.
+"""Wall-clock work on open alerts: reminders, snooze expiry, escalation, digests (and
+the cases' notices, and accounts handed over to a new owner).
 
 One pass every ``alert_timer_interval_s``. Each notice it queues has a deterministic
 key (``repeat:3``, ``escalate``, ``digest`` of a day), so two alerts services running
@@ -20,6 +21,7 @@ from services.alerts import routing
 from services.alerts.cases.timers import CaseTimers
 from services.alerts.channels.text import one_line
 from services.alerts.channels.webhook import WebhookChannel
+from services.alerts.handover import Handovers
 from services.alerts.lifecycle import (
     first_notice,
     release,
@@ -72,6 +74,7 @@ class AlertTimers:
         self._alerting = alerting
         self._clock = clock
         self._cases = CaseTimers(outbox, settings)
+        self._handovers = Handovers(outbox, settings)
         self._checked: str | None = None  # the alerting version whose routing was checked
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -97,6 +100,7 @@ class AlertTimers:
             queued += await self._escalate(conn, alerting, now, escalated)
             queued += await self._digest(conn, alerting, now)
             queued += await self._cases.run(conn, alerting.routing, now)
+            queued += await self._handovers.run(conn, alerting.routing, now)
         # Told only once committed: a pass that failed and is retried counts nothing twice.
         for alert_id, rule in escalated:
             self._metrics.escalated.labels(rule).inc()

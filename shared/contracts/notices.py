@@ -34,6 +34,9 @@ class NoticeKind(StrEnum):
     task_due = "task_due"  # a task is due: its owner hears
     task_overdue = "task_overdue"  # a task is past due: the lead hears
     case_closed = "case_closed"  # a case was closed with an outcome
+    # Accounts became someone's (a lead's reassignment, the CRM's new owner):
+    # ``Notice.handover`` lists them; ``alerts`` is empty.
+    handover = "handover"
 
 
 class CaseNote(BaseModel):
@@ -62,12 +65,48 @@ class CaseNote(BaseModel):
         return f"task:{self.task_id}" if self.task_id is not None else f"case:{self.case_id}"
 
 
+class HandedAccount(BaseModel):
+    """One account a handover notice lists, as it was when the notice was put."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str
+    account_name: str | None = None
+    previous_owner: str | None = None  # who had it (an email), if anyone
+    score: int | None = None
+    band: str | None = None
+    open_alerts: int = 0
+    case_danger: str | None = None  # the danger of its open risk case, if one is open
+
+
+class HandoverNote(BaseModel):
+    """Accounts that became ``owner_email``'s: the new owner hears which, and how they
+    stand, in one notice (a lead moving 40 accounts sends one message, not 40)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner_email: str
+    accounts: list[HandedAccount]  # the first ``HANDOVER_LISTED``, worst first
+    total: int  # every account handed over in this notice
+
+    @property
+    def ref(self) -> str:
+        """Its key in the outbox (``deliveries.alert_id``, 300 characters)."""
+        return f"handover:{self.owner_email}"[:300]
+
+
+# A handover notice lists this many accounts and counts the rest: a whole portfolio
+# moved at once stays one readable message (and one stored payload of a few KB).
+HANDOVER_LISTED = 50
+
+
 @dataclass(frozen=True)
 class Notice:
     kind: NoticeKind
     alerts: list[AlertEvent]
     key: str
     case: CaseNote | None = None
+    handover: HandoverNote | None = None
     # A group's notices' own kinds, one per alert (an escalation or a reminder among
     # them says so); empty: each alert's is ``kind``. Made when sending, never stored.
     kinds: tuple[NoticeKind, ...] = ()
@@ -85,6 +124,12 @@ class Notice:
         return self.parts or (self.key,)
 
     @property
+    def about_work(self) -> bool:
+        """A case, task or handover notice: about people's work, not alerts (``alerts``
+        is empty); it goes alone, never in a group of alerts."""
+        return self.case is not None or self.handover is not None
+
+    @property
     def first(self) -> AlertEvent:
         return self.alerts[0]
 
@@ -99,10 +144,13 @@ class Notice:
             "key": self.key,
             "alerts": [a.model_dump(mode="json") for a in self.alerts],
             **({"case": self.case.model_dump(mode="json")} if self.case else {}),
+            **({"handover": self.handover.model_dump(mode="json")} if self.handover else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Notice:
         alerts = [AlertEvent.model_validate(a) for a in data["alerts"]]
         case = CaseNote.model_validate(data["case"]) if data.get("case") else None
-        return cls(NoticeKind(data["kind"]), alerts, data["key"], case)
+        handed = data.get("handover")
+        handover = HandoverNote.model_validate(handed) if handed else None
+        return cls(NoticeKind(data["kind"]), alerts, data["key"], case, handover)

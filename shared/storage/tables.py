@@ -458,6 +458,19 @@ deliveries = Table(
     Index("ix_deliveries_destination", "channel", "destination", "status"),
 )
 
+# Whom each account's handover was last told to (services/alerts/handover.py): an
+# account whose owner is someone else is told to its new owner once. The alerts service
+# alone writes it. An account without a row is taken as told when first seen (a new
+# account, or one from before this table): the owner a CRM gives a new account is no
+# handover, and an upgrade tells nobody of the accounts they already had.
+owner_notices = Table(
+    "owner_notices",
+    metadata,
+    Column("account_id", String(200), primary_key=True),
+    Column("owner_email", String(320), nullable=False),
+    Column("told_at", UTCDateTime, nullable=False),
+)
+
 # A rule silenced on one account until ``until`` (services/alerts/silences.py): its
 # alerts there are kept snoozed until then. One row per (account, rule), its latest.
 rule_silences = Table(

@@ -1,6 +1,6 @@
 """CSM workload and NPS on the real stack (Kafka, PostgreSQL): capacity per CSM, the
 touchpoints due by cadence, NPS per segment, advocates, and a reassignment that moves
-the accounts' alerts from one CSM to another."""
+the accounts' alerts from one CSM to another and tells the new owner once, by email."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from tests.support.harness import (
     send,
     wait_for,
 )
+from tests.support.standins import Inbox, smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +81,27 @@ async def alert_ids(client: httpx.AsyncClient, headers: dict[str, str]) -> set[s
     return {a["alert_id"] for a in r.json()["alerts"]}
 
 
+def handovers(inbox: Inbox) -> list[tuple[str, str]]:
+    return [
+        (str(m["To"]), str(m["Subject"]))
+        for m in inbox.messages
+        if "assigned to you" in str(m["Subject"])
+    ]
+
+
 async def test_capacity_due_nps_and_reassignment(kafka_settings: Settings, tmp_path: Path) -> None:
+    with smtp_server() as (inbox, smtp_port):
+        await _capacity_due_nps_and_reassignment(kafka_settings, tmp_path, inbox, smtp_port)
+
+
+async def _capacity_due_nps_and_reassignment(
+    kafka_settings: Settings, tmp_path: Path, inbox: Inbox, smtp_port: int
+) -> None:
     settings = kafka_settings.model_copy(
         update={
-            "alerting_file": write_alerting(tmp_path / "a.toml", alerting_toml(["low_activity"]))
+            "alerting_file": write_alerting(tmp_path / "a.toml", alerting_toml(["low_activity"])),
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
         }
     )
     live = (date.today() - timedelta(days=400)).isoformat()
@@ -178,9 +196,16 @@ async def test_capacity_due_nps_and_reassignment(kafka_settings: Settings, tmp_p
             return await owner_of(hw, "big") == CARL
 
         await wait_for(moved, timeout=60, what="the reassignment applied by scoring")
+
+        async def told() -> bool:
+            return bool(handovers(inbox))
+
+        await wait_for(told, timeout=30, what="the new owner told of the handover")
+        assert handovers(inbox) == [(CARL, "[healthwatch] Account assigned to you: big Inc")]
         assert "big:low_activity:1" in await alert_ids(client, carl)
         assert "big:low_activity:1" not in await alert_ids(client, anna)
         r = await client.get("/v1/touchpoints/due", params={"owner": CARL}, headers=lead)
         assert [a["account_id"] for a in r.json()["accounts"]] == ["big"]
         r = await client.post("/v1/accounts/reassign", json=move, headers=lead)
         assert r.json() == {"accepted": 0, "event_ids": [], "unchanged": ["big"]}
+        assert len(handovers(inbox)) == 1  # told once

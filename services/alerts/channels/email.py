@@ -15,11 +15,12 @@ import aiosmtplib
 
 from services.alerts.channels.base import SEND_TIMEOUT_S, DeliveryError, Unseeing
 from services.alerts.channels.case_text import (
+    case_button,
     case_headline,
     case_lines,
     case_url,
     labelled,
-    note_of,
+    unlisted,
 )
 from services.alerts.channels.text import (
     account_url,
@@ -131,7 +132,7 @@ def _mailbox(destination: str) -> tuple[str, str]:
 def subject(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
     """One line whatever the data holds (a CR/LF in a name would start a new header),
     of a length mail clients show."""
-    if notice.case is not None:
+    if notice.about_work:
         line = one_line(f"[healthwatch] {case_headline(notice, lang)}")
     elif notice.kind == NoticeKind.digest:
         line = one_line(f"[healthwatch] {headline(notice, lang=lang)}")
@@ -153,9 +154,12 @@ def _title(notice: Notice, alert: AlertEvent, lang: str) -> str:
 def text_body(
     notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE, zone: tzinfo = UTC
 ) -> str:
-    if notice.case is not None:
-        lines = [labelled(label, value, lang) for label, value in case_lines(notice, lang, zone)]
-        link = translate(lang, "Open the case: {url}", url=case_url(public_url, note_of(notice)))
+    if notice.about_work:
+        pairs = case_lines(notice, lang, zone)
+        lines = [labelled(label, value, lang) for label, value in pairs]
+        if more := unlisted(notice, len(pairs), lang):
+            lines.append(more)
+        link = labelled(case_button(notice, lang), case_url(public_url, notice), lang)
         return encodable("\n".join([case_headline(notice, lang), "", *lines, "", link]) + "\n")
     parts = []
     for a, _ in most_urgent_first(notice):  # a digest's worst first
@@ -190,7 +194,7 @@ def html_body(
     notice: Notice, public_url: str, lang: str = DEFAULT_LANGUAGE, zone: tzinfo = UTC
 ) -> str:
     e = html.escape
-    if notice.case is not None:
+    if notice.about_work:
         return _case_html(notice, public_url, lang, zone)
 
     def t(text: str, **values: object) -> str:
@@ -224,18 +228,19 @@ def html_body(
 
 
 def _case_html(notice: Notice, public_url: str, lang: str, zone: tzinfo) -> str:
-    """A risk case or task notice: its headline, facts and a link to the case."""
+    """A risk case, task or handover notice: its headline, facts and a link to the case
+    (or the accounts)."""
     e = html.escape
-    rows = "".join(
-        f'<tr><th align="left">{e(k)}</th><td>{e(v)}</td></tr>'
-        for k, v in case_lines(notice, lang, zone)
-    )
-    url = e(case_url(public_url, note_of(notice)))
+    pairs = case_lines(notice, lang, zone)
+    rows = "".join(f'<tr><th align="left">{e(k)}</th><td>{e(v)}</td></tr>' for k, v in pairs)
+    if more := unlisted(notice, len(pairs), lang):
+        rows += f'<tr><td colspan="2">{e(more)}</td></tr>'
+    url = e(case_url(public_url, notice))
     return encodable(f"""<!doctype html>
 <html lang="{e(lang)}"><body style="font-family:system-ui,sans-serif;color:#222">
 <h2>{e(case_headline(notice, lang))}</h2>
 <table cellpadding="4" style="border-collapse:collapse">{rows}</table>
-<p><a href="{url}">{e(translate(lang, "Open the case"))}</a></p>
+<p><a href="{url}">{e(case_button(notice, lang))}</a></p>
 </body></html>
 """)
 

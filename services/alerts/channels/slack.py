@@ -26,7 +26,13 @@ from services.alerts.channels.base import (
     DeliveryError,
     retry_after,
 )
-from services.alerts.channels.case_text import case_headline, case_lines, case_url, note_of
+from services.alerts.channels.case_text import (
+    case_button,
+    case_headline,
+    case_lines,
+    case_url,
+    unlisted,
+)
 from services.alerts.channels.text import (
     account_url,
     alerts_url,
@@ -66,6 +72,9 @@ MAX_BLOCKS = 50
 # Slack refuses a whole message (invalid_blocks) whose section text exceeds 3,000
 # characters or whose field exceeds 2,000; longer data is cut to fit.
 SECTION_CHARS = 3000
+# A section holds at most 10 fields (Block Kit's limit): a handover's further accounts
+# are counted under them.
+MAX_FIELDS = 10
 FIELD_CHARS = 2000
 # A message's mark (Slack's message metadata): the keys of the notices it says, so an
 # attempt whose outcome is unknown can be looked for before sending again (``posted``).
@@ -293,7 +302,7 @@ def fallback_text(
     """The plain-text fallback Slack shows in notifications and to screen readers (Slack
     parses it as mrkdwn too: the data in it is escaped)."""
     prefix = f"{_mentions(mention)} " if mention else ""
-    if notice.case is not None:
+    if notice.about_work:
         return prefix + escape(case_headline(notice, lang), SECTION_CHARS)
     if len(notice.alerts) > 1:
         titles = "; ".join(
@@ -318,7 +327,7 @@ def message_blocks(
     """A notice's Block Kit blocks; ``zone``: the team's, whose clock a case's times
     are on."""
     blocks: list[dict[str, Any]] = []
-    if notice.case is not None:
+    if notice.about_work:
         return _case_blocks(notice, public_url, mention, lang, zone)
     if len(notice.alerts) > 1:
         intro = f"*{escape(translate(lang, '{n} alerts', n=len(notice.alerts)))}*"
@@ -343,23 +352,24 @@ def message_blocks(
 def _case_blocks(
     notice: Notice, public_url: str, mention: str | None, lang: str, zone: tzinfo
 ) -> list[dict[str, Any]]:
-    """A risk case or task notice: its headline, facts and a link to the case."""
+    """A risk case, task or handover notice: its headline, facts and a link to the
+    case (or the accounts)."""
     head = f":clipboard: *{escape(case_headline(notice, lang), SECTION_CHARS - 100)}*"
     if mention:
         head = f"{_mentions(mention)} {head}"
     lines = case_lines(notice, lang, zone)
     facts = [_field(escape(k), escape(v, FIELD_CHARS - 100)) for k, v in lines]
+    url = case_url(public_url, notice)
     button = {
         "type": "button",
-        "text": {"type": "plain_text", "text": translate(lang, "Open the case")},
-        "url": case_url(public_url, note_of(notice)),
-        "action_id": "open_case",
+        "text": {"type": "plain_text", "text": case_button(notice, lang)},
+        "url": url,
+        "action_id": "open_case" if notice.case is not None else "open_accounts",
     }
-    return [
-        _section(head),
-        {"type": "section", "fields": facts[:10]},  # Slack shows at most 10 fields
-        {"type": "actions", "elements": [button]},
-    ]
+    blocks = [_section(head), {"type": "section", "fields": facts[:MAX_FIELDS]}]
+    if more := unlisted(notice, min(len(facts), MAX_FIELDS), lang):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(more)}]})
+    return [*blocks, {"type": "actions", "elements": [button]}]
 
 
 def _section(mrkdwn: str) -> dict[str, Any]:

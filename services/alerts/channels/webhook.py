@@ -50,7 +50,12 @@ class WebhookChannel(Unseeing):
 
     async def send(self, notice: Notice, destination: str) -> None:
         public = self._settings.public_url
-        links = {a.account_id: account_url(public, a.account_id) for a in notice.alerts}
+        ids = [a.account_id for a in notice.alerts]
+        if notice.case is not None:
+            ids.append(notice.case.account_id)
+        if notice.handover is not None:
+            ids += [a.account_id for a in notice.handover.accounts]
+        links = {account_id: account_url(public, account_id) for account_id in ids}
         body = orjson.dumps({**notice.to_json(), "account_urls": links})
         timestamp = str(int(time.time()))
         headers = {
