@@ -69,15 +69,24 @@ def account_people(
     return found
 
 
-def escalation_recipients(alert: AlertEvent, routing: Routing) -> list[Recipient]:
-    return escalation_people(alert.sales_owner, routing)
+def escalation_recipients(
+    alert: AlertEvent, routing: Routing, settings: Settings
+) -> list[Recipient]:
+    return escalation_people(alert.sales_owner, routing, settings)
 
 
-def escalation_people(sales_owner: Owner | None, routing: Routing) -> list[Recipient]:
-    """Who hears when nobody acted in time: ``routing.escalate_to`` (the lead)."""
-    return [
+def escalation_people(
+    sales_owner: Owner | None, routing: Routing, settings: Settings
+) -> list[Recipient]:
+    """Who hears when nobody acted in time: ``routing.escalate_to`` (the lead); while
+    none of them has an address (the shipped file leaves the lead's to fill in), the
+    team, as an account without an owner: escalations had reached nobody."""
+    found = [
         r for name in routing.escalate_to if (r := person(name, sales_owner, routing)) is not None
     ]
+    if any(r.email or r.slack for r in found):
+        return found
+    return [team(routing, settings)]
 
 
 def addresses(channels: Sequence[Channel], people: Iterable[Recipient]) -> list[tuple[str, str]]:

@@ -117,8 +117,9 @@ class AlertTimers:
         if missing := alerting.routing.unaddressed():
             log.warning(
                 "routing: %s %s no email or Slack id in the alerting file (version %s): "
-                "escalations and strategic accounts' copies for them reach nobody; set "
-                "[routing.people.<role>] email or slack (PUT /v1/alert-rules)",
+                "escalations go to the team instead, and strategic accounts' copies for "
+                "them reach nobody; set [routing.people.<role>] email or slack "
+                "(PUT /v1/alert-rules)",
                 ", ".join(missing),
                 "has" if len(missing) == 1 else "have",
                 one_line(alerting.version),
@@ -331,7 +332,7 @@ class AlertTimers:
                 if changed.rowcount == 0:
                     continue  # acknowledged, snoozed or resolved meanwhile
                 alert = await with_current_owners(conn, stored)
-                people = routing.escalation_recipients(alert, alerting.routing)
+                people = routing.escalation_recipients(alert, alerting.routing, self._settings)
                 escalated.append((r.alert_id, r.rule))
                 queued += await self._outbox.notify(
                     conn,

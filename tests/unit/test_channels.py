@@ -18,8 +18,13 @@ from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, fallback_te
 from services.alerts.channels.text import headline, without_url_secrets
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
 from services.alerts.outbox import _one_notice
-from services.alerts.routing import addresses, recipients, unowned_reach
-from shared.alerting.schema import Recipient, Routing
+from services.alerts.routing import (
+    addresses,
+    escalation_recipients,
+    recipients,
+    unowned_reach,
+)
+from shared.alerting.schema import Recipient, Routing, default_alerting_source, parse_alerting
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent, Severity
 from shared.contracts.events import Owner
@@ -332,6 +337,21 @@ def test_strategic_routing_adds_the_lead_and_the_accounts_sales_owner() -> None:
     # No owner: the team hears about it; other tiers add nobody.
     orphan = ALERT.model_copy(update={"owner": None, "tier": "non-focus"})
     assert [p.email for p in recipients(orphan, routing, s)] == ["team@example.com"]
+
+
+def test_escalations_go_to_the_team_while_no_lead_has_an_address() -> None:
+    """The shipped file names the CS lead without an address: escalations reached
+    nobody (a warning at start only; found from outside). The team hears instead."""
+    shipped = parse_alerting(default_alerting_source()).routing
+    s = settings(fallback_email="team@example.com")
+    assert [p.email for p in escalation_recipients(ALERT, shipped, s)] == ["team@example.com"]
+    slack = SlackChannel(settings(slack_webhook_url="https://hooks.slack.com/services/T/B/x"))
+    assert addresses([slack], escalation_recipients(ALERT, shipped, settings())) == [
+        ("slack", "webhook")  # the incoming webhook's channel, no one mentioned
+    ]
+    lead = Recipient(email="lead@example.com")
+    addressed = shipped.model_copy(update={"people": {**shipped.people, "cs_lead": lead}})
+    assert [p.email for p in escalation_recipients(ALERT, addressed, s)] == ["lead@example.com"]
 
 
 def test_where_an_unowned_accounts_alerts_go_is_known_before_the_first() -> None:

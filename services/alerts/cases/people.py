@@ -76,9 +76,9 @@ def task_owner(named: str | None, who: Contacts, rules: Routing, settings: Setti
     return routing.account_people(who.owner, None, None, rules, settings)[0]
 
 
-def escalation(who: Contacts, rules: Routing) -> list[Recipient]:
-    """Who hears of overdue work: the lead (``routing.escalate_to``)."""
-    return routing.escalation_people(who.sales_owner, rules)
+def escalation(who: Contacts, rules: Routing, settings: Settings) -> list[Recipient]:
+    """Who hears of overdue work: the lead (``routing.escalate_to``), else the team."""
+    return routing.escalation_people(who.sales_owner, rules, settings)
 
 
 async def tell(

@@ -96,7 +96,7 @@ class CaseTimers:
         )
         to = people.case_people(who, rules, self._settings)
         if kind == NoticeKind.review_overdue:
-            to = people.escalation(who, rules)
+            to = people.escalation(who, rules, self._settings)
         # Who opened or closed the case knows: told it, a CSM had their own case's
         # "opened" notice seconds after opening it (found from outside).
         actor = {NoticeKind.case_opened: row.opened_by, NoticeKind.case_closed: row.closed_by}
@@ -150,7 +150,7 @@ class CaseTimers:
         )
         to: list[Recipient] = [owner]
         if kind == NoticeKind.task_overdue:
-            to = people.escalation(who, rules)
+            to = people.escalation(who, rules, self._settings)
         name = f"{kind.value}:{row.due.isoformat()}"
         return await people.tell(conn, self._outbox, kind, note, to, notification=name, now=now)
 
