@@ -62,6 +62,11 @@ LANES_AT_ONCE = 5
 # Case and task notices' ``notification`` names start so (``case.opened``): never
 # grouped with alert notices into one Slack message.
 CASE_NOTIFICATION = "case."
+# The channels whose notices to one destination within ``group_wait`` go as one message.
+# Email too: a CSM whose accounts' alerts fired together got one email each (24 in a
+# minute, found from outside); a person reads one message of 24 alerts, worst first.
+# Not the webhook: a receiver's own system takes each notice by its key.
+GROUPED = ("slack", "email")
 
 
 def backoff_s(attempts: int, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -167,7 +172,7 @@ class Outbox:
                 "payload": notice.to_json(),
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_at": now + (group_wait if channel == "slack" else timedelta(0)),
+                "next_attempt_at": now + (group_wait if channel in GROUPED else timedelta(0)),
                 "created_at": now,
             }
             for channel, destination in routing.addresses(self.channels, people)
@@ -398,10 +403,11 @@ class OutboxSender:
                 # one Slack kept refusing (500) took every notice queued behind it into its
                 # message and its failures, for every account (found from outside).
                 if (
-                    head.channel == "slack"
+                    head.channel in GROUPED
                     and grouping
                     and head.attempts == 0
                     and not _case_notice(head)
+                    and not _digest(head)
                 ):
                     ids += await _waiting_behind(conn, head, free)
                 group = await self._take(conn, ids, free, now)
@@ -444,7 +450,7 @@ class OutboxSender:
         return list(rows)
 
     async def _deliver(self, group: list[Any]) -> None:
-        if group[0].channel == "slack" and (acted := [r for r in group if self._acted_on(r)]):
+        if group[0].channel in GROUPED and (acted := [r for r in group if self._acted_on(r)]):
             await self._skip(acted)
             group = [r for r in group if r not in acted]
             if not group:
@@ -526,13 +532,14 @@ class OutboxSender:
         return [r for r in group if r not in out]
 
     def _acted_on(self, row: Any) -> bool:
-        """A Slack notice calling for action on an alert that someone has acknowledged or
-        snoozed while it waited (to be grouped, ``group_wait``, or for Slack to answer):
+        """A Slack or email notice calling for action on an alert that someone has
+        acknowledged or snoozed while it waited (to be grouped, ``group_wait``, or for the
+        channel to answer):
         it went out after the fact with live buttons (found from outside), or marked not
         useful. An update (its severity rose) still goes to an acknowledged alert's
         people, as to email: who took on a warning has not taken on the critical it
         became (Slack alone had dropped it, found from outside). An alert that ended is
-        still told from its start, its end after. Email goes at once."""
+        still told from its start, its end after."""
         kind = str(row.notification).partition(":")[0]
         if kind not in (NoticeKind.fire, NoticeKind.update, NoticeKind.repeat):
             return False
@@ -691,13 +698,18 @@ class OutboxSender:
 
 
 async def _waiting_behind(conn: AsyncConnection, head: Any, free: ColumnElement[bool]) -> list[int]:
-    """The untried Slack deliveries queued for ``head``'s destination after it: sent
+    """The untried deliveries queued for ``head``'s channel and destination after it
+    (Slack or email), alerts' notices but digests: sent
     with it as one message (a group shows MAX_GROUPED alerts and counts the rest). Not
     those of an account with an earlier notice there that does not go with them (one
     being retried, or claimed): an account's notices keep their order (``_order_within``),
     or its "resolved" could arrive before its "firing" (found in review)."""
     d = deliveries
-    here = (d.c.channel == "slack", d.c.destination == head.destination, d.c.status == "pending")
+    here = (
+        d.c.channel == head.channel,
+        d.c.destination == head.destination,
+        d.c.status == "pending",
+    )
     found = (
         await conn.execute(
             select(d.c.delivery_id, d.c.account_id)
@@ -706,6 +718,7 @@ async def _waiting_behind(conn: AsyncConnection, head: Any, free: ColumnElement[
                 d.c.delivery_id > head.delivery_id,
                 d.c.attempts == 0,
                 ~d.c.notification.startswith(CASE_NOTIFICATION),
+                ~d.c.notification.startswith(NoticeKind.digest.value),
                 free,
             )
             .order_by(d.c.delivery_id)
@@ -829,6 +842,11 @@ def _rule(notice: Notice) -> str:
     if notice.handover is not None:
         return "handover"
     return "digest" if notice.kind == NoticeKind.digest else notice.first.rule
+
+
+def _digest(row: Any) -> bool:
+    """A daily digest goes alone: it lists a CSM's open alerts already."""
+    return str(row.notification).startswith(NoticeKind.digest.value)
 
 
 def _case_notice(row: Any) -> bool:

@@ -291,8 +291,8 @@ class Notify(Strict):
             Severity.warning: timedelta(days=2),
         }
     )
-    # Slack messages to one destination within this window are sent as one message
-    # (Alertmanager ``group_wait``); 0 sends each alert at once.
+    # Slack and email notices to one destination within this window are sent as one
+    # message (Alertmanager ``group_wait``); 0 sends each alert at once.
     group_wait: Duration = timedelta(seconds=30)
     # Hour (in the service's time zone) of the daily per-CSM digest email; -1 is off.
     digest_hour: Annotated[int, Field(ge=-1, le=23)] = 8

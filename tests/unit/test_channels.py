@@ -14,6 +14,7 @@ from services.alerts.channels import DeliveryError
 from services.alerts.channels.base import MAX_RETRY_AFTER_S, retry_after
 from services.alerts.channels.email import EmailChannel
 from services.alerts.channels.email import subject as email_subject
+from services.alerts.channels.email import text_body as email_text_body
 from services.alerts.channels.slack import MAX_BLOCKS, SlackChannel, fallback_text, message_blocks
 from services.alerts.channels.text import headline, without_url_secrets
 from services.alerts.channels.webhook import WebhookChannel, webhook_signature
@@ -183,6 +184,28 @@ def test_a_grouped_message_shows_its_critical_alerts_first_and_links_the_rest() 
     assert fallback_text(notice).startswith("16 alerts: Y: critical; i0; i1")
     more = blocks[-1]["elements"][0]["text"]
     assert more.startswith("<https://hw.example.com/ui/alerts|…and ") and more.endswith(" more>")
+
+
+def test_a_grouped_email_lists_its_alerts_worst_first_each_as_its_own_notice() -> None:
+    """Email is grouped as Slack is: one message, tagged by its worst alert, each alert
+    headed by its own notice's kind."""
+    warning = ALERT.model_copy(
+        update={
+            "alert_id": "beta:nps_detractor:1",
+            "title": "Beta: NPS 3",
+            "severity": Severity.warning,
+        }
+    )
+    grouped = _one_notice(
+        [Notice("fire", [warning], "b/fire"), Notice("escalate", [ALERT], "a/escalate")]
+    )
+    line = f"Escalated, not acknowledged: {ALERT.title}"
+    assert email_subject(grouped) == f"[healthwatch critical] 2 alerts: {line}; Beta: NPS 3"
+    body = email_text_body(grouped, "https://hw.example.com")
+    assert body.startswith("2 alerts\n\n" + line)
+    assert body.index(line) < body.index("Beta: NPS 3\n")
+    zh = email_subject(grouped, "zh-CN")
+    assert zh.startswith("[healthwatch 严重] 2 条预警：")
 
 
 async def test_a_grouped_message_says_which_alerts_are_escalations_or_reminders() -> None:

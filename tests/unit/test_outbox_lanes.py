@@ -350,11 +350,12 @@ async def test_a_grouped_slack_message_refused_as_it_is_sends_each_notice_alone(
     assert sent == [["acct-2:payment_failed:1"]]
 
 
-async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
+async def test_a_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
     engine: AsyncEngine, embedded_settings: Settings
 ) -> None:
     """Snoozed at 13:49:27, its fire notice, queued for the grouping window, went out at
-    13:49:33 with live Acknowledge and Snooze buttons (found from outside)."""
+    13:49:33 with live Acknowledge and Snooze buttons (found from outside). Email waits
+    for the window too now, and is skipped alike."""
     slack = Channel("slack", pace="slack-api")
     async with engine.begin() as conn:
         await conn.execute(
@@ -389,7 +390,7 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
             )
     await _queue(engine, "slack", "U0ANNA", 1, T0 - timedelta(seconds=2))
     await _queue(engine, "slack", "U0ANNA", 2, T0 - timedelta(seconds=1))
-    await _queue(engine, "email", "anna@example.com", 1, T0)  # email is not held back
+    await _queue(engine, "email", "anna@example.com", 1, T0)
     await _queue(engine, "slack", "U0BOB", 3, T0, NoticeKind.update)
     await _queue(engine, "slack", "U0CARL", 4, T0)
     email = Channel("email", pace=None)
@@ -406,11 +407,11 @@ async def test_a_slack_notice_acted_on_while_it_waited_to_be_grouped_is_skipped(
     assert [tuple(r) for r in rows] == [
         ("acct-1", "slack", "skipped"),
         ("acct-2", "slack", "delivered"),
-        ("acct-1", "email", "delivered"),
+        ("acct-1", "email", "skipped"),
         ("acct-3", "slack", "delivered"),
         ("acct-4", "slack", "skipped"),
     ]
-    assert sorted(slack.sent) == ["U0ANNA", "U0BOB"] and email.sent == ["anna@example.com"]
+    assert sorted(slack.sent) == ["U0ANNA", "U0BOB"] and email.sent == []
 
 
 async def test_a_lane_stops_when_an_outcome_cannot_be_recorded(
@@ -635,3 +636,38 @@ async def test_a_slack_webhook_that_does_not_answer_posts_a_notice_twice_at_most
             await conn.execute(select(deliveries.c.status, deliveries.c.last_error))
         ).one()
     assert status == "delivered" and error.startswith("not confirmed: sent twice")
+
+
+async def test_emails_to_one_address_within_the_group_window_go_as_one(
+    engine: AsyncEngine, embedded_settings: Settings
+) -> None:
+    """A CSM whose accounts' alerts fired together got an email each (found from
+    outside): within ``group_wait`` they go as one, per address; a digest goes alone."""
+    email = Channel("email", pace=None)
+    seen: list[tuple[str, tuple[str, ...]]] = []
+
+    async def record(destination: str) -> None:
+        seen.append((destination, tuple(sorted(email_keys.pop()))))
+
+    email_keys: list[set[str]] = []
+    original = email.send
+
+    async def send(notice: Notice, destination: str) -> None:
+        email_keys.append(set(notice.keys))
+        await original(notice, destination)
+
+    email.send = send  # type: ignore[method-assign]
+    email.after_send = record
+    for n in (1, 2, 3):
+        await _queue(engine, "email", "anna@example.com", n, T0)
+    await _queue(engine, "email", "carl@example.com", 4, T0)
+    await _queue(engine, "email", "anna@example.com", 5, T0, NoticeKind.digest)
+    clock = MovingClock(T0)
+    sender = _sender(engine, embedded_settings, [email], clock, '"30s"')
+    await sender.send_due()
+    await sender.send_due()
+    assert sorted(seen) == [
+        ("anna@example.com", ("acct-1", "acct-2", "acct-3")),
+        ("anna@example.com", ("acct-5",)),
+        ("carl@example.com", ("acct-4",)),
+    ]

@@ -136,6 +136,14 @@ def subject(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
         line = one_line(f"[healthwatch] {case_headline(notice, lang)}")
     elif notice.kind == NoticeKind.digest:
         line = one_line(f"[healthwatch] {headline(notice, lang=lang)}")
+    elif notice.kind == NoticeKind.group:
+        # Several notices to one address within ``group_wait``: tagged by the worst.
+        pairs = most_urgent_first(notice)
+        worst = pairs[0][0]
+        tag = "resolved" if worst.status == "resolved" else worst.severity.value
+        titles = "; ".join(headline(notice, a, lang, kind) for a, kind in pairs[:3])
+        told = translate(lang, "{n} alerts: {titles}", n=len(notice.alerts), titles=titles)
+        line = one_line(f"[healthwatch {translate(lang, tag)}] {told}")
     else:
         # An alert's end is no alarm: "[healthwatch warning] Resolved: …" read as one.
         first = notice.first
@@ -144,11 +152,21 @@ def subject(notice: Notice, lang: str = DEFAULT_LANGUAGE) -> str:
     return line if len(line) <= SUBJECT_CHARS else line[: SUBJECT_CHARS - 1] + "…"
 
 
-def _title(notice: Notice, alert: AlertEvent, lang: str) -> str:
-    """An alert's heading in the body: a digest lists alerts by their own titles."""
+def _title(notice: Notice, alert: AlertEvent, kind: NoticeKind, lang: str) -> str:
+    """An alert's heading in the body: a digest lists alerts by their own titles, a
+    group each with its own notice's kind ("Escalated: …")."""
     if notice.kind == NoticeKind.digest:
         return alert_text(lang, alert.title)
-    return headline(notice, alert, lang)
+    return headline(notice, alert, lang, kind)
+
+
+def _heading(notice: Notice, lang: str) -> str | None:
+    """What a body of several alerts is headed: a digest's title, a group's count."""
+    if notice.kind == NoticeKind.digest:
+        return headline(notice, lang=lang)
+    if notice.kind == NoticeKind.group:
+        return translate(lang, "{n} alerts", n=len(notice.alerts))
+    return None
 
 
 def text_body(
@@ -162,9 +180,9 @@ def text_body(
         link = labelled(case_button(notice, lang), case_url(public_url, notice), lang)
         return encodable("\n".join([case_headline(notice, lang), "", *lines, "", link]) + "\n")
     parts = []
-    for a, _ in most_urgent_first(notice):  # a digest's worst first
+    for a, kind in most_urgent_first(notice):  # a digest's or group's worst first
         moved = changes(a, lang)
-        lines = [_title(notice, a, lang), "", alert_text(lang, a.summary), ""]
+        lines = [_title(notice, a, kind, lang), "", alert_text(lang, a.summary), ""]
         if step := next_step(a, lang):
             lines += [translate(lang, "Next step: {step}", step=step), ""]
         if moved:
@@ -186,7 +204,8 @@ def text_body(
             lines.append(translate(lang, "Acknowledge, snooze or resolve: {url}", url=act))
         lines.append(translate(lang, "Alert id: {id}", id=a.alert_id))
         parts.append("\n".join(lines))
-    head = headline(notice, lang=lang) + "\n\n" if notice.kind == NoticeKind.digest else ""
+    heading = _heading(notice, lang)
+    head = heading + "\n\n" if heading else ""
     return encodable(head + "\n\n----\n\n".join(parts) + "\n")
 
 
@@ -201,14 +220,14 @@ def html_body(
         return e(translate(lang, text, **values))
 
     rows = []
-    for a, _ in most_urgent_first(notice):  # a digest's worst first
+    for a, kind in most_urgent_first(notice):  # a digest's or group's worst first
         colour = _BAND_COLOUR.get(a.band or "", "#555")
         style = f"color:{colour};font-weight:bold"
         rule = e(rule_name(lang, a.rule))
         told = _step_html(a, lang) + _changes_html(a, lang)
         url = _act_url(a, public_url)
         act = f' · <a href="{e(url)}">{t("Acknowledge, snooze or resolve")}</a>' if url else ""
-        rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, lang))}</h2>
+        rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, kind, lang))}</h2>
 <p>{e(alert_text(lang, a.summary))}</p>
 {told}<table cellpadding="4" style="border-collapse:collapse">
 <tr><th align="left">{t("Account")}</th><td>{e(a.account_name or a.account_id)}</td></tr>
@@ -217,9 +236,8 @@ def html_body(
 </table>
 <p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a>{act}</p>
 <p style="color:#888;font-size:12px">{t("alert {id}", id=a.alert_id)}</p>""")
-    head = (
-        f"<h1>{e(headline(notice, lang=lang))}</h1>\n" if notice.kind == NoticeKind.digest else ""
-    )
+    heading = _heading(notice, lang)
+    head = f"<h1>{e(heading)}</h1>\n" if heading else ""
     return encodable(f"""<!doctype html>
 <html lang="{e(lang)}"><body style="font-family:system-ui,sans-serif;color:#222">
 {head}{"<hr>".join(rows)}
