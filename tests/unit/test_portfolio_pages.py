@@ -1326,6 +1326,39 @@ async def test_the_account_page_links_its_open_risk_case(pages: Pages) -> None:
     assert owners == [None]  # the second: the account's owner, read when listed
 
 
+async def test_the_account_pages_score_card_names_its_open_alerts(pages: Pages) -> None:
+    """A CS lead read an account at 65 (yellow), "no handbook cause", beside a critical
+    alert far below: the card now counts the open alerts by severity, names the worst,
+    and says a rule's alert is not the score."""
+    await pages.sign_in("lead")
+    async with pages.engine.begin() as conn:
+        worst = (
+            await conn.execute(
+                select(alerts.c.alert_id, alerts.c.account_id, alerts.c.severity)
+                .where(alerts.c.status.in_(("firing", "acknowledged")))
+                .order_by(alerts.c.alert_id)
+            )
+        ).first()
+    assert worst is not None, "the pages' world has an open alert"
+    async with pages.engine.begin() as conn:
+        await conn.execute(
+            update(alerts).where(alerts.c.alert_id == worst.alert_id).values(severity="critical")
+        )
+        await conn.execute(
+            update(account_health)
+            .where(account_health.c.account_id == worst.account_id)
+            .values(band="yellow", score=65)
+        )
+    page = await pages.get(f"/ui/accounts/{worst.account_id}")
+    card = page.split('id="alert-line"', 1)[1].split('id="open-alerts"', 1)[0]
+    assert '<span class="sev critical">critical</span> 1' in card
+    assert "not the score" in card
+    zh = await pages.client.get(
+        f"/ui/accounts/{worst.account_id}", headers={"accept-language": "zh-CN"}
+    )
+    assert "不是健康分" in zh.text.split('id="alert-line"', 1)[1]
+
+
 async def test_a_plan_names_its_template_by_title(pages: Pages) -> None:
     """ "from the template adoption": its id, not its title (found from outside)."""
     await pages.sign_in("lead")
