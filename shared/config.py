@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from shared.i18n import language_tag
 from shared.storage.db import SSL_MODES
 
 # The async drivers the storage code is written (and tested) for.
@@ -396,17 +397,8 @@ class Settings(BaseSettings):
     @field_validator("language", mode="before")
     @classmethod
     def _language_tag(cls, value: object) -> object:
-        """A language as a locale names it too: ``zh_CN``, ``zh``, ``zh-Hans``,
-        ``zh_CN.UTF-8`` (as ``LANG`` holds it) are zh-CN, ``en_US.UTF-8`` en; the form
-        with an underscore was refused (found from outside)."""
-        if not isinstance(value, str):
-            return value
-        tag = value.strip().split(".")[0].replace("_", "-").lower()
-        if tag == "zh" or tag.startswith("zh-"):
-            return "zh-CN"
-        if tag == "en" or tag.startswith("en-"):
-            return "en"
-        return value
+        """A language as a locale names it too (``shared.i18n.language_tag``)."""
+        return language_tag(value) if isinstance(value, str) else value
 
     @field_validator("dashboard_secret")
     @classmethod

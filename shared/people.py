@@ -1,5 +1,5 @@
 """Who healthwatch sends work to: the people a task may be given to and accounts may be
-moved to.
+moved to, and the language each chose for what they are sent.
 
 An address typed into a form or an API body must name one of them. A task's due and
 overdue notices go to its owner by email, so any address a respond key named turned the
@@ -9,7 +9,8 @@ to a mistyped address left every CSM's list without a word (found from outside).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TypeGuard
 
 from sqlalchemy import ColumnElement, exists, func, literal, or_, select
@@ -17,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.alerting.store import AlertingStore
 from shared.contracts.events import AccountFacts, Owner, fold_email
-from shared.storage.db import among
-from shared.storage.tables import accounts, api_keys
+from shared.storage.db import among, upsert
+from shared.storage.tables import accounts, api_keys, person_languages
 
 
 async def works_here(conn: AsyncConnection, email: str, alerting: AlertingStore) -> bool:
@@ -167,3 +168,24 @@ async def _sellers(conn: AsyncConnection, ids: set[str]) -> Known:
         for row in rows
         if row.email
     }
+
+
+async def chosen_languages(conn: AsyncConnection, emails: Iterable[str]) -> dict[str, str]:
+    """The language each of ``emails`` chose on the dashboard, by the email as given, for
+    those who chose one."""
+    by_folded = {fold_email(email): email for email in emails if email}
+    if not by_folded:
+        return {}
+    p = person_languages.c
+    rows = await conn.execute(
+        select(p.email, p.language).where(among(conn, p.email, list(by_folded)))
+    )
+    return {by_folded[email]: language for email, language in rows}
+
+
+async def remember_language(
+    conn: AsyncConnection, email: str, language: str, now: datetime
+) -> None:
+    """Remember that ``email`` reads ``language``: what they are sent follows it."""
+    row = {"email": fold_email(email), "language": language, "chosen_at": now}
+    await upsert(conn, person_languages, [row], keys=["email"], update=["language", "chosen_at"])

@@ -42,6 +42,7 @@ from shared.clock import Clock, utcnow
 from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
+from shared.people import chosen_languages
 from shared.storage.db import insert_ignore
 from shared.storage.tables import alerts, deliveries
 from shared.worker import describe, log_failed
@@ -162,6 +163,11 @@ class Outbox:
         else:
             subject = notice.key if digest else notice.first.alert_id
             account_id = None if digest else notice.first.account_id
+        addressed = routing.addresses(self.channels, people)
+        emails = [p.email for p in people if p.email and not p.language] if addressed else []
+        chosen = await chosen_languages(conn, emails) if emails else {}
+        languages = routing.languages_at(self.channels, people, chosen)
+        payload = notice.to_json()
         rows = [
             {
                 "alert_id": subject,
@@ -169,13 +175,13 @@ class Outbox:
                 "account_id": account_id,
                 "channel": channel,
                 "destination": destination,
-                "payload": notice.to_json(),
+                "payload": _in_language(payload, languages.get((channel, destination))),
                 "status": "pending",
                 "attempts": 0,
                 "next_attempt_at": now + (group_wait if channel in GROUPED else timedelta(0)),
                 "created_at": now,
             }
-            for channel, destination in routing.addresses(self.channels, people)
+            for channel, destination in addressed
             if only is None or channel == only
         ]
         if not rows and self.channels:
@@ -788,15 +794,17 @@ def _one_notice(notices: list[Notice]) -> Notice:
     each = _one_per_alert([pair for n in notices for pair in n.each()])
     key = "+".join(n.key for n in notices)
     parts = tuple(n.key for n in notices)
+    language = notices[0].language  # one destination: one reader's, or the team's
     if len(each) == 1:
         ((alert, kind),) = each
-        return Notice(kind, [alert], key, parts=parts)
+        return Notice(kind, [alert], key, parts=parts, language=language)
     return Notice(
         NoticeKind.group,
         [a for a, _ in each],
         key,
         kinds=tuple(kind for _, kind in each),
         parts=parts,
+        language=language,
     )
 
 
@@ -842,6 +850,12 @@ def _rule(notice: Notice) -> str:
     if notice.handover is not None:
         return "handover"
     return "digest" if notice.kind == NoticeKind.digest else notice.first.rule
+
+
+def _in_language(payload: dict[str, Any], language: str | None) -> dict[str, Any]:
+    """A notice's stored payload for one destination: with its reader's language, if
+    they chose one."""
+    return {**payload, "language": language} if language else payload
 
 
 def _digest(row: Any) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from services.alerts.channels import Channel
 from services.alerts.channels.base import WEBHOOK_DESTINATION
@@ -103,6 +103,29 @@ def addresses(channels: Sequence[Channel], people: Iterable[Recipient]) -> list[
             if destination and (channel.name, destination) not in out:
                 out.append((channel.name, destination))
     return out
+
+
+def languages_at(
+    channels: Sequence[Channel], people: Iterable[Recipient], chosen: Mapping[str, str]
+) -> dict[tuple[str, str], str]:
+    """(channel, destination) → the language of the person it reaches, where one person
+    (or people of one language) read it: the one the routing names for them, else the one
+    they chose (``chosen``, by email). A channel many read (Slack's incoming webhook, the
+    webhook) is left to the team's language."""
+    spoken: dict[tuple[str, str], set[str | None]] = {}
+    for channel in channels:
+        if channel.one_post or channel.broadcast:
+            continue
+        for person in people:
+            destination = channel.address(person)
+            if destination:
+                language = person.language or chosen.get(person.email or "")
+                spoken.setdefault((channel.name, destination), set()).add(language)
+    return {
+        where: language
+        for where, languages in spoken.items()
+        if len(languages) == 1 and (language := next(iter(languages))) is not None
+    }
 
 
 # Within the outbox's destination column (500), whole Slack ids only.

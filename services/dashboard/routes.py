@@ -54,6 +54,7 @@ from shared.auth import KeyStore, Scope, same_secret
 from shared.clock import utcnow
 from shared.i18n import LANGUAGES, N_, known_zone, negotiate, translate
 from shared.i18n.alert_text import MEASURE_LABELS
+from shared.people import remember_language
 from shared.storage.db import unstorable_value
 from shared.web import (
     COLLISION_RETRY_AFTER_S,
@@ -168,11 +169,13 @@ def viewer_zone(request: Request) -> tzinfo:
 
 @router.get("/language/{choice}")
 async def choose_language(request: Request, choice: str, next: str | None = None) -> Response:
-    """Remember the viewer's language in this browser and go back to the page. A GET
+    """Remember the viewer's language in this browser and go back to the page; signed
+    in with a key bearing their email (a CSM's), what they are sent follows it too. A GET
     link that only sets a preference: another site could switch a reader's language,
     never act for them; and back only to a dashboard path (``safe_next``)."""
     if choice not in LANGUAGES:
         raise NotFound(choice)
+    await _notices_in(request, choice)
     response = RedirectResponse(safe_next(next), status_code=303)
     # SameSite=Lax: a link from an alert email into the dashboard keeps the language.
     response.set_cookie(
@@ -185,6 +188,18 @@ async def choose_language(request: Request, choice: str, next: str | None = None
         secure=secure_cookies(context(request).settings, request),
     )
     return response
+
+
+async def _notices_in(request: Request, choice: str) -> None:
+    """The signed-in viewer's notices in ``choice`` from now on, if their key names them
+    (``csm_email``); nobody's when not signed in."""
+    try:
+        who = await viewer(request)
+    except (LoginRequired, Forbidden):
+        return
+    if who.key.csm_email:
+        async with context(request).engine.begin() as conn:
+            await remember_language(conn, who.key.csm_email, choice, utcnow())
 
 
 def _now_and_today(request: Request) -> tuple[datetime, date]:

@@ -26,6 +26,7 @@ from pydantic import (
 
 from shared.contracts.alerts import Severity
 from shared.contracts.events import LifecycleStage, Tier
+from shared.i18n import language_tag
 from shared.storage.documents import parse_toml
 
 DEFAULT_ALERTING = Path(__file__).with_name("default_alerting.toml")
@@ -250,6 +251,14 @@ class Recipient(Strict):
     email: str | None = None
     slack: str | None = None
     name: str | None = None
+    # The language of what this person is sent (``en``, ``zh-CN``); None: the one they
+    # chose on the dashboard, else the team's (``HEALTHWATCH_LANGUAGE``).
+    language: Literal["en", "zh-CN"] | None = None
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language_tag(cls, value: object) -> object:
+        return language_tag(value) if isinstance(value, str) else value
 
 
 class Routing(Strict):

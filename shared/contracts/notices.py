@@ -113,6 +113,9 @@ class Notice:
     # A group's notices' own keys, in order; empty: ``key`` alone. Made when sending,
     # never stored: a channel marks its message with them (``SlackChannel.posted``).
     parts: tuple[str, ...] = ()
+    # The language of the one person this copy goes to, as they chose it; None: the
+    # team's (``HEALTHWATCH_LANGUAGE``), as for a channel several people read.
+    language: str | None = None
 
     def __post_init__(self) -> None:
         # Stored payloads and callers give the kind as its string value.
@@ -145,6 +148,7 @@ class Notice:
             "alerts": [a.model_dump(mode="json") for a in self.alerts],
             **({"case": self.case.model_dump(mode="json")} if self.case else {}),
             **({"handover": self.handover.model_dump(mode="json")} if self.handover else {}),
+            **({"language": self.language} if self.language else {}),
         }
 
     @classmethod
@@ -153,4 +157,11 @@ class Notice:
         case = CaseNote.model_validate(data["case"]) if data.get("case") else None
         handed = data.get("handover")
         handover = HandoverNote.model_validate(handed) if handed else None
-        return cls(NoticeKind(data["kind"]), alerts, data["key"], case, handover)
+        return cls(
+            NoticeKind(data["kind"]),
+            alerts,
+            data["key"],
+            case,
+            handover,
+            language=data.get("language"),
+        )

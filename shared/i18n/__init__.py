@@ -110,6 +110,19 @@ class Refusal(ValueError):
         return worded(language, self.template, self.values or None)
 
 
+def language_tag(value: str) -> str:
+    """A language as a locale names it too: ``zh_CN``, ``zh``, ``zh-Hans``,
+    ``zh_CN.UTF-8`` (as ``LANG`` holds it) are zh-CN, ``en_US.UTF-8`` en; anything else
+    as given (for the caller to refuse). The form with an underscore had been refused
+    (found from outside)."""
+    tag = value.strip().split(".")[0].replace("_", "-").lower()
+    if tag == "zh" or tag.startswith("zh-"):
+        return "zh-CN"
+    if tag == "en" or tag.startswith("en-"):
+        return "en"
+    return value
+
+
 def negotiate(requested: str | None, accept_language: str | None, default: str) -> str:
     """The language to answer in: the one the person chose, else the first of their
     browser's languages we have, else the service's default. Every Chinese tag (``zh``,

@@ -471,6 +471,17 @@ owner_notices = Table(
     Column("told_at", UTCDateTime, nullable=False),
 )
 
+# The language each person chose on the dashboard (signed in with a key bearing their
+# email, a CSM's), which what they are sent follows (shared/people.py): a team working
+# in English and Chinese got every notice in the team's one language.
+person_languages = Table(
+    "person_languages",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("language", String(10), nullable=False),
+    Column("chosen_at", UTCDateTime, nullable=False),
+)
+
 # A rule silenced on one account until ``until`` (services/alerts/silences.py): its
 # alerts there are kept snoozed until then. One row per (account, rule), its latest.
 rule_silences = Table(

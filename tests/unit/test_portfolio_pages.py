@@ -51,6 +51,7 @@ from shared.config import Settings
 from shared.contracts.wire import decode_event
 from shared.i18n import format_money, translate
 from shared.i18n.alert_text import rule_name
+from shared.people import chosen_languages
 from shared.storage.db import create_engine, migrate
 from shared.storage.tables import (
     account_health,
@@ -1357,6 +1358,25 @@ async def test_the_account_pages_score_card_names_its_open_alerts(pages: Pages) 
         f"/ui/accounts/{worst.account_id}", headers={"accept-language": "zh-CN"}
     )
     assert "不是健康分" in zh.text.split('id="alert-line"', 1)[1]
+
+
+async def test_a_csms_language_chosen_on_the_dashboard_is_kept_for_their_notices(
+    pages: Pages,
+) -> None:
+    """Half a team read Chinese, half English, and every notice came in the team's one
+    language (a CS lead's review): a CSM's choice is kept for what they are sent; a
+    lead's key names nobody, and no one signed in chooses for anyone."""
+    await pages.client.get("/ui/language/zh-CN")  # not signed in
+    await pages.sign_in("lead")
+    await pages.client.get("/ui/language/zh-CN")
+    await pages.sign_in("anna")
+    r = await pages.client.get("/ui/language/zh-CN", params={"next": "/ui/"})
+    assert r.status_code == 303 and r.headers["location"] == "/ui/"
+    async with pages.engine.connect() as conn:
+        assert await chosen_languages(conn, [ANNA.upper(), CARL]) == {ANNA.upper(): "zh-CN"}
+    await pages.client.get("/ui/language/en")
+    async with pages.engine.connect() as conn:
+        assert await chosen_languages(conn, [ANNA]) == {ANNA: "en"}
 
 
 async def test_a_plan_names_its_template_by_title(pages: Pages) -> None:

@@ -76,12 +76,13 @@ class EmailChannel(Unseeing):
         msg["From"] = formataddr((sender_name, sender)) if sender_name else sender
         msg["To"] = formataddr((name, address)) if name else address
         msg["Date"] = formatdate(usegmt=True)
-        # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
-        msg["Subject"] = subject(notice, s.language)
+        # The reader's language, as they chose it, else the team's (HEALTHWATCH_LANGUAGE).
+        lang = notice.language or s.language
+        msg["Subject"] = subject(notice, lang)
         msg["Message-ID"] = message_id(notice, sender)
         zone = ZoneInfo(s.timezone)  # the team's clock, for a case's times
-        msg.set_content(text_body(notice, s.public_url, s.language, zone))
-        msg.add_alternative(html_body(notice, s.public_url, s.language, zone), subtype="html")
+        msg.set_content(text_body(notice, s.public_url, lang, zone))
+        msg.add_alternative(html_body(notice, s.public_url, lang, zone), subtype="html")
         try:
             await aiosmtplib.send(
                 msg,

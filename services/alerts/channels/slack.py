@@ -149,9 +149,9 @@ class SlackChannel:
 
     async def _post(self, web: AsyncWebClient, notice: Notice, destination: str) -> None:
         """By the Web API: buttons work (their clicks come back signed)."""
-        # The team's language (HEALTHWATCH_LANGUAGE): CSMs have no setting of their own.
+        # The reader's language, as they chose it, else the team's (HEALTHWATCH_LANGUAGE).
         # Built before sending: a message that cannot be built never reached Slack.
-        lang = self._settings.language
+        lang = notice.language or self._settings.language
         text = fallback_text(notice, lang=lang)
         blocks = message_blocks(
             notice, self._settings.public_url, interactive=True, lang=lang, zone=self._zone
@@ -243,6 +243,7 @@ class SlackChannel:
         """By the incoming webhook: one channel, the recipient mentioned, no buttons."""
         assert self._webhook is not None
         mention = destination if destination != WEBHOOK_DESTINATION else None
+        # One channel many read: the team's language (``routing.languages_at``).
         public, lang = self._settings.public_url, self._settings.language
         # Built before the request: a message that cannot be built was never sent, and
         # must not count as maybe posted (``unsure``; found in review).
