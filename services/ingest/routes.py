@@ -47,6 +47,7 @@ TIMESTAMP_HEADER = "x-healthwatch-timestamp"
 # A signed webhook older (or further ahead) than this is refused: Slack's window, wide
 # enough for clock drift and a helpdesk's retry queue, short enough to stop replays.
 WEBHOOK_TOLERANCE_S = 300
+MAX_ID_CHARS = 200  # an event id's length (``shared.contracts.events.Id``)
 T = TypeVar("T")
 
 
@@ -143,7 +144,17 @@ async def ticket_webhook(request: Request, ctx: Context) -> JSONResponse:
         if updated_at is not None:
             item.setdefault("occurred_at", updated_at)
         parts = [_scalar(item.get(k)) for k in ("ticket_id", "status", "occurred_at")]
-        item.setdefault("event_id", "ticket:" + ":".join(parts))
+        # Always derived: a helpdesk that sent its ticket's id as ``event_id`` had every
+        # later update of the ticket dropped as a resend after a 202 (found from
+        # outside). An id it sends is kept within the derived one, so updates it tells
+        # apart in the same second stay apart.
+        sent = item.pop("event_id", None)
+        if sent is not None:
+            parts.insert(0, _scalar(sent))
+        derived = "ticket:" + ":".join(parts)
+        if len(derived) > MAX_ID_CHARS:  # long ids: their digest, not a refusal of a field
+            derived = "ticket:" + hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
+        item["event_id"] = derived
         return item
 
     checked = check_events(

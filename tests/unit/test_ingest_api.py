@@ -363,6 +363,31 @@ async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
     assert await api.stored("hw.ticket") == 1
 
 
+async def test_a_ticket_id_sent_as_event_id_loses_no_update(api: Api) -> None:
+    """A helpdesk sending its ticket's id as ``event_id`` had every later update of the
+    ticket dropped as a resend after a 202 (found from outside): the id is derived from
+    the ticket, its status and its update time, the sent one kept within it."""
+    opened = {
+        "ticket_id": "Z-1",
+        "event_id": "Z-1",
+        "account_id": "acme",
+        "status": "open",
+        "created_at": "2026-11-20T09:00:00+00:00",
+        "updated_at": "2026-11-20T09:00:00+00:00",
+    }
+    solved = {**opened, "status": "solved", "updated_at": "2026-11-20T10:00:00+00:00"}
+    other = {**opened, "ticket_id": "Z-2"}  # another ticket, the same sent id
+    for ticket in (opened, solved, other, opened):  # the last: a resend
+        body = orjson.dumps(ticket)
+        r = await api.client.post("/v1/tickets/webhook", content=body, headers=_signed(body))
+        assert r.status_code == 202, r.text
+    async with api.engine.connect() as conn:
+        values = (await conn.execute(select(bus_log.c.value).order_by(bus_log.c.offset))).all()
+    ids = [orjson.loads(value)["event_id"] for (value,) in values]
+    assert len(set(ids)) == 3 and ids[0] == ids[3]
+    assert all(i.startswith("ticket:Z-1:") for i in ids)
+
+
 async def test_ticket_webhook_refuses_stale_or_unstamped_signatures(api: Api) -> None:
     """A captured delivery replayed after 5 minutes, or signed without a timestamp as
     before, is refused: the timestamp is part of what is signed."""

@@ -509,6 +509,21 @@ def test_a_resent_event_counts_once_within_the_dedup_window() -> None:
     assert len(drop_duplicates(states, [sent("c", later - (DEDUP_HOURS + 2) * hour)])) == 1
 
 
+def test_an_id_is_its_kinds_own() -> None:
+    """The product, the helpdesk, the CRM and the survey tool each number their events:
+    a ticket, a touchpoint and an NPS answer sharing a usage event's id were dropped
+    after a 202 (found from outside). Within a kind, an id still counts once."""
+    states = {"acme": AccountUsage()}
+    at = NOW.isoformat()
+    usage = ev(kind="usage", event_id="1001", user_id="u", event="x", occurred_at=NOW)
+    ticket = ev(kind="ticket", event_id="1001", ticket_id="T", status="open", occurred_at=NOW,
+                created_at=at)  # fmt: skip
+    touch = ev(kind="touchpoint", event_id="1001", touchpoint_kind="call", occurred_at=NOW)
+    answer = ev(kind="nps", event_id="1001", user_id="u", score=9, occurred_at=NOW)
+    assert drop_duplicates(states, [usage, ticket, touch, answer]) == [usage, ticket, touch, answer]
+    assert drop_duplicates(states, [ticket, answer]) == []
+
+
 def test_names_no_kept_day_counts_are_forgotten() -> None:
     """An account's names do not only grow: a name whose days left the window leaves
     the state, and the names left keep their counts."""
