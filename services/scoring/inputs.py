@@ -217,7 +217,6 @@ def _support(m: Measures, sla: Sla) -> Inputs:
 
 
 def _commercial(m: Measures) -> Inputs:
-    failed = m.last_payment_failed_at
     return {
         "days_to_contract_end": (m.contract_end - m.as_of).days if m.contract_end else None,
         "days_since_purchase": (m.as_of - m.contract_start).days if m.contract_start else None,
@@ -228,10 +227,19 @@ def _commercial(m: Measures) -> Inputs:
             else None
         ),
         "not_live_after_90d": _not_live(m),
-        "payment_failed_30d": (
-            1.0 if failed and m.as_of - m.day_of(failed) <= PAYMENT_FAILURE_MEMORY else 0.0
-        ),
+        "payment_failed_30d": _payment_failed(m),
     }
+
+
+def _payment_failed(m: Measures) -> float | None:
+    """1 after a failed payment within PAYMENT_FAILURE_MEMORY, else 0; None for an
+    account never seen in use and without a failed payment: "none failed" says nothing of
+    an account nothing is known of, which had scored 100 (green) on it alone, with every
+    other measure missing (found from outside)."""
+    failed = m.last_payment_failed_at
+    if failed is not None and m.as_of - m.day_of(failed) <= PAYMENT_FAILURE_MEMORY:
+        return 1.0
+    return 0.0 if m.first_seen is not None or failed is not None else None
 
 
 # Per-name measures for at most this many names per account (the most used over 90

@@ -10,6 +10,8 @@ import pytest
 
 from services.alerts.outbox import backoff_s
 from services.scoring.inputs import model_inputs, segment_of
+from services.scoring.model.evaluate import evaluate
+from services.scoring.model.schema import load_default_model
 from tests.support.measures import measures
 
 m = measures
@@ -33,6 +35,22 @@ def test_model_inputs() -> None:
     )
     assert bare["active_user_share_7d"] is None and bare["days_since_touchpoint"] is None
     assert bare["payment_failed_30d"] == 0.0  # older than a month
+
+
+def test_an_account_nothing_is_known_of_is_not_scored() -> None:
+    """An account the CRM sent alone (no use, no tickets, no failed payment) scored 100
+    (green) on "no payment failed" alone (found from outside): that says nothing of it."""
+    nothing = m(first_seen=None, seats_purchased=None, active_users_7d=0, active_users_30d=0,
+                active_days_7d=0, events_7d=0)  # fmt: skip
+    raw = model_inputs(nothing)
+    assert raw["payment_failed_30d"] is None
+    failed = model_inputs(
+        replace(nothing, last_payment_failed_at=datetime(2026, 11, 20, tzinfo=UTC))
+    )
+    assert failed["payment_failed_30d"] == 1.0  # a failure is news of anyone
+    model = load_default_model()
+    assert evaluate(model, raw, segment_of(nothing)).value is None
+    assert evaluate(model, failed, segment_of(nothing)).value == 0
 
 
 def test_segment_tenure() -> None:
