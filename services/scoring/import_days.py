@@ -231,7 +231,10 @@ class ImportCalendar:
         chunks again, each of them as of the day, writing what it wrote before)."""
         processor = self._processor
         async with processor.engine.begin() as conn:
-            noon = datetime.combine(day, NOON, UTC)
+            # A day's changes are stamped at its noon, or now for today's: an alert an
+            # import opened at 00:37 was stamped fired at 12:00, hours ahead (found from
+            # outside).
+            noon = min(datetime.combine(day, NOON, UTC), processor.wall_now())
             alerts = await processor.rescore(conn, set(ids), noon, as_of=day, past_day=True)
             if alerts:
                 await self._sink.send_many(processor.alert_messages(alerts), conn)

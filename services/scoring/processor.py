@@ -319,6 +319,10 @@ class ScoringProcessor:
             level = logging.WARNING if is_transient(exc) else logging.ERROR
             log.log(level, "outbox relay failed (%s); the next relay retries", describe(exc))
 
+    def wall_now(self) -> datetime:
+        """The real time now (``wall_clock``), whatever day a replay is on."""
+        return self._wall_clock()
+
     @property
     def engine(self) -> AsyncEngine:
         return self._engine

@@ -1198,6 +1198,28 @@ async def test_a_later_import_of_an_earlier_period_opens_no_alert_again(
     assert not {a for a in fired_again if not a.startswith("new-co:")}, fired_again
 
 
+async def test_an_import_ending_today_stamps_nothing_after_now(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """A day's changes are stamped at its noon: imported at 00:37, an alert opened on
+    today was stamped fired at 12:00, hours ahead of its storing (found from outside).
+    Today's are stamped now."""
+    engine, processor = db
+    now = datetime.now(UTC)
+    at = (now - timedelta(minutes=5)).isoformat()
+    facts = {"kind": "account", "event_id": "f1", "account_id": "fresh", "seats_purchased": 50,
+             "occurred_at": at}  # fmt: skip
+    path = tmp_path / "today.ndjson"
+    path.write_bytes(orjson.dumps(facts) + b"\n" + _usage_line("u1", at, "fresh") + b"\n")
+    report = await import_files([path], processor, sweep=False)
+    done = datetime.now(UTC)
+    assert report.imported == 2
+    async with engine.connect() as conn:
+        changed = (await conn.execute(select(band_changes.c.changed_at))).scalars().all()
+    assert changed and all(when <= done for when in changed), (changed, done)
+    assert all(alert.fired_at <= done for alert in report.alerts.values()), report.alerts
+
+
 def test_events_too_late_to_count_are_reported_and_fail_the_command(tmp_path: Path) -> None:
     """Events more than the late grace (90 days) older than the account's newest (a
     history written newest first, an older export after a newer one) were left out
