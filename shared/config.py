@@ -481,6 +481,14 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def ingest_url(self) -> str:
+        """The ingest API's address from this host, for the commands that call it: an
+        address bound to every interface is reached on the loopback."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.ingest_port}"
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 

@@ -131,7 +131,12 @@ def accounts_import(
     format: Annotated[
         str, typer.Option(help="hubspot (companies), salesforce (accounts) or csv (ours)")
     ] = "csv",
-    url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Ingest base URL (default: HEALTHWATCH_HOST and HEALTHWATCH_INGEST_PORT)"
+        ),
+    ] = None,
     key: Annotated[str, typer.Option(envvar="HEALTHWATCH_KEY", help="A crm key")] = "",
     check: Annotated[bool, typer.Option("--check", help="Only read and map; send nothing")] = False,
     encoding: Annotated[
@@ -158,8 +163,9 @@ def accounts_import(
     if not key and not check:
         console.print(t("[red]a crm key is needed:[/] healthwatch keys create --role crm"))
         raise typer.Exit(2)
-    mapping = load_mapping(Settings().connectors_file)
-    send = None if check else http_sender(url, key)
+    settings = Settings()
+    mapping = load_mapping(settings.connectors_file)
+    send = None if check else http_sender(url or settings.ingest_url, key)
     rows_read = TextColumn("{task.description}: {task.completed} " + t("rows"))
     with Progress(rows_read, console=console) as bar:
         task = bar.add_task(file.name, total=None)
@@ -181,6 +187,16 @@ def accounts_import(
         console.print(t("[green]would import[/] {done} of {rows} rows from {file}", **counts))
     else:
         console.print(t("[green]imported[/] {done} of {rows} rows from {file}", **counts))
+    if done.ignored:
+        shown = ", ".join(escape(c) for c in done.ignored[:12])
+        more = len(done.ignored) - 12
+        console.print(
+            t(
+                "[yellow]columns not read[/] (the {format} format has no fact for them): {columns}",
+                format=format,
+                columns=shown + (f", … (+{more})" if more > 0 else ""),
+            )
+        )
     if check and done.sample:
         read = done.encoding.upper().removesuffix("-SIG")
         console.print(
@@ -273,7 +289,12 @@ def export_cmd(
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Ingest base URL (default: HEALTHWATCH_HOST and HEALTHWATCH_INGEST_PORT)"
+        ),
+    ] = None,
     api_url: Annotated[
         str | None,
         typer.Option(
@@ -357,6 +378,12 @@ def simulate(
                 progress.update(task, description=translate(lang, "live: {n} events sent", n=done))
 
         sim = Simulator(
-            url, key, accounts, seed=seed, progress=report, api_url=api_url, language=lang
+            url or Settings().ingest_url,
+            key,
+            accounts,
+            seed=seed,
+            progress=report,
+            api_url=api_url,
+            language=lang,
         )
         run_until_stopped(lambda stop: sim.run(stop, live=live))

@@ -25,6 +25,7 @@ from pydantic_core import ErrorDetails
 from services.ingest.connectors.mapping import ConnectorMap, mapped_facts
 from shared.contracts.events import AccountFacts, backwards_contract
 from shared.i18n import DEFAULT_LANGUAGE, N_, Choices, worded
+from shared.web import FORMULA_STARTS
 
 # Excel in Chinese saves "CSV (逗号分隔)" in GB18030 (GBK's superset), not UTF-8: the
 # first file a Chinese team uploads. Tried when a file is not UTF-8. Korean, Japanese and
@@ -85,6 +86,13 @@ class Header:
 
 
 def header_of(columns: list[str], fmt: str, mapping: ConnectorMap) -> Header:
+    if len(columns) == 1 and (mark := next((m for m in ";\t|" if m in columns[0]), None)):
+        # European Excel saves "CSV" with semicolons: its header read as one column, and
+        # the refusal named a missing id column (found from outside).
+        raise CsvError(
+            f"its header reads as one column ({columns[0][:60]!r}): the file is separated "
+            f"by {mark!r}, not commas; save it as CSV (comma-separated)"
+        )
     table = mapping.columns[fmt]
     mapped = {c: table[c.strip()] for c in columns if c.strip() in table}
     if "account_id" not in mapped.values():
@@ -151,7 +159,10 @@ def _once_per_account(row: Row, first_row: dict[str, int]) -> Row:
 def _row(
     line: int, cells: dict[str, str], header: Header, mapping: ConnectorMap, now: datetime
 ) -> Row:
-    values = [(column, target, cells.get(column) or "") for column, target in header.mapped.items()]
+    values = [
+        (column, target, unguarded(cells.get(column) or ""))
+        for column, target in header.mapped.items()
+    ]
     facts, problems = mapped_facts(mapping, values)
     errors = [RowError(line, p.field, p.message, p.template, p.values) for p in problems]
     column_of = {target: column for column, target in header.mapped.items()}
@@ -204,6 +215,15 @@ PYDANTIC_TEMPLATES = {
 }
 # The choices in an enum's or a literal's "expected": "'a', 'b' or 'c'".
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def unguarded(cell: str) -> str:
+    """A cell without the apostrophe our exports put before text a spreadsheet would run
+    as a formula (``shared.web.spreadsheet_cell``): an export imported back had made an
+    account ``'=evil`` beside ``=evil`` (found from outside)."""
+    if cell.startswith("'") and cell[1:2] and cell[1:2] in FORMULA_STARTS:
+        return cell[1:]
+    return cell
 
 
 def wording_of(error: ErrorDetails) -> tuple[str | None, dict[str, object]]:

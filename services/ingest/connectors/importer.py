@@ -50,6 +50,7 @@ class ImportOutcome:
     # The first rows' account ids and names, shown by a check (--check) to see that the
     # file's encoding was read right.
     sample: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # columns the format does not read
 
 
 def _batches(rows: Iterator[Row]) -> Iterator[list[Row]]:
@@ -75,7 +76,8 @@ def import_accounts(
     except CsvError as exc:
         raise CsvError(f"{path.name}: {exc}") from None
     with path.open(encoding=outcome.encoding, newline="") as lines:
-        _header, rows = read_rows(lines, fmt, mapping, now)
+        header, rows = read_rows(lines, fmt, mapping, now)
+        outcome.ignored = [column for column in header.ignored if column.strip()]
         for batch in _batches(rows):
             outcome.rows += len(batch)
             good = [r for r in batch if r.fact is not None]
@@ -143,6 +145,9 @@ def http_sender(url: str, key: str) -> Callable[[list[dict[str, Any]]], httpx.Re
         try:
             return client.post("/v1/accounts", json={"accounts": facts})
         except httpx.TransportError as exc:
-            raise ImportRefused(f"cannot reach {url} ({exc}): is the ingest API up?") from exc
+            raise ImportRefused(
+                f"cannot reach {url} ({exc}): is the ingest API up, and at this address? "
+                "(--url; it defaults to HEALTHWATCH_HOST and HEALTHWATCH_INGEST_PORT)"
+            ) from exc
 
     return send
