@@ -16,8 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from services.ingest import segment
-from services.ingest.deps import Context, EventsKey, IngestKey, require_kinds, sendable_kinds
+from services.ingest import browser, segment
+from services.ingest.browser import SegmentKey
+from services.ingest.deps import Context, EventsKey, require_kinds, sendable_kinds
 from services.ingest.schemas import (
     ACCOUNTS_BODY,
     BATCH_ANSWERS,
@@ -28,7 +29,7 @@ from services.ingest.schemas import (
     segment_body,
 )
 from services.ingest.validation import Checked, check_events, require_list
-from shared.auth import DB_DOWN, KeyStore, same_secret
+from shared.auth import DB_DOWN, ApiKey, KeyStore, same_secret
 from shared.bus.base import BusUnavailable, MessageTooLarge, OutMessage
 from shared.contracts.events import KINDS, MAX_EVENT_BYTES, AccountFacts, Event
 from shared.openapi import error_responses
@@ -227,9 +228,14 @@ def _check_webhook_signature(request: Request, secret: str, raw: bytes, now: dat
 @router.post(
     "/batch", tags=["segment"], openapi_extra=SEGMENT_BATCH_BODY, responses=SEGMENT_ANSWERS
 )
-async def segment_batch(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
+async def segment_batch(request: Request, ctx: Context, key: SegmentKey) -> JSONResponse:
     """Segment ``batch``: ``{"batch": [...], "sentAt": …, "context": {...}}``."""
+    return await browser.readable(_segment_batch(request, ctx, key))
+
+
+async def _segment_batch(request: Request, ctx: Context, key: ApiKey | None) -> JSONResponse:
     body = await read_json(request, ctx.settings.max_body_bytes)
+    await browser.key_of(request, key, body)
     messages = require_list(body, "batch", ctx.settings.max_batch_events)
     shared_context = segment.object_field(body, "context")
     if shared_context:
@@ -237,12 +243,15 @@ async def segment_batch(request: Request, ctx: Context, _key: IngestKey) -> JSON
     return await _segment(ctx, messages, body.get("sentAt"))
 
 
-async def _segment_single(request: Request, ctx: Context, kind: str) -> JSONResponse:
+async def _segment_single(
+    request: Request, ctx: Context, key: ApiKey | None, kind: str
+) -> JSONResponse:
     body = await read_json(request, ctx.settings.max_body_bytes)
     if not isinstance(body, dict):
         raise ClientError(
             400, "bad_envelope", "Send one {kind} call as a JSON object.", values={"kind": kind}
         )
+    await browser.key_of(request, key, body)
     body.setdefault("type", kind)
     return await _segment(ctx, [body], body.get("sentAt"))
 
@@ -250,36 +259,59 @@ async def _segment_single(request: Request, ctx: Context, kind: str) -> JSONResp
 @router.post(
     "/track", tags=["segment"], openapi_extra=segment_body("track"), responses=SEGMENT_ANSWERS
 )
-async def segment_track(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
-    return await _segment_single(request, ctx, "track")
+async def segment_track(request: Request, ctx: Context, key: SegmentKey) -> JSONResponse:
+    return await browser.readable(_segment_single(request, ctx, key, "track"))
 
 
 @router.post(
     "/identify", tags=["segment"], openapi_extra=segment_body("identify"), responses=SEGMENT_ANSWERS
 )
-async def segment_identify(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
-    return await _segment_single(request, ctx, "identify")
+async def segment_identify(request: Request, ctx: Context, key: SegmentKey) -> JSONResponse:
+    return await browser.readable(_segment_single(request, ctx, key, "identify"))
 
 
 @router.post(
     "/group", tags=["segment"], openapi_extra=segment_body("group"), responses=SEGMENT_ANSWERS
 )
-async def segment_group(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
-    return await _segment_single(request, ctx, "group")
+async def segment_group(request: Request, ctx: Context, key: SegmentKey) -> JSONResponse:
+    return await browser.readable(_segment_single(request, ctx, key, "group"))
 
 
 @router.post(
     "/page", tags=["segment"], openapi_extra=segment_body("page"), responses=SEGMENT_ANSWERS
 )
-async def segment_page(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
-    return await _segment_single(request, ctx, "page")
+async def segment_page(request: Request, ctx: Context, key: SegmentKey) -> JSONResponse:
+    return await browser.readable(_segment_single(request, ctx, key, "page"))
 
 
 @router.post(
     "/screen", tags=["segment"], openapi_extra=segment_body("screen"), responses=SEGMENT_ANSWERS
 )
-async def segment_screen(request: Request, ctx: Context, _key: IngestKey) -> JSONResponse:
-    return await _segment_single(request, ctx, "screen")
+async def segment_screen(request: Request, ctx: Context, key: SegmentKey) -> JSONResponse:
+    return await browser.readable(_segment_single(request, ctx, key, "screen"))
+
+
+def _browser_paths() -> None:
+    """Segment's browser SDKs post to the short paths, and ask first (``browser.py``)."""
+    calls = {
+        "track": segment_track,
+        "identify": segment_identify,
+        "group": segment_group,
+        "page": segment_page,
+        "screen": segment_screen,
+        "batch": segment_batch,
+    }
+    short = {**browser.SHORT_PATHS, "batch": browser.BATCH_SHORT_PATH}
+    for call_type, endpoint in calls.items():
+        path = f"/{short[call_type]}"
+        router.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
+        for preflighted in (path, f"/{call_type}"):
+            router.add_api_route(
+                preflighted, browser.preflight, methods=["OPTIONS"], include_in_schema=False
+            )
+
+
+_browser_paths()
 
 
 async def _segment(ctx: Context, messages: list[Any], sent_at: Any) -> JSONResponse:

@@ -93,6 +93,8 @@ class Case:
     open_: bool = False
 
 
+# Segment's calls, long and short: their preflight answers anyone (services/ingest/browser.py).
+SEGMENT_PATHS = ("batch", "track", "identify", "group", "page", "screen", *"btigps")
 CASES = [
     Case("POST", "/v1/events", INGEST, {"events": [usage("anna-co", "u9")]}),
     Case("POST", "/v1/events", CRM, {"events": [{"kind": "account", **ANNA_FACTS}]}),
@@ -103,6 +105,14 @@ CASES = [
     Case("POST", "/v1/group", INGEST, {"userId": "u1", "groupId": "g", "messageId": "m3"}),
     Case("POST", "/v1/page", INGEST, {"userId": "u1", "messageId": "m4"}),
     Case("POST", "/v1/screen", INGEST, {"userId": "u1", "messageId": "m5"}),
+    # Segment's browser SDKs' short paths; their preflight answers anyone (browser.py).
+    Case("POST", "/v1/b", INGEST, {"batch": []}),
+    Case("POST", "/v1/t", INGEST, {"userId": "u1", "event": "x", "messageId": "m6"}),
+    Case("POST", "/v1/i", INGEST, {"userId": "u1", "messageId": "m7"}),
+    Case("POST", "/v1/g", INGEST, {"userId": "u1", "groupId": "g", "messageId": "m8"}),
+    Case("POST", "/v1/p", INGEST, {"userId": "u1", "messageId": "m9"}),
+    Case("POST", "/v1/s", INGEST, {"userId": "u1", "messageId": "m10"}),
+    *(Case("OPTIONS", f"/v1/{path}", frozenset(Role), open_=True) for path in SEGMENT_PATHS),
     Case("POST", "/v1/tickets/webhook", NOBODY, {}, open_=True),
     Case("POST", "/v1/connectors/zendesk/webhook", NOBODY, {}, open_=True),
     Case("POST", "/v1/connectors/freshdesk/webhook", NOBODY, {}, open_=True),

@@ -222,6 +222,39 @@ async def test_mixed_batch_stores_valid_and_names_each_bad_field(api: Api) -> No
     assert quoted.endswith("…") and len(quoted) < 300, r.text[:300]
 
 
+async def test_segments_browser_sdk_calls_as_it_sends_them(api: Api) -> None:
+    """analytics-next posts to /v1/t, /v1/g, /v1/b as text/plain with the write key in
+    the body and no Authorization header, from a page of another origin: refused (404,
+    401) and unreadable (no CORS), found from outside."""
+    plain = {"Content-Type": "text/plain", "Origin": "https://app.example.com"}
+    group = {"type": "group", "messageId": "g1", "userId": "ann", "groupId": "acme",
+             "writeKey": api.keys["ingest"]}  # fmt: skip
+    r = await api.client.post("/v1/g", content=orjson.dumps(group), headers=plain)
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == "*"
+    track = {"type": "track", "messageId": "t1", "userId": "ann", "event": "Login",
+             "writeKey": api.keys["ingest"]}  # fmt: skip
+    r = await api.client.post("/v1/t", content=orjson.dumps(track), headers=plain)
+    assert r.status_code == 200, r.text
+    batch = {"batch": [{**track, "messageId": "t2"}], "writeKey": api.keys["ingest"]}
+    r = await api.client.post("/v1/b", content=orjson.dumps(batch), headers=plain)
+    assert r.status_code == 200, r.text
+    assert await api.stored("hw.usage") == 2
+    # Refusals are readable too; a crm key is no write key, none is none.
+    for key, status in ((api.keys["crm"], 403), ("hwk_nope", 401), (None, 401)):
+        call = {**track, "messageId": "t3", "writeKey": key}
+        r = await api.client.post("/v1/track", content=orjson.dumps(call), headers=plain)
+        assert r.status_code == status and r.headers["access-control-allow-origin"] == "*"
+    ask = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    for path in ("/v1/track", "/v1/t", "/v1/batch", "/v1/b"):
+        r = await api.client.options(path, headers=ask)
+        assert r.status_code == 204 and "Authorization" in r.headers["access-control-allow-headers"]
+    # Only Segment's calls: the company's own records stay closed to other origins.
+    r = await api.client.options("/v1/events", headers=ask)
+    assert r.status_code == 405 and "access-control-allow-origin" not in r.headers
+    assert await api.stored("hw.usage") == 2
+
+
 async def test_an_ingest_key_sends_usage_and_answers_not_the_companys_records(
     api: Api,
 ) -> None:
