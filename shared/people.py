@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from sqlalchemy import ColumnElement, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -168,6 +168,18 @@ async def _sellers(conn: AsyncConnection, ids: set[str]) -> Known:
         for row in rows
         if row.email
     }
+
+
+def stored_owner(email: str | None, slack_id: str | None, facts: Any) -> Owner | None:
+    """An account's owner as its row holds them (``accounts``: the email and Slack id in
+    columns, the name in the facts), None without an email or a Slack id. The name had
+    been left out: every alert said ``"owner": {"name": null}`` of an owner the CRM had
+    named (found from outside)."""
+    if not (email or slack_id):
+        return None
+    named = (((facts or {}).get("fields") or {}).get("owner") or {}).get("name")
+    name = named if isinstance(named, str) and named.strip() else None
+    return Owner.model_construct(email=email, slack_id=slack_id, name=name)
 
 
 async def chosen_languages(conn: AsyncConnection, emails: Iterable[str]) -> dict[str, str]:

@@ -31,6 +31,7 @@ from shared.config import Settings
 from shared.contracts.alerts import OPEN_ALERT_STATUSES, AlertEvent, Severity
 from shared.contracts.events import Owner
 from shared.contracts.notices import NoticeKind
+from shared.people import stored_owner
 from shared.storage.tables import account_health, accounts, alert_activity, alerts, deliveries
 
 log = logging.getLogger(__name__)
@@ -431,9 +432,7 @@ async def with_current_owners(conn: AsyncConnection, alert: AlertEvent) -> Alert
     row = (await conn.execute(q)).first()
     if row is None:
         return alert
-    owner = None
-    if row.owner_email or row.owner_slack_id:
-        owner = Owner.model_construct(email=row.owner_email, slack_id=row.owner_slack_id)
+    owner = stored_owner(row.owner_email, row.owner_slack_id, row.facts)
     sales = ((row.facts or {}).get("fields") or {}).get("sales_owner")
     try:
         sales_owner = Owner.model_validate(sales) if isinstance(sales, dict) else None

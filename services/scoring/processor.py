@@ -47,6 +47,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.events import KINDS, Event, Owner, future_times
 from shared.contracts.wire import UndecodableRecord, decode_event, encode_event
+from shared.people import stored_owner
 from shared.storage.db import among, upsert
 from shared.storage.tables import account_health, accounts, rule_state
 from shared.worker import describe, is_transient
@@ -519,9 +520,7 @@ async def account_contacts(conn: AsyncConnection, ids: set[str]) -> dict[str, Ac
 def _contacts(row: Row[Any]) -> AccountContacts:
     """What an alert names, from the account's row: its name, owner and sales owner."""
     fields = (row.facts or {}).get("fields", {})
-    owner = None
-    if row.owner_email or row.owner_slack_id:
-        owner = Owner(email=row.owner_email, slack_id=row.owner_slack_id)
+    owner = stored_owner(row.owner_email, row.owner_slack_id, row.facts)
     sales = fields.get("sales_owner")
     return AccountContacts(
         name=row.name,

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.alerts.channels.email import EmailChannel, html_body, subject, text_body
 from services.alerts.channels.slack import SlackChannel, fallback_text, message_blocks
 from services.alerts.channels.webhook import WebhookChannel
+from services.alerts.lifecycle import with_current_owners
+from services.scoring.processor import account_contacts
 from shared.alerting.store import AlertingStore
 from shared.bus.base import Record
 from shared.config import Settings
@@ -237,3 +239,24 @@ async def test_a_handover_reaches_the_webhook_with_each_accounts_page(
     (body,) = seen
     assert body["kind"] == "handover" and body["handover"]["total"] == 2
     assert body["account_urls"] == {"a0": f"{URL}/ui/accounts/a0", "a1": f"{URL}/ui/accounts/a1"}
+
+
+async def test_the_owners_name_reaches_alerts_and_their_notices(world: World) -> None:
+    """Every alert said ``"owner": {"name": null}`` of an owner the CRM had named "Rita"
+    (found from outside): scoring's alert and the alerts service's notices name her."""
+    facts = {"fields": {"owner": {"email": "rita@example.com", "name": "Rita"}}}
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            insert(accounts).values(
+                account_id="rsv",
+                owner_email="rita@example.com",
+                facts=facts,
+                facts_occurred_at=T0,
+                updated_at=T0,
+            )
+        )
+        contacts = await account_contacts(conn, {"rsv"})
+        told = await with_current_owners(conn, _alert("rsv"))
+    owner = contacts["rsv"].owner
+    assert owner is not None and (owner.email, owner.name) == ("rita@example.com", "Rita")
+    assert told.owner is not None and told.owner.name == "Rita"

@@ -23,6 +23,7 @@ from shared.alerting.schema import Recipient, Routing
 from shared.config import Settings
 from shared.contracts.events import Owner
 from shared.contracts.notices import CaseNote, Notice, NoticeKind
+from shared.people import stored_owner
 from shared.storage.tables import accounts
 
 
@@ -48,9 +49,7 @@ async def contacts(conn: AsyncConnection, account_id: str) -> Contacts:
     row = (await conn.execute(q)).first()
     if row is None:
         return Contacts()
-    owner = None
-    if row.owner_email or row.owner_slack_id:
-        owner = Owner.model_construct(email=row.owner_email, slack_id=row.owner_slack_id)
+    owner = stored_owner(row.owner_email, row.owner_slack_id, row.facts)
     return Contacts(row.name, owner, row.tier, _sales_owner(row.facts))
 
 
