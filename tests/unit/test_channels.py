@@ -186,6 +186,23 @@ def test_a_grouped_message_shows_its_critical_alerts_first_and_links_the_rest() 
     assert more.startswith("<https://hw.example.com/ui/alerts|…and ") and more.endswith(" more>")
 
 
+def test_a_notice_told_again_says_its_summary_is_from_when_it_fired() -> None:
+    """A resolve said "Health score 22 (red)" in its text and "Health: 4 (red)" in its
+    table (found from outside): the summary is from when it fired, the health now."""
+    ended = ALERT.model_copy(
+        update={"status": "resolved", "score": 4, "summary": "Health score 22 (red)."}
+    )
+    body = email_text_body(Notice("resolve", [ended], "a/resolve"), "https://hw.example.com")
+    assert "When it fired: Health score 22 (red)." in body and "Health now: 4 (red)" in body
+    fired = email_text_body(FIRE, "https://hw.example.com")
+    assert "When it fired" not in fired and "Health: 21 (red)" in fired
+    blocks = message_blocks(Notice("repeat", [ALERT], "a/repeat:1"), "https://hw.example.com")
+    fields = [f["text"] for b in blocks for f in b.get("fields", [])]
+    assert any(f.startswith("*Health now*") for f in fields), fields
+    zh = email_text_body(Notice("resolve", [ended], "a/resolve"), "https://x", "zh-CN")
+    assert "触发时：" in zh and "当前健康度：4" in zh
+
+
 def test_a_grouped_email_lists_its_alerts_worst_first_each_as_its_own_notice() -> None:
     """Email is grouped as Slack is: one message, tagged by its worst alert, each alert
     headed by its own notice's kind."""

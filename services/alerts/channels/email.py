@@ -29,10 +29,12 @@ from services.alerts.channels.text import (
     encodable,
     headline,
     health,
+    health_label,
     most_urgent_first,
     next_step,
     one_line,
     safe_key,
+    summary_of,
 )
 from shared.alerting.schema import Recipient
 from shared.config import Settings
@@ -183,7 +185,7 @@ def text_body(
     parts = []
     for a, kind in most_urgent_first(notice):  # a digest's or group's worst first
         moved = changes(a, lang)
-        lines = [_title(notice, a, kind, lang), "", alert_text(lang, a.summary), ""]
+        lines = [_title(notice, a, kind, lang), "", summary_of(a, kind, lang), ""]
         if step := next_step(a, lang):
             lines += [translate(lang, "Next step: {step}", step=step), ""]
         if moved:
@@ -192,7 +194,7 @@ def text_body(
             translate(
                 lang, "Account: {name} ({id})", name=a.account_name or a.account_id, id=a.account_id
             ),
-            translate(lang, "Health: {health}", health=health(a, lang)),
+            labelled(health_label(a, kind, lang), health(a, lang), lang),
             translate(
                 lang,
                 "Rule: {rule}   Severity: {severity}",
@@ -226,13 +228,14 @@ def html_body(
         style = f"color:{colour};font-weight:bold"
         rule = e(rule_name(lang, a.rule))
         told = _step_html(a, lang) + _changes_html(a, lang)
+        label = health_label(a, kind, lang)
         url = _act_url(a, public_url)
         act = f' · <a href="{e(url)}">{t("Acknowledge, snooze or resolve")}</a>' if url else ""
         rows.append(f"""<h2 style="margin:16px 0 8px">{e(_title(notice, a, kind, lang))}</h2>
-<p>{e(alert_text(lang, a.summary))}</p>
+<p>{e(summary_of(a, kind, lang))}</p>
 {told}<table cellpadding="4" style="border-collapse:collapse">
 <tr><th align="left">{t("Account")}</th><td>{e(a.account_name or a.account_id)}</td></tr>
-<tr><th align="left">{t("Health")}</th><td style="{style}">{e(health(a, lang))}</td></tr>
+<tr><th align="left">{e(label)}</th><td style="{style}">{e(health(a, lang))}</td></tr>
 <tr><th align="left">{t("Rule")}</th><td>{rule} ({t(a.severity.value)})</td></tr>
 </table>
 <p><a href="{e(account_url(public_url, a.account_id))}">{t("Open the account")}</a>{act}</p>

@@ -40,9 +40,11 @@ from services.alerts.channels.text import (
     encodable,
     headline,
     health,
+    health_label,
     most_urgent_first,
     next_step,
     redact_urls,
+    summary_of,
     without_url_secrets,
 )
 from shared.alerting.schema import Recipient
@@ -50,7 +52,7 @@ from shared.config import Settings
 from shared.contracts.alerts import AlertEvent
 from shared.contracts.notices import Notice, NoticeKind
 from shared.i18n import DEFAULT_LANGUAGE, N_, translate
-from shared.i18n.alert_text import alert_text, rule_name
+from shared.i18n.alert_text import rule_name
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +412,7 @@ def _alert_blocks(
         head = f"{_mentions(mention)} {head}"
     blocks: list[dict[str, Any]] = [_section(head)]
     if alert.summary:
-        blocks.append(_section(escape(alert_text(lang, alert.summary), SECTION_CHARS)))
+        blocks.append(_section(escape(summary_of(alert, kind, lang), SECTION_CHARS)))
     step = next_step(alert, lang)
     if step:
         said = translate(lang, "Next step: {step}", step=step)
@@ -423,13 +425,13 @@ def _alert_blocks(
     alert_id = escape(translate(lang, "alert {id}", id=f"`{alert.alert_id}`"))
     return [
         *blocks,
-        {"type": "section", "fields": _facts(alert, url, lang)},
+        {"type": "section", "fields": _facts(alert, kind, url, lang)},
         {"type": "actions", "elements": _buttons(alert, url, interactive, lang)},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": alert_id}]},
     ]
 
 
-def _facts(alert: AlertEvent, url: str, lang: str) -> list[dict[str, str]]:
+def _facts(alert: AlertEvent, kind: NoticeKind, url: str, lang: str) -> list[dict[str, str]]:
     band = escape(health(alert, lang))
     if alert.score is not None:
         band = f"{_BAND_EMOJI.get(alert.band or '', '')} {band}"
@@ -439,7 +441,7 @@ def _facts(alert: AlertEvent, url: str, lang: str) -> list[dict[str, str]]:
     link = f"<{url}|{name}>"
     return [
         _field(translate(lang, "Account"), link if len(link) <= FIELD_CHARS - 100 else name),
-        _field(translate(lang, "Health"), band),
+        _field(health_label(alert, kind, lang), band),
         _field(translate(lang, "Rule"), escape(rule_name(lang, alert.rule), 200)),
         _field(translate(lang, "Severity"), escape(translate(lang, alert.severity.value))),
     ]

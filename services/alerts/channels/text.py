@@ -59,6 +59,29 @@ def health(alert: AlertEvent, lang: str) -> str:
     return translate(lang, "{score} ({band})", score=alert.score, band=translate(lang, alert.band))
 
 
+# Notices that tell an alert again, or its end: they carry the account's health now, while
+# the summary is the one written when it fired. A resolve said "Health score 22 (red)" in
+# its text and "Health: 4 (red)" in its table (found from outside): each is labelled.
+TOLD_AGAIN = (NoticeKind.repeat, NoticeKind.escalate, NoticeKind.resolve)
+
+
+def told_again(alert: AlertEvent, kind: NoticeKind) -> bool:
+    return kind in TOLD_AGAIN or alert.status == "resolved"
+
+
+def summary_of(alert: AlertEvent, kind: NoticeKind, lang: str = DEFAULT_LANGUAGE) -> str:
+    """The alert's summary in ``lang``; told again, said to be from when it fired."""
+    said = alert_text(lang, alert.summary)
+    if said and told_again(alert, kind):
+        return translate(lang, "When it fired: {summary}", summary=said)
+    return said
+
+
+def health_label(alert: AlertEvent, kind: NoticeKind, lang: str = DEFAULT_LANGUAGE) -> str:
+    """ "Health", or "Health now" where the summary is from when it fired."""
+    return translate(lang, "Health now" if told_again(alert, kind) else "Health")
+
+
 def changes(alert: AlertEvent, lang: str = DEFAULT_LANGUAGE) -> list[str]:
     """The sentences of what moved over the week before the alert ("active users over 7
     days fell from 42 to 9, −79%"), in ``lang`` (stored in English)."""
