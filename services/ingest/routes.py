@@ -201,6 +201,15 @@ def _check_webhook_signature(request: Request, secret: str, raw: bytes, now: dat
     """401 unless the body is signed with a timestamp within WEBHOOK_TOLERANCE_S of now
     (the scheme of healthwatch's own outgoing webhooks and of Slack's requests)."""
     stamp = request.headers.get(TIMESTAMP_HEADER, "")
+    if not stamp and SIGNATURE_HEADER not in request.headers:
+        # Unsigned: said so, not "stale timestamp" (found from outside).
+        raise ClientError(
+            401,
+            "unsigned",
+            "The delivery is not signed: send X-Healthwatch-Timestamp (Unix seconds) and "
+            "X-Healthwatch-Signature: sha256=<hex> of HMAC-SHA256 over "
+            "'<timestamp>.<raw body>' with the shared secret.",
+        )
     # At most 12 digits: int() of thousands of digits is slow, and refused past 4,300.
     well_formed = stamp.isascii() and stamp.isdigit() and len(stamp) <= 12
     if not well_formed or abs(now.timestamp() - int(stamp)) > WEBHOOK_TOLERANCE_S:

@@ -97,8 +97,9 @@ def check_events(
     some), told ``wrong_kind`` (default: the kinds the endpoint takes). Usage older than
     ``max_usage_age`` is refused too (``too_old``)."""
     checked = Checked()
-    # (account, event id) → the batch's first accepted event of it: ids are the account's
-    first: dict[tuple[str, str], Event] = {}
+    # (account, kind, event id) → the batch's first accepted event of it: ids are the
+    # account's and the kind's
+    first: dict[tuple[str, str, str], Event] = {}
     for index, raw in enumerate(items):
         if not isinstance(raw, dict):
             checked.reject(index, raw, [{"field": "(event)", "message": "must be a JSON object"}])
@@ -107,6 +108,12 @@ def check_events(
         if not isinstance(prepared.get("kind", ""), str):
             # Refused before pydantic, which would try to print a deeply nested tag.
             message = f"must be one of {', '.join(KINDS)}"
+            checked.reject(index, raw, [{"field": "kind", "message": message}])
+            continue
+        if prepared.get("kind") in KINDS and prepared["kind"] not in kinds:
+            # Refused as the wrong kind, not checked as that kind: a usage event sent to
+            # /v1/accounts was told "user_id: Field required" (found from outside).
+            message = wrong_kind or f"must be {' or '.join(kinds)} on this endpoint"
             checked.reject(index, raw, [{"field": "kind", "message": message}])
             continue
         try:
@@ -134,8 +141,10 @@ def check_events(
     return checked
 
 
-def _id_of(event: Event) -> tuple[str, str]:
-    return event.account_id, event.event_id
+def _id_of(event: Event) -> tuple[str, str, str]:
+    """An event's id as scoring deduplicates it: its account's and its kind's
+    (``services/scoring/state.py: dedup_id``)."""
+    return event.account_id, event.kind, event.event_id
 
 
 def _other_event_of_id(event: Event, earlier: Event) -> list[dict[str, str]]:
@@ -148,9 +157,9 @@ def _other_event_of_id(event: Event, earlier: Event) -> list[dict[str, str]]:
     return [
         {
             "field": "event_id",
-            "message": "is also the id of an earlier event of this batch for the same "
-            "account, with other values: only one of them would be counted (an id sent "
-            "again is a resend)",
+            "message": "is also the id of an earlier event of this batch of the same kind "
+            "for the same account, with other values: only one of them would be counted "
+            "(an id sent again is a resend)",
         }
     ]
 

@@ -325,6 +325,8 @@ async def _csv(
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
+    if isinstance(value, bool):  # as JSON and Parquet readers write them, not "True"
+        return "true" if value else "false"
     return "" if value is None else spreadsheet_cell(value)
 
 

@@ -32,3 +32,14 @@ def test_a_facts_days_are_days_in_the_parquet_export() -> None:
     pq.write_table(pa.Table.from_pylist([record], schema=schema), sink)
     (row,) = pq.read_table(io.BytesIO(sink.getvalue())).to_pylist()
     assert row["contract_start"] == date(2026, 1, 1) and row["arr"] == 5.0
+
+
+async def test_the_history_csv_writes_its_flags_as_json_does() -> None:
+    """``recorded`` was written True/False, Python's spelling (found from outside)."""
+
+    async def parts():  # type: ignore[no-untyped-def]
+        yield [{"account_id": "a", "recorded": True}, {"account_id": "b", "recorded": False}]
+
+    schema = pa.schema([("account_id", pa.string()), ("recorded", pa.bool_())])
+    text = b"".join([chunk async for chunk in export._csv(parts(), schema, "")]).decode()
+    assert text == "account_id,recorded\na,true\nb,false\n"

@@ -388,7 +388,8 @@ async def test_ticket_webhook_checks_the_signature(api: Api) -> None:
     bad = await api.client.post("/v1/tickets/webhook", content=body + b" ", headers=other_body)
     assert bad.status_code == 401
     assert bad.json()["code"] == "bad_signature"
-    assert (await api.client.post("/v1/tickets/webhook", content=body)).status_code == 401
+    unsigned = await api.client.post("/v1/tickets/webhook", content=body)
+    assert (unsigned.status_code, unsigned.json()["code"]) == (401, "unsigned")
     # A non-ASCII signature (bytes on the wire): refused, where compare_digest would raise.
     forged = {**_signed(body), "X-Healthwatch-Signature": b"sha256=\xe9"}
     r = await api.client.post("/v1/tickets/webhook", content=body, headers=forged)
@@ -468,6 +469,18 @@ async def test_ticket_webhook_takes_tickets_only(api: Api) -> None:
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["rejected"][0]["errors"]} == {"updated_at", "created_at"}
     assert await api.stored() == 0
+
+
+async def test_another_kind_sent_as_account_facts_is_refused_as_such(api: Api) -> None:
+    """A usage event posted to /v1/accounts was checked as usage ("user_id: Field
+    required", found from outside): it is refused for its kind."""
+    r = await api.client.post(
+        "/v1/accounts", json={"account_id": "x1", "kind": "usage"}, headers=api.auth("crm")
+    )
+    assert r.status_code == 422
+    assert r.json()["rejected"][0]["errors"] == [
+        {"field": "kind", "message": "must be account on this endpoint"}
+    ]
 
 
 async def test_account_upsert_defaults_ids(api: Api) -> None:
