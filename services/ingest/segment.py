@@ -225,7 +225,13 @@ def translate(
             if user:
                 links[user] = out.links[user] = str(group)
             traits = object_field(msg, "traits")
-            facts = {_ACCOUNT_TRAITS[k]: v for k, v in traits.items() if k in _ACCOUNT_TRAITS}
+            # A null trait clears nothing here: browsers send what a page happens to hold,
+            # and the write key is public (AccountFacts.cleared is for the CRM's nulls).
+            facts = {
+                _ACCOUNT_TRAITS[k]: v
+                for k, v in traits.items()
+                if k in _ACCOUNT_TRAITS and v is not None
+            }
             if str(group) in named:
                 facts.pop("name", None)
             # Facts from the public write key are dated no later than their receipt: a

@@ -28,12 +28,21 @@ from shared.contracts.events import AccountFacts
 from shared.storage.db import among, upsert
 from shared.storage.tables import account_facts_history
 
-# The fields of a fact event that are facts (the rest identifies the event).
+# The fields of a fact event that are facts (the rest identifies the event, or says
+# which facts it clears).
 FACT_FIELDS = tuple(
     name
     for name in AccountFacts.model_fields
     if name
-    not in {"schema_version", "event_id", "account_id", "occurred_at", "received_at", "kind"}
+    not in {
+        "schema_version",
+        "event_id",
+        "account_id",
+        "occurred_at",
+        "received_at",
+        "kind",
+        "cleared",
+    }
 )
 
 # A snapshot: {"fields": name → value, "stamps": name → [occurred_at ISO, event_id]}.
@@ -48,12 +57,14 @@ def stamp_of(event: AccountFacts) -> list[str]:
 
 
 def given_facts(event: AccountFacts) -> dict[str, Any]:
-    """The fields ``event`` gives (unset fields, None, are not facts), JSON-ready."""
-    return {
+    """The fields ``event`` gives, JSON-ready: its values, and None for those it clears
+    (fields left out, None, are not facts)."""
+    given = {
         name: value
         for name, value in event.model_dump(mode="json", include=set(FACT_FIELDS)).items()
         if value is not None
     }
+    return {**given, **dict.fromkeys(event.cleared)}
 
 
 def fold_fields(facts: Snapshot, event: AccountFacts) -> bool:

@@ -27,6 +27,7 @@ from pydantic import (
     TypeAdapter,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 SCHEMA_VERSION = 1
@@ -391,6 +392,20 @@ class UsageQuota(Model):
     limit: Annotated[int, NotBool] = Field(gt=0, le=INT32_MAX)
 
 
+# The facts a null clears: every one but the lists, which are replaced whole (an empty
+# list clears them).
+CLEARABLE_FACTS = (
+    "name", "seats_purchased", "plan", "mrr", "arr", "tier", "industry", "region", "owner",
+    "sales_owner", "contract_start", "contract_end", "go_live", "lifecycle_stage", "icp_fit",
+    "timezone", "currency",
+)  # fmt: skip
+ClearableFact = Literal[
+    "name", "seats_purchased", "plan", "mrr", "arr", "tier", "industry", "region", "owner",
+    "sales_owner", "contract_start", "contract_end", "go_live", "lifecycle_stage", "icp_fit",
+    "timezone", "currency",
+]  # fmt: skip
+
+
 class AccountFacts(EventBase):
     """Account facts from the CRM. Fields left out keep their stored value (merge upsert)."""
 
@@ -438,6 +453,24 @@ class AccountFacts(EventBase):
     counts on (left out, the service's HEALTHWATCH_TIMEZONE)."""
     currency: Currency | None = None
     """ISO 4217 code of mrr and arr (left out, the service's HEALTHWATCH_CURRENCY)."""
+    cleared: list[ClearableFact] = Field(default_factory=list, max_length=len(CLEARABLE_FACTS))
+    """The facts sent as ``null``: their stored values are removed (as JSON Merge Patch
+    reads a null), where a newer event set none since. Filled from the nulls sent; a
+    null had been taken with 202 and ignored, and a wrong date could not be removed
+    (found from outside). Lists (contacts, quotas) are cleared by sending []."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_clear(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        nulls = [name for name in CLEARABLE_FACTS if name in data and data[name] is None]
+        if not nulls:
+            return data
+        given = data.get("cleared")
+        kept = [n for n in given if n not in nulls] if isinstance(given, list) else []
+        rest = {k: v for k, v in data.items() if k not in nulls}
+        return {**rest, "cleared": kept + nulls}
 
 
 # Why facts taken in are refused when their contract ends before it starts (stored as

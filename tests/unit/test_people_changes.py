@@ -167,3 +167,35 @@ async def test_stored_facts_written_before_read_as_they_are(
     async with engine.connect() as conn:
         facts = (await conn.execute(select(accounts.c.facts))).scalar_one()
     assert [o[0] for o in facts["people_seen"]] == [stamp_of(NIGHTLY[n]) for n in (0, 4, 10)]
+
+
+async def test_a_fact_sent_as_null_is_cleared_unless_a_newer_one_set_it(
+    engine_factory: EngineFactory,
+) -> None:
+    """A null was taken with 202 and ignored: a wrong go-live or ARR could not be removed
+    (found from outside). A null clears the fact, by the same newest-wins rule; an older
+    null clears nothing a newer event set; the lists are cleared by []."""
+    engine = await engine_factory()
+
+    def facts(n: float, **values: Any) -> AccountFacts:
+        raw = {"kind": "account", "event_id": f"c{n}", "account_id": "acme",
+               "occurred_at": (T0 + n * DAY).isoformat(), **values}  # fmt: skip
+        event = EVENT_ADAPTER.validate_python(raw)
+        assert isinstance(event, AccountFacts)
+        return event
+
+    await apply(engine, [facts(1, go_live="2026-05-01", arr=5000, tier="strategic",
+                               owner={"email": "e@x.com"}, plan="pro")])  # fmt: skip
+    cleared = facts(2, go_live=None, arr=None, owner=None, plan="basic")
+    assert cleared.cleared == ["arr", "owner", "go_live"] and cleared.plan == "basic"
+    await apply(engine, [cleared, facts(0.5, tier=None)])  # the tier's null is older
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(accounts))).one()
+    fields = row.facts["fields"]
+    assert (fields["go_live"], fields["arr"], fields["owner"]) == (None, None, None)
+    assert (fields["tier"], fields["plan"], row.tier, row.owner_email) == (
+        "strategic", "basic", "strategic", None,
+    )  # fmt: skip
+    async with engine.connect() as conn:
+        [m] = await load_measures(conn, {"acme"}, (T0 + 3 * DAY).date(), UTC)
+    assert m.go_live is None
