@@ -43,7 +43,14 @@ class AccountMetrics(Answer):
     seats_purchased: int | None
     active_users_7d: int
     active_users_30d: int
+    active_days_7d: int = Field(description="Days with any use in the last 7")
+    active_users_today: int = Field(description="Users active on the day asked")
+    users_ever_active: int = Field(description="Users active at least once (activation)")
     activation_rate: Number | None
+    usage_minutes_7d: Number | None = Field(None, description="Minutes of use in 7 days")
+    events_7d: int = Field(description="Usage events in the last 7 days")
+    open_tickets: int = Field(description="Tickets open on the day asked")
+    depth_level: Any = Field(None, description="How deeply the product is used")
     counts: dict[str, dict[str, dict[str, int]]] = Field(
         description="dimension -> name -> {last_7d, last_28d}"
     )
@@ -85,6 +92,20 @@ class PortfolioHealth(Answer):
 
 
 class Aggregates(Answer):
+    accounts: int = Field(description="Accounts visible, churned ones included")
+    churned: int = Field(description="Of them, churned (no longer customers)")
+    by_band: dict[str, int] = Field(description="Customers by band (unscored: no score yet)")
+    by_danger_level: dict[str, int] = Field(description="Customers by danger level (or none)")
+    arr_total: Number = Field(description="ARR of the customers, whatever its currency")
+    arr_at_risk: Number = Field(description="ARR of the red customers")
+    arr_by_currency: dict[str, dict[str, Number]] = Field(
+        description="currency -> {arr, arr_at_risk} (default: accounts naming none)"
+    )
+    arr_accounts_known: int = Field(description="Customers with a known ARR")
+    active_users_7d: int = Field(description="Active users over 7 days, all customers")
+    stably_active_share: Number | None = Field(
+        description="Share of customers whose 7-day active users are a stable share of seats"
+    )
     open_alerts_by_rule: dict[str, int]
 
 

@@ -89,6 +89,11 @@ class NpsAnswer(Answer):
 class AccountNps(Answer):
     account_id: str
     latest: int | None
+    latest_at: str | None = Field(None, description="When the newest answer was given")
+    responses: int = Field(description="Answers counted")
+    promoters: int
+    passives: int
+    detractors: int
     nps: float | None
     trend: list[dict[str, Any]]
     answers: list[dict[str, Any]]
