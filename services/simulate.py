@@ -319,7 +319,8 @@ class Simulator:
             await self._post(client, "/v1/accounts", {"accounts": sent})
             await self._send_contracts(client, chunk, sent, now)
             # Touchpoints and NPS answers: the workload and NPS pages (simulator/relationship.py).
-            relationship = relationship_events(sent, [a.profile for a in chunk], now)
+            profiles = [a.profile for a in chunk]
+            relationship = relationship_events(sent, profiles, now, self._language)
             for j in range(0, len(relationship), BATCH):
                 await self._send(client, relationship[j : j + BATCH])
         pending: list[dict[str, Any]] = []

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.i18n import DEFAULT_LANGUAGE
+
 # (touchpoint kind, days between them) per tier; non-focus: an email now and then.
 CADENCE = {
     "strategic": (("visit", 30), ("qbr", 91)),
@@ -29,23 +31,38 @@ SURVEY_ROUNDS = 2
 SURVEY_DAYS = 182
 # Answers by usage profile: (lowest, highest) score.
 SCORES = {"healthy": (7, 10), "growing": (8, 10), "declining": (4, 8), "churning": (0, 6)}
+# What customers write with their NPS answer, in the demo's language: the Chinese demo
+# had shown English comments among Chinese ones (found in a CS lead's review).
 COMMENTS = {
-    "promoter": ("The team answers fast.", "客户成功经理很专业，推荐！", "Reports save us hours."),
-    "passive": ("Fine, but the app is slow.", "功能够用，培训还可以更多。"),
-    "detractor": ("Too many bugs since the upgrade.", "实施拖得太久，效果不明显。"),
-}
+    "en": {
+        "promoter": ("The team answers fast.", "Our CSM is great, recommended!",
+                     "Reports save us hours."),
+        "passive": ("Fine, but the app is slow.", "Enough features; more training would help."),
+        "detractor": ("Too many bugs since the upgrade.", "Go-live dragged on, little to show."),
+    },
+    "zh-CN": {
+        "promoter": ("团队响应很快。", "客户成功经理很专业，推荐！", "报表帮我们省了很多时间。"),
+        "passive": ("还行，就是应用有点慢。", "功能够用，培训还可以更多。"),
+        "detractor": ("升级以后问题太多。", "实施拖得太久，效果不明显。"),
+    },
+}  # fmt: skip
 LAPSING = ("declining", "churning")
 
 
 def relationship_events(
-    accounts: Sequence[dict[str, Any]], profiles: Sequence[str], now: datetime
+    accounts: Sequence[dict[str, Any]],
+    profiles: Sequence[str],
+    now: datetime,
+    language: str = DEFAULT_LANGUAGE,
 ) -> list[dict[str, Any]]:
-    """The touchpoints and NPS answers of ``accounts`` (their facts as sent) up to ``now``."""
+    """The touchpoints and NPS answers of ``accounts`` (their facts as sent) up to ``now``;
+    the answers' comments in ``language``."""
+    comments = COMMENTS.get(language, COMMENTS[DEFAULT_LANGUAGE])
     events: list[dict[str, Any]] = []
     for facts, profile in zip(accounts, profiles, strict=True):
         rng = random.Random(f"{facts['account_id']}:relationship")
         events += _touchpoints(facts, profile, now, rng)
-        events += _answers(facts["account_id"], profile, now, rng)
+        events += _answers(facts["account_id"], profile, now, rng, comments)
     return events
 
 
@@ -78,7 +95,11 @@ def _touchpoints(
 
 
 def _answers(
-    account_id: str, profile: str, now: datetime, rng: random.Random
+    account_id: str,
+    profile: str,
+    now: datetime,
+    rng: random.Random,
+    comments: dict[str, tuple[str, ...]],
 ) -> list[dict[str, Any]]:
     low, high = SCORES.get(profile, (6, 10))
     out = []
@@ -96,7 +117,7 @@ def _answers(
                 "occurred_at": (now - timedelta(days=back)).isoformat(),
                 "user_id": f"{account_id}-u0",
                 "score": score,
-                "comment": rng.choice(COMMENTS[kind]) if rng.random() < 0.6 else None,
+                "comment": rng.choice(comments[kind]) if rng.random() < 0.6 else None,
             }
         )
     return out

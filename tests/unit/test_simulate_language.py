@@ -14,6 +14,21 @@ import orjson
 
 from services import simulate
 from services.alerts.cases.demo import WORKED, work_cases
+from services.simulator.relationship import relationship_events
+
+
+def test_the_nps_comments_are_in_the_demos_language() -> None:
+    """The Chinese demo showed English NPS comments beside Chinese ones (a CS lead's
+    review): each answer's comment is in the demo's language."""
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    accounts = [simulate.facts(a, now, random.Random(2), "zh-CN")
+                for a in simulate.make_accounts(40, random.Random(1), "zh-CN")]  # fmt: skip
+    profiles = ["healthy"] * len(accounts)
+    for language, chinese in (("zh-CN", True), ("en", False)):
+        answers = relationship_events(accounts, profiles, now, language)
+        comments = [e["comment"] for e in answers if e["kind"] == "nps" and e.get("comment")]
+        assert comments, language
+        assert all(c.isascii() != chinese for c in comments), (language, comments)
 
 
 def test_the_customers_are_named_in_the_demos_language() -> None:
