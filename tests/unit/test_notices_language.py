@@ -44,12 +44,14 @@ def test_email_in_chinese() -> None:
         mail.subject(reminder, "zh-CN") == "[healthwatch 严重] 提醒：Acme: only 8% of seats active"
     )
     body = mail.text_body(reminder, PUBLIC, "zh-CN")
-    for line in ("近 7 天的变化：", "客户：Acme 有限公司（acme）", "健康度：21（红色）"):
+    # A reminder: its health is now's, its summary from when it fired.
+    for line in ("近 7 天的变化：", "客户：Acme 有限公司（acme）", "当前健康度：21（红色）"):
         assert line in body
     assert "规则：活跃度过低   严重程度：严重" in body  # the rule by name, not its id
     assert "查看客户：https://hw.example.com/ui/accounts/acme" in body
     page = mail.html_body(reminder, PUBLIC, "zh-CN")
-    assert '<html lang="zh-CN">' in page and '<th align="left">健康度</th>' in page
+    assert '<html lang="zh-CN">' in page and '<th align="left">当前健康度</th>' in page
+    assert "触发时：" in body
     digest = Notice(NoticeKind.digest, [alert(), alert(alert_id="b:x:1")], "d")
     assert mail.subject(digest, "zh-CN") == "[healthwatch] 每日摘要：2 条未解决预警"
 
