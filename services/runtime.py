@@ -67,7 +67,13 @@ from shared.bus.offsets import offset_loader
 from shared.bus.outbox import MessageOutbox
 from shared.config import Settings
 from shared.jobs import Jobs
-from shared.storage.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, migrate
+from shared.storage.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    create_engine,
+    migrate,
+    schema_behind,
+    schema_revisions,
+)
 from shared.web import (
     READY_WITHIN_S,
     HttpMetrics,
@@ -75,6 +81,7 @@ from shared.web import (
     base_app,
     count_requests,
     ops_router,
+    refused_sign_in,
     unreachable,
 )
 from shared.worker import ConsumerMetrics, Progress, consume, describe
@@ -97,6 +104,10 @@ class ReadOnlyDatabase(Exception):
     default)."""
 
 
+class SchemaBehind(Exception):
+    """The database answers, but this release's migrations have not run on it."""
+
+
 async def database_writable(engine: AsyncEngine) -> None:
     """Raise unless the database answers and takes writes. ``SELECT 1`` alone kept
     readiness green for minutes while every write failed (an unwritable SQLite file,
@@ -107,8 +118,11 @@ async def database_writable(engine: AsyncEngine) -> None:
         async with engine.connect() as conn:
             read_only = text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
             standby, default = (await conn.execute(read_only)).one()
+            behind = await schema_behind(conn)
         if standby or default == "on":
             raise ReadOnlyDatabase("the database takes no writes")
+        if behind is not None:
+            raise SchemaBehind(behind)
         return
     try:
         async with engine.execution_options(
@@ -202,21 +216,67 @@ class Runtime:
             await database_writable(self.engine)
         except ReadOnlyDatabase:
             return "the database takes no writes (a standby, or read-only by default)"
+        except SchemaBehind as behind:
+            # Every API call answered 503 "key store unavailable" while /readyz said
+            # ready, and no line said to migrate (found from outside).
+            head, _ = schema_revisions()
+            return (
+                f"the database's schema is at {behind} and this release needs {head}: run "
+                "`healthwatch migrate`"
+            )
         except Exception as exc:
             # SQLite's "unable to open database file": a folder gone or not mounted.
             if unreachable(exc) or "unable to open database" in str(exc):
                 return "the database does not answer"
-            return "the database refuses a write (a full disk, a schema not migrated?)"
+            if refused_sign_in(exc):
+                return "the database refuses the sign-in: check HEALTHWATCH_DATABASE_URL"
+            return "the database refuses a write (a full disk?)"
         return None
 
-    async def why_ingest_not_ready(self) -> str | None:
-        """Ingest alone: the bus answers. While the database is down it keeps accepting
-        from keys verified within the hour (README, failure table), so it stays in
-        service: a readiness probe that needed the database took every ingest replica
-        out of service, refusing connections instead of answering (found from outside)."""
-        if await self.bus.reachable():
+    async def why_ingest_not_ready(self, keys: KeyStore | None = None) -> str | None:
+        """Ingest alone: the bus answers, and ``keys`` can verify a key. While the
+        database is down it keeps accepting from keys verified within the hour (README,
+        failure table), so it stays in service: a readiness probe that needed the
+        database took every ingest replica out of service, refusing connections instead
+        of answering (found from outside). A process holding no such key (started during
+        the outage, or with a wrong password) refuses every request: not ready then (it
+        had said ready, found from outside)."""
+        if not await self.bus.reachable():
+            return "the message bus (Kafka) does not answer"
+        if keys is None or keys.holds_recent():
             return None
-        return "the message bus (Kafka) does not answer"
+        if (database := await self.why_web_not_ready()) is not None:
+            return f"{database}, and no key was verified within the hour to go on with"
+        return None
+
+
+# How long a service's start waits for the database to answer its first question: an
+# outage is no start-up mistake (it starts, not ready), so this only bounds the wait.
+START_PROBE_S = 5.0
+
+
+async def check_database_at_start(engine: AsyncEngine) -> None:
+    """Raise the database's refusal of the sign-in (a wrong user, password or database
+    name: the settings are wrong, the command says so in one line and exits 2); warn of
+    a schema not migrated, and of a database not answering (an outage: start anyway).
+    Services had started on a wrong password, said ready, and logged the cause only
+    once a request came (found from outside)."""
+    try:
+        async with asyncio.timeout(START_PROBE_S), engine.connect() as conn:
+            behind = await schema_behind(conn)
+    except Exception as exc:
+        if refused_sign_in(exc):
+            raise
+        log.warning("the database does not answer yet (%s); starting anyway", describe(exc))
+        return
+    if behind is not None:
+        head, _ = schema_revisions()
+        log.warning(
+            "the database's schema is at %s and this release needs %s: run "
+            "`healthwatch migrate` (not ready until then)",
+            behind,
+            head,
+        )
 
 
 @contextlib.asynccontextmanager
@@ -225,6 +285,8 @@ async def open_runtime(settings: Settings, *, registry: CollectorRegistry | None
     if settings.embedded:
         # One process owns the embedded database: keep its schema current on start.
         await migrate(engine)
+    else:
+        await check_database_at_start(engine)
     bus = create_bus(settings, engine)
     # Creates the topics and connects, or, while the broker is unreachable, says so and
     # leaves it to the first produce or consume: services start without a broker.
@@ -391,9 +453,10 @@ class PortInUse(Exception):
     """The HTTP port cannot be bound: a mistake in the surroundings, not a bug."""
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, setting: str) -> socket.socket:
     """A listening socket on ``host``:``port``, bound here rather than by uvicorn, which
-    answers a busy port with sys.exit from inside its task (a long traceback)."""
+    answers a busy port with sys.exit from inside its task (a long traceback);
+    ``setting`` names where the port is set, for the refusal."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -408,20 +471,19 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise PortInUse(
             f"cannot listen on {host}:{port} ({exc.strerror}): stop the program using it, "
-            "or choose another port (HEALTHWATCH_INGEST_PORT / --port, "
-            "HEALTHWATCH_SCORING_PORT, HEALTHWATCH_ALERTS_PORT)"
+            f"or choose another port ({setting})"
         ) from exc
     return sock
 
 
-async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event, setting: str) -> None:
     # log_config=None: uvicorn's records go to the root logger and its one-line format
     # (services/cli/logs.py), not to a handler and format of uvicorn's own.
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, log_config=None
     )
     server = _Server(config)
-    sock = bind(host, port)
+    sock = bind(host, port, setting)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -434,7 +496,10 @@ async def serve_http(app: FastAPI, host: str, port: int, stop: asyncio.Event) ->
 
 def ingest_app(rt: Runtime, *, with_health_api: bool = False) -> FastAPI:
     # With the read API (one process, the embedded default) the database is needed.
-    ready = rt.why_not_ready if with_health_api else rt.why_ingest_not_ready
+    async def ingest_ready() -> str | None:
+        return await rt.why_ingest_not_ready(app.state.keys)
+
+    ready = rt.why_not_ready if with_health_api else ingest_ready
     app = create_app(rt.settings, rt.engine, rt.bus.producer, registry=rt.registry, ready=ready)
     if with_health_api:
         app.title = "healthwatch"  # every API in one place, not ingest's alone
@@ -505,7 +570,10 @@ ServiceRunner = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 async def run_ingest(rt: Runtime, stop: asyncio.Event, *, with_health_api: bool = False) -> None:
     s = rt.settings
     log.info("ingest API on http://%s:%d", s.host, s.ingest_port)
-    await serve_http(ingest_app(rt, with_health_api=with_health_api), s.host, s.ingest_port, stop)
+    # The dev command's port is ingest's too, and it takes --port.
+    setting = "HEALTHWATCH_INGEST_PORT" + (", or --port" if with_health_api else "")
+    app = ingest_app(rt, with_health_api=with_health_api)
+    await serve_http(app, s.host, s.ingest_port, stop, setting)
 
 
 async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
@@ -517,7 +585,10 @@ async def run_scoring_service(rt: Runtime, stop: asyncio.Event) -> None:
     mount_dashboard(
         app, rt.engine, rt.settings, rt.bus.producer, accounts_reader=accounts_reader(rt.settings)
     )
-    await together(run_scoring(rt, stop), serve_http(app, s.host, s.scoring_port, stop))
+    await together(
+        run_scoring(rt, stop),
+        serve_http(app, s.host, s.scoring_port, stop, "HEALTHWATCH_SCORING_PORT"),
+    )
 
 
 def web_app(rt: Runtime) -> FastAPI:
@@ -536,14 +607,17 @@ def web_app(rt: Runtime) -> FastAPI:
 async def run_web_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     log.info("dashboard on http://%s:%d/ui/", s.host, s.web_port)
-    await serve_http(web_app(rt), s.host, s.web_port, stop)
+    await serve_http(web_app(rt), s.host, s.web_port, stop, "HEALTHWATCH_WEB_PORT")
 
 
 async def run_alerts_service(rt: Runtime, stop: asyncio.Event) -> None:
     s = rt.settings
     app = ops_app(rt, "healthwatch alerts")
     mount_alerts_api(app, rt)
-    await together(run_alerts(rt, stop), serve_http(app, s.host, s.alerts_port, stop))
+    await together(
+        run_alerts(rt, stop),
+        serve_http(app, s.host, s.alerts_port, stop, "HEALTHWATCH_ALERTS_PORT"),
+    )
 
 
 # Consumed records of the embedded bus are deleted this often; an hour keeps the

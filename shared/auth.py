@@ -242,6 +242,12 @@ class KeyStore:
             cache.popitem(last=False)
         return key
 
+    def holds_recent(self) -> bool:
+        """Whether a key verified within ``STALE_GRACE_S`` is held: what this process can
+        go on accepting while the database is down."""
+        now = time.monotonic()
+        return any(now - at < self.STALE_GRACE_S for at, _ in self._cache.values())
+
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's caches (it was just revoked here): the process
         that revokes refuses the key at once; others within ``CACHE_TTL_S``."""

@@ -376,6 +376,17 @@ def unreachable(exc: BaseException) -> bool:
     return False
 
 
+# SQLSTATE classes of a database that refuses the sign-in (28: a wrong user or password)
+# or names no database there (3D): the settings are wrong, no retry helps.
+REFUSED_SIGN_IN = ("28", "3D")
+
+
+def refused_sign_in(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is the database refusing the connection's
+    user, password or database name."""
+    return any(str(getattr(e, "sqlstate", ""))[:2] in REFUSED_SIGN_IN for e in causes(exc))
+
+
 def collided(exc: BaseException) -> bool:
     """Whether PostgreSQL ended the request's transaction because it met another one at
     the same rows: a deadlock, which it breaks by aborting one of the two, or a

@@ -274,13 +274,24 @@ class _ConsumeLoop:
                 return
             if self.metrics is not None:  # beside the loop: a batch stuck leaves it be
                 lag = asyncio.create_task(self._report_lag_until_stopped(self.metrics))
-            failures = 0
+            failures, failing_since = 0, 0.0
             while not self.stop.is_set():
                 self.progress.tried(self.name)
                 try:
                     await self._step()
+                    if failures:
+                        # The outage's end, said: after "still failing" the log had gone
+                        # on with normal lines only (found from outside).
+                        log.warning(
+                            "%s: recovered after %d failed attempts over %.0f s",
+                            self.name,
+                            failures,
+                            time.monotonic() - failing_since,
+                        )
                     failures = 0
                 except Exception as exc:
+                    if not failures:
+                        failing_since = time.monotonic()
                     failures += 1
                     await self._recover(exc, failures)
         finally:

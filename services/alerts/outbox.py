@@ -252,7 +252,8 @@ class OutboxSender:
             try:
                 sent = await self._send_pass([channel])
             except Exception as exc:
-                log_failed(log, f"outbox pass for {channel} failed; retrying", exc)
+                which = channel or "the channels not set up"  # None: theirs (it said "None")
+                log_failed(log, f"outbox pass for {which} failed; retrying", exc)
                 sent = 0
             if not sent:
                 await self._idle(kick, stop)

@@ -14,8 +14,9 @@ from services.cli.mistakes import startup_mistake
 
 __all__ = ["app", "main"]
 
-# Imported in this order, which is --help's: the services, then keys, history, data.
-for _module in ("serve", "keys", "history", "data"):
+# Imported in this order, which is --help's: the services, then keys, history, data, and
+# the dead letters.
+for _module in ("serve", "keys", "history", "data", "deadletters"):
     importlib.import_module(f"services.cli.{_module}")
 
 

@@ -83,8 +83,11 @@ def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     asyncio.run(wrapper())
 
 
-def serve_service(runner: runtime.ServiceRunner, settings: Settings, port: int) -> None:
-    port_free(settings.host, port)
+def serve_service(
+    runner: runtime.ServiceRunner, settings: Settings, port: int, setting: str
+) -> None:
+    """Serve ``runner`` on ``port``, set by ``setting`` (named when the port is busy)."""
+    port_free(settings.host, port, setting)
 
     async def main(stop: asyncio.Event) -> None:
         async with runtime.open_runtime(settings) as rt:
@@ -93,10 +96,10 @@ def serve_service(runner: runtime.ServiceRunner, settings: Settings, port: int) 
     run_until_stopped(main)
 
 
-def port_free(host: str, port: int) -> None:
+def port_free(host: str, port: int, setting: str) -> None:
     """Fail at once on a busy port, before the services start only to be torn down
     (serve_http's own bind still catches a port taken in between)."""
-    runtime.bind(host, port).close()
+    runtime.bind(host, port, setting).close()
 
 
 class MissingDatabase(Exception):

@@ -17,6 +17,7 @@ from services.scoring.plans.templates import PlanTemplateError
 from shared.alerting.schema import AlertingError
 from shared.bus.base import BusUnavailable
 from shared.config import Settings
+from shared.web import REFUSED_SIGN_IN
 from shared.worker import describe, is_transient
 
 
@@ -47,7 +48,8 @@ def startup_mistake(exc: BaseException) -> str | None:
             file=_database_shown(),
             problem=t(SQLITE_FILE_ERRORS[str(sqlite)]),
         )
-    refusal = next((e for e in chain if str(getattr(e, "sqlstate", ""))[:2] in REFUSED), None)
+    refused = (e for e in chain if str(getattr(e, "sqlstate", ""))[:2] in REFUSED_SIGN_IN)
+    refusal = next(refused, None)
     if refusal is not None:
         return t(
             "the database {url} refused the connection ({reason}): fix "
@@ -67,9 +69,6 @@ def startup_mistake(exc: BaseException) -> str | None:
     return None
 
 
-# SQLSTATE classes of a server refusing a connection: 28 (the user or the password),
-# 3D (no such database).
-REFUSED = ("28", "3D")
 # SQLite's words for a file that cannot be the database, and what they mean to a person
 # (translated where they are said).
 SQLITE_FILE_ERRORS = {

@@ -53,7 +53,7 @@ def dev(
         settings = settings.model_copy(update={"ingest_port": port})
     if not settings.embedded:
         console.print(t("[yellow]HEALTHWATCH_KAFKA_BOOTSTRAP is set: dev mode uses Kafka too.[/]"))
-    port_free(settings.host, settings.ingest_port)
+    port_free(settings.host, settings.ingest_port, "HEALTHWATCH_INGEST_PORT, or --port")
     if simulate and not settings.zendesk_webhook_secret.get_secret_value():
         # The demo's live tickets arrive as Zendesk sends them (docs/connectors.md), signed
         # with a secret only this process and its simulator know.
@@ -182,7 +182,7 @@ def ingest() -> None:
     """Run the ingest API alone (production mode)."""
     settings = Settings()
     service_logging(settings)
-    serve_service(runtime.run_ingest, settings, settings.ingest_port)
+    serve_service(runtime.run_ingest, settings, settings.ingest_port, "HEALTHWATCH_INGEST_PORT")
 
 
 @app.command()
@@ -191,7 +191,9 @@ def scoring() -> None:
     """Run one scoring consumer (add more processes to scale; they share the group)."""
     settings = Settings()
     service_logging(settings)
-    serve_service(runtime.run_scoring_service, settings, settings.scoring_port)
+    serve_service(
+        runtime.run_scoring_service, settings, settings.scoring_port, "HEALTHWATCH_SCORING_PORT"
+    )
 
 
 @app.command()
@@ -202,7 +204,9 @@ def alerts() -> None:
     alerting_store(settings)  # an unreadable alerting file: one line now, not at its first use
     service_logging(settings)
     warn_about_settings(settings, logging.getLogger("healthwatch.alerts"))
-    serve_service(runtime.run_alerts_service, settings, settings.alerts_port)
+    serve_service(
+        runtime.run_alerts_service, settings, settings.alerts_port, "HEALTHWATCH_ALERTS_PORT"
+    )
 
 
 @app.command()
@@ -212,7 +216,7 @@ def web() -> None:
     settings = Settings()
     alerting_store(settings)  # an unreadable alerting file: one line now, not at its first use
     service_logging(settings)
-    serve_service(runtime.run_web_service, settings, settings.web_port)
+    serve_service(runtime.run_web_service, settings, settings.web_port, "HEALTHWATCH_WEB_PORT")
 
 
 @app.command("migrate")

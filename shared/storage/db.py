@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -187,6 +189,32 @@ async def upsert(
         index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
     )
     await conn.execute(stmt, list(rows))
+
+
+@functools.cache
+def schema_revisions() -> tuple[str, frozenset[str]]:
+    """This release's schema head and every revision it knows (the migrations'
+    script directory, read once)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    assert head is not None
+    return head, frozenset(r.revision for r in script.walk_revisions())
+
+
+async def schema_behind(conn: AsyncConnection) -> str | None:
+    """The database's schema revision ("none" when never migrated) if this release's
+    migrations are still to run on it, else None. A revision this release does not know
+    is newer (another release migrated it first, as a rolling upgrade does): not behind."""
+    head, known = schema_revisions()
+    try:
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except DBAPIError as exc:
+        if "alembic_version" not in str(exc):
+            raise
+        return "none"
+    if version is None:
+        return "none"
+    return version if version in known and version != head else None
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -19,11 +19,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import exc as sa
 from sqlalchemy import select
 
 import services.scoring.processor as processor_module
+from services.cli.deadletters import read_letters, send_back
 from services.scoring.sweep import QuietAccountSweep
 from shared.bus.base import MessageTooLarge, OutMessage, Record, TopicPartition
 from shared.bus.deadletter import MAX_COPY_BYTES, dead_letter_message, dead_letterer
@@ -146,6 +148,21 @@ async def test_poison_on_kafka_is_dead_lettered_and_scoring_goes_on(
         )
         letters = await read_kafka_dead_letters(settings, len(poison))
         assert (await hw.health("poisoned")) is not None
+        # What refused the third is fixed: `healthwatch dead-letters` lists the letters
+        # and sends it back, and it counts; the one cut short is not sent back.
+        failing_application.clear()
+        listed = await read_letters(settings, hw.rt.engine)
+        assert len(listed) == len(poison)
+        ref = next(x.ref for x in listed if b"poison-apply-1" in x.value)
+        cut = next(x.ref for x in listed if x.headers.get("truncated") == "true")
+        with pytest.raises(typer.BadParameter, match="first 64 KiB"):
+            await send_back(settings, hw.rt.engine, [cut])
+        assert await send_back(settings, hw.rt.engine, [ref]) == 1
+        await wait_for(
+            lambda: scored(hw, {"poison-apply-1"}),
+            timeout=PROGRESS_TIMEOUT_S,
+            what="the dead letter sent back scored",
+        )
     check_dead_letters(letters, poison)
 
 

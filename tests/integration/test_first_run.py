@@ -133,7 +133,14 @@ def test_a_busy_port_is_one_line(tmp_path: Path, busy_port: int, command: str) -
     env = {f"HEALTHWATCH_{p}_PORT": port for p in ("INGEST", "SCORING", "ALERTS")}
     line = _one_line(_cli(tmp_path, command, **env))
     assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in line
-    assert "choose another port" in line
+    # The setting that sets this command's port, and --port only where it is one.
+    setting = (
+        "HEALTHWATCH_INGEST_PORT"
+        if command in ("dev", "ingest")
+        else f"HEALTHWATCH_{command.upper()}_PORT"
+    )
+    assert f"choose another port ({setting}" in line
+    assert ("--port" in line) == (command == "dev")
 
 
 def test_keys_refuse_a_missing_sqlite_file_and_name_the_one_used(tmp_path: Path) -> None:

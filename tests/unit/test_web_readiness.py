@@ -16,9 +16,12 @@ from sqlalchemy.exc import OperationalError
 
 from devservices import free_port
 from services import runtime
+from services.cli.mistakes import startup_mistake
 from shared import worker
+from shared.auth import KeyStore, Scope, create_key
 from shared.config import Settings
 from shared.storage.db import create_engine, migrate
+from shared.web import refused_sign_in
 from shared.worker import Progress
 
 
@@ -92,6 +95,7 @@ async def test_a_database_that_takes_no_writes_is_not_ready(
         await read_only.dispose()
     postgres = create_engine(database_url)
     try:
+        await migrate(postgres)
         await runtime.database_writable(postgres)
         async with postgres.connect() as conn:
             name = (await conn.execute(text("SELECT current_database()"))).scalar_one()
@@ -104,6 +108,58 @@ async def test_a_database_that_takes_no_writes_is_not_ready(
             await runtime.database_writable(postgres)
     finally:
         await postgres.dispose()
+
+
+async def test_a_schema_not_migrated_and_a_database_refusing_the_sign_in_are_named(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On an unmigrated database every service said ready while every call answered 503,
+    and nothing said to migrate; on a wrong user, password or database name they started
+    and said ready, the cause logged only once a request came (found from outside)."""
+    empty = create_engine(database_url)
+    try:
+        with pytest.raises(runtime.SchemaBehind, match="none"):
+            await runtime.database_writable(empty)
+        await runtime.check_database_at_start(empty)  # says so, starts
+        assert "run `healthwatch migrate`" in caplog.text
+        await migrate(empty)
+        await runtime.database_writable(empty)
+    finally:
+        await empty.dispose()
+    nowhere = create_engine(database_url.rsplit("/", 1)[0] + "/no_such_database_here")
+    try:
+        with pytest.raises(Exception) as refused:
+            await runtime.check_database_at_start(nowhere)
+        assert refused_sign_in(refused.value)
+        line = startup_mistake(refused.value)
+        assert line is not None and "HEALTHWATCH_DATABASE_URL" in line
+    finally:
+        await nowhere.dispose()
+
+
+async def test_ingest_is_not_ready_when_it_could_verify_no_key(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    """Started while the database was down (or with a wrong password), ingest said ready
+    and refused every request, having no key verified to go on with (found from
+    outside). With one verified within the hour it stays in service, as documented."""
+    settings = embedded_settings.model_copy(
+        update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}"}
+    )
+    async with runtime.open_runtime(settings) as rt:
+        raw = await create_key(rt.engine, "product", [Scope.ingest])
+        working, down = rt.engine, create_engine(f"sqlite+aiosqlite:///{tmp_path}/no/such.db")
+        keys = KeyStore(working)
+        assert await rt.why_ingest_not_ready(keys) is None  # the database answers
+        rt.engine = down
+        reason = await rt.why_ingest_not_ready(KeyStore(down))
+        assert reason == (
+            "the database does not answer, and no key was verified within the hour to go on with"
+        )
+        assert await keys.verify(raw) is not None
+        assert await rt.why_ingest_not_ready(keys) is None  # it goes on with that key
+        rt.engine = working
+        await down.dispose()
 
 
 async def test_readiness_says_which_part_is_not_ready(
@@ -279,3 +335,44 @@ async def test_a_loop_retrying_through_an_outage_is_trying_not_stuck(
     assert reads[0] == 5
     # Stalled (no batch applied for longer than 150 s), never stuck: it kept trying.
     assert watched[-1] == (["scoring"], [])
+
+
+async def test_a_loop_says_when_an_outage_it_retried_through_ended(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After "still failing" the log went on with normal lines only: nothing said when
+    the service resumed (found from outside)."""
+    monkeypatch.setattr(worker, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(worker, "RETRY_CAP_S", 0.01)
+    stop = asyncio.Event()
+    reads = [0]
+
+    class Flaky:
+        generation = 0
+        handling = asyncio.Lock()
+
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        async def getmany(self, timeout_s: float, max_records: int) -> list[Any]:
+            reads[0] += 1
+            if reads[0] <= 3:
+                raise ConnectionResetError("reset by peer")
+            if reads[0] >= 5:
+                stop.set()
+            return []
+
+        async def rewind(self) -> None: ...
+
+        async def lag(self) -> dict[Any, int]:
+            return {}
+
+        async def committed(self, offsets: Any) -> None: ...
+
+    async def handle(records: Any) -> int:
+        return 0
+
+    await worker.consume(Flaky(), handle, stop, name="scoring", max_records=10)
+    said = [r.getMessage() for r in caplog.records if "recovered" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("scoring: recovered after 3 failed attempts")
