@@ -18,7 +18,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.alerts import routing
@@ -53,18 +53,26 @@ class Handovers:
         if not moved:
             return 0
         standing = await _standing(conn, [row.account_id for row in moved])
-        by_owner: dict[tuple[str, str | None], list[HandedAccount]] = defaultdict(list)
+        # One notice per owner, by their email: grouped by email and Slack id, an owner
+        # whose accounts carried different Slack ids got two notices of one key, and the
+        # second was dropped as a duplicate after its accounts were claimed (found in
+        # review). Their Slack id: the first of their accounts that has one.
+        by_owner: dict[str, list[HandedAccount]] = defaultdict(list)
+        slack_of: dict[str, str | None] = {}
         for row in moved:
-            by_owner[(row.owner_email, row.owner_slack_id)].append(
+            if not slack_of.get(row.owner_email):
+                slack_of[row.owner_email] = row.owner_slack_id
+            by_owner[row.owner_email].append(
                 HandedAccount(
                     account_id=row.account_id,
                     account_name=row.name,
-                    previous_owner=row.told,
+                    previous_owner=row.told or None,
                     **standing.get(row.account_id, {}),
                 )
             )
         queued = 0
-        for (email, slack_id), handed in by_owner.items():
+        for email, handed in by_owner.items():
+            slack_id = slack_of[email]
             handed.sort(key=_worst_first)
             note = HandoverNote(
                 owner_email=email, accounts=handed[:HANDOVER_LISTED], total=len(handed)
@@ -80,24 +88,25 @@ class Handovers:
         return queued
 
     async def _claim_moved(self, conn: AsyncConnection, now: datetime) -> list[Any]:
-        """The accounts whose owner changed since their last handover, claimed; the ones
-        never seen are recorded as told, quietly."""
+        """The accounts whose owner changed since their last handover, claimed (those
+        given to someone; one left without an owner is only recorded so); the ones never
+        seen are recorded as told, quietly. No owner is kept as "": an account without
+        one that a lead then gives to a CSM is a handover (it had been taken as first
+        seen then, found in review)."""
         told = owner_notices.c.owner_email
+        owner = func.coalesce(accounts.c.owner_email, literal(""))
         rows = (
             await conn.execute(
                 select(
                     accounts.c.account_id,
                     accounts.c.name,
-                    accounts.c.owner_email,
+                    owner.label("owner_email"),
                     accounts.c.owner_slack_id,
                     told.label("told"),
                     owner_notices.c.account_id.label("known"),
                 )
                 .outerjoin(owner_notices, owner_notices.c.account_id == accounts.c.account_id)
-                .where(
-                    accounts.c.owner_email.is_not(None),
-                    told.is_distinct_from(accounts.c.owner_email),
-                )
+                .where(told.is_distinct_from(owner))
             )
         ).all()
         if first_seen := [row for row in rows if row.known is None]:
@@ -115,7 +124,7 @@ class Handovers:
                 .where(owner_notices.c.account_id == row.account_id, told == row.told)
                 .values(owner_email=row.owner_email, told_at=now)
             )
-            if done.rowcount:
+            if done.rowcount and row.owner_email:
                 claimed.append(row)
         return claimed
 

@@ -18,9 +18,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from shared.auth import ApiKey, KeyStore, Scope
+from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
 from shared.openapi import BASIC, BEARER
-from shared.web import ClientError, presented_key, require_scope
+from shared.web import DATABASE_RETRY_AFTER_S, ClientError, presented_key, require_scope
 
 # The Segment calls' short paths, as analytics-next posts them, by call type.
 SHORT_PATHS = {"track": "t", "identify": "i", "group": "g", "page": "p", "screen": "s"}
@@ -48,7 +48,11 @@ async def header_key(
     one (a browser sends its write key in the body: ``key_of``)."""
     if presented_key(request) is None:
         return None
-    return await _header_check(request, None, None)
+    try:
+        return await _header_check(request, None, None)
+    except (ClientError, KeysUnavailable) as exc:
+        # Refused here, before the route: readable too (found in review).
+        raise _readable_refusal(exc) from exc
 
 
 SegmentKey = Annotated[ApiKey | None, Depends(header_key)]
@@ -84,11 +88,24 @@ async def readable(answer: Awaitable[JSONResponse]) -> JSONResponse:
     """``answer``, or its refusal, readable by a page of any origin."""
     try:
         response = await answer
-    except ClientError as exc:
-        exc.headers = {**(exc.headers or {}), **READABLE}
-        raise
+    except (ClientError, KeysUnavailable) as exc:
+        raise _readable_refusal(exc) from exc
     response.headers.update(READABLE)
     return response
+
+
+def _readable_refusal(exc: ClientError | KeysUnavailable) -> ClientError:
+    """``exc`` as the answer it gets (``shared.web``'s handlers), readable by any origin."""
+    if isinstance(exc, KeysUnavailable):
+        exc = ClientError(
+            503,
+            "unavailable",
+            "The key cannot be checked now ({reason}): nothing was done; retry later.",
+            values={"reason": str(exc)},
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+    exc.headers = {**(exc.headers or {}), **READABLE}
+    return exc
 
 
 async def preflight() -> Response:

@@ -136,7 +136,12 @@ def _digest(record: bytes, by_ids: bool) -> str:
         except orjson.JSONDecodeError:
             event = None
         if isinstance(event, dict) and isinstance(event.get("event_id"), str):
-            key = orjson.dumps([event.get("account_id"), event["event_id"]])
+            # An id is its kind's (``state.dedup_id``): an NPS export numbered like the
+            # usage export imported before was refused as its copy (found in review).
+            # Usage keeps the bare id, as its files were kept before.
+            kind = event.get("kind", "usage")
+            ids = [event.get("account_id"), event["event_id"]]
+            key = orjson.dumps(ids if kind == "usage" else [*ids, kind])
             return hashlib.sha256(b"id:" + key).hexdigest()[:16]
     return hashlib.sha256(record).hexdigest()[:16]
 

@@ -1842,3 +1842,24 @@ async def test_a_later_import_closes_an_alert_an_earlier_one_opened_that_ended(
     assert {a.alert_id for a in silent} <= ended, second.alerts
     # Only those: a past episode the alerts service never held is not sent to it.
     assert ended <= {a.alert_id for a in first.alerts if a.status == "firing"}
+
+
+async def test_an_nps_export_numbered_like_the_usage_export_is_no_copy_of_it(
+    db: tuple[AsyncEngine, ProcessorFor], tmp_path: Path
+) -> None:
+    """Ids are their kind's, streamed: an NPS export whose first records share account
+    and id with a usage export imported before was refused as its copy (found in review)."""
+    _, processor = db
+
+    def line(kind: str, i: int) -> bytes:
+        fields = {"event": "login"} if kind == "usage" else {"score": 9}
+        return orjson.dumps(
+            {"kind": kind, "event_id": str(1000 + i), "account_id": "acme", "user_id": "u",
+             "occurred_at": f"2026-11-{1 + i % 20:02d}T10:00:00+00:00", **fields}
+        )  # fmt: skip
+
+    usage, nps = tmp_path / "usage.ndjson", tmp_path / "nps.ndjson"
+    usage.write_bytes(b"\n".join(line("usage", i) for i in range(20)) + b"\n")
+    nps.write_bytes(b"\n".join(line("nps", i) for i in range(20)) + b"\n")
+    assert (await import_files([usage], processor, sweep=False)).imported == 20
+    assert (await import_files([nps], processor, sweep=False)).imported == 20

@@ -245,6 +245,10 @@ async def test_segments_browser_sdk_calls_as_it_sends_them(api: Api) -> None:
         call = {**track, "messageId": "t3", "writeKey": key}
         r = await api.client.post("/v1/track", content=orjson.dumps(call), headers=plain)
         assert r.status_code == status and r.headers["access-control-allow-origin"] == "*"
+    # Refused before the route (the header's key) is readable too (found in review).
+    for header, status in (({"Authorization": "Bearer hwk_nope"}, 401), (api.auth("crm"), 403)):
+        r = await api.client.post("/v1/t", content=orjson.dumps(track), headers={**plain, **header})
+        assert r.status_code == status and r.headers["access-control-allow-origin"] == "*"
     ask = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
     for path in ("/v1/track", "/v1/t", "/v1/batch", "/v1/b"):
         r = await api.client.options(path, headers=ask)
