@@ -182,7 +182,12 @@ def dedup_id(event: Event) -> str:
     helpdesk, the CRM and the survey tool each number their events, often from 1: a
     ticket, a touchpoint and an NPS answer sharing a usage event's id "1001" were dropped
     after a 202 (found from outside). Usage keeps the bare id, as stored before."""
-    return event.event_id if event.kind == "usage" else f"{event.kind}\x1f{event.event_id}"
+    return dedup_key(event.kind, event.event_id)
+
+
+def dedup_key(kind: str, event_id: str) -> str:
+    """``dedup_id`` of an event of ``kind`` and ``event_id``."""
+    return event_id if kind == "usage" else f"{kind}\x1f{event_id}"
 
 
 def _apply_relationship(h: dict[str, Any], e: Event) -> None:

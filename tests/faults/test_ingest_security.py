@@ -159,7 +159,7 @@ async def test_ticket_webhook_takes_fresh_ticket_deliveries_once(kafka_settings:
             assert (await ingest.post("/v1/events", json={"events": [marker]})).status_code == 202
 
         async def applied() -> bool:
-            return bool(await seen_ids(hw.rt.engine, ["T-10-open"]))
+            return bool(await seen_ids(hw.rt.engine, ["T-10-open"], kind="ticket"))
 
         await wait_for(applied, timeout=60, what="the later ticket to be scored")
         async with hw.rt.engine.connect() as conn:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import usage_store
+from services.scoring.state import dedup_key
 from services.scoring.usage import AccountUsage, id_hash, name_key
 from shared.storage.tables import account_usage
 
@@ -25,15 +26,16 @@ async def count_processed(engine: AsyncEngine) -> int:
     return sum(state.events_seen for state in (await usage_states(engine)).values())
 
 
-async def seen_ids(engine: AsyncEngine, ids: Iterable[str]) -> set[str]:
-    """Those of ``ids`` scoring has seen within the dedup window (any account)."""
+async def seen_ids(engine: AsyncEngine, ids: Iterable[str], kind: str = "usage") -> set[str]:
+    """Those of ``ids`` (events of ``kind``) scoring has seen within the dedup window
+    (any account)."""
     hashes = {
         digest
         for state in (await usage_states(engine)).values()
         for received in state.seen.by_hour().values()
         for digest in received
     }
-    return {event_id for event_id in ids if id_hash(event_id) in hashes}
+    return {event_id for event_id in ids if id_hash(dedup_key(kind, event_id)) in hashes}
 
 
 def comparable(account_id: str, state: AccountUsage) -> dict[str, Any]:
