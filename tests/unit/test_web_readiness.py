@@ -285,6 +285,27 @@ async def _moved_at_zero(settings: Settings) -> AsyncIterator[tuple[runtime.Runt
         yield rt, now
 
 
+class _Reading:
+    """A consumer for the consume loop whose reads a test writes (``getmany``)."""
+
+    generation = 0
+    handling = asyncio.Lock()
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def getmany(self, timeout_s: float, max_records: int) -> list[Any]:
+        return []
+
+    async def rewind(self) -> None: ...
+
+    async def lag(self) -> dict[Any, int]:
+        return {}
+
+    async def committed(self, offsets: Any) -> None: ...
+
+
 async def test_a_loop_retrying_through_an_outage_is_trying_not_stuck(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -298,27 +319,13 @@ async def test_a_loop_retrying_through_an_outage_is_trying_not_stuck(
     stop = asyncio.Event()
     reads = [0]
 
-    class Failing:
-        generation = 0
-        handling = asyncio.Lock()
-
-        async def start(self) -> None: ...
-
-        async def stop(self) -> None: ...
-
+    class Failing(_Reading):
         async def getmany(self, timeout_s: float, max_records: int) -> list[Any]:
             reads[0] += 1
             clock[0] += 100.0  # each retry a while after the one before
             if reads[0] >= 5:
                 stop.set()
             raise ConnectionResetError("reset by peer")
-
-        async def rewind(self) -> None: ...
-
-        async def lag(self) -> dict[Any, int]:
-            return {}
-
-        async def committed(self, offsets: Any) -> None: ...
 
     async def handle(records: Any) -> int:
         return 0
@@ -347,14 +354,7 @@ async def test_a_loop_says_when_an_outage_it_retried_through_ended(
     stop = asyncio.Event()
     reads = [0]
 
-    class Flaky:
-        generation = 0
-        handling = asyncio.Lock()
-
-        async def start(self) -> None: ...
-
-        async def stop(self) -> None: ...
-
+    class Flaky(_Reading):
         async def getmany(self, timeout_s: float, max_records: int) -> list[Any]:
             reads[0] += 1
             if reads[0] <= 3:
@@ -362,13 +362,6 @@ async def test_a_loop_says_when_an_outage_it_retried_through_ended(
             if reads[0] >= 5:
                 stop.set()
             return []
-
-        async def rewind(self) -> None: ...
-
-        async def lag(self) -> dict[Any, int]:
-            return {}
-
-        async def committed(self, offsets: Any) -> None: ...
 
     async def handle(records: Any) -> int:
         return 0
