@@ -211,19 +211,21 @@ def require_scope(scope: Scope, *alternatives: Scope) -> Callable[..., Awaitable
 DATABASE_RETRY_AFTER_S = 5
 
 
+def keys_unavailable(exc: Exception) -> ClientError:
+    """The answer to a key that cannot be checked now: 503 and retry, never a 500."""
+    return ClientError(
+        503,
+        "unavailable",
+        "The key cannot be checked now ({reason}): nothing was done; retry later.",
+        values={"reason": str(exc)},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def keys_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
     """The key store is down and the key was not verified recently (an API call or a
-    dashboard session): 503 and retry, never a 500."""
-    return await client_error_handler(
-        _request,
-        ClientError(
-            503,
-            "unavailable",
-            "The key cannot be checked now ({reason}): nothing was done; retry later.",
-            values={"reason": str(exc)},
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        ),
-    )
+    dashboard session)."""
+    return await client_error_handler(_request, keys_unavailable(exc))
 
 
 # The key of a route, declared once for every service (the role table is shared.auth's).

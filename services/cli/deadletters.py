@@ -112,7 +112,8 @@ def _letter(partition: int, record: Any) -> Letter:
         datetime.fromtimestamp(record.timestamp / 1000, UTC),
         record.key,
         record.value or b"",
-        {k: v.decode(errors="replace") for k, v in record.headers},
+        # Another producer's record on the topic may carry no value for a header.
+        {k: (v or b"").decode(errors="replace") for k, v in record.headers},
     )
 
 
@@ -164,6 +165,14 @@ async def send_back(settings: Settings, engine: AsyncEngine, refs: list[str]) ->
     """Publish the dead letters ``refs`` (``partition:offset``) to their source topics;
     how many. Refused (BadParameter) for one not there, or one cut short."""
     letters = {x.ref: x for x in await read_letters(settings, engine)}
+    if nameless := [r for r in refs if r in letters and not letters[r].headers.get("source_topic")]:
+        # A record another producer put on the topic names no source: nowhere to send it.
+        raise typer.BadParameter(
+            t(
+                "{refs} names no topic it came from: it cannot be sent back",
+                refs=", ".join(nameless),
+            )
+        )
     if missing := [ref for ref in refs if ref not in letters]:
         raise typer.BadParameter(
             t(

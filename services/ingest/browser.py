@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from shared.auth import ApiKey, KeyStore, KeysUnavailable, Scope
 from shared.openapi import BASIC, BEARER
-from shared.web import DATABASE_RETRY_AFTER_S, ClientError, presented_key, require_scope
+from shared.web import ClientError, keys_unavailable, presented_key, require_scope
 
 # The Segment calls' short paths, as analytics-next posts them, by call type.
 SHORT_PATHS = {"track": "t", "identify": "i", "group": "g", "page": "p", "screen": "s"}
@@ -97,13 +97,7 @@ async def readable(answer: Awaitable[JSONResponse]) -> JSONResponse:
 def _readable_refusal(exc: ClientError | KeysUnavailable) -> ClientError:
     """``exc`` as the answer it gets (``shared.web``'s handlers), readable by any origin."""
     if isinstance(exc, KeysUnavailable):
-        exc = ClientError(
-            503,
-            "unavailable",
-            "The key cannot be checked now ({reason}): nothing was done; retry later.",
-            values={"reason": str(exc)},
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        )
+        exc = keys_unavailable(exc)
     exc.headers = {**(exc.headers or {}), **READABLE}
     return exc
 

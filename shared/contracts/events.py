@@ -11,7 +11,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import available_timezones
 
 import orjson
@@ -394,16 +394,12 @@ class UsageQuota(Model):
 
 # The facts a null clears: every one but the lists, which are replaced whole (an empty
 # list clears them).
-CLEARABLE_FACTS = (
-    "name", "seats_purchased", "plan", "mrr", "arr", "tier", "industry", "region", "owner",
-    "sales_owner", "contract_start", "contract_end", "go_live", "lifecycle_stage", "icp_fit",
-    "timezone", "currency",
-)  # fmt: skip
 ClearableFact = Literal[
     "name", "seats_purchased", "plan", "mrr", "arr", "tier", "industry", "region", "owner",
     "sales_owner", "contract_start", "contract_end", "go_live", "lifecycle_stage", "icp_fit",
     "timezone", "currency",
 ]  # fmt: skip
+CLEARABLE_FACTS: tuple[str, ...] = get_args(ClearableFact)
 
 
 class AccountFacts(EventBase):

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from services.cli import app
-from shared.bus.base import Record
+from shared.bus.base import OutMessage, Record
 from shared.bus.deadletter import MAX_COPY_BYTES, dead_letter_message
 from shared.bus.embedded import EmbeddedBus
 from shared.storage.db import create_engine, migrate
@@ -28,7 +28,9 @@ async def _set_aside(url: str) -> None:
     poison = Record("hw.usage", 0, 41, b"acme", b'{"kind": "usage", "event_id": "e1"}')
     huge = Record("hw.usage", 0, 42, b"acme", b"x" * (MAX_COPY_BYTES + 1))
     letters = [dead_letter_message(r, "OverflowError: no", "hw.deadletter") for r in (poison, huge)]
-    await bus.send_many(letters)
+    # Another producer's record on the topic: no headers, a value of control characters.
+    stranger = OutMessage("hw.deadletter", None, b"\x00\x1b[2J" * 10, {})
+    await bus.send_many([*letters, stranger])
     await engine.dispose()
 
 
@@ -53,9 +55,10 @@ def test_dead_letters_are_listed_and_sent_back(
     listed = runner.invoke(app, ["dead-letters", "list", "--json"])
     assert listed.exit_code == 0, listed.output
     lines = [orjson.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
-    assert [(x["source_offset"], x["reason"]) for x in lines] == [
+    assert [(x.get("source_offset"), x.get("reason")) for x in lines] == [
         ("41", "OverflowError: no"),
         ("42", "OverflowError: no"),
+        (None, None),
     ]
     first, cut = lines[0]["ref"], lines[1]["ref"]
     table = runner.invoke(app, ["dead-letters", "list"])
@@ -64,6 +67,8 @@ def test_dead_letters_are_listed_and_sent_back(
     assert refused.exit_code == 2 and "first 64 KiB" in refused.output
     unknown = runner.invoke(app, ["dead-letters", "replay", "0:999999"])
     assert unknown.exit_code == 2 and "no dead letter 0:999999" in unknown.output
+    nameless = runner.invoke(app, ["dead-letters", "replay", lines[2]["ref"]])
+    assert nameless.exit_code == 2 and "names no topic" in nameless.output
     sent = runner.invoke(app, ["dead-letters", "replay", first])
     assert sent.exit_code == 0, sent.output
     assert asyncio.run(_sent_to(url, "hw.usage")) == [b'{"kind": "usage", "event_id": "e1"}']
